@@ -1,0 +1,40 @@
+using Microsoft.Extensions.Logging;
+
+namespace JobLog.Internal;
+
+/// <summary>JobLog's log messages (event ids 1000–1999 for Core).</summary>
+internal static partial class Log
+{
+    [LoggerMessage(1001, LogLevel.Warning, "JobLog could not write {Count} records to the ledger (attempt {Attempt}); retrying in {Delay}. The business path goes on.")]
+    public static partial void WriteFailed(ILogger logger, Exception exception, int count, int attempt, TimeSpan delay);
+
+    [LoggerMessage(1002, LogLevel.Information, "JobLog's ledger is reachable again; {Count} records written.")]
+    public static partial void WriteRecovered(ILogger logger, int count);
+
+    [LoggerMessage(1003, LogLevel.Error, "JobLog dropped a record it could not store: {Record}.")]
+    public static partial void RecordRejected(ILogger logger, Exception exception, string record);
+
+    [LoggerMessage(1004, LogLevel.Warning, "JobLog's queue is full ({Capacity} records): a {Record} record was dropped. {Dropped} dropped so far.")]
+    public static partial void QueueFull(ILogger logger, int capacity, string record, long dropped);
+
+    [LoggerMessage(1005, LogLevel.Error, "JobLog stopped with {Count} records it could not write.")]
+    public static partial void LostOnShutdown(ILogger logger, int count);
+
+    [LoggerMessage(1010, LogLevel.Warning, "Task {TaskName} ({TaskId}) went stale without finishing and was set to EXPIRED.")]
+    public static partial void TaskExpired(ILogger logger, string taskName, Guid taskId);
+
+    [LoggerMessage(1011, LogLevel.Information, "JobLog sweep: {Expired} tasks expired, {Healed} healed from their last run.")]
+    public static partial void SweepDone(ILogger logger, int expired, int healed);
+
+    [LoggerMessage(1012, LogLevel.Warning, "JobLog sweep failed; it runs again in {Interval}.")]
+    public static partial void SweepFailed(ILogger logger, Exception exception, TimeSpan interval);
+
+    [LoggerMessage(1020, LogLevel.Information, "JobLog migrated the {Provider} ledger schema.")]
+    public static partial void Migrated(ILogger logger, LedgerProvider provider);
+
+    [LoggerMessage(1030, LogLevel.Information, "JobLog replayed {Count} spooled records from {Path}.")]
+    public static partial void SpoolReplayed(ILogger logger, int count, string path);
+
+    [LoggerMessage(1031, LogLevel.Warning, "JobLog spooled {Count} records to {Path} while the ledger is unreachable.")]
+    public static partial void Spooled(ILogger logger, int count, string path);
+}

@@ -1,0 +1,223 @@
+namespace JobLog;
+
+/// <summary>How long the business path waits for the ledger.</summary>
+public enum LedgerDurability
+{
+    /// <summary>
+    /// Default. A consumed message is acknowledged, and <c>Publish</c> returns, only after its record is committed
+    /// (many in-flight messages share one commit), up to <see cref="JobLogOptions.AcknowledgeTimeout"/>.
+    /// </summary>
+    Acknowledged = 0,
+
+    /// <summary>Enqueue and return; flushed every <see cref="JobLogOptions.FlushInterval"/> and on shutdown. A crash can lose the last buffer.</summary>
+    Buffered = 1,
+}
+
+/// <summary>Which database holds the ledger.</summary>
+public enum LedgerProvider
+{
+    /// <summary>Not configured: <c>AddJobLog</c> fails at start-up.</summary>
+    None = 0,
+
+    /// <summary>SQLite (one machine).</summary>
+    Sqlite = 1,
+
+    /// <summary>PostgreSQL (several machines).</summary>
+    PostgreSql = 2,
+}
+
+/// <summary>Options of <c>services.AddJobLog(...)</c>.</summary>
+public sealed class JobLogOptions
+{
+    private readonly Dictionary<Type, TaskTypeOptions> _taskTypes = [];
+
+    /// <summary>The ledger's database. Set with <see cref="UseSqlite"/> or <see cref="UseNpgsql"/>.</summary>
+    public LedgerProvider Provider { get; private set; }
+
+    /// <summary>The ledger's connection string.</summary>
+    public string? ConnectionString { get; private set; }
+
+    /// <summary>Create or migrate the schema at start-up. Default <c>true</c>; turn off when you migrate yourself.</summary>
+    public bool MigrateOnStartup { get; set; } = true;
+
+    /// <summary>Default <see cref="LedgerDurability.Acknowledged"/>.</summary>
+    public LedgerDurability Durability { get; set; } = LedgerDurability.Acknowledged;
+
+    /// <summary>How long the business path waits for a commit in <see cref="LedgerDurability.Acknowledged"/> mode. Default 5 s.</summary>
+    public TimeSpan AcknowledgeTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Records held in memory while the database is slow or down. Default 200,000; further records go to the spool file.</summary>
+    public int QueueCapacity { get; set; } = 200_000;
+
+    /// <summary>Records per transaction. Default 2,000.</summary>
+    public int MaxBatchSize { get; set; } = 2000;
+
+    /// <summary>How long the writer waits to fill a batch in <see cref="LedgerDurability.Buffered"/> mode. Default 100 ms.</summary>
+    public TimeSpan FlushInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Longest wait between two attempts to reach a failing database. Default 10 s.</summary>
+    public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// File where records that do not fit in <see cref="QueueCapacity"/> are appended while the database is down,
+    /// replayed when it returns. Default <c>joblog.spool</c> in the current directory; null disables the spool
+    /// (records past the capacity are then dropped and counted).
+    /// </summary>
+    public string? SpoolPath { get; set; } = "joblog.spool";
+
+    /// <summary>Command timeout of the writer's statements. Default 30 s.</summary>
+    public TimeSpan CommandTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The machine name stored with every record. Default <see cref="Environment.MachineName"/>.</summary>
+    public string Host { get; set; } = Environment.MachineName;
+
+    /// <summary>Application release stored with every task. Default null.</summary>
+    public string? Release { get; set; }
+
+    /// <summary>Stale time limit for every task type without its own. Default null (tasks never go stale).</summary>
+    public TimeSpan? DefaultStaleTimeLimit { get; set; }
+
+    /// <summary>Time limit for every task type without its own. Default null.</summary>
+    public TimeSpan? DefaultTimeLimit { get; set; }
+
+    /// <summary>How long a message may wait in its queue; with a time limit it derives the stale limit. Default null.</summary>
+    public TimeSpan? MaxQueueWaitingTime { get; set; }
+
+    /// <summary>Least level of the consumer's log lines captured as a run's output. Default Information.</summary>
+    public Microsoft.Extensions.Logging.LogLevel OutputCaptureLevel { get; set; } = Microsoft.Extensions.Logging.LogLevel.Information;
+
+    /// <summary>Redaction and truncation for every log kind.</summary>
+    public RedactionOptions Redaction { get; } = new();
+
+    /// <summary>The stale-task sweeper.</summary>
+    public SweeperOptions Sweeper { get; } = new();
+
+    /// <summary>Stores the ledger in SQLite (WAL mode).</summary>
+    /// <param name="connectionString">For example <c>Data Source=joblog.db</c>.</param>
+    public JobLogOptions UseSqlite(string connectionString)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+        Provider = LedgerProvider.Sqlite;
+        ConnectionString = connectionString;
+        return this;
+    }
+
+    /// <summary>Stores the ledger in PostgreSQL.</summary>
+    /// <param name="connectionString">An Npgsql connection string.</param>
+    public JobLogOptions UseNpgsql(string connectionString)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(connectionString);
+        Provider = LedgerProvider.PostgreSql;
+        ConnectionString = connectionString;
+        return this;
+    }
+
+    /// <summary>Per message type defaults: name, stale and time limits, expiry.</summary>
+    public JobLogOptions Task<TMessage>(Action<TaskTypeOptions> configure)
+        where TMessage : class
+    {
+        ArgumentNullException.ThrowIfNull(configure);
+        if (!_taskTypes.TryGetValue(typeof(TMessage), out var options))
+        {
+            options = new TaskTypeOptions();
+            _taskTypes[typeof(TMessage)] = options;
+        }
+
+        configure(options);
+        return this;
+    }
+
+    internal TaskTypeOptions? GetTaskType(Type messageType) =>
+        _taskTypes.Count == 0 ? null : _taskTypes.GetValueOrDefault(messageType);
+}
+
+/// <summary>Per message type task defaults (<c>AddJobLog(o => o.Task&lt;T&gt;(t => ...))</c>).</summary>
+public sealed class TaskTypeOptions
+{
+    /// <summary>Task name. Default: <c>[TaskName]</c> or the type's short name.</summary>
+    public string? Name { get; set; }
+
+    /// <summary>Past dispatch + this, an unfinished task is expired by the sweeper.</summary>
+    public TimeSpan? StaleTimeLimit { get; set; }
+
+    /// <summary>How long one run may take; with the stale limit it derives <c>Expires</c>.</summary>
+    public TimeSpan? TimeLimit { get; set; }
+
+    /// <summary>Message TimeToLive (becomes <c>Expires</c>).</summary>
+    public TimeSpan? Expires { get; set; }
+
+    /// <summary>How long a message may wait in its queue; with a time limit it derives the stale limit.</summary>
+    public TimeSpan? MaxQueueWaitingTime { get; set; }
+
+    /// <summary>The retry delays the consumer uses; they lengthen the derived stale limit.</summary>
+    public IReadOnlyList<TimeSpan>? RetryDelays { get; set; }
+}
+
+/// <summary>Per call task options (<c>x.SetTaskOptions(t => ...)</c>).</summary>
+public sealed class TaskDispatchOptions
+{
+    /// <summary>Deliver at this time (requires a scheduler on RabbitMQ).</summary>
+    public DateTimeOffset? Eta { get; set; }
+
+    /// <summary>Deliver after this delay.</summary>
+    public TimeSpan? Countdown { get; set; }
+
+    /// <summary>Message TimeToLive: not consumed after dispatch + this.</summary>
+    public TimeSpan? Expires { get; set; }
+
+    /// <summary>Stale time limit of this dispatch.</summary>
+    public TimeSpan? StaleTimeLimit { get; set; }
+
+    /// <summary>Time limit of this dispatch.</summary>
+    public TimeSpan? TimeLimit { get; set; }
+
+    /// <summary>Task name of this dispatch.</summary>
+    public string? Name { get; set; }
+}
+
+/// <summary>Marks a message type with its task name.</summary>
+[AttributeUsage(AttributeTargets.Class | AttributeTargets.Interface | AttributeTargets.Struct, Inherited = false)]
+public sealed class TaskNameAttribute(string name) : Attribute
+{
+    /// <summary>The task name.</summary>
+    public string Name { get; } = name;
+}
+
+/// <summary>The stale-task sweeper (<c>TaskLogSweeper</c>).</summary>
+public sealed class SweeperOptions
+{
+    /// <summary>Run the hosted sweeper. Default true.</summary>
+    public bool Enabled { get; set; } = true;
+
+    /// <summary>Time between sweeps. Default 30 s.</summary>
+    public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Tasks per statement. Default 1,000.</summary>
+    public int BatchSize { get; set; } = 1000;
+}
+
+/// <summary>Redaction and truncation (one policy for every log kind).</summary>
+public sealed class RedactionOptions
+{
+    /// <summary>
+    /// Names of headers, query parameters and JSON properties whose values are hidden. Compared ignoring case and the
+    /// separators <c>-</c>, <c>_</c>, <c>.</c>; <c>*</c> matches any run of characters.
+    /// </summary>
+    public IList<string> SensitiveNames { get; } =
+    [
+        "Authorization", "X-Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
+        "*token*", "*secret*", "*password*", "*passwd*", "*apikey*", "*accesskey*", "*privatekey*", "*credential*",
+    ];
+
+    /// <summary>Extra regular expressions over text bodies (form, XML); each group's text, or the whole match, is replaced.</summary>
+    public IList<string> BodyPatterns { get; } = [];
+
+    /// <summary>Replacement text. Default <c>[Filtered]</c>.</summary>
+    public string Replacement { get; set; } = "[Filtered]";
+
+    /// <summary>Longest stored body, input, output or error. Default 10,000 characters.</summary>
+    public int MaxBodyLength { get; set; } = 10_000;
+
+    /// <summary>Longest JSON string value kept when a JSON body is too long. Default 250.</summary>
+    public int MaxJsonStringLength { get; set; } = 250;
+}

@@ -1,0 +1,109 @@
+using JobLog;
+using JobLog.Context;
+using JobLog.Internal;
+using JobLog.Recording;
+using JobLog.Redaction;
+using JobLog.Storage;
+using JobLog.Sweeping;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registers JobLog's ledger.</summary>
+public static class JobLogServiceCollectionExtensions
+{
+    /// <summary>
+    /// Adds the ledger: the <see cref="JobLogDbContext"/>, the recorder and its writer, schema migration at start-up,
+    /// the stale-task sweeper, and the ILogger capture of run output. Idempotent: a second call only applies
+    /// <paramref name="configure"/>.
+    /// </summary>
+    /// <param name="services">The services.</param>
+    /// <param name="configure">Configures the options; it must choose a database (<c>o.UseSqlite(...)</c> or <c>o.UseNpgsql(...)</c>).</param>
+    /// <exception cref="OptionsValidationException">At start-up, when no database is chosen or an option is out of range.</exception>
+    public static IServiceCollection AddJobLog(this IServiceCollection services, Action<JobLogOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        ArgumentNullException.ThrowIfNull(configure);
+
+        services.AddOptions<JobLogOptions>().Configure(configure).ValidateOnStart();
+        if (services.Any(d => d.ServiceType == typeof(LedgerRecorder)))
+        {
+            return services;
+        }
+
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<JobLogOptions>, JobLogOptionsValidator>());
+        services.TryAddSingleton(TimeProvider.System);
+        services.AddMetrics();
+        services.AddLogging();
+        services.TryAddSingleton<JobLogMetrics>();
+        services.TryAddSingleton<Redactor>();
+        services.TryAddSingleton<MessageRenderer>();
+        services.TryAddSingleton<JobLogContextFactory>();
+        services.TryAddSingleton(sp => new LedgerStore(SqlDialect.For(sp.GetRequiredService<JobLogContextFactory>().Provider)));
+        services.TryAddSingleton<LedgerSchema>();
+        services.TryAddSingleton<LedgerRecorder>();
+        services.TryAddSingleton<LedgerWriter>();
+        services.TryAddSingleton<TaskLogSweeper>();
+        services.TryAddScoped(sp => sp.GetRequiredService<JobLogContextFactory>().Create());
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<ILoggerProvider, OutputCaptureLoggerProvider>());
+
+        // Order matters: the schema first, then the writer; hosted services stop in reverse, so the writer drains last.
+        services.AddHostedService<LedgerStartupService>();
+        services.AddHostedService(sp => sp.GetRequiredService<LedgerWriter>());
+        services.AddHostedService(sp => new SweeperHost(sp.GetRequiredService<TaskLogSweeper>(), sp.GetRequiredService<IOptions<JobLogOptions>>()));
+        return services;
+    }
+
+    /// <summary>Runs the sweeper only when enabled.</summary>
+    private sealed class SweeperHost(TaskLogSweeper sweeper, IOptions<JobLogOptions> options) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) =>
+            options.Value.Sweeper.Enabled ? sweeper.StartAsync(cancellationToken) : Task.CompletedTask;
+
+        public Task StopAsync(CancellationToken cancellationToken) =>
+            options.Value.Sweeper.Enabled ? sweeper.StopAsync(cancellationToken) : Task.CompletedTask;
+    }
+}
+
+/// <summary>Fails start-up on options that cannot work.</summary>
+internal sealed class JobLogOptionsValidator : IValidateOptions<JobLogOptions>
+{
+    public ValidateOptionsResult Validate(string? name, JobLogOptions options)
+    {
+        var failures = new List<string>();
+        if (options.Provider == LedgerProvider.None || string.IsNullOrWhiteSpace(options.ConnectionString))
+        {
+            failures.Add("JobLog needs a database: AddJobLog(o => o.UseSqlite(\"Data Source=joblog.db\")) or o.UseNpgsql(connectionString).");
+        }
+
+        if (options.QueueCapacity < 1000 || options.MaxBatchSize < 1 || options.Sweeper.BatchSize < 1)
+        {
+            failures.Add("JobLogOptions.QueueCapacity must be at least 1,000; MaxBatchSize and Sweeper.BatchSize at least 1.");
+        }
+
+        if (options.Redaction.MaxBodyLength < 100 || options.Redaction.MaxJsonStringLength < 10)
+        {
+            failures.Add("JobLogOptions.Redaction.MaxBodyLength must be at least 100 and MaxJsonStringLength at least 10.");
+        }
+
+        if (options.AcknowledgeTimeout < TimeSpan.Zero)
+        {
+            failures.Add("JobLogOptions.AcknowledgeTimeout must not be negative.");
+        }
+
+        if (options.Sweeper.Interval <= TimeSpan.Zero)
+        {
+            failures.Add("JobLogOptions.Sweeper.Interval must be positive.");
+        }
+
+        if (options.FlushInterval < TimeSpan.Zero || options.MaxRetryDelay <= TimeSpan.Zero || options.CommandTimeout <= TimeSpan.Zero)
+        {
+            failures.Add("JobLogOptions.FlushInterval, MaxRetryDelay and CommandTimeout must be positive.");
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}

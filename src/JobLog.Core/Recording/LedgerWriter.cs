@@ -1,0 +1,203 @@
+using System.Diagnostics;
+using JobLog.Internal;
+using JobLog.Storage;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace JobLog.Recording;
+
+/// <summary>
+/// The single writer: drains the recorder's queue, commits batches, retries with backoff while the database is down
+/// (keeping the records), and drains what is left on shutdown.
+/// </summary>
+internal sealed class LedgerWriter(
+    LedgerRecorder recorder,
+    LedgerStore store,
+    LedgerSchema schema,
+    JobLogMetrics metrics,
+    TimeProvider time,
+    ILogger<LedgerWriter> logger) : BackgroundService
+{
+    private readonly List<LedgerRecord> _batch = [];
+    private readonly JobLogOptions _options = recorder.Options;
+    private SqlExecutor? _executor;
+    private int _attempt;
+
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+
+        // Flush on shutdown: what is queued is written unless the database is down past the host's shutdown timeout.
+        using var drain = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        drain.CancelAfter(TimeSpan.FromSeconds(30));
+        try
+        {
+            while (_batch.Count > 0 || recorder.Reader.TryPeek(out _))
+            {
+                await WriteNextBatchAsync(drain.Token).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+            Log.LostOnShutdown(logger, _batch.Count + recorder.Backlog);
+        }
+        finally
+        {
+            if (_executor is not null)
+            {
+                await _executor.DisposeAsync().ConfigureAwait(false);
+                _executor = null;
+            }
+        }
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        await schema.EnsureReadyAsync(stoppingToken).ConfigureAwait(false);
+        try
+        {
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                if (_batch.Count == 0 && !await recorder.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+                {
+                    return;
+                }
+
+                if (_options.Durability == LedgerDurability.Buffered && recorder.Backlog < _options.MaxBatchSize)
+                {
+                    await Task.Delay(_options.FlushInterval, time, stoppingToken).ConfigureAwait(false);
+                }
+
+                await WriteNextBatchAsync(stoppingToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // StopAsync drains the rest.
+        }
+    }
+
+    /// <summary>One iteration: takes up to a batch of records and commits them, retrying until the database accepts them.</summary>
+    /// <returns>The number of records committed.</returns>
+    internal async Task<int> WriteNextBatchAsync(CancellationToken cancellationToken)
+    {
+        while (_batch.Count < _options.MaxBatchSize && recorder.Reader.TryRead(out var record))
+        {
+            _batch.Add(record);
+        }
+
+        if (_batch.Count == 0)
+        {
+            return 0;
+        }
+
+        while (true)
+        {
+            try
+            {
+                var started = time.GetTimestamp();
+                await CommitAsync(_batch, cancellationToken).ConfigureAwait(false);
+                metrics.CommitDuration.Record(time.GetElapsedTime(started).TotalSeconds);
+                break;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+            {
+                await ResetExecutorAsync().ConfigureAwait(false);
+                if (await IsReachableAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    // The database is up, so the batch itself is bad: store record by record, drop what is rejected.
+                    await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false);
+                    break;
+                }
+
+                _attempt++;
+                recorder.SetFailing(true);
+                var delay = Backoff(_attempt);
+                Log.WriteFailed(logger, ex, _batch.Count + recorder.Backlog, _attempt, delay);
+                await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
+            }
+        }
+
+        var count = _batch.Count;
+        if (_attempt > 0)
+        {
+            Log.WriteRecovered(logger, count);
+            _attempt = 0;
+            recorder.SetFailing(false);
+        }
+
+        metrics.RecordsWritten.Add(count);
+        metrics.BatchSize.Record(count);
+        recorder.Committed(_batch);
+        _batch.Clear();
+        return count;
+    }
+
+    private async Task CommitAsync(IReadOnlyList<LedgerRecord> records, CancellationToken cancellationToken)
+    {
+        _executor ??= await SqlExecutor.OpenAsync(store.Dialect, schema.ConnectionString, cancellationToken).ConfigureAwait(false);
+        var batch = new SqlBatch(store.Dialect);
+        store.Plan(records, batch);
+        await store.CommitAsync(_executor, batch, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task CommitOneByOneAsync(CancellationToken cancellationToken)
+    {
+        foreach (var record in _batch)
+        {
+            try
+            {
+                await CommitAsync([record], cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                await ResetExecutorAsync().ConfigureAwait(false);
+                metrics.RecordsDropped.Add(1);
+                Log.RecordRejected(logger, ex, record.GetType().Name);
+            }
+        }
+    }
+
+    private async Task<bool> IsReachableAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var executor = await SqlExecutor.OpenAsync(store.Dialect, schema.ConnectionString, cancellationToken).ConfigureAwait(false);
+            await using var transaction = await executor.Connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = executor.Connection.CreateCommand();
+            command.Transaction = transaction;
+            // A write probe: a locked SQLite file or a read-only replica must count as unreachable.
+            command.CommandText = $"UPDATE \"{LedgerModel.Tasks}\" SET \"Name\" = \"Name\" WHERE 1 = 0";
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return false;
+        }
+    }
+
+    private async Task ResetExecutorAsync()
+    {
+        if (_executor is not null)
+        {
+            try
+            {
+                await _executor.DisposeAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Debug.WriteLine(ex);
+            }
+
+            _executor = null;
+        }
+    }
+
+    private TimeSpan Backoff(int attempt)
+    {
+        var ms = Math.Min(_options.MaxRetryDelay.TotalMilliseconds, 100 * Math.Pow(2, Math.Min(attempt - 1, 16)));
+        return TimeSpan.FromMilliseconds(ms);
+    }
+}

@@ -1,0 +1,97 @@
+namespace JobLog.Recording;
+
+/// <summary>One event handed by an integration to the recorder. Immutable once enqueued.</summary>
+internal abstract class LedgerRecord
+{
+    /// <summary>Position in the recorder's queue; set when enqueued.</summary>
+    public long Sequence { get; set; }
+}
+
+/// <summary>A message was dispatched: insert or complete the task row (producer fields win).</summary>
+internal sealed class TaskDispatched(TaskLog task) : LedgerRecord
+{
+    public TaskLog Task { get; } = task;
+}
+
+/// <summary>The broker rejected a dispatch.</summary>
+internal sealed class TaskDispatchFailed(Guid taskId, string error) : LedgerRecord
+{
+    public Guid TaskId { get; } = taskId;
+
+    public string Error { get; } = error;
+}
+
+/// <summary>
+/// A consume attempt started. Creates the task row if the producer's record has not arrived. When
+/// <see cref="ExpireOrphans"/> is set (broker redelivery), ACTIVE runs of the same task and consumer are closed as EXPIRED.
+/// The run may already carry its final state when the attempt ended before the record was enqueued.
+/// </summary>
+internal sealed class RunStarted(TaskRunLog run, TaskLog taskSeed, bool expireOrphans) : LedgerRecord
+{
+    public TaskRunLog Run { get; } = run;
+
+    public TaskLog TaskSeed { get; } = taskSeed;
+
+    public bool ExpireOrphans { get; } = expireOrphans;
+}
+
+/// <summary>A consume attempt ended.</summary>
+internal sealed class RunFinished(
+    Guid runId,
+    Guid taskId,
+    TaskRunState state,
+    DateTime stop,
+    string? errorMessage,
+    string? output,
+    DateTime? nextRetry) : LedgerRecord
+{
+    public Guid RunId { get; } = runId;
+
+    public Guid TaskId { get; } = taskId;
+
+    public TaskRunState State { get; } = state;
+
+    public DateTime Stop { get; } = stop;
+
+    public string? ErrorMessage { get; } = errorMessage;
+
+    public string? Output { get; } = output;
+
+    public DateTime? NextRetry { get; } = nextRetry;
+}
+
+/// <summary>
+/// A failed attempt first recorded as RETRIED turned out to be the last one (the delivery failed): RETRIED → FAILED.
+/// </summary>
+internal sealed class RunFailedForGood(Guid runId, Guid taskId) : LedgerRecord
+{
+    public Guid RunId { get; } = runId;
+
+    public Guid TaskId { get; } = taskId;
+}
+
+/// <summary>The time of a RETRIED run's next attempt became known (redelivery scheduled, or the next attempt began).</summary>
+internal sealed class RunNextRetryKnown(Guid runId, DateTime nextRetry) : LedgerRecord
+{
+    public Guid RunId { get; } = runId;
+
+    public DateTime NextRetry { get; } = nextRetry;
+}
+
+/// <summary>A command started or finished: upsert (a finished row is never overwritten by an unfinished one).</summary>
+internal sealed class CommandRecorded(CommandLog command) : LedgerRecord
+{
+    public CommandLog Command { get; } = command;
+}
+
+/// <summary>An inbound request started or finished.</summary>
+internal sealed class InputRequestRecorded(InputRequestLog request) : LedgerRecord
+{
+    public InputRequestLog Request { get; } = request;
+}
+
+/// <summary>An outbound request finished, with its related objects.</summary>
+internal sealed class OutputRequestRecorded(OutputRequestLog request) : LedgerRecord
+{
+    public OutputRequestLog Request { get; } = request;
+}

@@ -1,0 +1,64 @@
+using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage.ValueConversion;
+
+namespace JobLog;
+
+/// <summary>
+/// The ledger's EF Core context. Query it with LINQ; JobLog writes through its own recorder.
+/// Resolve it from DI after <c>AddJobLog</c>.
+/// </summary>
+public class JobLogDbContext : DbContext
+{
+    /// <summary>Name of JobLog's own migrations history table, kept apart from the application's.</summary>
+    public const string MigrationsHistoryTable = "__JobLogMigrationsHistory";
+
+    /// <summary>Creates the context.</summary>
+    public JobLogDbContext(DbContextOptions<JobLogDbContext> options)
+        : base(options)
+    {
+    }
+
+    /// <summary>For the provider-specific subclasses that carry the migrations.</summary>
+    protected JobLogDbContext(DbContextOptions options)
+        : base(options)
+    {
+    }
+
+    /// <summary>Dispatched messages.</summary>
+    public DbSet<TaskLog> TaskLogs => Set<TaskLog>();
+
+    /// <summary>Consume attempts.</summary>
+    public DbSet<TaskRunLog> TaskRunLogs => Set<TaskRunLog>();
+
+    /// <summary>Console commands.</summary>
+    public DbSet<CommandLog> CommandLogs => Set<CommandLog>();
+
+    /// <summary>Inbound HTTP requests.</summary>
+    public DbSet<InputRequestLog> InputRequestLogs => Set<InputRequestLog>();
+
+    /// <summary>Outbound HTTP requests.</summary>
+    public DbSet<OutputRequestLog> OutputRequestLogs => Set<OutputRequestLog>();
+
+    /// <summary>Objects related to outbound requests.</summary>
+    public DbSet<OutputRequestRelatedObject> OutputRequestRelatedObjects => Set<OutputRequestRelatedObject>();
+
+    /// <inheritdoc />
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(configurationBuilder);
+        // Every timestamp is UTC; SQLite forgets the kind, so restore it on read.
+        configurationBuilder.Properties<DateTime>().HaveConversion<UtcDateTimeConverter>();
+        configurationBuilder.Properties<DateTime?>().HaveConversion<UtcDateTimeConverter>();
+    }
+
+    /// <inheritdoc />
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        ArgumentNullException.ThrowIfNull(modelBuilder);
+        LedgerModel.Configure(modelBuilder);
+    }
+
+    private sealed class UtcDateTimeConverter() : ValueConverter<DateTime, DateTime>(
+        v => v.Kind == DateTimeKind.Utc ? v : v.ToUniversalTime(),
+        v => DateTime.SpecifyKind(v, DateTimeKind.Utc));
+}

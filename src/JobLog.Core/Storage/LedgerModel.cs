@@ -1,0 +1,112 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace JobLog;
+
+/// <summary>The table layout. Table and column names are also used by the raw SQL of the write path.</summary>
+internal static class LedgerModel
+{
+    internal const string Tasks = "JobLogTasks";
+    internal const string Runs = "JobLogTaskRuns";
+    internal const string Commands = "JobLogCommands";
+    internal const string InputRequests = "JobLogInputRequests";
+    internal const string OutputRequests = "JobLogOutputRequests";
+    internal const string RelatedObjects = "JobLogOutputRequestRelatedObjects";
+
+    internal const int NameLength = 250;
+
+    internal static void Configure(ModelBuilder b)
+    {
+        b.Entity<TaskLog>(e =>
+        {
+            e.ToTable(Tasks);
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Id).ValueGeneratedNever();
+            e.Ignore(x => x.TaskId);
+            e.Property(x => x.Name).HasMaxLength(NameLength).IsRequired();
+            e.Property(x => x.QueueName).HasMaxLength(NameLength);
+            e.Property(x => x.TraceId).HasMaxLength(64);
+            e.Property(x => x.Host).HasMaxLength(NameLength);
+            e.Property(x => x.Release).HasMaxLength(NameLength);
+            e.Property(x => x.Slug).HasMaxLength(NameLength);
+            e.Property(x => x.SourceAddress).HasMaxLength(2000);
+            // The sweeper: unfinished tasks whose stale deadline passed.
+            e.HasIndex(x => new { x.State, x.Stale });
+            // The dashboard: newest tasks of one name, optionally of one state.
+            e.HasIndex(x => new { x.Name, x.DispatchedAt });
+            e.HasIndex(x => new { x.State, x.DispatchedAt });
+            e.HasIndex(x => x.DispatchedAt);
+            e.HasIndex(x => x.Stop);
+            e.HasIndex(x => x.ParentRunId);
+            e.HasMany(x => x.Runs).WithOne(x => x.Task!).HasForeignKey(x => x.TaskId)
+                .OnDelete(DeleteBehavior.Cascade);
+        });
+        b.Entity<TaskRunLog>(e =>
+        {
+            e.ToTable(Runs);
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Id).ValueGeneratedNever();
+            e.Property(x => x.Name).HasMaxLength(NameLength).IsRequired();
+            e.Property(x => x.QueueName).HasMaxLength(NameLength);
+            e.Property(x => x.ConsumerType).HasMaxLength(NameLength).IsRequired();
+            e.Property(x => x.Host).HasMaxLength(NameLength);
+            // Run numbering and the task-state derivation: runs of one task and consumer.
+            e.HasIndex(x => new { x.TaskId, x.ConsumerType, x.Retries });
+            e.HasIndex(x => new { x.State, x.Start });
+            e.HasIndex(x => new { x.Name, x.Start });
+        });
+        b.Entity<CommandLog>(e =>
+        {
+            e.ToTable(Commands);
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Id).ValueGeneratedNever();
+            e.Property(x => x.Name).HasMaxLength(NameLength).IsRequired();
+            e.Property(x => x.Host).HasMaxLength(NameLength);
+            e.HasIndex(x => new { x.Name, x.Start });
+            e.HasIndex(x => x.Start);
+            e.HasIndex(x => x.Stop);
+        });
+        b.Entity<InputRequestLog>(e =>
+        {
+            e.ToTable(InputRequests);
+            ConfigureRequest(e);
+            e.Property(x => x.UserId).HasMaxLength(NameLength);
+            e.Property(x => x.Ip).HasMaxLength(64);
+            e.HasIndex(x => new { x.Ip, x.RequestTimestamp });
+        });
+        b.Entity<OutputRequestLog>(e =>
+        {
+            e.ToTable(OutputRequests);
+            ConfigureRequest(e);
+            e.HasIndex(x => x.InputRequestId);
+            e.HasMany(x => x.RelatedObjects).WithOne().HasForeignKey(x => x.OutputRequestId)
+                .OnDelete(DeleteBehavior.Cascade);
+        });
+        b.Entity<OutputRequestRelatedObject>(e =>
+        {
+            e.ToTable(RelatedObjects);
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Id).ValueGeneratedNever();
+            e.Property(x => x.ContentType).HasMaxLength(NameLength);
+            e.Property(x => x.ObjectId).HasMaxLength(NameLength);
+            e.HasIndex(x => x.TaskRunLogId);
+            e.HasIndex(x => x.CommandLogId);
+            e.HasIndex(x => new { x.ContentType, x.ObjectId });
+        });
+    }
+
+    private static void ConfigureRequest<T>(Microsoft.EntityFrameworkCore.Metadata.Builders.EntityTypeBuilder<T> e)
+        where T : RequestLogBase
+    {
+        e.HasKey(x => x.Id);
+        e.Property(x => x.Id).ValueGeneratedNever();
+        e.Property(x => x.Host).HasMaxLength(NameLength).IsRequired();
+        e.Property(x => x.Method).HasMaxLength(16).IsRequired();
+        e.Property(x => x.Path).HasMaxLength(2000).IsRequired();
+        e.Property(x => x.Slug).HasMaxLength(NameLength);
+        e.Property(x => x.ExceptionName).HasMaxLength(NameLength);
+        e.HasIndex(x => x.RequestTimestamp);
+        e.HasIndex(x => new { x.Slug, x.RequestTimestamp });
+        e.HasIndex(x => new { x.Status, x.RequestTimestamp });
+        e.HasIndex(x => x.ResponseTimestamp);
+    }
+}

@@ -1,0 +1,142 @@
+using JobLog.Internal;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace JobLog.Storage;
+
+/// <summary>Builds the provider's EF Core options once and creates contexts from them.</summary>
+internal sealed class JobLogContextFactory
+{
+    private readonly Func<JobLogDbContext> _create;
+
+    public JobLogContextFactory(IOptions<JobLogOptions> options)
+    {
+        var o = options.Value;
+        var connectionString = o.ConnectionString
+            ?? throw new InvalidOperationException("JobLog has no database: call AddJobLog(o => o.UseSqlite(...)) or o.UseNpgsql(...).");
+        Provider = o.Provider;
+        ConnectionString = connectionString;
+        switch (o.Provider)
+        {
+            case LedgerProvider.Sqlite:
+                var sqlite = new DbContextOptionsBuilder<SqliteJobLogDbContext>()
+                    .UseSqlite(connectionString, b => b.MigrationsHistoryTable(JobLogDbContext.MigrationsHistoryTable))
+                    .Options;
+                _create = () => new SqliteJobLogDbContext(sqlite);
+                break;
+            case LedgerProvider.PostgreSql:
+                var npgsql = new DbContextOptionsBuilder<NpgsqlJobLogDbContext>()
+                    .UseNpgsql(connectionString, b => b.MigrationsHistoryTable(JobLogDbContext.MigrationsHistoryTable))
+                    .Options;
+                _create = () => new NpgsqlJobLogDbContext(npgsql);
+                break;
+            default:
+                throw new InvalidOperationException("JobLog has no database: call AddJobLog(o => o.UseSqlite(...)) or o.UseNpgsql(...).");
+        }
+    }
+
+    public LedgerProvider Provider { get; }
+
+    public string ConnectionString { get; }
+
+    public JobLogDbContext Create() => _create();
+}
+
+/// <summary>Creates or migrates the schema (once per process) and tells the writer when the ledger is ready.</summary>
+internal sealed class LedgerSchema(
+    JobLogContextFactory contexts,
+    IOptions<JobLogOptions> options,
+    TimeProvider time,
+    ILogger<LedgerSchema> logger)
+{
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private bool _ready;
+
+    public string ConnectionString => contexts.ConnectionString;
+
+    /// <summary>Migrates (when <see cref="JobLogOptions.MigrateOnStartup"/>), retrying with backoff while the database is down.</summary>
+    public async Task EnsureReadyAsync(CancellationToken cancellationToken)
+    {
+        var attempt = 0;
+        while (!_ready)
+        {
+            try
+            {
+                await TryMigrateAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                attempt++;
+                var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 200 * Math.Pow(2, Math.Min(attempt, 10))));
+                Log.WriteFailed(logger, ex, 0, attempt, delay);
+                await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    public async Task TryMigrateAsync(CancellationToken cancellationToken)
+    {
+        if (_ready)
+        {
+            return;
+        }
+
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (_ready)
+            {
+                return;
+            }
+
+            if (options.Value.MigrateOnStartup)
+            {
+                await using var context = contexts.Create();
+                if (contexts.Provider == LedgerProvider.Sqlite)
+                {
+                    EnsureSqliteDirectory(contexts.ConnectionString);
+                }
+
+                await context.Database.MigrateAsync(cancellationToken).ConfigureAwait(false);
+                Log.Migrated(logger, contexts.Provider);
+            }
+
+            _ready = true;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    private static void EnsureSqliteDirectory(string connectionString)
+    {
+        var dataSource = new SqliteConnectionStringBuilder(connectionString).DataSource;
+        var directory = Path.GetDirectoryName(Path.GetFullPath(dataSource));
+        if (!string.IsNullOrEmpty(directory) && !dataSource.StartsWith(':') && !dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            Directory.CreateDirectory(directory);
+        }
+    }
+}
+
+/// <summary>Migrates at start-up, before the bus starts; a database that is down does not stop the application.</summary>
+internal sealed class LedgerStartupService(LedgerSchema schema, ILogger<LedgerStartupService> logger) : IHostedService
+{
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await schema.TryMigrateAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.WriteFailed(logger, ex, 0, 1, TimeSpan.Zero);
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}

@@ -1,0 +1,82 @@
+using System.Data.Common;
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+using Npgsql;
+
+namespace JobLog.Storage;
+
+/// <summary>The few differences between SQLite and PostgreSQL that the raw write path needs.</summary>
+internal abstract class SqlDialect
+{
+    public abstract LedgerProvider Provider { get; }
+
+    /// <summary>A <c>WHERE</c> fragment: <paramref name="column"/> is one of the ids in the array parameter <paramref name="parameter"/>.</summary>
+    public abstract string InIdList(string column, string parameter);
+
+    /// <summary>Appended to a row-selecting subquery so concurrent sweepers skip each other's rows.</summary>
+    public abstract string SkipLocked { get; }
+
+    public abstract DbConnection CreateConnection(string connectionString);
+
+    /// <summary>Converts a CLR value to what the provider stores for the EF model's mapping.</summary>
+    public abstract object ToDb(object? value);
+
+    public abstract object IdList(IReadOnlyCollection<Guid> ids);
+
+    public static SqlDialect For(LedgerProvider provider) => provider switch
+    {
+        LedgerProvider.Sqlite => SqliteDialect.Instance,
+        LedgerProvider.PostgreSql => PostgresDialect.Instance,
+        _ => throw new InvalidOperationException("JobLog has no database: call AddJobLog(o => o.UseSqlite(...)) or o.UseNpgsql(...)."),
+    };
+
+    internal sealed class SqliteDialect : SqlDialect
+    {
+        public static readonly SqliteDialect Instance = new();
+
+        public override LedgerProvider Provider => LedgerProvider.Sqlite;
+
+        public override string SkipLocked => "";
+
+        public override string InIdList(string column, string parameter) => $"{column} IN (SELECT value FROM json_each({parameter}))";
+
+        public override DbConnection CreateConnection(string connectionString) => new SqliteConnection(connectionString);
+
+        // EF Core stores Guid as upper-case TEXT and DateTime as 'yyyy-MM-dd HH:mm:ss.FFFFFFF' on SQLite.
+        public override object ToDb(object? value) => value switch
+        {
+            null => DBNull.Value,
+            Guid g => g.ToString().ToUpperInvariant(),
+            DateTime d => d.ToString("yyyy-MM-dd HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture),
+            Enum e => Convert.ToInt32(e, CultureInfo.InvariantCulture),
+            bool b => b ? 1 : 0,
+            _ => value,
+        };
+
+        public override object IdList(IReadOnlyCollection<Guid> ids) =>
+            "[" + string.Join(',', ids.Select(i => "\"" + i.ToString().ToUpperInvariant() + "\"")) + "]";
+    }
+
+    internal sealed class PostgresDialect : SqlDialect
+    {
+        public static readonly PostgresDialect Instance = new();
+
+        public override LedgerProvider Provider => LedgerProvider.PostgreSql;
+
+        public override string SkipLocked => " FOR UPDATE SKIP LOCKED";
+
+        public override string InIdList(string column, string parameter) => $"{column} = ANY({parameter})";
+
+        public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(connectionString);
+
+        public override object ToDb(object? value) => value switch
+        {
+            null => DBNull.Value,
+            DateTime d => DateTime.SpecifyKind(d, DateTimeKind.Utc),
+            Enum e => Convert.ToInt32(e, CultureInfo.InvariantCulture),
+            _ => value,
+        };
+
+        public override object IdList(IReadOnlyCollection<Guid> ids) => ids.ToArray();
+    }
+}

@@ -1,0 +1,169 @@
+using System.Data.Common;
+using JobLog.Internal;
+using JobLog.Storage;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace JobLog.Sweeping;
+
+/// <summary>What one sweep did.</summary>
+/// <param name="Expired">Tasks set to EXPIRED by this sweeper.</param>
+/// <param name="Healed">Tasks whose state was corrected from their last run.</param>
+public readonly record struct SweepResult(int Expired, int Healed);
+
+/// <summary>
+/// Expires tasks that went stale (DESIGN §5): every interval, in set-based batches, unfinished tasks whose <c>Stale</c>
+/// has passed are healed from their last run when it finished, otherwise set EXPIRED with their ACTIVE runs. Safe to run
+/// in several processes: each batch claims its rows (PostgreSQL <c>SKIP LOCKED</c>; SQLite's single writer) and a task is
+/// only expired by the statement that finds it unexpired.
+/// </summary>
+internal sealed class TaskLogSweeper(
+    LedgerSchema schema,
+    JobLogContextFactory contexts,
+    IOptions<JobLogOptions> options,
+    JobLogMetrics metrics,
+    TimeProvider time,
+    ILogger<TaskLogSweeper> logger) : BackgroundService
+{
+    private readonly SqlDialect _dialect = SqlDialect.For(contexts.Provider);
+
+    /// <summary>When the last sweep finished, and what it did (the dashboard shows it).</summary>
+    public (DateTimeOffset At, SweepResult Result)? LastSweep { get; private set; }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var interval = options.Value.Sweeper.Interval;
+        await schema.EnsureReadyAsync(stoppingToken).ConfigureAwait(false);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await SweepOnceAsync(stoppingToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.SweepFailed(logger, ex, interval);
+            }
+
+            await Task.Delay(interval, time, stoppingToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>One sweep over every stale task, in batches of <see cref="SweeperOptions.BatchSize"/>.</summary>
+    public async Task<SweepResult> SweepOnceAsync(CancellationToken cancellationToken)
+    {
+        var batchSize = options.Value.Sweeper.BatchSize;
+        var total = new SweepResult(0, 0);
+        await using var executor = await SqlExecutor.OpenAsync(_dialect, contexts.ConnectionString, cancellationToken).ConfigureAwait(false);
+        while (true)
+        {
+            var (claimed, result) = await SweepBatchAsync(executor.Connection, batchSize, cancellationToken).ConfigureAwait(false);
+            total = new SweepResult(total.Expired + result.Expired, total.Healed + result.Healed);
+            if (claimed < batchSize)
+            {
+                break;
+            }
+        }
+
+        LastSweep = (time.GetUtcNow(), total);
+        if (total.Expired + total.Healed > 0)
+        {
+            Log.SweepDone(logger, total.Expired, total.Healed);
+        }
+
+        return total;
+    }
+
+    private async Task<(int Claimed, SweepResult Result)> SweepBatchAsync(DbConnection connection, int batchSize, CancellationToken ct)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
+        const string T = "\"" + LedgerModel.Tasks + "\"";
+        const string R = "\"" + LedgerModel.Runs + "\"";
+        const string Unfinished = "\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE";
+
+        // 1. Claim a batch of stale, unfinished tasks, oldest deadline first.
+        var ids = new List<Guid>(batchSize);
+        await using (var select = Command(connection, transaction,
+            $"SELECT \"Id\" FROM {T} WHERE {Unfinished} AND \"Stale\" < @p0 ORDER BY \"Stale\" LIMIT @p1{_dialect.SkipLocked}", now, batchSize))
+        {
+            await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                ids.Add(ReadGuid(reader, 0));
+            }
+        }
+
+        if (ids.Count == 0)
+        {
+            await transaction.CommitAsync(ct).ConfigureAwait(false);
+            return (0, new SweepResult(0, 0));
+        }
+
+        var idList = _dialect.IdList(ids);
+
+        // 2. Heal: derive each state from its runs; a task whose last run finished takes that run's state.
+        int healed;
+        await using (var derive = Command(connection, transaction, LedgerStatements.DeriveTasks(_dialect), idList))
+        {
+            await derive.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+
+        await using (var count = Command(connection, transaction,
+            $"SELECT COUNT(*) FROM {T} WHERE {_dialect.InIdList("\"Id\"", "@p0")} AND \"State\" IN (3, 4)", idList))
+        {
+            healed = Convert.ToInt32(await count.ExecuteScalarAsync(ct).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        // 3. Expire what is still unfinished; RETURNING tells exactly which rows this sweeper changed.
+        var expired = new List<(Guid Id, string Name)>();
+        await using (var expire = Command(connection, transaction,
+            $"UPDATE {T} SET \"IsSetAsStale\" = TRUE, \"State\" = 6, \"Stop\" = @p1 WHERE {_dialect.InIdList("\"Id\"", "@p0")} AND {Unfinished} RETURNING \"Id\", \"Name\"",
+            idList, now))
+        {
+            await using var reader = await expire.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                expired.Add((ReadGuid(reader, 0), reader.GetString(1)));
+            }
+        }
+
+        if (expired.Count > 0)
+        {
+            await using var runs = Command(connection, transaction,
+                $"UPDATE {R} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = 'Expired: the task went stale before this run finished.' " +
+                $"WHERE \"State\" = 1 AND {_dialect.InIdList("\"TaskId\"", "@p0")}",
+                _dialect.IdList(expired.Select(e => e.Id).ToList()), now);
+            await runs.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(ct).ConfigureAwait(false);
+        foreach (var (id, name) in expired)
+        {
+            Log.TaskExpired(logger, name, id);
+        }
+
+        metrics.TasksExpired.Add(expired.Count);
+        return (ids.Count, new SweepResult(expired.Count, healed));
+    }
+
+    private DbCommand Command(DbConnection connection, DbTransaction transaction, string sql, params object?[] values)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        for (var i = 0; i < values.Length; i++)
+        {
+            var p = command.CreateParameter();
+            p.ParameterName = "@p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            p.Value = _dialect.ToDb(values[i]);
+            command.Parameters.Add(p);
+        }
+
+        return command;
+    }
+
+    private static Guid ReadGuid(DbDataReader reader, int ordinal) =>
+        reader.GetFieldType(ordinal) == typeof(Guid) ? reader.GetGuid(ordinal) : Guid.Parse(reader.GetString(ordinal));
+}
