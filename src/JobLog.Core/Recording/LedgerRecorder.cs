@@ -97,14 +97,14 @@ internal sealed class LedgerRecorder
             return ValueTask.CompletedTask;
         }
 
-        return new ValueTask(WaitSlowAsync(sequence, _options.AcknowledgeTimeout, cancellationToken));
+        return new ValueTask(WaitSlowAsync(sequence, _options.AcknowledgeTimeout, stopWhenFailing: true, cancellationToken));
     }
 
     /// <summary>Waits until everything enqueued so far is committed (tests, shutdown, CLI).</summary>
     public async Task<bool> FlushAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         var target = Interlocked.Read(ref _enqueued);
-        await WaitSlowAsync(target, timeout, cancellationToken).ConfigureAwait(false);
+        await WaitSlowAsync(target, timeout, stopWhenFailing: false, cancellationToken).ConfigureAwait(false);
         return Interlocked.Read(ref _committed) >= target;
     }
 
@@ -135,10 +135,10 @@ internal sealed class LedgerRecorder
         }
     }
 
-    private async Task WaitSlowAsync(long sequence, TimeSpan timeout, CancellationToken cancellationToken)
+    private async Task WaitSlowAsync(long sequence, TimeSpan timeout, bool stopWhenFailing, CancellationToken cancellationToken)
     {
         var deadline = _time.GetTimestamp() + (long)(timeout.TotalSeconds * _time.TimestampFrequency);
-        while (Interlocked.Read(ref _committed) < sequence && !_failing)
+        while (Interlocked.Read(ref _committed) < sequence && !(stopWhenFailing && _failing))
         {
             var signal = Volatile.Read(ref _commitSignal);
             if (Interlocked.Read(ref _committed) >= sequence)

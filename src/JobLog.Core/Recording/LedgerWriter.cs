@@ -135,7 +135,7 @@ internal sealed class LedgerWriter(
 
     private async Task CommitAsync(IReadOnlyList<LedgerRecord> records, CancellationToken cancellationToken)
     {
-        _executor ??= await SqlExecutor.OpenAsync(store.Dialect, schema.ConnectionString, cancellationToken).ConfigureAwait(false);
+        _executor ??= await SqlExecutor.OpenAsync(store.Dialect, schema.ConnectionString, cancellationToken, _options.CommandTimeout).ConfigureAwait(false);
         var batch = new SqlBatch(store.Dialect);
         store.Plan(records, batch);
         await store.CommitAsync(_executor, batch, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
@@ -162,7 +162,7 @@ internal sealed class LedgerWriter(
     {
         try
         {
-            await using var executor = await SqlExecutor.OpenAsync(store.Dialect, schema.ConnectionString, cancellationToken).ConfigureAwait(false);
+            await using var executor = await SqlExecutor.OpenAsync(store.Dialect, schema.ConnectionString, cancellationToken, _options.CommandTimeout).ConfigureAwait(false);
             await using var transaction = await executor.Connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using var command = executor.Connection.CreateCommand();
             command.Transaction = transaction;

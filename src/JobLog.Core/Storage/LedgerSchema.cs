@@ -101,6 +101,12 @@ internal sealed class LedgerSchema(
                 }
 
                 await context.Database.MigrateAsync(cancellationToken).ConfigureAwait(false);
+                if (contexts.Provider == LedgerProvider.Sqlite)
+                {
+                    // WAL lets the dashboard read while the writer commits; the mode is stored in the file.
+                    await context.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken).ConfigureAwait(false);
+                }
+
                 Log.Migrated(logger, contexts.Provider);
             }
 

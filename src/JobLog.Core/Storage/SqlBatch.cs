@@ -40,15 +40,24 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
 
     public abstract ValueTask DisposeAsync();
 
-    public static async Task<SqlExecutor> OpenAsync(SqlDialect dialect, string connectionString, CancellationToken cancellationToken)
+    public static async Task<SqlExecutor> OpenAsync(SqlDialect dialect, string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null)
     {
+        if (dialect.Provider == LedgerProvider.Sqlite && busyTimeout is { } timeout)
+        {
+            // Transactions begin IMMEDIATE; that wait is bounded by the connection's default timeout, not the command's.
+            connectionString = new SqliteConnectionStringBuilder(connectionString)
+            {
+                DefaultTimeout = (int)Math.Max(1, Math.Ceiling(timeout.TotalSeconds)),
+            }.ConnectionString;
+        }
+
         var connection = dialect.CreateConnection(connectionString);
         try
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
             if (connection is SqliteConnection sqlite)
             {
-                await SqliteSetup.ConfigureAsync(sqlite, cancellationToken).ConfigureAwait(false);
+                await SqliteSetup.ConfigureAsync(sqlite, busyTimeout ?? TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
                 return new SqliteExecutor(sqlite);
             }
 
@@ -149,18 +158,15 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
 /// <summary>SQLite connection settings JobLog relies on.</summary>
 internal static class SqliteSetup
 {
-    public static async Task ConfigureAsync(SqliteConnection connection, CancellationToken cancellationToken)
+    public static async Task ConfigureAsync(SqliteConnection connection, TimeSpan busyTimeout, CancellationToken cancellationToken)
     {
         await using var command = connection.CreateCommand();
-        // WAL lets the dashboard read while the writer commits; NORMAL sync is durable in WAL mode against process crashes.
-        command.CommandText = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA busy_timeout=5000;";
+        // The busy timeout first: any other statement may already wait for a lock. NORMAL sync is durable in WAL mode
+        // against process crashes (the schema switches the file to WAL once).
+        command.CommandText = "PRAGMA busy_timeout=" +
+            ((int)busyTimeout.TotalMilliseconds).ToString(System.Globalization.CultureInfo.InvariantCulture) +
+            "; PRAGMA synchronous=NORMAL;";
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    public static void Configure(IDbConnection connection)
-    {
-        using var command = connection.CreateCommand();
-        command.CommandText = "PRAGMA busy_timeout=5000;";
-        command.ExecuteNonQuery();
-    }
 }

@@ -1,0 +1,216 @@
+using System.Diagnostics;
+using JobLog.Recording;
+using MassTransit;
+using MassTransit.Configuration;
+
+namespace JobLog.MassTransit.Internal;
+
+/// <summary>
+/// One run per consume attempt. Sits inside the retry filters (consumer level), so it is called once per attempt.
+/// A failed attempt is recorded RETRIED at once; the delivery filter turns it into FAILED when the delivery fails.
+/// </summary>
+internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType) : IFilter<ConsumeContext<TMessage>>
+    where TMessage : class
+{
+    public async Task Send(ConsumeContext<TMessage> context, IPipe<ConsumeContext<TMessage>> next)
+    {
+        if (!context.TryGetPayload<DeliveryState>(out var delivery))
+        {
+            // UseTaskLogging adds the delivery filter to every endpoint; without it there is nothing to correlate.
+            await next.Send(context).ConfigureAwait(false);
+            return;
+        }
+
+        var recorder = services.Recorder;
+        var start = services.UtcNow;
+        var taskId = context.MessageId ?? context.ReceiveContext.TransportHeaders.Get<Guid>("MessageId") ?? Guid.Empty;
+        var lane = delivery.Lane(consumerType);
+        if (lane.PendingFailure is { } previous)
+        {
+            // The previous attempt was retried in memory: this is when the retry came.
+            delivery.Track(recorder.Enqueue(new RunNextRetryKnown(previous.RunId, start)));
+            lane.PendingFailure = null;
+        }
+
+        var rendered = delivery.Rendered ??= services.Renderer.Render(context.Message);
+        var run = new TaskRunLog
+        {
+            Id = NewId.NextGuid(),
+            TaskId = taskId,
+            Name = services.TaskName(typeof(TMessage)),
+            QueueName = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress),
+            ConsumerType = consumerType,
+            Input = rendered.Input,
+            TaskArgs = rendered.TaskArgs,
+            TaskKwargs = rendered.TaskKwargs,
+            Start = start,
+            Redelivered = context.ReceiveContext.Redelivered,
+            Host = services.Options.Host,
+            WaitingTime = context.SentTime is { } sent ? Math.Max(0, (start - DateTime.SpecifyKind(sent, DateTimeKind.Utc)).TotalSeconds) : null,
+        };
+        var seed = new TaskLog
+        {
+            Id = taskId,
+            Name = run.Name,
+            QueueName = TaskLoggingServices.QueueName(context.DestinationAddress) ?? run.QueueName,
+            Input = rendered.Input,
+            TaskArgs = rendered.TaskArgs,
+            TaskKwargs = rendered.TaskKwargs,
+            DispatchedAt = context.SentTime is { } s ? DateTime.SpecifyKind(s, DateTimeKind.Utc) : start,
+            EstimatedTimeOfFirstArrival = context.SentTime is { } e ? DateTime.SpecifyKind(e, DateTimeKind.Utc) : start,
+            Expires = context.ExpirationTime is { } x ? DateTime.SpecifyKind(x, DateTimeKind.Utc) : null,
+            CorrelationId = context.CorrelationId,
+            ConversationId = context.ConversationId,
+            SourceAddress = context.SourceAddress?.ToString(),
+        };
+
+        if (context.ExpirationTime is { } expiration && DateTime.SpecifyKind(expiration, DateTimeKind.Utc) < start)
+        {
+            // Celery's behaviour: a message received after its expiry is not given to the consumer.
+            run.State = TaskRunState.Expired;
+            run.Stop = start;
+            run.ErrorMessage = $"Expired: received at {start:O}, after its expiration time {expiration:O}; not consumed.";
+            delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered)));
+            return;
+        }
+
+        delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered)));
+        var output = new OutputBuffer(services.Options.Redaction.MaxBodyLength);
+        var frame = new AmbientFrame(AmbientKind.TaskRun, run.Id, JobLogScope.Current) { Output = output };
+        using (JobLogScope.Push(frame))
+        {
+            try
+            {
+                await next.Send(context).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                lane.PendingFailure = (run.Id, taskId);
+                delivery.Track(recorder.Enqueue(new RunFinished(
+                    run.Id, taskId, TaskRunState.Retried, services.UtcNow, services.ErrorText(ex), Bounded(output), null)));
+                throw;
+            }
+        }
+
+        delivery.Track(recorder.Enqueue(new RunFinished(run.Id, taskId, TaskRunState.Succeeded, services.UtcNow, null, Bounded(output), null)));
+    }
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogTaskRun").Add("consumer", consumerType);
+
+    private string? Bounded(OutputBuffer output)
+    {
+        var text = output.Snapshot();
+        return text is null ? null : services.Redactor.Bound(text);
+    }
+}
+
+/// <summary>
+/// Wraps the whole delivery (a pre-pipe filter, outside every retry). Decides the fate of the last failed attempt
+/// (FAILED when the exception escapes, RETRIED when redelivery took the message) and, in Acknowledged mode, holds the
+/// acknowledgement until the delivery's records are committed.
+/// </summary>
+internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter<ConsumeContext>
+{
+    public async Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
+    {
+        var delivery = context.GetOrAddPayload(() => new DeliveryState());
+        var recorder = services.Recorder;
+        try
+        {
+            await next.Send(context).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            foreach (var lane in delivery.Lanes())
+            {
+                if (lane.PendingFailure is { } failed)
+                {
+                    delivery.Track(recorder.Enqueue(new RunFailedForGood(failed.RunId, failed.TaskId)));
+                    lane.PendingFailure = null;
+                }
+            }
+
+            await recorder.WaitCommittedAsync(delivery.LastSequence, CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+
+        // Returned normally with a failed attempt pending: redelivery took the message, the run stays RETRIED.
+        foreach (var lane in delivery.Lanes())
+        {
+            if (lane.PendingFailure is { } retried && delivery.RedeliveryAt is { } at)
+            {
+                delivery.Track(recorder.Enqueue(new RunNextRetryKnown(retried.RunId, at)));
+            }
+        }
+
+        await recorder.WaitCommittedAsync(delivery.LastSequence, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogDelivery");
+}
+
+/// <summary>Adds <see cref="TaskDeliveryFilter"/> as a pre-pipe specification.</summary>
+internal sealed class TaskDeliverySpecification(TaskLoggingServices services) : IPipeSpecification<ConsumeContext>
+{
+    public void Apply(IPipeBuilder<ConsumeContext> builder) => builder.AddFilter(new TaskDeliveryFilter(services));
+
+    public IEnumerable<ValidationResult> Validate()
+    {
+        if (services.Options.AcknowledgeTimeout < TimeSpan.Zero)
+        {
+            yield return this.Failure("AcknowledgeTimeout", "must not be negative");
+        }
+    }
+}
+
+/// <summary>Adds a <see cref="TaskRunFilter{TMessage}"/> to every consumer and saga message pipe (inside retry).</summary>
+internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services) : IConsumerConfigurationObserver, ISagaConfigurationObserver
+{
+    public void ConsumerConfigured<TConsumer>(IConsumerConfigurator<TConsumer> configurator)
+        where TConsumer : class
+    {
+    }
+
+    public void ConsumerMessageConfigured<TConsumer, TMessage>(IConsumerMessageConfigurator<TConsumer, TMessage> configurator)
+        where TConsumer : class
+        where TMessage : class
+    {
+        if (configurator is IConsumerMessageConfigurator<TMessage> message)
+        {
+            Add(message, TaskLoggingServices.ShortName(typeof(TConsumer)));
+        }
+    }
+
+    public void SagaConfigured<TSaga>(ISagaConfigurator<TSaga> configurator)
+        where TSaga : class, ISaga
+    {
+    }
+
+    public void StateMachineSagaConfigured<TInstance>(ISagaConfigurator<TInstance> configurator, SagaStateMachine<TInstance> stateMachine)
+        where TInstance : class, ISaga, SagaStateMachineInstance
+    {
+    }
+
+    public void SagaMessageConfigured<TSaga, TMessage>(ISagaMessageConfigurator<TSaga, TMessage> configurator)
+        where TSaga : class, ISaga
+        where TMessage : class
+    {
+        if (configurator is ISagaMessageConfigurator<TMessage> message)
+        {
+            Add(message, TaskLoggingServices.ShortName(typeof(TSaga)));
+        }
+    }
+
+    private void Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer)
+        where TMessage : class
+    {
+        // Scheduler and outbox re-sends are not tasks of their own.
+        if (typeof(TMessage) == typeof(global::MassTransit.Serialization.SerializedMessageBody))
+        {
+            return;
+        }
+
+        Debug.Assert(consumer.Length > 0, "consumer name");
+        configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer));
+    }
+}

@@ -1,0 +1,71 @@
+using System.Runtime.CompilerServices;
+using JobLog;
+using JobLog.MassTransit.Internal;
+
+namespace MassTransit;
+
+/// <summary>Wires JobLog into a MassTransit bus.</summary>
+public static class TaskLoggingConfigurationExtensions
+{
+    private static readonly ConditionalWeakTable<IBusFactoryConfigurator, object> s_configured = new();
+
+    /// <summary>
+    /// Records a task for every message this bus sends or publishes, and a run for every consume attempt
+    /// (DESIGN §5). Call it after <c>UseMessageRetry</c>/<c>UseScheduledRedelivery</c> and before
+    /// <c>ConfigureEndpoints</c>. Idempotent.
+    /// </summary>
+    /// <param name="configurator">The bus configurator.</param>
+    /// <param name="context">The registration context (gives JobLog's services, added by <c>AddJobLog</c>).</param>
+    /// <exception cref="ConfigurationException">When <c>services.AddJobLog(...)</c> was not called.</exception>
+    public static void UseTaskLogging(this IBusFactoryConfigurator configurator, IRegistrationContext context)
+    {
+        ArgumentNullException.ThrowIfNull(configurator);
+        ArgumentNullException.ThrowIfNull(context);
+        if (s_configured.TryGetValue(configurator, out _))
+        {
+            return;
+        }
+
+        s_configured.Add(configurator, new object());
+        var services = TaskLoggingServices.From(context);
+        var dispatch = new TaskDispatchObserver(services);
+        configurator.ConnectSendObserver(dispatch);
+        configurator.ConnectPublishObserver(dispatch);
+        configurator.AddPrePipeSpecification(new TaskDeliverySpecification(services));
+        var runs = new TaskRunConfigurationObserver(services);
+        configurator.ConnectConsumerConfigurationObserver(runs);
+        configurator.ConnectSagaConfigurationObserver(runs);
+    }
+
+    /// <summary>
+    /// Sets JobLog's task options on this send or publish: <see cref="TaskDispatchOptions.Expires"/> becomes the
+    /// message's TimeToLive; <see cref="TaskDispatchOptions.Countdown"/>/<see cref="TaskDispatchOptions.Eta"/> delay it.
+    /// </summary>
+    /// <param name="context">The send or publish context (<c>x</c> in <c>Publish(msg, x =&gt; ...)</c>).</param>
+    /// <param name="configure">Sets the options.</param>
+    /// <exception cref="ArgumentException">On a negative countdown, expiry or limit.</exception>
+    public static void SetTaskOptions(this SendContext context, Action<TaskDispatchOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        ArgumentNullException.ThrowIfNull(configure);
+        var options = context.GetOrAddPayload(() => new TaskOptionsPayload()).Options;
+        configure(options);
+        if (options.Countdown < TimeSpan.Zero || options.Expires <= TimeSpan.Zero || options.StaleTimeLimit <= TimeSpan.Zero
+            || options.TimeLimit <= TimeSpan.Zero)
+        {
+            throw new ArgumentException("Task options: Countdown must not be negative; Expires, StaleTimeLimit and TimeLimit must be positive.", nameof(configure));
+        }
+
+        if (options.Expires is { } expires)
+        {
+            context.TimeToLive = expires;
+        }
+
+        // The context carries no clock; the dispatch observer records the exact ETA from the options.
+        var delay = options.Countdown ?? (options.Eta is { } eta ? eta - DateTimeOffset.UtcNow : null);
+        if (delay > TimeSpan.Zero)
+        {
+            context.Delay = delay;
+        }
+    }
+}

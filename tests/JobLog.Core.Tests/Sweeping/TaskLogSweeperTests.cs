@@ -1,0 +1,161 @@
+using JobLog.Recording;
+using JobLog.Sweeping;
+using JobLog.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Sweeping;
+
+[TestFixture(LedgerProvider.Sqlite)]
+[TestFixture(LedgerProvider.PostgreSql)]
+public class TaskLogSweeperTests(LedgerProvider provider)
+{
+    private static readonly DateTime T0 = new(2026, 3, 1, 8, 0, 0, DateTimeKind.Utc);
+    private LedgerHost _host = null!;
+    private LedgerRecorder _recorder = null!;
+    private FakeTimeProvider _clock = null!;
+
+    [SetUp]
+    public async Task SetUp()
+    {
+        _clock = new FakeTimeProvider(new DateTimeOffset(T0));
+        _host = await LedgerHost.StartAsync(
+            await Ledgers.CreateAsync(provider),
+            o => o.Sweeper.BatchSize = 7,
+            s => s.AddSingleton<TimeProvider>(_clock));
+        _recorder = _host.Services.GetRequiredService<LedgerRecorder>();
+    }
+
+    [TearDown]
+    public async Task TearDown() => await _host.DisposeAsync();
+
+    private Guid Dispatch(DateTime? stale)
+    {
+        var id = Guid.NewGuid();
+        _recorder.Enqueue(new TaskDispatched(new TaskLog
+        {
+            Id = id, Name = "Report", DispatchedAt = T0, EstimatedTimeOfFirstArrival = T0, Stale = stale,
+        }));
+        return id;
+    }
+
+    private TaskRunLog StartRun(Guid id)
+    {
+        var run = new TaskRunLog { Id = Guid.NewGuid(), TaskId = id, Name = "Report", ConsumerType = "C", Start = T0.AddSeconds(1) };
+        _recorder.Enqueue(new RunStarted(run, new TaskLog { Id = id, Name = "Report", DispatchedAt = T0 }, false));
+        return run;
+    }
+
+    private TaskLogSweeper Sweeper => _host.Services.GetRequiredService<TaskLogSweeper>();
+
+    [Test]
+    public async Task Sweep_StaleWaitingTask_IsExpiredAndMarked()
+    {
+        var id = Dispatch(T0.AddSeconds(2));
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromSeconds(3));
+
+        var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        var task = await _host.TaskAsync(id);
+        Assert.That(result.Expired, Is.EqualTo(1));
+        Assert.That((task.State, task.IsSetAsStale, task.Stop), Is.EqualTo((TaskState.Expired, true, (DateTime?)T0.AddSeconds(3))));
+    }
+
+    [Test]
+    public async Task Sweep_BeforeTheDeadline_LeavesTheTask()
+    {
+        var id = Dispatch(T0.AddSeconds(2));
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromSeconds(1));
+
+        var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        Assert.That(result, Is.EqualTo(new SweepResult(0, 0)));
+        Assert.That((await _host.TaskAsync(id)).State, Is.EqualTo(TaskState.Waiting));
+    }
+
+    [Test]
+    public async Task Sweep_TaskWithoutStaleDeadline_IsNeverExpired()
+    {
+        var id = Dispatch(null);
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromDays(365));
+
+        await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        Assert.That((await _host.TaskAsync(id)).State, Is.EqualTo(TaskState.Waiting));
+    }
+
+    [Test]
+    public async Task Sweep_ActiveRunOfAStaleTask_IsExpiredToo()
+    {
+        var id = Dispatch(T0.AddSeconds(2));
+        var run = StartRun(id);
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromSeconds(3));
+
+        await Sweeper.SweepOnceAsync(CancellationToken.None);
+        // A late finish from the worker does not resurrect it: the first final state wins.
+        _recorder.Enqueue(new RunFinished(run.Id, id, TaskRunState.Succeeded, T0.AddSeconds(4), null, null, null));
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(id);
+        Assert.That((task.State, task.Runs.Single().State), Is.EqualTo((TaskState.Expired, TaskRunState.Expired)));
+    }
+
+    [Test]
+    public async Task Sweep_TaskWhoseStoredStateLagsAFinishedRun_IsHealed()
+    {
+        var id = Dispatch(T0.AddSeconds(2));
+        var run = StartRun(id);
+        await _host.FlushAsync();
+        // Simulate a derivation that another process missed: the run finished but the task still says ACTIVE.
+        await _host.QueryAsync(db => db.Database.ExecuteSqlAsync(
+            $"UPDATE \"JobLogTaskRuns\" SET \"State\" = 3, \"Stop\" = \"Start\" WHERE \"TaskId\" = {id}"));
+        _clock.Advance(TimeSpan.FromSeconds(3));
+
+        var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        var task = await _host.TaskAsync(id);
+        Assert.That((result.Healed, result.Expired), Is.EqualTo((1, 0)));
+        Assert.That((task.State, task.IsSetAsStale), Is.EqualTo((TaskState.Failed, false)));
+        Assert.That(run.Id, Is.EqualTo(task.Runs.Single().Id));
+    }
+
+    [Test]
+    public async Task Sweep_MoreTasksThanOneBatch_ExpiresAllOfThem()
+    {
+        var ids = Enumerable.Range(0, 30).Select(_ => Dispatch(T0.AddSeconds(1))).ToList();
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromSeconds(2));
+
+        var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        Assert.That(result.Expired, Is.EqualTo(30));
+        Assert.That(await _host.QueryAsync(db => db.TaskLogs.CountAsync(t => t.State == TaskState.Expired)), Is.EqualTo(ids.Count));
+    }
+
+    [Test]
+    public async Task Sweep_TwoSweepersAtOnce_ExpireEachTaskExactlyOnce()
+    {
+        for (var i = 0; i < 200; i++)
+        {
+            Dispatch(T0.AddSeconds(1));
+        }
+
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromSeconds(2));
+        await using var other = await LedgerHost.StartAsync(
+            _host.Ledger, o => o.MigrateOnStartup = false, s => s.AddSingleton<TimeProvider>(_clock));
+        var second = other.Services.GetRequiredService<TaskLogSweeper>();
+
+        var results = await Task.WhenAll(
+            Task.Run(() => Sweeper.SweepOnceAsync(CancellationToken.None)),
+            Task.Run(() => second.SweepOnceAsync(CancellationToken.None)));
+
+        Assert.That(results.Sum(r => r.Expired), Is.EqualTo(200));
+    }
+}

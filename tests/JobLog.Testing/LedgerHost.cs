@@ -1,0 +1,104 @@
+using JobLog.Recording;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace JobLog.Testing;
+
+/// <summary>A started host with JobLog on a throwaway ledger.</summary>
+public sealed class LedgerHost : IAsyncDisposable
+{
+    private LedgerHost(IHost host, TestLedger ledger)
+    {
+        Host = host;
+        Ledger = ledger;
+    }
+
+    public IHost Host { get; }
+
+    public TestLedger Ledger { get; }
+
+    public IServiceProvider Services => Host.Services;
+
+    public static async Task<LedgerHost> StartAsync(
+        TestLedger ledger,
+        Action<JobLogOptions>? options = null,
+        Action<IServiceCollection>? services = null,
+        bool start = true)
+    {
+        var builder = Microsoft.Extensions.Hosting.Host.CreateApplicationBuilder(new HostApplicationBuilderSettings
+        {
+            DisableDefaults = true,
+            EnvironmentName = "Testing",
+        });
+        builder.Logging.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning);
+        builder.Services.AddJobLog(o =>
+        {
+            ledger.Apply(o);
+            o.SpoolPath = null;
+            o.Sweeper.Enabled = false;
+            options?.Invoke(o);
+        });
+        services?.Invoke(builder.Services);
+        builder.Services.Configure<HostOptions>(h => h.ShutdownTimeout = TimeSpan.FromSeconds(20));
+        var host = builder.Build();
+        if (start)
+        {
+            await host.StartAsync();
+        }
+
+        return new LedgerHost(host, ledger);
+    }
+
+    /// <summary>Waits until every record enqueued so far is committed.</summary>
+    public async Task FlushAsync()
+    {
+        var recorder = Services.GetRequiredService<LedgerRecorder>();
+        if (!await recorder.FlushAsync(TimeSpan.FromSeconds(30)))
+        {
+            throw new TimeoutException($"The ledger did not commit within 30 s (backlog {recorder.Backlog}).");
+        }
+    }
+
+    /// <summary>Runs a query on a fresh context.</summary>
+    public async Task<T> QueryAsync<T>(Func<JobLogDbContext, Task<T>> query)
+    {
+        await using var scope = Services.CreateAsyncScope();
+        var db = scope.ServiceProvider.GetRequiredService<JobLogDbContext>();
+        return await query(db);
+    }
+
+    public Task<List<TaskLog>> TasksAsync() => QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs).ToListAsync());
+
+    public async Task<TaskLog> TaskAsync(Guid id) =>
+        await QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs).SingleAsync(t => t.Id == id));
+
+    /// <summary>Polls until <paramref name="condition"/> holds (the ledger is written asynchronously).</summary>
+    public static async Task EventuallyAsync(Func<Task<bool>> condition, TimeSpan? timeout = null, string? because = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        while (!await condition())
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                throw new TimeoutException("Condition not met in time: " + (because ?? "(no description)"));
+            }
+
+            await Task.Delay(50);
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await Host.StopAsync();
+        }
+        finally
+        {
+            Host.Dispose();
+            await Ledger.DisposeAsync();
+        }
+    }
+}
