@@ -49,6 +49,9 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<TaskLogSweeper>();
         services.TryAddScoped(sp => sp.GetRequiredService<JobLogContextFactory>().Create());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ILoggerProvider, OutputCaptureLoggerProvider>());
+        // The capture decides by OutputCaptureLevel itself, whatever minimum level the application's console uses.
+        services.Configure<LoggerFilterOptions>(o => o.Rules.Add(
+            new LoggerFilterRule(typeof(OutputCaptureLoggerProvider).FullName, null, LogLevel.Trace, null)));
 
         // Order matters: the schema first, then the writer; hosted services stop in reverse, so the writer drains last.
         services.AddHostedService<LedgerStartupService>();

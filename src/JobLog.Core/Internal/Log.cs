@@ -17,6 +17,9 @@ internal static partial class Log
     [LoggerMessage(1004, LogLevel.Warning, "JobLog's queue is full ({Capacity} records): a {Record} record was dropped. {Dropped} dropped so far.")]
     public static partial void QueueFull(ILogger logger, int capacity, string record, long dropped);
 
+    [LoggerMessage(1006, LogLevel.Warning, "JobLog could not commit a batch of {Count} records.")]
+    public static partial void BatchFailed(ILogger logger, Exception exception, int count);
+
     [LoggerMessage(1005, LogLevel.Error, "JobLog stopped with {Count} records it could not write.")]
     public static partial void LostOnShutdown(ILogger logger, int count);
 

@@ -22,6 +22,11 @@ internal sealed class LedgerWriter(
     private readonly JobLogOptions _options = recorder.Options;
     private SqlExecutor? _executor;
     private int _attempt;
+    private int _started;
+
+    /// <summary>Starts once: MassTransit's test harness starts every hosted service again after the host did.</summary>
+    public override Task StartAsync(CancellationToken cancellationToken) =>
+        Interlocked.Exchange(ref _started, 1) == 0 ? base.StartAsync(cancellationToken) : Task.CompletedTask;
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
@@ -102,11 +107,12 @@ internal sealed class LedgerWriter(
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
             {
+                Log.BatchFailed(logger, ex, _batch.Count);
                 await ResetExecutorAsync().ConfigureAwait(false);
-                if (await IsReachableAsync(cancellationToken).ConfigureAwait(false))
+                if (await IsReachableAsync(cancellationToken).ConfigureAwait(false)
+                    && await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    // The database is up, so the batch itself is bad: store record by record, drop what is rejected.
-                    await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false);
+                    // The database was up, so the batch itself was bad: stored record by record, the rejected dropped.
                     break;
                 }
 
@@ -141,21 +147,35 @@ internal sealed class LedgerWriter(
         await store.CommitAsync(_executor, batch, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
     }
 
-    private async Task CommitOneByOneAsync(CancellationToken cancellationToken)
+    /// <summary>Commits the batch record by record; drops a record only when the database is reachable right after it failed.</summary>
+    /// <returns>False when the database became unreachable (the records not yet written stay in the batch).</returns>
+    private async Task<bool> CommitOneByOneAsync(CancellationToken cancellationToken)
     {
-        foreach (var record in _batch)
+        var remaining = new List<LedgerRecord>(_batch);
+        var written = new List<LedgerRecord>();
+        foreach (var record in remaining)
         {
             try
             {
                 await CommitAsync([record], cancellationToken).ConfigureAwait(false);
+                written.Add(record);
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 await ResetExecutorAsync().ConfigureAwait(false);
+                if (!await IsReachableAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    recorder.Committed(written);
+                    _batch.RemoveAll(written.Contains);
+                    return false;
+                }
+
                 metrics.RecordsDropped.Add(1);
                 Log.RecordRejected(logger, ex, record.GetType().Name);
             }
         }
+
+        return true;
     }
 
     private async Task<bool> IsReachableAsync(CancellationToken cancellationToken)
@@ -163,14 +183,13 @@ internal sealed class LedgerWriter(
         try
         {
             await using var executor = await SqlExecutor.OpenAsync(store.Dialect, schema.ConnectionString, cancellationToken, _options.CommandTimeout).ConfigureAwait(false);
-            await using var transaction = await executor.Connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await using var command = executor.Connection.CreateCommand();
-            command.Transaction = transaction;
-            // A write probe: a locked SQLite file or a read-only replica must count as unreachable.
-            command.CommandText = $"UPDATE \"{LedgerModel.Tasks}\" SET \"Name\" = \"Name\" WHERE 1 = 0";
-            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-            return true;
+            // A write probe: a locked SQLite file or a read-only PostgreSQL must count as unreachable.
+            command.CommandText = store.Dialect.Provider == LedgerProvider.Sqlite
+                ? "BEGIN IMMEDIATE; ROLLBACK;"
+                : "BEGIN; SELECT pg_is_in_recovery() = FALSE AND current_setting('transaction_read_only') = 'off'; ROLLBACK;";
+            var writable = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+            return writable is null or true;
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {

@@ -27,9 +27,14 @@ internal sealed class TaskLogSweeper(
     ILogger<TaskLogSweeper> logger) : BackgroundService
 {
     private readonly SqlDialect _dialect = SqlDialect.For(contexts.Provider);
+    private int _started;
 
     /// <summary>When the last sweep finished, and what it did (the dashboard shows it).</summary>
     public (DateTimeOffset At, SweepResult Result)? LastSweep { get; private set; }
+
+    /// <summary>Starts once, however often a host or test harness starts it.</summary>
+    public override Task StartAsync(CancellationToken cancellationToken) =>
+        Interlocked.Exchange(ref _started, 1) == 0 ? base.StartAsync(cancellationToken) : Task.CompletedTask;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {

@@ -1,0 +1,95 @@
+using JobLog.Testing;
+using MassTransit;
+using MassTransit.Testing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace JobLog.MassTransit.Tests;
+
+public enum Transport
+{
+    InMemory,
+    RabbitMq,
+}
+
+/// <summary>A host with JobLog and a MassTransit test harness on the in-memory transport or a throwaway RabbitMQ vhost.</summary>
+public sealed class BusFixture : IAsyncDisposable
+{
+    private BusFixture(LedgerHost host, RabbitMqVhost? vhost)
+    {
+        Host = host;
+        Vhost = vhost;
+    }
+
+    public LedgerHost Host { get; }
+
+    public RabbitMqVhost? Vhost { get; }
+
+    public ITestHarness Harness => Host.Services.GetTestHarness();
+
+    public IBus Bus => Harness.Bus;
+
+    public static async Task<BusFixture> StartAsync(
+        Transport transport,
+        Action<IBusRegistrationConfigurator> consumers,
+        int retries = 0,
+        Action<JobLogOptions>? options = null,
+        TestLedger? ledger = null)
+    {
+        var vhost = transport == Transport.RabbitMq ? await RabbitMqVhost.CreateAsync() : null;
+        var host = await LedgerHost.StartAsync(ledger ?? TestLedger.Sqlite(), options, services =>
+        {
+            services.AddMassTransitTestHarness(x =>
+            {
+                x.SetKebabCaseEndpointNameFormatter();
+                x.SetTestTimeouts(testTimeout: TimeSpan.FromSeconds(60), testInactivityTimeout: TimeSpan.FromSeconds(5));
+                consumers(x);
+                if (vhost is null)
+                {
+                    x.UsingInMemory((context, cfg) => Configure(context, cfg, retries));
+                }
+                else
+                {
+                    x.UsingRabbitMq((context, cfg) =>
+                    {
+                        cfg.Host(RabbitMqVhost.Host, vhost.Name, h =>
+                        {
+                            h.Username("guest");
+                            h.Password("guest");
+                        });
+                        Configure(context, cfg, retries);
+                    });
+                }
+            });
+        });
+        var fixture = new BusFixture(host, vhost);
+        await fixture.Harness.Start();
+        return fixture;
+    }
+
+    private static void Configure<T>(IBusRegistrationContext context, IBusFactoryConfigurator<T> cfg, int retries)
+        where T : IReceiveEndpointConfigurator
+    {
+        if (retries > 0)
+        {
+            cfg.UseMessageRetry(r => r.Immediate(retries));
+        }
+
+        cfg.UseTaskLogging(context);
+        cfg.ConfigureEndpoints(context);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            await Host.DisposeAsync();
+        }
+        finally
+        {
+            if (Vhost is not null)
+            {
+                await Vhost.DisposeAsync();
+            }
+        }
+    }
+}
