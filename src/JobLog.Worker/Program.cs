@@ -1,0 +1,1 @@
+return await JobLog.Worker.Cli.Cli.RunAsync(args);

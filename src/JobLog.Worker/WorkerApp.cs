@@ -1,0 +1,98 @@
+using JobLog.Worker.Demo;
+using MassTransit;
+
+namespace JobLog.Worker;
+
+/// <summary>Composition of the Worker: the ledger, the bus with the demo consumers, the HTTP surface.</summary>
+internal static class WorkerApp
+{
+    /// <summary>Builds the web application (worker + dashboard). <paramref name="configure"/> lets tests and the CLI adjust services.</summary>
+    public static WebApplication Build(string[] args, Action<WebApplicationBuilder>? configure = null)
+    {
+        // appsettings.json from the build output, wherever the command runs; relative paths (joblog.db) stay relative to
+        // the current directory.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
+        if (string.IsNullOrEmpty(builder.Configuration["urls"]) && string.IsNullOrEmpty(builder.Configuration["ASPNETCORE_URLS"]))
+        {
+            builder.WebHost.UseUrls(WorkerSettings.DefaultUrls);
+        }
+
+        var settings = WorkerSettings.From(builder.Configuration);
+        AddLedger(builder.Services, builder.Configuration, settings);
+        AddBus(builder.Services, settings);
+        configure?.Invoke(builder);
+
+        var app = builder.Build();
+        app.MapGet("/", () => Results.Redirect("/joblog"));
+        app.MapGet("/healthz", () => Results.Text("ok"));
+        return app;
+    }
+
+    public static void AddLedger(IServiceCollection services, IConfiguration configuration, WorkerSettings settings)
+    {
+        services.AddJobLog(o =>
+        {
+            if (settings.Database == LedgerProvider.PostgreSql)
+            {
+                o.UseNpgsql(settings.ConnectionString);
+            }
+            else
+            {
+                o.UseSqlite(settings.ConnectionString);
+            }
+
+            o.Sweeper.Interval = TimeSpan.FromSeconds(5);
+            o.Release = typeof(WorkerApp).Assembly.GetName().Version?.ToString();
+            if (Enum.TryParse<LedgerDurability>(configuration["JobLog:Durability"], ignoreCase: true, out var durability))
+            {
+                o.Durability = durability;
+            }
+        });
+    }
+
+    public static void AddBus(IServiceCollection services, WorkerSettings settings)
+    {
+        services.AddMassTransit(x =>
+        {
+            x.SetKebabCaseEndpointNameFormatter();
+            x.AddConsumer<ChargeCardConsumer>();
+            x.AddConsumer<SyncInventoryConsumer>();
+            x.AddConsumer<SendInvoiceConsumer>();
+            x.AddConsumer<BuildReportConsumer>();
+            if (settings.UsesRabbitMq)
+            {
+                x.UsingRabbitMq((context, cfg) =>
+                {
+                    cfg.Host(settings.RabbitHost, settings.RabbitVirtualHost, h =>
+                    {
+                        h.Username(settings.RabbitUser);
+                        h.Password(settings.RabbitPassword);
+                    });
+                    if (settings.PrefetchCount is { } prefetch)
+                    {
+                        cfg.PrefetchCount = prefetch;
+                    }
+
+                    if (settings.ConcurrentMessageLimit is { } limit)
+                    {
+                        cfg.ConcurrentMessageLimit = limit;
+                    }
+
+                    ConfigureBus(context, cfg);
+                });
+            }
+            else
+            {
+                x.UsingInMemory((context, cfg) => ConfigureBus(context, cfg));
+            }
+        });
+    }
+
+    private static void ConfigureBus<T>(IBusRegistrationContext context, IBusFactoryConfigurator<T> cfg)
+        where T : IReceiveEndpointConfigurator
+    {
+        cfg.UseMessageRetry(r => r.Intervals(200, 500));
+        cfg.UseTaskLogging(context);
+        cfg.ConfigureEndpoints(context);
+    }
+}
