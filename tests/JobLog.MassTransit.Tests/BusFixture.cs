@@ -33,7 +33,8 @@ public sealed class BusFixture : IAsyncDisposable
         Action<IBusRegistrationConfigurator> consumers,
         int retries = 0,
         Action<JobLogOptions>? options = null,
-        TestLedger? ledger = null)
+        TestLedger? ledger = null,
+        TimeSpan? retryInterval = null)
     {
         var vhost = transport == Transport.RabbitMq ? await RabbitMqVhost.CreateAsync() : null;
         var host = await LedgerHost.StartAsync(ledger ?? TestLedger.Sqlite(), options, services =>
@@ -45,7 +46,7 @@ public sealed class BusFixture : IAsyncDisposable
                 consumers(x);
                 if (vhost is null)
                 {
-                    x.UsingInMemory((context, cfg) => Configure(context, cfg, retries));
+                    x.UsingInMemory((context, cfg) => Configure(context, cfg, retries, retryInterval));
                 }
                 else
                 {
@@ -56,7 +57,7 @@ public sealed class BusFixture : IAsyncDisposable
                             h.Username("guest");
                             h.Password("guest");
                         });
-                        Configure(context, cfg, retries);
+                        Configure(context, cfg, retries, retryInterval);
                     });
                 }
             });
@@ -66,10 +67,18 @@ public sealed class BusFixture : IAsyncDisposable
         return fixture;
     }
 
-    private static void Configure<T>(IBusRegistrationContext context, IBusFactoryConfigurator<T> cfg, int retries)
+    private static void Configure<T>(IBusRegistrationContext context, IBusFactoryConfigurator<T> cfg, int retries, TimeSpan? interval)
         where T : IReceiveEndpointConfigurator
     {
-        if (retries > 0)
+        if (retries > 0 && interval is { } delay)
+        {
+            cfg.UseMessageRetry(r =>
+            {
+                r.Interval(retries, delay);
+                r.ConnectTaskLogging(context);
+            });
+        }
+        else if (retries > 0)
         {
             cfg.UseMessageRetry(r => r.Immediate(retries));
         }

@@ -24,9 +24,10 @@ public class TaskLoggingTests(Transport transport)
         }
     }
 
-    private async Task<BusFixture> Start(Action<IBusRegistrationConfigurator> consumers, int retries = 0, Action<JobLogOptions>? options = null)
+    private async Task<BusFixture> Start(
+        Action<IBusRegistrationConfigurator> consumers, int retries = 0, Action<JobLogOptions>? options = null, TimeSpan? retryInterval = null)
     {
-        _bus = await BusFixture.StartAsync(transport, consumers, retries, options);
+        _bus = await BusFixture.StartAsync(transport, consumers, retries, options, retryInterval: retryInterval);
         return _bus;
     }
 
@@ -91,6 +92,22 @@ public class TaskLoggingTests(Transport transport)
         Assert.That(runs[0].EstimatedTimeOfNextRetry, Is.Not.Null.And.GreaterThanOrEqualTo(runs[0].Stop!.Value));
         Assert.That(runs[1].EstimatedTimeOfNextRetry, Is.EqualTo(runs[2].Start));
         Assert.That(runs[2].ErrorMessage, Is.Null);
+    }
+
+    [Test]
+    public async Task Consume_WithIntervalRetryAndTheRetryObserver_RecordsTheNextRetryTimeBeforeTheRetry()
+    {
+        var bus = await Start(x => x.AddConsumer<FlakyJobConsumer>(), retries: 1, retryInterval: TimeSpan.FromSeconds(30));
+        var id = NewId.NextGuid();
+
+        await bus.Bus.Publish(new FlakyJob(1), x => x.MessageId = id);
+
+        // The retry waits 30 s; the RETRIED run carries its next attempt's time long before that attempt exists.
+        var retried = await WaitForTask(bus, id, t => t.Runs.Any(r => r.EstimatedTimeOfNextRetry is not null), "retry time recorded");
+        var first = retried.Runs.Single();
+        Assert.That(first.State, Is.EqualTo(TaskRunState.Retried));
+        Assert.That(retried.State, Is.EqualTo(TaskState.Retried));
+        Assert.That(first.EstimatedTimeOfNextRetry!.Value - first.Stop!.Value, Is.EqualTo(TimeSpan.FromSeconds(30)).Within(TimeSpan.FromSeconds(1)));
     }
 
     [Test]
