@@ -72,7 +72,8 @@ public sealed class BusFixture : IAsyncDisposable
     {
         if (retries > 0 && interval is { } delay)
         {
-            cfg.UseMessageRetry(r =>
+            // With the bus as connector, a waiting retry is cancelled when the bus stops.
+            cfg.UseMessageRetry(cfg, r =>
             {
                 r.Interval(retries, delay);
                 r.ConnectTaskLogging(context);
