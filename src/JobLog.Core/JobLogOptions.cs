@@ -46,7 +46,7 @@ public sealed class JobLogOptions
     /// <summary>How long the business path waits for a commit in <see cref="LedgerDurability.Acknowledged"/> mode. Default 5 s.</summary>
     public TimeSpan AcknowledgeTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Records held in memory while the database is slow or down. Default 200,000; further records go to the spool file.</summary>
+    /// <summary>Records held in memory while the database is slow or down. Default 200,000; further records are dropped and counted.</summary>
     public int QueueCapacity { get; set; } = 200_000;
 
     /// <summary>Records per transaction. Default 2,000.</summary>
@@ -57,13 +57,6 @@ public sealed class JobLogOptions
 
     /// <summary>Longest wait between two attempts to reach a failing database. Default 10 s.</summary>
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(10);
-
-    /// <summary>
-    /// File where records that do not fit in <see cref="QueueCapacity"/> are appended while the database is down,
-    /// replayed when it returns. Default <c>joblog.spool</c> in the current directory; null disables the spool
-    /// (records past the capacity are then dropped and counted).
-    /// </summary>
-    public string? SpoolPath { get; set; } = "joblog.spool";
 
     /// <summary>Command timeout of the writer's statements. Default 30 s.</summary>
     public TimeSpan CommandTimeout { get; set; } = TimeSpan.FromSeconds(30);

@@ -36,7 +36,6 @@ public sealed class LedgerHost : IAsyncDisposable
         builder.Services.AddJobLog(o =>
         {
             ledger.Apply(o);
-            o.SpoolPath = null;
             o.Sweeper.Enabled = false;
             options?.Invoke(o);
         });

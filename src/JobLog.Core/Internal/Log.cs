@@ -34,10 +34,4 @@ internal static partial class Log
 
     [LoggerMessage(1020, LogLevel.Information, "JobLog migrated the {Provider} ledger schema.")]
     public static partial void Migrated(ILogger logger, LedgerProvider provider);
-
-    [LoggerMessage(1030, LogLevel.Information, "JobLog replayed {Count} spooled records from {Path}.")]
-    public static partial void SpoolReplayed(ILogger logger, int count, string path);
-
-    [LoggerMessage(1031, LogLevel.Warning, "JobLog spooled {Count} records to {Path} while the ledger is unreachable.")]
-    public static partial void Spooled(ILogger logger, int count, string path);
 }

@@ -51,9 +51,6 @@ internal sealed class LedgerRecorder
 
     internal ChannelReader<LedgerRecord> Reader => _channel.Reader;
 
-    /// <summary>Optional overflow: records that do not fit in memory. Set by the writer.</summary>
-    internal Func<LedgerRecord, bool>? Overflow { get; set; }
-
     /// <summary>Hands a record to the writer. Never blocks; returns the record's sequence number, or 0 when it was not queued.</summary>
     public long Enqueue(LedgerRecord record)
     {
@@ -67,11 +64,6 @@ internal sealed class LedgerRecorder
                 Interlocked.Increment(ref _backlog);
                 return sequence;
             }
-        }
-
-        if (Overflow?.Invoke(record) == true)
-        {
-            return 0;
         }
 
         var dropped = Interlocked.Increment(ref _dropped);
