@@ -40,4 +40,10 @@ internal static partial class Log
 
     [LoggerMessage(1031, LogLevel.Warning, "JobLog spooled {Count} records to {Path} while the ledger is unreachable.")]
     public static partial void Spooled(ILogger logger, int count, string path);
+
+    [LoggerMessage(1040, LogLevel.Warning, "JobLog could not record an outbound request to {Host}; the request goes on.")]
+    public static partial void OutputRequestNotRecorded(ILogger logger, Exception exception, string host);
+
+    [LoggerMessage(1041, LogLevel.Warning, "JobLog could not record command {Name}; the command goes on.")]
+    public static partial void CommandNotRecorded(ILogger logger, Exception exception, string name);
 }
