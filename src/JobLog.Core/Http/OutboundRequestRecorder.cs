@@ -178,6 +178,12 @@ internal sealed class OutboundRequestRecorder(
         {
             // Enough for the stored text: the rest of the body is not serialized twice.
         }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The capture failed (a JSON value that does not serialize, ...): the request goes on, its body unrecorded.
+            Log.OutputRequestBodyNotCaptured(logger, ex);
+            return Redactor.NotRecorded(content.Headers.ContentLength);
+        }
 
         return Masked(content, sink);
     }
@@ -202,6 +208,11 @@ internal sealed class OutboundRequestRecorder(
         catch (CaptureSink.FullException)
         {
             // As above.
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.OutputRequestBodyNotCaptured(logger, ex);
+            return Redactor.NotRecorded(content.Headers.ContentLength);
         }
 
         return Masked(content, sink);

@@ -488,8 +488,9 @@ internal sealed class Redactor
         yield return new Regex($@"<((?:\w+:)?(?:{alternatives}))(?:\s[^>]*)?>([\s\S]*?)</\1>", o, timeout);
         // JSON-like fragments in text that failed to parse: "password": "value".
         yield return new Regex($@"[""'](?:{alternatives})[""']\s*:\s*[""']((?:[^""'\\]|\\.)*)[""']", o, timeout);
-        // Connection strings: ;Password=value; (a value may hold spaces, never a semicolon).
-        yield return ConnectionStringPattern(names);
+        // Connection strings: ;Password=value; (a value may hold spaces and '&', never a semicolon). At the start of the
+        // text the form pattern above applies; this one needs the ';' so that form bodies keep their other fields.
+        yield return new Regex($@";\s*(?:{alternatives})\s*=\s*([^;]*)", o, timeout);
         // Credentials in URLs: scheme://user:password@host.
         yield return s_urlCredentials;
     }
