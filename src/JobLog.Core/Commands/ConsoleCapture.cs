@@ -6,6 +6,9 @@ namespace JobLog.Commands;
 /// <summary>What one running command captures: all its output, and the end of its error output.</summary>
 internal sealed class CommandCapture(OutputBuffer output, OutputBuffer errorTail)
 {
+    /// <summary>The thread that started the command (often the process's main thread).</summary>
+    public int StartThreadId { get; } = Environment.CurrentManagedThreadId;
+
     public OutputBuffer Output { get; } = output;
 
     public OutputBuffer ErrorTail { get; } = errorTail;
@@ -84,6 +87,18 @@ internal static class ConsoleCapture
         }
     }
 
+    /// <summary>
+    /// A dedicated background thread started while the command ran (a console logger's queue thread, a timer) inherits
+    /// the command's async context, but writes on behalf of the whole process; what the command logs through ILogger
+    /// is captured at the source anyway. The command's own writes come from its starting thread, the thread pool
+    /// (its continuations), or foreground threads it starts.
+    /// </summary>
+    private static bool IsInfrastructureThread(CommandCapture capture)
+    {
+        var thread = Thread.CurrentThread;
+        return thread.IsBackground && !thread.IsThreadPoolThread && thread.ManagedThreadId != capture.StartThreadId;
+    }
+
     /// <summary>Writes through to the real console and into the current command's capture.</summary>
     private sealed class TeeWriter(TextWriter inner, bool error) : TextWriter(inner.FormatProvider)
     {
@@ -141,7 +156,7 @@ internal static class ConsoleCapture
 
         private void Capture(string text)
         {
-            if (s_current.Value is not { } capture)
+            if (s_current.Value is not { } capture || IsInfrastructureThread(capture))
             {
                 return;
             }

@@ -177,6 +177,23 @@ public class CommandLoggerTests
     }
 
     [Test]
+    public async Task Command_CapturesItsThreadPoolWorkButNotBackgroundThreadsItStarted()
+    {
+        await Commands.RunAsync("mixed", [], async ct =>
+        {
+            await Task.Run(() => Console.WriteLine("from the thread pool"), ct);
+            var worker = new Thread(() => Console.WriteLine("from a background queue thread")) { IsBackground = true };
+            worker.Start();
+            worker.Join();
+            return 0;
+        });
+
+        var log = await SingleCommandAsync();
+        Assert.That(log.Output, Is.EqualTo("from the thread pool\n"));
+        Assert.That(_console.ToString(), Does.Contain("from a background queue thread"), "still echoed");
+    }
+
+    [Test]
     public async Task Console_AfterTheCommand_IsTheOneItWasBefore()
     {
         var before = Console.Out;
