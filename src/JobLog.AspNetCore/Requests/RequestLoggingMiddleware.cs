@@ -48,15 +48,17 @@ internal sealed class RequestLoggingMiddleware(
             return;
         }
 
-        var recording = new RequestRecording(context, _services);
+        RequestRecording? recording = null;
         try
         {
+            recording = new RequestRecording(context, _services);
             await recording.StartAsync(endpoint).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
             Log.RequestNotRecorded(logger, ex, context.Request.Method, context.Request.Path.Value ?? "");
-            recording.Restore();
+            // The request body stays wrapped: bytes read ahead are replayed from it.
+            recording?.Restore(requestBody: false);
             await next(context).ConfigureAwait(false);
             return;
         }
@@ -90,7 +92,7 @@ internal sealed class RequestLoggingMiddleware(
         catch (Exception ex)
         {
             Log.RequestNotRecorded(logger, ex, context.Request.Method, context.Request.Path.Value ?? "");
-            recording.Restore();
+            recording.Restore(requestBody: true);
         }
     }
 

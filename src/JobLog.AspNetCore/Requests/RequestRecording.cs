@@ -103,7 +103,7 @@ internal sealed class RequestRecording
             }
         }
 
-        Restore();
+        Restore(requestBody: true);
         var endpoint = _context.GetEndpoint();
         _log.ResponseTimestamp = _services.Time.GetUtcNow().UtcDateTime;
         _log.Slug = Slug(endpoint) ?? _log.Slug;
@@ -132,10 +132,13 @@ internal sealed class RequestRecording
         _services.Enqueue(Copy(_log));
     }
 
-    /// <summary>Puts the original body and response features back (also when recording failed half-way).</summary>
-    public void Restore()
+    /// <summary>
+    /// Puts the original response feature back, and the original request body when <paramref name="requestBody"/>
+    /// (not before the endpoint ran: bytes already read ahead are only in the capture).
+    /// </summary>
+    public void Restore(bool requestBody)
     {
-        if (_originalBody is not null)
+        if (requestBody && _originalBody is not null)
         {
             _context.Request.Body = _originalBody;
             _originalBody = null;

@@ -130,22 +130,25 @@ public class RequestLoggingTests
         Assert.That(log.Status, Is.EqualTo(RequestLogStatus.Warning));
     }
 
-    [Test]
-    public async Task Request_WhileTheEndpointRuns_IsAlreadyRecordedIncompleteWithItsBody()
+    [TestCase(LedgerProvider.Sqlite)]
+    [TestCase(LedgerProvider.PostgreSql)]
+    public async Task Request_WhileTheEndpointRuns_IsAlreadyRecordedIncompleteWithItsBody(LedgerProvider provider)
     {
         var entered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var release = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        await using var web = await WebFixture.StartAsync(app =>
-        {
-            app.UseJobLogRequests();
-            app.MapPost("/slow", async (HttpRequest request) =>
+        await using var web = await WebFixture.StartAsync(
+            app =>
             {
-                entered.SetResult();
-                await release.Task;
-                using var reader = new StreamReader(request.Body);
-                return Results.Text((await reader.ReadToEndAsync()).ToUpperInvariant());
-            });
-        });
+                app.UseJobLogRequests();
+                app.MapPost("/slow", async (HttpRequest request) =>
+                {
+                    entered.SetResult();
+                    await release.Task;
+                    using var reader = new StreamReader(request.Body);
+                    return Results.Text((await reader.ReadToEndAsync()).ToUpperInvariant());
+                });
+            },
+            ledger: await Ledgers.CreateAsync(provider));
 
         var call = web.Client.PostAsync("/slow", new StringContent("user=ann&password=pw", Encoding.UTF8, "application/x-www-form-urlencoded"));
         await entered.Task;
@@ -371,6 +374,29 @@ public class RequestLoggingTests
     }
 
     [Test]
+    public async Task Recording_WhenItFails_LetsTheRequestThroughUnrecorded()
+    {
+        await using var web = await WebFixture.StartAsync(app =>
+        {
+            // A server feature that throws when JobLog inspects the request.
+            app.Use((context, next) =>
+            {
+                context.Features.Set<Microsoft.AspNetCore.Http.Features.IHttpUpgradeFeature>(new BrokenUpgradeFeature());
+                return next(context);
+            });
+            app.UseJobLogRequests();
+            app.MapPost("/fragile", async (HttpRequest r) => await new StreamReader(r.Body).ReadToEndAsync());
+        });
+
+        using var response = await web.Client.PostAsync("/fragile", new StringContent("payload"));
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("payload"));
+        await web.FlushAsync();
+        Assert.That(await web.InputsAsync(), Is.Empty);
+    }
+
+    [Test]
     public async Task NotFound_IsRecordedAsWarningWithoutSlug()
     {
         await using var web = await WebFixture.StartAsync(app =>
@@ -389,4 +415,11 @@ public class RequestLoggingTests
     }
 
     public sealed record LoginForm(string User, string Password);
+
+    private sealed class BrokenUpgradeFeature : Microsoft.AspNetCore.Http.Features.IHttpUpgradeFeature
+    {
+        public bool IsUpgradableRequest => throw new InvalidOperationException("broken server feature");
+
+        public Task<Stream> UpgradeAsync() => throw new NotSupportedException();
+    }
 }

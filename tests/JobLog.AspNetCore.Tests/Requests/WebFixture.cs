@@ -43,7 +43,8 @@ public sealed class WebFixture : IAsyncDisposable
         Action<WebApplication> pipeline,
         Action<IServiceCollection>? services = null,
         Server server = Server.TestServer,
-        Action<JobLogOptions>? options = null)
+        Action<JobLogOptions>? options = null,
+        TestLedger? ledger = null)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Testing" });
         builder.Logging.ClearProviders().AddSimpleConsole().SetMinimumLevel(LogLevel.Warning);
@@ -62,7 +63,7 @@ public sealed class WebFixture : IAsyncDisposable
             builder.WebHost.UseTestServer();
         }
 
-        var ledger = TestLedger.Sqlite();
+        ledger ??= TestLedger.Sqlite();
         builder.Services.AddJobLog(o =>
         {
             ledger.Apply(o);

@@ -7,7 +7,9 @@ using NUnit.Framework;
 namespace JobLog.Core.Tests.Commands;
 
 [NonParallelizable]
-public class CommandLoggerTests
+[TestFixture(LedgerProvider.Sqlite)]
+[TestFixture(LedgerProvider.PostgreSql)]
+public class CommandLoggerTests(LedgerProvider provider)
 {
     private LedgerHost _host = null!;
     private TextWriter _realOut = null!;
@@ -17,7 +19,7 @@ public class CommandLoggerTests
     [SetUp]
     public async Task StartAsync()
     {
-        _host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o => o.Commands.ExcludedNames.Add("Shell"));
+        _host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider), o => o.Commands.ExcludedNames.Add("Shell"));
         _realOut = Console.Out;
         _realError = Console.Error;
         // Stands in for the terminal: what the command echoes lands here.

@@ -9,7 +9,9 @@ using NUnit.Framework;
 
 namespace JobLog.Core.Tests.Http;
 
-public class OutboundRequestLoggingTests
+[TestFixture(LedgerProvider.Sqlite)]
+[TestFixture(LedgerProvider.PostgreSql)]
+public class OutboundRequestLoggingTests(LedgerProvider provider)
 {
     private LedgerHost _host = null!;
     private StubHandler _partner = null!;
@@ -18,7 +20,7 @@ public class OutboundRequestLoggingTests
     public async Task StartAsync()
     {
         _partner = new StubHandler();
-        _host = await LedgerHost.StartAsync(TestLedger.Sqlite(), services: s =>
+        _host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider), services: s =>
         {
             s.AddHttpClient("psp").ConfigurePrimaryHttpMessageHandler(() => _partner).AddJobLogging(slug: "psp").AddJobLogging(slug: "twice");
             s.AddHttpClient("plain").ConfigurePrimaryHttpMessageHandler(() => _partner);
