@@ -69,22 +69,24 @@ internal static class Cli
             return await body(CancellationToken.None);
         }
 
-        await using var _ = ledger;
-        var commands = ledger.GetRequiredService<CommandLogger>();
-        if (commands.IsExcluded(command))
+        await using (ledger)
         {
-            return await body(CancellationToken.None);
-        }
+            var commands = ledger.GetRequiredService<CommandLogger>();
+            if (commands.IsExcluded(command))
+            {
+                return await body(CancellationToken.None);
+            }
 
-        var writer = ledger.GetRequiredService<JobLog.Recording.LedgerWriter>();
-        await writer.StartAsync(CancellationToken.None);
-        try
-        {
-            return await commands.RunAsync(command, args, body, executedFromCommandLine: true);
-        }
-        finally
-        {
-            await writer.StopAsync(CancellationToken.None);
+            var writer = ledger.GetRequiredService<JobLog.Recording.LedgerWriter>();
+            await writer.StartAsync(CancellationToken.None);
+            try
+            {
+                return await commands.RunAsync(command, args, body, executedFromCommandLine: true);
+            }
+            finally
+            {
+                await writer.StopAsync(CancellationToken.None);
+            }
         }
     }
 

@@ -373,6 +373,35 @@ public class RequestLoggingTests
         Assert.That(log.RequestBody, Is.EqualTo("""{"apiKey":"[Filtered]","n":1}"""));
     }
 
+    [TestCase(Server.TestServer)]
+    [TestCase(Server.Kestrel)]
+    public async Task FormBody_ReadAheadForTheRecord_IsStillParsedByTheEndpoint(Server server)
+    {
+        await using var web = await WebFixture.StartAsync(
+            app =>
+            {
+                app.UseJobLogRequests();
+                app.MapPost("/form", async (HttpRequest r) => (await r.ReadFormAsync())["user"].ToString() + "/" + r.Form["password"]);
+                app.MapPost("/pipe", async (HttpRequest r) =>
+                {
+                    var result = await r.BodyReader.ReadAtLeastAsync(int.MaxValue / 2);
+                    var text = Encoding.UTF8.GetString(result.Buffer);
+                    r.BodyReader.AdvanceTo(result.Buffer.End);
+                    return text;
+                });
+            },
+            server: server);
+        var form = new FormUrlEncodedContent([new("user", "ann"), new("password", "pw")]);
+
+        using var parsed = await web.Client.PostAsync("/form", form);
+        using var piped = await web.Client.PostAsync("/pipe", new StringContent("read through the pipe"));
+
+        Assert.That(await parsed.Content.ReadAsStringAsync(), Is.EqualTo("ann/pw"));
+        Assert.That(await piped.Content.ReadAsStringAsync(), Is.EqualTo("read through the pipe"));
+        var log = await web.CompletedInputAsync("/form");
+        Assert.That(log.RequestBody, Is.EqualTo("user=ann&password=[Filtered]"));
+    }
+
     [Test]
     public async Task Recording_WhenItFails_LetsTheRequestThroughUnrecorded()
     {
