@@ -85,6 +85,9 @@ public sealed class JobLogOptions
     /// <summary>The stale-task sweeper.</summary>
     public SweeperOptions Sweeper { get; } = new();
 
+    /// <summary>Command logging (<see cref="CommandLogger"/>).</summary>
+    public CommandLogOptions Commands { get; } = new();
+
     /// <summary>Stores the ledger in SQLite (WAL mode).</summary>
     /// <param name="connectionString">For example <c>Data Source=joblog.db</c>.</param>
     public JobLogOptions UseSqlite(string connectionString)
@@ -213,4 +216,20 @@ public sealed class RedactionOptions
 
     /// <summary>Longest JSON string value kept when a JSON body is too long. Default 250.</summary>
     public int MaxJsonStringLength { get; set; } = 250;
+
+    /// <summary>
+    /// Bytes of an HTTP request or response body read for masking (never the whole body); the stored text is then
+    /// bounded by <see cref="MaxBodyLength"/>. Default 65,536; never less than <see cref="MaxBodyLength"/> + 4.
+    /// </summary>
+    public int MaxCapturedBodyBytes { get; set; } = 64 * 1024;
+
+    /// <summary>
+    /// Content types whose response bodies are recorded (other responses store no body). <c>*</c> stands for any
+    /// subtype (<c>text/*</c>) or a subtype prefix (<c>application/*+json</c>). Default: text, JSON, XML, forms, JavaScript.
+    /// </summary>
+    public IList<string> TextContentTypes { get; } =
+    [
+        "text/*", "application/json", "application/*+json", "application/xml", "application/*+xml",
+        "application/x-www-form-urlencoded", "application/javascript", "application/graphql",
+    ];
 }

@@ -1,4 +1,5 @@
 using JobLog.Worker.Demo;
+using JobLog.Worker.DemoHttp;
 using MassTransit;
 
 namespace JobLog.Worker;
@@ -20,11 +21,14 @@ internal static class WorkerApp
         var settings = WorkerSettings.From(builder.Configuration);
         AddLedger(builder.Services, builder.Configuration, settings);
         AddBus(builder.Services, settings);
+        builder.Services.AddDemoHttp();
         configure?.Invoke(builder);
 
         var app = builder.Build();
+        app.UseJobLogRequests();
         app.MapGet("/", () => Results.Redirect("/joblog"));
         app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapDemoHttp();
         return app;
     }
 
@@ -42,6 +46,12 @@ internal static class WorkerApp
             }
 
             o.Sweeper.Interval = TimeSpan.FromSeconds(5);
+            // The worker itself and help are not commands worth a CommandLog; sweep, demo, migrate, ... are.
+            foreach (var name in new[] { "run", "help", "--help", "-h" })
+            {
+                o.Commands.ExcludedNames.Add(name);
+            }
+
             o.Release = typeof(WorkerApp).Assembly.GetName().Version?.ToString();
             if (Enum.TryParse<LedgerDurability>(configuration["JobLog:Durability"], ignoreCase: true, out var durability))
             {

@@ -34,4 +34,13 @@ internal static partial class Log
 
     [LoggerMessage(1020, LogLevel.Information, "JobLog migrated the {Provider} ledger schema.")]
     public static partial void Migrated(ILogger logger, LedgerProvider provider);
+
+    [LoggerMessage(1040, LogLevel.Warning, "JobLog could not record an outbound request to {Host}; the request goes on.")]
+    public static partial void OutputRequestNotRecorded(ILogger logger, Exception exception, string host);
+
+    [LoggerMessage(1042, LogLevel.Warning, "JobLog could not capture the body of an outbound request; the request goes on and its body is marked as not recorded.")]
+    public static partial void OutputRequestBodyNotCaptured(ILogger logger, Exception exception);
+
+    [LoggerMessage(1041, LogLevel.Warning, "JobLog could not record command {Name}; the command goes on.")]
+    public static partial void CommandNotRecorded(ILogger logger, Exception exception, string name);
 }

@@ -22,10 +22,16 @@ internal sealed class Redactor
         WriteIndented = false,
     };
 
+    private static readonly Regex s_urlCredentials = new(
+        @"\b[a-z][a-z0-9+.-]*://[^:/@\s]+:([^@/\s]+)@", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+
     private readonly RedactionOptions _options;
     private readonly string[] _exactNames;
     private readonly string[][] _wildcardNames;
     private readonly Regex[] _bodyPatterns;
+    private readonly Regex[] _tailPatterns;
+    private readonly Regex _connectionStringPattern;
+    private readonly (string Type, string Subtype)[] _textContentTypes;
     private readonly ConcurrentDictionary<string, bool> _nameCache = new(StringComparer.Ordinal);
 
     public Redactor(IOptions<JobLogOptions> options)
@@ -43,11 +49,17 @@ internal sealed class Redactor
         _bodyPatterns = DefaultBodyPatterns(options.SensitiveNames)
             .Concat(options.BodyPatterns.Select(p => new Regex(p, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1))))
             .ToArray();
+        _tailPatterns = TailPatterns(options.SensitiveNames).ToArray();
+        _connectionStringPattern = ConnectionStringPattern(options.SensitiveNames);
+        _textContentTypes = options.TextContentTypes.Select(ParseMediaType).Where(t => t.Type.Length > 0).ToArray();
     }
 
     public string Replacement => _options.Replacement;
 
     public int MaxLength => _options.MaxBodyLength;
+
+    /// <summary>Bytes of a body read for masking: <see cref="RedactionOptions.MaxCapturedBodyBytes"/>, at least the stored length + 4.</summary>
+    public int MaxCaptureBytes => Math.Max(_options.MaxCapturedBodyBytes, _options.MaxBodyLength + 4);
 
     /// <summary>True when a header, query or property name is sensitive.</summary>
     public bool IsSensitiveName(string name)
@@ -154,7 +166,13 @@ internal sealed class Redactor
     }
 
     /// <summary>Masks a text body: JSON is masked structurally, anything else by the form/multipart/XML patterns.</summary>
-    public string MaskText(string text, int? max = null)
+    public string MaskText(string text, int? max = null) => MaskText(text, max, cutAtCapture: false);
+
+    /// <summary>
+    /// As <see cref="MaskText(string, int?)"/>; when <paramref name="cutAtCapture"/> the text is only the start of a
+    /// longer body, so a sensitive value left open at its end (no closing quote, tag or boundary) is hidden too.
+    /// </summary>
+    public string MaskText(string text, int? max, bool cutAtCapture)
     {
         var limit = max ?? _options.MaxBodyLength;
         text = StripNul(text);
@@ -177,6 +195,14 @@ internal sealed class Redactor
             text = ReplaceGroups(pattern, text, Replacement);
         }
 
+        if (cutAtCapture)
+        {
+            foreach (var pattern in _tailPatterns)
+            {
+                text = ReplaceGroups(pattern, text, Replacement);
+            }
+        }
+
         return Truncate(text, limit);
     }
 
@@ -193,13 +219,78 @@ internal sealed class Redactor
             return $"[binary body: {totalLength} bytes]";
         }
 
-        var masked = MaskText(text);
+        var masked = MaskText(text, null, truncatedAtCapture);
         if (truncatedAtCapture && masked.Length < _options.MaxBodyLength && !masked.EndsWith(Ellipsis))
         {
             masked = Truncate(masked + Ellipsis, _options.MaxBodyLength);
         }
 
         return masked;
+    }
+
+    /// <summary>The marker stored for a body that was not read (streamed, not replayable, or not read by the endpoint).</summary>
+    public static string NotRecorded(long? length) =>
+        length is { } n ? $"[body not recorded: {n} bytes]" : "[body not recorded]";
+
+    /// <summary>True when <paramref name="contentType"/> (a Content-Type header value) is one of <see cref="RedactionOptions.TextContentTypes"/>.</summary>
+    public bool IsTextContentType(string? contentType)
+    {
+        if (string.IsNullOrWhiteSpace(contentType))
+        {
+            return false;
+        }
+
+        var (type, subtype) = ParseMediaType(contentType);
+        foreach (var (t, st) in _textContentTypes)
+        {
+            if (!string.Equals(t, type, StringComparison.Ordinal))
+            {
+                continue;
+            }
+
+            if (st == "*" || string.Equals(st, subtype, StringComparison.Ordinal)
+                || (st.StartsWith('*') && subtype.EndsWith(st[1..], StringComparison.Ordinal)))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// A command line, masked argument by argument: <c>--password=x</c>, <c>--token x</c>, <c>ApiKey=x</c>, and
+    /// secrets inside values (<c>Password=x;</c> in connection strings, <c>user:pass@</c> in URLs). Bounded.
+    /// </summary>
+    public string MaskArguments(IEnumerable<string?> args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        var list = args.Select(a => a ?? "").ToList();
+        var parts = new List<string>(list.Count);
+        for (var i = 0; i < list.Count; i++)
+        {
+            var arg = StripNul(list[i]);
+            var option = arg.StartsWith('-') || arg.StartsWith('/');
+            var equals = arg.IndexOf('=', StringComparison.Ordinal);
+            if (equals > 0)
+            {
+                var key = arg[..equals];
+                var value = arg[(equals + 1)..];
+                parts.Add(Quote(key + "=" + (IsSensitiveName(KeyName(key)) ? Replacement : MaskValue(value))));
+            }
+            else if (option && IsSensitiveName(KeyName(arg)) && i + 1 < list.Count && !list[i + 1].StartsWith('-'))
+            {
+                parts.Add(Quote(arg));
+                parts.Add(Replacement);
+                i++;
+            }
+            else
+            {
+                parts.Add(Quote(MaskValue(arg)));
+            }
+        }
+
+        return Truncate(string.Join(' ', parts), _options.MaxBodyLength);
     }
 
     /// <summary>Masks each value whose name is sensitive.</summary>
@@ -276,6 +367,42 @@ internal sealed class Redactor
 
     private static string StripNul(string text) =>
         text.Contains('\0', StringComparison.Ordinal) ? text.Replace("\0", "", StringComparison.Ordinal) : text;
+
+    // "--ConnectionStrings:Db" → "Db"; "/p:ApiKey" → "ApiKey": the last segment names the setting.
+    private static string KeyName(string key)
+    {
+        var name = key.TrimStart('-', '/');
+        var colon = name.LastIndexOf(':');
+        return colon >= 0 && colon < name.Length - 1 ? name[(colon + 1)..] : name;
+    }
+
+    private static string Quote(string arg) =>
+        arg.Length == 0 || arg.Any(char.IsWhiteSpace) ? "\"" + arg.Replace("\"", "\\\"", StringComparison.Ordinal) + "\"" : arg;
+
+    private string MaskValue(string value)
+    {
+        value = ReplaceGroups(_connectionStringPattern, value, Replacement);
+        return ReplaceGroups(s_urlCredentials, value, Replacement);
+    }
+
+    private static (string Type, string Subtype) ParseMediaType(string contentType)
+    {
+        var media = contentType.AsSpan();
+        var semicolon = media.IndexOf(';');
+        if (semicolon >= 0)
+        {
+            media = media[..semicolon];
+        }
+
+        media = media.Trim();
+        var slash = media.IndexOf('/');
+        if (slash <= 0)
+        {
+            return ("", "");
+        }
+
+        return (media[..slash].ToString().ToLowerInvariant(), media[(slash + 1)..].ToString().ToLowerInvariant());
+    }
 
     private static bool MatchesWildcard(string name, string[] parts)
     {
@@ -361,6 +488,30 @@ internal sealed class Redactor
         yield return new Regex($@"<((?:\w+:)?(?:{alternatives}))(?:\s[^>]*)?>([\s\S]*?)</\1>", o, timeout);
         // JSON-like fragments in text that failed to parse: "password": "value".
         yield return new Regex($@"[""'](?:{alternatives})[""']\s*:\s*[""']((?:[^""'\\]|\\.)*)[""']", o, timeout);
+        // Connection strings: ;Password=value; (a value may hold spaces and '&', never a semicolon). At the start of the
+        // text the form pattern above applies; this one needs the ';' so that form bodies keep their other fields.
+        yield return new Regex($@";\s*(?:{alternatives})\s*=\s*([^;]*)", o, timeout);
+        // Credentials in URLs: scheme://user:password@host.
+        yield return s_urlCredentials;
+    }
+
+    private static Regex ConnectionStringPattern(IEnumerable<string> names) => new(
+        $@"(?:^|;)\s*(?:{string.Join('|', names.Select(NameRegex))})\s*=\s*([^;]*)",
+        RegexOptions.IgnoreCase | RegexOptions.CultureInvariant,
+        TimeSpan.FromSeconds(1));
+
+    /// <summary>Sensitive values cut open by the capture bound: they run to the end of the captured text.</summary>
+    private static IEnumerable<Regex> TailPatterns(IEnumerable<string> names)
+    {
+        var alternatives = string.Join('|', names.Select(NameRegex));
+        const RegexOptions o = RegexOptions.IgnoreCase | RegexOptions.CultureInvariant;
+        var timeout = TimeSpan.FromSeconds(1);
+        // "password": "value… (no closing quote before the end).
+        yield return new Regex($@"[""'](?:{alternatives})[""']\s*:\s*[""']((?:[^""'\\]|\\[\s\S]?)*)\z", o, timeout);
+        // <password>value… (no closing tag before the end).
+        yield return new Regex($@"<((?:\w+:)?(?:{alternatives}))(?:\s[^>]*)?>([^<]*)\z", o, timeout);
+        // A multipart value with no boundary after it.
+        yield return new Regex($@"name=""(?:{alternatives})""[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n((?:[^\r\n]|\r?\n(?!--))*)\z", o, timeout);
     }
 
     private static string NameRegex(string name)

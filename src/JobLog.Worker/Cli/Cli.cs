@@ -1,5 +1,6 @@
 using JobLog.Sweeping;
 using JobLog.Worker.Demo;
+using JobLog.Worker.DemoHttp;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 
@@ -33,7 +34,7 @@ internal static class Cli
         var rest = args.Length > 0 && !args[0].StartsWith('-') ? args[1..] : args;
         try
         {
-            return command switch
+            return await LoggedAsync(command, rest, async _ => command switch
             {
                 "run" => await RunWorkerAsync(rest),
                 "demo" => await DemoAsync(rest),
@@ -41,12 +42,51 @@ internal static class Cli
                 "migrate" => await MigrateAsync(rest),
                 "help" or "--help" or "-h" => Help(),
                 _ => Unknown(command),
-            };
+            });
         }
         catch (InvalidOperationException ex) when (ex.Source?.StartsWith("JobLog", StringComparison.Ordinal) == true)
         {
             await Console.Error.WriteLineAsync("error: " + ex.Message);
             return 2;
+        }
+    }
+
+    /// <summary>
+    /// Runs a one-shot command through <see cref="CommandLogger"/> as executed from the command line: its console output,
+    /// exit code and error land in the ledger (a writer runs for the command and drains before exit). The worker itself
+    /// (<c>run</c>) and <c>help</c> are excluded (<see cref="WorkerApp.AddLedger"/>).
+    /// </summary>
+    private static async Task<int> LoggedAsync(string command, string[] args, Func<CancellationToken, Task<int>> body)
+    {
+        ServiceProvider ledger;
+        try
+        {
+            ledger = LedgerOnly(args);
+        }
+        catch (InvalidOperationException)
+        {
+            // Settings the ledger cannot use: the command runs unlogged and reports them itself if it needs them.
+            return await body(CancellationToken.None);
+        }
+
+        await using (ledger)
+        {
+            var commands = ledger.GetRequiredService<CommandLogger>();
+            if (commands.IsExcluded(command))
+            {
+                return await body(CancellationToken.None);
+            }
+
+            var writer = ledger.GetRequiredService<JobLog.Recording.LedgerWriter>();
+            await writer.StartAsync(CancellationToken.None);
+            try
+            {
+                return await commands.RunAsync(command, args, body, executedFromCommandLine: true);
+            }
+            finally
+            {
+                await writer.StopAsync(CancellationToken.None);
+            }
         }
     }
 
@@ -73,6 +113,7 @@ internal static class Cli
             {
                 var bus = app.Services.GetRequiredService<IBus>();
                 var count = await DemoPublisher.PublishAsync(bus, 3, app.Lifetime.ApplicationStopping);
+                await DemoHttpEndpoints.ExerciseAsync(app.Services, app.Lifetime.ApplicationStopping);
                 app.Logger.LogInformation("Published {Count} demo tasks; open {Url}/joblog", count, app.Urls.FirstOrDefault());
             }));
         }
@@ -91,6 +132,7 @@ internal static class Cli
             var started = DateTime.UtcNow;
             var count = await DemoPublisher.PublishAsync(bus, 1, CancellationToken.None);
             Console.WriteLine($"Published {count} demo tasks; waiting for them to finish…");
+            Console.WriteLine($"Sent {await DemoHttpEndpoints.ExerciseAsync(app.Services, CancellationToken.None)} demo HTTP requests.");
             var factory = app.Services.GetRequiredService<IServiceScopeFactory>();
             var deadline = DateTime.UtcNow.AddSeconds(30);
             Dictionary<TaskState, int> counts;

@@ -1,0 +1,243 @@
+using System.Net;
+using System.Security.Claims;
+using JobLog.Http;
+using JobLog.Redaction;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
+
+namespace JobLog.AspNetCore.Requests;
+
+/// <summary>
+/// One inbound request being recorded; also the request feature behind <c>MarkJobLogLogin</c>. The draft is never
+/// enqueued itself: each record is a copy (records are immutable once queued).
+/// </summary>
+internal sealed class RequestRecording
+{
+    private readonly HttpContext _context;
+    private readonly RequestLoggingServices _services;
+    private readonly InputRequestLog _log;
+    private Stream? _originalBody;
+    private RequestBodyCapture? _requestBody;
+    private ResponseBodyCapture? _responseBody;
+    private bool _hasBody;
+    private volatile bool _throttled;
+    private volatile int _login;
+
+    public RequestRecording(HttpContext context, RequestLoggingServices services)
+    {
+        _context = context;
+        _services = services;
+        var now = services.Time.GetUtcNow();
+        var request = context.Request;
+        _log = new InputRequestLog
+        {
+            Id = Guid.CreateVersion7(now),
+            Host = HttpLogFields.Name(request.Host.Value),
+            Method = HttpLogFields.Name(request.Method.ToUpperInvariant(), HttpLogFields.MaxMethodLength),
+            Path = HttpLogFields.Path(request.PathBase.Add(request.Path).Value),
+            IsSecure = request.IsHttps,
+            RequestTimestamp = now.UtcDateTime,
+            Ip = Ip(context.Connection.RemoteIpAddress),
+            Status = RequestLogStatus.Incomplete,
+        };
+    }
+
+    public Guid Id => _log.Id;
+
+    private Redactor Redactor => _services.Redactor;
+
+    public void MarkLogin(bool succeeded) => _login = succeeded ? 1 : -1;
+
+    public void MarkThrottled() => _throttled = true;
+
+    /// <summary>Fills the request fields, installs the body captures and enqueues the INCOMPLETE record.</summary>
+    public async Task StartAsync(Endpoint? endpoint)
+    {
+        var request = _context.Request;
+        var redactor = Redactor;
+        _log.Queries = request.QueryString.HasValue && request.Query.Count > 0
+            ? redactor.NameValuesJson(request.Query.Select(q => new KeyValuePair<string, IEnumerable<string?>>(q.Key, q.Value)))
+            : null;
+        _log.RequestHeaders = redactor.NameValuesJson(request.Headers.Select(h => new KeyValuePair<string, IEnumerable<string?>>(h.Key, h.Value)));
+        _log.Slug = Slug(endpoint);
+        _log.UserId = UserId(_context.User);
+        _context.Features.Set(this);
+
+        var detection = _context.Features.Get<IHttpRequestBodyDetectionFeature>();
+        _hasBody = request.ContentLength > 0 || (detection?.CanHaveBody ?? request.ContentLength is null);
+        var upgrade = _context.Features.Get<IHttpUpgradeFeature>()?.IsUpgradableRequest == true
+            || _context.Features.Get<IHttpExtendedConnectFeature>()?.IsExtendedConnect == true;
+        var hidden = endpoint?.Metadata.GetMetadata<HideRequestBodyAttribute>() is not null;
+        if (_hasBody && !upgrade && _services.Options.RecordRequestBody && !hidden)
+        {
+            _originalBody = request.Body;
+            _requestBody = new RequestBodyCapture(_originalBody, new CaptureBuffer(redactor.MaxCaptureBytes));
+            request.Body = _requestBody;
+            await ReadAheadAsync(endpoint).ConfigureAwait(false);
+        }
+
+        if (_services.Options.RecordResponseBody && _context.Features.Get<IHttpResponseBodyFeature>() is { } responseBody)
+        {
+            _responseBody = new ResponseBodyCapture(responseBody, _context.Response, redactor, new CaptureBuffer(redactor.MaxCaptureBytes));
+            _context.Features.Set<IHttpResponseBodyFeature>(_responseBody);
+        }
+
+        _log.RequestBody = RequestBody(hidden);
+        _services.Enqueue(Copy(_log));
+    }
+
+    /// <summary>Completes the record after the endpoint ran (or threw <paramref name="exception"/>) and puts the features back.</summary>
+    public async Task CompleteAsync(Exception? exception)
+    {
+        var response = _context.Response;
+        if (_responseBody is not null && exception is null)
+        {
+            try
+            {
+                await _responseBody.FlushWriterAsync().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
+            {
+                Log.ResponseFlushFailed(_services.Logger, ex, _log.Path);
+            }
+        }
+
+        Restore(requestBody: true);
+        var endpoint = _context.GetEndpoint();
+        _log.ResponseTimestamp = _services.Time.GetUtcNow().UtcDateTime;
+        _log.Slug = Slug(endpoint) ?? _log.Slug;
+        _log.UserId = UserId(_context.User) ?? _log.UserId;
+        _log.RequestBody = RequestBody(endpoint?.Metadata.GetMetadata<HideRequestBodyAttribute>() is not null);
+        _log.ResponseHeaders = Redactor.NameValuesJson(response.Headers.Select(h => new KeyValuePair<string, IEnumerable<string?>>(h.Key, h.Value)));
+        _log.ResponseBody = ResponseBody();
+        if (exception is null)
+        {
+            _log.ResponseCode = response.StatusCode;
+            _log.Status = HttpLogFields.StatusOf(response.StatusCode);
+        }
+        else
+        {
+            // What the server sends for an unhandled exception: 500 (or the bad request's code) unless already started.
+            _log.ResponseCode = response.HasStarted ? response.StatusCode : exception is BadHttpRequestException bad ? bad.StatusCode : 500;
+            _log.Status = RequestLogStatus.Error;
+            _log.ExceptionName = HttpLogFields.ExceptionName(exception);
+            _log.ErrorDescription = Redactor.Bound(exception.ToString());
+        }
+
+        _log.Type = _throttled ? InputRequestType.Throttled
+            : _login > 0 ? InputRequestType.SuccessfulLogin
+            : _login < 0 ? InputRequestType.UnsuccessfulLogin
+            : InputRequestType.Common;
+        _services.Enqueue(Copy(_log));
+    }
+
+    /// <summary>
+    /// Puts the original response feature back, and the original request body when <paramref name="requestBody"/>
+    /// (not before the endpoint ran: bytes already read ahead are only in the capture).
+    /// </summary>
+    public void Restore(bool requestBody)
+    {
+        if (requestBody && _originalBody is not null)
+        {
+            _context.Request.Body = _originalBody;
+            _originalBody = null;
+        }
+
+        if (_responseBody is not null && ReferenceEquals(_context.Features.Get<IHttpResponseBodyFeature>(), _responseBody))
+        {
+            _context.Features.Set(_responseBody.Inner);
+        }
+
+        _context.Features.Set<RequestRecording>(null);
+    }
+
+    /// <summary>
+    /// With the endpoint known and a declared length, the start of the body is read before the endpoint runs, so the
+    /// INCOMPLETE record already holds it. A body without a length (chunked, streaming) is only captured as the endpoint
+    /// reads it: reading ahead could wait for data the client sends only after a response.
+    /// </summary>
+    private async Task ReadAheadAsync(Endpoint? endpoint)
+    {
+        var length = _context.Request.ContentLength;
+        var limit = _context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
+        if (endpoint is null || length is not > 0 || length > limit || _requestBody is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await _requestBody.ReadAheadAsync((int)Math.Min(length.Value, Redactor.MaxCaptureBytes), _context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or BadHttpRequestException)
+        {
+            // The endpoint meets the same failure when it reads; the record keeps what was read.
+        }
+    }
+
+    private string? RequestBody(bool hidden)
+    {
+        var declared = _context.Request.ContentLength;
+        if (hidden)
+        {
+            return declared > 0 || _requestBody?.Buffer.Total > 0 || (declared is null && _hasBody && _requestBody is null)
+                ? Redactor.Replacement
+                : null;
+        }
+
+        if (_requestBody is null)
+        {
+            return declared > 0 ? Redactor.NotRecorded(declared) : null;
+        }
+
+        var (bytes, truncated, total) = _requestBody.Buffer.Snapshot();
+        if (bytes.Length == 0)
+        {
+            return declared > 0 ? Redactor.NotRecorded(declared) : null;
+        }
+
+        var complete = _requestBody.Ended || (declared is { } d && total >= d);
+        return Redactor.MaskBody(bytes, truncated || !complete, declared ?? total);
+    }
+
+    private string? ResponseBody()
+    {
+        if (_responseBody is not { Capturing: true })
+        {
+            return null;
+        }
+
+        var (bytes, truncated, total) = _responseBody.Buffer.Snapshot();
+        return Redactor.MaskBody(bytes, truncated, total);
+    }
+
+    private static string? Slug(Endpoint? endpoint)
+    {
+        var slug = endpoint?.Metadata.GetMetadata<JobLogSlugAttribute>()?.Slug ?? endpoint?.Metadata.GetMetadata<IEndpointNameMetadata>()?.EndpointName;
+        return slug is null ? null : HttpLogFields.Name(slug);
+    }
+
+    private static string? UserId(ClaimsPrincipal? user)
+    {
+        if (user?.Identity is not { IsAuthenticated: true } identity)
+        {
+            return null;
+        }
+
+        var id = user.FindFirst(ClaimTypes.NameIdentifier)?.Value ?? identity.Name;
+        return id is null ? null : HttpLogFields.Name(id);
+    }
+
+    private static string? Ip(IPAddress? address) =>
+        address is null ? null : (address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address).ToString();
+
+    private static InputRequestLog Copy(InputRequestLog r) => new()
+    {
+        Id = r.Id, Host = r.Host, Method = r.Method, Path = r.Path, Queries = r.Queries, IsSecure = r.IsSecure, Slug = r.Slug,
+        RequestTimestamp = r.RequestTimestamp, RequestHeaders = r.RequestHeaders, RequestBody = r.RequestBody,
+        ResponseTimestamp = r.ResponseTimestamp, ResponseCode = r.ResponseCode, ResponseHeaders = r.ResponseHeaders,
+        ResponseBody = r.ResponseBody, Status = r.Status, ErrorDescription = r.ErrorDescription, ExceptionName = r.ExceptionName,
+        UserId = r.UserId, Ip = r.Ip, Type = r.Type,
+    };
+}

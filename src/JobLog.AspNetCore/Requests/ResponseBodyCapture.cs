@@ -1,0 +1,115 @@
+using System.IO.Pipelines;
+using JobLog.Http;
+using JobLog.Redaction;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+
+namespace JobLog.AspNetCore.Requests;
+
+/// <summary>
+/// Stands in for the response body feature: every write goes straight to the real body (nothing is held back, so
+/// streaming responses stream), and the first bytes of a text response are copied into the bounded capture.
+/// </summary>
+internal sealed class ResponseBodyCapture(IHttpResponseBodyFeature inner, HttpResponse response, Redactor redactor, CaptureBuffer buffer)
+    : Stream, IHttpResponseBodyFeature
+{
+    private PipeWriter? _writer;
+    private bool? _capturing;
+
+    public IHttpResponseBodyFeature Inner => inner;
+
+    /// <summary>True when the response is text and its first bytes are captured; null when nothing was written.</summary>
+    public bool? Capturing => _capturing;
+
+    public CaptureBuffer Buffer => buffer;
+
+    Stream IHttpResponseBodyFeature.Stream => this;
+
+    public PipeWriter Writer => _writer ??= PipeWriter.Create(this, new StreamPipeWriterOptions(leaveOpen: true));
+
+    public override bool CanRead => false;
+
+    public override bool CanSeek => false;
+
+    public override bool CanWrite => true;
+
+    public override long Length => throw new NotSupportedException();
+
+    public override long Position
+    {
+        get => throw new NotSupportedException();
+        set => throw new NotSupportedException();
+    }
+
+    public void DisableBuffering() => inner.DisableBuffering();
+
+    public Task StartAsync(CancellationToken cancellationToken = default) => inner.StartAsync(cancellationToken);
+
+    public Task SendFileAsync(string path, long offset, long? count, CancellationToken cancellationToken = default)
+    {
+        // A file is sent by the server itself (often zero-copy): not captured.
+        _capturing = false;
+        return inner.SendFileAsync(path, offset, count, cancellationToken);
+    }
+
+    public async Task CompleteAsync()
+    {
+        if (_writer is not null)
+        {
+            await _writer.CompleteAsync().ConfigureAwait(false);
+        }
+
+        await inner.CompleteAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Pushes what the endpoint left in the pipe writer to the real body (the server would have flushed its own).</summary>
+    public async Task FlushWriterAsync()
+    {
+        if (_writer is not null)
+        {
+            await _writer.CompleteAsync().ConfigureAwait(false);
+        }
+    }
+
+    public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+    public override void Write(ReadOnlySpan<byte> data)
+    {
+        Observe(data);
+        inner.Stream.Write(data);
+    }
+
+    public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+        WriteAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+    public override ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
+    {
+        Observe(data.Span);
+        return inner.Stream.WriteAsync(data, cancellationToken);
+    }
+
+    public override void Flush() => inner.Stream.Flush();
+
+    public override Task FlushAsync(CancellationToken cancellationToken) => inner.Stream.FlushAsync(cancellationToken);
+
+    public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+    public override void SetLength(long value) => throw new NotSupportedException();
+
+    private void Observe(ReadOnlySpan<byte> data)
+    {
+        if (data.IsEmpty)
+        {
+            return;
+        }
+
+        // Decided at the first write, when the headers are final: text only, and not compressed.
+        _capturing ??= redactor.IsTextContentType(response.ContentType) && response.Headers.ContentEncoding.Count == 0;
+        if (_capturing == true)
+        {
+            buffer.Append(data);
+        }
+    }
+}

@@ -1,0 +1,301 @@
+using System.Net.Http.Json;
+using JobLog.Internal;
+using JobLog.Recording;
+using JobLog.Redaction;
+using Microsoft.Extensions.Logging;
+
+namespace JobLog.Http;
+
+/// <summary>Builds <see cref="OutputRequestLog"/> records for the logging handlers of every client. Never throws.</summary>
+internal sealed class OutboundRequestRecorder(
+    LedgerRecorder recorder,
+    Redactor redactor,
+    TimeProvider time,
+    ILogger<OutboundRequestRecorder> logger)
+{
+    public Redactor Redactor => redactor;
+
+    public TimeProvider Time => time;
+
+    /// <summary>Starts recording <paramref name="request"/>, or returns null when it cannot be recorded (logged).</summary>
+    public async ValueTask<OutboundCall?> BeginAsync(HttpRequestMessage request, string? slug, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var call = Begin(request, slug);
+            call.RequestBody = await RequestBodyAsync(request.Content, cancellationToken).ConfigureAwait(false);
+            return call;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.OutputRequestNotRecorded(logger, ex, request.RequestUri?.Host ?? "");
+            return null;
+        }
+        catch (OperationCanceledException)
+        {
+            // The caller's token: the request itself is cancelled right after, and that is what gets recorded.
+            return Begin(request, slug);
+        }
+    }
+
+    /// <summary>The synchronous counterpart of <see cref="BeginAsync"/> (<c>HttpClient.Send</c>).</summary>
+    public OutboundCall? BeginSync(HttpRequestMessage request, string? slug, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var call = Begin(request, slug);
+            call.RequestBody = RequestBodySync(request.Content, cancellationToken);
+            return call;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.OutputRequestNotRecorded(logger, ex, request.RequestUri?.Host ?? "");
+            return null;
+        }
+        catch (OperationCanceledException)
+        {
+            return Begin(request, slug);
+        }
+    }
+
+    internal void Enqueue(OutputRequestLog log)
+    {
+        try
+        {
+            recorder.Enqueue(new OutputRequestRecorded(log));
+        }
+        catch (Exception ex)
+        {
+            Log.OutputRequestNotRecorded(logger, ex, log.Host);
+        }
+    }
+
+    internal void Failed(Exception exception, string host) => Log.OutputRequestNotRecorded(logger, exception, host);
+
+    private OutboundCall Begin(HttpRequestMessage request, string? slug)
+    {
+        var now = time.GetUtcNow();
+        var uri = request.RequestUri;
+        var log = new OutputRequestLog
+        {
+            Id = Guid.CreateVersion7(now),
+            Method = HttpLogFields.Name(request.Method.Method.ToUpperInvariant(), HttpLogFields.MaxMethodLength),
+            Slug = slug is null ? null : HttpLogFields.Name(slug),
+            RequestTimestamp = now.UtcDateTime,
+            RequestHeaders = redactor.NameValuesJson(Headers(request.Headers, request.Content?.Headers)),
+        };
+        if (uri is { IsAbsoluteUri: true })
+        {
+            log.Host = HttpLogFields.Name(uri.Authority);
+            log.Path = HttpLogFields.Path(Uri.UnescapeDataString(uri.AbsolutePath));
+            log.IsSecure = uri.Scheme == Uri.UriSchemeHttps;
+            var query = HttpLogFields.ParseQuery(uri.Query);
+            log.Queries = query.Count == 0 ? null : redactor.NameValuesJson(query);
+        }
+        else
+        {
+            log.Path = HttpLogFields.Path(uri?.OriginalString);
+        }
+
+        Relate(log, JobLogScope.Current, now);
+        return new OutboundCall(this, log, request.Method == HttpMethod.Head);
+    }
+
+    /// <summary>The ambient chain: the input request it happens in, and the task run, command and objects it relates to.</summary>
+    private static void Relate(OutputRequestLog log, AmbientFrame? frame, DateTimeOffset now)
+    {
+        if (frame is null)
+        {
+            return;
+        }
+
+        var seen = new HashSet<(AmbientKind, Guid, string?, string?)>();
+        foreach (var f in frame.Chain())
+        {
+            switch (f.Kind)
+            {
+                case AmbientKind.InputRequest:
+                    log.InputRequestId ??= f.Id;
+                    break;
+                case AmbientKind.TaskRun when seen.Add((f.Kind, f.Id, null, null)):
+                    log.RelatedObjects.Add(new OutputRequestRelatedObject { Id = Guid.CreateVersion7(now), OutputRequestId = log.Id, TaskRunLogId = f.Id });
+                    break;
+                case AmbientKind.Command when seen.Add((f.Kind, f.Id, null, null)):
+                    log.RelatedObjects.Add(new OutputRequestRelatedObject { Id = Guid.CreateVersion7(now), OutputRequestId = log.Id, CommandLogId = f.Id });
+                    break;
+                case AmbientKind.Related when f.RelatedObject is { } o && seen.Add((f.Kind, Guid.Empty, o.ContentType, o.ObjectId)):
+                    log.RelatedObjects.Add(new OutputRequestRelatedObject
+                    {
+                        Id = Guid.CreateVersion7(now),
+                        OutputRequestId = log.Id,
+                        ContentType = HttpLogFields.Name(o.ContentType),
+                        ObjectId = HttpLogFields.Name(o.ObjectId),
+                    });
+                    break;
+            }
+        }
+    }
+
+    internal static IEnumerable<KeyValuePair<string, IEnumerable<string?>>> Headers(
+        System.Net.Http.Headers.HttpHeaders headers, System.Net.Http.Headers.HttpHeaders? contentHeaders)
+    {
+        foreach (var (name, values) in headers.NonValidated)
+        {
+            yield return new(name, values.Select(v => (string?)v));
+        }
+
+        if (contentHeaders is not null)
+        {
+            foreach (var (name, values) in contentHeaders.NonValidated)
+            {
+                yield return new(name, values.Select(v => (string?)v));
+            }
+        }
+    }
+
+    /// <summary>
+    /// Content that can be serialized again without consuming anything (bytes, strings, forms, JSON values, multipart
+    /// of those) is copied into a bounded capture; a stream is never read here, only marked.
+    /// </summary>
+    private async Task<string?> RequestBodyAsync(HttpContent? content, CancellationToken cancellationToken)
+    {
+        if (content is null)
+        {
+            return null;
+        }
+
+        if (!IsReplayable(content))
+        {
+            return Redactor.NotRecorded(content.Headers.ContentLength);
+        }
+
+        var sink = new CaptureSink(redactor.MaxCaptureBytes);
+        try
+        {
+            await content.CopyToAsync(sink, cancellationToken).ConfigureAwait(false);
+        }
+        catch (CaptureSink.FullException)
+        {
+            // Enough for the stored text: the rest of the body is not serialized twice.
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // The capture failed (a JSON value that does not serialize, ...): the request goes on, its body unrecorded.
+            Log.OutputRequestBodyNotCaptured(logger, ex);
+            return Redactor.NotRecorded(content.Headers.ContentLength);
+        }
+
+        return Masked(content, sink);
+    }
+
+    private string? RequestBodySync(HttpContent? content, CancellationToken cancellationToken)
+    {
+        if (content is null)
+        {
+            return null;
+        }
+
+        if (!IsReplayable(content))
+        {
+            return Redactor.NotRecorded(content.Headers.ContentLength);
+        }
+
+        var sink = new CaptureSink(redactor.MaxCaptureBytes);
+        try
+        {
+            content.CopyTo(sink, null, cancellationToken);
+        }
+        catch (CaptureSink.FullException)
+        {
+            // As above.
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Log.OutputRequestBodyNotCaptured(logger, ex);
+            return Redactor.NotRecorded(content.Headers.ContentLength);
+        }
+
+        return Masked(content, sink);
+    }
+
+    private string? Masked(HttpContent content, CaptureSink sink)
+    {
+        var (bytes, truncated, total) = sink.Buffer.Snapshot();
+        truncated |= sink.Stopped;
+        return redactor.MaskBody(bytes, truncated, content.Headers.ContentLength ?? total);
+    }
+
+    private static bool IsReplayable(HttpContent content) => content switch
+    {
+        ByteArrayContent or ReadOnlyMemoryContent or JsonContent => true,
+        MultipartContent multipart => multipart.All(IsReplayable),
+        _ => false,
+    };
+
+    /// <summary>A write-only stream that keeps the first bytes; past the capture it stops the serialization.</summary>
+    private sealed class CaptureSink(int capacity) : Stream
+    {
+        public CaptureBuffer Buffer { get; } = new(capacity);
+
+        public bool Stopped { get; private set; }
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => true;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override void Write(byte[] buffer, int offset, int count) => Write(buffer.AsSpan(offset, count));
+
+        public override void Write(ReadOnlySpan<byte> buffer)
+        {
+            if (Buffer.IsFull && buffer.Length > 0)
+            {
+                Stopped = true;
+                throw new FullException();
+            }
+
+            Buffer.Append(buffer);
+        }
+
+        public override Task WriteAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken)
+        {
+            Write(buffer.AsSpan(offset, count));
+            return Task.CompletedTask;
+        }
+
+        public override ValueTask WriteAsync(ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            Write(buffer.Span);
+            return ValueTask.CompletedTask;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override Task FlushAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public sealed class FullException : Exception
+        {
+            public FullException()
+                : base("The capture is full.")
+            {
+            }
+        }
+    }
+}
