@@ -25,6 +25,7 @@ internal static class WorkerApp
         var app = builder.Build();
         app.MapGet("/", () => Results.Redirect("/joblog"));
         app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapJobLogDashboard("/joblog");
         return app;
     }
 
