@@ -54,7 +54,7 @@
     tr.dataset.id = t.id;
     var href = detail + t.id;
     var idCell = el('td', 'mono');
-    idCell.appendChild(link(href, t.id.replace(/-/g, '').substring(0, 8)));
+    idCell.appendChild(link(href, t.id.substring(19, 23) + t.id.substring(32, 36)));
     tr.appendChild(idCell);
     var stateCell = el('td');
     stateCell.appendChild(el('span', 'badge st-' + t.state, t.state.toUpperCase()));

@@ -84,7 +84,12 @@ internal static class Format
         null => "st-active",
     };
 
-    public static string ShortId(Guid id) => id.ToString("N")[..8];
+    /// <summary>Eight hex digits that tell ids apart in a list: MassTransit's sequential ids share their first groups.</summary>
+    public static string ShortId(Guid id)
+    {
+        var d = id.ToString("D");
+        return string.Concat(d.AsSpan(19, 4), d.AsSpan(32, 4));
+    }
 
     /// <summary>JSON re-indented for reading; anything else unchanged.</summary>
     public static string? Pretty(string? text)

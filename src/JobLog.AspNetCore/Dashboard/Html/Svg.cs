@@ -114,7 +114,7 @@ internal static class Svg
         }
 
         const double labelWidth = 190;
-        const double rowHeight = 26;
+        const double rowHeight = 22;
         const double width = 960;
         var start = new[] { task.DispatchedAt, runs.Min(r => r.Start) }.Min();
         var end = runs.Max(r => r.Stop ?? now);
@@ -141,13 +141,13 @@ internal static class Svg
                 TaskRunState.Expired => "#8b5cf6",
                 _ => "#2563eb",
             };
-            h.Add($"""<text x="0" y="{N(y + 14)}" font-size="12" fill="#374151">#{run.Retries} {Shorten(run.ConsumerType, 24)}</text>""");
+            h.Add($"""<text x="0" y="{N(y + 14)}" font-size="11" fill="#374151">#{run.Retries} {Shorten(run.ConsumerType, 24)}</text>""");
             h.Add($"""<rect class="run-bar" x="{N(x)}" y="{N(y)}" width="{N(w)}" height="{N(rowHeight - 8)}" rx="3" fill="{fill}" data-state="{run.State.ToString().ToLowerInvariant()}"><title>Run #{run.Retries} {Format.State(run.State)}: {Format.Time(run.Start)} → {(run.Stop is null ? "running" : Format.Time(run.Stop))} ({duration})</title></rect>""");
-            h.Add($"""<text x="{N(Math.Min(x + w + 6, width - 84))}" y="{N(y + 14)}" font-size="11" fill="#6b7280">{duration}</text>""");
+            h.Add($"""<text x="{N(Math.Min(x + w + 6, width - 84))}" y="{N(y + 14)}" font-size="10" fill="#6b7280">{duration}</text>""");
         }
 
-        h.Add($"""<text x="{N(labelWidth)}" y="{N(height - 4)}" font-size="11" fill="#6b7280">{Format.Time(start)} dispatched</text>""");
-        h.Add($"""<text x="{N(labelWidth + plot)}" y="{N(height - 4)}" font-size="11" text-anchor="end" fill="#6b7280">+{Format.Duration(span)}</text>""");
+        h.Add($"""<text x="{N(labelWidth)}" y="{N(height - 4)}" font-size="10" fill="#6b7280">{Format.Time(start)} dispatched</text>""");
+        h.Add($"""<text x="{N(labelWidth + plot)}" y="{N(height - 4)}" font-size="10" text-anchor="end" fill="#6b7280">+{Format.Duration(span)}</text>""");
         h.Add($"</svg>");
     }
 
