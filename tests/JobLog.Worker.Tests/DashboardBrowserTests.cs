@@ -95,6 +95,29 @@ public class DashboardBrowserTests
     }
 
     [Test]
+    public async Task Overview_LiveRefresh_RedrawsCountsAndChartWithoutReloading()
+    {
+        await _page.GotoAsync("/joblog");
+        await _page.EvaluateAsync("() => { window.__sameDocument = true; }");
+        var before = await _page.Locator("[data-stat=total]").InnerTextAsync();
+        var now = DateTime.UtcNow;
+        await _worker.SeedAsync(Enumerable.Range(0, 7).Select(i => (object)new TaskLog
+        {
+            Id = Guid.NewGuid(), Name = "LiveOverview", DispatchedAt = now, Start = now, Stop = now.AddMilliseconds(50), State = TaskState.Failed,
+        }));
+
+        await _page.WaitForFunctionAsync(
+            "before => document.querySelector('[data-stat=total]').textContent !== before", before, new() { Timeout = 30_000 });
+
+        var after = int.Parse(await _page.Locator("[data-stat=total]").InnerTextAsync(), NumberStyles.AllowThousands, CultureInfo.InvariantCulture);
+        Assert.That(after, Is.EqualTo(int.Parse(before, NumberStyles.AllowThousands, CultureInfo.InvariantCulture) + 7));
+        Assert.That(await _page.EvaluateAsync<bool>("() => window.__sameDocument === true"), Is.True, "redrawn in place, not reloaded");
+        Assert.That(await _page.Locator("svg.chart rect.bar").CountAsync(), Is.GreaterThan(0));
+        Assert.That(await _page.Locator("#live-status").InnerTextAsync(), Does.Match(@"^\d\d:\d\d:\d\d$"));
+        Assert.That(_errors, Is.Empty);
+    }
+
+    [Test]
     public async Task TaskList_StateFilter_NarrowsTheList()
     {
         await _page.GotoAsync("/joblog/tasks?limit=500");

@@ -1,3 +1,5 @@
+using JobLog.AspNetCore.Dashboard.Html;
+using JobLog.AspNetCore.Dashboard.Queries;
 using JobLog.Recording;
 using JobLog.Sweeping;
 using Microsoft.AspNetCore.Builder;

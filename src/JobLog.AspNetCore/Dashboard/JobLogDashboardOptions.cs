@@ -1,3 +1,4 @@
+using JobLog.AspNetCore.Dashboard.Queries;
 using Microsoft.AspNetCore.Http;
 
 namespace JobLog.AspNetCore.Dashboard;

@@ -10,7 +10,7 @@ internal sealed class CliUsageException(string message) : Exception(message)
         {
             return await command();
         }
-        catch (Exception ex) when (ex is CliUsageException or JobLog.AspNetCore.Dashboard.FilterException or InvalidDataException)
+        catch (Exception ex) when (ex is CliUsageException or JobLog.AspNetCore.Dashboard.Queries.FilterException or InvalidDataException)
         {
             await Console.Error.WriteLineAsync("error: " + ex.Message);
             return 2;

@@ -1,4 +1,6 @@
 using System.Text.Json;
+using JobLog.AspNetCore.Dashboard.Html;
+using JobLog.AspNetCore.Dashboard.Queries;
 using JobLog.AspNetCore.Dashboard;
 using JobLog.Storage;
 

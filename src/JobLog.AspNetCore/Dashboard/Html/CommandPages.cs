@@ -1,6 +1,7 @@
 using System.Globalization;
+using JobLog.AspNetCore.Dashboard.Queries;
 
-namespace JobLog.AspNetCore.Dashboard;
+namespace JobLog.AspNetCore.Dashboard.Html;
 
 /// <summary>The command list and a command's detail.</summary>
 internal static class CommandPages

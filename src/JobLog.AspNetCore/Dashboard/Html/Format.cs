@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
 
-namespace JobLog.AspNetCore.Dashboard;
+namespace JobLog.AspNetCore.Dashboard.Html;
 
 /// <summary>How values read on the pages (and in the CLI's tables). Times are UTC.</summary>
 internal static class Format

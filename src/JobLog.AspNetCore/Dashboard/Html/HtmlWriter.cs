@@ -1,9 +1,9 @@
 using System.Globalization;
 using System.Runtime.CompilerServices;
-using System.Text;
 using System.Text.Encodings.Web;
+using System.Text;
 
-namespace JobLog.AspNetCore.Dashboard;
+namespace JobLog.AspNetCore.Dashboard.Html;
 
 /// <summary>Markup the dashboard itself wrote: the only text that <see cref="HtmlWriter"/> does not encode.</summary>
 internal readonly record struct RawHtml(string Value);

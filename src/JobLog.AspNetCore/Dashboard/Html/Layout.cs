@@ -2,7 +2,7 @@ using System.Globalization;
 using System.Text;
 using Microsoft.AspNetCore.Http;
 
-namespace JobLog.AspNetCore.Dashboard;
+namespace JobLog.AspNetCore.Dashboard.Html;
 
 /// <summary>What every page needs from its request: where the dashboard lives, its options, the clock.</summary>
 internal sealed class PageContext(HttpContext http, string prefix, JobLogDashboardOptions options, DateTime now)

@@ -1,4 +1,6 @@
-namespace JobLog.AspNetCore.Dashboard;
+using JobLog.AspNetCore.Dashboard.Queries;
+
+namespace JobLog.AspNetCore.Dashboard.Html;
 
 /// <summary>Counts by state, throughput and failure rate, slowest task names, the writer and the sweeper.</summary>
 internal static class OverviewPage

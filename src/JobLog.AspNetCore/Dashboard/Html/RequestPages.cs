@@ -1,6 +1,7 @@
 using System.Globalization;
+using JobLog.AspNetCore.Dashboard.Queries;
 
-namespace JobLog.AspNetCore.Dashboard;
+namespace JobLog.AspNetCore.Dashboard.Html;
 
 /// <summary>Inbound and outbound request lists and details.</summary>
 internal static class RequestPages

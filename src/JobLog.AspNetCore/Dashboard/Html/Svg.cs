@@ -1,6 +1,7 @@
 using System.Globalization;
+using JobLog.AspNetCore.Dashboard.Queries;
 
-namespace JobLog.AspNetCore.Dashboard;
+namespace JobLog.AspNetCore.Dashboard.Html;
 
 /// <summary>
 /// Charts drawn on the server as inline SVG: no script needed to see them, nothing for the CSP to allow. Colours are

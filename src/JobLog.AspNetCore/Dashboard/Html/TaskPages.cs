@@ -1,4 +1,6 @@
-namespace JobLog.AspNetCore.Dashboard;
+using JobLog.AspNetCore.Dashboard.Queries;
+
+namespace JobLog.AspNetCore.Dashboard.Html;
 
 /// <summary>The task list and a task's detail.</summary>
 internal static class TaskPages

@@ -1,7 +1,7 @@
 using System.Globalization;
 using JobLog.Retention;
 
-namespace JobLog.AspNetCore.Dashboard;
+namespace JobLog.AspNetCore.Dashboard.Queries;
 
 /// <summary>A filter value that cannot be understood; pages show it, the API answers 400, the CLI exits with 2.</summary>
 internal sealed class FilterException(string message) : Exception(message);

@@ -1,7 +1,7 @@
 using System.Linq.Expressions;
 using Microsoft.EntityFrameworkCore;
 
-namespace JobLog.AspNetCore.Dashboard;
+namespace JobLog.AspNetCore.Dashboard.Queries;
 
 /// <summary>
 /// The one query layer behind the dashboard's pages, its JSON API and the Worker's CLI: the same filter gives the same

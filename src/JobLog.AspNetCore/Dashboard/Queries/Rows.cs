@@ -1,4 +1,4 @@
-namespace JobLog.AspNetCore.Dashboard;
+namespace JobLog.AspNetCore.Dashboard.Queries;
 
 /// <summary>A task in a list (the page's row and the API's item).</summary>
 internal sealed record TaskRow(
