@@ -236,6 +236,40 @@ public class PurgeCommandTests(LedgerProvider provider)
         Assert.That(await TaskIdsAsync(), Is.EqualTo(new[] { failed.Id }), "defaults: successes 30 days, failures 90 days");
     }
 
+    [Test]
+    public async Task AddJobLogRetention_RunsAsAHostedService()
+    {
+        await using var host = await LedgerHost.StartAsync(
+            await Ledgers.CreateAsync(provider),
+            services: s => s.AddJobLogRetention(o =>
+            {
+                o.Interval = TimeSpan.FromMilliseconds(200);
+                o.Tasks.Failed = null;
+            }));
+        var ok = Task("ok-40d", TaskState.Succeeded, 40);
+        var failed = Task("failed-400d", TaskState.Failed, 400);
+        await host.QueryAsync(async db =>
+        {
+            db.AddRange(ok, failed);
+            return await db.SaveChangesAsync();
+        });
+
+        await LedgerHost.EventuallyAsync(
+            async () => await host.QueryAsync(db => db.TaskLogs.AnyAsync(t => t.Id == ok.Id)) == false,
+            because: "the retention service deletes the old success");
+
+        Assert.That(await host.QueryAsync(db => db.TaskLogs.Select(t => t.Id).ToListAsync()), Is.EqualTo(new[] { failed.Id }), "failures kept forever when told");
+    }
+
+    [Test]
+    public void AddJobLogRetention_WithANegativePeriod_FailsStartUp()
+    {
+        Assert.ThrowsAsync<Microsoft.Extensions.Options.OptionsValidationException>(async () =>
+        {
+            await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), services: s => s.AddJobLogRetention(o => o.Commands.Succeeded = TimeSpan.FromDays(-1)));
+        });
+    }
+
     private static List<string> ReadLines(string file)
     {
         using var reader = new StreamReader(new GZipStream(File.OpenRead(file), CompressionMode.Decompress));
