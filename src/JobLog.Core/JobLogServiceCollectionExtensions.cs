@@ -48,6 +48,7 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<LedgerWriter>();
         services.TryAddSingleton<TaskLogSweeper>();
         services.TryAddSingleton(CommandLogger.Create);
+        services.TryAddSingleton<JobLog.Retention.LedgerPurger>();
         services.TryAddScoped(sp => sp.GetRequiredService<JobLogContextFactory>().Create());
         services.TryAddEnumerable(ServiceDescriptor.Singleton<ILoggerProvider, OutputCaptureLoggerProvider>());
         // The capture decides by OutputCaptureLevel itself, whatever minimum level the application's console uses.

@@ -29,6 +29,7 @@ internal static class WorkerApp
         app.MapGet("/", () => Results.Redirect("/joblog"));
         app.MapGet("/healthz", () => Results.Text("ok"));
         app.MapDemoHttp();
+        app.MapJobLogDashboard("/joblog");
         return app;
     }
 

@@ -1,8 +1,12 @@
 using System.Diagnostics.Metrics;
+using JobLog.Recording;
 
 namespace JobLog.Internal;
 
-/// <summary>The <c>JobLog</c> meter: what the ledger records and how its writer keeps up.</summary>
+/// <summary>
+/// The <c>JobLog</c> meter: what the ledger records and how its writer keeps up. Every instrument is created once per
+/// meter; OpenTelemetry users export them with <c>.AddMeter("JobLog")</c>.
+/// </summary>
 internal sealed class JobLogMetrics : IDisposable
 {
     public const string MeterName = "JobLog";
@@ -12,16 +16,20 @@ internal sealed class JobLogMetrics : IDisposable
     public JobLogMetrics(IMeterFactory meterFactory)
     {
         _meter = meterFactory.Create(MeterName);
-        TasksDispatched = _meter.CreateCounter<long>("joblog.tasks.dispatched", "{task}", "Tasks recorded on dispatch.");
-        RunsFinished = _meter.CreateCounter<long>("joblog.runs", "{run}", "Runs that ended, by state.");
+        TasksDispatched = _meter.CreateCounter<long>("joblog.tasks.dispatched", "{task}", "Tasks recorded on dispatch, by task name.");
+        RunsStarted = _meter.CreateCounter<long>("joblog.runs.started", "{run}", "Consume attempts that started.");
+        RunsFinished = _meter.CreateCounter<long>("joblog.runs", "{run}", "Runs that ended, by state (a RETRIED run that turns out to be the last one is counted again as FAILED).");
         TasksExpired = _meter.CreateCounter<long>("joblog.tasks.expired", "{task}", "Tasks the sweeper set to EXPIRED.");
         RecordsWritten = _meter.CreateCounter<long>("joblog.writer.records", "{record}", "Records committed to the ledger.");
         RecordsDropped = _meter.CreateCounter<long>("joblog.writer.dropped", "{record}", "Records lost (queue full without spool, or rejected by the database).");
         BatchSize = _meter.CreateHistogram<int>("joblog.writer.batch_size", "{record}", "Records per commit.");
         CommitDuration = _meter.CreateHistogram<double>("joblog.writer.commit_duration", "s", "Time to plan and commit one batch.");
+        RowsPurged = _meter.CreateCounter<long>("joblog.retention.purged", "{row}", "Ledger rows deleted by retention or purge, by log kind.");
     }
 
     public Counter<long> TasksDispatched { get; }
+
+    public Counter<long> RunsStarted { get; }
 
     public Counter<long> RunsFinished { get; }
 
@@ -35,8 +43,53 @@ internal sealed class JobLogMetrics : IDisposable
 
     public Histogram<double> CommitDuration { get; }
 
+    public Counter<long> RowsPurged { get; }
+
     public void ObserveBacklog(Func<int> backlog) =>
         _meter.CreateObservableGauge("joblog.writer.backlog", backlog, "{record}", "Records waiting to be written.");
 
+    /// <summary>Counts what a record says happened. Called once per record when it is handed to the recorder.</summary>
+    public void Recorded(LedgerRecord record)
+    {
+        switch (record)
+        {
+            case TaskDispatched d when TasksDispatched.Enabled:
+                TasksDispatched.Add(1, new KeyValuePair<string, object?>("joblog.task.name", d.Task.Name));
+                break;
+            case RunStarted s:
+                RunsStarted.Add(1);
+                if (s.Run.State != TaskRunState.Active)
+                {
+                    RunFinished(s.Run.State);
+                }
+
+                break;
+            case RunFinished f:
+                RunFinished(f.State);
+                break;
+            case RunFailedForGood:
+                RunFinished(TaskRunState.Failed);
+                break;
+        }
+    }
+
     public void Dispose() => _meter.Dispose();
+
+    private void RunFinished(TaskRunState state)
+    {
+        if (RunsFinished.Enabled)
+        {
+            RunsFinished.Add(1, new KeyValuePair<string, object?>("joblog.run.state", StateTag(state)));
+        }
+    }
+
+    private static string StateTag(TaskRunState state) => state switch
+    {
+        TaskRunState.Active => "active",
+        TaskRunState.Succeeded => "succeeded",
+        TaskRunState.Failed => "failed",
+        TaskRunState.Retried => "retried",
+        TaskRunState.Expired => "expired",
+        _ => "unknown",
+    };
 }

@@ -54,6 +54,7 @@ internal sealed class LedgerRecorder
     /// <summary>Hands a record to the writer. Never blocks; returns the record's sequence number, or 0 when it was not queued.</summary>
     public long Enqueue(LedgerRecord record)
     {
+        _metrics.Recorded(record);
         lock (_enqueueLock)
         {
             var sequence = _enqueued + 1;

@@ -9,7 +9,7 @@ namespace JobLog.Worker.Cli;
 /// <summary>The Worker's command line: <c>run</c> (default), <c>demo</c>, <c>sweep</c>, <c>migrate</c>, <c>help</c>.</summary>
 internal static class Cli
 {
-    public const string Usage = """
+    public const string Usage = $"""
         JobLog worker
 
         Usage: JobLog.Worker [command] [options]
@@ -19,6 +19,8 @@ internal static class Cli
           demo              Run the demo tasks to completion and print the ledger's counts by state.
           sweep             Expire stale tasks once and exit.
           migrate           Create or migrate the ledger schema and exit.
+        {TasksCommand.Usage}
+        {PurgeCommand.Usage}
           help              Show this text.
 
         Settings (appsettings.json, environment variables or --Key=Value):
@@ -40,6 +42,10 @@ internal static class Cli
                 "demo" => await DemoAsync(rest),
                 "sweep" => await SweepAsync(rest),
                 "migrate" => await MigrateAsync(rest),
+                "tasks" => await TasksCommand.ListAsync(rest, Console.Out),
+                "task" => await TasksCommand.ShowAsync(rest, Console.Out),
+                "purge" => await PurgeCommand.PurgeAsync(rest, Console.Out),
+                "restore" => await PurgeCommand.RestoreAsync(rest, Console.Out),
                 "help" or "--help" or "-h" => Help(),
                 _ => Unknown(command),
             });

@@ -1,0 +1,210 @@
+using JobLog.AspNetCore.Dashboard.Html;
+using JobLog.AspNetCore.Dashboard.Queries;
+using JobLog.Recording;
+using JobLog.Sweeping;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+
+namespace JobLog.AspNetCore.Dashboard;
+
+/// <summary>
+/// The dashboard's routes. Every page has a JSON twin under <c>api/</c> that runs the same query with the same filter
+/// names, so a script sees exactly the rows a person sees.
+/// </summary>
+internal static class DashboardEndpoints
+{
+    public static RouteGroupBuilder Map(IEndpointRouteBuilder endpoints, string prefix, JobLogDashboardOptions options)
+    {
+        var group = endpoints.MapGroup(prefix);
+        group.AddEndpointFilter(new DashboardGuard());
+        group.ExcludeFromDescription();
+
+        group.MapGet("/assets/{name}", Asset);
+
+        group.MapGet("/", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
+            Html(OverviewPage.Render(page, await OverviewAsync(http, page.Now, page.Query("window") == "day", ct).ConfigureAwait(false)))));
+        group.MapGet("/api/overview", async (HttpContext http, CancellationToken ct) =>
+            Json(await OverviewAsync(http, Now(http), http.Request.Query["window"] == "day", ct).ConfigureAwait(false)));
+
+        group.MapGet("/tasks", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
+        {
+            var queries = Queries(http);
+            var names = await queries.RecentTaskNamesAsync(ct).ConfigureAwait(false);
+            var (filter, error) = TryParse(page, p => TaskFilter.Parse(p, page.Now));
+            var rows = filter is null ? new Page<TaskRow>([], null) : await queries.TasksAsync(filter, ct).ConfigureAwait(false);
+            return Html(TaskPages.List(page, filter, rows, names, error), error);
+        }));
+        group.MapGet("/api/tasks", (HttpContext http, CancellationToken ct) => Api(http, options, TaskFilter.Parse, Queries(http).TasksAsync, ct));
+        group.MapGet("/tasks/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
+            await Queries(http).TaskAsync(id, ct).ConfigureAwait(false) is { } d ? Html(TaskPages.Detail(page, d)) : NotFoundPage(page, "task")));
+        group.MapGet("/api/tasks/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
+            JsonOrNotFound(await Queries(http).TaskAsync(id, ct).ConfigureAwait(false)));
+
+        group.MapGet("/requests/in", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
+        {
+            var (filter, error) = TryParse(page, p => RequestFilter.Parse(p, page.Now));
+            var rows = filter is null ? new Page<RequestRow>([], null) : await Queries(http).InputRequestsAsync(filter, ct).ConfigureAwait(false);
+            return Html(RequestPages.List(page, inbound: true, rows, http.Request.Query.Count > 0, error), error);
+        }));
+        group.MapGet("/api/requests/in", (HttpContext http, CancellationToken ct) => Api(http, options, RequestFilter.Parse, Queries(http).InputRequestsAsync, ct));
+        group.MapGet("/requests/in/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
+            await Queries(http).InputRequestAsync(id, ct).ConfigureAwait(false) is { } d ? Html(RequestPages.InputDetail(page, d)) : NotFoundPage(page, "inbound request")));
+        group.MapGet("/api/requests/in/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
+            JsonOrNotFound(await Queries(http).InputRequestAsync(id, ct).ConfigureAwait(false)));
+
+        group.MapGet("/requests/out", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
+        {
+            var (filter, error) = TryParse(page, p => RequestFilter.Parse(p, page.Now));
+            var rows = filter is null ? new Page<RequestRow>([], null) : await Queries(http).OutputRequestsAsync(filter, ct).ConfigureAwait(false);
+            return Html(RequestPages.List(page, inbound: false, rows, http.Request.Query.Count > 0, error), error);
+        }));
+        group.MapGet("/api/requests/out", (HttpContext http, CancellationToken ct) => Api(http, options, RequestFilter.Parse, Queries(http).OutputRequestsAsync, ct));
+        group.MapGet("/requests/out/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
+            await Queries(http).OutputRequestAsync(id, ct).ConfigureAwait(false) is { } d ? Html(RequestPages.OutputDetail(page, d)) : NotFoundPage(page, "outbound request")));
+        group.MapGet("/api/requests/out/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
+            JsonOrNotFound(await Queries(http).OutputRequestAsync(id, ct).ConfigureAwait(false)));
+
+        group.MapGet("/commands", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
+        {
+            var (filter, error) = TryParse(page, p => CommandFilter.Parse(p, page.Now));
+            var rows = filter is null ? new Page<CommandRow>([], null) : await Queries(http).CommandsAsync(filter, ct).ConfigureAwait(false);
+            return Html(CommandPages.List(page, rows, http.Request.Query.Count > 0, error), error);
+        }));
+        group.MapGet("/api/commands", (HttpContext http, CancellationToken ct) => Api(http, options, CommandFilter.Parse, Queries(http).CommandsAsync, ct));
+        group.MapGet("/commands/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
+            await Queries(http).CommandAsync(id, ct).ConfigureAwait(false) is { } d ? Html(CommandPages.Detail(page, d)) : NotFoundPage(page, "command")));
+        group.MapGet("/api/commands/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
+            JsonOrNotFound(await Queries(http).CommandAsync(id, ct).ConfigureAwait(false)));
+
+        if (options.EnableActions)
+        {
+            group.MapPost("/tasks/{id:guid}/actions/{action}", (HttpContext http, Guid id, string action, CancellationToken ct) =>
+                TaskActionAsync(http, options, id, action, ct));
+        }
+
+        return group;
+    }
+
+    private static IResult Asset(HttpContext http, string name)
+    {
+        if (!DashboardAssets.TryGet(name, out var content, out var contentType))
+        {
+            return Results.NotFound();
+        }
+
+        http.Response.Headers.CacheControl = http.Request.Query.ContainsKey("v") ? "public, max-age=31536000, immutable" : "public, max-age=300";
+        return Results.Bytes(content, contentType);
+    }
+
+    private static async Task<IResult> Page(HttpContext http, string prefix, JobLogDashboardOptions options, Func<PageContext, Task<IResult>> render)
+    {
+        var page = new PageContext(http, prefix, options, Now(http));
+        return await render(page).ConfigureAwait(false);
+    }
+
+    private static IResult Html(string html, string? error = null) =>
+        Results.Content(html, "text/html; charset=utf-8", statusCode: error is null ? StatusCodes.Status200OK : StatusCodes.Status400BadRequest);
+
+    private static IResult NotFoundPage(PageContext page, string what) =>
+        Results.Content(Layout.Render(page, "Not found", "", h => h.Add($"<div class=\"page-head\"><h1>No such {what}</h1></div><p class=\"muted\">It is not in the ledger (it may have been purged).</p><p><a href=\"{page.Base}\">Back to the overview</a></p>")),
+            "text/html; charset=utf-8", statusCode: StatusCodes.Status404NotFound);
+
+    private static IResult Json(object value) => Results.Json(value, DashboardJson.Options);
+
+    private static IResult JsonOrNotFound(object? value) =>
+        value is null ? Results.Json(new { error = "Not found." }, DashboardJson.Options, statusCode: StatusCodes.Status404NotFound) : Json(value);
+
+    private static (T? Filter, string? Error) TryParse<T>(PageContext page, Func<FilterSource, T> parse)
+        where T : ListFilter
+    {
+        try
+        {
+            return (WithPageSize(parse(name => page.Query(name)), page.Http, page.Options), null);
+        }
+        catch (FilterException ex)
+        {
+            return (null, ex.Message);
+        }
+    }
+
+    private static async Task<IResult> Api<TFilter, TRow>(
+        HttpContext http,
+        JobLogDashboardOptions options,
+        Func<FilterSource, DateTime, TFilter> parse,
+        Func<TFilter, CancellationToken, Task<Page<TRow>>> query,
+        CancellationToken ct)
+        where TFilter : ListFilter
+    {
+        TFilter filter;
+        try
+        {
+            filter = WithPageSize(parse(name => http.Request.Query[name].ToString(), Now(http)), http, options);
+        }
+        catch (FilterException ex)
+        {
+            return Results.Json(new { error = ex.Message }, DashboardJson.Options, statusCode: StatusCodes.Status400BadRequest);
+        }
+
+        return Json(await query(filter, ct).ConfigureAwait(false));
+    }
+
+    private static T WithPageSize<T>(T filter, HttpContext http, JobLogDashboardOptions options)
+        where T : ListFilter =>
+        http.Request.Query.ContainsKey("limit") ? filter : filter with { Limit = Math.Clamp(options.PageSize, 1, ListFilter.MaxLimit) };
+
+    private static async Task<Overview> OverviewAsync(HttpContext http, DateTime now, bool day, CancellationToken ct)
+    {
+        var services = http.RequestServices;
+        var (counts, chart, slowest) = await Queries(http).OverviewAsync(day, now, ct).ConfigureAwait(false);
+        var recorder = services.GetRequiredService<LedgerRecorder>();
+        var sweeperEnabled = services.GetRequiredService<IOptions<JobLogOptions>>().Value.Sweeper.Enabled;
+        var last = services.GetService<TaskLogSweeper>()?.LastSweep;
+        return new Overview(
+            counts,
+            counts.Sum(c => c.Count),
+            chart,
+            slowest,
+            new SweepInfo(sweeperEnabled, last?.At, last?.Result.Expired, last?.Result.Healed),
+            new WriterInfo(recorder.Backlog, recorder.IsFailing, recorder.Dropped),
+            now);
+    }
+
+    private static async Task<IResult> TaskActionAsync(HttpContext http, JobLogDashboardOptions options, Guid id, string name, CancellationToken ct)
+    {
+        // A custom header cannot be sent cross-site without a CORS preflight, which the dashboard never grants.
+        var fetchSite = http.Request.Headers["Sec-Fetch-Site"].ToString();
+        if (http.Request.Headers["X-JobLog-Action"] != "1" || (fetchSite.Length > 0 && fetchSite != "same-origin"))
+        {
+            return Results.Json(new { error = "Actions are only accepted from the dashboard's own pages." }, DashboardJson.Options, statusCode: StatusCodes.Status403Forbidden);
+        }
+
+        var action = options.TaskActions.FirstOrDefault(a => string.Equals(a.Name, name, StringComparison.OrdinalIgnoreCase));
+        var detail = await Queries(http).TaskAsync(id, ct).ConfigureAwait(false);
+        if (action is null || detail is null)
+        {
+            return Results.Json(new { error = "No such task or action." }, DashboardJson.Options, statusCode: StatusCodes.Status404NotFound);
+        }
+
+        if (!action.IsAvailable(detail))
+        {
+            return Results.Json(new { error = $"'{action.Label}' is not available for this task." }, DashboardJson.Options, statusCode: StatusCodes.Status409Conflict);
+        }
+
+        try
+        {
+            return Json(new { message = await action.ExecuteAsync(http, detail, ct).ConfigureAwait(false) });
+        }
+        catch (InvalidOperationException ex)
+        {
+            return Results.Json(new { error = ex.Message }, DashboardJson.Options, statusCode: StatusCodes.Status409Conflict);
+        }
+    }
+
+    private static LedgerQueries Queries(HttpContext http) => new(http.RequestServices.GetRequiredService<JobLogDbContext>());
+
+    private static DateTime Now(HttpContext http) =>
+        (http.RequestServices.GetService<TimeProvider>() ?? TimeProvider.System).GetUtcNow().UtcDateTime;
+}

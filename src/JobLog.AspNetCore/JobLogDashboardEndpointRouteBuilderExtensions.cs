@@ -1,0 +1,45 @@
+using JobLog.AspNetCore.Dashboard.Queries;
+using JobLog.AspNetCore.Dashboard;
+using JobLog.Recording;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Microsoft.AspNetCore.Builder;
+
+/// <summary>Maps JobLog's dashboard.</summary>
+public static class JobLogDashboardEndpointRouteBuilderExtensions
+{
+    /// <summary>
+    /// Maps the dashboard (overview, tasks, inbound and outbound requests, commands) and its JSON API under
+    /// <paramref name="prefix"/>. Without an authorization policy only local (loopback) requests are served and every
+    /// other one gets 403; add one on the returned builder to open it: <c>.RequireAuthorization("ops")</c>.
+    /// Read-only unless <see cref="JobLogDashboardOptions.EnableActions"/> is set.
+    /// </summary>
+    /// <param name="endpoints">The application.</param>
+    /// <param name="prefix">Where the dashboard lives. Default <c>/joblog</c>.</param>
+    /// <param name="configure">Adjusts the options.</param>
+    /// <returns>The dashboard's route group, for conventions such as <c>RequireAuthorization</c>.</returns>
+    /// <exception cref="InvalidOperationException"><c>AddJobLog</c> was not called.</exception>
+    public static RouteGroupBuilder MapJobLogDashboard(
+        this IEndpointRouteBuilder endpoints,
+        string prefix = "/joblog",
+        Action<JobLogDashboardOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(endpoints);
+        ArgumentException.ThrowIfNullOrWhiteSpace(prefix);
+        if (endpoints.ServiceProvider.GetService<LedgerRecorder>() is null)
+        {
+            throw new InvalidOperationException("MapJobLogDashboard needs the ledger: call services.AddJobLog(...) first.");
+        }
+
+        var options = new JobLogDashboardOptions();
+        configure?.Invoke(options);
+        if (options.PageSize is < 1 or > ListFilter.MaxLimit || options.RefreshInterval < TimeSpan.Zero)
+        {
+            throw new ArgumentException($"JobLogDashboardOptions.PageSize must be 1 to {ListFilter.MaxLimit} and RefreshInterval not negative.", nameof(configure));
+        }
+
+        // The dashboard reads the ledger; its own (polling) requests are not business traffic to record.
+        return DashboardEndpoints.Map(endpoints, "/" + prefix.Trim('/'), options).JobLogExempt();
+    }
+}

@@ -1,0 +1,84 @@
+using JobLog.Recording;
+using JobLog.Storage;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
+
+namespace JobLog.Health;
+
+/// <summary>Options of <c>AddJobLogHealthChecks</c>.</summary>
+public sealed class JobLogHealthCheckOptions
+{
+    /// <summary>Records waiting to be written above which the writer reports Degraded. Default 10,000.</summary>
+    public int DegradedBacklog { get; set; } = 10_000;
+
+    /// <summary>How long the database probe may take before it counts as unhealthy. Default 5 s.</summary>
+    public TimeSpan DatabaseTimeout { get; set; } = TimeSpan.FromSeconds(5);
+}
+
+/// <summary>
+/// The writer: Unhealthy while it cannot reach the database (records are kept and retried), Degraded when its backlog
+/// passes <see cref="JobLogHealthCheckOptions.DegradedBacklog"/> or records were dropped since the previous check.
+/// </summary>
+internal sealed class LedgerWriterHealthCheck(LedgerRecorder recorder, IOptions<JobLogHealthCheckOptions> options) : IHealthCheck
+{
+    private long _droppedSeen;
+
+    public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        var backlog = recorder.Backlog;
+        var dropped = recorder.Dropped;
+        var newlyDropped = dropped - Interlocked.Exchange(ref _droppedSeen, dropped);
+        var data = new Dictionary<string, object>
+        {
+            ["backlog"] = backlog,
+            ["dropped"] = dropped,
+            ["failing"] = recorder.IsFailing,
+        };
+        var status = context.Registration.FailureStatus;
+        HealthCheckResult result;
+        if (recorder.IsFailing)
+        {
+            result = new HealthCheckResult(status, $"The ledger writer cannot reach the database; {backlog} records are waiting.", data: data);
+        }
+        else if (newlyDropped > 0)
+        {
+            result = HealthCheckResult.Degraded($"The ledger writer dropped {newlyDropped} records since the last check.", data: data);
+        }
+        else if (backlog > options.Value.DegradedBacklog)
+        {
+            result = HealthCheckResult.Degraded($"The ledger writer is behind: {backlog} records are waiting.", data: data);
+        }
+        else
+        {
+            result = HealthCheckResult.Healthy($"{backlog} records waiting.", data);
+        }
+
+        return Task.FromResult(result);
+    }
+}
+
+/// <summary>The ledger's database answers a trivial query within <see cref="JobLogHealthCheckOptions.DatabaseTimeout"/>.</summary>
+internal sealed class LedgerDatabaseHealthCheck(JobLogContextFactory contexts, IOptions<JobLogHealthCheckOptions> options) : IHealthCheck
+{
+    private readonly SqlDialect _dialect = SqlDialect.For(contexts.Provider);
+
+    public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(options.Value.DatabaseTimeout);
+        try
+        {
+            await using var connection = _dialect.CreateConnection(contexts.ConnectionString);
+            await connection.OpenAsync(timeout.Token).ConfigureAwait(false);
+            await using var command = connection.CreateCommand();
+            command.CommandText = "SELECT 1";
+            command.CommandTimeout = (int)Math.Max(1, Math.Ceiling(options.Value.DatabaseTimeout.TotalSeconds));
+            await command.ExecuteScalarAsync(timeout.Token).ConfigureAwait(false);
+            return HealthCheckResult.Healthy($"The {contexts.Provider} ledger answers.");
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            return new HealthCheckResult(context.Registration.FailureStatus, $"The {contexts.Provider} ledger does not answer: {ex.Message}", ex);
+        }
+    }
+}

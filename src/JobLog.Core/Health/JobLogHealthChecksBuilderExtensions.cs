@@ -1,0 +1,47 @@
+using JobLog.Health;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
+
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Registers JobLog's health checks.</summary>
+public static class JobLogHealthChecksBuilderExtensions
+{
+    /// <summary>Name of the writer check.</summary>
+    public const string WriterCheckName = "joblog-writer";
+
+    /// <summary>Name of the database check.</summary>
+    public const string DatabaseCheckName = "joblog-database";
+
+    /// <summary>
+    /// Adds two checks tagged <c>joblog</c>: <c>joblog-writer</c> (Unhealthy while the writer cannot reach the database,
+    /// Degraded when its backlog is high or records were dropped) and <c>joblog-database</c> (a <c>SELECT 1</c> on the
+    /// ledger). Requires <c>AddJobLog</c>. Idempotent.
+    /// </summary>
+    /// <param name="builder">The health checks builder from <c>services.AddHealthChecks()</c>.</param>
+    /// <param name="configure">Adjusts the thresholds.</param>
+    /// <param name="tags">Extra tags for both checks, e.g. <c>ready</c>.</param>
+    public static IHealthChecksBuilder AddJobLogHealthChecks(
+        this IHealthChecksBuilder builder,
+        Action<JobLogHealthCheckOptions>? configure = null,
+        params string[] tags)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        var options = builder.Services.AddOptions<JobLogHealthCheckOptions>();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        if (builder.Services.Any(d => d.ServiceType == typeof(LedgerWriterHealthCheck)))
+        {
+            return builder;
+        }
+
+        builder.Services.AddSingleton<LedgerWriterHealthCheck>();
+        builder.Services.AddSingleton<LedgerDatabaseHealthCheck>();
+        string[] allTags = ["joblog", .. tags];
+        builder.Add(new HealthCheckRegistration(WriterCheckName, sp => sp.GetRequiredService<LedgerWriterHealthCheck>(), HealthStatus.Unhealthy, allTags));
+        builder.Add(new HealthCheckRegistration(DatabaseCheckName, sp => sp.GetRequiredService<LedgerDatabaseHealthCheck>(), HealthStatus.Unhealthy, allTags));
+        return builder;
+    }
+}

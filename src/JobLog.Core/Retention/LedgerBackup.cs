@@ -1,0 +1,222 @@
+using System.Globalization;
+using System.IO.Compression;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using JobLog.Storage;
+using Microsoft.EntityFrameworkCore;
+
+namespace JobLog.Retention;
+
+/// <summary>
+/// Backups of purged rows: gzip-compressed JSON Lines. The first line is a header
+/// (<c>{"format":"joblog-backup","version":1,"kind":"tasks",...}</c>), each further line one row as JobLog's entity
+/// (tasks with their <c>Runs</c>, outbound requests with their <c>RelatedObjects</c>), so a restore re-inserts exactly
+/// what was deleted.
+/// </summary>
+internal static class LedgerBackup
+{
+    public const string Format = "joblog-backup";
+
+    /// <summary>Entities as stored: property names as in C#, enums as their stored numbers, navigations back to a parent left out.</summary>
+    public static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.General)
+    {
+        TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { LeaveOutBackReferences } },
+    };
+
+    public static Type RowType(LedgerKind kind) => kind switch
+    {
+        LedgerKind.Tasks => typeof(TaskLog),
+        LedgerKind.InputRequests => typeof(InputRequestLog),
+        LedgerKind.OutputRequests => typeof(OutputRequestLog),
+        LedgerKind.Commands => typeof(CommandLog),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger kind."),
+    };
+
+    /// <summary>Reads a backup file: its kind and its rows, lazily.</summary>
+    /// <exception cref="InvalidDataException">The file is not a JobLog backup.</exception>
+    public static async Task<(LedgerKind Kind, IAsyncEnumerable<object> Rows)> OpenAsync(string path, CancellationToken cancellationToken)
+    {
+        var kind = await ReadHeaderAsync(path, cancellationToken).ConfigureAwait(false);
+        return (kind, ReadRowsAsync(path, RowType(kind), cancellationToken));
+    }
+
+    /// <summary>Inserts the rows of a backup that are not in the ledger; rows already there are skipped.</summary>
+    /// <returns>Rows inserted and rows skipped.</returns>
+    public static async Task<(LedgerKind Kind, int Restored, int Skipped)> RestoreAsync(
+        JobLogContextFactory contexts, string path, int batchSize, CancellationToken cancellationToken)
+    {
+        var (kind, rows) = await OpenAsync(path, cancellationToken).ConfigureAwait(false);
+        var restored = 0;
+        var skipped = 0;
+        var batch = new List<object>(batchSize);
+        await foreach (var row in rows.ConfigureAwait(false))
+        {
+            batch.Add(row);
+            if (batch.Count >= batchSize)
+            {
+                var (r, s) = await InsertAsync(contexts, kind, batch, cancellationToken).ConfigureAwait(false);
+                restored += r;
+                skipped += s;
+                batch.Clear();
+            }
+        }
+
+        if (batch.Count > 0)
+        {
+            var (r, s) = await InsertAsync(contexts, kind, batch, cancellationToken).ConfigureAwait(false);
+            restored += r;
+            skipped += s;
+        }
+
+        return (kind, restored, skipped);
+    }
+
+    private static async Task<(int Restored, int Skipped)> InsertAsync(
+        JobLogContextFactory contexts, LedgerKind kind, List<object> rows, CancellationToken ct)
+    {
+        await using var db = contexts.Create();
+        var ids = rows.Select(IdOf).ToList();
+        var existing = kind switch
+        {
+            LedgerKind.Tasks => await db.TaskLogs.Where(t => ids.Contains(t.Id)).Select(t => t.Id).ToListAsync(ct).ConfigureAwait(false),
+            LedgerKind.InputRequests => await db.InputRequestLogs.Where(r => ids.Contains(r.Id)).Select(r => r.Id).ToListAsync(ct).ConfigureAwait(false),
+            LedgerKind.OutputRequests => await db.OutputRequestLogs.Where(r => ids.Contains(r.Id)).Select(r => r.Id).ToListAsync(ct).ConfigureAwait(false),
+            LedgerKind.Commands => await db.CommandLogs.Where(c => ids.Contains(c.Id)).Select(c => c.Id).ToListAsync(ct).ConfigureAwait(false),
+            _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger kind."),
+        };
+        var skip = existing.ToHashSet();
+        var fresh = rows.Where(r => !skip.Contains(IdOf(r))).ToList();
+        db.AddRange(fresh);
+        await db.SaveChangesAsync(ct).ConfigureAwait(false);
+        return (fresh.Count, rows.Count - fresh.Count);
+    }
+
+    private static Guid IdOf(object row) => row switch
+    {
+        TaskLog t => t.Id,
+        RequestLogBase r => r.Id,
+        CommandLog c => c.Id,
+        _ => throw new InvalidDataException("Not a ledger row: " + row.GetType().Name),
+    };
+
+    private static async Task<LedgerKind> ReadHeaderAsync(string path, CancellationToken ct)
+    {
+        using var reader = OpenReader(path);
+        var line = await reader.ReadLineAsync(ct).ConfigureAwait(false);
+        try
+        {
+            using var header = JsonDocument.Parse(line ?? "");
+            var root = header.RootElement;
+            if (root.GetProperty("format").GetString() != Format || root.GetProperty("version").GetInt32() != 1
+                || !LedgerPurger.TryParseKind(root.GetProperty("kind").GetString() ?? "", out var kind))
+            {
+                throw new InvalidDataException($"{path} is not a JobLog backup (version 1).");
+            }
+
+            return kind;
+        }
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)
+        {
+            throw new InvalidDataException($"{path} is not a JobLog backup: {ex.Message}", ex);
+        }
+    }
+
+    private static async IAsyncEnumerable<object> ReadRowsAsync(
+        string path, Type type, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+    {
+        using var reader = OpenReader(path);
+        await reader.ReadLineAsync(ct).ConfigureAwait(false);
+        while (await reader.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
+        {
+            if (line.Length > 0)
+            {
+                yield return JsonSerializer.Deserialize(line, type, JsonOptions)
+                    ?? throw new InvalidDataException($"{path} holds an empty row.");
+            }
+        }
+    }
+
+    private static StreamReader OpenReader(string path) =>
+        new(new GZipStream(File.OpenRead(path), CompressionMode.Decompress), Encoding.UTF8);
+
+    private static void LeaveOutBackReferences(JsonTypeInfo info)
+    {
+        if (info.Kind != JsonTypeInfoKind.Object)
+        {
+            return;
+        }
+
+        for (var i = info.Properties.Count - 1; i >= 0; i--)
+        {
+            var property = info.Properties[i];
+            if ((info.Type == typeof(TaskRunLog) && property.Name == nameof(TaskRunLog.Task))
+                || (info.Type == typeof(TaskLog) && property.Name == nameof(TaskLog.TaskId)))
+            {
+                info.Properties.RemoveAt(i);
+            }
+        }
+    }
+
+    internal static string FileName(LedgerKind kind, DateTimeOffset now) =>
+        $"joblog-{LedgerPurger.KindName(kind)}-{now.UtcDateTime.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture)}.jsonl.gz";
+}
+
+/// <summary>Appends purged rows to a new backup file; every batch is flushed to disk before its delete commits.</summary>
+internal sealed class LedgerBackupWriter : IAsyncDisposable
+{
+    private readonly FileStream _file;
+    private readonly GZipStream _gzip;
+    private readonly StreamWriter _writer;
+
+    private LedgerBackupWriter(string path, FileStream file)
+    {
+        Path = path;
+        _file = file;
+        _gzip = new GZipStream(file, CompressionLevel.Optimal, leaveOpen: true);
+        _writer = new StreamWriter(_gzip, new UTF8Encoding(false), 64 * 1024, leaveOpen: true) { NewLine = "\n" };
+    }
+
+    public string Path { get; }
+
+    public static LedgerBackupWriter Create(string directory, LedgerKind kind, DateTimeOffset now)
+    {
+        Directory.CreateDirectory(directory);
+        var name = LedgerBackup.FileName(kind, now);
+        var path = System.IO.Path.Combine(directory, name);
+        for (var i = 2; File.Exists(path); i++)
+        {
+            path = System.IO.Path.Combine(directory, name.Replace(".jsonl.gz", $"-{i}.jsonl.gz", StringComparison.Ordinal));
+        }
+
+        var writer = new LedgerBackupWriter(path, new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.Read));
+        writer._writer.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
+        {
+            ["format"] = LedgerBackup.Format,
+            ["version"] = 1,
+            ["kind"] = LedgerPurger.KindName(kind),
+            ["createdAt"] = now.UtcDateTime,
+        }));
+        return writer;
+    }
+
+    public async Task WriteAsync(IReadOnlyList<object> rows, CancellationToken cancellationToken)
+    {
+        foreach (var row in rows)
+        {
+            await _writer.WriteLineAsync(JsonSerializer.Serialize(row, row.GetType(), LedgerBackup.JsonOptions).AsMemory(), cancellationToken).ConfigureAwait(false);
+        }
+
+        await _writer.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await _gzip.FlushAsync(cancellationToken).ConfigureAwait(false);
+        _file.Flush(flushToDisk: true);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _writer.DisposeAsync().ConfigureAwait(false);
+        await _gzip.DisposeAsync().ConfigureAwait(false);
+        _file.Flush(flushToDisk: true);
+        await _file.DisposeAsync().ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,195 @@
+using JobLog.Internal;
+using JobLog.Storage;
+using Microsoft.EntityFrameworkCore;
+
+namespace JobLog.Retention;
+
+/// <summary>What to delete of one kind. A null cutoff keeps that outcome.</summary>
+/// <param name="Kind">The log kind.</param>
+/// <param name="SucceededBefore">Successes that ended before this (UTC) are deleted.</param>
+/// <param name="FailedBefore">Failures that ended before this (UTC) are deleted.</param>
+/// <param name="BatchSize">Rows per statement and transaction.</param>
+/// <param name="BackupDirectory">Where the deleted rows are written first (gzip JSON Lines), or null.</param>
+/// <param name="DryRun">Count only.</param>
+internal sealed record PurgeRequest(
+    LedgerKind Kind,
+    DateTime? SucceededBefore,
+    DateTime? FailedBefore,
+    int BatchSize = 1000,
+    string? BackupDirectory = null,
+    bool DryRun = false);
+
+/// <summary>What a purge deleted (or, for a dry run, would delete).</summary>
+internal sealed record PurgeResult(LedgerKind Kind, int Succeeded, int Failed, string? BackupFile)
+{
+    public int Deleted => Succeeded + Failed;
+}
+
+/// <summary>
+/// Deletes finished ledger rows older than a cutoff, successes and failures separately, in set-based batches (one
+/// transaction per batch: select a batch of ids by the indexed end time, optionally back the rows up, delete them).
+/// Unfinished rows (no <c>Stop</c> / <c>ResponseTimestamp</c>, or a task still WAITING, ACTIVE or RETRIED) are never
+/// deleted. Safe to run in several processes: a row deleted twice is deleted once.
+/// </summary>
+internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics metrics, TimeProvider time)
+{
+    public async Task<PurgeResult> PurgeAsync(PurgeRequest request, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        if (request.BatchSize < 1)
+        {
+            throw new ArgumentOutOfRangeException(nameof(request), "BatchSize must be at least 1.");
+        }
+
+        LedgerBackupWriter? backup = null;
+        try
+        {
+            var succeeded = request.SucceededBefore is { } s
+                ? await PurgeOutcomeAsync(request, successes: true, s, () => backup ??= NewBackup(request), cancellationToken).ConfigureAwait(false)
+                : 0;
+            var failed = request.FailedBefore is { } f
+                ? await PurgeOutcomeAsync(request, successes: false, f, () => backup ??= NewBackup(request), cancellationToken).ConfigureAwait(false)
+                : 0;
+            if (!request.DryRun && succeeded + failed > 0)
+            {
+                metrics.RowsPurged.Add(succeeded + failed, new KeyValuePair<string, object?>("joblog.kind", KindName(request.Kind)));
+            }
+
+            return new PurgeResult(request.Kind, succeeded, failed, backup?.Path);
+        }
+        finally
+        {
+            if (backup is not null)
+            {
+                await backup.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The CLI's and the options' name of a kind: <c>tasks</c>, <c>input-requests</c>, <c>output-requests</c>, <c>commands</c>.</summary>
+    public static string KindName(LedgerKind kind) => kind switch
+    {
+        LedgerKind.Tasks => "tasks",
+        LedgerKind.InputRequests => "input-requests",
+        LedgerKind.OutputRequests => "output-requests",
+        LedgerKind.Commands => "commands",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger kind."),
+    };
+
+    public static bool TryParseKind(string text, out LedgerKind kind)
+    {
+        foreach (var candidate in Enum.GetValues<LedgerKind>())
+        {
+            if (string.Equals(KindName(candidate), text, StringComparison.OrdinalIgnoreCase)
+                || string.Equals(candidate.ToString(), text, StringComparison.OrdinalIgnoreCase))
+            {
+                kind = candidate;
+                return true;
+            }
+        }
+
+        kind = default;
+        return false;
+    }
+
+    private LedgerBackupWriter NewBackup(PurgeRequest request) =>
+        LedgerBackupWriter.Create(request.BackupDirectory!, request.Kind, time.GetUtcNow());
+
+    private async Task<int> PurgeOutcomeAsync(
+        PurgeRequest request, bool successes, DateTime before, Func<LedgerBackupWriter> backup, CancellationToken ct)
+    {
+        before = DateTime.SpecifyKind(before, DateTimeKind.Utc);
+        await using var db = contexts.Create();
+        if (request.DryRun)
+        {
+            return await Candidates(db, request.Kind, successes, before).CountAsync(ct).ConfigureAwait(false);
+        }
+
+        var total = 0;
+        while (true)
+        {
+            await using var transaction = await db.Database.BeginTransactionAsync(ct).ConfigureAwait(false);
+            var ids = await Candidates(db, request.Kind, successes, before).Take(request.BatchSize).ToListAsync(ct).ConfigureAwait(false);
+            if (ids.Count == 0)
+            {
+                await transaction.CommitAsync(ct).ConfigureAwait(false);
+                return total;
+            }
+
+            if (request.BackupDirectory is not null)
+            {
+                // The rows reach the disk before their delete commits: a crash in between leaves them in both places.
+                await backup().WriteAsync(await LoadAsync(db, request.Kind, ids, ct).ConfigureAwait(false), ct).ConfigureAwait(false);
+            }
+
+            total += await DeleteAsync(db, request.Kind, ids, ct).ConfigureAwait(false);
+            await transaction.CommitAsync(ct).ConfigureAwait(false);
+            db.ChangeTracker.Clear();
+            if (ids.Count < request.BatchSize)
+            {
+                return total;
+            }
+        }
+    }
+
+    private static IQueryable<Guid> Candidates(JobLogDbContext db, LedgerKind kind, bool successes, DateTime before)
+    {
+        switch (kind)
+        {
+            case LedgerKind.Tasks:
+                var tasks = db.TaskLogs.Where(t => t.Stop != null && t.Stop < before);
+                tasks = successes
+                    ? tasks.Where(t => t.State == TaskState.Succeeded)
+                    : tasks.Where(t => t.State == TaskState.Failed || t.State == TaskState.Expired);
+                return tasks.OrderBy(t => t.Stop).Select(t => t.Id);
+            case LedgerKind.InputRequests:
+                var inputs = db.InputRequestLogs.Where(r => r.ResponseTimestamp != null && r.ResponseTimestamp < before);
+                inputs = successes
+                    ? inputs.Where(r => r.Status == RequestLogStatus.Debug || r.Status == RequestLogStatus.Info)
+                    : inputs.Where(r => r.Status == RequestLogStatus.Warning || r.Status == RequestLogStatus.Error || r.Status == RequestLogStatus.Critical);
+                return inputs.OrderBy(r => r.ResponseTimestamp).Select(r => r.Id);
+            case LedgerKind.OutputRequests:
+                var outputs = db.OutputRequestLogs.Where(r => r.ResponseTimestamp != null && r.ResponseTimestamp < before);
+                outputs = successes
+                    ? outputs.Where(r => r.Status == RequestLogStatus.Debug || r.Status == RequestLogStatus.Info)
+                    : outputs.Where(r => r.Status == RequestLogStatus.Warning || r.Status == RequestLogStatus.Error || r.Status == RequestLogStatus.Critical);
+                return outputs.OrderBy(r => r.ResponseTimestamp).Select(r => r.Id);
+            case LedgerKind.Commands:
+                var commands = db.CommandLogs.Where(c => c.Stop != null && c.Stop < before);
+                commands = successes
+                    ? commands.Where(c => c.IsSuccessful == true)
+                    : commands.Where(c => c.IsSuccessful != true);
+                return commands.OrderBy(c => c.Stop).Select(c => c.Id);
+            default:
+                throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger kind.");
+        }
+    }
+
+    private static async Task<IReadOnlyList<object>> LoadAsync(JobLogDbContext db, LedgerKind kind, List<Guid> ids, CancellationToken ct) => kind switch
+    {
+        LedgerKind.Tasks => await db.TaskLogs.AsNoTracking().Include(t => t.Runs).Where(t => ids.Contains(t.Id)).ToListAsync(ct).ConfigureAwait(false),
+        LedgerKind.InputRequests => await db.InputRequestLogs.AsNoTracking().Where(r => ids.Contains(r.Id)).ToListAsync(ct).ConfigureAwait(false),
+        LedgerKind.OutputRequests => await db.OutputRequestLogs.AsNoTracking().Include(r => r.RelatedObjects).Where(r => ids.Contains(r.Id)).ToListAsync(ct).ConfigureAwait(false),
+        LedgerKind.Commands => await db.CommandLogs.AsNoTracking().Where(c => ids.Contains(c.Id)).ToListAsync(ct).ConfigureAwait(false),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger kind."),
+    };
+
+    private static async Task<int> DeleteAsync(JobLogDbContext db, LedgerKind kind, List<Guid> ids, CancellationToken ct)
+    {
+        switch (kind)
+        {
+            case LedgerKind.Tasks:
+                await db.TaskRunLogs.Where(r => ids.Contains(r.TaskId)).ExecuteDeleteAsync(ct).ConfigureAwait(false);
+                return await db.TaskLogs.Where(t => ids.Contains(t.Id)).ExecuteDeleteAsync(ct).ConfigureAwait(false);
+            case LedgerKind.InputRequests:
+                return await db.InputRequestLogs.Where(r => ids.Contains(r.Id)).ExecuteDeleteAsync(ct).ConfigureAwait(false);
+            case LedgerKind.OutputRequests:
+                await db.OutputRequestRelatedObjects.Where(o => ids.Contains(o.OutputRequestId)).ExecuteDeleteAsync(ct).ConfigureAwait(false);
+                return await db.OutputRequestLogs.Where(r => ids.Contains(r.Id)).ExecuteDeleteAsync(ct).ConfigureAwait(false);
+            case LedgerKind.Commands:
+                return await db.CommandLogs.Where(c => ids.Contains(c.Id)).ExecuteDeleteAsync(ct).ConfigureAwait(false);
+            default:
+                throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger kind.");
+        }
+    }
+}

@@ -1,0 +1,90 @@
+using JobLog.Internal;
+using JobLog.Storage;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace JobLog.Retention;
+
+/// <summary>
+/// Deletes finished rows past their retention (<see cref="JobLogRetentionOptions"/>) every interval, failures kept as
+/// long as their own period says. Registered by <c>AddJobLogRetention</c> only.
+/// </summary>
+internal sealed class LedgerRetentionService(
+    LedgerSchema schema,
+    LedgerPurger purger,
+    IOptions<JobLogRetentionOptions> options,
+    TimeProvider time,
+    ILogger<LedgerRetentionService> logger) : BackgroundService
+{
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var interval = options.Value.Interval;
+        await schema.EnsureReadyAsync(stoppingToken).ConfigureAwait(false);
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await RunOnceAsync(stoppingToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                Log.RetentionFailed(logger, ex, interval);
+            }
+
+            await Task.Delay(interval, time, stoppingToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>One pass over every kind.</summary>
+    public async Task<IReadOnlyList<PurgeResult>> RunOnceAsync(CancellationToken cancellationToken)
+    {
+        var o = options.Value;
+        var now = time.GetUtcNow().UtcDateTime;
+        var results = new List<PurgeResult>();
+        foreach (var kind in Enum.GetValues<LedgerKind>())
+        {
+            var period = o.For(kind);
+            if (period.Succeeded is null && period.Failed is null)
+            {
+                continue;
+            }
+
+            var result = await purger.PurgeAsync(
+                new PurgeRequest(kind, now - period.Succeeded, now - period.Failed, o.BatchSize, o.BackupDirectory),
+                cancellationToken).ConfigureAwait(false);
+            if (result.Deleted > 0)
+            {
+                Log.RetentionPurged(logger, result.Deleted, LedgerPurger.KindName(kind), result.Succeeded, result.Failed);
+            }
+
+            results.Add(result);
+        }
+
+        return results;
+    }
+}
+
+/// <summary>Fails start-up on retention options that cannot work.</summary>
+internal sealed class JobLogRetentionOptionsValidator : IValidateOptions<JobLogRetentionOptions>
+{
+    public ValidateOptionsResult Validate(string? name, JobLogRetentionOptions options)
+    {
+        var failures = new List<string>();
+        if (options.Interval <= TimeSpan.Zero || options.BatchSize < 1)
+        {
+            failures.Add("JobLogRetentionOptions.Interval must be positive and BatchSize at least 1.");
+        }
+
+        foreach (var kind in Enum.GetValues<LedgerKind>())
+        {
+            var period = options.For(kind);
+            if (period.Succeeded <= TimeSpan.Zero || period.Failed <= TimeSpan.Zero)
+            {
+                failures.Add($"JobLogRetentionOptions.{kind} periods must be positive (null keeps rows forever).");
+            }
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+}

@@ -1,0 +1,70 @@
+namespace JobLog.Retention;
+
+/// <summary>The four kinds of ledger rows that retention and <c>purge</c> handle separately.</summary>
+public enum LedgerKind
+{
+    /// <summary>Tasks with their runs.</summary>
+    Tasks = 1,
+
+    /// <summary>Inbound HTTP requests.</summary>
+    InputRequests = 2,
+
+    /// <summary>Outbound HTTP requests with their related objects.</summary>
+    OutputRequests = 3,
+
+    /// <summary>Console commands.</summary>
+    Commands = 4,
+}
+
+/// <summary>How long finished rows of one kind are kept. Null keeps them forever. Unfinished rows are never deleted.</summary>
+public sealed class RetentionPeriod
+{
+    /// <summary>
+    /// Successes: SUCCEEDED tasks, requests with status DEBUG or INFO (below 400), successful commands.
+    /// Counted from the row's end (<c>Stop</c> or <c>ResponseTimestamp</c>).
+    /// </summary>
+    public TimeSpan? Succeeded { get; set; }
+
+    /// <summary>Failures: FAILED and EXPIRED tasks, requests with status WARNING, ERROR or CRITICAL, failed commands.</summary>
+    public TimeSpan? Failed { get; set; }
+}
+
+/// <summary>
+/// Options of <c>services.AddJobLogRetention(...)</c>. Retention is off until that call; once on, its defaults keep
+/// successes 30 days and failures 90 days for every kind.
+/// </summary>
+public sealed class JobLogRetentionOptions
+{
+    /// <summary>Time between two retention passes. Default 1 hour.</summary>
+    public TimeSpan Interval { get; set; } = TimeSpan.FromHours(1);
+
+    /// <summary>Rows deleted per statement (and per transaction). Default 1,000.</summary>
+    public int BatchSize { get; set; } = 1000;
+
+    /// <summary>When set, deleted rows are first written to a gzip JSON Lines file in this directory (restorable with the CLI's <c>restore</c>). Default null.</summary>
+    public string? BackupDirectory { get; set; }
+
+    /// <summary>Tasks and their runs. Default: successes 30 days, failures 90 days.</summary>
+    public RetentionPeriod Tasks { get; } = Default();
+
+    /// <summary>Inbound requests. Default: successes 30 days, failures 90 days.</summary>
+    public RetentionPeriod InputRequests { get; } = Default();
+
+    /// <summary>Outbound requests. Default: successes 30 days, failures 90 days.</summary>
+    public RetentionPeriod OutputRequests { get; } = Default();
+
+    /// <summary>Commands. Default: successes 30 days, failures 90 days.</summary>
+    public RetentionPeriod Commands { get; } = Default();
+
+    /// <summary>The period of one kind.</summary>
+    public RetentionPeriod For(LedgerKind kind) => kind switch
+    {
+        LedgerKind.Tasks => Tasks,
+        LedgerKind.InputRequests => InputRequests,
+        LedgerKind.OutputRequests => OutputRequests,
+        LedgerKind.Commands => Commands,
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger kind."),
+    };
+
+    private static RetentionPeriod Default() => new() { Succeeded = TimeSpan.FromDays(30), Failed = TimeSpan.FromDays(90) };
+}

@@ -1,0 +1,189 @@
+using System.Net;
+using System.Security.Claims;
+using System.Text.Encodings.Web;
+using JobLog.Testing;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using NUnit.Framework;
+
+namespace JobLog.AspNetCore.Tests.Dashboard;
+
+/// <summary>Without an authorization policy the dashboard answers local requests only (Hangfire's default).</summary>
+public class AccessTests
+{
+    private static readonly string[] s_urls = ["/joblog", "/joblog/tasks", "/joblog/api/tasks", "/joblog/api/overview", "/joblog/assets/joblog.js"];
+
+    [Test]
+    public async Task WithoutPolicy_LoopbackRequest_IsServed()
+    {
+        await using var host = await DashboardHost.StartAsync(TestLedger.Sqlite());
+
+        foreach (var url in s_urls)
+        {
+            using var response = await host.Client.GetAsync(url);
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), url);
+        }
+    }
+
+    [TestCase("203.0.113.7")]
+    [TestCase("10.0.0.5")]
+    [TestCase("2001:db8::1")]
+    public async Task WithoutPolicy_RemoteRequest_IsForbidden(string ip)
+    {
+        await using var host = await DashboardHost.StartAsync(TestLedger.Sqlite());
+        await host.SeedAsync(Rows.Task("Secret", DateTime.UtcNow, input: "Card=4111"));
+
+        foreach (var url in s_urls)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Get, url);
+            request.Headers.Add(DashboardHost.RemoteIpHeader, ip);
+            using var response = await host.Client.SendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), url);
+            Assert.That(body, Does.Not.Contain("Secret").And.Not.Contain("4111"), url);
+            Assert.That(response.Headers.Contains("Content-Security-Policy"), url);
+        }
+    }
+
+    [Test]
+    public async Task WithPolicy_AuthorizedRemoteUser_IsServed_AndAnonymousIsChallenged()
+    {
+        await using var host = await DashboardHost.StartAsync(
+            TestLedger.Sqlite(),
+            services: b =>
+            {
+                b.Services.AddAuthentication(HeaderAuthentication.SchemeName)
+                    .AddScheme<AuthenticationSchemeOptions, HeaderAuthentication>(HeaderAuthentication.SchemeName, null);
+                b.Services.AddAuthorization(o => o.AddPolicy("ops", p => p.RequireAuthenticatedUser().RequireRole("ops")));
+            },
+            beforeMap: app =>
+            {
+                app.UseAuthentication();
+                app.UseAuthorization();
+            },
+            map: (_, group) => group.RequireAuthorization("ops"));
+
+        using var authorized = new HttpRequestMessage(HttpMethod.Get, "/joblog/api/tasks");
+        authorized.Headers.Add(DashboardHost.RemoteIpHeader, "203.0.113.7");
+        authorized.Headers.Add(HeaderAuthentication.Header, "ops");
+        using var anonymous = new HttpRequestMessage(HttpMethod.Get, "/joblog/api/tasks");
+        anonymous.Headers.Add(DashboardHost.RemoteIpHeader, "203.0.113.7");
+        using var wrongRole = new HttpRequestMessage(HttpMethod.Get, "/joblog/api/tasks");
+        wrongRole.Headers.Add(DashboardHost.RemoteIpHeader, "203.0.113.7");
+        wrongRole.Headers.Add(HeaderAuthentication.Header, "sales");
+
+        Assert.That((await host.Client.SendAsync(authorized)).StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That((await host.Client.SendAsync(anonymous)).StatusCode, Is.EqualTo(HttpStatusCode.Unauthorized));
+        Assert.That((await host.Client.SendAsync(wrongRole)).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+    }
+
+    [Test]
+    public async Task WithPolicyThenAllowAnonymous_RemoteRequest_IsStillForbidden()
+    {
+        await using var host = await DashboardHost.StartAsync(
+            TestLedger.Sqlite(),
+            services: b => b.Services.AddAuthorization(),
+            beforeMap: app => app.UseAuthorization(),
+            map: (_, group) => group.RequireAuthorization().AllowAnonymous());
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/joblog/api/tasks");
+        request.Headers.Add(DashboardHost.RemoteIpHeader, "203.0.113.7");
+
+        Assert.That((await host.Client.SendAsync(request)).StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+    }
+
+    [Test]
+    public async Task Actions_AreNotMappedByDefault()
+    {
+        await using var host = await DashboardHost.StartAsync(TestLedger.Sqlite());
+        var task = Rows.Task("Charge", DateTime.UtcNow, TaskState.Failed);
+        await host.SeedAsync(task);
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, $"/joblog/tasks/{task.Id}/actions/probe");
+        request.Headers.Add("X-JobLog-Action", "1");
+        using var response = await host.Client.SendAsync(request);
+        var page = await host.GetStringAsync($"/joblog/tasks/{task.Id}");
+
+        Assert.That(response.StatusCode, Is.AnyOf(HttpStatusCode.NotFound, HttpStatusCode.MethodNotAllowed));
+        Assert.That(page, Does.Not.Contain("data-action-url"));
+    }
+
+    [Test]
+    public async Task Actions_WhenEnabled_RunOnlyFromTheDashboardsOwnPages()
+    {
+        var ran = new List<Guid>();
+        await using var host = await DashboardHost.StartAsync(TestLedger.Sqlite(), dashboard: o =>
+        {
+            o.EnableActions = true;
+            o.TaskActions.Add(new("probe", "Probe", d => d.Task.State == TaskState.Failed, (_, d, _) =>
+            {
+                ran.Add(d.Task.Id);
+                return Task.FromResult("probed");
+            }));
+        });
+        var failed = Rows.Task("Charge", DateTime.UtcNow, TaskState.Failed);
+        var succeeded = Rows.Task("Charge", DateTime.UtcNow, TaskState.Succeeded);
+        await host.SeedAsync(failed, succeeded);
+
+        async Task<HttpStatusCode> PostAsync(Guid id, bool header, string? site)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, $"/joblog/tasks/{id}/actions/probe");
+            if (header)
+            {
+                request.Headers.Add("X-JobLog-Action", "1");
+            }
+
+            if (site is not null)
+            {
+                request.Headers.Add("Sec-Fetch-Site", site);
+            }
+
+            using var response = await host.Client.SendAsync(request);
+            return response.StatusCode;
+        }
+
+        Assert.That(await PostAsync(failed.Id, header: false, site: null), Is.EqualTo(HttpStatusCode.Forbidden), "a plain cross-site form post");
+        Assert.That(await PostAsync(failed.Id, header: true, site: "cross-site"), Is.EqualTo(HttpStatusCode.Forbidden));
+        Assert.That(await PostAsync(succeeded.Id, header: true, site: "same-origin"), Is.EqualTo(HttpStatusCode.Conflict), "not available");
+        Assert.That(ran, Is.Empty);
+        Assert.That(await PostAsync(failed.Id, header: true, site: "same-origin"), Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(ran, Is.EqualTo(new[] { failed.Id }));
+        Assert.That(await host.GetStringAsync($"/joblog/tasks/{failed.Id}"), Does.Contain("data-action-url"));
+        Assert.That(await host.GetStringAsync($"/joblog/tasks/{succeeded.Id}"), Does.Not.Contain("data-action-url"));
+    }
+
+    [Test]
+    public void Map_WithoutAddJobLog_FailsWithAClearMessage()
+    {
+        var builder = WebApplication.CreateBuilder();
+        using var app = builder.Build();
+
+        var ex = Assert.Throws<InvalidOperationException>(() => app.MapJobLogDashboard());
+
+        Assert.That(ex!.Message, Does.Contain("AddJobLog"));
+    }
+
+    /// <summary>Authenticates whoever sends <c>X-Test-Role</c>, in that role.</summary>
+    private sealed class HeaderAuthentication(IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder)
+        : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+    {
+        public const string SchemeName = "TestHeader";
+        public const string Header = "X-Test-Role";
+
+        protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+        {
+            if (!Request.Headers.TryGetValue(Header, out var role))
+            {
+                return Task.FromResult(AuthenticateResult.NoResult());
+            }
+
+            var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, "tester"), new Claim(ClaimTypes.Role, role.ToString())], SchemeName);
+            return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
+        }
+    }
+}

@@ -1,0 +1,158 @@
+using System.Net;
+using JobLog.Testing;
+using NUnit.Framework;
+
+namespace JobLog.AspNetCore.Tests.Dashboard;
+
+/// <summary>Everything in the ledger is attacker-controlled: the pages must show it as text, never as markup.</summary>
+public class HtmlSafetyTests
+{
+    private const string Script = "<script>alert(1)</script>";
+    private const string Img = "\"><img src=x onerror=alert(1)>";
+    private const string Hostile = Script + Img + "'><svg onload=alert(2)>&amp;";
+
+    private DashboardHost _host = null!;
+    private TaskLog _task = null!;
+    private InputRequestLog _input = null!;
+    private OutputRequestLog _output = null!;
+    private CommandLog _command = null!;
+
+    [SetUp]
+    public async Task SetUp()
+    {
+        _host = await DashboardHost.StartAsync(TestLedger.Sqlite());
+        var now = DateTime.UtcNow;
+        _task = Rows.Task("Hostile" + Script, now.AddMinutes(-2), TaskState.Failed, input: "Email=" + Hostile, queue: "queue" + Img);
+        _task.TaskKwargs = "{\"Email\":\"" + Hostile.Replace("\"", "\\\"") + "\"}";
+        _task.SourceAddress = "javascript:alert(1)" + Img;
+        var run = Rows.Run(_task, 0, TaskRunState.Failed, 0.1, 0.3, error: "InvalidOperationException: " + Hostile, output: "info: " + Hostile);
+        _input = new InputRequestLog
+        {
+            Id = Guid.NewGuid(), Host = "example.test" + Img, Method = "POST", Path = "/login/" + Script, Queries = "{\"q\":\"" + Script + "\"}",
+            RequestTimestamp = now.AddMinutes(-1), ResponseTimestamp = now.AddMinutes(-1).AddMilliseconds(30), ResponseCode = 400,
+            Status = RequestLogStatus.Warning, RequestHeaders = "{\"User-Agent\":\"" + Script + "\"}", RequestBody = Hostile,
+            ResponseBody = Hostile, Ip = "203.0.113.9", UserId = "u" + Img, Slug = "login" + Script,
+        };
+        _output = new OutputRequestLog
+        {
+            Id = Guid.NewGuid(), Host = "psp.test", Method = "GET", Path = "/pay" + Img, RequestTimestamp = now.AddMinutes(-1),
+            ResponseTimestamp = now.AddMinutes(-1).AddMilliseconds(80), ResponseCode = 500, Status = RequestLogStatus.Error,
+            ResponseBody = Hostile, ErrorDescription = Hostile, InputRequestId = _input.Id,
+            RelatedObjects = [new OutputRequestRelatedObject { Id = Guid.NewGuid(), TaskRunLogId = run.Id }, new OutputRequestRelatedObject { Id = Guid.NewGuid(), ContentType = "Order" + Script, ObjectId = Img }],
+        };
+        _command = new CommandLog
+        {
+            Id = Guid.NewGuid(), Name = "import" + Script, Input = "--file " + Hostile, Start = now.AddMinutes(-3), Stop = now.AddMinutes(-2),
+            Output = Hostile, ErrorMessage = Hostile, IsSuccessful = false, ExitCode = 1, ExecutedFromCommandLine = true,
+        };
+        await _host.SeedAsync(_task, run, _input, _output, _command);
+    }
+
+    [TearDown]
+    public async Task TearDown() => await _host.DisposeAsync();
+
+    private static IEnumerable<string> Pages(HtmlSafetyTests t) =>
+    [
+        "/joblog", "/joblog/?window=day", "/joblog/tasks", $"/joblog/tasks/{t._task.Id}", "/joblog/tasks?q=" + Uri.EscapeDataString("<script>"),
+        "/joblog/requests/in", $"/joblog/requests/in/{t._input.Id}", "/joblog/requests/out", $"/joblog/requests/out/{t._output.Id}",
+        "/joblog/commands", $"/joblog/commands/{t._command.Id}",
+    ];
+
+    [Test]
+    public async Task EveryPage_ShowsHostileLedgerContentEncoded()
+    {
+        foreach (var url in Pages(this))
+        {
+            var html = await _host.GetStringAsync(url);
+
+            Assert.That(html, Does.Not.Contain("<script>alert"), url);
+            Assert.That(html, Does.Not.Contain("<img src=x"), url);
+            Assert.That(html, Does.Not.Contain("<svg onload"), url);
+            Assert.That(html, Does.Not.Contain("onerror=alert(1)>"), url);
+            Assert.That(CountOccurrences(html, "<script"), Is.EqualTo(1), url + ": only the dashboard's own script tag");
+        }
+    }
+
+    [Test]
+    public async Task TaskDetail_ShowsTheHostileTextLiterallyInEveryField()
+    {
+        var html = await _host.GetStringAsync($"/joblog/tasks/{_task.Id}");
+
+        var encodedScript = "&lt;script&gt;alert(1)&lt;/script&gt;";
+        var encodedImg = "&quot;&gt;&lt;img src=x onerror=alert(1)&gt;";
+        Assert.That(html, Does.Contain("Hostile" + encodedScript), "name");
+        Assert.That(html, Does.Contain("Email=" + encodedScript + encodedImg), "input");
+        Assert.That(html, Does.Contain("InvalidOperationException: " + encodedScript), "error message");
+        Assert.That(html, Does.Contain("info: " + encodedScript), "captured output");
+        Assert.That(html, Does.Contain("&amp;amp;"), "an entity in the data stays text");
+        Assert.That(html, Does.Not.Contain("href=\"javascript:"), "ledger values never become links");
+    }
+
+    [Test]
+    public async Task Api_EscapesMarkupInJson()
+    {
+        var json = await _host.GetStringAsync($"/joblog/api/tasks/{_task.Id}");
+
+        Assert.That(json, Does.Not.Contain("<script>"));
+        Assert.That(json, Does.Contain("\\u003Cscript\\u003E"));
+    }
+
+    [Test]
+    public async Task Responses_CarryAContentSecurityPolicyWithoutInlineScript()
+    {
+        foreach (var url in new[] { "/joblog", $"/joblog/tasks/{_task.Id}", "/joblog/api/tasks", "/joblog/assets/joblog.js", "/joblog/tasks?state=nonsense" })
+        {
+            using var response = await _host.Client.GetAsync(url);
+            var csp = string.Join(";", response.Headers.GetValues("Content-Security-Policy"));
+
+            Assert.That(csp, Does.Contain("script-src 'self'"), url);
+            Assert.That(csp, Does.Not.Contain("unsafe-inline"), url);
+            Assert.That(csp, Does.Contain("frame-ancestors 'none'"), url);
+            Assert.That(response.Headers.GetValues("X-Content-Type-Options"), Is.EqualTo(new[] { "nosniff" }), url);
+            Assert.That(response.Headers.GetValues("X-Frame-Options"), Is.EqualTo(new[] { "DENY" }), url);
+        }
+    }
+
+    [Test]
+    public async Task Pages_HaveNoInlineHandlersOrStyles()
+    {
+        foreach (var url in Pages(this))
+        {
+            var html = await _host.GetStringAsync(url);
+
+            Assert.That(html, Does.Not.Match(@"<[^>]+\son[a-z]+="), url + ": inline event handler");
+            Assert.That(html, Does.Not.Match(@"<[^>]+\sstyle="), url + ": inline style");
+            Assert.That(html, Does.Not.Contain("<style"), url);
+        }
+    }
+
+    [Test]
+    public async Task Script_InsertsLedgerContentAsTextOnly()
+    {
+        var js = await _host.GetStringAsync("/joblog/assets/joblog.js");
+
+        Assert.That(js, Does.Not.Contain("innerHTML"));
+        Assert.That(js, Does.Not.Contain("outerHTML"));
+        Assert.That(js, Does.Not.Contain("insertAdjacentHTML"));
+        Assert.That(js, Does.Not.Contain("eval("));
+        Assert.That(js, Does.Contain("textContent"));
+    }
+
+    [Test]
+    public async Task UnknownTask_IsNotFound()
+    {
+        await _host.GetStringAsync($"/joblog/tasks/{Guid.NewGuid()}", HttpStatusCode.NotFound);
+        await _host.GetStringAsync($"/joblog/api/tasks/{Guid.NewGuid()}", HttpStatusCode.NotFound);
+    }
+
+    private static int CountOccurrences(string text, string value)
+    {
+        var count = 0;
+        for (var i = text.IndexOf(value, StringComparison.OrdinalIgnoreCase); i >= 0; i = text.IndexOf(value, i + 1, StringComparison.OrdinalIgnoreCase))
+        {
+            count++;
+        }
+
+        return count;
+    }
+}
