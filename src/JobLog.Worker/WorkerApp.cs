@@ -22,12 +22,13 @@ internal static class WorkerApp
         AddLedger(builder.Services, builder.Configuration, settings);
         AddBus(builder.Services, settings);
         builder.Services.AddDemoHttp();
+        builder.Services.AddHealthChecks().AddJobLogHealthChecks();
         configure?.Invoke(builder);
 
         var app = builder.Build();
         app.UseJobLogRequests();
         app.MapGet("/", () => Results.Redirect("/joblog"));
-        app.MapGet("/healthz", () => Results.Text("ok"));
+        app.MapHealthChecks("/healthz").JobLogExempt();
         app.MapDemoHttp();
         app.MapJobLogDashboard("/joblog");
         return app;
