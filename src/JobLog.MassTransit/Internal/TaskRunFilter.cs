@@ -204,8 +204,10 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
     private void Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer)
         where TMessage : class
     {
-        // Scheduler and outbox re-sends are not tasks of their own.
-        if (typeof(TMessage) == typeof(global::MassTransit.Serialization.SerializedMessageBody))
+        // Scheduler and outbox re-sends are not tasks of their own; neither is the scheduler protocol (a ScheduleMessage
+        // carries the MessageId of the message it schedules: its consumption must not count as a run of that task).
+        if (typeof(TMessage) == typeof(global::MassTransit.Serialization.SerializedMessageBody)
+            || typeof(TMessage).Namespace == typeof(global::MassTransit.Scheduling.ScheduleMessage).Namespace)
         {
             return;
         }
