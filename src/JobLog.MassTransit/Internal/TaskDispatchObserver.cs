@@ -29,11 +29,7 @@ internal sealed class DispatchTicket(long sequence)
 internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogSchedulerRegistration? scheduler = null) : ISendObserver, IPublishObserver
 {
     public Task PreSend<T>(SendContext<T> context)
-        where T : class
-    {
-        Record(context);
-        return Task.CompletedTask;
-    }
+        where T : class => Record(context);
 
     public Task PostSend<T>(SendContext<T> context)
         where T : class => WaitAsync(context);
@@ -46,11 +42,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
     }
 
     public Task PrePublish<T>(PublishContext<T> context)
-        where T : class
-    {
-        Record(context);
-        return Task.CompletedTask;
-    }
+        where T : class => Record(context);
 
     public Task PostPublish<T>(PublishContext<T> context)
         where T : class => WaitAsync(context);
@@ -62,27 +54,29 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         return Task.CompletedTask;
     }
 
-    private void Record<T>(SendContext<T> context)
+    /// <returns>Completed, or, for a message deferred to the scheduler, when the scheduler's exchange exists.</returns>
+    private Task Record<T>(SendContext<T> context)
         where T : class
     {
+        var deferred = false;
         try
         {
             if (context.TryGetPayload<ScheduledDispatchPayload>(out _))
             {
                 // The scheduler sends a stored message: its task was recorded when it was scheduled.
-                return;
+                return Task.CompletedTask;
             }
 
             if (context.Message is ScheduleMessage schedule)
             {
                 RecordScheduled(context, schedule);
-                return;
+                return Task.CompletedTask;
             }
 
             if (typeof(T).Namespace == typeof(ScheduleMessage).Namespace || !IsTask(context))
             {
                 // Cancellations and the rest of the scheduler protocol are not tasks.
-                return;
+                return Task.CompletedTask;
             }
 
             var now = services.UtcNow;
@@ -98,7 +92,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
 
             if (call is { Countdown: not null } or { Eta: not null } && times.Eta > now)
             {
-                DeferToScheduler(context, times.Eta);
+                deferred = DeferToScheduler(context, times.Eta);
             }
 
             Enqueue(context, typeof(T), context.Message, context.DestinationAddress, call, times, now);
@@ -108,6 +102,11 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             // Recording never breaks the business path.
             Debug.WriteLine(ex);
         }
+
+        // While the bus starts, the scheduler's endpoint may not have declared its exchange yet.
+        return deferred && scheduler is { Ready.IsCompleted: false }
+            ? scheduler.Ready.WaitAsync(TimeSpan.FromSeconds(30), services.Time, context.CancellationToken)
+            : Task.CompletedTask;
     }
 
     /// <summary>
@@ -153,12 +152,12 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
     /// message goes to the JobLog scheduler's queue instead, with its due time and destination in headers, and the
     /// scheduler sends it, same MessageId, when due. Other transports delay natively and keep <c>Delay</c>.
     /// </summary>
-    private void DeferToScheduler<T>(SendContext<T> context, DateTime eta)
+    private bool DeferToScheduler<T>(SendContext<T> context, DateTime eta)
         where T : class
     {
         if (scheduler is null || context.DestinationAddress is null || !context.TryGetPayload<global::MassTransit.Context.TransportSendContext>(out var transport))
         {
-            return;
+            return false;
         }
 
         // MassTransit's own way to move a send's transport settings (its Quartz job restores them with it).
@@ -166,7 +165,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         transport.WritePropertiesTo(properties);
         if (!properties.ContainsKey(SchedulerHeaders.RabbitMqExchange))
         {
-            return;
+            return false;
         }
 
         properties[SchedulerHeaders.RabbitMqExchange] = scheduler.QueueName;
@@ -175,6 +174,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         context.Headers.Set(SchedulerHeaders.Destination, context.DestinationAddress.ToString());
         transport.ReadPropertiesFrom(properties);
         context.Delay = null;
+        return true;
     }
 
     private void Enqueue<T>(SendContext<T> context, Type messageType, object? message, Uri? destination, TaskDispatchOptions? call, TaskTimes times, DateTime now)

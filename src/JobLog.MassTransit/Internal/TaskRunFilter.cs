@@ -23,7 +23,9 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
 
         var recorder = services.Recorder;
         var start = services.UtcNow;
-        var taskId = context.MessageId ?? context.ReceiveContext.TransportHeaders.Get<Guid>("MessageId") ?? Guid.Empty;
+        // A redelivery with ReplaceMessageId (UseScheduledRedelivery's default) carries a new MessageId and the task's
+        // in MT-OriginalMessageId.
+        var taskId = context.GetOriginalMessageId() ?? context.ReceiveContext.TransportHeaders.Get<Guid>("MessageId") ?? Guid.Empty;
         var lane = delivery.Lane(consumerType);
         if (lane.PendingFailure is { } previous)
         {

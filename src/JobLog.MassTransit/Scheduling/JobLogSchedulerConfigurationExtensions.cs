@@ -60,6 +60,7 @@ public static class JobLogSchedulerConfigurationExtensions
 
             return new SchedulerBusObserver(provider.GetRequiredService<ScheduledMessageDispatcher>());
         });
+        configurator.AddReceiveEndpointObserver(_ => new SchedulerEndpointObserver(registration));
         configurator.AddMessageScheduler(registration.Address);
         configurator.AddConsumer<JobLogSchedulerConsumer, JobLogSchedulerConsumerDefinition>();
         configurator.AddConfigureEndpointsCallback((_, endpoint) => endpoint.UseMessageScheduler(registration.Address));

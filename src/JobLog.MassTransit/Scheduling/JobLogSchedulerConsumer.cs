@@ -171,14 +171,11 @@ internal sealed class DeferredMessageFilter(
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogDeferredMessage");
 }
 
-/// <summary>Scheduled times: UTC, rounded up to the microsecond (PostgreSQL's resolution) so nothing is sent early.</summary>
+/// <summary>Scheduled times are UTC (an unspecified kind is taken as UTC, as MassTransit's schedulers do).</summary>
 internal static class SchedulerTime
 {
-    public static DateTime Normalize(DateTime time)
-    {
-        var utc = time.Kind == DateTimeKind.Local ? time.ToUniversalTime() : DateTime.SpecifyKind(time, DateTimeKind.Utc);
-        return new DateTime((utc.Ticks + 9) / 10 * 10, DateTimeKind.Utc);
-    }
+    public static DateTime Normalize(DateTime time) =>
+        time.Kind == DateTimeKind.Local ? time.ToUniversalTime() : DateTime.SpecifyKind(time, DateTimeKind.Utc);
 
     public static string Format(DateTime time) => Normalize(time).ToString("O", System.Globalization.CultureInfo.InvariantCulture);
 

@@ -1,0 +1,23 @@
+using System.Collections.Concurrent;
+using MassTransit;
+
+namespace JobLog.MassTransit.Tests.Scheduling;
+
+public sealed record RedeliveredJob(int Failures);
+
+/// <summary>Fails its first <see cref="RedeliveredJob.Failures"/> deliveries; counts by the original MessageId (redeliveries replace it).</summary>
+public sealed class RedeliveredJobConsumer : IConsumer<RedeliveredJob>
+{
+    private static readonly ConcurrentDictionary<Guid, int> s_attempts = new();
+
+    public Task Consume(ConsumeContext<RedeliveredJob> context)
+    {
+        var attempt = s_attempts.AddOrUpdate(context.GetOriginalMessageId()!.Value, 1, (_, n) => n + 1);
+        if (attempt <= context.Message.Failures)
+        {
+            throw new InvalidOperationException($"failure {attempt}");
+        }
+
+        return Task.CompletedTask;
+    }
+}
