@@ -21,3 +21,17 @@ public sealed class RedeliveredJobConsumer : IConsumer<RedeliveredJob>
         return Task.CompletedTask;
     }
 }
+
+public sealed record TenantJob(int Id);
+
+/// <summary>Remembers the X-Tenant header each message arrived with, and its MessageId.</summary>
+public sealed class TenantJobConsumer : IConsumer<TenantJob>
+{
+    public static readonly ConcurrentDictionary<Guid, string?> Tenants = new();
+
+    public Task Consume(ConsumeContext<TenantJob> context)
+    {
+        Tenants[context.MessageId!.Value] = context.Headers.Get<string>("X-Tenant");
+        return Task.CompletedTask;
+    }
+}
