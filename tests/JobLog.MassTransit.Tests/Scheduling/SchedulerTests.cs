@@ -12,6 +12,7 @@ namespace JobLog.MassTransit.Tests.Scheduling;
 public class SchedulerTests(LedgerProvider provider)
 {
     private SchedulerBus? _bus;
+    private RabbitMqVhost? _sharedVhost;
 
     [TearDown]
     public async Task TearDown()
@@ -20,6 +21,12 @@ public class SchedulerTests(LedgerProvider provider)
         {
             await _bus.DisposeAsync();
             _bus = null;
+        }
+
+        if (_sharedVhost is not null)
+        {
+            await _sharedVhost.DisposeAsync();
+            _sharedVhost = null;
         }
     }
 
@@ -177,5 +184,46 @@ public class SchedulerTests(LedgerProvider provider)
         Assert.That(runs.Skip(1).All(r => !r.Redelivered), "scheduled redeliveries are new broker messages, not broker redeliveries");
         var tasks = await bus.Host.TasksAsync();
         Assert.That(tasks.Select(t => t.Id), Is.EqualTo(new[] { id }), "redeliveries are no new tasks");
+    }
+
+    [Test]
+    public async Task Scheduler_RestartedWhileMessagesArePending_DeliversEachOfThemOnce()
+    {
+        var ledger = await Ledgers.CreateAsync(provider);
+        var vhost = _sharedVhost = await RabbitMqVhost.CreateAsync();
+        var first = await SchedulerBus.StartAsync(ledger, x => x.AddConsumer<ChargeCardConsumer>(), vhost: vhost);
+        var start = DateTime.UtcNow.AddSeconds(2);
+        var ids = Enumerable.Range(0, 100).Select(_ => NewId.NextGuid()).ToList();
+        try
+        {
+            await first.InScopeAsync(async sp =>
+            {
+                var scheduler = sp.GetRequiredService<IMessageScheduler>();
+                await Task.WhenAll(ids.Select((id, i) => scheduler.ScheduleSend(new Uri("queue:charge-card"), start.AddMilliseconds(i * 30),
+                    new ChargeCard(i, 1m), Pipe.Execute<SendContext<ChargeCard>>(x => x.MessageId = id))));
+                return 0;
+            });
+            await LedgerHost.EventuallyAsync(async () => await first.Host.QueryAsync(db => db.ScheduledMessages.CountAsync()) == 100, because: "all stored");
+            await LedgerHost.EventuallyAsync(
+                async () => await first.Host.QueryAsync(db => db.ScheduledMessages.CountAsync(s => s.State == ScheduledMessageState.Sent)) > 0,
+                because: "dispatching began");
+        }
+        finally
+        {
+            await first.StopAsync();
+        }
+
+        _bus = await SchedulerBus.StartAsync(ledger, x => x.AddConsumer<ChargeCardConsumer>(), vhost: vhost);
+        var pending = await _bus.Host.QueryAsync(db => db.ScheduledMessages.CountAsync(s => s.State == ScheduledMessageState.Pending));
+        Assert.That(pending, Is.GreaterThan(0), "messages were pending across the restart");
+
+        await LedgerHost.EventuallyAsync(
+            async () => await _bus.Host.QueryAsync(db => db.TaskLogs.CountAsync(t => t.State == TaskState.Succeeded)) == 100,
+            because: "every scheduled task succeeded");
+        await LedgerHost.EventuallyAsync(async () => await vhost.MessagesInQueueAsync("charge-card") == 0, because: "the queue is empty");
+        var runs = await _bus.Host.QueryAsync(db => db.TaskRunLogs.GroupBy(r => r.TaskId).Select(g => g.Count()).ToListAsync());
+        Assert.That(runs, Has.Count.EqualTo(100).And.All.EqualTo(1), "each message was delivered once");
+        Assert.That(await _bus.Host.QueryAsync(db => db.ScheduledMessages.CountAsync(s => s.State == ScheduledMessageState.Sent)), Is.EqualTo(100));
+        TestContext.Out.WriteLine($"pending at the restart: {pending} of 100");
     }
 }
