@@ -29,6 +29,18 @@ internal sealed class ScheduledMessageDispatcher(
     private IBus? _bus;
     private DateTime _nextPurge = DateTime.MinValue;
 
+    /// <summary>Until when the dispatcher sleeps; <see cref="DateTime.MaxValue"/> while it works (tests wait for it).</summary>
+    internal DateTime SleepingUntil
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _sleepingUntil;
+            }
+        }
+    }
+
     /// <summary>Who sent a message (<see cref="ScheduledMessageLog.SentBy"/>): machine and process.</summary>
     public string Name { get; } = $"{Environment.MachineName}/{Environment.ProcessId}";
 
@@ -133,15 +145,17 @@ internal sealed class ScheduledMessageDispatcher(
                 Log.DispatcherFailed(logger, ex, sleep);
             }
 
-            lock (_lock)
-            {
-                _sleepingUntil = UtcNow + sleep;
-            }
-
             if (sleep > TimeSpan.Zero)
             {
                 using var timer = CancellationTokenSource.CreateLinkedTokenSource(stopping);
                 var delay = Task.Delay(sleep, time, timer.Token);
+
+                // Only now may a Notify for a later message be ignored: until here every Notify wakes the sleep.
+                lock (_lock)
+                {
+                    _sleepingUntil = UtcNow + sleep;
+                }
+
                 await Task.WhenAny(wake.Task, delay).ConfigureAwait(false);
                 await timer.CancelAsync().ConfigureAwait(false);
             }
