@@ -110,6 +110,10 @@ public class MultiWorkerTests
             async () => await producer.CountAsync(db => db.TaskRunLogs.CountAsync(r => r.TaskId == id && r.State == TaskRunState.Active)) == 1,
             TimeSpan.FromSeconds(60),
             "the slow run is ACTIVE");
+        await LedgerHost.EventuallyAsync(
+            () => Task.FromResult(workers.Any(w => w.HasOutput("Building report " + title))),
+            TimeSpan.FromSeconds(30),
+            "the consuming worker logged the report");
         var victim = workers.Single(w => w.HasOutput("Building report " + title));
         var survivor = workers.Single(w => w != victim);
 

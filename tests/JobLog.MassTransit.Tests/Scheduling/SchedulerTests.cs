@@ -112,6 +112,29 @@ public class SchedulerTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task ScheduleSend_InsideAConsumer_UsesTheEndpointsScheduler_AndLinksTheScheduledTaskToTheRun()
+    {
+        var bus = await Start(x =>
+        {
+            x.AddConsumer<PlanJobConsumer>();
+            x.AddConsumer<TenantJobConsumer>();
+        });
+        var id = NewId.NextGuid();
+
+        await bus.Bus.Publish(new PlanJob(11), x => x.MessageId = id);
+
+        var parent = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the planning task succeeded");
+        TaskLog? child = null;
+        await LedgerHost.EventuallyAsync(
+            async () => (child = await bus.Host.QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs)
+                .SingleOrDefaultAsync(t => t.Name == "TenantJob")))?.State == TaskState.Succeeded,
+            because: "the task scheduled by the consumer was consumed");
+        Assert.That(child!.ParentRunId, Is.EqualTo(parent.Runs.Single().Id));
+        Assert.That(child.Runs.Single().Start, Is.GreaterThanOrEqualTo(child.EstimatedTimeOfFirstArrival!.Value));
+        Assert.That(child.EstimatedTimeOfFirstArrival, Is.GreaterThan(child.DispatchedAt));
+    }
+
+    [Test]
     public async Task SchedulePublish_IsConsumedWhenDue()
     {
         var bus = await Start(x => x.AddConsumer<ChargeCardConsumer>());

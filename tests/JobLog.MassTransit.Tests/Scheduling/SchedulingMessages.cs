@@ -35,3 +35,12 @@ public sealed class TenantJobConsumer : IConsumer<TenantJob>
         return Task.CompletedTask;
     }
 }
+
+public sealed record PlanJob(int Id);
+
+/// <summary>Schedules a <see cref="TenantJob"/> one second later from inside the consumer (the endpoint's scheduler).</summary>
+public sealed class PlanJobConsumer : IConsumer<PlanJob>
+{
+    public Task Consume(ConsumeContext<PlanJob> context) =>
+        context.ScheduleSend(new Uri("queue:tenant-job"), DateTime.UtcNow.AddSeconds(1), new TenantJob(context.Message.Id));
+}
