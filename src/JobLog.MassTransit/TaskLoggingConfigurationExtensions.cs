@@ -1,6 +1,8 @@
 using System.Runtime.CompilerServices;
 using JobLog;
 using JobLog.MassTransit.Internal;
+using JobLog.MassTransit.Scheduling;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace MassTransit;
 
@@ -28,7 +30,7 @@ public static class TaskLoggingConfigurationExtensions
 
         s_configured.Add(configurator, new object());
         var services = TaskLoggingServices.From(context);
-        var dispatch = new TaskDispatchObserver(services);
+        var dispatch = new TaskDispatchObserver(services, context.GetService<JobLogSchedulerRegistration>());
         configurator.ConnectSendObserver(dispatch);
         configurator.ConnectPublishObserver(dispatch);
         configurator.AddPrePipeSpecification(new TaskDeliverySpecification(services));
@@ -39,7 +41,10 @@ public static class TaskLoggingConfigurationExtensions
 
     /// <summary>
     /// Sets JobLog's task options on this send or publish: <see cref="TaskDispatchOptions.Expires"/> becomes the
-    /// message's TimeToLive; <see cref="TaskDispatchOptions.Countdown"/>/<see cref="TaskDispatchOptions.Eta"/> delay it.
+    /// message's TimeToLive; <see cref="TaskDispatchOptions.Countdown"/>/<see cref="TaskDispatchOptions.Eta"/> delay it
+    /// and become the task's ETA. On RabbitMQ the delay needs the JobLog scheduler (<c>x.AddJobLogScheduler()</c>,
+    /// with <c>UseTaskLogging</c>): the message then waits in the ledger and is sent, with the same MessageId, when
+    /// due. Transports that delay natively (in memory, ...) use their own delay.
     /// </summary>
     /// <param name="context">The send or publish context (<c>x</c> in <c>Publish(msg, x =&gt; ...)</c>).</param>
     /// <param name="configure">Sets the options.</param>
@@ -61,7 +66,8 @@ public static class TaskLoggingConfigurationExtensions
             context.TimeToLive = expires;
         }
 
-        // The context carries no clock; the dispatch observer records the exact ETA from the options.
+        // The context carries no clock; the dispatch observer records the exact ETA from the options and, on RabbitMQ
+        // with the JobLog scheduler, hands the message to the scheduler instead of this transport delay.
         var delay = options.Countdown ?? (options.Eta is { } eta ? eta - DateTimeOffset.UtcNow : null);
         if (delay > TimeSpan.Zero)
         {

@@ -71,6 +71,7 @@ internal static class WorkerApp
             x.AddConsumer<SyncInventoryConsumer>();
             x.AddConsumer<SendInvoiceConsumer>();
             x.AddConsumer<BuildReportConsumer>();
+            x.AddJobLogScheduler();
             if (settings.UsesRabbitMq)
             {
                 x.UsingRabbitMq((context, cfg) =>

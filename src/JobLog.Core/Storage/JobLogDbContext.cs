@@ -42,6 +42,9 @@ public class JobLogDbContext : DbContext
     /// <summary>Objects related to outbound requests.</summary>
     public DbSet<OutputRequestRelatedObject> OutputRequestRelatedObjects => Set<OutputRequestRelatedObject>();
 
+    /// <summary>Messages held by the JobLog scheduler (<c>x.AddJobLogScheduler()</c>) until they are due.</summary>
+    public DbSet<ScheduledMessageLog> ScheduledMessages => Set<ScheduledMessageLog>();
+
     /// <inheritdoc />
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {

@@ -11,6 +11,7 @@ internal static class LedgerModel
     internal const string InputRequests = "JobLogInputRequests";
     internal const string OutputRequests = "JobLogOutputRequests";
     internal const string RelatedObjects = "JobLogOutputRequestRelatedObjects";
+    internal const string ScheduledMessages = "JobLogScheduledMessages";
 
     internal const int NameLength = 250;
 
@@ -91,6 +92,21 @@ internal static class LedgerModel
             e.HasIndex(x => x.TaskRunLogId);
             e.HasIndex(x => x.CommandLogId);
             e.HasIndex(x => new { x.ContentType, x.ObjectId });
+        });
+        b.Entity<ScheduledMessageLog>(e =>
+        {
+            e.ToTable(ScheduledMessages);
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Id).ValueGeneratedNever();
+            e.Property(x => x.MessageType).HasMaxLength(1000);
+            e.Property(x => x.Destination).HasMaxLength(2000).IsRequired();
+            e.Property(x => x.ContentType).HasMaxLength(NameLength).IsRequired();
+            e.Property(x => x.Host).HasMaxLength(NameLength);
+            e.Property(x => x.SentBy).HasMaxLength(NameLength);
+            // The dispatcher: the next due pending message, and expired claims.
+            e.HasIndex(x => new { x.State, x.ScheduledTime });
+            e.HasIndex(x => new { x.State, x.ClaimedUntil });
+            e.HasIndex(x => x.MessageId);
         });
     }
 

@@ -1,7 +1,9 @@
 using System.Diagnostics;
+using JobLog.MassTransit.Scheduling;
 using JobLog.Recording;
 using JobLog.Timing;
 using MassTransit;
+using MassTransit.Scheduling;
 
 namespace JobLog.MassTransit.Internal;
 
@@ -19,16 +21,15 @@ internal sealed class DispatchTicket(long sequence)
 
 /// <summary>
 /// A task row on every send and publish (DESIGN §5): observers run after the caller's pipe, so they see TimeToLive,
-/// Delay and headers. Redelivery re-sends and <c>Fault&lt;T&gt;</c> are not new tasks.
+/// Delay and headers. Redelivery re-sends and <c>Fault&lt;T&gt;</c> are not new tasks. A <c>ScheduleMessage</c> is
+/// recorded as the task of the message it schedules (its MessageId, exact ETA); the scheduler's own later send of it
+/// is not a second task. With the JobLog scheduler, a <c>SetTaskOptions(Eta/Countdown)</c> send on RabbitMQ is
+/// deferred to the scheduler instead of asking the broker for a delay it cannot give.
 /// </summary>
-internal sealed class TaskDispatchObserver(TaskLoggingServices services) : ISendObserver, IPublishObserver
+internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogSchedulerRegistration? scheduler = null) : ISendObserver, IPublishObserver
 {
     public Task PreSend<T>(SendContext<T> context)
-        where T : class
-    {
-        Record(context);
-        return Task.CompletedTask;
-    }
+        where T : class => Record(context);
 
     public Task PostSend<T>(SendContext<T> context)
         where T : class => WaitAsync(context);
@@ -41,11 +42,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services) : ISend
     }
 
     public Task PrePublish<T>(PublishContext<T> context)
-        where T : class
-    {
-        Record(context);
-        return Task.CompletedTask;
-    }
+        where T : class => Record(context);
 
     public Task PostPublish<T>(PublishContext<T> context)
         where T : class => WaitAsync(context);
@@ -57,14 +54,29 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services) : ISend
         return Task.CompletedTask;
     }
 
-    private void Record<T>(SendContext<T> context)
+    /// <returns>Completed, or, for a message deferred to the scheduler, when the scheduler's exchange exists.</returns>
+    private Task Record<T>(SendContext<T> context)
         where T : class
     {
+        var deferred = false;
         try
         {
-            if (!IsTask(context))
+            if (context.TryGetPayload<ScheduledDispatchPayload>(out _))
             {
-                return;
+                // The scheduler sends a stored message: its task was recorded when it was scheduled.
+                return Task.CompletedTask;
+            }
+
+            if (context.Message is ScheduleMessage schedule)
+            {
+                RecordScheduled(context, schedule);
+                return Task.CompletedTask;
+            }
+
+            if (typeof(T).Namespace == typeof(ScheduleMessage).Namespace || !IsTask(context))
+            {
+                // Cancellations and the rest of the scheduler protocol are not tasks.
+                return Task.CompletedTask;
             }
 
             var now = services.UtcNow;
@@ -78,35 +90,119 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services) : ISend
                 context.TimeToLive = ttl;
             }
 
-            var rendered = services.Renderer.Render(context.Message);
-            var task = new TaskLog
+            if (call is { Countdown: not null } or { Eta: not null } && times.Eta > now)
             {
-                Id = context.MessageId ?? NewId.NextGuid(),
-                Name = services.TaskName(typeof(T), call),
-                QueueName = TaskLoggingServices.QueueName(context.DestinationAddress),
-                Input = rendered.Input,
-                TaskArgs = rendered.TaskArgs,
-                TaskKwargs = rendered.TaskKwargs,
-                DispatchedAt = now,
-                EstimatedTimeOfFirstArrival = times.Eta,
-                Expires = times.Expires,
-                Stale = times.Stale,
-                ParentRunId = JobLogScope.CurrentTaskRunId,
-                CorrelationId = context.CorrelationId,
-                ConversationId = context.ConversationId,
-                TraceId = Activity.Current?.TraceId.ToHexString(),
-                SourceAddress = context.SourceAddress?.ToString(),
-                Host = services.Options.Host,
-                Release = services.Options.Release,
-            };
-            var sequence = services.Recorder.Enqueue(new TaskDispatched(task));
-            context.GetOrAddPayload(() => new DispatchTicket(sequence));
+                deferred = DeferToScheduler(context, times.Eta);
+            }
+
+            Enqueue(context, typeof(T), context.Message, context.DestinationAddress, call, times, now);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // Recording never breaks the business path.
             Debug.WriteLine(ex);
         }
+
+        // While the bus starts, the scheduler's endpoint may not have declared its exchange yet.
+        return deferred && scheduler is { Ready.IsCompleted: false }
+            ? scheduler.Ready.WaitAsync(TimeSpan.FromSeconds(30), services.Time, context.CancellationToken)
+            : Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// A <c>ScheduleMessage</c> to a scheduler endpoint: the task of the scheduled message (the command's MessageId is
+    /// the one the message is sent with), due at <c>ScheduledTime</c>. A scheduled redelivery is no new task: its time
+    /// is when the failed run's retry comes.
+    /// </summary>
+    private void RecordScheduled<T>(SendContext<T> context, ScheduleMessage schedule)
+        where T : class
+    {
+        var scheduled = SchedulerTime.Normalize(schedule.ScheduledTime);
+        if (context.Headers.TryGetHeader(MessageHeaders.RedeliveryCount, out _))
+        {
+            if (context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetPayload<DeliveryState>(out var delivery))
+            {
+                delivery.RedeliveryAt = scheduled;
+            }
+
+            return;
+        }
+
+        // A countdown set inside a ScheduleSend's pipe must not become a transport delay of the command: the schedule decides.
+        context.Delay = null;
+        var now = services.UtcNow;
+        context.TryGetPayload<TaskOptionsPayload>(out var payload);
+        var call = payload?.Options;
+        var messageType = ScheduledType(schedule);
+        var times = TaskTiming.Resolve(now, call, services.Options.GetTaskType(messageType), services.Options, context.TimeToLive, null, scheduled);
+        Enqueue(context, messageType, schedule.Payload, schedule.Destination, call, times, now);
+    }
+
+    private static Type ScheduledType(ScheduleMessage schedule)
+    {
+        // MassTransit's ScheduleMessageCommand<T> names the scheduled type; the payload may be a generated implementation.
+        var type = schedule.GetType();
+        return type.IsGenericType && type.GetGenericArguments() is [var argument]
+            ? argument
+            : schedule.Payload?.GetType() ?? typeof(object);
+    }
+
+    /// <summary>
+    /// RabbitMQ without the delayed-message plugin cannot delay a message (a <c>Delay</c> closes the connection): the
+    /// message goes to the JobLog scheduler's queue instead, with its due time and destination in headers, and the
+    /// scheduler sends it, same MessageId, when due. Other transports delay natively and keep <c>Delay</c>.
+    /// </summary>
+    private bool DeferToScheduler<T>(SendContext<T> context, DateTime eta)
+        where T : class
+    {
+        if (scheduler is null || context.DestinationAddress is null || !context.TryGetPayload<global::MassTransit.Context.TransportSendContext>(out var transport))
+        {
+            return false;
+        }
+
+        // MassTransit's own way to move a send's transport settings (its Quartz job restores them with it).
+        var properties = new Dictionary<string, object>(StringComparer.Ordinal);
+        transport.WritePropertiesTo(properties);
+        if (!properties.ContainsKey(SchedulerHeaders.RabbitMqExchange))
+        {
+            return false;
+        }
+
+        properties[SchedulerHeaders.RabbitMqExchange] = scheduler.QueueName;
+        properties.Remove(SchedulerHeaders.Delay);
+        context.Headers.Set(SchedulerHeaders.ScheduledTime, SchedulerTime.Format(eta));
+        context.Headers.Set(SchedulerHeaders.Destination, context.DestinationAddress.ToString());
+        transport.ReadPropertiesFrom(properties);
+        context.Delay = null;
+        return true;
+    }
+
+    private void Enqueue<T>(SendContext<T> context, Type messageType, object? message, Uri? destination, TaskDispatchOptions? call, TaskTimes times, DateTime now)
+        where T : class
+    {
+        var rendered = services.Renderer.Render(message);
+        var task = new TaskLog
+        {
+            Id = context.MessageId ?? NewId.NextGuid(),
+            Name = services.TaskName(messageType, call),
+            QueueName = TaskLoggingServices.QueueName(destination),
+            Input = rendered.Input,
+            TaskArgs = rendered.TaskArgs,
+            TaskKwargs = rendered.TaskKwargs,
+            DispatchedAt = now,
+            EstimatedTimeOfFirstArrival = times.Eta,
+            Expires = times.Expires,
+            Stale = times.Stale,
+            ParentRunId = JobLogScope.CurrentTaskRunId,
+            CorrelationId = context.CorrelationId,
+            ConversationId = context.ConversationId,
+            TraceId = Activity.Current?.TraceId.ToHexString(),
+            SourceAddress = context.SourceAddress?.ToString(),
+            Host = services.Options.Host,
+            Release = services.Options.Release,
+        };
+        var sequence = services.Recorder.Enqueue(new TaskDispatched(task));
+        context.GetOrAddPayload(() => new DispatchTicket(sequence));
     }
 
     private bool IsTask<T>(SendContext<T> context)

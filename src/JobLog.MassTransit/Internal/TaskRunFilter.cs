@@ -23,7 +23,9 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
 
         var recorder = services.Recorder;
         var start = services.UtcNow;
-        var taskId = context.MessageId ?? context.ReceiveContext.TransportHeaders.Get<Guid>("MessageId") ?? Guid.Empty;
+        // A redelivery with ReplaceMessageId (UseScheduledRedelivery's default) carries a new MessageId and the task's
+        // in MT-OriginalMessageId.
+        var taskId = context.GetOriginalMessageId() ?? context.ReceiveContext.TransportHeaders.Get<Guid>("MessageId") ?? Guid.Empty;
         var lane = delivery.Lane(consumerType);
         if (lane.PendingFailure is { } previous)
         {
@@ -204,8 +206,10 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
     private void Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer)
         where TMessage : class
     {
-        // Scheduler and outbox re-sends are not tasks of their own.
-        if (typeof(TMessage) == typeof(global::MassTransit.Serialization.SerializedMessageBody))
+        // Scheduler and outbox re-sends are not tasks of their own; neither is the scheduler protocol (a ScheduleMessage
+        // carries the MessageId of the message it schedules: its consumption must not count as a run of that task).
+        if (typeof(TMessage) == typeof(global::MassTransit.Serialization.SerializedMessageBody)
+            || typeof(TMessage).Namespace == typeof(global::MassTransit.Scheduling.ScheduleMessage).Namespace)
         {
             return;
         }

@@ -1,0 +1,327 @@
+using System.Data.Common;
+using System.Globalization;
+using JobLog.Storage;
+
+namespace JobLog.Scheduling;
+
+/// <summary>A message a dispatcher claimed and now sends.</summary>
+internal sealed record ClaimedMessage(
+    Guid Id,
+    Guid? MessageId,
+    string Destination,
+    DateTime ScheduledTime,
+    string ContentType,
+    byte[] Body,
+    int Attempts);
+
+/// <summary>What a cancellation found.</summary>
+internal enum CancelOutcome
+{
+    /// <summary>The message was pending: it will never be sent; its task is EXPIRED.</summary>
+    Cancelled,
+
+    /// <summary>The cancellation came before the message was stored: a tombstone keeps it from being stored later.</summary>
+    CancelledBeforeStored,
+
+    /// <summary>Too late: the message is being sent or was sent, or was already cancelled.</summary>
+    NotPending,
+}
+
+/// <summary>
+/// The scheduler's table. Unlike the ledger's records, these writes are synchronous: the scheduler acknowledges a
+/// <c>ScheduleMessage</c> only once it is stored, and marks a message sent only after the broker confirmed it.
+/// Claims are leases: <c>FOR UPDATE SKIP LOCKED</c> on PostgreSQL, SQLite's single writer otherwise; a claim whose
+/// lease ran out (its dispatcher died) can be taken by any dispatcher.
+/// </summary>
+internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, LedgerSchema schema)
+{
+    private const string S = "\"" + LedgerModel.ScheduledMessages + "\"";
+    private const string T = "\"" + LedgerModel.Tasks + "\"";
+    private const int Pending = (int)ScheduledMessageState.Pending;
+    private const int Dispatching = (int)ScheduledMessageState.Dispatching;
+    private const int Sent = (int)ScheduledMessageState.Sent;
+    private const int Cancelled = (int)ScheduledMessageState.Cancelled;
+
+    private readonly SqlDialect _dialect = SqlDialect.For(contexts.Provider);
+
+    public LedgerProvider Provider => contexts.Provider;
+
+    /// <summary>Migrates the schema when needed (once per process); retries while the database is down.</summary>
+    public Task EnsureReadyAsync(CancellationToken cancellationToken) => schema.EnsureReadyAsync(cancellationToken);
+
+    /// <summary>
+    /// Stores a message to send later. Idempotent per <see cref="ScheduledMessageLog.Id"/> (a redelivered
+    /// <c>ScheduleMessage</c> stores nothing twice).
+    /// </summary>
+    /// <returns>
+    /// <see cref="ScheduledMessageState.Pending"/> when stored; <see cref="ScheduledMessageState.Cancelled"/> when a
+    /// cancellation arrived first (the message is never sent); null when it was stored before.
+    /// </returns>
+    public async Task<ScheduledMessageState?> AddAsync(ScheduledMessageLog message, CancellationToken cancellationToken)
+    {
+        await schema.TryMigrateAsync(cancellationToken).ConfigureAwait(false);
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(executor.Connection, null,
+            $"INSERT INTO {S} (\"Id\", \"MessageId\", \"MessageType\", \"Destination\", \"ScheduledTime\", \"ContentType\", \"Body\", " +
+            $"\"State\", \"CreatedAt\", \"Attempts\", \"Host\") VALUES (@p0, @p1, @p2, @p3, @p4, @p5, @p6, {Pending}, @p7, 0, @p8) " +
+            // A tombstone left by an early cancellation learns which message it stopped, so that its task can be expired.
+            $"ON CONFLICT (\"Id\") DO UPDATE SET \"MessageId\" = excluded.\"MessageId\", \"MessageType\" = excluded.\"MessageType\", " +
+            $"\"Destination\" = excluded.\"Destination\", \"ScheduledTime\" = excluded.\"ScheduledTime\" " +
+            $"WHERE {S}.\"State\" = {Cancelled} AND {S}.\"MessageId\" IS NULL RETURNING \"State\"",
+            message.Id, message.MessageId, message.MessageType, message.Destination, message.ScheduledTime, message.ContentType,
+            message.Body, message.CreatedAt, message.Host);
+        var state = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+        return state is null or DBNull ? null : (ScheduledMessageState)Convert.ToInt32(state, CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>
+    /// Cancels a pending message (<c>CancelScheduledMessage</c>) and, in the same transaction, sets its task EXPIRED
+    /// with <paramref name="reason"/> (DESIGN: a cancelled task never runs; EXPIRED is the state of a task that will
+    /// not run). A cancellation that arrives before its message leaves a tombstone.
+    /// </summary>
+    public async Task<CancelOutcome> CancelAsync(Guid tokenId, DateTime now, string host, Func<DateTime, string> reason, CancellationToken cancellationToken)
+    {
+        await schema.TryMigrateAsync(cancellationToken).ConfigureAwait(false);
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await executor.Connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        (Guid? MessageId, string? MessageType, string Destination, DateTime ScheduledTime, DateTime CreatedAt)? cancelled = null;
+        await using (var update = Command(executor.Connection, transaction,
+            $"UPDATE {S} SET \"State\" = {Cancelled}, \"CancelledAt\" = @p1, \"Body\" = NULL WHERE \"Id\" = @p0 AND \"State\" = {Pending} " +
+            "RETURNING \"MessageId\", \"MessageType\", \"Destination\", \"ScheduledTime\", \"CreatedAt\"",
+            tokenId, now))
+        {
+            await using var reader = await update.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            if (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                cancelled = (ReadNullableGuid(reader, 0), reader.IsDBNull(1) ? null : reader.GetString(1), reader.GetString(2),
+                    ReadDateTime(reader, 3), ReadDateTime(reader, 4));
+            }
+        }
+
+        CancelOutcome outcome;
+        if (cancelled is { } row)
+        {
+            if (row.MessageId is { } messageId)
+            {
+                await ExpireTaskAsync(executor.Connection, transaction, messageId, row.MessageType, row.Destination, row.CreatedAt,
+                    row.ScheduledTime, now, reason(row.ScheduledTime), cancellationToken).ConfigureAwait(false);
+            }
+
+            outcome = CancelOutcome.Cancelled;
+        }
+        else
+        {
+            await using var tombstone = Command(executor.Connection, transaction,
+                $"INSERT INTO {S} (\"Id\", \"Destination\", \"ScheduledTime\", \"ContentType\", \"State\", \"CreatedAt\", \"CancelledAt\", " +
+                $"\"Attempts\", \"Host\") VALUES (@p0, '', @p1, '', {Cancelled}, @p1, @p1, 0, @p2) ON CONFLICT (\"Id\") DO NOTHING",
+                tokenId, now, host);
+            outcome = await tombstone.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1
+                ? CancelOutcome.CancelledBeforeStored
+                : CancelOutcome.NotPending;
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return outcome;
+    }
+
+    /// <summary>Sets the task of a message that was cancelled before it was stored (see <see cref="AddAsync"/>).</summary>
+    public async Task ExpireCancelledTaskAsync(ScheduledMessageLog message, DateTime now, string reason, CancellationToken cancellationToken)
+    {
+        if (message.MessageId is not { } messageId)
+        {
+            return;
+        }
+
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await ExpireTaskAsync(executor.Connection, null, messageId, message.MessageType, message.Destination, message.CreatedAt,
+            message.ScheduledTime, now, reason, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Claims up to <paramref name="max"/> messages that are due (or whose previous claim ran out) for
+    /// <paramref name="lease"/>. Concurrent dispatchers never claim the same message.
+    /// </summary>
+    public async Task<IReadOnlyList<ClaimedMessage>> ClaimDueAsync(Guid claimToken, DateTime now, TimeSpan lease, int max, CancellationToken cancellationToken)
+    {
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(executor.Connection, null,
+            $"UPDATE {S} SET \"State\" = {Dispatching}, \"ClaimToken\" = @p0, \"ClaimedUntil\" = @p1 WHERE \"Id\" IN (" +
+            $"SELECT \"Id\" FROM {S} WHERE (\"State\" = {Pending} AND \"ScheduledTime\" <= @p2) OR (\"State\" = {Dispatching} AND \"ClaimedUntil\" <= @p2) " +
+            $"ORDER BY \"ScheduledTime\" LIMIT @p3{_dialect.SkipLocked}) " +
+            "RETURNING \"Id\", \"MessageId\", \"Destination\", \"ScheduledTime\", \"ContentType\", \"Body\", \"Attempts\"",
+            claimToken, now + lease, now, max);
+        var claimed = new List<ClaimedMessage>();
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            claimed.Add(new ClaimedMessage(
+                ReadGuid(reader, 0), ReadNullableGuid(reader, 1), reader.GetString(2), ReadDateTime(reader, 3), reader.GetString(4),
+                reader.IsDBNull(5) ? [] : reader.GetFieldValue<byte[]>(5), reader.GetInt32(6)));
+        }
+
+        claimed.Sort((a, b) => a.ScheduledTime.CompareTo(b.ScheduledTime));
+        return claimed;
+    }
+
+    /// <summary>Marks claimed messages sent. Only the claim's holder can.</summary>
+    /// <returns>How many were marked (fewer when the lease ran out and another dispatcher took some).</returns>
+    public async Task<int> MarkSentAsync(Guid claimToken, IReadOnlyCollection<Guid> ids, DateTime now, string sentBy, CancellationToken cancellationToken)
+    {
+        if (ids.Count == 0)
+        {
+            return 0;
+        }
+
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(executor.Connection, null,
+            $"UPDATE {S} SET \"State\" = {Sent}, \"SentAt\" = @p1, \"SentBy\" = @p2, \"Body\" = NULL, \"ClaimToken\" = NULL, " +
+            $"\"ClaimedUntil\" = NULL, \"LastError\" = NULL, \"Attempts\" = \"Attempts\" + 1 " +
+            $"WHERE {_dialect.InIdList("\"Id\"", "@p0")} AND \"ClaimToken\" = @p3",
+            _dialect.IdList(ids), now, sentBy, claimToken);
+        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A send failed: the message stays claimed by nobody until <paramref name="retryAt"/>, then any dispatcher retries.</summary>
+    public async Task RetryLaterAsync(Guid claimToken, Guid id, DateTime retryAt, string error, CancellationToken cancellationToken)
+    {
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(executor.Connection, null,
+            $"UPDATE {S} SET \"ClaimToken\" = NULL, \"ClaimedUntil\" = @p1, \"LastError\" = @p2, \"Attempts\" = \"Attempts\" + 1 " +
+            "WHERE \"Id\" = @p0 AND \"ClaimToken\" = @p3",
+            id, retryAt, error, claimToken);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Gives back claimed messages that were not sent (the dispatcher is stopping): pending again at once.</summary>
+    public async Task ReleaseAsync(Guid claimToken, IReadOnlyCollection<Guid> ids, CancellationToken cancellationToken)
+    {
+        if (ids.Count == 0)
+        {
+            return;
+        }
+
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(executor.Connection, null,
+            $"UPDATE {S} SET \"State\" = {Pending}, \"ClaimToken\" = NULL, \"ClaimedUntil\" = NULL " +
+            $"WHERE {_dialect.InIdList("\"Id\"", "@p0")} AND \"ClaimToken\" = @p1",
+            _dialect.IdList(ids), claimToken);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>When the next message falls due: the earliest pending time, or the earliest claim that runs out.</summary>
+    public async Task<DateTime?> NextDueAsync(CancellationToken cancellationToken)
+    {
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        var pending = await MinAsync(executor.Connection, $"SELECT MIN(\"ScheduledTime\") FROM {S} WHERE \"State\" = {Pending}", cancellationToken).ConfigureAwait(false);
+        var claims = await MinAsync(executor.Connection, $"SELECT MIN(\"ClaimedUntil\") FROM {S} WHERE \"State\" = {Dispatching}", cancellationToken).ConfigureAwait(false);
+        return pending is { } p && claims is { } c ? (p < c ? p : c) : pending ?? claims;
+    }
+
+    /// <summary>Deletes up to <paramref name="max"/> sent or cancelled messages finished before <paramref name="before"/>.</summary>
+    public async Task<int> PurgeAsync(DateTime before, int max, CancellationToken cancellationToken)
+    {
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(executor.Connection, null,
+            $"DELETE FROM {S} WHERE \"Id\" IN (SELECT \"Id\" FROM {S} WHERE (\"State\" = {Sent} AND \"SentAt\" < @p0) " +
+            $"OR (\"State\" = {Cancelled} AND \"CancelledAt\" < @p0) LIMIT @p1{_dialect.SkipLocked})",
+            before, max);
+        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task ExpireTaskAsync(
+        DbConnection connection,
+        DbTransaction? transaction,
+        Guid taskId,
+        string? messageType,
+        string destination,
+        DateTime dispatchedAt,
+        DateTime eta,
+        DateTime now,
+        string reason,
+        CancellationToken cancellationToken)
+    {
+        // Creates the task when the producer's record has not arrived yet; the producer's later upsert keeps the state.
+        // Only a task that never ran (WAITING) is expired, and IsSetAsStale pins EXPIRED for every later derivation.
+        await using var command = Command(connection, transaction,
+            $"INSERT INTO {T} (\"Id\", \"Name\", \"QueueName\", \"DispatchedAt\", \"EstimatedTimeOfFirstArrival\", \"IsSetAsStale\", " +
+            $"\"State\", \"Stop\", \"ErrorMessage\") VALUES (@p0, @p1, @p2, @p3, @p4, TRUE, {(int)TaskState.Expired}, @p5, @p6) " +
+            $"ON CONFLICT (\"Id\") DO UPDATE SET \"IsSetAsStale\" = TRUE, \"State\" = {(int)TaskState.Expired}, \"Stop\" = excluded.\"Stop\", " +
+            $"\"ErrorMessage\" = excluded.\"ErrorMessage\" WHERE {T}.\"State\" = {(int)TaskState.Waiting}",
+            taskId, TypeName(messageType), QueueName(destination), dispatchedAt, eta, now, reason);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A placeholder task name from a message type urn (<c>urn:message:Shop:ChargeCard</c> → <c>ChargeCard</c>).</summary>
+    internal static string TypeName(string? messageType)
+    {
+        if (string.IsNullOrEmpty(messageType))
+        {
+            return "(scheduled message)";
+        }
+
+        var end = messageType.IndexOf('[', StringComparison.Ordinal);
+        var head = end >= 0 ? messageType[..end] : messageType;
+        var colon = head.LastIndexOf(':');
+        var name = colon >= 0 ? head[(colon + 1)..] : head;
+        return name.Length > LedgerModel.NameLength ? name[..LedgerModel.NameLength] : name;
+    }
+
+    /// <summary>The last path segment of an address, without a <c>queue:</c>/<c>exchange:</c> prefix.</summary>
+    internal static string? QueueName(string destination)
+    {
+        if (string.IsNullOrEmpty(destination))
+        {
+            return null;
+        }
+
+        var path = Uri.TryCreate(destination, UriKind.Absolute, out var uri) ? uri.AbsolutePath : destination;
+        var name = path[(path.LastIndexOf('/') + 1)..];
+        var colon = name.IndexOf(':', StringComparison.Ordinal);
+        if (name.StartsWith("queue:", StringComparison.Ordinal) || name.StartsWith("exchange:", StringComparison.Ordinal))
+        {
+            name = name[(colon + 1)..];
+        }
+
+        name = Uri.UnescapeDataString(name);
+        return name.Length > LedgerModel.NameLength ? name[..LedgerModel.NameLength] : name;
+    }
+
+    private async Task<DateTime?> MinAsync(DbConnection connection, string sql, CancellationToken cancellationToken)
+    {
+        await using var command = Command(connection, null, sql);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && !reader.IsDBNull(0) ? ReadDateTime(reader, 0) : null;
+    }
+
+    private Task<SqlExecutor> OpenAsync(CancellationToken cancellationToken) =>
+        SqlExecutor.OpenAsync(_dialect, contexts.ConnectionString, cancellationToken, TimeSpan.FromSeconds(30));
+
+    private DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values)
+    {
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        for (var i = 0; i < values.Length; i++)
+        {
+            var p = command.CreateParameter();
+            p.ParameterName = "@p" + i.ToString(CultureInfo.InvariantCulture);
+            p.Value = _dialect.ToDb(values[i]);
+            command.Parameters.Add(p);
+        }
+
+        return command;
+    }
+
+    private static Guid ReadGuid(DbDataReader reader, int ordinal) =>
+        reader.GetFieldType(ordinal) == typeof(Guid) ? reader.GetGuid(ordinal) : Guid.Parse(reader.GetString(ordinal));
+
+    private static Guid? ReadNullableGuid(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : ReadGuid(reader, ordinal);
+
+    private static DateTime ReadDateTime(DbDataReader reader, int ordinal)
+    {
+        var value = reader.GetFieldType(ordinal) == typeof(string)
+            ? DateTime.Parse(reader.GetString(ordinal), CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal)
+            : reader.GetDateTime(ordinal);
+        return DateTime.SpecifyKind(value, DateTimeKind.Utc);
+    }
+}

@@ -1,0 +1,74 @@
+using JobLog;
+using JobLog.MassTransit.Scheduling;
+using JobLog.Recording;
+using JobLog.Scheduling;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Options;
+
+namespace MassTransit;
+
+/// <summary>Registers the JobLog scheduler: exact ETAs on a plain RabbitMQ (no delayed-message plugin).</summary>
+public static class JobLogSchedulerConfigurationExtensions
+{
+    /// <summary>
+    /// Adds the JobLog scheduler: a consumer of MassTransit's <c>ScheduleMessage</c>/<c>CancelScheduledMessage</c> on
+    /// the queue <see cref="JobLogSchedulerOptions.QueueName"/> that stores each message in the ledger database, and a
+    /// dispatcher that sends it when due (on every process that calls this; they share the work). Registers
+    /// MassTransit's message scheduler against that queue (<c>AddMessageScheduler</c>, and <c>UseMessageScheduler</c>
+    /// on every endpoint <c>ConfigureEndpoints</c> configures), so <c>ScheduleSend</c>, <c>SchedulePublish</c>,
+    /// <c>CancelScheduledSend</c> and <c>UseScheduledRedelivery</c> work; with <c>UseTaskLogging</c>,
+    /// <c>SetTaskOptions(t =&gt; t.Eta/Countdown)</c> on RabbitMQ goes through it too. Idempotent: a second call only
+    /// applies <paramref name="configure"/> (the first call's queue name stays).
+    /// </summary>
+    /// <param name="configurator">The bus registration (<c>x</c> in <c>AddMassTransit(x =&gt; ...)</c>).</param>
+    /// <param name="configure">Adjusts the scheduler's options.</param>
+    /// <returns>The configurator.</returns>
+    /// <exception cref="ConfigurationException">When the bus is created without <c>services.AddJobLog(...)</c>.</exception>
+    /// <exception cref="OptionsValidationException">At start-up, on options out of range.</exception>
+    public static IBusRegistrationConfigurator AddJobLogScheduler(this IBusRegistrationConfigurator configurator, Action<JobLogSchedulerOptions>? configure = null)
+    {
+        ArgumentNullException.ThrowIfNull(configurator);
+        var options = configurator.AddOptions<JobLogSchedulerOptions>();
+        if (configure is not null)
+        {
+            options.Configure(configure);
+        }
+
+        if (configurator.Any(d => d.ServiceType == typeof(JobLogSchedulerRegistration)))
+        {
+            return configurator;
+        }
+
+        var initial = new JobLogSchedulerOptions();
+        configure?.Invoke(initial);
+        ArgumentException.ThrowIfNullOrWhiteSpace(initial.QueueName, "QueueName");
+        var registration = new JobLogSchedulerRegistration(initial.QueueName);
+
+        options.Validate(Valid, "JobLogSchedulerOptions: PollInterval, ClaimLease and MaxRetryDelay must be positive, "
+            + "BatchSize and MaxConcurrentSends at least 1, KeepSentFor positive or null, and QueueName unchanged.").ValidateOnStart();
+        configurator.AddSingleton(registration);
+        configurator.TryAddSingleton<ScheduledMessageStore>();
+        configurator.TryAddSingleton<ScheduledMessageDispatcher>();
+        configurator.AddBusObserver(provider =>
+        {
+            if (provider.GetService<LedgerRecorder>() is null)
+            {
+                throw new ConfigurationException(
+                    "AddJobLogScheduler stores scheduled messages in the ledger: call services.AddJobLog(o => o.UseSqlite(...)) before AddMassTransit.");
+            }
+
+            return new SchedulerBusObserver(provider.GetRequiredService<ScheduledMessageDispatcher>());
+        });
+        configurator.AddReceiveEndpointObserver(_ => new SchedulerEndpointObserver(registration));
+        configurator.AddMessageScheduler(registration.Address);
+        configurator.AddConsumer<JobLogSchedulerConsumer, JobLogSchedulerConsumerDefinition>();
+        configurator.AddConfigureEndpointsCallback((_, endpoint) => endpoint.UseMessageScheduler(registration.Address));
+        return configurator;
+
+        bool Valid(JobLogSchedulerOptions o) =>
+            o.PollInterval > TimeSpan.Zero && o.ClaimLease > TimeSpan.Zero && o.MaxRetryDelay > TimeSpan.Zero
+            && o.BatchSize >= 1 && o.MaxConcurrentSends >= 1 && (o.KeepSentFor is null || o.KeepSentFor > TimeSpan.Zero)
+            && o.QueueName == registration.QueueName;
+    }
+}

@@ -1,0 +1,395 @@
+using System.Collections.Concurrent;
+using System.Net.Mime;
+using JobLog.Scheduling;
+using MassTransit;
+using MassTransit.Serialization;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace JobLog.MassTransit.Scheduling;
+
+/// <summary>
+/// Sends stored messages when they fall due: claim (a lease) → send (the broker confirms) → mark sent. It sleeps until
+/// the next due message, wakes early when this process stores an earlier one, and never sleeps longer than
+/// <see cref="JobLogSchedulerOptions.PollInterval"/>. Runs while the bus runs (started and stopped by
+/// <see cref="SchedulerBusObserver"/>); a stop lets the sends in flight finish and gives the rest of the claim back.
+/// </summary>
+internal sealed class ScheduledMessageDispatcher(
+    ScheduledMessageStore store,
+    IOptions<JobLogSchedulerOptions> options,
+    TimeProvider time,
+    ILogger<ScheduledMessageDispatcher> logger)
+{
+    private readonly JobLogSchedulerOptions _options = options.Value;
+    private readonly Lock _lock = new();
+    private TaskCompletionSource _wake = NewSignal();
+    private DateTime _sleepingUntil = DateTime.MaxValue;
+    private CancellationTokenSource? _stopping;
+    private Task? _loop;
+    private IBus? _bus;
+    private DateTime _nextPurge = DateTime.MinValue;
+
+    /// <summary>Until when the dispatcher sleeps; <see cref="DateTime.MaxValue"/> while it works (tests wait for it).</summary>
+    internal DateTime SleepingUntil
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _sleepingUntil;
+            }
+        }
+    }
+
+    /// <summary>Who sent a message (<see cref="ScheduledMessageLog.SentBy"/>): machine and process.</summary>
+    public string Name { get; } = $"{Environment.MachineName}/{Environment.ProcessId}";
+
+    /// <summary>A message due at <paramref name="dueAt"/> was stored: wake up if that is earlier than planned.</summary>
+    public void Notify(DateTime dueAt)
+    {
+        lock (_lock)
+        {
+            if (dueAt < _sleepingUntil)
+            {
+                _wake.TrySetResult();
+            }
+        }
+    }
+
+    /// <summary>Starts dispatching once <paramref name="busReady"/> completes. Idempotent.</summary>
+    public void Start(IBus bus, Task busReady)
+    {
+        lock (_lock)
+        {
+            if (_loop is not null)
+            {
+                return;
+            }
+
+            _bus = bus;
+            _stopping = new CancellationTokenSource();
+            var stopping = _stopping.Token;
+            _loop = Task.Run(() => RunAsync(busReady, stopping), CancellationToken.None);
+        }
+    }
+
+    /// <summary>Stops: no new claim or send; sends in flight finish and are marked; unsent claims are given back.</summary>
+    public async Task StopAsync()
+    {
+        Task? loop;
+        CancellationTokenSource? stopping;
+        lock (_lock)
+        {
+            loop = _loop;
+            stopping = _stopping;
+            _loop = null;
+            _stopping = null;
+        }
+
+        if (stopping is null || loop is null)
+        {
+            return;
+        }
+
+        await stopping.CancelAsync().ConfigureAwait(false);
+        await loop.ConfigureAwait(false);
+        stopping.Dispose();
+    }
+
+    private async Task RunAsync(Task busReady, CancellationToken stopping)
+    {
+        try
+        {
+            await busReady.WaitAsync(stopping).ConfigureAwait(false);
+            await store.EnsureReadyAsync(stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            return;
+        }
+        catch (Exception ex)
+        {
+            Log.DispatcherFailed(logger, ex, TimeSpan.Zero);
+            return;
+        }
+
+        Log.DispatcherStarted(logger, Name, _options.QueueName);
+        var failures = 0;
+        while (!stopping.IsCancellationRequested)
+        {
+            TaskCompletionSource wake;
+            lock (_lock)
+            {
+                // From here on every Notify wakes the coming sleep: a message stored while this round looks is not missed.
+                _wake = NewSignal();
+                _sleepingUntil = DateTime.MaxValue;
+                wake = _wake;
+            }
+
+            TimeSpan sleep;
+            try
+            {
+                var next = await DispatchDueAsync(stopping).ConfigureAwait(false);
+                failures = 0;
+                var now = UtcNow;
+                sleep = next is { } due ? Clamp(due - now) : _options.PollInterval;
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                break;
+            }
+            catch (Exception ex)
+            {
+                failures++;
+                sleep = Backoff(failures, _options.PollInterval);
+                Log.DispatcherFailed(logger, ex, sleep);
+            }
+
+            if (sleep > TimeSpan.Zero)
+            {
+                using var timer = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+                var delay = Task.Delay(sleep, time, timer.Token);
+
+                // Only now may a Notify for a later message be ignored: until here every Notify wakes the sleep.
+                lock (_lock)
+                {
+                    _sleepingUntil = UtcNow + sleep;
+                }
+
+                await Task.WhenAny(wake.Task, delay).ConfigureAwait(false);
+                await timer.CancelAsync().ConfigureAwait(false);
+            }
+        }
+
+        Log.DispatcherStopped(logger, Name);
+    }
+
+    /// <summary>
+    /// One round: claims and sends every due message, batch by batch, then purges old rows when it is time.
+    /// </summary>
+    /// <returns>When the next message falls due, if any is stored.</returns>
+    internal async Task<DateTime?> DispatchDueAsync(CancellationToken stopping)
+    {
+        var bus = _bus ?? throw new InvalidOperationException("The dispatcher has no bus: it starts with the bus.");
+        while (!stopping.IsCancellationRequested)
+        {
+            var now = UtcNow;
+            var claimToken = NewId.NextGuid();
+
+            // The database calls of a batch are not cancelled by a stop: a claim must be either used or given back.
+            var claimed = await store.ClaimDueAsync(claimToken, now, _options.ClaimLease, _options.BatchSize, CancellationToken.None)
+                .ConfigureAwait(false);
+            if (claimed.Count == 0)
+            {
+                break;
+            }
+
+            await SendBatchAsync(bus, claimToken, claimed, now + _options.ClaimLease, stopping).ConfigureAwait(false);
+            if (claimed.Count < _options.BatchSize)
+            {
+                break;
+            }
+        }
+
+        await PurgeWhenDueAsync(stopping).ConfigureAwait(false);
+        return await store.NextDueAsync(CancellationToken.None).ConfigureAwait(false);
+    }
+
+    private async Task SendBatchAsync(IBus bus, Guid claimToken, IReadOnlyList<ClaimedMessage> claimed, DateTime leaseEnd, CancellationToken stopping)
+    {
+        var sent = new ConcurrentBag<Guid>();
+        var unsent = new ConcurrentBag<Guid>();
+        var halfLease = _options.ClaimLease / 2;
+        await Parallel.ForEachAsync(
+            claimed,
+            new ParallelOptions { MaxDegreeOfParallelism = _options.MaxConcurrentSends },
+            async (message, _) =>
+            {
+                // Never start a send that could outlive the claim: another dispatcher would take the message and send it again.
+                if (stopping.IsCancellationRequested || UtcNow > leaseEnd - halfLease)
+                {
+                    unsent.Add(message.Id);
+                    return;
+                }
+
+                try
+                {
+                    using var timeout = new CancellationTokenSource(halfLease, time);
+                    await SendAsync(bus, message, timeout.Token).ConfigureAwait(false);
+                    sent.Add(message.Id);
+                }
+                catch (Exception ex)
+                {
+                    await RetryLaterAsync(claimToken, message, ex).ConfigureAwait(false);
+                }
+            }).ConfigureAwait(false);
+
+        await MarkSentAsync(claimToken, [.. sent], leaseEnd).ConfigureAwait(false);
+        if (!unsent.IsEmpty)
+        {
+            try
+            {
+                await store.ReleaseAsync(claimToken, [.. unsent], CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                // Not lost: the claim runs out and any dispatcher takes them then.
+                Log.ReleaseFailed(logger, ex, unsent.Count);
+            }
+        }
+    }
+
+    private async Task SendAsync(IBus bus, ClaimedMessage message, CancellationToken cancellationToken)
+    {
+        var endpoint = await bus.GetSendEndpoint(new Uri(message.Destination)).ConfigureAwait(false);
+        await endpoint.Send(new SerializedMessageBody(), new StoredMessagePipe(message, time), cancellationToken).ConfigureAwait(false);
+        Log.Sent(logger, message.Id, message.MessageId, message.Destination, message.ScheduledTime);
+    }
+
+    private async Task RetryLaterAsync(Guid claimToken, ClaimedMessage message, Exception exception)
+    {
+        var delay = Backoff(message.Attempts + 1, _options.MaxRetryDelay);
+        Log.SendFailed(logger, exception, message.Id, message.Destination, message.Attempts + 1, delay);
+        try
+        {
+            var error = exception.ToString();
+            await store.RetryLaterAsync(claimToken, message.Id, UtcNow + delay, error.Length > 4000 ? error[..4000] : error, CancellationToken.None)
+                .ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Log.ReleaseFailed(logger, ex, 1);
+        }
+    }
+
+    /// <summary>Marks the sent messages, retrying while the claim holds: a message not marked in time may be sent again.</summary>
+    private async Task MarkSentAsync(Guid claimToken, IReadOnlyCollection<Guid> sent, DateTime leaseEnd)
+    {
+        if (sent.Count == 0)
+        {
+            return;
+        }
+
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                var marked = await store.MarkSentAsync(claimToken, sent, UtcNow, Name, CancellationToken.None).ConfigureAwait(false);
+                if (marked < sent.Count)
+                {
+                    Log.ClaimLost(logger, sent.Count - marked);
+                }
+
+                return;
+            }
+            catch (Exception ex)
+            {
+                var delay = TimeSpan.FromMilliseconds(Math.Min(5000, 200 * Math.Pow(2, Math.Min(attempt - 1, 10))));
+                if (UtcNow + delay >= leaseEnd)
+                {
+                    Log.MarkFailed(logger, ex, sent.Count);
+                    return;
+                }
+
+                await Task.Delay(delay, time, CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task PurgeWhenDueAsync(CancellationToken stopping)
+    {
+        if (_options.KeepSentFor is not { } keep || UtcNow < _nextPurge || stopping.IsCancellationRequested)
+        {
+            return;
+        }
+
+        _nextPurge = UtcNow + TimeSpan.FromHours(1);
+        int deleted;
+        do
+        {
+            deleted = await store.PurgeAsync(UtcNow - keep, 1000, stopping).ConfigureAwait(false);
+        }
+        while (deleted == 1000 && !stopping.IsCancellationRequested);
+    }
+
+    private DateTime UtcNow => time.GetUtcNow().UtcDateTime;
+
+    private TimeSpan Clamp(TimeSpan sleep) =>
+        sleep <= TimeSpan.Zero ? TimeSpan.Zero : sleep < _options.PollInterval ? sleep : _options.PollInterval;
+
+    private static TimeSpan Backoff(int attempt, TimeSpan max)
+    {
+        var seconds = Math.Pow(2, Math.Min(attempt - 1, 16));
+        return TimeSpan.FromSeconds(Math.Min(seconds, Math.Max(1, max.TotalSeconds)));
+    }
+
+    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
+    /// Restores a stored message on the scheduler's send: its envelope (MessageId, correlation, addresses, headers) and
+    /// its original serialized body. The remaining time to live counts from the original expiration time.
+    /// </summary>
+    private sealed class StoredMessagePipe(ClaimedMessage message, TimeProvider time) : IPipe<SendContext>
+    {
+        public Task Send(SendContext context)
+        {
+            var deserializer = context.Serialization.GetMessageDeserializer(new ContentType(message.ContentType));
+            var stored = deserializer.Deserialize(new BytesMessageBody(message.Body), EmptyHeaders.Instance, new Uri(message.Destination));
+            context.MessageId = message.MessageId ?? stored.MessageId ?? context.MessageId;
+            context.RequestId = stored.RequestId;
+            context.ConversationId = stored.ConversationId;
+            context.CorrelationId = stored.CorrelationId;
+            context.InitiatorId = stored.InitiatorId;
+            context.SourceAddress = stored.SourceAddress ?? context.SourceAddress;
+            context.ResponseAddress = stored.ResponseAddress;
+            context.FaultAddress = stored.FaultAddress;
+            if (stored.ExpirationTime is { } expiration)
+            {
+                context.TimeToLive = DateTime.SpecifyKind(expiration, DateTimeKind.Utc).ToUniversalTime() - time.GetUtcNow().UtcDateTime;
+            }
+
+            foreach (var header in stored.Headers.GetAll())
+            {
+                if (!SchedulerHeaders.IsOwn(header.Key))
+                {
+                    context.Headers.Set(header.Key, header.Value);
+                }
+            }
+
+            context.Headers.Set(MessageHeaders.SchedulingTokenId, message.Id.ToString("N"));
+            context.Serializer = stored.GetMessageSerializer();
+            context.GetOrAddPayload(() => ScheduledDispatchPayload.Instance);
+            return Task.CompletedTask;
+        }
+
+        public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogScheduledMessage");
+    }
+}
+
+/// <summary>Runs the dispatcher while the bus runs.</summary>
+internal sealed class SchedulerBusObserver(ScheduledMessageDispatcher dispatcher) : IBusObserver
+{
+    public void PostCreate(IBus bus)
+    {
+    }
+
+    public void CreateFaulted(Exception exception)
+    {
+    }
+
+    public Task PreStart(IBus bus) => Task.CompletedTask;
+
+    public Task PostStart(IBus bus, Task<BusReady> busReady)
+    {
+        dispatcher.Start(bus, busReady);
+        return Task.CompletedTask;
+    }
+
+    public Task StartFaulted(IBus bus, Exception exception) => dispatcher.StopAsync();
+
+    public Task PreStop(IBus bus) => dispatcher.StopAsync();
+
+    public Task PostStop(IBus bus) => Task.CompletedTask;
+
+    public Task StopFaulted(IBus bus, Exception exception) => Task.CompletedTask;
+}

@@ -1,0 +1,252 @@
+using JobLog.Testing;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace JobLog.MassTransit.Tests.Scheduling;
+
+/// <summary>Issue 4 on the real RabbitMQ (no delayed-message plugin), with the ledger on SQLite and on PostgreSQL.</summary>
+[TestFixture(LedgerProvider.Sqlite)]
+[TestFixture(LedgerProvider.PostgreSql)]
+public class SchedulerTests(LedgerProvider provider)
+{
+    private SchedulerBus? _bus;
+    private RabbitMqVhost? _sharedVhost;
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        if (_bus is not null)
+        {
+            await _bus.DisposeAsync();
+            _bus = null;
+        }
+
+        if (_sharedVhost is not null)
+        {
+            await _sharedVhost.DisposeAsync();
+            _sharedVhost = null;
+        }
+    }
+
+    private async Task<SchedulerBus> Start(
+        Action<IBusRegistrationConfigurator> registrations,
+        Action<IBusRegistrationContext, IRabbitMqBusFactoryConfigurator>? configureBus = null)
+    {
+        _bus = await SchedulerBus.StartAsync(await Ledgers.CreateAsync(provider), registrations, configureBus);
+        return _bus;
+    }
+
+    [Test]
+    public async Task SetTaskOptions_Countdown3s_IsConsumedNoEarlierThan3sAfterDispatch_AndTheTaskEtaIsDispatchPlus3s()
+    {
+        var bus = await Start(x => x.AddConsumer<ChargeCardConsumer>());
+        var id = NewId.NextGuid();
+
+        await bus.Bus.Publish(new ChargeCard(7, 3m), x =>
+        {
+            x.MessageId = id;
+            x.SetTaskOptions(t => t.Countdown = TimeSpan.FromSeconds(3));
+        });
+
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the deferred task succeeded");
+        var run = task.Runs.Single();
+        Assert.That(task.EstimatedTimeOfFirstArrival, Is.EqualTo(task.DispatchedAt.AddSeconds(3)));
+        Assert.That(run.Start, Is.GreaterThanOrEqualTo(task.DispatchedAt.AddSeconds(3)), "consumed before its countdown ran out");
+        Assert.That((run.State, run.Retries, run.QueueName), Is.EqualTo((TaskRunState.Succeeded, 0, "charge-card")));
+        Assert.That(task.QueueName, Does.Contain("ChargeCard"), "the task keeps its real destination, not the scheduler's queue");
+
+        // The dispatcher marks the row after the broker's confirm, which can come after the consumer finished.
+        ScheduledMessageLog? scheduled = null;
+        await LedgerHost.EventuallyAsync(async () => (scheduled = await bus.ScheduledAsync(id))?.State == ScheduledMessageState.Sent,
+            because: "the message waited in the scheduler's table and was marked sent");
+        Assert.That((scheduled!.State, scheduled.MessageId, scheduled.ScheduledTime), Is.EqualTo((ScheduledMessageState.Sent, (Guid?)id, task.EstimatedTimeOfFirstArrival)));
+        Assert.That(scheduled.SentAt, Is.GreaterThanOrEqualTo(scheduled.ScheduledTime));
+    }
+
+    [Test]
+    public async Task SetTaskOptions_EtaOnASendToAQueue_IsConsumedAtItsEta_WithTheSameMessageId()
+    {
+        var bus = await Start(x => x.AddConsumer<TenantJobConsumer>());
+        var id = NewId.NextGuid();
+        var eta = DateTimeOffset.UtcNow.AddSeconds(2);
+        var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:tenant-job"));
+
+        await endpoint.Send(new TenantJob(5), x =>
+        {
+            x.MessageId = id;
+            x.Headers.Set("X-Tenant", "acme");
+            x.SetTaskOptions(t => t.Eta = eta);
+        });
+
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the deferred send was consumed");
+        Assert.That(task.EstimatedTimeOfFirstArrival, Is.EqualTo(eta.UtcDateTime).Within(TimeSpan.FromMilliseconds(0.01)));
+        Assert.That(task.Runs.Single().Start, Is.GreaterThanOrEqualTo(eta.UtcDateTime));
+        Assert.That(task.QueueName, Is.EqualTo("tenant-job"));
+        Assert.That(await bus.Host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.EqualTo(1), "the scheduler's send of it is not a second task");
+        Assert.That(TenantJobConsumer.Tenants.TryGetValue(id, out var tenant) ? tenant : null, Is.EqualTo("acme"),
+            "the message arrives with its MessageId and its headers");
+    }
+
+    [Test]
+    public async Task ScheduleSend_RecordsTheInnerMessageAsTheTask_WithTheScheduledTimeAsEta()
+    {
+        var bus = await Start(x => x.AddConsumer<ChargeCardConsumer>());
+        var id = NewId.NextGuid();
+        var at = DateTime.UtcNow.AddSeconds(2);
+        var destination = new Uri("queue:charge-card");
+
+        var handle = await bus.InScopeAsync(sp => sp.GetRequiredService<IMessageScheduler>()
+            .ScheduleSend(destination, at, new ChargeCard(8, 1m), Pipe.Execute<SendContext<ChargeCard>>(x => x.MessageId = id)));
+
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the scheduled task succeeded");
+        Assert.That(task.Name, Is.EqualTo("ChargeCard"), "the task is the scheduled message, not the ScheduleMessage command");
+        Assert.That(task.Input, Is.EqualTo("CustomerId=8, Amount=1"));
+        Assert.That(task.QueueName, Is.EqualTo("charge-card"));
+        Assert.That(task.EstimatedTimeOfFirstArrival, Is.EqualTo(at).Within(TimeSpan.FromMilliseconds(0.01)));
+        Assert.That(task.Runs.Single().Start, Is.GreaterThanOrEqualTo(at));
+        var tasks = await bus.Host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Name), Has.None.Contains("Schedule"), "the scheduler protocol is not recorded as tasks");
+        Assert.That((await bus.ScheduledAsync(handle.TokenId))!.MessageId, Is.EqualTo(id));
+    }
+
+    [Test]
+    public async Task ScheduleSend_InsideAConsumer_UsesTheEndpointsScheduler_AndLinksTheScheduledTaskToTheRun()
+    {
+        var bus = await Start(x =>
+        {
+            x.AddConsumer<PlanJobConsumer>();
+            x.AddConsumer<TenantJobConsumer>();
+        });
+        var id = NewId.NextGuid();
+
+        await bus.Bus.Publish(new PlanJob(11), x => x.MessageId = id);
+
+        var parent = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the planning task succeeded");
+        TaskLog? child = null;
+        await LedgerHost.EventuallyAsync(
+            async () => (child = await bus.Host.QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs)
+                .SingleOrDefaultAsync(t => t.Name == "TenantJob")))?.State == TaskState.Succeeded,
+            because: "the task scheduled by the consumer was consumed");
+        Assert.That(child!.ParentRunId, Is.EqualTo(parent.Runs.Single().Id));
+        Assert.That(child.Runs.Single().Start, Is.GreaterThanOrEqualTo(child.EstimatedTimeOfFirstArrival!.Value));
+        Assert.That(child.EstimatedTimeOfFirstArrival, Is.GreaterThan(child.DispatchedAt));
+    }
+
+    [Test]
+    public async Task SchedulePublish_IsConsumedWhenDue()
+    {
+        var bus = await Start(x => x.AddConsumer<ChargeCardConsumer>());
+        var id = NewId.NextGuid();
+        var at = DateTime.UtcNow.AddSeconds(1);
+
+        await bus.InScopeAsync(sp => sp.GetRequiredService<IMessageScheduler>()
+            .SchedulePublish(at, new ChargeCard(9, 2m), Pipe.Execute<SendContext<ChargeCard>>(x => x.MessageId = id)));
+
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the scheduled publish was consumed");
+        Assert.That(task.Runs.Single().Start, Is.GreaterThanOrEqualTo(at));
+        Assert.That(task.EstimatedTimeOfFirstArrival, Is.EqualTo(at).Within(TimeSpan.FromMilliseconds(0.01)));
+    }
+
+    [Test]
+    public async Task ScheduleSend_ThenCancelScheduledSend_IsNeverDelivered_AndTheTaskIsExpiredAsCancelled()
+    {
+        var bus = await Start(x => x.AddConsumer<ChargeCardConsumer>());
+        var cancelled = NewId.NextGuid();
+        var sentinel = NewId.NextGuid();
+        var destination = new Uri("queue:charge-card");
+        var at = DateTime.UtcNow.AddSeconds(3);
+
+        var handle = await bus.InScopeAsync(async sp =>
+        {
+            var scheduler = sp.GetRequiredService<IMessageScheduler>();
+            var scheduled = await scheduler.ScheduleSend(destination, at, new ChargeCard(1, 1m), Pipe.Execute<SendContext<ChargeCard>>(x => x.MessageId = cancelled));
+            await scheduler.CancelScheduledSend(destination, scheduled.TokenId);
+
+            // Due after the cancelled one: once it is consumed, the dispatcher has gone past the cancelled message's time.
+            await scheduler.ScheduleSend(destination, at.AddSeconds(1), new ChargeCard(2, 2m), Pipe.Execute<SendContext<ChargeCard>>(x => x.MessageId = sentinel));
+            return scheduled;
+        });
+
+        await bus.WaitForTaskAsync(sentinel, t => t.State == TaskState.Succeeded, "the later message was delivered");
+        var task = await bus.WaitForTaskAsync(cancelled, t => t.State == TaskState.Expired, "the cancelled task is EXPIRED");
+        Assert.That(task.Runs, Is.Empty, "a cancelled message is never delivered");
+        Assert.That(task.IsSetAsStale, Is.True);
+        Assert.That(task.ErrorMessage, Does.StartWith("Cancelled: CancelScheduledSend(" + handle.TokenId));
+        Assert.That(task.Stop, Is.Not.Null);
+        var row = await bus.ScheduledAsync(handle.TokenId);
+        Assert.That((row!.State, row.SentAt, row.Body), Is.EqualTo((ScheduledMessageState.Cancelled, (DateTime?)null, (byte[]?)null)));
+    }
+
+    [Test]
+    public async Task UseScheduledRedelivery_WithAConsumerFailingTwice_RecordsThreeRuns_TheRetriedOnesWithTheirRedeliveryTime()
+    {
+        var bus = await Start(
+            x => x.AddConsumer<RedeliveredJobConsumer>(),
+            (_, cfg) => cfg.UseScheduledRedelivery(r => r.Intervals(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2))));
+        var id = NewId.NextGuid();
+
+        await bus.Bus.Publish(new RedeliveredJob(2), x => x.MessageId = id);
+
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the flaky task succeeded after two redeliveries");
+        var runs = task.Runs.OrderBy(r => r.Retries).ToList();
+        Assert.That(runs.Select(r => (r.Retries, r.State)), Is.EqualTo(new[]
+        {
+            (0, TaskRunState.Retried), (1, TaskRunState.Retried), (2, TaskRunState.Succeeded),
+        }));
+        var intervals = new[] { TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2) };
+        for (var i = 0; i < 2; i++)
+        {
+            var expected = runs[i].Stop!.Value + intervals[i];
+            Assert.That(runs[i].EstimatedTimeOfNextRetry, Is.Not.Null, $"run {i} knows when it is retried");
+            Assert.That(runs[i].EstimatedTimeOfNextRetry!.Value, Is.InRange(expected, expected.AddSeconds(1)), $"run {i}: stop + {intervals[i]}");
+            Assert.That(runs[i + 1].Start, Is.GreaterThanOrEqualTo(runs[i].EstimatedTimeOfNextRetry!.Value), $"run {i + 1} came when due");
+        }
+
+        Assert.That(runs.Skip(1).All(r => !r.Redelivered), "scheduled redeliveries are new broker messages, not broker redeliveries");
+        var tasks = await bus.Host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EqualTo(new[] { id }), "redeliveries are no new tasks");
+    }
+
+    [Test]
+    public async Task Scheduler_RestartedWhileMessagesArePending_DeliversEachOfThemOnce()
+    {
+        var ledger = await Ledgers.CreateAsync(provider);
+        var vhost = _sharedVhost = await RabbitMqVhost.CreateAsync();
+        var first = await SchedulerBus.StartAsync(ledger, x => x.AddConsumer<ChargeCardConsumer>(), vhost: vhost);
+        var start = DateTime.UtcNow.AddSeconds(2);
+        var ids = Enumerable.Range(0, 100).Select(_ => NewId.NextGuid()).ToList();
+        try
+        {
+            await first.InScopeAsync(async sp =>
+            {
+                var scheduler = sp.GetRequiredService<IMessageScheduler>();
+                await Task.WhenAll(ids.Select((id, i) => scheduler.ScheduleSend(new Uri("queue:charge-card"), start.AddMilliseconds(i * 30),
+                    new ChargeCard(i, 1m), Pipe.Execute<SendContext<ChargeCard>>(x => x.MessageId = id))));
+                return 0;
+            });
+            await LedgerHost.EventuallyAsync(async () => await first.Host.QueryAsync(db => db.ScheduledMessages.CountAsync()) == 100, because: "all stored");
+            await LedgerHost.EventuallyAsync(
+                async () => await first.Host.QueryAsync(db => db.ScheduledMessages.CountAsync(s => s.State == ScheduledMessageState.Sent)) > 0,
+                because: "dispatching began");
+        }
+        finally
+        {
+            await first.StopAsync();
+        }
+
+        _bus = await SchedulerBus.StartAsync(ledger, x => x.AddConsumer<ChargeCardConsumer>(), vhost: vhost);
+        var pending = await _bus.Host.QueryAsync(db => db.ScheduledMessages.CountAsync(s => s.State == ScheduledMessageState.Pending));
+        Assert.That(pending, Is.GreaterThan(0), "messages were pending across the restart");
+
+        await LedgerHost.EventuallyAsync(
+            async () => await _bus.Host.QueryAsync(db => db.TaskLogs.CountAsync(t => t.State == TaskState.Succeeded)) == 100,
+            because: "every scheduled task succeeded");
+        await LedgerHost.EventuallyAsync(async () => await vhost.MessagesInQueueAsync("charge-card") == 0, because: "the queue is empty");
+        var runs = await _bus.Host.QueryAsync(db => db.TaskRunLogs.GroupBy(r => r.TaskId).Select(g => g.Count()).ToListAsync());
+        Assert.That(runs, Has.Count.EqualTo(100).And.All.EqualTo(1), "each message was delivered once");
+        Assert.That(await _bus.Host.QueryAsync(db => db.ScheduledMessages.CountAsync(s => s.State == ScheduledMessageState.Sent)), Is.EqualTo(100));
+        TestContext.Out.WriteLine($"pending at the restart: {pending} of 100");
+    }
+}

@@ -1,0 +1,196 @@
+using System.Collections.Concurrent;
+using JobLog.Scheduling;
+using JobLog.Sweeping;
+using JobLog.Testing;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace JobLog.MassTransit.Tests.Scheduling;
+
+/// <summary>
+/// Several workers on one ledger at once (DESIGN §9): each scheduler dispatcher and each sweeper is its own instance
+/// with its own connections, as in separate processes; PostgreSQL claims with SKIP LOCKED, SQLite has one writer.
+/// </summary>
+[TestFixture(LedgerProvider.Sqlite)]
+[TestFixture(LedgerProvider.PostgreSql)]
+public class SeveralWorkersTests(LedgerProvider provider)
+{
+    private LedgerHost? _host;
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        if (_host is not null)
+        {
+            await _host.DisposeAsync();
+            _host = null;
+        }
+    }
+
+    private async Task<LedgerHost> Start(Action<JobLogOptions>? options = null)
+    {
+        _host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider), options);
+        return _host;
+    }
+
+    private static ScheduledMessageStore Store(LedgerHost host) => ActivatorUtilities.CreateInstance<ScheduledMessageStore>(host.Services);
+
+    private static ScheduledMessageLog Due(Guid id, DateTime at) => new()
+    {
+        Id = id,
+        MessageId = id,
+        MessageType = "urn:message:Shop:ChargeCard",
+        Destination = "queue:charge-card",
+        ScheduledTime = at,
+        ContentType = "application/vnd.masstransit+json",
+        Body = [1, 2, 3],
+        CreatedAt = at.AddMinutes(-1),
+        Host = "test",
+    };
+
+    [Test]
+    public async Task FourDispatchers_ClaimingAtOnce_ClaimEachDueMessageExactlyOnce()
+    {
+        var host = await Start();
+        var now = DateTime.UtcNow;
+        var ids = Enumerable.Range(0, 600).Select(_ => NewId.NextGuid()).ToList();
+        var seed = Store(host);
+        foreach (var chunk in ids.Chunk(50))
+        {
+            await Task.WhenAll(chunk.Select(id => seed.AddAsync(Due(id, now.AddSeconds(-1)), CancellationToken.None)));
+        }
+
+        var claims = new ConcurrentBag<(int Dispatcher, Guid Id)>();
+        await Task.WhenAll(Enumerable.Range(0, 4).Select(dispatcher => Task.Run(async () =>
+        {
+            var store = Store(host);
+            while (true)
+            {
+                var token = NewId.NextGuid();
+                var claimed = await store.ClaimDueAsync(token, now, TimeSpan.FromMinutes(1), 25, CancellationToken.None);
+                if (claimed.Count == 0)
+                {
+                    return;
+                }
+
+                foreach (var message in claimed)
+                {
+                    claims.Add((dispatcher, message.Id));
+                }
+
+                Assert.That(await store.MarkSentAsync(token, claimed.Select(c => c.Id).ToList(), now, "d" + dispatcher, CancellationToken.None),
+                    Is.EqualTo(claimed.Count), "a claim's holder marks all it claimed");
+            }
+        })));
+
+        Assert.That(claims.Select(c => c.Id), Is.EquivalentTo(ids), "every message claimed once, none twice");
+        var states = await host.QueryAsync(db => db.ScheduledMessages.GroupBy(s => s.State).Select(g => new { g.Key, Count = g.Count() }).ToListAsync());
+        Assert.That(states.Single().Key, Is.EqualTo(ScheduledMessageState.Sent));
+        TestContext.Out.WriteLine("claims per dispatcher: " + string.Join(", ", claims.GroupBy(c => c.Dispatcher).Select(g => g.Count())));
+    }
+
+    [Test]
+    public async Task ClaimOfADispatcherThatDied_IsTakenByAnotherOnceItsLeaseRunsOut_AndTheDeadClaimCanNoLongerMark()
+    {
+        var host = await Start();
+        var now = DateTime.UtcNow;
+        var ids = Enumerable.Range(0, 10).Select(_ => NewId.NextGuid()).ToList();
+        var dead = Store(host);
+        var alive = Store(host);
+        foreach (var id in ids)
+        {
+            await dead.AddAsync(Due(id, now.AddSeconds(-1)), CancellationToken.None);
+        }
+
+        var deadToken = NewId.NextGuid();
+        Assert.That(await dead.ClaimDueAsync(deadToken, now, TimeSpan.FromSeconds(30), 100, CancellationToken.None), Has.Count.EqualTo(10));
+        Assert.That(await alive.ClaimDueAsync(NewId.NextGuid(), now.AddSeconds(29), TimeSpan.FromSeconds(30), 100, CancellationToken.None), Is.Empty,
+            "claimed messages are not taken while the lease holds");
+        Assert.That(await alive.NextDueAsync(CancellationToken.None), Is.EqualTo(now.AddSeconds(30)).Within(TimeSpan.FromMilliseconds(0.01)),
+            "the next wake-up is when the lease runs out");
+
+        var aliveToken = NewId.NextGuid();
+        var retaken = await alive.ClaimDueAsync(aliveToken, now.AddSeconds(31), TimeSpan.FromSeconds(30), 100, CancellationToken.None);
+
+        Assert.That(retaken.Select(m => m.Id), Is.EquivalentTo(ids));
+        Assert.That(await dead.MarkSentAsync(deadToken, ids, now.AddSeconds(32), "dead", CancellationToken.None), Is.Zero);
+        Assert.That(await alive.MarkSentAsync(aliveToken, ids, now.AddSeconds(32), "alive", CancellationToken.None), Is.EqualTo(10));
+    }
+
+    [Test]
+    public async Task FailedSend_IsRetriedAfterItsDelay_AndAStoppingDispatcherGivesBackWhatItDidNotSend()
+    {
+        var host = await Start();
+        var now = DateTime.UtcNow;
+        var store = Store(host);
+        var (failed, unsent) = (NewId.NextGuid(), NewId.NextGuid());
+        await store.AddAsync(Due(failed, now.AddSeconds(-2)), CancellationToken.None);
+        await store.AddAsync(Due(unsent, now.AddSeconds(-1)), CancellationToken.None);
+        var token = NewId.NextGuid();
+        Assert.That(await store.ClaimDueAsync(token, now, TimeSpan.FromMinutes(1), 10, CancellationToken.None), Has.Count.EqualTo(2));
+
+        await store.RetryLaterAsync(token, failed, now.AddSeconds(8), "broker unreachable", CancellationToken.None);
+        await store.ReleaseAsync(token, [unsent], CancellationToken.None);
+
+        var again = await store.ClaimDueAsync(NewId.NextGuid(), now.AddSeconds(1), TimeSpan.FromMinutes(1), 10, CancellationToken.None);
+        Assert.That(again.Select(m => m.Id), Is.EqualTo(new[] { unsent }), "a message given back is due again at once");
+        var retried = await store.ClaimDueAsync(NewId.NextGuid(), now.AddSeconds(9), TimeSpan.FromMinutes(1), 10, CancellationToken.None);
+        Assert.That(retried.Select(m => (m.Id, m.Attempts)), Is.EqualTo(new[] { (failed, 1) }), "a failed send is retried after its delay");
+        var row = await host.QueryAsync(db => db.ScheduledMessages.AsNoTracking().SingleAsync(s => s.Id == failed));
+        Assert.That(row.LastError, Is.EqualTo("broker unreachable"));
+    }
+
+    [Test]
+    public async Task CancellationArrivingBeforeItsMessage_KeepsTheMessageFromBeingSent_AndExpiresItsTask()
+    {
+        var host = await Start();
+        var now = DateTime.UtcNow;
+        var store = Store(host);
+        var token = NewId.NextGuid();
+
+        Assert.That(await store.CancelAsync(token, now, "test", _ => "cancelled early", CancellationToken.None), Is.EqualTo(CancelOutcome.CancelledBeforeStored));
+        var late = Due(token, now.AddSeconds(-1));
+        Assert.That(await store.AddAsync(late, CancellationToken.None), Is.EqualTo(ScheduledMessageState.Cancelled));
+        await store.ExpireCancelledTaskAsync(late, now, "cancelled early", CancellationToken.None);
+
+        Assert.That(await store.ClaimDueAsync(NewId.NextGuid(), now, TimeSpan.FromMinutes(1), 10, CancellationToken.None), Is.Empty);
+        var task = await host.TaskAsync(token);
+        Assert.That((task.State, task.IsSetAsStale, task.ErrorMessage, task.Name), Is.EqualTo((TaskState.Expired, true, "cancelled early", "ChargeCard")));
+        Assert.That(await store.CancelAsync(token, now, "test", _ => "again", CancellationToken.None), Is.EqualTo(CancelOutcome.NotPending));
+        Assert.That(await store.AddAsync(late, CancellationToken.None), Is.Null, "a redelivered schedule stores nothing twice");
+    }
+
+    [Test]
+    public async Task ThreeSweepers_AtOnce_ExpireEachStaleTaskOnce()
+    {
+        // Small batches, so that the sweepers interleave.
+        var host = await Start(o => o.Sweeper.BatchSize = 20);
+        var now = DateTime.UtcNow;
+        var tasks = Enumerable.Range(0, 300).Select(i => new TaskLog
+        {
+            Id = NewId.NextGuid(),
+            Name = "Stale",
+            DispatchedAt = now.AddMinutes(-10),
+            EstimatedTimeOfFirstArrival = now.AddMinutes(-10),
+            Stale = now.AddMinutes(-1).AddMilliseconds(i),
+        }).ToList();
+        await host.QueryAsync(async db =>
+        {
+            db.TaskLogs.AddRange(tasks);
+            return await db.SaveChangesAsync();
+        });
+
+        var results = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => Task.Run(() =>
+        {
+            var sweeper = ActivatorUtilities.CreateInstance<TaskLogSweeper>(host.Services);
+            return sweeper.SweepOnceAsync(CancellationToken.None);
+        })));
+
+        Assert.That(results.Sum(r => r.Expired), Is.EqualTo(300), "each stale task counted by exactly one sweeper");
+        var states = await host.QueryAsync(db => db.TaskLogs.Select(t => t.State).Distinct().ToListAsync());
+        Assert.That(states, Is.EqualTo(new[] { TaskState.Expired }));
+        TestContext.Out.WriteLine("expired per sweeper: " + string.Join(", ", results.Select(r => r.Expired)));
+    }
+}
