@@ -1,0 +1,43 @@
+using JobLog;
+using JobLog.Bench;
+using JobLog.Bench.Infrastructure;
+using JobLog.Bench.Throughput;
+
+BenchOptions options;
+try
+{
+    options = BenchOptions.Parse(args);
+}
+catch (Exception ex) when (ex is ArgumentException or FormatException)
+{
+    Console.Error.WriteLine(ex.Message);
+    Console.Error.WriteLine(BenchOptions.Usage);
+    return 2;
+}
+
+var sections = new List<string>();
+var rabbit = options.Mode is "throughput" or "all" && options.Transports.Contains(TransportKind.RabbitMq);
+var postgres = options.Ledgers.Contains(LedgerProvider.PostgreSql);
+var header = $"""
+    ## JobLog benchmark ({options.Mode})
+
+    {await Machine.DescribeAsync(rabbit, postgres)}
+    - command: `{options.CommandLine}`
+    """;
+Console.WriteLine(header);
+Console.WriteLine();
+
+if (options.Mode is "throughput" or "all")
+{
+    sections.Add("### Throughput\n\n" + await new ThroughputBench(options).RunAsync());
+}
+
+var report = header + "\n\n" + string.Join("\n", sections);
+Console.WriteLine();
+Console.WriteLine(report);
+if (options.OutFile is { } file)
+{
+    await File.AppendAllTextAsync(file, report + "\n");
+}
+
+return 0;
