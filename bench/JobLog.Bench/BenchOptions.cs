@@ -27,6 +27,7 @@ internal sealed class BenchOptions
           throughput   the bus with JobLog off and on, alternating, per path; prints msg/s and the on/off ratio
           sweep        fills a big ledger (raw inserts), times one TaskLogSweeper sweep and the dashboard query
           stall        locks the SQLite ledger while messages flow: the recorder's queue stops at its capacity
+          writer       the ledger writer alone (no bus): records/s, and a per-statement profile
           all          throughput, then sweep, then stall
 
         throughput options:
@@ -41,6 +42,7 @@ internal sealed class BenchOptions
           --retries LIST     0,2 (2 = the consumer fails twice, UseMessageRetry(Immediate(2)) then succeeds)
           --quick            smoke run: 2000 messages, 300 warm-up, 2 rounds
           --out FILE         also append the markdown report to FILE
+          --side on|off      run only one side (for profiling; no ratio)
 
         sweep options:
           --tasks N          tasks in the ledger (default 1000000; 10% stale)
@@ -82,6 +84,9 @@ internal sealed class BenchOptions
 
     public string? OutFile { get; private set; }
 
+    /// <summary>Which side runs: both (default), or only on / only off (for profiling one side).</summary>
+    public string Side { get; private set; } = "both";
+
     public string CommandLine { get; private set; } = "";
 
     public static BenchOptions Parse(string[] args)
@@ -97,7 +102,7 @@ internal sealed class BenchOptions
             i = 1;
         }
 
-        if (o.Mode is not ("throughput" or "sweep" or "stall" or "all"))
+        if (o.Mode is not ("throughput" or "sweep" or "stall" or "writer" or "all"))
         {
             throw new ArgumentException($"Unknown mode '{o.Mode}'.");
         }
@@ -117,6 +122,7 @@ internal sealed class BenchOptions
                 case "--capacity": o.Capacity = Int(); break;
                 case "--stall-seconds": o.StallSeconds = Int(); break;
                 case "--out": o.OutFile = Value(); break;
+                case "--side": o.Side = Value(); break;
                 case "--quick":
                     o.Messages = 2_000;
                     o.Warmup = 300;

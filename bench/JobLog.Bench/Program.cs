@@ -32,6 +32,11 @@ if (options.Mode is "throughput" or "all")
     sections.Add("### Throughput\n\n" + await new ThroughputBench(options).RunAsync());
 }
 
+if (options.Mode is "writer")
+{
+    sections.Add("### Writer alone\n\n" + await new JobLog.Bench.Writer.WriterBench(options).RunAsync());
+}
+
 var report = header + "\n\n" + string.Join("\n", sections);
 Console.WriteLine();
 Console.WriteLine(report);

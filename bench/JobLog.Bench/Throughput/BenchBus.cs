@@ -87,7 +87,6 @@ internal static class BenchBus
         {
             builder.Services.AddJobLog(o =>
             {
-                o.SpoolPath = null;
                 o.Sweeper.Enabled = false;
                 jobLog(o);
             });

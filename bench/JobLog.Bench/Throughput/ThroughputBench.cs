@@ -98,6 +98,11 @@ internal sealed class ThroughputBench(BenchOptions options)
                 // ABBA order: drift on a shared machine hits both sides alike.
                 foreach (var jobLog in round % 2 == 0 ? new[] { false, true } : [true, false])
                 {
+                    if (options.Side != "both" && options.Side != (jobLog ? "on" : "off"))
+                    {
+                        continue;
+                    }
+
                     var result = await RunOnceAsync(path, jobLog);
                     (jobLog ? on : off).Add(result);
                     Console.WriteLine($"  [{path.Label}] round {round + 1} {(jobLog ? "on " : "off")}: {Describe(result)}");
@@ -242,7 +247,7 @@ internal sealed class ThroughputBench(BenchOptions options)
         sb.AppendLine("| --- | ---: | ---: | ---: | --- |");
         foreach (var (path, off, on) in results)
         {
-            var ratios = off.Zip(on, (a, b) => b.MessagesPerSecond / a.MessagesPerSecond).ToList();
+            var ratios = off.Zip(on, (a, b) => b.MessagesPerSecond / a.MessagesPerSecond).DefaultIfEmpty(double.NaN).ToList();
             var ratio = Median(ratios);
             var target = path.Target is { } t
                 ? string.Create(CultureInfo.InvariantCulture, $"≥ {t:0.00} {(ratio >= t ? "met" : $"missed by {t - ratio:0.00}")}")
@@ -270,8 +275,8 @@ internal sealed class ThroughputBench(BenchOptions options)
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {path.Label} | {Median(off.Select(r => r.CpuMicrosPerMessage).ToList()):0} → {Median(on.Select(r => r.CpuMicrosPerMessage).ToList()):0} | " +
                 $"{Median(off.Select(r => r.AllocatedBytesPerMessage / 1024).ToList()):0.0} → {Median(on.Select(r => r.AllocatedBytesPerMessage / 1024).ToList()):0.0} | " +
-                $"{off.Max(r => r.PeakWorkingSet) / 1048576} → {on.Max(r => r.PeakWorkingSet) / 1048576} | " +
-                $"{off.Max(r => r.PeakGcHeap) / 1048576} → {on.Max(r => r.PeakGcHeap) / 1048576} | " +
+                $"{off.Select(r => r.PeakWorkingSet).DefaultIfEmpty().Max() / 1048576} → {on.Select(r => r.PeakWorkingSet).DefaultIfEmpty().Max() / 1048576} | " +
+                $"{off.Select(r => r.PeakGcHeap).DefaultIfEmpty().Max() / 1048576} → {on.Select(r => r.PeakGcHeap).DefaultIfEmpty().Max() / 1048576} | " +
                 $"{(commits == 0 ? 0 : (double)records / commits):0} ({(commits == 0 ? 0 : commitMs / commits):0.00}) | {bytes:N0} |"));
         }
 

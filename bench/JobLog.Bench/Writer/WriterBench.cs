@@ -1,0 +1,309 @@
+using System.Data.Common;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using JobLog.Bench.Infrastructure;
+using JobLog.Bench.Throughput;
+using JobLog.Recording;
+using JobLog.Redaction;
+using JobLog.Storage;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace JobLog.Bench.Writer;
+
+/// <summary>
+/// The writer alone, without a bus: the records a message produces (dispatch, run start, run finish) enqueued straight
+/// into the recorder, either in one batch (Buffered) or the dispatch first and the run in a later batch (Acknowledged).
+/// Then a statement-level profile: the same batches executed statement by statement with a stopwatch per statement kind.
+/// </summary>
+internal sealed class WriterBench(BenchOptions options)
+{
+    public async Task<string> RunAsync()
+    {
+        var report = new StringBuilder();
+        report.AppendLine("| ledger | pattern | messages/s written | records/s | CPU µs/msg | allocated KB/msg | records/commit | ms/commit |");
+        report.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        foreach (var ledger in options.Ledgers)
+        {
+            foreach (var split in new[] { false, true })
+            {
+                for (var round = 0; round < options.Rounds; round++)
+                {
+                    var line = await RunOnceAsync(ledger, split);
+                    Console.WriteLine(line);
+                    if (round == options.Rounds - 1)
+                    {
+                        report.AppendLine(line);
+                    }
+                }
+            }
+
+            report.AppendLine();
+        }
+
+        foreach (var ledger in options.Ledgers)
+        {
+            foreach (var split in new[] { false, true })
+            {
+                var profile = await ProfileStatementsAsync(ledger, split);
+                Console.WriteLine(profile);
+                report.AppendLine(profile);
+            }
+        }
+
+        return report.ToString();
+    }
+
+    private static (TaskDispatched Dispatch, RunStarted Start, RunFinished Finish) Records(RenderedMessage rendered, int i, DateTime now)
+    {
+        var taskId = NewId.NextGuid();
+        var task = new TaskLog
+        {
+            Id = taskId, Name = "ChargeCard", QueueName = "charge-card", Input = rendered.Input, TaskArgs = rendered.TaskArgs,
+            TaskKwargs = rendered.TaskKwargs, DispatchedAt = now, EstimatedTimeOfFirstArrival = now, ConversationId = NewId.NextGuid(),
+            SourceAddress = "rabbitmq://localhost/bench/host_bench_bus_abc", Host = "bench", TraceId = "4bf92f3577b34da6a3ce929d0e0e4736",
+        };
+        var run = new TaskRunLog
+        {
+            Id = NewId.NextGuid(), TaskId = taskId, Name = "ChargeCard", QueueName = "charge-card", ConsumerType = "ChargeCardConsumer",
+            Input = rendered.Input, TaskArgs = rendered.TaskArgs, TaskKwargs = rendered.TaskKwargs, Start = now.AddMilliseconds(1),
+            Host = "bench", WaitingTime = 0.001,
+        };
+        var seed = new TaskLog
+        {
+            Id = taskId, Name = "ChargeCard", QueueName = "charge-card", Input = rendered.Input, TaskArgs = rendered.TaskArgs,
+            TaskKwargs = rendered.TaskKwargs, DispatchedAt = now, EstimatedTimeOfFirstArrival = now, ConversationId = task.ConversationId,
+            SourceAddress = task.SourceAddress,
+        };
+        return (new TaskDispatched(task), new RunStarted(run, seed, false),
+            new RunFinished(run.Id, taskId, TaskRunState.Succeeded, now.AddMilliseconds(2), null, null, null));
+    }
+
+    private IHost BuildHost(ThrowawayLedger ledger, LedgerDurability durability)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        builder.Services.AddJobLog(o =>
+        {
+            ledger.Apply(o);
+            o.Sweeper.Enabled = false;
+            o.Durability = durability;
+            o.QueueCapacity = Math.Max(200_000, options.Messages * 3 + 10_000);
+        });
+        return builder.Build();
+    }
+
+    private async Task<string> RunOnceAsync(LedgerProvider provider, bool split)
+    {
+        await using var ledger = await ThrowawayLedger.CreateAsync(provider);
+        using var host = BuildHost(ledger, LedgerDurability.Buffered);
+        await host.StartAsync();
+        using var stats = new WriterStats();
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var rendered = host.Services.GetRequiredService<MessageRenderer>().Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
+        var now = DateTime.UtcNow;
+        var messages = options.Messages;
+        var records = Enumerable.Range(0, messages).Select(i => Records(rendered, i, now)).ToList();
+
+        // Warm-up: JIT and the schema.
+        foreach (var (d, s, f) in Enumerable.Range(0, 500).Select(i => Records(rendered, i, now)))
+        {
+            recorder.Enqueue(d);
+            recorder.Enqueue(s);
+            recorder.Enqueue(f);
+        }
+
+        await recorder.FlushAsync(TimeSpan.FromSeconds(60));
+        GC.Collect();
+        var writerBefore = stats.Take();
+        var before = ProcessSnapshot.Take();
+        var clock = Stopwatch.StartNew();
+        const int window = 1000;
+        for (var start = 0; start < messages; start += window)
+        {
+            var slice = records.Skip(start).Take(window).ToList();
+            if (split)
+            {
+                // Acknowledged: the publisher's records commit first, the consumer's come after.
+                foreach (var r in slice)
+                {
+                    recorder.Enqueue(r.Dispatch);
+                }
+
+                await recorder.FlushAsync(TimeSpan.FromSeconds(60));
+                foreach (var r in slice)
+                {
+                    recorder.Enqueue(r.Start);
+                    recorder.Enqueue(r.Finish);
+                }
+            }
+            else
+            {
+                foreach (var r in slice)
+                {
+                    recorder.Enqueue(r.Dispatch);
+                    recorder.Enqueue(r.Start);
+                    recorder.Enqueue(r.Finish);
+                }
+            }
+        }
+
+        await recorder.FlushAsync(TimeSpan.FromSeconds(300));
+        var elapsed = clock.Elapsed;
+        var process = ProcessSnapshot.Take() - before;
+        var writer = stats.Take() - writerBefore;
+        await host.StopAsync();
+        var contents = await LedgerInspector.InspectAsync(ledger);
+        var problem = contents.SucceededTasks != messages + 500 || contents.SucceededRuns != messages + 500
+            ? $" PROBLEM: {contents.SucceededTasks} SUCCEEDED tasks, {contents.SucceededRuns} SUCCEEDED runs"
+            : "";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"| {provider} | {(split ? "dispatch, then run (Acknowledged)" : "dispatch + run in one batch (Buffered)")} | {messages / elapsed.TotalSeconds:N0} | " +
+            $"{writer.Records / elapsed.TotalSeconds:N0} | {process.Cpu.TotalMilliseconds * 1000 / messages:0.0} | {process.Allocated / 1024.0 / messages:0.00} | " +
+            $"{(double)writer.Records / Math.Max(1, writer.Commits):0} | {writer.CommitSeconds * 1000 / Math.Max(1, writer.Commits):0.00} |{problem}");
+    }
+
+    /// <summary>Executes planned batches statement by statement, timing each statement kind.</summary>
+    private async Task<string> ProfileStatementsAsync(LedgerProvider provider, bool split)
+    {
+        await using var ledger = await ThrowawayLedger.CreateAsync(provider);
+        using (var host = BuildHost(ledger, LedgerDurability.Buffered))
+        {
+            await host.StartAsync(); // migrates
+            await host.StopAsync();
+        }
+
+        var dialect = SqlDialect.For(provider);
+        var store = new LedgerStore(dialect);
+        var renderer = new MessageRenderer(new Redactor(new RedactionOptions()));
+        var rendered = renderer.Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
+        var now = DateTime.UtcNow;
+        var times = new Dictionary<string, (int Count, long Ticks)>();
+        long planTicks = 0, commitTicks = 0;
+        await using var connection = dialect.CreateConnection(ledger.ConnectionString);
+        await connection.OpenAsync();
+        if (provider == LedgerProvider.Sqlite)
+        {
+            await using var pragma = connection.CreateCommand();
+            pragma.CommandText = "PRAGMA synchronous=NORMAL";
+            await pragma.ExecuteNonQueryAsync();
+        }
+
+        var prepared = new Dictionary<string, DbCommand>();
+        var messages = options.Messages;
+        const int window = 1000;
+        for (var start = 0; start < messages; start += window)
+        {
+            var slice = Enumerable.Range(start, Math.Min(window, messages - start)).Select(i => Records(rendered, i, now)).ToList();
+            var batches = new List<List<LedgerRecord>>();
+            if (split)
+            {
+                batches.Add([.. slice.Select(r => (LedgerRecord)r.Dispatch)]);
+                batches.Add([.. slice.SelectMany(r => new LedgerRecord[] { r.Start, r.Finish })]);
+            }
+            else
+            {
+                batches.Add([.. slice.SelectMany(r => new LedgerRecord[] { r.Dispatch, r.Start, r.Finish })]);
+            }
+            foreach (var records in batches)
+            {
+                var t0 = Stopwatch.GetTimestamp();
+                var batch = new SqlBatch(dialect);
+                store.Plan(records, batch);
+                planTicks += Stopwatch.GetTimestamp() - t0;
+                await using var transaction = await connection.BeginTransactionAsync();
+                foreach (var (sql, values) in batch.Statements)
+                {
+                    if (!prepared.TryGetValue(sql, out var command))
+                    {
+                        command = connection.CreateCommand();
+                        command.CommandText = provider == LedgerProvider.Sqlite ? sql : Positional(sql);
+                        foreach (var _ in values)
+                        {
+                            var p = command.CreateParameter();
+                            if (provider == LedgerProvider.Sqlite)
+                            {
+                                p.ParameterName = "@p" + command.Parameters.Count.ToString(CultureInfo.InvariantCulture);
+                            }
+
+                            command.Parameters.Add(p);
+                        }
+
+                        prepared[sql] = command;
+                    }
+
+                    command.Transaction = transaction;
+                    for (var i = 0; i < values.Length; i++)
+                    {
+                        command.Parameters[i].Value = values[i];
+                    }
+
+                    var s0 = Stopwatch.GetTimestamp();
+                    await command.ExecuteNonQueryAsync();
+                    var kind = Kind(sql);
+                    times[kind] = times.TryGetValue(kind, out var t) ? (t.Count + 1, t.Ticks + Stopwatch.GetTimestamp() - s0) : (1, Stopwatch.GetTimestamp() - s0);
+                }
+
+                var c0 = Stopwatch.GetTimestamp();
+                await transaction.CommitAsync();
+                commitTicks += Stopwatch.GetTimestamp() - c0;
+            }
+        }
+
+        foreach (var command in prepared.Values)
+        {
+            await command.DisposeAsync();
+        }
+
+        var sb = new StringBuilder();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"statement profile, {provider}, {(split ? "dispatch then run" : "one batch")}, {messages:N0} messages (µs per message):");
+        sb.AppendLine("| statement | executions | µs each | µs per message |");
+        sb.AppendLine("| --- | ---: | ---: | ---: |");
+        static double Us(long ticks) => ticks * 1_000_000.0 / Stopwatch.Frequency;
+        foreach (var (kind, (count, ticks)) in times.OrderByDescending(t => t.Value.Ticks))
+        {
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| {kind} | {count:N0} | {Us(ticks) / count:0.0} | {Us(ticks) / messages:0.0} |");
+        }
+
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| (plan: records → statements) | | | {Us(planTicks) / messages:0.0} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| (COMMIT) | | | {Us(commitTicks) / messages:0.0} |");
+        return sb.ToString();
+    }
+
+    private static string Kind(string sql)
+    {
+        if (sql == LedgerStatements.UpsertDispatchedTask)
+        {
+            return "UpsertDispatchedTask";
+        }
+
+        if (sql == LedgerStatements.EnsureTask)
+        {
+            return "EnsureTask";
+        }
+
+        if (sql == LedgerStatements.UpsertRun)
+        {
+            return "UpsertRun";
+        }
+
+        if (sql == LedgerStatements.DeriveTask)
+        {
+            return "DeriveTask";
+        }
+
+        if (sql == LedgerStatements.FinishRun)
+        {
+            return "FinishRun";
+        }
+
+        return sql.Length > 60 ? sql[..60] : sql;
+    }
+
+    private static string Positional(string sql) =>
+        System.Text.RegularExpressions.Regex.Replace(sql, @"@p(\d+)", m => "$" + (int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1).ToString(CultureInfo.InvariantCulture));
+}
