@@ -100,7 +100,7 @@ internal sealed class WriterBench(BenchOptions options)
     private async Task<string> RunOnceAsync(LedgerProvider provider, bool split)
     {
         await using var ledger = await ThrowawayLedger.CreateAsync(provider);
-        using var host = BuildHost(ledger, LedgerDurability.Buffered);
+        using var host = BuildHost(ledger, split ? LedgerDurability.Acknowledged : LedgerDurability.Buffered);
         await host.StartAsync();
         using var stats = new WriterStats();
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
@@ -167,7 +167,7 @@ internal sealed class WriterBench(BenchOptions options)
             $"{(double)writer.Records / Math.Max(1, writer.Commits):0} | {writer.CommitSeconds * 1000 / Math.Max(1, writer.Commits):0.00} |{problem}");
     }
 
-    /// <summary>Executes planned batches statement by statement, timing each statement kind.</summary>
+    /// <summary>Commits planned batches through the real executor, timing its phases.</summary>
     private async Task<string> ProfileStatementsAsync(LedgerProvider provider, bool split)
     {
         await using var ledger = await ThrowawayLedger.CreateAsync(provider);
@@ -182,18 +182,10 @@ internal sealed class WriterBench(BenchOptions options)
         var renderer = new MessageRenderer(new Redactor(new RedactionOptions()));
         var rendered = renderer.Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
         var now = DateTime.UtcNow;
-        var times = new Dictionary<string, (int Count, long Ticks)>();
         long planTicks = 0, commitTicks = 0;
-        await using var connection = dialect.CreateConnection(ledger.ConnectionString);
-        await connection.OpenAsync();
-        if (provider == LedgerProvider.Sqlite)
-        {
-            await using var pragma = connection.CreateCommand();
-            pragma.CommandText = "PRAGMA synchronous=NORMAL";
-            await pragma.ExecuteNonQueryAsync();
-        }
-
-        var prepared = new Dictionary<string, DbCommand>();
+        var phases = new long[5];
+        await using var executor = await SqlExecutor.OpenAsync(dialect, ledger.ConnectionString, CancellationToken.None, TimeSpan.FromSeconds(30));
+        executor.PhaseTicks = phases;
         var messages = options.Messages;
         const int window = 1000;
         for (var start = 0; start < messages; start += window)
@@ -209,101 +201,37 @@ internal sealed class WriterBench(BenchOptions options)
             {
                 batches.Add([.. slice.SelectMany(r => new LedgerRecord[] { r.Dispatch, r.Start, r.Finish })]);
             }
+
             foreach (var records in batches)
             {
                 var t0 = Stopwatch.GetTimestamp();
-                var batch = new SqlBatch(dialect);
-                store.Plan(records, batch);
-                planTicks += Stopwatch.GetTimestamp() - t0;
-                await using var transaction = await connection.BeginTransactionAsync();
-                foreach (var (sql, values) in batch.Statements)
-                {
-                    if (!prepared.TryGetValue(sql, out var command))
-                    {
-                        command = connection.CreateCommand();
-                        command.CommandText = provider == LedgerProvider.Sqlite ? sql : Positional(sql);
-                        foreach (var _ in values)
-                        {
-                            var p = command.CreateParameter();
-                            if (provider == LedgerProvider.Sqlite)
-                            {
-                                p.ParameterName = "@p" + command.Parameters.Count.ToString(CultureInfo.InvariantCulture);
-                            }
-
-                            command.Parameters.Add(p);
-                        }
-
-                        prepared[sql] = command;
-                    }
-
-                    command.Transaction = transaction;
-                    for (var i = 0; i < values.Length; i++)
-                    {
-                        command.Parameters[i].Value = values[i];
-                    }
-
-                    var s0 = Stopwatch.GetTimestamp();
-                    await command.ExecuteNonQueryAsync();
-                    var kind = Kind(sql);
-                    times[kind] = times.TryGetValue(kind, out var t) ? (t.Count + 1, t.Ticks + Stopwatch.GetTimestamp() - s0) : (1, Stopwatch.GetTimestamp() - s0);
-                }
-
-                var c0 = Stopwatch.GetTimestamp();
-                await transaction.CommitAsync();
-                commitTicks += Stopwatch.GetTimestamp() - c0;
+                var plan = store.Plan(records);
+                var t1 = Stopwatch.GetTimestamp();
+                await store.CommitAsync(executor, plan, TimeSpan.FromSeconds(30), CancellationToken.None);
+                planTicks += t1 - t0;
+                commitTicks += Stopwatch.GetTimestamp() - t1;
             }
         }
 
-        foreach (var command in prepared.Values)
-        {
-            await command.DisposeAsync();
-        }
-
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"statement profile, {provider}, {(split ? "dispatch then run" : "one batch")}, {messages:N0} messages (µs per message):");
-        sb.AppendLine("| statement | executions | µs each | µs per message |");
-        sb.AppendLine("| --- | ---: | ---: | ---: |");
-        static double Us(long ticks) => ticks * 1_000_000.0 / Stopwatch.Frequency;
-        foreach (var (kind, (count, ticks)) in times.OrderByDescending(t => t.Value.Ticks))
+        sb.AppendLine(CultureInfo.InvariantCulture, $"phase profile, {provider}, {(split ? "dispatch then run" : "one batch")}, {messages:N0} messages, batches of {window} messages:");
+        sb.AppendLine("| phase | µs per message |");
+        sb.AppendLine("| --- | ---: |");
+        double Us(long ticks) => ticks * 1_000_000.0 / Stopwatch.Frequency / messages;
+        var names = provider == LedgerProvider.Sqlite
+            ? new[] { "task rows (insert if missing, producer fields)", "dispatch failures, updates of stored runs", "run inserts", "derivation (touched tasks not inserted by the batch)", "commands and requests" }
+            : ["building the batch (arrays)", "", "", "executing the batch (one round trip)", ""];
+        for (var i = 0; i < phases.Length; i++)
         {
-            sb.AppendLine(CultureInfo.InvariantCulture, $"| {kind} | {count:N0} | {Us(ticks) / count:0.0} | {Us(ticks) / messages:0.0} |");
+            if (phases[i] > 0)
+            {
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| {names[i]} | {Us(phases[i]):0.0} |");
+            }
         }
 
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| (plan: records → statements) | | | {Us(planTicks) / messages:0.0} |");
-        sb.AppendLine(CultureInfo.InvariantCulture, $"| (COMMIT) | | | {Us(commitTicks) / messages:0.0} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| plan (records → rows) | {Us(planTicks):0.0} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| BEGIN + COMMIT | {Us(commitTicks - phases.Sum()):0.0} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| total | {Us(planTicks + commitTicks):0.0} |");
         return sb.ToString();
     }
-
-    private static string Kind(string sql)
-    {
-        if (sql == LedgerStatements.UpsertDispatchedTask)
-        {
-            return "UpsertDispatchedTask";
-        }
-
-        if (sql == LedgerStatements.EnsureTask)
-        {
-            return "EnsureTask";
-        }
-
-        if (sql == LedgerStatements.UpsertRun)
-        {
-            return "UpsertRun";
-        }
-
-        if (sql == LedgerStatements.DeriveTask)
-        {
-            return "DeriveTask";
-        }
-
-        if (sql == LedgerStatements.FinishRun)
-        {
-            return "FinishRun";
-        }
-
-        return sql.Length > 60 ? sql[..60] : sql;
-    }
-
-    private static string Positional(string sql) =>
-        System.Text.RegularExpressions.Regex.Replace(sql, @"@p(\d+)", m => "$" + (int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1).ToString(CultureInfo.InvariantCulture));
 }
