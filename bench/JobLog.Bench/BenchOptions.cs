@@ -28,6 +28,7 @@ internal sealed class BenchOptions
           sweep        fills a big ledger (raw inserts), times one TaskLogSweeper sweep and the dashboard query
           stall        locks the SQLite ledger while messages flow: the recorder's queue stops at its capacity
           writer       the ledger writer alone (no bus): records/s, and a per-statement profile
+          micro        BenchmarkDotNet: rendering and planning per message (exact allocations)
           all          throughput, then sweep, then stall
 
         throughput options:
@@ -43,6 +44,7 @@ internal sealed class BenchOptions
           --quick            smoke run: 2000 messages, 300 warm-up, 2 rounds
           --out FILE         also append the markdown report to FILE
           --side on|off      run only one side (for profiling; no ratio)
+          --alloc-profile    print the top allocated types of each measured run (GC AllocationTick sampling)
 
         sweep options:
           --tasks N          tasks in the ledger (default 1000000; 10% stale)
@@ -87,6 +89,9 @@ internal sealed class BenchOptions
     /// <summary>Which side runs: both (default), or only on / only off (for profiling one side).</summary>
     public string Side { get; private set; } = "both";
 
+    /// <summary>Prints a sampled allocation profile (by type) of every measured run.</summary>
+    public bool AllocationProfile { get; private set; }
+
     public string CommandLine { get; private set; } = "";
 
     public static BenchOptions Parse(string[] args)
@@ -102,7 +107,7 @@ internal sealed class BenchOptions
             i = 1;
         }
 
-        if (o.Mode is not ("throughput" or "sweep" or "stall" or "writer" or "all"))
+        if (o.Mode is not ("throughput" or "sweep" or "stall" or "writer" or "micro" or "all"))
         {
             throw new ArgumentException($"Unknown mode '{o.Mode}'.");
         }
@@ -123,6 +128,7 @@ internal sealed class BenchOptions
                 case "--stall-seconds": o.StallSeconds = Int(); break;
                 case "--out": o.OutFile = Value(); break;
                 case "--side": o.Side = Value(); break;
+                case "--alloc-profile": o.AllocationProfile = true; break;
                 case "--quick":
                     o.Messages = 2_000;
                     o.Warmup = 300;

@@ -3,6 +3,13 @@ using JobLog.Bench;
 using JobLog.Bench.Infrastructure;
 using JobLog.Bench.Throughput;
 
+if (args.Length > 0 && args[0] == "micro")
+{
+    // BenchmarkDotNet owns the rest of the command line (--filter, --job, ...).
+    BenchmarkDotNet.Running.BenchmarkSwitcher.FromAssembly(typeof(BenchOptions).Assembly).Run(args[1..]);
+    return 0;
+}
+
 BenchOptions options;
 try
 {

@@ -61,6 +61,7 @@ internal sealed record RunResult(
 internal sealed class ThroughputBench(BenchOptions options)
 {
     private readonly WriterStats _writer = new();
+    private readonly AllocationSampler? _allocations = options.AllocationProfile ? new AllocationSampler() : null;
 
     public IEnumerable<PathSpec> Paths()
     {
@@ -177,6 +178,7 @@ internal sealed class ThroughputBench(BenchOptions options)
             var writerBefore = _writer.Take();
             _writer.ResetMax();
             var before = ProcessSnapshot.Take();
+            _allocations?.Start();
             TimeSpan published, consumed, drained = TimeSpan.Zero;
             long peakWorkingSet, peakGcHeap;
             await using (var memory = new MemorySampler(TimeSpan.FromMilliseconds(50)))
@@ -209,6 +211,13 @@ internal sealed class ThroughputBench(BenchOptions options)
             }
 
             var process = ProcessSnapshot.Take() - before;
+            if (_allocations is not null)
+            {
+                _allocations.Stop();
+                Console.WriteLine($"    allocations, JobLog {(jobLog ? "on" : "off")}:");
+                Console.Write(_allocations.Top(30, options.Messages));
+            }
+
             var writer = _writer.Take() - writerBefore;
             await host.StopAsync();
 

@@ -32,14 +32,24 @@ internal static class LedgerStatements
         "ParentRunId", "CorrelationId", "ConversationId", "TraceId", "SourceAddress", "Host", "Release", "Slug", "ExtraData",
     ];
 
-    /// <summary>A run row, in the order <see cref="LedgerRows.Run{TSink}"/> writes it; the last column (PostgreSQL only) is its ordinal in the batch.</summary>
+    /// <summary>
+    /// A run row, in the order <see cref="LedgerRows.Run{TSink}"/> writes it. <c>InputFromTask</c>: take Input, TaskArgs
+    /// and TaskKwargs from the task row (the message was not rendered on the consume path). <c>Ordinal</c> (PostgreSQL
+    /// only): the run's position among this batch's runs of its task and consumer.
+    /// </summary>
     public static readonly LedgerColumn[] RunColumns =
     [
         new("Id", "uuid"), new("TaskId", "uuid"), new("Name", "text"), new("QueueName", "text"), new("ConsumerType", "text"),
         new("Input", "text"), new("TaskArgs", "text"), new("TaskKwargs", "text"), new("Start", "timestamptz"), new("Stop", "timestamptz"),
         new("State", "integer"), new("ErrorMessage", "text"), new("Output", "text"), new("EstimatedTimeOfNextRetry", "timestamptz"),
-        new("WaitingTime", "double precision"), new("Redelivered", "boolean"), new("Host", "text"), new("Ordinal", "integer"),
+        new("WaitingTime", "double precision"), new("Redelivered", "boolean"), new("Host", "text"), new("InputFromTask", "boolean"),
+        new("Ordinal", "integer"),
     ];
+
+    // The stored columns of a run (the last two of RunColumns only steer the insert).
+    private static readonly LedgerColumn[] s_runStored = RunColumns[..^2];
+
+    private static readonly string[] s_fromTask = ["Input", "TaskArgs", "TaskKwargs"];
 
     private const string RunConflict =
         "ON CONFLICT (\"Id\") DO UPDATE SET \"State\" = excluded.\"State\", \"Stop\" = excluded.\"Stop\", " +
@@ -57,10 +67,16 @@ internal static class LedgerStatements
     public static readonly string UpdateProducerFields =
         $"UPDATE {T} SET {string.Join(", ", s_producerFields.Select(f => $"\"{f}\" = @p{Array.FindIndex(TaskColumns, c => c.Name == f)}"))} WHERE \"Id\" = @p0";
 
+    public const string TaskExists = "SELECT 1 FROM " + T + " WHERE \"Id\" = @p0";
+
     /// <summary>Inserts a run; <c>Retries</c> counts the runs this task already has with this consumer.</summary>
     public static readonly string UpsertRun =
-        $"INSERT INTO {R} ({ColumnList(RunColumns[..^1])}, \"Retries\") VALUES ({Placeholders(RunColumns.Length - 1)}, " +
-        $"(SELECT COUNT(*) FROM {R} x WHERE x.\"TaskId\" = @p1 AND x.\"ConsumerType\" = @p4)) " + RunConflict;
+        $"INSERT INTO {R} ({ColumnList(s_runStored)}, \"Retries\") SELECT " +
+        string.Join(", ", s_runStored.Select((c, i) => s_fromTask.Contains(c.Name)
+            ? $"CASE WHEN @p{s_runStored.Length} THEN t.\"{c.Name}\" ELSE @p{i} END"
+            : $"@p{i}")) +
+        $", (SELECT COUNT(*) FROM {R} x WHERE x.\"TaskId\" = @p1 AND x.\"ConsumerType\" = @p4) " +
+        $"FROM (SELECT 1) AS one LEFT JOIN {T} t ON t.\"Id\" = @p1 WHERE TRUE " + RunConflict;
 
     public const string TaskDispatchFailed =
         "UPDATE " + T + " SET \"ErrorMessage\" = @p1 WHERE \"Id\" = @p0";
@@ -107,9 +123,14 @@ internal static class LedgerStatements
 
     // The statement's snapshot does not see its own rows: Retries = the runs stored before + the ordinal in this batch.
     public static readonly string PgUpsertRuns =
-        $"INSERT INTO {R} ({ColumnList(RunColumns[..^1])}, \"Retries\") SELECT {string.Join(", ", RunColumns[..^1].Select(c => $"u.\"{c.Name}\""))}, " +
-        $"(SELECT COUNT(*) FROM {R} x WHERE x.\"TaskId\" = u.\"TaskId\" AND x.\"ConsumerType\" = u.\"ConsumerType\") + u.\"Ordinal\" " +
-        $"FROM {Unnest(RunColumns)} " + RunConflict;
+        $"INSERT INTO {R} ({ColumnList(s_runStored)}, \"Retries\") SELECT " +
+        string.Join(", ", s_runStored.Select(c => s_fromTask.Contains(c.Name)
+            ? $"CASE WHEN u.\"InputFromTask\" THEN t.\"{c.Name}\" ELSE u.\"{c.Name}\" END"
+            : $"u.\"{c.Name}\"")) +
+        $", (SELECT COUNT(*) FROM {R} x WHERE x.\"TaskId\" = u.\"TaskId\" AND x.\"ConsumerType\" = u.\"ConsumerType\") + u.\"Ordinal\" " +
+        $"FROM {Unnest(RunColumns)} LEFT JOIN {T} t ON t.\"Id\" = u.\"TaskId\" WHERE TRUE " + RunConflict;
+
+    public static readonly string PgExistingTasks = "SELECT \"Id\" FROM " + T + " WHERE \"Id\" = ANY($1::uuid[])";
 
     public static readonly string PgFinishRuns =
         "UPDATE " + R + " SET \"State\" = u.s, \"Stop\" = u.stop, \"ErrorMessage\" = u.e, \"Output\" = u.o, \"EstimatedTimeOfNextRetry\" = u.n " +

@@ -1,5 +1,6 @@
 using System.Data.Common;
 using JobLog.Recording;
+using JobLog.Redaction;
 
 namespace JobLog.Storage;
 
@@ -76,7 +77,7 @@ internal sealed class LedgerStore(SqlDialect dialect)
                     if (!ensured.ContainsKey(s.TaskSeed.Id))
                     {
                         ensured[s.TaskSeed.Id] = plan.Ensured.Count;
-                        plan.Ensured.Add(new TaskRow(s.TaskSeed));
+                        plan.Ensured.Add(new TaskRow(s.TaskSeed) { Rendering = s.Rendering });
                     }
 
                     if (s.ExpireOrphans)
@@ -109,7 +110,7 @@ internal sealed class LedgerStore(SqlDialect dialect)
                         var key = (s.Run.TaskId, s.Run.ConsumerType);
                         ordinals.TryGetValue(key, out var ordinal);
                         ordinals[key] = ordinal + 1;
-                        var row = new RunRow(Copy(s.Run), ordinal);
+                        var row = new RunRow(Copy(s.Run), ordinal, s.Rendering is not null && s.Run.Input is null);
                         runs[row.Run.Id] = row;
                         plan.Runs.Add(row);
                     }
@@ -228,7 +229,7 @@ internal sealed class LedgerStore(SqlDialect dialect)
             {
                 if (byTask.TryGetValue(rows[i].Task.Id, out var taskRuns))
                 {
-                    rows[i] = Derive(rows[i].Task, taskRuns);
+                    rows[i] = Derive(rows[i].Task, taskRuns) with { Rendering = rows[i].Rendering };
                 }
             }
         }
@@ -358,14 +359,23 @@ internal readonly record struct TaskRow(TaskLog Task, TaskState State, DateTime?
         : this(task, TaskState.Waiting, null, null)
     {
     }
+
+    /// <summary>For a consumer's task row: renders Input, TaskArgs and TaskKwargs when the row has to be created.</summary>
+    public DeferredRendering? Rendering { get; init; }
+
+    /// <summary>True when Input, TaskArgs and TaskKwargs are rendered only if the row is inserted.</summary>
+    public bool RendersLazily => Rendering is not null && Task.Input is null;
 }
 
 /// <summary>A run to insert, and its position among this batch's runs of the same task and consumer.</summary>
-internal sealed class RunRow(TaskRunLog run, int ordinal)
+internal sealed class RunRow(TaskRunLog run, int ordinal, bool inputFromTask = false)
 {
     public TaskRunLog Run { get; } = run;
 
     public int Ordinal { get; } = ordinal;
+
+    /// <summary>Input, TaskArgs and TaskKwargs are the task row's (see <see cref="RunStarted.Rendering"/>).</summary>
+    public bool InputFromTask { get; } = inputFromTask;
 }
 
 internal enum RunUpdateKind
@@ -418,9 +428,20 @@ internal static class LedgerRows
         sink.Guid(t.Id);
         sink.Text(t.Name);
         sink.Text(t.QueueName);
-        sink.Text(t.Input);
-        sink.Text(t.TaskArgs);
-        sink.Text(t.TaskKwargs);
+        if (row.RendersLazily)
+        {
+            var rendered = row.Rendering!.Value;
+            sink.Text(rendered.Input);
+            sink.Text(rendered.TaskArgs);
+            sink.Text(rendered.TaskKwargs);
+        }
+        else
+        {
+            sink.Text(t.Input);
+            sink.Text(t.TaskArgs);
+            sink.Text(t.TaskKwargs);
+        }
+
         sink.Time(t.DispatchedAt);
         sink.Time(t.EstimatedTimeOfFirstArrival);
         sink.Time(t.Expires);
@@ -461,6 +482,7 @@ internal static class LedgerRows
         sink.Real(r.WaitingTime);
         sink.Bool(r.Redelivered);
         sink.Text(r.Host);
+        sink.Bool(row.InputFromTask);
         if (withOrdinal)
         {
             sink.Int(row.Ordinal);

@@ -40,8 +40,11 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
 {
     public abstract DbConnection Connection { get; }
 
-    /// <summary>Time spent per phase of <see cref="ExecuteAsync"/> (stopwatch ticks), when a benchmark asks for it.</summary>
+    /// <summary>Time spent per phase of <see cref="ExecuteAsync"/>, when a benchmark asks for it (ticks of <see cref="PhaseClock"/>).</summary>
     internal long[]? PhaseTicks { get; set; }
+
+    /// <summary>The clock of <see cref="PhaseTicks"/>; a benchmark may use the thread's CPU time. Default: the stopwatch.</summary>
+    internal Func<long> PhaseClock { get; set; } = System.Diagnostics.Stopwatch.GetTimestamp;
 
     public abstract Task ExecuteAsync(LedgerPlan plan, DbTransaction transaction, TimeSpan timeout, CancellationToken cancellationToken);
 
@@ -93,7 +96,7 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
     {
         if (PhaseTicks is { } ticks)
         {
-            var now = System.Diagnostics.Stopwatch.GetTimestamp();
+            var now = PhaseClock();
             ticks[phase] += now - started;
             started = now;
         }
@@ -116,7 +119,7 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
 
         public override Task ExecuteAsync(LedgerPlan plan, DbTransaction transaction, TimeSpan timeout, CancellationToken cancellationToken)
         {
-            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var started = PhaseTicks is null ? 0 : PhaseClock();
             _inserted.Clear();
             var insertTask = Prepare(LedgerStatements.InsertTaskIfMissing);
             foreach (var row in plan.Dispatched)
@@ -131,9 +134,16 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
                 }
             }
 
+            var exists = plan.Ensured.Count > 0 ? Prepare(LedgerStatements.TaskExists) : null;
             foreach (var row in plan.Ensured)
             {
-                InsertTask(insertTask, row);
+                // Usually the producer's row is there: a probe by key costs less than an insert that conflicts, and the
+                // consumer's rendering of the message is only needed when the row is missing.
+                BindGuid(exists!, 0, row.Task.Id);
+                if (!Exists(exists!))
+                {
+                    InsertTask(insertTask, row);
+                }
             }
 
             Phase(0, ref started);
@@ -274,6 +284,18 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
             }
 
             return changes;
+        }
+
+        private bool Exists(Prepared prepared)
+        {
+            var rc = raw.sqlite3_step(prepared.Statement);
+            raw.sqlite3_reset(prepared.Statement);
+            if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
+            {
+                SqliteException.ThrowExceptionForRC(rc, connection.Handle);
+            }
+
+            return rc == raw.SQLITE_ROW;
         }
 
         private static int Index(Prepared prepared, int parameter) =>
@@ -473,7 +495,7 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
 
         public override async Task ExecuteAsync(LedgerPlan plan, DbTransaction transaction, TimeSpan timeout, CancellationToken cancellationToken)
         {
-            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            var started = PhaseTicks is null ? 0 : PhaseClock();
             await using var batch = new NpgsqlBatch(connection, (NpgsqlTransaction)transaction)
             {
                 Timeout = (int)Math.Max(1, timeout.TotalSeconds),
@@ -484,9 +506,17 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
                 batch.BatchCommands.Add(Rows(LedgerStatements.PgUpsertDispatchedTasks, LedgerStatements.TaskColumns, plan.Dispatched));
             }
 
-            if (plan.Ensured.Count > 0)
+            var ensured = plan.Ensured;
+            if (ensured.Exists(r => r.RendersLazily))
             {
-                batch.BatchCommands.Add(Rows(LedgerStatements.PgInsertTasksIfMissing, LedgerStatements.TaskColumns, plan.Ensured));
+                // Render a consumer's task row only when it is missing (usually the producer's row is there).
+                var existing = await ExistingAsync(plan.Ensured, (NpgsqlTransaction)transaction, timeout, cancellationToken).ConfigureAwait(false);
+                ensured = plan.Ensured.FindAll(r => !r.RendersLazily || !existing.Contains(r.Task.Id));
+            }
+
+            if (ensured.Count > 0)
+            {
+                batch.BatchCommands.Add(Rows(LedgerStatements.PgInsertTasksIfMissing, LedgerStatements.TaskColumns, ensured));
             }
 
             foreach (var (taskId, error) in plan.DispatchFailures)
@@ -527,6 +557,27 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
             }
 
             Phase(3, ref started);
+        }
+
+        private async Task<HashSet<Guid>> ExistingAsync(List<TaskRow> rows, NpgsqlTransaction transaction, TimeSpan timeout, CancellationToken cancellationToken)
+        {
+            await using var command = new NpgsqlCommand(LedgerStatements.PgExistingTasks, connection, transaction)
+            {
+                CommandTimeout = (int)Math.Max(1, timeout.TotalSeconds),
+            };
+            command.Parameters.Add(new NpgsqlParameter
+            {
+                NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid,
+                Value = rows.Where(r => r.RendersLazily).Select(r => r.Task.Id).ToArray(),
+            });
+            var existing = new HashSet<Guid>();
+            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                existing.Add(reader.GetGuid(0));
+            }
+
+            return existing;
         }
 
         /// <summary>
