@@ -141,7 +141,9 @@ internal sealed class LedgerWriter(
 
     private async Task CommitAsync(IReadOnlyList<LedgerRecord> records, CancellationToken cancellationToken)
     {
-        _executor ??= await SqlExecutor.OpenAsync(store.Dialect, schema.ConnectionString, cancellationToken, _options.CommandTimeout).ConfigureAwait(false);
+        _executor ??= await SqlExecutor.OpenAsync(
+            store.Dialect, schema.ConnectionString, cancellationToken, _options.CommandTimeout,
+            asynchronousCommit: _options.Durability == LedgerDurability.Buffered).ConfigureAwait(false);
         var plan = store.Plan(records);
         await store.CommitAsync(_executor, plan, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
     }

@@ -1,4 +1,3 @@
-using System.Data.Common;
 using JobLog.Recording;
 using JobLog.Redaction;
 
@@ -189,12 +188,9 @@ internal sealed class LedgerStore(SqlDialect dialect)
         void Touch(Guid taskId) => touched.Add(taskId);
     }
 
-    public async Task CommitAsync(SqlExecutor executor, LedgerPlan plan, TimeSpan timeout, CancellationToken cancellationToken)
-    {
-        await using DbTransaction transaction = await executor.Connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await executor.ExecuteAsync(plan, transaction, timeout, cancellationToken).ConfigureAwait(false);
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-    }
+    /// <summary>Writes <paramref name="plan"/> in one transaction.</summary>
+    public Task CommitAsync(SqlExecutor executor, LedgerPlan plan, TimeSpan timeout, CancellationToken cancellationToken) =>
+        executor.CommitAsync(plan, timeout, cancellationToken);
 
     /// <summary>
     /// A task row inserted by this batch has no runs stored yet, so its state is the derivation over this batch's runs
