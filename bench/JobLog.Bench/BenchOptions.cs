@@ -89,6 +89,15 @@ internal sealed class BenchOptions
     /// <summary>Which side runs: both (default), or only on / only off (for profiling one side).</summary>
     public string Side { get; private set; } = "both";
 
+    /// <summary>Sweep: ANALYZE the SQLite ledger after the fill (as <c>PRAGMA optimize</c> would) before timing.</summary>
+    public bool Analyze { get; private set; }
+
+    /// <summary>Sweep: create the partial index this benchmark suggests for the sweeper before timing.</summary>
+    public bool SuggestedIndex { get; private set; }
+
+    /// <summary>Keep the throwaway ledgers (for inspection); their location is printed.</summary>
+    public bool Keep { get; private set; }
+
     /// <summary>Prints a sampled allocation profile (by type) of every measured run.</summary>
     public bool AllocationProfile { get; private set; }
 
@@ -129,6 +138,9 @@ internal sealed class BenchOptions
                 case "--out": o.OutFile = Value(); break;
                 case "--side": o.Side = Value(); break;
                 case "--alloc-profile": o.AllocationProfile = true; break;
+                case "--analyze": o.Analyze = true; break;
+                case "--keep": o.Keep = true; break;
+                case "--suggested-index": o.SuggestedIndex = true; break;
                 case "--quick":
                     o.Messages = 2_000;
                     o.Warmup = 300;

@@ -39,6 +39,16 @@ if (options.Mode is "throughput" or "all")
     sections.Add("### Throughput\n\n" + await new ThroughputBench(options).RunAsync());
 }
 
+if (options.Mode is "sweep" or "all")
+{
+    sections.Add("### Sweeper and dashboard query on a big ledger\n\n" + await new JobLog.Bench.Sweep.SweepBench(options).RunAsync());
+}
+
+if (options.Mode is "stall" or "all")
+{
+    sections.Add("### Memory when the database stalls\n\n" + await new JobLog.Bench.Stall.StallBench(options).RunAsync());
+}
+
 if (options.Mode is "writer")
 {
     sections.Add("### Writer alone\n\n" + await new JobLog.Bench.Writer.WriterBench(options).RunAsync());

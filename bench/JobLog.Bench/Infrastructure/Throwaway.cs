@@ -79,6 +79,9 @@ internal sealed class ThrowawayLedger : IAsyncDisposable
 
     public string? File { get; }
 
+    /// <summary>Leave the database behind (for inspection).</summary>
+    public bool Keep { get; set; }
+
     public static string PostgresAdmin => Environment.GetEnvironmentVariable("JOBLOG_BENCH_POSTGRES")
         ?? "Host=127.0.0.1;Port=5432;Username=joblog;Password=joblog;Database=postgres;Timeout=5";
 
@@ -119,6 +122,12 @@ internal sealed class ThrowawayLedger : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (Keep)
+        {
+            Console.WriteLine($"  kept ledger: {ConnectionString}");
+            return;
+        }
+
         if (File is not null)
         {
             SqliteConnection.ClearAllPools();
