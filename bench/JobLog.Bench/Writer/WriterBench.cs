@@ -122,7 +122,7 @@ internal sealed class WriterBench(BenchOptions options)
         var writerBefore = stats.Take();
         var before = ProcessSnapshot.Take();
         var clock = Stopwatch.StartNew();
-        const int window = 1000;
+        var window = options.Window;
         for (var start = 0; start < messages; start += window)
         {
             var slice = records.Skip(start).Take(window).ToList();
@@ -192,7 +192,7 @@ internal sealed class WriterBench(BenchOptions options)
             executor.PhaseClock = ThreadCpu.Nanoseconds;
         }
         var messages = options.Messages;
-        const int window = 1000;
+        var window = options.Window;
         for (var start = 0; start < messages; start += window)
         {
             var slice = Enumerable.Range(start, Math.Min(window, messages - start)).Select(i => Records(rendered, i, now)).ToList();

@@ -44,12 +44,14 @@ internal sealed class LedgerStore(SqlDialect dialect)
     /// <summary>Plans <paramref name="records"/>. The records are not changed (a failed batch is planned again).</summary>
     public LedgerPlan Plan(IReadOnlyList<LedgerRecord> records)
     {
-        var plan = new LedgerPlan(dialect);
-        var runs = new Dictionary<Guid, RunRow>();
-        var ordinals = new Dictionary<(Guid TaskId, string Consumer), int>();
-        var dispatched = new Dictionary<Guid, int>();
-        var ensured = new Dictionary<Guid, int>();
-        var touched = new HashSet<Guid>();
+        // Sized for the usual mix (a dispatch, a start and a finish per message) so that a batch does not regrow them.
+        var capacity = records.Count / 2;
+        var plan = new LedgerPlan(dialect, capacity);
+        var runs = new Dictionary<Guid, RunRow>(capacity);
+        var ordinals = new Dictionary<(Guid TaskId, string Consumer), int>(capacity);
+        var dispatched = new Dictionary<Guid, int>(capacity);
+        var ensured = new Dictionary<Guid, int>(capacity);
+        var touched = new HashSet<Guid>(capacity);
 
         foreach (var record in records)
         {
@@ -320,13 +322,13 @@ internal sealed class LedgerStore(SqlDialect dialect)
 }
 
 /// <summary>What one batch writes, by phase (see <see cref="LedgerStore"/>).</summary>
-internal sealed class LedgerPlan(SqlDialect dialect)
+internal sealed class LedgerPlan(SqlDialect dialect, int capacity = 0)
 {
     /// <summary>Tasks dispatched by this batch (one row per id, the last dispatch's fields), with their derived state.</summary>
-    public List<TaskRow> Dispatched { get; } = [];
+    public List<TaskRow> Dispatched { get; } = new(capacity);
 
     /// <summary>Tasks a run of this batch needs, inserted when missing (not dispatched by this batch).</summary>
-    public List<TaskRow> Ensured { get; } = [];
+    public List<TaskRow> Ensured { get; } = new(capacity);
 
     public List<(Guid TaskId, string Error)> DispatchFailures { get; } = [];
 
@@ -337,10 +339,10 @@ internal sealed class LedgerPlan(SqlDialect dialect)
     public bool HasOrphanExpiry { get; set; }
 
     /// <summary>Runs started in this batch, with every later record of the same run folded in.</summary>
-    public List<RunRow> Runs { get; } = [];
+    public List<RunRow> Runs { get; } = new(capacity);
 
     /// <summary>Tasks whose runs changed: derived again at the end.</summary>
-    public List<Guid> Derive { get; } = [];
+    public List<Guid> Derive { get; } = new(capacity);
 
     /// <summary>Commands and requests.</summary>
     public SqlBatch Other { get; } = new(dialect);
