@@ -23,6 +23,10 @@ internal sealed class LedgerRecorder
     private int _backlog;
     private volatile bool _failing;
     private TaskCompletionSource _commitSignal = NewSignal();
+    private readonly Lock _waitLock = new();
+    private readonly PriorityQueue<Waiter, long> _bySequence = new();
+    private readonly Queue<Waiter> _byDeadline = new();
+    private ITimer? _watchdog;
 
     public LedgerRecorder(IOptions<JobLogOptions> options, JobLogMetrics metrics, ILogger<LedgerRecorder> logger, TimeProvider time)
     {
@@ -82,22 +86,70 @@ internal sealed class LedgerRecorder
     /// committed, at most <see cref="JobLogOptions.AcknowledgeTimeout"/>, and not at all while the database is failing.
     /// Never throws because of the ledger.
     /// </summary>
+    /// <remarks>
+    /// Waiters queue by sequence and each is released once, by the commit that holds its record; deadlines are kept by
+    /// one timer for all waiters (no timer per wait).
+    /// </remarks>
     public ValueTask WaitCommittedAsync(long sequence, CancellationToken cancellationToken = default)
     {
         if (_options.Durability != LedgerDurability.Acknowledged || sequence <= 0 || _failing
-            || Interlocked.Read(ref _committed) >= sequence)
+            || Interlocked.Read(ref _committed) >= sequence || _options.AcknowledgeTimeout <= TimeSpan.Zero)
         {
             return ValueTask.CompletedTask;
         }
 
-        return new ValueTask(WaitSlowAsync(sequence, _options.AcknowledgeTimeout, stopWhenFailing: true, cancellationToken));
+        var waiter = new Waiter(sequence, _time.GetTimestamp() + (long)(_options.AcknowledgeTimeout.TotalSeconds * _time.TimestampFrequency));
+        lock (_waitLock)
+        {
+            // Checked again under the lock: a commit or an outage may have released everyone in between.
+            if (_failing || Interlocked.Read(ref _committed) >= sequence)
+            {
+                return ValueTask.CompletedTask;
+            }
+
+            _bySequence.Enqueue(waiter, sequence);
+            _byDeadline.Enqueue(waiter);
+            _watchdog ??= _time.CreateTimer(static state => ((LedgerRecorder)state!).Expire(), this, WatchdogPeriod, WatchdogPeriod);
+        }
+
+        if (cancellationToken.CanBeCanceled)
+        {
+            waiter.Cancellation = cancellationToken.UnsafeRegister(static state => ((Waiter)state!).TrySetResult(), waiter);
+        }
+
+        return new ValueTask(waiter.Task);
     }
 
     /// <summary>Waits until everything enqueued so far is committed (tests, shutdown, CLI).</summary>
     public async Task<bool> FlushAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         var target = Interlocked.Read(ref _enqueued);
-        await WaitSlowAsync(target, timeout, stopWhenFailing: false, cancellationToken).ConfigureAwait(false);
+        var deadline = _time.GetTimestamp() + (long)(timeout.TotalSeconds * _time.TimestampFrequency);
+        while (Interlocked.Read(ref _committed) < target)
+        {
+            var signal = Volatile.Read(ref _commitSignal);
+            if (Interlocked.Read(ref _committed) >= target)
+            {
+                break;
+            }
+
+            var remaining = deadline - _time.GetTimestamp();
+            if (remaining <= 0)
+            {
+                break;
+            }
+
+            try
+            {
+                await signal.Task.WaitAsync(TimeSpan.FromSeconds((double)remaining / _time.TimestampFrequency), _time, cancellationToken)
+                    .ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
+            {
+                break;
+            }
+        }
+
         return Interlocked.Read(ref _committed) >= target;
     }
 
@@ -115,6 +167,21 @@ internal sealed class LedgerRecorder
             Interlocked.Exchange(ref _committed, last);
         }
 
+        lock (_waitLock)
+        {
+            var committed = Interlocked.Read(ref _committed);
+            while (_bySequence.TryPeek(out var waiter, out var sequence) && sequence <= committed)
+            {
+                _bySequence.Dequeue();
+                waiter.Release();
+            }
+
+            while (_byDeadline.TryPeek(out var head) && head.Task.IsCompleted)
+            {
+                _byDeadline.Dequeue();
+            }
+        }
+
         Interlocked.Exchange(ref _commitSignal, NewSignal()).TrySetResult();
     }
 
@@ -124,41 +191,66 @@ internal sealed class LedgerRecorder
         if (failing)
         {
             // Release the waiters: the business path does not wait for a database that is down.
+            ReleaseAll();
             Interlocked.Exchange(ref _commitSignal, NewSignal()).TrySetResult();
         }
     }
 
-    private async Task WaitSlowAsync(long sequence, TimeSpan timeout, bool stopWhenFailing, CancellationToken cancellationToken)
+    private TimeSpan WatchdogPeriod =>
+        TimeSpan.FromMilliseconds(Math.Clamp(_options.AcknowledgeTimeout.TotalMilliseconds / 10, 5, 100));
+
+    /// <summary>The watchdog: releases waiters past their deadline; stops itself when nobody waits.</summary>
+    private void Expire()
     {
-        var deadline = _time.GetTimestamp() + (long)(timeout.TotalSeconds * _time.TimestampFrequency);
-        while (Interlocked.Read(ref _committed) < sequence && !(stopWhenFailing && _failing))
+        var now = _time.GetTimestamp();
+        lock (_waitLock)
         {
-            var signal = Volatile.Read(ref _commitSignal);
-            if (Interlocked.Read(ref _committed) >= sequence)
+            while (_byDeadline.TryPeek(out var head) && (head.Task.IsCompleted || head.Deadline <= now))
             {
-                return;
+                _byDeadline.Dequeue();
+                head.Release();
             }
 
-            var remaining = _time.GetElapsedTime(_time.GetTimestamp(), deadline);
-            if (_time.GetTimestamp() >= deadline)
+            if (_byDeadline.Count == 0)
             {
-                return;
-            }
-
-            try
-            {
-                await signal.Task.WaitAsync(remaining, _time, cancellationToken).ConfigureAwait(false);
-            }
-            catch (TimeoutException)
-            {
-                return;
-            }
-            catch (OperationCanceledException)
-            {
-                return;
+                // Released waiters may still sit in the sequence queue; they hold nothing but memory.
+                _bySequence.Clear();
+                _watchdog?.Dispose();
+                _watchdog = null;
             }
         }
     }
 
+    private void ReleaseAll()
+    {
+        lock (_waitLock)
+        {
+            while (_byDeadline.TryDequeue(out var waiter))
+            {
+                waiter.Release();
+            }
+
+            _bySequence.Clear();
+        }
+    }
+
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>One business-path wait for a commit.</summary>
+    private sealed class Waiter(long sequence, long deadline) : TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
+    {
+        public long Sequence { get; } = sequence;
+
+        public long Deadline { get; } = deadline;
+
+        public CancellationTokenRegistration Cancellation { get; set; }
+
+        public void Release()
+        {
+            if (TrySetResult())
+            {
+                Cancellation.Dispose();
+            }
+        }
+    }
 }

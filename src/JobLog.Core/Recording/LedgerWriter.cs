@@ -141,10 +141,11 @@ internal sealed class LedgerWriter(
 
     private async Task CommitAsync(IReadOnlyList<LedgerRecord> records, CancellationToken cancellationToken)
     {
-        _executor ??= await SqlExecutor.OpenAsync(store.Dialect, schema.ConnectionString, cancellationToken, _options.CommandTimeout).ConfigureAwait(false);
-        var batch = new SqlBatch(store.Dialect);
-        store.Plan(records, batch);
-        await store.CommitAsync(_executor, batch, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
+        _executor ??= await SqlExecutor.OpenAsync(
+            store.Dialect, schema.ConnectionString, cancellationToken, _options.CommandTimeout,
+            asynchronousCommit: _options.Durability == LedgerDurability.Buffered).ConfigureAwait(false);
+        var plan = store.Plan(records);
+        await store.CommitAsync(_executor, plan, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Commits the batch record by record; drops a record only when the database is reachable right after it failed.</summary>

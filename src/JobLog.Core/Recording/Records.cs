@@ -1,3 +1,5 @@
+using JobLog.Redaction;
+
 namespace JobLog.Recording;
 
 /// <summary>One event handed by an integration to the recorder. Immutable once enqueued.</summary>
@@ -26,13 +28,55 @@ internal sealed class TaskDispatchFailed(Guid taskId, string error) : LedgerReco
 /// <see cref="ExpireOrphans"/> is set (broker redelivery), ACTIVE runs of the same task and consumer are closed as EXPIRED.
 /// The run may already carry its final state when the attempt ended before the record was enqueued.
 /// </summary>
-internal sealed class RunStarted(TaskRunLog run, TaskLog taskSeed, bool expireOrphans) : LedgerRecord
+/// <remarks>
+/// With <see cref="Rendering"/>, the message is not rendered on the consume path: the run's Input, TaskArgs and
+/// TaskKwargs (null in <see cref="Run"/>) are the task row's, and the writer renders the message only when the task row
+/// is missing and <see cref="TaskSeed"/> must create it.
+/// </remarks>
+internal sealed class RunStarted(TaskRunLog run, TaskLog taskSeed, bool expireOrphans, DeferredRendering? rendering = null) : LedgerRecord
 {
     public TaskRunLog Run { get; } = run;
 
     public TaskLog TaskSeed { get; } = taskSeed;
 
     public bool ExpireOrphans { get; } = expireOrphans;
+
+    public DeferredRendering? Rendering { get; } = rendering;
+}
+
+/// <summary>
+/// A message rendered on first use, at most once: shared by a delivery's attempts and consumers, and usually never
+/// needed (the producer rendered the message for the task row). Never throws.
+/// </summary>
+internal sealed class DeferredRendering(object? message, MessageRenderer renderer)
+{
+    private readonly Lock _lock = new();
+    private RenderedMessage? _value;
+
+    public RenderedMessage Value
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _value ??= Render();
+            }
+        }
+    }
+
+    private RenderedMessage Render()
+    {
+        try
+        {
+            return renderer.Render(message);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Rendered off the consume path (the consumer may have changed the message meanwhile): record a marker.
+            var marker = $"[not rendered: {ex.GetType().Name}]";
+            return new RenderedMessage(marker, "[]", "{}");
+        }
+    }
 }
 
 /// <summary>A consume attempt ended.</summary>

@@ -1,3 +1,5 @@
+using JobLog.Recording;
+
 namespace JobLog.MassTransit.Internal;
 
 /// <summary>
@@ -7,11 +9,13 @@ namespace JobLog.MassTransit.Internal;
 internal sealed class DeliveryState
 {
     private readonly Lock _lock = new();
-    private readonly Dictionary<string, ConsumerLane> _lanes = new(StringComparer.Ordinal);
+    private string? _firstConsumer;
+    private ConsumerLane? _firstLane;
+    private Dictionary<string, ConsumerLane>? _moreLanes;
     private long _lastSequence;
 
-    /// <summary>The message rendered once per delivery (every attempt and consumer shares it).</summary>
-    public Redaction.RenderedMessage? Rendered { get; set; }
+    /// <summary>The message, rendered at most once per delivery and only when the writer needs it (every attempt and consumer shares it).</summary>
+    public DeferredRendering? Rendering { get; set; }
 
     /// <summary>Set by the dispatch observer when this delivery's message was handed to delayed or scheduled redelivery.</summary>
     public DateTime? RedeliveryAt { get; set; }
@@ -41,10 +45,24 @@ internal sealed class DeliveryState
     {
         lock (_lock)
         {
-            if (!_lanes.TryGetValue(consumer, out var lane))
+            // Nearly every delivery has one consumer: no dictionary for it.
+            if (_firstLane is null)
+            {
+                _firstConsumer = consumer;
+                _firstLane = new ConsumerLane();
+                return _firstLane;
+            }
+
+            if (string.Equals(_firstConsumer, consumer, StringComparison.Ordinal))
+            {
+                return _firstLane;
+            }
+
+            _moreLanes ??= new Dictionary<string, ConsumerLane>(StringComparer.Ordinal);
+            if (!_moreLanes.TryGetValue(consumer, out var lane))
             {
                 lane = new ConsumerLane();
-                _lanes[consumer] = lane;
+                _moreLanes[consumer] = lane;
             }
 
             return lane;
@@ -55,7 +73,40 @@ internal sealed class DeliveryState
     {
         lock (_lock)
         {
-            return [.. _lanes.Values];
+            if (_firstLane is null)
+            {
+                return [];
+            }
+
+            return _moreLanes is null ? [_firstLane] : [_firstLane, .. _moreLanes.Values];
+        }
+    }
+
+    /// <summary>True when an attempt of this delivery failed and was recorded RETRIED, pending the delivery's outcome.</summary>
+    public bool HasPendingFailure
+    {
+        get
+        {
+            lock (_lock)
+            {
+                if (_firstLane?.PendingFailure is not null)
+                {
+                    return true;
+                }
+
+                if (_moreLanes is not null)
+                {
+                    foreach (var lane in _moreLanes.Values)
+                    {
+                        if (lane.PendingFailure is not null)
+                        {
+                            return true;
+                        }
+                    }
+                }
+
+                return false;
+            }
         }
     }
 }

@@ -12,6 +12,11 @@ namespace JobLog.MassTransit.Internal;
 internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType) : IFilter<ConsumeContext<TMessage>>
     where TMessage : class
 {
+    // The input and destination addresses rarely change for a consumer: their queue names are computed once.
+    private AddressName? _input;
+    private AddressName? _destination;
+    private string? _name;
+
     public async Task Send(ConsumeContext<TMessage> context, IPipe<ConsumeContext<TMessage>> next)
     {
         if (!context.TryGetPayload<DeliveryState>(out var delivery))
@@ -34,17 +39,18 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             lane.PendingFailure = null;
         }
 
-        var rendered = delivery.Rendered ??= services.Renderer.Render(context.Message);
+        // Not rendered here: the run takes the task row's rendering, and the writer renders the message only when the
+        // producer's row is missing.
+        var rendering = delivery.Rendering ??= new DeferredRendering(context.Message, services.Renderer);
+        var name = _name ??= services.TaskName(typeof(TMessage));
+        var queue = QueueName(ref _input, context.ReceiveContext.InputAddress);
         var run = new TaskRunLog
         {
             Id = NewId.NextGuid(),
             TaskId = taskId,
-            Name = services.TaskName(typeof(TMessage)),
-            QueueName = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress),
+            Name = name,
+            QueueName = queue,
             ConsumerType = consumerType,
-            Input = rendered.Input,
-            TaskArgs = rendered.TaskArgs,
-            TaskKwargs = rendered.TaskKwargs,
             Start = start,
             Redelivered = context.ReceiveContext.Redelivered,
             Host = services.Options.Host,
@@ -53,11 +59,8 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var seed = new TaskLog
         {
             Id = taskId,
-            Name = run.Name,
-            QueueName = TaskLoggingServices.QueueName(context.DestinationAddress) ?? run.QueueName,
-            Input = rendered.Input,
-            TaskArgs = rendered.TaskArgs,
-            TaskKwargs = rendered.TaskKwargs,
+            Name = name,
+            QueueName = QueueName(ref _destination, context.DestinationAddress) ?? queue,
             DispatchedAt = context.SentTime is { } s ? DateTime.SpecifyKind(s, DateTimeKind.Utc) : start,
             EstimatedTimeOfFirstArrival = context.SentTime is { } e ? DateTime.SpecifyKind(e, DateTimeKind.Utc) : start,
             Expires = context.ExpirationTime is { } x ? DateTime.SpecifyKind(x, DateTimeKind.Utc) : null,
@@ -72,11 +75,11 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             run.State = TaskRunState.Expired;
             run.Stop = start;
             run.ErrorMessage = $"Expired: received at {start:O}, after its expiration time {expiration:O}; not consumed.";
-            delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered)));
+            delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered, rendering)));
             return;
         }
 
-        delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered)));
+        delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered, rendering)));
         var output = new OutputBuffer(services.Options.Redaction.MaxBodyLength);
         var frame = new AmbientFrame(AmbientKind.TaskRun, run.Id, JobLogScope.Current) { Output = output };
         using (JobLogScope.Push(frame))
@@ -99,11 +102,31 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogTaskRun").Add("consumer", consumerType);
 
+    private static string? QueueName(ref AddressName? cache, Uri? address)
+    {
+        if (address is null)
+        {
+            return null;
+        }
+
+        var cached = Volatile.Read(ref cache);
+        if (cached is not null && ReferenceEquals(cached.Address, address))
+        {
+            return cached.Name;
+        }
+
+        var name = TaskLoggingServices.QueueName(address);
+        Volatile.Write(ref cache, new AddressName(address, name));
+        return name;
+    }
+
     private string? Bounded(OutputBuffer output)
     {
         var text = output.Snapshot();
         return text is null ? null : services.Redactor.Bound(text);
     }
+
+    private sealed record AddressName(Uri Address, string? Name);
 }
 
 /// <summary>
@@ -123,7 +146,7 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter
         }
         catch (Exception)
         {
-            foreach (var lane in delivery.Lanes())
+            foreach (var lane in delivery.HasPendingFailure ? delivery.Lanes() : [])
             {
                 if (lane.PendingFailure is { } failed)
                 {
@@ -137,11 +160,14 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter
         }
 
         // Returned normally with a failed attempt pending: redelivery took the message, the run stays RETRIED.
-        foreach (var lane in delivery.Lanes())
+        if (delivery.RedeliveryAt is { } at && delivery.HasPendingFailure)
         {
-            if (lane.PendingFailure is { } retried && delivery.RedeliveryAt is { } at)
+            foreach (var lane in delivery.Lanes())
             {
-                delivery.Track(recorder.Enqueue(new RunNextRetryKnown(retried.RunId, at)));
+                if (lane.PendingFailure is { } retried)
+                {
+                    delivery.Track(recorder.Enqueue(new RunNextRetryKnown(retried.RunId, at)));
+                }
             }
         }
 

@@ -1,0 +1,193 @@
+using System.Globalization;
+
+namespace JobLog.Bench;
+
+internal enum TransportKind
+{
+    InMemory,
+    RabbitMq,
+}
+
+internal enum RabbitProfile
+{
+    /// <summary>MassTransit's defaults: prefetch max(2 × cores, 16), concurrency = prefetch.</summary>
+    Defaults,
+
+    /// <summary>Prefetch 64, ConcurrentMessageLimit 32.</summary>
+    Prefetch64,
+}
+
+/// <summary>The command line. Every list option takes comma-separated values; omitted means all.</summary>
+internal sealed class BenchOptions
+{
+    public const string Usage = """
+        JobLog benchmark. Usage: dotnet run -c Release --project bench/JobLog.Bench -- [mode] [options]
+
+        modes (default: throughput):
+          throughput   the bus with JobLog off and on, alternating, per path; prints msg/s and the on/off ratio
+          sweep        fills a big ledger (raw inserts), times one TaskLogSweeper sweep and the dashboard query
+          stall        locks the SQLite ledger while messages flow: the recorder's queue stops at its capacity
+          writer       the ledger writer alone (no bus): records/s, and a per-statement profile
+          micro        BenchmarkDotNet: rendering and planning per message (exact allocations)
+          all          throughput, then sweep, then stall
+
+        throughput options:
+          --messages N       messages per measured run (default 20000)
+          --warmup N         messages published and consumed before each measured run (default 2000)
+          --rounds N         on/off pairs per path (default 3)
+          --window N         publishes in flight (Task.WhenAll windows, default 1000)
+          --transport LIST   inmem,rabbit
+          --rabbit LIST      defaults,p64 (prefetch 64 / concurrency 32)
+          --ledger LIST      sqlite,pg
+          --durability LIST  ack,buffered
+          --retries LIST     0,2 (2 = the consumer fails twice, UseMessageRetry(Immediate(2)) then succeeds)
+          --quick            smoke run: 2000 messages, 300 warm-up, 2 rounds
+          --out FILE         also append the markdown report to FILE
+          --side on|off      run only one side (for profiling; no ratio)
+          --alloc-profile    print the top allocated types of each measured run (GC AllocationTick sampling)
+
+        sweep options:
+          --tasks N          tasks in the ledger (default 1000000; 10% stale)
+          --ledger LIST      sqlite,pg
+
+        stall options:
+          --capacity N       JobLogOptions.QueueCapacity (default 20000)
+          --stall-seconds N  how long the ledger stays locked (default 10)
+          --durability LIST  buffered (default) or ack
+        """;
+
+    public string Mode { get; private set; } = "throughput";
+
+    public int Messages { get; private set; } = 20_000;
+
+    public int Warmup { get; private set; } = 2_000;
+
+    public int Rounds { get; private set; } = 3;
+
+    public int Window { get; private set; } = 1_000;
+
+    public IReadOnlyList<TransportKind> Transports { get; private set; } = [TransportKind.InMemory, TransportKind.RabbitMq];
+
+    public IReadOnlyList<RabbitProfile> RabbitProfiles { get; private set; } = [RabbitProfile.Defaults, RabbitProfile.Prefetch64];
+
+    public IReadOnlyList<LedgerProvider> Ledgers { get; private set; } = [LedgerProvider.Sqlite, LedgerProvider.PostgreSql];
+
+    public IReadOnlyList<LedgerDurability> Durabilities { get; private set; } = [LedgerDurability.Acknowledged, LedgerDurability.Buffered];
+
+    public IReadOnlyList<int> Retries { get; private set; } = [0, 2];
+
+    public bool DurabilityGiven { get; private set; }
+
+    public int Tasks { get; private set; } = 1_000_000;
+
+    public int Capacity { get; private set; } = 20_000;
+
+    public int StallSeconds { get; private set; } = 10;
+
+    public string? OutFile { get; private set; }
+
+    /// <summary>Which side runs: both (default), or only on / only off (for profiling one side).</summary>
+    public string Side { get; private set; } = "both";
+
+    /// <summary>Sweep: ANALYZE the SQLite ledger after the fill (as <c>PRAGMA optimize</c> would) before timing.</summary>
+    public bool Analyze { get; private set; }
+
+    /// <summary>Sweep: create the partial index this benchmark suggests for the sweeper before timing.</summary>
+    public bool SuggestedIndex { get; private set; }
+
+    /// <summary>Keep the throwaway ledgers (for inspection); their location is printed.</summary>
+    public bool Keep { get; private set; }
+
+    /// <summary>Prints a sampled allocation profile (by type) of every measured run.</summary>
+    public bool AllocationProfile { get; private set; }
+
+    public string CommandLine { get; private set; } = "";
+
+    public static BenchOptions Parse(string[] args)
+    {
+        var o = new BenchOptions
+        {
+            CommandLine = "dotnet run -c Release --project bench/JobLog.Bench --" + (args.Length == 0 ? "" : " " + string.Join(' ', args)),
+        };
+        var i = 0;
+        if (args.Length > 0 && !args[0].StartsWith("--", StringComparison.Ordinal))
+        {
+            o.Mode = args[0].ToLowerInvariant();
+            i = 1;
+        }
+
+        if (o.Mode is not ("throughput" or "sweep" or "stall" or "writer" or "micro" or "all"))
+        {
+            throw new ArgumentException($"Unknown mode '{o.Mode}'.");
+        }
+
+        for (; i < args.Length; i++)
+        {
+            var name = args[i];
+            string Value() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{name} needs a value.");
+            int Int() => int.Parse(Value(), NumberStyles.Integer, CultureInfo.InvariantCulture);
+            switch (name)
+            {
+                case "--messages": o.Messages = Int(); break;
+                case "--warmup": o.Warmup = Int(); break;
+                case "--rounds": o.Rounds = Int(); break;
+                case "--window": o.Window = Int(); break;
+                case "--tasks": o.Tasks = Int(); break;
+                case "--capacity": o.Capacity = Int(); break;
+                case "--stall-seconds": o.StallSeconds = Int(); break;
+                case "--out": o.OutFile = Value(); break;
+                case "--side": o.Side = Value(); break;
+                case "--alloc-profile": o.AllocationProfile = true; break;
+                case "--analyze": o.Analyze = true; break;
+                case "--keep": o.Keep = true; break;
+                case "--suggested-index": o.SuggestedIndex = true; break;
+                case "--quick":
+                    o.Messages = 2_000;
+                    o.Warmup = 300;
+                    o.Rounds = 2;
+                    o.Tasks = 100_000;
+                    o.StallSeconds = 5;
+                    break;
+                case "--transport": o.Transports = List(Value(), s => s switch
+                {
+                    "inmem" or "inmemory" or "memory" => TransportKind.InMemory,
+                    "rabbit" or "rabbitmq" => TransportKind.RabbitMq,
+                    _ => throw new ArgumentException($"Unknown transport '{s}'."),
+                }); break;
+                case "--rabbit": o.RabbitProfiles = List(Value(), s => s switch
+                {
+                    "defaults" or "default" => RabbitProfile.Defaults,
+                    "p64" or "prefetch64" => RabbitProfile.Prefetch64,
+                    _ => throw new ArgumentException($"Unknown RabbitMQ profile '{s}'."),
+                }); break;
+                case "--ledger": o.Ledgers = List(Value(), s => s switch
+                {
+                    "sqlite" => LedgerProvider.Sqlite,
+                    "pg" or "postgres" or "postgresql" => LedgerProvider.PostgreSql,
+                    _ => throw new ArgumentException($"Unknown ledger '{s}'."),
+                }); break;
+                case "--durability":
+                    o.DurabilityGiven = true;
+                    o.Durabilities = List(Value(), s => s switch
+                    {
+                        "ack" or "acknowledged" => LedgerDurability.Acknowledged,
+                        "buffered" => LedgerDurability.Buffered,
+                        _ => throw new ArgumentException($"Unknown durability '{s}'."),
+                    });
+                    break;
+                case "--retries": o.Retries = List(Value(), s => int.Parse(s, CultureInfo.InvariantCulture)); break;
+                default: throw new ArgumentException($"Unknown option '{name}'.");
+            }
+        }
+
+        if (o.Messages < 1 || o.Rounds < 1 || o.Window < 1 || o.Warmup < 0 || o.Tasks < 10 || o.Capacity < 1000)
+        {
+            throw new ArgumentException("--messages, --rounds, --window must be positive; --tasks at least 10; --capacity at least 1000.");
+        }
+
+        return o;
+    }
+
+    private static List<T> List<T>(string value, Func<string, T> parse) =>
+        [.. value.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(s => parse(s.ToLowerInvariant())).Distinct()];
+}

@@ -1,0 +1,65 @@
+using JobLog;
+using JobLog.Bench;
+using JobLog.Bench.Infrastructure;
+using JobLog.Bench.Throughput;
+
+if (args.Length > 0 && args[0] == "micro")
+{
+    // BenchmarkDotNet owns the rest of the command line (--filter, --job, ...).
+    BenchmarkDotNet.Running.BenchmarkSwitcher.FromAssembly(typeof(BenchOptions).Assembly).Run(args[1..]);
+    return 0;
+}
+
+BenchOptions options;
+try
+{
+    options = BenchOptions.Parse(args);
+}
+catch (Exception ex) when (ex is ArgumentException or FormatException)
+{
+    Console.Error.WriteLine(ex.Message);
+    Console.Error.WriteLine(BenchOptions.Usage);
+    return 2;
+}
+
+var sections = new List<string>();
+var rabbit = options.Mode is "throughput" or "all" && options.Transports.Contains(TransportKind.RabbitMq);
+var postgres = options.Ledgers.Contains(LedgerProvider.PostgreSql);
+var header = $"""
+    ## JobLog benchmark ({options.Mode})
+
+    {await Machine.DescribeAsync(rabbit, postgres)}
+    - command: `{options.CommandLine}`
+    """;
+Console.WriteLine(header);
+Console.WriteLine();
+
+if (options.Mode is "throughput" or "all")
+{
+    sections.Add("### Throughput\n\n" + await new ThroughputBench(options).RunAsync());
+}
+
+if (options.Mode is "sweep" or "all")
+{
+    sections.Add("### Sweeper and dashboard query on a big ledger\n\n" + await new JobLog.Bench.Sweep.SweepBench(options).RunAsync());
+}
+
+if (options.Mode is "stall" or "all")
+{
+    sections.Add("### Memory when the database stalls\n\n" + await new JobLog.Bench.Stall.StallBench(options).RunAsync());
+}
+
+if (options.Mode is "writer")
+{
+    sections.Add("### Writer alone\n\n" + await new JobLog.Bench.Writer.WriterBench(options).RunAsync());
+}
+
+var report = header + "\n\n" + string.Join("\n", sections);
+Console.WriteLine();
+Console.WriteLine(report);
+if (options.OutFile is { } file)
+{
+    await File.AppendAllTextAsync(file, report + "\n");
+}
+
+return 0;

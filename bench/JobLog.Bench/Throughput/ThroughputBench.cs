@@ -1,0 +1,310 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using JobLog.Bench.Infrastructure;
+using JobLog.Recording;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace JobLog.Bench.Throughput;
+
+/// <summary>One workload: a transport (and its settings), a ledger, a durability, retries per message.</summary>
+internal sealed record PathSpec(TransportKind Transport, RabbitProfile Profile, LedgerProvider Ledger, LedgerDurability Durability, int Retries)
+{
+    public string Label
+    {
+        get
+        {
+            var transport = Transport == TransportKind.InMemory
+                ? "in-memory"
+                : Profile == RabbitProfile.Defaults ? "RabbitMQ defaults" : "RabbitMQ p64/c32";
+            var ledger = Ledger == LedgerProvider.Sqlite ? "SQLite" : "PostgreSQL";
+            var durability = Durability == LedgerDurability.Acknowledged ? "Acknowledged" : "Buffered";
+            return $"{transport}, {ledger}, {durability}, {Retries} retries";
+        }
+    }
+
+    /// <summary>The issue's target ratio for this path, if it has one.</summary>
+    public double? Target => (Transport, Profile, Ledger, Durability, Retries) switch
+    {
+        (_, _, _, _, not 0) => null,
+        (TransportKind.InMemory, _, LedgerProvider.Sqlite, LedgerDurability.Buffered, _) => 0.50,
+        (TransportKind.RabbitMq, _, LedgerProvider.PostgreSql, _, _) => 0.85,
+        (TransportKind.RabbitMq, RabbitProfile.Defaults, LedgerProvider.Sqlite, LedgerDurability.Acknowledged, _) => 0.90,
+        (TransportKind.RabbitMq, RabbitProfile.Prefetch64, LedgerProvider.Sqlite, _, _) => 0.85,
+        _ => null,
+    };
+}
+
+/// <summary>One measured run.</summary>
+internal sealed record RunResult(
+    bool JobLog,
+    int Messages,
+    TimeSpan Elapsed,
+    TimeSpan PublishElapsed,
+    TimeSpan DrainElapsed,
+    ProcessSnapshot Process,
+    long PeakWorkingSet,
+    long PeakGcHeap,
+    WriterSnapshot Writer,
+    LedgerContents? Ledger,
+    string? Problem)
+{
+    public double MessagesPerSecond => Messages / Elapsed.TotalSeconds;
+
+    public double CpuMicrosPerMessage => Process.Cpu.TotalMilliseconds * 1000 / Messages;
+
+    public double AllocatedBytesPerMessage => (double)Process.Allocated / Messages;
+}
+
+/// <summary>The throughput benchmark: for each path, JobLog off and on, alternating, several rounds, in this process.</summary>
+internal sealed class ThroughputBench(BenchOptions options)
+{
+    private readonly WriterStats _writer = new();
+    private readonly AllocationSampler? _allocations = options.AllocationProfile ? new AllocationSampler() : null;
+
+    public IEnumerable<PathSpec> Paths()
+    {
+        foreach (var transport in options.Transports)
+        {
+            var profiles = transport == TransportKind.RabbitMq ? options.RabbitProfiles : [RabbitProfile.Defaults];
+            foreach (var profile in profiles)
+            {
+                foreach (var ledger in options.Ledgers)
+                {
+                    foreach (var durability in options.Durabilities)
+                    {
+                        foreach (var retries in options.Retries)
+                        {
+                            yield return new PathSpec(transport, profile, ledger, durability, retries);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    public async Task<string> RunAsync()
+    {
+        var paths = Paths().ToList();
+        var results = new List<(PathSpec Path, List<RunResult> Off, List<RunResult> On)>();
+        Console.WriteLine($"throughput: {paths.Count} paths x {options.Rounds} rounds x (off, on), {options.Messages:N0} messages per run, " +
+                          $"{options.Warmup:N0} warm-up, {options.Window:N0} publishes in flight");
+        foreach (var path in paths)
+        {
+            var off = new List<RunResult>();
+            var on = new List<RunResult>();
+            for (var round = 0; round < options.Rounds; round++)
+            {
+                // ABBA order: drift on a shared machine hits both sides alike.
+                foreach (var jobLog in round % 2 == 0 ? new[] { false, true } : [true, false])
+                {
+                    if (options.Side != "both" && options.Side != (jobLog ? "on" : "off"))
+                    {
+                        continue;
+                    }
+
+                    var result = await RunOnceAsync(path, jobLog);
+                    (jobLog ? on : off).Add(result);
+                    Console.WriteLine($"  [{path.Label}] round {round + 1} {(jobLog ? "on " : "off")}: {Describe(result)}");
+                }
+            }
+
+            results.Add((path, off, on));
+            Console.WriteLine();
+            Console.WriteLine(Table([results[^1]]));
+        }
+
+        var report = new StringBuilder();
+        report.AppendLine(Table(results));
+        report.AppendLine();
+        report.AppendLine(CostTable(results));
+        return report.ToString();
+    }
+
+    private static string Describe(RunResult r)
+    {
+        var text = string.Create(CultureInfo.InvariantCulture,
+            $"{r.MessagesPerSecond,8:N0} msg/s (publish {r.PublishElapsed.TotalSeconds:0.00} s, end {r.Elapsed.TotalSeconds:0.00} s), " +
+            $"cpu {r.CpuMicrosPerMessage:0} us/msg, alloc {r.AllocatedBytesPerMessage / 1024:0.0} KB/msg, gen2 {r.Process.Gen2}, " +
+            $"ws {r.PeakWorkingSet / 1048576} MB, heap {r.PeakGcHeap / 1048576} MB");
+        if (r.JobLog)
+        {
+            text += string.Create(CultureInfo.InvariantCulture,
+                $", commits {r.Writer.Commits} ({(r.Writer.Commits == 0 ? 0 : (double)r.Writer.Records / r.Writer.Commits):0} rec/commit, max {r.Writer.MaxBatch}, " +
+                $"{r.Writer.CommitSeconds * 1000 / Math.Max(1, r.Writer.Commits):0.00} ms/commit, {r.Writer.CommitSeconds:0.00} s committing), drain {r.DrainElapsed.TotalMilliseconds:0} ms");
+            if (r.Ledger is { } l)
+            {
+                text += string.Create(CultureInfo.InvariantCulture, $", ledger {l.Tasks} tasks/{l.Runs} runs, {l.BytesPerTask:0} B/task");
+            }
+        }
+
+        return r.Problem is null ? text : text + " PROBLEM: " + r.Problem;
+    }
+
+    private async Task<RunResult> RunOnceAsync(PathSpec path, bool jobLog)
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+
+        await using var vhost = path.Transport == TransportKind.RabbitMq ? await ThrowawayVhost.CreateAsync() : null;
+        await using var ledger = jobLog ? await ThrowawayLedger.CreateAsync(path.Ledger) : null;
+        var counter = new ConsumedCounter { FailedAttempts = path.Retries };
+        using var host = BenchBus.Build(path.Transport, path.Profile, path.Retries, counter, vhost?.Name,
+            ledger is null ? null : o =>
+            {
+                ledger.Apply(o);
+                o.Durability = path.Durability;
+            });
+        await host.StartAsync();
+        string? problem = null;
+        try
+        {
+            var bus = host.Services.GetRequiredService<IBus>();
+            var recorder = jobLog ? host.Services.GetRequiredService<LedgerRecorder>() : null;
+            if (options.Warmup > 0)
+            {
+                var warm = counter.Arm(options.Warmup);
+                await BenchBus.PublishAsync(bus, options.Warmup, options.Window);
+                await warm.WaitAsync(TimeSpan.FromMinutes(5));
+                if (recorder is not null && !await recorder.FlushAsync(TimeSpan.FromSeconds(60)))
+                {
+                    problem = "warm-up records not committed within 60 s";
+                }
+            }
+
+            var done = counter.Arm(options.Messages);
+            var writerBefore = _writer.Take();
+            _writer.ResetMax();
+            var before = ProcessSnapshot.Take();
+            _allocations?.Start();
+            TimeSpan published, consumed, drained = TimeSpan.Zero;
+            long peakWorkingSet, peakGcHeap;
+            await using (var memory = new MemorySampler(TimeSpan.FromMilliseconds(50)))
+            {
+                var clock = Stopwatch.StartNew();
+                await BenchBus.PublishAsync(bus, options.Messages, options.Window, offset: options.Warmup);
+                published = clock.Elapsed;
+                try
+                {
+                    await done.WaitAsync(TimeSpan.FromMinutes(5));
+                }
+                catch (TimeoutException)
+                {
+                    problem = $"only {counter.Count} of {options.Messages} messages consumed within 5 minutes";
+                }
+
+                consumed = clock.Elapsed;
+                if (recorder is not null)
+                {
+                    if (!await recorder.FlushAsync(TimeSpan.FromSeconds(120)))
+                    {
+                        problem ??= $"records not committed within 120 s after the run (backlog {recorder.Backlog})";
+                    }
+
+                    drained = clock.Elapsed - consumed;
+                }
+
+                peakWorkingSet = memory.PeakWorkingSet;
+                peakGcHeap = memory.PeakGcHeap;
+            }
+
+            var process = ProcessSnapshot.Take() - before;
+            if (_allocations is not null)
+            {
+                _allocations.Stop();
+                Console.WriteLine($"    allocations, JobLog {(jobLog ? "on" : "off")}:");
+                Console.Write(_allocations.Top(30, options.Messages));
+            }
+
+            var writer = _writer.Take() - writerBefore;
+            await host.StopAsync();
+
+            LedgerContents? contents = null;
+            if (ledger is not null)
+            {
+                contents = await LedgerInspector.InspectAsync(ledger);
+                var expectedTasks = options.Warmup + options.Messages;
+                var expectedRuns = (long)expectedTasks * (path.Retries + 1);
+                if (contents.Tasks != expectedTasks || contents.SucceededTasks != expectedTasks || contents.Runs != expectedRuns
+                    || contents.SucceededRuns != expectedTasks)
+                {
+                    problem ??= $"ledger has {contents.Tasks} tasks ({contents.SucceededTasks} SUCCEEDED) and {contents.Runs} runs " +
+                                $"({contents.SucceededRuns} SUCCEEDED); expected {expectedTasks} SUCCEEDED tasks and {expectedRuns} runs";
+                }
+
+                if (writer.Dropped > 0)
+                {
+                    problem ??= $"{writer.Dropped} records dropped";
+                }
+            }
+
+            return new RunResult(jobLog, options.Messages, consumed, published, drained, process, peakWorkingSet, peakGcHeap, writer, contents, problem);
+        }
+        catch
+        {
+            await host.StopAsync();
+            throw;
+        }
+    }
+
+    private static string Table(IEnumerable<(PathSpec Path, List<RunResult> Off, List<RunResult> On)> results)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("| path | JobLog off, msg/s | JobLog on, msg/s | on/off ratio | target |");
+        sb.AppendLine("| --- | ---: | ---: | ---: | --- |");
+        foreach (var (path, off, on) in results)
+        {
+            var ratios = off.Zip(on, (a, b) => b.MessagesPerSecond / a.MessagesPerSecond).DefaultIfEmpty(double.NaN).ToList();
+            var ratio = Median(ratios);
+            var target = path.Target is { } t
+                ? string.Create(CultureInfo.InvariantCulture, $"≥ {t:0.00} {(ratio >= t ? "met" : $"missed by {t - ratio:0.00}")}")
+                : "—";
+            var problems = off.Concat(on).Where(r => r.Problem is not null).Select(r => r.Problem).Distinct().ToList();
+            sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {path.Label} | {Range(off.Select(r => r.MessagesPerSecond).ToList(), "N0")} | {Range(on.Select(r => r.MessagesPerSecond).ToList(), "N0")} | " +
+                $"**{ratio:0.00}** ({ratios.Min():0.00}–{ratios.Max():0.00}) | {target}{(problems.Count > 0 ? " ⚠ " + string.Join("; ", problems) : "")} |"));
+        }
+
+        return sb.ToString();
+    }
+
+    private static string CostTable(IEnumerable<(PathSpec Path, List<RunResult> Off, List<RunResult> On)> results)
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine("| path | CPU µs/msg off → on | allocated KB/msg off → on | peak working set MB off → on | peak GC heap MB off → on | records/commit (ms/commit) | ledger bytes/task |");
+        sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        foreach (var (path, off, on) in results)
+        {
+            var commits = on.Sum(r => r.Writer.Commits);
+            var records = on.Sum(r => r.Writer.Records);
+            var commitMs = on.Sum(r => r.Writer.CommitSeconds) * 1000;
+            var bytes = on.Where(r => r.Ledger is not null).Select(r => r.Ledger!.BytesPerTask).DefaultIfEmpty().Average();
+            sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
+                $"| {path.Label} | {Median(off.Select(r => r.CpuMicrosPerMessage).ToList()):0} → {Median(on.Select(r => r.CpuMicrosPerMessage).ToList()):0} | " +
+                $"{Median(off.Select(r => r.AllocatedBytesPerMessage / 1024).ToList()):0.0} → {Median(on.Select(r => r.AllocatedBytesPerMessage / 1024).ToList()):0.0} | " +
+                $"{off.Select(r => r.PeakWorkingSet).DefaultIfEmpty().Max() / 1048576} → {on.Select(r => r.PeakWorkingSet).DefaultIfEmpty().Max() / 1048576} | " +
+                $"{off.Select(r => r.PeakGcHeap).DefaultIfEmpty().Max() / 1048576} → {on.Select(r => r.PeakGcHeap).DefaultIfEmpty().Max() / 1048576} | " +
+                $"{(commits == 0 ? 0 : (double)records / commits):0} ({(commits == 0 ? 0 : commitMs / commits):0.00}) | {bytes:N0} |"));
+        }
+
+        return sb.ToString();
+    }
+
+    private static string Range(List<double> values, string format) =>
+        values.Count == 0
+            ? "—"
+            : $"{Median(values).ToString(format, CultureInfo.InvariantCulture)} ({values.Min().ToString(format, CultureInfo.InvariantCulture)}–{values.Max().ToString(format, CultureInfo.InvariantCulture)})";
+
+    public static double Median(List<double> values)
+    {
+        if (values.Count == 0)
+        {
+            return double.NaN;
+        }
+
+        var sorted = values.OrderBy(v => v).ToList();
+        return sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]) / 2;
+    }
+}

@@ -1,0 +1,245 @@
+using System.Data.Common;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using JobLog.Bench.Infrastructure;
+using JobLog.Bench.Throughput;
+using JobLog.Recording;
+using JobLog.Redaction;
+using JobLog.Storage;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace JobLog.Bench.Writer;
+
+/// <summary>
+/// The writer alone, without a bus: the records a message produces (dispatch, run start, run finish) enqueued straight
+/// into the recorder, either in one batch (Buffered) or the dispatch first and the run in a later batch (Acknowledged).
+/// Then a statement-level profile: the same batches executed statement by statement with a stopwatch per statement kind.
+/// </summary>
+internal sealed class WriterBench(BenchOptions options)
+{
+    public async Task<string> RunAsync()
+    {
+        var report = new StringBuilder();
+        report.AppendLine("| ledger | pattern | messages/s written | records/s | CPU µs/msg | allocated KB/msg | records/commit | ms/commit |");
+        report.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        foreach (var ledger in options.Ledgers)
+        {
+            foreach (var split in new[] { false, true })
+            {
+                for (var round = 0; round < options.Rounds; round++)
+                {
+                    var line = await RunOnceAsync(ledger, split);
+                    Console.WriteLine(line);
+                    if (round == options.Rounds - 1)
+                    {
+                        report.AppendLine(line);
+                    }
+                }
+            }
+
+            report.AppendLine();
+        }
+
+        foreach (var ledger in options.Ledgers)
+        {
+            foreach (var split in new[] { false, true })
+            {
+                var profile = await ProfileStatementsAsync(ledger, split);
+                Console.WriteLine(profile);
+                report.AppendLine(profile);
+            }
+        }
+
+        return report.ToString();
+    }
+
+    private static (TaskDispatched Dispatch, RunStarted Start, RunFinished Finish) Records(RenderedMessage rendered, int i, DateTime now)
+    {
+        var taskId = NewId.NextGuid();
+        var task = new TaskLog
+        {
+            Id = taskId, Name = "ChargeCard", QueueName = "charge-card", Input = rendered.Input, TaskArgs = rendered.TaskArgs,
+            TaskKwargs = rendered.TaskKwargs, DispatchedAt = now, EstimatedTimeOfFirstArrival = now, ConversationId = NewId.NextGuid(),
+            SourceAddress = "rabbitmq://localhost/bench/host_bench_bus_abc", Host = "bench", TraceId = "4bf92f3577b34da6a3ce929d0e0e4736",
+        };
+        var run = new TaskRunLog
+        {
+            Id = NewId.NextGuid(), TaskId = taskId, Name = "ChargeCard", QueueName = "charge-card", ConsumerType = "ChargeCardConsumer",
+            Input = rendered.Input, TaskArgs = rendered.TaskArgs, TaskKwargs = rendered.TaskKwargs, Start = now.AddMilliseconds(1),
+            Host = "bench", WaitingTime = 0.001,
+        };
+        var seed = new TaskLog
+        {
+            Id = taskId, Name = "ChargeCard", QueueName = "charge-card", Input = rendered.Input, TaskArgs = rendered.TaskArgs,
+            TaskKwargs = rendered.TaskKwargs, DispatchedAt = now, EstimatedTimeOfFirstArrival = now, ConversationId = task.ConversationId,
+            SourceAddress = task.SourceAddress,
+        };
+        return (new TaskDispatched(task), new RunStarted(run, seed, false),
+            new RunFinished(run.Id, taskId, TaskRunState.Succeeded, now.AddMilliseconds(2), null, null, null));
+    }
+
+    private IHost BuildHost(ThrowawayLedger ledger, LedgerDurability durability)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        builder.Services.AddJobLog(o =>
+        {
+            ledger.Apply(o);
+            o.Sweeper.Enabled = false;
+            o.Durability = durability;
+            o.QueueCapacity = Math.Max(200_000, options.Messages * 3 + 10_000);
+        });
+        return builder.Build();
+    }
+
+    private async Task<string> RunOnceAsync(LedgerProvider provider, bool split)
+    {
+        await using var ledger = await ThrowawayLedger.CreateAsync(provider);
+        using var host = BuildHost(ledger, split ? LedgerDurability.Acknowledged : LedgerDurability.Buffered);
+        await host.StartAsync();
+        using var stats = new WriterStats();
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var rendered = host.Services.GetRequiredService<MessageRenderer>().Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
+        var now = DateTime.UtcNow;
+        var messages = options.Messages;
+        var records = Enumerable.Range(0, messages).Select(i => Records(rendered, i, now)).ToList();
+
+        // Warm-up: JIT and the schema.
+        foreach (var (d, s, f) in Enumerable.Range(0, 500).Select(i => Records(rendered, i, now)))
+        {
+            recorder.Enqueue(d);
+            recorder.Enqueue(s);
+            recorder.Enqueue(f);
+        }
+
+        await recorder.FlushAsync(TimeSpan.FromSeconds(60));
+        GC.Collect();
+        var writerBefore = stats.Take();
+        var before = ProcessSnapshot.Take();
+        var clock = Stopwatch.StartNew();
+        var window = options.Window;
+        for (var start = 0; start < messages; start += window)
+        {
+            var slice = records.Skip(start).Take(window).ToList();
+            if (split)
+            {
+                // Acknowledged: the publisher's records commit first, the consumer's come after.
+                foreach (var r in slice)
+                {
+                    recorder.Enqueue(r.Dispatch);
+                }
+
+                await recorder.FlushAsync(TimeSpan.FromSeconds(60));
+                foreach (var r in slice)
+                {
+                    recorder.Enqueue(r.Start);
+                    recorder.Enqueue(r.Finish);
+                }
+            }
+            else
+            {
+                foreach (var r in slice)
+                {
+                    recorder.Enqueue(r.Dispatch);
+                    recorder.Enqueue(r.Start);
+                    recorder.Enqueue(r.Finish);
+                }
+            }
+        }
+
+        await recorder.FlushAsync(TimeSpan.FromSeconds(300));
+        var elapsed = clock.Elapsed;
+        var process = ProcessSnapshot.Take() - before;
+        var writer = stats.Take() - writerBefore;
+        await host.StopAsync();
+        var contents = await LedgerInspector.InspectAsync(ledger);
+        var problem = contents.SucceededTasks != messages + 500 || contents.SucceededRuns != messages + 500
+            ? $" PROBLEM: {contents.SucceededTasks} SUCCEEDED tasks, {contents.SucceededRuns} SUCCEEDED runs"
+            : "";
+        return string.Create(CultureInfo.InvariantCulture,
+            $"| {provider} | {(split ? "dispatch, then run (Acknowledged)" : "dispatch + run in one batch (Buffered)")} | {messages / elapsed.TotalSeconds:N0} | " +
+            $"{writer.Records / elapsed.TotalSeconds:N0} | {process.Cpu.TotalMilliseconds * 1000 / messages:0.0} | {process.Allocated / 1024.0 / messages:0.00} | " +
+            $"{(double)writer.Records / Math.Max(1, writer.Commits):0} | {writer.CommitSeconds * 1000 / Math.Max(1, writer.Commits):0.00} |{problem}");
+    }
+
+    /// <summary>Commits planned batches through the real executor, timing its phases.</summary>
+    private async Task<string> ProfileStatementsAsync(LedgerProvider provider, bool split)
+    {
+        await using var ledger = await ThrowawayLedger.CreateAsync(provider);
+        using (var host = BuildHost(ledger, LedgerDurability.Buffered))
+        {
+            await host.StartAsync(); // migrates
+            await host.StopAsync();
+        }
+
+        var dialect = SqlDialect.For(provider);
+        var store = new LedgerStore(dialect);
+        var renderer = new MessageRenderer(new Redactor(new RedactionOptions()));
+        var rendered = renderer.Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
+        var now = DateTime.UtcNow;
+        long planTicks = 0, commitTicks = 0;
+        var phases = new long[5];
+        await using var executor = await SqlExecutor.OpenAsync(dialect, ledger.ConnectionString, CancellationToken.None, TimeSpan.FromSeconds(30));
+        executor.PhaseTicks = phases;
+        if (provider == LedgerProvider.Sqlite)
+        {
+            // SQLite runs on this thread: its CPU time is what the writer costs, whatever else runs on the machine.
+            executor.PhaseClock = ThreadCpu.Nanoseconds;
+        }
+        var messages = options.Messages;
+        var window = options.Window;
+        for (var start = 0; start < messages; start += window)
+        {
+            var slice = Enumerable.Range(start, Math.Min(window, messages - start)).Select(i => Records(rendered, i, now)).ToList();
+            var batches = new List<List<LedgerRecord>>();
+            if (split)
+            {
+                batches.Add([.. slice.Select(r => (LedgerRecord)r.Dispatch)]);
+                batches.Add([.. slice.SelectMany(r => new LedgerRecord[] { r.Start, r.Finish })]);
+            }
+            else
+            {
+                batches.Add([.. slice.SelectMany(r => new LedgerRecord[] { r.Dispatch, r.Start, r.Finish })]);
+            }
+
+            foreach (var records in batches)
+            {
+                Func<long> clock = provider == LedgerProvider.Sqlite ? ThreadCpu.Nanoseconds : Stopwatch.GetTimestamp;
+                var t0 = clock();
+                var plan = store.Plan(records);
+                var t1 = clock();
+                // Synchronous on SQLite (the executor does not yield), so the thread's CPU clock stays valid.
+                store.CommitAsync(executor, plan, TimeSpan.FromSeconds(30), CancellationToken.None).GetAwaiter().GetResult();
+                planTicks += t1 - t0;
+                commitTicks += clock() - t1;
+            }
+        }
+
+        var sb = new StringBuilder();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"phase profile ({(provider == LedgerProvider.Sqlite ? "thread CPU time" : "wall time")}), {provider}, {(split ? "dispatch then run" : "one batch")}, {messages:N0} messages, batches of {window} messages:");
+        sb.AppendLine("| phase | µs per message |");
+        sb.AppendLine("| --- | ---: |");
+        var frequency = provider == LedgerProvider.Sqlite ? 1_000_000_000.0 : Stopwatch.Frequency;
+        double Us(long ticks) => ticks * 1_000_000.0 / frequency / messages;
+        var names = provider == LedgerProvider.Sqlite
+            ? new[] { "task rows (insert if missing, producer fields)", "dispatch failures, updates of stored runs", "run inserts", "derivation (touched tasks not inserted by the batch)", "commands and requests" }
+            : ["building the batch (arrays)", "", "", "executing the batch (one round trip)", ""];
+        for (var i = 0; i < phases.Length; i++)
+        {
+            if (phases[i] > 0)
+            {
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| {names[i]} | {Us(phases[i]):0.0} |");
+            }
+        }
+
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| plan (records → rows) | {Us(planTicks):0.0} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| BEGIN + COMMIT | {Us(commitTicks - phases.Sum()):0.0} |");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"| total | {Us(planTicks + commitTicks):0.0} |");
+        return sb.ToString();
+    }
+}
