@@ -17,6 +17,9 @@ internal sealed class DeliveryState
     /// <summary>The message, rendered at most once per delivery and only when the writer needs it (every attempt and consumer shares it).</summary>
     public DeferredRendering? Rendering { get; set; }
 
+    /// <summary>The task id of a message that carries no MessageId: one per delivery, shared by its attempts.</summary>
+    public Guid? GeneratedTaskId { get; set; }
+
     /// <summary>Set by the dispatch observer when this delivery's message was handed to delayed or scheduled redelivery.</summary>
     public DateTime? RedeliveryAt { get; set; }
 

@@ -30,7 +30,9 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var start = services.UtcNow;
         // A redelivery with ReplaceMessageId (UseScheduledRedelivery's default) carries a new MessageId and the task's
         // in MT-OriginalMessageId.
-        var taskId = context.GetOriginalMessageId() ?? context.ReceiveContext.TransportHeaders.Get<Guid>("MessageId") ?? Guid.Empty;
+        // A message without a MessageId (a foreign producer) still gets its own task, not a shared empty id.
+        var taskId = context.GetOriginalMessageId() ?? context.ReceiveContext.TransportHeaders.Get<Guid>("MessageId")
+            ?? (delivery.GeneratedTaskId ??= NewId.NextGuid());
         var lane = delivery.Lane(consumerType);
         if (lane.PendingFailure is { } previous)
         {
