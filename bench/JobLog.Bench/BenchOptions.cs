@@ -30,6 +30,7 @@ internal sealed class BenchOptions
           writer       the ledger writer alone (no bus): records/s, and a per-statement profile
           micro        BenchmarkDotNet: rendering and planning per message (exact allocations)
           all          throughput, then sweep, then stall
+          help         this text
 
         throughput options:
           --messages N       messages per measured run (default 20000)

@@ -150,6 +150,11 @@ internal sealed class ThroughputBench(BenchOptions options)
 
         await using var vhost = path.Transport == TransportKind.RabbitMq ? await ThrowawayVhost.CreateAsync() : null;
         await using var ledger = jobLog ? await ThrowawayLedger.CreateAsync(path.Ledger) : null;
+        if (ledger is not null)
+        {
+            ledger.Keep = options.Keep;
+        }
+
         var counter = new ConsumedCounter { FailedAttempts = path.Retries };
         using var host = BenchBus.Build(path.Transport, path.Profile, path.Retries, counter, vhost?.Name,
             ledger is null ? null : o =>

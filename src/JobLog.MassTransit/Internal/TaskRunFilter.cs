@@ -48,7 +48,8 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var queue = QueueName(ref _input, context.ReceiveContext.InputAddress);
         var run = new TaskRunLog
         {
-            Id = NewId.NextGuid(),
+            // Ascending in text and byte order: a new run lands at the end of the runs' primary key, not on a random page.
+            Id = NewId.NextSequentialGuid(),
             TaskId = taskId,
             Name = name,
             QueueName = queue,
