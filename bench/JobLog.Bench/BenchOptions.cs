@@ -94,7 +94,6 @@ internal sealed class BenchOptions
     public bool Analyze { get; private set; }
 
     /// <summary>Sweep: create the partial index this benchmark suggests for the sweeper before timing.</summary>
-    public bool SuggestedIndex { get; private set; }
 
     /// <summary>Keep the throwaway ledgers (for inspection); their location is printed.</summary>
     public bool Keep { get; private set; }
@@ -141,7 +140,6 @@ internal sealed class BenchOptions
                 case "--alloc-profile": o.AllocationProfile = true; break;
                 case "--analyze": o.Analyze = true; break;
                 case "--keep": o.Keep = true; break;
-                case "--suggested-index": o.SuggestedIndex = true; break;
                 case "--quick":
                     o.Messages = 2_000;
                     o.Warmup = 300;

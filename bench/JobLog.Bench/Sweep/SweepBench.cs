@@ -42,7 +42,7 @@ internal sealed class SweepBench(BenchOptions options)
     {
         var n = options.Tasks;
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"#### {provider}, {n:N0} tasks ({n / 10:N0} stale){(provider == LedgerProvider.Sqlite && options.Analyze ? ", ANALYZEd" : "")}{(options.SuggestedIndex ? ", with the suggested partial index" : "")}");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"#### {provider}, {n:N0} tasks ({n / 10:N0} stale){(provider == LedgerProvider.Sqlite && options.Analyze ? ", ANALYZEd" : "")}");
         sb.AppendLine();
         await using var ledger = await ThrowawayLedger.CreateAsync(provider);
         ledger.Keep = options.Keep;
@@ -63,16 +63,6 @@ internal sealed class SweepBench(BenchOptions options)
             var clock = Stopwatch.StartNew();
             var (tasks, runs) = provider == LedgerProvider.Sqlite ? await FillSqliteAsync(ledger, n, now, options.Analyze) : await FillPostgresAsync(ledger, n, now);
             var fill = clock.Elapsed;
-            if (options.SuggestedIndex)
-            {
-                await using var connection = (DbConnection)(provider == LedgerProvider.Sqlite
-                    ? new SqliteConnection(ledger.ConnectionString + ";Pooling=False")
-                    : new NpgsqlConnection(ledger.ConnectionString));
-                await connection.OpenAsync();
-                await Exec(connection, SuggestedIndex);
-                sb.AppendLine(CultureInfo.InvariantCulture, $"- with the suggested index: `{SuggestedIndex}`");
-            }
-
             Console.WriteLine($"  {provider}: filled {tasks:N0} tasks and {runs:N0} runs in {fill.TotalSeconds:0.0} s");
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
                 $"- fill: {tasks:N0} tasks + {runs:N0} runs in {fill.TotalSeconds:0.0} s ({(tasks + runs) / fill.TotalSeconds:N0} rows/s; secondary indexes dropped during the load and rebuilt") +
@@ -115,10 +105,6 @@ internal sealed class SweepBench(BenchOptions options)
 
         return sb.ToString();
     }
-
-    /// <summary>The sweeper's claim (unfinished tasks past their Stale, oldest first) as an index range scan.</summary>
-    public const string SuggestedIndex =
-        "CREATE INDEX \"IX_JobLogTasks_Unfinished_Stale\" ON \"JobLogTasks\" (\"Stale\") WHERE \"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE";
 
     private static TaskState StateOf(int i) => (i % 10) switch
     {

@@ -15,6 +15,9 @@ internal static class LedgerModel
 
     internal const int NameLength = 250;
 
+    /// <summary>The filter of the sweeper's partial index: tasks that may still go stale.</summary>
+    internal const string UnfinishedStaleFilter = "\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL";
+
     internal static void Configure(ModelBuilder b)
     {
         b.Entity<TaskLog>(e =>
@@ -30,14 +33,17 @@ internal static class LedgerModel
             e.Property(x => x.Release).HasMaxLength(NameLength);
             e.Property(x => x.Slug).HasMaxLength(NameLength);
             e.Property(x => x.SourceAddress).HasMaxLength(2000);
-            // The sweeper: unfinished tasks whose stale deadline passed.
-            e.HasIndex(x => new { x.State, x.Stale });
+            // The sweeper: unfinished tasks whose stale deadline passed. Partial, so that it holds only the tasks the sweeper
+            // may expire: a task without a stale deadline, or finished, costs it nothing on insert or state change, and
+            // the claim walks it in Stale order (the sweeper's WHERE repeats this filter word for word).
+            e.HasIndex(x => x.Stale).HasDatabaseName("IX_JobLogTasks_Unfinished_Stale").HasFilter(UnfinishedStaleFilter);
             // The dashboard: newest tasks of one name, optionally of one state.
             e.HasIndex(x => new { x.Name, x.DispatchedAt });
             e.HasIndex(x => new { x.State, x.DispatchedAt });
             e.HasIndex(x => x.DispatchedAt);
             e.HasIndex(x => x.Stop);
-            e.HasIndex(x => x.ParentRunId);
+            // Children of a run: only tasks dispatched from inside a consumer have a parent.
+            e.HasIndex(x => x.ParentRunId).HasFilter("\"ParentRunId\" IS NOT NULL");
             e.HasMany(x => x.Runs).WithOne(x => x.Task!).HasForeignKey(x => x.TaskId)
                 .OnDelete(DeleteBehavior.Cascade);
         });

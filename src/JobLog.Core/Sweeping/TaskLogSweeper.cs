@@ -88,10 +88,10 @@ internal sealed class TaskLogSweeper(
         const string R = "\"" + LedgerModel.Runs + "\"";
         const string Unfinished = "\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE";
 
-        // 1. Claim a batch of stale, unfinished tasks, oldest deadline first.
+        // 1. Claim a batch of stale, unfinished tasks, oldest deadline first (the filter is the partial index's own).
         var ids = new List<Guid>(batchSize);
         await using (var select = Command(connection, transaction,
-            $"SELECT \"Id\" FROM {T} WHERE {Unfinished} AND \"Stale\" < @p0 ORDER BY \"Stale\" LIMIT @p1{_dialect.SkipLocked}", now, batchSize))
+            $"SELECT \"Id\" FROM {T} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0 ORDER BY \"Stale\" LIMIT @p1{_dialect.SkipLocked}", now, batchSize))
         {
             await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))

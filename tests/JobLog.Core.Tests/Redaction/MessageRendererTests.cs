@@ -23,6 +23,21 @@ public class MessageRendererTests
         public string Value => throw new InvalidOperationException("getter fails");
     }
 
+    public sealed record Order(
+        Guid Id, string Customer, DateTime At, decimal Total, bool Rush, string? Note, int[] Lines, Address Ship,
+        IReadOnlyList<Item> Items, Dictionary<string, string> Tags);
+
+    public sealed record Address(string Street, string City, string? ApiKey);
+
+    public sealed record Item(string Sku, int Quantity, Credentials? Secret);
+
+    public sealed class Envelope
+    {
+        public object? Payload { get; set; }
+
+        public string Text { get; set; } = "";
+    }
+
     private static MessageRenderer Renderer() => new(new Redactor(new RedactionOptions()));
 
     [Test]
@@ -69,5 +84,49 @@ public class MessageRendererTests
         var rendered = Renderer().Render(new Hostile());
 
         Assert.That(rendered.Input, Does.StartWith("[not serializable"));
+    }
+
+    private static IEnumerable<TestCaseData> Messages()
+    {
+        yield return new TestCaseData(new ChargeCard(42, 10.50m)).SetName("positional record");
+        yield return new TestCaseData(new Plain { Id = 7, Name = null }).SetName("plain class with null");
+        yield return new TestCaseData(new Login("ann", new Credentials("hunter2", "r"))).SetName("sensitive positional parameter");
+        yield return new TestCaseData(new Envelope { Payload = new Credentials("hunter2", "r"), Text = "t" }).SetName("nested password");
+        yield return new TestCaseData(new Order(
+            Guid.Parse("8f1c8a4e-2f1e-4c1b-9a7e-3d2c1b0a9f8e"), "Zoë <script>alert('x')</script> & \"quotes\"\n\tnew line",
+            new DateTime(2026, 11, 25, 12, 0, 0, DateTimeKind.Utc), 1234.5678m, true, null, [1, 2, 3],
+            new Address("Main St. 1", "Zürich 日本", "key-123"),
+            [new Item("A-1", 2, null), new Item("B-2", 1, new Credentials("p4ss", "realm"))],
+            new Dictionary<string, string> { ["token"] = "t0k3n", ["color"] = "blue", ["emoji"] = "😀" }))
+            .SetName("everything: unicode, html, control characters, arrays, dictionaries, nested secrets");
+        yield return new TestCaseData(new Envelope { Payload = new[] { new { password = "x", ok = 1 } }, Text = "\u0001\u001f" })
+            .SetName("anonymous objects and control characters");
+        yield return new TestCaseData(new Envelope { Payload = 3.0e-7, Text = new string('y', 400) }).SetName("long value in input");
+    }
+
+    [TestCaseSource(nameof(Messages))]
+    public void Render_FastPath_EqualsTheDomPath(object message)
+    {
+        var renderer = Renderer();
+
+        var fast = renderer.Render(message);
+        var slow = renderer.RenderSlow(message);
+
+        Assert.That(fast, Is.EqualTo(slow));
+        Assert.That(fast.Input + fast.TaskArgs + fast.TaskKwargs, Does.Not.Contain("hunter2").And.Not.Contain("p4ss").And.Not.Contain("t0k3n").And.Not.Contain("key-123"));
+    }
+
+    [Test]
+    public void Render_ManyTimesOnOneThread_ReusesNothingBetweenMessages()
+    {
+        var renderer = Renderer();
+
+        var big = renderer.Render(new Plain { Id = 1, Name = new string('z', 100_000) });
+        var small = renderer.Render(new ChargeCard(1, 2m));
+        var again = renderer.Render(new Login("bob", new Credentials("secret", "r")));
+
+        Assert.That(big.TaskKwargs, Does.StartWith("{\"Id\":1,\"Name\":\"zzz"));
+        Assert.That(small.TaskKwargs, Is.EqualTo("""{"CustomerId":1,"Amount":2}"""));
+        Assert.That(again.TaskKwargs, Is.EqualTo("""{"User":"bob","Credentials":"[Filtered]"}"""));
     }
 }

@@ -424,15 +424,18 @@ namespace JobLog.Storage.Migrations.Sqlite
 
                     b.HasIndex("DispatchedAt");
 
-                    b.HasIndex("ParentRunId");
+                    b.HasIndex("ParentRunId")
+                        .HasFilter("\"ParentRunId\" IS NOT NULL");
+
+                    b.HasIndex("Stale")
+                        .HasDatabaseName("IX_JobLogTasks_Unfinished_Stale")
+                        .HasFilter("\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL");
 
                     b.HasIndex("Stop");
 
                     b.HasIndex("Name", "DispatchedAt");
 
                     b.HasIndex("State", "DispatchedAt");
-
-                    b.HasIndex("State", "Stale");
 
                     b.ToTable("JobLogTasks", (string)null);
                 });
