@@ -15,6 +15,8 @@ internal static class LedgerModel
 
     internal const int NameLength = 250;
 
+    internal const string UnfinishedStaleIndex = "IX_JobLogTasks_Unfinished_Stale";
+
     /// <summary>The filter of the sweeper's partial index: tasks that may still go stale.</summary>
     internal const string UnfinishedStaleFilter = "\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL";
 
@@ -36,7 +38,7 @@ internal static class LedgerModel
             // The sweeper: unfinished tasks whose stale deadline passed. Partial, so that it holds only the tasks the sweeper
             // may expire: a task without a stale deadline, or finished, costs it nothing on insert or state change, and
             // the claim walks it in Stale order (the sweeper's WHERE repeats this filter word for word).
-            e.HasIndex(x => x.Stale).HasDatabaseName("IX_JobLogTasks_Unfinished_Stale").HasFilter(UnfinishedStaleFilter);
+            e.HasIndex(x => x.Stale).HasDatabaseName(UnfinishedStaleIndex).HasFilter(UnfinishedStaleFilter);
             // The dashboard: newest tasks of one name, optionally of one state.
             e.HasIndex(x => new { x.Name, x.DispatchedAt });
             e.HasIndex(x => new { x.State, x.DispatchedAt });

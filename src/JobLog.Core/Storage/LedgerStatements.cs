@@ -135,7 +135,6 @@ internal static class LedgerStatements
         $", (SELECT COUNT(*) FROM {R} x WHERE x.\"TaskId\" = u.\"TaskId\" AND x.\"ConsumerType\" = u.\"ConsumerType\") + u.\"Ordinal\" " +
         $"FROM {Unnest(RunColumns)} LEFT JOIN {T} t ON t.\"Id\" = u.\"TaskId\" WHERE TRUE " + RunConflict;
 
-    public static readonly string PgExistingTasks = "SELECT \"Id\" FROM " + T + " WHERE \"Id\" = ANY($1::uuid[])";
 
     public static readonly string PgFinishRuns =
         "UPDATE " + R + " SET \"State\" = u.s, \"Stop\" = u.stop, \"ErrorMessage\" = u.e, \"Output\" = u.o, \"EstimatedTimeOfNextRetry\" = u.n " +

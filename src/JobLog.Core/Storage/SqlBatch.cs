@@ -534,14 +534,9 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
                 batch.BatchCommands.Add(Rows(LedgerStatements.PgUpsertDispatchedTasks, LedgerStatements.TaskColumns, plan.Dispatched));
             }
 
+            // A consumer's task row is rendered here even when the producer's row exists (then ON CONFLICT drops it):
+            // rendering costs microseconds, asking which rows exist first costs a round trip per batch.
             var ensured = plan.Ensured;
-            if (ensured.Exists(r => r.RendersLazily))
-            {
-                // Render a consumer's task row only when it is missing (usually the producer's row is there).
-                var existing = await ExistingAsync(plan.Ensured, timeout, cancellationToken).ConfigureAwait(false);
-                ensured = plan.Ensured.FindAll(r => !r.RendersLazily || !existing.Contains(r.Task.Id));
-            }
-
             if (ensured.Count > 0)
             {
                 batch.BatchCommands.Add(Rows(LedgerStatements.PgInsertTasksIfMissing, LedgerStatements.TaskColumns, ensured));
@@ -585,29 +580,6 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
             }
 
             Phase(3, ref started);
-        }
-
-        private async Task<HashSet<Guid>> ExistingAsync(List<TaskRow> rows, TimeSpan timeout, CancellationToken cancellationToken)
-        {
-            // Outside the write's transaction: a row deleted in between fails the run's foreign key, and the writer
-            // retries the batch (this query runs again).
-            await using var command = new NpgsqlCommand(LedgerStatements.PgExistingTasks, connection)
-            {
-                CommandTimeout = (int)Math.Max(1, timeout.TotalSeconds),
-            };
-            command.Parameters.Add(new NpgsqlParameter
-            {
-                NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid,
-                Value = rows.Where(r => r.RendersLazily).Select(r => r.Task.Id).ToArray(),
-            });
-            var existing = new HashSet<Guid>();
-            await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                existing.Add(reader.GetGuid(0));
-            }
-
-            return existing;
         }
 
         /// <summary>

@@ -55,6 +55,13 @@ internal sealed class TaskLogSweeper(
         }
     }
 
+    /// <summary>
+    /// The claim: stale, unfinished tasks, oldest deadline first (@p0 now, @p1 batch size). Its WHERE repeats the partial
+    /// index's filter word for word, so both SQLite and PostgreSQL walk <c>IX_JobLogTasks_Unfinished_Stale</c>.
+    /// </summary>
+    internal static string ClaimStatement(SqlDialect dialect) =>
+        $"SELECT \"Id\" FROM \"{LedgerModel.Tasks}\"{dialect.IndexedBy(LedgerModel.UnfinishedStaleIndex)} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0 ORDER BY \"Stale\" LIMIT @p1{dialect.SkipLocked}";
+
     /// <summary>One sweep over every stale task, in batches of <see cref="SweeperOptions.BatchSize"/>.</summary>
     public async Task<SweepResult> SweepOnceAsync(CancellationToken cancellationToken)
     {
@@ -88,10 +95,10 @@ internal sealed class TaskLogSweeper(
         const string R = "\"" + LedgerModel.Runs + "\"";
         const string Unfinished = "\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE";
 
-        // 1. Claim a batch of stale, unfinished tasks, oldest deadline first (the filter is the partial index's own).
+        // 1. Claim a batch of stale, unfinished tasks, oldest deadline first.
         var ids = new List<Guid>(batchSize);
         await using (var select = Command(connection, transaction,
-            $"SELECT \"Id\" FROM {T} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0 ORDER BY \"Stale\" LIMIT @p1{_dialect.SkipLocked}", now, batchSize))
+            ClaimStatement(_dialect), now, batchSize))
         {
             await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))

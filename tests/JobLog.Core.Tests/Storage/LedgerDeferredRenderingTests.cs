@@ -7,7 +7,10 @@ using NUnit.Framework;
 
 namespace JobLog.Core.Tests.Storage;
 
-/// <summary>The consume path does not render the message: runs take the task row's rendering, and the writer renders only to create a missing task row.</summary>
+/// <summary>
+/// The consume path does not render the message: runs take the task row's rendering, and the writer renders only to create
+/// a missing task row (on PostgreSQL, for every consumer-side row it sends, at most once per delivery).
+/// </summary>
 [TestFixture(LedgerProvider.Sqlite)]
 [TestFixture(LedgerProvider.PostgreSql)]
 public class LedgerDeferredRenderingTests(LedgerProvider provider)
@@ -84,7 +87,9 @@ public class LedgerDeferredRenderingTests(LedgerProvider provider)
         var stored = await _host.QueryAsync(db => db.TaskRunLogs.AsNoTracking().SingleAsync(r => r.Id == run.Id));
 
         Assert.That((stored.Input, stored.TaskArgs, stored.TaskKwargs), Is.EqualTo(("from the producer", "[1]", "{\"a\":1}")));
-        Assert.That(message.Reads(), Is.Zero, "the message was not rendered");
+        // SQLite probes for the row and renders only when it is missing; PostgreSQL renders on the writer's thread
+        // rather than spend a round trip asking, and the producer's row wins (ON CONFLICT DO NOTHING).
+        Assert.That(message.Reads(), Is.EqualTo(provider == LedgerProvider.Sqlite ? 0 : 1), "renderings of the message");
     }
 
     [Test]

@@ -1,3 +1,4 @@
+using JobLog.Storage;
 using JobLog.Recording;
 using JobLog.Sweeping;
 using JobLog.Testing;
@@ -49,6 +50,38 @@ public class TaskLogSweeperTests(LedgerProvider provider)
     }
 
     private TaskLogSweeper Sweeper => _host.Services.GetRequiredService<TaskLogSweeper>();
+
+    [Test]
+    public async Task Claim_WalksThePartialIndexOfUnfinishedTasks()
+    {
+        var plan = await _host.QueryAsync(async db =>
+        {
+            await db.Database.OpenConnectionAsync();
+            await using var command = db.Database.GetDbConnection().CreateCommand();
+            var claim = TaskLogSweeper.ClaimStatement(SqlDialect.For(provider));
+            // PostgreSQL would scan a table this small: the test asks whether the index can serve the claim at all.
+            command.CommandText = provider == LedgerProvider.Sqlite ? "EXPLAIN QUERY PLAN " + claim : "SET enable_seqscan = off; EXPLAIN " + claim;
+            foreach (var (name, value) in new (string, object)[] { ("@p0", T0), ("@p1", 1000) })
+            {
+                var parameter = command.CreateParameter();
+                parameter.ParameterName = name;
+                parameter.Value = value;
+                command.Parameters.Add(parameter);
+            }
+
+            var lines = new List<string>();
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                lines.Add(Convert.ToString(reader.GetValue(reader.FieldCount - 1), System.Globalization.CultureInfo.InvariantCulture)!);
+            }
+
+            return string.Join("\n", lines);
+        });
+
+        Assert.That(plan, Does.Contain("IX_JobLogTasks_Unfinished_Stale"));
+        Assert.That(plan, Does.Not.Contain("TEMP B-TREE"), "walked in Stale order, not sorted");
+    }
 
     [Test]
     public async Task Sweep_StaleWaitingTask_IsExpiredAndMarked()
