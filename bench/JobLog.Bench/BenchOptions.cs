@@ -35,6 +35,7 @@ internal sealed class BenchOptions
         throughput options:
           --messages N       messages per measured run (default 20000)
           --warmup N         messages published and consumed before each measured run (default 2000)
+          --warm-rounds N    discarded (off, on) pairs before each path's measured rounds (default 1)
           --rounds N         on/off pairs per path (default 3)
           --window N         publishes in flight (Task.WhenAll windows, default 1000)
           --transport LIST   inmem,rabbit
@@ -62,6 +63,9 @@ internal sealed class BenchOptions
     public int Messages { get; private set; } = 20_000;
 
     public int Warmup { get; private set; } = 2_000;
+
+    /// <summary>Untimed (off, on) pairs run before a path's measured rounds.</summary>
+    public int WarmRounds { get; private set; } = 1;
 
     public int Rounds { get; private set; } = 3;
 
@@ -130,6 +134,7 @@ internal sealed class BenchOptions
             {
                 case "--messages": o.Messages = Int(); break;
                 case "--warmup": o.Warmup = Int(); break;
+                case "--warm-rounds": o.WarmRounds = Int(); break;
                 case "--rounds": o.Rounds = Int(); break;
                 case "--window": o.Window = Int(); break;
                 case "--tasks": o.Tasks = Int(); break;
@@ -144,6 +149,7 @@ internal sealed class BenchOptions
                     o.Messages = 2_000;
                     o.Warmup = 300;
                     o.Rounds = 2;
+                    o.WarmRounds = 0;
                     o.Tasks = 100_000;
                     o.StallSeconds = 5;
                     break;
@@ -179,7 +185,7 @@ internal sealed class BenchOptions
             }
         }
 
-        if (o.Messages < 1 || o.Rounds < 1 || o.Window < 1 || o.Warmup < 0 || o.Tasks < 10 || o.Capacity < 1000)
+        if (o.Messages < 1 || o.Rounds < 1 || o.Window < 1 || o.Warmup < 0 || o.WarmRounds < 0 || o.Tasks < 10 || o.Capacity < 1000)
         {
             throw new ArgumentException("--messages, --rounds, --window must be positive; --tasks at least 10; --capacity at least 1000.");
         }

@@ -91,13 +91,16 @@ internal sealed class WriterStats : IDisposable
     private long _maxBatch;
     private double _commitSeconds;
     private long _dropped;
+    private long _waits;
+    private double _waitSeconds;
 
     public WriterStats()
     {
         _listener.InstrumentPublished = (instrument, listener) =>
         {
             if (instrument.Meter.Name == "JobLog"
-                && instrument.Name is "joblog.writer.batch_size" or "joblog.writer.commit_duration" or "joblog.writer.dropped")
+                && instrument.Name is "joblog.writer.batch_size" or "joblog.writer.commit_duration" or "joblog.writer.dropped"
+                    or "joblog.acknowledge.wait_duration")
             {
                 listener.EnableMeasurementEvents(instrument);
             }
@@ -132,6 +135,14 @@ internal sealed class WriterStats : IDisposable
                     _commitSeconds += value;
                 }
             }
+            else if (instrument.Name == "joblog.acknowledge.wait_duration")
+            {
+                lock (_listener)
+                {
+                    _waits++;
+                    _waitSeconds += value;
+                }
+            }
         });
         _listener.Start();
     }
@@ -141,7 +152,7 @@ internal sealed class WriterStats : IDisposable
         lock (_listener)
         {
             return new WriterSnapshot(Interlocked.Read(ref _commits), Interlocked.Read(ref _records), Interlocked.Read(ref _maxBatch),
-                _commitSeconds, Interlocked.Read(ref _dropped));
+                _commitSeconds, Interlocked.Read(ref _dropped), _waits, _waitSeconds);
         }
     }
 
@@ -150,8 +161,13 @@ internal sealed class WriterStats : IDisposable
     public void Dispose() => _listener.Dispose();
 }
 
-internal readonly record struct WriterSnapshot(long Commits, long Records, long MaxBatch, double CommitSeconds, long Dropped)
+/// <summary>Writer counters; <c>Waits</c>/<c>WaitSeconds</c>: business-path waits for a commit (Acknowledged) and their total time.</summary>
+internal readonly record struct WriterSnapshot(long Commits, long Records, long MaxBatch, double CommitSeconds, long Dropped, long Waits, double WaitSeconds)
 {
+    /// <summary>Mean business-path wait for a commit, in milliseconds (0 without waits).</summary>
+    public double MeanWaitMs => Waits == 0 ? 0 : WaitSeconds * 1000 / Waits;
+
     public static WriterSnapshot operator -(WriterSnapshot a, WriterSnapshot b) =>
-        new(a.Commits - b.Commits, a.Records - b.Records, a.MaxBatch, a.CommitSeconds - b.CommitSeconds, a.Dropped - b.Dropped);
+        new(a.Commits - b.Commits, a.Records - b.Records, a.MaxBatch, a.CommitSeconds - b.CommitSeconds, a.Dropped - b.Dropped,
+            a.Waits - b.Waits, a.WaitSeconds - b.WaitSeconds);
 }

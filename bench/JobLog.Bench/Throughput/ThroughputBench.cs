@@ -89,11 +89,24 @@ internal sealed class ThroughputBench(BenchOptions options)
         var paths = Paths().ToList();
         var results = new List<(PathSpec Path, List<RunResult> Off, List<RunResult> On)>();
         Console.WriteLine($"throughput: {paths.Count} paths x {options.Rounds} rounds x (off, on), {options.Messages:N0} messages per run, " +
-                          $"{options.Warmup:N0} warm-up, {options.Window:N0} publishes in flight");
+                          $"{options.Warmup:N0} warm-up messages per run, {options.WarmRounds} discarded warm-up round(s) per path, {options.Window:N0} publishes in flight");
         foreach (var path in paths)
         {
             var off = new List<RunResult>();
             var on = new List<RunResult>();
+            for (var round = 0; round < options.WarmRounds; round++)
+            {
+                // Discarded: the first runs in a process pay for JIT and tiering (their CPU per message is 2-4x the steady state).
+                foreach (var jobLog in new[] { false, true })
+                {
+                    if (options.Side == "both" || options.Side == (jobLog ? "on" : "off"))
+                    {
+                        var result = await RunOnceAsync(path, jobLog);
+                        Console.WriteLine($"  [{path.Label}] warm-up {(jobLog ? "on " : "off")}: {Describe(result)} (discarded)");
+                    }
+                }
+            }
+
             for (var round = 0; round < options.Rounds; round++)
             {
                 // ABBA order: drift on a shared machine hits both sides alike.
@@ -132,7 +145,7 @@ internal sealed class ThroughputBench(BenchOptions options)
         {
             text += string.Create(CultureInfo.InvariantCulture,
                 $", commits {r.Writer.Commits} ({(r.Writer.Commits == 0 ? 0 : (double)r.Writer.Records / r.Writer.Commits):0} rec/commit, max {r.Writer.MaxBatch}, " +
-                $"{r.Writer.CommitSeconds * 1000 / Math.Max(1, r.Writer.Commits):0.00} ms/commit, {r.Writer.CommitSeconds:0.00} s committing), drain {r.DrainElapsed.TotalMilliseconds:0} ms");
+                $"{r.Writer.CommitSeconds * 1000 / Math.Max(1, r.Writer.Commits):0.00} ms/commit, {r.Writer.CommitSeconds:0.00} s committing), ack wait {r.Writer.MeanWaitMs:0.00} ms ({r.Writer.Waits} waits), drain {r.DrainElapsed.TotalMilliseconds:0} ms");
             if (r.Ledger is { } l)
             {
                 text += string.Create(CultureInfo.InvariantCulture, $", ledger {l.Tasks} tasks/{l.Runs} runs, {l.BytesPerTask:0} B/task");
@@ -278,20 +291,23 @@ internal sealed class ThroughputBench(BenchOptions options)
     private static string CostTable(IEnumerable<(PathSpec Path, List<RunResult> Off, List<RunResult> On)> results)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("| path | CPU µs/msg off → on | allocated KB/msg off → on | peak working set MB off → on | peak GC heap MB off → on | records/commit (ms/commit) | ledger bytes/task |");
-        sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        sb.AppendLine("| path | CPU µs/msg off → on | allocated KB/msg off → on | peak working set MB off → on | peak GC heap MB off → on | records/commit (ms/commit) | mean wait for a commit, ms | ledger bytes/task |");
+        sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (var (path, off, on) in results)
         {
             var commits = on.Sum(r => r.Writer.Commits);
             var records = on.Sum(r => r.Writer.Records);
             var commitMs = on.Sum(r => r.Writer.CommitSeconds) * 1000;
+            var waits = on.Sum(r => r.Writer.Waits);
+            var waitMs = on.Sum(r => r.Writer.WaitSeconds) * 1000;
             var bytes = on.Where(r => r.Ledger is not null).Select(r => r.Ledger!.BytesPerTask).DefaultIfEmpty().Average();
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {path.Label} | {Median(off.Select(r => r.CpuMicrosPerMessage).ToList()):0} → {Median(on.Select(r => r.CpuMicrosPerMessage).ToList()):0} | " +
                 $"{Median(off.Select(r => r.AllocatedBytesPerMessage / 1024).ToList()):0.0} → {Median(on.Select(r => r.AllocatedBytesPerMessage / 1024).ToList()):0.0} | " +
                 $"{off.Select(r => r.PeakWorkingSet).DefaultIfEmpty().Max() / 1048576} → {on.Select(r => r.PeakWorkingSet).DefaultIfEmpty().Max() / 1048576} | " +
                 $"{off.Select(r => r.PeakGcHeap).DefaultIfEmpty().Max() / 1048576} → {on.Select(r => r.PeakGcHeap).DefaultIfEmpty().Max() / 1048576} | " +
-                $"{(commits == 0 ? 0 : (double)records / commits):0} ({(commits == 0 ? 0 : commitMs / commits):0.00}) | {bytes:N0} |"));
+                $"{(commits == 0 ? 0 : (double)records / commits):0} ({(commits == 0 ? 0 : commitMs / commits):0.00}) | " +
+                $"{(waits == 0 ? "—" : (waitMs / waits).ToString("0.00", CultureInfo.InvariantCulture))} | {bytes:N0} |"));
         }
 
         return sb.ToString();

@@ -24,6 +24,8 @@ internal sealed class JobLogMetrics : IDisposable
         RecordsDropped = _meter.CreateCounter<long>("joblog.writer.dropped", "{record}", "Records lost (queue full without spool, or rejected by the database).");
         BatchSize = _meter.CreateHistogram<int>("joblog.writer.batch_size", "{record}", "Records per commit.");
         CommitDuration = _meter.CreateHistogram<double>("joblog.writer.commit_duration", "s", "Time to plan and commit one batch.");
+        AcknowledgeWait = _meter.CreateHistogram<double>(
+            "joblog.acknowledge.wait_duration", "s", "How long a delivery or a publish waited for its records' commit (Acknowledged durability).");
         RowsPurged = _meter.CreateCounter<long>("joblog.retention.purged", "{row}", "Ledger rows deleted by retention or purge, by log kind.");
     }
 
@@ -42,6 +44,9 @@ internal sealed class JobLogMetrics : IDisposable
     public Histogram<int> BatchSize { get; }
 
     public Histogram<double> CommitDuration { get; }
+
+
+    public Histogram<double> AcknowledgeWait { get; }
 
     public Counter<long> RowsPurged { get; }
 

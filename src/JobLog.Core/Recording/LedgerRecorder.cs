@@ -98,7 +98,8 @@ internal sealed class LedgerRecorder
             return ValueTask.CompletedTask;
         }
 
-        var waiter = new Waiter(sequence, _time.GetTimestamp() + (long)(_options.AcknowledgeTimeout.TotalSeconds * _time.TimestampFrequency));
+        var now = _time.GetTimestamp();
+        var waiter = new Waiter(sequence, now, now + (long)(_options.AcknowledgeTimeout.TotalSeconds * _time.TimestampFrequency));
         lock (_waitLock)
         {
             // Checked again under the lock: a commit or an outage may have released everyone in between.
@@ -170,10 +171,14 @@ internal sealed class LedgerRecorder
         lock (_waitLock)
         {
             var committed = Interlocked.Read(ref _committed);
+            var now = _time.GetTimestamp();
             while (_bySequence.TryPeek(out var waiter, out var sequence) && sequence <= committed)
             {
                 _bySequence.Dequeue();
-                waiter.Release();
+                if (waiter.Release())
+                {
+                    _metrics.AcknowledgeWait.Record((double)(now - waiter.Started) / _time.TimestampFrequency);
+                }
             }
 
             while (_byDeadline.TryPeek(out var head) && head.Task.IsCompleted)
@@ -237,20 +242,26 @@ internal sealed class LedgerRecorder
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>One business-path wait for a commit.</summary>
-    private sealed class Waiter(long sequence, long deadline) : TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
+    private sealed class Waiter(long sequence, long started, long deadline) : TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
     {
         public long Sequence { get; } = sequence;
+
+        public long Started { get; } = started;
 
         public long Deadline { get; } = deadline;
 
         public CancellationTokenRegistration Cancellation { get; set; }
 
-        public void Release()
+        /// <returns>True when this call released the waiter (false: released before, by a deadline or a cancellation).</returns>
+        public bool Release()
         {
-            if (TrySetResult())
+            if (!TrySetResult())
             {
-                Cancellation.Dispose();
+                return false;
             }
+
+            Cancellation.Dispose();
+            return true;
         }
     }
 }

@@ -56,6 +56,60 @@ public class LedgerOutageTests
     }
 
     [Test]
+    public async Task AcknowledgedWait_IsReleasedByTheCommit_AndMeasured()
+    {
+        var waits = new List<double>();
+        using var listener = new System.Diagnostics.Metrics.MeterListener();
+        listener.InstrumentPublished = (instrument, l) =>
+        {
+            if (instrument.Meter.Name == "JobLog" && instrument.Name == "joblog.acknowledge.wait_duration")
+            {
+                l.EnableMeasurementEvents(instrument);
+            }
+        };
+        listener.SetMeasurementEventCallback<double>((_, value, _, _) =>
+        {
+            lock (waits)
+            {
+                waits.Add(value);
+            }
+        });
+        listener.Start();
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var id = Guid.NewGuid();
+
+        // A short lock (well within the busy timeout): the writer waits for it, and so does the business path.
+        await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
+        await blocker.OpenAsync();
+        await using (var begin = blocker.CreateCommand())
+        {
+            begin.CommandText = "BEGIN EXCLUSIVE";
+            await begin.ExecuteNonQueryAsync();
+        }
+
+        var sequence = recorder.Enqueue(new TaskDispatched(new TaskLog { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
+        var wait = recorder.WaitCommittedAsync(sequence).AsTask();
+        await Task.Delay(300);
+        Assert.That(wait.IsCompleted, Is.False, "waits for the commit");
+        await using (var rollback = blocker.CreateCommand())
+        {
+            rollback.CommandText = "ROLLBACK";
+            await rollback.ExecuteNonQueryAsync();
+        }
+
+        await wait.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Released means committed: another connection sees the row at once.
+        Assert.That(await host.QueryAsync(db => db.TaskLogs.CountAsync(t => t.Id == id)), Is.EqualTo(1));
+        lock (waits)
+        {
+            Assert.That(waits, Has.Count.EqualTo(1), "the wait is measured once");
+            Assert.That(waits[0], Is.InRange(0.25, 10.0), "seconds waited, lock included");
+        }
+    }
+
+    [Test]
     public async Task QueueFull_DropsAndCounts_InsteadOfBlocking()
     {
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o => o.QueueCapacity = 1000, start: false);
