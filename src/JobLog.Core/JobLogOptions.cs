@@ -46,8 +46,21 @@ public sealed class JobLogOptions
     /// <summary>How long the business path waits for a commit in <see cref="LedgerDurability.Acknowledged"/> mode. Default 5 s.</summary>
     public TimeSpan AcknowledgeTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Records held in memory while the database is slow or down. Default 200,000; further records are dropped and counted.</summary>
+    /// <summary>
+    /// Records held in memory while the database is slow or down. Default 200,000; further records go to the spool file
+    /// (<see cref="SpoolDirectory"/>), and past <see cref="MaxSpoolBytes"/> they are dropped and counted.
+    /// </summary>
     public int QueueCapacity { get; set; } = 200_000;
+
+    /// <summary>
+    /// Where records that do not fit in the queue are spooled (one append-only file per ledger, replayed in order when the
+    /// writer has caught up, also by the next process). Default: <c>joblog</c> in the system's temporary directory;
+    /// <c>null</c> drops those records instead.
+    /// </summary>
+    public string? SpoolDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "joblog");
+
+    /// <summary>Largest spool file. Default 1 GiB; further records are dropped and counted.</summary>
+    public long MaxSpoolBytes { get; set; } = 1L << 30;
 
     /// <summary>Records per transaction. Default 2,000.</summary>
     public int MaxBatchSize { get; set; } = 2000;

@@ -84,6 +84,11 @@ internal sealed class JobLogOptionsValidator : IValidateOptions<JobLogOptions>
             failures.Add("JobLog needs a database: AddJobLog(o => o.UseSqlite(\"Data Source=joblog.db\")) or o.UseNpgsql(connectionString).");
         }
 
+        if (options.MaxSpoolBytes < 1)
+        {
+            failures.Add("JobLogOptions.MaxSpoolBytes must be positive (set SpoolDirectory to null to turn the spool off).");
+        }
+
         if (options.QueueCapacity < 1000 || options.MaxBatchSize < 1 || options.Sweeper.BatchSize < 1)
         {
             failures.Add("JobLogOptions.QueueCapacity must be at least 1,000; MaxBatchSize and Sweeper.BatchSize at least 1.");

@@ -72,7 +72,11 @@ public class HealthAndMetricsTests
     {
         await using var host = await LedgerHost.StartAsync(
             TestLedger.Sqlite(),
-            o => o.QueueCapacity = 1000,
+            o =>
+            {
+                o.QueueCapacity = 1000;
+                o.SpoolDirectory = null; // records past the queue are dropped, not spooled
+            },
             s => s.AddHealthChecks().AddJobLogHealthChecks(o => o.DegradedBacklog = 10),
             start: false);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();

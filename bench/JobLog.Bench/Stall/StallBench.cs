@@ -41,6 +41,8 @@ internal sealed class StallBench(BenchOptions options)
             ledger.Apply(o);
             o.Durability = durability;
             o.QueueCapacity = capacity;
+            // The in-memory bound alone: with the spool (the default) the overflow would go to disk instead of being dropped.
+            o.SpoolDirectory = null;
         });
         await host.StartAsync();
         var bus = host.Services.GetRequiredService<IBus>();

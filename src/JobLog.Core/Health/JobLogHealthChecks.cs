@@ -17,7 +17,8 @@ public sealed class JobLogHealthCheckOptions
 
 /// <summary>
 /// The writer: Unhealthy while it cannot reach the database (records are kept and retried), Degraded when its backlog
-/// passes <see cref="JobLogHealthCheckOptions.DegradedBacklog"/> or records were dropped since the previous check.
+/// passes <see cref="JobLogHealthCheckOptions.DegradedBacklog"/>, while records go to the spool file, or when records were
+/// dropped since the previous check.
 /// </summary>
 internal sealed class LedgerWriterHealthCheck(LedgerRecorder recorder, IOptions<JobLogHealthCheckOptions> options) : IHealthCheck
 {
@@ -33,6 +34,7 @@ internal sealed class LedgerWriterHealthCheck(LedgerRecorder recorder, IOptions<
             ["backlog"] = backlog,
             ["dropped"] = dropped,
             ["failing"] = recorder.IsFailing,
+            ["spooling"] = recorder.IsSpooling,
         };
         var status = context.Registration.FailureStatus;
         HealthCheckResult result;
@@ -43,6 +45,11 @@ internal sealed class LedgerWriterHealthCheck(LedgerRecorder recorder, IOptions<
         else if (newlyDropped > 0)
         {
             result = HealthCheckResult.Degraded($"The ledger writer dropped {newlyDropped} records since the last check.", data: data);
+        }
+        else if (recorder.IsSpooling)
+        {
+            result = HealthCheckResult.Degraded(
+                $"The ledger writer is behind: its queue overflowed to the spool file; {backlog} records are queued.", data: data);
         }
         else if (backlog > options.Value.DegradedBacklog)
         {

@@ -21,7 +21,8 @@ internal sealed class JobLogMetrics : IDisposable
         RunsFinished = _meter.CreateCounter<long>("joblog.runs", "{run}", "Runs that ended, by state (a RETRIED run that turns out to be the last one is counted again as FAILED).");
         TasksExpired = _meter.CreateCounter<long>("joblog.tasks.expired", "{task}", "Tasks the sweeper set to EXPIRED.");
         RecordsWritten = _meter.CreateCounter<long>("joblog.writer.records", "{record}", "Records committed to the ledger.");
-        RecordsDropped = _meter.CreateCounter<long>("joblog.writer.dropped", "{record}", "Records lost (queue full without spool, or rejected by the database).");
+        RecordsDropped = _meter.CreateCounter<long>("joblog.writer.dropped", "{record}", "Records lost (queue and spool full, or rejected by the database).");
+        RecordsSpooled = _meter.CreateCounter<long>("joblog.writer.spooled", "{record}", "Records written to the spool file because the queue was full.");
         BatchSize = _meter.CreateHistogram<int>("joblog.writer.batch_size", "{record}", "Records per commit.");
         CommitDuration = _meter.CreateHistogram<double>("joblog.writer.commit_duration", "s", "Time to plan and commit one batch.");
         AcknowledgeWait = _meter.CreateHistogram<double>(
@@ -40,6 +41,9 @@ internal sealed class JobLogMetrics : IDisposable
     public Counter<long> RecordsWritten { get; }
 
     public Counter<long> RecordsDropped { get; }
+
+
+    public Counter<long> RecordsSpooled { get; }
 
     public Histogram<int> BatchSize { get; }
 

@@ -43,4 +43,13 @@ internal static partial class Log
 
     [LoggerMessage(1041, LogLevel.Warning, "JobLog could not record command {Name}; the command goes on.")]
     public static partial void CommandNotRecorded(ILogger logger, Exception exception, string name);
+
+    [LoggerMessage(1043, LogLevel.Warning, "JobLog's queue is full ({Capacity} records): records go to the spool file {Path} until the ledger has caught up.")]
+    public static partial void Spooling(ILogger logger, int capacity, string path);
+
+    [LoggerMessage(1044, LogLevel.Information, "JobLog replayed its spool file into the ledger ({Count} records spooled since start); records queue in memory again.")]
+    public static partial void SpoolReplayed(ILogger logger, long count);
+
+    [LoggerMessage(1045, LogLevel.Error, "JobLog skipped {Count} unreadable lines of its spool file {Path}.")]
+    public static partial void SpoolUnreadable(ILogger logger, int count, string path);
 }

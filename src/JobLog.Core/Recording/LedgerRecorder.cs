@@ -9,7 +9,7 @@ namespace JobLog.Recording;
 /// The one door to the ledger (DESIGN §4). Integrations enqueue records; a single writer commits them in batches.
 /// <see cref="WaitCommittedAsync"/> implements group commit: every waiter is released by the commit that holds its record.
 /// </summary>
-internal sealed class LedgerRecorder
+internal sealed class LedgerRecorder : IDisposable
 {
     private readonly Channel<LedgerRecord> _channel;
     private readonly JobLogOptions _options;
@@ -27,6 +27,9 @@ internal sealed class LedgerRecorder
     private readonly PriorityQueue<Waiter, long> _bySequence = new();
     private readonly Queue<Waiter> _byDeadline = new();
     private ITimer? _watchdog;
+    private readonly LedgerSpool? _spool;
+    private bool _spooling;
+    private long _spooled;
 
     public LedgerRecorder(IOptions<JobLogOptions> options, JobLogMetrics metrics, ILogger<LedgerRecorder> logger, TimeProvider time)
     {
@@ -42,6 +45,12 @@ internal sealed class LedgerRecorder
             AllowSynchronousContinuations = false,
         });
         metrics.ObserveBacklog(() => Volatile.Read(ref _backlog));
+        if (_options.SpoolDirectory is { Length: > 0 } directory && _options.ConnectionString is { } connectionString)
+        {
+            _spool = new LedgerSpool(LedgerSpool.FileFor(directory, connectionString), _options.MaxSpoolBytes);
+            // Left by a process that stopped before replaying it: it is older than anything queued from now on.
+            _spooling = _spool.PendingBytes > 0;
+        }
     }
 
     public JobLogOptions Options => _options;
@@ -53,21 +62,61 @@ internal sealed class LedgerRecorder
 
     public long Dropped => Interlocked.Read(ref _dropped);
 
+    /// <summary>Records written to the spool file since start (they reach the ledger when the writer has caught up).</summary>
+    public long Spooled => Interlocked.Read(ref _spooled);
+
+    /// <summary>True when spooled records wait to be replayed.</summary>
+    internal bool HasSpooled => _spool is { PendingBytes: > 0 };
+
+    /// <summary>True while records go to the spool file instead of the queue (until the writer has replayed it).</summary>
+    public bool IsSpooling
+    {
+        get
+        {
+            lock (_enqueueLock)
+            {
+                return _spooling;
+            }
+        }
+    }
+
     internal ChannelReader<LedgerRecord> Reader => _channel.Reader;
 
-    /// <summary>Hands a record to the writer. Never blocks; returns the record's sequence number, or 0 when it was not queued.</summary>
+    /// <summary>
+    /// Hands a record to the writer. Never blocks; returns the record's sequence number, or 0 when it was not queued
+    /// (spooled to disk, or dropped): nobody waits for such a record.
+    /// </summary>
     public long Enqueue(LedgerRecord record)
     {
         _metrics.Recorded(record);
         lock (_enqueueLock)
         {
             var sequence = _enqueued + 1;
-            record.Sequence = sequence;
-            if (_channel.Writer.TryWrite(record))
+            if (!_spooling)
             {
-                _enqueued = sequence;
-                Interlocked.Increment(ref _backlog);
-                return sequence;
+                record.Sequence = sequence;
+                if (_channel.Writer.TryWrite(record))
+                {
+                    _enqueued = sequence;
+                    Interlocked.Increment(ref _backlog);
+                    return sequence;
+                }
+            }
+
+            // The queue is full (or older records wait in the spool: order is kept, so everything goes there until the
+            // writer has replayed it).
+            record.Sequence = 0;
+            if (_spool is not null && _spool.TryAppend(record))
+            {
+                if (!_spooling)
+                {
+                    _spooling = true;
+                    Log.Spooling(_logger, _options.QueueCapacity, _spool.Path);
+                }
+
+                Interlocked.Increment(ref _spooled);
+                _metrics.RecordsSpooled.Add(1);
+                return 0;
             }
         }
 
@@ -154,6 +203,51 @@ internal sealed class LedgerRecorder
         return Interlocked.Read(ref _committed) >= target;
     }
 
+    /// <summary>
+    /// The writer, when its queue is empty: the next spooled records, oldest first (none when nothing is spooled).
+    /// Their position in the file moves with <see cref="SpoolReplayed"/>, after their commit.
+    /// </summary>
+    internal void TakeSpooled(List<LedgerRecord> into, int max)
+    {
+        if (_spool is null || _spool.PendingBytes <= 0)
+        {
+            return;
+        }
+
+        _spool.ReadNext(into, max, out var unreadable);
+        if (unreadable > 0)
+        {
+            Interlocked.Add(ref _dropped, unreadable);
+            _metrics.RecordsDropped.Add(unreadable);
+            Log.SpoolUnreadable(_logger, unreadable, _spool.Path);
+        }
+
+        if (into.Count == 0)
+        {
+            // Only unreadable lines: skipped for good.
+            SpoolReplayed();
+        }
+    }
+
+    /// <summary>The records of the last <see cref="TakeSpooled"/> are committed; once the file is replayed, records queue again.</summary>
+    internal void SpoolReplayed()
+    {
+        if (_spool is null)
+        {
+            return;
+        }
+
+        _spool.MarkReplayed();
+        lock (_enqueueLock)
+        {
+            if (_spooling && _spool.TryFinish())
+            {
+                _spooling = false;
+                Log.SpoolReplayed(_logger, Interlocked.Read(ref _spooled));
+            }
+        }
+    }
+
     internal void Committed(IReadOnlyList<LedgerRecord> batch)
     {
         if (batch.Count == 0)
@@ -161,8 +255,19 @@ internal sealed class LedgerRecorder
             return;
         }
 
-        Interlocked.Add(ref _backlog, -batch.Count);
-        var last = batch[^1].Sequence;
+        // Spooled records (sequence 0) were never counted in the backlog.
+        var queued = 0;
+        var last = 0L;
+        foreach (var record in batch)
+        {
+            if (record.Sequence > 0)
+            {
+                queued++;
+                last = Math.Max(last, record.Sequence);
+            }
+        }
+
+        Interlocked.Add(ref _backlog, -queued);
         if (last > Interlocked.Read(ref _committed))
         {
             Interlocked.Exchange(ref _committed, last);
@@ -237,6 +342,16 @@ internal sealed class LedgerRecorder
 
             _bySequence.Clear();
         }
+    }
+
+    public void Dispose()
+    {
+        lock (_enqueueLock)
+        {
+            _spool?.Dispose();
+        }
+
+        _watchdog?.Dispose();
     }
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);

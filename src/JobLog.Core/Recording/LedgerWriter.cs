@@ -23,6 +23,7 @@ internal sealed class LedgerWriter(
     private SqlExecutor? _executor;
     private int _attempt;
     private int _started;
+    private bool _batchFromSpool;
 
     /// <summary>Starts once: MassTransit's test harness starts every hosted service again after the host did.</summary>
     public override Task StartAsync(CancellationToken cancellationToken) =>
@@ -37,7 +38,7 @@ internal sealed class LedgerWriter(
         drain.CancelAfter(TimeSpan.FromSeconds(30));
         try
         {
-            while (_batch.Count > 0 || recorder.Reader.TryPeek(out _))
+            while (_batch.Count > 0 || recorder.Reader.TryPeek(out _) || recorder.HasSpooled)
             {
                 await WriteNextBatchAsync(drain.Token).ConfigureAwait(false);
             }
@@ -63,7 +64,7 @@ internal sealed class LedgerWriter(
         {
             while (!stoppingToken.IsCancellationRequested)
             {
-                if (_batch.Count == 0 && !await recorder.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+                if (_batch.Count == 0 && !recorder.HasSpooled && !await recorder.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
                 {
                     return;
                 }
@@ -86,9 +87,16 @@ internal sealed class LedgerWriter(
     /// <returns>The number of records committed.</returns>
     internal async Task<int> WriteNextBatchAsync(CancellationToken cancellationToken)
     {
-        while (_batch.Count < _options.MaxBatchSize && recorder.Reader.TryRead(out var record))
+        while (!_batchFromSpool && _batch.Count < _options.MaxBatchSize && recorder.Reader.TryRead(out var record))
         {
             _batch.Add(record);
+        }
+
+        if (_batch.Count == 0)
+        {
+            // The queue is empty: the spool's records, if any, are next (they are newer than anything queued before).
+            recorder.TakeSpooled(_batch, _options.MaxBatchSize);
+            _batchFromSpool = _batch.Count > 0;
         }
 
         if (_batch.Count == 0)
@@ -136,6 +144,12 @@ internal sealed class LedgerWriter(
         metrics.BatchSize.Record(count);
         recorder.Committed(_batch);
         _batch.Clear();
+        if (_batchFromSpool)
+        {
+            _batchFromSpool = false;
+            recorder.SpoolReplayed();
+        }
+
         return count;
     }
 

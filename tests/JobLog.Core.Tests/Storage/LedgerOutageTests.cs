@@ -110,9 +110,13 @@ public class LedgerOutageTests
     }
 
     [Test]
-    public async Task QueueFull_DropsAndCounts_InsteadOfBlocking()
+    public async Task QueueFull_WithoutSpool_DropsAndCounts_InsteadOfBlocking()
     {
-        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o => o.QueueCapacity = 1000, start: false);
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
+        {
+            o.QueueCapacity = 1000;
+            o.SpoolDirectory = null;
+        }, start: false);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
 
         for (var i = 0; i < 1500; i++)
@@ -122,6 +126,122 @@ public class LedgerOutageTests
 
         Assert.That(recorder.Backlog, Is.EqualTo(1000));
         Assert.That(recorder.Dropped, Is.EqualTo(500));
+    }
+
+    [Test]
+    public async Task QueueFull_SpoolsToDisk_AndReplaysInOrderWhenTheDatabaseReturns()
+    {
+        var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
+        {
+            o.QueueCapacity = 1000;
+            o.MaxBatchSize = 500;
+            o.SpoolDirectory = spool;
+            o.AcknowledgeTimeout = TimeSpan.FromMilliseconds(200);
+            o.CommandTimeout = TimeSpan.FromSeconds(1);
+            o.MaxRetryDelay = TimeSpan.FromMilliseconds(200);
+        });
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
+        await blocker.OpenAsync();
+        await using (var begin = blocker.CreateCommand())
+        {
+            begin.CommandText = "BEGIN EXCLUSIVE";
+            await begin.ExecuteNonQueryAsync();
+        }
+
+        var ids = Enumerable.Range(0, 3000).Select(_ => Guid.NewGuid()).ToList();
+        foreach (var id in ids)
+        {
+            recorder.Enqueue(new TaskDispatched(new TaskLog { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
+        }
+
+        // Spooled, in order: the run starts and finishes after its task, all three in the file.
+        var last = ids[^1];
+        var run = new TaskRunLog { Id = Guid.NewGuid(), TaskId = last, Name = "T", ConsumerType = "C", Start = DateTime.UtcNow };
+        Assert.That(recorder.Enqueue(new RunStarted(run, new TaskLog { Id = last, Name = "T", DispatchedAt = DateTime.UtcNow }, false)), Is.Zero);
+        Assert.That(recorder.Enqueue(new RunFinished(run.Id, last, TaskRunState.Succeeded, DateTime.UtcNow, null, "done", null)), Is.Zero);
+        Assert.That((recorder.IsSpooling, recorder.Dropped), Is.EqualTo((true, 0L)));
+        Assert.That(recorder.Spooled, Is.GreaterThanOrEqualTo(1000 + 2));
+        var file = Directory.GetFiles(spool).Single();
+        Assert.That(new FileInfo(file).Length, Is.GreaterThan(0));
+
+        await using (var rollback = blocker.CreateCommand())
+        {
+            rollback.CommandText = "ROLLBACK";
+            await rollback.ExecuteNonQueryAsync();
+        }
+
+        await LedgerHost.EventuallyAsync(
+            async () => await host.QueryAsync(db => db.TaskLogs.CountAsync()) == ids.Count && !recorder.IsSpooling,
+            TimeSpan.FromSeconds(30), "every spooled record reaches the ledger");
+        var task = await host.TaskAsync(last);
+        Assert.That((task.State, task.Runs.Single().Output), Is.EqualTo((TaskState.Succeeded, "done")));
+        Assert.That(File.Exists(file), Is.False, "the replayed spool file is deleted");
+        Assert.That(recorder.Dropped, Is.Zero);
+
+        // Records queue in memory again.
+        Assert.That(recorder.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow })), Is.GreaterThan(0));
+        Directory.Delete(spool, recursive: true);
+    }
+
+    [Test]
+    public async Task SpoolLeftByAStoppedProcess_IsReplayedByTheNext_SkippingUnreadableLines()
+    {
+        var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        var ledger = TestLedger.Sqlite();
+        var options = new JobLogOptions { SpoolDirectory = spool };
+        ledger.Apply(options);
+        var path = LedgerSpool.FileFor(spool, options.ConnectionString!);
+        var ids = new[] { Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid() };
+        using (var previous = new LedgerSpool(path, 1 << 20))
+        {
+            Assert.That(previous.TryAppend(new TaskDispatched(new TaskLog { Id = ids[0], Name = "A", DispatchedAt = DateTime.UtcNow })), Is.True);
+            Assert.That(previous.TryAppend(new TaskDispatched(new TaskLog { Id = ids[1], Name = "B <script>", DispatchedAt = DateTime.UtcNow })), Is.True);
+        }
+
+        // A line cut by a crash, then a later record.
+        await File.AppendAllTextAsync(path, "{\"Kind\":\"dispatched\",\"Task\":{\"Id\n");
+        using (var previous = new LedgerSpool(path, 1 << 20))
+        {
+            Assert.That(previous.TryAppend(new TaskDispatched(new TaskLog { Id = ids[2], Name = "C", DispatchedAt = DateTime.UtcNow })), Is.True);
+        }
+
+        await using var host = await LedgerHost.StartAsync(ledger, o => o.SpoolDirectory = spool);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        await LedgerHost.EventuallyAsync(
+            async () => await host.QueryAsync(db => db.TaskLogs.CountAsync()) == 3 && !recorder.IsSpooling,
+            TimeSpan.FromSeconds(30), "the previous process's records reach the ledger");
+
+        var names = await host.QueryAsync(db => db.TaskLogs.OrderBy(t => t.Name).Select(t => t.Name).ToListAsync());
+        Assert.That(names, Is.EqualTo(new[] { "A", "B <script>", "C" }));
+        Assert.That((recorder.Dropped, File.Exists(path)), Is.EqualTo((1L, false)), "the cut line is skipped and counted");
+        Directory.Delete(spool, recursive: true);
+    }
+
+    [Test]
+    public async Task SpoolFull_DropsAndCounts()
+    {
+        var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
+        {
+            o.QueueCapacity = 1000;
+            o.SpoolDirectory = spool;
+            o.MaxSpoolBytes = 4096;
+        }, start: false);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+
+        for (var i = 0; i < 1200; i++)
+        {
+            recorder.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+        }
+
+        Assert.That(recorder.Backlog, Is.EqualTo(1000));
+        Assert.That(recorder.Spooled, Is.InRange(1, 199), "a few records fit in 4 KB");
+        Assert.That(recorder.Spooled + recorder.Dropped, Is.EqualTo(200));
+        Assert.That(new FileInfo(Directory.GetFiles(spool).Single()).Length, Is.LessThanOrEqualTo(4096));
+        recorder.Dispose();
+        Directory.Delete(spool, recursive: true);
     }
 
     [Test]

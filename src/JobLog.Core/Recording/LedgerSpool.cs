@@ -1,0 +1,231 @@
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace JobLog.Recording;
+
+/// <summary>
+/// The overflow of the recorder's queue (DESIGN §4): records that do not fit in memory while the database is slow or down
+/// are appended to a local file, one JSON line each, and replayed in order when the writer has caught up. A file left by
+/// a process that stopped before the replay is replayed by the next one. Not thread-safe: the recorder serialises appends
+/// under its enqueue lock, and only the writer reads.
+/// </summary>
+internal sealed class LedgerSpool : IDisposable
+{
+    private static readonly JsonSerializerOptions s_json = new()
+    {
+        ReferenceHandler = ReferenceHandler.IgnoreCycles,
+        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
+    };
+
+    private readonly long _maxBytes;
+    private FileStream? _append;
+    private long _length;
+    private long _replayed;
+    private long _pendingEnd;
+
+    public LedgerSpool(string path, long maxBytes)
+    {
+        Path = path;
+        _maxBytes = maxBytes;
+        var existing = new FileInfo(path);
+        _length = existing.Exists ? existing.Length : 0;
+    }
+
+    public string Path { get; }
+
+    /// <summary>Bytes appended and not yet replayed.</summary>
+    public long PendingBytes => Volatile.Read(ref _length) - Volatile.Read(ref _replayed);
+
+    /// <summary>The spool file's name for a ledger: one file per connection string, so two ledgers never share one.</summary>
+    public static string FileFor(string directory, string connectionString)
+    {
+        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(connectionString)))[..16].ToLowerInvariant();
+        return System.IO.Path.Combine(directory, $"joblog-{hash}.spool.jsonl");
+    }
+
+    /// <summary>Appends a record (written through to the operating system); false when the file is at its size limit or cannot be written.</summary>
+    public bool TryAppend(LedgerRecord record)
+    {
+        byte[] line;
+        try
+        {
+            line = JsonSerializer.SerializeToUtf8Bytes(Envelope.From(record), s_json);
+        }
+        catch (Exception ex) when (ex is JsonException or NotSupportedException)
+        {
+            return false;
+        }
+
+        if (_length + line.Length + 1 > _maxBytes)
+        {
+            return false;
+        }
+
+        try
+        {
+            if (_append is null)
+            {
+                Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
+                _append = new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+            }
+
+            _append.Write(line);
+            _append.WriteByte((byte)'\n');
+            _append.Flush();
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+        catch (UnauthorizedAccessException)
+        {
+            return false;
+        }
+
+        Volatile.Write(ref _length, _length + line.Length + 1);
+        return true;
+    }
+
+    /// <summary>
+    /// Reads up to <paramref name="max"/> records after the last replayed one (a line that cannot be read is skipped and
+    /// counted in <paramref name="unreadable"/>). The position moves only with <see cref="MarkReplayed"/>.
+    /// </summary>
+    public void ReadNext(List<LedgerRecord> into, int max, out int unreadable)
+    {
+        unreadable = 0;
+        var end = Volatile.Read(ref _length);
+        using var stream = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        stream.Position = _replayed;
+        using var reader = new StreamReader(stream, Encoding.UTF8, detectEncodingFromByteOrderMarks: false);
+        var position = _replayed;
+        while (into.Count < max && position < end && reader.ReadLine() is { } text)
+        {
+            position += Encoding.UTF8.GetByteCount(text) + 1;
+            if (text.Length == 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                if (JsonSerializer.Deserialize<Envelope>(text, s_json)?.ToRecord() is { } record)
+                {
+                    into.Add(record);
+                    continue;
+                }
+            }
+            catch (JsonException)
+            {
+            }
+
+            unreadable++;
+        }
+
+        _pendingEnd = Math.Min(position, end);
+    }
+
+    /// <summary>The records returned by the last <see cref="ReadNext"/> are committed.</summary>
+    public void MarkReplayed() => Volatile.Write(ref _replayed, _pendingEnd);
+
+    /// <summary>Deletes the file once everything in it is replayed; the caller holds the lock that appends take.</summary>
+    public bool TryFinish()
+    {
+        if (Volatile.Read(ref _replayed) < Volatile.Read(ref _length))
+        {
+            return false;
+        }
+
+        _append?.Dispose();
+        _append = null;
+        File.Delete(Path);
+        _length = 0;
+        _replayed = 0;
+        _pendingEnd = 0;
+        return true;
+    }
+
+    public void Dispose() => _append?.Dispose();
+
+    /// <summary>One spooled record: its kind and the fields of that kind.</summary>
+    internal sealed class Envelope
+    {
+        public string Kind { get; set; } = "";
+
+        public TaskLog? Task { get; set; }
+
+        public TaskRunLog? Run { get; set; }
+
+        public bool ExpireOrphans { get; set; }
+
+        public Guid RunId { get; set; }
+
+        public Guid TaskId { get; set; }
+
+        public TaskRunState State { get; set; }
+
+        public DateTime Time { get; set; }
+
+        public string? Error { get; set; }
+
+        public string? Output { get; set; }
+
+        public DateTime? NextRetry { get; set; }
+
+        public CommandLog? Command { get; set; }
+
+        public InputRequestLog? InputRequest { get; set; }
+
+        public OutputRequestLog? OutputRequest { get; set; }
+
+        public static Envelope From(LedgerRecord record) => record switch
+        {
+            TaskDispatched d => new() { Kind = "dispatched", Task = d.Task },
+            TaskDispatchFailed f => new() { Kind = "dispatchFailed", TaskId = f.TaskId, Error = f.Error },
+            RunStarted s => new() { Kind = "runStarted", Run = Rendered(s), Task = s.TaskSeed, ExpireOrphans = s.ExpireOrphans },
+            RunFinished f => new()
+            {
+                Kind = "runFinished", RunId = f.RunId, TaskId = f.TaskId, State = f.State, Time = f.Stop, Error = f.ErrorMessage,
+                Output = f.Output, NextRetry = f.NextRetry,
+            },
+            RunFailedForGood g => new() { Kind = "runFailedForGood", RunId = g.RunId, TaskId = g.TaskId },
+            RunNextRetryKnown n => new() { Kind = "runNextRetry", RunId = n.RunId, NextRetry = n.NextRetry },
+            CommandRecorded c => new() { Kind = "command", Command = c.Command },
+            InputRequestRecorded i => new() { Kind = "inputRequest", InputRequest = i.Request },
+            OutputRequestRecorded o => new() { Kind = "outputRequest", OutputRequest = o.Request },
+            _ => throw new NotSupportedException(record.GetType().Name),
+        };
+
+        public LedgerRecord? ToRecord() => Kind switch
+        {
+            "dispatched" when Task is not null => new TaskDispatched(Task),
+            "dispatchFailed" => new TaskDispatchFailed(TaskId, Error ?? ""),
+            "runStarted" when Run is not null && Task is not null => new RunStarted(Run, Task, ExpireOrphans),
+            "runFinished" => new RunFinished(RunId, TaskId, State, Time, Error, Output, NextRetry),
+            "runFailedForGood" => new RunFailedForGood(RunId, TaskId),
+            "runNextRetry" when NextRetry is { } next => new RunNextRetryKnown(RunId, next),
+            "command" when Command is not null => new CommandRecorded(Command),
+            "inputRequest" when InputRequest is not null => new InputRequestRecorded(InputRequest),
+            "outputRequest" when OutputRequest is not null => new OutputRequestRecorded(OutputRequest),
+            _ => null,
+        };
+
+        // The spooled run carries the message's rendering itself: the lazy rendering holds a live object.
+        private static TaskRunLog Rendered(RunStarted started)
+        {
+            if (started.Rendering is { } rendering && started.Run.Input is null)
+            {
+                var value = rendering.Value;
+                started.Run.Input = value.Input;
+                started.Run.TaskArgs = value.TaskArgs;
+                started.Run.TaskKwargs = value.TaskKwargs;
+                started.TaskSeed.Input ??= value.Input;
+                started.TaskSeed.TaskArgs ??= value.TaskArgs;
+                started.TaskSeed.TaskKwargs ??= value.TaskKwargs;
+            }
+
+            return started.Run;
+        }
+    }
+}
