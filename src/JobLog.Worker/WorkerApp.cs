@@ -59,6 +59,12 @@ internal static class WorkerApp
             {
                 o.Durability = durability;
             }
+
+            if (configuration.GetSection("JobLog:SpoolDirectory") is { Value: { } spool })
+            {
+                // An empty value turns the spool off.
+                o.SpoolDirectory = spool.Length == 0 ? null : spool;
+            }
         });
     }
 
