@@ -47,9 +47,9 @@ internal sealed class LedgerRecorder : IDisposable
         metrics.ObserveBacklog(() => Volatile.Read(ref _backlog));
         if (_options.SpoolDirectory is { Length: > 0 } directory && _options.ConnectionString is { } connectionString)
         {
-            _spool = new LedgerSpool(LedgerSpool.FileFor(directory, connectionString), _options.MaxSpoolBytes);
+            _spool = LedgerSpool.Claim(directory, connectionString, _options.MaxSpoolBytes);
             // Left by a process that stopped before replaying it: it is older than anything queued from now on.
-            _spooling = _spool.PendingBytes > 0;
+            _spooling = _spool is { PendingBytes: > 0 };
         }
     }
 

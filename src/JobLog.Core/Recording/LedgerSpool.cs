@@ -24,6 +24,7 @@ internal sealed class LedgerSpool : IDisposable
     private long _length;
     private long _replayed;
     private long _pendingEnd;
+    private FileStream? _lock;
 
     public LedgerSpool(string path, long maxBytes)
     {
@@ -38,27 +39,71 @@ internal sealed class LedgerSpool : IDisposable
     /// <summary>Bytes appended and not yet replayed.</summary>
     public long PendingBytes => Volatile.Read(ref _length) - Volatile.Read(ref _replayed);
 
-    /// <summary>The spool file's name for a ledger: one file per connection string, so two ledgers never share one.</summary>
-    public static string FileFor(string directory, string connectionString)
+    /// <summary>
+    /// A spool file's name for a ledger: per connection string, so two ledgers never share one, and per slot, so two
+    /// processes on one machine writing to the same ledger never share one either.
+    /// </summary>
+    public static string FileFor(string directory, string connectionString, int slot = 0)
     {
         var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(connectionString)))[..16].ToLowerInvariant();
-        return System.IO.Path.Combine(directory, $"joblog-{hash}.spool.jsonl");
+        return System.IO.Path.Combine(directory, $"joblog-{hash}-{slot}.spool.jsonl");
+    }
+
+    /// <summary>
+    /// The first spool slot of this ledger that no other live process holds (an exclusive lock on a companion file,
+    /// held until <see cref="Dispose"/>). A file a stopped process left in that slot is replayed by its new owner.
+    /// Null when the directory cannot be used or every slot is taken: the overflow is then dropped and counted.
+    /// </summary>
+    public static LedgerSpool? Claim(string directory, string connectionString, long maxBytes)
+    {
+        try
+        {
+            Directory.CreateDirectory(directory);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+
+        for (var slot = 0; slot < 16; slot++)
+        {
+            var path = FileFor(directory, connectionString, slot);
+            try
+            {
+                var held = new FileStream(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+                return new LedgerSpool(path, maxBytes) { _lock = held };
+            }
+            catch (IOException)
+            {
+                // Held by another process: the next slot.
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return null;
+            }
+        }
+
+        return null;
     }
 
     /// <summary>Appends a record (written through to the operating system); false when the file is at its size limit or cannot be written.</summary>
     public bool TryAppend(LedgerRecord record)
     {
-        byte[] line;
+        byte[] json;
         try
         {
-            line = JsonSerializer.SerializeToUtf8Bytes(Envelope.From(record), s_json);
+            json = JsonSerializer.SerializeToUtf8Bytes(Envelope.From(record), s_json);
         }
         catch (Exception ex) when (ex is JsonException or NotSupportedException)
         {
             return false;
         }
 
-        if (_length + line.Length + 1 > _maxBytes)
+        // One write per line, newline included: a crash leaves at most one cut line, at the end.
+        var line = new byte[json.Length + 1];
+        json.CopyTo(line, 0);
+        line[^1] = (byte)'\n';
+        if (_length + line.Length > _maxBytes)
         {
             return false;
         }
@@ -72,7 +117,6 @@ internal sealed class LedgerSpool : IDisposable
             }
 
             _append.Write(line);
-            _append.WriteByte((byte)'\n');
             _append.Flush();
         }
         catch (IOException)
@@ -84,7 +128,7 @@ internal sealed class LedgerSpool : IDisposable
             return false;
         }
 
-        Volatile.Write(ref _length, _length + line.Length + 1);
+        Volatile.Write(ref _length, _length + line.Length);
         return true;
     }
 
@@ -146,7 +190,11 @@ internal sealed class LedgerSpool : IDisposable
         return true;
     }
 
-    public void Dispose() => _append?.Dispose();
+    public void Dispose()
+    {
+        _append?.Dispose();
+        _lock?.Dispose();
+    }
 
     /// <summary>One spooled record: its kind and the fields of that kind.</summary>
     internal sealed class Envelope

@@ -163,7 +163,7 @@ public class LedgerOutageTests
         Assert.That(recorder.Enqueue(new RunFinished(run.Id, last, TaskRunState.Succeeded, DateTime.UtcNow, null, "done", null)), Is.Zero);
         Assert.That((recorder.IsSpooling, recorder.Dropped), Is.EqualTo((true, 0L)));
         Assert.That(recorder.Spooled, Is.GreaterThanOrEqualTo(1000 + 2));
-        var file = Directory.GetFiles(spool).Single();
+        var file = Directory.GetFiles(spool, "*.jsonl").Single();
         Assert.That(new FileInfo(file).Length, Is.GreaterThan(0));
 
         await using (var rollback = blocker.CreateCommand())
@@ -220,6 +220,36 @@ public class LedgerOutageTests
     }
 
     [Test]
+    public async Task TwoHostsOnOneLedger_SpoolToFilesOfTheirOwn()
+    {
+        var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        var ledger = TestLedger.Sqlite();
+        Action<JobLogOptions> options = o =>
+        {
+            o.SpoolDirectory = spool;
+            o.QueueCapacity = 1000;
+        };
+        await using var first = await LedgerHost.StartAsync(ledger, options, start: false);
+        await using var second = await LedgerHost.StartAsync(ledger, options, start: false);
+        var a = first.Services.GetRequiredService<LedgerRecorder>();
+        var b = second.Services.GetRequiredService<LedgerRecorder>();
+
+        for (var i = 0; i < 1001; i++)
+        {
+            a.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "A", DispatchedAt = DateTime.UtcNow }));
+            b.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "B", DispatchedAt = DateTime.UtcNow }));
+        }
+
+        Assert.That((a.Spooled, b.Spooled), Is.EqualTo((1L, 1L)));
+        var files = Directory.GetFiles(spool, "*.jsonl").Order().ToList();
+        Assert.That(files, Has.Count.EqualTo(2));
+        Assert.That(files.Select(f => File.ReadAllText(f).Contains("\"Name\":\"A\"", StringComparison.Ordinal)), Is.EqualTo(new[] { true, false }));
+        a.Dispose();
+        b.Dispose();
+        Directory.Delete(spool, recursive: true);
+    }
+
+    [Test]
     public async Task SpoolFull_DropsAndCounts()
     {
         var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
@@ -239,7 +269,7 @@ public class LedgerOutageTests
         Assert.That(recorder.Backlog, Is.EqualTo(1000));
         Assert.That(recorder.Spooled, Is.InRange(1, 199), "a few records fit in 4 KB");
         Assert.That(recorder.Spooled + recorder.Dropped, Is.EqualTo(200));
-        Assert.That(new FileInfo(Directory.GetFiles(spool).Single()).Length, Is.LessThanOrEqualTo(4096));
+        Assert.That(new FileInfo(Directory.GetFiles(spool, "*.jsonl").Single()).Length, Is.LessThanOrEqualTo(4096));
         recorder.Dispose();
         Directory.Delete(spool, recursive: true);
     }
