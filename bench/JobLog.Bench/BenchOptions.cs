@@ -55,6 +55,7 @@ internal sealed class BenchOptions
         stall options:
           --capacity N       JobLogOptions.QueueCapacity (default 20000)
           --stall-seconds N  how long the ledger stays locked (default 10)
+          --spool            keep the spool on: the overflow goes to disk and is replayed (default: off, records dropped)
           --durability LIST  buffered (default) or ack
         """;
 
@@ -63,6 +64,9 @@ internal sealed class BenchOptions
     public int Messages { get; private set; } = 20_000;
 
     public int Warmup { get; private set; } = 2_000;
+
+    /// <summary>Stall mode: keep the spool on (the overflow goes to disk and is replayed).</summary>
+    public bool Spool { get; private set; }
 
     /// <summary>Untimed (off, on) pairs run before a path's measured rounds.</summary>
     public int WarmRounds { get; private set; } = 1;
@@ -145,6 +149,7 @@ internal sealed class BenchOptions
                 case "--alloc-profile": o.AllocationProfile = true; break;
                 case "--analyze": o.Analyze = true; break;
                 case "--keep": o.Keep = true; break;
+                case "--spool": o.Spool = true; break;
                 case "--quick":
                     o.Messages = 2_000;
                     o.Warmup = 300;

@@ -36,13 +36,14 @@ internal sealed class StallBench(BenchOptions options)
         var stall = TimeSpan.FromSeconds(options.StallSeconds);
         await using var ledger = await ThrowawayLedger.CreateAsync(LedgerProvider.Sqlite);
         var counter = new ConsumedCounter();
+        var spoolDirectory = options.Spool ? Path.Combine(Path.GetTempPath(), "joblog-bench-spool-" + Guid.NewGuid().ToString("N")) : null;
         using var host = BenchBus.Build(TransportKind.InMemory, RabbitProfile.Defaults, 0, counter, null, o =>
         {
             ledger.Apply(o);
             o.Durability = durability;
             o.QueueCapacity = capacity;
-            // The in-memory bound alone: with the spool (the default) the overflow would go to disk instead of being dropped.
-            o.SpoolDirectory = null;
+            // Without --spool, the in-memory bound alone: with the spool (the default) the overflow goes to disk instead.
+            o.SpoolDirectory = spoolDirectory;
         });
         await host.StartAsync();
         var bus = host.Services.GetRequiredService<IBus>();
@@ -56,10 +57,10 @@ internal sealed class StallBench(BenchOptions options)
 
         var sb = new StringBuilder();
         sb.AppendLine(CultureInfo.InvariantCulture,
-            $"#### SQLite ledger locked for {stall.TotalSeconds:0} s, in-memory transport, {durability}, QueueCapacity {capacity:N0}");
+            $"#### SQLite ledger locked for {stall.TotalSeconds:0} s, in-memory transport, {durability}, QueueCapacity {capacity:N0}, spool {(options.Spool ? "on" : "off")}");
         sb.AppendLine();
-        sb.AppendLine("| t (s) | ledger | published | consumed | recorder backlog | dropped | working set MB | GC heap MB |");
-        sb.AppendLine("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        sb.AppendLine("| t (s) | ledger | published | consumed | recorder backlog | spooled | dropped | working set MB | GC heap MB |");
+        sb.AppendLine("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
 
         await using var blocker = new SqliteConnection(ledger.ConnectionString + ";Pooling=False");
         await blocker.OpenAsync();
@@ -135,17 +136,31 @@ internal sealed class StallBench(BenchOptions options)
             }
 
             sb.AppendLine(CultureInfo.InvariantCulture,
-                $"| {t.TotalSeconds:0} | {(locked ? "locked" : "free")} | {Interlocked.Read(ref published):N0} | {counter.Count:N0} | {backlog:N0} | {recorder.Dropped:N0} | {workingSet / 1048576} | {heap / 1048576} |");
-            Console.WriteLine($"  t={t.TotalSeconds:0}s {(locked ? "locked" : "free")} published {Interlocked.Read(ref published):N0} consumed {counter.Count:N0} backlog {backlog:N0} dropped {recorder.Dropped:N0} ws {workingSet / 1048576} MB heap {heap / 1048576} MB");
-            if (stopPublishing.IsCancellationRequested && (backlog == 0 || t > publishFor + TimeSpan.FromSeconds(60)))
+                $"| {t.TotalSeconds:0} | {(locked ? "locked" : "free")} | {Interlocked.Read(ref published):N0} | {counter.Count:N0} | {backlog:N0} | {recorder.Spooled:N0} | {recorder.Dropped:N0} | {workingSet / 1048576} | {heap / 1048576} |");
+            Console.WriteLine($"  t={t.TotalSeconds:0}s {(locked ? "locked" : "free")} published {Interlocked.Read(ref published):N0} consumed {counter.Count:N0} backlog {backlog:N0} spooled {recorder.Spooled:N0} dropped {recorder.Dropped:N0} ws {workingSet / 1048576} MB heap {heap / 1048576} MB");
+            if (stopPublishing.IsCancellationRequested && ((backlog == 0 && !recorder.HasSpooled) || t > publishFor + TimeSpan.FromSeconds(120)))
             {
                 break;
             }
         }
 
         await publisher;
-        var contents = await recorder.FlushAsync(TimeSpan.FromSeconds(60));
+        var contents = await recorder.FlushAsync(TimeSpan.FromSeconds(60)) && !recorder.HasSpooled;
         await host.StopAsync();
+        long inLedger;
+        await using (var count = new SqliteConnection(ledger.ConnectionString + ";Pooling=False"))
+        {
+            await count.OpenAsync();
+            await using var command = count.CreateCommand();
+            command.CommandText = "SELECT COUNT(*) FROM \"JobLogTasks\"";
+            inLedger = (long)(await command.ExecuteScalarAsync())!;
+        }
+
+        if (spoolDirectory is not null)
+        {
+            Directory.Delete(spoolDirectory, recursive: true);
+        }
+
         var batch = host.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<JobLogOptions>>().Value.MaxBatchSize;
         sb.AppendLine();
         sb.AppendLine(CultureInfo.InvariantCulture,
@@ -155,7 +170,8 @@ internal sealed class StallBench(BenchOptions options)
             $"with a bus publishing faster than it commits; the bus never waited for the ledger ({Interlocked.Read(ref published):N0} published, " +
             $"{counter.Count:N0} consumed). While locked (from 3 s on), working set at most {workingSetLocked / 1048576} MB and GC heap at most " +
             $"{heapLocked / 1048576} MB; peaks over the whole run {peakWorkingSet / 1048576} MB and {peakHeap / 1048576} MB. Lock released at " +
-            $"{releasedAt.TotalSeconds:0} s; the queued records were committed afterwards: {(contents ? "yes" : "no")}.");
+            $"{releasedAt.TotalSeconds:0} s; the queued{(options.Spool ? " and spooled" : "")} records were committed afterwards: {(contents ? "yes" : "no")}. " +
+            $"Tasks in the ledger: {inLedger:N0} of {Interlocked.Read(ref published) + 1000:N0} published ({recorder.Spooled:N0} records went through the spool).");
         return sb.ToString();
     }
 }

@@ -27,7 +27,8 @@ internal sealed class LedgerRecorder : IDisposable
     private readonly PriorityQueue<Waiter, long> _bySequence = new();
     private readonly Queue<Waiter> _byDeadline = new();
     private ITimer? _watchdog;
-    private readonly LedgerSpool? _spool;
+    private LedgerSpool? _spool;
+    private bool _spoolUnavailable;
     private bool _spooling;
     private long _spooled;
 
@@ -45,10 +46,12 @@ internal sealed class LedgerRecorder : IDisposable
             AllowSynchronousContinuations = false,
         });
         metrics.ObserveBacklog(() => Volatile.Read(ref _backlog));
-        if (_options.SpoolDirectory is { Length: > 0 } directory && _options.ConnectionString is { } connectionString)
+        // A slot is claimed at the first overflow, or now when a stopped process left records: they are older than
+        // anything queued from now on, so everything goes after them.
+        if (_options.SpoolDirectory is { Length: > 0 } directory && _options.ConnectionString is { } connectionString
+            && LedgerSpool.AnyLeftOver(directory, connectionString))
         {
-            _spool = LedgerSpool.Claim(directory, connectionString, _options.MaxSpoolBytes);
-            // Left by a process that stopped before replaying it: it is older than anything queued from now on.
+            _spool = ClaimSpool();
             _spooling = _spool is { PendingBytes: > 0 };
         }
     }
@@ -106,6 +109,7 @@ internal sealed class LedgerRecorder : IDisposable
             // The queue is full (or older records wait in the spool: order is kept, so everything goes there until the
             // writer has replayed it).
             record.Sequence = 0;
+            _spool ??= ClaimSpool();
             if (_spool is not null && _spool.TryAppend(record))
             {
                 if (!_spooling)
@@ -201,6 +205,18 @@ internal sealed class LedgerRecorder : IDisposable
         }
 
         return Interlocked.Read(ref _committed) >= target;
+    }
+
+    private LedgerSpool? ClaimSpool()
+    {
+        if (_spoolUnavailable || _options.SpoolDirectory is not { Length: > 0 } directory || _options.ConnectionString is not { } connectionString)
+        {
+            return null;
+        }
+
+        var spool = LedgerSpool.Claim(directory, connectionString, _options.MaxSpoolBytes);
+        _spoolUnavailable = spool is null;
+        return spool;
     }
 
     /// <summary>

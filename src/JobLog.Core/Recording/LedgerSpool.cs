@@ -49,6 +49,24 @@ internal sealed class LedgerSpool : IDisposable
         return System.IO.Path.Combine(directory, $"joblog-{hash}-{slot}.spool.jsonl");
     }
 
+    private const int Slots = 16;
+
+    /// <summary>True when a stopped process left spooled records for this ledger (checked at start, without claiming a slot).</summary>
+    public static bool AnyLeftOver(string directory, string connectionString) =>
+        Enumerable.Range(0, Slots).Any(slot => HasRecords(FileFor(directory, connectionString, slot)));
+
+    private static bool HasRecords(string path)
+    {
+        try
+        {
+            return new FileInfo(path) is { Exists: true, Length: > 0 };
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
+
     /// <summary>
     /// The first spool slot of this ledger that no other live process holds (an exclusive lock on a companion file,
     /// held until <see cref="Dispose"/>). A file a stopped process left in that slot is replayed by its new owner.
@@ -65,7 +83,9 @@ internal sealed class LedgerSpool : IDisposable
             return null;
         }
 
-        for (var slot = 0; slot < 16; slot++)
+        // A slot a stopped process left records in comes first; then the first free one.
+        var slots = Enumerable.Range(0, Slots).OrderByDescending(slot => HasRecords(FileFor(directory, connectionString, slot)));
+        foreach (var slot in slots)
         {
             var path = FileFor(directory, connectionString, slot);
             try
