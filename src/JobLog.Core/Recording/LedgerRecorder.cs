@@ -69,7 +69,8 @@ internal sealed class LedgerRecorder : IDisposable
     public long Spooled => Interlocked.Read(ref _spooled);
 
     /// <summary>True when spooled records wait to be replayed.</summary>
-    internal bool HasSpooled => _spool is { PendingBytes: > 0 };
+    /// <remarks>Read by the writer without the lock; the spool is created under it, by an enqueueing thread.</remarks>
+    internal bool HasSpooled => Volatile.Read(ref _spool) is { PendingBytes: > 0 };
 
     /// <summary>True while records go to the spool file instead of the queue (until the writer has replayed it).</summary>
     public bool IsSpooling
