@@ -1,0 +1,3 @@
+using NUnit.Framework;
+
+[assembly: Parallelizable(ParallelScope.None)]
