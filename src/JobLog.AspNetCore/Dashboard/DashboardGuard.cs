@@ -30,7 +30,7 @@ internal sealed class DashboardGuard : IEndpointFilter
         headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), payment=()";
         headers.CacheControl = "no-store";
 
-        if (!HasAuthorizationPolicy(http) && !IsLocal(http.Connection))
+        if (!HasAuthorizationPolicy(http) && !IsLocal(http))
         {
             return Results.Text(
                 "The JobLog dashboard only answers local requests. Add an authorization policy to open it to others: app.MapJobLogDashboard().RequireAuthorization(...).",
@@ -55,20 +55,99 @@ internal sealed class DashboardGuard : IEndpointFilter
             || metadata.GetOrderedMetadata<IAuthorizationRequirementData>().Count > 0;
     }
 
-    /// <summary>Loopback, or the server's own address. An unknown remote address is not local.</summary>
-    internal static bool IsLocal(ConnectionInfo connection)
+    /// <summary>
+    /// A local request: the TCP peer is loopback, every client address that a forwarded header names is loopback too
+    /// (<c>X-Original-For</c>, where ASP.NET Core's forwarded-headers middleware keeps the peer it replaced, and any raw
+    /// <c>X-Forwarded-For</c> or <c>Forwarded</c> still present), and the <c>Host</c> is a loopback name (and so is the
+    /// <c>X-Original-Host</c> the middleware keeps when it rewrites the host), so a page whose
+    /// name an attacker re-pointed at 127.0.0.1 (DNS rebinding) is refused. Anything unknown or unparsable is not local.
+    /// </summary>
+    internal static bool IsLocal(HttpContext http)
     {
-        var remote = connection.RemoteIpAddress;
-        if (remote is null)
+        if (http.Connection.RemoteIpAddress is not { } remote || !IPAddress.IsLoopback(remote))
         {
             return false;
         }
 
-        if (IPAddress.IsLoopback(remote))
+        var headers = http.Request.Headers;
+        return AllLoopback(headers["X-Original-For"], ForwardedFor.XForwardedFor)
+            && AllLoopback(headers["X-Forwarded-For"], ForwardedFor.XForwardedFor)
+            && AllLoopback(headers["Forwarded"], ForwardedFor.Forwarded)
+            && IsLoopbackName(http.Request.Host)
+            && headers["X-Original-Host"].All(original => IsLoopbackName(new HostString(original ?? "")));
+    }
+
+    /// <summary><c>localhost</c>, a name under <c>.localhost</c> (RFC 6761), or a loopback address literal.</summary>
+    internal static bool IsLoopbackName(HostString host)
+    {
+        if (!host.HasValue)
+        {
+            return false;
+        }
+
+        var name = host.Host.TrimEnd('.');
+        if (name.Equals("localhost", StringComparison.OrdinalIgnoreCase)
+            || name.EndsWith(".localhost", StringComparison.OrdinalIgnoreCase))
         {
             return true;
         }
 
-        return connection.LocalIpAddress is { } local && remote.Equals(local);
+        // Only the dotted quad or a bracketed IPv6 literal: IPAddress.TryParse also takes "127.1" and "2130706433".
+        if (name.StartsWith('[') && name.EndsWith(']'))
+        {
+            return IPAddress.TryParse(name.AsSpan(1, name.Length - 2), out var v6) && IPAddress.IsLoopback(v6);
+        }
+
+        return name.Count(c => c == '.') == 3 && IPAddress.TryParse(name, out var v4)
+            && v4.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork && IPAddress.IsLoopback(v4);
+    }
+
+    private enum ForwardedFor
+    {
+        XForwardedFor,
+        Forwarded,
+    }
+
+    private static bool AllLoopback(Microsoft.Extensions.Primitives.StringValues values, ForwardedFor syntax)
+    {
+        foreach (var value in values)
+        {
+            foreach (var element in (value ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (syntax == ForwardedFor.XForwardedFor)
+                {
+                    if (!IsLoopbackNode(element))
+                    {
+                        return false;
+                    }
+
+                    continue;
+                }
+
+                // Forwarded: for=node;by=node;proto=...; only the for= pairs name a client.
+                foreach (var pair in element.Split(';', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
+                {
+                    var equals = pair.IndexOf('=', StringComparison.Ordinal);
+                    if (equals > 0 && pair.AsSpan(0, equals).Trim().Equals("for", StringComparison.OrdinalIgnoreCase)
+                        && !IsLoopbackNode(pair[(equals + 1)..].Trim().Trim('"')))
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>An address with or without a port: <c>127.0.0.1</c>, <c>127.0.0.1:5000</c>, <c>::1</c>, <c>[::1]:5000</c>.</summary>
+    private static bool IsLoopbackNode(string node)
+    {
+        if (IPAddress.TryParse(node, out var address) || IPEndPoint.TryParse(node, out var endPoint) && (address = endPoint.Address) is not null)
+        {
+            return IPAddress.IsLoopback(address);
+        }
+
+        return false;
     }
 }

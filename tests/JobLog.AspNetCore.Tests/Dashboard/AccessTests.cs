@@ -5,6 +5,9 @@ using JobLog.Testing;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.HttpOverrides;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -47,6 +50,155 @@ public class AccessTests
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), url);
             Assert.That(body, Does.Not.Contain("Secret").And.Not.Contain("4111"), url);
             Assert.That(response.Headers.Contains("Content-Security-Policy"), url);
+        }
+    }
+
+    [Test]
+    public async Task WithoutPolicy_ForwardedHeadersMiddlewareTrustingEveryone_RemoteClaimingLoopback_IsForbidden()
+    {
+        // What ASPNETCORE_FORWARDEDHEADERS_ENABLED=true sets up: every proxy trusted, X-Forwarded-For rewrites the peer.
+        await using var host = await DashboardHost.StartAsync(TestLedger.Sqlite(), beforeMap: app =>
+        {
+            var forwarded = new ForwardedHeadersOptions { ForwardedHeaders = ForwardedHeaders.XForwardedFor | ForwardedHeaders.XForwardedProto };
+            forwarded.KnownIPNetworks.Clear();
+            forwarded.KnownProxies.Clear();
+            app.UseForwardedHeaders(forwarded);
+        });
+        await host.SeedAsync(Rows.Task("Secret", DateTime.UtcNow, input: "Card=4111"));
+
+        foreach (var claimed in new[] { "127.0.0.1", "::1", "127.0.0.1, 127.0.0.1" })
+        {
+            foreach (var url in s_urls)
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, url);
+                request.Headers.Add(DashboardHost.RemoteIpHeader, "203.0.113.7");
+                request.Headers.TryAddWithoutValidation("X-Forwarded-For", claimed);
+                using var response = await host.Client.SendAsync(request);
+                var body = await response.Content.ReadAsStringAsync();
+
+                Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden), $"{url} with X-Forwarded-For: {claimed}");
+                Assert.That(body, Does.Not.Contain("4111"), url);
+            }
+        }
+    }
+
+    [TestCase("X-Forwarded-For", "203.0.113.7")]
+    [TestCase("X-Forwarded-For", "127.0.0.1, 203.0.113.7")]
+    [TestCase("X-Original-For", "203.0.113.7:51234")]
+    [TestCase("X-Original-For", "[2001:db8::1]:443")]
+    [TestCase("Forwarded", "for=203.0.113.7;proto=https")]
+    [TestCase("Forwarded", "for=\"[2001:db8::1]:443\", for=127.0.0.1")]
+    [TestCase("Forwarded", "for=unknown")]
+    [TestCase("X-Forwarded-For", "not-an-address")]
+    public async Task WithoutPolicy_LoopbackPeerForwardingForSomeoneElse_IsForbidden(string header, string value)
+    {
+        // A reverse proxy on the same machine: the TCP peer is loopback, the client is not.
+        await using var host = await DashboardHost.StartAsync(TestLedger.Sqlite());
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/joblog/api/tasks");
+        request.Headers.TryAddWithoutValidation(header, value);
+        using var response = await host.Client.SendAsync(request);
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+    }
+
+    [TestCase("X-Forwarded-For", "127.0.0.1")]
+    [TestCase("X-Forwarded-For", "::1, 127.0.0.1")]
+    [TestCase("Forwarded", "for=127.0.0.1")]
+    [TestCase("Forwarded", "for=\"[::1]:5000\"")]
+    [TestCase("X-Original-For", "127.0.0.1:40000")]
+    public async Task WithoutPolicy_LoopbackPeerForwardingForLoopback_IsServed(string header, string value)
+    {
+        await using var host = await DashboardHost.StartAsync(TestLedger.Sqlite());
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/joblog/api/tasks");
+        request.Headers.TryAddWithoutValidation(header, value);
+        using var response = await host.Client.SendAsync(request);
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+    }
+
+    [TestCase("evil.example")]
+    [TestCase("evil.example:5000")]
+    [TestCase("localhost.evil.example")]
+    [TestCase("203.0.113.7")]
+    [TestCase("127.0.0.1.nip.io")]
+    public async Task WithoutPolicy_LoopbackPeerWithAForeignHostName_IsForbidden(string hostHeader)
+    {
+        // DNS rebinding: a page from evil.example whose name now resolves to 127.0.0.1 reads the dashboard.
+        await using var host = await DashboardHost.StartAsync(TestLedger.Sqlite());
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/joblog/api/tasks");
+        request.Headers.Host = hostHeader;
+        using var response = await host.Client.SendAsync(request);
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Forbidden));
+    }
+
+    [TestCase("localhost")]
+    [TestCase("LOCALHOST:5000")]
+    [TestCase("app.localhost:8080")]
+    [TestCase("127.0.0.1:5000")]
+    [TestCase("127.1.2.3")]
+    [TestCase("[::1]:5000")]
+    public async Task WithoutPolicy_LoopbackPeerWithALoopbackHostName_IsServed(string hostHeader)
+    {
+        await using var host = await DashboardHost.StartAsync(TestLedger.Sqlite());
+
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/joblog/api/tasks");
+        request.Headers.Host = hostHeader;
+        using var response = await host.Client.SendAsync(request);
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+    }
+
+    [Test]
+    public async Task WithoutPolicy_OnKestrel_ClientInANetworkNamespace_IsForbidden_WhateverItForwards()
+    {
+        using var network = VethNamespace.Create();
+        var ledger = TestLedger.Sqlite();
+        // As ASPNETCORE_FORWARDEDHEADERS_ENABLED=true does it: every proxy trusted.
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+        {
+            EnvironmentName = "Testing",
+            Args = ["--ForwardedHeaders_Enabled=true"],
+        });
+        builder.WebHost.UseUrls($"http://{network.HostAddress}:0", "http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        builder.Services.AddJobLog(o =>
+        {
+            ledger.Apply(o);
+            o.Sweeper.Enabled = false;
+        });
+        await using var app = builder.Build();
+        app.MapGet("/peer", (HttpContext context) => context.Connection.RemoteIpAddress?.ToString() ?? "none");
+        app.MapJobLogDashboard("/joblog");
+        await app.StartAsync();
+        try
+        {
+            var remote = app.Urls.Single(u => u.Contains(network.HostAddress.ToString(), StringComparison.Ordinal));
+            var local = app.Urls.Single(u => u.Contains("127.0.0.1", StringComparison.Ordinal));
+            var api = "/joblog/api/tasks";
+
+            Assert.That(await network.CurlAsync(remote + "/peer"), Is.EqualTo(network.ClientAddress.ToString()), "the client's real address");
+            Assert.That(await network.CurlAsync("--header", "X-Forwarded-For: 127.0.0.1", remote + "/peer"), Is.EqualTo("127.0.0.1"),
+                "the forwarded-headers middleware believed the client");
+
+            Assert.That(await network.StatusAsync(remote + api), Is.EqualTo(403));
+            Assert.That(await network.StatusAsync(remote + api, "X-Forwarded-For: 127.0.0.1"), Is.EqualTo(403));
+            Assert.That(await network.StatusAsync(remote + api, "X-Forwarded-For: 127.0.0.1", "Host: localhost"), Is.EqualTo(403));
+            Assert.That(await network.StatusAsync(remote + api, "Forwarded: for=127.0.0.1", "Host: localhost"), Is.EqualTo(403));
+            Assert.That(await network.StatusAsync(remote + api, "X-Original-For: 127.0.0.1:1", "Host: localhost"), Is.EqualTo(403));
+            Assert.That(await network.StatusAsync(remote + "/joblog", "X-Forwarded-For: ::1"), Is.EqualTo(403));
+
+            using var client = new HttpClient();
+            Assert.That((await client.GetAsync(local.Replace("127.0.0.1", "localhost", StringComparison.Ordinal) + api)).StatusCode,
+                Is.EqualTo(HttpStatusCode.OK), "the same host answers a loopback client");
+        }
+        finally
+        {
+            await app.StopAsync();
+            await ledger.DisposeAsync();
         }
     }
 
