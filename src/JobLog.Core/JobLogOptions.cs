@@ -54,10 +54,12 @@ public sealed class JobLogOptions
 
     /// <summary>
     /// Where records that do not fit in the queue are spooled (one append-only file per ledger, replayed in order when the
-    /// writer has caught up, also by the next process). Default: <c>joblog</c> in the system's temporary directory;
-    /// <c>null</c> drops those records instead.
+    /// writer has caught up, also by the next process). Default: <c>joblog-&lt;uid&gt;</c> in the system's temporary
+    /// directory (per user), created with mode 0700; <c>null</c> drops those records instead. A directory that is a
+    /// symbolic link, that another user owns or that others can write is refused with a logged error and never used,
+    /// and a spool file that is not this user's regular file is neither replayed nor written.
     /// </summary>
-    public string? SpoolDirectory { get; set; } = Path.Combine(Path.GetTempPath(), "joblog");
+    public string? SpoolDirectory { get; set; } = Recording.SpoolFiles.DefaultDirectory();
 
     /// <summary>Largest spool file. Default 1 GiB; further records are dropped and counted.</summary>
     public long MaxSpoolBytes { get; set; } = 1L << 30;

@@ -52,4 +52,16 @@ internal static partial class Log
 
     [LoggerMessage(1045, LogLevel.Error, "JobLog skipped {Count} unreadable lines of its spool file {Path}.")]
     public static partial void SpoolUnreadable(ILogger logger, int count, string path);
+
+    [LoggerMessage(1046, LogLevel.Error, "JobLog refuses its spool directory {Directory}: {Reason}. Nothing is spooled or replayed from it; records that do not fit in the queue are dropped and counted. Remove it, or set JobLogOptions.SpoolDirectory to a directory this user owns with mode 0700.")]
+    public static partial void SpoolDirectoryRefused(ILogger logger, string directory, string reason);
+
+    [LoggerMessage(1047, LogLevel.Error, "JobLog refuses the spool file {Path}: {Reason}. It is neither replayed nor written.")]
+    public static partial void SpoolFileRefused(ILogger logger, string path, string reason);
+
+    [LoggerMessage(1048, LogLevel.Error, "JobLog's spool file {Path} failed; it is given up for this process ({Pending} bytes not replayed) and records queue in memory again. The host goes on.")]
+    public static partial void SpoolFailed(ILogger logger, Exception exception, string path, long pending);
+
+    [LoggerMessage(1049, LogLevel.Error, "JobLog could not append to its spool file {Path}; records that do not fit in the queue are dropped and counted.")]
+    public static partial void SpoolAppendFailed(ILogger logger, Exception exception, string path);
 }

@@ -48,11 +48,19 @@ internal sealed class LedgerRecorder : IDisposable
         metrics.ObserveBacklog(() => Volatile.Read(ref _backlog));
         // A slot is claimed at the first overflow, or now when a stopped process left records: they are older than
         // anything queued from now on, so everything goes after them.
-        if (_options.SpoolDirectory is { Length: > 0 } directory && _options.ConnectionString is { } connectionString
-            && LedgerSpool.AnyLeftOver(directory, connectionString))
+        // A directory someone else could have planted records in is refused now, loudly, and never used.
+        if (_options.SpoolDirectory is { Length: > 0 } directory && _options.ConnectionString is { } connectionString)
         {
-            _spool = ClaimSpool();
-            _spooling = _spool is { PendingBytes: > 0 };
+            if (SpoolFiles.CheckDirectory(directory, create: false) is { } refusal)
+            {
+                Log.SpoolDirectoryRefused(_logger, directory, refusal);
+                _spoolUnavailable = true;
+            }
+            else if (LedgerSpool.AnyLeftOver(directory, connectionString))
+            {
+                _spool = ClaimSpool();
+                _spooling = _spool is { PendingBytes: > 0 };
+            }
         }
     }
 
@@ -96,15 +104,9 @@ internal sealed class LedgerRecorder : IDisposable
         lock (_enqueueLock)
         {
             var sequence = _enqueued + 1;
-            if (!_spooling)
+            if (!_spooling && TryQueue(record, sequence))
             {
-                record.Sequence = sequence;
-                if (_channel.Writer.TryWrite(record))
-                {
-                    _enqueued = sequence;
-                    Interlocked.Increment(ref _backlog);
-                    return sequence;
-                }
+                return sequence;
             }
 
             // The queue is full (or older records wait in the spool: order is kept, so everything goes there until the
@@ -123,6 +125,18 @@ internal sealed class LedgerRecorder : IDisposable
                 _metrics.RecordsSpooled.Add(1);
                 return 0;
             }
+
+            // The spool failed (not merely full): given up, and the record tries the queue.
+            if (_spool is { AppendFailure: { } failure } failed)
+            {
+                GiveUpSpoolLocked(failed, failure);
+                if (TryQueue(record, sequence))
+                {
+                    return sequence;
+                }
+
+                record.Sequence = 0;
+            }
         }
 
         var dropped = Interlocked.Increment(ref _dropped);
@@ -133,6 +147,20 @@ internal sealed class LedgerRecorder : IDisposable
         }
 
         return 0;
+    }
+
+    /// <summary>Under the enqueue lock: the record into the in-memory queue, when it has room.</summary>
+    private bool TryQueue(LedgerRecord record, long sequence)
+    {
+        record.Sequence = sequence;
+        if (!_channel.Writer.TryWrite(record))
+        {
+            return false;
+        }
+
+        _enqueued = sequence;
+        Interlocked.Increment(ref _backlog);
+        return true;
     }
 
     /// <summary>
@@ -215,7 +243,7 @@ internal sealed class LedgerRecorder : IDisposable
             return null;
         }
 
-        var spool = LedgerSpool.Claim(directory, connectionString, _options.MaxSpoolBytes);
+        var spool = LedgerSpool.Claim(directory, connectionString, _options.MaxSpoolBytes, _logger);
         _spoolUnavailable = spool is null;
         return spool;
     }
@@ -226,17 +254,29 @@ internal sealed class LedgerRecorder : IDisposable
     /// </summary>
     internal void TakeSpooled(List<LedgerRecord> into, int max)
     {
-        if (_spool is null || _spool.PendingBytes <= 0)
+        var spool = Volatile.Read(ref _spool);
+        if (spool is null || spool.PendingBytes <= 0)
         {
             return;
         }
 
-        _spool.ReadNext(into, max, out var unreadable);
+        int unreadable;
+        try
+        {
+            spool.ReadNext(into, max, out unreadable);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            into.Clear();
+            GiveUpSpool(spool, ex);
+            return;
+        }
+
         if (unreadable > 0)
         {
             Interlocked.Add(ref _dropped, unreadable);
             _metrics.RecordsDropped.Add(unreadable);
-            Log.SpoolUnreadable(_logger, unreadable, _spool.Path);
+            Log.SpoolUnreadable(_logger, unreadable, spool.Path);
         }
 
         if (into.Count == 0)
@@ -249,20 +289,54 @@ internal sealed class LedgerRecorder : IDisposable
     /// <summary>The records of the last <see cref="TakeSpooled"/> are committed; once the file is replayed, records queue again.</summary>
     internal void SpoolReplayed()
     {
-        if (_spool is null)
+        var spool = Volatile.Read(ref _spool);
+        if (spool is null)
         {
             return;
         }
 
-        _spool.MarkReplayed();
-        lock (_enqueueLock)
+        spool.MarkReplayed();
+        try
         {
-            if (_spooling && _spool.TryFinish())
+            lock (_enqueueLock)
             {
-                _spooling = false;
-                Log.SpoolReplayed(_logger, Interlocked.Read(ref _spooled));
+                if (_spooling && spool.TryFinish())
+                {
+                    _spooling = false;
+                    Log.SpoolReplayed(_logger, Interlocked.Read(ref _spooled));
+                }
             }
         }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            GiveUpSpool(spool, ex);
+        }
+    }
+
+    /// <summary>
+    /// An I/O error in the spool: logged, the spool is not used again by this process and records queue in memory.
+    /// Never stops the host.
+    /// </summary>
+    private void GiveUpSpool(LedgerSpool spool, Exception exception)
+    {
+        lock (_enqueueLock)
+        {
+            GiveUpSpoolLocked(spool, exception);
+        }
+    }
+
+    private void GiveUpSpoolLocked(LedgerSpool spool, Exception exception)
+    {
+        if (!ReferenceEquals(_spool, spool))
+        {
+            return;
+        }
+
+        Log.SpoolFailed(_logger, exception, spool.Path, spool.PendingBytes);
+        Volatile.Write(ref _spool, null);
+        _spoolUnavailable = true;
+        _spooling = false;
+        spool.Dispose();
     }
 
     internal void Committed(IReadOnlyList<LedgerRecord> batch)

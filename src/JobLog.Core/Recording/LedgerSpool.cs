@@ -2,13 +2,17 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using JobLog.Internal;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 
 namespace JobLog.Recording;
 
 /// <summary>
 /// The overflow of the recorder's queue (DESIGN §4): records that do not fit in memory while the database is slow or down
 /// are appended to a local file, one JSON line each, and replayed in order when the writer has caught up. A file left by
-/// a process that stopped before the replay is replayed by the next one. Not thread-safe: the recorder serialises appends
+/// a process that stopped before the replay is replayed by the next one. The directory and every file are checked by
+/// <see cref="SpoolFiles"/>: this user's, writable by nobody else, never a symbolic link. Not thread-safe: the recorder serialises appends
 /// under its enqueue lock, and only the writer reads.
 /// </summary>
 internal sealed class LedgerSpool : IDisposable
@@ -25,16 +29,21 @@ internal sealed class LedgerSpool : IDisposable
     private long _replayed;
     private long _pendingEnd;
     private FileStream? _lock;
+    private readonly ILogger _logger;
+    private bool _appendFailed;
 
-    public LedgerSpool(string path, long maxBytes)
+    public LedgerSpool(string path, long maxBytes, ILogger? logger = null)
     {
         Path = path;
         _maxBytes = maxBytes;
-        var existing = new FileInfo(path);
-        _length = existing.Exists ? existing.Length : 0;
+        _logger = logger ?? NullLogger.Instance;
+        _length = SpoolFiles.SizeOf(path);
     }
 
     public string Path { get; }
+
+    /// <summary>The error that made the last append fail (null when it fit, or when the file was only full).</summary>
+    public Exception? AppendFailure { get; private set; }
 
     /// <summary>Bytes appended and not yet replayed.</summary>
     public long PendingBytes => Volatile.Read(ref _length) - Volatile.Read(ref _replayed);
@@ -53,52 +62,57 @@ internal sealed class LedgerSpool : IDisposable
 
     /// <summary>True when a stopped process left spooled records for this ledger (checked at start, without claiming a slot).</summary>
     public static bool AnyLeftOver(string directory, string connectionString) =>
-        Enumerable.Range(0, Slots).Any(slot => HasRecords(FileFor(directory, connectionString, slot)));
-
-    private static bool HasRecords(string path)
-    {
-        try
-        {
-            return new FileInfo(path) is { Exists: true, Length: > 0 };
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return false;
-        }
-    }
+        Enumerable.Range(0, Slots).Any(slot => SpoolFiles.AnythingAt(FileFor(directory, connectionString, slot)));
 
     /// <summary>
     /// The first spool slot of this ledger that no other live process holds (an exclusive lock on a companion file,
-    /// held until <see cref="Dispose"/>). A file a stopped process left in that slot is replayed by its new owner.
-    /// Null when the directory cannot be used or every slot is taken: the overflow is then dropped and counted.
+    /// held until <see cref="Dispose"/>). A file a stopped process left in that slot is replayed by its new owner; a slot
+    /// whose file is not this user's regular file is skipped with a logged error. Null when the directory is refused
+    /// (logged), cannot be used or every slot is taken: the overflow is then dropped and counted.
     /// </summary>
-    public static LedgerSpool? Claim(string directory, string connectionString, long maxBytes)
+    public static LedgerSpool? Claim(string directory, string connectionString, long maxBytes, ILogger logger)
     {
-        try
+        if (SpoolFiles.CheckDirectory(directory, create: true) is { } refusal)
         {
-            Directory.CreateDirectory(directory);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
+            Log.SpoolDirectoryRefused(logger, directory, refusal);
             return null;
         }
 
         // A slot a stopped process left records in comes first; then the first free one.
-        var slots = Enumerable.Range(0, Slots).OrderByDescending(slot => HasRecords(FileFor(directory, connectionString, slot)));
+        var slots = Enumerable.Range(0, Slots).OrderByDescending(slot => SpoolFiles.AnythingAt(FileFor(directory, connectionString, slot)));
         foreach (var slot in slots)
         {
             var path = FileFor(directory, connectionString, slot);
             try
             {
-                var held = new FileStream(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-                return new LedgerSpool(path, maxBytes) { _lock = held };
+                var held = SpoolFiles.Open(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+                try
+                {
+                    // The spool file itself is checked before anything of it is read or replayed.
+                    if (SpoolFiles.AnythingAt(path))
+                    {
+                        SpoolFiles.Open(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete).Dispose();
+                    }
+                }
+                catch
+                {
+                    held.Dispose();
+                    throw;
+                }
+
+                return new LedgerSpool(path, maxBytes, logger) { _lock = held };
+            }
+            catch (SpoolFileRefusedException ex)
+            {
+                Log.SpoolFileRefused(logger, ex.Path, ex.Reason);
             }
             catch (IOException)
             {
                 // Held by another process: the next slot.
             }
-            catch (UnauthorizedAccessException)
+            catch (UnauthorizedAccessException ex)
             {
+                Log.SpoolAppendFailed(logger, ex, path);
                 return null;
             }
         }
@@ -132,19 +146,34 @@ internal sealed class LedgerSpool : IDisposable
         {
             if (_append is null)
             {
-                Directory.CreateDirectory(System.IO.Path.GetDirectoryName(Path)!);
-                _append = new FileStream(Path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
+                var directory = System.IO.Path.GetDirectoryName(Path)!;
+                if (SpoolFiles.CheckDirectory(directory, create: true) is { } refusal)
+                {
+                    throw new SpoolFileRefusedException(Path, "its directory is refused: " + refusal);
+                }
+
+                _append = SpoolFiles.Open(Path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
             }
 
             _append.Write(line);
             _append.Flush();
         }
-        catch (IOException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            return false;
-        }
-        catch (UnauthorizedAccessException)
-        {
+            AppendFailure = ex;
+            if (!_appendFailed)
+            {
+                _appendFailed = true;
+                if (ex is SpoolFileRefusedException refused)
+                {
+                    Log.SpoolFileRefused(_logger, refused.Path, refused.Reason);
+                }
+                else
+                {
+                    Log.SpoolAppendFailed(_logger, ex, Path);
+                }
+            }
+
             return false;
         }
 
@@ -156,11 +185,12 @@ internal sealed class LedgerSpool : IDisposable
     /// Reads up to <paramref name="max"/> records after the last replayed one (a line that cannot be read is skipped and
     /// counted in <paramref name="unreadable"/>). The position moves only with <see cref="MarkReplayed"/>.
     /// </summary>
+    /// <exception cref="IOException">The file cannot be read, or is no longer this user's regular file.</exception>
     public void ReadNext(List<LedgerRecord> into, int max, out int unreadable)
     {
         unreadable = 0;
         var end = Volatile.Read(ref _length);
-        using var stream = new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        using var stream = SpoolFiles.Open(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         stream.Position = _replayed;
         using var reader = new StreamReader(stream, Encoding.UTF8, detectEncodingFromByteOrderMarks: false);
         var position = _replayed;
