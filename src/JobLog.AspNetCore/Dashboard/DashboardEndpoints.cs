@@ -18,6 +18,7 @@ internal static class DashboardEndpoints
 {
     public static RouteGroupBuilder Map(IEndpointRouteBuilder endpoints, string prefix, JobLogDashboardOptions options)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxConcurrentSearches, 1, "JobLogDashboardOptions.MaxConcurrentSearches");
         var group = endpoints.MapGroup(prefix);
         group.AddEndpointFilter(new DashboardGuard());
         group.ExcludeFromDescription();
@@ -34,8 +35,8 @@ internal static class DashboardEndpoints
             var queries = Queries(http);
             var names = await queries.RecentTaskNamesAsync(ct).ConfigureAwait(false);
             var (filter, error) = TryParse(page, p => TaskFilter.Parse(p, page.Now));
-            var rows = filter is null ? new Page<TaskRow>([], null) : await queries.TasksAsync(filter, ct).ConfigureAwait(false);
-            return Html(TaskPages.List(page, filter, rows, names, error), error);
+            var (rows, busy) = await LimitedAsync(filter, options, queries.TasksAsync, ct).ConfigureAwait(false);
+            return Html(TaskPages.List(page, filter, rows, names, error ?? busy), error, busy);
         }));
         group.MapGet("/api/tasks", (HttpContext http, CancellationToken ct) => Api(http, options, TaskFilter.Parse, Queries(http).TasksAsync, ct));
         group.MapGet("/tasks/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
@@ -46,8 +47,8 @@ internal static class DashboardEndpoints
         group.MapGet("/requests/in", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
         {
             var (filter, error) = TryParse(page, p => RequestFilter.Parse(p, page.Now));
-            var rows = filter is null ? new Page<RequestRow>([], null) : await Queries(http).InputRequestsAsync(filter, ct).ConfigureAwait(false);
-            return Html(RequestPages.List(page, inbound: true, rows, http.Request.Query.Count > 0, error), error);
+            var (rows, busy) = await LimitedAsync(filter, options, Queries(http).InputRequestsAsync, ct).ConfigureAwait(false);
+            return Html(RequestPages.List(page, inbound: true, rows, http.Request.Query.Count > 0, error ?? busy), error, busy);
         }));
         group.MapGet("/api/requests/in", (HttpContext http, CancellationToken ct) => Api(http, options, RequestFilter.Parse, Queries(http).InputRequestsAsync, ct));
         group.MapGet("/requests/in/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
@@ -58,8 +59,8 @@ internal static class DashboardEndpoints
         group.MapGet("/requests/out", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
         {
             var (filter, error) = TryParse(page, p => RequestFilter.Parse(p, page.Now));
-            var rows = filter is null ? new Page<RequestRow>([], null) : await Queries(http).OutputRequestsAsync(filter, ct).ConfigureAwait(false);
-            return Html(RequestPages.List(page, inbound: false, rows, http.Request.Query.Count > 0, error), error);
+            var (rows, busy) = await LimitedAsync(filter, options, Queries(http).OutputRequestsAsync, ct).ConfigureAwait(false);
+            return Html(RequestPages.List(page, inbound: false, rows, http.Request.Query.Count > 0, error ?? busy), error, busy);
         }));
         group.MapGet("/api/requests/out", (HttpContext http, CancellationToken ct) => Api(http, options, RequestFilter.Parse, Queries(http).OutputRequestsAsync, ct));
         group.MapGet("/requests/out/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
@@ -70,8 +71,8 @@ internal static class DashboardEndpoints
         group.MapGet("/commands", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
         {
             var (filter, error) = TryParse(page, p => CommandFilter.Parse(p, page.Now));
-            var rows = filter is null ? new Page<CommandRow>([], null) : await Queries(http).CommandsAsync(filter, ct).ConfigureAwait(false);
-            return Html(CommandPages.List(page, rows, http.Request.Query.Count > 0, error), error);
+            var (rows, busy) = await LimitedAsync(filter, options, Queries(http).CommandsAsync, ct).ConfigureAwait(false);
+            return Html(CommandPages.List(page, rows, http.Request.Query.Count > 0, error ?? busy), error, busy);
         }));
         group.MapGet("/api/commands", (HttpContext http, CancellationToken ct) => Api(http, options, CommandFilter.Parse, Queries(http).CommandsAsync, ct));
         group.MapGet("/commands/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
@@ -105,8 +106,49 @@ internal static class DashboardEndpoints
         return await render(page).ConfigureAwait(false);
     }
 
-    private static IResult Html(string html, string? error = null) =>
-        Results.Content(html, "text/html; charset=utf-8", statusCode: error is null ? StatusCodes.Status200OK : StatusCodes.Status400BadRequest);
+    private static IResult Html(string html, string? error = null, string? busy = null)
+    {
+        if (busy is not null && error is null)
+        {
+            return new BusyResult(Results.Content(html, "text/html; charset=utf-8", statusCode: StatusCodes.Status429TooManyRequests));
+        }
+
+        return Results.Content(html, "text/html; charset=utf-8", statusCode: error is null ? StatusCodes.Status200OK : StatusCodes.Status400BadRequest);
+    }
+
+    private const string Busy = "Too many searches are running; try again in a moment.";
+
+    /// <summary>
+    /// Runs a list query; one with a free-text search takes a slot of <see cref="JobLogDashboardOptions.MaxConcurrentSearches"/>
+    /// first, and when none is free the rows are empty and <c>Busy</c> says why (a 429).
+    /// </summary>
+    private static async Task<(Page<TRow> Rows, string? Busy)> LimitedAsync<TFilter, TRow>(
+        TFilter? filter, JobLogDashboardOptions options, Func<TFilter, CancellationToken, Task<Page<TRow>>> query, CancellationToken ct)
+        where TFilter : ListFilter
+    {
+        if (filter is null)
+        {
+            return (new Page<TRow>([], null), null);
+        }
+
+        if (filter.Search is null)
+        {
+            return (await query(filter, ct).ConfigureAwait(false), null);
+        }
+
+        using var slot = options.Searches.TryEnter();
+        return slot is null ? (new Page<TRow>([], null), Busy) : (await query(filter, ct).ConfigureAwait(false), null);
+    }
+
+    /// <summary>A 429 with <c>Retry-After: 1</c>.</summary>
+    private sealed class BusyResult(IResult inner) : IResult
+    {
+        public Task ExecuteAsync(HttpContext httpContext)
+        {
+            httpContext.Response.Headers.RetryAfter = "1";
+            return inner.ExecuteAsync(httpContext);
+        }
+    }
 
     private static IResult NotFoundPage(PageContext page, string what) =>
         Results.Content(Layout.Render(page, "Not found", "", h => h.Add($"<div class=\"page-head\"><h1>No such {what}</h1></div><p class=\"muted\">It is not in the ledger (it may have been purged).</p><p><a href=\"{page.Base}\">Back to the overview</a></p>")),
@@ -148,7 +190,10 @@ internal static class DashboardEndpoints
             return Results.Json(new { error = ex.Message }, DashboardJson.Options, statusCode: StatusCodes.Status400BadRequest);
         }
 
-        return Json(await query(filter, ct).ConfigureAwait(false));
+        var (rows, busy) = await LimitedAsync(filter, options, query, ct).ConfigureAwait(false);
+        return busy is null
+            ? Json(rows)
+            : new BusyResult(Results.Json(new { error = busy }, DashboardJson.Options, statusCode: StatusCodes.Status429TooManyRequests));
     }
 
     private static T WithPageSize<T>(T filter, HttpContext http, JobLogDashboardOptions options)

@@ -25,6 +25,39 @@ public sealed class JobLogDashboardOptions
 
     /// <summary>Task actions offered when <see cref="EnableActions"/> is on.</summary>
     internal List<DashboardTaskAction> TaskActions { get; } = [];
+
+    /// <summary>
+    /// Free-text searches (<c>q</c>, a LIKE over every row in range) that may run at once on this dashboard; one more
+    /// is answered 429 with <c>Retry-After</c> instead of queueing. Default 4; at least 1.
+    /// </summary>
+    public int MaxConcurrentSearches { get; set; } = 4;
+
+    /// <summary>The slots of <see cref="MaxConcurrentSearches"/>, made at the first search.</summary>
+    internal SearchLimiter Searches => LazyInitializer.EnsureInitialized(ref _searches, () => new SearchLimiter(MaxConcurrentSearches));
+
+    private SearchLimiter? _searches;
+}
+
+/// <summary>A fixed number of slots for searches; a caller that finds none is refused at once, never queued.</summary>
+internal sealed class SearchLimiter(int slots)
+{
+    private readonly SemaphoreSlim _slots = new(slots, slots);
+
+    /// <summary>A slot, released on dispose; null when every slot is taken.</summary>
+    public IDisposable? TryEnter() => _slots.Wait(0) ? new Slot(_slots) : null;
+
+    private sealed class Slot(SemaphoreSlim slots) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0)
+            {
+                slots.Release();
+            }
+        }
+    }
 }
 
 /// <summary>An action on one task (a button on its page, a POST endpoint).</summary>

@@ -5,6 +5,10 @@ namespace JobLog.Retention;
 /// <summary>Durations as people type them on a command line or in a URL: <c>90s</c>, <c>15m</c>, <c>12h</c>, <c>30d</c>, <c>2w</c>.</summary>
 internal static class DurationText
 {
+    /// <summary>The longest duration accepted: 100 years (36,500 days). Longer, infinite or NaN values do not parse.</summary>
+    public const int MaxDays = 36_500;
+
+    /// <summary>A positive number and a unit (s, m, h, d, w), at most <see cref="MaxDays"/>; false for anything else.</summary>
     public static bool TryParse(string? text, out TimeSpan duration)
     {
         duration = default;
@@ -20,21 +24,23 @@ internal static class DurationText
             return false;
         }
 
-        TimeSpan? parsed = unit switch
+        double? days = unit switch
         {
-            's' => TimeSpan.FromSeconds(value),
-            'm' => TimeSpan.FromMinutes(value),
-            'h' => TimeSpan.FromHours(value),
-            'd' => TimeSpan.FromDays(value),
-            'w' => TimeSpan.FromDays(7 * value),
+            's' => value / 86_400,
+            'm' => value / 1_440,
+            'h' => value / 24,
+            'd' => value,
+            'w' => value * 7,
             _ => null,
         };
-        if (parsed is not { } d || d > TimeSpan.FromDays(36_500))
+
+        // Checked before a TimeSpan is made: 99999999999999999999d would overflow it.
+        if (days is not { } d || !double.IsFinite(d) || d > MaxDays)
         {
             return false;
         }
 
-        duration = d;
+        duration = TimeSpan.FromDays(d);
         return true;
     }
 }

@@ -12,7 +12,7 @@ internal sealed class CliUsageException(string message) : Exception(message)
         }
         catch (Exception ex) when (ex is CliUsageException or JobLog.AspNetCore.Dashboard.Queries.FilterException or InvalidDataException)
         {
-            await Console.Error.WriteLineAsync("error: " + ex.Message);
+            await Console.Error.WriteLineAsync("error: " + TerminalWriter.Escape(ex.Message));
             return 2;
         }
     }
@@ -114,7 +114,7 @@ internal static class TextTable
         }
     }
 
-    /// <summary>One line, at most <paramref name="length"/> characters.</summary>
+    /// <summary>One line, at most <paramref name="length"/> characters, control characters as visible escapes.</summary>
     public static string Cell(string? text, int length)
     {
         if (string.IsNullOrEmpty(text))
@@ -122,7 +122,7 @@ internal static class TextTable
             return "-";
         }
 
-        var line = text.ReplaceLineEndings(" ");
+        var line = TerminalWriter.Escape(text.ReplaceLineEndings(" "));
         return line.Length <= length ? line : line[..(length - 1)] + "…";
     }
 }

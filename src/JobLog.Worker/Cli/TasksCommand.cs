@@ -24,6 +24,7 @@ internal static class TasksCommand
 
     private static async Task<int> ListAsyncCore(string[] args, TextWriter output)
     {
+        output = TerminalWriter.Wrap(output);
         var options = CliOptions.Parse(args, s_valued, s_flags);
         await using var provider = Cli.LedgerOnly([.. options.Settings]);
         await provider.GetRequiredService<LedgerSchema>().TryMigrateAsync(CancellationToken.None);
@@ -54,6 +55,7 @@ internal static class TasksCommand
 
     private static async Task<int> ShowAsyncCore(string[] args, TextWriter output)
     {
+        output = TerminalWriter.Wrap(output);
         var options = CliOptions.Parse(args, [], s_flags);
         if (options.Positional.Count != 1 || !Guid.TryParse(options.Positional[0], out var id))
         {

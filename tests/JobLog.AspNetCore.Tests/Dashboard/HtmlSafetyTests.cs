@@ -51,6 +51,48 @@ public class HtmlSafetyTests
     [TearDown]
     public async Task TearDown() => await _host.DisposeAsync();
 
+    [Test]
+    public async Task EveryPage_ShowsBidiControlsVisibly_NeverAsCharactersThatReorderText()
+    {
+        // "invoice\u202Efdp.exe" shows as "invoiceexe.pdf"; the isolates can hide or reorder what follows.
+        const string Bidi = "invoice\u202Efdp.exe \u202A\u202B\u202C\u202D \u2066\u2067\u2068\u2069end";
+        var now = DateTime.UtcNow;
+        var task = Rows.Task("Bidi" + Bidi, now, TaskState.Failed, input: "File=" + Bidi, queue: "queue" + Bidi);
+        var run = Rows.Run(task, 0, TaskRunState.Failed, 0.1, 0.3, error: "IOException: " + Bidi, output: "info: " + Bidi);
+        var input = new InputRequestLog
+        {
+            Id = Guid.NewGuid(), Host = "example.test", Method = "GET", Path = "/files/" + Bidi, RequestTimestamp = now, ResponseTimestamp = now,
+            ResponseCode = 200, Status = RequestLogStatus.Info, RequestBody = Bidi, UserId = "u" + Bidi, Slug = "files",
+        };
+        var output = new OutputRequestLog
+        {
+            Id = Guid.NewGuid(), Host = "psp.test", Method = "GET", Path = "/pay/" + Bidi, RequestTimestamp = now, ResponseTimestamp = now,
+            ResponseCode = 500, Status = RequestLogStatus.Error, ResponseBody = Bidi, ErrorDescription = Bidi,
+        };
+        var command = new CommandLog
+        {
+            Id = Guid.NewGuid(), Name = "import" + Bidi, Input = "--file " + Bidi, Start = now, Stop = now, Output = Bidi, ErrorMessage = Bidi,
+            IsSuccessful = false, ExitCode = 1,
+        };
+        await _host.SeedAsync(task, run, input, output, command);
+
+        foreach (var url in new[]
+        {
+            "/joblog", "/joblog/tasks", $"/joblog/tasks/{task.Id}", "/joblog/requests/in", $"/joblog/requests/in/{input.Id}",
+            "/joblog/requests/out", $"/joblog/requests/out/{output.Id}", "/joblog/commands", $"/joblog/commands/{command.Id}",
+        })
+        {
+            var html = await _host.GetStringAsync(url);
+            var decoded = WebUtility.HtmlDecode(html);
+
+            Assert.That(decoded.Where(c => c is >= '\u202a' and <= '\u202e' or >= '\u2066' and <= '\u2069'), Is.Empty, url);
+            if (url != "/joblog")
+            {
+                Assert.That(decoded, Does.Contain("[U+202E]"), url);
+            }
+        }
+    }
+
     private static IEnumerable<string> Pages(HtmlSafetyTests t) =>
     [
         "/joblog", "/joblog/?window=day", "/joblog/tasks", $"/joblog/tasks/{t._task.Id}", "/joblog/tasks?q=" + Uri.EscapeDataString("<script>"),

@@ -9,6 +9,40 @@ namespace JobLog.AspNetCore.Dashboard.Html;
 internal readonly record struct RawHtml(string Value);
 
 /// <summary>
+/// Bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) in ledger text are shown as <c>[U+202E]</c>:
+/// as characters they reorder what the reader sees (<c>invoice\u202Efdp.exe</c> reads "invoiceexe.pdf"), and an
+/// HTML character reference is still the character. The dashboard's script does the same for rows it fetches.
+/// </summary>
+internal static class Bidi
+{
+    private static readonly System.Buffers.SearchValues<char> s_controls =
+        System.Buffers.SearchValues.Create("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069");
+
+    public static string Visible(string text)
+    {
+        if (text.AsSpan().IndexOfAny(s_controls) < 0)
+        {
+            return text;
+        }
+
+        var builder = new StringBuilder(text.Length + 16);
+        foreach (var c in text)
+        {
+            if (s_controls.Contains(c))
+            {
+                builder.Append("[U+").Append(((int)c).ToString("X4", CultureInfo.InvariantCulture)).Append(']');
+            }
+            else
+            {
+                builder.Append(c);
+            }
+        }
+
+        return builder.ToString();
+    }
+}
+
+/// <summary>
 /// Builds a page. Every value interpolated into <see cref="Add"/> is HTML-encoded (it is ledger content, and the ledger
 /// holds what attackers sent); only the literal parts of the template and <see cref="RawHtml"/> values are written as
 /// they are. Attribute values are always double-quoted, so the same encoding is safe inside them.
@@ -19,7 +53,7 @@ internal sealed class HtmlWriter
 
     public StringBuilder Builder { get; } = new(16 * 1024);
 
-    public static string Encode(string? text) => text is null ? "" : s_encoder.Encode(text);
+    public static string Encode(string? text) => text is null ? "" : s_encoder.Encode(Bidi.Visible(text));
 
     public HtmlWriter Add([InterpolatedStringHandlerArgument("")] ref HtmlHandler html) => this;
 
@@ -28,7 +62,7 @@ internal sealed class HtmlWriter
     {
         if (text is not null)
         {
-            s_encoder.Encode(new StringWriter(Builder, CultureInfo.InvariantCulture), text);
+            s_encoder.Encode(new StringWriter(Builder, CultureInfo.InvariantCulture), Bidi.Visible(text));
         }
 
         return this;

@@ -41,6 +41,9 @@ internal abstract record ListFilter
     public const int DefaultLimit = 50;
     public const int MaxLimit = 500;
 
+    /// <summary>The longest free-text search (<c>q</c>): a search is a LIKE over every row, so its cost is bounded.</summary>
+    public const int MaxSearchLength = 200;
+
     public DateTime? From { get; init; }
 
     public DateTime? To { get; init; }
@@ -76,12 +79,18 @@ internal abstract record ListFilter
             throw new FilterException($"'limit' must be a number from 1 to {MaxLimit}.");
         }
 
+        var search = Text(get("q"));
+        if (search is { Length: > MaxSearchLength })
+        {
+            throw new FilterException($"'q' must be at most {MaxSearchLength} characters.");
+        }
+
         return filter with
         {
             From = from,
             To = Time(get("to"), "to"),
             Since = since,
-            Search = Text(get("q")),
+            Search = search,
             After = Text(get("cursor")) is { } c ? Cursor.Parse(c) : null,
             Limit = limit,
         };
@@ -89,7 +98,19 @@ internal abstract record ListFilter
 
     protected static string? Text(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
 
+    /// <summary>One value, by name only: a number or a combination (<c>3</c>, <c>failed,expired</c> as flags) is refused.</summary>
     protected static TEnum? EnumValue<TEnum>(string? value, string name)
+        where TEnum : struct, Enum
+    {
+        var text = Text(value);
+        return text is null ? null : EnumName<TEnum>(text, name, text);
+    }
+
+    /// <summary>
+    /// A comma-separated list of values by name (<c>failed,expired</c>), each parsed on its own, never combined as
+    /// flags; numbers and unknown names are refused. Null when absent.
+    /// </summary>
+    protected static IReadOnlyList<TEnum>? EnumList<TEnum>(string? value, string name)
         where TEnum : struct, Enum
     {
         var text = Text(value);
@@ -98,13 +119,22 @@ internal abstract record ListFilter
             return null;
         }
 
-        if (Enum.TryParse<TEnum>(text.Replace("-", "", StringComparison.Ordinal).Replace("_", "", StringComparison.Ordinal), ignoreCase: true, out var parsed)
-            && Enum.IsDefined(parsed) && !int.TryParse(text, out _))
+        var parts = text.Split(',', StringSplitOptions.TrimEntries);
+        return parts.Length > Enum.GetValues<TEnum>().Length * 2
+            ? throw new FilterException($"'{name}' lists too many values.")
+            : parts.Select(part => EnumName<TEnum>(part, name, text)).Distinct().ToList();
+    }
+
+    private static TEnum EnumName<TEnum>(string text, string name, string whole)
+        where TEnum : struct, Enum
+    {
+        var bare = text.Replace("-", "", StringComparison.Ordinal).Replace("_", "", StringComparison.Ordinal);
+        if (bare.Length > 0 && bare.All(char.IsAsciiLetter) && Enum.TryParse<TEnum>(bare, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed))
         {
             return parsed;
         }
 
-        throw new FilterException($"'{name}' must be one of {string.Join(", ", Enum.GetNames<TEnum>().Select(n => n.ToLowerInvariant()))}, not '{text}'.");
+        throw new FilterException($"'{name}' must be one of {string.Join(", ", Enum.GetNames<TEnum>().Select(n => n.ToLowerInvariant()))}, not '{whole}'.");
     }
 
     private static DateTime? Time(string? value, string name)
@@ -127,7 +157,8 @@ internal abstract record ListFilter
 /// <summary>Filters of the task list.</summary>
 internal sealed record TaskFilter : ListFilter
 {
-    public TaskState? State { get; init; }
+    /// <summary>Tasks in any of these states (<c>state=failed,expired</c>); null for every state.</summary>
+    public IReadOnlyList<TaskState>? States { get; init; }
 
     public string? Name { get; init; }
 
@@ -136,7 +167,7 @@ internal sealed record TaskFilter : ListFilter
     public static TaskFilter Parse(FilterSource get, DateTime now) =>
         ParseCommon(new TaskFilter
         {
-            State = EnumValue<TaskState>(get("state"), "state"),
+            States = EnumList<TaskState>(get("state"), "state"),
             Name = Text(get("name")),
             Queue = Text(get("queue")),
         }, get, now);

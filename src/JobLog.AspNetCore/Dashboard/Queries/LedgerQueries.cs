@@ -17,9 +17,9 @@ internal sealed class LedgerQueries(JobLogDbContext db)
     public async Task<Page<TaskRow>> TasksAsync(TaskFilter f, CancellationToken ct)
     {
         var q = db.TaskLogs.AsNoTracking();
-        if (f.State is { } state)
+        if (f.States is { Count: > 0 } states)
         {
-            q = q.Where(t => t.State == state);
+            q = q.Where(t => states.Contains(t.State));
         }
 
         if (f.Name is { } name)

@@ -1,0 +1,88 @@
+using JobLog.Testing;
+using JobLog.Worker.Cli;
+using NUnit.Framework;
+
+namespace JobLog.Worker.Tests;
+
+/// <summary>Ledger text is attacker-controlled: the CLI prints its control characters as visible escapes, never raw.</summary>
+public class TerminalSafetyTests
+{
+    // Retitles the window, clears the screen, rewrites the line, a C1 CSI (colour), DEL, a bidi override.
+    private const string Hostile = "Evil\u001b]0;pwned\u0007\u001b[2J\rOK\u009b31m\u007f\u202eexe.txt";
+
+    [Test]
+    public async Task Tasks_And_Task_PrintLedgerControlCharactersAsVisibleEscapes()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var task = new TaskLog
+        {
+            Id = Guid.NewGuid(), Name = Hostile, QueueName = "q" + Hostile, Input = "Input=" + Hostile, DispatchedAt = DateTime.UtcNow,
+            State = TaskState.Failed, Host = "h" + Hostile, ErrorMessage = "dispatch " + Hostile,
+        };
+        task.Runs.Add(new TaskRunLog
+        {
+            Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, ConsumerType = "C" + Hostile, Start = DateTime.UtcNow,
+            State = TaskRunState.Failed, ErrorMessage = "boom\n" + Hostile, Output = "line 1\n" + Hostile + "\n\tline 3",
+        });
+        await host.QueryAsync(db =>
+        {
+            db.Add(task);
+            return db.SaveChangesAsync();
+        });
+        var settings = "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString;
+
+        foreach (var (args, show) in new[] { (new[] { settings }, false), ([task.Id.ToString(), settings], true) })
+        {
+            using var output = new StringWriter();
+            var exit = show ? await TasksCommand.ShowAsync(args, output) : await TasksCommand.ListAsync(args, output);
+            var text = output.ToString();
+
+            Assert.That(exit, Is.Zero, text);
+            Assert.That(text.Where(c => c != '\n' && (char.IsControl(c) || c is >= '\u202a' and <= '\u202e' or >= '\u2066' and <= '\u2069')),
+                Is.Empty, text);
+            Assert.That(text, Does.Contain(show ? @"Evil\x1b]0;pwned\x07\x1b[2J\rOK\u009b31m\x7f\u202eexe.txt" : @"Evil\x1b]0;pwned\x07\x1b[2J"));
+            if (show)
+            {
+                Assert.That(text, Does.Contain("line 1\n").And.Contain(@"\tline 3"), "line feeds stay line feeds");
+            }
+        }
+    }
+
+    [TestCase("", "")]
+    [TestCase("plain text, ünïcödé and emoji 😀", "plain text, ünïcödé and emoji 😀")]
+    [TestCase("\u0000\u0008\u001b\u001f\u007f\u0080\u009f", @"\x00\x08\x1b\x1f\x7f\u0080\u009f")]
+    [TestCase("a\r\nb\tc", "a\\r\nb\\tc")]
+    [TestCase("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069", @"\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")]
+    public void Escape_RendersEveryControlAsAVisibleEscape(string text, string expected)
+    {
+        Assert.That(TerminalWriter.Escape(text), Is.EqualTo(expected));
+
+        using var output = new StringWriter();
+        using var terminal = TerminalWriter.Wrap(output);
+        terminal.Write(text);
+        terminal.Write(text.ToCharArray());
+        foreach (var c in text)
+        {
+            terminal.Write(c);
+        }
+
+        Assert.That(output.ToString(), Is.EqualTo(expected + expected + expected));
+    }
+
+    [TestCase("99999999999999999999d")]
+    [TestCase("1e400s")]
+    [TestCase("36501d")]
+    [TestCase("-5d")]
+    [TestCase("NaNd")]
+    [TestCase("Infinityh")]
+    public async Task Purge_WithAnAgeOutOfRange_IsAUsageError(string age)
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        using var output = new StringWriter();
+
+        var exit = await PurgeCommand.PurgeAsync(
+            ["--type", "tasks", "--older-than", age, "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString], output);
+
+        Assert.That(exit, Is.EqualTo(2));
+    }
+}
