@@ -11,6 +11,13 @@ public sealed class JobLogRequestOptions
     /// <summary>Record request bodies (masked, bounded). Default true.</summary>
     public bool RecordRequestBody { get; set; } = true;
 
+    /// <summary>
+    /// How long the start of a request body is awaited before the endpoint runs, so that the INCOMPLETE record already
+    /// holds it. Default 500 ms: a client that sends slowly delays its request by that much at most, and the rest of the
+    /// body is still captured as the endpoint reads it.
+    /// </summary>
+    public TimeSpan ReadAheadTimeout { get; set; } = TimeSpan.FromMilliseconds(500);
+
     /// <summary>Record response bodies of the text content types in <see cref="RedactionOptions.TextContentTypes"/>. Default true.</summary>
     public bool RecordResponseBody { get; set; } = true;
 }

@@ -1,4 +1,9 @@
 using JobLog.Http;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.Metadata;
+using Microsoft.AspNetCore.Mvc.Abstractions;
+using Microsoft.AspNetCore.Mvc.ModelBinding;
 
 namespace JobLog.AspNetCore.Requests;
 
@@ -10,7 +15,9 @@ namespace JobLog.AspNetCore.Requests;
 internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : Stream
 {
     private byte[] _replay = [];
+    private int _replayLength;
     private int _replayOffset;
+    private Task<int>? _pending;
 
     /// <summary>True once the real body reported its end.</summary>
     public bool Ended { get; private set; }
@@ -31,16 +38,74 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
         set => throw new NotSupportedException();
     }
 
-    /// <summary>Reads up to <paramref name="count"/> bytes ahead, for the record made before the endpoint runs.</summary>
-    public async Task ReadAheadAsync(int count, CancellationToken cancellationToken)
+    /// <summary>
+    /// Whether the start of the body is read before the endpoint runs (so the INCOMPLETE record already holds it): only
+    /// with the endpoint known, a declared length within the server's limit, and an endpoint that takes a body (it
+    /// declares what it accepts, an MVC action binds a body or a form, or the method is POST, PUT or PATCH). A body sent
+    /// to any other endpoint is only captured as the endpoint reads it, so a client cannot hold it by sending slowly.
+    /// </summary>
+    public static bool ShouldReadAhead(HttpContext context, Endpoint? endpoint)
     {
-        var bytes = new byte[count];
+        var length = context.Request.ContentLength;
+        var limit = context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
+        if (endpoint is null || length is not > 0 || length > limit)
+        {
+            return false;
+        }
+
+        if (endpoint.Metadata.GetMetadata<IAcceptsMetadata>() is not null)
+        {
+            return true;
+        }
+
+        if (endpoint.Metadata.GetMetadata<ActionDescriptor>() is { } action)
+        {
+            return action.Parameters.Any(p => p.BindingInfo?.BindingSource is { } source
+                && (source == BindingSource.Body || source == BindingSource.Form || source == BindingSource.FormFile));
+        }
+
+        var method = context.Request.Method;
+        return HttpMethods.IsPost(method) || HttpMethods.IsPut(method) || HttpMethods.IsPatch(method);
+    }
+
+    /// <summary>
+    /// Reads up to <paramref name="count"/> bytes ahead, for the record made before the endpoint runs, for at most
+    /// <paramref name="deadline"/>: a slow client delays the endpoint by that much, no more. A read still waiting at the
+    /// deadline is not cancelled (a server's body stream is not reliably readable after a cancelled read): it stays
+    /// pending, and the endpoint's first read takes its bytes. The buffer grows as bytes arrive, so a declared length
+    /// that never comes costs nothing. Never throws because of the body: the endpoint meets the same failure when it reads.
+    /// </summary>
+    public async Task ReadAheadAsync(int count, TimeSpan deadline, TimeProvider time, CancellationToken cancellationToken)
+    {
+        var bytes = new byte[Math.Min(count, 1024)];
         var read = 0;
+        using var stop = new CancellationTokenSource();
+        Task? expired = null;
         try
         {
             while (read < count)
             {
-                var n = await inner.ReadAsync(bytes.AsMemory(read), cancellationToken).ConfigureAwait(false);
+                if (read == bytes.Length)
+                {
+                    Array.Resize(ref bytes, (int)Math.Min(count, 2L * bytes.Length));
+                }
+
+                var reading = inner.ReadAsync(bytes.AsMemory(read), cancellationToken);
+                if (!reading.IsCompleted)
+                {
+                    var task = reading.AsTask();
+                    expired ??= Task.Delay(deadline > TimeSpan.Zero ? deadline : TimeSpan.Zero, time, stop.Token);
+                    if (await Task.WhenAny(task, expired).ConfigureAwait(false) != task)
+                    {
+                        _pending = task;
+                        _ = task.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+                        break;
+                    }
+
+                    reading = new ValueTask<int>(task);
+                }
+
+                var n = await reading.ConfigureAwait(false);
                 if (n == 0)
                 {
                     Ended = true;
@@ -50,11 +115,17 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
                 read += n;
             }
         }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or BadHttpRequestException)
+        {
+            // Aborted or malformed: the record keeps what was read, the endpoint meets the same failure.
+        }
         finally
         {
-            // Whatever was read is replayed, even when reading failed: the endpoint then meets the same failure.
-            _replay = read == count ? bytes : bytes[..read];
-            buffer.Append(_replay);
+            await stop.CancelAsync().ConfigureAwait(false);
+            // Whatever was read is replayed, even when reading failed.
+            _replay = bytes;
+            _replayLength = read;
+            buffer.Append(bytes.AsSpan(0, read));
         }
     }
 
@@ -62,6 +133,11 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
 
     public override int Read(Span<byte> destination)
     {
+        if (_pending is not null)
+        {
+            TakePendingAsync().AsTask().GetAwaiter().GetResult();
+        }
+
         if (TryReplay(destination, out var replayed))
         {
             return replayed;
@@ -76,6 +152,11 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
 
     public override async ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken = default)
     {
+        if (_pending is not null)
+        {
+            await TakePendingAsync().ConfigureAwait(false);
+        }
+
         if (TryReplay(destination.Span, out var replayed))
         {
             return replayed;
@@ -95,15 +176,31 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
 
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
+    /// <summary>The read the read-ahead left pending: its bytes join the replay (a failure surfaces here, to the endpoint).</summary>
+    private async ValueTask TakePendingAsync()
+    {
+        var pending = _pending!;
+        _pending = null;
+        var n = await pending.ConfigureAwait(false);
+        if (n == 0)
+        {
+            Ended = true;
+            return;
+        }
+
+        buffer.Append(_replay.AsSpan(_replayLength, n));
+        _replayLength += n;
+    }
+
     private bool TryReplay(Span<byte> destination, out int count)
     {
         count = 0;
-        if (_replayOffset >= _replay.Length || destination.IsEmpty)
+        if (_replayOffset >= _replayLength || destination.IsEmpty)
         {
             return false;
         }
 
-        count = Math.Min(destination.Length, _replay.Length - _replayOffset);
+        count = Math.Min(destination.Length, _replayLength - _replayOffset);
         _replay.AsSpan(_replayOffset, count).CopyTo(destination);
         _replayOffset += count;
         return true;

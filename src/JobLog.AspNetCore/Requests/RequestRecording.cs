@@ -152,29 +152,13 @@ internal sealed class RequestRecording
         _context.Features.Set<RequestRecording>(null);
     }
 
-    /// <summary>
-    /// With the endpoint known and a declared length, the start of the body is read before the endpoint runs, so the
-    /// INCOMPLETE record already holds it. A body without a length (chunked, streaming) is only captured as the endpoint
-    /// reads it: reading ahead could wait for data the client sends only after a response.
-    /// </summary>
-    private async Task ReadAheadAsync(Endpoint? endpoint)
-    {
-        var length = _context.Request.ContentLength;
-        var limit = _context.Features.Get<IHttpMaxRequestBodySizeFeature>()?.MaxRequestBodySize;
-        if (endpoint is null || length is not > 0 || length > limit || _requestBody is null)
-        {
-            return;
-        }
-
-        try
-        {
-            await _requestBody.ReadAheadAsync((int)Math.Min(length.Value, Redactor.MaxCaptureBytes), _context.RequestAborted).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is IOException or OperationCanceledException or BadHttpRequestException)
-        {
-            // The endpoint meets the same failure when it reads; the record keeps what was read.
-        }
-    }
+    /// <summary>The start of the body, before the endpoint runs, when <see cref="RequestBodyCapture.ShouldReadAhead"/> says so.</summary>
+    private Task ReadAheadAsync(Endpoint? endpoint) =>
+        _requestBody is not null && RequestBodyCapture.ShouldReadAhead(_context, endpoint)
+            ? _requestBody.ReadAheadAsync(
+                (int)Math.Min(_context.Request.ContentLength!.Value, Redactor.MaxCaptureBytes), _services.Options.ReadAheadTimeout,
+                _services.Time, _context.RequestAborted)
+            : Task.CompletedTask;
 
     private string? RequestBody(bool hidden)
     {
