@@ -10,9 +10,10 @@ namespace JobLog.Worker.Cli;
 internal static class TasksCommand
 {
     public const string Usage = """
-          tasks [filters] [--json]   List tasks, newest first. Filters: --state waiting|active|succeeded|failed|retried|expired,
-                                     --name N, --queue Q, --since 1h, --from T, --to T, --search TEXT, --limit N (default 50),
-                                     --cursor C (from the previous page).
+          tasks [filters] [--json]   List tasks, newest first. Filters: --state waiting|active|succeeded|failed|retried|expired
+                                     (or a list: failed,expired), --name N, --queue Q, --since 1h, --from T, --to T,
+                                     --search TEXT (at most 200 characters), --limit N (default 50), --cursor C (from the
+                                     previous page). Ledger text is printed with control characters escaped (\x1b, \u009b).
           task <id> [--json]         Show one task with its runs, errors, output, child tasks and outbound requests.
         """;
 
