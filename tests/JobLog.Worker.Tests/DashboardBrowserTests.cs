@@ -229,6 +229,22 @@ public class DashboardBrowserTests
     }
 
     [Test]
+    public async Task TaskList_LiveRefresh_ShowsBidiControlsVisibly()
+    {
+        await _page.GotoAsync("/joblog/tasks?name=BidiProbe");
+        Assert.That(await _page.Locator("#task-rows tr[data-id]").CountAsync(), Is.Zero);
+
+        var probe = new TaskLog { Id = Guid.NewGuid(), Name = "BidiProbe", Input = "File=invoice\u202Efdp.exe \u2067x\u2069", DispatchedAt = DateTime.UtcNow };
+        await _worker.SeedAsync([probe]);
+        await _page.WaitForSelectorAsync($"#task-rows tr[data-id='{probe.Id}']", new() { Timeout = 30_000 });
+
+        // Drawn by joblog.js from the JSON API, which returns the text as stored.
+        Assert.That(await _page.Locator($"tr[data-id='{probe.Id}'] td.input").InnerTextAsync(),
+            Is.EqualTo("File=invoice[U+202E]fdp.exe [U+2067]x[U+2069]"));
+        Assert.That(_errors, Is.Empty);
+    }
+
+    [Test]
     public async Task RequestFromAnotherMachine_WithoutAPolicy_IsForbidden()
     {
         await _context.SetExtraHTTPHeadersAsync(new Dictionary<string, string> { [WorkerHost.RemoteIpHeader] = "203.0.113.50" });

@@ -143,11 +143,11 @@ internal sealed class DashboardGuard : IEndpointFilter
     /// <summary>An address with or without a port: <c>127.0.0.1</c>, <c>127.0.0.1:5000</c>, <c>::1</c>, <c>[::1]:5000</c>.</summary>
     private static bool IsLoopbackNode(string node)
     {
-        if (IPAddress.TryParse(node, out var address) || IPEndPoint.TryParse(node, out var endPoint) && (address = endPoint.Address) is not null)
+        if (IPAddress.TryParse(node, out var address))
         {
             return IPAddress.IsLoopback(address);
         }
 
-        return false;
+        return IPEndPoint.TryParse(node, out var endPoint) && IPAddress.IsLoopback(endPoint.Address);
     }
 }
