@@ -772,7 +772,7 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
                 s, m => "$" + (int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1).ToString(CultureInfo.InvariantCulture))));
             foreach (var value in values)
             {
-                command.Parameters.Add(new NpgsqlParameter { Value = PostgresValue(value) });
+                command.Parameters.Add(SqlDialect.PostgresDialect.Parameter(PostgresValue(value)));
             }
 
             return command;
