@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.RegularExpressions;
 using JobLog.Context;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using NUnit.Framework;
@@ -89,4 +90,49 @@ public class OutputCaptureCategoryTests
     [Test]
     public void LevelNone_CapturesNothing() =>
         Assert.That(Capture(o => o.Level = LogLevel.None).Captures("Billing.ChargeCardConsumer"), Is.False);
+}
+
+public class OutputCaptureRegistrationTests
+{
+    [Test]
+    public async Task AddJobLog_KeepsTheApplicationsLoggingFiltersAndProviders()
+    {
+        var provider = new RecordingProvider();
+        var services = new ServiceCollection();
+        services.AddLogging(b => b.AddProvider(provider).SetMinimumLevel(LogLevel.Warning).AddFilter("Noisy", LogLevel.Error));
+        services.AddJobLog(o => o.UseSqlite("Data Source=unused.db"));
+        await using var sp = services.BuildServiceProvider(new ServiceProviderOptions { ValidateScopes = true, ValidateOnBuild = true });
+
+        var factory = sp.GetRequiredService<ILoggerFactory>();
+        var typed = sp.GetRequiredService<ILogger<OutputCaptureRegistrationTests>>();
+        factory.CreateLogger("App").LogInformation("dropped: below the minimum level");
+        factory.CreateLogger("App").LogWarning("kept");
+        factory.CreateLogger("Noisy.Thing").LogWarning("dropped: filtered");
+        typed.LogWarning("typed kept");
+
+        Assert.That(provider.Lines, Is.EqualTo(new[] { "App: kept", "JobLog.Core.Tests.Context.OutputCaptureRegistrationTests: typed kept" }));
+        Assert.That(typed.IsEnabled(LogLevel.Information), Is.False, "outside a run, the application's own level decides");
+    }
+
+    private sealed class RecordingProvider : ILoggerProvider
+    {
+        public List<string> Lines { get; } = [];
+
+        public ILogger CreateLogger(string categoryName) => new Logger(categoryName, Lines);
+
+        public void Dispose()
+        {
+        }
+
+        private sealed class Logger(string category, List<string> lines) : ILogger
+        {
+            public IDisposable? BeginScope<TState>(TState state)
+                where TState : notnull => null;
+
+            public bool IsEnabled(LogLevel logLevel) => true;
+
+            public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
+                lines.Add($"{category}: {formatter(state, exception)}");
+        }
+    }
 }
