@@ -50,16 +50,46 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton(CommandLogger.Create);
         services.TryAddSingleton<JobLog.Retention.LedgerPurger>();
         services.TryAddScoped(sp => sp.GetRequiredService<JobLogContextFactory>().Create());
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<ILoggerProvider, OutputCaptureLoggerProvider>());
-        // The capture decides by OutputCaptureLevel itself, whatever minimum level the application's console uses.
-        services.Configure<LoggerFilterOptions>(o => o.Rules.Add(
-            new LoggerFilterRule(typeof(OutputCaptureLoggerProvider).FullName, null, LogLevel.Trace, null)));
+        services.TryAddSingleton<OutputCapture>();
+        AddOutputCapture(services);
 
         // Order matters: the schema first, then the writer; hosted services stop in reverse, so the writer drains last.
         services.AddHostedService<LedgerStartupService>();
         services.AddHostedService(sp => sp.GetRequiredService<LedgerWriter>());
         services.AddHostedService(sp => new SweeperHost(sp.GetRequiredService<TaskLogSweeper>(), sp.GetRequiredService<IOptions<JobLogOptions>>()));
         return services;
+    }
+
+    /// <summary>
+    /// Output capture whatever the logging provider. <c>ILogger&lt;T&gt;</c> (what consumers are given) tees each line into
+    /// the current run's output and passes it on to the registered <see cref="ILoggerFactory"/>, whichever it is and
+    /// whenever it was registered: added, not tried, it wins over Microsoft.Extensions.Logging's <c>Logger&lt;T&gt;</c>, and
+    /// neither Serilog nor NLog registers its own. The factory registered so far (Microsoft.Extensions.Logging's, or
+    /// Serilog's when <c>UseSerilog</c> came first) is decorated too, for loggers made with <c>CreateLogger(name)</c>.
+    /// </summary>
+    private static void AddOutputCapture(IServiceCollection services)
+    {
+        services.AddSingleton(typeof(ILogger<>), typeof(CapturingLogger<>));
+        for (var i = services.Count - 1; i >= 0; i--)
+        {
+            var original = services[i];
+            if (original.ServiceType != typeof(ILoggerFactory) || original.IsKeyedService)
+            {
+                continue;
+            }
+
+            services[i] = ServiceDescriptor.Singleton<ILoggerFactory>(sp =>
+            {
+                var capture = sp.GetRequiredService<OutputCapture>();
+                return original.ImplementationInstance is ILoggerFactory instance
+                    ? new CapturingLoggerFactory(instance, ownsInner: false, capture)
+                    : new CapturingLoggerFactory(
+                        (ILoggerFactory)(original.ImplementationFactory?.Invoke(sp) ?? ActivatorUtilities.CreateInstance(sp, original.ImplementationType!)),
+                        ownsInner: true,
+                        capture);
+            });
+            break;
+        }
     }
 
     /// <summary>Runs the sweeper only when enabled.</summary>

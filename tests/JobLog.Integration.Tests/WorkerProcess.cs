@@ -57,7 +57,39 @@ public sealed class WorkerProcess : IAsyncDisposable
     }
 
     /// <summary>Starts <c>dotnet JobLog.Worker.dll run</c> on the ledger and vhost; returns once it dispatches scheduled messages.</summary>
-    public static async Task<WorkerProcess> StartAsync(string name, TestLedger ledger, RabbitMqVhost vhost)
+    /// <param name="name">The worker's name in the test's messages.</param>
+    /// <param name="ledger">The PostgreSQL ledger.</param>
+    /// <param name="vhost">The RabbitMQ vhost.</param>
+    /// <param name="settings">The application's own settings the process runs with (time zone, Npgsql switches).</param>
+    /// <param name="startedWhen">The output that says the Worker started (default: its scheduler dispatcher's start).</param>
+    public static async Task<WorkerProcess> StartAsync(
+        string name, TestLedger ledger, RabbitMqVhost vhost, ProcessSettings? settings = null, string startedWhen = "JobLog scheduler dispatcher")
+    {
+        var worker = Start(name, ledger, ["run", "--urls", "http://127.0.0.1:0", "--RabbitMq:Host=" + RabbitMqVhost.Host, "--RabbitMq:VirtualHost=" + vhost.Name], settings);
+        await worker.WaitForOutputAsync(startedWhen, TimeSpan.FromSeconds(90));
+        return worker;
+    }
+
+    /// <summary>Runs a one-shot Worker command (<c>migrate</c>, <c>sweep</c>, …) on the ledger to its exit.</summary>
+    public static async Task<(int ExitCode, string Output)> RunCommandAsync(string command, TestLedger ledger, ProcessSettings? settings = null, TimeSpan? timeout = null)
+    {
+        await using var worker = Start(command, ledger, [command], settings);
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(90));
+        try
+        {
+            await worker._process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"'{command}' did not exit within {timeout ?? TimeSpan.FromSeconds(90)}:\n{worker.Tail()}");
+        }
+
+        // The asynchronous readers may still hold the last lines.
+        worker._process.WaitForExit();
+        return (worker._process.ExitCode, worker.Output);
+    }
+
+    private static WorkerProcess Start(string name, TestLedger ledger, string[] arguments, ProcessSettings? settings)
     {
         var directory = Path.Combine(Path.GetTempPath(), "joblog-workers", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(directory);
@@ -68,25 +100,41 @@ public sealed class WorkerProcess : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = directory,
         };
-        foreach (var argument in new[]
+        if (settings?.LegacyTimestampBehavior == true)
         {
-            WorkerDll, "run", "--urls", "http://127.0.0.1:0", "--JobLog:Database=postgres",
-            "--ConnectionStrings:JobLog=" + ledger.ConnectionString, "--RabbitMq:Host=" + RabbitMqVhost.Host,
-            "--RabbitMq:VirtualHost=" + vhost.Name,
-        })
+            // AppContext switches are process-wide and read once: the process gets them from its runtimeconfig, as an
+            // application that calls AppContext.SetSwitch at start (or sets it in its project file) would.
+            var runtimeConfig = Path.Combine(directory, "legacy.runtimeconfig.json");
+            var json = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.ChangeExtension(WorkerDll, ".runtimeconfig.json")))!;
+            json["runtimeOptions"]!["configProperties"]!["Npgsql.EnableLegacyTimestampBehavior"] = true;
+            File.WriteAllText(runtimeConfig, json.ToJsonString());
+            foreach (var argument in new[] { "exec", "--runtimeconfig", runtimeConfig })
+            {
+                info.ArgumentList.Add(argument);
+            }
+        }
+
+        info.ArgumentList.Add(WorkerDll);
+        foreach (var argument in arguments.Concat(["--JobLog:Database=postgres", "--ConnectionStrings:JobLog=" + ledger.ConnectionString]))
         {
             info.ArgumentList.Add(argument);
         }
 
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         info.Environment["Logging__Console__FormatterName"] = "simple";
+        if (settings?.TimeZone is { } zone)
+        {
+            // Both the process's local time and the PostgreSQL session's time zone (Npgsql sends PGTZ at connect).
+            info.Environment["TZ"] = zone;
+            info.Environment["PGTZ"] = zone;
+        }
+
         var process = Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start");
         var worker = new WorkerProcess(name, process, directory);
         process.OutputDataReceived += (_, e) => worker.Append(e.Data);
         process.ErrorDataReceived += (_, e) => worker.Append(e.Data);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        await worker.WaitForOutputAsync("JobLog scheduler dispatcher", TimeSpan.FromSeconds(90));
         return worker;
     }
 
@@ -184,3 +232,8 @@ public sealed class WorkerProcess : IAsyncDisposable
         }
     }
 }
+
+/// <summary>The application's own settings a Worker process runs with.</summary>
+/// <param name="LegacyTimestampBehavior">Sets the AppContext switch <c>Npgsql.EnableLegacyTimestampBehavior</c>.</param>
+/// <param name="TimeZone">The process's and the database session's time zone (<c>TZ</c>, <c>PGTZ</c>), e.g. America/New_York.</param>
+public sealed record ProcessSettings(bool LegacyTimestampBehavior = false, string? TimeZone = null);

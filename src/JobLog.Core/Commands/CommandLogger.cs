@@ -110,7 +110,8 @@ public sealed class CommandLogger
                 Start = now.UtcDateTime,
                 Host = _options.Host,
             };
-            var capture = new CommandCapture(new OutputBuffer(_options.Redaction.MaxBodyLength), new OutputBuffer(ErrorTailLength));
+            var capture = new CommandCapture(
+                new OutputBuffer(_options.Redaction.MaxBodyLength, keepBeginning: false), new OutputBuffer(ErrorTailLength, keepBeginning: false));
             var frame = new AmbientFrame(AmbientKind.Command, log.Id, JobLogScope.Current) { Output = capture.Output };
             _recorder.Enqueue(new CommandRecorded(Copy(log)));
             return new Run(log, capture, frame);

@@ -114,19 +114,99 @@ internal sealed class AmbientFrame(AmbientKind kind, Guid id, AmbientFrame? pare
     }
 }
 
-/// <summary>A bounded text buffer: past its limit the oldest lines are dropped (seed <c>LogStringIO</c>).</summary>
-internal sealed class OutputBuffer(int maxLength)
+/// <summary>
+/// A bounded text buffer that keeps the beginning and the end: once the text outgrows <c>maxLength</c>, the first half
+/// stays, the newest lines fill the rest, and a marker between them says how much was cut. A run's first lines say what
+/// it set out to do, its last lines how it ended.
+/// </summary>
+internal sealed class OutputBuffer
 {
-    private readonly System.Text.StringBuilder _text = new();
+    private readonly System.Text.StringBuilder _head = new();
+    private readonly System.Text.StringBuilder _tail = new();
     private readonly Lock _lock = new();
-    private bool _truncated;
+    private readonly int _maxLength;
+    private readonly int _headLength;
+    private readonly int _tailLength;
+    private readonly bool _keepBeginning;
+    private bool _split;
+    private long _cut;
+
+    /// <param name="maxLength">The most characters <see cref="Snapshot"/> returns, the marker included (at least 200).</param>
+    /// <param name="keepBeginning">
+    /// True (runs): keep the beginning and the end. False (a command's console, its error tail): keep the end only, after
+    /// a leading "…" line.
+    /// </param>
+    public OutputBuffer(int maxLength, bool keepBeginning = true)
+    {
+        _maxLength = Math.Max(200, maxLength);
+        _keepBeginning = keepBeginning;
+        _headLength = keepBeginning ? _maxLength / 2 : 0;
+        _tailLength = _maxLength - _headLength - MarkerReserve;
+    }
+
+    // Room for the marker: "\n[… 12345678901 characters cut …]\n" and then some.
+    private const int MarkerReserve = 48;
+
+    public bool Truncated
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _cut > 0 || (_split && _tail.Length > _tailLength) || (!_keepBeginning && _tail.Length > _maxLength);
+            }
+        }
+    }
 
     public void Append(string text)
     {
         lock (_lock)
         {
-            _text.Append(text);
-            if (_text.Length > maxLength * 2)
+            if (!_keepBeginning)
+            {
+                _tail.Append(text);
+                if (_tail.Length > _maxLength * 2)
+                {
+                    KeepEnd();
+                }
+
+                return;
+            }
+
+            if (!_split)
+            {
+                _head.Append(text);
+                if (_head.Length <= _maxLength)
+                {
+                    return;
+                }
+
+                // The first half stays (ending at a line break when there is one in its second half).
+                var keep = _headLength;
+                for (var i = _headLength - 1; i >= _headLength / 2; i--)
+                {
+                    if (_head[i] == '\n')
+                    {
+                        keep = i + 1;
+                        break;
+                    }
+                }
+
+                if (char.IsHighSurrogate(_head[keep - 1]))
+                {
+                    keep--;
+                }
+
+                _tail.Append(_head, keep, _head.Length - keep);
+                _head.Length = keep;
+                _split = true;
+            }
+            else
+            {
+                _tail.Append(text);
+            }
+
+            if (_tail.Length > _tailLength * 2)
             {
                 Compact();
             }
@@ -137,26 +217,59 @@ internal sealed class OutputBuffer(int maxLength)
     {
         lock (_lock)
         {
-            if (_text.Length == 0)
+            if (!_keepBeginning)
             {
-                return null;
+                if (_tail.Length > _maxLength)
+                {
+                    KeepEnd();
+                }
+
+                return _tail.Length == 0 ? null : _tail.ToString();
             }
 
-            if (_text.Length > maxLength)
+            if (!_split)
+            {
+                return _head.Length == 0 ? null : _head.ToString();
+            }
+
+            if (_tail.Length > _tailLength)
             {
                 Compact();
             }
 
-            return _text.ToString();
+            var marker = string.Create(CultureInfo.InvariantCulture, $"[… {_cut:N0} characters cut …]\n");
+            var separator = _head.Length > 0 && _head[^1] != '\n' ? "\n" : "";
+            return string.Concat(_head.ToString(), separator, marker, _tail.ToString());
         }
     }
 
-    private void Compact()
+    private void KeepEnd()
     {
-        var kept = Redaction.Redactor.TruncateFromLeft(_text.ToString(), maxLength);
-        _text.Clear().Append(kept);
-        _truncated = true;
+        var kept = Redaction.Redactor.TruncateFromLeft(_tail.ToString(), _maxLength);
+        _cut += _tail.Length - kept.Length;
+        _tail.Clear().Append(kept);
     }
 
-    public bool Truncated => _truncated;
+    /// <summary>Drops the oldest part of the tail, up to the next line break when there is one close by.</summary>
+    private void Compact()
+    {
+        var drop = _tail.Length - _tailLength;
+        var limit = Math.Min(_tail.Length, drop + Math.Min(200, _tailLength / 4));
+        for (var i = drop; i < limit; i++)
+        {
+            if (_tail[i - 1] == '\n')
+            {
+                drop = i;
+                break;
+            }
+        }
+
+        if (drop < _tail.Length && char.IsLowSurrogate(_tail[drop]))
+        {
+            drop++;
+        }
+
+        _tail.Remove(0, drop);
+        _cut += drop;
+    }
 }

@@ -35,6 +35,9 @@ internal static partial class Log
     [LoggerMessage(1020, LogLevel.Information, "JobLog migrated the {Provider} ledger schema.")]
     public static partial void Migrated(ILogger logger, LedgerProvider provider);
 
+    [LoggerMessage(1025, LogLevel.Error, "JobLog could not create or migrate the {Provider} ledger schema (attempt {Attempt}); nothing is written until it succeeds; retrying in {Delay}.")]
+    public static partial void MigrationFailed(ILogger logger, Exception exception, LedgerProvider provider, int attempt, TimeSpan delay);
+
     [LoggerMessage(1040, LogLevel.Warning, "JobLog could not record an outbound request to {Host}; the request goes on.")]
     public static partial void OutputRequestNotRecorded(ILogger logger, Exception exception, string host);
 

@@ -303,10 +303,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         command.CommandText = sql;
         for (var i = 0; i < values.Length; i++)
         {
-            var p = command.CreateParameter();
-            p.ParameterName = "@p" + i.ToString(CultureInfo.InvariantCulture);
-            p.Value = _dialect.ToDb(values[i]);
-            command.Parameters.Add(p);
+            _dialect.AddParameter(command, i, values[i]);
         }
 
         return command;
@@ -317,11 +314,5 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
 
     private static Guid? ReadNullableGuid(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : ReadGuid(reader, ordinal);
 
-    private static DateTime ReadDateTime(DbDataReader reader, int ordinal)
-    {
-        var value = reader.GetFieldType(ordinal) == typeof(string)
-            ? DateTime.Parse(reader.GetString(ordinal), CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal)
-            : reader.GetDateTime(ordinal);
-        return DateTime.SpecifyKind(value, DateTimeKind.Utc);
-    }
+    private static DateTime ReadDateTime(DbDataReader reader, int ordinal) => SqlDialect.ReadUtc(reader, ordinal);
 }

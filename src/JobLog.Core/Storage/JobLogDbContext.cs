@@ -61,7 +61,8 @@ public class JobLogDbContext : DbContext
         LedgerModel.Configure(modelBuilder);
     }
 
+    // Npgsql's legacy timestamp behaviour (a process-wide switch an application may set) reads timestamptz as local time.
     private sealed class UtcDateTimeConverter() : ValueConverter<DateTime, DateTime>(
         v => v.Kind == DateTimeKind.Utc ? v : v.ToUniversalTime(),
-        v => DateTime.SpecifyKind(v, DateTimeKind.Utc));
+        v => v.Kind == DateTimeKind.Local ? v.ToUniversalTime() : DateTime.SpecifyKind(v, DateTimeKind.Utc));
 }

@@ -71,7 +71,7 @@ internal sealed class LedgerSchema(
             {
                 attempt++;
                 var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 200 * Math.Pow(2, Math.Min(attempt, 10))));
-                Log.WriteFailed(logger, ex, 0, attempt, delay);
+                Log.MigrationFailed(logger, ex, contexts.Provider, attempt, delay);
                 await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
             }
         }
@@ -130,7 +130,7 @@ internal sealed class LedgerSchema(
 }
 
 /// <summary>Migrates at start-up, before the bus starts; a database that is down does not stop the application.</summary>
-internal sealed class LedgerStartupService(LedgerSchema schema, ILogger<LedgerStartupService> logger) : IHostedService
+internal sealed class LedgerStartupService(LedgerSchema schema, JobLogContextFactory contexts, ILogger<LedgerStartupService> logger) : IHostedService
 {
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -140,7 +140,8 @@ internal sealed class LedgerStartupService(LedgerSchema schema, ILogger<LedgerSt
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            Log.WriteFailed(logger, ex, 0, 1, TimeSpan.Zero);
+            // The writer retries with backoff (LedgerSchema.EnsureReadyAsync).
+            Log.MigrationFailed(logger, ex, contexts.Provider, 1, TimeSpan.Zero);
         }
     }
 

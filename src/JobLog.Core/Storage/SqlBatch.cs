@@ -283,14 +283,40 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
             var handle = connection.Handle!;
             var rc = raw.sqlite3_prepare_v2(handle, sql, out sqlite3_stmt statement);
             SqliteException.ThrowExceptionForRC(rc, handle);
-            var map = new int[raw.sqlite3_bind_parameter_count(statement)];
+            // The map covers every @pN the SQL names, up to the highest N: a statement may skip numbers (the producer
+            // fields' update binds the task row's columns and leaves some out), so SQLite's parameter count is not the
+            // highest number plus one. SQLite numbers named parameters by first appearance.
+            var highest = -1;
+            foreach (Match match in Placeholder().Matches(sql))
+            {
+                highest = Math.Max(highest, int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture));
+            }
+
+            var map = new int[highest + 1];
             for (var i = 0; i < map.Length; i++)
             {
-                // Parameter numbers by name: @pN may appear several times and out of order.
                 map[i] = raw.sqlite3_bind_parameter_index(statement, "@p" + i.ToString(CultureInfo.InvariantCulture));
             }
 
-            prepared = new Prepared(statement, map);
+            var count = raw.sqlite3_bind_parameter_count(statement);
+            var named = new bool[count + 1];
+            foreach (var index in map)
+            {
+                named[index] = true;
+            }
+
+            for (var index = 1; index <= count; index++)
+            {
+                if (!named[index])
+                {
+                    var name = raw.sqlite3_bind_parameter_name(statement, index).utf8_to_string();
+                    statement.Dispose();
+                    throw new InvalidOperationException(
+                        $"JobLog: parameter {name} of a ledger statement is not named @pN and would never be bound: {sql}");
+                }
+            }
+
+            prepared = new Prepared(statement, map, count);
             _prepared[sql] = prepared;
             return prepared;
         }
@@ -299,6 +325,7 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
         private int Step(Prepared prepared)
         {
             var handle = connection.Handle!;
+            prepared.EnsureAllBound();
             var rc = raw.sqlite3_step(prepared.Statement);
             var changes = rc is raw.SQLITE_DONE or raw.SQLITE_ROW ? raw.sqlite3_changes(handle) : 0;
             raw.sqlite3_reset(prepared.Statement);
@@ -312,6 +339,7 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
 
         private bool Exists(Prepared prepared)
         {
+            prepared.EnsureAllBound();
             var rc = raw.sqlite3_step(prepared.Statement);
             raw.sqlite3_reset(prepared.Statement);
             if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
@@ -322,8 +350,17 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
             return rc == raw.SQLITE_ROW;
         }
 
-        private static int Index(Prepared prepared, int parameter) =>
-            parameter < prepared.Map.Length ? prepared.Map[parameter] : 0;
+        /// <summary>The statement's index of @p<paramref name="parameter"/> (0: the statement does not use it), marked as bound.</summary>
+        private static int Index(Prepared prepared, int parameter)
+        {
+            var index = parameter < prepared.Map.Length ? prepared.Map[parameter] : 0;
+            if (index > 0)
+            {
+                prepared.Bound(index);
+            }
+
+            return index;
+        }
 
         private void Check(int rc)
         {
@@ -467,11 +504,50 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
             await connection.DisposeAsync().ConfigureAwait(false);
         }
 
-        private sealed class Prepared(sqlite3_stmt statement, int[] map)
+        /// <summary>
+        /// A prepared statement, its map from @pN to SQLite's parameter index, and which parameters the row being written
+        /// has bound: SQLite keeps a parameter it was not given as NULL (or as the previous row's value after a reset), so
+        /// a statement runs only when every one of its parameters was bound for this row.
+        /// </summary>
+        private sealed class Prepared(sqlite3_stmt statement, int[] map, int count)
         {
+            private readonly ulong[] _bound = new ulong[(count + 64) / 64];
+            private readonly ulong[] _all = AllOf(count);
+
             public sqlite3_stmt Statement { get; } = statement;
 
             public int[] Map { get; } = map;
+
+            public void Bound(int index) => _bound[index >> 6] |= 1UL << (index & 63);
+
+            /// <summary>Throws unless every parameter was bound since the last run; then starts the next row's count.</summary>
+            public void EnsureAllBound()
+            {
+                for (var i = 0; i < _bound.Length; i++)
+                {
+                    if (_bound[i] != _all[i])
+                    {
+                        var missing = Enumerable.Range(1, count).Where(index => (_bound[index >> 6] & (1UL << (index & 63))) == 0)
+                            .Select(index => raw.sqlite3_bind_parameter_name(Statement, index).utf8_to_string());
+                        Array.Clear(_bound);
+                        throw new InvalidOperationException(
+                            $"JobLog: a ledger statement was about to run without values for {string.Join(", ", missing)}.");
+                    }
+                }
+
+                Array.Clear(_bound);
+            }
+
+            private static ulong[] AllOf(int count)
+            {
+                var all = new ulong[(count + 64) / 64];
+                for (var index = 1; index <= count; index++)
+                {
+                    all[index >> 6] |= 1UL << (index & 63);
+                }
+
+                return all;
+            }
         }
 
         /// <summary>Binds a row's columns to the statement's parameters @p0, @p1, … in order.</summary>
@@ -696,7 +772,7 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
                 s, m => "$" + (int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1).ToString(CultureInfo.InvariantCulture))));
             foreach (var value in values)
             {
-                command.Parameters.Add(new NpgsqlParameter { Value = PostgresValue(value) });
+                command.Parameters.Add(SqlDialect.PostgresDialect.Parameter(PostgresValue(value)));
             }
 
             return command;

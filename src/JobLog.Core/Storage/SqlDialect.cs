@@ -26,6 +26,30 @@ internal abstract class SqlDialect
 
     public abstract object IdList(IReadOnlyCollection<Guid> ids);
 
+    /// <summary>Adds <paramref name="value"/> (converted by <see cref="ToDb"/>) to <paramref name="command"/> as <c>@p</c><paramref name="index"/>.</summary>
+    public virtual void AddParameter(DbCommand command, int index, object? value)
+    {
+        var p = command.CreateParameter();
+        p.ParameterName = "@p" + index.ToString(CultureInfo.InvariantCulture);
+        p.Value = ToDb(value);
+        command.Parameters.Add(p);
+    }
+
+    /// <summary>Reads a stored timestamp as UTC.</summary>
+    public static DateTime ReadUtc(DbDataReader reader, int ordinal)
+    {
+        if (reader.GetFieldType(ordinal) == typeof(string))
+        {
+            return DateTime.SpecifyKind(
+                DateTime.Parse(reader.GetString(ordinal), CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal),
+                DateTimeKind.Utc);
+        }
+
+        // Npgsql's legacy timestamp behaviour (a process-wide switch) reads timestamptz as local time.
+        var value = reader.GetDateTime(ordinal);
+        return value.Kind == DateTimeKind.Local ? value.ToUniversalTime() : DateTime.SpecifyKind(value, DateTimeKind.Utc);
+    }
+
     public static SqlDialect For(LedgerProvider provider) => provider switch
     {
         LedgerProvider.Sqlite => SqliteDialect.Instance,
@@ -86,5 +110,22 @@ internal abstract class SqlDialect
         };
 
         public override object IdList(IReadOnlyCollection<Guid> ids) => ids.ToArray();
+
+        /// <remarks>
+        /// A timestamp is sent as timestamptz, stated: Npgsql infers timestamp (without time zone) for a DateTime when the
+        /// application sets Npgsql.EnableLegacyTimestampBehavior, and PostgreSQL would then shift it by the session's time
+        /// zone when comparing it with a timestamptz column.
+        /// </remarks>
+        public override void AddParameter(DbCommand command, int index, object? value)
+        {
+            var p = Parameter(ToDb(value));
+            p.ParameterName = "@p" + index.ToString(CultureInfo.InvariantCulture);
+            command.Parameters.Add(p);
+        }
+
+        /// <summary>A positional parameter of a value <see cref="ToDb"/> converted; timestamps typed timestamptz.</summary>
+        public static NpgsqlParameter Parameter(object value) => value is DateTime d
+            ? new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz, Value = DateTime.SpecifyKind(d, DateTimeKind.Utc) }
+            : new NpgsqlParameter { Value = value };
     }
 }

@@ -167,10 +167,7 @@ internal sealed class TaskLogSweeper(
         command.CommandText = sql;
         for (var i = 0; i < values.Length; i++)
         {
-            var p = command.CreateParameter();
-            p.ParameterName = "@p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            p.Value = _dialect.ToDb(values[i]);
-            command.Parameters.Add(p);
+            _dialect.AddParameter(command, i, values[i]);
         }
 
         return command;

@@ -36,12 +36,12 @@ internal static class Cli
         var rest = args.Length > 0 && !args[0].StartsWith('-') ? args[1..] : args;
         try
         {
-            return await LoggedAsync(command, rest, async _ => command switch
+            return await LoggedAsync(command, rest, async ledger => command switch
             {
                 "run" => await RunWorkerAsync(rest),
                 "demo" => await DemoAsync(rest),
-                "sweep" => await SweepAsync(rest),
-                "migrate" => await MigrateAsync(rest),
+                "sweep" => await SweepAsync(rest, ledger),
+                "migrate" => await MigrateAsync(rest, ledger),
                 "tasks" => await TasksCommand.ListAsync(rest, TerminalWriter.Wrap(Console.Out)),
                 "task" => await TasksCommand.ShowAsync(rest, TerminalWriter.Wrap(Console.Out)),
                 "purge" => await PurgeCommand.PurgeAsync(rest, TerminalWriter.Wrap(Console.Out)),
@@ -60,9 +60,11 @@ internal static class Cli
     /// <summary>
     /// Runs a one-shot command through <see cref="CommandLogger"/> as executed from the command line: its console output,
     /// exit code and error land in the ledger (a writer runs for the command and drains before exit). The worker itself
-    /// (<c>run</c>) and <c>help</c> are excluded (<see cref="WorkerApp.AddLedger"/>).
+    /// (<c>run</c>) and <c>help</c> are excluded (<see cref="WorkerApp.AddLedger"/>). The body gets the ledger's services
+    /// (null when the settings cannot make one): a command that migrates must use their schema, which the command's own
+    /// record waits for, rather than migrate the same database a second time at the same moment.
     /// </summary>
-    private static async Task<int> LoggedAsync(string command, string[] args, Func<CancellationToken, Task<int>> body)
+    private static async Task<int> LoggedAsync(string command, string[] args, Func<ServiceProvider?, Task<int>> body)
     {
         ServiceProvider ledger;
         try
@@ -72,7 +74,7 @@ internal static class Cli
         catch (InvalidOperationException)
         {
             // Settings the ledger cannot use: the command runs unlogged and reports them itself if it needs them.
-            return await body(CancellationToken.None);
+            return await body(null);
         }
 
         await using (ledger)
@@ -80,14 +82,14 @@ internal static class Cli
             var commands = ledger.GetRequiredService<CommandLogger>();
             if (commands.IsExcluded(command))
             {
-                return await body(CancellationToken.None);
+                return await body(ledger);
             }
 
             var writer = ledger.GetRequiredService<JobLog.Recording.LedgerWriter>();
             await writer.StartAsync(CancellationToken.None);
             try
             {
-                return await commands.RunAsync(command, args, body, executedFromCommandLine: true);
+                return await commands.RunAsync(command, args, _ => body(ledger), executedFromCommandLine: true);
             }
             finally
             {
@@ -170,18 +172,20 @@ internal static class Cli
         }
     }
 
-    private static async Task<int> SweepAsync(string[] args)
+    private static async Task<int> SweepAsync(string[] args, ServiceProvider? ledger)
     {
-        await using var provider = LedgerOnly(args);
+        await using var own = ledger is null ? LedgerOnly(args) : null;
+        var provider = ledger ?? own!;
         await provider.GetRequiredService<JobLog.Storage.LedgerSchema>().TryMigrateAsync(CancellationToken.None);
         var result = await provider.GetRequiredService<TaskLogSweeper>().SweepOnceAsync(CancellationToken.None);
         Console.WriteLine($"expired {result.Expired}, healed {result.Healed}");
         return 0;
     }
 
-    private static async Task<int> MigrateAsync(string[] args)
+    private static async Task<int> MigrateAsync(string[] args, ServiceProvider? ledger)
     {
-        await using var provider = LedgerOnly(args);
+        await using var own = ledger is null ? LedgerOnly(args) : null;
+        var provider = ledger ?? own!;
         await provider.GetRequiredService<JobLog.Storage.LedgerSchema>().TryMigrateAsync(CancellationToken.None);
         Console.WriteLine("ledger schema is up to date");
         return 0;

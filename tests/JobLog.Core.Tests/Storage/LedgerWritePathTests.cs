@@ -116,6 +116,30 @@ public class LedgerWritePathTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task ProducersRecord_AfterTheConsumersRow_OverwritesEveryProducerField()
+    {
+        var id = Guid.NewGuid();
+        var run = Run(id, "C", T0.AddSeconds(1));
+        Start(run);
+        Finish(run, TaskRunState.Succeeded, T0.AddSeconds(2));
+        await _host.FlushAsync();
+        var producer = Task(id);
+        producer.Host = "publisher-host";
+        producer.Release = "1.2.3";
+        producer.Slug = "publisher";
+        producer.ExtraData = "{\"tenant\":\"a\"}";
+        producer.TraceId = "trace-1";
+        producer.SourceAddress = "rabbitmq://localhost/publisher";
+        _recorder.Enqueue(new TaskDispatched(producer));
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(id);
+
+        Assert.That((task.Host, task.Release, task.Slug, task.ExtraData, task.TraceId, task.SourceAddress),
+            Is.EqualTo(("publisher-host", "1.2.3", "publisher", "{\"tenant\":\"a\"}", "trace-1", "rabbitmq://localhost/publisher")));
+    }
+
+    [Test]
     public async Task FinalState_IsNeverOverwritten_FirstFinalWins()
     {
         var id = Guid.NewGuid();

@@ -1,0 +1,1 @@
+return await JobLog.Samples.Serilog.SerilogSample.RunAsync(args, Console.Out, CancellationToken.None);
