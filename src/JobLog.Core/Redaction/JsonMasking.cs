@@ -175,7 +175,7 @@ internal sealed class JsonMasking(SensitiveNames names, TextPatterns patterns, R
             {
                 // An unfinished token (a string cut open, a number): masked as free text.
                 var rest = Encoding.UTF8.GetString(input.AsSpan((int)reader.BytesConsumed));
-                Replace(ref copied, (int)reader.BytesConsumed, input.Length, Encoding.UTF8.GetBytes(patterns.MaskBody(rest, cutAtCapture: true)));
+                Replace(ref copied, (int)reader.BytesConsumed, input.Length, Encoding.UTF8.GetBytes(patterns.MaskBody(patterns.MaskFreeText(rest), cutAtCapture: true)));
             }
         }
         catch (JsonException)

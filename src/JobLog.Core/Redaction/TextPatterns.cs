@@ -45,6 +45,7 @@ internal sealed class TextPatterns
         _replacement = options.Replacement;
         _custom = options.BodyPatterns.Select(p => new Regex(p, RegexOptions.CultureInvariant, s_timeout)).ToArray();
         var n = names.Alternatives;
+        var masked = Regex.Escape(options.Replacement);
         var common = new[]
         {
             // Multipart parts, the name quoted or not (.NET's MultipartFormDataContent writes name=password).
@@ -54,10 +55,12 @@ internal sealed class TextPatterns
             // JSON-like fragments: "password": "value" (escapes kept inside), and unquoted values.
             new Regex($@"[""'](?:{n})[""']\s*:\s*[""']((?:[^""'\\]|\\.)*)[""']", Options, s_timeout),
             new Regex($@"[""'](?:{n})[""']\s*:\s*([^\s""'\[{{,}}\]][^,}}\]\r\n]*)", Options, s_timeout),
+            // An object or array under a sensitive name in text that is not parsed as JSON: the rest of the line.
+            new Regex($@"[""'](?:{n})[""']\s*:\s*([{{\[][^\r\n]*)", Options, s_timeout),
             // Connection strings: ;Password=value; (a value may hold spaces and '&', never a semicolon or a quote).
             new Regex($@";\s*(?:{n})\s*=\s*([^;""'\r\n]*)", Options, s_timeout),
             // name: value, name : value (headers, YAML, logs): the rest of the line.
-            new Regex($@"(?:^|(?<=[\s{{,;(\[""']))(?:{n})[""']?[ \t]*:[ \t]+([^\r\n]*)", Options | RegexOptions.Multiline, s_timeout),
+            new Regex($@"(?:^|(?<=[\s{{,;(\[""']))(?:{n})[""']?[ \t]*:[ \t]+(?!{masked})([^\s""'{{][^\r\n]*)", Options | RegexOptions.Multiline, s_timeout),
             // XML and HTML attributes: password="value".
             new Regex($@"(?<=[\s<])(?:{n})\s*=\s*""([^""]*)""", Options, s_timeout),
         };
@@ -71,7 +74,7 @@ internal sealed class TextPatterns
         [
             .. common,
             // name=value in free text, queries and URLs: to the next separator.
-            new Regex($@"(?:^|(?<=[&?#\s;,(\[{{""'/|]))(?:{n})\s*=\s*([^&#\s;,""'<>)\]}}|]+)", Options, s_timeout),
+            new Regex($@"(?:^|(?<=[&?#\s;,(\[{{""'/|=:]))(?:{n})\s*=\s*([^&#\s;,""'<>)\]}}|]+)", Options, s_timeout),
             // --password value, -p value and --secret:value in text that quotes a command line.
             new Regex($@"(?<=\s|^)--?(?:{n})(?::|\s+)(?!-)([^\s""']+)", Options, s_timeout),
         ];
@@ -82,6 +85,8 @@ internal sealed class TextPatterns
             new Regex($@"[""'](?:{n})[""']\s*:\s*[""']((?:[^""'\\]|\\[\s\S]?)*)\z", Options, s_timeout),
             // <password>value… (no closing tag before the end).
             new Regex($@"<((?:\w+:)?(?:{n}))(?:\s[^>]*)?>([^<]*)\z", Options, s_timeout),
+            // scheme://user:password… (no '@' before the end).
+            new Regex(@"\b[a-z][a-z0-9+.-]*://[^:/@\s""']+:([^@/\s""']+)\z", Options, s_timeout),
             // A multipart value with no boundary after it.
             new Regex($@"\bname=(?:""(?:{n})""|(?:{n})(?=[;\s]))[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n((?:[^\r\n]|\r?\n(?!--))*)\z", Options, s_timeout),
         ];
