@@ -53,10 +53,10 @@ internal sealed class TextPatterns
             // XML elements: <password>value</password>.
             new Regex($@"<((?:\w+:)?(?:{n}))(?:\s[^>]*)?>([\s\S]*?)</\1\s*>", Options, s_timeout),
             // JSON-like fragments: "password": "value" (escapes kept inside), and unquoted values.
-            new Regex($@"[""'](?:{n})[""']\s*:\s*[""']((?:[^""'\\]|\\.)*)[""']", Options, s_timeout),
+            new Regex($@"(?<![\w-])[""']?(?:{n})[""']?\s*:\s*[""']((?:[^""'\\]|\\.)*)[""']", Options, s_timeout),
             new Regex($@"[""'](?:{n})[""']\s*:\s*([^\s""'\[{{,}}\]][^,}}\]\r\n]*)", Options, s_timeout),
             // An object or array under a sensitive name in text that is not parsed as JSON: the rest of the line.
-            new Regex($@"[""'](?:{n})[""']\s*:\s*([{{\[][^\r\n]*)", Options, s_timeout),
+            new Regex($@"(?<![\w-])[""']?(?:{n})[""']?\s*:\s*((?!{masked})[{{\[][^\r\n]*)", Options, s_timeout),
             // Connection strings: ;Password=value; (a value may hold spaces and '&', never a semicolon or a quote).
             new Regex($@";\s*(?:{n})\s*=\s*([^;""'\r\n]*)", Options, s_timeout),
             // name: value, name : value (headers, YAML, logs): the rest of the line.
@@ -75,6 +75,8 @@ internal sealed class TextPatterns
             .. common,
             // name=value in free text, queries and URLs: to the next separator.
             new Regex($@"(?:^|(?<=[&?#\s;,(\[{{""'/|=:]))(?:{n})\s*=\s*([^&#\s;,""'<>)\]}}|]+)", Options, s_timeout),
+            // A multipart part whose line breaks were flattened (a message's Input): everything to the next boundary.
+            new Regex($@"\bname=(?:""(?:{n})""|(?:{n})(?=[;\s]))((?!\s*{masked})[\s\S]*?)(?=\r?\n--|\s--\S|\z)", Options, s_timeout),
             // --password value, -p value and --secret:value in text that quotes a command line.
             new Regex($@"(?<=\s|^)--?(?:{n})(?::|\s+)(?!-)([^\s""']+)", Options, s_timeout),
         ];
