@@ -223,7 +223,7 @@ public sealed class RedactionOptions
         "*token*", "*secret*", "*password*", "*passwd*", "*pwd*", "pass", "*pass_phrase*",
         "*api_key*", "*access_key*", "*private_key*", "*credential*",
         "*signature*", "sig", "otp", "totp", "hotp", "*otp_code*", "*one_time_code*", "*mfa_code*", "code_verifier",
-        "*session_id*", "*sess_id*", "sid", "*jwt*", "*card_number*", "cc_number", "pan", "*cvv*", "*cvc*",
+        "*session_id*", "*sess_id*", "sid", "*jwt*", "*card_number*", "cc_number", "*cvv*", "*cvc*",
     ];
 
     /// <summary>Extra regular expressions over text bodies (form, XML); each group's text, or the whole match, is replaced.</summary>

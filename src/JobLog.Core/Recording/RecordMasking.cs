@@ -66,13 +66,13 @@ internal sealed class RecordMasking(Redactor redactor)
             RunFinished f => new RunFinished(f.RunId, f.TaskId, f.State, f.Stop, f.ErrorMessage is null ? null : m, f.Output is null ? null : m, f.NextRetry),
             CommandRecorded c => new CommandRecorded(new CommandLog
             {
-                Id = c.Command.Id, Name = Clean(c.Command.Name), Input = Marker(c.Command.Input), ExecutedFromCommandLine = c.Command.ExecutedFromCommandLine,
+                Id = c.Command.Id, Name = Clean(c.Command.Name, LedgerModel.NameLength), Input = Marker(c.Command.Input), ExecutedFromCommandLine = c.Command.ExecutedFromCommandLine,
                 Start = c.Command.Start, Stop = c.Command.Stop, Output = Marker(c.Command.Output), IsSuccessful = c.Command.IsSuccessful,
-                ErrorMessage = Marker(c.Command.ErrorMessage), ExitCode = c.Command.ExitCode, Host = CleanOrNull(c.Command.Host),
+                ErrorMessage = Marker(c.Command.ErrorMessage), ExitCode = c.Command.ExitCode, Host = CleanOrNull(c.Command.Host, LedgerModel.NameLength),
             }),
             InputRequestRecorded i => new InputRequestRecorded(DegradeRequest(i.Request, new InputRequestLog
             {
-                UserId = CleanOrNull(i.Request.UserId), Ip = CleanOrNull(i.Request.Ip), Type = i.Request.Type,
+                UserId = CleanOrNull(i.Request.UserId, LedgerModel.NameLength), Ip = CleanOrNull(i.Request.Ip, 64), Type = i.Request.Type,
             })),
             OutputRequestRecorded o => new OutputRequestRecorded(DegradeRequest(o.Request, new OutputRequestLog
             {
@@ -123,31 +123,33 @@ internal sealed class RecordMasking(Redactor redactor)
 
     private static TaskLog DegradeTask(TaskLog t) => new()
     {
-        Id = t.Id, Name = Clean(t.Name), QueueName = CleanOrNull(t.QueueName), Input = Marker(t.Input), TaskArgs = t.TaskArgs is null ? null : "[]",
+        Id = t.Id, Name = Clean(t.Name, LedgerModel.NameLength), QueueName = CleanOrNull(t.QueueName, LedgerModel.NameLength), Input = Marker(t.Input), TaskArgs = t.TaskArgs is null ? null : "[]",
         TaskKwargs = t.TaskKwargs is null ? null : "{}", DispatchedAt = t.DispatchedAt, EstimatedTimeOfFirstArrival = t.EstimatedTimeOfFirstArrival,
         Expires = t.Expires, Stale = t.Stale, ParentRunId = t.ParentRunId, CorrelationId = t.CorrelationId, ConversationId = t.ConversationId,
-        TraceId = CleanOrNull(t.TraceId), SourceAddress = CleanOrNull(t.SourceAddress), Host = CleanOrNull(t.Host), Release = CleanOrNull(t.Release),
-        Slug = CleanOrNull(t.Slug), ExtraData = null, State = t.State,
+        TraceId = CleanOrNull(t.TraceId, 64), SourceAddress = CleanOrNull(t.SourceAddress, 2000), Host = CleanOrNull(t.Host, LedgerModel.NameLength),
+        Release = CleanOrNull(t.Release, LedgerModel.NameLength),
+        Slug = CleanOrNull(t.Slug, LedgerModel.NameLength), ExtraData = null, State = t.State,
     };
 
     private static TaskRunLog DegradeRun(TaskRunLog r) => new()
     {
-        Id = r.Id, TaskId = r.TaskId, Name = Clean(r.Name), QueueName = CleanOrNull(r.QueueName), ConsumerType = Clean(r.ConsumerType),
+        Id = r.Id, TaskId = r.TaskId, Name = Clean(r.Name, LedgerModel.NameLength), QueueName = CleanOrNull(r.QueueName, LedgerModel.NameLength),
+        ConsumerType = Clean(r.ConsumerType, LedgerModel.NameLength),
         Input = Marker(r.Input), TaskArgs = r.TaskArgs is null ? null : "[]", TaskKwargs = r.TaskKwargs is null ? null : "{}", Start = r.Start, Stop = r.Stop,
         State = r.State, ErrorMessage = Marker(r.ErrorMessage), Output = Marker(r.Output), EstimatedTimeOfNextRetry = r.EstimatedTimeOfNextRetry,
-        WaitingTime = r.WaitingTime, Redelivered = r.Redelivered, Host = CleanOrNull(r.Host),
+        WaitingTime = r.WaitingTime, Redelivered = r.Redelivered, Host = CleanOrNull(r.Host, LedgerModel.NameLength),
     };
 
     private static T DegradeRequest<T>(RequestLogBase r, T copy)
         where T : RequestLogBase
     {
         copy.Id = r.Id;
-        copy.Host = Clean(r.Host);
-        copy.Method = Clean(r.Method);
-        copy.Path = Clean(r.Path);
+        copy.Host = Clean(r.Host, LedgerModel.NameLength);
+        copy.Method = Clean(r.Method, HttpLogFields.MaxMethodLength);
+        copy.Path = Clean(r.Path, HttpLogFields.MaxPathLength);
         copy.Queries = r.Queries is null ? null : "{}";
         copy.IsSecure = r.IsSecure;
-        copy.Slug = CleanOrNull(r.Slug);
+        copy.Slug = CleanOrNull(r.Slug, LedgerModel.NameLength);
         copy.RequestTimestamp = r.RequestTimestamp;
         copy.RequestHeaders = r.RequestHeaders is null ? null : "{}";
         copy.RequestBody = Marker(r.RequestBody);
@@ -157,13 +159,15 @@ internal sealed class RecordMasking(Redactor redactor)
         copy.ResponseBody = Marker(r.ResponseBody);
         copy.Status = r.Status;
         copy.ErrorDescription = Marker(r.ErrorDescription);
-        copy.ExceptionName = CleanOrNull(r.ExceptionName);
+        copy.ExceptionName = CleanOrNull(r.ExceptionName, LedgerModel.NameLength);
         return copy;
     }
 
     private static string? Marker(string? text) => text is null ? null : Markers.Rejected;
 
-    private static string Clean(string? text) => new((TextBounds.Sanitize(text ?? "")).Where(c => !char.IsControl(c)).ToArray());
+    /// <summary>Repaired, without control characters, and within the column's size.</summary>
+    private static string Clean(string? text, int max) =>
+        TextBounds.Truncate(new string(TextBounds.Sanitize(text ?? "").Where(c => !char.IsControl(c)).ToArray()), max);
 
-    private static string? CleanOrNull(string? text) => text is null ? null : Clean(text);
+    private static string? CleanOrNull(string? text, int max) => text is null ? null : Clean(text, max);
 }

@@ -21,7 +21,7 @@ internal sealed class SensitiveNames
         var normalized = list.Select(Normalize).ToArray();
         _exact = normalized.Where(n => !n.Contains('*', StringComparison.Ordinal)).ToArray();
         _wildcards = normalized.Where(n => n.Contains('*', StringComparison.Ordinal)).Select(n => n.Split('*')).ToArray();
-        Alternatives = list.Length == 0 ? "(?!)" : string.Join('|', list.Select(NameRegex));
+        Alternatives = list.Length == 0 ? "(?!)" : AlternativesOf(list);
         Needles = SearchValues.Create(NeedlesOf(list), StringComparison.OrdinalIgnoreCase);
     }
 
@@ -97,6 +97,23 @@ internal sealed class SensitiveNames
         }
 
         return sb.ToString();
+    }
+
+    /// <summary>
+    /// The exact names, then every <c>*core*</c> name merged into one branch (one lazy scan of the word that tries all
+    /// cores at each step, instead of one greedy scan and backtrack per name), then other wildcard shapes.
+    /// </summary>
+    private static string AlternativesOf(string[] names)
+    {
+        const string nameChar = @"[^&=\s""'<>;:,/\\()\[\]{}]";
+        var contains = names.Where(n => n.Length > 2 && n[0] == '*' && n[^1] == '*' && !n[1..^1].Contains('*', StringComparison.Ordinal)).ToList();
+        var branches = names.Except(contains).Select(NameRegex).ToList();
+        if (contains.Count > 0)
+        {
+            branches.Add($"{nameChar}*?(?:{string.Join('|', contains.Select(n => NameRegex(n[1..^1])))}){nameChar}*");
+        }
+
+        return string.Join('|', branches);
     }
 
     /// <summary>Each name's longest literal run (at least the whole name when it has no separator or wildcard).</summary>

@@ -12,7 +12,7 @@ namespace JobLog.Redaction;
 /// </summary>
 internal sealed class TextPatterns
 {
-    private const RegexOptions Options = RegexOptions.IgnoreCase | RegexOptions.CultureInvariant;
+    private const RegexOptions Options = RegexOptions.IgnoreCase | RegexOptions.CultureInvariant | RegexOptions.Compiled;
 
     private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(1);
 
@@ -38,6 +38,7 @@ internal sealed class TextPatterns
     private readonly Regex[] _tailPatterns;
     private readonly Regex[] _custom;
     private readonly Regex _connectionString;
+    private readonly Dictionary<Regex, string?> _anchors;
 
     public TextPatterns(SensitiveNames names, RedactionOptions options)
     {
@@ -92,6 +93,7 @@ internal sealed class TextPatterns
             // A multipart value with no boundary after it.
             new Regex($@"\bname=(?:""(?:{n})""|(?:{n})(?=[;\s]))[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n((?:[^\r\n]|\r?\n(?!--))*)\z", Options, s_timeout),
         ];
+        _anchors = _bodyPatterns.Concat(_freeTextPatterns).Concat(_tailPatterns).Distinct().ToDictionary(r => r, Anchor);
     }
 
     /// <summary>
@@ -227,8 +229,26 @@ internal sealed class TextPatterns
         return count is >= 13 and <= 19 && sum % 10 == 0;
     }
 
+    /// <summary>A literal every match of <paramref name="pattern"/> contains: absent, the pattern is not run.</summary>
+    private static string? Anchor(Regex pattern)
+    {
+        var source = pattern.ToString();
+        return source.StartsWith(@"\bname=", StringComparison.Ordinal) ? "name="
+            : source.StartsWith('<') ? "<"
+            : source.StartsWith(';') ? ";"
+            : source.StartsWith(@"(?<=\s|^)--?", StringComparison.Ordinal) ? "-"
+            : source.Contains(@"\s*:\s*", StringComparison.Ordinal) || source.Contains("[ \\t]*:", StringComparison.Ordinal) ? ":"
+            : source.Contains("=", StringComparison.Ordinal) && !source.StartsWith(@"\b[a-z]", StringComparison.Ordinal) ? "="
+            : null;
+    }
+
     private string ReplaceGroups(Regex pattern, string text)
     {
+        if (_anchors.TryGetValue(pattern, out var anchor) && anchor is not null && !text.Contains(anchor, StringComparison.OrdinalIgnoreCase))
+        {
+            return text;
+        }
+
         MatchCollection matches;
         try
         {
