@@ -41,7 +41,7 @@ internal sealed class Redactor
     {
         _options = options;
         _names = new SensitiveNames(options.SensitiveNames);
-        _patterns = new TextPatterns(_names, options);
+        _patterns = TextPatterns.For(_names, options);
         _json = new JsonMasking(_names, _patterns, options);
         _bodies = new BodyText(options.TextContentTypes);
     }

@@ -14,7 +14,10 @@ internal sealed class TextPatterns
 {
     private const RegexOptions Options = RegexOptions.IgnoreCase | RegexOptions.CultureInvariant | RegexOptions.Compiled;
 
-    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(1);
+    // Wall-clock: generous, so that a loaded machine (or the first, compiling match) does not turn text into a marker.
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(10);
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, TextPatterns> s_compiled = new(StringComparer.Ordinal);
 
     private static readonly Regex s_urlCredentials = new(
         @"\b[a-z][a-z0-9+.-]*://[^:/@\s""']+:([^@/\s""']+)@", Options, s_timeout);
@@ -39,6 +42,13 @@ internal sealed class TextPatterns
     private readonly Regex[] _custom;
     private readonly Regex _connectionString;
     private readonly Dictionary<Regex, string?> _anchors;
+
+    /// <summary>The patterns for these options, compiled once per process for the same names, replacement and custom patterns.</summary>
+    public static TextPatterns For(SensitiveNames names, RedactionOptions options)
+    {
+        var key = string.Join('\u0001', [options.Replacement, .. options.SensitiveNames, "\u0002", .. options.BodyPatterns]);
+        return s_compiled.Count < 64 ? s_compiled.GetOrAdd(key, _ => new TextPatterns(names, options)) : new TextPatterns(names, options);
+    }
 
     public TextPatterns(SensitiveNames names, RedactionOptions options)
     {
