@@ -122,7 +122,7 @@ internal sealed class RequestRecording
             _log.ResponseCode = response.HasStarted ? response.StatusCode : exception is BadHttpRequestException bad ? bad.StatusCode : 500;
             _log.Status = RequestLogStatus.Error;
             _log.ExceptionName = HttpLogFields.ExceptionName(exception);
-            _log.ErrorDescription = Redactor.Bound(exception.ToString());
+            _log.ErrorDescription = Redactor.ExceptionText(exception);
         }
 
         _log.Type = _throttled ? InputRequestType.Throttled

@@ -134,7 +134,7 @@ public sealed class CommandLogger
             log.IsSuccessful = exception is null && exitCode == 0;
             if (exception is not null)
             {
-                log.ErrorMessage = _redactor.Bound(exception.ToString());
+                log.ErrorMessage = _redactor.ExceptionText(exception);
             }
             else if (exitCode != 0)
             {

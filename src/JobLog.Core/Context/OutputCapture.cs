@@ -1,4 +1,5 @@
 using System.Globalization;
+using JobLog.Redaction;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -18,9 +19,11 @@ internal sealed class OutputCapture
     private readonly (string Prefix, bool Include)[] _rules;
     private readonly bool _includeByDefault;
     private readonly TimeProvider _time;
+    private readonly Redactor _redactor;
 
-    public OutputCapture(IOptions<JobLogOptions> options, TimeProvider time)
+    public OutputCapture(IOptions<JobLogOptions> options, TimeProvider time, Redactor redactor)
     {
+        _redactor = redactor;
         var o = options.Value.OutputCapture;
         _level = o.Level;
         _time = time;
@@ -42,10 +45,21 @@ internal sealed class OutputCapture
 
     public void Write<TState>(OutputBuffer output, string category, LogLevel level, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
     {
+        string message;
+        try
+        {
+            message = LogMessageRedaction.Format(state, exception, formatter, _redactor);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // A value whose ToString throws: the consumer's log call must not fail because JobLog captures it.
+            message = Markers.NotRendered(ex);
+        }
+
         var line = string.Create(
             CultureInfo.InvariantCulture,
-            $"[{_time.GetUtcNow():yyyy-MM-dd HH:mm:ss.fff}] {Short(level)} {category}: {formatter(state, exception)}\n");
-        output.Append(exception is null ? line : line + exception + "\n");
+            $"[{_time.GetUtcNow():yyyy-MM-dd HH:mm:ss.fff}] {Short(level)} {category}: {message}\n");
+        output.Append(exception is null ? line : line + _redactor.ExceptionText(exception) + "\n");
     }
 
     /// <summary>Marks the lines logged inside the returned scope as captured (the application's own providers still write them).</summary>

@@ -61,7 +61,7 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestL
 
             log.Status = RequestLogStatus.Error;
             log.ExceptionName = HttpLogFields.ExceptionName(exception);
-            log.ErrorDescription = owner.Redactor.Bound(exception.ToString());
+            log.ErrorDescription = owner.Redactor.ExceptionText(exception);
         }
 
         Finish();

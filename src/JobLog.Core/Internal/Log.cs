@@ -14,6 +14,9 @@ internal static partial class Log
     [LoggerMessage(1003, LogLevel.Error, "JobLog dropped a record it could not store: {Record}.")]
     public static partial void RecordRejected(ILogger logger, Exception exception, string record);
 
+    [LoggerMessage(1090, LogLevel.Warning, "The database rejected a {Record} record for its texts: it was stored with markers in their place.")]
+    public static partial void RecordDegraded(ILogger logger, Exception exception, string record);
+
     [LoggerMessage(1004, LogLevel.Warning, "JobLog's queue is full ({Capacity} records): a {Record} record was dropped. {Dropped} dropped so far.")]
     public static partial void QueueFull(ILogger logger, int capacity, string record, long dropped);
 

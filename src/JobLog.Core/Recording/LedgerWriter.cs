@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using JobLog.Internal;
+using JobLog.Redaction;
 using JobLog.Storage;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -16,8 +17,10 @@ internal sealed class LedgerWriter(
     LedgerSchema schema,
     JobLogMetrics metrics,
     TimeProvider time,
-    ILogger<LedgerWriter> logger) : BackgroundService
+    ILogger<LedgerWriter> logger,
+    Redactor redactor) : BackgroundService
 {
+    private readonly RecordMasking _masking = new(redactor);
     private readonly List<LedgerRecord> _batch = [];
     private readonly JobLogOptions _options = recorder.Options;
     private SqlExecutor? _executor;
@@ -104,6 +107,12 @@ internal sealed class LedgerWriter(
             return 0;
         }
 
+        // The redaction policy's choke point: every text is masked here, off the business path, before any row is written.
+        foreach (var record in _batch)
+        {
+            _masking.Apply(record);
+        }
+
         while (true)
         {
             try
@@ -185,12 +194,35 @@ internal sealed class LedgerWriter(
                     return false;
                 }
 
+                // Rejected for what it holds (a text the database refuses): its row is written with markers instead.
+                if (RecordMasking.Degrade(record) is { } degraded && await TryCommitAsync(degraded, cancellationToken).ConfigureAwait(false))
+                {
+                    Log.RecordDegraded(logger, ex, record.GetType().Name);
+                    written.Add(record);
+                    continue;
+                }
+
                 metrics.RecordsDropped.Add(1);
                 Log.RecordRejected(logger, ex, record.GetType().Name);
             }
         }
 
         return true;
+    }
+
+    private async Task<bool> TryCommitAsync(LedgerRecord record, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await CommitAsync([record], cancellationToken).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Debug.WriteLine(ex);
+            await ResetExecutorAsync().ConfigureAwait(false);
+            return false;
+        }
     }
 
     private async Task<bool> IsReachableAsync(CancellationToken cancellationToken)

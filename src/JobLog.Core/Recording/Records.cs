@@ -7,6 +7,9 @@ internal abstract class LedgerRecord
 {
     /// <summary>Position in the recorder's queue; set when enqueued.</summary>
     public long Sequence { get; set; }
+
+    /// <summary>True once the writer masked its texts (<see cref="RecordMasking"/>): a batch planned again is not masked twice.</summary>
+    public bool Masked { get; set; }
 }
 
 /// <summary>A message was dispatched: insert or complete the task row (producer fields win).</summary>
@@ -20,7 +23,7 @@ internal sealed class TaskDispatchFailed(Guid taskId, string error) : LedgerReco
 {
     public Guid TaskId { get; } = taskId;
 
-    public string Error { get; } = error;
+    public string Error { get; set; } = error;
 }
 
 /// <summary>
@@ -68,7 +71,7 @@ internal sealed class DeferredRendering(object? message, MessageRenderer rendere
     {
         try
         {
-            return renderer.Render(message);
+            return renderer.Stored(renderer.Render(message));
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -97,9 +100,9 @@ internal sealed class RunFinished(
 
     public DateTime Stop { get; } = stop;
 
-    public string? ErrorMessage { get; } = errorMessage;
+    public string? ErrorMessage { get; set; } = errorMessage;
 
-    public string? Output { get; } = output;
+    public string? Output { get; set; } = output;
 
     public DateTime? NextRetry { get; } = nextRetry;
 }

@@ -28,6 +28,12 @@ internal sealed class MessageRenderer(Redactor redactor)
     [ThreadStatic]
     private static Buffers? t_buffers;
 
+    /// <summary>A rendering as the writer stores it: its texts passed through <see cref="Redactor.Stored"/>.</summary>
+    public RenderedMessage Stored(RenderedMessage rendered) => new(
+        redactor.Stored(rendered.Input, StoredTextKind.Free) ?? "",
+        redactor.Stored(rendered.TaskArgs, StoredTextKind.Json) ?? "[]",
+        redactor.Stored(rendered.TaskKwargs, StoredTextKind.Json) ?? "{}");
+
     public RenderedMessage Render(object? message)
     {
         if (message is null)
@@ -42,8 +48,9 @@ internal sealed class MessageRenderer(Redactor redactor)
         {
             return TryRenderFast(message, buffers, out var rendered) ? rendered : RenderSlow(message);
         }
-        catch (Exception ex) when (ex is NotSupportedException or JsonException or InvalidOperationException or ArgumentException)
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
+            // Whatever the message holds (a getter that throws, a lone surrogate, a cycle too deep), the task keeps its row.
             return NotSerializable(ex);
         }
         finally
@@ -222,7 +229,7 @@ internal sealed class MessageRenderer(Redactor redactor)
     private static RenderedMessage NotSerializable(Exception ex)
     {
         var marker = $"[not serializable: {ex.GetType().Name}]";
-        return new RenderedMessage(marker, "[]", JsonSerializer.Serialize(new { error = marker }));
+        return new RenderedMessage(marker, "[]", "{\"error\":\"" + marker + "\"}");
     }
 
     /// <summary>The DOM path: masks in place, then shortens long strings until each text fits its bound.</summary>

@@ -1,38 +1,36 @@
-using System.Collections.Concurrent;
-using System.Text;
-using System.Text.Encodings.Web;
-using System.Text.Json;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using Microsoft.Extensions.Options;
 
 namespace JobLog.Redaction;
 
+/// <summary>How a stored text is masked again on the writer side (<see cref="Redactor.Stored"/>).</summary>
+internal enum StoredTextKind
+{
+    /// <summary>Exception texts, output, arguments, rendered input: the free-text patterns.</summary>
+    Free,
+
+    /// <summary>JSON the recorder produced (headers, queries, task arguments): the streaming JSON pass.</summary>
+    Json,
+
+    /// <summary>A body: JSON when it looks like JSON, else the body patterns.</summary>
+    Body,
+}
+
 /// <summary>
 /// The one redaction and truncation policy (DESIGN §7): sensitive names are hidden in headers, queries and JSON at
-/// any depth, text bodies are masked by pattern, and everything is bounded. Masking always happens before truncation.
+/// any depth (<see cref="JsonMasking"/>), text is masked by pattern (<see cref="TextPatterns"/>), bodies are decoded
+/// strictly (<see cref="BodyText"/>) and everything is bounded (<see cref="TextBounds"/>). Masking always happens before
+/// truncation. No method throws because of the text it is given: what cannot be masked becomes a marker.
 /// </summary>
 internal sealed class Redactor
 {
-    internal const char Ellipsis = '…';
-
-    private static readonly JsonSerializerOptions s_compact = new()
-    {
-        Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
-        WriteIndented = false,
-    };
-
-    private static readonly Regex s_urlCredentials = new(
-        @"\b[a-z][a-z0-9+.-]*://[^:/@\s]+:([^@/\s]+)@", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1));
+    internal const char Ellipsis = TextBounds.Ellipsis;
 
     private readonly RedactionOptions _options;
-    private readonly string[] _exactNames;
-    private readonly string[][] _wildcardNames;
-    private readonly Regex[] _bodyPatterns;
-    private readonly Regex[] _tailPatterns;
-    private readonly Regex _connectionStringPattern;
-    private readonly (string Type, string Subtype)[] _textContentTypes;
-    private readonly ConcurrentDictionary<string, bool> _nameCache = new(StringComparer.Ordinal);
+    private readonly SensitiveNames _names;
+    private readonly TextPatterns _patterns;
+    private readonly JsonMasking _json;
+    private readonly BodyText _bodies;
 
     public Redactor(IOptions<JobLogOptions> options)
         : this(options.Value.Redaction)
@@ -42,16 +40,10 @@ internal sealed class Redactor
     public Redactor(RedactionOptions options)
     {
         _options = options;
-        var normalized = options.SensitiveNames.Select(Normalize).ToArray();
-        _exactNames = normalized.Where(n => !n.Contains('*', StringComparison.Ordinal)).ToArray();
-        _wildcardNames = normalized.Where(n => n.Contains('*', StringComparison.Ordinal))
-            .Select(n => n.Split('*')).ToArray();
-        _bodyPatterns = DefaultBodyPatterns(options.SensitiveNames)
-            .Concat(options.BodyPatterns.Select(p => new Regex(p, RegexOptions.CultureInvariant, TimeSpan.FromSeconds(1))))
-            .ToArray();
-        _tailPatterns = TailPatterns(options.SensitiveNames).ToArray();
-        _connectionStringPattern = ConnectionStringPattern(options.SensitiveNames);
-        _textContentTypes = options.TextContentTypes.Select(ParseMediaType).Where(t => t.Type.Length > 0).ToArray();
+        _names = new SensitiveNames(options.SensitiveNames);
+        _patterns = TextPatterns.For(_names, options);
+        _json = new JsonMasking(_names, _patterns, options);
+        _bodies = new BodyText(options.TextContentTypes);
     }
 
     public string Replacement => _options.Replacement;
@@ -62,107 +54,46 @@ internal sealed class Redactor
     public int MaxCaptureBytes => Math.Max(_options.MaxCapturedBodyBytes, _options.MaxBodyLength + 4);
 
     /// <summary>True when a header, query or property name is sensitive.</summary>
-    public bool IsSensitiveName(string name)
-    {
-        if (_nameCache.TryGetValue(name, out var cached))
-        {
-            return cached;
-        }
-
-        var n = Normalize(name);
-        var sensitive = _exactNames.Contains(n, StringComparer.Ordinal) || _wildcardNames.Any(parts => MatchesWildcard(n, parts));
-        if (_nameCache.Count < 10_000)
-        {
-            _nameCache[name] = sensitive;
-        }
-
-        return sensitive;
-    }
+    public bool IsSensitiveName(string name) => _names.IsSensitive(name);
 
     /// <summary>Cuts <paramref name="text"/> to <paramref name="max"/> characters, the last being '…'.</summary>
-    public static string Truncate(string text, int max)
-    {
-        if (text.Length <= max)
-        {
-            return text;
-        }
-
-        var cut = max - 1;
-        if (cut > 0 && char.IsHighSurrogate(text[cut - 1]))
-        {
-            cut--;
-        }
-
-        return string.Concat(text.AsSpan(0, Math.Max(cut, 0)), Ellipsis.ToString());
-    }
-
-    /// <summary>Bounded text (output, error messages): control characters but newline and tab removed, then cut.</summary>
-    public string Bound(string? text, int? max = null)
-    {
-        if (text is null)
-        {
-            return "";
-        }
-
-        return Truncate(StripNul(text), max ?? _options.MaxBodyLength);
-    }
+    public static string Truncate(string text, int max) => TextBounds.Truncate(text, max);
 
     /// <summary>Bounded text, keeping the end (for logs where the last lines matter most).</summary>
-    public static string TruncateFromLeft(string text, int max)
-    {
-        if (text.Length <= max)
-        {
-            return text;
-        }
+    public static string TruncateFromLeft(string text, int max) => TextBounds.TruncateFromLeft(text, max);
 
-        var tail = text.AsSpan(text.Length - (max - 2));
-        var newline = tail.IndexOf('\n');
-        return newline < 0 ? "…\n" : string.Concat("…\n", tail[(newline + 1)..]);
+    /// <summary>Bounded text (output, error messages): NUL removed, then cut. Masked by the writer (<see cref="Stored"/>).</summary>
+    public string Bound(string? text, int? max = null) =>
+        text is null ? "" : TextBounds.Truncate(TextBounds.StripNul(text), max ?? _options.MaxBodyLength);
+
+    /// <summary>An exception's type, message and stack trace, bounded; a marker when its text cannot be had (a throwing override).</summary>
+    public string ExceptionText(Exception exception)
+    {
+        try
+        {
+            return Bound(exception.ToString());
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            return $"{exception.GetType().FullName}: {Markers.NotRendered(ex)}";
+        }
     }
 
     /// <summary>Masks sensitive properties at any depth, in place.</summary>
-    public void Mask(JsonNode? node)
-    {
-        switch (node)
-        {
-            case JsonObject obj:
-                foreach (var key in obj.Select(p => p.Key).ToList())
-                {
-                    if (IsSensitiveName(key))
-                    {
-                        obj[key] = Replacement;
-                    }
-                    else
-                    {
-                        Mask(obj[key]);
-                    }
-                }
-
-                break;
-            case JsonArray array:
-                foreach (var item in array)
-                {
-                    Mask(item);
-                }
-
-                break;
-        }
-    }
+    public void Mask(JsonNode? node) => _json.Mask(node);
 
     /// <summary>Serializes a masked JSON node within the length bound: long strings are shortened first, then the text is cut.</summary>
     public string JsonText(JsonNode? node, int? max = null)
     {
-        var limit = max ?? _options.MaxBodyLength;
-        Mask(node);
-        var text = node?.ToJsonString(s_compact) ?? "null";
-        if (text.Length <= limit)
+        try
         {
-            return text;
+            return _json.Text(node, max ?? _options.MaxBodyLength);
         }
-
-        ShortenStrings(node, _options.MaxJsonStringLength);
-        text = node?.ToJsonString(s_compact) ?? "null";
-        return Truncate(text, limit);
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // A string the JSON writer refuses (a lone surrogate): the whole value is hidden.
+            return Markers.NotMasked;
+        }
     }
 
     /// <summary>Masks a text body: JSON is masked structurally, anything else by the form/multipart/XML patterns.</summary>
@@ -175,35 +106,20 @@ internal sealed class Redactor
     public string MaskText(string text, int? max, bool cutAtCapture)
     {
         var limit = max ?? _options.MaxBodyLength;
-        text = StripNul(text);
-        var trimmed = text.AsSpan().TrimStart();
-        if (trimmed.Length > 0 && (trimmed[0] == '{' || trimmed[0] == '['))
+        try
         {
-            try
+            text = TextBounds.StripNul(text);
+            if (LooksLikeJson(text))
             {
-                var node = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { MaxDepth = 256 });
-                return JsonText(node, limit);
+                return _json.MaskDocument(text, limit);
             }
-            catch (JsonException)
-            {
-                // Not JSON after all: fall through to the patterns.
-            }
-        }
 
-        foreach (var pattern in _bodyPatterns)
+            return TextBounds.Truncate(_patterns.MaskBody(text, cutAtCapture), limit);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            text = ReplaceGroups(pattern, text, Replacement);
+            return Markers.NotMasked;
         }
-
-        if (cutAtCapture)
-        {
-            foreach (var pattern in _tailPatterns)
-            {
-                text = ReplaceGroups(pattern, text, Replacement);
-            }
-        }
-
-        return Truncate(text, limit);
     }
 
     /// <summary>A body given as bytes: UTF-8 text is masked; binary or invalid UTF-8 becomes a marker with its length.</summary>
@@ -214,7 +130,7 @@ internal sealed class Redactor
             return totalLength > 0 ? $"[binary or unread body: {totalLength} bytes]" : null;
         }
 
-        if (!TryDecodeText(body, truncatedAtCapture, out var text))
+        if (!BodyText.TryDecode(body, truncatedAtCapture, out var text))
         {
             return $"[binary body: {totalLength} bytes]";
         }
@@ -233,64 +149,24 @@ internal sealed class Redactor
         length is { } n ? $"[body not recorded: {n} bytes]" : "[body not recorded]";
 
     /// <summary>True when <paramref name="contentType"/> (a Content-Type header value) is one of <see cref="RedactionOptions.TextContentTypes"/>.</summary>
-    public bool IsTextContentType(string? contentType)
-    {
-        if (string.IsNullOrWhiteSpace(contentType))
-        {
-            return false;
-        }
-
-        var (type, subtype) = ParseMediaType(contentType);
-        foreach (var (t, st) in _textContentTypes)
-        {
-            if (!string.Equals(t, type, StringComparison.Ordinal))
-            {
-                continue;
-            }
-
-            if (st == "*" || string.Equals(st, subtype, StringComparison.Ordinal)
-                || (st.StartsWith('*') && subtype.EndsWith(st[1..], StringComparison.Ordinal)))
-            {
-                return true;
-            }
-        }
-
-        return false;
-    }
+    public bool IsTextContentType(string? contentType) => _bodies.IsTextContentType(contentType);
 
     /// <summary>
-    /// A command line, masked argument by argument: <c>--password=x</c>, <c>--token x</c>, <c>ApiKey=x</c>, and
-    /// secrets inside values (<c>Password=x;</c> in connection strings, <c>user:pass@</c> in URLs). Bounded.
+    /// A command line, masked argument by argument: <c>--password=x</c>, <c>--token x</c> (also when x starts with
+    /// '-'), <c>--secret:x</c>, <c>-p x</c>, <c>ApiKey=x</c>, and secrets inside values (<c>Password=x;</c> in
+    /// connection strings, <c>user:pass@</c> in URLs, tokens). Bounded.
     /// </summary>
     public string MaskArguments(IEnumerable<string?> args)
     {
         ArgumentNullException.ThrowIfNull(args);
-        var list = args.Select(a => a ?? "").ToList();
-        var parts = new List<string>(list.Count);
-        for (var i = 0; i < list.Count; i++)
+        try
         {
-            var arg = StripNul(list[i]);
-            var option = arg.StartsWith('-') || arg.StartsWith('/');
-            var equals = arg.IndexOf('=', StringComparison.Ordinal);
-            if (equals > 0)
-            {
-                var key = arg[..equals];
-                var value = arg[(equals + 1)..];
-                parts.Add(Quote(key + "=" + (IsSensitiveName(KeyName(key)) ? Replacement : MaskValue(value))));
-            }
-            else if (option && IsSensitiveName(KeyName(arg)) && i + 1 < list.Count && !list[i + 1].StartsWith('-'))
-            {
-                parts.Add(Quote(arg));
-                parts.Add(Replacement);
-                i++;
-            }
-            else
-            {
-                parts.Add(Quote(MaskValue(arg)));
-            }
+            return CommandArguments.Mask(args.Select(a => TextBounds.StripNul(a ?? "")).ToList(), _names, _patterns, Replacement, _options.MaxBodyLength);
         }
-
-        return Truncate(string.Join(' ', parts), _options.MaxBodyLength);
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            return Markers.NotMasked;
+        }
     }
 
     /// <summary>Masks each value whose name is sensitive.</summary>
@@ -300,8 +176,9 @@ internal sealed class Redactor
         var valueLimit = maxValueLength ?? _options.MaxJsonStringLength * 8;
         foreach (var (name, values) in pairs)
         {
-            var key = Truncate(StripNul(name), 256);
-            var list = values.Select(v => IsSensitiveName(name) ? Replacement : Truncate(StripNul(v ?? ""), valueLimit)).ToList();
+            var key = Truncate(TextBounds.Sanitize(name), 256);
+            var sensitive = IsSensitiveName(name);
+            var list = values.Select(v => sensitive ? Replacement : Truncate(TextBounds.Sanitize(v ?? ""), valueLimit)).ToList();
             JsonNode value = list.Count == 1 ? JsonValue.Create(list[0])! : new JsonArray(list.Select(v => (JsonNode?)JsonValue.Create(v)).ToArray());
             obj[key] = value;
         }
@@ -309,259 +186,53 @@ internal sealed class Redactor
         return JsonText(obj);
     }
 
-    internal static bool TryDecodeText(ReadOnlySpan<byte> body, bool mayEndMidCharacter, out string text)
+    /// <summary>
+    /// The writer's pass over a text about to be stored: the free-text patterns (or the streaming JSON pass), broken
+    /// UTF-16 and NUL repaired, then bounded by <paramref name="max"/>. Idempotent; never throws.
+    /// </summary>
+    public string? Stored(string? text, StoredTextKind kind, int? max = null)
     {
-        var span = body;
-        if (mayEndMidCharacter)
+        if (string.IsNullOrEmpty(text))
         {
-            // A capture cut at a fixed size may split a multi-byte character: drop the partial tail.
-            var back = 0;
-            while (back < 3 && back < span.Length && (span[span.Length - 1 - back] & 0xC0) == 0x80)
-            {
-                back++;
-            }
-
-            if (back < span.Length && (span[span.Length - 1 - back] & 0x80) != 0)
-            {
-                span = span[..(span.Length - 1 - back)];
-            }
+            return text;
         }
 
-        var utf8 = new UTF8Encoding(false, throwOnInvalidBytes: true);
         try
         {
-            text = utf8.GetString(span);
-        }
-        catch (DecoderFallbackException)
-        {
-            text = "";
-            return false;
-        }
-
-        var control = 0;
-        foreach (var c in text)
-        {
-            if (c < 0x20 && c != '\n' && c != '\r' && c != '\t')
+            var clean = TextBounds.Sanitize(text);
+            if (!_patterns.MayHoldSecret(clean))
             {
-                control++;
-            }
-        }
-
-        // Text with many control characters is binary that happens to be valid UTF-8.
-        return control <= text.Length / 100;
-    }
-
-    internal static string Normalize(string name)
-    {
-        var sb = new StringBuilder(name.Length);
-        foreach (var c in name)
-        {
-            if (c is not ('-' or '_' or '.' or ' '))
-            {
-                sb.Append(char.ToLowerInvariant(c));
-            }
-        }
-
-        return sb.ToString();
-    }
-
-    private static string StripNul(string text) =>
-        text.Contains('\0', StringComparison.Ordinal) ? text.Replace("\0", "", StringComparison.Ordinal) : text;
-
-    // "--ConnectionStrings:Db" → "Db"; "/p:ApiKey" → "ApiKey": the last segment names the setting.
-    private static string KeyName(string key)
-    {
-        var name = key.TrimStart('-', '/');
-        var colon = name.LastIndexOf(':');
-        return colon >= 0 && colon < name.Length - 1 ? name[(colon + 1)..] : name;
-    }
-
-    private static string Quote(string arg) =>
-        arg.Length == 0 || arg.Any(char.IsWhiteSpace) ? "\"" + arg.Replace("\"", "\\\"", StringComparison.Ordinal) + "\"" : arg;
-
-    private string MaskValue(string value)
-    {
-        value = ReplaceGroups(_connectionStringPattern, value, Replacement);
-        return ReplaceGroups(s_urlCredentials, value, Replacement);
-    }
-
-    private static (string Type, string Subtype) ParseMediaType(string contentType)
-    {
-        var media = contentType.AsSpan();
-        var semicolon = media.IndexOf(';');
-        if (semicolon >= 0)
-        {
-            media = media[..semicolon];
-        }
-
-        media = media.Trim();
-        var slash = media.IndexOf('/');
-        if (slash <= 0)
-        {
-            return ("", "");
-        }
-
-        return (media[..slash].ToString().ToLowerInvariant(), media[(slash + 1)..].ToString().ToLowerInvariant());
-    }
-
-    private static bool MatchesWildcard(string name, string[] parts)
-    {
-        var position = 0;
-        for (var i = 0; i < parts.Length; i++)
-        {
-            var part = parts[i];
-            if (part.Length == 0)
-            {
-                continue;
+                return ReferenceEquals(clean, text) ? text : Truncate(clean, max ?? _options.MaxBodyLength);
             }
 
-            if (i == 0)
+            var masked = kind switch
             {
-                if (!name.StartsWith(part, StringComparison.Ordinal))
-                {
-                    return false;
-                }
-
-                position = part.Length;
-                continue;
-            }
-
-            var found = name.IndexOf(part, position, StringComparison.Ordinal);
-            if (found < 0)
-            {
-                return false;
-            }
-
-            position = found + part.Length;
+                StoredTextKind.Json or StoredTextKind.Body when LooksLikeJson(clean) => CutJson(clean),
+                StoredTextKind.Body => _patterns.MaskBody(clean, cutAtCapture: clean.EndsWith(Ellipsis)),
+                _ => _patterns.MaskFreeText(clean),
+            };
+            return masked.Length == text.Length && string.Equals(masked, text, StringComparison.Ordinal)
+                ? text
+                : Truncate(masked, max ?? _options.MaxBodyLength);
         }
-
-        var last = parts[^1];
-        return last.Length == 0 || name.EndsWith(last, StringComparison.Ordinal);
-    }
-
-    private static void ShortenStrings(JsonNode? node, int max)
-    {
-        switch (node)
+        catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            case JsonObject obj:
-                foreach (var key in obj.Select(p => p.Key).ToList())
-                {
-                    if (obj[key] is JsonValue v && v.TryGetValue<string>(out var s) && s.Length > max)
-                    {
-                        obj[key] = Truncate(s, max);
-                    }
-                    else
-                    {
-                        ShortenStrings(obj[key], max);
-                    }
-                }
-
-                break;
-            case JsonArray array:
-                for (var i = 0; i < array.Count; i++)
-                {
-                    if (array[i] is JsonValue v && v.TryGetValue<string>(out var s) && s.Length > max)
-                    {
-                        array[i] = Truncate(s, max);
-                    }
-                    else
-                    {
-                        ShortenStrings(array[i], max);
-                    }
-                }
-
-                break;
+            return Markers.NotMasked;
         }
     }
 
-    private static IEnumerable<Regex> DefaultBodyPatterns(IEnumerable<string> names)
+    /// <summary>JSON the recorder cut (ending in '…'): masked as a document cut short, the ellipsis put back.</summary>
+    private string CutJson(string text) =>
+        text.EndsWith(Ellipsis) ? _json.MaskStreaming(text[..^1]) + Ellipsis : _json.MaskStreaming(text);
+
+    internal static bool TryDecodeText(ReadOnlySpan<byte> body, bool mayEndMidCharacter, out string text) =>
+        BodyText.TryDecode(body, mayEndMidCharacter, out text);
+
+    internal static string Normalize(string name) => SensitiveNames.Normalize(name);
+
+    private static bool LooksLikeJson(string text)
     {
-        // Sensitive names as a regex over raw text: separators optional, '*' as any run of name characters.
-        var alternatives = string.Join('|', names.Select(NameRegex));
-        const RegexOptions o = RegexOptions.IgnoreCase | RegexOptions.CultureInvariant;
-        var timeout = TimeSpan.FromSeconds(1);
-        // Form fields: name=value up to the next & (values may span lines).
-        yield return new Regex($@"(?:^|[&?\s])(?:{alternatives})=([^&]*)", o, timeout);
-        // Multipart parts: name="password" ... blank line ... value up to the next boundary line.
-        yield return new Regex($@"name=""(?:{alternatives})""[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n([\s\S]*?)(?=\r?\n--)", o, timeout);
-        // XML elements: <password>value</password>.
-        yield return new Regex($@"<((?:\w+:)?(?:{alternatives}))(?:\s[^>]*)?>([\s\S]*?)</\1>", o, timeout);
-        // JSON-like fragments in text that failed to parse: "password": "value".
-        yield return new Regex($@"[""'](?:{alternatives})[""']\s*:\s*[""']((?:[^""'\\]|\\.)*)[""']", o, timeout);
-        // Connection strings: ;Password=value; (a value may hold spaces and '&', never a semicolon). At the start of the
-        // text the form pattern above applies; this one needs the ';' so that form bodies keep their other fields.
-        yield return new Regex($@";\s*(?:{alternatives})\s*=\s*([^;]*)", o, timeout);
-        // Credentials in URLs: scheme://user:password@host.
-        yield return s_urlCredentials;
-    }
-
-    private static Regex ConnectionStringPattern(IEnumerable<string> names) => new(
-        $@"(?:^|;)\s*(?:{string.Join('|', names.Select(NameRegex))})\s*=\s*([^;]*)",
-        RegexOptions.IgnoreCase | RegexOptions.CultureInvariant,
-        TimeSpan.FromSeconds(1));
-
-    /// <summary>Sensitive values cut open by the capture bound: they run to the end of the captured text.</summary>
-    private static IEnumerable<Regex> TailPatterns(IEnumerable<string> names)
-    {
-        var alternatives = string.Join('|', names.Select(NameRegex));
-        const RegexOptions o = RegexOptions.IgnoreCase | RegexOptions.CultureInvariant;
-        var timeout = TimeSpan.FromSeconds(1);
-        // "password": "value… (no closing quote before the end).
-        yield return new Regex($@"[""'](?:{alternatives})[""']\s*:\s*[""']((?:[^""'\\]|\\[\s\S]?)*)\z", o, timeout);
-        // <password>value… (no closing tag before the end).
-        yield return new Regex($@"<((?:\w+:)?(?:{alternatives}))(?:\s[^>]*)?>([^<]*)\z", o, timeout);
-        // A multipart value with no boundary after it.
-        yield return new Regex($@"name=""(?:{alternatives})""[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n((?:[^\r\n]|\r?\n(?!--))*)\z", o, timeout);
-    }
-
-    private static string NameRegex(string name)
-    {
-        var core = string.Join("[-_.]?", name.Where(c => c is not ('*' or '-' or '_' or '.'))
-            .Select(c => Regex.Escape(c.ToString())));
-        return name.Contains('*', StringComparison.Ordinal) ? $"[^&=\\s\"'<>;:]*{core}[^&=\\s\"'<>;:]*" : core;
-    }
-
-    private static string ReplaceGroups(Regex pattern, string text, string replacement)
-    {
-        MatchCollection matches;
-        try
-        {
-            matches = pattern.Matches(text);
-            if (matches.Count == 0)
-            {
-                return text;
-            }
-        }
-        catch (RegexMatchTimeoutException)
-        {
-            return "[body hidden: redaction timed out]";
-        }
-
-        var sb = new StringBuilder(text);
-        for (var m = matches.Count - 1; m >= 0; m--)
-        {
-            var match = matches[m];
-            var replaced = false;
-            for (var g = match.Groups.Count - 1; g >= 1; g--)
-            {
-                var group = match.Groups[g];
-                // The last group that took part holds the value (the XML pattern's first group is the element name).
-                if (!group.Success)
-                {
-                    continue;
-                }
-
-                sb.Remove(group.Index, group.Length).Insert(group.Index, replacement);
-                replaced = true;
-                break;
-            }
-
-            if (!replaced && match.Groups.Count == 1)
-            {
-                sb.Remove(match.Index, match.Length).Insert(match.Index, replacement);
-            }
-        }
-
-        return sb.ToString();
+        var trimmed = text.AsSpan().TrimStart();
+        return trimmed.Length > 0 && (trimmed[0] == '{' || trimmed[0] == '[');
     }
 }

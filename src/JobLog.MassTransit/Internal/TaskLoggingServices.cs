@@ -82,5 +82,5 @@ internal sealed class TaskLoggingServices(
         return Uri.UnescapeDataString(name);
     }
 
-    public string ErrorText(Exception exception) => Redactor.Bound(exception.ToString());
+    public string ErrorText(Exception exception) => Redactor.ExceptionText(exception);
 }

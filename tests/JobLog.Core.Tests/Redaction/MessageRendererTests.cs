@@ -23,6 +23,11 @@ public class MessageRendererTests
         public string Value => throw new InvalidOperationException("getter fails");
     }
 
+    public sealed class NullGetter
+    {
+        public string Value => throw new NullReferenceException("getter dereferences null");
+    }
+
     public sealed record Order(
         Guid Id, string Customer, DateTime At, decimal Total, bool Rush, string? Note, int[] Lines, Address Ship,
         IReadOnlyList<Item> Items, Dictionary<string, string> Tags);
@@ -84,6 +89,15 @@ public class MessageRendererTests
         var rendered = Renderer().Render(new Hostile());
 
         Assert.That(rendered.Input, Does.StartWith("[not serializable"));
+    }
+
+    [Test]
+    public void Render_GetterThrowingAnyException_GivesAMarkerInsteadOfThrowing()
+    {
+        var rendered = Renderer().Render(new NullGetter());
+
+        Assert.That(rendered.Input, Is.EqualTo("[not serializable: NullReferenceException]"));
+        Assert.That(rendered.TaskKwargs, Does.Contain("not serializable"));
     }
 
     private static IEnumerable<TestCaseData> Messages()

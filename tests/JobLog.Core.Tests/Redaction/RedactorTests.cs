@@ -162,4 +162,51 @@ public class RedactorTests
         Assert.That(json, Does.Not.Contain("a=1"));
         Assert.That(json, Does.Contain("text/html"));
     }
+
+    [Test]
+    public void MaskText_DuplicatePasswordKeys_HidesEveryCopy()
+    {
+        var masked = Create().MaskText("""{"user":"ann","password":"one-S3CRET","password":"two-S3CRET"}""");
+
+        Assert.That(masked, Does.Not.Contain("S3CRET"));
+        Assert.That(masked, Does.Contain("\"user\":\"ann\""));
+    }
+
+    [Test]
+    public void MaskText_LoneSurrogateEscape_HidesThatStringAndMasksTheRest()
+    {
+        var masked = Create().MaskText("""{"note":"\ud800","password":"S3CRET","keep":"yes"}""");
+
+        Assert.That(masked, Does.Not.Contain("S3CRET").And.Not.Contain("ud800"));
+        Assert.That(masked, Does.Contain("\"keep\":\"yes\""));
+    }
+
+    [Test]
+    public void MaskText_JsonTooDeepForTheDom_IsMaskedStructurally()
+    {
+        var text = string.Concat(Enumerable.Repeat("""{"a":""", 400)) + """{"pass\"word":1,"password":{"x":"S3CRET"}}""" + new string('}', 400);
+
+        var masked = Create().MaskText(text, 100_000);
+
+        Assert.That(masked, Does.Not.Contain("S3CRET"));
+        Assert.That(masked, Does.Contain("\"password\":\"[Filtered]\""));
+    }
+
+    [Test]
+    public void MaskText_JsonCutInsideASensitiveValue_HidesItToTheEnd()
+    {
+        var masked = Create().MaskText("""{"user":"ann","token":{"value":"S3CRET""", null, cutAtCapture: true);
+
+        Assert.That(masked, Does.Not.Contain("S3CRET"));
+        Assert.That(masked, Does.StartWith("""{"user":"ann","token":"""));
+    }
+
+    [Test]
+    public void MaskText_JsonWithASyntaxErrorAfterASecret_HidesTheRest()
+    {
+        var masked = Create().MaskText("""{"user":"ann", password: "S3CRET"}""");
+
+        Assert.That(masked, Does.Not.Contain("S3CRET"));
+        Assert.That(masked, Does.Contain("ann"));
+    }
 }

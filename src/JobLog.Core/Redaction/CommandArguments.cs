@@ -1,0 +1,64 @@
+namespace JobLog.Redaction;
+
+/// <summary>A command line masked argument by argument.</summary>
+internal static class CommandArguments
+{
+    /// <summary>Short options taken as passwords whatever the tool (<c>mysql -p x</c>, <c>docker login -p x</c>, <c>sqlcmd -P x</c>).</summary>
+    private static readonly string[] s_passwordFlags = ["-p", "-P"];
+
+    public static string Mask(IReadOnlyList<string> args, SensitiveNames names, TextPatterns patterns, string replacement, int max)
+    {
+        var parts = new List<string>(args.Count);
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            var option = arg.StartsWith('-') || arg.StartsWith('/');
+            var equals = arg.IndexOf('=', StringComparison.Ordinal);
+            var colon = arg.IndexOf(':', StringComparison.Ordinal);
+            if (equals > 0 && (colon < 0 || colon > equals || !option || !IsSensitiveOption(arg[..colon], names)))
+            {
+                // key=value, --key=value, /p:Key=value, --Section:Key=value.
+                var key = arg[..equals];
+                var value = arg[(equals + 1)..];
+                parts.Add(Quote(key + "=" + (names.IsSensitive(KeyName(key)) ? replacement : patterns.MaskValue(value))));
+            }
+            else if (option && colon > 0 && IsSensitiveOption(arg[..colon], names))
+            {
+                // --secret:value, /password:value.
+                parts.Add(Quote(arg[..(colon + 1)] + replacement));
+            }
+            else if (option && (IsSensitiveName(KeyName(arg), names) || s_passwordFlags.Contains(arg, StringComparer.Ordinal)))
+            {
+                // --token value (even when the value starts with '-'), -p value, --Section:Password value.
+                parts.Add(Quote(arg));
+                if (i + 1 < args.Count)
+                {
+                    parts.Add(replacement);
+                    i++;
+                }
+            }
+            else
+            {
+                parts.Add(Quote(patterns.MaskValue(arg)));
+            }
+        }
+
+        return TextBounds.Truncate(string.Join(' ', parts), max);
+    }
+
+    private static bool IsSensitiveOption(string option, SensitiveNames names) =>
+        option.Length > 0 && (option.StartsWith('-') || option.StartsWith('/')) && IsSensitiveName(option.TrimStart('-', '/'), names);
+
+    private static bool IsSensitiveName(string name, SensitiveNames names) => name.Length > 0 && names.IsSensitive(name);
+
+    // "--ConnectionStrings:Db" → "Db"; "/p:ApiKey" → "ApiKey": the last segment names the setting.
+    private static string KeyName(string key)
+    {
+        var name = key.TrimStart('-', '/');
+        var colon = name.LastIndexOf(':');
+        return colon >= 0 && colon < name.Length - 1 ? name[(colon + 1)..] : name;
+    }
+
+    private static string Quote(string arg) =>
+        arg.Length == 0 || arg.Any(char.IsWhiteSpace) ? "\"" + arg.Replace("\"", "\\\"", StringComparison.Ordinal) + "\"" : arg;
+}
