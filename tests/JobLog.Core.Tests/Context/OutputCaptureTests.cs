@@ -65,7 +65,7 @@ public class OutputCaptureCategoryTests
     {
         var options = new JobLogOptions();
         configure?.Invoke(options.OutputCapture);
-        return new OutputCapture(Options.Create(options), TimeProvider.System);
+        return new OutputCapture(Options.Create(options), TimeProvider.System, new JobLog.Redaction.Redactor(options.Redaction));
     }
 
     [TestCase("Billing.ChargeCardConsumer", true)]
