@@ -10,13 +10,13 @@ namespace JobLog.Worker.Cli;
 internal static class TasksCommand
 {
     public const string Usage = """
-          tasks [filters] [--json]   List tasks, newest first. Filters: --state waiting|active|succeeded|failed|retried|expired,
-                                     --name N, --queue Q, --since 1h, --from T, --to T, --search TEXT, --limit N (default 50),
+          tasks [filters] [--json]   List tasks, newest first. Filters: --state waiting|active|succeeded|failed|retried|expired|cancelled,
+                                     --internal true|all (MassTransit's own messages, hidden by default), --name N, --queue Q, --since 1h, --from T, --to T, --search TEXT, --limit N (default 50),
                                      --cursor C (from the previous page).
           task <id> [--json]         Show one task with its runs, errors, output, child tasks and outbound requests.
         """;
 
-    private static readonly string[] s_valued = ["state", "name", "queue", "since", "from", "to", "search", "q", "limit", "cursor"];
+    private static readonly string[] s_valued = ["state", "internal", "name", "queue", "since", "from", "to", "search", "q", "limit", "cursor"];
     private static readonly string[] s_flags = ["json"];
 
     public static Task<int> ListAsync(string[] args, TextWriter output) =>
