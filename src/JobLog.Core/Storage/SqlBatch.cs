@@ -283,7 +283,10 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
             var handle = connection.Handle!;
             var rc = raw.sqlite3_prepare_v2(handle, sql, out sqlite3_stmt statement);
             SqliteException.ThrowExceptionForRC(rc, handle);
-            var map = new int[raw.sqlite3_bind_parameter_count(statement)];
+            // Sized by the highest @pN, not the number of distinct parameters: a statement may use some of a row's
+            // parameters only (the producer-field update skips the derived columns), and a shorter map would leave the
+            // higher ones unbound (NULL).
+            var map = new int[Math.Max(raw.sqlite3_bind_parameter_count(statement), HighestParameter(sql) + 1)];
             for (var i = 0; i < map.Length; i++)
             {
                 // Parameter numbers by name: @pN may appear several times and out of order.
@@ -320,6 +323,17 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
             }
 
             return rc == raw.SQLITE_ROW;
+        }
+
+        private static int HighestParameter(string sql)
+        {
+            var highest = -1;
+            foreach (System.Text.RegularExpressions.Match match in System.Text.RegularExpressions.Regex.Matches(sql, @"@p(\d+)"))
+            {
+                highest = Math.Max(highest, int.Parse(match.Groups[1].ValueSpan, CultureInfo.InvariantCulture));
+            }
+
+            return highest;
         }
 
         private static int Index(Prepared prepared, int parameter) =>
