@@ -64,6 +64,14 @@ public sealed class JobLogOptions
     /// <summary>Largest spool file. Default 1 GiB; further records are dropped and counted.</summary>
     public long MaxSpoolBytes { get; set; } = 1L << 30;
 
+    /// <summary>
+    /// Record MassTransit's own infrastructure messages (the job service's slot, attempt and status messages, Courier's
+    /// routing slip events, ...) as tasks marked <see cref="TaskLog.IsInternal"/>. Default <c>true</c>: they are kept for
+    /// diagnosis but left out of the failure rate and of the default lists of the dashboard, the API and the CLI
+    /// (<c>internal=true</c> shows them). <c>false</c> records neither them nor their runs.
+    /// </summary>
+    public bool RecordInternalMessages { get; set; } = true;
+
     /// <summary>Records per transaction. Default 2,000.</summary>
     public int MaxBatchSize { get; set; } = 2000;
 

@@ -37,6 +37,7 @@ public static class TaskLoggingConfigurationExtensions
         var runs = new TaskRunConfigurationObserver(services);
         configurator.ConnectConsumerConfigurationObserver(runs);
         configurator.ConnectSagaConfigurationObserver(runs);
+        configurator.ConnectActivityConfigurationObserver(new JobLog.MassTransit.Internal.Courier.CourierConfigurationObserver(services));
     }
 
     /// <summary>

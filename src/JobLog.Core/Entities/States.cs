@@ -20,6 +20,12 @@ public enum TaskState
 
     /// <summary>The task went stale (set by the sweeper) or was never consumed before it expired.</summary>
     Expired = 6,
+
+    /// <summary>
+    /// The last run was cancelled (a job consumer's attempt cancelled through MassTransit's job service): final, neither
+    /// a success nor a failure. Added after the seed's states.
+    /// </summary>
+    Cancelled = 7,
 }
 
 /// <summary>State of one consume attempt.</summary>
@@ -39,6 +45,12 @@ public enum TaskRunState
 
     /// <summary>The message arrived after its expiration time, or the run was orphaned (process died, task went stale).</summary>
     Expired = 5,
+
+    /// <summary>
+    /// The attempt was cancelled before it finished (a job consumer's <c>JobContext.CancellationToken</c>: the job was
+    /// cancelled, or its instance stopped). Added after the seed's states.
+    /// </summary>
+    Cancelled = 6,
 }
 
 /// <summary>Outcome of a logged HTTP request (seed <c>RequestLogState</c>).</summary>
@@ -82,9 +94,9 @@ public enum InputRequestType
 /// <summary>Extension helpers for the state enums.</summary>
 public static class TaskStateExtensions
 {
-    /// <summary>True for SUCCEEDED, FAILED and EXPIRED: states that no later run event changes.</summary>
+    /// <summary>True for SUCCEEDED, FAILED, EXPIRED and CANCELLED: states that no later run event changes.</summary>
     public static bool IsFinal(this TaskState state) =>
-        state is TaskState.Succeeded or TaskState.Failed or TaskState.Expired;
+        state is TaskState.Succeeded or TaskState.Failed or TaskState.Expired or TaskState.Cancelled;
 
     /// <summary>True for every state but ACTIVE.</summary>
     public static bool IsFinal(this TaskRunState state) => state != TaskRunState.Active;

@@ -75,6 +75,12 @@ public sealed class TaskLog
     /// <summary>Free JSON.</summary>
     public string? ExtraData { get; set; }
 
+    /// <summary>
+    /// A MassTransit infrastructure message (job service, Courier events, ...): recorded when
+    /// <see cref="JobLogOptions.RecordInternalMessages"/> is on, left out of the failure rate and of default lists.
+    /// </summary>
+    public bool IsInternal { get; set; }
+
     /// <summary>Why the dispatch failed, when the broker rejected it.</summary>
     public string? ErrorMessage { get; set; }
 

@@ -125,6 +125,17 @@ internal sealed class RunNextRetryKnown(Guid runId, DateTime nextRetry) : Ledger
     public DateTime NextRetry { get; } = nextRetry;
 }
 
+/// <summary>
+/// Replaces a task's <see cref="TaskLog.ExtraData"/> (a job's progress), leaving its other fields as they are. A task
+/// row that does not exist yet is not created.
+/// </summary>
+internal sealed class TaskExtraDataSet(Guid taskId, string extraData) : LedgerRecord
+{
+    public Guid TaskId { get; } = taskId;
+
+    public string ExtraData { get; } = extraData;
+}
+
 /// <summary>A command started or finished: upsert (a finished row is never overwritten by an unfinished one).</summary>
 internal sealed class CommandRecorded(CommandLog command) : LedgerRecord
 {

@@ -42,6 +42,8 @@ internal static class LedgerModel
             // The dashboard: newest tasks of one name, optionally of one state.
             e.HasIndex(x => new { x.Name, x.DispatchedAt });
             e.HasIndex(x => new { x.State, x.DispatchedAt });
+            // Default lists and the failure rate leave MassTransit's infrastructure messages out.
+            e.HasIndex(x => new { x.IsInternal, x.State, x.DispatchedAt });
             e.HasIndex(x => x.DispatchedAt);
             e.HasIndex(x => x.Stop);
             // Children of a run: only tasks dispatched from inside a consumer have a parent.

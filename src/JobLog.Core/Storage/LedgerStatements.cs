@@ -22,14 +22,14 @@ internal static class LedgerStatements
         new("Expires", "timestamptz"), new("Stale", "timestamptz"), new("IsSetAsStale", "boolean"), new("State", "integer"),
         new("Start", "timestamptz"), new("Stop", "timestamptz"), new("ParentRunId", "uuid"), new("CorrelationId", "uuid"),
         new("ConversationId", "uuid"), new("TraceId", "text"), new("SourceAddress", "text"), new("Host", "text"),
-        new("Release", "text"), new("Slug", "text"), new("ExtraData", "text"),
+        new("Release", "text"), new("Slug", "text"), new("ExtraData", "text"), new("IsInternal", "boolean"),
     ];
 
     // Producer fields win over what a consumer guessed; state, start and stop stay derived from the runs.
     private static readonly string[] s_producerFields =
     [
         "Name", "QueueName", "Input", "TaskArgs", "TaskKwargs", "DispatchedAt", "EstimatedTimeOfFirstArrival", "Expires", "Stale",
-        "ParentRunId", "CorrelationId", "ConversationId", "TraceId", "SourceAddress", "Host", "Release", "Slug", "ExtraData",
+        "ParentRunId", "CorrelationId", "ConversationId", "TraceId", "SourceAddress", "Host", "Release", "Slug", "ExtraData", "IsInternal",
     ];
 
     /// <summary>
@@ -101,9 +101,10 @@ internal static class LedgerStatements
 
     /// <summary>
     /// The seed's derivation (DESIGN §3): stale-marked → EXPIRED; no runs → WAITING; else, over the latest run of each
-    /// consumer, the most pressing of ACTIVE, RETRIED, FAILED, EXPIRED, SUCCEEDED. Start is the earliest run's start;
+    /// consumer, the most pressing of ACTIVE, RETRIED, FAILED, EXPIRED, CANCELLED, SUCCEEDED. Start is the earliest run's start;
     /// Stop the latest stop once no consumer's latest run is still ACTIVE.
-    /// Run states: 1 ACTIVE, 2 SUCCEEDED, 3 FAILED, 4 RETRIED, 5 EXPIRED. Task states: 1 WAITING … 6 EXPIRED.
+    /// Run states: 1 ACTIVE, 2 SUCCEEDED, 3 FAILED, 4 RETRIED, 5 EXPIRED, 6 CANCELLED. Task states: 1 WAITING … 6 EXPIRED,
+    /// 7 CANCELLED.
     /// </summary>
     public const string DeriveTask = "UPDATE " + T + " SET " + DerivedColumns + " WHERE \"Id\" = @p0";
 
@@ -158,9 +159,9 @@ internal static class LedgerStatements
         "l.\"TaskId\" = @p0 AND l.\"Retries\" = (SELECT MAX(m.\"Retries\") FROM " + R + " m WHERE m.\"TaskId\" = @p0 AND m.\"ConsumerType\" = l.\"ConsumerType\")";
 
     private const string DerivedState =
-        "CASE (SELECT MIN(CASE l.\"State\" WHEN 1 THEN 1 WHEN 4 THEN 2 WHEN 3 THEN 3 WHEN 5 THEN 4 ELSE 5 END) FROM " + R + " l WHERE " +
+        "CASE (SELECT MIN(CASE l.\"State\" WHEN 1 THEN 1 WHEN 4 THEN 2 WHEN 3 THEN 3 WHEN 5 THEN 4 WHEN 6 THEN 5 ELSE 6 END) FROM " + R + " l WHERE " +
         LatestRunOfEachConsumer +
-        ") WHEN 1 THEN 2 WHEN 2 THEN 5 WHEN 3 THEN 4 WHEN 4 THEN 6 WHEN 5 THEN 3 ELSE 1 END";
+        ") WHEN 1 THEN 2 WHEN 2 THEN 5 WHEN 3 THEN 4 WHEN 4 THEN 6 WHEN 5 THEN 7 WHEN 6 THEN 3 ELSE 1 END";
 
     private const string DerivedStart = "(SELECT MIN(s.\"Start\") FROM " + R + " s WHERE s.\"TaskId\" = @p0)";
 

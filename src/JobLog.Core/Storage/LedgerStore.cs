@@ -39,6 +39,9 @@ internal sealed class LedgerStore(SqlDialect dialect)
         "INSERT INTO \"" + LedgerModel.RelatedObjects + "\" (\"Id\", \"OutputRequestId\", \"CommandLogId\", \"TaskRunLogId\", \"ContentType\", \"ObjectId\") " +
         "VALUES (@p0, @p1, @p2, @p3, @p4, @p5) ON CONFLICT (\"Id\") DO NOTHING";
 
+    private static readonly string s_setExtraData =
+        "UPDATE \"" + LedgerModel.Tasks + "\" SET \"ExtraData\" = @p1 WHERE \"Id\" = @p0";
+
     public SqlDialect Dialect => dialect;
 
     /// <summary>Plans <paramref name="records"/>. The records are not changed (a failed batch is planned again).</summary>
@@ -153,6 +156,9 @@ internal sealed class LedgerStore(SqlDialect dialect)
                     }
 
                     break;
+                case TaskExtraDataSet x:
+                    plan.Other.Add(s_setExtraData, x.TaskId, x.ExtraData);
+                    break;
                 case CommandRecorded c:
                     var cmd = c.Command;
                     plan.Other.Add(
@@ -254,7 +260,7 @@ internal sealed class LedgerStore(SqlDialect dialect)
             }
         }
 
-        var rank = 5;
+        var rank = 6;
         DateTime? stop = null;
         var allStopped = true;
         foreach (var run in latest.Values)
@@ -265,7 +271,8 @@ internal sealed class LedgerStore(SqlDialect dialect)
                 TaskRunState.Retried => 2,
                 TaskRunState.Failed => 3,
                 TaskRunState.Expired => 4,
-                _ => 5,
+                TaskRunState.Cancelled => 5,
+                _ => 6,
             });
             if (run.Stop is { } s)
             {
@@ -283,6 +290,7 @@ internal sealed class LedgerStore(SqlDialect dialect)
             2 => TaskState.Retried,
             3 => TaskState.Failed,
             4 => TaskState.Expired,
+            5 => TaskState.Cancelled,
             _ => TaskState.Succeeded,
         };
         return new TaskRow(task, state, start, allStopped ? stop : null);
@@ -457,6 +465,7 @@ internal static class LedgerRows
         sink.Text(t.Release);
         sink.Text(t.Slug);
         sink.Text(t.ExtraData);
+        sink.Bool(t.IsInternal);
     }
 
     public static void Run<TSink>(ref TSink sink, RunRow row, bool withOrdinal)

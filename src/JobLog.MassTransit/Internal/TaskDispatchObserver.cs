@@ -79,6 +79,11 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
                 return Task.CompletedTask;
             }
 
+            if (InfrastructureDispatch.Intercept(services, context))
+            {
+                return Task.CompletedTask;
+            }
+
             var now = services.UtcNow;
             context.TryGetPayload<TaskOptionsPayload>(out var payload);
             var call = payload?.Options;
@@ -180,6 +185,12 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
     private void Enqueue<T>(SendContext<T> context, Type messageType, object? message, Uri? destination, TaskDispatchOptions? call, TaskTimes times, DateTime now)
         where T : class
     {
+        var isInternal = InternalMessages.IsInternal(messageType);
+        if (isInternal && !services.Options.RecordInternalMessages)
+        {
+            return;
+        }
+
         var rendered = services.Renderer.Render(message);
         var task = new TaskLog
         {
@@ -200,6 +211,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             SourceAddress = context.SourceAddress?.ToString(),
             Host = services.Options.Host,
             Release = services.Options.Release,
+            IsInternal = isInternal,
         };
         var sequence = services.Recorder.Enqueue(new TaskDispatched(task));
         context.GetOrAddPayload(() => new DispatchTicket(sequence));

@@ -70,6 +70,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             CorrelationId = context.CorrelationId,
             ConversationId = context.ConversationId,
             SourceAddress = context.SourceAddress?.ToString(),
+            IsInternal = InternalMessages.IsInternal(typeof(TMessage)),
         };
 
         if (context.ExpirationTime is { } expiration && DateTime.SpecifyKind(expiration, DateTimeKind.Utc) < start)
@@ -208,6 +209,11 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
     {
         if (configurator is IConsumerMessageConfigurator<TMessage> message)
         {
+            if (Jobs.JobTasks.Configure<TConsumer, TMessage>(services, message))
+            {
+                return;
+            }
+
             Add(message, TaskLoggingServices.ShortName(typeof(TConsumer)));
         }
     }
@@ -239,6 +245,11 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         // carries the MessageId of the message it schedules: its consumption must not count as a run of that task).
         if (typeof(TMessage) == typeof(global::MassTransit.Serialization.SerializedMessageBody)
             || typeof(TMessage).Namespace == typeof(global::MassTransit.Scheduling.ScheduleMessage).Namespace)
+        {
+            return;
+        }
+
+        if (!services.Options.RecordInternalMessages && InternalMessages.IsInternal(typeof(TMessage)))
         {
             return;
         }

@@ -10,14 +10,15 @@ namespace JobLog.Worker.Cli;
 internal static class TasksCommand
 {
     public const string Usage = """
-          tasks [filters] [--json]   List tasks, newest first. Filters: --state waiting|active|succeeded|failed|retried|expired
-                                     (or a list: failed,expired), --name N, --queue Q, --since 1h, --from T, --to T,
-                                     --search TEXT (at most 200 characters), --limit N (default 50), --cursor C (from the
-                                     previous page). Ledger text is printed with control characters escaped (\x1b, \u009b).
+          tasks [filters] [--json]   List tasks, newest first. Filters: --state waiting|active|succeeded|failed|retried|expired|cancelled
+                                     (or a list: failed,expired), --internal true|all (MassTransit's own messages, hidden
+                                     by default), --name N, --queue Q, --since 1h, --from T, --to T, --search TEXT (at most
+                                     200 characters), --limit N (default 50), --cursor C (from the previous page). Ledger
+                                     text is printed with control characters escaped (\x1b, \u009b).
           task <id> [--json]         Show one task with its runs, errors, output, child tasks and outbound requests.
         """;
 
-    private static readonly string[] s_valued = ["state", "name", "queue", "since", "from", "to", "search", "q", "limit", "cursor"];
+    private static readonly string[] s_valued = ["state", "internal", "name", "queue", "since", "from", "to", "search", "q", "limit", "cursor"];
     private static readonly string[] s_flags = ["json"];
 
     public static Task<int> ListAsync(string[] args, TextWriter output) =>

@@ -105,6 +105,9 @@ public class LedgerWritePathTests(LedgerProvider provider)
         var producer = Task(id);
         producer.Stale = T0.AddHours(1);
         producer.QueueName = "from-producer";
+        producer.Release = "r-42";
+        producer.ExtraData = "{\"k\":1}";
+        producer.IsInternal = true;
         _recorder.Enqueue(new TaskDispatched(producer));
         await _host.FlushAsync();
 
@@ -112,6 +115,7 @@ public class LedgerWritePathTests(LedgerProvider provider)
 
         Assert.That(task.State, Is.EqualTo(TaskState.Succeeded));
         Assert.That(task.QueueName, Is.EqualTo("from-producer"));
+        Assert.That((task.Release, task.ExtraData, task.IsInternal), Is.EqualTo(("r-42", "{\"k\":1}", true)), "every producer field wins, the last ones too");
         Assert.That(task.Stale, Is.EqualTo(T0.AddHours(1)));
     }
 
@@ -137,6 +141,56 @@ public class LedgerWritePathTests(LedgerProvider provider)
 
         Assert.That((task.Host, task.Release, task.Slug, task.ExtraData, task.TraceId, task.SourceAddress),
             Is.EqualTo(("publisher-host", "1.2.3", "publisher", "{\"tenant\":\"a\"}", "trace-1", "rabbitmq://localhost/publisher")));
+    }
+
+    [Test]
+    public async Task CancelledRun_MakesTheTaskCancelled_AfterFailuresAndRetriesInPrecedence()
+    {
+        var id = Guid.NewGuid();
+        _recorder.Enqueue(new TaskDispatched(Task(id)));
+        var cancelled = Run(id, "Job", T0.AddSeconds(1));
+        Start(cancelled);
+        await _host.FlushAsync();
+        Finish(cancelled, TaskRunState.Cancelled, T0.AddSeconds(2));
+        await _host.FlushAsync();
+        Assert.That((await _host.TaskAsync(id)).State, Is.EqualTo(TaskState.Cancelled));
+
+        var other = Run(id, "Other", T0.AddSeconds(3));
+        Start(other);
+        Finish(other, TaskRunState.Failed, T0.AddSeconds(4));
+        await _host.FlushAsync();
+        Assert.That((await _host.TaskAsync(id)).State, Is.EqualTo(TaskState.Failed), "FAILED is more pressing than CANCELLED");
+    }
+
+    [Test]
+    public async Task CancelledRun_InTheBatchThatInsertsItsTask_MakesTheTaskCancelled()
+    {
+        var id = Guid.NewGuid();
+        _recorder.Enqueue(new TaskDispatched(Task(id)));
+        var run = Run(id, "Job", T0.AddSeconds(1));
+        Start(run);
+        Finish(run, TaskRunState.Cancelled, T0.AddSeconds(2));
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(id);
+
+        Assert.That((task.State, task.Stop), Is.EqualTo((TaskState.Cancelled, (DateTime?)T0.AddSeconds(2))));
+    }
+
+    [Test]
+    public async Task ExtraDataSet_ReplacesOnlyTheTasksExtraData()
+    {
+        var id = Guid.NewGuid();
+        _recorder.Enqueue(new TaskDispatched(Task(id)));
+        await _host.FlushAsync();
+
+        _recorder.Enqueue(new TaskExtraDataSet(id, "{\"progress\":{\"value\":3}}"));
+        _recorder.Enqueue(new TaskExtraDataSet(Guid.NewGuid(), "{}"));
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(id);
+        Assert.That((task.ExtraData, task.Name, task.State), Is.EqualTo(("{\"progress\":{\"value\":3}}", Task(id).Name, TaskState.Waiting)));
+        Assert.That(await _host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.EqualTo(1), "a missing task is not created");
     }
 
     [Test]

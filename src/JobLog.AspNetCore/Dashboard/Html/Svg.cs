@@ -140,6 +140,7 @@ internal static class Svg
                 TaskRunState.Failed => "#dc2626",
                 TaskRunState.Retried => "#d97706",
                 TaskRunState.Expired => "#8b5cf6",
+                TaskRunState.Cancelled => "#6b7280",
                 _ => "#2563eb",
             };
             h.Add($"""<text x="0" y="{N(y + 14)}" font-size="11" fill="#374151">#{run.Retries} {Shorten(run.ConsumerType, 24)}</text>""");

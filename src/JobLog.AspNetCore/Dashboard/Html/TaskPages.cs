@@ -24,6 +24,8 @@ internal static class TaskPages
 
             h.Add($"</datalist>");
             Layout.Input(h, "queue", "Queue", page.Query("queue"));
+            Layout.Select(h, "internal", "MassTransit internal", page.Query("internal"),
+                [("", "Hidden"), ("true", "Only internal"), ("all", "Shown")]);
             Layout.TimeRange(h, page);
             Layout.Input(h, "q", "Input contains", page.Query("q"), "search", "text in the message");
             Layout.FormEnd(h, page, "/tasks");

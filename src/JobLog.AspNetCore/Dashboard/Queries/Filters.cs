@@ -164,12 +164,16 @@ internal sealed record TaskFilter : ListFilter
 
     public string? Queue { get; init; }
 
+    /// <summary>MassTransit's infrastructure messages: hidden unless <c>internal=true|all</c>.</summary>
+    public InternalTasks Internal { get; init; }
+
     public static TaskFilter Parse(FilterSource get, DateTime now) =>
         ParseCommon(new TaskFilter
         {
             States = EnumList<TaskState>(get("state"), "state"),
             Name = Text(get("name")),
             Queue = Text(get("queue")),
+            Internal = InternalTasksFilter.Parse(get("internal")),
         }, get, now);
 }
 

@@ -16,7 +16,7 @@ internal sealed class LedgerQueries(JobLogDbContext db)
 
     public async Task<Page<TaskRow>> TasksAsync(TaskFilter f, CancellationToken ct)
     {
-        var q = db.TaskLogs.AsNoTracking();
+        var q = InternalTasksFilter.Apply(db.TaskLogs.AsNoTracking(), f.Internal);
         if (f.States is { Count: > 0 } states)
         {
             q = q.Where(t => states.Contains(t.State));
@@ -60,7 +60,7 @@ internal sealed class LedgerQueries(JobLogDbContext db)
 
     /// <summary>Distinct task names among the most recent tasks (suggestions for the name filter; cheap on any size).</summary>
     public async Task<IReadOnlyList<string>> RecentTaskNamesAsync(CancellationToken ct) =>
-        await db.TaskLogs.AsNoTracking().OrderByDescending(t => t.DispatchedAt).Take(5000)
+        await db.TaskLogs.AsNoTracking().Where(t => !t.IsInternal).OrderByDescending(t => t.DispatchedAt).Take(5000)
             .Select(t => t.Name).Distinct().OrderBy(n => n).Take(200).ToListAsync(ct).ConfigureAwait(false);
 
     public async Task<TaskDetail?> TaskAsync(Guid id, CancellationToken ct)
@@ -219,7 +219,8 @@ internal sealed class LedgerQueries(JobLogDbContext db)
     public async Task<(IReadOnlyList<StateCount> Counts, Chart Chart, IReadOnlyList<SlowTask> Slowest)> OverviewAsync(
         bool day, DateTime now, CancellationToken ct)
     {
-        var counted = await db.TaskLogs.AsNoTracking().GroupBy(t => t.State)
+        // MassTransit's infrastructure messages are not the application's work: out of the counts and the failure rate.
+        var counted = await db.TaskLogs.AsNoTracking().Where(t => !t.IsInternal).GroupBy(t => t.State)
             .Select(g => new { State = g.Key, Count = g.LongCount() }).ToListAsync(ct).ConfigureAwait(false);
         var counts = Enum.GetValues<TaskState>()
             .Select(s => new StateCount(s, counted.FirstOrDefault(c => c.State == s)?.Count ?? 0)).ToList();
@@ -235,7 +236,7 @@ internal sealed class LedgerQueries(JobLogDbContext db)
         var to = new DateTime(now.Ticks - (now.Ticks % bucket.Ticks), DateTimeKind.Utc) + bucket;
         var from = to - (bucket * count);
         var finished = db.TaskLogs.AsNoTracking()
-            .Where(t => t.Stop >= from && t.Stop < to
+            .Where(t => t.Stop >= from && t.Stop < to && !t.IsInternal
                 && (t.State == TaskState.Succeeded || t.State == TaskState.Failed || t.State == TaskState.Expired));
         var grouped = day
             ? await finished.GroupBy(t => new { t.Stop!.Value.Year, t.Stop.Value.Month, t.Stop.Value.Day, t.Stop.Value.Hour, Minute = 0, t.State })

@@ -376,6 +376,9 @@ namespace JobLog.Storage.Migrations.Npgsql
                     b.Property<string>("Input")
                         .HasColumnType("text");
 
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("boolean");
+
                     b.Property<bool>("IsSetAsStale")
                         .HasColumnType("boolean");
 
@@ -441,6 +444,8 @@ namespace JobLog.Storage.Migrations.Npgsql
                     b.HasIndex("Name", "DispatchedAt");
 
                     b.HasIndex("State", "DispatchedAt");
+
+                    b.HasIndex("IsInternal", "State", "DispatchedAt");
 
                     b.ToTable("JobLogTasks", (string)null);
                 });

@@ -371,6 +371,9 @@ namespace JobLog.Storage.Migrations.Sqlite
                     b.Property<string>("Input")
                         .HasColumnType("TEXT");
 
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("INTEGER");
+
                     b.Property<bool>("IsSetAsStale")
                         .HasColumnType("INTEGER");
 
@@ -436,6 +439,8 @@ namespace JobLog.Storage.Migrations.Sqlite
                     b.HasIndex("Name", "DispatchedAt");
 
                     b.HasIndex("State", "DispatchedAt");
+
+                    b.HasIndex("IsInternal", "State", "DispatchedAt");
 
                     b.ToTable("JobLogTasks", (string)null);
                 });

@@ -1,0 +1,296 @@
+using JobLog.Recording;
+using MassTransit;
+using MassTransit.Courier.Contracts;
+
+namespace JobLog.MassTransit.Internal.Courier;
+
+/// <summary>Whether an activity host executes or compensates.</summary>
+internal enum CourierStepKind
+{
+    Execute,
+    Compensate,
+}
+
+/// <summary>
+/// One delivery of a routing slip to an activity host, shared by the step filter (around Courier's host, outside its
+/// retry) and the attempt filter (inside retry, once per attempt).
+/// </summary>
+internal sealed class CourierStep
+{
+    /// <summary>The last attempt threw and was recorded RETRIED; the host's outcome decides whether it was the last.</summary>
+    public RecordedAttempt? PendingFailure { get; set; }
+
+    public Exception? Failure { get; set; }
+
+    public bool Succeeded { get; set; }
+
+    /// <summary>The activity's result type (<c>CompletedExecutionResult</c>, <c>TerminateExecutionResult</c>, ...).</summary>
+    public string? ResultKind { get; set; }
+
+    public string? ActivityName { get; set; }
+}
+
+/// <summary>
+/// Wraps Courier's execute or compensate host on the routing slip pipe: upserts the routing slip's own run, then, when
+/// the host is done, decides the fate of the last failed attempt (FAILED: Courier faulted the activity) and whether the
+/// routing slip ended here.
+/// </summary>
+internal sealed class CourierStepFilter(TaskLoggingServices services, CourierStepKind kind) : IFilter<ConsumeContext<RoutingSlip>>
+{
+    public async Task Send(ConsumeContext<RoutingSlip> context, IPipe<ConsumeContext<RoutingSlip>> next)
+    {
+        CourierStep? step = null;
+        DeliveryState? delivery = null;
+        try
+        {
+            context.TryGetPayload(out delivery);
+            step = context.AddOrUpdatePayload(() => new CourierStep(), _ => new CourierStep());
+            RoutingSlipTasks.EnsureRun(services, context, delivery);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Recording never breaks the business path.
+            System.Diagnostics.Debug.WriteLine(ex);
+        }
+
+        using (RoutingSlipTasks.InHost())
+        {
+            await next.Send(context).ConfigureAwait(false);
+        }
+
+        if (step is null)
+        {
+            return;
+        }
+
+        try
+        {
+            Settle(context.Message, step, delivery);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            System.Diagnostics.Debug.WriteLine(ex);
+        }
+    }
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogCourierStep").Add("kind", kind.ToString());
+
+    private void Settle(RoutingSlip slip, CourierStep step, DeliveryState? delivery)
+    {
+        var activity = step.ActivityName ?? "?";
+        if (step.PendingFailure is { } failed)
+        {
+            // Courier caught the exception and faulted the activity: the attempt recorded RETRIED was the last one.
+            failed.Track(services.Recorder.Enqueue(new RunFailedForGood(failed.Run.Id, failed.Run.TaskId)));
+            step.PendingFailure = null;
+            var error = step.Failure is null ? "(no exception)" : services.ErrorText(step.Failure);
+            if (kind == CourierStepKind.Compensate)
+            {
+                var original = RoutingSlipTasks.Describe(slip.ActivityExceptions);
+                RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Failed,
+                    $"Compensation of {activity} failed: {error}\n\n{original}", $"Faulted; compensation of {activity} failed.", delivery);
+            }
+            else if ((slip.CompensateLogs?.Count ?? 0) == 0)
+            {
+                RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Failed,
+                    $"Faulted in {activity}: {error}", $"Faulted in {activity}; nothing to compensate.", delivery);
+            }
+
+            // Otherwise Courier sent the routing slip to compensation: it stays ACTIVE until the last compensation.
+            return;
+        }
+
+        if (!step.Succeeded)
+        {
+            return;
+        }
+
+        if (kind == CourierStepKind.Compensate)
+        {
+            if ((slip.CompensateLogs?.Count ?? 0) <= 1)
+            {
+                var compensated = string.Join(", ", (slip.ActivityLogs ?? []).Select(a => a.Name).Reverse());
+                RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Failed,
+                    "Compensated. " + RoutingSlipTasks.Describe(slip.ActivityExceptions),
+                    $"Faulted; compensated: {compensated}.", delivery);
+            }
+
+            return;
+        }
+
+        if (step.ResultKind?.StartsWith("Terminate", StringComparison.Ordinal) == true)
+        {
+            RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Succeeded, null, $"Terminated by {activity}.", delivery);
+        }
+        else if (step.ResultKind?.StartsWith("Completed", StringComparison.Ordinal) == true && (slip.Itinerary?.Count ?? 0) <= 1)
+        {
+            RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Succeeded, null, "Completed.", delivery);
+        }
+    }
+}
+
+/// <summary>
+/// One run per execution attempt of an activity (inside Courier's retry filter): the activity's arguments are the
+/// run's input. A failed attempt is RETRIED until the step filter learns that Courier faulted the activity.
+/// </summary>
+internal sealed class ExecuteAttemptFilter<TArguments>(TaskLoggingServices services, string activityType) : IFilter<ExecuteContext<TArguments>>
+    where TArguments : class
+{
+    public async Task Send(ExecuteContext<TArguments> context, IPipe<ExecuteContext<TArguments>> next)
+    {
+        var attempt = CourierAttempts.Begin(services, context, activityType, context.ActivityName, () => context.Arguments, out var step);
+        if (attempt is null || step is null)
+        {
+            await next.Send(context).ConfigureAwait(false);
+            return;
+        }
+
+        using (attempt.Enter())
+        {
+            try
+            {
+                await next.Send(context).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                CourierAttempts.Failed(services, step, attempt, ex);
+                throw;
+            }
+        }
+
+        CourierAttempts.Succeeded(step, attempt, context.Result?.GetType().Name);
+    }
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogActivityRun").Add("activity", activityType);
+}
+
+/// <summary>One run per compensation attempt (inside Courier's retry filter): the activity's log is the run's input.</summary>
+internal sealed class CompensateAttemptFilter<TLog>(TaskLoggingServices services, string activityType) : IFilter<CompensateContext<TLog>>
+    where TLog : class
+{
+    public async Task Send(CompensateContext<TLog> context, IPipe<CompensateContext<TLog>> next)
+    {
+        var attempt = CourierAttempts.Begin(services, context, activityType + CourierAttempts.CompensateSuffix,
+            context.ActivityName + CourierAttempts.CompensateSuffix, () => context.Log, out var step);
+        if (attempt is null || step is null)
+        {
+            await next.Send(context).ConfigureAwait(false);
+            return;
+        }
+
+        using (attempt.Enter())
+        {
+            try
+            {
+                await next.Send(context).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                CourierAttempts.Failed(services, step, attempt, ex);
+                throw;
+            }
+        }
+
+        CourierAttempts.Succeeded(step, attempt, context.Result?.GetType().Name);
+    }
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogCompensateRun").Add("activity", activityType);
+}
+
+/// <summary>What the execute and compensate attempt filters share.</summary>
+internal static class CourierAttempts
+{
+    public const string CompensateSuffix = " (compensate)";
+
+    public static RecordedAttempt? Begin(
+        TaskLoggingServices services, CourierContext context, string consumerType, string runName, Func<object?> input, out CourierStep? step)
+    {
+        step = null;
+        try
+        {
+            if (!context.TryGetPayload(out step))
+            {
+                return null;
+            }
+
+            context.TryGetPayload<DeliveryState>(out var delivery);
+            var start = services.UtcNow;
+            if (step.PendingFailure is { } previous)
+            {
+                // The previous attempt was retried: this is when the retry came.
+                previous.Track(services.Recorder.Enqueue(new RunNextRetryKnown(previous.Run.Id, start)));
+                step.PendingFailure = null;
+            }
+
+            step.ActivityName = context.ActivityName;
+            var rendered = services.Renderer.Render(input());
+            var run = new TaskRunLog
+            {
+                Id = NewId.NextSequentialGuid(),
+                TaskId = context.TrackingNumber,
+                Name = runName,
+                QueueName = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress),
+                ConsumerType = consumerType,
+                Input = rendered.Input,
+                TaskArgs = rendered.TaskArgs,
+                TaskKwargs = rendered.TaskKwargs,
+                Start = start,
+                Redelivered = context.ReceiveContext.Redelivered,
+                Host = services.Options.Host,
+                WaitingTime = context.SentTime is { } sent ? Math.Max(0, (start - DateTime.SpecifyKind(sent, DateTimeKind.Utc)).TotalSeconds) : null,
+            };
+            return RecordedAttempt.Start(services, delivery, run, RoutingSlipTasks.Seed(services, context.Message, null, start));
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            System.Diagnostics.Debug.WriteLine(ex);
+            return null;
+        }
+    }
+
+    public static void Failed(TaskLoggingServices services, CourierStep step, RecordedAttempt attempt, Exception exception)
+    {
+        step.PendingFailure = attempt;
+        step.Failure = exception;
+        step.Succeeded = false;
+        attempt.Finish(TaskRunState.Retried, services.ErrorText(exception));
+    }
+
+    public static void Succeeded(CourierStep step, RecordedAttempt attempt, string? resultKind)
+    {
+        step.Succeeded = true;
+        step.ResultKind = resultKind;
+        attempt.Finish(TaskRunState.Succeeded, null);
+    }
+}
+
+/// <summary>
+/// Hooks every activity host of the bus (<c>ConnectActivityConfigurationObserver</c>): an attempt filter inside the
+/// execute/compensate pipe (after the retry filters that <c>UseMessageRetry</c> adds, when <c>UseTaskLogging</c> is
+/// called after it) and a step filter on the routing slip pipe around Courier's host.
+/// </summary>
+internal sealed class CourierConfigurationObserver(TaskLoggingServices services) : IActivityConfigurationObserver
+{
+    public void ActivityConfigured<TActivity, TArguments>(IExecuteActivityConfigurator<TActivity, TArguments> configurator, Uri compensateAddress)
+        where TActivity : class, IExecuteActivity<TArguments>
+        where TArguments : class =>
+        ExecuteActivityConfigured(configurator);
+
+    public void ExecuteActivityConfigured<TActivity, TArguments>(IExecuteActivityConfigurator<TActivity, TArguments> configurator)
+        where TActivity : class, IExecuteActivity<TArguments>
+        where TArguments : class
+    {
+        var activity = TaskLoggingServices.ShortName(typeof(TActivity));
+        configurator.Arguments(a => a.UseFilter(new ExecuteAttemptFilter<TArguments>(services, activity)));
+        configurator.RoutingSlip(r => r.UseFilter(new CourierStepFilter(services, CourierStepKind.Execute)));
+    }
+
+    public void CompensateActivityConfigured<TActivity, TLog>(ICompensateActivityConfigurator<TActivity, TLog> configurator)
+        where TActivity : class, ICompensateActivity<TLog>
+        where TLog : class
+    {
+        var activity = TaskLoggingServices.ShortName(typeof(TActivity));
+        configurator.Log(l => l.UseFilter(new CompensateAttemptFilter<TLog>(services, activity)));
+        configurator.RoutingSlip(r => r.UseFilter(new CourierStepFilter(services, CourierStepKind.Compensate)));
+    }
+}

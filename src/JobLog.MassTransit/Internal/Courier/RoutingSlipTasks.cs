@@ -1,0 +1,193 @@
+using System.Text;
+using JobLog.Recording;
+using MassTransit;
+using MassTransit.Courier.Contracts;
+
+namespace JobLog.MassTransit.Internal.Courier;
+
+/// <summary>
+/// A routing slip is one task: its id is the routing slip's <c>TrackingNumber</c> (what Courier's events, logs and
+/// users call it by), its name <c>RoutingSlip</c>, its input the itinerary. Its runs are each activity's execution and
+/// compensation attempts, plus one run for the routing slip itself (consumer <c>RoutingSlip</c>): ACTIVE while the
+/// itinerary runs, then SUCCEEDED when it completed (or was terminated), FAILED when it faulted (with the activity's
+/// exception; "compensated" when compensation ran) or when compensation failed. That run keeps the task ACTIVE between
+/// two activities and gives it its final state. The hops between activities (Courier sends the same routing slip on
+/// to the next address) are not tasks of their own.
+/// </summary>
+internal static class RoutingSlipTasks
+{
+    /// <summary>The name of a routing slip's task and of its own run.</summary>
+    public const string Name = "RoutingSlip";
+
+    // XORed into the tracking number: the routing slip's own run has an id every host derives alike.
+    private static readonly Guid s_runSalt = new("5a0c6c3e-7c1b-4f4e-9d6a-2f1d9b8e4c71");
+
+    private static readonly AsyncLocal<bool> s_inHost = new();
+
+    /// <summary>Marks the current flow as inside an activity host wrapped by <see cref="CourierStepFilter"/>.</summary>
+    public static IDisposable InHost()
+    {
+        var previous = s_inHost.Value;
+        s_inHost.Value = true;
+        return new HostScope(previous);
+    }
+
+    public static Guid RunId(Guid trackingNumber)
+    {
+        Span<byte> a = stackalloc byte[16];
+        Span<byte> b = stackalloc byte[16];
+        trackingNumber.TryWriteBytes(a);
+        s_runSalt.TryWriteBytes(b);
+        for (var i = 0; i < 16; i++)
+        {
+            a[i] ^= b[i];
+        }
+
+        return new Guid(a);
+    }
+
+    /// <summary>A new routing slip has no logs yet; a hop to the next activity or a compensation carries them.</summary>
+    public static bool IsNew(RoutingSlip slip) =>
+        Count(slip.ActivityLogs) == 0 && Count(slip.CompensateLogs) == 0 && Count(slip.ActivityExceptions) == 0;
+
+    /// <summary>
+    /// The routing slip's task, recorded when the application executes it (its first send). Returns the record's
+    /// sequence, or null for a hop.
+    /// </summary>
+    public static long? Dispatch<T>(TaskLoggingServices services, SendContext<T> context, RoutingSlip slip)
+        where T : class
+    {
+        if (!IsNew(slip))
+        {
+            return null;
+        }
+
+        context.TryGetPayload<TaskOptionsPayload>(out var payload);
+        var task = Seed(services, slip, context.DestinationAddress, services.UtcNow);
+        task.Name = payload?.Options.Name ?? task.Name;
+        task.ParentRunId = JobLogScope.CurrentTaskRunId;
+        task.CorrelationId = context.CorrelationId;
+        task.ConversationId = context.ConversationId;
+        task.TraceId = System.Diagnostics.Activity.Current?.TraceId.ToHexString();
+        task.SourceAddress = context.SourceAddress?.ToString();
+        return services.Recorder.Enqueue(new TaskDispatched(task));
+    }
+
+    /// <summary>The routing slip's task row as any host can build it from the routing slip.</summary>
+    public static TaskLog Seed(TaskLoggingServices services, RoutingSlip slip, Uri? destination, DateTime now)
+    {
+        var itinerary = slip.Itinerary ?? [];
+        var rendered = services.Renderer.Render(new RoutingSlipView(
+            slip.TrackingNumber,
+            [.. itinerary.Select(a => new ActivityView(a.Name, a.Address?.ToString()))],
+            slip.Variables ?? new Dictionary<string, object>()));
+        var created = slip.CreateTimestamp == default ? now : DateTime.SpecifyKind(slip.CreateTimestamp, DateTimeKind.Utc);
+        return new TaskLog
+        {
+            Id = slip.TrackingNumber,
+            Name = Name,
+            QueueName = TaskLoggingServices.QueueName(destination ?? itinerary.FirstOrDefault()?.Address),
+            Input = services.Redactor.Bound("Itinerary: " + string.Join(" → ", itinerary.Select(a => a.Name))),
+            TaskArgs = "[]",
+            TaskKwargs = rendered.TaskKwargs,
+            DispatchedAt = created,
+            EstimatedTimeOfFirstArrival = created,
+            Host = services.Options.Host,
+            Release = services.Options.Release,
+        };
+    }
+
+    /// <summary>The routing slip's own run, started (idempotently: every hop upserts it) when an activity host receives it.</summary>
+    public static void EnsureRun(TaskLoggingServices services, ConsumeContext<RoutingSlip> context, DeliveryState? delivery)
+    {
+        var slip = context.Message;
+        var now = services.UtcNow;
+        var run = new TaskRunLog
+        {
+            Id = RunId(slip.TrackingNumber),
+            TaskId = slip.TrackingNumber,
+            Name = Name,
+            ConsumerType = Name,
+            Start = slip.CreateTimestamp == default ? now : DateTime.SpecifyKind(slip.CreateTimestamp, DateTimeKind.Utc),
+            Host = services.Options.Host,
+        };
+        var seed = Seed(services, slip, null, now);
+        var sequence = services.Recorder.Enqueue(new RunStarted(run, seed, expireOrphans: false));
+        delivery?.Track(sequence);
+    }
+
+    /// <summary>Ends the routing slip's run; a run that already ended (another host, or Courier's event) is left as it is.</summary>
+    public static void Finish(TaskLoggingServices services, Guid trackingNumber, TaskRunState state, string? error, string? output, DeliveryState? delivery)
+    {
+        var sequence = services.Recorder.Enqueue(new RunFinished(
+            RunId(trackingNumber), trackingNumber, state, services.UtcNow, error is null ? null : services.Redactor.Bound(error), output, null));
+        delivery?.Track(sequence);
+    }
+
+    /// <summary>
+    /// Courier's routing slip events end the routing slip's run when no JobLog activity host did (the last activity ran
+    /// on an application without JobLog, or the itinerary was revised away).
+    /// </summary>
+    public static void OnEvent(TaskLoggingServices services, object message)
+    {
+        if (s_inHost.Value)
+        {
+            // Published by an activity host that JobLog wraps: its step filter ends the run, knowing more.
+            return;
+        }
+
+        switch (message)
+        {
+            case RoutingSlipCompleted completed:
+                Finish(services, completed.TrackingNumber, TaskRunState.Succeeded, null, "Completed.", null);
+                break;
+            case RoutingSlipTerminated terminated:
+                Finish(services, terminated.TrackingNumber, TaskRunState.Succeeded, null, "Terminated.", null);
+                break;
+            case RoutingSlipFaulted faulted:
+                Finish(services, faulted.TrackingNumber, TaskRunState.Failed, Describe(faulted.ActivityExceptions), "Faulted.", null);
+                break;
+            case RoutingSlipCompensationFailed failed:
+                Finish(services, failed.TrackingNumber, TaskRunState.Failed, "Compensation failed: " + Describe(failed.ExceptionInfo), "Compensation failed.", null);
+                break;
+        }
+    }
+
+    public static string Describe(IEnumerable<ActivityException>? exceptions)
+    {
+        var text = new StringBuilder();
+        foreach (var exception in exceptions ?? [])
+        {
+            text.Append("Faulted in ").Append(exception.Name).Append(": ").AppendLine(Describe(exception.ExceptionInfo));
+        }
+
+        return text.ToString().TrimEnd();
+    }
+
+    public static string Describe(ExceptionInfo? info)
+    {
+        if (info is null)
+        {
+            return "(no exception information)";
+        }
+
+        var text = new StringBuilder().Append(info.ExceptionType).Append(": ").Append(info.Message);
+        if (!string.IsNullOrEmpty(info.StackTrace))
+        {
+            text.AppendLine().Append(info.StackTrace);
+        }
+
+        return text.ToString();
+    }
+
+    private static int Count<TItem>(ICollection<TItem>? items) => items?.Count ?? 0;
+
+    private sealed class HostScope(bool previous) : IDisposable
+    {
+        public void Dispose() => s_inHost.Value = previous;
+    }
+
+    private sealed record ActivityView(string Name, string? Address);
+
+    private sealed record RoutingSlipView(Guid TrackingNumber, IReadOnlyList<ActivityView> Itinerary, IDictionary<string, object> Variables);
+}

@@ -1,0 +1,292 @@
+using System.Collections.Concurrent;
+using System.Reflection;
+using System.Text.Json;
+using JobLog.MassTransit.Internal.Courier;
+using JobLog.Recording;
+using MassTransit;
+using MassTransit.Contracts.JobService;
+using MassTransit.JobService;
+
+namespace JobLog.MassTransit.Internal.Jobs;
+
+/// <summary>
+/// MassTransit's job service, as its user sees it: a job is one task whose id is the <c>JobId</c> and whose name is the
+/// job's (the job message type, e.g. <c>ConvertVideo</c>); each attempt is a run of the job consumer, numbered by
+/// <c>Retries</c>; a cancelled attempt is CANCELLED, a faulted one RETRIED when the job service retries it, else FAILED;
+/// progress (<c>SetJobProgress</c>) is the job's <c>ExtraData</c>. The job service's own protocol (slots, attempts,
+/// status checks, heartbeats) is internal (<see cref="InternalMessages"/>).
+/// </summary>
+internal static class JobTasks
+{
+    private static readonly ConcurrentDictionary<Guid, JobAttemptOutcome> s_attempts = new();
+    private static readonly AsyncLocal<JobSubmission?> s_submission = new();
+    private static readonly ConcurrentDictionary<Type, (Type Job, PropertyInfo JobId, PropertyInfo Payload)?> s_submitJob = new();
+
+    /// <summary>
+    /// Called for every consumer message pipe before JobLog's run filter is added. True when the job service's consumer is
+    /// handled here (no ordinary run filter).
+    /// </summary>
+    public static bool Configure<TConsumer, TMessage>(TaskLoggingServices services, IPipeConfigurator<ConsumeContext<TMessage>> configurator)
+        where TConsumer : class
+        where TMessage : class
+    {
+        if (typeof(IJobConsumer<TMessage>).IsAssignableFrom(typeof(TConsumer)))
+        {
+            configurator.UseFilter(new JobAttemptFilter<TMessage>(services, TaskLoggingServices.ShortName(typeof(TConsumer))));
+            return true;
+        }
+
+        if (typeof(TConsumer).IsGenericType && typeof(TConsumer).GetGenericTypeDefinition() == typeof(SubmitJobConsumer<>))
+        {
+            if (SubmitJobShape(typeof(TMessage)) is not null)
+            {
+                // SubmitJob<T> was recorded as the job itself when it was sent: its hand-over to the job saga is no run.
+                return true;
+            }
+
+            // The job message itself, sent to the job consumer's endpoint: the job is submitted with a JobId of
+            // MassTransit's choosing, known when JobSubmitted is published.
+            configurator.UseFilter(new JobSubmissionFilter<TMessage>());
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// The dispatch side. Returns true when the message must not be recorded as a task of its own (a <c>SubmitJob&lt;T&gt;</c>
+    /// is recorded as the job).
+    /// </summary>
+    public static bool OnDispatch<T>(TaskLoggingServices services, SendContext<T> context, out long sequence)
+        where T : class
+    {
+        sequence = 0;
+        switch (context.Message)
+        {
+            case JobSubmitted submitted when s_submission.Value is { } submission:
+                sequence = services.Recorder.Enqueue(new TaskDispatched(
+                    JobTask(services, submitted.JobId, submission.JobType, submission.Job, context.DestinationAddress, context)));
+                return false;
+            case SetJobProgress progress:
+                var extra = JsonSerializer.Serialize(new { progress = new { value = progress.Value, limit = progress.Limit, attemptId = progress.AttemptId } });
+                services.Recorder.Enqueue(new TaskExtraDataSet(progress.JobId, extra));
+                return false;
+            case JobAttemptCompleted completed when s_attempts.TryGetValue(completed.AttemptId, out var outcome):
+                outcome.Completed = true;
+                return false;
+            case JobAttemptFaulted faulted when s_attempts.TryGetValue(faulted.AttemptId, out var outcome):
+                outcome.Fault = faulted;
+                return false;
+            case JobAttemptCanceled canceled when s_attempts.TryGetValue(canceled.AttemptId, out var outcome):
+                outcome.CancelReason = canceled.Reason ?? "cancelled";
+                return false;
+        }
+
+        if (SubmitJobShape(context.Message.GetType()) is { } shape)
+        {
+            var jobId = (Guid)shape.JobId.GetValue(context.Message)!;
+            var job = shape.Payload.GetValue(context.Message);
+            sequence = services.Recorder.Enqueue(new TaskDispatched(JobTask(services, jobId, shape.Job, job, context.DestinationAddress, context)));
+            return true;
+        }
+
+        return false;
+    }
+
+    internal static JobAttemptOutcome Register(Guid attemptId) => s_attempts[attemptId] = new JobAttemptOutcome();
+
+    internal static void Unregister(Guid attemptId) => s_attempts.TryRemove(attemptId, out _);
+
+    internal static IDisposable Submitting(Type jobType, object job)
+    {
+        var previous = s_submission.Value;
+        s_submission.Value = new JobSubmission(jobType, job);
+        return new Restore(previous);
+    }
+
+    private static TaskLog JobTask(TaskLoggingServices services, Guid jobId, Type jobType, object? job, Uri? destination, SendContext context)
+    {
+        var now = services.UtcNow;
+        var rendered = services.Renderer.Render(job);
+        return new TaskLog
+        {
+            Id = jobId,
+            Name = services.TaskName(jobType),
+            QueueName = TaskLoggingServices.QueueName(destination),
+            Input = rendered.Input,
+            TaskArgs = rendered.TaskArgs,
+            TaskKwargs = rendered.TaskKwargs,
+            DispatchedAt = now,
+            EstimatedTimeOfFirstArrival = now,
+            ParentRunId = JobLogScope.CurrentTaskRunId,
+            CorrelationId = context.CorrelationId,
+            ConversationId = context.ConversationId,
+            TraceId = System.Diagnostics.Activity.Current?.TraceId.ToHexString(),
+            SourceAddress = context.SourceAddress?.ToString(),
+            Host = services.Options.Host,
+            Release = services.Options.Release,
+        };
+    }
+
+    private static (Type Job, PropertyInfo JobId, PropertyInfo Payload)? SubmitJobShape(Type type) => s_submitJob.GetOrAdd(type, static t =>
+    {
+        var shape = t.IsGenericType && t.GetGenericTypeDefinition() == typeof(SubmitJob<>)
+            ? t
+            : t.GetInterfaces().FirstOrDefault(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(SubmitJob<>));
+        return shape is null
+            ? null
+            : (shape.GetGenericArguments()[0], shape.GetProperty(nameof(SubmitJob<object>.JobId))!, shape.GetProperty(nameof(SubmitJob<object>.Job))!);
+    });
+
+    private sealed record JobSubmission(Type JobType, object Job);
+
+    private sealed class Restore(JobSubmission? previous) : IDisposable
+    {
+        public void Dispose() => s_submission.Value = previous;
+    }
+}
+
+/// <summary>What the job service reported about one attempt (its JobAttemptCompleted/Faulted/Canceled notification).</summary>
+internal sealed class JobAttemptOutcome
+{
+    public volatile bool Completed;
+
+    public volatile JobAttemptFaulted? Fault;
+
+    public volatile string? CancelReason;
+}
+
+/// <summary>Marks the consumption of a job message by MassTransit's <c>SubmitJobConsumer</c>: its <c>JobSubmitted</c> becomes the job's task.</summary>
+internal sealed class JobSubmissionFilter<TJob> : IFilter<ConsumeContext<TJob>>
+    where TJob : class
+{
+    public async Task Send(ConsumeContext<TJob> context, IPipe<ConsumeContext<TJob>> next)
+    {
+        using (JobTasks.Submitting(typeof(TJob), context.Message))
+        {
+            await next.Send(context).ConfigureAwait(false);
+        }
+    }
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogJobSubmission");
+}
+
+/// <summary>
+/// One run per job attempt, on the job's task (<c>JobId</c>), in the job consumer's message pipe. MassTransit's job filter
+/// never lets the job's exception or cancellation out, so the attempt's state is what the job service reports.
+/// </summary>
+internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, string consumerType) : IFilter<ConsumeContext<TJob>>
+    where TJob : class
+{
+    public async Task Send(ConsumeContext<TJob> context, IPipe<ConsumeContext<TJob>> next)
+    {
+        var job = context as JobContext<TJob> ?? (context.TryGetPayload<JobContext<TJob>>(out var payload) ? payload : null);
+        RecordedAttempt? attempt = null;
+        JobAttemptOutcome? outcome = null;
+        if (job is not null)
+        {
+            try
+            {
+                outcome = JobTasks.Register(job.AttemptId);
+                attempt = Start(context, job);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                System.Diagnostics.Debug.WriteLine(ex);
+            }
+        }
+
+        if (attempt is null || outcome is null || job is null)
+        {
+            await next.Send(context).ConfigureAwait(false);
+            return;
+        }
+
+        try
+        {
+            using (attempt.Enter())
+            {
+                await next.Send(context).ConfigureAwait(false);
+            }
+
+            Finish(attempt, outcome, job, null);
+        }
+        catch (Exception ex)
+        {
+            Finish(attempt, outcome, job, ex);
+            throw;
+        }
+        finally
+        {
+            JobTasks.Unregister(job.AttemptId);
+        }
+    }
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogJobAttempt").Add("consumer", consumerType);
+
+    private RecordedAttempt Start(ConsumeContext<TJob> context, JobContext<TJob> job)
+    {
+        var start = services.UtcNow;
+        var name = services.TaskName(typeof(TJob));
+        context.TryGetPayload<DeliveryState>(out var delivery);
+        var run = new TaskRunLog
+        {
+            Id = NewId.NextSequentialGuid(),
+            TaskId = job.JobId,
+            Name = name,
+            QueueName = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress),
+            ConsumerType = consumerType,
+            Start = start,
+            Redelivered = context.ReceiveContext.Redelivered,
+            Host = services.Options.Host,
+        };
+        var seed = new TaskLog
+        {
+            Id = job.JobId,
+            Name = name,
+            DispatchedAt = start,
+            EstimatedTimeOfFirstArrival = start,
+            CorrelationId = context.CorrelationId,
+            ConversationId = context.ConversationId,
+        };
+        return RecordedAttempt.Start(services, delivery, run, seed, new DeferredRendering(job.Job, services.Renderer));
+    }
+
+    private void Finish(RecordedAttempt attempt, JobAttemptOutcome outcome, JobContext<TJob> job, Exception? escaped)
+    {
+        try
+        {
+            if (outcome.CancelReason is { } reason)
+            {
+                attempt.Finish(TaskRunState.Cancelled, $"Cancelled: {reason}");
+            }
+            else if (outcome.Fault is { } fault)
+            {
+                var error = services.Redactor.Bound(RoutingSlipTasks.Describe(fault.Exceptions));
+                if (fault.RetryDelay is { } delay)
+                {
+                    attempt.Finish(TaskRunState.Retried, error, services.UtcNow + delay);
+                }
+                else
+                {
+                    attempt.Finish(TaskRunState.Failed, error);
+                }
+            }
+            else if (escaped is not null)
+            {
+                attempt.Finish(TaskRunState.Failed, services.ErrorText(escaped));
+            }
+            else if (job.CancellationToken.IsCancellationRequested && !outcome.Completed)
+            {
+                attempt.Finish(TaskRunState.Cancelled, "Cancelled.");
+            }
+            else
+            {
+                attempt.Finish(TaskRunState.Succeeded, null);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            System.Diagnostics.Debug.WriteLine(ex);
+        }
+    }
+}

@@ -1,0 +1,132 @@
+using JobLog.Testing;
+using MassTransit;
+using MassTransit.Contracts.JobService;
+using MassTransit.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace JobLog.MassTransit.Tests.Jobs;
+
+/// <summary>Job consumers: the job is a task named after the job (its JobId), its attempts are runs.</summary>
+public class JobConsumerTests
+{
+    private LedgerHost? _host;
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        if (_host is not null)
+        {
+            await _host.DisposeAsync();
+            _host = null;
+        }
+    }
+
+    private static async Task<TaskLog> WaitFor(LedgerHost host, Guid jobId, Func<TaskLog, bool> done, string because)
+    {
+        TaskLog? task = null;
+        try
+        {
+            await LedgerHost.EventuallyAsync(
+                async () =>
+                {
+                    task = await host.QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs).SingleOrDefaultAsync(t => t.Id == jobId));
+                    return task is not null && done(task);
+                },
+                because: because);
+        }
+        catch (TimeoutException ex)
+        {
+            var runs = task is null ? "no task" : string.Join("; ", task.Runs.Select(r => $"{r.ConsumerType} #{r.Retries} {r.State}"));
+            throw new TimeoutException($"{because}: {task?.Name} {task?.State} ({runs})", ex);
+        }
+
+        return task!;
+    }
+
+    [Test]
+    public async Task SubmitJob_WhenTheJobCompletes_RecordsTheJobUnderItsNameWithOneSucceededRunAndItsProgress()
+    {
+        _host = await JobBus.StartAsync();
+        var bus = _host.Services.GetTestHarness().Bus;
+
+        var jobId = await bus.SubmitJob(new ConvertVideo("a.mp4", 0), CancellationToken.None);
+
+        var task = await WaitFor(_host, jobId, t => t.State == TaskState.Succeeded, "the job succeeded");
+        Assert.That(task.Name, Is.EqualTo("ConvertVideo"));
+        Assert.That(task.Input, Is.EqualTo("Path=a.mp4, Seconds=0"));
+        Assert.That(task.IsInternal, Is.False);
+        var run = task.Runs.Single();
+        Assert.That((run.Name, run.ConsumerType, run.State, run.Retries), Is.EqualTo(("ConvertVideo", "ConvertVideoConsumer", TaskRunState.Succeeded, 0)));
+        Assert.That(run.Output, Does.Contain("converting a.mp4"));
+        await LedgerHost.EventuallyAsync(
+            async () => (await _host.TaskAsync(jobId)).ExtraData?.Contains("\"value\":2", StringComparison.Ordinal) == true,
+            because: "the job's last progress (2 of 2) is on the job");
+        var visible = await _host.QueryAsync(db => db.TaskLogs.Where(t => !t.IsInternal).Select(t => t.Name).ToListAsync());
+        Assert.That(visible, Is.EqualTo(new[] { "ConvertVideo" }), "StartJob, slots and the rest of the job service's protocol are internal");
+    }
+
+    [Test]
+    public async Task CancelJob_WhileRunning_RecordsTheAttemptCancelledNotSucceeded()
+    {
+        _host = await JobBus.StartAsync();
+        var bus = _host.Services.GetTestHarness().Bus;
+        var jobId = await bus.SubmitJob(new ConvertVideo("long.mp4", 60), CancellationToken.None);
+        await WaitFor(_host, jobId, t => t.State == TaskState.Active, "the job started");
+
+        await bus.CancelJob(jobId);
+
+        var task = await WaitFor(_host, jobId, t => t.State == TaskState.Cancelled, "the job was cancelled");
+        var run = task.Runs.Single();
+        Assert.That(run.State, Is.EqualTo(TaskRunState.Cancelled));
+        Assert.That(run.ErrorMessage, Does.StartWith("Cancelled"));
+        Assert.That(run.Stop, Is.Not.Null);
+    }
+
+    [Test]
+    public async Task SubmitJob_WhenEveryAttemptFaults_RecordsEachAttemptAsARunTheLastFailed()
+    {
+        _host = await JobBus.StartAsync();
+        var bus = _host.Services.GetTestHarness().Bus;
+
+        var jobId = await bus.SubmitJob(new BrokenJob(5), CancellationToken.None);
+
+        var task = await WaitFor(_host, jobId, t => t.State == TaskState.Failed, "the job failed");
+        var runs = task.Runs.OrderBy(r => r.Retries).ToList();
+        Assert.That(runs.Select(r => (r.Retries, r.State)),
+            Is.EqualTo(new[] { (0, TaskRunState.Retried), (1, TaskRunState.Retried), (2, TaskRunState.Failed) }));
+        Assert.That(runs[^1].ErrorMessage, Does.StartWith("System.InvalidOperationException: job 5 cannot run"));
+        Assert.That(runs[0].EstimatedTimeOfNextRetry, Is.Not.Null);
+    }
+
+    [Test]
+    public async Task SendJobMessage_ToTheJobConsumer_RecordsTheJobAsAChildOfTheSubmission()
+    {
+        _host = await JobBus.StartAsync();
+        var harness = _host.Services.GetTestHarness();
+        var client = harness.GetRequestClient<ConvertVideo>();
+
+        var accepted = await client.GetResponse<JobSubmissionAccepted>(new ConvertVideo("b.mp4", 0));
+
+        var job = await WaitFor(_host, accepted.Message.JobId, t => t.State == TaskState.Succeeded, "the job succeeded");
+        Assert.That(job.Name, Is.EqualTo("ConvertVideo"));
+        Assert.That(job.ParentRunId, Is.Not.Null);
+        var submission = await _host.QueryAsync(db => db.TaskRunLogs.AsNoTracking().SingleAsync(r => r.Id == job.ParentRunId));
+        Assert.That(submission.ConsumerType, Is.EqualTo("SubmitJobConsumer<ConvertVideo>"));
+    }
+
+    [Test]
+    public async Task SubmitJob_WithInternalMessagesOff_RecordsOnlyTheJob()
+    {
+        _host = await JobBus.StartAsync(o => o.RecordInternalMessages = false);
+        var bus = _host.Services.GetTestHarness().Bus;
+
+        var jobId = await bus.SubmitJob(new ConvertVideo("c.mp4", 0), CancellationToken.None);
+
+        await WaitFor(_host, jobId, t => t.State == TaskState.Succeeded, "the job succeeded");
+        await _host.FlushAsync();
+        var names = await _host.QueryAsync(db => db.TaskLogs.Select(t => t.Name).ToListAsync());
+        Assert.That(names, Is.EqualTo(new[] { "ConvertVideo" }));
+    }
+}

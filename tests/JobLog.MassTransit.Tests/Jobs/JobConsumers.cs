@@ -1,0 +1,25 @@
+using MassTransit;
+using Microsoft.Extensions.Logging;
+
+namespace JobLog.MassTransit.Tests.Jobs;
+
+public sealed record ConvertVideo(string Path, int Seconds);
+
+/// <summary>Reports progress, then runs for <see cref="ConvertVideo.Seconds"/> seconds (cancellable).</summary>
+public sealed class ConvertVideoConsumer(ILogger<ConvertVideoConsumer> logger) : IJobConsumer<ConvertVideo>
+{
+    public async Task Run(JobContext<ConvertVideo> context)
+    {
+        logger.LogInformation("converting {Path}", context.Job.Path);
+        await context.SetJobProgress(1, 2);
+        await Task.Delay(TimeSpan.FromSeconds(context.Job.Seconds), context.CancellationToken);
+        await context.SetJobProgress(2, 2);
+    }
+}
+
+public sealed record BrokenJob(int Id);
+
+public sealed class BrokenJobConsumer : IJobConsumer<BrokenJob>
+{
+    public Task Run(JobContext<BrokenJob> context) => throw new InvalidOperationException($"job {context.Job.Id} cannot run");
+}
