@@ -4,6 +4,7 @@ using JobLog.Recording;
 using JobLog.Timing;
 using MassTransit;
 using MassTransit.Scheduling;
+using MassTransit.Serialization;
 
 namespace JobLog.MassTransit.Internal;
 
@@ -28,6 +29,11 @@ internal sealed class DispatchTicket(long sequence)
 /// </summary>
 internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogSchedulerRegistration? scheduler = null) : ISendObserver, IPublishObserver
 {
+    /// <summary>The consumer type of the run that closes a published message nobody here consumes.</summary>
+    public const string NoConsumer = "(no consumer)";
+
+    private const string FaultUrn = "urn:message:MassTransit:Fault";
+
     public Task PreSend<T>(SendContext<T> context)
         where T : class => Record(context);
 
@@ -42,7 +48,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
     }
 
     public Task PrePublish<T>(PublishContext<T> context)
-        where T : class => Record(context);
+        where T : class => Record(context, published: true);
 
     public Task PostPublish<T>(PublishContext<T> context)
         where T : class => WaitAsync(context);
@@ -55,7 +61,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
     }
 
     /// <returns>Completed, or, for a message deferred to the scheduler, when the scheduler's exchange exists.</returns>
-    private Task Record<T>(SendContext<T> context)
+    private Task Record<T>(SendContext<T> context, bool published = false)
         where T : class
     {
         var deferred = false;
@@ -73,16 +79,24 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
                 return Task.CompletedTask;
             }
 
-            if (typeof(T).Namespace == typeof(ScheduleMessage).Namespace || !IsTask(context))
+            if (typeof(T).Namespace == typeof(ScheduleMessage).Namespace)
             {
                 // Cancellations and the rest of the scheduler protocol are not tasks.
                 return Task.CompletedTask;
             }
 
+            // The transactional outbox delivers a stored body: the task is the message it carries.
+            SerializedMessage? serialized = context.Message is SerializedMessageBody ? services.Messages.Read(context) : null;
+            if (!IsTask(context, serialized))
+            {
+                return Task.CompletedTask;
+            }
+
+            var messageType = serialized?.Type ?? typeof(T);
             var now = services.UtcNow;
             context.TryGetPayload<TaskOptionsPayload>(out var payload);
             var call = payload?.Options;
-            var type = services.Options.GetTaskType(typeof(T));
+            var type = services.Options.GetTaskType(messageType);
             var times = TaskTiming.Resolve(now, call, type, services.Options, context.TimeToLive, context.Delay);
             if (context.TimeToLive is null && times.TimeToLive is { } ttl)
             {
@@ -95,7 +109,12 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
                 deferred = DeferToScheduler(context, times.Eta);
             }
 
-            Enqueue(context, typeof(T), context.Message, context.DestinationAddress, call, times, now);
+            Enqueue(context, messageType, serialized is { } body ? body.Message : context.Message, context.DestinationAddress, call, times, now,
+                serialized is { Type: null } unresolved ? unresolved.Name : null);
+            if (published && !services.Consumed.IsConsumed(messageType))
+            {
+                RecordUnconsumed(context, messageType, now);
+            }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -177,14 +196,16 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         return true;
     }
 
-    private void Enqueue<T>(SendContext<T> context, Type messageType, object? message, Uri? destination, TaskDispatchOptions? call, TaskTimes times, DateTime now)
+    private void Enqueue<T>(
+        SendContext<T> context, Type messageType, object? message, Uri? destination, TaskDispatchOptions? call, TaskTimes times, DateTime now,
+        string? name = null)
         where T : class
     {
         var rendered = services.Renderer.Render(message);
         var task = new TaskLog
         {
             Id = context.MessageId ?? NewId.NextGuid(),
-            Name = services.TaskName(messageType, call),
+            Name = name is not null && call?.Name is null ? name : services.TaskName(messageType, call),
             QueueName = TaskLoggingServices.QueueName(destination),
             Input = rendered.Input,
             TaskArgs = rendered.TaskArgs,
@@ -193,7 +214,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             EstimatedTimeOfFirstArrival = times.Eta,
             Expires = times.Expires,
             Stale = times.Stale,
-            ParentRunId = JobLogScope.CurrentTaskRunId,
+            ParentRunId = ParentRun(context),
             CorrelationId = context.CorrelationId,
             ConversationId = context.ConversationId,
             TraceId = Activity.Current?.TraceId.ToHexString(),
@@ -205,10 +226,72 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         context.GetOrAddPayload(() => new DispatchTicket(sequence));
     }
 
-    private bool IsTask<T>(SendContext<T> context)
+    /// <summary>
+    /// The run this message was dispatched in: the ambient run; for a message the outbox stored and delivers later
+    /// (outside that run), the run stamped on it when it was written, else the run of the delivery that releases it.
+    /// </summary>
+    private static Guid? ParentRun<T>(SendContext<T> context)
+        where T : class
+    {
+        var stamped = context.Headers.TryGetHeader(ParentStamp.RunHeader, out var value) && Guid.TryParse(value?.ToString(), out var run)
+            ? run
+            : (Guid?)null;
+        if (context.Message is SerializedMessageBody && stamped is not null)
+        {
+            return stamped;
+        }
+
+        return JobLogScope.CurrentTaskRunId ?? stamped
+            ?? (context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetPayload<DeliveryState>(out var delivery) ? delivery.LastRunId : null);
+    }
+
+    /// <summary>
+    /// A published message that no consumer, saga or handler of this application takes: one run of consumer
+    /// <c>(no consumer)</c>, SUCCEEDED at once, so that the task neither waits forever nor counts as failed. Runs that
+    /// other applications record on the same ledger are added to it as usual.
+    /// </summary>
+    private void RecordUnconsumed<T>(SendContext<T> context, Type messageType, DateTime now)
+        where T : class
+    {
+        if (context.MessageId is not { } taskId)
+        {
+            return;
+        }
+
+        var name = services.TaskName(messageType);
+        var run = new TaskRunLog
+        {
+            Id = NewId.NextSequentialGuid(),
+            TaskId = taskId,
+            Name = name,
+            QueueName = TaskLoggingServices.QueueName(context.DestinationAddress),
+            ConsumerType = NoConsumer,
+            Start = now,
+            Stop = now,
+            State = TaskRunState.Succeeded,
+            Output = $"Published; no consumer of {name} in this application.",
+            Host = services.Options.Host,
+            WaitingTime = 0,
+        };
+        var seed = new TaskLog { Id = taskId, Name = name, DispatchedAt = now, EstimatedTimeOfFirstArrival = now };
+        services.Recorder.Enqueue(new RunStarted(run, seed, false));
+    }
+
+    private bool IsTask<T>(SendContext<T> context, SerializedMessage? serialized)
         where T : class
     {
         if (context.Message is Fault)
+        {
+            // A fault is a task only where something consumes it; the task that faulted already shows the failure.
+            return services.Consumed.IsConsumed(typeof(T));
+        }
+
+        if (serialized is { Type: { } faultType } && typeof(Fault).IsAssignableFrom(faultType))
+        {
+            return services.Consumed.IsConsumed(faultType);
+        }
+
+        if (serialized is { Type: null } && context.SupportedMessageTypes?.FirstOrDefault()?.StartsWith(FaultUrn, StringComparison.Ordinal) == true)
         {
             return false;
         }

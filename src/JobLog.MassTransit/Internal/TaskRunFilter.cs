@@ -34,6 +34,8 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var taskId = context.GetOriginalMessageId() ?? context.ReceiveContext.TransportHeaders.Get<Guid>("MessageId")
             ?? (delivery.GeneratedTaskId ??= NewId.NextGuid());
         var lane = delivery.Lane(consumerType);
+        var runId = NewId.NextSequentialGuid();
+        delivery.LastRunId = runId;
         if (lane.PendingFailure is { } previous)
         {
             // The previous attempt was retried in memory: this is when the retry came.
@@ -49,7 +51,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var run = new TaskRunLog
         {
             // Ascending in text and byte order: a new run lands at the end of the runs' primary key, not on a random page.
-            Id = NewId.NextSequentialGuid(),
+            Id = runId,
             TaskId = taskId,
             Name = name,
             QueueName = queue,
@@ -194,9 +196,17 @@ internal sealed class TaskDeliverySpecification(TaskLoggingServices services) : 
     }
 }
 
-/// <summary>Adds a <see cref="TaskRunFilter{TMessage}"/> to every consumer and saga message pipe (inside retry).</summary>
-internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services) : IConsumerConfigurationObserver, ISagaConfigurationObserver
+/// <summary>
+/// Adds a <see cref="TaskRunFilter{TMessage}"/> to every consumer, saga and receive-endpoint handler message pipe
+/// (inside retry). A handler's runs are named <c>Handler&lt;TMessage&gt;</c>.
+/// </summary>
+internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
+    : IConsumerConfigurationObserver, ISagaConfigurationObserver, IHandlerConfigurationObserver
 {
+    public void HandlerConfigured<TMessage>(IHandlerConfigurator<TMessage> configurator)
+        where TMessage : class =>
+        Add(configurator, "Handler<" + TaskLoggingServices.ShortName(typeof(TMessage)) + ">");
+
     public void ConsumerConfigured<TConsumer>(IConsumerConfigurator<TConsumer> configurator)
         where TConsumer : class
     {
@@ -244,6 +254,20 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         }
 
         Debug.Assert(consumer.Length > 0, "consumer name");
+        if (typeof(TMessage).IsGenericType && typeof(TMessage).GetGenericTypeDefinition() == typeof(Batch<>))
+        {
+            // A batch consumer: a run on each message of the batch, per attempt.
+            var element = typeof(TMessage).GetGenericArguments()[0];
+            services.Messages.Register(element);
+            services.Consumed.Add(element);
+            var filter = (IFilter<ConsumeContext<TMessage>>)Activator.CreateInstance(
+                typeof(TaskBatchRunFilter<>).MakeGenericType(element), services, consumer)!;
+            configurator.UseFilter(filter);
+            return;
+        }
+
+        services.Messages.Register(typeof(TMessage));
+        services.Consumed.Add(typeof(TMessage));
         configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer));
     }
 }

@@ -1,0 +1,91 @@
+using JobLog.Testing;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using NUnit.Framework;
+
+namespace JobLog.MassTransit.Tests.Outbox;
+
+public sealed record PlaceOrder(int OrderId, decimal Total);
+
+public sealed record OrderPlaced(int OrderId, decimal Total, string Customer);
+
+public sealed class PlaceOrderConsumer : IConsumer<PlaceOrder>
+{
+    public Task Consume(ConsumeContext<PlaceOrder> context) =>
+        context.Publish(new OrderPlaced(context.Message.OrderId, context.Message.Total, "ann"));
+}
+
+public sealed class OrderPlacedConsumer : IConsumer<OrderPlaced>
+{
+    public Task Consume(ConsumeContext<OrderPlaced> context) => Task.CompletedTask;
+}
+
+/// <summary>Messages written to MassTransit's outboxes: recorded under their own type, with their payload and their parent run.</summary>
+[TestFixture(Transport.InMemory)]
+[TestFixture(Transport.RabbitMq)]
+public class OutboxTests(Transport transport)
+{
+    private BusFixture? _bus;
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        if (_bus is not null)
+        {
+            await _bus.DisposeAsync();
+            _bus = null;
+        }
+    }
+
+    private static void Consumers(IBusRegistrationConfigurator x)
+    {
+        x.AddConsumer<PlaceOrderConsumer>();
+        x.AddConsumer<OrderPlacedConsumer>();
+    }
+
+    [Test]
+    public async Task ConsumerOutbox_DeliveredMessage_IsRecordedUnderItsOwnTypeWithPayloadAndParentRun()
+    {
+        _bus = await BusFixture.StartAsync(transport, x =>
+        {
+            Consumers(x);
+            x.AddInMemoryInboxOutbox();
+            x.AddConfigureEndpointsCallback((context, _, e) => e.UseInMemoryInboxOutbox(context));
+        });
+
+        await AssertOrderPlacedRecorded(_bus);
+    }
+
+    [Test]
+    public async Task InMemoryOutbox_ReleasedMessage_IsLinkedToTheRunThatWroteIt()
+    {
+        _bus = await BusFixture.StartAsync(transport, Consumers, configureBus: (context, cfg) => cfg.UseInMemoryOutbox(context));
+
+        await AssertOrderPlacedRecorded(_bus);
+    }
+
+    private static async Task AssertOrderPlacedRecorded(BusFixture bus)
+    {
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new PlaceOrder(17, 99.5m), x => x.MessageId = id);
+
+        TaskLog? placed = null;
+        await LedgerHost.EventuallyAsync(async () =>
+        {
+            placed = await bus.Host.QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs)
+                .SingleOrDefaultAsync(t => t.ParentRunId != null && t.State == TaskState.Succeeded));
+            return placed is not null;
+        }, because: "the outbox's message was delivered, consumed and linked");
+        var order = await bus.Host.TaskAsync(id);
+        var tasks = await bus.Host.TasksAsync();
+
+        Assert.That(tasks.Select(t => t.Name), Is.EquivalentTo(new[] { "PlaceOrder", "OrderPlaced" }));
+        Assert.That(placed!.Name, Is.EqualTo("OrderPlaced"));
+        Assert.That(placed.Input, Is.EqualTo("OrderId=17, Total=99.5, Customer=ann"));
+        Assert.That(placed.TaskArgs, Is.EqualTo("""[17,99.5,"ann"]"""));
+        Assert.That(placed.TaskKwargs, Is.EqualTo("""{"OrderId":17,"Total":99.5,"Customer":"ann"}"""));
+        Assert.That(placed.ParentRunId, Is.EqualTo(order.Runs.Single().Id));
+        Assert.That(placed.Runs.Single().ConsumerType, Is.EqualTo("OrderPlacedConsumer"));
+        Assert.That(placed.DispatchedAt, Is.GreaterThanOrEqualTo(order.Runs.Single().Start));
+    }
+}
