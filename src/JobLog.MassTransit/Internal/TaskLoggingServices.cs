@@ -98,5 +98,20 @@ internal sealed class TaskLoggingServices(
         return name.StartsWith(MessageUrn.Prefix, StringComparison.OrdinalIgnoreCase) ? name[MessageUrn.Prefix.Length..] : name;
     }
 
-    public string ErrorText(Exception exception) => Redactor.Bound(exception.ToString());
+    /// <summary>The exception, bounded; a state machine's refusal of an event is said in words first.</summary>
+    public string ErrorText(Exception exception) => Redactor.Bound(Explain(exception) + exception);
+
+    private static string Explain(Exception exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is NotAcceptedStateMachineException)
+            {
+                return "Not accepted: the saga's current state does not accept this event (no handler for it in that state; "
+                    + "use Ignore() or handle it in the state machine). ";
+            }
+        }
+
+        return "";
+    }
 }

@@ -9,7 +9,11 @@ namespace JobLog.MassTransit.Internal;
 /// One run per consume attempt. Sits inside the retry filters (consumer level), so it is called once per attempt.
 /// A failed attempt is recorded RETRIED at once; the delivery filter turns it into FAILED when the delivery fails.
 /// </summary>
-internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType) : IFilter<ConsumeContext<TMessage>>
+/// <remarks>
+/// For a saga (<paramref name="saga"/>), the attempt's run may be replaced by the saga filter inside the repository
+/// (<see cref="SagaAttemptSlot"/>): the outcome is then recorded on the slot's current run, with the saga's state line.
+/// </remarks>
+internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType, bool saga = false) : IFilter<ConsumeContext<TMessage>>
     where TMessage : class
 {
     // The input and destination addresses rarely change for a consumer: their queue names are computed once.
@@ -87,22 +91,30 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered, rendering)));
         var output = new OutputBuffer(services.Options.Redaction.MaxBodyLength);
         var frame = new AmbientFrame(AmbientKind.TaskRun, run.Id, JobLogScope.Current) { Output = output };
+        var slot = saga ? new SagaAttemptSlot(run, seed, rendering, output) : null;
         using (JobLogScope.Push(frame))
         {
+            SagaAttemptSlot.Current = slot;
             try
             {
                 await next.Send(context).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
-                lane.PendingFailure = (run.Id, taskId);
+                var failed = slot?.RunId ?? run.Id;
+                lane.PendingFailure = (failed, taskId);
                 delivery.Track(recorder.Enqueue(new RunFinished(
-                    run.Id, taskId, TaskRunState.Retried, services.UtcNow, services.ErrorText(ex), Bounded(output), null)));
+                    failed, taskId, TaskRunState.Retried, services.UtcNow, services.ErrorText(ex), Bounded(slot?.Output ?? output, slot?.SagaLine), null)));
                 throw;
+            }
+            finally
+            {
+                SagaAttemptSlot.Current = null;
             }
         }
 
-        delivery.Track(recorder.Enqueue(new RunFinished(run.Id, taskId, TaskRunState.Succeeded, services.UtcNow, null, Bounded(output), null)));
+        delivery.Track(recorder.Enqueue(new RunFinished(
+            slot?.RunId ?? run.Id, taskId, TaskRunState.Succeeded, services.UtcNow, null, Bounded(slot?.Output ?? output, slot?.SagaLine), null)));
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogTaskRun").Add("consumer", consumerType);
@@ -125,8 +137,13 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         return name;
     }
 
-    private string? Bounded(OutputBuffer output)
+    private string? Bounded(OutputBuffer output, string? sagaLine = null)
     {
+        if (sagaLine is not null)
+        {
+            output.Append(sagaLine);
+        }
+
         var text = output.Snapshot();
         return text is null ? null : services.Redactor.Bound(text);
     }
@@ -205,7 +222,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
 {
     public void HandlerConfigured<TMessage>(IHandlerConfigurator<TMessage> configurator)
         where TMessage : class =>
-        Add(configurator, "Handler<" + TaskLoggingServices.ShortName(typeof(TMessage)) + ">");
+        _ = Add(configurator, "Handler<" + TaskLoggingServices.ShortName(typeof(TMessage)) + ">");
 
     public void ConsumerConfigured<TConsumer>(IConsumerConfigurator<TConsumer> configurator)
         where TConsumer : class
@@ -218,7 +235,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
     {
         if (configurator is IConsumerMessageConfigurator<TMessage> message)
         {
-            Add(message, TaskLoggingServices.ShortName(typeof(TConsumer)));
+            _ = Add(message, TaskLoggingServices.ShortName(typeof(TConsumer)));
         }
     }
 
@@ -236,13 +253,14 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         where TSaga : class, ISaga
         where TMessage : class
     {
-        if (configurator is ISagaMessageConfigurator<TMessage> message)
+        if (configurator is ISagaMessageConfigurator<TMessage> message && Add(message, TaskLoggingServices.ShortName(typeof(TSaga)), saga: true))
         {
-            Add(message, TaskLoggingServices.ShortName(typeof(TSaga)));
+            // Inside the repository: each call of the saga, including the repository's own retries, and its state.
+            configurator.UseFilter(new TaskSagaRunFilter<TSaga, TMessage>(services));
         }
     }
 
-    private void Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer)
+    private bool Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false)
         where TMessage : class
     {
         // Scheduler and outbox re-sends are not tasks of their own; neither is the scheduler protocol (a ScheduleMessage
@@ -250,7 +268,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         if (typeof(TMessage) == typeof(global::MassTransit.Serialization.SerializedMessageBody)
             || typeof(TMessage).Namespace == typeof(global::MassTransit.Scheduling.ScheduleMessage).Namespace)
         {
-            return;
+            return false;
         }
 
         Debug.Assert(consumer.Length > 0, "consumer name");
@@ -263,11 +281,12 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
             var filter = (IFilter<ConsumeContext<TMessage>>)Activator.CreateInstance(
                 typeof(TaskBatchRunFilter<>).MakeGenericType(element), services, consumer)!;
             configurator.UseFilter(filter);
-            return;
+            return true;
         }
 
         services.Messages.Register(typeof(TMessage));
         services.Consumed.Add(typeof(TMessage));
-        configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer));
+        configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer, saga));
+        return true;
     }
 }
