@@ -111,6 +111,9 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
 
             Enqueue(context, messageType, serialized is { } body ? body.Message : context.Message, context.DestinationAddress, call, times, now,
                 serialized is { Type: null } unresolved ? unresolved.Name : null);
+            // The outbox delivers a publish as a send to the message type's exchange.
+            published = published || serialized is { Type: { } carried }
+                && string.Equals(TaskLoggingServices.QueueName(context.DestinationAddress), MessageUrn.ForTypeString(carried)[MessageUrn.Prefix.Length..], StringComparison.Ordinal);
             if (published && !services.Consumed.IsConsumed(messageType))
             {
                 RecordUnconsumed(context, messageType, now);

@@ -9,10 +9,15 @@ public sealed record PlaceOrder(int OrderId, decimal Total);
 
 public sealed record OrderPlaced(int OrderId, decimal Total, string Customer);
 
+public sealed record OrderAudited(int OrderId);
+
 public sealed class PlaceOrderConsumer : IConsumer<PlaceOrder>
 {
-    public Task Consume(ConsumeContext<PlaceOrder> context) =>
-        context.Publish(new OrderPlaced(context.Message.OrderId, context.Message.Total, "ann"));
+    public async Task Consume(ConsumeContext<PlaceOrder> context)
+    {
+        await context.Publish(new OrderPlaced(context.Message.OrderId, context.Message.Total, "ann"));
+        await context.Publish(new OrderAudited(context.Message.OrderId));
+    }
 }
 
 public sealed class OrderPlacedConsumer : IConsumer<OrderPlaced>
@@ -73,13 +78,17 @@ public class OutboxTests(Transport transport)
         await LedgerHost.EventuallyAsync(async () =>
         {
             placed = await bus.Host.QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs)
-                .SingleOrDefaultAsync(t => t.ParentRunId != null && t.State == TaskState.Succeeded));
-            return placed is not null;
+                .SingleOrDefaultAsync(t => t.Name == "OrderPlaced" && t.ParentRunId != null && t.State == TaskState.Succeeded));
+            return placed is not null
+                && await bus.Host.QueryAsync(db => db.TaskLogs.AnyAsync(t => t.Name == "OrderAudited" && t.State == TaskState.Succeeded));
         }, because: "the outbox's message was delivered, consumed and linked");
         var order = await bus.Host.TaskAsync(id);
         var tasks = await bus.Host.TasksAsync();
 
-        Assert.That(tasks.Select(t => t.Name), Is.EquivalentTo(new[] { "PlaceOrder", "OrderPlaced" }));
+        Assert.That(tasks.Select(t => t.Name), Is.EquivalentTo(new[] { "PlaceOrder", "OrderPlaced", "OrderAudited" }));
+        var audited = tasks.Single(t => t.Name == "OrderAudited");
+        Assert.That((audited.State, audited.Runs.Single().ConsumerType), Is.EqualTo((TaskState.Succeeded, "(no consumer)")), "a published event nobody consumes");
+        Assert.That(audited.ParentRunId, Is.EqualTo(order.Runs.Single().Id));
         Assert.That(placed!.Name, Is.EqualTo("OrderPlaced"));
         Assert.That(placed.Input, Is.EqualTo("OrderId=17, Total=99.5, Customer=ann"));
         Assert.That(placed.TaskArgs, Is.EqualTo("""[17,99.5,"ann"]"""));
