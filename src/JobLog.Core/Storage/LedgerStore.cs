@@ -457,6 +457,7 @@ internal static class LedgerRows
         sink.Text(t.Release);
         sink.Text(t.Slug);
         sink.Text(t.ExtraData);
+        sink.Guid(t.InputRequestId);
     }
 
     public static void Run<TSink>(ref TSink sink, RunRow row, bool withOrdinal)

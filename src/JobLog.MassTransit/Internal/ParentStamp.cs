@@ -12,11 +12,23 @@ internal static class ParentStamp
     /// <summary>The header with the id of the run the message was written in.</summary>
     public const string RunHeader = "JobLog-ParentRunId";
 
+    /// <summary>The header with the id of the inbound request the message was written in (the bus outbox's case).</summary>
+    public const string RequestHeader = "JobLog-InputRequestId";
+
     public static void Stamp(SendContext context)
     {
         if (JobLogScope.CurrentTaskRunId is { } run && !context.Headers.TryGetHeader(RunHeader, out _))
         {
             context.Headers.Set(RunHeader, run.ToString());
         }
+
+        if (JobLogScope.CurrentInputRequestId is { } request && !context.Headers.TryGetHeader(RequestHeader, out _))
+        {
+            context.Headers.Set(RequestHeader, request.ToString());
+        }
     }
+
+    /// <summary>The id in <paramref name="header"/>, if the message carries it.</summary>
+    public static Guid? Read(SendContext context, string header) =>
+        context.Headers.TryGetHeader(header, out var value) && Guid.TryParse(value?.ToString(), out var id) ? id : null;
 }

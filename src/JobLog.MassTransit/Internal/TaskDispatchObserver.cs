@@ -218,6 +218,9 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             Expires = times.Expires,
             Stale = times.Stale,
             ParentRunId = ParentRun(context),
+            InputRequestId = context.Message is SerializedMessageBody
+                ? ParentStamp.Read(context, ParentStamp.RequestHeader) ?? JobLogScope.CurrentInputRequestId
+                : JobLogScope.CurrentInputRequestId ?? ParentStamp.Read(context, ParentStamp.RequestHeader),
             CorrelationId = context.CorrelationId,
             ConversationId = context.ConversationId,
             TraceId = Activity.Current?.TraceId.ToHexString(),
@@ -236,9 +239,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
     private static Guid? ParentRun<T>(SendContext<T> context)
         where T : class
     {
-        var stamped = context.Headers.TryGetHeader(ParentStamp.RunHeader, out var value) && Guid.TryParse(value?.ToString(), out var run)
-            ? run
-            : (Guid?)null;
+        var stamped = ParentStamp.Read(context, ParentStamp.RunHeader);
         if (context.Message is SerializedMessageBody && stamped is not null)
         {
             return stamped;

@@ -20,6 +20,19 @@ public sealed class PlaceOrderConsumer : IConsumer<PlaceOrder>
     }
 }
 
+public sealed record CartCheckedOut(int CartId);
+
+public sealed class CartCheckedOutConsumer : IConsumer<CartCheckedOut>
+{
+    public static readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, string?> Stamps = new();
+
+    public Task Consume(ConsumeContext<CartCheckedOut> context)
+    {
+        Stamps[context.MessageId!.Value] = context.Headers.Get<string>("JobLog-InputRequestId");
+        return Task.CompletedTask;
+    }
+}
+
 public sealed class OrderPlacedConsumer : IConsumer<OrderPlaced>
 {
     public Task Consume(ConsumeContext<OrderPlaced> context) => Task.CompletedTask;
@@ -67,6 +80,25 @@ public class OutboxTests(Transport transport)
         _bus = await BusFixture.StartAsync(transport, Consumers, configureBus: (context, cfg) => cfg.UseInMemoryOutbox(context));
 
         await AssertOrderPlacedRecorded(_bus);
+    }
+
+    [Test]
+    public async Task Publish_WhileServingAnInboundRequest_LinksTheTaskToTheRequest_AndStampsTheRequestForTheOutbox()
+    {
+        _bus = await BusFixture.StartAsync(transport, x => x.AddConsumer<CartCheckedOutConsumer>());
+        var request = Guid.NewGuid();
+        var id = NewId.NextGuid();
+
+        using (JobLogScope.Push(new AmbientFrame(AmbientKind.InputRequest, request, null)))
+        {
+            await _bus.Bus.Publish(new CartCheckedOut(4), x => x.MessageId = id);
+        }
+
+        await LedgerHost.EventuallyAsync(async () => (await _bus.Host.TaskAsync(id)).State == TaskState.Succeeded, because: "consumed");
+        var task = await _bus.Host.TaskAsync(id);
+        Assert.That(task.InputRequestId, Is.EqualTo(request));
+        Assert.That(CartCheckedOutConsumer.Stamps[id], Is.EqualTo(request.ToString()),
+            "the request travels with the message, so a bus outbox's later delivery links to it");
     }
 
     private static async Task AssertOrderPlacedRecorded(BusFixture bus)
