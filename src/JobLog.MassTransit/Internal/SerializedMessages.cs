@@ -62,7 +62,22 @@ internal sealed class SerializedMessages
         }
 
         // The outbox's serializer holds the stored envelope; its body is what the transport will send.
-        var bytes = context.Serializer.GetMessageBody(context).GetBytes();
+        byte[] bytes;
+        try
+        {
+            bytes = context.Serializer.GetMessageBody(context).GetBytes();
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // An unreadable body still gets its task, named from the message types, without a payload.
+            return null;
+        }
+
+        if (!IsJson(bytes))
+        {
+            return null;
+        }
+
         using var document = JsonDocument.Parse(bytes);
         var root = document.RootElement;
         var message = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("message", out var inner) && root.TryGetProperty("messageType", out _)
@@ -81,6 +96,19 @@ internal sealed class SerializedMessages
         }
 
         return message.Clone();
+    }
+
+    private static bool IsJson(byte[] bytes)
+    {
+        var reader = new Utf8JsonReader(bytes);
+        try
+        {
+            return reader.Read() && reader.TrySkip();
+        }
+        catch (JsonException)
+        {
+            return false;
+        }
     }
 
     /// <summary>The short name in <c>urn:message:Namespace:Name</c> (nested types: the part after the last <c>+</c>).</summary>

@@ -22,7 +22,8 @@ internal sealed class DispatchTicket(long sequence)
 
 /// <summary>
 /// A task row on every send and publish (DESIGN §5): observers run after the caller's pipe, so they see TimeToLive,
-/// Delay and headers. Redelivery re-sends and <c>Fault&lt;T&gt;</c> are not new tasks. A <c>ScheduleMessage</c> is
+/// Delay and headers. Redelivery re-sends are not new tasks; a <c>Fault&lt;T&gt;</c> is one only where this application
+/// consumes it. The outbox's <c>SerializedMessageBody</c> deliveries are recorded as the message they carry. A <c>ScheduleMessage</c> is
 /// recorded as the task of the message it schedules (its MessageId, exact ETA); the scheduler's own later send of it
 /// is not a second task. With the JobLog scheduler, a <c>SetTaskOptions(Eta/Countdown)</c> send on RabbitMQ is
 /// deferred to the scheduler instead of asking the broker for a delay it cannot give.
