@@ -56,7 +56,12 @@ public static class OutboxSample
         var ledger = builder.Configuration.GetConnectionString("JobLog") ?? "Data Source=joblog-outbox.db";
         var rabbit = string.Equals(builder.Configuration["Transport"], "RabbitMq", StringComparison.OrdinalIgnoreCase);
 
-        builder.Services.AddJobLog(o => o.UseSqlite(ledger));
+        // This application consumes its own events: a publish nobody here consumes is closed at once.
+        builder.Services.AddJobLog(o =>
+        {
+            o.UseSqlite(ledger);
+            o.CloseUnconsumedPublishes = true;
+        });
         builder.Services.AddMassTransit(x =>
         {
             x.SetKebabCaseEndpointNameFormatter();

@@ -74,7 +74,7 @@ public class RequestResponseTests(Transport transport)
     [Test]
     public async Task PublishedEvent_NobodyConsumes_IsClosedByANoConsumerRun_NeitherWaitingNorFailed()
     {
-        _bus = await BusFixture.StartAsync(transport, x => x.AddConsumer<ChargeCardConsumer>());
+        _bus = await BusFixture.StartAsync(transport, x => x.AddConsumer<ChargeCardConsumer>(), options: o => o.CloseUnconsumedPublishes = true);
         var id = NewId.NextGuid();
 
         await _bus.Bus.Publish(new InventoryCounted(3), x => x.MessageId = id);
@@ -87,9 +87,22 @@ public class RequestResponseTests(Transport transport)
     }
 
     [Test]
-    public async Task PublishedEvent_WithAConsumer_HasNoNoConsumerRun()
+    public async Task PublishedEvent_NobodyHereConsumes_WithTheOptionOff_IsLeftToTheApplicationsThatConsumeIt()
     {
         _bus = await BusFixture.StartAsync(transport, x => x.AddConsumer<ChargeCardConsumer>());
+        var id = NewId.NextGuid();
+
+        await _bus.Bus.Publish(new InventoryCounted(3), x => x.MessageId = id);
+
+        await _bus.Host.FlushAsync();
+        var task = await _bus.Host.TaskAsync(id);
+        Assert.That((task.State, task.Runs.Count), Is.EqualTo((TaskState.Waiting, 0)));
+    }
+
+    [Test]
+    public async Task PublishedEvent_WithAConsumer_HasNoNoConsumerRun()
+    {
+        _bus = await BusFixture.StartAsync(transport, x => x.AddConsumer<ChargeCardConsumer>(), options: o => o.CloseUnconsumedPublishes = true);
         var id = NewId.NextGuid();
 
         await _bus.Bus.Publish(new ChargeCard(1, 2m), x => x.MessageId = id);

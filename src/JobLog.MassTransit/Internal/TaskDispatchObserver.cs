@@ -115,7 +115,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             // The outbox delivers a publish as a send to the message type's exchange.
             published = published || serialized is { Type: { } carried }
                 && string.Equals(TaskLoggingServices.QueueName(context.DestinationAddress), MessageUrn.ForTypeString(carried)[MessageUrn.Prefix.Length..], StringComparison.Ordinal);
-            if (published && !services.Consumed.IsConsumed(messageType))
+            if (published && services.Options.CloseUnconsumedPublishes && !services.Consumed.IsConsumed(messageType))
             {
                 RecordUnconsumed(context, messageType, now);
             }

@@ -69,7 +69,7 @@ public class OutboxTests(Transport transport)
             Consumers(x);
             x.AddInMemoryInboxOutbox();
             x.AddConfigureEndpointsCallback((context, _, e) => e.UseInMemoryInboxOutbox(context));
-        });
+        }, options: o => o.CloseUnconsumedPublishes = true);
 
         await AssertOrderPlacedRecorded(_bus);
     }
@@ -77,7 +77,8 @@ public class OutboxTests(Transport transport)
     [Test]
     public async Task InMemoryOutbox_ReleasedMessage_IsLinkedToTheRunThatWroteIt()
     {
-        _bus = await BusFixture.StartAsync(transport, Consumers, configureBus: (context, cfg) => cfg.UseInMemoryOutbox(context));
+        _bus = await BusFixture.StartAsync(
+            transport, Consumers, options: o => o.CloseUnconsumedPublishes = true, configureBus: (context, cfg) => cfg.UseInMemoryOutbox(context));
 
         await AssertOrderPlacedRecorded(_bus);
     }
