@@ -43,6 +43,15 @@ public sealed class JobLogOptions
     /// <summary>Default <see cref="LedgerDurability.Acknowledged"/>.</summary>
     public LedgerDurability Durability { get; set; } = LedgerDurability.Acknowledged;
 
+    /// <summary>
+    /// Closes a published message that no consumer, saga or handler of this application consumes with one SUCCEEDED run
+    /// of consumer <c>(no consumer)</c>, so that it neither waits forever nor counts as failed. Turn it on in an
+    /// application that consumes its own events; leave it off (the default) when other applications that write to the
+    /// same ledger consume what this one publishes (a web front end publishing to workers): their runs are the truth.
+    /// Default false.
+    /// </summary>
+    public bool CloseUnconsumedPublishes { get; set; }
+
     /// <summary>How long the business path waits for a commit in <see cref="LedgerDurability.Acknowledged"/> mode. Default 5 s.</summary>
     public TimeSpan AcknowledgeTimeout { get; set; } = TimeSpan.FromSeconds(5);
 

@@ -10,6 +10,7 @@ namespace MassTransit;
 public static class TaskLoggingConfigurationExtensions
 {
     private static readonly ConditionalWeakTable<IBusFactoryConfigurator, object> s_configured = new();
+    private static readonly ConditionalWeakTable<IMediatorConfigurator, object> s_mediators = new();
 
     /// <summary>
     /// Records a task for every message this bus sends or publishes, and a run for every consume attempt
@@ -33,11 +34,46 @@ public static class TaskLoggingConfigurationExtensions
         var dispatch = new TaskDispatchObserver(services, context.GetService<JobLogSchedulerRegistration>());
         configurator.ConnectSendObserver(dispatch);
         configurator.ConnectPublishObserver(dispatch);
+        configurator.ConfigureSend(s => s.UseExecute(ParentStamp.Stamp));
+        configurator.ConfigurePublish(p => p.UseExecute(ParentStamp.Stamp));
         configurator.AddPrePipeSpecification(new TaskDeliverySpecification(services));
         var runs = new TaskRunConfigurationObserver(services);
         configurator.ConnectConsumerConfigurationObserver(runs);
         configurator.ConnectSagaConfigurationObserver(runs);
         configurator.ConnectActivityConfigurationObserver(new JobLog.MassTransit.Internal.Courier.CourierConfigurationObserver(services));
+        configurator.ConnectHandlerConfigurationObserver(runs);
+        configurator.ConnectReceiveObserver(new ResponseReceiptObserver(services));
+    }
+
+    /// <summary>
+    /// Records a task for every message sent or published through the mediator (<c>AddMediator</c>) and a run for every
+    /// consume attempt of its consumers, sagas and handlers:
+    /// <c>x.ConfigureMediator((context, cfg) =&gt; cfg.UseTaskLogging(context))</c>. Idempotent.
+    /// </summary>
+    /// <param name="configurator">The mediator configurator.</param>
+    /// <param name="context">The registration context (gives JobLog's services, added by <c>AddJobLog</c>).</param>
+    /// <exception cref="ConfigurationException">When <c>services.AddJobLog(...)</c> was not called.</exception>
+    public static void UseTaskLogging(this IMediatorConfigurator configurator, IRegistrationContext context)
+    {
+        ArgumentNullException.ThrowIfNull(configurator);
+        ArgumentNullException.ThrowIfNull(context);
+        if (s_mediators.TryGetValue(configurator, out _))
+        {
+            return;
+        }
+
+        s_mediators.Add(configurator, new object());
+        var services = TaskLoggingServices.From(context);
+        var dispatch = new TaskDispatchObserver(services);
+        configurator.ConnectSendObserver(dispatch);
+        configurator.ConnectPublishObserver(dispatch);
+        configurator.ConfigureSend(s => s.UseExecute(ParentStamp.Stamp));
+        configurator.ConfigurePublish(p => p.UseExecute(ParentStamp.Stamp));
+        configurator.AddPrePipeSpecification(new TaskDeliverySpecification(services));
+        var runs = new TaskRunConfigurationObserver(services);
+        configurator.ConnectConsumerConfigurationObserver(runs);
+        configurator.ConnectSagaConfigurationObserver(runs);
+        configurator.ConnectHandlerConfigurationObserver(runs);
     }
 
     /// <summary>

@@ -34,7 +34,9 @@ public sealed class BusFixture : IAsyncDisposable
         int retries = 0,
         Action<JobLogOptions>? options = null,
         TestLedger? ledger = null,
-        TimeSpan? retryInterval = null)
+        TimeSpan? retryInterval = null,
+        Action<IBusRegistrationContext, IBusFactoryConfigurator>? configureBus = null,
+        Action<IBusRegistrationContext, IBusFactoryConfigurator>? endpoints = null)
     {
         var vhost = transport == Transport.RabbitMq ? await RabbitMqVhost.CreateAsync() : null;
         var host = await LedgerHost.StartAsync(ledger ?? TestLedger.Sqlite(), options, services =>
@@ -46,7 +48,7 @@ public sealed class BusFixture : IAsyncDisposable
                 consumers(x);
                 if (vhost is null)
                 {
-                    x.UsingInMemory((context, cfg) => Configure(context, cfg, retries, retryInterval));
+                    x.UsingInMemory((context, cfg) => Configure(context, cfg, retries, retryInterval, configureBus, endpoints));
                 }
                 else
                 {
@@ -57,7 +59,7 @@ public sealed class BusFixture : IAsyncDisposable
                             h.Username("guest");
                             h.Password("guest");
                         });
-                        Configure(context, cfg, retries, retryInterval);
+                        Configure(context, cfg, retries, retryInterval, configureBus, endpoints);
                     });
                 }
             });
@@ -67,9 +69,13 @@ public sealed class BusFixture : IAsyncDisposable
         return fixture;
     }
 
-    private static void Configure<T>(IBusRegistrationContext context, IBusFactoryConfigurator<T> cfg, int retries, TimeSpan? interval)
+    private static void Configure<T>(
+        IBusRegistrationContext context, IBusFactoryConfigurator<T> cfg, int retries, TimeSpan? interval,
+        Action<IBusRegistrationContext, IBusFactoryConfigurator>? configureBus,
+        Action<IBusRegistrationContext, IBusFactoryConfigurator>? endpoints)
         where T : IReceiveEndpointConfigurator
     {
+        configureBus?.Invoke(context, cfg);
         if (retries > 0 && interval is { } delay)
         {
             // With the bus as connector, a waiting retry is cancelled when the bus stops.
@@ -85,6 +91,7 @@ public sealed class BusFixture : IAsyncDisposable
         }
 
         cfg.UseTaskLogging(context);
+        endpoints?.Invoke(context, cfg);
         cfg.ConfigureEndpoints(context);
     }
 

@@ -51,6 +51,11 @@ public sealed class TaskLog
     /// <summary>The run during which this task was dispatched, if any.</summary>
     public Guid? ParentRunId { get; set; }
 
+    /// <summary>
+    /// The inbound HTTP request during which this task was dispatched (or written to the bus outbox), if any.
+    /// </summary>
+    public Guid? InputRequestId { get; set; }
+
     /// <summary>MassTransit CorrelationId.</summary>
     public Guid? CorrelationId { get; set; }
 

@@ -48,6 +48,8 @@ internal static class LedgerModel
             e.HasIndex(x => x.Stop);
             // Children of a run: only tasks dispatched from inside a consumer have a parent.
             e.HasIndex(x => x.ParentRunId).HasFilter("\"ParentRunId\" IS NOT NULL");
+            // Tasks of a request: only tasks dispatched while serving a request have one.
+            e.HasIndex(x => x.InputRequestId).HasFilter("\"InputRequestId\" IS NOT NULL");
             e.HasMany(x => x.Runs).WithOne(x => x.Task!).HasForeignKey(x => x.TaskId)
                 .OnDelete(DeleteBehavior.Cascade);
         });

@@ -22,14 +22,14 @@ internal static class LedgerStatements
         new("Expires", "timestamptz"), new("Stale", "timestamptz"), new("IsSetAsStale", "boolean"), new("State", "integer"),
         new("Start", "timestamptz"), new("Stop", "timestamptz"), new("ParentRunId", "uuid"), new("CorrelationId", "uuid"),
         new("ConversationId", "uuid"), new("TraceId", "text"), new("SourceAddress", "text"), new("Host", "text"),
-        new("Release", "text"), new("Slug", "text"), new("ExtraData", "text"), new("IsInternal", "boolean"),
+        new("Release", "text"), new("Slug", "text"), new("ExtraData", "text"), new("IsInternal", "boolean"), new("InputRequestId", "uuid"),
     ];
 
     // Producer fields win over what a consumer guessed; state, start and stop stay derived from the runs.
     private static readonly string[] s_producerFields =
     [
         "Name", "QueueName", "Input", "TaskArgs", "TaskKwargs", "DispatchedAt", "EstimatedTimeOfFirstArrival", "Expires", "Stale",
-        "ParentRunId", "CorrelationId", "ConversationId", "TraceId", "SourceAddress", "Host", "Release", "Slug", "ExtraData", "IsInternal",
+        "ParentRunId", "CorrelationId", "ConversationId", "TraceId", "SourceAddress", "Host", "Release", "Slug", "ExtraData", "IsInternal", "InputRequestId",
     ];
 
     /// <summary>

@@ -466,6 +466,7 @@ internal static class LedgerRows
         sink.Text(t.Slug);
         sink.Text(t.ExtraData);
         sink.Bool(t.IsInternal);
+        sink.Guid(t.InputRequestId);
     }
 
     public static void Run<TSink>(ref TSink sink, RunRow row, bool withOrdinal)

@@ -25,6 +25,9 @@ internal sealed class DeliveryState
 
     public long LastSequence => Interlocked.Read(ref _lastSequence);
 
+    /// <summary>The run that started last in this delivery: the parent of what an outbox releases after it.</summary>
+    public Guid? LastRunId { get; set; }
+
     public void Track(long sequence)
     {
         if (sequence <= 0)

@@ -4,6 +4,7 @@ using JobLog.Recording;
 using JobLog.Timing;
 using MassTransit;
 using MassTransit.Scheduling;
+using MassTransit.Serialization;
 
 namespace JobLog.MassTransit.Internal;
 
@@ -21,13 +22,19 @@ internal sealed class DispatchTicket(long sequence)
 
 /// <summary>
 /// A task row on every send and publish (DESIGN §5): observers run after the caller's pipe, so they see TimeToLive,
-/// Delay and headers. Redelivery re-sends and <c>Fault&lt;T&gt;</c> are not new tasks. A <c>ScheduleMessage</c> is
+/// Delay and headers. Redelivery re-sends are not new tasks; a <c>Fault&lt;T&gt;</c> is one only where this application
+/// consumes it. The outbox's <c>SerializedMessageBody</c> deliveries are recorded as the message they carry. A <c>ScheduleMessage</c> is
 /// recorded as the task of the message it schedules (its MessageId, exact ETA); the scheduler's own later send of it
 /// is not a second task. With the JobLog scheduler, a <c>SetTaskOptions(Eta/Countdown)</c> send on RabbitMQ is
 /// deferred to the scheduler instead of asking the broker for a delay it cannot give.
 /// </summary>
 internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogSchedulerRegistration? scheduler = null) : ISendObserver, IPublishObserver
 {
+    /// <summary>The consumer type of the run that closes a published message nobody here consumes.</summary>
+    public const string NoConsumer = "(no consumer)";
+
+    private const string FaultUrn = "urn:message:MassTransit:Fault";
+
     public Task PreSend<T>(SendContext<T> context)
         where T : class => Record(context);
 
@@ -42,7 +49,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
     }
 
     public Task PrePublish<T>(PublishContext<T> context)
-        where T : class => Record(context);
+        where T : class => Record(context, published: true);
 
     public Task PostPublish<T>(PublishContext<T> context)
         where T : class => WaitAsync(context);
@@ -55,7 +62,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
     }
 
     /// <returns>Completed, or, for a message deferred to the scheduler, when the scheduler's exchange exists.</returns>
-    private Task Record<T>(SendContext<T> context)
+    private Task Record<T>(SendContext<T> context, bool published = false)
         where T : class
     {
         var deferred = false;
@@ -73,9 +80,16 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
                 return Task.CompletedTask;
             }
 
-            if (typeof(T).Namespace == typeof(ScheduleMessage).Namespace || !IsTask(context))
+            if (typeof(T).Namespace == typeof(ScheduleMessage).Namespace)
             {
                 // Cancellations and the rest of the scheduler protocol are not tasks.
+                return Task.CompletedTask;
+            }
+
+            // The transactional outbox delivers a stored body: the task is the message it carries.
+            SerializedMessage? serialized = context.Message is SerializedMessageBody ? services.Messages.Read(context) : null;
+            if (!IsTask(context, serialized))
+            {
                 return Task.CompletedTask;
             }
 
@@ -84,10 +98,11 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
                 return Task.CompletedTask;
             }
 
+            var messageType = serialized?.Type ?? typeof(T);
             var now = services.UtcNow;
             context.TryGetPayload<TaskOptionsPayload>(out var payload);
             var call = payload?.Options;
-            var type = services.Options.GetTaskType(typeof(T));
+            var type = services.Options.GetTaskType(messageType);
             var times = TaskTiming.Resolve(now, call, type, services.Options, context.TimeToLive, context.Delay);
             if (context.TimeToLive is null && times.TimeToLive is { } ttl)
             {
@@ -100,7 +115,15 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
                 deferred = DeferToScheduler(context, times.Eta);
             }
 
-            Enqueue(context, typeof(T), context.Message, context.DestinationAddress, call, times, now);
+            Enqueue(context, messageType, serialized is { } body ? body.Message : context.Message, context.DestinationAddress, call, times, now,
+                serialized is { Type: null } unresolved ? unresolved.Name : null);
+            // The outbox delivers a publish as a send to the message type's exchange.
+            published = published || serialized is { Type: { } carried }
+                && string.Equals(TaskLoggingServices.QueueName(context.DestinationAddress), MessageUrn.ForTypeString(carried)[MessageUrn.Prefix.Length..], StringComparison.Ordinal);
+            if (published && services.Options.CloseUnconsumedPublishes && !services.Consumed.IsConsumed(messageType))
+            {
+                RecordUnconsumed(context, messageType, now);
+            }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -182,7 +205,9 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         return true;
     }
 
-    private void Enqueue<T>(SendContext<T> context, Type messageType, object? message, Uri? destination, TaskDispatchOptions? call, TaskTimes times, DateTime now)
+    private void Enqueue<T>(
+        SendContext<T> context, Type messageType, object? message, Uri? destination, TaskDispatchOptions? call, TaskTimes times, DateTime now,
+        string? name = null)
         where T : class
     {
         var isInternal = InternalMessages.IsInternal(messageType);
@@ -195,7 +220,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         var task = new TaskLog
         {
             Id = context.MessageId ?? NewId.NextGuid(),
-            Name = services.TaskName(messageType, call),
+            Name = name is not null && call?.Name is null ? name : services.TaskName(messageType, call),
             QueueName = TaskLoggingServices.QueueName(destination),
             Input = rendered.Input,
             TaskArgs = rendered.TaskArgs,
@@ -204,7 +229,10 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             EstimatedTimeOfFirstArrival = times.Eta,
             Expires = times.Expires,
             Stale = times.Stale,
-            ParentRunId = JobLogScope.CurrentTaskRunId,
+            ParentRunId = ParentRun(context),
+            InputRequestId = context.Message is SerializedMessageBody
+                ? ParentStamp.Read(context, ParentStamp.RequestHeader) ?? JobLogScope.CurrentInputRequestId
+                : JobLogScope.CurrentInputRequestId ?? ParentStamp.Read(context, ParentStamp.RequestHeader),
             CorrelationId = context.CorrelationId,
             ConversationId = context.ConversationId,
             TraceId = Activity.Current?.TraceId.ToHexString(),
@@ -217,10 +245,70 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         context.GetOrAddPayload(() => new DispatchTicket(sequence));
     }
 
-    private bool IsTask<T>(SendContext<T> context)
+    /// <summary>
+    /// The run this message was dispatched in: the ambient run; for a message the outbox stored and delivers later
+    /// (outside that run), the run stamped on it when it was written, else the run of the delivery that releases it.
+    /// </summary>
+    private static Guid? ParentRun<T>(SendContext<T> context)
+        where T : class
+    {
+        var stamped = ParentStamp.Read(context, ParentStamp.RunHeader);
+        if (context.Message is SerializedMessageBody && stamped is not null)
+        {
+            return stamped;
+        }
+
+        return JobLogScope.CurrentTaskRunId ?? stamped
+            ?? (context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetPayload<DeliveryState>(out var delivery) ? delivery.LastRunId : null);
+    }
+
+    /// <summary>
+    /// A published message that no consumer, saga or handler of this application takes: one run of consumer
+    /// <c>(no consumer)</c>, SUCCEEDED at once, so that the task neither waits forever nor counts as failed. Runs that
+    /// other applications record on the same ledger are added to it as usual.
+    /// </summary>
+    private void RecordUnconsumed<T>(SendContext<T> context, Type messageType, DateTime now)
+        where T : class
+    {
+        if (context.MessageId is not { } taskId)
+        {
+            return;
+        }
+
+        var name = services.TaskName(messageType);
+        var run = new TaskRunLog
+        {
+            Id = NewId.NextSequentialGuid(),
+            TaskId = taskId,
+            Name = name,
+            QueueName = TaskLoggingServices.QueueName(context.DestinationAddress),
+            ConsumerType = NoConsumer,
+            Start = now,
+            Stop = now,
+            State = TaskRunState.Succeeded,
+            Output = $"Published; no consumer of {name} in this application.",
+            Host = services.Options.Host,
+            WaitingTime = 0,
+        };
+        var seed = new TaskLog { Id = taskId, Name = name, DispatchedAt = now, EstimatedTimeOfFirstArrival = now };
+        services.Recorder.Enqueue(new RunStarted(run, seed, false));
+    }
+
+    private bool IsTask<T>(SendContext<T> context, SerializedMessage? serialized)
         where T : class
     {
         if (context.Message is Fault)
+        {
+            // A fault is a task only where something consumes it; the task that faulted already shows the failure.
+            return services.Consumed.IsConsumed(typeof(T));
+        }
+
+        if (serialized is { Type: { } faultType } && typeof(Fault).IsAssignableFrom(faultType))
+        {
+            return services.Consumed.IsConsumed(faultType);
+        }
+
+        if (serialized is { Type: null } && context.SupportedMessageTypes?.FirstOrDefault()?.StartsWith(FaultUrn, StringComparison.Ordinal) == true)
         {
             return false;
         }

@@ -28,6 +28,12 @@ internal sealed class TaskLoggingServices(
 
     public TimeProvider Time { get; } = time;
 
+    /// <summary>Reads the messages the outbox delivers as serialized bodies.</summary>
+    public SerializedMessages Messages { get; } = new();
+
+    /// <summary>The message types this application's consumers, sagas and handlers consume.</summary>
+    public ConsumedTypes Consumed { get; } = new();
+
     public DateTime UtcNow => Time.GetUtcNow().UtcDateTime;
 
     public static TaskLoggingServices From(IServiceProvider provider)
@@ -63,12 +69,21 @@ internal sealed class TaskLoggingServices(
         return $"{name}<{string.Join(",", type.GetGenericArguments().Select(ShortName))}>";
     }
 
-    /// <summary>The queue or exchange name of an address (its last path segment).</summary>
+    /// <summary>
+    /// The queue or exchange name of an address (its last path segment). A message URN (<c>urn:message:Ns:Type</c>, the
+    /// destination of a publish on some transports) names the exchange MassTransit publishes it to: <c>Ns:Type</c>.
+    /// </summary>
     public static string? QueueName(Uri? address)
     {
         if (address is null)
         {
             return null;
+        }
+
+        if (address.IsAbsoluteUri && string.Equals(address.Scheme, "urn", StringComparison.OrdinalIgnoreCase))
+        {
+            var urn = address.OriginalString;
+            return urn.StartsWith(MessageUrn.Prefix, StringComparison.OrdinalIgnoreCase) ? urn[MessageUrn.Prefix.Length..] : urn;
         }
 
         var path = address.IsAbsoluteUri ? address.AbsolutePath : address.OriginalString;
@@ -79,8 +94,24 @@ internal sealed class TaskLoggingServices(
             name = name[(name.IndexOf(':', StringComparison.Ordinal) + 1)..];
         }
 
-        return Uri.UnescapeDataString(name);
+        name = Uri.UnescapeDataString(name);
+        return name.StartsWith(MessageUrn.Prefix, StringComparison.OrdinalIgnoreCase) ? name[MessageUrn.Prefix.Length..] : name;
     }
 
-    public string ErrorText(Exception exception) => Redactor.ExceptionText(exception);
+    /// <summary>The exception, bounded; a state machine's refusal of an event is said in words first.</summary>
+    public string ErrorText(Exception exception) => Explain(exception) + Redactor.ExceptionText(exception);
+
+    private static string Explain(Exception exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is NotAcceptedStateMachineException)
+            {
+                return "Not accepted: the saga's current state does not accept this event (no handler for it in that state; "
+                    + "use Ignore() or handle it in the state machine). ";
+            }
+        }
+
+        return "";
+    }
 }

@@ -9,7 +9,11 @@ namespace JobLog.MassTransit.Internal;
 /// One run per consume attempt. Sits inside the retry filters (consumer level), so it is called once per attempt.
 /// A failed attempt is recorded RETRIED at once; the delivery filter turns it into FAILED when the delivery fails.
 /// </summary>
-internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType) : IFilter<ConsumeContext<TMessage>>
+/// <remarks>
+/// For a saga (<paramref name="saga"/>), the attempt's run may be replaced by the saga filter inside the repository
+/// (<see cref="SagaAttemptSlot"/>): the outcome is then recorded on the slot's current run, with the saga's state line.
+/// </remarks>
+internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType, bool saga = false) : IFilter<ConsumeContext<TMessage>>
     where TMessage : class
 {
     // The input and destination addresses rarely change for a consumer: their queue names are computed once.
@@ -34,6 +38,8 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var taskId = context.GetOriginalMessageId() ?? context.ReceiveContext.TransportHeaders.Get<Guid>("MessageId")
             ?? (delivery.GeneratedTaskId ??= NewId.NextGuid());
         var lane = delivery.Lane(consumerType);
+        var runId = NewId.NextSequentialGuid();
+        delivery.LastRunId = runId;
         if (lane.PendingFailure is { } previous)
         {
             // The previous attempt was retried in memory: this is when the retry came.
@@ -49,7 +55,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var run = new TaskRunLog
         {
             // Ascending in text and byte order: a new run lands at the end of the runs' primary key, not on a random page.
-            Id = NewId.NextSequentialGuid(),
+            Id = runId,
             TaskId = taskId,
             Name = name,
             QueueName = queue,
@@ -86,22 +92,30 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered, rendering)));
         var output = new OutputBuffer(services.Options.Redaction.MaxBodyLength);
         var frame = new AmbientFrame(AmbientKind.TaskRun, run.Id, JobLogScope.Current) { Output = output };
+        var slot = saga ? new SagaAttemptSlot(run, seed, rendering, output) : null;
         using (JobLogScope.Push(frame))
         {
+            SagaAttemptSlot.Current = slot;
             try
             {
                 await next.Send(context).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
-                lane.PendingFailure = (run.Id, taskId);
+                var failed = slot?.RunId ?? run.Id;
+                lane.PendingFailure = (failed, taskId);
                 delivery.Track(recorder.Enqueue(new RunFinished(
-                    run.Id, taskId, TaskRunState.Retried, services.UtcNow, services.ErrorText(ex), Bounded(output), null)));
+                    failed, taskId, TaskRunState.Retried, services.UtcNow, services.ErrorText(ex), Bounded(slot?.Output ?? output, slot?.SagaLine), null)));
                 throw;
+            }
+            finally
+            {
+                SagaAttemptSlot.Current = null;
             }
         }
 
-        delivery.Track(recorder.Enqueue(new RunFinished(run.Id, taskId, TaskRunState.Succeeded, services.UtcNow, null, Bounded(output), null)));
+        delivery.Track(recorder.Enqueue(new RunFinished(
+            slot?.RunId ?? run.Id, taskId, TaskRunState.Succeeded, services.UtcNow, null, Bounded(slot?.Output ?? output, slot?.SagaLine), null)));
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogTaskRun").Add("consumer", consumerType);
@@ -124,8 +138,13 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         return name;
     }
 
-    private string? Bounded(OutputBuffer output)
+    private string? Bounded(OutputBuffer output, string? sagaLine = null)
     {
+        if (sagaLine is not null)
+        {
+            output.Append(sagaLine);
+        }
+
         var text = output.Snapshot();
         return text is null ? null : services.Redactor.Bound(text);
     }
@@ -195,9 +214,17 @@ internal sealed class TaskDeliverySpecification(TaskLoggingServices services) : 
     }
 }
 
-/// <summary>Adds a <see cref="TaskRunFilter{TMessage}"/> to every consumer and saga message pipe (inside retry).</summary>
-internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services) : IConsumerConfigurationObserver, ISagaConfigurationObserver
+/// <summary>
+/// Adds a <see cref="TaskRunFilter{TMessage}"/> to every consumer, saga and receive-endpoint handler message pipe
+/// (inside retry). A handler's runs are named <c>Handler&lt;TMessage&gt;</c>.
+/// </summary>
+internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
+    : IConsumerConfigurationObserver, ISagaConfigurationObserver, IHandlerConfigurationObserver
 {
+    public void HandlerConfigured<TMessage>(IHandlerConfigurator<TMessage> configurator)
+        where TMessage : class =>
+        _ = Add(configurator, "Handler<" + TaskLoggingServices.ShortName(typeof(TMessage)) + ">");
+
     public void ConsumerConfigured<TConsumer>(IConsumerConfigurator<TConsumer> configurator)
         where TConsumer : class
     {
@@ -214,7 +241,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
                 return;
             }
 
-            Add(message, TaskLoggingServices.ShortName(typeof(TConsumer)));
+            _ = Add(message, TaskLoggingServices.ShortName(typeof(TConsumer)));
         }
     }
 
@@ -232,13 +259,14 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         where TSaga : class, ISaga
         where TMessage : class
     {
-        if (configurator is ISagaMessageConfigurator<TMessage> message)
+        if (configurator is ISagaMessageConfigurator<TMessage> message && Add(message, TaskLoggingServices.ShortName(typeof(TSaga)), saga: true))
         {
-            Add(message, TaskLoggingServices.ShortName(typeof(TSaga)));
+            // Inside the repository: each call of the saga, including the repository's own retries, and its state.
+            configurator.UseFilter(new TaskSagaRunFilter<TSaga, TMessage>(services));
         }
     }
 
-    private void Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer)
+    private bool Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false)
         where TMessage : class
     {
         // Scheduler and outbox re-sends are not tasks of their own; neither is the scheduler protocol (a ScheduleMessage
@@ -246,7 +274,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         if (typeof(TMessage) == typeof(global::MassTransit.Serialization.SerializedMessageBody)
             || typeof(TMessage).Namespace == typeof(global::MassTransit.Scheduling.ScheduleMessage).Namespace)
         {
-            return;
+            return false;
         }
 
         if (!services.Options.RecordInternalMessages && InternalMessages.IsInternal(typeof(TMessage)))
@@ -255,6 +283,21 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         }
 
         Debug.Assert(consumer.Length > 0, "consumer name");
-        configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer));
+        if (typeof(TMessage).IsGenericType && typeof(TMessage).GetGenericTypeDefinition() == typeof(Batch<>))
+        {
+            // A batch consumer: a run on each message of the batch, per attempt.
+            var element = typeof(TMessage).GetGenericArguments()[0];
+            services.Messages.Register(element);
+            services.Consumed.Add(element);
+            var filter = (IFilter<ConsumeContext<TMessage>>)Activator.CreateInstance(
+                typeof(TaskBatchRunFilter<>).MakeGenericType(element), services, consumer)!;
+            configurator.UseFilter(filter);
+            return true;
+        }
+
+        services.Messages.Register(typeof(TMessage));
+        services.Consumed.Add(typeof(TMessage));
+        configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer, saga));
+        return true;
     }
 }

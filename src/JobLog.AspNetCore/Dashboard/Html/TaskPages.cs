@@ -94,6 +94,7 @@ internal static class TaskPages
                 Layout.Field(h, "Dispatched by", t.ParentRunId is { } pr ? $"run {pr} (not in the ledger)" : null);
             }
 
+            Layout.Field(h, "Input request", t.InputRequestId?.ToString(), mono: true);
             Layout.Field(h, "Correlation id", t.CorrelationId?.ToString(), mono: true);
             Layout.Field(h, "Conversation id", t.ConversationId?.ToString(), mono: true);
             Layout.Field(h, "Trace id", t.TraceId, mono: true);

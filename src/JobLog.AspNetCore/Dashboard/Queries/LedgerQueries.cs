@@ -29,7 +29,9 @@ internal sealed class LedgerQueries(JobLogDbContext db)
 
         if (f.Queue is { } queue)
         {
-            q = q.Where(t => t.QueueName == queue);
+            // The exchange or queue the task was sent to, or a queue that consumed it (a published event's runs name
+            // the subscribers' queues).
+            q = q.Where(t => t.QueueName == queue || t.Runs.Any(r => r.QueueName == queue));
         }
 
         if (f.From is { } from)

@@ -376,6 +376,9 @@ namespace JobLog.Storage.Migrations.Npgsql
                     b.Property<string>("Input")
                         .HasColumnType("text");
 
+                    b.Property<Guid?>("InputRequestId")
+                        .HasColumnType("uuid");
+
                     b.Property<bool>("IsInternal")
                         .HasColumnType("boolean");
 
@@ -431,6 +434,9 @@ namespace JobLog.Storage.Migrations.Npgsql
                     b.HasKey("Id");
 
                     b.HasIndex("DispatchedAt");
+
+                    b.HasIndex("InputRequestId")
+                        .HasFilter("\"InputRequestId\" IS NOT NULL");
 
                     b.HasIndex("ParentRunId")
                         .HasFilter("\"ParentRunId\" IS NOT NULL");

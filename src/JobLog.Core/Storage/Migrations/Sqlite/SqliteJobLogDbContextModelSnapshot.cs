@@ -371,6 +371,9 @@ namespace JobLog.Storage.Migrations.Sqlite
                     b.Property<string>("Input")
                         .HasColumnType("TEXT");
 
+                    b.Property<Guid?>("InputRequestId")
+                        .HasColumnType("TEXT");
+
                     b.Property<bool>("IsInternal")
                         .HasColumnType("INTEGER");
 
@@ -426,6 +429,9 @@ namespace JobLog.Storage.Migrations.Sqlite
                     b.HasKey("Id");
 
                     b.HasIndex("DispatchedAt");
+
+                    b.HasIndex("InputRequestId")
+                        .HasFilter("\"InputRequestId\" IS NOT NULL");
 
                     b.HasIndex("ParentRunId")
                         .HasFilter("\"ParentRunId\" IS NOT NULL");

@@ -1,0 +1,25 @@
+using System.Collections.Concurrent;
+
+namespace JobLog.MassTransit.Internal;
+
+/// <summary>
+/// The message types the consumers, sagas and handlers of this application consume, as configured on its endpoints.
+/// A published message none of them takes (directly or through a base type or interface) is one nobody here will run.
+/// </summary>
+internal sealed class ConsumedTypes
+{
+    private readonly ConcurrentDictionary<Type, byte> _consumed = new();
+    private readonly ConcurrentDictionary<Type, bool> _answers = new();
+
+    public void Add(Type messageType)
+    {
+        if (_consumed.TryAdd(messageType, 0))
+        {
+            // A consumer configured after a first answer (an endpoint connected at run time) changes it.
+            _answers.Clear();
+        }
+    }
+
+    public bool IsConsumed(Type messageType) =>
+        _answers.GetOrAdd(messageType, type => _consumed.Keys.Any(consumed => consumed.IsAssignableFrom(type)));
+}

@@ -1,0 +1,88 @@
+using System.Diagnostics;
+using JobLog.Recording;
+using MassTransit;
+
+namespace JobLog.MassTransit.Internal;
+
+/// <summary>
+/// A response's run is its receipt by the request client that waits for it (consumer type <c>RequestClient</c>): the
+/// request client consumes it through a handler connected for that one request, which no configuration observer sees.
+/// So the response is SUCCEEDED when the requester got it (FAILED when its handler threw), and is linked to the run
+/// that answered (its task's <c>ParentRunId</c>).
+/// </summary>
+internal sealed class ResponseReceiptObserver(TaskLoggingServices services) : IReceiveObserver
+{
+    public const string ConsumerType = "RequestClient";
+
+    public Task PreReceive(ReceiveContext context) => Task.CompletedTask;
+
+    public Task PostReceive(ReceiveContext context) => Task.CompletedTask;
+
+    public Task PostConsume<T>(ConsumeContext<T> context, TimeSpan duration, string consumerType)
+        where T : class
+    {
+        Record(context, duration, consumerType, null);
+        return Task.CompletedTask;
+    }
+
+    public Task ConsumeFault<T>(ConsumeContext<T> context, TimeSpan duration, string consumerType, Exception exception)
+        where T : class
+    {
+        Record(context, duration, consumerType, exception);
+        return Task.CompletedTask;
+    }
+
+    public Task ReceiveFault(ReceiveContext context, Exception exception) => Task.CompletedTask;
+
+    private void Record<T>(ConsumeContext<T> context, TimeSpan duration, string consumerType, Exception? exception)
+        where T : class
+    {
+        try
+        {
+            // Request clients consume responses with a MessageHandler of their own; JobLog's hooked handlers are not
+            // MessageHandlers and record their runs themselves.
+            if (context.RequestId is null || context.MessageId is not { } taskId
+                || !consumerType.Contains("MessageHandler<", StringComparison.Ordinal))
+            {
+                return;
+            }
+
+            var stop = services.UtcNow;
+            var start = stop - duration;
+            var name = services.TaskName(typeof(T));
+            var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
+            var run = new TaskRunLog
+            {
+                Id = NewId.NextSequentialGuid(),
+                TaskId = taskId,
+                Name = name,
+                QueueName = queue,
+                ConsumerType = ConsumerType,
+                Start = start,
+                Stop = stop,
+                State = exception is null ? TaskRunState.Succeeded : TaskRunState.Failed,
+                ErrorMessage = exception is null ? null : services.ErrorText(exception),
+                Redelivered = context.ReceiveContext.Redelivered,
+                Host = services.Options.Host,
+                WaitingTime = context.SentTime is { } sent ? Math.Max(0, (start - DateTime.SpecifyKind(sent, DateTimeKind.Utc)).TotalSeconds) : null,
+            };
+            var seed = new TaskLog
+            {
+                Id = taskId,
+                Name = name,
+                QueueName = TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue,
+                DispatchedAt = context.SentTime is { } s ? DateTime.SpecifyKind(s, DateTimeKind.Utc) : start,
+                EstimatedTimeOfFirstArrival = context.SentTime is { } e ? DateTime.SpecifyKind(e, DateTimeKind.Utc) : start,
+                CorrelationId = context.CorrelationId,
+                ConversationId = context.ConversationId,
+                SourceAddress = context.SourceAddress?.ToString(),
+            };
+            services.Recorder.Enqueue(new RunStarted(run, seed, false, new DeferredRendering(context.Message, services.Renderer)));
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Recording never breaks the business path.
+            Debug.WriteLine(ex);
+        }
+    }
+}
