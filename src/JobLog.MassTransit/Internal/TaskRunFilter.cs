@@ -238,6 +238,8 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         {
             if (Jobs.JobTasks.Configure<TConsumer, TMessage>(services, message))
             {
+                // A job's messages are consumed here, though their runs are the job's.
+                services.Consumed.Add(typeof(TMessage));
                 return;
             }
 
@@ -279,7 +281,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
 
         if (!services.Options.RecordInternalMessages && InternalMessages.IsInternal(typeof(TMessage)))
         {
-            return;
+            return false;
         }
 
         Debug.Assert(consumer.Length > 0, "consumer name");
