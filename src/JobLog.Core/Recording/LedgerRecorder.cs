@@ -28,12 +28,14 @@ internal sealed class LedgerRecorder : IDisposable
     private readonly Queue<Waiter> _byDeadline = new();
     private ITimer? _watchdog;
     private LedgerSpool? _spool;
+    private readonly RecordMasking _masking;
     private bool _spoolUnavailable;
     private bool _spooling;
     private long _spooled;
 
-    public LedgerRecorder(IOptions<JobLogOptions> options, JobLogMetrics metrics, ILogger<LedgerRecorder> logger, TimeProvider time)
+    public LedgerRecorder(IOptions<JobLogOptions> options, JobLogMetrics metrics, ILogger<LedgerRecorder> logger, TimeProvider time, Redaction.Redactor redactor)
     {
+        _masking = new RecordMasking(redactor);
         _options = options.Value;
         _metrics = metrics;
         _logger = logger;
@@ -113,6 +115,12 @@ internal sealed class LedgerRecorder : IDisposable
             // writer has replayed it).
             record.Sequence = 0;
             _spool ??= ClaimSpool();
+            if (_spool is not null)
+            {
+                // The writer masks free texts; a record bound for the disk is masked before it gets there.
+                _masking.Apply(record);
+            }
+
             if (_spool is not null && _spool.TryAppend(record))
             {
                 if (!_spooling)

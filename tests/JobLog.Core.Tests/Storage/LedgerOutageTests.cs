@@ -186,6 +186,55 @@ public class LedgerOutageTests
     }
 
     [Test]
+    public async Task QueueFull_SpooledRecord_IsMaskedBeforeItReachesTheSpoolFile()
+    {
+        var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
+        {
+            o.QueueCapacity = 1000;
+            o.MaxBatchSize = 500;
+            o.SpoolDirectory = spool;
+            o.CommandTimeout = TimeSpan.FromSeconds(1);
+            o.MaxRetryDelay = TimeSpan.FromMilliseconds(200);
+        });
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
+        await blocker.OpenAsync();
+        await using (var begin = blocker.CreateCommand())
+        {
+            begin.CommandText = "BEGIN EXCLUSIVE";
+            await begin.ExecuteNonQueryAsync();
+        }
+
+        var id = Guid.NewGuid();
+        for (var i = 0; i < 3000; i++)
+        {
+            recorder.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+        }
+
+        // Free texts are masked by the writer; a record that overflows to disk must not wait for it.
+        const string secret = "Host=db;Username=app;Password=Spool-S3cret-91";
+        var run = new TaskRunLog { Id = Guid.NewGuid(), TaskId = id, Name = "T", ConsumerType = "C", Start = DateTime.UtcNow };
+        Assert.That(recorder.Enqueue(new RunStarted(run, new TaskLog { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }, false)), Is.Zero);
+        Assert.That(recorder.Enqueue(new RunFinished(run.Id, id, TaskRunState.Failed, DateTime.UtcNow, "could not connect: " + secret, "connecting with " + secret, null)), Is.Zero);
+        var file = Directory.GetFiles(spool, "*.jsonl").Single();
+        Assert.That(await File.ReadAllTextAsync(file), Does.Not.Contain("Spool-S3cret-91"));
+
+        await using (var rollback = blocker.CreateCommand())
+        {
+            rollback.CommandText = "ROLLBACK";
+            await rollback.ExecuteNonQueryAsync();
+        }
+
+        await LedgerHost.EventuallyAsync(
+            async () => await host.QueryAsync(db => db.TaskRunLogs.CountAsync(r => r.TaskId == id && r.State == TaskRunState.Failed)) == 1,
+            TimeSpan.FromSeconds(30), "the spooled run reaches the ledger");
+        var stored = (await host.TaskAsync(id)).Runs.Single();
+        Assert.That(new[] { stored.ErrorMessage, stored.Output }, Has.None.Contains("Spool-S3cret-91").And.All.Not.Null);
+        Directory.Delete(spool, recursive: true);
+    }
+
+    [Test]
     public async Task SpoolLeftByAStoppedProcess_IsReplayedByTheNext_SkippingUnreadableLines()
     {
         var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
