@@ -31,17 +31,8 @@ public static class TaskLoggingConfigurationExtensions
 
         s_configured.Add(configurator, new object());
         var services = TaskLoggingServices.From(context);
-        var dispatch = new TaskDispatchObserver(services, context.GetService<JobLogSchedulerRegistration>());
-        configurator.ConnectSendObserver(dispatch);
-        configurator.ConnectPublishObserver(dispatch);
-        configurator.ConfigureSend(s => s.UseExecute(ParentStamp.Stamp));
-        configurator.ConfigurePublish(p => p.UseExecute(ParentStamp.Stamp));
-        configurator.AddPrePipeSpecification(new TaskDeliverySpecification(services));
-        var runs = new TaskRunConfigurationObserver(services);
-        configurator.ConnectConsumerConfigurationObserver(runs);
-        configurator.ConnectSagaConfigurationObserver(runs);
+        Connect(configurator, services, new TaskDispatchObserver(services, context.GetService<JobLogSchedulerRegistration>()));
         configurator.ConnectActivityConfigurationObserver(new JobLog.MassTransit.Internal.Courier.CourierConfigurationObserver(services));
-        configurator.ConnectHandlerConfigurationObserver(runs);
         configurator.ConnectReceiveObserver(new ResponseReceiptObserver(services));
     }
 
@@ -64,7 +55,14 @@ public static class TaskLoggingConfigurationExtensions
 
         s_mediators.Add(configurator, new object());
         var services = TaskLoggingServices.From(context);
-        var dispatch = new TaskDispatchObserver(services);
+        Connect(configurator, services, new TaskDispatchObserver(services));
+    }
+
+    /// <summary>What a bus and the mediator share: tasks on send and publish, the parent stamp, the delivery filter, runs.</summary>
+    private static void Connect<TConfigurator>(TConfigurator configurator, TaskLoggingServices services, TaskDispatchObserver dispatch)
+        where TConfigurator : ISendObserverConnector, IPublishObserverConnector, ISendPipelineConfigurator, IPublishPipelineConfigurator,
+            IConsumePipeConfigurator, IConsumerConfigurationObserverConnector, ISagaConfigurationObserverConnector, IHandlerConfigurationObserverConnector
+    {
         configurator.ConnectSendObserver(dispatch);
         configurator.ConnectPublishObserver(dispatch);
         configurator.ConfigureSend(s => s.UseExecute(ParentStamp.Stamp));
