@@ -51,32 +51,11 @@ internal sealed class ResponseReceiptObserver(TaskLoggingServices services) : IR
             var start = stop - duration;
             var name = services.TaskName(typeof(T));
             var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
-            var run = new TaskRunLog
-            {
-                Id = NewId.NextSequentialGuid(),
-                TaskId = taskId,
-                Name = name,
-                QueueName = queue,
-                ConsumerType = ConsumerType,
-                Start = start,
-                Stop = stop,
-                State = exception is null ? TaskRunState.Succeeded : TaskRunState.Failed,
-                ErrorMessage = exception is null ? null : services.ErrorText(exception),
-                Redelivered = context.ReceiveContext.Redelivered,
-                Host = services.Options.Host,
-                WaitingTime = context.SentTime is { } sent ? Math.Max(0, (start - DateTime.SpecifyKind(sent, DateTimeKind.Utc)).TotalSeconds) : null,
-            };
-            var seed = new TaskLog
-            {
-                Id = taskId,
-                Name = name,
-                QueueName = TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue,
-                DispatchedAt = context.SentTime is { } s ? DateTime.SpecifyKind(s, DateTimeKind.Utc) : start,
-                EstimatedTimeOfFirstArrival = context.SentTime is { } e ? DateTime.SpecifyKind(e, DateTimeKind.Utc) : start,
-                CorrelationId = context.CorrelationId,
-                ConversationId = context.ConversationId,
-                SourceAddress = context.SourceAddress?.ToString(),
-            };
+            var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, ConsumerType, start);
+            run.Stop = stop;
+            run.State = exception is null ? TaskRunState.Succeeded : TaskRunState.Failed;
+            run.ErrorMessage = exception is null ? null : services.ErrorText(exception);
+            var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, start);
             services.Recorder.Enqueue(new RunStarted(run, seed, false, new DeferredRendering(context.Message, services.Renderer)));
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

@@ -44,29 +44,8 @@ internal sealed class TaskBatchRunFilter<T>(TaskLoggingServices services, string
             }
 
             var queue = TaskLoggingServices.QueueName(message.ReceiveContext.InputAddress);
-            var run = new TaskRunLog
-            {
-                Id = runId,
-                TaskId = taskId,
-                Name = name,
-                QueueName = queue,
-                ConsumerType = consumerType,
-                Start = start,
-                Redelivered = message.ReceiveContext.Redelivered,
-                Host = services.Options.Host,
-                WaitingTime = message.SentTime is { } sent ? Math.Max(0, (start - DateTime.SpecifyKind(sent, DateTimeKind.Utc)).TotalSeconds) : null,
-            };
-            var seed = new TaskLog
-            {
-                Id = taskId,
-                Name = name,
-                QueueName = TaskLoggingServices.QueueName(message.DestinationAddress) ?? queue,
-                DispatchedAt = message.SentTime is { } s ? DateTime.SpecifyKind(s, DateTimeKind.Utc) : start,
-                EstimatedTimeOfFirstArrival = message.SentTime is { } e ? DateTime.SpecifyKind(e, DateTimeKind.Utc) : start,
-                CorrelationId = message.CorrelationId,
-                ConversationId = message.ConversationId,
-                SourceAddress = message.SourceAddress?.ToString(),
-            };
+            var run = ConsumedRecords.Run(services, message, runId, taskId, name, queue, consumerType, start);
+            var seed = ConsumedRecords.Seed(message, taskId, name, TaskLoggingServices.QueueName(message.DestinationAddress) ?? queue, start);
             var sequence = recorder.Enqueue(new RunStarted(run, seed, message.ReceiveContext.Redelivered, new DeferredRendering(message.Message, services.Renderer)));
             delivery?.Track(sequence);
         }

@@ -38,6 +38,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var taskId = context.GetOriginalMessageId() ?? context.ReceiveContext.TransportHeaders.Get<Guid>("MessageId")
             ?? (delivery.GeneratedTaskId ??= NewId.NextGuid());
         var lane = delivery.Lane(consumerType);
+        // Ascending in text and byte order: a new run lands at the end of the runs' primary key, not on a random page.
         var runId = NewId.NextSequentialGuid();
         delivery.LastRunId = runId;
         if (lane.PendingFailure is { } previous)
@@ -52,32 +53,10 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var rendering = delivery.Rendering ??= new DeferredRendering(context.Message, services.Renderer);
         var name = _name ??= services.TaskName(typeof(TMessage));
         var queue = QueueName(ref _input, context.ReceiveContext.InputAddress);
-        var run = new TaskRunLog
-        {
-            // Ascending in text and byte order: a new run lands at the end of the runs' primary key, not on a random page.
-            Id = runId,
-            TaskId = taskId,
-            Name = name,
-            QueueName = queue,
-            ConsumerType = consumerType,
-            Start = start,
-            Redelivered = context.ReceiveContext.Redelivered,
-            Host = services.Options.Host,
-            WaitingTime = context.SentTime is { } sent ? Math.Max(0, (start - DateTime.SpecifyKind(sent, DateTimeKind.Utc)).TotalSeconds) : null,
-        };
-        var seed = new TaskLog
-        {
-            Id = taskId,
-            Name = name,
-            QueueName = QueueName(ref _destination, context.DestinationAddress) ?? queue,
-            DispatchedAt = context.SentTime is { } s ? DateTime.SpecifyKind(s, DateTimeKind.Utc) : start,
-            EstimatedTimeOfFirstArrival = context.SentTime is { } e ? DateTime.SpecifyKind(e, DateTimeKind.Utc) : start,
-            Expires = context.ExpirationTime is { } x ? DateTime.SpecifyKind(x, DateTimeKind.Utc) : null,
-            CorrelationId = context.CorrelationId,
-            ConversationId = context.ConversationId,
-            SourceAddress = context.SourceAddress?.ToString(),
-            IsInternal = InternalMessages.IsInternal(typeof(TMessage)),
-        };
+        var run = ConsumedRecords.Run(services, context, runId, taskId, name, queue, consumerType, start);
+        var seed = ConsumedRecords.Seed(context, taskId, name, QueueName(ref _destination, context.DestinationAddress) ?? queue, start);
+        seed.Expires = context.ExpirationTime is { } x ? DateTime.SpecifyKind(x, DateTimeKind.Utc) : null;
+        seed.IsInternal = InternalMessages.IsInternal(typeof(TMessage));
 
         if (context.ExpirationTime is { } expiration && DateTime.SpecifyKind(expiration, DateTimeKind.Utc) < start)
         {

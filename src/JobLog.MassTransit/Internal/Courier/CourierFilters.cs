@@ -224,21 +224,12 @@ internal static class CourierAttempts
 
             step.ActivityName = context.ActivityName;
             var rendered = services.Renderer.Render(input());
-            var run = new TaskRunLog
-            {
-                Id = NewId.NextSequentialGuid(),
-                TaskId = context.TrackingNumber,
-                Name = runName,
-                QueueName = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress),
-                ConsumerType = consumerType,
-                Input = rendered.Input,
-                TaskArgs = rendered.TaskArgs,
-                TaskKwargs = rendered.TaskKwargs,
-                Start = start,
-                Redelivered = context.ReceiveContext.Redelivered,
-                Host = services.Options.Host,
-                WaitingTime = context.SentTime is { } sent ? Math.Max(0, (start - DateTime.SpecifyKind(sent, DateTimeKind.Utc)).TotalSeconds) : null,
-            };
+            var run = ConsumedRecords.Run(
+                services, context, NewId.NextSequentialGuid(), context.TrackingNumber, runName,
+                TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress), consumerType, start);
+            run.Input = rendered.Input;
+            run.TaskArgs = rendered.TaskArgs;
+            run.TaskKwargs = rendered.TaskKwargs;
             return RecordedAttempt.Start(services, delivery, run, RoutingSlipTasks.Seed(services, context.Message, null, start));
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
