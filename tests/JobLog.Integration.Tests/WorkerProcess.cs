@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using System.Text;
 using JobLog.Testing;
+using JobLog.Testing.Processes;
 
 namespace JobLog.Integration.Tests;
 
@@ -10,21 +10,18 @@ namespace JobLog.Integration.Tests;
 /// </summary>
 public sealed class WorkerProcess : IAsyncDisposable
 {
-    private readonly Process _process;
-    private readonly StringBuilder _output = new();
-    private readonly Lock _lock = new();
+    private readonly ChildProcess _process;
     private readonly string _directory;
 
-    private WorkerProcess(string name, Process process, string directory)
+    private WorkerProcess(ChildProcess process, string directory)
     {
-        Name = name;
         _process = process;
         _directory = directory;
     }
 
-    public string Name { get; }
+    public string Name => _process.Name;
 
-    public int Pid => _process.Id;
+    public int Pid => _process.Pid;
 
     public bool HasExited => _process.HasExited;
 
@@ -33,28 +30,7 @@ public sealed class WorkerProcess : IAsyncDisposable
     /// <summary>The Worker's own name for its scheduler dispatcher (<c>ScheduledMessageLog.SentBy</c>): machine/pid.</summary>
     public string DispatcherName => $"{Environment.MachineName}/{Pid}";
 
-    public static string WorkerDll
-    {
-        get
-        {
-            // tests/JobLog.Integration.Tests/bin/<Configuration>/net10.0/ → src/JobLog.Worker/bin/<Configuration>/net10.0/
-            var bin = new DirectoryInfo(AppContext.BaseDirectory.TrimEnd(Path.DirectorySeparatorChar));
-            var configuration = bin.Parent!.Name;
-            var root = bin;
-            while (root is not null && !File.Exists(Path.Combine(root.FullName, "JobLog.sln")))
-            {
-                root = root.Parent;
-            }
-
-            if (root is null)
-            {
-                throw new InvalidOperationException("JobLog.sln not found above " + AppContext.BaseDirectory);
-            }
-
-            var dll = Path.Combine(root.FullName, "src", "JobLog.Worker", "bin", configuration, bin.Name, "JobLog.Worker.dll");
-            return File.Exists(dll) ? dll : throw new FileNotFoundException("Build the Worker first (the test project references it).", dll);
-        }
-    }
+    public static string WorkerDll => BuiltApplication.Dll("src/JobLog.Worker", "JobLog.Worker.dll");
 
     /// <summary>Starts <c>dotnet JobLog.Worker.dll run</c> on the ledger and vhost; returns once it dispatches scheduled messages.</summary>
     /// <param name="name">The worker's name in the test's messages.</param>
@@ -74,32 +50,15 @@ public sealed class WorkerProcess : IAsyncDisposable
     public static async Task<(int ExitCode, string Output)> RunCommandAsync(string command, TestLedger ledger, ProcessSettings? settings = null, TimeSpan? timeout = null)
     {
         await using var worker = Start(command, ledger, [command], settings);
-        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(90));
-        try
-        {
-            await worker._process.WaitForExitAsync(cts.Token);
-        }
-        catch (OperationCanceledException)
-        {
-            throw new TimeoutException($"'{command}' did not exit within {timeout ?? TimeSpan.FromSeconds(90)}:\n{worker.Tail()}");
-        }
-
-        // The asynchronous readers may still hold the last lines.
-        worker._process.WaitForExit();
-        return (worker._process.ExitCode, worker.Output);
+        await worker._process.WaitForExitAsync(timeout ?? TimeSpan.FromSeconds(90));
+        return (worker.ExitCode, worker.Output);
     }
 
     private static WorkerProcess Start(string name, TestLedger ledger, string[] arguments, ProcessSettings? settings)
     {
         var directory = Path.Combine(Path.GetTempPath(), "joblog-workers", Guid.NewGuid().ToString("N"));
         Directory.CreateDirectory(directory);
-        var info = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = directory,
-        };
+        var info = new ProcessStartInfo("dotnet") { WorkingDirectory = directory };
         if (settings?.LegacyTimestampBehavior == true)
         {
             // AppContext switches are process-wide and read once: the process gets them from its runtimeconfig, as an
@@ -129,85 +88,31 @@ public sealed class WorkerProcess : IAsyncDisposable
             info.Environment["PGTZ"] = zone;
         }
 
-        var process = Process.Start(info) ?? throw new InvalidOperationException("dotnet did not start");
-        var worker = new WorkerProcess(name, process, directory);
-        process.OutputDataReceived += (_, e) => worker.Append(e.Data);
-        process.ErrorDataReceived += (_, e) => worker.Append(e.Data);
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return worker;
+        return new WorkerProcess(ChildProcess.Start(name, info), directory);
     }
 
-    public string Output
-    {
-        get
-        {
-            lock (_lock)
-            {
-                return _output.ToString();
-            }
-        }
-    }
+    public string Output => _process.Output;
 
-    public bool HasOutput(string text) => Output.Contains(text, StringComparison.Ordinal);
+    public bool HasOutput(string text) => _process.HasOutput(text);
 
-    public async Task WaitForOutputAsync(string text, TimeSpan timeout)
-    {
-        var deadline = DateTime.UtcNow + timeout;
-        while (!HasOutput(text))
-        {
-            if (_process.HasExited)
-            {
-                throw new InvalidOperationException($"Worker {Name} exited ({_process.ExitCode}) before printing '{text}':\n{Tail()}");
-            }
-
-            if (DateTime.UtcNow > deadline)
-            {
-                throw new TimeoutException($"Worker {Name} did not print '{text}' within {timeout}:\n{Tail()}");
-            }
-
-            await Task.Delay(100);
-        }
-    }
+    public Task WaitForOutputAsync(string text, TimeSpan timeout) => _process.WaitForOutputAsync(text, timeout);
 
     /// <summary>SIGKILL: the process dies at once, in the middle of whatever it does.</summary>
-    public async Task KillAsync()
-    {
-        _process.Kill(entireProcessTree: false);
-        await _process.WaitForExitAsync();
-    }
+    public Task KillAsync() => _process.KillAsync();
 
     /// <summary>SIGTERM: the host shuts down gracefully.</summary>
-    public async Task StopAsync(TimeSpan timeout)
-    {
-        using (var kill = Process.Start("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
-        {
-            await kill!.WaitForExitAsync();
-        }
+    public Task StopAsync(TimeSpan timeout) => _process.StopAsync(timeout);
 
-        using var cts = new CancellationTokenSource(timeout);
-        await _process.WaitForExitAsync(cts.Token);
-    }
-
-    public string Tail(int lines = 60)
-    {
-        var all = Output.Split('\n');
-        return string.Join('\n', all.Skip(Math.Max(0, all.Length - lines)));
-    }
+    public string Tail(int lines = 60) => _process.Tail(lines);
 
     public async ValueTask DisposeAsync()
     {
         try
         {
-            if (!_process.HasExited)
-            {
-                _process.Kill(entireProcessTree: false);
-                await _process.WaitForExitAsync();
-            }
+            await _process.DisposeAsync();
         }
         finally
         {
-            _process.Dispose();
             try
             {
                 Directory.Delete(_directory, recursive: true);
@@ -216,19 +121,6 @@ public sealed class WorkerProcess : IAsyncDisposable
             {
                 // Best effort: a temp directory.
             }
-        }
-    }
-
-    private void Append(string? line)
-    {
-        if (line is null)
-        {
-            return;
-        }
-
-        lock (_lock)
-        {
-            _output.AppendLine(line);
         }
     }
 }

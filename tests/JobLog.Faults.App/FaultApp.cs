@@ -1,0 +1,132 @@
+using MassTransit;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+
+namespace JobLog.Faults.App;
+
+/// <summary>The message of the fault suite: its <see cref="Id"/> is also its MessageId (the ledger's task id).</summary>
+public sealed record Probe(Guid Id, int Number);
+
+/// <summary>Consumes a probe and writes its id to the consumer's "seen" file once the consumer has finished.</summary>
+public sealed class ProbeConsumer(SeenFile seen) : IConsumer<Probe>
+{
+    public Task Consume(ConsumeContext<Probe> context)
+    {
+        seen.Add(context.Message.Id);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// One role of the fault suite, as its own process:
+/// <c>publish</c> publishes <c>Fault:Count</c> probes and writes each id once <c>Publish</c> has returned;
+/// <c>consume</c> consumes them and writes each id once its consumer has finished.
+/// Settings: <c>Fault:Role</c>, <c>Fault:Out</c> (the file of ids), <c>Fault:Count</c>, <c>Fault:Database</c>
+/// (<c>sqlite</c> or <c>postgres</c>), <c>ConnectionStrings:JobLog</c>, <c>RabbitMq:VirtualHost</c>,
+/// <c>JobLog:Durability</c>, <c>JobLog:SpoolDirectory</c>. Prints <c>fault-app ready</c> when the bus has started and
+/// <c>fault-app published N</c> when a publisher is done.
+/// </summary>
+public static class FaultApp
+{
+    public const string QueueName = "fault-probe";
+
+    public static async Task<int> RunAsync(string[] args)
+    {
+        var builder = Host.CreateApplicationBuilder(args);
+        var config = builder.Configuration;
+        var role = config["Fault:Role"] ?? throw new InvalidOperationException("Fault:Role is required (publish or consume).");
+        var seen = new SeenFile(config["Fault:Out"] ?? throw new InvalidOperationException("Fault:Out is required."));
+        var connectionString = config.GetConnectionString("JobLog") ?? throw new InvalidOperationException("ConnectionStrings:JobLog is required.");
+        var postgres = string.Equals(config["Fault:Database"], "postgres", StringComparison.OrdinalIgnoreCase);
+
+        builder.Services.AddSingleton(seen);
+        builder.Services.AddJobLog(o =>
+        {
+            if (postgres)
+            {
+                o.UseNpgsql(connectionString);
+            }
+            else
+            {
+                o.UseSqlite(connectionString);
+            }
+
+            o.Host = $"fault-{role}-{Environment.ProcessId}";
+            o.Release = "fault-suite";
+            if (Enum.TryParse<LedgerDurability>(config["JobLog:Durability"], ignoreCase: true, out var durability))
+            {
+                o.Durability = durability;
+            }
+
+            if (config["JobLog:SpoolDirectory"] is { } spool)
+            {
+                o.SpoolDirectory = spool;
+            }
+        });
+        builder.Services.AddMassTransit(x =>
+        {
+            if (role == "consume")
+            {
+                x.AddConsumer<ProbeConsumer>().Endpoint(e => e.Name = QueueName);
+            }
+
+            x.UsingRabbitMq((context, cfg) =>
+            {
+                cfg.Host(config["RabbitMq:Host"] ?? "127.0.0.1", config["RabbitMq:VirtualHost"] ?? "/", h =>
+                {
+                    h.Username("guest");
+                    h.Password("guest");
+                });
+                cfg.UseTaskLogging(context);
+                cfg.ConfigureEndpoints(context);
+            });
+        });
+
+        using var host = builder.Build();
+        await host.StartAsync();
+        Console.WriteLine("fault-app ready");
+        if (role == "publish")
+        {
+            var count = config.GetValue("Fault:Count", 1000);
+            await PublishAsync(host.Services.GetRequiredService<IBus>(), seen, count);
+            Console.WriteLine($"fault-app published {count}");
+        }
+
+        await host.WaitForShutdownAsync();
+        return 0;
+    }
+
+    /// <summary>Publishes in windows of 20: an id is written only after its own <c>Publish</c> returned.</summary>
+    private static async Task PublishAsync(IBus bus, SeenFile seen, int count)
+    {
+        // The queue exists before the first publish, so that no probe is published into nothing.
+        var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{QueueName}"));
+        const int window = 20;
+        for (var start = 0; start < count; start += window)
+        {
+            var batch = Enumerable.Range(start, Math.Min(window, count - start)).Select(async n =>
+            {
+                var probe = new Probe(NewId.NextGuid(), n);
+                await endpoint.Send(probe, c => c.MessageId = probe.Id);
+                seen.Add(probe.Id);
+            });
+            await Task.WhenAll(batch);
+        }
+    }
+}
+
+/// <summary>An append-only file of ids, one per line, handed to the operating system as each is written (a SIGKILL keeps it).</summary>
+public sealed class SeenFile(string path)
+{
+    private readonly Lock _lock = new();
+    private readonly StreamWriter _writer = new(new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
+
+    public void Add(Guid id)
+    {
+        lock (_lock)
+        {
+            _writer.WriteLine(id.ToString("D"));
+        }
+    }
+}

@@ -1,0 +1,3 @@
+using JobLog.Faults.App;
+
+return await FaultApp.RunAsync(args);

@@ -1,0 +1,133 @@
+using NUnit.Framework;
+
+namespace JobLog.Faults.Tests;
+
+/// <summary>
+/// The promise of the README's durability table, tried with real processes and real faults (default durability,
+/// Acknowledged): a probe whose send returned has its task, a probe whose consumer finished has its SUCCEEDED run, and
+/// no run stays ACTIVE once the processes have stopped.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class FaultTests
+{
+    private static readonly TimeSpan Drain = TimeSpan.FromMinutes(3);
+
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task ConsumerKilled_EveryConsumedProbeHasItsRun_AndNoRunStaysActive()
+    {
+        await using var world = await FaultWorld.SqliteAsync();
+        await world.StartPublisherAsync(2000);
+        var first = await world.StartConsumerAsync();
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+        await first.KillAsync();
+
+        await world.StartConsumerAsync();
+        await world.WaitUntilAsync(() => world.Published.Count == 2000, Drain, "2000 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Published, Is.EqualTo(2000));
+            Assert.That(tally.Lost, Is.Zero, world.Tails);
+            Assert.That(tally.Stuck, Is.Zero, "runs of the killed consumer are closed when their messages come back");
+            Assert.That(tally.Tasks, Is.EqualTo(tally.Published));
+        });
+    }
+
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task PublisherKilled_EverySendThatReturnedIsATask()
+    {
+        await using var world = await FaultWorld.SqliteAsync();
+        var publisher = await world.StartPublisherAsync(1_000_000);
+        await world.WaitUntilAsync(() => world.Published.Count >= 1000, Drain, "1000 probes published");
+        await publisher.KillAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Published, Is.GreaterThanOrEqualTo(1000));
+            Assert.That(tally.Lost, Is.Zero, "a send that returned is a task row, even when the publisher is killed right after");
+            Assert.That(tally.WithoutProducerFields, Is.Zero);
+        });
+    }
+
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task PublisherAndConsumerOnOneSqliteLedger_KeepTheProducersFields()
+    {
+        await using var world = await FaultWorld.SqliteAsync();
+        await world.StartConsumerAsync();
+        await world.StartPublisherAsync(3000);
+        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero);
+            Assert.That(tally.Stuck, Is.Zero);
+            Assert.That(tally.WithoutProducerFields, Is.Zero, "two processes on one SQLite ledger: the publisher's Host and Release are kept");
+        });
+    }
+
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task DatabaseStoppedDuringLoad_NothingLost_NoRunStaysActive()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        await world.StartConsumerAsync();
+        await world.StartPublisherAsync(3000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 500, Drain, "500 probes consumed");
+
+        await world.Postgres!.StopAsync();
+        await Task.Delay(TimeSpan.FromSeconds(10));
+        await world.Postgres.StartAsync();
+
+        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, world.Tails);
+            Assert.That(tally.Stuck, Is.Zero);
+            Assert.That(tally.Tasks, Is.EqualTo(3000));
+        });
+    }
+
+    [Test]
+    [CancelAfter(300_000)]
+    [Ignore("Issue 13, open: while the database is down, Acknowledged acknowledges at once and the records live only in memory; measured 384 of 3000 consumed probes lost and 1 run stuck ACTIVE. Enabled by the local journal.")]
+    public async Task ConsumerKilledDuringDatabaseOutage_EveryConsumedProbeReachesTheLedger()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        var consumer = await world.StartConsumerAsync();
+        await world.StartPublisherAsync(3000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+
+        await world.Postgres!.StopAsync();
+        var before = world.Consumed.Count;
+        await world.WaitUntilAsync(() => world.Consumed.Count >= before + 300, Drain, "300 more probes consumed during the outage");
+        await consumer.KillAsync();
+        await world.Postgres.StartAsync();
+
+        await world.StartConsumerAsync();
+        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, "a delivery acknowledged during the outage survives the SIGKILL");
+            Assert.That(tally.Stuck, Is.Zero);
+        });
+    }
+}

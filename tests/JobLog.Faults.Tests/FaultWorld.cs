@@ -1,0 +1,232 @@
+using System.Diagnostics;
+using JobLog.Testing;
+using JobLog.Testing.Processes;
+using Microsoft.Data.Sqlite;
+using Npgsql;
+using NUnit.Framework;
+
+namespace JobLog.Faults.Tests;
+
+/// <summary>
+/// One fault scenario's world: a ledger (a SQLite file, or a PostgreSQL cluster of the test's own), a RabbitMQ vhost,
+/// and the publisher and consumer processes, each writing the ids it saw to its own file.
+/// </summary>
+internal sealed class FaultWorld : IAsyncDisposable
+{
+    private readonly List<(ChildProcess Process, string Seen, bool Publisher)> _processes = [];
+    private readonly string _directory;
+    private readonly string? _sqliteFile;
+
+    private FaultWorld(RabbitMqVhost vhost, string directory, string? sqliteFile, PostgresCluster? postgres)
+    {
+        Vhost = vhost;
+        _directory = directory;
+        _sqliteFile = sqliteFile;
+        Postgres = postgres;
+    }
+
+    public RabbitMqVhost Vhost { get; }
+
+    public PostgresCluster? Postgres { get; }
+
+    private string ConnectionString => Postgres?.ConnectionString ?? $"Data Source={_sqliteFile}";
+
+    public static async Task<FaultWorld> SqliteAsync()
+    {
+        var directory = NewDirectory();
+        return new FaultWorld(await RabbitMqVhost.CreateAsync(), directory, Path.Combine(directory, "ledger.db"), null);
+    }
+
+    public static async Task<FaultWorld> PostgresAsync()
+    {
+        var vhost = await RabbitMqVhost.CreateAsync();
+        return new FaultWorld(vhost, NewDirectory(), null, await PostgresCluster.CreateAsync());
+    }
+
+    /// <summary>Starts a publisher of <paramref name="count"/> probes; returns once its bus has started.</summary>
+    public Task<ChildProcess> StartPublisherAsync(int count) => StartAsync("publish", count);
+
+    /// <summary>Starts a consumer; returns once its bus has started.</summary>
+    public Task<ChildProcess> StartConsumerAsync() => StartAsync("consume", 0);
+
+    public IReadOnlySet<Guid> Published => Seen(publishers: true);
+
+    public IReadOnlySet<Guid> Consumed => Seen(publishers: false);
+
+    /// <summary>Waits until <paramref name="condition"/> holds, checking that no process of the world died on its own.</summary>
+    public async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, string what)
+    {
+        var clock = Stopwatch.StartNew();
+        while (!condition())
+        {
+            if (clock.Elapsed > timeout)
+            {
+                Assert.Fail($"Not within {timeout}: {what}. Published {Published.Count}, consumed {Consumed.Count}.\n{Tails()}");
+            }
+
+            await Task.Delay(200);
+        }
+    }
+
+    /// <summary>Waits until every published probe was consumed.</summary>
+    public Task DrainAsync(TimeSpan timeout) =>
+        WaitUntilAsync(() => Consumed.IsSupersetOf(Published), timeout, "every published probe consumed");
+
+    /// <summary>What the ledger holds for the probes the processes saw.</summary>
+    public async Task<FaultTally> TallyAsync()
+    {
+        var published = Published;
+        var consumed = Consumed;
+        var tasks = new Dictionary<Guid, (string? Host, string? Release)>();
+        var succeeded = new HashSet<Guid>();
+        var runs = 0;
+        var stuck = 0;
+        await using var connection = Postgres is null ? (System.Data.Common.DbConnection)new SqliteConnection(ConnectionString) : new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT \"Id\", \"Host\", \"Release\" FROM \"JobLogTasks\"";
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                tasks[ReadGuid(reader.GetValue(0))] = (reader.IsDBNull(1) ? null : reader.GetString(1), reader.IsDBNull(2) ? null : reader.GetString(2));
+            }
+        }
+
+        await using (var command = connection.CreateCommand())
+        {
+            command.CommandText = "SELECT \"TaskId\", \"State\" FROM \"JobLogTaskRuns\"";
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                runs++;
+                var state = Convert.ToInt32(reader.GetValue(1), System.Globalization.CultureInfo.InvariantCulture);
+                if (state == 2)
+                {
+                    succeeded.Add(ReadGuid(reader.GetValue(0)));
+                }
+                else if (state == 1)
+                {
+                    stuck++;
+                }
+            }
+        }
+
+        var lostTasks = published.Where(id => !tasks.ContainsKey(id)).ToList();
+        var lostRuns = consumed.Where(id => !succeeded.Contains(id)).ToList();
+        var withoutProducer = published.Count(id => tasks.TryGetValue(id, out var t) && (t.Release != "fault-suite" || t.Host?.StartsWith("fault-publish-", StringComparison.Ordinal) != true));
+        var tally = new FaultTally(published.Count, consumed.Count, published.Count(tasks.ContainsKey), runs, lostTasks.Count + lostRuns.Count, stuck, withoutProducer);
+        TestContext.Out.WriteLine(tally.ToString());
+        return tally;
+    }
+
+    /// <summary>Stops every process still running gracefully (SIGTERM), so that what they buffered reaches the ledger.</summary>
+    public async Task StopAllAsync()
+    {
+        foreach (var (process, _, _) in _processes.Where(p => !p.Process.HasExited))
+        {
+            await process.StopAsync(TimeSpan.FromSeconds(60));
+        }
+    }
+
+    public string Tails() => string.Join("\n", _processes.Select(p => $"--- {p.Process.Name} (pid {p.Process.Pid}, exited {p.Process.HasExited}):\n{p.Process.Tail(30)}"));
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var (process, _, _) in _processes)
+        {
+            await process.DisposeAsync();
+        }
+
+        await Vhost.DisposeAsync();
+        if (Postgres is not null)
+        {
+            await Postgres.DisposeAsync();
+        }
+
+        SqliteConnection.ClearAllPools();
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+            // Best effort: a temp directory.
+        }
+    }
+
+    private async Task<ChildProcess> StartAsync(string role, int count)
+    {
+        var seen = Path.Combine(_directory, $"{role}-{_processes.Count}.ids");
+        var info = new ProcessStartInfo("dotnet") { WorkingDirectory = _directory };
+        foreach (var argument in new[]
+        {
+            BuiltApplication.Dll("tests/JobLog.Faults.App", "JobLog.Faults.App.dll"),
+            "--Fault:Role=" + role,
+            "--Fault:Out=" + seen,
+            "--Fault:Count=" + count,
+            "--Fault:Database=" + (Postgres is null ? "sqlite" : "postgres"),
+            "--ConnectionStrings:JobLog=" + ConnectionString,
+            "--RabbitMq:Host=" + RabbitMqVhost.Host,
+            "--RabbitMq:VirtualHost=" + Vhost.Name,
+            "--JobLog:SpoolDirectory=" + Path.Combine(_directory, "spool"),
+        })
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        var process = ChildProcess.Start($"{role}-{_processes.Count}", info);
+        _processes.Add((process, seen, role == "publish"));
+        await process.WaitForOutputAsync("fault-app ready", TimeSpan.FromSeconds(90));
+        return process;
+    }
+
+    private HashSet<Guid> Seen(bool publishers)
+    {
+        var ids = new HashSet<Guid>();
+        foreach (var (_, file, publisher) in _processes)
+        {
+            if (publisher != publishers || !File.Exists(file))
+            {
+                continue;
+            }
+
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            using var reader = new StreamReader(stream);
+            while (reader.ReadLine() is { } line)
+            {
+                // A line cut by a SIGKILL is not an id the process finished writing.
+                if (Guid.TryParseExact(line, "D", out var id))
+                {
+                    ids.Add(id);
+                }
+            }
+        }
+
+        return ids;
+    }
+
+    private static Guid ReadGuid(object value) => value is Guid guid ? guid : Guid.Parse((string)value);
+
+    private static string NewDirectory()
+    {
+        var directory = Path.Combine(Path.GetTempPath(), "joblog-faults", Guid.NewGuid().ToString("N")[..10]);
+        Directory.CreateDirectory(directory);
+        return directory;
+    }
+}
+
+/// <summary>What a scenario saw and what the ledger holds.</summary>
+/// <param name="Published">Probes whose send returned.</param>
+/// <param name="Consumed">Probes whose consumer finished.</param>
+/// <param name="Tasks">Published probes with a task row.</param>
+/// <param name="Runs">Runs in the ledger.</param>
+/// <param name="Lost">Published probes without a task row plus consumed probes without a SUCCEEDED run.</param>
+/// <param name="Stuck">Runs still ACTIVE.</param>
+/// <param name="WithoutProducerFields">Published probes whose task row lacks the publisher's Host or Release.</param>
+internal sealed record FaultTally(int Published, int Consumed, int Tasks, int Runs, int Lost, int Stuck, int WithoutProducerFields)
+{
+    public override string ToString() =>
+        $"published {Published} / consumed {Consumed} / tasks {Tasks} / runs {Runs} / lost {Lost} / stuck {Stuck} / without producer fields {WithoutProducerFields}";
+}
