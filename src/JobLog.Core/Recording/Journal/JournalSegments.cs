@@ -1,0 +1,263 @@
+using System.Globalization;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace JobLog.Recording.Journal;
+
+/// <summary>
+/// The local write-ahead journal's files (docs/architecture.md#write-path): an append-only sequence of segment files,
+/// one record per line, in one slot of this ledger that this process holds (an exclusive lock on the slot's lock file).
+/// A segment is closed at <see cref="SegmentBytes"/>, and deleted once every record in it is committed to the database
+/// (<see cref="Checkpoint"/>); what a stopped process left is read back by the next one (<see cref="TakeLeftOvers"/>).
+/// Files are checked by <see cref="SpoolFiles"/>: this user's regular files, in a directory nobody else can write.
+/// </summary>
+/// <remarks>
+/// Appends come from one thread (the journal's), checkpoints from the writer's: both take <c>_lock</c> briefly. A write
+/// is handed to the operating system before <see cref="Append"/> returns, so it survives the process being killed; it
+/// survives the machine's crash only with <c>flushToDisk</c> (fsync per append).
+/// </remarks>
+internal sealed class JournalSegments : IDisposable
+{
+    /// <summary>Slots per ledger: processes on one machine writing to one ledger each hold one.</summary>
+    public const int Slots = 16;
+
+    private readonly Lock _lock = new();
+    private readonly string _ledger;
+    private readonly string _prefix;
+    private readonly bool _flushToDisk;
+    private readonly FileStream _slotLock;
+    private readonly Queue<(string Path, long LastSequence)> _closed = new();
+    private readonly List<FileStream> _adoptedLocks = [];
+    private FileStream? _active;
+    private string? _activePath;
+    private long _activeLast;
+    private long _activeLength;
+    private long _next;
+
+    private JournalSegments(string directory, string ledger, int slot, FileStream slotLock, long segmentBytes, bool flushToDisk)
+    {
+        Directory = directory;
+        _ledger = ledger;
+        _prefix = Prefix(ledger, slot);
+        _slotLock = slotLock;
+        SegmentBytes = segmentBytes;
+        _flushToDisk = flushToDisk;
+    }
+
+    public string Directory { get; }
+
+    public long SegmentBytes { get; }
+
+    /// <summary>Bytes in segments not yet deleted (this process's own; left-overs are not counted).</summary>
+    public long Bytes { get; private set; }
+
+    /// <summary>
+    /// Claims the first free slot of this ledger in <paramref name="directory"/>, preferring one a stopped process left
+    /// segments in. Null when every slot is held by a live process.
+    /// </summary>
+    /// <exception cref="SpoolFileRefusedException">The directory or a file in it is not safe to use.</exception>
+    public static JournalSegments? Claim(string directory, string connectionString, long segmentBytes, bool flushToDisk)
+    {
+        if (SpoolFiles.CheckDirectory(directory, create: true) is { } refusal)
+        {
+            throw new SpoolFileRefusedException(directory, refusal);
+        }
+
+        var ledger = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(connectionString)))[..16].ToLowerInvariant();
+        var order = Enumerable.Range(0, Slots).OrderByDescending(slot => SegmentsOf(directory, Prefix(ledger, slot)).Count > 0);
+        foreach (var slot in order)
+        {
+            if (TryLock(directory, Prefix(ledger, slot)) is { } held)
+            {
+                var segments = new JournalSegments(directory, ledger, slot, held, segmentBytes, flushToDisk);
+                segments._next = SegmentsOf(directory, segments._prefix).Select(s => s.Number).DefaultIfEmpty(0).Max() + 1;
+                return segments;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// The segments a stopped process left in this slot and in any other slot of the ledger that no live process holds,
+    /// oldest first. Their slots stay locked until <see cref="Dispose"/>; each file is deleted by <see cref="Forget"/>
+    /// once its records are committed.
+    /// </summary>
+    public IReadOnlyList<string> TakeLeftOvers()
+    {
+        lock (_lock)
+        {
+            var found = new List<string>();
+            for (var slot = 0; slot < Slots; slot++)
+            {
+                var prefix = Prefix(_ledger, slot);
+                var segments = SegmentsOf(Directory, prefix);
+                if (prefix == _prefix)
+                {
+                    found.AddRange(segments.Where(s => s.Path != _activePath && !_closed.Any(c => c.Path == s.Path)).Select(s => s.Path));
+                }
+                else if (segments.Count > 0 && TryLock(Directory, prefix) is { } held)
+                {
+                    _adoptedLocks.Add(held);
+                    found.AddRange(SegmentsOf(Directory, prefix).Select(s => s.Path));
+                }
+            }
+
+            return found;
+        }
+    }
+
+    /// <summary>Reads a segment's lines; a line cut by a crash (no newline at the end) is counted in <paramref name="cut"/>.</summary>
+    public static List<byte[]> Read(string path, out int cut)
+    {
+        cut = 0;
+        using var stream = SpoolFiles.Open(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        var bytes = new byte[stream.Length];
+        stream.ReadExactly(bytes);
+        var lines = new List<byte[]>();
+        var start = 0;
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            if (bytes[i] == (byte)'\n')
+            {
+                if (i > start)
+                {
+                    lines.Add(bytes[start..i]);
+                }
+
+                start = i + 1;
+            }
+        }
+
+        if (start < bytes.Length)
+        {
+            cut = 1;
+        }
+
+        return lines;
+    }
+
+    /// <summary>Deletes a left-over segment whose records are committed.</summary>
+    public static void Forget(string path) => File.Delete(path);
+
+    /// <summary>
+    /// Appends <paramref name="lines"/> (each ending in a newline) holding records up to <paramref name="lastSequence"/>,
+    /// in one write; returns once the operating system has them (and the disk, with flush to disk).
+    /// </summary>
+    /// <exception cref="IOException">The disk refused (full, or failing); nothing of this append is counted as journaled.</exception>
+    public void Append(ReadOnlySpan<byte> lines, long lastSequence)
+    {
+        lock (_lock)
+        {
+            if (_active is null)
+            {
+                _activePath = SegmentPath(Directory, _prefix, _next++);
+                _active = SpoolFiles.Open(_activePath, FileMode.CreateNew, FileAccess.Write, FileShare.Read | FileShare.Delete);
+                _activeLength = 0;
+            }
+
+            try
+            {
+                _active.Write(lines);
+                if (_flushToDisk)
+                {
+                    _active.Flush(flushToDisk: true);
+                }
+            }
+            catch (IOException)
+            {
+                // A partial line may be at the end: the segment is closed here, so the next append starts a new one and
+                // a replay counts the cut line instead of merging it with the next record.
+                Close(_activeLast);
+                throw;
+            }
+
+            _activeLength += lines.Length;
+            Bytes += lines.Length;
+            _activeLast = lastSequence;
+            if (_activeLength >= SegmentBytes)
+            {
+                Close(lastSequence);
+            }
+        }
+    }
+
+    /// <summary>Every record up to <paramref name="committed"/> is in the database: the segments holding only such records are deleted.</summary>
+    public void Checkpoint(long committed)
+    {
+        lock (_lock)
+        {
+            if (_active is not null && _activeLast <= committed)
+            {
+                Close(_activeLast);
+            }
+
+            while (_closed.TryPeek(out var segment) && segment.LastSequence <= committed)
+            {
+                _closed.Dequeue();
+                Bytes -= SpoolFiles.SizeOf(segment.Path);
+                File.Delete(segment.Path);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _active?.Dispose();
+            _active = null;
+            foreach (var held in _adoptedLocks)
+            {
+                held.Dispose();
+            }
+
+            _slotLock.Dispose();
+        }
+    }
+
+    private void Close(long lastSequence)
+    {
+        _active?.Dispose();
+        _active = null;
+        if (_activePath is not null)
+        {
+            _closed.Enqueue((_activePath, lastSequence));
+            _activePath = null;
+        }
+    }
+
+    private static string Prefix(string ledger, int slot) => $"joblog-{ledger}-{slot}";
+
+    private static string SegmentPath(string directory, string prefix, long number) =>
+        Path.Combine(directory, $"{prefix}.{number.ToString("D10", CultureInfo.InvariantCulture)}.journal");
+
+    private static FileStream? TryLock(string directory, string prefix)
+    {
+        try
+        {
+            return SpoolFiles.Open(Path.Combine(directory, prefix + ".journal.lock"), FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException)
+        {
+            // Held by another live process, or refused (SpoolFileRefusedException): the slot is skipped.
+            return null;
+        }
+    }
+
+    private static List<(string Path, long Number)> SegmentsOf(string directory, string prefix)
+    {
+        var found = new List<(string, long)>();
+        foreach (var path in System.IO.Directory.EnumerateFiles(directory, prefix + ".*.journal"))
+        {
+            var number = Path.GetFileName(path)[(prefix.Length + 1)..^".journal".Length];
+            if (long.TryParse(number, NumberStyles.None, CultureInfo.InvariantCulture, out var n))
+            {
+                found.Add((path, n));
+            }
+        }
+
+        found.Sort((a, b) => a.Item2.CompareTo(b.Item2));
+        return found;
+    }
+}

@@ -1,0 +1,113 @@
+using System.Text;
+using JobLog.Recording.Journal;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Recording;
+
+/// <summary>The journal's files: appended, closed at their size, deleted once committed, read back after a crash.</summary>
+[Platform("Linux")]
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+public class JournalSegmentsTests
+{
+    private const string Ledger = "Data Source=journal-test.db";
+
+    private string _root = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _root = Path.Combine(Path.GetTempPath(), "joblog-test-journal-" + Guid.NewGuid().ToString("N"));
+        Directory.CreateDirectory(_root, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_root, recursive: true);
+
+    private static byte[] Lines(params string[] lines) => Encoding.UTF8.GetBytes(string.Concat(lines.Select(l => l + "\n")));
+
+    private string[] Files() => [.. Directory.GetFiles(_root, "*.journal").Select(Path.GetFileName).Order()!];
+
+    [Test]
+    public void Checkpoint_DeletesOnlySegmentsWhoseRecordsAreAllCommitted()
+    {
+        using var journal = JournalSegments.Claim(_root, Ledger, segmentBytes: 10, flushToDisk: false)!;
+        journal.Append(Lines("one", "two"), lastSequence: 2);   // 8 bytes: stays open
+        journal.Append(Lines("three"), lastSequence: 3);        // 14 bytes: closed
+        journal.Append(Lines("four"), lastSequence: 4);         // a second segment
+        Assert.That(Files(), Has.Length.EqualTo(2));
+
+        journal.Checkpoint(2);
+        Assert.That(Files(), Has.Length.EqualTo(2), "the first segment still holds record 3");
+
+        journal.Checkpoint(3);
+        Assert.That(Files(), Has.Length.EqualTo(1));
+
+        journal.Checkpoint(4);
+        Assert.That(Files(), Is.Empty, "the open segment is closed and deleted once all of it is committed");
+        Assert.That(journal.Bytes, Is.Zero);
+
+        journal.Append(Lines("five"), lastSequence: 5);
+        Assert.That(Files(), Has.Length.EqualTo(1), "the next append starts a new segment");
+    }
+
+    [Test]
+    public void TwoLiveProcesses_HoldTwoSlots()
+    {
+        using var first = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;
+        using var second = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;
+        first.Append(Lines("a"), 1);
+        second.Append(Lines("b"), 1);
+
+        Assert.That(Files(), Has.Length.EqualTo(2));
+        Assert.That(Files()[0][..^18], Is.Not.EqualTo(Files()[1][..^18]), "each in its own slot");
+    }
+
+    [Test]
+    public void AStoppedProcessesSegments_AreReadByTheNextOne_InOrder_WithTheCutLineCounted()
+    {
+        var crashed = JournalSegments.Claim(_root, Ledger, segmentBytes: 8, flushToDisk: false)!;
+        crashed.Append(Lines("r1", "r2", "r3"), 3);
+        crashed.Append(Lines("r4"), 4);
+        crashed.Dispose(); // the lock goes with the process; nothing was checkpointed
+        var last = Directory.GetFiles(_root, "*.journal").Order().Last();
+        File.AppendAllText(last, "{\"cut"); // a write the crash cut
+
+        using var next = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;
+        var leftOvers = next.TakeLeftOvers();
+        var lines = new List<string>();
+        var cut = 0;
+        foreach (var path in leftOvers)
+        {
+            lines.AddRange(JournalSegments.Read(path, out var c).Select(l => Encoding.UTF8.GetString(l)));
+            cut += c;
+        }
+
+        Assert.That(lines, Is.EqualTo(new[] { "r1", "r2", "r3", "r4" }));
+        Assert.That(cut, Is.EqualTo(1));
+
+        next.Append(Lines("new"), 1);
+        Assert.That(Files().Last(), Does.Not.Contain(".0000000001."), "the new owner numbers its segments after the left-overs");
+        foreach (var path in leftOvers)
+        {
+            JournalSegments.Forget(path);
+        }
+
+        Assert.That(Files(), Has.Length.EqualTo(1));
+    }
+
+    [Test]
+    public void LeftOversOfAnotherSlot_AreAdopted_UnlessItsProcessIsAlive()
+    {
+        using var running = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;
+        var alive = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;
+        alive.Append(Lines("alive"), 1);
+
+        Assert.That(running.TakeLeftOvers(), Is.Empty, "a live process's journal is its own");
+
+        alive.Dispose();
+        var adopted = running.TakeLeftOvers();
+        Assert.That(adopted, Has.Count.EqualTo(1));
+        Assert.That(JournalSegments.Read(adopted[0], out _).Select(l => Encoding.UTF8.GetString(l)), Is.EqualTo(new[] { "alive" }));
+        Assert.That(running.TakeLeftOvers(), Is.Empty, "an adopted slot stays locked by its adopter: its segments are handed out once");
+    }
+}
