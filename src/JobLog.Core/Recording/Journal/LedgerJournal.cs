@@ -1,0 +1,165 @@
+using System.Buffers;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+
+namespace JobLog.Recording.Journal;
+
+/// <summary>
+/// The local write-ahead journal (docs/architecture.md#write-path): every record the recorder queues is also appended
+/// here, by one thread, in groups (one write per group), masked as the database will hold it. Once a group is with the
+/// operating system, <c>journaled</c> is told its last sequence: an acknowledgement that waits for the journal is
+/// released then, microseconds after the record was queued, whatever the database is doing. The writer's commits move
+/// the <see cref="Checkpoint"/>; what a killed process left is replayed by the next one.
+/// </summary>
+internal sealed class LedgerJournal : IAsyncDisposable
+{
+    private const int MaxGroup = 4096;
+
+    private readonly Channel<LedgerRecord> _pending = Channel.CreateUnbounded<LedgerRecord>(
+        new UnboundedChannelOptions { SingleReader = true, SingleWriter = false, AllowSynchronousContinuations = false });
+
+    private readonly JournalSegments _segments;
+    private readonly JsonTypeInfo<LedgerRecord> _json;
+    private readonly Func<LedgerRecord, LedgerRecord> _forDisk;
+    private readonly Action<long> _journaled;
+    private readonly JournalRefusals _refusals;
+    private readonly Task _loop;
+
+    public LedgerJournal(
+        JournalSegments segments,
+        JsonTypeInfo<LedgerRecord> json,
+        Func<LedgerRecord, LedgerRecord> forDisk,
+        Action<long> journaled,
+        JournalRefusals refusals)
+    {
+        _segments = segments;
+        _json = json;
+        _forDisk = forDisk;
+        _journaled = journaled;
+        _refusals = refusals;
+        _loop = Task.Factory.StartNew(LoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+    }
+
+    public JournalSegments Segments => _segments;
+
+    /// <summary>Queues a record for the journal (its sequence already assigned). Never blocks.</summary>
+    public void Append(LedgerRecord record) => _pending.Writer.TryWrite(record);
+
+    /// <summary>Every record up to <paramref name="committed"/> is in the database.</summary>
+    public void Checkpoint(long committed)
+    {
+        try
+        {
+            _segments.Checkpoint(committed);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            _refusals.Failed(ex, 0);
+        }
+    }
+
+    /// <summary>Reads a journal line back into a record; null when it cannot be read (counted by the caller).</summary>
+    public static LedgerRecord? Read(ReadOnlySpan<byte> line, JsonTypeInfo<LedgerRecord> json)
+    {
+        try
+        {
+            return JsonSerializer.Deserialize(line, json);
+        }
+        catch (Exception ex) when (ex is JsonException or NotSupportedException)
+        {
+            return null;
+        }
+    }
+
+    private async Task LoopAsync()
+    {
+        var buffer = new ArrayBufferWriter<byte>(64 * 1024);
+        using var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
+        var reader = _pending.Reader;
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            buffer.ResetWrittenCount();
+            var last = 0L;
+            var count = 0;
+            while (count < MaxGroup && reader.TryRead(out var record))
+            {
+                try
+                {
+                    writer.Reset(buffer);
+                    JsonSerializer.Serialize(writer, _forDisk(record), _json);
+                    writer.Flush();
+                    buffer.GetSpan(1)[0] = (byte)'\n';
+                    buffer.Advance(1);
+                }
+                catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException)
+                {
+                    // Not journaled: it still reaches the database from memory (its acknowledgement waits for that).
+                    _refusals.Failed(ex, 1);
+                    continue;
+                }
+
+                last = Math.Max(last, record.Sequence);
+                count++;
+            }
+
+            if (count == 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                _segments.Append(buffer.WrittenSpan, last);
+                _journaled(last);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                _refusals.Failed(ex, count);
+            }
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _pending.Writer.TryComplete();
+        await _loop.ConfigureAwait(false);
+        _segments.Dispose();
+    }
+}
+
+/// <summary>
+/// Records the journal could not take (disk full, I/O error, not serialisable): counted, and logged at a steady rate —
+/// at most one line per <see cref="Interval"/>, with the count since the last line — never once per N records.
+/// </summary>
+internal sealed class JournalRefusals(ILogger logger, TimeProvider time, Action<long> counted)
+{
+    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(10);
+
+    private readonly Lock _lock = new();
+    private long _total;
+    private long _sinceLog;
+    private long _lastLog = long.MinValue;
+
+    public long Total => Interlocked.Read(ref _total);
+
+    public void Failed(Exception exception, int records)
+    {
+        counted(records);
+        lock (_lock)
+        {
+            _total += records;
+            _sinceLog += records;
+            var now = time.GetTimestamp();
+            if (_lastLog != long.MinValue && time.GetElapsedTime(_lastLog, now) < Interval)
+            {
+                return;
+            }
+
+            _lastLog = now;
+            Internal.Log.JournalRefused(logger, exception, _sinceLog, _total);
+            _sinceLog = 0;
+        }
+    }
+}
