@@ -23,7 +23,7 @@ public sealed class ProbeConsumer(SeenFile seen) : IConsumer<Probe>
 /// <c>publish</c> publishes <c>Fault:Count</c> probes and writes each id once <c>Publish</c> has returned;
 /// <c>consume</c> consumes them and writes each id once its consumer has finished.
 /// Settings: <c>Fault:Role</c>, <c>Fault:Out</c> (the file of ids), <c>Fault:Count</c>, <c>Fault:Database</c>
-/// (<c>sqlite</c> or <c>postgres</c>), <c>ConnectionStrings:JobLog</c>, <c>RabbitMq:VirtualHost</c>,
+/// (<c>sqlite</c> or <c>postgres</c>), <c>ConnectionStrings:JobLog</c>, <c>RabbitMq:Host</c>, <c>RabbitMq:Port</c>, <c>RabbitMq:VirtualHost</c>,
 /// <c>JobLog:Durability</c>, <c>JobLog:SpoolDirectory</c>. Prints <c>fault-app ready</c> when the bus has started and
 /// <c>fault-app published N</c> when a publisher is done.
 /// </summary>
@@ -73,7 +73,7 @@ public static class FaultApp
 
             x.UsingRabbitMq((context, cfg) =>
             {
-                cfg.Host(config["RabbitMq:Host"] ?? "127.0.0.1", config["RabbitMq:VirtualHost"] ?? "/", h =>
+                cfg.Host(config["RabbitMq:Host"] ?? "127.0.0.1", config.GetValue<ushort>("RabbitMq:Port", 5672), config["RabbitMq:VirtualHost"] ?? "/", h =>
                 {
                     h.Username("guest");
                     h.Password("guest");
@@ -97,7 +97,10 @@ public static class FaultApp
         return 0;
     }
 
-    /// <summary>Publishes in windows of 20: an id is written only after its own <c>Publish</c> returned.</summary>
+    /// <summary>
+    /// Sends in windows of 20: an id is written only after its own send returned. A send that fails (the broker is
+    /// restarting) is tried again with the same MessageId, as an application with a retry policy would.
+    /// </summary>
     private static async Task PublishAsync(IBus bus, SeenFile seen, int count)
     {
         // The queue exists before the first publish, so that no probe is published into nothing.
@@ -108,7 +111,20 @@ public static class FaultApp
             var batch = Enumerable.Range(start, Math.Min(window, count - start)).Select(async n =>
             {
                 var probe = new Probe(NewId.NextGuid(), n);
-                await endpoint.Send(probe, c => c.MessageId = probe.Id);
+                for (var attempt = 1; ; attempt++)
+                {
+                    try
+                    {
+                        await endpoint.Send(probe, c => c.MessageId = probe.Id);
+                        break;
+                    }
+                    catch (Exception ex) when (attempt < 120 && ex is not OperationCanceledException)
+                    {
+                        Console.WriteLine($"fault-app send failed (attempt {attempt}): {ex.GetType().Name}");
+                        await Task.Delay(1000);
+                    }
+                }
+
                 seen.Add(probe.Id);
             });
             await Task.WhenAll(batch);

@@ -103,6 +103,30 @@ public sealed class FaultTests
     }
 
     [Test]
+    [CancelAfter(400_000)]
+    public async Task BrokerRestartedDuringLoad_NothingLost_NoRunStaysActive()
+    {
+        await using var world = await FaultWorld.SqliteWithOwnBrokerAsync();
+        await world.StartConsumerAsync();
+        await world.StartPublisherAsync(3000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 500, Drain, "500 probes consumed");
+
+        await world.Rabbit!.RestartAsync(TimeSpan.FromSeconds(5));
+
+        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, world.Tails);
+            Assert.That(tally.Stuck, Is.Zero, "a delivery cut by the restart comes back, and its earlier run is closed");
+            Assert.That(tally.Tasks, Is.EqualTo(3000));
+        });
+    }
+
+    [Test]
     [CancelAfter(300_000)]
     [Ignore("Issue 13, open: while the database is down, Acknowledged acknowledges at once and the records live only in memory; measured 384 of 3000 consumed probes lost and 1 run stuck ACTIVE. Enabled by the local journal.")]
     public async Task ConsumerKilledDuringDatabaseOutage_EveryConsumedProbeReachesTheLedger()

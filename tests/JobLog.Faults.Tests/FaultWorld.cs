@@ -17,15 +17,20 @@ internal sealed class FaultWorld : IAsyncDisposable
     private readonly string _directory;
     private readonly string? _sqliteFile;
 
-    private FaultWorld(RabbitMqVhost vhost, string directory, string? sqliteFile, PostgresCluster? postgres)
+    private FaultWorld(RabbitMqVhost? vhost, string directory, string? sqliteFile, PostgresCluster? postgres, RabbitMqNode? rabbit = null)
     {
         Vhost = vhost;
+        Rabbit = rabbit;
         _directory = directory;
         _sqliteFile = sqliteFile;
         Postgres = postgres;
     }
 
-    public RabbitMqVhost Vhost { get; }
+    /// <summary>A vhost of the shared broker (null with <see cref="Rabbit"/>).</summary>
+    public RabbitMqVhost? Vhost { get; }
+
+    /// <summary>A broker of the scenario's own, which it may restart (null with <see cref="Vhost"/>).</summary>
+    public RabbitMqNode? Rabbit { get; }
 
     public PostgresCluster? Postgres { get; }
 
@@ -35,6 +40,13 @@ internal sealed class FaultWorld : IAsyncDisposable
     {
         var directory = NewDirectory();
         return new FaultWorld(await RabbitMqVhost.CreateAsync(), directory, Path.Combine(directory, "ledger.db"), null);
+    }
+
+    /// <summary>A SQLite ledger and a RabbitMQ node of the scenario's own.</summary>
+    public static async Task<FaultWorld> SqliteWithOwnBrokerAsync()
+    {
+        var directory = NewDirectory();
+        return new FaultWorld(null, directory, Path.Combine(directory, "ledger.db"), null, await RabbitMqNode.StartAsync());
     }
 
     public static async Task<FaultWorld> PostgresAsync()
@@ -138,7 +150,16 @@ internal sealed class FaultWorld : IAsyncDisposable
             await process.DisposeAsync();
         }
 
-        await Vhost.DisposeAsync();
+        if (Vhost is not null)
+        {
+            await Vhost.DisposeAsync();
+        }
+
+        if (Rabbit is not null)
+        {
+            await Rabbit.DisposeAsync();
+        }
+
         if (Postgres is not null)
         {
             await Postgres.DisposeAsync();
@@ -168,7 +189,8 @@ internal sealed class FaultWorld : IAsyncDisposable
             "--Fault:Database=" + (Postgres is null ? "sqlite" : "postgres"),
             "--ConnectionStrings:JobLog=" + ConnectionString,
             "--RabbitMq:Host=" + RabbitMqVhost.Host,
-            "--RabbitMq:VirtualHost=" + Vhost.Name,
+            "--RabbitMq:Port=" + (Rabbit?.Port ?? 5672),
+            "--RabbitMq:VirtualHost=" + (Vhost?.Name ?? "/"),
             "--JobLog:SpoolDirectory=" + Path.Combine(_directory, "spool"),
         })
         {

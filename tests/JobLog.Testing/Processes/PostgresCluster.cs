@@ -1,6 +1,3 @@
-using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
 using Npgsql;
 
 namespace JobLog.Testing.Processes;
@@ -36,8 +33,8 @@ public sealed class PostgresCluster : IAsyncDisposable
 
         var directory = Path.Combine(Path.GetTempPath(), "joblog-faults", "pg-" + Guid.NewGuid().ToString("N")[..10]);
         Directory.CreateDirectory(directory);
-        await RunAsync("chown", "postgres:postgres", directory);
-        var cluster = new PostgresCluster(directory, FreePort());
+        await Commands.RunAsync("chown", ["postgres:postgres", directory]);
+        var cluster = new PostgresCluster(directory, Commands.FreePort());
         await cluster.AsPostgresAsync("initdb", "-D", cluster.Data, "-U", "joblog", "--auth=trust", "--no-sync");
         await cluster.StartAsync();
         await using (var connection = new NpgsqlConnection($"Host=127.0.0.1;Port={cluster.Port};Username=joblog;Database=postgres;Timeout=5"))
@@ -83,31 +80,5 @@ public sealed class PostgresCluster : IAsyncDisposable
     }
 
     private Task AsPostgresAsync(string program, params string[] args) =>
-        RunAsync("runuser", ["-u", "postgres", "--", Path.Combine(Bin, program), .. args]);
-
-    private static int FreePort()
-    {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
-    }
-
-    private static async Task RunAsync(string program, params string[] args)
-    {
-        var info = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        foreach (var arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        using var process = Process.Start(info) ?? throw new InvalidOperationException($"{program} did not start");
-        var stdout = process.StandardOutput.ReadToEndAsync();
-        var stderr = process.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        await process.WaitForExitAsync(timeout.Token);
-        if (process.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"{program} {string.Join(' ', args)} failed ({process.ExitCode}): {await stdout}{await stderr}");
-        }
-    }
+        Commands.RunAsync("runuser", ["-u", "postgres", "--", Path.Combine(Bin, program), .. args]);
 }
