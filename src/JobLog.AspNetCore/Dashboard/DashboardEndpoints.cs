@@ -11,9 +11,9 @@ using Microsoft.Extensions.Options;
 namespace JobLog.AspNetCore.Dashboard;
 
 /// <summary>
-/// The dashboard's routes. Every list page has a JSON twin under <c>api/</c> that runs the same query with the same
-/// filter names, so a script sees exactly the rows a person sees; every page answers a request for one of its fragments
-/// (<c>X-JobLog-Fragment</c>) with that part of itself, which is what the live refresh swaps in.
+/// The dashboard's routes. Every page has a JSON twin under <c>api/</c> that runs the same query with the same filter
+/// names, so a script sees exactly the rows a person sees. Every page also answers a request for one of its fragments
+/// (<c>X-JobLog-Fragment</c>) with that part of itself, written by the same code: that is what the live refresh swaps in.
 /// </summary>
 internal static class DashboardEndpoints
 {

@@ -6,7 +6,7 @@
 
   var body = document.body;
   var interval = Math.max(1, parseInt(body.dataset.interval || '5', 10)) * 1000;
-  // The part of the page that refreshes itself (a list, or the whole <main> of an unfinished task): data-live.
+  // The part of the page that refreshes itself (a list's table, or the whole <main>) is marked data-live.
   var live = document.querySelector('[data-fragment][data-live]');
   var fragment = live ? live.dataset.fragment : '';
   var toggle = document.getElementById('live-toggle');

@@ -11,7 +11,7 @@ internal readonly record struct RawHtml(string Value);
 /// <summary>
 /// Bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) in ledger text are shown as <c>[U+202E]</c>:
 /// as characters they reorder what the reader sees (<c>invoice\u202Efdp.exe</c> reads "invoiceexe.pdf"), and an
-/// HTML character reference is still the character. The dashboard's script does the same for rows it fetches.
+/// HTML character reference is still the character. The live refresh shows the same text: it swaps in fragments written here.
 /// </summary>
 internal static class Bidi
 {
