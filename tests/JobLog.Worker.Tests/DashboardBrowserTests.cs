@@ -209,7 +209,7 @@ public class DashboardBrowserTests
     }
 
     [Test]
-    public async Task TaskList_LiveRefresh_ShowsANewTaskFromTheJsonApi()
+    public async Task TaskList_LiveRefresh_ShowsANewTaskFromAServerFragment()
     {
         await _page.GotoAsync("/joblog/tasks?name=LiveProbe");
         Assert.That(await _page.Locator("#task-rows tr[data-id]").CountAsync(), Is.Zero);
@@ -217,10 +217,12 @@ public class DashboardBrowserTests
 
         var probe = new TaskLog { Id = Guid.NewGuid(), Name = "LiveProbe", Input = "Probe=" + Script, DispatchedAt = DateTime.UtcNow };
         await _worker.SeedAsync([probe]);
-        var apiCall = _page.WaitForResponseAsync(r => r.Url.Contains("/joblog/api/tasks?name=LiveProbe", StringComparison.Ordinal), new() { Timeout = 30_000 });
+        var fragmentCall = _page.WaitForResponseAsync(
+            r => r.Url.Contains("/joblog/tasks?name=LiveProbe", StringComparison.Ordinal) && r.Request.Headers.ContainsKey("x-joblog-fragment"),
+            new() { Timeout = 30_000 });
         await _page.WaitForSelectorAsync($"#task-rows tr[data-id='{probe.Id}']", new() { Timeout = 30_000 });
 
-        Assert.That((await apiCall).Status, Is.EqualTo(200));
+        Assert.That((await fragmentCall).Status, Is.EqualTo(200));
         Assert.That(await _page.Locator($"tr[data-id='{probe.Id}'] .badge").InnerTextAsync(), Is.EqualTo("WAITING"));
         Assert.That(await _page.Locator($"tr[data-id='{probe.Id}'] td.input").InnerTextAsync(), Is.EqualTo("Probe=" + Script));
         Assert.That(await _page.EvaluateAsync<bool>("() => window.__pwned === undefined"), Is.True);
@@ -238,9 +240,53 @@ public class DashboardBrowserTests
         await _worker.SeedAsync([probe]);
         await _page.WaitForSelectorAsync($"#task-rows tr[data-id='{probe.Id}']", new() { Timeout = 30_000 });
 
-        // Drawn by joblog.js from the JSON API, which returns the text as stored.
+        // Rendered by the server in the fragment the live refresh swaps in (the JSON API returns the text as stored).
         Assert.That(await _page.Locator($"tr[data-id='{probe.Id}'] td.input").InnerTextAsync(),
             Is.EqualTo("File=invoice[U+202E]fdp.exe [U+2067]x[U+2069]"));
+        Assert.That(_errors, Is.Empty);
+    }
+
+    [Test]
+    public async Task TaskList_LiveRefresh_SwapsInTheServersRowMarkup_SameAsAFreshLoad()
+    {
+        var api = new List<string>();
+        _page.Request += (_, request) =>
+        {
+            if (request.Url.Contains("/joblog/api/", StringComparison.Ordinal))
+            {
+                api.Add(request.Url);
+            }
+        };
+        await _page.GotoAsync("/joblog/tasks?name=FragmentProbe");
+        await _page.EvaluateAsync("() => { window.__sameDocument = true; }");
+        var now = DateTime.UtcNow;
+        var probe = new TaskLog
+        {
+            Id = Guid.NewGuid(), Name = "FragmentProbe", QueueName = "queue:" + Img, Input = "Probe=" + Img + " \u202Eexe", DispatchedAt = now,
+            Start = now, Stop = now.AddMilliseconds(1234), State = TaskState.Failed,
+        };
+        await _worker.SeedAsync([probe]);
+        var fragmentCall = _page.WaitForResponseAsync(r => r.Request.Headers.ContainsKey("x-joblog-fragment"), new() { Timeout = 30_000 });
+        var row = _page.Locator($"#task-rows tr[data-id='{probe.Id}']");
+        await row.WaitForAsync(new() { Timeout = 30_000 });
+
+        var fragment = await fragmentCall;
+        Assert.That(fragment.Request.Headers["x-joblog-fragment"], Is.EqualTo("list"));
+        Assert.That(await fragment.HeaderValueAsync("content-type"), Does.StartWith("text/html"));
+        Assert.That(await fragment.TextAsync(), Does.StartWith("<section").And.Contain($"data-id=\"{probe.Id}\""), "rows come rendered from the server");
+        Assert.That(await _page.EvaluateAsync<bool>("() => window.__sameDocument === true"), Is.True, "swapped in place, not reloaded");
+        var refreshed = await row.EvaluateAsync<string>("tr => tr.outerHTML");
+        Assert.That(await row.Locator(".badge").InnerTextAsync(), Is.EqualTo("FAILED"));
+        Assert.That(await row.Locator("td.num").First.InnerTextAsync(), Is.EqualTo("1.23 s"));
+
+        await _page.ReloadAsync();
+        var loaded = await _page.Locator($"#task-rows tr[data-id='{probe.Id}']").EvaluateAsync<string>("tr => tr.outerHTML");
+
+        Assert.That(refreshed, Is.EqualTo(loaded), "the live row is the markup of a fresh page load");
+        Assert.That(api, Is.Empty, "the live refresh reads no JSON");
+        Assert.That(await _page.EvaluateAsync<bool>("() => window.__pwned === undefined"), Is.True);
+        Assert.That(await _page.Locator("img").CountAsync(), Is.Zero);
+        Assert.That(_dialogs, Is.Empty);
         Assert.That(_errors, Is.Empty);
     }
 

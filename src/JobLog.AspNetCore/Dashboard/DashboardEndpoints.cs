@@ -12,7 +12,8 @@ namespace JobLog.AspNetCore.Dashboard;
 
 /// <summary>
 /// The dashboard's routes. Every page has a JSON twin under <c>api/</c> that runs the same query with the same filter
-/// names, so a script sees exactly the rows a person sees.
+/// names, so a script sees exactly the rows a person sees. Every page also answers a request for one of its fragments
+/// (<c>X-JobLog-Fragment</c>) with that part of itself, written by the same code: that is what the live refresh swaps in.
 /// </summary>
 internal static class DashboardEndpoints
 {
@@ -30,51 +31,33 @@ internal static class DashboardEndpoints
         group.MapGet("/api/overview", async (HttpContext http, CancellationToken ct) =>
             Json(await OverviewAsync(http, Now(http), http.Request.Query["window"] == "day", ct).ConfigureAwait(false)));
 
-        group.MapGet("/tasks", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
+        MapList<TaskFilter, TaskRow>(group, prefix, options, "/tasks", TaskFilter.Parse, q => q.TasksAsync, async (page, filter, rows, error, ct) =>
         {
-            var queries = Queries(http);
-            var names = await queries.RecentTaskNamesAsync(ct).ConfigureAwait(false);
-            var (filter, error) = TryParse(page, p => TaskFilter.Parse(p, page.Now));
-            var (rows, busy) = await LimitedAsync(filter, options, queries.TasksAsync, ct).ConfigureAwait(false);
-            return Html(TaskPages.List(page, filter, rows, names, error ?? busy), error, busy);
-        }));
-        group.MapGet("/api/tasks", (HttpContext http, CancellationToken ct) => Api(http, options, TaskFilter.Parse, Queries(http).TasksAsync, ct));
+            // The names fill the form's suggestions; the live refresh asks for the list alone and needs none.
+            var names = page.Fragment == Layout.ListFragment ? [] : await Queries(page.Http).RecentTaskNamesAsync(ct).ConfigureAwait(false);
+            return TaskPages.List(page, filter, rows, names, error);
+        });
         group.MapGet("/tasks/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
             await Queries(http).TaskAsync(id, ct).ConfigureAwait(false) is { } d ? Html(TaskPages.Detail(page, d)) : NotFoundPage(page, "task")));
         group.MapGet("/api/tasks/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
             JsonOrNotFound(await Queries(http).TaskAsync(id, ct).ConfigureAwait(false)));
 
-        group.MapGet("/requests/in", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
-        {
-            var (filter, error) = TryParse(page, p => RequestFilter.Parse(p, page.Now));
-            var (rows, busy) = await LimitedAsync(filter, options, Queries(http).InputRequestsAsync, ct).ConfigureAwait(false);
-            return Html(RequestPages.List(page, inbound: true, rows, http.Request.Query.Count > 0, error ?? busy), error, busy);
-        }));
-        group.MapGet("/api/requests/in", (HttpContext http, CancellationToken ct) => Api(http, options, RequestFilter.Parse, Queries(http).InputRequestsAsync, ct));
+        MapList<RequestFilter, RequestRow>(group, prefix, options, "/requests/in", RequestFilter.Parse, q => q.InputRequestsAsync, (page, _, rows, error, _) =>
+            Task.FromResult(RequestPages.List(page, inbound: true, rows, page.Http.Request.Query.Count > 0, error)));
         group.MapGet("/requests/in/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
             await Queries(http).InputRequestAsync(id, ct).ConfigureAwait(false) is { } d ? Html(RequestPages.InputDetail(page, d)) : NotFoundPage(page, "inbound request")));
         group.MapGet("/api/requests/in/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
             JsonOrNotFound(await Queries(http).InputRequestAsync(id, ct).ConfigureAwait(false)));
 
-        group.MapGet("/requests/out", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
-        {
-            var (filter, error) = TryParse(page, p => RequestFilter.Parse(p, page.Now));
-            var (rows, busy) = await LimitedAsync(filter, options, Queries(http).OutputRequestsAsync, ct).ConfigureAwait(false);
-            return Html(RequestPages.List(page, inbound: false, rows, http.Request.Query.Count > 0, error ?? busy), error, busy);
-        }));
-        group.MapGet("/api/requests/out", (HttpContext http, CancellationToken ct) => Api(http, options, RequestFilter.Parse, Queries(http).OutputRequestsAsync, ct));
+        MapList<RequestFilter, RequestRow>(group, prefix, options, "/requests/out", RequestFilter.Parse, q => q.OutputRequestsAsync, (page, _, rows, error, _) =>
+            Task.FromResult(RequestPages.List(page, inbound: false, rows, page.Http.Request.Query.Count > 0, error)));
         group.MapGet("/requests/out/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
             await Queries(http).OutputRequestAsync(id, ct).ConfigureAwait(false) is { } d ? Html(RequestPages.OutputDetail(page, d)) : NotFoundPage(page, "outbound request")));
         group.MapGet("/api/requests/out/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
             JsonOrNotFound(await Queries(http).OutputRequestAsync(id, ct).ConfigureAwait(false)));
 
-        group.MapGet("/commands", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
-        {
-            var (filter, error) = TryParse(page, p => CommandFilter.Parse(p, page.Now));
-            var (rows, busy) = await LimitedAsync(filter, options, Queries(http).CommandsAsync, ct).ConfigureAwait(false);
-            return Html(CommandPages.List(page, rows, http.Request.Query.Count > 0, error ?? busy), error, busy);
-        }));
-        group.MapGet("/api/commands", (HttpContext http, CancellationToken ct) => Api(http, options, CommandFilter.Parse, Queries(http).CommandsAsync, ct));
+        MapList<CommandFilter, CommandRow>(group, prefix, options, "/commands", CommandFilter.Parse, q => q.CommandsAsync, (page, _, rows, error, _) =>
+            Task.FromResult(CommandPages.List(page, rows, page.Http.Request.Query.Count > 0, error)));
         group.MapGet("/commands/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
             await Queries(http).CommandAsync(id, ct).ConfigureAwait(false) is { } d ? Html(CommandPages.Detail(page, d)) : NotFoundPage(page, "command")));
         group.MapGet("/api/commands/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
@@ -100,9 +83,33 @@ internal static class DashboardEndpoints
         return Results.Bytes(content, contentType);
     }
 
+    /// <summary>
+    /// Maps a list: the page at <paramref name="path"/> (which also answers its fragments, see
+    /// <see cref="PageContext.Fragment"/>) and its JSON twin at <c>api/</c>, both from the same filter and query.
+    /// </summary>
+    private static void MapList<TFilter, TRow>(
+        RouteGroupBuilder group,
+        string prefix,
+        JobLogDashboardOptions options,
+        string path,
+        Func<FilterSource, DateTime, TFilter> parse,
+        Func<LedgerQueries, Func<TFilter, CancellationToken, Task<Page<TRow>>>> query,
+        Func<PageContext, TFilter?, Page<TRow>, string?, CancellationToken, Task<string>> render)
+        where TFilter : ListFilter
+    {
+        group.MapGet(path, (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
+        {
+            var (filter, error) = TryParse(page, p => parse(p, page.Now));
+            var (rows, busy) = await LimitedAsync(filter, options, query(Queries(http)), ct).ConfigureAwait(false);
+            return Html(await render(page, filter, rows, error ?? busy, ct).ConfigureAwait(false), error, busy);
+        }));
+        group.MapGet("/api" + path, (HttpContext http, CancellationToken ct) => Api(http, options, parse, query(Queries(http)), ct));
+    }
+
     private static async Task<IResult> Page(HttpContext http, string prefix, JobLogDashboardOptions options, Func<PageContext, Task<IResult>> render)
     {
         var page = new PageContext(http, prefix, options, Now(http));
+        http.Response.Headers.Vary = PageContext.FragmentHeader;
         return await render(page).ConfigureAwait(false);
     }
 

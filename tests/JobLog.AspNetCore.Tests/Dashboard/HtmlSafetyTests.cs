@@ -116,6 +116,30 @@ public class HtmlSafetyTests
     }
 
     [Test]
+    public async Task EveryFragment_ShowsHostileLedgerContentEncoded()
+    {
+        foreach (var url in Pages(this))
+        {
+            foreach (var fragment in new[] { "main", "list" })
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, url) { Headers = { { "X-JobLog-Fragment", fragment } } };
+                using var response = await _host.Client.SendAsync(request);
+                var html = await response.Content.ReadAsStringAsync();
+
+                Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), url);
+                // A page without that fragment answers whole, with the dashboard's own script tag.
+                var scripts = html.StartsWith("<!doctype html>", StringComparison.Ordinal) ? 1 : 0;
+                Assert.That(CountOccurrences(html, "<script"), Is.EqualTo(scripts), url + " " + fragment);
+                Assert.That(html, Does.Not.Contain("<script>alert"), url + " " + fragment);
+                Assert.That(html, Does.Not.Contain("<img src=x"), url + " " + fragment);
+                Assert.That(html, Does.Not.Contain("<svg onload"), url + " " + fragment);
+                Assert.That(html, Does.Not.Match(@"<[^>]+\son[a-z]+="), url + " " + fragment);
+                Assert.That(string.Join(";", response.Headers.GetValues("Content-Security-Policy")), Does.Not.Contain("unsafe-inline"), url);
+            }
+        }
+    }
+
+    [Test]
     public async Task TaskDetail_ShowsTheHostileTextLiterallyInEveryField()
     {
         var html = await _host.GetStringAsync($"/joblog/tasks/{_task.Id}");

@@ -16,22 +16,23 @@ internal static class CommandPages
             Layout.TimeRange(h, page);
             Layout.Input(h, "q", "Arguments contain", page.Query("q"), "search");
             Layout.FormEnd(h, page, "/commands");
-            h.Add($"<section class=\"card table-card\"><table class=\"list\"><thead><tr><th>Started</th><th>Name</th><th>Arguments</th><th>Outcome</th><th class=\"num\">Exit code</th><th class=\"num\">Duration</th><th>Host</th></tr></thead><tbody>");
-            if (rows.Items.Count == 0)
+            Layout.ListSection(h, page, "/commands", rows.NextCursor, rows.Items.Count, h =>
             {
-                Layout.Empty(h, filtered ? "No command matches these filters." : "No command recorded yet.", 7);
-            }
+                h.Add($"<table class=\"list\"><thead><tr><th>Started</th><th>Name</th><th>Arguments</th><th>Outcome</th><th class=\"num\">Exit code</th><th class=\"num\">Duration</th><th>Host</th></tr></thead><tbody>");
+                if (rows.Items.Count == 0)
+                {
+                    Layout.Empty(h, filtered ? "No command matches these filters." : "No command recorded yet.", 7);
+                }
 
-            foreach (var c in rows.Items)
-            {
-                h.Add($"<tr data-id=\"{c.Id}\"><td class=\"nowrap\"><a href=\"{page.Url("/commands/" + c.Id.ToString())}\">{Format.Time(c.Start)}</a></td><td>{c.Name}</td><td class=\"input\">{c.Input ?? ""}</td><td>");
-                Layout.Badge(h, Format.Outcome(c.IsSuccessful), Format.OutcomeClass(c.IsSuccessful));
-                h.Add($"</td><td class=\"num\">{c.ExitCode?.ToString(CultureInfo.InvariantCulture) ?? "—"}</td><td class=\"num\">{Format.Duration(c.DurationSeconds)}</td><td class=\"muted\">{c.Host ?? "—"}</td></tr>\n");
-            }
+                foreach (var c in rows.Items)
+                {
+                    h.Add($"<tr data-id=\"{c.Id}\"><td class=\"nowrap\"><a href=\"{page.Url("/commands/" + c.Id.ToString())}\">{Format.Time(c.Start)}</a></td><td>{c.Name}</td><td class=\"input\">{c.Input ?? ""}</td><td>");
+                    Layout.Badge(h, Format.Outcome(c.IsSuccessful), Format.OutcomeClass(c.IsSuccessful));
+                    h.Add($"</td><td class=\"num\">{c.ExitCode?.ToString(CultureInfo.InvariantCulture) ?? "—"}</td><td class=\"num\">{Format.Duration(c.DurationSeconds)}</td><td class=\"muted\">{c.Host ?? "—"}</td></tr>\n");
+                }
 
-            h.Add($"</tbody></table>");
-            Layout.Pager(h, page, "/commands", rows.NextCursor, rows.Items.Count);
-            h.Add($"</section>");
+                h.Add($"</tbody></table>");
+            });
         }, error: error);
 
     public static string Detail(PageContext page, CommandDetail d)
@@ -61,6 +62,6 @@ internal static class CommandPages
 
             h.Add($"</section>");
             TaskPages.Outbound(h, page, d.OutboundRequests, null, "Outbound requests it made");
-        }, c.IsSuccessful is null ? "region" : null);
+        }, c.IsSuccessful is null ? Layout.MainFragment : null);
     }
 }

@@ -11,7 +11,7 @@ internal readonly record struct RawHtml(string Value);
 /// <summary>
 /// Bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) in ledger text are shown as <c>[U+202E]</c>:
 /// as characters they reorder what the reader sees (<c>invoice\u202Efdp.exe</c> reads "invoiceexe.pdf"), and an
-/// HTML character reference is still the character. The dashboard's script does the same for rows it fetches.
+/// HTML character reference is still the character. The live refresh shows the same text: it swaps in fragments written here.
 /// </summary>
 internal static class Bidi
 {
@@ -47,11 +47,44 @@ internal static class Bidi
 /// holds what attackers sent); only the literal parts of the template and <see cref="RawHtml"/> values are written as
 /// they are. Attribute values are always double-quoted, so the same encoding is safe inside them.
 /// </summary>
-internal sealed class HtmlWriter
+internal sealed class HtmlWriter(string? wantedFragment = null, string? liveFragment = null)
 {
     private static readonly HtmlEncoder s_encoder = HtmlEncoder.Default;
 
     public StringBuilder Builder { get; } = new(16 * 1024);
+
+    /// <summary>The markup of the fragment that was asked for, once written; null until then (or when none was).</summary>
+    public string? Captured { get; private set; }
+
+    /// <summary>
+    /// Writes a part of the page that the live refresh can ask for on its own: an element marked
+    /// <c>data-fragment="name"</c> (and <c>data-live</c> while that part refreshes itself). When the writer was created
+    /// for that fragment, its markup is also kept in <see cref="Captured"/>: the fragment a script fetches is the same
+    /// text as that part of the full page, written by the same code.
+    /// </summary>
+    public void Fragment(string tag, string name, string? cssClass, Action<HtmlWriter> body)
+    {
+        var start = Builder.Length;
+        Builder.Append('<').Append(tag);
+        if (cssClass is not null)
+        {
+            Add($" class=\"{cssClass}\"");
+        }
+
+        Add($" data-fragment=\"{name}\"");
+        if (name == liveFragment)
+        {
+            Add($" data-live=\"on\"");
+        }
+
+        Builder.Append('>');
+        body(this);
+        Builder.Append("</").Append(tag).Append('>');
+        if (name == wantedFragment)
+        {
+            Captured = Builder.ToString(start, Builder.Length - start);
+        }
+    }
 
     public static string Encode(string? text) => text is null ? "" : s_encoder.Encode(Bidi.Visible(text));
 

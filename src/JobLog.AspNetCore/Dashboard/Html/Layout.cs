@@ -16,6 +16,15 @@ internal sealed class PageContext(HttpContext http, string prefix, JobLogDashboa
 
     public DateTime Now { get; } = now;
 
+    /// <summary>
+    /// The part of the page the live refresh asked for (<c>X-JobLog-Fragment: list</c>): the response is then only that
+    /// element, as the full page writes it. Null for a full page (also when the name is not a plain lower-case word).
+    /// </summary>
+    public string? Fragment { get; } = FragmentName(http.Request.Headers[FragmentHeader].ToString());
+
+    /// <summary>The request header that names a fragment.</summary>
+    public const string FragmentHeader = "X-JobLog-Fragment";
+
     public string Url(string path) => Base + path;
 
     /// <summary>The current URL's query with <paramref name="key"/> replaced (removed when null).</summary>
@@ -50,16 +59,27 @@ internal sealed class PageContext(HttpContext http, string prefix, JobLogDashboa
     }
 
     public string? Query(string key) => Http.Request.Query.TryGetValue(key, out var v) && !string.IsNullOrWhiteSpace(v) ? v.ToString() : null;
+
+    private static string? FragmentName(string value) =>
+        value.Length is > 0 and <= 32 && value.All(char.IsAsciiLetterLower) ? value : null;
 }
 
 /// <summary>The frame around every page: header, navigation, assets (no inline script or style: the CSP forbids them).</summary>
 internal static class Layout
 {
+    /// <summary>The fragment every page has: its <c>&lt;main&gt;</c>, refreshed whole by pages that are live.</summary>
+    public const string MainFragment = "main";
+
+    /// <summary>
+    /// Renders a page, or only the fragment <see cref="PageContext.Fragment"/> names when the page has it (else the
+    /// whole page, in which the script finds the fragment just the same). <paramref name="live"/> names the fragment
+    /// that refreshes itself every <see cref="JobLogDashboardOptions.RefreshInterval"/>, or is null.
+    /// </summary>
     public static string Render(PageContext page, string title, string section, Action<HtmlWriter> body, string? live = null, string? error = null)
     {
-        var h = new HtmlWriter();
         var interval = ((int)page.Options.RefreshInterval.TotalSeconds).ToString(CultureInfo.InvariantCulture);
         var liveMode = page.Options.RefreshInterval > TimeSpan.Zero ? live : null;
+        var h = new HtmlWriter(page.Fragment, liveMode);
         h.Add($"""
             <!doctype html>
             <html lang="en">
@@ -72,7 +92,7 @@ internal static class Layout
             <link rel="stylesheet" href="{page.Url("/assets/joblog.css?v=" + DashboardAssets.Version)}">
             <script src="{page.Url("/assets/joblog.js?v=" + DashboardAssets.Version)}" defer></script>
             </head>
-            <body data-base="{page.Base}" data-live="{liveMode ?? ""}" data-interval="{interval}">
+            <body data-base="{page.Base}" data-interval="{interval}">
             <header class="top">
             <a class="brand" href="{page.Base}"><span class="logo" aria-hidden="true"></span>{page.Options.Title}</a>
             <nav>
@@ -88,15 +108,20 @@ internal static class Layout
             h.Add($"""<label class="live" title="Refresh every {interval} s"><input type="checkbox" id="live-toggle" checked> Live <span id="live-status" class="muted"></span></label>""");
         }
 
-        h.Add($"<span class=\"muted\">UTC {Format.Time(page.Now)[11..16]}</span></div>\n</header>\n<main>\n");
-        if (error is not null)
+        h.Add($"<span class=\"muted\">UTC {Format.Time(page.Now)[11..16]}</span></div>\n</header>\n");
+        h.Fragment("main", MainFragment, null, h =>
         {
-            h.Add($"<div class=\"alert\" role=\"alert\">{error}</div>\n");
-        }
+            h.Add($"\n");
+            if (error is not null)
+            {
+                h.Add($"<div class=\"alert\" role=\"alert\">{error}</div>\n");
+            }
 
-        body(h);
-        h.Add($"\n</main>\n<footer>JobLog · times in UTC · generated {Format.Time(page.Now)}</footer>\n</body>\n</html>\n");
-        return h.ToString();
+            body(h);
+            h.Add($"\n");
+        });
+        h.Add($"\n<footer>JobLog · times in UTC · generated {Format.Time(page.Now)}</footer>\n</body>\n</html>\n");
+        return h.Captured ?? h.ToString();
     }
 
     private static void Nav(HtmlWriter h, PageContext page, string key, string label, string path, string section) =>
@@ -136,6 +161,17 @@ internal static class Layout
 
     public static void Empty(HtmlWriter h, string text, int colspan) =>
         h.Add($"<tr class=\"empty\"><td colspan=\"{colspan}\">{text}</td></tr>");
+
+    /// <summary>The fragment of a list page that holds its table and pager; the task list's live refresh swaps it.</summary>
+    public const string ListFragment = "list";
+
+    /// <summary>A list's card: the table <paramref name="table"/> writes, then the pager; the <see cref="ListFragment"/>.</summary>
+    public static void ListSection(HtmlWriter h, PageContext page, string path, string? nextCursor, int shown, Action<HtmlWriter> table) =>
+        h.Fragment("section", ListFragment, "card table-card", h =>
+        {
+            table(h);
+            Pager(h, page, path, nextCursor, shown);
+        });
 
     /// <summary>Newest / older links of a keyset-paginated list.</summary>
     public static void Pager(HtmlWriter h, PageContext page, string path, string? nextCursor, int shown)

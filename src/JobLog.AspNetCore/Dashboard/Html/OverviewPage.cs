@@ -75,6 +75,6 @@ internal static class OverviewPage
             }
 
             h.Add($"</dl></section>\n</div>");
-        }, live: "region");
+        }, live: Layout.MainFragment);
     }
 }

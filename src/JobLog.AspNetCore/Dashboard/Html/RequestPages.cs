@@ -32,34 +32,35 @@ internal static class RequestPages
             Layout.TimeRange(h, page);
             Layout.Input(h, "q", "Path contains", page.Query("q"), "search");
             Layout.FormEnd(h, page, path);
-            h.Add($"<section class=\"card table-card\"><table class=\"list\"><thead><tr><th>Time</th><th>Method</th><th>Host</th><th>Path</th><th>Slug</th><th class=\"num\">Code</th><th>Status</th><th class=\"num\">Duration</th>");
-            if (inbound)
+            Layout.ListSection(h, page, path, rows.NextCursor, rows.Items.Count, h =>
             {
-                h.Add($"<th>Client</th>");
-            }
-
-            h.Add($"</tr></thead><tbody>");
-            if (rows.Items.Count == 0)
-            {
-                Layout.Empty(h, filtered ? "No request matches these filters." : "No request recorded yet.", inbound ? 9 : 8);
-            }
-
-            foreach (var r in rows.Items)
-            {
-                h.Add($"<tr data-id=\"{r.Id}\"><td class=\"nowrap\"><a href=\"{page.Url(path + "/" + r.Id.ToString())}\">{Format.Time(r.RequestTimestamp)}</a></td><td class=\"mono\">{r.Method}</td><td>{r.Host}</td><td class=\"input\">{r.Path}</td><td class=\"muted\">{r.Slug ?? "—"}</td><td class=\"num\">{Code(r.ResponseCode)}</td><td>");
-                Layout.Badge(h, Format.State(r.Status), Format.StateClass(r.Status));
-                h.Add($"</td><td class=\"num\">{Format.Duration(r.DurationSeconds)}</td>");
+                h.Add($"<table class=\"list\"><thead><tr><th>Time</th><th>Method</th><th>Host</th><th>Path</th><th>Slug</th><th class=\"num\">Code</th><th>Status</th><th class=\"num\">Duration</th>");
                 if (inbound)
                 {
-                    h.Add($"<td class=\"muted\">{r.Ip ?? "—"}{(r.UserId is null ? "" : " · " + r.UserId)}</td>");
+                    h.Add($"<th>Client</th>");
                 }
 
-                h.Add($"</tr>\n");
-            }
+                h.Add($"</tr></thead><tbody>");
+                if (rows.Items.Count == 0)
+                {
+                    Layout.Empty(h, filtered ? "No request matches these filters." : "No request recorded yet.", inbound ? 9 : 8);
+                }
 
-            h.Add($"</tbody></table>");
-            Layout.Pager(h, page, path, rows.NextCursor, rows.Items.Count);
-            h.Add($"</section>");
+                foreach (var r in rows.Items)
+                {
+                    h.Add($"<tr data-id=\"{r.Id}\"><td class=\"nowrap\"><a href=\"{page.Url(path + "/" + r.Id.ToString())}\">{Format.Time(r.RequestTimestamp)}</a></td><td class=\"mono\">{r.Method}</td><td>{r.Host}</td><td class=\"input\">{r.Path}</td><td class=\"muted\">{r.Slug ?? "—"}</td><td class=\"num\">{Code(r.ResponseCode)}</td><td>");
+                    Layout.Badge(h, Format.State(r.Status), Format.StateClass(r.Status));
+                    h.Add($"</td><td class=\"num\">{Format.Duration(r.DurationSeconds)}</td>");
+                    if (inbound)
+                    {
+                        h.Add($"<td class=\"muted\">{r.Ip ?? "—"}{(r.UserId is null ? "" : " · " + r.UserId)}</td>");
+                    }
+
+                    h.Add($"</tr>\n");
+                }
+
+                h.Add($"</tbody></table>");
+            });
         }, error: error);
     }
 

@@ -5,11 +5,13 @@ namespace JobLog.AspNetCore.Dashboard.Html;
 /// <summary>The task list and a task's detail.</summary>
 internal static class TaskPages
 {
+    /// <summary>
+    /// The fragment of a list page that the live refresh swaps: the table and its pager (<see cref="Layout.ListFragment"/>).
+    /// The first page of the task list refreshes itself; an older page or a page with an error does not.
+    /// </summary>
     public static string List(PageContext page, TaskFilter? filter, Page<TaskRow> rows, IReadOnlyList<string> names, string? error)
     {
-        var apiQuery = PageContext.QueryString(page.Http.Request.Query
-            .Where(q => q.Key != "cursor").Select(q => (q.Key, (string?)q.Value.ToString())));
-        var live = page.Query("cursor") is null && error is null ? "tasks" : null;
+        var live = page.Query("cursor") is null && error is null ? Layout.ListFragment : null;
         return Layout.Render(page, "Tasks", "tasks", h =>
         {
             h.Add($"<div class=\"page-head\"><h1>Tasks</h1></div>\n<form class=\"filters card\" method=\"get\" action=\"{page.Url("/tasks")}\">");
@@ -29,20 +31,21 @@ internal static class TaskPages
             Layout.TimeRange(h, page);
             Layout.Input(h, "q", "Input contains", page.Query("q"), "search", "text in the message");
             Layout.FormEnd(h, page, "/tasks");
-            h.Add($"""
-                <section class="card table-card">
-                <table class="list" id="task-table" data-api="{page.Url("/api/tasks" + apiQuery)}" data-detail="{page.Url("/tasks/")}">
-                <thead><tr><th>Task</th><th>State</th><th>Name</th><th>Queue</th><th>Input</th><th>Dispatched</th><th class="num">Duration</th><th class="num">Runs</th></tr></thead>
-                <tbody id="task-rows">
-                """);
-            Rows(h, page, rows.Items, filter is null ? "" : "No task matches these filters.");
-            h.Add($"</tbody></table>");
-            Layout.Pager(h, page, "/tasks", rows.NextCursor, rows.Items.Count);
-            h.Add($"</section>");
+            Layout.ListSection(h, page, "/tasks", rows.NextCursor, rows.Items.Count, h =>
+            {
+                h.Add($"""
+
+                    <table class="list" id="task-table">
+                    <thead><tr><th>Task</th><th>State</th><th>Name</th><th>Queue</th><th>Input</th><th>Dispatched</th><th class="num">Duration</th><th class="num">Runs</th></tr></thead>
+                    <tbody id="task-rows">
+                    """);
+                Rows(h, page, rows.Items, filter is null ? "" : "No task matches these filters.");
+                h.Add($"</tbody></table>");
+            });
         }, live, error);
     }
 
-    /// <summary>Task rows; the live refresh in joblog.js draws the same cells from <c>api/tasks</c>.</summary>
+    /// <summary>Task rows, in the list, its live refresh (the same fragment) and a task's children.</summary>
     public static void Rows(HtmlWriter h, PageContext page, IReadOnlyList<TaskRow> rows, string emptyText)
     {
         if (rows.Count == 0)
@@ -63,7 +66,7 @@ internal static class TaskPages
     public static string Detail(PageContext page, TaskDetail d)
     {
         var t = d.Task;
-        var live = t.State.IsFinal() ? null : "region";
+        var live = t.State.IsFinal() ? null : Layout.MainFragment;
         return Layout.Render(page, $"{t.Name} {Format.ShortId(t.Id)}", "tasks", h =>
         {
             h.Add($"<div class=\"page-head\"><h1>{t.Name} ");
