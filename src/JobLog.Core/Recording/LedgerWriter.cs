@@ -21,7 +21,8 @@ internal sealed class LedgerWriter(
     Redactor redactor) : BackgroundService
 {
     private readonly RecordMasking _masking = new(redactor);
-    private readonly List<LedgerRecord> _batch = [];
+    private readonly List<QueuedRecord> _batch = [];
+    private readonly List<LedgerRecord> _records = [];
     private readonly JobLogOptions _options = recorder.Options;
     private SqlExecutor? _executor;
     private int _attempt;
@@ -90,15 +91,23 @@ internal sealed class LedgerWriter(
     /// <returns>The number of records committed.</returns>
     internal async Task<int> WriteNextBatchAsync(CancellationToken cancellationToken)
     {
-        while (!_batchFromSpool && _batch.Count < _options.MaxBatchSize && recorder.Reader.TryRead(out var record))
+        // The redaction policy's choke point: every text is masked here, off the business path, before any row is written
+        // (once per record: a batch that failed keeps its masked records).
+        while (!_batchFromSpool && _batch.Count < _options.MaxBatchSize && recorder.Reader.TryRead(out var queued))
         {
-            _batch.Add(record);
+            _batch.Add(queued with { Record = _masking.Apply(queued.Record) });
         }
 
         if (_batch.Count == 0)
         {
             // The queue is empty: the spool's records, if any, are next (they are newer than anything queued before).
-            recorder.TakeSpooled(_batch, _options.MaxBatchSize);
+            _records.Clear();
+            recorder.TakeSpooled(_records, _options.MaxBatchSize);
+            foreach (var spooled in _records)
+            {
+                _batch.Add(new QueuedRecord(_masking.Apply(spooled), 0));
+            }
+
             _batchFromSpool = _batch.Count > 0;
         }
 
@@ -107,18 +116,18 @@ internal sealed class LedgerWriter(
             return 0;
         }
 
-        // The redaction policy's choke point: every text is masked here, off the business path, before any row is written.
-        foreach (var record in _batch)
-        {
-            _masking.Apply(record);
-        }
-
         while (true)
         {
             try
             {
                 var started = time.GetTimestamp();
-                await CommitAsync(_batch, cancellationToken).ConfigureAwait(false);
+                _records.Clear();
+                foreach (var queued in _batch)
+                {
+                    _records.Add(queued.Record);
+                }
+
+                await CommitAsync(_records, cancellationToken).ConfigureAwait(false);
                 metrics.CommitDuration.Record(time.GetElapsedTime(started).TotalSeconds);
                 break;
             }
@@ -175,14 +184,18 @@ internal sealed class LedgerWriter(
     /// <returns>False when the database became unreachable (the records not yet written stay in the batch).</returns>
     private async Task<bool> CommitOneByOneAsync(CancellationToken cancellationToken)
     {
-        var remaining = new List<LedgerRecord>(_batch);
-        var written = new List<LedgerRecord>();
-        foreach (var record in remaining)
+        var remaining = new List<QueuedRecord>(_batch);
+        var written = new List<QueuedRecord>();
+        var done = new bool[remaining.Count];
+        for (var i = 0; i < remaining.Count; i++)
         {
+            var queued = remaining[i];
+            var record = queued.Record;
             try
             {
                 await CommitAsync([record], cancellationToken).ConfigureAwait(false);
-                written.Add(record);
+                written.Add(queued);
+                done[i] = true;
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -190,7 +203,15 @@ internal sealed class LedgerWriter(
                 if (!await IsReachableAsync(cancellationToken).ConfigureAwait(false))
                 {
                     recorder.Committed(written);
-                    _batch.RemoveAll(written.Contains);
+                    _batch.Clear();
+                    for (var j = 0; j < remaining.Count; j++)
+                    {
+                        if (!done[j])
+                        {
+                            _batch.Add(remaining[j]);
+                        }
+                    }
+
                     return false;
                 }
 
@@ -198,7 +219,8 @@ internal sealed class LedgerWriter(
                 if (RecordMasking.Degrade(record) is { } degraded && await TryCommitAsync(degraded, cancellationToken).ConfigureAwait(false))
                 {
                     Log.RecordDegraded(logger, ex, record.GetType().Name);
-                    written.Add(record);
+                    written.Add(queued);
+                    done[i] = true;
                     continue;
                 }
 

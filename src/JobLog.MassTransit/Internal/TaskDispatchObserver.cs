@@ -217,7 +217,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         }
 
         var rendered = services.Renderer.Render(message);
-        var task = new TaskLog
+        var task = new TaskPayload
         {
             Id = context.MessageId ?? NewId.NextGuid(),
             Name = name is not null && call?.Name is null ? name : services.TaskName(messageType, call),
@@ -276,7 +276,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         }
 
         var name = services.TaskName(messageType);
-        var run = new TaskRunLog
+        var run = new RunPayload
         {
             Id = NewId.NextSequentialGuid(),
             TaskId = taskId,
@@ -290,7 +290,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             Host = services.Options.Host,
             WaitingTime = 0,
         };
-        var seed = new TaskLog { Id = taskId, Name = name, DispatchedAt = now, EstimatedTimeOfFirstArrival = now };
+        var seed = new TaskPayload { Id = taskId, Name = name, DispatchedAt = now, EstimatedTimeOfFirstArrival = now };
         services.Recorder.Enqueue(new RunStarted(run, seed, false));
     }
 
