@@ -2,6 +2,7 @@ using System.Diagnostics;
 using JobLog.Internal;
 using JobLog.Redaction;
 using JobLog.Storage;
+using Polly;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -24,6 +25,7 @@ internal sealed class LedgerWriter(
     private readonly List<QueuedRecord> _batch = [];
     private readonly List<LedgerRecord> _records = [];
     private readonly JobLogOptions _options = recorder.Options;
+    private ResiliencePipeline? _retry;
     private SqlExecutor? _executor;
     private int _attempt;
     private int _started;
@@ -116,39 +118,10 @@ internal sealed class LedgerWriter(
             return 0;
         }
 
-        while (true)
-        {
-            try
-            {
-                var started = time.GetTimestamp();
-                _records.Clear();
-                foreach (var queued in _batch)
-                {
-                    _records.Add(queued.Record);
-                }
-
-                await CommitAsync(_records, cancellationToken).ConfigureAwait(false);
-                metrics.CommitDuration.Record(time.GetElapsedTime(started).TotalSeconds);
-                break;
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                Log.BatchFailed(logger, ex, _batch.Count);
-                await ResetExecutorAsync().ConfigureAwait(false);
-                if (await IsReachableAsync(cancellationToken).ConfigureAwait(false)
-                    && await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    // The database was up, so the batch itself was bad: stored record by record, the rejected dropped.
-                    break;
-                }
-
-                _attempt++;
-                recorder.SetFailing(true);
-                var delay = Backoff(_attempt);
-                Log.WriteFailed(logger, ex, _batch.Count + recorder.Backlog, _attempt, delay);
-                await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
-            }
-        }
+        _retry ??= Backoff.Retry(
+            time, TimeSpan.FromMilliseconds(100), _options.MaxRetryDelay,
+            static (ex, ct) => ex is not OperationCanceledException || !ct.IsCancellationRequested, (ex, _, delay) => Retrying(ex, delay));
+        await _retry.ExecuteAsync(static (writer, ct) => writer.CommitBatchAsync(ct), this, cancellationToken).ConfigureAwait(false);
 
         var count = _batch.Count;
         if (_attempt > 0)
@@ -169,6 +142,45 @@ internal sealed class LedgerWriter(
         }
 
         return count;
+    }
+
+    /// <summary>
+    /// One attempt at the batch. When it fails while the database is reachable, the batch itself was bad: it is stored
+    /// record by record, the rejected dropped. Otherwise the failure is thrown, and <see cref="_retry"/> waits and calls
+    /// again (keeping the records).
+    /// </summary>
+    private async ValueTask CommitBatchAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var started = time.GetTimestamp();
+            _records.Clear();
+            foreach (var queued in _batch)
+            {
+                _records.Add(queued.Record);
+            }
+
+            await CommitAsync(_records, cancellationToken).ConfigureAwait(false);
+            metrics.CommitDuration.Record(time.GetElapsedTime(started).TotalSeconds);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            Log.BatchFailed(logger, ex, _batch.Count);
+            await ResetExecutorAsync().ConfigureAwait(false);
+            if (!await IsReachableAsync(cancellationToken).ConfigureAwait(false)
+                || !await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false))
+            {
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Before each wait of <see cref="_retry"/>: the database is failing (waiters are released), logged.</summary>
+    private void Retrying(Exception exception, TimeSpan delay)
+    {
+        _attempt++;
+        recorder.SetFailing(true);
+        Log.WriteFailed(logger, exception, _batch.Count + recorder.Backlog, _attempt, delay);
     }
 
     private async Task CommitAsync(IReadOnlyList<LedgerRecord> records, CancellationToken cancellationToken)
@@ -281,11 +293,5 @@ internal sealed class LedgerWriter(
 
             _executor = null;
         }
-    }
-
-    private TimeSpan Backoff(int attempt)
-    {
-        var ms = Math.Min(_options.MaxRetryDelay.TotalMilliseconds, 100 * Math.Pow(2, Math.Min(attempt - 1, 16)));
-        return TimeSpan.FromMilliseconds(ms);
     }
 }
