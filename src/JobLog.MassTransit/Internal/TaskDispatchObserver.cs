@@ -21,7 +21,7 @@ internal sealed class DispatchTicket(long sequence)
 }
 
 /// <summary>
-/// A task row on every send and publish (DESIGN §5): observers run after the caller's pipe, so they see TimeToLive,
+/// A task row on every send and publish (docs/architecture.md#task-state): observers run after the caller's pipe, so they see TimeToLive,
 /// Delay and headers. Redelivery re-sends are not new tasks; a <c>Fault&lt;T&gt;</c> is one only where this application
 /// consumes it. The outbox's <c>SerializedMessageBody</c> deliveries are recorded as the message they carry. A <c>ScheduleMessage</c> is
 /// recorded as the task of the message it schedules (its MessageId, exact ETA); the scheduler's own later send of it
