@@ -33,9 +33,9 @@ public class HealthAndMetricsTests
             measurements.Add((instrument.Name, value, tags.ToArray().ToDictionary(t => t.Key, t => t.Value))));
         listener.Start();
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        var task = new TaskLog { Id = Guid.NewGuid(), Name = "ChargeCard", DispatchedAt = DateTime.UtcNow };
-        var run = new TaskRunLog { Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, ConsumerType = "C", Start = DateTime.UtcNow };
-        var expiredRun = new TaskRunLog { Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, ConsumerType = "D", Start = DateTime.UtcNow, Stop = DateTime.UtcNow, State = TaskRunState.Expired };
+        var task = new TaskPayload { Id = Guid.NewGuid(), Name = "ChargeCard", DispatchedAt = DateTime.UtcNow };
+        var run = new RunPayload { Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, ConsumerType = "C", Start = DateTime.UtcNow };
+        var expiredRun = new RunPayload { Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, ConsumerType = "D", Start = DateTime.UtcNow, Stop = DateTime.UtcNow, State = TaskRunState.Expired };
 
         recorder.Enqueue(new TaskDispatched(task));
         recorder.Enqueue(new RunStarted(run, task, false));
@@ -84,7 +84,7 @@ public class HealthAndMetricsTests
 
         for (var i = 0; i < 20; i++)
         {
-            recorder.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+            recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
         }
 
         var behind = (await health.CheckHealthAsync(r => r.Name == "joblog-writer")).Entries["joblog-writer"];
@@ -92,7 +92,7 @@ public class HealthAndMetricsTests
 
         for (var i = 0; i < 1000; i++)
         {
-            recorder.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+            recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
         }
 
         var dropping = (await health.CheckHealthAsync(r => r.Name == "joblog-writer")).Entries["joblog-writer"];

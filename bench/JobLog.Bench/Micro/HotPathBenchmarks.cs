@@ -33,12 +33,12 @@ public class HotPathBenchmarks
         for (var i = 0; i < 1000; i++)
         {
             var taskId = NewId.NextGuid();
-            var task = new TaskLog
+            var task = new TaskPayload
             {
                 Id = taskId, Name = "ChargeCard", QueueName = "charge-card", Input = rendered.Input, TaskArgs = rendered.TaskArgs,
                 TaskKwargs = rendered.TaskKwargs, DispatchedAt = now, EstimatedTimeOfFirstArrival = now, Host = "bench",
             };
-            var run = new TaskRunLog
+            var run = new RunPayload
             {
                 Id = NewId.NextGuid(), TaskId = taskId, Name = "ChargeCard", QueueName = "charge-card", ConsumerType = "ChargeCardConsumer",
                 Input = rendered.Input, TaskArgs = rendered.TaskArgs, TaskKwargs = rendered.TaskKwargs, Start = now, Host = "bench",

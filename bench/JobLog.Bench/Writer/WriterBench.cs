@@ -60,19 +60,19 @@ internal sealed class WriterBench(BenchOptions options)
     private static (TaskDispatched Dispatch, RunStarted Start, RunFinished Finish) Records(RenderedMessage rendered, int i, DateTime now)
     {
         var taskId = NewId.NextGuid();
-        var task = new TaskLog
+        var task = new TaskPayload
         {
             Id = taskId, Name = "ChargeCard", QueueName = "charge-card", Input = rendered.Input, TaskArgs = rendered.TaskArgs,
             TaskKwargs = rendered.TaskKwargs, DispatchedAt = now, EstimatedTimeOfFirstArrival = now, ConversationId = NewId.NextGuid(),
             SourceAddress = "rabbitmq://localhost/bench/host_bench_bus_abc", Host = "bench", TraceId = "4bf92f3577b34da6a3ce929d0e0e4736",
         };
-        var run = new TaskRunLog
+        var run = new RunPayload
         {
             Id = NewId.NextGuid(), TaskId = taskId, Name = "ChargeCard", QueueName = "charge-card", ConsumerType = "ChargeCardConsumer",
             Input = rendered.Input, TaskArgs = rendered.TaskArgs, TaskKwargs = rendered.TaskKwargs, Start = now.AddMilliseconds(1),
             Host = "bench", WaitingTime = 0.001,
         };
-        var seed = new TaskLog
+        var seed = new TaskPayload
         {
             Id = taskId, Name = "ChargeCard", QueueName = "charge-card", Input = rendered.Input, TaskArgs = rendered.TaskArgs,
             TaskKwargs = rendered.TaskKwargs, DispatchedAt = now, EstimatedTimeOfFirstArrival = now, ConversationId = task.ConversationId,

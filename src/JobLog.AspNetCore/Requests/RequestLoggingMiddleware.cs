@@ -21,7 +21,7 @@ internal sealed class RequestLoggingServices(
 
     public ILogger Logger => logger;
 
-    public void Enqueue(InputRequestLog log) => recorder.Enqueue(new InputRequestRecorded(log));
+    public void Enqueue(InputRequestPayload log) => recorder.Enqueue(new InputRequestRecorded(log));
 }
 
 /// <summary>

@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Claims;
 using JobLog.Http;
+using JobLog.Recording;
 using JobLog.Redaction;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
@@ -9,14 +10,14 @@ using Microsoft.AspNetCore.Routing;
 namespace JobLog.AspNetCore.Requests;
 
 /// <summary>
-/// One inbound request being recorded; also the request feature behind <c>MarkJobLogLogin</c>. The draft is never
-/// enqueued itself: each record is a copy (records are immutable once queued).
+/// One inbound request being recorded; also the request feature behind <c>MarkJobLogLogin</c>. The draft is immutable:
+/// each step takes a copy, and each record enqueued is the draft of that moment.
 /// </summary>
 internal sealed class RequestRecording
 {
     private readonly HttpContext _context;
     private readonly RequestLoggingServices _services;
-    private readonly InputRequestLog _log;
+    private InputRequestPayload _log;
     private Stream? _originalBody;
     private RequestBodyCapture? _requestBody;
     private ResponseBodyCapture? _responseBody;
@@ -30,7 +31,7 @@ internal sealed class RequestRecording
         _services = services;
         var now = services.Time.GetUtcNow();
         var request = context.Request;
-        _log = new InputRequestLog
+        _log = new InputRequestPayload
         {
             Id = Guid.CreateVersion7(now),
             Host = HttpLogFields.Name(request.Host.Value),
@@ -56,12 +57,15 @@ internal sealed class RequestRecording
     {
         var request = _context.Request;
         var redactor = Redactor;
-        _log.Queries = request.QueryString.HasValue && request.Query.Count > 0
-            ? redactor.NameValuesJson(request.Query.Select(q => new KeyValuePair<string, IEnumerable<string?>>(q.Key, q.Value)))
-            : null;
-        _log.RequestHeaders = redactor.NameValuesJson(request.Headers.Select(h => new KeyValuePair<string, IEnumerable<string?>>(h.Key, h.Value)));
-        _log.Slug = Slug(endpoint);
-        _log.UserId = UserId(_context.User);
+        _log = _log with
+        {
+            Queries = request.QueryString.HasValue && request.Query.Count > 0
+                ? redactor.NameValuesJson(request.Query.Select(q => new KeyValuePair<string, IEnumerable<string?>>(q.Key, q.Value)))
+                : null,
+            RequestHeaders = redactor.NameValuesJson(request.Headers.Select(h => new KeyValuePair<string, IEnumerable<string?>>(h.Key, h.Value))),
+            Slug = Slug(endpoint),
+            UserId = UserId(_context.User),
+        };
         _context.Features.Set(this);
 
         var detection = _context.Features.Get<IHttpRequestBodyDetectionFeature>();
@@ -83,8 +87,8 @@ internal sealed class RequestRecording
             _context.Features.Set<IHttpResponseBodyFeature>(_responseBody);
         }
 
-        _log.RequestBody = RequestBody(hidden);
-        _services.Enqueue(Copy(_log));
+        _log = _log with { RequestBody = RequestBody(hidden) };
+        _services.Enqueue(_log);
     }
 
     /// <summary>Completes the record after the endpoint ran (or threw <paramref name="exception"/>) and puts the features back.</summary>
@@ -105,31 +109,30 @@ internal sealed class RequestRecording
 
         Restore(requestBody: true);
         var endpoint = _context.GetEndpoint();
-        _log.ResponseTimestamp = _services.Time.GetUtcNow().UtcDateTime;
-        _log.Slug = Slug(endpoint) ?? _log.Slug;
-        _log.UserId = UserId(_context.User) ?? _log.UserId;
-        _log.RequestBody = RequestBody(endpoint?.Metadata.GetMetadata<HideRequestBodyAttribute>() is not null);
-        _log.ResponseHeaders = Redactor.NameValuesJson(response.Headers.Select(h => new KeyValuePair<string, IEnumerable<string?>>(h.Key, h.Value)));
-        _log.ResponseBody = ResponseBody();
-        if (exception is null)
+        var log = _log with
         {
-            _log.ResponseCode = response.StatusCode;
-            _log.Status = HttpLogFields.StatusOf(response.StatusCode);
-        }
-        else
-        {
-            // What the server sends for an unhandled exception: 500 (or the bad request's code) unless already started.
-            _log.ResponseCode = response.HasStarted ? response.StatusCode : exception is BadHttpRequestException bad ? bad.StatusCode : 500;
-            _log.Status = RequestLogStatus.Error;
-            _log.ExceptionName = HttpLogFields.ExceptionName(exception);
-            _log.ErrorDescription = Redactor.ExceptionText(exception);
-        }
-
-        _log.Type = _throttled ? InputRequestType.Throttled
-            : _login > 0 ? InputRequestType.SuccessfulLogin
-            : _login < 0 ? InputRequestType.UnsuccessfulLogin
-            : InputRequestType.Common;
-        _services.Enqueue(Copy(_log));
+            ResponseTimestamp = _services.Time.GetUtcNow().UtcDateTime,
+            Slug = Slug(endpoint) ?? _log.Slug,
+            UserId = UserId(_context.User) ?? _log.UserId,
+            RequestBody = RequestBody(endpoint?.Metadata.GetMetadata<HideRequestBodyAttribute>() is not null),
+            ResponseHeaders = Redactor.NameValuesJson(response.Headers.Select(h => new KeyValuePair<string, IEnumerable<string?>>(h.Key, h.Value))),
+            ResponseBody = ResponseBody(),
+            Type = _throttled ? InputRequestType.Throttled
+                : _login > 0 ? InputRequestType.SuccessfulLogin
+                : _login < 0 ? InputRequestType.UnsuccessfulLogin
+                : InputRequestType.Common,
+        };
+        _log = exception is null
+            ? log with { ResponseCode = response.StatusCode, Status = HttpLogFields.StatusOf(response.StatusCode) }
+            : log with
+            {
+                // What the server sends for an unhandled exception: 500 (or the bad request's code) unless already started.
+                ResponseCode = response.HasStarted ? response.StatusCode : exception is BadHttpRequestException bad ? bad.StatusCode : 500,
+                Status = RequestLogStatus.Error,
+                ExceptionName = HttpLogFields.ExceptionName(exception),
+                ErrorDescription = Redactor.ExceptionText(exception),
+            };
+        _services.Enqueue(_log);
     }
 
     /// <summary>
@@ -215,13 +218,4 @@ internal sealed class RequestRecording
 
     private static string? Ip(IPAddress? address) =>
         address is null ? null : (address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address).ToString();
-
-    private static InputRequestLog Copy(InputRequestLog r) => new()
-    {
-        Id = r.Id, Host = r.Host, Method = r.Method, Path = r.Path, Queries = r.Queries, IsSecure = r.IsSecure, Slug = r.Slug,
-        RequestTimestamp = r.RequestTimestamp, RequestHeaders = r.RequestHeaders, RequestBody = r.RequestBody,
-        ResponseTimestamp = r.ResponseTimestamp, ResponseCode = r.ResponseCode, ResponseHeaders = r.ResponseHeaders,
-        ResponseBody = r.ResponseBody, Status = r.Status, ErrorDescription = r.ErrorDescription, ExceptionName = r.ExceptionName,
-        UserId = r.UserId, Ip = r.Ip, Type = r.Type,
-    };
 }

@@ -101,7 +101,7 @@ public sealed class CommandLogger
         try
         {
             var now = _time.GetUtcNow();
-            var log = new CommandLog
+            var log = new CommandPayload
             {
                 Id = Guid.CreateVersion7(now),
                 Name = Redactor.Truncate(name, LedgerModel.NameLength),
@@ -113,7 +113,7 @@ public sealed class CommandLogger
             var capture = new CommandCapture(
                 new OutputBuffer(_options.Redaction.MaxBodyLength, keepBeginning: false), new OutputBuffer(ErrorTailLength, keepBeginning: false));
             var frame = new AmbientFrame(AmbientKind.Command, log.Id, JobLogScope.Current) { Output = capture.Output };
-            _recorder.Enqueue(new CommandRecorded(Copy(log)));
+            _recorder.Enqueue(new CommandRecorded(log));
             return new Run(log, capture, frame);
         }
         catch (Exception ex)
@@ -127,21 +127,25 @@ public sealed class CommandLogger
     {
         try
         {
-            var log = Copy(run.Log);
-            log.Stop = _time.GetUtcNow().UtcDateTime;
-            log.Output = run.Capture.Output.Snapshot() is { } output ? Redactor.TruncateFromLeft(output, _options.Redaction.MaxBodyLength) : null;
-            log.ExitCode = exitCode;
-            log.IsSuccessful = exception is null && exitCode == 0;
+            string? error = null;
             if (exception is not null)
             {
-                log.ErrorMessage = _redactor.ExceptionText(exception);
+                error = _redactor.ExceptionText(exception);
             }
             else if (exitCode != 0)
             {
                 var errors = run.Capture.ErrorTail.Snapshot();
-                log.ErrorMessage = _redactor.Bound($"Exit code {exitCode}." + (errors is null ? "" : "\n" + errors.TrimEnd()));
+                error = _redactor.Bound($"Exit code {exitCode}." + (errors is null ? "" : "\n" + errors.TrimEnd()));
             }
 
+            var log = run.Log with
+            {
+                Stop = _time.GetUtcNow().UtcDateTime,
+                Output = run.Capture.Output.Snapshot() is { } output ? Redactor.TruncateFromLeft(output, _options.Redaction.MaxBodyLength) : null,
+                ExitCode = exitCode,
+                IsSuccessful = exception is null && exitCode == 0,
+                ErrorMessage = error,
+            };
             var sequence = _recorder.Enqueue(new CommandRecorded(log));
             await _recorder.WaitCommittedAsync(sequence, CancellationToken.None).ConfigureAwait(false);
         }
@@ -151,12 +155,5 @@ public sealed class CommandLogger
         }
     }
 
-    private static CommandLog Copy(CommandLog c) => new()
-    {
-        Id = c.Id, Name = c.Name, Input = c.Input, ExecutedFromCommandLine = c.ExecutedFromCommandLine, Start = c.Start,
-        Stop = c.Stop, Output = c.Output, IsSuccessful = c.IsSuccessful, ErrorMessage = c.ErrorMessage, ExitCode = c.ExitCode,
-        Host = c.Host,
-    };
-
-    private sealed record Run(CommandLog Log, CommandCapture Capture, AmbientFrame Frame);
+    private sealed record Run(CommandPayload Log, CommandCapture Capture, AmbientFrame Frame);
 }

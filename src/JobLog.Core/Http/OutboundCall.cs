@@ -1,11 +1,15 @@
+using JobLog.Recording;
+
 namespace JobLog.Http;
 
 /// <summary>
 /// One outbound request being recorded. Its record is enqueued once: when the response body has been read (or the
 /// response had none worth capturing), or when the request failed.
 /// </summary>
-internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestLog log, bool isHead)
+internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestPayload log, bool isHead)
 {
+    // Immutable: each step takes a copy, and the record enqueued is the last one.
+    private OutputRequestPayload _log = log;
     private readonly Lock _lock = new();
     private CaptureBuffer? _body;
     private long? _contentLength;
@@ -13,8 +17,8 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestL
 
     public string? RequestBody
     {
-        get => log.RequestBody;
-        set => log.RequestBody = value;
+        get => _log.RequestBody;
+        set => _log = _log with { RequestBody = value };
     }
 
     /// <summary>Records the response head; a text body is then captured as the caller reads it (the content is wrapped).</summary>
@@ -26,9 +30,12 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestL
             var content = response.Content;
             lock (_lock)
             {
-                log.ResponseCode = code;
-                log.Status = HttpLogFields.StatusOf(code);
-                log.ResponseHeaders = owner.Redactor.NameValuesJson(OutboundRequestRecorder.Headers(response.Headers, content?.Headers));
+                _log = _log with
+                {
+                    ResponseCode = code,
+                    Status = HttpLogFields.StatusOf(code),
+                    ResponseHeaders = owner.Redactor.NameValuesJson(OutboundRequestRecorder.Headers(response.Headers, content?.Headers)),
+                };
             }
 
             if (isHead || content is null || content.Headers.ContentLength == 0
@@ -44,7 +51,7 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestL
         }
         catch (Exception ex)
         {
-            owner.Failed(ex, log.Host);
+            owner.Failed(ex, _log.Host);
             Finish();
         }
     }
@@ -59,9 +66,12 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestL
                 return;
             }
 
-            log.Status = RequestLogStatus.Error;
-            log.ExceptionName = HttpLogFields.ExceptionName(exception);
-            log.ErrorDescription = owner.Redactor.ExceptionText(exception);
+            _log = _log with
+            {
+                Status = RequestLogStatus.Error,
+                ExceptionName = HttpLogFields.ExceptionName(exception),
+                ErrorDescription = owner.Redactor.ExceptionText(exception),
+            };
         }
 
         Finish();
@@ -70,7 +80,7 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestL
     /// <summary>Enqueues the record (once). <paramref name="bodyComplete"/> is false when the body was abandoned half read.</summary>
     public void Finish(bool bodyComplete = true)
     {
-        OutputRequestLog copy;
+        OutputRequestPayload finished;
         lock (_lock)
         {
             if (_finished)
@@ -81,23 +91,26 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestL
             _finished = true;
             try
             {
-                log.ResponseTimestamp = owner.Time.GetUtcNow().UtcDateTime;
+                _log = _log with { ResponseTimestamp = owner.Time.GetUtcNow().UtcDateTime };
                 if (_body is not null)
                 {
                     var (bytes, truncated, total) = _body.Snapshot();
-                    log.ResponseBody = bytes.Length == 0 && !bodyComplete
-                        ? JobLog.Redaction.Redactor.NotRecorded(_contentLength)
-                        : owner.Redactor.MaskBody(bytes, truncated || !bodyComplete, _contentLength ?? total);
+                    _log = _log with
+                    {
+                        ResponseBody = bytes.Length == 0 && !bodyComplete
+                            ? JobLog.Redaction.Redactor.NotRecorded(_contentLength)
+                            : owner.Redactor.MaskBody(bytes, truncated || !bodyComplete, _contentLength ?? total),
+                    };
                 }
             }
             catch (Exception ex)
             {
-                owner.Failed(ex, log.Host);
+                owner.Failed(ex, _log.Host);
             }
 
-            copy = log;
+            finished = _log;
         }
 
-        owner.Enqueue(copy);
+        owner.Enqueue(finished);
     }
 }

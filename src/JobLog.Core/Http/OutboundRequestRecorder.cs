@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging;
 
 namespace JobLog.Http;
 
-/// <summary>Builds <see cref="OutputRequestLog"/> records for the logging handlers of every client. Never throws.</summary>
+/// <summary>Builds <see cref="OutputRequestRecorded"/> records for the logging handlers of every client. Never throws.</summary>
 internal sealed class OutboundRequestRecorder(
     LedgerRecorder recorder,
     Redactor redactor,
@@ -58,7 +58,7 @@ internal sealed class OutboundRequestRecorder(
         }
     }
 
-    internal void Enqueue(OutputRequestLog log)
+    internal void Enqueue(OutputRequestPayload log)
     {
         try
         {
@@ -76,64 +76,59 @@ internal sealed class OutboundRequestRecorder(
     {
         var now = time.GetUtcNow();
         var uri = request.RequestUri;
-        var log = new OutputRequestLog
+        var absolute = uri is { IsAbsoluteUri: true };
+        var query = absolute ? HttpLogFields.ParseQuery(uri!.Query) : null;
+        var log = new OutputRequestPayload
         {
             Id = Guid.CreateVersion7(now),
+            Host = absolute ? HttpLogFields.Name(uri!.Authority) : "",
             Method = HttpLogFields.Name(request.Method.Method.ToUpperInvariant(), HttpLogFields.MaxMethodLength),
+            Path = absolute ? HttpLogFields.Path(Uri.UnescapeDataString(uri!.AbsolutePath)) : HttpLogFields.Path(uri?.OriginalString),
+            IsSecure = absolute && uri!.Scheme == Uri.UriSchemeHttps,
+            Queries = query is null || query.Count == 0 ? null : redactor.NameValuesJson(query),
             Slug = slug is null ? null : HttpLogFields.Name(slug),
             RequestTimestamp = now.UtcDateTime,
             RequestHeaders = redactor.NameValuesJson(Headers(request.Headers, request.Content?.Headers)),
         };
-        if (uri is { IsAbsoluteUri: true })
-        {
-            log.Host = HttpLogFields.Name(uri.Authority);
-            log.Path = HttpLogFields.Path(Uri.UnescapeDataString(uri.AbsolutePath));
-            log.IsSecure = uri.Scheme == Uri.UriSchemeHttps;
-            var query = HttpLogFields.ParseQuery(uri.Query);
-            log.Queries = query.Count == 0 ? null : redactor.NameValuesJson(query);
-        }
-        else
-        {
-            log.Path = HttpLogFields.Path(uri?.OriginalString);
-        }
-
-        Relate(log, JobLogScope.Current, now);
-        return new OutboundCall(this, log, request.Method == HttpMethod.Head);
+        return new OutboundCall(this, Relate(log, JobLogScope.Current, now), request.Method == HttpMethod.Head);
     }
 
     /// <summary>The ambient chain: the input request it happens in, and the task run, command and objects it relates to.</summary>
-    private static void Relate(OutputRequestLog log, AmbientFrame? frame, DateTimeOffset now)
+    private static OutputRequestPayload Relate(OutputRequestPayload log, AmbientFrame? frame, DateTimeOffset now)
     {
         if (frame is null)
         {
-            return;
+            return log;
         }
 
+        Guid? inputRequestId = null;
+        var related = new List<RelatedObjectPayload>();
         var seen = new HashSet<(AmbientKind, Guid, string?, string?)>();
         foreach (var f in frame.Chain())
         {
             switch (f.Kind)
             {
                 case AmbientKind.InputRequest:
-                    log.InputRequestId ??= f.Id;
+                    inputRequestId ??= f.Id;
                     break;
                 case AmbientKind.TaskRun when seen.Add((f.Kind, f.Id, null, null)):
-                    log.RelatedObjects.Add(new OutputRequestRelatedObject { Id = Guid.CreateVersion7(now), OutputRequestId = log.Id, TaskRunLogId = f.Id });
+                    related.Add(new RelatedObjectPayload { Id = Guid.CreateVersion7(now), TaskRunLogId = f.Id });
                     break;
                 case AmbientKind.Command when seen.Add((f.Kind, f.Id, null, null)):
-                    log.RelatedObjects.Add(new OutputRequestRelatedObject { Id = Guid.CreateVersion7(now), OutputRequestId = log.Id, CommandLogId = f.Id });
+                    related.Add(new RelatedObjectPayload { Id = Guid.CreateVersion7(now), CommandLogId = f.Id });
                     break;
                 case AmbientKind.Related when f.RelatedObject is { } o && seen.Add((f.Kind, Guid.Empty, o.ContentType, o.ObjectId)):
-                    log.RelatedObjects.Add(new OutputRequestRelatedObject
+                    related.Add(new RelatedObjectPayload
                     {
                         Id = Guid.CreateVersion7(now),
-                        OutputRequestId = log.Id,
                         ContentType = HttpLogFields.Name(o.ContentType),
                         ObjectId = HttpLogFields.Name(o.ObjectId),
                     });
                     break;
             }
         }
+
+        return log with { InputRequestId = inputRequestId, RelatedObjects = related };
     }
 
     internal static IEnumerable<KeyValuePair<string, IEnumerable<string?>>> Headers(

@@ -6,27 +6,22 @@ using Microsoft.Extensions.Options;
 namespace JobLog.Recording;
 
 /// <summary>
-/// The one door to the ledger (DESIGN §4). Integrations enqueue records; a single writer commits them in batches.
-/// <see cref="WaitCommittedAsync"/> implements group commit: every waiter is released by the commit that holds its record.
+/// The one door to the ledger (docs/architecture.md#write-path). Integrations enqueue records; a single writer commits
+/// them in batches. Records that do not fit in the queue go to the spool file, in order; <see cref="WaitCommittedAsync"/>
+/// waits for a record's commit (<see cref="CommitWaiters"/>).
 /// </summary>
 internal sealed class LedgerRecorder : IDisposable
 {
-    private readonly Channel<LedgerRecord> _channel;
+    private readonly Channel<QueuedRecord> _channel;
     private readonly JobLogOptions _options;
     private readonly JobLogMetrics _metrics;
     private readonly ILogger<LedgerRecorder> _logger;
     private readonly TimeProvider _time;
     private readonly Lock _enqueueLock = new();
     private long _enqueued;
-    private long _committed;
     private long _dropped;
     private int _backlog;
-    private volatile bool _failing;
-    private TaskCompletionSource _commitSignal = NewSignal();
-    private readonly Lock _waitLock = new();
-    private readonly PriorityQueue<Waiter, long> _bySequence = new();
-    private readonly Queue<Waiter> _byDeadline = new();
-    private ITimer? _watchdog;
+    private readonly CommitWaiters _waiters;
     private LedgerSpool? _spool;
     private readonly RecordMasking _masking;
     private bool _spoolUnavailable;
@@ -40,7 +35,8 @@ internal sealed class LedgerRecorder : IDisposable
         _metrics = metrics;
         _logger = logger;
         _time = time;
-        _channel = Channel.CreateBounded<LedgerRecord>(new BoundedChannelOptions(_options.QueueCapacity)
+        _waiters = new CommitWaiters(metrics, time, _options.AcknowledgeTimeout);
+        _channel = Channel.CreateBounded<QueuedRecord>(new BoundedChannelOptions(_options.QueueCapacity)
         {
             SingleReader = true,
             SingleWriter = false,
@@ -69,7 +65,7 @@ internal sealed class LedgerRecorder : IDisposable
     public JobLogOptions Options => _options;
 
     /// <summary>True while the writer cannot reach the database: the business path then does not wait.</summary>
-    public bool IsFailing => _failing;
+    public bool IsFailing => _waiters.IsFailing;
 
     public int Backlog => Volatile.Read(ref _backlog);
 
@@ -94,7 +90,7 @@ internal sealed class LedgerRecorder : IDisposable
         }
     }
 
-    internal ChannelReader<LedgerRecord> Reader => _channel.Reader;
+    internal ChannelReader<QueuedRecord> Reader => _channel.Reader;
 
     /// <summary>
     /// Hands a record to the writer. Never blocks; returns the record's sequence number, or 0 when it was not queued
@@ -113,15 +109,10 @@ internal sealed class LedgerRecorder : IDisposable
 
             // The queue is full (or older records wait in the spool: order is kept, so everything goes there until the
             // writer has replayed it).
-            record.Sequence = 0;
             _spool ??= ClaimSpool();
-            if (_spool is not null)
-            {
-                // The writer masks free texts; a record bound for the disk is masked before it gets there.
-                _masking.Apply(record);
-            }
 
-            if (_spool is not null && _spool.TryAppend(record))
+            // The writer masks free texts; a record bound for the disk is masked before it gets there.
+            if (_spool is not null && _spool.TryAppend(_masking.Apply(record)))
             {
                 if (!_spooling)
                 {
@@ -142,8 +133,6 @@ internal sealed class LedgerRecorder : IDisposable
                 {
                     return sequence;
                 }
-
-                record.Sequence = 0;
             }
         }
 
@@ -160,8 +149,7 @@ internal sealed class LedgerRecorder : IDisposable
     /// <summary>Under the enqueue lock: the record into the in-memory queue, when it has room.</summary>
     private bool TryQueue(LedgerRecord record, long sequence)
     {
-        record.Sequence = sequence;
-        if (!_channel.Writer.TryWrite(record))
+        if (!_channel.Writer.TryWrite(new QueuedRecord(record, sequence)))
         {
             return false;
         }
@@ -176,50 +164,20 @@ internal sealed class LedgerRecorder : IDisposable
     /// committed, at most <see cref="JobLogOptions.AcknowledgeTimeout"/>, and not at all while the database is failing.
     /// Never throws because of the ledger.
     /// </summary>
-    /// <remarks>
-    /// Waiters queue by sequence and each is released once, by the commit that holds its record; deadlines are kept by
-    /// one timer for all waiters (no timer per wait).
-    /// </remarks>
-    public ValueTask WaitCommittedAsync(long sequence, CancellationToken cancellationToken = default)
-    {
-        if (_options.Durability != LedgerDurability.Acknowledged || sequence <= 0 || _failing
-            || Interlocked.Read(ref _committed) >= sequence || _options.AcknowledgeTimeout <= TimeSpan.Zero)
-        {
-            return ValueTask.CompletedTask;
-        }
-
-        var now = _time.GetTimestamp();
-        var waiter = new Waiter(sequence, now, now + (long)(_options.AcknowledgeTimeout.TotalSeconds * _time.TimestampFrequency));
-        lock (_waitLock)
-        {
-            // Checked again under the lock: a commit or an outage may have released everyone in between.
-            if (_failing || Interlocked.Read(ref _committed) >= sequence)
-            {
-                return ValueTask.CompletedTask;
-            }
-
-            _bySequence.Enqueue(waiter, sequence);
-            _byDeadline.Enqueue(waiter);
-            _watchdog ??= _time.CreateTimer(static state => ((LedgerRecorder)state!).Expire(), this, WatchdogPeriod, WatchdogPeriod);
-        }
-
-        if (cancellationToken.CanBeCanceled)
-        {
-            waiter.Cancellation = cancellationToken.UnsafeRegister(static state => ((Waiter)state!).TrySetResult(), waiter);
-        }
-
-        return new ValueTask(waiter.Task);
-    }
+    public ValueTask WaitCommittedAsync(long sequence, CancellationToken cancellationToken = default) =>
+        _options.Durability != LedgerDurability.Acknowledged || sequence <= 0 || _options.AcknowledgeTimeout <= TimeSpan.Zero
+            ? ValueTask.CompletedTask
+            : _waiters.WaitAsync(sequence, cancellationToken);
 
     /// <summary>Waits until everything enqueued so far is committed (tests, shutdown, CLI).</summary>
     public async Task<bool> FlushAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         var target = Interlocked.Read(ref _enqueued);
         var deadline = _time.GetTimestamp() + (long)(timeout.TotalSeconds * _time.TimestampFrequency);
-        while (Interlocked.Read(ref _committed) < target)
+        while (_waiters.Committed < target)
         {
-            var signal = Volatile.Read(ref _commitSignal);
-            if (Interlocked.Read(ref _committed) >= target)
+            var signal = _waiters.NextCommit;
+            if (_waiters.Committed >= target)
             {
                 break;
             }
@@ -232,7 +190,7 @@ internal sealed class LedgerRecorder : IDisposable
 
             try
             {
-                await signal.Task.WaitAsync(TimeSpan.FromSeconds((double)remaining / _time.TimestampFrequency), _time, cancellationToken)
+                await signal.WaitAsync(TimeSpan.FromSeconds((double)remaining / _time.TimestampFrequency), _time, cancellationToken)
                     .ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
@@ -241,7 +199,7 @@ internal sealed class LedgerRecorder : IDisposable
             }
         }
 
-        return Interlocked.Read(ref _committed) >= target;
+        return _waiters.Committed >= target;
     }
 
     private LedgerSpool? ClaimSpool()
@@ -347,7 +305,8 @@ internal sealed class LedgerRecorder : IDisposable
         spool.Dispose();
     }
 
-    internal void Committed(IReadOnlyList<LedgerRecord> batch)
+    /// <summary>The writer committed <paramref name="batch"/>: the backlog shrinks and the records' waiters are released.</summary>
+    internal void Committed(IReadOnlyList<QueuedRecord> batch)
     {
         if (batch.Count == 0)
         {
@@ -367,81 +326,11 @@ internal sealed class LedgerRecorder : IDisposable
         }
 
         Interlocked.Add(ref _backlog, -queued);
-        if (last > Interlocked.Read(ref _committed))
-        {
-            Interlocked.Exchange(ref _committed, last);
-        }
-
-        lock (_waitLock)
-        {
-            var committed = Interlocked.Read(ref _committed);
-            var now = _time.GetTimestamp();
-            while (_bySequence.TryPeek(out var waiter, out var sequence) && sequence <= committed)
-            {
-                _bySequence.Dequeue();
-                if (waiter.Release())
-                {
-                    _metrics.AcknowledgeWait.Record((double)(now - waiter.Started) / _time.TimestampFrequency);
-                }
-            }
-
-            while (_byDeadline.TryPeek(out var head) && head.Task.IsCompleted)
-            {
-                _byDeadline.Dequeue();
-            }
-        }
-
-        Interlocked.Exchange(ref _commitSignal, NewSignal()).TrySetResult();
+        _waiters.Release(last);
     }
 
-    internal void SetFailing(bool failing)
-    {
-        _failing = failing;
-        if (failing)
-        {
-            // Release the waiters: the business path does not wait for a database that is down.
-            ReleaseAll();
-            Interlocked.Exchange(ref _commitSignal, NewSignal()).TrySetResult();
-        }
-    }
-
-    private TimeSpan WatchdogPeriod =>
-        TimeSpan.FromMilliseconds(Math.Clamp(_options.AcknowledgeTimeout.TotalMilliseconds / 10, 5, 100));
-
-    /// <summary>The watchdog: releases waiters past their deadline; stops itself when nobody waits.</summary>
-    private void Expire()
-    {
-        var now = _time.GetTimestamp();
-        lock (_waitLock)
-        {
-            while (_byDeadline.TryPeek(out var head) && (head.Task.IsCompleted || head.Deadline <= now))
-            {
-                _byDeadline.Dequeue();
-                head.Release();
-            }
-
-            if (_byDeadline.Count == 0)
-            {
-                // Released waiters may still sit in the sequence queue; they hold nothing but memory.
-                _bySequence.Clear();
-                _watchdog?.Dispose();
-                _watchdog = null;
-            }
-        }
-    }
-
-    private void ReleaseAll()
-    {
-        lock (_waitLock)
-        {
-            while (_byDeadline.TryDequeue(out var waiter))
-            {
-                waiter.Release();
-            }
-
-            _bySequence.Clear();
-        }
-    }
+    /// <summary>The writer cannot reach the database (waiters are released: the business path does not wait for it), or can again.</summary>
+    internal void SetFailing(bool failing) => _waiters.SetFailing(failing);
 
     public void Dispose()
     {
@@ -450,32 +339,9 @@ internal sealed class LedgerRecorder : IDisposable
             _spool?.Dispose();
         }
 
-        _watchdog?.Dispose();
-    }
-
-    private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
-
-    /// <summary>One business-path wait for a commit.</summary>
-    private sealed class Waiter(long sequence, long started, long deadline) : TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
-    {
-        public long Sequence { get; } = sequence;
-
-        public long Started { get; } = started;
-
-        public long Deadline { get; } = deadline;
-
-        public CancellationTokenRegistration Cancellation { get; set; }
-
-        /// <returns>True when this call released the waiter (false: released before, by a deadline or a cancellation).</returns>
-        public bool Release()
-        {
-            if (!TrySetResult())
-            {
-                return false;
-            }
-
-            Cancellation.Dispose();
-            return true;
-        }
+        _waiters.Dispose();
     }
 }
+
+/// <summary>A record in the recorder's queue, with its position (0 for a record replayed from the spool file).</summary>
+internal readonly record struct QueuedRecord(LedgerRecord Record, long Sequence);

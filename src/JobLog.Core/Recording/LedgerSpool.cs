@@ -1,7 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using System.Text.Json.Serialization;
 using JobLog.Internal;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
@@ -9,7 +8,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace JobLog.Recording;
 
 /// <summary>
-/// The overflow of the recorder's queue (DESIGN §4): records that do not fit in memory while the database is slow or down
+/// The overflow of the recorder's queue (docs/architecture.md#write-path): records that do not fit in memory while the database is slow or down
 /// are appended to a local file, one JSON line each, and replayed in order when the writer has caught up. A file left by
 /// a process that stopped before the replay is replayed by the next one. The directory and every file are checked by
 /// <see cref="SpoolFiles"/>: this user's, writable by nobody else, never a symbolic link. Not thread-safe: the recorder serialises appends
@@ -17,12 +16,6 @@ namespace JobLog.Recording;
 /// </summary>
 internal sealed class LedgerSpool : IDisposable
 {
-    private static readonly JsonSerializerOptions s_json = new()
-    {
-        ReferenceHandler = ReferenceHandler.IgnoreCycles,
-        DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull,
-    };
-
     private readonly long _maxBytes;
     private FileStream? _append;
     private long _length;
@@ -126,7 +119,7 @@ internal sealed class LedgerSpool : IDisposable
         byte[] json;
         try
         {
-            json = JsonSerializer.SerializeToUtf8Bytes(Envelope.From(record), s_json);
+            json = JsonSerializer.SerializeToUtf8Bytes(SpoolFormat.ForSpool(record), SpoolJson.Default.LedgerRecord);
         }
         catch (Exception ex) when (ex is JsonException or NotSupportedException)
         {
@@ -204,14 +197,15 @@ internal sealed class LedgerSpool : IDisposable
 
             try
             {
-                if (JsonSerializer.Deserialize<Envelope>(text, s_json)?.ToRecord() is { } record)
+                if (JsonSerializer.Deserialize(text, SpoolJson.Default.LedgerRecord) is { } record && SpoolFormat.IsComplete(record))
                 {
                     into.Add(record);
                     continue;
                 }
             }
-            catch (JsonException)
+            catch (Exception ex) when (ex is JsonException or NotSupportedException)
             {
+                // A line cut by a crash, or of a kind this version does not know: skipped and counted.
             }
 
             unreadable++;
@@ -244,88 +238,5 @@ internal sealed class LedgerSpool : IDisposable
     {
         _append?.Dispose();
         _lock?.Dispose();
-    }
-
-    /// <summary>One spooled record: its kind and the fields of that kind.</summary>
-    internal sealed class Envelope
-    {
-        public string Kind { get; set; } = "";
-
-        public TaskLog? Task { get; set; }
-
-        public TaskRunLog? Run { get; set; }
-
-        public bool ExpireOrphans { get; set; }
-
-        public Guid RunId { get; set; }
-
-        public Guid TaskId { get; set; }
-
-        public TaskRunState State { get; set; }
-
-        public DateTime Time { get; set; }
-
-        public string? Error { get; set; }
-
-        public string? Output { get; set; }
-
-        public DateTime? NextRetry { get; set; }
-
-        public CommandLog? Command { get; set; }
-
-        public InputRequestLog? InputRequest { get; set; }
-
-        public OutputRequestLog? OutputRequest { get; set; }
-
-        public static Envelope From(LedgerRecord record) => record switch
-        {
-            TaskDispatched d => new() { Kind = "dispatched", Task = d.Task },
-            TaskDispatchFailed f => new() { Kind = "dispatchFailed", TaskId = f.TaskId, Error = f.Error },
-            RunStarted s => new() { Kind = "runStarted", Run = Rendered(s), Task = s.TaskSeed, ExpireOrphans = s.ExpireOrphans },
-            RunFinished f => new()
-            {
-                Kind = "runFinished", RunId = f.RunId, TaskId = f.TaskId, State = f.State, Time = f.Stop, Error = f.ErrorMessage,
-                Output = f.Output, NextRetry = f.NextRetry,
-            },
-            RunFailedForGood g => new() { Kind = "runFailedForGood", RunId = g.RunId, TaskId = g.TaskId },
-            RunNextRetryKnown n => new() { Kind = "runNextRetry", RunId = n.RunId, NextRetry = n.NextRetry },
-            TaskExtraDataSet x => new() { Kind = "extraData", TaskId = x.TaskId, Output = x.ExtraData },
-            CommandRecorded c => new() { Kind = "command", Command = c.Command },
-            InputRequestRecorded i => new() { Kind = "inputRequest", InputRequest = i.Request },
-            OutputRequestRecorded o => new() { Kind = "outputRequest", OutputRequest = o.Request },
-            _ => throw new NotSupportedException(record.GetType().Name),
-        };
-
-        public LedgerRecord? ToRecord() => Kind switch
-        {
-            "dispatched" when Task is not null => new TaskDispatched(Task),
-            "dispatchFailed" => new TaskDispatchFailed(TaskId, Error ?? ""),
-            "runStarted" when Run is not null && Task is not null => new RunStarted(Run, Task, ExpireOrphans),
-            "runFinished" => new RunFinished(RunId, TaskId, State, Time, Error, Output, NextRetry),
-            "runFailedForGood" => new RunFailedForGood(RunId, TaskId),
-            "runNextRetry" when NextRetry is { } next => new RunNextRetryKnown(RunId, next),
-            "extraData" when Output is not null => new TaskExtraDataSet(TaskId, Output),
-            "command" when Command is not null => new CommandRecorded(Command),
-            "inputRequest" when InputRequest is not null => new InputRequestRecorded(InputRequest),
-            "outputRequest" when OutputRequest is not null => new OutputRequestRecorded(OutputRequest),
-            _ => null,
-        };
-
-        // The spooled run carries the message's rendering itself: the lazy rendering holds a live object.
-        private static TaskRunLog Rendered(RunStarted started)
-        {
-            if (started.Rendering is { } rendering && started.Run.Input is null)
-            {
-                var value = rendering.Value;
-                started.Run.Input = value.Input;
-                started.Run.TaskArgs = value.TaskArgs;
-                started.Run.TaskKwargs = value.TaskKwargs;
-                started.TaskSeed.Input ??= value.Input;
-                started.TaskSeed.TaskArgs ??= value.TaskArgs;
-                started.TaskSeed.TaskKwargs ??= value.TaskKwargs;
-            }
-
-            return started.Run;
-        }
     }
 }

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using JobLog.Internal;
 using JobLog.Redaction;
 using JobLog.Storage;
+using Polly;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -21,8 +22,10 @@ internal sealed class LedgerWriter(
     Redactor redactor) : BackgroundService
 {
     private readonly RecordMasking _masking = new(redactor);
-    private readonly List<LedgerRecord> _batch = [];
+    private readonly List<QueuedRecord> _batch = [];
+    private readonly List<LedgerRecord> _records = [];
     private readonly JobLogOptions _options = recorder.Options;
+    private ResiliencePipeline? _retry;
     private SqlExecutor? _executor;
     private int _attempt;
     private int _started;
@@ -90,15 +93,23 @@ internal sealed class LedgerWriter(
     /// <returns>The number of records committed.</returns>
     internal async Task<int> WriteNextBatchAsync(CancellationToken cancellationToken)
     {
-        while (!_batchFromSpool && _batch.Count < _options.MaxBatchSize && recorder.Reader.TryRead(out var record))
+        // The redaction policy's choke point: every text is masked here, off the business path, before any row is written
+        // (once per record: a batch that failed keeps its masked records).
+        while (!_batchFromSpool && _batch.Count < _options.MaxBatchSize && recorder.Reader.TryRead(out var queued))
         {
-            _batch.Add(record);
+            _batch.Add(queued with { Record = _masking.Apply(queued.Record) });
         }
 
         if (_batch.Count == 0)
         {
             // The queue is empty: the spool's records, if any, are next (they are newer than anything queued before).
-            recorder.TakeSpooled(_batch, _options.MaxBatchSize);
+            _records.Clear();
+            recorder.TakeSpooled(_records, _options.MaxBatchSize);
+            foreach (var spooled in _records)
+            {
+                _batch.Add(new QueuedRecord(_masking.Apply(spooled), 0));
+            }
+
             _batchFromSpool = _batch.Count > 0;
         }
 
@@ -107,39 +118,10 @@ internal sealed class LedgerWriter(
             return 0;
         }
 
-        // The redaction policy's choke point: every text is masked here, off the business path, before any row is written.
-        foreach (var record in _batch)
-        {
-            _masking.Apply(record);
-        }
-
-        while (true)
-        {
-            try
-            {
-                var started = time.GetTimestamp();
-                await CommitAsync(_batch, cancellationToken).ConfigureAwait(false);
-                metrics.CommitDuration.Record(time.GetElapsedTime(started).TotalSeconds);
-                break;
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-            {
-                Log.BatchFailed(logger, ex, _batch.Count);
-                await ResetExecutorAsync().ConfigureAwait(false);
-                if (await IsReachableAsync(cancellationToken).ConfigureAwait(false)
-                    && await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false))
-                {
-                    // The database was up, so the batch itself was bad: stored record by record, the rejected dropped.
-                    break;
-                }
-
-                _attempt++;
-                recorder.SetFailing(true);
-                var delay = Backoff(_attempt);
-                Log.WriteFailed(logger, ex, _batch.Count + recorder.Backlog, _attempt, delay);
-                await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
-            }
-        }
+        _retry ??= Backoff.Retry(
+            time, TimeSpan.FromMilliseconds(100), _options.MaxRetryDelay,
+            static (ex, ct) => ex is not OperationCanceledException || !ct.IsCancellationRequested, (ex, _, delay) => Retrying(ex, delay));
+        await _retry.ExecuteAsync(static (writer, ct) => writer.CommitBatchAsync(ct), this, cancellationToken).ConfigureAwait(false);
 
         var count = _batch.Count;
         if (_attempt > 0)
@@ -162,6 +144,45 @@ internal sealed class LedgerWriter(
         return count;
     }
 
+    /// <summary>
+    /// One attempt at the batch. When it fails while the database is reachable, the batch itself was bad: it is stored
+    /// record by record, the rejected dropped. Otherwise the failure is thrown, and <see cref="_retry"/> waits and calls
+    /// again (keeping the records).
+    /// </summary>
+    private async ValueTask CommitBatchAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            var started = time.GetTimestamp();
+            _records.Clear();
+            foreach (var queued in _batch)
+            {
+                _records.Add(queued.Record);
+            }
+
+            await CommitAsync(_records, cancellationToken).ConfigureAwait(false);
+            metrics.CommitDuration.Record(time.GetElapsedTime(started).TotalSeconds);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            Log.BatchFailed(logger, ex, _batch.Count);
+            await ResetExecutorAsync().ConfigureAwait(false);
+            if (!await IsReachableAsync(cancellationToken).ConfigureAwait(false)
+                || !await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false))
+            {
+                throw;
+            }
+        }
+    }
+
+    /// <summary>Before each wait of <see cref="_retry"/>: the database is failing (waiters are released), logged.</summary>
+    private void Retrying(Exception exception, TimeSpan delay)
+    {
+        _attempt++;
+        recorder.SetFailing(true);
+        Log.WriteFailed(logger, exception, _batch.Count + recorder.Backlog, _attempt, delay);
+    }
+
     private async Task CommitAsync(IReadOnlyList<LedgerRecord> records, CancellationToken cancellationToken)
     {
         _executor ??= await SqlExecutor.OpenAsync(
@@ -175,14 +196,18 @@ internal sealed class LedgerWriter(
     /// <returns>False when the database became unreachable (the records not yet written stay in the batch).</returns>
     private async Task<bool> CommitOneByOneAsync(CancellationToken cancellationToken)
     {
-        var remaining = new List<LedgerRecord>(_batch);
-        var written = new List<LedgerRecord>();
-        foreach (var record in remaining)
+        var remaining = new List<QueuedRecord>(_batch);
+        var written = new List<QueuedRecord>();
+        var done = new bool[remaining.Count];
+        for (var i = 0; i < remaining.Count; i++)
         {
+            var queued = remaining[i];
+            var record = queued.Record;
             try
             {
                 await CommitAsync([record], cancellationToken).ConfigureAwait(false);
-                written.Add(record);
+                written.Add(queued);
+                done[i] = true;
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
@@ -190,7 +215,15 @@ internal sealed class LedgerWriter(
                 if (!await IsReachableAsync(cancellationToken).ConfigureAwait(false))
                 {
                     recorder.Committed(written);
-                    _batch.RemoveAll(written.Contains);
+                    _batch.Clear();
+                    for (var j = 0; j < remaining.Count; j++)
+                    {
+                        if (!done[j])
+                        {
+                            _batch.Add(remaining[j]);
+                        }
+                    }
+
                     return false;
                 }
 
@@ -198,7 +231,8 @@ internal sealed class LedgerWriter(
                 if (RecordMasking.Degrade(record) is { } degraded && await TryCommitAsync(degraded, cancellationToken).ConfigureAwait(false))
                 {
                     Log.RecordDegraded(logger, ex, record.GetType().Name);
-                    written.Add(record);
+                    written.Add(queued);
+                    done[i] = true;
                     continue;
                 }
 
@@ -259,11 +293,5 @@ internal sealed class LedgerWriter(
 
             _executor = null;
         }
-    }
-
-    private TimeSpan Backoff(int attempt)
-    {
-        var ms = Math.Min(_options.MaxRetryDelay.TotalMilliseconds, 100 * Math.Pow(2, Math.Min(attempt - 1, 16)));
-        return TimeSpan.FromMilliseconds(ms);
     }
 }

@@ -10,45 +10,45 @@ namespace JobLog.Recording;
 /// </summary>
 internal sealed class RecordMasking(Redactor redactor)
 {
-    /// <summary>Masks <paramref name="record"/>'s texts in place, once (the writer owns a record once it is dequeued).</summary>
-    public void Apply(LedgerRecord record)
+    /// <summary>
+    /// <paramref name="record"/> with its texts masked: the record itself when masking changes nothing (the usual case),
+    /// else a copy. Records are immutable, so the caller's record is never changed.
+    /// </summary>
+    public LedgerRecord Apply(LedgerRecord record)
     {
-        if (record.Masked)
-        {
-            return;
-        }
-
         switch (record)
         {
             case TaskDispatched d:
-                Task(d.Task);
-                break;
+                var task = Task(d.Task);
+                return ReferenceEquals(task, d.Task) ? d : d with { Task = task };
             case TaskDispatchFailed f:
-                f.Error = Free(f.Error) ?? "";
-                break;
+                var error = Free(f.Error) ?? "";
+                return ReferenceEquals(error, f.Error) ? f : f with { Error = error };
             case RunStarted s:
-                Run(s.Run);
-                Task(s.TaskSeed);
-                break;
+                var run = Run(s.Run);
+                var seed = Task(s.TaskSeed);
+                return ReferenceEquals(run, s.Run) && ReferenceEquals(seed, s.TaskSeed) ? s : s with { Run = run, TaskSeed = seed };
             case RunFinished f:
-                f.ErrorMessage = Free(f.ErrorMessage);
-                f.Output = Free(f.Output);
-                break;
+                var message = Free(f.ErrorMessage);
+                var output = Free(f.Output);
+                return ReferenceEquals(message, f.ErrorMessage) && ReferenceEquals(output, f.Output) ? f : f with { ErrorMessage = message, Output = output };
             case CommandRecorded c:
                 var command = c.Command;
-                command.Input = Free(command.Input);
-                command.Output = Free(command.Output);
-                command.ErrorMessage = Free(command.ErrorMessage);
-                break;
+                var input = Free(command.Input);
+                var commandOutput = Free(command.Output);
+                var commandError = Free(command.ErrorMessage);
+                return ReferenceEquals(input, command.Input) && ReferenceEquals(commandOutput, command.Output) && ReferenceEquals(commandError, command.ErrorMessage)
+                    ? c
+                    : c with { Command = command with { Input = input, Output = commandOutput, ErrorMessage = commandError } };
             case InputRequestRecorded i:
-                Request(i.Request);
-                break;
+                var inbound = Request(i.Request);
+                return ReferenceEquals(inbound, i.Request) ? i : i with { Request = inbound };
             case OutputRequestRecorded o:
-                Request(o.Request);
-                break;
+                var outbound = Request(o.Request);
+                return ReferenceEquals(outbound, o.Request) ? o : o with { Request = outbound };
+            default:
+                return record;
         }
-
-        record.Masked = true;
     }
 
     /// <summary>
@@ -58,110 +58,107 @@ internal sealed class RecordMasking(Redactor redactor)
     public static LedgerRecord? Degrade(LedgerRecord record)
     {
         const string m = Markers.Rejected;
-        LedgerRecord? degraded = record switch
+        return record switch
         {
             TaskDispatched d => new TaskDispatched(DegradeTask(d.Task)),
             TaskDispatchFailed f => new TaskDispatchFailed(f.TaskId, m),
             RunStarted s => new RunStarted(DegradeRun(s.Run), DegradeTask(s.TaskSeed), s.ExpireOrphans),
-            RunFinished f => new RunFinished(f.RunId, f.TaskId, f.State, f.Stop, f.ErrorMessage is null ? null : m, f.Output is null ? null : m, f.NextRetry),
-            CommandRecorded c => new CommandRecorded(new CommandLog
+            RunFinished f => f with { ErrorMessage = f.ErrorMessage is null ? null : m, Output = f.Output is null ? null : m },
+            CommandRecorded c => new CommandRecorded(c.Command with
             {
-                Id = c.Command.Id, Name = Clean(c.Command.Name, LedgerModel.NameLength), Input = Marker(c.Command.Input), ExecutedFromCommandLine = c.Command.ExecutedFromCommandLine,
-                Start = c.Command.Start, Stop = c.Command.Stop, Output = Marker(c.Command.Output), IsSuccessful = c.Command.IsSuccessful,
-                ErrorMessage = Marker(c.Command.ErrorMessage), ExitCode = c.Command.ExitCode, Host = CleanOrNull(c.Command.Host, LedgerModel.NameLength),
+                Name = Clean(c.Command.Name, LedgerModel.NameLength), Input = Marker(c.Command.Input), Output = Marker(c.Command.Output),
+                ErrorMessage = Marker(c.Command.ErrorMessage), Host = CleanOrNull(c.Command.Host, LedgerModel.NameLength),
             }),
-            InputRequestRecorded i => new InputRequestRecorded(DegradeRequest(i.Request, new InputRequestLog
+            InputRequestRecorded i => new InputRequestRecorded(DegradeRequest(i.Request) with
             {
-                UserId = CleanOrNull(i.Request.UserId, LedgerModel.NameLength), Ip = CleanOrNull(i.Request.Ip, 64), Type = i.Request.Type,
-            })),
-            OutputRequestRecorded o => new OutputRequestRecorded(DegradeRequest(o.Request, new OutputRequestLog
-            {
-                InputRequestId = o.Request.InputRequestId, RelatedObjects = o.Request.RelatedObjects,
-            })),
+                UserId = CleanOrNull(i.Request.UserId, LedgerModel.NameLength), Ip = CleanOrNull(i.Request.Ip, 64),
+            }),
+            OutputRequestRecorded o => new OutputRequestRecorded(DegradeRequest(o.Request)),
             _ => null,
         };
-        if (degraded is not null)
-        {
-            degraded.Sequence = record.Sequence;
-            degraded.Masked = true;
-        }
-
-        return degraded;
     }
 
-    private void Task(TaskLog task)
+    private TaskPayload Task(TaskPayload task)
     {
-        task.Input = Free(task.Input);
-        task.TaskArgs = Json(task.TaskArgs);
-        task.TaskKwargs = Json(task.TaskKwargs);
-        task.ExtraData = Json(task.ExtraData);
+        var input = Free(task.Input);
+        var args = Json(task.TaskArgs);
+        var kwargs = Json(task.TaskKwargs);
+        var extra = Json(task.ExtraData);
+        return Same(input, task.Input) && Same(args, task.TaskArgs) && Same(kwargs, task.TaskKwargs) && Same(extra, task.ExtraData)
+            ? task
+            : task with { Input = input, TaskArgs = args, TaskKwargs = kwargs, ExtraData = extra };
     }
 
-    private void Run(TaskRunLog run)
+    private RunPayload Run(RunPayload run)
     {
-        run.Input = Free(run.Input);
-        run.TaskArgs = Json(run.TaskArgs);
-        run.TaskKwargs = Json(run.TaskKwargs);
-        run.ErrorMessage = Free(run.ErrorMessage);
-        run.Output = Free(run.Output);
+        var input = Free(run.Input);
+        var args = Json(run.TaskArgs);
+        var kwargs = Json(run.TaskKwargs);
+        var error = Free(run.ErrorMessage);
+        var output = Free(run.Output);
+        return Same(input, run.Input) && Same(args, run.TaskArgs) && Same(kwargs, run.TaskKwargs) && Same(error, run.ErrorMessage) && Same(output, run.Output)
+            ? run
+            : run with { Input = input, TaskArgs = args, TaskKwargs = kwargs, ErrorMessage = error, Output = output };
     }
 
-    private void Request(RequestLogBase request)
+    private T Request<T>(T request)
+        where T : RequestPayload
     {
-        request.Path = redactor.Stored(request.Path, StoredTextKind.Free, HttpLogFields.MaxPathLength) ?? "";
-        request.Queries = Json(request.Queries);
-        request.RequestHeaders = Json(request.RequestHeaders);
-        request.ResponseHeaders = Json(request.ResponseHeaders);
-        request.RequestBody = redactor.Stored(request.RequestBody, StoredTextKind.Body);
-        request.ResponseBody = redactor.Stored(request.ResponseBody, StoredTextKind.Body);
-        request.ErrorDescription = Free(request.ErrorDescription);
+        var path = redactor.Stored(request.Path, StoredTextKind.Free, HttpLogFields.MaxPathLength) ?? "";
+        var queries = Json(request.Queries);
+        var requestHeaders = Json(request.RequestHeaders);
+        var responseHeaders = Json(request.ResponseHeaders);
+        var requestBody = redactor.Stored(request.RequestBody, StoredTextKind.Body);
+        var responseBody = redactor.Stored(request.ResponseBody, StoredTextKind.Body);
+        var error = Free(request.ErrorDescription);
+        return Same(path, request.Path) && Same(queries, request.Queries) && Same(requestHeaders, request.RequestHeaders)
+            && Same(responseHeaders, request.ResponseHeaders) && Same(requestBody, request.RequestBody)
+            && Same(responseBody, request.ResponseBody) && Same(error, request.ErrorDescription)
+            ? request
+            : (T)(request with
+            {
+                Path = path, Queries = queries, RequestHeaders = requestHeaders, ResponseHeaders = responseHeaders,
+                RequestBody = requestBody, ResponseBody = responseBody, ErrorDescription = error,
+            });
     }
+
+    private static bool Same(string? masked, string? original) => ReferenceEquals(masked, original);
 
     private string? Free(string? text) => redactor.Stored(text, StoredTextKind.Free);
 
     private string? Json(string? text) => redactor.Stored(text, StoredTextKind.Json);
 
-    private static TaskLog DegradeTask(TaskLog t) => new()
+    private static TaskPayload DegradeTask(TaskPayload t) => t with
     {
-        Id = t.Id, Name = Clean(t.Name, LedgerModel.NameLength), QueueName = CleanOrNull(t.QueueName, LedgerModel.NameLength), Input = Marker(t.Input), TaskArgs = t.TaskArgs is null ? null : "[]",
-        TaskKwargs = t.TaskKwargs is null ? null : "{}", DispatchedAt = t.DispatchedAt, EstimatedTimeOfFirstArrival = t.EstimatedTimeOfFirstArrival,
-        Expires = t.Expires, Stale = t.Stale, ParentRunId = t.ParentRunId, CorrelationId = t.CorrelationId, ConversationId = t.ConversationId,
-        TraceId = CleanOrNull(t.TraceId, 64), SourceAddress = CleanOrNull(t.SourceAddress, 2000), Host = CleanOrNull(t.Host, LedgerModel.NameLength),
-        Release = CleanOrNull(t.Release, LedgerModel.NameLength),
-        Slug = CleanOrNull(t.Slug, LedgerModel.NameLength), ExtraData = null, State = t.State,
+        Name = Clean(t.Name, LedgerModel.NameLength), QueueName = CleanOrNull(t.QueueName, LedgerModel.NameLength), Input = Marker(t.Input),
+        TaskArgs = t.TaskArgs is null ? null : "[]", TaskKwargs = t.TaskKwargs is null ? null : "{}", TraceId = CleanOrNull(t.TraceId, 64),
+        SourceAddress = CleanOrNull(t.SourceAddress, 2000), Host = CleanOrNull(t.Host, LedgerModel.NameLength),
+        Release = CleanOrNull(t.Release, LedgerModel.NameLength), Slug = CleanOrNull(t.Slug, LedgerModel.NameLength), ExtraData = null,
     };
 
-    private static TaskRunLog DegradeRun(TaskRunLog r) => new()
+    private static RunPayload DegradeRun(RunPayload r) => r with
     {
-        Id = r.Id, TaskId = r.TaskId, Name = Clean(r.Name, LedgerModel.NameLength), QueueName = CleanOrNull(r.QueueName, LedgerModel.NameLength),
-        ConsumerType = Clean(r.ConsumerType, LedgerModel.NameLength),
-        Input = Marker(r.Input), TaskArgs = r.TaskArgs is null ? null : "[]", TaskKwargs = r.TaskKwargs is null ? null : "{}", Start = r.Start, Stop = r.Stop,
-        State = r.State, ErrorMessage = Marker(r.ErrorMessage), Output = Marker(r.Output), EstimatedTimeOfNextRetry = r.EstimatedTimeOfNextRetry,
-        WaitingTime = r.WaitingTime, Redelivered = r.Redelivered, Host = CleanOrNull(r.Host, LedgerModel.NameLength),
+        Name = Clean(r.Name, LedgerModel.NameLength), QueueName = CleanOrNull(r.QueueName, LedgerModel.NameLength),
+        ConsumerType = Clean(r.ConsumerType, LedgerModel.NameLength), Input = Marker(r.Input), TaskArgs = r.TaskArgs is null ? null : "[]",
+        TaskKwargs = r.TaskKwargs is null ? null : "{}", ErrorMessage = Marker(r.ErrorMessage), Output = Marker(r.Output),
+        Host = CleanOrNull(r.Host, LedgerModel.NameLength),
     };
 
-    private static T DegradeRequest<T>(RequestLogBase r, T copy)
-        where T : RequestLogBase
+    private static T DegradeRequest<T>(T r)
+        where T : RequestPayload => (T)(r with
     {
-        copy.Id = r.Id;
-        copy.Host = Clean(r.Host, LedgerModel.NameLength);
-        copy.Method = Clean(r.Method, HttpLogFields.MaxMethodLength);
-        copy.Path = Clean(r.Path, HttpLogFields.MaxPathLength);
-        copy.Queries = r.Queries is null ? null : "{}";
-        copy.IsSecure = r.IsSecure;
-        copy.Slug = CleanOrNull(r.Slug, LedgerModel.NameLength);
-        copy.RequestTimestamp = r.RequestTimestamp;
-        copy.RequestHeaders = r.RequestHeaders is null ? null : "{}";
-        copy.RequestBody = Marker(r.RequestBody);
-        copy.ResponseTimestamp = r.ResponseTimestamp;
-        copy.ResponseCode = r.ResponseCode;
-        copy.ResponseHeaders = r.ResponseHeaders is null ? null : "{}";
-        copy.ResponseBody = Marker(r.ResponseBody);
-        copy.Status = r.Status;
-        copy.ErrorDescription = Marker(r.ErrorDescription);
-        copy.ExceptionName = CleanOrNull(r.ExceptionName, LedgerModel.NameLength);
-        return copy;
-    }
+        Host = Clean(r.Host, LedgerModel.NameLength),
+        Method = Clean(r.Method, HttpLogFields.MaxMethodLength),
+        Path = Clean(r.Path, HttpLogFields.MaxPathLength),
+        Queries = r.Queries is null ? null : "{}",
+        Slug = CleanOrNull(r.Slug, LedgerModel.NameLength),
+        RequestHeaders = r.RequestHeaders is null ? null : "{}",
+        RequestBody = Marker(r.RequestBody),
+        ResponseHeaders = r.ResponseHeaders is null ? null : "{}",
+        ResponseBody = Marker(r.ResponseBody),
+        ErrorDescription = Marker(r.ErrorDescription),
+        ExceptionName = CleanOrNull(r.ExceptionName, LedgerModel.NameLength),
+    });
 
     private static string? Marker(string? text) => text is null ? null : Markers.Rejected;
 

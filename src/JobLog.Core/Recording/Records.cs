@@ -1,30 +1,32 @@
+using System.Text.Json.Serialization;
 using JobLog.Redaction;
 
 namespace JobLog.Recording;
 
-/// <summary>One event handed by an integration to the recorder. Immutable once enqueued.</summary>
-internal abstract class LedgerRecord
-{
-    /// <summary>Position in the recorder's queue; set when enqueued.</summary>
-    public long Sequence { get; set; }
-
-    /// <summary>True once the writer masked its texts (<see cref="RecordMasking"/>): a batch planned again is not masked twice.</summary>
-    public bool Masked { get; set; }
-}
+/// <summary>
+/// One event handed by an integration to the recorder: immutable, so the writer and the spool read it as it is, and
+/// masking makes a copy (see docs/architecture.md#write-path). Each kind is defined once, here: its payload, and its
+/// discriminator in the spool file (<see cref="LedgerSpool"/>). The JSON names are those of the spool's first format,
+/// so a file a previous version left is still replayed.
+/// </summary>
+[JsonPolymorphic(TypeDiscriminatorPropertyName = "Kind", UnknownDerivedTypeHandling = JsonUnknownDerivedTypeHandling.FailSerialization)]
+[JsonDerivedType(typeof(TaskDispatched), "dispatched")]
+[JsonDerivedType(typeof(TaskDispatchFailed), "dispatchFailed")]
+[JsonDerivedType(typeof(RunStarted), "runStarted")]
+[JsonDerivedType(typeof(RunFinished), "runFinished")]
+[JsonDerivedType(typeof(RunFailedForGood), "runFailedForGood")]
+[JsonDerivedType(typeof(RunNextRetryKnown), "runNextRetry")]
+[JsonDerivedType(typeof(TaskExtraDataSet), "extraData")]
+[JsonDerivedType(typeof(CommandRecorded), "command")]
+[JsonDerivedType(typeof(InputRequestRecorded), "inputRequest")]
+[JsonDerivedType(typeof(OutputRequestRecorded), "outputRequest")]
+internal abstract record LedgerRecord;
 
 /// <summary>A message was dispatched: insert or complete the task row (producer fields win).</summary>
-internal sealed class TaskDispatched(TaskLog task) : LedgerRecord
-{
-    public TaskLog Task { get; } = task;
-}
+internal sealed record TaskDispatched(TaskPayload Task) : LedgerRecord;
 
 /// <summary>The broker rejected a dispatch.</summary>
-internal sealed class TaskDispatchFailed(Guid taskId, string error) : LedgerRecord
-{
-    public Guid TaskId { get; } = taskId;
-
-    public string Error { get; set; } = error;
-}
+internal sealed record TaskDispatchFailed(Guid TaskId, string Error) : LedgerRecord;
 
 /// <summary>
 /// A consume attempt started. Creates the task row if the producer's record has not arrived. When
@@ -34,17 +36,33 @@ internal sealed class TaskDispatchFailed(Guid taskId, string error) : LedgerReco
 /// <remarks>
 /// With <see cref="Rendering"/>, the message is not rendered on the consume path: the run's Input, TaskArgs and
 /// TaskKwargs (null in <see cref="Run"/>) are the task row's, and the writer renders the message only when the task row
-/// is missing and <see cref="TaskSeed"/> must create it.
+/// is missing and <see cref="TaskSeed"/> must create it. The spool stores the rendering's result instead.
 /// </remarks>
-internal sealed class RunStarted(TaskRunLog run, TaskLog taskSeed, bool expireOrphans, DeferredRendering? rendering = null) : LedgerRecord
+internal sealed record RunStarted : LedgerRecord
 {
-    public TaskRunLog Run { get; } = run;
+    public RunStarted(RunPayload run, TaskPayload taskSeed, bool expireOrphans, DeferredRendering? rendering)
+        : this(run, taskSeed, expireOrphans)
+    {
+        Rendering = rendering;
+    }
 
-    public TaskLog TaskSeed { get; } = taskSeed;
+    [JsonConstructor]
+    public RunStarted(RunPayload run, TaskPayload taskSeed, bool expireOrphans)
+    {
+        Run = run;
+        TaskSeed = taskSeed;
+        ExpireOrphans = expireOrphans;
+    }
 
-    public bool ExpireOrphans { get; } = expireOrphans;
+    public RunPayload Run { get; init; }
 
-    public DeferredRendering? Rendering { get; } = rendering;
+    [JsonPropertyName("Task")]
+    public TaskPayload TaskSeed { get; init; }
+
+    public bool ExpireOrphans { get; init; }
+
+    [JsonIgnore]
+    public DeferredRendering? Rendering { get; init; }
 }
 
 /// <summary>
@@ -83,73 +101,34 @@ internal sealed class DeferredRendering(object? message, MessageRenderer rendere
 }
 
 /// <summary>A consume attempt ended.</summary>
-internal sealed class RunFinished(
-    Guid runId,
-    Guid taskId,
-    TaskRunState state,
-    DateTime stop,
-    string? errorMessage,
-    string? output,
-    DateTime? nextRetry) : LedgerRecord
-{
-    public Guid RunId { get; } = runId;
-
-    public Guid TaskId { get; } = taskId;
-
-    public TaskRunState State { get; } = state;
-
-    public DateTime Stop { get; } = stop;
-
-    public string? ErrorMessage { get; set; } = errorMessage;
-
-    public string? Output { get; set; } = output;
-
-    public DateTime? NextRetry { get; } = nextRetry;
-}
+internal sealed record RunFinished(
+    Guid RunId,
+    Guid TaskId,
+    TaskRunState State,
+    [property: JsonPropertyName("Time")] DateTime Stop,
+    [property: JsonPropertyName("Error")] string? ErrorMessage,
+    string? Output,
+    DateTime? NextRetry) : LedgerRecord;
 
 /// <summary>
 /// A failed attempt first recorded as RETRIED turned out to be the last one (the delivery failed): RETRIED → FAILED.
 /// </summary>
-internal sealed class RunFailedForGood(Guid runId, Guid taskId) : LedgerRecord
-{
-    public Guid RunId { get; } = runId;
-
-    public Guid TaskId { get; } = taskId;
-}
+internal sealed record RunFailedForGood(Guid RunId, Guid TaskId) : LedgerRecord;
 
 /// <summary>The time of a RETRIED run's next attempt became known (redelivery scheduled, or the next attempt began).</summary>
-internal sealed class RunNextRetryKnown(Guid runId, DateTime nextRetry) : LedgerRecord
-{
-    public Guid RunId { get; } = runId;
-
-    public DateTime NextRetry { get; } = nextRetry;
-}
+internal sealed record RunNextRetryKnown(Guid RunId, DateTime NextRetry) : LedgerRecord;
 
 /// <summary>
 /// Replaces a task's <see cref="TaskLog.ExtraData"/> (a job's progress), leaving its other fields as they are. A task
 /// row that does not exist yet is not created.
 /// </summary>
-internal sealed class TaskExtraDataSet(Guid taskId, string extraData) : LedgerRecord
-{
-    public Guid TaskId { get; } = taskId;
-
-    public string ExtraData { get; } = extraData;
-}
+internal sealed record TaskExtraDataSet(Guid TaskId, [property: JsonPropertyName("Output")] string ExtraData) : LedgerRecord;
 
 /// <summary>A command started or finished: upsert (a finished row is never overwritten by an unfinished one).</summary>
-internal sealed class CommandRecorded(CommandLog command) : LedgerRecord
-{
-    public CommandLog Command { get; } = command;
-}
+internal sealed record CommandRecorded(CommandPayload Command) : LedgerRecord;
 
 /// <summary>An inbound request started or finished.</summary>
-internal sealed class InputRequestRecorded(InputRequestLog request) : LedgerRecord
-{
-    public InputRequestLog Request { get; } = request;
-}
+internal sealed record InputRequestRecorded([property: JsonPropertyName("InputRequest")] InputRequestPayload Request) : LedgerRecord;
 
 /// <summary>An outbound request finished, with its related objects.</summary>
-internal sealed class OutputRequestRecorded(OutputRequestLog request) : LedgerRecord
-{
-    public OutputRequestLog Request { get; } = request;
-}
+internal sealed record OutputRequestRecorded([property: JsonPropertyName("OutputRequest")] OutputRequestPayload Request) : LedgerRecord;

@@ -60,20 +60,12 @@ internal sealed class LedgerSchema(
     /// <summary>Migrates (when <see cref="JobLogOptions.MigrateOnStartup"/>), retrying with backoff while the database is down.</summary>
     public async Task EnsureReadyAsync(CancellationToken cancellationToken)
     {
-        var attempt = 0;
-        while (!_ready)
+        if (!_ready)
         {
-            try
-            {
-                await TryMigrateAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException)
-            {
-                attempt++;
-                var delay = TimeSpan.FromMilliseconds(Math.Min(10_000, 200 * Math.Pow(2, Math.Min(attempt, 10))));
-                Log.MigrationFailed(logger, ex, contexts.Provider, attempt, delay);
-                await Task.Delay(delay, time, cancellationToken).ConfigureAwait(false);
-            }
+            var retry = Backoff.Retry(
+                time, TimeSpan.FromMilliseconds(400), TimeSpan.FromSeconds(10), static (ex, _) => ex is not OperationCanceledException,
+                (ex, attempt, delay) => Log.MigrationFailed(logger, ex, contexts.Provider, attempt, delay));
+            await retry.ExecuteAsync(static (schema, ct) => new ValueTask(schema.TryMigrateAsync(ct)), this, cancellationToken).ConfigureAwait(false);
         }
     }
 

@@ -240,7 +240,7 @@ internal sealed class LedgerStore(SqlDialect dialect)
     }
 
     /// <summary>The C# twin of <see cref="LedgerStatements.DeriveTask"/> for a task whose only runs are <paramref name="runs"/>.</summary>
-    internal static TaskRow Derive(TaskLog task, List<RunRow> runs)
+    internal static TaskRow Derive(TaskPayload task, List<RunRow> runs)
     {
         // The latest run of each consumer is its highest ordinal (with no stored runs, Retries = ordinal).
         var latest = new Dictionary<string, TaskRunLog>(StringComparer.Ordinal);
@@ -305,13 +305,13 @@ internal sealed class LedgerStore(SqlDialect dialect)
         run.EstimatedTimeOfNextRetry = nextRetry;
     }
 
-    private static object?[] RequestValues(RequestLogBase r) =>
+    private static object?[] RequestValues(RequestPayload r) =>
     [
         r.Id, r.Host, r.Method, r.Path, r.Queries, r.IsSecure, r.Slug, r.RequestTimestamp, r.RequestHeaders, r.RequestBody,
         r.ResponseTimestamp, r.ResponseCode, r.ResponseHeaders, r.ResponseBody, r.Status, r.ErrorDescription, r.ExceptionName,
     ];
 
-    private static TaskRunLog Copy(TaskRunLog r) => new()
+    private static TaskRunLog Copy(RunPayload r) => new()
     {
         Id = r.Id, TaskId = r.TaskId, Name = r.Name, QueueName = r.QueueName, ConsumerType = r.ConsumerType, Input = r.Input,
         TaskArgs = r.TaskArgs, TaskKwargs = r.TaskKwargs, Start = r.Start, Stop = r.Stop, State = r.State,
@@ -359,9 +359,9 @@ internal sealed class LedgerPlan(SqlDialect dialect, int capacity = 0)
 }
 
 /// <summary>A task row to insert, with its state as derived from this batch's runs.</summary>
-internal readonly record struct TaskRow(TaskLog Task, TaskState State, DateTime? Start, DateTime? Stop)
+internal readonly record struct TaskRow(TaskPayload Task, TaskState State, DateTime? Start, DateTime? Stop)
 {
-    public TaskRow(TaskLog task)
+    public TaskRow(TaskPayload task)
         : this(task, TaskState.Waiting, null, null)
     {
     }

@@ -1,3 +1,5 @@
+using JobLog.Recording;
+using JobLog.Redaction;
 using MassTransit;
 
 namespace JobLog.MassTransit.Internal;
@@ -8,9 +10,13 @@ namespace JobLog.MassTransit.Internal;
 /// </summary>
 internal static class ConsumedRecords
 {
-    /// <summary>A run of <paramref name="taskId"/> starting at <paramref name="start"/>; state ACTIVE.</summary>
-    public static TaskRunLog Run(
-        TaskLoggingServices services, ConsumeContext context, Guid runId, Guid taskId, string name, string? queue, string consumerType, DateTime start) =>
+    /// <summary>
+    /// A run of <paramref name="taskId"/> starting at <paramref name="start"/>; ACTIVE unless it already ended
+    /// (<paramref name="ended"/>), with the message's rendering when it is known on the consume path (<paramref name="rendered"/>).
+    /// </summary>
+    public static RunPayload Run(
+        TaskLoggingServices services, ConsumeContext context, Guid runId, Guid taskId, string name, string? queue, string consumerType, DateTime start,
+        RunEnd? ended = null, RenderedMessage? rendered = null) =>
         new()
         {
             Id = runId,
@@ -22,10 +28,17 @@ internal static class ConsumedRecords
             Redelivered = context.ReceiveContext.Redelivered,
             Host = services.Options.Host,
             WaitingTime = context.SentTime is { } sent ? Math.Max(0, (start - Utc(sent)).TotalSeconds) : null,
+            State = ended?.State ?? TaskRunState.Active,
+            Stop = ended?.Stop,
+            ErrorMessage = ended?.ErrorMessage,
+            Input = rendered?.Input,
+            TaskArgs = rendered?.TaskArgs,
+            TaskKwargs = rendered?.TaskKwargs,
         };
 
     /// <summary>The task row the writer creates when the producer's row is missing (a foreign or unrecorded producer).</summary>
-    public static TaskLog Seed(ConsumeContext context, Guid taskId, string name, string? queue, DateTime start) =>
+    public static TaskPayload Seed(
+        ConsumeContext context, Guid taskId, string name, string? queue, DateTime start, DateTime? expires = null, bool isInternal = false) =>
         new()
         {
             Id = taskId,
@@ -36,7 +49,12 @@ internal static class ConsumedRecords
             CorrelationId = context.CorrelationId,
             ConversationId = context.ConversationId,
             SourceAddress = context.SourceAddress?.ToString(),
+            Expires = expires,
+            IsInternal = isInternal,
         };
 
     private static DateTime Utc(DateTime time) => DateTime.SpecifyKind(time, DateTimeKind.Utc);
 }
+
+/// <summary>How a run that ended before its record was enqueued ended.</summary>
+internal readonly record struct RunEnd(TaskRunState State, DateTime Stop, string? ErrorMessage);

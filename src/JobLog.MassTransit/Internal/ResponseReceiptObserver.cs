@@ -51,10 +51,10 @@ internal sealed class ResponseReceiptObserver(TaskLoggingServices services) : IR
             var start = stop - duration;
             var name = services.TaskName(typeof(T));
             var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
-            var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, ConsumerType, start);
-            run.Stop = stop;
-            run.State = exception is null ? TaskRunState.Succeeded : TaskRunState.Failed;
-            run.ErrorMessage = exception is null ? null : services.ErrorText(exception);
+            var ended = exception is null
+                ? new RunEnd(TaskRunState.Succeeded, stop, null)
+                : new RunEnd(TaskRunState.Failed, stop, services.ErrorText(exception));
+            var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, ConsumerType, start, ended);
             var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, start);
             services.Recorder.Enqueue(new RunStarted(run, seed, false, new DeferredRendering(context.Message, services.Renderer)));
         }

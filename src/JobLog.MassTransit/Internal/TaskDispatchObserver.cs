@@ -21,7 +21,7 @@ internal sealed class DispatchTicket(long sequence)
 }
 
 /// <summary>
-/// A task row on every send and publish (DESIGN §5): observers run after the caller's pipe, so they see TimeToLive,
+/// A task row on every send and publish (docs/architecture.md#task-state): observers run after the caller's pipe, so they see TimeToLive,
 /// Delay and headers. Redelivery re-sends are not new tasks; a <c>Fault&lt;T&gt;</c> is one only where this application
 /// consumes it. The outbox's <c>SerializedMessageBody</c> deliveries are recorded as the message they carry. A <c>ScheduleMessage</c> is
 /// recorded as the task of the message it schedules (its MessageId, exact ETA); the scheduler's own later send of it
@@ -217,7 +217,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         }
 
         var rendered = services.Renderer.Render(message);
-        var task = new TaskLog
+        var task = new TaskPayload
         {
             Id = context.MessageId ?? NewId.NextGuid(),
             Name = name is not null && call?.Name is null ? name : services.TaskName(messageType, call),
@@ -276,7 +276,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         }
 
         var name = services.TaskName(messageType);
-        var run = new TaskRunLog
+        var run = new RunPayload
         {
             Id = NewId.NextSequentialGuid(),
             TaskId = taskId,
@@ -290,7 +290,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             Host = services.Options.Host,
             WaitingTime = 0,
         };
-        var seed = new TaskLog { Id = taskId, Name = name, DispatchedAt = now, EstimatedTimeOfFirstArrival = now };
+        var seed = new TaskPayload { Id = taskId, Name = name, DispatchedAt = now, EstimatedTimeOfFirstArrival = now };
         services.Recorder.Enqueue(new RunStarted(run, seed, false));
     }
 

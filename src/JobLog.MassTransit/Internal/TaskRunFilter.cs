@@ -1,7 +1,5 @@
-using System.Diagnostics;
 using JobLog.Recording;
 using MassTransit;
-using MassTransit.Configuration;
 
 namespace JobLog.MassTransit.Internal;
 
@@ -53,21 +51,20 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var rendering = delivery.Rendering ??= new DeferredRendering(context.Message, services.Renderer);
         var name = _name ??= services.TaskName(typeof(TMessage));
         var queue = QueueName(ref _input, context.ReceiveContext.InputAddress);
-        var run = ConsumedRecords.Run(services, context, runId, taskId, name, queue, consumerType, start);
-        var seed = ConsumedRecords.Seed(context, taskId, name, QueueName(ref _destination, context.DestinationAddress) ?? queue, start);
-        seed.Expires = context.ExpirationTime is { } x ? DateTime.SpecifyKind(x, DateTimeKind.Utc) : null;
-        seed.IsInternal = InternalMessages.IsInternal(typeof(TMessage));
+        var expires = context.ExpirationTime is { } x ? DateTime.SpecifyKind(x, DateTimeKind.Utc) : (DateTime?)null;
+        var seed = ConsumedRecords.Seed(
+            context, taskId, name, QueueName(ref _destination, context.DestinationAddress) ?? queue, start, expires, InternalMessages.IsInternal(typeof(TMessage)));
 
-        if (context.ExpirationTime is { } expiration && DateTime.SpecifyKind(expiration, DateTimeKind.Utc) < start)
+        if (expires < start)
         {
             // Celery's behaviour: a message received after its expiry is not given to the consumer.
-            run.State = TaskRunState.Expired;
-            run.Stop = start;
-            run.ErrorMessage = $"Expired: received at {start:O}, after its expiration time {expiration:O}; not consumed.";
-            delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered, rendering)));
+            var expired = new RunEnd(TaskRunState.Expired, start, $"Expired: received at {start:O}, after its expiration time {context.ExpirationTime:O}; not consumed.");
+            var late = ConsumedRecords.Run(services, context, runId, taskId, name, queue, consumerType, start, expired);
+            delivery.Track(recorder.Enqueue(new RunStarted(late, seed, context.ReceiveContext.Redelivered, rendering)));
             return;
         }
 
+        var run = ConsumedRecords.Run(services, context, runId, taskId, name, queue, consumerType, start);
         delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered, rendering)));
         var output = new OutputBuffer(services.Options.Redaction.MaxBodyLength);
         var frame = new AmbientFrame(AmbientKind.TaskRun, run.Id, JobLogScope.Current) { Output = output };
@@ -129,156 +126,4 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
     }
 
     private sealed record AddressName(Uri Address, string? Name);
-}
-
-/// <summary>
-/// Wraps the whole delivery (a pre-pipe filter, outside every retry). Decides the fate of the last failed attempt
-/// (FAILED when the exception escapes, RETRIED when redelivery took the message) and, in Acknowledged mode, holds the
-/// acknowledgement until the delivery's records are committed.
-/// </summary>
-internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter<ConsumeContext>
-{
-    public async Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
-    {
-        var delivery = context.GetOrAddPayload(() => new DeliveryState());
-        var recorder = services.Recorder;
-        try
-        {
-            await next.Send(context).ConfigureAwait(false);
-        }
-        catch (Exception)
-        {
-            foreach (var lane in delivery.HasPendingFailure ? delivery.Lanes() : [])
-            {
-                if (lane.PendingFailure is { } failed)
-                {
-                    delivery.Track(recorder.Enqueue(new RunFailedForGood(failed.RunId, failed.TaskId)));
-                    lane.PendingFailure = null;
-                }
-            }
-
-            await recorder.WaitCommittedAsync(delivery.LastSequence, CancellationToken.None).ConfigureAwait(false);
-            throw;
-        }
-
-        // Returned normally with a failed attempt pending: redelivery took the message, the run stays RETRIED.
-        if (delivery.RedeliveryAt is { } at && delivery.HasPendingFailure)
-        {
-            foreach (var lane in delivery.Lanes())
-            {
-                if (lane.PendingFailure is { } retried)
-                {
-                    delivery.Track(recorder.Enqueue(new RunNextRetryKnown(retried.RunId, at)));
-                }
-            }
-        }
-
-        await recorder.WaitCommittedAsync(delivery.LastSequence, CancellationToken.None).ConfigureAwait(false);
-    }
-
-    public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogDelivery");
-}
-
-/// <summary>Adds <see cref="TaskDeliveryFilter"/> as a pre-pipe specification.</summary>
-internal sealed class TaskDeliverySpecification(TaskLoggingServices services) : IPipeSpecification<ConsumeContext>
-{
-    public void Apply(IPipeBuilder<ConsumeContext> builder) => builder.AddFilter(new TaskDeliveryFilter(services));
-
-    public IEnumerable<ValidationResult> Validate()
-    {
-        if (services.Options.AcknowledgeTimeout < TimeSpan.Zero)
-        {
-            yield return this.Failure("AcknowledgeTimeout", "must not be negative");
-        }
-    }
-}
-
-/// <summary>
-/// Adds a <see cref="TaskRunFilter{TMessage}"/> to every consumer, saga and receive-endpoint handler message pipe
-/// (inside retry). A handler's runs are named <c>Handler&lt;TMessage&gt;</c>.
-/// </summary>
-internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
-    : IConsumerConfigurationObserver, ISagaConfigurationObserver, IHandlerConfigurationObserver
-{
-    public void HandlerConfigured<TMessage>(IHandlerConfigurator<TMessage> configurator)
-        where TMessage : class =>
-        _ = Add(configurator, "Handler<" + TaskLoggingServices.ShortName(typeof(TMessage)) + ">");
-
-    public void ConsumerConfigured<TConsumer>(IConsumerConfigurator<TConsumer> configurator)
-        where TConsumer : class
-    {
-    }
-
-    public void ConsumerMessageConfigured<TConsumer, TMessage>(IConsumerMessageConfigurator<TConsumer, TMessage> configurator)
-        where TConsumer : class
-        where TMessage : class
-    {
-        if (configurator is IConsumerMessageConfigurator<TMessage> message)
-        {
-            if (Jobs.JobTasks.Configure<TConsumer, TMessage>(services, message))
-            {
-                // A job's messages are consumed here, though their runs are the job's.
-                services.Consumed.Add(typeof(TMessage));
-                return;
-            }
-
-            _ = Add(message, TaskLoggingServices.ShortName(typeof(TConsumer)));
-        }
-    }
-
-    public void SagaConfigured<TSaga>(ISagaConfigurator<TSaga> configurator)
-        where TSaga : class, ISaga
-    {
-    }
-
-    public void StateMachineSagaConfigured<TInstance>(ISagaConfigurator<TInstance> configurator, SagaStateMachine<TInstance> stateMachine)
-        where TInstance : class, ISaga, SagaStateMachineInstance
-    {
-    }
-
-    public void SagaMessageConfigured<TSaga, TMessage>(ISagaMessageConfigurator<TSaga, TMessage> configurator)
-        where TSaga : class, ISaga
-        where TMessage : class
-    {
-        if (configurator is ISagaMessageConfigurator<TMessage> message && Add(message, TaskLoggingServices.ShortName(typeof(TSaga)), saga: true))
-        {
-            // Inside the repository: each call of the saga, including the repository's own retries, and its state.
-            configurator.UseFilter(new TaskSagaRunFilter<TSaga, TMessage>(services));
-        }
-    }
-
-    private bool Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false)
-        where TMessage : class
-    {
-        // Scheduler and outbox re-sends are not tasks of their own; neither is the scheduler protocol (a ScheduleMessage
-        // carries the MessageId of the message it schedules: its consumption must not count as a run of that task).
-        if (typeof(TMessage) == typeof(global::MassTransit.Serialization.SerializedMessageBody)
-            || typeof(TMessage).Namespace == typeof(global::MassTransit.Scheduling.ScheduleMessage).Namespace)
-        {
-            return false;
-        }
-
-        if (!services.Options.RecordInternalMessages && InternalMessages.IsInternal(typeof(TMessage)))
-        {
-            return false;
-        }
-
-        Debug.Assert(consumer.Length > 0, "consumer name");
-        if (typeof(TMessage).IsGenericType && typeof(TMessage).GetGenericTypeDefinition() == typeof(Batch<>))
-        {
-            // A batch consumer: a run on each message of the batch, per attempt.
-            var element = typeof(TMessage).GetGenericArguments()[0];
-            services.Messages.Register(element);
-            services.Consumed.Add(element);
-            var filter = (IFilter<ConsumeContext<TMessage>>)Activator.CreateInstance(
-                typeof(TaskBatchRunFilter<>).MakeGenericType(element), services, consumer)!;
-            configurator.UseFilter(filter);
-            return true;
-        }
-
-        services.Messages.Register(typeof(TMessage));
-        services.Consumed.Add(typeof(TMessage));
-        configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer, saga));
-        return true;
-    }
 }

@@ -12,7 +12,7 @@ namespace JobLog.MassTransit.Internal;
 /// internally after an optimistic-concurrency or serialization failure — into a run of its own: the earlier run is
 /// closed RETRIED with the error that made the repository retry.
 /// </summary>
-internal sealed class SagaAttemptSlot(TaskRunLog template, TaskLog seed, DeferredRendering rendering, OutputBuffer output)
+internal sealed class SagaAttemptSlot(RunPayload template, TaskPayload seed, DeferredRendering rendering, OutputBuffer output)
 {
     private static readonly AsyncLocal<SagaAttemptSlot?> s_current = new();
 
@@ -22,9 +22,9 @@ internal sealed class SagaAttemptSlot(TaskRunLog template, TaskLog seed, Deferre
         set => s_current.Value = value;
     }
 
-    public TaskRunLog Template { get; } = template;
+    public RunPayload Template { get; } = template;
 
-    public TaskLog Seed { get; } = seed;
+    public TaskPayload Seed { get; } = seed;
 
     public DeferredRendering Rendering { get; } = rendering;
 
@@ -96,7 +96,7 @@ internal sealed class TaskSagaRunFilter<TSaga, TMessage>(TaskLoggingServices ser
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogSagaRun");
 
-    private static TaskRunLog Copy(TaskRunLog template, DateTime start) => new()
+    private static RunPayload Copy(RunPayload template, DateTime start) => new()
     {
         Id = NewId.NextSequentialGuid(),
         TaskId = template.TaskId,

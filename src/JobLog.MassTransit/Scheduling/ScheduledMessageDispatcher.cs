@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Net.Mime;
+using JobLog.Internal;
 using JobLog.Scheduling;
 using MassTransit;
 using MassTransit.Serialization;
@@ -141,7 +142,7 @@ internal sealed class ScheduledMessageDispatcher(
             catch (Exception ex)
             {
                 failures++;
-                sleep = Backoff(failures, _options.PollInterval);
+                sleep = Backoff.Delay(failures, TimeSpan.FromSeconds(1), Max(TimeSpan.FromSeconds(1), _options.PollInterval));
                 Log.DispatcherFailed(logger, ex, sleep);
             }
 
@@ -248,7 +249,7 @@ internal sealed class ScheduledMessageDispatcher(
 
     private async Task RetryLaterAsync(Guid claimToken, ClaimedMessage message, Exception exception)
     {
-        var delay = Backoff(message.Attempts + 1, _options.MaxRetryDelay);
+        var delay = Backoff.Delay(message.Attempts + 1, TimeSpan.FromSeconds(1), Max(TimeSpan.FromSeconds(1), _options.MaxRetryDelay));
         Log.SendFailed(logger, exception, message.Id, message.Destination, message.Attempts + 1, delay);
         try
         {
@@ -270,29 +271,32 @@ internal sealed class ScheduledMessageDispatcher(
             return;
         }
 
-        for (var attempt = 1; ; attempt++)
-        {
-            try
+        // Retried while the claim holds: the wait that would end past it is not begun.
+        using var claim = new CancellationTokenSource();
+        Exception? failure = null;
+        var retry = Backoff.Retry(
+            time, TimeSpan.FromMilliseconds(200), TimeSpan.FromSeconds(5), static (_, _) => true,
+            (ex, _, delay) =>
             {
-                var marked = await store.MarkSentAsync(claimToken, sent, UtcNow, Name, CancellationToken.None).ConfigureAwait(false);
-                if (marked < sent.Count)
-                {
-                    Log.ClaimLost(logger, sent.Count - marked);
-                }
-
-                return;
-            }
-            catch (Exception ex)
-            {
-                var delay = TimeSpan.FromMilliseconds(Math.Min(5000, 200 * Math.Pow(2, Math.Min(attempt - 1, 10))));
+                failure = ex;
                 if (UtcNow + delay >= leaseEnd)
                 {
-                    Log.MarkFailed(logger, ex, sent.Count);
-                    return;
+                    claim.Cancel();
                 }
-
-                await Task.Delay(delay, time, CancellationToken.None).ConfigureAwait(false);
+            });
+        try
+        {
+            var marked = await retry.ExecuteAsync(
+                _ => new ValueTask<int>(store.MarkSentAsync(claimToken, sent, UtcNow, Name, CancellationToken.None)),
+                claim.Token).ConfigureAwait(false);
+            if (marked < sent.Count)
+            {
+                Log.ClaimLost(logger, sent.Count - marked);
             }
+        }
+        catch (Exception ex)
+        {
+            Log.MarkFailed(logger, failure ?? ex, sent.Count);
         }
     }
 
@@ -317,11 +321,7 @@ internal sealed class ScheduledMessageDispatcher(
     private TimeSpan Clamp(TimeSpan sleep) =>
         sleep <= TimeSpan.Zero ? TimeSpan.Zero : sleep < _options.PollInterval ? sleep : _options.PollInterval;
 
-    private static TimeSpan Backoff(int attempt, TimeSpan max)
-    {
-        var seconds = Math.Pow(2, Math.Min(attempt - 1, 16));
-        return TimeSpan.FromSeconds(Math.Min(seconds, Math.Max(1, max.TotalSeconds)));
-    }
+    private static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
 
     private static TaskCompletionSource NewSignal() => new(TaskCreationOptions.RunContinuationsAsynchronously);
 

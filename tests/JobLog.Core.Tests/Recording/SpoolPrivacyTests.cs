@@ -166,7 +166,7 @@ public class SpoolPrivacyTests
     }
 
     private static TaskDispatched Dispatched(string name) =>
-        new(new TaskLog { Id = Guid.NewGuid(), Name = name, DispatchedAt = DateTime.UtcNow });
+        new(new TaskPayload { Id = Guid.NewGuid(), Name = name, DispatchedAt = DateTime.UtcNow });
 
     /// <summary>A private spool directory holding one record, as a stopped process would leave it.</summary>
     private static (TestLedger Ledger, string File) Plant(string spool)

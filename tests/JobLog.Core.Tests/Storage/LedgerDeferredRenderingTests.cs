@@ -47,9 +47,9 @@ public class LedgerDeferredRenderingTests(LedgerProvider provider)
         public int Reads() => Volatile.Read(ref _reads);
     }
 
-    private static (TaskRunLog Run, TaskLog Seed) Consumed(Guid taskId, DateTime start) =>
-        (new TaskRunLog { Id = Guid.NewGuid(), TaskId = taskId, Name = "Charge", ConsumerType = "C", Start = start, Host = "h" },
-         new TaskLog { Id = taskId, Name = "Charge", QueueName = "charge", DispatchedAt = T0, EstimatedTimeOfFirstArrival = T0 });
+    private static (RunPayload Run, TaskPayload Seed) Consumed(Guid taskId, DateTime start) =>
+        (new RunPayload { Id = Guid.NewGuid(), TaskId = taskId, Name = "Charge", ConsumerType = "C", Start = start, Host = "h" },
+         new TaskPayload { Id = taskId, Name = "Charge", QueueName = "charge", DispatchedAt = T0, EstimatedTimeOfFirstArrival = T0 });
 
     [Test]
     public async Task RunWithoutTheProducersRow_CreatesTheTaskFromTheConsumersRendering_AndTheRunSharesIt()
@@ -73,7 +73,7 @@ public class LedgerDeferredRenderingTests(LedgerProvider provider)
     public async Task RunOfADispatchedTask_TakesTheProducersRendering_WithoutRenderingTheMessage()
     {
         var id = Guid.NewGuid();
-        _recorder.Enqueue(new TaskDispatched(new TaskLog
+        _recorder.Enqueue(new TaskDispatched(new TaskPayload
         {
             Id = id, Name = "Charge", Input = "from the producer", TaskArgs = "[1]", TaskKwargs = "{\"a\":1}", DispatchedAt = T0,
         }));
@@ -96,7 +96,7 @@ public class LedgerDeferredRenderingTests(LedgerProvider provider)
     public async Task DispatchAndRunInOneBatch_RunTakesTheProducersRendering()
     {
         var id = Guid.NewGuid();
-        _recorder.Enqueue(new TaskDispatched(new TaskLog
+        _recorder.Enqueue(new TaskDispatched(new TaskPayload
         {
             Id = id, Name = "Charge", Input = "from the producer", TaskArgs = "[]", TaskKwargs = "{}", DispatchedAt = T0,
         }));
@@ -114,9 +114,9 @@ public class LedgerDeferredRenderingTests(LedgerProvider provider)
     public async Task RunWithItsOwnRendering_KeepsIt()
     {
         var id = Guid.NewGuid();
-        _recorder.Enqueue(new TaskDispatched(new TaskLog { Id = id, Name = "Charge", Input = "task", DispatchedAt = T0 }));
-        var (run, seed) = Consumed(id, T0.AddSeconds(1));
-        run.Input = "run";
+        _recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "Charge", Input = "task", DispatchedAt = T0 }));
+        var (consumed, seed) = Consumed(id, T0.AddSeconds(1));
+        var run = consumed with { Input = "run" };
         _recorder.Enqueue(new RunStarted(run, seed, false, new DeferredRendering(new Charge(42, "x"), _renderer)));
         await _host.FlushAsync();
 

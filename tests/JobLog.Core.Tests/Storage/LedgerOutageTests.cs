@@ -34,7 +34,7 @@ public class LedgerOutageTests
         {
             var id = Guid.NewGuid();
             ids.Add(id);
-            var sequence = recorder.Enqueue(new TaskDispatched(new TaskLog { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
+            var sequence = recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
             await recorder.WaitCommittedAsync(sequence);
         }
 
@@ -88,7 +88,7 @@ public class LedgerOutageTests
             await begin.ExecuteNonQueryAsync();
         }
 
-        var sequence = recorder.Enqueue(new TaskDispatched(new TaskLog { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
+        var sequence = recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
         var wait = recorder.WaitCommittedAsync(sequence).AsTask();
         await Task.Delay(300);
         Assert.That(wait.IsCompleted, Is.False, "waits for the commit");
@@ -121,7 +121,7 @@ public class LedgerOutageTests
 
         for (var i = 0; i < 1500; i++)
         {
-            recorder.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+            recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
         }
 
         Assert.That(recorder.Backlog, Is.EqualTo(1000));
@@ -153,13 +153,13 @@ public class LedgerOutageTests
         var ids = Enumerable.Range(0, 3000).Select(_ => Guid.NewGuid()).ToList();
         foreach (var id in ids)
         {
-            recorder.Enqueue(new TaskDispatched(new TaskLog { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
+            recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
         }
 
         // Spooled, in order: the run starts and finishes after its task, all three in the file.
         var last = ids[^1];
-        var run = new TaskRunLog { Id = Guid.NewGuid(), TaskId = last, Name = "T", ConsumerType = "C", Start = DateTime.UtcNow };
-        Assert.That(recorder.Enqueue(new RunStarted(run, new TaskLog { Id = last, Name = "T", DispatchedAt = DateTime.UtcNow }, false)), Is.Zero);
+        var run = new RunPayload { Id = Guid.NewGuid(), TaskId = last, Name = "T", ConsumerType = "C", Start = DateTime.UtcNow };
+        Assert.That(recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = last, Name = "T", DispatchedAt = DateTime.UtcNow }, false)), Is.Zero);
         Assert.That(recorder.Enqueue(new RunFinished(run.Id, last, TaskRunState.Succeeded, DateTime.UtcNow, null, "done", null)), Is.Zero);
         Assert.That((recorder.IsSpooling, recorder.Dropped), Is.EqualTo((true, 0L)));
         Assert.That(recorder.Spooled, Is.GreaterThanOrEqualTo(1000 + 2));
@@ -181,7 +181,7 @@ public class LedgerOutageTests
         Assert.That(recorder.Dropped, Is.Zero);
 
         // Records queue in memory again.
-        Assert.That(recorder.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow })), Is.GreaterThan(0));
+        Assert.That(recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow })), Is.GreaterThan(0));
         Directory.Delete(spool, recursive: true);
     }
 
@@ -209,13 +209,13 @@ public class LedgerOutageTests
         var id = Guid.NewGuid();
         for (var i = 0; i < 3000; i++)
         {
-            recorder.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+            recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
         }
 
         // Free texts are masked by the writer; a record that overflows to disk must not wait for it.
         const string secret = "Host=db;Username=app;Password=Spool-S3cret-91";
-        var run = new TaskRunLog { Id = Guid.NewGuid(), TaskId = id, Name = "T", ConsumerType = "C", Start = DateTime.UtcNow };
-        Assert.That(recorder.Enqueue(new RunStarted(run, new TaskLog { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }, false)), Is.Zero);
+        var run = new RunPayload { Id = Guid.NewGuid(), TaskId = id, Name = "T", ConsumerType = "C", Start = DateTime.UtcNow };
+        Assert.That(recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }, false)), Is.Zero);
         Assert.That(recorder.Enqueue(new RunFinished(run.Id, id, TaskRunState.Failed, DateTime.UtcNow, "could not connect: " + secret, "connecting with " + secret, null)), Is.Zero);
         var file = Directory.GetFiles(spool, "*.jsonl").Single();
         Assert.That(await File.ReadAllTextAsync(file), Does.Not.Contain("Spool-S3cret-91"));
@@ -245,15 +245,15 @@ public class LedgerOutageTests
         var ids = new[] { Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid() };
         using (var previous = new LedgerSpool(path, 1 << 20))
         {
-            Assert.That(previous.TryAppend(new TaskDispatched(new TaskLog { Id = ids[0], Name = "A", DispatchedAt = DateTime.UtcNow })), Is.True);
-            Assert.That(previous.TryAppend(new TaskDispatched(new TaskLog { Id = ids[1], Name = "B <script>", DispatchedAt = DateTime.UtcNow })), Is.True);
+            Assert.That(previous.TryAppend(new TaskDispatched(new TaskPayload { Id = ids[0], Name = "A", DispatchedAt = DateTime.UtcNow })), Is.True);
+            Assert.That(previous.TryAppend(new TaskDispatched(new TaskPayload { Id = ids[1], Name = "B <script>", DispatchedAt = DateTime.UtcNow })), Is.True);
         }
 
         // A line cut by a crash, then a later record.
         await File.AppendAllTextAsync(path, "{\"Kind\":\"dispatched\",\"Task\":{\"Id\n");
         using (var previous = new LedgerSpool(path, 1 << 20))
         {
-            Assert.That(previous.TryAppend(new TaskDispatched(new TaskLog { Id = ids[2], Name = "C", DispatchedAt = DateTime.UtcNow })), Is.True);
+            Assert.That(previous.TryAppend(new TaskDispatched(new TaskPayload { Id = ids[2], Name = "C", DispatchedAt = DateTime.UtcNow })), Is.True);
         }
 
         await using var host = await LedgerHost.StartAsync(ledger, o => o.SpoolDirectory = spool);
@@ -285,8 +285,8 @@ public class LedgerOutageTests
 
         for (var i = 0; i < 1001; i++)
         {
-            a.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "A", DispatchedAt = DateTime.UtcNow }));
-            b.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "B", DispatchedAt = DateTime.UtcNow }));
+            a.Enqueue(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "A", DispatchedAt = DateTime.UtcNow }));
+            b.Enqueue(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "B", DispatchedAt = DateTime.UtcNow }));
         }
 
         Assert.That((a.Spooled, b.Spooled), Is.EqualTo((1L, 1L)));
@@ -312,7 +312,7 @@ public class LedgerOutageTests
 
         for (var i = 0; i < 1200; i++)
         {
-            recorder.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+            recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
         }
 
         Assert.That(recorder.Backlog, Is.EqualTo(1000));
@@ -331,7 +331,7 @@ public class LedgerOutageTests
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         for (var i = 0; i < 2000; i++)
         {
-            recorder.Enqueue(new TaskDispatched(new TaskLog { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+            recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
         }
 
         await host.Host.StopAsync();

@@ -17,12 +17,12 @@ public class LedgerRejectedRecordTests
         var ordinary = Guid.NewGuid();
 
         // A task name longer than the column (a [TaskName] nobody bounded): PostgreSQL refuses the whole batch.
-        recorder.Enqueue(new TaskDispatched(new TaskLog
+        recorder.Enqueue(new TaskDispatched(new TaskPayload
         {
             Id = refused, Name = new string('n', 300), Input = "Note=kept out", TaskArgs = "[]", TaskKwargs = "{\"Note\":\"kept out\"}",
             DispatchedAt = DateTime.UtcNow,
         }));
-        recorder.Enqueue(new TaskDispatched(new TaskLog { Id = ordinary, Name = "Ordinary", DispatchedAt = DateTime.UtcNow }));
+        recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = ordinary, Name = "Ordinary", DispatchedAt = DateTime.UtcNow }));
         await host.FlushAsync();
 
         var tasks = await host.QueryAsync(db => db.TaskLogs.AsNoTracking().ToListAsync());

@@ -24,20 +24,20 @@ public class LedgerWritePathTests(LedgerProvider provider)
     [TearDown]
     public async Task TearDown() => await _host.DisposeAsync();
 
-    private static TaskLog Task(Guid id, string name = "Charge") => new()
+    private static TaskPayload Task(Guid id, string name = "Charge") => new()
     {
         Id = id, Name = name, QueueName = "charge", Input = "X=1", TaskArgs = "[]", TaskKwargs = "{}", DispatchedAt = T0,
         EstimatedTimeOfFirstArrival = T0, Host = "test",
     };
 
-    private static TaskRunLog Run(Guid taskId, string consumer, DateTime start) => new()
+    private static RunPayload Run(Guid taskId, string consumer, DateTime start) => new()
     {
         Id = Guid.NewGuid(), TaskId = taskId, Name = "Charge", ConsumerType = consumer, Start = start, Host = "test",
     };
 
-    private void Start(TaskRunLog run) => _recorder.Enqueue(new RunStarted(run, Task(run.TaskId), false));
+    private void Start(RunPayload run) => _recorder.Enqueue(new RunStarted(run, Task(run.TaskId), false));
 
-    private void Finish(TaskRunLog run, TaskRunState state, DateTime stop) =>
+    private void Finish(RunPayload run, TaskRunState state, DateTime stop) =>
         _recorder.Enqueue(new RunFinished(run.Id, run.TaskId, state, stop, state == TaskRunState.Succeeded ? null : "boom", null, null));
 
     [Test]
@@ -102,12 +102,14 @@ public class LedgerWritePathTests(LedgerProvider provider)
         Start(run);
         Finish(run, TaskRunState.Succeeded, T0.AddSeconds(2));
         await _host.FlushAsync();
-        var producer = Task(id);
-        producer.Stale = T0.AddHours(1);
-        producer.QueueName = "from-producer";
-        producer.Release = "r-42";
-        producer.ExtraData = "{\"k\":1}";
-        producer.IsInternal = true;
+        var producer = Task(id) with
+        {
+            Stale = T0.AddHours(1),
+            QueueName = "from-producer",
+            Release = "r-42",
+            ExtraData = "{\"k\":1}",
+            IsInternal = true,
+        };
         _recorder.Enqueue(new TaskDispatched(producer));
         await _host.FlushAsync();
 
@@ -127,13 +129,15 @@ public class LedgerWritePathTests(LedgerProvider provider)
         Start(run);
         Finish(run, TaskRunState.Succeeded, T0.AddSeconds(2));
         await _host.FlushAsync();
-        var producer = Task(id);
-        producer.Host = "publisher-host";
-        producer.Release = "1.2.3";
-        producer.Slug = "publisher";
-        producer.ExtraData = "{\"tenant\":\"a\"}";
-        producer.TraceId = "trace-1";
-        producer.SourceAddress = "rabbitmq://localhost/publisher";
+        var producer = Task(id) with
+        {
+            Host = "publisher-host",
+            Release = "1.2.3",
+            Slug = "publisher",
+            ExtraData = "{\"tenant\":\"a\"}",
+            TraceId = "trace-1",
+            SourceAddress = "rabbitmq://localhost/publisher",
+        };
         _recorder.Enqueue(new TaskDispatched(producer));
         await _host.FlushAsync();
 
@@ -310,20 +314,20 @@ public class LedgerWritePathTests(LedgerProvider provider)
     [Test]
     public async Task CommandsAndRequests_AreUpserted_FinishedRowsAreNotReopened()
     {
-        var command = new CommandLog { Id = Guid.NewGuid(), Name = "sweep", Start = T0, Host = "h" };
+        var command = new CommandPayload { Id = Guid.NewGuid(), Name = "sweep", Start = T0, Host = "h" };
         _recorder.Enqueue(new CommandRecorded(command));
-        var finished = new CommandLog
+        var finished = new CommandPayload
         {
             Id = command.Id, Name = "sweep", Start = T0, Stop = T0.AddSeconds(1), IsSuccessful = true, ExitCode = 0, Host = "h",
         };
         _recorder.Enqueue(new CommandRecorded(finished));
         _recorder.Enqueue(new CommandRecorded(command)); // a late "started" record
-        var output = new OutputRequestLog
+        var output = new OutputRequestPayload
         {
             Id = Guid.NewGuid(), Host = "psp:443", Method = "POST", Path = "/charge", RequestTimestamp = T0,
             Status = RequestLogStatus.Info, ResponseCode = 200,
+            RelatedObjects = [new RelatedObjectPayload { Id = Guid.NewGuid(), CommandLogId = command.Id }],
         };
-        output.RelatedObjects.Add(new OutputRequestRelatedObject { Id = Guid.NewGuid(), CommandLogId = command.Id });
         _recorder.Enqueue(new OutputRequestRecorded(output));
         await _host.FlushAsync();
 

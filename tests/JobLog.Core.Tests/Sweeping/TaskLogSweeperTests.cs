@@ -35,17 +35,17 @@ public class TaskLogSweeperTests(LedgerProvider provider)
     private Guid Dispatch(DateTime? stale)
     {
         var id = Guid.NewGuid();
-        _recorder.Enqueue(new TaskDispatched(new TaskLog
+        _recorder.Enqueue(new TaskDispatched(new TaskPayload
         {
             Id = id, Name = "Report", DispatchedAt = T0, EstimatedTimeOfFirstArrival = T0, Stale = stale,
         }));
         return id;
     }
 
-    private TaskRunLog StartRun(Guid id)
+    private RunPayload StartRun(Guid id)
     {
-        var run = new TaskRunLog { Id = Guid.NewGuid(), TaskId = id, Name = "Report", ConsumerType = "C", Start = T0.AddSeconds(1) };
-        _recorder.Enqueue(new RunStarted(run, new TaskLog { Id = id, Name = "Report", DispatchedAt = T0 }, false));
+        var run = new RunPayload { Id = Guid.NewGuid(), TaskId = id, Name = "Report", ConsumerType = "C", Start = T0.AddSeconds(1) };
+        _recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = id, Name = "Report", DispatchedAt = T0 }, false));
         return run;
     }
 

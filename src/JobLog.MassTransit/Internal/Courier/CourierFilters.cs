@@ -226,10 +226,7 @@ internal static class CourierAttempts
             var rendered = services.Renderer.Render(input());
             var run = ConsumedRecords.Run(
                 services, context, NewId.NextSequentialGuid(), context.TrackingNumber, runName,
-                TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress), consumerType, start);
-            run.Input = rendered.Input;
-            run.TaskArgs = rendered.TaskArgs;
-            run.TaskKwargs = rendered.TaskKwargs;
+                TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress), consumerType, start, rendered: rendered);
             return RecordedAttempt.Start(services, delivery, run, RoutingSlipTasks.Seed(services, context.Message, null, start));
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)

@@ -13,7 +13,7 @@ internal sealed class RecordedAttempt
     private readonly DeliveryState? _delivery;
     private readonly OutputBuffer _output;
 
-    private RecordedAttempt(TaskLoggingServices services, DeliveryState? delivery, TaskRunLog run)
+    private RecordedAttempt(TaskLoggingServices services, DeliveryState? delivery, RunPayload run)
     {
         _services = services;
         _delivery = delivery;
@@ -21,9 +21,9 @@ internal sealed class RecordedAttempt
         _output = new OutputBuffer(services.Options.Redaction.MaxBodyLength);
     }
 
-    public TaskRunLog Run { get; }
+    public RunPayload Run { get; }
 
-    public static RecordedAttempt Start(TaskLoggingServices services, DeliveryState? delivery, TaskRunLog run, TaskLog seed, DeferredRendering? rendering = null)
+    public static RecordedAttempt Start(TaskLoggingServices services, DeliveryState? delivery, RunPayload run, TaskPayload seed, DeferredRendering? rendering = null)
     {
         var attempt = new RecordedAttempt(services, delivery, run);
         attempt.Track(services.Recorder.Enqueue(new RunStarted(run, seed, expireOrphans: false, rendering)));

@@ -63,18 +63,21 @@ internal static class RoutingSlipTasks
         }
 
         context.TryGetPayload<TaskOptionsPayload>(out var payload);
-        var task = Seed(services, slip, context.DestinationAddress, services.UtcNow);
-        task.Name = payload?.Options.Name ?? task.Name;
-        task.ParentRunId = JobLogScope.CurrentTaskRunId;
-        task.CorrelationId = context.CorrelationId;
-        task.ConversationId = context.ConversationId;
-        task.TraceId = System.Diagnostics.Activity.Current?.TraceId.ToHexString();
-        task.SourceAddress = context.SourceAddress?.ToString();
+        var seed = Seed(services, slip, context.DestinationAddress, services.UtcNow);
+        var task = seed with
+        {
+            Name = payload?.Options.Name ?? seed.Name,
+            ParentRunId = JobLogScope.CurrentTaskRunId,
+            CorrelationId = context.CorrelationId,
+            ConversationId = context.ConversationId,
+            TraceId = System.Diagnostics.Activity.Current?.TraceId.ToHexString(),
+            SourceAddress = context.SourceAddress?.ToString(),
+        };
         return services.Recorder.Enqueue(new TaskDispatched(task));
     }
 
     /// <summary>The routing slip's task row as any host can build it from the routing slip.</summary>
-    public static TaskLog Seed(TaskLoggingServices services, RoutingSlip slip, Uri? destination, DateTime now)
+    public static TaskPayload Seed(TaskLoggingServices services, RoutingSlip slip, Uri? destination, DateTime now)
     {
         var itinerary = slip.Itinerary ?? [];
         var rendered = services.Renderer.Render(new RoutingSlipView(
@@ -82,7 +85,7 @@ internal static class RoutingSlipTasks
             [.. itinerary.Select(a => new ActivityView(a.Name, a.Address?.ToString()))],
             slip.Variables ?? new Dictionary<string, object>()));
         var created = slip.CreateTimestamp == default ? now : DateTime.SpecifyKind(slip.CreateTimestamp, DateTimeKind.Utc);
-        return new TaskLog
+        return new TaskPayload
         {
             Id = slip.TrackingNumber,
             Name = Name,
@@ -102,7 +105,7 @@ internal static class RoutingSlipTasks
     {
         var slip = context.Message;
         var now = services.UtcNow;
-        var run = new TaskRunLog
+        var run = new RunPayload
         {
             Id = RunId(slip.TrackingNumber),
             TaskId = slip.TrackingNumber,

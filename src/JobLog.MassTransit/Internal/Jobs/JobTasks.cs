@@ -103,11 +103,11 @@ internal static class JobTasks
         return new Restore(previous);
     }
 
-    private static TaskLog JobTask(TaskLoggingServices services, Guid jobId, Type jobType, object? job, Uri? destination, SendContext context)
+    private static TaskPayload JobTask(TaskLoggingServices services, Guid jobId, Type jobType, object? job, Uri? destination, SendContext context)
     {
         var now = services.UtcNow;
         var rendered = services.Renderer.Render(job);
-        return new TaskLog
+        return new TaskPayload
         {
             Id = jobId,
             Name = services.TaskName(jobType),
@@ -228,7 +228,7 @@ internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, strin
         var start = services.UtcNow;
         var name = services.TaskName(typeof(TJob));
         context.TryGetPayload<DeliveryState>(out var delivery);
-        var run = new TaskRunLog
+        var run = new RunPayload
         {
             Id = NewId.NextSequentialGuid(),
             TaskId = job.JobId,
@@ -239,7 +239,7 @@ internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, strin
             Redelivered = context.ReceiveContext.Redelivered,
             Host = services.Options.Host,
         };
-        var seed = new TaskLog
+        var seed = new TaskPayload
         {
             Id = job.JobId,
             Name = name,

@@ -1,0 +1,67 @@
+using JobLog.Recording;
+using MassTransit;
+using MassTransit.Configuration;
+
+namespace JobLog.MassTransit.Internal;
+
+/// <summary>
+/// Wraps the whole delivery (a pre-pipe filter, outside every retry). Decides the fate of the last failed attempt
+/// (FAILED when the exception escapes, RETRIED when redelivery took the message) and, in Acknowledged mode, holds the
+/// acknowledgement until the delivery's records are committed.
+/// </summary>
+internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter<ConsumeContext>
+{
+    public async Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
+    {
+        var delivery = context.GetOrAddPayload(() => new DeliveryState());
+        var recorder = services.Recorder;
+        try
+        {
+            await next.Send(context).ConfigureAwait(false);
+        }
+        catch (Exception)
+        {
+            foreach (var lane in delivery.HasPendingFailure ? delivery.Lanes() : [])
+            {
+                if (lane.PendingFailure is { } failed)
+                {
+                    delivery.Track(recorder.Enqueue(new RunFailedForGood(failed.RunId, failed.TaskId)));
+                    lane.PendingFailure = null;
+                }
+            }
+
+            await recorder.WaitCommittedAsync(delivery.LastSequence, CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+
+        // Returned normally with a failed attempt pending: redelivery took the message, the run stays RETRIED.
+        if (delivery.RedeliveryAt is { } at && delivery.HasPendingFailure)
+        {
+            foreach (var lane in delivery.Lanes())
+            {
+                if (lane.PendingFailure is { } retried)
+                {
+                    delivery.Track(recorder.Enqueue(new RunNextRetryKnown(retried.RunId, at)));
+                }
+            }
+        }
+
+        await recorder.WaitCommittedAsync(delivery.LastSequence, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogDelivery");
+}
+
+/// <summary>Adds <see cref="TaskDeliveryFilter"/> as a pre-pipe specification.</summary>
+internal sealed class TaskDeliverySpecification(TaskLoggingServices services) : IPipeSpecification<ConsumeContext>
+{
+    public void Apply(IPipeBuilder<ConsumeContext> builder) => builder.AddFilter(new TaskDeliveryFilter(services));
+
+    public IEnumerable<ValidationResult> Validate()
+    {
+        if (services.Options.AcknowledgeTimeout < TimeSpan.Zero)
+        {
+            yield return this.Failure("AcknowledgeTimeout", "must not be negative");
+        }
+    }
+}
