@@ -81,7 +81,7 @@ internal sealed class BenchOptions
 
     public IReadOnlyList<LedgerProvider> Ledgers { get; private set; } = [LedgerProvider.Sqlite, LedgerProvider.PostgreSql];
 
-    public IReadOnlyList<LedgerDurability> Durabilities { get; private set; } = [LedgerDurability.Acknowledged, LedgerDurability.Buffered];
+    public IReadOnlyList<LedgerDurability> Durabilities { get; private set; } = [LedgerDurability.Journaled, LedgerDurability.Committed, LedgerDurability.Buffered];
 
     public IReadOnlyList<int> Retries { get; private set; } = [0, 2];
 
@@ -180,7 +180,8 @@ internal sealed class BenchOptions
                     o.DurabilityGiven = true;
                     o.Durabilities = List(Value(), s => s switch
                     {
-                        "ack" or "acknowledged" => LedgerDurability.Acknowledged,
+                        "journal" or "journaled" => LedgerDurability.Journaled,
+                        "ack" or "acknowledged" or "committed" => LedgerDurability.Committed,
                         "buffered" => LedgerDurability.Buffered,
                         _ => throw new ArgumentException($"Unknown durability '{s}'."),
                     });

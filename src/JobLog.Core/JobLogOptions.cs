@@ -4,13 +4,27 @@ namespace JobLog;
 public enum LedgerDurability
 {
     /// <summary>
-    /// Default. A consumed message is acknowledged, and <c>Publish</c> returns, only after its record is committed
-    /// (many in-flight messages share one commit), up to <see cref="JobLogOptions.AcknowledgeTimeout"/>.
+    /// Default. A consumed message is acknowledged, and <c>Publish</c> returns, once its records are in the local journal
+    /// (appended in groups, microseconds; see <see cref="JobLogOptions.SpoolDirectory"/>); the writer moves them into the
+    /// database in large batches, and a journal left by a killed process is replayed by the next one. Survives the
+    /// application's crash at any moment, including during a database outage. Without a usable journal directory, the
+    /// same as <see cref="Committed"/>.
     /// </summary>
-    Acknowledged = 0,
+    Journaled = 0,
 
     /// <summary>Enqueue and return; flushed every <see cref="JobLogOptions.FlushInterval"/> and on shutdown. A crash can lose the last buffer.</summary>
     Buffered = 1,
+
+    /// <summary>
+    /// The strict mode. A consumed message is acknowledged, and <c>Publish</c> returns, only after its record is committed
+    /// to the database (many in-flight messages share one commit), up to <see cref="JobLogOptions.AcknowledgeTimeout"/>;
+    /// while the database is down, after its record is in the local journal.
+    /// </summary>
+    Committed = 2,
+
+    /// <summary>The strict mode's former name.</summary>
+    [Obsolete("Use LedgerDurability.Committed (the strict mode, the same behaviour) or LedgerDurability.Journaled (the default).")]
+    Acknowledged = Committed,
 }
 
 /// <summary>Which database holds the ledger.</summary>
@@ -40,8 +54,8 @@ public sealed class JobLogOptions
     /// <summary>Create or migrate the schema at start-up. Default <c>true</c>; turn off when you migrate yourself.</summary>
     public bool MigrateOnStartup { get; set; } = true;
 
-    /// <summary>Default <see cref="LedgerDurability.Acknowledged"/>.</summary>
-    public LedgerDurability Durability { get; set; } = LedgerDurability.Acknowledged;
+    /// <summary>Default <see cref="LedgerDurability.Journaled"/>.</summary>
+    public LedgerDurability Durability { get; set; } = LedgerDurability.Journaled;
 
     /// <summary>
     /// Closes a published message that no consumer, saga or handler of this application consumes with one SUCCEEDED run
@@ -52,7 +66,7 @@ public sealed class JobLogOptions
     /// </summary>
     public bool CloseUnconsumedPublishes { get; set; }
 
-    /// <summary>How long the business path waits for a commit in <see cref="LedgerDurability.Acknowledged"/> mode. Default 5 s.</summary>
+    /// <summary>How long the business path waits for its records to be durable (journaled, or committed in <see cref="LedgerDurability.Committed"/> mode). Default 5 s.</summary>
     public TimeSpan AcknowledgeTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
@@ -62,8 +76,12 @@ public sealed class JobLogOptions
     public int QueueCapacity { get; set; } = 200_000;
 
     /// <summary>
-    /// Where records that do not fit in the queue are spooled (one append-only file per ledger, replayed in order when the
-    /// writer has caught up, also by the next process). Default: <c>joblog-&lt;uid&gt;</c> in the system's temporary
+    /// The local directory of JobLog's journal (<see cref="LedgerDurability.Journaled"/>: every record is appended to a
+    /// journal segment before its acknowledgement, and the segment is deleted once committed; one locked slot per ledger
+    /// and process, replayed by the next process after a crash) and of its spool (records that do not fit in the queue,
+    /// replayed in order when the writer has caught up). Put it on a persistent disk: on a machine whose temporary
+    /// directory is wiped at boot, or a container without a volume, the journal survives the application's crash but
+    /// not the machine's (or the container's) replacement. Default: <c>joblog-&lt;uid&gt;</c> in the system's temporary
     /// directory (per user), created with mode 0700; <c>null</c> drops those records instead. A directory that is a
     /// symbolic link, that another user owns or that others can write is refused with a logged error and never used,
     /// and a spool file that is not this user's regular file is neither replayed nor written.

@@ -19,7 +19,7 @@ internal sealed record PathSpec(TransportKind Transport, RabbitProfile Profile, 
                 ? "in-memory"
                 : Profile == RabbitProfile.Defaults ? "RabbitMQ defaults" : "RabbitMQ p64/c32";
             var ledger = Ledger == LedgerProvider.Sqlite ? "SQLite" : "PostgreSQL";
-            var durability = Durability == LedgerDurability.Acknowledged ? "Acknowledged" : "Buffered";
+            var durability = Durability.ToString();
             return $"{transport}, {ledger}, {durability}, {Retries} retries";
         }
     }
@@ -27,11 +27,11 @@ internal sealed record PathSpec(TransportKind Transport, RabbitProfile Profile, 
     /// <summary>The target ratio for this path (issue 13's table), if it has one.</summary>
     public double? Target => (Transport, Profile, Ledger, Durability, Retries) switch
     {
-        (TransportKind.RabbitMq, RabbitProfile.Defaults, LedgerProvider.Sqlite, LedgerDurability.Acknowledged, 2) => 0.75,
+        (TransportKind.RabbitMq, RabbitProfile.Defaults, LedgerProvider.Sqlite, LedgerDurability.Journaled, 2) => 0.75,
         (_, _, _, _, not 0) => null,
         (TransportKind.InMemory, _, LedgerProvider.Sqlite, LedgerDurability.Buffered, _) => 0.65,
-        (TransportKind.RabbitMq, RabbitProfile.Defaults, LedgerProvider.PostgreSql, LedgerDurability.Acknowledged, _) => 0.85,
-        (TransportKind.RabbitMq, _, LedgerProvider.Sqlite, LedgerDurability.Acknowledged, _) => 0.90,
+        (TransportKind.RabbitMq, RabbitProfile.Defaults, LedgerProvider.PostgreSql, LedgerDurability.Journaled, _) => 0.85,
+        (TransportKind.RabbitMq, _, LedgerProvider.Sqlite, LedgerDurability.Journaled, _) => 0.90,
         _ => null,
     };
 }

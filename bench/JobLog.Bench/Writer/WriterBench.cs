@@ -100,7 +100,7 @@ internal sealed class WriterBench(BenchOptions options)
     private async Task<string> RunOnceAsync(LedgerProvider provider, bool split)
     {
         await using var ledger = await ThrowawayLedger.CreateAsync(provider);
-        using var host = BuildHost(ledger, split ? LedgerDurability.Acknowledged : LedgerDurability.Buffered);
+        using var host = BuildHost(ledger, split ? LedgerDurability.Committed : LedgerDurability.Buffered);
         await host.StartAsync();
         using var stats = new WriterStats();
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();

@@ -40,8 +40,8 @@ public sealed class CommandLogger
     /// Runs <paramref name="body"/> as the command <paramref name="name"/>. Exit code 0 is success; any other code is a
     /// failure whose <c>ErrorMessage</c> is the end of what the command wrote to standard error. An exception is a
     /// failure too (<c>ErrorMessage</c> = type, message and stack trace, <c>ExitCode</c> null) and is rethrown unchanged.
-    /// Recording never fails the command. In <see cref="LedgerDurability.Acknowledged"/> mode the call returns once the
-    /// final record is committed (at most <see cref="JobLogOptions.AcknowledgeTimeout"/>).
+    /// Recording never fails the command. In <see cref="LedgerDurability.Journaled"/> and <see cref="LedgerDurability.Committed"/> modes the call returns once the
+    /// final record is durable: in the local journal, or committed (at most <see cref="JobLogOptions.AcknowledgeTimeout"/>).
     /// </summary>
     /// <param name="name">The command's name (for example <c>sweep</c>).</param>
     /// <param name="args">Its arguments; stored masked (<c>--password=x</c>, connection-string passwords, ...).</param>

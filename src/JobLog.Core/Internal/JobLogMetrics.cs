@@ -23,6 +23,8 @@ internal sealed class JobLogMetrics : IDisposable
         RecordsWritten = _meter.CreateCounter<long>("joblog.writer.records", "{record}", "Records committed to the ledger.");
         RecordsDropped = _meter.CreateCounter<long>("joblog.writer.dropped", "{record}", "Records lost (queue and spool full, or rejected by the database).");
         RecordsSpooled = _meter.CreateCounter<long>("joblog.writer.spooled", "{record}", "Records written to the spool file because the queue was full.");
+        JournalRefused = _meter.CreateCounter<long>(
+            "joblog.journal.refused", "{record}", "Records the local journal could not take (disk full or failing): their acknowledgements wait for the database.");
         BatchSize = _meter.CreateHistogram<int>("joblog.writer.batch_size", "{record}", "Records per commit.");
         CommitDuration = _meter.CreateHistogram<double>("joblog.writer.commit_duration", "s", "Time to plan and commit one batch.");
         AcknowledgeWait = _meter.CreateHistogram<double>(
@@ -44,6 +46,8 @@ internal sealed class JobLogMetrics : IDisposable
 
 
     public Counter<long> RecordsSpooled { get; }
+
+    public Counter<long> JournalRefused { get; }
 
     public Histogram<int> BatchSize { get; }
 

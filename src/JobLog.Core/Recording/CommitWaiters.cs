@@ -3,11 +3,16 @@ using JobLog.Internal;
 namespace JobLog.Recording;
 
 /// <summary>
-/// Group commit for the business path: each wait is released once, by the commit that holds its record, by its
-/// deadline, or when the database fails. Waiters queue by sequence; deadlines are kept by one timer for all waiters
-/// (no timer per wait). See docs/architecture.md#write-path.
+/// Group commit for the business path: each wait is released once, when its record is durable (<see cref="Durable"/>:
+/// committed, or appended to the local journal when that counts), by its deadline, or when nothing can make it durable
+/// (the database failing without a usable journal). Waiters queue by sequence; deadlines are kept by one timer for all
+/// waiters (no timer per wait). See docs/architecture.md#write-path.
 /// </summary>
-internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, TimeSpan timeout) : IDisposable
+/// <param name="metrics">Records each wait's duration.</param>
+/// <param name="time">The clock.</param>
+/// <param name="timeout">The longest wait.</param>
+/// <param name="journalSuffices">True in Journaled mode: a journaled record is durable enough even while the database is up.</param>
+internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, TimeSpan timeout, bool journalSuffices = false) : IDisposable
 {
     private readonly Lock _lock = new();
     private readonly PriorityQueue<Waiter, long> _bySequence = new();
@@ -15,7 +20,9 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
     private TaskCompletionSource _commitSignal = NewSignal();
     private ITimer? _watchdog;
     private long _committed;
+    private long _journaled;
     private volatile bool _failing;
+    private volatile bool _journalUsable;
 
     /// <summary>The highest sequence committed so far.</summary>
     public long Committed => Interlocked.Read(ref _committed);
@@ -26,10 +33,26 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
     /// <summary>Completed by the next commit (or outage); a new signal replaces it each time.</summary>
     public Task NextCommit => Volatile.Read(ref _commitSignal).Task;
 
-    /// <summary>Waits until <paramref name="sequence"/> is committed, at most the timeout; completed at once when it is, or while failing.</summary>
+    /// <summary>
+    /// The highest sequence durable enough to acknowledge: committed, or journaled when the journal counts (Journaled
+    /// mode, or any mode while the database is failing) and appends.
+    /// </summary>
+    public long Durable
+    {
+        get
+        {
+            var committed = Committed;
+            return _journalUsable && (journalSuffices || _failing) ? Math.Max(committed, Interlocked.Read(ref _journaled)) : committed;
+        }
+    }
+
+    /// <summary>Nothing can make a record durable now: the database fails and the journal does not append.</summary>
+    private bool Hopeless => _failing && !_journalUsable;
+
+    /// <summary>Waits until <paramref name="sequence"/> is durable, at most the timeout; completed at once when it is, or when nothing can make it so.</summary>
     public ValueTask WaitAsync(long sequence, CancellationToken cancellationToken)
     {
-        if (_failing || Committed >= sequence)
+        if (Hopeless || Durable >= sequence)
         {
             return ValueTask.CompletedTask;
         }
@@ -38,8 +61,8 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
         var waiter = new Waiter(now, now + (long)(timeout.TotalSeconds * time.TimestampFrequency));
         lock (_lock)
         {
-            // Checked again under the lock: a commit or an outage may have released everyone in between.
-            if (_failing || Committed >= sequence)
+            // Checked again under the lock: a commit, an append or an outage may have released everyone in between.
+            if (Hopeless || Durable >= sequence)
             {
                 return ValueTask.CompletedTask;
             }
@@ -65,11 +88,39 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
             Interlocked.Exchange(ref _committed, last);
         }
 
+        ReleaseDurable();
+        Signal();
+    }
+
+    /// <summary>Records up to <paramref name="last"/> are in the journal (with the operating system).</summary>
+    public void Journaled(long last)
+    {
+        _journalUsable = true;
+        if (last > Interlocked.Read(ref _journaled))
+        {
+            Interlocked.Exchange(ref _journaled, last);
+        }
+
+        ReleaseDurable();
+    }
+
+    /// <summary>The journal is used from now on (opened), or the disk refused an append (its waiters then wait for the database, or for nothing while it fails).</summary>
+    public void SetJournalUsable(bool usable)
+    {
+        _journalUsable = usable;
+        if (Hopeless)
+        {
+            ReleaseAll();
+        }
+    }
+
+    private void ReleaseDurable()
+    {
         lock (_lock)
         {
-            var committed = Interlocked.Read(ref _committed);
+            var durable = Durable;
             var now = time.GetTimestamp();
-            while (_bySequence.TryPeek(out var waiter, out var sequence) && sequence <= committed)
+            while (_bySequence.TryPeek(out var waiter, out var sequence) && sequence <= durable)
             {
                 _bySequence.Dequeue();
                 if (waiter.Release())
@@ -83,27 +134,40 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
                 _byDeadline.Dequeue();
             }
         }
-
-        Signal();
     }
 
-    /// <summary>The database failed (every waiter is released: the business path does not wait for it) or is back.</summary>
+    /// <summary>
+    /// The database failed or is back. While it fails the business path does not wait for it: a journaled record is
+    /// enough, and without a usable journal nothing is (every waiter is released).
+    /// </summary>
     public void SetFailing(bool failing)
     {
         _failing = failing;
         if (failing)
         {
-            lock (_lock)
+            if (Hopeless)
             {
-                while (_byDeadline.TryDequeue(out var waiter))
-                {
-                    waiter.Release();
-                }
-
-                _bySequence.Clear();
+                ReleaseAll();
+            }
+            else
+            {
+                ReleaseDurable();
             }
 
             Signal();
+        }
+    }
+
+    private void ReleaseAll()
+    {
+        lock (_lock)
+        {
+            while (_byDeadline.TryDequeue(out var waiter))
+            {
+                waiter.Release();
+            }
+
+            _bySequence.Clear();
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Threading.Channels;
 using JobLog.Internal;
+using JobLog.Recording.Journal;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
@@ -7,11 +8,15 @@ namespace JobLog.Recording;
 
 /// <summary>
 /// The one door to the ledger (docs/architecture.md#write-path). Integrations enqueue records; a single writer commits
-/// them in batches. Records that do not fit in the queue go to the spool file, in order; <see cref="WaitCommittedAsync"/>
-/// waits for a record's commit (<see cref="CommitWaiters"/>).
+/// them in batches. Every queued record is also appended to the local journal (<see cref="LedgerJournal"/>), and
+/// records that do not fit in the queue go to the spool file, in order; <see cref="WaitCommittedAsync"/> waits until a
+/// record is durable (<see cref="CommitWaiters"/>).
 /// </summary>
-internal sealed class LedgerRecorder : IDisposable
+internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
 {
+    /// <summary>A journal segment is closed at this size, and deleted once its records are committed.</summary>
+    internal const long JournalSegmentBytes = 16 << 20;
+
     private readonly Channel<QueuedRecord> _channel;
     private readonly JobLogOptions _options;
     private readonly JobLogMetrics _metrics;
@@ -27,6 +32,7 @@ internal sealed class LedgerRecorder : IDisposable
     private bool _spoolUnavailable;
     private bool _spooling;
     private long _spooled;
+    private readonly LedgerJournal? _journal;
 
     public LedgerRecorder(IOptions<JobLogOptions> options, JobLogMetrics metrics, ILogger<LedgerRecorder> logger, TimeProvider time, Redaction.Redactor redactor)
     {
@@ -35,7 +41,7 @@ internal sealed class LedgerRecorder : IDisposable
         _metrics = metrics;
         _logger = logger;
         _time = time;
-        _waiters = new CommitWaiters(metrics, time, _options.AcknowledgeTimeout);
+        _waiters = new CommitWaiters(metrics, time, _options.AcknowledgeTimeout, journalSuffices: _options.Durability == LedgerDurability.Journaled);
         _channel = Channel.CreateBounded<QueuedRecord>(new BoundedChannelOptions(_options.QueueCapacity)
         {
             SingleReader = true,
@@ -54,10 +60,18 @@ internal sealed class LedgerRecorder : IDisposable
                 Log.SpoolDirectoryRefused(_logger, directory, refusal);
                 _spoolUnavailable = true;
             }
-            else if (LedgerSpool.AnyLeftOver(directory, connectionString))
+            else
             {
-                _spool = ClaimSpool();
-                _spooling = _spool is { PendingBytes: > 0 };
+                if (LedgerSpool.AnyLeftOver(directory, connectionString))
+                {
+                    _spool = ClaimSpool();
+                    _spooling = _spool is { PendingBytes: > 0 };
+                }
+
+                if (_options.Durability != LedgerDurability.Buffered)
+                {
+                    _journal = OpenJournal(directory, connectionString);
+                }
             }
         }
     }
@@ -149,23 +163,26 @@ internal sealed class LedgerRecorder : IDisposable
     /// <summary>Under the enqueue lock: the record into the in-memory queue, when it has room.</summary>
     private bool TryQueue(LedgerRecord record, long sequence)
     {
-        if (!_channel.Writer.TryWrite(new QueuedRecord(record, sequence)))
+        var queued = new QueuedRecord(record, sequence);
+        if (!_channel.Writer.TryWrite(queued))
         {
             return false;
         }
 
+        _journal?.Append(queued);
         _enqueued = sequence;
         Interlocked.Increment(ref _backlog);
         return true;
     }
 
     /// <summary>
-    /// In <see cref="LedgerDurability.Acknowledged"/> mode, waits until the record with <paramref name="sequence"/> is
-    /// committed, at most <see cref="JobLogOptions.AcknowledgeTimeout"/>, and not at all while the database is failing.
-    /// Never throws because of the ledger.
+    /// Waits until the record with <paramref name="sequence"/> is durable, at most <see cref="JobLogOptions.AcknowledgeTimeout"/>:
+    /// in the local journal (<see cref="LedgerDurability.Journaled"/>), or committed (<see cref="LedgerDurability.Committed"/>;
+    /// in the journal while the database is down). Without a usable journal, not at all while the database is down;
+    /// never in <see cref="LedgerDurability.Buffered"/> mode. Never throws because of the ledger.
     /// </summary>
     public ValueTask WaitCommittedAsync(long sequence, CancellationToken cancellationToken = default) =>
-        _options.Durability != LedgerDurability.Acknowledged || sequence <= 0 || _options.AcknowledgeTimeout <= TimeSpan.Zero
+        _options.Durability == LedgerDurability.Buffered || sequence <= 0 || _options.AcknowledgeTimeout <= TimeSpan.Zero
             ? ValueTask.CompletedTask
             : _waiters.WaitAsync(sequence, cancellationToken);
 
@@ -326,13 +343,20 @@ internal sealed class LedgerRecorder : IDisposable
         }
 
         Interlocked.Add(ref _backlog, -queued);
+        if (last > _waiters.Committed)
+        {
+            _journal?.Checkpoint(last);
+        }
+
         _waiters.Release(last);
     }
 
     /// <summary>The writer cannot reach the database (waiters are released: the business path does not wait for it), or can again.</summary>
     internal void SetFailing(bool failing) => _waiters.SetFailing(failing);
 
-    public void Dispose()
+    public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
+
+    public async ValueTask DisposeAsync()
     {
         lock (_enqueueLock)
         {
@@ -340,6 +364,11 @@ internal sealed class LedgerRecorder : IDisposable
         }
 
         _waiters.Dispose();
+        if (_journal is not null)
+        {
+            // What is committed by now is checkpointed: what is left in the journal is what the next process replays.
+            await _journal.DisposeAsync().ConfigureAwait(false);
+        }
     }
 }
 

@@ -30,6 +30,7 @@ internal sealed class LedgerWriter(
     private int _attempt;
     private int _started;
     private bool _batchFromSpool;
+    private bool _batchFromJournal;
 
     /// <summary>Starts once: MassTransit's test harness starts every hosted service again after the host did.</summary>
     public override Task StartAsync(CancellationToken cancellationToken) =>
@@ -44,7 +45,7 @@ internal sealed class LedgerWriter(
         drain.CancelAfter(TimeSpan.FromSeconds(30));
         try
         {
-            while (_batch.Count > 0 || recorder.Reader.TryPeek(out _) || recorder.HasSpooled)
+            while (_batch.Count > 0 || recorder.Reader.TryPeek(out _) || recorder.HasSpooled || recorder.HasJournalLeftOvers)
             {
                 await WriteNextBatchAsync(drain.Token).ConfigureAwait(false);
             }
@@ -70,7 +71,8 @@ internal sealed class LedgerWriter(
         {
             while (!stoppingToken.IsCancellationRequested)
             {
-                if (_batch.Count == 0 && !recorder.HasSpooled && !await recorder.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+                if (_batch.Count == 0 && !recorder.HasSpooled && !recorder.HasJournalLeftOvers
+                    && !await recorder.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
                 {
                     return;
                 }
@@ -95,7 +97,21 @@ internal sealed class LedgerWriter(
     {
         // The redaction policy's choke point: every text is masked here, off the business path, before any row is written
         // (once per record: a batch that failed keeps its masked records).
-        while (!_batchFromSpool && _batch.Count < _options.MaxBatchSize && recorder.Reader.TryRead(out var queued))
+        if (_batch.Count == 0 && recorder.HasJournalLeftOvers)
+        {
+            // What a stopped process journaled is older than anything queued now, so it goes first: a redelivery's run
+            // must find the killed attempt's ACTIVE run in the ledger to close it.
+            _records.Clear();
+            recorder.TakeJournalLeftOvers(_records, _options.MaxBatchSize);
+            foreach (var replayed in _records)
+            {
+                _batch.Add(new QueuedRecord(_masking.Apply(replayed), 0));
+            }
+
+            _batchFromJournal = _batch.Count > 0;
+        }
+
+        while (!_batchFromSpool && !_batchFromJournal && _batch.Count < _options.MaxBatchSize && recorder.Reader.TryRead(out var queued))
         {
             _batch.Add(queued with { Record = _masking.Apply(queued.Record) });
         }
@@ -139,6 +155,12 @@ internal sealed class LedgerWriter(
         {
             _batchFromSpool = false;
             recorder.SpoolReplayed();
+        }
+
+        if (_batchFromJournal)
+        {
+            _batchFromJournal = false;
+            recorder.JournalLeftOversReplayed();
         }
 
         return count;

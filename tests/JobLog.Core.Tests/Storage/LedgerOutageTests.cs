@@ -15,6 +15,7 @@ public class LedgerOutageTests
     {
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
         {
+            o.Durability = LedgerDurability.Committed;
             o.AcknowledgeTimeout = TimeSpan.FromMilliseconds(500);
             o.CommandTimeout = TimeSpan.FromSeconds(1);
             o.MaxRetryDelay = TimeSpan.FromMilliseconds(200);
@@ -56,7 +57,7 @@ public class LedgerOutageTests
     }
 
     [Test]
-    public async Task AcknowledgedWait_IsReleasedByTheCommit_AndMeasured()
+    public async Task CommittedWait_IsReleasedByTheCommit_AndMeasured()
     {
         var waits = new List<double>();
         using var listener = new System.Diagnostics.Metrics.MeterListener();
@@ -75,7 +76,7 @@ public class LedgerOutageTests
             }
         });
         listener.Start();
-        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o => o.Durability = LedgerDurability.Committed);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var id = Guid.NewGuid();
 
@@ -107,6 +108,37 @@ public class LedgerOutageTests
             Assert.That(waits, Has.Count.EqualTo(1), "the wait is measured once");
             Assert.That(waits[0], Is.InRange(0.25, 10.0), "seconds waited, lock included");
         }
+    }
+
+    [Test]
+    public async Task JournaledWait_IsReleasedByTheJournal_WhileTheDatabaseIsLocked_AndTheRowFollows()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o => o.Durability = LedgerDurability.Journaled);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var id = Guid.NewGuid();
+        await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
+        await blocker.OpenAsync();
+        await using (var begin = blocker.CreateCommand())
+        {
+            begin.CommandText = "BEGIN EXCLUSIVE";
+            await begin.ExecuteNonQueryAsync();
+        }
+
+        var sequence = recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
+        await recorder.WaitCommittedAsync(sequence).AsTask().WaitAsync(TimeSpan.FromSeconds(2));
+
+        // Released by the journal's append: the record is on disk, not yet in the (locked) database.
+        var journal = Directory.GetFiles(host.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<JobLogOptions>>().Value.SpoolDirectory!, "*.journal");
+        Assert.That(journal.Any(f => File.ReadAllText(f).Contains(id.ToString(), StringComparison.OrdinalIgnoreCase)), Is.True, "the record is in a journal segment");
+
+        await using (var rollback = blocker.CreateCommand())
+        {
+            rollback.CommandText = "ROLLBACK";
+            await rollback.ExecuteNonQueryAsync();
+        }
+
+        await host.FlushAsync();
+        Assert.That(await host.QueryAsync(db => db.TaskLogs.CountAsync(t => t.Id == id)), Is.EqualTo(1));
     }
 
     [Test]

@@ -1,6 +1,7 @@
 using JobLog.Testing;
 using MassTransit;
 using MassTransit.Saga;
+using Microsoft.EntityFrameworkCore;
 using NUnit.Framework;
 
 namespace JobLog.MassTransit.Tests.Sagas;
@@ -90,7 +91,10 @@ public class SagaTests
 
     private static async Task<TaskLog> Settled(BusFixture bus, Guid id)
     {
-        await LedgerHost.EventuallyAsync(async () => (await bus.Host.TaskAsync(id)).State is TaskState.Succeeded or TaskState.Failed, because: "settled");
+        // The task row may not be written yet: a delivery is acknowledged once its records are journaled.
+        await LedgerHost.EventuallyAsync(
+            async () => await bus.Host.QueryAsync(db => db.TaskLogs.AnyAsync(t => t.Id == id && (t.State == TaskState.Succeeded || t.State == TaskState.Failed))),
+            because: "settled");
         return await bus.Host.TaskAsync(id);
     }
 

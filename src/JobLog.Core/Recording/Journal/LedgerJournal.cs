@@ -1,6 +1,5 @@
 using System.Buffers;
 using System.Text.Json;
-using System.Text.Json.Serialization.Metadata;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 
@@ -17,25 +16,25 @@ internal sealed class LedgerJournal : IAsyncDisposable
 {
     private const int MaxGroup = 4096;
 
-    private readonly Channel<LedgerRecord> _pending = Channel.CreateUnbounded<LedgerRecord>(
+    private readonly Channel<QueuedRecord> _pending = Channel.CreateUnbounded<QueuedRecord>(
         new UnboundedChannelOptions { SingleReader = true, SingleWriter = false, AllowSynchronousContinuations = false });
 
     private readonly JournalSegments _segments;
-    private readonly JsonTypeInfo<LedgerRecord> _json;
     private readonly Func<LedgerRecord, LedgerRecord> _forDisk;
     private readonly Action<long> _journaled;
     private readonly JournalRefusals _refusals;
+    private readonly Action _refused;
     private readonly Task _loop;
 
     public LedgerJournal(
         JournalSegments segments,
-        JsonTypeInfo<LedgerRecord> json,
         Func<LedgerRecord, LedgerRecord> forDisk,
         Action<long> journaled,
-        JournalRefusals refusals)
+        JournalRefusals refusals,
+        Action refused)
     {
+        _refused = refused;
         _segments = segments;
-        _json = json;
         _forDisk = forDisk;
         _journaled = journaled;
         _refusals = refusals;
@@ -45,7 +44,7 @@ internal sealed class LedgerJournal : IAsyncDisposable
     public JournalSegments Segments => _segments;
 
     /// <summary>Queues a record for the journal (its sequence already assigned). Never blocks.</summary>
-    public void Append(LedgerRecord record) => _pending.Writer.TryWrite(record);
+    public void Append(QueuedRecord record) => _pending.Writer.TryWrite(record);
 
     /// <summary>Every record up to <paramref name="committed"/> is in the database.</summary>
     public void Checkpoint(long committed)
@@ -60,19 +59,6 @@ internal sealed class LedgerJournal : IAsyncDisposable
         }
     }
 
-    /// <summary>Reads a journal line back into a record; null when it cannot be read (counted by the caller).</summary>
-    public static LedgerRecord? Read(ReadOnlySpan<byte> line, JsonTypeInfo<LedgerRecord> json)
-    {
-        try
-        {
-            return JsonSerializer.Deserialize(line, json);
-        }
-        catch (Exception ex) when (ex is JsonException or NotSupportedException)
-        {
-            return null;
-        }
-    }
-
     private async Task LoopAsync()
     {
         var buffer = new ArrayBufferWriter<byte>(64 * 1024);
@@ -83,12 +69,12 @@ internal sealed class LedgerJournal : IAsyncDisposable
             buffer.ResetWrittenCount();
             var last = 0L;
             var count = 0;
-            while (count < MaxGroup && reader.TryRead(out var record))
+            while (count < MaxGroup && reader.TryRead(out var queued))
             {
                 try
                 {
                     writer.Reset(buffer);
-                    JsonSerializer.Serialize(writer, _forDisk(record), _json);
+                    JournalCodec.Write(writer, _forDisk(queued.Record));
                     writer.Flush();
                     buffer.GetSpan(1)[0] = (byte)'\n';
                     buffer.Advance(1);
@@ -100,7 +86,7 @@ internal sealed class LedgerJournal : IAsyncDisposable
                     continue;
                 }
 
-                last = Math.Max(last, record.Sequence);
+                last = Math.Max(last, queued.Sequence);
                 count++;
             }
 
@@ -117,6 +103,7 @@ internal sealed class LedgerJournal : IAsyncDisposable
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
                 _refusals.Failed(ex, count);
+                _refused();
             }
         }
     }

@@ -1,0 +1,108 @@
+using JobLog.Internal;
+using JobLog.Recording.Journal;
+
+namespace JobLog.Recording;
+
+/// <summary>The recorder's journal: opened at start, told of commits, and the segments stopped processes left.</summary>
+internal sealed partial class LedgerRecorder
+{
+    private readonly Queue<string> _journalLeftOvers = new();
+    private readonly Queue<LedgerRecord> _leftOverRecords = new();
+    private string? _leftOverFile;
+
+    /// <summary>True while journal segments left by stopped processes wait to be replayed (before anything queued now).</summary>
+    internal bool HasJournalLeftOvers => _leftOverRecords.Count > 0 || _journalLeftOvers.Count > 0;
+
+    /// <summary>The journal of this process, and the segments stopped processes left; null when it cannot be used (logged).</summary>
+    private LedgerJournal? OpenJournal(string directory, string connectionString)
+    {
+        try
+        {
+            if (JournalSegments.Claim(directory, connectionString, JournalSegmentBytes, flushToDisk: false) is not { } segments)
+            {
+                Log.JournalUnavailable(_logger, directory, "every journal slot of this ledger is held by a live process");
+                return null;
+            }
+
+            foreach (var path in segments.TakeLeftOvers())
+            {
+                _journalLeftOvers.Enqueue(path);
+            }
+
+            var refusals = new JournalRefusals(_logger, _time, _metrics.JournalRefused.Add);
+            _waiters.SetJournalUsable(true);
+            return new LedgerJournal(segments, _masking.Apply, _waiters.Journaled, refusals, () => _waiters.SetJournalUsable(false));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Log.JournalUnavailable(_logger, directory, ex.Message);
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The writer, before its queue: the next records of the journal segments stopped processes left, oldest first. An
+    /// unreadable line (cut by the crash) is skipped and counted. A segment is deleted by
+    /// <see cref="JournalLeftOversReplayed"/> once all its records are committed.
+    /// </summary>
+    internal void TakeJournalLeftOvers(List<LedgerRecord> into, int max)
+    {
+        while (_leftOverRecords.Count == 0 && _journalLeftOvers.TryDequeue(out var path))
+        {
+            try
+            {
+                var lines = JournalSegments.Read(path, out var unreadable);
+                foreach (var line in lines)
+                {
+                    if (JournalCodec.Read(line) is { } record)
+                    {
+                        _leftOverRecords.Enqueue(record);
+                    }
+                    else
+                    {
+                        unreadable++;
+                    }
+                }
+
+                if (unreadable > 0)
+                {
+                    Interlocked.Add(ref _dropped, unreadable);
+                    _metrics.RecordsDropped.Add(unreadable);
+                    Log.SpoolUnreadable(_logger, unreadable, path);
+                }
+
+                _leftOverFile = path;
+                JournalLeftOversReplayed();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                Log.JournalUnavailable(_logger, path, ex.Message);
+            }
+        }
+
+        while (into.Count < max && _leftOverRecords.TryDequeue(out var next))
+        {
+            into.Add(next);
+        }
+    }
+
+    /// <summary>The records of the last <see cref="TakeJournalLeftOvers"/> are committed: a fully replayed segment is deleted.</summary>
+    internal void JournalLeftOversReplayed()
+    {
+        if (_leftOverRecords.Count > 0 || _leftOverFile is not { } path)
+        {
+            return;
+        }
+
+        try
+        {
+            JournalSegments.Forget(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Log.JournalUnavailable(_logger, path, ex.Message);
+        }
+
+        _leftOverFile = null;
+    }
+}
