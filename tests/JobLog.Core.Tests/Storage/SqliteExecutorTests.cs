@@ -20,9 +20,9 @@ public class SqliteExecutorTests
             await create.ExecuteNonQueryAsync();
         }
 
-        var dialect = SqlDialect.For(LedgerProvider.Sqlite);
-        await using var executor = await SqlExecutor.OpenAsync(dialect, ledger.ConnectionString, CancellationToken.None);
-        var plan = new LedgerPlan(dialect);
+        var database = LedgerDatabase.For(LedgerProvider.Sqlite);
+        await using var executor = await database.OpenAsync(ledger.ConnectionString, CancellationToken.None);
+        var plan = new LedgerPlan(database);
         plan.Other.Add("INSERT INTO pairs (a, b) VALUES (@p0, @p1)", "first", "second");
         plan.Other.Add("INSERT INTO pairs (a, b) VALUES (@p0, @p1)", "only one value");
 
@@ -39,9 +39,9 @@ public class SqliteExecutorTests
     {
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
         var ledger = host.Ledger;
-        var dialect = SqlDialect.For(LedgerProvider.Sqlite);
-        await using var executor = await SqlExecutor.OpenAsync(dialect, ledger.ConnectionString, CancellationToken.None);
-        var plan = new LedgerPlan(dialect);
+        var database = LedgerDatabase.For(LedgerProvider.Sqlite);
+        await using var executor = await database.OpenAsync(ledger.ConnectionString, CancellationToken.None);
+        var plan = new LedgerPlan(database);
         plan.Other.Add("SELECT @p0, @value", 1);
 
         var error = Assert.ThrowsAsync<InvalidOperationException>(() => executor.CommitAsync(plan, TimeSpan.FromSeconds(5), CancellationToken.None));
