@@ -48,4 +48,19 @@ public class SqliteExecutorTests
 
         Assert.That(error!.Message, Does.Contain("@value"));
     }
+
+    [Test]
+    public async Task Statement_GivenAValueForAParameterItDoesNotHave_FailsTheCommit()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var ledger = host.Ledger;
+        var database = LedgerDatabase.For(LedgerProvider.Sqlite);
+        await using var executor = await database.OpenAsync(ledger.ConnectionString, CancellationToken.None);
+        var plan = new LedgerPlan(database);
+        plan.Other.Add("SELECT @p0", 1, "one too many");
+
+        var error = Assert.ThrowsAsync<InvalidOperationException>(() => executor.CommitAsync(plan, TimeSpan.FromSeconds(5), CancellationToken.None));
+
+        Assert.That(error!.Message, Does.Contain("@p1"));
+    }
 }
