@@ -29,6 +29,9 @@ public partial class LedgerColumnsTests(LedgerProvider provider)
         (typeof(OutputRequestRelatedObject), nameof(LedgerColumns.RelatedObject), Of(LedgerColumns.RelatedObject)),
     ];
 
+    private static readonly Regex s_atP = AtPattern();
+    private static readonly Regex s_dollar = DollarPattern();
+
     private sealed record Column(string Name, ColumnType Type, bool Nullable, bool Stored);
 
     private static Column[] Of<TRow>(LedgerColumn<TRow>[] columns) => [.. columns.Select(c => new Column(c.Name, c.Type, c.Nullable, c.Stored))];
@@ -130,26 +133,26 @@ public partial class LedgerColumnsTests(LedgerProvider provider)
         var statements = new List<(string Name, string Sql, int Columns, Regex Parameter)>();
         if (provider == LedgerProvider.Sqlite)
         {
-            statements.Add((nameof(SqliteStatements.InsertTaskIfMissing), SqliteStatements.InsertTaskIfMissing, LedgerColumns.Task.Length, AtP()));
-            statements.Add((nameof(SqliteStatements.UpdateProducerFields), SqliteStatements.UpdateProducerFields, SqliteStatements.ProducerColumns.Length, AtP()));
-            statements.Add((nameof(SqliteStatements.UpsertRun), SqliteStatements.UpsertRun, SqliteStatements.RunColumns.Length, AtP()));
+            statements.Add((nameof(SqliteStatements.InsertTaskIfMissing), SqliteStatements.InsertTaskIfMissing, LedgerColumns.Task.Length, s_atP));
+            statements.Add((nameof(SqliteStatements.UpdateProducerFields), SqliteStatements.UpdateProducerFields, SqliteStatements.ProducerColumns.Length, s_atP));
+            statements.Add((nameof(SqliteStatements.UpsertRun), SqliteStatements.UpsertRun, SqliteStatements.RunColumns.Length, s_atP));
         }
         else
         {
-            statements.Add((nameof(PostgreSqlStatements.UpsertDispatchedTasks), PostgreSqlStatements.UpsertDispatchedTasks, LedgerColumns.Task.Length, Dollar()));
-            statements.Add((nameof(PostgreSqlStatements.InsertTasksIfMissing), PostgreSqlStatements.InsertTasksIfMissing, LedgerColumns.Task.Length, Dollar()));
-            statements.Add((nameof(PostgreSqlStatements.UpsertRuns), PostgreSqlStatements.UpsertRuns, LedgerColumns.Run.Length, Dollar()));
-            statements.Add((nameof(PostgreSqlStatements.FinishRuns), PostgreSqlStatements.FinishRuns, LedgerColumns.RunFinish.Length, Dollar()));
-            statements.Add((nameof(PostgreSqlStatements.SetNextRetries), PostgreSqlStatements.SetNextRetries, LedgerColumns.RunNextRetry.Length, Dollar()));
+            statements.Add((nameof(PostgreSqlStatements.UpsertDispatchedTasks), PostgreSqlStatements.UpsertDispatchedTasks, LedgerColumns.Task.Length, s_dollar));
+            statements.Add((nameof(PostgreSqlStatements.InsertTasksIfMissing), PostgreSqlStatements.InsertTasksIfMissing, LedgerColumns.Task.Length, s_dollar));
+            statements.Add((nameof(PostgreSqlStatements.UpsertRuns), PostgreSqlStatements.UpsertRuns, LedgerColumns.Run.Length, s_dollar));
+            statements.Add((nameof(PostgreSqlStatements.FinishRuns), PostgreSqlStatements.FinishRuns, LedgerColumns.RunFinish.Length, s_dollar));
+            statements.Add((nameof(PostgreSqlStatements.SetNextRetries), PostgreSqlStatements.SetNextRetries, LedgerColumns.RunNextRetry.Length, s_dollar));
         }
 
         foreach (var kind in Enum.GetValues<RunUpdateKind>())
         {
             var (sql, columns) = LedgerSql.RunUpdate(kind);
-            statements.Add((kind.ToString(), sql, columns.Length, AtP()));
+            statements.Add((kind.ToString(), sql, columns.Length, s_atP));
         }
 
-        statements.Add((nameof(LedgerSql.SetExtraData), LedgerSql.SetExtraData, LedgerColumns.TaskExtraData.Length, AtP()));
+        statements.Add((nameof(LedgerSql.SetExtraData), LedgerSql.SetExtraData, LedgerColumns.TaskExtraData.Length, s_atP));
 
         foreach (var (name, sql, columns, parameter) in statements)
         {
@@ -158,13 +161,6 @@ public partial class LedgerColumnsTests(LedgerProvider provider)
             Assert.That(named, Is.EqualTo(Enumerable.Range(offset, columns)), name);
         }
     }
-
-    private static readonly Regex s_atP = AtPattern();
-    private static readonly Regex s_dollar = DollarPattern();
-
-    private static Regex AtP() => s_atP;
-
-    private static Regex Dollar() => s_dollar;
 
     [GeneratedRegex(@"@p(\d+)")]
     private static partial Regex AtPattern();
