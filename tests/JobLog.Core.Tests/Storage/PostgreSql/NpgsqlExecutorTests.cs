@@ -3,7 +3,7 @@ using JobLog.Testing;
 using Npgsql;
 using NUnit.Framework;
 
-namespace JobLog.Core.Tests.Storage;
+namespace JobLog.Core.Tests.Storage.PostgreSql;
 
 public class NpgsqlExecutorTests
 {

@@ -3,7 +3,7 @@ using JobLog.Testing;
 using Microsoft.Data.Sqlite;
 using NUnit.Framework;
 
-namespace JobLog.Core.Tests.Storage;
+namespace JobLog.Core.Tests.Storage.Sqlite;
 
 public class SqliteExecutorTests
 {
