@@ -42,7 +42,8 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<Redactor>();
         services.TryAddSingleton<MessageRenderer>();
         services.TryAddSingleton<JobLogContextFactory>();
-        services.TryAddSingleton(sp => new LedgerStore(SqlDialect.For(sp.GetRequiredService<JobLogContextFactory>().Provider)));
+        services.TryAddSingleton(sp => sp.GetRequiredService<JobLogContextFactory>().Database);
+        services.TryAddSingleton<LedgerPlanner>();
         services.TryAddSingleton<LedgerSchema>();
         services.TryAddSingleton<LedgerRecorder>();
         services.TryAddSingleton<LedgerWriter>();

@@ -17,7 +17,7 @@ public class HotPathBenchmarks
 {
     private readonly ChargeCard _message = new(42, 10.5m, "EUR", "order-42");
     private MessageRenderer _renderer = null!;
-    private LedgerStore _sqlite = null!;
+    private LedgerPlanner _sqlite = null!;
     private List<LedgerRecord> _oneBatch = null!;
     private List<LedgerRecord> _runsOnly = null!;
 
@@ -25,7 +25,7 @@ public class HotPathBenchmarks
     public void Setup()
     {
         _renderer = new MessageRenderer(new Redactor(new RedactionOptions()));
-        _sqlite = new LedgerStore(SqlDialect.For(LedgerProvider.Sqlite));
+        _sqlite = new LedgerPlanner(LedgerDatabase.For(LedgerProvider.Sqlite));
         var rendered = _renderer.Render(_message);
         var now = DateTime.UtcNow;
         _oneBatch = [];
@@ -53,9 +53,9 @@ public class HotPathBenchmarks
     [Benchmark(Description = "MessageRenderer.Render (once per publish, once per delivery)")]
     public object Render() => _renderer.Render(_message);
 
-    [Benchmark(Description = "LedgerStore.Plan, 1,000 messages in one batch (dispatch + run)", OperationsPerInvoke = 1000)]
+    [Benchmark(Description = "LedgerPlanner.Plan, 1,000 messages in one batch (dispatch + run)", OperationsPerInvoke = 1000)]
     public object PlanOneBatch() => _sqlite.Plan(_oneBatch);
 
-    [Benchmark(Description = "LedgerStore.Plan, 1,000 runs (Acknowledged: the dispatch was in an earlier batch)", OperationsPerInvoke = 1000)]
+    [Benchmark(Description = "LedgerPlanner.Plan, 1,000 runs (Acknowledged: the dispatch was in an earlier batch)", OperationsPerInvoke = 1000)]
     public object PlanRuns() => _sqlite.Plan(_runsOnly);
 }

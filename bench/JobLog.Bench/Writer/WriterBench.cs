@@ -177,14 +177,14 @@ internal sealed class WriterBench(BenchOptions options)
             await host.StopAsync();
         }
 
-        var dialect = SqlDialect.For(provider);
-        var store = new LedgerStore(dialect);
+        var database = LedgerDatabase.For(provider);
+        var store = new LedgerPlanner(database);
         var renderer = new MessageRenderer(new Redactor(new RedactionOptions()));
         var rendered = renderer.Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
         var now = DateTime.UtcNow;
         long planTicks = 0, commitTicks = 0;
         var phases = new long[5];
-        await using var executor = await SqlExecutor.OpenAsync(dialect, ledger.ConnectionString, CancellationToken.None, TimeSpan.FromSeconds(30));
+        await using var executor = await database.OpenAsync(ledger.ConnectionString, CancellationToken.None, TimeSpan.FromSeconds(30));
         executor.PhaseTicks = phases;
         if (provider == LedgerProvider.Sqlite)
         {

@@ -67,15 +67,13 @@ internal sealed class LedgerWriterHealthCheck(LedgerRecorder recorder, IOptions<
 /// <summary>The ledger's database answers a trivial query within <see cref="JobLogHealthCheckOptions.DatabaseTimeout"/>.</summary>
 internal sealed class LedgerDatabaseHealthCheck(JobLogContextFactory contexts, IOptions<JobLogHealthCheckOptions> options) : IHealthCheck
 {
-    private readonly SqlDialect _dialect = SqlDialect.For(contexts.Provider);
-
     public async Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.Value.DatabaseTimeout);
         try
         {
-            await using var connection = _dialect.CreateConnection(contexts.ConnectionString);
+            await using var connection = contexts.Database.CreateConnection(contexts.ConnectionString);
             await connection.OpenAsync(timeout.Token).ConfigureAwait(false);
             await using var command = connection.CreateCommand();
             command.CommandText = "SELECT 1";

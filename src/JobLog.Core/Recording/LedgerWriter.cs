@@ -14,7 +14,7 @@ namespace JobLog.Recording;
 /// </summary>
 internal sealed class LedgerWriter(
     LedgerRecorder recorder,
-    LedgerStore store,
+    LedgerPlanner store,
     LedgerSchema schema,
     JobLogMetrics metrics,
     TimeProvider time,
@@ -207,8 +207,8 @@ internal sealed class LedgerWriter(
 
     private async Task CommitAsync(IReadOnlyList<LedgerRecord> records, CancellationToken cancellationToken)
     {
-        _executor ??= await SqlExecutor.OpenAsync(
-            store.Dialect, schema.ConnectionString, cancellationToken, _options.CommandTimeout,
+        _executor ??= await store.Database.OpenAsync(
+            schema.ConnectionString, cancellationToken, _options.CommandTimeout,
             asynchronousCommit: _options.Durability == LedgerDurability.Buffered).ConfigureAwait(false);
         var plan = store.Plan(records);
         await store.CommitAsync(_executor, plan, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
@@ -285,12 +285,10 @@ internal sealed class LedgerWriter(
     {
         try
         {
-            await using var executor = await SqlExecutor.OpenAsync(store.Dialect, schema.ConnectionString, cancellationToken, _options.CommandTimeout).ConfigureAwait(false);
+            await using var executor = await store.Database.OpenAsync(schema.ConnectionString, cancellationToken, _options.CommandTimeout).ConfigureAwait(false);
             await using var command = executor.Connection.CreateCommand();
             // A write probe: a locked SQLite file or a read-only PostgreSQL must count as unreachable.
-            command.CommandText = store.Dialect.Provider == LedgerProvider.Sqlite
-                ? "BEGIN IMMEDIATE; ROLLBACK;"
-                : "BEGIN; SELECT pg_is_in_recovery() = FALSE AND current_setting('transaction_read_only') = 'off'; ROLLBACK;";
+            command.CommandText = store.Database.WriteProbe;
             var writable = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
             return writable is null or true;
         }

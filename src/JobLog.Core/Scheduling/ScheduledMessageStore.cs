@@ -42,7 +42,37 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
     private const int Sent = (int)ScheduledMessageState.Sent;
     private const int Cancelled = (int)ScheduledMessageState.Cancelled;
 
-    private readonly SqlDialect _dialect = SqlDialect.For(contexts.Provider);
+    private readonly LedgerDatabase _database = contexts.Database;
+
+    // A tombstone left by an early cancellation learns which message it stopped, so that its task can be expired.
+    private readonly string _add = contexts.Database.Upsert(new UpsertStatement(
+        S,
+        [
+            ("Id", "@p0"), ("MessageId", "@p1"), ("MessageType", "@p2"), ("Destination", "@p3"), ("ScheduledTime", "@p4"),
+            ("ContentType", "@p5"), ("Body", "@p6"), ("State", $"{Pending}"), ("CreatedAt", "@p7"), ("Attempts", "0"), ("Host", "@p8"),
+        ],
+        [("MessageId", null), ("MessageType", null), ("Destination", null), ("ScheduledTime", null)],
+        Guard: $"{S}.\"State\" = {Cancelled} AND {S}.\"MessageId\" IS NULL",
+        Returning: "\"State\""));
+
+    private readonly string _tombstone = contexts.Database.Upsert(new UpsertStatement(
+        S,
+        [
+            ("Id", "@p0"), ("Destination", "''"), ("ScheduledTime", "@p1"), ("ContentType", "''"), ("State", $"{Cancelled}"),
+            ("CreatedAt", "@p1"), ("CancelledAt", "@p1"), ("Attempts", "0"), ("Host", "@p2"),
+        ],
+        []));
+
+    // Creates the task when the producer's record has not arrived yet; the producer's later upsert keeps the state.
+    // Only a task that never ran (WAITING) is expired, and IsSetAsStale pins EXPIRED for every later derivation.
+    private readonly string _expireTask = contexts.Database.Upsert(new UpsertStatement(
+        T,
+        [
+            ("Id", "@p0"), ("Name", "@p1"), ("QueueName", "@p2"), ("DispatchedAt", "@p3"), ("EstimatedTimeOfFirstArrival", "@p4"),
+            ("IsSetAsStale", "TRUE"), ("State", $"{(int)TaskState.Expired}"), ("Stop", "@p5"), ("ErrorMessage", "@p6"),
+        ],
+        [("IsSetAsStale", "TRUE"), ("State", $"{(int)TaskState.Expired}"), ("Stop", null), ("ErrorMessage", null)],
+        Guard: $"{T}.\"State\" = {(int)TaskState.Waiting}"));
 
     public LedgerProvider Provider => contexts.Provider;
 
@@ -62,12 +92,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         await schema.TryMigrateAsync(cancellationToken).ConfigureAwait(false);
         await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(executor.Connection, null,
-            $"INSERT INTO {S} (\"Id\", \"MessageId\", \"MessageType\", \"Destination\", \"ScheduledTime\", \"ContentType\", \"Body\", " +
-            $"\"State\", \"CreatedAt\", \"Attempts\", \"Host\") VALUES (@p0, @p1, @p2, @p3, @p4, @p5, @p6, {Pending}, @p7, 0, @p8) " +
-            // A tombstone left by an early cancellation learns which message it stopped, so that its task can be expired.
-            $"ON CONFLICT (\"Id\") DO UPDATE SET \"MessageId\" = excluded.\"MessageId\", \"MessageType\" = excluded.\"MessageType\", " +
-            $"\"Destination\" = excluded.\"Destination\", \"ScheduledTime\" = excluded.\"ScheduledTime\" " +
-            $"WHERE {S}.\"State\" = {Cancelled} AND {S}.\"MessageId\" IS NULL RETURNING \"State\"",
+            _add,
             message.Id, message.MessageId, message.MessageType, message.Destination, message.ScheduledTime, message.ContentType,
             message.Body, message.CreatedAt, message.Host);
         var state = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
@@ -76,7 +101,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
 
     /// <summary>
     /// Cancels a pending message (<c>CancelScheduledMessage</c>) and, in the same transaction, sets its task EXPIRED
-    /// with <paramref name="reason"/> (DESIGN: a cancelled task never runs; EXPIRED is the state of a task that will
+    /// with <paramref name="reason"/> (docs/architecture.md#scheduler: a cancelled task never runs; EXPIRED is the state of a task that will
     /// not run). A cancellation that arrives before its message leaves a tombstone.
     /// </summary>
     public async Task<CancelOutcome> CancelAsync(Guid tokenId, DateTime now, string host, Func<DateTime, string> reason, CancellationToken cancellationToken)
@@ -112,8 +137,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         else
         {
             await using var tombstone = Command(executor.Connection, transaction,
-                $"INSERT INTO {S} (\"Id\", \"Destination\", \"ScheduledTime\", \"ContentType\", \"State\", \"CreatedAt\", \"CancelledAt\", " +
-                $"\"Attempts\", \"Host\") VALUES (@p0, '', @p1, '', {Cancelled}, @p1, @p1, 0, @p2) ON CONFLICT (\"Id\") DO NOTHING",
+                _tombstone,
                 tokenId, now, host);
             outcome = await tombstone.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1
                 ? CancelOutcome.CancelledBeforeStored
@@ -147,7 +171,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         await using var command = Command(executor.Connection, null,
             $"UPDATE {S} SET \"State\" = {Dispatching}, \"ClaimToken\" = @p0, \"ClaimedUntil\" = @p1 WHERE \"Id\" IN (" +
             $"SELECT \"Id\" FROM {S} WHERE (\"State\" = {Pending} AND \"ScheduledTime\" <= @p2) OR (\"State\" = {Dispatching} AND \"ClaimedUntil\" <= @p2) " +
-            $"ORDER BY \"ScheduledTime\" LIMIT @p3{_dialect.SkipLocked}) " +
+            $"ORDER BY \"ScheduledTime\" LIMIT @p3{_database.SkipLocked}) " +
             "RETURNING \"Id\", \"MessageId\", \"Destination\", \"ScheduledTime\", \"ContentType\", \"Body\", \"Attempts\"",
             claimToken, now + lease, now, max);
         var claimed = new List<ClaimedMessage>();
@@ -176,8 +200,8 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         await using var command = Command(executor.Connection, null,
             $"UPDATE {S} SET \"State\" = {Sent}, \"SentAt\" = @p1, \"SentBy\" = @p2, \"Body\" = NULL, \"ClaimToken\" = NULL, " +
             $"\"ClaimedUntil\" = NULL, \"LastError\" = NULL, \"Attempts\" = \"Attempts\" + 1 " +
-            $"WHERE {_dialect.InIdList("\"Id\"", "@p0")} AND \"ClaimToken\" = @p3",
-            _dialect.IdList(ids), now, sentBy, claimToken);
+            $"WHERE {_database.InIdList("\"Id\"", "@p0")} AND \"ClaimToken\" = @p3",
+            _database.IdList(ids), now, sentBy, claimToken);
         return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -203,8 +227,8 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(executor.Connection, null,
             $"UPDATE {S} SET \"State\" = {Pending}, \"ClaimToken\" = NULL, \"ClaimedUntil\" = NULL " +
-            $"WHERE {_dialect.InIdList("\"Id\"", "@p0")} AND \"ClaimToken\" = @p1",
-            _dialect.IdList(ids), claimToken);
+            $"WHERE {_database.InIdList("\"Id\"", "@p0")} AND \"ClaimToken\" = @p1",
+            _database.IdList(ids), claimToken);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
@@ -223,7 +247,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var command = Command(executor.Connection, null,
             $"DELETE FROM {S} WHERE \"Id\" IN (SELECT \"Id\" FROM {S} WHERE (\"State\" = {Sent} AND \"SentAt\" < @p0) " +
-            $"OR (\"State\" = {Cancelled} AND \"CancelledAt\" < @p0) LIMIT @p1{_dialect.SkipLocked})",
+            $"OR (\"State\" = {Cancelled} AND \"CancelledAt\" < @p0) LIMIT @p1{_database.SkipLocked})",
             before, max);
         return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -240,13 +264,8 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         string reason,
         CancellationToken cancellationToken)
     {
-        // Creates the task when the producer's record has not arrived yet; the producer's later upsert keeps the state.
-        // Only a task that never ran (WAITING) is expired, and IsSetAsStale pins EXPIRED for every later derivation.
         await using var command = Command(connection, transaction,
-            $"INSERT INTO {T} (\"Id\", \"Name\", \"QueueName\", \"DispatchedAt\", \"EstimatedTimeOfFirstArrival\", \"IsSetAsStale\", " +
-            $"\"State\", \"Stop\", \"ErrorMessage\") VALUES (@p0, @p1, @p2, @p3, @p4, TRUE, {(int)TaskState.Expired}, @p5, @p6) " +
-            $"ON CONFLICT (\"Id\") DO UPDATE SET \"IsSetAsStale\" = TRUE, \"State\" = {(int)TaskState.Expired}, \"Stop\" = excluded.\"Stop\", " +
-            $"\"ErrorMessage\" = excluded.\"ErrorMessage\" WHERE {T}.\"State\" = {(int)TaskState.Waiting}",
+            _expireTask,
             taskId, TypeName(messageType), QueueName(destination), dispatchedAt, eta, now, reason);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -294,25 +313,14 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
     }
 
     private Task<SqlExecutor> OpenAsync(CancellationToken cancellationToken) =>
-        SqlExecutor.OpenAsync(_dialect, contexts.ConnectionString, cancellationToken, TimeSpan.FromSeconds(30));
+        _database.OpenAsync(contexts.ConnectionString, cancellationToken, TimeSpan.FromSeconds(30));
 
-    private DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        for (var i = 0; i < values.Length; i++)
-        {
-            _dialect.AddParameter(command, i, values[i]);
-        }
+    private DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values) =>
+        _database.Command(connection, transaction, sql, values);
 
-        return command;
-    }
+    private Guid ReadGuid(DbDataReader reader, int ordinal) => _database.ReadGuid(reader, ordinal);
 
-    private static Guid ReadGuid(DbDataReader reader, int ordinal) =>
-        reader.GetFieldType(ordinal) == typeof(Guid) ? reader.GetGuid(ordinal) : Guid.Parse(reader.GetString(ordinal));
+    private Guid? ReadNullableGuid(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : ReadGuid(reader, ordinal);
 
-    private static Guid? ReadNullableGuid(DbDataReader reader, int ordinal) => reader.IsDBNull(ordinal) ? null : ReadGuid(reader, ordinal);
-
-    private static DateTime ReadDateTime(DbDataReader reader, int ordinal) => SqlDialect.ReadUtc(reader, ordinal);
+    private DateTime ReadDateTime(DbDataReader reader, int ordinal) => _database.ReadUtc(reader, ordinal);
 }

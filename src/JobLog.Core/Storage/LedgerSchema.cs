@@ -1,49 +1,10 @@
 using JobLog.Internal;
-using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace JobLog.Storage;
-
-/// <summary>Builds the provider's EF Core options once and creates contexts from them.</summary>
-internal sealed class JobLogContextFactory
-{
-    private readonly Func<JobLogDbContext> _create;
-
-    public JobLogContextFactory(IOptions<JobLogOptions> options)
-    {
-        var o = options.Value;
-        var connectionString = o.ConnectionString
-            ?? throw new InvalidOperationException("JobLog has no database: call AddJobLog(o => o.UseSqlite(...)) or o.UseNpgsql(...).");
-        Provider = o.Provider;
-        ConnectionString = connectionString;
-        switch (o.Provider)
-        {
-            case LedgerProvider.Sqlite:
-                var sqlite = new DbContextOptionsBuilder<SqliteJobLogDbContext>()
-                    .UseSqlite(connectionString, b => b.MigrationsHistoryTable(JobLogDbContext.MigrationsHistoryTable))
-                    .Options;
-                _create = () => new SqliteJobLogDbContext(sqlite);
-                break;
-            case LedgerProvider.PostgreSql:
-                var npgsql = new DbContextOptionsBuilder<NpgsqlJobLogDbContext>()
-                    .UseNpgsql(connectionString, b => b.MigrationsHistoryTable(JobLogDbContext.MigrationsHistoryTable))
-                    .Options;
-                _create = () => new NpgsqlJobLogDbContext(npgsql);
-                break;
-            default:
-                throw new InvalidOperationException("JobLog has no database: call AddJobLog(o => o.UseSqlite(...)) or o.UseNpgsql(...).");
-        }
-    }
-
-    public LedgerProvider Provider { get; }
-
-    public string ConnectionString { get; }
-
-    public JobLogDbContext Create() => _create();
-}
 
 /// <summary>Creates or migrates the schema (once per process) and tells the writer when the ledger is ready.</summary>
 internal sealed class LedgerSchema(
@@ -87,18 +48,9 @@ internal sealed class LedgerSchema(
             if (options.Value.MigrateOnStartup)
             {
                 await using var context = contexts.Create();
-                if (contexts.Provider == LedgerProvider.Sqlite)
-                {
-                    EnsureSqliteDirectory(contexts.ConnectionString);
-                }
-
+                contexts.Database.BeforeMigrate(contexts.ConnectionString);
                 await context.Database.MigrateAsync(cancellationToken).ConfigureAwait(false);
-                if (contexts.Provider == LedgerProvider.Sqlite)
-                {
-                    // WAL lets the dashboard read while the writer commits; the mode is stored in the file.
-                    await context.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken).ConfigureAwait(false);
-                }
-
+                await contexts.Database.AfterMigrateAsync(context, cancellationToken).ConfigureAwait(false);
                 Log.Migrated(logger, contexts.Provider);
             }
 
@@ -107,16 +59,6 @@ internal sealed class LedgerSchema(
         finally
         {
             _gate.Release();
-        }
-    }
-
-    private static void EnsureSqliteDirectory(string connectionString)
-    {
-        var dataSource = new SqliteConnectionStringBuilder(connectionString).DataSource;
-        var directory = Path.GetDirectoryName(Path.GetFullPath(dataSource));
-        if (!string.IsNullOrEmpty(directory) && !dataSource.StartsWith(':') && !dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
-        {
-            Directory.CreateDirectory(directory);
         }
     }
 }

@@ -13,7 +13,7 @@ namespace JobLog.Sweeping;
 public readonly record struct SweepResult(int Expired, int Healed);
 
 /// <summary>
-/// Expires tasks that went stale (DESIGN §5): every interval, in set-based batches, unfinished tasks whose <c>Stale</c>
+/// Expires tasks that went stale (docs/architecture.md#sweeper): every interval, in set-based batches, unfinished tasks whose <c>Stale</c>
 /// has passed are healed from their last run when it finished, otherwise set EXPIRED with their ACTIVE runs. Safe to run
 /// in several processes: each batch claims its rows (PostgreSQL <c>SKIP LOCKED</c>; SQLite's single writer) and a task is
 /// only expired by the statement that finds it unexpired.
@@ -26,7 +26,7 @@ internal sealed class TaskLogSweeper(
     TimeProvider time,
     ILogger<TaskLogSweeper> logger) : BackgroundService
 {
-    private readonly SqlDialect _dialect = SqlDialect.For(contexts.Provider);
+    private readonly LedgerDatabase _database = contexts.Database;
     private int _started;
 
     /// <summary>When the last sweep finished, and what it did (the dashboard shows it).</summary>
@@ -59,15 +59,15 @@ internal sealed class TaskLogSweeper(
     /// The claim: stale, unfinished tasks, oldest deadline first (@p0 now, @p1 batch size). Its WHERE repeats the partial
     /// index's filter word for word, so both SQLite and PostgreSQL walk <c>IX_JobLogTasks_Unfinished_Stale</c>.
     /// </summary>
-    internal static string ClaimStatement(SqlDialect dialect) =>
-        $"SELECT \"Id\" FROM \"{LedgerModel.Tasks}\"{dialect.IndexedBy(LedgerModel.UnfinishedStaleIndex)} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0 ORDER BY \"Stale\" LIMIT @p1{dialect.SkipLocked}";
+    internal static string ClaimStatement(LedgerDatabase database) =>
+        $"SELECT \"Id\" FROM \"{LedgerModel.Tasks}\"{database.IndexedBy(LedgerModel.UnfinishedStaleIndex)} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0 ORDER BY \"Stale\" LIMIT @p1{database.SkipLocked}";
 
     /// <summary>One sweep over every stale task, in batches of <see cref="SweeperOptions.BatchSize"/>.</summary>
     public async Task<SweepResult> SweepOnceAsync(CancellationToken cancellationToken)
     {
         var batchSize = options.Value.Sweeper.BatchSize;
         var total = new SweepResult(0, 0);
-        await using var executor = await SqlExecutor.OpenAsync(_dialect, contexts.ConnectionString, cancellationToken).ConfigureAwait(false);
+        await using var executor = await _database.OpenAsync(contexts.ConnectionString, cancellationToken).ConfigureAwait(false);
         while (true)
         {
             var (claimed, result) = await SweepBatchAsync(executor.Connection, batchSize, cancellationToken).ConfigureAwait(false);
@@ -98,12 +98,12 @@ internal sealed class TaskLogSweeper(
         // 1. Claim a batch of stale, unfinished tasks, oldest deadline first.
         var ids = new List<Guid>(batchSize);
         await using (var select = Command(connection, transaction,
-            ClaimStatement(_dialect), now, batchSize))
+            ClaimStatement(_database), now, batchSize))
         {
             await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
-                ids.Add(ReadGuid(reader, 0));
+                ids.Add(_database.ReadGuid(reader, 0));
             }
         }
 
@@ -113,17 +113,17 @@ internal sealed class TaskLogSweeper(
             return (0, new SweepResult(0, 0));
         }
 
-        var idList = _dialect.IdList(ids);
+        var idList = _database.IdList(ids);
 
         // 2. Heal: derive each state from its runs; a task whose last run finished takes that run's state.
         int healed;
-        await using (var derive = Command(connection, transaction, LedgerStatements.DeriveTasks(_dialect), idList))
+        await using (var derive = Command(connection, transaction, _database.DeriveTasks, idList))
         {
             await derive.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }
 
         await using (var count = Command(connection, transaction,
-            $"SELECT COUNT(*) FROM {T} WHERE {_dialect.InIdList("\"Id\"", "@p0")} AND \"State\" IN (3, 4)", idList))
+            $"SELECT COUNT(*) FROM {T} WHERE {_database.InIdList("\"Id\"", "@p0")} AND \"State\" IN (3, 4)", idList))
         {
             healed = Convert.ToInt32(await count.ExecuteScalarAsync(ct).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
         }
@@ -131,13 +131,13 @@ internal sealed class TaskLogSweeper(
         // 3. Expire what is still unfinished; RETURNING tells exactly which rows this sweeper changed.
         var expired = new List<(Guid Id, string Name)>();
         await using (var expire = Command(connection, transaction,
-            $"UPDATE {T} SET \"IsSetAsStale\" = TRUE, \"State\" = 6, \"Stop\" = @p1 WHERE {_dialect.InIdList("\"Id\"", "@p0")} AND {Unfinished} RETURNING \"Id\", \"Name\"",
+            $"UPDATE {T} SET \"IsSetAsStale\" = TRUE, \"State\" = 6, \"Stop\" = @p1 WHERE {_database.InIdList("\"Id\"", "@p0")} AND {Unfinished} RETURNING \"Id\", \"Name\"",
             idList, now))
         {
             await using var reader = await expire.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
-                expired.Add((ReadGuid(reader, 0), reader.GetString(1)));
+                expired.Add((_database.ReadGuid(reader, 0), reader.GetString(1)));
             }
         }
 
@@ -145,8 +145,8 @@ internal sealed class TaskLogSweeper(
         {
             await using var runs = Command(connection, transaction,
                 $"UPDATE {R} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = 'Expired: the task went stale before this run finished.' " +
-                $"WHERE \"State\" = 1 AND {_dialect.InIdList("\"TaskId\"", "@p0")}",
-                _dialect.IdList(expired.Select(e => e.Id).ToList()), now);
+                $"WHERE \"State\" = 1 AND {_database.InIdList("\"TaskId\"", "@p0")}",
+                _database.IdList(expired.Select(e => e.Id).ToList()), now);
             await runs.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }
 
@@ -160,19 +160,6 @@ internal sealed class TaskLogSweeper(
         return (ids.Count, new SweepResult(expired.Count, healed));
     }
 
-    private DbCommand Command(DbConnection connection, DbTransaction transaction, string sql, params object?[] values)
-    {
-        var command = connection.CreateCommand();
-        command.Transaction = transaction;
-        command.CommandText = sql;
-        for (var i = 0; i < values.Length; i++)
-        {
-            _dialect.AddParameter(command, i, values[i]);
-        }
-
-        return command;
-    }
-
-    private static Guid ReadGuid(DbDataReader reader, int ordinal) =>
-        reader.GetFieldType(ordinal) == typeof(Guid) ? reader.GetGuid(ordinal) : Guid.Parse(reader.GetString(ordinal));
+    private DbCommand Command(DbConnection connection, DbTransaction transaction, string sql, params object?[] values) =>
+        _database.Command(connection, transaction, sql, values);
 }

@@ -58,7 +58,7 @@ public class TaskLogSweeperTests(LedgerProvider provider)
         {
             await db.Database.OpenConnectionAsync();
             await using var command = db.Database.GetDbConnection().CreateCommand();
-            var claim = TaskLogSweeper.ClaimStatement(SqlDialect.For(provider));
+            var claim = TaskLogSweeper.ClaimStatement(LedgerDatabase.For(provider));
             // PostgreSQL would scan a table this small: the test asks whether the index can serve the claim at all.
             command.CommandText = provider == LedgerProvider.Sqlite ? "EXPLAIN QUERY PLAN " + claim : "SET enable_seqscan = off; EXPLAIN " + claim;
             foreach (var (name, value) in new (string, object)[] { ("@p0", T0), ("@p1", 1000) })

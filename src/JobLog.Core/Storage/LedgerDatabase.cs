@@ -1,0 +1,126 @@
+using System.Data.Common;
+using System.Globalization;
+using JobLog.Storage.PostgreSql;
+using JobLog.Storage.Sqlite;
+
+namespace JobLog.Storage;
+
+/// <summary>
+/// The seam between JobLog and a database: everything the writer, the sweeper, the scheduler's store, the schema, the
+/// health check and the retention jobs need that differs between databases. One implementation per database folder
+/// (<c>Storage/Sqlite</c>, <c>Storage/PostgreSql</c>); nothing outside those folders asks which database it is. What
+/// each member is for, and what a new database has to write: docs/storage.md.
+/// </summary>
+internal abstract class LedgerDatabase
+{
+    private static readonly LedgerDatabase[] s_databases = [SqliteLedgerDatabase.Instance, PostgreSqlLedgerDatabase.Instance];
+
+    /// <summary>Which of <see cref="LedgerProvider"/> this database is (for options and log messages).</summary>
+    public abstract LedgerProvider Provider { get; }
+
+    /// <summary>The database <see cref="JobLogOptions"/> chose.</summary>
+    /// <exception cref="InvalidOperationException">No database was chosen.</exception>
+    public static LedgerDatabase For(LedgerProvider provider)
+    {
+        foreach (var database in s_databases)
+        {
+            if (database.Provider == provider)
+            {
+                return database;
+            }
+        }
+
+        throw new InvalidOperationException("JobLog has no database: call AddJobLog(o => o.UseSqlite(...)) or o.UseNpgsql(...).");
+    }
+
+    // ---- Schema: the EF Core context that carries this database's migrations ----
+
+    /// <summary>Creates contexts on <paramref name="connectionString"/>: the provider's subclass of <see cref="JobLogDbContext"/>.</summary>
+    public abstract Func<JobLogDbContext> ContextFactory(string connectionString);
+
+    /// <summary>Before the migrations run (SQLite: creates the file's directory).</summary>
+    public virtual void BeforeMigrate(string connectionString)
+    {
+    }
+
+    /// <summary>After the migrations ran (SQLite: switches the file to WAL).</summary>
+    public virtual Task AfterMigrateAsync(JobLogDbContext context, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    // ---- Connections ----
+
+    /// <summary>A new, closed connection (the health check's probe).</summary>
+    public abstract DbConnection CreateConnection(string connectionString);
+
+    /// <summary>Opens a connection set up for JobLog's writes, and the executor of <see cref="LedgerPlan"/>s on it.</summary>
+    /// <param name="connectionString">The ledger's connection string.</param>
+    /// <param name="cancellationToken">Cancels opening.</param>
+    /// <param name="busyTimeout">How long a statement waits for a lock (SQLite). Default 5 s.</param>
+    /// <param name="asynchronousCommit">
+    /// Commit without waiting for the log flush (PostgreSQL <c>synchronous_commit = off</c>), for
+    /// <see cref="LedgerDurability.Buffered"/>, whose records a crash may lose anyway.
+    /// </param>
+    public abstract Task<SqlExecutor> OpenAsync(
+        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false);
+
+    /// <summary>
+    /// A statement that fails, or returns false, unless the database accepts writes now (the writer's reachability
+    /// probe: a locked SQLite file or a read-only PostgreSQL counts as unreachable).
+    /// </summary>
+    public abstract string WriteProbe { get; }
+
+    // ---- SQL fragments of the set-based statements (sweeper, scheduler) ----
+
+    /// <summary>Appended to a row-selecting subquery so concurrent claimers skip each other's rows (empty when the database has one writer).</summary>
+    public abstract string SkipLocked { get; }
+
+    /// <summary>After a table name: the index the statement must use (empty when the planner finds it unaided).</summary>
+    public abstract string IndexedBy(string index);
+
+    /// <summary>A <c>WHERE</c> fragment: <paramref name="column"/> is one of the ids in the id-list parameter <paramref name="parameter"/> (see <see cref="IdList"/>).</summary>
+    public abstract string InIdList(string column, string parameter);
+
+    /// <summary>The value of an id-list parameter.</summary>
+    public abstract object IdList(IReadOnlyCollection<Guid> ids);
+
+    /// <summary><paramref name="statement"/> in this database's syntax.</summary>
+    public abstract string Upsert(UpsertStatement statement);
+
+    /// <summary>The task-state derivation (<see cref="LedgerSql.DeriveTask"/>) of every task in the id-list parameter <c>@p0</c>.</summary>
+    public abstract string DeriveTasks { get; }
+
+    // ---- Values ----
+
+    /// <summary>Converts a CLR value to what the database stores for the EF model's mapping.</summary>
+    public abstract object ToDb(object? value);
+
+    /// <summary>Adds <paramref name="value"/> (converted by <see cref="ToDb"/>) to <paramref name="command"/> as <c>@p</c><paramref name="index"/>.</summary>
+    public virtual void AddParameter(DbCommand command, int index, object? value)
+    {
+        var p = command.CreateParameter();
+        p.ParameterName = "@p" + index.ToString(CultureInfo.InvariantCulture);
+        p.Value = ToDb(value);
+        command.Parameters.Add(p);
+    }
+
+    /// <summary>Reads a stored timestamp as UTC.</summary>
+    public abstract DateTime ReadUtc(DbDataReader reader, int ordinal);
+
+    /// <summary>Reads a stored id.</summary>
+    public abstract Guid ReadGuid(DbDataReader reader, int ordinal);
+
+    /// <summary>A command of <paramref name="sql"/> with <paramref name="values"/> as <c>@p0</c>, <c>@p1</c>, ….</summary>
+    public DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        ArgumentNullException.ThrowIfNull(values);
+        var command = connection.CreateCommand();
+        command.Transaction = transaction;
+        command.CommandText = sql;
+        for (var i = 0; i < values.Length; i++)
+        {
+            AddParameter(command, i, values[i]);
+        }
+
+        return command;
+    }
+}

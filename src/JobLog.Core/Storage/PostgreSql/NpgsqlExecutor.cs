@@ -1,0 +1,173 @@
+using System.Collections.Concurrent;
+using System.Data.Common;
+using System.Globalization;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace JobLog.Storage.PostgreSql;
+
+/// <summary>
+/// PostgreSQL: one round trip per batch (an <see cref="NpgsqlBatch"/>), one statement per kind over arrays
+/// (<c>unnest</c>, filled by <see cref="NpgsqlColumnSet"/> from the same column lists as the statements), kept prepared
+/// by Npgsql's auto-preparation.
+/// </summary>
+internal sealed class NpgsqlExecutor(NpgsqlConnection connection) : SqlExecutor
+{
+    private static readonly ConcurrentDictionary<string, string> s_positional = new(StringComparer.Ordinal);
+
+    public override DbConnection Connection => connection;
+
+    /// <remarks>
+    /// No explicit transaction: a batch outside one runs in PostgreSQL's implicit transaction (everything up to the
+    /// protocol's Sync commits together or not at all), so BEGIN, the statements and COMMIT cost one round trip.
+    /// </remarks>
+    public override async Task CommitAsync(LedgerPlan plan, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        var started = PhaseTicks is null ? 0 : PhaseClock();
+        await using var batch = new NpgsqlBatch(connection)
+        {
+            Timeout = (int)Math.Max(1, timeout.TotalSeconds),
+        };
+
+        if (plan.Dispatched.Count > 0)
+        {
+            batch.BatchCommands.Add(NpgsqlColumnSet.Of(LedgerColumns.Task, plan.Dispatched).Command(PostgreSqlStatements.UpsertDispatchedTasks));
+        }
+
+        // A consumer's task row is rendered here even when the producer's row exists (then ON CONFLICT drops it):
+        // rendering costs microseconds, asking which rows exist first costs a round trip per batch.
+        if (plan.Ensured.Count > 0)
+        {
+            batch.BatchCommands.Add(NpgsqlColumnSet.Of(LedgerColumns.Task, plan.Ensured).Command(PostgreSqlStatements.InsertTasksIfMissing));
+        }
+
+        foreach (var (taskId, error) in plan.DispatchFailures)
+        {
+            batch.BatchCommands.Add(Command(LedgerSql.TaskDispatchFailed, taskId, error));
+        }
+
+        AddRunUpdates(batch, plan);
+
+        if (plan.Runs.Count > 0)
+        {
+            batch.BatchCommands.Add(NpgsqlColumnSet.Of(LedgerColumns.Run, plan.Runs).Command(PostgreSqlStatements.UpsertRuns));
+        }
+
+        if (plan.Derive.Count > 0)
+        {
+            var derive = new NpgsqlBatchCommand(PostgreSqlStatements.DeriveTasksIfChanged);
+            derive.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = plan.Derive.ToArray() });
+            batch.BatchCommands.Add(derive);
+        }
+
+        foreach (var (sql, values) in plan.Other.Statements)
+        {
+            batch.BatchCommands.Add(Command(sql, values));
+        }
+
+        Phase(0, ref started);
+        if (batch.BatchCommands.Count > 0)
+        {
+            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        Phase(3, ref started);
+    }
+
+    public override ValueTask DisposeAsync() => connection.DisposeAsync();
+
+    /// <summary>
+    /// Updates of stored runs. In the usual order (finish, then next-retry time, then failed for good, per run) they
+    /// run as one statement per kind, keeping the first record of each kind per run (the later ones would find the
+    /// run already changed). Any other order, or an orphan expiry, runs them one by one as recorded.
+    /// </summary>
+    private static void AddRunUpdates(NpgsqlBatch batch, LedgerPlan plan)
+    {
+        if (plan.RunUpdates.Count == 0)
+        {
+            return;
+        }
+
+        var inOrder = !plan.HasOrphanExpiry;
+        var seen = new Dictionary<Guid, RunUpdateKind>();
+        foreach (var update in plan.RunUpdates)
+        {
+            if (seen.TryGetValue(update.RunId, out var last) && Rank(update.Kind) < Rank(last))
+            {
+                inOrder = false;
+                break;
+            }
+
+            seen[update.RunId] = update.Kind;
+        }
+
+        if (!inOrder)
+        {
+            foreach (var u in plan.RunUpdates)
+            {
+                var (sql, columns) = LedgerSql.RunUpdate(u.Kind);
+                batch.BatchCommands.Add(Command(sql, LedgerColumn.Values(columns, u)));
+            }
+
+            return;
+        }
+
+        var finished = new HashSet<Guid>();
+        var finishes = new NpgsqlColumnSet(NpgsqlColumnSet.Types(LedgerColumns.RunFinish), 0);
+        var retryTimed = new HashSet<Guid>();
+        var retries = new NpgsqlColumnSet(NpgsqlColumnSet.Types(LedgerColumns.RunNextRetry), 0);
+        var failed = new HashSet<Guid>();
+        foreach (var u in plan.RunUpdates)
+        {
+            switch (u.Kind)
+            {
+                case RunUpdateKind.Finish when finished.Add(u.RunId):
+                    finishes.Add(LedgerColumns.RunFinish, u);
+                    break;
+                case RunUpdateKind.NextRetry when retryTimed.Add(u.RunId):
+                    retries.Add(LedgerColumns.RunNextRetry, u);
+                    break;
+                case RunUpdateKind.FailForGood:
+                    failed.Add(u.RunId);
+                    break;
+            }
+        }
+
+        if (finished.Count > 0)
+        {
+            batch.BatchCommands.Add(finishes.Command(PostgreSqlStatements.FinishRuns));
+        }
+
+        if (retryTimed.Count > 0)
+        {
+            batch.BatchCommands.Add(retries.Command(PostgreSqlStatements.SetNextRetries));
+        }
+
+        if (failed.Count > 0)
+        {
+            var command = new NpgsqlBatchCommand(PostgreSqlStatements.FailRunsForGood);
+            command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = failed.ToArray() });
+            batch.BatchCommands.Add(command);
+        }
+
+        static int Rank(RunUpdateKind kind) => kind switch
+        {
+            RunUpdateKind.Finish => 0,
+            RunUpdateKind.NextRetry => 1,
+            _ => 2,
+        };
+    }
+
+    private static NpgsqlBatchCommand Command(string sql, params object?[] values)
+    {
+        // Positional parameters skip Npgsql's SQL rewriting.
+        var command = new NpgsqlBatchCommand(s_positional.GetOrAdd(sql, s => Placeholder().Replace(
+            s, m => "$" + (int.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) + 1).ToString(CultureInfo.InvariantCulture))));
+        foreach (var value in values)
+        {
+            command.Parameters.Add(PostgreSqlLedgerDatabase.Parameter(PostgreSqlLedgerDatabase.Instance.ToDb(value)));
+        }
+
+        return command;
+    }
+}

@@ -1,0 +1,27 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace JobLog.Storage.PostgreSql;
+
+/// <summary>Carries the PostgreSQL migrations (<c>Storage/PostgreSql/Migrations</c>). Registered as <see cref="JobLogDbContext"/>.</summary>
+internal sealed class NpgsqlJobLogDbContext(DbContextOptions<NpgsqlJobLogDbContext> options) : JobLogDbContext(options)
+{
+    /// <summary>The column type of every timestamp, whatever the application's Npgsql settings.</summary>
+    internal const string TimestampColumnType = "timestamp with time zone";
+
+    /// <summary>The context's options for <paramref name="connectionString"/>, with JobLog's own migrations history table.</summary>
+    public static DbContextOptions<NpgsqlJobLogDbContext> Options(string connectionString) =>
+        new DbContextOptionsBuilder<NpgsqlJobLogDbContext>()
+            .UseNpgsql(connectionString, b => b.MigrationsHistoryTable(MigrationsHistoryTable))
+            .Options;
+
+    /// <inheritdoc />
+    protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
+    {
+        base.ConfigureConventions(configurationBuilder);
+        // Npgsql maps DateTime to timestamptz by default, but to timestamp (without time zone) when the application sets
+        // Npgsql.EnableLegacyTimestampBehavior (a process-wide switch): the model would then differ from the migrations
+        // and the ledger would never be created. Stated explicitly, the model is the same under either setting.
+        configurationBuilder.Properties<DateTime>().HaveColumnType(TimestampColumnType);
+        configurationBuilder.Properties<DateTime?>().HaveColumnType(TimestampColumnType);
+    }
+}

@@ -1,0 +1,111 @@
+using System.Data.Common;
+using System.Globalization;
+using Npgsql;
+
+namespace JobLog.Storage.PostgreSql;
+
+/// <summary>
+/// PostgreSQL behind the <see cref="LedgerDatabase"/> seam: row locks skipped by concurrent claimers
+/// (<c>FOR UPDATE SKIP LOCKED</c>), id lists as <c>uuid[]</c>, timestamps as <c>timestamptz</c> whatever the
+/// application's Npgsql settings, the write path as one batch over arrays (<see cref="NpgsqlExecutor"/>).
+/// </summary>
+internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
+{
+    public static readonly PostgreSqlLedgerDatabase Instance = new();
+
+    private PostgreSqlLedgerDatabase()
+    {
+    }
+
+    public override LedgerProvider Provider => LedgerProvider.PostgreSql;
+
+    public override Func<JobLogDbContext> ContextFactory(string connectionString)
+    {
+        var options = NpgsqlJobLogDbContext.Options(connectionString);
+        return () => new NpgsqlJobLogDbContext(options);
+    }
+
+    public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(connectionString);
+
+    public override async Task<SqlExecutor> OpenAsync(
+        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false)
+    {
+        // The write path runs the same few statements every batch: let Npgsql keep them prepared on the server.
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (builder.MaxAutoPrepare < 32)
+        {
+            builder.MaxAutoPrepare = 32;
+            builder.AutoPrepareMinUsages = 2;
+        }
+
+        var connection = new NpgsqlConnection(builder.ConnectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            if (asynchronousCommit)
+            {
+                await using var command = connection.CreateCommand();
+                command.CommandText = "SET synchronous_commit = off";
+                await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            return new NpgsqlExecutor(connection);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public override string WriteProbe =>
+        "BEGIN; SELECT pg_is_in_recovery() = FALSE AND current_setting('transaction_read_only') = 'off'; ROLLBACK;";
+
+    public override string SkipLocked => " FOR UPDATE SKIP LOCKED";
+
+    // PostgreSQL's planner has statistics and picks the partial index once the table is big enough to need it.
+    public override string IndexedBy(string index) => "";
+
+    public override string InIdList(string column, string parameter) => $"{column} = ANY({parameter})";
+
+    public override object IdList(IReadOnlyCollection<Guid> ids) => ids.ToArray();
+
+    public override string Upsert(UpsertStatement statement) => OnConflictSql.Of(statement);
+
+    public override string DeriveTasks => PostgreSqlStatements.DeriveTasks;
+
+    public override object ToDb(object? value) => value switch
+    {
+        null => DBNull.Value,
+        DateTime d => DateTime.SpecifyKind(d, DateTimeKind.Utc),
+        Enum e => Convert.ToInt32(e, CultureInfo.InvariantCulture),
+        _ => value,
+    };
+
+    /// <remarks>
+    /// A timestamp is sent as timestamptz, stated: Npgsql infers timestamp (without time zone) for a DateTime when the
+    /// application sets Npgsql.EnableLegacyTimestampBehavior, and PostgreSQL would then shift it by the session's time
+    /// zone when comparing it with a timestamptz column.
+    /// </remarks>
+    public override void AddParameter(DbCommand command, int index, object? value)
+    {
+        ArgumentNullException.ThrowIfNull(command);
+        var p = Parameter(ToDb(value));
+        p.ParameterName = "@p" + index.ToString(CultureInfo.InvariantCulture);
+        command.Parameters.Add(p);
+    }
+
+    /// <summary>A positional parameter of a value <see cref="ToDb"/> converted; timestamps typed timestamptz.</summary>
+    public static NpgsqlParameter Parameter(object value) => value is DateTime d
+        ? new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.TimestampTz, Value = DateTime.SpecifyKind(d, DateTimeKind.Utc) }
+        : new NpgsqlParameter { Value = value };
+
+    // Npgsql's legacy timestamp behaviour (a process-wide switch) reads timestamptz as local time.
+    public override DateTime ReadUtc(DbDataReader reader, int ordinal)
+    {
+        var value = reader.GetDateTime(ordinal);
+        return value.Kind == DateTimeKind.Local ? value.ToUniversalTime() : DateTime.SpecifyKind(value, DateTimeKind.Utc);
+    }
+
+    public override Guid ReadGuid(DbDataReader reader, int ordinal) => reader.GetGuid(ordinal);
+}

@@ -1,0 +1,83 @@
+namespace JobLog.Storage.PostgreSql;
+
+/// <summary>
+/// The write path's PostgreSQL statements: one statement per kind and batch over arrays
+/// (<c>unnest($1::uuid[], …) AS u("Id", …)</c>), one array per column of the list each is generated from (the executor
+/// fills the arrays from that same list). The single-row updates are in <see cref="LedgerSql"/>.
+/// </summary>
+internal static class PostgreSqlStatements
+{
+    private const string T = LedgerSql.T;
+    private const string R = LedgerSql.R;
+
+    public static readonly string UpsertDispatchedTasks =
+        $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}) SELECT * FROM {Unnest(LedgerColumns.Task)} " +
+        $"ON CONFLICT (\"Id\") DO UPDATE SET {string.Join(", ", LedgerColumns.ProducerFields.Select(f => $"\"{f}\" = excluded.\"{f}\""))}";
+
+    public static readonly string InsertTasksIfMissing =
+        $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}) SELECT * FROM {Unnest(LedgerColumns.Task)} ON CONFLICT (\"Id\") DO NOTHING";
+
+    /// <summary>The statement's snapshot does not see its own rows: Retries = the runs stored before + the ordinal in this batch.</summary>
+    public static readonly string UpsertRuns = BuildUpsertRuns();
+
+    /// <summary>Finishes ACTIVE runs (<see cref="LedgerColumns.RunFinish"/>, first run of each id only).</summary>
+    public static readonly string FinishRuns = UpdateFromArrays(LedgerColumns.RunFinish, $"{R}.\"State\" = 1");
+
+    public static readonly string SetNextRetries =
+        UpdateFromArrays(LedgerColumns.RunNextRetry, $"{R}.\"State\" = 4 AND {R}.\"EstimatedTimeOfNextRetry\" IS NULL");
+
+    public static readonly string FailRunsForGood =
+        "UPDATE " + R + " SET \"State\" = 3, \"EstimatedTimeOfNextRetry\" = NULL WHERE \"Id\" = ANY($1::uuid[]) AND \"State\" = 4";
+
+    /// <summary>
+    /// <see cref="LedgerSql.DeriveTask"/> for the tasks in $1, writing a row only when the derived values differ from the
+    /// stored ones: a task whose state was written with its insert costs a read, not a new row version and its index entries.
+    /// </summary>
+    public static readonly string DeriveTasksIfChanged = DeriveIfChanged("t.\"Id\" = ANY($1::uuid[])");
+
+    /// <summary>The sweeper's derivation of the tasks in the id-list parameter @p0 (mostly unchanged: written only when they change).</summary>
+    public static readonly string DeriveTasks = DeriveIfChanged("t.\"Id\" = ANY(@p0)");
+
+    /// <summary>PostgreSQL's array element type for a column.</summary>
+    public static string PgType(ColumnType type) => type switch
+    {
+        ColumnType.Uuid => "uuid",
+        ColumnType.Timestamp => "timestamptz",
+        ColumnType.Integer => "integer",
+        ColumnType.Boolean => "boolean",
+        ColumnType.Real => "double precision",
+        _ => "text",
+    };
+
+    private static string BuildUpsertRuns()
+    {
+        var stored = LedgerColumns.Run.Where(c => c.Stored).ToArray();
+        var values = stored.Select(c => LedgerColumns.RunInputFromTask.Contains(c.Name)
+            ? $"CASE WHEN u.\"InputFromTask\" THEN t.\"{c.Name}\" ELSE u.\"{c.Name}\" END"
+            : $"u.\"{c.Name}\"");
+        return $"INSERT INTO {R} ({LedgerSql.ColumnList(stored)}, \"Retries\") SELECT {string.Join(", ", values)}, " +
+               $"(SELECT COUNT(*) FROM {R} x WHERE x.\"TaskId\" = u.\"TaskId\" AND x.\"ConsumerType\" = u.\"ConsumerType\") + u.\"Ordinal\" " +
+               $"FROM {Unnest(LedgerColumns.Run)} LEFT JOIN {T} t ON t.\"Id\" = u.\"TaskId\" WHERE TRUE " + OnConflictSql.RunConflict;
+    }
+
+    /// <summary>Updates runs by key (the first column) from arrays, setting the other columns.</summary>
+    private static string UpdateFromArrays(LedgerColumn<RunUpdate>[] columns, string condition) =>
+        $"UPDATE {R} SET {string.Join(", ", columns.Skip(1).Select(c => $"\"{c.Name}\" = u.\"{c.Name}\""))} FROM {Unnest(columns)} " +
+        $"WHERE {R}.\"{columns[0].Name}\" = u.\"{columns[0].Name}\" AND {condition}";
+
+    private static string DeriveIfChanged(string which)
+    {
+        static string Of(string sql) => sql.Replace("@p0", "t.\"Id\"", StringComparison.Ordinal);
+        // MATERIALIZED: computed once per task; inlined, the subqueries would run again for every reference.
+        return
+            $"WITH d AS MATERIALIZED (" +
+            $"SELECT t.\"Id\", CASE WHEN t.\"IsSetAsStale\" THEN 6 ELSE {Of(LedgerSql.DerivedState)} END AS \"State\", {Of(LedgerSql.DerivedStart)} AS \"Start\", " +
+            $"CASE WHEN t.\"IsSetAsStale\" THEN t.\"Stop\" ELSE {Of(LedgerSql.DerivedStop)} END AS \"Stop\" FROM {T} t WHERE {which}) " +
+            $"UPDATE {T} SET \"State\" = d.\"State\", \"Start\" = d.\"Start\", \"Stop\" = d.\"Stop\" FROM d " +
+            $"WHERE {T}.\"Id\" = d.\"Id\" AND ({T}.\"State\" IS DISTINCT FROM d.\"State\" OR {T}.\"Start\" IS DISTINCT FROM d.\"Start\" " +
+            $"OR {T}.\"Stop\" IS DISTINCT FROM d.\"Stop\")";
+    }
+
+    private static string Unnest<TRow>(LedgerColumn<TRow>[] columns) =>
+        "unnest(" + string.Join(", ", columns.Select((c, i) => $"${i + 1}::{PgType(c.Type)}[]")) + ") AS u(" + LedgerSql.ColumnList(columns) + ")";
+}

@@ -1,0 +1,38 @@
+using System.Data.Common;
+using System.Text.RegularExpressions;
+
+namespace JobLog.Storage;
+
+/// <summary>
+/// Executes <see cref="LedgerPlan"/>s on one open connection, keeping its statements prepared. One per database
+/// (<see cref="LedgerDatabase.OpenAsync"/>).
+/// </summary>
+internal abstract partial class SqlExecutor : IAsyncDisposable
+{
+    public abstract DbConnection Connection { get; }
+
+    /// <summary>Time spent per phase of <see cref="CommitAsync"/>, when a benchmark asks for it (ticks of <see cref="PhaseClock"/>).</summary>
+    internal long[]? PhaseTicks { get; set; }
+
+    /// <summary>The clock of <see cref="PhaseTicks"/>; a benchmark may use the thread's CPU time. Default: the stopwatch.</summary>
+    internal Func<long> PhaseClock { get; set; } = System.Diagnostics.Stopwatch.GetTimestamp;
+
+    /// <summary>Writes <paramref name="plan"/> in one transaction: all of it or, on an exception, none of it.</summary>
+    public abstract Task CommitAsync(LedgerPlan plan, TimeSpan timeout, CancellationToken cancellationToken);
+
+    public abstract ValueTask DisposeAsync();
+
+    /// <summary>The <c>@pN</c> placeholders of the write path's SQL.</summary>
+    [GeneratedRegex(@"@p(\d+)")]
+    private protected static partial Regex Placeholder();
+
+    private protected void Phase(int phase, ref long started)
+    {
+        if (PhaseTicks is { } ticks)
+        {
+            var now = PhaseClock();
+            ticks[phase] += now - started;
+            started = now;
+        }
+    }
+}

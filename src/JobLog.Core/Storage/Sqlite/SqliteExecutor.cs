@@ -1,0 +1,353 @@
+using System.Data.Common;
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using Microsoft.Data.Sqlite;
+using SQLitePCL;
+
+namespace JobLog.Storage.Sqlite;
+
+/// <summary>
+/// SQLite through its C API (SQLitePCLRaw, which Microsoft.Data.Sqlite wraps): statements prepared once, values bound
+/// by position without boxing or per-value strings, one step per row. SQLite is in-process: no I/O to await. Each
+/// statement is bound from the column list it was generated from (<see cref="SqliteStatements"/>); a value without a
+/// parameter, or a parameter without a value, fails the commit.
+/// </summary>
+internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
+{
+    private readonly Dictionary<string, SqlitePrepared> _prepared = new(StringComparer.Ordinal);
+    private readonly HashSet<Guid> _inserted = [];
+    private byte[] _utf8 = new byte[1024];
+
+    public override DbConnection Connection => connection;
+
+    public override async Task CommitAsync(LedgerPlan plan, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        // BEGIN IMMEDIATE: the write lock is taken (or waited for, up to the busy timeout) before the first statement.
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        Execute(plan, cancellationToken);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private void Execute(LedgerPlan plan, CancellationToken cancellationToken)
+    {
+        var started = PhaseTicks is null ? 0 : PhaseClock();
+        _inserted.Clear();
+        var insertTask = Prepare(SqliteStatements.InsertTaskIfMissing);
+        foreach (var row in plan.Dispatched)
+        {
+            if (InsertTask(insertTask, row) == 0)
+            {
+                // The consumer side (or an earlier dispatch) created the row: the producer's fields win.
+                Write(Prepare(SqliteStatements.UpdateProducerFields), SqliteStatements.ProducerColumns, row);
+            }
+        }
+
+        var exists = plan.Ensured.Count > 0 ? Prepare(LedgerSql.TaskExists) : null;
+        foreach (var row in plan.Ensured)
+        {
+            // Usually the producer's row is there: a probe by key costs less than an insert that conflicts, and the
+            // consumer's rendering of the message is only needed when the row is missing.
+            BindGuid(exists!, 0, row.Task.Id);
+            if (!Exists(exists!))
+            {
+                InsertTask(insertTask, row);
+            }
+        }
+
+        Phase(0, ref started);
+        cancellationToken.ThrowIfCancellationRequested();
+        foreach (var (taskId, error) in plan.DispatchFailures)
+        {
+            var failed = Prepare(LedgerSql.TaskDispatchFailed);
+            BindGuid(failed, 0, taskId);
+            BindText(failed, 1, error);
+            Step(failed);
+        }
+
+        foreach (var update in plan.RunUpdates)
+        {
+            var (sql, columns) = LedgerSql.RunUpdate(update.Kind);
+            Write(Prepare(sql), columns, update);
+        }
+
+        Phase(1, ref started);
+        cancellationToken.ThrowIfCancellationRequested();
+        var upsertRun = Prepare(SqliteStatements.UpsertRun);
+        foreach (var row in plan.Runs)
+        {
+            Write(upsertRun, SqliteStatements.RunColumns, row);
+        }
+
+        Phase(2, ref started);
+        cancellationToken.ThrowIfCancellationRequested();
+        // The plain derivation: on SQLite a guarded UPDATE … FROM costs more than the row write it saves.
+        var derive = Prepare(LedgerSql.DeriveTask);
+        foreach (var taskId in plan.Derive)
+        {
+            // A row this batch inserted already holds the state of its runs, and it has no others.
+            if (!_inserted.Contains(taskId))
+            {
+                BindGuid(derive, 0, taskId);
+                Step(derive);
+            }
+        }
+
+        Phase(3, ref started);
+        foreach (var (sql, values) in plan.Other.Statements)
+        {
+            var other = Prepare(sql);
+            for (var i = 0; i < values.Length; i++)
+            {
+                BindObject(other, i, values[i]);
+            }
+
+            Step(other);
+        }
+
+        Phase(4, ref started);
+    }
+
+    private int InsertTask(SqlitePrepared insert, in TaskRow row)
+    {
+        var changes = Write(insert, LedgerColumns.Task, row);
+        if (changes == 1)
+        {
+            _inserted.Add(row.Task.Id);
+        }
+
+        return changes;
+    }
+
+    /// <summary>Binds <paramref name="row"/>'s <paramref name="columns"/> to @p0, @p1, … and runs the statement.</summary>
+    private int Write<TRow>(SqlitePrepared statement, LedgerColumn<TRow>[] columns, in TRow row)
+    {
+        var sink = new Sink(this, statement);
+        LedgerColumn.WriteRow(columns, ref sink, row);
+        return Step(statement);
+    }
+
+    private SqlitePrepared Prepare(string sql)
+    {
+        if (_prepared.TryGetValue(sql, out var prepared))
+        {
+            return prepared;
+        }
+
+        var handle = connection.Handle!;
+        var rc = raw.sqlite3_prepare_v2(handle, sql, out sqlite3_stmt statement);
+        SqliteException.ThrowExceptionForRC(rc, handle);
+        // The map covers every @pN the SQL names, up to the highest N (SQLite numbers named parameters by first
+        // appearance, so its count is not the highest number plus one when a statement names one twice).
+        var highest = -1;
+        foreach (Match match in Placeholder().Matches(sql))
+        {
+            highest = Math.Max(highest, int.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture));
+        }
+
+        var map = new int[highest + 1];
+        for (var i = 0; i < map.Length; i++)
+        {
+            map[i] = raw.sqlite3_bind_parameter_index(statement, "@p" + i.ToString(CultureInfo.InvariantCulture));
+        }
+
+        var count = raw.sqlite3_bind_parameter_count(statement);
+        var named = new bool[count + 1];
+        foreach (var index in map)
+        {
+            named[index] = true;
+        }
+
+        for (var index = 1; index <= count; index++)
+        {
+            if (!named[index])
+            {
+                var name = raw.sqlite3_bind_parameter_name(statement, index).utf8_to_string();
+                statement.Dispose();
+                throw new InvalidOperationException(
+                    $"JobLog: parameter {name} of a ledger statement is not named @pN and would never be bound: {sql}");
+            }
+        }
+
+        prepared = new SqlitePrepared(statement, map, count);
+        _prepared[sql] = prepared;
+        return prepared;
+    }
+
+    /// <summary>Runs a bound statement and resets it; returns the rows it changed.</summary>
+    private int Step(SqlitePrepared prepared)
+    {
+        var handle = connection.Handle!;
+        prepared.EnsureAllBound();
+        var rc = raw.sqlite3_step(prepared.Statement);
+        var changes = rc is raw.SQLITE_DONE or raw.SQLITE_ROW ? raw.sqlite3_changes(handle) : 0;
+        raw.sqlite3_reset(prepared.Statement);
+        if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
+        {
+            SqliteException.ThrowExceptionForRC(rc, handle);
+        }
+
+        return changes;
+    }
+
+    private bool Exists(SqlitePrepared prepared)
+    {
+        prepared.EnsureAllBound();
+        var rc = raw.sqlite3_step(prepared.Statement);
+        raw.sqlite3_reset(prepared.Statement);
+        if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
+        {
+            SqliteException.ThrowExceptionForRC(rc, connection.Handle);
+        }
+
+        return rc == raw.SQLITE_ROW;
+    }
+
+    /// <summary>The statement's index of @p<paramref name="parameter"/>, marked as bound; throws when the statement does not use it.</summary>
+    private static int Index(SqlitePrepared prepared, int parameter)
+    {
+        var index = parameter < prepared.Map.Length ? prepared.Map[parameter] : 0;
+        if (index == 0)
+        {
+            prepared.Reset();
+            throw new InvalidOperationException(
+                $"JobLog: a value for @p{parameter.ToString(CultureInfo.InvariantCulture)} was bound to a ledger statement that has no such parameter.");
+        }
+
+        prepared.Bound(index);
+        return index;
+    }
+
+    private void Check(int rc)
+    {
+        if (rc != raw.SQLITE_OK)
+        {
+            SqliteException.ThrowExceptionForRC(rc, connection.Handle);
+        }
+    }
+
+    private void BindNull(SqlitePrepared p, int parameter) => Check(raw.sqlite3_bind_null(p.Statement, Index(p, parameter)));
+
+    // EF Core stores a Guid as upper-case TEXT on SQLite (SqliteLedgerDatabase.ToDb).
+    private void BindGuid(SqlitePrepared p, int parameter, Guid? value)
+    {
+        var index = Index(p, parameter);
+        if (value is not { } guid)
+        {
+            Check(raw.sqlite3_bind_null(p.Statement, index));
+            return;
+        }
+
+        Span<byte> text = stackalloc byte[36];
+        guid.TryFormat(text, out _, "D");
+        for (var i = 0; i < text.Length; i++)
+        {
+            if (text[i] is >= (byte)'a' and <= (byte)'f')
+            {
+                text[i] -= 'a' - 'A';
+            }
+        }
+
+        Check(raw.sqlite3_bind_text(p.Statement, index, text));
+    }
+
+    // EF Core stores a DateTime as 'yyyy-MM-dd HH:mm:ss.FFFFFFF' TEXT on SQLite (SqliteLedgerDatabase.ToDb).
+    private void BindTime(SqlitePrepared p, int parameter, DateTime? value)
+    {
+        var index = Index(p, parameter);
+        if (value is not { } time)
+        {
+            Check(raw.sqlite3_bind_null(p.Statement, index));
+            return;
+        }
+
+        Span<byte> text = stackalloc byte[32];
+        time.TryFormat(text, out var written, "yyyy-MM-dd HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture);
+        Check(raw.sqlite3_bind_text(p.Statement, index, text[..written]));
+    }
+
+    private void BindText(SqlitePrepared p, int parameter, string? value)
+    {
+        var index = Index(p, parameter);
+        if (value is null)
+        {
+            Check(raw.sqlite3_bind_null(p.Statement, index));
+            return;
+        }
+
+        var max = Encoding.UTF8.GetMaxByteCount(value.Length);
+        if (max > _utf8.Length)
+        {
+            _utf8 = new byte[Math.Max(max, _utf8.Length * 2)];
+        }
+
+        var written = Encoding.UTF8.GetBytes(value, _utf8);
+        Check(raw.sqlite3_bind_text(p.Statement, index, _utf8.AsSpan(0, written)));
+    }
+
+    private void BindInt(SqlitePrepared p, int parameter, long? value)
+    {
+        var index = Index(p, parameter);
+        Check(value is { } v ? raw.sqlite3_bind_int64(p.Statement, index, v) : raw.sqlite3_bind_null(p.Statement, index));
+    }
+
+    private void BindReal(SqlitePrepared p, int parameter, double? value)
+    {
+        var index = Index(p, parameter);
+        Check(value is { } v ? raw.sqlite3_bind_double(p.Statement, index, v) : raw.sqlite3_bind_null(p.Statement, index));
+    }
+
+    private void BindObject(SqlitePrepared p, int parameter, object value)
+    {
+        switch (value)
+        {
+            case DBNull:
+                BindNull(p, parameter);
+                break;
+            case string s:
+                BindText(p, parameter, s);
+                break;
+            case int or long or short or byte:
+                BindInt(p, parameter, Convert.ToInt64(value, CultureInfo.InvariantCulture));
+                break;
+            case double or float or decimal:
+                BindReal(p, parameter, Convert.ToDouble(value, CultureInfo.InvariantCulture));
+                break;
+            case byte[] bytes:
+                Check(raw.sqlite3_bind_blob(p.Statement, Index(p, parameter), bytes));
+                break;
+            default:
+                BindText(p, parameter, Convert.ToString(value, CultureInfo.InvariantCulture));
+                break;
+        }
+    }
+
+    public override async ValueTask DisposeAsync()
+    {
+        foreach (var prepared in _prepared.Values)
+        {
+            prepared.Statement.Dispose();
+        }
+
+        _prepared.Clear();
+        await connection.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Binds a row's columns to the statement's parameters @p0, @p1, … in order.</summary>
+    private struct Sink(SqliteExecutor executor, SqlitePrepared statement) : IRowSink
+    {
+        private int _parameter;
+
+        public void Guid(Guid? value) => executor.BindGuid(statement, _parameter++, value);
+
+        public void Text(string? value) => executor.BindText(statement, _parameter++, value);
+
+        public void Time(DateTime? value) => executor.BindTime(statement, _parameter++, value);
+
+        public void Int(int? value) => executor.BindInt(statement, _parameter++, value);
+
+        public void Bool(bool? value) => executor.BindInt(statement, _parameter++, value is { } b ? (b ? 1 : 0) : null);
+
+        public void Real(double? value) => executor.BindReal(statement, _parameter++, value);
+    }
+}

@@ -1,0 +1,105 @@
+using System.Data.Common;
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+
+namespace JobLog.Storage.Sqlite;
+
+/// <summary>
+/// SQLite behind the <see cref="LedgerDatabase"/> seam: one writer (no row locks to skip), GUIDs and timestamps stored
+/// as TEXT the way EF Core writes them, id lists as JSON arrays, the write path through SQLite's C API
+/// (<see cref="SqliteExecutor"/>).
+/// </summary>
+internal sealed class SqliteLedgerDatabase : LedgerDatabase
+{
+    public static readonly SqliteLedgerDatabase Instance = new();
+
+    private SqliteLedgerDatabase()
+    {
+    }
+
+    public override LedgerProvider Provider => LedgerProvider.Sqlite;
+
+    public override Func<JobLogDbContext> ContextFactory(string connectionString)
+    {
+        var options = SqliteJobLogDbContext.Options(connectionString);
+        return () => new SqliteJobLogDbContext(options);
+    }
+
+    public override void BeforeMigrate(string connectionString) => SqliteSetup.EnsureDirectory(connectionString);
+
+    // WAL lets the dashboard read while the writer commits; the mode is stored in the file.
+    public override Task AfterMigrateAsync(JobLogDbContext context, CancellationToken cancellationToken) =>
+        context.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+
+    public override DbConnection CreateConnection(string connectionString) => new SqliteConnection(connectionString);
+
+    public override async Task<SqlExecutor> OpenAsync(
+        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false)
+    {
+        if (busyTimeout is { } timeout)
+        {
+            // Transactions begin IMMEDIATE; that wait is bounded by the connection's default timeout, not the command's.
+            connectionString = new SqliteConnectionStringBuilder(connectionString)
+            {
+                DefaultTimeout = (int)Math.Max(1, Math.Ceiling(timeout.TotalSeconds)),
+            }.ConnectionString;
+        }
+
+        var connection = new SqliteConnection(connectionString);
+        try
+        {
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            await SqliteSetup.ConfigureAsync(connection, busyTimeout ?? TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+            return new SqliteExecutor(connection);
+        }
+        catch
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    public override string WriteProbe => "BEGIN IMMEDIATE; ROLLBACK;";
+
+    public override string SkipLocked => "";
+
+    // SQLite's planner, without statistics, may not see a partial index.
+    public override string IndexedBy(string index) => $" INDEXED BY \"{index}\"";
+
+    public override string InIdList(string column, string parameter) => $"{column} IN (SELECT value FROM json_each({parameter}))";
+
+    public override object IdList(IReadOnlyCollection<Guid> ids) =>
+        "[" + string.Join(',', ids.Select(i => "\"" + i.ToString().ToUpperInvariant() + "\"")) + "]";
+
+    public override string Upsert(UpsertStatement statement) => OnConflictSql.Of(statement);
+
+    public override string DeriveTasks => SqliteStatements.DeriveTasks;
+
+    // EF Core stores Guid as upper-case TEXT and DateTime as 'yyyy-MM-dd HH:mm:ss.FFFFFFF' on SQLite.
+    public override object ToDb(object? value) => value switch
+    {
+        null => DBNull.Value,
+        Guid g => g.ToString().ToUpperInvariant(),
+        DateTime d => d.ToString("yyyy-MM-dd HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture),
+        Enum e => Convert.ToInt32(e, CultureInfo.InvariantCulture),
+        bool b => b ? 1 : 0,
+        _ => value,
+    };
+
+    public override DateTime ReadUtc(DbDataReader reader, int ordinal)
+    {
+        if (reader.GetFieldType(ordinal) == typeof(string))
+        {
+            return DateTime.SpecifyKind(
+                DateTime.Parse(reader.GetString(ordinal), CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal),
+                DateTimeKind.Utc);
+        }
+
+        var value = reader.GetDateTime(ordinal);
+        return value.Kind == DateTimeKind.Local ? value.ToUniversalTime() : DateTime.SpecifyKind(value, DateTimeKind.Utc);
+    }
+
+    public override Guid ReadGuid(DbDataReader reader, int ordinal) =>
+        reader.GetFieldType(ordinal) == typeof(Guid) ? reader.GetGuid(ordinal) : Guid.Parse(reader.GetString(ordinal));
+}

@@ -1,0 +1,47 @@
+namespace JobLog.Storage.Sqlite;
+
+/// <summary>
+/// The write path's SQLite statements: one prepared statement per row, <c>@pN</c> parameters in the order of the column
+/// list each is generated from (the executor binds that same list). The shared single-row updates are in
+/// <see cref="LedgerSql"/>.
+/// </summary>
+internal static class SqliteStatements
+{
+    private const string T = LedgerSql.T;
+    private const string R = LedgerSql.R;
+
+    /// <summary>Inserts a task row of <see cref="LedgerColumns.Task"/> unless it exists (the change count tells whether it was new).</summary>
+    public static readonly string InsertTaskIfMissing =
+        $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}) VALUES ({LedgerSql.Placeholders(LedgerColumns.Task.Length)}) ON CONFLICT (\"Id\") DO NOTHING";
+
+    /// <summary>The key, then the producer's fields (<see cref="LedgerColumns.ProducerFields"/>).</summary>
+    public static readonly LedgerColumn<TaskRow>[] ProducerColumns =
+        [LedgerColumns.Task[0], .. LedgerColumns.Task.Where(c => LedgerColumns.ProducerFields.Contains(c.Name))];
+
+    /// <summary>The producer's fields over a row that existed (<see cref="ProducerColumns"/>).</summary>
+    public static readonly string UpdateProducerFields = LedgerSql.UpdateByKey(T, ProducerColumns, "");
+
+    /// <summary>The run columns SQLite binds: all but <c>Ordinal</c> (one row per statement, numbered by the rows stored before).</summary>
+    public static readonly LedgerColumn<RunRow>[] RunColumns = [.. LedgerColumns.Run.Where(c => c.Name != "Ordinal")];
+
+    /// <summary>Inserts a run of <see cref="RunColumns"/>; <c>Retries</c> counts the runs this task already has with this consumer.</summary>
+    public static readonly string UpsertRun = BuildUpsertRun();
+
+    /// <summary>The derivation of every task in the JSON id list @p0: on SQLite the plain UPDATE costs less than a guarded one.</summary>
+    public static readonly string DeriveTasks =
+        "UPDATE " + T + " SET " + LedgerSql.DerivedColumns.Replace("@p0", T + ".\"Id\"", StringComparison.Ordinal) +
+        " WHERE " + SqliteLedgerDatabase.Instance.InIdList("\"Id\"", "@p0");
+
+    private static string BuildUpsertRun()
+    {
+        var fromTask = LedgerSql.P(RunColumns, "InputFromTask");
+        var taskId = LedgerSql.P(RunColumns, "TaskId");
+        var stored = RunColumns.Where(c => c.Stored).ToArray();
+        var values = stored.Select(c => LedgerColumns.RunInputFromTask.Contains(c.Name)
+            ? $"CASE WHEN {fromTask} THEN t.\"{c.Name}\" ELSE {LedgerSql.P(RunColumns, c.Name)} END"
+            : LedgerSql.P(RunColumns, c.Name));
+        return $"INSERT INTO {R} ({LedgerSql.ColumnList(stored)}, \"Retries\") SELECT {string.Join(", ", values)}, " +
+               $"(SELECT COUNT(*) FROM {R} x WHERE x.\"TaskId\" = {taskId} AND x.\"ConsumerType\" = {LedgerSql.P(RunColumns, "ConsumerType")}) " +
+               $"FROM (SELECT 1) AS one LEFT JOIN {T} t ON t.\"Id\" = {taskId} WHERE TRUE " + OnConflictSql.RunConflict;
+    }
+}
