@@ -16,7 +16,7 @@ namespace Microsoft.Extensions.DependencyInjection;
 public static class JobLogServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds the ledger: the <see cref="JobLogDbContext"/>, the recorder and its writer, schema migration at start-up,
+    /// Adds the ledger: the <see cref="JobLogDbContext"/>, the <see cref="JobLog.Querying.LedgerQueries"/> that read it, the recorder and its writer, schema migration at start-up,
     /// the stale-task sweeper, and the ILogger capture of run output. Idempotent: a second call only applies
     /// <paramref name="configure"/>.
     /// </summary>
@@ -50,6 +50,7 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton(CommandLogger.Create);
         services.TryAddSingleton<JobLog.Retention.LedgerPurger>();
         services.TryAddScoped(sp => sp.GetRequiredService<JobLogContextFactory>().Create());
+        services.TryAddScoped(sp => new JobLog.Querying.LedgerQueries(sp.GetRequiredService<JobLogDbContext>()));
         services.TryAddSingleton<OutputCapture>();
         AddOutputCapture(services);
 
