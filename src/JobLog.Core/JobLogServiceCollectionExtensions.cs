@@ -16,9 +16,10 @@ namespace Microsoft.Extensions.DependencyInjection;
 public static class JobLogServiceCollectionExtensions
 {
     /// <summary>
-    /// Adds the ledger: the <see cref="JobLogDbContext"/>, the <see cref="JobLog.Querying.LedgerQueries"/> that read it, the recorder and its writer, schema migration at start-up,
-    /// the stale-task sweeper, and the ILogger capture of run output. Idempotent: a second call only applies
-    /// <paramref name="configure"/>.
+    /// Adds the ledger: the <see cref="JobLogDbContext"/>, the recorder and its writer, schema migration at start-up,
+    /// the stale-task sweeper, and the ILogger capture of run output; for reading and tooling, the scoped
+    /// <see cref="JobLog.Querying.LedgerQueries"/> and the <see cref="JobLog.Maintenance.LedgerMaintenance"/>. Idempotent:
+    /// a second call only applies <paramref name="configure"/>.
     /// </summary>
     /// <param name="services">The services.</param>
     /// <param name="configure">Configures the options; it must choose a database (<c>o.UseSqlite(...)</c> or <c>o.UseNpgsql(...)</c>).</param>
@@ -49,6 +50,7 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<TaskLogSweeper>();
         services.TryAddSingleton(CommandLogger.Create);
         services.TryAddSingleton<JobLog.Retention.LedgerPurger>();
+        services.TryAddSingleton(JobLog.Maintenance.LedgerMaintenance.Create);
         services.TryAddScoped(sp => sp.GetRequiredService<JobLogContextFactory>().Create());
         services.TryAddScoped(sp => new JobLog.Querying.LedgerQueries(sp.GetRequiredService<JobLogDbContext>()));
         services.TryAddSingleton<OutputCapture>();
