@@ -25,10 +25,16 @@ internal static class Cli
 
     public static Task<int> RunAsync(string[] args) => RunAsync(args, CliConsole.Standard());
 
-    public static async Task<int> RunAsync(string[] args, CliConsole console)
+    /// <summary>Runs a command line.</summary>
+    /// <param name="args">The arguments.</param>
+    /// <param name="console">Where it writes.</param>
+    /// <param name="recordCommand">
+    /// True (a user ran it from a shell): the command is recorded in the ledger; false when code calls a command.
+    /// </param>
+    public static async Task<int> RunAsync(string[] args, CliConsole console, bool recordCommand = true)
     {
         var (rest, settings) = CliSettings.Split(args);
-        var context = new CliContext(console, settings, args);
+        var context = new CliContext(console, settings, args, recordCommand);
         var root = Root(context);
         var invocation = new InvocationConfiguration { Output = console.Out, Error = console.Error, EnableDefaultExceptionHandler = false };
         try

@@ -4,7 +4,7 @@ namespace JobLog.Worker.Cli;
 internal sealed class CliUsageException(string message) : Exception(message);
 
 /// <summary>What every command's action needs: the console, the settings and the raw arguments (for the command's record).</summary>
-internal sealed class CliContext(CliConsole console, IReadOnlyList<string> settings, IReadOnlyList<string> args)
+internal sealed class CliContext(CliConsole console, IReadOnlyList<string> settings, IReadOnlyList<string> args, bool recordCommand = true)
 {
     public CliConsole Console => console;
 
@@ -12,11 +12,17 @@ internal sealed class CliContext(CliConsole console, IReadOnlyList<string> setti
 
     /// <summary>
     /// Runs <paramref name="body"/> with the ledger's services, recorded as the command <paramref name="name"/> (its
-    /// arguments are the command line without the command's name; the ledger masks secrets in them).
+    /// arguments are the command line without the command's name; the ledger masks secrets in them) unless code, not
+    /// a user, called the command.
     /// </summary>
     public async Task<int> WithLedgerAsync(string name, Func<LedgerSession, Task<int>> body, CancellationToken cancellationToken)
     {
         await using var session = LedgerSession.Open(settings);
+        if (!recordCommand)
+        {
+            return await GuardAsync(() => body(session));
+        }
+
         return await session.RunLoggedAsync(name, ArgumentsOf(name), _ => GuardAsync(() => body(session)), cancellationToken);
     }
 

@@ -7,11 +7,11 @@ namespace JobLog.Worker.Cli;
 /// <summary><c>purge</c> and <c>restore</c>: delete finished ledger rows by age, with an optional backup that restores them.</summary>
 internal static class PurgeCommand
 {
-    /// <summary>Runs <c>purge ARGS</c> writing plain text to <paramref name="output"/> (tests, scripts).</summary>
-    public static Task<int> PurgeAsync(string[] args, TextWriter output) => Cli.RunAsync(["purge", .. args], CliConsole.Redirected(output));
+    /// <summary>Runs <c>purge ARGS</c> writing plain text to <paramref name="output"/>, unrecorded (code calling the command).</summary>
+    public static Task<int> PurgeAsync(string[] args, TextWriter output) => Cli.RunAsync(["purge", .. args], CliConsole.Redirected(output), recordCommand: false);
 
-    /// <summary>Runs <c>restore ARGS</c> writing plain text to <paramref name="output"/> (tests, scripts).</summary>
-    public static Task<int> RestoreAsync(string[] args, TextWriter output) => Cli.RunAsync(["restore", .. args], CliConsole.Redirected(output));
+    /// <summary>Runs <c>restore ARGS</c> writing plain text to <paramref name="output"/>, unrecorded (code calling the command).</summary>
+    public static Task<int> RestoreAsync(string[] args, TextWriter output) => Cli.RunAsync(["restore", .. args], CliConsole.Redirected(output), recordCommand: false);
 
     public static Command Purge(CliContext context)
     {

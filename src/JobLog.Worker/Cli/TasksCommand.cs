@@ -11,11 +11,11 @@ namespace JobLog.Worker.Cli;
 /// </summary>
 internal static class TasksCommand
 {
-    /// <summary>Runs <c>tasks ARGS</c> writing plain text to <paramref name="output"/> (tests, scripts).</summary>
-    public static Task<int> ListAsync(string[] args, TextWriter output) => Cli.RunAsync(["tasks", .. args], CliConsole.Redirected(output));
+    /// <summary>Runs <c>tasks ARGS</c> writing plain text to <paramref name="output"/>, unrecorded (code calling the command).</summary>
+    public static Task<int> ListAsync(string[] args, TextWriter output) => Cli.RunAsync(["tasks", .. args], CliConsole.Redirected(output), recordCommand: false);
 
-    /// <summary>Runs <c>task ARGS</c> writing plain text to <paramref name="output"/> (tests, scripts).</summary>
-    public static Task<int> ShowAsync(string[] args, TextWriter output) => Cli.RunAsync(["task", .. args], CliConsole.Redirected(output));
+    /// <summary>Runs <c>task ARGS</c> writing plain text to <paramref name="output"/>, unrecorded (code calling the command).</summary>
+    public static Task<int> ShowAsync(string[] args, TextWriter output) => Cli.RunAsync(["task", .. args], CliConsole.Redirected(output), recordCommand: false);
 
     public static Command List(CliContext context)
     {
