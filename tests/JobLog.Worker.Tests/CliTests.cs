@@ -103,7 +103,7 @@ public class CliTests
     }
 
     [Test]
-    public async Task Migrate_FromTheCommandLine_IsRecordedWithItsOutput()
+    public async Task Migrate_FromTheCommandLine_IsRecorded()
     {
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
 
@@ -113,6 +113,5 @@ public class CliTests
         Assert.That(output, Does.Contain("ledger schema is up to date"));
         var command = await host.QueryAsync(db => Microsoft.EntityFrameworkCore.EntityFrameworkQueryableExtensions.SingleAsync(db.CommandLogs));
         Assert.That((command.Name, command.ExitCode, command.ExecutedFromCommandLine), Is.EqualTo(("migrate", (int?)0, true)));
-        Assert.That(command.Output, Does.Contain("ledger schema is up to date"));
     }
 }
