@@ -28,7 +28,7 @@ internal static class TaskView
         var output = console.SafeOut;
         await output.WriteLineAsync();
         await output.WriteLineAsync($"Runs ({detail.Runs.Count})");
-        var runs = TasksCommand.Table(console, "#", "STATE", "CONSUMER", "START (UTC)", "STOP (UTC)", "DURATION", "HOST");
+        var runs = TasksCommand.Table(console, "#", "STATE", "CONSUMER~", "START (UTC)~", "STOP (UTC)~", "DURATION~", "HOST~");
         foreach (var r in detail.Runs)
         {
             runs.AddRow(

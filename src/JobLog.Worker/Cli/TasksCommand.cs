@@ -53,7 +53,7 @@ internal static class TasksCommand
                 return 0;
             }
 
-            var table = Table(context.Console, "ID", "STATE", "NAME", "QUEUE", "DISPATCHED (UTC)", "DURATION", "RUNS", "INPUT");
+            var table = Table(context.Console, "ID", "STATE", "NAME~", "QUEUE~", "DISPATCHED (UTC)~", "DURATION~", "RUNS", "INPUT~");
             foreach (var t in page.Items)
             {
                 table.AddRow(
@@ -101,13 +101,18 @@ internal static class TasksCommand
         return command;
     }
 
-    /// <summary>A table: rounded on a terminal, borderless when redirected (one row a line, for grep and diff).</summary>
+    /// <summary>
+    /// A table: rounded on a terminal, where ids, states and numbers keep one line and text columns wrap; borderless
+    /// and unwrapped when redirected (one row a line, for grep and diff). Headers ending in <c>~</c> may wrap.
+    /// </summary>
     internal static Table Table(CliConsole console, params string[] headers)
     {
         var table = new Table().Border(console.IsRedirected ? TableBorder.None : TableBorder.Rounded);
         foreach (var header in headers)
         {
-            table.AddColumn(new TableColumn(header).NoWrap());
+            var wraps = header.EndsWith('~');
+            var column = new TableColumn(header.TrimEnd('~'));
+            table.AddColumn(wraps && !console.IsRedirected ? column : column.NoWrap());
         }
 
         return table;
