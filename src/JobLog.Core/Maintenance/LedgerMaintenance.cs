@@ -31,8 +31,8 @@ public sealed class LedgerMaintenance
 
     /// <summary>Creates or migrates the schema (once per process; nothing when <see cref="JobLogOptions.MigrateOnStartup"/> is off).</summary>
     /// <param name="cancellationToken">Cancels the migration.</param>
-    /// <returns>A task that completes when the schema is ready.</returns>
-    /// <exception cref="Exception">Whatever the database reports when it cannot be reached or migrated.</exception>
+    /// <returns>A task that completes when the schema is ready; it fails with the database's error when the database
+    /// cannot be reached or migrated.</returns>
     public Task MigrateAsync(CancellationToken cancellationToken = default) => _schema.TryMigrateAsync(cancellationToken);
 
     /// <summary>One sweep over every stale task (the sweeper's iteration, whether or not the sweeper runs).</summary>
