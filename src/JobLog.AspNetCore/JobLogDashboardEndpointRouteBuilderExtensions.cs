@@ -1,4 +1,4 @@
-using JobLog.AspNetCore.Dashboard.Queries;
+using JobLog.Querying;
 using JobLog.AspNetCore.Dashboard;
 using JobLog.Recording;
 using Microsoft.AspNetCore.Routing;

@@ -17,8 +17,9 @@ public static class JobLogServiceCollectionExtensions
 {
     /// <summary>
     /// Adds the ledger: the <see cref="JobLogDbContext"/>, the recorder and its writer, schema migration at start-up,
-    /// the stale-task sweeper, and the ILogger capture of run output. Idempotent: a second call only applies
-    /// <paramref name="configure"/>.
+    /// the stale-task sweeper, and the ILogger capture of run output; for reading and tooling, the scoped
+    /// <see cref="JobLog.Querying.LedgerQueries"/> and the <see cref="JobLog.Maintenance.LedgerMaintenance"/>. Idempotent:
+    /// a second call only applies <paramref name="configure"/>.
     /// </summary>
     /// <param name="services">The services.</param>
     /// <param name="configure">Configures the options; it must choose a database (<c>o.UseSqlite(...)</c> or <c>o.UseNpgsql(...)</c>).</param>
@@ -50,7 +51,9 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<TaskLogSweeper>();
         services.TryAddSingleton(CommandLogger.Create);
         services.TryAddSingleton<JobLog.Retention.LedgerPurger>();
+        services.TryAddSingleton(JobLog.Maintenance.LedgerMaintenance.Create);
         services.TryAddScoped(sp => sp.GetRequiredService<JobLogContextFactory>().Create());
+        services.TryAddScoped(sp => new JobLog.Querying.LedgerQueries(sp.GetRequiredService<JobLogDbContext>()));
         services.TryAddSingleton<OutputCapture>();
         AddOutputCapture(services);
 

@@ -130,6 +130,7 @@ public class PurgeCommandTests(LedgerProvider provider)
 
         Assert.That(exit, Is.Zero, output);
         Assert.That(output, Does.Contain("tasks: deleted 5 (3 successes, 2 failures)"));
+        Assert.That(output, Does.Contain("tasks: deleting 5 rows…"), "redirected, the progress bar is a plain line");
         Assert.That(await TaskIdsAsync(), Is.EquivalentTo(all.Select(t => t.Id).Except(deleted)));
         Assert.That(await _host.QueryAsync(db => db.TaskRunLogs.CountAsync(r => deleted.Contains(r.TaskId))), Is.Zero, "their runs went with them");
         Assert.That(await _host.QueryAsync(db => db.TaskRunLogs.CountAsync()), Is.EqualTo(all.Except(oldSucceeded).Except(failedVeryOld).Sum(t => t.Runs.Count)));
@@ -221,7 +222,7 @@ public class PurgeCommandTests(LedgerProvider provider)
         var failed = Task("failed-40d", TaskState.Failed, 40);
         var oldFailed = Task("failed-100d", TaskState.Failed, 100);
         await SeedAsync(ok, failed, oldFailed);
-        await using var services = Cli.Cli.LedgerOnly(Settings);
+        await using var services = JobLog.Worker.Cli.LedgerSession.Build(Settings);
         var options = Microsoft.Extensions.Options.Options.Create(new JobLogRetentionOptions());
         var service = new LedgerRetentionService(
             services.GetRequiredService<JobLog.Storage.LedgerSchema>(),

@@ -1,5 +1,5 @@
 using JobLog.AspNetCore.Dashboard.Html;
-using JobLog.AspNetCore.Dashboard.Queries;
+using JobLog.Querying;
 using JobLog.Recording;
 using JobLog.Sweeping;
 using Microsoft.AspNetCore.Builder;
@@ -40,28 +40,28 @@ internal static class DashboardEndpoints
         group.MapGet("/tasks/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
             await Queries(http).TaskAsync(id, ct).ConfigureAwait(false) is { } d ? Html(TaskPages.Detail(page, d)) : NotFoundPage(page, "task")));
         group.MapGet("/api/tasks/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
-            JsonOrNotFound(await Queries(http).TaskAsync(id, ct).ConfigureAwait(false)));
+            JsonOrNotFound(await Queries(http).TaskAsync(id, ct).ConfigureAwait(false) is { } d ? TaskDetailDocument.From(d) : null));
 
         MapList<RequestFilter, RequestRow>(group, prefix, options, "/requests/in", RequestFilter.Parse, q => q.InputRequestsAsync, (page, _, rows, error, _) =>
             Task.FromResult(RequestPages.List(page, inbound: true, rows, page.Http.Request.Query.Count > 0, error)));
         group.MapGet("/requests/in/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
             await Queries(http).InputRequestAsync(id, ct).ConfigureAwait(false) is { } d ? Html(RequestPages.InputDetail(page, d)) : NotFoundPage(page, "inbound request")));
         group.MapGet("/api/requests/in/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
-            JsonOrNotFound(await Queries(http).InputRequestAsync(id, ct).ConfigureAwait(false)));
+            JsonOrNotFound(await Queries(http).InputRequestAsync(id, ct).ConfigureAwait(false) is { } d ? InputRequestDetailDocument.From(d) : null));
 
         MapList<RequestFilter, RequestRow>(group, prefix, options, "/requests/out", RequestFilter.Parse, q => q.OutputRequestsAsync, (page, _, rows, error, _) =>
             Task.FromResult(RequestPages.List(page, inbound: false, rows, page.Http.Request.Query.Count > 0, error)));
         group.MapGet("/requests/out/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
             await Queries(http).OutputRequestAsync(id, ct).ConfigureAwait(false) is { } d ? Html(RequestPages.OutputDetail(page, d)) : NotFoundPage(page, "outbound request")));
         group.MapGet("/api/requests/out/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
-            JsonOrNotFound(await Queries(http).OutputRequestAsync(id, ct).ConfigureAwait(false)));
+            JsonOrNotFound(await Queries(http).OutputRequestAsync(id, ct).ConfigureAwait(false) is { } d ? OutputRequestDetailDocument.From(d) : null));
 
         MapList<CommandFilter, CommandRow>(group, prefix, options, "/commands", CommandFilter.Parse, q => q.CommandsAsync, (page, _, rows, error, _) =>
             Task.FromResult(CommandPages.List(page, rows, page.Http.Request.Query.Count > 0, error)));
         group.MapGet("/commands/{id:guid}", (HttpContext http, Guid id, CancellationToken ct) => Page(http, prefix, options, async page =>
             await Queries(http).CommandAsync(id, ct).ConfigureAwait(false) is { } d ? Html(CommandPages.Detail(page, d)) : NotFoundPage(page, "command")));
         group.MapGet("/api/commands/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
-            JsonOrNotFound(await Queries(http).CommandAsync(id, ct).ConfigureAwait(false)));
+            JsonOrNotFound(await Queries(http).CommandAsync(id, ct).ConfigureAwait(false) is { } d ? CommandDetailDocument.From(d) : null));
 
         if (options.EnableActions)
         {
@@ -255,7 +255,7 @@ internal static class DashboardEndpoints
         }
     }
 
-    private static LedgerQueries Queries(HttpContext http) => new(http.RequestServices.GetRequiredService<JobLogDbContext>());
+    private static LedgerQueries Queries(HttpContext http) => http.RequestServices.GetRequiredService<LedgerQueries>();
 
     private static DateTime Now(HttpContext http) =>
         (http.RequestServices.GetService<TimeProvider>() ?? TimeProvider.System).GetUtcNow().UtcDateTime;

@@ -1,4 +1,4 @@
-using JobLog.AspNetCore.Dashboard.Queries;
+using JobLog.Querying;
 using Microsoft.AspNetCore.Http;
 
 namespace JobLog.AspNetCore.Dashboard;

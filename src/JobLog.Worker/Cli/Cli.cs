@@ -1,27 +1,20 @@
-using JobLog.Sweeping;
+using System.CommandLine;
 using JobLog.Worker.Demo;
 using JobLog.Worker.DemoHttp;
 using MassTransit;
-using Microsoft.EntityFrameworkCore;
 
 namespace JobLog.Worker.Cli;
 
-/// <summary>The Worker's command line: <c>run</c> (default), <c>demo</c>, <c>sweep</c>, <c>migrate</c>, <c>help</c>.</summary>
+/// <summary>
+/// The Worker's command line, on System.CommandLine (help, completion, parse errors and their exit codes come from the
+/// library): <c>run</c> (default), <c>demo</c>, <c>sweep</c>, <c>migrate</c>, <c>tasks</c>, <c>task</c>, <c>purge</c>,
+/// <c>restore</c>, <c>help</c>. Settings (<c>--ConnectionStrings:JobLog=...</c>, any option whose name holds a
+/// <c>:</c>) are taken out first and given to the configuration. A value the command cannot use exits with 2.
+/// </summary>
 internal static class Cli
 {
-    public const string Usage = $"""
-        JobLog worker
-
-        Usage: JobLog.Worker [command] [options]
-
-        Commands:
-          run [--demo]      Run the worker with its dashboard (default). --demo publishes demo tasks at start.
-          demo              Run the demo tasks to completion and print the ledger's counts by state.
-          sweep             Expire stale tasks once and exit.
-          migrate           Create or migrate the ledger schema and exit.
-        {TasksCommand.Usage}
-        {PurgeCommand.Usage}
-          help              Show this text.
+    public const string Description = """
+        JobLog worker: runs the demo worker with its dashboard, and reads and maintains the ledger.
 
         Settings (appsettings.json, environment variables or --Key=Value):
           ConnectionStrings:JobLog   ledger connection string (default: Data Source=joblog.db)
@@ -30,92 +23,102 @@ internal static class Cli
           urls                       where the dashboard listens (default: http://127.0.0.1:5080)
         """;
 
-    public static async Task<int> RunAsync(string[] args)
+    public static Task<int> RunAsync(string[] args) => RunAsync(args, CliConsole.Standard());
+
+    /// <summary>Runs a command line.</summary>
+    /// <param name="args">The arguments.</param>
+    /// <param name="console">Where it writes.</param>
+    /// <param name="recordCommand">
+    /// True (a user ran it from a shell): the command is recorded in the ledger; false when code calls a command.
+    /// </param>
+    public static async Task<int> RunAsync(string[] args, CliConsole console, bool recordCommand = true)
     {
-        var command = args.Length > 0 && !args[0].StartsWith('-') ? args[0].ToLowerInvariant() : "run";
-        var rest = args.Length > 0 && !args[0].StartsWith('-') ? args[1..] : args;
+        var (rest, settings) = CliSettings.Split(args);
+        var context = new CliContext(console, settings, args, recordCommand);
+        var root = Root(context);
+        var invocation = new InvocationConfiguration { Output = console.Out, Error = console.Error, EnableDefaultExceptionHandler = false };
         try
         {
-            return await LoggedAsync(command, rest, async ledger => command switch
-            {
-                "run" => await RunWorkerAsync(rest),
-                "demo" => await DemoAsync(rest),
-                "sweep" => await SweepAsync(rest, ledger),
-                "migrate" => await MigrateAsync(rest, ledger),
-                "tasks" => await TasksCommand.ListAsync(rest, TerminalWriter.Wrap(Console.Out)),
-                "task" => await TasksCommand.ShowAsync(rest, TerminalWriter.Wrap(Console.Out)),
-                "purge" => await PurgeCommand.PurgeAsync(rest, TerminalWriter.Wrap(Console.Out)),
-                "restore" => await PurgeCommand.RestoreAsync(rest, TerminalWriter.Wrap(Console.Out)),
-                "help" or "--help" or "-h" => Help(),
-                _ => Unknown(command),
-            });
+            return await root.Parse(rest).InvokeAsync(invocation);
         }
-        catch (InvalidOperationException ex) when (ex.Source?.StartsWith("JobLog", StringComparison.Ordinal) == true)
+        catch (Exception ex) when (ex is CliUsageException
+            || (ex is InvalidOperationException && ex.Source?.StartsWith("JobLog", StringComparison.Ordinal) == true))
         {
-            await Console.Error.WriteLineAsync("error: " + ex.Message);
+            await console.ErrorAsync(ex.Message);
             return 2;
         }
     }
 
-    /// <summary>
-    /// Runs a one-shot command through <see cref="CommandLogger"/> as executed from the command line: its console output,
-    /// exit code and error land in the ledger (a writer runs for the command and drains before exit). The worker itself
-    /// (<c>run</c>) and <c>help</c> are excluded (<see cref="WorkerApp.AddLedger"/>). The body gets the ledger's services
-    /// (null when the settings cannot make one): a command that migrates must use their schema, which the command's own
-    /// record waits for, rather than migrate the same database a second time at the same moment.
-    /// </summary>
-    private static async Task<int> LoggedAsync(string command, string[] args, Func<ServiceProvider?, Task<int>> body)
+    private static RootCommand Root(CliContext context)
     {
-        ServiceProvider ledger;
-        try
-        {
-            ledger = LedgerOnly(args);
-        }
-        catch (InvalidOperationException)
-        {
-            // Settings the ledger cannot use: the command runs unlogged and reports them itself if it needs them.
-            return await body(null);
-        }
+        var demo = new Option<bool>("--demo") { Description = "Publish demo tasks and requests at start." };
+        var urls = new Option<string?>("--urls") { Description = "Where the dashboard listens (default: " + WorkerSettings.DefaultUrls + ")." };
+        var root = new RootCommand(Description) { demo, urls };
+        root.SetAction((parse, ct) => RunWorkerAsync(parse, demo, urls, context));
 
-        await using (ledger)
+        var run = new Command("run", "Run the worker with its dashboard (the default). Other options are passed to the web host.")
         {
-            var commands = ledger.GetRequiredService<CommandLogger>();
-            if (commands.IsExcluded(command))
-            {
-                return await body(ledger);
-            }
+            demo, urls,
+        };
+        run.TreatUnmatchedTokensAsErrors = false;
+        run.SetAction((parse, ct) => RunWorkerAsync(parse, demo, urls, context));
+        root.Subcommands.Add(run);
 
-            var writer = ledger.GetRequiredService<JobLog.Recording.LedgerWriter>();
-            await writer.StartAsync(CancellationToken.None);
-            try
-            {
-                return await commands.RunAsync(command, args, _ => body(ledger), executedFromCommandLine: true);
-            }
-            finally
-            {
-                await writer.StopAsync(CancellationToken.None);
-            }
-        }
+        var demoCommand = new Command("demo", "Run the demo tasks to completion and print the ledger's counts by state.");
+        demoCommand.SetAction((_, ct) => context.WithLedgerAsync("demo", _ => DemoCommand.RunAsync(context), ct));
+        root.Subcommands.Add(demoCommand);
+
+        var sweep = new Command("sweep", "Expire stale tasks once and exit.");
+        sweep.SetAction((_, ct) => context.WithLedgerAsync("sweep", async session =>
+        {
+            await session.Maintenance.MigrateAsync(ct);
+            var result = await context.Console.WithProgressAsync(
+                _ => "sweeping stale tasks…",
+                progress => SweepAsync(session, progress, ct));
+            await context.Console.Out.WriteLineAsync($"expired {result.Expired}, healed {result.Healed}");
+            return 0;
+        }, ct));
+        root.Subcommands.Add(sweep);
+
+        var migrate = new Command("migrate", "Create or migrate the ledger schema and exit.");
+        migrate.SetAction((_, ct) => context.WithLedgerAsync("migrate", async session =>
+        {
+            await session.Maintenance.MigrateAsync(ct);
+            await context.Console.Out.WriteLineAsync("ledger schema is up to date");
+            return 0;
+        }, ct));
+        root.Subcommands.Add(migrate);
+
+        root.Subcommands.Add(TasksCommand.List(context));
+        root.Subcommands.Add(TasksCommand.Show(context));
+        root.Subcommands.Add(PurgeCommand.Purge(context));
+        root.Subcommands.Add(PurgeCommand.Restore(context));
+
+        var help = new Command("help", "Show this text.");
+        help.SetAction((_, ct) => root.Parse("--help").InvokeAsync(new InvocationConfiguration { Output = context.Console.Out }, ct));
+        root.Subcommands.Add(help);
+        return root;
     }
 
-    private static int Help()
+    private static async Task<JobLog.Sweeping.SweepResult> SweepAsync(LedgerSession session, IProgress<JobLog.Maintenance.MaintenanceProgress> progress, CancellationToken ct)
     {
-        Console.WriteLine(Usage);
-        return 0;
+        progress.Report(new("stale tasks", 0, null, IsFinished: false));
+        var result = await session.Maintenance.SweepAsync(ct);
+        progress.Report(new("stale tasks", result.Expired + result.Healed, result.Expired + result.Healed, IsFinished: true));
+        return result;
     }
 
-    private static int Unknown(string command)
+    private static async Task<int> RunWorkerAsync(ParseResult parse, Option<bool> demoOption, Option<string?> urlsOption, CliContext context)
     {
-        Console.Error.WriteLine($"error: unknown command '{command}'.");
-        Console.Error.WriteLine(Usage);
-        return 2;
-    }
+        // The web host reads what System.CommandLine did not: its own options and the settings.
+        List<string> args = [.. parse.UnmatchedTokens, .. context.Settings];
+        if (parse.GetValue(urlsOption) is { } urls)
+        {
+            args.Add("--urls=" + urls);
+        }
 
-    private static async Task<int> RunWorkerAsync(string[] args)
-    {
-        var demo = args.Contains("--demo");
-        var app = WorkerApp.Build(args.Where(a => a != "--demo").ToArray());
-        if (demo)
+        var app = WorkerApp.Build([.. args]);
+        if (parse.GetValue(demoOption))
         {
             app.Lifetime.ApplicationStarted.Register(() => _ = Task.Run(async () =>
             {
@@ -128,81 +131,5 @@ internal static class Cli
 
         await app.RunAsync();
         return 0;
-    }
-
-    private static async Task<int> DemoAsync(string[] args)
-    {
-        var app = WorkerApp.Build(args, b => b.WebHost.UseUrls("http://127.0.0.1:0"));
-        await app.StartAsync();
-        try
-        {
-            var bus = app.Services.GetRequiredService<IBus>();
-            var started = DateTime.UtcNow;
-            var count = await DemoPublisher.PublishAsync(bus, 1, CancellationToken.None);
-            Console.WriteLine($"Published {count} demo tasks; waiting for them to finish…");
-            Console.WriteLine($"Sent {await DemoHttpEndpoints.ExerciseAsync(app.Services, CancellationToken.None)} demo HTTP requests.");
-            var factory = app.Services.GetRequiredService<IServiceScopeFactory>();
-            var deadline = DateTime.UtcNow.AddSeconds(30);
-            Dictionary<TaskState, int> counts;
-            do
-            {
-                await Task.Delay(500);
-                await app.Services.GetRequiredService<JobLog.Recording.LedgerRecorder>().FlushAsync(TimeSpan.FromSeconds(5));
-                await app.Services.GetRequiredService<TaskLogSweeper>().SweepOnceAsync(CancellationToken.None);
-                await using var scope = factory.CreateAsyncScope();
-                var db = scope.ServiceProvider.GetRequiredService<JobLogDbContext>();
-                counts = await db.TaskLogs.Where(t => t.DispatchedAt >= started.AddSeconds(-1))
-                    .GroupBy(t => t.State).Select(g => new { g.Key, Count = g.Count() })
-                    .ToDictionaryAsync(g => g.Key, g => g.Count);
-            }
-            while (DateTime.UtcNow < deadline && (counts.GetValueOrDefault(TaskState.Waiting) + counts.GetValueOrDefault(TaskState.Active)
-                + counts.GetValueOrDefault(TaskState.Retried) > 0 || counts.GetValueOrDefault(TaskState.Expired) == 0));
-
-            Console.WriteLine("Tasks by state:");
-            foreach (var state in Enum.GetValues<TaskState>())
-            {
-                Console.WriteLine($"  {state.ToString().ToUpperInvariant(),-10} {counts.GetValueOrDefault(state)}");
-            }
-
-            return 0;
-        }
-        finally
-        {
-            await app.StopAsync();
-        }
-    }
-
-    private static async Task<int> SweepAsync(string[] args, ServiceProvider? ledger)
-    {
-        await using var own = ledger is null ? LedgerOnly(args) : null;
-        var provider = ledger ?? own!;
-        await provider.GetRequiredService<JobLog.Storage.LedgerSchema>().TryMigrateAsync(CancellationToken.None);
-        var result = await provider.GetRequiredService<TaskLogSweeper>().SweepOnceAsync(CancellationToken.None);
-        Console.WriteLine($"expired {result.Expired}, healed {result.Healed}");
-        return 0;
-    }
-
-    private static async Task<int> MigrateAsync(string[] args, ServiceProvider? ledger)
-    {
-        await using var own = ledger is null ? LedgerOnly(args) : null;
-        var provider = ledger ?? own!;
-        await provider.GetRequiredService<JobLog.Storage.LedgerSchema>().TryMigrateAsync(CancellationToken.None);
-        Console.WriteLine("ledger schema is up to date");
-        return 0;
-    }
-
-    /// <summary>The ledger's services without the bus or the web server (for one-shot commands).</summary>
-    internal static ServiceProvider LedgerOnly(string[] args)
-    {
-        var configuration = new ConfigurationBuilder()
-            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
-            .AddEnvironmentVariables()
-            .AddCommandLine(args)
-            .Build();
-        var services = new ServiceCollection();
-        services.AddSingleton<IConfiguration>(configuration);
-        services.AddLogging(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
-        WorkerApp.AddLedger(services, configuration, WorkerSettings.From(configuration));
-        return services.BuildServiceProvider(new ServiceProviderOptions { ValidateScopes = true, ValidateOnBuild = true });
     }
 }

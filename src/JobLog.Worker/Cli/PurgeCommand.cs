@@ -1,91 +1,105 @@
+using System.CommandLine;
+using JobLog.Maintenance;
 using JobLog.Retention;
-using JobLog.Storage;
 
 namespace JobLog.Worker.Cli;
 
 /// <summary><c>purge</c> and <c>restore</c>: delete finished ledger rows by age, with an optional backup that restores them.</summary>
 internal static class PurgeCommand
 {
-    public const string Usage = """
-          purge --type KINDS --older-than AGE [--failed-older-than AGE|never] [--backup DIR] [--batch-size N] [--dry-run]
-                                     Delete finished rows older than AGE (90s, 15m, 12h, 30d, 2w). KINDS: tasks, input-requests,
-                                     output-requests, commands (comma-separated) or all. Failures (FAILED/EXPIRED tasks, 4xx/5xx
-                                     requests, failed commands) use --failed-older-than when given, so they can be kept longer.
-                                     Unfinished rows are never deleted. --backup writes the deleted rows to DIR as gzip JSON Lines.
-          restore FILE               Put the rows of a purge backup back into the ledger (rows already there are skipped).
-        """;
+    /// <summary>Runs <c>purge ARGS</c> writing plain text to <paramref name="output"/>, unrecorded (code calling the command).</summary>
+    public static Task<int> PurgeAsync(string[] args, TextWriter output) => Cli.RunAsync(["purge", .. args], CliConsole.Redirected(output), recordCommand: false);
 
-    private static readonly string[] s_valued = ["type", "older-than", "failed-older-than", "backup", "batch-size"];
-    private static readonly string[] s_flags = ["dry-run"];
+    /// <summary>Runs <c>restore ARGS</c> writing plain text to <paramref name="output"/>, unrecorded (code calling the command).</summary>
+    public static Task<int> RestoreAsync(string[] args, TextWriter output) => Cli.RunAsync(["restore", .. args], CliConsole.Redirected(output), recordCommand: false);
 
-    public static Task<int> PurgeAsync(string[] args, TextWriter output) =>
-        CliUsageException.GuardAsync(() => PurgeAsyncCore(args, output));
-
-    private static async Task<int> PurgeAsyncCore(string[] args, TextWriter output)
+    public static Command Purge(CliContext context)
     {
-        var options = CliOptions.Parse(args, s_valued, s_flags);
-        if (options.Positional.Count > 0)
+        var type = new Option<string>("--type")
         {
-            throw new CliUsageException($"purge takes no argument '{options.Positional[0]}'.");
-        }
-
-        var kinds = Kinds(options.Get("type") ?? throw new CliUsageException("purge needs --type tasks|input-requests|output-requests|commands|all."));
-        var succeededAge = Age(options.Get("older-than"), "older-than");
-        var failedText = options.Get("failed-older-than");
-        var failedAge = failedText is null ? succeededAge : string.Equals(failedText, "never", StringComparison.OrdinalIgnoreCase) ? null : Age(failedText, "failed-older-than");
-        if (succeededAge is null && failedAge is null)
+            Description = "What to purge: tasks, input-requests, output-requests, commands (comma-separated) or all.",
+            Required = true,
+        };
+        var olderThan = new Option<string?>("--older-than") { Description = "Delete finished rows older than this: 90s, 15m, 12h, 30d, 2w." };
+        var failedOlderThan = new Option<string?>("--failed-older-than")
         {
-            throw new CliUsageException("purge needs --older-than AGE (and/or --failed-older-than AGE).");
-        }
-
-        var batchSize = 1000;
-        if (options.Get("batch-size") is { } b && (!int.TryParse(b, out batchSize) || batchSize < 1))
+            Description = "Failures (FAILED/EXPIRED tasks, 4xx/5xx requests, failed commands) older than this, or never; default --older-than.",
+        };
+        var backup = new Option<string?>("--backup") { Description = "Write the deleted rows to this directory first, as gzip JSON Lines." };
+        var batchSize = new Option<string?>("--batch-size") { Description = "Rows per statement and transaction (default 1000)." };
+        var dryRun = new Option<bool>("--dry-run") { Description = "Count what would be deleted; delete nothing." };
+        var command = new Command("purge", "Delete finished rows older than an age. Unfinished rows are never deleted.")
         {
-            throw new CliUsageException("--batch-size must be a positive number.");
-        }
-
-        await using var provider = Cli.LedgerOnly([.. options.Settings]);
-        await provider.GetRequiredService<LedgerSchema>().TryMigrateAsync(CancellationToken.None);
-        var now = provider.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
-        var purger = provider.GetRequiredService<LedgerPurger>();
-        var dryRun = options.Has("dry-run");
-        foreach (var kind in kinds)
+            type, olderThan, failedOlderThan, backup, batchSize, dryRun,
+        };
+        command.SetAction((parse, ct) => context.WithLedgerAsync("purge", async session =>
         {
-            var result = await purger.PurgeAsync(
-                new PurgeRequest(kind, now - succeededAge, now - failedAge, batchSize, dryRun ? null : options.Get("backup"), dryRun),
-                CancellationToken.None);
-            var verb = dryRun ? "would delete" : "deleted";
-            await output.WriteLineAsync($"{LedgerPurger.KindName(kind)}: {verb} {result.Deleted} ({result.Succeeded} successes, {result.Failed} failures)"
-                + (result.BackupFile is null ? "" : $"; backup {result.BackupFile}"));
-        }
+            var kinds = Kinds(parse.GetValue(type)!);
+            var succeededAge = Age(parse.GetValue(olderThan), "older-than");
+            var failedText = parse.GetValue(failedOlderThan);
+            var failedAge = failedText is null ? succeededAge
+                : string.Equals(failedText, "never", StringComparison.OrdinalIgnoreCase) ? null : Age(failedText, "failed-older-than");
+            if (succeededAge is null && failedAge is null)
+            {
+                throw new CliUsageException("purge needs --older-than AGE (and/or --failed-older-than AGE).");
+            }
 
-        return 0;
+            var batch = 1000;
+            if (parse.GetValue(batchSize) is { } b && (!int.TryParse(b, out batch) || batch < 1))
+            {
+                throw new CliUsageException("--batch-size must be a positive number.");
+            }
+
+            await session.Maintenance.MigrateAsync(ct);
+            var now = session.Now;
+            var dry = parse.GetValue(dryRun);
+            var results = await context.Console.WithProgressAsync(
+                p => $"{p.Step}: deleting {p.Total} rows…",
+                async progress =>
+                {
+                    var list = new List<LedgerPurgeResult>();
+                    foreach (var kind in kinds)
+                    {
+                        var request = new LedgerPurgeRequest(kind, now - succeededAge, now - failedAge, batch, dry ? null : parse.GetValue(backup), dry);
+                        list.Add(await session.Maintenance.PurgeAsync(request, dry ? null : progress, ct));
+                    }
+
+                    return list;
+                });
+            var verb = dry ? "would delete" : "deleted";
+            foreach (var result in results)
+            {
+                await context.Console.SafeOut.WriteLineAsync($"{LedgerMaintenance.KindName(result.Kind)}: {verb} {result.Deleted} ({result.Succeeded} successes, {result.Failed} failures)"
+                    + (result.BackupFile is null ? "" : $"; backup {result.BackupFile}"));
+            }
+
+            return 0;
+        }, ct));
+        return command;
     }
 
-    public static Task<int> RestoreAsync(string[] args, TextWriter output) =>
-        CliUsageException.GuardAsync(() => RestoreAsyncCore(args, output));
-
-    private static async Task<int> RestoreAsyncCore(string[] args, TextWriter output)
+    public static Command Restore(CliContext context)
     {
-        var options = CliOptions.Parse(args, ["batch-size"], []);
-        if (options.Positional.Count != 1)
+        var file = new Argument<string>("file") { Description = "A backup written by purge --backup (.jsonl.gz)." };
+        var batchSize = new Option<string?>("--batch-size") { Description = "Rows per transaction (default 500)." };
+        var command = new Command("restore", "Put the rows of a purge backup back into the ledger (rows already there are skipped).") { file, batchSize };
+        command.SetAction((parse, ct) => context.WithLedgerAsync("restore", async session =>
         {
-            throw new CliUsageException("restore needs one backup file.");
-        }
+            var path = parse.GetValue(file)!;
+            if (!File.Exists(path))
+            {
+                throw new CliUsageException($"no such file: {path}");
+            }
 
-        var file = options.Positional[0];
-        if (!File.Exists(file))
-        {
-            throw new CliUsageException($"no such file: {file}");
-        }
-
-        await using var provider = Cli.LedgerOnly([.. options.Settings]);
-        var schema = provider.GetRequiredService<LedgerSchema>();
-        await schema.TryMigrateAsync(CancellationToken.None);
-        var (kind, restored, skipped) = await LedgerBackup.RestoreAsync(
-            provider.GetRequiredService<JobLogContextFactory>(), file, int.TryParse(options.Get("batch-size"), out var n) && n > 0 ? n : 500, CancellationToken.None);
-        await output.WriteLineAsync($"{LedgerPurger.KindName(kind)}: restored {restored}, skipped {skipped} already in the ledger");
-        return 0;
+            await session.Maintenance.MigrateAsync(ct);
+            var batch = int.TryParse(parse.GetValue(batchSize), out var n) && n > 0 ? n : 500;
+            var result = await context.Console.WithProgressAsync(
+                p => $"restoring {p.Step}…",
+                progress => session.Maintenance.RestoreAsync(path, batch, progress, ct));
+            await context.Console.SafeOut.WriteLineAsync($"{LedgerMaintenance.KindName(result.Kind)}: restored {result.Restored}, skipped {result.Skipped} already in the ledger");
+            return 0;
+        }, ct));
+        return command;
     }
 
     private static List<LedgerKind> Kinds(string text)
@@ -98,7 +112,7 @@ internal static class PurgeCommand
         var kinds = new List<LedgerKind>();
         foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
         {
-            if (!LedgerPurger.TryParseKind(part, out var kind))
+            if (!LedgerMaintenance.TryParseKind(part, out var kind))
             {
                 throw new CliUsageException($"--type must be tasks, input-requests, output-requests, commands or all, not '{part}'.");
             }
@@ -116,7 +130,7 @@ internal static class PurgeCommand
             return null;
         }
 
-        return DurationText.TryParse(text, out var age)
+        return LedgerMaintenance.TryParseDuration(text, out var age)
             ? age
             : throw new CliUsageException($"--{option} must look like 90s, 15m, 12h, 30d or 2w, not '{text}'.");
     }

@@ -1,144 +1,120 @@
+using System.CommandLine;
 using System.Text.Json;
-using JobLog.AspNetCore.Dashboard.Html;
-using JobLog.AspNetCore.Dashboard.Queries;
-using JobLog.AspNetCore.Dashboard;
-using JobLog.Storage;
+using JobLog.Querying;
+using Spectre.Console;
 
 namespace JobLog.Worker.Cli;
 
-/// <summary><c>tasks</c>: the dashboard's task list on the command line (same filters, same rows, same JSON).</summary>
+/// <summary>
+/// <c>tasks</c> and <c>task</c>: the dashboard's task list and task page on the command line (same filters, same rows,
+/// same JSON). Ledger text is printed with control characters escaped (<c>\x1b</c>, <c>\u009b</c>).
+/// </summary>
 internal static class TasksCommand
 {
-    public const string Usage = """
-          tasks [filters] [--json]   List tasks, newest first. Filters: --state waiting|active|succeeded|failed|retried|expired|cancelled
-                                     (or a list: failed,expired), --internal true|all (MassTransit's own messages, hidden
-                                     by default), --name N, --queue Q, --since 1h, --from T, --to T, --search TEXT (at most
-                                     200 characters), --limit N (default 50), --cursor C (from the previous page). Ledger
-                                     text is printed with control characters escaped (\x1b, \u009b).
-          task <id> [--json]         Show one task with its runs, errors, output, child tasks and outbound requests.
-        """;
+    /// <summary>Runs <c>tasks ARGS</c> writing plain text to <paramref name="output"/>, unrecorded (code calling the command).</summary>
+    public static Task<int> ListAsync(string[] args, TextWriter output) => Cli.RunAsync(["tasks", .. args], CliConsole.Redirected(output), recordCommand: false);
 
-    private static readonly string[] s_valued = ["state", "internal", "name", "queue", "since", "from", "to", "search", "q", "limit", "cursor"];
-    private static readonly string[] s_flags = ["json"];
+    /// <summary>Runs <c>task ARGS</c> writing plain text to <paramref name="output"/>, unrecorded (code calling the command).</summary>
+    public static Task<int> ShowAsync(string[] args, TextWriter output) => Cli.RunAsync(["task", .. args], CliConsole.Redirected(output), recordCommand: false);
 
-    public static Task<int> ListAsync(string[] args, TextWriter output) =>
-        CliUsageException.GuardAsync(() => ListAsyncCore(args, output));
-
-    private static async Task<int> ListAsyncCore(string[] args, TextWriter output)
+    public static Command List(CliContext context)
     {
-        output = TerminalWriter.Wrap(output);
-        var options = CliOptions.Parse(args, s_valued, s_flags);
-        await using var provider = Cli.LedgerOnly([.. options.Settings]);
-        await provider.GetRequiredService<LedgerSchema>().TryMigrateAsync(CancellationToken.None);
-        var now = provider.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
-        var filter = TaskFilter.Parse(name => name == "q" ? options.Get("search") ?? options.Get("q") : options.Get(name), now);
-        await using var scope = provider.CreateAsyncScope();
-        var page = await new LedgerQueries(scope.ServiceProvider.GetRequiredService<JobLogDbContext>()).TasksAsync(filter, CancellationToken.None);
-
-        if (options.Has("json"))
+        var filters = new (string Name, string Description)[]
         {
-            await output.WriteLineAsync(JsonSerializer.Serialize(page, DashboardJson.Options));
-            return 0;
+            ("state", "waiting|active|succeeded|failed|retried|expired|cancelled, or a list: failed,expired"),
+            ("internal", "true|all: MassTransit's own messages (hidden by default)"),
+            ("name", "the task name"),
+            ("queue", "the queue or exchange it was sent to or consumed from"),
+            ("since", "a period back from now: 15m, 1h, 7d"),
+            ("from", "an ISO 8601 time (UTC unless an offset is given)"),
+            ("to", "an ISO 8601 time (UTC unless an offset is given)"),
+            ("search", "a substring of the input (at most 200 characters)"),
+            ("limit", "rows per page, 1 to 500 (default 50)"),
+            ("cursor", "the next page's position (printed under the previous page)"),
+        };
+        var options = filters.ToDictionary(f => f.Name, f => new Option<string?>("--" + f.Name) { Description = f.Description }, StringComparer.Ordinal);
+        options["search"].Aliases.Add("--q");
+        var json = new Option<bool>("--json") { Description = "Print the page as the JSON API returns it." };
+        var command = new Command("tasks", "List tasks, newest first.");
+        foreach (var option in options.Values)
+        {
+            command.Options.Add(option);
         }
 
-        TextTable.Write(output, ["ID", "STATE", "NAME", "QUEUE", "DISPATCHED (UTC)", "DURATION", "RUNS", "INPUT"],
-            page.Items.Select(t => (IReadOnlyList<string>)
-            [
-                t.Id.ToString(), Format.State(t.State), TextTable.Cell(t.Name, 40), TextTable.Cell(t.QueueName, 40),
-                Format.Time(t.DispatchedAt), Format.Duration(t.DurationSeconds), t.Runs.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                TextTable.Cell(t.Input, 60),
-            ]));
-        await output.WriteLineAsync(page.Items.Count == 0 ? "(no task matches)" : page.NextCursor is null ? "(last page)" : $"next page: --cursor {page.NextCursor}");
-        return 0;
+        command.Options.Add(json);
+        command.SetAction((parse, ct) => context.WithLedgerAsync("tasks", async session =>
+        {
+            await session.Maintenance.MigrateAsync(ct);
+            var filter = TaskFilter.Parse(name => parse.GetValue(options[name == "q" ? "search" : name]), session.Now);
+            var page = await session.QueryAsync(q => q.TasksAsync(filter, ct));
+            if (parse.GetValue(json))
+            {
+                await context.Console.SafeOut.WriteLineAsync(JsonSerializer.Serialize(page, LedgerJson.Options));
+                return 0;
+            }
+
+            var table = Table(context.Console, "ID", "STATE", "NAME~", "QUEUE~", "DISPATCHED (UTC)~", "DURATION~", "RUNS", "INPUT~");
+            foreach (var t in page.Items)
+            {
+                table.AddRow(
+                    new Markup(t.Id.ToString()), LedgerMarkup.State(CliFormat.State(t.State)), LedgerMarkup.Cell(t.Name, 40), LedgerMarkup.Cell(t.QueueName, 40),
+                    new Markup(CliFormat.Time(t.DispatchedAt)), new Markup(CliFormat.Duration(t.DurationSeconds)), new Markup(CliFormat.Number(t.Runs)),
+                    LedgerMarkup.Cell(t.Input, 60));
+            }
+
+            context.Console.Write(table);
+            await context.Console.Out.WriteLineAsync(page.Items.Count == 0 ? "(no task matches)" : page.NextCursor is null ? "(last page)" : $"next page: --cursor {page.NextCursor}");
+            return 0;
+        }, ct));
+        return command;
     }
 
-    public static Task<int> ShowAsync(string[] args, TextWriter output) =>
-        CliUsageException.GuardAsync(() => ShowAsyncCore(args, output));
-
-    private static async Task<int> ShowAsyncCore(string[] args, TextWriter output)
+    public static Command Show(CliContext context)
     {
-        output = TerminalWriter.Wrap(output);
-        var options = CliOptions.Parse(args, [], s_flags);
-        if (options.Positional.Count != 1 || !Guid.TryParse(options.Positional[0], out var id))
+        var id = new Argument<string>("id") { Description = "The task's id." };
+        var json = new Option<bool>("--json") { Description = "Print the task as the JSON API returns it." };
+        var command = new Command("task", "Show one task with its runs, errors, output, child tasks and outbound requests.") { id, json };
+        command.SetAction((parse, ct) => context.WithLedgerAsync("task", async session =>
         {
-            throw new CliUsageException("task needs one task id, e.g. task 0b9f6f3e-5d1c-4c4e-9a55-2b0f2f3c1a77.");
-        }
+            if (!Guid.TryParse(parse.GetValue(id), out var taskId))
+            {
+                throw new CliUsageException("task needs one task id, e.g. task 0b9f6f3e-5d1c-4c4e-9a55-2b0f2f3c1a77.");
+            }
 
-        await using var provider = Cli.LedgerOnly([.. options.Settings]);
-        await provider.GetRequiredService<LedgerSchema>().TryMigrateAsync(CancellationToken.None);
-        await using var scope = provider.CreateAsyncScope();
-        var detail = await new LedgerQueries(scope.ServiceProvider.GetRequiredService<JobLogDbContext>()).TaskAsync(id, CancellationToken.None);
-        if (detail is null)
-        {
-            await Console.Error.WriteLineAsync($"error: no task {id} in the ledger.");
-            return 1;
-        }
+            await session.Maintenance.MigrateAsync(ct);
+            var detail = await session.QueryAsync(q => q.TaskAsync(taskId, ct));
+            if (detail is null)
+            {
+                await context.Console.ErrorAsync($"no task {taskId} in the ledger.");
+                return 1;
+            }
 
-        if (options.Has("json"))
-        {
-            await output.WriteLineAsync(JsonSerializer.Serialize(detail, DashboardJson.Options));
+            if (parse.GetValue(json))
+            {
+                await context.Console.SafeOut.WriteLineAsync(JsonSerializer.Serialize(TaskDetailDocument.From(detail), LedgerJson.Options));
+                return 0;
+            }
+
+            await TaskView.WriteAsync(context.Console, detail);
             return 0;
+        }, ct));
+        return command;
+    }
+
+    /// <summary>
+    /// A table: rounded on a terminal, where ids, states and numbers keep one line and text columns wrap; borderless
+    /// and unwrapped when redirected (one row a line, for grep and diff). Headers ending in <c>~</c> may wrap.
+    /// </summary>
+    internal static Table Table(CliConsole console, params string[] headers)
+    {
+        var table = new Table().Border(console.IsRedirected ? TableBorder.None : TableBorder.Rounded);
+        foreach (var header in headers)
+        {
+            var wraps = header.EndsWith('~');
+            var column = new TableColumn(header.TrimEnd('~'));
+            table.AddColumn(wraps && !console.IsRedirected ? column : column.NoWrap());
         }
 
-        var t = detail.Task;
-        foreach (var (label, value) in new (string, string?)[]
-        {
-            ("Id", t.Id.ToString()), ("Name", t.Name), ("State", Format.State(t.State)), ("Queue", t.QueueName),
-            ("Dispatched", Format.Time(t.DispatchedAt)), ("ETA", Format.Time(t.EstimatedTimeOfFirstArrival)), ("Expires", Format.Time(t.Expires)),
-            ("Stale after", Format.Time(t.Stale)), ("Start", Format.Time(t.Start)), ("Stop", Format.Time(t.Stop)),
-            ("Parent", detail.Parent is { } p ? $"{p.Name} {p.TaskId} (run {p.RunId})" : t.ParentRunId?.ToString()),
-            ("Correlation", t.CorrelationId?.ToString()), ("Trace", t.TraceId), ("Host", t.Host), ("Input", t.Input),
-            ("Dispatch error", t.ErrorMessage),
-        })
-        {
-            await output.WriteLineAsync($"{label,-14} {value ?? "-"}");
-        }
-
-        await output.WriteLineAsync();
-        await output.WriteLineAsync($"Runs ({detail.Runs.Count})");
-        TextTable.Write(output, ["#", "STATE", "CONSUMER", "START (UTC)", "STOP (UTC)", "DURATION", "HOST"],
-            detail.Runs.Select(r => (IReadOnlyList<string>)
-            [
-                r.Retries.ToString(System.Globalization.CultureInfo.InvariantCulture), Format.State(r.State), TextTable.Cell(r.ConsumerType, 50),
-                Format.Time(r.Start), Format.Time(r.Stop), Format.Duration(r.Stop is { } s ? (s - r.Start).TotalSeconds : null), r.Host ?? "-",
-            ]));
-        foreach (var r in detail.Runs.Where(r => r.ErrorMessage is not null || r.Output is not null))
-        {
-            await output.WriteLineAsync();
-            await output.WriteLineAsync($"--- run #{r.Retries} {Format.State(r.State)}");
-            if (r.ErrorMessage is not null)
-            {
-                await output.WriteLineAsync("error:");
-                await output.WriteLineAsync(r.ErrorMessage);
-            }
-
-            if (r.Output is not null)
-            {
-                await output.WriteLineAsync("output:");
-                await output.WriteLineAsync(r.Output);
-            }
-        }
-
-        if (detail.Children.Count > 0)
-        {
-            await output.WriteLineAsync();
-            await output.WriteLineAsync($"Child tasks ({detail.Children.Count})");
-            foreach (var c in detail.Children)
-            {
-                await output.WriteLineAsync($"  {c.Id}  {Format.State(c.State),-10} {c.Name}");
-            }
-        }
-
-        if (detail.OutboundRequests.Count > 0)
-        {
-            await output.WriteLineAsync();
-            await output.WriteLineAsync($"Outbound requests ({detail.OutboundRequests.Count})");
-            foreach (var (_, r) in detail.OutboundRequests)
-            {
-                await output.WriteLineAsync($"  {Format.Time(r.RequestTimestamp)}  {r.Method} {r.Host}{r.Path}  {r.ResponseCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"} {Format.Duration(r.DurationSeconds)}");
-            }
-        }
-
-        return 0;
+        return table;
     }
 }

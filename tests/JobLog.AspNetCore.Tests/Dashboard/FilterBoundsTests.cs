@@ -77,7 +77,7 @@ public class FilterBoundsTests
     [Test]
     public async Task Search_LongerThanTheCap_IsA400_AtTheCapIsServed()
     {
-        var atCap = new string('x', JobLog.AspNetCore.Dashboard.Queries.ListFilter.MaxSearchLength);
+        var atCap = new string('x', JobLog.Querying.ListFilter.MaxSearchLength);
 
         Assert.That(await IdsAsync("/joblog/api/tasks?q=" + atCap), Is.Empty);
         await AssertBadRequestAsync("/joblog/api/tasks?q=" + atCap + "x");

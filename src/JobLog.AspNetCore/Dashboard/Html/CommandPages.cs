@@ -1,5 +1,5 @@
 using System.Globalization;
-using JobLog.AspNetCore.Dashboard.Queries;
+using JobLog.Querying;
 
 namespace JobLog.AspNetCore.Dashboard.Html;
 

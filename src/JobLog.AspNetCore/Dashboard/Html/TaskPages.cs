@@ -1,4 +1,4 @@
-using JobLog.AspNetCore.Dashboard.Queries;
+using JobLog.Querying;
 
 namespace JobLog.AspNetCore.Dashboard.Html;
 

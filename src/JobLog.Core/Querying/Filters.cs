@@ -1,21 +1,31 @@
 using System.Globalization;
 using JobLog.Retention;
 
-namespace JobLog.AspNetCore.Dashboard.Queries;
+namespace JobLog.Querying;
 
 /// <summary>A filter value that cannot be understood; pages show it, the API answers 400, the CLI exits with 2.</summary>
-internal sealed class FilterException(string message) : Exception(message);
+/// <param name="message">What is wrong with the value, for the user.</param>
+public sealed class FilterException(string message) : Exception(message);
 
 /// <summary>
 /// A keyset position: the (time, id) of the last row of a page. Rows are ordered newest first by (time, id), so the
 /// next page is "strictly before this pair" and is read from the time index whatever the page number.
 /// </summary>
-internal readonly record struct Cursor(DateTime At, Guid Id)
+/// <param name="At">The time of the last row (UTC).</param>
+/// <param name="Id">The id of the last row (the tie-break).</param>
+public readonly record struct Cursor(DateTime At, Guid Id)
 {
+    /// <summary>The cursor as the text pages, the API and the CLI pass on (<c>ticks-id</c>).</summary>
+    /// <returns>The text that <see cref="Parse"/> reads back.</returns>
     public override string ToString() => At.Ticks.ToString(CultureInfo.InvariantCulture) + "-" + Id.ToString("N");
 
+    /// <summary>Reads a cursor written by <see cref="ToString"/>.</summary>
+    /// <param name="text">The cursor text.</param>
+    /// <returns>The position.</returns>
+    /// <exception cref="FilterException">When <paramref name="text"/> is not a cursor.</exception>
     public static Cursor Parse(string text)
     {
+        ArgumentNullException.ThrowIfNull(text);
         var dash = text.IndexOf('-', StringComparison.Ordinal);
         if (dash > 0
             && long.TryParse(text.AsSpan(0, dash), NumberStyles.None, CultureInfo.InvariantCulture, out var ticks)
@@ -30,34 +40,56 @@ internal readonly record struct Cursor(DateTime At, Guid Id)
 }
 
 /// <summary>One page of rows and the cursor of the next one (null on the last page).</summary>
-internal sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
+/// <typeparam name="T">The row type.</typeparam>
+/// <param name="Items">The rows, newest first.</param>
+/// <param name="NextCursor">The <c>cursor</c> value of the next page; null on the last page.</param>
+public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
 
 /// <summary>Reads filter values by name from a query string or command-line options (the same names everywhere).</summary>
-internal delegate string? FilterSource(string name);
+/// <param name="name">The filter's name (<c>state</c>, <c>since</c>, <c>q</c>, <c>cursor</c>, ...).</param>
+/// <returns>The value, or null (or blank) when absent.</returns>
+public delegate string? FilterSource(string name);
 
-/// <summary>Filters shared by every list: a time range, a text search, the page position and size.</summary>
-internal abstract record ListFilter
+/// <summary>
+/// Filters shared by every list: a time range, a text search, the page position and size. The same names are read
+/// from the dashboard's query string, the JSON API and the CLI's options (<c>from</c>, <c>to</c>, <c>since</c>,
+/// <c>q</c>, <c>cursor</c>, <c>limit</c>).
+/// </summary>
+public abstract record ListFilter
 {
+    /// <summary>The page size when <c>limit</c> is not given: 50.</summary>
     public const int DefaultLimit = 50;
+
+    /// <summary>The largest page size: 500.</summary>
     public const int MaxLimit = 500;
+
+    /// <summary>Only the filters of this assembly derive from this one.</summary>
+    private protected ListFilter()
+    {
+    }
 
     /// <summary>The longest free-text search (<c>q</c>): a search is a LIKE over every row, so its cost is bounded.</summary>
     public const int MaxSearchLength = 200;
 
+    /// <summary>Rows at or after this time (UTC; <c>from</c>, or now minus <c>since</c> when later); null for no bound.</summary>
     public DateTime? From { get; init; }
 
+    /// <summary>Rows before this time (UTC; <c>to</c>); null for no bound.</summary>
     public DateTime? To { get; init; }
 
+    /// <summary>A case-insensitive substring of the row's text (<c>q</c>); null for none.</summary>
     public string? Search { get; init; }
 
+    /// <summary>Rows strictly after this position in the newest-first order (<c>cursor</c>); null for the first page.</summary>
     public Cursor? After { get; init; }
 
+    /// <summary>The page size, 1 to <see cref="MaxLimit"/> (<c>limit</c>); default <see cref="DefaultLimit"/>.</summary>
     public int Limit { get; init; } = DefaultLimit;
 
     /// <summary>The relative period the user chose (<c>since=1h</c>), kept to redraw the form.</summary>
     public string? Since { get; init; }
 
-    protected static T ParseCommon<T>(T filter, FilterSource get, DateTime now)
+    private protected static T ParseCommon<T>(T filter, FilterSource get, DateTime now)
         where T : ListFilter
     {
         DateTime? from = Time(get("from"), "from");
@@ -96,10 +128,10 @@ internal abstract record ListFilter
         };
     }
 
-    protected static string? Text(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+    private protected static string? Text(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
 
     /// <summary>One value, by name only: a number or a combination (<c>3</c>, <c>failed,expired</c> as flags) is refused.</summary>
-    protected static TEnum? EnumValue<TEnum>(string? value, string name)
+    private protected static TEnum? EnumValue<TEnum>(string? value, string name)
         where TEnum : struct, Enum
     {
         var text = Text(value);
@@ -110,7 +142,7 @@ internal abstract record ListFilter
     /// A comma-separated list of values by name (<c>failed,expired</c>), each parsed on its own, never combined as
     /// flags; numbers and unknown names are refused. Null when absent.
     /// </summary>
-    protected static IReadOnlyList<TEnum>? EnumList<TEnum>(string? value, string name)
+    private protected static IReadOnlyList<TEnum>? EnumList<TEnum>(string? value, string name)
         where TEnum : struct, Enum
     {
         var text = Text(value);
@@ -154,19 +186,26 @@ internal abstract record ListFilter
     }
 }
 
-/// <summary>Filters of the task list.</summary>
-internal sealed record TaskFilter : ListFilter
+/// <summary>Filters of the task list (<c>state</c>, <c>name</c>, <c>queue</c>, <c>internal</c> and the common ones).</summary>
+public sealed record TaskFilter : ListFilter
 {
     /// <summary>Tasks in any of these states (<c>state=failed,expired</c>); null for every state.</summary>
     public IReadOnlyList<TaskState>? States { get; init; }
 
+    /// <summary>Tasks of exactly this name (<c>name</c>); null for every name.</summary>
     public string? Name { get; init; }
 
+    /// <summary>Tasks sent to, or consumed from, this queue or exchange (<c>queue</c>); null for every queue.</summary>
     public string? Queue { get; init; }
 
     /// <summary>MassTransit's infrastructure messages: hidden unless <c>internal=true|all</c>.</summary>
     public InternalTasks Internal { get; init; }
 
+    /// <summary>Reads the task filters by name.</summary>
+    /// <param name="get">The values by name.</param>
+    /// <param name="now">The current time (UTC), for <c>since</c>.</param>
+    /// <returns>The filter.</returns>
+    /// <exception cref="FilterException">When a value cannot be understood.</exception>
     public static TaskFilter Parse(FilterSource get, DateTime now) =>
         ParseCommon(new TaskFilter
         {
@@ -177,15 +216,19 @@ internal sealed record TaskFilter : ListFilter
         }, get, now);
 }
 
-/// <summary>Filters of the inbound and outbound request lists.</summary>
-internal sealed record RequestFilter : ListFilter
+/// <summary>Filters of the inbound and outbound request lists (<c>status</c>, <c>method</c>, <c>host</c>, <c>slug</c>, <c>ip</c>, <c>user</c>).</summary>
+public sealed record RequestFilter : ListFilter
 {
+    /// <summary>Requests with this status (<c>status</c>); null for every status.</summary>
     public RequestLogStatus? Status { get; init; }
 
+    /// <summary>Requests with this HTTP method, upper case (<c>method</c>); null for every method.</summary>
     public string? Method { get; init; }
 
+    /// <summary>Requests to this host (<c>host</c>); null for every host.</summary>
     public string? Host { get; init; }
 
+    /// <summary>Requests with this slug (<c>slug</c>); null for every slug.</summary>
     public string? Slug { get; init; }
 
     /// <summary>Inbound only: the client IP.</summary>
@@ -194,6 +237,11 @@ internal sealed record RequestFilter : ListFilter
     /// <summary>Inbound only: the user id.</summary>
     public string? User { get; init; }
 
+    /// <summary>Reads the request filters by name.</summary>
+    /// <param name="get">The values by name.</param>
+    /// <param name="now">The current time (UTC), for <c>since</c>.</param>
+    /// <returns>The filter.</returns>
+    /// <exception cref="FilterException">When a value cannot be understood.</exception>
     public static RequestFilter Parse(FilterSource get, DateTime now) =>
         ParseCommon(new RequestFilter
         {
@@ -207,20 +255,32 @@ internal sealed record RequestFilter : ListFilter
 }
 
 /// <summary>Outcome of a command, as filtered.</summary>
-internal enum CommandOutcome
+public enum CommandOutcome
 {
+    /// <summary>The command finished successfully.</summary>
     Succeeded = 1,
+
+    /// <summary>The command failed.</summary>
     Failed = 2,
+
+    /// <summary>The command has not finished.</summary>
     Running = 3,
 }
 
-/// <summary>Filters of the command list.</summary>
-internal sealed record CommandFilter : ListFilter
+/// <summary>Filters of the command list (<c>name</c>, <c>outcome</c> and the common ones).</summary>
+public sealed record CommandFilter : ListFilter
 {
+    /// <summary>Commands of exactly this name (<c>name</c>); null for every name.</summary>
     public string? Name { get; init; }
 
+    /// <summary>Commands with this outcome (<c>outcome</c>); null for every outcome.</summary>
     public CommandOutcome? Outcome { get; init; }
 
+    /// <summary>Reads the command filters by name.</summary>
+    /// <param name="get">The values by name.</param>
+    /// <param name="now">The current time (UTC), for <c>since</c>.</param>
+    /// <returns>The filter.</returns>
+    /// <exception cref="FilterException">When a value cannot be understood.</exception>
     public static CommandFilter Parse(FilterSource get, DateTime now) =>
         ParseCommon(new CommandFilter
         {

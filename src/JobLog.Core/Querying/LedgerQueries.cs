@@ -1,22 +1,35 @@
 using System.Linq.Expressions;
 using Microsoft.EntityFrameworkCore;
 
-namespace JobLog.AspNetCore.Dashboard.Queries;
+namespace JobLog.Querying;
 
 /// <summary>
 /// The one query layer behind the dashboard's pages, its JSON API and the Worker's CLI: the same filter gives the same
 /// rows everywhere. Lists are keyset-paginated newest first on an indexed time column and an id tie-break, so a page
-/// deep in a million rows costs what the first one does.
+/// deep in a million rows costs what the first one does. Registered (scoped) by <c>AddJobLog</c>; see
+/// <c>docs/architecture.md#reading</c>.
 /// </summary>
-internal sealed class LedgerQueries(JobLogDbContext db)
+public sealed partial class LedgerQueries
 {
     private const int InputPreviewLength = 300;
     private const int RelatedLimit = 500;
-    private readonly bool _postgres = db.Database.IsNpgsql();
+    private readonly JobLogDbContext _db;
+    private readonly bool _postgres;
+
+    internal LedgerQueries(JobLogDbContext db)
+    {
+        _db = db;
+        _postgres = db.Database.IsNpgsql();
+    }
+
+    /// <summary>One page of tasks, newest dispatched first.</summary>
+    /// <param name="f">The filter (see <see cref="TaskFilter.Parse"/>).</param>
+    /// <param name="ct">Cancels the query.</param>
+    /// <returns>The page.</returns>
 
     public async Task<Page<TaskRow>> TasksAsync(TaskFilter f, CancellationToken ct)
     {
-        var q = InternalTasksFilter.Apply(db.TaskLogs.AsNoTracking(), f.Internal);
+        var q = InternalTasksFilter.Apply(_db.TaskLogs.AsNoTracking(), f.Internal);
         if (f.States is { Count: > 0 } states)
         {
             q = q.Where(t => states.Contains(t.State));
@@ -61,25 +74,31 @@ internal sealed class LedgerQueries(JobLogDbContext db)
     }
 
     /// <summary>Distinct task names among the most recent tasks (suggestions for the name filter; cheap on any size).</summary>
+    /// <param name="ct">Cancels the query.</param>
+    /// <returns>At most 200 names, sorted.</returns>
     public async Task<IReadOnlyList<string>> RecentTaskNamesAsync(CancellationToken ct) =>
-        await db.TaskLogs.AsNoTracking().Where(t => !t.IsInternal).OrderByDescending(t => t.DispatchedAt).Take(5000)
+        await _db.TaskLogs.AsNoTracking().Where(t => !t.IsInternal).OrderByDescending(t => t.DispatchedAt).Take(5000)
             .Select(t => t.Name).Distinct().OrderBy(n => n).Take(200).ToListAsync(ct).ConfigureAwait(false);
 
+    /// <summary>One task with its runs, its parent run, its child tasks and its outbound requests.</summary>
+    /// <param name="id">The task's id.</param>
+    /// <param name="ct">Cancels the query.</param>
+    /// <returns>The detail, or null when the task is not in the ledger.</returns>
     public async Task<TaskDetail?> TaskAsync(Guid id, CancellationToken ct)
     {
-        var task = await db.TaskLogs.AsNoTracking().FirstOrDefaultAsync(t => t.Id == id, ct).ConfigureAwait(false);
+        var task = await _db.TaskLogs.AsNoTracking().FirstOrDefaultAsync(t => t.Id == id, ct).ConfigureAwait(false);
         if (task is null)
         {
             return null;
         }
 
-        var runs = await db.TaskRunLogs.AsNoTracking().Where(r => r.TaskId == id)
+        var runs = await _db.TaskRunLogs.AsNoTracking().Where(r => r.TaskId == id)
             .OrderBy(r => r.Start).ThenBy(r => r.Retries).ToListAsync(ct).ConfigureAwait(false);
         var runIds = runs.Select(r => (Guid?)r.Id).ToList();
         ParentRun? parent = null;
         if (task.ParentRunId is { } parentRunId)
         {
-            parent = await db.TaskRunLogs.AsNoTracking().Where(r => r.Id == parentRunId)
+            parent = await _db.TaskRunLogs.AsNoTracking().Where(r => r.Id == parentRunId)
                 .Select(r => new ParentRun(r.Id, r.TaskId, r.Name)).FirstOrDefaultAsync(ct).ConfigureAwait(false);
         }
 
@@ -87,7 +106,7 @@ internal sealed class LedgerQueries(JobLogDbContext db)
         IReadOnlyList<RelatedRequest> outbound = [];
         if (runIds.Count > 0)
         {
-            children = await TaskRows(db.TaskLogs.AsNoTracking().Where(t => runIds.Contains(t.ParentRunId))
+            children = await TaskRows(_db.TaskLogs.AsNoTracking().Where(t => runIds.Contains(t.ParentRunId))
                 .OrderBy(t => t.DispatchedAt).Take(RelatedLimit)).ToListAsync(ct).ConfigureAwait(false);
             outbound = await RelatedRequestsAsync(o => runIds.Contains(o.TaskRunLogId), ct).ConfigureAwait(false);
         }
@@ -95,9 +114,13 @@ internal sealed class LedgerQueries(JobLogDbContext db)
         return new TaskDetail(task, runs, parent, children, outbound);
     }
 
+    /// <summary>One page of inbound requests, newest first.</summary>
+    /// <param name="f">The filter (see <see cref="RequestFilter.Parse"/>).</param>
+    /// <param name="ct">Cancels the query.</param>
+    /// <returns>The page.</returns>
     public async Task<Page<RequestRow>> InputRequestsAsync(RequestFilter f, CancellationToken ct)
     {
-        var q = RequestWhere(db.InputRequestLogs.AsNoTracking(), f);
+        var q = RequestWhere(_db.InputRequestLogs.AsNoTracking(), f);
         if (f.Ip is { } ip)
         {
             q = q.Where(r => r.Ip == ip);
@@ -115,30 +138,42 @@ internal sealed class LedgerQueries(JobLogDbContext db)
         return ToPage(rows, f.Limit, r => new Cursor(r.RequestTimestamp, r.Id));
     }
 
+    /// <summary>One inbound request with the outbound requests made while serving it.</summary>
+    /// <param name="id">The request's id.</param>
+    /// <param name="ct">Cancels the query.</param>
+    /// <returns>The detail, or null when the request is not in the ledger.</returns>
     public async Task<InputRequestDetail?> InputRequestAsync(Guid id, CancellationToken ct)
     {
-        var request = await db.InputRequestLogs.AsNoTracking().FirstOrDefaultAsync(r => r.Id == id, ct).ConfigureAwait(false);
+        var request = await _db.InputRequestLogs.AsNoTracking().FirstOrDefaultAsync(r => r.Id == id, ct).ConfigureAwait(false);
         if (request is null)
         {
             return null;
         }
 
-        var outbound = await RequestRows(db.OutputRequestLogs.AsNoTracking().Where(r => r.InputRequestId == id)
+        var outbound = await RequestRows(_db.OutputRequestLogs.AsNoTracking().Where(r => r.InputRequestId == id)
             .OrderBy(r => r.RequestTimestamp).Take(RelatedLimit)).ToListAsync(ct).ConfigureAwait(false);
         return new InputRequestDetail(request, outbound.Select(r => new RelatedRequest(null, r)).ToList());
     }
 
+    /// <summary>One page of outbound requests, newest first.</summary>
+    /// <param name="f">The filter (see <see cref="RequestFilter.Parse"/>).</param>
+    /// <param name="ct">Cancels the query.</param>
+    /// <returns>The page.</returns>
     public async Task<Page<RequestRow>> OutputRequestsAsync(RequestFilter f, CancellationToken ct)
     {
-        var q = RequestWhere(db.OutputRequestLogs.AsNoTracking(), f);
+        var q = RequestWhere(_db.OutputRequestLogs.AsNoTracking(), f);
         var rows = await RequestRows(q.OrderByDescending(r => r.RequestTimestamp).ThenByDescending(r => r.Id).Take(f.Limit + 1))
             .ToListAsync(ct).ConfigureAwait(false);
         return ToPage(rows, f.Limit, r => new Cursor(r.RequestTimestamp, r.Id));
     }
 
+    /// <summary>One outbound request with the inbound request and the task runs it was made in.</summary>
+    /// <param name="id">The request's id.</param>
+    /// <param name="ct">Cancels the query.</param>
+    /// <returns>The detail, or null when the request is not in the ledger.</returns>
     public async Task<OutputRequestDetail?> OutputRequestAsync(Guid id, CancellationToken ct)
     {
-        var request = await db.OutputRequestLogs.AsNoTracking().Include(r => r.RelatedObjects)
+        var request = await _db.OutputRequestLogs.AsNoTracking().Include(r => r.RelatedObjects)
             .FirstOrDefaultAsync(r => r.Id == id, ct).ConfigureAwait(false);
         if (request is null)
         {
@@ -148,7 +183,7 @@ internal sealed class LedgerQueries(JobLogDbContext db)
         RequestRow? input = null;
         if (request.InputRequestId is { } inputId)
         {
-            input = await db.InputRequestLogs.AsNoTracking().Where(r => r.Id == inputId)
+            input = await _db.InputRequestLogs.AsNoTracking().Where(r => r.Id == inputId)
                 .Select(r => new RequestRow(r.Id, r.Method, r.Host, r.Path, r.Slug, r.ResponseCode, r.Status, r.RequestTimestamp,
                     r.ResponseTimestamp, r.Ip, r.UserId, r.ExceptionName))
                 .FirstOrDefaultAsync(ct).ConfigureAwait(false);
@@ -157,14 +192,18 @@ internal sealed class LedgerQueries(JobLogDbContext db)
         var runIds = request.RelatedObjects.Where(o => o.TaskRunLogId is not null).Select(o => o.TaskRunLogId!.Value).ToList();
         IReadOnlyList<RelatedRun> runs = runIds.Count == 0
             ? []
-            : await db.TaskRunLogs.AsNoTracking().Where(r => runIds.Contains(r.Id))
+            : await _db.TaskRunLogs.AsNoTracking().Where(r => runIds.Contains(r.Id))
                 .Select(r => new RelatedRun(r.Id, r.TaskId, r.Name, r.State, r.Start)).ToListAsync(ct).ConfigureAwait(false);
         return new OutputRequestDetail(request, input, runs);
     }
 
+    /// <summary>One page of commands, newest first.</summary>
+    /// <param name="f">The filter (see <see cref="CommandFilter.Parse"/>).</param>
+    /// <param name="ct">Cancels the query.</param>
+    /// <returns>The page.</returns>
     public async Task<Page<CommandRow>> CommandsAsync(CommandFilter f, CancellationToken ct)
     {
-        var q = db.CommandLogs.AsNoTracking();
+        var q = _db.CommandLogs.AsNoTracking();
         if (f.Name is { } name)
         {
             q = q.Where(c => c.Name == name);
@@ -205,9 +244,13 @@ internal sealed class LedgerQueries(JobLogDbContext db)
         return ToPage(rows, f.Limit, r => new Cursor(r.Start, r.Id));
     }
 
+    /// <summary>One command with the outbound requests it made.</summary>
+    /// <param name="id">The command's id.</param>
+    /// <param name="ct">Cancels the query.</param>
+    /// <returns>The detail, or null when the command is not in the ledger.</returns>
     public async Task<CommandDetail?> CommandAsync(Guid id, CancellationToken ct)
     {
-        var command = await db.CommandLogs.AsNoTracking().FirstOrDefaultAsync(c => c.Id == id, ct).ConfigureAwait(false);
+        var command = await _db.CommandLogs.AsNoTracking().FirstOrDefaultAsync(c => c.Id == id, ct).ConfigureAwait(false);
         if (command is null)
         {
             return null;
@@ -215,82 +258,6 @@ internal sealed class LedgerQueries(JobLogDbContext db)
 
         var outbound = await RelatedRequestsAsync(o => o.CommandLogId == id, ct).ConfigureAwait(false);
         return new CommandDetail(command, outbound);
-    }
-
-    /// <summary>Tasks by state (all time), finished tasks over the window, the slowest task names of the window.</summary>
-    public async Task<(IReadOnlyList<StateCount> Counts, Chart Chart, IReadOnlyList<SlowTask> Slowest)> OverviewAsync(
-        bool day, DateTime now, CancellationToken ct)
-    {
-        // MassTransit's infrastructure messages are not the application's work: out of the counts and the failure rate.
-        var counted = await db.TaskLogs.AsNoTracking().Where(t => !t.IsInternal).GroupBy(t => t.State)
-            .Select(g => new { State = g.Key, Count = g.LongCount() }).ToListAsync(ct).ConfigureAwait(false);
-        var counts = Enum.GetValues<TaskState>()
-            .Select(s => new StateCount(s, counted.FirstOrDefault(c => c.State == s)?.Count ?? 0)).ToList();
-        var chart = await ChartAsync(day, now, ct).ConfigureAwait(false);
-        var slowest = await SlowestAsync(chart.From, ct).ConfigureAwait(false);
-        return (counts, chart, slowest);
-    }
-
-    private async Task<Chart> ChartAsync(bool day, DateTime now, CancellationToken ct)
-    {
-        var bucket = day ? TimeSpan.FromHours(1) : TimeSpan.FromMinutes(1);
-        var count = day ? 24 : 60;
-        var to = new DateTime(now.Ticks - (now.Ticks % bucket.Ticks), DateTimeKind.Utc) + bucket;
-        var from = to - (bucket * count);
-        var finished = db.TaskLogs.AsNoTracking()
-            .Where(t => t.Stop >= from && t.Stop < to && !t.IsInternal
-                && (t.State == TaskState.Succeeded || t.State == TaskState.Failed || t.State == TaskState.Expired));
-        var grouped = day
-            ? await finished.GroupBy(t => new { t.Stop!.Value.Year, t.Stop.Value.Month, t.Stop.Value.Day, t.Stop.Value.Hour, Minute = 0, t.State })
-                .Select(g => new { g.Key.Year, g.Key.Month, g.Key.Day, g.Key.Hour, g.Key.Minute, g.Key.State, Count = g.Count() })
-                .ToListAsync(ct).ConfigureAwait(false)
-            : await finished.GroupBy(t => new { t.Stop!.Value.Year, t.Stop.Value.Month, t.Stop.Value.Day, t.Stop.Value.Hour, t.Stop.Value.Minute, t.State })
-                .Select(g => new { g.Key.Year, g.Key.Month, g.Key.Day, g.Key.Hour, g.Key.Minute, g.Key.State, Count = g.Count() })
-                .ToListAsync(ct).ConfigureAwait(false);
-        var buckets = new (int Succeeded, int Failed, int Expired)[count];
-        foreach (var g in grouped)
-        {
-            var start = new DateTime(g.Year, g.Month, g.Day, g.Hour, g.Minute, 0, DateTimeKind.Utc);
-            var index = (int)((start - from).Ticks / bucket.Ticks);
-            if (index < 0 || index >= count)
-            {
-                continue;
-            }
-
-            var b = buckets[index];
-            buckets[index] = g.State switch
-            {
-                TaskState.Succeeded => (b.Succeeded + g.Count, b.Failed, b.Expired),
-                TaskState.Failed => (b.Succeeded, b.Failed + g.Count, b.Expired),
-                _ => (b.Succeeded, b.Failed, b.Expired + g.Count),
-            };
-        }
-
-        return new Chart(day ? "day" : "hour", from, to, (int)bucket.TotalSeconds,
-            buckets.Select((b, i) => new ChartBucket(from + (bucket * i), b.Succeeded, b.Failed, b.Expired)).ToList());
-    }
-
-    private async Task<IReadOnlyList<SlowTask>> SlowestAsync(DateTime since, CancellationToken ct)
-    {
-        // Runs that ended (SUCCEEDED, FAILED, RETRIED) and started in the window: the (State, Start) index.
-        var query = _postgres
-            ? db.Database.SqlQuery<SlowTask>($"""
-                SELECT "Name", COUNT(*) AS "Runs",
-                       AVG(EXTRACT(EPOCH FROM ("Stop" - "Start")))::double precision AS "AverageSeconds",
-                       MAX(EXTRACT(EPOCH FROM ("Stop" - "Start")))::double precision AS "MaxSeconds"
-                FROM "JobLogTaskRuns"
-                WHERE "State" IN (2, 3, 4) AND "Start" >= {since} AND "Stop" IS NOT NULL
-                GROUP BY "Name" ORDER BY 3 DESC LIMIT 5
-                """)
-            : db.Database.SqlQuery<SlowTask>($"""
-                SELECT "Name", COUNT(*) AS "Runs",
-                       AVG((julianday("Stop") - julianday("Start")) * 86400.0) AS "AverageSeconds",
-                       MAX((julianday("Stop") - julianday("Start")) * 86400.0) AS "MaxSeconds"
-                FROM "JobLogTaskRuns"
-                WHERE "State" IN (2, 3, 4) AND "Start" >= {since} AND "Stop" IS NOT NULL
-                GROUP BY "Name" ORDER BY 3 DESC LIMIT 5
-                """);
-        return await query.ToListAsync(ct).ConfigureAwait(false);
     }
 
     private IQueryable<T> RequestWhere<T>(IQueryable<T> q, RequestFilter f)
@@ -342,8 +309,8 @@ internal sealed class LedgerQueries(JobLogDbContext db)
     private async Task<IReadOnlyList<RelatedRequest>> RelatedRequestsAsync(
         Expression<Func<OutputRequestRelatedObject, bool>> relation, CancellationToken ct)
     {
-        var rows = await db.OutputRequestRelatedObjects.AsNoTracking().Where(relation)
-            .Join(db.OutputRequestLogs, o => o.OutputRequestId, r => r.Id, (o, r) => new { o.TaskRunLogId, r })
+        var rows = await _db.OutputRequestRelatedObjects.AsNoTracking().Where(relation)
+            .Join(_db.OutputRequestLogs, o => o.OutputRequestId, r => r.Id, (o, r) => new { o.TaskRunLogId, r })
             .OrderBy(x => x.r.RequestTimestamp).Take(RelatedLimit)
             .Select(x => new RelatedRequest(x.TaskRunLogId, new RequestRow(x.r.Id, x.r.Method, x.r.Host, x.r.Path, x.r.Slug,
                 x.r.ResponseCode, x.r.Status, x.r.RequestTimestamp, x.r.ResponseTimestamp, null, null, x.r.ExceptionName)))

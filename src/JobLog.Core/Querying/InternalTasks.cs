@@ -1,13 +1,18 @@
-namespace JobLog.AspNetCore.Dashboard.Queries;
+namespace JobLog.Querying;
 
 /// <summary>
 /// Which tasks a list shows with respect to MassTransit's infrastructure messages (<see cref="TaskLog.IsInternal"/>):
 /// the application's own by default; <c>internal=true</c> only MassTransit's; <c>internal=all</c> both.
 /// </summary>
-internal enum InternalTasks
+public enum InternalTasks
 {
+    /// <summary>The application's own tasks only (the default).</summary>
     Hide = 0,
+
+    /// <summary>MassTransit's infrastructure messages only.</summary>
     Only = 1,
+
+    /// <summary>Both.</summary>
     All = 2,
 }
 

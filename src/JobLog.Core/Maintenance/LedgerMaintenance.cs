@@ -1,0 +1,123 @@
+using JobLog.Recording;
+using JobLog.Retention;
+using JobLog.Storage;
+using JobLog.Sweeping;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace JobLog.Maintenance;
+
+/// <summary>
+/// The ledger's maintenance, for an application's own tooling (the Worker's CLI is one): create or migrate the schema,
+/// expire stale tasks once, purge finished rows by age with an optional backup, restore a backup, and wait until what
+/// was recorded is written. Registered (singleton) by <c>AddJobLog</c>; long steps report through
+/// <see cref="IProgress{T}"/>. See <c>docs/architecture.md#layers</c>.
+/// </summary>
+public sealed class LedgerMaintenance
+{
+    private readonly LedgerSchema _schema;
+    private readonly TaskLogSweeper _sweeper;
+    private readonly LedgerPurger _purger;
+    private readonly JobLogContextFactory _contexts;
+    private readonly LedgerRecorder _recorder;
+
+    internal LedgerMaintenance(LedgerSchema schema, TaskLogSweeper sweeper, LedgerPurger purger, JobLogContextFactory contexts, LedgerRecorder recorder)
+    {
+        _schema = schema;
+        _sweeper = sweeper;
+        _purger = purger;
+        _contexts = contexts;
+        _recorder = recorder;
+    }
+
+    /// <summary>Creates or migrates the schema (once per process; nothing when <see cref="JobLogOptions.MigrateOnStartup"/> is off).</summary>
+    /// <param name="cancellationToken">Cancels the migration.</param>
+    /// <returns>A task that completes when the schema is ready; it fails with the database's error when the database
+    /// cannot be reached or migrated.</returns>
+    public Task MigrateAsync(CancellationToken cancellationToken = default) => _schema.TryMigrateAsync(cancellationToken);
+
+    /// <summary>One sweep over every stale task (the sweeper's iteration, whether or not the sweeper runs).</summary>
+    /// <param name="cancellationToken">Cancels the sweep.</param>
+    /// <returns>How many tasks were expired and healed.</returns>
+    public Task<SweepResult> SweepAsync(CancellationToken cancellationToken = default) => _sweeper.SweepOnceAsync(cancellationToken);
+
+    /// <summary>
+    /// Deletes the finished rows of one kind older than the request's cutoffs, in batches, backing them up first when
+    /// asked. Unfinished rows are never deleted. With <paramref name="progress"/>, the rows to delete are counted first
+    /// and reported as the step's total (<see cref="MaintenanceProgress.Step"/> is the kind's name).
+    /// </summary>
+    /// <param name="request">What to delete.</param>
+    /// <param name="progress">Receives the step's start and end; null for none.</param>
+    /// <param name="cancellationToken">Cancels between batches (committed batches stay deleted).</param>
+    /// <returns>What was deleted.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">When the batch size is below 1.</exception>
+    public async Task<LedgerPurgeResult> PurgeAsync(
+        LedgerPurgeRequest request, IProgress<MaintenanceProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var internalRequest = new PurgeRequest(request.Kind, request.SucceededBefore, request.FailedBefore, request.BatchSize, request.BackupDirectory, request.DryRun);
+        var step = KindName(request.Kind);
+        if (progress is not null && !request.DryRun)
+        {
+            var count = await _purger.PurgeAsync(internalRequest with { BackupDirectory = null, DryRun = true }, cancellationToken).ConfigureAwait(false);
+            progress.Report(new MaintenanceProgress(step, 0, count.Deleted, IsFinished: false));
+        }
+
+        var result = await _purger.PurgeAsync(internalRequest, cancellationToken).ConfigureAwait(false);
+        progress?.Report(new MaintenanceProgress(step, result.Deleted, result.Deleted, IsFinished: true));
+        return new LedgerPurgeResult(result.Kind, result.Succeeded, result.Failed, result.BackupFile);
+    }
+
+    /// <summary>Puts the rows of a purge backup back into the ledger; rows already there are skipped.</summary>
+    /// <param name="path">The backup file (<c>.jsonl.gz</c>).</param>
+    /// <param name="batchSize">Rows per transaction; default 500.</param>
+    /// <param name="progress">Receives the step's start and end (<see cref="MaintenanceProgress.Step"/> is the file name); null for none.</param>
+    /// <param name="cancellationToken">Cancels between batches.</param>
+    /// <returns>What was restored and skipped.</returns>
+    /// <exception cref="InvalidDataException">When the file is not a JobLog backup.</exception>
+    public async Task<LedgerRestoreResult> RestoreAsync(
+        string path, int batchSize = 500, IProgress<MaintenanceProgress>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        var step = Path.GetFileName(path);
+        progress?.Report(new MaintenanceProgress(step, 0, null, IsFinished: false));
+        var (kind, restored, skipped) = await LedgerBackup.RestoreAsync(_contexts, path, batchSize, cancellationToken).ConfigureAwait(false);
+        progress?.Report(new MaintenanceProgress(step, restored + skipped, restored + skipped, IsFinished: true));
+        return new LedgerRestoreResult(kind, restored, skipped);
+    }
+
+    /// <summary>Waits until everything recorded so far in this process is committed to the ledger.</summary>
+    /// <param name="timeout">How long to wait at most.</param>
+    /// <param name="cancellationToken">Stops waiting.</param>
+    /// <returns>True when everything was committed in time.</returns>
+    public Task<bool> FlushAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        _recorder.FlushAsync(timeout, cancellationToken);
+
+    /// <summary>The name of a kind on the command line and in options: <c>tasks</c>, <c>input-requests</c>, <c>output-requests</c>, <c>commands</c>.</summary>
+    /// <param name="kind">The kind.</param>
+    /// <returns>Its name.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">When <paramref name="kind"/> is not a defined kind.</exception>
+    public static string KindName(LedgerKind kind) => LedgerPurger.KindName(kind);
+
+    /// <summary>Reads a kind by its name (<see cref="KindName"/>) or its enum name, ignoring case.</summary>
+    /// <param name="text">The name.</param>
+    /// <param name="kind">The kind, when the name is known.</param>
+    /// <returns>True when the name is known.</returns>
+    public static bool TryParseKind(string text, out LedgerKind kind) => LedgerPurger.TryParseKind(text, out kind);
+
+    /// <summary>
+    /// Reads a duration as people type it: a positive number and a unit, <c>90s</c>, <c>15m</c>, <c>12h</c>, <c>30d</c>,
+    /// <c>2w</c>, at most 100 years.
+    /// </summary>
+    /// <param name="text">The text.</param>
+    /// <param name="duration">The duration, when it parses.</param>
+    /// <returns>True when it parses.</returns>
+    public static bool TryParseDuration(string? text, out TimeSpan duration) => DurationText.TryParse(text, out duration);
+
+    internal static LedgerMaintenance Create(IServiceProvider services) => new(
+        services.GetRequiredService<LedgerSchema>(),
+        services.GetRequiredService<TaskLogSweeper>(),
+        services.GetRequiredService<LedgerPurger>(),
+        services.GetRequiredService<JobLogContextFactory>(),
+        services.GetRequiredService<LedgerRecorder>());
+}

@@ -1,0 +1,87 @@
+namespace JobLog.Worker.Cli;
+
+/// <summary>A command line that cannot be understood by a command itself; the CLI prints it and exits with 2.</summary>
+internal sealed class CliUsageException(string message) : Exception(message);
+
+/// <summary>What every command's action needs: the console, the settings and the raw arguments (for the command's record).</summary>
+internal sealed class CliContext(CliConsole console, IReadOnlyList<string> settings, IReadOnlyList<string> args, bool recordCommand = true)
+{
+    public CliConsole Console => console;
+
+    public IReadOnlyList<string> Settings => settings;
+
+    /// <summary>
+    /// Runs <paramref name="body"/> with the ledger's services, recorded as the command <paramref name="name"/> (its
+    /// arguments are the command line without the command's name; the ledger masks secrets in them) unless code, not
+    /// a user, called the command.
+    /// </summary>
+    public async Task<int> WithLedgerAsync(string name, Func<LedgerSession, Task<int>> body, CancellationToken cancellationToken)
+    {
+        await using var session = LedgerSession.Open(settings);
+        if (!recordCommand)
+        {
+            return await GuardAsync(() => body(session));
+        }
+
+        return await session.RunLoggedAsync(name, ArgumentsOf(name), _ => GuardAsync(() => body(session)), cancellationToken);
+    }
+
+    /// <summary>A usage error, a filter it cannot read or an unreadable backup: printed, exit code 2 (and so recorded).</summary>
+    public async Task<int> GuardAsync(Func<Task<int>> body)
+    {
+        try
+        {
+            return await body();
+        }
+        catch (Exception ex) when (ex is CliUsageException or JobLog.Querying.FilterException or InvalidDataException)
+        {
+            await console.ErrorAsync(ex.Message);
+            return 2;
+        }
+    }
+
+    private List<string> ArgumentsOf(string name)
+    {
+        var list = args.ToList();
+        var index = list.FindIndex(a => string.Equals(a, name, StringComparison.OrdinalIgnoreCase));
+        if (index >= 0)
+        {
+            list.RemoveAt(index);
+        }
+
+        return list;
+    }
+}
+
+/// <summary>
+/// Settings on the command line: options whose name holds a <c>:</c> (<c>--ConnectionStrings:JobLog=...</c>,
+/// <c>--JobLog:Database postgres</c>) go to the configuration, not to a command.
+/// </summary>
+internal static class CliSettings
+{
+    public static (string[] Arguments, string[] Settings) Split(IReadOnlyList<string> args)
+    {
+        var rest = new List<string>();
+        var settings = new List<string>();
+        for (var i = 0; i < args.Count; i++)
+        {
+            var arg = args[i];
+            var name = arg.StartsWith('-') ? arg.TrimStart('-') : null;
+            var equals = name?.IndexOf('=', StringComparison.Ordinal) ?? -1;
+            var key = equals >= 0 ? name![..equals] : name;
+            if (key is null || !key.Contains(':', StringComparison.Ordinal))
+            {
+                rest.Add(arg);
+                continue;
+            }
+
+            settings.Add(arg);
+            if (equals < 0 && i + 1 < args.Count)
+            {
+                settings.Add(args[++i]);
+            }
+        }
+
+        return ([.. rest], [.. settings]);
+    }
+}

@@ -1,0 +1,55 @@
+using JobLog.Maintenance;
+using JobLog.Worker.Demo;
+using JobLog.Worker.DemoHttp;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+
+namespace JobLog.Worker.Cli;
+
+/// <summary><c>demo</c>: runs the demo tasks to completion and prints the ledger's counts by state.</summary>
+internal static class DemoCommand
+{
+    public static async Task<int> RunAsync(CliContext context)
+    {
+        var output = context.Console.Out;
+        var app = WorkerApp.Build([.. context.Settings], b => b.WebHost.UseUrls("http://127.0.0.1:0"));
+        await app.StartAsync();
+        try
+        {
+            var time = app.Services.GetRequiredService<TimeProvider>();
+            var maintenance = app.Services.GetRequiredService<LedgerMaintenance>();
+            var bus = app.Services.GetRequiredService<IBus>();
+            var started = time.GetUtcNow().UtcDateTime;
+            var count = await DemoPublisher.PublishAsync(bus, 1, CancellationToken.None);
+            await output.WriteLineAsync($"Published {count} demo tasks; waiting for them to finish…");
+            await output.WriteLineAsync($"Sent {await DemoHttpEndpoints.ExerciseAsync(app.Services, CancellationToken.None)} demo HTTP requests.");
+            var deadline = started.AddSeconds(30);
+            Dictionary<TaskState, int> counts;
+            do
+            {
+                await Task.Delay(TimeSpan.FromMilliseconds(500), time);
+                await maintenance.FlushAsync(TimeSpan.FromSeconds(5));
+                await maintenance.SweepAsync();
+                await using var scope = app.Services.CreateAsyncScope();
+                var db = scope.ServiceProvider.GetRequiredService<JobLogDbContext>();
+                counts = await db.TaskLogs.Where(t => t.DispatchedAt >= started.AddSeconds(-1))
+                    .GroupBy(t => t.State).Select(g => new { g.Key, Count = g.Count() })
+                    .ToDictionaryAsync(g => g.Key, g => g.Count);
+            }
+            while (time.GetUtcNow().UtcDateTime < deadline && (counts.GetValueOrDefault(TaskState.Waiting) + counts.GetValueOrDefault(TaskState.Active)
+                + counts.GetValueOrDefault(TaskState.Retried) > 0 || counts.GetValueOrDefault(TaskState.Expired) == 0));
+
+            await output.WriteLineAsync("Tasks by state:");
+            foreach (var state in Enum.GetValues<TaskState>())
+            {
+                await output.WriteLineAsync($"  {state.ToString().ToUpperInvariant(),-10} {counts.GetValueOrDefault(state)}");
+            }
+
+            return 0;
+        }
+        finally
+        {
+            await app.StopAsync();
+        }
+    }
+}

@@ -1,0 +1,84 @@
+using JobLog.Maintenance;
+using JobLog.Querying;
+
+namespace JobLog.Worker.Cli;
+
+/// <summary>
+/// The ledger's services for a one-shot command, without the bus or the web server, through JobLog's public API only:
+/// <c>AddJobLog</c> (the Worker's <see cref="WorkerApp.AddLedger"/>), its hosted services started and stopped around
+/// the command, <see cref="CommandLogger"/>, <see cref="LedgerMaintenance"/> and <see cref="LedgerQueries"/>.
+/// </summary>
+internal sealed class LedgerSession : IAsyncDisposable
+{
+    private readonly ServiceProvider _services;
+    private readonly List<IHostedService> _started = [];
+
+    private LedgerSession(ServiceProvider services) => _services = services;
+
+    public IServiceProvider Services => _services;
+
+    public LedgerMaintenance Maintenance => _services.GetRequiredService<LedgerMaintenance>();
+
+    public DateTime Now => _services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
+
+    /// <summary>Builds the services from the settings (<c>--Key=Value</c>, appsettings.json, environment variables).</summary>
+    /// <exception cref="InvalidOperationException">When the settings cannot make a ledger.</exception>
+    public static LedgerSession Open(IReadOnlyList<string> settings) => new(Build(settings));
+
+    /// <summary>The services alone (tests use them to build a service by hand).</summary>
+    public static ServiceProvider Build(IReadOnlyList<string> settings)
+    {
+        var configuration = new ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
+            .AddEnvironmentVariables()
+            .AddCommandLine([.. settings])
+            .Build();
+        var services = new ServiceCollection();
+        services.AddSingleton<IConfiguration>(configuration);
+        services.AddLogging(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
+        WorkerApp.AddLedger(services, configuration, WorkerSettings.From(configuration));
+        // A one-shot command sweeps only when asked to (the sweep command).
+        services.PostConfigure<JobLogOptions>(o => o.Sweeper.Enabled = false);
+        return services.BuildServiceProvider(new ServiceProviderOptions { ValidateScopes = true, ValidateOnBuild = true });
+    }
+
+    /// <summary>
+    /// Runs <paramref name="body"/> as a command executed from the command line: its console output, exit code and
+    /// error land in the ledger (the writer runs for the command and drains before the session ends). Excluded names
+    /// (<see cref="WorkerApp.AddLedger"/>) run unrecorded.
+    /// </summary>
+    public async Task<int> RunLoggedAsync(string name, IReadOnlyList<string> args, Func<CancellationToken, Task<int>> body, CancellationToken cancellationToken)
+    {
+        var commands = _services.GetRequiredService<CommandLogger>();
+        if (commands.IsExcluded(name))
+        {
+            return await body(cancellationToken);
+        }
+
+        foreach (var hosted in _services.GetServices<IHostedService>())
+        {
+            await hosted.StartAsync(cancellationToken);
+            _started.Add(hosted);
+        }
+
+        return await commands.RunAsync(name, args, body, executedFromCommandLine: true, cancellationToken);
+    }
+
+    /// <summary>Runs a query in its own scope.</summary>
+    public async Task<T> QueryAsync<T>(Func<LedgerQueries, Task<T>> query)
+    {
+        await using var scope = _services.CreateAsyncScope();
+        return await query(scope.ServiceProvider.GetRequiredService<LedgerQueries>());
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        // In reverse: the writer drains what the command recorded before anything it depends on stops.
+        for (var i = _started.Count - 1; i >= 0; i--)
+        {
+            await _started[i].StopAsync(CancellationToken.None);
+        }
+
+        await _services.DisposeAsync();
+    }
+}

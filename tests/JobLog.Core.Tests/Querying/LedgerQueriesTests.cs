@@ -1,0 +1,71 @@
+using JobLog.Querying;
+using JobLog.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Querying;
+
+/// <summary>The read side is Core's public API: <c>AddJobLog</c> registers it, filters read the same names everywhere.</summary>
+public class LedgerQueriesTests
+{
+    private static readonly DateTime Now = new(2026, 3, 1, 8, 0, 0, DateTimeKind.Utc);
+
+    private static FilterSource From(params (string Name, string Value)[] values) =>
+        name => values.FirstOrDefault(v => v.Name == name).Value;
+
+    [Test]
+    public void TaskFilter_ReadsStatesSinceAndLimitByName()
+    {
+        var filter = TaskFilter.Parse(From(("state", "failed, expired"), ("since", "1h"), ("limit", "20"), ("internal", "all"), ("q", " needle ")), Now);
+
+        Assert.That(filter.States, Is.EqualTo(new[] { TaskState.Failed, TaskState.Expired }));
+        Assert.That(filter.From, Is.EqualTo(Now.AddHours(-1)));
+        Assert.That((filter.Limit, filter.Internal, filter.Search), Is.EqualTo((20, InternalTasks.All, "needle")));
+    }
+
+    [TestCase("state", "3")]
+    [TestCase("state", "failed|expired")]
+    [TestCase("since", "yesterday")]
+    [TestCase("limit", "501")]
+    [TestCase("cursor", "not-a-cursor")]
+    [TestCase("internal", "maybe")]
+    public void TaskFilter_WithAValueItCannotRead_Throws(string name, string value) =>
+        Assert.Throws<FilterException>(() => TaskFilter.Parse(From((name, value)), Now));
+
+    [Test]
+    public void Cursor_RoundTrips()
+    {
+        var cursor = new Cursor(Now, Guid.NewGuid());
+
+        Assert.That(Cursor.Parse(cursor.ToString()), Is.EqualTo(cursor));
+    }
+
+    [Test]
+    public async Task AddJobLog_RegistersTheQueries_WhichPageNewestFirst()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var tasks = Enumerable.Range(0, 5).Select(i => new TaskLog
+        {
+            Id = Guid.NewGuid(), Name = "T" + i, DispatchedAt = Now.AddMinutes(i), State = i % 2 == 0 ? TaskState.Succeeded : TaskState.Failed,
+        }).ToList();
+        await host.QueryAsync(db =>
+        {
+            db.AddRange(tasks);
+            return db.SaveChangesAsync();
+        });
+        await using var scope = host.Services.CreateAsyncScope();
+        var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+
+        var first = await queries.TasksAsync(TaskFilter.Parse(From(("limit", "2")), Now), CancellationToken.None);
+        var second = await queries.TasksAsync(TaskFilter.Parse(From(("limit", "2"), ("cursor", first.NextCursor!)), Now), CancellationToken.None);
+        var failed = await queries.TasksAsync(TaskFilter.Parse(From(("state", "failed")), Now), CancellationToken.None);
+        var detail = await queries.TaskAsync(tasks[0].Id, CancellationToken.None);
+
+        Assert.That(first.Items.Select(t => t.Name), Is.EqualTo(new[] { "T4", "T3" }));
+        Assert.That(second.Items.Select(t => t.Name), Is.EqualTo(new[] { "T2", "T1" }));
+        Assert.That(failed.Items.Select(t => t.Name), Is.EqualTo(new[] { "T3", "T1" }));
+        Assert.That(failed.NextCursor, Is.Null);
+        Assert.That(detail?.Task.Name, Is.EqualTo("T0"));
+        Assert.That(await queries.TaskAsync(Guid.NewGuid(), CancellationToken.None), Is.Null);
+    }
+}

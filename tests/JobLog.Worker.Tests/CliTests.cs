@@ -1,0 +1,117 @@
+using JobLog.Testing;
+using JobLog.Worker.Cli;
+using NUnit.Framework;
+
+namespace JobLog.Worker.Tests;
+
+/// <summary>The command line's help, errors and exit codes come from System.CommandLine; ledger text stays inert.</summary>
+public class CliTests
+{
+    private static async Task<(int Exit, string Output, string Error)> RunAsync(params string[] args)
+    {
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        var exit = await Cli.Cli.RunAsync(args, CliConsole.Redirected(output, error));
+        return (exit, output.ToString(), error.ToString());
+    }
+
+    [TestCase("--help")]
+    [TestCase("-h")]
+    [TestCase("help")]
+    public async Task Help_ListsEveryCommand_AndExitsWith0(string help)
+    {
+        var (exit, output, _) = await RunAsync(help);
+
+        Assert.That(exit, Is.Zero);
+        Assert.That(output, Does.Contain("Usage:"));
+        foreach (var command in new[] { "run", "demo", "sweep", "migrate", "tasks", "task", "purge", "restore" })
+        {
+            Assert.That(output, Does.Contain("  " + command + " "), command);
+        }
+    }
+
+    [TestCase("tasks", "--bogus")]
+    [TestCase("purge", "--type", "tasks", "--older-than", "30d", "--nope")]
+    [TestCase("bogus")]
+    public async Task UnknownOptionOrCommand_ExitsNonZero_WithAnError(params string[] args)
+    {
+        var (exit, _, error) = await RunAsync(args);
+
+        Assert.That(exit, Is.Not.Zero);
+        Assert.That(error, Does.Contain(args[^1]));
+    }
+
+    [Test]
+    public async Task Purge_WithoutType_IsAParseError()
+    {
+        var (exit, _, error) = await RunAsync("purge", "--older-than", "30d");
+
+        Assert.That(exit, Is.Not.Zero);
+        Assert.That(error, Does.Contain("--type"));
+    }
+
+    [Test]
+    public async Task Tasks_WithAFilterItCannotRead_ExitsWith2_AndSaysWhy()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+
+        var (exit, _, error) = await RunAsync("tasks", "--state", "bogus", "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString);
+
+        Assert.That(exit, Is.EqualTo(2));
+        Assert.That(error, Does.StartWith("error: 'state' must be one of"));
+    }
+
+    [Test]
+    public void Settings_AreTakenOutBeforeParsing()
+    {
+        var (arguments, settings) = CliSettings.Split(["tasks", "--ConnectionStrings:JobLog=Data Source=x.db", "--state", "failed", "--JobLog:Database", "postgres"]);
+
+        Assert.That(arguments, Is.EqualTo(new[] { "tasks", "--state", "failed" }));
+        Assert.That(settings, Is.EqualTo(new[] { "--ConnectionStrings:JobLog=Data Source=x.db", "--JobLog:Database", "postgres" }));
+    }
+
+    [Test]
+    public async Task Tasks_PrintsSpectreMarkupInLedgerTextLiterally()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var task = new TaskLog { Id = Guid.NewGuid(), Name = "[red]not red[/] [link=file:///etc]x[/]", Input = "[bold]", DispatchedAt = DateTime.UtcNow, State = TaskState.Failed };
+        await host.QueryAsync(db =>
+        {
+            db.Add(task);
+            return db.SaveChangesAsync();
+        });
+
+        foreach (var args in new[] { new[] { "tasks" }, ["task", task.Id.ToString()] })
+        {
+            var (exit, output, error) = await RunAsync([.. args, "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString]);
+
+            Assert.That(exit, Is.Zero, error);
+            Assert.That(output, Does.Contain("[red]not red[/] [link=file:///etc]x[/]").And.Contain("[bold]"), output);
+        }
+    }
+
+    [Test]
+    public async Task Sweep_Redirected_PrintsPlainProgressLinesAndTheResult()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+
+        var (exit, output, error) = await RunAsync("sweep", "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString);
+
+        Assert.That(exit, Is.Zero, error);
+        Assert.That(output, Does.Contain("sweeping stale tasks…").And.Contain("expired 0, healed 0"));
+        Assert.That(output.IndexOf('\u001b', StringComparison.Ordinal), Is.EqualTo(-1), "no ANSI sequences when redirected");
+    }
+
+    [Test]
+    public async Task Migrate_FromTheCommandLine_IsRecorded()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+
+        var (exit, output, error) = await RunAsync("migrate", "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString);
+
+        Assert.That(exit, Is.Zero, error);
+        Assert.That(output, Does.Contain("ledger schema is up to date"));
+        var command = await host.QueryAsync(db => Microsoft.EntityFrameworkCore.EntityFrameworkQueryableExtensions.SingleAsync(db.CommandLogs));
+        Assert.That((command.Name, command.ExitCode, command.ExecutedFromCommandLine), Is.EqualTo(("migrate", (int?)0, true)));
+    }
+}
