@@ -148,7 +148,7 @@ public partial class FragmentTests
         Assert.That(response.Headers.RetryAfter?.ToString(), Is.EqualTo("1"));
     }
 
-    private string Cursor() => new JobLog.AspNetCore.Dashboard.Queries.Cursor(_now.AddMinutes(-1), _active.Id).ToString();
+    private string Cursor() => new JobLog.Querying.Cursor(_now.AddMinutes(-1), _active.Id).ToString();
 
     private async Task<HttpResponseMessage> GetFragmentAsync(string url, string fragment)
     {
