@@ -103,7 +103,7 @@ public static class TaskLoggingConfigurationExtensions
 
         // The context carries no clock; the dispatch observer records the exact ETA from the options and, on RabbitMQ
         // with the JobLog scheduler, hands the message to the scheduler instead of this transport delay.
-        var delay = options.Countdown ?? (options.Eta is { } eta ? eta - DateTimeOffset.UtcNow : null);
+        var delay = options.Countdown ?? (options.Eta is { } eta ? eta - TimeProvider.System.GetUtcNow() : null);
         if (delay > TimeSpan.Zero)
         {
             context.Delay = delay;

@@ -137,12 +137,13 @@ internal static class Cli
         try
         {
             var bus = app.Services.GetRequiredService<IBus>();
-            var started = DateTime.UtcNow;
+            var clock = app.Services.GetRequiredService<TimeProvider>();
+            var started = clock.GetUtcNow().UtcDateTime;
             var count = await DemoPublisher.PublishAsync(bus, 1, CancellationToken.None);
             Console.WriteLine($"Published {count} demo tasks; waiting for them to finish…");
             Console.WriteLine($"Sent {await DemoHttpEndpoints.ExerciseAsync(app.Services, CancellationToken.None)} demo HTTP requests.");
             var factory = app.Services.GetRequiredService<IServiceScopeFactory>();
-            var deadline = DateTime.UtcNow.AddSeconds(30);
+            var deadline = clock.GetUtcNow().UtcDateTime.AddSeconds(30);
             Dictionary<TaskState, int> counts;
             do
             {
@@ -155,7 +156,7 @@ internal static class Cli
                     .GroupBy(t => t.State).Select(g => new { g.Key, Count = g.Count() })
                     .ToDictionaryAsync(g => g.Key, g => g.Count);
             }
-            while (DateTime.UtcNow < deadline && (counts.GetValueOrDefault(TaskState.Waiting) + counts.GetValueOrDefault(TaskState.Active)
+            while (clock.GetUtcNow().UtcDateTime < deadline && (counts.GetValueOrDefault(TaskState.Waiting) + counts.GetValueOrDefault(TaskState.Active)
                 + counts.GetValueOrDefault(TaskState.Retried) > 0 || counts.GetValueOrDefault(TaskState.Expired) == 0));
 
             Console.WriteLine("Tasks by state:");
