@@ -209,26 +209,37 @@ public sealed class TaskTypeOptions
     public IReadOnlyList<TimeSpan>? RetryDelays { get; set; }
 }
 
-/// <summary>Per call task options (<c>x.SetTaskOptions(t => ...)</c>).</summary>
+/// <summary>Per call task options (<c>x.SetTaskOptions(t => ...)</c>); validated when set.</summary>
 public sealed class TaskDispatchOptions
 {
     /// <summary>Deliver at this time (requires a scheduler on RabbitMQ).</summary>
     public DateTimeOffset? Eta { get; set; }
 
-    /// <summary>Deliver after this delay.</summary>
+    /// <summary>Deliver after this delay. Not negative.</summary>
+    [NotNegative]
     public TimeSpan? Countdown { get; set; }
 
-    /// <summary>Message TimeToLive: not consumed after dispatch + this.</summary>
+    /// <summary>Message TimeToLive: not consumed after dispatch + this. Positive.</summary>
+    [Positive]
     public TimeSpan? Expires { get; set; }
 
-    /// <summary>Stale time limit of this dispatch.</summary>
+    /// <summary>Stale time limit of this dispatch. Positive.</summary>
+    [Positive]
     public TimeSpan? StaleTimeLimit { get; set; }
 
-    /// <summary>Time limit of this dispatch.</summary>
+    /// <summary>Time limit of this dispatch. Positive.</summary>
+    [Positive]
     public TimeSpan? TimeLimit { get; set; }
 
     /// <summary>Task name of this dispatch.</summary>
     public string? Name { get; set; }
+}
+
+/// <summary>Rejects per call task options out of range (generated from the attributes on <see cref="TaskDispatchOptions"/>).</summary>
+[OptionsValidator]
+internal sealed partial class TaskDispatchOptionsValidator : IValidateOptions<TaskDispatchOptions>
+{
+    internal static readonly TaskDispatchOptionsValidator Instance = new();
 }
 
 /// <summary>Marks a message type with its task name.</summary>

@@ -90,10 +90,9 @@ public static class TaskLoggingConfigurationExtensions
         ArgumentNullException.ThrowIfNull(configure);
         var options = context.GetOrAddPayload(() => new TaskOptionsPayload()).Options;
         configure(options);
-        if (options.Countdown < TimeSpan.Zero || options.Expires <= TimeSpan.Zero || options.StaleTimeLimit <= TimeSpan.Zero
-            || options.TimeLimit <= TimeSpan.Zero)
+        if (TaskDispatchOptionsValidator.Instance.Validate(null, options) is { Failed: true } invalid)
         {
-            throw new ArgumentException("Task options: Countdown must not be negative; Expires, StaleTimeLimit and TimeLimit must be positive.", nameof(configure));
+            throw new ArgumentException(invalid.FailureMessage, nameof(configure));
         }
 
         if (options.Expires is { } expires)
