@@ -14,7 +14,7 @@ public static class TaskLoggingConfigurationExtensions
 
     /// <summary>
     /// Records a task for every message this bus sends or publishes, and a run for every consume attempt
-    /// (DESIGN §5). Call it after <c>UseMessageRetry</c>/<c>UseScheduledRedelivery</c> and before
+    /// (docs/architecture.md#write-path). Call it after <c>UseMessageRetry</c>/<c>UseScheduledRedelivery</c> and before
     /// <c>ConfigureEndpoints</c>. Idempotent.
     /// </summary>
     /// <param name="configurator">The bus configurator.</param>

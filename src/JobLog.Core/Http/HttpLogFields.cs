@@ -3,7 +3,7 @@ using JobLog.Redaction;
 
 namespace JobLog.Http;
 
-/// <summary>Field rules shared by inbound and outbound request logs (DESIGN §3, §7).</summary>
+/// <summary>Field rules shared by inbound and outbound request logs (docs/architecture.md#redaction).</summary>
 internal static class HttpLogFields
 {
     /// <summary>Longest stored path (the column's size).</summary>
