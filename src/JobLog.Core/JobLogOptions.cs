@@ -119,6 +119,13 @@ public sealed class JobLogOptions : IValidatableObject
     /// <summary>How long a message may wait in its queue; with a time limit it derives the stale limit. Default null.</summary>
     public TimeSpan? MaxQueueWaitingTime { get; set; }
 
+    /// <summary>Least level of the consumer's log lines captured as a run's output (<see cref="OutputCaptureOptions.Level"/>). Default Information.</summary>
+    public Microsoft.Extensions.Logging.LogLevel OutputCaptureLevel
+    {
+        get => OutputCapture.Level;
+        set => OutputCapture.Level = value;
+    }
+
     /// <summary>Which log lines a run's output captures: level and categories, whatever the logging provider.</summary>
     public OutputCaptureOptions OutputCapture { get; } = new();
 
