@@ -20,6 +20,7 @@ public static class JobLogDashboardEndpointRouteBuilderExtensions
     /// <param name="configure">Adjusts the options.</param>
     /// <returns>The dashboard's route group, for conventions such as <c>RequireAuthorization</c>.</returns>
     /// <exception cref="InvalidOperationException"><c>AddJobLog</c> was not called.</exception>
+    /// <exception cref="ArgumentException">An option is out of range.</exception>
     public static RouteGroupBuilder MapJobLogDashboard(
         this IEndpointRouteBuilder endpoints,
         string prefix = "/joblog",
@@ -34,9 +35,9 @@ public static class JobLogDashboardEndpointRouteBuilderExtensions
 
         var options = new JobLogDashboardOptions();
         configure?.Invoke(options);
-        if (options.PageSize is < 1 or > ListFilter.MaxLimit || options.RefreshInterval < TimeSpan.Zero)
+        if (new JobLogDashboardOptionsValidator().Validate(null, options) is { Failed: true } invalid)
         {
-            throw new ArgumentException($"JobLogDashboardOptions.PageSize must be 1 to {ListFilter.MaxLimit} and RefreshInterval not negative.", nameof(configure));
+            throw new ArgumentException(invalid.FailureMessage, nameof(configure));
         }
 
         // The dashboard reads the ledger; its own (polling) requests are not business traffic to record.

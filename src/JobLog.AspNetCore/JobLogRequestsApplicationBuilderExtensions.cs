@@ -23,6 +23,7 @@ public static class JobLogRequestsApplicationBuilderExtensions
     /// <param name="configure">Optional settings.</param>
     /// <returns>The application.</returns>
     /// <exception cref="InvalidOperationException">When <c>AddJobLog</c> was not called.</exception>
+    /// <exception cref="ArgumentException">When an option is out of range.</exception>
     public static IApplicationBuilder UseJobLogRequests(this IApplicationBuilder app, Action<JobLogRequestOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(app);
@@ -38,6 +39,11 @@ public static class JobLogRequestsApplicationBuilderExtensions
 
         var options = new JobLogRequestOptions();
         configure?.Invoke(options);
+        if (new JobLogRequestOptionsValidator().Validate(null, options) is { Failed: true } invalid)
+        {
+            throw new ArgumentException(invalid.FailureMessage, nameof(configure));
+        }
+
         app.Properties[InstalledKey] = true;
         ThrottleDetector.EnsureListening();
         return app.UseMiddleware<RequestLoggingMiddleware>(options);

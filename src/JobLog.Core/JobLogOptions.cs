@@ -1,3 +1,7 @@
+using System.ComponentModel.DataAnnotations;
+using JobLog.Internal;
+using Microsoft.Extensions.Options;
+
 namespace JobLog;
 
 /// <summary>How long the business path waits for the ledger.</summary>
@@ -40,8 +44,8 @@ public enum LedgerProvider
     PostgreSql = 2,
 }
 
-/// <summary>Options of <c>services.AddJobLog(...)</c>.</summary>
-public sealed class JobLogOptions
+/// <summary>Options of <c>services.AddJobLog(...)</c>; validated at start-up (<see cref="OptionsValidationException"/>).</summary>
+public sealed class JobLogOptions : IValidatableObject
 {
     private readonly Dictionary<Type, TaskTypeOptions> _taskTypes = [];
 
@@ -67,12 +71,14 @@ public sealed class JobLogOptions
     public bool CloseUnconsumedPublishes { get; set; }
 
     /// <summary>How long the business path waits for its records to be durable (journaled, or committed in <see cref="LedgerDurability.Committed"/> mode). Default 5 s.</summary>
+    [NotNegative]
     public TimeSpan AcknowledgeTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// Records held in memory while the database is slow or down. Default 200,000; further records go to the spool file
     /// (<see cref="SpoolDirectory"/>), and past <see cref="MaxSpoolBytes"/> they are dropped and counted.
     /// </summary>
+    [AtLeast(1000)]
     public int QueueCapacity { get; set; } = 200_000;
 
     /// <summary>
@@ -89,6 +95,7 @@ public sealed class JobLogOptions
     public string? SpoolDirectory { get; set; } = Recording.SpoolFiles.DefaultDirectory();
 
     /// <summary>Largest spool file. Default 1 GiB; further records are dropped and counted.</summary>
+    [AtLeast(1, ErrorMessage = "{0} must be positive (set SpoolDirectory to null to turn the spool off).")]
     public long MaxSpoolBytes { get; set; } = 1L << 30;
 
     /// <summary>
@@ -100,15 +107,19 @@ public sealed class JobLogOptions
     public bool RecordInternalMessages { get; set; } = true;
 
     /// <summary>Records per transaction. Default 2,000.</summary>
+    [AtLeast(1)]
     public int MaxBatchSize { get; set; } = 2000;
 
     /// <summary>How long the writer waits to fill a batch in <see cref="LedgerDurability.Buffered"/> mode. Default 100 ms.</summary>
+    [NotNegative]
     public TimeSpan FlushInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>Longest wait between two attempts to reach a failing database. Default 10 s.</summary>
+    [Positive]
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Command timeout of the writer's statements. Default 30 s.</summary>
+    [Positive]
     public TimeSpan CommandTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>The machine name stored with every record. Default <see cref="Environment.MachineName"/>.</summary>
@@ -137,9 +148,11 @@ public sealed class JobLogOptions
     public OutputCaptureOptions OutputCapture { get; } = new();
 
     /// <summary>Redaction and truncation for every log kind.</summary>
+    [ValidateObjectMembers]
     public RedactionOptions Redaction { get; } = new();
 
     /// <summary>The stale-task sweeper.</summary>
+    [ValidateObjectMembers]
     public SweeperOptions Sweeper { get; } = new();
 
     /// <summary>Command logging (<see cref="CommandLogger"/>).</summary>
@@ -182,7 +195,22 @@ public sealed class JobLogOptions
 
     internal TaskTypeOptions? GetTaskType(Type messageType) =>
         _taskTypes.Count == 0 ? null : _taskTypes.GetValueOrDefault(messageType);
+
+    /// <summary>The rule that spans two properties: a database is chosen (the others are on the properties).</summary>
+    IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
+    {
+        if (Provider == LedgerProvider.None || string.IsNullOrWhiteSpace(ConnectionString))
+        {
+            yield return new ValidationResult(
+                "JobLog needs a database: AddJobLog(o => o.UseSqlite(\"Data Source=joblog.db\")) or o.UseNpgsql(connectionString).",
+                [nameof(Provider)]);
+        }
+    }
 }
+
+/// <summary>Fails start-up on options that cannot work (generated from the attributes on <see cref="JobLogOptions"/>).</summary>
+[OptionsValidator]
+internal sealed partial class JobLogOptionsValidator : IValidateOptions<JobLogOptions>;
 
 /// <summary>Per message type task defaults (<c>AddJobLog(o => o.Task&lt;T&gt;(t => ...))</c>).</summary>
 public sealed class TaskTypeOptions
@@ -206,26 +234,37 @@ public sealed class TaskTypeOptions
     public IReadOnlyList<TimeSpan>? RetryDelays { get; set; }
 }
 
-/// <summary>Per call task options (<c>x.SetTaskOptions(t => ...)</c>).</summary>
+/// <summary>Per call task options (<c>x.SetTaskOptions(t => ...)</c>); validated when set.</summary>
 public sealed class TaskDispatchOptions
 {
     /// <summary>Deliver at this time (requires a scheduler on RabbitMQ).</summary>
     public DateTimeOffset? Eta { get; set; }
 
-    /// <summary>Deliver after this delay.</summary>
+    /// <summary>Deliver after this delay. Not negative.</summary>
+    [NotNegative]
     public TimeSpan? Countdown { get; set; }
 
-    /// <summary>Message TimeToLive: not consumed after dispatch + this.</summary>
+    /// <summary>Message TimeToLive: not consumed after dispatch + this. Positive.</summary>
+    [Positive]
     public TimeSpan? Expires { get; set; }
 
-    /// <summary>Stale time limit of this dispatch.</summary>
+    /// <summary>Stale time limit of this dispatch. Positive.</summary>
+    [Positive]
     public TimeSpan? StaleTimeLimit { get; set; }
 
-    /// <summary>Time limit of this dispatch.</summary>
+    /// <summary>Time limit of this dispatch. Positive.</summary>
+    [Positive]
     public TimeSpan? TimeLimit { get; set; }
 
     /// <summary>Task name of this dispatch.</summary>
     public string? Name { get; set; }
+}
+
+/// <summary>Rejects per call task options out of range (generated from the attributes on <see cref="TaskDispatchOptions"/>).</summary>
+[OptionsValidator]
+internal sealed partial class TaskDispatchOptionsValidator : IValidateOptions<TaskDispatchOptions>
+{
+    internal static readonly TaskDispatchOptionsValidator Instance = new();
 }
 
 /// <summary>Marks a message type with its task name.</summary>
@@ -242,10 +281,12 @@ public sealed class SweeperOptions
     /// <summary>Run the hosted sweeper. Default true.</summary>
     public bool Enabled { get; set; } = true;
 
-    /// <summary>Time between sweeps. Default 30 s.</summary>
+    /// <summary>Time between sweeps. Default 30 s; must be positive.</summary>
+    [Positive]
     public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Tasks per statement. Default 1,000.</summary>
+    /// <summary>Tasks per statement. Default 1,000; at least 1.</summary>
+    [AtLeast(1)]
     public int BatchSize { get; set; } = 1000;
 }
 
@@ -277,9 +318,11 @@ public sealed class RedactionOptions
     public string Replacement { get; set; } = "[Filtered]";
 
     /// <summary>Longest stored body, input, output or error. Default 10,000 characters.</summary>
+    [AtLeast(100)]
     public int MaxBodyLength { get; set; } = 10_000;
 
     /// <summary>Longest JSON string value kept when a JSON body is too long. Default 250.</summary>
+    [AtLeast(10)]
     public int MaxJsonStringLength { get; set; } = 250;
 
     /// <summary>

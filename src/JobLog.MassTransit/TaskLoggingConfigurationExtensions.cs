@@ -14,7 +14,7 @@ public static class TaskLoggingConfigurationExtensions
 
     /// <summary>
     /// Records a task for every message this bus sends or publishes, and a run for every consume attempt
-    /// (DESIGN §5). Call it after <c>UseMessageRetry</c>/<c>UseScheduledRedelivery</c> and before
+    /// (docs/architecture.md#write-path). Call it after <c>UseMessageRetry</c>/<c>UseScheduledRedelivery</c> and before
     /// <c>ConfigureEndpoints</c>. Idempotent.
     /// </summary>
     /// <param name="configurator">The bus configurator.</param>
@@ -90,10 +90,9 @@ public static class TaskLoggingConfigurationExtensions
         ArgumentNullException.ThrowIfNull(configure);
         var options = context.GetOrAddPayload(() => new TaskOptionsPayload()).Options;
         configure(options);
-        if (options.Countdown < TimeSpan.Zero || options.Expires <= TimeSpan.Zero || options.StaleTimeLimit <= TimeSpan.Zero
-            || options.TimeLimit <= TimeSpan.Zero)
+        if (TaskDispatchOptionsValidator.Instance.Validate(null, options) is { Failed: true } invalid)
         {
-            throw new ArgumentException("Task options: Countdown must not be negative; Expires, StaleTimeLimit and TimeLimit must be positive.", nameof(configure));
+            throw new ArgumentException(invalid.FailureMessage, nameof(configure));
         }
 
         if (options.Expires is { } expires)
@@ -103,7 +102,7 @@ public static class TaskLoggingConfigurationExtensions
 
         // The context carries no clock; the dispatch observer records the exact ETA from the options and, on RabbitMQ
         // with the JobLog scheduler, hands the message to the scheduler instead of this transport delay.
-        var delay = options.Countdown ?? (options.Eta is { } eta ? eta - DateTimeOffset.UtcNow : null);
+        var delay = options.Countdown ?? (options.Eta is { } eta ? eta - TimeProvider.System.GetUtcNow() : null);
         if (delay > TimeSpan.Zero)
         {
             context.Delay = delay;

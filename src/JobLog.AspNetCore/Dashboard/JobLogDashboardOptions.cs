@@ -1,18 +1,24 @@
+using System.ComponentModel.DataAnnotations;
+using JobLog.Internal;
 using JobLog.Querying;
 using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
 
 namespace JobLog.AspNetCore.Dashboard;
 
-/// <summary>Options of <c>app.MapJobLogDashboard(...)</c>.</summary>
+/// <summary>Options of <c>app.MapJobLogDashboard(...)</c>; validated when the dashboard is mapped.</summary>
 public sealed class JobLogDashboardOptions
 {
     /// <summary>Shown in the header and the window title. Default <c>JobLog</c>.</summary>
+    [Required(ErrorMessage = "{0} is required.")]
     public string Title { get; set; } = "JobLog";
 
-    /// <summary>Rows per page when the request does not say (<c>limit</c>, at most 500). Default 50.</summary>
+    /// <summary>Rows per page when the request does not say (<c>limit</c>, at most 500). Default 50; 1 to 500.</summary>
+    [Between(1, ListFilter.MaxLimit)]
     public int PageSize { get; set; } = ListFilter.DefaultLimit;
 
-    /// <summary>How often live pages poll the server. Default 5 s; <see cref="TimeSpan.Zero"/> turns live refresh off.</summary>
+    /// <summary>How often live pages poll the server. Default 5 s; <see cref="TimeSpan.Zero"/> turns live refresh off; not negative.</summary>
+    [NotNegative]
     public TimeSpan RefreshInterval { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
@@ -30,6 +36,7 @@ public sealed class JobLogDashboardOptions
     /// Free-text searches (<c>q</c>, a LIKE over every row in range) that may run at once on this dashboard; one more
     /// is answered 429 with <c>Retry-After</c> instead of queueing. Default 4; at least 1.
     /// </summary>
+    [AtLeast(1)]
     public int MaxConcurrentSearches { get; set; } = 4;
 
     /// <summary>The slots of <see cref="MaxConcurrentSearches"/>, made at the first search.</summary>
@@ -37,6 +44,10 @@ public sealed class JobLogDashboardOptions
 
     private SearchLimiter? _searches;
 }
+
+/// <summary>Rejects dashboard options out of range (generated from the attributes on <see cref="JobLogDashboardOptions"/>).</summary>
+[OptionsValidator]
+internal sealed partial class JobLogDashboardOptionsValidator : IValidateOptions<JobLogDashboardOptions>;
 
 /// <summary>A fixed number of slots for searches; a caller that finds none is refused at once, never queued.</summary>
 internal sealed class SearchLimiter(int slots)

@@ -1,3 +1,4 @@
+using JobLog.Internal;
 using JobLog.Recording;
 using JobLog.Storage;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -5,15 +6,21 @@ using Microsoft.Extensions.Options;
 
 namespace JobLog.Health;
 
-/// <summary>Options of <c>AddJobLogHealthChecks</c>.</summary>
+/// <summary>Options of <c>AddJobLogHealthChecks</c>; validated at start-up.</summary>
 public sealed class JobLogHealthCheckOptions
 {
-    /// <summary>Records waiting to be written above which the writer reports Degraded. Default 10,000.</summary>
+    /// <summary>Records waiting to be written above which the writer reports Degraded. Default 10,000; not negative.</summary>
+    [NotNegative]
     public int DegradedBacklog { get; set; } = 10_000;
 
-    /// <summary>How long the database probe may take before it counts as unhealthy. Default 5 s.</summary>
+    /// <summary>How long the database probe may take before it counts as unhealthy. Default 5 s; must be positive.</summary>
+    [Positive]
     public TimeSpan DatabaseTimeout { get; set; } = TimeSpan.FromSeconds(5);
 }
+
+/// <summary>Fails start-up on health check options out of range (generated from the attributes on <see cref="JobLogHealthCheckOptions"/>).</summary>
+[OptionsValidator]
+internal sealed partial class JobLogHealthCheckOptionsValidator : IValidateOptions<JobLogHealthCheckOptions>;
 
 /// <summary>
 /// The writer: Unhealthy while it cannot reach the database (records are kept and retried), Degraded when its backlog

@@ -1,5 +1,7 @@
 using JobLog.Health;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
+using Microsoft.Extensions.Options;
 
 namespace Microsoft.Extensions.DependencyInjection;
 
@@ -20,13 +22,14 @@ public static class JobLogHealthChecksBuilderExtensions
     /// <param name="builder">The health checks builder from <c>services.AddHealthChecks()</c>.</param>
     /// <param name="configure">Adjusts the thresholds.</param>
     /// <param name="tags">Extra tags for both checks, e.g. <c>ready</c>.</param>
+    /// <exception cref="OptionsValidationException">At start-up, on options out of range.</exception>
     public static IHealthChecksBuilder AddJobLogHealthChecks(
         this IHealthChecksBuilder builder,
         Action<JobLogHealthCheckOptions>? configure = null,
         params string[] tags)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        var options = builder.Services.AddOptions<JobLogHealthCheckOptions>();
+        var options = builder.Services.AddOptions<JobLogHealthCheckOptions>().ValidateOnStart();
         if (configure is not null)
         {
             options.Configure(configure);
@@ -37,6 +40,7 @@ public static class JobLogHealthChecksBuilderExtensions
             return builder;
         }
 
+        builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<JobLogHealthCheckOptions>, JobLogHealthCheckOptionsValidator>());
         builder.Services.AddSingleton<LedgerWriterHealthCheck>();
         builder.Services.AddSingleton<LedgerDatabaseHealthCheck>();
         string[] allTags = ["joblog", .. tags];

@@ -30,6 +30,8 @@ internal sealed class JobLogMetrics : IDisposable
         AcknowledgeWait = _meter.CreateHistogram<double>(
             "joblog.acknowledge.wait_duration", "s", "How long a delivery or a publish waited for its records' commit (Acknowledged durability).");
         RowsPurged = _meter.CreateCounter<long>("joblog.retention.purged", "{row}", "Ledger rows deleted by retention or purge, by log kind.");
+        RecordingFailures = _meter.CreateCounter<long>(
+            "joblog.recording.failures", "{failure}", "Failures inside JobLog's recording, logged and passed over (the business path went on), by where.");
     }
 
     public Counter<long> TasksDispatched { get; }
@@ -57,6 +59,17 @@ internal sealed class JobLogMetrics : IDisposable
     public Histogram<double> AcknowledgeWait { get; }
 
     public Counter<long> RowsPurged { get; }
+
+    public Counter<long> RecordingFailures { get; }
+
+    /// <summary>Counts a failure of the recording at <paramref name="where"/> (a short stable name, e.g. <c>dispatch</c>).</summary>
+    public void RecordingFailed(string where)
+    {
+        if (RecordingFailures.Enabled)
+        {
+            RecordingFailures.Add(1, new KeyValuePair<string, object?>("joblog.recording.where", where));
+        }
+    }
 
     public void ObserveBacklog(Func<int> backlog) =>
         _meter.CreateObservableGauge("joblog.writer.backlog", backlog, "{record}", "Records waiting to be written.");

@@ -17,6 +17,12 @@ internal static partial class Log
     [LoggerMessage(1090, LogLevel.Warning, "The database rejected a {Record} record for its texts: it was stored with markers in their place.")]
     public static partial void RecordDegraded(ILogger logger, Exception exception, string record);
 
+    [LoggerMessage(1091, LogLevel.Debug, "The database refused the {Record} record with markers in place of its texts too.")]
+    public static partial void DegradedRecordRefused(ILogger logger, Exception exception, string record);
+
+    [LoggerMessage(1092, LogLevel.Debug, "JobLog could not close its database connection after a failed commit; it opens a new one.")]
+    public static partial void ExecutorResetFailed(ILogger logger, Exception exception);
+
     [LoggerMessage(1004, LogLevel.Warning, "JobLog's queue is full ({Capacity} records): a {Record} record was dropped. {Dropped} dropped so far.")]
     public static partial void QueueFull(ILogger logger, int capacity, string record, long dropped);
 

@@ -275,7 +275,8 @@ internal sealed class LedgerWriter(
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            Debug.WriteLine(ex);
+            Log.DegradedRecordRefused(logger, ex, record.GetType().Name);
+            metrics.RecordingFailed("writer.degraded");
             await ResetExecutorAsync().ConfigureAwait(false);
             return false;
         }
@@ -308,7 +309,8 @@ internal sealed class LedgerWriter(
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                Debug.WriteLine(ex);
+                Log.ExecutorResetFailed(logger, ex);
+                metrics.RecordingFailed("writer.reset");
             }
 
             _executor = null;

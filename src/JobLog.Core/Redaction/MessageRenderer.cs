@@ -11,7 +11,7 @@ namespace JobLog.Redaction;
 /// <summary>A message rendered for the ledger: masked and bounded.</summary>
 internal readonly record struct RenderedMessage(string Input, string TaskArgs, string TaskKwargs);
 
-/// <summary>Renders a message object as <c>Input</c>, <c>TaskArgs</c> and <c>TaskKwargs</c> (DESIGN §3).</summary>
+/// <summary>Renders a message object as <c>Input</c>, <c>TaskArgs</c> and <c>TaskKwargs</c> (docs/architecture.md#redaction).</summary>
 internal sealed class MessageRenderer(Redactor redactor)
 {
     private static readonly JsonSerializerOptions s_serializer = new()

@@ -17,7 +17,7 @@ internal enum StoredTextKind
 }
 
 /// <summary>
-/// The one redaction and truncation policy (DESIGN §7): sensitive names are hidden in headers, queries and JSON at
+/// The one redaction and truncation policy (docs/architecture.md#redaction): sensitive names are hidden in headers, queries and JSON at
 /// any depth (<see cref="JsonMasking"/>), text is masked by pattern (<see cref="TextPatterns"/>), bodies are decoded
 /// strictly (<see cref="BodyText"/>) and everything is bounded (<see cref="TextBounds"/>). Masking always happens before
 /// truncation. No method throws because of the text it is given: what cannot be masked becomes a marker.

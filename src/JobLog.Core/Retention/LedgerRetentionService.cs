@@ -64,27 +64,3 @@ internal sealed class LedgerRetentionService(
         return results;
     }
 }
-
-/// <summary>Fails start-up on retention options that cannot work.</summary>
-internal sealed class JobLogRetentionOptionsValidator : IValidateOptions<JobLogRetentionOptions>
-{
-    public ValidateOptionsResult Validate(string? name, JobLogRetentionOptions options)
-    {
-        var failures = new List<string>();
-        if (options.Interval <= TimeSpan.Zero || options.BatchSize < 1)
-        {
-            failures.Add("JobLogRetentionOptions.Interval must be positive and BatchSize at least 1.");
-        }
-
-        foreach (var kind in Enum.GetValues<LedgerKind>())
-        {
-            var period = options.For(kind);
-            if (period.Succeeded <= TimeSpan.Zero || period.Failed <= TimeSpan.Zero)
-            {
-                failures.Add($"JobLogRetentionOptions.{kind} periods must be positive (null keeps rows forever).");
-            }
-        }
-
-        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
-    }
-}

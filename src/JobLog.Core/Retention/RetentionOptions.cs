@@ -1,3 +1,6 @@
+using JobLog.Internal;
+using Microsoft.Extensions.Options;
+
 namespace JobLog.Retention;
 
 /// <summary>The four kinds of ledger rows that retention and <c>purge</c> handle separately.</summary>
@@ -21,11 +24,13 @@ public sealed class RetentionPeriod
 {
     /// <summary>
     /// Successes: SUCCEEDED tasks, requests with status DEBUG or INFO (below 400), successful commands.
-    /// Counted from the row's end (<c>Stop</c> or <c>ResponseTimestamp</c>).
+    /// Counted from the row's end (<c>Stop</c> or <c>ResponseTimestamp</c>). Positive or null.
     /// </summary>
+    [Positive(ErrorMessage = "{0} must be positive (null keeps rows forever).")]
     public TimeSpan? Succeeded { get; set; }
 
-    /// <summary>Failures: FAILED and EXPIRED tasks, requests with status WARNING, ERROR or CRITICAL, failed commands.</summary>
+    /// <summary>Failures: FAILED and EXPIRED tasks, requests with status WARNING, ERROR or CRITICAL, failed commands. Positive or null.</summary>
+    [Positive(ErrorMessage = "{0} must be positive (null keeps rows forever).")]
     public TimeSpan? Failed { get; set; }
 }
 
@@ -35,25 +40,31 @@ public sealed class RetentionPeriod
 /// </summary>
 public sealed class JobLogRetentionOptions
 {
-    /// <summary>Time between two retention passes. Default 1 hour.</summary>
+    /// <summary>Time between two retention passes. Default 1 hour; must be positive.</summary>
+    [Positive]
     public TimeSpan Interval { get; set; } = TimeSpan.FromHours(1);
 
-    /// <summary>Rows deleted per statement (and per transaction). Default 1,000.</summary>
+    /// <summary>Rows deleted per statement (and per transaction). Default 1,000; at least 1.</summary>
+    [AtLeast(1)]
     public int BatchSize { get; set; } = 1000;
 
     /// <summary>When set, deleted rows are first written to a gzip JSON Lines file in this directory (restorable with the CLI's <c>restore</c>). Default null.</summary>
     public string? BackupDirectory { get; set; }
 
     /// <summary>Tasks and their runs. Default: successes 30 days, failures 90 days.</summary>
+    [ValidateObjectMembers]
     public RetentionPeriod Tasks { get; } = Default();
 
     /// <summary>Inbound requests. Default: successes 30 days, failures 90 days.</summary>
+    [ValidateObjectMembers]
     public RetentionPeriod InputRequests { get; } = Default();
 
     /// <summary>Outbound requests. Default: successes 30 days, failures 90 days.</summary>
+    [ValidateObjectMembers]
     public RetentionPeriod OutputRequests { get; } = Default();
 
     /// <summary>Commands. Default: successes 30 days, failures 90 days.</summary>
+    [ValidateObjectMembers]
     public RetentionPeriod Commands { get; } = Default();
 
     /// <summary>The period of one kind.</summary>
@@ -68,3 +79,7 @@ public sealed class JobLogRetentionOptions
 
     private static RetentionPeriod Default() => new() { Succeeded = TimeSpan.FromDays(30), Failed = TimeSpan.FromDays(90) };
 }
+
+/// <summary>Fails start-up on retention options that cannot work (generated from the attributes on <see cref="JobLogRetentionOptions"/>).</summary>
+[OptionsValidator]
+internal sealed partial class JobLogRetentionOptionsValidator : IValidateOptions<JobLogRetentionOptions>;

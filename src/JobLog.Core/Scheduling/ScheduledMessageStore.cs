@@ -101,8 +101,8 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
 
     /// <summary>
     /// Cancels a pending message (<c>CancelScheduledMessage</c>) and, in the same transaction, sets its task EXPIRED
-    /// with <paramref name="reason"/> (docs/architecture.md#scheduler: a cancelled task never runs; EXPIRED is the state of a task that will
-    /// not run). A cancellation that arrives before its message leaves a tombstone.
+    /// with <paramref name="reason"/>: a cancelled task never runs, and EXPIRED is the state of a task that will not run
+    /// (docs/architecture.md#scheduler). A cancellation that arrives before its message leaves a tombstone.
     /// </summary>
     public async Task<CancelOutcome> CancelAsync(Guid tokenId, DateTime now, string host, Func<DateTime, string> reason, CancellationToken cancellationToken)
     {

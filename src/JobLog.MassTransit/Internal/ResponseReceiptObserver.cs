@@ -61,7 +61,7 @@ internal sealed class ResponseReceiptObserver(TaskLoggingServices services) : IR
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // Recording never breaks the business path.
-            Debug.WriteLine(ex);
+            services.RecordingFailed(ex, "response");
         }
     }
 }

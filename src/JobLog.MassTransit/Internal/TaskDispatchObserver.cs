@@ -128,7 +128,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // Recording never breaks the business path.
-            Debug.WriteLine(ex);
+            services.RecordingFailed(ex, "dispatch");
         }
 
         // While the bus starts, the scheduler's endpoint may not have declared its exchange yet.

@@ -1,9 +1,11 @@
 using System.Collections.Concurrent;
 using System.Reflection;
+using JobLog.Internal;
 using JobLog.Recording;
 using JobLog.Redaction;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 
 namespace JobLog.MassTransit.Internal;
@@ -14,7 +16,9 @@ internal sealed class TaskLoggingServices(
     MessageRenderer renderer,
     Redactor redactor,
     IOptions<JobLogOptions> options,
-    TimeProvider time)
+    TimeProvider time,
+    JobLogMetrics metrics,
+    ILogger<TaskLoggingServices> logger)
 {
     private static readonly ConcurrentDictionary<Type, string> s_names = new();
 
@@ -46,7 +50,16 @@ internal sealed class TaskLoggingServices(
             provider.GetRequiredService<MessageRenderer>(),
             provider.GetRequiredService<Redactor>(),
             provider.GetRequiredService<IOptions<JobLogOptions>>(),
-            provider.GetRequiredService<TimeProvider>());
+            provider.GetRequiredService<TimeProvider>(),
+            provider.GetRequiredService<JobLogMetrics>(),
+            provider.GetRequiredService<ILogger<TaskLoggingServices>>());
+    }
+
+    /// <summary>Logs and counts a failure of the recording; the business path goes on (where: a short stable name).</summary>
+    public void RecordingFailed(Exception exception, string where)
+    {
+        Log.RecordingFailed(logger, exception, where);
+        metrics.RecordingFailed(where);
     }
 
     /// <summary>Task name: per-call option, per-type option, <see cref="TaskNameAttribute"/>, else the type's short name.</summary>

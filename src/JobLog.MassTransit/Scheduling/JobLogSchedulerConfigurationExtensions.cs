@@ -45,8 +45,11 @@ public static class JobLogSchedulerConfigurationExtensions
         ArgumentException.ThrowIfNullOrWhiteSpace(initial.QueueName, "QueueName");
         var registration = new JobLogSchedulerRegistration(initial.QueueName);
 
-        options.Validate(Valid, "JobLogSchedulerOptions: PollInterval, ClaimLease and MaxRetryDelay must be positive, "
-            + "BatchSize and MaxConcurrentSends at least 1, KeepSentFor positive or null, and QueueName unchanged.").ValidateOnStart();
+        configurator.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<JobLogSchedulerOptions>, JobLogSchedulerOptionsValidator>());
+        options.Validate(
+            o => o.QueueName == registration.QueueName,
+            $"JobLogSchedulerOptions.QueueName cannot change after the first AddJobLogScheduler call (it is '{registration.QueueName}').")
+            .ValidateOnStart();
         configurator.AddSingleton(registration);
         configurator.TryAddSingleton<ScheduledMessageStore>();
         configurator.TryAddSingleton<ScheduledMessageDispatcher>();
@@ -65,10 +68,5 @@ public static class JobLogSchedulerConfigurationExtensions
         configurator.AddConsumer<JobLogSchedulerConsumer, JobLogSchedulerConsumerDefinition>();
         configurator.AddConfigureEndpointsCallback((_, endpoint) => endpoint.UseMessageScheduler(registration.Address));
         return configurator;
-
-        bool Valid(JobLogSchedulerOptions o) =>
-            o.PollInterval > TimeSpan.Zero && o.ClaimLease > TimeSpan.Zero && o.MaxRetryDelay > TimeSpan.Zero
-            && o.BatchSize >= 1 && o.MaxConcurrentSends >= 1 && (o.KeepSentFor is null || o.KeepSentFor > TimeSpan.Zero)
-            && o.QueueName == registration.QueueName;
     }
 }

@@ -10,7 +10,7 @@ using NUnit.Framework;
 namespace JobLog.MassTransit.Tests.Scheduling;
 
 /// <summary>
-/// Several workers on one ledger at once (DESIGN §9): each scheduler dispatcher and each sweeper is its own instance
+/// Several workers on one ledger at once (docs/architecture.md#scheduler): each scheduler dispatcher and each sweeper is its own instance
 /// with its own connections, as in separate processes; PostgreSQL claims with SKIP LOCKED, SQLite has one writer.
 /// </summary>
 [TestFixture(LedgerProvider.Sqlite)]

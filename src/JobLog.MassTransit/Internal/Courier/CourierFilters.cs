@@ -50,7 +50,7 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // Recording never breaks the business path.
-            System.Diagnostics.Debug.WriteLine(ex);
+            services.RecordingFailed(ex, "routing_slip.start");
         }
 
         using (RoutingSlipTasks.InHost())
@@ -69,7 +69,7 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            System.Diagnostics.Debug.WriteLine(ex);
+            services.RecordingFailed(ex, "routing_slip.finish");
         }
     }
 
@@ -231,7 +231,7 @@ internal static class CourierAttempts
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            System.Diagnostics.Debug.WriteLine(ex);
+            services.RecordingFailed(ex, "activity.start");
             return null;
         }
     }

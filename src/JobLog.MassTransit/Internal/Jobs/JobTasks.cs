@@ -191,7 +191,7 @@ internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, strin
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
-                System.Diagnostics.Debug.WriteLine(ex);
+                services.RecordingFailed(ex, "job.start");
             }
         }
 
@@ -286,7 +286,7 @@ internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, strin
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            System.Diagnostics.Debug.WriteLine(ex);
+            services.RecordingFailed(ex, "job.finish");
         }
     }
 }

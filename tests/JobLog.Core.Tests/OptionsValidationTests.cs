@@ -1,0 +1,96 @@
+using JobLog.Health;
+using JobLog.Retention;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests;
+
+public class OptionsValidationTests
+{
+    [Test]
+    public void JobLogOptions_Defaults_AreValid()
+    {
+        var options = new JobLogOptions().UseSqlite("Data Source=:memory:");
+
+        Assert.That(new JobLogOptionsValidator().Validate(Options.DefaultName, options).Succeeded, Is.True);
+    }
+
+    [Test]
+    public void JobLogOptions_OutOfRange_GivesOneMessagePerPropertyNamingItAndItsRange()
+    {
+        var options = new JobLogOptions
+        {
+            QueueCapacity = 10,
+            MaxSpoolBytes = 0,
+            MaxBatchSize = 0,
+            AcknowledgeTimeout = TimeSpan.FromSeconds(-1),
+            FlushInterval = TimeSpan.FromSeconds(-1),
+            MaxRetryDelay = TimeSpan.Zero,
+            CommandTimeout = TimeSpan.Zero,
+        };
+        options.Sweeper.Interval = TimeSpan.Zero;
+        options.Sweeper.BatchSize = 0;
+        options.Redaction.MaxBodyLength = 99;
+        options.Redaction.MaxJsonStringLength = 9;
+
+        var failures = new JobLogOptionsValidator().Validate(Options.DefaultName, options).Failures!.ToList();
+
+        Assert.That(failures, Is.EquivalentTo(new[]
+        {
+            "JobLog needs a database: AddJobLog(o => o.UseSqlite(\"Data Source=joblog.db\")) or o.UseNpgsql(connectionString).",
+            "JobLogOptions.QueueCapacity must be at least 1,000.",
+            "JobLogOptions.MaxSpoolBytes must be positive (set SpoolDirectory to null to turn the spool off).",
+            "JobLogOptions.MaxBatchSize must be at least 1.",
+            "JobLogOptions.AcknowledgeTimeout must not be negative.",
+            "JobLogOptions.FlushInterval must not be negative.",
+            "JobLogOptions.MaxRetryDelay must be positive.",
+            "JobLogOptions.CommandTimeout must be positive.",
+            "JobLogOptions.Sweeper.Interval must be positive.",
+            "JobLogOptions.Sweeper.BatchSize must be at least 1.",
+            "JobLogOptions.Redaction.MaxBodyLength must be at least 100.",
+            "JobLogOptions.Redaction.MaxJsonStringLength must be at least 10.",
+        }).Using<string>((a, b) => b.EndsWith(a, StringComparison.Ordinal) || a.EndsWith(b, StringComparison.Ordinal) ? 0 : 1));
+    }
+
+    [Test]
+    public void AddJobLog_OutOfRange_FailsAtStartWithThePropertysMessage()
+    {
+        var services = new ServiceCollection();
+        services.AddJobLog(o =>
+        {
+            o.UseSqlite("Data Source=:memory:");
+            o.MaxBatchSize = 0;
+        });
+        using var provider = services.BuildServiceProvider();
+
+        var ex = Assert.Throws<OptionsValidationException>(() => _ = provider.GetRequiredService<IOptions<JobLogOptions>>().Value);
+        Assert.That(ex!.Failures, Has.Exactly(1).Items);
+        Assert.That(ex.Message, Does.Contain("JobLogOptions.MaxBatchSize must be at least 1."));
+    }
+
+    [Test]
+    public void RetentionOptions_APeriodNotPositive_NamesTheKindAndThePeriod()
+    {
+        var options = new JobLogRetentionOptions { BatchSize = 0 };
+        options.Commands.Succeeded = TimeSpan.FromDays(-1);
+        options.Tasks.Failed = null;
+
+        var result = new JobLogRetentionOptionsValidator().Validate(Options.DefaultName, options);
+
+        Assert.That(result.Failures, Has.Exactly(2).Items);
+        Assert.That(result.FailureMessage, Does.Contain("JobLogRetentionOptions.Commands.Succeeded must be positive (null keeps rows forever)."));
+        Assert.That(result.FailureMessage, Does.Contain("JobLogRetentionOptions.BatchSize must be at least 1."));
+    }
+
+    [Test]
+    public void HealthCheckOptions_ATimeoutNotPositive_FailsAtStart()
+    {
+        var services = new ServiceCollection();
+        services.AddHealthChecks().AddJobLogHealthChecks(o => o.DatabaseTimeout = TimeSpan.Zero);
+        using var provider = services.BuildServiceProvider();
+
+        var ex = Assert.Throws<OptionsValidationException>(() => _ = provider.GetRequiredService<IOptions<JobLogHealthCheckOptions>>().Value);
+        Assert.That(ex!.Message, Does.Contain("JobLogHealthCheckOptions.DatabaseTimeout must be positive."));
+    }
+}
