@@ -73,12 +73,28 @@ public sealed class LedgerHost : IAsyncDisposable
     public async Task<TaskLog> TaskAsync(Guid id) =>
         await QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs).SingleAsync(t => t.Id == id));
 
-    /// <summary>Polls until <paramref name="condition"/> holds (the ledger is written asynchronously).</summary>
+    /// <summary>
+    /// Polls until <paramref name="condition"/> holds (the ledger is written asynchronously: a delivery is acknowledged
+    /// once its records are journaled, before they are committed). A condition that throws because a row is not there
+    /// yet (<see cref="InvalidOperationException"/>: no element) counts as not holding; at the deadline its error is thrown.
+    /// </summary>
     public static async Task EventuallyAsync(Func<Task<bool>> condition, TimeSpan? timeout = null, string? because = null)
     {
         var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
-        while (!await condition())
+        while (true)
         {
+            try
+            {
+                if (await condition())
+                {
+                    return;
+                }
+            }
+            catch (InvalidOperationException) when (DateTime.UtcNow <= deadline)
+            {
+                // The row is not written yet.
+            }
+
             if (DateTime.UtcNow > deadline)
             {
                 throw new TimeoutException("Condition not met in time: " + (because ?? "(no description)"));

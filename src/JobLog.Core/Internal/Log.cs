@@ -23,8 +23,8 @@ internal static partial class Log
     [LoggerMessage(1092, LogLevel.Debug, "JobLog could not close its database connection after a failed commit; it opens a new one.")]
     public static partial void ExecutorResetFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(1004, LogLevel.Warning, "JobLog's queue is full ({Capacity} records): a {Record} record was dropped. {Dropped} dropped so far.")]
-    public static partial void QueueFull(ILogger logger, int capacity, string record, long dropped);
+    [LoggerMessage(1004, LogLevel.Warning, "JobLog's queue is full ({Capacity} records) and its spool cannot take more: {Count} records dropped since the last report (the last a {Record} record), {Dropped} in all. Reported at most every 10 s.")]
+    public static partial void QueueFull(ILogger logger, int capacity, long count, string record, long dropped);
 
     [LoggerMessage(1006, LogLevel.Warning, "JobLog could not commit a batch of {Count} records.")]
     public static partial void BatchFailed(ILogger logger, Exception exception, int count);

@@ -33,6 +33,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     private bool _spooling;
     private long _spooled;
     private readonly LedgerJournal? _journal;
+    private readonly SteadyRate _drops;
 
     public LedgerRecorder(IOptions<JobLogOptions> options, JobLogMetrics metrics, ILogger<LedgerRecorder> logger, TimeProvider time, Redaction.Redactor redactor)
     {
@@ -41,6 +42,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         _metrics = metrics;
         _logger = logger;
         _time = time;
+        _drops = new SteadyRate(time, TimeSpan.FromSeconds(10));
         _waiters = new CommitWaiters(metrics, time, _options.AcknowledgeTimeout, journalSuffices: _options.Durability == LedgerDurability.Journaled);
         _channel = Channel.CreateBounded<QueuedRecord>(new BoundedChannelOptions(_options.QueueCapacity)
         {
@@ -152,9 +154,9 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
 
         var dropped = Interlocked.Increment(ref _dropped);
         _metrics.RecordsDropped.Add(1);
-        if (dropped == 1 || dropped % 10_000 == 0)
+        if (_drops.Add(1, out var count))
         {
-            Log.QueueFull(_logger, _options.QueueCapacity, record.GetType().Name, dropped);
+            Log.QueueFull(_logger, _options.QueueCapacity, count, record.GetType().Name, dropped);
         }
 
         return 0;

@@ -56,8 +56,11 @@ internal abstract class LedgerDatabase
     /// <param name="cancellationToken">Cancels opening.</param>
     /// <param name="busyTimeout">How long a statement waits for a lock (SQLite). Default 5 s.</param>
     /// <param name="asynchronousCommit">
-    /// Commit without waiting for the log flush (PostgreSQL <c>synchronous_commit = off</c>), for
-    /// <see cref="LedgerDurability.Buffered"/>, whose records a crash may lose anyway.
+    /// Commit without waiting for the log flush (PostgreSQL <c>synchronous_commit = off</c>, SQLite
+    /// <c>synchronous = NORMAL</c>), for <see cref="LedgerDurability.Buffered"/>, whose records a crash may lose anyway.
+    /// Otherwise a commit waits until the disk has it, on both databases (PostgreSQL's default, SQLite
+    /// <c>synchronous = FULL</c>): a committed record survives the machine's crash, and a journal segment is deleted
+    /// only after that.
     /// </param>
     public abstract Task<SqlExecutor> OpenAsync(
         string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false);

@@ -36,7 +36,11 @@ internal static class Cli
         var (rest, settings) = CliSettings.Split(args);
         var context = new CliContext(console, settings, args, recordCommand);
         var root = Root(context);
-        var invocation = new InvocationConfiguration { Output = console.Out, Error = console.Error, EnableDefaultExceptionHandler = false };
+        // SIGTERM is the host's to handle (a graceful stop: drain, flush the ledger, exit 0), not the parser's.
+        var invocation = new InvocationConfiguration
+        {
+            Output = console.Out, Error = console.Error, EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null,
+        };
         try
         {
             return await root.Parse(rest).InvokeAsync(invocation);

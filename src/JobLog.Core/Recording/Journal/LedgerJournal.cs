@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Text.Json;
 using System.Threading.Channels;
+using JobLog.Internal;
 using Microsoft.Extensions.Logging;
 
 namespace JobLog.Recording.Journal;
@@ -117,36 +118,23 @@ internal sealed class LedgerJournal : IAsyncDisposable
 }
 
 /// <summary>
-/// Records the journal could not take (disk full, I/O error, not serialisable): counted, and logged at a steady rate —
-/// at most one line per <see cref="Interval"/>, with the count since the last line — never once per N records.
+/// Records the journal could not take (disk full, I/O error, not serialisable): counted, and logged at a steady rate
+/// (<see cref="SteadyRate"/>: at most one line per 10 s, with the count since the last line), never once per N records.
 /// </summary>
 internal sealed class JournalRefusals(ILogger logger, TimeProvider time, Action<long> counted)
 {
-    public static readonly TimeSpan Interval = TimeSpan.FromSeconds(10);
-
-    private readonly Lock _lock = new();
+    private readonly SteadyRate _rate = new(time, TimeSpan.FromSeconds(10));
     private long _total;
-    private long _sinceLog;
-    private long _lastLog = long.MinValue;
 
     public long Total => Interlocked.Read(ref _total);
 
     public void Failed(Exception exception, int records)
     {
         counted(records);
-        lock (_lock)
+        var total = Interlocked.Add(ref _total, records);
+        if (_rate.Add(records, out var count))
         {
-            _total += records;
-            _sinceLog += records;
-            var now = time.GetTimestamp();
-            if (_lastLog != long.MinValue && time.GetElapsedTime(_lastLog, now) < Interval)
-            {
-                return;
-            }
-
-            _lastLog = now;
-            Internal.Log.JournalRefused(logger, exception, _sinceLog, _total);
-            _sinceLog = 0;
+            Internal.Log.JournalRefused(logger, exception, count, total);
         }
     }
 }

@@ -51,6 +51,11 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
             await SqliteSetup.ConfigureAsync(connection, busyTimeout ?? TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
+            if (!asynchronousCommit)
+            {
+                await SqliteSetup.WaitForTheDiskAsync(connection, cancellationToken).ConfigureAwait(false);
+            }
+
             return new SqliteExecutor(connection);
         }
         catch

@@ -10,7 +10,8 @@ internal static class SqliteSetup
     {
         await using var command = connection.CreateCommand();
         // The busy timeout first: any other statement may already wait for a lock. NORMAL sync is durable in WAL mode
-        // against process crashes (the schema switches the file to WAL once).
+        // against process crashes (the schema switches the file to WAL once); the writer's connection asks for FULL
+        // (WaitForTheDiskAsync) unless its durability is Buffered.
         // The write path touches index pages all over a large file (keys are GUIDs): a page cache of up to 64 MiB
         // instead of SQLite's 2 MiB saves most re-reads, and checkpointing every 10,000 pages instead of 1,000 writes a
         // hot page back (and syncs the file) ten times less often. The WAL file is cut back to 64 MiB after a checkpoint.
@@ -21,6 +22,17 @@ internal static class SqliteSetup
             ((int)busyTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture) +
             "; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536; PRAGMA wal_autocheckpoint=10000; PRAGMA journal_size_limit=67108864;" +
             " PRAGMA analysis_limit=1000; PRAGMA optimize=0x10002;";
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Commits wait until the WAL is synced to the disk (<c>synchronous = FULL</c>): what PostgreSQL does by default, so
+    /// that a committed record means the same on both databases (it survives the machine's crash).
+    /// </summary>
+    public static async Task WaitForTheDiskAsync(SqliteConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA synchronous=FULL;";
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 

@@ -1,0 +1,34 @@
+namespace JobLog.Internal;
+
+/// <summary>
+/// Reports a repeated event at a steady rate: at most one report per <paramref name="interval"/>, each with the count
+/// since the previous report, so that a flood of drops is neither logged per event nor hidden between reports.
+/// </summary>
+internal sealed class SteadyRate(TimeProvider time, TimeSpan interval)
+{
+    private readonly Lock _lock = new();
+    private long _pending;
+    private long _lastReport;
+    private bool _reported;
+
+    /// <summary>Counts <paramref name="count"/> events; true (with the count to report) when a report is due.</summary>
+    public bool Add(long count, out long toReport)
+    {
+        lock (_lock)
+        {
+            _pending += count;
+            var now = time.GetTimestamp();
+            if (_reported && time.GetElapsedTime(_lastReport, now) < interval)
+            {
+                toReport = 0;
+                return false;
+            }
+
+            _reported = true;
+            _lastReport = now;
+            toReport = _pending;
+            _pending = 0;
+            return true;
+        }
+    }
+}
