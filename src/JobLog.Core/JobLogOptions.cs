@@ -9,7 +9,7 @@ public enum LedgerDurability
 {
     /// <summary>
     /// Default. A consumed message is acknowledged, and <c>Publish</c> returns, once its records are in the local journal
-    /// (appended in groups, microseconds; see <see cref="JobLogOptions.SpoolDirectory"/>); the writer moves them into the
+    /// (appended in groups, within microseconds; see <see cref="JobLogOptions.SpoolDirectory"/>); the writer moves them into the
     /// database in large batches, and a journal left by a killed process is replayed by the next one. Survives the
     /// application's crash at any moment, including during a database outage. Without a usable journal directory, the
     /// same as <see cref="Committed"/>.
@@ -58,7 +58,7 @@ public sealed class JobLogOptions : IValidatableObject
     /// <summary>Create or migrate the schema at start-up. Default <c>true</c>; turn off when you migrate yourself.</summary>
     public bool MigrateOnStartup { get; set; } = true;
 
-    /// <summary>Default <see cref="LedgerDurability.Journaled"/>.</summary>
+    /// <summary>What the business path waits for before it goes on: see <see cref="LedgerDurability"/>. Default <see cref="LedgerDurability.Journaled"/>.</summary>
     public LedgerDurability Durability { get; set; } = LedgerDurability.Journaled;
 
     /// <summary>

@@ -53,7 +53,7 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<JobLog.Retention.LedgerPurger>();
         services.TryAddSingleton(JobLog.Maintenance.LedgerMaintenance.Create);
         services.TryAddScoped(sp => sp.GetRequiredService<JobLogContextFactory>().Create());
-        services.TryAddScoped(sp => new JobLog.Querying.LedgerQueries(sp.GetRequiredService<JobLogDbContext>()));
+        services.TryAddScoped(sp => new JobLog.Querying.LedgerQueries(sp.GetRequiredService<JobLogDbContext>(), sp.GetRequiredService<LedgerDatabase>()));
         services.TryAddSingleton<OutputCapture>();
         AddOutputCapture(services);
 

@@ -61,23 +61,7 @@ public sealed partial class LedgerQueries
     private async Task<IReadOnlyList<SlowTask>> SlowestAsync(DateTime since, CancellationToken ct)
     {
         // Runs that ended (SUCCEEDED, FAILED, RETRIED) and started in the window: the (State, Start) index.
-        var query = _postgres
-            ? _db.Database.SqlQuery<SlowTask>($"""
-                SELECT "Name", COUNT(*) AS "Runs",
-                       AVG(EXTRACT(EPOCH FROM ("Stop" - "Start")))::double precision AS "AverageSeconds",
-                       MAX(EXTRACT(EPOCH FROM ("Stop" - "Start")))::double precision AS "MaxSeconds"
-                FROM "JobLogTaskRuns"
-                WHERE "State" IN (2, 3, 4) AND "Start" >= {since} AND "Stop" IS NOT NULL
-                GROUP BY "Name" ORDER BY 3 DESC LIMIT 5
-                """)
-            : _db.Database.SqlQuery<SlowTask>($"""
-                SELECT "Name", COUNT(*) AS "Runs",
-                       AVG((julianday("Stop") - julianday("Start")) * 86400.0) AS "AverageSeconds",
-                       MAX((julianday("Stop") - julianday("Start")) * 86400.0) AS "MaxSeconds"
-                FROM "JobLogTaskRuns"
-                WHERE "State" IN (2, 3, 4) AND "Start" >= {since} AND "Stop" IS NOT NULL
-                GROUP BY "Name" ORDER BY 3 DESC LIMIT 5
-                """);
+        var query = _db.Database.SqlQuery<SlowTask>(_database.SlowestTasks(since));
         return await query.ToListAsync(ct).ConfigureAwait(false);
     }
 }

@@ -1,4 +1,5 @@
 using System.Linq.Expressions;
+using JobLog.Storage;
 using Microsoft.EntityFrameworkCore;
 
 namespace JobLog.Querying;
@@ -14,12 +15,12 @@ public sealed partial class LedgerQueries
     private const int InputPreviewLength = 300;
     private const int RelatedLimit = 500;
     private readonly JobLogDbContext _db;
-    private readonly bool _postgres;
+    private readonly LedgerDatabase _database;
 
-    internal LedgerQueries(JobLogDbContext db)
+    internal LedgerQueries(JobLogDbContext db, LedgerDatabase database)
     {
         _db = db;
-        _postgres = db.Database.IsNpgsql();
+        _database = database;
     }
 
     /// <summary>One page of tasks, newest dispatched first.</summary>
@@ -332,9 +333,7 @@ public sealed partial class LedgerQueries
     {
         var pattern = "%" + text.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("%", "\\%", StringComparison.Ordinal)
             .Replace("_", "\\_", StringComparison.Ordinal) + "%";
-        Expression<Func<string?, bool>> match = _postgres
-            ? s => EF.Functions.ILike(s!, pattern, "\\")
-            : s => EF.Functions.Like(s, pattern, "\\");
+        var match = _database.LikeIgnoringCase(pattern);
         var body = new ReplaceParameter(match.Parameters[0], column.Body).Visit(match.Body);
         return Expression.Lambda<Func<T, bool>>(body, column.Parameters);
     }

@@ -1,5 +1,6 @@
 using System.Data.Common;
 using System.Globalization;
+using System.Linq.Expressions;
 using JobLog.Storage.PostgreSql;
 using JobLog.Storage.Sqlite;
 
@@ -90,6 +91,21 @@ internal abstract class LedgerDatabase
 
     /// <summary>The task-state derivation (<see cref="LedgerSql.DeriveTask"/>) of every task in the id-list parameter <c>@p0</c>.</summary>
     public abstract string DeriveTasks { get; }
+
+    // ---- Reading (Core/Querying) ----
+
+    /// <summary>
+    /// A case-insensitive <c>LIKE</c> of <paramref name="pattern"/> (escape character <c>\</c>) as an EF Core predicate on
+    /// a text column (PostgreSQL: <c>ILIKE</c>; SQLite's <c>LIKE</c> ignores ASCII case).
+    /// </summary>
+    public abstract Expression<Func<string?, bool>> LikeIgnoringCase(string pattern);
+
+    /// <summary>
+    /// The overview's slowest task names: the five with the highest average run time among runs that ended
+    /// (SUCCEEDED, FAILED, RETRIED) and started at or after <paramref name="since"/>, as <c>Name</c>, <c>Runs</c>,
+    /// <c>AverageSeconds</c>, <c>MaxSeconds</c>.
+    /// </summary>
+    public abstract FormattableString SlowestTasks(DateTime since);
 
     // ---- Values ----
 

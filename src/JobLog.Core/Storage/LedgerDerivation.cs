@@ -35,7 +35,7 @@ internal static class LedgerDerivation
         Apply(plan.Dispatched);
         Apply(plan.Ensured);
 
-        void Apply(List<TaskRow> rows)
+        void Apply(List<TaskWrite> rows)
         {
             for (var i = 0; i < rows.Count; i++)
             {
@@ -48,7 +48,7 @@ internal static class LedgerDerivation
     }
 
     /// <summary>The C# twin of <see cref="LedgerSql.DeriveTask"/> for a task whose only runs are <paramref name="runs"/>.</summary>
-    internal static TaskRow Derive(TaskPayload task, List<RunRow> runs)
+    internal static TaskWrite Derive(TaskPayload task, List<RunRow> runs)
     {
         // The latest run of each consumer is its highest ordinal (with no stored runs, Retries = ordinal).
         var latest = new Dictionary<string, TaskRunLog>(StringComparer.Ordinal);
@@ -101,6 +101,6 @@ internal static class LedgerDerivation
             5 => TaskState.Cancelled,
             _ => TaskState.Succeeded,
         };
-        return new TaskRow(task, state, start, allStopped ? stop : null);
+        return new TaskWrite(task, state, start, allStopped ? stop : null);
     }
 }

@@ -6,10 +6,10 @@ namespace JobLog.Storage;
 internal sealed class LedgerPlan(LedgerDatabase database, int capacity = 0)
 {
     /// <summary>Tasks dispatched by this batch (one row per id, the last dispatch's fields), with their derived state.</summary>
-    public List<TaskRow> Dispatched { get; } = new(capacity);
+    public List<TaskWrite> Dispatched { get; } = new(capacity);
 
     /// <summary>Tasks a run of this batch needs, inserted when missing (not dispatched by this batch).</summary>
-    public List<TaskRow> Ensured { get; } = new(capacity);
+    public List<TaskWrite> Ensured { get; } = new(capacity);
 
     public List<(Guid TaskId, string Error)> DispatchFailures { get; } = [];
 
@@ -31,10 +31,13 @@ internal sealed class LedgerPlan(LedgerDatabase database, int capacity = 0)
     public int Statements => Dispatched.Count + Ensured.Count + DispatchFailures.Count + RunUpdates.Count + Runs.Count + Derive.Count + Other.Count;
 }
 
-/// <summary>A task row to insert, with its state as derived from this batch's runs.</summary>
-internal readonly record struct TaskRow(TaskPayload Task, TaskState State, DateTime? Start, DateTime? Stop)
+/// <summary>
+/// A task row the write path inserts (named apart from the read side's <c>JobLog.Querying.TaskRow</c>), with its state as derived
+/// from this batch's runs.
+/// </summary>
+internal readonly record struct TaskWrite(TaskPayload Task, TaskState State, DateTime? Start, DateTime? Stop)
 {
-    public TaskRow(TaskPayload task)
+    public TaskWrite(TaskPayload task)
         : this(task, TaskState.Waiting, null, null)
     {
     }

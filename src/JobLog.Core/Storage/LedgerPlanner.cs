@@ -52,12 +52,12 @@ internal sealed class LedgerPlanner(LedgerDatabase database)
                     if (dispatched.TryGetValue(d.Task.Id, out var at))
                     {
                         // Executed one by one, the last dispatch's producer fields would win.
-                        plan.Dispatched[at] = new TaskRow(d.Task);
+                        plan.Dispatched[at] = new TaskWrite(d.Task);
                     }
                     else
                     {
                         dispatched[d.Task.Id] = plan.Dispatched.Count;
-                        plan.Dispatched.Add(new TaskRow(d.Task));
+                        plan.Dispatched.Add(new TaskWrite(d.Task));
                     }
 
                     break;
@@ -69,7 +69,7 @@ internal sealed class LedgerPlanner(LedgerDatabase database)
                     if (!ensured.ContainsKey(s.TaskSeed.Id))
                     {
                         ensured[s.TaskSeed.Id] = plan.Ensured.Count;
-                        plan.Ensured.Add(new TaskRow(s.TaskSeed) { Rendering = s.Rendering });
+                        plan.Ensured.Add(new TaskWrite(s.TaskSeed) { Rendering = s.Rendering });
                     }
 
                     if (s.ExpireOrphans)

@@ -1,6 +1,6 @@
 namespace JobLog.Timing;
 
-/// <summary>The computed timing of one dispatch (seed behaviour §2.7 and §2.10).</summary>
+/// <summary>The computed timing of one dispatch: ETA, expiry and stale deadline (see <c>docs/architecture.md#sweeper</c>).</summary>
 internal readonly record struct TaskTimes(DateTime Eta, DateTime? Expires, DateTime? Stale, TimeSpan? TimeToLive);
 
 /// <summary>Resolves ETA, expiry and stale deadline from the per-call, per-type and global options.</summary>

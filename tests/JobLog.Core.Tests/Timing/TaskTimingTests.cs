@@ -3,7 +3,7 @@ using NUnit.Framework;
 
 namespace JobLog.Core.Tests.Timing;
 
-/// <summary>The seed's table of computed values (seed behaviour §2.10), on dispatch time T.</summary>
+/// <summary>The Python seed's computed ETA, expiry and stale deadline (<c>docs/architecture.md#sweeper</c>), on dispatch time T.</summary>
 public class TaskTimingTests
 {
     private static readonly DateTime T = new(2026, 1, 1, 12, 0, 0, DateTimeKind.Utc);

@@ -1,5 +1,7 @@
 using System.Data.Common;
 using System.Globalization;
+using System.Linq.Expressions;
+using Microsoft.EntityFrameworkCore;
 using Npgsql;
 
 namespace JobLog.Storage.PostgreSql;
@@ -73,6 +75,18 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
     public override string Upsert(UpsertStatement statement) => OnConflictSql.Of(statement);
 
     public override string DeriveTasks => PostgreSqlStatements.DeriveTasks;
+
+    public override Expression<Func<string?, bool>> LikeIgnoringCase(string pattern) =>
+        s => EF.Functions.ILike(s!, pattern, "\\");
+
+    public override FormattableString SlowestTasks(DateTime since) => $"""
+        SELECT "Name", COUNT(*) AS "Runs",
+               AVG(EXTRACT(EPOCH FROM ("Stop" - "Start")))::double precision AS "AverageSeconds",
+               MAX(EXTRACT(EPOCH FROM ("Stop" - "Start")))::double precision AS "MaxSeconds"
+        FROM "JobLogTaskRuns"
+        WHERE "State" IN (2, 3, 4) AND "Start" >= {since} AND "Stop" IS NOT NULL
+        GROUP BY "Name" ORDER BY 3 DESC LIMIT 5
+        """;
 
     public override object ToDb(object? value) => value switch
     {

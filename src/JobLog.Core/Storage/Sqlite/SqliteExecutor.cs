@@ -108,7 +108,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         Phase(4, ref started);
     }
 
-    private int InsertTask(SqlitePrepared insert, in TaskRow row)
+    private int InsertTask(SqlitePrepared insert, in TaskWrite row)
     {
         var changes = Write(insert, LedgerColumns.Task, row);
         if (changes == 1)

@@ -1,5 +1,6 @@
 using System.Data.Common;
 using System.Globalization;
+using System.Linq.Expressions;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 
@@ -82,6 +83,18 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
     public override string DeriveTasks => SqliteStatements.DeriveTasks;
 
     // EF Core stores Guid as upper-case TEXT and DateTime as 'yyyy-MM-dd HH:mm:ss.FFFFFFF' on SQLite.
+    public override Expression<Func<string?, bool>> LikeIgnoringCase(string pattern) =>
+        s => EF.Functions.Like(s, pattern, "\\");
+
+    public override FormattableString SlowestTasks(DateTime since) => $"""
+        SELECT "Name", COUNT(*) AS "Runs",
+               AVG((julianday("Stop") - julianday("Start")) * 86400.0) AS "AverageSeconds",
+               MAX((julianday("Stop") - julianday("Start")) * 86400.0) AS "MaxSeconds"
+        FROM "JobLogTaskRuns"
+        WHERE "State" IN (2, 3, 4) AND "Start" >= {since} AND "Stop" IS NOT NULL
+        GROUP BY "Name" ORDER BY 3 DESC LIMIT 5
+        """;
+
     public override object ToDb(object? value) => value switch
     {
         null => DBNull.Value,

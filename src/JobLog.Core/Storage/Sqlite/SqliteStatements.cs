@@ -15,7 +15,7 @@ internal static class SqliteStatements
         $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}) VALUES ({LedgerSql.Placeholders(LedgerColumns.Task.Length)}) ON CONFLICT (\"Id\") DO NOTHING";
 
     /// <summary>The key, then the producer's fields (<see cref="LedgerColumns.ProducerFields"/>).</summary>
-    public static readonly LedgerColumn<TaskRow>[] ProducerColumns =
+    public static readonly LedgerColumn<TaskWrite>[] ProducerColumns =
         [LedgerColumns.Task[0], .. LedgerColumns.Task.Where(c => LedgerColumns.ProducerFields.Contains(c.Name))];
 
     /// <summary>The producer's fields over a row that existed (<see cref="ProducerColumns"/>).</summary>

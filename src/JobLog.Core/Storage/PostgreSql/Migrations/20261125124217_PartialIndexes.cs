@@ -5,7 +5,7 @@
 namespace JobLog.Storage.PostgreSql.Migrations
 {
     /// <inheritdoc />
-    public partial class PartialIndexes : Migration
+    internal partial class PartialIndexes : Migration
     {
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)

@@ -5,7 +5,7 @@
 namespace JobLog.Storage.PostgreSql.Migrations
 {
     /// <inheritdoc />
-    public partial class InternalMessages : Migration
+    internal partial class InternalMessages : Migration
     {
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
