@@ -103,6 +103,31 @@ public sealed class FaultTests
     }
 
     [Test]
+    [CancelAfter(300_000)]
+    public async Task JournalOnAFullDisk_AcknowledgementsWaitForTheDatabase_NothingLost_RefusalsLoggedAtASteadyRate()
+    {
+        await using var world = await FaultWorld.SqliteAsync();
+        await world.UseSmallDiskAsync(64 * 1024);
+        var consumer = await world.StartConsumerAsync();
+        await world.StartPublisherAsync(3000);
+        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
+        await world.DrainAsync(Drain);
+        var elapsed = DateTime.UtcNow - consumer.StartedAt;
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        var refusals = world.Output.Split('\n').Count(line => line.Contains("journal refused", StringComparison.Ordinal));
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, "with the database up, a refused append means the acknowledgement waits for the commit");
+            Assert.That(tally.Stuck, Is.Zero);
+            Assert.That(refusals, Is.GreaterThan(0), "the refusal is said\n" + world.Tails());
+            // At most one line per 10 s per process (publisher and consumer), not one per refused record.
+            Assert.That(refusals, Is.LessThanOrEqualTo(2 * ((int)(elapsed.TotalSeconds / 10) + 2)), "logged at a steady rate");
+        });
+    }
+
+    [Test]
     [CancelAfter(400_000)]
     public async Task BrokerRestartedDuringLoad_NothingLost_NoRunStaysActive()
     {

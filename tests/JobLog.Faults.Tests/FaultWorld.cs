@@ -16,6 +16,7 @@ internal sealed class FaultWorld : IAsyncDisposable
     private readonly List<(ChildProcess Process, string Seen, bool Publisher)> _processes = [];
     private readonly string _directory;
     private readonly string? _sqliteFile;
+    private string? _mounted;
 
     private FaultWorld(RabbitMqVhost? vhost, string directory, string? sqliteFile, PostgresCluster? postgres, RabbitMqNode? rabbit = null)
     {
@@ -40,6 +41,18 @@ internal sealed class FaultWorld : IAsyncDisposable
     {
         var directory = NewDirectory();
         return new FaultWorld(await RabbitMqVhost.CreateAsync(), directory, Path.Combine(directory, "ledger.db"), null);
+    }
+
+    /// <summary>
+    /// The journal's and spool's directory on a filesystem of <paramref name="bytes"/> (a tmpfs the test mounts, as
+    /// root), so that the disk refuses appends early.
+    /// </summary>
+    public async Task UseSmallDiskAsync(int bytes)
+    {
+        var spool = Path.Combine(_directory, "spool");
+        Directory.CreateDirectory(spool);
+        await MachineCommands.RunAsync("mount", ["-t", "tmpfs", "-o", $"size={bytes},mode=0700", "tmpfs", spool]);
+        _mounted = spool;
     }
 
     /// <summary>A SQLite ledger and a RabbitMQ node of the scenario's own.</summary>
@@ -141,6 +154,9 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
     }
 
+    /// <summary>The output of every process of the world so far.</summary>
+    public string Output => string.Join("\n", _processes.Select(p => p.Process.Output));
+
     public string Tails() => string.Join("\n", _processes.Select(p => $"--- {p.Process.Name} (pid {p.Process.Pid}, exited {p.Process.HasExited}):\n{p.Process.Tail(30)}"));
 
     public async ValueTask DisposeAsync()
@@ -166,6 +182,11 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
 
         SqliteConnection.ClearAllPools();
+        if (_mounted is not null)
+        {
+            await MachineCommands.RunAsync("umount", [_mounted]);
+        }
+
         try
         {
             Directory.Delete(_directory, recursive: true);

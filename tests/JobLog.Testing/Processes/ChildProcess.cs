@@ -24,6 +24,9 @@ public sealed class ChildProcess : IAsyncDisposable
 
     public int Pid => _process.Id;
 
+    /// <summary>When the process was started (UTC).</summary>
+    public DateTime StartedAt { get; } = DateTime.UtcNow;
+
     public bool HasExited => _process.HasExited;
 
     public int ExitCode => _process.ExitCode;

@@ -33,8 +33,8 @@ public sealed class PostgresCluster : IAsyncDisposable
 
         var directory = Path.Combine(Path.GetTempPath(), "joblog-faults", "pg-" + Guid.NewGuid().ToString("N")[..10]);
         Directory.CreateDirectory(directory);
-        await Commands.RunAsync("chown", ["postgres:postgres", directory]);
-        var cluster = new PostgresCluster(directory, Commands.FreePort());
+        await MachineCommands.RunAsync("chown", ["postgres:postgres", directory]);
+        var cluster = new PostgresCluster(directory, MachineCommands.FreePort());
         await cluster.AsPostgresAsync("initdb", "-D", cluster.Data, "-U", "joblog", "--auth=trust", "--no-sync");
         await cluster.StartAsync();
         await using (var connection = new NpgsqlConnection($"Host=127.0.0.1;Port={cluster.Port};Username=joblog;Database=postgres;Timeout=5"))
@@ -80,5 +80,5 @@ public sealed class PostgresCluster : IAsyncDisposable
     }
 
     private Task AsPostgresAsync(string program, params string[] args) =>
-        Commands.RunAsync("runuser", ["-u", "postgres", "--", Path.Combine(Bin, program), .. args]);
+        MachineCommands.RunAsync("runuser", ["-u", "postgres", "--", Path.Combine(Bin, program), .. args]);
 }

@@ -12,7 +12,7 @@ public sealed class RabbitMqNode : IAsyncDisposable
 {
     private readonly string _directory;
 
-    private readonly int _distributionPort = Commands.FreePort();
+    private readonly int _distributionPort = MachineCommands.FreePort();
 
     private RabbitMqNode(string name, string directory, int port)
     {
@@ -37,13 +37,13 @@ public sealed class RabbitMqNode : IAsyncDisposable
         var id = Guid.NewGuid().ToString("N")[..8];
         var directory = Path.Combine(Path.GetTempPath(), "joblog-faults", "rabbit-" + id);
         Directory.CreateDirectory(directory);
-        var port = Commands.FreePort();
+        var port = MachineCommands.FreePort();
         await File.WriteAllTextAsync(Path.Combine(directory, "enabled_plugins"), "[].");
         await File.WriteAllTextAsync(Path.Combine(directory, "rabbitmq.conf"), $"listeners.tcp.default = 127.0.0.1:{port}\nloopback_users = none\n");
         var node = new RabbitMqNode($"joblog-fault-{id}@localhost", directory, port);
         try
         {
-            await Commands.RunAsync("chown", ["-R", "rabbitmq:rabbitmq", directory]);
+            await MachineCommands.RunAsync("chown", ["-R", "rabbitmq:rabbitmq", directory]);
             await node.ServerAsync(["-detached"]);
             await node.AwaitStartupAsync();
         }
@@ -104,9 +104,9 @@ public sealed class RabbitMqNode : IAsyncDisposable
         }
     }
 
-    private Task CtlAsync(params string[] args) => Commands.RunAsync("rabbitmqctl", ["-q", "-n", Name, .. args], NodeEnvironment());
+    private Task CtlAsync(params string[] args) => MachineCommands.RunAsync("rabbitmqctl", ["-q", "-n", Name, .. args], NodeEnvironment());
 
-    private Task ServerAsync(string[] args) => Commands.RunAsync("rabbitmq-server", args, NodeEnvironment());
+    private Task ServerAsync(string[] args) => MachineCommands.RunAsync("rabbitmq-server", args, NodeEnvironment());
 
     private Dictionary<string, string> NodeEnvironment() => new()
     {

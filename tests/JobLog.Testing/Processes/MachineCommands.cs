@@ -5,7 +5,7 @@ using System.Net.Sockets;
 namespace JobLog.Testing.Processes;
 
 /// <summary>Runs the machine's own tools (pg_ctl, rabbitmqctl, chown…) for the test's servers.</summary>
-public static class Commands
+public static class MachineCommands
 {
     /// <summary>A TCP port on loopback that nothing listens on now.</summary>
     public static int FreePort()
