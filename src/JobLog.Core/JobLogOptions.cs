@@ -128,6 +128,17 @@ public sealed class JobLogOptions : IValidatableObject
     /// <summary>Application release stored with every task. Default null.</summary>
     public string? Release { get; set; }
 
+    /// <summary>How often this process writes its heartbeat to the ledger (docs/architecture.md#sweeper). Default 15 s.</summary>
+    [Positive]
+    public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(15);
+
+    /// <summary>
+    /// A host whose last heartbeat is older than this is dead: the sweeper closes its ACTIVE runs as EXPIRED. Greater
+    /// than <see cref="HeartbeatInterval"/>. Default 2 min.
+    /// </summary>
+    [Positive]
+    public TimeSpan HostTimeout { get; set; } = TimeSpan.FromMinutes(2);
+
     /// <summary>Stale time limit for every task type without its own. Default null (tasks never go stale).</summary>
     public TimeSpan? DefaultStaleTimeLimit { get; set; }
 
@@ -196,7 +207,7 @@ public sealed class JobLogOptions : IValidatableObject
     internal TaskTypeOptions? GetTaskType(Type messageType) =>
         _taskTypes.Count == 0 ? null : _taskTypes.GetValueOrDefault(messageType);
 
-    /// <summary>The rule that spans two properties: a database is chosen (the others are on the properties).</summary>
+    /// <summary>The rules that span two properties: a database is chosen, a host outlives its heartbeat interval (the others are on the properties).</summary>
     IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
     {
         if (Provider == LedgerProvider.None || string.IsNullOrWhiteSpace(ConnectionString))
@@ -204,6 +215,13 @@ public sealed class JobLogOptions : IValidatableObject
             yield return new ValidationResult(
                 "JobLog needs a database: AddJobLog(o => o.UseSqlite(\"Data Source=joblog.db\")) or o.UseNpgsql(connectionString).",
                 [nameof(Provider)]);
+        }
+
+        if (HostTimeout <= HeartbeatInterval)
+        {
+            yield return new ValidationResult(
+                $"HostTimeout ({HostTimeout}) must be greater than HeartbeatInterval ({HeartbeatInterval}).",
+                [nameof(HostTimeout)]);
         }
     }
 }

@@ -48,6 +48,7 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<LedgerSchema>();
         services.TryAddSingleton<LedgerRecorder>();
         services.TryAddSingleton<LedgerWriter>();
+        services.TryAddSingleton<HostHeartbeat>();
         services.TryAddSingleton<TaskLogSweeper>();
         services.TryAddSingleton(CommandLogger.Create);
         services.TryAddSingleton<JobLog.Retention.LedgerPurger>();
@@ -57,8 +58,10 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<OutputCapture>();
         AddOutputCapture(services);
 
-        // Order matters: the schema first, then the writer; hosted services stop in reverse, so the writer drains last.
+        // Order matters: the schema first, then the heartbeat, then the writer; hosted services stop in reverse, so the
+        // writer drains last but one, and the heartbeat marks this host stopped after it.
         services.AddHostedService<LedgerStartupService>();
+        services.AddHostedService(sp => sp.GetRequiredService<HostHeartbeat>());
         services.AddHostedService(sp => sp.GetRequiredService<LedgerWriter>());
         services.AddHostedService(sp => new SweeperHost(sp.GetRequiredService<TaskLogSweeper>(), sp.GetRequiredService<IOptions<JobLogOptions>>()));
         return services;

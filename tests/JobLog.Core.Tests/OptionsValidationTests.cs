@@ -54,6 +54,17 @@ public class OptionsValidationTests
     }
 
     [Test]
+    public void JobLogOptions_HostTimeoutNotAboveHeartbeatInterval_IsRefused()
+    {
+        var options = new JobLogOptions { HeartbeatInterval = TimeSpan.FromMinutes(1), HostTimeout = TimeSpan.FromMinutes(1) }.UseSqlite("Data Source=:memory:");
+
+        var failures = new JobLogOptionsValidator().Validate(Options.DefaultName, options).Failures!.ToList();
+
+        Assert.That(failures, Has.Count.EqualTo(1));
+        Assert.That(failures[0], Does.Contain("HostTimeout (00:01:00) must be greater than HeartbeatInterval (00:01:00)."));
+    }
+
+    [Test]
     public void AddJobLog_OutOfRange_FailsAtStartWithThePropertysMessage()
     {
         var services = new ServiceCollection();

@@ -9,14 +9,21 @@ namespace JobLog.Faults.App;
 public sealed record Probe(Guid Id, int Number);
 
 /// <summary>Consumes a probe and writes its id to the consumer's "seen" file once the consumer has finished.</summary>
-public sealed class ProbeConsumer(SeenFile seen) : IConsumer<Probe>
+public sealed class ProbeConsumer(SeenFile seen, ConsumeDelay delay) : IConsumer<Probe>
 {
-    public Task Consume(ConsumeContext<Probe> context)
+    public async Task Consume(ConsumeContext<Probe> context)
     {
+        if (delay.Value > TimeSpan.Zero)
+        {
+            await Task.Delay(delay.Value, context.CancellationToken);
+        }
+
         seen.Add(context.Message.Id);
-        return Task.CompletedTask;
     }
 }
+
+/// <summary>How long the consumer sleeps before it finishes (<c>Fault:ConsumeDelayMs</c>, default 0): a slow consumer.</summary>
+public sealed record ConsumeDelay(TimeSpan Value);
 
 /// <summary>
 /// One role of the fault suite, as its own process:
@@ -24,7 +31,8 @@ public sealed class ProbeConsumer(SeenFile seen) : IConsumer<Probe>
 /// <c>consume</c> consumes them and writes each id once its consumer has finished.
 /// Settings: <c>Fault:Role</c>, <c>Fault:Out</c> (the file of ids), <c>Fault:Count</c>, <c>Fault:Database</c>
 /// (<c>sqlite</c> or <c>postgres</c>), <c>ConnectionStrings:JobLog</c>, <c>RabbitMq:Host</c>, <c>RabbitMq:Port</c>, <c>RabbitMq:VirtualHost</c>,
-/// <c>JobLog:Durability</c>, <c>JobLog:SpoolDirectory</c>. Prints <c>fault-app ready</c> when the bus has started and
+/// <c>JobLog:Durability</c>, <c>JobLog:SpoolDirectory</c>, <c>Fault:ConsumeDelayMs</c> (a slow consumer),
+/// <c>Fault:HeartbeatMs</c> (<see cref="JobLogOptions.HeartbeatInterval"/>). Prints <c>fault-app ready</c> when the bus has started and
 /// <c>fault-app published N</c> when a publisher is done.
 /// </summary>
 public static class FaultApp
@@ -41,6 +49,7 @@ public static class FaultApp
         var postgres = string.Equals(config["Fault:Database"], "postgres", StringComparison.OrdinalIgnoreCase);
 
         builder.Services.AddSingleton(seen);
+        builder.Services.AddSingleton(new ConsumeDelay(TimeSpan.FromMilliseconds(config.GetValue("Fault:ConsumeDelayMs", 0))));
         builder.Services.AddJobLog(o =>
         {
             if (postgres)
@@ -54,6 +63,10 @@ public static class FaultApp
 
             o.Host = $"fault-{role}-{Environment.ProcessId}";
             o.Release = "fault-suite";
+            if (config.GetValue<int?>("Fault:HeartbeatMs") is { } heartbeat)
+            {
+                o.HeartbeatInterval = TimeSpan.FromMilliseconds(heartbeat);
+            }
             if (Enum.TryParse<LedgerDurability>(config["JobLog:Durability"], ignoreCase: true, out var durability))
             {
                 o.Durability = durability;

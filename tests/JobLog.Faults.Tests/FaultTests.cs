@@ -178,4 +178,38 @@ public sealed class FaultTests
             Assert.That(tally.Stuck, Is.Zero);
         });
     }
+
+    [Test]
+    [CancelAfter(120_000)]
+    public async Task SlowConsumerKilled_WithNoOtherConsumer_ItsRunsAreExpiredByTheHostSweep()
+    {
+        await using var world = await FaultWorld.SqliteAsync();
+        var consumer = await world.StartConsumerAsync(delayMs: 60_000);
+        await world.StartPublisherAsync(40);
+        await world.WaitUntilAsync(() => world.Published.Count == 40, Drain, "40 probes published");
+        var active = 0;
+        for (var waited = 0; active == 0; waited++)
+        {
+            Assert.That(waited, Is.LessThan(150), "ACTIVE runs in the ledger within 30 s");
+            await Task.Delay(200);
+            active = (await world.TallyAsync()).Stuck;
+        }
+
+        await consumer.KillAsync();
+        await world.StopAllAsync();
+
+        // Nothing redelivers these messages (no consumer of the queue is left): only the host's silence closes its runs.
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        var result = await world.SweepAsync(hostTimeout: TimeSpan.FromSeconds(2));
+
+        var tally = await world.TallyAsync();
+        var (expiredRuns, expiredTasks) = await world.ExpiredByHostAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Stuck, Is.Zero, "no run stays ACTIVE once its host stopped sending heartbeats");
+            Assert.That(result.HostRuns, Is.GreaterThanOrEqualTo(active));
+            Assert.That(expiredRuns, Is.EqualTo(result.HostRuns), "each closed run says which host stopped");
+            Assert.That(expiredTasks, Is.EqualTo(expiredRuns), "their tasks (without a stale limit) are EXPIRED");
+        });
+    }
 }

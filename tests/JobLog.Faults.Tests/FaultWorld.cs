@@ -2,6 +2,7 @@ using System.Diagnostics;
 using JobLog.Testing;
 using JobLog.Testing.Processes;
 using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using NUnit.Framework;
 
@@ -71,8 +72,44 @@ internal sealed class FaultWorld : IAsyncDisposable
     /// <summary>Starts a publisher of <paramref name="count"/> probes; returns once its bus has started.</summary>
     public Task<ChildProcess> StartPublisherAsync(int count) => StartAsync("publish", count);
 
-    /// <summary>Starts a consumer; returns once its bus has started.</summary>
-    public Task<ChildProcess> StartConsumerAsync() => StartAsync("consume", 0);
+    /// <summary>Starts a consumer (sleeping <paramref name="delayMs"/> in each message); returns once its bus has started.</summary>
+    public Task<ChildProcess> StartConsumerAsync(int delayMs = 0) => StartAsync("consume", 0, delayMs);
+
+    /// <summary>Runs one sweep of the ledger, as the Worker's <c>sweep</c> does, with <paramref name="hostTimeout"/>.</summary>
+    public async Task<JobLog.Sweeping.SweepResult> SweepAsync(TimeSpan hostTimeout)
+    {
+        var services = new Microsoft.Extensions.DependencyInjection.ServiceCollection();
+        services.AddJobLog(o =>
+        {
+            if (Postgres is null)
+            {
+                o.UseSqlite(ConnectionString);
+            }
+            else
+            {
+                o.UseNpgsql(ConnectionString);
+            }
+
+            o.HeartbeatInterval = hostTimeout / 4;
+            o.HostTimeout = hostTimeout;
+        });
+        await using var provider = services.BuildServiceProvider();
+        return await provider.GetRequiredService<JobLog.Maintenance.LedgerMaintenance>().SweepAsync();
+    }
+
+    /// <summary>The EXPIRED runs whose error names a host, and how many of their tasks are EXPIRED.</summary>
+    public async Task<(int Runs, int ExpiredTasks)> ExpiredByHostAsync()
+    {
+        await using var connection = Postgres is null ? (System.Data.Common.DbConnection)new SqliteConnection(ConnectionString) : new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*), SUM(CASE WHEN t.\"State\" = 6 THEN 1 ELSE 0 END) FROM \"JobLogTaskRuns\" r JOIN \"JobLogTasks\" t ON t.\"Id\" = r.\"TaskId\" " +
+            "WHERE r.\"State\" = 5 AND r.\"ErrorMessage\" LIKE '%stopped sending heartbeats%'";
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return (Convert.ToInt32(reader.GetValue(0), System.Globalization.CultureInfo.InvariantCulture),
+            reader.IsDBNull(1) ? 0 : Convert.ToInt32(reader.GetValue(1), System.Globalization.CultureInfo.InvariantCulture));
+    }
 
     public IReadOnlySet<Guid> Published => Seen(publishers: true);
 
@@ -197,7 +234,7 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
     }
 
-    private async Task<ChildProcess> StartAsync(string role, int count)
+    private async Task<ChildProcess> StartAsync(string role, int count, int delayMs = 0)
     {
         var seen = Path.Combine(_directory, $"{role}-{_processes.Count}.ids");
         var info = new ProcessStartInfo("dotnet") { WorkingDirectory = _directory };
@@ -213,6 +250,8 @@ internal sealed class FaultWorld : IAsyncDisposable
             "--RabbitMq:Port=" + (Rabbit?.Port ?? 5672),
             "--RabbitMq:VirtualHost=" + (Vhost?.Name ?? "/"),
             "--JobLog:SpoolDirectory=" + Path.Combine(_directory, "spool"),
+            "--Fault:ConsumeDelayMs=" + delayMs,
+            "--Fault:HeartbeatMs=1000",
         })
         {
             info.ArgumentList.Add(argument);

@@ -24,7 +24,7 @@ public class CliTests
 
         Assert.That(exit, Is.Zero);
         Assert.That(output, Does.Contain("Usage:"));
-        foreach (var command in new[] { "run", "demo", "sweep", "migrate", "tasks", "task", "purge", "restore" })
+        foreach (var command in new[] { "run", "demo", "sweep", "migrate", "tasks", "task", "hosts", "purge", "restore" })
         {
             Assert.That(output, Does.Contain("  " + command + " "), command);
         }
@@ -59,6 +59,23 @@ public class CliTests
 
         Assert.That(exit, Is.EqualTo(2));
         Assert.That(error, Does.StartWith("error: 'state' must be one of"));
+    }
+
+    [Test]
+    public async Task Hosts_ListsTheRunningInstanceWithItsHeartbeat()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var instance = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions
+            .GetRequiredService<JobLog.Recording.LedgerRecorder>(host.Services).InstanceId;
+        var setting = "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString;
+        await LedgerHost.EventuallyAsync(async () => (await RunAsync("hosts", "--json", setting)).Output.Contains(instance.ToString(), StringComparison.Ordinal));
+
+        var (exit, output, _) = await RunAsync("hosts", setting);
+        var (jsonExit, json, _) = await RunAsync("hosts", "--json", setting);
+
+        Assert.That((exit, jsonExit), Is.EqualTo((0, 0)));
+        Assert.That(output, Does.Contain(instance.ToString()).And.Contain("ALIVE"));
+        Assert.That(json, Does.Contain("\"state\": \"alive\"").Or.Contain("\"state\":\"alive\""));
     }
 
     [Test]

@@ -63,6 +63,10 @@ internal static class DashboardEndpoints
         group.MapGet("/api/commands/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
             JsonOrNotFound(await Queries(http).CommandAsync(id, ct).ConfigureAwait(false) is { } d ? CommandDetailDocument.From(d) : null));
 
+        group.MapGet("/hosts", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
+            Html(HostPages.List(page, await HostsAsync(http, page.Now, ct).ConfigureAwait(false), LedgerOptions(http).HostTimeout))));
+        group.MapGet("/api/hosts", async (HttpContext http, CancellationToken ct) => Json(await HostsAsync(http, Now(http), ct).ConfigureAwait(false)));
+
         if (options.EnableActions)
         {
             group.MapPost("/tasks/{id:guid}/actions/{action}", (HttpContext http, Guid id, string action, CancellationToken ct) =>
@@ -254,6 +258,14 @@ internal static class DashboardEndpoints
             return Results.Json(new { error = ex.Message }, DashboardJson.Options, statusCode: StatusCodes.Status409Conflict);
         }
     }
+
+    private static Task<IReadOnlyList<HostRow>> HostsAsync(HttpContext http, DateTime now, CancellationToken ct)
+    {
+        var ledger = LedgerOptions(http);
+        return Queries(http).HostsAsync(ledger.HeartbeatInterval, ledger.HostTimeout, now, ct);
+    }
+
+    private static JobLogOptions LedgerOptions(HttpContext http) => http.RequestServices.GetRequiredService<IOptions<JobLogOptions>>().Value;
 
     private static LedgerQueries Queries(HttpContext http) => http.RequestServices.GetRequiredService<LedgerQueries>();
 

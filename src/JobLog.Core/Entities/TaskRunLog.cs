@@ -57,6 +57,9 @@ public sealed class TaskRunLog
     /// <summary>Machine that ran the attempt.</summary>
     public string? Host { get; set; }
 
+    /// <summary>The process that ran the attempt (<see cref="HostLog.InstanceId"/>); null on rows older than host heartbeats.</summary>
+    public Guid? HostInstanceId { get; set; }
+
     /// <summary>The task.</summary>
     public TaskLog? Task { get; set; }
 }

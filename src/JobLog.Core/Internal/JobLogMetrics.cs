@@ -20,6 +20,8 @@ internal sealed class JobLogMetrics : IDisposable
         RunsStarted = _meter.CreateCounter<long>("joblog.runs.started", "{run}", "Consume attempts that started.");
         RunsFinished = _meter.CreateCounter<long>("joblog.runs", "{run}", "Runs that ended, by state (a RETRIED run that turns out to be the last one is counted again as FAILED).");
         TasksExpired = _meter.CreateCounter<long>("joblog.tasks.expired", "{task}", "Tasks the sweeper set to EXPIRED.");
+        RunsExpired = _meter.CreateCounter<long>(
+            "joblog.runs.expired", "{run}", "ACTIVE runs the sweeper closed as EXPIRED, by reason (host: their process stopped sending heartbeats).");
         RecordsWritten = _meter.CreateCounter<long>("joblog.writer.records", "{record}", "Records committed to the ledger.");
         RecordsDropped = _meter.CreateCounter<long>("joblog.writer.dropped", "{record}", "Records lost (queue and spool full, or rejected by the database).");
         RecordsSpooled = _meter.CreateCounter<long>("joblog.writer.spooled", "{record}", "Records written to the spool file because the queue was full.");
@@ -41,6 +43,8 @@ internal sealed class JobLogMetrics : IDisposable
     public Counter<long> RunsFinished { get; }
 
     public Counter<long> TasksExpired { get; }
+
+    public Counter<long> RunsExpired { get; }
 
     public Counter<long> RecordsWritten { get; }
 

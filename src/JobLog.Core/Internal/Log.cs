@@ -76,4 +76,10 @@ internal static partial class Log
 
     [LoggerMessage(1049, LogLevel.Error, "JobLog could not append to its spool file {Path}; records that do not fit in the queue are dropped and counted.")]
     public static partial void SpoolAppendFailed(ILogger logger, Exception exception, string path);
+
+    [LoggerMessage(1050, LogLevel.Debug, "JobLog could not write its host heartbeat; it tries again in {Interval}.")]
+    public static partial void HeartbeatFailed(ILogger logger, Exception exception, TimeSpan interval);
+
+    [LoggerMessage(1051, LogLevel.Warning, "JobLog closed {Count} ACTIVE runs of a host that is gone: {Reason}")]
+    public static partial void HostRunsExpired(ILogger logger, int count, string reason);
 }

@@ -169,6 +169,9 @@ public sealed record TaskRunDocument
     /// <inheritdoc cref="TaskRunLog.Host"/>
     public string? Host { get; init; }
 
+    /// <inheritdoc cref="TaskRunLog.HostInstanceId"/>
+    public Guid? HostInstanceId { get; init; }
+
     internal static TaskRunDocument From(TaskRunLog e) => new()
     {
         Id = e.Id,
@@ -189,6 +192,7 @@ public sealed record TaskRunDocument
         WaitingTime = e.WaitingTime,
         Redelivered = e.Redelivered,
         Host = e.Host,
+        HostInstanceId = e.HostInstanceId,
     };
 }
 

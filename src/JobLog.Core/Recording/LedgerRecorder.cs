@@ -80,6 +80,9 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
 
     public JobLogOptions Options => _options;
 
+    /// <summary>This process's host instance (<see cref="HostLog.InstanceId"/>): every run it records carries it.</summary>
+    public Guid InstanceId { get; } = Guid.NewGuid();
+
     /// <summary>True while the writer cannot reach the database: the business path then does not wait.</summary>
     public bool IsFailing => _waiters.IsFailing;
 

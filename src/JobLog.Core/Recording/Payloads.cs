@@ -86,6 +86,8 @@ internal sealed record RunPayload
     public bool Redelivered { get; init; }
 
     public string? Host { get; init; }
+
+    public Guid? HostInstanceId { get; init; }
 }
 
 /// <summary>A command, started or finished.</summary>

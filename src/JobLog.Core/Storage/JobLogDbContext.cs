@@ -45,6 +45,9 @@ public class JobLogDbContext : DbContext
     /// <summary>Messages held by the JobLog scheduler (<c>x.AddJobLogScheduler()</c>) until they are due.</summary>
     public DbSet<ScheduledMessageLog> ScheduledMessages => Set<ScheduledMessageLog>();
 
+    /// <summary>The processes that record to the ledger, with their heartbeats.</summary>
+    public DbSet<HostLog> Hosts => Set<HostLog>();
+
     /// <inheritdoc />
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {

@@ -12,6 +12,7 @@ internal static class LedgerModel
     internal const string OutputRequests = "JobLogOutputRequests";
     internal const string RelatedObjects = "JobLogOutputRequestRelatedObjects";
     internal const string ScheduledMessages = "JobLogScheduledMessages";
+    internal const string Hosts = "JobLogHosts";
 
     internal const int NameLength = 250;
 
@@ -66,6 +67,16 @@ internal static class LedgerModel
             e.HasIndex(x => new { x.TaskId, x.ConsumerType, x.Retries });
             e.HasIndex(x => new { x.State, x.Start });
             e.HasIndex(x => new { x.Name, x.Start });
+            // The sweeper: ACTIVE runs of a host instance whose heartbeat stopped.
+            e.HasIndex(x => x.HostInstanceId).HasFilter("\"State\" = 1 AND \"HostInstanceId\" IS NOT NULL");
+        });
+        b.Entity<HostLog>(e =>
+        {
+            e.ToTable(Hosts);
+            e.HasKey(x => x.InstanceId);
+            e.Property(x => x.InstanceId).ValueGeneratedNever();
+            e.Property(x => x.Name).HasMaxLength(NameLength).IsRequired();
+            e.Property(x => x.Release).HasMaxLength(NameLength);
         });
         b.Entity<CommandLog>(e =>
         {

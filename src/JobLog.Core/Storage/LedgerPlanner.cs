@@ -198,6 +198,6 @@ internal sealed class LedgerPlanner(LedgerDatabase database)
         Id = r.Id, TaskId = r.TaskId, Name = r.Name, QueueName = r.QueueName, ConsumerType = r.ConsumerType, Input = r.Input,
         TaskArgs = r.TaskArgs, TaskKwargs = r.TaskKwargs, Start = r.Start, Stop = r.Stop, State = r.State,
         ErrorMessage = r.ErrorMessage, Output = r.Output, EstimatedTimeOfNextRetry = r.EstimatedTimeOfNextRetry,
-        WaitingTime = r.WaitingTime, Redelivered = r.Redelivered, Host = r.Host,
+        WaitingTime = r.WaitingTime, Redelivered = r.Redelivered, Host = r.Host, HostInstanceId = r.HostInstanceId,
     };
 }

@@ -10,15 +10,20 @@ namespace JobLog.Sweeping;
 /// <summary>What one sweep did.</summary>
 /// <param name="Expired">Tasks set to EXPIRED by this sweeper.</param>
 /// <param name="Healed">Tasks whose state was corrected from their last run.</param>
-public readonly record struct SweepResult(int Expired, int Healed);
+public readonly record struct SweepResult(int Expired, int Healed)
+{
+    /// <summary>ACTIVE runs closed as EXPIRED because their host stopped sending heartbeats (or stopped and left them).</summary>
+    public int HostRuns { get; init; }
+}
 
 /// <summary>
 /// Expires tasks that went stale (docs/architecture.md#sweeper): every interval, in set-based batches, unfinished tasks whose <c>Stale</c>
 /// has passed are healed from their last run when it finished, otherwise set EXPIRED with their ACTIVE runs. Safe to run
 /// in several processes: each batch claims its rows (PostgreSQL <c>SKIP LOCKED</c>; SQLite's single writer) and a task is
-/// only expired by the statement that finds it unexpired.
+/// only expired by the statement that finds it unexpired. Each sweep also closes the runs of hosts that are gone
+/// (<c>TaskLogSweeper.Hosts.cs</c>).
 /// </summary>
-internal sealed class TaskLogSweeper(
+internal sealed partial class TaskLogSweeper(
     LedgerSchema schema,
     JobLogContextFactory contexts,
     IOptions<JobLogOptions> options,
@@ -78,6 +83,7 @@ internal sealed class TaskLogSweeper(
             }
         }
 
+        total = total with { HostRuns = await SweepHostsAsync(executor.Connection, cancellationToken).ConfigureAwait(false) };
         LastSweep = (time.GetUtcNow(), total);
         if (total.Expired + total.Healed > 0)
         {
@@ -160,6 +166,6 @@ internal sealed class TaskLogSweeper(
         return (ids.Count, new SweepResult(expired.Count, healed));
     }
 
-    private DbCommand Command(DbConnection connection, DbTransaction transaction, string sql, params object?[] values) =>
+    private DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values) =>
         _database.Command(connection, transaction, sql, values);
 }

@@ -27,6 +27,7 @@ internal static class ConsumedRecords
             Start = start,
             Redelivered = context.ReceiveContext.Redelivered,
             Host = services.Options.Host,
+            HostInstanceId = services.Recorder.InstanceId,
             WaitingTime = context.SentTime is { } sent ? Math.Max(0, (start - Utc(sent)).TotalSeconds) : null,
             State = ended?.State ?? TaskRunState.Active,
             Stop = ended?.Stop,

@@ -106,6 +106,7 @@ internal sealed class TaskSagaRunFilter<TSaga, TMessage>(TaskLoggingServices ser
         Start = start,
         Redelivered = template.Redelivered,
         Host = template.Host,
+        HostInstanceId = template.HostInstanceId,
         WaitingTime = template.WaitingTime,
     };
 

@@ -8,7 +8,7 @@ namespace JobLog.Worker.Cli;
 /// <summary>
 /// The Worker's command line, on System.CommandLine (help, completion, parse errors and their exit codes come from the
 /// library): <c>run</c> (default), <c>demo</c>, <c>sweep</c>, <c>migrate</c>, <c>tasks</c>, <c>task</c>, <c>purge</c>,
-/// <c>restore</c>, <c>help</c>. Settings (<c>--ConnectionStrings:JobLog=...</c>, any option whose name holds a
+/// <c>restore</c>, <c>hosts</c>, <c>help</c>. Settings (<c>--ConnectionStrings:JobLog=...</c>, any option whose name holds a
 /// <c>:</c>) are taken out first and given to the configuration. A value the command cannot use exits with 2.
 /// </summary>
 internal static class Cli
@@ -72,14 +72,16 @@ internal static class Cli
         demoCommand.SetAction((_, ct) => context.WithLedgerAsync("demo", _ => DemoCommand.RunAsync(context), ct));
         root.Subcommands.Add(demoCommand);
 
-        var sweep = new Command("sweep", "Expire stale tasks once and exit.");
+        var sweep = new Command("sweep", "Expire stale tasks, and the runs of hosts that stopped sending heartbeats, once and exit.");
         sweep.SetAction((_, ct) => context.WithLedgerAsync("sweep", async session =>
         {
             await session.Maintenance.MigrateAsync(ct);
             var result = await context.Console.WithProgressAsync(
                 _ => "sweeping stale tasks…",
                 progress => SweepAsync(session, progress, ct));
-            await context.Console.Out.WriteLineAsync($"expired {result.Expired}, healed {result.Healed}");
+            await context.Console.Out.WriteLineAsync(result.HostRuns == 0
+                ? $"expired {result.Expired}, healed {result.Healed}"
+                : $"expired {result.Expired}, healed {result.Healed}, closed {result.HostRuns} runs of hosts that are gone");
             return 0;
         }, ct));
         root.Subcommands.Add(sweep);
@@ -95,6 +97,7 @@ internal static class Cli
 
         root.Subcommands.Add(TasksCommand.List(context));
         root.Subcommands.Add(TasksCommand.Show(context));
+        root.Subcommands.Add(HostsCommand.List(context));
         root.Subcommands.Add(PurgeCommand.Purge(context));
         root.Subcommands.Add(PurgeCommand.Restore(context));
 

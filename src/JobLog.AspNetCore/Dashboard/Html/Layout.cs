@@ -102,6 +102,7 @@ internal static class Layout
         Nav(h, page, "in", "Inbound requests", "/requests/in", section);
         Nav(h, page, "out", "Outbound requests", "/requests/out", section);
         Nav(h, page, "commands", "Commands", "/commands", section);
+        Nav(h, page, "hosts", "Hosts", "/hosts", section);
         h.Add($"</nav>\n<div class=\"top-right\">");
         if (liveMode is not null)
         {

@@ -113,6 +113,7 @@ internal static class RoutingSlipTasks
             ConsumerType = Name,
             Start = slip.CreateTimestamp == default ? now : DateTime.SpecifyKind(slip.CreateTimestamp, DateTimeKind.Utc),
             Host = services.Options.Host,
+            HostInstanceId = services.Recorder.InstanceId,
         };
         var seed = Seed(services, slip, null, now);
         var sequence = services.Recorder.Enqueue(new RunStarted(run, seed, expireOrphans: false));

@@ -238,6 +238,7 @@ internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, strin
             Start = start,
             Redelivered = context.ReceiveContext.Redelivered,
             Host = services.Options.Host,
+            HostInstanceId = services.Recorder.InstanceId,
         };
         var seed = new TaskPayload
         {

@@ -1,0 +1,30 @@
+namespace JobLog;
+
+/// <summary>
+/// One process that records to the ledger (a host instance): written at start, refreshed by its heartbeat, marked
+/// stopped on a graceful stop. The sweeper closes the ACTIVE runs of an instance whose heartbeat stopped
+/// (docs/architecture.md#sweeper).
+/// </summary>
+public sealed class HostLog
+{
+    /// <summary>Created when the process starts recording; every run it records carries it (<see cref="TaskRunLog.HostInstanceId"/>).</summary>
+    public Guid InstanceId { get; set; }
+
+    /// <summary>The host name (<see cref="JobLogOptions.Host"/>).</summary>
+    public string Name { get; set; } = "";
+
+    /// <summary>The process id.</summary>
+    public int ProcessId { get; set; }
+
+    /// <summary>The application release (<see cref="JobLogOptions.Release"/>).</summary>
+    public string? Release { get; set; }
+
+    /// <summary>When the process started recording.</summary>
+    public DateTime StartedAt { get; set; }
+
+    /// <summary>The last heartbeat.</summary>
+    public DateTime LastHeartbeat { get; set; }
+
+    /// <summary>When the process stopped gracefully, or null.</summary>
+    public DateTime? StoppedAt { get; set; }
+}

@@ -1,0 +1,74 @@
+using Microsoft.EntityFrameworkCore;
+
+namespace JobLog.Querying;
+
+/// <summary>How a host instance looks from its heartbeats (docs/architecture.md#sweeper).</summary>
+public enum HostState
+{
+    /// <summary>Its last heartbeat is recent.</summary>
+    Alive = 1,
+
+    /// <summary>It missed a heartbeat, but is not yet past <see cref="JobLogOptions.HostTimeout"/>.</summary>
+    Late = 2,
+
+    /// <summary>It stopped gracefully.</summary>
+    Stopped = 3,
+
+    /// <summary>Its last heartbeat is older than <see cref="JobLogOptions.HostTimeout"/>: the sweeper closes its ACTIVE runs.</summary>
+    Dead = 4,
+}
+
+/// <summary>A host instance (a process recording to the ledger) in the hosts list.</summary>
+/// <param name="InstanceId">The instance, created when the process started.</param>
+/// <param name="Name">The host name.</param>
+/// <param name="ProcessId">The process id.</param>
+/// <param name="Release">The application release.</param>
+/// <param name="StartedAt">When it started (UTC).</param>
+/// <param name="LastHeartbeat">Its last heartbeat (UTC).</param>
+/// <param name="StoppedAt">When it stopped gracefully (UTC), or null.</param>
+/// <param name="State">Alive, late, stopped or dead, at the time of the query.</param>
+/// <param name="ActiveRuns">How many of its runs are ACTIVE.</param>
+public sealed record HostRow(
+    Guid InstanceId,
+    string Name,
+    int ProcessId,
+    string? Release,
+    DateTime StartedAt,
+    DateTime LastHeartbeat,
+    DateTime? StoppedAt,
+    HostState State,
+    int ActiveRuns);
+
+/// <summary>The host instances and their heartbeats.</summary>
+public sealed partial class LedgerQueries
+{
+    /// <summary>
+    /// Every listed host instance, latest heartbeat first, with its state at <paramref name="now"/>: late after two
+    /// <paramref name="heartbeatInterval"/>s without a heartbeat, dead after <paramref name="hostTimeout"/>.
+    /// </summary>
+    /// <param name="heartbeatInterval">The hosts' <see cref="JobLogOptions.HeartbeatInterval"/>.</param>
+    /// <param name="hostTimeout">The hosts' <see cref="JobLogOptions.HostTimeout"/>.</param>
+    /// <param name="now">The time the states are for (UTC).</param>
+    /// <param name="ct">Cancels the query.</param>
+    public async Task<IReadOnlyList<HostRow>> HostsAsync(TimeSpan heartbeatInterval, TimeSpan hostTimeout, DateTime now, CancellationToken ct = default)
+    {
+        var hosts = await _db.Hosts.AsNoTracking().OrderByDescending(h => h.LastHeartbeat).ToListAsync(ct).ConfigureAwait(false);
+        var active = await _db.TaskRunLogs.AsNoTracking()
+            .Where(r => r.State == TaskRunState.Active && r.HostInstanceId != null)
+            .GroupBy(r => r.HostInstanceId)
+            .Select(g => new { Id = g.Key!.Value, Count = g.Count() })
+            .ToDictionaryAsync(g => g.Id, g => g.Count, ct).ConfigureAwait(false);
+        return [.. hosts.Select(h => new HostRow(
+            h.InstanceId, h.Name, h.ProcessId, h.Release, h.StartedAt, h.LastHeartbeat, h.StoppedAt,
+            StateOf(h, heartbeatInterval, hostTimeout, now), active.GetValueOrDefault(h.InstanceId)))];
+    }
+
+    private static HostState StateOf(HostLog host, TimeSpan heartbeatInterval, TimeSpan hostTimeout, DateTime now)
+    {
+        var silent = now - host.LastHeartbeat;
+        return host.StoppedAt is not null ? HostState.Stopped
+            : silent > hostTimeout ? HostState.Dead
+            : silent > heartbeatInterval * 2 ? HostState.Late
+            : HostState.Alive;
+    }
+}

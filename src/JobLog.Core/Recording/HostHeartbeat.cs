@@ -1,0 +1,107 @@
+using JobLog.Internal;
+using JobLog.Storage;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace JobLog.Recording;
+
+/// <summary>
+/// This process's row in <see cref="LedgerModel.Hosts"/> (docs/architecture.md#sweeper): written when the writer starts,
+/// refreshed every <see cref="JobLogOptions.HeartbeatInterval"/>, marked stopped after the writer drained on a graceful
+/// stop (it is registered before the writer, so it stops after it). A failed heartbeat (database down) is logged at
+/// debug level and tried again at the next interval; it never reaches the business path.
+/// </summary>
+internal sealed class HostHeartbeat(
+    LedgerRecorder recorder,
+    LedgerSchema schema,
+    JobLogContextFactory contexts,
+    TimeProvider time,
+    ILogger<HostHeartbeat> logger) : BackgroundService
+{
+    private const string H = "\"" + LedgerModel.Hosts + "\"";
+
+    private readonly LedgerDatabase _database = contexts.Database;
+
+    private readonly string _beat = contexts.Database.Upsert(new UpsertStatement(
+        H,
+        [
+            ("InstanceId", "@p0"), ("Name", "@p1"), ("ProcessId", "@p2"), ("Release", "@p3"), ("StartedAt", "@p4"),
+            ("LastHeartbeat", "@p5"),
+        ],
+        [("LastHeartbeat", null)])
+    {
+        Key = "InstanceId",
+    });
+
+    private readonly DateTime _startedAt = time.GetUtcNow().UtcDateTime;
+    private int _started;
+    private bool _ran;
+
+    /// <summary>Starts once, however often a host or test harness starts it.</summary>
+    public override Task StartAsync(CancellationToken cancellationToken) =>
+        Interlocked.Exchange(ref _started, 1) == 0 ? base.StartAsync(cancellationToken) : Task.CompletedTask;
+
+    /// <summary>Marks this instance stopped (the writer has drained by now).</summary>
+    public override async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        if (!_ran)
+        {
+            return;
+        }
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(TimeSpan.FromSeconds(5));
+        try
+        {
+            await ExecuteAsync($"UPDATE {H} SET \"StoppedAt\" = @p1, \"LastHeartbeat\" = @p1 WHERE \"InstanceId\" = @p0", timeout.Token,
+                recorder.InstanceId, time.GetUtcNow().UtcDateTime).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || timeout.IsCancellationRequested)
+        {
+            Log.HeartbeatFailed(logger, ex, recorder.Options.HeartbeatInterval);
+        }
+    }
+
+    /// <summary>Writes one heartbeat now (creating the row the first time).</summary>
+    internal Task BeatAsync(CancellationToken cancellationToken)
+    {
+        var options = recorder.Options;
+        _ran = true;
+        return ExecuteAsync(_beat, cancellationToken,
+            recorder.InstanceId, options.Host, Environment.ProcessId, options.Release, _startedAt, time.GetUtcNow().UtcDateTime);
+    }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var interval = recorder.Options.HeartbeatInterval;
+        try
+        {
+            await schema.EnsureReadyAsync(stoppingToken).ConfigureAwait(false);
+            while (!stoppingToken.IsCancellationRequested)
+            {
+                try
+                {
+                    await BeatAsync(stoppingToken).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is not OperationCanceledException)
+                {
+                    Log.HeartbeatFailed(logger, ex, interval);
+                }
+
+                await Task.Delay(interval, time, stoppingToken).ConfigureAwait(false);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping: StopAsync marks the row.
+        }
+    }
+
+    private async Task ExecuteAsync(string sql, CancellationToken cancellationToken, params object?[] values)
+    {
+        await using var executor = await _database.OpenAsync(contexts.ConnectionString, cancellationToken).ConfigureAwait(false);
+        await using var command = _database.Command(executor.Connection, null, sql, values);
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+}

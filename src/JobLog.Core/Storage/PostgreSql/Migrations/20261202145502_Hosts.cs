@@ -1,0 +1,59 @@
+﻿using System;
+using Microsoft.EntityFrameworkCore.Migrations;
+
+#nullable disable
+
+namespace JobLog.Storage.PostgreSql.Migrations
+{
+    /// <inheritdoc />
+    public partial class Hosts : Migration
+    {
+        /// <inheritdoc />
+        protected override void Up(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.AddColumn<Guid>(
+                name: "HostInstanceId",
+                table: "JobLogTaskRuns",
+                type: "uuid",
+                nullable: true);
+
+            migrationBuilder.CreateTable(
+                name: "JobLogHosts",
+                columns: table => new
+                {
+                    InstanceId = table.Column<Guid>(type: "uuid", nullable: false),
+                    Name = table.Column<string>(type: "character varying(250)", maxLength: 250, nullable: false),
+                    ProcessId = table.Column<int>(type: "integer", nullable: false),
+                    Release = table.Column<string>(type: "character varying(250)", maxLength: 250, nullable: true),
+                    StartedAt = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    LastHeartbeat = table.Column<DateTime>(type: "timestamp with time zone", nullable: false),
+                    StoppedAt = table.Column<DateTime>(type: "timestamp with time zone", nullable: true)
+                },
+                constraints: table =>
+                {
+                    table.PrimaryKey("PK_JobLogHosts", x => x.InstanceId);
+                });
+
+            migrationBuilder.CreateIndex(
+                name: "IX_JobLogTaskRuns_HostInstanceId",
+                table: "JobLogTaskRuns",
+                column: "HostInstanceId",
+                filter: "\"State\" = 1 AND \"HostInstanceId\" IS NOT NULL");
+        }
+
+        /// <inheritdoc />
+        protected override void Down(MigrationBuilder migrationBuilder)
+        {
+            migrationBuilder.DropTable(
+                name: "JobLogHosts");
+
+            migrationBuilder.DropIndex(
+                name: "IX_JobLogTaskRuns_HostInstanceId",
+                table: "JobLogTaskRuns");
+
+            migrationBuilder.DropColumn(
+                name: "HostInstanceId",
+                table: "JobLogTaskRuns");
+        }
+    }
+}

@@ -1,0 +1,109 @@
+using System.Data.Common;
+using System.Globalization;
+using JobLog.Internal;
+using JobLog.Storage;
+
+namespace JobLog.Sweeping;
+
+/// <summary>
+/// The host pass (docs/architecture.md#sweeper): the ACTIVE runs of a host instance whose heartbeat stopped (older than
+/// <see cref="JobLogOptions.HostTimeout"/>), or that stopped gracefully and left runs ACTIVE, are closed as EXPIRED with
+/// the reason, and their tasks derived again, whether or not the task has a stale limit. Runs without an instance (rows
+/// older than heartbeats) are left to the stale rule. Instances gone for <see cref="HostRetention"/> are deleted.
+/// </summary>
+internal sealed partial class TaskLogSweeper
+{
+    /// <summary>How long a stopped or dead host stays listed.</summary>
+    internal static readonly TimeSpan HostRetention = TimeSpan.FromDays(7);
+
+    private const string H = "\"" + LedgerModel.Hosts + "\"";
+    private const string Runs = "\"" + LedgerModel.Runs + "\"";
+
+    /// <summary>Closes the ACTIVE runs of every gone host instance, in batches of <see cref="SweeperOptions.BatchSize"/>.</summary>
+    /// <returns>The number of runs closed.</returns>
+    private async Task<int> SweepHostsAsync(DbConnection connection, CancellationToken ct)
+    {
+        var now = time.GetUtcNow().UtcDateTime;
+        var gone = new List<(Guid Id, string Name, int Pid, DateTime LastHeartbeat, DateTime? StoppedAt)>();
+        await using (var select = Command(connection, null,
+            $"SELECT \"InstanceId\", \"Name\", \"ProcessId\", \"LastHeartbeat\", \"StoppedAt\" FROM {H} WHERE \"StoppedAt\" IS NOT NULL OR \"LastHeartbeat\" < @p0",
+            now - options.Value.HostTimeout))
+        {
+            await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                gone.Add((_database.ReadGuid(reader, 0), reader.GetString(1), reader.GetInt32(2), _database.ReadUtc(reader, 3),
+                    reader.IsDBNull(4) ? null : _database.ReadUtc(reader, 4)));
+            }
+        }
+
+        var closed = 0;
+        foreach (var host in gone)
+        {
+            var reason = HostReason(host.Name, host.Pid, host.Id, host.LastHeartbeat, host.StoppedAt);
+            var ofHost = 0;
+            int batch;
+            do
+            {
+                batch = await ExpireHostBatchAsync(connection, host.Id, reason, now, ct).ConfigureAwait(false);
+                ofHost += batch;
+            }
+            while (batch == options.Value.Sweeper.BatchSize);
+
+            if (ofHost > 0)
+            {
+                Log.HostRunsExpired(logger, ofHost, reason);
+                metrics.RunsExpired.Add(ofHost, new KeyValuePair<string, object?>("reason", "host"));
+            }
+
+            closed += ofHost;
+        }
+
+        await using (var delete = Command(connection, null, $"DELETE FROM {H} WHERE \"LastHeartbeat\" < @p0", now - HostRetention))
+        {
+            await delete.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+
+        return closed;
+    }
+
+    /// <summary>The error message of a run closed because its host is gone.</summary>
+    internal static string HostReason(string name, int pid, Guid instance, DateTime lastHeartbeat, DateTime? stoppedAt) =>
+        stoppedAt is { } stopped
+            ? string.Create(CultureInfo.InvariantCulture, $"Expired: host {name} (pid {pid}, instance {instance}) stopped at {stopped:yyyy-MM-dd HH:mm:ss} UTC before this run finished.")
+            : string.Create(CultureInfo.InvariantCulture, $"Expired: host {name} (pid {pid}, instance {instance}) stopped sending heartbeats at {lastHeartbeat:yyyy-MM-dd HH:mm:ss} UTC.");
+
+    private async Task<int> ExpireHostBatchAsync(DbConnection connection, Guid instance, string reason, DateTime now, CancellationToken ct)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
+        var runs = new List<Guid>();
+        var tasks = new HashSet<Guid>();
+        await using (var claim = Command(connection, transaction,
+            $"SELECT \"Id\", \"TaskId\" FROM {Runs} WHERE \"HostInstanceId\" = @p0 AND \"State\" = 1 LIMIT @p1{_database.SkipLocked}",
+            instance, options.Value.Sweeper.BatchSize))
+        {
+            await using var reader = await claim.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                runs.Add(_database.ReadGuid(reader, 0));
+                tasks.Add(_database.ReadGuid(reader, 1));
+            }
+        }
+
+        if (runs.Count > 0)
+        {
+            await using (var expire = Command(connection, transaction,
+                $"UPDATE {Runs} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = @p2 WHERE {_database.InIdList("\"Id\"", "@p0")} AND \"State\" = 1",
+                _database.IdList(runs), now, reason))
+            {
+                await expire.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+
+            await using var derive = Command(connection, transaction, _database.DeriveTasks, _database.IdList(tasks));
+            await derive.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(ct).ConfigureAwait(false);
+        return runs.Count;
+    }
+}

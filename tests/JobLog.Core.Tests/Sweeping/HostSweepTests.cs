@@ -1,0 +1,151 @@
+using JobLog.Recording;
+using JobLog.Sweeping;
+using JobLog.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Sweeping;
+
+/// <summary>The sweeper's host pass: runs of a host whose heartbeat stopped are closed, whatever the task's stale limit.</summary>
+[TestFixture(LedgerProvider.Sqlite)]
+[TestFixture(LedgerProvider.PostgreSql)]
+public class HostSweepTests(LedgerProvider provider)
+{
+    private static readonly DateTime T0 = new(2026, 3, 1, 8, 0, 0, DateTimeKind.Utc);
+    private LedgerHost _host = null!;
+    private LedgerRecorder _recorder = null!;
+    private FakeTimeProvider _clock = null!;
+
+    [SetUp]
+    public async Task SetUp()
+    {
+        _clock = new FakeTimeProvider(new DateTimeOffset(T0));
+        _host = await LedgerHost.StartAsync(
+            await Ledgers.CreateAsync(provider),
+            o =>
+            {
+                o.Sweeper.BatchSize = 3;
+                o.HeartbeatInterval = TimeSpan.FromSeconds(15);
+                o.HostTimeout = TimeSpan.FromMinutes(2);
+            },
+            s => s.AddSingleton<TimeProvider>(_clock));
+        _recorder = _host.Services.GetRequiredService<LedgerRecorder>();
+    }
+
+    [TearDown]
+    public async Task TearDown() => await _host.DisposeAsync();
+
+    private TaskLogSweeper Sweeper => _host.Services.GetRequiredService<TaskLogSweeper>();
+
+    private async Task<Guid> AddHostAsync(string name, DateTime lastHeartbeat, DateTime? stoppedAt = null)
+    {
+        var id = Guid.NewGuid();
+        await _host.QueryAsync(async db =>
+        {
+            db.Hosts.Add(new HostLog
+            {
+                InstanceId = id, Name = name, ProcessId = 4242, StartedAt = T0, LastHeartbeat = lastHeartbeat, StoppedAt = stoppedAt,
+            });
+            return await db.SaveChangesAsync();
+        });
+        return id;
+    }
+
+    /// <summary>A task without a stale limit whose run of <paramref name="instance"/> is ACTIVE.</summary>
+    private (Guid Task, Guid Run) StartRun(Guid? instance)
+    {
+        var task = Guid.NewGuid();
+        var run = new RunPayload
+        {
+            Id = Guid.NewGuid(), TaskId = task, Name = "Report", ConsumerType = "C", Start = T0.AddSeconds(1), HostInstanceId = instance,
+        };
+        _recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = task, Name = "Report", DispatchedAt = T0, EstimatedTimeOfFirstArrival = T0 }));
+        _recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = task, Name = "Report", DispatchedAt = T0 }, false));
+        return (task, run.Id);
+    }
+
+    [Test]
+    public async Task Sweep_HostWhoseHeartbeatStopped_ExpiresItsActiveRunsAndResolvesTheirTasks()
+    {
+        var dead = await AddHostAsync("worker-1", T0);
+        var runs = Enumerable.Range(0, 5).Select(_ => StartRun(dead)).ToList();
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromMinutes(3));
+
+        var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        Assert.That(result.HostRuns, Is.EqualTo(5), "closed in batches of 3");
+        foreach (var (taskId, runId) in runs)
+        {
+            var task = await _host.TaskAsync(taskId);
+            var run = task.Runs.Single(r => r.Id == runId);
+            Assert.That((task.State, run.State, run.Stop), Is.EqualTo((TaskState.Expired, TaskRunState.Expired, (DateTime?)T0.AddMinutes(3))));
+            Assert.That(run.ErrorMessage, Does.Contain("host worker-1 (pid 4242, instance " + dead + ") stopped sending heartbeats at 2026-03-01 08:00:00 UTC"));
+        }
+    }
+
+    [Test]
+    public async Task Sweep_LiveHost_LeavesItsActiveRuns()
+    {
+        _clock.Advance(TimeSpan.FromMinutes(3));
+        var live = await AddHostAsync("worker-2", T0.AddMinutes(2.5));
+        var (taskId, _) = StartRun(live);
+        var (oldTaskId, _) = StartRun(null);
+        await _host.FlushAsync();
+
+        var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        Assert.That(result.HostRuns, Is.Zero);
+        Assert.That((await _host.TaskAsync(taskId)).State, Is.EqualTo(TaskState.Active));
+        Assert.That((await _host.TaskAsync(oldTaskId)).State, Is.EqualTo(TaskState.Active), "a run without an instance is left to the stale rule");
+    }
+
+    [Test]
+    public async Task Sweep_GracefullyStoppedHost_ClosesWhatItLeftActive()
+    {
+        var stopped = await AddHostAsync("worker-3", T0.AddSeconds(30), stoppedAt: T0.AddSeconds(30));
+        var (taskId, runId) = StartRun(stopped);
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromMinutes(1));
+
+        var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        var task = await _host.TaskAsync(taskId);
+        Assert.That(result.HostRuns, Is.EqualTo(1));
+        Assert.That(task.State, Is.EqualTo(TaskState.Expired));
+        Assert.That(task.Runs.Single(r => r.Id == runId).ErrorMessage, Does.Contain("host worker-3 (pid 4242, instance " + stopped + ") stopped at 2026-03-01 08:00:30 UTC"));
+    }
+
+    [Test]
+    public async Task Sweep_HostGoneForAWeek_IsDeleted()
+    {
+        var old = await AddHostAsync("worker-4", T0, stoppedAt: T0);
+        var recent = await AddHostAsync("worker-5", T0.AddDays(7.5));
+        _clock.Advance(TimeSpan.FromDays(8));
+
+        await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        var left = await _host.QueryAsync(db => db.Hosts.AsNoTracking().Select(h => h.InstanceId).ToListAsync());
+        Assert.That(left, Does.Not.Contain(old));
+        Assert.That(left, Does.Contain(recent));
+    }
+
+    [Test]
+    public async Task Heartbeat_WritesThisInstanceAndMarksItStopped()
+    {
+        var heartbeat = _host.Services.GetRequiredService<HostHeartbeat>();
+        _clock.Advance(TimeSpan.FromSeconds(5));
+        await heartbeat.BeatAsync(CancellationToken.None);
+
+        var row = await _host.QueryAsync(db => db.Hosts.AsNoTracking().SingleAsync(h => h.InstanceId == _recorder.InstanceId));
+        Assert.That((row.Name, row.ProcessId, row.StartedAt, row.LastHeartbeat, row.StoppedAt),
+            Is.EqualTo((_recorder.Options.Host, Environment.ProcessId, T0, T0.AddSeconds(5), (DateTime?)null)));
+
+        await heartbeat.StopAsync(CancellationToken.None);
+
+        row = await _host.QueryAsync(db => db.Hosts.AsNoTracking().SingleAsync(h => h.InstanceId == _recorder.InstanceId));
+        Assert.That(row.StoppedAt, Is.EqualTo(T0.AddSeconds(5)));
+    }
+}
