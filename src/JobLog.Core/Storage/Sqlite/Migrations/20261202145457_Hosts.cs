@@ -6,7 +6,7 @@ using Microsoft.EntityFrameworkCore.Migrations;
 namespace JobLog.Storage.Sqlite.Migrations
 {
     /// <inheritdoc />
-    public partial class Hosts : Migration
+    internal partial class Hosts : Migration
     {
         /// <inheritdoc />
         protected override void Up(MigrationBuilder migrationBuilder)
