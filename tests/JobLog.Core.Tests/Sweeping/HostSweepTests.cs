@@ -136,6 +136,9 @@ public class HostSweepTests(LedgerProvider provider)
     public async Task Heartbeat_WritesThisInstanceAndMarksItStopped()
     {
         var heartbeat = _host.Services.GetRequiredService<HostHeartbeat>();
+        // The hosted heartbeat's first beat (at T0) must not land after the explicit one below.
+        await LedgerHost.EventuallyAsync(
+            () => _host.QueryAsync(db => db.Hosts.AnyAsync(h => h.InstanceId == _recorder.InstanceId)), because: "the first heartbeat");
         _clock.Advance(TimeSpan.FromSeconds(5));
         await heartbeat.BeatAsync(CancellationToken.None);
 
