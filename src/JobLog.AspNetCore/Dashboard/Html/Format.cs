@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Encodings.Web;
 using System.Text.Json;
+using JobLog.Querying;
 
 namespace JobLog.AspNetCore.Dashboard.Html;
 
@@ -9,34 +10,13 @@ internal static class Format
 {
     private static readonly JsonWriterOptions s_indented = new() { Indented = true, Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
 
-    public static string Time(DateTime? time) =>
-        time is { } t ? t.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) : "—";
+    public static string Time(DateTime? time) => LedgerFormat.Time(time);
 
     public static string Time(DateTimeOffset? time) => Time(time?.UtcDateTime);
 
     public static string Iso(DateTime time) => time.ToString("yyyy-MM-dd'T'HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture);
 
-    public static string Duration(double? seconds)
-    {
-        if (seconds is not { } s || double.IsNaN(s))
-        {
-            return "—";
-        }
-
-        if (s < 0)
-        {
-            s = 0;
-        }
-
-        return s switch
-        {
-            < 1 => (s * 1000).ToString("0", CultureInfo.InvariantCulture) + " ms",
-            < 10 => s.ToString("0.00", CultureInfo.InvariantCulture) + " s",
-            < 60 => s.ToString("0.0", CultureInfo.InvariantCulture) + " s",
-            < 3600 => $"{(int)(s / 60)} m {(int)(s % 60):00} s",
-            _ => $"{(int)(s / 3600)} h {(int)(s % 3600 / 60):00} m",
-        };
-    }
+    public static string Duration(double? seconds) => LedgerFormat.Duration(seconds);
 
     public static string Number(long value) => value.ToString("#,0", CultureInfo.InvariantCulture);
 
