@@ -64,6 +64,11 @@ public class PostgresSettingsTests
             async () => await producer.CountAsync(db => db.TaskLogs.CountAsync(t => (t.Id == published || t.Id == scheduled) && t.State == TaskState.Succeeded)) == 2,
             TimeSpan.FromSeconds(60),
             "the published and the scheduled task succeeded in the legacy-timestamp Worker");
+        // The dispatcher marks the row Sent after the broker confirmed the send; the consumer may finish first.
+        await LedgerHost.EventuallyAsync(
+            async () => await producer.Host.QueryAsync(db => db.ScheduledMessages.AnyAsync(s => s.MessageId == scheduled && s.State == ScheduledMessageState.Sent)),
+            TimeSpan.FromSeconds(30),
+            "the scheduled message is marked sent");
         var after = DateTime.UtcNow;
         var tasks = (await producer.TasksAsync([published, scheduled])).ToDictionary(t => t.Id);
         var row = await producer.Host.QueryAsync(db => db.ScheduledMessages.AsNoTracking().SingleAsync(s => s.MessageId == scheduled));
