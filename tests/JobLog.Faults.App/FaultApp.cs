@@ -128,10 +128,13 @@ public static class FaultApp
                 {
                     try
                     {
-                        await endpoint.Send(probe, c => c.MessageId = probe.Id);
+                        // A send cut by a broker restart can wait for a confirm that never comes: bounded, then tried
+                        // again (a duplicate is harmless: the same MessageId is the same task).
+                        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+                        await endpoint.Send(probe, c => c.MessageId = probe.Id, timeout.Token);
                         break;
                     }
-                    catch (Exception ex) when (attempt < 120 && ex is not OperationCanceledException)
+                    catch (Exception ex) when (attempt < 120)
                     {
                         Console.WriteLine($"fault-app send failed (attempt {attempt}): {ex.GetType().Name}");
                         await Task.Delay(1000);
