@@ -30,7 +30,7 @@ internal sealed class JobLogMetrics : IDisposable
         BatchSize = _meter.CreateHistogram<int>("joblog.writer.batch_size", "{record}", "Records per commit.");
         CommitDuration = _meter.CreateHistogram<double>("joblog.writer.commit_duration", "s", "Time to plan and commit one batch.");
         AcknowledgeWait = _meter.CreateHistogram<double>(
-            "joblog.acknowledge.wait_duration", "s", "How long a delivery or a publish waited for its records' commit (Acknowledged durability).");
+            "joblog.acknowledge.wait_duration", "s", "How long a delivery or a publish waited for its records to be durable (journaled, or committed in Committed mode).");
         RowsPurged = _meter.CreateCounter<long>("joblog.retention.purged", "{row}", "Ledger rows deleted by retention or purge, by log kind.");
         RecordingFailures = _meter.CreateCounter<long>(
             "joblog.recording.failures", "{failure}", "Failures inside JobLog's recording, logged and passed over (the business path went on), by where.");
