@@ -21,6 +21,7 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
     private ITimer? _watchdog;
     private long _committed;
     private long _journaled;
+    private long _refusedUpTo;
     private volatile bool _failing;
     private volatile bool _journalUsable;
 
@@ -42,7 +43,12 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
         get
         {
             var committed = Committed;
-            return _journalUsable && (journalSuffices || _failing) ? Math.Max(committed, Interlocked.Read(ref _journaled)) : committed;
+
+            // A record the journal refused is durable only once committed: until then, the journal's watermark (which
+            // later appends move past it) counts for nobody.
+            return _journalUsable && (journalSuffices || _failing) && committed >= Interlocked.Read(ref _refusedUpTo)
+                ? Math.Max(committed, Interlocked.Read(ref _journaled))
+                : committed;
         }
     }
 
@@ -104,10 +110,21 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
         ReleaseDurable();
     }
 
-    /// <summary>The journal is used from now on (opened), or the disk refused an append (its waiters then wait for the database, or for nothing while it fails).</summary>
-    public void SetJournalUsable(bool usable)
+    /// <summary>The journal is used from now on (it was opened).</summary>
+    public void SetJournalUsable() => _journalUsable = true;
+
+    /// <summary>
+    /// The journal could not take records up to <paramref name="upTo"/> (the disk refused, or the journal failed): their
+    /// waiters wait for the database, or for nothing while it fails.
+    /// </summary>
+    public void JournalRefused(long upTo)
     {
-        _journalUsable = usable;
+        long seen;
+        while ((seen = Interlocked.Read(ref _refusedUpTo)) < upTo && Interlocked.CompareExchange(ref _refusedUpTo, upTo, seen) != seen)
+        {
+        }
+
+        _journalUsable = false;
         if (Hopeless)
         {
             ReleaseAll();

@@ -30,8 +30,8 @@ internal sealed partial class LedgerRecorder
             }
 
             var refusals = new JournalRefusals(_logger, _time, _metrics.JournalRefused.Add);
-            _waiters.SetJournalUsable(true);
-            return new LedgerJournal(segments, _masking.Apply, _waiters.Journaled, refusals, () => _waiters.SetJournalUsable(false));
+            _waiters.SetJournalUsable();
+            return new LedgerJournal(segments, _masking.Apply, _waiters.Journaled, refusals, _waiters.JournalRefused);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

@@ -24,7 +24,7 @@ internal sealed class LedgerJournal : IAsyncDisposable
     private readonly Func<LedgerRecord, LedgerRecord> _forDisk;
     private readonly Action<long> _journaled;
     private readonly JournalRefusals _refusals;
-    private readonly Action _refused;
+    private readonly Action<long> _refused;
     private readonly Task _loop;
 
     public LedgerJournal(
@@ -32,7 +32,7 @@ internal sealed class LedgerJournal : IAsyncDisposable
         Func<LedgerRecord, LedgerRecord> forDisk,
         Action<long> journaled,
         JournalRefusals refusals,
-        Action refused)
+        Action<long> refused)
     {
         _refused = refused;
         _segments = segments;
@@ -60,7 +60,24 @@ internal sealed class LedgerJournal : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// The journal's thread. Records it cannot take are passed to <c>refused</c> with the highest sequence among them:
+    /// their acknowledgements then wait for the database. If the loop itself fails, every record from then on is refused.
+    /// </summary>
     private async Task LoopAsync()
+    {
+        try
+        {
+            await AppendGroupsAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            _refusals.Failed(ex, 0);
+            _refused(long.MaxValue);
+        }
+    }
+
+    private async Task AppendGroupsAsync()
     {
         var buffer = new ArrayBufferWriter<byte>(64 * 1024);
         using var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
@@ -80,10 +97,11 @@ internal sealed class LedgerJournal : IAsyncDisposable
                     buffer.GetSpan(1)[0] = (byte)'\n';
                     buffer.Advance(1);
                 }
-                catch (Exception ex) when (ex is JsonException or NotSupportedException or InvalidOperationException)
+                catch (Exception ex) when (ex is not OutOfMemoryException)
                 {
-                    // Not journaled: it still reaches the database from memory (its acknowledgement waits for that).
+                    // Not journaled: it still reaches the database from memory, and its acknowledgement waits for that.
                     _refusals.Failed(ex, 1);
+                    _refused(queued.Sequence);
                     continue;
                 }
 
@@ -101,10 +119,10 @@ internal sealed class LedgerJournal : IAsyncDisposable
                 _segments.Append(buffer.WrittenSpan, last);
                 _journaled(last);
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            catch (Exception ex) when (ex is not OutOfMemoryException)
             {
                 _refusals.Failed(ex, count);
-                _refused();
+                _refused(last);
             }
         }
     }
