@@ -104,6 +104,32 @@ public sealed class FaultTests
 
     [Test]
     [CancelAfter(300_000)]
+    public async Task SqliteLedgerLockedDuringLoad_NothingLost_NoRunStaysActive()
+    {
+        await using var world = await FaultWorld.SqliteAsync();
+        await world.StartConsumerAsync();
+        await world.StartPublisherAsync(3000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+        var before = world.Consumed.Count;
+
+        await world.LockSqliteLedgerAsync(TimeSpan.FromSeconds(10));
+
+        Assert.That(world.Consumed.Count, Is.GreaterThan(before), "the bus went on while the ledger was locked");
+        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, world.Tails);
+            Assert.That(tally.Stuck, Is.Zero);
+            Assert.That(tally.Tasks, Is.EqualTo(3000));
+        });
+    }
+
+    [Test]
+    [CancelAfter(300_000)]
     public async Task JournalOnAFullDisk_AcknowledgementsWaitForTheDatabase_NothingLost_RefusalsLoggedAtASteadyRate()
     {
         await using var world = await FaultWorld.SqliteAsync();

@@ -191,6 +191,27 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Holds an exclusive lock on the SQLite ledger for <paramref name="duration"/>, from this (the test's) process, as
+    /// another application's long write transaction or a backup tool would: the publisher's and consumer's writers
+    /// cannot commit meanwhile.
+    /// </summary>
+    public async Task LockSqliteLedgerAsync(TimeSpan duration)
+    {
+        await using var blocker = new SqliteConnection(ConnectionString + ";Pooling=False");
+        await blocker.OpenAsync();
+        await using (var begin = blocker.CreateCommand())
+        {
+            begin.CommandText = "BEGIN EXCLUSIVE";
+            await begin.ExecuteNonQueryAsync();
+        }
+
+        await Task.Delay(duration);
+        await using var rollback = blocker.CreateCommand();
+        rollback.CommandText = "ROLLBACK";
+        await rollback.ExecuteNonQueryAsync();
+    }
+
     /// <summary>The output of every process of the world so far.</summary>
     public string Output => string.Join("\n", _processes.Select(p => p.Process.Output));
 
