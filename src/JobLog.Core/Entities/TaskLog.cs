@@ -86,6 +86,15 @@ public sealed class TaskLog
     /// </summary>
     public bool IsInternal { get; set; }
 
+    /// <summary>
+    /// How an operator closed this failure: <see langword="null"/> while it is unresolved (only a
+    /// <see cref="TaskState.Failed"/> task with no resolution counts as an open failure).
+    /// </summary>
+    public JobLog.Failures.FailureResolution? Resolution { get; set; }
+
+    /// <summary>When <see cref="Resolution"/> was set (UTC).</summary>
+    public DateTime? ResolvedAt { get; set; }
+
     /// <summary>Why the dispatch failed, when the broker rejected it.</summary>
     public string? ErrorMessage { get; set; }
 

@@ -81,6 +81,12 @@ public sealed record TaskDocument
     /// <inheritdoc cref="TaskLog.ErrorMessage"/>
     public string? ErrorMessage { get; init; }
 
+    /// <inheritdoc cref="TaskLog.Resolution"/>
+    public JobLog.Failures.FailureResolution? Resolution { get; init; }
+
+    /// <inheritdoc cref="TaskLog.ResolvedAt"/>
+    public DateTime? ResolvedAt { get; init; }
+
     internal static TaskDocument From(TaskLog e) => new()
     {
         Id = e.Id,
@@ -109,6 +115,8 @@ public sealed record TaskDocument
         ExtraData = e.ExtraData,
         IsInternal = e.IsInternal,
         ErrorMessage = e.ErrorMessage,
+        Resolution = e.Resolution,
+        ResolvedAt = e.ResolvedAt,
     };
 }
 

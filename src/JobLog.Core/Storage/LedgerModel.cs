@@ -21,6 +21,9 @@ internal static class LedgerModel
     /// <summary>The filter of the sweeper's partial index: tasks that may still go stale.</summary>
     internal const string UnfinishedStaleFilter = "\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL";
 
+    /// <summary>The partial index of open failures: failed tasks without a resolution.</summary>
+    internal const string UnresolvedFailuresIndex = "IX_JobLogTasks_UnresolvedFailures";
+
     internal static void Configure(ModelBuilder b)
     {
         b.Entity<TaskLog>(e =>
@@ -51,6 +54,8 @@ internal static class LedgerModel
             e.HasIndex(x => x.ParentRunId).HasFilter("\"ParentRunId\" IS NOT NULL");
             // Tasks of a request: only tasks dispatched while serving a request have one.
             e.HasIndex(x => x.InputRequestId).HasFilter("\"InputRequestId\" IS NOT NULL");
+            // Open failures (failure groups, retries): failed tasks no operator has resolved.
+            e.HasIndex(x => x.DispatchedAt, UnresolvedFailuresIndex).HasFilter("\"State\" = 4 AND \"Resolution\" IS NULL");
             e.HasMany(x => x.Runs).WithOne(x => x.Task!).HasForeignKey(x => x.TaskId)
                 .OnDelete(DeleteBehavior.Cascade);
         });

@@ -432,6 +432,12 @@ namespace JobLog.Storage.PostgreSql.Migrations
                         .HasMaxLength(250)
                         .HasColumnType("character varying(250)");
 
+                    b.Property<int?>("Resolution")
+                        .HasColumnType("integer");
+
+                    b.Property<DateTime?>("ResolvedAt")
+                        .HasColumnType("timestamp with time zone");
+
                     b.Property<string>("Slug")
                         .HasMaxLength(250)
                         .HasColumnType("character varying(250)");
@@ -483,6 +489,9 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.HasIndex("State", "DispatchedAt");
 
                     b.HasIndex("IsInternal", "State", "DispatchedAt");
+
+                    b.HasIndex(new[] { "DispatchedAt" }, "IX_JobLogTasks_UnresolvedFailures")
+                        .HasFilter("\"State\" = 4 AND \"Resolution\" IS NULL");
 
                     b.ToTable("JobLogTasks", (string)null);
                 });

@@ -427,6 +427,12 @@ namespace JobLog.Storage.Sqlite.Migrations
                         .HasMaxLength(250)
                         .HasColumnType("TEXT");
 
+                    b.Property<int?>("Resolution")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<DateTime?>("ResolvedAt")
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("Slug")
                         .HasMaxLength(250)
                         .HasColumnType("TEXT");
@@ -478,6 +484,9 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.HasIndex("State", "DispatchedAt");
 
                     b.HasIndex("IsInternal", "State", "DispatchedAt");
+
+                    b.HasIndex(new[] { "DispatchedAt" }, "IX_JobLogTasks_UnresolvedFailures")
+                        .HasFilter("\"State\" = 4 AND \"Resolution\" IS NULL");
 
                     b.ToTable("JobLogTasks", (string)null);
                 });
