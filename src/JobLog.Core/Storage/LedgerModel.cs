@@ -23,6 +23,7 @@ internal static class LedgerModel
 
     internal static void Configure(ModelBuilder b)
     {
+        JobLog.Storage.LedgerRollups.Configure(b);
         b.Entity<TaskLog>(e =>
         {
             e.ToTable(Tasks);
