@@ -5,6 +5,8 @@ using JobLog.Retention;
 using JobLog.Storage;
 using JobLog.Testing;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using NUnit.Framework;
@@ -111,6 +113,30 @@ public class LedgerRollupsTests(LedgerProvider provider)
             Is.EquivalentTo(new[] { (TaskState.Waiting, 1L), (TaskState.Succeeded, 4L), (TaskState.Failed, 1L) }), "the internal task is not counted");
         var busy = chart.Buckets.Where(b => b.Finished > 0).Select(b => (b.Start, b.Succeeded, b.Failed)).ToList();
         Assert.That(busy, Is.EqualTo(Enumerable.Range(0, 5).Select(i => (T0.AddMinutes(i), i == 4 ? 0 : 1, i == 4 ? 1 : 0)).ToList()));
+    }
+
+    [Test]
+    public async Task Migration_OntoALedgerWrittenBeforeRollups_CountsItsRows()
+    {
+        var contexts = _host.Services.GetRequiredService<JobLogContextFactory>();
+        await using (var db = contexts.Create())
+        {
+            await db.GetService<IMigrator>().MigrateAsync("Hosts");
+            for (var i = 0; i < 7; i++)
+            {
+                db.TaskLogs.Add(new TaskLog
+                {
+                    Id = Guid.NewGuid(), Name = i < 3 ? "Invoice" : "Report", DispatchedAt = T0, State = i < 5 ? TaskState.Succeeded : TaskState.Waiting,
+                    Stop = i < 5 ? T0.AddSeconds(i * 20) : null,
+                });
+            }
+
+            await db.SaveChangesAsync();
+            await db.GetService<IMigrator>().MigrateAsync();
+        }
+
+        await AssertRollupsEqualCountsAsync("after the migration");
+        Assert.That(await StateCountsAsync(), Is.EquivalentTo(new Dictionary<TaskState, long> { [TaskState.Succeeded] = 5, [TaskState.Waiting] = 2 }));
     }
 
     private Guid Dispatch(string name, DateTime at, DateTime? stale, bool isInternal)
