@@ -34,7 +34,8 @@ internal sealed class TaskMinuteCount
 /// upserts, the sweeper's expiries, purges, restores, an application's own SQL): every inserted row counts +1, every
 /// deleted row -1, an update moves a row from its old key to its new one. The overview reads them instead of counting the
 /// ledger. SQLite: row triggers. PostgreSQL: statement triggers over the transition tables, so one writer batch touches
-/// each rollup row once, in key order. See <c>docs/architecture.md#rollups</c> and docs/scale.md.
+/// each rollup row once, in key order. See <c>docs/architecture.md#rollups</c> and docs/scale.md. The migration
+/// <c>ScaleTaskRollups</c> runs this SQL: a change to it is a new migration that replaces the triggers.
 /// </summary>
 internal static class LedgerRollups
 {
