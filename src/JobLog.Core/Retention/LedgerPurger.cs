@@ -132,7 +132,7 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
         }
     }
 
-    private static IQueryable<Guid> Candidates(JobLogDbContext db, LedgerKind kind, bool successes, DateTime before)
+    internal static IQueryable<Guid> Candidates(JobLogDbContext db, LedgerKind kind, bool successes, DateTime before)
     {
         switch (kind)
         {
