@@ -28,6 +28,7 @@ internal sealed class BenchOptions
           sweep        fills a big ledger (raw inserts), times one TaskLogSweeper sweep and the dashboard query
           stall        locks the SQLite ledger while messages flow: the recorder's queue stops at its capacity
           writer       the ledger writer alone (no bus): records/s, and a per-statement profile
+          scale        a ledger of N tasks (bulk path), then every page, filter, search, the overview, sweep and retention, timed
           micro        BenchmarkDotNet: rendering and planning per message (exact allocations)
           all          throughput, then sweep, then stall
           help         this text
@@ -51,6 +52,12 @@ internal sealed class BenchOptions
         sweep options:
           --tasks N          tasks in the ledger (default 1000000; 10% stale)
           --ledger LIST      sqlite,pg
+
+        scale options:
+          --tasks N          tasks in the ledger (default 1000000), with N/4 requests and N/10 commands
+          --days N           days the tasks are spread over (default 10)
+          --ledger LIST      sqlite,pg
+          --keep             leave the ledgers behind
 
         stall options:
           --capacity N       JobLogOptions.QueueCapacity (default 20000)
@@ -91,6 +98,9 @@ internal sealed class BenchOptions
 
     public int Capacity { get; private set; } = 20_000;
 
+    /// <summary>Scale: days the generated tasks are spread over.</summary>
+    public int Days { get; private set; } = 10;
+
     public int StallSeconds { get; private set; } = 10;
 
     public string? OutFile { get; private set; }
@@ -124,7 +134,7 @@ internal sealed class BenchOptions
             i = 1;
         }
 
-        if (o.Mode is not ("throughput" or "sweep" or "stall" or "writer" or "micro" or "all"))
+        if (o.Mode is not ("throughput" or "sweep" or "stall" or "writer" or "scale" or "micro" or "all"))
         {
             throw new ArgumentException($"Unknown mode '{o.Mode}'.");
         }
@@ -143,6 +153,7 @@ internal sealed class BenchOptions
                 case "--window": o.Window = Int(); break;
                 case "--tasks": o.Tasks = Int(); break;
                 case "--capacity": o.Capacity = Int(); break;
+                case "--days": o.Days = Int(); break;
                 case "--stall-seconds": o.StallSeconds = Int(); break;
                 case "--out": o.OutFile = Value(); break;
                 case "--side": o.Side = Value(); break;
@@ -191,9 +202,9 @@ internal sealed class BenchOptions
             }
         }
 
-        if (o.Messages < 1 || o.Rounds < 1 || o.Window < 1 || o.Warmup < 0 || o.WarmRounds < 0 || o.Tasks < 10 || o.Capacity < 1000)
+        if (o.Messages < 1 || o.Rounds < 1 || o.Window < 1 || o.Warmup < 0 || o.WarmRounds < 0 || o.Tasks < 10 || o.Capacity < 1000 || o.Days < 2)
         {
-            throw new ArgumentException("--messages, --rounds, --window must be positive; --tasks at least 10; --capacity at least 1000.");
+            throw new ArgumentException("--messages, --rounds, --window must be positive; --tasks at least 10; --capacity at least 1000; --days at least 2.");
         }
 
         return o;

@@ -60,6 +60,11 @@ if (options.Mode is "writer")
     sections.Add("### Writer alone\n\n" + await new JobLog.Bench.Writer.WriterBench(options).RunAsync());
 }
 
+if (options.Mode is "scale")
+{
+    sections.Add("### A big ledger: pages, search, overview, sweep and retention\n\n" + await new JobLog.Bench.Scale.ScaleBench(options).RunAsync());
+}
+
 var report = header + "\n\n" + string.Join("\n", sections);
 Console.WriteLine();
 Console.WriteLine(report);

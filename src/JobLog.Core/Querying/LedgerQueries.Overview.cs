@@ -1,8 +1,13 @@
+using JobLog.Storage;
 using Microsoft.EntityFrameworkCore;
 
 namespace JobLog.Querying;
 
-/// <summary>The dashboard's overview: counts by state, the chart of finished tasks, the slowest task names.</summary>
+/// <summary>
+/// The dashboard's overview: counts by state, the chart of finished tasks, the slowest task names. Counts and chart come
+/// from the rollups the database's triggers keep exact (<see cref="LedgerRollups"/>), so they cost the same at any ledger
+/// size; see docs/scale.md.
+/// </summary>
 public sealed partial class LedgerQueries
 {
     /// <summary>Tasks by state (all time), finished tasks over the window, the slowest task names of the window.</summary>
@@ -10,8 +15,8 @@ public sealed partial class LedgerQueries
         bool day, DateTime now, CancellationToken ct)
     {
         // MassTransit's infrastructure messages are not the application's work: out of the counts and the failure rate.
-        var counted = await _db.TaskLogs.AsNoTracking().Where(t => !t.IsInternal).GroupBy(t => t.State)
-            .Select(g => new { State = g.Key, Count = g.LongCount() }).ToListAsync(ct).ConfigureAwait(false);
+        var counted = await _db.Set<TaskStateCount>().AsNoTracking().Where(t => !t.IsInternal).GroupBy(t => t.State)
+            .Select(g => new { State = g.Key, Count = g.Sum(t => t.Count) }).ToListAsync(ct).ConfigureAwait(false);
         var counts = Enum.GetValues<TaskState>()
             .Select(s => new StateCount(s, counted.FirstOrDefault(c => c.State == s)?.Count ?? 0)).ToList();
         var chart = await ChartAsync(day, now, ct).ConfigureAwait(false);
@@ -25,32 +30,28 @@ public sealed partial class LedgerQueries
         var count = day ? 24 : 60;
         var to = new DateTime(now.Ticks - (now.Ticks % bucket.Ticks), DateTimeKind.Utc) + bucket;
         var from = to - (bucket * count);
-        var finished = _db.TaskLogs.AsNoTracking()
-            .Where(t => t.Stop >= from && t.Stop < to && !t.IsInternal
-                && (t.State == TaskState.Succeeded || t.State == TaskState.Failed || t.State == TaskState.Expired));
-        var grouped = day
-            ? await finished.GroupBy(t => new { t.Stop!.Value.Year, t.Stop.Value.Month, t.Stop.Value.Day, t.Stop.Value.Hour, Minute = 0, t.State })
-                .Select(g => new { g.Key.Year, g.Key.Month, g.Key.Day, g.Key.Hour, g.Key.Minute, g.Key.State, Count = g.Count() })
-                .ToListAsync(ct).ConfigureAwait(false)
-            : await finished.GroupBy(t => new { t.Stop!.Value.Year, t.Stop.Value.Month, t.Stop.Value.Day, t.Stop.Value.Hour, t.Stop.Value.Minute, t.State })
-                .Select(g => new { g.Key.Year, g.Key.Month, g.Key.Day, g.Key.Hour, g.Key.Minute, g.Key.State, Count = g.Count() })
-                .ToListAsync(ct).ConfigureAwait(false);
+        var finished = await _db.Set<TaskMinuteCount>().AsNoTracking()
+            .Where(t => t.Minute >= from && t.Minute < to && !t.IsInternal
+                && (t.State == TaskState.Succeeded || t.State == TaskState.Failed || t.State == TaskState.Expired))
+            .GroupBy(t => new { t.Minute, t.State })
+            .Select(g => new { g.Key.Minute, g.Key.State, Count = g.Sum(t => t.Count) })
+            .ToListAsync(ct).ConfigureAwait(false);
         var buckets = new (int Succeeded, int Failed, int Expired)[count];
-        foreach (var g in grouped)
+        foreach (var g in finished)
         {
-            var start = new DateTime(g.Year, g.Month, g.Day, g.Hour, g.Minute, 0, DateTimeKind.Utc);
-            var index = (int)((start - from).Ticks / bucket.Ticks);
+            var index = (int)((g.Minute - from).Ticks / bucket.Ticks);
             if (index < 0 || index >= count)
             {
                 continue;
             }
 
             var b = buckets[index];
+            var n = (int)g.Count;
             buckets[index] = g.State switch
             {
-                TaskState.Succeeded => (b.Succeeded + g.Count, b.Failed, b.Expired),
-                TaskState.Failed => (b.Succeeded, b.Failed + g.Count, b.Expired),
-                _ => (b.Succeeded, b.Failed, b.Expired + g.Count),
+                TaskState.Succeeded => (b.Succeeded + n, b.Failed, b.Expired),
+                TaskState.Failed => (b.Succeeded, b.Failed + n, b.Expired),
+                _ => (b.Succeeded, b.Failed, b.Expired + n),
             };
         }
 

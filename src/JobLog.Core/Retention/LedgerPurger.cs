@@ -132,7 +132,7 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
         }
     }
 
-    private static IQueryable<Guid> Candidates(JobLogDbContext db, LedgerKind kind, bool successes, DateTime before)
+    internal static IQueryable<Guid> Candidates(JobLogDbContext db, LedgerKind kind, bool successes, DateTime before)
     {
         switch (kind)
         {
@@ -141,7 +141,9 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
                 tasks = successes
                     ? tasks.Where(t => t.State == TaskState.Succeeded)
                     : tasks.Where(t => t.State == TaskState.Failed || t.State == TaskState.Expired);
-                return tasks.OrderBy(t => t.Stop).Select(t => t.Id);
+                // Oldest dispatched first, on the (State, DispatchedAt) index the planner picks for the state anyway: ordered
+                // by Stop, SQLite sorted every SUCCEEDED task for each batch (591 tasks/s at 1 million; docs/scale.md).
+                return tasks.OrderBy(t => t.DispatchedAt).Select(t => t.Id);
             case LedgerKind.InputRequests:
                 var inputs = db.InputRequestLogs.Where(r => r.ResponseTimestamp != null && r.ResponseTimestamp < before);
                 inputs = successes

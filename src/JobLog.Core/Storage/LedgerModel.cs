@@ -26,6 +26,7 @@ internal static class LedgerModel
 
     internal static void Configure(ModelBuilder b)
     {
+        JobLog.Storage.LedgerRollups.Configure(b);
         b.Entity<TaskLog>(e =>
         {
             e.ToTable(Tasks);

@@ -374,6 +374,49 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.ToTable("JobLogScheduledMessages", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.TaskMinuteCount", b =>
+                {
+                    b.Property<DateTime>("Minute")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<int>("State")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("boolean");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("bigint");
+
+                    b.HasKey("Minute", "State", "Name", "IsInternal");
+
+                    b.ToTable("JobLogTaskMinutes", (string)null);
+                });
+
+            modelBuilder.Entity("JobLog.Storage.TaskStateCount", b =>
+                {
+                    b.Property<int>("State")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("boolean");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("bigint");
+
+                    b.HasKey("State", "Name", "IsInternal");
+
+                    b.ToTable("JobLogTaskCounts", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.TaskLog", b =>
                 {
                     b.Property<Guid>("Id")

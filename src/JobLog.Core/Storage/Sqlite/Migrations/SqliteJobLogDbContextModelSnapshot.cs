@@ -369,6 +369,49 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.ToTable("JobLogScheduledMessages", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.TaskMinuteCount", b =>
+                {
+                    b.Property<DateTime>("Minute")
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("State")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Minute", "State", "Name", "IsInternal");
+
+                    b.ToTable("JobLogTaskMinutes", (string)null);
+                });
+
+            modelBuilder.Entity("JobLog.Storage.TaskStateCount", b =>
+                {
+                    b.Property<int>("State")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("State", "Name", "IsInternal");
+
+                    b.ToTable("JobLogTaskCounts", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.TaskLog", b =>
                 {
                     b.Property<Guid>("Id")

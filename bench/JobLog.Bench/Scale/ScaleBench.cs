@@ -1,0 +1,218 @@
+using System.Data.Common;
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using JobLog.Bench.Infrastructure;
+using JobLog.Maintenance;
+using JobLog.Querying;
+using JobLog.Retention;
+using Microsoft.Data.Sqlite;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Npgsql;
+
+namespace JobLog.Bench.Scale;
+
+/// <summary>
+/// A ledger of N tasks (<see cref="ScaleData"/>, written by <see cref="ScaleFill"/>), then what its users do, through the
+/// public read and maintenance API (<see cref="LedgerQueries"/>, <see cref="LedgerMaintenance"/>) so the numbers are what
+/// the dashboard, the API and the CLI get: the first page of every list, every filter, <c>q</c> for a rare and a common
+/// term, an exact lookup, the overview, a sweep of the stale tasks, the retention of the oldest day and (SQLite) a purge
+/// of a million rows. Each line states its target and whether it was met. See docs/scale.md.
+/// </summary>
+internal sealed class ScaleBench(BenchOptions options)
+{
+    private const double PageTarget = 100;
+
+    public async Task<string> RunAsync()
+    {
+        var report = new StringBuilder();
+        foreach (var provider in options.Ledgers)
+        {
+            report.AppendLine(await RunOnceAsync(provider));
+        }
+
+        return report.ToString();
+    }
+
+    private async Task<string> RunOnceAsync(LedgerProvider provider)
+    {
+        var data = new ScaleData(options.Tasks, options.Days, DateTime.UtcNow);
+        var sb = new StringBuilder();
+        void Line(string text)
+        {
+            sb.AppendLine(text);
+            Console.WriteLine("  " + provider + " " + text);
+        }
+
+        sb.AppendLine(CultureInfo.InvariantCulture, $"#### {provider}, {data.Tasks:N0} tasks over {options.Days} days");
+        sb.AppendLine();
+        await using var ledger = await ThrowawayLedger.CreateAsync(provider);
+        ledger.Keep = options.Keep;
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
+        builder.Logging.ClearProviders();
+        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
+        builder.Logging.AddFilter("JobLog.Sweeping", LogLevel.Error); // one warning per expired task otherwise
+        builder.Services.AddJobLog(o =>
+        {
+            ledger.Apply(o);
+            o.Sweeper.Enabled = false;
+        });
+        using var host = builder.Build();
+        await host.StartAsync();
+        try
+        {
+            var maintenance = host.Services.GetRequiredService<LedgerMaintenance>();
+            await maintenance.MigrateAsync();
+            var clock = Stopwatch.StartNew();
+            var rows = await ScaleFill.FillAsync(ledger, data, p => Console.WriteLine($"  {provider} fill {p} ({clock.Elapsed.TotalSeconds:0} s)"));
+            var fill = clock.Elapsed;
+            if (provider == LedgerProvider.PostgreSql)
+            {
+                await using var connection = new NpgsqlConnection(ledger.ConnectionString);
+                await connection.OpenAsync();
+                await ScaleFill.ExecAsync(connection, "VACUUM ANALYZE");
+            }
+
+            Line(string.Create(CultureInfo.InvariantCulture,
+                $"- ingest (bulk path: {(provider == LedgerProvider.Sqlite ? "prepared INSERT per row, 50,000-row transactions" : "binary COPY, 50,000-row chunks")}, " +
+                $"indexes and triggers in place): {rows:N0} rows ({data.Tasks:N0} tasks + runs, {data.Requests:N0} requests, {data.Commands:N0} commands) " +
+                $"in {fill.TotalSeconds:0} s: **{rows / fill.TotalSeconds:N0} rows/s, {data.Tasks / fill.TotalSeconds:N0} tasks/s**"));
+            Line($"- ledger size on disk: **{await SizeAsync(ledger) / 1048576.0:N0} MB** ({await SizeAsync(ledger) / (double)data.Tasks:N0} bytes per task, requests and commands included)");
+
+            var now = DateTime.UtcNow;
+            var middle = data.DispatchedAt(data.Tasks / 2, data.Tasks);
+            var probes = new (string Label, Func<LedgerQueries, Task<int>> Query)[]
+            {
+                ("tasks, first page", async q => (await q.TasksAsync(new TaskFilter(), default)).Items.Count),
+                ("tasks, second page (cursor)", async q => (await q.TasksAsync(new TaskFilter { After = Cursor.Parse((await q.TasksAsync(new TaskFilter(), default)).NextCursor!) }, default)).Items.Count),
+                ("failed tasks (state=failed)", async q => (await q.TasksAsync(new TaskFilter { States = [TaskState.Failed] }, default)).Items.Count),
+                ("state=waiting,active", async q => (await q.TasksAsync(new TaskFilter { States = [TaskState.Waiting, TaskState.Active] }, default)).Items.Count),
+                ("name (busiest, Step00)", async q => (await q.TasksAsync(new TaskFilter { Name = ScaleData.TaskName(0) }, default)).Items.Count),
+                ("name (rarest, Step49)", async q => (await q.TasksAsync(new TaskFilter { Name = ScaleData.TaskName(49) }, default)).Items.Count),
+                ("name + state=failed (Step30)", async q => (await q.TasksAsync(new TaskFilter { Name = ScaleData.TaskName(30), States = [TaskState.Failed] }, default)).Items.Count),
+                ("queue (queue-7)", async q => (await q.TasksAsync(new TaskFilter { Queue = "queue-7" }, default)).Items.Count),
+                ("time range (one hour, mid-ledger)", async q => (await q.TasksAsync(new TaskFilter { From = middle, To = middle.AddHours(1) }, default)).Items.Count),
+                ("q, common term (EUR)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.CommonTerm }, default)).Items.Count),
+                ("q, rare term (one task's reference)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.RareTerm(data.Tasks / 3) }, default)).Items.Count),
+                ("exact id (task detail with runs)", async q => (await q.TaskAsync(ScaleData.TaskId(data.Tasks / 2), default))?.Runs.Count ?? -1),
+                ("requests, first page", async q => (await q.InputRequestsAsync(new RequestFilter(), default)).Items.Count),
+                ("requests, status=error", async q => (await q.InputRequestsAsync(new RequestFilter { Status = RequestLogStatus.Error }, default)).Items.Count),
+                ("requests, slug + time range", async q => (await q.InputRequestsAsync(new RequestFilter { Slug = "/api/cart", From = middle, To = middle.AddHours(1) }, default)).Items.Count),
+                ("commands, first page", async q => (await q.CommandsAsync(new CommandFilter(), default)).Items.Count),
+                ("commands, failed", async q => (await q.CommandsAsync(new CommandFilter { Outcome = CommandOutcome.Failed }, default)).Items.Count),
+                ("overview (hour window)", async q => (await q.OverviewAsync(false, now, default)).Counts.Count),
+                ("overview (day window)", async q => (await q.OverviewAsync(true, now, default)).Counts.Count),
+            };
+            foreach (var (label, query) in probes)
+            {
+                Line(await TimeAsync(host, label, query));
+            }
+
+            clock.Restart();
+            var sweep = await maintenance.SweepAsync();
+            var swept = clock.Elapsed;
+            Line(string.Create(CultureInfo.InvariantCulture,
+                $"- sweep of {data.Stale:N0} stale tasks: **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}"));
+
+            var day = data.First.AddDays(1);
+            clock.Restart();
+            var retention = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, day, day));
+            var retained = clock.Elapsed;
+            var dayTarget = provider == LedgerProvider.PostgreSql ? "target < 1 s (PostgreSQL, partition drop)" : "no target (SQLite purges in batches)";
+            var verdict = provider == LedgerProvider.PostgreSql ? (retained.TotalSeconds < 1 ? ": met" : ": missed") : "";
+            Line(string.Create(CultureInfo.InvariantCulture,
+                $"- retention of the oldest day (batched DELETE, LedgerMaintenance.PurgeAsync, batch 1,000): **{retained.TotalSeconds:0.0} s** for {retention.Deleted:N0} tasks and their runs " +
+                $"({retention.Deleted / retained.TotalSeconds:N0} tasks/s); {dayTarget}{verdict}"));
+
+            if (provider == LedgerProvider.Sqlite)
+            {
+                var before = await CountAsync(ledger);
+                // About a million rows: tasks and their runs (2.07 rows a task), the oldest after the day already gone.
+                var cutoff = data.DispatchedAt((long)(data.Tasks / (double)options.Days) + 483_000, data.Tasks);
+                clock.Restart();
+                var purge = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, cutoff, cutoff, BatchSize: 5000));
+                var purged = clock.Elapsed;
+                var deleted = before - await CountAsync(ledger);
+                Line(string.Create(CultureInfo.InvariantCulture,
+                    $"- purge of {deleted:N0} rows ({purge.Deleted:N0} tasks + their runs, batch 5,000): **{purged.TotalSeconds:0.0} s** ({deleted / purged.TotalSeconds:N0} rows/s)"));
+            }
+
+            Line(await RollupCheckAsync(host));
+        }
+        finally
+        {
+            await host.StopAsync();
+        }
+
+        return sb.ToString();
+    }
+
+    private static async Task<string> TimeAsync(IHost host, string label, Func<LedgerQueries, Task<int>> query)
+    {
+        var times = new List<double>();
+        var count = 0;
+        for (var i = 0; i < 6; i++)
+        {
+            await using var scope = host.Services.CreateAsyncScope();
+            var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+            var clock = Stopwatch.StartNew();
+            try
+            {
+                count = await query(queries);
+            }
+            catch (InvalidOperationException ex) when (ex.InnerException is DbException or TimeoutException)
+            {
+                // EF Core's command timeout (30 s): the query is reported as what a user gets, an error.
+                return string.Create(CultureInfo.InvariantCulture,
+                    $"- {label}: **failed after {clock.Elapsed.TotalSeconds:0} s** ({ex.InnerException.GetType().Name}: {ex.InnerException.Message}); target < {PageTarget:0} ms: missed");
+            }
+
+            times.Add(clock.Elapsed.TotalMilliseconds);
+        }
+
+        var warm = times.Skip(1).Order().ToList();
+        var median = warm[warm.Count / 2];
+        return string.Create(CultureInfo.InvariantCulture,
+            $"- {label}: **{median:0.0} ms** median of 5 (first {times[0]:0} ms), {count} rows; target < {PageTarget:0} ms: {(median < PageTarget ? "met" : "missed")}");
+    }
+
+    /// <summary>The overview's counts against the COUNT(*) they replace, after the sweep and the purges.</summary>
+    private static async Task<string> RollupCheckAsync(IHost host)
+    {
+        await using var scope = host.Services.CreateAsyncScope();
+        var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+        var db = scope.ServiceProvider.GetRequiredService<JobLogDbContext>();
+        var (counts, _, _) = await queries.OverviewAsync(false, DateTime.UtcNow, default);
+        var clock = Stopwatch.StartNew();
+        var actual = db.TaskLogs.Where(t => !t.IsInternal).GroupBy(t => t.State).Select(g => new { g.Key, Count = g.LongCount() }).ToDictionary(g => g.Key, g => g.Count);
+        var countTime = clock.Elapsed;
+        var equal = counts.All(c => c.Count == actual.GetValueOrDefault(c.State));
+        return string.Create(CultureInfo.InvariantCulture,
+            $"- overview counts after the sweep and the purges {(equal ? "equal" : "⚠ DIFFER from")} the COUNT(*) GROUP BY State they replace " +
+            $"(which takes {countTime.TotalMilliseconds:N0} ms here): {string.Join(", ", counts.Select(c => $"{c.State} {c.Count:N0}"))}");
+    }
+
+    private static async Task<long> SizeAsync(ThrowawayLedger ledger)
+    {
+        if (ledger.File is { } file)
+        {
+            return new[] { file, file + "-wal" }.Where(File.Exists).Sum(f => new FileInfo(f).Length);
+        }
+
+        await using var connection = new NpgsqlConnection(ledger.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand("SELECT pg_database_size(current_database())", connection);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    private static async Task<long> CountAsync(ThrowawayLedger ledger)
+    {
+        await using var connection = new SqliteConnection(ledger.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT (SELECT COUNT(*) FROM \"JobLogTasks\") + (SELECT COUNT(*) FROM \"JobLogTaskRuns\")";
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+}
