@@ -46,6 +46,21 @@ public class FailureActionsTests
     }
 
     [Test]
+    public async Task FailuresPage_AnswersItsListFragment_ForTheLiveRefresh()
+    {
+        await using var world = await World.StartAsync(new FakeFailureActions());
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/joblog/failures?by=type");
+        request.Headers.Add(World.RoleHeader, "reader");
+        request.Headers.Add("X-JobLog-Fragment", "list");
+
+        using var response = await world.Host.Client.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.That(body, Does.StartWith("<section class=\"card table-card\" data-fragment=\"list\" data-live=\"on\">"));
+        Assert.That(body, Does.Contain(">Charge</a>").And.Not.Contain("<html"));
+    }
+
+    [Test]
     public async Task Reader_WithoutTheOperatorPolicy_Gets403OnEveryAction()
     {
         var fake = new FakeFailureActions();
