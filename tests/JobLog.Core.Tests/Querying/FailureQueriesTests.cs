@@ -32,10 +32,11 @@ public class FailureQueriesTests
     public void FailureFilter_WithAValueItCannotRead_Throws(string name, string value) =>
         Assert.Throws<FilterException>(() => FailureFilter.Parse(From((name, value)), Now));
 
-    [Test]
-    public async Task FailureGroups_GroupOpenFailuresOnly_WithCountsTimesSampleAndTrend()
+    [TestCase(LedgerProvider.Sqlite)]
+    [TestCase(LedgerProvider.PostgreSql)]
+    public async Task FailureGroups_GroupOpenFailuresOnly_WithCountsTimesSampleAndTrend(LedgerProvider provider)
     {
-        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider));
         await host.QueryAsync(db =>
         {
             for (var i = 0; i < 3; i++)
