@@ -13,13 +13,16 @@ public static class JobLogDashboardEndpointRouteBuilderExtensions
     /// Maps the dashboard (overview, tasks, inbound and outbound requests, commands) and its JSON API under
     /// <paramref name="prefix"/>. Without an authorization policy only local (loopback) requests are served and every
     /// other one gets 403; add one on the returned builder to open it: <c>.RequireAuthorization("ops")</c>.
-    /// Read-only unless <see cref="JobLogDashboardOptions.EnableActions"/> is set.
+    /// Read-only unless <see cref="JobLogDashboardOptions.EnableActions"/> is set, or failure actions are given their own
+    /// policy (<c>o.Actions.RequireAuthorization("joblog-operator")</c>): an operator must pass both.
     /// </summary>
     /// <param name="endpoints">The application.</param>
     /// <param name="prefix">Where the dashboard lives. Default <c>/joblog</c>.</param>
     /// <param name="configure">Adjusts the options.</param>
     /// <returns>The dashboard's route group, for conventions such as <c>RequireAuthorization</c>.</returns>
-    /// <exception cref="InvalidOperationException"><c>AddJobLog</c> was not called.</exception>
+    /// <exception cref="InvalidOperationException">
+    /// <c>AddJobLog</c> was not called, or failure actions are on without <c>AddAntiforgery</c> and <c>AddAuthorization</c>.
+    /// </exception>
     /// <exception cref="ArgumentException">An option is out of range.</exception>
     public static RouteGroupBuilder MapJobLogDashboard(
         this IEndpointRouteBuilder endpoints,
@@ -38,6 +41,14 @@ public static class JobLogDashboardEndpointRouteBuilderExtensions
         if (new JobLogDashboardOptionsValidator().Validate(null, options) is { Failed: true } invalid)
         {
             throw new ArgumentException(invalid.FailureMessage, nameof(configure));
+        }
+
+        if (options.Actions.Enabled
+            && (endpoints.ServiceProvider.GetService<Microsoft.AspNetCore.Antiforgery.IAntiforgery>() is null
+                || endpoints.ServiceProvider.GetService<Microsoft.AspNetCore.Authorization.IAuthorizationService>() is null))
+        {
+            throw new InvalidOperationException(
+                "Failure actions (JobLogDashboardOptions.Actions) need antiforgery and authorization: call services.AddAntiforgery() and services.AddAuthorization(...).");
         }
 
         // The dashboard reads the ledger; its own (polling) requests are not business traffic to record.

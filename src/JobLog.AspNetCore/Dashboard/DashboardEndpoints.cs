@@ -73,6 +73,7 @@ internal static class DashboardEndpoints
                 TaskActionAsync(http, options, id, action, ct));
         }
 
+        DashboardFailureEndpoints.Map(group, prefix, options);
         return group;
     }
 
@@ -110,14 +111,19 @@ internal static class DashboardEndpoints
         group.MapGet("/api" + path, (HttpContext http, CancellationToken ct) => Api(http, options, parse, query(Queries(http)), ct));
     }
 
-    private static async Task<IResult> Page(HttpContext http, string prefix, JobLogDashboardOptions options, Func<PageContext, Task<IResult>> render)
+    internal static async Task<IResult> Page(HttpContext http, string prefix, JobLogDashboardOptions options, Func<PageContext, Task<IResult>> render)
     {
         var page = new PageContext(http, prefix, options, Now(http));
+        if (options.Actions.Enabled)
+        {
+            page.Operator = await DashboardFailureEndpoints.OperatorAsync(http, options).ConfigureAwait(false);
+        }
+
         http.Response.Headers.Vary = PageContext.FragmentHeader;
         return await render(page).ConfigureAwait(false);
     }
 
-    private static IResult Html(string html, string? error = null, string? busy = null)
+    internal static IResult Html(string html, string? error = null, string? busy = null)
     {
         if (busy is not null && error is null)
         {
@@ -161,16 +167,16 @@ internal static class DashboardEndpoints
         }
     }
 
-    private static IResult NotFoundPage(PageContext page, string what) =>
+    internal static IResult NotFoundPage(PageContext page, string what) =>
         Results.Content(Layout.Render(page, "Not found", "", h => h.Add($"<div class=\"page-head\"><h1>No such {what}</h1></div><p class=\"muted\">It is not in the ledger (it may have been purged).</p><p><a href=\"{page.Base}\">Back to the overview</a></p>")),
             "text/html; charset=utf-8", statusCode: StatusCodes.Status404NotFound);
 
-    private static IResult Json(object value) => Results.Json(value, DashboardJson.Options);
+    internal static IResult Json(object value) => Results.Json(value, DashboardJson.Options);
 
-    private static IResult JsonOrNotFound(object? value) =>
+    internal static IResult JsonOrNotFound(object? value) =>
         value is null ? Results.Json(new { error = "Not found." }, DashboardJson.Options, statusCode: StatusCodes.Status404NotFound) : Json(value);
 
-    private static (T? Filter, string? Error) TryParse<T>(PageContext page, Func<FilterSource, T> parse)
+    internal static (T? Filter, string? Error) TryParse<T>(PageContext page, Func<FilterSource, T> parse)
         where T : ListFilter
     {
         try
@@ -207,7 +213,7 @@ internal static class DashboardEndpoints
             : new BusyResult(Results.Json(new { error = busy }, DashboardJson.Options, statusCode: StatusCodes.Status429TooManyRequests));
     }
 
-    private static T WithPageSize<T>(T filter, HttpContext http, JobLogDashboardOptions options)
+    internal static T WithPageSize<T>(T filter, HttpContext http, JobLogDashboardOptions options)
         where T : ListFilter =>
         http.Request.Query.ContainsKey("limit") ? filter : filter with { Limit = Math.Clamp(options.PageSize, 1, ListFilter.MaxLimit) };
 
@@ -267,8 +273,8 @@ internal static class DashboardEndpoints
 
     private static JobLogOptions LedgerOptions(HttpContext http) => http.RequestServices.GetRequiredService<IOptions<JobLogOptions>>().Value;
 
-    private static LedgerQueries Queries(HttpContext http) => http.RequestServices.GetRequiredService<LedgerQueries>();
+    internal static LedgerQueries Queries(HttpContext http) => http.RequestServices.GetRequiredService<LedgerQueries>();
 
-    private static DateTime Now(HttpContext http) =>
+    internal static DateTime Now(HttpContext http) =>
         (http.RequestServices.GetService<TimeProvider>() ?? TimeProvider.System).GetUtcNow().UtcDateTime;
 }

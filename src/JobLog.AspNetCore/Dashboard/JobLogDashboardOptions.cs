@@ -29,6 +29,14 @@ public sealed class JobLogDashboardOptions
     /// </summary>
     public bool EnableActions { get; set; }
 
+    /// <summary>
+    /// Acting on failures (retry, resolve, archive from the Failures pages and a failed task's page): off until
+    /// <c>o.Actions.RequireAuthorization("joblog-operator")</c> names the operators' policy. Independent of
+    /// <see cref="EnableActions"/>.
+    /// </summary>
+    [ValidateObjectMembers]
+    public JobLogDashboardActionsOptions Actions { get; } = new();
+
     /// <summary>Task actions offered when <see cref="EnableActions"/> is on.</summary>
     internal List<DashboardTaskAction> TaskActions { get; } = [];
 

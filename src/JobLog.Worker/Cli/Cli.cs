@@ -98,6 +98,7 @@ internal static class Cli
         root.Subcommands.Add(TasksCommand.List(context));
         root.Subcommands.Add(TasksCommand.Show(context));
         root.Subcommands.Add(HostsCommand.List(context));
+        root.Subcommands.Add(FailuresCommand.List(context));
         root.Subcommands.Add(PurgeCommand.Purge(context));
         root.Subcommands.Add(PurgeCommand.Restore(context));
 

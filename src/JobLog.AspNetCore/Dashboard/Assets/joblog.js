@@ -65,6 +65,24 @@
     timer = setInterval(tick, interval);
   }
 
+  // A retry's progress: polls its JSON twin until it is complete; the status words match FailurePages.Status.
+  var progress = document.getElementById('retry-progress');
+  if (progress && progress.dataset.progressUrl && !progress.dataset.done) {
+    var progressStatus = document.getElementById('retry-status');
+    var poll = setInterval(function () {
+      fetch(progress.dataset.progressUrl, { headers: { 'Accept': 'application/json' }, cache: 'no-store', credentials: 'same-origin' })
+        .then(function (r) { if (!r.ok) { throw new Error('HTTP ' + r.status); } return r.json(); })
+        .then(function (p) {
+          progress.max = Math.max(p.total, 1);
+          progress.value = p.sent + p.skipped + p.failed;
+          var text = p.sent + ' of ' + p.total + ' sent, ' + p.skipped + ' skipped, ' + p.failed + ' failed';
+          if (p.completed) { text += ' \u00b7 done'; progress.dataset.done = 'true'; clearInterval(poll); }
+          if (progressStatus) { progressStatus.textContent = text; }
+        })
+        .catch(function (e) { if (progressStatus) { progressStatus.textContent = 'offline (' + e.message + ')'; } });
+    }, 1000);
+  }
+
   // Actions (only present when the application enabled them): POST with a header no cross-site form can send.
   document.addEventListener('click', function (event) {
     var button = event.target.closest ? event.target.closest('button[data-action-url]') : null;

@@ -16,6 +16,9 @@ internal sealed class PageContext(HttpContext http, string prefix, JobLogDashboa
 
     public DateTime Now { get; } = now;
 
+    /// <summary>Set when the user passes the operators' policy (<see cref="JobLogDashboardActionsOptions"/>): the pages then show action forms.</summary>
+    public FailureOperator? Operator { get; set; }
+
     /// <summary>
     /// The part of the page the live refresh asked for (<c>X-JobLog-Fragment: list</c>): the response is then only that
     /// element, as the full page writes it. Null for a full page (also when the name is not a plain lower-case word).
@@ -99,6 +102,7 @@ internal static class Layout
             """);
         Nav(h, page, "overview", "Overview", "", section);
         Nav(h, page, "tasks", "Tasks", "/tasks", section);
+        Nav(h, page, "failures", "Failures", "/failures", section);
         Nav(h, page, "in", "Inbound requests", "/requests/in", section);
         Nav(h, page, "out", "Outbound requests", "/requests/out", section);
         Nav(h, page, "commands", "Commands", "/commands", section);

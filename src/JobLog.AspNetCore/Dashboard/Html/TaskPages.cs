@@ -73,6 +73,7 @@ internal static class TaskPages
             Layout.Badge(h, Format.State(t.State), Format.StateClass(t.State));
             h.Add($"</h1><span class=\"mono muted\">{t.Id}</span></div>");
             Actions(h, page, d);
+            FailurePages.TaskActions(h, page, t);
 
             h.Add($"<div class=\"columns\"><section class=\"card\"><h2>Task</h2><dl class=\"fields\">");
             Layout.Field(h, "Id", t.Id.ToString(), mono: true);

@@ -1,0 +1,187 @@
+using System.Net.Http.Json;
+using System.Text.Json.Nodes;
+using JobLog.Querying;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace JobLog.Failures.Alerts;
+
+/// <summary>Why an alert was sent.</summary>
+internal enum FailureAlertKind
+{
+    NewGroup,
+    Rate,
+}
+
+/// <summary>
+/// Reads the open failure groups on its own loop and posts alerts to the webhooks (see <see cref="FailureAlertOptions"/>).
+/// Never on the business path: a failing ledger or webhook is logged and counted, and the next iteration goes on; each
+/// post is bounded by <see cref="FailureAlertOptions.Timeout"/>. Posts go through the <see cref="HttpClientName"/> client,
+/// which carries JobLog's outbound-request handler, so each alert is an outbound request in the ledger.
+/// </summary>
+internal sealed partial class FailureAlerter(
+    IServiceScopeFactory scopes,
+    IHttpClientFactory clients,
+    IOptions<FailureAlertOptions> options,
+    TimeProvider time,
+    ILogger<FailureAlerter> logger) : BackgroundService
+{
+    public const string HttpClientName = "JobLog.FailureAlerts";
+
+    private readonly Dictionary<string, DateTime> _lastAlert = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _known = new(StringComparer.Ordinal);
+    private DateTime? _started;
+    private long _sent;
+    private long _failed;
+
+    /// <summary>Posts that a webhook accepted.</summary>
+    public long Sent => Interlocked.Read(ref _sent);
+
+    /// <summary>Posts that failed (error status, timeout, connection) and iterations that could not read the ledger.</summary>
+    public long Failed => Interlocked.Read(ref _failed);
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        var o = options.Value;
+        _started ??= time.GetUtcNow().UtcDateTime;
+        while (!stoppingToken.IsCancellationRequested)
+        {
+            try
+            {
+                await Task.Delay(o.Interval, time, stoppingToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+
+            await RunOnceAsync(stoppingToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>One iteration: reads the groups, alerts new and busy ones out of their cool-down. Never throws but on cancellation.</summary>
+    /// <returns>The alerts sent (to at least one webhook).</returns>
+    public async Task<int> RunOnceAsync(CancellationToken ct)
+    {
+        var o = options.Value;
+        var now = time.GetUtcNow().UtcDateTime;
+        _started ??= now;
+        FailureGroups groups;
+        Dictionary<string, int> lastMinute;
+        try
+        {
+            await using var scope = scopes.CreateAsyncScope();
+            var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+            var filter = new FailureFilter { By = o.By, Limit = ListFilter.MaxLimit };
+            groups = await queries.FailureGroupsAsync(filter, now, ct).ConfigureAwait(false);
+            lastMinute = o.FailuresPerMinute is null
+                ? []
+                : (await queries.FailureGroupsAsync(filter with { From = now.AddMinutes(-1) }, now, ct).ConfigureAwait(false))
+                    .Groups.ToDictionary(g => g.Id, g => g.Count, StringComparer.Ordinal);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !ct.IsCancellationRequested)
+        {
+            Interlocked.Increment(ref _failed);
+            LogReadFailed(logger, ex);
+            return 0;
+        }
+
+        var alerts = 0;
+        foreach (var group in groups.Groups)
+        {
+            // A group first seen before this alerter started (less one interval) was there already: not "new".
+            var isNew = _known.Add(group.Id) && group.FirstSeen >= _started.Value - o.Interval;
+            var perMinute = lastMinute.GetValueOrDefault(group.Id);
+            var busy = o.FailuresPerMinute is { } threshold && perMinute >= threshold;
+            if ((!isNew && !busy) || (_lastAlert.TryGetValue(group.Id, out var last) && now - last < o.Cooldown))
+            {
+                continue;
+            }
+
+            if (await PostAsync(group, isNew ? FailureAlertKind.NewGroup : FailureAlertKind.Rate, perMinute, o, ct).ConfigureAwait(false))
+            {
+                _lastAlert[group.Id] = now;
+                alerts++;
+            }
+            else if (isNew)
+            {
+                // No webhook took it: the group stays new, to be alerted once a webhook answers again.
+                _known.Remove(group.Id);
+            }
+        }
+
+        return alerts;
+    }
+
+    private async Task<bool> PostAsync(FailureGroup group, FailureAlertKind kind, int perMinute, FailureAlertOptions o, CancellationToken ct)
+    {
+        var any = false;
+        var client = clients.CreateClient(HttpClientName);
+        foreach (var webhook in o.Webhooks)
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            timeout.CancelAfter(o.Timeout);
+            try
+            {
+                using var response = await client.PostAsJsonAsync(webhook.Url, FailureAlertPayload.Create(webhook.Format, kind, group, perMinute, o.DashboardUrl), timeout.Token)
+                    .ConfigureAwait(false);
+                response.EnsureSuccessStatusCode();
+                Interlocked.Increment(ref _sent);
+                any = true;
+            }
+            catch (Exception ex) when (!ct.IsCancellationRequested)
+            {
+                Interlocked.Increment(ref _failed);
+                LogPostFailed(logger, ex, webhook.Url?.GetLeftPart(UriPartial.Authority) ?? "", group.Id);
+            }
+        }
+
+        return any;
+    }
+
+    [LoggerMessage(1100, LogLevel.Warning, "JobLog's failure alerter could not read the open failures; it tries again at its next interval.")]
+    private static partial void LogReadFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(1101, LogLevel.Warning, "JobLog could not post a failure alert to {Webhook} for group {GroupId}.")]
+    private static partial void LogPostFailed(ILogger logger, Exception exception, string webhook, string groupId);
+}
+
+/// <summary>The JSON of an alert, in the webhook's shape.</summary>
+internal static class FailureAlertPayload
+{
+    public static JsonObject Create(FailureAlertFormat format, FailureAlertKind kind, FailureGroup group, int perMinute, Uri? dashboard)
+    {
+        var link = dashboard is null ? null : dashboard.AbsoluteUri.TrimEnd('/') + "/failures/groups/" + group.Id + "?by=" + group.By.ToString().ToLowerInvariant();
+        var title = kind == FailureAlertKind.NewGroup ? "New failure group" : $"Failures at {perMinute}/min";
+        var text = $"{title}: {group.Key} ({group.Count} open, last {LedgerFormat.Time(group.LastSeen)} UTC)" + (link is null ? "" : " " + link);
+        return format switch
+        {
+            FailureAlertFormat.Slack => new JsonObject { ["text"] = text },
+            FailureAlertFormat.Teams => new JsonObject
+            {
+                ["@type"] = "MessageCard",
+                ["@context"] = "https://schema.org/extensions",
+                ["summary"] = title,
+                ["title"] = title,
+                ["text"] = text,
+            },
+            _ => new JsonObject
+            {
+                ["kind"] = kind == FailureAlertKind.NewGroup ? "new-group" : "rate",
+                ["groupId"] = group.Id,
+                ["by"] = group.By.ToString().ToLowerInvariant(),
+                ["key"] = group.Key,
+                ["exceptionType"] = group.ExceptionType,
+                ["count"] = group.Count,
+                ["perMinute"] = perMinute,
+                ["firstSeen"] = group.FirstSeen,
+                ["lastSeen"] = group.LastSeen,
+                ["sampleError"] = group.SampleError,
+                ["text"] = text,
+                ["link"] = link,
+            },
+        };
+    }
+}

@@ -1,0 +1,329 @@
+using System.Net;
+using System.Security.Claims;
+using System.Text.Encodings.Web;
+using System.Text.Json;
+using JobLog.AspNetCore.Dashboard;
+using JobLog.Failures;
+using JobLog.Testing;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using NUnit.Framework;
+
+namespace JobLog.AspNetCore.Tests.Dashboard;
+
+/// <summary>
+/// The Failures pages for readers, and the actions for operators: a second policy, POST only, antiforgery, through the
+/// application's <see cref="IFailureActions"/>.
+/// </summary>
+public class FailureActionsTests
+{
+    private const string DeclinedError = "Shop.CardDeclinedException: Declined\n   at MassTransit.X.Y()\n   at Shop.Charge.Handle(ConsumeContext c)";
+    private const string NoStockError = "System.InvalidOperationException: No stock\n   at Shop.Stock.Reserve()";
+    private static readonly string[] s_actions = ["retry", "resolve", "archive"];
+
+    [Test]
+    public async Task Reader_SeesGroupsAndTheirFailures_OnThePagesAndInTheApi_WithoutActionForms()
+    {
+        await using var world = await World.StartAsync(new FakeFailureActions());
+
+        var api = JsonDocument.Parse(await world.GetAsync("/joblog/api/failures", "reader")).RootElement;
+        var groups = api.GetProperty("groups");
+        var id = groups[0].GetProperty("id").GetString()!;
+        var page = await world.GetAsync("/joblog/failures", "reader");
+        var group = await world.GetAsync("/joblog/failures/groups/" + id, "reader");
+        var rows = JsonDocument.Parse(await world.GetAsync($"/joblog/api/failures/groups/{id}", "reader")).RootElement.GetProperty("items");
+
+        Assert.That(groups.GetArrayLength(), Is.EqualTo(2));
+        Assert.That(groups[0].GetProperty("key").GetString(), Is.EqualTo("Shop.CardDeclinedException at Shop.Charge.Handle"));
+        Assert.That(groups[0].GetProperty("count").GetInt32(), Is.EqualTo(3));
+        Assert.That(page, Does.Contain(">Failures</a>").And.Contain("Shop.CardDeclinedException at Shop.Charge.Handle").And.Not.Contain("failure-actions"));
+        Assert.That(group, Does.Contain("Declined").And.Not.Contain("failure-actions").And.Not.Contain("__RequestVerificationToken"));
+        Assert.That(rows.EnumerateArray().Select(r => r.GetProperty("taskId").GetGuid()), Is.EquivalentTo(world.Declined));
+        Assert.That(await world.StatusAsync(HttpMethod.Get, "/joblog/api/failures?by=colour", "reader"), Is.EqualTo(HttpStatusCode.BadRequest));
+    }
+
+    [Test]
+    public async Task FailuresPage_AnswersItsListFragment_ForTheLiveRefresh()
+    {
+        await using var world = await World.StartAsync(new FakeFailureActions());
+        using var request = new HttpRequestMessage(HttpMethod.Get, "/joblog/failures?by=type");
+        request.Headers.Add(World.RoleHeader, "reader");
+        request.Headers.Add("X-JobLog-Fragment", "list");
+
+        using var response = await world.Host.Client.SendAsync(request);
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.That(body, Does.StartWith("<section class=\"card table-card\" data-fragment=\"list\" data-live=\"on\">"));
+        Assert.That(body, Does.Contain(">Charge</a>").And.Not.Contain("<html"));
+    }
+
+    [Test]
+    public async Task Reader_WithoutTheOperatorPolicy_Gets403OnEveryAction()
+    {
+        var fake = new FakeFailureActions();
+        await using var world = await World.StartAsync(fake);
+
+        Assert.That(await world.StatusAsync(HttpMethod.Get, "/joblog/api/failures/token", "reader"), Is.EqualTo(HttpStatusCode.Forbidden));
+        foreach (var action in s_actions)
+        {
+            foreach (var form in new[] { world.TasksForm(world.Declined[0]), world.FilterForm() })
+            {
+                Assert.That(await world.StatusAsync(HttpMethod.Post, "/joblog/failures/actions/" + action, "reader", form), Is.EqualTo(HttpStatusCode.Forbidden), action);
+            }
+        }
+
+        Assert.That(fake.Requests, Is.Empty);
+    }
+
+    [Test]
+    public async Task Operator_PostWithoutTheAntiforgeryToken_IsRefused()
+    {
+        var fake = new FakeFailureActions();
+        await using var world = await World.StartAsync(fake);
+        var (cookie, _, _) = await world.TokenAsync();
+
+        Assert.That(await world.StatusAsync(HttpMethod.Post, "/joblog/failures/actions/retry", "operator", world.TasksForm(world.Declined[0])), Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That(await world.StatusAsync(HttpMethod.Post, "/joblog/failures/actions/resolve", "operator", world.TasksForm(world.Declined[0]), cookie), Is.EqualTo(HttpStatusCode.BadRequest));
+        Assert.That(fake.Requests, Is.Empty);
+    }
+
+    [Test]
+    public async Task Operator_RetriesAWholeGroup_FromItsPage_AndFollowsTheProgressToTheEnd()
+    {
+        var fake = new FakeFailureActions();
+        await using var world = await World.StartAsync(fake);
+        var groupId = new FailureGroupKey(FailureGrouping.Exception, "Shop.CardDeclinedException at Shop.Charge.Handle").Id;
+        var page = await world.GetAsync("/joblog/failures/groups/" + groupId, "operator");
+        var (cookie, field, token) = await world.TokenAsync();
+        var form = world.FilterForm(("group", groupId), ("note", "card processor fixed"), (field, token));
+
+        using var response = await world.SendAsync(HttpMethod.Post, "/joblog/failures/actions/retry", "operator", form, cookie);
+
+        Assert.That(page, Does.Contain("failure-actions").And.Contain("Retry group").And.Contain("name=\"__RequestVerificationToken\""));
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Redirect));
+        var location = response.Headers.Location!.ToString();
+        Assert.That(location, Does.StartWith("/joblog/failures/retries/"));
+        var (action, request) = fake.Requests.Single();
+        Assert.That(action, Is.EqualTo("retry"));
+        Assert.That(request.TaskIds, Is.EquivalentTo(world.Declined));
+        Assert.That((request.RequestedBy, request.Note), Is.EqualTo(("operator-user", "card processor fixed")));
+        Assert.That(request.Selection, Does.Contain("group=" + groupId));
+
+        var progressPage = await world.GetAsync(location, "reader");
+        Assert.That(progressPage, Does.Contain("id=\"retry-progress\"").And.Contain("data-progress-url="));
+        var done = false;
+        for (var poll = 0; poll < 10 && !done; poll++)
+        {
+            var progress = JsonDocument.Parse(await world.GetAsync(location.Replace("/joblog/", "/joblog/api/", StringComparison.Ordinal), "reader")).RootElement;
+            done = progress.GetProperty("completed").GetBoolean();
+        }
+
+        Assert.That(done, "the fake completes one task per poll");
+    }
+
+    [Test]
+    public async Task Operator_ResolvesASelection_AsAJsonClientWithTheTokenHeader()
+    {
+        var fake = new FakeFailureActions();
+        await using var world = await World.StartAsync(fake);
+        var (cookie, _, token) = await world.TokenAsync();
+        var tokenHeader = JsonDocument.Parse(await world.GetAsync("/joblog/api/failures/token", "operator")).RootElement.GetProperty("header").GetString()!;
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/joblog/failures/actions/archive")
+        {
+            Content = new FormUrlEncodedContent(world.TasksForm(world.Declined[0], world.Declined[1])),
+        };
+        request.Headers.Add(World.RoleHeader, "operator");
+        request.Headers.Add("Cookie", cookie);
+        request.Headers.Add(tokenHeader, token);
+        request.Headers.Add("Accept", "application/json");
+        using var response = await world.Host.Client.SendAsync(request);
+        var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(body.GetProperty("accepted").GetInt32(), Is.EqualTo(2));
+        var (action, sent) = fake.Requests.Single();
+        Assert.That((action, sent.Selection), Is.EqualTo(("archived", "2 selected failures")));
+        Assert.That(sent.TaskIds, Is.EqualTo(world.Declined.Take(2)));
+    }
+
+    [Test]
+    public async Task Operator_SeesButtonsOnAFailedTasksPage_AndAReaderDoesNot()
+    {
+        await using var world = await World.StartAsync(new FakeFailureActions());
+
+        var asOperator = await world.GetAsync("/joblog/tasks/" + world.Declined[0], "operator");
+        var asReader = await world.GetAsync("/joblog/tasks/" + world.Declined[0], "reader");
+
+        Assert.That(asOperator, Does.Contain("Retry this failure").And.Contain("Resolve this failure").And.Contain("Archive this failure"));
+        Assert.That(asReader, Does.Not.Contain("this failure"));
+    }
+
+    [Test]
+    public async Task WithoutIFailureActions_ThePageSaysSo_AndAnActionIs503()
+    {
+        await using var world = await World.StartAsync(null);
+        var (cookie, field, token) = await world.TokenAsync();
+
+        var page = await world.GetAsync("/joblog/failures", "operator");
+        var status = await world.StatusAsync(HttpMethod.Post, "/joblog/failures/actions/retry", "operator", world.FilterForm((field, token)), cookie);
+
+        Assert.That(page, Does.Contain("actions-unavailable"));
+        Assert.That(status, Is.EqualTo(HttpStatusCode.ServiceUnavailable));
+    }
+
+    [Test]
+    public async Task WithActionsOff_EvenAnOperatorGets403()
+    {
+        var fake = new FakeFailureActions();
+        await using var world = await World.StartAsync(fake, enableActions: false);
+
+        Assert.That(await world.StatusAsync(HttpMethod.Post, "/joblog/failures/actions/retry", "operator", world.TasksForm(world.Declined[0])), Is.EqualTo(HttpStatusCode.Forbidden));
+        Assert.That(await world.GetAsync("/joblog/failures", "operator"), Does.Not.Contain("failure-actions"));
+        Assert.That(fake.Requests, Is.Empty);
+    }
+
+    [Test]
+    public void ActionsOptions_OutOfRange_AreRefused()
+    {
+        Assert.Throws<ArgumentException>(() => new JobLogDashboardOptions().Actions.RequireAuthorization(" "));
+        var options = new JobLogDashboardOptions();
+        options.Actions.MaxTasksPerAction = 0;
+        Assert.That(new JobLogDashboardOptionsValidator().Validate(null, options).Failed);
+    }
+
+    /// <summary>Readers pass "readers"; operators also pass "joblog-operator". Three Declined failures, one NoStock.</summary>
+    private sealed class World : IAsyncDisposable
+    {
+        public const string RoleHeader = "X-Test-Role";
+
+        private World(DashboardHost host, List<Guid> declined)
+        {
+            Host = host;
+            Declined = declined;
+        }
+
+        public DashboardHost Host { get; }
+
+        public List<Guid> Declined { get; }
+
+        public static async Task<World> StartAsync(FakeFailureActions? actions, bool enableActions = true)
+        {
+            var host = await DashboardHost.StartAsync(
+                TestLedger.Sqlite(),
+                o =>
+                {
+                    if (enableActions)
+                    {
+                        o.Actions.RequireAuthorization("joblog-operator");
+                    }
+                },
+                services: b =>
+                {
+                    b.Services.AddAuthentication(RoleAuthentication.SchemeName)
+                        .AddScheme<AuthenticationSchemeOptions, RoleAuthentication>(RoleAuthentication.SchemeName, null);
+                    b.Services.AddAuthorization(o =>
+                    {
+                        o.AddPolicy("readers", p => p.RequireAuthenticatedUser());
+                        o.AddPolicy("joblog-operator", p => p.RequireRole("operator"));
+                    });
+                    b.Services.AddAntiforgery();
+                    if (actions is not null)
+                    {
+                        b.Services.AddSingleton<IFailureActions>(actions);
+                    }
+                },
+                beforeMap: app =>
+                {
+                    app.UseAuthentication();
+                    app.UseAuthorization();
+                },
+                map: (_, group) => group.RequireAuthorization("readers"));
+            var now = DateTime.UtcNow;
+            var declined = new List<Guid>();
+            var rows = new List<object>();
+            for (var i = 0; i < 4; i++)
+            {
+                var task = Rows.Task(i < 3 ? "Charge" : "Reserve", now.AddMinutes(-10 + i), TaskState.Failed);
+                rows.Add(task);
+                rows.Add(Rows.Run(task, 0, TaskRunState.Failed, 0.1, 0.2, i < 3 ? DeclinedError : NoStockError));
+                if (i < 3)
+                {
+                    declined.Insert(0, task.Id);
+                }
+            }
+
+            await host.SeedAsync([.. rows]);
+            return new World(host, declined);
+        }
+
+        public List<KeyValuePair<string, string>> TasksForm(params Guid[] ids) =>
+            [new("scope", "tasks"), .. ids.Select(id => new KeyValuePair<string, string>("task", id.ToString()))];
+
+        public List<KeyValuePair<string, string>> FilterForm(params (string Name, string Value)[] values) =>
+            [new("scope", "filter"), .. values.Select(v => new KeyValuePair<string, string>(v.Name, v.Value))];
+
+        /// <summary>The operator's antiforgery cookie (as a Cookie header), form field name and request token.</summary>
+        public async Task<(string Cookie, string Field, string Token)> TokenAsync()
+        {
+            using var response = await SendAsync(HttpMethod.Get, "/joblog/api/failures/token", "operator");
+            var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
+            var cookie = string.Join("; ", response.Headers.GetValues("Set-Cookie").Select(c => c.Split(';')[0]));
+            return (cookie, json.GetProperty("field").GetString()!, json.GetProperty("token").GetString()!);
+        }
+
+        public async Task<HttpResponseMessage> SendAsync(HttpMethod method, string url, string role, List<KeyValuePair<string, string>>? form = null, string? cookie = null)
+        {
+            using var request = new HttpRequestMessage(method, url);
+            request.Headers.Add(RoleHeader, role);
+            if (cookie is not null)
+            {
+                request.Headers.Add("Cookie", cookie);
+            }
+
+            if (form is not null)
+            {
+                request.Content = new FormUrlEncodedContent(form);
+            }
+
+            return await Host.Client.SendAsync(request);
+        }
+
+        public async Task<HttpStatusCode> StatusAsync(HttpMethod method, string url, string role, List<KeyValuePair<string, string>>? form = null, string? cookie = null)
+        {
+            using var response = await SendAsync(method, url, role, form, cookie);
+            return response.StatusCode;
+        }
+
+        public async Task<string> GetAsync(string url, string role)
+        {
+            using var response = await SendAsync(HttpMethod.Get, url, role);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK), () => $"GET {url}: {body}");
+            return body;
+        }
+
+        public ValueTask DisposeAsync() => Host.DisposeAsync();
+    }
+
+    /// <summary>Authenticates whoever sends <c>X-Test-Role</c> as "&lt;role&gt;-user" in that role.</summary>
+    private sealed class RoleAuthentication(IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder)
+        : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+    {
+        public const string SchemeName = "TestRole";
+
+        protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+        {
+            if (!Request.Headers.TryGetValue(World.RoleHeader, out var role))
+            {
+                return Task.FromResult(AuthenticateResult.NoResult());
+            }
+
+            var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, role + "-user"), new Claim(ClaimTypes.Role, role.ToString())], SchemeName);
+            return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
+        }
+    }
+}

@@ -1,0 +1,178 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Text.Json;
+using JobLog.Failures.Alerts;
+using JobLog.Testing;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using NUnit.Framework;
+
+namespace JobLog.AspNetCore.Tests.Failures;
+
+/// <summary>The alerter against a webhook receiver on loopback (Kestrel): one alert per new group, cool-down, outages.</summary>
+public class FailureAlerterTests
+{
+    private static string Error(string type) => $"Shop.{type}Exception: boom\n   at MassTransit.X.Y()\n   at Shop.{type}.Handle()";
+
+    [Test]
+    public async Task NewGroups_AreAlertedOnce_AsOutboundRequestsInTheLedger_AndBusyGroupsRespectTheCooldown()
+    {
+        await using var receiver = await Receiver.StartAsync();
+        await using var host = await StartAsync(receiver, o => o.FailuresPerMinute = 3);
+        var alerter = host.Services.GetRequiredService<FailureAlerter>();
+        var now = DateTime.UtcNow;
+        await SeedAsync(host, "Old", now.AddHours(-3));
+
+        Assert.That(await alerter.RunOnceAsync(CancellationToken.None), Is.Zero, "a group from before the alerter started is not new");
+
+        await SeedAsync(host, "Charge", now, now);
+        Assert.That(await alerter.RunOnceAsync(CancellationToken.None), Is.EqualTo(1));
+        Assert.That(await alerter.RunOnceAsync(CancellationToken.None), Is.Zero, "known, and under the rate");
+        await SeedAsync(host, "Charge", now, now);
+        Assert.That(await alerter.RunOnceAsync(CancellationToken.None), Is.Zero, "4 per minute passes the threshold, but within the cool-down");
+        await SeedAsync(host, "Stock", now);
+        Assert.That(await alerter.RunOnceAsync(CancellationToken.None), Is.EqualTo(1));
+
+        var texts = receiver.Bodies.Select(b => JsonDocument.Parse(b).RootElement.GetProperty("text").GetString()).ToList();
+        Assert.That(texts, Has.Count.EqualTo(2));
+        Assert.That(texts[0], Does.StartWith("New failure group: Shop.ChargeException at Shop.Charge.Handle (2 open"));
+        Assert.That(texts[1], Does.StartWith("New failure group: Shop.StockException at Shop.Stock.Handle"));
+        await host.FlushAsync();
+        var recorded = await host.QueryAsync(db => db.OutputRequestLogs.CountAsync(r => r.Slug == "joblog-alerts"));
+        Assert.That(recorded, Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task AWebhookThatHangsOrFails_DoesNotBlock_AndTheAlerterRecovers()
+    {
+        await using var receiver = await Receiver.StartAsync();
+        await using var host = await StartAsync(receiver, o => o.Timeout = TimeSpan.FromSeconds(1));
+        var alerter = host.Services.GetRequiredService<FailureAlerter>();
+        await SeedAsync(host, "Charge", DateTime.UtcNow);
+
+        receiver.Hang = true;
+        var watch = Stopwatch.StartNew();
+        var whileHanging = await alerter.RunOnceAsync(CancellationToken.None);
+        watch.Stop();
+        receiver.Hang = false;
+        receiver.Down = true;
+        var whileDown = await alerter.RunOnceAsync(CancellationToken.None);
+        receiver.Down = false;
+        var recovered = await alerter.RunOnceAsync(CancellationToken.None);
+
+        Assert.That((whileHanging, whileDown, recovered), Is.EqualTo((0, 0, 1)));
+        Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)), "bounded by the 1 s timeout");
+        Assert.That(alerter.Failed, Is.EqualTo(2));
+        Assert.That(receiver.Bodies, Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public void Options_WithoutWebhookOrWithARelativeUrl_FailStartUp()
+    {
+        var services = new ServiceCollection().AddLogging();
+        services.AddJobLogFailureAlerts(_ => { });
+        using var provider = services.BuildServiceProvider();
+        Assert.Throws<OptionsValidationException>(() => _ = provider.GetRequiredService<IOptions<FailureAlertOptions>>().Value);
+
+        var relative = new ServiceCollection().AddLogging();
+        relative.AddJobLogFailureAlerts(o => o.Webhooks.Add(new FailureAlertWebhook { Url = new Uri("/hook", UriKind.Relative) }));
+        using var second = relative.BuildServiceProvider();
+        Assert.Throws<OptionsValidationException>(() => _ = second.GetRequiredService<IOptions<FailureAlertOptions>>().Value);
+    }
+
+    [TestCase(FailureAlertFormat.Slack, "text")]
+    [TestCase(FailureAlertFormat.Teams, "@type")]
+    [TestCase(FailureAlertFormat.Generic, "groupId")]
+    public void Payload_HasTheWebhooksShape(FailureAlertFormat format, string property)
+    {
+        var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Exception, "K", "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), "e", new int[24]);
+
+        var payload = FailureAlertPayload.Create(format, FailureAlertKind.NewGroup, group, 0, new Uri("https://ops.example.com/joblog/"));
+
+        Assert.That(payload.ContainsKey(property));
+        Assert.That(payload.ToJsonString(), Does.Contain("https://ops.example.com/joblog/failures/groups/0123456789abcdef?by=exception"));
+    }
+
+    private static Task<LedgerHost> StartAsync(Receiver receiver, Action<FailureAlertOptions> configure) =>
+        LedgerHost.StartAsync(TestLedger.Sqlite(), services: s => s.AddJobLogFailureAlerts(o =>
+        {
+            o.Webhooks.Add(new FailureAlertWebhook { Url = receiver.Url, Format = FailureAlertFormat.Slack });
+            o.Interval = TimeSpan.FromHours(1);
+            o.FailuresPerMinute = null;
+            configure(o);
+        }));
+
+    private static Task SeedAsync(LedgerHost host, string type, params DateTime[] times) => host.QueryAsync(db =>
+    {
+        foreach (var at in times)
+        {
+            var id = Guid.NewGuid();
+            db.Add(new TaskLog
+            {
+                Id = id, Name = type, QueueName = type, DispatchedAt = at, Stop = at, State = TaskState.Failed,
+                Runs = [new TaskRunLog { Id = Guid.NewGuid(), TaskId = id, Name = type, ConsumerType = "C", Start = at, Stop = at, State = TaskRunState.Failed, ErrorMessage = Error(type) }],
+            });
+        }
+
+        return db.SaveChangesAsync();
+    });
+
+    /// <summary>A webhook on 127.0.0.1 that records what it is posted; it can hang or answer 503.</summary>
+    private sealed class Receiver : IAsyncDisposable
+    {
+        private readonly WebApplication _app;
+
+        private Receiver(WebApplication app) => _app = app;
+
+        public ConcurrentQueue<string> Bodies { get; } = new();
+
+        public bool Hang { get; set; }
+
+        public bool Down { get; set; }
+
+        public Uri Url { get; private set; } = null!;
+
+        public static async Task<Receiver> StartAsync()
+        {
+            var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Testing" });
+            builder.WebHost.UseUrls("http://127.0.0.1:0");
+            builder.Logging.ClearProviders();
+            var app = builder.Build();
+            var receiver = new Receiver(app);
+            app.MapPost("/hook", async (HttpContext http) =>
+            {
+                if (receiver.Hang)
+                {
+                    await Task.Delay(TimeSpan.FromSeconds(30), http.RequestAborted).ContinueWith(_ => { }, TaskScheduler.Default);
+                    return Results.StatusCode(504);
+                }
+
+                if (receiver.Down)
+                {
+                    return Results.StatusCode(503);
+                }
+
+                using var reader = new StreamReader(http.Request.Body);
+                receiver.Bodies.Enqueue(await reader.ReadToEndAsync());
+                return Results.Ok();
+            });
+            await app.StartAsync();
+            var address = app.Services.GetRequiredService<IServer>().Features.Get<IServerAddressesFeature>()!.Addresses.First();
+            receiver.Url = new Uri(address + "/hook");
+            return receiver;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await _app.StopAsync();
+            await _app.DisposeAsync();
+        }
+    }
+}
