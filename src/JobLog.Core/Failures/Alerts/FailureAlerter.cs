@@ -141,10 +141,10 @@ internal sealed partial class FailureAlerter(
         return any;
     }
 
-    [LoggerMessage(1100, LogLevel.Warning, "JobLog's failure alerter could not read the open failures; it tries again at its next interval.")]
+    [LoggerMessage(1120, LogLevel.Warning, "JobLog's failure alerter could not read the open failures; it tries again at its next interval.")]
     private static partial void LogReadFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(1101, LogLevel.Warning, "JobLog could not post a failure alert to {Webhook} for group {GroupId}.")]
+    [LoggerMessage(1121, LogLevel.Warning, "JobLog could not post a failure alert to {Webhook} for group {GroupId}.")]
     private static partial void LogPostFailed(ILogger logger, Exception exception, string webhook, string groupId);
 }
 
