@@ -60,7 +60,7 @@ public sealed partial class LedgerQueries
 
         if (f.Search is { } search)
         {
-            q = q.Where(Contains<TaskLog>(t => t.Input, search));
+            q = WhereSearch(q, TaskSearch.Parse(search));
         }
 
         if (f.After is { } c)

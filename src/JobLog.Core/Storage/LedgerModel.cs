@@ -51,6 +51,10 @@ internal static class LedgerModel
             e.HasIndex(x => x.ParentRunId).HasFilter("\"ParentRunId\" IS NOT NULL");
             // Tasks of a request: only tasks dispatched while serving a request have one.
             e.HasIndex(x => x.InputRequestId).HasFilter("\"InputRequestId\" IS NOT NULL");
+            // The search box's exact lookups (docs/search.md): only tasks that carry the id are in these.
+            e.HasIndex(x => x.CorrelationId).HasFilter("\"CorrelationId\" IS NOT NULL");
+            e.HasIndex(x => x.ConversationId).HasFilter("\"ConversationId\" IS NOT NULL");
+            e.HasIndex(x => x.TraceId).HasFilter("\"TraceId\" IS NOT NULL");
             e.HasMany(x => x.Runs).WithOne(x => x.Task!).HasForeignKey(x => x.TaskId)
                 .OnDelete(DeleteBehavior.Cascade);
         });
