@@ -78,25 +78,47 @@ public class TaskSearchTests(LedgerProvider provider)
         .Where(t => Has(t.Input, q) || Has(t.TaskKwargs, q) || t.Runs.Any(r => Has(r.ErrorMessage, q)))
         .Select(t => t.Id);
 
-    private async Task<List<Guid>> SearchAsync(string q)
+    /// <summary>Every page of the search, followed by cursor; <paramref name="window"/> 0 goes straight to the indexes.</summary>
+    private async Task<List<Guid>> SearchAsync(string q, int window = 0, int limit = 500)
     {
         await using var scope = _host.Services.CreateAsyncScope();
         var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
-        var page = await queries.TasksAsync(TaskFilter.Parse(n => n switch { "q" => q, "limit" => "500", _ => null }, T0), CancellationToken.None);
-        return page.Items.Select(t => t.Id).ToList();
+        queries.SearchWindow = window;
+        var found = new List<Guid>();
+        string? cursor = null;
+        do
+        {
+            var page = await queries.TasksAsync(
+                TaskFilter.Parse(n => n switch { "q" => q, "limit" => limit.ToString(), "cursor" => cursor, _ => null }, T0), CancellationToken.None);
+            found.AddRange(page.Items.Select(t => t.Id));
+            cursor = page.NextCursor;
+        }
+        while (cursor is not null);
+
+        return found;
     }
 
-    [Test]
-    public async Task Search_FindsExactlyWhatASubstringSearchFinds_WhateverTheText()
+    [TestCase(0, 500, TestName = "Search_FindsExactlyWhatASubstringSearchFinds_ThroughTheIndexes")]
+    [TestCase(3, 1, TestName = "Search_FindsExactlyWhatASubstringSearchFinds_ThroughTheNewestRowsThenTheIndexes")]
+    [TestCase(100, 2, TestName = "Search_FindsExactlyWhatASubstringSearchFinds_ThroughTheNewestRows")]
+    public async Task Search_FindsExactlyWhatASubstringSearchFinds(int window, int limit)
     {
         foreach (var q in Queries)
         {
-            var found = await SearchAsync(q);
+            var found = await SearchAsync(q, window, limit);
 
-            Assert.That(found, Is.EquivalentTo(Substring(q.Trim())), $"q = [{q}]");
+            Assert.That(found, Is.EqualTo(Substring(q.Trim()).Reverse()), $"q = [{q}], newest first");
             // The former search (a substring of Input only) found a subset of these.
             Assert.That(found, Is.SupersetOf(_tasks.Where(t => Has(t.Input, q.Trim())).Select(t => t.Id)), $"q = [{q}]");
         }
+    }
+
+    [Test]
+    public async Task Search_ByAnId_FindsTheSameThroughTheNewestRows()
+    {
+        Assert.That(await SearchAsync(_tasks[3].CorrelationId!.Value.ToString(), window: 100, limit: 1), Is.EqualTo(new[] { _tasks[3].Id }));
+        Assert.That(await SearchAsync(_tasks[1].Runs[0].Id.ToString(), window: 100, limit: 1), Is.EqualTo(new[] { _tasks[1].Id }));
+        Assert.That(await SearchAsync(_tasks[5].TraceId!, window: 100, limit: 1), Is.EqualTo(new[] { _tasks[5].Id }));
     }
 
     [Test]
