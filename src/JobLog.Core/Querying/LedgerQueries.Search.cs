@@ -18,7 +18,8 @@ public sealed partial class LedgerQueries
     /// </summary>
     private async Task<Page<TaskRow>> SearchTasksAsync(IQueryable<TaskLog> q, TaskSearch search, int limit, CancellationToken ct)
     {
-        if (SearchWindow > 0)
+        // An id is rare by nature: straight to the indexes.
+        if (SearchWindow > 0 && search.Id is null && search.TraceId is null)
         {
             var recent = await TaskPageAsync(NewestFirst(q).Take(SearchWindow).Where(RowMatches(search)), limit, ct).ConfigureAwait(false);
             if (recent.NextCursor is not null)
@@ -55,27 +56,11 @@ public sealed partial class LedgerQueries
         return t => ids.Contains(t.Id);
     }
 
-    /// <summary>The same test as <see cref="MatchingIds"/>, on one row: for the newest rows, read in time order.</summary>
+    /// <summary>The text part of <see cref="MatchingIds"/> on one row: for the newest rows, read in time order.</summary>
     private Expression<Func<TaskLog, bool>> RowMatches(TaskSearch search)
     {
         var failed = _db.TaskRunLogs.Where(ContainsAny<TaskRunLog>(search.Text, r => r.ErrorMessage));
-        var parts = new List<Expression<Func<TaskLog, bool>>>
-        {
-            ContainsAny<TaskLog>(search.Text, t => t.Input, t => t.TaskKwargs),
-            t => failed.Any(r => r.TaskId == t.Id),
-        };
-        if (search.Id is { } id)
-        {
-            var runs = _db.TaskRunLogs.Where(r => r.Id == id);
-            parts.Add(t => t.Id == id || t.CorrelationId == id || t.ConversationId == id || runs.Any(r => r.TaskId == t.Id));
-        }
-
-        if (search.TraceId is { } traceId)
-        {
-            parts.Add(t => t.TraceId == traceId);
-        }
-
-        return AnyOf(parts);
+        return AnyOf<TaskLog>([ContainsAny<TaskLog>(search.Text, t => t.Input, t => t.TaskKwargs), t => failed.Any(r => r.TaskId == t.Id)]);
     }
 
     /// <summary><see cref="Contains{T}"/> over several columns of one row, OR-ed.</summary>
