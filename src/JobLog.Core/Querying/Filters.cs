@@ -68,7 +68,7 @@ public abstract record ListFilter
     {
     }
 
-    /// <summary>The longest free-text search (<c>q</c>): a search is a LIKE over every row, so its cost is bounded.</summary>
+    /// <summary>The longest free-text search (<c>q</c>): 200 characters.</summary>
     public const int MaxSearchLength = 200;
 
     /// <summary>Rows at or after this time (UTC; <c>from</c>, or now minus <c>since</c> when later); null for no bound.</summary>
@@ -77,7 +77,11 @@ public abstract record ListFilter
     /// <summary>Rows before this time (UTC; <c>to</c>); null for no bound.</summary>
     public DateTime? To { get; init; }
 
-    /// <summary>A case-insensitive substring of the row's text (<c>q</c>); null for none.</summary>
+    /// <summary>
+    /// A case-insensitive substring of the row's text (<c>q</c>); null for none. Tasks: of the Input, the message
+    /// (TaskKwargs) or a run's ErrorMessage, answered from a text index, and also an id (message, correlation,
+    /// conversation, run or trace id) when the text is one (docs/search.md). Requests: of the path; commands: of the input.
+    /// </summary>
     public string? Search { get; init; }
 
     /// <summary>Rows strictly after this position in the newest-first order (<c>cursor</c>); null for the first page.</summary>

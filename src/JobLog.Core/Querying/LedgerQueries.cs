@@ -58,21 +58,28 @@ public sealed partial class LedgerQueries
             q = q.Where(t => t.DispatchedAt < to);
         }
 
-        if (f.Search is { } search)
-        {
-            q = q.Where(Contains<TaskLog>(t => t.Input, search));
-        }
-
         if (f.After is { } c)
         {
             // The first conjunct keeps the time index usable for the range; the second breaks ties by id.
             q = q.Where(t => t.DispatchedAt <= c.At && (t.DispatchedAt < c.At || t.Id.CompareTo(c.Id) < 0));
         }
 
-        var rows = await TaskRows(q.OrderByDescending(t => t.DispatchedAt).ThenByDescending(t => t.Id).Take(f.Limit + 1))
-            .ToListAsync(ct).ConfigureAwait(false);
-        return ToPage(rows, f.Limit, r => new Cursor(r.DispatchedAt, r.Id));
+        if (f.Search is { } search)
+        {
+            return await SearchTasksAsync(q, TaskSearch.Parse(search), f.Limit, ct).ConfigureAwait(false);
+        }
+
+        return await TaskPageAsync(q, f.Limit, ct).ConfigureAwait(false);
     }
+
+    private static async Task<Page<TaskRow>> TaskPageAsync(IQueryable<TaskLog> q, int limit, CancellationToken ct)
+    {
+        var rows = await TaskRows(NewestFirst(q).Take(limit + 1)).ToListAsync(ct).ConfigureAwait(false);
+        return ToPage(rows, limit, r => new Cursor(r.DispatchedAt, r.Id));
+    }
+
+    private static IOrderedQueryable<TaskLog> NewestFirst(IQueryable<TaskLog> q) =>
+        q.OrderByDescending(t => t.DispatchedAt).ThenByDescending(t => t.Id);
 
     /// <summary>Distinct task names among the most recent tasks (suggestions for the name filter; cheap on any size).</summary>
     /// <param name="ct">Cancels the query.</param>

@@ -101,6 +101,14 @@ internal abstract class LedgerDatabase
     public abstract Expression<Func<string?, bool>> LikeIgnoringCase(string pattern);
 
     /// <summary>
+    /// The ids of the tasks whose Input or TaskKwargs, or one of whose runs' ErrorMessage, contains
+    /// <paramref name="text"/> (at least three characters), case-insensitively, answered from this database's own text
+    /// index (SQLite: FTS5 trigram tables). Null when <see cref="LikeIgnoringCase"/> over those columns is already
+    /// answered from an index (PostgreSQL: <c>pg_trgm</c> GIN indexes). See docs/search.md.
+    /// </summary>
+    public virtual IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text) => null;
+
+    /// <summary>
     /// The overview's slowest task names: the five with the highest average run time among runs that ended
     /// (SUCCEEDED, FAILED, RETRIED) and started at or after <paramref name="since"/>, as <c>Name</c>, <c>Runs</c>,
     /// <c>AverageSeconds</c>, <c>MaxSeconds</c>.

@@ -57,6 +57,10 @@ internal static class LedgerModel
             e.HasIndex(x => x.InputRequestId).HasFilter("\"InputRequestId\" IS NOT NULL");
             // Open failures (failure groups, retries): failed tasks no operator has resolved.
             e.HasIndex(x => x.DispatchedAt, UnresolvedFailuresIndex).HasFilter("\"State\" = 4 AND \"Resolution\" IS NULL");
+            // The search box's exact lookups (docs/search.md): only tasks that carry the id are in these.
+            e.HasIndex(x => x.CorrelationId).HasFilter("\"CorrelationId\" IS NOT NULL");
+            e.HasIndex(x => x.ConversationId).HasFilter("\"ConversationId\" IS NOT NULL");
+            e.HasIndex(x => x.TraceId).HasFilter("\"TraceId\" IS NOT NULL");
             e.HasMany(x => x.Runs).WithOne(x => x.Task!).HasForeignKey(x => x.TaskId)
                 .OnDelete(DeleteBehavior.Cascade);
         });

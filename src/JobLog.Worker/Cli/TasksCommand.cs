@@ -28,7 +28,7 @@ internal static class TasksCommand
             ("since", "a period back from now: 15m, 1h, 7d"),
             ("from", "an ISO 8601 time (UTC unless an offset is given)"),
             ("to", "an ISO 8601 time (UTC unless an offset is given)"),
-            ("search", "a substring of the input (at most 200 characters)"),
+            ("search", "text in the input, message or a run's error, or a message, correlation, conversation, run or trace id (at most 200 characters)"),
             ("limit", "rows per page, 1 to 500 (default 50)"),
             ("cursor", "the next page's position (printed under the previous page)"),
         };

@@ -29,7 +29,7 @@ internal static class TaskPages
             Layout.Select(h, "internal", "MassTransit internal", page.Query("internal"),
                 [("", "Hidden"), ("true", "Only internal"), ("all", "Shown")]);
             Layout.TimeRange(h, page);
-            Layout.Input(h, "q", "Input contains", page.Query("q"), "search", "text in the message");
+            Layout.Input(h, "q", "Search", page.Query("q"), "search", "text in the message or error, or an id");
             Layout.FormEnd(h, page, "/tasks");
             Layout.ListSection(h, page, "/tasks", rows.NextCursor, rows.Items.Count, h =>
             {

@@ -86,6 +86,9 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
     public override Expression<Func<string?, bool>> LikeIgnoringCase(string pattern) =>
         s => EF.Functions.Like(s, pattern, "\\");
 
+    // FTS5 trigram tables kept in step by triggers (SqliteSearch); LIKE '%…%' would read every row.
+    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text) => SqliteSearch.TasksContaining(db, text);
+
     public override FormattableString SlowestTasks(DateTime since) => $"""
         SELECT "Name", COUNT(*) AS "Runs",
                AVG((julianday("Stop") - julianday("Start")) * 86400.0) AS "AverageSeconds",

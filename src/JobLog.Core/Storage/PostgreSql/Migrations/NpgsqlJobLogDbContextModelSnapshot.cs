@@ -513,6 +513,12 @@ namespace JobLog.Storage.PostgreSql.Migrations
 
                     b.HasKey("Id");
 
+                    b.HasIndex("ConversationId")
+                        .HasFilter("\"ConversationId\" IS NOT NULL");
+
+                    b.HasIndex("CorrelationId")
+                        .HasFilter("\"CorrelationId\" IS NOT NULL");
+
                     b.HasIndex("DispatchedAt");
 
                     b.HasIndex("InputRequestId")
@@ -526,6 +532,9 @@ namespace JobLog.Storage.PostgreSql.Migrations
                         .HasFilter("\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL");
 
                     b.HasIndex("Stop");
+
+                    b.HasIndex("TraceId")
+                        .HasFilter("\"TraceId\" IS NOT NULL");
 
                     b.HasIndex("Name", "DispatchedAt");
 

@@ -508,6 +508,12 @@ namespace JobLog.Storage.Sqlite.Migrations
 
                     b.HasKey("Id");
 
+                    b.HasIndex("ConversationId")
+                        .HasFilter("\"ConversationId\" IS NOT NULL");
+
+                    b.HasIndex("CorrelationId")
+                        .HasFilter("\"CorrelationId\" IS NOT NULL");
+
                     b.HasIndex("DispatchedAt");
 
                     b.HasIndex("InputRequestId")
@@ -521,6 +527,9 @@ namespace JobLog.Storage.Sqlite.Migrations
                         .HasFilter("\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL");
 
                     b.HasIndex("Stop");
+
+                    b.HasIndex("TraceId")
+                        .HasFilter("\"TraceId\" IS NOT NULL");
 
                     b.HasIndex("Name", "DispatchedAt");
 

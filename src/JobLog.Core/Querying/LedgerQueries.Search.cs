@@ -1,0 +1,82 @@
+using System.Linq.Expressions;
+
+namespace JobLog.Querying;
+
+/// <summary>The task list's search box (<c>q</c>): text through the databases' text indexes, ids through their indexes (docs/search.md).</summary>
+public sealed partial class LedgerQueries
+{
+    /// <summary>
+    /// How many of the newest filtered tasks are first checked row by row (0: never). A common text fills its page
+    /// there at once, where the index would list every task that has it; a rare one does not, and goes to the index.
+    /// </summary>
+    internal int SearchWindow { get; set; } = 2000;
+
+    /// <summary>
+    /// One page of the tasks of <paramref name="q"/> (already filtered and after the cursor) that the search finds:
+    /// first among the newest <see cref="SearchWindow"/> rows checked one by one, and when that does not fill the page,
+    /// through the indexes. Both steps find the same rows (docs/search.md).
+    /// </summary>
+    private async Task<Page<TaskRow>> SearchTasksAsync(IQueryable<TaskLog> q, TaskSearch search, int limit, CancellationToken ct)
+    {
+        // An id is rare by nature: straight to the indexes.
+        if (SearchWindow > 0 && search.Id is null && search.TraceId is null)
+        {
+            var recent = await TaskPageAsync(NewestFirst(q).Take(SearchWindow).Where(RowMatches(search)), limit, ct).ConfigureAwait(false);
+            if (recent.NextCursor is not null)
+            {
+                return recent;
+            }
+        }
+
+        return await TaskPageAsync(q.Where(MatchingIds(search)), limit, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Tasks whose Input, TaskKwargs or a run's ErrorMessage contains the text (case-insensitive), and, when the text is
+    /// an id, the tasks that carry it: one id set, each part answered from an index, so the list's time order and
+    /// keyset paging stay as they are.
+    /// </summary>
+    private Expression<Func<TaskLog, bool>> MatchingIds(TaskSearch search)
+    {
+        var ids = (search.Characters >= TaskSearch.IndexedLength ? _database.TasksContaining(_db, search.Text) : null)
+            ?? _db.TaskLogs.Where(ContainsAny<TaskLog>(search.Text, t => t.Input, t => t.TaskKwargs)).Select(t => t.Id)
+                .Union(_db.TaskRunLogs.Where(ContainsAny<TaskRunLog>(search.Text, r => r.ErrorMessage)).Select(r => r.TaskId));
+        if (search.Id is { } id)
+        {
+            ids = ids
+                .Union(_db.TaskLogs.Where(t => t.Id == id || t.CorrelationId == id || t.ConversationId == id).Select(t => t.Id))
+                .Union(_db.TaskRunLogs.Where(r => r.Id == id).Select(r => r.TaskId));
+        }
+
+        if (search.TraceId is { } traceId)
+        {
+            ids = ids.Union(_db.TaskLogs.Where(t => t.TraceId == traceId).Select(t => t.Id));
+        }
+
+        return t => ids.Contains(t.Id);
+    }
+
+    /// <summary>The text part of <see cref="MatchingIds"/> on one row: for the newest rows, read in time order.</summary>
+    private Expression<Func<TaskLog, bool>> RowMatches(TaskSearch search)
+    {
+        var failed = _db.TaskRunLogs.Where(ContainsAny<TaskRunLog>(search.Text, r => r.ErrorMessage));
+        return AnyOf<TaskLog>([ContainsAny<TaskLog>(search.Text, t => t.Input, t => t.TaskKwargs), t => failed.Any(r => r.TaskId == t.Id)]);
+    }
+
+    /// <summary><see cref="Contains{T}"/> over several columns of one row, OR-ed.</summary>
+    private Expression<Func<T, bool>> ContainsAny<T>(string text, params Expression<Func<T, string?>>[] columns) =>
+        AnyOf(columns.Select(column => Contains(column, text)));
+
+    private static Expression<Func<T, bool>> AnyOf<T>(IEnumerable<Expression<Func<T, bool>>> predicates)
+    {
+        var row = Expression.Parameter(typeof(T), "row");
+        Expression? body = null;
+        foreach (var predicate in predicates)
+        {
+            var rebased = new ReplaceParameter(predicate.Parameters[0], row).Visit(predicate.Body);
+            body = body is null ? rebased : Expression.OrElse(body, rebased);
+        }
+
+        return Expression.Lambda<Func<T, bool>>(body ?? Expression.Constant(false), row);
+    }
+}

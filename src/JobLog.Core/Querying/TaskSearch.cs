@@ -1,0 +1,44 @@
+using System.Globalization;
+
+namespace JobLog.Querying;
+
+/// <summary>
+/// What the task list's search box (<c>q</c>) asks for: always a case-insensitive substring of the task's Input,
+/// TaskKwargs or a run's ErrorMessage; when the text is also an id, the tasks that carry that id. The semantics:
+/// docs/search.md.
+/// </summary>
+/// <param name="Text">The text, matched as a substring.</param>
+/// <param name="Id">
+/// The text read as a GUID in any of .NET's formats (<c>D</c>, <c>N</c>, <c>B</c>, <c>P</c>, <c>X</c>, or
+/// <c>urn:uuid:</c> before <c>D</c>): the task's id (its MessageId), CorrelationId, ConversationId, or one of its run ids.
+/// </param>
+/// <param name="TraceId">The text read as a W3C trace id (32 hex digits, lower-cased, or a whole <c>traceparent</c>).</param>
+internal sealed record TaskSearch(string Text, Guid? Id, string? TraceId)
+{
+    /// <summary>The fewest characters the text indexes use; a shorter text is searched by scanning (docs/search.md).</summary>
+    public const int IndexedLength = 3;
+
+    private const string UrnPrefix = "urn:uuid:";
+    private const int TraceIdLength = 32;
+
+    /// <summary>Reads the search box.</summary>
+    /// <param name="text">The trimmed, non-empty <c>q</c>.</param>
+    public static TaskSearch Parse(string text)
+    {
+        var id = text.StartsWith(UrnPrefix, StringComparison.OrdinalIgnoreCase) ? text[UrnPrefix.Length..] : text;
+        return new TaskSearch(text, Guid.TryParse(id, CultureInfo.InvariantCulture, out var guid) ? guid : null, Trace(text));
+    }
+
+    /// <summary>The number of characters (Unicode scalar values, as the trigram tokenizer counts them).</summary>
+    public int Characters => Text.EnumerateRunes().Count();
+
+    /// <summary>A trace id (32 hex digits, not all zero), or the trace id of a traceparent (<c>00-{trace}-{span}-{flags}</c>).</summary>
+    private static string? Trace(string text)
+    {
+        var parts = text.Split('-');
+        var candidate = parts.Length == 4 && parts[0].Length == 2 && parts[2].Length == 16 && parts[3].Length == 2 ? parts[1] : text;
+        return candidate.Length == TraceIdLength && candidate.All(char.IsAsciiHexDigit) && candidate.Any(c => c != '0')
+            ? candidate.ToLowerInvariant()
+            : null;
+    }
+}

@@ -1,0 +1,267 @@
+using JobLog.Querying;
+using JobLog.Recording;
+using JobLog.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Querying;
+
+/// <summary>
+/// The task list's <c>q</c>: through the text indexes (SQLite FTS5 trigram, PostgreSQL pg_trgm) it finds exactly the
+/// tasks a substring search over Input, TaskKwargs and the runs' ErrorMessage finds, hostile text included; ids find
+/// their tasks.
+/// </summary>
+[TestFixture(LedgerProvider.Sqlite)]
+[TestFixture(LedgerProvider.PostgreSql)]
+public class TaskSearchTests(LedgerProvider provider)
+{
+    private static readonly DateTime T0 = new(2026, 3, 1, 8, 0, 0, DateTimeKind.Utc);
+
+    private static readonly string[] Inputs =
+    [
+        "ChargeCard(OrderId=ORD-2026-000123, Amount=10.00)",
+        "ChargeCard(OrderId=ORD-2026-000124, Amount=99.90)",
+        "ShipOrder { \"order\": \"ord-2026-000123\", \"note\": \"say \\\"hi\\\" (NEAR) -x: y*z\" }",
+        "Refund 100% of order_77 via C:\\pay\\refunds (a OR b) NOT c AND d ^start",
+        "plain text with it's quote and {Input}: column syntax",
+        "ab",
+        "",
+    ];
+
+    private static readonly string[] Queries =
+    [
+        "ORD-2026-000123", "ord-2026", "000124", "Amount=", "amount=99", "ChargeCard", "zzz-not-there",
+        "timeout", "TimeoutException", "Gateway", "connection refused",
+        "\"", "\"\"", "\"hi\"", "say \"hi", "(NEAR)", "NEAR", "NEAR(a b)", "-x", "-x:", "y*z", "*", "order*", "x: y",
+        "100%", "%", "_77", "_", "\\pay\\", "\\", "(a OR b)", "NOT c", "AND d", "^start", "^", "it's", "'", "{Input}:", "Input:",
+        "ab", "b", "or", "0", "1.", "- ", "ORD", "OR",
+    ];
+
+    private LedgerHost _host = null!;
+    private List<TaskLog> _tasks = null!;
+
+    [SetUp]
+    public async Task SetUp()
+    {
+        _host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider));
+        _tasks = Inputs.Select((input, i) => new TaskLog
+        {
+            Id = Guid.NewGuid(), Name = "Task" + i, DispatchedAt = T0.AddMinutes(i), State = TaskState.Succeeded,
+            Input = input.Length == 0 ? null : input, TaskKwargs = i % 2 == 0 ? $"{{\"Sequence\": {i}, \"Kind\": \"Kw{i}\"}}" : null,
+            CorrelationId = Guid.NewGuid(), ConversationId = Guid.NewGuid(), TraceId = Convert.ToHexStringLower(Guid.NewGuid().ToByteArray()),
+        }).ToList();
+        _tasks[1].Runs.Add(Run(_tasks[1].Id, "System.TimeoutException: The gateway did not answer in 30 s", TaskRunState.Retried));
+        _tasks[1].Runs.Add(Run(_tasks[1].Id, null, TaskRunState.Succeeded));
+        _tasks[4].Runs.Add(Run(_tasks[4].Id, "Npgsql.NpgsqlException: connection refused (\"db\")", TaskRunState.Failed));
+        _tasks[6].Runs.Add(Run(_tasks[6].Id, "timeout after 5 s", TaskRunState.Failed));
+        await _host.QueryAsync(db =>
+        {
+            db.AddRange(_tasks);
+            return db.SaveChangesAsync();
+        });
+    }
+
+    [TearDown]
+    public async Task TearDown() => await _host.DisposeAsync();
+
+    private static TaskRunLog Run(Guid taskId, string? error, TaskRunState state) => new()
+    {
+        Id = Guid.NewGuid(), TaskId = taskId, Name = "Run", ConsumerType = "Consumer", Start = T0, Stop = T0.AddSeconds(1), State = state,
+        ErrorMessage = error,
+    };
+
+    private static bool Has(string? text, string q) => text?.Contains(q, StringComparison.OrdinalIgnoreCase) == true;
+
+    /// <summary>What a substring search over the three columns finds, computed in memory.</summary>
+    private IEnumerable<Guid> Substring(string q) => _tasks
+        .Where(t => Has(t.Input, q) || Has(t.TaskKwargs, q) || t.Runs.Any(r => Has(r.ErrorMessage, q)))
+        .Select(t => t.Id);
+
+    /// <summary>Every page of the search, followed by cursor; <paramref name="window"/> 0 goes straight to the indexes.</summary>
+    private async Task<List<Guid>> SearchAsync(string q, int window = 0, int limit = 500)
+    {
+        await using var scope = _host.Services.CreateAsyncScope();
+        var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+        queries.SearchWindow = window;
+        var found = new List<Guid>();
+        string? cursor = null;
+        do
+        {
+            var page = await queries.TasksAsync(
+                TaskFilter.Parse(n => n switch { "q" => q, "limit" => limit.ToString(), "cursor" => cursor, _ => null }, T0), CancellationToken.None);
+            found.AddRange(page.Items.Select(t => t.Id));
+            cursor = page.NextCursor;
+        }
+        while (cursor is not null);
+
+        return found;
+    }
+
+    [TestCase(0, 500, TestName = "Search_FindsExactlyWhatASubstringSearchFinds_ThroughTheIndexes")]
+    [TestCase(3, 1, TestName = "Search_FindsExactlyWhatASubstringSearchFinds_ThroughTheNewestRowsThenTheIndexes")]
+    [TestCase(100, 2, TestName = "Search_FindsExactlyWhatASubstringSearchFinds_ThroughTheNewestRows")]
+    public async Task Search_FindsExactlyWhatASubstringSearchFinds(int window, int limit)
+    {
+        foreach (var q in Queries)
+        {
+            var found = await SearchAsync(q, window, limit);
+
+            Assert.That(found, Is.EqualTo(Substring(q.Trim()).Reverse()), $"q = [{q}], newest first");
+            // The former search (a substring of Input only) found a subset of these.
+            Assert.That(found, Is.SupersetOf(_tasks.Where(t => Has(t.Input, q.Trim())).Select(t => t.Id)), $"q = [{q}]");
+        }
+    }
+
+    [Test]
+    public async Task Search_FindsSomethingForMostQueries_SoTheEquivalenceIsNotVacuous()
+    {
+        var matching = Queries.Count(q => Substring(q.Trim()).Any());
+
+        Assert.That(matching, Is.GreaterThanOrEqualTo(Queries.Length * 3 / 4), "most queries find a task");
+        Assert.That(await SearchAsync("y*z"), Is.EqualTo(new[] { _tasks[2].Id }));
+        Assert.That(await SearchAsync("gateway DID"), Is.EqualTo(new[] { _tasks[1].Id }));
+        Assert.That(await SearchAsync("\"db\""), Is.EqualTo(new[] { _tasks[4].Id }));
+        Assert.That(await SearchAsync("kw4"), Is.EqualTo(new[] { _tasks[4].Id }));
+    }
+
+    [Test]
+    public async Task Search_KeepsTheListOrder_AndPages()
+    {
+        await using var scope = _host.Services.CreateAsyncScope();
+        var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+        var first = await queries.TasksAsync(TaskFilter.Parse(n => n switch { "q" => "ord-2026", "limit" => "2", _ => null }, T0), CancellationToken.None);
+        var second = await queries.TasksAsync(
+            TaskFilter.Parse(n => n switch { "q" => "ord-2026", "limit" => "2", "cursor" => first.NextCursor, _ => null }, T0), CancellationToken.None);
+
+        Assert.That(first.Items.Select(t => t.Id), Is.EqualTo(new[] { _tasks[2].Id, _tasks[1].Id }));
+        Assert.That(second.Items.Select(t => t.Id), Is.EqualTo(new[] { _tasks[0].Id }));
+        Assert.That(second.NextCursor, Is.Null);
+    }
+
+    [TestCase("D")]
+    [TestCase("N")]
+    [TestCase("B")]
+    [TestCase("P")]
+    [TestCase("X")]
+    [TestCase("urn")]
+    public async Task Search_ByAnId_FindsTheTaskCarryingIt(string format)
+    {
+        string Text(Guid id) => format == "urn" ? "urn:uuid:" + id : id.ToString(format).ToUpperInvariant();
+        var task = _tasks[3];
+        var run = _tasks[1].Runs[0];
+
+        Assert.That(await SearchAsync(Text(task.Id)), Is.EqualTo(new[] { task.Id }), "the task id (MessageId)");
+        Assert.That(await SearchAsync(Text(task.CorrelationId!.Value)), Is.EqualTo(new[] { task.Id }), "CorrelationId");
+        Assert.That(await SearchAsync(Text(task.ConversationId!.Value)), Is.EqualTo(new[] { task.Id }), "ConversationId");
+        Assert.That(await SearchAsync(Text(run.Id)), Is.EqualTo(new[] { _tasks[1].Id }), "a run's id");
+        Assert.That(await SearchAsync(Text(Guid.NewGuid())), Is.Empty);
+    }
+
+    [Test]
+    public async Task Search_ByATraceId_FindsTheTask_AlsoFromATraceparent()
+    {
+        var task = _tasks[5];
+
+        Assert.That(await SearchAsync(task.TraceId!.ToUpperInvariant()), Is.EqualTo(new[] { task.Id }));
+        Assert.That(await SearchAsync($"00-{task.TraceId}-00f067aa0ba902b7-01"), Is.EqualTo(new[] { task.Id }));
+    }
+
+    [Test]
+    public async Task Search_ByAnIdWrittenInTheInput_FindsThatTaskToo()
+    {
+        var referenced = Guid.NewGuid();
+        var mentioning = new TaskLog { Id = Guid.NewGuid(), Name = "Mentions", DispatchedAt = T0, Input = $"Cancel(OrderId={referenced})" };
+        var carrying = new TaskLog { Id = Guid.NewGuid(), Name = "Carries", DispatchedAt = T0.AddSeconds(1), CorrelationId = referenced };
+        await _host.QueryAsync(db =>
+        {
+            db.AddRange(mentioning, carrying);
+            return db.SaveChangesAsync();
+        });
+
+        Assert.That(await SearchAsync(referenced.ToString()), Is.EquivalentTo(new[] { mentioning.Id, carrying.Id }));
+        Assert.That(await SearchAsync(referenced.ToString("N")), Is.EqualTo(new[] { carrying.Id }), "the text as typed is a substring of no input");
+    }
+
+    [Test]
+    public async Task TheTextIndexes_AreThere_AndTheDatabaseUsesThem()
+    {
+        var plan = await _host.QueryAsync(async db =>
+        {
+            var connection = db.Database.GetDbConnection();
+            await connection.OpenAsync();
+            await using var command = connection.CreateCommand();
+            if (provider == LedgerProvider.Sqlite)
+            {
+                command.CommandText = "EXPLAIN QUERY PLAN SELECT rowid FROM \"JobLogTaskText\" WHERE \"JobLogTaskText\" MATCH '\"order\"'";
+            }
+            else
+            {
+                command.CommandText = "SET enable_seqscan = off; EXPLAIN SELECT \"Id\" FROM \"JobLogTasks\" WHERE \"Input\" ILIKE '%order%' OR \"TaskKwargs\" ILIKE '%order%';" +
+                    "EXPLAIN SELECT \"TaskId\" FROM \"JobLogTaskRuns\" WHERE \"ErrorMessage\" ILIKE '%timeout%'";
+            }
+
+            var lines = new List<string>();
+            await using var reader = await command.ExecuteReaderAsync();
+            do
+            {
+                while (await reader.ReadAsync())
+                {
+                    lines.Add(reader.GetValue(reader.FieldCount - 1).ToString()!);
+                }
+            }
+            while (await reader.NextResultAsync());
+
+            return string.Join("\n", lines);
+        });
+
+        if (provider == LedgerProvider.Sqlite)
+        {
+            Assert.That(plan, Does.Contain("VIRTUAL TABLE INDEX"));
+        }
+        else
+        {
+            Assert.That(plan, Does.Contain("IX_JobLogTasks_Input_Trigram").And.Contain("IX_JobLogTasks_TaskKwargs_Trigram")
+                .And.Contain("IX_JobLogTaskRuns_ErrorMessage_Trigram"));
+        }
+    }
+
+    [Test]
+    public async Task Search_FollowsChangesAndDeletes_OfTheIndexedColumns()
+    {
+        await _host.QueryAsync(async db =>
+        {
+            await db.TaskLogs.Where(t => t.Id == _tasks[0].Id).ExecuteUpdateAsync(s => s.SetProperty(t => t.Input, "Replaced(Quux=1)"));
+            await db.TaskRunLogs.Where(r => r.TaskId == _tasks[6].Id).ExecuteUpdateAsync(s => s.SetProperty(r => r.ErrorMessage, "disk full"));
+            await db.TaskRunLogs.Where(r => r.TaskId == _tasks[4].Id).ExecuteDeleteAsync();
+            // A state change alone leaves the indexed text as it was.
+            await db.TaskLogs.Where(t => t.Id == _tasks[1].Id).ExecuteUpdateAsync(s => s.SetProperty(t => t.State, TaskState.Failed));
+            return await db.TaskLogs.Where(t => t.Id == _tasks[2].Id).ExecuteDeleteAsync();
+        });
+
+        Assert.That(await SearchAsync("quux"), Is.EqualTo(new[] { _tasks[0].Id }));
+        Assert.That(await SearchAsync("ORD-2026-000123"), Is.Empty, "task 0's old input and the deleted task 2");
+        Assert.That(await SearchAsync("disk full"), Is.EqualTo(new[] { _tasks[6].Id }));
+        Assert.That(await SearchAsync("timeout"), Is.EqualTo(new[] { _tasks[1].Id }));
+        Assert.That(await SearchAsync("refused"), Is.Empty);
+        Assert.That(await SearchAsync("000124"), Is.EqualTo(new[] { _tasks[1].Id }));
+    }
+
+    [Test]
+    public async Task Search_FindsWhatTheWriterRecorded_ProducerFieldsArrivingAfterTheRun()
+    {
+        var recorder = _host.Services.GetRequiredService<LedgerRecorder>();
+        var id = Guid.NewGuid();
+        var run = new RunPayload { Id = Guid.NewGuid(), TaskId = id, Name = "Pay", ConsumerType = "PayConsumer", Start = T0, Host = "test" };
+        var seed = new TaskPayload { Id = id, Name = "Pay", Input = "Pay(Seed)", TaskKwargs = "{}", DispatchedAt = T0, Host = "test" };
+        recorder.Enqueue(new RunStarted(run, seed, false));
+        recorder.Enqueue(new RunFinished(run.Id, id, TaskRunState.Failed, T0.AddSeconds(1), "InvalidOperationException: card declined", null, null));
+        await _host.FlushAsync();
+        recorder.Enqueue(new TaskDispatched(seed with { Input = "Pay(Invoice=INV-778899)", TaskKwargs = "{\"Invoice\": \"INV-778899\"}" }));
+        await _host.FlushAsync();
+
+        Assert.That(await SearchAsync("inv-7788"), Is.EqualTo(new[] { id }));
+        Assert.That(await SearchAsync("card declined"), Is.EqualTo(new[] { id }));
+        Assert.That(await SearchAsync("Pay(Seed)"), Is.Empty);
+    }
+}
