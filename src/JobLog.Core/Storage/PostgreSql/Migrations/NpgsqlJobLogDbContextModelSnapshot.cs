@@ -374,6 +374,49 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.ToTable("JobLogScheduledMessages", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.TaskMinuteCount", b =>
+                {
+                    b.Property<DateTime>("Minute")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<int>("State")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("boolean");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("bigint");
+
+                    b.HasKey("Minute", "State", "Name", "IsInternal");
+
+                    b.ToTable("JobLogTaskMinutes", (string)null);
+                });
+
+            modelBuilder.Entity("JobLog.Storage.TaskStateCount", b =>
+                {
+                    b.Property<int>("State")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("boolean");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("bigint");
+
+                    b.HasKey("State", "Name", "IsInternal");
+
+                    b.ToTable("JobLogTaskCounts", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.TaskLog", b =>
                 {
                     b.Property<Guid>("Id")
@@ -470,6 +513,12 @@ namespace JobLog.Storage.PostgreSql.Migrations
 
                     b.HasKey("Id");
 
+                    b.HasIndex("ConversationId")
+                        .HasFilter("\"ConversationId\" IS NOT NULL");
+
+                    b.HasIndex("CorrelationId")
+                        .HasFilter("\"CorrelationId\" IS NOT NULL");
+
                     b.HasIndex("DispatchedAt");
 
                     b.HasIndex("InputRequestId")
@@ -483,6 +532,9 @@ namespace JobLog.Storage.PostgreSql.Migrations
                         .HasFilter("\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL");
 
                     b.HasIndex("Stop");
+
+                    b.HasIndex("TraceId")
+                        .HasFilter("\"TraceId\" IS NOT NULL");
 
                     b.HasIndex("Name", "DispatchedAt");
 
