@@ -17,12 +17,15 @@ public sealed class Gate
     public volatile bool Open;
 
     public ConcurrentDictionary<Guid, int> Succeeded { get; } = new();
+
+    public ConcurrentDictionary<Guid, int> Attempts { get; } = new();
 }
 
 public sealed class ToggledConsumer(Gate gate) : IConsumer<Toggled>
 {
     public Task Consume(ConsumeContext<Toggled> context)
     {
+        gate.Attempts.AddOrUpdate(context.MessageId!.Value, 1, (_, n) => n + 1);
         if (!gate.Open)
         {
             throw new InvalidOperationException("The gate is closed for " + context.Message.N);
