@@ -13,6 +13,7 @@ namespace JobLog.Retention;
 internal sealed class LedgerRetentionService(
     LedgerSchema schema,
     LedgerPurger purger,
+    JobLogContextFactory contexts,
     IOptions<JobLogRetentionOptions> options,
     TimeProvider time,
     ILogger<LedgerRetentionService> logger) : BackgroundService
@@ -42,6 +43,12 @@ internal sealed class LedgerRetentionService(
         var o = options.Value;
         var now = time.GetUtcNow().UtcDateTime;
         var results = new List<PurgeResult>();
+        var kept = await KeptMessageRetention.PurgeAsync(contexts, o, now, cancellationToken).ConfigureAwait(false);
+        if (kept > 0)
+        {
+            Log.RetentionPurged(logger, kept, "kept message", 0, kept);
+        }
+
         foreach (var kind in Enum.GetValues<LedgerKind>())
         {
             var period = o.For(kind);
