@@ -13,10 +13,10 @@ namespace JobLog.Retention;
 internal sealed class LedgerRetentionService(
     LedgerSchema schema,
     LedgerPurger purger,
-    JobLogContextFactory contexts,
     IOptions<JobLogRetentionOptions> options,
     TimeProvider time,
-    ILogger<LedgerRetentionService> logger) : BackgroundService
+    ILogger<LedgerRetentionService> logger,
+    JobLogContextFactory? contexts = null) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -43,7 +43,7 @@ internal sealed class LedgerRetentionService(
         var o = options.Value;
         var now = time.GetUtcNow().UtcDateTime;
         var results = new List<PurgeResult>();
-        var kept = await KeptMessageRetention.PurgeAsync(contexts, o, now, cancellationToken).ConfigureAwait(false);
+        var kept = contexts is null ? 0 : await KeptMessageRetention.PurgeAsync(contexts, o, now, cancellationToken).ConfigureAwait(false);
         if (kept > 0)
         {
             Log.RetentionPurged(logger, kept, "kept message", 0, kept);
