@@ -60,6 +60,11 @@ if (options.Mode is "writer")
     sections.Add("### Writer alone\n\n" + await new JobLog.Bench.Writer.WriterBench(options).RunAsync());
 }
 
+if (options.Mode is "failures")
+{
+    sections.Add("### Failures: keeping failed messages, bulk retry\n\n" + await new JobLog.Bench.Failures.FailuresBench(options).RunAsync());
+}
+
 var report = header + "\n\n" + string.Join("\n", sections);
 Console.WriteLine();
 Console.WriteLine(report);
