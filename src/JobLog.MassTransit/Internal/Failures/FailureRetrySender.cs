@@ -150,6 +150,12 @@ internal sealed class FailureRetrySender : IDisposable
     /// <returns>The retries handled (sent, skipped or failed).</returns>
     internal async Task<int> RunOnceAsync(IBus bus, CancellationToken stopping)
     {
+        if (!await AnyInProgressAsync(stopping).ConfigureAwait(false))
+        {
+            // Idle: one read on the partial index, no write statement (SQLite's write lock belongs to the writer).
+            return 0;
+        }
+
         await RecoverAsync(stopping).ConfigureAwait(false);
         var claimed = await ClaimAsync(stopping).ConfigureAwait(false);
         if (claimed.Count == 0)
@@ -200,6 +206,16 @@ internal sealed class FailureRetrySender : IDisposable
 
         await MarkAsync(sent, given, batch).ConfigureAwait(false);
         return sent.Count + batch.Skipped.Count + batch.Failed.Count;
+    }
+
+    private async Task<bool> AnyInProgressAsync(CancellationToken ct)
+    {
+        var db = _contexts.Create();
+        await using (db.ConfigureAwait(false))
+        {
+            return await db.FailureActionItems.AnyAsync(
+                i => i.State == FailureActionItemState.Pending || i.State == FailureActionItemState.Sending, ct).ConfigureAwait(false);
+        }
     }
 
     private async Task RecoverAsync(CancellationToken ct)
