@@ -26,7 +26,7 @@ public sealed class KeptMessageLog
     /// <summary>The fault's exception type.</summary>
     public string? ExceptionType { get; set; }
 
-    /// <summary>The fault's exception message (bounded).</summary>
+    /// <summary>The fault's exception message, masked like a run's error (it may quote the body) and bounded.</summary>
     public string? ExceptionMessage { get; set; }
 
     /// <summary>When the message was kept (UTC).</summary>

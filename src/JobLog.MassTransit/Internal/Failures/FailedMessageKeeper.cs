@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using JobLog.Failures;
+using JobLog.Redaction;
 using JobLog.Storage;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
@@ -23,13 +24,15 @@ internal sealed class KeptFailure
 /// protected, in one small statement of its own (not through the hot-path writer: failures are rare). Never throws
 /// into the consumer's path; the outcome is left on the receive context for the error-store filters.
 /// </summary>
-internal sealed class FailedMessageKeeper(JobLogContextFactory contexts, KeptMessageCodec codec, FailureOptions options, TimeProvider time, ILogger logger)
+internal sealed class FailedMessageKeeper(
+    JobLogContextFactory contexts, KeptMessageCodec codec, Redactor redactor, FailureOptions options, TimeProvider time, ILogger logger)
 {
     public static FailedMessageKeeper? Create(IServiceProvider provider, JobLogOptions options) =>
         options.Failures.KeepMessages
             ? new FailedMessageKeeper(
                 provider.GetRequiredService<JobLogContextFactory>(),
                 provider.GetRequiredService<KeptMessageCodec>(),
+                provider.GetRequiredService<Redactor>(),
                 options.Failures,
                 provider.GetRequiredService<TimeProvider>(),
                 provider.GetRequiredService<ILoggerFactory>().CreateLogger("JobLog.MassTransit.Failures"))
@@ -66,7 +69,8 @@ internal sealed class FailedMessageKeeper(JobLogContextFactory contexts, KeptMes
                         InputAddress = receive.InputAddress.ToString(),
                         ContentType = Bound(receive.ContentType?.ToString(), LedgerModel.NameLength),
                         ExceptionType = Bound(exception.GetType().FullName, LedgerModel.NameLength),
-                        ExceptionMessage = Bound(exception.Message, 4000),
+                        // In clear, so masked like the run's error: the exception's message may quote the body.
+                        ExceptionMessage = redactor.Stored(exception.Message, StoredTextKind.Free, 4000),
                         KeptAt = now,
                         BodyLength = body.Length,
                         Protected = sealedCopy,
