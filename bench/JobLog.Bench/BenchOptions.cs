@@ -134,7 +134,7 @@ internal sealed class BenchOptions
             i = 1;
         }
 
-        if (o.Mode is not ("throughput" or "sweep" or "stall" or "writer" or "scale" or "micro" or "all"))
+        if (o.Mode is not ("throughput" or "sweep" or "stall" or "writer" or "scale" or "failures" or "micro" or "all"))
         {
             throw new ArgumentException($"Unknown mode '{o.Mode}'.");
         }

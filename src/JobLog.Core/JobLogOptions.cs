@@ -166,6 +166,10 @@ public sealed class JobLogOptions : IValidatableObject
     [ValidateObjectMembers]
     public SweeperOptions Sweeper { get; } = new();
 
+    /// <summary>Keeping failed messages and retrying them from the ledger.</summary>
+    [ValidateObjectMembers]
+    public JobLog.Failures.FailureOptions Failures { get; } = new();
+
     /// <summary>Command logging (<see cref="CommandLogger"/>).</summary>
     public CommandLogOptions Commands { get; } = new();
 

@@ -56,6 +56,7 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddScoped(sp => sp.GetRequiredService<JobLogContextFactory>().Create());
         services.TryAddScoped(sp => new JobLog.Querying.LedgerQueries(sp.GetRequiredService<JobLogDbContext>(), sp.GetRequiredService<LedgerDatabase>()));
         services.TryAddSingleton<OutputCapture>();
+        AddFailures(services);
         AddOutputCapture(services);
 
         // Order matters: the schema first, then the heartbeat, then the writer; hosted services stop in reverse, so the
@@ -97,6 +98,20 @@ public static class JobLogServiceCollectionExtensions
             });
             break;
         }
+    }
+
+    /// <summary>
+    /// Acting on failures (docs/architecture.md#failures): <see cref="JobLog.Failures.IFailureActions"/> and the Data
+    /// Protection that encrypts kept messages (the application's own keys when it configured Data Protection).
+    /// </summary>
+    private static void AddFailures(IServiceCollection services)
+    {
+        services.AddDataProtection();
+        services.TryAddSingleton<JobLog.Failures.RetrySignal>();
+        services.TryAddSingleton<JobLog.Failures.KeptMessageCodec>();
+        services.TryAddSingleton<JobLog.Failures.LedgerFailureActions>();
+        services.TryAddSingleton<JobLog.Failures.IFailureActions>(sp => sp.GetRequiredService<JobLog.Failures.LedgerFailureActions>());
+        services.TryAddSingleton<JobLog.Failures.IKeptMessageActions>(sp => sp.GetRequiredService<JobLog.Failures.LedgerFailureActions>());
     }
 
     /// <summary>Runs the sweeper only when enabled.</summary>

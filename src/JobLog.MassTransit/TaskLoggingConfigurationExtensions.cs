@@ -34,6 +34,7 @@ public static class TaskLoggingConfigurationExtensions
         Connect(configurator, services, new TaskDispatchObserver(services, context.GetService<JobLogSchedulerRegistration>()));
         configurator.ConnectActivityConfigurationObserver(new JobLog.MassTransit.Internal.Courier.CourierConfigurationObserver(services));
         configurator.ConnectReceiveObserver(new ResponseReceiptObserver(services));
+        JobLog.MassTransit.Internal.Failures.FailureWiring.Connect(configurator, context, services);
     }
 
     /// <summary>

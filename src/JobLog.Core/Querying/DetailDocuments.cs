@@ -20,8 +20,14 @@ public sealed record TaskDetailDocument(
     {
         ArgumentNullException.ThrowIfNull(detail);
         return new(TaskDocument.From(detail.Task), detail.Runs.Select(TaskRunDocument.From).ToList(), detail.Parent, detail.Children,
-            detail.OutboundRequests);
+            detail.OutboundRequests)
+        {
+            Actions = detail.Actions,
+        };
     }
+
+    /// <summary>What operators did to this failure (retries, resolutions, deletions), newest first.</summary>
+    public IReadOnlyList<JobLog.Failures.FailureActionRow> Actions { get; init; } = [];
 }
 
 /// <summary>An inbound request's detail as the JSON API (<c>api/requests/in/{id}</c>) writes it.</summary>

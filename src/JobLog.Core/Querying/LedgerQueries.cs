@@ -119,7 +119,10 @@ public sealed partial class LedgerQueries
             outbound = await RelatedRequestsAsync(o => runIds.Contains(o.TaskRunLogId), ct).ConfigureAwait(false);
         }
 
-        return new TaskDetail(task, runs, parent, children, outbound);
+        return new TaskDetail(task, runs, parent, children, outbound)
+        {
+            Actions = await JobLog.Failures.FailureActionRow.OfTaskAsync(_db, id, ct).ConfigureAwait(false),
+        };
     }
 
     /// <summary>One page of inbound requests, newest first.</summary>

@@ -39,7 +39,11 @@ public sealed record TaskDetail(
     IReadOnlyList<TaskRunLog> Runs,
     ParentRun? Parent,
     IReadOnlyList<TaskRow> Children,
-    IReadOnlyList<RelatedRequest> OutboundRequests);
+    IReadOnlyList<RelatedRequest> OutboundRequests)
+{
+    /// <summary>What operators did to this failure (retries, resolutions, deletions), newest first (at most 200).</summary>
+    public IReadOnlyList<JobLog.Failures.FailureActionRow> Actions { get; init; } = [];
+}
 
 /// <summary>The run during which a task was dispatched.</summary>
 /// <param name="RunId">The run's id.</param>

@@ -15,7 +15,8 @@ internal sealed class LedgerRetentionService(
     LedgerPurger purger,
     IOptions<JobLogRetentionOptions> options,
     TimeProvider time,
-    ILogger<LedgerRetentionService> logger) : BackgroundService
+    ILogger<LedgerRetentionService> logger,
+    JobLogContextFactory? contexts = null) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -42,6 +43,12 @@ internal sealed class LedgerRetentionService(
         var o = options.Value;
         var now = time.GetUtcNow().UtcDateTime;
         var results = new List<PurgeResult>();
+        var kept = contexts is null ? 0 : await KeptMessageRetention.PurgeAsync(contexts, o, now, cancellationToken).ConfigureAwait(false);
+        if (kept > 0)
+        {
+            Log.RetentionPurged(logger, kept, "kept message", 0, kept);
+        }
+
         foreach (var kind in Enum.GetValues<LedgerKind>())
         {
             var period = o.For(kind);

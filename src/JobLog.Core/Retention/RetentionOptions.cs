@@ -51,6 +51,19 @@ public sealed class JobLogRetentionOptions
     /// <summary>When set, deleted rows are first written to a gzip JSON Lines file in this directory (restorable with the CLI's <c>restore</c>). Default null.</summary>
     public string? BackupDirectory { get; set; }
 
+    /// <summary>
+    /// Kept failed messages of resolved failures (resolved, archived, or retried with success): deleted once older than
+    /// this, before anything else. Default 7 days; null keeps them as long as their task. Positive or null.
+    /// </summary>
+    [Positive]
+    public TimeSpan? KeptMessages { get; set; } = TimeSpan.FromDays(7);
+
+    /// <summary>
+    /// Also delete the kept messages of unresolved failures older than <see cref="KeptMessages"/> (they can then no
+    /// longer be retried). Default false: an open failure keeps its message as long as its task.
+    /// </summary>
+    public bool PurgeUnresolvedKeptMessages { get; set; }
+
     /// <summary>Tasks and their runs. Default: successes 30 days, failures 90 days.</summary>
     [ValidateObjectMembers]
     public RetentionPeriod Tasks { get; } = Default();

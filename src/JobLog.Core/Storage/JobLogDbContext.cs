@@ -48,6 +48,15 @@ public class JobLogDbContext : DbContext
     /// <summary>The processes that record to the ledger, with their heartbeats.</summary>
     public DbSet<HostLog> Hosts => Set<HostLog>();
 
+    /// <summary>Original messages of deliveries that failed for good, kept (encrypted) to be retried.</summary>
+    public DbSet<KeptMessageLog> KeptMessages => Set<KeptMessageLog>();
+
+    /// <summary>What operators did to failures (retries, resolutions, deletions).</summary>
+    public DbSet<FailureActionLog> FailureActions => Set<FailureActionLog>();
+
+    /// <summary>The tasks of each failure action.</summary>
+    public DbSet<FailureActionItemLog> FailureActionItems => Set<FailureActionItemLog>();
+
     /// <inheritdoc />
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)
     {

@@ -13,6 +13,9 @@ internal static class LedgerModel
     internal const string RelatedObjects = "JobLogOutputRequestRelatedObjects";
     internal const string ScheduledMessages = "JobLogScheduledMessages";
     internal const string Hosts = "JobLogHosts";
+    internal const string KeptMessages = "JobLogKeptMessages";
+    internal const string FailureActions = "JobLogFailureActions";
+    internal const string FailureActionItems = "JobLogFailureActionItems";
 
     internal const int NameLength = 250;
 
@@ -140,6 +143,44 @@ internal static class LedgerModel
             e.HasIndex(x => new { x.State, x.ScheduledTime });
             e.HasIndex(x => new { x.State, x.ClaimedUntil });
             e.HasIndex(x => x.MessageId);
+        });
+        ConfigureFailures(b);
+    }
+
+    /// <summary>Kept failed messages and the operators' actions on failures (docs/architecture.md#failures).</summary>
+    private static void ConfigureFailures(ModelBuilder b)
+    {
+        b.Entity<KeptMessageLog>(e =>
+        {
+            e.ToTable(KeptMessages);
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Id).ValueGeneratedNever();
+            e.Property(x => x.ConsumerType).HasMaxLength(NameLength).IsRequired();
+            e.Property(x => x.InputAddress).HasMaxLength(2000).IsRequired();
+            e.Property(x => x.ContentType).HasMaxLength(NameLength);
+            e.Property(x => x.ExceptionType).HasMaxLength(NameLength);
+            e.HasIndex(x => new { x.TaskId, x.KeptAt });
+            e.HasIndex(x => x.KeptAt);
+        });
+        b.Entity<FailureActionLog>(e =>
+        {
+            e.ToTable(FailureActions);
+            e.HasKey(x => x.Id);
+            e.Property(x => x.Id).ValueGeneratedNever();
+            e.Property(x => x.RequestedBy).HasMaxLength(NameLength).IsRequired();
+            e.Property(x => x.Selection).HasMaxLength(2000);
+            e.HasIndex(x => x.RequestedAt);
+        });
+        b.Entity<FailureActionItemLog>(e =>
+        {
+            e.ToTable(FailureActionItems);
+            // A task appears once per action.
+            e.HasKey(x => new { x.ActionId, x.TaskId });
+            e.HasIndex(x => x.TaskId);
+            // The sender: pending and claimed retries.
+            e.HasIndex(x => new { x.State, x.ClaimedAt }).HasFilter("\"State\" IN (0, 1)");
+            // One retry in progress per task, whichever request it came from.
+            e.HasIndex(x => x.TaskId, "IX_JobLogFailureActionItems_RetryInProgress").IsUnique().HasFilter("\"State\" IN (0, 1)");
         });
     }
 

@@ -55,7 +55,7 @@ internal sealed class DeliveryState
             if (_firstLane is null)
             {
                 _firstConsumer = consumer;
-                _firstLane = new ConsumerLane();
+                _firstLane = new ConsumerLane(consumer);
                 return _firstLane;
             }
 
@@ -67,7 +67,7 @@ internal sealed class DeliveryState
             _moreLanes ??= new Dictionary<string, ConsumerLane>(StringComparer.Ordinal);
             if (!_moreLanes.TryGetValue(consumer, out var lane))
             {
-                lane = new ConsumerLane();
+                lane = new ConsumerLane(consumer);
                 _moreLanes[consumer] = lane;
             }
 
@@ -118,8 +118,11 @@ internal sealed class DeliveryState
 }
 
 /// <summary>One consumer's attempts within a delivery.</summary>
-internal sealed class ConsumerLane
+internal sealed class ConsumerLane(string consumer)
 {
+    /// <summary>The consumer (its runs' ConsumerType).</summary>
+    public string Consumer { get; } = consumer;
+
     /// <summary>The last attempt failed and was recorded RETRIED; the delivery's outcome decides whether it was the last.</summary>
     public (Guid RunId, Guid TaskId)? PendingFailure { get; set; }
 }

@@ -19,18 +19,26 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter
         {
             await next.Send(context).ConfigureAwait(false);
         }
-        catch (Exception)
+        catch (Exception ex)
         {
+            List<(Guid RunId, Guid TaskId, string Consumer)>? failedRuns = null;
             foreach (var lane in delivery.HasPendingFailure ? delivery.Lanes() : [])
             {
                 if (lane.PendingFailure is { } failed)
                 {
                     delivery.Track(recorder.Enqueue(new RunFailedForGood(failed.RunId, failed.TaskId)));
                     lane.PendingFailure = null;
+                    (failedRuns ??= []).Add((failed.RunId, failed.TaskId, lane.Consumer));
                 }
             }
 
             await recorder.WaitCommittedAsync(delivery.LastSequence, CancellationToken.None).ConfigureAwait(false);
+            if (failedRuns is not null && services.Keeper is { } keeper)
+            {
+                // The delivery failed for good: keep the transport message so it can be retried from the ledger.
+                await keeper.KeepAsync(context, ex, failedRuns).ConfigureAwait(false);
+            }
+
             throw;
         }
 

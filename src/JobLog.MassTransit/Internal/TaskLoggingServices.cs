@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Reflection;
+using JobLog.Failures;
 using JobLog.Internal;
 using JobLog.Recording;
 using JobLog.Redaction;
@@ -34,6 +35,9 @@ internal sealed class TaskLoggingServices(
 
     /// <summary>Reads the messages the outbox delivers as serialized bodies.</summary>
     public SerializedMessages Messages { get; } = new();
+
+    /// <summary>Keeps the transport message of a failed delivery (on a bus with <see cref="FailureOptions.KeepMessages"/>; not the mediator).</summary>
+    public Failures.FailedMessageKeeper? Keeper { get; set; }
 
     /// <summary>The message types this application's consumers, sagas and handlers consume.</summary>
     public ConsumedTypes Consumed { get; } = new();

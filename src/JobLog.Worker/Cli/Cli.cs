@@ -101,6 +101,7 @@ internal static class Cli
         root.Subcommands.Add(FailuresCommand.List(context));
         root.Subcommands.Add(PurgeCommand.Purge(context));
         root.Subcommands.Add(PurgeCommand.Restore(context));
+        foreach (var failures in FailureCommands.All(context)) root.Subcommands.Add(failures);
 
         var help = new Command("help", "Show this text.");
         help.SetAction((_, ct) => root.Parse("--help").InvokeAsync(new InvocationConfiguration { Output = context.Console.Out }, ct));

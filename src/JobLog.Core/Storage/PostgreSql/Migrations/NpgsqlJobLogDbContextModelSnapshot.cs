@@ -71,6 +71,79 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.ToTable("JobLogCommands", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.FailureActionItemLog", b =>
+                {
+                    b.Property<Guid>("ActionId")
+                        .HasColumnType("uuid");
+
+                    b.Property<Guid>("TaskId")
+                        .HasColumnType("uuid");
+
+                    b.Property<DateTime?>("ClaimedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<DateTime?>("DoneAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<Guid?>("KeptMessageId")
+                        .HasColumnType("uuid");
+
+                    b.Property<string>("Reason")
+                        .HasColumnType("text");
+
+                    b.Property<int>("State")
+                        .HasColumnType("integer");
+
+                    b.HasKey("ActionId", "TaskId");
+
+                    b.HasIndex("TaskId");
+
+                    b.HasIndex("State", "ClaimedAt")
+                        .HasFilter("\"State\" IN (0, 1)");
+
+                    b.HasIndex(new[] { "TaskId" }, "IX_JobLogFailureActionItems_RetryInProgress")
+                        .IsUnique()
+                        .HasFilter("\"State\" IN (0, 1)");
+
+                    b.ToTable("JobLogFailureActionItems", (string)null);
+                });
+
+            modelBuilder.Entity("JobLog.FailureActionLog", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid");
+
+                    b.Property<int>("Count")
+                        .HasColumnType("integer");
+
+                    b.Property<int>("Kind")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Note")
+                        .HasColumnType("text");
+
+                    b.Property<DateTime>("RequestedAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("RequestedBy")
+                        .IsRequired()
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<string>("Selection")
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)");
+
+                    b.Property<int>("Skipped")
+                        .HasColumnType("integer");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("RequestedAt");
+
+                    b.ToTable("JobLogFailureActions", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.HostLog", b =>
                 {
                     b.Property<Guid>("InstanceId")
@@ -187,6 +260,56 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.HasIndex("Status", "RequestTimestamp");
 
                     b.ToTable("JobLogInputRequests", (string)null);
+                });
+
+            modelBuilder.Entity("JobLog.KeptMessageLog", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("uuid");
+
+                    b.Property<int>("BodyLength")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("ConsumerType")
+                        .IsRequired()
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<string>("ContentType")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<string>("ExceptionMessage")
+                        .HasColumnType("text");
+
+                    b.Property<string>("ExceptionType")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<string>("InputAddress")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("character varying(2000)");
+
+                    b.Property<DateTime>("KeptAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<byte[]>("Protected")
+                        .HasColumnType("bytea");
+
+                    b.Property<Guid>("TaskId")
+                        .HasColumnType("uuid");
+
+                    b.Property<bool>("TooLarge")
+                        .HasColumnType("boolean");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("KeptAt");
+
+                    b.HasIndex("TaskId", "KeptAt");
+
+                    b.ToTable("JobLogKeptMessages", (string)null);
                 });
 
             modelBuilder.Entity("JobLog.OutputRequestLog", b =>

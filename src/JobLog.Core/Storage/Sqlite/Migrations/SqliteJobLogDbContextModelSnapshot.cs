@@ -66,6 +66,79 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.ToTable("JobLogCommands", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.FailureActionItemLog", b =>
+                {
+                    b.Property<Guid>("ActionId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<Guid>("TaskId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<DateTime?>("ClaimedAt")
+                        .HasColumnType("TEXT");
+
+                    b.Property<DateTime?>("DoneAt")
+                        .HasColumnType("TEXT");
+
+                    b.Property<Guid?>("KeptMessageId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Reason")
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("State")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("ActionId", "TaskId");
+
+                    b.HasIndex("TaskId");
+
+                    b.HasIndex("State", "ClaimedAt")
+                        .HasFilter("\"State\" IN (0, 1)");
+
+                    b.HasIndex(new[] { "TaskId" }, "IX_JobLogFailureActionItems_RetryInProgress")
+                        .IsUnique()
+                        .HasFilter("\"State\" IN (0, 1)");
+
+                    b.ToTable("JobLogFailureActionItems", (string)null);
+                });
+
+            modelBuilder.Entity("JobLog.FailureActionLog", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Count")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<int>("Kind")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Note")
+                        .HasColumnType("TEXT");
+
+                    b.Property<DateTime>("RequestedAt")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("RequestedBy")
+                        .IsRequired()
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Selection")
+                        .HasMaxLength(2000)
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("Skipped")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("RequestedAt");
+
+                    b.ToTable("JobLogFailureActions", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.HostLog", b =>
                 {
                     b.Property<Guid>("InstanceId")
@@ -182,6 +255,56 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.HasIndex("Status", "RequestTimestamp");
 
                     b.ToTable("JobLogInputRequests", (string)null);
+                });
+
+            modelBuilder.Entity("JobLog.KeptMessageLog", b =>
+                {
+                    b.Property<Guid>("Id")
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("BodyLength")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("ConsumerType")
+                        .IsRequired()
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ContentType")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ExceptionMessage")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("ExceptionType")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("InputAddress")
+                        .IsRequired()
+                        .HasMaxLength(2000)
+                        .HasColumnType("TEXT");
+
+                    b.Property<DateTime>("KeptAt")
+                        .HasColumnType("TEXT");
+
+                    b.Property<byte[]>("Protected")
+                        .HasColumnType("BLOB");
+
+                    b.Property<Guid>("TaskId")
+                        .HasColumnType("TEXT");
+
+                    b.Property<bool>("TooLarge")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Id");
+
+                    b.HasIndex("KeptAt");
+
+                    b.HasIndex("TaskId", "KeptAt");
+
+                    b.ToTable("JobLogKeptMessages", (string)null);
                 });
 
             modelBuilder.Entity("JobLog.OutputRequestLog", b =>

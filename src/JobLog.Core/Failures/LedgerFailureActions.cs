@@ -1,0 +1,214 @@
+using JobLog.Storage;
+using Microsoft.EntityFrameworkCore;
+
+namespace JobLog.Failures;
+
+/// <summary>Deletes kept messages (the bodies of failed deliveries) on an operator's request.</summary>
+public interface IKeptMessageActions
+{
+    /// <summary>Deletes the kept messages of the given tasks (they can no longer be retried); records the action.</summary>
+    /// <param name="request">The tasks, who asked, and an optional note.</param>
+    /// <param name="cancellationToken">Cancels the call.</param>
+    /// <returns>The action's id, the tasks whose kept messages were deleted and the tasks that had none.</returns>
+    Task<FailureActionReceipt> DeleteKeptMessagesAsync(FailureActionRequest request, CancellationToken cancellationToken = default);
+}
+
+/// <summary>
+/// <see cref="IFailureActions"/> on the ledger: a request is recorded (the action and one item per task) and returns at
+/// once; the MassTransit integration's sender sends pending retries (docs/architecture.md#failures).
+/// </summary>
+internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetrySignal signal, TimeProvider time)
+    : IFailureActions, IKeptMessageActions
+{
+    public async Task<FailureActionReceipt> RetryAsync(FailureActionRequest request, CancellationToken cancellationToken = default)
+    {
+        var ids = Validate(request);
+        for (var attempt = 0; ; attempt++)
+        {
+            try
+            {
+                var receipt = await TryRetryAsync(request, ids, cancellationToken).ConfigureAwait(false);
+                if (receipt.Accepted > 0)
+                {
+                    signal.Notify();
+                }
+
+                return receipt;
+            }
+            catch (DbUpdateException) when (attempt < 2)
+            {
+                // A concurrent request took some of these tasks first (one retry in progress per task): choose again.
+            }
+        }
+    }
+
+    public async Task<FailureActionReceipt> ResolveAsync(
+        FailureActionRequest request, FailureResolution resolution, CancellationToken cancellationToken = default)
+    {
+        var ids = Validate(request);
+        if (!Enum.IsDefined(resolution))
+        {
+            throw new ArgumentOutOfRangeException(nameof(resolution), resolution, "Unknown resolution.");
+        }
+
+        var db = contexts.Create();
+        await using (db.ConfigureAwait(false))
+        {
+            var now = time.GetUtcNow().UtcDateTime;
+            var failed = (await db.TaskLogs.AsNoTracking().Where(t => ids.Contains(t.Id) && t.State == TaskState.Failed)
+                .Select(t => t.Id).ToListAsync(cancellationToken).ConfigureAwait(false)).ToHashSet();
+            var kind = resolution == FailureResolution.Archived ? FailureActionKind.Archive : FailureActionKind.Resolve;
+            var action = NewAction(request, kind, now, failed.Count, ids.Count - failed.Count);
+            var transaction = await db.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                db.FailureActions.Add(action);
+                db.FailureActionItems.AddRange(ids.Select(id => failed.Contains(id)
+                    ? new FailureActionItemLog { ActionId = action.Id, TaskId = id, State = FailureActionItemState.Done, DoneAt = now }
+                    : new FailureActionItemLog { ActionId = action.Id, TaskId = id, State = FailureActionItemState.Refused, Reason = "not failed" }));
+                await db.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+                await db.TaskLogs.Where(t => failed.Contains(t.Id) && t.State == TaskState.Failed).ExecuteUpdateAsync(
+                    s => s.SetProperty(t => t.Resolution, resolution).SetProperty(t => t.ResolvedAt, now), cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            return new FailureActionReceipt(action.Id, action.Count, action.Skipped);
+        }
+    }
+
+    public async Task<FailureActionReceipt> DeleteKeptMessagesAsync(FailureActionRequest request, CancellationToken cancellationToken = default)
+    {
+        var ids = Validate(request);
+        var db = contexts.Create();
+        await using (db.ConfigureAwait(false))
+        {
+            var now = time.GetUtcNow().UtcDateTime;
+            var kept = (await db.KeptMessages.AsNoTracking().Where(k => ids.Contains(k.TaskId)).Select(k => k.TaskId).Distinct()
+                .ToListAsync(cancellationToken).ConfigureAwait(false)).ToHashSet();
+            var action = NewAction(request, FailureActionKind.DeleteKeptMessages, now, kept.Count, ids.Count - kept.Count);
+            var transaction = await db.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                db.FailureActions.Add(action);
+                db.FailureActionItems.AddRange(ids.Select(id => kept.Contains(id)
+                    ? new FailureActionItemLog { ActionId = action.Id, TaskId = id, State = FailureActionItemState.Done, DoneAt = now }
+                    : new FailureActionItemLog { ActionId = action.Id, TaskId = id, State = FailureActionItemState.Refused, Reason = "no kept message" }));
+                await db.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
+                await db.KeptMessages.Where(k => kept.Contains(k.TaskId)).ExecuteDeleteAsync(cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            return new FailureActionReceipt(action.Id, action.Count, action.Skipped);
+        }
+    }
+
+    public async Task<RetryProgress?> GetRetryProgressAsync(Guid requestId, CancellationToken cancellationToken = default)
+    {
+        var db = contexts.Create();
+        await using (db.ConfigureAwait(false))
+        {
+            var action = await db.FailureActions.AsNoTracking().FirstOrDefaultAsync(a => a.Id == requestId && a.Kind == FailureActionKind.Retry, cancellationToken)
+                .ConfigureAwait(false);
+            if (action is null)
+            {
+                return null;
+            }
+
+            var counts = await db.FailureActionItems.AsNoTracking().Where(i => i.ActionId == requestId).GroupBy(i => i.State)
+                .Select(g => new { g.Key, Count = g.Count() }).ToDictionaryAsync(g => g.Key, g => g.Count, cancellationToken).ConfigureAwait(false);
+            int Count(FailureActionItemState state) => counts.GetValueOrDefault(state);
+            return new RetryProgress(
+                requestId, action.Count, Count(FailureActionItemState.Done), Count(FailureActionItemState.Skipped), Count(FailureActionItemState.Failed),
+                Count(FailureActionItemState.Pending) + Count(FailureActionItemState.Sending) == 0);
+        }
+    }
+
+    private async Task<FailureActionReceipt> TryRetryAsync(FailureActionRequest request, List<Guid> ids, CancellationToken ct)
+    {
+        var db = contexts.Create();
+        await using (db.ConfigureAwait(false))
+        {
+            var now = time.GetUtcNow().UtcDateTime;
+            var failed = (await db.TaskLogs.AsNoTracking().Where(t => ids.Contains(t.Id) && t.State == TaskState.Failed)
+                .Select(t => t.Id).ToListAsync(ct).ConfigureAwait(false)).ToHashSet();
+            var kept = (await db.KeptMessages.AsNoTracking().Where(k => ids.Contains(k.TaskId))
+                    .Select(k => new { k.Id, k.TaskId, k.KeptAt, k.TooLarge, k.BodyLength }).ToListAsync(ct).ConfigureAwait(false))
+                .GroupBy(k => k.TaskId).ToDictionary(g => g.Key, g => g.MaxBy(k => k.KeptAt)!);
+            // In a retry: pending or being sent, or sent and not yet consumed (no run of the task started since the claim).
+            var inRetry = (await db.FailureActionItems.AsNoTracking()
+                .Where(i => ids.Contains(i.TaskId) && (i.State == FailureActionItemState.Pending || i.State == FailureActionItemState.Sending
+                    || (i.State == FailureActionItemState.Done && i.KeptMessageId != null
+                        && !db.TaskRunLogs.Any(r => r.TaskId == i.TaskId && r.Start >= i.ClaimedAt))))
+                .Select(i => i.TaskId).ToListAsync(ct).ConfigureAwait(false)).ToHashSet();
+
+            var items = new List<FailureActionItemLog>(ids.Count);
+            var action = NewAction(request, FailureActionKind.Retry, now, 0, 0);
+            foreach (var id in ids)
+            {
+                var item = new FailureActionItemLog { ActionId = action.Id, TaskId = id, State = FailureActionItemState.Refused };
+                if (!failed.Contains(id))
+                {
+                    item.Reason = "not failed";
+                }
+                else if (inRetry.Contains(id))
+                {
+                    item.Reason = "already being retried";
+                }
+                else if (!kept.TryGetValue(id, out var message))
+                {
+                    item.Reason = "no kept message";
+                }
+                else if (message.TooLarge)
+                {
+                    item.Reason = $"too large to retry: the message had {message.BodyLength} bytes, more than the kept limit";
+                }
+                else
+                {
+                    item.State = FailureActionItemState.Pending;
+                    item.KeptMessageId = message.Id;
+                }
+
+                items.Add(item);
+            }
+
+            var accepted = items.Where(i => i.State == FailureActionItemState.Pending).Select(i => i.TaskId).ToList();
+            action.Count = accepted.Count;
+            action.Skipped = ids.Count - accepted.Count;
+            var transaction = await db.Database.BeginTransactionAsync(ct).ConfigureAwait(false);
+            await using (transaction.ConfigureAwait(false))
+            {
+                db.FailureActions.Add(action);
+                db.FailureActionItems.AddRange(items);
+                await db.SaveChangesAsync(ct).ConfigureAwait(false);
+                // A retried failure is open again until its new run says otherwise.
+                await db.TaskLogs.Where(t => accepted.Contains(t.Id) && t.Resolution != null).ExecuteUpdateAsync(
+                    s => s.SetProperty(t => t.Resolution, (FailureResolution?)null).SetProperty(t => t.ResolvedAt, (DateTime?)null), ct).ConfigureAwait(false);
+                await transaction.CommitAsync(ct).ConfigureAwait(false);
+            }
+
+            return new FailureActionReceipt(action.Id, action.Count, action.Skipped);
+        }
+    }
+
+    private static List<Guid> Validate(FailureActionRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        ArgumentNullException.ThrowIfNull(request.TaskIds);
+        ArgumentException.ThrowIfNullOrWhiteSpace(request.RequestedBy);
+        return request.TaskIds.Distinct().ToList();
+    }
+
+    private static FailureActionLog NewAction(FailureActionRequest request, FailureActionKind kind, DateTime now, int count, int skipped) => new()
+    {
+        Id = Guid.CreateVersion7(now),
+        Kind = kind,
+        RequestedBy = Bound(request.RequestedBy, LedgerModel.NameLength)!,
+        RequestedAt = now,
+        Count = count,
+        Skipped = skipped,
+        Note = request.Note,
+        Selection = Bound(request.Selection, 2000),
+    };
+
+    private static string? Bound(string? text, int length) => text is null || text.Length <= length ? text : text[..length];
+}

@@ -1,0 +1,327 @@
+using System.Threading.RateLimiting;
+using JobLog.Failures;
+using JobLog.Storage;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace JobLog.MassTransit.Internal.Failures;
+
+/// <summary>
+/// Sends pending retries (docs/architecture.md#failures) in staged batches: claim (State = Sending, ClaimedAt) → send
+/// each kept message back to its input address, rate-limited → mark the batch sent. A stop lets the batch's sends in
+/// flight finish and gives the unsent rest back. A claim left "sending" longer than
+/// <see cref="FailureOptions.RetryClaimLease"/> (a crash between send and mark) is taken over: counted sent when the
+/// ledger has a run of its task that started after the claim, else sent again. Runs while the bus runs.
+/// </summary>
+internal sealed class FailureRetrySender : IDisposable
+{
+    private const int SendConcurrency = 16;
+    private readonly JobLogContextFactory _contexts;
+    private readonly KeptMessageCodec _codec;
+    private readonly RetrySignal _signal;
+    private readonly FailureOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly RateLimiter _limiter;
+    private readonly Lock _lock = new();
+    private CancellationTokenSource? _stopping;
+    private Task? _loop;
+
+    public FailureRetrySender(JobLogContextFactory contexts, KeptMessageCodec codec, RetrySignal signal, IOptions<JobLogOptions> options, TimeProvider time, ILogger logger)
+    {
+        _contexts = contexts;
+        _codec = codec;
+        _signal = signal;
+        _options = options.Value.Failures;
+        _time = time;
+        _logger = logger;
+        var perSecond = _options.RetriesPerSecond;
+        // Refilled ten times a second (smoother than a burst per second) unless fewer than ten a second are allowed.
+        _limiter = new TokenBucketRateLimiter(new TokenBucketRateLimiterOptions
+        {
+            TokenLimit = Math.Max(1, perSecond / 10),
+            TokensPerPeriod = Math.Max(1, perSecond / 10),
+            ReplenishmentPeriod = perSecond >= 10 ? TimeSpan.FromMilliseconds(100) : TimeSpan.FromSeconds(1.0 / perSecond),
+            QueueLimit = int.MaxValue,
+            QueueProcessingOrder = QueueProcessingOrder.OldestFirst,
+            AutoReplenishment = true,
+        });
+    }
+
+    /// <summary>Who sends (machine and process).</summary>
+    public string Name { get; } = $"{Environment.MachineName}/{Environment.ProcessId}";
+
+    public static FailureRetrySender Create(IServiceProvider provider) => new(
+        provider.GetRequiredService<JobLogContextFactory>(),
+        provider.GetRequiredService<KeptMessageCodec>(),
+        provider.GetRequiredService<RetrySignal>(),
+        provider.GetRequiredService<IOptions<JobLogOptions>>(),
+        provider.GetRequiredService<TimeProvider>(),
+        provider.GetRequiredService<ILoggerFactory>().CreateLogger("JobLog.MassTransit.Failures"));
+
+    /// <summary>Starts sending once <paramref name="busReady"/> completes. Idempotent.</summary>
+    public void Start(IBus bus, Task busReady)
+    {
+        lock (_lock)
+        {
+            if (_loop is not null)
+            {
+                return;
+            }
+
+            _stopping = new CancellationTokenSource();
+            var stopping = _stopping.Token;
+            _loop = Task.Run(() => RunAsync(bus, busReady, stopping), CancellationToken.None);
+        }
+    }
+
+    /// <summary>Stops: the batch's sends in flight finish and are marked; its unsent retries are given back.</summary>
+    public async Task StopAsync()
+    {
+        Task? loop;
+        CancellationTokenSource? stopping;
+        lock (_lock)
+        {
+            (loop, stopping) = (_loop, _stopping);
+            (_loop, _stopping) = (null, null);
+        }
+
+        if (loop is null || stopping is null)
+        {
+            return;
+        }
+
+        await stopping.CancelAsync().ConfigureAwait(false);
+        await loop.ConfigureAwait(false);
+        stopping.Dispose();
+    }
+
+    public void Dispose() => _limiter.Dispose();
+
+    private async Task RunAsync(IBus bus, Task busReady, CancellationToken stopping)
+    {
+        try
+        {
+            await busReady.WaitAsync(stopping).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+        catch (Exception ex)
+        {
+            Log.SenderFailed(_logger, ex, _options.RetryPollInterval);
+            return;
+        }
+
+        Log.SenderStarted(_logger, Name);
+        while (!stopping.IsCancellationRequested)
+        {
+            try
+            {
+                if (await RunOnceAsync(bus, stopping).ConfigureAwait(false) == 0)
+                {
+                    await _signal.WaitAsync(_options.RetryPollInterval, _time, stopping).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (Exception ex)
+            {
+                Log.SenderFailed(_logger, ex, _options.RetryPollInterval);
+                try
+                {
+                    await Task.Delay(_options.RetryPollInterval, _time, stopping).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// <summary>One staged batch: takes over expired claims, then claims, sends and marks up to a batch of retries.</summary>
+    /// <returns>The retries handled (sent, skipped or failed).</returns>
+    internal async Task<int> RunOnceAsync(IBus bus, CancellationToken stopping)
+    {
+        if (!await AnyInProgressAsync(stopping).ConfigureAwait(false))
+        {
+            // Idle: one read on the partial index, no write statement (SQLite's write lock belongs to the writer).
+            return 0;
+        }
+
+        await RecoverAsync(stopping).ConfigureAwait(false);
+        var claimed = await ClaimAsync(stopping).ConfigureAwait(false);
+        if (claimed.Count == 0)
+        {
+            return 0;
+        }
+
+        var batch = await RetryBatch.LoadAsync(_contexts, _codec, claimed, stopping).ConfigureAwait(false);
+        var sent = new List<FailureActionItemLog>();
+        var given = new List<FailureActionItemLog>();
+        await Parallel.ForEachAsync(batch.Ready, new ParallelOptions { MaxDegreeOfParallelism = SendConcurrency }, async (retry, _) =>
+        {
+            if (stopping.IsCancellationRequested)
+            {
+                lock (given)
+                {
+                    given.Add(retry.Item);
+                }
+
+                return;
+            }
+
+            try
+            {
+                using var lease = await _limiter.AcquireAsync(1, stopping).ConfigureAwait(false);
+                await retry.SendAsync(bus, _time, CancellationToken.None).ConfigureAwait(false);
+                lock (sent)
+                {
+                    sent.Add(retry.Item);
+                }
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                lock (given)
+                {
+                    given.Add(retry.Item);
+                }
+            }
+            catch (Exception ex)
+            {
+                Log.RetrySendFailed(_logger, ex, retry.Item.TaskId, retry.Message.InputAddress);
+                lock (batch.Failed)
+                {
+                    batch.Failed.Add((retry.Item, "send failed: " + ex.Message));
+                }
+            }
+        }).ConfigureAwait(false);
+
+        await MarkAsync(sent, given, batch).ConfigureAwait(false);
+        return sent.Count + batch.Skipped.Count + batch.Failed.Count;
+    }
+
+    private async Task<bool> AnyInProgressAsync(CancellationToken ct)
+    {
+        var db = _contexts.Create();
+        await using (db.ConfigureAwait(false))
+        {
+            return await db.FailureActionItems.AnyAsync(
+                i => i.State == FailureActionItemState.Pending || i.State == FailureActionItemState.Sending, ct).ConfigureAwait(false);
+        }
+    }
+
+    private async Task RecoverAsync(CancellationToken ct)
+    {
+        var cutoff = _time.GetUtcNow().UtcDateTime - _options.RetryClaimLease;
+        var db = _contexts.Create();
+        await using (db.ConfigureAwait(false))
+        {
+            var expired = db.FailureActionItems.Where(i => i.State == FailureActionItemState.Sending && i.ClaimedAt < cutoff);
+            var sent = await expired.Where(i => db.TaskRunLogs.Any(r => r.TaskId == i.TaskId && r.Start >= i.ClaimedAt))
+                .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, FailureActionItemState.Done).SetProperty(i => i.DoneAt, i => i.ClaimedAt), ct)
+                .ConfigureAwait(false);
+            var again = await expired
+                .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, FailureActionItemState.Pending).SetProperty(i => i.ClaimedAt, (DateTime?)null), ct)
+                .ConfigureAwait(false);
+            if (sent + again > 0)
+            {
+                Log.Recovered(_logger, sent, again);
+            }
+        }
+    }
+
+    private async Task<List<FailureActionItemLog>> ClaimAsync(CancellationToken ct)
+    {
+        var db = _contexts.Create();
+        await using (db.ConfigureAwait(false))
+        {
+            var candidates = await db.FailureActionItems.AsNoTracking().Where(i => i.State == FailureActionItemState.Pending)
+                .OrderBy(i => i.ActionId).ThenBy(i => i.TaskId).Take(_options.RetryBatchSize)
+                .Select(i => new { i.ActionId, i.TaskId }).ToListAsync(ct).ConfigureAwait(false);
+            var claimed = new List<FailureActionItemLog>(candidates.Count);
+            foreach (var action in candidates.GroupBy(c => c.ActionId))
+            {
+                var tasks = action.Select(c => c.TaskId).ToList();
+                // The claim's time is its token: read back what this statement claimed (another sender may have taken some).
+                var now = _time.GetUtcNow().UtcDateTime.AddTicks(Random.Shared.Next(1, 10_000));
+                await db.FailureActionItems.Where(i => i.ActionId == action.Key && tasks.Contains(i.TaskId) && i.State == FailureActionItemState.Pending)
+                    .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, FailureActionItemState.Sending).SetProperty(i => i.ClaimedAt, now), ct)
+                    .ConfigureAwait(false);
+                claimed.AddRange(await db.FailureActionItems.AsNoTracking()
+                    .Where(i => i.ActionId == action.Key && tasks.Contains(i.TaskId) && i.State == FailureActionItemState.Sending && i.ClaimedAt == now)
+                    .ToListAsync(CancellationToken.None).ConfigureAwait(false));
+            }
+
+            return claimed;
+        }
+    }
+
+    private async Task MarkAsync(List<FailureActionItemLog> sent, List<FailureActionItemLog> given, RetryBatch batch)
+    {
+        var now = _time.GetUtcNow().UtcDateTime;
+        var db = _contexts.Create();
+        await using (db.ConfigureAwait(false))
+        {
+            foreach (var action in sent.GroupBy(i => i.ActionId))
+            {
+                var tasks = action.Select(i => i.TaskId).ToList();
+                await db.FailureActionItems.Where(i => i.ActionId == action.Key && tasks.Contains(i.TaskId) && i.State == FailureActionItemState.Sending)
+                    .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, FailureActionItemState.Done).SetProperty(i => i.DoneAt, now), CancellationToken.None)
+                    .ConfigureAwait(false);
+            }
+
+            foreach (var action in given.GroupBy(i => i.ActionId))
+            {
+                var tasks = action.Select(i => i.TaskId).ToList();
+                await db.FailureActionItems.Where(i => i.ActionId == action.Key && tasks.Contains(i.TaskId) && i.State == FailureActionItemState.Sending)
+                    .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, FailureActionItemState.Pending).SetProperty(i => i.ClaimedAt, (DateTime?)null), CancellationToken.None)
+                    .ConfigureAwait(false);
+            }
+
+            var ended = batch.Skipped.Select(x => (x.Item, x.Reason, State: FailureActionItemState.Skipped))
+                .Concat(batch.Failed.Select(x => (x.Item, x.Reason, State: FailureActionItemState.Failed)));
+            foreach (var (item, reason, state) in ended)
+            {
+                await db.FailureActionItems.Where(i => i.ActionId == item.ActionId && i.TaskId == item.TaskId && i.State == FailureActionItemState.Sending)
+                    .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, state).SetProperty(i => i.Reason, reason).SetProperty(i => i.DoneAt, now), CancellationToken.None)
+                    .ConfigureAwait(false);
+            }
+        }
+    }
+}
+
+/// <summary>Runs the retry sender while the bus runs.</summary>
+internal sealed class RetrySenderBusObserver(FailureRetrySender sender) : IBusObserver
+{
+    public void PostCreate(IBus bus)
+    {
+    }
+
+    public void CreateFaulted(Exception exception)
+    {
+    }
+
+    public Task PreStart(IBus bus) => Task.CompletedTask;
+
+    public Task PostStart(IBus bus, Task<BusReady> busReady)
+    {
+        sender.Start(bus, busReady);
+        return Task.CompletedTask;
+    }
+
+    public Task StartFaulted(IBus bus, Exception exception) => sender.StopAsync();
+
+    public Task PreStop(IBus bus) => sender.StopAsync();
+
+    public Task PostStop(IBus bus) => Task.CompletedTask;
+
+    public Task StopFaulted(IBus bus, Exception exception) => Task.CompletedTask;
+}

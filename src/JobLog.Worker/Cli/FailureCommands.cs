@@ -1,0 +1,79 @@
+using System.CommandLine;
+using JobLog.Failures;
+using JobLog.Maintenance;
+
+namespace JobLog.Worker.Cli;
+
+/// <summary>
+/// <c>retry</c> and <c>resolve</c>: act on failed tasks through <see cref="IFailureActions"/>. The CLI has no bus: a
+/// retry is recorded in the ledger and the running worker's retry sender sends it; the progress bar follows it.
+/// </summary>
+internal static class FailureCommands
+{
+    public static IEnumerable<Command> All(CliContext context) => [Retry(context), Resolve(context)];
+
+    private static Command Retry(CliContext context)
+    {
+        var ids = new Argument<Guid[]>("task-id") { Description = "The failed tasks to retry.", Arity = ArgumentArity.OneOrMore };
+        var by = new Option<string>("--by") { Description = "Who asks (kept with the action). Default: the OS user.", DefaultValueFactory = _ => Environment.UserName };
+        var noWait = new Option<bool>("--no-wait") { Description = "Record the retry and exit; do not follow its progress." };
+        var command = new Command("retry", "Send the kept messages of failed tasks back to their queues (a running worker sends them).") { ids, by, noWait };
+        command.SetAction((parse, ct) => context.WithLedgerAsync("retry", async session =>
+        {
+            await session.Maintenance.MigrateAsync(ct);
+            var actions = session.Services.GetRequiredService<IFailureActions>();
+            var receipt = await actions.RetryAsync(new FailureActionRequest(parse.GetValue(ids)!, parse.GetValue(by)!) { Selection = "cli" }, ct);
+            await context.Console.SafeOut.WriteLineAsync($"retry {receipt.RequestId}: {receipt.Accepted} queued, {receipt.Skipped} skipped");
+            if (receipt.Accepted == 0 || parse.GetValue(noWait))
+            {
+                return 0;
+            }
+
+            var progress = await context.Console.WithProgressAsync(
+                p => $"{p.Step}: {p.Total} retries…",
+                async report =>
+                {
+                    while (true)
+                    {
+                        var p = await actions.GetRetryProgressAsync(receipt.RequestId, ct) ?? throw new InvalidOperationException("The retry request is gone.");
+                        report.Report(new MaintenanceProgress("retry", p.Sent + p.Skipped + p.Failed, p.Total, p.Completed));
+                        if (p.Completed)
+                        {
+                            return p;
+                        }
+
+                        await Task.Delay(TimeSpan.FromMilliseconds(250), ct);
+                    }
+                });
+            await context.Console.SafeOut.WriteLineAsync($"sent {progress.Sent}, skipped {progress.Skipped}, failed {progress.Failed}");
+            return progress.Failed > 0 ? 1 : 0;
+        }, ct));
+        return command;
+    }
+
+    private static Command Resolve(CliContext context)
+    {
+        var ids = new Argument<Guid[]>("task-id") { Description = "The failed tasks to resolve.", Arity = ArgumentArity.OneOrMore };
+        var by = new Option<string>("--by") { Description = "Who asks (kept with the action). Default: the OS user.", DefaultValueFactory = _ => Environment.UserName };
+        var note = new Option<string?>("--note") { Description = "Why (kept with the action)." };
+        var archive = new Option<bool>("--archive") { Description = "Archive instead of resolve." };
+        var delete = new Option<bool>("--delete-kept") { Description = "Also delete the kept messages (they can no longer be retried)." };
+        var command = new Command("resolve", "Mark failed tasks resolved (or archived), with an optional note.") { ids, by, note, archive, delete };
+        command.SetAction((parse, ct) => context.WithLedgerAsync("resolve", async session =>
+        {
+            await session.Maintenance.MigrateAsync(ct);
+            var request = new FailureActionRequest(parse.GetValue(ids)!, parse.GetValue(by)!) { Note = parse.GetValue(note), Selection = "cli" };
+            var resolution = parse.GetValue(archive) ? FailureResolution.Archived : FailureResolution.Resolved;
+            var receipt = await session.Services.GetRequiredService<IFailureActions>().ResolveAsync(request, resolution, ct);
+            await context.Console.SafeOut.WriteLineAsync($"{resolution.ToString().ToLowerInvariant()} {receipt.Accepted}, skipped {receipt.Skipped} (not failed)");
+            if (parse.GetValue(delete))
+            {
+                var deleted = await session.Services.GetRequiredService<IKeptMessageActions>().DeleteKeptMessagesAsync(request, ct);
+                await context.Console.SafeOut.WriteLineAsync($"deleted the kept messages of {deleted.Accepted} tasks");
+            }
+
+            return 0;
+        }, ct));
+        return command;
+    }
+}

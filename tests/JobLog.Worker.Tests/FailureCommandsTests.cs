@@ -1,0 +1,47 @@
+using JobLog.Failures;
+using JobLog.Testing;
+using JobLog.Worker.Cli;
+using Microsoft.EntityFrameworkCore;
+using NUnit.Framework;
+
+namespace JobLog.Worker.Tests;
+
+/// <summary><c>retry</c> records a retry for the running worker to send; <c>resolve</c> marks failures resolved or archived.</summary>
+[TestFixture]
+public sealed class FailureCommandsTests
+{
+    [Test]
+    public async Task RetryAndResolve_RecordTheActionsOnTheLedger()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var (kept, bare, other) = (Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid());
+        await host.QueryAsync(db =>
+        {
+            foreach (var id in new[] { kept, bare, other })
+            {
+                db.TaskLogs.Add(new TaskLog { Id = id, Name = "T", State = TaskState.Failed, DispatchedAt = DateTime.UtcNow });
+            }
+
+            db.KeptMessages.Add(new KeptMessageLog
+            {
+                Id = Guid.NewGuid(), TaskId = kept, ConsumerType = "C", InputAddress = "loopback://localhost/q", KeptAt = DateTime.UtcNow, Protected = [1, 2, 3],
+            });
+            return db.SaveChangesAsync();
+        });
+        string[] settings = ["--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString];
+        var output = new StringWriter();
+
+        var retried = await JobLog.Worker.Cli.Cli.RunAsync(["retry", kept.ToString(), bare.ToString(), "--no-wait", "--by", "alice", .. settings], CliConsole.Redirected(output), recordCommand: false);
+        var resolved = await JobLog.Worker.Cli.Cli.RunAsync(["resolve", other.ToString(), "--archive", "--note", "known", .. settings], CliConsole.Redirected(output), recordCommand: false);
+
+        Assert.That((retried, resolved), Is.EqualTo((0, 0)), output.ToString());
+        Assert.That(output.ToString(), Does.Contain("1 queued, 1 skipped").And.Contain("archived 1, skipped 0"));
+        var items = await host.QueryAsync(db => db.FailureActionItems.AsNoTracking().ToListAsync());
+        Assert.That(items.Single(i => i.TaskId == kept).State, Is.EqualTo(FailureActionItemState.Pending));
+        Assert.That(items.Single(i => i.TaskId == bare).Reason, Is.EqualTo("no kept message"));
+        var task = await host.TaskAsync(other);
+        Assert.That(task.Resolution, Is.EqualTo(FailureResolution.Archived));
+        var action = await host.QueryAsync(db => db.FailureActions.AsNoTracking().SingleAsync(a => a.Kind == FailureActionKind.Archive));
+        Assert.That((action.RequestedBy, action.Note), Is.EqualTo((Environment.UserName, "known")));
+    }
+}
