@@ -23,9 +23,8 @@ public sealed class JobLogDashboardOptions
 
     /// <summary>
     /// Allows actions that change the ledger or the bus from the dashboard (POST, same-origin only). Default false: the
-    /// dashboard is read-only. No action ships yet: re-publishing a FAILED or EXPIRED task needs the original message
-    /// body, which the ledger does not store (its <c>TaskKwargs</c> are masked and truncated, so replaying them would
-    /// not be the original message).
+    /// dashboard is read-only. This maps the application's own <see cref="TaskActions"/>; JobLog's failure actions
+    /// (retry from the kept message, resolve, archive) are enabled separately, by <see cref="Actions"/>.
     /// </summary>
     public bool EnableActions { get; set; }
 
