@@ -77,7 +77,9 @@ internal sealed class LedgerWriter(
                     return;
                 }
 
-                if (_options.Durability == LedgerDurability.Buffered && recorder.Backlog < _options.MaxBatchSize)
+                // Fewer, larger commits when no acknowledgement waits for them: the fixed cost per commit (BEGIN, COMMIT,
+                // the disk's sync) is paid over more records.
+                if (recorder.MayFillBatches && recorder.Backlog < _options.MaxBatchSize)
                 {
                     await Task.Delay(_options.FlushInterval, time, stoppingToken).ConfigureAwait(false);
                 }
