@@ -81,7 +81,10 @@ internal sealed class LedgerWriter(
                 // the disk's sync) is paid over more records.
                 if (recorder.MayFillBatches && recorder.Backlog < _options.MaxBatchSize)
                 {
-                    await Task.Delay(_options.FlushInterval, time, stoppingToken).ConfigureAwait(false);
+                    // In Journaled mode the wait is for performance only (the journal holds the records): on the real
+                    // clock, so that an application's fake clock never stalls its ledger.
+                    var clock = _options.Durability == LedgerDurability.Buffered ? time : TimeProvider.System;
+                    await Task.Delay(_options.FlushInterval, clock, stoppingToken).ConfigureAwait(false);
                 }
 
                 await WriteNextBatchAsync(stoppingToken).ConfigureAwait(false);
