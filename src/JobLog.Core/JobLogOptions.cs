@@ -110,11 +110,7 @@ public sealed class JobLogOptions : IValidatableObject
     [AtLeast(1)]
     public int MaxBatchSize { get; set; } = 2000;
 
-    /// <summary>
-    /// How long the writer waits to fill a batch in <see cref="LedgerDurability.Buffered"/> mode, and in
-    /// <see cref="LedgerDurability.Journaled"/> mode while the journal takes every record (no acknowledgement waits for
-    /// the commit then). Default 100 ms.
-    /// </summary>
+    /// <summary>How long the writer waits to fill a batch in <see cref="LedgerDurability.Buffered"/> mode. Default 100 ms.</summary>
     [NotNegative]
     public TimeSpan FlushInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 

@@ -52,12 +52,6 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
         }
     }
 
-    /// <summary>
-    /// True while no wait needs a commit: Journaled mode with a journal that appends and has refused nothing still
-    /// uncommitted. The writer may then wait to fill a batch.
-    /// </summary>
-    public bool JournalVouches => journalSuffices && _journalUsable && Committed >= Interlocked.Read(ref _refusedUpTo);
-
     /// <summary>Nothing can make a record durable now: the database fails and the journal does not append.</summary>
     private bool Hopeless => _failing && !_journalUsable;
 

@@ -88,12 +88,6 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
 
     public int Backlog => Volatile.Read(ref _backlog);
 
-    /// <summary>
-    /// True when nothing on the business path waits for the next commit (Buffered, or Journaled while the journal takes
-    /// every record): the writer then waits up to <see cref="JobLogOptions.FlushInterval"/> to fill a batch.
-    /// </summary>
-    public bool MayFillBatches => _options.Durability == LedgerDurability.Buffered || _waiters.JournalVouches;
-
     public long Dropped => Interlocked.Read(ref _dropped);
 
     /// <summary>Records written to the spool file since start (they reach the ledger when the writer has caught up).</summary>

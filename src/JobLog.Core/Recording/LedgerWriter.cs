@@ -77,14 +77,9 @@ internal sealed class LedgerWriter(
                     return;
                 }
 
-                // Fewer, larger commits when no acknowledgement waits for them: the fixed cost per commit (BEGIN, COMMIT,
-                // the disk's sync) is paid over more records.
-                if (recorder.MayFillBatches && recorder.Backlog < _options.MaxBatchSize)
+                if (_options.Durability == LedgerDurability.Buffered && recorder.Backlog < _options.MaxBatchSize)
                 {
-                    // In Journaled mode the wait is for performance only (the journal holds the records): on the real
-                    // clock, so that an application's fake clock never stalls its ledger.
-                    var clock = _options.Durability == LedgerDurability.Buffered ? time : TimeProvider.System;
-                    await Task.Delay(_options.FlushInterval, clock, stoppingToken).ConfigureAwait(false);
+                    await Task.Delay(_options.FlushInterval, time, stoppingToken).ConfigureAwait(false);
                 }
 
                 await WriteNextBatchAsync(stoppingToken).ConfigureAwait(false);

@@ -56,29 +56,6 @@ public class CommitWaitersTests
     }
 
     [Test]
-    public void JournalVouches_UntilARefusedRecordIsCommitted()
-    {
-        Assert.That(_waiters.JournalVouches, Is.True, "Journaled, journal usable: nobody waits for a commit");
-
-        _waiters.JournalRefused(2);
-        _waiters.Journaled(3);
-        Assert.That(_waiters.JournalVouches, Is.False, "record 2 waits for its commit: the writer must not wait to fill a batch");
-
-        _waiters.Release(2);
-        Assert.That(_waiters.JournalVouches, Is.True);
-    }
-
-    [Test]
-    public void JournalVouches_NeverInCommittedMode()
-    {
-        using var committed = new CommitWaiters(_services.GetRequiredService<JobLogMetrics>(), new FakeTimeProvider(), TimeSpan.FromMinutes(1));
-        committed.SetJournalUsable();
-        committed.Journaled(5);
-
-        Assert.That(committed.JournalVouches, Is.False);
-    }
-
-    [Test]
     public void ARefusalDuringAnOutage_ReleasesEveryone_NothingCanMakeThemDurable()
     {
         var wait = _waiters.WaitAsync(1, CancellationToken.None);
