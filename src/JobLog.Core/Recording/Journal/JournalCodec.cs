@@ -9,8 +9,9 @@ namespace JobLog.Recording.Journal;
 /// </summary>
 internal static class JournalCodec
 {
+    /// <remarks><see cref="RunStarted.Rendering"/> is not serialised (<c>[JsonIgnore]</c>): the record is written as it is, without a copy.</remarks>
     public static void Write(Utf8JsonWriter writer, LedgerRecord record) =>
-        JsonSerializer.Serialize(writer, record is RunStarted { Rendering: not null } started ? started with { Rendering = null } : record, SpoolJson.Default.LedgerRecord);
+        JsonSerializer.Serialize(writer, record, SpoolJson.Default.LedgerRecord);
 
     /// <summary>The record of a journal line; null when the line cannot be read, or lacks what its kind needs.</summary>
     public static LedgerRecord? Read(ReadOnlySpan<byte> line)
