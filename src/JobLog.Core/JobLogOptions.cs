@@ -58,6 +58,15 @@ public sealed class JobLogOptions : IValidatableObject
     /// <summary>Create or migrate the schema at start-up. Default <c>true</c>; turn off when you migrate yourself.</summary>
     public bool MigrateOnStartup { get; set; } = true;
 
+    /// <summary>
+    /// Keep the text index the task search (<c>q</c>) uses: SQLite FTS5 trigram tables kept by triggers, PostgreSQL
+    /// <c>pg_trgm</c> GIN indexes (docs/search.md). Default <c>true</c>. Off, start-up drops the index and the search
+    /// finds the same rows by scanning (slow on a big ledger). The index is the writer's largest cost on SQLite (about
+    /// 50 µs and 0.7 µs per character per task row, docs/benchmarks.md): turn it off where throughput matters more
+    /// than searching a big ledger. Every process of one ledger must agree (each applies it at start-up).
+    /// </summary>
+    public bool SearchIndex { get; set; } = true;
+
     /// <summary>What the business path waits for before it goes on: see <see cref="LedgerDurability"/>. Default <see cref="LedgerDurability.Journaled"/>.</summary>
     public LedgerDurability Durability { get; set; } = LedgerDurability.Journaled;
 

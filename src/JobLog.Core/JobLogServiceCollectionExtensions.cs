@@ -54,7 +54,8 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<JobLog.Retention.LedgerPurger>();
         services.TryAddSingleton(JobLog.Maintenance.LedgerMaintenance.Create);
         services.TryAddScoped(sp => sp.GetRequiredService<JobLogContextFactory>().Create());
-        services.TryAddScoped(sp => new JobLog.Querying.LedgerQueries(sp.GetRequiredService<JobLogDbContext>(), sp.GetRequiredService<LedgerDatabase>()));
+        services.TryAddScoped(sp => new JobLog.Querying.LedgerQueries(
+            sp.GetRequiredService<JobLogDbContext>(), sp.GetRequiredService<LedgerDatabase>(), sp.GetRequiredService<IOptions<JobLogOptions>>().Value.SearchIndex));
         services.TryAddSingleton<OutputCapture>();
         AddFailures(services);
         AddOutputCapture(services);

@@ -60,6 +60,11 @@ internal static class WorkerApp
                 o.Durability = durability;
             }
 
+            if (bool.TryParse(configuration["JobLog:SearchIndex"], out var searchIndex))
+            {
+                o.SearchIndex = searchIndex;
+            }
+
             if (configuration.GetSection("JobLog:SpoolDirectory") is { Value: { } spool })
             {
                 // An empty value turns the spool off.

@@ -38,7 +38,7 @@ public sealed partial class LedgerQueries
     /// </summary>
     private Expression<Func<TaskLog, bool>> MatchingIds(TaskSearch search)
     {
-        var ids = (search.Characters >= TaskSearch.IndexedLength ? _database.TasksContaining(_db, search.Text) : null)
+        var ids = (_searchIndex && search.Characters >= TaskSearch.IndexedLength ? _database.TasksContaining(_db, search.Text) : null)
             ?? _db.TaskLogs.Where(ContainsAny<TaskLog>(search.Text, t => t.Input, t => t.TaskKwargs)).Select(t => t.Id)
                 .Union(_db.TaskRunLogs.Where(ContainsAny<TaskRunLog>(search.Text, r => r.ErrorMessage)).Select(r => r.TaskId));
         if (search.Id is { } id)

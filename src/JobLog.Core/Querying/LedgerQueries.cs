@@ -17,10 +17,13 @@ public sealed partial class LedgerQueries
     private readonly JobLogDbContext _db;
     private readonly LedgerDatabase _database;
 
-    internal LedgerQueries(JobLogDbContext db, LedgerDatabase database)
+    private readonly bool _searchIndex;
+
+    internal LedgerQueries(JobLogDbContext db, LedgerDatabase database, bool searchIndex = true)
     {
         _db = db;
         _database = database;
+        _searchIndex = searchIndex;
     }
 
     /// <summary>One page of tasks, newest dispatched first.</summary>

@@ -47,6 +47,12 @@ internal abstract class LedgerDatabase
     /// <summary>After the migrations ran (SQLite: switches the file to WAL).</summary>
     public virtual Task AfterMigrateAsync(JobLogDbContext context, CancellationToken cancellationToken) => Task.CompletedTask;
 
+    /// <summary>
+    /// After the migrations: keeps or drops the task search's text index (<see cref="JobLogOptions.SearchIndex"/>;
+    /// the migration created it, so turning it on again rebuilds it from the rows).
+    /// </summary>
+    public virtual Task ApplySearchIndexAsync(JobLogDbContext context, bool enabled, CancellationToken cancellationToken) => Task.CompletedTask;
+
     // ---- Connections ----
 
     /// <summary>A new, closed connection (the health check's probe).</summary>

@@ -51,6 +51,7 @@ internal sealed class LedgerSchema(
                 contexts.Database.BeforeMigrate(contexts.ConnectionString);
                 await context.Database.MigrateAsync(cancellationToken).ConfigureAwait(false);
                 await contexts.Database.AfterMigrateAsync(context, cancellationToken).ConfigureAwait(false);
+                await contexts.Database.ApplySearchIndexAsync(context, options.Value.SearchIndex, cancellationToken).ConfigureAwait(false);
                 Log.Migrated(logger, contexts.Provider);
             }
 

@@ -1,5 +1,6 @@
 using JobLog.Querying;
 using JobLog.Recording;
+using JobLog.Storage;
 using JobLog.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -79,10 +80,12 @@ public class TaskSearchTests(LedgerProvider provider)
         .Select(t => t.Id);
 
     /// <summary>Every page of the search, followed by cursor; <paramref name="window"/> 0 goes straight to the indexes.</summary>
-    private async Task<List<Guid>> SearchAsync(string q, int window = 0, int limit = 500)
+    private async Task<List<Guid>> SearchAsync(string q, int window = 0, int limit = 500, bool searchIndex = true)
     {
         await using var scope = _host.Services.CreateAsyncScope();
-        var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+        var queries = searchIndex
+            ? scope.ServiceProvider.GetRequiredService<LedgerQueries>()
+            : new LedgerQueries(scope.ServiceProvider.GetRequiredService<JobLogDbContext>(), scope.ServiceProvider.GetRequiredService<LedgerDatabase>(), searchIndex: false);
         queries.SearchWindow = window;
         var found = new List<Guid>();
         string? cursor = null;
@@ -224,6 +227,44 @@ public class TaskSearchTests(LedgerProvider provider)
             Assert.That(plan, Does.Contain("IX_JobLogTasks_Input_Trigram").And.Contain("IX_JobLogTasks_TaskKwargs_Trigram")
                 .And.Contain("IX_JobLogTaskRuns_ErrorMessage_Trigram"));
         }
+    }
+
+    /// <summary>How many of the search's index objects the ledger has (SQLite: the two FTS5 tables; PostgreSQL: the three GIN indexes).</summary>
+    private Task<int> SearchIndexObjectsAsync() => _host.QueryAsync(db => provider == LedgerProvider.Sqlite
+        ? db.Database.SqlQueryRaw<int>(
+            "SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name IN ('JobLogTaskText', 'JobLogRunText')").SingleAsync()
+        : db.Database.SqlQueryRaw<int>(JobLog.Storage.PostgreSql.PostgreSqlSearch.CountPresent).SingleAsync());
+
+    private Task ApplySearchIndexAsync(bool enabled) => _host.QueryAsync(async db =>
+    {
+        await _host.Services.GetRequiredService<LedgerDatabase>().ApplySearchIndexAsync(db, enabled, CancellationToken.None);
+        return 0;
+    });
+
+    [Test]
+    public async Task SearchIndexOff_DropsTheIndex_SearchStillFindsTheSameRows_AndOnAgainRebuildsItFromTheRows()
+    {
+        var expected = provider == LedgerProvider.Sqlite ? 2 : 3;
+        Assert.That(await SearchIndexObjectsAsync(), Is.EqualTo(expected), "the default keeps the index");
+
+        await ApplySearchIndexAsync(enabled: false);
+        Assert.That(await SearchIndexObjectsAsync(), Is.Zero);
+        var late = new TaskLog { Id = Guid.NewGuid(), Name = "Late", DispatchedAt = T0.AddHours(1), State = TaskState.Succeeded, Input = "written while the index was off: ORD-LATE-77" };
+        await _host.QueryAsync(db =>
+        {
+            db.Add(late);
+            return db.SaveChangesAsync();
+        });
+        _tasks.Add(late);
+        foreach (var q in new[] { "ORD-2026-000123", "ORD-LATE-77", "timeout", "(NEAR)" })
+        {
+            Assert.That(await SearchAsync(q, searchIndex: false), Is.EquivalentTo(Substring(q)), $"q = [{q}] without the index");
+        }
+
+        await ApplySearchIndexAsync(enabled: true);
+        Assert.That(await SearchIndexObjectsAsync(), Is.EqualTo(expected), "on again, start-up rebuilds the index");
+        Assert.That(await SearchAsync("ORD-LATE-77"), Is.EqualTo(new[] { late.Id }), "a row written while it was off is in the rebuilt index");
+        Assert.That(await SearchAsync("ORD-2026-000123"), Is.EquivalentTo(Substring("ORD-2026-000123")));
     }
 
     [Test]

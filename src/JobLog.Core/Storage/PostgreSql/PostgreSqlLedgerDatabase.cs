@@ -27,6 +27,17 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
         return () => new NpgsqlJobLogDbContext(options);
     }
 
+    public override async Task ApplySearchIndexAsync(JobLogDbContext context, bool enabled, CancellationToken cancellationToken)
+    {
+        var present = await context.Database
+            .SqlQueryRaw<int>(PostgreSqlSearch.CountPresent)
+            .SingleAsync(cancellationToken).ConfigureAwait(false);
+        if (enabled ? present < PostgreSqlSearch.Indexes.Length : present > 0)
+        {
+            await context.Database.ExecuteSqlRawAsync(enabled ? PostgreSqlSearch.Create : PostgreSqlSearch.Drop, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(connectionString);
 
     public override async Task<SqlExecutor> OpenAsync(

@@ -39,6 +39,11 @@ internal static class PostgreSqlSearch
         $joblog$;
         """;
 
+    /// <summary>How many of the indexes exist (in the ledger's schema).</summary>
+    public static readonly string CountPresent =
+        "SELECT COUNT(*)::int AS \"Value\" FROM pg_indexes WHERE schemaname = current_schema() AND indexname IN ("
+        + string.Join(", ", Indexes.Select(i => "'" + i.Index + "'")) + ")";
+
     /// <summary>Drops the indexes (the migration's Down); the extension stays, other schemas may use it.</summary>
     public static readonly string Drop = string.Join("\n", Indexes.Select(i => $"DROP INDEX IF EXISTS \"{i.Index}\";"));
 }

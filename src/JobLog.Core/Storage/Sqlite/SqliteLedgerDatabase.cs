@@ -33,6 +33,17 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
     public override Task AfterMigrateAsync(JobLogDbContext context, CancellationToken cancellationToken) =>
         context.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
 
+    public override async Task ApplySearchIndexAsync(JobLogDbContext context, bool enabled, CancellationToken cancellationToken)
+    {
+        var present = await context.Database
+            .SqlQueryRaw<int>($"SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name = '{SqliteSearch.TaskText}'")
+            .SingleAsync(cancellationToken).ConfigureAwait(false) > 0;
+        if (present != enabled)
+        {
+            await context.Database.ExecuteSqlRawAsync(enabled ? SqliteSearch.Create : SqliteSearch.Drop, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
     public override DbConnection CreateConnection(string connectionString) => new SqliteConnection(connectionString);
 
     public override async Task<SqlExecutor> OpenAsync(
