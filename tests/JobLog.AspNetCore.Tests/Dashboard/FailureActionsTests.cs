@@ -8,6 +8,7 @@ using JobLog.Testing;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using NUnit.Framework;
@@ -231,6 +232,8 @@ public class FailureActionsTests
                         o.AddPolicy("joblog-operator", p => p.RequireRole("operator"));
                     });
                     b.Services.AddAntiforgery();
+                    // AddJobLog registers the ledger's own; a test either replaces it by a fake or takes it away.
+                    b.Services.RemoveAll<IFailureActions>();
                     if (actions is not null)
                     {
                         b.Services.AddSingleton<IFailureActions>(actions);
