@@ -5,8 +5,10 @@ using System.Text.Json;
 using JobLog.AspNetCore.Dashboard;
 using JobLog.Failures;
 using JobLog.Testing;
+using MassTransit;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Logging;
@@ -176,6 +178,111 @@ public class FailureActionsTests
         Assert.That(status, Is.EqualTo(HttpStatusCode.ServiceUnavailable));
     }
 
+    /// <summary>
+    /// End to end, no fake: a consumer fails until its gate opens; an operator retries the whole group through the
+    /// endpoint (antiforgery token, operator policy); the ledger's IFailureActions sends each kept message back once.
+    /// </summary>
+    [Test]
+    public async Task Operator_RetriesAGroupThroughTheEndpoint_EachFailedMessageRunsOnceMore_OnTheSameTask()
+    {
+        var gate = new FlakyGate();
+        await using var world = await World.StartAsync(null, bus: services =>
+        {
+            services.AddSingleton(gate);
+            services.Configure<JobLogOptions>(o =>
+            {
+                o.Failures.RetryPollInterval = TimeSpan.FromMilliseconds(100);
+                o.Failures.RetriesPerSecond = 1000;
+            });
+            services.AddMassTransit(x =>
+            {
+                x.AddConsumer<FlakyConsumer>();
+                x.UsingInMemory((context, cfg) =>
+                {
+                    cfg.UseTaskLogging(context);
+                    cfg.ConfigureEndpoints(context);
+                });
+            });
+        });
+        var bus = world.Host.Services.GetRequiredService<IBus>();
+        var ids = new List<Guid>();
+        for (var i = 0; i < 10; i++)
+        {
+            var id = NewId.NextGuid();
+            ids.Add(id);
+            await bus.Publish(new FlakyMessage(i), c => c.MessageId = id);
+        }
+
+        await EventuallyAsync(world, db => db.KeptMessages.CountAsync(k => ids.Contains(k.TaskId)), 10, "10 failed messages kept");
+        string name;
+        await using (var names = world.Host.Services.CreateAsyncScope())
+        {
+            name = await names.ServiceProvider.GetRequiredService<JobLogDbContext>()
+                .TaskLogs.Where(t => ids.Contains(t.Id)).Select(t => t.Name).Distinct().SingleAsync();
+        }
+
+        gate.Open = true;
+
+        var (cookie, field, token) = await world.TokenAsync();
+        using var response = await world.SendAsync(
+            HttpMethod.Post, "/joblog/failures/actions/retry", "operator", world.FilterForm(("name", name), (field, token)), cookie);
+        Assert.That((int)response.StatusCode, Is.InRange(200, 399), await response.Content.ReadAsStringAsync());
+
+        await EventuallyAsync(world, db => db.TaskLogs.CountAsync(t => ids.Contains(t.Id) && t.State == TaskState.Succeeded), 10, "10 tasks succeeded");
+        await using var scope = world.Host.Services.CreateAsyncScope();
+        var runs = await scope.ServiceProvider.GetRequiredService<JobLogDbContext>().TaskRunLogs.AsNoTracking()
+            .Where(r => ids.Contains(r.TaskId)).ToListAsync();
+        foreach (var id in ids)
+        {
+            var mine = runs.Where(r => r.TaskId == id).OrderBy(r => r.Start).Select(r => (r.State, r.Retries)).ToList();
+            Assert.That(mine, Has.Count.EqualTo(2), $"task {id}: the failed run and one retried run");
+            Assert.That(mine[1], Is.EqualTo((TaskRunState.Succeeded, mine[0].Retries + 1)), $"task {id}");
+            Assert.That(gate.Succeeded.GetValueOrDefault(id), Is.EqualTo(1), "consumed once after the retry");
+        }
+
+        var actions = await scope.ServiceProvider.GetRequiredService<JobLogDbContext>().FailureActions.AsNoTracking().ToListAsync();
+        Assert.That(actions.Select(a => a.RequestedBy), Is.EqualTo(new[] { "operator-user" }), "the action names who asked");
+    }
+
+    private static async Task EventuallyAsync(World world, Func<JobLogDbContext, Task<int>> count, int expected, string what)
+    {
+        var last = -1;
+        for (var i = 0; i < 300 && last != expected; i++)
+        {
+            await using var scope = world.Host.Services.CreateAsyncScope();
+            last = await count(scope.ServiceProvider.GetRequiredService<JobLogDbContext>());
+            if (last != expected)
+            {
+                await Task.Delay(100);
+            }
+        }
+
+        Assert.That(last, Is.EqualTo(expected), what);
+    }
+
+    public sealed record FlakyMessage(int N);
+
+    public sealed class FlakyGate
+    {
+        public volatile bool Open;
+
+        public System.Collections.Concurrent.ConcurrentDictionary<Guid, int> Succeeded { get; } = new();
+    }
+
+    public sealed class FlakyConsumer(FlakyGate gate) : IConsumer<FlakyMessage>
+    {
+        public Task Consume(ConsumeContext<FlakyMessage> context)
+        {
+            if (!gate.Open)
+            {
+                throw new InvalidOperationException("The gate is closed for " + context.Message.N);
+            }
+
+            gate.Succeeded.AddOrUpdate(context.MessageId!.Value, 1, (_, n) => n + 1);
+            return Task.CompletedTask;
+        }
+    }
+
     [Test]
     public async Task WithActionsOff_EvenAnOperatorGets403()
     {
@@ -211,7 +318,7 @@ public class FailureActionsTests
 
         public List<Guid> Declined { get; }
 
-        public static async Task<World> StartAsync(FakeFailureActions? actions, bool enableActions = true)
+        public static async Task<World> StartAsync(FakeFailureActions? actions, bool enableActions = true, Action<IServiceCollection>? bus = null)
         {
             var host = await DashboardHost.StartAsync(
                 TestLedger.Sqlite(),
@@ -233,6 +340,13 @@ public class FailureActionsTests
                     });
                     b.Services.AddAntiforgery();
                     // AddJobLog registers the ledger's own; a test either replaces it by a fake or takes it away.
+                    if (bus is not null)
+                    {
+                        // A real bus: the ledger's own IFailureActions stays.
+                        bus(b.Services);
+                        return;
+                    }
+
                     b.Services.RemoveAll<IFailureActions>();
                     if (actions is not null)
                     {
