@@ -242,6 +242,8 @@ public class FailureActionsTests
 
         var actions = await scope.ServiceProvider.GetRequiredService<JobLogDbContext>().FailureActions.AsNoTracking().ToListAsync();
         Assert.That(actions.Select(a => a.RequestedBy), Is.EqualTo(new[] { "operator-user" }), "the action names who asked");
+        var taskPage = await world.GetAsync("/joblog/tasks/" + ids[0], "reader");
+        Assert.That(taskPage, Does.Contain("Actions on this failure").And.Contain("operator-user").And.Contain("Retry"), "the task's page shows the action");
     }
 
     private static async Task EventuallyAsync(World world, Func<JobLogDbContext, Task<int>> count, int expected, string what)

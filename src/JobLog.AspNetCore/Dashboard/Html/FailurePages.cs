@@ -228,4 +228,24 @@ internal static class FailurePages
         var max = counts.Count == 0 ? 0 : counts.Max();
         return new string(counts.Select(c => c == 0 ? '·' : bars[Math.Min(bars.Length - 1, (c * bars.Length - 1) / Math.Max(max, 1))]).ToArray());
     }
+
+    /// <summary>The operators' actions on a task (audit: who, what, when, and what came of it for this task).</summary>
+    public static void ActionHistory(HtmlWriter h, IReadOnlyList<JobLog.Failures.FailureActionRow> actions)
+    {
+        if (actions.Count == 0)
+        {
+            return;
+        }
+
+        h.Add($"""
+            <section class="card" id="failure-action-history"><h2>Actions on this failure</h2>
+            <table class="list"><thead><tr><th>When</th><th>Action</th><th>By</th><th>Outcome</th><th>Reason</th><th>Note</th><th>Selection</th></tr></thead><tbody>
+            """);
+        foreach (var a in actions)
+        {
+            h.Add($"<tr><td class=\"nowrap\">{Format.Time(a.RequestedAt)}</td><td>{a.Kind.ToString()}</td><td>{a.RequestedBy}</td><td>{a.State.ToString()}</td><td>{a.Reason ?? ""}</td><td>{a.Note ?? ""}</td><td class=\"muted\">{a.Selection ?? ""}</td></tr>\n");
+        }
+
+        h.Add($"</tbody></table></section>");
+    }
 }

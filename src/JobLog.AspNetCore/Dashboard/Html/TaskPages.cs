@@ -121,6 +121,7 @@ internal static class TaskPages
 
             h.Add($"</section>");
             Runs(h, page, d);
+            FailurePages.ActionHistory(h, d.Actions);
             Children(h, page, d);
             Outbound(h, page, d.OutboundRequests, d.Runs, "Outbound requests made during its runs");
         }, live);
