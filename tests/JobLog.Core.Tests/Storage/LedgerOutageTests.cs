@@ -113,7 +113,13 @@ public class LedgerOutageTests
     [Test]
     public async Task JournaledWait_IsReleasedByTheJournal_WhileTheDatabaseIsLocked_AndTheRowFollows()
     {
-        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o => o.Durability = LedgerDurability.Journaled);
+        // Its own journal directory: the shared default holds other tests' segments, which their writers delete at any moment.
+        var spool = Directory.CreateTempSubdirectory("joblog-outage-").FullName;
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
+        {
+            o.Durability = LedgerDurability.Journaled;
+            o.SpoolDirectory = spool;
+        });
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var id = Guid.NewGuid();
         await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
