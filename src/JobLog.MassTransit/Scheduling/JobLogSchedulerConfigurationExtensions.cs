@@ -1,4 +1,5 @@
 using JobLog;
+using JobLog.MassTransit.Internal;
 using JobLog.MassTransit.Scheduling;
 using JobLog.Recording;
 using JobLog.Scheduling;
@@ -61,7 +62,7 @@ public static class JobLogSchedulerConfigurationExtensions
                     "AddJobLogScheduler stores scheduled messages in the ledger: call services.AddJobLog(o => o.UseSqlite(...)) before AddMassTransit.");
             }
 
-            return new SchedulerBusObserver(provider.GetRequiredService<ScheduledMessageDispatcher>());
+            return new BusRunObserver(provider.GetRequiredService<ScheduledMessageDispatcher>());
         });
         configurator.AddReceiveEndpointObserver(_ => new SchedulerEndpointObserver(registration));
         configurator.AddMessageScheduler(registration.Address);

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Net.Mime;
 using JobLog.Internal;
+using JobLog.MassTransit.Internal;
 using JobLog.Scheduling;
 using MassTransit;
 using MassTransit.Serialization;
@@ -13,13 +14,13 @@ namespace JobLog.MassTransit.Scheduling;
 /// Sends stored messages when they fall due: claim (a lease) → send (the broker confirms) → mark sent. It sleeps until
 /// the next due message, wakes early when this process stores an earlier one, and never sleeps longer than
 /// <see cref="JobLogSchedulerOptions.PollInterval"/>. Runs while the bus runs (started and stopped by
-/// <see cref="SchedulerBusObserver"/>); a stop lets the sends in flight finish and gives the rest of the claim back.
+/// <see cref="BusRunObserver"/>); a stop lets the sends in flight finish and gives the rest of the claim back.
 /// </summary>
 internal sealed class ScheduledMessageDispatcher(
     ScheduledMessageStore store,
     IOptions<JobLogSchedulerOptions> options,
     TimeProvider time,
-    ILogger<ScheduledMessageDispatcher> logger)
+    ILogger<ScheduledMessageDispatcher> logger) : IRunsWithBus
 {
     private readonly JobLogSchedulerOptions _options = options.Value;
     private readonly Lock _lock = new();
@@ -336,13 +337,7 @@ internal sealed class ScheduledMessageDispatcher(
             var deserializer = context.Serialization.GetMessageDeserializer(new ContentType(message.ContentType));
             var stored = deserializer.Deserialize(new BytesMessageBody(message.Body), EmptyHeaders.Instance, new Uri(message.Destination));
             context.MessageId = message.MessageId ?? stored.MessageId ?? context.MessageId;
-            context.RequestId = stored.RequestId;
-            context.ConversationId = stored.ConversationId;
-            context.CorrelationId = stored.CorrelationId;
-            context.InitiatorId = stored.InitiatorId;
-            context.SourceAddress = stored.SourceAddress ?? context.SourceAddress;
-            context.ResponseAddress = stored.ResponseAddress;
-            context.FaultAddress = stored.FaultAddress;
+            StoredEnvelope.CopyIdentity(stored, context);
             if (stored.ExpirationTime is { } expiration)
             {
                 context.TimeToLive = DateTime.SpecifyKind(expiration, DateTimeKind.Utc).ToUniversalTime() - time.GetUtcNow().UtcDateTime;
@@ -364,32 +359,4 @@ internal sealed class ScheduledMessageDispatcher(
 
         public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogScheduledMessage");
     }
-}
-
-/// <summary>Runs the dispatcher while the bus runs.</summary>
-internal sealed class SchedulerBusObserver(ScheduledMessageDispatcher dispatcher) : IBusObserver
-{
-    public void PostCreate(IBus bus)
-    {
-    }
-
-    public void CreateFaulted(Exception exception)
-    {
-    }
-
-    public Task PreStart(IBus bus) => Task.CompletedTask;
-
-    public Task PostStart(IBus bus, Task<BusReady> busReady)
-    {
-        dispatcher.Start(bus, busReady);
-        return Task.CompletedTask;
-    }
-
-    public Task StartFaulted(IBus bus, Exception exception) => dispatcher.StopAsync();
-
-    public Task PreStop(IBus bus) => dispatcher.StopAsync();
-
-    public Task PostStop(IBus bus) => Task.CompletedTask;
-
-    public Task StopFaulted(IBus bus, Exception exception) => Task.CompletedTask;
 }

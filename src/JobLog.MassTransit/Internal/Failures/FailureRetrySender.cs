@@ -16,7 +16,7 @@ namespace JobLog.MassTransit.Internal.Failures;
 /// <see cref="FailureOptions.RetryClaimLease"/> (a crash between send and mark) is taken over: counted sent when the
 /// ledger has a run of its task that started after the claim, else sent again. Runs while the bus runs.
 /// </summary>
-internal sealed class FailureRetrySender : IDisposable
+internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
 {
     private const int SendConcurrency = 16;
     private readonly JobLogContextFactory _contexts;
@@ -296,32 +296,4 @@ internal sealed class FailureRetrySender : IDisposable
             }
         }
     }
-}
-
-/// <summary>Runs the retry sender while the bus runs.</summary>
-internal sealed class RetrySenderBusObserver(FailureRetrySender sender) : IBusObserver
-{
-    public void PostCreate(IBus bus)
-    {
-    }
-
-    public void CreateFaulted(Exception exception)
-    {
-    }
-
-    public Task PreStart(IBus bus) => Task.CompletedTask;
-
-    public Task PostStart(IBus bus, Task<BusReady> busReady)
-    {
-        sender.Start(bus, busReady);
-        return Task.CompletedTask;
-    }
-
-    public Task StartFaulted(IBus bus, Exception exception) => sender.StopAsync();
-
-    public Task PreStop(IBus bus) => sender.StopAsync();
-
-    public Task PostStop(IBus bus) => Task.CompletedTask;
-
-    public Task StopFaulted(IBus bus, Exception exception) => Task.CompletedTask;
 }

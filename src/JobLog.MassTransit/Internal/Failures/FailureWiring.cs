@@ -23,6 +23,6 @@ internal static class FailureWiring
             configurator.ConnectEndpointConfigurationObserver(new LedgerErrorStoreObserver());
         }
 
-        configurator.ConnectBusObserver(new RetrySenderBusObserver(FailureRetrySender.Create(provider)));
+        configurator.ConnectBusObserver(new BusRunObserver(FailureRetrySender.Create(provider)));
     }
 }

@@ -109,13 +109,7 @@ internal sealed record KeptRetry(FailureActionItemLog Item, KeptMessageLog Messa
             var address = new Uri(message.InputAddress);
             var stored = deserializer.Deserialize(new BytesMessageBody(retry.Content.Body), headers, address);
             context.MessageId = stored.MessageId ?? context.MessageId;
-            context.RequestId = stored.RequestId;
-            context.ConversationId = stored.ConversationId;
-            context.CorrelationId = stored.CorrelationId;
-            context.InitiatorId = stored.InitiatorId;
-            context.SourceAddress = stored.SourceAddress ?? context.SourceAddress;
-            context.ResponseAddress = stored.ResponseAddress;
-            context.FaultAddress = stored.FaultAddress;
+            StoredEnvelope.CopyIdentity(stored, context);
             if (stored.ExpirationTime is { } expiration
                 && DateTime.SpecifyKind(expiration, DateTimeKind.Utc) - time.GetUtcNow().UtcDateTime is var left && left > TimeSpan.Zero)
             {
