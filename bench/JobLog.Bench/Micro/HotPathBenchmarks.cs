@@ -20,11 +20,19 @@ public class HotPathBenchmarks
     private LedgerPlanner _sqlite = null!;
     private List<LedgerRecord> _oneBatch = null!;
     private List<LedgerRecord> _runsOnly = null!;
+    private RecordMasking _masking = null!;
+    private System.Buffers.ArrayBufferWriter<byte> _journalBuffer = null!;
+    private System.Text.Json.Utf8JsonWriter _journalWriter = null!;
+    private System.Buffers.ArrayBufferWriter<byte> _journalScratch = new(4096);
 
     [GlobalSetup]
     public void Setup()
     {
-        _renderer = new MessageRenderer(new Redactor(new RedactionOptions()));
+        var redactor = new Redactor(new RedactionOptions());
+        _renderer = new MessageRenderer(redactor);
+        _masking = new RecordMasking(redactor);
+        _journalBuffer = new System.Buffers.ArrayBufferWriter<byte>(1 << 20);
+        _journalWriter = new System.Text.Json.Utf8JsonWriter(_journalBuffer, new System.Text.Json.JsonWriterOptions { SkipValidation = true });
         _sqlite = new LedgerPlanner(LedgerDatabase.For(LedgerProvider.Sqlite));
         var rendered = _renderer.Render(_message);
         var now = DateTime.UtcNow;
@@ -58,4 +66,28 @@ public class HotPathBenchmarks
 
     [Benchmark(Description = "LedgerPlanner.Plan, 1,000 runs (Acknowledged: the dispatch was in an earlier batch)", OperationsPerInvoke = 1000)]
     public object PlanRuns() => _sqlite.Plan(_runsOnly);
+
+    [Benchmark(Description = "RecordMasking.Apply, 1,000 messages (dispatch + run start + run end)", OperationsPerInvoke = 1000)]
+    public int Mask()
+    {
+        var changed = 0;
+        foreach (var record in _oneBatch)
+        {
+            changed += ReferenceEquals(_masking.Apply(record), record) ? 0 : 1;
+        }
+
+        return changed;
+    }
+
+    [Benchmark(Description = "Journal encoding, 1,000 messages (dispatch + run start + run end)", OperationsPerInvoke = 1000)]
+    public int JournalWrite()
+    {
+        _journalBuffer.ResetWrittenCount();
+        foreach (var record in _oneBatch)
+        {
+            Recording.Journal.JournalCodec.Write(_journalWriter, _journalBuffer, record, _journalScratch);
+        }
+
+        return _journalBuffer.WrittenCount;
+    }
 }

@@ -41,6 +41,12 @@ internal sealed partial class LedgerRecorder
     }
 
     /// <summary>
+    /// The writer: the queued record with <paramref name="sequence"/> as the journal masked it, or null when the journal did
+    /// not (the writer masks it then).
+    /// </summary>
+    internal LedgerRecord? MaskedByJournal(long sequence) => sequence > 0 ? _journal?.TakeMasked(sequence) : null;
+
+    /// <summary>
     /// The writer, before its queue: the next records of the journal segments stopped processes left, oldest first. An
     /// unreadable line (cut by the crash) is skipped and counted. A segment is deleted by
     /// <see cref="JournalLeftOversReplayed"/> once all its records are committed.

@@ -113,7 +113,8 @@ internal sealed class LedgerWriter(
 
         while (!_batchFromSpool && !_batchFromJournal && _batch.Count < _options.MaxBatchSize && recorder.Reader.TryRead(out var queued))
         {
-            _batch.Add(queued with { Record = _masking.Apply(queued.Record) });
+            // The journal masked most queued records already (for the disk): those are not masked twice.
+            _batch.Add(queued with { Record = recorder.MaskedByJournal(queued.Sequence) ?? _masking.Apply(queued.Record) });
         }
 
         if (_batch.Count == 0)

@@ -51,4 +51,7 @@ internal static class SpoolFormat
 /// <summary>The spool's serializer, generated at build time.</summary>
 [JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(LedgerRecord))]
+[JsonSerializable(typeof(TaskDispatched))]
+[JsonSerializable(typeof(RunStarted))]
+[JsonSerializable(typeof(RunFinished))]
 internal sealed partial class SpoolJson : JsonSerializerContext;

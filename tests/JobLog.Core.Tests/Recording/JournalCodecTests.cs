@@ -8,7 +8,10 @@ using NUnit.Framework;
 
 namespace JobLog.Core.Tests.Recording;
 
-/// <summary>The journal writes a run's start as it is: its deferred rendering (a live message) is never serialised.</summary>
+/// <summary>
+/// The journal writes a run's start as it is: its deferred rendering (a live message) is never serialised; and every kind
+/// is written exactly as the spool's polymorphic serializer writes it (a journal line is a spool line).
+/// </summary>
 public class JournalCodecTests
 {
     [Test]
@@ -23,7 +26,7 @@ public class JournalCodecTests
         var buffer = new ArrayBufferWriter<byte>();
         using (var writer = new Utf8JsonWriter(buffer))
         {
-            JournalCodec.Write(writer, started);
+            JournalCodec.Write(writer, buffer, started, new ArrayBufferWriter<byte>());
         }
 
         var line = Encoding.UTF8.GetString(buffer.WrittenSpan);
@@ -33,5 +36,51 @@ public class JournalCodecTests
         Assert.That(read, Is.Not.Null);
         Assert.That((read!.Run, read.TaskSeed, read.ExpireOrphans, read.Rendering), Is.EqualTo((run, seed, true, (DeferredRendering?)null)));
         Assert.That(started.Rendering, Is.SameAs(rendering), "the queued record keeps its rendering for the writer");
+    }
+
+    [Test]
+    public void EveryKind_IsWrittenByteForByteAsThePolymorphicSerializerWritesIt_AndReadsBack()
+    {
+        var t0 = new DateTime(2026, 12, 3, 1, 0, 0, DateTimeKind.Utc);
+        var taskId = Guid.NewGuid();
+        var runId = Guid.NewGuid();
+        var full = new TaskPayload
+        {
+            Id = taskId, Name = "Charge \"card\" é", QueueName = "charge", Input = "Amount=3 <b>", TaskArgs = "[3]", TaskKwargs = "{\"amount\":3}",
+            DispatchedAt = t0, EstimatedTimeOfFirstArrival = t0.AddSeconds(1), Expires = t0.AddHours(1), Stale = t0.AddHours(2),
+            ParentRunId = Guid.NewGuid(), InputRequestId = Guid.NewGuid(), CorrelationId = Guid.NewGuid(), ConversationId = Guid.NewGuid(),
+            TraceId = "0af7651916cd43dd8448eb211c80319c", SourceAddress = "rabbitmq://localhost/source", Host = "h", Release = "1.2", Slug = "s",
+            ExtraData = "{}", IsInternal = true,
+        };
+        var bare = new TaskPayload { Id = taskId, Name = "Charge", DispatchedAt = t0 };
+        var run = new RunPayload { Id = runId, TaskId = taskId, Name = "Charge", ConsumerType = "C", Start = t0, WaitingTime = 0.5, Redelivered = true, Host = "h" };
+        var ended = run with { Stop = t0.AddSeconds(2), State = TaskRunState.Failed, ErrorMessage = "boom\nline 2", Output = "out\ttab", Input = "in" };
+        LedgerRecord[] records =
+        [
+            new TaskDispatched(full),
+            new TaskDispatched(bare),
+            new RunStarted(run, bare, expireOrphans: false),
+            new RunStarted(ended, full, expireOrphans: true),
+            new RunFinished(runId, taskId, TaskRunState.Succeeded, t0, null, null, null),
+            new RunFinished(runId, taskId, TaskRunState.Retried, t0.AddSeconds(1), "boom \u2028 \"quoted\"", "out", t0.AddSeconds(5)),
+            new TaskDispatchFailed(taskId, "no route"),
+            new RunFailedForGood(runId, taskId),
+            new RunNextRetryKnown(runId, t0.AddSeconds(9)),
+            new TaskExtraDataSet(taskId, "{\"progress\":1}"),
+            new CommandRecorded(new CommandPayload { Id = Guid.NewGuid(), Name = "sweep", Start = t0, Stop = t0, IsSuccessful = true, ExitCode = 0 }),
+        ];
+
+        var buffer = new ArrayBufferWriter<byte>();
+        var scratch = new ArrayBufferWriter<byte>();
+        using var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
+        foreach (var record in records)
+        {
+            buffer.ResetWrittenCount();
+            JournalCodec.Write(writer, buffer, record, scratch);
+
+            var expected = JsonSerializer.SerializeToUtf8Bytes(record, SpoolJson.Default.LedgerRecord);
+            Assert.That(Encoding.UTF8.GetString(buffer.WrittenSpan), Is.EqualTo(Encoding.UTF8.GetString(expected)), record.GetType().Name);
+            Assert.That(JournalCodec.Read(buffer.WrittenSpan), Is.EqualTo(record), record.GetType().Name);
+        }
     }
 }

@@ -1,4 +1,7 @@
+using System.Buffers;
+using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
 
 namespace JobLog.Recording.Journal;
 
@@ -7,11 +10,43 @@ namespace JobLog.Recording.Journal;
 /// (<see cref="SpoolJson"/>). A run's deferred rendering is not forced (that would render every consumed message): a
 /// run replayed from the journal whose task row is missing gets a task row without the message's input.
 /// </summary>
+/// <remarks>
+/// The kinds every message produces (a dispatch, a run's start and end) are written through their own generated
+/// serializer (no serializer state, nothing allocated) behind their <c>"Kind"</c> discriminator, byte for byte what the
+/// polymorphic serializer writes (JournalCodecTests); the other kinds go through it.
+/// </remarks>
 internal static class JournalCodec
 {
+    private static readonly byte[] DispatchedKind = KindPrefix("dispatched");
+    private static readonly byte[] RunStartedKind = KindPrefix("runStarted");
+    private static readonly byte[] RunFinishedKind = KindPrefix("runFinished");
+
+    /// <summary>Writes <paramref name="record"/> as one JSON object (no newline).</summary>
+    /// <param name="writer">Writes into <paramref name="output"/>; reset here, and flushed before this returns.</param>
+    /// <param name="output">Where the JSON goes.</param>
+    /// <param name="record">The record.</param>
+    /// <param name="scratch">Holds the object before its discriminator is put in front (cleared here).</param>
     /// <remarks><see cref="RunStarted.Rendering"/> is not serialised (<c>[JsonIgnore]</c>): the record is written as it is, without a copy.</remarks>
-    public static void Write(Utf8JsonWriter writer, LedgerRecord record) =>
-        JsonSerializer.Serialize(writer, record, SpoolJson.Default.LedgerRecord);
+    public static void Write(Utf8JsonWriter writer, IBufferWriter<byte> output, LedgerRecord record, ArrayBufferWriter<byte> scratch)
+    {
+        switch (record)
+        {
+            case TaskDispatched d:
+                WriteKind(writer, output, DispatchedKind, d, SpoolJson.Default.TaskDispatched, scratch);
+                return;
+            case RunStarted s:
+                WriteKind(writer, output, RunStartedKind, s, SpoolJson.Default.RunStarted, scratch);
+                return;
+            case RunFinished f:
+                WriteKind(writer, output, RunFinishedKind, f, SpoolJson.Default.RunFinished, scratch);
+                return;
+            default:
+                writer.Reset(output);
+                JsonSerializer.Serialize(writer, record, SpoolJson.Default.LedgerRecord);
+                writer.Flush();
+                return;
+        }
+    }
 
     /// <summary>The record of a journal line; null when the line cannot be read, or lacks what its kind needs.</summary>
     public static LedgerRecord? Read(ReadOnlySpan<byte> line)
@@ -24,5 +59,26 @@ internal static class JournalCodec
         {
             return null;
         }
+    }
+
+    /// <summary><c>{"Kind":"…"</c>, the start the polymorphic serializer gives every object of the kind.</summary>
+    private static byte[] KindPrefix(string kind) => Encoding.UTF8.GetBytes($"{{\"Kind\":\"{kind}\"");
+
+    private static void WriteKind<T>(Utf8JsonWriter writer, IBufferWriter<byte> output, byte[] kind, T record, JsonTypeInfo<T> type, ArrayBufferWriter<byte> scratch)
+    {
+        scratch.ResetWrittenCount();
+        writer.Reset(scratch);
+        JsonSerializer.Serialize(writer, record, type);
+        writer.Flush();
+
+        // The object as its own type writes no discriminator: "{" + properties + "}" becomes {"Kind":"…", + properties + "}".
+        var body = scratch.WrittenSpan;
+        output.Write(kind);
+        if (body.Length > 2)
+        {
+            output.Write(","u8);
+        }
+
+        output.Write(body[1..]);
     }
 }

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Collections.Concurrent;
 using System.Text.Json;
 using System.Threading.Channels;
 using JobLog.Internal;
@@ -8,7 +9,8 @@ namespace JobLog.Recording.Journal;
 
 /// <summary>
 /// The local write-ahead journal (docs/architecture.md#write-path): every record the recorder queues is also appended
-/// here, by one thread, in groups (one write per group), masked as the database will hold it. Once a group is with the
+/// here, by one thread, in groups (one write per group), masked as the database will hold it (the writer takes the
+/// masked record, <see cref="TakeMasked"/>, instead of masking it again). Once a group is with the
 /// operating system, <c>journaled</c> is told its last sequence: an acknowledgement that waits for the journal is
 /// released then, microseconds after the record was queued, whatever the database is doing. The writer's commits move
 /// the <see cref="Checkpoint"/>; what a killed process left is replayed by the next one.
@@ -16,6 +18,10 @@ namespace JobLog.Recording.Journal;
 internal sealed class LedgerJournal : IAsyncDisposable
 {
     private const int MaxGroup = 4096;
+
+    // Records as masked for the journal, in the order of sequences, for the writer (one masking per record). Holds no
+    // more than the records between the journal and the writer: the writer drops what it took before the journal.
+    private readonly ConcurrentQueue<QueuedRecord> _masked = new();
 
     private readonly Channel<QueuedRecord> _pending = Channel.CreateUnbounded<QueuedRecord>(
         new UnboundedChannelOptions { SingleReader = true, SingleWriter = false, AllowSynchronousContinuations = false });
@@ -46,6 +52,25 @@ internal sealed class LedgerJournal : IAsyncDisposable
 
     /// <summary>Queues a record for the journal (its sequence already assigned). Never blocks.</summary>
     public void Append(QueuedRecord record) => _pending.Writer.TryWrite(record);
+
+    /// <summary>
+    /// The record with <paramref name="sequence"/> as this journal masked it (the writer then does not mask it again), or
+    /// null when the journal has not masked it (yet, or at all). Called by the writer only, in the order of sequences.
+    /// </summary>
+    public LedgerRecord? TakeMasked(long sequence)
+    {
+        // The journal masks in the order of sequences: what is older was taken by the writer before it was masked here.
+        while (_masked.TryPeek(out var head) && head.Sequence <= sequence)
+        {
+            _masked.TryDequeue(out _);
+            if (head.Sequence == sequence)
+            {
+                return head.Record;
+            }
+        }
+
+        return null;
+    }
 
     /// <summary>Every record up to <paramref name="committed"/> is in the database.</summary>
     public void Checkpoint(long committed)
@@ -80,6 +105,7 @@ internal sealed class LedgerJournal : IAsyncDisposable
     private async Task AppendGroupsAsync()
     {
         var buffer = new ArrayBufferWriter<byte>(64 * 1024);
+        var scratch = new ArrayBufferWriter<byte>(4 * 1024);
         using var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
         var reader = _pending.Reader;
         while (await reader.WaitToReadAsync().ConfigureAwait(false))
@@ -91,9 +117,9 @@ internal sealed class LedgerJournal : IAsyncDisposable
             {
                 try
                 {
-                    writer.Reset(buffer);
-                    JournalCodec.Write(writer, _forDisk(queued.Record));
-                    writer.Flush();
+                    var masked = _forDisk(queued.Record);
+                    _masked.Enqueue(new QueuedRecord(masked, queued.Sequence));
+                    JournalCodec.Write(writer, buffer, masked, scratch);
                     buffer.GetSpan(1)[0] = (byte)'\n';
                     buffer.Advance(1);
                 }

@@ -1,0 +1,106 @@
+using JobLog.Recording;
+using JobLog.Recording.Journal;
+using JobLog.Testing;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Recording;
+
+/// <summary>The journal masks each record once, for the disk, and hands that masked record to the writer.</summary>
+[Platform("Linux")]
+[System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+public class LedgerJournalTests
+{
+    private const string Secret = "Password=hunter2";
+    private string _root = null!;
+
+    [SetUp]
+    public void SetUp() => _root = Directory.CreateTempSubdirectory("joblog-test-ledger-journal-").FullName;
+
+    [TearDown]
+    public void TearDown() => Directory.Delete(_root, recursive: true);
+
+    [Test]
+    public async Task TakeMasked_ReturnsTheRecordAsTheJournalMaskedIt_OncePerSequence()
+    {
+        var masked = new Dictionary<long, LedgerRecord>();
+        var journaled = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var segments = JournalSegments.Claim(_root, "Data Source=ledger-journal-test.db", 1 << 20, flushToDisk: false)!;
+        var refusals = new JournalRefusals(NullLogger.Instance, TimeProvider.System, _ => { });
+        var records = Enumerable.Range(1, 3).Select(i => new QueuedRecord(new RunNextRetryKnown(Guid.NewGuid(), DateTime.UtcNow), i)).ToArray();
+        await using (var journal = new LedgerJournal(
+            segments,
+            record =>
+            {
+                var copy = record with { };
+                lock (masked)
+                {
+                    masked[records.Single(r => ReferenceEquals(r.Record, record)).Sequence] = copy;
+                }
+
+                return copy;
+            },
+            last =>
+            {
+                if (last == 3)
+                {
+                    journaled.TrySetResult(last);
+                }
+            },
+            refusals,
+            _ => Assert.Fail("nothing is refused")))
+        {
+            foreach (var record in records)
+            {
+                journal.Append(record);
+            }
+
+            await journaled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+            Assert.That(journal.TakeMasked(2), Is.SameAs(masked[2]), "the journal's masked copy, not the queued record");
+            Assert.That(journal.TakeMasked(1), Is.Null, "taken in order: an older one is gone (the writer masked it itself)");
+            Assert.That(journal.TakeMasked(3), Is.SameAs(masked[3]));
+            Assert.That(journal.TakeMasked(3), Is.Null, "once");
+            Assert.That(journal.TakeMasked(4), Is.Null, "not journaled yet");
+        }
+    }
+
+    [Test]
+    public async Task ASecret_JournaledWhileTheDatabaseIsLocked_IsMaskedInTheJournalAndInTheLedger()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
+        {
+            o.Durability = LedgerDurability.Journaled;
+            o.SpoolDirectory = _root;
+        });
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var id = Guid.NewGuid();
+        await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
+        await blocker.OpenAsync();
+        await using (var begin = blocker.CreateCommand())
+        {
+            begin.CommandText = "BEGIN EXCLUSIVE";
+            await begin.ExecuteNonQueryAsync();
+        }
+
+        // Journaled (and masked there) before the writer can take it: the writer commits the journal's masked record.
+        var sequence = recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", Input = Secret, DispatchedAt = DateTime.UtcNow }));
+        await recorder.WaitCommittedAsync(sequence).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        var segments = Directory.GetFiles(_root, "*.journal").Select(File.ReadAllText).ToArray();
+        Assert.That(segments.Any(s => s.Contains(id.ToString(), StringComparison.OrdinalIgnoreCase)), Is.True, "the record is in the journal");
+        Assert.That(segments.Any(s => s.Contains("hunter2", StringComparison.Ordinal)), Is.False, "masked before the disk");
+
+        await using (var rollback = blocker.CreateCommand())
+        {
+            rollback.CommandText = "ROLLBACK";
+            await rollback.ExecuteNonQueryAsync();
+        }
+
+        await host.FlushAsync();
+        var input = await host.QueryAsync(db => db.TaskLogs.Where(t => t.Id == id).Select(t => t.Input).SingleAsync());
+        Assert.That(input, Does.Not.Contain("hunter2"));
+    }
+}
