@@ -95,8 +95,8 @@ internal sealed class LedgerWriter(
     /// <returns>The number of records committed.</returns>
     internal async Task<int> WriteNextBatchAsync(CancellationToken cancellationToken)
     {
-        // The redaction policy's choke point: every text is masked here, off the business path, before any row is written
-        // (once per record: a batch that failed keeps its masked records).
+        // The redaction policy's choke point: every text is masked off the business path before any row is written, here
+        // or by the journal before it (once per record: a batch that failed keeps its masked records).
         if (_batch.Count == 0 && recorder.HasJournalLeftOvers)
         {
             // What a stopped process journaled is older than anything queued now, so it goes first: a redelivery's run

@@ -4,9 +4,10 @@ using JobLog.Redaction;
 namespace JobLog.Recording;
 
 /// <summary>
-/// The writer-side choke point of the redaction policy: every free text of a record (exception texts, output,
-/// arguments, bodies, headers, rendered messages) passes <see cref="Redactor.Stored"/> once, on the writer's thread,
-/// before its row is written. The business path only bounds texts; the patterns cost the writer, not the caller.
+/// The choke point of the redaction policy: every free text of a record (exception texts, output, arguments, bodies,
+/// headers, rendered messages) passes <see cref="Redactor.Stored"/> once, off the business path, before it reaches a
+/// disk: on the journal's thread (which hands the masked record to the writer), else on the writer's. The business path
+/// only bounds texts; the patterns cost the journal or the writer, not the caller.
 /// </summary>
 internal sealed class RecordMasking(Redactor redactor)
 {

@@ -20,6 +20,9 @@ internal sealed class ConsumedTypes
         }
     }
 
+    // Asked on every publish: the answer is looked up without building a delegate.
     public bool IsConsumed(Type messageType) =>
-        _answers.GetOrAdd(messageType, type => _consumed.Keys.Any(consumed => consumed.IsAssignableFrom(type)));
+        _answers.TryGetValue(messageType, out var answer) ? answer : _answers.GetOrAdd(messageType, Answer);
+
+    private bool Answer(Type type) => _consumed.Keys.Any(consumed => consumed.IsAssignableFrom(type));
 }

@@ -35,6 +35,8 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
 
     private const string FaultUrn = "urn:message:MassTransit:Fault";
 
+    private readonly QueueNameCache _destinations = new();
+
     public Task PreSend<T>(SendContext<T> context)
         where T : class => Record(context);
 
@@ -221,7 +223,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         {
             Id = context.MessageId ?? NewId.NextGuid(),
             Name = name is not null && call?.Name is null ? name : services.TaskName(messageType, call),
-            QueueName = TaskLoggingServices.QueueName(destination),
+            QueueName = _destinations.Get(destination),
             Input = rendered.Input,
             TaskArgs = rendered.TaskArgs,
             TaskKwargs = rendered.TaskKwargs,

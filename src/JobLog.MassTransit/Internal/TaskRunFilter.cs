@@ -15,8 +15,8 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
     where TMessage : class
 {
     // The input and destination addresses rarely change for a consumer: their queue names are computed once.
-    private AddressName? _input;
-    private AddressName? _destination;
+    private readonly QueueNameCache _input = new();
+    private readonly QueueNameCache _destination = new();
     private string? _name;
 
     public async Task Send(ConsumeContext<TMessage> context, IPipe<ConsumeContext<TMessage>> next)
@@ -50,10 +50,10 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         // producer's row is missing.
         var rendering = delivery.Rendering ??= new DeferredRendering(context.Message, services.Renderer);
         var name = _name ??= services.TaskName(typeof(TMessage));
-        var queue = QueueName(ref _input, context.ReceiveContext.InputAddress);
+        var queue = _input.Get(context.ReceiveContext.InputAddress);
         var expires = context.ExpirationTime is { } x ? DateTime.SpecifyKind(x, DateTimeKind.Utc) : (DateTime?)null;
         var seed = ConsumedRecords.Seed(
-            context, taskId, name, QueueName(ref _destination, context.DestinationAddress) ?? queue, start, expires, InternalMessages.IsInternal(typeof(TMessage)));
+            context, taskId, name, _destination.Get(context.DestinationAddress) ?? queue, start, expires, InternalMessages.IsInternal(typeof(TMessage)));
 
         if (expires < start)
         {
@@ -96,24 +96,6 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogTaskRun").Add("consumer", consumerType);
 
-    private static string? QueueName(ref AddressName? cache, Uri? address)
-    {
-        if (address is null)
-        {
-            return null;
-        }
-
-        var cached = Volatile.Read(ref cache);
-        if (cached is not null && ReferenceEquals(cached.Address, address))
-        {
-            return cached.Name;
-        }
-
-        var name = TaskLoggingServices.QueueName(address);
-        Volatile.Write(ref cache, new AddressName(address, name));
-        return name;
-    }
-
     private string? Bounded(OutputBuffer output, string? sagaLine = null)
     {
         if (sagaLine is not null)
@@ -124,6 +106,4 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var text = output.Snapshot();
         return text is null ? null : services.Redactor.Bound(text);
     }
-
-    private sealed record AddressName(Uri Address, string? Name);
 }
