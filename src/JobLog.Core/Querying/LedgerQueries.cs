@@ -34,11 +34,6 @@ public sealed partial class LedgerQueries
     public async Task<Page<TaskRow>> TasksAsync(TaskFilter f, CancellationToken ct)
     {
         var q = InternalTasksFilter.Apply(_db.TaskLogs.AsNoTracking(), f.Internal);
-        if (f.States is { Count: > 0 } states)
-        {
-            q = q.Where(t => states.Contains(t.State));
-        }
-
         if (f.Name is { } name)
         {
             q = q.Where(t => t.Name == name);
@@ -67,12 +62,35 @@ public sealed partial class LedgerQueries
             q = q.Where(t => t.DispatchedAt <= c.At && (t.DispatchedAt < c.At || t.Id.CompareTo(c.Id) < 0));
         }
 
+        var states = f.States?.Distinct().ToList() ?? [];
         if (f.Search is { } search)
         {
+            if (states.Count > 0)
+            {
+                q = q.Where(t => states.Contains(t.State));
+            }
+
             return await SearchTasksAsync(q, TaskSearch.Parse(search), f.Limit, ct).ConfigureAwait(false);
         }
 
-        return await TaskPageAsync(q, f.Limit, ct).ConfigureAwait(false);
+        return await TaskPageAsync(OneWalkPerState(q, states, f.Limit), f.Limit, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The tasks of <paramref name="q"/> in one of <paramref name="states"/>. Several states are one newest-first walk
+    /// each, merged: an index on (State, DispatchedAt) serves each in order, where <c>State IN (…)</c> would be read in
+    /// full and sorted (SQLite; docs/scale.md).
+    /// </summary>
+    private static IQueryable<TaskLog> OneWalkPerState(IQueryable<TaskLog> q, List<TaskState> states, int limit)
+    {
+        if (states.Count <= 1)
+        {
+            var only = states.FirstOrDefault();
+            return states.Count == 0 ? q : q.Where(t => t.State == only);
+        }
+
+        return states.Select(state => (IQueryable<TaskLog>)NewestFirst(q.Where(t => t.State == state)).Take(limit + 1))
+            .Aggregate((walks, walk) => walks.Concat(walk));
     }
 
     private static async Task<Page<TaskRow>> TaskPageAsync(IQueryable<TaskLog> q, int limit, CancellationToken ct)
