@@ -33,6 +33,28 @@ public sealed partial class LedgerQueries
 
     public async Task<Page<TaskRow>> TasksAsync(TaskFilter f, CancellationToken ct)
     {
+        if (f.Search is { } search)
+        {
+            var q = Filtered(f);
+            if (f.States is { Count: > 0 } states)
+            {
+                q = q.Where(t => states.Contains(t.State));
+            }
+
+            return await SearchTasksAsync(q, TaskSearch.Parse(search), f.Limit, ct).ConfigureAwait(false);
+        }
+
+        var rows = await TaskPage(f).ToListAsync(ct).ConfigureAwait(false);
+        return ToPage(rows, f.Limit, r => new Cursor(r.DispatchedAt, r.Id));
+    }
+
+    /// <summary>The query of one page of a filter without <c>q</c> (<see cref="TasksAsync"/>; the plan tests read its plan).</summary>
+    internal IQueryable<TaskRow> TaskPage(TaskFilter f) =>
+        TaskRows(NewestFirst(OneWalkPerState(Filtered(f), f.States?.Distinct().ToList() ?? [], f.Limit)).Take(f.Limit + 1));
+
+    /// <summary>The tasks of every part of the filter but its states and its search, after its cursor.</summary>
+    private IQueryable<TaskLog> Filtered(TaskFilter f)
+    {
         var q = InternalTasksFilter.Apply(_db.TaskLogs.AsNoTracking(), f.Internal);
         if (f.Name is { } name)
         {
@@ -62,18 +84,7 @@ public sealed partial class LedgerQueries
             q = q.Where(t => t.DispatchedAt <= c.At && (t.DispatchedAt < c.At || t.Id.CompareTo(c.Id) < 0));
         }
 
-        var states = f.States?.Distinct().ToList() ?? [];
-        if (f.Search is { } search)
-        {
-            if (states.Count > 0)
-            {
-                q = q.Where(t => states.Contains(t.State));
-            }
-
-            return await SearchTasksAsync(q, TaskSearch.Parse(search), f.Limit, ct).ConfigureAwait(false);
-        }
-
-        return await TaskPageAsync(OneWalkPerState(q, states, f.Limit), f.Limit, ct).ConfigureAwait(false);
+        return q;
     }
 
     /// <summary>
