@@ -61,7 +61,7 @@ internal sealed partial class TaskLogSweeper(
     }
 
     /// <summary>
-    /// The claim: stale, unfinished tasks, oldest deadline first (@p0 now, @p1 batch size). Its WHERE repeats the partial
+    /// The claim: stale, unfinished tasks, oldest deadline first (@p0 now, @p1 batch size; <see cref="SweepStatement"/> uses the same). Its WHERE repeats the partial
     /// index's filter word for word, so both SQLite and PostgreSQL walk <c>IX_JobLogTasks_Unfinished_Stale</c>.
     /// </summary>
     internal static string ClaimStatement(LedgerDatabase database) =>
@@ -93,60 +93,53 @@ internal sealed partial class TaskLogSweeper(
         return total;
     }
 
+    /// <summary>
+    /// One batch in one statement (@p0 now, @p1 batch size): claims the stale tasks (<see cref="ClaimStatement"/>),
+    /// derives each from its runs (<see cref="LedgerSql.DerivedColumns"/>) and writes it once: healed when its last run
+    /// finished, otherwise EXPIRED and marked stale. A claimed task always changes, so the rows returned are the rows
+    /// claimed; <c>IsSetAsStale</c> tells the expired from the healed.
+    /// </summary>
+    internal static string SweepStatement(LedgerDatabase database)
+    {
+        static string Of(string sql) => sql.Replace("@p0", "t.\"Id\"", StringComparison.Ordinal);
+        return
+            $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, {Of(LedgerSql.DerivedState)} AS dstate, {Of(LedgerSql.DerivedStart)} AS dstart, " +
+            $"{Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t WHERE t.\"Id\" IN ({ClaimStatement(database)})) " +
+            $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
+            $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p0 ELSE d.dstop END " +
+            $"FROM d WHERE {T}.\"Id\" = d.did RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
+    }
+
+    private const string T = "\"" + LedgerModel.Tasks + "\"";
+
     private async Task<(int Claimed, SweepResult Result)> SweepBatchAsync(DbConnection connection, int batchSize, CancellationToken ct)
     {
         var now = time.GetUtcNow().UtcDateTime;
         await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
-        const string T = "\"" + LedgerModel.Tasks + "\"";
         const string R = "\"" + LedgerModel.Runs + "\"";
-        const string Unfinished = "\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE";
 
-        // 1. Claim a batch of stale, unfinished tasks, oldest deadline first.
-        var ids = new List<Guid>(batchSize);
-        await using (var select = Command(connection, transaction,
-            ClaimStatement(_database), now, batchSize))
-        {
-            await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
-            while (await reader.ReadAsync(ct).ConfigureAwait(false))
-            {
-                ids.Add(_database.ReadGuid(reader, 0));
-            }
-        }
-
-        if (ids.Count == 0)
-        {
-            await transaction.CommitAsync(ct).ConfigureAwait(false);
-            return (0, new SweepResult(0, 0));
-        }
-
-        var idList = _database.IdList(ids);
-
-        // 2. Heal: derive each state from its runs; a task whose last run finished takes that run's state.
-        int healed;
-        await using (var derive = Command(connection, transaction, _database.DeriveTasks, idList))
-        {
-            await derive.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
-        }
-
-        await using (var count = Command(connection, transaction,
-            $"SELECT COUNT(*) FROM {T} WHERE {_database.InIdList("\"Id\"", "@p0")} AND \"State\" IN (3, 4)", idList))
-        {
-            healed = Convert.ToInt32(await count.ExecuteScalarAsync(ct).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
-        }
-
-        // 3. Expire what is still unfinished; RETURNING tells exactly which rows this sweeper changed.
+        // 1. Claim, heal or expire: one statement, each task written once.
+        var claimed = 0;
+        var healed = 0;
         var expired = new List<(Guid Id, string Name)>();
-        await using (var expire = Command(connection, transaction,
-            $"UPDATE {T} SET \"IsSetAsStale\" = TRUE, \"State\" = 6, \"Stop\" = @p1 WHERE {_database.InIdList("\"Id\"", "@p0")} AND {Unfinished} RETURNING \"Id\", \"Name\"",
-            idList, now))
+        await using (var sweep = Command(connection, transaction, SweepStatement(_database), now, batchSize))
         {
-            await using var reader = await expire.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            await using var reader = await sweep.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
-                expired.Add((_database.ReadGuid(reader, 0), reader.GetString(1)));
+                claimed++;
+                if (reader.GetBoolean(3))
+                {
+                    expired.Add((_database.ReadGuid(reader, 0), reader.GetString(1)));
+                }
+                else if ((TaskState)reader.GetInt32(2) is TaskState.Succeeded or TaskState.Failed)
+                {
+                    healed++;
+                }
             }
         }
 
+        // 2. The ACTIVE runs of the expired tasks end with them.
         if (expired.Count > 0)
         {
             await using var runs = Command(connection, transaction,
@@ -163,7 +156,7 @@ internal sealed partial class TaskLogSweeper(
         }
 
         metrics.TasksExpired.Add(expired.Count);
-        return (ids.Count, new SweepResult(expired.Count, healed));
+        return (claimed, new SweepResult(expired.Count, healed));
     }
 
     private DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values) =>
