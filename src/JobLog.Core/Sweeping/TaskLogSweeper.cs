@@ -61,7 +61,7 @@ internal sealed partial class TaskLogSweeper(
     }
 
     /// <summary>
-    /// The claim: stale, unfinished tasks, oldest deadline first (@p0 now, @p1 batch size; <see cref="SweepStatement"/> uses the same). Its WHERE repeats the partial
+    /// The claim: stale, unfinished tasks, oldest deadline first (@p0 now, @p1 batch size). Its WHERE repeats the partial
     /// index's filter word for word, so both SQLite and PostgreSQL walk <c>IX_JobLogTasks_Unfinished_Stale</c>.
     /// </summary>
     internal static string ClaimStatement(LedgerDatabase database) =>
@@ -94,19 +94,20 @@ internal sealed partial class TaskLogSweeper(
     }
 
     /// <summary>
-    /// One batch in one statement (@p0 now, @p1 batch size): claims the stale tasks (<see cref="ClaimStatement"/>),
-    /// derives each from its runs (<see cref="LedgerSql.DerivedColumns"/>) and writes it once: healed when its last run
-    /// finished, otherwise EXPIRED and marked stale. A claimed task always changes, so the rows returned are the rows
-    /// claimed; <c>IsSetAsStale</c> tells the expired from the healed.
+    /// Derives each claimed task (id list @p0) from its runs (<see cref="LedgerSql.DerivedColumns"/>) and writes it once
+    /// (@p1 now): healed when its last run finished, otherwise EXPIRED and marked stale. A claimed task always changes
+    /// (its derived state is either final or unfinished and then expired), so every claimed row that is still unfinished
+    /// is returned; <c>IsSetAsStale</c> tells the expired from the healed. The id list, not the claim as a subquery, keeps
+    /// PostgreSQL's join to the tasks on their primary key (a LIMIT parameter's estimate can turn it into a table scan).
     /// </summary>
     internal static string SweepStatement(LedgerDatabase database)
     {
         static string Of(string sql) => sql.Replace("@p0", "t.\"Id\"", StringComparison.Ordinal);
         return
             $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, {Of(LedgerSql.DerivedState)} AS dstate, {Of(LedgerSql.DerivedStart)} AS dstart, " +
-            $"{Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t WHERE t.\"Id\" IN ({ClaimStatement(database)})) " +
+            $"{Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.\"State\" IN (1, 2, 5) AND t.\"IsSetAsStale\" = FALSE) " +
             $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
-            $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p0 ELSE d.dstop END " +
+            $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
             $"FROM d WHERE {T}.\"Id\" = d.did RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
     }
 
@@ -118,16 +119,26 @@ internal sealed partial class TaskLogSweeper(
         await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
         const string R = "\"" + LedgerModel.Runs + "\"";
 
-        // 1. Claim, heal or expire: one statement, each task written once.
-        var claimed = 0;
+        // 1. Claim a batch of stale, unfinished tasks, oldest deadline first.
+        var ids = new List<Guid>(batchSize);
+        await using (var select = Command(connection, transaction, ClaimStatement(_database), now, batchSize))
+        {
+            await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                ids.Add(_database.ReadGuid(reader, 0));
+            }
+        }
+
+        // 2. Heal or expire each: one statement, each task written once.
         var healed = 0;
         var expired = new List<(Guid Id, string Name)>();
-        await using (var sweep = Command(connection, transaction, SweepStatement(_database), now, batchSize))
+        if (ids.Count > 0)
         {
+            await using var sweep = Command(connection, transaction, SweepStatement(_database), _database.IdList(ids), now);
             await using var reader = await sweep.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
-                claimed++;
                 if (reader.GetBoolean(3))
                 {
                     expired.Add((_database.ReadGuid(reader, 0), reader.GetString(1)));
@@ -139,7 +150,7 @@ internal sealed partial class TaskLogSweeper(
             }
         }
 
-        // 2. The ACTIVE runs of the expired tasks end with them.
+        // 3. The ACTIVE runs of the expired tasks end with them.
         if (expired.Count > 0)
         {
             await using var runs = Command(connection, transaction,
@@ -156,7 +167,7 @@ internal sealed partial class TaskLogSweeper(
         }
 
         metrics.TasksExpired.Add(expired.Count);
-        return (claimed, new SweepResult(expired.Count, healed));
+        return (ids.Count, new SweepResult(expired.Count, healed));
     }
 
     private DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values) =>
