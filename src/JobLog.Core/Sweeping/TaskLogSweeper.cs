@@ -96,8 +96,10 @@ internal sealed partial class TaskLogSweeper(
     /// <summary>
     /// Derives each claimed task (id list @p0) from its runs (<see cref="LedgerSql.DerivedColumns"/>) and writes it once
     /// (@p1 now): healed when its last run finished, otherwise EXPIRED and marked stale. A claimed task always changes
-    /// (its derived state is either final or unfinished and then expired), so every claimed row that is still unfinished
-    /// is returned; <c>IsSetAsStale</c> tells the expired from the healed. The id list, not the claim as a subquery, keeps
+    /// (its derived state is either final or unfinished and then expired), so every claimed row is returned;
+    /// <c>IsSetAsStale</c> tells the expired from the healed. The rows are found by id only: the claim's transaction holds
+    /// them (SQLite's write lock, PostgreSQL's <c>FOR UPDATE</c>), and a state condition here let SQLite's planner read
+    /// every unfinished task through the state index for each batch. The id list, not the claim as a subquery, keeps
     /// PostgreSQL's join to the tasks on their primary key (a LIMIT parameter's estimate can turn it into a table scan).
     /// </summary>
     internal static string SweepStatement(LedgerDatabase database)
@@ -105,7 +107,7 @@ internal sealed partial class TaskLogSweeper(
         static string Of(string sql) => sql.Replace("@p0", "t.\"Id\"", StringComparison.Ordinal);
         return
             $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, {Of(LedgerSql.DerivedState)} AS dstate, {Of(LedgerSql.DerivedStart)} AS dstart, " +
-            $"{Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.\"State\" IN (1, 2, 5) AND t.\"IsSetAsStale\" = FALSE) " +
+            $"{Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t WHERE {database.InIdList("t.\"Id\"", "@p0")}) " +
             $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
             $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
             $"FROM d WHERE {T}.\"Id\" = d.did RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
