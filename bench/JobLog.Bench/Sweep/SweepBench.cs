@@ -223,7 +223,8 @@ internal sealed class SweepBench(BenchOptions options)
 
     private static async Task<(long Tasks, long Runs)> FillPostgresAsync(ThrowawayLedger ledger, int n, DateTime now)
     {
-        await using var connection = new NpgsqlConnection(ledger.ConnectionString);
+        // No command timeout: one COPY of every run is one statement for the rollup triggers (the writer's batches are small).
+        await using var connection = new NpgsqlConnection(ledger.ConnectionString + ";Command Timeout=0");
         await connection.OpenAsync();
         var indexes = new List<(string Name, string Definition)>();
         await using (var list = new NpgsqlCommand(

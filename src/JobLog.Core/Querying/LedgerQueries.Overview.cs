@@ -61,8 +61,14 @@ public sealed partial class LedgerQueries
 
     private async Task<IReadOnlyList<SlowTask>> SlowestAsync(DateTime since, CancellationToken ct)
     {
-        // Runs that ended (SUCCEEDED, FAILED, RETRIED) and started in the window: the (State, Start) index.
-        var query = _db.Database.SqlQuery<SlowTask>(_database.SlowestTasks(since));
-        return await query.ToListAsync(ct).ConfigureAwait(false);
+        // Runs that ended (SUCCEEDED, FAILED, RETRIED) and started in the window, from the run rollup (RunRollups): a
+        // row per minute and name, whatever the number of runs.
+        var names = await _db.Set<RunMinuteDurations>().AsNoTracking().Where(m => m.Minute >= since)
+            .GroupBy(m => m.Name)
+            .Select(g => new { Name = g.Key, Runs = g.Sum(m => m.Runs), Total = g.Sum(m => m.TotalMilliseconds), Max = g.Max(m => m.MaxMilliseconds) })
+            .ToListAsync(ct).ConfigureAwait(false);
+        return names.Where(n => n.Runs > 0)
+            .Select(n => new SlowTask { Name = n.Name, Runs = n.Runs, AverageSeconds = n.Total / 1000.0 / n.Runs, MaxSeconds = n.Max / 1000.0 })
+            .OrderByDescending(s => s.AverageSeconds).ThenBy(s => s.Name, StringComparer.Ordinal).Take(5).ToList();
     }
 }

@@ -114,13 +114,6 @@ internal abstract class LedgerDatabase
     /// </summary>
     public virtual IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text) => null;
 
-    /// <summary>
-    /// The overview's slowest task names: the five with the highest average run time among runs that ended
-    /// (SUCCEEDED, FAILED, RETRIED) and started at or after <paramref name="since"/>, as <c>Name</c>, <c>Runs</c>,
-    /// <c>AverageSeconds</c>, <c>MaxSeconds</c>.
-    /// </summary>
-    public abstract FormattableString SlowestTasks(DateTime since);
-
     // ---- Values ----
 
     /// <summary>Converts a CLR value to what the database stores for the EF model's mapping.</summary>

@@ -30,6 +30,7 @@ internal static class LedgerModel
     internal static void Configure(ModelBuilder b)
     {
         JobLog.Storage.LedgerRollups.Configure(b);
+        JobLog.Storage.RunRollups.Configure(b);
         b.Entity<TaskLog>(e =>
         {
             e.ToTable(Tasks);
@@ -49,6 +50,8 @@ internal static class LedgerModel
             e.HasIndex(x => x.Stale).HasDatabaseName(UnfinishedStaleIndex).HasFilter(UnfinishedStaleFilter);
             // The dashboard: newest tasks of one name, optionally of one state.
             e.HasIndex(x => new { x.Name, x.DispatchedAt });
+            // The newest tasks of one name in one state, however rare that state is for the name (docs/scale.md).
+            e.HasIndex(x => new { x.Name, x.State, x.DispatchedAt });
             e.HasIndex(x => new { x.State, x.DispatchedAt });
             // Default lists and the failure rate leave MassTransit's infrastructure messages out.
             e.HasIndex(x => new { x.IsInternal, x.State, x.DispatchedAt });
@@ -80,6 +83,8 @@ internal static class LedgerModel
             e.HasIndex(x => new { x.TaskId, x.ConsumerType, x.Retries });
             e.HasIndex(x => new { x.State, x.Start });
             e.HasIndex(x => new { x.Name, x.Start });
+            // The queue filter: tasks one of whose runs was consumed from the queue (docs/scale.md).
+            e.HasIndex(x => new { x.QueueName, x.TaskId });
             // The sweeper: ACTIVE runs of a host instance whose heartbeat stopped.
             e.HasIndex(x => x.HostInstanceId).HasFilter("\"State\" = 1 AND \"HostInstanceId\" IS NOT NULL");
         });

@@ -93,18 +93,37 @@ internal sealed partial class TaskLogSweeper(
         return total;
     }
 
+    /// <summary>
+    /// Derives each claimed task (id list @p0) from its runs (<see cref="LedgerSql.DerivedColumns"/>) and writes it once
+    /// (@p1 now): healed when its last run finished, otherwise EXPIRED and marked stale. A claimed task always changes
+    /// (its derived state is either final or unfinished and then expired), so every claimed row is returned;
+    /// <c>IsSetAsStale</c> tells the expired from the healed. The rows are found by id only: the claim's transaction holds
+    /// them (SQLite's write lock, PostgreSQL's <c>FOR UPDATE</c>), and a state condition here let SQLite's planner read
+    /// every unfinished task through the state index for each batch. The id list, not the claim as a subquery, keeps
+    /// PostgreSQL's join to the tasks on their primary key (a LIMIT parameter's estimate can turn it into a table scan).
+    /// </summary>
+    internal static string SweepStatement(LedgerDatabase database)
+    {
+        static string Of(string sql) => sql.Replace("@p0", "t.\"Id\"", StringComparison.Ordinal);
+        return
+            $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, {Of(LedgerSql.DerivedState)} AS dstate, {Of(LedgerSql.DerivedStart)} AS dstart, " +
+            $"{Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t WHERE {database.InIdList("t.\"Id\"", "@p0")}) " +
+            $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
+            $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
+            $"FROM d WHERE {T}.\"Id\" = d.did RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
+    }
+
+    private const string T = "\"" + LedgerModel.Tasks + "\"";
+
     private async Task<(int Claimed, SweepResult Result)> SweepBatchAsync(DbConnection connection, int batchSize, CancellationToken ct)
     {
         var now = time.GetUtcNow().UtcDateTime;
         await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
-        const string T = "\"" + LedgerModel.Tasks + "\"";
         const string R = "\"" + LedgerModel.Runs + "\"";
-        const string Unfinished = "\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE";
 
         // 1. Claim a batch of stale, unfinished tasks, oldest deadline first.
         var ids = new List<Guid>(batchSize);
-        await using (var select = Command(connection, transaction,
-            ClaimStatement(_database), now, batchSize))
+        await using (var select = Command(connection, transaction, ClaimStatement(_database), now, batchSize))
         {
             await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
@@ -113,40 +132,27 @@ internal sealed partial class TaskLogSweeper(
             }
         }
 
-        if (ids.Count == 0)
-        {
-            await transaction.CommitAsync(ct).ConfigureAwait(false);
-            return (0, new SweepResult(0, 0));
-        }
-
-        var idList = _database.IdList(ids);
-
-        // 2. Heal: derive each state from its runs; a task whose last run finished takes that run's state.
-        int healed;
-        await using (var derive = Command(connection, transaction, _database.DeriveTasks, idList))
-        {
-            await derive.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
-        }
-
-        await using (var count = Command(connection, transaction,
-            $"SELECT COUNT(*) FROM {T} WHERE {_database.InIdList("\"Id\"", "@p0")} AND \"State\" IN (3, 4)", idList))
-        {
-            healed = Convert.ToInt32(await count.ExecuteScalarAsync(ct).ConfigureAwait(false), System.Globalization.CultureInfo.InvariantCulture);
-        }
-
-        // 3. Expire what is still unfinished; RETURNING tells exactly which rows this sweeper changed.
+        // 2. Heal or expire each: one statement, each task written once.
+        var healed = 0;
         var expired = new List<(Guid Id, string Name)>();
-        await using (var expire = Command(connection, transaction,
-            $"UPDATE {T} SET \"IsSetAsStale\" = TRUE, \"State\" = 6, \"Stop\" = @p1 WHERE {_database.InIdList("\"Id\"", "@p0")} AND {Unfinished} RETURNING \"Id\", \"Name\"",
-            idList, now))
+        if (ids.Count > 0)
         {
-            await using var reader = await expire.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            await using var sweep = Command(connection, transaction, SweepStatement(_database), _database.IdList(ids), now);
+            await using var reader = await sweep.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
-                expired.Add((_database.ReadGuid(reader, 0), reader.GetString(1)));
+                if (reader.GetBoolean(3))
+                {
+                    expired.Add((_database.ReadGuid(reader, 0), reader.GetString(1)));
+                }
+                else if ((TaskState)reader.GetInt32(2) is TaskState.Succeeded or TaskState.Failed)
+                {
+                    healed++;
+                }
             }
         }
 
+        // 3. The ACTIVE runs of the expired tasks end with them.
         if (expired.Count > 0)
         {
             await using var runs = Command(connection, transaction,

@@ -84,6 +84,43 @@ public class TaskLogSweeperTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task SweepStatement_OnSqlite_FindsEachClaimedTaskByItsKey()
+    {
+        if (provider != LedgerProvider.Sqlite)
+        {
+            Assert.Ignore("SQLite's plan.");
+        }
+
+        var plan = await _host.QueryAsync(async db =>
+        {
+            await db.Database.OpenConnectionAsync();
+            await using var command = db.Database.GetDbConnection().CreateCommand();
+            command.CommandText = "EXPLAIN QUERY PLAN " + TaskLogSweeper.SweepStatement(LedgerDatabase.For(provider));
+            foreach (var (name, value) in new (string, object)[] { ("@p0", "[]"), ("@p1", T0) })
+            {
+                var parameter = command.CreateParameter();
+                parameter.ParameterName = name;
+                parameter.Value = value;
+                command.Parameters.Add(parameter);
+            }
+
+            var lines = new List<string>();
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                lines.Add(reader.GetString(3));
+            }
+
+            return lines;
+        });
+
+        // One batch reads its claimed tasks by id, never the whole table (a statement per batch of a million-task ledger).
+        Assert.That(plan.Where(l => l.StartsWith("SCAN", StringComparison.Ordinal) && !l.Contains("json_each", StringComparison.Ordinal) && l != "SCAN d"),
+            Is.Empty, string.Join("\n", plan));
+        Assert.That(plan.Count(l => l.Contains("(Id=?)", StringComparison.Ordinal)), Is.GreaterThanOrEqualTo(2), string.Join("\n", plan));
+    }
+
+    [Test]
     public async Task Sweep_StaleWaitingTask_IsExpiredAndMarked()
     {
         var id = Dispatch(T0.AddSeconds(2));

@@ -90,15 +90,6 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
     public override Expression<Func<string?, bool>> LikeIgnoringCase(string pattern) =>
         s => EF.Functions.ILike(s!, pattern, "\\");
 
-    public override FormattableString SlowestTasks(DateTime since) => $"""
-        SELECT "Name", COUNT(*) AS "Runs",
-               AVG(EXTRACT(EPOCH FROM ("Stop" - "Start")))::double precision AS "AverageSeconds",
-               MAX(EXTRACT(EPOCH FROM ("Stop" - "Start")))::double precision AS "MaxSeconds"
-        FROM "JobLogTaskRuns"
-        WHERE "State" IN (2, 3, 4) AND "Start" >= {since} AND "Stop" IS NOT NULL
-        GROUP BY "Name" ORDER BY 3 DESC LIMIT 5
-        """;
-
     public override object ToDb(object? value) => value switch
     {
         null => DBNull.Value,

@@ -100,15 +100,6 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
     // FTS5 trigram tables kept in step by triggers (SqliteSearch); LIKE '%…%' would read every row.
     public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text) => SqliteSearch.TasksContaining(db, text);
 
-    public override FormattableString SlowestTasks(DateTime since) => $"""
-        SELECT "Name", COUNT(*) AS "Runs",
-               AVG((julianday("Stop") - julianday("Start")) * 86400.0) AS "AverageSeconds",
-               MAX((julianday("Stop") - julianday("Start")) * 86400.0) AS "MaxSeconds"
-        FROM "JobLogTaskRuns"
-        WHERE "State" IN (2, 3, 4) AND "Start" >= {since} AND "Stop" IS NOT NULL
-        GROUP BY "Name" ORDER BY 3 DESC LIMIT 5
-        """;
-
     public override object ToDb(object? value) => value switch
     {
         null => DBNull.Value,

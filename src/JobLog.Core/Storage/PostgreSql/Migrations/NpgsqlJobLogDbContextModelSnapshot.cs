@@ -497,6 +497,29 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.ToTable("JobLogScheduledMessages", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.RunMinuteDurations", b =>
+                {
+                    b.Property<DateTime>("Minute")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<long>("MaxMilliseconds")
+                        .HasColumnType("bigint");
+
+                    b.Property<long>("Runs")
+                        .HasColumnType("bigint");
+
+                    b.Property<long>("TotalMilliseconds")
+                        .HasColumnType("bigint");
+
+                    b.HasKey("Minute", "Name");
+
+                    b.ToTable("JobLogRunMinutes", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.Storage.TaskMinuteCount", b =>
                 {
                     b.Property<DateTime>("Minute")
@@ -665,6 +688,8 @@ namespace JobLog.Storage.PostgreSql.Migrations
 
                     b.HasIndex("IsInternal", "State", "DispatchedAt");
 
+                    b.HasIndex("Name", "State", "DispatchedAt");
+
                     b.HasIndex(new[] { "DispatchedAt" }, "IX_JobLogTasks_UnresolvedFailures")
                         .HasFilter("\"State\" = 4 AND \"Resolution\" IS NULL");
 
@@ -742,6 +767,8 @@ namespace JobLog.Storage.PostgreSql.Migrations
                         .HasFilter("\"State\" = 1 AND \"HostInstanceId\" IS NOT NULL");
 
                     b.HasIndex("Name", "Start");
+
+                    b.HasIndex("QueueName", "TaskId");
 
                     b.HasIndex("State", "Start");
 

@@ -492,6 +492,29 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.ToTable("JobLogScheduledMessages", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.RunMinuteDurations", b =>
+                {
+                    b.Property<DateTime>("Minute")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("MaxMilliseconds")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Runs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("TotalMilliseconds")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Minute", "Name");
+
+                    b.ToTable("JobLogRunMinutes", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.Storage.TaskMinuteCount", b =>
                 {
                     b.Property<DateTime>("Minute")
@@ -660,6 +683,8 @@ namespace JobLog.Storage.Sqlite.Migrations
 
                     b.HasIndex("IsInternal", "State", "DispatchedAt");
 
+                    b.HasIndex("Name", "State", "DispatchedAt");
+
                     b.HasIndex(new[] { "DispatchedAt" }, "IX_JobLogTasks_UnresolvedFailures")
                         .HasFilter("\"State\" = 4 AND \"Resolution\" IS NULL");
 
@@ -737,6 +762,8 @@ namespace JobLog.Storage.Sqlite.Migrations
                         .HasFilter("\"State\" = 1 AND \"HostInstanceId\" IS NOT NULL");
 
                     b.HasIndex("Name", "Start");
+
+                    b.HasIndex("QueueName", "TaskId");
 
                     b.HasIndex("State", "Start");
 
