@@ -183,7 +183,7 @@ internal sealed class WriterBench(BenchOptions options)
         var rendered = renderer.Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
         var now = DateTime.UtcNow;
         long planTicks = 0, commitTicks = 0;
-        var phases = new long[5];
+        var phases = new long[6];
         await using var executor = await database.OpenAsync(ledger.ConnectionString, CancellationToken.None, TimeSpan.FromSeconds(30));
         executor.PhaseTicks = phases;
         if (provider == LedgerProvider.Sqlite)
@@ -227,8 +227,8 @@ internal sealed class WriterBench(BenchOptions options)
         var frequency = provider == LedgerProvider.Sqlite ? 1_000_000_000.0 : Stopwatch.Frequency;
         double Us(long ticks) => ticks * 1_000_000.0 / frequency / messages;
         var names = provider == LedgerProvider.Sqlite
-            ? new[] { "task rows (insert if missing, producer fields)", "dispatch failures, updates of stored runs", "run inserts", "derivation (touched tasks not inserted by the batch)", "commands and requests" }
-            : ["building the batch (arrays)", "", "", "executing the batch (one round trip)", ""];
+            ? new[] { "task rows (insert if missing, producer fields)", "dispatch failures, updates of stored runs", "run inserts", "derivation (touched tasks not inserted by the batch)", "commands and requests", "the batch's rows into the search index and rollups (bulk)" }
+            : ["building the batch (arrays)", "", "", "executing the batch (one round trip)", "", ""];
         for (var i = 0; i < phases.Length; i++)
         {
             if (phases[i] > 0)

@@ -18,16 +18,35 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
     private readonly Dictionary<string, SqlitePrepared> _prepared = new(StringComparer.Ordinal);
     private readonly HashSet<Guid> _inserted = [];
     private byte[] _utf8 = new byte[1024];
+    private SqliteWriterTriggers? _triggers;
 
     public override DbConnection Connection => connection;
 
     public override async Task CommitAsync(LedgerPlan plan, TimeSpan timeout, CancellationToken cancellationToken)
     {
+        // The batch's own rows skip the per-row triggers; their indexes and rollups are added at the end, in bulk.
+        var triggers = _triggers ??= new SqliteWriterTriggers(connection.Handle!);
+        triggers.Prepare();
         // BEGIN IMMEDIATE: the write lock is taken (or waited for, up to the busy timeout) before the first statement.
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        Execute(plan, cancellationToken);
+        try
+        {
+            triggers.Begin();
+            Execute(plan, cancellationToken);
+            var started = PhaseTicks is null ? 0 : PhaseClock();
+            triggers.Finish();
+            Phase(5, ref started);
+        }
+        finally
+        {
+            triggers.End();
+        }
+
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>Whether the last batch's own rows skipped the per-row triggers (<see cref="SqliteWriterTriggers"/>).</summary>
+    internal bool BypassedTriggers => _triggers?.Bypassing ?? false;
 
     private void Execute(LedgerPlan plan, CancellationToken cancellationToken)
     {
