@@ -92,6 +92,7 @@ internal sealed class WriterBench(BenchOptions options)
             ledger.Apply(o);
             o.Sweeper.Enabled = false;
             o.Durability = durability;
+            o.SearchIndex = options.SearchIndex;
             o.QueueCapacity = Math.Max(200_000, options.Messages * 3 + 10_000);
         });
         return builder.Build();
@@ -102,6 +103,10 @@ internal sealed class WriterBench(BenchOptions options)
         await using var ledger = await ThrowawayLedger.CreateAsync(provider);
         using var host = BuildHost(ledger, split ? LedgerDurability.Committed : LedgerDurability.Buffered);
         await host.StartAsync();
+        if (options.RowTriggers)
+        {
+            await ledger.AddRowTriggersAsync();
+        }
         using var stats = new WriterStats();
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var rendered = host.Services.GetRequiredService<MessageRenderer>().Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
@@ -175,6 +180,11 @@ internal sealed class WriterBench(BenchOptions options)
         {
             await host.StartAsync(); // migrates
             await host.StopAsync();
+        }
+
+        if (options.RowTriggers)
+        {
+            await ledger.AddRowTriggersAsync();
         }
 
         var database = LedgerDatabase.For(provider);
