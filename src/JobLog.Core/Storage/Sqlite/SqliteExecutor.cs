@@ -58,6 +58,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
             if (InsertTask(insertTask, row) == 0)
             {
                 // The consumer side (or an earlier dispatch) created the row: the producer's fields win.
+                _triggers?.Capture([row.Task.Id]);
                 Write(Prepare(SqliteStatements.UpdateProducerFields), SqliteStatements.ProducerColumns, row);
             }
         }
@@ -102,6 +103,8 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         cancellationToken.ThrowIfCancellationRequested();
         // The plain derivation: on SQLite a guarded UPDATE … FROM costs more than the row write it saves.
         var derive = Prepare(LedgerSql.DeriveTask);
+        // Every UPDATE of a task's state, name, kind or stop captures the row first (SqliteWriterTriggers.CountChanges).
+        _triggers?.Capture(plan.Derive.Where(id => !_inserted.Contains(id)).ToList());
         foreach (var taskId in plan.Derive)
         {
             // A row this batch inserted already holds the state of its runs, and it has no others.
