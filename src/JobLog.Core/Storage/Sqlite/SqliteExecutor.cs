@@ -20,7 +20,15 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
     private byte[] _utf8 = new byte[1024];
     private SqliteWriterTriggers? _triggers;
 
-    public override DbConnection Connection => connection;
+    public override DbConnection Connection
+    {
+        get
+        {
+            // The writer's batches leave the connection's triggers off (SqliteWriterTriggers); anything else fires them.
+            _triggers?.Restore();
+            return connection;
+        }
+    }
 
     public override async Task CommitAsync(LedgerPlan plan, TimeSpan timeout, CancellationToken cancellationToken)
     {
@@ -29,19 +37,11 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         triggers.Prepare();
         // BEGIN IMMEDIATE: the write lock is taken (or waited for, up to the busy timeout) before the first statement.
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            triggers.Begin();
-            Execute(plan, cancellationToken);
-            var started = PhaseTicks is null ? 0 : PhaseClock();
-            triggers.Finish();
-            Phase(5, ref started);
-        }
-        finally
-        {
-            triggers.End();
-        }
-
+        triggers.Begin();
+        Execute(plan, cancellationToken);
+        var started = PhaseTicks is null ? 0 : PhaseClock();
+        triggers.Finish();
+        Phase(5, ref started);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 

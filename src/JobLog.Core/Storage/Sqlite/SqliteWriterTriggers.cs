@@ -10,7 +10,7 @@ namespace JobLog.Storage.Sqlite;
 /// table), where one <c>INSERT … SELECT</c> over a whole batch costs about 20. So, for the writer's transaction only:
 /// <list type="number">
 /// <item>the connection's triggers are switched off (<c>SQLITE_DBCONFIG_ENABLE_TRIGGER</c>, this connection only: every
-/// other connection, and this one outside the writer's transaction, fires them as always);</item>
+/// other connection fires them as always, and this one is switched back before it is handed out for anything else);</item>
 /// <item>a TEMP marker row holds the first rowid this batch can give a task and a run (<c>max(rowid) + 1</c>: SQLite
 /// numbers new rows past the largest);</item>
 /// <item>TEMP copies of the UPDATE and DELETE triggers (TEMP triggers fire whatever that switch says) do what the
@@ -152,21 +152,27 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle)
 
     /// <summary>
     /// In the writer's transaction, before its first statement: switches the triggers off and sets the marker, when the
-    /// schema is still the one <see cref="Prepare"/> looked at and the ledger's rowids are far from the limit.
+    /// schema is still the one <see cref="Prepare"/> looked at and the ledger's rowids are far from the limit; otherwise
+    /// makes sure they are on.
     /// </summary>
     public void Begin()
     {
-        _off = false;
         Bypassing = false;
         if (_finish is null || SchemaVersion() != _schema || LargestRowid() >= RowidLimit)
         {
+            Restore();
             return;
         }
 
         Exec(SetMarker);
+        if (!_off)
+        {
+            // Switching recompiles the connection's prepared statements, so the switch stays off between batches
+            // (Restore switches it back before the connection is used for anything else).
+            Check(raw.sqlite3_db_config(handle, EnableTrigger, 0, out _));
+            _off = true;
+        }
 
-        Check(raw.sqlite3_db_config(handle, EnableTrigger, 0, out _));
-        _off = true;
         Bypassing = true;
     }
 
@@ -176,7 +182,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle)
     /// </summary>
     public void Capture(IReadOnlyCollection<Guid> taskIds)
     {
-        if (!_off || !_capture || taskIds.Count == 0)
+        if (!Bypassing || !_capture || taskIds.Count == 0)
         {
             return;
         }
@@ -192,15 +198,18 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle)
     /// <summary>In the writer's transaction, after its last statement: adds the batch's own rows and clears the marker.</summary>
     public void Finish()
     {
-        if (_off)
+        if (Bypassing)
         {
             Exec(_finish!);
             Exec(ClearMarker);
         }
     }
 
-    /// <summary>Switches the triggers back on (also when the batch failed: its transaction rolls back, marker included).</summary>
-    public void End()
+    /// <summary>
+    /// Switches the connection's triggers back on: before the connection is used for anything but the writer's batches
+    /// (<see cref="SqliteExecutor.Connection"/>), and before a batch the triggers must handle.
+    /// </summary>
+    public void Restore()
     {
         if (_off)
         {
