@@ -352,6 +352,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         }
 
         _prepared.Clear();
+        _triggers?.Dispose();
         await connection.DisposeAsync().ConfigureAwait(false);
     }
 

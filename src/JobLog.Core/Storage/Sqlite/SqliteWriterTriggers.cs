@@ -22,7 +22,7 @@ namespace JobLog.Storage.Sqlite;
 /// it (<see cref="SqliteSearch.Create"/>, <see cref="LedgerRollups.SqliteUp"/>); any other trigger (an application's, a
 /// later migration's) leaves the batch to the triggers, as before.
 /// </summary>
-internal sealed class SqliteWriterTriggers(sqlite3 handle)
+internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
 {
     private const int EnableTrigger = 1003; // SQLITE_DBCONFIG_ENABLE_TRIGGER
 
@@ -48,7 +48,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle)
         "INSERT INTO temp.\"" + Marker + "\" (\"TaskFrom\", \"RunFrom\") " +
         "SELECT (SELECT coalesce(max(rowid), 0) + 1 FROM main." + T + "), (SELECT coalesce(max(rowid), 0) + 1 FROM main." + R + ")";
 
-    private const string ClearMarker = "DELETE FROM temp.\"" + Marker + "\"; DELETE FROM temp.\"" + Before + "\"";
+    private static readonly string[] ClearStatements = ["DELETE FROM temp.\"" + Marker + "\"", "DELETE FROM temp.\"" + Before + "\""];
 
     internal const string Before = "JobLogWriterBefore";
 
@@ -105,7 +105,8 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle)
 
     private readonly List<string> _temporary = [];
     private long _schema = -1;
-    private string? _finish;
+    private readonly Dictionary<string, sqlite3_stmt> _statements = new(StringComparer.Ordinal);
+    private string[]? _finish;
     private bool _capture;
     private bool _off;
 
@@ -143,7 +144,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle)
                 _temporary.Add(name);
             }
 
-            _finish = finish;
+            _finish = Statements(finish);
         }
 
         // The TEMP objects do not change the main schema's version.
@@ -164,7 +165,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle)
             return;
         }
 
-        Exec(SetMarker);
+        Run(SetMarker);
         if (!_off)
         {
             // Switching recompiles the connection's prepared statements, so the switch stays off between batches
@@ -187,12 +188,9 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle)
             return;
         }
 
-        Check(raw.sqlite3_prepare_v2(handle, CaptureRows, out sqlite3_stmt capture));
-        using (capture)
-        {
-            Check(raw.sqlite3_bind_text(capture, 1, (string)SqliteLedgerDatabase.Instance.IdList(taskIds)));
-            Check(raw.sqlite3_step(capture));
-        }
+        var capture = Statement(CaptureRows);
+        Check(raw.sqlite3_bind_text(capture, 1, (string)SqliteLedgerDatabase.Instance.IdList(taskIds)));
+        Run(CaptureRows);
     }
 
     /// <summary>In the writer's transaction, after its last statement: adds the batch's own rows and clears the marker.</summary>
@@ -200,8 +198,15 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle)
     {
         if (Bypassing)
         {
-            Exec(_finish!);
-            Exec(ClearMarker);
+            foreach (var statement in _finish!)
+            {
+                Run(statement);
+            }
+
+            foreach (var statement in ClearStatements)
+            {
+                Run(statement);
+            }
         }
     }
 
@@ -373,10 +378,10 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle)
 
     private long Scalar(string sql)
     {
-        Check(raw.sqlite3_prepare_v2(handle, sql, out sqlite3_stmt statement));
-        using (statement)
+        var statement = Statement(sql);
+        var rc = raw.sqlite3_step(statement);
+        try
         {
-            var rc = raw.sqlite3_step(statement);
             if (rc != raw.SQLITE_ROW)
             {
                 Check(rc);
@@ -384,6 +389,48 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle)
 
             return raw.sqlite3_column_int64(statement, 0);
         }
+        finally
+        {
+            raw.sqlite3_reset(statement);
+        }
+    }
+
+    // The per-batch statements are prepared once (a statement is compiled again by SQLite only when the schema changed).
+    private sqlite3_stmt Statement(string sql)
+    {
+        if (!_statements.TryGetValue(sql, out var statement))
+        {
+            Check(raw.sqlite3_prepare_v2(handle, sql, out statement));
+            _statements[sql] = statement;
+        }
+
+        return statement;
+    }
+
+    private void Run(string sql)
+    {
+        var statement = Statement(sql);
+        var rc = raw.sqlite3_step(statement);
+        raw.sqlite3_reset(statement);
+        raw.sqlite3_clear_bindings(statement);
+        if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
+        {
+            Check(rc);
+        }
+    }
+
+    // One statement each: the scripts above separate theirs with "; " (no literal holds one).
+    private static string[] Statements(string script) =>
+        [.. script.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+
+    public void Dispose()
+    {
+        foreach (var statement in _statements.Values)
+        {
+            statement.Dispose();
+        }
+
+        _statements.Clear();
     }
 
     private void Exec(string sql) => Check(raw.sqlite3_exec(handle, sql));
