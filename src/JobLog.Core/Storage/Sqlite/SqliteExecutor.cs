@@ -352,7 +352,16 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         }
 
         _prepared.Clear();
-        _triggers?.Dispose();
+        try
+        {
+            _triggers?.Dispose();
+        }
+        catch (SqliteException)
+        {
+            // Its triggers may still be off: the connection must not go back to the pool.
+            SqliteConnection.ClearPool(connection);
+        }
+
         await connection.DisposeAsync().ConfigureAwait(false);
     }
 

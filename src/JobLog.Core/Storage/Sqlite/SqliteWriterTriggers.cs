@@ -125,16 +125,17 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
             return;
         }
 
-        foreach (var name in _temporary)
-        {
-            Exec($"DROP TRIGGER IF EXISTS temp.\"{name}\"");
-        }
-
-        _temporary.Clear();
+        DropCopies();
         _finish = null;
         var triggers = Triggers();
         if (Replicable(triggers, out var copies, out var finish))
         {
+            // A pooled connection may still hold the copies of an executor that was not disposed.
+            foreach (var (name, _) in copies)
+            {
+                Exec($"DROP TRIGGER IF EXISTS temp.\"{name}\"");
+            }
+
             Exec(CreateMarker);
             Exec(CreateBefore);
             _capture = finish.Contains(CountChanges, StringComparison.Ordinal);
@@ -423,6 +424,10 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
     private static string[] Statements(string script) =>
         [.. script.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
 
+    /// <summary>
+    /// Leaves the connection as it found it (a pooled connection is handed to the next user as it is): triggers on, no
+    /// TEMP copies; then finalizes the statements.
+    /// </summary>
     public void Dispose()
     {
         foreach (var statement in _statements.Values)
@@ -431,6 +436,19 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         }
 
         _statements.Clear();
+        Restore();
+        DropCopies();
+        _schema = -1;
+    }
+
+    private void DropCopies()
+    {
+        foreach (var name in _temporary)
+        {
+            Exec($"DROP TRIGGER IF EXISTS temp.\"{name}\"");
+        }
+
+        _temporary.Clear();
     }
 
     private void Exec(string sql) => Check(raw.sqlite3_exec(handle, sql));

@@ -79,6 +79,31 @@ public class SqliteWriterTriggersTests
     }
 
     [Test]
+    public async Task PooledConnection_AfterTheWritersExecutorIsDisposed_FiresTheTriggersAgain()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var pooled = new SqliteConnectionStringBuilder(host.Ledger.ConnectionString) { Pooling = true }.ConnectionString;
+        var database = LedgerDatabase.For(LedgerProvider.Sqlite);
+        var planner = new LedgerPlanner(database);
+        await using (var executor = await database.OpenAsync(pooled, CancellationToken.None))
+        {
+            await planner.CommitAsync(executor, planner.Plan(Batches()[0]), TimeSpan.FromSeconds(10), CancellationToken.None);
+            Assert.That(((SqliteExecutor)executor).BypassedTriggers, Is.True);
+        }
+
+        // The next user of the pooled connection writes through the triggers.
+        await ExecAsync(pooled, """
+            INSERT INTO "JobLogTasks" ("Id", "Name", "Input", "DispatchedAt", "IsSetAsStale", "State", "IsInternal")
+            VALUES ('0F8FAD5B-D9CB-469F-A165-70867728950E', 'Pooled', 'written-by-hand', '2026-03-01 08:00:00', 0, 1, 0);
+            """);
+
+        Assert.That(await ScalarAsync(pooled, "SELECT COUNT(*) FROM \"JobLogTaskText\" WHERE \"JobLogTaskText\" MATCH '\"written-by-hand\"'"), Is.EqualTo(1));
+        Assert.That(await ScalarAsync(pooled, "SELECT COALESCE(SUM(\"Count\"), 0) FROM \"JobLogTaskCounts\" WHERE \"Name\" = 'Pooled'"), Is.EqualTo(1));
+        Assert.That(await ScalarAsync(pooled, "SELECT COUNT(*) FROM sqlite_temp_master WHERE type = 'trigger'"), Is.EqualTo(0));
+        SqliteConnection.ClearAllPools();
+    }
+
+    [Test]
     public async Task MigratedLedger_EveryTriggerOnTheTaskAndRunTables_IsOneTheWriterCanStandIn()
     {
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
