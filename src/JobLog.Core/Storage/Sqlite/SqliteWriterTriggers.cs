@@ -13,8 +13,10 @@ namespace JobLog.Storage.Sqlite;
 /// other connection fires them as always, and this one is switched back before it is handed out for anything else);</item>
 /// <item>a TEMP marker row holds the first rowid this batch can give a task and a run (<c>max(rowid) + 1</c>: SQLite
 /// numbers new rows past the largest);</item>
-/// <item>TEMP copies of the UPDATE and DELETE triggers (TEMP triggers fire whatever that switch says) do what the
-/// originals do for rows that existed before the batch and skip the batch's own rows;</item>
+/// <item>TEMP copies of the search index's UPDATE triggers and of the DELETE triggers (TEMP triggers fire whatever that
+/// switch says) do what the originals do for rows that existed before the batch and skip the batch's own rows; the
+/// rollups' UPDATE trigger is replaced by a capture of the rows the batch is about to update (<see cref="Capture"/>) and
+/// one delta statement (<see cref="CountChanges"/>);</item>
 /// <item>at the end, one statement per index or rollup adds the batch's own rows, as they are at the end of the batch,
 /// which is what the INSERT trigger and the UPDATE triggers after it would have added up to.</item>
 /// </list>
