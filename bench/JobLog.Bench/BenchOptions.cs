@@ -48,6 +48,9 @@ internal sealed class BenchOptions
           --out FILE         also append the markdown report to FILE
           --side on|off      run only one side (for profiling; no ratio)
           --alloc-profile    print the top allocated types of each measured run (GC AllocationTick sampling)
+          --search-index on|off  JobLogOptions.SearchIndex (default on; also for writer)
+          --row-triggers     SQLite: keep every trigger firing per row in the writer's batches, as before session 6 (a
+                             no-op trigger of the bench's own makes the writer fall back; also for writer)
 
         sweep options:
           --tasks N          tasks in the ledger (default 1000000; 10% stale)
@@ -116,6 +119,12 @@ internal sealed class BenchOptions
     /// <summary>Keep the throwaway ledgers (for inspection); their location is printed.</summary>
     public bool Keep { get; private set; }
 
+    /// <summary>JobLogOptions.SearchIndex for the throughput and writer runs.</summary>
+    public bool SearchIndex { get; private set; } = true;
+
+    /// <summary>SQLite: a trigger of the bench's own on the runs table, so that the writer fires every trigger per row.</summary>
+    public bool RowTriggers { get; private set; }
+
     /// <summary>Prints a sampled allocation profile (by type) of every measured run.</summary>
     public bool AllocationProfile { get; private set; }
 
@@ -158,6 +167,8 @@ internal sealed class BenchOptions
                 case "--out": o.OutFile = Value(); break;
                 case "--side": o.Side = Value(); break;
                 case "--alloc-profile": o.AllocationProfile = true; break;
+                case "--search-index": o.SearchIndex = Value() is not ("off" or "false" or "0"); break;
+                case "--row-triggers": o.RowTriggers = true; break;
                 case "--analyze": o.Analyze = true; break;
                 case "--keep": o.Keep = true; break;
                 case "--spool": o.Spool = true; break;

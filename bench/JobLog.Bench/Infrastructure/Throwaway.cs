@@ -79,6 +79,24 @@ internal sealed class ThrowawayLedger : IAsyncDisposable
 
     public string? File { get; }
 
+    /// <summary>
+    /// SQLite: a trigger that never fires (a delete of a run with a WHEN that is false), unknown to the writer, so that
+    /// its batches fire every trigger per row (the writer before session 6; <c>SqliteWriterTriggers</c>).
+    /// </summary>
+    public async Task AddRowTriggersAsync()
+    {
+        if (Provider != LedgerProvider.Sqlite)
+        {
+            return;
+        }
+
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "CREATE TRIGGER IF NOT EXISTS \"Bench_RowTriggers\" AFTER DELETE ON \"JobLogTaskRuns\" WHEN 0 BEGIN SELECT 1; END";
+        await command.ExecuteNonQueryAsync();
+    }
+
     /// <summary>Leave the database behind (for inspection).</summary>
     public bool Keep { get; set; }
 

@@ -174,8 +174,13 @@ internal sealed class ThroughputBench(BenchOptions options)
             {
                 ledger.Apply(o);
                 o.Durability = path.Durability;
+                o.SearchIndex = options.SearchIndex;
             });
         await host.StartAsync();
+        if (ledger is not null && options.RowTriggers)
+        {
+            await ledger.AddRowTriggersAsync();
+        }
         string? problem = null;
         try
         {

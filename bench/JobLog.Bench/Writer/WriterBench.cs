@@ -92,6 +92,7 @@ internal sealed class WriterBench(BenchOptions options)
             ledger.Apply(o);
             o.Sweeper.Enabled = false;
             o.Durability = durability;
+            o.SearchIndex = options.SearchIndex;
             o.QueueCapacity = Math.Max(200_000, options.Messages * 3 + 10_000);
         });
         return builder.Build();
@@ -102,6 +103,10 @@ internal sealed class WriterBench(BenchOptions options)
         await using var ledger = await ThrowawayLedger.CreateAsync(provider);
         using var host = BuildHost(ledger, split ? LedgerDurability.Committed : LedgerDurability.Buffered);
         await host.StartAsync();
+        if (options.RowTriggers)
+        {
+            await ledger.AddRowTriggersAsync();
+        }
         using var stats = new WriterStats();
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var rendered = host.Services.GetRequiredService<MessageRenderer>().Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
@@ -177,13 +182,18 @@ internal sealed class WriterBench(BenchOptions options)
             await host.StopAsync();
         }
 
+        if (options.RowTriggers)
+        {
+            await ledger.AddRowTriggersAsync();
+        }
+
         var database = LedgerDatabase.For(provider);
         var store = new LedgerPlanner(database);
         var renderer = new MessageRenderer(new Redactor(new RedactionOptions()));
         var rendered = renderer.Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
         var now = DateTime.UtcNow;
         long planTicks = 0, commitTicks = 0;
-        var phases = new long[5];
+        var phases = new long[6];
         await using var executor = await database.OpenAsync(ledger.ConnectionString, CancellationToken.None, TimeSpan.FromSeconds(30));
         executor.PhaseTicks = phases;
         if (provider == LedgerProvider.Sqlite)
@@ -227,8 +237,8 @@ internal sealed class WriterBench(BenchOptions options)
         var frequency = provider == LedgerProvider.Sqlite ? 1_000_000_000.0 : Stopwatch.Frequency;
         double Us(long ticks) => ticks * 1_000_000.0 / frequency / messages;
         var names = provider == LedgerProvider.Sqlite
-            ? new[] { "task rows (insert if missing, producer fields)", "dispatch failures, updates of stored runs", "run inserts", "derivation (touched tasks not inserted by the batch)", "commands and requests" }
-            : ["building the batch (arrays)", "", "", "executing the batch (one round trip)", ""];
+            ? new[] { "task rows (insert if missing, producer fields)", "dispatch failures, updates of stored runs", "run inserts", "derivation (touched tasks not inserted by the batch)", "commands and requests", "the batch's rows into the search index and rollups (bulk)" }
+            : ["building the batch (arrays)", "", "", "executing the batch (one round trip)", "", ""];
         for (var i = 0; i < phases.Length; i++)
         {
             if (phases[i] > 0)

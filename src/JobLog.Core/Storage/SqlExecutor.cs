@@ -28,7 +28,7 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
 
     private protected void Phase(int phase, ref long started)
     {
-        if (PhaseTicks is { } ticks)
+        if (PhaseTicks is { } ticks && phase < ticks.Length)
         {
             var now = PhaseClock();
             ticks[phase] += now - started;

@@ -18,16 +18,35 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
     private readonly Dictionary<string, SqlitePrepared> _prepared = new(StringComparer.Ordinal);
     private readonly HashSet<Guid> _inserted = [];
     private byte[] _utf8 = new byte[1024];
+    private SqliteWriterTriggers? _triggers;
 
-    public override DbConnection Connection => connection;
+    public override DbConnection Connection
+    {
+        get
+        {
+            // The writer's batches leave the connection's triggers off (SqliteWriterTriggers); anything else fires them.
+            _triggers?.Restore();
+            return connection;
+        }
+    }
 
     public override async Task CommitAsync(LedgerPlan plan, TimeSpan timeout, CancellationToken cancellationToken)
     {
+        // The batch's own rows skip the per-row triggers; their indexes and rollups are added at the end, in bulk.
+        var triggers = _triggers ??= new SqliteWriterTriggers(connection.Handle!);
+        triggers.Prepare();
         // BEGIN IMMEDIATE: the write lock is taken (or waited for, up to the busy timeout) before the first statement.
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        triggers.Begin();
         Execute(plan, cancellationToken);
+        var started = PhaseTicks is null ? 0 : PhaseClock();
+        triggers.Finish();
+        Phase(5, ref started);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
+
+    /// <summary>Whether the last batch's own rows skipped the per-row triggers (<see cref="SqliteWriterTriggers"/>).</summary>
+    internal bool BypassedTriggers => _triggers?.Bypassing ?? false;
 
     private void Execute(LedgerPlan plan, CancellationToken cancellationToken)
     {
@@ -39,6 +58,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
             if (InsertTask(insertTask, row) == 0)
             {
                 // The consumer side (or an earlier dispatch) created the row: the producer's fields win.
+                _triggers?.Capture([row.Task.Id]);
                 Write(Prepare(SqliteStatements.UpdateProducerFields), SqliteStatements.ProducerColumns, row);
             }
         }
@@ -83,6 +103,8 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         cancellationToken.ThrowIfCancellationRequested();
         // The plain derivation: on SQLite a guarded UPDATE … FROM costs more than the row write it saves.
         var derive = Prepare(LedgerSql.DeriveTask);
+        // Every UPDATE of a task's state, name, kind or stop captures the row first (SqliteWriterTriggers.CountChanges).
+        _triggers?.Capture(plan.Derive.Where(id => !_inserted.Contains(id)).ToList());
         foreach (var taskId in plan.Derive)
         {
             // A row this batch inserted already holds the state of its runs, and it has no others.
@@ -330,6 +352,16 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         }
 
         _prepared.Clear();
+        try
+        {
+            _triggers?.Dispose();
+        }
+        catch (SqliteException)
+        {
+            // Its triggers may still be off: the connection must not go back to the pool.
+            SqliteConnection.ClearPool(connection);
+        }
+
         await connection.DisposeAsync().ConfigureAwait(false);
     }
 

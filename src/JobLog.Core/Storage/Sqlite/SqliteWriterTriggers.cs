@@ -1,0 +1,465 @@
+using System.Text;
+using SQLitePCL;
+
+namespace JobLog.Storage.Sqlite;
+
+/// <summary>
+/// The writer's inserts without per-row triggers (docs/search.md, "What it costs the writer"). On SQLite every row an
+/// INSERT writes into a table with an AFTER INSERT trigger costs about 20 µs of trigger machinery even when the trigger's
+/// WHEN is false, and an FTS5 insert from a trigger costs about 100 µs a task (a statement per row into the virtual
+/// table), where one <c>INSERT … SELECT</c> over a whole batch costs about 20. So, for the writer's transaction only:
+/// <list type="number">
+/// <item>the connection's triggers are switched off (<c>SQLITE_DBCONFIG_ENABLE_TRIGGER</c>, this connection only: every
+/// other connection fires them as always, and this one is switched back before it is handed out for anything else);</item>
+/// <item>a TEMP marker row holds the first rowid this batch can give a task and a run (<c>max(rowid) + 1</c>: SQLite
+/// numbers new rows past the largest);</item>
+/// <item>TEMP copies of the search index's UPDATE triggers and of the DELETE triggers (TEMP triggers fire whatever that
+/// switch says) do what the originals do for rows that existed before the batch and skip the batch's own rows; the
+/// rollups' UPDATE trigger is replaced by a capture of the rows the batch is about to update (<see cref="Capture"/>) and
+/// one delta statement (<see cref="CountChanges"/>);</item>
+/// <item>at the end, one statement per index or rollup adds the batch's own rows, as they are at the end of the batch,
+/// which is what the INSERT trigger and the UPDATE triggers after it would have added up to.</item>
+/// </list>
+/// This is done only when every trigger on the task and run tables is one of JobLog's, exactly as its migrations write
+/// it (<see cref="SqliteSearch.Create"/>, <see cref="LedgerRollups.SqliteUp"/>); any other trigger (an application's, a
+/// later migration's) leaves the batch to the triggers, as before.
+/// </summary>
+internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
+{
+    private const int EnableTrigger = 1003; // SQLITE_DBCONFIG_ENABLE_TRIGGER
+
+    // Past this, SQLite may number new rows at random instead of max(rowid) + 1: leave such a ledger to the triggers.
+    private const long RowidLimit = 1L << 62;
+
+    internal const string Marker = "JobLogWriterBatch";
+
+    private const string T = "\"" + LedgerModel.Tasks + "\"";
+    private const string R = "\"" + LedgerModel.Runs + "\"";
+    private const string TaskFrom = "(SELECT \"TaskFrom\" FROM temp.\"" + Marker + "\")";
+    private const string RunFrom = "(SELECT \"RunFrom\" FROM temp.\"" + Marker + "\")";
+
+    internal const string TaskTextInsert = SqliteSearch.TaskText + "_Insert";
+    internal const string RunTextInsert = SqliteSearch.RunText + "_Insert";
+    internal const string RollupInsert = "JobLogTasks_Rollup_Insert";
+    internal const string RollupUpdate = "JobLogTasks_Rollup_Update";
+
+    private const string CreateMarker =
+        "CREATE TEMP TABLE IF NOT EXISTS \"" + Marker + "\" (\"TaskFrom\" INTEGER NOT NULL, \"RunFrom\" INTEGER NOT NULL)";
+
+    private const string SetMarker =
+        "INSERT INTO temp.\"" + Marker + "\" (\"TaskFrom\", \"RunFrom\") " +
+        "SELECT (SELECT coalesce(max(rowid), 0) + 1 FROM main." + T + "), (SELECT coalesce(max(rowid), 0) + 1 FROM main." + R + ")";
+
+    private static readonly string[] ClearStatements = ["DELETE FROM temp.\"" + Marker + "\"", "DELETE FROM temp.\"" + Before + "\""];
+
+    internal const string Before = "JobLogWriterBefore";
+
+    private const string CreateBefore =
+        "CREATE TEMP TABLE IF NOT EXISTS \"" + Before + "\" (\"Row\" INTEGER PRIMARY KEY, \"State\" INTEGER, \"Name\" TEXT, \"IsInternal\" INTEGER, \"Stop\" TEXT)";
+
+    // The rollup columns of tasks from earlier batches this batch is about to update, as they were before it.
+    private const string CaptureRows =
+        "INSERT OR IGNORE INTO temp.\"" + Before + "\" (\"Row\", \"State\", \"Name\", \"IsInternal\", \"Stop\") " +
+        "SELECT rowid, \"State\", \"Name\", \"IsInternal\", \"Stop\" FROM main." + T + " WHERE \"Id\" IN (SELECT value FROM json_each(?1)) AND rowid < " + TaskFrom;
+
+    /// <summary>What <c>JobLogTaskText_Insert</c> would have indexed, for the batch's tasks.</summary>
+    internal const string IndexTasks =
+        "INSERT INTO \"" + SqliteSearch.TaskText + "\"(rowid, \"Input\", \"TaskKwargs\") SELECT rowid, \"Input\", \"TaskKwargs\" FROM main." + T +
+        " WHERE rowid >= " + TaskFrom + " AND (\"Input\" IS NOT NULL OR \"TaskKwargs\" IS NOT NULL) ORDER BY rowid";
+
+    /// <summary>What <c>JobLogRunText_Insert</c> would have indexed, for the batch's runs.</summary>
+    internal const string IndexRuns =
+        "INSERT INTO \"" + SqliteSearch.RunText + "\"(rowid, \"ErrorMessage\") SELECT rowid, \"ErrorMessage\" FROM main." + R +
+        " WHERE rowid >= " + RunFrom + " AND \"ErrorMessage\" IS NOT NULL ORDER BY rowid";
+
+    /// <summary>What <c>JobLogTasks_Rollup_Insert</c> (and the updates after it) would have counted, for the batch's tasks.</summary>
+    internal const string CountTasks =
+        "INSERT INTO \"" + LedgerRollups.Counts + "\" (\"State\", \"Name\", \"IsInternal\", \"Count\") " +
+        "SELECT \"State\", \"Name\", \"IsInternal\", COUNT(*) FROM main." + T + " WHERE rowid >= " + TaskFrom +
+        " GROUP BY \"State\", \"Name\", \"IsInternal\" ORDER BY 1, 2, 3 " +
+        "ON CONFLICT (\"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"; " +
+        "INSERT INTO \"" + LedgerRollups.Minutes + "\" (\"Minute\", \"State\", \"Name\", \"IsInternal\", \"Count\") " +
+        "SELECT substr(\"Stop\", 1, 16) || ':00', \"State\", \"Name\", \"IsInternal\", COUNT(*) FROM main." + T +
+        " WHERE rowid >= " + TaskFrom + " AND \"Stop\" IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 " +
+        "ON CONFLICT (\"Minute\", \"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"";
+
+    /// <summary>
+    /// What <c>JobLogTasks_Rollup_Update</c> would have moved, for the tasks from earlier batches this batch changed: the
+    /// rows as they are now count +1, as they were (<see cref="Before"/>) -1, and a minute left empty is dropped.
+    /// </summary>
+    internal const string CountChanges =
+        "INSERT INTO \"" + LedgerRollups.Counts + "\" (\"State\", \"Name\", \"IsInternal\", \"Count\") " +
+        "SELECT \"State\", \"Name\", \"IsInternal\", SUM(n) FROM (" +
+        "SELECT t.\"State\", t.\"Name\", t.\"IsInternal\", 1 AS n FROM temp.\"" + Before + "\" b JOIN main." + T + " t ON t.rowid = b.\"Row\" " +
+        "UNION ALL SELECT b.\"State\", b.\"Name\", b.\"IsInternal\", -1 FROM temp.\"" + Before + "\" b) " +
+        "GROUP BY \"State\", \"Name\", \"IsInternal\" HAVING SUM(n) <> 0 ORDER BY 1, 2, 3 " +
+        "ON CONFLICT (\"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"; " +
+        "INSERT INTO \"" + LedgerRollups.Minutes + "\" (\"Minute\", \"State\", \"Name\", \"IsInternal\", \"Count\") " +
+        "SELECT substr(\"Stop\", 1, 16) || ':00', \"State\", \"Name\", \"IsInternal\", SUM(n) FROM (" +
+        "SELECT t.\"Stop\", t.\"State\", t.\"Name\", t.\"IsInternal\", 1 AS n FROM temp.\"" + Before + "\" b JOIN main." + T + " t ON t.rowid = b.\"Row\" WHERE t.\"Stop\" IS NOT NULL " +
+        "UNION ALL SELECT b.\"Stop\", b.\"State\", b.\"Name\", b.\"IsInternal\", -1 FROM temp.\"" + Before + "\" b WHERE b.\"Stop\" IS NOT NULL) " +
+        "GROUP BY 1, 2, 3, 4 HAVING SUM(n) <> 0 ORDER BY 1, 2, 3, 4 " +
+        "ON CONFLICT (\"Minute\", \"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"; " +
+        "DELETE FROM \"" + LedgerRollups.Minutes + "\" WHERE \"Count\" = 0 AND (\"Minute\", \"State\", \"Name\", \"IsInternal\") IN (" +
+        "SELECT substr(b.\"Stop\", 1, 16) || ':00', b.\"State\", b.\"Name\", b.\"IsInternal\" FROM temp.\"" + Before + "\" b WHERE b.\"Stop\" IS NOT NULL)";
+
+    private static readonly string[] Scripts = [Normalize(SqliteSearch.Create), Normalize(LedgerRollups.SqliteUp)];
+
+    private readonly List<string> _temporary = [];
+    private long _schema = -1;
+    private readonly Dictionary<string, sqlite3_stmt> _statements = new(StringComparer.Ordinal);
+    private string[]? _finish;
+    private bool _capture;
+    private bool _off;
+
+    /// <summary>Whether the last <see cref="Begin"/> switched the triggers off (for tests and the benchmark).</summary>
+    internal bool Bypassing { get; private set; }
+
+    /// <summary>
+    /// Before the transaction: looks at the triggers again when the schema changed since the last batch, and keeps the
+    /// TEMP copies in step with them.
+    /// </summary>
+    public void Prepare()
+    {
+        var schema = SchemaVersion();
+        if (schema == _schema)
+        {
+            return;
+        }
+
+        DropCopies();
+        _finish = null;
+        var triggers = Triggers();
+        if (Replicable(triggers, out var copies, out var finish))
+        {
+            // A pooled connection may still hold the copies of an executor that was not disposed.
+            foreach (var (name, _) in copies)
+            {
+                Exec($"DROP TRIGGER IF EXISTS temp.\"{name}\"");
+            }
+
+            Exec(CreateMarker);
+            Exec(CreateBefore);
+            _capture = finish.Contains(CountChanges, StringComparison.Ordinal);
+            foreach (var (name, sql) in copies)
+            {
+                Exec(sql);
+                _temporary.Add(name);
+            }
+
+            _finish = Statements(finish);
+        }
+
+        // The TEMP objects do not change the main schema's version.
+        _schema = SchemaVersion();
+    }
+
+    /// <summary>
+    /// In the writer's transaction, before its first statement: switches the triggers off and sets the marker, when the
+    /// schema is still the one <see cref="Prepare"/> looked at and the ledger's rowids are far from the limit; otherwise
+    /// makes sure they are on.
+    /// </summary>
+    public void Begin()
+    {
+        Bypassing = false;
+        if (_finish is null || SchemaVersion() != _schema || LargestRowid() >= RowidLimit)
+        {
+            Restore();
+            return;
+        }
+
+        Run(SetMarker);
+        if (!_off)
+        {
+            // Switching recompiles the connection's prepared statements, so the switch stays off between batches
+            // (Restore switches it back before the connection is used for anything else).
+            Check(raw.sqlite3_db_config(handle, EnableTrigger, 0, out _));
+            _off = true;
+        }
+
+        Bypassing = true;
+    }
+
+    /// <summary>
+    /// Before the batch changes the state, name, kind or stop of tasks it did not insert: keeps their rollup columns as
+    /// they were (the first capture of a row wins), for <see cref="CountChanges"/>.
+    /// </summary>
+    public void Capture(IReadOnlyCollection<Guid> taskIds)
+    {
+        if (!Bypassing || !_capture || taskIds.Count == 0)
+        {
+            return;
+        }
+
+        var capture = Statement(CaptureRows);
+        Check(raw.sqlite3_bind_text(capture, 1, (string)SqliteLedgerDatabase.Instance.IdList(taskIds)));
+        Run(CaptureRows);
+    }
+
+    /// <summary>In the writer's transaction, after its last statement: adds the batch's own rows and clears the marker.</summary>
+    public void Finish()
+    {
+        if (Bypassing)
+        {
+            foreach (var statement in _finish!)
+            {
+                Run(statement);
+            }
+
+            foreach (var statement in ClearStatements)
+            {
+                Run(statement);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Switches the connection's triggers back on: before the connection is used for anything but the writer's batches
+    /// (<see cref="SqliteExecutor.Connection"/>), and before a batch the triggers must handle.
+    /// </summary>
+    public void Restore()
+    {
+        if (_off)
+        {
+            _off = false;
+            Check(raw.sqlite3_db_config(handle, EnableTrigger, 1, out _));
+        }
+    }
+
+    /// <summary>
+    /// Whether every trigger is JobLog's own (word for word as a migration creates it), and then the TEMP copies of its
+    /// UPDATE and DELETE triggers and the statements that stand in for its INSERT triggers.
+    /// </summary>
+    internal static bool Replicable(IReadOnlyList<(string Name, string Sql)> triggers, out List<(string Name, string Sql)> copies, out string finish)
+    {
+        copies = [];
+        var statements = new List<string>();
+        // An index or rollup is taken over whole (its insert, update and delete triggers) or not at all.
+        foreach (var group in new[] { SqliteSearch.TaskText + "_", SqliteSearch.RunText + "_", "JobLogTasks_Rollup_" })
+        {
+            var present = triggers.Count(t => t.Name.StartsWith(group, StringComparison.Ordinal));
+            if (present is not (0 or 3))
+            {
+                finish = "";
+                return false;
+            }
+        }
+
+        foreach (var (name, sql) in triggers)
+        {
+            var normalized = Normalize(sql);
+            if (!Scripts.Any(s => s.Contains(normalized, StringComparison.Ordinal))
+                || !normalized.StartsWith($"CREATE TRIGGER \"{name}\" ", StringComparison.Ordinal))
+            {
+                finish = "";
+                return false;
+            }
+
+            switch (name)
+            {
+                case TaskTextInsert:
+                    statements.Add(IndexTasks);
+                    break;
+                case RunTextInsert:
+                    statements.Add(IndexRuns);
+                    break;
+                case RollupInsert:
+                    statements.Add(CountTasks);
+                    break;
+                case RollupUpdate:
+                    // Set-based over the captured rows (Begin): a TEMP trigger would cost ~40 µs a derived task.
+                    statements.Add(CountChanges);
+                    break;
+                default:
+                    if (Copy(name, normalized) is not { } copy)
+                    {
+                        finish = "";
+                        return false;
+                    }
+
+                    copies.Add((name + "_Writer", copy));
+                    break;
+            }
+        }
+
+        finish = statements.Count == 0 ? "" : string.Join(";\n", statements) + ";\n";
+        return statements.Count > 0 || copies.Count > 0;
+    }
+
+    /// <summary>
+    /// The TEMP copy of an UPDATE or DELETE trigger on the task or run table: the same body, on <c>main</c>'s table, for
+    /// the rows that existed before the batch (the marker's rowid); null for any other shape.
+    /// </summary>
+    internal static string? Copy(string name, string normalized)
+    {
+        var header = $"CREATE TRIGGER \"{name}\" ";
+        var begin = normalized.IndexOf(" BEGIN ", StringComparison.Ordinal);
+        if (begin < 0)
+        {
+            return null;
+        }
+
+        var head = normalized[header.Length..begin];
+        string from;
+        if (head.Contains($" ON {T}", StringComparison.Ordinal))
+        {
+            from = TaskFrom;
+            head = head.Replace($" ON {T}", $" ON main.{T}", StringComparison.Ordinal);
+        }
+        else if (head.Contains($" ON {R}", StringComparison.Ordinal))
+        {
+            from = RunFrom;
+            head = head.Replace($" ON {R}", $" ON main.{R}", StringComparison.Ordinal);
+        }
+        else
+        {
+            return null;
+        }
+
+        if (!head.StartsWith("AFTER UPDATE ", StringComparison.Ordinal) && !head.StartsWith("AFTER DELETE ", StringComparison.Ordinal))
+        {
+            return null;
+        }
+
+        var skip = $"old.rowid < {from}";
+        var when = head.IndexOf(" WHEN ", StringComparison.Ordinal);
+        head = when < 0 ? $"{head} WHEN {skip}" : $"{head[..when]} WHEN ({head[(when + 6)..]}) AND {skip}";
+        return $"CREATE TEMP TRIGGER \"{name}_Writer\" {head}{normalized[begin..]}";
+    }
+
+    /// <summary>The SQL with every run of white space made one space (triggers are compared word for word).</summary>
+    internal static string Normalize(string sql)
+    {
+        var sb = new StringBuilder(sql.Length);
+        var space = false;
+        foreach (var c in sql)
+        {
+            if (char.IsWhiteSpace(c))
+            {
+                space = sb.Length > 0;
+                continue;
+            }
+
+            if (space)
+            {
+                sb.Append(' ');
+                space = false;
+            }
+
+            sb.Append(c);
+        }
+
+        return sb.ToString();
+    }
+
+    private List<(string Name, string Sql)> Triggers()
+    {
+        var list = new List<(string, string)>();
+        var rc = raw.sqlite3_prepare_v2(handle,
+            $"SELECT name, sql FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name IN ('{LedgerModel.Tasks}', '{LedgerModel.Runs}') ORDER BY name",
+            out sqlite3_stmt statement);
+        Check(rc);
+        using (statement)
+        {
+            while ((rc = raw.sqlite3_step(statement)) == raw.SQLITE_ROW)
+            {
+                list.Add((raw.sqlite3_column_text(statement, 0).utf8_to_string(), raw.sqlite3_column_text(statement, 1).utf8_to_string() ?? ""));
+            }
+        }
+
+        if (rc != raw.SQLITE_DONE)
+        {
+            Check(rc);
+        }
+
+        return list;
+    }
+
+    private long SchemaVersion() => Scalar("PRAGMA main.schema_version");
+
+    private long LargestRowid() => Scalar($"SELECT max(coalesce((SELECT max(rowid) FROM main.{T}), 0), coalesce((SELECT max(rowid) FROM main.{R}), 0))");
+
+    private long Scalar(string sql)
+    {
+        var statement = Statement(sql);
+        var rc = raw.sqlite3_step(statement);
+        try
+        {
+            if (rc != raw.SQLITE_ROW)
+            {
+                Check(rc);
+            }
+
+            return raw.sqlite3_column_int64(statement, 0);
+        }
+        finally
+        {
+            raw.sqlite3_reset(statement);
+        }
+    }
+
+    // The per-batch statements are prepared once (a statement is compiled again by SQLite only when the schema changed).
+    private sqlite3_stmt Statement(string sql)
+    {
+        if (!_statements.TryGetValue(sql, out var statement))
+        {
+            Check(raw.sqlite3_prepare_v2(handle, sql, out statement));
+            _statements[sql] = statement;
+        }
+
+        return statement;
+    }
+
+    private void Run(string sql)
+    {
+        var statement = Statement(sql);
+        var rc = raw.sqlite3_step(statement);
+        raw.sqlite3_reset(statement);
+        raw.sqlite3_clear_bindings(statement);
+        if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
+        {
+            Check(rc);
+        }
+    }
+
+    // One statement each: the scripts above separate theirs with "; " (no literal holds one).
+    private static string[] Statements(string script) =>
+        [.. script.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+
+    /// <summary>
+    /// Leaves the connection as it found it (a pooled connection is handed to the next user as it is): triggers on, no
+    /// TEMP copies; then finalizes the statements.
+    /// </summary>
+    public void Dispose()
+    {
+        foreach (var statement in _statements.Values)
+        {
+            statement.Dispose();
+        }
+
+        _statements.Clear();
+        Restore();
+        DropCopies();
+        _schema = -1;
+    }
+
+    private void DropCopies()
+    {
+        foreach (var name in _temporary)
+        {
+            Exec($"DROP TRIGGER IF EXISTS temp.\"{name}\"");
+        }
+
+        _temporary.Clear();
+    }
+
+    private void Exec(string sql) => Check(raw.sqlite3_exec(handle, sql));
+
+    private void Check(int rc)
+    {
+        if (rc is not (raw.SQLITE_OK or raw.SQLITE_DONE or raw.SQLITE_ROW))
+        {
+            Microsoft.Data.Sqlite.SqliteException.ThrowExceptionForRC(rc, handle);
+        }
+    }
+}
