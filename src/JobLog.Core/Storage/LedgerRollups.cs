@@ -158,7 +158,7 @@ internal static class LedgerRollups
         $"""    DELETE FROM {M} WHERE "Minute" = substr({row}."Stop", 1, 16) || ':00' AND "State" = {row}."State" AND "Name" = {row}."Name" AND "IsInternal" = {row}."IsInternal" AND "Count" = 0;""";
 
     /// <summary>Adds the deltas of one statement's rows (the CTE <c>d</c>), in key order so concurrent writers lock alike.</summary>
-    private static string PostgresApply(string deltas, bool dropEmpty) => $"""
+    internal static string PostgresApply(string deltas, bool dropEmpty) => $"""
             WITH d AS ({deltas})
             INSERT INTO {C} AS c ({CountKey}, "Count")
             SELECT {CountKey}, SUM(n) FROM d GROUP BY {CountKey} HAVING SUM(n) <> 0 ORDER BY {CountKey}

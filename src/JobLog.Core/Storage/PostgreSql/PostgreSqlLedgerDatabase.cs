@@ -40,6 +40,39 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(connectionString);
 
+    public override async Task ApplyPartitioningAsync(JobLogDbContext context, PartitioningOptions options, DateTime now, CancellationToken cancellationToken)
+    {
+        if (!options.Enabled)
+        {
+            return;
+        }
+
+        var connection = context.Database.GetDbConnection();
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await Partitioning.LedgerPartitioning.ConvertAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
+            await Partitioning.LedgerPartitioning.EnsureAheadAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await context.Database.CloseConnectionAsync().ConfigureAwait(false);
+        }
+    }
+
+    public override async Task<bool> IsPartitionedAsync(JobLogDbContext context, CancellationToken cancellationToken)
+    {
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await Partitioning.LedgerPartitioning.IsPartitionedAsync(context.Database.GetDbConnection(), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await context.Database.CloseConnectionAsync().ConfigureAwait(false);
+        }
+    }
+
     public override async Task<SqlExecutor> OpenAsync(
         string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false)
     {
@@ -62,7 +95,8 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
                 await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
 
-            return new NpgsqlExecutor(connection);
+            // A ledger converted while this process runs is seen when the writer reopens (after the failed batch).
+            return new NpgsqlExecutor(connection, await Partitioning.LedgerPartitioning.IsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false));
         }
         catch
         {
