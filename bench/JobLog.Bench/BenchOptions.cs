@@ -116,6 +116,9 @@ internal sealed class BenchOptions
     /// <summary>Keep the throwaway ledgers (for inspection); their location is printed.</summary>
     public bool Keep { get; private set; }
 
+    /// <summary>Scale: PostgreSQL ledger partitioned by day (<c>o.Partitioning.Enabled</c>); retention drops days.</summary>
+    public bool Partitioned { get; private set; }
+
     /// <summary>Prints a sampled allocation profile (by type) of every measured run.</summary>
     public bool AllocationProfile { get; private set; }
 
@@ -160,6 +163,7 @@ internal sealed class BenchOptions
                 case "--alloc-profile": o.AllocationProfile = true; break;
                 case "--analyze": o.Analyze = true; break;
                 case "--keep": o.Keep = true; break;
+                case "--partitioned": o.Partitioned = true; break;
                 case "--spool": o.Spool = true; break;
                 case "--quick":
                     o.Messages = 2_000;
