@@ -1,6 +1,7 @@
 using System.Data.Common;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using Microsoft.EntityFrameworkCore;
 using Npgsql;
 
 namespace JobLog.Storage.Partitioning;
@@ -32,6 +33,26 @@ internal static partial class LedgerPartitioning
         "SELECT COALESCE((SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = to_regclass('\"" + LedgerModel.Tasks + "\"')), FALSE)";
 
     private const string CheckViolation = "23514";
+
+    /// <summary>
+    /// Inserts the tasks of a JSON array (the backup's entities, property names as columns) with their <c>Runs</c>, each
+    /// row with its partition key: a restore on a partitioned ledger, where EF Core's insert would lack the key. Rows
+    /// whose id already exists are left out by the caller.
+    /// </summary>
+    private static readonly string s_restoreTasks = $"""
+        WITH j AS (SELECT e FROM jsonb_array_elements(@rows) e),
+        tasks AS (
+            INSERT INTO {Q(LedgerModel.Tasks)}
+            SELECT (jsonb_populate_record(NULL::{Q(LedgerModel.Tasks)}, e || jsonb_build_object('{PartitionDay.Column}', {PartitionDay.Function}((e->>'Id')::uuid)))).*
+            FROM j)
+        INSERT INTO {Q(LedgerModel.Runs)}
+        SELECT (jsonb_populate_record(NULL::{Q(LedgerModel.Runs)}, r || jsonb_build_object('{PartitionDay.Column}', {PartitionDay.Function}((r->>'TaskId')::uuid)))).*
+        FROM j, jsonb_array_elements(COALESCE(j.e->'Runs', '[]'::jsonb)) r
+        """;
+
+    /// <summary>Restores tasks with their runs from <paramref name="json"/> (see <see cref="s_restoreTasks"/>).</summary>
+    public static Task RestoreTasksAsync(JobLogDbContext db, string json, CancellationToken cancellationToken) =>
+        db.Database.ExecuteSqlRawAsync(s_restoreTasks, [new NpgsqlParameter("rows", NpgsqlTypes.NpgsqlDbType.Jsonb) { Value = json }], cancellationToken);
 
     /// <summary>Whether the ledger's tasks table is partitioned.</summary>
     public static async Task<bool> IsPartitionedAsync(DbConnection connection, CancellationToken cancellationToken) =>

@@ -186,6 +186,39 @@ public class LedgerPartitioningTests
     }
 
     [Test]
+    public async Task PurgeWithBackup_ThenRestore_PutsTasksAndRunsBackInTheirPartitions()
+    {
+        var host = await StartAsync(partitioned: true);
+        var ids = new[] { Guid.CreateVersion7(new DateTimeOffset(T0)), Guid.CreateVersion7(new DateTimeOffset(T0.AddDays(1))), Guid.NewGuid() };
+        foreach (var id in ids)
+        {
+            Succeed(host, id, "Invoice", T0);
+        }
+
+        await host.FlushAsync();
+        var before = Snapshot(await host.TasksAsync());
+        var backups = Path.Combine(Path.GetTempPath(), "joblog-partition-restore-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var maintenance = host.Services.GetRequiredService<LedgerMaintenance>();
+            var purge = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(1), null, BackupDirectory: backups));
+            Assert.That(purge.Deleted, Is.EqualTo(3));
+            Assert.That(await host.TasksAsync(), Is.Empty);
+
+            var restored = await maintenance.RestoreAsync(purge.BackupFile!);
+
+            Assert.That(restored.Restored, Is.EqualTo(3));
+            Assert.That(Snapshot(await host.TasksAsync()), Is.EqualTo(before));
+            Assert.That(await PartitionOfAsync(host, LedgerModel.Runs, ids[1]), Is.EqualTo("JobLogTaskRuns_" + PartitionDay.Suffix(PartitionDay.Of(T0.AddDays(1)))));
+            await AssertRollupsEqualCountsAsync(host, "after the restore");
+        }
+        finally
+        {
+            Directory.Delete(backups, recursive: true);
+        }
+    }
+
+    [Test]
     public async Task Conversion_OfAnUnpartitionedLedger_KeepsEveryRowIndexAndTrigger()
     {
         var host = await StartAsync(partitioned: false);
