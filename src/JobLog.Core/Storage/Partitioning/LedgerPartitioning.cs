@@ -220,16 +220,23 @@ internal static partial class LedgerPartitioning
 
             var deletable = Deletable("t", succeededBefore, failedBefore);
             var runsExist = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(runs)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
+
+            // One scan of the day for what the rollups lose; the rows to keep (few) found through the state and Stop
+            // indexes: every row to keep is unfinished or not a success (a state index range) or ended at or after the
+            // success cutoff (a Stop index range), and the exact rule then filters those.
+            var notSucceeded = string.Join(", ", Enum.GetValues<TaskState>().Where(v => v != TaskState.Succeeded).Select(v => ((int)v).ToString(CultureInfo.InvariantCulture)));
             var sql = $"""
-                CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t WHERE NOT ({deletable});
+                CREATE TEMP TABLE joblog_gone ON COMMIT DROP AS SELECT t."State", t."Name", t."IsInternal", t."Stop" FROM {tasks} t WHERE {deletable};
+                CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t
+                    WHERE (t."State" IN ({notSucceeded}) OR t."Stop" >= {Literal(succeededBefore)} OR t."Stop" IS NULL) AND NOT ({deletable});
                 CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
-                {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM {Q(runs)} r WHERE r.\"TaskId\" IN (SELECT \"Id\" FROM joblog_keep_tasks);" : "")}
-                {LedgerRollups.PostgresApply($"SELECT \"State\", \"Name\", \"IsInternal\", \"Stop\", -1 AS n FROM {tasks} t WHERE {deletable}", dropEmpty: true)}
+                {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
+                {LedgerRollups.PostgresApply("SELECT \"State\", \"Name\", \"IsInternal\", \"Stop\", -1 AS n FROM joblog_gone", dropEmpty: true)}
                 """;
             await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
             var counts = await ListAsync<long>(connection,
-                $"SELECT COUNT(*) FILTER (WHERE t.\"State\" = {(int)TaskState.Succeeded}) FROM {tasks} t WHERE {deletable} " +
-                $"UNION ALL SELECT COUNT(*) FILTER (WHERE t.\"State\" <> {(int)TaskState.Succeeded}) FROM {tasks} t WHERE {deletable} " +
+                $"SELECT COUNT(*) FILTER (WHERE \"State\" = {(int)TaskState.Succeeded}) FROM joblog_gone " +
+                $"UNION ALL SELECT COUNT(*) FILTER (WHERE \"State\" <> {(int)TaskState.Succeeded}) FROM joblog_gone " +
                 "UNION ALL SELECT COUNT(*) FROM joblog_keep_tasks", cancellationToken).ConfigureAwait(false);
             var drop = (runsExist ? $"ALTER TABLE {Q(LedgerModel.Runs)} DETACH PARTITION {Q(runs)}; DROP TABLE {Q(runs)};\n" : "") + $"""
                 ALTER TABLE {Q(LedgerModel.Tasks)} DETACH PARTITION {tasks};
