@@ -143,7 +143,7 @@ internal static class LedgerRollups
         """;
 
     // The minute in UTC whatever the session's time zone.
-    private const string PostgresMinute = "date_trunc('minute', \"Stop\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
+    internal const string PostgresMinute = "date_trunc('minute', \"Stop\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
 
     private static string SqliteAdd(string row, string delta) => $"""
             INSERT INTO {C} ({CountKey}, "Count") VALUES ({row}."State", {row}."Name", {row}."IsInternal", {delta})
