@@ -125,6 +125,9 @@ internal sealed class BenchOptions
     /// <summary>SQLite: a trigger of the bench's own on the runs table, so that the writer fires every trigger per row.</summary>
     public bool RowTriggers { get; private set; }
 
+    /// <summary>Scale: PostgreSQL ledger partitioned by day (<c>o.Partitioning.Enabled</c>); retention drops days.</summary>
+    public bool Partitioned { get; private set; }
+
     /// <summary>Prints a sampled allocation profile (by type) of every measured run.</summary>
     public bool AllocationProfile { get; private set; }
 
@@ -171,6 +174,7 @@ internal sealed class BenchOptions
                 case "--row-triggers": o.RowTriggers = true; break;
                 case "--analyze": o.Analyze = true; break;
                 case "--keep": o.Keep = true; break;
+                case "--partitioned": o.Partitioned = true; break;
                 case "--spool": o.Spool = true; break;
                 case "--quick":
                     o.Messages = 2_000;

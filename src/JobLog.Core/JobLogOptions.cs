@@ -175,6 +175,10 @@ public sealed class JobLogOptions : IValidatableObject
     [ValidateObjectMembers]
     public SweeperOptions Sweeper { get; } = new();
 
+    /// <summary>Daily partitions of the PostgreSQL ledger (off by default; docs/scale.md#partitioning).</summary>
+    [ValidateObjectMembers]
+    public PartitioningOptions Partitioning { get; } = new();
+
     /// <summary>Keeping failed messages and retrying them from the ledger.</summary>
     [ValidateObjectMembers]
     public JobLog.Failures.FailureOptions Failures { get; } = new();

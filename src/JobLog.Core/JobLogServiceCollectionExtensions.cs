@@ -65,6 +65,8 @@ public static class JobLogServiceCollectionExtensions
         services.AddHostedService<LedgerStartupService>();
         services.AddHostedService(sp => sp.GetRequiredService<HostHeartbeat>());
         services.AddHostedService(sp => sp.GetRequiredService<LedgerWriter>());
+        services.TryAddSingleton<JobLog.Storage.Partitioning.LedgerPartitionService>();
+        services.AddHostedService(sp => sp.GetRequiredService<JobLog.Storage.Partitioning.LedgerPartitionService>());
         services.AddHostedService(sp => new SweeperHost(sp.GetRequiredService<TaskLogSweeper>(), sp.GetRequiredService<IOptions<JobLogOptions>>()));
         return services;
     }

@@ -39,6 +39,7 @@ internal sealed class ScaleBench(BenchOptions options)
     private async Task<string> RunOnceAsync(LedgerProvider provider)
     {
         var data = new ScaleData(options.Tasks, options.Days, DateTime.UtcNow);
+        var partitioned = options.Partitioned && provider == LedgerProvider.PostgreSql;
         var sb = new StringBuilder();
         void Line(string text)
         {
@@ -46,7 +47,7 @@ internal sealed class ScaleBench(BenchOptions options)
             Console.WriteLine("  " + provider + " " + text);
         }
 
-        sb.AppendLine(CultureInfo.InvariantCulture, $"#### {provider}, {data.Tasks:N0} tasks over {options.Days} days");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"#### {provider}{(partitioned ? " (partitioned by day)" : "")}, {data.Tasks:N0} tasks over {options.Days} days");
         sb.AppendLine();
         await using var ledger = await ThrowawayLedger.CreateAsync(provider);
         ledger.Keep = options.Keep;
@@ -58,6 +59,7 @@ internal sealed class ScaleBench(BenchOptions options)
         {
             ledger.Apply(o);
             o.Sweeper.Enabled = false;
+            o.Partitioning.Enabled = partitioned;
         });
         using var host = builder.Build();
         await host.StartAsync();
@@ -65,8 +67,16 @@ internal sealed class ScaleBench(BenchOptions options)
         {
             var maintenance = host.Services.GetRequiredService<LedgerMaintenance>();
             await maintenance.MigrateAsync();
+            if (partitioned)
+            {
+                // The generated days are in the past: their partitions, as the maintenance would have made them each day.
+                await using var connection = new NpgsqlConnection(ledger.ConnectionString);
+                await connection.OpenAsync();
+                await JobLog.Storage.Partitioning.LedgerPartitioning.EnsureAheadAsync(connection, data.First, options.Days + 4, default);
+            }
+
             var clock = Stopwatch.StartNew();
-            var rows = await ScaleFill.FillAsync(ledger, data, p => Console.WriteLine($"  {provider} fill {p} ({clock.Elapsed.TotalSeconds:0} s)"));
+            var rows = await ScaleFill.FillAsync(ledger, data, p => Console.WriteLine($"  {provider} fill {p} ({clock.Elapsed.TotalSeconds:0} s)"), partitioned);
             var fill = clock.Elapsed;
             if (provider == LedgerProvider.PostgreSql)
             {
@@ -96,7 +106,7 @@ internal sealed class ScaleBench(BenchOptions options)
                 ("time range (one hour, mid-ledger)", async q => (await q.TasksAsync(new TaskFilter { From = middle, To = middle.AddHours(1) }, default)).Items.Count),
                 ("q, common term (EUR)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.CommonTerm }, default)).Items.Count),
                 ("q, rare term (one task's reference)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.RareTerm(data.Tasks / 3) }, default)).Items.Count),
-                ("exact id (task detail with runs)", async q => (await q.TaskAsync(ScaleData.TaskId(data.Tasks / 2), default))?.Runs.Count ?? -1),
+                ("exact id (task detail with runs)", async q => (await q.TaskAsync(data.TaskId(data.Tasks / 2), default))?.Runs.Count ?? -1),
                 ("requests, first page", async q => (await q.InputRequestsAsync(new RequestFilter(), default)).Items.Count),
                 ("requests, status=error", async q => (await q.InputRequestsAsync(new RequestFilter { Status = RequestLogStatus.Error }, default)).Items.Count),
                 ("requests, slug + time range", async q => (await q.InputRequestsAsync(new RequestFilter { Slug = "/api/cart", From = middle, To = middle.AddHours(1) }, default)).Items.Count),
@@ -116,15 +126,22 @@ internal sealed class ScaleBench(BenchOptions options)
             Line(string.Create(CultureInfo.InvariantCulture,
                 $"- sweep of {data.Stale:N0} stale tasks: **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}"));
 
-            var day = data.First.AddDays(1);
-            clock.Restart();
-            var retention = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, day, day));
-            var retained = clock.Elapsed;
-            var dayTarget = provider == LedgerProvider.PostgreSql ? "target < 1 s (PostgreSQL, partition drop)" : "no target (SQLite purges in batches)";
-            var verdict = provider == LedgerProvider.PostgreSql ? (retained.TotalSeconds < 1 ? ": met" : ": missed") : "";
-            Line(string.Create(CultureInfo.InvariantCulture,
-                $"- retention of the oldest day (batched DELETE, LedgerMaintenance.PurgeAsync, batch 1,000): **{retained.TotalSeconds:0.0} s** for {retention.Deleted:N0} tasks and their runs " +
-                $"({retention.Deleted / retained.TotalSeconds:N0} tasks/s); {dayTarget}{verdict}"));
+            // Partitioned, a day is a UTC day: the first one generated is partial (it starts at First), so the second is timed too.
+            var days = partitioned ? new[] { data.First.Date.AddDays(1), data.First.Date.AddDays(2) } : [data.First.AddDays(1)];
+            foreach (var day in days)
+            {
+                clock.Restart();
+                var retention = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, day, day));
+                var retained = clock.Elapsed;
+                var dayTarget = provider == LedgerProvider.PostgreSql ? "target < 1 s (PostgreSQL, partition drop)" : "no target (SQLite purges in batches)";
+                var verdict = provider == LedgerProvider.PostgreSql ? (retained.TotalSeconds < 1 ? ": met" : ": missed") : "";
+                var how = partitioned
+                    ? $"day partitions dropped, what must stay moved first, then the batched purge of the rest; cutoff {day:yyyy-MM-dd HH:mm}"
+                    : "batched DELETE, LedgerMaintenance.PurgeAsync, batch 1,000";
+                Line(string.Create(CultureInfo.InvariantCulture,
+                    $"- retention of the oldest day ({how}): **{retained.TotalSeconds:0.000} s** for {retention.Deleted:N0} tasks and their runs " +
+                    $"({retention.Deleted / retained.TotalSeconds:N0} tasks/s); {dayTarget}{verdict}"));
+            }
 
             if (provider == LedgerProvider.Sqlite)
             {

@@ -60,8 +60,25 @@ internal sealed class ScaleData(int tasks, int days, DateTime now)
 
     public DateTime Last => now.AddMinutes(-10);
 
-    /// <summary>The id of task <paramref name="i"/> (deterministic, so runs can name their task in a second pass).</summary>
-    public static Guid TaskId(long i) => Id(i, 1);
+    /// <summary>
+    /// The id of task <paramref name="i"/> (deterministic, so runs can name their task in a second pass), laid out as
+    /// MassTransit's <c>NewId.NextGuid()</c>: the top 48 bits of its dispatch time's ticks in the last six bytes (so a
+    /// partitioned ledger files it under its day; PostgreSQL orders uuids by their first bytes, so inserts stay scattered
+    /// over the primary key as real message ids do).
+    /// </summary>
+    public Guid TaskId(long i)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        Id(i, 1).TryWriteBytes(bytes, bigEndian: true, out _);
+        var ticks48 = DispatchedAt(i, tasks).Ticks >> 16;
+        for (var b = 15; b >= 10; b--)
+        {
+            bytes[b] = (byte)ticks48;
+            ticks48 >>= 8;
+        }
+
+        return new Guid(bytes, bigEndian: true);
+    }
 
     public static string TaskName(int k) => "Orders.Step" + k.ToString("00", CultureInfo.InvariantCulture);
 

@@ -17,11 +17,29 @@ internal static class ScaleFill
 {
     private const int Chunk = 50_000;
 
-    public static async Task<long> FillAsync(ThrowawayLedger ledger, ScaleData data, Action<string> progress)
+    /// <param name="ledger">The ledger.</param>
+    /// <param name="data">The rows.</param>
+    /// <param name="progress">Progress lines.</param>
+    /// <param name="partitioned">
+    /// A partitioned PostgreSQL ledger: each task and run row also carries its partition key, computed from the task's id
+    /// as the writer's statements compute it.
+    /// </param>
+    public static async Task<long> FillAsync(ThrowawayLedger ledger, ScaleData data, Action<string> progress, bool partitioned = false)
     {
         var rows = 0L;
-        rows += await TableAsync(ledger, "JobLogTasks", ScaleData.TaskColumns, data.Tasks, i => [data.Task(i).Task], progress);
-        rows += await TableAsync(ledger, "JobLogTaskRuns", ScaleData.RunColumns, data.Tasks, i => data.Task(i).Runs, progress);
+        if (partitioned)
+        {
+            const string key = JobLog.Storage.Partitioning.PartitionDay.Column;
+            static object?[] Keyed(object?[] row, int taskIdColumn) => [.. row, JobLog.Storage.Partitioning.PartitionDay.Of((Guid)row[taskIdColumn]!)];
+            rows += await TableAsync(ledger, "JobLogTasks", [.. ScaleData.TaskColumns, key], data.Tasks, i => [Keyed(data.Task(i).Task, 0)], progress);
+            rows += await TableAsync(ledger, "JobLogTaskRuns", [.. ScaleData.RunColumns, key], data.Tasks, i => data.Task(i).Runs.Select(r => Keyed(r, 1)).ToList(), progress);
+        }
+        else
+        {
+            rows += await TableAsync(ledger, "JobLogTasks", ScaleData.TaskColumns, data.Tasks, i => [data.Task(i).Task], progress);
+            rows += await TableAsync(ledger, "JobLogTaskRuns", ScaleData.RunColumns, data.Tasks, i => data.Task(i).Runs, progress);
+        }
+
         rows += await TableAsync(ledger, "JobLogInputRequests", ScaleData.RequestColumns, data.Requests, i => [data.Request(i)], progress);
         rows += await TableAsync(ledger, "JobLogCommands", ScaleData.CommandColumns, data.Commands, i => [data.Command(i)], progress);
         return rows;

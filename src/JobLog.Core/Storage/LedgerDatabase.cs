@@ -53,6 +53,16 @@ internal abstract class LedgerDatabase
     /// </summary>
     public virtual Task ApplySearchIndexAsync(JobLogDbContext context, bool enabled, CancellationToken cancellationToken) => Task.CompletedTask;
 
+    /// <summary>
+    /// After the migrations: when <see cref="PartitioningOptions.Enabled"/>, converts the ledger to daily partitions (once)
+    /// and creates the partitions ahead (PostgreSQL; docs/scale.md#partitioning). Nothing elsewhere.
+    /// </summary>
+    public virtual Task ApplyPartitioningAsync(JobLogDbContext context, PartitioningOptions options, DateTime now, CancellationToken cancellationToken) =>
+        Task.CompletedTask;
+
+    /// <summary>Whether the ledger's tasks and runs are partitioned by day (retention then drops days). False on SQLite.</summary>
+    public virtual Task<bool> IsPartitionedAsync(JobLogDbContext context, CancellationToken cancellationToken) => Task.FromResult(false);
+
     // ---- Connections ----
 
     /// <summary>A new, closed connection (the health check's probe).</summary>

@@ -143,7 +143,7 @@ internal static class LedgerRollups
         """;
 
     // The minute in UTC whatever the session's time zone.
-    private const string PostgresMinute = "date_trunc('minute', \"Stop\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
+    internal const string PostgresMinute = "date_trunc('minute', \"Stop\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
 
     private static string SqliteAdd(string row, string delta) => $"""
             INSERT INTO {C} ({CountKey}, "Count") VALUES ({row}."State", {row}."Name", {row}."IsInternal", {delta})
@@ -158,7 +158,7 @@ internal static class LedgerRollups
         $"""    DELETE FROM {M} WHERE "Minute" = substr({row}."Stop", 1, 16) || ':00' AND "State" = {row}."State" AND "Name" = {row}."Name" AND "IsInternal" = {row}."IsInternal" AND "Count" = 0;""";
 
     /// <summary>Adds the deltas of one statement's rows (the CTE <c>d</c>), in key order so concurrent writers lock alike.</summary>
-    private static string PostgresApply(string deltas, bool dropEmpty) => $"""
+    internal static string PostgresApply(string deltas, bool dropEmpty) => $"""
             WITH d AS ({deltas})
             INSERT INTO {C} AS c ({CountKey}, "Count")
             SELECT {CountKey}, SUM(n) FROM d GROUP BY {CountKey} HAVING SUM(n) <> 0 ORDER BY {CountKey}

@@ -52,6 +52,7 @@ internal sealed class LedgerSchema(
                 await context.Database.MigrateAsync(cancellationToken).ConfigureAwait(false);
                 await contexts.Database.AfterMigrateAsync(context, cancellationToken).ConfigureAwait(false);
                 await contexts.Database.ApplySearchIndexAsync(context, options.Value.SearchIndex, cancellationToken).ConfigureAwait(false);
+                await contexts.Database.ApplyPartitioningAsync(context, options.Value.Partitioning, time.GetUtcNow().UtcDateTime, cancellationToken).ConfigureAwait(false);
                 Log.Migrated(logger, contexts.Provider);
             }
 

@@ -9,9 +9,10 @@ namespace JobLog.Storage.PostgreSql;
 /// <summary>
 /// PostgreSQL: one round trip per batch (an <see cref="NpgsqlBatch"/>), one statement per kind over arrays
 /// (<c>unnest</c>, filled by <see cref="NpgsqlColumnSet"/> from the same column lists as the statements), kept prepared
-/// by Npgsql's auto-preparation.
+/// by Npgsql's auto-preparation. On a partitioned ledger (<paramref name="partitioned"/>) the inserts of tasks and runs
+/// are <see cref="Partitioning.PartitionedStatements"/>.
 /// </summary>
-internal sealed class NpgsqlExecutor(NpgsqlConnection connection) : SqlExecutor
+internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partitioned = false) : SqlExecutor
 {
     private static readonly ConcurrentDictionary<string, string> s_positional = new(StringComparer.Ordinal);
 
@@ -31,14 +32,16 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection) : SqlExecutor
 
         if (plan.Dispatched.Count > 0)
         {
-            batch.BatchCommands.Add(NpgsqlColumnSet.Of(LedgerColumns.Task, plan.Dispatched).Command(PostgreSqlStatements.UpsertDispatchedTasks));
+            batch.BatchCommands.Add(NpgsqlColumnSet.Of(LedgerColumns.Task, plan.Dispatched).Command(
+                partitioned ? Partitioning.PartitionedStatements.UpsertDispatchedTasks : PostgreSqlStatements.UpsertDispatchedTasks));
         }
 
         // A consumer's task row is rendered here even when the producer's row exists (then ON CONFLICT drops it):
         // rendering costs microseconds, asking which rows exist first costs a round trip per batch.
         if (plan.Ensured.Count > 0)
         {
-            batch.BatchCommands.Add(NpgsqlColumnSet.Of(LedgerColumns.Task, plan.Ensured).Command(PostgreSqlStatements.InsertTasksIfMissing));
+            batch.BatchCommands.Add(NpgsqlColumnSet.Of(LedgerColumns.Task, plan.Ensured).Command(
+                partitioned ? Partitioning.PartitionedStatements.InsertTasksIfMissing : PostgreSqlStatements.InsertTasksIfMissing));
         }
 
         foreach (var (taskId, error) in plan.DispatchFailures)
@@ -50,7 +53,8 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection) : SqlExecutor
 
         if (plan.Runs.Count > 0)
         {
-            batch.BatchCommands.Add(NpgsqlColumnSet.Of(LedgerColumns.Run, plan.Runs).Command(PostgreSqlStatements.UpsertRuns));
+            batch.BatchCommands.Add(NpgsqlColumnSet.Of(LedgerColumns.Run, plan.Runs).Command(
+                partitioned ? Partitioning.PartitionedStatements.UpsertRuns : PostgreSqlStatements.UpsertRuns));
         }
 
         if (plan.Derive.Count > 0)

@@ -23,7 +23,7 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override Func<JobLogDbContext> ContextFactory(string connectionString)
     {
-        var options = NpgsqlJobLogDbContext.Options(connectionString);
+        var options = NpgsqlJobLogDbContext.Options(WithoutJit(connectionString));
         return () => new NpgsqlJobLogDbContext(options);
     }
 
@@ -38,13 +38,64 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
         }
     }
 
-    public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(connectionString);
+    public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(WithoutJit(connectionString));
+
+    /// <summary>
+    /// <paramref name="connectionString"/> with PostgreSQL's JIT compilation off for JobLog's sessions (unless the
+    /// connection string's <c>Options</c> already set <c>jit</c>). JobLog's statements touch a few rows each, but on a big
+    /// or partitioned ledger their estimated cost passes the JIT thresholds: the sweeper's derivation of 1,000 tasks spent
+    /// 10.3 of its 10.6 s compiling on a partitioned ledger (docs/scale.md#partitioning).
+    /// </summary>
+    internal static string WithoutJit(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (builder.Options?.Contains("jit", StringComparison.OrdinalIgnoreCase) == true)
+        {
+            return connectionString;
+        }
+
+        builder.Options = string.IsNullOrWhiteSpace(builder.Options) ? "-c jit=off" : builder.Options + " -c jit=off";
+        return builder.ConnectionString;
+    }
+
+    public override async Task ApplyPartitioningAsync(JobLogDbContext context, PartitioningOptions options, DateTime now, CancellationToken cancellationToken)
+    {
+        if (!options.Enabled)
+        {
+            return;
+        }
+
+        var connection = context.Database.GetDbConnection();
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await Partitioning.LedgerPartitioning.ConvertAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
+            await Partitioning.LedgerPartitioning.EnsureAheadAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await context.Database.CloseConnectionAsync().ConfigureAwait(false);
+        }
+    }
+
+    public override async Task<bool> IsPartitionedAsync(JobLogDbContext context, CancellationToken cancellationToken)
+    {
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await Partitioning.LedgerPartitioning.IsPartitionedAsync(context.Database.GetDbConnection(), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await context.Database.CloseConnectionAsync().ConfigureAwait(false);
+        }
+    }
 
     public override async Task<SqlExecutor> OpenAsync(
         string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false)
     {
         // The write path runs the same few statements every batch: let Npgsql keep them prepared on the server.
-        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        var builder = new NpgsqlConnectionStringBuilder(WithoutJit(connectionString));
         if (builder.MaxAutoPrepare < 32)
         {
             builder.MaxAutoPrepare = 32;
@@ -62,7 +113,8 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
                 await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
             }
 
-            return new NpgsqlExecutor(connection);
+            // A ledger converted while this process runs is seen when the writer reopens (after the failed batch).
+            return new NpgsqlExecutor(connection, await Partitioning.LedgerPartitioning.IsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false));
         }
         catch
         {

@@ -78,6 +78,6 @@ internal static class PostgreSqlStatements
             $"OR {T}.\"Stop\" IS DISTINCT FROM d.\"Stop\")";
     }
 
-    private static string Unnest<TRow>(LedgerColumn<TRow>[] columns) =>
+    internal static string Unnest<TRow>(LedgerColumn<TRow>[] columns) =>
         "unnest(" + string.Join(", ", columns.Select((c, i) => $"${i + 1}::{PgType(c.Type)}[]")) + ") AS u(" + LedgerSql.ColumnList(columns) + ")";
 }

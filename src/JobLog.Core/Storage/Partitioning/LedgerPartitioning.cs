@@ -1,0 +1,389 @@
+using System.Data.Common;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+
+namespace JobLog.Storage.Partitioning;
+
+/// <summary>What a conversion to a partitioned ledger copied.</summary>
+internal sealed record PartitionConversion(long Tasks, long Runs, int Days);
+
+/// <summary>What dropping expired days removed: the tasks deleted (by outcome) and the rows kept (moved to the default partition).</summary>
+internal sealed record PartitionDrop(int Days, int Succeeded, int Failed, int Kept);
+
+/// <summary>
+/// Daily partitions of the PostgreSQL ledger's tasks and runs (docs/scale.md#partitioning). Both tables are
+/// range-partitioned on <see cref="PartitionDay.Column"/>, which every writer derives from the task's id
+/// (<see cref="PartitionDay"/>), so a task and its runs share a day and the upserts stay <c>ON CONFLICT ("Id", day)</c>.
+/// Each table has one partition per day (<c>JobLogTasks_p20261203</c>), one for ids without a time
+/// (<c>_undated</c>, key 0) and a default partition (<c>_default</c>) for days without their own: a day created late or
+/// already dropped, and the rows retention keeps past their day's drop. Nothing else is partitioned.
+/// </summary>
+internal static partial class LedgerPartitioning
+{
+    /// <summary>The partitioned tables and the column their key is derived from.</summary>
+    public static readonly (string Table, string KeyOf)[] Tables = [(LedgerModel.Tasks, "Id"), (LedgerModel.Runs, "TaskId")];
+
+    /// <summary>Daily partitions are made for days at most this old when a ledger is converted; older rows go to the default partition.</summary>
+    public const int ConvertedDaysBack = 400;
+
+    private const string Key = "\"" + PartitionDay.Column + "\"";
+    private const string IsPartitionedSql =
+        "SELECT COALESCE((SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = to_regclass('\"" + LedgerModel.Tasks + "\"')), FALSE)";
+
+    private const string CheckViolation = "23514";
+
+    /// <summary>
+    /// Inserts the tasks of a JSON array (the backup's entities, property names as columns) with their <c>Runs</c>, each
+    /// row with its partition key: a restore on a partitioned ledger, where EF Core's insert would lack the key. Rows
+    /// whose id already exists are left out by the caller.
+    /// </summary>
+    private static readonly string s_restoreTasks = $"""
+        WITH j AS (SELECT e FROM jsonb_array_elements(@rows) e),
+        tasks AS (
+            INSERT INTO {Q(LedgerModel.Tasks)}
+            SELECT (jsonb_populate_record(NULL::{Q(LedgerModel.Tasks)}, e || jsonb_build_object('{PartitionDay.Column}', {PartitionDay.Function}((e->>'Id')::uuid)))).*
+            FROM j)
+        INSERT INTO {Q(LedgerModel.Runs)}
+        SELECT (jsonb_populate_record(NULL::{Q(LedgerModel.Runs)}, r || jsonb_build_object('{PartitionDay.Column}', {PartitionDay.Function}((r->>'TaskId')::uuid)))).*
+        FROM j, jsonb_array_elements(COALESCE(j.e->'Runs', '[]'::jsonb)) r
+        """;
+
+    /// <summary>Restores tasks with their runs from <paramref name="json"/> (see <see cref="s_restoreTasks"/>).</summary>
+    public static Task RestoreTasksAsync(JobLogDbContext db, string json, CancellationToken cancellationToken) =>
+        db.Database.ExecuteSqlRawAsync(s_restoreTasks, [new NpgsqlParameter("rows", NpgsqlTypes.NpgsqlDbType.Jsonb) { Value = json }], cancellationToken);
+
+    /// <summary>Whether the ledger's tasks table is partitioned.</summary>
+    public static async Task<bool> IsPartitionedAsync(DbConnection connection, CancellationToken cancellationToken) =>
+        await ScalarAsync<bool>(connection, IsPartitionedSql, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Converts an unpartitioned ledger in place, in one transaction that holds both tables locked: creates the
+    /// partitioned tables, copies every row with its key, drops the old tables, then recreates on the new ones the
+    /// indexes and triggers the old ones had (read from the catalog, so indexes added by later migrations come along).
+    /// The primary keys become <c>("Id", key)</c>; the runs' foreign key to the tasks is not recreated (see docs).
+    /// </summary>
+    /// <returns>What was copied, or null when the ledger was already partitioned.</returns>
+    /// <exception cref="InvalidOperationException">A table has a unique index other than its primary key (it cannot be kept on a partitioned table).</exception>
+    public static async Task<PartitionConversion?> ConvertAsync(DbConnection connection, DateTime now, int daysAhead, CancellationToken cancellationToken)
+    {
+        if (await IsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false))
+        {
+            return null;
+        }
+
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+        if (await IsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false))
+        {
+            return null;
+        }
+
+        await ExecAsync(connection, PartitionDay.SqlFunction, cancellationToken).ConfigureAwait(false);
+        var catalog = new List<(string Table, string PrimaryKey, List<string> Recreate)>();
+        foreach (var (table, _) in Tables)
+        {
+            catalog.Add(await ReadCatalogAsync(connection, table, cancellationToken).ConfigureAwait(false));
+        }
+
+        var today = PartitionDay.Of(now);
+        var days = new SortedSet<int>(Enumerable.Range(today, daysAhead + 1));
+        foreach (var day in await ListAsync<int>(connection,
+            $"SELECT DISTINCT {PartitionDay.Function}(\"Id\") FROM {Q(LedgerModel.Tasks)}", cancellationToken).ConfigureAwait(false))
+        {
+            if (day != PartitionDay.Undated && day >= today - ConvertedDaysBack && day <= today + daysAhead)
+            {
+                days.Add(day);
+            }
+        }
+
+        var copied = new List<long>();
+        foreach (var (table, keyOf) in Tables)
+        {
+            var staged = table + "_partitioned";
+            await ExecAsync(connection,
+                $"CREATE TABLE {Q(staged)} (LIKE {Q(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS, " +
+                $"{Key} integer NOT NULL) PARTITION BY RANGE ({Key})", cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, CreateFixedPartitions(table, staged), cancellationToken).ConfigureAwait(false);
+            foreach (var day in days)
+            {
+                await ExecAsync(connection, CreateDay(table, staged, day), cancellationToken).ConfigureAwait(false);
+            }
+
+            copied.Add(await ExecAsync(connection,
+                $"INSERT INTO {Q(staged)} SELECT o.*, {PartitionDay.Function}(o.\"{keyOf}\") FROM {Q(table)} o", cancellationToken).ConfigureAwait(false));
+        }
+
+        // Runs first: their foreign key references the tasks.
+        foreach (var (table, _) in Tables.Reverse())
+        {
+            await ExecAsync(connection, $"DROP TABLE {Q(table)}", cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var (table, primaryKey, recreate) in catalog)
+        {
+            await ExecAsync(connection, $"ALTER TABLE {Q(table + "_partitioned")} RENAME TO {Q(table)}", cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, primaryKey, cancellationToken).ConfigureAwait(false);
+            foreach (var sql in recreate)
+            {
+                await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
+            }
+
+            await ExecAsync(connection, $"ANALYZE {Q(table)}", cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return new PartitionConversion(copied[0], copied[1], days.Count);
+    }
+
+    /// <summary>
+    /// Creates the partitions of today (UTC) and of <paramref name="daysAhead"/> days after it that are missing. Rows of
+    /// such a day already in the default partition (an id whose time is ahead of the clock) move into the new partition.
+    /// </summary>
+    /// <returns>How many partitions were created.</returns>
+    public static async Task<int> EnsureAheadAsync(DbConnection connection, DateTime now, int daysAhead, CancellationToken cancellationToken)
+    {
+        var created = 0;
+        var today = PartitionDay.Of(now);
+        var existing = await DaysAsync(connection, cancellationToken).ConfigureAwait(false);
+        for (var day = today; day <= today + daysAhead; day++)
+        {
+            foreach (var (table, _) in Tables)
+            {
+                if (existing.TryGetValue(table, out var days) && days.Contains(day))
+                {
+                    continue;
+                }
+
+                await using var transaction = (NpgsqlTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
+
+                // Processes of one ledger create partitions one at a time; a partition another one made meanwhile is left.
+                await ExecAsync(connection, "SELECT pg_advisory_xact_lock(hashtext('joblog_partitions'))", cancellationToken).ConfigureAwait(false);
+                if (await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(table + "_" + PartitionDay.Suffix(day))}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
+                {
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
+                await transaction.SaveAsync("joblog_partition", cancellationToken).ConfigureAwait(false);
+                try
+                {
+                    await ExecAsync(connection, CreateDay(table, table, day), cancellationToken).ConfigureAwait(false);
+                }
+                catch (PostgresException ex) when (ex.SqlState == CheckViolation)
+                {
+                    // The default partition holds rows of this day: move them in (straight into the partitions, so the
+                    // rollup triggers, which fire for statements on the partitioned table, do not count them twice).
+                    await transaction.RollbackAsync("joblog_partition", cancellationToken).ConfigureAwait(false);
+                    await ExecAsync(connection, MoveFromDefault(table, day), cancellationToken).ConfigureAwait(false);
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                created++;
+            }
+        }
+
+        return created;
+    }
+
+    /// <summary>
+    /// Drops each day partition of the tasks (and the runs' partition of the same day) whose whole day is older than
+    /// <paramref name="succeededBefore"/>, oldest first, one transaction a day. What the batched purge would not
+    /// delete (<see cref="Deletable"/>: an unfinished task, a failure inside its longer period, a task that ended after the
+    /// cutoff, a cancelled one) is copied with its runs into the default partition before the drop; the rollups lose the
+    /// dropped rows. The rows left behind in the default and undated partitions are the batched purge's.
+    /// </summary>
+    public static async Task<PartitionDrop> DropExpiredAsync(
+        DbConnection connection, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken)
+    {
+        var dropped = new PartitionDrop(0, 0, 0, 0);
+        var existing = await DaysAsync(connection, cancellationToken).ConfigureAwait(false);
+        if (!existing.TryGetValue(LedgerModel.Tasks, out var taskDays))
+        {
+            return dropped;
+        }
+
+        foreach (var day in taskDays.Where(d => PartitionDay.Start(d + 1) <= succeededBefore).Order())
+        {
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+            var tasks = Q(LedgerModel.Tasks + "_" + PartitionDay.Suffix(day));
+            var runs = LedgerModel.Runs + "_" + PartitionDay.Suffix(day);
+            if (!await ScalarAsync<bool>(connection, $"SELECT to_regclass('{tasks}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
+            {
+                // Another process dropped it meanwhile.
+                continue;
+            }
+
+            var deletable = Deletable("t", succeededBefore, failedBefore);
+            var runsExist = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(runs)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
+
+            // ANALYZE: without statistics on the temporary table, the planner joined the rollup rows to it by nested loops
+            // (the empty-minute cleanup took 11-14 s for a day of 9,000 tasks; with them, a hash join, 60-80 ms).
+            // One scan of the day for what the rollups lose; the rows to keep (few) found through the state and Stop
+            // indexes: every row to keep is unfinished or not a success (a state index range) or ended at or after the
+            // success cutoff (a Stop index range), and the exact rule then filters those.
+            var notSucceeded = string.Join(", ", Enum.GetValues<TaskState>().Where(v => v != TaskState.Succeeded).Select(v => ((int)v).ToString(CultureInfo.InvariantCulture)));
+            var sql = $"""
+                CREATE TEMP TABLE joblog_gone ON COMMIT DROP AS SELECT t."State", t."Name", t."IsInternal", t."Stop" FROM {tasks} t WHERE {deletable};
+                ANALYZE joblog_gone;
+                CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t
+                    WHERE (t."State" IN ({notSucceeded}) OR t."Stop" >= {Literal(succeededBefore)} OR t."Stop" IS NULL) AND NOT ({deletable});
+                CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
+                {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
+                {s_rollupsLose}
+                """;
+            await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
+            var counts = await ListAsync<long>(connection,
+                $"SELECT COUNT(*) FILTER (WHERE \"State\" = {(int)TaskState.Succeeded}) FROM joblog_gone " +
+                $"UNION ALL SELECT COUNT(*) FILTER (WHERE \"State\" <> {(int)TaskState.Succeeded}) FROM joblog_gone " +
+                "UNION ALL SELECT COUNT(*) FROM joblog_keep_tasks", cancellationToken).ConfigureAwait(false);
+            var drop = (runsExist ? $"ALTER TABLE {Q(LedgerModel.Runs)} DETACH PARTITION {Q(runs)}; DROP TABLE {Q(runs)};\n" : "") + $"""
+                ALTER TABLE {Q(LedgerModel.Tasks)} DETACH PARTITION {tasks};
+                DROP TABLE {tasks};
+                INSERT INTO {Q(LedgerModel.Tasks + "_default")} SELECT * FROM joblog_keep_tasks;
+                INSERT INTO {Q(LedgerModel.Runs + "_default")} SELECT * FROM joblog_keep_runs;
+                """;
+            await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            dropped = new PartitionDrop(dropped.Days + 1, dropped.Succeeded + (int)counts[0], dropped.Failed + (int)counts[1], dropped.Kept + (int)counts[2]);
+        }
+
+        return dropped;
+    }
+
+    /// <summary>
+    /// The rollups lose the rows of <c>joblog_gone</c>, as the rollup triggers' DELETE would count them (a DROP fires no
+    /// trigger): per minute, a delete where the minute loses all its rows (the usual case for a whole day) and an update
+    /// elsewhere, instead of an upsert of every minute followed by a delete of those left at zero. The rollups are exact,
+    /// so every key of a dropped row exists.
+    /// </summary>
+    private static readonly string s_rollupsLose = $$"""
+        INSERT INTO "{{LedgerRollups.Counts}}" AS c ("State", "Name", "IsInternal", "Count")
+            SELECT "State", "Name", "IsInternal", -COUNT(*) FROM joblog_gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            ON CONFLICT ("State", "Name", "IsInternal") DO UPDATE SET "Count" = c."Count" + excluded."Count";
+        CREATE TEMP TABLE joblog_gone_minutes ON COMMIT DROP AS
+            SELECT {{LedgerRollups.PostgresMinute}} AS "Minute", "State", "Name", "IsInternal", COUNT(*) AS n
+            FROM joblog_gone WHERE "Stop" IS NOT NULL GROUP BY 1, 2, 3, 4;
+        ANALYZE joblog_gone_minutes;
+        DELETE FROM "{{LedgerRollups.Minutes}}" m USING joblog_gone_minutes g
+            WHERE m."Minute" = g."Minute" AND m."State" = g."State" AND m."Name" = g."Name" AND m."IsInternal" = g."IsInternal" AND m."Count" = g.n;
+        UPDATE "{{LedgerRollups.Minutes}}" m SET "Count" = m."Count" - g.n FROM joblog_gone_minutes g
+            WHERE m."Minute" = g."Minute" AND m."State" = g."State" AND m."Name" = g."Name" AND m."IsInternal" = g."IsInternal";
+        """;
+
+    /// <summary>
+    /// The batched purge's rule (<c>LedgerPurger.Candidates</c>) for a task row <paramref name="alias"/>: SUCCEEDED and
+    /// ended before the success cutoff, or FAILED or EXPIRED and ended before the failure cutoff.
+    /// </summary>
+    internal static string Deletable(string alias, DateTime succeededBefore, DateTime? failedBefore)
+    {
+        var failures = failedBefore is { } f
+            ? $"({alias}.\"State\" IN ({(int)TaskState.Failed}, {(int)TaskState.Expired}) AND {alias}.\"Stop\" < {Literal(f)})"
+            : "FALSE";
+        return $"{alias}.\"Stop\" IS NOT NULL AND (({alias}.\"State\" = {(int)TaskState.Succeeded} AND {alias}.\"Stop\" < {Literal(succeededBefore)}) OR {failures})";
+    }
+
+    /// <summary>The day partitions of each partitioned table, by their names.</summary>
+    internal static async Task<Dictionary<string, HashSet<int>>> DaysAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        var result = new Dictionary<string, HashSet<int>>(StringComparer.Ordinal);
+        var names = await ListAsync<string>(connection,
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent " +
+            $"WHERE p.oid IN (to_regclass('{Q(LedgerModel.Tasks)}'), to_regclass('{Q(LedgerModel.Runs)}'))", cancellationToken).ConfigureAwait(false);
+        foreach (var name in names)
+        {
+            var match = DayPartition().Match(name);
+            if (match.Success && DateTime.TryParseExact(match.Groups[2].Value, "yyyyMMdd", CultureInfo.InvariantCulture,
+                    DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var date))
+            {
+                var table = match.Groups[1].Value;
+                if (!result.TryGetValue(table, out var days))
+                {
+                    result[table] = days = [];
+                }
+
+                days.Add(PartitionDay.Of(date));
+            }
+        }
+
+        return result;
+    }
+
+    private static string CreateFixedPartitions(string table, string parent) => $"""
+        CREATE TABLE {Q(table + "_undated")} PARTITION OF {Q(parent)} FOR VALUES FROM (MINVALUE) TO ({PartitionDay.Undated + 1});
+        CREATE TABLE {Q(table + "_default")} PARTITION OF {Q(parent)} DEFAULT;
+        """;
+
+    private static string CreateDay(string table, string parent, int day) =>
+        $"CREATE TABLE {Q(table + "_" + PartitionDay.Suffix(day))} PARTITION OF {Q(parent)} FOR VALUES FROM ({day}) TO ({day + 1})";
+
+    private static string MoveFromDefault(string table, int day) => $"""
+        CREATE TEMP TABLE joblog_move ON COMMIT DROP AS SELECT * FROM {Q(table + "_default")} WHERE {Key} = {day};
+        DELETE FROM {Q(table + "_default")} WHERE {Key} = {day};
+        {CreateDay(table, table, day)};
+        INSERT INTO {Q(table + "_" + PartitionDay.Suffix(day))} SELECT * FROM joblog_move;
+        """;
+
+    private static async Task<(string Table, string PrimaryKey, List<string> Recreate)> ReadCatalogAsync(
+        DbConnection connection, string table, CancellationToken ct)
+    {
+        var oid = $"'{Q(table)}'::regclass";
+        var unique = await ListAsync<string>(connection,
+            $"SELECT c.relname::text FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = {oid} AND i.indisunique " +
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid AND k.contype = 'p')", ct).ConfigureAwait(false);
+        if (unique.Count > 0)
+        {
+            throw new InvalidOperationException(
+                $"{table} has the unique index {unique[0]}: a partitioned table can only keep unique indexes that include {PartitionDay.Column}. Drop it, or leave the ledger unpartitioned.");
+        }
+
+        var primaryKey = (await ListAsync<string>(connection,
+            $"SELECT format('ALTER TABLE %I ADD CONSTRAINT %I %s', '{table}', conname, pg_get_constraintdef(oid)) FROM pg_constraint WHERE conrelid = {oid} AND contype = 'p'",
+            ct).ConfigureAwait(false)).Single();
+        primaryKey = primaryKey[..primaryKey.LastIndexOf(')')] + ", " + Key + ")";
+        var recreate = await ListAsync<string>(connection,
+            $"SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i WHERE i.indrelid = {oid} " +
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) ORDER BY i.indexrelid", ct).ConfigureAwait(false);
+        recreate.AddRange(await ListAsync<string>(connection,
+            $"SELECT pg_get_triggerdef(t.oid) FROM pg_trigger t WHERE t.tgrelid = {oid} AND NOT t.tgisinternal ORDER BY t.tgname", ct).ConfigureAwait(false));
+        return (table, primaryKey, recreate);
+    }
+
+    private static string Q(string name) => "\"" + name + "\"";
+
+    private static string Literal(DateTime time) =>
+        "'" + DateTime.SpecifyKind(time, DateTimeKind.Utc).ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture) + "'::timestamptz";
+
+    private static async Task<int> ExecAsync(DbConnection connection, string sql, CancellationToken ct)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.CommandTimeout = 0;
+        return await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+    }
+
+    private static async Task<T> ScalarAsync<T>(DbConnection connection, string sql, CancellationToken ct) =>
+        (await ListAsync<T>(connection, sql, ct).ConfigureAwait(false)).Single();
+
+    private static async Task<List<T>> ListAsync<T>(DbConnection connection, string sql, CancellationToken ct)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        command.CommandTimeout = 0;
+        await using var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        var list = new List<T>();
+        while (await reader.ReadAsync(ct).ConfigureAwait(false))
+        {
+            list.Add(reader.GetFieldValue<T>(0));
+        }
+
+        return list;
+    }
+
+    [GeneratedRegex("^(JobLogTasks|JobLogTaskRuns)_p([0-9]{8})$", RegexOptions.CultureInvariant)]
+    private static partial Regex DayPartition();
+}

@@ -1,0 +1,48 @@
+using JobLog.Storage.PostgreSql;
+
+namespace JobLog.Storage.Partitioning;
+
+/// <summary>
+/// The write path's inserts on a partitioned PostgreSQL ledger (<see cref="LedgerPartitioning"/>): the same statements as
+/// <see cref="PostgreSqlStatements"/>, with the partition key computed in the statement from the task's id
+/// (<see cref="PartitionDay.Function"/>) and in the conflict target, so the publisher's and the consumer's upserts of one
+/// task meet on one row. The run insert's reads of its task and of the earlier runs name the key too, so PostgreSQL
+/// prunes them to the task's partition at run time. The updates by id need no change (they find the row in any partition).
+/// </summary>
+internal static class PartitionedStatements
+{
+    private const string T = LedgerSql.T;
+    private const string R = LedgerSql.R;
+    private const string Key = "\"" + PartitionDay.Column + "\"";
+    private const string Conflict = "ON CONFLICT (\"Id\", " + Key + ")";
+
+    public static readonly string UpsertDispatchedTasks =
+        $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}, {Key}) SELECT u.*, {PartitionDay.Function}(u.\"Id\") FROM {PostgreSqlStatements.Unnest(LedgerColumns.Task)} " +
+        $"{Conflict} DO UPDATE SET {string.Join(", ", LedgerColumns.ProducerFields.Select(f => $"\"{f}\" = excluded.\"{f}\""))}";
+
+    public static readonly string InsertTasksIfMissing =
+        $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}, {Key}) SELECT u.*, {PartitionDay.Function}(u.\"Id\") FROM {PostgreSqlStatements.Unnest(LedgerColumns.Task)} " +
+        $"{Conflict} DO NOTHING";
+
+    /// <summary><see cref="PostgreSqlStatements.UpsertRuns"/> with the key: a run lives in its task's partition.</summary>
+    public static readonly string UpsertRuns = BuildUpsertRuns();
+
+    private static string BuildUpsertRuns()
+    {
+        const string day = PartitionDay.Function + "(u.\"TaskId\")";
+        var stored = LedgerColumns.Run.Where(c => c.Stored).ToArray();
+        var values = stored.Select(c => LedgerColumns.RunInputFromTask.Contains(c.Name)
+            ? $"CASE WHEN u.\"InputFromTask\" THEN t.\"{c.Name}\" ELSE u.\"{c.Name}\" END"
+            : $"u.\"{c.Name}\"");
+        const string runConflict = "ON CONFLICT (\"Id\")";
+        if (!OnConflictSql.RunConflict.StartsWith(runConflict, StringComparison.Ordinal))
+        {
+            throw new InvalidOperationException("The run upsert's conflict target changed: update " + nameof(PartitionedStatements) + ".");
+        }
+
+        return $"INSERT INTO {R} ({LedgerSql.ColumnList(stored)}, \"Retries\", {Key}) SELECT {string.Join(", ", values)}, " +
+               $"(SELECT COUNT(*) FROM {R} x WHERE x.\"TaskId\" = u.\"TaskId\" AND x.{Key} = {day} AND x.\"ConsumerType\" = u.\"ConsumerType\") + u.\"Ordinal\", {day} " +
+               $"FROM {PostgreSqlStatements.Unnest(LedgerColumns.Run)} LEFT JOIN {T} t ON t.\"Id\" = u.\"TaskId\" AND t.{Key} = {day} WHERE TRUE " +
+               Conflict + OnConflictSql.RunConflict[runConflict.Length..];
+    }
+}

@@ -1,0 +1,359 @@
+using System.Text.Json;
+using JobLog.Maintenance;
+using JobLog.Recording;
+using JobLog.Retention;
+using JobLog.Storage;
+using JobLog.Storage.Partitioning;
+using JobLog.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using Npgsql;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Storage.Partitioning;
+
+/// <summary>Daily partitions of the PostgreSQL ledger (docs/scale.md#partitioning), on a throwaway database per test.</summary>
+public class LedgerPartitioningTests
+{
+    private static readonly DateTime T0 = new(2026, 3, 10, 12, 0, 0, DateTimeKind.Utc);
+    private FakeTimeProvider _clock = null!;
+    private LedgerHost? _host;
+
+    [SetUp]
+    public void SetUp() => _clock = new FakeTimeProvider(new DateTimeOffset(T0));
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        if (_host is not null)
+        {
+            await _host.DisposeAsync();
+        }
+    }
+
+    [Test]
+    public async Task PartitionDay_InSql_IsTheSameAsInCSharp()
+    {
+        var host = await StartAsync(partitioned: true);
+        var ids = new List<Guid> { Guid.Empty, Guid.AllBitsSet };
+        var random = new Random(15);
+        for (var i = 0; i < 300; i++)
+        {
+            var at = new DateTimeOffset(2019, 12, 30, 0, 0, 0, TimeSpan.Zero).AddHours(random.NextDouble() * 24 * 365 * 90);
+            ids.Add(Guid.CreateVersion7(at));
+            ids.Add(NewIdLike(at.UtcDateTime, random));
+            ids.Add(Guid.NewGuid());
+        }
+
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand($"SELECT {PartitionDay.Function}(x) FROM unnest($1::uuid[]) WITH ORDINALITY AS u(x, n) ORDER BY n", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = ids.ToArray() });
+        var fromSql = new List<int>();
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                fromSql.Add(reader.GetInt32(0));
+            }
+        }
+
+        Assert.That(fromSql, Is.EqualTo(ids.Select(PartitionDay.Of).ToList()));
+        Assert.That(ids.Select(PartitionDay.Of).Count(d => d != PartitionDay.Undated), Is.GreaterThan(400), "most v7 and NewId-like ids are dated");
+        Assert.That(PartitionDay.Of(Guid.CreateVersion7(new DateTimeOffset(T0))), Is.EqualTo(PartitionDay.Of(T0)));
+        Assert.That(PartitionDay.Of(NewIdLike(T0, random)), Is.EqualTo(PartitionDay.Of(T0)));
+    }
+
+    [Test]
+    public async Task Maintenance_CreatesPartitionsAhead_ForTasksAndRuns()
+    {
+        var host = await StartAsync(partitioned: true);
+        var today = PartitionDay.Of(T0);
+        Assert.That(await DaysAsync(host), Is.EqualTo(Days(today, today + 3)), "start-up created today and three days ahead");
+
+        _clock.Advance(TimeSpan.FromDays(2));
+        await host.Services.GetRequiredService<LedgerPartitionService>().RunOnceAsync(CancellationToken.None);
+
+        Assert.That(await DaysAsync(host), Is.EqualTo(Days(today, today + 5)));
+    }
+
+    [Test]
+    public async Task Maintenance_WhenTheDefaultPartitionHoldsRowsOfANewDay_MovesThemIn()
+    {
+        var host = await StartAsync(partitioned: true);
+        var later = T0.AddDays(6);
+        var id = Guid.CreateVersion7(new DateTimeOffset(later));
+        Succeed(host, id, "Ahead", later);
+        await host.FlushAsync();
+        Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, id), Is.EqualTo("JobLogTasks_default"));
+
+        _clock.Advance(TimeSpan.FromDays(4));
+        await host.Services.GetRequiredService<LedgerPartitionService>().RunOnceAsync(CancellationToken.None);
+
+        Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, id), Is.EqualTo("JobLogTasks_" + PartitionDay.Suffix(PartitionDay.Of(later))));
+        Assert.That(await PartitionOfAsync(host, LedgerModel.Runs, id), Is.EqualTo("JobLogTaskRuns_" + PartitionDay.Suffix(PartitionDay.Of(later))));
+        await AssertRollupsEqualCountsAsync(host, "after the move");
+    }
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task PublisherThenConsumer_TwoUpserts_AreOneRowInTheIdsDay(bool dated)
+    {
+        var host = await StartAsync(partitioned: true);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var id = dated ? Guid.CreateVersion7(new DateTimeOffset(T0)) : Guid.NewGuid();
+        var consumerFirst = dated ? Guid.CreateVersion7(new DateTimeOffset(T0.AddMinutes(1))) : Guid.NewGuid();
+
+        // Publisher, then consumer: the consumer's seed finds the publisher's row.
+        recorder.Enqueue(new TaskDispatched(Task(id, "Order", T0)));
+        await host.FlushAsync();
+        var run = Start(recorder, id, "Order", T0.AddSeconds(1));
+        await host.FlushAsync();
+        recorder.Enqueue(new RunFinished(run, id, TaskRunState.Succeeded, T0.AddSeconds(2), null, null, null));
+
+        // Consumer, then publisher: the publisher's upsert updates the consumer's row.
+        Start(recorder, consumerFirst, "Order", T0.AddSeconds(3));
+        await host.FlushAsync();
+        recorder.Enqueue(new TaskDispatched(Task(consumerFirst, "Order", T0.AddSeconds(2)) with { QueueName = "orders" }));
+        await host.FlushAsync();
+
+        var rows = await host.QueryAsync(db => db.TaskLogs.AsNoTracking().Where(t => t.Id == id || t.Id == consumerFirst).ToListAsync());
+        Assert.That(rows.Count(t => t.Id == id), Is.EqualTo(1));
+        Assert.That(rows.Count(t => t.Id == consumerFirst), Is.EqualTo(1));
+        Assert.That(rows.Single(t => t.Id == id).State, Is.EqualTo(TaskState.Succeeded));
+        Assert.That(rows.Single(t => t.Id == consumerFirst).QueueName, Is.EqualTo("orders"), "the producer's fields won");
+        var partition = dated ? "JobLogTasks_" + PartitionDay.Suffix(PartitionDay.Of(T0)) : "JobLogTasks_undated";
+        Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, id), Is.EqualTo(partition));
+        Assert.That(await PartitionOfAsync(host, LedgerModel.Runs, id), Is.EqualTo(partition.Replace("JobLogTasks", "JobLogTaskRuns", StringComparison.Ordinal)));
+    }
+
+    [Test]
+    public async Task Retention_DropsOldDays_KeepsWhatTheBatchedPurgeWouldKeep()
+    {
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        var older = T0.AddDays(-41);
+        await using (var connection = new NpgsqlConnection(host.Ledger.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await LedgerPartitioning.EnsureAheadAsync(connection, older, 1, CancellationToken.None);
+        }
+
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var oldSuccess = Guid.CreateVersion7(new DateTimeOffset(old));
+        var olderSuccess = Guid.CreateVersion7(new DateTimeOffset(older));
+        var oldFailure = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(1)));
+        var oldUnfinished = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(2)));
+        var oldButEndedLate = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(3)));
+        var newSuccess = Guid.CreateVersion7(new DateTimeOffset(T0.AddDays(-1)));
+        var undatedOld = Guid.NewGuid();
+        Succeed(host, oldSuccess, "Invoice", old);
+        Succeed(host, olderSuccess, "Invoice", older);
+        Succeed(host, undatedOld, "Invoice", old);
+        recorder.Enqueue(new TaskDispatched(Task(oldFailure, "Invoice", old)));
+        recorder.Enqueue(new RunFinished(Start(recorder, oldFailure, "Invoice", old), oldFailure, TaskRunState.Failed, old.AddSeconds(5), "boom", null, null));
+        recorder.Enqueue(new TaskDispatched(Task(oldUnfinished, "Invoice", old)));
+        Start(recorder, oldUnfinished, "Invoice", old);
+        recorder.Enqueue(new TaskDispatched(Task(oldButEndedLate, "Invoice", old)));
+        recorder.Enqueue(new RunFinished(Start(recorder, oldButEndedLate, "Invoice", old), oldButEndedLate, TaskRunState.Succeeded, T0.AddDays(-2), null, null, null));
+        Succeed(host, newSuccess, "Report", T0.AddDays(-1));
+        await host.FlushAsync();
+        Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, oldSuccess), Is.EqualTo("JobLogTasks_" + PartitionDay.Suffix(PartitionDay.Of(old))));
+
+        var result = await host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(
+            new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
+
+        var left = await host.TasksAsync();
+        Assert.That(left.Select(t => t.Id), Is.EquivalentTo(new[] { oldFailure, oldUnfinished, oldButEndedLate, newSuccess }));
+        Assert.That(result.Succeeded, Is.EqualTo(3), "two dropped with their days, the undated one by the batched purge");
+        Assert.That(result.Failed, Is.Zero);
+        Assert.That(left.Single(t => t.Id == oldFailure).Runs, Has.Count.EqualTo(1), "a kept task keeps its runs");
+        Assert.That(left.Single(t => t.Id == oldUnfinished).Runs.Single().State, Is.EqualTo(TaskRunState.Active));
+        var days = await DaysAsync(host);
+        Assert.That(days, Does.Not.Contain(PartitionDay.Of(old)).And.Not.Contain(PartitionDay.Of(older)));
+        Assert.That(days, Does.Contain(PartitionDay.Of(T0)));
+        Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, oldFailure), Is.EqualTo("JobLogTasks_default"));
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+
+        // The kept rows still take the writer's upserts (same id, same key): a retry of the failure updates its row.
+        recorder.Enqueue(new RunFinished(Start(recorder, oldFailure, "Invoice", T0), oldFailure, TaskRunState.Succeeded, T0.AddSeconds(1), null, null, null));
+        await host.FlushAsync();
+        var retried = await host.TaskAsync(oldFailure);
+        Assert.That(retried.State, Is.EqualTo(TaskState.Succeeded));
+        Assert.That(retried.Runs, Has.Count.EqualTo(2));
+        await AssertRollupsEqualCountsAsync(host, "after the retry");
+    }
+
+    [Test]
+    public async Task PurgeWithBackup_ThenRestore_PutsTasksAndRunsBackInTheirPartitions()
+    {
+        var host = await StartAsync(partitioned: true);
+        var ids = new[] { Guid.CreateVersion7(new DateTimeOffset(T0)), Guid.CreateVersion7(new DateTimeOffset(T0.AddDays(1))), Guid.NewGuid() };
+        foreach (var id in ids)
+        {
+            Succeed(host, id, "Invoice", T0);
+        }
+
+        await host.FlushAsync();
+        var before = Snapshot(await host.TasksAsync());
+        var backups = Path.Combine(Path.GetTempPath(), "joblog-partition-restore-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var maintenance = host.Services.GetRequiredService<LedgerMaintenance>();
+            var purge = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(1), null, BackupDirectory: backups));
+            Assert.That(purge.Deleted, Is.EqualTo(3));
+            Assert.That(await host.TasksAsync(), Is.Empty);
+
+            var restored = await maintenance.RestoreAsync(purge.BackupFile!);
+
+            Assert.That(restored.Restored, Is.EqualTo(3));
+            Assert.That(Snapshot(await host.TasksAsync()), Is.EqualTo(before));
+            Assert.That(await PartitionOfAsync(host, LedgerModel.Runs, ids[1]), Is.EqualTo("JobLogTaskRuns_" + PartitionDay.Suffix(PartitionDay.Of(T0.AddDays(1)))));
+            await AssertRollupsEqualCountsAsync(host, "after the restore");
+        }
+        finally
+        {
+            Directory.Delete(backups, recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task Conversion_OfAnUnpartitionedLedger_KeepsEveryRowIndexAndTrigger()
+    {
+        var host = await StartAsync(partitioned: false);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var random = new Random(7);
+        for (var i = 0; i < 60; i++)
+        {
+            var at = T0.AddHours(-i * 7);
+            var id = (i % 3) switch { 0 => Guid.CreateVersion7(new DateTimeOffset(at)), 1 => NewIdLike(at, random), _ => Guid.NewGuid() };
+            recorder.Enqueue(new TaskDispatched(Task(id, i % 2 == 0 ? "Invoice" : "Report", at)));
+            if (i % 5 != 0)
+            {
+                recorder.Enqueue(new RunFinished(Start(recorder, id, "Invoice", at), id, i % 4 == 0 ? TaskRunState.Failed : TaskRunState.Succeeded, at.AddSeconds(3), "e", null, null));
+            }
+        }
+
+        await host.FlushAsync();
+        var before = Snapshot(await host.TasksAsync());
+        var indexesBefore = await IndexesAsync(host);
+        var database = LedgerDatabase.For(LedgerProvider.PostgreSql);
+        await using (var db = host.Services.GetRequiredService<JobLogContextFactory>().Create())
+        {
+            Assert.That(await database.IsPartitionedAsync(db, CancellationToken.None), Is.False);
+            await database.ApplyPartitioningAsync(db, new PartitioningOptions { Enabled = true }, T0, CancellationToken.None);
+            Assert.That(await database.IsPartitionedAsync(db, CancellationToken.None), Is.True);
+        }
+
+        Assert.That(Snapshot(await host.TasksAsync()), Is.EqualTo(before));
+        Assert.That(await IndexesAsync(host), Is.EquivalentTo(indexesBefore), "every index of the old tables, on the new ones");
+        await AssertRollupsEqualCountsAsync(host, "after the conversion");
+
+        // The running writer's next batch fails on the new table, and it reopens on the partitioned statements.
+        var late = Guid.CreateVersion7(new DateTimeOffset(T0));
+        Succeed(host, late, "Invoice", T0);
+        await host.FlushAsync();
+        Assert.That((await host.TaskAsync(late)).State, Is.EqualTo(TaskState.Succeeded));
+        await AssertRollupsEqualCountsAsync(host, "after a write on the converted ledger (the triggers came along)");
+    }
+
+    private async Task<LedgerHost> StartAsync(bool partitioned)
+    {
+        _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = partitioned,
+            services: s => s.AddSingleton<TimeProvider>(_clock));
+        return _host;
+    }
+
+    private static void Succeed(LedgerHost host, Guid id, string name, DateTime at)
+    {
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        recorder.Enqueue(new TaskDispatched(Task(id, name, at)));
+        recorder.Enqueue(new RunFinished(Start(recorder, id, name, at.AddSeconds(1)), id, TaskRunState.Succeeded, at.AddSeconds(2), null, null, null));
+    }
+
+    private static TaskPayload Task(Guid id, string name, DateTime at) => new() { Id = id, Name = name, DispatchedAt = at, EstimatedTimeOfFirstArrival = at };
+
+    private static Guid Start(LedgerRecorder recorder, Guid id, string name, DateTime at)
+    {
+        var run = new RunPayload { Id = Guid.NewGuid(), TaskId = id, Name = name, ConsumerType = "C", Start = at };
+        recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = id, Name = name, DispatchedAt = at }, false));
+        return run.Id;
+    }
+
+    /// <summary>An id laid out as MassTransit's <c>NewId.NextGuid()</c>: the top 48 bits of the ticks in the last six bytes.</summary>
+    private static Guid NewIdLike(DateTime at, Random random)
+    {
+        var bytes = new byte[16];
+        random.NextBytes(bytes);
+        var ticks48 = at.Ticks >> 16;
+        for (var i = 15; i >= 10; i--)
+        {
+            bytes[i] = (byte)ticks48;
+            ticks48 >>= 8;
+        }
+
+        return new Guid(bytes, bigEndian: true);
+    }
+
+    private static List<int> Days(int from, int to) => Enumerable.Range(from, to - from + 1).ToList();
+
+    private static async Task<List<int>> DaysAsync(LedgerHost host)
+    {
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        var days = await LedgerPartitioning.DaysAsync(connection, CancellationToken.None);
+        Assert.That(days[LedgerModel.Runs], Is.EquivalentTo(days[LedgerModel.Tasks]), "runs have the tasks' days");
+        return [.. days[LedgerModel.Tasks].Order()];
+    }
+
+    private static async Task<string?> PartitionOfAsync(LedgerHost host, string table, Guid taskId)
+    {
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        var column = table == LedgerModel.Tasks ? "Id" : "TaskId";
+        await using var command = new NpgsqlCommand($"SELECT DISTINCT tableoid::regclass::text FROM \"{table}\" WHERE \"{column}\" = $1", connection);
+        command.Parameters.Add(new NpgsqlParameter { Value = taskId });
+        return ((string?)await command.ExecuteScalarAsync())?.Trim('"');
+    }
+
+    private static async Task<List<string>> IndexesAsync(LedgerHost host)
+    {
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            "SELECT c.relname::text || ' ' || pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid " +
+            "WHERE i.indrelid IN ('\"JobLogTasks\"'::regclass, '\"JobLogTaskRuns\"'::regclass) AND NOT i.indisprimary", connection);
+        var list = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            list.Add(reader.GetString(0).Replace(" ONLY ", " ", StringComparison.Ordinal));
+        }
+
+        return list;
+    }
+
+    private static List<string> Snapshot(List<TaskLog> tasks)
+    {
+        foreach (var task in tasks)
+        {
+            task.Runs = [.. task.Runs.OrderBy(r => r.Id)];
+        }
+
+        return [.. tasks.OrderBy(t => t.Id).Select(t => JsonSerializer.Serialize(t, LedgerBackup.JsonOptions))];
+    }
+
+    private static async Task AssertRollupsEqualCountsAsync(LedgerHost host, string when)
+    {
+        var tasks = await host.QueryAsync(db => db.TaskLogs.AsNoTracking().ToListAsync());
+        var counts = await host.QueryAsync(db => db.Set<TaskStateCount>().AsNoTracking().ToListAsync());
+        var minutes = await host.QueryAsync(db => db.Set<TaskMinuteCount>().AsNoTracking().ToListAsync());
+        var expectedCounts = tasks.GroupBy(t => (t.State, t.Name, t.IsInternal)).Select(g => (g.Key.State, g.Key.Name, g.Key.IsInternal, (long)g.Count()));
+        Assert.That(counts.Where(c => c.Count != 0).Select(c => (c.State, c.Name, c.IsInternal, c.Count)), Is.EquivalentTo(expectedCounts), "per state and name, " + when);
+        var expectedMinutes = tasks.Where(t => t.Stop is not null)
+            .GroupBy(t => (new DateTime(t.Stop!.Value.Ticks - (t.Stop.Value.Ticks % TimeSpan.TicksPerMinute), DateTimeKind.Utc), t.State, t.Name, t.IsInternal))
+            .Select(g => (g.Key.Item1, g.Key.State, g.Key.Name, g.Key.IsInternal, (long)g.Count()));
+        Assert.That(minutes.Select(m => (m.Minute, m.State, m.Name, m.IsInternal, m.Count)), Is.EquivalentTo(expectedMinutes), "per minute, " + when);
+    }
+}
