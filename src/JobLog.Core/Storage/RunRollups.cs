@@ -92,7 +92,7 @@ internal static class RunRollups
     private static string SqliteMinute(string row) => $"substr({row}.\"Start\", 1, 16) || ':00'";
 
     // EF Core stores timestamps as 'yyyy-MM-dd HH:mm:ss.FFFFFFF'; julianday reads them, rounded to the millisecond.
-    private static string SqliteMilliseconds(string row)
+    internal static string SqliteMilliseconds(string row)
     {
         var p = row.Length == 0 ? "" : row + ".";
         return $"CAST(round((julianday({p}\"Stop\") - julianday({p}\"Start\")) * 86400000.0) AS INTEGER)";

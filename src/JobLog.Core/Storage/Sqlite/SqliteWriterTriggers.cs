@@ -42,6 +42,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
     internal const string RunTextInsert = SqliteSearch.RunText + "_Insert";
     internal const string RollupInsert = "JobLogTasks_Rollup_Insert";
     internal const string RollupUpdate = "JobLogTasks_Rollup_Update";
+    internal const string RunRollupInsert = "JobLogTaskRuns_Rollup_Insert";
 
     private const string CreateMarker =
         "CREATE TEMP TABLE IF NOT EXISTS \"" + Marker + "\" (\"TaskFrom\" INTEGER NOT NULL, \"RunFrom\" INTEGER NOT NULL)";
@@ -83,6 +84,16 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         " WHERE rowid >= " + TaskFrom + " AND \"Stop\" IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 " +
         "ON CONFLICT (\"Minute\", \"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"";
 
+    /// <summary>What <c>JobLogTaskRuns_Rollup_Insert</c> (and the updates after it) would have added, for the batch's finished runs.</summary>
+    internal static readonly string CountRuns =
+        "INSERT INTO \"" + RunRollups.Minutes + "\" (\"Minute\", \"Name\", \"Runs\", \"TotalMilliseconds\", \"MaxMilliseconds\") " +
+        "SELECT substr(\"Start\", 1, 16) || ':00', \"Name\", COUNT(*), SUM(d), MAX(d) FROM (SELECT \"Start\", \"Name\", " +
+        RunRollups.SqliteMilliseconds("") + " AS d FROM main." + R + " WHERE rowid >= " + RunFrom +
+        " AND \"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL) GROUP BY 1, 2 ORDER BY 1, 2 " +
+        "ON CONFLICT (\"Minute\", \"Name\") DO UPDATE SET \"Runs\" = \"Runs\" + excluded.\"Runs\", " +
+        "\"TotalMilliseconds\" = \"TotalMilliseconds\" + excluded.\"TotalMilliseconds\", " +
+        "\"MaxMilliseconds\" = max(\"MaxMilliseconds\", excluded.\"MaxMilliseconds\")";
+
     /// <summary>
     /// What <c>JobLogTasks_Rollup_Update</c> would have moved, for the tasks from earlier batches this batch changed: the
     /// rows as they are now count +1, as they were (<see cref="Before"/>) -1, and a minute left empty is dropped.
@@ -103,7 +114,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         "DELETE FROM \"" + LedgerRollups.Minutes + "\" WHERE \"Count\" = 0 AND (\"Minute\", \"State\", \"Name\", \"IsInternal\") IN (" +
         "SELECT substr(b.\"Stop\", 1, 16) || ':00', b.\"State\", b.\"Name\", b.\"IsInternal\" FROM temp.\"" + Before + "\" b WHERE b.\"Stop\" IS NOT NULL)";
 
-    private static readonly string[] Scripts = [Normalize(SqliteSearch.Create), Normalize(LedgerRollups.SqliteUp)];
+    private static readonly string[] Scripts = [Normalize(SqliteSearch.Create), Normalize(LedgerRollups.SqliteUp), Normalize(RunRollups.SqliteUp)];
 
     private readonly List<string> _temporary = [];
     private long _schema = -1;
@@ -235,7 +246,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         copies = [];
         var statements = new List<string>();
         // An index or rollup is taken over whole (its insert, update and delete triggers) or not at all.
-        foreach (var group in new[] { SqliteSearch.TaskText + "_", SqliteSearch.RunText + "_", "JobLogTasks_Rollup_" })
+        foreach (var group in new[] { SqliteSearch.TaskText + "_", SqliteSearch.RunText + "_", "JobLogTasks_Rollup_", "JobLogTaskRuns_Rollup_" })
         {
             var present = triggers.Count(t => t.Name.StartsWith(group, StringComparison.Ordinal));
             if (present is not (0 or 3))
@@ -265,6 +276,9 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
                     break;
                 case RollupInsert:
                     statements.Add(CountTasks);
+                    break;
+                case RunRollupInsert:
+                    statements.Add(CountRuns);
                     break;
                 case RollupUpdate:
                     // Set-based over the captured rows (Begin): a TEMP trigger would cost ~40 µs a derived task.

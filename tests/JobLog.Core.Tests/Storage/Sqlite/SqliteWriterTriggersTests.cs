@@ -58,6 +58,9 @@ public class SqliteWriterTriggersTests
         Assert.That(actual.Counts, Is.EquivalentTo(expected.Counts), "counts per state and name");
         Assert.That(actual.Minutes, Is.EquivalentTo(expected.Minutes), "counts per minute");
         Assert.That(actual.Counts, Is.EquivalentTo(actual.CountedTasks), "the counts are the ledger's COUNT(*)");
+        Assert.That(expected.RunMinutes, Is.Not.Empty);
+        Assert.That(actual.RunMinutes, Is.EquivalentTo(expected.RunMinutes), "finished runs per minute and name");
+        Assert.That(actual.RunMinutes, Is.EquivalentTo(actual.CountedRunMinutes), "the run rollup is the runs' own count, total and longest");
         foreach (var ledger in new[] { bypassed, triggered })
         {
             await ExecAsync(ledger.Ledger.ConnectionString, """
@@ -184,7 +187,8 @@ public class SqliteWriterTriggersTests
         redelivered);
 
     private sealed record Contents(
-        List<string> TaskText, List<string> RunText, List<string> Counts, List<string> Minutes, List<string> CountedTasks, List<string> CountedMinutes);
+        List<string> TaskText, List<string> RunText, List<string> Counts, List<string> Minutes, List<string> CountedTasks, List<string> CountedMinutes,
+        List<string> RunMinutes, List<string> CountedRunMinutes);
 
     private static async Task<Contents> ContentsAsync(string connectionString)
     {
@@ -206,7 +210,12 @@ public class SqliteWriterTriggersTests
             await RowsAsync(connection, "SELECT \"Minute\" || ' ' || \"State\" || ' ' || \"Name\" || ' ' || \"Count\" FROM \"JobLogTaskMinutes\""),
             await RowsAsync(connection, "SELECT \"State\" || ' ' || \"Name\" || ' ' || \"IsInternal\" || ' ' || COUNT(*) FROM \"JobLogTasks\" GROUP BY \"State\", \"Name\", \"IsInternal\""),
             await RowsAsync(connection,
-                "SELECT substr(\"Stop\", 1, 16) || ':00' || ' ' || \"State\" || ' ' || \"Name\" || ' ' || COUNT(*) FROM \"JobLogTasks\" WHERE \"Stop\" IS NOT NULL GROUP BY substr(\"Stop\", 1, 16), \"State\", \"Name\""));
+                "SELECT substr(\"Stop\", 1, 16) || ':00' || ' ' || \"State\" || ' ' || \"Name\" || ' ' || COUNT(*) FROM \"JobLogTasks\" WHERE \"Stop\" IS NOT NULL GROUP BY substr(\"Stop\", 1, 16), \"State\", \"Name\""),
+            await RowsAsync(connection, "SELECT \"Minute\" || ' ' || \"Name\" || ' ' || \"Runs\" || ' ' || \"TotalMilliseconds\" || ' ' || \"MaxMilliseconds\" FROM \"JobLogRunMinutes\""),
+            await RowsAsync(connection,
+                "SELECT m || ' ' || \"Name\" || ' ' || COUNT(*) || ' ' || SUM(d) || ' ' || MAX(d) FROM (SELECT substr(\"Start\", 1, 16) || ':00' AS m, \"Name\", " +
+                "CAST(round((julianday(\"Stop\") - julianday(\"Start\")) * 86400000.0) AS INTEGER) AS d FROM \"JobLogTaskRuns\" " +
+                "WHERE \"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL) GROUP BY m, \"Name\""));
     }
 
     private static async Task<List<string>> RowsAsync(SqliteConnection connection, string sql)
