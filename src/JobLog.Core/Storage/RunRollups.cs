@@ -36,7 +36,7 @@ internal static class RunRollups
 
     private const string R = "\"" + LedgerModel.Runs + "\"";
     private const string M = "\"" + Minutes + "\"";
-    private const string Counted = "\"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL";
+    internal const string Counted = "\"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL";
 
     internal static void Configure(ModelBuilder b) => b.Entity<RunMinuteDurations>(e =>
     {
@@ -166,11 +166,11 @@ internal static class RunRollups
         """;
 
     // The minute in UTC whatever the session's time zone.
-    private const string PostgresMinute = "date_trunc('minute', \"Start\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
+    internal const string PostgresMinute = "date_trunc('minute', \"Start\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
 
-    private static string PostgresMilliseconds => PostgresMillisecondsOf("\"Start\"", "\"Stop\"");
+    internal static string PostgresMilliseconds => PostgresMillisecondsOf("\"Start\"", "\"Stop\"");
 
-    private static string PostgresMillisecondsOf(string start, string stop) => $"round(EXTRACT(EPOCH FROM ({stop} - {start})) * 1000)::bigint";
+    internal static string PostgresMillisecondsOf(string start, string stop) => $"round(EXTRACT(EPOCH FROM ({stop} - {start})) * 1000)::bigint";
 
     // Old and new versions of the updated runs whose part in the rollup changed (counted or not, minute, name, duration).
     private static string Changed =>

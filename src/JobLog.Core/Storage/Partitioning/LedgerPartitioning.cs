@@ -235,6 +235,7 @@ internal static partial class LedgerPartitioning
                 CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
                 {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
                 {s_rollupsLose}
+                {(runsExist ? string.Format(CultureInfo.InvariantCulture, s_runsGone, Q(runs)) : NoRunsGone)}
                 """;
             await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
             var counts = await ListAsync<long>(connection,
@@ -246,6 +247,7 @@ internal static partial class LedgerPartitioning
                 DROP TABLE {tasks};
                 INSERT INTO {Q(LedgerModel.Tasks + "_default")} SELECT * FROM joblog_keep_tasks;
                 INSERT INTO {Q(LedgerModel.Runs + "_default")} SELECT * FROM joblog_keep_runs;
+                {s_runRollupLoses}
                 """;
             await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -273,6 +275,33 @@ internal static partial class LedgerPartitioning
             WHERE m."Minute" = g."Minute" AND m."State" = g."State" AND m."Name" = g."Name" AND m."IsInternal" = g."IsInternal" AND m."Count" = g.n;
         UPDATE "{{LedgerRollups.Minutes}}" m SET "Count" = m."Count" - g.n FROM joblog_gone_minutes g
             WHERE m."Minute" = g."Minute" AND m."State" = g."State" AND m."Name" = g."Name" AND m."IsInternal" = g."IsInternal";
+        """;
+
+    // The finished runs the drop takes (the day's runs but those kept), per run-rollup minute and name; {0} is the day's runs partition.
+    private static readonly string s_runsGone =
+        "CREATE TEMP TABLE joblog_gone_runs ON COMMIT DROP AS SELECT " + RunRollups.PostgresMinute + " AS \"Minute\", \"Name\", " +
+        "COUNT(*) AS n, SUM(" + RunRollups.PostgresMilliseconds + ") AS total, MAX(" + RunRollups.PostgresMilliseconds + ") AS longest " +
+        "FROM {0} x WHERE " + RunRollups.Counted + " AND NOT EXISTS (SELECT 1 FROM joblog_keep_runs k WHERE k.\"Id\" = x.\"Id\") GROUP BY 1, 2; " +
+        "ANALYZE joblog_gone_runs;";
+
+    private const string NoRunsGone =
+        "CREATE TEMP TABLE joblog_gone_runs (\"Minute\" timestamptz, \"Name\" text, n bigint, total bigint, longest bigint) ON COMMIT DROP;";
+
+    /// <summary>
+    /// After the drop (a DROP fires no trigger), the run rollup loses the dropped runs as its DELETE trigger would count
+    /// them: a minute that loses all its runs goes, the others lose their count and total, and where a dropped run may have
+    /// been the longest, the longest is read again from the runs left (the kept ones are back in the default partition).
+    /// </summary>
+    private static readonly string s_runRollupLoses = $$"""
+        DELETE FROM "{{RunRollups.Minutes}}" m USING joblog_gone_runs g
+            WHERE m."Minute" = g."Minute" AND m."Name" = g."Name" AND m."Runs" = g.n;
+        UPDATE "{{RunRollups.Minutes}}" m SET "Runs" = m."Runs" - g.n, "TotalMilliseconds" = m."TotalMilliseconds" - g.total
+            FROM joblog_gone_runs g WHERE m."Minute" = g."Minute" AND m."Name" = g."Name";
+        UPDATE "{{RunRollups.Minutes}}" m SET "MaxMilliseconds" = coalesce((
+                SELECT MAX({{RunRollups.PostgresMillisecondsOf("r.\"Start\"", "r.\"Stop\"")}}) FROM "{{LedgerModel.Runs}}" r
+                WHERE r."Name" = m."Name" AND r."Start" >= m."Minute" AND r."Start" < m."Minute" + interval '1 minute'
+                    AND r."State" IN (2, 3, 4) AND r."Stop" IS NOT NULL), 0)
+            FROM joblog_gone_runs g WHERE m."Minute" = g."Minute" AND m."Name" = g."Name" AND m."MaxMilliseconds" <= g.longest;
         """;
 
     /// <summary>

@@ -355,5 +355,16 @@ public class LedgerPartitioningTests
             .GroupBy(t => (new DateTime(t.Stop!.Value.Ticks - (t.Stop.Value.Ticks % TimeSpan.TicksPerMinute), DateTimeKind.Utc), t.State, t.Name, t.IsInternal))
             .Select(g => (g.Key.Item1, g.Key.State, g.Key.Name, g.Key.IsInternal, (long)g.Count()));
         Assert.That(minutes.Select(m => (m.Minute, m.State, m.Name, m.IsInternal, m.Count)), Is.EquivalentTo(expectedMinutes), "per minute, " + when);
+
+        // The run rollup too: a dropped partition fires no trigger.
+        var runs = await host.QueryAsync(db => db.TaskRunLogs.AsNoTracking().ToListAsync());
+        var runMinutes = await host.QueryAsync(db => db.Set<RunMinuteDurations>().AsNoTracking().ToListAsync());
+        var expectedRunMinutes = runs.Where(r => (int)r.State is 2 or 3 or 4 && r.Stop is not null)
+            .Select(r => (Minute: new DateTime(r.Start.Ticks - (r.Start.Ticks % TimeSpan.TicksPerMinute), DateTimeKind.Utc), r.Name,
+                Ms: (long)Math.Round((r.Stop!.Value - r.Start).TotalMilliseconds)))
+            .GroupBy(r => (r.Minute, r.Name))
+            .Select(g => (g.Key.Minute, g.Key.Name, (long)g.Count(), g.Sum(r => r.Ms), g.Max(r => r.Ms)));
+        Assert.That(runMinutes.Select(m => (m.Minute, m.Name, m.Runs, m.TotalMilliseconds, m.MaxMilliseconds)), Is.EquivalentTo(expectedRunMinutes),
+            "finished runs per minute, " + when);
     }
 }
