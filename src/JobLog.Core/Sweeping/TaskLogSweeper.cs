@@ -1,6 +1,8 @@
 using System.Data.Common;
+using System.Text.RegularExpressions;
 using JobLog.Internal;
 using JobLog.Storage;
+using JobLog.Storage.Partitioning;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -73,9 +75,11 @@ internal sealed partial class TaskLogSweeper(
         var batchSize = options.Value.Sweeper.BatchSize;
         var total = new SweepResult(0, 0);
         await using var executor = await _database.OpenAsync(contexts.ConnectionString, cancellationToken).ConfigureAwait(false);
+        var partitioned = executor.Connection is Npgsql.NpgsqlConnection
+            && await LedgerPartitioning.IsPartitionedAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
         while (true)
         {
-            var (claimed, result) = await SweepBatchAsync(executor.Connection, batchSize, cancellationToken).ConfigureAwait(false);
+            var (claimed, result) = await SweepBatchAsync(executor.Connection, batchSize, partitioned, cancellationToken).ConfigureAwait(false);
             total = new SweepResult(total.Expired + result.Expired, total.Healed + result.Healed);
             if (claimed < batchSize)
             {
@@ -115,7 +119,27 @@ internal sealed partial class TaskLogSweeper(
 
     private const string T = "\"" + LedgerModel.Tasks + "\"";
 
-    private async Task<(int Claimed, SweepResult Result)> SweepBatchAsync(DbConnection connection, int batchSize, CancellationToken ct)
+    /// <summary>
+    /// On a partitioned ledger (<see cref="LedgerPartitioning"/>), the sweep's statements name the claimed tasks' partition
+    /// days (@p2, their distinct days), so each statement reads and writes only those partitions, and each read of a
+    /// task's runs only its day's partition: by id alone, every statement probed every partition (15 and more) for each task.
+    /// </summary>
+    internal static string PartitionedSweepStatement(LedgerDatabase database)
+    {
+        const string key = "\"" + PartitionDay.Column + "\"";
+        static string Of(string sql) => RunsOfTask().Replace(sql, m => $"{m.Groups[1].Value}.\"TaskId\" = t.\"Id\" AND {m.Groups[1].Value}.{key} = t.{key}");
+        return
+            $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, t.{key} AS dday, {Of(LedgerSql.DerivedState)} AS dstate, {Of(LedgerSql.DerivedStart)} AS dstart, " +
+            $"{Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.{key} = ANY(@p2)) " +
+            $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
+            $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
+            $"FROM d WHERE {T}.\"Id\" = d.did AND {T}.{key} = d.dday AND {T}.{key} = ANY(@p2) RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
+    }
+
+    [GeneratedRegex("([a-z])\\.\"TaskId\" = @p0", RegexOptions.CultureInvariant)]
+    private static partial Regex RunsOfTask();
+
+    private async Task<(int Claimed, SweepResult Result)> SweepBatchAsync(DbConnection connection, int batchSize, bool partitioned, CancellationToken ct)
     {
         var now = time.GetUtcNow().UtcDateTime;
         await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
@@ -123,12 +147,18 @@ internal sealed partial class TaskLogSweeper(
 
         // 1. Claim a batch of stale, unfinished tasks, oldest deadline first.
         var ids = new List<Guid>(batchSize);
-        await using (var select = Command(connection, transaction, ClaimStatement(_database), now, batchSize))
+        var days = new HashSet<int>();
+        var claim = ClaimStatement(_database);
+        await using (var select = Command(connection, transaction, partitioned ? claim.Replace("SELECT \"Id\"", $"SELECT \"Id\", \"{PartitionDay.Column}\"", StringComparison.Ordinal) : claim, now, batchSize))
         {
             await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
                 ids.Add(_database.ReadGuid(reader, 0));
+                if (partitioned)
+                {
+                    days.Add(reader.GetInt32(1));
+                }
             }
         }
 
@@ -137,7 +167,9 @@ internal sealed partial class TaskLogSweeper(
         var expired = new List<(Guid Id, string Name)>();
         if (ids.Count > 0)
         {
-            await using var sweep = Command(connection, transaction, SweepStatement(_database), _database.IdList(ids), now);
+            await using var sweep = partitioned
+                ? Command(connection, transaction, PartitionedSweepStatement(_database), _database.IdList(ids), now, days.ToArray())
+                : Command(connection, transaction, SweepStatement(_database), _database.IdList(ids), now);
             await using var reader = await sweep.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
@@ -152,13 +184,13 @@ internal sealed partial class TaskLogSweeper(
             }
         }
 
-        // 3. The ACTIVE runs of the expired tasks end with them.
+        // 3. The ACTIVE runs of the expired tasks end with them (partitioned: in the claimed days' partitions only).
         if (expired.Count > 0)
         {
             await using var runs = Command(connection, transaction,
                 $"UPDATE {R} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = 'Expired: the task went stale before this run finished.' " +
-                $"WHERE \"State\" = 1 AND {_database.InIdList("\"TaskId\"", "@p0")}",
-                _database.IdList(expired.Select(e => e.Id).ToList()), now);
+                $"WHERE \"State\" = 1 AND {_database.InIdList("\"TaskId\"", "@p0")}" + (partitioned ? $" AND \"{PartitionDay.Column}\" = ANY(@p2)" : ""),
+                [_database.IdList(expired.Select(e => e.Id).ToList()), now, .. partitioned ? new object[] { days.ToArray() } : []]);
             await runs.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }
 

@@ -258,6 +258,76 @@ public class LedgerPartitioningTests
         await AssertRollupsEqualCountsAsync(host, "after a write on the converted ledger (the triggers came along)");
     }
 
+    [Test]
+    public async Task DayRollups_AddedToALedgerPartitionedWithoutThem_CountItsRows_AndServeTheNextDrop()
+    {
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var oldUnfinished = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(2)));
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(old)), "Invoice", old);
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(old.AddHours(1))), "Report", old.AddHours(1));
+        recorder.Enqueue(new TaskDispatched(Task(oldUnfinished, "Invoice", old)));
+        Start(recorder, oldUnfinished, "Invoice", old);
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(T0)), "Invoice", T0);
+        await host.FlushAsync();
+
+        // A ledger converted before the day rollups existed: no tables, no triggers.
+        await using (var command = new NpgsqlCommand(
+            $"DROP TABLE \"{DayRollups.Tasks}\", \"{DayRollups.Runs}\"; " +
+            "DROP TRIGGER \"JobLogTasks_Days_Insert\" ON \"JobLogTasks\"; DROP TRIGGER \"JobLogTasks_Days_Delete\" ON \"JobLogTasks\"; " +
+            "DROP TRIGGER \"JobLogTasks_Days_Update\" ON \"JobLogTasks\"; DROP TRIGGER \"JobLogTaskRuns_Days_Insert\" ON \"JobLogTaskRuns\"; " +
+            "DROP TRIGGER \"JobLogTaskRuns_Days_Delete\" ON \"JobLogTaskRuns\"; DROP TRIGGER \"JobLogTaskRuns_Days_Update\" ON \"JobLogTaskRuns\"", connection))
+        {
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await host.Services.GetRequiredService<LedgerPartitionService>().RunOnceAsync(CancellationToken.None);
+        await AssertRollupsEqualCountsAsync(host, "after the day rollups were added");
+
+        var result = await host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(
+            new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
+
+        Assert.That(result.Succeeded, Is.EqualTo(2));
+        Assert.That((await host.TasksAsync()).Select(t => t.Id).ToList(), Has.Member(oldUnfinished).And.Count.EqualTo(2));
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
+    public async Task Sweep_OnAPartitionedLedger_ExpiresTheStaleTasksOfEachDayWithTheirRuns()
+    {
+        var host = await StartAsync(partitioned: true);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var stale = new List<Guid>();
+        for (var day = 0; day < 3; day++)
+        {
+            var at = T0.AddDays(day - 2);
+            var waiting = Guid.CreateVersion7(new DateTimeOffset(at));
+            var active = Guid.CreateVersion7(new DateTimeOffset(at.AddMinutes(1)));
+            recorder.Enqueue(new TaskDispatched(Task(waiting, "Invoice", at) with { Stale = T0.AddMinutes(-5) }));
+            recorder.Enqueue(new TaskDispatched(Task(active, "Invoice", at) with { Stale = T0.AddMinutes(-5) }));
+            Start(recorder, active, "Invoice", at);
+            stale.AddRange([waiting, active]);
+        }
+
+        var healthy = Guid.CreateVersion7(new DateTimeOffset(T0));
+        recorder.Enqueue(new TaskDispatched(Task(healthy, "Invoice", T0) with { Stale = T0.AddHours(1) }));
+        await host.FlushAsync();
+
+        var result = await host.Services.GetRequiredService<JobLog.Sweeping.TaskLogSweeper>().SweepOnceAsync(CancellationToken.None);
+
+        Assert.That(result.Expired, Is.EqualTo(6));
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Where(t => t.State == TaskState.Expired).Select(t => t.Id), Is.EquivalentTo(stale));
+        var runs = tasks.Where(t => t.State == TaskState.Expired).SelectMany(t => t.Runs).Select(r => r.State).ToList();
+        Assert.That(runs, Has.Count.EqualTo(3).And.All.EqualTo(TaskRunState.Expired));
+        Assert.That(tasks.Single(t => t.Id == healthy).State, Is.EqualTo(TaskState.Waiting));
+        await AssertRollupsEqualCountsAsync(host, "after the sweep");
+    }
+
     private async Task<LedgerHost> StartAsync(bool partitioned)
     {
         _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = partitioned,
@@ -366,5 +436,55 @@ public class LedgerPartitioningTests
             .Select(g => (g.Key.Minute, g.Key.Name, (long)g.Count(), g.Sum(r => r.Ms), g.Max(r => r.Ms)));
         Assert.That(runMinutes.Select(m => (m.Minute, m.Name, m.Runs, m.TotalMilliseconds, m.MaxMilliseconds)), Is.EquivalentTo(expectedRunMinutes),
             "finished runs per minute, " + when);
+        await AssertDayRollupsEqualCountsAsync(host, tasks, runs, when);
+    }
+
+    /// <summary>On a partitioned ledger, the day rollups (<see cref="DayRollups"/>) against the rows they count.</summary>
+    private static async Task AssertDayRollupsEqualCountsAsync(LedgerHost host, List<TaskLog> tasks, List<TaskRunLog> runs, string when)
+    {
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await using (var exists = new NpgsqlCommand(DayRollups.ExistSql, connection))
+        {
+            if (!(bool)(await exists.ExecuteScalarAsync())!)
+            {
+                return;
+            }
+        }
+
+        var taskDays = new List<(int, DateTime, TaskState, string, bool, long)>();
+        await using (var command = new NpgsqlCommand($"SELECT \"{PartitionDay.Column}\", \"Minute\", \"State\", \"Name\", \"IsInternal\", \"Count\" FROM \"{DayRollups.Tasks}\" WHERE \"Count\" <> 0", connection))
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                taskDays.Add((reader.GetInt32(0), reader.GetFieldValue<DateTime>(1), (TaskState)reader.GetInt32(2), reader.GetString(3), reader.GetBoolean(4), reader.GetInt64(5)));
+            }
+        }
+
+        static DateTime Minute(DateTime t) => new(t.Ticks - (t.Ticks % TimeSpan.TicksPerMinute), DateTimeKind.Utc);
+        var expected = tasks.GroupBy(t => (PartitionDay.Of(t.Id), t.Stop is { } stop ? Minute(stop) : DateTime.MinValue, t.State, t.Name, t.IsInternal))
+            .Select(g => (g.Key.Item1, g.Key.Item2, g.Key.State, g.Key.Name, g.Key.IsInternal, (long)g.Count()));
+        Assert.That(taskDays, Is.EquivalentTo(expected), "tasks per day, minute (-infinity: unfinished), state and name, " + when);
+
+        var runDays = new List<(int, DateTime, string, long, long, long)>();
+        await using (var command = new NpgsqlCommand($"SELECT \"{PartitionDay.Column}\", \"Minute\", \"Name\", \"Runs\", \"TotalMilliseconds\", \"MaxMilliseconds\" FROM \"{DayRollups.Runs}\" WHERE \"Runs\" <> 0", connection))
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                runDays.Add((reader.GetInt32(0), reader.GetFieldValue<DateTime>(1), reader.GetString(2), reader.GetInt64(3), reader.GetInt64(4), reader.GetInt64(5)));
+            }
+        }
+
+        var counted = runs.Where(r => (int)r.State is 2 or 3 or 4 && r.Stop is not null)
+            .Select(r => (Day: PartitionDay.Of(r.TaskId), Minute: Minute(r.Start), r.Name, Ms: (long)Math.Round((r.Stop!.Value - r.Start).TotalMilliseconds)))
+            .GroupBy(r => (r.Day, r.Minute, r.Name)).ToList();
+        Assert.That(runDays.Select(r => (r.Item1, r.Item2, r.Item3, r.Item4, r.Item5)),
+            Is.EquivalentTo(counted.Select(g => (g.Key.Day, g.Key.Minute, g.Key.Name, (long)g.Count(), g.Sum(r => r.Ms)))), "finished runs per day, minute and name, " + when);
+        foreach (var g in counted)
+        {
+            Assert.That(runDays.Single(r => (r.Item1, r.Item2, r.Item3) == g.Key).Item6, Is.GreaterThanOrEqualTo(g.Max(r => r.Ms)), "the longest is an upper bound, " + when);
+        }
     }
 }
