@@ -173,7 +173,9 @@ public class LedgerPartitioningTests
         var days = await DaysAsync(host);
         Assert.That(days, Does.Not.Contain(PartitionDay.Of(old)).And.Not.Contain(PartitionDay.Of(older)));
         Assert.That(days, Does.Contain(PartitionDay.Of(T0)));
-        Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, oldFailure), Is.EqualTo("JobLogTasks_default"));
+        Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, oldFailure), Is.EqualTo("JobLogTasks_k" + PartitionDay.Suffix(PartitionDay.Of(old))[1..]),
+            "the kept rows are their day's partition again");
+        Assert.That(await PartitionOfAsync(host, LedgerModel.Runs, oldFailure), Is.EqualTo("JobLogTaskRuns_k" + PartitionDay.Suffix(PartitionDay.Of(old))[1..]));
         await AssertRollupsEqualCountsAsync(host, "after the drop");
 
         // The kept rows still take the writer's upserts (same id, same key): a retry of the failure updates its row.
@@ -294,6 +296,17 @@ public class LedgerPartitioningTests
         Assert.That(result.Succeeded, Is.EqualTo(2));
         Assert.That((await host.TasksAsync()).Select(t => t.Id).ToList(), Has.Member(oldUnfinished).And.Count.EqualTo(2));
         await AssertRollupsEqualCountsAsync(host, "after the drop");
+        Assert.That((await LedgerPartitioning.DaysAsync(connection, CancellationToken.None, kept: true))[LedgerModel.Tasks], Is.EquivalentTo(new[] { PartitionDay.Of(old) }));
+
+        // The kept task ends, the batched purge deletes it, and the next drop removes its day's emptied partitions.
+        recorder.Enqueue(new RunFinished(Start(recorder, oldUnfinished, "Invoice", old.AddMinutes(5)), oldUnfinished, TaskRunState.Succeeded, old.AddMinutes(6), null, null, null));
+        await host.FlushAsync();
+        var maintenance = host.Services.GetRequiredService<LedgerMaintenance>();
+        await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
+        Assert.That((await host.TasksAsync()).Select(t => t.Id).ToList(), Does.Not.Contain(oldUnfinished));
+        await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
+        Assert.That(await LedgerPartitioning.DaysAsync(connection, CancellationToken.None, kept: true), Is.Empty);
+        await AssertRollupsEqualCountsAsync(host, "after the kept partitions went");
     }
 
     [Test]
