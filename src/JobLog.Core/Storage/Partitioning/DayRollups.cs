@@ -136,7 +136,7 @@ internal static class DayRollups
         """;
 
     /// <summary>
-    /// After the drop of day <c>{0}</c>, its day rollups hold only the kept rows (back in the default partition with their
+    /// After the drop of day <c>{0}</c>, its day rollups hold only the kept rows (back in the ledger, in the day's <c>_k</c> partitions, with their
     /// day; a statement straight on a partition fires none of the parent's triggers).
     /// </summary>
     internal static readonly string Reset = $$"""

@@ -9,7 +9,7 @@ namespace JobLog.Storage.Partitioning;
 /// <summary>What a conversion to a partitioned ledger copied.</summary>
 internal sealed record PartitionConversion(long Tasks, long Runs, int Days);
 
-/// <summary>What dropping expired days removed: the tasks deleted (by outcome) and the rows kept (moved to the default partition).</summary>
+/// <summary>What dropping expired days removed: the tasks deleted (by outcome) and the rows kept (the day's <c>_k</c> partitions).</summary>
 internal sealed record PartitionDrop(int Days, int Succeeded, int Failed, int Kept);
 
 /// <summary>
@@ -220,8 +220,8 @@ internal static partial class LedgerPartitioning
     /// Drops each day partition of the tasks (and the runs' partition of the same day) whose whole day is older than
     /// <paramref name="succeededBefore"/>, oldest first, one transaction a day. What the batched purge would not
     /// delete (<see cref="Deletable"/>: an unfinished task, a failure inside its longer period, a task that ended after the
-    /// cutoff, a cancelled one) is copied with its runs into the default partition before the drop; the rollups lose the
-    /// dropped rows. The rows left behind in the default and undated partitions are the batched purge's.
+    /// cutoff, a cancelled one) is kept with its runs in the day's <c>_k</c> partitions (<see cref="KeptPartitions"/>); the rollups lose the
+    /// dropped rows. The rows left behind in the default, undated and <c>_k</c> partitions are the batched purge's.
     /// </summary>
     public static async Task<PartitionDrop> DropExpiredAsync(
         DbConnection connection, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken)
@@ -352,7 +352,7 @@ internal static partial class LedgerPartitioning
     /// <summary>
     /// After the drop (a DROP fires no trigger), the run rollup loses the dropped runs as its DELETE trigger would count
     /// them: a minute that loses all its runs goes, the others lose their count and total, and where a dropped run may have
-    /// been the longest, the longest is read again from the runs left (the kept ones are back in the default partition).
+    /// been the longest, the longest is read again from the runs left (the kept ones are back, in the <c>_k</c> partition).
     /// </summary>
     private static readonly string s_runRollupLoses = $$"""
         DELETE FROM "{{RunRollups.Minutes}}" m USING joblog_gone_runs g
