@@ -337,16 +337,20 @@ internal static partial class LedgerPartitioning
     /// The rollups lose the rows of <c>joblog_gone</c>, as the rollup triggers' DELETE would count them (a DROP fires no
     /// trigger): per minute, a delete where the minute loses all its rows (the usual case for a whole day) and an update
     /// elsewhere, instead of an upsert of every minute followed by a delete of those left at zero. The rollups are exact,
-    /// so every key of a dropped row exists.
+    /// so every key of a dropped row exists. The joins name the range of the day's minutes, so PostgreSQL reads that range of
+    /// the rollup's key rather than probing it once per row (run rollup, 49,590 rows of a day at 1 M tasks: 363 + 249 ms
+    /// for the delete and update, 142 + 35 ms with the range, psql, load 15).
     /// </summary>
     private static readonly string s_rollupsLose = $$"""
         INSERT INTO "{{LedgerRollups.Counts}}" AS c ("State", "Name", "IsInternal", "Count")
             SELECT "State", "Name", "IsInternal", -SUM(n) FROM joblog_gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             ON CONFLICT ("State", "Name", "IsInternal") DO UPDATE SET "Count" = c."Count" + excluded."Count";
         DELETE FROM "{{LedgerRollups.Minutes}}" m USING joblog_gone g
-            WHERE m."Minute" = g."Minute" AND m."State" = g."State" AND m."Name" = g."Name" AND m."IsInternal" = g."IsInternal" AND m."Count" = g.n;
+            WHERE m."Minute" = g."Minute" AND m."State" = g."State" AND m."Name" = g."Name" AND m."IsInternal" = g."IsInternal" AND m."Count" = g.n
+                AND m."Minute" BETWEEN (SELECT min("Minute") FROM joblog_gone WHERE "Minute" > '-infinity') AND (SELECT max("Minute") FROM joblog_gone);
         UPDATE "{{LedgerRollups.Minutes}}" m SET "Count" = m."Count" - g.n FROM joblog_gone g
-            WHERE m."Minute" = g."Minute" AND m."State" = g."State" AND m."Name" = g."Name" AND m."IsInternal" = g."IsInternal";
+            WHERE m."Minute" = g."Minute" AND m."State" = g."State" AND m."Name" = g."Name" AND m."IsInternal" = g."IsInternal"
+                AND m."Minute" BETWEEN (SELECT min("Minute") FROM joblog_gone WHERE "Minute" > '-infinity') AND (SELECT max("Minute") FROM joblog_gone);
         """;
 
     /// <summary>
@@ -356,14 +360,15 @@ internal static partial class LedgerPartitioning
     /// </summary>
     private static readonly string s_runRollupLoses = $$"""
         DELETE FROM "{{RunRollups.Minutes}}" m USING joblog_gone_runs g
-            WHERE m."Minute" = g."Minute" AND m."Name" = g."Name" AND m."Runs" = g.n;
+            WHERE m."Minute" = g."Minute" AND m."Name" = g."Name" AND m."Runs" = g.n AND m."Minute" BETWEEN (SELECT min("Minute") FROM joblog_gone_runs) AND (SELECT max("Minute") FROM joblog_gone_runs);
         UPDATE "{{RunRollups.Minutes}}" m SET "Runs" = m."Runs" - g.n, "TotalMilliseconds" = m."TotalMilliseconds" - g.total
-            FROM joblog_gone_runs g WHERE m."Minute" = g."Minute" AND m."Name" = g."Name";
+            FROM joblog_gone_runs g WHERE m."Minute" = g."Minute" AND m."Name" = g."Name" AND m."Minute" BETWEEN (SELECT min("Minute") FROM joblog_gone_runs) AND (SELECT max("Minute") FROM joblog_gone_runs);
         UPDATE "{{RunRollups.Minutes}}" m SET "MaxMilliseconds" = coalesce((
                 SELECT MAX({{RunRollups.PostgresMillisecondsOf("r.\"Start\"", "r.\"Stop\"")}}) FROM "{{LedgerModel.Runs}}" r
                 WHERE r."Name" = m."Name" AND r."Start" >= m."Minute" AND r."Start" < m."Minute" + interval '1 minute'
                     AND r."State" IN (2, 3, 4) AND r."Stop" IS NOT NULL), 0)
-            FROM joblog_gone_runs g WHERE m."Minute" = g."Minute" AND m."Name" = g."Name" AND m."MaxMilliseconds" <= g.longest;
+            FROM joblog_gone_runs g WHERE m."Minute" = g."Minute" AND m."Name" = g."Name" AND m."MaxMilliseconds" <= g.longest
+                AND m."Minute" BETWEEN (SELECT min("Minute") FROM joblog_gone_runs) AND (SELECT max("Minute") FROM joblog_gone_runs);
         """;
 
     /// <summary>
