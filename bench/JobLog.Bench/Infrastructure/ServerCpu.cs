@@ -8,9 +8,42 @@ namespace JobLog.Bench.Infrastructure;
 /// own process CPU misses this work although it competes for the same cores. The servers are shared: other sessions'
 /// load on them is counted too, so compare runs taken side by side.
 /// </summary>
-internal readonly record struct ServerCpu(TimeSpan Postgres, TimeSpan Rabbit, bool Available)
+internal readonly record struct ServerCpu(TimeSpan Postgres, TimeSpan Rabbit, bool Available, TimeSpan Ledger = default)
 {
     private static readonly double s_tick = 1.0 / 100; // USER_HZ: 100 on every Linux ABI .NET runs on
+
+    /// <summary>The CPU time so far of each postgres process, by pid (to single out a database's backends later).</summary>
+    public IReadOnlyDictionary<int, double>? PostgresPids { get; init; }
+
+    /// <summary>
+    /// The CPU of the backends serving <paramref name="database"/> between <paramref name="before"/> and now (those alive
+    /// at the end; a backend that exited meanwhile is missed): the ledger's own cost, free of other sessions' load.
+    /// </summary>
+    public static async Task<ServerCpu> SinceAsync(ServerCpu before, string? database, string adminConnectionString)
+    {
+        var now = Take();
+        var delta = now - before;
+        if (database is null || now.PostgresPids is null || before.PostgresPids is null)
+        {
+            return delta;
+        }
+
+        var pids = new List<int>();
+        await using (var connection = new Npgsql.NpgsqlConnection(adminConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var command = new Npgsql.NpgsqlCommand("SELECT pid FROM pg_stat_activity WHERE datname = $1", connection);
+            command.Parameters.Add(new Npgsql.NpgsqlParameter { Value = database });
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                pids.Add(reader.GetInt32(0));
+            }
+        }
+
+        var ledger = pids.Sum(pid => now.PostgresPids.GetValueOrDefault(pid) - before.PostgresPids.GetValueOrDefault(pid));
+        return delta with { Ledger = TimeSpan.FromSeconds(ledger) };
+    }
 
     public static ServerCpu Take()
     {
@@ -75,9 +108,12 @@ internal readonly record struct ServerCpu(TimeSpan Postgres, TimeSpan Rabbit, bo
             }
         }
 
-        return new ServerCpu(TimeSpan.FromSeconds(postgres), TimeSpan.FromSeconds(rabbit), true);
+        return new ServerCpu(TimeSpan.FromSeconds(postgres), TimeSpan.FromSeconds(rabbit), true)
+        {
+            PostgresPids = found.Where(p => p.IsPostgres).ToDictionary(p => p.Pid, p => p.Own),
+        };
     }
 
     public static ServerCpu operator -(ServerCpu a, ServerCpu b) =>
-        new(a.Postgres - b.Postgres, a.Rabbit - b.Rabbit, a.Available && b.Available);
+        new(a.Postgres - b.Postgres, a.Rabbit - b.Rabbit, a.Available && b.Available, a.Ledger - b.Ledger);
 }
