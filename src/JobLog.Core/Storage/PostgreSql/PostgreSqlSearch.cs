@@ -18,10 +18,17 @@ internal static class PostgreSqlSearch
     /// </summary>
     public const string TaskText = "(COALESCE(\"Input\", '') || E'\\n' || COALESCE(\"TaskKwargs\", ''))";
 
+    /// <summary>
+    /// The task index leaves out <see cref="TaskState.Waiting"/> rows: on the bus a task is written first as Waiting (the
+    /// dispatch), then with its derived state, so the dispatch's row version costs no trigrams. The few tasks waiting
+    /// for a consumer are searched through <c>IX_JobLogTasks_State_DispatchedAt</c> instead (<see cref="TasksContaining"/>).
+    /// </summary>
+    private const string NotWaiting = " WHERE \"State\" <> 1";
+
     /// <summary>The index names, the tables and what they index (a column or an expression in parentheses).</summary>
     public static readonly (string Index, string Table, string Indexed, string Where)[] Indexes =
     [
-        ("IX_JobLogTasks_Text_Trigram", LedgerModel.Tasks, TaskText, ""),
+        ("IX_JobLogTasks_Text_Trigram", LedgerModel.Tasks, TaskText, NotWaiting),
         ("IX_JobLogTaskRuns_ErrorMessage_Trigram", LedgerModel.Runs, "\"ErrorMessage\"", " WHERE \"ErrorMessage\" IS NOT NULL"),
     ];
 
@@ -67,9 +74,12 @@ internal static class PostgreSqlSearch
         "SELECT COUNT(*)::int AS \"Value\" FROM pg_indexes WHERE schemaname = current_schema() AND indexname IN ("
         + string.Join(", ", names.Select(i => "'" + i + "'")) + ")";
 
-    // {0} is the ILIKE pattern. The task part is the indexed expression itself, so that the planner answers it from the index.
+    // {0} is the ILIKE pattern. The task part is the indexed expression and predicate, so that the planner answers it
+    // from the index; the waiting tasks (not in it) from the state index.
     private const string Matching = $$"""
-        SELECT t."Id" AS "Value" FROM "{{LedgerModel.Tasks}}" t WHERE {{TaskText}} ILIKE {0} ESCAPE '\'
+        SELECT t."Id" AS "Value" FROM "{{LedgerModel.Tasks}}" t WHERE t."State" <> 1 AND {{TaskText}} ILIKE {0} ESCAPE '\'
+        UNION
+        SELECT t."Id" AS "Value" FROM "{{LedgerModel.Tasks}}" t WHERE t."State" = 1 AND {{TaskText}} ILIKE {0} ESCAPE '\'
         UNION
         SELECT r."TaskId" AS "Value" FROM "{{LedgerModel.Runs}}" r WHERE r."ErrorMessage" ILIKE {0} ESCAPE '\'
         """;
