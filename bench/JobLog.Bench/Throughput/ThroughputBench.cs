@@ -48,11 +48,24 @@ internal sealed record RunResult(
     long PeakGcHeap,
     WriterSnapshot Writer,
     LedgerContents? Ledger,
-    string? Problem)
+    string? Problem,
+    ServerCpu Servers = default)
 {
     public double MessagesPerSecond => Messages / Elapsed.TotalSeconds;
 
     public double CpuMicrosPerMessage => Process.Cpu.TotalMilliseconds * 1000 / Messages;
+
+    /// <summary>The PostgreSQL server's CPU per message during the run (all its processes, other sessions' included).</summary>
+    public double PostgresMicrosPerMessage => Servers.Postgres.TotalMilliseconds * 1000 / Messages;
+
+    /// <summary>The CPU per message of the PostgreSQL backends serving the ledger's database (free of other sessions' load).</summary>
+    public double LedgerBackendMicrosPerMessage => Servers.Ledger.TotalMilliseconds * 1000 / Messages;
+
+    /// <summary>RabbitMQ's (beam.smp) CPU per message during the run.</summary>
+    public double RabbitMicrosPerMessage => Servers.Rabbit.TotalMilliseconds * 1000 / Messages;
+
+    /// <summary>This process's, PostgreSQL's and RabbitMQ's CPU per message: what the run cost the machine.</summary>
+    public double TotalMicrosPerMessage => CpuMicrosPerMessage + PostgresMicrosPerMessage + RabbitMicrosPerMessage;
 
     public double AllocatedBytesPerMessage => (double)Process.Allocated / Messages;
 }
@@ -139,7 +152,7 @@ internal sealed class ThroughputBench(BenchOptions options)
     {
         var text = string.Create(CultureInfo.InvariantCulture,
             $"{r.MessagesPerSecond,8:N0} msg/s (publish {r.PublishElapsed.TotalSeconds:0.00} s, end {r.Elapsed.TotalSeconds:0.00} s), " +
-            $"cpu {r.CpuMicrosPerMessage:0} us/msg, alloc {r.AllocatedBytesPerMessage / 1024:0.0} KB/msg, gen2 {r.Process.Gen2}, " +
+            $"cpu {r.CpuMicrosPerMessage:0} us/msg{(r.Servers.Available ? $" (+ postgres {r.PostgresMicrosPerMessage:0} [ledger backends {r.LedgerBackendMicrosPerMessage:0}], rabbit {r.RabbitMicrosPerMessage:0} = {r.TotalMicrosPerMessage:0})" : "")}, alloc {r.AllocatedBytesPerMessage / 1024:0.0} KB/msg, gen2 {r.Process.Gen2}, " +
             $"ws {r.PeakWorkingSet / 1048576} MB, heap {r.PeakGcHeap / 1048576} MB");
         if (r.JobLog)
         {
@@ -200,6 +213,7 @@ internal sealed class ThroughputBench(BenchOptions options)
             var done = counter.Arm(options.Messages);
             var writerBefore = _writer.Take();
             _writer.ResetMax();
+            var servers = ServerCpu.Take();
             var before = ProcessSnapshot.Take();
             _allocations?.Start();
             TimeSpan published, consumed, drained = TimeSpan.Zero;
@@ -234,6 +248,7 @@ internal sealed class ThroughputBench(BenchOptions options)
             }
 
             var process = ProcessSnapshot.Take() - before;
+            servers = await ServerCpu.SinceAsync(servers, ledger?.Database, ThrowawayLedger.PostgresAdmin);
             if (_allocations is not null)
             {
                 _allocations.Stop();
@@ -263,7 +278,7 @@ internal sealed class ThroughputBench(BenchOptions options)
                 }
             }
 
-            return new RunResult(jobLog, options.Messages, consumed, published, drained, process, peakWorkingSet, peakGcHeap, writer, contents, problem);
+            return new RunResult(jobLog, options.Messages, consumed, published, drained, process, peakWorkingSet, peakGcHeap, writer, contents, problem, servers);
         }
         catch
         {
@@ -298,8 +313,8 @@ internal sealed class ThroughputBench(BenchOptions options)
     private static string CostTable(IEnumerable<(PathSpec Path, List<RunResult> Off, List<RunResult> On)> results)
     {
         var sb = new StringBuilder();
-        sb.AppendLine("| path | CPU µs/msg off → on | allocated KB/msg off → on | peak working set MB off → on | peak GC heap MB off → on | records/commit (ms/commit) | mean wait for a commit, ms | ledger bytes/task |");
-        sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        sb.AppendLine("| path | CPU µs/msg off → on | PostgreSQL + RabbitMQ CPU µs/msg off → on [the ledger's backends] | all CPU µs/msg off → on | allocated KB/msg off → on | peak working set MB off → on | peak GC heap MB off → on | records/commit (ms/commit) | mean wait for a commit, ms | ledger bytes/task |");
+        sb.AppendLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (var (path, off, on) in results)
         {
             var commits = on.Sum(r => r.Writer.Commits);
@@ -310,6 +325,10 @@ internal sealed class ThroughputBench(BenchOptions options)
             var bytes = on.Where(r => r.Ledger is not null).Select(r => r.Ledger!.BytesPerTask).DefaultIfEmpty().Average();
             sb.AppendLine(string.Create(CultureInfo.InvariantCulture,
                 $"| {path.Label} | {Median(off.Select(r => r.CpuMicrosPerMessage).ToList()):0} → {Median(on.Select(r => r.CpuMicrosPerMessage).ToList()):0} | " +
+                $"{Median(off.Select(r => r.PostgresMicrosPerMessage).ToList()):0} + {Median(off.Select(r => r.RabbitMicrosPerMessage).ToList()):0} → " +
+                $"{Median(on.Select(r => r.PostgresMicrosPerMessage).ToList()):0} + {Median(on.Select(r => r.RabbitMicrosPerMessage).ToList()):0} " +
+                $"[{Median(on.Select(r => r.LedgerBackendMicrosPerMessage).ToList()):0}] | " +
+                $"{Median(off.Select(r => r.TotalMicrosPerMessage).ToList()):0} → {Median(on.Select(r => r.TotalMicrosPerMessage).ToList()):0} | " +
                 $"{Median(off.Select(r => r.AllocatedBytesPerMessage / 1024).ToList()):0.0} → {Median(on.Select(r => r.AllocatedBytesPerMessage / 1024).ToList()):0.0} | " +
                 $"{off.Select(r => r.PeakWorkingSet).DefaultIfEmpty().Max() / 1048576} → {on.Select(r => r.PeakWorkingSet).DefaultIfEmpty().Max() / 1048576} | " +
                 $"{off.Select(r => r.PeakGcHeap).DefaultIfEmpty().Max() / 1048576} → {on.Select(r => r.PeakGcHeap).DefaultIfEmpty().Max() / 1048576} | " +

@@ -32,11 +32,16 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
         var present = await context.Database
             .SqlQueryRaw<int>(PostgreSqlSearch.CountPresent)
             .SingleAsync(cancellationToken).ConfigureAwait(false);
-        if (enabled ? present < PostgreSqlSearch.Indexes.Length : present > 0)
+        var replaced = await context.Database
+            .SqlQueryRaw<int>(PostgreSqlSearch.CountReplaced)
+            .SingleAsync(cancellationToken).ConfigureAwait(false);
+        if (enabled ? present < PostgreSqlSearch.Indexes.Length || replaced > 0 : present + replaced > 0)
         {
             await context.Database.ExecuteSqlRawAsync(enabled ? PostgreSqlSearch.Create : PostgreSqlSearch.Drop, cancellationToken).ConfigureAwait(false);
         }
     }
+
+    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text) => PostgreSqlSearch.TasksContaining(db, text);
 
     public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(WithoutJit(connectionString));
 
