@@ -114,7 +114,11 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         "DELETE FROM \"" + LedgerRollups.Minutes + "\" WHERE \"Count\" = 0 AND (\"Minute\", \"State\", \"Name\", \"IsInternal\") IN (" +
         "SELECT substr(b.\"Stop\", 1, 16) || ':00', b.\"State\", b.\"Name\", b.\"IsInternal\" FROM temp.\"" + Before + "\" b WHERE b.\"Stop\" IS NOT NULL)";
 
-    private static readonly string[] Scripts = [Normalize(SqliteSearch.Create), Normalize(LedgerRollups.SqliteUp), Normalize(RunRollups.SqliteUp)];
+    private static readonly string[] Scripts =
+        [Normalize(SqliteSearch.Create), Normalize(SqliteSearch.Watermarked), Normalize(LedgerRollups.SqliteUp), Normalize(RunRollups.SqliteUp)];
+
+    // The search index's groups: with the watermark they have no INSERT trigger (SqliteSearchIndexer indexes new rows).
+    private static readonly string[] SearchGroups = [SqliteSearch.TaskText + "_", SqliteSearch.RunText + "_"];
 
     private readonly List<string> _temporary = [];
     private long _schema = -1;
@@ -249,7 +253,8 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         foreach (var group in new[] { SqliteSearch.TaskText + "_", SqliteSearch.RunText + "_", "JobLogTasks_Rollup_", "JobLogTaskRuns_Rollup_" })
         {
             var present = triggers.Count(t => t.Name.StartsWith(group, StringComparison.Ordinal));
-            if (present is not (0 or 3))
+            var watermarked = present == 2 && SearchGroups.Contains(group) && !triggers.Any(t => t.Name == group + "Insert");
+            if (present is not (0 or 3) && !watermarked)
             {
                 finish = "";
                 return false;
