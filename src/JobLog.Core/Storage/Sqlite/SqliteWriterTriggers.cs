@@ -21,8 +21,10 @@ namespace JobLog.Storage.Sqlite;
 /// which is what the INSERT trigger and the UPDATE triggers after it would have added up to.</item>
 /// </list>
 /// This is done only when every trigger on the task and run tables is one of JobLog's, exactly as its migrations write
-/// it (<see cref="SqliteSearch.Create"/>, <see cref="LedgerRollups.SqliteUp"/>); any other trigger (an application's, a
-/// later migration's) leaves the batch to the triggers, as before.
+/// it (<see cref="SqliteSearch.Create"/>, <see cref="SqliteSearch.Watermarked"/>, <see cref="LedgerRollups.SqliteUp"/>);
+/// any other trigger (an application's, a later migration's) leaves the batch to the triggers, as before. With the
+/// search index's watermark there is no search INSERT trigger to stand in for: <see cref="SqliteSearchIndexer"/> indexes
+/// new rows in bulk steps, whichever way the batch ran.
 /// </summary>
 internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
 {
