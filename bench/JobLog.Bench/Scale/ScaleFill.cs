@@ -61,6 +61,13 @@ internal static class ScaleFill
         insert.CommandText = $"INSERT INTO \"{table}\" ({string.Join(", ", columns.Select(c => $"\"{c}\""))}) " +
             $"VALUES ({string.Join(", ", columns.Select((_, i) => "$p" + i.ToString(CultureInfo.InvariantCulture)))})";
         var parameters = columns.Select((_, i) => insert.Parameters.Add(new SqliteParameter("$p" + i.ToString(CultureInfo.InvariantCulture), null))).ToArray();
+        // The search index follows a watermark (SqliteSearch): each chunk's rows are indexed in its transaction, as the
+        // writer's bulk steps do.
+        await using var index = connection.CreateCommand();
+        index.CommandText = $"SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{JobLog.Storage.Sqlite.SqliteSearch.Watermark}'";
+        var indexed = table is "JobLogTasks" or "JobLogTaskRuns" && (long)(await index.ExecuteScalarAsync())! > 0;
+        index.CommandText = JobLog.Storage.Sqlite.SqliteSearch.IndexPending;
+        index.CommandTimeout = 3600;
         long written = 0;
         for (var start = 0; start < count; start += Chunk)
         {
@@ -85,6 +92,12 @@ internal static class ScaleFill
                     insert.ExecuteNonQuery();
                     written++;
                 }
+            }
+
+            if (indexed)
+            {
+                index.Transaction = transaction;
+                await index.ExecuteNonQueryAsync();
             }
 
             await transaction.CommitAsync();

@@ -61,7 +61,17 @@ public class TaskSearchTests(LedgerProvider provider)
             db.AddRange(_tasks);
             return db.SaveChangesAsync();
         });
+        await IndexPendingAsync();
     }
+
+    /// <summary>SQLite: the search index's bulk step (the rows past its watermark are indexed), as the writer takes it.</summary>
+    private Task IndexPendingAsync() => provider != LedgerProvider.Sqlite ? Task.CompletedTask : _host.QueryAsync(async db =>
+    {
+        await using var transaction = await db.Database.BeginTransactionAsync();
+        await db.Database.ExecuteSqlRawAsync(JobLog.Storage.Sqlite.SqliteSearch.IndexPending);
+        await transaction.CommitAsync();
+        return 0;
+    });
 
     [TearDown]
     public async Task TearDown() => await _host.DisposeAsync();
@@ -114,6 +124,44 @@ public class TaskSearchTests(LedgerProvider provider)
             // The former search (a substring of Input only) found a subset of these.
             Assert.That(found, Is.SupersetOf(_tasks.Where(t => Has(t.Input, q.Trim())).Select(t => t.Id)), $"q = [{q}]");
         }
+    }
+
+    [TestCase(0, 500)]
+    [TestCase(3, 1)]
+    public async Task Search_WithRowsPastTheIndexWatermark_FindsExactlyWhatASubstringSearchFinds(int window, int limit)
+    {
+        // Written after the index's last step: on SQLite these rows are past the watermark, checked one by one.
+        var later = Inputs.Select((input, i) => new TaskLog
+        {
+            Id = Guid.NewGuid(), Name = "Later" + i, DispatchedAt = T0.AddHours(1).AddMinutes(i), State = TaskState.Succeeded,
+            Input = input.Length == 0 ? null : input, TaskKwargs = i % 2 == 1 ? $"{{\"Later\": {i}}}" : null,
+        }).ToList();
+        later[3].Runs.Add(Run(later[3].Id, "System.TimeoutException: the gateway did not answer", TaskRunState.Failed));
+        // A run written late for a task that is indexed already.
+        var lateRun = Run(_tasks[5].Id, "late error: NEAR(a b) 100%", TaskRunState.Failed);
+        await _host.QueryAsync(db =>
+        {
+            db.AddRange(later);
+            db.Add(lateRun);
+            return db.SaveChangesAsync();
+        });
+        _tasks.AddRange(later);
+        _tasks[5].Runs.Add(lateRun);
+        if (provider == LedgerProvider.Sqlite)
+        {
+            Assert.That(await _host.QueryAsync(db => db.Database.SqlQueryRaw<long>(
+                "SELECT (SELECT max(rowid) FROM \"JobLogTasks\") - \"Tasks\" AS \"Value\" FROM \"JobLogSearchWatermark\"").SingleAsync()), Is.EqualTo(later.Count));
+        }
+
+        foreach (var q in Queries)
+        {
+            var found = await SearchAsync(q, window, limit);
+
+            Assert.That(found, Is.EquivalentTo(Substring(q.Trim())), $"q = [{q}]");
+        }
+
+        Assert.That(await SearchAsync("Later\": 3"), Is.EqualTo(new[] { later[3].Id }));
+        Assert.That(await SearchAsync("NEAR(a b) 100"), Is.EqualTo(new[] { _tasks[5].Id }));
     }
 
     [Test]

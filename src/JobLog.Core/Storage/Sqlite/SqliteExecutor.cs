@@ -19,6 +19,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
     private readonly HashSet<Guid> _inserted = [];
     private byte[] _utf8 = new byte[1024];
     private SqliteWriterTriggers? _triggers;
+    private SqliteSearchIndexer? _indexer;
 
     public override DbConnection Connection
     {
@@ -41,6 +42,8 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         Execute(plan, cancellationToken);
         var started = PhaseTicks is null ? 0 : PhaseClock();
         triggers.Finish();
+        // The search index in bulk steps of thousands of rows, not a small FTS5 segment per batch (SqliteSearchIndexer).
+        (_indexer ??= new SqliteSearchIndexer(connection.Handle!)).Step();
         Phase(5, ref started);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -352,6 +355,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         }
 
         _prepared.Clear();
+        _indexer?.Dispose();
         try
         {
             _triggers?.Dispose();

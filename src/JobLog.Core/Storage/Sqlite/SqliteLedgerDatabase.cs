@@ -38,9 +38,30 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
         var present = await context.Database
             .SqlQueryRaw<int>($"SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name = '{SqliteSearch.TaskText}'")
             .SingleAsync(cancellationToken).ConfigureAwait(false) > 0;
-        if (present != enabled)
+        if (!enabled)
         {
-            await context.Database.ExecuteSqlRawAsync(enabled ? SqliteSearch.Create : SqliteSearch.Drop, cancellationToken).ConfigureAwait(false);
+            if (present)
+            {
+                await context.Database.ExecuteSqlRawAsync(SqliteSearch.Drop, cancellationToken).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
+        var watermarked = await context.Database
+            .SqlQueryRaw<int>($"SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name = '{SqliteSearch.Watermark}'")
+            .SingleAsync(cancellationToken).ConfigureAwait(false) > 0;
+        if (!present || !watermarked)
+        {
+            // One transaction: no row is inserted between the last INSERT trigger and the watermark.
+            await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            if (!present)
+            {
+                await context.Database.ExecuteSqlRawAsync(SqliteSearch.Create, cancellationToken).ConfigureAwait(false);
+            }
+
+            await context.Database.ExecuteSqlRawAsync(SqliteSearch.Upgrade, cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
 
@@ -97,8 +118,8 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
     public override Expression<Func<string?, bool>> LikeIgnoringCase(string pattern) =>
         s => EF.Functions.Like(s, pattern, "\\");
 
-    // FTS5 trigram tables kept in step by triggers (SqliteSearch); LIKE '%…%' would read every row.
-    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text) => SqliteSearch.TasksContaining(db, text);
+    // FTS5 trigram tables up to a watermark, LIKE past it (SqliteSearch); LIKE '%…%' over all would read every row.
+    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text) => SqliteSearch.TasksContaining(db, text, SqliteSearch.LikePattern(text));
 
     public override object ToDb(object? value) => value switch
     {

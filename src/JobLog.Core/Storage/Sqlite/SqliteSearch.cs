@@ -5,8 +5,12 @@ namespace JobLog.Storage.Sqlite;
 
 /// <summary>
 /// The task search's index on SQLite (docs/search.md): two contentless FTS5 tables with the <c>trigram</c> tokenizer,
-/// keyed by the rowid of the row they index, kept in step by triggers that fire on insert, on a change of the indexed
-/// columns and on delete only (the writer's state updates do not touch them).
+/// keyed by the rowid of the row they index. The index holds the rows up to a watermark (<see cref="Watermark"/>: the
+/// highest task and run rowid indexed); the rows past it are indexed in bulk steps (<see cref="IndexPending"/>, the
+/// writer's <see cref="SqliteSearchIndexer"/>), and the search checks them row by row meanwhile. Triggers keep the
+/// indexed rows in step on a change of the indexed columns and on delete (the writer's state updates do not touch them).
+/// Ledgers created before the watermark had an INSERT trigger per table instead (<see cref="Create"/>; upgraded at
+/// start-up by <see cref="Upgrade"/>).
 /// </summary>
 internal static class SqliteSearch
 {
@@ -16,8 +20,12 @@ internal static class SqliteSearch
     /// <summary>The FTS5 table over the runs' <c>ErrorMessage</c> (rowid = the run's rowid).</summary>
     public const string RunText = "JobLogRunText";
 
+    /// <summary>The one-row table of the highest task rowid (<c>Tasks</c>) and run rowid (<c>Runs</c>) indexed.</summary>
+    public const string Watermark = "JobLogSearchWatermark";
+
     private const string T = "\"" + LedgerModel.Tasks + "\"";
     private const string R = "\"" + LedgerModel.Runs + "\"";
+    private const string W = "\"" + Watermark + "\"";
 
     /// <summary>
     /// Creates the tables, fills them from the rows already there and creates the triggers. Also what a later migration
@@ -59,7 +67,65 @@ internal static class SqliteSearch
         END;
         """;
 
-    /// <summary>Drops the triggers and the tables (the migration's Down).</summary>
+    /// <summary>
+    /// The watermark's triggers (run after <see cref="Create"/> by <see cref="Upgrade"/>): no INSERT trigger (a new row is
+    /// past the watermark: SQLite numbers it <c>max(rowid) + 1</c>); an update or delete of an indexed row (at or below
+    /// the watermark) keeps the index in step; and when a delete takes the highest rows, the watermark comes down to the
+    /// highest rowid left, so that the rowids SQLite hands out again are past it.
+    /// </summary>
+    public static readonly string Watermarked = $"""
+        CREATE TABLE {W} ("Tasks" INTEGER NOT NULL, "Runs" INTEGER NOT NULL);
+        INSERT INTO {W} ("Tasks", "Runs") SELECT (SELECT coalesce(max(rowid), 0) FROM {T}), (SELECT coalesce(max(rowid), 0) FROM {R});
+        CREATE TRIGGER "{TaskText}_Update" AFTER UPDATE OF "Input", "TaskKwargs" ON {T}
+        WHEN (old."Input" IS NOT new."Input" OR old."TaskKwargs" IS NOT new."TaskKwargs") AND old.rowid <= (SELECT "Tasks" FROM {W}) BEGIN
+            DELETE FROM "{TaskText}" WHERE rowid = old.rowid;
+            INSERT INTO "{TaskText}"(rowid, "Input", "TaskKwargs")
+                SELECT new.rowid, new."Input", new."TaskKwargs" WHERE new."Input" IS NOT NULL OR new."TaskKwargs" IS NOT NULL;
+        END;
+        CREATE TRIGGER "{TaskText}_Delete" AFTER DELETE ON {T}
+        WHEN old.rowid <= (SELECT "Tasks" FROM {W}) BEGIN
+            DELETE FROM "{TaskText}" WHERE rowid = old.rowid AND (old."Input" IS NOT NULL OR old."TaskKwargs" IS NOT NULL);
+            UPDATE {W} SET "Tasks" = (SELECT coalesce(max(rowid), 0) FROM {T}) WHERE old.rowid > (SELECT coalesce(max(rowid), 0) FROM {T});
+        END;
+        CREATE TRIGGER "{RunText}_Update" AFTER UPDATE OF "ErrorMessage" ON {R}
+        WHEN old."ErrorMessage" IS NOT new."ErrorMessage" AND old.rowid <= (SELECT "Runs" FROM {W}) BEGIN
+            DELETE FROM "{RunText}" WHERE rowid = old.rowid;
+            INSERT INTO "{RunText}"(rowid, "ErrorMessage") SELECT new.rowid, new."ErrorMessage" WHERE new."ErrorMessage" IS NOT NULL;
+        END;
+        CREATE TRIGGER "{RunText}_Delete" AFTER DELETE ON {R}
+        WHEN old.rowid <= (SELECT "Runs" FROM {W}) BEGIN
+            DELETE FROM "{RunText}" WHERE rowid = old.rowid AND old."ErrorMessage" IS NOT NULL;
+            UPDATE {W} SET "Runs" = (SELECT coalesce(max(rowid), 0) FROM {R}) WHERE old.rowid > (SELECT coalesce(max(rowid), 0) FROM {R});
+        END;
+        """;
+
+    /// <summary>From the per-row INSERT triggers (<see cref="Create"/>, which indexed every row) to the watermark.</summary>
+    public static readonly string Upgrade = $"""
+        DROP TRIGGER IF EXISTS "{TaskText}_Insert";
+        DROP TRIGGER IF EXISTS "{TaskText}_Update";
+        DROP TRIGGER IF EXISTS "{TaskText}_Delete";
+        DROP TRIGGER IF EXISTS "{RunText}_Insert";
+        DROP TRIGGER IF EXISTS "{RunText}_Update";
+        DROP TRIGGER IF EXISTS "{RunText}_Delete";
+        {Watermarked}
+        """;
+
+    /// <summary>
+    /// Indexes the rows past the watermark and moves it to the highest rowids: three statements separated by <c>;</c>
+    /// (no literal holds one), to run in one transaction.
+    /// </summary>
+    public static readonly string IndexPending =
+        $"INSERT INTO \"{TaskText}\"(rowid, \"Input\", \"TaskKwargs\") SELECT rowid, \"Input\", \"TaskKwargs\" FROM {T} " +
+        $"WHERE rowid > (SELECT \"Tasks\" FROM {W}) AND (\"Input\" IS NOT NULL OR \"TaskKwargs\" IS NOT NULL) ORDER BY rowid; " +
+        $"INSERT INTO \"{RunText}\"(rowid, \"ErrorMessage\") SELECT rowid, \"ErrorMessage\" FROM {R} " +
+        $"WHERE rowid > (SELECT \"Runs\" FROM {W}) AND \"ErrorMessage\" IS NOT NULL ORDER BY rowid; " +
+        $"UPDATE {W} SET \"Tasks\" = (SELECT coalesce(max(rowid), 0) FROM {T}), \"Runs\" = (SELECT coalesce(max(rowid), 0) FROM {R})";
+
+    /// <summary>How many task and run rows are past the watermark (one row: <c>Tasks</c>, <c>Runs</c>).</summary>
+    public const string Pending =
+        "SELECT (SELECT coalesce(max(rowid), 0) FROM " + T + ") - \"Tasks\", (SELECT coalesce(max(rowid), 0) FROM " + R + ") - \"Runs\" FROM " + W;
+
+    /// <summary>Drops the triggers and the tables (the migration's Down, and <c>SearchIndex = false</c>).</summary>
     public static readonly string Drop = $"""
         DROP TRIGGER IF EXISTS "{TaskText}_Insert";
         DROP TRIGGER IF EXISTS "{TaskText}_Update";
@@ -69,6 +135,7 @@ internal static class SqliteSearch
         DROP TRIGGER IF EXISTS "{RunText}_Delete";
         DROP TABLE IF EXISTS "{TaskText}";
         DROP TABLE IF EXISTS "{RunText}";
+        DROP TABLE IF EXISTS {W};
         """;
 
     // {0} is the phrase; a text shorter than three characters has no trigram and matches nothing (LedgerQueries scans then).
@@ -78,9 +145,30 @@ internal static class SqliteSearch
         SELECT r."TaskId" AS "Value" FROM {{R}} r WHERE r.rowid IN (SELECT rowid FROM "{{RunText}}" WHERE "{{RunText}}" MATCH {0})
         """;
 
-    /// <summary>The ids of the tasks whose indexed text contains <paramref name="text"/>, as a composable query.</summary>
-    public static IQueryable<Guid> TasksContaining(JobLogDbContext db, string text) =>
-        db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, Phrase(text)));
+    // {1} is the LIKE pattern: the rows past the watermark are not in the index yet, and are checked one by one.
+    private const string MatchingWatermarked = Matching + $$"""
+
+        UNION
+        SELECT t."Id" AS "Value" FROM {{T}} t WHERE t.rowid > (SELECT "Tasks" FROM {{W}}) AND (t."Input" LIKE {1} ESCAPE '\' OR t."TaskKwargs" LIKE {1} ESCAPE '\')
+        UNION
+        SELECT r."TaskId" AS "Value" FROM {{R}} r WHERE r.rowid > (SELECT "Runs" FROM {{W}}) AND r."ErrorMessage" LIKE {1} ESCAPE '\'
+        """;
+
+    private const string HasWatermark = "SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name = '" + Watermark + "'";
+
+    /// <summary>
+    /// The ids of the tasks whose text contains <paramref name="text"/>, as a composable query: the indexed rows through
+    /// the index, the rows past the watermark by <c>LIKE</c> (<paramref name="pattern"/>, escaped with <c>\</c>).
+    /// </summary>
+    public static IQueryable<Guid> TasksContaining(JobLogDbContext db, string text, string pattern) =>
+        db.Database.SqlQueryRaw<int>(HasWatermark).AsEnumerable().Single() > 0
+            ? db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingWatermarked, Phrase(text), pattern))
+            : db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, Phrase(text)));
+
+    /// <summary><c>%text%</c> for <c>LIKE … ESCAPE '\'</c>, with the user's <c>%</c>, <c>_</c> and <c>\</c> taken literally.</summary>
+    public static string LikePattern(string text) =>
+        "%" + text.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("%", "\\%", StringComparison.Ordinal)
+            .Replace("_", "\\_", StringComparison.Ordinal) + "%";
 
     /// <summary>
     /// <paramref name="text"/> as one FTS5 string: inside double quotes every character is literal (<c>*</c>,

@@ -21,8 +21,10 @@ namespace JobLog.Storage.Sqlite;
 /// which is what the INSERT trigger and the UPDATE triggers after it would have added up to.</item>
 /// </list>
 /// This is done only when every trigger on the task and run tables is one of JobLog's, exactly as its migrations write
-/// it (<see cref="SqliteSearch.Create"/>, <see cref="LedgerRollups.SqliteUp"/>); any other trigger (an application's, a
-/// later migration's) leaves the batch to the triggers, as before.
+/// it (<see cref="SqliteSearch.Create"/>, <see cref="SqliteSearch.Watermarked"/>, <see cref="LedgerRollups.SqliteUp"/>);
+/// any other trigger (an application's, a later migration's) leaves the batch to the triggers, as before. With the
+/// search index's watermark there is no search INSERT trigger to stand in for: <see cref="SqliteSearchIndexer"/> indexes
+/// new rows in bulk steps, whichever way the batch ran.
 /// </summary>
 internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
 {
@@ -114,7 +116,11 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         "DELETE FROM \"" + LedgerRollups.Minutes + "\" WHERE \"Count\" = 0 AND (\"Minute\", \"State\", \"Name\", \"IsInternal\") IN (" +
         "SELECT substr(b.\"Stop\", 1, 16) || ':00', b.\"State\", b.\"Name\", b.\"IsInternal\" FROM temp.\"" + Before + "\" b WHERE b.\"Stop\" IS NOT NULL)";
 
-    private static readonly string[] Scripts = [Normalize(SqliteSearch.Create), Normalize(LedgerRollups.SqliteUp), Normalize(RunRollups.SqliteUp)];
+    private static readonly string[] Scripts =
+        [Normalize(SqliteSearch.Create), Normalize(SqliteSearch.Watermarked), Normalize(LedgerRollups.SqliteUp), Normalize(RunRollups.SqliteUp)];
+
+    // The search index's groups: with the watermark they have no INSERT trigger (SqliteSearchIndexer indexes new rows).
+    private static readonly string[] SearchGroups = [SqliteSearch.TaskText + "_", SqliteSearch.RunText + "_"];
 
     private readonly List<string> _temporary = [];
     private long _schema = -1;
@@ -249,7 +255,8 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         foreach (var group in new[] { SqliteSearch.TaskText + "_", SqliteSearch.RunText + "_", "JobLogTasks_Rollup_", "JobLogTaskRuns_Rollup_" })
         {
             var present = triggers.Count(t => t.Name.StartsWith(group, StringComparison.Ordinal));
-            if (present is not (0 or 3))
+            var watermarked = present == 2 && SearchGroups.Contains(group) && !triggers.Any(t => t.Name == group + "Insert");
+            if (present is not (0 or 3) && !watermarked)
             {
                 finish = "";
                 return false;

@@ -1,0 +1,132 @@
+using SQLitePCL;
+
+namespace JobLog.Storage.Sqlite;
+
+/// <summary>
+/// Moves the search index's watermark (<see cref="SqliteSearch.Watermark"/>) in the writer's transactions: once
+/// <see cref="StepRows"/> task or run rows are past it, one <see cref="SqliteSearch.IndexPending"/> indexes them all.
+/// FTS5 writes a segment per transaction and each small segment is merged again later, so a few thousand rows indexed
+/// at once cost about half what the same rows cost batch by batch (docs/benchmarks.md, "Session 7"). Until then the
+/// search checks those rows one by one (<see cref="SqliteSearch.TasksContaining"/>), which bounds that check to
+/// <see cref="StepRows"/> rows of each table. A ledger without the watermark (the index off, or not upgraded) is left alone.
+/// </summary>
+internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
+{
+    /// <summary>Rows past the watermark (of either table) that make the next transaction index them.</summary>
+    internal const long StepRows = 4000;
+
+    private const string HasWatermark = "SELECT COUNT(*) FROM main.sqlite_master WHERE type = 'table' AND name = '" + SqliteSearch.Watermark + "'";
+
+    private static readonly string[] Statements =
+        [.. SqliteSearch.IndexPending.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+
+    private readonly Dictionary<string, sqlite3_stmt> _statements = new(StringComparer.Ordinal);
+    private long _schema = -1;
+    private bool _watermarked;
+
+    /// <summary>Whether the last <see cref="Step"/> indexed the rows past the watermark (for tests and the benchmark).</summary>
+    internal bool Indexed { get; private set; }
+
+    /// <summary>In the writer's transaction, after its rows: indexes the rows past the watermark when there are enough of them (or <paramref name="all"/>).</summary>
+    public void Step(bool all = false)
+    {
+        Indexed = false;
+        var schema = Scalar("PRAGMA main.schema_version");
+        if (schema != _schema)
+        {
+            // The index may have been dropped or created since: statements prepared for the old schema go.
+            ReleaseStatements();
+            _schema = Scalar("PRAGMA main.schema_version");
+            _watermarked = Scalar(HasWatermark) > 0;
+        }
+
+        if (!_watermarked || (!all && !Due()))
+        {
+            return;
+        }
+
+        foreach (var sql in Statements)
+        {
+            var statement = Statement(sql);
+            var rc = raw.sqlite3_step(statement);
+            raw.sqlite3_reset(statement);
+            if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
+            {
+                Check(rc);
+            }
+        }
+
+        Indexed = true;
+    }
+
+    public void Dispose() => ReleaseStatements();
+
+    private void ReleaseStatements()
+    {
+        foreach (var statement in _statements.Values)
+        {
+            statement.Dispose();
+        }
+
+        _statements.Clear();
+    }
+
+    private bool Due()
+    {
+        var pending = Statement(SqliteSearch.Pending);
+        var rc = raw.sqlite3_step(pending);
+        try
+        {
+            if (rc != raw.SQLITE_ROW)
+            {
+                Check(rc);
+                return false;
+            }
+
+            return raw.sqlite3_column_int64(pending, 0) >= StepRows || raw.sqlite3_column_int64(pending, 1) >= StepRows;
+        }
+        finally
+        {
+            raw.sqlite3_reset(pending);
+        }
+    }
+
+    private long Scalar(string sql)
+    {
+        var statement = Statement(sql);
+        var rc = raw.sqlite3_step(statement);
+        try
+        {
+            if (rc != raw.SQLITE_ROW)
+            {
+                Check(rc);
+                return 0;
+            }
+
+            return raw.sqlite3_column_int64(statement, 0);
+        }
+        finally
+        {
+            raw.sqlite3_reset(statement);
+        }
+    }
+
+    private sqlite3_stmt Statement(string sql)
+    {
+        if (!_statements.TryGetValue(sql, out var statement))
+        {
+            Check(raw.sqlite3_prepare_v2(handle, sql, out statement));
+            _statements[sql] = statement;
+        }
+
+        return statement;
+    }
+
+    private void Check(int rc)
+    {
+        if (rc is not (raw.SQLITE_OK or raw.SQLITE_DONE or raw.SQLITE_ROW))
+        {
+            Microsoft.Data.Sqlite.SqliteException.ThrowExceptionForRC(rc, handle);
+        }
+    }
+}
