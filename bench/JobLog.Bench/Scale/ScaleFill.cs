@@ -26,17 +26,19 @@ internal static class ScaleFill
 
     private static readonly string[] Tables = ["JobLogTasks", "JobLogTaskRuns", "JobLogInputRequests", "JobLogCommands"];
 
-    // The rollups from the rows, as the migrations that created them count the rows already there (LedgerRollups, RunRollups).
+    // The rollups from the rows, as the migrations that created them count the rows already there (LedgerRollups, RunRollups),
+    // in minute order: the writer adds minute rows as time goes, so a window of minutes is a few contiguous pages (in hash
+    // order, PostgreSQL's day window read 6,631 heap pages for its 80,457 minute rows at 10 million tasks instead of 671).
     private static readonly string SqliteRollups = $"""
         INSERT INTO "JobLogTaskCounts" ("State", "Name", "IsInternal", "Count")
             SELECT "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" GROUP BY "State", "Name", "IsInternal";
         INSERT INTO "JobLogTaskMinutes" ("Minute", "State", "Name", "IsInternal", "Count")
             SELECT substr("Stop", 1, 16) || ':00', "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" WHERE "Stop" IS NOT NULL
-            GROUP BY substr("Stop", 1, 16), "State", "Name", "IsInternal";
+            GROUP BY substr("Stop", 1, 16), "State", "Name", "IsInternal" ORDER BY 1, 2, 3, 4;
         INSERT INTO "JobLogRunMinutes" ("Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
             SELECT substr("Start", 1, 16) || ':00', "Name", COUNT(*), SUM(d), MAX(d)
             FROM (SELECT "Start", "Name", {JobLog.Storage.RunRollups.SqliteMilliseconds("")} AS d FROM "JobLogTaskRuns" WHERE {JobLog.Storage.RunRollups.Counted})
-            GROUP BY substr("Start", 1, 16), "Name";
+            GROUP BY substr("Start", 1, 16), "Name" ORDER BY 1, 2;
         INSERT INTO "JobLogTaskText"(rowid, "Input", "TaskKwargs")
             SELECT rowid, "Input", "TaskKwargs" FROM "JobLogTasks" WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
         INSERT INTO "JobLogRunText"(rowid, "ErrorMessage") SELECT rowid, "ErrorMessage" FROM "JobLogTaskRuns" WHERE "ErrorMessage" IS NOT NULL;
@@ -47,11 +49,11 @@ internal static class ScaleFill
             SELECT "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" GROUP BY "State", "Name", "IsInternal";
         INSERT INTO "JobLogTaskMinutes" ("Minute", "State", "Name", "IsInternal", "Count")
             SELECT {JobLog.Storage.LedgerRollups.PostgresMinute}, "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" WHERE "Stop" IS NOT NULL
-            GROUP BY 1, 2, 3, 4;
+            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4;
         INSERT INTO "JobLogRunMinutes" ("Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
             SELECT {JobLog.Storage.RunRollups.PostgresMinute}, "Name", COUNT(*), SUM({JobLog.Storage.RunRollups.PostgresMilliseconds}),
                 MAX({JobLog.Storage.RunRollups.PostgresMilliseconds})
-            FROM "JobLogTaskRuns" WHERE {JobLog.Storage.RunRollups.Counted} GROUP BY 1, 2;
+            FROM "JobLogTaskRuns" WHERE {JobLog.Storage.RunRollups.Counted} GROUP BY 1, 2 ORDER BY 1, 2;
         """;
 
     /// <summary>
