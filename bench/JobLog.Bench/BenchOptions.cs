@@ -61,6 +61,11 @@ internal sealed class BenchOptions
           --days N           days the tasks are spread over (default 10)
           --ledger LIST      sqlite,pg
           --keep             leave the ledgers behind
+          --fill bulk|triggers  bulk (default): rows in with indexes and triggers off, then each index, the search index
+                             and the rollups built in one statement; triggers: rows in through every index and trigger
+          --reuse PATH|DB    measure a ledger kept by an earlier run (--keep): a SQLite file or a PostgreSQL database
+                             name, with the same --tasks and --days; implies --keep and --pages-only
+          --pages-only       time the pages only (no sweep, retention or purge: the ledger stays as filled)
 
         stall options:
           --capacity N       JobLogOptions.QueueCapacity (default 20000)
@@ -125,6 +130,15 @@ internal sealed class BenchOptions
     /// <summary>SQLite: a trigger of the bench's own on the runs table, so that the writer fires every trigger per row.</summary>
     public bool RowTriggers { get; private set; }
 
+    /// <summary>Scale: the bulk fill (indexes and triggers off, then built once) rather than through every trigger.</summary>
+    public bool BulkFill { get; private set; } = true;
+
+    /// <summary>Scale: a kept ledger to measure again (a SQLite file or a PostgreSQL database name) instead of a new fill.</summary>
+    public string? Reuse { get; private set; }
+
+    /// <summary>Scale: only the pages (no sweep, retention or purge, which change the ledger).</summary>
+    public bool PagesOnly { get; private set; }
+
     /// <summary>Scale: PostgreSQL ledger partitioned by day (<c>o.Partitioning.Enabled</c>); retention drops days.</summary>
     public bool Partitioned { get; private set; }
 
@@ -175,6 +189,14 @@ internal sealed class BenchOptions
                 case "--analyze": o.Analyze = true; break;
                 case "--keep": o.Keep = true; break;
                 case "--partitioned": o.Partitioned = true; break;
+                case "--fill": o.BulkFill = Value() switch
+                {
+                    "bulk" => true,
+                    "triggers" => false,
+                    var f => throw new ArgumentException($"Unknown fill '{f}' (bulk or triggers)."),
+                }; break;
+                case "--reuse": o.Reuse = Value(); o.Keep = true; o.PagesOnly = true; break;
+                case "--pages-only": o.PagesOnly = true; break;
                 case "--spool": o.Spool = true; break;
                 case "--quick":
                     o.Messages = 2_000;

@@ -126,6 +126,20 @@ internal sealed class ThrowawayLedger : IAsyncDisposable
         return new ThrowawayLedger(provider, cs, name, null);
     }
 
+    /// <summary>A ledger kept by an earlier run (<c>--keep</c>): a SQLite file, or the name of a PostgreSQL database.</summary>
+    public static ThrowawayLedger Open(LedgerProvider provider, string location)
+    {
+        if (provider == LedgerProvider.Sqlite)
+        {
+            return System.IO.File.Exists(location)
+                ? new ThrowawayLedger(provider, $"Data Source={location}", null, location) { Keep = true }
+                : throw new ArgumentException($"No SQLite ledger at {location}.");
+        }
+
+        var cs = new NpgsqlConnectionStringBuilder(PostgresAdmin) { Database = location, Timeout = 15 }.ConnectionString;
+        return new ThrowawayLedger(provider, cs, location, null) { Keep = true };
+    }
+
     public void Apply(JobLogOptions options)
     {
         if (Provider == LedgerProvider.Sqlite)

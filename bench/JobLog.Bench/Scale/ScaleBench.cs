@@ -38,8 +38,12 @@ internal sealed class ScaleBench(BenchOptions options)
 
     private async Task<string> RunOnceAsync(LedgerProvider provider)
     {
-        var data = new ScaleData(options.Tasks, options.Days, DateTime.UtcNow);
         var partitioned = options.Partitioned && provider == LedgerProvider.PostgreSql;
+        var reuse = options.Reuse is { } location ? ThrowawayLedger.Open(provider, location) : null;
+        await using var ledger = reuse ?? await ThrowawayLedger.CreateAsync(provider);
+        ledger.Keep = options.Keep;
+        // A kept ledger's rows were generated at its fill's time: the first command is dispatched at the data's First.
+        var data = new ScaleData(options.Tasks, options.Days, reuse is null ? DateTime.UtcNow : await FilledAtAsync(ledger, options.Days));
         var sb = new StringBuilder();
         void Line(string text)
         {
@@ -49,8 +53,6 @@ internal sealed class ScaleBench(BenchOptions options)
 
         sb.AppendLine(CultureInfo.InvariantCulture, $"#### {provider}{(partitioned ? " (partitioned by day)" : "")}, {data.Tasks:N0} tasks over {options.Days} days");
         sb.AppendLine();
-        await using var ledger = await ThrowawayLedger.CreateAsync(provider);
-        ledger.Keep = options.Keep;
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
@@ -76,19 +78,33 @@ internal sealed class ScaleBench(BenchOptions options)
             }
 
             var clock = Stopwatch.StartNew();
-            var rows = await ScaleFill.FillAsync(ledger, data, p => Console.WriteLine($"  {provider} fill {p} ({clock.Elapsed.TotalSeconds:0} s)"), partitioned);
-            var fill = clock.Elapsed;
-            if (provider == LedgerProvider.PostgreSql)
+            if (reuse is null)
             {
-                await using var connection = new NpgsqlConnection(ledger.ConnectionString);
-                await connection.OpenAsync();
-                await ScaleFill.ExecAsync(connection, "VACUUM ANALYZE");
+                var sqlite = provider == LedgerProvider.Sqlite;
+                var bulk = options.BulkFill && !partitioned;
+                void Progress(string p) => Console.WriteLine($"  {provider} fill {p} ({clock.Elapsed.TotalSeconds:0} s)");
+                var rows = bulk
+                    ? await ScaleFill.BulkFillAsync(sqlite, ledger.ConnectionString, data, Progress)
+                    : await ScaleFill.FillAsync(sqlite, ledger.ConnectionString, data, Progress, partitioned);
+                var fill = clock.Elapsed;
+                if (provider == LedgerProvider.PostgreSql)
+                {
+                    await using var connection = new NpgsqlConnection(ledger.ConnectionString);
+                    await connection.OpenAsync();
+                    await ScaleFill.ExecAsync(connection, "VACUUM ANALYZE");
+                }
+
+                var how = (sqlite ? "prepared INSERT per row, 50,000-row transactions" : "binary COPY, 50,000-row chunks") +
+                    (bulk ? ", indexes and triggers off, then each index, the search index and the rollups built in one statement" : ", indexes and triggers in place");
+                Line(string.Create(CultureInfo.InvariantCulture,
+                    $"- ingest (bulk path: {how}): {rows:N0} rows ({data.Tasks:N0} tasks + runs, {data.Requests:N0} requests, {data.Commands:N0} commands) " +
+                    $"in {fill.TotalSeconds:0} s: **{rows / fill.TotalSeconds:N0} rows/s, {data.Tasks / fill.TotalSeconds:N0} tasks/s**"));
+            }
+            else
+            {
+                Line($"- reused the ledger kept at {options.Reuse} (filled at {data.Last.AddMinutes(10):yyyy-MM-dd HH:mm} UTC)");
             }
 
-            Line(string.Create(CultureInfo.InvariantCulture,
-                $"- ingest (bulk path: {(provider == LedgerProvider.Sqlite ? "prepared INSERT per row, 50,000-row transactions" : "binary COPY, 50,000-row chunks")}, " +
-                $"indexes and triggers in place): {rows:N0} rows ({data.Tasks:N0} tasks + runs, {data.Requests:N0} requests, {data.Commands:N0} commands) " +
-                $"in {fill.TotalSeconds:0} s: **{rows / fill.TotalSeconds:N0} rows/s, {data.Tasks / fill.TotalSeconds:N0} tasks/s**"));
             Line($"- ledger size on disk: **{await SizeAsync(ledger) / 1048576.0:N0} MB** ({await SizeAsync(ledger) / (double)data.Tasks:N0} bytes per task, requests and commands included)");
 
             var now = DateTime.UtcNow;
@@ -118,6 +134,11 @@ internal sealed class ScaleBench(BenchOptions options)
             foreach (var (label, query) in probes)
             {
                 Line(await TimeAsync(host, label, query));
+            }
+
+            if (options.PagesOnly)
+            {
+                return sb.ToString();
             }
 
             clock.Restart();
@@ -209,6 +230,22 @@ internal sealed class ScaleBench(BenchOptions options)
         return string.Create(CultureInfo.InvariantCulture,
             $"- overview counts after the sweep and the purges {(equal ? "equal" : "⚠ DIFFER from")} the COUNT(*) GROUP BY State they replace " +
             $"(which takes {countTime.TotalMilliseconds:N0} ms here): {string.Join(", ", counts.Select(c => $"{c.State} {c.Count:N0}"))}");
+    }
+
+    /// <summary>The time a kept ledger was filled at: its first command is dispatched at <see cref="ScaleData.First"/>.</summary>
+    private static async Task<DateTime> FilledAtAsync(ThrowawayLedger ledger, int days)
+    {
+        await using DbConnection connection = ledger.File is null ? new NpgsqlConnection(ledger.ConnectionString) : new SqliteConnection(ledger.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT MIN(\"Start\") FROM \"JobLogCommands\"";
+        var first = await command.ExecuteScalarAsync() switch
+        {
+            DateTime d => DateTime.SpecifyKind(d, DateTimeKind.Utc),
+            string s => DateTime.SpecifyKind(DateTime.Parse(s, CultureInfo.InvariantCulture), DateTimeKind.Utc),
+            var v => throw new InvalidOperationException($"The kept ledger has no commands ({v}): not a scale ledger."),
+        };
+        return first.AddDays(days).AddMinutes(10);
     }
 
     private static async Task<long> SizeAsync(ThrowawayLedger ledger)

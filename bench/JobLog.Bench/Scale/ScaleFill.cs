@@ -1,6 +1,5 @@
 using System.Data.Common;
 using System.Globalization;
-using JobLog.Bench.Infrastructure;
 using Microsoft.Data.Sqlite;
 using Npgsql;
 using NpgsqlTypes;
@@ -8,55 +7,201 @@ using NpgsqlTypes;
 namespace JobLog.Bench.Scale;
 
 /// <summary>
-/// The bulk path that builds the scale ledger: the same rows the writer would leave (tasks with their runs, inbound
-/// requests, commands; see <see cref="ScaleData"/>), written with the schema's indexes and triggers in place. SQLite:
-/// one prepared INSERT per row in 50,000-row transactions. PostgreSQL: binary COPY per table. Tasks before runs (the
-/// foreign key), each table in one pass over the seeded generator.
+/// The bulk paths that build the scale ledger: the same rows the writer would leave (tasks with their runs, inbound
+/// requests, commands; see <see cref="ScaleData"/>). SQLite: one prepared INSERT per row in 50,000-row transactions.
+/// PostgreSQL: binary COPY per table. Tasks before runs (the foreign key), each table in one pass over the seeded
+/// generator. Two ways (docs/scale.md, "The bulk path"):
+/// <list type="bullet">
+/// <item><see cref="FillAsync"/> (<c>--fill triggers</c>): with every index and trigger in place, so the rollups and the
+/// search index are kept row by row (SQLite) or chunk by chunk (PostgreSQL), as the writer's batches keep them.</item>
+/// <item><see cref="BulkFillAsync"/> (<c>--fill bulk</c>, the default): into an empty migrated ledger with its secondary
+/// indexes and its triggers taken off, then each index built in one statement, the search index (SQLite FTS5) and the
+/// three rollups filled in one statement each from the rows, and the triggers put back word for word. The ledger left is
+/// the same (<c>ScaleFillTests</c> compares both ways' rollups, search index and search results).</item>
+/// </list>
 /// </summary>
 internal static class ScaleFill
 {
     private const int Chunk = 50_000;
 
-    /// <param name="ledger">The ledger.</param>
+    private static readonly string[] Tables = ["JobLogTasks", "JobLogTaskRuns", "JobLogInputRequests", "JobLogCommands"];
+
+    // The FTS5 index of the tasks is built with FTS5's incremental merges off and merged once at the end ('optimize'), then
+    // 'automerge' back to its default (4): one statement over a million rows took 175 s with the merges on and 60 + 17 s
+    // without (Python's sqlite3, the bench's text; docs/scale.md), and the gap grows with the rows.
+    // The rollups from the rows, as the migrations that created them count the rows already there (LedgerRollups, RunRollups),
+    // in minute order: the writer adds minute rows as time goes, so a window of minutes is a few contiguous pages (in hash
+    // order, PostgreSQL's day window read 6,631 heap pages for its 80,457 minute rows at 10 million tasks instead of 671).
+    private static readonly string SqliteRollups = $"""
+        INSERT INTO "JobLogTaskCounts" ("State", "Name", "IsInternal", "Count")
+            SELECT "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" GROUP BY "State", "Name", "IsInternal";
+        INSERT INTO "JobLogTaskMinutes" ("Minute", "State", "Name", "IsInternal", "Count")
+            SELECT substr("Stop", 1, 16) || ':00', "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" WHERE "Stop" IS NOT NULL
+            GROUP BY substr("Stop", 1, 16), "State", "Name", "IsInternal" ORDER BY 1, 2, 3, 4;
+        INSERT INTO "JobLogRunMinutes" ("Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
+            SELECT substr("Start", 1, 16) || ':00', "Name", COUNT(*), SUM(d), MAX(d)
+            FROM (SELECT "Start", "Name", {JobLog.Storage.RunRollups.SqliteMilliseconds("")} AS d FROM "JobLogTaskRuns" WHERE {JobLog.Storage.RunRollups.Counted})
+            GROUP BY substr("Start", 1, 16), "Name" ORDER BY 1, 2;
+        INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('automerge', 0);
+        INSERT INTO "JobLogTaskText"(rowid, "Input", "TaskKwargs")
+            SELECT rowid, "Input", "TaskKwargs" FROM "JobLogTasks" WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
+        INSERT INTO "JobLogTaskText"("JobLogTaskText") VALUES ('optimize');
+        INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('automerge', 4);
+        INSERT INTO "JobLogRunText"(rowid, "ErrorMessage") SELECT rowid, "ErrorMessage" FROM "JobLogTaskRuns" WHERE "ErrorMessage" IS NOT NULL;
+        """;
+
+    private static readonly string PostgresRollups = $"""
+        INSERT INTO "JobLogTaskCounts" ("State", "Name", "IsInternal", "Count")
+            SELECT "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" GROUP BY "State", "Name", "IsInternal";
+        INSERT INTO "JobLogTaskMinutes" ("Minute", "State", "Name", "IsInternal", "Count")
+            SELECT {JobLog.Storage.LedgerRollups.PostgresMinute}, "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" WHERE "Stop" IS NOT NULL
+            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4;
+        INSERT INTO "JobLogRunMinutes" ("Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
+            SELECT {JobLog.Storage.RunRollups.PostgresMinute}, "Name", COUNT(*), SUM({JobLog.Storage.RunRollups.PostgresMilliseconds}),
+                MAX({JobLog.Storage.RunRollups.PostgresMilliseconds})
+            FROM "JobLogTaskRuns" WHERE {JobLog.Storage.RunRollups.Counted} GROUP BY 1, 2 ORDER BY 1, 2;
+        """;
+
+    /// <summary>
+    /// The fast path: the rows into an empty migrated (unpartitioned) ledger with its secondary indexes and triggers off,
+    /// then the indexes, the search index and the rollups built from the rows in one statement each, and the triggers
+    /// back. Leaves the ledger as <see cref="FillAsync"/> does.
+    /// </summary>
+    public static async Task<long> BulkFillAsync(bool sqlite, string connectionString, ScaleData data, Action<string> progress)
+    {
+        await using DbConnection connection = sqlite ? new SqliteConnection(connectionString + ";Pooling=False") : new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        if (await ScalarAsync(connection, "SELECT (SELECT COUNT(*) FROM \"JobLogTasks\") + (SELECT COUNT(*) FROM \"JobLogTaskRuns\")") != 0)
+        {
+            throw new InvalidOperationException("The bulk fill needs an empty ledger: its rollups are built from the rows, not added to.");
+        }
+
+        // What is taken off and put back: every secondary index and trigger of the four tables, as the catalog holds them.
+        var list = string.Join(", ", Tables.Select(t => $"'{t}'"));
+        var saved = new List<(string Drop, string Create)>();
+        await using (var command = connection.CreateCommand())
+        {
+            command.CommandText = sqlite
+                ? $"SELECT type, name, sql FROM sqlite_master WHERE tbl_name IN ({list}) AND type IN ('index', 'trigger') AND sql IS NOT NULL ORDER BY type, name"
+                : $"""
+                  SELECT 'index', i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i
+                  WHERE i.indrelid::regclass::text IN ({string.Join(", ", Tables.Select(t => $"'\"{t}\"'"))}) AND NOT i.indisprimary
+                  ORDER BY 2
+                  """;
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                var (type, name, sql) = (reader.GetString(0), reader.GetString(1), reader.GetString(2));
+                saved.Add((sqlite ? $"DROP {type.ToUpperInvariant()} \"{name}\"" : $"DROP INDEX {name}", sql));
+            }
+        }
+
+        foreach (var (drop, _) in saved)
+        {
+            await ExecAsync(connection, drop);
+        }
+
+        progress($"bulk: {saved.Count} indexes{(sqlite ? " and triggers" : "")} off");
+        var rows = 0L;
+        if (sqlite)
+        {
+            await ExecAsync(connection, "PRAGMA synchronous=OFF; PRAGMA cache_size=-400000;");
+        }
+        else
+        {
+            // Every trigger off for this session (rollups; and the foreign key's, which the generator's order keeps anyway).
+            await ExecAsync(connection, "SET session_replication_role = replica");
+        }
+
+        rows += await TableAsync(connection, "JobLogTasks", ScaleData.TaskColumns, data.Tasks, i => [data.Task(i).Task], progress);
+        rows += await TableAsync(connection, "JobLogTaskRuns", ScaleData.RunColumns, data.Tasks, i => data.Task(i).Runs, progress);
+        rows += await TableAsync(connection, "JobLogInputRequests", ScaleData.RequestColumns, data.Requests, i => [data.Request(i)], progress);
+        rows += await TableAsync(connection, "JobLogCommands", ScaleData.CommandColumns, data.Commands, i => [data.Command(i)], progress);
+        if (!sqlite)
+        {
+            await ExecAsync(connection, "SET maintenance_work_mem = '1GB'");
+        }
+
+        // Indexes first, then the rollups and the search index (their GROUP BYs read the tables), then the triggers.
+        foreach (var (_, create) in saved.Where(s => !s.Create.StartsWith("CREATE TRIGGER", StringComparison.OrdinalIgnoreCase)))
+        {
+            await ExecAsync(connection, create);
+            progress($"bulk: {create[..Math.Min(create.Length, 90)]}");
+        }
+
+        await ExecAsync(connection, sqlite ? SqliteRollups : PostgresRollups);
+        progress("bulk: rollups" + (sqlite ? " and the FTS5 index" : "") + " built");
+        foreach (var (_, create) in saved.Where(s => s.Create.StartsWith("CREATE TRIGGER", StringComparison.OrdinalIgnoreCase)))
+        {
+            await ExecAsync(connection, create);
+        }
+
+        if (!sqlite)
+        {
+            await ExecAsync(connection, "RESET session_replication_role");
+        }
+
+        return rows;
+    }
+
+    private static async Task<long> ScalarAsync(DbConnection connection, string sql)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return Convert.ToInt64(await command.ExecuteScalarAsync(), CultureInfo.InvariantCulture);
+    }
+
+    private static Task<long> TableAsync(
+        DbConnection connection, string table, string[] columns, int count, Func<int, IReadOnlyList<object?[]>> rows, Action<string> progress) =>
+        connection is SqliteConnection sqlite
+            ? SqliteAsync(sqlite, table, columns, count, rows, progress)
+            : PostgresAsync((NpgsqlConnection)connection, table, columns, count, rows, progress);
+
+    /// <param name="sqlite">A SQLite ledger (else PostgreSQL).</param>
+    /// <param name="connectionString">The ledger's connection string.</param>
     /// <param name="data">The rows.</param>
     /// <param name="progress">Progress lines.</param>
     /// <param name="partitioned">
     /// A partitioned PostgreSQL ledger: each task and run row also carries its partition key, computed from the task's id
     /// as the writer's statements compute it.
     /// </param>
-    public static async Task<long> FillAsync(ThrowawayLedger ledger, ScaleData data, Action<string> progress, bool partitioned = false)
+    public static async Task<long> FillAsync(bool sqlite, string connectionString, ScaleData data, Action<string> progress, bool partitioned = false)
     {
         var rows = 0L;
         if (partitioned)
         {
             const string key = JobLog.Storage.Partitioning.PartitionDay.Column;
             static object?[] Keyed(object?[] row, int taskIdColumn) => [.. row, JobLog.Storage.Partitioning.PartitionDay.Of((Guid)row[taskIdColumn]!)];
-            rows += await TableAsync(ledger, "JobLogTasks", [.. ScaleData.TaskColumns, key], data.Tasks, i => [Keyed(data.Task(i).Task, 0)], progress);
-            rows += await TableAsync(ledger, "JobLogTaskRuns", [.. ScaleData.RunColumns, key], data.Tasks, i => data.Task(i).Runs.Select(r => Keyed(r, 1)).ToList(), progress);
+            rows += await TableAsync(sqlite, connectionString, "JobLogTasks", [.. ScaleData.TaskColumns, key], data.Tasks, i => [Keyed(data.Task(i).Task, 0)], progress);
+            rows += await TableAsync(sqlite, connectionString, "JobLogTaskRuns", [.. ScaleData.RunColumns, key], data.Tasks, i => data.Task(i).Runs.Select(r => Keyed(r, 1)).ToList(), progress);
         }
         else
         {
-            rows += await TableAsync(ledger, "JobLogTasks", ScaleData.TaskColumns, data.Tasks, i => [data.Task(i).Task], progress);
-            rows += await TableAsync(ledger, "JobLogTaskRuns", ScaleData.RunColumns, data.Tasks, i => data.Task(i).Runs, progress);
+            rows += await TableAsync(sqlite, connectionString, "JobLogTasks", ScaleData.TaskColumns, data.Tasks, i => [data.Task(i).Task], progress);
+            rows += await TableAsync(sqlite, connectionString, "JobLogTaskRuns", ScaleData.RunColumns, data.Tasks, i => data.Task(i).Runs, progress);
         }
 
-        rows += await TableAsync(ledger, "JobLogInputRequests", ScaleData.RequestColumns, data.Requests, i => [data.Request(i)], progress);
-        rows += await TableAsync(ledger, "JobLogCommands", ScaleData.CommandColumns, data.Commands, i => [data.Command(i)], progress);
+        rows += await TableAsync(sqlite, connectionString, "JobLogInputRequests", ScaleData.RequestColumns, data.Requests, i => [data.Request(i)], progress);
+        rows += await TableAsync(sqlite, connectionString, "JobLogCommands", ScaleData.CommandColumns, data.Commands, i => [data.Command(i)], progress);
         return rows;
     }
 
-    private static Task<long> TableAsync(
-        ThrowawayLedger ledger, string table, string[] columns, int count, Func<int, IReadOnlyList<object?[]>> rows, Action<string> progress) =>
-        ledger.Provider == LedgerProvider.Sqlite
-            ? SqliteAsync(ledger, table, columns, count, rows, progress)
-            : PostgresAsync(ledger, table, columns, count, rows, progress);
+    private static async Task<long> TableAsync(
+        bool sqlite, string connectionString, string table, string[] columns, int count, Func<int, IReadOnlyList<object?[]>> rows, Action<string> progress)
+    {
+        await using DbConnection connection = sqlite ? new SqliteConnection(connectionString + ";Pooling=False") : new NpgsqlConnection(connectionString);
+        await connection.OpenAsync();
+        if (connection is SqliteConnection)
+        {
+            await ExecAsync(connection, "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-200000;");
+        }
+
+        return await TableAsync(connection, table, columns, count, rows, progress);
+    }
 
     private static async Task<long> SqliteAsync(
-        ThrowawayLedger ledger, string table, string[] columns, int count, Func<int, IReadOnlyList<object?[]>> rows, Action<string> progress)
+        SqliteConnection connection, string table, string[] columns, int count, Func<int, IReadOnlyList<object?[]>> rows, Action<string> progress)
     {
-        await using var connection = new SqliteConnection(ledger.ConnectionString + ";Pooling=False");
-        await connection.OpenAsync();
-        await ExecAsync(connection, "PRAGMA synchronous=NORMAL; PRAGMA cache_size=-200000;");
         await using var insert = connection.CreateCommand();
         insert.CommandText = $"INSERT INTO \"{table}\" ({string.Join(", ", columns.Select(c => $"\"{c}\""))}) " +
             $"VALUES ({string.Join(", ", columns.Select((_, i) => "$p" + i.ToString(CultureInfo.InvariantCulture)))})";
@@ -108,10 +253,8 @@ internal static class ScaleFill
     }
 
     private static async Task<long> PostgresAsync(
-        ThrowawayLedger ledger, string table, string[] columns, int count, Func<int, IReadOnlyList<object?[]>> rows, Action<string> progress)
+        NpgsqlConnection connection, string table, string[] columns, int count, Func<int, IReadOnlyList<object?[]>> rows, Action<string> progress)
     {
-        await using var connection = new NpgsqlConnection(ledger.ConnectionString);
-        await connection.OpenAsync();
         long written = 0;
         // One COPY per chunk: a statement-level trigger sees one chunk's transition table, as it would see one writer batch.
         for (var start = 0; start < count; start += Chunk)

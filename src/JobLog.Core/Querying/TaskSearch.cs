@@ -29,6 +29,38 @@ internal sealed record TaskSearch(string Text, Guid? Id, string? TraceId)
         return new TaskSearch(text, Guid.TryParse(id, CultureInfo.InvariantCulture, out var guid) ? guid : null, Trace(text));
     }
 
+    /// <summary>
+    /// The part of the text a trigram index looks up when the whole text is longer (<c>LedgerQueries.TextMatches</c>):
+    /// its longest run of letters and digits that has a digit (the distinctive part of an order number or an id:
+    /// <c>0032dcd5</c> in <c>ord-0032dcd5-z</c>), else its longest run of letters and digits; at least three characters
+    /// (a trigram), and null when no run has three or the run is the whole text.
+    /// </summary>
+    public string? Key
+    {
+        get
+        {
+            var runs = new List<string>();
+            var start = -1;
+            for (var i = 0; i <= Text.Length; i++)
+            {
+                var inRun = i < Text.Length && char.IsLetterOrDigit(Text[i]);
+                if (inRun && start < 0)
+                {
+                    start = i;
+                }
+                else if (!inRun && start >= 0)
+                {
+                    runs.Add(Text[start..i]);
+                    start = -1;
+                }
+            }
+
+            var key = runs.Where(r => r.Length >= IndexedLength)
+                .OrderByDescending(r => r.Any(char.IsAsciiDigit)).ThenByDescending(r => r.Length).FirstOrDefault();
+            return key is null || key.Length == Text.Length ? null : key;
+        }
+    }
+
     /// <summary>The number of characters (Unicode scalar values, as the trigram tokenizer counts them).</summary>
     public int Characters => Text.EnumerateRunes().Count();
 

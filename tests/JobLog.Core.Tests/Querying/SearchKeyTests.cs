@@ -1,0 +1,63 @@
+using System.Text.RegularExpressions;
+using JobLog.Querying;
+using JobLog.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Querying;
+
+/// <summary>
+/// PostgreSQL's trigram search looks up the text's key only (a GIN scan reads every trigram's whole posting list, and an
+/// order number's punctuation trigrams are in every row) and checks the whole text on the rows found (docs/search.md).
+/// </summary>
+public class SearchKeyTests
+{
+    [TestCase("ord-0032dcd5-z", "0032dcd5")]
+    [TestCase("ORD-2026-000124", "000124")]
+    [TestCase("Reference=ord-0032dcd5", "0032dcd5")]
+    [TestCase("gateway did not", "gateway")]
+    [TestCase("Amount=", "Amount")]
+    [TestCase("0032dcd5", null)]
+    [TestCase("ab-cd", null)]
+    [TestCase("\"", null)]
+    public void Key_IsTheLongestAlphanumericRunWithADigit_ElseTheLongest(string text, string? key) =>
+        Assert.That(TaskSearch.Parse(text).Key, Is.EqualTo(key));
+
+    [Test]
+    public async Task RareTerm_OnPostgreSql_TheTrigramIndexLooksUpTheKeyOnly()
+    {
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(LedgerProvider.PostgreSql));
+        await using var scope = host.Services.CreateAsyncScope();
+        var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+        var db = scope.ServiceProvider.GetRequiredService<JobLogDbContext>();
+        var sql = queries.MatchingIdsQuery("ord-0032dcd5-z").ToQueryString();
+        await db.Database.OpenConnectionAsync();
+        await using var command = db.Database.GetDbConnection().CreateCommand();
+        var parameters = Regex.Matches(sql, "^-- (@\\w+)='(.*)'", RegexOptions.Multiline);
+        foreach (Match p in parameters)
+        {
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = p.Groups[1].Value;
+            parameter.Value = p.Groups[2].Value;
+            command.Parameters.Add(parameter);
+        }
+
+        // An empty table would be scanned; the plan the GIN indexes give is the one of a big ledger.
+        command.CommandText = "SET enable_seqscan = off; EXPLAIN " + sql;
+        var plan = new List<string>();
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+
+        var text = string.Join("\n", plan);
+        var conditions = plan.Where(l => l.Contains("Index Cond", StringComparison.Ordinal) && l.Contains("~~*", StringComparison.Ordinal)).ToList();
+        Assert.That(conditions, Has.Count.EqualTo(3), text);
+        Assert.That(conditions, Has.All.Contains("0032dcd5").And.None.Contains("ord-"), text);
+        Assert.That(plan.Where(l => l.Contains("Filter", StringComparison.Ordinal)), Has.Some.Contains("%ord-0032dcd5-z%"), text);
+    }
+}
