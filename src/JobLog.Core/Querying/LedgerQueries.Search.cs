@@ -38,7 +38,7 @@ public sealed partial class LedgerQueries
     /// </summary>
     private Expression<Func<TaskLog, bool>> MatchingIds(TaskSearch search)
     {
-        var ids = (_searchIndex && search.Characters >= TaskSearch.IndexedLength ? _database.TasksContaining(_db, search.Text) : null)
+        var ids = (_searchIndex && search.Characters >= TaskSearch.IndexedLength ? _database.TasksContaining(_db, search.Text, search.Key) : null)
             ?? TextMatches(search);
         if (search.Id is { } id)
         {
@@ -59,38 +59,14 @@ public sealed partial class LedgerQueries
     internal IQueryable<Guid> MatchingIdsQuery(string q) => _db.TaskLogs.Where(MatchingIds(TaskSearch.Parse(q))).Select(t => t.Id);
 
     /// <summary>
-    /// The text part of <see cref="MatchingIds"/> where the index is the <c>LIKE</c> itself (PostgreSQL's trigram GIN
-    /// indexes). A GIN scan reads the whole posting list of every trigram of the pattern, and the trigrams around the
-    /// punctuation of an order number or an id (<c>ord</c>, <c> 00</c> in <c>ord-0032dcd5-z</c>) are in every row: 2.2 s at
-    /// 10 million tasks, against 14 ms for its key alone (docs/search.md). So, with the index on, only the key
-    /// (<see cref="TaskSearch.Key"/>) is the index condition, and the whole text is checked on the rows it finds, in a
-    /// form no index serves (<c>col || ''</c>): the same rows, since every row that contains the text contains its key.
+    /// The text part of <see cref="MatchingIds"/> where the database has no query of its own for it
+    /// (<see cref="Storage.LedgerDatabase.TasksContaining"/>): the search index off, a text too short for trigrams, or
+    /// one with a line feed on PostgreSQL. Scans.
     /// </summary>
-    private IQueryable<Guid> TextMatches(TaskSearch search)
-    {
-        var key = _searchIndex ? search.Key : null;
-        return _db.TaskLogs.Where(AnyOf<TaskLog>([Containing<TaskLog>(search.Text, key, t => t.Input), Containing<TaskLog>(search.Text, key, t => t.TaskKwargs)]))
+    private IQueryable<Guid> TextMatches(TaskSearch search) =>
+        _db.TaskLogs.Where(ContainsAny<TaskLog>(search.Text, t => t.Input, t => t.TaskKwargs))
             .Select(t => t.Id)
-            .Union(_db.TaskRunLogs.Where(Containing<TaskRunLog>(search.Text, key, r => r.ErrorMessage)).Select(r => r.TaskId));
-    }
-
-    /// <summary><paramref name="column"/> contains <paramref name="text"/>; with a key, found by the key and checked in full.</summary>
-    private Expression<Func<T, bool>> Containing<T>(string text, string? key, Expression<Func<T, string?>> column)
-    {
-        if (key is null)
-        {
-            return Contains(column, text);
-        }
-
-        var found = Contains(column, key);
-        var unindexed = Expression.Lambda<Func<T, string?>>(
-            Expression.Call(typeof(string).GetMethod(nameof(string.Concat), [typeof(string), typeof(string)])!, column.Body, Expression.Constant("")),
-            column.Parameters);
-        var check = Contains(unindexed, text);
-        var row = found.Parameters[0];
-        return Expression.Lambda<Func<T, bool>>(
-            Expression.AndAlso(found.Body, new ReplaceParameter(check.Parameters[0], row).Visit(check.Body)), row);
-    }
+            .Union(_db.TaskRunLogs.Where(Contains<TaskRunLog>(r => r.ErrorMessage, search.Text)).Select(r => r.TaskId));
 
     /// <summary>The text part of <see cref="MatchingIds"/> on one row: for the newest rows, read in time order.</summary>
     private Expression<Func<TaskLog, bool>> RowMatches(TaskSearch search)

@@ -373,9 +373,7 @@ public sealed partial class LedgerQueries
     /// <summary>A case-insensitive substring match, with the user's <c>%</c> and <c>_</c> taken literally.</summary>
     private Expression<Func<T, bool>> Contains<T>(Expression<Func<T, string?>> column, string text)
     {
-        var pattern = "%" + text.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("%", "\\%", StringComparison.Ordinal)
-            .Replace("_", "\\_", StringComparison.Ordinal) + "%";
-        var match = _database.LikeIgnoringCase(pattern);
+        var match = _database.LikeIgnoringCase(LedgerSql.LikePattern(text));
         var body = new ReplaceParameter(match.Parameters[0], column.Body).Visit(match.Body);
         return Expression.Lambda<Func<T, bool>>(body, column.Parameters);
     }

@@ -120,9 +120,15 @@ internal abstract class LedgerDatabase
     /// The ids of the tasks whose Input or TaskKwargs, or one of whose runs' ErrorMessage, contains
     /// <paramref name="text"/> (at least three characters), case-insensitively, answered from this database's own text
     /// index (SQLite: FTS5 trigram tables). Null when <see cref="LikeIgnoringCase"/> over those columns is already
-    /// answered from an index (PostgreSQL: <c>pg_trgm</c> GIN indexes). See docs/search.md.
+    /// answered from an index. See docs/search.md.
     /// </summary>
-    public virtual IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text) => null;
+    /// <param name="db">The context the query is composed on.</param>
+    /// <param name="text">The searched text.</param>
+    /// <param name="key">
+    /// The text's distinctive part (<c>TaskSearch.Key</c>), or null: where the index reads a posting list per trigram
+    /// (PostgreSQL), only the key is looked up and the whole text is checked on the rows found.
+    /// </param>
+    public virtual IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => null;
 
     // ---- Values ----
 

@@ -7,6 +7,11 @@ namespace JobLog.Storage;
 /// </summary>
 internal static class LedgerSql
 {
+    /// <summary><c>%text%</c> for <c>LIKE … ESCAPE '\'</c>, with the user's <c>%</c>, <c>_</c> and <c>\</c> taken literally.</summary>
+    public static string LikePattern(string text) =>
+        "%" + text.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("%", "\\%", StringComparison.Ordinal)
+            .Replace("_", "\\_", StringComparison.Ordinal) + "%";
+
     /// <summary>The quoted task table.</summary>
     public const string T = "\"" + LedgerModel.Tasks + "\"";
 

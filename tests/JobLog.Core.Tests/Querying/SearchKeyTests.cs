@@ -34,7 +34,7 @@ public class SearchKeyTests
         var sql = queries.MatchingIdsQuery("ord-0032dcd5-z").ToQueryString();
         await db.Database.OpenConnectionAsync();
         await using var command = db.Database.GetDbConnection().CreateCommand();
-        var parameters = Regex.Matches(sql, "^-- (@\\w+)='(.*)'", RegexOptions.Multiline);
+        var parameters = Regex.Matches(sql, "^-- @?(\\w+)='(.*)'", RegexOptions.Multiline);
         foreach (Match p in parameters)
         {
             var parameter = command.CreateParameter();
@@ -54,9 +54,13 @@ public class SearchKeyTests
             }
         }
 
+        // EXPLAIN breaks a line at the line feed between the two columns of the task text's index expression: one
+        // plan node a line again.
         var text = string.Join("\n", plan);
+        plan = [.. text.Replace("'\n'::text", "E'\\n'::text", StringComparison.Ordinal).Split('\n')];
         var conditions = plan.Where(l => l.Contains("Index Cond", StringComparison.Ordinal) && l.Contains("~~*", StringComparison.Ordinal)).ToList();
-        Assert.That(conditions, Has.Count.EqualTo(3), text);
+        // The task text (one index over Input and TaskKwargs) and the runs' ErrorMessage.
+        Assert.That(conditions, Has.Count.EqualTo(2), text);
         Assert.That(conditions, Has.All.Contains("0032dcd5").And.None.Contains("ord-"), text);
         Assert.That(plan.Where(l => l.Contains("Filter", StringComparison.Ordinal)), Has.Some.Contains("%ord-0032dcd5-z%"), text);
     }

@@ -170,6 +170,8 @@ public class LedgerOutageTests
     public async Task QueueFull_SpoolsToDisk_AndReplaysInOrderWhenTheDatabaseReturns()
     {
         var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        // Declared before the host, so deleted after it has stopped: a running host may still write into it.
+        using var deleteSpool = new DeleteDirectory(spool);
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
         {
             o.QueueCapacity = 1000;
@@ -220,13 +222,14 @@ public class LedgerOutageTests
 
         // Records queue in memory again.
         Assert.That(recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow })), Is.GreaterThan(0));
-        Directory.Delete(spool, recursive: true);
     }
 
     [Test]
     public async Task QueueFull_SpooledRecord_IsMaskedBeforeItReachesTheSpoolFile()
     {
         var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        // Declared before the host, so deleted after it has stopped: a running host may still write into it.
+        using var deleteSpool = new DeleteDirectory(spool);
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
         {
             o.QueueCapacity = 1000;
@@ -269,13 +272,14 @@ public class LedgerOutageTests
             TimeSpan.FromSeconds(30), "the spooled run reaches the ledger");
         var stored = (await host.TaskAsync(id)).Runs.Single();
         Assert.That(new[] { stored.ErrorMessage, stored.Output }, Has.None.Contains("Spool-S3cret-91").And.All.Not.Null);
-        Directory.Delete(spool, recursive: true);
     }
 
     [Test]
     public async Task SpoolLeftByAStoppedProcess_IsReplayedByTheNext_SkippingUnreadableLines()
     {
         var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        // Declared before the host, so deleted after it has stopped: a running host may still write into it.
+        using var deleteSpool = new DeleteDirectory(spool);
         var ledger = TestLedger.Sqlite();
         var options = new JobLogOptions { SpoolDirectory = spool };
         ledger.Apply(options);
@@ -303,13 +307,14 @@ public class LedgerOutageTests
         var names = await host.QueryAsync(db => db.TaskLogs.OrderBy(t => t.Name).Select(t => t.Name).ToListAsync());
         Assert.That(names, Is.EqualTo(new[] { "A", "B <script>", "C" }));
         Assert.That((recorder.Dropped, File.Exists(path)), Is.EqualTo((1L, false)), "the cut line is skipped and counted");
-        Directory.Delete(spool, recursive: true);
     }
 
     [Test]
     public async Task TwoHostsOnOneLedger_SpoolToFilesOfTheirOwn()
     {
         var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        // Declared before the host, so deleted after it has stopped: a running host may still write into it.
+        using var deleteSpool = new DeleteDirectory(spool);
         var ledger = TestLedger.Sqlite();
         Action<JobLogOptions> options = o =>
         {
@@ -333,13 +338,14 @@ public class LedgerOutageTests
         Assert.That(files.Select(f => File.ReadAllText(f).Contains("\"Name\":\"A\"", StringComparison.Ordinal)), Is.EqualTo(new[] { true, false }));
         a.Dispose();
         b.Dispose();
-        Directory.Delete(spool, recursive: true);
     }
 
     [Test]
     public async Task SpoolFull_DropsAndCounts()
     {
         var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        // Declared before the host, so deleted after it has stopped: a running host may still write into it.
+        using var deleteSpool = new DeleteDirectory(spool);
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
         {
             o.QueueCapacity = 1000;
@@ -358,7 +364,6 @@ public class LedgerOutageTests
         Assert.That(recorder.Spooled + recorder.Dropped, Is.EqualTo(200));
         Assert.That(new FileInfo(Directory.GetFiles(spool, "*.jsonl").Single()).Length, Is.LessThanOrEqualTo(4096));
         recorder.Dispose();
-        Directory.Delete(spool, recursive: true);
     }
 
     [Test]
@@ -389,5 +394,16 @@ public class LedgerOutageTests
         var ex = Assert.Throws<Microsoft.Extensions.Options.OptionsValidationException>(
             () => _ = provider.GetRequiredService<Microsoft.Extensions.Options.IOptions<JobLogOptions>>().Value);
         Assert.That(ex!.Message, Does.Contain("UseSqlite"));
+    }
+
+    private sealed class DeleteDirectory(string path) : IDisposable
+    {
+        public void Dispose()
+        {
+            if (Directory.Exists(path))
+            {
+                Directory.Delete(path, recursive: true);
+            }
+        }
     }
 }

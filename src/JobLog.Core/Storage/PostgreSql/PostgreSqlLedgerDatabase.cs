@@ -41,7 +41,7 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
         }
     }
 
-    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text) => PostgreSqlSearch.TasksContaining(db, text);
+    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => PostgreSqlSearch.TasksContaining(db, text, key);
 
     public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(WithoutJit(connectionString));
 

@@ -74,8 +74,8 @@ internal static class PostgreSqlSearch
         "SELECT COUNT(*)::int AS \"Value\" FROM pg_indexes WHERE schemaname = current_schema() AND indexname IN ("
         + string.Join(", ", names.Select(i => "'" + i + "'")) + ")";
 
-    // {0} is the ILIKE pattern. The task part is the indexed expression and predicate, so that the planner answers it
-    // from the index; the waiting tasks (not in it) from the state index.
+    // {0} is the ILIKE pattern of the whole text. The task part is the indexed expression and predicate, so that the
+    // planner answers it from the index; the waiting tasks (not in it) from the state index.
     private const string Matching = $$"""
         SELECT t."Id" AS "Value" FROM "{{LedgerModel.Tasks}}" t WHERE t."State" <> 1 AND {{TaskText}} ILIKE {0} ESCAPE '\'
         UNION
@@ -84,20 +84,35 @@ internal static class PostgreSqlSearch
         SELECT r."TaskId" AS "Value" FROM "{{LedgerModel.Runs}}" r WHERE r."ErrorMessage" ILIKE {0} ESCAPE '\'
         """;
 
+    // {1} is the ILIKE pattern of the text's key: the only index condition (a GIN scan reads the whole posting list of
+    // each trigram of its pattern, and the trigrams of an id's punctuation are in every row); the whole text ({0}) is
+    // checked on the rows found, in a form no index serves (`|| ''`).
+    private const string MatchingByKey = $$"""
+        SELECT t."Id" AS "Value" FROM "{{LedgerModel.Tasks}}" t
+            WHERE t."State" <> 1 AND {{TaskText}} ILIKE {1} ESCAPE '\' AND ({{TaskText}} || '') ILIKE {0} ESCAPE '\'
+        UNION
+        SELECT t."Id" AS "Value" FROM "{{LedgerModel.Tasks}}" t WHERE t."State" = 1 AND {{TaskText}} ILIKE {0} ESCAPE '\'
+        UNION
+        SELECT r."TaskId" AS "Value" FROM "{{LedgerModel.Runs}}" r
+            WHERE r."ErrorMessage" ILIKE {1} ESCAPE '\' AND (r."ErrorMessage" || '') ILIKE {0} ESCAPE '\'
+        """;
+
     /// <summary>
     /// The ids of the tasks whose <c>Input</c>, <c>TaskKwargs</c> or a run's <c>ErrorMessage</c> contains
-    /// <paramref name="text"/> (case-insensitive), as a composable query answered from the indexes; <see langword="null"/>
-    /// (scan the columns) for a text with a line feed, which could match across the two columns' joint in the index.
+    /// <paramref name="text"/> (case-insensitive), as a composable query answered from the indexes (looking up
+    /// <paramref name="key"/> when there is one); <see langword="null"/> (scan the columns) for a text with a line feed,
+    /// which could match across the two columns' joint in the index.
     /// </summary>
-    public static IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text)
+    public static IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key)
     {
         if (text.Contains('\n', StringComparison.Ordinal))
         {
             return null;
         }
 
-        var pattern = "%" + text.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("%", "\\%", StringComparison.Ordinal)
-            .Replace("_", "\\_", StringComparison.Ordinal) + "%";
-        return db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, pattern));
+        var pattern = LedgerSql.LikePattern(text);
+        return key is null
+            ? db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, pattern))
+            : db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingByKey, pattern, LedgerSql.LikePattern(key)));
     }
 }

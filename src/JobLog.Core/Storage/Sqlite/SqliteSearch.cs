@@ -165,10 +165,6 @@ internal static class SqliteSearch
             ? db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingWatermarked, Phrase(text), pattern))
             : db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, Phrase(text)));
 
-    /// <summary><c>%text%</c> for <c>LIKE … ESCAPE '\'</c>, with the user's <c>%</c>, <c>_</c> and <c>\</c> taken literally.</summary>
-    public static string LikePattern(string text) =>
-        "%" + text.Replace("\\", "\\\\", StringComparison.Ordinal).Replace("%", "\\%", StringComparison.Ordinal)
-            .Replace("_", "\\_", StringComparison.Ordinal) + "%";
 
     /// <summary>
     /// <paramref name="text"/> as one FTS5 string: inside double quotes every character is literal (<c>*</c>,

@@ -49,11 +49,11 @@ public class SqliteSearchWatermarkTests
 
         await using var scope = host.Services.CreateAsyncScope();
         var db = scope.ServiceProvider.GetRequiredService<JobLogDbContext>();
-        var found = await SqliteSearch.TasksContaining(db, "ord-reused", SqliteSearch.LikePattern("ord-reused")).ToListAsync();
+        var found = await SqliteSearch.TasksContaining(db, "ord-reused", LedgerSql.LikePattern("ord-reused")).ToListAsync();
         Assert.That(found, Has.Count.EqualTo(1), "past the watermark: checked row by row");
         await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
         Assert.That(await ScalarAsync(host, Match("ORD-REUSED-1")), Is.EqualTo(1), "and indexed by the next step");
-        Assert.That(await SqliteSearch.TasksContaining(db, "ord-reused", SqliteSearch.LikePattern("ord-reused")).ToListAsync(), Is.EqualTo(found));
+        Assert.That(await SqliteSearch.TasksContaining(db, "ord-reused", LedgerSql.LikePattern("ord-reused")).ToListAsync(), Is.EqualTo(found));
     }
 
     [Test]
