@@ -20,7 +20,7 @@ internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
     private static readonly string[] Statements =
         [.. SqliteSearch.IndexPending.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
 
-    private readonly Dictionary<string, sqlite3_stmt> _statements = new(StringComparer.Ordinal);
+    private readonly SqliteStatementCache _sql = new(handle);
     private long _schema = -1;
     private bool _watermarked;
 
@@ -31,13 +31,13 @@ internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
     public void Step(bool all = false)
     {
         Indexed = false;
-        var schema = Scalar("PRAGMA main.schema_version");
+        var schema = _sql.Scalar("PRAGMA main.schema_version");
         if (schema != _schema)
         {
             // The index may have been dropped or created since: statements prepared for the old schema go.
-            ReleaseStatements();
-            _schema = Scalar("PRAGMA main.schema_version");
-            _watermarked = Scalar(HasWatermark) > 0;
+            _sql.Dispose();
+            _schema = _sql.Scalar("PRAGMA main.schema_version");
+            _watermarked = _sql.Scalar(HasWatermark) > 0;
         }
 
         if (!_watermarked || (!all && !Due()))
@@ -47,39 +47,23 @@ internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
 
         foreach (var sql in Statements)
         {
-            var statement = Statement(sql);
-            var rc = raw.sqlite3_step(statement);
-            raw.sqlite3_reset(statement);
-            if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
-            {
-                Check(rc);
-            }
+            _sql.Run(sql);
         }
 
         Indexed = true;
     }
 
-    public void Dispose() => ReleaseStatements();
-
-    private void ReleaseStatements()
-    {
-        foreach (var statement in _statements.Values)
-        {
-            statement.Dispose();
-        }
-
-        _statements.Clear();
-    }
+    public void Dispose() => _sql.Dispose();
 
     private bool Due()
     {
-        var pending = Statement(SqliteSearch.Pending);
+        var pending = _sql.Statement(SqliteSearch.Pending);
         var rc = raw.sqlite3_step(pending);
         try
         {
             if (rc != raw.SQLITE_ROW)
             {
-                Check(rc);
+                _sql.Check(rc);
                 return false;
             }
 
@@ -88,45 +72,6 @@ internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
         finally
         {
             raw.sqlite3_reset(pending);
-        }
-    }
-
-    private long Scalar(string sql)
-    {
-        var statement = Statement(sql);
-        var rc = raw.sqlite3_step(statement);
-        try
-        {
-            if (rc != raw.SQLITE_ROW)
-            {
-                Check(rc);
-                return 0;
-            }
-
-            return raw.sqlite3_column_int64(statement, 0);
-        }
-        finally
-        {
-            raw.sqlite3_reset(statement);
-        }
-    }
-
-    private sqlite3_stmt Statement(string sql)
-    {
-        if (!_statements.TryGetValue(sql, out var statement))
-        {
-            Check(raw.sqlite3_prepare_v2(handle, sql, out statement));
-            _statements[sql] = statement;
-        }
-
-        return statement;
-    }
-
-    private void Check(int rc)
-    {
-        if (rc is not (raw.SQLITE_OK or raw.SQLITE_DONE or raw.SQLITE_ROW))
-        {
-            Microsoft.Data.Sqlite.SqliteException.ThrowExceptionForRC(rc, handle);
         }
     }
 }

@@ -124,7 +124,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
 
     private readonly List<string> _temporary = [];
     private long _schema = -1;
-    private readonly Dictionary<string, sqlite3_stmt> _statements = new(StringComparer.Ordinal);
+    private readonly SqliteStatementCache _sql = new(handle);
     private string[]? _finish;
     private bool _capture;
     private bool _off;
@@ -400,48 +400,11 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
 
     private long LargestRowid() => Scalar($"SELECT max(coalesce((SELECT max(rowid) FROM main.{T}), 0), coalesce((SELECT max(rowid) FROM main.{R}), 0))");
 
-    private long Scalar(string sql)
-    {
-        var statement = Statement(sql);
-        var rc = raw.sqlite3_step(statement);
-        try
-        {
-            if (rc != raw.SQLITE_ROW)
-            {
-                Check(rc);
-            }
+    private long Scalar(string sql) => _sql.Scalar(sql);
 
-            return raw.sqlite3_column_int64(statement, 0);
-        }
-        finally
-        {
-            raw.sqlite3_reset(statement);
-        }
-    }
+    private sqlite3_stmt Statement(string sql) => _sql.Statement(sql);
 
-    // The per-batch statements are prepared once (a statement is compiled again by SQLite only when the schema changed).
-    private sqlite3_stmt Statement(string sql)
-    {
-        if (!_statements.TryGetValue(sql, out var statement))
-        {
-            Check(raw.sqlite3_prepare_v2(handle, sql, out statement));
-            _statements[sql] = statement;
-        }
-
-        return statement;
-    }
-
-    private void Run(string sql)
-    {
-        var statement = Statement(sql);
-        var rc = raw.sqlite3_step(statement);
-        raw.sqlite3_reset(statement);
-        raw.sqlite3_clear_bindings(statement);
-        if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
-        {
-            Check(rc);
-        }
-    }
+    private void Run(string sql) => _sql.Run(sql);
 
     // One statement each: the scripts above separate theirs with "; " (no literal holds one).
     private static string[] Statements(string script) =>
@@ -453,12 +416,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
     /// </summary>
     public void Dispose()
     {
-        foreach (var statement in _statements.Values)
-        {
-            statement.Dispose();
-        }
-
-        _statements.Clear();
+        _sql.Dispose();
         Restore();
         DropCopies();
         _schema = -1;
@@ -476,11 +434,5 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
 
     private void Exec(string sql) => Check(raw.sqlite3_exec(handle, sql));
 
-    private void Check(int rc)
-    {
-        if (rc is not (raw.SQLITE_OK or raw.SQLITE_DONE or raw.SQLITE_ROW))
-        {
-            Microsoft.Data.Sqlite.SqliteException.ThrowExceptionForRC(rc, handle);
-        }
-    }
+    private void Check(int rc) => _sql.Check(rc);
 }
