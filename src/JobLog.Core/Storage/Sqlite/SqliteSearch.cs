@@ -99,14 +99,13 @@ internal static class SqliteSearch
         END;
         """;
 
+    /// <summary>Drops the search index's triggers on both tables, of either shape (per-row INSERT triggers, or the watermark's).</summary>
+    private static readonly string DropTriggers = string.Join("\n",
+        new[] { TaskText, RunText }.SelectMany(table => new[] { "Insert", "Update", "Delete" }.Select(on => $"DROP TRIGGER IF EXISTS \"{table}_{on}\";")));
+
     /// <summary>From the per-row INSERT triggers (<see cref="Create"/>, which indexed every row) to the watermark.</summary>
     public static readonly string Upgrade = $"""
-        DROP TRIGGER IF EXISTS "{TaskText}_Insert";
-        DROP TRIGGER IF EXISTS "{TaskText}_Update";
-        DROP TRIGGER IF EXISTS "{TaskText}_Delete";
-        DROP TRIGGER IF EXISTS "{RunText}_Insert";
-        DROP TRIGGER IF EXISTS "{RunText}_Update";
-        DROP TRIGGER IF EXISTS "{RunText}_Delete";
+        {DropTriggers}
         {Watermarked}
         """;
 
@@ -127,12 +126,7 @@ internal static class SqliteSearch
 
     /// <summary>Drops the triggers and the tables (the migration's Down, and <c>SearchIndex = false</c>).</summary>
     public static readonly string Drop = $"""
-        DROP TRIGGER IF EXISTS "{TaskText}_Insert";
-        DROP TRIGGER IF EXISTS "{TaskText}_Update";
-        DROP TRIGGER IF EXISTS "{TaskText}_Delete";
-        DROP TRIGGER IF EXISTS "{RunText}_Insert";
-        DROP TRIGGER IF EXISTS "{RunText}_Update";
-        DROP TRIGGER IF EXISTS "{RunText}_Delete";
+        {DropTriggers}
         DROP TABLE IF EXISTS "{TaskText}";
         DROP TABLE IF EXISTS "{RunText}";
         DROP TABLE IF EXISTS {W};
