@@ -88,6 +88,9 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
 
     public int Backlog => Volatile.Read(ref _backlog);
 
+    /// <summary>The highest sequence up to which every queued record is committed.</summary>
+    internal long CommittedUpTo => _waiters.Committed;
+
     public long Dropped => Interlocked.Read(ref _dropped);
 
     /// <summary>Records written to the spool file since start (they reach the ledger when the writer has caught up).</summary>
@@ -327,8 +330,11 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         spool.Dispose();
     }
 
-    /// <summary>The writer committed <paramref name="batch"/>: the backlog shrinks and the records' waiters are released.</summary>
-    internal void Committed(IReadOnlyList<QueuedRecord> batch)
+    /// <summary>
+    /// The writer committed <paramref name="batch"/>: the backlog shrinks, and the waiters and the journal move up to its
+    /// last record, or to just before <paramref name="heldFrom"/>, the lowest record the writer holds back (0: none).
+    /// </summary>
+    internal void Committed(IReadOnlyList<QueuedRecord> batch, long heldFrom = 0)
     {
         if (batch.Count == 0)
         {
@@ -348,6 +354,12 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         }
 
         Interlocked.Add(ref _backlog, -queued);
+        if (heldFrom > 0)
+        {
+            // A held record is not in the database: the journal keeps it, and a flush waits for it.
+            last = Math.Min(last, heldFrom - 1);
+        }
+
         if (last > _waiters.Committed)
         {
             _journal?.Checkpoint(last);
@@ -355,6 +367,13 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
 
         _waiters.Release(last);
     }
+
+    /// <summary>
+    /// True when the queued record with <paramref name="sequence"/> is in the journal (appended, with the operating system),
+    /// in <see cref="LedgerDurability.Journaled"/> mode: the writer may then hold it back for a while (<see cref="HeldDispatches"/>).
+    /// </summary>
+    internal bool IsJournaled(long sequence) =>
+        _journal is not null && _options.Durability == LedgerDurability.Journaled && _waiters.Durable >= sequence && _waiters.Committed < sequence;
 
     /// <summary>The writer cannot reach the database (waiters are released: the business path does not wait for it), or can again.</summary>
     internal void SetFailing(bool failing) => _waiters.SetFailing(failing);

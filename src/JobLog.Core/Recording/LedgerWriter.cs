@@ -31,6 +31,21 @@ internal sealed class LedgerWriter(
     private int _started;
     private bool _batchFromSpool;
     private bool _batchFromJournal;
+    private volatile bool _stopping;
+
+    // Journaled mode only: there the dispatch is durable in the journal before the writer sees it (HeldDispatches).
+    private readonly HeldDispatches? _held = recorder.Options.Durability == LedgerDurability.Journaled
+        ? new HeldDispatches(time, HoldCapacity(recorder.Options), MaxHold)
+        : null;
+
+    /// <summary>The longest the writer holds a dispatch back waiting for its run (<see cref="HeldDispatches"/>).</summary>
+    internal static readonly TimeSpan MaxHold = TimeSpan.FromSeconds(1);
+
+    /// <summary>The most dispatches the writer holds back at once: two batches' worth.</summary>
+    internal static int HoldCapacity(JobLogOptions options) => 2 * options.MaxBatchSize;
+
+    /// <summary>Dispatches held back from the database for now (they are in the journal, and counted in the backlog).</summary>
+    internal int Held => _held?.Count ?? 0;
 
     /// <summary>Starts once: MassTransit's test harness starts every hosted service again after the host did.</summary>
     public override Task StartAsync(CancellationToken cancellationToken) =>
@@ -38,6 +53,7 @@ internal sealed class LedgerWriter(
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
+        _stopping = true;
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
 
         // Flush on shutdown: what is queued is written unless the database is down past the host's shutdown timeout.
@@ -45,7 +61,7 @@ internal sealed class LedgerWriter(
         drain.CancelAfter(TimeSpan.FromSeconds(30));
         try
         {
-            while (_batch.Count > 0 || recorder.Reader.TryPeek(out _) || recorder.HasSpooled || recorder.HasJournalLeftOvers)
+            while (_batch.Count > 0 || Held > 0 || recorder.Reader.TryPeek(out _) || recorder.HasSpooled || recorder.HasJournalLeftOvers)
             {
                 await WriteNextBatchAsync(drain.Token).ConfigureAwait(false);
             }
@@ -71,7 +87,7 @@ internal sealed class LedgerWriter(
         {
             while (!stoppingToken.IsCancellationRequested)
             {
-                if (_batch.Count == 0 && !recorder.HasSpooled && !recorder.HasJournalLeftOvers
+                if (_batch.Count == 0 && Held == 0 && !recorder.HasSpooled && !recorder.HasJournalLeftOvers
                     && !await recorder.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
                 {
                     return;
@@ -117,6 +133,16 @@ internal sealed class LedgerWriter(
             _batch.Add(queued with { Record = recorder.MaskedByJournal(queued.Sequence) ?? _masking.Apply(queued.Record) });
         }
 
+        if (_held is not null && !_batchFromSpool && !_batchFromJournal)
+        {
+            // A dispatch waits for its run while more records are queued; an idle or stopping writer holds nothing back.
+            _held.Sort(_batch, moreQueued: !_stopping && recorder.Reader.TryPeek(out _), recorder.IsJournaled);
+            if (_batch.Count == 0 && _held.Count > 0)
+            {
+                return 0;
+            }
+        }
+
         if (_batch.Count == 0)
         {
             // The queue is empty: the spool's records, if any, are next (they are newer than anything queued before).
@@ -150,7 +176,7 @@ internal sealed class LedgerWriter(
 
         metrics.RecordsWritten.Add(count);
         metrics.BatchSize.Record(count);
-        recorder.Committed(_batch);
+        recorder.Committed(_batch, HeldFrom);
         _batch.Clear();
         if (_batchFromSpool)
         {
@@ -166,6 +192,9 @@ internal sealed class LedgerWriter(
 
         return count;
     }
+
+    /// <summary>The lowest sequence held back (0 when none): the journal keeps it, and nothing from it on counts as committed.</summary>
+    private long HeldFrom => _held?.Lowest ?? 0;
 
     /// <summary>
     /// One attempt at the batch. When it fails while the database is reachable, the batch itself was bad: it is stored
@@ -237,7 +266,7 @@ internal sealed class LedgerWriter(
                 await ResetExecutorAsync().ConfigureAwait(false);
                 if (!await IsReachableAsync(cancellationToken).ConfigureAwait(false))
                 {
-                    recorder.Committed(written);
+                    recorder.Committed(written, HeldFrom);
                     _batch.Clear();
                     for (var j = 0; j < remaining.Count; j++)
                     {
