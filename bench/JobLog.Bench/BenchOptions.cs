@@ -51,6 +51,8 @@ internal sealed class BenchOptions
           --search-index on|off  JobLogOptions.SearchIndex (default on; also for writer)
           --row-triggers     SQLite: keep every trigger firing per row in the writer's batches, as before session 6 (a
                              no-op trigger of the bench's own makes the writer fall back; also for writer)
+          --hold on|off      Journaled: the writer holds a dispatch back for its run, writing the task once (default on,
+                             as the library; also for writer's "dispatch then run" profile)
 
         sweep options:
           --tasks N          tasks in the ledger (default 1000000; 10% stale)
@@ -127,6 +129,9 @@ internal sealed class BenchOptions
     /// <summary>JobLogOptions.SearchIndex for the throughput and writer runs.</summary>
     public bool SearchIndex { get; private set; } = true;
 
+    /// <summary>The writer's hold on dispatches in Journaled mode (JobLogOptions.HoldDispatches), for throughput and writer runs.</summary>
+    public bool Hold { get; private set; } = true;
+
     /// <summary>SQLite: a trigger of the bench's own on the runs table, so that the writer fires every trigger per row.</summary>
     public bool RowTriggers { get; private set; }
 
@@ -186,6 +191,7 @@ internal sealed class BenchOptions
                 case "--alloc-profile": o.AllocationProfile = true; break;
                 case "--search-index": o.SearchIndex = Value() is not ("off" or "false" or "0"); break;
                 case "--row-triggers": o.RowTriggers = true; break;
+                case "--hold": o.Hold = Value() is not ("off" or "false" or "0"); break;
                 case "--analyze": o.Analyze = true; break;
                 case "--keep": o.Keep = true; break;
                 case "--partitioned": o.Partitioned = true; break;

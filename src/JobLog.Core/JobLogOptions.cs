@@ -67,6 +67,12 @@ public sealed class JobLogOptions : IValidatableObject
     /// </summary>
     public bool SearchIndex { get; set; } = true;
 
+    /// <summary>
+    /// In <see cref="LedgerDurability.Journaled"/> mode the writer holds a dispatch back while more records are queued, so
+    /// that its task row is written once with its run's state (Recording/HeldDispatches.cs). Off only to measure it.
+    /// </summary>
+    internal bool HoldDispatches { get; set; } = true;
+
     /// <summary>What the business path waits for before it goes on: see <see cref="LedgerDurability"/>. Default <see cref="LedgerDurability.Journaled"/>.</summary>
     public LedgerDurability Durability { get; set; } = LedgerDurability.Journaled;
 

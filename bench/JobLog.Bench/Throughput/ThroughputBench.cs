@@ -188,6 +188,7 @@ internal sealed class ThroughputBench(BenchOptions options)
                 ledger.Apply(o);
                 o.Durability = path.Durability;
                 o.SearchIndex = options.SearchIndex;
+                o.HoldDispatches = options.Hold;
             });
         await host.StartAsync();
         if (ledger is not null && options.RowTriggers)

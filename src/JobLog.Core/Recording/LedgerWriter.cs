@@ -34,7 +34,7 @@ internal sealed class LedgerWriter(
     private volatile bool _stopping;
 
     // Journaled mode only: there the dispatch is durable in the journal before the writer sees it (HeldDispatches).
-    private readonly HeldDispatches? _held = recorder.Options.Durability == LedgerDurability.Journaled
+    private readonly HeldDispatches? _held = recorder.Options is { Durability: LedgerDurability.Journaled, HoldDispatches: true }
         ? new HeldDispatches(time, HoldCapacity(recorder.Options), MaxHold)
         : null;
 
