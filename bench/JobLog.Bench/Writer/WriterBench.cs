@@ -204,7 +204,7 @@ internal sealed class WriterBench(BenchOptions options)
         var messages = options.Messages;
         var window = options.Window;
         // Journaled: the writer holds each dispatch back until its run's batch (LedgerWriter, HeldDispatches); the records
-        // are in the journal by then, and more is always queued but after the last batch.
+        // are in the journal by then; the last batch is a flush.
         var held = split && options.Hold ? new HeldDispatches(TimeProvider.System, 4 * window, LedgerWriter.MaxHold) : null;
         var sequence = 0L;
         for (var start = 0; start < messages; start += window)
@@ -229,7 +229,7 @@ internal sealed class WriterBench(BenchOptions options)
                 if (held is not null)
                 {
                     var queued = records.Select(r => new QueuedRecord(r, ++sequence)).ToList();
-                    held.Sort(queued, moreQueued: start + window < messages || b < batches.Count - 1, static _ => true);
+                    held.Sort(queued, hold: start + window < messages || b < batches.Count - 1, static _ => true);
                     records = [.. queued.Select(q => q.Record)];
                     if (records.Count == 0)
                     {

@@ -2,16 +2,13 @@ namespace JobLog.Recording;
 
 /// <summary>
 /// The writer's hold on dispatches (docs/architecture.md#write-path), in <see cref="LedgerDurability.Journaled"/> mode: a
-/// dispatch whose run is not in its batch, already durable in the journal, is kept out of the batch while more records
-/// wait, so that it meets its run in a later batch and the task row is written once, with its derived state, instead of
-/// as WAITING and then again by the derivation. A held dispatch goes back into the first batch that has a record of
-/// its task, into any batch once it is older than <c>maxAge</c>, and into the next batch whenever the queue is empty (an
-/// idle writer holds nothing); at most <c>capacity</c> are held (newer dispatches are written as before). The
-/// journal keeps a held record until it is committed (<see cref="Lowest"/>).
+/// dispatch whose run is not in its batch, already durable in the journal, is kept out of the batch for a while, so that
+/// it meets its run in a later batch and the task row is written once, with its derived state, instead of as WAITING and
+/// then again by the derivation. A held dispatch goes back into the first batch that has a record of its task, into
+/// any batch once it is older than <c>maxAge</c> (an idle writer wakes for it), and into the next batch when the writer
+/// stops or a flush waits; at most <c>capacity</c> are held (newer dispatches are written as before). The journal keeps
+/// a held record until it is committed (<see cref="Lowest"/>).
 /// </summary>
-/// <param name="time">The clock of <paramref name="maxAge"/>.</param>
-/// <param name="capacity">The most dispatches held at once.</param>
-/// <param name="maxAge">The longest a dispatch is held.</param>
 internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan maxAge)
 {
     private readonly Dictionary<Guid, Held> _byTask = [];
@@ -45,15 +42,30 @@ internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan m
         }
     }
 
+    /// <summary>How long until the oldest held dispatch is due (zero when it is; null when none is held).</summary>
+    public TimeSpan? UntilDue
+    {
+        get
+        {
+            if (Lowest == 0 || !_order.TryPeek(out var head))
+            {
+                return null;
+            }
+
+            var due = maxAge - time.GetElapsedTime(head.HeldAt);
+            return due > TimeSpan.Zero ? due : TimeSpan.Zero;
+        }
+    }
+
     /// <summary>
-    /// Before <paramref name="batch"/> is committed: the held dispatches it needs (or all of them when nothing more is
-    /// queued, or those past their age) go back into it, in front and in order, and its dispatches without a record of
-    /// the same task are held when more is queued and the journal has them.
+    /// Before <paramref name="batch"/> is committed: the held dispatches it needs, and those past their age (all of them
+    /// when <paramref name="hold"/> is false), go back into it, in front and in order; its dispatches without another
+    /// record of their task are held, when <paramref name="hold"/> and the journal has them.
     /// </summary>
     /// <param name="batch">Records taken from the queue, in order; changed in place.</param>
-    /// <param name="moreQueued">True when more records wait in the queue (the writer is busy).</param>
+    /// <param name="hold">False when nothing may be held (the writer stops, a flush waits).</param>
     /// <param name="durable">True when the record with that sequence is in the journal.</param>
-    public void Sort(List<QueuedRecord> batch, bool moreQueued, Func<long, bool> durable)
+    public void Sort(List<QueuedRecord> batch, bool hold, Func<long, bool> durable)
     {
         _released.Clear();
         _references.Clear();
@@ -65,7 +77,7 @@ internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan m
             }
         }
 
-        if (!moreQueued)
+        if (!hold)
         {
             ReleaseAll();
         }
@@ -93,7 +105,7 @@ internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan m
             }
         }
 
-        if (moreQueued && _byTask.Count < capacity)
+        if (hold && _byTask.Count < capacity)
         {
             var now = time.GetTimestamp();
             _kept.Clear();

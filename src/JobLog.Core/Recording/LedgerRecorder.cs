@@ -34,6 +34,8 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     private long _spooled;
     private readonly LedgerJournal? _journal;
     private readonly SteadyRate _drops;
+    private long _flushTarget;
+    private TaskCompletionSource _flushRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public LedgerRecorder(IOptions<JobLogOptions> options, JobLogMetrics metrics, ILogger<LedgerRecorder> logger, TimeProvider time, Redaction.Redactor redactor)
     {
@@ -194,10 +196,22 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
             ? ValueTask.CompletedTask
             : _waiters.WaitAsync(sequence, cancellationToken);
 
+    /// <summary>True while a <see cref="FlushAsync"/> waits for records not yet committed: the writer holds nothing back then.</summary>
+    internal bool FlushPending => Interlocked.Read(ref _flushTarget) > _waiters.Committed;
+
+    /// <summary>Completed when a <see cref="FlushAsync"/> starts (wakes a writer that holds dispatches back).</summary>
+    internal Task FlushRequested => Volatile.Read(ref _flushRequested).Task;
+
     /// <summary>Waits until everything enqueued so far is committed (tests, shutdown, CLI).</summary>
     public async Task<bool> FlushAsync(TimeSpan timeout, CancellationToken cancellationToken = default)
     {
         var target = Interlocked.Read(ref _enqueued);
+        long seen;
+        while ((seen = Interlocked.Read(ref _flushTarget)) < target && Interlocked.CompareExchange(ref _flushTarget, target, seen) != seen)
+        {
+        }
+
+        Interlocked.Exchange(ref _flushRequested, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
         var deadline = _time.GetTimestamp() + (long)(timeout.TotalSeconds * _time.TimestampFrequency);
         while (_waiters.Committed < target)
         {

@@ -41,8 +41,8 @@ internal sealed class LedgerWriter(
     /// <summary>The longest the writer holds a dispatch back waiting for its run (<see cref="HeldDispatches"/>).</summary>
     internal static readonly TimeSpan MaxHold = TimeSpan.FromSeconds(1);
 
-    /// <summary>The most dispatches the writer holds back at once: two batches' worth.</summary>
-    internal static int HoldCapacity(JobLogOptions options) => 2 * options.MaxBatchSize;
+    /// <summary>The most dispatches the writer holds back at once: four batches' worth.</summary>
+    internal static int HoldCapacity(JobLogOptions options) => 4 * options.MaxBatchSize;
 
     /// <summary>Dispatches held back from the database for now (they are in the journal, and counted in the backlog).</summary>
     internal int Held => _held?.Count ?? 0;
@@ -87,10 +87,16 @@ internal sealed class LedgerWriter(
         {
             while (!stoppingToken.IsCancellationRequested)
             {
-                if (_batch.Count == 0 && Held == 0 && !recorder.HasSpooled && !recorder.HasJournalLeftOvers
-                    && !await recorder.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+                if (_batch.Count == 0 && !recorder.HasSpooled && !recorder.HasJournalLeftOvers)
                 {
-                    return;
+                    if (_held?.UntilDue is { } due)
+                    {
+                        await WaitForRecordsAsync(due, stoppingToken).ConfigureAwait(false);
+                    }
+                    else if (!await recorder.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+                    {
+                        return;
+                    }
                 }
 
                 if (_options.Durability == LedgerDurability.Buffered && recorder.Backlog < _options.MaxBatchSize)
@@ -105,6 +111,23 @@ internal sealed class LedgerWriter(
         {
             // StopAsync drains the rest.
         }
+    }
+
+    /// <summary>Idle with dispatches held: waits for a record, the oldest held dispatch's due time, or a flush.</summary>
+    private async Task WaitForRecordsAsync(TimeSpan due, CancellationToken stoppingToken)
+    {
+        // Taken before the flush check: a flush that starts in between completes this signal.
+        var flush = recorder.FlushRequested;
+        if (due <= TimeSpan.Zero || recorder.FlushPending || recorder.Reader.TryPeek(out _))
+        {
+            return;
+        }
+
+        using var timer = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        var next = recorder.Reader.WaitToReadAsync(timer.Token).AsTask();
+        await Task.WhenAny(next, Task.Delay(due, time, timer.Token), flush).ConfigureAwait(false);
+        await timer.CancelAsync().ConfigureAwait(false);
+        stoppingToken.ThrowIfCancellationRequested();
     }
 
     /// <summary>One iteration: takes up to a batch of records and commits them, retrying until the database accepts them.</summary>
@@ -135,8 +158,8 @@ internal sealed class LedgerWriter(
 
         if (_held is not null && !_batchFromSpool && !_batchFromJournal)
         {
-            // A dispatch waits for its run while more records are queued; an idle or stopping writer holds nothing back.
-            _held.Sort(_batch, moreQueued: !_stopping && recorder.Reader.TryPeek(out _), recorder.IsJournaled);
+            // A dispatch waits for its run, but not while the writer stops or a flush waits for it.
+            _held.Sort(_batch, hold: !_stopping && !recorder.FlushPending, recorder.IsJournaled);
             if (_batch.Count == 0 && _held.Count > 0)
             {
                 return 0;

@@ -4,6 +4,7 @@ using JobLog.Storage;
 using JobLog.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using NUnit.Framework;
 
 namespace JobLog.Core.Tests.Recording;
@@ -60,25 +61,67 @@ public class HeldDispatchTests(LedgerProvider provider)
     }
 
     [Test]
-    public async Task AHeldDispatch_WhoseRunNeverComes_IsWrittenOnceTheQueueIsEmpty()
+    public async Task AHeldDispatch_WhoseRunNeverComes_IsWrittenOnceItsHoldIsOver()
     {
-        var host = await StartAsync();
+        var clock = new FakeTimeProvider(new DateTimeOffset(T0));
+        var host = await StartAsync(clock: clock);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var writer = host.Services.GetRequiredService<LedgerWriter>();
         var (a, b) = (Guid.NewGuid(), Guid.NewGuid());
 
         await EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Start(b), Finish(b));
         await writer.WriteNextBatchAsync(CancellationToken.None);
-        Assert.That(writer.Held, Is.EqualTo(2), "both held while the runs are queued");
+        Assert.That(writer.Held, Is.EqualTo(2), "both held");
+        await writer.WriteNextBatchAsync(CancellationToken.None);
+        Assert.That(writer.Held, Is.EqualTo(1), "B went with its run, A waits");
+        Assert.That(await host.QueryAsync(db => db.TaskLogs.AnyAsync(t => t.Id == a)), Is.False);
+
+        clock.Advance(LedgerWriter.MaxHold);
         await writer.WriteNextBatchAsync(CancellationToken.None);
 
-        Assert.That(writer.Held, Is.Zero, "an idle writer holds nothing");
-        Assert.That(await recorder.FlushAsync(TimeSpan.FromSeconds(10)), Is.True, "everything committed");
+        Assert.That(writer.Held, Is.Zero);
+        Assert.That(recorder.Backlog, Is.Zero, "everything committed");
         var waiting = await host.QueryAsync(db => db.TaskLogs.AsNoTracking().SingleAsync(t => t.Id == a));
         Assert.That(waiting.State, Is.EqualTo(TaskState.Waiting));
         Assert.That(waiting.Host, Is.EqualTo("publisher"));
         Assert.That((await host.QueryAsync(db => db.TaskLogs.AsNoTracking().SingleAsync(t => t.Id == b))).State, Is.EqualTo(TaskState.Succeeded));
         await AssertRollupsEqualRowsAsync(host);
+        await StopAsync(host);
+    }
+
+    [Test]
+    public async Task AFlush_WritesTheHeldDispatches()
+    {
+        var host = await StartAsync();
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var writer = host.Services.GetRequiredService<LedgerWriter>();
+        var (a, b, c) = (Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid());
+
+        await EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Dispatch(c));
+        await writer.WriteNextBatchAsync(CancellationToken.None);
+        Assert.That(writer.Held, Is.EqualTo(2), "the test's premise");
+
+        var flush = recorder.FlushAsync(TimeSpan.FromSeconds(30));
+        await writer.WriteNextBatchAsync(CancellationToken.None);
+
+        Assert.That(await flush, Is.True);
+        Assert.That(writer.Held, Is.Zero);
+        var ids = await host.QueryAsync(db => db.TaskLogs.AsNoTracking().Select(t => t.Id).ToListAsync());
+        Assert.That(ids, Is.EquivalentTo(new[] { a, b, c }));
+        await StopAsync(host);
+    }
+
+    [Test]
+    public async Task WithTheWriterRunning_ADispatchWhoseRunNeverComes_IsWrittenWithoutAFlush()
+    {
+        var host = await StartAsync(start: true);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var a = Guid.NewGuid();
+
+        await EnqueueJournaledAsync(recorder, Dispatch(a));
+
+        // The idle writer wakes when the hold is over (no flush, no further record).
+        await LedgerHost.EventuallyAsync(() => host.QueryAsync(db => db.TaskLogs.AnyAsync(t => t.Id == a)), because: "the dispatch written");
         await StopAsync(host);
     }
 
@@ -110,7 +153,7 @@ public class HeldDispatchTests(LedgerProvider provider)
         var writer = host.Services.GetRequiredService<LedgerWriter>();
         var (a, b, c) = (Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid());
 
-        // Batches: [dispatch A, dispatch B] (both held), [run B] (commits B, A still held, more queued), then the crash.
+        // Batches: [dispatch A, dispatch B] (both held), [run B] (commits B, A still held), then the crash.
         var first = await EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Start(b), Finish(b), Dispatch(c));
         await writer.WriteNextBatchAsync(CancellationToken.None);
         await writer.WriteNextBatchAsync(CancellationToken.None);
@@ -130,13 +173,19 @@ public class HeldDispatchTests(LedgerProvider provider)
         await StopAsync(next);
     }
 
-    private async Task<LedgerHost> StartAsync(bool start = false)
+    private async Task<LedgerHost> StartAsync(bool start = false, TimeProvider? clock = null)
     {
         var host = await LedgerHost.StartAsync(_ledger, o =>
         {
             o.Durability = LedgerDurability.Journaled;
             o.SpoolDirectory = _journal;
             o.MaxBatchSize = 2;
+        }, services: s =>
+        {
+            if (clock is not null)
+            {
+                s.AddSingleton(clock);
+            }
         }, start: start);
         if (!start)
         {
