@@ -258,6 +258,12 @@ internal sealed class ThroughputBench(BenchOptions options)
             }
 
             var writer = _writer.Take() - writerBefore;
+            if (jobLog)
+            {
+                var (joined, alone, notHeld) = host.Services.GetRequiredService<LedgerWriter>().HoldOutcomes;
+                Console.WriteLine($"    held dispatches (run and warm-up): {joined:N0} written with their run, {alone:N0} alone, {notHeld:N0} not held (full)");
+            }
+
             await host.StopAsync();
 
             LedgerContents? contents = null;

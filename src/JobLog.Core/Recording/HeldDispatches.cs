@@ -23,6 +23,15 @@ internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan m
     /// <summary>The number of dispatches held.</summary>
     public int Count => _byTask.Count;
 
+    /// <summary>Dispatches written with a record of their task (their run, usually): each one a task row written once.</summary>
+    public long Joined { get; private set; }
+
+    /// <summary>Dispatches written alone: their hold was over, or the writer stopped or flushed.</summary>
+    public long WrittenAlone { get; private set; }
+
+    /// <summary>Dispatches not held because <c>capacity</c> were.</summary>
+    public long NotHeld { get; private set; }
+
     /// <summary>The lowest sequence held (0 when none): nothing from it on may count as committed.</summary>
     public long Lowest
     {
@@ -87,6 +96,7 @@ internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan m
             {
                 if (_byTask.Remove(taskId, out var held))
                 {
+                    Joined++;
                     _released.Add(held.Record);
                     // The batch now holds two records of the task: its own dispatch stays in it too.
                     _references[taskId] = count + 1;
@@ -100,20 +110,27 @@ internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan m
                 if (IsHeld(head))
                 {
                     _byTask.Remove(head.TaskId);
+                    WrittenAlone++;
                     _released.Add(head.Record);
                 }
             }
         }
 
-        if (hold && _byTask.Count < capacity)
+        if (hold)
         {
             var now = time.GetTimestamp();
             _kept.Clear();
             foreach (var queued in batch)
             {
-                if (_byTask.Count < capacity && queued is { Record: TaskDispatched d, Sequence: > 0 }
-                    && _references[d.Task.Id] == 1 && durable(queued.Sequence))
+                if (queued is { Record: TaskDispatched d, Sequence: > 0 } && _references[d.Task.Id] == 1 && durable(queued.Sequence))
                 {
+                    if (_byTask.Count >= capacity)
+                    {
+                        NotHeld++;
+                        _kept.Add(queued);
+                        continue;
+                    }
+
                     var held = new Held(d.Task.Id, queued, now);
                     _byTask[d.Task.Id] = held;
                     _order.Enqueue(held);
@@ -154,6 +171,8 @@ internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan m
         {
             _released.Add(held.Record);
         }
+
+        WrittenAlone += _byTask.Count;
 
         _byTask.Clear();
         _order.Clear();

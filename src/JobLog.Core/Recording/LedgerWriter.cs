@@ -47,6 +47,9 @@ internal sealed class LedgerWriter(
     /// <summary>Dispatches held back from the database for now (they are in the journal, and counted in the backlog).</summary>
     internal int Held => _held?.Count ?? 0;
 
+    /// <summary>What became of held dispatches so far (for the bench): joined their run's batch, written alone, not held (full).</summary>
+    internal (long Joined, long WrittenAlone, long NotHeld) HoldOutcomes => _held is { } h ? (h.Joined, h.WrittenAlone, h.NotHeld) : default;
+
     /// <summary>Starts once: MassTransit's test harness starts every hosted service again after the host did.</summary>
     public override Task StartAsync(CancellationToken cancellationToken) =>
         Interlocked.Exchange(ref _started, 1) == 0 ? base.StartAsync(cancellationToken) : Task.CompletedTask;
