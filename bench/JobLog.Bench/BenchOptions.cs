@@ -51,8 +51,9 @@ internal sealed class BenchOptions
           --search-index on|off  JobLogOptions.SearchIndex (default on; also for writer)
           --row-triggers     SQLite: keep every trigger firing per row in the writer's batches, as before session 6 (a
                              no-op trigger of the bench's own makes the writer fall back; also for writer)
-          --hold on|off      Journaled: the writer holds a dispatch back for its run, writing the task once (default on,
-                             as the library; also for writer's "dispatch then run" profile)
+          --hold on|off|S    Journaled: the writer holds a dispatch back up to S seconds for its run, writing the task
+                             once (default on = 1 s, as the library; also for writer's "dispatch then run" profile)
+          --hold-capacity N  the most dispatches held at once (default 4 x MaxBatchSize)
 
         sweep options:
           --tasks N          tasks in the ledger (default 1000000; 10% stale)
@@ -130,7 +131,13 @@ internal sealed class BenchOptions
     public bool SearchIndex { get; private set; } = true;
 
     /// <summary>The writer's hold on dispatches in Journaled mode (JobLogOptions.HoldDispatches), for throughput and writer runs.</summary>
-    public bool Hold { get; private set; } = true;
+    public bool Hold => HoldFor > TimeSpan.Zero;
+
+    /// <summary>JobLogOptions.DispatchHold (zero: off).</summary>
+    public TimeSpan HoldFor { get; private set; } = JobLog.Recording.LedgerWriter.MaxHold;
+
+    /// <summary>JobLogOptions.DispatchHoldCapacity (0: the library's default).</summary>
+    public int HoldCapacity { get; private set; }
 
     /// <summary>SQLite: a trigger of the bench's own on the runs table, so that the writer fires every trigger per row.</summary>
     public bool RowTriggers { get; private set; }
@@ -191,7 +198,16 @@ internal sealed class BenchOptions
                 case "--alloc-profile": o.AllocationProfile = true; break;
                 case "--search-index": o.SearchIndex = Value() is not ("off" or "false" or "0"); break;
                 case "--row-triggers": o.RowTriggers = true; break;
-                case "--hold": o.Hold = Value() is not ("off" or "false" or "0"); break;
+                case "--hold":
+                    var hold = Value();
+                    o.HoldFor = hold switch
+                    {
+                        "off" or "false" or "0" => TimeSpan.Zero,
+                        "on" or "true" => JobLog.Recording.LedgerWriter.MaxHold,
+                        _ => TimeSpan.FromSeconds(double.Parse(hold, CultureInfo.InvariantCulture)),
+                    };
+                    break;
+                case "--hold-capacity": o.HoldCapacity = Int(); break;
                 case "--analyze": o.Analyze = true; break;
                 case "--keep": o.Keep = true; break;
                 case "--partitioned": o.Partitioned = true; break;

@@ -68,10 +68,14 @@ public sealed class JobLogOptions : IValidatableObject
     public bool SearchIndex { get; set; } = true;
 
     /// <summary>
-    /// In <see cref="LedgerDurability.Journaled"/> mode the writer holds a dispatch back while more records are queued, so
-    /// that its task row is written once with its run's state (Recording/HeldDispatches.cs). Off only to measure it.
+    /// In <see cref="LedgerDurability.Journaled"/> mode the writer holds a dispatch back up to this long for its run, so
+    /// that its task row is written once with its run's state (Recording/HeldDispatches.cs); zero: off. Default 1 s.
+    /// Internal: set by the bench to measure it.
     /// </summary>
-    internal bool HoldDispatches { get; set; } = true;
+    internal TimeSpan DispatchHold { get; set; } = Recording.LedgerWriter.MaxHold;
+
+    /// <summary>The most dispatches held back at once (<see cref="DispatchHold"/>); 0: four batches' worth (<see cref="MaxBatchSize"/>).</summary>
+    internal int DispatchHoldCapacity { get; set; }
 
     /// <summary>What the business path waits for before it goes on: see <see cref="LedgerDurability"/>. Default <see cref="LedgerDurability.Journaled"/>.</summary>
     public LedgerDurability Durability { get; set; } = LedgerDurability.Journaled;

@@ -188,7 +188,8 @@ internal sealed class ThroughputBench(BenchOptions options)
                 ledger.Apply(o);
                 o.Durability = path.Durability;
                 o.SearchIndex = options.SearchIndex;
-                o.HoldDispatches = options.Hold;
+                o.DispatchHold = options.HoldFor;
+                o.DispatchHoldCapacity = options.HoldCapacity;
             });
         await host.StartAsync();
         if (ledger is not null && options.RowTriggers)

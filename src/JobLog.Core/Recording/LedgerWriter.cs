@@ -34,15 +34,16 @@ internal sealed class LedgerWriter(
     private volatile bool _stopping;
 
     // Journaled mode only: there the dispatch is durable in the journal before the writer sees it (HeldDispatches).
-    private readonly HeldDispatches? _held = recorder.Options is { Durability: LedgerDurability.Journaled, HoldDispatches: true }
-        ? new HeldDispatches(time, HoldCapacity(recorder.Options), MaxHold)
+    private readonly HeldDispatches? _held = recorder.Options is { Durability: LedgerDurability.Journaled, DispatchHold.Ticks: > 0 } o
+        ? new HeldDispatches(time, HoldCapacity(o), o.DispatchHold)
         : null;
 
-    /// <summary>The longest the writer holds a dispatch back waiting for its run (<see cref="HeldDispatches"/>).</summary>
+    /// <summary>The default longest hold of a dispatch waiting for its run (<see cref="HeldDispatches"/>).</summary>
     internal static readonly TimeSpan MaxHold = TimeSpan.FromSeconds(1);
 
-    /// <summary>The most dispatches the writer holds back at once: four batches' worth.</summary>
-    internal static int HoldCapacity(JobLogOptions options) => 4 * options.MaxBatchSize;
+    /// <summary>The most dispatches the writer holds back at once: four batches' worth unless set.</summary>
+    internal static int HoldCapacity(JobLogOptions options) =>
+        options.DispatchHoldCapacity > 0 ? options.DispatchHoldCapacity : 4 * options.MaxBatchSize;
 
     /// <summary>Dispatches held back from the database for now (they are in the journal, and counted in the backlog).</summary>
     internal int Held => _held?.Count ?? 0;
