@@ -136,7 +136,7 @@ internal sealed class ScaleBench(BenchOptions options)
                 Line(await TimeAsync(host, label, query));
             }
 
-            if (options.PagesOnly)
+            if (options.PagesOnly && !options.Maintain)
             {
                 return sb.ToString();
             }
