@@ -69,6 +69,9 @@ internal sealed class BenchOptions
           --reuse PATH|DB    measure a ledger kept by an earlier run (--keep): a SQLite file or a PostgreSQL database
                              name, with the same --tasks and --days; implies --keep and --pages-only
           --pages-only       time the pages only (no sweep, retention or purge: the ledger stays as filled)
+          --sweep-parallelism N  o.Sweeper.Parallelism (PostgreSQL connections sweeping at once; default 4)
+          --maintain         with --reuse: the sweep, retention and purge too (they change the ledger: reuse a copy,
+                             e.g. CREATE DATABASE joblog_copy TEMPLATE joblog_bench_...)
 
         stall options:
           --capacity N       JobLogOptions.QueueCapacity (default 20000)
@@ -151,6 +154,12 @@ internal sealed class BenchOptions
     /// <summary>Scale: only the pages (no sweep, retention or purge, which change the ledger).</summary>
     public bool PagesOnly { get; private set; }
 
+    /// <summary>Scale: with <see cref="Reuse"/>, the sweep, retention and purge too (on a copy of the kept ledger).</summary>
+    public bool Maintain { get; private set; }
+
+    /// <summary>Scale: <c>o.Sweeper.Parallelism</c> (null: the default).</summary>
+    public int? SweepParallelism { get; private set; }
+
     /// <summary>Scale: PostgreSQL ledger partitioned by day (<c>o.Partitioning.Enabled</c>); retention drops days.</summary>
     public bool Partitioned { get; private set; }
 
@@ -219,6 +228,8 @@ internal sealed class BenchOptions
                 }; break;
                 case "--reuse": o.Reuse = Value(); o.Keep = true; o.PagesOnly = true; break;
                 case "--pages-only": o.PagesOnly = true; break;
+                case "--maintain": o.Maintain = true; break;
+                case "--sweep-parallelism": o.SweepParallelism = Int(); break;
                 case "--spool": o.Spool = true; break;
                 case "--quick":
                     o.Messages = 2_000;

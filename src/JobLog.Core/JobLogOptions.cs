@@ -333,6 +333,15 @@ public sealed class SweeperOptions
     /// <summary>Tasks per statement. Default 1,000; at least 1.</summary>
     [AtLeast(1)]
     public int BatchSize { get; set; } = 1000;
+
+    /// <summary>
+    /// PostgreSQL: batches swept at once, each on its own connection, when a sweep has more than one batch to do (a
+    /// backlog after an outage). Each expired task is a new row version through every index of the tasks, so one
+    /// connection's sweep is bound by one server core (docs/scale.md). Default 4; at least 1. SQLite sweeps one batch at
+    /// a time (one writer).
+    /// </summary>
+    [AtLeast(1)]
+    public int Parallelism { get; set; } = 4;
 }
 
 /// <summary>Redaction and truncation (one policy for every log kind).</summary>

@@ -69,21 +69,33 @@ internal sealed partial class TaskLogSweeper(
     internal static string ClaimStatement(LedgerDatabase database) =>
         $"SELECT \"Id\" FROM \"{LedgerModel.Tasks}\"{database.IndexedBy(LedgerModel.UnfinishedStaleIndex)} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0 ORDER BY \"Stale\" LIMIT @p1{database.SkipLocked}";
 
-    /// <summary>One sweep over every stale task, in batches of <see cref="SweeperOptions.BatchSize"/>.</summary>
+    /// <summary>
+    /// One sweep over every stale task, in batches of <see cref="SweeperOptions.BatchSize"/>. On PostgreSQL, when the first
+    /// batch is full (more is stale than one batch), <see cref="SweeperOptions.Parallelism"/> connections sweep the rest at
+    /// once: each batch claims its rows with <c>SKIP LOCKED</c>, so the connections take disjoint batches, and each one's
+    /// row writes (a new version of each task through every index of the tasks) run on a server core of their own.
+    /// </summary>
     public async Task<SweepResult> SweepOnceAsync(CancellationToken cancellationToken)
     {
         var batchSize = options.Value.Sweeper.BatchSize;
         var total = new SweepResult(0, 0);
         await using var executor = await _database.OpenAsync(contexts.ConnectionString, cancellationToken).ConfigureAwait(false);
-        var partitioned = executor.Connection is Npgsql.NpgsqlConnection
-            && await LedgerPartitioning.IsPartitionedAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
-        while (true)
+        var postgres = executor.Connection is Npgsql.NpgsqlConnection;
+        var partitioned = postgres && await LedgerPartitioning.IsPartitionedAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
+        var (claimed, first) = await SweepBatchAsync(executor.Connection, batchSize, partitioned, cancellationToken).ConfigureAwait(false);
+        total = Add(total, first);
+        if (claimed == batchSize)
         {
-            var (claimed, result) = await SweepBatchAsync(executor.Connection, batchSize, partitioned, cancellationToken).ConfigureAwait(false);
-            total = new SweepResult(total.Expired + result.Expired, total.Healed + result.Healed);
-            if (claimed < batchSize)
+            var others = postgres ? options.Value.Sweeper.Parallelism - 1 : 0;
+            var workers = new List<Task<SweepResult>> { SweepBatchesAsync(executor.Connection, batchSize, partitioned, cancellationToken) };
+            for (var i = 0; i < others; i++)
             {
-                break;
+                workers.Add(SweepOnOwnConnectionAsync(batchSize, partitioned, cancellationToken));
+            }
+
+            foreach (var result in await Task.WhenAll(workers).ConfigureAwait(false))
+            {
+                total = Add(total, result);
             }
         }
 
@@ -95,6 +107,41 @@ internal sealed partial class TaskLogSweeper(
         }
 
         return total;
+    }
+
+    private static SweepResult Add(SweepResult a, SweepResult b) => new(a.Expired + b.Expired, a.Healed + b.Healed);
+
+    /// <summary>Batches on <paramref name="connection"/> until one claims less than a full batch.</summary>
+    private async Task<SweepResult> SweepBatchesAsync(DbConnection connection, int batchSize, bool partitioned, CancellationToken ct)
+    {
+        var total = new SweepResult(0, 0);
+        var deadlocks = 0;
+        while (true)
+        {
+            int claimed;
+            SweepResult result;
+            try
+            {
+                (claimed, result) = await SweepBatchAsync(connection, batchSize, partitioned, ct).ConfigureAwait(false);
+            }
+            catch (Npgsql.PostgresException ex) when (ex.SqlState == Npgsql.PostgresErrorCodes.DeadlockDetected && ++deadlocks <= 3)
+            {
+                // Batches running at once meet on the rollup rows their triggers update; the batch was rolled back: again.
+                continue;
+            }
+
+            total = Add(total, result);
+            if (claimed < batchSize)
+            {
+                return total;
+            }
+        }
+    }
+
+    private async Task<SweepResult> SweepOnOwnConnectionAsync(int batchSize, bool partitioned, CancellationToken ct)
+    {
+        await using var executor = await _database.OpenAsync(contexts.ConnectionString, ct).ConfigureAwait(false);
+        return await SweepBatchesAsync(executor.Connection, batchSize, partitioned, ct).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -209,6 +209,30 @@ public class TaskLogSweeperTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task Sweep_ABacklogOfManyBatches_ExpiresEachTaskOnceWithItsRun_InParallelBatches()
+    {
+        // 60 stale tasks in batches of 7 (the fixture's), half with an ACTIVE run: PostgreSQL sweeps them on several
+        // connections at once (Parallelism 4, the default), SQLite one batch at a time.
+        var ids = Enumerable.Range(0, 60).Select(_ => Dispatch(T0.AddSeconds(1))).ToList();
+        foreach (var id in ids.Where((_, i) => i % 2 == 0))
+        {
+            StartRun(id);
+        }
+
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromSeconds(2));
+
+        var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        Assert.That(result.Expired, Is.EqualTo(60));
+        Assert.That(Sweeper.LastSweep?.Result.Expired, Is.EqualTo(60));
+        var tasks = await _host.QueryAsync(db => db.TaskLogs.Include(t => t.Runs).AsNoTracking().ToListAsync());
+        Assert.That(tasks.Where(t => t.State == TaskState.Expired && t.IsSetAsStale).Select(t => t.Id), Is.EquivalentTo(ids));
+        Assert.That(tasks.SelectMany(t => t.Runs).Select(r => r.State).ToList(), Has.Count.EqualTo(30).And.All.EqualTo(TaskRunState.Expired));
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).Expired, Is.Zero);
+    }
+
+    [Test]
     public async Task Sweep_TwoSweepersAtOnce_ExpireEachTaskExactlyOnce()
     {
         for (var i = 0; i < 200; i++)

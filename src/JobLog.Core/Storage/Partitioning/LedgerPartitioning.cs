@@ -255,8 +255,9 @@ internal static partial class LedgerPartitioning
             // The rows to keep (few) are found through the state and Stop indexes: every row to keep is unfinished or not a
             // success (a state index range) or ended at or after the success cutoff (a Stop index range), and the exact rule
             // then filters those. What the rollups lose is the day's rollups (DayRollups) less the kept rows: the day's
-            // partition is not read (it was, once, at 2.1-2.6 s for a day of 90,000 tasks). ANALYZE of the temporary tables:
-            // without statistics the planner joined the rollup rows to them by nested loops (11-14 s for a day of 9,000 tasks).
+            // partition is not read (it was, once, at 2.1-2.6 s for a day of 90,000 tasks). The kept runs are copied first (a
+            // nested loop of index probes); from DayRollups.Gone on the transaction has nested loops off, so the rollups join
+            // the temporary tables by hash without statistics on them (nested loops: 11-14 s for a day of 9,000 tasks).
             var notSucceeded = string.Join(", ", Enum.GetValues<TaskState>().Where(v => v != TaskState.Succeeded).Select(v => ((int)v).ToString(CultureInfo.InvariantCulture)));
             var sql = $"""
                 CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t

@@ -341,9 +341,52 @@ public class LedgerPartitioningTests
         await AssertRollupsEqualCountsAsync(host, "after the sweep");
     }
 
-    private async Task<LedgerHost> StartAsync(bool partitioned)
+    [Test]
+    public async Task Sweep_OnAPartitionedLedger_InParallelBatches_ExpiresEachStaleTaskOnce_AndTheRollupsStayEqual()
     {
-        _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = partitioned,
+        // Batches of 4 on 3 connections at once: every batch's statement triggers add to the same rollup rows (state,
+        // name, the sweep's minute, the days).
+        var host = await StartAsync(partitioned: true, o =>
+        {
+            o.Sweeper.BatchSize = 4;
+            o.Sweeper.Parallelism = 3;
+        });
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var stale = new List<Guid>();
+        for (var day = 0; day < 3; day++)
+        {
+            for (var i = 0; i < 15; i++)
+            {
+                var at = T0.AddDays(day - 2).AddMinutes(i);
+                var id = Guid.CreateVersion7(new DateTimeOffset(at));
+                recorder.Enqueue(new TaskDispatched(Task(id, i % 3 == 0 ? "Invoice" : "Report", at) with { Stale = T0.AddMinutes(-5) }));
+                if (i % 2 == 0)
+                {
+                    Start(recorder, id, i % 3 == 0 ? "Invoice" : "Report", at);
+                }
+
+                stale.Add(id);
+            }
+        }
+
+        await host.FlushAsync();
+
+        var result = await host.Services.GetRequiredService<JobLog.Sweeping.TaskLogSweeper>().SweepOnceAsync(CancellationToken.None);
+
+        Assert.That(result.Expired, Is.EqualTo(45));
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Where(t => t.State == TaskState.Expired).Select(t => t.Id), Is.EquivalentTo(stale));
+        Assert.That(tasks.SelectMany(t => t.Runs).Select(r => r.State).ToList(), Has.Count.EqualTo(24).And.All.EqualTo(TaskRunState.Expired));
+        await AssertRollupsEqualCountsAsync(host, "after the parallel sweep");
+    }
+
+    private async Task<LedgerHost> StartAsync(bool partitioned, Action<JobLogOptions>? configure = null)
+    {
+        _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o =>
+            {
+                o.Partitioning.Enabled = partitioned;
+                configure?.Invoke(o);
+            },
             services: s => s.AddSingleton<TimeProvider>(_clock));
         return _host;
     }
