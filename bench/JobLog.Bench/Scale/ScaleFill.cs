@@ -214,8 +214,8 @@ internal static class ScaleFill
     /// <param name="data">The rows.</param>
     /// <param name="progress">Progress lines.</param>
     /// <param name="partitioned">
-    /// A partitioned PostgreSQL ledger: each task and run row also carries its partition key, computed from the task's id
-    /// as the writer's statements compute it.
+    /// A partitioned PostgreSQL ledger: each row also carries its partition key, computed as the writer's statements
+    /// compute it (from the task's id for tasks and runs, from their own ids for requests and commands).
     /// </param>
     public static async Task<long> FillAsync(bool sqlite, string connectionString, ScaleData data, Action<string> progress, bool partitioned = false)
     {
@@ -226,13 +226,15 @@ internal static class ScaleFill
             static object?[] Keyed(object?[] row, int taskIdColumn) => [.. row, JobLog.Storage.Partitioning.PartitionDay.Of((Guid)row[taskIdColumn]!)];
             rows += await TableAsync(sqlite, connectionString, "JobLogTasks", [.. ScaleData.TaskColumns, key], data.Tasks, i => [Keyed(data.Task(i).Task, 0)], progress);
             rows += await TableAsync(sqlite, connectionString, "JobLogTaskRuns", [.. ScaleData.RunColumns, key], data.Tasks, i => data.Task(i).Runs.Select(r => Keyed(r, 1)).ToList(), progress);
-        }
-        else
-        {
-            rows += await TableAsync(sqlite, connectionString, "JobLogTasks", ScaleData.TaskColumns, data.Tasks, i => [data.Task(i).Task], progress);
-            rows += await TableAsync(sqlite, connectionString, "JobLogTaskRuns", ScaleData.RunColumns, data.Tasks, i => data.Task(i).Runs, progress);
+
+            // The logs are partitioned with the tasks, keyed by their own ids.
+            rows += await TableAsync(sqlite, connectionString, "JobLogInputRequests", [.. ScaleData.RequestColumns, key], data.Requests, i => [Keyed(data.Request(i), 0)], progress);
+            rows += await TableAsync(sqlite, connectionString, "JobLogCommands", [.. ScaleData.CommandColumns, key], data.Commands, i => [Keyed(data.Command(i), 0)], progress);
+            return rows;
         }
 
+        rows += await TableAsync(sqlite, connectionString, "JobLogTasks", ScaleData.TaskColumns, data.Tasks, i => [data.Task(i).Task], progress);
+        rows += await TableAsync(sqlite, connectionString, "JobLogTaskRuns", ScaleData.RunColumns, data.Tasks, i => data.Task(i).Runs, progress);
         rows += await TableAsync(sqlite, connectionString, "JobLogInputRequests", ScaleData.RequestColumns, data.Requests, i => [data.Request(i)], progress);
         rows += await TableAsync(sqlite, connectionString, "JobLogCommands", ScaleData.CommandColumns, data.Commands, i => [data.Command(i)], progress);
         return rows;
