@@ -57,14 +57,17 @@ internal static class ScaleFill
 
     private const string SqliteTextBefore = """INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('automerge', 0)""";
 
+    private const string SqliteWatermark =
+        """UPDATE "JobLogSearchWatermark" SET "Tasks" = (SELECT coalesce(max(rowid), 0) FROM "JobLogTasks"), "Runs" = (SELECT coalesce(max(rowid), 0) FROM "JobLogTaskRuns")""";
+
     // Then one merge of the segments, FTS5's default back, the runs' errors (few) and the watermark past every row
-    // indexed (SqliteSearch: the rows past it would be checked one by one, and indexed again by the writer).
+    // indexed (SqliteSearch: the rows past it would be checked one by one, and indexed again by the writer; it moved
+    // with each chunk already, see SqliteAsync).
     private const string SqliteTextAfter = """
         INSERT INTO "JobLogTaskText"("JobLogTaskText") VALUES ('optimize');
         INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('automerge', 4);
         INSERT INTO "JobLogRunText"(rowid, "ErrorMessage") SELECT rowid, "ErrorMessage" FROM "JobLogTaskRuns" WHERE "ErrorMessage" IS NOT NULL;
-        UPDATE "JobLogSearchWatermark" SET "Tasks" = (SELECT coalesce(max(rowid), 0) FROM "JobLogTasks"), "Runs" = (SELECT coalesce(max(rowid), 0) FROM "JobLogTaskRuns");
-        """;
+        """ + SqliteWatermark + ";";
 
     private static readonly string PostgresRollups = $"""
         INSERT INTO "JobLogTaskCounts" ("State", "Name", "IsInternal", "Count")
@@ -261,11 +264,14 @@ internal static class ScaleFill
             $"VALUES ({string.Join(", ", columns.Select((_, i) => "$p" + i.ToString(CultureInfo.InvariantCulture)))})";
         var parameters = columns.Select((_, i) => insert.Parameters.Add(new SqliteParameter("$p" + i.ToString(CultureInfo.InvariantCulture), null))).ToArray();
         // The search index follows a watermark (SqliteSearch): each chunk's rows are indexed in its transaction, as the
-        // writer's bulk steps do.
+        // writer's bulk steps do. Without (the bulk path, which indexes after), the watermark still moves past each chunk:
+        // the bench's own host has a writer, and its next commit (the host's heartbeat) would otherwise index every row
+        // past the watermark in one transaction, holding the file locked (it did, 10 minutes into the bulk path's index
+        // build at 10 million: "database is locked").
         await using var index = connection.CreateCommand();
         index.CommandText = $"SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{JobLog.Storage.Sqlite.SqliteSearch.Watermark}'";
-        var indexed = indexChunks && table is "JobLogTasks" or "JobLogTaskRuns" && (long)(await index.ExecuteScalarAsync())! > 0;
-        index.CommandText = JobLog.Storage.Sqlite.SqliteSearch.IndexPending;
+        var indexed = table is "JobLogTasks" or "JobLogTaskRuns" && (long)(await index.ExecuteScalarAsync())! > 0;
+        index.CommandText = indexChunks ? JobLog.Storage.Sqlite.SqliteSearch.IndexPending : SqliteWatermark;
         index.CommandTimeout = 3600;
         long written = 0;
         for (var start = 0; start < count; start += Chunk)
