@@ -165,7 +165,7 @@ internal sealed class ScaleData(int tasks, int days, DateTime now)
         };
         return
         [
-            Id(i, 20), "shop.example", rng.Next(4) == 0 ? "POST" : "GET", path.Replace("{id}", rng.Next(1, 100_000).ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal),
+            Dated(Id(i, 20), at), "shop.example", rng.Next(4) == 0 ? "POST" : "GET", path.Replace("{id}", rng.Next(1, 100_000).ToString(CultureInfo.InvariantCulture), StringComparison.Ordinal),
             null, true, path, at, at.AddMilliseconds(rng.Next(2, 800)), code, status, exception, "user" + rng.Next(1, 5000).ToString(CultureInfo.InvariantCulture),
             "10.0." + rng.Next(0, 255).ToString(CultureInfo.InvariantCulture) + "." + rng.Next(1, 255).ToString(CultureInfo.InvariantCulture), 1,
         ];
@@ -179,9 +179,30 @@ internal sealed class ScaleData(int tasks, int days, DateTime now)
         var name = "import-" + (i % 8).ToString(CultureInfo.InvariantCulture);
         return
         [
-            Id(i, 30), name, "--batch " + i.ToString(CultureInfo.InvariantCulture), true, at, at.AddSeconds(rng.Next(1, 120)), ok, ok ? 0 : 1,
+            Dated(Id(i, 30), at), name, "--batch " + i.ToString(CultureInfo.InvariantCulture), true, at, at.AddSeconds(rng.Next(1, 120)), ok, ok ? 0 : 1,
             "bench-host", ok ? null : "System.IO.IOException: the import file is locked",
         ];
+    }
+
+    /// <summary>
+    /// <paramref name="id"/> as a UUID version 7 of <paramref name="at"/> (its first 48 bits the Unix milliseconds), as
+    /// JobLog makes the ids of requests and commands (<c>Guid.CreateVersion7</c> at their start): a partitioned ledger
+    /// files them under their day.
+    /// </summary>
+    private static Guid Dated(Guid id, DateTime at)
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        id.TryWriteBytes(bytes, bigEndian: true, out _);
+        var ms = (long)(at - DateTime.UnixEpoch).TotalMilliseconds;
+        for (var b = 5; b >= 0; b--)
+        {
+            bytes[b] = (byte)ms;
+            ms >>= 8;
+        }
+
+        bytes[6] = (byte)((bytes[6] & 0x0F) | 0x70);
+        bytes[8] = (byte)((bytes[8] & 0x3F) | 0x80);
+        return new Guid(bytes, bigEndian: true);
     }
 
     private static Guid Id(long i, int kind)

@@ -87,10 +87,10 @@ internal static class LedgerBackup
         };
         var skip = existing.ToHashSet();
         var fresh = rows.Where(r => !skip.Contains(IdOf(r))).ToList();
-        if (kind == LedgerKind.Tasks && fresh.Count > 0 && await contexts.Database.IsPartitionedAsync(db, ct).ConfigureAwait(false))
+        if (fresh.Count > 0 && await contexts.Database.IsPartitionedAsync(db, kind, ct).ConfigureAwait(false))
         {
             // The partitioned tables' key is not in the EF model: the rows go in through SQL that computes it.
-            await Storage.Partitioning.LedgerPartitioning.RestoreTasksAsync(db, JsonSerializer.Serialize(fresh, JsonOptions), ct).ConfigureAwait(false);
+            await Storage.Partitioning.LedgerPartitioning.RestoreLogsAsync(db, kind, JsonSerializer.Serialize(fresh, JsonOptions), ct).ConfigureAwait(false);
             return (fresh.Count, rows.Count - fresh.Count);
         }
 

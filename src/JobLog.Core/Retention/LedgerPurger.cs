@@ -96,23 +96,32 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
 
     /// <summary>
     /// On a partitioned ledger (PostgreSQL, docs/scale.md#partitioning), tasks first lose whole days older than the success
-    /// cutoff (<see cref="LedgerPartitioning.DropExpiredAsync"/>: what must stay is moved out first); the batched purge
-    /// then takes what is left. Not with a backup (the batched purge writes every deleted row first) nor a dry run.
+    /// cutoff (<see cref="LedgerPartitioning.DropExpiredAsync"/>: what must stay is moved out first), and so do requests and
+    /// commands (<see cref="LedgerPartitioning.DropExpiredLogsAsync"/>); the batched purge then takes what is left. Not
+    /// with a backup (the batched purge writes every deleted row first) nor a dry run.
     /// </summary>
     private async Task<(int Succeeded, int Failed)> DropDaysAsync(PurgeRequest request, CancellationToken ct)
     {
-        if (request.Kind != LedgerKind.Tasks || request.SucceededBefore is not { } before || request.DryRun || request.BackupDirectory is not null)
+        if (request.SucceededBefore is not { } before || request.DryRun || request.BackupDirectory is not null)
         {
             return (0, 0);
         }
 
         await using var db = contexts.Create();
-        if (!await contexts.Database.IsPartitionedAsync(db, ct).ConfigureAwait(false))
+        if (!await contexts.Database.IsPartitionedAsync(db, request.Kind, ct).ConfigureAwait(false))
         {
             return (0, 0);
         }
 
         await db.Database.OpenConnectionAsync(ct).ConfigureAwait(false);
+        if (request.Kind != LedgerKind.Tasks)
+        {
+            var logs = await LedgerPartitioning.DropExpiredLogsAsync(
+                db.Database.GetDbConnection(), request.Kind, DateTime.SpecifyKind(before, DateTimeKind.Utc),
+                request.FailedBefore is { } failed ? DateTime.SpecifyKind(failed, DateTimeKind.Utc) : null, ct).ConfigureAwait(false);
+            return (logs.Succeeded, logs.Failed);
+        }
+
         var dropped = await LedgerPartitioning.DropExpiredAsync(
             db.Database.GetDbConnection(), DateTime.SpecifyKind(before, DateTimeKind.Utc),
             request.FailedBefore is { } f ? DateTime.SpecifyKind(f, DateTimeKind.Utc) : null, ct).ConfigureAwait(false);

@@ -63,6 +63,9 @@ internal abstract class LedgerDatabase
     /// <summary>Whether the ledger's tasks and runs are partitioned by day (retention then drops days). False on SQLite.</summary>
     public virtual Task<bool> IsPartitionedAsync(JobLogDbContext context, CancellationToken cancellationToken) => Task.FromResult(false);
 
+    /// <summary>Whether the ledger's rows of <paramref name="kind"/> are partitioned by day (retention then drops days). False on SQLite.</summary>
+    public virtual Task<bool> IsPartitionedAsync(JobLogDbContext context, Retention.LedgerKind kind, CancellationToken cancellationToken) => Task.FromResult(false);
+
     // ---- Connections ----
 
     /// <summary>A new, closed connection (the health check's probe).</summary>

@@ -55,6 +55,10 @@ public class ScaleFillTests(LedgerProvider provider)
                 Assert.That(await RowsAsync(bulk, vocabulary), Is.EqualTo(expected), table);
                 await RowsAsync(bulk, $"""INSERT INTO "{table}"("{table}", rank) VALUES ('integrity-check', 0)""");
             }
+
+            // Every row indexed is behind the watermark (rows past it are checked one by one, and indexed again by the writer).
+            const string watermark = """SELECT "Tasks", "Runs" FROM "JobLogSearchWatermark" """;
+            Assert.That(await RowsAsync(bulk, watermark), Is.EqualTo(await RowsAsync(triggered, watermark)).And.Not.EqualTo(new[] { "0 | 0" }), "the watermark");
         }
 
         foreach (var search in new[] { ScaleData.RareTerm(1234), "gateway did not", data.TaskId(77).ToString(), "Currency=USD" })

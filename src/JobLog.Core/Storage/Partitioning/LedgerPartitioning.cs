@@ -213,7 +213,7 @@ internal static partial class LedgerPartitioning
             }
         }
 
-        return created;
+        return created + await EnsureLogsAheadAsync(connection, now, daysAhead, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -10,9 +10,10 @@ namespace JobLog.Storage.PostgreSql;
 /// PostgreSQL: one round trip per batch (an <see cref="NpgsqlBatch"/>), one statement per kind over arrays
 /// (<c>unnest</c>, filled by <see cref="NpgsqlColumnSet"/> from the same column lists as the statements), kept prepared
 /// by Npgsql's auto-preparation. On a partitioned ledger (<paramref name="partitioned"/>) the inserts of tasks and runs
-/// are <see cref="Partitioning.PartitionedStatements"/>.
+/// are <see cref="Partitioning.PartitionedStatements"/>; with its logs partitioned (<paramref name="logsPartitioned"/>),
+/// the upserts of requests and commands are <see cref="Partitioning.PartitionedLogStatements"/>.
 /// </summary>
-internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partitioned = false) : SqlExecutor
+internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partitioned = false, bool logsPartitioned = false) : SqlExecutor
 {
     private static readonly ConcurrentDictionary<string, string> s_positional = new(StringComparer.Ordinal);
 
@@ -66,7 +67,7 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
 
         foreach (var (sql, values) in plan.Other.Statements)
         {
-            batch.BatchCommands.Add(Command(sql, values));
+            batch.BatchCommands.Add(Command(logsPartitioned ? Partitioning.PartitionedLogStatements.Keyed(sql) : sql, values));
         }
 
         Phase(0, ref started);

@@ -75,6 +75,7 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
         try
         {
             await Partitioning.LedgerPartitioning.ConvertAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
+            await Partitioning.LedgerPartitioning.ConvertLogsAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
             await Partitioning.LedgerPartitioning.EnsureAheadAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -89,6 +90,19 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
         try
         {
             return await Partitioning.LedgerPartitioning.IsPartitionedAsync(context.Database.GetDbConnection(), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await context.Database.CloseConnectionAsync().ConfigureAwait(false);
+        }
+    }
+
+    public override async Task<bool> IsPartitionedAsync(JobLogDbContext context, Retention.LedgerKind kind, CancellationToken cancellationToken)
+    {
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await Partitioning.LedgerPartitioning.IsPartitionedAsync(context.Database.GetDbConnection(), kind, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
@@ -119,7 +133,10 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
             }
 
             // A ledger converted while this process runs is seen when the writer reopens (after the failed batch).
-            return new NpgsqlExecutor(connection, await Partitioning.LedgerPartitioning.IsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false));
+            return new NpgsqlExecutor(
+                connection,
+                await Partitioning.LedgerPartitioning.IsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false),
+                await Partitioning.LedgerPartitioning.AreLogsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false));
         }
         catch
         {

@@ -1,0 +1,389 @@
+using System.Data.Common;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using JobLog.Retention;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+
+namespace JobLog.Storage.Partitioning;
+
+/// <summary>
+/// Daily partitions of the request and command logs (docs/scale.md#partitioning), next to the tasks' and runs': inbound
+/// requests, outbound requests with their related objects, and commands, each range-partitioned on
+/// <see cref="PartitionDay.Column"/> derived from the row's id (a UUID version 7 made at the request's or command's
+/// start), a related object's from its outbound request's id, so it lives in its request's day. Their primary keys
+/// become <c>("Id", key)</c> and the writer's upserts name the key (<see cref="PartitionedLogStatements"/>); the related
+/// objects' foreign key to the outbound requests is not recreated (as the runs' to the tasks). Converted, kept ahead,
+/// dropped and restored by kind, in the same passes as the tasks (<see cref="ConvertLogsAsync"/>,
+/// <see cref="EnsureLogsAheadAsync"/>, <see cref="DropExpiredLogsAsync"/>, <see cref="RestoreLogsAsync"/>).
+/// </summary>
+internal static partial class LedgerPartitioning
+{
+    /// <summary>The partitioned log tables, the column their key is derived from and the kind they belong to (a kind's parent table first).</summary>
+    public static readonly (string Table, string KeyOf, LedgerKind Kind)[] LogTables =
+    [
+        (LedgerModel.InputRequests, "Id", LedgerKind.InputRequests),
+        (LedgerModel.OutputRequests, "Id", LedgerKind.OutputRequests),
+        (LedgerModel.RelatedObjects, "OutputRequestId", LedgerKind.OutputRequests),
+        (LedgerModel.Commands, "Id", LedgerKind.Commands),
+    ];
+
+    /// <summary>Succeeded: the batched purge's success statuses of a request (<c>LedgerPurger.Candidates</c>).</summary>
+    private static readonly string s_requestSucceeded = $"({(int)RequestLogStatus.Debug}, {(int)RequestLogStatus.Info})";
+
+    /// <summary>Failed: the batched purge's failure statuses of a request.</summary>
+    private static readonly string s_requestFailed = $"({(int)RequestLogStatus.Warning}, {(int)RequestLogStatus.Error}, {(int)RequestLogStatus.Critical})";
+
+    /// <summary>Whether the log table of <paramref name="kind"/> (the tasks' for <see cref="LedgerKind.Tasks"/>) is partitioned.</summary>
+    public static async Task<bool> IsPartitionedAsync(DbConnection connection, LedgerKind kind, CancellationToken cancellationToken) =>
+        kind == LedgerKind.Tasks
+            ? await IsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false)
+            : await IsTablePartitionedAsync(connection, LogTables.First(t => t.Kind == kind).Table, cancellationToken).ConfigureAwait(false);
+
+    /// <summary>Whether the log tables are partitioned (they are converted together: the inbound requests' answer for all).</summary>
+    public static Task<bool> AreLogsPartitionedAsync(DbConnection connection, CancellationToken cancellationToken) =>
+        IsTablePartitionedAsync(connection, LedgerModel.InputRequests, cancellationToken);
+
+    /// <summary>
+    /// Converts the unpartitioned log tables in place, as <see cref="ConvertAsync"/> the tasks: one transaction holding
+    /// the four tables locked, each copied into a partitioned table with its key, the old ones dropped, and their
+    /// indexes and triggers recreated from the catalog. Day partitions are made for today, <paramref name="daysAhead"/>
+    /// days after it and every day (at most <see cref="ConvertedDaysBack"/> old) a row's id carries.
+    /// </summary>
+    /// <returns>The rows copied per table, or null when the logs were already partitioned.</returns>
+    public static async Task<IReadOnlyDictionary<string, long>?> ConvertLogsAsync(DbConnection connection, DateTime now, int daysAhead, CancellationToken cancellationToken)
+    {
+        if (await AreLogsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false))
+        {
+            return null;
+        }
+
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await ExecAsync(connection, $"LOCK TABLE {string.Join(", ", LogTables.Select(t => Q(t.Table)))} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+        if (await AreLogsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false))
+        {
+            return null;
+        }
+
+        await ExecAsync(connection, PartitionDay.SqlFunction, cancellationToken).ConfigureAwait(false);
+        var catalog = new List<(string Table, string PrimaryKey, List<string> Recreate)>();
+        foreach (var (table, _, _) in LogTables)
+        {
+            catalog.Add(await ReadCatalogAsync(connection, table, cancellationToken).ConfigureAwait(false));
+        }
+
+        // One set of days for every log table, as the maintenance makes them: a related object's day is its request's.
+        var today = PartitionDay.Of(now);
+        var days = new SortedSet<int>(Enumerable.Range(today, daysAhead + 1));
+        foreach (var (table, keyOf, _) in LogTables.Where(t => t.KeyOf == "Id"))
+        {
+            foreach (var day in await ListAsync<int>(connection, $"SELECT DISTINCT {PartitionDay.Function}(\"{keyOf}\") FROM {Q(table)}", cancellationToken).ConfigureAwait(false))
+            {
+                if (day != PartitionDay.Undated && day >= today - ConvertedDaysBack && day <= today + daysAhead)
+                {
+                    days.Add(day);
+                }
+            }
+        }
+
+        var copied = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var (table, keyOf, _) in LogTables)
+        {
+            var staged = table + "_partitioned";
+            await ExecAsync(connection,
+                $"CREATE TABLE {Q(staged)} (LIKE {Q(table)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS, " +
+                $"{Key} integer NOT NULL) PARTITION BY RANGE ({Key})", cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, CreateFixedPartitions(table, staged), cancellationToken).ConfigureAwait(false);
+            foreach (var day in days)
+            {
+                await ExecAsync(connection, CreateDay(table, staged, day), cancellationToken).ConfigureAwait(false);
+            }
+
+            copied[table] = await ExecAsync(connection,
+                $"INSERT INTO {Q(staged)} SELECT o.*, {PartitionDay.Function}(o.\"{keyOf}\") FROM {Q(table)} o", cancellationToken).ConfigureAwait(false);
+        }
+
+        // The related objects first: their foreign key references the outbound requests.
+        foreach (var (table, _, _) in LogTables.Reverse())
+        {
+            await ExecAsync(connection, $"DROP TABLE {Q(table)}", cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var (table, primaryKey, recreate) in catalog)
+        {
+            await ExecAsync(connection, $"ALTER TABLE {Q(table + "_partitioned")} RENAME TO {Q(table)}", cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, primaryKey, cancellationToken).ConfigureAwait(false);
+            foreach (var sql in recreate)
+            {
+                await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
+            }
+
+            await ExecAsync(connection, $"ANALYZE {Q(table)}", cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return copied;
+    }
+
+    /// <summary>
+    /// Creates the missing day partitions of the log tables, today (UTC) and <paramref name="daysAhead"/> days after it, as
+    /// <see cref="EnsureAheadAsync"/> those of the tasks (rows of the day already in the default partition move in).
+    /// Nothing when the logs are not partitioned.
+    /// </summary>
+    /// <returns>How many partitions were created.</returns>
+    public static async Task<int> EnsureLogsAheadAsync(DbConnection connection, DateTime now, int daysAhead, CancellationToken cancellationToken)
+    {
+        if (!await AreLogsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false))
+        {
+            return 0;
+        }
+
+        var created = 0;
+        var today = PartitionDay.Of(now);
+        var existing = await LogDaysAsync(connection, kept: false, cancellationToken).ConfigureAwait(false);
+        foreach (var (table, days) in await LogDaysAsync(connection, kept: true, cancellationToken).ConfigureAwait(false))
+        {
+            existing[table] = existing.TryGetValue(table, out var made) ? [.. made, .. days] : days;
+        }
+
+        for (var day = today; day <= today + daysAhead; day++)
+        {
+            foreach (var (table, _, _) in LogTables)
+            {
+                if (existing.TryGetValue(table, out var days) && days.Contains(day))
+                {
+                    continue;
+                }
+
+                if (await CreateDayPartitionAsync(connection, table, day, cancellationToken).ConfigureAwait(false))
+                {
+                    created++;
+                }
+            }
+        }
+
+        return created;
+    }
+
+    /// <summary>
+    /// Drops each day partition of <paramref name="kind"/>'s log tables whose whole day is older than
+    /// <paramref name="succeededBefore"/>, oldest first, one transaction a day. What the batched purge would not delete
+    /// (<see cref="LogDeletable"/>: unfinished, not yet past its cutoff, or of a status it never deletes) is kept, with an
+    /// outbound request's related objects, in the day's <c>_k</c> partitions, as the tasks' (<see cref="KeptPartitions"/>).
+    /// The rows left in the default, undated and <c>_k</c> partitions are the batched purge's.
+    /// </summary>
+    public static async Task<PartitionDrop> DropExpiredLogsAsync(
+        DbConnection connection, LedgerKind kind, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken)
+    {
+        var dropped = new PartitionDrop(0, 0, 0, 0);
+        var tables = LogTables.Where(t => t.Kind == kind).Select(t => t.Table).ToArray();
+        if (tables.Length == 0 || !await IsTablePartitionedAsync(connection, tables[0], cancellationToken).ConfigureAwait(false))
+        {
+            return dropped;
+        }
+
+        await DropEmptyKeptLogsAsync(connection, tables, cancellationToken).ConfigureAwait(false);
+        var existing = await LogDaysAsync(connection, kept: false, cancellationToken).ConfigureAwait(false);
+        var (succeeded, failed) = Outcomes(kind);
+        foreach (var day in existing.GetValueOrDefault(tables[0], []).Where(d => PartitionDay.Start(d + 1) <= succeededBefore).Order())
+        {
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, $"LOCK TABLE {string.Join(", ", tables.Select(Q))} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+            var partitions = tables.Select(t => t + "_" + PartitionDay.Suffix(day)).ToArray();
+            if (!await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(partitions[0])}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
+            {
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                continue;
+            }
+
+            var present = new bool[tables.Length];
+            for (var i = 0; i < tables.Length; i++)
+            {
+                present[i] = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(partitions[i])}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
+            }
+
+            // The rows to keep are few but not indexed as such (no state of their own): the day's partition is read twice.
+            var deletable = LogDeletable(kind, "t", succeededBefore, failedBefore);
+            await ExecAsync(connection,
+                $"CREATE TEMP TABLE joblog_keep_0 ON COMMIT DROP AS SELECT * FROM {Q(partitions[0])} t WHERE NOT ({deletable})", cancellationToken).ConfigureAwait(false);
+            var counts = await ListAsync<long>(connection,
+                $"SELECT COUNT(*) FILTER (WHERE {succeeded}) FROM {Q(partitions[0])} t WHERE {deletable} " +
+                $"UNION ALL SELECT COUNT(*) FILTER (WHERE {failed}) FROM {Q(partitions[0])} t WHERE {deletable} " +
+                "UNION ALL SELECT COUNT(*) FROM joblog_keep_0", cancellationToken).ConfigureAwait(false);
+            var sql = new System.Text.StringBuilder();
+            for (var i = 1; i < tables.Length; i++)
+            {
+                // A related object stays with its kept request (keyed by the request's id: the same day).
+                var keep = present[i] ? $"{Q(partitions[i])} x WHERE x.\"OutputRequestId\" IN (SELECT \"Id\" FROM joblog_keep_0)" : $"{Q(tables[i])} x WHERE FALSE";
+                sql.AppendLine(CultureInfo.InvariantCulture, $"CREATE TEMP TABLE joblog_keep_{i} ON COMMIT DROP AS SELECT x.* FROM {keep};");
+            }
+
+            for (var i = tables.Length - 1; i >= 0; i--)
+            {
+                if (present[i])
+                {
+                    sql.AppendLine(CultureInfo.InvariantCulture, $"ALTER TABLE {Q(tables[i])} DETACH PARTITION {Q(partitions[i])}; DROP TABLE {Q(partitions[i])};");
+                }
+            }
+
+            if (counts[2] > 0)
+            {
+                for (var i = 0; i < tables.Length; i++)
+                {
+                    sql.AppendLine(CultureInfo.InvariantCulture, $"""
+                        CREATE TABLE {Q(KeptName(tables[i], day))} (LIKE {Q(tables[i])} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
+                        INSERT INTO {Q(KeptName(tables[i], day))} SELECT * FROM joblog_keep_{i};
+                        ALTER TABLE {Q(tables[i])} ATTACH PARTITION {Q(KeptName(tables[i], day))} FOR VALUES FROM ({day}) TO ({day + 1});
+                        """);
+                }
+            }
+
+            await ExecAsync(connection, sql.ToString(), cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            dropped = new PartitionDrop(dropped.Days + 1, dropped.Succeeded + (int)counts[0], dropped.Failed + (int)counts[1], dropped.Kept + (int)counts[2]);
+        }
+
+        return dropped;
+    }
+
+    /// <summary>
+    /// The batched purge's rule (<c>LedgerPurger.Candidates</c>) for a row <paramref name="alias"/> of <paramref name="kind"/>'s
+    /// parent table: a request finished with a success status before the success cutoff or with a failure status before
+    /// the failure cutoff; a command stopped, successful before the success cutoff, otherwise before the failure cutoff.
+    /// </summary>
+    internal static string LogDeletable(LedgerKind kind, string alias, DateTime succeededBefore, DateTime? failedBefore)
+    {
+        var (succeeded, failed) = Outcomes(kind, alias);
+        var end = kind == LedgerKind.Commands ? $"{alias}.\"Stop\"" : $"{alias}.\"ResponseTimestamp\"";
+        var failures = failedBefore is { } f ? $"({failed} AND {end} < {Literal(f)})" : "FALSE";
+        return $"{end} IS NOT NULL AND (({succeeded} AND {end} < {Literal(succeededBefore)}) OR {failures})";
+    }
+
+    /// <summary>
+    /// Inserts the rows of a JSON array (the backup's entities) of <paramref name="kind"/> with their partition key, an
+    /// outbound request's <c>RelatedObjects</c> too: a restore on a partitioned ledger, where EF Core's insert would lack
+    /// the key. The tasks go through <see cref="RestoreTasksAsync"/>. Rows whose id already exists are left out by the caller.
+    /// </summary>
+    public static Task RestoreLogsAsync(JobLogDbContext db, LedgerKind kind, string json, CancellationToken cancellationToken) => kind switch
+    {
+        LedgerKind.Tasks => RestoreTasksAsync(db, json, cancellationToken),
+        LedgerKind.InputRequests => db.Database.ExecuteSqlRawAsync(s_restoreInputRequests, [Rows(json)], cancellationToken),
+        LedgerKind.OutputRequests => db.Database.ExecuteSqlRawAsync(s_restoreOutputRequests, [Rows(json)], cancellationToken),
+        LedgerKind.Commands => db.Database.ExecuteSqlRawAsync(s_restoreCommands, [Rows(json)], cancellationToken),
+        _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger kind."),
+    };
+
+    private static readonly string s_restoreInputRequests = RestoreRows(LedgerModel.InputRequests);
+    private static readonly string s_restoreCommands = RestoreRows(LedgerModel.Commands);
+    private static readonly string s_restoreOutputRequests = $"""
+        WITH j AS (SELECT e FROM jsonb_array_elements(@rows) e),
+        parents AS ({RestoreRows(LedgerModel.OutputRequests, "j")})
+        INSERT INTO {Q(LedgerModel.RelatedObjects)}
+        SELECT (jsonb_populate_record(NULL::{Q(LedgerModel.RelatedObjects)}, r || jsonb_build_object('{PartitionDay.Column}', {PartitionDay.Function}((r->>'OutputRequestId')::uuid)))).*
+        FROM j, jsonb_array_elements(COALESCE(j.e->'RelatedObjects', '[]'::jsonb)) r
+        """;
+
+    private static string RestoreRows(string table, string? from = null) => $"""
+        INSERT INTO {Q(table)}
+        SELECT (jsonb_populate_record(NULL::{Q(table)}, e || jsonb_build_object('{PartitionDay.Column}', {PartitionDay.Function}((e->>'Id')::uuid)))).*
+        FROM {from ?? "jsonb_array_elements(@rows) e"}
+        """;
+
+    private static NpgsqlParameter Rows(string json) => new("rows", NpgsqlTypes.NpgsqlDbType.Jsonb) { Value = json };
+
+    /// <summary>The day partitions of each log table, by their names (<paramref name="kept"/>: the <c>_k</c> partitions of dropped days' kept rows).</summary>
+    internal static async Task<Dictionary<string, HashSet<int>>> LogDaysAsync(DbConnection connection, bool kept, CancellationToken cancellationToken)
+    {
+        var result = new Dictionary<string, HashSet<int>>(StringComparer.Ordinal);
+        var names = await ListAsync<string>(connection,
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent " +
+            $"WHERE p.oid IN ({string.Join(", ", LogTables.Select(t => $"to_regclass('{Q(t.Table)}')"))})", cancellationToken).ConfigureAwait(false);
+        foreach (var name in names)
+        {
+            var match = LogDayPartition().Match(name);
+            if (match.Success && match.Groups[2].Value == (kept ? "k" : "p") && DateTime.TryParseExact(match.Groups[3].Value, "yyyyMMdd", CultureInfo.InvariantCulture,
+                    DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var date))
+            {
+                var table = match.Groups[1].Value;
+                if (!result.TryGetValue(table, out var days))
+                {
+                    result[table] = days = [];
+                }
+
+                days.Add(PartitionDay.Of(date));
+            }
+        }
+
+        return result;
+    }
+
+    private static (string Succeeded, string Failed) Outcomes(LedgerKind kind, string alias = "t") => kind == LedgerKind.Commands
+        ? ($"{alias}.\"IsSuccessful\" IS TRUE", $"{alias}.\"IsSuccessful\" IS NOT TRUE")
+        : ($"{alias}.\"Status\" IN {s_requestSucceeded}", $"{alias}.\"Status\" IN {s_requestFailed}");
+
+    private static async Task<bool> IsTablePartitionedAsync(DbConnection connection, string table, CancellationToken cancellationToken) =>
+        await ScalarAsync<bool>(connection,
+            $"SELECT COALESCE((SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = to_regclass('{Q(table)}')), FALSE)", cancellationToken).ConfigureAwait(false);
+
+    /// <summary>
+    /// Creates <paramref name="table"/>'s partition of <paramref name="day"/> unless another process made it meanwhile,
+    /// moving the day's rows out of the default partition if it holds some.
+    /// </summary>
+    private static async Task<bool> CreateDayPartitionAsync(DbConnection connection, string table, int day, CancellationToken cancellationToken)
+    {
+        await using var transaction = (NpgsqlTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
+        await ExecAsync(connection, "SELECT pg_advisory_xact_lock(hashtext('joblog_partitions'))", cancellationToken).ConfigureAwait(false);
+        if (await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(table + "_" + PartitionDay.Suffix(day))}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
+        {
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return false;
+        }
+
+        await transaction.SaveAsync("joblog_partition", cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await ExecAsync(connection, CreateDay(table, table, day), cancellationToken).ConfigureAwait(false);
+        }
+        catch (PostgresException ex) when (ex.SqlState == CheckViolation)
+        {
+            await transaction.RollbackAsync("joblog_partition", cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, MoveFromDefault(table, day), cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>Drops the kept partitions of <paramref name="tables"/> (one kind's) of the days whose rows are all gone.</summary>
+    private static async Task DropEmptyKeptLogsAsync(DbConnection connection, string[] tables, CancellationToken cancellationToken)
+    {
+        var kept = await LogDaysAsync(connection, kept: true, cancellationToken).ConfigureAwait(false);
+        foreach (var day in kept.GetValueOrDefault(tables[0], []).Order())
+        {
+            var present = tables.Where(t => kept.GetValueOrDefault(t, []).Contains(day)).ToList();
+            var empty = $"SELECT NOT EXISTS (SELECT 1 FROM {string.Join(" UNION ALL SELECT 1 FROM ", present.Select(t => Q(KeptName(t, day))))})";
+            if (!await ScalarAsync<bool>(connection, empty, cancellationToken).ConfigureAwait(false))
+            {
+                continue;
+            }
+
+            await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, $"LOCK TABLE {string.Join(", ", tables.Select(Q))} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+            if (await ScalarAsync<bool>(connection, empty, cancellationToken).ConfigureAwait(false))
+            {
+                foreach (var table in present.AsEnumerable().Reverse())
+                {
+                    await ExecAsync(connection, $"ALTER TABLE {Q(table)} DETACH PARTITION {Q(KeptName(table, day))}; DROP TABLE {Q(KeptName(table, day))}", cancellationToken).ConfigureAwait(false);
+                }
+            }
+
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    [GeneratedRegex("^(JobLogInputRequests|JobLogOutputRequests|JobLogOutputRequestRelatedObjects|JobLogCommands)_([pk])([0-9]{8})$", RegexOptions.CultureInvariant)]
+    private static partial Regex LogDayPartition();
+}
