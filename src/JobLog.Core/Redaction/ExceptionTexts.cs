@@ -1,0 +1,110 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Reflection;
+using System.Text;
+
+namespace JobLog.Redaction;
+
+/// <summary>
+/// <c>Exception.ToString()</c>, without resolving the same stack trace's files and lines again. Most of what
+/// <c>ToString()</c> costs is the file and line of each frame (read from the PDB: ~150–300 µs of CPU for a 10-frame
+/// trace, against ~20 µs for the frames alone; docs/benchmarks.md, "Session 8 (retry)"), and the retries of one failure
+/// throw from the same frames again and again. So the frames are taken without file information, and the trace text is
+/// cached under them (each frame's method and IL offset, and the frame list as <see cref="StackTrace"/> prints it without
+/// files, which carries the async boundaries): the same frames give the same file and line, so the text is exactly
+/// <c>ToString()</c>'s. Only exceptions whose text is <see cref="Exception"/>'s own composition (no override of
+/// <c>ToString</c> or <c>StackTrace</c>, no inner exception, no stack trace string set from outside) take this path;
+/// every other one is <c>ToString()</c>, as before.
+/// </summary>
+internal static class ExceptionTexts
+{
+    /// <summary>Distinct traces kept; past this the cache starts again (a bound, not an LRU: a few hundred failure sites is a lot).</summary>
+    internal const int Capacity = 512;
+
+    private static readonly ConcurrentDictionary<string, string> Traces = new(StringComparer.Ordinal);
+
+    private static readonly ConcurrentDictionary<Type, bool> Composed = new();
+
+    // Set when a trace came from outside (deserialized, ExceptionDispatchInfo.SetRemoteStackTrace): then ToString(). An
+    // exception rethrown by an await has an empty remote trace.
+    private static readonly FieldInfo? StackTraceString = typeof(Exception).GetField("_stackTraceString", BindingFlags.Instance | BindingFlags.NonPublic);
+    private static readonly FieldInfo? RemoteStackTraceString = typeof(Exception).GetField("_remoteStackTraceString", BindingFlags.Instance | BindingFlags.NonPublic);
+
+    /// <summary>Whether the last <see cref="Of"/> on this thread found its trace in the cache (for tests).</summary>
+    [ThreadStatic]
+    internal static bool LastFromCache;
+
+    /// <summary><c>exception.ToString()</c>.</summary>
+    public static string Of(Exception exception)
+    {
+        LastFromCache = false;
+        if (StackTraceString is null || RemoteStackTraceString is null || exception.InnerException is not null
+            || !Composed.GetOrAdd(exception.GetType(), IsComposed)
+            || StackTraceString.GetValue(exception) is not null || RemoteStackTraceString.GetValue(exception) is string { Length: > 0 })
+        {
+            return exception.ToString();
+        }
+
+        string key;
+        try
+        {
+            var frames = new StackTrace(exception, fNeedFileInfo: false);
+            if (frames.FrameCount == 0)
+            {
+                return exception.ToString();
+            }
+
+            key = Key(exception.GetType(), frames);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or NotSupportedException or NotImplementedException)
+        {
+            // A frame whose method has no token or module (emitted code): as before.
+            return exception.ToString();
+        }
+
+        if (Traces.TryGetValue(key, out var trace))
+        {
+            LastFromCache = true;
+        }
+        else
+        {
+            trace = exception.StackTrace;
+            if (trace is null)
+            {
+                return exception.ToString();
+            }
+
+            if (Traces.Count >= Capacity)
+            {
+                Traces.Clear();
+            }
+
+            Traces[key] = trace;
+        }
+
+        // Exception.ToString() without an inner exception: the class, ": " and the message when there is one, the trace.
+        var message = exception.Message;
+        var className = exception.GetType().ToString();
+        return string.IsNullOrEmpty(message)
+            ? string.Concat(className, Environment.NewLine, trace)
+            : string.Concat(className, ": ", message, Environment.NewLine, trace);
+    }
+
+    private static string Key(Type type, StackTrace frames)
+    {
+        var key = new StringBuilder(frames.ToString());
+        key.Append('|').Append(type.AssemblyQualifiedName);
+        foreach (var frame in frames.GetFrames())
+        {
+            var method = frame.GetMethod();
+            key.Append('|').Append(method?.Module.ModuleVersionId.ToString("N")).Append(':').Append(method?.MetadataToken)
+                .Append(':').Append(frame.GetILOffset());
+        }
+
+        return key.ToString();
+    }
+
+    private static bool IsComposed(Type type) =>
+        type.GetMethod(nameof(ToString), Type.EmptyTypes)?.DeclaringType == typeof(Exception)
+        && type.GetProperty(nameof(Exception.StackTrace))?.GetMethod?.DeclaringType == typeof(Exception);
+}
