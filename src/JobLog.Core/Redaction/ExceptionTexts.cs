@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Globalization;
 using System.Reflection;
 using System.Text;
 
@@ -9,10 +10,11 @@ namespace JobLog.Redaction;
 /// <c>Exception.ToString()</c>, without resolving the same stack trace's files and lines again. Most of what
 /// <c>ToString()</c> costs is the file and line of each frame (read from the PDB: ~150–300 µs of CPU for a 10-frame
 /// trace, against ~20 µs for the frames alone; docs/benchmarks.md, "Session 8 (retry)"), and the retries of one failure
-/// throw from the same frames again and again. So the frames are taken without file information, and the trace text is
-/// cached under them (each frame's method and IL offset, and the frame list as <see cref="StackTrace"/> prints it without
-/// files, which carries the async boundaries): the same frames give the same file and line, so the text is exactly
-/// <c>ToString()</c>'s. Only exceptions whose text is <see cref="Exception"/>'s own composition (no override of
+/// throw from the same frames again and again. So the frames are taken without file information or names, and the trace
+/// text is cached under them (each frame's method handle and IL offset, and whether it ends a rethrown part, where the
+/// trace prints "End of stack trace from previous location"): the same frames give the same names, files and lines, so the
+/// text is exactly <c>ToString()</c>'s. Frames of collectible assemblies (whose method handles can be reused after an
+/// unload) are not cached. Only exceptions whose text is <see cref="Exception"/>'s own composition (no override of
 /// <c>ToString</c> or <c>StackTrace</c>, no inner exception, no stack trace string set from outside) take this path;
 /// every other one is <c>ToString()</c>, as before.
 /// </summary>
@@ -30,6 +32,13 @@ internal static class ExceptionTexts
     private static readonly FieldInfo? StackTraceString = typeof(Exception).GetField("_stackTraceString", BindingFlags.Instance | BindingFlags.NonPublic);
     private static readonly FieldInfo? RemoteStackTraceString = typeof(Exception).GetField("_remoteStackTraceString", BindingFlags.Instance | BindingFlags.NonPublic);
 
+    // Where StackTrace prints "--- End of stack trace from previous location ---" (an ExceptionDispatchInfo rethrow).
+    private static readonly Func<StackFrame, bool>? ForeignBoundary =
+        typeof(StackFrame).GetProperty("IsLastFrameFromForeignExceptionStackTrace", BindingFlags.Instance | BindingFlags.NonPublic)?.GetMethod
+            is { ReturnType: var returns } getter && returns == typeof(bool)
+            ? getter.CreateDelegate<Func<StackFrame, bool>>()
+            : null;
+
     /// <summary>Whether the last <see cref="Of"/> on this thread found its trace in the cache (for tests).</summary>
     [ThreadStatic]
     internal static bool LastFromCache;
@@ -38,14 +47,14 @@ internal static class ExceptionTexts
     public static string Of(Exception exception)
     {
         LastFromCache = false;
-        if (StackTraceString is null || RemoteStackTraceString is null || exception.InnerException is not null
+        if (StackTraceString is null || RemoteStackTraceString is null || ForeignBoundary is null || exception.InnerException is not null
             || !Composed.GetOrAdd(exception.GetType(), IsComposed)
             || StackTraceString.GetValue(exception) is not null || RemoteStackTraceString.GetValue(exception) is string { Length: > 0 })
         {
             return exception.ToString();
         }
 
-        string key;
+        string? key;
         try
         {
             var frames = new StackTrace(exception, fNeedFileInfo: false);
@@ -55,6 +64,10 @@ internal static class ExceptionTexts
             }
 
             key = Key(exception.GetType(), frames);
+            if (key is null)
+            {
+                return exception.ToString();
+            }
         }
         catch (Exception ex) when (ex is InvalidOperationException or NotSupportedException or NotImplementedException)
         {
@@ -90,15 +103,21 @@ internal static class ExceptionTexts
             : string.Concat(className, ": ", message, Environment.NewLine, trace);
     }
 
-    private static string Key(Type type, StackTrace frames)
+    private static string? Key(Type type, StackTrace frames)
     {
-        var key = new StringBuilder(frames.ToString());
-        key.Append('|').Append(type.AssemblyQualifiedName);
+        var key = new StringBuilder(16 * (frames.FrameCount + 1));
+        key.Append(type.TypeHandle.Value.ToString("x", CultureInfo.InvariantCulture));
         foreach (var frame in frames.GetFrames())
         {
             var method = frame.GetMethod();
-            key.Append('|').Append(method?.Module.ModuleVersionId.ToString("N")).Append(':').Append(method?.MetadataToken)
-                .Append(':').Append(frame.GetILOffset());
+            if (method is null || method.Module.Assembly.IsCollectible)
+            {
+                // No method to name the frame by, or one whose handle an unloaded assembly's method may take again.
+                return null;
+            }
+
+            key.Append('|').Append(method.MethodHandle.Value.ToString("x", CultureInfo.InvariantCulture))
+                .Append(':').Append(frame.GetILOffset()).Append(ForeignBoundary!(frame) ? "!" : "");
         }
 
         return key.ToString();
