@@ -71,7 +71,8 @@ internal sealed class Redactor
     {
         try
         {
-            return Bound(exception.ToString());
+            // Exception.ToString(), the trace's files and lines resolved once per distinct trace (ExceptionTexts).
+            return Bound(ExceptionTexts.Of(exception));
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

@@ -164,6 +164,76 @@ public class TaskSearchTests(LedgerProvider provider)
         Assert.That(await SearchAsync("NEAR(a b) 100"), Is.EqualTo(new[] { _tasks[5].Id }));
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task Search_WithRepeatedRunErrors_ThroughDeletesAndChangesOfSingleRuns_FindsExactlyWhatASubstringSearchFinds(bool stepAfterEachChange)
+    {
+        // Retries of one exception: the same text in several runs of a task (SQLite indexes it once per task).
+        const string Declined = "System.InvalidOperationException: Card declined (NEAR) 100%\n   at Pay.Consume() in Pay.cs:line 9";
+        foreach (var (task, errors) in new[] { (_tasks[0], new[] { Declined, Declined, Declined }), (_tasks[3], new[] { Declined, "timeout after 9 s", Declined }) })
+        {
+            foreach (var error in errors)
+            {
+                task.Runs.Add(Run(task.Id, error, TaskRunState.Retried));
+            }
+        }
+
+        await _host.QueryAsync(db =>
+        {
+            db.AddRange(_tasks[0].Runs.Concat(_tasks[3].Runs));
+            return db.SaveChangesAsync();
+        });
+        await IndexPendingAsync();
+        string[] queries = ["card declined", "(NEAR) 100%", "Pay.cs:line", "timeout", "declined (near", "zzz-not-there", "NEAR", "0%"];
+
+        async Task AssertExactAsync(string after)
+        {
+            if (stepAfterEachChange)
+            {
+                await IndexPendingAsync();
+            }
+
+            foreach (var q in queries)
+            {
+                Assert.That(await SearchAsync(q), Is.EquivalentTo(Substring(q)), $"q = [{q}] after {after}");
+            }
+        }
+
+        await AssertExactAsync("the runs were written");
+        var changes = new (string What, TaskRunLog Run, string? Error)[]
+        {
+            ("the first of three identical errors deleted", _tasks[0].Runs[0], null),
+            ("the first of a repeated pair changed", _tasks[3].Runs[0], "gateway refused ORD-X-1"),
+            ("the second of the pair takes the changed text", _tasks[3].Runs[2], "gateway refused ORD-X-1"),
+            ("the run with the changed text deleted", _tasks[3].Runs[0], null),
+            ("a middle run deleted", _tasks[3].Runs[1], null),
+            ("the next of the identical errors deleted", _tasks[0].Runs[0], null),
+        };
+        foreach (var (what, run, error) in changes)
+        {
+            await _host.QueryAsync(db => error is null
+                ? db.TaskRunLogs.Where(r => r.Id == run.Id).ExecuteDeleteAsync()
+                : db.TaskRunLogs.Where(r => r.Id == run.Id).ExecuteUpdateAsync(s => s.SetProperty(r => r.ErrorMessage, error)));
+            var task = _tasks.Single(t => t.Id == run.TaskId);
+            if (error is null)
+            {
+                task.Runs.Remove(run);
+            }
+            else
+            {
+                run.ErrorMessage = error;
+            }
+
+            await AssertExactAsync(what);
+        }
+
+        // Retention: the tasks' runs all go.
+        await _host.QueryAsync(db => db.TaskRunLogs.Where(r => r.TaskId == _tasks[0].Id || r.TaskId == _tasks[3].Id).ExecuteDeleteAsync());
+        _tasks[0].Runs.Clear();
+        _tasks[3].Runs.Clear();
+        await AssertExactAsync("every run of both tasks deleted");
+    }
+
     [Test]
     public async Task Search_FindsSomethingForMostQueries_SoTheEquivalenceIsNotVacuous()
     {

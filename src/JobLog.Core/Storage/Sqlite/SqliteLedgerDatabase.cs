@@ -48,19 +48,20 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
             return;
         }
 
-        var watermarked = await context.Database
-            .SqlQueryRaw<int>($"SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name = '{SqliteSearch.Watermark}'")
-            .SingleAsync(cancellationToken).ConfigureAwait(false) > 0;
-        if (!present || !watermarked)
+        var shape = await context.Database.SqlQueryRaw<int>(SqliteSearch.Shape).SingleAsync(cancellationToken).ConfigureAwait(false);
+        if (!present || shape < 2)
         {
-            // One transaction: no row is inserted between the last INSERT trigger and the watermark.
+            // One transaction: no row is inserted between the last INSERT trigger and the watermark, nor an error indexed
+            // by the former triggers after the new ones looked.
             await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             if (!present)
             {
                 await context.Database.ExecuteSqlRawAsync(SqliteSearch.Create, cancellationToken).ConfigureAwait(false);
             }
 
-            await context.Database.ExecuteSqlRawAsync(SqliteSearch.Upgrade, cancellationToken).ConfigureAwait(false);
+            // A ledger watermarked before session 8 keeps its index (every error: consistent with the new triggers).
+            var upgrade = present && shape == 1 ? SqliteSearch.Deduplicated : SqliteSearch.Upgrade;
+            await context.Database.ExecuteSqlRawAsync(upgrade, cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
     }

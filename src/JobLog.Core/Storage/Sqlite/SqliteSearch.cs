@@ -23,9 +23,28 @@ internal static class SqliteSearch
     /// <summary>The one-row table of the highest task rowid (<c>Tasks</c>) and run rowid (<c>Runs</c>) indexed.</summary>
     public const string Watermark = "JobLogSearchWatermark";
 
+    /// <summary>
+    /// The runs (rowid, <c>Run</c>) at or below the watermark that may have become the first of their task's runs with
+    /// their error text (the former first deleted, or its text changed): the next bulk step indexes those that are, and
+    /// the search checks them row by row meanwhile (<see cref="Deduplicated"/>).
+    /// </summary>
+    public const string Recheck = "JobLogSearchRecheck";
+
     private const string T = "\"" + LedgerModel.Tasks + "\"";
     private const string R = "\"" + LedgerModel.Runs + "\"";
     private const string W = "\"" + Watermark + "\"";
+    private const string C = "\"" + Recheck + "\"";
+
+    // A run whose task has an earlier run (a lower rowid) with the same error text: its error is in the index already.
+    private const string Repeated = "EXISTS (SELECT 1 FROM " + R + " e WHERE e.\"TaskId\" = {0}.\"TaskId\" AND e.rowid < {0}.rowid AND e.\"ErrorMessage\" = {0}.\"ErrorMessage\")";
+
+    private static string RepeatedOf(string run) => Repeated.Replace("{0}", run, StringComparison.Ordinal);
+
+    // The next run of the task with the same error text (the lowest rowid above): the first of the group once {0} goes.
+    private const string NextOfGroup =
+        "SELECT min(n.rowid) AS m FROM " + R + " n WHERE n.\"TaskId\" = {0}.\"TaskId\" AND n.rowid > {0}.rowid AND n.\"ErrorMessage\" = {0}.\"ErrorMessage\"";
+
+    private static string NextOf(string run) => NextOfGroup.Replace("{0}", run, StringComparison.Ordinal);
 
     /// <summary>
     /// Creates the tables, fills them from the rows already there and creates the triggers. Also what a later migration
@@ -99,21 +118,67 @@ internal static class SqliteSearch
         END;
         """;
 
+    /// <summary>
+    /// Since session 8 (run after <see cref="Watermarked"/>): a run's error is indexed only when it is the task's first run
+    /// with that text (retries of one exception repeat it: the search is per task, so the rows found are the same and a
+    /// task with three identical errors costs one index entry). Kept exact under deletes and changes: the index holds a
+    /// run iff it is at or below the watermark and no earlier run of its task has the same text, except the runs listed
+    /// in <see cref="Recheck"/> (the next of a group whose first went or changed), which the search checks row by row
+    /// until the next step indexes them. Every insert into the index is preceded by a delete of that rowid (a delete of
+    /// a rowid the index does not hold does nothing), so a ledger indexed before (every error) stays consistent.
+    /// </summary>
+    public static readonly string Deduplicated = $"""
+        CREATE TABLE {C} ("Run" INTEGER NOT NULL PRIMARY KEY);
+        DROP TRIGGER IF EXISTS "{RunText}_Update";
+        DROP TRIGGER IF EXISTS "{RunText}_Delete";
+        CREATE TRIGGER "{RunText}_Update" AFTER UPDATE OF "ErrorMessage" ON {R}
+        WHEN old."ErrorMessage" IS NOT new."ErrorMessage" AND old.rowid <= (SELECT "Runs" FROM {W}) BEGIN
+            DELETE FROM "{RunText}" WHERE rowid = old.rowid;
+            INSERT OR IGNORE INTO {C} ("Run") SELECT m FROM ({NextOf("old")}) WHERE m IS NOT NULL;
+            INSERT INTO "{RunText}"(rowid, "ErrorMessage") SELECT new.rowid, new."ErrorMessage"
+                WHERE new."ErrorMessage" IS NOT NULL AND NOT {RepeatedOf("new")};
+            DELETE FROM "{RunText}" WHERE rowid = ({NextOf("new")}) AND new."ErrorMessage" IS NOT NULL AND NOT {RepeatedOf("new")};
+        END;
+        CREATE TRIGGER "{RunText}_Delete" AFTER DELETE ON {R}
+        WHEN old.rowid <= (SELECT "Runs" FROM {W}) BEGIN
+            DELETE FROM "{RunText}" WHERE rowid = old.rowid AND old."ErrorMessage" IS NOT NULL;
+            INSERT OR IGNORE INTO {C} ("Run") SELECT m FROM ({NextOf("old")}) WHERE m IS NOT NULL;
+            UPDATE {W} SET "Runs" = (SELECT coalesce(max(rowid), 0) FROM {R}) WHERE old.rowid > (SELECT coalesce(max(rowid), 0) FROM {R});
+        END;
+        """;
+
     /// <summary>Drops the search index's triggers on both tables, of either shape (per-row INSERT triggers, or the watermark's).</summary>
     private static readonly string DropTriggers = string.Join("\n",
         new[] { TaskText, RunText }.SelectMany(table => new[] { "Insert", "Update", "Delete" }.Select(on => $"DROP TRIGGER IF EXISTS \"{table}_{on}\";")));
 
-    /// <summary>From the per-row INSERT triggers (<see cref="Create"/>, which indexed every row) to the watermark.</summary>
+    /// <summary>From the per-row INSERT triggers (<see cref="Create"/>, which indexed every row) to the watermark, errors once per task.</summary>
     public static readonly string Upgrade = $"""
         {DropTriggers}
         {Watermarked}
+        {Deduplicated}
         """;
 
     /// <summary>
-    /// Indexes the rows past the watermark and moves it to the highest rowids: three statements separated by <c>;</c>
-    /// (no literal holds one), to run in one transaction.
+    /// Indexes the runs to recheck that are now the first of their task's runs with their error text, and the rows past
+    /// the watermark (a run only when no earlier run of its task has the same error text), and moves the watermark to the
+    /// highest rowids: statements separated by <c>;</c> (no literal holds one), to run in one transaction.
     /// </summary>
     public static readonly string IndexPending =
+        $"DELETE FROM \"{RunText}\" WHERE rowid IN (SELECT \"Run\" FROM {C}); " +
+        $"INSERT INTO \"{RunText}\"(rowid, \"ErrorMessage\") SELECT r.rowid, r.\"ErrorMessage\" FROM {C} c JOIN {R} r ON r.rowid = c.\"Run\" " +
+        $"WHERE r.rowid <= (SELECT \"Runs\" FROM {W}) AND r.\"ErrorMessage\" IS NOT NULL AND NOT {RepeatedOf("r")} ORDER BY r.rowid; " +
+        $"DELETE FROM {C}; " +
+        $"INSERT INTO \"{TaskText}\"(rowid, \"Input\", \"TaskKwargs\") SELECT rowid, \"Input\", \"TaskKwargs\" FROM {T} " +
+        $"WHERE rowid > (SELECT \"Tasks\" FROM {W}) AND (\"Input\" IS NOT NULL OR \"TaskKwargs\" IS NOT NULL) ORDER BY rowid; " +
+        $"INSERT INTO \"{RunText}\"(rowid, \"ErrorMessage\") SELECT r.rowid, r.\"ErrorMessage\" FROM {R} r " +
+        $"WHERE r.rowid > (SELECT \"Runs\" FROM {W}) AND r.\"ErrorMessage\" IS NOT NULL AND NOT {RepeatedOf("r")} ORDER BY r.rowid; " +
+        $"UPDATE {W} SET \"Tasks\" = (SELECT coalesce(max(rowid), 0) FROM {T}), \"Runs\" = (SELECT coalesce(max(rowid), 0) FROM {R})";
+
+    /// <summary>
+    /// <see cref="IndexPending"/> for a ledger watermarked before session 8 (no <see cref="Recheck"/>: every run's error
+    /// indexed), until start-up upgrades it.
+    /// </summary>
+    public static readonly string IndexPendingEveryError =
         $"INSERT INTO \"{TaskText}\"(rowid, \"Input\", \"TaskKwargs\") SELECT rowid, \"Input\", \"TaskKwargs\" FROM {T} " +
         $"WHERE rowid > (SELECT \"Tasks\" FROM {W}) AND (\"Input\" IS NOT NULL OR \"TaskKwargs\" IS NOT NULL) ORDER BY rowid; " +
         $"INSERT INTO \"{RunText}\"(rowid, \"ErrorMessage\") SELECT rowid, \"ErrorMessage\" FROM {R} " +
@@ -124,12 +189,16 @@ internal static class SqliteSearch
     public const string Pending =
         "SELECT (SELECT coalesce(max(rowid), 0) FROM " + T + ") - \"Tasks\", (SELECT coalesce(max(rowid), 0) FROM " + R + ") - \"Runs\" FROM " + W;
 
+    /// <summary>Whether runs wait in <see cref="Recheck"/> (1 or 0).</summary>
+    public const string Rechecks = "SELECT EXISTS (SELECT 1 FROM " + C + ")";
+
     /// <summary>Drops the triggers and the tables (the migration's Down, and <c>SearchIndex = false</c>).</summary>
     public static readonly string Drop = $"""
         {DropTriggers}
         DROP TABLE IF EXISTS "{TaskText}";
         DROP TABLE IF EXISTS "{RunText}";
         DROP TABLE IF EXISTS {W};
+        DROP TABLE IF EXISTS {C};
         """;
 
     // {0} is the phrase; a text shorter than three characters has no trigram and matches nothing (LedgerQueries scans then).
@@ -148,16 +217,27 @@ internal static class SqliteSearch
         SELECT r."TaskId" AS "Value" FROM {{R}} r WHERE r.rowid > (SELECT "Runs" FROM {{W}}) AND r."ErrorMessage" LIKE {1} ESCAPE '\'
         """;
 
-    private const string HasWatermark = "SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name = '" + Watermark + "'";
+    // {1} again: the runs to recheck (the first of their group, not in the index until the next step).
+    private const string MatchingDeduplicated = MatchingWatermarked + $$"""
+
+        UNION
+        SELECT r."TaskId" AS "Value" FROM {{R}} r WHERE r.rowid IN (SELECT "Run" FROM {{C}}) AND r."ErrorMessage" LIKE {1} ESCAPE '\'
+        """;
+
+    /// <summary>The shape of the index: 0 per-row triggers, 1 watermark, 2 watermark and errors once per task.</summary>
+    public const string Shape = "SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name IN ('" + Watermark + "', '" + Recheck + "')";
 
     /// <summary>
     /// The ids of the tasks whose text contains <paramref name="text"/>, as a composable query: the indexed rows through
     /// the index, the rows past the watermark by <c>LIKE</c> (<paramref name="pattern"/>, escaped with <c>\</c>).
     /// </summary>
     public static IQueryable<Guid> TasksContaining(JobLogDbContext db, string text, string pattern) =>
-        db.Database.SqlQueryRaw<int>(HasWatermark).AsEnumerable().Single() > 0
-            ? db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingWatermarked, Phrase(text), pattern))
-            : db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, Phrase(text)));
+        db.Database.SqlQueryRaw<int>(Shape).AsEnumerable().Single() switch
+        {
+            0 => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, Phrase(text))),
+            1 => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingWatermarked, Phrase(text), pattern)),
+            _ => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingDeduplicated, Phrase(text), pattern)),
+        };
 
 
     /// <summary>

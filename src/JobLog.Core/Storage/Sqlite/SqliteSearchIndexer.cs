@@ -15,14 +15,15 @@ internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
     /// <summary>Rows past the watermark (of either table) that make the next transaction index them.</summary>
     internal const long StepRows = 4000;
 
-    private const string HasWatermark = "SELECT COUNT(*) FROM main.sqlite_master WHERE type = 'table' AND name = '" + SqliteSearch.Watermark + "'";
+    private static readonly string Shape = SqliteSearch.Shape.Replace("FROM sqlite_master", "FROM main.sqlite_master", StringComparison.Ordinal);
 
-    private static readonly string[] Statements =
-        [.. SqliteSearch.IndexPending.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+    private static readonly string[] Statements = Split(SqliteSearch.IndexPending);
+
+    private static readonly string[] EveryErrorStatements = Split(SqliteSearch.IndexPendingEveryError);
 
     private readonly SqliteStatementCache _sql = new(handle);
     private long _schema = -1;
-    private bool _watermarked;
+    private long _shape;
 
     /// <summary>Whether the last <see cref="Step"/> indexed the rows past the watermark (for tests and the benchmark).</summary>
     internal bool Indexed { get; private set; }
@@ -37,15 +38,15 @@ internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
             // The index may have been dropped or created since: statements prepared for the old schema go.
             _sql.Dispose();
             _schema = _sql.Scalar("PRAGMA main.schema_version");
-            _watermarked = _sql.Scalar(HasWatermark) > 0;
+            _shape = _sql.Scalar(Shape);
         }
 
-        if (!_watermarked || (!all && !Due()))
+        if (_shape == 0 || (!all && !Due()))
         {
             return;
         }
 
-        foreach (var sql in Statements)
+        foreach (var sql in _shape == 1 ? EveryErrorStatements : Statements)
         {
             _sql.Run(sql);
         }
@@ -54,6 +55,8 @@ internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
     }
 
     public void Dispose() => _sql.Dispose();
+
+    private static string[] Split(string statements) => [.. statements.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
 
     private bool Due()
     {
@@ -67,11 +70,17 @@ internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
                 return false;
             }
 
-            return raw.sqlite3_column_int64(pending, 0) >= StepRows || raw.sqlite3_column_int64(pending, 1) >= StepRows;
+            if (raw.sqlite3_column_int64(pending, 0) >= StepRows || raw.sqlite3_column_int64(pending, 1) >= StepRows)
+            {
+                return true;
+            }
         }
         finally
         {
             raw.sqlite3_reset(pending);
         }
+
+        // Runs to recheck (after a delete of runs) are checked row by row by every search until a step: take them now.
+        return _shape > 1 && _sql.Scalar(SqliteSearch.Rechecks) > 0;
     }
 }

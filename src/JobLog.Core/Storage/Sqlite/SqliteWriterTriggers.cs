@@ -117,7 +117,10 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         "SELECT substr(b.\"Stop\", 1, 16) || ':00', b.\"State\", b.\"Name\", b.\"IsInternal\" FROM temp.\"" + Before + "\" b WHERE b.\"Stop\" IS NOT NULL)";
 
     private static readonly string[] Scripts =
-        [Normalize(SqliteSearch.Create), Normalize(SqliteSearch.Watermarked), Normalize(LedgerRollups.SqliteUp), Normalize(RunRollups.SqliteUp)];
+        [
+            Normalize(SqliteSearch.Create), Normalize(SqliteSearch.Watermarked), Normalize(SqliteSearch.Deduplicated),
+            Normalize(LedgerRollups.SqliteUp), Normalize(RunRollups.SqliteUp),
+        ];
 
     // The search index's groups: with the watermark they have no INSERT trigger (SqliteSearchIndexer indexes new rows).
     private static readonly string[] SearchGroups = [SqliteSearch.TaskText + "_", SqliteSearch.RunText + "_"];

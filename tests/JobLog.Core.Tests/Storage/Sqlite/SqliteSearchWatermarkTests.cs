@@ -102,6 +102,178 @@ public class SqliteSearchWatermarkTests
         await ExecAsync(host, "INSERT INTO \"JobLogTaskText\"(\"JobLogTaskText\", rank) VALUES ('integrity-check', 1);");
     }
 
+    private const string Trace = "System.InvalidOperationException: Card declined ORD-RETRY-9\n   at Charge.Consume() in Charge.cs:line 12";
+
+    private static string RunMatches(string text) =>
+        $"SELECT COUNT(*) FROM \"JobLogRunText\" WHERE \"JobLogRunText\" MATCH '{SqliteSearch.Phrase(text).Replace("'", "''", StringComparison.Ordinal)}'";
+
+    private const string IntegrityCheck = "INSERT INTO \"JobLogRunText\"(\"JobLogRunText\", rank) VALUES ('integrity-check', 1);";
+
+    private static TaskRunLog Run(Guid taskId, int retries, string? error) => new()
+    {
+        Id = Guid.NewGuid(), TaskId = taskId, Name = "Charge", ConsumerType = "ChargeConsumer", Start = T0.AddSeconds(retries),
+        Stop = T0.AddSeconds(retries + 1), Retries = retries, State = error is null ? TaskRunState.Succeeded : TaskRunState.Retried, ErrorMessage = error,
+    };
+
+    private static async Task<List<Guid>> FoundAsync(LedgerHost host, string text) => await host.QueryAsync(db =>
+        SqliteSearch.TasksContaining(db, text, LedgerSql.LikePattern(text)).ToListAsync());
+
+    [Test]
+    public async Task ATaskWhoseRetriesFailedWithTheSameError_HasThatErrorInTheIndexOnce()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var task = new TaskLog { Id = Guid.NewGuid(), Name = "Charge", DispatchedAt = T0, State = TaskState.Succeeded, Input = "Charge(1)" };
+        var other = new TaskLog { Id = Guid.NewGuid(), Name = "Charge", DispatchedAt = T0, State = TaskState.Failed, Input = "Charge(2)" };
+        task.Runs.Add(Run(task.Id, 0, Trace));
+        task.Runs.Add(Run(task.Id, 1, Trace));
+        task.Runs.Add(Run(task.Id, 2, Trace));
+        task.Runs.Add(Run(task.Id, 3, "System.TimeoutException: the gateway did not answer"));
+        task.Runs.Add(Run(task.Id, 4, null));
+        other.Runs.Add(Run(other.Id, 0, Trace));
+        await host.QueryAsync(db =>
+        {
+            db.AddRange(task, other);
+            return db.SaveChangesAsync();
+        });
+        await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+
+        Assert.That(await ScalarAsync(host, RunMatches("Card declined ORD-RETRY-9")), Is.EqualTo(2), "one entry per task with that text, not one per run");
+        Assert.That(await ScalarAsync(host, RunMatches("gateway did not")), Is.EqualTo(1));
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EquivalentTo(new[] { task.Id, other.Id }));
+        await ExecAsync(host, IntegrityCheck);
+    }
+
+    [TestCase(false, TestName = "DeletingOrChangingTheIndexedRunOfARepeatedError_KeepsTheTaskFindable_BeforeTheNextStep")]
+    [TestCase(true, TestName = "DeletingOrChangingTheIndexedRunOfARepeatedError_KeepsTheTaskFindable_AfterTheNextStep")]
+    public async Task DeletingOrChangingTheIndexedRunOfARepeatedError_KeepsTheTaskFindable(bool step)
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var task = new TaskLog { Id = Guid.NewGuid(), Name = "Charge", DispatchedAt = T0, State = TaskState.Succeeded, Input = "Charge(1)" };
+        var runs = Enumerable.Range(0, 3).Select(i => Run(task.Id, i, Trace)).ToList();
+        task.Runs.AddRange(runs);
+        await host.QueryAsync(db =>
+        {
+            db.Add(task);
+            return db.SaveChangesAsync();
+        });
+        await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.EqualTo(1));
+
+        // The indexed (first) run goes: the second becomes the first of its group.
+        await host.QueryAsync(db => db.TaskRunLogs.Where(r => r.Id == runs[0].Id).ExecuteDeleteAsync());
+        if (step)
+        {
+            await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+            Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.EqualTo(1), "the survivor is indexed by the step");
+            Assert.That(await ScalarAsync(host, "SELECT COUNT(*) FROM \"JobLogSearchRecheck\""), Is.Zero);
+        }
+
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EqualTo(new[] { task.Id }));
+
+        // The second (now the first) gets another text: the third carries the old one.
+        await host.QueryAsync(db => db.TaskRunLogs.Where(r => r.Id == runs[1].Id).ExecuteUpdateAsync(s => s.SetProperty(r => r.ErrorMessage, "disk full ORD-DISK-3")));
+        if (step)
+        {
+            await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+        }
+
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EqualTo(new[] { task.Id }));
+        Assert.That(await FoundAsync(host, "ord-disk-3"), Is.EqualTo(new[] { task.Id }));
+
+        // The third takes the second's new text: one of the two is enough; then the second goes.
+        await host.QueryAsync(db => db.TaskRunLogs.Where(r => r.Id == runs[2].Id).ExecuteUpdateAsync(s => s.SetProperty(r => r.ErrorMessage, "disk full ORD-DISK-3")));
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.Empty);
+        await host.QueryAsync(db => db.TaskRunLogs.Where(r => r.Id == runs[1].Id).ExecuteDeleteAsync());
+        if (step)
+        {
+            await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+            Assert.That(await ScalarAsync(host, RunMatches("ORD-DISK-3")), Is.EqualTo(1));
+        }
+
+        Assert.That(await FoundAsync(host, "ord-disk-3"), Is.EqualTo(new[] { task.Id }));
+
+        // Retention: every run of the task goes, nothing is left in the index or to recheck after the step.
+        await host.QueryAsync(db => db.TaskRunLogs.Where(r => r.TaskId == task.Id).ExecuteDeleteAsync());
+        Assert.That(await FoundAsync(host, "ord-disk-3"), Is.Empty);
+        await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-DISK-3")), Is.Zero);
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.Zero);
+        Assert.That(await ScalarAsync(host, "SELECT COUNT(*) FROM \"JobLogSearchRecheck\""), Is.Zero);
+        await ExecAsync(host, IntegrityCheck);
+    }
+
+    [Test]
+    public async Task TheWritersRetriedRuns_FinishedAfterAStep_AddTheirTaskErrorToTheIndexOnce()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var database = LedgerDatabase.For(LedgerProvider.Sqlite);
+        var planner = new LedgerPlanner(database);
+        await using var executor = await database.OpenAsync(host.Ledger.ConnectionString, CancellationToken.None);
+        var id = Guid.NewGuid();
+        var seed = new TaskPayload { Id = id, Name = "Charge", Input = "Charge(7)", TaskKwargs = "{}", DispatchedAt = T0, EstimatedTimeOfFirstArrival = T0 };
+        var runs = Enumerable.Range(0, 3).Select(i => new RunPayload
+        {
+            Id = Guid.NewGuid(), TaskId = id, Name = "Charge", ConsumerType = "ChargeConsumer", Start = T0.AddSeconds(i), Host = "test",
+        }).ToList();
+
+        // Each attempt starts in one batch, the step comes, and it fails in the next (the UPDATE trigger's path).
+        for (var i = 0; i < runs.Count; i++)
+        {
+            await planner.CommitAsync(executor, planner.Plan([new RunStarted(runs[i], seed, false)]), TimeSpan.FromSeconds(10), CancellationToken.None);
+            await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+            LedgerRecord end = i < 2
+                ? new RunFinished(runs[i].Id, id, TaskRunState.Retried, T0.AddSeconds(i + 0.5), Trace, null, null)
+                : new RunFinished(runs[i].Id, id, TaskRunState.Succeeded, T0.AddSeconds(i + 0.5), null, null, null);
+            await planner.CommitAsync(executor, planner.Plan([end]), TimeSpan.FromSeconds(10), CancellationToken.None);
+        }
+
+        Assert.That(((SqliteExecutor)executor).BypassedTriggers, Is.True);
+        Assert.That(await ScalarAsync(host, "SELECT COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"ErrorMessage\" IS NOT NULL"), Is.EqualTo(2));
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.EqualTo(1));
+        Assert.That(await FoundAsync(host, "card declined ord-retry"), Is.EqualTo(new[] { id }));
+        await ExecAsync(host, IntegrityCheck);
+        SqliteConnection.ClearAllPools();
+    }
+
+    [Test]
+    public async Task ALedgerWatermarkedWithEveryError_IsUpgradedAtStartUp_AndStaysExactThroughDeletes()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        // The ledger as session 7 left it: the watermark's triggers, every run's error indexed, no recheck table.
+        await ExecAsync(host, SqliteSearch.Drop + SqliteSearch.Create + "DROP TRIGGER \"JobLogTaskText_Insert\"; DROP TRIGGER \"JobLogTaskText_Update\"; " +
+            "DROP TRIGGER \"JobLogTaskText_Delete\"; DROP TRIGGER \"JobLogRunText_Insert\"; DROP TRIGGER \"JobLogRunText_Update\"; DROP TRIGGER \"JobLogRunText_Delete\";" +
+            SqliteSearch.Watermarked);
+        var task = new TaskLog { Id = Guid.NewGuid(), Name = "Charge", DispatchedAt = T0, State = TaskState.Succeeded, Input = "Charge(1)" };
+        var runs = Enumerable.Range(0, 3).Select(i => Run(task.Id, i, Trace)).ToList();
+        task.Runs.AddRange(runs);
+        await host.QueryAsync(db =>
+        {
+            db.Add(task);
+            return db.SaveChangesAsync();
+        });
+        await ExecAsync(host, "BEGIN IMMEDIATE; " + SqliteSearch.IndexPendingEveryError + "; COMMIT;");
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.EqualTo(3), "session 7 indexed every run");
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EqualTo(new[] { task.Id }));
+
+        await host.QueryAsync(async db =>
+        {
+            await host.Services.GetRequiredService<LedgerDatabase>().ApplySearchIndexAsync(db, true, CancellationToken.None);
+            return 0;
+        });
+        Assert.That(await ScalarAsync(host, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'JobLogSearchRecheck'"), Is.EqualTo(1));
+
+        foreach (var run in runs)
+        {
+            Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EqualTo(new[] { task.Id }));
+            await host.QueryAsync(db => db.TaskRunLogs.Where(r => r.Id == run.Id).ExecuteDeleteAsync());
+            await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+            await ExecAsync(host, IntegrityCheck);
+        }
+
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.Empty);
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.Zero, "no entry left behind");
+    }
+
     [Test]
     public async Task SearchIndexOff_DropsTheWatermark_AndTheWriterLeavesTheLedgerAlone()
     {

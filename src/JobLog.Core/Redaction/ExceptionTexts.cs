@@ -1,0 +1,129 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using System.Reflection;
+using System.Text;
+
+namespace JobLog.Redaction;
+
+/// <summary>
+/// <c>Exception.ToString()</c>, without naming the same stack trace's frames again. Most of what <c>ToString()</c> costs
+/// is naming each frame (method, parameters, generic arguments) and reading its file and line from the PDB: ~350 µs of
+/// CPU for a 10-frame async trace, against ~25 µs for the frames alone (docs/benchmarks.md, "Session 8 (retry)"), and
+/// the retries of one failure throw from the same frames again and again. So the frames are taken without file information or names, and the trace
+/// text is cached under them (each frame's method handle and IL offset, and whether it ends a rethrown part, where the
+/// trace prints "End of stack trace from previous location"): the same frames give the same names, files and lines, so the
+/// text is exactly <c>ToString()</c>'s. Frames of collectible assemblies (whose method handles can be reused after an
+/// unload) are not cached. Only exceptions whose text is <see cref="Exception"/>'s own composition (no override of
+/// <c>ToString</c> or <c>StackTrace</c>, no inner exception, no stack trace string set from outside) take this path;
+/// every other one is <c>ToString()</c>, as before.
+/// </summary>
+internal static class ExceptionTexts
+{
+    /// <summary>Distinct traces kept; past this the cache starts again (a bound, not an LRU: a few hundred failure sites is a lot).</summary>
+    internal const int Capacity = 512;
+
+    private static readonly ConcurrentDictionary<string, string> Traces = new(StringComparer.Ordinal);
+
+    private static readonly ConcurrentDictionary<Type, bool> Composed = new();
+
+    // Set when a trace came from outside (deserialized, ExceptionDispatchInfo.SetRemoteStackTrace): then ToString(). An
+    // exception rethrown by an await has an empty remote trace.
+    private static readonly FieldInfo? StackTraceString = typeof(Exception).GetField("_stackTraceString", BindingFlags.Instance | BindingFlags.NonPublic);
+    private static readonly FieldInfo? RemoteStackTraceString = typeof(Exception).GetField("_remoteStackTraceString", BindingFlags.Instance | BindingFlags.NonPublic);
+
+    // Where StackTrace prints "--- End of stack trace from previous location ---" (an ExceptionDispatchInfo rethrow).
+    private static readonly Func<StackFrame, bool>? ForeignBoundary =
+        typeof(StackFrame).GetProperty("IsLastFrameFromForeignExceptionStackTrace", BindingFlags.Instance | BindingFlags.NonPublic)?.GetMethod
+            is { ReturnType: var returns } getter && returns == typeof(bool)
+            ? getter.CreateDelegate<Func<StackFrame, bool>>()
+            : null;
+
+    /// <summary>Whether the last <see cref="Of"/> on this thread found its trace in the cache (for tests).</summary>
+    [ThreadStatic]
+    internal static bool LastFromCache;
+
+    /// <summary><c>exception.ToString()</c>.</summary>
+    public static string Of(Exception exception)
+    {
+        LastFromCache = false;
+        if (StackTraceString is null || RemoteStackTraceString is null || ForeignBoundary is null || exception.InnerException is not null
+            || !Composed.GetOrAdd(exception.GetType(), IsComposed)
+            || StackTraceString.GetValue(exception) is not null || RemoteStackTraceString.GetValue(exception) is string { Length: > 0 })
+        {
+            return exception.ToString();
+        }
+
+        string? key;
+        try
+        {
+            var frames = new StackTrace(exception, fNeedFileInfo: false);
+            if (frames.FrameCount == 0)
+            {
+                return exception.ToString();
+            }
+
+            key = Key(exception.GetType(), frames);
+            if (key is null)
+            {
+                return exception.ToString();
+            }
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or NotSupportedException or NotImplementedException)
+        {
+            // A frame whose method has no token or module (emitted code): as before.
+            return exception.ToString();
+        }
+
+        if (Traces.TryGetValue(key, out var trace))
+        {
+            LastFromCache = true;
+        }
+        else
+        {
+            trace = exception.StackTrace;
+            if (trace is null)
+            {
+                return exception.ToString();
+            }
+
+            if (Traces.Count >= Capacity)
+            {
+                Traces.Clear();
+            }
+
+            Traces[key] = trace;
+        }
+
+        // Exception.ToString() without an inner exception: the class, ": " and the message when there is one, the trace.
+        var message = exception.Message;
+        var className = exception.GetType().ToString();
+        return string.IsNullOrEmpty(message)
+            ? string.Concat(className, Environment.NewLine, trace)
+            : string.Concat(className, ": ", message, Environment.NewLine, trace);
+    }
+
+    private static string? Key(Type type, StackTrace frames)
+    {
+        var key = new StringBuilder(16 * (frames.FrameCount + 1));
+        key.Append(type.TypeHandle.Value.ToString("x", CultureInfo.InvariantCulture));
+        foreach (var frame in frames.GetFrames())
+        {
+            var method = frame.GetMethod();
+            if (method is null || method.Module.Assembly.IsCollectible)
+            {
+                // No method to name the frame by, or one whose handle an unloaded assembly's method may take again.
+                return null;
+            }
+
+            key.Append('|').Append(method.MethodHandle.Value.ToString("x", CultureInfo.InvariantCulture))
+                .Append(':').Append(frame.GetILOffset()).Append(ForeignBoundary!(frame) ? "!" : "");
+        }
+
+        return key.ToString();
+    }
+
+    private static bool IsComposed(Type type) =>
+        type.GetMethod(nameof(ToString), Type.EmptyTypes)?.DeclaringType == typeof(Exception)
+        && type.GetProperty(nameof(Exception.StackTrace))?.GetMethod?.DeclaringType == typeof(Exception);
+}
