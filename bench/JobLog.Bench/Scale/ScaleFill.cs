@@ -63,11 +63,10 @@ internal static class ScaleFill
     // Then one merge of the segments, FTS5's default back, the runs' errors (few) and the watermark past every row
     // indexed (SqliteSearch: the rows past it would be checked one by one, and indexed again by the writer; it moved
     // with each chunk already, see SqliteAsync).
-    private const string SqliteTextAfter = """
+    private static readonly string SqliteTextAfter = """
         INSERT INTO "JobLogTaskText"("JobLogTaskText") VALUES ('optimize');
         INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('automerge', 4);
-        INSERT INTO "JobLogRunText"(rowid, "ErrorMessage") SELECT rowid, "ErrorMessage" FROM "JobLogTaskRuns" WHERE "ErrorMessage" IS NOT NULL;
-        """ + SqliteWatermark + ";";
+        """ + JobLog.Storage.Sqlite.SqliteSearch.IndexEveryRunError + ";\n" + SqliteWatermark + ";";
 
     private static readonly string PostgresRollups = $"""
         INSERT INTO "JobLogTaskCounts" ("State", "Name", "IsInternal", "Count")

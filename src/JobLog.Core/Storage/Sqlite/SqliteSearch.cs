@@ -175,6 +175,14 @@ internal static class SqliteSearch
         $"UPDATE {W} SET \"Tasks\" = (SELECT coalesce(max(rowid), 0) FROM {T}), \"Runs\" = (SELECT coalesce(max(rowid), 0) FROM {R})";
 
     /// <summary>
+    /// Every run's error in the index, once per task and text (as <see cref="IndexPending"/> indexes them): for a bulk
+    /// load that builds the index after the rows (the scale bench's fill).
+    /// </summary>
+    public static readonly string IndexEveryRunError =
+        $"INSERT INTO \"{RunText}\"(rowid, \"ErrorMessage\") SELECT r.rowid, r.\"ErrorMessage\" FROM {R} r " +
+        $"WHERE r.\"ErrorMessage\" IS NOT NULL AND NOT {RepeatedOf("r")} ORDER BY r.rowid";
+
+    /// <summary>
     /// <see cref="IndexPending"/> for a ledger watermarked before session 8 (no <see cref="Recheck"/>: every run's error
     /// indexed), until start-up upgrades it.
     /// </summary>
