@@ -210,26 +210,29 @@ internal static class SqliteSearch
         """;
 
     // {0} is the phrase; a text shorter than three characters has no trigram and matches nothing (LedgerQueries scans then).
+    // NOT INDEXED on the ledger's tables: every branch reads them by rowid (the index's matches, the range past the
+    // watermark, the runs to recheck). Left to itself the planner fed the UNION in "Id" order by scanning the whole
+    // tasks table through its Id index (a rare q 42.7 s at 10 million tasks; SqliteSearchWatermarkTests plan test).
     private const string Matching = $$"""
-        SELECT t."Id" AS "Value" FROM {{T}} t WHERE t.rowid IN (SELECT rowid FROM "{{TaskText}}" WHERE "{{TaskText}}" MATCH {0})
+        SELECT t."Id" AS "Value" FROM {{T}} t NOT INDEXED WHERE t.rowid IN (SELECT rowid FROM "{{TaskText}}" WHERE "{{TaskText}}" MATCH {0})
         UNION
-        SELECT r."TaskId" AS "Value" FROM {{R}} r WHERE r.rowid IN (SELECT rowid FROM "{{RunText}}" WHERE "{{RunText}}" MATCH {0})
+        SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT rowid FROM "{{RunText}}" WHERE "{{RunText}}" MATCH {0})
         """;
 
     // {1} is the LIKE pattern: the rows past the watermark are not in the index yet, and are checked one by one.
     private const string MatchingWatermarked = Matching + $$"""
 
         UNION
-        SELECT t."Id" AS "Value" FROM {{T}} t WHERE t.rowid > (SELECT "Tasks" FROM {{W}}) AND (t."Input" LIKE {1} ESCAPE '\' OR t."TaskKwargs" LIKE {1} ESCAPE '\')
+        SELECT t."Id" AS "Value" FROM {{T}} t NOT INDEXED WHERE t.rowid > (SELECT "Tasks" FROM {{W}}) AND (t."Input" LIKE {1} ESCAPE '\' OR t."TaskKwargs" LIKE {1} ESCAPE '\')
         UNION
-        SELECT r."TaskId" AS "Value" FROM {{R}} r WHERE r.rowid > (SELECT "Runs" FROM {{W}}) AND r."ErrorMessage" LIKE {1} ESCAPE '\'
+        SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid > (SELECT "Runs" FROM {{W}}) AND r."ErrorMessage" LIKE {1} ESCAPE '\'
         """;
 
     // {1} again: the runs to recheck (the first of their group, not in the index until the next step).
     private const string MatchingDeduplicated = MatchingWatermarked + $$"""
 
         UNION
-        SELECT r."TaskId" AS "Value" FROM {{R}} r WHERE r.rowid IN (SELECT "Run" FROM {{C}}) AND r."ErrorMessage" LIKE {1} ESCAPE '\'
+        SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT "Run" FROM {{C}}) AND r."ErrorMessage" LIKE {1} ESCAPE '\'
         """;
 
     /// <summary>The shape of the index: 0 per-row triggers, 1 watermark, 2 watermark and errors once per task.</summary>
