@@ -385,15 +385,23 @@ internal static partial class LedgerPartitioning
     }
 
     /// <summary>The day partitions of each partitioned table, by their names (<paramref name="kept"/>: the <c>_k</c> partitions of dropped days' kept rows).</summary>
-    internal static async Task<Dictionary<string, HashSet<int>>> DaysAsync(DbConnection connection, CancellationToken cancellationToken, bool kept = false)
+    internal static Task<Dictionary<string, HashSet<int>>> DaysAsync(DbConnection connection, CancellationToken cancellationToken, bool kept = false) =>
+        PartitionDaysAsync(connection, [LedgerModel.Tasks, LedgerModel.Runs], DayPartition(), kept, cancellationToken);
+
+    /// <summary>
+    /// The day partitions of <paramref name="tables"/>, by their names matched by <paramref name="pattern"/> (groups: the
+    /// table, <c>p</c> or <c>k</c>, the day as <c>yyyyMMdd</c>); <paramref name="kept"/>: the <c>_k</c> partitions.
+    /// </summary>
+    private static async Task<Dictionary<string, HashSet<int>>> PartitionDaysAsync(
+        DbConnection connection, IEnumerable<string> tables, Regex pattern, bool kept, CancellationToken cancellationToken)
     {
         var result = new Dictionary<string, HashSet<int>>(StringComparer.Ordinal);
         var names = await ListAsync<string>(connection,
             "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent " +
-            $"WHERE p.oid IN (to_regclass('{Q(LedgerModel.Tasks)}'), to_regclass('{Q(LedgerModel.Runs)}'))", cancellationToken).ConfigureAwait(false);
+            $"WHERE p.oid IN ({string.Join(", ", tables.Select(t => $"to_regclass('{Q(t)}')"))})", cancellationToken).ConfigureAwait(false);
         foreach (var name in names)
         {
-            var match = DayPartition().Match(name);
+            var match = pattern.Match(name);
             if (match.Success && match.Groups[2].Value == (kept ? "k" : "p") && DateTime.TryParseExact(match.Groups[3].Value, "yyyyMMdd", CultureInfo.InvariantCulture,
                     DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var date))
             {

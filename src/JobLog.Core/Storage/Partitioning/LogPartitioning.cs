@@ -293,30 +293,8 @@ internal static partial class LedgerPartitioning
     private static NpgsqlParameter Rows(string json) => new("rows", NpgsqlTypes.NpgsqlDbType.Jsonb) { Value = json };
 
     /// <summary>The day partitions of each log table, by their names (<paramref name="kept"/>: the <c>_k</c> partitions of dropped days' kept rows).</summary>
-    internal static async Task<Dictionary<string, HashSet<int>>> LogDaysAsync(DbConnection connection, bool kept, CancellationToken cancellationToken)
-    {
-        var result = new Dictionary<string, HashSet<int>>(StringComparer.Ordinal);
-        var names = await ListAsync<string>(connection,
-            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent " +
-            $"WHERE p.oid IN ({string.Join(", ", LogTables.Select(t => $"to_regclass('{Q(t.Table)}')"))})", cancellationToken).ConfigureAwait(false);
-        foreach (var name in names)
-        {
-            var match = LogDayPartition().Match(name);
-            if (match.Success && match.Groups[2].Value == (kept ? "k" : "p") && DateTime.TryParseExact(match.Groups[3].Value, "yyyyMMdd", CultureInfo.InvariantCulture,
-                    DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var date))
-            {
-                var table = match.Groups[1].Value;
-                if (!result.TryGetValue(table, out var days))
-                {
-                    result[table] = days = [];
-                }
-
-                days.Add(PartitionDay.Of(date));
-            }
-        }
-
-        return result;
-    }
+    internal static Task<Dictionary<string, HashSet<int>>> LogDaysAsync(DbConnection connection, bool kept, CancellationToken cancellationToken) =>
+        PartitionDaysAsync(connection, LogTables.Select(t => t.Table), LogDayPartition(), kept, cancellationToken);
 
     private static (string Succeeded, string Failed) Outcomes(LedgerKind kind, string alias = "t") => kind == LedgerKind.Commands
         ? ($"{alias}.\"IsSuccessful\" IS TRUE", $"{alias}.\"IsSuccessful\" IS NOT TRUE")
