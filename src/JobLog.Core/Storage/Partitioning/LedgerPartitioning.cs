@@ -117,22 +117,7 @@ internal static partial class LedgerPartitioning
         }
 
         // Runs first: their foreign key references the tasks.
-        foreach (var (table, _) in Tables.Reverse())
-        {
-            await ExecAsync(connection, $"DROP TABLE {Q(table)}", cancellationToken).ConfigureAwait(false);
-        }
-
-        foreach (var (table, primaryKey, recreate) in catalog)
-        {
-            await ExecAsync(connection, $"ALTER TABLE {Q(table + "_partitioned")} RENAME TO {Q(table)}", cancellationToken).ConfigureAwait(false);
-            await ExecAsync(connection, primaryKey, cancellationToken).ConfigureAwait(false);
-            foreach (var sql in recreate)
-            {
-                await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
-            }
-
-            await ExecAsync(connection, $"ANALYZE {Q(table)}", cancellationToken).ConfigureAwait(false);
-        }
+        await SwapInPartitionedAsync(connection, catalog, cancellationToken).ConfigureAwait(false);
 
         await ExecAsync(connection, DayRollups.Create, cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -382,6 +367,32 @@ internal static partial class LedgerPartitioning
             ? $"({alias}.\"State\" IN ({(int)TaskState.Failed}, {(int)TaskState.Expired}) AND {alias}.\"Stop\" < {Literal(f)})"
             : "FALSE";
         return $"{alias}.\"Stop\" IS NOT NULL AND (({alias}.\"State\" = {(int)TaskState.Succeeded} AND {alias}.\"Stop\" < {Literal(succeededBefore)}) OR {failures})";
+    }
+
+    /// <summary>
+    /// Drops the tables of <paramref name="catalog"/> (in reverse: a table's foreign keys reference the ones before it)
+    /// and puts their <c>_partitioned</c> copies in their place, with the primary key, indexes and triggers read from the
+    /// catalog, and their statistics.
+    /// </summary>
+    private static async Task SwapInPartitionedAsync(
+        DbConnection connection, IReadOnlyList<(string Table, string PrimaryKey, List<string> Recreate)> catalog, CancellationToken cancellationToken)
+    {
+        foreach (var (table, _, _) in catalog.Reverse())
+        {
+            await ExecAsync(connection, $"DROP TABLE {Q(table)}", cancellationToken).ConfigureAwait(false);
+        }
+
+        foreach (var (table, primaryKey, recreate) in catalog)
+        {
+            await ExecAsync(connection, $"ALTER TABLE {Q(table + "_partitioned")} RENAME TO {Q(table)}", cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, primaryKey, cancellationToken).ConfigureAwait(false);
+            foreach (var sql in recreate)
+            {
+                await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
+            }
+
+            await ExecAsync(connection, $"ANALYZE {Q(table)}", cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>The day partitions of each partitioned table, by their names (<paramref name="kept"/>: the <c>_k</c> partitions of dropped days' kept rows).</summary>

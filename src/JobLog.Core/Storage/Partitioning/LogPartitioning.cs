@@ -104,22 +104,7 @@ internal static partial class LedgerPartitioning
         }
 
         // The related objects first: their foreign key references the outbound requests.
-        foreach (var (table, _, _) in LogTables.Reverse())
-        {
-            await ExecAsync(connection, $"DROP TABLE {Q(table)}", cancellationToken).ConfigureAwait(false);
-        }
-
-        foreach (var (table, primaryKey, recreate) in catalog)
-        {
-            await ExecAsync(connection, $"ALTER TABLE {Q(table + "_partitioned")} RENAME TO {Q(table)}", cancellationToken).ConfigureAwait(false);
-            await ExecAsync(connection, primaryKey, cancellationToken).ConfigureAwait(false);
-            foreach (var sql in recreate)
-            {
-                await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
-            }
-
-            await ExecAsync(connection, $"ANALYZE {Q(table)}", cancellationToken).ConfigureAwait(false);
-        }
+        await SwapInPartitionedAsync(connection, catalog, cancellationToken).ConfigureAwait(false);
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return copied;
