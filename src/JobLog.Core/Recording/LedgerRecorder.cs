@@ -35,6 +35,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     private readonly LedgerJournal? _journal;
     private readonly SteadyRate _drops;
     private long _flushTarget;
+    private long _writtenUpTo;
     private TaskCompletionSource _flushRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public LedgerRecorder(IOptions<JobLogOptions> options, JobLogMetrics metrics, ILogger<LedgerRecorder> logger, TimeProvider time, Redaction.Redactor redactor)
@@ -368,6 +369,10 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         }
 
         Interlocked.Add(ref _backlog, -queued);
+
+        // The highest record written so far: a held dispatch written alone later is older than records committed
+        // before it, and once it is in, they count too (the writer is the only caller).
+        last = _writtenUpTo = Math.Max(_writtenUpTo, last);
         if (heldFrom > 0)
         {
             // A held record is not in the database: the journal keeps it, and a flush waits for it.
