@@ -52,7 +52,7 @@ internal sealed class BenchOptions
           --row-triggers     SQLite: keep every trigger firing per row in the writer's batches, as before session 6 (a
                              no-op trigger of the bench's own makes the writer fall back; also for writer)
           --hold on|off|S    Journaled: the writer holds a dispatch back up to S seconds for its run, writing the task
-                             once (default on = 1 s, as the library; also for writer's "dispatch then run" profile)
+                             once (default off, as the library; on = 1 s; also for the writer bench's "dispatch then run" profile)
           --hold-capacity N  the most dispatches held at once (default 4 x MaxBatchSize)
 
         sweep options:
@@ -137,7 +137,7 @@ internal sealed class BenchOptions
     public bool Hold => HoldFor > TimeSpan.Zero;
 
     /// <summary>JobLogOptions.DispatchHold (zero: off).</summary>
-    public TimeSpan HoldFor { get; private set; } = JobLog.Recording.LedgerWriter.MaxHold;
+    public TimeSpan HoldFor { get; private set; }
 
     /// <summary>JobLogOptions.DispatchHoldCapacity (0: the library's default).</summary>
     public int HoldCapacity { get; private set; }

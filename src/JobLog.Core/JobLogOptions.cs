@@ -69,10 +69,10 @@ public sealed class JobLogOptions : IValidatableObject
 
     /// <summary>
     /// In <see cref="LedgerDurability.Journaled"/> mode the writer holds a dispatch back up to this long for its run, so
-    /// that its task row is written once with its run's state (Recording/HeldDispatches.cs); zero: off. Default 1 s.
+    /// that its task row is written once with its run's state (Recording/HeldDispatches.cs); zero: off. Default off: on the bus it joined 2–15 % of dispatches with their runs and the PostgreSQL server's CPU per message rose (docs/benchmarks.md "Session 8 merge"); <see cref="Recording.LedgerWriter.MaxHold"/> is the length measured.
     /// Internal: set by the bench to measure it.
     /// </summary>
-    internal TimeSpan DispatchHold { get; set; } = Recording.LedgerWriter.MaxHold;
+    internal TimeSpan DispatchHold { get; set; }
 
     /// <summary>The most dispatches held back at once (<see cref="DispatchHold"/>); 0: four batches' worth (<see cref="MaxBatchSize"/>).</summary>
     internal int DispatchHoldCapacity { get; set; }

@@ -205,6 +205,7 @@ public class HeldDispatchTests(LedgerProvider provider)
             o.Durability = LedgerDurability.Journaled;
             o.SpoolDirectory = _journal;
             o.MaxBatchSize = 2;
+            o.DispatchHold = LedgerWriter.MaxHold;
         }, services: s =>
         {
             if (clock is not null)
