@@ -169,31 +169,14 @@ internal static partial class LedgerPartitioning
                     continue;
                 }
 
-                await using var transaction = (NpgsqlTransaction)await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-                await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
-
                 // Processes of one ledger create partitions one at a time; a partition another one made meanwhile is left.
-                await ExecAsync(connection, "SELECT pg_advisory_xact_lock(hashtext('joblog_partitions'))", cancellationToken).ConfigureAwait(false);
-                if (await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(table + "_" + PartitionDay.Suffix(day))}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
+                // Rows of the day in the default partition move straight into the new one (the rollup triggers, which
+                // fire for statements on the partitioned table, do not count them twice).
+                if (!await CreateDayPartitionAsync(connection, table, day, cancellationToken).ConfigureAwait(false))
                 {
-                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                     continue;
                 }
 
-                await transaction.SaveAsync("joblog_partition", cancellationToken).ConfigureAwait(false);
-                try
-                {
-                    await ExecAsync(connection, CreateDay(table, table, day), cancellationToken).ConfigureAwait(false);
-                }
-                catch (PostgresException ex) when (ex.SqlState == CheckViolation)
-                {
-                    // The default partition holds rows of this day: move them in (straight into the partitions, so the
-                    // rollup triggers, which fire for statements on the partitioned table, do not count them twice).
-                    await transaction.RollbackAsync("joblog_partition", cancellationToken).ConfigureAwait(false);
-                    await ExecAsync(connection, MoveFromDefault(table, day), cancellationToken).ConfigureAwait(false);
-                }
-
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 created++;
             }
         }
