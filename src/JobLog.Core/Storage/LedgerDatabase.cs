@@ -48,6 +48,12 @@ internal abstract class LedgerDatabase
     public virtual Task AfterMigrateAsync(JobLogDbContext context, CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>
+    /// Brings the planner's statistics up to date where the database does not do it itself (SQLite: <c>PRAGMA optimize</c>,
+    /// see <see cref="Sqlite.SqliteSetup.Optimize"/>; PostgreSQL's autovacuum analyzes). The sweeper calls it before a sweep.
+    /// </summary>
+    public virtual Task RefreshStatisticsAsync(DbConnection connection, CancellationToken cancellationToken) => Task.CompletedTask;
+
+    /// <summary>
     /// After the migrations: keeps or drops the task search's text index (<see cref="JobLogOptions.SearchIndex"/>;
     /// the migration created it, so turning it on again rebuilds it from the rows).
     /// </summary>

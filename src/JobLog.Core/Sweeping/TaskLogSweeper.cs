@@ -80,6 +80,7 @@ internal sealed partial class TaskLogSweeper(
         var batchSize = options.Value.Sweeper.BatchSize;
         var total = new SweepResult(0, 0);
         await using var executor = await _database.OpenAsync(contexts.ConnectionString, cancellationToken).ConfigureAwait(false);
+        await _database.RefreshStatisticsAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
         var postgres = executor.Connection is Npgsql.NpgsqlConnection;
         var partitioned = postgres && await LedgerPartitioning.IsPartitionedAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
         var (claimed, first) = await SweepBatchAsync(executor.Connection, batchSize, partitioned, cancellationToken).ConfigureAwait(false);

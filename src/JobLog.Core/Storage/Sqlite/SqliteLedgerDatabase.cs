@@ -31,7 +31,14 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
 
     // WAL lets the dashboard read while the writer commits; the mode is stored in the file.
     public override Task AfterMigrateAsync(JobLogDbContext context, CancellationToken cancellationToken) =>
-        context.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken);
+        context.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL; " + SqliteSetup.Optimize, cancellationToken);
+
+    public override async Task RefreshStatisticsAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = SqliteSetup.Optimize;
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
 
     public override async Task ApplySearchIndexAsync(JobLogDbContext context, bool enabled, CancellationToken cancellationToken)
     {
