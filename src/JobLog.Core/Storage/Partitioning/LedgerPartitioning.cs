@@ -126,18 +126,19 @@ internal static partial class LedgerPartitioning
 
     /// <summary>
     /// Adds the day rollups (<see cref="DayRollups"/>) to a partitioned ledger that lacks them (converted before they
-    /// existed): the tables, their triggers and the rollups of the rows present, with the writers held off meanwhile.
+    /// existed): the tables, their triggers and the rollups of the rows present, with the writers held off meanwhile; and
+    /// makes the minute rollups views over them where they are still tables (a ledger partitioned before session 9).
     /// </summary>
     public static async Task EnsureDayRollupsAsync(DbConnection connection, CancellationToken cancellationToken)
     {
-        if (await ScalarAsync<bool>(connection, DayRollups.ExistSql, cancellationToken).ConfigureAwait(false))
+        if (await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false))
         {
             return;
         }
 
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN SHARE ROW EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
-        if (!await ScalarAsync<bool>(connection, DayRollups.ExistSql, cancellationToken).ConfigureAwait(false))
+        if (!await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false))
         {
             await ExecAsync(connection, DayRollups.Create, cancellationToken).ConfigureAwait(false);
         }
@@ -222,10 +223,9 @@ internal static partial class LedgerPartitioning
 
             // The rows to keep (few) are found through the state and Stop indexes: every row to keep is unfinished or not a
             // success (a state index range) or ended at or after the success cutoff (a Stop index range), and the exact rule
-            // then filters those. What the rollups lose is the day's rollups (DayRollups) less the kept rows: the day's
-            // partition is not read (it was, once, at 2.1-2.6 s for a day of 90,000 tasks). The kept runs are copied first (a
-            // nested loop of index probes); from DayRollups.Gone on the transaction has nested loops off, so the rollups join
-            // the temporary tables by hash without statistics on them (nested loops: 11-14 s for a day of 9,000 tasks).
+            // then filters those. What the counts lose is the day's rollups (DayRollups) less the kept rows: the day's
+            // partition is not read (it was, once, at 2.1-2.6 s for a day of 90,000 tasks). The minute rollups are views over
+            // the day rollups (session 9), so the day's share goes with its day rollup rows (DayRollups.Reset).
             var notSucceeded = string.Join(", ", Enum.GetValues<TaskState>().Where(v => v != TaskState.Succeeded).Select(v => ((int)v).ToString(CultureInfo.InvariantCulture)));
             var sql = $"""
                 CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t
@@ -233,7 +233,6 @@ internal static partial class LedgerPartitioning
                 CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
                 {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
                 {string.Format(CultureInfo.InvariantCulture, DayRollups.Gone, day)}
-                {s_rollupsLose}
                 """;
             await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
             var counts = await ListAsync<long>(connection,
@@ -244,7 +243,6 @@ internal static partial class LedgerPartitioning
                 ALTER TABLE {Q(LedgerModel.Tasks)} DETACH PARTITION {tasks};
                 DROP TABLE {tasks};
                 {(counts[2] > 0 ? KeptPartitions(day) : "")}
-                {s_runRollupLoses}
                 {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
                 """;
             await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);
@@ -301,44 +299,6 @@ internal static partial class LedgerPartitioning
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
-
-    /// <summary>
-    /// The rollups lose the rows of <c>joblog_gone</c>, as the rollup triggers' DELETE would count them (a DROP fires no
-    /// trigger): per minute, a delete where the minute loses all its rows (the usual case for a whole day) and an update
-    /// elsewhere, instead of an upsert of every minute followed by a delete of those left at zero. The rollups are exact,
-    /// so every key of a dropped row exists. The joins name the range of the day's minutes, so PostgreSQL reads that range of
-    /// the rollup's key rather than probing it once per row (run rollup, 49,590 rows of a day at 1 M tasks: 363 + 249 ms
-    /// for the delete and update, 142 + 35 ms with the range, psql, load 15).
-    /// </summary>
-    private static readonly string s_rollupsLose = $$"""
-        INSERT INTO "{{LedgerRollups.Counts}}" AS c ("State", "Name", "IsInternal", "Count")
-            SELECT "State", "Name", "IsInternal", -SUM(n) FROM joblog_gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-            ON CONFLICT ("State", "Name", "IsInternal") DO UPDATE SET "Count" = c."Count" + excluded."Count";
-        DELETE FROM "{{LedgerRollups.Minutes}}" m USING joblog_gone g
-            WHERE m."Minute" = g."Minute" AND m."State" = g."State" AND m."Name" = g."Name" AND m."IsInternal" = g."IsInternal" AND m."Count" = g.n
-                AND m."Minute" BETWEEN (SELECT min("Minute") FROM joblog_gone WHERE "Minute" > '-infinity') AND (SELECT max("Minute") FROM joblog_gone);
-        UPDATE "{{LedgerRollups.Minutes}}" m SET "Count" = m."Count" - g.n FROM joblog_gone g
-            WHERE m."Minute" = g."Minute" AND m."State" = g."State" AND m."Name" = g."Name" AND m."IsInternal" = g."IsInternal"
-                AND m."Minute" BETWEEN (SELECT min("Minute") FROM joblog_gone WHERE "Minute" > '-infinity') AND (SELECT max("Minute") FROM joblog_gone);
-        """;
-
-    /// <summary>
-    /// After the drop (a DROP fires no trigger), the run rollup loses the dropped runs as its DELETE trigger would count
-    /// them: a minute that loses all its runs goes, the others lose their count and total, and where a dropped run may have
-    /// been the longest, the longest is read again from the runs left (the kept ones are back, in the <c>_k</c> partition).
-    /// </summary>
-    private static readonly string s_runRollupLoses = $$"""
-        DELETE FROM "{{RunRollups.Minutes}}" m USING joblog_gone_runs g
-            WHERE m."Minute" = g."Minute" AND m."Name" = g."Name" AND m."Runs" = g.n AND m."Minute" BETWEEN (SELECT min("Minute") FROM joblog_gone_runs) AND (SELECT max("Minute") FROM joblog_gone_runs);
-        UPDATE "{{RunRollups.Minutes}}" m SET "Runs" = m."Runs" - g.n, "TotalMilliseconds" = m."TotalMilliseconds" - g.total
-            FROM joblog_gone_runs g WHERE m."Minute" = g."Minute" AND m."Name" = g."Name" AND m."Minute" BETWEEN (SELECT min("Minute") FROM joblog_gone_runs) AND (SELECT max("Minute") FROM joblog_gone_runs);
-        UPDATE "{{RunRollups.Minutes}}" m SET "MaxMilliseconds" = coalesce((
-                SELECT MAX({{RunRollups.PostgresMillisecondsOf("r.\"Start\"", "r.\"Stop\"")}}) FROM "{{LedgerModel.Runs}}" r
-                WHERE r."Name" = m."Name" AND r."Start" >= m."Minute" AND r."Start" < m."Minute" + interval '1 minute'
-                    AND r."State" IN (2, 3, 4) AND r."Stop" IS NOT NULL), 0)
-            FROM joblog_gone_runs g WHERE m."Minute" = g."Minute" AND m."Name" = g."Name" AND m."MaxMilliseconds" <= g.longest
-                AND m."Minute" BETWEEN (SELECT min("Minute") FROM joblog_gone_runs) AND (SELECT max("Minute") FROM joblog_gone_runs);
-        """;
 
     /// <summary>
     /// The batched purge's rule (<c>LedgerPurger.Candidates</c>) for a task row <paramref name="alias"/>: SUCCEEDED and
