@@ -38,8 +38,10 @@ internal static class DayRollups
 
     // Before Create, which interpolates it (static fields are initialised in order).
     /// <summary>
-    /// The overview's minute rollups as views over the day rollups (the sum of a minute's days), with indexes on the
-    /// minute for the overview's ranges; the rollup triggers then keep only the counts (state x name), and the run rollup's
+    /// The overview's minute rollups as views over the day rollups, with indexes on the minute for the overview's ranges.
+    /// A view has a row per day of a minute and key (a minute holds rows of several days where tasks of different days' ids
+    /// ended in it): its readers sum, as the overview does (a view that summed the days itself cost the overview's day window
+    /// a second aggregation, 250-530 ms against 85-170 ms at 1 M, load 12-40); the rollup triggers then keep only the counts (state x name), and the run rollup's
     /// triggers go. Idempotent: the tables are dropped only while they are tables. The EF model still maps the entities to
     /// these names; nothing writes them on a partitioned ledger (a migration that recreates the rollup triggers must keep this).
     /// </summary>
@@ -72,12 +74,9 @@ internal static class DayRollups
             IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('"{{RunRollups.Minutes}}"')) = 'r' THEN DROP TABLE "{{RunRollups.Minutes}}"; END IF;
         END $views$;
         CREATE OR REPLACE VIEW "{{LedgerRollups.Minutes}}" AS
-            SELECT "Minute", "State", "Name", "IsInternal", SUM("Count")::bigint AS "Count" FROM {{TD}}
-            WHERE "Minute" > '-infinity' GROUP BY "Minute", "State", "Name", "IsInternal" HAVING SUM("Count") <> 0;
+            SELECT "Minute", "State", "Name", "IsInternal", "Count" FROM {{TD}} WHERE "Minute" > '-infinity' AND "Count" <> 0;
         CREATE OR REPLACE VIEW "{{RunRollups.Minutes}}" AS
-            SELECT "Minute", "Name", SUM("Runs")::bigint AS "Runs", SUM("TotalMilliseconds")::bigint AS "TotalMilliseconds",
-                coalesce(MAX("MaxMilliseconds") FILTER (WHERE "Runs" > 0), 0)::bigint AS "MaxMilliseconds"
-            FROM {{RD}} GROUP BY "Minute", "Name" HAVING SUM("Runs") <> 0;
+            SELECT "Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds" FROM {{RD}} WHERE "Runs" <> 0;
         """;
 
     /// <summary>The tables, trigger functions and triggers (idempotent), then the rollups of the rows present.</summary>
@@ -145,10 +144,10 @@ internal static class DayRollups
             REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION joblog_run_days_update();
 
         TRUNCATE {TD}, {RD};
-        INSERT INTO {TD} ({TaskKey}, "Count") SELECT {Key}, {TaskMinute}, "State", "Name", "IsInternal", COUNT(*) FROM {T} GROUP BY 1, 2, 3, 4, 5;
+        INSERT INTO {TD} ({TaskKey}, "Count") SELECT {Key}, {TaskMinute}, "State", "Name", "IsInternal", COUNT(*) FROM {T} GROUP BY 1, 2, 3, 4, 5 ORDER BY 2, 1;
         INSERT INTO {RD} ({Key}, "Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
             SELECT {Key}, {RunRollups.PostgresMinute}, "Name", COUNT(*), SUM({RunRollups.PostgresMilliseconds}), MAX({RunRollups.PostgresMilliseconds})
-            FROM {R} WHERE {RunRollups.Counted} GROUP BY 1, 2, 3;
+            FROM {R} WHERE {RunRollups.Counted} GROUP BY 1, 2, 3 ORDER BY 2, 1;
         {MinuteViews}
         """;
 
