@@ -209,6 +209,11 @@ internal sealed class ThroughputBench(BenchOptions options)
         {
             await ledger.AddRowTriggersAsync();
         }
+
+        if (ledger is not null)
+        {
+            await ledger.DropIndexesAsync(options.DropIndexes);
+        }
         string? problem = null;
         try
         {
