@@ -49,6 +49,12 @@ internal sealed class BenchOptions
           --side on|off      run only one side (for profiling; no ratio)
           --alloc-profile    print the top allocated types of each measured run (GC AllocationTick sampling)
           --search-index on|off  JobLogOptions.SearchIndex (default on; also for writer)
+          --jit-settle S     after the warm-up, wait up to S seconds (default 30; 0 = no wait) for the JIT to go quiet (fewer
+                             than 20 methods a second) before the measured run: a host's start-up leaves thousands of
+                             methods (EF Core's, on the JobLog side) to tiered compilation, which would compile them
+                             during the measured run
+          --drop-index LIST  SQLite: drop these indexes (names, comma-separated) from each throwaway ledger after its
+                             migration, to measure what each costs the writer (not a supported configuration)
           --row-triggers     SQLite: keep every trigger firing per row in the writer's batches, as before session 6 (a
                              no-op trigger of the bench's own makes the writer fall back; also for writer)
           --hold on|off|S    Journaled: the writer holds a dispatch back up to S seconds for its run, writing the task
@@ -130,6 +136,12 @@ internal sealed class BenchOptions
     /// <summary>Keep the throwaway ledgers (for inspection); their location is printed.</summary>
     public bool Keep { get; private set; }
 
+    /// <summary>Throughput: the longest wait, after the warm-up, for the JIT to go quiet before the measured run (0: none).</summary>
+    public TimeSpan JitSettle { get; private set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>SQLite indexes dropped from each throwaway ledger after its migration (--drop-index), for writer and throughput runs.</summary>
+    public IReadOnlyList<string> DropIndexes { get; private set; } = [];
+
     /// <summary>JobLogOptions.SearchIndex for the throughput and writer runs.</summary>
     public bool SearchIndex { get; private set; } = true;
 
@@ -207,6 +219,8 @@ internal sealed class BenchOptions
                 case "--alloc-profile": o.AllocationProfile = true; break;
                 case "--search-index": o.SearchIndex = Value() is not ("off" or "false" or "0"); break;
                 case "--row-triggers": o.RowTriggers = true; break;
+                case "--drop-index": o.DropIndexes = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
+                case "--jit-settle": o.JitSettle = TimeSpan.FromSeconds(double.Parse(Value(), CultureInfo.InvariantCulture)); break;
                 case "--hold":
                     var hold = Value();
                     o.HoldFor = hold switch

@@ -68,18 +68,47 @@ internal sealed class MemorySampler : IAsyncDisposable
     }
 }
 
-/// <summary>Process CPU time and allocations over an interval.</summary>
-internal readonly record struct ProcessSnapshot(TimeSpan Cpu, long Allocated, int Gen0, int Gen1, int Gen2)
+/// <summary>
+/// Process CPU time and allocations over an interval, and the JIT's work in it (<see cref="System.Runtime.JitInfo"/>:
+/// methods compiled and the time spent compiling them, every thread; tiered compilation's background thread included).
+/// </summary>
+internal readonly record struct ProcessSnapshot(TimeSpan Cpu, long Allocated, int Gen0, int Gen1, int Gen2, TimeSpan Jit = default, long JitMethods = 0)
 {
     public static ProcessSnapshot Take()
     {
         using var process = Process.GetCurrentProcess();
         return new ProcessSnapshot(process.TotalProcessorTime, GC.GetTotalAllocatedBytes(false),
-            GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2));
+            GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2),
+            System.Runtime.JitInfo.GetCompilationTime(), System.Runtime.JitInfo.GetCompiledMethodCount());
+    }
+
+    /// <summary>
+    /// Waits until the JIT is quiet (fewer than 20 methods compiled in a second), at most <paramref name="limit"/>: a new
+    /// host's start-up (EF Core's model and migrations, MassTransit's pipes) leaves thousands of methods for tiered
+    /// compilation's background thread, which would otherwise compile them during the measured run.
+    /// </summary>
+    /// <returns>How long it waited.</returns>
+    public static async Task<TimeSpan> SettleJitAsync(TimeSpan limit)
+    {
+        var clock = Stopwatch.StartNew();
+        var last = System.Runtime.JitInfo.GetCompiledMethodCount();
+        while (clock.Elapsed < limit)
+        {
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            var now = System.Runtime.JitInfo.GetCompiledMethodCount();
+            if (now - last < 20)
+            {
+                break;
+            }
+
+            last = now;
+        }
+
+        return clock.Elapsed;
     }
 
     public static ProcessSnapshot operator -(ProcessSnapshot a, ProcessSnapshot b) =>
-        new(a.Cpu - b.Cpu, a.Allocated - b.Allocated, a.Gen0 - b.Gen0, a.Gen1 - b.Gen1, a.Gen2 - b.Gen2);
+        new(a.Cpu - b.Cpu, a.Allocated - b.Allocated, a.Gen0 - b.Gen0, a.Gen1 - b.Gen1, a.Gen2 - b.Gen2, a.Jit - b.Jit, a.JitMethods - b.JitMethods);
 }
 
 /// <summary>Listens to the JobLog meter: how the writer batches and how long its commits take.</summary>

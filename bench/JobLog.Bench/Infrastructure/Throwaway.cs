@@ -97,6 +97,27 @@ internal sealed class ThrowawayLedger : IAsyncDisposable
         await command.ExecuteNonQueryAsync();
     }
 
+    /// <summary>
+    /// SQLite: drops the named indexes (--drop-index), to measure what each costs the writer. Not what the library does:
+    /// pages and the sweeper may need them (docs/scale.md).
+    /// </summary>
+    public async Task DropIndexesAsync(IReadOnlyList<string> names)
+    {
+        if (Provider != LedgerProvider.Sqlite || names.Count == 0)
+        {
+            return;
+        }
+
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection(ConnectionString);
+        await connection.OpenAsync();
+        foreach (var name in names)
+        {
+            await using var command = connection.CreateCommand();
+            command.CommandText = "DROP INDEX \"" + name.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
+            await command.ExecuteNonQueryAsync();
+        }
+    }
+
     /// <summary>Leave the database behind (for inspection).</summary>
     public bool Keep { get; set; }
 

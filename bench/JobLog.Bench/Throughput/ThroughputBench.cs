@@ -55,6 +55,18 @@ internal sealed record RunResult(
 
     public double CpuMicrosPerMessage => Process.Cpu.TotalMilliseconds * 1000 / Messages;
 
+    /// <summary>Time the JIT spent compiling during the run, per message (wall time of its compilations, not CPU).</summary>
+    public double JitMicrosPerMessage => Process.Jit.TotalMilliseconds * 1000 / Messages;
+
+    /// <summary>SQLite: the CPU time of the writer's commits during the run (thread clock), per message; the rest of
+    /// <see cref="CpuMicrosPerMessage"/> is the bus, the publish and consume paths, the journal, the GC and the JIT.</summary>
+    public double WriterCpuMicrosPerMessage => WriterCpu.TotalMilliseconds * 1000 / Messages;
+
+    public TimeSpan WriterCpu { get; init; }
+
+    /// <summary>How long the run waited for the JIT to go quiet before it started (--jit-settle).</summary>
+    public TimeSpan JitSettled { get; init; }
+
     /// <summary>The PostgreSQL server's CPU per message during the run (all its processes, other sessions' included).</summary>
     public double PostgresMicrosPerMessage => Servers.Postgres.TotalMilliseconds * 1000 / Messages;
 
@@ -153,6 +165,7 @@ internal sealed class ThroughputBench(BenchOptions options)
         var text = string.Create(CultureInfo.InvariantCulture,
             $"{r.MessagesPerSecond,8:N0} msg/s (publish {r.PublishElapsed.TotalSeconds:0.00} s, end {r.Elapsed.TotalSeconds:0.00} s), " +
             $"cpu {r.CpuMicrosPerMessage:0} us/msg{(r.Servers.Available ? $" (+ postgres {r.PostgresMicrosPerMessage:0} [ledger backends {r.LedgerBackendMicrosPerMessage:0}], rabbit {r.RabbitMicrosPerMessage:0} = {r.TotalMicrosPerMessage:0})" : "")}, alloc {r.AllocatedBytesPerMessage / 1024:0.0} KB/msg, gen2 {r.Process.Gen2}, " +
+            $"{(r.WriterCpu > TimeSpan.Zero ? $"writer cpu {r.WriterCpuMicrosPerMessage:0} us/msg, " : "")}jit {r.JitMicrosPerMessage:0} us/msg wall ({r.Process.JitMethods:N0} methods; settled {r.JitSettled.TotalSeconds:0} s before), " +
             $"ws {r.PeakWorkingSet / 1048576} MB, heap {r.PeakGcHeap / 1048576} MB");
         if (r.JobLog)
         {
@@ -196,6 +209,11 @@ internal sealed class ThroughputBench(BenchOptions options)
         {
             await ledger.AddRowTriggersAsync();
         }
+
+        if (ledger is not null)
+        {
+            await ledger.DropIndexesAsync(options.DropIndexes);
+        }
         string? problem = null;
         try
         {
@@ -212,6 +230,14 @@ internal sealed class ThroughputBench(BenchOptions options)
                 }
             }
 
+            var ledgerWriter = jobLog ? host.Services.GetRequiredService<LedgerWriter>() : null;
+            if (ledgerWriter is not null && path.Ledger == LedgerProvider.Sqlite)
+            {
+                ledgerWriter.CpuClock = ThreadCpu.Nanoseconds;
+            }
+
+            var writerCpuBefore = ledgerWriter?.CommitCpuNanoseconds ?? 0;
+            var settled = options.JitSettle > TimeSpan.Zero ? await ProcessSnapshot.SettleJitAsync(options.JitSettle) : TimeSpan.Zero;
             var done = counter.Arm(options.Messages);
             var writerBefore = _writer.Take();
             _writer.ResetMax();
@@ -250,6 +276,7 @@ internal sealed class ThroughputBench(BenchOptions options)
             }
 
             var process = ProcessSnapshot.Take() - before;
+            var writerCpu = TimeSpan.FromTicks(((ledgerWriter?.CommitCpuNanoseconds ?? 0) - writerCpuBefore) / 100);
             servers = await ServerCpu.SinceAsync(servers, ledger?.Database, ThrowawayLedger.PostgresAdmin);
             if (_allocations is not null)
             {
@@ -286,7 +313,11 @@ internal sealed class ThroughputBench(BenchOptions options)
                 }
             }
 
-            return new RunResult(jobLog, options.Messages, consumed, published, drained, process, peakWorkingSet, peakGcHeap, writer, contents, problem, servers);
+            return new RunResult(jobLog, options.Messages, consumed, published, drained, process, peakWorkingSet, peakGcHeap, writer, contents, problem, servers)
+            {
+                JitSettled = settled,
+                WriterCpu = writerCpu,
+            };
         }
         catch
         {

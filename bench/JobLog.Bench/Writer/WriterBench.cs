@@ -107,6 +107,8 @@ internal sealed class WriterBench(BenchOptions options)
         {
             await ledger.AddRowTriggersAsync();
         }
+
+        await ledger.DropIndexesAsync(options.DropIndexes);
         using var stats = new WriterStats();
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var rendered = host.Services.GetRequiredService<MessageRenderer>().Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
@@ -186,6 +188,8 @@ internal sealed class WriterBench(BenchOptions options)
         {
             await ledger.AddRowTriggersAsync();
         }
+
+        await ledger.DropIndexesAsync(options.DropIndexes);
 
         var database = LedgerDatabase.For(provider);
         var store = new LedgerPlanner(database);

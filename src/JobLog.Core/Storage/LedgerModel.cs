@@ -81,7 +81,9 @@ internal static class LedgerModel
             e.Property(x => x.Host).HasMaxLength(NameLength);
             // Run numbering and the task-state derivation: runs of one task and consumer.
             e.HasIndex(x => new { x.TaskId, x.ConsumerType, x.Retries });
-            e.HasIndex(x => new { x.State, x.Start });
+            // No (State, Start): no query reads runs by state alone (ACTIVE runs are found through the partial HostInstanceId
+            // index or by task), and the index cost the SQLite writer ~10 µs a run (docs/benchmarks.md, "Session 9 (sqlcpu)").
+            // The run rollup's recount of a minute's longest run reads (Name, Start).
             e.HasIndex(x => new { x.Name, x.Start });
             // The queue filter: tasks one of whose runs was consumed from the queue (docs/scale.md).
             e.HasIndex(x => new { x.QueueName, x.TaskId });

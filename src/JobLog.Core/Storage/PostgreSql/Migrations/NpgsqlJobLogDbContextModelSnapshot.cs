@@ -770,8 +770,6 @@ namespace JobLog.Storage.PostgreSql.Migrations
 
                     b.HasIndex("QueueName", "TaskId");
 
-                    b.HasIndex("State", "Start");
-
                     b.HasIndex("TaskId", "ConsumerType", "Retries");
 
                     b.ToTable("JobLogTaskRuns", (string)null);

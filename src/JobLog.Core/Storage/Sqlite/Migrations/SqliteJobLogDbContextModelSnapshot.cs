@@ -765,8 +765,6 @@ namespace JobLog.Storage.Sqlite.Migrations
 
                     b.HasIndex("QueueName", "TaskId");
 
-                    b.HasIndex("State", "Start");
-
                     b.HasIndex("TaskId", "ConsumerType", "Retries");
 
                     b.ToTable("JobLogTaskRuns", (string)null);
