@@ -60,6 +60,8 @@ internal sealed class BenchOptions
           --hold on|off|S    Journaled: the writer holds a dispatch back up to S seconds for its run, writing the task
                              once (default off, as the library; on = 1 s; also for the writer bench's "dispatch then run" profile)
           --hold-capacity N  the most dispatches held at once (default 4 x MaxBatchSize)
+          --gather MS        Journaled: how long the writer lets records gather for a batch of at least half of
+                             MaxBatchSize (default: the library's, 100 ms; 0 = write whatever is queued at once)
 
         sweep options:
           --tasks N          tasks in the ledger (default 1000000; 10% stale)
@@ -151,6 +153,9 @@ internal sealed class BenchOptions
     /// <summary>JobLogOptions.DispatchHold (zero: off).</summary>
     public TimeSpan HoldFor { get; private set; }
 
+    /// <summary>JobLogOptions.JournaledGather (null: the library's default).</summary>
+    public TimeSpan? Gather { get; private set; }
+
     /// <summary>JobLogOptions.DispatchHoldCapacity (0: the library's default).</summary>
     public int HoldCapacity { get; private set; }
 
@@ -231,6 +236,7 @@ internal sealed class BenchOptions
                     };
                     break;
                 case "--hold-capacity": o.HoldCapacity = Int(); break;
+                case "--gather": o.Gather = TimeSpan.FromMilliseconds(Int()); break;
                 case "--analyze": o.Analyze = true; break;
                 case "--keep": o.Keep = true; break;
                 case "--partitioned": o.Partitioned = true; break;

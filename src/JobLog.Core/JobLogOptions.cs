@@ -77,6 +77,15 @@ public sealed class JobLogOptions : IValidatableObject
     /// <summary>The most dispatches held back at once (<see cref="DispatchHold"/>); 0: four batches' worth (<see cref="MaxBatchSize"/>).</summary>
     internal int DispatchHoldCapacity { get; set; }
 
+    /// <summary>
+    /// In <see cref="LedgerDurability.Journaled"/> mode, how long the writer lets records gather before a batch that would
+    /// be less than half of <see cref="MaxBatchSize"/> (a flush or shutdown cuts the wait short); zero: it writes whatever
+    /// is queued as soon as the previous batch committed. The acknowledgement waits for the journal, not for this.
+    /// Fewer, larger commits cost the writer less per record (docs/benchmarks.md "Session 9").
+    /// Internal: set by the bench to measure it.
+    /// </summary>
+    internal TimeSpan JournaledGather { get; set; } = Recording.LedgerWriter.DefaultGather;
+
     /// <summary>What the business path waits for before it goes on: see <see cref="LedgerDurability"/>. Default <see cref="LedgerDurability.Journaled"/>.</summary>
     public LedgerDurability Durability { get; set; } = LedgerDurability.Journaled;
 

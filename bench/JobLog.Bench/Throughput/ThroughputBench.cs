@@ -203,6 +203,7 @@ internal sealed class ThroughputBench(BenchOptions options)
                 o.SearchIndex = options.SearchIndex;
                 o.DispatchHold = options.HoldFor;
                 o.DispatchHoldCapacity = options.HoldCapacity;
+                o.JournaledGather = options.Gather ?? o.JournaledGather;
             });
         await host.StartAsync();
         if (ledger is not null && options.RowTriggers)

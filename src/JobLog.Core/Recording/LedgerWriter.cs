@@ -38,6 +38,12 @@ internal sealed class LedgerWriter(
         ? new HeldDispatches(time, HoldCapacity(o), o.DispatchHold)
         : null;
 
+    /// <summary>The default of <see cref="JobLogOptions.JournaledGather"/>.</summary>
+    internal static readonly TimeSpan DefaultGather = TimeSpan.FromMilliseconds(100);
+
+    // How often a gathering writer looks at the backlog.
+    private static readonly TimeSpan GatherStep = TimeSpan.FromMilliseconds(5);
+
     /// <summary>The default longest hold of a dispatch waiting for its run (<see cref="HeldDispatches"/>).</summary>
     internal static readonly TimeSpan MaxHold = TimeSpan.FromSeconds(1);
 
@@ -118,6 +124,10 @@ internal sealed class LedgerWriter(
                 {
                     await Task.Delay(_options.FlushInterval, time, stoppingToken).ConfigureAwait(false);
                 }
+                else if (_options.Durability == LedgerDurability.Journaled && _batch.Count == 0 && !recorder.HasSpooled && !recorder.HasJournalLeftOvers)
+                {
+                    await GatherAsync(stoppingToken).ConfigureAwait(false);
+                }
 
                 await WriteNextBatchAsync(stoppingToken).ConfigureAwait(false);
             }
@@ -126,6 +136,33 @@ internal sealed class LedgerWriter(
         {
             // StopAsync drains the rest.
         }
+    }
+
+    /// <summary>
+    /// Journaled mode: lets records gather for a larger batch (<see cref="JobLogOptions.JournaledGather"/>) until half a
+    /// batch is queued, the time is up, a flush waits or the writer stops. The wait is on the real clock, not the
+    /// injected <see cref="TimeProvider"/>: it is about how many records a commit carries, not about the ledger's time,
+    /// and a test's fake clock must not stall the writer.
+    /// </summary>
+    private async Task GatherAsync(CancellationToken stoppingToken)
+    {
+        var gather = _options.JournaledGather;
+        var enough = Math.Max(1, _options.MaxBatchSize / 2);
+        if (gather <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        // Taken before the flush check: a flush that starts in between completes this signal.
+        var flush = recorder.FlushRequested;
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        while (!_stopping && !stoppingToken.IsCancellationRequested && !recorder.FlushPending && recorder.Backlog < enough &&
+               System.Diagnostics.Stopwatch.GetElapsedTime(started) < gather)
+        {
+            await Task.WhenAny(flush, Task.Delay(GatherStep, stoppingToken)).ConfigureAwait(false);
+        }
+
+        stoppingToken.ThrowIfCancellationRequested();
     }
 
     /// <summary>Idle with dispatches held: waits for a record, the oldest held dispatch's due time, or a flush.</summary>
