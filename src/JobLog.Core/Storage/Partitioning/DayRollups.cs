@@ -78,6 +78,17 @@ internal static class DayRollups
             SELECT "Minute", "State", "Name", "IsInternal", "Count" FROM {{TD}} WHERE "Minute" > '-infinity' AND "Count" <> 0;
         CREATE OR REPLACE VIEW "{{RunRollups.Minutes}}" AS
             SELECT "Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds" FROM {{RD}} WHERE "Runs" <> 0;
+        CREATE OR REPLACE FUNCTION joblog_minute_views_read_only() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+        RAISE EXCEPTION 'JobLog: "%" is a view over the day rollups on this partitioned ledger: a JobLog host older than the ledger tried to write it; upgrade every host of this ledger', TG_TABLE_NAME
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+        END $body$;
+        DROP TRIGGER IF EXISTS "JobLogTaskMinutes_ReadOnly" ON "{{LedgerRollups.Minutes}}";
+        CREATE TRIGGER "JobLogTaskMinutes_ReadOnly" INSTEAD OF INSERT OR UPDATE OR DELETE ON "{{LedgerRollups.Minutes}}"
+            FOR EACH ROW EXECUTE FUNCTION joblog_minute_views_read_only();
+        DROP TRIGGER IF EXISTS "JobLogRunMinutes_ReadOnly" ON "{{RunRollups.Minutes}}";
+        CREATE TRIGGER "JobLogRunMinutes_ReadOnly" INSTEAD OF INSERT OR UPDATE OR DELETE ON "{{RunRollups.Minutes}}"
+            FOR EACH ROW EXECUTE FUNCTION joblog_minute_views_read_only();
         """;
 
     /// <summary>The tables, trigger functions and triggers (idempotent), then the rollups of the rows present.</summary>

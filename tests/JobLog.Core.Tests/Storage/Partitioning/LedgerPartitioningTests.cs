@@ -437,6 +437,36 @@ public class LedgerPartitioningTests
         await AssertRollupsEqualCountsAsync(host, "after the (now) longest run was deleted");
     }
 
+    [Test]
+    public async Task MinuteViews_RefuseTheWritesOfAnOlderHost_InsteadOfChangingOtherDaysCounts()
+    {
+        // An older JobLog host's day drop subtracted from the minute tables by (minute, key): through a plain view that
+        // reached every day's rows of that minute (review of session 9). The views refuse writes instead.
+        var host = await StartAsync(partitioned: true);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var id = Guid.CreateVersion7(new DateTimeOffset(T0));
+        recorder.Enqueue(new TaskDispatched(Task(id, "Invoice", T0)));
+        recorder.Enqueue(new RunFinished(Start(recorder, id, "Invoice", T0.AddSeconds(1)), id, TaskRunState.Succeeded, T0.AddSeconds(4), null, null, null));
+        await host.FlushAsync();
+
+        foreach (var sql in new[]
+        {
+            $"UPDATE \"{LedgerRollups.Minutes}\" SET \"Count\" = \"Count\" - 1",
+            $"DELETE FROM \"{LedgerRollups.Minutes}\"",
+            $"UPDATE \"{RunRollups.Minutes}\" SET \"Runs\" = \"Runs\" - 1",
+            $"INSERT INTO \"{RunRollups.Minutes}\" VALUES ('2026-03-10 12:00:00+00', 'Invoice', 1, 1, 1)",
+        })
+        {
+            await using var command = new NpgsqlCommand(sql, connection);
+            var error = Assert.ThrowsAsync<PostgresException>(() => command.ExecuteNonQueryAsync(), sql);
+            Assert.That(error!.MessageText, Does.Contain("upgrade every host"));
+        }
+
+        await AssertRollupsEqualCountsAsync(host, "nothing changed");
+    }
+
     /// <summary>On a partitioned ledger the minute rollups are views over the day rollups and the run rollup's own triggers are gone.</summary>
     private static async Task AssertMinutesAreViewsAsync(NpgsqlConnection connection)
     {
