@@ -406,6 +406,19 @@ public class TaskSearchTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task PostgreSql_WithoutTheTrigramIndex_AsWithoutPgTrgm_SearchScansTheSideTable_AndFindsTheSameRows()
+    {
+        Assume.That(provider, Is.EqualTo(LedgerProvider.PostgreSql));
+        // Without pg_trgm the migration leaves the side table without its trigram index (a WARNING): the search scans it.
+        await _host.QueryAsync(db => db.Database.ExecuteSqlRawAsync("DROP INDEX \"IX_JobLogSearchText_Trigram\""));
+        Assert.That(await SearchIndexObjectsAsync(), Is.EqualTo(1), "the side table only");
+        foreach (var q in new[] { "ORD-2026-000123", "timeout", "order", "rderId=" })
+        {
+            Assert.That(await SearchAsync(q), Is.EquivalentTo(Substring(q)), $"q = [{q}] by scanning the side table");
+        }
+    }
+
+    [Test]
     public async Task SearchIndexOff_DropsTheIndex_SearchStillFindsTheSameRows_AndOnAgainRebuildsItFromTheRows()
     {
         var expected = 2;
