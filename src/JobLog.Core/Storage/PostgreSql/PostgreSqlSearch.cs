@@ -62,8 +62,26 @@ internal static class PostgreSqlSearch
         """;
 
     /// <summary>
-    /// The run errors of <c>old_rows</c> (changed or deleted) that no run of their task carries any more. The runs the
-    /// writer finishes and the sweeper closes were ACTIVE, without an error: they are passed over at once.
+    /// As <see cref="InsertRunErrors"/>, for an update: only the runs whose error changed (most updates of a run with an
+    /// error, a retry's next time or its final failure, leave the error as it was, and cost no lookup).
+    /// </summary>
+    private const string InsertChangedRunErrors = $$"""
+        INSERT INTO {{S}} ("TaskId", "IsError", "Text")
+            SELECT DISTINCT n."TaskId", TRUE, n."ErrorMessage" FROM new_rows n JOIN old_rows o ON o."Id" = n."Id"
+            WHERE n."ErrorMessage" IS NOT NULL AND n."ErrorMessage" IS DISTINCT FROM o."ErrorMessage"
+                AND NOT EXISTS (SELECT 1 FROM {{S}} s WHERE s."TaskId" = n."TaskId" AND s."IsError" AND s."Text" = n."ErrorMessage")
+        """;
+
+    /// <summary>The run errors an update replaced that no run of their task carries any more.</summary>
+    private const string DeleteChangedRunErrors = $$"""
+        DELETE FROM {{S}} s USING (SELECT DISTINCT o."TaskId", o."ErrorMessage" FROM old_rows o JOIN new_rows n ON n."Id" = o."Id"
+                WHERE o."ErrorMessage" IS NOT NULL AND o."ErrorMessage" IS DISTINCT FROM n."ErrorMessage") g
+            WHERE s."TaskId" = g."TaskId" AND s."IsError" AND s."Text" = g."ErrorMessage"
+                AND NOT EXISTS (SELECT 1 FROM {{R}} r WHERE r."TaskId" = g."TaskId" AND r."ErrorMessage" = g."ErrorMessage")
+        """;
+
+    /// <summary>
+    /// The run errors of <c>old_rows</c> (deleted runs) that no run of their task carries any more.
     /// </summary>
     private const string DeleteGoneRunErrors = $$"""
         DELETE FROM {{S}} s USING (SELECT DISTINCT o."TaskId", o."ErrorMessage" FROM old_rows o WHERE o."ErrorMessage" IS NOT NULL) g
@@ -126,8 +144,8 @@ internal static class PostgreSqlSearch
         END $body$;
         CREATE OR REPLACE FUNCTION joblog_search_runs_update() RETURNS trigger LANGUAGE plpgsql AS $body$
         BEGIN
-            {{DeleteGoneRunErrors}};
-            {{InsertRunErrors}};
+            {{DeleteChangedRunErrors}};
+            {{InsertChangedRunErrors}};
             RETURN NULL;
         END $body$;
         CREATE OR REPLACE FUNCTION joblog_search_runs_delete() RETURNS trigger LANGUAGE plpgsql AS $body$
