@@ -153,6 +153,11 @@ internal static class ScaleFill
         {
             await SqliteTextAsync((SqliteConnection)connection, progress);
         }
+        else
+        {
+            await ExecAsync(connection, JobLog.Storage.PostgreSql.PostgreSqlSearch.Refill);
+            progress("bulk: the search's side table filled, its trigram index built");
+        }
 
         foreach (var (_, create) in saved.Where(s => s.Create.StartsWith("CREATE TRIGGER", StringComparison.OrdinalIgnoreCase)))
         {

@@ -239,7 +239,12 @@ internal static partial class LedgerPartitioning
                 $"SELECT coalesce(SUM(n) FILTER (WHERE \"State\" = {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone " +
                 $"UNION ALL SELECT coalesce(SUM(n) FILTER (WHERE \"State\" <> {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone " +
                 "UNION ALL SELECT COUNT(*) FROM joblog_keep_tasks", cancellationToken).ConfigureAwait(false);
-            var drop = (runsExist ? $"ALTER TABLE {Q(LedgerModel.Runs)} DETACH PARTITION {Q(runs)}; DROP TABLE {Q(runs)};\n" : "") + $"""
+            // The search's side table (PostgreSqlSearch) is not partitioned: the dropped tasks' text goes by a delete (a DROP
+            // fires no trigger), the kept tasks' stays.
+            var text = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(PostgreSql.PostgreSqlSearch.Table)}') IS NOT NULL", cancellationToken).ConfigureAwait(false)
+                ? $"DELETE FROM {Q(PostgreSql.PostgreSqlSearch.Table)} s USING {tasks} t WHERE s.\"TaskId\" = t.\"Id\" AND NOT EXISTS (SELECT 1 FROM joblog_keep_tasks k WHERE k.\"Id\" = t.\"Id\");\n"
+                : "";
+            var drop = text + (runsExist ? $"ALTER TABLE {Q(LedgerModel.Runs)} DETACH PARTITION {Q(runs)}; DROP TABLE {Q(runs)};\n" : "") + $"""
                 ALTER TABLE {Q(LedgerModel.Tasks)} DETACH PARTITION {tasks};
                 DROP TABLE {tasks};
                 {(counts[2] > 0 ? KeptPartitions(day) : "")}

@@ -29,17 +29,20 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override async Task ApplySearchIndexAsync(JobLogDbContext context, bool enabled, CancellationToken cancellationToken)
     {
-        var present = await context.Database
-            .SqlQueryRaw<int>(PostgreSqlSearch.CountPresent)
-            .SingleAsync(cancellationToken).ConfigureAwait(false);
-        var replaced = await context.Database
-            .SqlQueryRaw<int>(PostgreSqlSearch.CountReplaced)
-            .SingleAsync(cancellationToken).ConfigureAwait(false);
-        if (enabled ? present < PostgreSqlSearch.Indexes.Length || replaced > 0 : present + replaced > 0)
+        var present = await ScalarAsync(context, PostgreSqlSearch.CountPresent, cancellationToken).ConfigureAwait(false);
+        var triggers = await ScalarAsync(context, PostgreSqlSearch.CountTriggers, cancellationToken).ConfigureAwait(false);
+        var former = await ScalarAsync(context, PostgreSqlSearch.CountFormer, cancellationToken).ConfigureAwait(false);
+        if (enabled ? present < 2 || triggers < PostgreSqlSearch.TriggerCount || former > 0 : present + triggers + former > 0)
         {
+            // One transaction: Create locks the tables before it fills the side table, so no write falls between.
+            await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await context.Database.ExecuteSqlRawAsync(enabled ? PostgreSqlSearch.Create : PostgreSqlSearch.Drop, cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
+
+    private static Task<int> ScalarAsync(JobLogDbContext context, string sql, CancellationToken cancellationToken) =>
+        context.Database.SqlQueryRaw<int>(sql).SingleAsync(cancellationToken);
 
     public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => PostgreSqlSearch.TasksContaining(db, text, key);
 

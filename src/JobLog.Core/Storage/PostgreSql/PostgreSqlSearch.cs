@@ -4,45 +4,244 @@ using Microsoft.EntityFrameworkCore;
 namespace JobLog.Storage.PostgreSql;
 
 /// <summary>
-/// The task search's indexes on PostgreSQL (docs/search.md): <c>pg_trgm</c> GIN indexes on the tasks' <c>Input</c> and
-/// <c>TaskKwargs</c> (one index over both, <see cref="TaskText"/>) and the runs' <c>ErrorMessage</c>, so that
-/// <c>ILIKE '%text%'</c> (the plain substring search) is answered from them.
+/// The task search's text on PostgreSQL (docs/search.md): a side table, <see cref="Table"/>, holding each task's
+/// <c>Input</c> and <c>TaskKwargs</c> (one row, <see cref="TaskText"/>) and its runs' <c>ErrorMessage</c>s (one row per
+/// task and distinct text), with the <c>pg_trgm</c> GIN index, so that <c>ILIKE '%text%'</c> (the plain substring
+/// search) is answered from it. Triggers on the tasks and runs keep it in step; the rows the writer and the sweeper
+/// update (a task's derived state, its expiry, a run's end) carry no trigram index, so their new row versions cost
+/// no trigrams (docs/search.md "Since session 9").
 /// </summary>
 internal static class PostgreSqlSearch
 {
+    /// <summary>The side table of the searched text.</summary>
+    public const string Table = "JobLogSearchText";
+
+    /// <summary>Its trigram index.</summary>
+    public const string TrigramIndex = "IX_JobLogSearchText_Trigram";
+
+    /// <summary>Its index on the task id (the triggers' deletes and the check for a run's error already there).</summary>
+    public const string TaskIdIndex = "IX_JobLogSearchText_TaskId";
+
     /// <summary>
-    /// The task's two searched columns as one text, a line feed between them: one trigram index over both instead of
-    /// one per column. They mostly carry the same values (the rendered input and the message's JSON), so one index
-    /// extracts and stores each trigram once per task instead of twice, and the writer's second row version of a
-    /// task (its derived state; no HOT update, <c>State</c> is indexed) re-indexes one text instead of two.
+    /// The task's two searched columns as one text, a line feed between them: one row per task instead of one per
+    /// column. They mostly carry the same values (the rendered input and the message's JSON), so one text stores each
+    /// trigram once per task instead of twice; the line feed keeps a match from spanning the two columns.
     /// </summary>
     public const string TaskText = "(COALESCE(\"Input\", '') || E'\\n' || COALESCE(\"TaskKwargs\", ''))";
+
+    private const string T = "\"" + LedgerModel.Tasks + "\"";
+    private const string R = "\"" + LedgerModel.Runs + "\"";
+    private const string S = "\"" + Table + "\"";
+
+    /// <summary>The trigger names, the table each is on, and its definition after the name.</summary>
+    private static readonly (string Name, string Table, string Definition)[] Triggers =
+    [
+        ("JobLogTasks_SearchText_Insert", T, "AFTER INSERT ON " + T + " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION joblog_search_tasks_insert()"),
+        // A row trigger, only for statements that set the text columns (the dispatch's upsert), and only where the text
+        // changed: the writer's and the sweeper's state updates do not fire it at all.
+        ("JobLogTasks_SearchText_Update", T, "AFTER UPDATE OF \"Input\", \"TaskKwargs\" ON " + T +
+            " FOR EACH ROW WHEN (old.\"Input\" IS DISTINCT FROM new.\"Input\" OR old.\"TaskKwargs\" IS DISTINCT FROM new.\"TaskKwargs\") EXECUTE FUNCTION joblog_search_tasks_update()"),
+        ("JobLogTasks_SearchText_Delete", T, "AFTER DELETE ON " + T + " REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION joblog_search_tasks_delete()"),
+        ("JobLogTaskRuns_SearchText_Insert", R, "AFTER INSERT ON " + R + " REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION joblog_search_runs_insert()"),
+        // Statement triggers (the runs' rollup triggers already collect the transition tables of every update and
+        // delete): a row trigger would run once per failed run.
+        ("JobLogTaskRuns_SearchText_Update", R, "AFTER UPDATE ON " + R + " REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION joblog_search_runs_update()"),
+        ("JobLogTaskRuns_SearchText_Delete", R, "AFTER DELETE ON " + R + " REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION joblog_search_runs_delete()"),
+    ];
+
+    private static readonly string[] Functions =
+        ["joblog_search_tasks_insert()", "joblog_search_tasks_update()", "joblog_search_tasks_delete()", "joblog_search_runs_insert()",
+         "joblog_search_runs_update()", "joblog_search_runs_delete()"];
+
+    /// <summary>The run errors of <c>new_rows</c> the table lacks for their task (once per task and text).</summary>
+    private const string InsertRunErrors = $$"""
+        INSERT INTO {{S}} ("TaskId", "IsError", "Text")
+            SELECT DISTINCT n."TaskId", TRUE, n."ErrorMessage" FROM new_rows n
+            WHERE n."ErrorMessage" IS NOT NULL
+                AND NOT EXISTS (SELECT 1 FROM {{S}} s WHERE s."TaskId" = n."TaskId" AND s."IsError" AND s."Text" = n."ErrorMessage")
+        """;
+
+    /// <summary>
+    /// As <see cref="InsertRunErrors"/>, for an update: only the runs whose error changed (most updates of a run with an
+    /// error, a retry's next time or its final failure, leave the error as it was, and cost no lookup).
+    /// </summary>
+    private const string InsertChangedRunErrors = $$"""
+        INSERT INTO {{S}} ("TaskId", "IsError", "Text")
+            SELECT DISTINCT n."TaskId", TRUE, n."ErrorMessage" FROM new_rows n JOIN old_rows o ON o."Id" = n."Id"
+            WHERE n."ErrorMessage" IS NOT NULL AND n."ErrorMessage" IS DISTINCT FROM o."ErrorMessage"
+                AND NOT EXISTS (SELECT 1 FROM {{S}} s WHERE s."TaskId" = n."TaskId" AND s."IsError" AND s."Text" = n."ErrorMessage")
+        """;
+
+    /// <summary>The run errors an update replaced that no run of their task carries any more.</summary>
+    private const string DeleteChangedRunErrors = $$"""
+        DELETE FROM {{S}} s USING (SELECT DISTINCT o."TaskId", o."ErrorMessage" FROM old_rows o JOIN new_rows n ON n."Id" = o."Id"
+                WHERE o."ErrorMessage" IS NOT NULL AND o."ErrorMessage" IS DISTINCT FROM n."ErrorMessage") g
+            WHERE s."TaskId" = g."TaskId" AND s."IsError" AND s."Text" = g."ErrorMessage"
+                AND NOT EXISTS (SELECT 1 FROM {{R}} r WHERE r."TaskId" = g."TaskId" AND r."ErrorMessage" = g."ErrorMessage")
+        """;
+
+    /// <summary>
+    /// The run errors of <c>old_rows</c> (deleted runs) that no run of their task carries any more.
+    /// </summary>
+    private const string DeleteGoneRunErrors = $$"""
+        DELETE FROM {{S}} s USING (SELECT DISTINCT o."TaskId", o."ErrorMessage" FROM old_rows o WHERE o."ErrorMessage" IS NOT NULL) g
+            WHERE s."TaskId" = g."TaskId" AND s."IsError" AND s."Text" = g."ErrorMessage"
+                AND NOT EXISTS (SELECT 1 FROM {{R}} r WHERE r."TaskId" = g."TaskId" AND r."ErrorMessage" = g."ErrorMessage")
+        """;
+
+    /// <summary>
+    /// The indexes on the rows the search used until session 8 (the one over both task columns, the runs' error, and the
+    /// one per task column of session 6 and before): start-up and the migration <c>SearchTextTable</c> drop them.
+    /// </summary>
+    public static readonly string[] Former =
+        ["IX_JobLogTasks_Text_Trigram", "IX_JobLogTaskRuns_ErrorMessage_Trigram", "IX_JobLogTasks_Input_Trigram", "IX_JobLogTasks_TaskKwargs_Trigram"];
+
+    private const string NoExtension =
+        "RAISE WARNING 'JobLog: the pg_trgm extension could not be created (%): the task search works without its index, by scanning. Ask the database owner to run CREATE EXTENSION pg_trgm, then create the index listed in docs/search.md.', SQLERRM;";
+
+    /// <summary>
+    /// Creates <c>pg_trgm</c> (a trusted extension: the database owner, or any role with CREATE on the database, may
+    /// create it), the side table with its triggers, fills it from the rows when it is new, builds its trigram index,
+    /// and drops the <see cref="Former"/> indexes. The tables are locked (as the triggers' creation does) before the
+    /// fill, so no write falls between. When the extension cannot be created or found, it still succeeds with a WARNING
+    /// and no trigram index: the search gives the same rows, by scanning the side table.
+    /// </summary>
+    public static readonly string Create = $$"""
+        DO $joblog$
+        BEGIN
+            BEGIN
+                CREATE EXTENSION IF NOT EXISTS pg_trgm;
+            EXCEPTION WHEN insufficient_privilege OR undefined_file OR feature_not_supported THEN
+                {{NoExtension}}
+            END;
+        END
+        $joblog$;
+        LOCK TABLE {{T}}, {{R}} IN SHARE ROW EXCLUSIVE MODE;
+        CREATE OR REPLACE FUNCTION joblog_search_tasks_insert() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            INSERT INTO {{S}} ("TaskId", "IsError", "Text")
+                SELECT "Id", FALSE, {{TaskText}} FROM new_rows WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
+            RETURN NULL;
+        END $body$;
+        CREATE OR REPLACE FUNCTION joblog_search_tasks_update() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            DELETE FROM {{S}} WHERE "TaskId" = old."Id" AND NOT "IsError";
+            IF new."Input" IS NOT NULL OR new."TaskKwargs" IS NOT NULL THEN
+                INSERT INTO {{S}} ("TaskId", "IsError", "Text")
+                    VALUES (new."Id", FALSE, COALESCE(new."Input", '') || E'\n' || COALESCE(new."TaskKwargs", ''));
+            END IF;
+            RETURN NULL;
+        END $body$;
+        CREATE OR REPLACE FUNCTION joblog_search_tasks_delete() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            DELETE FROM {{S}} s USING old_rows o WHERE s."TaskId" = o."Id";
+            RETURN NULL;
+        END $body$;
+        CREATE OR REPLACE FUNCTION joblog_search_runs_insert() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            {{InsertRunErrors}};
+            RETURN NULL;
+        END $body$;
+        CREATE OR REPLACE FUNCTION joblog_search_runs_update() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            {{DeleteChangedRunErrors}};
+            {{InsertChangedRunErrors}};
+            RETURN NULL;
+        END $body$;
+        CREATE OR REPLACE FUNCTION joblog_search_runs_delete() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            {{DeleteGoneRunErrors}};
+            RETURN NULL;
+        END $body$;
+        DO $joblog$
+        BEGIN
+            IF to_regclass('{{S}}') IS NULL THEN
+                CREATE TABLE {{S}} ("TaskId" uuid NOT NULL, "IsError" boolean NOT NULL, "Text" text NOT NULL);
+                INSERT INTO {{S}} ("TaskId", "IsError", "Text")
+                    SELECT "Id", FALSE, {{TaskText}} FROM {{T}} WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
+                INSERT INTO {{S}} ("TaskId", "IsError", "Text")
+                    SELECT DISTINCT "TaskId", TRUE, "ErrorMessage" FROM {{R}} WHERE "ErrorMessage" IS NOT NULL;
+                CREATE INDEX "{{TaskIdIndex}}" ON {{S}} ("TaskId");
+            END IF;
+            BEGIN
+                CREATE INDEX IF NOT EXISTS "{{TrigramIndex}}" ON {{S}} USING gin ("Text" gin_trgm_ops);
+            EXCEPTION WHEN undefined_object THEN
+                RAISE WARNING 'JobLog: the pg_trgm operator class gin_trgm_ops is not on the search_path (%): the task search works without its index, by scanning (docs/search.md).', SQLERRM;
+            END;
+        END
+        $joblog$;
+        {{string.Join("\n", Triggers.Select(t => $"DROP TRIGGER IF EXISTS \"{t.Name}\" ON {t.Table};\nCREATE TRIGGER \"{t.Name}\" {t.Definition};"))}}
+        {{string.Join("\n", Former.Select(i => $"DROP INDEX IF EXISTS \"{i}\";"))}}
+        """;
+
+    /// <summary>
+    /// Fills the side table again from the rows, its trigram index built after the fill (a bulk load with the triggers
+    /// off: the scale bench's fast fill).
+    /// </summary>
+    public static readonly string Refill = $$"""
+        TRUNCATE {{S}};
+        DROP INDEX IF EXISTS "{{TrigramIndex}}";
+        INSERT INTO {{S}} ("TaskId", "IsError", "Text")
+            SELECT "Id", FALSE, {{TaskText}} FROM {{T}} WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
+        INSERT INTO {{S}} ("TaskId", "IsError", "Text")
+            SELECT DISTINCT "TaskId", TRUE, "ErrorMessage" FROM {{R}} WHERE "ErrorMessage" IS NOT NULL;
+        CREATE INDEX "{{TrigramIndex}}" ON {{S}} USING gin ("Text" gin_trgm_ops);
+        ANALYZE {{S}};
+        """;
+
+    /// <summary>Drops the side table, its triggers and functions, and the <see cref="Former"/> indexes (<c>SearchIndex = false</c>); the extension stays, other schemas may use it.</summary>
+    public static readonly string Drop =
+        string.Join("\n", Triggers.Select(t => $"DROP TRIGGER IF EXISTS \"{t.Name}\" ON {t.Table};")) + "\n" +
+        string.Join("\n", Functions.Select(f => $"DROP FUNCTION IF EXISTS {f};")) + "\n" +
+        $"DROP TABLE IF EXISTS {S};\n" +
+        string.Join("\n", Former.Select(i => $"DROP INDEX IF EXISTS \"{i}\";"));
+
+    /// <summary>How many of the search's objects exist (in the ledger's schema): the side table and its trigram index, 2 when complete.</summary>
+    public static readonly string CountPresent =
+        $"SELECT ((SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = '{Table}') + " +
+        $"(SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = '{TrigramIndex}'))::int AS \"Value\"";
+
+    /// <summary>How many of the side table's triggers exist (<see cref="Triggers"/>: 6 when complete).</summary>
+    public static readonly string CountTriggers =
+        "SELECT COUNT(*)::int AS \"Value\" FROM pg_trigger WHERE NOT tgisinternal AND tgparentid = 0 AND tgname IN (" +
+        string.Join(", ", Triggers.Select(t => "'" + t.Name + "'")) + ")";
+
+    /// <summary>The number of triggers <see cref="CountTriggers"/> counts on a complete ledger.</summary>
+    public static int TriggerCount => Triggers.Length;
+
+    /// <summary>How many of the <see cref="Former"/> indexes are left (in the ledger's schema).</summary>
+    public static readonly string CountFormer =
+        "SELECT COUNT(*)::int AS \"Value\" FROM pg_indexes WHERE schemaname = current_schema() AND indexname IN ("
+        + string.Join(", ", Former.Select(i => "'" + i + "'")) + ")";
+
+
+    // ---- Until session 8: GIN indexes on the rows themselves (the migration TaskSearchIndexes creates them; SearchTextTable replaces them). ----
 
     /// <summary>
     /// The task index leaves out <see cref="TaskState.Waiting"/> rows: on the bus a task is written first as Waiting (the
     /// dispatch), then with its derived state, so the dispatch's row version costs no trigrams. The few tasks waiting
-    /// for a consumer are searched through <c>IX_JobLogTasks_State_DispatchedAt</c> instead (<see cref="TasksContaining"/>).
+    /// for a consumer are searched through <c>IX_JobLogTasks_State_DispatchedAt</c> instead (the search of session 8).
     /// </summary>
     private const string NotWaiting = " WHERE \"State\" <> 1";
 
     /// <summary>The index names, the tables and what they index (a column or an expression in parentheses).</summary>
-    public static readonly (string Index, string Table, string Indexed, string Where)[] Indexes =
+    private static readonly (string Index, string Table, string Indexed, string Where)[] s_formerIndexes =
     [
         ("IX_JobLogTasks_Text_Trigram", LedgerModel.Tasks, TaskText, NotWaiting),
         ("IX_JobLogTaskRuns_ErrorMessage_Trigram", LedgerModel.Runs, "\"ErrorMessage\"", " WHERE \"ErrorMessage\" IS NOT NULL"),
     ];
 
     /// <summary>The indexes of session 6 and before (one per task column), replaced by <c>IX_JobLogTasks_Text_Trigram</c>.</summary>
-    public static readonly string[] Replaced = ["IX_JobLogTasks_Input_Trigram", "IX_JobLogTasks_TaskKwargs_Trigram"];
+    private static readonly string[] s_replaced = ["IX_JobLogTasks_Input_Trigram", "IX_JobLogTasks_TaskKwargs_Trigram"];
 
     /// <summary>
     /// Creates <c>pg_trgm</c> (a trusted extension: the database owner, or any role with CREATE on the database, may
-    /// create it) and the indexes, and drops the <see cref="Replaced"/> ones. When the extension cannot be created or
+    /// create it) and the indexes, and drops the <c>IX_JobLogTasks_Input_Trigram</c> and <c>IX_JobLogTasks_TaskKwargs_Trigram</c> ones. When the extension cannot be created or
     /// found, the migration still succeeds with a WARNING and no indexes: the search gives the same rows, by scanning.
     /// <c>IF NOT EXISTS</c> lets an operator create the indexes beforehand with <c>CREATE INDEX CONCURRENTLY</c> on a
     /// large ledger.
     /// </summary>
-    public static readonly string Create = $$"""
+    public static readonly string FormerCreate = $$"""
         DO $joblog$
         BEGIN
             BEGIN
@@ -51,57 +250,36 @@ internal static class PostgreSqlSearch
                 RAISE WARNING 'JobLog: the pg_trgm extension could not be created (%): the task search works without its indexes, by scanning. Ask the database owner to run CREATE EXTENSION pg_trgm, then create the indexes listed in docs/search.md.', SQLERRM;
             END;
             BEGIN
-        {{string.Join("\n", Indexes.Select(i =>
+        {{string.Join("\n", s_formerIndexes.Select(i =>
             $"        CREATE INDEX IF NOT EXISTS \"{i.Index}\" ON \"{i.Table}\" USING gin ({i.Indexed} gin_trgm_ops){i.Where};"))}}
             EXCEPTION WHEN undefined_object THEN
                 RAISE WARNING 'JobLog: the pg_trgm operator class gin_trgm_ops is not on the search_path (%): the task search works without its indexes, by scanning (docs/search.md).', SQLERRM;
             END;
-        {{string.Join("\n", Replaced.Select(i => $"    DROP INDEX IF EXISTS \"{i}\";"))}}
+        {{string.Join("\n", s_replaced.Select(i => $"    DROP INDEX IF EXISTS \"{i}\";"))}}
         END
         $joblog$;
         """;
 
-    /// <summary>How many of the indexes exist (in the ledger's schema).</summary>
-    public static readonly string CountPresent = Count(Indexes.Select(i => i.Index));
+    /// <summary>Drops the indexes (the migration TaskSearchIndexes' Down); the extension stays, other schemas may use it.</summary>
+    public static readonly string FormerDrop = string.Join("\n", s_formerIndexes.Select(i => i.Index).Concat(s_replaced).Select(i => $"DROP INDEX IF EXISTS \"{i}\";"));
 
-    /// <summary>How many of the <see cref="Replaced"/> indexes are left (in the ledger's schema).</summary>
-    public static readonly string CountReplaced = Count(Replaced);
-
-    /// <summary>Drops the indexes (the migration's Down, and <c>SearchIndex = false</c>); the extension stays, other schemas may use it.</summary>
-    public static readonly string Drop = string.Join("\n", Indexes.Select(i => i.Index).Concat(Replaced).Select(i => $"DROP INDEX IF EXISTS \"{i}\";"));
-
-    private static string Count(IEnumerable<string> names) =>
-        "SELECT COUNT(*)::int AS \"Value\" FROM pg_indexes WHERE schemaname = current_schema() AND indexname IN ("
-        + string.Join(", ", names.Select(i => "'" + i + "'")) + ")";
-
-    // {0} is the ILIKE pattern of the whole text. The task part is the indexed expression and predicate, so that the
-    // planner answers it from the index; the waiting tasks (not in it) from the state index.
+    // {0} is the ILIKE pattern of the whole text, asked of the trigram index.
     private const string Matching = $$"""
-        SELECT t."Id" AS "Value" FROM "{{LedgerModel.Tasks}}" t WHERE t."State" <> 1 AND {{TaskText}} ILIKE {0} ESCAPE '\'
-        UNION
-        SELECT t."Id" AS "Value" FROM "{{LedgerModel.Tasks}}" t WHERE t."State" = 1 AND {{TaskText}} ILIKE {0} ESCAPE '\'
-        UNION
-        SELECT r."TaskId" AS "Value" FROM "{{LedgerModel.Runs}}" r WHERE r."ErrorMessage" ILIKE {0} ESCAPE '\'
+        SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."Text" ILIKE {0} ESCAPE '\'
         """;
 
     // {1} is the ILIKE pattern of the text's key: the only index condition (a GIN scan reads the whole posting list of
     // each trigram of its pattern, and the trigrams of an id's punctuation are in every row); the whole text ({0}) is
     // checked on the rows found, in a form no index serves (`|| ''`).
     private const string MatchingByKey = $$"""
-        SELECT t."Id" AS "Value" FROM "{{LedgerModel.Tasks}}" t
-            WHERE t."State" <> 1 AND {{TaskText}} ILIKE {1} ESCAPE '\' AND ({{TaskText}} || '') ILIKE {0} ESCAPE '\'
-        UNION
-        SELECT t."Id" AS "Value" FROM "{{LedgerModel.Tasks}}" t WHERE t."State" = 1 AND {{TaskText}} ILIKE {0} ESCAPE '\'
-        UNION
-        SELECT r."TaskId" AS "Value" FROM "{{LedgerModel.Runs}}" r
-            WHERE r."ErrorMessage" ILIKE {1} ESCAPE '\' AND (r."ErrorMessage" || '') ILIKE {0} ESCAPE '\'
+        SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."Text" ILIKE {1} ESCAPE '\' AND (s."Text" || '') ILIKE {0} ESCAPE '\'
         """;
 
     /// <summary>
     /// The ids of the tasks whose <c>Input</c>, <c>TaskKwargs</c> or a run's <c>ErrorMessage</c> contains
-    /// <paramref name="text"/> (case-insensitive), as a composable query answered from the indexes (looking up
-    /// <paramref name="key"/> when there is one); <see langword="null"/> (scan the columns) for a text with a line feed,
-    /// which could match across the two columns' joint in the index.
+    /// <paramref name="text"/> (case-insensitive), as a composable query over the side table (a task may come more than
+    /// once), answered from its index (looking up <paramref name="key"/> when there is one); <see langword="null"/>
+    /// (scan the columns) for a text with a line feed, which could match across the two task columns' joint.
     /// </summary>
     public static IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key)
     {

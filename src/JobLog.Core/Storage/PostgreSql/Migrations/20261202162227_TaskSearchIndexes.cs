@@ -29,13 +29,13 @@ namespace JobLog.Storage.PostgreSql.Migrations
                 filter: "\"TraceId\" IS NOT NULL");
 
             // The text search's index (docs/search.md).
-            migrationBuilder.Sql(JobLog.Storage.PostgreSql.PostgreSqlSearch.Create);
+            migrationBuilder.Sql(JobLog.Storage.PostgreSql.PostgreSqlSearch.FormerCreate);
         }
 
         /// <inheritdoc />
         protected override void Down(MigrationBuilder migrationBuilder)
         {
-            migrationBuilder.Sql(JobLog.Storage.PostgreSql.PostgreSqlSearch.Drop);
+            migrationBuilder.Sql(JobLog.Storage.PostgreSql.PostgreSqlSearch.FormerDrop);
 
             migrationBuilder.DropIndex(
                 name: "IX_JobLogTasks_ConversationId",

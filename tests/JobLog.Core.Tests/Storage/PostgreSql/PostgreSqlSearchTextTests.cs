@@ -1,0 +1,159 @@
+using JobLog.Maintenance;
+using JobLog.Recording;
+using JobLog.Retention;
+using JobLog.Storage;
+using JobLog.Storage.PostgreSql;
+using JobLog.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using Npgsql;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Storage.PostgreSql;
+
+/// <summary>
+/// The PostgreSQL search's side table (<see cref="PostgreSqlSearch.Table"/>) against the text it stands for: each task's
+/// <c>Input</c> and <c>TaskKwargs</c> once, each of its runs' distinct errors once, nothing of a task that is gone; through
+/// the writer, the sweeper, the purge (batched or dropping day partitions) and the restore.
+/// </summary>
+public class PostgreSqlSearchTextTests
+{
+    private static readonly DateTime T0 = new(2026, 3, 10, 12, 0, 0, DateTimeKind.Utc);
+    private FakeTimeProvider _clock = null!;
+    private LedgerHost? _host;
+    private string _backups = null!;
+
+    [SetUp]
+    public void SetUp()
+    {
+        _clock = new FakeTimeProvider(new DateTimeOffset(T0));
+        _backups = Path.Combine(Path.GetTempPath(), "joblog-search-text-" + Guid.NewGuid().ToString("N"));
+    }
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        if (_host is not null)
+        {
+            await _host.DisposeAsync();
+        }
+
+        if (Directory.Exists(_backups))
+        {
+            Directory.Delete(_backups, recursive: true);
+        }
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task SideTable_ThroughWriterSweepPurgeAndRestore_HoldsTheTextOfTheTasksThere(bool partitioned)
+    {
+        var host = _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = partitioned,
+            services: s => s.AddSingleton<TimeProvider>(_clock));
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var old = T0.AddDays(-40);
+        var ids = new List<Guid>();
+        for (var i = 0; i < 8; i++)
+        {
+            var at = i < 4 ? old.AddMinutes(i) : T0.AddMinutes(-30 + i);
+            var id = Guid.CreateVersion7(new DateTimeOffset(at));
+            ids.Add(id);
+            var task = new TaskPayload
+            {
+                Id = id, Name = "Pay", Input = $"Pay(Order=ORD-{i:000})", TaskKwargs = $"{{\"Order\": \"ORD-{i:000}\"}}", DispatchedAt = at,
+                EstimatedTimeOfFirstArrival = at, Stale = i == 5 ? T0.AddMinutes(5) : null,
+            };
+            recorder.Enqueue(new TaskDispatched(task));
+            switch (i % 4)
+            {
+                case 0:
+                    recorder.Enqueue(new RunFinished(Start(recorder, task, at), id, TaskRunState.Succeeded, at.AddSeconds(1), null, null, null));
+                    break;
+                case 1:
+                    // Retried twice with the same error, then a different one: two texts for the task.
+                    recorder.Enqueue(new RunFinished(Start(recorder, task, at), id, TaskRunState.Retried, at.AddSeconds(1), "TimeoutException: gateway", null, null));
+                    recorder.Enqueue(new RunFinished(Start(recorder, task, at.AddSeconds(2)), id, TaskRunState.Retried, at.AddSeconds(3), "TimeoutException: gateway", null, null));
+                    if (i != 5)
+                    {
+                        recorder.Enqueue(new RunFinished(Start(recorder, task, at.AddSeconds(4)), id, TaskRunState.Failed, at.AddSeconds(5), "card declined", null, null));
+                    }
+                    else
+                    {
+                        Start(recorder, task, at.AddSeconds(4));
+                    }
+
+                    break;
+                case 2:
+                    recorder.Enqueue(new RunFinished(Start(recorder, task, at), id, TaskRunState.Failed, at.AddSeconds(1), "boom", null, null));
+                    break;
+            }
+        }
+
+        // The consumer's run first (its own view of the input), the publisher's dispatch after: the text is the publisher's.
+        var late = Guid.CreateVersion7(new DateTimeOffset(T0.AddMinutes(-1)));
+        ids.Add(late);
+        var seed = new TaskPayload { Id = late, Name = "Pay", Input = "Pay(Seed)", TaskKwargs = "{}", DispatchedAt = T0.AddMinutes(-1) };
+        recorder.Enqueue(new RunFinished(Start(recorder, seed, T0.AddMinutes(-1)), late, TaskRunState.Succeeded, T0, null, null, null));
+        await host.FlushAsync();
+        await AssertSideTableAsync(host, "after the run, before the dispatch");
+        recorder.Enqueue(new TaskDispatched(seed with { Input = "Pay(Invoice=INV-77)", TaskKwargs = "{\"Invoice\": \"INV-77\"}" }));
+        await host.FlushAsync();
+        var rows = await AssertSideTableAsync(host, "after the writer");
+        Assert.That(rows, Does.Contain((late, false, "Pay(Invoice=INV-77)\n{\"Invoice\": \"INV-77\"}")).And.Not.Contain((late, false, "Pay(Seed)\n{}")));
+        Assert.That(rows.Count(r => r.TaskId == ids[1] && r.IsError), Is.EqualTo(2), "a retried error once, the last one once");
+
+        _clock.Advance(TimeSpan.FromHours(1));
+        var maintenance = host.Services.GetRequiredService<LedgerMaintenance>();
+        Assert.That((await maintenance.SweepAsync()).Expired, Is.EqualTo(1));
+        rows = await AssertSideTableAsync(host, "after the sweeper's expiry");
+        Assert.That(rows.Where(r => r.TaskId == ids[5] && r.IsError).Select(r => r.Text), Has.Some.StartWith("Expired"));
+
+        // The old day: a drop of its partitions on a partitioned ledger (the failure kept), a batched delete otherwise.
+        var purge = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90), BackupDirectory: partitioned ? null : _backups));
+        Assert.That(purge.Deleted, Is.GreaterThan(0));
+        rows = await AssertSideTableAsync(host, "after the retention of the old day");
+        Assert.That(rows.Select(r => r.TaskId), Does.Not.Contain(ids[0]).And.Contain(ids[2]), "the success is gone, the kept failure's text stays");
+
+        // Everything, with a backup; then the restore.
+        var all = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(1), T0.AddDays(1), BackupDirectory: _backups));
+        Assert.That(all.Deleted, Is.GreaterThan(0));
+        Assert.That((await AssertSideTableAsync(host, "after purging everything")).Select(r => r.TaskId), Is.EquivalentTo(new[] { ids[3], ids[7] }),
+            "only the two tasks still waiting (never purged) keep their text");
+        var restored = await maintenance.RestoreAsync(all.BackupFile!);
+        Assert.That(restored.Restored, Is.EqualTo(all.Deleted));
+        Assert.That(await AssertSideTableAsync(host, "after the restore"), Is.Not.Empty);
+    }
+
+    private static Guid Start(LedgerRecorder recorder, TaskPayload task, DateTime at)
+    {
+        var run = new RunPayload { Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, ConsumerType = "C", Start = at };
+        recorder.Enqueue(new RunStarted(run, task, false));
+        return run.Id;
+    }
+
+    /// <summary>Asserts the side table holds exactly the text of the tasks and runs there; returns its rows.</summary>
+    private static async Task<List<(Guid TaskId, bool IsError, string Text)>> AssertSideTableAsync(LedgerHost host, string when)
+    {
+        var tasks = await host.TasksAsync();
+        var expected = tasks.Where(t => t.Input is not null || t.TaskKwargs is not null)
+            .Select(t => (t.Id, false, (t.Input ?? "") + "\n" + (t.TaskKwargs ?? "")))
+            .Concat(tasks.SelectMany(t => t.Runs).Where(r => r.ErrorMessage is not null).Select(r => (r.TaskId, true, r.ErrorMessage!)).Distinct())
+            .ToList();
+        var rows = new List<(Guid TaskId, bool IsError, string Text)>();
+        await using (var connection = new NpgsqlConnection(host.Ledger.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand(SideRows, connection);
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                rows.Add((reader.GetGuid(0), reader.GetBoolean(1), reader.GetString(2)));
+            }
+        }
+
+        Assert.That(rows, Is.EquivalentTo(expected), when);
+        return rows;
+    }
+
+    private const string SideRows = "SELECT \"TaskId\", \"IsError\", \"Text\" FROM \"" + PostgreSqlSearch.Table + "\"";
+}
