@@ -57,6 +57,12 @@ internal sealed class ScaleBench(BenchOptions options)
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter("JobLog.Sweeping", LogLevel.Error); // one warning per expired task otherwise
+        if (Environment.GetEnvironmentVariable("JOBLOG_SCALE_SQL") == "1")
+        {
+            // Every statement EF Core runs, with its time (finding where a slow page's time goes; docs/scale.md).
+            builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database.Command", LogLevel.Information);
+        }
+
         builder.Services.AddJobLog(o =>
         {
             ledger.Apply(o);
@@ -132,7 +138,9 @@ internal sealed class ScaleBench(BenchOptions options)
                 ("overview (hour window)", async q => (await q.OverviewAsync(false, now, default)).Counts.Count),
                 ("overview (day window)", async q => (await q.OverviewAsync(true, now, default)).Counts.Count),
             };
-            foreach (var (label, query) in probes)
+            // JOBLOG_SCALE_ONLY: only the lines whose label contains it (re-measuring one page on a kept ledger).
+            var only = Environment.GetEnvironmentVariable("JOBLOG_SCALE_ONLY");
+            foreach (var (label, query) in probes.Where(p => string.IsNullOrEmpty(only) || p.Label.Contains(only, StringComparison.OrdinalIgnoreCase)))
             {
                 Line(await TimeAsync(host, label, query));
             }
