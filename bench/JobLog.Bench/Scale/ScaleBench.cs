@@ -57,12 +57,8 @@ internal sealed class ScaleBench(BenchOptions options)
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter("JobLog.Sweeping", LogLevel.Error); // one warning per expired task otherwise
-        if (Environment.GetEnvironmentVariable("JOBLOG_SCALE_SQL") == "1")
-        {
-            // Every statement EF Core runs, with its time (finding where a slow page's time goes; docs/scale.md).
-            builder.Logging.AddFilter("Microsoft.EntityFrameworkCore.Database.Command", LogLevel.Information);
-        }
-
+        // Every statement EF Core runs, with its time (finding where a slow page's time goes; docs/scale.md).
+        using var statements = Environment.GetEnvironmentVariable("JOBLOG_SCALE_SQL") == "1" ? StatementLog.Start() : null;
         builder.Services.AddJobLog(o =>
         {
             ledger.Apply(o);
@@ -289,5 +285,59 @@ internal sealed class ScaleBench(BenchOptions options)
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT (SELECT COUNT(*) FROM \"JobLogTasks\") + (SELECT COUNT(*) FROM \"JobLogTaskRuns\")";
         return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    /// <summary>EF Core's executed commands with their times, from its diagnostic events (JOBLOG_SCALE_SQL=1).</summary>
+    private sealed class StatementLog : IObserver<DiagnosticListener>, IObserver<KeyValuePair<string, object?>>, IDisposable
+    {
+        private readonly List<IDisposable> _subscriptions = [];
+
+        public static StatementLog Start()
+        {
+            var log = new StatementLog();
+            log._subscriptions.Add(DiagnosticListener.AllListeners.Subscribe(log));
+            return log;
+        }
+
+        public void OnNext(DiagnosticListener value)
+        {
+            if (value.Name == "Microsoft.EntityFrameworkCore")
+            {
+                lock (_subscriptions)
+                {
+                    _subscriptions.Add(value.Subscribe(this));
+                }
+            }
+        }
+
+        public void OnNext(KeyValuePair<string, object?> value)
+        {
+            // The time to the first row, then (a reader's) the time to its disposal with the rows read.
+            if (value.Value is Microsoft.EntityFrameworkCore.Diagnostics.CommandExecutedEventData e)
+            {
+                var parameters = string.Join(", ", e.Command.Parameters.Cast<DbParameter>().Select(p => $"{p.ParameterName}={p.Value}"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    [sql {e.Duration.TotalMilliseconds:0.0} ms] ({parameters}) {e.Command.CommandText.ReplaceLineEndings(" ")}"));
+            }
+            else if (value.Value is Microsoft.EntityFrameworkCore.Diagnostics.DataReaderDisposingEventData d)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    [sql read {d.ReadCount} rows in {d.Duration.TotalMilliseconds:0.0} ms]"));
+            }
+        }
+
+        public void OnCompleted()
+        {
+        }
+
+        public void OnError(Exception error)
+        {
+        }
+
+        public void Dispose()
+        {
+            lock (_subscriptions)
+            {
+                _subscriptions.ForEach(s => s.Dispose());
+            }
+        }
     }
 }
