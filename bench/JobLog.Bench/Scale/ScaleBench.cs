@@ -57,6 +57,8 @@ internal sealed class ScaleBench(BenchOptions options)
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter("JobLog.Sweeping", LogLevel.Error); // one warning per expired task otherwise
+        // Every statement EF Core runs, with its time (finding where a slow page's time goes; docs/scale.md).
+        using var statements = Environment.GetEnvironmentVariable("JOBLOG_SCALE_SQL") == "1" ? StatementLog.Start() : null;
         builder.Services.AddJobLog(o =>
         {
             ledger.Apply(o);
@@ -123,6 +125,9 @@ internal sealed class ScaleBench(BenchOptions options)
                 ("time range (one hour, mid-ledger)", async q => (await q.TasksAsync(new TaskFilter { From = middle, To = middle.AddHours(1) }, default)).Items.Count),
                 ("q, common term (EUR)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.CommonTerm }, default)).Items.Count),
                 ("q, rare term (one task's reference)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.RareTerm(data.Tasks / 3) }, default)).Items.Count),
+                ("q, no match (a reference no task has)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.RareTerm(data.Tasks + 7) }, default)).Items.Count),
+                ("q, one customer (about 50 tasks)", async q => (await q.TasksAsync(new TaskFilter { Search = "CustomerId=123457," }, default)).Items.Count),
+                ("q, an error's text (about 1.5% of tasks)", async q => (await q.TasksAsync(new TaskFilter { Search = "could not serialize" }, default)).Items.Count),
                 ("exact id (task detail with runs)", async q => (await q.TaskAsync(data.TaskId(data.Tasks / 2), default))?.Runs.Count ?? -1),
                 ("requests, first page", async q => (await q.InputRequestsAsync(new RequestFilter(), default)).Items.Count),
                 ("requests, status=error", async q => (await q.InputRequestsAsync(new RequestFilter { Status = RequestLogStatus.Error }, default)).Items.Count),
@@ -132,7 +137,9 @@ internal sealed class ScaleBench(BenchOptions options)
                 ("overview (hour window)", async q => (await q.OverviewAsync(false, now, default)).Counts.Count),
                 ("overview (day window)", async q => (await q.OverviewAsync(true, now, default)).Counts.Count),
             };
-            foreach (var (label, query) in probes)
+            // JOBLOG_SCALE_ONLY: only the lines whose label contains it (re-measuring one page on a kept ledger).
+            var only = Environment.GetEnvironmentVariable("JOBLOG_SCALE_ONLY");
+            foreach (var (label, query) in probes.Where(p => string.IsNullOrEmpty(only) || p.Label.Contains(only, StringComparison.OrdinalIgnoreCase)))
             {
                 Line(await TimeAsync(host, label, query));
             }
@@ -281,5 +288,59 @@ internal sealed class ScaleBench(BenchOptions options)
         await using var command = connection.CreateCommand();
         command.CommandText = "SELECT (SELECT COUNT(*) FROM \"JobLogTasks\") + (SELECT COUNT(*) FROM \"JobLogTaskRuns\")";
         return (long)(await command.ExecuteScalarAsync())!;
+    }
+
+    /// <summary>EF Core's executed commands with their times, from its diagnostic events (JOBLOG_SCALE_SQL=1).</summary>
+    private sealed class StatementLog : IObserver<DiagnosticListener>, IObserver<KeyValuePair<string, object?>>, IDisposable
+    {
+        private readonly List<IDisposable> _subscriptions = [];
+
+        public static StatementLog Start()
+        {
+            var log = new StatementLog();
+            log._subscriptions.Add(DiagnosticListener.AllListeners.Subscribe(log));
+            return log;
+        }
+
+        public void OnNext(DiagnosticListener value)
+        {
+            if (value.Name == "Microsoft.EntityFrameworkCore")
+            {
+                lock (_subscriptions)
+                {
+                    _subscriptions.Add(value.Subscribe(this));
+                }
+            }
+        }
+
+        public void OnNext(KeyValuePair<string, object?> value)
+        {
+            // The time to the first row, then (a reader's) the time to its disposal with the rows read.
+            if (value.Value is Microsoft.EntityFrameworkCore.Diagnostics.CommandExecutedEventData e)
+            {
+                var parameters = string.Join(", ", e.Command.Parameters.Cast<DbParameter>().Select(p => $"{p.ParameterName}={p.Value}"));
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    [sql {e.Duration.TotalMilliseconds:0.0} ms] ({parameters}) {e.Command.CommandText.ReplaceLineEndings(" ")}"));
+            }
+            else if (value.Value is Microsoft.EntityFrameworkCore.Diagnostics.DataReaderDisposingEventData d)
+            {
+                Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"    [sql read {d.ReadCount} rows in {d.Duration.TotalMilliseconds:0.0} ms]"));
+            }
+        }
+
+        public void OnCompleted()
+        {
+        }
+
+        public void OnError(Exception error)
+        {
+        }
+
+        public void Dispose()
+        {
+            lock (_subscriptions)
+            {
+                _subscriptions.ForEach(s => s.Dispose());
+            }
+        }
     }
 }

@@ -55,7 +55,13 @@ internal static class ScaleFill
 
     private const int TextRange = 1_000_000;
 
-    private const string SqliteTextBefore = """INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('automerge', 0)""";
+    // And FTS5's in-memory table of pending terms at 512 MB instead of its 1 MB default ('hashsize'), so a 1,000,000-row
+    // range is flushed as a few large segments rather than thousands of 1 MB ones that its 'crisismerge' (16 segments on a
+    // level, merged whatever 'automerge' says) would merge again and again; set back to the default after.
+    private const string SqliteTextBefore = """
+        INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('automerge', 0);
+        INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('hashsize', 536870912);
+        """;
 
     private const string SqliteWatermark =
         """UPDATE "JobLogSearchWatermark" SET "Tasks" = (SELECT coalesce(max(rowid), 0) FROM "JobLogTasks"), "Runs" = (SELECT coalesce(max(rowid), 0) FROM "JobLogTaskRuns")""";
@@ -66,6 +72,7 @@ internal static class ScaleFill
     private static readonly string SqliteTextAfter = """
         INSERT INTO "JobLogTaskText"("JobLogTaskText") VALUES ('optimize');
         INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('automerge', 4);
+        INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('hashsize', 1048576);
         """ + JobLog.Storage.Sqlite.SqliteSearch.IndexEveryRunError + ";\n" + SqliteWatermark + ";";
 
     private static readonly string PostgresRollups = $"""

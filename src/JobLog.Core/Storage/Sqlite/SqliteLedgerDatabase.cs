@@ -127,7 +127,7 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
         s => EF.Functions.Like(s, pattern, "\\");
 
     // FTS5 trigram tables up to a watermark, LIKE past it (SqliteSearch); LIKE '%…%' over all would read every row.
-    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => SqliteSearch.TasksContaining(db, text, LedgerSql.LikePattern(text));
+    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => SqliteSearch.TasksContaining(db, text, LedgerSql.LikePattern(text), key);
 
     public override object ToDb(object? value) => value switch
     {

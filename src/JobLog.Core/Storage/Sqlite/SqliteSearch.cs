@@ -213,14 +213,26 @@ internal static class SqliteSearch
     // NOT INDEXED on the ledger's tables: every branch reads them by rowid (the index's matches, the range past the
     // watermark, the runs to recheck). Left to itself the planner fed the UNION in "Id" order by scanning the whole
     // tasks table through its Id index (a rare q 42.7 s at 10 million tasks; SqliteSearchWatermarkTests plan test).
-    private const string Matching = $$"""
+    private const string TasksIndexed = $$"""
         SELECT t."Id" AS "Value" FROM {{T}} t NOT INDEXED WHERE t.rowid IN (SELECT rowid FROM "{{TaskText}}" WHERE "{{TaskText}}" MATCH {0})
-        UNION
+        """;
+
+    private const string RunsIndexed = $$"""
         SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT rowid FROM "{{RunText}}" WHERE "{{RunText}}" MATCH {0})
         """;
 
+    // With a key ({0} the key's phrase, {1} the whole text's LIKE pattern): the index finds the rows that have the key, and
+    // the whole text is checked on them.
+    private const string TasksChecked = """ AND (t."Input" LIKE {1} ESCAPE '\' OR t."TaskKwargs" LIKE {1} ESCAPE '\')""";
+
+    private const string RunsChecked = """ AND r."ErrorMessage" LIKE {1} ESCAPE '\'""";
+
+    private const string Matching = TasksIndexed + "\nUNION\n" + RunsIndexed;
+
+    private const string MatchingKeyed = TasksIndexed + TasksChecked + "\nUNION\n" + RunsIndexed + RunsChecked;
+
     // {1} is the LIKE pattern: the rows past the watermark are not in the index yet, and are checked one by one.
-    private const string MatchingWatermarked = Matching + $$"""
+    private const string PastTheWatermark = $$"""
 
         UNION
         SELECT t."Id" AS "Value" FROM {{T}} t NOT INDEXED WHERE t.rowid > (SELECT "Tasks" FROM {{W}}) AND (t."Input" LIKE {1} ESCAPE '\' OR t."TaskKwargs" LIKE {1} ESCAPE '\')
@@ -229,11 +241,19 @@ internal static class SqliteSearch
         """;
 
     // {1} again: the runs to recheck (the first of their group, not in the index until the next step).
-    private const string MatchingDeduplicated = MatchingWatermarked + $$"""
+    private const string Rechecked = $$"""
 
         UNION
         SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT "Run" FROM {{C}}) AND r."ErrorMessage" LIKE {1} ESCAPE '\'
         """;
+
+    private const string MatchingWatermarked = Matching + PastTheWatermark;
+
+    private const string MatchingDeduplicated = MatchingWatermarked + Rechecked;
+
+    private const string MatchingKeyedWatermarked = MatchingKeyed + PastTheWatermark;
+
+    private const string MatchingKeyedDeduplicated = MatchingKeyedWatermarked + Rechecked;
 
     /// <summary>The shape of the index: 0 per-row triggers, 1 watermark, 2 watermark and errors once per task.</summary>
     public const string Shape = "SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name IN ('" + Watermark + "', '" + Recheck + "')";
@@ -242,13 +262,30 @@ internal static class SqliteSearch
     /// The ids of the tasks whose text contains <paramref name="text"/>, as a composable query: the indexed rows through
     /// the index, the rows past the watermark by <c>LIKE</c> (<paramref name="pattern"/>, escaped with <c>\</c>).
     /// </summary>
-    public static IQueryable<Guid> TasksContaining(JobLogDbContext db, string text, string pattern) =>
-        db.Database.SqlQueryRaw<int>(Shape).AsEnumerable().Single() switch
+    /// <param name="db">The context.</param>
+    /// <param name="text">The text.</param>
+    /// <param name="pattern">The text's LIKE pattern.</param>
+    /// <param name="key">
+    /// The text's key (<c>TaskSearch.Key</c>): when given, the index looks the key up and the rows it finds are checked
+    /// for the whole text. The common trigrams around a number (<c>CustomerId=</c>, <c>ord-</c>) are in every row, and
+    /// FTS5 checks the phrase's positions in every row that has all its trigrams: at 10 million tasks
+    /// <c>CustomerId=123457,</c> took 1.4 s in the index, <c>123457</c> 60-90 ms (docs/scale.md, "Session 9 (big)").
+    /// Only for an ASCII text: the index folds the case of any letter, <c>LIKE</c> only ASCII's.
+    /// </param>
+    public static IQueryable<Guid> TasksContaining(JobLogDbContext db, string text, string pattern, string? key = null)
+    {
+        var keyed = key is not null && text.All(char.IsAscii);
+        var phrase = Phrase(keyed ? key! : text);
+        return (db.Database.SqlQueryRaw<int>(Shape).AsEnumerable().Single(), keyed) switch
         {
-            0 => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, Phrase(text))),
-            1 => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingWatermarked, Phrase(text), pattern)),
-            _ => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingDeduplicated, Phrase(text), pattern)),
+            (0, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, phrase)),
+            (0, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyed, phrase, pattern)),
+            (1, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingWatermarked, phrase, pattern)),
+            (1, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedWatermarked, phrase, pattern)),
+            (_, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingDeduplicated, phrase, pattern)),
+            (_, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedDeduplicated, phrase, pattern)),
         };
+    }
 
 
     /// <summary>
