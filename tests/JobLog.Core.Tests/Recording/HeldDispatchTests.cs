@@ -48,7 +48,7 @@ public class HeldDispatchTests(LedgerProvider provider)
         var (a, b) = (Guid.NewGuid(), Guid.NewGuid());
 
         // Batches: [dispatch A, dispatch B], [run A], [run B].
-        await EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Start(a), Finish(a), Start(b), Finish(b));
+        await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Start(a), Finish(a), Start(b), Finish(b));
         await DrainAsync(writer, recorder);
 
         var tasks = await host.QueryAsync(db => db.TaskLogs.AsNoTracking().Where(t => t.Id == a || t.Id == b).ToListAsync());
@@ -69,7 +69,7 @@ public class HeldDispatchTests(LedgerProvider provider)
         var writer = host.Services.GetRequiredService<LedgerWriter>();
         var (a, b) = (Guid.NewGuid(), Guid.NewGuid());
 
-        await EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Start(b), Finish(b));
+        await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Start(b), Finish(b));
         await writer.WriteNextBatchAsync(CancellationToken.None);
         Assert.That(writer.Held, Is.EqualTo(2), "both held");
         await writer.WriteNextBatchAsync(CancellationToken.None);
@@ -97,7 +97,7 @@ public class HeldDispatchTests(LedgerProvider provider)
         var writer = host.Services.GetRequiredService<LedgerWriter>();
         var (a, b, c) = (Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid());
 
-        await EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Dispatch(c));
+        await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Dispatch(c));
         await writer.WriteNextBatchAsync(CancellationToken.None);
         Assert.That(writer.Held, Is.EqualTo(2), "the test's premise");
 
@@ -121,10 +121,10 @@ public class HeldDispatchTests(LedgerProvider provider)
         var writer = host.Services.GetRequiredService<LedgerWriter>();
         var (a, b) = (Guid.NewGuid(), Guid.NewGuid());
 
-        await EnqueueJournaledAsync(recorder, Dispatch(a));
+        await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(a));
         await writer.WriteNextBatchAsync(CancellationToken.None);
         Assert.That(writer.Held, Is.EqualTo(1), "the test's premise");
-        var last = await EnqueueJournaledAsync(recorder, Dispatch(b), Start(b)) + 1;
+        var last = await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(b), Start(b)) + 1;
         await writer.WriteNextBatchAsync(CancellationToken.None);
         Assert.That(recorder.CommittedUpTo, Is.LessThan(last), "b's records wait for a's");
 
@@ -143,7 +143,7 @@ public class HeldDispatchTests(LedgerProvider provider)
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var a = Guid.NewGuid();
 
-        await EnqueueJournaledAsync(recorder, Dispatch(a));
+        await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(a));
 
         // The idle writer wakes when the hold is over (no flush, no further record).
         await LedgerHost.EventuallyAsync(() => host.QueryAsync(db => db.TaskLogs.AnyAsync(t => t.Id == a)), because: "the dispatch written");
@@ -158,7 +158,7 @@ public class HeldDispatchTests(LedgerProvider provider)
         var writer = host.Services.GetRequiredService<LedgerWriter>();
         var (a, b, c) = (Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid());
 
-        await EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Dispatch(c));
+        await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Dispatch(c));
         await writer.WriteNextBatchAsync(CancellationToken.None);
         Assert.That(writer.Held, Is.EqualTo(2), "the test's premise");
 
@@ -179,7 +179,7 @@ public class HeldDispatchTests(LedgerProvider provider)
         var (a, b, c) = (Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid());
 
         // Batches: [dispatch A, dispatch B] (both held), [run B] (commits B, A still held), then the crash.
-        var first = await EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Start(b), Finish(b), Dispatch(c));
+        var first = await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(a), Dispatch(b), Start(b), Finish(b), Dispatch(c));
         await writer.WriteNextBatchAsync(CancellationToken.None);
         await writer.WriteNextBatchAsync(CancellationToken.None);
         Assert.That(writer.Held, Is.EqualTo(1), "the test's premise: A is held, B was committed after it");
@@ -226,15 +226,6 @@ public class HeldDispatchTests(LedgerProvider provider)
     {
         await host.Host.StopAsync();
         host.Host.Dispose();
-    }
-
-    /// <summary>Enqueues the records and waits until the journal has them; returns the first one's sequence.</summary>
-    private static async Task<long> EnqueueJournaledAsync(LedgerRecorder recorder, params LedgerRecord[] records)
-    {
-        var sequences = records.Select(recorder.Enqueue).ToList();
-        Assert.That(sequences, Is.All.Positive);
-        await recorder.WaitCommittedAsync(sequences[^1]).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
-        return sequences[0];
     }
 
     private static async Task DrainAsync(LedgerWriter writer, LedgerRecorder recorder)

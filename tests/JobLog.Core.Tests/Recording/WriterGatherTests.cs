@@ -38,7 +38,7 @@ public class WriterGatherTests
         await using var host = await StartAsync(maxBatchSize: 2000);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var id = Guid.NewGuid();
-        await EnqueueJournaledAsync(recorder, Dispatch(id));
+        await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(id));
 
         await Task.Delay(TimeSpan.FromSeconds(1));
         Assert.That(await CountAsync(host), Is.Zero, "one record of a 2,000-record batch gathers");
@@ -52,7 +52,7 @@ public class WriterGatherTests
     {
         await using var host = await StartAsync(maxBatchSize: 4);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        await EnqueueJournaledAsync(recorder, Dispatch(Guid.NewGuid()), Dispatch(Guid.NewGuid()));
+        await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(Guid.NewGuid()), Dispatch(Guid.NewGuid()));
 
         await LedgerHost.EventuallyAsync(async () => await CountAsync(host) == 2, because: "two records are half of a batch of four");
     }
@@ -62,7 +62,7 @@ public class WriterGatherTests
     {
         await using var host = await StartAsync(maxBatchSize: 2000);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        await EnqueueJournaledAsync(recorder, Dispatch(Guid.NewGuid()));
+        await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(Guid.NewGuid()));
 
         await host.Host.StopAsync();
 
@@ -79,14 +79,6 @@ public class WriterGatherTests
         });
 
     private static Task<int> CountAsync(LedgerHost host) => host.QueryAsync(db => db.TaskLogs.CountAsync());
-
-    /// <summary>Enqueues the records and waits until the journal has them (what a Journaled acknowledgement waits for).</summary>
-    private static async Task EnqueueJournaledAsync(LedgerRecorder recorder, params LedgerRecord[] records)
-    {
-        var sequences = records.Select(recorder.Enqueue).ToList();
-        Assert.That(sequences, Is.All.Positive);
-        await recorder.WaitCommittedAsync(sequences[^1]).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
-    }
 
     private static TaskDispatched Dispatch(Guid id) => new(new TaskPayload
     {
