@@ -214,6 +214,8 @@ public class FailureActionsTests
         }
 
         await EventuallyAsync(world, db => db.KeptMessages.CountAsync(k => ids.Contains(k.TaskId)), 10, "10 failed messages kept");
+        // The kept messages are stored at once; their tasks come with the writer's next batch.
+        await EventuallyAsync(world, db => db.TaskLogs.CountAsync(t => ids.Contains(t.Id)), 10, "the 10 tasks written");
         string name;
         await using (var names = world.Host.Services.CreateAsyncScope())
         {
