@@ -61,7 +61,7 @@ internal sealed class BenchOptions
                              once (default off, as the library; on = 1 s; also for the writer bench's "dispatch then run" profile)
           --hold-capacity N  the most dispatches held at once (default 4 x MaxBatchSize)
           --gather MS        Journaled: how long the writer lets records gather for a batch of at least half of
-                             MaxBatchSize (default: the library's, 100 ms; 0 = write whatever is queued at once)
+                             MaxBatchSize (default 0, the library's: write whatever is queued at once; 100 measured)
 
         sweep options:
           --tasks N          tasks in the ledger (default 1000000; 10% stale)
