@@ -109,6 +109,21 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         await schema.TryMigrateAsync(cancellationToken).ConfigureAwait(false);
         await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
         await using var transaction = await executor.Connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+
+        // The tombstone first: were the message inserted by a concurrent ScheduleMessage between an UPDATE that did not
+        // see it and this INSERT, the INSERT would find it and do nothing, and the message would be sent. Inserted
+        // first, it either stands (the message is not stored yet; AddAsync meets it) or waits for the concurrent insert
+        // and finds its row, which the UPDATE below then sees (each statement of a READ COMMITTED transaction sees
+        // what was committed before it began; SQLite has one writer).
+        await using (var tombstone = Command(executor.Connection, transaction, _tombstone, tokenId, now, host))
+        {
+            if (await tombstone.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1)
+            {
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return CancelOutcome.CancelledBeforeStored;
+            }
+        }
+
         (Guid? MessageId, string? MessageType, string Destination, DateTime ScheduledTime, DateTime CreatedAt)? cancelled = null;
         await using (var update = Command(executor.Connection, transaction,
             $"UPDATE {S} SET \"State\" = {Cancelled}, \"CancelledAt\" = @p1, \"Body\" = NULL WHERE \"Id\" = @p0 AND \"State\" = {Pending} " +
@@ -123,7 +138,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
             }
         }
 
-        CancelOutcome outcome;
+        var outcome = CancelOutcome.NotPending;
         if (cancelled is { } row)
         {
             if (row.MessageId is { } messageId)
@@ -133,15 +148,6 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
             }
 
             outcome = CancelOutcome.Cancelled;
-        }
-        else
-        {
-            await using var tombstone = Command(executor.Connection, transaction,
-                _tombstone,
-                tokenId, now, host);
-            outcome = await tombstone.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1
-                ? CancelOutcome.CancelledBeforeStored
-                : CancelOutcome.NotPending;
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);

@@ -193,4 +193,89 @@ public class SeveralWorkersTests(LedgerProvider provider)
         Assert.That(states, Is.EqualTo(new[] { TaskState.Expired }));
         TestContext.Out.WriteLine("expired per sweeper: " + string.Join(", ", results.Select(r => r.Expired)));
     }
+
+    [Test]
+    public async Task Cancellations_RacingTheirSchedules_CancelEveryMessage()
+    {
+        // MassTransit sends ScheduleMessage and CancelScheduledMessage to one queue: with a prefetch above one they are
+        // consumed at once, the cancellation sometimes first, sometimes during the store.
+        var host = await Start();
+        var at = DateTime.UtcNow.AddMinutes(10);
+        var ids = Enumerable.Range(0, 200).Select(_ => NewId.NextGuid()).ToList();
+        var adder = Store(host);
+        var canceller = Store(host);
+        foreach (var chunk in ids.Chunk(20))
+        {
+            await Task.WhenAll(chunk.SelectMany(id => new[]
+            {
+                Task.Run(async () =>
+                {
+                    var message = Due(id, at);
+                    if (await adder.AddAsync(message, CancellationToken.None) == ScheduledMessageState.Cancelled)
+                    {
+                        await adder.ExpireCancelledTaskAsync(message, DateTime.UtcNow, "cancelled first", CancellationToken.None);
+                    }
+                }),
+                Task.Run(() => canceller.CancelAsync(id, DateTime.UtcNow, "test", _ => "cancelled", CancellationToken.None)),
+            }));
+        }
+
+        var states = await host.QueryAsync(db => db.ScheduledMessages.Where(m => ids.Contains(m.Id))
+            .GroupBy(m => m.State).Select(g => new { g.Key, Count = g.Count() }).ToListAsync());
+        Assert.That(states.ToDictionary(s => s.Key, s => s.Count), Is.EqualTo(new Dictionary<ScheduledMessageState, int>
+        {
+            [ScheduledMessageState.Cancelled] = ids.Count,
+        }), "every message whose cancellation was consumed is never sent");
+        var expired = await host.QueryAsync(db => db.TaskLogs.CountAsync(t => ids.Contains(t.Id) && t.State == TaskState.Expired));
+        Assert.That(expired, Is.EqualTo(ids.Count), "and its task is EXPIRED");
+    }
+
+    [Test]
+    public async Task ACancellation_WhoseMessageIsStoredWhileItRuns_CancelsIt()
+    {
+        if (provider != LedgerProvider.PostgreSql)
+        {
+            Assert.Ignore("SQLite has one writer: a cancellation's statements cannot interleave with a store.");
+        }
+
+        var host = await Start();
+        var id = NewId.NextGuid();
+        var at = DateTime.UtcNow.AddMinutes(10);
+        await using var store = new Npgsql.NpgsqlConnection(host.Ledger.ConnectionString);
+        await store.OpenAsync();
+        await using var storing = await store.BeginTransactionAsync();
+        await using (var insert = new Npgsql.NpgsqlCommand(
+            "INSERT INTO \"JobLogScheduledMessages\" (\"Id\", \"MessageId\", \"MessageType\", \"Destination\", \"ScheduledTime\", " +
+            "\"ContentType\", \"Body\", \"State\", \"CreatedAt\", \"Attempts\", \"Host\") " +
+            $"VALUES (@id, @id, 'urn:message:Shop:ChargeCard', 'queue:charge-card', @at, 'application/json', '\\x01', {(int)ScheduledMessageState.Pending}, @at, 0, 'test')",
+            store, storing))
+        {
+            insert.Parameters.AddWithValue("id", id);
+            insert.Parameters.AddWithValue("at", at);
+            await insert.ExecuteNonQueryAsync();
+        }
+
+        // The cancellation runs while the store's transaction is open: it must wait for it, not miss the message.
+        var cancel = Store(host).CancelAsync(id, DateTime.UtcNow, "test", _ => "cancelled", CancellationToken.None);
+        await LedgerHost.EventuallyAsync(
+            async () => cancel.IsCompleted || await BlockedByAsync(host.Ledger.ConnectionString, store.ProcessID) > 0,
+            because: "the cancellation reached the stored row's lock");
+        await storing.CommitAsync();
+
+        Assert.That(await cancel, Is.EqualTo(CancelOutcome.Cancelled));
+        var row = await host.QueryAsync(db => db.ScheduledMessages.AsNoTracking().SingleAsync(m => m.Id == id));
+        Assert.That((row.State, row.Body), Is.EqualTo((ScheduledMessageState.Cancelled, (byte[]?)null)));
+    }
+
+    /// <summary>Backends waiting for a lock that <paramref name="pid"/> holds (asked on a connection of its own: a
+    /// transaction sees one snapshot of <c>pg_stat_activity</c>).</summary>
+    private static async Task<long> BlockedByAsync(string connectionString, int pid)
+    {
+        await using var probe = new Npgsql.NpgsqlConnection(connectionString);
+        await probe.OpenAsync();
+        await using var command = new Npgsql.NpgsqlCommand(
+            "SELECT count(*) FROM pg_stat_activity WHERE @pid = ANY(pg_blocking_pids(pid))", probe);
+        command.Parameters.AddWithValue("pid", pid);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
 }
