@@ -39,7 +39,7 @@ internal sealed class LedgerWriter(
         : null;
 
     /// <summary>The default of <see cref="JobLogOptions.JournaledGather"/>.</summary>
-    internal static readonly TimeSpan DefaultGather = TimeSpan.Zero; // off until the tests that read the ledger right after an event wait for it (docs/benchmarks.md "Session 9 (lead)")
+    internal static readonly TimeSpan DefaultGather = TimeSpan.FromMilliseconds(100);
 
     // How often a gathering writer looks at the backlog.
     private static readonly TimeSpan GatherStep = TimeSpan.FromMilliseconds(5);
