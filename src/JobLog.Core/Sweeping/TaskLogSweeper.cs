@@ -190,6 +190,7 @@ internal sealed partial class TaskLogSweeper(
     private async Task<(int Claimed, SweepResult Result)> SweepBatchAsync(DbConnection connection, int batchSize, bool partitioned, CancellationToken ct)
     {
         var now = time.GetUtcNow().UtcDateTime;
+        var started = time.GetTimestamp();
         await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
         const string R = "\"" + LedgerModel.Runs + "\"";
 
@@ -243,6 +244,7 @@ internal sealed partial class TaskLogSweeper(
         }
 
         await transaction.CommitAsync(ct).ConfigureAwait(false);
+        metrics.SweepBatchDuration.Record(time.GetElapsedTime(started).TotalSeconds);
         foreach (var (id, name) in expired)
         {
             Log.TaskExpired(logger, name, id);
