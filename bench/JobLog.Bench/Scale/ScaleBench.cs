@@ -1,5 +1,6 @@
 using System.Data.Common;
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Text;
 using JobLog.Bench.Infrastructure;
@@ -149,11 +150,17 @@ internal sealed class ScaleBench(BenchOptions options)
                 return sb.ToString();
             }
 
+            // The batches' times (each holds its transaction: on SQLite the write lock the writer waits behind) and this
+            // process's CPU (SQLite runs in it; a figure the machine's load does not inflate as it does the wall time).
+            using var batches = new SweepBatches();
+            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
             clock.Restart();
             var sweep = await maintenance.SweepAsync();
             var swept = clock.Elapsed;
+            cpu = Process.GetCurrentProcess().TotalProcessorTime - cpu;
             Line(string.Create(CultureInfo.InvariantCulture,
-                $"- sweep of {data.Stale:N0} stale tasks ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}"));
+                $"- sweep of {data.Stale:N0} stale tasks ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}; " +
+                $"{batches.Summary()}; this process's CPU {cpu.TotalSeconds:0.0} s"));
 
             // Partitioned, a day is a UTC day: the first one generated is partial (it starts at First), so the second is timed too.
             var days = partitioned ? new[] { data.First.Date.AddDays(1), data.First.Date.AddDays(2) } : [data.First.AddDays(1)];
@@ -343,4 +350,47 @@ internal sealed class ScaleBench(BenchOptions options)
             }
         }
     }
+}
+
+/// <summary>The sweep's batches as the sweeper reports them (<c>joblog.sweeper.batch_duration</c>).</summary>
+internal sealed class SweepBatches : IDisposable
+{
+    private readonly MeterListener _listener = new();
+    private readonly List<double> _seconds = [];
+
+    public SweepBatches()
+    {
+        _listener.InstrumentPublished = (instrument, listener) =>
+        {
+            if (instrument.Meter.Name == "JobLog" && instrument.Name == "joblog.sweeper.batch_duration")
+            {
+                listener.EnableMeasurementEvents(instrument);
+            }
+        };
+        _listener.SetMeasurementEventCallback<double>((_, value, _, _) =>
+        {
+            lock (_seconds)
+            {
+                _seconds.Add(value);
+            }
+        });
+        _listener.Start();
+    }
+
+    public string Summary()
+    {
+        lock (_seconds)
+        {
+            if (_seconds.Count == 0)
+            {
+                return "no batch";
+            }
+
+            var sorted = _seconds.Order().ToList();
+            return string.Create(CultureInfo.InvariantCulture,
+                $"{sorted.Count} batches holding the transaction {sorted[sorted.Count / 2] * 1000:0} ms median, {sorted[(int)(sorted.Count * 0.95)] * 1000:0} ms p95, {sorted[^1] * 1000:0} ms max");
+        }
+    }
+
+    public void Dispose() => _listener.Dispose();
 }

@@ -26,9 +26,9 @@ internal static class ScaleFill
 
     private static readonly string[] Tables = ["JobLogTasks", "JobLogTaskRuns", "JobLogInputRequests", "JobLogCommands"];
 
-    // The FTS5 index of the tasks is built with FTS5's incremental merges off and merged once at the end ('optimize'), then
-    // 'automerge' back to its default (4): one statement over a million rows took 175 s with the merges on and 60 + 17 s
-    // without (Python's sqlite3, the bench's text; docs/scale.md), and the gap grows with the rows.
+    // The FTS5 index of the tasks is built with FTS5's incremental merges off, then 'automerge' back to its default (4):
+    // one statement over a million rows took 175 s with the merges on and 60 + 17 s without (Python's sqlite3, the bench's
+    // text; docs/scale.md), and the gap grows with the rows. No 'optimize' at the end (see SqliteTextAfter).
     // The rollups from the rows, as the migrations that created them count the rows already there (LedgerRollups, RunRollups),
     // in minute order: the writer adds minute rows as time goes, so a window of minutes is a few contiguous pages (in hash
     // order, PostgreSQL's day window read 6,631 heap pages for its 80,457 minute rows at 10 million tasks instead of 671).
@@ -66,11 +66,12 @@ internal static class ScaleFill
     private const string SqliteWatermark =
         """UPDATE "JobLogSearchWatermark" SET "Tasks" = (SELECT coalesce(max(rowid), 0) FROM "JobLogTasks"), "Runs" = (SELECT coalesce(max(rowid), 0) FROM "JobLogTaskRuns")""";
 
-    // Then one merge of the segments, FTS5's default back, the runs' errors (few) and the watermark past every row
-    // indexed (SqliteSearch: the rows past it would be checked one by one, and indexed again by the writer; it moved
-    // with each chunk already, see SqliteAsync).
+    // Then FTS5's defaults back, the runs' errors (few) and the watermark past every row indexed (SqliteSearch: the rows
+    // past it would be checked one by one, and indexed again by the writer). No 'optimize' (all segments merged into one):
+    // at 10 million tasks it ran 9 minutes and read 130 GB without finishing (docs/scale.md, "Session 9 (big)"), and a
+    // ledger the writer fills is never optimised either (SqliteSearchIndexer: a segment per 4,000 rows, merged by
+    // 'automerge' as they come). The index left is a few segments per 1,000,000-row range, disjoint in rowid.
     private static readonly string SqliteTextAfter = """
-        INSERT INTO "JobLogTaskText"("JobLogTaskText") VALUES ('optimize');
         INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('automerge', 4);
         INSERT INTO "JobLogTaskText"("JobLogTaskText", rank) VALUES ('hashsize', 1048576);
         """ + JobLog.Storage.Sqlite.SqliteSearch.IndexEveryRunError + ";\n" + SqliteWatermark + ";";
@@ -180,7 +181,7 @@ internal static class ScaleFill
     }
 
     /// <summary>
-    /// The FTS5 index of the tasks, in rowid ranges (the rows went in without it), then merged once. Indexing each 50,000-row chunk as it went in, behind the watermark as the writer does, with
+    /// The FTS5 index of the tasks, in rowid ranges (the rows went in without it), not merged after. Indexing each 50,000-row chunk as it went in, behind the watermark as the writer does, with
     /// FTS5's incremental merges on, wrote 3,300 tasks/s at 10 million (reading 182 GB through the file system in 4.5
     /// minutes: the merges re-read the growing index); and one statement over every row held one transaction over all.
     /// </summary>
@@ -206,7 +207,7 @@ internal static class ScaleFill
 
         command.Transaction = null;
         await ExecAsync(connection, SqliteTextAfter);
-        progress("bulk: FTS5 index merged ('optimize'), the runs' errors indexed, the watermark set");
+        progress("bulk: FTS5 index of the tasks built (not merged), the runs' errors indexed, the watermark set");
     }
 
     private static async Task<long> ScalarAsync(DbConnection connection, string sql)

@@ -31,6 +31,8 @@ internal sealed class JobLogMetrics : IDisposable
         CommitDuration = _meter.CreateHistogram<double>("joblog.writer.commit_duration", "s", "Time to plan and commit one batch.");
         AcknowledgeWait = _meter.CreateHistogram<double>(
             "joblog.acknowledge.wait_duration", "s", "How long a delivery or a publish waited for its records to be durable (journaled, or committed in Committed mode).");
+        SweepBatchDuration = _meter.CreateHistogram<double>(
+            "joblog.sweeper.batch_duration", "s", "Time one sweep batch holds its transaction, from its claim to its commit (SQLite: the write lock the writer waits behind).");
         RowsPurged = _meter.CreateCounter<long>("joblog.retention.purged", "{row}", "Ledger rows deleted by retention or purge, by log kind.");
         RecordingFailures = _meter.CreateCounter<long>(
             "joblog.recording.failures", "{failure}", "Failures inside JobLog's recording, logged and passed over (the business path went on), by where.");
@@ -61,6 +63,8 @@ internal sealed class JobLogMetrics : IDisposable
 
 
     public Histogram<double> AcknowledgeWait { get; }
+
+    public Histogram<double> SweepBatchDuration { get; }
 
     public Counter<long> RowsPurged { get; }
 

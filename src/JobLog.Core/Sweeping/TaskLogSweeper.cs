@@ -167,6 +167,9 @@ internal sealed partial class TaskLogSweeper(
 
     private const string T = "\"" + LedgerModel.Tasks + "\"";
 
+    /// <summary>The error text of the ACTIVE runs the sweeper closes with their task (SQLite keeps it out of the search index: <see cref="Storage.Sqlite.SqliteSearch.Swept"/>).</summary>
+    internal const string StaleRunError = "Expired: the task went stale before this run finished.";
+
     /// <summary>
     /// On a partitioned ledger (<see cref="LedgerPartitioning"/>), the sweep's statements name the claimed tasks' partition
     /// days (@p2, their distinct days), so each statement reads and writes only those partitions, and each read of a
@@ -190,6 +193,7 @@ internal sealed partial class TaskLogSweeper(
     private async Task<(int Claimed, SweepResult Result)> SweepBatchAsync(DbConnection connection, int batchSize, bool partitioned, CancellationToken ct)
     {
         var now = time.GetUtcNow().UtcDateTime;
+        var started = time.GetTimestamp();
         await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
         const string R = "\"" + LedgerModel.Runs + "\"";
 
@@ -236,13 +240,14 @@ internal sealed partial class TaskLogSweeper(
         if (expired.Count > 0)
         {
             await using var runs = Command(connection, transaction,
-                $"UPDATE {R} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = 'Expired: the task went stale before this run finished.' " +
+                $"UPDATE {R} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = '{StaleRunError}' " +
                 $"WHERE \"State\" = 1 AND {_database.InIdList("\"TaskId\"", "@p0")}" + (partitioned ? $" AND \"{PartitionDay.Column}\" = ANY(@p2)" : ""),
                 [_database.IdList(expired.Select(e => e.Id).ToList()), now, .. partitioned ? new object[] { days.ToArray() } : []]);
             await runs.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }
 
         await transaction.CommitAsync(ct).ConfigureAwait(false);
+        metrics.SweepBatchDuration.Record(time.GetElapsedTime(started).TotalSeconds);
         foreach (var (id, name) in expired)
         {
             Log.TaskExpired(logger, name, id);

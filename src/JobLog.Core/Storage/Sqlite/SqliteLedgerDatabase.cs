@@ -56,7 +56,7 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
         }
 
         var shape = await context.Database.SqlQueryRaw<int>(SqliteSearch.Shape).SingleAsync(cancellationToken).ConfigureAwait(false);
-        if (!present || shape < 2)
+        if (!present || shape < 3)
         {
             // One transaction: no row is inserted between the last INSERT trigger and the watermark, nor an error indexed
             // by the former triggers after the new ones looked.
@@ -66,8 +66,9 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
                 await context.Database.ExecuteSqlRawAsync(SqliteSearch.Create, cancellationToken).ConfigureAwait(false);
             }
 
-            // A ledger watermarked before session 8 keeps its index (every error: consistent with the new triggers).
-            var upgrade = present && shape == 1 ? SqliteSearch.Deduplicated : SqliteSearch.Upgrade;
+            // A ledger watermarked before session 8 keeps its index (every error: consistent with the new triggers); one
+            // from before session 10 only takes the sweeper's expiry text out (the partial index is built from the runs).
+            var upgrade = !present || shape == 0 ? SqliteSearch.Upgrade : shape == 1 ? SqliteSearch.Deduplicated + SqliteSearch.Swept : SqliteSearch.Swept;
             await context.Database.ExecuteSqlRawAsync(upgrade, cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }

@@ -30,6 +30,14 @@ internal static class SqliteSearch
     /// </summary>
     public const string Recheck = "JobLogSearchRecheck";
 
+    /// <summary>
+    /// The partial index of the runs the sweeper closed with <see cref="Sweeping.TaskLogSweeper.StaleRunError"/> (by their
+    /// <c>Stop</c>, so a sweep's entries go in at its end): the search finds them through it, not through the FTS5 index.
+    /// </summary>
+    public const string SweptRuns = "IX_JobLogTaskRuns_SweptExpired";
+
+    private const string SweptText = "'" + Sweeping.TaskLogSweeper.StaleRunError + "'";
+
     private const string T = "\"" + LedgerModel.Tasks + "\"";
     private const string R = "\"" + LedgerModel.Runs + "\"";
     private const string W = "\"" + Watermark + "\"";
@@ -147,6 +155,30 @@ internal static class SqliteSearch
         END;
         """;
 
+    /// <summary>
+    /// Since session 10 (run after <see cref="Deduplicated"/>): the sweeper's expiry text is kept out of the FTS5 index. A
+    /// backlog sweep writes the same text into every ACTIVE run it closes, and indexing it (53 trigrams a run, their
+    /// posting lists flushed and merged at each batch's commit) with the trigger's lookups cost about a third of the
+    /// sweep's CPU (docs/scale.md, "Session 10 (sqlsweep)"). The search finds these runs through the partial index
+    /// <see cref="SweptRuns"/> instead, when the text searched is in the expiry text (<see cref="TasksContaining"/>). The
+    /// UPDATE trigger is <see cref="Deduplicated"/>'s, but does not fire when a run without an error gets the expiry text
+    /// (it was not in the index, and its new text is not indexed), and never indexes that text. Runs indexed with it before
+    /// stay in the index: both ways find them.
+    /// </summary>
+    public static readonly string Swept = $"""
+        CREATE INDEX IF NOT EXISTS "{SweptRuns}" ON {R} ("Stop") WHERE "ErrorMessage" = {SweptText};
+        DROP TRIGGER IF EXISTS "{RunText}_Update";
+        CREATE TRIGGER "{RunText}_Update" AFTER UPDATE OF "ErrorMessage" ON {R}
+        WHEN old."ErrorMessage" IS NOT new."ErrorMessage" AND old.rowid <= (SELECT "Runs" FROM {W})
+            AND NOT (old."ErrorMessage" IS NULL AND new."ErrorMessage" = {SweptText}) BEGIN
+            DELETE FROM "{RunText}" WHERE rowid = old.rowid;
+            INSERT OR IGNORE INTO {C} ("Run") SELECT m FROM ({NextOf("old")}) WHERE m IS NOT NULL;
+            INSERT INTO "{RunText}"(rowid, "ErrorMessage") SELECT new.rowid, new."ErrorMessage"
+                WHERE new."ErrorMessage" IS NOT NULL AND new."ErrorMessage" IS NOT {SweptText} AND NOT {RepeatedOf("new")};
+            DELETE FROM "{RunText}" WHERE rowid = ({NextOf("new")}) AND new."ErrorMessage" IS NOT NULL AND NOT {RepeatedOf("new")};
+        END;
+        """;
+
     /// <summary>Drops the search index's triggers on both tables, of either shape (per-row INSERT triggers, or the watermark's).</summary>
     private static readonly string DropTriggers = string.Join("\n",
         new[] { TaskText, RunText }.SelectMany(table => new[] { "Insert", "Update", "Delete" }.Select(on => $"DROP TRIGGER IF EXISTS \"{table}_{on}\";")));
@@ -156,6 +188,7 @@ internal static class SqliteSearch
         {DropTriggers}
         {Watermarked}
         {Deduplicated}
+        {Swept}
         """;
 
     /// <summary>
@@ -203,6 +236,7 @@ internal static class SqliteSearch
     /// <summary>Drops the triggers and the tables (the migration's Down, and <c>SearchIndex = false</c>).</summary>
     public static readonly string Drop = $"""
         {DropTriggers}
+        DROP INDEX IF EXISTS "{SweptRuns}";
         DROP TABLE IF EXISTS "{TaskText}";
         DROP TABLE IF EXISTS "{RunText}";
         DROP TABLE IF EXISTS {W};
@@ -247,6 +281,14 @@ internal static class SqliteSearch
         SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT "Run" FROM {{C}}) AND r."ErrorMessage" LIKE {1} ESCAPE '\'
         """;
 
+    // {1} again: the runs the sweeper closed with its expiry text, when that text holds the text searched (a constant
+    // condition: SQLite decides it once, and reads no index entry when it is false).
+    private const string SweptMatching = $$"""
+
+        UNION
+        SELECT r."TaskId" AS "Value" FROM {{R}} r INDEXED BY "{{SweptRuns}}" WHERE r."ErrorMessage" = {{SweptText}} AND {{SweptText}} LIKE {1} ESCAPE '\'
+        """;
+
     private const string MatchingWatermarked = Matching + PastTheWatermark;
 
     private const string MatchingDeduplicated = MatchingWatermarked + Rechecked;
@@ -255,8 +297,17 @@ internal static class SqliteSearch
 
     private const string MatchingKeyedDeduplicated = MatchingKeyedWatermarked + Rechecked;
 
-    /// <summary>The shape of the index: 0 per-row triggers, 1 watermark, 2 watermark and errors once per task.</summary>
-    public const string Shape = "SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE type = 'table' AND name IN ('" + Watermark + "', '" + Recheck + "')";
+    private const string MatchingSwept = MatchingDeduplicated + SweptMatching;
+
+    private const string MatchingKeyedSwept = MatchingKeyedDeduplicated + SweptMatching;
+
+    /// <summary>
+    /// The shape of the index: 0 per-row triggers, 1 watermark, 2 watermark and errors once per task, 3 and the sweeper's
+    /// expiry text kept out (<see cref="Swept"/>).
+    /// </summary>
+    public const string Shape =
+        "SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE (type = 'table' AND name IN ('" + Watermark + "', '" + Recheck + "')) " +
+        "OR (type = 'index' AND name = '" + SweptRuns + "')";
 
     /// <summary>
     /// The ids of the tasks whose text contains <paramref name="text"/>, as a composable query: the indexed rows through
@@ -282,8 +333,10 @@ internal static class SqliteSearch
             (0, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyed, phrase, pattern)),
             (1, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingWatermarked, phrase, pattern)),
             (1, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedWatermarked, phrase, pattern)),
-            (_, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingDeduplicated, phrase, pattern)),
-            (_, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedDeduplicated, phrase, pattern)),
+            (2, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingDeduplicated, phrase, pattern)),
+            (2, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedDeduplicated, phrase, pattern)),
+            (_, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingSwept, phrase, pattern)),
+            (_, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedSwept, phrase, pattern)),
         };
     }
 

@@ -93,7 +93,8 @@ public class SqliteSearchWatermarkTests
         // The search names the tasks t and the runs r.
         var ledgerReads = plan.Where(l => System.Text.RegularExpressions.Regex.IsMatch(l, "^(SCAN|SEARCH) [tr]( |$)")).ToList();
         Assert.That(ledgerReads, Is.Not.Empty, string.Join("; ", plan));
-        Assert.That(ledgerReads.Where(l => l.StartsWith("SCAN", StringComparison.Ordinal)), Is.Empty, string.Join("; ", plan));
+        // The partial index of the runs the sweeper closed holds those runs only (read when the expiry text holds the text).
+        Assert.That(ledgerReads.Where(l => l.StartsWith("SCAN", StringComparison.Ordinal) && l != $"SCAN r USING INDEX {SqliteSearch.SweptRuns}"), Is.Empty, string.Join("; ", plan));
         Assert.That(plan.Count(l => l.Contains("rowid>?", StringComparison.Ordinal)), Is.EqualTo(2), string.Join("; ", plan));
     }
 
