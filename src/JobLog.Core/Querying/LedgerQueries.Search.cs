@@ -97,8 +97,21 @@ public sealed partial class LedgerQueries
     /// <summary>The text part of <see cref="MatchingIds"/> on one row: for the newest rows, read in time order.</summary>
     private Expression<Func<TaskLog, bool>> RowMatches(TaskSearch search)
     {
-        var failed = _db.TaskRunLogs.Where(ContainsAny<TaskRunLog>(search.Text, r => r.ErrorMessage));
-        return AnyOf<TaskLog>([ContainsAny<TaskLog>(search.Text, t => t.Input, t => t.TaskKwargs), t => failed.Any(r => r.TaskId == t.Id)]);
+        Expression<Func<TaskLog, bool>> errors;
+        if ((_searchIndex ? _database.TasksWithErrorContaining(_db, search.Text) : null) is { } withError)
+        {
+            // The equality finds the task's rows by index; the redundant range (a condition on the outer row that is not an
+            // equality) keeps PostgreSQL from hashing every task with the error instead, as it does for an EXISTS it
+            // expects to run for thousands of rows (the window's LIMIT does not enter that estimate).
+            errors = t => withError.Any(id => id == t.Id && id.CompareTo(t.Id) <= 0);
+        }
+        else
+        {
+            var failed = _db.TaskRunLogs.Where(ContainsAny<TaskRunLog>(search.Text, r => r.ErrorMessage));
+            errors = t => failed.Any(r => r.TaskId == t.Id);
+        }
+
+        return AnyOf<TaskLog>([ContainsAny<TaskLog>(search.Text, t => t.Input, t => t.TaskKwargs), errors]);
     }
 
     /// <summary><see cref="Contains{T}"/> over several columns of one row, OR-ed.</summary>

@@ -1,5 +1,6 @@
 using System.Linq.Expressions;
 using JobLog.Storage;
+using JobLog.Storage.Partitioning;
 using Microsoft.EntityFrameworkCore;
 
 namespace JobLog.Querying;
@@ -33,9 +34,10 @@ public sealed partial class LedgerQueries
 
     public async Task<Page<TaskRow>> TasksAsync(TaskFilter f, CancellationToken ct)
     {
+        var partitioned = f.Queue is not null && await _database.IsPartitionedAsync(_db, ct).ConfigureAwait(false);
         if (f.Search is { } search)
         {
-            var q = Filtered(f);
+            var q = Filtered(f, partitioned);
             if (f.States is { Count: > 0 } states)
             {
                 q = q.Where(t => states.Contains(t.State));
@@ -44,16 +46,21 @@ public sealed partial class LedgerQueries
             return await SearchTasksAsync(q, TaskSearch.Parse(search), f.Limit, ct).ConfigureAwait(false);
         }
 
-        var rows = await TaskPage(f).ToListAsync(ct).ConfigureAwait(false);
+        var rows = await TaskPage(f, partitioned).ToListAsync(ct).ConfigureAwait(false);
         return ToPage(rows, f.Limit, r => new Cursor(r.DispatchedAt, r.Id));
     }
 
     /// <summary>The query of one page of a filter without <c>q</c> (<see cref="TasksAsync"/>; the plan tests read its plan).</summary>
-    internal IQueryable<TaskRow> TaskPage(TaskFilter f) =>
-        TaskRows(NewestFirst(OneWalkPerState(Filtered(f), f.States?.Distinct().ToList() ?? [], f.Limit)).Take(f.Limit + 1));
+    /// <param name="f">The filter.</param>
+    /// <param name="partitioned">The ledger is a partitioned PostgreSQL one (<see cref="Filtered"/>).</param>
+    internal IQueryable<TaskRow> TaskPage(TaskFilter f, bool partitioned = false) =>
+        TaskRows(NewestFirst(OneWalkPerState(Filtered(f, partitioned), f.States?.Distinct().ToList() ?? [], f.Limit)).Take(f.Limit + 1));
 
-    /// <summary>The tasks of every part of the filter but its states and its search, after its cursor.</summary>
-    private IQueryable<TaskLog> Filtered(TaskFilter f)
+    /// <summary>
+    /// The tasks of every part of the filter but its states and its search, after its cursor. On a
+    /// <paramref name="partitioned"/> ledger, the queue's runs are looked up in their task's partition only.
+    /// </summary>
+    private IQueryable<TaskLog> Filtered(TaskFilter f, bool partitioned = false)
     {
         var q = InternalTasksFilter.Apply(_db.TaskLogs.AsNoTracking(), f.Internal);
         if (f.Name is { } name)
@@ -65,7 +72,9 @@ public sealed partial class LedgerQueries
         {
             // The exchange or queue the task was sent to, or a queue that consumed it (a published event's runs name
             // the subscribers' queues).
-            q = q.Where(t => t.QueueName == queue || t.Runs.Any(r => r.QueueName == queue));
+            q = partitioned
+                ? q.Where(t => t.QueueName == queue || t.Runs.Any(r => r.QueueName == queue && PartitionPruning.SameDay(r.TaskId, t.Id)))
+                : q.Where(t => t.QueueName == queue || t.Runs.Any(r => r.QueueName == queue));
         }
 
         if (f.From is { } from)

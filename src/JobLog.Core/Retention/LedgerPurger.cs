@@ -2,6 +2,7 @@ using JobLog.Internal;
 using JobLog.Storage;
 using JobLog.Storage.Partitioning;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
 
 namespace JobLog.Retention;
 
@@ -32,7 +33,7 @@ internal sealed record PurgeResult(LedgerKind Kind, int Succeeded, int Failed, s
 /// Unfinished rows (no <c>Stop</c> / <c>ResponseTimestamp</c>, or a task still WAITING, ACTIVE or RETRIED) are never
 /// deleted. Safe to run in several processes: a row deleted twice is deleted once.
 /// </summary>
-internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics metrics, TimeProvider time)
+internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics metrics, TimeProvider time, ILogger<LedgerPurger>? logger = null)
 {
     public async Task<PurgeResult> PurgeAsync(PurgeRequest request, CancellationToken cancellationToken)
     {
@@ -124,7 +125,7 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
 
         var dropped = await LedgerPartitioning.DropExpiredAsync(
             db.Database.GetDbConnection(), DateTime.SpecifyKind(before, DateTimeKind.Utc),
-            request.FailedBefore is { } f ? DateTime.SpecifyKind(f, DateTimeKind.Utc) : null, ct).ConfigureAwait(false);
+            request.FailedBefore is { } f ? DateTime.SpecifyKind(f, DateTimeKind.Utc) : null, ct, logger).ConfigureAwait(false);
         return (dropped.Succeeded, dropped.Failed);
     }
 

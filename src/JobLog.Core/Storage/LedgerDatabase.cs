@@ -139,6 +139,15 @@ internal abstract class LedgerDatabase
     /// </param>
     public virtual IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => null;
 
+    /// <summary>
+    /// The ids of the tasks with a run whose <c>ErrorMessage</c> contains <paramref name="text"/> (case-insensitive), as a
+    /// query to correlate with one task at a time (the search's newest-rows step), from a table that is cheaper to probe
+    /// by task than the runs; null to read the runs. Only with the search index on. See docs/search.md.
+    /// </summary>
+    /// <param name="db">The context the query is composed on.</param>
+    /// <param name="text">The searched text.</param>
+    public virtual IQueryable<Guid>? TasksWithErrorContaining(JobLogDbContext db, string text) => null;
+
     // ---- Values ----
 
     /// <summary>Converts a CLR value to what the database stores for the EF model's mapping.</summary>

@@ -2,6 +2,7 @@ using System.Data.Common;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
 using Npgsql;
 
 namespace JobLog.Storage.Partitioning;
@@ -129,21 +130,56 @@ internal static partial class LedgerPartitioning
     /// existed): the tables, their triggers and the rollups of the rows present, with the writers held off meanwhile; and
     /// makes the minute rollups views over them where they are still tables (a ledger partitioned before session 9).
     /// </summary>
-    public static async Task EnsureDayRollupsAsync(DbConnection connection, CancellationToken cancellationToken)
+    public static Task EnsureDayRollupsAsync(DbConnection connection, CancellationToken cancellationToken, ILogger? logger = null) =>
+        EnsureDayRollupsAsync(connection, logger, DayRollupsLockTimeout, DayRollupsAttempts, cancellationToken);
+
+    /// <summary>How long <see cref="EnsureDayRollupsAsync(DbConnection, CancellationToken, ILogger)"/> waits for its lock before it lets go and tries again.</summary>
+    internal static readonly TimeSpan DayRollupsLockTimeout = TimeSpan.FromSeconds(10);
+
+    /// <summary>How many times it tries before the error goes to the caller (start-up, the next partition pass or drop try again).</summary>
+    internal const int DayRollupsAttempts = 5;
+
+    /// <summary>
+    /// <see cref="EnsureDayRollupsAsync(DbConnection, CancellationToken, ILogger)"/> with its lock's bounds. The lock waits at most
+    /// <paramref name="lockTimeout"/> (a writer's batch holds its tables for milliseconds; a lock wait without a bound could
+    /// queue every writer behind it for as long as a long transaction lasts, or end in a deadlock with a writer that holds
+    /// one table and wants the other); a timeout or a deadlock rolls back, is logged and is tried again after a pause, up to
+    /// <paramref name="attempts"/> times.
+    /// </summary>
+    internal static async Task EnsureDayRollupsAsync(
+        DbConnection connection, ILogger? logger, TimeSpan lockTimeout, int attempts, CancellationToken cancellationToken)
     {
         if (await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false))
         {
             return;
         }
 
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN SHARE ROW EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
-        if (!await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false))
+        for (var attempt = 1; ; attempt++)
         {
-            await ExecAsync(connection, DayRollups.Create, cancellationToken).ConfigureAwait(false);
-        }
+            try
+            {
+                await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection, string.Create(CultureInfo.InvariantCulture, $"SET LOCAL lock_timeout = '{(long)lockTimeout.TotalMilliseconds}ms'"), cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN SHARE ROW EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+                if (!await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false))
+                {
+                    await ExecAsync(connection, DayRollups.Create, cancellationToken).ConfigureAwait(false);
+                }
 
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                return;
+            }
+            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.LockNotAvailable or PostgresErrorCodes.DeadlockDetected && attempt < attempts)
+            {
+                var pause = TimeSpan.FromMilliseconds(Math.Min(lockTimeout.TotalMilliseconds, 250.0 * attempt));
+                if (logger is not null)
+                {
+                    Internal.Log.DayRollupsLockRetry(logger, e.SqlState, attempt, attempts, pause);
+                }
+
+                await Task.Delay(pause, cancellationToken).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>
@@ -193,7 +229,7 @@ internal static partial class LedgerPartitioning
     /// dropped rows. The rows left behind in the default, undated and <c>_k</c> partitions are the batched purge's.
     /// </summary>
     public static async Task<PartitionDrop> DropExpiredAsync(
-        DbConnection connection, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken)
+        DbConnection connection, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken, ILogger? logger = null)
     {
         var dropped = new PartitionDrop(0, 0, 0, 0);
         var existing = await DaysAsync(connection, cancellationToken).ConfigureAwait(false);
@@ -202,7 +238,7 @@ internal static partial class LedgerPartitioning
             return dropped;
         }
 
-        await EnsureDayRollupsAsync(connection, cancellationToken).ConfigureAwait(false);
+        await EnsureDayRollupsAsync(connection, cancellationToken, logger).ConfigureAwait(false);
         await DropEmptyKeptAsync(connection, cancellationToken).ConfigureAwait(false);
 
         foreach (var day in taskDays.Where(d => PartitionDay.Start(d + 1) <= succeededBefore).Order())

@@ -24,4 +24,11 @@ internal sealed class NpgsqlJobLogDbContext(DbContextOptions<NpgsqlJobLogDbConte
         configurationBuilder.Properties<DateTime>().HaveColumnType(TimestampColumnType);
         configurationBuilder.Properties<DateTime?>().HaveColumnType(TimestampColumnType);
     }
+
+    /// <inheritdoc />
+    protected override void OnModelCreating(ModelBuilder modelBuilder)
+    {
+        base.OnModelCreating(modelBuilder);
+        Partitioning.PartitionPruning.Configure(modelBuilder);
+    }
 }

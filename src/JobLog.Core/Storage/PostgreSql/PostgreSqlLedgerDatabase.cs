@@ -46,6 +46,8 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => PostgreSqlSearch.TasksContaining(db, text, key);
 
+    public override IQueryable<Guid>? TasksWithErrorContaining(JobLogDbContext db, string text) => PostgreSqlSearch.TasksWithErrorContaining(db, text);
+
     public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(WithoutJit(connectionString));
 
     /// <summary>

@@ -47,6 +47,9 @@ namespace JobLog.Storage.PostgreSql.Migrations
         /// <inheritdoc />
         protected override void Down(MigrationBuilder migrationBuilder)
         {
+            // On a partitioned ledger the minute rollup is a view the partitioning made (docs/scale.md "Session 10 (part)").
+            migrationBuilder.Sql(Partitioning.PartitionedMigrations.RefuseDown("ScaleTaskRollups"));
+
             migrationBuilder.Sql(LedgerRollups.PostgreSqlDown);
 
             migrationBuilder.DropTable(

@@ -43,6 +43,9 @@ namespace JobLog.Storage.PostgreSql.Migrations
         /// <inheritdoc />
         protected override void Down(MigrationBuilder migrationBuilder)
         {
+            // On a partitioned ledger the minute rollup is a view the partitioning made (docs/scale.md "Session 10 (part)").
+            migrationBuilder.Sql(Partitioning.PartitionedMigrations.RefuseDown("ScaleRunRollup"));
+
             migrationBuilder.Sql(RunRollups.PostgreSqlDown);
 
             migrationBuilder.DropTable(

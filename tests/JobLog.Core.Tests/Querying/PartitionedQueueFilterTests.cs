@@ -1,0 +1,119 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using JobLog.Querying;
+using JobLog.Recording;
+using JobLog.Storage;
+using JobLog.Storage.Partitioning;
+using JobLog.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using Npgsql;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Querying;
+
+/// <summary>
+/// The task list's queue filter on a partitioned PostgreSQL ledger (docs/scale.md "Session 10 (part)"): the tasks sent
+/// to the queue and those a run consumed from it, each task's runs looked up in its own day's partition only.
+/// </summary>
+public class PartitionedQueueFilterTests
+{
+    private static readonly DateTime T0 = new(2026, 3, 10, 12, 0, 0, DateTimeKind.Utc);
+
+    [Test]
+    public async Task QueueFilter_OnAPartitionedLedger_FindsTheTasksOfTheQueue_AndReadsTheRunsOfTheirDaysOnly()
+    {
+        var clock = new FakeTimeProvider(new DateTimeOffset(T0));
+        await using var host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = true,
+            services: s => s.AddSingleton<TimeProvider>(clock));
+        await using (var connection = new NpgsqlConnection(host.Ledger.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await LedgerPartitioning.EnsureAheadAsync(connection, T0.AddDays(-2), 1, CancellationToken.None);
+        }
+
+        // A published event (sent to its exchange, consumed from "billing"), a command sent to "billing", another queue's task.
+        var consumed = Guid.CreateVersion7(new DateTimeOffset(T0.AddDays(-2)));
+        var sent = Guid.CreateVersion7(new DateTimeOffset(T0.AddDays(-1)));
+        var other = Guid.CreateVersion7(new DateTimeOffset(T0));
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        Run(recorder, consumed, "Invoiced", T0.AddDays(-2), "Invoiced", "billing");
+        Run(recorder, sent, "Charge", T0.AddDays(-1), "billing", "billing");
+        Run(recorder, other, "Ship", T0, "shipping", "shipping");
+        await host.FlushAsync();
+
+        var filter = new TaskFilter { Queue = "billing" };
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            var page = await scope.ServiceProvider.GetRequiredService<LedgerQueries>().TasksAsync(filter, default);
+            Assert.That(page.Items.Select(t => t.Id), Is.EqualTo(new[] { sent, consumed }));
+        }
+
+        var plan = await host.QueryAsync(async db =>
+        {
+            var queries = new LedgerQueries(db, LedgerDatabase.For(LedgerProvider.PostgreSql));
+            await db.Database.OpenConnectionAsync();
+            await using var command = (NpgsqlCommand)db.Database.GetDbConnection().CreateCommand();
+            command.CommandText = "EXPLAIN (ANALYZE, FORMAT JSON) " + Inline(queries.TaskPage(filter, partitioned: true).ToQueryString());
+            return (string)(await command.ExecuteScalarAsync())!;
+        });
+
+        // The run partitions the queue's EXISTS read (under the scans of the task partitions): only those of the days
+        // that have tasks. Hashing the runs of the queue, or probing every partition for each task, reads the empty
+        // partitions of the days ahead too.
+        var read = new SortedSet<string>(StringComparer.Ordinal);
+        using (var json = JsonDocument.Parse(plan))
+        {
+            CollectRunsReadUnderTasks(json.RootElement[0].GetProperty("Plan"), read);
+        }
+
+        var days = new[] { T0.AddDays(-2), T0.AddDays(-1), T0 }.Select(d => LedgerModel.Runs + "_" + PartitionDay.Suffix(PartitionDay.Of(d)));
+        Assert.That(read, Is.Not.Empty, plan);
+        Assert.That(read, Is.SubsetOf(days), plan);
+        Assert.That(plan, Does.Not.Contain("Hashed SubPlan").IgnoreCase, "the runs of the queue are not hashed once per task partition");
+    }
+
+    private static void Run(LedgerRecorder recorder, Guid id, string name, DateTime at, string taskQueue, string runQueue)
+    {
+        recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = name, QueueName = taskQueue, DispatchedAt = at, EstimatedTimeOfFirstArrival = at }));
+        var run = new RunPayload { Id = Guid.NewGuid(), TaskId = id, Name = name, QueueName = runQueue, ConsumerType = "C", Start = at.AddSeconds(1) };
+        recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = id, Name = name, DispatchedAt = at }, false));
+        recorder.Enqueue(new RunFinished(run.Id, id, TaskRunState.Succeeded, at.AddSeconds(2), null, null, null));
+    }
+
+    private static void CollectRunsReadUnderTasks(JsonElement node, ISet<string> read, bool underTasks = false)
+    {
+        var relation = node.TryGetProperty("Relation Name", out var r) ? r.GetString() : null;
+        if (underTasks && relation is not null && relation.StartsWith(LedgerModel.Runs, StringComparison.Ordinal)
+            && node.GetProperty("Actual Loops").GetInt64() > 0)
+        {
+            read.Add(relation);
+        }
+
+        if (!node.TryGetProperty("Plans", out var children))
+        {
+            return;
+        }
+
+        var isTasks = relation is not null && relation.StartsWith(LedgerModel.Tasks, StringComparison.Ordinal);
+        foreach (var child in children.EnumerateArray())
+        {
+            var subPlan = child.TryGetProperty("Parent Relationship", out var p) && p.GetString() == "SubPlan";
+            CollectRunsReadUnderTasks(child, read, underTasks || (isTasks && subPlan));
+        }
+    }
+
+    /// <summary>EF's query string with its parameters written in (<c>-- @queue='billing'</c> lines), for EXPLAIN.</summary>
+    private static string Inline(string query)
+    {
+        var lines = query.Split('\n');
+        var values = lines.Select(l => Regex.Match(l, "^-- (@\\w+)='(.*)'")).Where(m => m.Success)
+            .ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
+        var sql = string.Join('\n', lines.Where(l => !l.StartsWith("--", StringComparison.Ordinal)));
+        return Regex.Replace(sql, "@\\w+", m => values.TryGetValue(m.Value, out var v)
+            ? (int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out _) ? v : "'" + v.Replace("'", "''", StringComparison.Ordinal) + "'")
+            : m.Value);
+    }
+}
