@@ -20,8 +20,8 @@ internal static class PostgreSqlStatements
     /// <summary>The statement's snapshot does not see its own rows: Retries = the runs stored before + the ordinal in this batch.</summary>
     public static readonly string UpsertRuns = BuildUpsertRuns();
 
-    /// <summary>Finishes ACTIVE runs (<see cref="LedgerColumns.RunFinish"/>, first run of each id only).</summary>
-    public static readonly string FinishRuns = UpdateFromArrays(LedgerColumns.RunFinish, $"{R}.\"State\" = 1");
+    /// <summary>Finishes open runs (<see cref="LedgerColumns.RunFinish"/>, <see cref="LedgerSql.Finishable"/>; first run of each id only).</summary>
+    public static readonly string FinishRuns = UpdateFromArrays(LedgerColumns.RunFinish, LedgerSql.Finishable(R));
 
     public static readonly string SetNextRetries =
         UpdateFromArrays(LedgerColumns.RunNextRetry, $"{R}.\"State\" = 4 AND {R}.\"EstimatedTimeOfNextRetry\" IS NULL");
