@@ -35,6 +35,15 @@ internal static class PostgreSqlStatements
     /// </summary>
     public static readonly string DeriveTasksIfChanged = DeriveIfChanged("t.\"Id\" = ANY($1::uuid[])");
 
+    /// <summary>
+    /// Locks the tasks in $1 (in id order, so two writers cannot deadlock on them) before <see cref="DeriveTasksIfChanged"/>:
+    /// the derivation reads the task's runs in its statement's snapshot, which misses another process's run end that is
+    /// not committed yet. Two hosts ending runs of one task (a published message's consumers) each derived the task
+    /// without the other's end and the task stayed ACTIVE with every run ended. Locked first, the later of the two
+    /// waits for the earlier's commit and its derivation, a new statement, sees it (<c>TwoWritersTests</c>).
+    /// </summary>
+    public static readonly string LockTasks = $"SELECT 1 FROM {T} WHERE \"Id\" = ANY($1::uuid[]) ORDER BY \"Id\" FOR NO KEY UPDATE";
+
     /// <summary>The sweeper's derivation of the tasks in the id-list parameter @p0 (mostly unchanged: written only when they change).</summary>
     public static readonly string DeriveTasks = DeriveIfChanged("t.\"Id\" = ANY(@p0)");
 
