@@ -20,6 +20,9 @@ internal static class LedgerSql
 
     public const string OrphanedMessage = "Orphaned: the message was redelivered by the broker before this attempt finished.";
 
+    /// <summary>How the sweeper's host pass begins the error of a run it expired (<c>TaskLogSweeper.HostReason</c>).</summary>
+    public const string HostExpiredPrefix = "Expired: host ";
+
     public const string TaskExists = "SELECT 1 FROM " + T + " WHERE \"Id\" = @p0";
 
     public const string TaskDispatchFailed = "UPDATE " + T + " SET \"ErrorMessage\" = @p1 WHERE \"Id\" = @p0";
@@ -27,8 +30,18 @@ internal static class LedgerSql
     /// <summary>Sets a task's extra data (<see cref="LedgerColumns.TaskExtraData"/>).</summary>
     public static readonly string SetExtraData = UpdateByKey(T, LedgerColumns.TaskExtraData, "");
 
-    /// <summary>A final state is never overwritten: only an ACTIVE run finishes (<see cref="LedgerColumns.RunFinish"/>).</summary>
-    public static readonly string FinishRun = UpdateByKey(R, LedgerColumns.RunFinish, " AND \"State\" = 1");
+    /// <summary>A final state is never overwritten: only an open run finishes (<see cref="LedgerColumns.RunFinish"/>, <see cref="Finishable"/>).</summary>
+    public static readonly string FinishRun = UpdateByKey(R, LedgerColumns.RunFinish, " AND " + Finishable(R));
+
+    /// <summary>
+    /// Whether a run's end may still be written: it is ACTIVE, or the sweeper's host pass expired it. That expiry is a
+    /// guess (the host missed its heartbeats: a GC pause or a database hiccup looks like a crash), and a real end that
+    /// arrives after it is what happened: the run takes it and the task is derived from it (a failure is FAILED, not
+    /// EXPIRED). Every other final state, the host pass's own included once a real end replaced it, is kept.
+    /// </summary>
+    /// <param name="run">The run table or its alias, quoted.</param>
+    public static string Finishable(string run) =>
+        $"({run}.\"State\" = 1 OR ({run}.\"State\" = 5 AND {run}.\"ErrorMessage\" LIKE '{HostExpiredPrefix}%'))";
 
     /// <summary>A RETRIED run learns its next retry once (<see cref="LedgerColumns.RunNextRetry"/>).</summary>
     public static readonly string SetNextRetry =

@@ -43,12 +43,15 @@ internal sealed record UpsertStatement(
 /// <summary>The <c>INSERT … ON CONFLICT</c> form of an <see cref="UpsertStatement"/>, which SQLite and PostgreSQL share.</summary>
 internal static class OnConflictSql
 {
-    /// <summary>A run's insert when the run exists: a final state is never overwritten, only an ACTIVE run finishes.</summary>
-    public const string RunConflict =
+    /// <summary>
+    /// A run's insert when the run exists: a final state is never overwritten, only an open run finishes
+    /// (<see cref="LedgerSql.Finishable"/>); a start never reopens a run.
+    /// </summary>
+    public static readonly string RunConflict =
         "ON CONFLICT (\"Id\") DO UPDATE SET \"State\" = excluded.\"State\", \"Stop\" = excluded.\"Stop\", " +
         "\"ErrorMessage\" = excluded.\"ErrorMessage\", \"Output\" = excluded.\"Output\", " +
         "\"EstimatedTimeOfNextRetry\" = excluded.\"EstimatedTimeOfNextRetry\" " +
-        "WHERE " + LedgerSql.R + ".\"State\" = 1 AND excluded.\"State\" <> 1";
+        "WHERE " + LedgerSql.Finishable(LedgerSql.R) + " AND excluded.\"State\" <> 1";
 
     public static string Of(UpsertStatement s)
     {

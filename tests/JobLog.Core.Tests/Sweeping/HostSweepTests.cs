@@ -1,4 +1,5 @@
 using JobLog.Recording;
+using JobLog.Storage;
 using JobLog.Sweeping;
 using JobLog.Testing;
 using Microsoft.EntityFrameworkCore;
@@ -84,6 +85,58 @@ public class HostSweepTests(LedgerProvider provider)
             Assert.That((task.State, run.State, run.Stop), Is.EqualTo((TaskState.Expired, TaskRunState.Expired, (DateTime?)T0.AddMinutes(3))));
             Assert.That(run.ErrorMessage, Does.Contain("host worker-1 (pid 4242, instance " + dead + ") stopped sending heartbeats at 2026-03-01 08:00:00 UTC"));
         }
+    }
+
+    [TestCase(TaskRunState.Succeeded, TaskState.Succeeded)]
+    [TestCase(TaskRunState.Failed, TaskState.Failed)]
+    public async Task Sweep_HostThatWasOnlySlow_ItsRunsLateEndReplacesTheExpiry(TaskRunState end, TaskState expected)
+    {
+        // A GC pause or a database hiccup longer than HostTimeout: the host is declared gone and its run expired, then
+        // the run's real end arrives. What happened wins over the sweep's guess: a failure must be a FAILED task (listed
+        // with the failures, retryable), not an EXPIRED one.
+        var slow = await AddHostAsync("worker-6", T0);
+        var (taskId, runId) = StartRun(slow);
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromMinutes(3));
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1));
+        Assert.That((await _host.TaskAsync(taskId)).State, Is.EqualTo(TaskState.Expired));
+
+        var stop = T0.AddMinutes(3).AddSeconds(5);
+        var error = end == TaskRunState.Failed ? "InvalidOperationException: card declined" : null;
+        _recorder.Enqueue(new RunFinished(runId, taskId, end, stop, error, end == TaskRunState.Succeeded ? "ok" : null, null));
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(taskId);
+        var run = task.Runs.Single(r => r.Id == runId);
+        Assert.That((run.State, run.Stop, run.ErrorMessage), Is.EqualTo((end, (DateTime?)stop, error)));
+        Assert.That((task.State, task.Stop), Is.EqualTo((expected, (DateTime?)stop)));
+    }
+
+    [Test]
+    public async Task Sweep_HostThatWasOnlySlow_ALateStartDoesNotReopenTheExpiredRun()
+    {
+        var slow = await AddHostAsync("worker-7", T0);
+        var (taskId, runId) = StartRun(slow);
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromMinutes(3));
+        await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        // A journal replayed after the sweep carries the run's start again: only an end replaces the sweep's guess.
+        var run = (await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId);
+        _recorder.Enqueue(new RunStarted(
+            new RunPayload { Id = runId, TaskId = taskId, Name = "Report", ConsumerType = "C", Start = run.Start, HostInstanceId = slow },
+            new TaskPayload { Id = taskId, Name = "Report", DispatchedAt = T0 }, false));
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(taskId);
+        Assert.That((task.State, task.Runs.Single(r => r.Id == runId).State), Is.EqualTo((TaskState.Expired, TaskRunState.Expired)));
+    }
+
+    [Test]
+    public void HostReason_StartsWithThePrefixALateEndRecognises()
+    {
+        Assert.That(TaskLogSweeper.HostReason("w", 1, Guid.Empty, T0, null), Does.StartWith(LedgerSql.HostExpiredPrefix));
+        Assert.That(TaskLogSweeper.HostReason("w", 1, Guid.Empty, T0, T0), Does.StartWith(LedgerSql.HostExpiredPrefix));
     }
 
     [Test]

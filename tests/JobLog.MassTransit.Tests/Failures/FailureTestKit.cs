@@ -42,10 +42,11 @@ internal static class FailureTestKit
     public static string KeysDirectory(TestLedger ledger) => (ledger.File ?? Path.Combine(Path.GetTempPath(), ledger.DatabaseName ?? "pg")) + ".keys";
 
     public static Task<LedgerHost> StartAsync(
-        TestLedger ledger, Gate gate, RabbitMqVhost? vhost, Action<JobLogOptions>? options = null) =>
-        StartCoreAsync(ledger, gate, vhost, options);
+        TestLedger ledger, Gate gate, RabbitMqVhost? vhost, Action<JobLogOptions>? options = null, Action<IServiceCollection>? more = null) =>
+        StartCoreAsync(ledger, gate, vhost, options, more);
 
-    private static async Task<LedgerHost> StartCoreAsync(TestLedger ledger, Gate gate, RabbitMqVhost? vhost, Action<JobLogOptions>? options)
+    private static async Task<LedgerHost> StartCoreAsync(
+        TestLedger ledger, Gate gate, RabbitMqVhost? vhost, Action<JobLogOptions>? options, Action<IServiceCollection>? more)
     {
         var host = await LedgerHost.StartAsync(
             ledger,
@@ -57,6 +58,7 @@ internal static class FailureTestKit
             },
             services =>
             {
+                more?.Invoke(services);
                 services.AddDataProtection().PersistKeysToFileSystem(new DirectoryInfo(KeysDirectory(ledger)));
                 services.AddSingleton(gate);
                 services.AddMassTransitTestHarness(x =>

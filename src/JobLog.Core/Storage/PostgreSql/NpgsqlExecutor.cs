@@ -60,8 +60,12 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
 
         if (plan.Derive.Count > 0)
         {
+            var ids = plan.Derive.ToArray();
+            var lockTasks = new NpgsqlBatchCommand(PostgreSqlStatements.LockTasks);
+            lockTasks.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = ids });
+            batch.BatchCommands.Add(lockTasks);
             var derive = new NpgsqlBatchCommand(PostgreSqlStatements.DeriveTasksIfChanged);
-            derive.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = plan.Derive.ToArray() });
+            derive.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = ids });
             batch.BatchCommands.Add(derive);
         }
 

@@ -20,8 +20,8 @@ internal static class PostgreSqlStatements
     /// <summary>The statement's snapshot does not see its own rows: Retries = the runs stored before + the ordinal in this batch.</summary>
     public static readonly string UpsertRuns = BuildUpsertRuns();
 
-    /// <summary>Finishes ACTIVE runs (<see cref="LedgerColumns.RunFinish"/>, first run of each id only).</summary>
-    public static readonly string FinishRuns = UpdateFromArrays(LedgerColumns.RunFinish, $"{R}.\"State\" = 1");
+    /// <summary>Finishes open runs (<see cref="LedgerColumns.RunFinish"/>, <see cref="LedgerSql.Finishable"/>; first run of each id only).</summary>
+    public static readonly string FinishRuns = UpdateFromArrays(LedgerColumns.RunFinish, LedgerSql.Finishable(R));
 
     public static readonly string SetNextRetries =
         UpdateFromArrays(LedgerColumns.RunNextRetry, $"{R}.\"State\" = 4 AND {R}.\"EstimatedTimeOfNextRetry\" IS NULL");
@@ -34,6 +34,15 @@ internal static class PostgreSqlStatements
     /// stored ones: a task whose state was written with its insert costs a read, not a new row version and its index entries.
     /// </summary>
     public static readonly string DeriveTasksIfChanged = DeriveIfChanged("t.\"Id\" = ANY($1::uuid[])");
+
+    /// <summary>
+    /// Locks the tasks in $1 (in id order, so two writers cannot deadlock on them) before <see cref="DeriveTasksIfChanged"/>:
+    /// the derivation reads the task's runs in its statement's snapshot, which misses another process's run end that is
+    /// not committed yet. Two hosts ending runs of one task (a published message's consumers) each derived the task
+    /// without the other's end and the task stayed ACTIVE with every run ended. Locked first, the later of the two
+    /// waits for the earlier's commit and its derivation, a new statement, sees it (<c>TwoWritersTests</c>).
+    /// </summary>
+    public static readonly string LockTasks = $"SELECT 1 FROM {T} WHERE \"Id\" = ANY($1::uuid[]) ORDER BY \"Id\" FOR NO KEY UPDATE";
 
     /// <summary>The sweeper's derivation of the tasks in the id-list parameter @p0 (mostly unchanged: written only when they change).</summary>
     public static readonly string DeriveTasks = DeriveIfChanged("t.\"Id\" = ANY(@p0)");

@@ -181,6 +181,20 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
             try
             {
                 using var lease = await _limiter.AcquireAsync(1, stopping).ConfigureAwait(false);
+
+                // Never begin a send that could outlive the claim: past its lease another sender takes the retry over and
+                // sends it (a low RetriesPerSecond, a slow broker or a pause can hold a batch that long). Given back, it
+                // is claimed again at once.
+                if (_time.GetUtcNow().UtcDateTime > retry.Item.ClaimedAt + _options.RetryClaimLease / 2)
+                {
+                    lock (given)
+                    {
+                        given.Add(retry.Item);
+                    }
+
+                    return;
+                }
+
                 await retry.SendAsync(bus, _time, CancellationToken.None).ConfigureAwait(false);
                 lock (sent)
                 {
@@ -264,24 +278,33 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
         }
     }
 
+    /// <summary>
+    /// Ends this sender's claims. Each statement matches the claim's time (its token, <see cref="ClaimAsync"/>): a claim
+    /// another sender took over is that sender's to end.
+    /// </summary>
     private async Task MarkAsync(List<FailureActionItemLog> sent, List<FailureActionItemLog> given, RetryBatch batch)
     {
         var now = _time.GetUtcNow().UtcDateTime;
         var db = _contexts.Create();
         await using (db.ConfigureAwait(false))
         {
-            foreach (var action in sent.GroupBy(i => i.ActionId))
+            var lost = 0;
+            foreach (var claim in sent.GroupBy(i => (i.ActionId, i.ClaimedAt)))
             {
-                var tasks = action.Select(i => i.TaskId).ToList();
-                await db.FailureActionItems.Where(i => i.ActionId == action.Key && tasks.Contains(i.TaskId) && i.State == FailureActionItemState.Sending)
+                var (actionId, claimedAt) = claim.Key;
+                var tasks = claim.Select(i => i.TaskId).ToList();
+                lost += tasks.Count - await db.FailureActionItems
+                    .Where(i => i.ActionId == actionId && tasks.Contains(i.TaskId) && i.State == FailureActionItemState.Sending && i.ClaimedAt == claimedAt)
                     .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, FailureActionItemState.Done).SetProperty(i => i.DoneAt, now), CancellationToken.None)
                     .ConfigureAwait(false);
             }
 
-            foreach (var action in given.GroupBy(i => i.ActionId))
+            foreach (var claim in given.GroupBy(i => (i.ActionId, i.ClaimedAt)))
             {
-                var tasks = action.Select(i => i.TaskId).ToList();
-                await db.FailureActionItems.Where(i => i.ActionId == action.Key && tasks.Contains(i.TaskId) && i.State == FailureActionItemState.Sending)
+                var (actionId, claimedAt) = claim.Key;
+                var tasks = claim.Select(i => i.TaskId).ToList();
+                await db.FailureActionItems
+                    .Where(i => i.ActionId == actionId && tasks.Contains(i.TaskId) && i.State == FailureActionItemState.Sending && i.ClaimedAt == claimedAt)
                     .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, FailureActionItemState.Pending).SetProperty(i => i.ClaimedAt, (DateTime?)null), CancellationToken.None)
                     .ConfigureAwait(false);
             }
@@ -290,9 +313,15 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
                 .Concat(batch.Failed.Select(x => (x.Item, x.Reason, State: FailureActionItemState.Failed)));
             foreach (var (item, reason, state) in ended)
             {
-                await db.FailureActionItems.Where(i => i.ActionId == item.ActionId && i.TaskId == item.TaskId && i.State == FailureActionItemState.Sending)
+                await db.FailureActionItems
+                    .Where(i => i.ActionId == item.ActionId && i.TaskId == item.TaskId && i.State == FailureActionItemState.Sending && i.ClaimedAt == item.ClaimedAt)
                     .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, state).SetProperty(i => i.Reason, reason).SetProperty(i => i.DoneAt, now), CancellationToken.None)
                     .ConfigureAwait(false);
+            }
+
+            if (lost > 0)
+            {
+                Log.RetryClaimLost(_logger, lost);
             }
         }
     }

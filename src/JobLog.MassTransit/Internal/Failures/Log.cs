@@ -19,4 +19,7 @@ internal static partial class Log
 
     [LoggerMessage(3204, LogLevel.Information, "JobLog took over {Sent} retries sent before a restart (a run followed) and {Pending} to send again.")]
     public static partial void Recovered(ILogger logger, int sent, int pending);
+
+    [LoggerMessage(4360, LogLevel.Warning, "JobLog sent {Count} retries whose claim another sender had taken over meanwhile: they may be sent twice.")]
+    public static partial void RetryClaimLost(ILogger logger, int count);
 }
