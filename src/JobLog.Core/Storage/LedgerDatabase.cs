@@ -117,6 +117,13 @@ internal abstract class LedgerDatabase
     /// <summary>The task-state derivation (<see cref="LedgerSql.DeriveTask"/>) of every task in the id-list parameter <c>@p0</c>.</summary>
     public abstract string DeriveTasks { get; }
 
+    /// <summary>
+    /// Locks the tasks in the id-list parameter <c>@p0</c> (in id order) before a derivation that did not claim them, so
+    /// that it waits for another transaction ending runs of the same tasks and then sees their ends; null when the
+    /// database has one writer.
+    /// </summary>
+    public abstract string? LockTasks { get; }
+
     // ---- Reading (Core/Querying) ----
 
     /// <summary>

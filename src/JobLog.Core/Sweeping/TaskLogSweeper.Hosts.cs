@@ -99,6 +99,13 @@ internal sealed partial class TaskLogSweeper
                 await expire.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
             }
 
+            if (_database.LockTasks is { } lockTasks)
+            {
+                // A writer ending another run of one of these tasks may not have committed: wait for it, then derive.
+                await using var locked = Command(connection, transaction, lockTasks, _database.IdList(tasks));
+                await locked.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+
             await using var derive = Command(connection, transaction, _database.DeriveTasks, _database.IdList(tasks));
             await derive.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }

@@ -73,7 +73,6 @@ public class TwoWritersTests
     }
 
     [Test]
-    [Explicit("session 10 races: the sweeper's host pass derives the task without locking it first (TaskLogSweeper.Hosts.cs, left to the sweep's owners); fails until it does")]
     public async Task Derive_HostPassExpiresOneRunWhileAWriterEndsAnother_TheTaskSeesBoth()
     {
         var ledger = await Ledgers.CreateAsync(LedgerProvider.PostgreSql);
@@ -115,12 +114,14 @@ public class TwoWritersTests
         var secondCommit = second.FlushAsync();
         await BlockedAsync(ledger.ConnectionString, 1);
 
-        // Meanwhile a sweep closes the dead host's run of Billing.
-        var swept = await first.Services.GetRequiredService<JobLog.Sweeping.TaskLogSweeper>().SweepOnceAsync(CancellationToken.None);
-        Assert.That(swept.HostRuns, Is.EqualTo(1));
+        // Meanwhile a sweep closes the dead host's run of Billing: it must wait for the writer's task lock to derive.
+        var sweep = first.Services.GetRequiredService<JobLog.Sweeping.TaskLogSweeper>().SweepOnceAsync(CancellationToken.None);
+        await LedgerHost.EventuallyAsync(async () => sweep.IsCompleted || await BlockedCountAsync(ledger.ConnectionString) == 2,
+            TimeSpan.FromSeconds(60), "the sweep finished or waits for the writer");
 
         await hold.RollbackAsync();
         await secondCommit;
+        Assert.That((await sweep).HostRuns, Is.EqualTo(1));
 
         var stored = await first.TaskAsync(task);
         Assert.That(stored.Runs.Select(r => (r.ConsumerType, r.State)),

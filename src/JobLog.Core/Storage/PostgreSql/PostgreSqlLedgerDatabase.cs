@@ -166,6 +166,8 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override string DeriveTasks => PostgreSqlStatements.DeriveTasks;
 
+    public override string? LockTasks => PostgreSqlStatements.LockTasksOfList;
+
     public override Expression<Func<string?, bool>> LikeIgnoringCase(string pattern) =>
         s => EF.Functions.ILike(s!, pattern, "\\");
 

@@ -44,6 +44,9 @@ internal static class PostgreSqlStatements
     /// </summary>
     public static readonly string LockTasks = $"SELECT 1 FROM {T} WHERE \"Id\" = ANY($1::uuid[]) ORDER BY \"Id\" FOR NO KEY UPDATE";
 
+    /// <summary><see cref="LockTasks"/> with the id-list parameter @p0 (the sweeper's host pass).</summary>
+    public static readonly string LockTasksOfList = $"SELECT 1 FROM {T} WHERE \"Id\" = ANY(@p0) ORDER BY \"Id\" FOR NO KEY UPDATE";
+
     /// <summary>The sweeper's derivation of the tasks in the id-list parameter @p0 (mostly unchanged: written only when they change).</summary>
     public static readonly string DeriveTasks = DeriveIfChanged("t.\"Id\" = ANY(@p0)");
 

@@ -123,6 +123,8 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
 
     public override string DeriveTasks => SqliteStatements.DeriveTasks;
 
+    public override string? LockTasks => null;
+
     // EF Core stores Guid as upper-case TEXT and DateTime as 'yyyy-MM-dd HH:mm:ss.FFFFFFF' on SQLite.
     public override Expression<Func<string?, bool>> LikeIgnoringCase(string pattern) =>
         s => EF.Functions.Like(s, pattern, "\\");
