@@ -172,20 +172,36 @@ internal sealed partial class TaskLogSweeper(
 
     /// <summary>
     /// On a partitioned ledger (<see cref="LedgerPartitioning"/>), the sweep's statements name the claimed tasks' partition
-    /// days (@p2, their distinct days), so each statement reads and writes only those partitions, and each read of a
-    /// task's runs only its day's partition: by id alone, every statement probed every partition (15 and more) for each task.
+    /// days, so each statement reads and writes only those partitions, and each read of a task's runs only its day's
+    /// partition. The days are <paramref name="days"/> scalar parameters (@p2, @p3, …: <c>= ANY(ARRAY[@p2, @p3])</c>), not
+    /// one array parameter: PostgreSQL prunes partitions when the generic plan (the one Npgsql's prepared statement runs)
+    /// starts only by scalar parameters, so <c>= ANY(@p2)</c> with an array probed every partition's index for each claimed
+    /// id (17 partitions at 1 M tasks over 10 days, more with every day kept; docs/scale.md, "Session 10 (pgsweep)").
     /// </summary>
-    internal static string PartitionedSweepStatement(LedgerDatabase database)
+    internal static string PartitionedSweepStatement(LedgerDatabase database, int days)
     {
         const string key = "\"" + PartitionDay.Column + "\"";
         static string Of(string sql) => RunsOfTask().Replace(sql, m => $"{m.Groups[1].Value}.\"TaskId\" = t.\"Id\" AND {m.Groups[1].Value}.{key} = t.{key}");
+        var inDays = DayList(days);
         return
             $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, t.{key} AS dday, {Of(LedgerSql.DerivedState)} AS dstate, {Of(LedgerSql.DerivedStart)} AS dstart, " +
-            $"{Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.{key} = ANY(@p2)) " +
+            $"{Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.{key} {inDays}) " +
             $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
             $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
-            $"FROM d WHERE {T}.\"Id\" = d.did AND {T}.{key} = d.dday AND {T}.{key} = ANY(@p2) RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
+            $"FROM d WHERE {T}.\"Id\" = d.did AND {T}.{key} = d.dday AND {T}.{key} {inDays} RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
     }
+
+    /// <summary>
+    /// The expiry of the ACTIVE runs of the expired tasks (@p0 their ids, @p1 now); on a partitioned ledger (<paramref name="days"/>
+    /// above 0) in the claimed days' partitions only (@p2, @p3, …, as <see cref="PartitionedSweepStatement"/>).
+    /// </summary>
+    internal static string RunsStatement(LedgerDatabase database, int days) =>
+        $"UPDATE {R} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = '{StaleRunError}' " +
+        $"WHERE \"State\" = 1 AND {database.InIdList("\"TaskId\"", "@p0")}" + (days > 0 ? $" AND \"{PartitionDay.Column}\" {DayList(days)}" : "");
+
+    private static string DayList(int days) => "= ANY(ARRAY[" + string.Join(", ", Enumerable.Range(2, days).Select(i => "@p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture))) + "])";
+
+    private const string R = "\"" + LedgerModel.Runs + "\"";
 
     [GeneratedRegex("([a-z])\\.\"TaskId\" = @p0", RegexOptions.CultureInvariant)]
     private static partial Regex RunsOfTask();
@@ -195,33 +211,31 @@ internal sealed partial class TaskLogSweeper(
         var now = time.GetUtcNow().UtcDateTime;
         var started = time.GetTimestamp();
         await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
-        const string R = "\"" + LedgerModel.Runs + "\"";
 
-        // 1. Claim a batch of stale, unfinished tasks, oldest deadline first.
-        var ids = new List<Guid>(batchSize);
-        var days = new HashSet<int>();
+        // 1. Claim a batch of stale, unfinished tasks, oldest deadline first (partitioned: with each one's partition day).
+        var claimed = new List<(Guid Id, int Day)>(batchSize);
         var claim = ClaimStatement(_database);
         await using (var select = Command(connection, transaction, partitioned ? claim.Replace("SELECT \"Id\"", $"SELECT \"Id\", \"{PartitionDay.Column}\"", StringComparison.Ordinal) : claim, now, batchSize))
         {
             await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
-                ids.Add(_database.ReadGuid(reader, 0));
-                if (partitioned)
-                {
-                    days.Add(reader.GetInt32(1));
-                }
+                claimed.Add((_database.ReadGuid(reader, 0), partitioned ? reader.GetInt32(1) : 0));
             }
         }
 
-        // 2. Heal or expire each: one statement, each task written once.
+        // 2. Heal or expire each: one statement, each task written once. One statement for the whole batch, not one per
+        // day: its triggers lock the rollup rows of all its tasks at once, in key order, which keeps concurrent batches
+        // from deadlocking on them (one statement per day did, at once, on the 1 M ledger).
         var healed = 0;
         var expired = new List<(Guid Id, string Name)>();
-        if (ids.Count > 0)
+        var days = claimed.Select(c => c.Day).Distinct().Order().Cast<object?>().ToArray();
+        if (claimed.Count > 0)
         {
+            var ids = _database.IdList(claimed.Select(c => c.Id).ToList());
             await using var sweep = partitioned
-                ? Command(connection, transaction, PartitionedSweepStatement(_database), _database.IdList(ids), now, days.ToArray())
-                : Command(connection, transaction, SweepStatement(_database), _database.IdList(ids), now);
+                ? Command(connection, transaction, PartitionedSweepStatement(_database, days.Length), [ids, now, .. days])
+                : Command(connection, transaction, SweepStatement(_database), ids, now);
             await using var reader = await sweep.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
@@ -239,10 +253,10 @@ internal sealed partial class TaskLogSweeper(
         // 3. The ACTIVE runs of the expired tasks end with them (partitioned: in the claimed days' partitions only).
         if (expired.Count > 0)
         {
-            await using var runs = Command(connection, transaction,
-                $"UPDATE {R} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = '{StaleRunError}' " +
-                $"WHERE \"State\" = 1 AND {_database.InIdList("\"TaskId\"", "@p0")}" + (partitioned ? $" AND \"{PartitionDay.Column}\" = ANY(@p2)" : ""),
-                [_database.IdList(expired.Select(e => e.Id).ToList()), now, .. partitioned ? new object[] { days.ToArray() } : []]);
+            var ids = _database.IdList(expired.Select(e => e.Id).ToList());
+            await using var runs = partitioned
+                ? Command(connection, transaction, RunsStatement(_database, days.Length), [ids, now, .. days])
+                : Command(connection, transaction, RunsStatement(_database, 0), ids, now);
             await runs.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }
 
@@ -254,7 +268,7 @@ internal sealed partial class TaskLogSweeper(
         }
 
         metrics.TasksExpired.Add(expired.Count);
-        return (ids.Count, new SweepResult(expired.Count, healed));
+        return (claimed.Count, new SweepResult(expired.Count, healed));
     }
 
     private DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values) =>

@@ -392,6 +392,58 @@ public class LedgerPartitioningTests
         await AssertRollupsEqualCountsAsync(host, "after the parallel sweep");
     }
 
+    [Test]
+    public async Task SweepStatements_OnAPartitionedLedger_RunOnlyInTheClaimedDaysPartitions_InTheGenericPlan()
+    {
+        // Npgsql prepares the sweeper's statements and PostgreSQL runs their generic plan, which prunes partitions when it
+        // starts only by scalar parameters: with the days as one array parameter, every partition was probed for every id.
+        var host = await StartAsync(partitioned: true);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var id = Guid.CreateVersion7(new DateTimeOffset(T0.AddMinutes(-30)));
+        recorder.Enqueue(new TaskDispatched(Task(id, "Invoice", T0.AddMinutes(-30)) with { Stale = T0.AddMinutes(-5) }));
+        Start(recorder, id, "Invoice", T0.AddMinutes(-29));
+        await host.FlushAsync();
+        var day = PartitionDay.Of(T0);
+        var database = LedgerDatabase.For(LedgerProvider.PostgreSql);
+
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        var partitions = await LedgerPartitioning.DaysAsync(connection, CancellationToken.None);
+        Assert.That(partitions[LedgerModel.Tasks], Has.Count.GreaterThan(1), "the ledger has other days' partitions to leave out");
+        var n = 0;
+        foreach (var (statement, tables) in new[]
+                 {
+                     (JobLog.Sweeping.TaskLogSweeper.PartitionedSweepStatement(database, 1), new[] { LedgerModel.Tasks, LedgerModel.Runs }),
+                     (JobLog.Sweeping.TaskLogSweeper.RunsStatement(database, 1), new[] { LedgerModel.Runs }),
+                 })
+        {
+            var name = "s" + n++;
+            await using var transaction = await connection.BeginTransactionAsync();
+            await using var command = new NpgsqlCommand(
+                $"SET LOCAL plan_cache_mode = force_generic_plan; PREPARE {name}(uuid[], timestamptz, int) AS " + System.Text.RegularExpressions.Regex.Replace(statement, "@p([0-9]+)", m => "$" + (int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) + 1)),
+                connection, transaction);
+            await command.ExecuteNonQueryAsync();
+            command.CommandText = $"EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) EXECUTE {name}(ARRAY['{id}']::uuid[], now(), {day})";
+            var plan = new List<string>();
+            await using (var reader = await command.ExecuteReaderAsync())
+            {
+                while (await reader.ReadAsync())
+                {
+                    plan.Add(reader.GetString(0));
+                }
+            }
+
+            await transaction.RollbackAsync();
+            var executed = plan.Where(line => !line.Contains("never executed", StringComparison.Ordinal)).ToList();
+            foreach (var table in tables)
+            {
+                var own = table + "_" + PartitionDay.Suffix(day);
+                Assert.That(executed.Where(line => line.Contains(" on \"" + table + "_", StringComparison.Ordinal) && !line.Contains("Update on", StringComparison.Ordinal)),
+                    Is.Not.Empty.And.All.Contains(own), $"{table}: only {own} is read\n{string.Join("\n", plan)}");
+            }
+        }
+    }
+
     private async Task<LedgerHost> StartAsync(bool partitioned, Action<JobLogOptions>? configure = null)
     {
         _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o =>
