@@ -20,50 +20,20 @@ public class TwoWritersTests
     {
         var ledger = await Ledgers.CreateAsync(LedgerProvider.PostgreSql);
         await using var first = await LedgerHost.StartAsync(ledger);
-        var recorder = first.Services.GetRequiredService<LedgerRecorder>();
-        var task = Guid.NewGuid();
-        var payload = new TaskPayload { Id = task, Name = "OrderPlaced", DispatchedAt = T0 };
-        RunPayload Run(string consumer, DateTime start) => new() { Id = Guid.NewGuid(), TaskId = task, Name = "OrderPlaced", ConsumerType = consumer, Start = start };
-
-        // Their runs started in different minutes: the run rollup's row of a minute would otherwise serialize the two
-        // commits by chance (both update it).
-        var (billing, shipping) = (Run("Billing", T0.AddSeconds(1)), Run("Shipping", T0.AddSeconds(61)));
-        var command = new CommandPayload { Id = Guid.NewGuid(), Name = "holder", Start = T0 };
-        recorder.Enqueue(new TaskDispatched(payload));
-        recorder.Enqueue(new RunStarted(billing, payload, false));
-        recorder.Enqueue(new RunStarted(shipping, payload, false));
-        recorder.Enqueue(new CommandRecorded(command));
-        await first.FlushAsync();
-
-        // The second process's batch ends Shipping's run, derives the task, then waits (before its commit) on a row
-        // the test holds: a later statement of the same batch, the command's upsert.
-        await using var holder = new NpgsqlConnection(ledger.ConnectionString);
-        await holder.OpenAsync();
-        await using var hold = await holder.BeginTransactionAsync();
-        await using (var lockRow = new NpgsqlCommand($"SELECT 1 FROM \"{LedgerModel.Commands}\" WHERE \"Id\" = @id FOR UPDATE", holder, hold))
-        {
-            lockRow.Parameters.AddWithValue("id", command.Id);
-            await lockRow.ExecuteScalarAsync();
-        }
-
-        await using var second = await LedgerHost.StartAsync(ledger, start: false);
-        var secondRecorder = second.Services.GetRequiredService<LedgerRecorder>();
-        secondRecorder.Enqueue(new RunFinished(shipping.Id, task, TaskRunState.Succeeded, T0.AddSeconds(62), null, null, null));
-        secondRecorder.Enqueue(new CommandRecorded(command with { Stop = T0.AddSeconds(63), IsSuccessful = true }));
-        await second.Host.StartAsync();
-        var secondCommit = second.FlushAsync();
-        await BlockedAsync(ledger.ConnectionString, 1);
+        var (task, billing, shipping, command) = await RecordTwoRunsAsync(first, billingHost: null);
+        await using var second = await HoldSecondWriterAsync(ledger, task, shipping, command);
 
         // Meanwhile this process ends Billing's run: it fails. Its commit either completes (it could not see Shipping's
         // end) or waits for the second process's (then it does).
-        recorder.Enqueue(new RunFinished(billing.Id, task, TaskRunState.Failed, T0.AddSeconds(64), "card declined", null, null));
+        first.Services.GetRequiredService<LedgerRecorder>()
+            .Enqueue(new RunFinished(billing.Id, task, TaskRunState.Failed, T0.AddSeconds(64), "card declined", null, null));
         var firstCommit = first.FlushAsync();
         await LedgerHost.EventuallyAsync(
             async () => firstCommit.IsCompleted || await BlockedCountAsync(ledger.ConnectionString) == 2,
             TimeSpan.FromSeconds(60), "the first writer committed or waits on the second");
 
-        await hold.RollbackAsync();
-        await Task.WhenAll(firstCommit, secondCommit);
+        await second.ReleaseAsync();
+        await firstCommit;
 
         var stored = await first.TaskAsync(task);
         Assert.That(stored.Runs.Select(r => (r.ConsumerType, r.State)),
@@ -77,7 +47,6 @@ public class TwoWritersTests
     {
         var ledger = await Ledgers.CreateAsync(LedgerProvider.PostgreSql);
         await using var first = await LedgerHost.StartAsync(ledger);
-        var recorder = first.Services.GetRequiredService<LedgerRecorder>();
         var dead = Guid.NewGuid();
         await first.QueryAsync(async db =>
         {
@@ -85,9 +54,40 @@ public class TwoWritersTests
             db.Hosts.Add(new HostLog { InstanceId = dead, Name = "worker-dead", ProcessId = 1, StartedAt = longAgo, LastHeartbeat = longAgo });
             return await db.SaveChangesAsync();
         });
+        var (task, _, shipping, command) = await RecordTwoRunsAsync(first, billingHost: dead);
+        await using var second = await HoldSecondWriterAsync(ledger, task, shipping, command);
+
+        // Meanwhile a sweep closes the dead host's run of Billing: it must wait for the writer's task lock to derive.
+        var sweep = first.Services.GetRequiredService<JobLog.Sweeping.TaskLogSweeper>().SweepOnceAsync(CancellationToken.None);
+        await LedgerHost.EventuallyAsync(async () => sweep.IsCompleted || await BlockedCountAsync(ledger.ConnectionString) == 2,
+            TimeSpan.FromSeconds(60), "the sweep finished or waits for the writer");
+
+        await second.ReleaseAsync();
+        Assert.That((await sweep).HostRuns, Is.EqualTo(1));
+
+        var stored = await first.TaskAsync(task);
+        Assert.That(stored.Runs.Select(r => (r.ConsumerType, r.State)),
+            Is.EquivalentTo(new[] { ("Billing", TaskRunState.Expired), ("Shipping", TaskRunState.Succeeded) }));
+        Assert.That(stored.State, Is.EqualTo(TaskState.Expired), "derived from both: not ACTIVE with every run ended");
+    }
+
+    /// <summary>
+    /// The first process records a published task with two consumers' runs started, Billing's (on
+    /// <paramref name="billingHost"/>) and Shipping's, and a command whose row the second writer's batch will wait on.
+    /// </summary>
+    private static async Task<(Guid Task, RunPayload Billing, RunPayload Shipping, CommandPayload Command)> RecordTwoRunsAsync(
+        LedgerHost first, Guid? billingHost)
+    {
+        var recorder = first.Services.GetRequiredService<LedgerRecorder>();
         var task = Guid.NewGuid();
         var payload = new TaskPayload { Id = task, Name = "OrderPlaced", DispatchedAt = T0 };
-        var billing = new RunPayload { Id = Guid.NewGuid(), TaskId = task, Name = "OrderPlaced", ConsumerType = "Billing", Start = T0.AddSeconds(1), HostInstanceId = dead };
+
+        // Their runs started in different minutes: the run rollup's row of a minute would otherwise serialize the two
+        // commits by chance (both update it).
+        var billing = new RunPayload
+        {
+            Id = Guid.NewGuid(), TaskId = task, Name = "OrderPlaced", ConsumerType = "Billing", Start = T0.AddSeconds(1), HostInstanceId = billingHost,
+        };
         var shipping = new RunPayload { Id = Guid.NewGuid(), TaskId = task, Name = "OrderPlaced", ConsumerType = "Shipping", Start = T0.AddSeconds(61) };
         var command = new CommandPayload { Id = Guid.NewGuid(), Name = "holder", Start = T0 };
         recorder.Enqueue(new TaskDispatched(payload));
@@ -95,38 +95,50 @@ public class TwoWritersTests
         recorder.Enqueue(new RunStarted(shipping, payload, false));
         recorder.Enqueue(new CommandRecorded(command));
         await first.FlushAsync();
+        return (task, billing, shipping, command);
+    }
 
-        await using var holder = new NpgsqlConnection(ledger.ConnectionString);
+    /// <summary>
+    /// A second process whose batch ends Shipping's run and derives the task, then waits (before its commit) on a row
+    /// the test holds: a later statement of the same batch, the command's upsert.
+    /// </summary>
+    private static async Task<HeldWriter> HoldSecondWriterAsync(TestLedger ledger, Guid task, RunPayload shipping, CommandPayload command)
+    {
+        var holder = new NpgsqlConnection(ledger.ConnectionString);
         await holder.OpenAsync();
-        await using var hold = await holder.BeginTransactionAsync();
+        var hold = await holder.BeginTransactionAsync();
         await using (var lockRow = new NpgsqlCommand($"SELECT 1 FROM \"{LedgerModel.Commands}\" WHERE \"Id\" = @id FOR UPDATE", holder, hold))
         {
             lockRow.Parameters.AddWithValue("id", command.Id);
             await lockRow.ExecuteScalarAsync();
         }
 
-        // A live host's writer ends Shipping's run and derives the task, then waits before its commit.
-        await using var second = await LedgerHost.StartAsync(ledger, start: false);
-        var secondRecorder = second.Services.GetRequiredService<LedgerRecorder>();
-        secondRecorder.Enqueue(new RunFinished(shipping.Id, task, TaskRunState.Succeeded, T0.AddSeconds(62), null, null, null));
-        secondRecorder.Enqueue(new CommandRecorded(command with { Stop = T0.AddSeconds(63), IsSuccessful = true }));
+        var second = await LedgerHost.StartAsync(ledger, start: false);
+        var recorder = second.Services.GetRequiredService<LedgerRecorder>();
+        recorder.Enqueue(new RunFinished(shipping.Id, task, TaskRunState.Succeeded, T0.AddSeconds(62), null, null, null));
+        recorder.Enqueue(new CommandRecorded(command with { Stop = T0.AddSeconds(63), IsSuccessful = true }));
         await second.Host.StartAsync();
-        var secondCommit = second.FlushAsync();
+        var commit = second.FlushAsync();
         await BlockedAsync(ledger.ConnectionString, 1);
+        return new HeldWriter(holder, hold, second, commit);
+    }
 
-        // Meanwhile a sweep closes the dead host's run of Billing: it must wait for the writer's task lock to derive.
-        var sweep = first.Services.GetRequiredService<JobLog.Sweeping.TaskLogSweeper>().SweepOnceAsync(CancellationToken.None);
-        await LedgerHost.EventuallyAsync(async () => sweep.IsCompleted || await BlockedCountAsync(ledger.ConnectionString) == 2,
-            TimeSpan.FromSeconds(60), "the sweep finished or waits for the writer");
+    /// <summary>The second writer, held before its commit by <paramref name="Hold"/>.</summary>
+    private sealed record HeldWriter(NpgsqlConnection Holder, NpgsqlTransaction Hold, LedgerHost Second, Task Commit) : IAsyncDisposable
+    {
+        /// <summary>Lets the second writer commit, and waits for it.</summary>
+        public async Task ReleaseAsync()
+        {
+            await Hold.RollbackAsync();
+            await Commit;
+        }
 
-        await hold.RollbackAsync();
-        await secondCommit;
-        Assert.That((await sweep).HostRuns, Is.EqualTo(1));
-
-        var stored = await first.TaskAsync(task);
-        Assert.That(stored.Runs.Select(r => (r.ConsumerType, r.State)),
-            Is.EquivalentTo(new[] { ("Billing", TaskRunState.Expired), ("Shipping", TaskRunState.Succeeded) }));
-        Assert.That(stored.State, Is.EqualTo(TaskState.Expired), "derived from both: not ACTIVE with every run ended");
+        public async ValueTask DisposeAsync()
+        {
+            await Second.DisposeAsync();
+            await Hold.DisposeAsync();
+            await Holder.DisposeAsync();
+        }
     }
 
     private static Task BlockedAsync(string connectionString, int count) =>
