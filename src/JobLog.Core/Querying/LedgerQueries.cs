@@ -34,7 +34,8 @@ public sealed partial class LedgerQueries
 
     public async Task<Page<TaskRow>> TasksAsync(TaskFilter f, CancellationToken ct)
     {
-        var partitioned = f.Queue is not null && await _database.IsPartitionedAsync(_db, ct).ConfigureAwait(false);
+        var partitioned = f.Queue is { } queue && await _database.IsPartitionedAsync(_db, ct).ConfigureAwait(false)
+            && await IsBusyQueueAsync(queue, ct).ConfigureAwait(false);
         if (f.Search is { } search)
         {
             var q = Filtered(f, partitioned);
@@ -49,6 +50,19 @@ public sealed partial class LedgerQueries
         var rows = await TaskPage(f, partitioned).ToListAsync(ct).ConfigureAwait(false);
         return ToPage(rows, f.Limit, r => new Cursor(r.DispatchedAt, r.Id));
     }
+
+    /// <summary>
+    /// How many runs a queue needs before its filter reads each task's runs in the task's own partition
+    /// (<see cref="Filtered"/>): that plan walks the newest tasks, one index probe each, until it has a page, so it is fast
+    /// for a busy queue (1 M tasks, a queue of 57,000 runs: 338 → 15 ms) and slow for a rare one (five runs: 3.6 s),
+    /// where scanning the tasks against a hash of the queue's few run ids costs less (0.44 s; docs/scale.md "Session 10").
+    /// </summary>
+    internal int BusyQueueRuns { get; init; } = 400;
+
+    /// <summary>Whether the queue has at least <see cref="BusyQueueRuns"/> runs (an index-only read of at most that many).</summary>
+    internal async Task<bool> IsBusyQueueAsync(string queue, CancellationToken ct) =>
+        await _db.TaskRunLogs.AsNoTracking().Where(r => r.QueueName == queue).Take(BusyQueueRuns).CountAsync(ct).ConfigureAwait(false)
+        >= BusyQueueRuns;
 
     /// <summary>The query of one page of a filter without <c>q</c> (<see cref="TasksAsync"/>; the plan tests read its plan).</summary>
     /// <param name="f">The filter.</param>

@@ -75,6 +75,26 @@ public class PartitionedQueueFilterTests
         Assert.That(plan, Does.Not.Contain("Hashed SubPlan").IgnoreCase, "the runs of the queue are not hashed once per task partition");
     }
 
+    [Test]
+    public async Task QueueFilter_ReadsTheRunsOfTheTasksDaysOnly_ForABusyQueue_NotForARareOne()
+    {
+        await using var host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = true);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var now = DateTime.UtcNow;
+        Run(recorder, Guid.NewGuid(), "Charge", now, "billing", "billing");
+        Run(recorder, Guid.NewGuid(), "Charge", now, "billing", "billing");
+        Run(recorder, Guid.NewGuid(), "Ship", now, "shipping", "shipping");
+        await host.FlushAsync();
+
+        var busy = await host.QueryAsync(async db =>
+        {
+            var queries = new LedgerQueries(db, LedgerDatabase.For(LedgerProvider.PostgreSql)) { BusyQueueRuns = 2 };
+            return (await queries.IsBusyQueueAsync("billing", default), await queries.IsBusyQueueAsync("shipping", default),
+                await queries.IsBusyQueueAsync("nowhere", default));
+        });
+        Assert.That(busy, Is.EqualTo((true, false, false)), "two runs of billing reach the threshold; one of shipping does not");
+    }
+
     private static void Run(LedgerRecorder recorder, Guid id, string name, DateTime at, string taskQueue, string runQueue)
     {
         recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = name, QueueName = taskQueue, DispatchedAt = at, EstimatedTimeOfFirstArrival = at }));
