@@ -42,10 +42,12 @@ internal static class PostgreSqlStatements
     /// without the other's end and the task stayed ACTIVE with every run ended. Locked first, the later of the two
     /// waits for the earlier's commit and its derivation, a new statement, sees it (<c>TwoWritersTests</c>).
     /// </summary>
-    public static readonly string LockTasks = $"SELECT 1 FROM {T} WHERE \"Id\" = ANY($1::uuid[]) ORDER BY \"Id\" FOR NO KEY UPDATE";
+    public static readonly string LockTasks = LockTasksIn("$1::uuid[]");
 
     /// <summary><see cref="LockTasks"/> with the id-list parameter @p0 (the sweeper's host pass).</summary>
-    public static readonly string LockTasksOfList = $"SELECT 1 FROM {T} WHERE \"Id\" = ANY(@p0) ORDER BY \"Id\" FOR NO KEY UPDATE";
+    public static readonly string LockTasksOfList = LockTasksIn("@p0");
+
+    private static string LockTasksIn(string ids) => $"SELECT 1 FROM {T} WHERE \"Id\" = ANY({ids}) ORDER BY \"Id\" FOR NO KEY UPDATE";
 
     /// <summary>The sweeper's derivation of the tasks in the id-list parameter @p0 (mostly unchanged: written only when they change).</summary>
     public static readonly string DeriveTasks = DeriveIfChanged("t.\"Id\" = ANY(@p0)");

@@ -278,6 +278,11 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
         }
     }
 
+    /// <summary>The items of <paramref name="tasks"/> still held by the claim <paramref name="claim"/> (its action and time).</summary>
+    private static IQueryable<FailureActionItemLog> Claimed(JobLogDbContext db, (Guid ActionId, DateTime? ClaimedAt) claim, List<Guid> tasks) =>
+        db.FailureActionItems.Where(i => i.ActionId == claim.ActionId && tasks.Contains(i.TaskId)
+            && i.State == FailureActionItemState.Sending && i.ClaimedAt == claim.ClaimedAt);
+
     /// <summary>
     /// Ends this sender's claims. Each statement matches the claim's time (its token, <see cref="ClaimAsync"/>): a claim
     /// another sender took over is that sender's to end.
@@ -291,20 +296,14 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
             var lost = 0;
             foreach (var claim in sent.GroupBy(i => (i.ActionId, i.ClaimedAt)))
             {
-                var (actionId, claimedAt) = claim.Key;
-                var tasks = claim.Select(i => i.TaskId).ToList();
-                lost += tasks.Count - await db.FailureActionItems
-                    .Where(i => i.ActionId == actionId && tasks.Contains(i.TaskId) && i.State == FailureActionItemState.Sending && i.ClaimedAt == claimedAt)
+                lost += claim.Count() - await Claimed(db, claim.Key, claim.Select(i => i.TaskId).ToList())
                     .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, FailureActionItemState.Done).SetProperty(i => i.DoneAt, now), CancellationToken.None)
                     .ConfigureAwait(false);
             }
 
             foreach (var claim in given.GroupBy(i => (i.ActionId, i.ClaimedAt)))
             {
-                var (actionId, claimedAt) = claim.Key;
-                var tasks = claim.Select(i => i.TaskId).ToList();
-                await db.FailureActionItems
-                    .Where(i => i.ActionId == actionId && tasks.Contains(i.TaskId) && i.State == FailureActionItemState.Sending && i.ClaimedAt == claimedAt)
+                await Claimed(db, claim.Key, claim.Select(i => i.TaskId).ToList())
                     .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, FailureActionItemState.Pending).SetProperty(i => i.ClaimedAt, (DateTime?)null), CancellationToken.None)
                     .ConfigureAwait(false);
             }
@@ -313,8 +312,7 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
                 .Concat(batch.Failed.Select(x => (x.Item, x.Reason, State: FailureActionItemState.Failed)));
             foreach (var (item, reason, state) in ended)
             {
-                await db.FailureActionItems
-                    .Where(i => i.ActionId == item.ActionId && i.TaskId == item.TaskId && i.State == FailureActionItemState.Sending && i.ClaimedAt == item.ClaimedAt)
+                await Claimed(db, (item.ActionId, item.ClaimedAt), [item.TaskId])
                     .ExecuteUpdateAsync(s => s.SetProperty(i => i.State, state).SetProperty(i => i.Reason, reason).SetProperty(i => i.DoneAt, now), CancellationToken.None)
                     .ConfigureAwait(false);
             }
