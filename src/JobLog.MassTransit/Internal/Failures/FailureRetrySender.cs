@@ -195,7 +195,25 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
                     return;
                 }
 
-                await retry.SendAsync(bus, _time, CancellationToken.None).ConfigureAwait(false);
+                // Nor let one outlive it: a send that hangs (a blocked broker, a confirm that never comes) is cancelled at
+                // three quarters of the lease, before another sender may take the retry over and send it again. Its outcome
+                // is unknown, so it is ended as failed, for the operator to look at, not given back.
+                using var deadline = new CancellationTokenSource(SendDeadline(retry.Item), _time);
+                try
+                {
+                    await retry.SendAsync(bus, _time, deadline.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (deadline.IsCancellationRequested)
+                {
+                    Log.RetrySendTimedOut(_logger, retry.Item.TaskId, retry.Message.InputAddress, _options.RetryClaimLease);
+                    lock (batch.Failed)
+                    {
+                        batch.Failed.Add((retry.Item, SendTimedOutReason));
+                    }
+
+                    return;
+                }
+
                 lock (sent)
                 {
                     sent.Add(retry.Item);
@@ -220,6 +238,18 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
 
         await MarkAsync(sent, given, batch).ConfigureAwait(false);
         return sent.Count + batch.Skipped.Count + batch.Failed.Count;
+    }
+
+    /// <summary>What a retry whose send was cancelled at its deadline is ended with (<see cref="FailureActionItemState.Failed"/>).</summary>
+    internal const string SendTimedOutReason =
+        "send did not finish within three quarters of the claim's lease (Failures.RetryClaimLease) and was cancelled: "
+        + "it may have reached the broker; look at the task's runs before retrying it again";
+
+    /// <summary>How long a send of <paramref name="item"/> may take: until three quarters of its claim's lease.</summary>
+    private TimeSpan SendDeadline(FailureActionItemLog item)
+    {
+        var left = item.ClaimedAt!.Value + (_options.RetryClaimLease * 0.75) - _time.GetUtcNow().UtcDateTime;
+        return left > TimeSpan.Zero ? left : TimeSpan.Zero;
     }
 
     private async Task<bool> AnyInProgressAsync(CancellationToken ct)

@@ -22,4 +22,7 @@ internal static partial class Log
 
     [LoggerMessage(4360, LogLevel.Warning, "JobLog sent {Count} retries whose claim another sender had taken over meanwhile: they may be sent twice.")]
     public static partial void RetryClaimLost(ILogger logger, int count);
+
+    [LoggerMessage(4361, LogLevel.Warning, "JobLog cancelled the retry of {TaskId} to {Destination}: its send did not finish within three quarters of the claim's lease ({Lease}). It may have reached the broker; the retry is marked failed.")]
+    public static partial void RetrySendTimedOut(ILogger logger, Guid taskId, string destination, TimeSpan lease);
 }
