@@ -32,7 +32,7 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
         var present = await ScalarAsync(context, PostgreSqlSearch.CountPresent, cancellationToken).ConfigureAwait(false);
         var triggers = await ScalarAsync(context, PostgreSqlSearch.CountTriggers, cancellationToken).ConfigureAwait(false);
         var former = await ScalarAsync(context, PostgreSqlSearch.CountFormer, cancellationToken).ConfigureAwait(false);
-        if (enabled ? present < 2 || triggers < PostgreSqlSearch.TriggerCount || former > 0 : present + triggers + former > 0)
+        if (enabled ? present < PostgreSqlSearch.PresentCount || triggers < PostgreSqlSearch.TriggerCount || former > 0 : present + triggers + former > 0)
         {
             // One transaction: Create locks the tables before it fills the side table, so no write falls between.
             await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);

@@ -33,6 +33,17 @@ internal static class PostgreSqlSearch
     private const string R = "\"" + LedgerModel.Runs + "\"";
     private const string S = "\"" + Table + "\"";
 
+    /// <summary>
+    /// The partial index of the runs the sweeper closed with <see cref="Sweeping.TaskLogSweeper.StaleRunError"/>: that
+    /// one sentence is kept out of the side table (a row and about 50 trigrams in its GIN index for every run a backlog
+    /// sweep closes: a fifth of the sweep's WAL at 1 M, docs/scale.md "Session 11 (pgsweep)"), and the search finds those
+    /// runs through this index instead, when the text searched is in the sentence (as SQLite's <c>SqliteSearch.SweptRuns</c>).
+    /// Keyed by <c>Stop</c>, the sweep's time, so a batch's entries go into the index's last pages, not one page per task id.
+    /// </summary>
+    public const string SweptRuns = "IX_JobLogTaskRuns_SweptExpired";
+
+    private const string SweptText = "'" + Sweeping.TaskLogSweeper.StaleRunError + "'";
+
     /// <summary>The trigger names, the table each is on, and its definition after the name.</summary>
     private static readonly (string Name, string Table, string Definition)[] Triggers =
     [
@@ -57,7 +68,7 @@ internal static class PostgreSqlSearch
     private const string InsertRunErrors = $$"""
         INSERT INTO {{S}} ("TaskId", "IsError", "Text")
             SELECT DISTINCT n."TaskId", TRUE, n."ErrorMessage" FROM new_rows n
-            WHERE n."ErrorMessage" IS NOT NULL
+            WHERE n."ErrorMessage" IS NOT NULL AND n."ErrorMessage" <> {{SweptText}}
                 AND NOT EXISTS (SELECT 1 FROM {{S}} s WHERE s."TaskId" = n."TaskId" AND s."IsError" AND s."Text" = n."ErrorMessage")
         """;
 
@@ -68,7 +79,7 @@ internal static class PostgreSqlSearch
     private const string InsertChangedRunErrors = $$"""
         INSERT INTO {{S}} ("TaskId", "IsError", "Text")
             SELECT DISTINCT n."TaskId", TRUE, n."ErrorMessage" FROM new_rows n JOIN old_rows o ON o."Id" = n."Id"
-            WHERE n."ErrorMessage" IS NOT NULL AND n."ErrorMessage" IS DISTINCT FROM o."ErrorMessage"
+            WHERE n."ErrorMessage" IS NOT NULL AND n."ErrorMessage" IS DISTINCT FROM o."ErrorMessage" AND n."ErrorMessage" <> {{SweptText}}
                 AND NOT EXISTS (SELECT 1 FROM {{S}} s WHERE s."TaskId" = n."TaskId" AND s."IsError" AND s."Text" = n."ErrorMessage")
         """;
 
@@ -160,7 +171,7 @@ internal static class PostgreSqlSearch
                 INSERT INTO {{S}} ("TaskId", "IsError", "Text")
                     SELECT "Id", FALSE, {{TaskText}} FROM {{T}} WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
                 INSERT INTO {{S}} ("TaskId", "IsError", "Text")
-                    SELECT DISTINCT "TaskId", TRUE, "ErrorMessage" FROM {{R}} WHERE "ErrorMessage" IS NOT NULL;
+                    SELECT DISTINCT "TaskId", TRUE, "ErrorMessage" FROM {{R}} WHERE "ErrorMessage" IS NOT NULL AND "ErrorMessage" <> {{SweptText}};
                 CREATE INDEX "{{TaskIdIndex}}" ON {{S}} ("TaskId");
             END IF;
             BEGIN
@@ -170,6 +181,8 @@ internal static class PostgreSqlSearch
             END;
         END
         $joblog$;
+        CREATE INDEX IF NOT EXISTS "{{SweptRuns}}" ON {{R}} ("Stop") WHERE "ErrorMessage" = {{SweptText}};
+        DELETE FROM {{S}} WHERE "IsError" AND "Text" = {{SweptText}};
         {{string.Join("\n", Triggers.Select(t => $"DROP TRIGGER IF EXISTS \"{t.Name}\" ON {t.Table};\nCREATE TRIGGER \"{t.Name}\" {t.Definition};"))}}
         {{string.Join("\n", Former.Select(i => $"DROP INDEX IF EXISTS \"{i}\";"))}}
         """;
@@ -184,7 +197,7 @@ internal static class PostgreSqlSearch
         INSERT INTO {{S}} ("TaskId", "IsError", "Text")
             SELECT "Id", FALSE, {{TaskText}} FROM {{T}} WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
         INSERT INTO {{S}} ("TaskId", "IsError", "Text")
-            SELECT DISTINCT "TaskId", TRUE, "ErrorMessage" FROM {{R}} WHERE "ErrorMessage" IS NOT NULL;
+            SELECT DISTINCT "TaskId", TRUE, "ErrorMessage" FROM {{R}} WHERE "ErrorMessage" IS NOT NULL AND "ErrorMessage" <> {{SweptText}};
         CREATE INDEX "{{TrigramIndex}}" ON {{S}} USING gin ("Text" gin_trgm_ops);
         ANALYZE {{S}};
         """;
@@ -194,12 +207,20 @@ internal static class PostgreSqlSearch
         string.Join("\n", Triggers.Select(t => $"DROP TRIGGER IF EXISTS \"{t.Name}\" ON {t.Table};")) + "\n" +
         string.Join("\n", Functions.Select(f => $"DROP FUNCTION IF EXISTS {f};")) + "\n" +
         $"DROP TABLE IF EXISTS {S};\n" +
+        $"DROP INDEX IF EXISTS \"{SweptRuns}\";\n" +
         string.Join("\n", Former.Select(i => $"DROP INDEX IF EXISTS \"{i}\";"));
 
-    /// <summary>How many of the search's objects exist (in the ledger's schema): the side table and its trigram index, 2 when complete.</summary>
+    /// <summary>
+    /// How many of the search's objects exist (in the ledger's schema): the side table, its trigram index and the
+    /// <see cref="SweptRuns"/> index, <see cref="PresentCount"/> when complete (a ledger from before session 11 has 2,
+    /// and start-up runs <see cref="Create"/> again: the swept runs' index, the triggers without the expiry text).
+    /// </summary>
     public static readonly string CountPresent =
         $"SELECT ((SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = '{Table}') + " +
-        $"(SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname = '{TrigramIndex}'))::int AS \"Value\"";
+        $"(SELECT COUNT(*) FROM pg_indexes WHERE schemaname = current_schema() AND indexname IN ('{TrigramIndex}', '{SweptRuns}')))::int AS \"Value\"";
+
+    /// <summary>The number <see cref="CountPresent"/> counts on a complete ledger.</summary>
+    public const int PresentCount = 3;
 
     /// <summary>How many of the side table's triggers exist (<see cref="Triggers"/>: 6 when complete).</summary>
     public static readonly string CountTriggers =
@@ -263,17 +284,24 @@ internal static class PostgreSqlSearch
     /// <summary>Drops the indexes (the migration TaskSearchIndexes' Down); the extension stays, other schemas may use it.</summary>
     public static readonly string FormerDrop = string.Join("\n", s_formerIndexes.Select(i => i.Index).Concat(s_replaced).Select(i => $"DROP INDEX IF EXISTS \"{i}\";"));
 
+    // The runs closed with the sweeper's expiry text (not in the side table: SweptRuns), when {0} matches that text; the
+    // constant comparison is a one-time filter, so a text outside the sentence reads nothing here.
+    private const string SweptMatching = $$"""
+
+        UNION ALL SELECT r."TaskId" AS "Value" FROM {{R}} r WHERE r."ErrorMessage" = {{SweptText}} AND {{SweptText}} ILIKE {0} ESCAPE '\'
+        """;
+
     // {0} is the ILIKE pattern of the whole text, asked of the trigram index.
     private const string Matching = $$"""
         SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."Text" ILIKE {0} ESCAPE '\'
-        """;
+        """ + SweptMatching;
 
     // {1} is the ILIKE pattern of the text's key: the only index condition (a GIN scan reads the whole posting list of
     // each trigram of its pattern, and the trigrams of an id's punctuation are in every row); the whole text ({0}) is
     // checked on the rows found, in a form no index serves (`|| ''`).
     private const string MatchingByKey = $$"""
         SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."Text" ILIKE {1} ESCAPE '\' AND (s."Text" || '') ILIKE {0} ESCAPE '\'
-        """;
+        """ + SweptMatching;
 
     /// <summary>
     /// The ids of the tasks whose <c>Input</c>, <c>TaskKwargs</c> or a run's <c>ErrorMessage</c> contains
@@ -296,7 +324,7 @@ internal static class PostgreSqlSearch
 
     private const string WithError = $$"""
         SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."IsError" AND s."Text" ILIKE {0} ESCAPE '\'
-        """;
+        """ + SweptMatching;
 
     /// <summary>
     /// The ids of the tasks with a run error that contains <paramref name="text"/> (case-insensitive), from the side

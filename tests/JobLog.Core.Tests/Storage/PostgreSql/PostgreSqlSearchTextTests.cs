@@ -4,6 +4,7 @@ using JobLog.Retention;
 using JobLog.Storage;
 using JobLog.Storage.PostgreSql;
 using JobLog.Testing;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using Npgsql;
@@ -106,7 +107,13 @@ public class PostgreSqlSearchTextTests
         var maintenance = host.Services.GetRequiredService<LedgerMaintenance>();
         Assert.That((await maintenance.SweepAsync()).Expired, Is.EqualTo(1));
         rows = await AssertSideTableAsync(host, "after the sweeper's expiry");
-        Assert.That(rows.Where(r => r.TaskId == ids[5] && r.IsError).Select(r => r.Text), Has.Some.StartWith("Expired"));
+        Assert.That(rows.Where(r => r.TaskId == ids[5] && r.IsError).Select(r => r.Text), Has.None.StartWith("Expired"),
+            "the sweeper's expiry text is not in the side table (PostgreSqlSearch.SweptRuns)");
+        var swept = await host.QueryAsync(db => PostgreSqlSearch.TasksContaining(db, "went STALE", null)!.ToListAsync());
+        Assert.That(swept, Is.EqualTo(new[] { ids[5] }), "found through the swept runs' index");
+        Assert.That(await host.QueryAsync(db => PostgreSqlSearch.TasksContaining(db, "task went stale", "went stale")!.ToListAsync()), Is.EqualTo(new[] { ids[5] }));
+        Assert.That(await host.QueryAsync(db => PostgreSqlSearch.TasksWithErrorContaining(db, "Expired: the task").ToListAsync()), Is.EqualTo(new[] { ids[5] }));
+        Assert.That(await host.QueryAsync(db => PostgreSqlSearch.TasksContaining(db, "went stale before this run finished, again", null)!.ToListAsync()), Is.Empty);
 
         // The old day: a drop of its partitions on a partitioned ledger (the failure kept), a batched delete otherwise.
         var purge = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90), BackupDirectory: partitioned ? null : _backups));
@@ -124,6 +131,41 @@ public class PostgreSqlSearchTextTests
         Assert.That(await AssertSideTableAsync(host, "after the restore"), Is.Not.Empty);
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task ALedgerFromBeforeSession11_IsUpgradedAtStartUp_TheExpiryTextLeavesTheSideTable_AndIsStillFound(bool partitioned)
+    {
+        var host = _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = partitioned,
+            services: s => s.AddSingleton<TimeProvider>(_clock));
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var at = T0.AddMinutes(-30);
+        var task = new TaskPayload { Id = Guid.CreateVersion7(new DateTimeOffset(at)), Name = "Pay", Input = "Pay(1)", DispatchedAt = at, Stale = T0.AddMinutes(-5) };
+        recorder.Enqueue(new TaskDispatched(task));
+        Start(recorder, task, at);
+        await host.FlushAsync();
+        Assert.That((await host.Services.GetRequiredService<LedgerMaintenance>().SweepAsync()).Expired, Is.EqualTo(1));
+
+        // The ledger as session 10 left it: no swept runs' index, the expiry text in the side table like any other error.
+        await using (var connection = new NpgsqlConnection(host.Ledger.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand(
+                $"DROP INDEX \"{PostgreSqlSearch.SweptRuns}\"; INSERT INTO \"{PostgreSqlSearch.Table}\" VALUES ('{task.Id}', TRUE, '{JobLog.Sweeping.TaskLogSweeper.StaleRunError}')",
+                connection);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await host.QueryAsync(async db =>
+        {
+            await host.Services.GetRequiredService<LedgerDatabase>().ApplySearchIndexAsync(db, true, CancellationToken.None);
+            return 0;
+        });
+
+        Assert.That(await host.QueryAsync(db => db.Database.SqlQueryRaw<int>(PostgreSqlSearch.CountPresent).SingleAsync()), Is.EqualTo(PostgreSqlSearch.PresentCount));
+        await AssertSideTableAsync(host, "after the upgrade");
+        Assert.That(await host.QueryAsync(db => PostgreSqlSearch.TasksContaining(db, "went stale", null)!.ToListAsync()), Is.EqualTo(new[] { task.Id }));
+    }
+
     private static Guid Start(LedgerRecorder recorder, TaskPayload task, DateTime at)
     {
         var run = new RunPayload { Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, ConsumerType = "C", Start = at };
@@ -137,7 +179,8 @@ public class PostgreSqlSearchTextTests
         var tasks = await host.TasksAsync();
         var expected = tasks.Where(t => t.Input is not null || t.TaskKwargs is not null)
             .Select(t => (t.Id, false, (t.Input ?? "") + "\n" + (t.TaskKwargs ?? "")))
-            .Concat(tasks.SelectMany(t => t.Runs).Where(r => r.ErrorMessage is not null).Select(r => (r.TaskId, true, r.ErrorMessage!)).Distinct())
+            .Concat(tasks.SelectMany(t => t.Runs).Where(r => r.ErrorMessage is not null && r.ErrorMessage != JobLog.Sweeping.TaskLogSweeper.StaleRunError)
+                .Select(r => (r.TaskId, true, r.ErrorMessage!)).Distinct())
             .ToList();
         var rows = new List<(Guid TaskId, bool IsError, string Text)>();
         await using (var connection = new NpgsqlConnection(host.Ledger.ConnectionString))
