@@ -8,6 +8,7 @@ using JobLog.Maintenance;
 using JobLog.Querying;
 using JobLog.Retention;
 using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -111,6 +112,15 @@ internal sealed class ScaleBench(BenchOptions options)
 
             Line($"- ledger size on disk: **{await SizeAsync(ledger) / 1048576.0:N0} MB** ({await SizeAsync(ledger) / (double)data.Tasks:N0} bytes per task, requests and commands included)");
 
+            // A ledger filled before the rare queue existed gets it here: the same tasks' runs as a new fill's.
+            using (var scope = host.Services.CreateScope())
+            {
+                var rare = data.RareQueueTasks.Select(i => data.TaskId(i)).ToList();
+                await scope.ServiceProvider.GetRequiredService<JobLogDbContext>().TaskRunLogs
+                    .Where(r => rare.Contains(r.TaskId) && r.QueueName != ScaleData.RareQueue)
+                    .ExecuteUpdateAsync(u => u.SetProperty(r => r.QueueName, ScaleData.RareQueue));
+            }
+
             var now = DateTime.UtcNow;
             var middle = data.DispatchedAt(data.Tasks / 2, data.Tasks);
             var probes = new (string Label, Func<LedgerQueries, Task<int>> Query)[]
@@ -123,6 +133,7 @@ internal sealed class ScaleBench(BenchOptions options)
                 ("name (rarest, Step49)", async q => (await q.TasksAsync(new TaskFilter { Name = ScaleData.TaskName(49) }, default)).Items.Count),
                 ("name + state=failed (Step30)", async q => (await q.TasksAsync(new TaskFilter { Name = ScaleData.TaskName(30), States = [TaskState.Failed] }, default)).Items.Count),
                 ("queue (queue-7)", async q => (await q.TasksAsync(new TaskFilter { Queue = "queue-7" }, default)).Items.Count),
+                ("queue, rare (queue-rare: the runs of five tasks)", async q => (await q.TasksAsync(new TaskFilter { Queue = ScaleData.RareQueue }, default)).Items.Count),
                 ("time range (one hour, mid-ledger)", async q => (await q.TasksAsync(new TaskFilter { From = middle, To = middle.AddHours(1) }, default)).Items.Count),
                 ("q, common term (EUR)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.CommonTerm }, default)).Items.Count),
                 ("q, rare term (one task's reference)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.RareTerm(data.Tasks / 3) }, default)).Items.Count),

@@ -14,6 +14,15 @@ internal sealed class ScaleData(int tasks, int days, DateTime now)
     public const string RareTermFormat = "ord-{0:x8}-z";
     public const string CommonTerm = "EUR";
 
+    /// <summary>
+    /// A queue only the runs of <see cref="RareQueueTasks"/> name (a subscriber that consumed a handful of events): the
+    /// queue filter's rare case (docs/scale.md "Session 11 (pgret)").
+    /// </summary>
+    public const string RareQueue = "queue-rare";
+
+    /// <summary>The tasks whose runs were consumed from <see cref="RareQueue"/>: five, spread over the ledger.</summary>
+    public IEnumerable<int> RareQueueTasks => Enumerable.Range(0, 5).Select(k => k * (tasks / 5) + tasks / 10 + 1);
+
     public static readonly string[] TaskColumns =
     [
         "Id", "Name", "QueueName", "Input", "TaskArgs", "TaskKwargs", "DispatchedAt", "EstimatedTimeOfFirstArrival", "Stale",
@@ -106,6 +115,7 @@ internal sealed class ScaleData(int tasks, int days, DateTime now)
         var k = (int)(50 * Math.Pow(rng.NextDouble(), 3)); // skewed: Step00 is the busiest
         var name = TaskName(k);
         var queue = "queue-" + (k % 10).ToString(CultureInfo.InvariantCulture);
+        var runQueue = RareQueueTasks.Contains(i) ? RareQueue : queue;
         var currency = rng.Next(10) < 6 ? "EUR" : "USD";
         var customer = rng.Next(1, 200_000);
         var amount = (rng.Next(100, 100_000) / 100.0).ToString("0.00", CultureInfo.InvariantCulture);
@@ -131,7 +141,7 @@ internal sealed class ScaleData(int tasks, int days, DateTime now)
             };
             DateTime? runStop = runState == TaskRunState.Active ? null : runStart.AddMilliseconds(rng.Next(20, 3000));
             error = runState is TaskRunState.Failed or TaskRunState.Retried ? Errors[rng.Next(Errors.Length)] : null;
-            runs.Add([Id(i, 2 + r), id, name, queue, name + "Consumer", input, args, kwargs, runStart, runStop, (int)runState, error, r, 0.01, false, "bench-host"]);
+            runs.Add([Id(i, 2 + r), id, name, runQueue, name + "Consumer", input, args, kwargs, runStart, runStop, (int)runState, error, r, 0.01, false, "bench-host"]);
             cursor = (runStop ?? runStart).AddMilliseconds(200);
         }
 
