@@ -34,10 +34,22 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
         var former = await ScalarAsync(context, PostgreSqlSearch.CountFormer, cancellationToken).ConfigureAwait(false);
         if (enabled ? present < PostgreSqlSearch.PresentCount || triggers < PostgreSqlSearch.TriggerCount || former > 0 : present + triggers + former > 0)
         {
-            // One transaction: Create locks the tables before it fills the side table, so no write falls between.
-            await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await context.Database.ExecuteSqlRawAsync(enabled ? PostgreSqlSearch.Create : PostgreSqlSearch.Drop, cancellationToken).ConfigureAwait(false);
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            // Without a time limit: at a million tasks filling the side table, building its trigram index or the swept
+            // runs' index takes longer than a command's default 30 s, and a start-up that timed out would try again and
+            // time out again (helper pgret, session 11).
+            var limit = context.Database.GetCommandTimeout();
+            context.Database.SetCommandTimeout(0);
+            try
+            {
+                // One transaction: Create locks the tables before it fills the side table, so no write falls between.
+                await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                await context.Database.ExecuteSqlRawAsync(enabled ? PostgreSqlSearch.Create : PostgreSqlSearch.Drop, cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                context.Database.SetCommandTimeout(limit);
+            }
         }
     }
 

@@ -166,6 +166,39 @@ public class PostgreSqlSearchTextTests
         Assert.That(await host.QueryAsync(db => PostgreSqlSearch.TasksContaining(db, "went stale", null)!.ToListAsync()), Is.EqualTo(new[] { task.Id }));
     }
 
+    [Test]
+    public async Task TheStartUpUpgrade_HasNoCommandTimeLimit()
+    {
+        // At a million tasks the upgrade (building the swept runs' index, moving text, a trigram index) takes longer than a
+        // command's default 30 s, and a start-up that timed out would try again and time out again. Here the context's
+        // limit is 1 s and the upgrade waits 3 s for a lock held on the runs.
+        var host = _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), services: s => s.AddSingleton<TimeProvider>(_clock));
+        await using var holder = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await holder.OpenAsync();
+        await using (var drop = new NpgsqlCommand($"DROP INDEX \"{PostgreSqlSearch.SweptRuns}\"", holder))
+        {
+            await drop.ExecuteNonQueryAsync();
+        }
+
+        var hold = await holder.BeginTransactionAsync();
+        await using (var lockRuns = new NpgsqlCommand($"LOCK TABLE \"{LedgerModel.Runs}\" IN ACCESS EXCLUSIVE MODE", holder, hold))
+        {
+            await lockRuns.ExecuteNonQueryAsync();
+        }
+
+        var released = Task.Delay(TimeSpan.FromSeconds(3)).ContinueWith(_ => hold.RollbackAsync(), TaskScheduler.Default).Unwrap();
+        var limit = await host.QueryAsync(async db =>
+        {
+            db.Database.SetCommandTimeout(1);
+            await host.Services.GetRequiredService<LedgerDatabase>().ApplySearchIndexAsync(db, true, CancellationToken.None);
+            return db.Database.GetCommandTimeout();
+        });
+        await released;
+
+        Assert.That(limit, Is.EqualTo(1), "the context's own limit is restored");
+        Assert.That(await host.QueryAsync(db => db.Database.SqlQueryRaw<int>(PostgreSqlSearch.CountPresent).SingleAsync()), Is.EqualTo(PostgreSqlSearch.PresentCount));
+    }
+
     private static Guid Start(LedgerRecorder recorder, TaskPayload task, DateTime at)
     {
         var run = new RunPayload { Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, ConsumerType = "C", Start = at };
