@@ -25,9 +25,12 @@ public class HotPathBenchmarks
     private System.Text.Json.Utf8JsonWriter _journalWriter = null!;
     private System.Buffers.ArrayBufferWriter<byte> _journalScratch = new(4096);
 
+    private Exception _failure = null!;
+
     [GlobalSetup]
     public void Setup()
     {
+        _failure = Failure();
         var redactor = new Redactor(new RedactionOptions());
         _renderer = new MessageRenderer(redactor);
         _masking = new RecordMasking(redactor);
@@ -77,6 +80,39 @@ public class HotPathBenchmarks
         }
 
         return changed;
+    }
+
+    [Benchmark(Description = "A retried run's error: ExceptionTexts.Of, then RecordMasking.Apply of its RunFinished (per failed attempt)")]
+    public object FailedAttempt()
+    {
+        var text = ExceptionTexts.Of(_failure);
+        return _masking.Apply(new RunFinished(Guid.Empty, Guid.Empty, TaskRunState.Retried, default, text, null, null));
+    }
+
+    // An exception thrown through a few async frames, as a consumer's is.
+    private static Exception Failure()
+    {
+        try
+        {
+            ThrowAsync(4).GetAwaiter().GetResult();
+        }
+        catch (InvalidOperationException ex)
+        {
+            return ex;
+        }
+
+        throw new InvalidOperationException("not thrown");
+    }
+
+    private static async Task ThrowAsync(int depth)
+    {
+        await Task.Yield();
+        if (depth == 0)
+        {
+            throw new InvalidOperationException("Card declined (benchmark: fails before the last attempt).");
+        }
+
+        await ThrowAsync(depth - 1).ConfigureAwait(false);
     }
 
     [Benchmark(Description = "Journal encoding, 1,000 messages (dispatch + run start + run end)", OperationsPerInvoke = 1000)]

@@ -121,8 +121,9 @@ internal sealed class AmbientFrame(AmbientKind kind, Guid id, AmbientFrame? pare
 /// </summary>
 internal sealed class OutputBuffer
 {
-    private readonly System.Text.StringBuilder _head = new();
-    private readonly System.Text.StringBuilder _tail = new();
+    // Created on the first line: most runs write none.
+    private System.Text.StringBuilder? _headText;
+    private System.Text.StringBuilder? _tailText;
     private readonly Lock _lock = new();
     private readonly int _maxLength;
     private readonly int _headLength;
@@ -144,6 +145,10 @@ internal sealed class OutputBuffer
         _tailLength = _maxLength - _headLength - MarkerReserve;
     }
 
+    private System.Text.StringBuilder Head => _headText ??= new();
+
+    private System.Text.StringBuilder Tail => _tailText ??= new();
+
     // Room for the marker: "\n[… 12345678901 characters cut …]\n" and then some.
     private const int MarkerReserve = 48;
 
@@ -153,7 +158,12 @@ internal sealed class OutputBuffer
         {
             lock (_lock)
             {
-                return _cut > 0 || (_split && _tail.Length > _tailLength) || (!_keepBeginning && _tail.Length > _maxLength);
+                if (_headText is null && _tailText is null)
+                {
+                    return false;
+                }
+
+                return _cut > 0 || (_split && Tail.Length > _tailLength) || (!_keepBeginning && Tail.Length > _maxLength);
             }
         }
     }
@@ -164,8 +174,8 @@ internal sealed class OutputBuffer
         {
             if (!_keepBeginning)
             {
-                _tail.Append(text);
-                if (_tail.Length > _maxLength * 2)
+                Tail.Append(text);
+                if (Tail.Length > _maxLength * 2)
                 {
                     KeepEnd();
                 }
@@ -175,8 +185,8 @@ internal sealed class OutputBuffer
 
             if (!_split)
             {
-                _head.Append(text);
-                if (_head.Length <= _maxLength)
+                Head.Append(text);
+                if (Head.Length <= _maxLength)
                 {
                     return;
                 }
@@ -185,28 +195,28 @@ internal sealed class OutputBuffer
                 var keep = _headLength;
                 for (var i = _headLength - 1; i >= _headLength / 2; i--)
                 {
-                    if (_head[i] == '\n')
+                    if (Head[i] == '\n')
                     {
                         keep = i + 1;
                         break;
                     }
                 }
 
-                if (char.IsHighSurrogate(_head[keep - 1]))
+                if (char.IsHighSurrogate(Head[keep - 1]))
                 {
                     keep--;
                 }
 
-                _tail.Append(_head, keep, _head.Length - keep);
-                _head.Length = keep;
+                Tail.Append(Head, keep, Head.Length - keep);
+                Head.Length = keep;
                 _split = true;
             }
             else
             {
-                _tail.Append(text);
+                Tail.Append(text);
             }
 
-            if (_tail.Length > _tailLength * 2)
+            if (Tail.Length > _tailLength * 2)
             {
                 Compact();
             }
@@ -217,59 +227,64 @@ internal sealed class OutputBuffer
     {
         lock (_lock)
         {
+            if (_headText is null && _tailText is null)
+            {
+                return null;
+            }
+
             if (!_keepBeginning)
             {
-                if (_tail.Length > _maxLength)
+                if (Tail.Length > _maxLength)
                 {
                     KeepEnd();
                 }
 
-                return _tail.Length == 0 ? null : _tail.ToString();
+                return Tail.Length == 0 ? null : Tail.ToString();
             }
 
             if (!_split)
             {
-                return _head.Length == 0 ? null : _head.ToString();
+                return Head.Length == 0 ? null : Head.ToString();
             }
 
-            if (_tail.Length > _tailLength)
+            if (Tail.Length > _tailLength)
             {
                 Compact();
             }
 
             var marker = string.Create(CultureInfo.InvariantCulture, $"[… {_cut:N0} characters cut …]\n");
-            var separator = _head.Length > 0 && _head[^1] != '\n' ? "\n" : "";
-            return string.Concat(_head.ToString(), separator, marker, _tail.ToString());
+            var separator = Head.Length > 0 && Head[^1] != '\n' ? "\n" : "";
+            return string.Concat(Head.ToString(), separator, marker, Tail.ToString());
         }
     }
 
     private void KeepEnd()
     {
-        var kept = Redaction.Redactor.TruncateFromLeft(_tail.ToString(), _maxLength);
-        _cut += _tail.Length - kept.Length;
-        _tail.Clear().Append(kept);
+        var kept = Redaction.Redactor.TruncateFromLeft(Tail.ToString(), _maxLength);
+        _cut += Tail.Length - kept.Length;
+        Tail.Clear().Append(kept);
     }
 
     /// <summary>Drops the oldest part of the tail, up to the next line break when there is one close by.</summary>
     private void Compact()
     {
-        var drop = _tail.Length - _tailLength;
-        var limit = Math.Min(_tail.Length, drop + Math.Min(200, _tailLength / 4));
+        var drop = Tail.Length - _tailLength;
+        var limit = Math.Min(Tail.Length, drop + Math.Min(200, _tailLength / 4));
         for (var i = drop; i < limit; i++)
         {
-            if (_tail[i - 1] == '\n')
+            if (Tail[i - 1] == '\n')
             {
                 drop = i;
                 break;
             }
         }
 
-        if (drop < _tail.Length && char.IsLowSurrogate(_tail[drop]))
+        if (drop < Tail.Length && char.IsLowSurrogate(Tail[drop]))
         {
             drop++;
         }
 
-        _tail.Remove(0, drop);
+        Tail.Remove(0, drop);
         _cut += drop;
     }
 }

@@ -11,6 +11,14 @@ namespace JobLog.Recording;
 /// </summary>
 internal sealed class RecordMasking(Redactor redactor)
 {
+    // Texts this long are remembered with their masking: a message's retries, and the failures of one site, carry the
+    // same exception text, which the patterns would read again each time. Masking is a function of the text alone, so
+    // the remembered result is exactly what masking would give.
+    private const int RememberedLength = 256;
+
+    private readonly Remembered?[] _remembered = new Remembered?[4];
+    private int _nextRemembered;
+
     /// <summary>
     /// <paramref name="record"/> with its texts masked: the record itself when masking changes nothing (the usual case),
     /// else a copy. Records are immutable, so the caller's record is never changed.
@@ -125,9 +133,34 @@ internal sealed class RecordMasking(Redactor redactor)
 
     private static bool Same(string? masked, string? original) => ReferenceEquals(masked, original);
 
-    private string? Free(string? text) => redactor.Stored(text, StoredTextKind.Free);
+    private string? Free(string? text)
+    {
+        if (text is null || text.Length < RememberedLength)
+        {
+            return redactor.Stored(text, StoredTextKind.Free);
+        }
+
+        // Records are masked on the journal's thread, the writer's and an enqueueing one: each slot holds an immutable pair.
+        for (var i = 0; i < _remembered.Length; i++)
+        {
+            var remembered = Volatile.Read(ref _remembered[i]);
+            if (remembered is not null && remembered.Text.Length == text.Length && string.Equals(remembered.Text, text, StringComparison.Ordinal))
+            {
+                // Unchanged by masking: this very text, so that the record is not copied.
+                return remembered.Masked ?? text;
+            }
+        }
+
+        var masked = redactor.Stored(text, StoredTextKind.Free);
+        var next = (Interlocked.Increment(ref _nextRemembered) & int.MaxValue) % _remembered.Length;
+        Volatile.Write(ref _remembered[next], new Remembered(text, ReferenceEquals(masked, text) ? null : masked));
+        return masked;
+    }
 
     private string? Json(string? text) => redactor.Stored(text, StoredTextKind.Json);
+
+    /// <summary>A long text and its masking (null: masking left it as it was).</summary>
+    private sealed record Remembered(string Text, string? Masked);
 
     private static TaskPayload DegradeTask(TaskPayload t) => t with
     {

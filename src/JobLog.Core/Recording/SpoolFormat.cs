@@ -54,4 +54,6 @@ internal static class SpoolFormat
 [JsonSerializable(typeof(TaskDispatched))]
 [JsonSerializable(typeof(RunStarted))]
 [JsonSerializable(typeof(RunFinished))]
+[JsonSerializable(typeof(RunNextRetryKnown))]
+[JsonSerializable(typeof(RunFailedForGood))]
 internal sealed partial class SpoolJson : JsonSerializerContext;

@@ -1,8 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
-using System.Globalization;
 using System.Reflection;
-using System.Text;
 
 namespace JobLog.Redaction;
 
@@ -23,7 +21,7 @@ internal static class ExceptionTexts
     /// <summary>Distinct traces kept; past this the cache starts again (a bound, not an LRU: a few hundred failure sites is a lot).</summary>
     internal const int Capacity = 512;
 
-    private static readonly ConcurrentDictionary<string, string> Traces = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<TraceKey, Trace> Traces = new();
 
     private static readonly ConcurrentDictionary<Type, bool> Composed = new();
 
@@ -54,7 +52,7 @@ internal static class ExceptionTexts
             return exception.ToString();
         }
 
-        string? key;
+        TraceKey? key;
         try
         {
             var frames = new StackTrace(exception, fNeedFileInfo: false);
@@ -81,8 +79,7 @@ internal static class ExceptionTexts
         }
         else
         {
-            trace = exception.StackTrace;
-            if (trace is null)
+            if (exception.StackTrace is not { } text)
             {
                 return exception.ToString();
             }
@@ -92,36 +89,88 @@ internal static class ExceptionTexts
                 Traces.Clear();
             }
 
+            trace = new Trace(text);
             Traces[key] = trace;
         }
 
         // Exception.ToString() without an inner exception: the class, ": " and the message when there is one, the trace.
+        // The retries of one failure usually carry the same message too: the last text composed is given again.
         var message = exception.Message;
+        if (trace.Last is { } last && string.Equals(last.Message, message, StringComparison.Ordinal))
+        {
+            return last.Text;
+        }
+
         var className = exception.GetType().ToString();
-        return string.IsNullOrEmpty(message)
-            ? string.Concat(className, Environment.NewLine, trace)
-            : string.Concat(className, ": ", message, Environment.NewLine, trace);
+        var composed = string.IsNullOrEmpty(message)
+            ? string.Concat(className, Environment.NewLine, trace.Text)
+            : string.Concat(className, ": ", message, Environment.NewLine, trace.Text);
+        trace.Last = new ComposedText(message, composed);
+        return composed;
     }
 
-    private static string? Key(Type type, StackTrace frames)
+    private static TraceKey? Key(Type type, StackTrace frames)
     {
-        var key = new StringBuilder(16 * (frames.FrameCount + 1));
-        key.Append(type.TypeHandle.Value.ToString("x", CultureInfo.InvariantCulture));
-        foreach (var frame in frames.GetFrames())
+        var count = frames.FrameCount;
+        var parts = new long[(2 * count) + 1];
+        parts[0] = type.TypeHandle.Value;
+        for (var i = 0; i < count; i++)
         {
-            var method = frame.GetMethod();
+            var frame = frames.GetFrame(i);
+            var method = frame?.GetMethod();
             if (method is null || method.Module.Assembly.IsCollectible)
             {
                 // No method to name the frame by, or one whose handle an unloaded assembly's method may take again.
                 return null;
             }
 
-            key.Append('|').Append(method.MethodHandle.Value.ToString("x", CultureInfo.InvariantCulture))
-                .Append(':').Append(frame.GetILOffset()).Append(ForeignBoundary!(frame) ? "!" : "");
+            parts[(2 * i) + 1] = method.MethodHandle.Value;
+            parts[(2 * i) + 2] = ((long)frame!.GetILOffset() << 1) | (ForeignBoundary!(frame) ? 1L : 0L);
         }
 
-        return key.ToString();
+        return new TraceKey(parts);
     }
+
+    /// <summary>The exception's type and each frame's method handle, IL offset and rethrow boundary, compared by value.</summary>
+    private sealed class TraceKey : IEquatable<TraceKey>
+    {
+        private readonly long[] _parts;
+        private readonly int _hash;
+
+        public TraceKey(long[] parts)
+        {
+            _parts = parts;
+            var hash = default(HashCode);
+            foreach (var part in parts)
+            {
+                hash.Add(part);
+            }
+
+            _hash = hash.ToHashCode();
+        }
+
+        public bool Equals(TraceKey? other) => other is not null && _hash == other._hash && _parts.AsSpan().SequenceEqual(other._parts);
+
+        public override bool Equals(object? obj) => Equals(obj as TraceKey);
+
+        public override int GetHashCode() => _hash;
+    }
+
+    /// <summary>A trace's text, and the last exception text composed with it.</summary>
+    private sealed class Trace(string text)
+    {
+        private ComposedText? _last;
+
+        public string Text { get; } = text;
+
+        public ComposedText? Last
+        {
+            get => Volatile.Read(ref _last);
+            set => Volatile.Write(ref _last, value);
+        }
+    }
+
+    private sealed record ComposedText(string Message, string Text);
 
     private static bool IsComposed(Type type) =>
         type.GetMethod(nameof(ToString), Type.EmptyTypes)?.DeclaringType == typeof(Exception)

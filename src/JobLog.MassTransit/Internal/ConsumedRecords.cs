@@ -49,12 +49,42 @@ internal static class ConsumedRecords
             EstimatedTimeOfFirstArrival = context.SentTime is { } eta ? Utc(eta) : start,
             CorrelationId = context.CorrelationId,
             ConversationId = context.ConversationId,
-            SourceAddress = context.SourceAddress?.ToString(),
+            SourceAddress = SourceAddressText.Of(context.SourceAddress),
             Expires = expires,
             IsInternal = isInternal,
         };
 
     private static DateTime Utc(DateTime time) => DateTime.SpecifyKind(time, DateTimeKind.Utc);
+}
+
+/// <summary>
+/// <see cref="Uri.ToString"/> of a consumed message's source address. Each delivery reads its own <see cref="Uri"/> from
+/// the envelope, and its text costs a parse and a string per message; consecutive messages mostly come from one address,
+/// and an address read from the same original string has the same text, so the last one is kept.
+/// </summary>
+internal static class SourceAddressText
+{
+    private static Entry? s_last;
+
+    public static string? Of(Uri? address)
+    {
+        if (address is null)
+        {
+            return null;
+        }
+
+        var last = Volatile.Read(ref s_last);
+        if (last is not null && last.Absolute == address.IsAbsoluteUri && string.Equals(last.Original, address.OriginalString, StringComparison.Ordinal))
+        {
+            return last.Text;
+        }
+
+        var text = address.ToString();
+        Volatile.Write(ref s_last, new Entry(address.OriginalString, address.IsAbsoluteUri, text));
+        return text;
+    }
+
+    private sealed record Entry(string Original, bool Absolute, string Text);
 }
 
 /// <summary>How a run that ended before its record was enqueued ended.</summary>

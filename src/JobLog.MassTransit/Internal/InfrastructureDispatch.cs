@@ -35,7 +35,7 @@ internal static class InfrastructureDispatch
         if (sequence is > 0 and var committed)
         {
             // PostSend waits for this record's commit, as for any task.
-            context.GetOrAddPayload(() => new DispatchTicket(committed));
+            DispatchTicket.Attach(context, committed);
         }
 
         return handled;

@@ -17,7 +17,27 @@ internal sealed class TaskOptionsPayload
 /// <summary>Remembers the dispatch record's sequence between PreSend and PostSend.</summary>
 internal sealed class DispatchTicket(long sequence)
 {
+    // The factory reads the ticket from here instead of capturing it: no closure and no delegate per dispatch.
+    [ThreadStatic]
+    private static DispatchTicket? t_next;
+
+    private static readonly PayloadFactory<DispatchTicket> s_next = static () => t_next!;
+
     public long Sequence { get; } = sequence;
+
+    /// <summary>Gives <paramref name="context"/> the ticket of <paramref name="sequence"/>, unless it has one.</summary>
+    public static void Attach(PipeContext context, long sequence)
+    {
+        t_next = new DispatchTicket(sequence);
+        try
+        {
+            context.GetOrAddPayload(s_next);
+        }
+        finally
+        {
+            t_next = null;
+        }
+    }
 }
 
 /// <summary>
@@ -244,7 +264,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             IsInternal = isInternal,
         };
         var sequence = services.Recorder.Enqueue(new TaskDispatched(task));
-        context.GetOrAddPayload(() => new DispatchTicket(sequence));
+        DispatchTicket.Attach(context, sequence);
     }
 
     /// <summary>

@@ -43,4 +43,27 @@ public class RecordMaskingTests
         Assert.That(masked.Run, Is.SameAs(run), "the run had nothing to mask");
         Assert.That(task.Input, Is.EqualTo("Password=hunter2"));
     }
+
+    [Test]
+    public void Apply_TheSameLongErrorAgain_IsMaskedAlike_AndAnotherTextIsNotTakenForIt()
+    {
+        var trace = string.Concat(Enumerable.Repeat("   at Bench.Consume(ConsumeContext context, CancellationToken cancellationToken)\n", 8));
+        var secret = "declined: Password=hunter2\n" + trace;
+        var otherSecret = "declined: Password=swordfish\n" + trace;
+        var plain = "declined\n" + trace;
+
+        foreach (var text in new[] { secret, otherSecret, plain, secret, new string(plain.ToCharArray()), new string(otherSecret.ToCharArray()) })
+        {
+            var record = new RunFinished(Guid.NewGuid(), Guid.NewGuid(), TaskRunState.Retried, DateTime.UtcNow, text, null, null);
+
+            var masked = (RunFinished)_masking.Apply(record);
+
+            Assert.That(masked.ErrorMessage, Is.EqualTo(new RecordMasking(new Redactor(new RedactionOptions())).Apply(record) is RunFinished fresh ? fresh.ErrorMessage : null));
+            Assert.That(masked.ErrorMessage, Does.Not.Contain("hunter2").And.Not.Contain("swordfish"));
+            if (text.StartsWith("declined\n", StringComparison.Ordinal))
+            {
+                Assert.That(masked, Is.SameAs(record), "nothing to mask: the record itself, whichever instance of the text it holds");
+            }
+        }
+    }
 }

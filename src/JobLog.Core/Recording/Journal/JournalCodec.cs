@@ -11,7 +11,8 @@ namespace JobLog.Recording.Journal;
 /// run replayed from the journal whose task row is missing gets a task row without the message's input.
 /// </summary>
 /// <remarks>
-/// The kinds every message produces (a dispatch, a run's start and end) are written through their own generated
+/// The kinds every message produces (a dispatch, a run's start and end, and a retried run's next attempt and last
+/// failure) are written through their own generated
 /// serializer (no serializer state, nothing allocated) behind their <c>"Kind"</c> discriminator, byte for byte what the
 /// polymorphic serializer writes (JournalCodecTests); the other kinds go through it.
 /// </remarks>
@@ -20,6 +21,8 @@ internal static class JournalCodec
     private static readonly byte[] DispatchedKind = KindPrefix("dispatched");
     private static readonly byte[] RunStartedKind = KindPrefix("runStarted");
     private static readonly byte[] RunFinishedKind = KindPrefix("runFinished");
+    private static readonly byte[] RunNextRetryKind = KindPrefix("runNextRetry");
+    private static readonly byte[] RunFailedForGoodKind = KindPrefix("runFailedForGood");
 
     /// <summary>Writes <paramref name="record"/> as one JSON object (no newline).</summary>
     /// <param name="writer">Writes into <paramref name="output"/>; reset here, and flushed before this returns.</param>
@@ -39,6 +42,12 @@ internal static class JournalCodec
                 return;
             case RunFinished f:
                 WriteKind(writer, output, RunFinishedKind, f, SpoolJson.Default.RunFinished, scratch);
+                return;
+            case RunNextRetryKnown n:
+                WriteKind(writer, output, RunNextRetryKind, n, SpoolJson.Default.RunNextRetryKnown, scratch);
+                return;
+            case RunFailedForGood g:
+                WriteKind(writer, output, RunFailedForGoodKind, g, SpoolJson.Default.RunFailedForGood, scratch);
                 return;
             default:
                 writer.Reset(output);
