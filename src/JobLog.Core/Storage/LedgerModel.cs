@@ -21,8 +21,14 @@ internal static class LedgerModel
 
     internal const string UnfinishedStaleIndex = "IX_JobLogTasks_Unfinished_Stale";
 
-    /// <summary>The filter of the sweeper's partial index: tasks that may still go stale.</summary>
-    internal const string UnfinishedStaleFilter = "\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL";
+    /// <summary>
+    /// The filter of the sweeper's partial index: tasks that may still go stale. Equalities, not <c>"State" IN (1, 2, 5)</c>:
+    /// SQLite evaluates a partial index's filter for every row an INSERT writes and twice for every UPDATE of
+    /// <c>State</c>, and an IN list of more than two constants builds a temporary b-tree each time (<c>OpenEphemeral</c>),
+    /// which cost the writer ~30,000 instructions a task inserted and ~60,000 a task derived (docs/benchmarks.md,
+    /// "Session 11 (sqlwriter)").
+    /// </summary>
+    internal const string UnfinishedStaleFilter = "(\"State\" = 1 OR \"State\" = 2 OR \"State\" = 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL";
 
     /// <summary>The partial index of open failures: failed tasks without a resolution.</summary>
     internal const string UnresolvedFailuresIndex = "IX_JobLogTasks_UnresolvedFailures";
@@ -53,8 +59,9 @@ internal static class LedgerModel
             // The newest tasks of one name in one state, however rare that state is for the name (docs/scale.md).
             e.HasIndex(x => new { x.Name, x.State, x.DispatchedAt });
             e.HasIndex(x => new { x.State, x.DispatchedAt });
-            // Default lists and the failure rate leave MassTransit's infrastructure messages out.
-            e.HasIndex(x => new { x.IsInternal, x.State, x.DispatchedAt });
+            // No (IsInternal, State, DispatchedAt): SQLite's plans never read it (EF Core writes NOT "IsInternal", not an
+            // equality an index can seek), PostgreSQL's state lists read (State, DispatchedAt) as well without it, and
+            // each task paid an entry on insert and a move on every state change (docs/benchmarks.md, "Session 11 (sqlwriter)").
             e.HasIndex(x => x.DispatchedAt);
             e.HasIndex(x => x.Stop);
             // Children of a run: only tasks dispatched from inside a consumer have a parent.

@@ -24,7 +24,11 @@ internal static class SqliteStatements
     /// <summary>The run columns SQLite binds: all but <c>Ordinal</c> (one row per statement, numbered by the rows stored before).</summary>
     public static readonly LedgerColumn<RunRow>[] RunColumns = [.. LedgerColumns.Run.Where(c => c.Name != "Ordinal")];
 
-    /// <summary>Inserts a run of <see cref="RunColumns"/>; <c>Retries</c> counts the runs this task already has with this consumer.</summary>
+    /// <summary>
+    /// Inserts a run of <see cref="RunColumns"/>; <c>Retries</c> counts the runs this task already has with this consumer.
+    /// <c>INSERT … VALUES</c> with scalar subqueries, not <c>INSERT … SELECT</c>: a SELECT that reads the table it inserts
+    /// into is first copied into a temporary b-tree, one per run (docs/benchmarks.md, "Session 11 (sqlwriter)").
+    /// </summary>
     public static readonly string UpsertRun = BuildUpsertRun();
 
     /// <summary>The derivation of every task in the JSON id list @p0: on SQLite the plain UPDATE costs less than a guarded one.</summary>
@@ -38,10 +42,10 @@ internal static class SqliteStatements
         var taskId = LedgerSql.P(RunColumns, "TaskId");
         var stored = RunColumns.Where(c => c.Stored).ToArray();
         var values = stored.Select(c => LedgerColumns.RunInputFromTask.Contains(c.Name)
-            ? $"CASE WHEN {fromTask} THEN t.\"{c.Name}\" ELSE {LedgerSql.P(RunColumns, c.Name)} END"
+            ? $"CASE WHEN {fromTask} THEN (SELECT t.\"{c.Name}\" FROM {T} t WHERE t.\"Id\" = {taskId}) ELSE {LedgerSql.P(RunColumns, c.Name)} END"
             : LedgerSql.P(RunColumns, c.Name));
-        return $"INSERT INTO {R} ({LedgerSql.ColumnList(stored)}, \"Retries\") SELECT {string.Join(", ", values)}, " +
-               $"(SELECT COUNT(*) FROM {R} x WHERE x.\"TaskId\" = {taskId} AND x.\"ConsumerType\" = {LedgerSql.P(RunColumns, "ConsumerType")}) " +
-               $"FROM (SELECT 1) AS one LEFT JOIN {T} t ON t.\"Id\" = {taskId} WHERE TRUE " + OnConflictSql.RunConflict;
+        return $"INSERT INTO {R} ({LedgerSql.ColumnList(stored)}, \"Retries\") VALUES ({string.Join(", ", values)}, " +
+               $"(SELECT COUNT(*) FROM {R} x WHERE x.\"TaskId\" = {taskId} AND x.\"ConsumerType\" = {LedgerSql.P(RunColumns, "ConsumerType")})) " +
+               OnConflictSql.RunConflict;
     }
 }

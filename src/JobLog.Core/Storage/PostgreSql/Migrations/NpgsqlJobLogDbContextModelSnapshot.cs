@@ -675,7 +675,7 @@ namespace JobLog.Storage.PostgreSql.Migrations
 
                     b.HasIndex("Stale")
                         .HasDatabaseName("IX_JobLogTasks_Unfinished_Stale")
-                        .HasFilter("\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL");
+                        .HasFilter("(\"State\" = 1 OR \"State\" = 2 OR \"State\" = 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL");
 
                     b.HasIndex("Stop");
 
@@ -685,8 +685,6 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.HasIndex("Name", "DispatchedAt");
 
                     b.HasIndex("State", "DispatchedAt");
-
-                    b.HasIndex("IsInternal", "State", "DispatchedAt");
 
                     b.HasIndex("Name", "State", "DispatchedAt");
 

@@ -670,7 +670,7 @@ namespace JobLog.Storage.Sqlite.Migrations
 
                     b.HasIndex("Stale")
                         .HasDatabaseName("IX_JobLogTasks_Unfinished_Stale")
-                        .HasFilter("\"State\" IN (1, 2, 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL");
+                        .HasFilter("(\"State\" = 1 OR \"State\" = 2 OR \"State\" = 5) AND \"IsSetAsStale\" = FALSE AND \"Stale\" IS NOT NULL");
 
                     b.HasIndex("Stop");
 
@@ -680,8 +680,6 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.HasIndex("Name", "DispatchedAt");
 
                     b.HasIndex("State", "DispatchedAt");
-
-                    b.HasIndex("IsInternal", "State", "DispatchedAt");
 
                     b.HasIndex("Name", "State", "DispatchedAt");
 
