@@ -31,14 +31,19 @@ public sealed partial class LedgerQueries
     /// <param name="f">The filter (see <see cref="TaskFilter.Parse"/>).</param>
     /// <param name="ct">Cancels the query.</param>
     /// <returns>The page.</returns>
-
     public async Task<Page<TaskRow>> TasksAsync(TaskFilter f, CancellationToken ct)
     {
-        var partitioned = f.Queue is { } queue && await _database.IsPartitionedAsync(_db, ct).ConfigureAwait(false)
-            && await IsBusyQueueAsync(queue, ct).ConfigureAwait(false);
+        List<Guid>? listed = null;
+        var partitioned = false;
+        if (f.Queue is { } queue)
+        {
+            listed = await FewTasksOfQueueAsync(queue, ct).ConfigureAwait(false);
+            partitioned = listed is null && await _database.IsPartitionedAsync(_db, ct).ConfigureAwait(false);
+        }
+
         if (f.Search is { } search)
         {
-            var q = Filtered(f, partitioned);
+            var q = Filtered(f, partitioned, listed);
             if (f.States is { Count: > 0 } states)
             {
                 q = q.Where(t => states.Contains(t.State));
@@ -47,34 +52,51 @@ public sealed partial class LedgerQueries
             return await SearchTasksAsync(q, TaskSearch.Parse(search), f.Limit, ct).ConfigureAwait(false);
         }
 
-        var rows = await TaskPage(f, partitioned).ToListAsync(ct).ConfigureAwait(false);
+        var rows = await TaskPage(f, partitioned, listed).ToListAsync(ct).ConfigureAwait(false);
         return ToPage(rows, f.Limit, r => new Cursor(r.DispatchedAt, r.Id));
     }
 
     /// <summary>
-    /// How many runs a queue needs before its filter reads each task's runs in the task's own partition
-    /// (<see cref="Filtered"/>): that plan walks the newest tasks, one index probe each, until it has a page, so it is fast
-    /// for a busy queue (1 M tasks, a queue of 57,000 runs: 338 → 15 ms) and slow for a rare one (five runs: 3.6 s),
-    /// where scanning the tasks against a hash of the queue's few run ids costs less (0.44 s; docs/scale.md "Session 10").
+    /// How many tasks sent to a queue and runs consumed from it make it busy. A busy queue's filter walks the newest tasks
+    /// and checks each (on a partitioned ledger, its runs in the task's own partition): fast while matches are dense
+    /// (1 M tasks, a queue of 57,000 runs: 15 ms). A rare queue's walk would read every task (five runs among a million:
+    /// 0.44–3.6 s, docs/scale.md "Session 10"), so its few tasks are listed from the indexes first
+    /// (<see cref="FewTasksOfQueueAsync"/>) and the page is read by id.
     /// </summary>
     internal int BusyQueueRuns { get; init; } = 400;
 
-    /// <summary>Whether the queue has at least <see cref="BusyQueueRuns"/> runs (an index-only read of at most that many).</summary>
-    internal async Task<bool> IsBusyQueueAsync(string queue, CancellationToken ct) =>
-        await _db.TaskRunLogs.AsNoTracking().Where(r => r.QueueName == queue).Take(BusyQueueRuns).CountAsync(ct).ConfigureAwait(false)
-        >= BusyQueueRuns;
+    /// <summary>
+    /// The ids of the tasks sent to <paramref name="queue"/> or consumed from it, when there are fewer than
+    /// <see cref="BusyQueueRuns"/> such tasks and runs; null for a busy queue. Reads at most that many entries of the tasks'
+    /// <c>(QueueName, DispatchedAt)</c> and the runs' <c>(QueueName, TaskId)</c> indexes.
+    /// </summary>
+    internal async Task<List<Guid>?> FewTasksOfQueueAsync(string queue, CancellationToken ct)
+    {
+        var ids = await TaskIdsOfQueue(queue).ToListAsync(ct).ConfigureAwait(false);
+        return ids.Count < BusyQueueRuns ? ids.Distinct().ToList() : null;
+    }
+
+    /// <summary>The statement of <see cref="FewTasksOfQueueAsync"/> (the plan tests read its plan).</summary>
+    internal string FewTasksOfQueueSql(string queue) => TaskIdsOfQueue(queue).ToQueryString();
+
+    private IQueryable<Guid> TaskIdsOfQueue(string queue) =>
+        _db.TaskLogs.AsNoTracking().Where(t => t.QueueName == queue).Select(t => t.Id)
+            .Concat(_db.TaskRunLogs.AsNoTracking().Where(r => r.QueueName == queue).Select(r => r.TaskId))
+            .Take(BusyQueueRuns);
 
     /// <summary>The query of one page of a filter without <c>q</c> (<see cref="TasksAsync"/>; the plan tests read its plan).</summary>
     /// <param name="f">The filter.</param>
     /// <param name="partitioned">The ledger is a partitioned PostgreSQL one (<see cref="Filtered"/>).</param>
-    internal IQueryable<TaskRow> TaskPage(TaskFilter f, bool partitioned = false) =>
-        TaskRows(NewestFirst(OneWalkPerState(Filtered(f, partitioned), f.States?.Distinct().ToList() ?? [], f.Limit)).Take(f.Limit + 1));
+    /// <param name="listed">A rare queue's tasks (<see cref="FewTasksOfQueueAsync"/>), or null.</param>
+    internal IQueryable<TaskRow> TaskPage(TaskFilter f, bool partitioned = false, List<Guid>? listed = null) =>
+        TaskRows(NewestFirst(OneWalkPerState(Filtered(f, partitioned, listed), f.States?.Distinct().ToList() ?? [], f.Limit)).Take(f.Limit + 1));
 
     /// <summary>
-    /// The tasks of every part of the filter but its states and its search, after its cursor. On a
-    /// <paramref name="partitioned"/> ledger, the queue's runs are looked up in their task's partition only.
+    /// The tasks of every part of the filter but its states and its search, after its cursor. A rare queue's tasks are
+    /// the <paramref name="listed"/> ids; a busy queue's are checked task by task, on a <paramref name="partitioned"/>
+    /// ledger with the queue's runs looked up in their task's partition only.
     /// </summary>
-    private IQueryable<TaskLog> Filtered(TaskFilter f, bool partitioned = false)
+    private IQueryable<TaskLog> Filtered(TaskFilter f, bool partitioned = false, List<Guid>? listed = null)
     {
         var q = InternalTasksFilter.Apply(_db.TaskLogs.AsNoTracking(), f.Internal);
         if (f.Name is { } name)
@@ -86,7 +108,8 @@ public sealed partial class LedgerQueries
         {
             // The exchange or queue the task was sent to, or a queue that consumed it (a published event's runs name
             // the subscribers' queues).
-            q = partitioned
+            q = listed is not null ? q.Where(t => listed.Contains(t.Id))
+                : partitioned
                 ? q.Where(t => t.QueueName == queue || t.Runs.Any(r => r.QueueName == queue && PartitionPruning.SameDay(r.TaskId, t.Id)))
                 : q.Where(t => t.QueueName == queue || t.Runs.Any(r => r.QueueName == queue));
         }

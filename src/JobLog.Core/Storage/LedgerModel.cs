@@ -63,6 +63,8 @@ internal static class LedgerModel
             // equality an index can seek), PostgreSQL's state lists read (State, DispatchedAt) as well without it, and
             // each task paid an entry on insert and a move on every state change (docs/benchmarks.md, "Session 11 (sqlwriter)").
             e.HasIndex(x => x.DispatchedAt);
+            // A rare queue's tasks, listed before the page is read (LedgerQueries.FewTasksOfQueueAsync).
+            e.HasIndex(x => new { x.QueueName, x.DispatchedAt });
             e.HasIndex(x => x.Stop);
             // Children of a run: only tasks dispatched from inside a consumer have a parent.
             e.HasIndex(x => x.ParentRunId).HasFilter("\"ParentRunId\" IS NOT NULL");

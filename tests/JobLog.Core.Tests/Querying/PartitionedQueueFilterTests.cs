@@ -75,24 +75,80 @@ public class PartitionedQueueFilterTests
         Assert.That(plan, Does.Not.Contain("Hashed SubPlan").IgnoreCase, "the runs of the queue are not hashed once per task partition");
     }
 
-    [Test]
-    public async Task QueueFilter_ReadsTheRunsOfTheTasksDaysOnly_ForABusyQueue_NotForARareOne()
+    [TestCase(LedgerProvider.Sqlite, false)]
+    [TestCase(LedgerProvider.PostgreSql, false)]
+    [TestCase(LedgerProvider.PostgreSql, true)]
+    public async Task QueueFilter_ARareQueuesTasksAreListedFirst_ABusyQueueIsWalked(LedgerProvider provider, bool partitioned)
     {
-        await using var host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = true);
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider), o => o.Partitioning.Enabled = partitioned);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var now = DateTime.UtcNow;
-        Run(recorder, Guid.NewGuid(), "Charge", now, "billing", "billing");
-        Run(recorder, Guid.NewGuid(), "Charge", now, "billing", "billing");
-        Run(recorder, Guid.NewGuid(), "Ship", now, "shipping", "shipping");
+        var charges = new[] { Guid.NewGuid(), Guid.NewGuid() };
+        Run(recorder, charges[0], "Charge", now, "billing", "billing");
+        Run(recorder, charges[1], "Charge", now.AddSeconds(1), "billing", "billing");
+        var shipped = Guid.NewGuid();
+        Run(recorder, shipped, "Shipped", now, "events", "shipping");
         await host.FlushAsync();
 
-        var busy = await host.QueryAsync(async db =>
+        // Two tasks sent to billing and their two runs: four index entries, busy at a threshold of three. Shipping has one
+        // task (sent to its exchange) and one run: listed, with the task once.
+        var listed = await host.QueryAsync(async db =>
         {
-            var queries = new LedgerQueries(db, LedgerDatabase.For(LedgerProvider.PostgreSql)) { BusyQueueRuns = 2 };
-            return (await queries.IsBusyQueueAsync("billing", default), await queries.IsBusyQueueAsync("shipping", default),
-                await queries.IsBusyQueueAsync("nowhere", default));
+            var queries = new LedgerQueries(db, LedgerDatabase.For(provider)) { BusyQueueRuns = 3 };
+            return (await queries.FewTasksOfQueueAsync("billing", default), await queries.FewTasksOfQueueAsync("shipping", default),
+                await queries.FewTasksOfQueueAsync("nowhere", default));
         });
-        Assert.That(busy, Is.EqualTo((true, false, false)), "two runs of billing reach the threshold; one of shipping does not");
+        Assert.That(listed.Item1, Is.Null, "billing is busy");
+        Assert.That(listed.Item2, Is.EqualTo(new[] { shipped }));
+        Assert.That(listed.Item3, Is.Empty);
+
+        var pages = await host.QueryAsync(async db =>
+        {
+            var queries = new LedgerQueries(db, LedgerDatabase.For(provider)) { BusyQueueRuns = 3 };
+            return (await queries.TasksAsync(new TaskFilter { Queue = "billing" }, default), await queries.TasksAsync(new TaskFilter { Queue = "shipping" }, default),
+                await queries.TasksAsync(new TaskFilter { Queue = "shipping", Name = "Charge" }, default), await queries.TasksAsync(new TaskFilter { Queue = "events" }, default));
+        });
+        Assert.That(pages.Item1.Items.Select(t => t.Id), Is.EqualTo(charges.Reverse()), "busy: walked");
+        Assert.That(pages.Item2.Items.Select(t => t.Id), Is.EqualTo(new[] { shipped }), "rare: consumed from the queue");
+        Assert.That(pages.Item3.Items, Is.Empty, "the other filters still apply to the listed tasks");
+        Assert.That(pages.Item4.Items.Select(t => t.Id), Is.EqualTo(new[] { shipped }), "rare: sent to the exchange");
+    }
+
+    [TestCase(LedgerProvider.Sqlite)]
+    [TestCase(LedgerProvider.PostgreSql)]
+    public async Task QueueFilter_ARareQueuesTasks_AreListedFromTheIndexes_NotByReadingEveryTask(LedgerProvider provider)
+    {
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider));
+        var plan = await host.QueryAsync(async db =>
+        {
+            // EF's query string declares its parameters in leading lines (SQLite: .param set @queue 'shipping'; PostgreSQL:
+            // -- @queue='shipping'); bound here instead.
+            var sql = new LedgerQueries(db, LedgerDatabase.For(provider)).FewTasksOfQueueSql("shipping").Split('\n');
+            await db.Database.OpenConnectionAsync();
+            await using var command = db.Database.GetDbConnection().CreateCommand();
+            command.CommandText = (provider == LedgerProvider.Sqlite ? "EXPLAIN QUERY PLAN " : "EXPLAIN ")
+                + string.Join('\n', sql.Where(l => !l.StartsWith("--", StringComparison.Ordinal) && !l.StartsWith(".param", StringComparison.Ordinal)));
+            foreach (var name in Regex.Matches(command.CommandText, "@\\w+").Select(m => m.Value).Distinct())
+            {
+                var parameter = command.CreateParameter();
+                parameter.ParameterName = name;
+                parameter.Value = name.StartsWith("@queue", StringComparison.Ordinal) ? "shipping" : 400;
+                command.Parameters.Add(parameter);
+            }
+            var lines = new List<string>();
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                lines.Add(reader.GetValue(reader.FieldCount - 1).ToString()!);
+            }
+
+            return string.Join('\n', lines);
+        });
+
+        // Each half reads its queue's entries of an index whose first column is the queue; neither scans its table.
+        Assert.That(plan, Does.Contain("IX_JobLogTasks_QueueName_DispatchedAt"), plan);
+        Assert.That(plan, Does.Contain("IX_JobLogTaskRuns_QueueName_TaskId"), plan);
+        Assert.That(plan, Does.Not.Match("(?i)seq scan|SCAN \"?JobLogTask"), plan);
     }
 
     private static void Run(LedgerRecorder recorder, Guid id, string name, DateTime at, string taskQueue, string runQueue)

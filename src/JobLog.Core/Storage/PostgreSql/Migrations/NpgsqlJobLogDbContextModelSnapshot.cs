@@ -684,6 +684,8 @@ namespace JobLog.Storage.PostgreSql.Migrations
 
                     b.HasIndex("Name", "DispatchedAt");
 
+                    b.HasIndex("QueueName", "DispatchedAt");
+
                     b.HasIndex("State", "DispatchedAt");
 
                     b.HasIndex("Name", "State", "DispatchedAt");

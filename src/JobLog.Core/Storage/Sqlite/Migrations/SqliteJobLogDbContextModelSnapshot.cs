@@ -679,6 +679,8 @@ namespace JobLog.Storage.Sqlite.Migrations
 
                     b.HasIndex("Name", "DispatchedAt");
 
+                    b.HasIndex("QueueName", "DispatchedAt");
+
                     b.HasIndex("State", "DispatchedAt");
 
                     b.HasIndex("Name", "State", "DispatchedAt");
