@@ -65,6 +65,9 @@ internal static class LedgerModel
             e.HasIndex(x => x.DispatchedAt);
             // A rare queue's tasks, listed before the page is read (LedgerQueries.FewTasksOfQueueAsync).
             e.HasIndex(x => new { x.QueueName, x.DispatchedAt });
+            // The list of MassTransit's own messages only (internal=true): without it that list walked every task (0.6–2.8 s
+            // at 1 M, docs/scale.md "Session 11 (lead)"); only internal tasks have an entry.
+            e.HasIndex(x => x.DispatchedAt, "IX_JobLogTasks_Internal_DispatchedAt").HasFilter("\"IsInternal\"");
             e.HasIndex(x => x.Stop);
             // Children of a run: only tasks dispatched from inside a consumer have a parent.
             e.HasIndex(x => x.ParentRunId).HasFilter("\"ParentRunId\" IS NOT NULL");

@@ -79,6 +79,25 @@ public class TaskListPlanTests(LedgerProvider provider)
         Assert.That(walks, Has.Count.EqualTo(2), plan);
         Assert.That(walks.Select(i => i + 1 < lines.Length ? lines[i + 1] : ""), Has.None.Contains("USE TEMP B-TREE FOR ORDER BY"), plan);
     }
+
+    [Test]
+    public async Task InternalOnly_OnSqlite_ReadsTheIndexOfInternalTasks_NotEveryTask()
+    {
+        if (provider != LedgerProvider.Sqlite)
+        {
+            Assert.Ignore("SQLite's plan; PostgreSQL's planner needs statistics of a big ledger to prefer the partial index.");
+        }
+
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider));
+        var plan = await host.QueryAsync(async db =>
+        {
+            var queries = new LedgerQueries(db, JobLog.Storage.LedgerDatabase.For(LedgerProvider.Sqlite));
+            return await SqlitePlan.OfAsync(db, queries.TaskPage(new TaskFilter { Internal = InternalTasks.Only }).ToQueryString());
+        });
+
+        // Before this index the list walked IX_JobLogTasks_DispatchedAt over every task to find the few internal ones.
+        Assert.That(plan, Does.Contain("IX_JobLogTasks_Internal_DispatchedAt"), plan);
+    }
 }
 
 /// <summary>SQLite's EXPLAIN QUERY PLAN of a query EF Core printed with <c>ToQueryString()</c>.</summary>

@@ -685,6 +685,9 @@ namespace JobLog.Storage.Sqlite.Migrations
 
                     b.HasIndex("Name", "State", "DispatchedAt");
 
+                    b.HasIndex(new[] { "DispatchedAt" }, "IX_JobLogTasks_Internal_DispatchedAt")
+                        .HasFilter("\"IsInternal\"");
+
                     b.HasIndex(new[] { "DispatchedAt" }, "IX_JobLogTasks_UnresolvedFailures")
                         .HasFilter("\"State\" = 4 AND \"Resolution\" IS NULL");
 
