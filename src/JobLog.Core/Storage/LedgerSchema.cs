@@ -48,6 +48,10 @@ internal sealed class LedgerSchema(
             if (options.Value.MigrateOnStartup)
             {
                 await using var context = contexts.Create();
+                // No time limit: a migration that builds an index on the tasks takes minutes at ten million tasks, longer
+                // than a command's default 30 s, and a start-up that timed out would roll back and time out again at every
+                // retry. The writer waits meanwhile (its records are journaled).
+                context.Database.SetCommandTimeout(0);
                 contexts.Database.BeforeMigrate(contexts.ConnectionString);
                 await context.Database.MigrateAsync(cancellationToken).ConfigureAwait(false);
                 await contexts.Database.AfterMigrateAsync(context, cancellationToken).ConfigureAwait(false);
