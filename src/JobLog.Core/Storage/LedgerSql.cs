@@ -23,8 +23,6 @@ internal static class LedgerSql
     /// <summary>How the sweeper's host pass begins the error of a run it expired (<c>TaskLogSweeper.HostReason</c>).</summary>
     public const string HostExpiredPrefix = "Expired: host ";
 
-    public const string TaskExists = "SELECT 1 FROM " + T + " WHERE \"Id\" = @p0";
-
     public const string TaskDispatchFailed = "UPDATE " + T + " SET \"ErrorMessage\" = @p1 WHERE \"Id\" = @p0";
 
     /// <summary>Sets a task's extra data (<see cref="LedgerColumns.TaskExtraData"/>).</summary>

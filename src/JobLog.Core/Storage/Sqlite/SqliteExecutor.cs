@@ -17,6 +17,9 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
 {
     private readonly Dictionary<string, SqlitePrepared> _prepared = new(StringComparer.Ordinal);
     private readonly HashSet<Guid> _inserted = [];
+
+    // Tasks from earlier batches that had no run stored when this batch began: their rowid and the planner's derivation.
+    private readonly Dictionary<Guid, (long Row, TaskWrite Derived)> _runless = [];
     private byte[] _utf8 = new byte[1024];
     private SqliteWriterTriggers? _triggers;
     private SqliteSearchIndexer? _indexer;
@@ -48,6 +51,9 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>How many tasks of the last batch were derived from the planner's derivation, without reading their runs (tests).</summary>
+    internal int DerivedFromPlan { get; private set; }
+
     /// <summary>Whether the last batch's own rows skipped the per-row triggers (<see cref="SqliteWriterTriggers"/>).</summary>
     internal bool BypassedTriggers => _triggers?.Bypassing ?? false;
 
@@ -66,15 +72,22 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
             }
         }
 
-        var exists = plan.Ensured.Count > 0 ? Prepare(LedgerSql.TaskExists) : null;
+        _runless.Clear();
+        var probe = plan.Ensured.Count > 0 ? Prepare(SqliteStatements.ProbeTask) : null;
         foreach (var row in plan.Ensured)
         {
             // Usually the producer's row is there: a probe by key costs less than an insert that conflicts, and the
             // consumer's rendering of the message is only needed when the row is missing.
-            BindGuid(exists!, 0, row.Task.Id);
-            if (!Exists(exists!))
+            BindGuid(probe!, 0, row.Task.Id);
+            if (!Probe(probe!, out var rowid, out var hasRuns))
             {
                 InsertTask(insertTask, row);
+            }
+            else if (!hasRuns)
+            {
+                // The bus's usual case (the dispatch in an earlier batch, its runs in this one): the planner derived the
+                // row from this batch's runs, which are all its runs (SQLite has one writer: none can come in between).
+                _runless[row.Task.Id] = (rowid, row);
             }
         }
 
@@ -106,12 +119,29 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         cancellationToken.ThrowIfCancellationRequested();
         // The plain derivation: on SQLite a guarded UPDATE … FROM costs more than the row write it saves.
         var derive = Prepare(LedgerSql.DeriveTask);
+        var setDerived = _runless.Count > 0 ? Prepare(SqliteStatements.SetDerived) : null;
         // Every UPDATE of a task's state, name, kind or stop captures the row first (SqliteWriterTriggers.CountChanges).
         _triggers?.Capture(plan.Derive.Where(id => !_inserted.Contains(id)).ToList());
+        DerivedFromPlan = 0;
         foreach (var taskId in plan.Derive)
         {
             // A row this batch inserted already holds the state of its runs, and it has no others.
-            if (!_inserted.Contains(taskId))
+            if (_inserted.Contains(taskId))
+            {
+                continue;
+            }
+
+            if (_runless.TryGetValue(taskId, out var runless))
+            {
+                // The derivation's three reads of the runs are a third of its cost (docs/benchmarks.md, "Session 12 (sqlcpu3)").
+                Check(raw.sqlite3_bind_int64(setDerived!.Statement, Index(setDerived, 0), runless.Row));
+                BindInt(setDerived, 1, (int)runless.Derived.State);
+                BindTime(setDerived, 2, runless.Derived.Start);
+                BindTime(setDerived, 3, runless.Derived.Stop);
+                Step(setDerived);
+                DerivedFromPlan++;
+            }
+            else
             {
                 BindGuid(derive, 0, taskId);
                 Step(derive);
@@ -215,17 +245,21 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         return changes;
     }
 
-    private bool Exists(SqlitePrepared prepared)
+    /// <summary>Runs <see cref="SqliteStatements.ProbeTask"/>: whether the task is stored, its rowid, and whether it has a stored run.</summary>
+    private bool Probe(SqlitePrepared prepared, out long rowid, out bool hasRuns)
     {
         prepared.EnsureAllBound();
         var rc = raw.sqlite3_step(prepared.Statement);
+        var found = rc == raw.SQLITE_ROW;
+        rowid = found ? raw.sqlite3_column_int64(prepared.Statement, 0) : 0;
+        hasRuns = found && raw.sqlite3_column_int64(prepared.Statement, 1) != 0;
         raw.sqlite3_reset(prepared.Statement);
         if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
         {
             SqliteException.ThrowExceptionForRC(rc, connection.Handle);
         }
 
-        return rc == raw.SQLITE_ROW;
+        return found;
     }
 
     /// <summary>The statement's index of @p<paramref name="parameter"/>, marked as bound; throws when the statement does not use it.</summary>

@@ -36,6 +36,22 @@ internal static class SqliteStatements
         "UPDATE " + T + " SET " + LedgerSql.DerivedColumns.Replace("@p0", T + ".\"Id\"", StringComparison.Ordinal) +
         " WHERE " + SqliteLedgerDatabase.Instance.InIdList("\"Id\"", "@p0");
 
+    /// <summary>
+    /// The task row @p0 names, if stored: its rowid, and whether any run of it is stored. Probed before the batch's runs
+    /// are inserted, "no run stored" means the batch's runs are all the task will have once they are, so its derivation
+    /// is the planner's (<see cref="LedgerDerivation"/>) and <see cref="SetDerived"/> writes it without reading the runs.
+    /// </summary>
+    public const string ProbeTask =
+        "SELECT rowid, EXISTS (SELECT 1 FROM " + R + " r WHERE r.\"TaskId\" = @p0) FROM " + T + " WHERE \"Id\" = @p0";
+
+    /// <summary>
+    /// <see cref="LedgerSql.DeriveTask"/> with the runs' part computed by the planner (@p1 state, @p2 start, @p3 stop) for
+    /// the task whose rowid is @p0; a stale-marked task stays EXPIRED with its stop, as the derivation keeps it.
+    /// </summary>
+    public const string SetDerived =
+        "UPDATE " + T + " SET \"State\" = CASE WHEN \"IsSetAsStale\" THEN 6 ELSE @p1 END, \"Start\" = @p2, " +
+        "\"Stop\" = CASE WHEN \"IsSetAsStale\" THEN \"Stop\" ELSE @p3 END WHERE rowid = @p0";
+
     private static string BuildUpsertRun()
     {
         var fromTask = LedgerSql.P(RunColumns, "InputFromTask");

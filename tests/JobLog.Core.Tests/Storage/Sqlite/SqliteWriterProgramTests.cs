@@ -22,6 +22,8 @@ public class SqliteWriterProgramTests
         ("producer fields", SqliteStatements.UpdateProducerFields),
         ("run insert", SqliteStatements.UpsertRun),
         ("derivation", LedgerSql.DeriveTask),
+        ("task probe", SqliteStatements.ProbeTask),
+        ("derivation from the plan", SqliteStatements.SetDerived),
         ("run finish", LedgerSql.FinishRun),
     ];
 
