@@ -18,8 +18,11 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
     private readonly Dictionary<string, SqlitePrepared> _prepared = new(StringComparer.Ordinal);
     private readonly HashSet<Guid> _inserted = [];
 
-    // Tasks from earlier batches that had no run stored when this batch began: their rowid and the planner's derivation.
-    private readonly Dictionary<Guid, (long Row, TaskWrite Derived)> _runless = [];
+    // Tasks from earlier batches that had no run stored when this batch began: their rowid, the planner's derivation, and
+    // their rollup columns as stored.
+    private readonly Dictionary<Guid, (long Row, TaskWrite Derived, Stored Before)> _runless = [];
+    private readonly Dictionary<(int State, string Name, bool IsInternal), long> _countMoves = [];
+    private readonly Dictionary<(string Minute, int State, string Name, bool IsInternal), long> _minuteMoves = [];
     private byte[] _utf8 = new byte[1024];
     private SqliteWriterTriggers? _triggers;
     private SqliteSearchIndexer? _indexer;
@@ -79,7 +82,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
             // Usually the producer's row is there: a probe by key costs less than an insert that conflicts, and the
             // consumer's rendering of the message is only needed when the row is missing.
             BindGuid(probe!, 0, row.Task.Id);
-            if (!Probe(probe!, out var rowid, out var hasRuns))
+            if (!Probe(probe!, out var rowid, out var hasRuns, out var stored))
             {
                 InsertTask(insertTask, row);
             }
@@ -87,7 +90,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
             {
                 // The bus's usual case (the dispatch in an earlier batch, its runs in this one): the planner derived the
                 // row from this batch's runs, which are all its runs (SQLite has one writer: none can come in between).
-                _runless[row.Task.Id] = (rowid, row);
+                _runless[row.Task.Id] = (rowid, row, stored);
             }
         }
 
@@ -120,8 +123,12 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         // The plain derivation: on SQLite a guarded UPDATE … FROM costs more than the row write it saves.
         var derive = Prepare(LedgerSql.DeriveTask);
         var setDerived = _runless.Count > 0 ? Prepare(SqliteStatements.SetDerived) : null;
-        // Every UPDATE of a task's state, name, kind or stop captures the row first (SqliteWriterTriggers.CountChanges).
-        _triggers?.Capture(plan.Derive.Where(id => !_inserted.Contains(id)).ToList());
+        // Every UPDATE of a task's state, name, kind or stop captures the row first (SqliteWriterTriggers.CountChanges),
+        // except a runless task's: its columns before and after are known here, so its move is counted in memory.
+        var moves = _triggers is { CountsMoves: true };
+        _triggers?.Capture(plan.Derive.Where(id => !_inserted.Contains(id) && !(moves && _runless.ContainsKey(id))).ToList());
+        _countMoves.Clear();
+        _minuteMoves.Clear();
         DerivedFromPlan = 0;
         foreach (var taskId in plan.Derive)
         {
@@ -140,12 +147,21 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
                 BindTime(setDerived, 3, runless.Derived.Stop);
                 Step(setDerived);
                 DerivedFromPlan++;
+                if (moves)
+                {
+                    CountMove(runless.Before, runless.Derived);
+                }
             }
             else
             {
                 BindGuid(derive, 0, taskId);
                 Step(derive);
             }
+        }
+
+        if (_countMoves.Count > 0)
+        {
+            _triggers!.Move(_countMoves, _minuteMoves);
         }
 
         Phase(3, ref started);
@@ -245,15 +261,76 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         return changes;
     }
 
-    /// <summary>Runs <see cref="SqliteStatements.ProbeTask"/>: whether the task is stored, its rowid, and whether it has a stored run.</summary>
-    private bool Probe(SqlitePrepared prepared, out long rowid, out bool hasRuns)
+    /// <summary>
+    /// The rollup move of <see cref="SqliteStatements.SetDerived"/> (what <c>JobLogTasks_Rollup_Update</c> does): the row
+    /// leaves its stored key and minute for the derived ones; a stale-marked row keeps its state and stop.
+    /// </summary>
+    private void CountMove(in Stored before, in TaskWrite derived)
+    {
+        var state = before.IsSetAsStale ? (int)TaskState.Expired : (int)derived.State;
+        string? stop;
+        if (before.IsSetAsStale)
+        {
+            stop = before.Stop;
+        }
+        else if (derived.Stop is { } time)
+        {
+            stop = time.ToString("yyyy-MM-dd HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture);
+        }
+        else
+        {
+            stop = null;
+        }
+
+        if (state == before.State && string.Equals(stop, before.Stop, StringComparison.Ordinal))
+        {
+            return;
+        }
+
+        Add(_countMoves, (before.State, before.Name, before.IsInternal), -1);
+        Add(_countMoves, (state, before.Name, before.IsInternal), 1);
+        if (before.Stop is not null)
+        {
+            Add(_minuteMoves, (Minute(before.Stop), before.State, before.Name, before.IsInternal), -1);
+        }
+
+        if (stop is not null)
+        {
+            Add(_minuteMoves, (Minute(stop), state, before.Name, before.IsInternal), 1);
+        }
+
+        static void Add<TKey>(Dictionary<TKey, long> moves, TKey key, long n)
+            where TKey : notnull
+        {
+            moves.TryGetValue(key, out var sum);
+            moves[key] = sum + n;
+        }
+
+        // substr("Stop", 1, 16) || ':00', as the triggers write the minute.
+        static string Minute(string stop) => (stop.Length > 16 ? stop[..16] : stop) + ":00";
+    }
+
+    /// <summary>
+    /// Runs <see cref="SqliteStatements.ProbeTask"/>: whether the task is stored, its rowid, whether it has a stored run,
+    /// and its rollup columns as stored.
+    /// </summary>
+    private bool Probe(SqlitePrepared prepared, out long rowid, out bool hasRuns, out Stored stored)
     {
         prepared.EnsureAllBound();
-        var rc = raw.sqlite3_step(prepared.Statement);
+        var statement = prepared.Statement;
+        var rc = raw.sqlite3_step(statement);
         var found = rc == raw.SQLITE_ROW;
-        rowid = found ? raw.sqlite3_column_int64(prepared.Statement, 0) : 0;
-        hasRuns = found && raw.sqlite3_column_int64(prepared.Statement, 1) != 0;
-        raw.sqlite3_reset(prepared.Statement);
+        rowid = found ? raw.sqlite3_column_int64(statement, 0) : 0;
+        hasRuns = found && raw.sqlite3_column_int64(statement, 1) != 0;
+        stored = found && !hasRuns
+            ? new Stored(
+                (int)raw.sqlite3_column_int64(statement, 2),
+                raw.sqlite3_column_text(statement, 3).utf8_to_string() ?? "",
+                raw.sqlite3_column_int64(statement, 4) != 0,
+                raw.sqlite3_column_type(statement, 5) == raw.SQLITE_NULL ? null : raw.sqlite3_column_text(statement, 5).utf8_to_string(),
+                raw.sqlite3_column_int64(statement, 6) != 0)
+            : default;
+        raw.sqlite3_reset(statement);
         if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
         {
             SqliteException.ThrowExceptionForRC(rc, connection.Handle);
@@ -402,6 +479,9 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
 
         await connection.DisposeAsync().ConfigureAwait(false);
     }
+
+    /// <summary>A stored task's rollup columns (<c>Stop</c> as its stored text) and stale mark.</summary>
+    private readonly record struct Stored(int State, string Name, bool IsInternal, string? Stop, bool IsSetAsStale);
 
     /// <summary>Binds a row's columns to the statement's parameters @p0, @p1, … in order.</summary>
     private struct Sink(SqliteExecutor executor, SqlitePrepared statement) : IRowSink

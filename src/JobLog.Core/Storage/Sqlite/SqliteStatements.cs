@@ -37,12 +37,14 @@ internal static class SqliteStatements
         " WHERE " + SqliteLedgerDatabase.Instance.InIdList("\"Id\"", "@p0");
 
     /// <summary>
-    /// The task row @p0 names, if stored: its rowid, and whether any run of it is stored. Probed before the batch's runs
-    /// are inserted, "no run stored" means the batch's runs are all the task will have once they are, so its derivation
-    /// is the planner's (<see cref="LedgerDerivation"/>) and <see cref="SetDerived"/> writes it without reading the runs.
+    /// The task row @p0 names, if stored: its rowid, whether any run of it is stored, and its rollup columns (state, name,
+    /// kind, stop) and stale mark. Probed before the batch's runs are inserted, "no run stored" means the batch's runs are
+    /// all the task will have once they are, so its derivation is the planner's (<see cref="LedgerDerivation"/>),
+    /// <see cref="SetDerived"/> writes it without reading the runs, and its rollup move is known without reading it again.
     /// </summary>
     public const string ProbeTask =
-        "SELECT rowid, EXISTS (SELECT 1 FROM " + R + " r WHERE r.\"TaskId\" = @p0) FROM " + T + " WHERE \"Id\" = @p0";
+        "SELECT rowid, EXISTS (SELECT 1 FROM " + R + " r WHERE r.\"TaskId\" = @p0), \"State\", \"Name\", \"IsInternal\", \"Stop\", \"IsSetAsStale\" " +
+        "FROM " + T + " WHERE \"Id\" = @p0";
 
     /// <summary>
     /// <see cref="LedgerSql.DeriveTask"/> with the runs' part computed by the planner (@p1 state, @p2 start, @p3 stop) for
