@@ -62,11 +62,20 @@ internal sealed partial class TaskLogSweeper(
     }
 
     /// <summary>
-    /// The claim: stale, unfinished tasks, oldest deadline first (@p0 now, @p1 batch size). Its WHERE repeats the partial
-    /// index's filter word for word, so both SQLite and PostgreSQL walk <c>IX_JobLogTasks_Unfinished_Stale</c>.
+    /// The claim: stale, unfinished tasks, oldest deadline first (@p0 now, @p1 batch size; <paramref name="bounded"/>: from
+    /// the deadline @p2 on), with each one's deadline. Its WHERE repeats the partial index's filter word for word, so both
+    /// SQLite and PostgreSQL walk <c>IX_JobLogTasks_Unfinished_Stale</c>.
     /// </summary>
-    internal static string ClaimStatement(LedgerDatabase database) =>
-        $"SELECT \"Id\" FROM \"{LedgerModel.Tasks}\"{database.IndexedBy(LedgerModel.UnfinishedStaleIndex)} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0 ORDER BY \"Stale\" LIMIT @p1{database.SkipLocked}";
+    /// <remarks>
+    /// The bound is the last deadline the connection's previous batch claimed. On PostgreSQL an expired task's old row
+    /// version keeps its entry in that partial index until PostgreSQL knows no snapshot can see it, and while any
+    /// transaction on the server is older than the sweep (another database's index build, a report) none is removed or
+    /// marked dead, so a claim from the index's start read the heap page of every task the sweep had already expired:
+    /// 560 buffers more per 1,000 swept, 24,500 for the 40th batch of the 1 M ledger (docs/scale.md, "Session 12 (pgsweep2)").
+    /// </remarks>
+    internal static string ClaimStatement(LedgerDatabase database, bool bounded = false) =>
+        $"SELECT \"Id\", \"Stale\" FROM \"{LedgerModel.Tasks}\"{database.IndexedBy(LedgerModel.UnfinishedStaleIndex)} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0" +
+        $"{(bounded ? " AND \"Stale\" >= @p2" : "")} ORDER BY \"Stale\" LIMIT @p1{database.SkipLocked}";
 
     /// <summary>
     /// One sweep over every stale task, in batches of <see cref="SweeperOptions.BatchSize"/>. On PostgreSQL, when the first
@@ -82,15 +91,15 @@ internal sealed partial class TaskLogSweeper(
         await _database.RefreshStatisticsAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
         var postgres = executor.Connection is Npgsql.NpgsqlConnection;
         var partitioned = postgres && await LedgerPartitioning.IsPartitionedAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
-        var (claimed, first) = await SweepBatchAsync(executor.Connection, batchSize, partitioned, cancellationToken).ConfigureAwait(false);
+        var (claimed, first, last) = await SweepBatchAsync(executor.Connection, batchSize, partitioned, null, cancellationToken).ConfigureAwait(false);
         total = Add(total, first);
         if (claimed == batchSize)
         {
             var others = postgres ? options.Value.Sweeper.Parallelism - 1 : 0;
-            var workers = new List<Task<SweepResult>> { SweepBatchesAsync(executor.Connection, batchSize, partitioned, cancellationToken) };
+            var workers = new List<Task<SweepResult>> { SweepBatchesAsync(executor.Connection, batchSize, partitioned, last, cancellationToken) };
             for (var i = 0; i < others; i++)
             {
-                workers.Add(SweepOnOwnConnectionAsync(batchSize, partitioned, cancellationToken));
+                workers.Add(SweepOnOwnConnectionAsync(batchSize, partitioned, last, cancellationToken));
             }
 
             foreach (var result in await Task.WhenAll(workers).ConfigureAwait(false))
@@ -111,8 +120,13 @@ internal sealed partial class TaskLogSweeper(
 
     private static SweepResult Add(SweepResult a, SweepResult b) => new(a.Expired + b.Expired, a.Healed + b.Healed);
 
-    /// <summary>Batches on <paramref name="connection"/> until one claims less than a full batch.</summary>
-    private async Task<SweepResult> SweepBatchesAsync(DbConnection connection, int batchSize, bool partitioned, CancellationToken ct)
+    /// <summary>
+    /// Batches on <paramref name="connection"/> until one claims less than a full batch, each claiming from the last deadline
+    /// the one before claimed (<see cref="ClaimStatement"/>). What lies before it was claimed by a batch that committed, or
+    /// skipped as locked by a batch of another connection, which expires it or, rolled back, claims it again from its own
+    /// bound; a task locked by a writer at its claim waits for the next sweep.
+    /// </summary>
+    private async Task<SweepResult> SweepBatchesAsync(DbConnection connection, int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         var total = new SweepResult(0, 0);
         var deadlocks = 0;
@@ -120,9 +134,10 @@ internal sealed partial class TaskLogSweeper(
         {
             int claimed;
             SweepResult result;
+            DateTime? last;
             try
             {
-                (claimed, result) = await SweepBatchAsync(connection, batchSize, partitioned, ct).ConfigureAwait(false);
+                (claimed, result, last) = await SweepBatchAsync(connection, batchSize, partitioned, from, ct).ConfigureAwait(false);
             }
             catch (Npgsql.PostgresException ex) when (ex.SqlState == Npgsql.PostgresErrorCodes.DeadlockDetected && ++deadlocks <= 3)
             {
@@ -131,6 +146,7 @@ internal sealed partial class TaskLogSweeper(
             }
 
             total = Add(total, result);
+            from = last ?? from;
             if (claimed < batchSize)
             {
                 return total;
@@ -138,10 +154,10 @@ internal sealed partial class TaskLogSweeper(
         }
     }
 
-    private async Task<SweepResult> SweepOnOwnConnectionAsync(int batchSize, bool partitioned, CancellationToken ct)
+    private async Task<SweepResult> SweepOnOwnConnectionAsync(int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         await using var executor = await _database.OpenAsync(contexts.ConnectionString, ct).ConfigureAwait(false);
-        return await SweepBatchesAsync(executor.Connection, batchSize, partitioned, ct).ConfigureAwait(false);
+        return await SweepBatchesAsync(executor.Connection, batchSize, partitioned, from, ct).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -225,7 +241,8 @@ internal sealed partial class TaskLogSweeper(
 
     private const string R = "\"" + LedgerModel.Runs + "\"";
 
-    private async Task<(int Claimed, SweepResult Result)> SweepBatchAsync(DbConnection connection, int batchSize, bool partitioned, CancellationToken ct)
+    private async Task<(int Claimed, SweepResult Result, DateTime? Last)> SweepBatchAsync(
+        DbConnection connection, int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         var now = time.GetUtcNow().UtcDateTime;
         var started = time.GetTimestamp();
@@ -233,13 +250,20 @@ internal sealed partial class TaskLogSweeper(
 
         // 1. Claim a batch of stale, unfinished tasks, oldest deadline first (partitioned: with each one's partition day).
         var claimed = new List<(Guid Id, int Day)>(batchSize);
-        var claim = ClaimStatement(_database);
-        await using (var select = Command(connection, transaction, partitioned ? claim.Replace("SELECT \"Id\"", $"SELECT \"Id\", \"{PartitionDay.Column}\"", StringComparison.Ordinal) : claim, now, batchSize))
+        DateTime? last = null;
+        var claim = ClaimStatement(_database, bounded: from is not null);
+        if (partitioned)
+        {
+            claim = claim.Replace("SELECT \"Id\", \"Stale\"", $"SELECT \"Id\", \"Stale\", \"{PartitionDay.Column}\"", StringComparison.Ordinal);
+        }
+
+        await using (var select = from is { } bound ? Command(connection, transaction, claim, now, batchSize, bound) : Command(connection, transaction, claim, now, batchSize))
         {
             await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
-                claimed.Add((_database.ReadGuid(reader, 0), partitioned ? reader.GetInt32(1) : 0));
+                claimed.Add((_database.ReadGuid(reader, 0), partitioned ? reader.GetInt32(2) : 0));
+                last = _database.ReadUtc(reader, 1);
             }
         }
 
@@ -287,7 +311,7 @@ internal sealed partial class TaskLogSweeper(
         }
 
         metrics.TasksExpired.Add(expired.Count);
-        return (claimed.Count, new SweepResult(expired.Count, healed));
+        return (claimed.Count, new SweepResult(expired.Count, healed), last);
     }
 
     private DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values) =>
