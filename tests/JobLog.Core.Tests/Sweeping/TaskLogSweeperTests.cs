@@ -51,17 +51,18 @@ public class TaskLogSweeperTests(LedgerProvider provider)
 
     private TaskLogSweeper Sweeper => _host.Services.GetRequiredService<TaskLogSweeper>();
 
-    [Test]
-    public async Task Claim_WalksThePartialIndexOfUnfinishedTasks()
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task Claim_WalksThePartialIndexOfUnfinishedTasks(bool bounded)
     {
         var plan = await _host.QueryAsync(async db =>
         {
             await db.Database.OpenConnectionAsync();
             await using var command = db.Database.GetDbConnection().CreateCommand();
-            var claim = TaskLogSweeper.ClaimStatement(LedgerDatabase.For(provider));
+            var claim = TaskLogSweeper.ClaimStatement(LedgerDatabase.For(provider), bounded);
             // PostgreSQL would scan a table this small: the test asks whether the index can serve the claim at all.
             command.CommandText = provider == LedgerProvider.Sqlite ? "EXPLAIN QUERY PLAN " + claim : "SET enable_seqscan = off; EXPLAIN " + claim;
-            foreach (var (name, value) in new (string, object)[] { ("@p0", T0), ("@p1", 1000) })
+            foreach (var (name, value) in new (string, object)[] { ("@p0", T0), ("@p1", 1000), ("@p2", T0.AddHours(-1)) }.Take(bounded ? 3 : 2))
             {
                 var parameter = command.CreateParameter();
                 parameter.ParameterName = name;
@@ -81,6 +82,12 @@ public class TaskLogSweeperTests(LedgerProvider provider)
 
         Assert.That(plan, Does.Contain("IX_JobLogTasks_Unfinished_Stale"));
         Assert.That(plan, Does.Not.Contain("TEMP B-TREE"), "walked in Stale order, not sorted");
+        if (bounded)
+        {
+            // A later batch's claim starts the walk at its connection's last claimed deadline (an index range, not a
+            // filter): the old index entries of the tasks already swept are not read again.
+            Assert.That(plan, provider == LedgerProvider.Sqlite ? Does.Contain("Stale>? AND Stale<?") : Does.Match("Index Cond: .*\\\"Stale\\\" >= "));
+        }
     }
 
     [Test]
