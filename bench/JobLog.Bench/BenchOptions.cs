@@ -78,6 +78,7 @@ internal sealed class BenchOptions
                              name, with the same --tasks and --days; implies --keep and --pages-only
           --pages-only       time the pages only (no sweep, retention or purge: the ledger stays as filled)
           --sweep-parallelism N  o.Sweeper.Parallelism (PostgreSQL connections sweeping at once; default 4)
+          --sweep-batch N    o.Sweeper.BatchSize (tasks a sweep batch claims; default 1,000)
           --maintain         with --reuse: the sweep, retention and purge too (they change the ledger: reuse a copy,
                              e.g. CREATE DATABASE joblog_copy TEMPLATE joblog_bench_...)
 
@@ -177,6 +178,9 @@ internal sealed class BenchOptions
     /// <summary>Scale: <c>o.Sweeper.Parallelism</c> (null: the default).</summary>
     public int? SweepParallelism { get; private set; }
 
+    /// <summary>Scale: <c>o.Sweeper.BatchSize</c> (null: the default).</summary>
+    public int? SweepBatch { get; private set; }
+
     /// <summary>Scale: PostgreSQL ledger partitioned by day (<c>o.Partitioning.Enabled</c>); retention drops days.</summary>
     public bool Partitioned { get; private set; }
 
@@ -250,6 +254,7 @@ internal sealed class BenchOptions
                 case "--pages-only": o.PagesOnly = true; break;
                 case "--maintain": o.Maintain = true; break;
                 case "--sweep-parallelism": o.SweepParallelism = Int(); break;
+                case "--sweep-batch": o.SweepBatch = Int(); break;
                 case "--spool": o.Spool = true; break;
                 case "--quick":
                     o.Messages = 2_000;

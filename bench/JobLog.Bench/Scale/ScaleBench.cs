@@ -67,6 +67,7 @@ internal sealed class ScaleBench(BenchOptions options)
             o.Sweeper.Enabled = false;
             o.Partitioning.Enabled = partitioned;
             o.Sweeper.Parallelism = options.SweepParallelism ?? o.Sweeper.Parallelism;
+            o.Sweeper.BatchSize = options.SweepBatch ?? o.Sweeper.BatchSize;
         });
         using var host = builder.Build();
         await host.StartAsync();
@@ -170,7 +171,7 @@ internal sealed class ScaleBench(BenchOptions options)
             var swept = clock.Elapsed;
             cpu = Process.GetCurrentProcess().TotalProcessorTime - cpu;
             Line(string.Create(CultureInfo.InvariantCulture,
-                $"- sweep of {data.Stale:N0} stale tasks ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}; " +
+                $"- sweep of {data.Stale:N0} stale tasks ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}; " +
                 $"{batches.Summary()}; this process's CPU {cpu.TotalSeconds:0.0} s"));
 
             // Partitioned, a day is a UTC day: the first one generated is partial (it starts at First), so the second is timed too.

@@ -1,5 +1,4 @@
 using System.Data.Common;
-using System.Text.RegularExpressions;
 using JobLog.Internal;
 using JobLog.Storage;
 using JobLog.Storage.Partitioning;
@@ -63,11 +62,20 @@ internal sealed partial class TaskLogSweeper(
     }
 
     /// <summary>
-    /// The claim: stale, unfinished tasks, oldest deadline first (@p0 now, @p1 batch size). Its WHERE repeats the partial
-    /// index's filter word for word, so both SQLite and PostgreSQL walk <c>IX_JobLogTasks_Unfinished_Stale</c>.
+    /// The claim: stale, unfinished tasks, oldest deadline first (@p0 now, @p1 batch size; <paramref name="bounded"/>: from
+    /// the deadline @p2 on), with each one's deadline. Its WHERE repeats the partial index's filter word for word, so both
+    /// SQLite and PostgreSQL walk <c>IX_JobLogTasks_Unfinished_Stale</c>.
     /// </summary>
-    internal static string ClaimStatement(LedgerDatabase database) =>
-        $"SELECT \"Id\" FROM \"{LedgerModel.Tasks}\"{database.IndexedBy(LedgerModel.UnfinishedStaleIndex)} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0 ORDER BY \"Stale\" LIMIT @p1{database.SkipLocked}";
+    /// <remarks>
+    /// The bound is the last deadline the connection's previous batch claimed. On PostgreSQL an expired task's old row
+    /// version keeps its entry in that partial index until PostgreSQL knows no snapshot can see it, and while any
+    /// transaction on the server is older than the sweep (another database's index build, a report) none is removed or
+    /// marked dead, so a claim from the index's start read the heap page of every task the sweep had already expired:
+    /// 560 buffers more per 1,000 swept, 24,500 for the 40th batch of the 1 M ledger (docs/scale.md, "Session 12 (pgsweep2)").
+    /// </remarks>
+    internal static string ClaimStatement(LedgerDatabase database, bool bounded = false) =>
+        $"SELECT \"Id\", \"Stale\" FROM \"{LedgerModel.Tasks}\"{database.IndexedBy(LedgerModel.UnfinishedStaleIndex)} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0" +
+        $"{(bounded ? " AND \"Stale\" >= @p2" : "")} ORDER BY \"Stale\" LIMIT @p1{database.SkipLocked}";
 
     /// <summary>
     /// One sweep over every stale task, in batches of <see cref="SweeperOptions.BatchSize"/>. On PostgreSQL, when the first
@@ -83,15 +91,15 @@ internal sealed partial class TaskLogSweeper(
         await _database.RefreshStatisticsAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
         var postgres = executor.Connection is Npgsql.NpgsqlConnection;
         var partitioned = postgres && await LedgerPartitioning.IsPartitionedAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
-        var (claimed, first) = await SweepBatchAsync(executor.Connection, batchSize, partitioned, cancellationToken).ConfigureAwait(false);
+        var (claimed, first, last) = await SweepBatchAsync(executor.Connection, batchSize, partitioned, null, cancellationToken).ConfigureAwait(false);
         total = Add(total, first);
         if (claimed == batchSize)
         {
             var others = postgres ? options.Value.Sweeper.Parallelism - 1 : 0;
-            var workers = new List<Task<SweepResult>> { SweepBatchesAsync(executor.Connection, batchSize, partitioned, cancellationToken) };
+            var workers = new List<Task<SweepResult>> { SweepBatchesAsync(executor.Connection, batchSize, partitioned, last, cancellationToken) };
             for (var i = 0; i < others; i++)
             {
-                workers.Add(SweepOnOwnConnectionAsync(batchSize, partitioned, cancellationToken));
+                workers.Add(SweepOnOwnConnectionAsync(batchSize, partitioned, last, cancellationToken));
             }
 
             foreach (var result in await Task.WhenAll(workers).ConfigureAwait(false))
@@ -112,8 +120,13 @@ internal sealed partial class TaskLogSweeper(
 
     private static SweepResult Add(SweepResult a, SweepResult b) => new(a.Expired + b.Expired, a.Healed + b.Healed);
 
-    /// <summary>Batches on <paramref name="connection"/> until one claims less than a full batch.</summary>
-    private async Task<SweepResult> SweepBatchesAsync(DbConnection connection, int batchSize, bool partitioned, CancellationToken ct)
+    /// <summary>
+    /// Batches on <paramref name="connection"/> until one claims less than a full batch, each claiming from the last deadline
+    /// the one before claimed (<see cref="ClaimStatement"/>). What lies before it was claimed by a batch that committed, or
+    /// skipped as locked by a batch of another connection, which expires it or, rolled back, claims it again from its own
+    /// bound; a task locked by a writer at its claim waits for the next sweep.
+    /// </summary>
+    private async Task<SweepResult> SweepBatchesAsync(DbConnection connection, int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         var total = new SweepResult(0, 0);
         var deadlocks = 0;
@@ -121,9 +134,10 @@ internal sealed partial class TaskLogSweeper(
         {
             int claimed;
             SweepResult result;
+            DateTime? last;
             try
             {
-                (claimed, result) = await SweepBatchAsync(connection, batchSize, partitioned, ct).ConfigureAwait(false);
+                (claimed, result, last) = await SweepBatchAsync(connection, batchSize, partitioned, from, ct).ConfigureAwait(false);
             }
             catch (Npgsql.PostgresException ex) when (ex.SqlState == Npgsql.PostgresErrorCodes.DeadlockDetected && ++deadlocks <= 3)
             {
@@ -132,6 +146,7 @@ internal sealed partial class TaskLogSweeper(
             }
 
             total = Add(total, result);
+            from = last ?? from;
             if (claimed < batchSize)
             {
                 return total;
@@ -139,10 +154,10 @@ internal sealed partial class TaskLogSweeper(
         }
     }
 
-    private async Task<SweepResult> SweepOnOwnConnectionAsync(int batchSize, bool partitioned, CancellationToken ct)
+    private async Task<SweepResult> SweepOnOwnConnectionAsync(int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         await using var executor = await _database.OpenAsync(contexts.ConnectionString, ct).ConfigureAwait(false);
-        return await SweepBatchesAsync(executor.Connection, batchSize, partitioned, ct).ConfigureAwait(false);
+        return await SweepBatchesAsync(executor.Connection, batchSize, partitioned, from, ct).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -157,12 +172,36 @@ internal sealed partial class TaskLogSweeper(
     internal static string SweepStatement(LedgerDatabase database)
     {
         static string Of(string sql) => sql.Replace("@p0", "t.\"Id\"", StringComparison.Ordinal);
+        var derived = database.Provider == LedgerProvider.PostgreSql
+            ? $"{OnePass.Columns} FROM {T} t CROSS JOIN LATERAL ({OnePass.Runs("r.\"TaskId\" = t.\"Id\"")}) x"
+            : $"{Of(LedgerSql.DerivedState)} AS dstate, {Of(LedgerSql.DerivedStart)} AS dstart, {Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t";
         return
-            $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, {Of(LedgerSql.DerivedState)} AS dstate, {Of(LedgerSql.DerivedStart)} AS dstart, " +
-            $"{Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t WHERE {database.InIdList("t.\"Id\"", "@p0")}) " +
+            $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, {derived} WHERE {database.InIdList("t.\"Id\"", "@p0")}) " +
             $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
             $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
             $"FROM d WHERE {T}.\"Id\" = d.did RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
+    }
+
+    /// <summary>
+    /// PostgreSQL's derivation of a claimed task <c>t</c> in one read of its runs: the same state, start and stop as
+    /// <see cref="LedgerSql.DerivedColumns"/> (each consumer's latest run by <c>Retries</c>, every run's start), where
+    /// those three sub-queries and their two nested latest-run look-ups descend the runs' <c>TaskId</c> index five times
+    /// a task. Measured on one batch of 1,000 stale tasks of the 1 M ledger: 17,567 buffer hits against 5,567
+    /// (docs/scale.md, "Session 12 (pgsweep2)"). SQLite keeps the sub-queries, whose plan its sweep was tuned for.
+    /// </summary>
+    private static class OnePass
+    {
+        /// <summary>The runs' aggregate over the rows that <paramref name="ofTask"/> (on the alias <c>r</c>) selects.</summary>
+        public static string Runs(string ofTask) =>
+            "SELECT MIN(CASE l.\"State\" WHEN 1 THEN 1 WHEN 4 THEN 2 WHEN 3 THEN 3 WHEN 5 THEN 4 WHEN 6 THEN 5 ELSE 6 END) FILTER (WHERE l.latest) AS code, " +
+            "MIN(l.\"Start\") AS dstart, COUNT(*) FILTER (WHERE l.latest) AS n, COUNT(l.\"Stop\") FILTER (WHERE l.latest) AS nstop, " +
+            "MAX(l.\"Stop\") FILTER (WHERE l.latest) AS maxstop FROM (SELECT r.\"State\", r.\"Start\", r.\"Stop\", " +
+            $"r.\"Retries\" = MAX(r.\"Retries\") OVER (PARTITION BY r.\"ConsumerType\") AS latest FROM {R} r WHERE {ofTask}) l";
+
+        /// <summary>The derived <c>dstate</c>, <c>dstart</c>, <c>dstop</c> from <see cref="Runs"/> as <c>x</c>.</summary>
+        public const string Columns =
+            "CASE x.code WHEN 1 THEN 2 WHEN 2 THEN 5 WHEN 3 THEN 4 WHEN 4 THEN 6 WHEN 5 THEN 7 WHEN 6 THEN 3 ELSE 1 END AS dstate, " +
+            "x.dstart, CASE WHEN x.n = x.nstop THEN x.maxstop END AS dstop";
     }
 
     private const string T = "\"" + LedgerModel.Tasks + "\"";
@@ -181,11 +220,10 @@ internal sealed partial class TaskLogSweeper(
     internal static string PartitionedSweepStatement(LedgerDatabase database, int days)
     {
         const string key = "\"" + PartitionDay.Column + "\"";
-        static string Of(string sql) => RunsOfTask().Replace(sql, m => $"{m.Groups[1].Value}.\"TaskId\" = t.\"Id\" AND {m.Groups[1].Value}.{key} = t.{key}");
         var inDays = DayList(days);
         return
-            $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, t.{key} AS dday, {Of(LedgerSql.DerivedState)} AS dstate, {Of(LedgerSql.DerivedStart)} AS dstart, " +
-            $"{Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.{key} {inDays}) " +
+            $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, t.{key} AS dday, {OnePass.Columns} " +
+            $"FROM {T} t CROSS JOIN LATERAL ({OnePass.Runs($"r.\"TaskId\" = t.\"Id\" AND r.{key} = t.{key}")}) x WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.{key} {inDays}) " +
             $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
             $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
             $"FROM d WHERE {T}.\"Id\" = d.did AND {T}.{key} = d.dday AND {T}.{key} {inDays} RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
@@ -203,10 +241,8 @@ internal sealed partial class TaskLogSweeper(
 
     private const string R = "\"" + LedgerModel.Runs + "\"";
 
-    [GeneratedRegex("([a-z])\\.\"TaskId\" = @p0", RegexOptions.CultureInvariant)]
-    private static partial Regex RunsOfTask();
-
-    private async Task<(int Claimed, SweepResult Result)> SweepBatchAsync(DbConnection connection, int batchSize, bool partitioned, CancellationToken ct)
+    private async Task<(int Claimed, SweepResult Result, DateTime? Last)> SweepBatchAsync(
+        DbConnection connection, int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         var now = time.GetUtcNow().UtcDateTime;
         var started = time.GetTimestamp();
@@ -214,13 +250,20 @@ internal sealed partial class TaskLogSweeper(
 
         // 1. Claim a batch of stale, unfinished tasks, oldest deadline first (partitioned: with each one's partition day).
         var claimed = new List<(Guid Id, int Day)>(batchSize);
-        var claim = ClaimStatement(_database);
-        await using (var select = Command(connection, transaction, partitioned ? claim.Replace("SELECT \"Id\"", $"SELECT \"Id\", \"{PartitionDay.Column}\"", StringComparison.Ordinal) : claim, now, batchSize))
+        DateTime? last = null;
+        var claim = ClaimStatement(_database, bounded: from is not null);
+        if (partitioned)
+        {
+            claim = claim.Replace("SELECT \"Id\", \"Stale\"", $"SELECT \"Id\", \"Stale\", \"{PartitionDay.Column}\"", StringComparison.Ordinal);
+        }
+
+        await using (var select = from is { } bound ? Command(connection, transaction, claim, now, batchSize, bound) : Command(connection, transaction, claim, now, batchSize))
         {
             await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
-                claimed.Add((_database.ReadGuid(reader, 0), partitioned ? reader.GetInt32(1) : 0));
+                claimed.Add((_database.ReadGuid(reader, 0), partitioned ? reader.GetInt32(2) : 0));
+                last = _database.ReadUtc(reader, 1);
             }
         }
 
@@ -268,7 +311,7 @@ internal sealed partial class TaskLogSweeper(
         }
 
         metrics.TasksExpired.Add(expired.Count);
-        return (claimed.Count, new SweepResult(expired.Count, healed));
+        return (claimed.Count, new SweepResult(expired.Count, healed), last);
     }
 
     private DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values) =>

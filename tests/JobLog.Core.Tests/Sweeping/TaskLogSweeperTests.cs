@@ -51,17 +51,18 @@ public class TaskLogSweeperTests(LedgerProvider provider)
 
     private TaskLogSweeper Sweeper => _host.Services.GetRequiredService<TaskLogSweeper>();
 
-    [Test]
-    public async Task Claim_WalksThePartialIndexOfUnfinishedTasks()
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task Claim_WalksThePartialIndexOfUnfinishedTasks(bool bounded)
     {
         var plan = await _host.QueryAsync(async db =>
         {
             await db.Database.OpenConnectionAsync();
             await using var command = db.Database.GetDbConnection().CreateCommand();
-            var claim = TaskLogSweeper.ClaimStatement(LedgerDatabase.For(provider));
+            var claim = TaskLogSweeper.ClaimStatement(LedgerDatabase.For(provider), bounded);
             // PostgreSQL would scan a table this small: the test asks whether the index can serve the claim at all.
             command.CommandText = provider == LedgerProvider.Sqlite ? "EXPLAIN QUERY PLAN " + claim : "SET enable_seqscan = off; EXPLAIN " + claim;
-            foreach (var (name, value) in new (string, object)[] { ("@p0", T0), ("@p1", 1000) })
+            foreach (var (name, value) in new (string, object)[] { ("@p0", T0), ("@p1", 1000), ("@p2", T0.AddHours(-1)) }.Take(bounded ? 3 : 2))
             {
                 var parameter = command.CreateParameter();
                 parameter.ParameterName = name;
@@ -81,6 +82,12 @@ public class TaskLogSweeperTests(LedgerProvider provider)
 
         Assert.That(plan, Does.Contain("IX_JobLogTasks_Unfinished_Stale"));
         Assert.That(plan, Does.Not.Contain("TEMP B-TREE"), "walked in Stale order, not sorted");
+        if (bounded)
+        {
+            // A later batch's claim starts the walk at its connection's last claimed deadline (an index range, not a
+            // filter): the old index entries of the tasks already swept are not read again.
+            Assert.That(plan, provider == LedgerProvider.Sqlite ? Does.Contain("Stale>? AND Stale<?") : Does.Match("Index Cond: .*\\\"Stale\\\" >= "));
+        }
     }
 
     [Test]
@@ -193,6 +200,56 @@ public class TaskLogSweeperTests(LedgerProvider provider)
         Assert.That((result.Healed, result.Expired), Is.EqualTo((1, 0)));
         Assert.That((task.State, task.IsSetAsStale), Is.EqualTo((TaskState.Failed, false)));
         Assert.That(run.Id, Is.EqualTo(task.Runs.Single().Id));
+    }
+
+    [Test]
+    public async Task Sweep_DerivesEachTaskFromEachConsumersLatestRun_AndEveryRunsStart()
+    {
+        // The runs as a lagging derivation left them (State, Start, Stop, Retries by hand); the task's stored state is
+        // ACTIVE or WAITING. Each consumer's latest attempt (highest Retries) decides the state and the stop, every
+        // attempt's start the start (LedgerSql.DerivedColumns; PostgreSQL's sweep derives them in one read of the runs).
+        var s = TimeSpan.FromSeconds(1);
+        var cases = new (TaskState State, bool Expired, DateTime? Stop, (string Consumer, int Retries, TaskRunState State, DateTime Start, DateTime? Stop)[] Runs)[]
+        {
+            (TaskState.Failed, false, T0 + 4 * s,
+                [("C", 0, TaskRunState.Active, T0 + s, null), ("C", 1, TaskRunState.Succeeded, T0 + 2 * s, T0 + 3 * s), ("D", 0, TaskRunState.Failed, T0 + 1.5 * s, T0 + 4 * s)]),
+            (TaskState.Succeeded, false, T0 + 5 * s,
+                [("C", 1, TaskRunState.Succeeded, T0 + 2 * s, T0 + 5 * s), ("C", 0, TaskRunState.Failed, T0 + s, T0 + 1.5 * s)]),
+            (TaskState.Expired, true, null, [("C", 0, TaskRunState.Succeeded, T0 + s, T0 + 2 * s), ("D", 0, TaskRunState.Active, T0 + 1.2 * s, null)]),
+            (TaskState.Expired, true, null, [("C", 0, TaskRunState.Retried, T0 + s, T0 + 2 * s)]),
+            (TaskState.Cancelled, false, T0 + 3 * s, [("C", 0, TaskRunState.Cancelled, T0 + s, T0 + 3 * s), ("C", 0, TaskRunState.Succeeded, T0 + 1.1 * s, T0 + 2 * s)]),
+            (TaskState.Expired, true, null, []),
+        };
+        var ids = new List<Guid>();
+        foreach (var c in cases)
+        {
+            var id = Dispatch(T0.AddSeconds(10));
+            ids.Add(id);
+            foreach (var r in c.Runs)
+            {
+                var run = new RunPayload { Id = Guid.NewGuid(), TaskId = id, Name = "Report", ConsumerType = r.Consumer, Start = T0.AddSeconds(1) };
+                _recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = id, Name = "Report", DispatchedAt = T0 }, false));
+                await _host.FlushAsync();
+                var (state, start, stop, retries, runId) = ((int)r.State, r.Start, r.Stop, r.Retries, run.Id);
+                await _host.QueryAsync(db => db.Database.ExecuteSqlAsync(
+                    $"UPDATE \"JobLogTaskRuns\" SET \"State\" = {state}, \"Start\" = {start}, \"Stop\" = {stop}, \"Retries\" = {retries} WHERE \"Id\" = {runId}"));
+            }
+        }
+
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromSeconds(11));
+        var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        var now = _clock.GetUtcNow().UtcDateTime;
+        for (var i = 0; i < cases.Length; i++)
+        {
+            var task = await _host.TaskAsync(ids[i]);
+            var (state, expired, stop, runs) = cases[i];
+            Assert.That((task.State, task.IsSetAsStale, task.Start, task.Stop),
+                Is.EqualTo((state, expired, runs.Length == 0 ? (DateTime?)null : runs.Min(r => r.Start), expired ? now : stop)), $"case {i}");
+        }
+
+        Assert.That((result.Expired, result.Healed), Is.EqualTo((3, 2)));
     }
 
     [Test]
