@@ -149,6 +149,19 @@ internal sealed class ScaleBench(BenchOptions options)
                 ("commands, failed", async q => (await q.CommandsAsync(new CommandFilter { Outcome = CommandOutcome.Failed }, default)).Items.Count),
                 ("overview (hour window)", async q => (await q.OverviewAsync(false, now, default)).Counts.Count),
                 ("overview (day window)", async q => (await q.OverviewAsync(true, now, default)).Counts.Count),
+                // The pages the lines above do not cover (session 12): the tasks page's name suggestions, MassTransit's own
+                // tasks, the failures pages, the outbound requests, the hosts, `q` on requests and commands.
+                ("tasks page's name suggestions", async q => (await q.RecentTaskNamesAsync(default)).Count),
+                ("internal=true (MassTransit's own tasks)", async q => (await q.TasksAsync(new TaskFilter { Internal = InternalTasks.Only }, default)).Items.Count),
+                ("failures, groups by exception", async q => (await q.FailureGroupsAsync(new FailureFilter(), now, default)).Groups.Count),
+                ("failures, one group's page", async q => (await q.FailuresAsync(new FailureFilter
+                {
+                    Group = (await q.FailureGroupsAsync(new FailureFilter { Limit = 1 }, now, default)).Groups[0].Id,
+                }, default)).Items.Count),
+                ("requests, q (one customer's path)", async q => (await q.InputRequestsAsync(new RequestFilter { Search = "/api/customers/4242" }, default)).Items.Count),
+                ("requests, outbound first page", async q => (await q.OutputRequestsAsync(new RequestFilter(), default)).Items.Count),
+                ("commands, q (one batch)", async q => (await q.CommandsAsync(new CommandFilter { Search = "--batch " + (data.Commands / 2).ToString(CultureInfo.InvariantCulture) }, default)).Items.Count),
+                ("hosts", async q => (await q.HostsAsync(TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(5), now, default)).Count),
             };
             // JOBLOG_SCALE_ONLY: only the lines whose label contains it (re-measuring one page on a kept ledger).
             var only = Environment.GetEnvironmentVariable("JOBLOG_SCALE_ONLY");
