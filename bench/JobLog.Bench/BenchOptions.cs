@@ -43,7 +43,8 @@ internal sealed class BenchOptions
           --rabbit LIST      defaults,p64 (prefetch 64 / concurrency 32)
           --ledger LIST      sqlite,pg
           --durability LIST  ack,buffered
-          --retries LIST     0,2 (2 = the consumer fails twice, UseMessageRetry(Immediate(2)) then succeeds)
+          --retries LIST     0,2 (2 = the consumer fails twice, UseMessageRetry(Immediate(2)) then succeeds; writer: one
+                             value, the records of that many failed attempts per message)
           --quick            smoke run: 2000 messages, 300 warm-up, 2 rounds
           --out FILE         also append the markdown report to FILE
           --side on|off      run only one side (for profiling; no ratio)
