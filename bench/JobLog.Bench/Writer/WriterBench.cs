@@ -59,8 +59,8 @@ internal sealed class WriterBench(BenchOptions options)
 
     /// <summary>
     /// <c>--retries N</c> (one value): each message's consumer fails N times first, as the throughput bench's retries path
-    /// records it (docs/benchmarks.md, "Session 12 (fail)"): per failed attempt a RETRIED run with the exception's text and
-    /// the next retry's time (the retry observer's, then the next attempt's start), then the next attempt's run.
+    /// records it (docs/benchmarks.md, "Session 12 (fail)"): per failed attempt a RETRIED run with the exception's text, then
+    /// the next attempt's run and the retried run's next retry time (that start: no retry observer, as the bus bench).
     /// </summary>
     private int FailedAttempts => options.Retries.Count == 1 ? options.Retries[0] : 0;
 
@@ -120,15 +120,15 @@ internal sealed class WriterBench(BenchOptions options)
             if (attempt > 0)
             {
                 // TaskRunFilter: the previous attempt's retry came now.
-                consumed.Add(new RunNextRetryKnown(((RunStarted)consumed[^3]).Run.Id, start));
+                consumed.Add(new RunNextRetryKnown(((RunStarted)consumed[^2]).Run.Id, start));
             }
 
             consumed.Add(new RunStarted(attemptRun, seed, false));
             if (attempt < failures)
             {
+                // The throughput bench's UseMessageRetry(Immediate(n)) has no retry observer: the next attempt's start gives
+                // the time (above), one record per failed attempt.
                 consumed.Add(new RunFinished(attemptRun.Id, taskId, TaskRunState.Retried, start.AddMilliseconds(1), ErrorText.Value, null, null));
-                // TaskRetryObserver.PostFault: the retry policy's delay (immediate).
-                consumed.Add(new RunNextRetryKnown(attemptRun.Id, start.AddMilliseconds(1)));
             }
             else
             {
