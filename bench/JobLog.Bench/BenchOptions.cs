@@ -63,6 +63,7 @@ internal sealed class BenchOptions
           --hold-capacity N  the most dispatches held at once (default 4 x MaxBatchSize)
           --gather MS        Journaled: how long the writer lets records gather for a batch of at least half of
                              MaxBatchSize (default 0, the library's: write whatever is queued at once; 100 measured)
+          --max-batch N      JobLogOptions.MaxBatchSize, records per transaction (default: the library's; also for writer)
 
         sweep options:
           --tasks N          tasks in the ledger (default 1000000; 10% stale)
@@ -157,6 +158,9 @@ internal sealed class BenchOptions
     /// <summary>JobLogOptions.JournaledGather (null: the library's default).</summary>
     public TimeSpan? Gather { get; private set; }
 
+    /// <summary>JobLogOptions.MaxBatchSize for the throughput and writer runs (null: the library's default).</summary>
+    public int? MaxBatch { get; private set; }
+
     /// <summary>JobLogOptions.DispatchHoldCapacity (0: the library's default).</summary>
     public int HoldCapacity { get; private set; }
 
@@ -238,6 +242,7 @@ internal sealed class BenchOptions
                     break;
                 case "--hold-capacity": o.HoldCapacity = Int(); break;
                 case "--gather": o.Gather = TimeSpan.FromMilliseconds(Int()); break;
+                case "--max-batch": o.MaxBatch = Int(); break;
                 case "--analyze": o.Analyze = true; break;
                 case "--keep": o.Keep = true; break;
                 case "--partitioned": o.Partitioned = true; break;

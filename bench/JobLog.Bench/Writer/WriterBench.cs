@@ -150,6 +150,7 @@ internal sealed class WriterBench(BenchOptions options)
             o.Sweeper.Enabled = false;
             o.Durability = durability;
             o.SearchIndex = options.SearchIndex;
+            o.MaxBatchSize = options.MaxBatch ?? o.MaxBatchSize;
             o.QueueCapacity = Math.Max(200_000, options.Messages * 3 + 10_000);
         });
         return builder.Build();
