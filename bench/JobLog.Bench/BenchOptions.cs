@@ -43,7 +43,8 @@ internal sealed class BenchOptions
           --rabbit LIST      defaults,p64 (prefetch 64 / concurrency 32)
           --ledger LIST      sqlite,pg
           --durability LIST  ack,buffered
-          --retries LIST     0,2 (2 = the consumer fails twice, UseMessageRetry(Immediate(2)) then succeeds)
+          --retries LIST     0,2 (2 = the consumer fails twice, UseMessageRetry(Immediate(2)) then succeeds; writer: one
+                             value, the records of that many failed attempts per message)
           --quick            smoke run: 2000 messages, 300 warm-up, 2 rounds
           --out FILE         also append the markdown report to FILE
           --side on|off      run only one side (for profiling; no ratio)
@@ -62,6 +63,7 @@ internal sealed class BenchOptions
           --hold-capacity N  the most dispatches held at once (default 4 x MaxBatchSize)
           --gather MS        Journaled: how long the writer lets records gather for a batch of at least half of
                              MaxBatchSize (default 0, the library's: write whatever is queued at once; 100 measured)
+          --max-batch N      JobLogOptions.MaxBatchSize, records per transaction (default: the library's; also for writer)
 
         sweep options:
           --tasks N          tasks in the ledger (default 1000000; 10% stale)
@@ -157,6 +159,9 @@ internal sealed class BenchOptions
     /// <summary>JobLogOptions.JournaledGather (null: the library's default).</summary>
     public TimeSpan? Gather { get; private set; }
 
+    /// <summary>JobLogOptions.MaxBatchSize for the throughput and writer runs (null: the library's default).</summary>
+    public int? MaxBatch { get; private set; }
+
     /// <summary>JobLogOptions.DispatchHoldCapacity (0: the library's default).</summary>
     public int HoldCapacity { get; private set; }
 
@@ -241,6 +246,7 @@ internal sealed class BenchOptions
                     break;
                 case "--hold-capacity": o.HoldCapacity = Int(); break;
                 case "--gather": o.Gather = TimeSpan.FromMilliseconds(Int()); break;
+                case "--max-batch": o.MaxBatch = Int(); break;
                 case "--analyze": o.Analyze = true; break;
                 case "--keep": o.Keep = true; break;
                 case "--partitioned": o.Partitioned = true; break;

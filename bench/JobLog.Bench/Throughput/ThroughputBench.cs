@@ -201,6 +201,7 @@ internal sealed class ThroughputBench(BenchOptions options)
                 ledger.Apply(o);
                 o.Durability = path.Durability;
                 o.SearchIndex = options.SearchIndex;
+                o.MaxBatchSize = options.MaxBatch ?? o.MaxBatchSize;
                 o.DispatchHold = options.HoldFor;
                 o.DispatchHoldCapacity = options.HoldCapacity;
                 o.JournaledGather = options.Gather ?? o.JournaledGather;

@@ -57,7 +57,40 @@ internal sealed class WriterBench(BenchOptions options)
         return report.ToString();
     }
 
-    private static (TaskDispatched Dispatch, RunStarted Start, RunFinished Finish) Records(RenderedMessage rendered, int i, DateTime now)
+    /// <summary>
+    /// <c>--retries N</c> (one value): each message's consumer fails N times first, as the throughput bench's retries path
+    /// records it (docs/benchmarks.md, "Session 12 (fail)"): per failed attempt a RETRIED run with the exception's text, then
+    /// the next attempt's run and the retried run's next retry time (that start: no retry observer, as the bus bench).
+    /// </summary>
+    private int FailedAttempts => options.Retries.Count == 1 ? options.Retries[0] : 0;
+
+    /// <summary>An exception's text as the consume path stores it: thrown through nested async frames (~1,600 characters, as the bus's).</summary>
+    private static readonly Lazy<string> ErrorText = new(() =>
+    {
+        try
+        {
+            ThrowThrough(8).GetAwaiter().GetResult();
+        }
+        catch (InvalidOperationException ex)
+        {
+            return new Redactor(new RedactionOptions()).ExceptionText(ex);
+        }
+
+        throw new InvalidOperationException("unreachable");
+
+        static async Task ThrowThrough(int depth)
+        {
+            await Task.Yield();
+            if (depth == 0)
+            {
+                throw new InvalidOperationException("Card declined (benchmark: fails before the last attempt).");
+            }
+
+            await ThrowThrough(depth - 1);
+        }
+    });
+
+    private (TaskDispatched Dispatch, LedgerRecord[] Consumed) Records(RenderedMessage rendered, int i, DateTime now)
     {
         var taskId = NewId.NextGuid();
         var task = new TaskPayload
@@ -78,8 +111,32 @@ internal sealed class WriterBench(BenchOptions options)
             TaskKwargs = rendered.TaskKwargs, DispatchedAt = now, EstimatedTimeOfFirstArrival = now, ConversationId = task.ConversationId,
             SourceAddress = task.SourceAddress,
         };
-        return (new TaskDispatched(task), new RunStarted(run, seed, false),
-            new RunFinished(run.Id, taskId, TaskRunState.Succeeded, now.AddMilliseconds(2), null, null, null));
+        var consumed = new List<LedgerRecord>();
+        var failures = FailedAttempts;
+        for (var attempt = 0; attempt <= failures; attempt++)
+        {
+            var start = now.AddMilliseconds(1 + (2 * attempt));
+            var attemptRun = attempt == 0 ? run : run with { Id = NewId.NextSequentialGuid(), Start = start };
+            if (attempt > 0)
+            {
+                // TaskRunFilter: the previous attempt's retry came now.
+                consumed.Add(new RunNextRetryKnown(((RunStarted)consumed[^2]).Run.Id, start));
+            }
+
+            consumed.Add(new RunStarted(attemptRun, seed, false));
+            if (attempt < failures)
+            {
+                // The throughput bench's UseMessageRetry(Immediate(n)) has no retry observer: the next attempt's start gives
+                // the time (above), one record per failed attempt.
+                consumed.Add(new RunFinished(attemptRun.Id, taskId, TaskRunState.Retried, start.AddMilliseconds(1), ErrorText.Value, null, null));
+            }
+            else
+            {
+                consumed.Add(new RunFinished(attemptRun.Id, taskId, TaskRunState.Succeeded, start.AddMilliseconds(1), null, null, null));
+            }
+        }
+
+        return (new TaskDispatched(task), [.. consumed]);
     }
 
     private IHost BuildHost(ThrowawayLedger ledger, LedgerDurability durability)
@@ -93,6 +150,7 @@ internal sealed class WriterBench(BenchOptions options)
             o.Sweeper.Enabled = false;
             o.Durability = durability;
             o.SearchIndex = options.SearchIndex;
+            o.MaxBatchSize = options.MaxBatch ?? o.MaxBatchSize;
             o.QueueCapacity = Math.Max(200_000, options.Messages * 3 + 10_000);
         });
         return builder.Build();
@@ -117,11 +175,13 @@ internal sealed class WriterBench(BenchOptions options)
         var records = Enumerable.Range(0, messages).Select(i => Records(rendered, i, now)).ToList();
 
         // Warm-up: JIT and the schema.
-        foreach (var (d, s, f) in Enumerable.Range(0, 500).Select(i => Records(rendered, i, now)))
+        foreach (var (d, consumed) in Enumerable.Range(0, 500).Select(i => Records(rendered, i, now)))
         {
             recorder.Enqueue(d);
-            recorder.Enqueue(s);
-            recorder.Enqueue(f);
+            foreach (var c in consumed)
+            {
+                recorder.Enqueue(c);
+            }
         }
 
         await recorder.FlushAsync(TimeSpan.FromSeconds(60));
@@ -144,8 +204,10 @@ internal sealed class WriterBench(BenchOptions options)
                 await recorder.FlushAsync(TimeSpan.FromSeconds(60));
                 foreach (var r in slice)
                 {
-                    recorder.Enqueue(r.Start);
-                    recorder.Enqueue(r.Finish);
+                    foreach (var c in r.Consumed)
+                    {
+                        recorder.Enqueue(c);
+                    }
                 }
             }
             else
@@ -153,8 +215,10 @@ internal sealed class WriterBench(BenchOptions options)
                 foreach (var r in slice)
                 {
                     recorder.Enqueue(r.Dispatch);
-                    recorder.Enqueue(r.Start);
-                    recorder.Enqueue(r.Finish);
+                    foreach (var c in r.Consumed)
+                    {
+                        recorder.Enqueue(c);
+                    }
                 }
             }
         }
@@ -218,11 +282,11 @@ internal sealed class WriterBench(BenchOptions options)
             if (split)
             {
                 batches.Add([.. slice.Select(r => (LedgerRecord)r.Dispatch)]);
-                batches.Add([.. slice.SelectMany(r => new LedgerRecord[] { r.Start, r.Finish })]);
+                batches.Add([.. slice.SelectMany(r => r.Consumed)]);
             }
             else
             {
-                batches.Add([.. slice.SelectMany(r => new LedgerRecord[] { r.Dispatch, r.Start, r.Finish })]);
+                batches.Add([.. slice.SelectMany(r => r.Consumed.Prepend(r.Dispatch))]);
             }
 
             for (var b = 0; b < batches.Count; b++)
@@ -252,7 +316,7 @@ internal sealed class WriterBench(BenchOptions options)
         }
 
         var sb = new StringBuilder();
-        sb.AppendLine(CultureInfo.InvariantCulture, $"phase profile ({(provider == LedgerProvider.Sqlite ? "thread CPU time" : "wall time")}), {provider}, {(split ? (held is null ? "dispatch then run" : "dispatch then run, held for its run") : "one batch")}, {messages:N0} messages, batches of {window} messages:");
+        sb.AppendLine(CultureInfo.InvariantCulture, $"phase profile ({(provider == LedgerProvider.Sqlite ? "thread CPU time" : "wall time")}), {provider}, {(split ? (held is null ? "dispatch then run" : "dispatch then run, held for its run") : "one batch")}, {messages:N0} messages{(FailedAttempts > 0 ? $" ({FailedAttempts} failed attempts each)" : "")}, batches of {window} messages:");
         sb.AppendLine("| phase | µs per message |");
         sb.AppendLine("| --- | ---: |");
         var frequency = provider == LedgerProvider.Sqlite ? 1_000_000_000.0 : Stopwatch.Frequency;
