@@ -27,13 +27,7 @@ public class PartitionedFailureQueriesTests
     public async Task FailureGroups_OnAPartitionedLedger_ReadTheLastFailedRunOfEachTaskInItsOwnDayOnly()
     {
         var clock = new FakeTimeProvider(new DateTimeOffset(T0));
-        await using var host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = true,
-            services: s => s.AddSingleton<TimeProvider>(clock));
-        await using (var connection = new NpgsqlConnection(host.Ledger.ConnectionString))
-        {
-            await connection.OpenAsync();
-            await LedgerPartitioning.EnsureAheadAsync(connection, T0.AddDays(-2), 1, CancellationToken.None);
-        }
+        await using var host = await PartitionedLedgerHosts.StartAsync(clock);
 
         // Two failures two days ago and yesterday (retried once, then failed in the consumer's own queue), one today.
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();

@@ -26,13 +26,7 @@ public class PartitionedQueueFilterTests
     public async Task QueueFilter_OnAPartitionedLedger_FindsTheTasksOfTheQueue_AndReadsTheRunsOfTheirDaysOnly()
     {
         var clock = new FakeTimeProvider(new DateTimeOffset(T0));
-        await using var host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = true,
-            services: s => s.AddSingleton<TimeProvider>(clock));
-        await using (var connection = new NpgsqlConnection(host.Ledger.ConnectionString))
-        {
-            await connection.OpenAsync();
-            await LedgerPartitioning.EnsureAheadAsync(connection, T0.AddDays(-2), 1, CancellationToken.None);
-        }
+        await using var host = await PartitionedLedgerHosts.StartAsync(clock);
 
         // A published event (sent to its exchange, consumed from "billing"), a command sent to "billing", another queue's task.
         var consumed = Guid.CreateVersion7(new DateTimeOffset(T0.AddDays(-2)));
