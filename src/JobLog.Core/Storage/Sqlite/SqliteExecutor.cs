@@ -275,7 +275,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         }
         else if (derived.Stop is { } time)
         {
-            stop = time.ToString("yyyy-MM-dd HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture);
+            stop = time.ToString(SqliteLedgerDatabase.TimeFormat, CultureInfo.InvariantCulture);
         }
         else
         {
@@ -398,7 +398,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         }
 
         Span<byte> text = stackalloc byte[32];
-        time.TryFormat(text, out var written, "yyyy-MM-dd HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture);
+        time.TryFormat(text, out var written, SqliteLedgerDatabase.TimeFormat, CultureInfo.InvariantCulture);
         Check(raw.sqlite3_bind_text(p.Statement, index, text[..written]));
     }
 

@@ -125,6 +125,9 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
 
     public override string? LockTasks => null;
 
+    /// <summary>How EF Core stores a <see cref="DateTime"/> on SQLite (TEXT); the writer's own statements bind the same.</summary>
+    internal const string TimeFormat = "yyyy-MM-dd HH:mm:ss.FFFFFFF";
+
     // EF Core stores Guid as upper-case TEXT and DateTime as 'yyyy-MM-dd HH:mm:ss.FFFFFFF' on SQLite.
     public override Expression<Func<string?, bool>> LikeIgnoringCase(string pattern) =>
         s => EF.Functions.Like(s, pattern, "\\");
@@ -136,7 +139,7 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
     {
         null => DBNull.Value,
         Guid g => g.ToString().ToUpperInvariant(),
-        DateTime d => d.ToString("yyyy-MM-dd HH:mm:ss.FFFFFFF", CultureInfo.InvariantCulture),
+        DateTime d => d.ToString(TimeFormat, CultureInfo.InvariantCulture),
         Enum e => Convert.ToInt32(e, CultureInfo.InvariantCulture),
         bool b => b ? 1 : 0,
         _ => value,
