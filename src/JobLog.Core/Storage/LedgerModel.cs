@@ -75,6 +75,12 @@ internal static class LedgerModel
             e.HasIndex(x => x.InputRequestId).HasFilter("\"InputRequestId\" IS NOT NULL");
             // Open failures (failure groups, retries): failed tasks no operator has resolved.
             e.HasIndex(x => x.DispatchedAt, UnresolvedFailuresIndex).HasFilter("\"State\" = 4 AND \"Resolution\" IS NULL");
+            // An open failure's group under each grouping, and the failure time they were computed for (shadow columns:
+            // JobLog.Querying.FailureGroupColumns; docs/scale.md "Session 13 (failgroup)").
+            e.Property<string?>(JobLog.Querying.FailureGroupColumns.Exception).HasMaxLength(16);
+            e.Property<string?>(JobLog.Querying.FailureGroupColumns.Type).HasMaxLength(16);
+            e.Property<string?>(JobLog.Querying.FailureGroupColumns.Queue).HasMaxLength(16);
+            e.Property<DateTime?>(JobLog.Querying.FailureGroupColumns.At);
             // The search box's exact lookups (docs/search.md): only tasks that carry the id are in these.
             e.HasIndex(x => x.CorrelationId).HasFilter("\"CorrelationId\" IS NOT NULL");
             e.HasIndex(x => x.ConversationId).HasFilter("\"ConversationId\" IS NOT NULL");

@@ -57,6 +57,9 @@ internal sealed class LedgerSchema(
                 await contexts.Database.AfterMigrateAsync(context, cancellationToken).ConfigureAwait(false);
                 await contexts.Database.ApplySearchIndexAsync(context, options.Value.SearchIndex, cancellationToken).ConfigureAwait(false);
                 await contexts.Database.ApplyPartitioningAsync(context, options.Value.Partitioning, time.GetUtcNow().UtcDateTime, cancellationToken).ConfigureAwait(false);
+                // A ledger written before the failures' group columns, or by a version that did not fill them: the pages
+                // would otherwise compute them at their first read (Querying.FailureGroupColumns).
+                await new Querying.LedgerQueries(context, contexts.Database).FillFailureGroupsAsync(cancellationToken).ConfigureAwait(false);
                 Log.Migrated(logger, contexts.Provider);
             }
 

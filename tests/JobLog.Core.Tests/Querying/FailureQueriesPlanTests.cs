@@ -54,6 +54,56 @@ public class FailureQueriesPlanTests
         Assert.That(plan, Does.Not.Contain("TOP-LEVEL SORT"), plan);
     }
 
+    /// <summary>
+    /// One group's page is one range of the index of its grouping's stored groups (docs/scale.md "Session 13 (failgroup)"):
+    /// read from the failures' text, it read the newest 10,000 open failures and their runs' errors to find the group's.
+    /// </summary>
+    [TestCase(LedgerProvider.Sqlite)]
+    [TestCase(LedgerProvider.PostgreSql)]
+    public async Task OneGroupsPage_IsOneRangeOfItsGroupingsIndex(LedgerProvider provider)
+    {
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider));
+        var plan = await host.QueryAsync(async db =>
+        {
+            var filter = new FailureFilter { By = JobLog.Failures.FailureGrouping.Queue, Group = "0123456789abcdef" };
+            var sql = new LedgerQueries(db, LedgerDatabase.For(provider)).FailurePageSql(filter, partitioned: false).Split('\n');
+            await db.Database.OpenConnectionAsync();
+            var connection = db.Database.GetDbConnection();
+            if (provider == LedgerProvider.PostgreSql)
+            {
+                // Open failures of 50 queues, with statistics: an empty table's costs would not tell the two indexes apart.
+                for (var i = 0; i < 1000; i++)
+                {
+                    var id = Guid.NewGuid();
+                    var task = new TaskLog { Id = id, Name = "Charge", DispatchedAt = DateTime.UtcNow.AddSeconds(-i), State = TaskState.Failed };
+                    db.Add(task);
+                    db.Entry(task).Property(FailureGroupColumns.Queue).CurrentValue = (i % 50).ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
+                }
+
+                await db.SaveChangesAsync();
+                await using var analyze = connection.CreateCommand();
+                analyze.CommandText = "ANALYZE \"JobLogTasks\"";
+                await analyze.ExecuteNonQueryAsync();
+            }
+
+            await using var command = connection.CreateCommand();
+            command.CommandText = (provider == LedgerProvider.Sqlite ? "EXPLAIN QUERY PLAN " : "EXPLAIN (FORMAT JSON) ")
+                + string.Join('\n', sql.Where(l => !l.StartsWith("--", StringComparison.Ordinal) && !l.StartsWith(".param", StringComparison.Ordinal)));
+            foreach (var name in Regex.Matches(command.CommandText, "@\\w+").Select(m => m.Value).Distinct())
+            {
+                var parameter = command.CreateParameter();
+                parameter.ParameterName = name;
+                parameter.Value = name.Contains("group", StringComparison.OrdinalIgnoreCase) ? filter.Group : filter.Limit + 1;
+                command.Parameters.Add(parameter);
+            }
+
+            return await ReadPlanAsync(command, provider);
+        });
+
+        Assert.That(plan, Does.Contain("IX_JobLogTasks_FailureGroupQueue"), plan);
+        Assert.That(plan, Does.Not.Contain("TOP-LEVEL SORT"), plan);
+    }
+
     /// <summary>The plan as text, with the statement's own sort (not a run lookup's) marked <c>TOP-LEVEL SORT</c>.</summary>
     private static async Task<string> ReadPlanAsync(DbCommand command, LedgerProvider provider)
     {

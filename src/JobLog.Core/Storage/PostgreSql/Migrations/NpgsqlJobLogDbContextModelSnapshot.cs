@@ -589,6 +589,21 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.Property<string>("ExtraData")
                         .HasColumnType("text");
 
+                    b.Property<DateTime?>("FailureGroupAt")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("FailureGroupException")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<string>("FailureGroupQueue")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<string>("FailureGroupType")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
                     b.Property<string>("Host")
                         .HasMaxLength(250)
                         .HasColumnType("character varying(250)");

@@ -584,6 +584,21 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.Property<string>("ExtraData")
                         .HasColumnType("TEXT");
 
+                    b.Property<DateTime?>("FailureGroupAt")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("FailureGroupException")
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("FailureGroupQueue")
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("FailureGroupType")
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
                     b.Property<string>("Host")
                         .HasMaxLength(250)
                         .HasColumnType("TEXT");

@@ -1,0 +1,54 @@
+namespace JobLog.Querying;
+
+/// <summary>
+/// The group of each open failure under each grouping, kept on its task row (shadow columns, not on <see cref="TaskLog"/>),
+/// so that one group's page is one range of an index and the groups list one aggregation over it, instead of reading the
+/// error text of the newest 10,000 failures and grouping them in memory on every request (docs/scale.md "Session 13
+/// (failgroup)"). The ids are those <see cref="JobLog.Failures.FailureGroupKey.Hash"/> gives for the same failure, from the
+/// same text (<see cref="LedgerQueries.FillFailureGroupsAsync(CancellationToken)"/>). <see cref="At"/> is the failure time they were computed
+/// for: a task that fails again (a later run, a retry that fails) has a new failure time, so its groups are read as not
+/// computed yet and computed again, whichever code wrote the new run: no writer, sweeper or purge needs to know.
+/// </summary>
+internal static class FailureGroupColumns
+{
+    public const string Exception = "FailureGroupException";
+    public const string Type = "FailureGroupType";
+    public const string Queue = "FailureGroupQueue";
+    public const string At = "FailureGroupAt";
+
+    private const string T = "\"" + LedgerModel.Tasks + "\"";
+    private const string FailedAt = "COALESCE(\"Stop\", \"DispatchedAt\")";
+    private const string Open = "\"State\" = 4 AND \"Resolution\" IS NULL";
+
+    /// <summary>An open failure whose groups are missing or were computed for another failure time.</summary>
+    public const string Unfilled = Open + " AND (\"" + At + "\" IS NULL OR \"" + At + "\" <> " + FailedAt + ")";
+
+    /// <summary>The open failures still to fill (<see cref="Unfilled"/>, word for word the index's filter), at most @p0.</summary>
+    public const string SelectUnfilled = "SELECT \"Id\" AS \"Value\" FROM " + T + " WHERE " + Unfilled + " LIMIT {0}";
+
+    /// <summary>
+    /// Writes one task's groups, unless its failure time changed since it was read (@p4: a later failure is filled next time).
+    /// </summary>
+    public const string Fill =
+        "UPDATE " + T + " SET \"" + Exception + "\" = @p1, \"" + Type + "\" = @p2, \"" + Queue + "\" = @p3, \"" + At + "\" = " + FailedAt +
+        " WHERE \"Id\" = @p0 AND " + FailedAt + " = @p4";
+
+    /// <summary>
+    /// The indexes (both databases; the migration <c>FailgroupFailureGroups</c> runs this SQL: a change to it is a new migration): per grouping, an open failure's group then its failure time, newest first, as the
+    /// pages read them (the kind last, so the default <c>internal</c> filter needs no row); and the few to fill.
+    /// </summary>
+    public static readonly string CreateIndexes = string.Concat(new[] { Exception, Type, Queue }.Select(c =>
+        $"CREATE INDEX IF NOT EXISTS \"IX_JobLogTasks_{c}\" ON {T} (\"{c}\", {FailedAt} DESC, \"Id\" DESC, \"IsInternal\") WHERE {Open};\n"))
+        + $"CREATE INDEX IF NOT EXISTS \"IX_JobLogTasks_FailureGroupUnfilled\" ON {T} (\"Id\") WHERE {Unfilled};\n";
+
+    public static readonly string DropIndexes = string.Concat(new[] { Exception, Type, Queue, "FailureGroupUnfilled" }.Select(c =>
+        $"DROP INDEX IF EXISTS \"IX_JobLogTasks_{c}\";\n"));
+
+    /// <summary>The column of a grouping.</summary>
+    public static string Of(Failures.FailureGrouping by) => by switch
+    {
+        Failures.FailureGrouping.Type => Type,
+        Failures.FailureGrouping.Queue => Queue,
+        _ => Exception,
+    };
+}

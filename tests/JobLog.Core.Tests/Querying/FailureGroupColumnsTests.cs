@@ -1,0 +1,142 @@
+using JobLog.Failures;
+using JobLog.Querying;
+using JobLog.Recording;
+using JobLog.Storage;
+using JobLog.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Querying;
+
+/// <summary>
+/// The failures' groups kept on their task rows (<see cref="FailureGroupColumns"/>) give the groups and pages that grouping
+/// the failures' text on every read gives (<see cref="LedgerQueries.GroupsFromText"/>), through failures, failures again,
+/// retries that succeed, resolves, expiries and purges, and for a ledger written before the columns.
+/// </summary>
+public class FailureGroupColumnsTests
+{
+    private static readonly DateTime T0 = new(2026, 3, 10, 12, 0, 0, DateTimeKind.Utc);
+
+    private const string Declined = "Shop.DeclinedException: Declined\n   at MassTransit.X.Y()\n   at Shop.Charge.Handle(ConsumeContext c) in /src/Charge.cs:line 12";
+    private const string NoStock = "System.InvalidOperationException: No stock\n   at System.Linq.Enumerable.First()\n   at Shop.Stock.Reserve()";
+    private const string Timeout = "System.TimeoutException: The operation has timed out.";
+
+    [TestCase(LedgerProvider.Sqlite, false)]
+    [TestCase(LedgerProvider.PostgreSql, false)]
+    [TestCase(LedgerProvider.PostgreSql, true)]
+    public async Task StoredGroups_GiveWhatGroupingTheTextGives_ThroughFailuresRetriesResolvesExpiriesAndPurges(LedgerProvider provider, bool partitioned)
+    {
+        var clock = new FakeTimeProvider(new DateTimeOffset(T0));
+        await using var host = partitioned
+            ? await PartitionedLedgerHosts.StartAsync(clock)
+            : await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider), services: s => s.AddSingleton<TimeProvider>(clock));
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var ids = Enumerable.Range(0, 9).Select(i => Guid.CreateVersion7(new DateTimeOffset(T0.AddHours(-40 + (i * 4))))).ToArray();
+        (string Name, string Queue, string Error)[] kinds =
+        [
+            ("Charge", "billing", Declined), ("Reserve", "stock", NoStock), ("Charge", "billing", Declined), ("Charge", "payments", Timeout),
+            ("Reserve", "stock", NoStock), ("Ship", "shipping", Declined), ("Charge", "billing", Timeout), ("Ship", "shipping", NoStock), ("Charge", "billing", Declined),
+        ];
+        for (var i = 0; i < ids.Length; i++)
+        {
+            Run(recorder, ids[i], kinds[i].Name, kinds[i].Queue, T0.AddHours(-40 + (i * 4)), 0, TaskRunState.Failed, kinds[i].Error);
+        }
+
+        await host.FlushAsync();
+        await AssertSameAsync(host, "after the failures");
+
+        // Task 0 fails again with another error in another queue; task 1 is retried and succeeds; task 2 fails again alike.
+        Run(recorder, ids[0], "Charge", "payments", T0.AddHours(-1), 1, TaskRunState.Failed, Timeout);
+        Run(recorder, ids[1], "Reserve", "stock", T0.AddHours(-0.5), 1, TaskRunState.Succeeded, null);
+        Run(recorder, ids[2], "Charge", "billing", T0.AddMinutes(-10), 1, TaskRunState.Failed, Declined);
+        await host.FlushAsync();
+        await AssertSameAsync(host, "after a failure again, a retry that succeeded");
+
+        // Resolved, expired, purged.
+        await host.QueryAsync(async db =>
+        {
+            await db.TaskLogs.Where(t => t.Id == ids[3]).ExecuteUpdateAsync(u => u.SetProperty(t => t.Resolution, FailureResolution.Resolved));
+            await db.TaskLogs.Where(t => t.Id == ids[4]).ExecuteUpdateAsync(u => u.SetProperty(t => t.State, TaskState.Expired));
+            await db.TaskRunLogs.Where(r => r.TaskId == ids[5]).ExecuteDeleteAsync();
+            return await db.TaskLogs.Where(t => t.Id == ids[5]).ExecuteDeleteAsync();
+        });
+        await AssertSameAsync(host, "after a resolve, an expiry and a purge");
+
+        // Reopened (the resolve undone): it is back in its group.
+        await host.QueryAsync(db => db.TaskLogs.Where(t => t.Id == ids[3]).ExecuteUpdateAsync(u => u.SetProperty(t => t.Resolution, (FailureResolution?)null)));
+        await AssertSameAsync(host, "after a reopen");
+
+        // A ledger written before the columns: none filled. Start-up fills them, and the pages give the same.
+        await host.QueryAsync(db => db.Database.ExecuteSqlRawAsync(
+            $"UPDATE \"JobLogTasks\" SET \"{FailureGroupColumns.Exception}\" = NULL, \"{FailureGroupColumns.Type}\" = NULL, " +
+            $"\"{FailureGroupColumns.Queue}\" = NULL, \"{FailureGroupColumns.At}\" = NULL"));
+        await host.QueryAsync(db => new LedgerQueries(db, LedgerDatabase.For(provider)).FillFailureGroupsAsync(default));
+        var unfilled = await host.QueryAsync(db => db.TaskLogs.CountAsync(t =>
+            t.State == TaskState.Failed && t.Resolution == null && EF.Property<string?>(t, FailureGroupColumns.Exception) == null));
+        Assert.That(unfilled, Is.Zero);
+        await AssertSameAsync(host, "after a fill of a ledger written before the columns");
+    }
+
+    private static async Task AssertSameAsync(LedgerHost host, string when)
+    {
+        var provider = host.Ledger.Provider;
+        var (stored, text) = await host.QueryAsync(async db =>
+        {
+            var fromColumns = new LedgerQueries(db, LedgerDatabase.For(provider));
+            var fromText = new LedgerQueries(db, LedgerDatabase.For(provider)) { GroupsFromText = true };
+            return (await ReadAllAsync(fromColumns), await ReadAllAsync(fromText));
+        });
+        Assert.That(stored, Is.EqualTo(text), when);
+        var unfilled = await host.QueryAsync(db => db.Database
+            .SqlQueryRaw<int>($"SELECT COUNT(*) AS \"Value\" FROM \"JobLogTasks\" WHERE {FailureGroupColumns.Unfilled}").SingleAsync());
+        Assert.That(unfilled, Is.Zero, when + ": the pages read the stored groups, every one of them current");
+        Assert.That(text, Has.Some.StartsWith("group "), when + ": there are groups to compare");
+    }
+
+    /// <summary>Every grouping's groups, every group's pages (two rows a page) and ids, as text.</summary>
+    private static async Task<List<string>> ReadAllAsync(LedgerQueries queries)
+    {
+        var lines = new List<string>();
+        foreach (var by in Enum.GetValues<FailureGrouping>())
+        {
+            var groups = await queries.FailureGroupsAsync(new FailureFilter { By = by }, T0, default);
+            lines.Add($"{by}: total {groups.Total}, truncated {groups.Truncated}");
+            foreach (var g in groups.Groups)
+            {
+                lines.Add($"group {g.Id} {g.By} {g.Key} {g.ExceptionType} {g.Count} {g.FirstSeen:O} {g.LastSeen:O} {g.SampleTaskId} {g.SampleError} [{string.Join(',', g.Trend)}]");
+                var filter = new FailureFilter { By = by, Group = g.Id, Limit = 2 };
+                var page = await queries.FailuresAsync(filter, default);
+                lines.AddRange(page.Items.Select(r => "  " + r));
+                while (page.NextCursor is { } next)
+                {
+                    page = await queries.FailuresAsync(filter with { After = Cursor.Parse(next) }, default);
+                    lines.AddRange(page.Items.Select(r => "  " + r));
+                }
+
+                lines.Add("  ids " + string.Join(',', await queries.OpenFailureIdsAsync(filter, 100, default)));
+            }
+
+            var named = await queries.FailureGroupsAsync(new FailureFilter { By = by, Name = "Charge", Queue = "billing" }, T0, default);
+            lines.Add($"{by} Charge/billing: " + string.Join(';', named.Groups.Select(g => $"{g.Key} {g.Count}")));
+        }
+
+        var all = await queries.FailuresAsync(new FailureFilter { Limit = 100 }, default);
+        lines.AddRange(all.Items.Select(r => "all " + r));
+        return lines;
+    }
+
+    private static void Run(LedgerRecorder recorder, Guid id, string name, string queue, DateTime at, int attempt, TaskRunState state, string? error)
+    {
+        var task = new TaskPayload { Id = id, Name = name, QueueName = queue, DispatchedAt = at, EstimatedTimeOfFirstArrival = at };
+        if (attempt == 0)
+        {
+            recorder.Enqueue(new TaskDispatched(task));
+        }
+
+        var run = new RunPayload { Id = Guid.NewGuid(), TaskId = id, Name = name, QueueName = queue, ConsumerType = "C", Start = at.AddSeconds(1) };
+        recorder.Enqueue(new RunStarted(run, task, false));
+        recorder.Enqueue(new RunFinished(run.Id, id, state, at.AddSeconds(2), error, null, null));
+    }
+}
