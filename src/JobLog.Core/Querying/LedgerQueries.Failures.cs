@@ -184,11 +184,10 @@ public sealed partial class LedgerQueries
             return new FailureGroups([], matching.Sum(g => g.Count), Truncated: false);
         }
 
-        // Each shown group's newest failure: the rows at its last failure time, newest first as the pages order them.
-        var ids = shown.Select(g => g.Id!).ToList();
+        // Each shown group's newest failure: the rows at its last failure time (the time index, no group term: a term on
+        // the nullable group column becomes an OR that no index serves), newest first as the pages order them.
         var lasts = shown.Select(g => g.Last).Distinct().ToList();
-        var newest = await FailureReads(Newest(q.Where(t => ids.Contains(EF.Property<string>(t, column)) && lasts.Contains(t.Stop ?? t.DispatchedAt))), partitioned)
-            .ToListAsync(ct).ConfigureAwait(false);
+        var newest = await FailureReads(Newest(q.Where(t => lasts.Contains(t.Stop ?? t.DispatchedAt))), partitioned).ToListAsync(ct).ConfigureAwait(false);
         var samples = new Dictionary<string, OpenFailure>(StringComparer.Ordinal);
         foreach (var x in newest)
         {
@@ -196,8 +195,9 @@ public sealed partial class LedgerQueries
             samples.TryAdd(open.GroupId, open);
         }
 
-        var recent = await q.Where(t => ids.Contains(EF.Property<string>(t, column)) && (t.Stop ?? t.DispatchedAt) >= start)
-            .Select(t => new { Id = EF.Property<string>(t, column), At = t.Stop ?? t.DispatchedAt })
+        // The last 24 hours of every group, from the time index: the failures of one day, not of all time.
+        var recent = await q.Where(t => (t.Stop ?? t.DispatchedAt) >= start)
+            .Select(t => new { Id = EF.Property<string?>(t, column), At = t.Stop ?? t.DispatchedAt })
             .ToListAsync(ct).ConfigureAwait(false);
         var groups = new List<FailureGroup>(shown.Count);
         foreach (var g in shown)
