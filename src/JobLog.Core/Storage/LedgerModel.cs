@@ -77,10 +77,14 @@ internal static class LedgerModel
             e.HasIndex(x => x.DispatchedAt, UnresolvedFailuresIndex).HasFilter("\"State\" = 4 AND \"Resolution\" IS NULL");
             // An open failure's group under each grouping, and the failure time they were computed for (shadow columns:
             // JobLog.Querying.FailureGroupColumns; docs/scale.md "Session 13 (failgroup)").
-            e.Property<string?>(JobLog.Querying.FailureGroupColumns.Exception).HasMaxLength(16);
-            e.Property<string?>(JobLog.Querying.FailureGroupColumns.Type).HasMaxLength(16);
-            e.Property<string?>(JobLog.Querying.FailureGroupColumns.Queue).HasMaxLength(16);
-            e.Property<DateTime?>(JobLog.Querying.FailureGroupColumns.At);
+            // Only their fill writes them (raw SQL): EF leaves them out of its INSERTs and UPDATEs, so that an entity saved
+            // through EF, onto a ledger of any version, never names them.
+            foreach (var column in new[] { JobLog.Querying.FailureGroupColumns.Exception, JobLog.Querying.FailureGroupColumns.Type, JobLog.Querying.FailureGroupColumns.Queue })
+            {
+                ReadOnly(e.Property<string?>(column).HasMaxLength(16));
+            }
+
+            ReadOnly(e.Property<DateTime?>(JobLog.Querying.FailureGroupColumns.At));
             // The search box's exact lookups (docs/search.md): only tasks that carry the id are in these.
             e.HasIndex(x => x.CorrelationId).HasFilter("\"CorrelationId\" IS NOT NULL");
             e.HasIndex(x => x.ConversationId).HasFilter("\"ConversationId\" IS NOT NULL");
@@ -223,5 +227,11 @@ internal static class LedgerModel
         e.HasIndex(x => new { x.Slug, x.RequestTimestamp });
         e.HasIndex(x => new { x.Status, x.RequestTimestamp });
         e.HasIndex(x => x.ResponseTimestamp);
+    }
+
+    private static void ReadOnly(Microsoft.EntityFrameworkCore.Metadata.Builders.PropertyBuilder property)
+    {
+        property.Metadata.SetBeforeSaveBehavior(Microsoft.EntityFrameworkCore.Metadata.PropertySaveBehavior.Ignore);
+        property.Metadata.SetAfterSaveBehavior(Microsoft.EntityFrameworkCore.Metadata.PropertySaveBehavior.Ignore);
     }
 }

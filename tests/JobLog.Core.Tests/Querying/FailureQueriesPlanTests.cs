@@ -77,12 +77,11 @@ public class FailureQueriesPlanTests
                     var id = Guid.NewGuid();
                     var task = new TaskLog { Id = id, Name = "Charge", DispatchedAt = DateTime.UtcNow.AddSeconds(-i), State = TaskState.Failed };
                     db.Add(task);
-                    db.Entry(task).Property(FailureGroupColumns.Queue).CurrentValue = (i % 50).ToString("x16", System.Globalization.CultureInfo.InvariantCulture);
                 }
 
                 await db.SaveChangesAsync();
                 await using var analyze = connection.CreateCommand();
-                analyze.CommandText = "ANALYZE \"JobLogTasks\"";
+                analyze.CommandText = $"UPDATE \"JobLogTasks\" SET \"{FailureGroupColumns.Queue}\" = lpad((random() * 50)::int::text, 16, '0'); ANALYZE \"JobLogTasks\"";
                 await analyze.ExecuteNonQueryAsync();
             }
 
