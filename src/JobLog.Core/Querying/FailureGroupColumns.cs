@@ -34,6 +34,16 @@ internal static class FailureGroupColumns
         " WHERE \"Id\" = @p0 AND " + FailedAt + " = @p4";
 
     /// <summary>
+    /// <see cref="Fill"/> for a whole batch in one statement (PostgreSQL: arrays @p0 ids, @p1–@p3 groups, @p4 failure
+    /// times). One UPDATE by id a row costs a plan over every day partition on a partitioned ledger: 9,000 rows took
+    /// 170 s at 1 M tasks, load 20–27.
+    /// </summary>
+    public const string FillMany =
+        "UPDATE " + T + " AS t SET \"" + Exception + "\" = u.e, \"" + Type + "\" = u.y, \"" + Queue + "\" = u.q, \"" + At + "\" = COALESCE(t.\"Stop\", t.\"DispatchedAt\") " +
+        "FROM unnest(@p0::uuid[], @p1::text[], @p2::text[], @p3::text[], @p4::timestamptz[]) AS u(id, e, y, q, a) " +
+        "WHERE t.\"Id\" = u.id AND COALESCE(t.\"Stop\", t.\"DispatchedAt\") = u.a";
+
+    /// <summary>
     /// The indexes (both databases; the migration <c>FailgroupFailureGroups</c> runs this SQL: a change to it is a new migration): per grouping, an open failure's group then its failure time, newest first, as the
     /// pages read them (the kind last, so the default <c>internal</c> filter needs no row); and the few to fill.
     /// </summary>

@@ -139,7 +139,6 @@ public sealed partial class LedgerQueries
             var connection = _db.Database.GetDbConnection();
             await using var command = connection.CreateCommand();
             command.Transaction = Microsoft.EntityFrameworkCore.Storage.DbContextTransactionExtensions.GetDbTransaction(transaction);
-            command.CommandText = FailureGroupColumns.Fill;
             var parameters = Enumerable.Range(0, 5).Select(i =>
             {
                 var p = command.CreateParameter();
@@ -147,15 +146,29 @@ public sealed partial class LedgerQueries
                 command.Parameters.Add(p);
                 return p;
             }).ToArray();
-            foreach (var x in read)
+            var groups = read.Select(x => (x, Groups(x))).ToList();
+            if (_db.Database.IsNpgsql())
             {
-                var (exception, type, queue, _) = Groups(x);
-                parameters[0].Value = _database.ToDb(x.Id);
-                parameters[1].Value = exception;
-                parameters[2].Value = type;
-                parameters[3].Value = queue;
-                parameters[4].Value = _database.ToDb(DateTime.SpecifyKind(x.FailedAt, DateTimeKind.Utc));
-                written += await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                command.CommandText = FailureGroupColumns.FillMany;
+                parameters[0].Value = groups.Select(g => g.x.Id).ToArray();
+                parameters[1].Value = groups.Select(g => g.Item2.Exception).ToArray();
+                parameters[2].Value = groups.Select(g => g.Item2.Type).ToArray();
+                parameters[3].Value = groups.Select(g => g.Item2.Queue).ToArray();
+                parameters[4].Value = groups.Select(g => Utc(g.x.FailedAt)).ToArray();
+                written = await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+            else
+            {
+                command.CommandText = FailureGroupColumns.Fill;
+                foreach (var (x, (exception, type, queue, _)) in groups)
+                {
+                    parameters[0].Value = _database.ToDb(x.Id);
+                    parameters[1].Value = exception;
+                    parameters[2].Value = type;
+                    parameters[3].Value = queue;
+                    parameters[4].Value = _database.ToDb(Utc(x.FailedAt));
+                    written += await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                }
             }
 
             await transaction.CommitAsync(ct).ConfigureAwait(false);
