@@ -27,6 +27,22 @@ public sealed partial class LedgerQueries
             {
                 return recent;
             }
+
+            // A text with a few matches among the newest rows but not a page: the window grown to what their density says a
+            // page needs, as the tasks' search does (SearchTasksAsync). PostgreSQL's planner takes the GIN index even for a
+            // path segment in a third of the requests (`/api/orders`: a bitmap of 83,000 rows, 1.9 s at 1 M).
+            if (recent.Items.Count >= WidenAtFound)
+            {
+                var wider = (int)Math.Min(SearchWindowMax, 2L * SearchWindow * (limit + 1) / recent.Items.Count);
+                if (wider > SearchWindow)
+                {
+                    var widened = await page(newestFirst(q).Take(wider).Where(Contains(column, text)), limit, ct).ConfigureAwait(false);
+                    if (widened.NextCursor is not null)
+                    {
+                        return widened;
+                    }
+                }
+            }
         }
 
         return await page(q.Where(LogMatches(log, column, id, text)), limit, ct).ConfigureAwait(false);
