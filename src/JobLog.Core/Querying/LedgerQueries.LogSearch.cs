@@ -48,6 +48,10 @@ public sealed partial class LedgerQueries
         return await page(q.Where(LogMatches(log, column, id, text)), limit, ct).ConfigureAwait(false);
     }
 
+    /// <summary>The ids of the inbound requests the index step of <c>q</c> finds (the plan tests read its plan).</summary>
+    internal IQueryable<Guid> InputRequestMatchesQuery(string q) =>
+        _db.InputRequestLogs.Where(LogMatches<InputRequestLog>(LogText.InputRequests, r => r.Path, r => r.Id, q)).Select(r => r.Id);
+
     /// <summary>
     /// <see cref="Contains{T}"/> of <paramref name="text"/> in <paramref name="column"/>, answered from the database's
     /// trigram index of the log when there is one and the text has a trigram: SQLite's FTS5 table gives the ids
