@@ -56,6 +56,10 @@ internal sealed class BenchOptions
                              during the measured run
           --drop-index LIST  SQLite: drop these indexes (names, comma-separated) from each throwaway ledger after its
                              migration, to measure what each costs the writer (not a supported configuration)
+          --requests N       writer: also N inbound requests per message (each recorded at its start and its end, as the
+                             request middleware does), to measure what the request search index costs the writer
+          --log-search on|off  writer: keep the request and command search index (default on; off drops it after the
+                             migration: SQLite's FTS5 tables, PostgreSQL's trigram indexes; not a supported configuration)
           --row-triggers     SQLite: keep every trigger firing per row in the writer's batches, as before session 6 (a
                              no-op trigger of the bench's own makes the writer fall back; also for writer)
           --hold on|off|S    Journaled: the writer holds a dispatch back up to S seconds for its run, writing the task
@@ -147,6 +151,12 @@ internal sealed class BenchOptions
     /// <summary>SQLite indexes dropped from each throwaway ledger after its migration (--drop-index), for writer and throughput runs.</summary>
     public IReadOnlyList<string> DropIndexes { get; private set; } = [];
 
+    /// <summary>Writer: inbound requests per message (--requests).</summary>
+    public int Requests { get; private set; }
+
+    /// <summary>Writer: keep the request and command search index (--log-search off drops it).</summary>
+    public bool LogSearch { get; private set; } = true;
+
     /// <summary>JobLogOptions.SearchIndex for the throughput and writer runs.</summary>
     public bool SearchIndex { get; private set; } = true;
 
@@ -233,6 +243,8 @@ internal sealed class BenchOptions
                 case "--alloc-profile": o.AllocationProfile = true; break;
                 case "--search-index": o.SearchIndex = Value() is not ("off" or "false" or "0"); break;
                 case "--row-triggers": o.RowTriggers = true; break;
+                case "--requests": o.Requests = Int(); break;
+                case "--log-search": o.LogSearch = Value() is not ("off" or "false" or "0"); break;
                 case "--drop-index": o.DropIndexes = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
                 case "--jit-settle": o.JitSettle = TimeSpan.FromSeconds(double.Parse(Value(), CultureInfo.InvariantCulture)); break;
                 case "--hold":

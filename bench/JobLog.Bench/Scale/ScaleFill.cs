@@ -285,6 +285,13 @@ internal static class ScaleFill
         var indexed = table is "JobLogTasks" or "JobLogTaskRuns" && (long)(await index.ExecuteScalarAsync())! > 0;
         index.CommandText = indexChunks ? JobLog.Storage.Sqlite.SqliteSearch.IndexPending : SqliteWatermark;
         index.CommandTimeout = 3600;
+        // The request and command search index (SqliteLogSearch) follows its own watermark: each chunk's rows indexed in
+        // its transaction, or the host's writer would index them all in its first transaction.
+        await using var logIndex = connection.CreateCommand();
+        logIndex.CommandText = JobLog.Storage.Sqlite.SqliteLogSearch.Present;
+        var logIndexed = table is "JobLogInputRequests" or "JobLogOutputRequests" or "JobLogCommands" && (long)(await logIndex.ExecuteScalarAsync())! > 0;
+        logIndex.CommandText = JobLog.Storage.Sqlite.SqliteLogSearch.IndexPending;
+        logIndex.CommandTimeout = 3600;
         long written = 0;
         for (var start = 0; start < count; start += Chunk)
         {
@@ -315,6 +322,12 @@ internal static class ScaleFill
             {
                 index.Transaction = transaction;
                 await index.ExecuteNonQueryAsync();
+            }
+
+            if (logIndexed)
+            {
+                logIndex.Transaction = transaction;
+                await logIndex.ExecuteNonQueryAsync();
             }
 
             await transaction.CommitAsync();

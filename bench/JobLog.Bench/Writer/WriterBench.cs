@@ -136,6 +136,21 @@ internal sealed class WriterBench(BenchOptions options)
             }
         }
 
+        for (var r = 0; r < options.Requests; r++)
+        {
+            // As the request middleware records a request: at its start, then with its response (one upsert each).
+            var request = new InputRequestPayload
+            {
+                Id = Guid.CreateVersion7(now), Host = "shop.example", Method = "POST", Path = "/api/orders/" + (i * 7 + r).ToString(CultureInfo.InvariantCulture) + "/charge",
+                Slug = "/api/orders/{id}/charge", RequestTimestamp = now, UserId = "user42", Ip = "10.0.0.7",
+            };
+            consumed.Add(new InputRequestRecorded(request));
+            consumed.Add(new InputRequestRecorded(request with
+            {
+                ResponseTimestamp = now.AddMilliseconds(3), ResponseCode = 200, Status = RequestLogStatus.Info,
+            }));
+        }
+
         return (new TaskDispatched(task), [.. consumed]);
     }
 
@@ -167,6 +182,7 @@ internal sealed class WriterBench(BenchOptions options)
         }
 
         await ledger.DropIndexesAsync(options.DropIndexes);
+        await DropLogSearchAsync(ledger);
         using var stats = new WriterStats();
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var rendered = host.Services.GetRequiredService<MessageRenderer>().Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
@@ -238,6 +254,21 @@ internal sealed class WriterBench(BenchOptions options)
             $"{(double)writer.Records / Math.Max(1, writer.Commits):0} | {writer.CommitSeconds * 1000 / Math.Max(1, writer.Commits):0.00} |{problem}");
     }
 
+    /// <summary>--log-search off: the request and command search index dropped (what it costs the writer, by difference).</summary>
+    private async Task DropLogSearchAsync(ThrowawayLedger ledger)
+    {
+        if (options.LogSearch)
+        {
+            return;
+        }
+
+        await using var connection = LedgerDatabase.For(ledger.Provider).CreateConnection(ledger.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = ledger.Provider == LedgerProvider.Sqlite ? JobLog.Storage.Sqlite.SqliteLogSearch.Drop : JobLog.Storage.PostgreSql.PostgreSqlLogSearch.Drop;
+        await command.ExecuteNonQueryAsync();
+    }
+
     /// <summary>Commits planned batches through the real executor, timing its phases.</summary>
     private async Task<string> ProfileStatementsAsync(LedgerProvider provider, bool split)
     {
@@ -254,6 +285,7 @@ internal sealed class WriterBench(BenchOptions options)
         }
 
         await ledger.DropIndexesAsync(options.DropIndexes);
+        await DropLogSearchAsync(ledger);
 
         var database = LedgerDatabase.For(provider);
         var store = new LedgerPlanner(database);

@@ -220,12 +220,23 @@ public sealed partial class LedgerQueries
             q = q.Where(r => r.UserId == user);
         }
 
-        var rows = await q.OrderByDescending(r => r.RequestTimestamp).ThenByDescending(r => r.Id).Take(f.Limit + 1)
+        return f.Search is { } search
+            ? await SearchLogAsync(q, LogText.InputRequests, r => r.Path, r => r.Id, search, NewestFirst, InputRequestPageAsync, f.Limit, ct).ConfigureAwait(false)
+            : await InputRequestPageAsync(q, f.Limit, ct).ConfigureAwait(false);
+    }
+
+    private static async Task<Page<RequestRow>> InputRequestPageAsync(IQueryable<InputRequestLog> q, int limit, CancellationToken ct)
+    {
+        var rows = await NewestFirst(q).Take(limit + 1)
             .Select(r => new RequestRow(r.Id, r.Method, r.Host, r.Path, r.Slug, r.ResponseCode, r.Status, r.RequestTimestamp,
                 r.ResponseTimestamp, r.Ip, r.UserId, r.ExceptionName))
             .ToListAsync(ct).ConfigureAwait(false);
-        return ToPage(rows, f.Limit, r => new Cursor(r.RequestTimestamp, r.Id));
+        return ToPage(rows, limit, r => new Cursor(r.RequestTimestamp, r.Id));
     }
+
+    private static IOrderedQueryable<T> NewestFirst<T>(IQueryable<T> q)
+        where T : RequestLogBase =>
+        q.OrderByDescending(r => r.RequestTimestamp).ThenByDescending(r => r.Id);
 
     /// <summary>One inbound request with the outbound requests made while serving it.</summary>
     /// <param name="id">The request's id.</param>
@@ -251,9 +262,15 @@ public sealed partial class LedgerQueries
     public async Task<Page<RequestRow>> OutputRequestsAsync(RequestFilter f, CancellationToken ct)
     {
         var q = RequestWhere(_db.OutputRequestLogs.AsNoTracking(), f);
-        var rows = await RequestRows(q.OrderByDescending(r => r.RequestTimestamp).ThenByDescending(r => r.Id).Take(f.Limit + 1))
-            .ToListAsync(ct).ConfigureAwait(false);
-        return ToPage(rows, f.Limit, r => new Cursor(r.RequestTimestamp, r.Id));
+        return f.Search is { } search
+            ? await SearchLogAsync(q, LogText.OutputRequests, r => r.Path, r => r.Id, search, NewestFirst, OutputRequestPageAsync, f.Limit, ct).ConfigureAwait(false)
+            : await OutputRequestPageAsync(q, f.Limit, ct).ConfigureAwait(false);
+    }
+
+    private static async Task<Page<RequestRow>> OutputRequestPageAsync(IQueryable<OutputRequestLog> q, int limit, CancellationToken ct)
+    {
+        var rows = await RequestRows(NewestFirst(q).Take(limit + 1)).ToListAsync(ct).ConfigureAwait(false);
+        return ToPage(rows, limit, r => new Cursor(r.RequestTimestamp, r.Id));
     }
 
     /// <summary>One outbound request with the inbound request and the task runs it was made in.</summary>
@@ -315,23 +332,28 @@ public sealed partial class LedgerQueries
             q = q.Where(c => c.Start < to);
         }
 
-        if (f.Search is { } search)
-        {
-            q = q.Where(Contains<CommandLog>(c => c.Input, search));
-        }
-
         if (f.After is { } k)
         {
             q = q.Where(c => c.Start <= k.At && (c.Start < k.At || c.Id.CompareTo(k.Id) < 0));
         }
 
-        var rows = await q.OrderByDescending(c => c.Start).ThenByDescending(c => c.Id).Take(f.Limit + 1)
+        return f.Search is { } search
+            ? await SearchLogAsync(q, LogText.Commands, c => c.Input, c => c.Id, search, NewestFirst, CommandPageAsync, f.Limit, ct).ConfigureAwait(false)
+            : await CommandPageAsync(q, f.Limit, ct).ConfigureAwait(false);
+    }
+
+    private static async Task<Page<CommandRow>> CommandPageAsync(IQueryable<CommandLog> q, int limit, CancellationToken ct)
+    {
+        var rows = await NewestFirst(q).Take(limit + 1)
             .Select(c => new CommandRow(c.Id, c.Name,
                 c.Input != null && c.Input.Length > InputPreviewLength ? c.Input.Substring(0, InputPreviewLength) + "…" : c.Input,
                 c.Start, c.Stop, c.IsSuccessful, c.ExitCode, c.Host))
             .ToListAsync(ct).ConfigureAwait(false);
-        return ToPage(rows, f.Limit, r => new Cursor(r.Start, r.Id));
+        return ToPage(rows, limit, r => new Cursor(r.Start, r.Id));
     }
+
+    private static IOrderedQueryable<CommandLog> NewestFirst(IQueryable<CommandLog> q) =>
+        q.OrderByDescending(c => c.Start).ThenByDescending(c => c.Id);
 
     /// <summary>One command with the outbound requests it made.</summary>
     /// <param name="id">The command's id.</param>
@@ -380,11 +402,6 @@ public sealed partial class LedgerQueries
         if (f.To is { } to)
         {
             q = q.Where(r => r.RequestTimestamp < to);
-        }
-
-        if (f.Search is { } search)
-        {
-            q = q.Where(Contains<T>(r => r.Path, search));
         }
 
         if (f.After is { } c)

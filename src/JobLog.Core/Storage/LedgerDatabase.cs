@@ -155,6 +155,26 @@ internal abstract class LedgerDatabase
     /// <param name="text">The searched text.</param>
     public virtual IQueryable<Guid>? TasksWithErrorContaining(JobLogDbContext db, string text) => null;
 
+    /// <summary>
+    /// The ids of the rows of <paramref name="log"/> whose searched column contains <paramref name="text"/> (at least
+    /// three characters), with the rows <see cref="LikeIgnoringCase"/> would find, answered from this database's own text
+    /// index (SQLite: FTS5 trigram tables); null when the index is not there, or the database indexes the column itself
+    /// (<see cref="KeyedLikeIgnoringCase"/>). See docs/search.md, "Requests and commands".
+    /// </summary>
+    /// <param name="db">The context the query is composed on.</param>
+    /// <param name="log">The log and its column.</param>
+    /// <param name="text">The searched text.</param>
+    /// <param name="key">The text's distinctive part (<c>TaskSearch.Key</c>), looked up in the index, or null.</param>
+    public virtual IQueryable<Guid>? LogContaining(JobLogDbContext db, LogText log, string text, string? key) => null;
+
+    /// <summary>
+    /// <see cref="LikeIgnoringCase"/> of <paramref name="pattern"/> where a trigram index of the column serves it, asking
+    /// the index for <paramref name="keyPattern"/> (the text's key) only and checking the whole pattern on the rows found
+    /// (PostgreSQL: a GIN scan reads the whole posting list of every trigram of its pattern); null where the database
+    /// has no index on the column.
+    /// </summary>
+    public virtual Expression<Func<string?, bool>>? KeyedLikeIgnoringCase(string pattern, string keyPattern) => null;
+
     // ---- Values ----
 
     /// <summary>Converts a CLR value to what the database stores for the EF model's mapping.</summary>

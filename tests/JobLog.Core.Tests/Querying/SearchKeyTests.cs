@@ -25,6 +25,46 @@ public class SearchKeyTests
         Assert.That(TaskSearch.Parse(text).Key, Is.EqualTo(key));
 
     [Test]
+    public async Task RequestPath_OnPostgreSql_TheTrigramIndexOfThePathLooksUpTheKeyOnly()
+    {
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(LedgerProvider.PostgreSql));
+        await using var scope = host.Services.CreateAsyncScope();
+        var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+        var db = scope.ServiceProvider.GetRequiredService<JobLogDbContext>();
+        var plan = await PlanAsync(db, queries.InputRequestMatchesQuery("/api/customers/4242").ToQueryString());
+        var text = string.Join("\n", plan);
+        var conditions = plan.Where(l => l.Contains("Index Cond", StringComparison.Ordinal) && l.Contains("~~*", StringComparison.Ordinal)).ToList();
+        // Session 13 (qreq): the requests' own GIN index, asked for the key; the whole path checked on the rows found.
+        Assert.That(conditions, Has.Count.EqualTo(1), text);
+        Assert.That(conditions, Has.All.Contains("%4242%").And.None.Contains("customers"), text);
+        Assert.That(plan.Where(l => l.Contains("Filter", StringComparison.Ordinal)), Has.Some.Contains("%/api/customers/4242%"), text);
+    }
+
+    private static async Task<List<string>> PlanAsync(JobLogDbContext db, string sql)
+    {
+        await db.Database.OpenConnectionAsync();
+        await using var command = db.Database.GetDbConnection().CreateCommand();
+        foreach (Match p in Regex.Matches(sql, "^-- @?(\\w+)='(.*)'", RegexOptions.Multiline))
+        {
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = p.Groups[1].Value;
+            parameter.Value = p.Groups[2].Value;
+            command.Parameters.Add(parameter);
+        }
+
+        // An empty table would be scanned; the plan the GIN index gives is the one of a big ledger.
+        command.CommandText = "SET enable_seqscan = off; EXPLAIN " + sql;
+        var plan = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            plan.Add(reader.GetString(0));
+        }
+
+        return plan;
+    }
+
+    [Test]
     public async Task RareTerm_OnPostgreSql_TheTrigramIndexLooksUpTheKeyOnly()
     {
         await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(LedgerProvider.PostgreSql));

@@ -51,6 +51,31 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
                 context.Database.SetCommandTimeout(limit);
             }
         }
+
+        await ApplyLogSearchIndexAsync(context, enabled, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The request and command lists' trigram indexes (<see cref="PostgreSqlLogSearch"/>): built on a ledger that lacks
+    /// them (one filled before session 13, partitioned or not), dropped with the search index off.
+    /// </summary>
+    private static async Task ApplyLogSearchIndexAsync(JobLogDbContext context, bool enabled, CancellationToken cancellationToken)
+    {
+        var present = await ScalarAsync(context, PostgreSqlLogSearch.CountPresent, cancellationToken).ConfigureAwait(false);
+        if (enabled ? present < LogText.All.Length : present > 0)
+        {
+            // Without a time limit: the build reads every request of the ledger (2.5 M at 10 M tasks).
+            var limit = context.Database.GetCommandTimeout();
+            context.Database.SetCommandTimeout(0);
+            try
+            {
+                await context.Database.ExecuteSqlRawAsync(enabled ? PostgreSqlLogSearch.Create : PostgreSqlLogSearch.Drop, cancellationToken).ConfigureAwait(false);
+            }
+            finally
+            {
+                context.Database.SetCommandTimeout(limit);
+            }
+        }
     }
 
     private static Task<int> ScalarAsync(JobLogDbContext context, string sql, CancellationToken cancellationToken) =>
@@ -59,6 +84,11 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
     public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => PostgreSqlSearch.TasksContaining(db, text, key);
 
     public override IQueryable<Guid>? TasksWithErrorContaining(JobLogDbContext db, string text) => PostgreSqlSearch.TasksWithErrorContaining(db, text);
+
+    // The trigram index is on the log's column (PostgreSqlLogSearch): the key is its only condition, the whole text is
+    // checked on the rows it finds in a form no index serves (`|| ''`), as the tasks' search does (PostgreSqlSearch).
+    public override Expression<Func<string?, bool>>? KeyedLikeIgnoringCase(string pattern, string keyPattern) =>
+        s => EF.Functions.ILike(s!, keyPattern, "\\") && EF.Functions.ILike(s + "", pattern, "\\");
 
     public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(WithoutJit(connectionString));
 

@@ -26,6 +26,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
     private byte[] _utf8 = new byte[1024];
     private SqliteWriterTriggers? _triggers;
     private SqliteSearchIndexer? _indexer;
+    private SqliteLogSearchIndexer? _logIndexer;
 
     public override DbConnection Connection
     {
@@ -50,6 +51,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         triggers.Finish();
         // The search index in bulk steps of thousands of rows, not a small FTS5 segment per batch (SqliteSearchIndexer).
         (_indexer ??= new SqliteSearchIndexer(connection.Handle!)).Step();
+        (_logIndexer ??= new SqliteLogSearchIndexer(connection.Handle!)).Step();
         Phase(5, ref started);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
@@ -467,6 +469,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
 
         _prepared.Clear();
         _indexer?.Dispose();
+        _logIndexer?.Dispose();
         try
         {
             _triggers?.Dispose();

@@ -52,6 +52,7 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
                 await context.Database.ExecuteSqlRawAsync(SqliteSearch.Drop, cancellationToken).ConfigureAwait(false);
             }
 
+            await ApplyLogSearchIndexAsync(context, enabled: false, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -70,6 +71,23 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
             // from before session 10 only takes the sweeper's expiry text out (the partial index is built from the runs).
             var upgrade = !present || shape == 0 ? SqliteSearch.Upgrade : shape == 1 ? SqliteSearch.Deduplicated + SqliteSearch.Swept : SqliteSearch.Swept;
             await context.Database.ExecuteSqlRawAsync(upgrade, cancellationToken).ConfigureAwait(false);
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await ApplyLogSearchIndexAsync(context, enabled: true, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The request and command lists' FTS5 tables (<see cref="SqliteLogSearch"/>): created and filled from the rows on a
+    /// ledger that lacks them (one filled before session 13), in one transaction; dropped with the search index off.
+    /// </summary>
+    private static async Task ApplyLogSearchIndexAsync(JobLogDbContext context, bool enabled, CancellationToken cancellationToken)
+    {
+        var present = await context.Database.SqlQueryRaw<int>(SqliteLogSearch.Present).SingleAsync(cancellationToken).ConfigureAwait(false) > 0;
+        if (present != enabled)
+        {
+            await using var transaction = await context.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await context.Database.ExecuteSqlRawAsync(enabled ? SqliteLogSearch.Create : SqliteLogSearch.Drop, cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
     }
@@ -134,6 +152,10 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
 
     // FTS5 trigram tables up to a watermark, LIKE past it (SqliteSearch); LIKE '%…%' over all would read every row.
     public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => SqliteSearch.TasksContaining(db, text, LedgerSql.LikePattern(text), key);
+
+    // FTS5 trigram tables up to a watermark, LIKE past it and on every row found (SqliteLogSearch).
+    public override IQueryable<Guid>? LogContaining(JobLogDbContext db, LogText log, string text, string? key) =>
+        SqliteLogSearch.Containing(db, log, text, LedgerSql.LikePattern(text), key);
 
     public override object ToDb(object? value) => value switch
     {
