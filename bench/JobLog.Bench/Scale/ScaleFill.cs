@@ -38,6 +38,9 @@ internal static class ScaleFill
         INSERT INTO "JobLogTaskMinutes" ("Minute", "State", "Name", "IsInternal", "Count")
             SELECT substr("Stop", 1, 16) || ':00', "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" WHERE "Stop" IS NOT NULL
             GROUP BY substr("Stop", 1, 16), "State", "Name", "IsInternal" ORDER BY 1, 2, 3, 4;
+        INSERT INTO "JobLogTaskHours" ("Hour", "State", "Name", "IsInternal", "Count")
+            SELECT substr("Minute", 1, 13) || ':00:00', "State", "Name", "IsInternal", SUM("Count") FROM "JobLogTaskMinutes"
+            GROUP BY substr("Minute", 1, 13), "State", "Name", "IsInternal" ORDER BY 1, 2, 3, 4;
         INSERT INTO "JobLogRunMinutes" ("Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
             SELECT substr("Start", 1, 16) || ':00', "Name", COUNT(*), SUM(d), MAX(d)
             FROM (SELECT "Start", "Name", {JobLog.Storage.RunRollups.SqliteMilliseconds("")} AS d FROM "JobLogTaskRuns" WHERE {JobLog.Storage.RunRollups.Counted})
@@ -81,6 +84,9 @@ internal static class ScaleFill
             SELECT "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" GROUP BY "State", "Name", "IsInternal";
         INSERT INTO "JobLogTaskMinutes" ("Minute", "State", "Name", "IsInternal", "Count")
             SELECT {JobLog.Storage.LedgerRollups.PostgresMinute}, "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" WHERE "Stop" IS NOT NULL
+            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4;
+        INSERT INTO "JobLogTaskHours" ("Hour", "State", "Name", "IsInternal", "Count")
+            SELECT date_trunc('hour', "Minute" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', "State", "Name", "IsInternal", SUM("Count") FROM "JobLogTaskMinutes"
             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4;
         INSERT INTO "JobLogRunMinutes" ("Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
             SELECT {JobLog.Storage.RunRollups.PostgresMinute}, "Name", COUNT(*), SUM({JobLog.Storage.RunRollups.PostgresMilliseconds}),

@@ -30,12 +30,21 @@ public sealed partial class LedgerQueries
         var count = day ? 24 : 60;
         var to = new DateTime(now.Ticks - (now.Ticks % bucket.Ticks), DateTimeKind.Utc) + bucket;
         var from = to - (bucket * count);
-        var finished = await _db.Set<TaskMinuteCount>().AsNoTracking()
-            .Where(t => t.Minute >= from && t.Minute < to && !t.IsInternal
-                && (t.State == TaskState.Succeeded || t.State == TaskState.Failed || t.State == TaskState.Expired))
-            .GroupBy(t => new { t.Minute, t.State })
-            .Select(g => new { g.Key.Minute, g.Key.State, Count = g.Sum(t => t.Count) })
-            .ToListAsync(ct).ConfigureAwait(false);
+        // The day window's buckets are whole UTC hours (from and to on the hour): the hour rollup holds them exactly, at a
+        // sixtieth of the minute rows (docs/scale.md, session 13).
+        var finished = day
+            ? await _db.Set<TaskHourCount>().AsNoTracking()
+                .Where(t => t.Hour >= from && t.Hour < to && !t.IsInternal
+                    && (t.State == TaskState.Succeeded || t.State == TaskState.Failed || t.State == TaskState.Expired))
+                .GroupBy(t => new { t.Hour, t.State })
+                .Select(g => new { Minute = g.Key.Hour, g.Key.State, Count = g.Sum(t => t.Count) })
+                .ToListAsync(ct).ConfigureAwait(false)
+            : await _db.Set<TaskMinuteCount>().AsNoTracking()
+                .Where(t => t.Minute >= from && t.Minute < to && !t.IsInternal
+                    && (t.State == TaskState.Succeeded || t.State == TaskState.Failed || t.State == TaskState.Expired))
+                .GroupBy(t => new { t.Minute, t.State })
+                .Select(g => new { g.Key.Minute, g.Key.State, Count = g.Sum(t => t.Count) })
+                .ToListAsync(ct).ConfigureAwait(false);
         var buckets = new (int Succeeded, int Failed, int Expired)[count];
         foreach (var g in finished)
         {

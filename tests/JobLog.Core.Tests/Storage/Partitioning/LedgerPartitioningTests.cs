@@ -322,6 +322,43 @@ public class LedgerPartitioningTests
     }
 
     [Test]
+    public async Task DayHours_AddedToALedgerPartitionedBeforeThem_CountItsRows_AndServeTheNextDrop()
+    {
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(old)), "Invoice", old);
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(old.AddHours(1))), "Report", old.AddHours(1));
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(T0)), "Invoice", T0);
+        await host.FlushAsync();
+
+        // A ledger partitioned before session 13: no day hours, and the hour rollup the table the migration made (empty).
+        await using (var command = new NpgsqlCommand(
+            $"DROP VIEW \"{LedgerRollups.Hours}\"; DROP TABLE \"{DayRollups.TaskHours}\"; " +
+            $"CREATE TABLE \"{LedgerRollups.Hours}\" (\"Hour\" timestamptz NOT NULL, \"State\" integer NOT NULL, \"Name\" varchar({LedgerModel.NameLength}) NOT NULL, " +
+            "\"IsInternal\" boolean NOT NULL, \"Count\" bigint NOT NULL, PRIMARY KEY (\"Hour\", \"State\", \"Name\", \"IsInternal\"))", connection))
+        {
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await host.Services.GetRequiredService<LedgerPartitionService>().RunOnceAsync(CancellationToken.None);
+        await using (var command = new NpgsqlCommand($"SELECT relkind::text FROM pg_class WHERE oid = to_regclass('\"{LedgerRollups.Hours}\"')", connection))
+        {
+            Assert.That(await command.ExecuteScalarAsync(), Is.EqualTo("v"), "the hour rollup is a view over the day hours");
+        }
+
+        await AssertRollupsEqualCountsAsync(host, "after the day hours were added");
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(T0.AddMinutes(70))), "Report", T0.AddMinutes(70));
+        await host.FlushAsync();
+        await AssertRollupsEqualCountsAsync(host, "after a write");
+        await host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
+        Assert.That(await host.TasksAsync(), Has.Count.EqualTo(2), "the old day dropped");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
     public async Task Sweep_OnAPartitionedLedger_ExpiresTheStaleTasksOfEachDayWithTheirRuns()
     {
         var host = await StartAsync(partitioned: true);
@@ -620,6 +657,12 @@ public class LedgerPartitioningTests
         // On a partitioned ledger the minute rollup is a view with a row per day of a minute and key: readers sum.
         Assert.That(minutes.GroupBy(m => (m.Minute, m.State, m.Name, m.IsInternal)).Select(g => (g.Key.Minute, g.Key.State, g.Key.Name, g.Key.IsInternal, g.Sum(m => m.Count))),
             Is.EquivalentTo(expectedMinutes), "per minute, " + when);
+        var hours = await host.QueryAsync(db => db.Set<TaskHourCount>().AsNoTracking().ToListAsync());
+        var expectedHours = tasks.Where(t => t.Stop is not null)
+            .GroupBy(t => (new DateTime(t.Stop!.Value.Ticks - (t.Stop.Value.Ticks % TimeSpan.TicksPerHour), DateTimeKind.Utc), t.State, t.Name, t.IsInternal))
+            .Select(g => (g.Key.Item1, g.Key.State, g.Key.Name, g.Key.IsInternal, (long)g.Count()));
+        Assert.That(hours.GroupBy(m => (m.Hour, m.State, m.Name, m.IsInternal)).Select(g => (g.Key.Hour, g.Key.State, g.Key.Name, g.Key.IsInternal, g.Sum(m => m.Count))),
+            Is.EquivalentTo(expectedHours), "per hour, " + when);
 
         // The run rollup too: a dropped partition fires no trigger.
         var runs = await host.QueryAsync(db => db.TaskRunLogs.AsNoTracking().ToListAsync());

@@ -520,6 +520,29 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.ToTable("JobLogRunMinutes", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.TaskHourCount", b =>
+                {
+                    b.Property<DateTime>("Hour")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<int>("State")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("boolean");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("bigint");
+
+                    b.HasKey("Hour", "State", "Name", "IsInternal");
+
+                    b.ToTable("JobLogTaskHours", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.Storage.TaskMinuteCount", b =>
                 {
                     b.Property<DateTime>("Minute")

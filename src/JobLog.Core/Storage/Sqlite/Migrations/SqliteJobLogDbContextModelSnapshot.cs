@@ -515,6 +515,29 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.ToTable("JobLogRunMinutes", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.TaskHourCount", b =>
+                {
+                    b.Property<DateTime>("Hour")
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("State")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Hour", "State", "Name", "IsInternal");
+
+                    b.ToTable("JobLogTaskHours", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.Storage.TaskMinuteCount", b =>
                 {
                     b.Property<DateTime>("Minute")
