@@ -45,6 +45,9 @@ internal static class ScaleFill
             SELECT substr("Start", 1, 16) || ':00', "Name", COUNT(*), SUM(d), MAX(d)
             FROM (SELECT "Start", "Name", {JobLog.Storage.RunRollups.SqliteMilliseconds("")} AS d FROM "JobLogTaskRuns" WHERE {JobLog.Storage.RunRollups.Counted})
             GROUP BY substr("Start", 1, 16), "Name" ORDER BY 1, 2;
+        INSERT INTO "JobLogRunHours" ("Hour", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
+            SELECT substr("Minute", 1, 13) || ':00:00', "Name", SUM("Runs"), SUM("TotalMilliseconds"), MAX("MaxMilliseconds") FROM "JobLogRunMinutes"
+            GROUP BY substr("Minute", 1, 13), "Name" ORDER BY 1, 2;
         """;
 
     /// <summary>
@@ -92,6 +95,9 @@ internal static class ScaleFill
             SELECT {JobLog.Storage.RunRollups.PostgresMinute}, "Name", COUNT(*), SUM({JobLog.Storage.RunRollups.PostgresMilliseconds}),
                 MAX({JobLog.Storage.RunRollups.PostgresMilliseconds})
             FROM "JobLogTaskRuns" WHERE {JobLog.Storage.RunRollups.Counted} GROUP BY 1, 2 ORDER BY 1, 2;
+        INSERT INTO "JobLogRunHours" ("Hour", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
+            SELECT date_trunc('hour', "Minute" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', "Name", SUM("Runs"), SUM("TotalMilliseconds"), MAX("MaxMilliseconds")
+            FROM "JobLogRunMinutes" GROUP BY 1, 2 ORDER BY 1, 2;
         """;
 
     /// <summary>

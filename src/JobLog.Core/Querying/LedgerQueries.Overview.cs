@@ -20,7 +20,7 @@ public sealed partial class LedgerQueries
         var counts = Enum.GetValues<TaskState>()
             .Select(s => new StateCount(s, counted.FirstOrDefault(c => c.State == s)?.Count ?? 0)).ToList();
         var chart = await ChartAsync(day, now, ct).ConfigureAwait(false);
-        var slowest = await SlowestAsync(chart.From, ct).ConfigureAwait(false);
+        var slowest = await SlowestAsync(chart.From, day, ct).ConfigureAwait(false);
         return (counts, chart, slowest);
     }
 
@@ -68,14 +68,19 @@ public sealed partial class LedgerQueries
             buckets.Select((b, i) => new ChartBucket(from + (bucket * i), b.Succeeded, b.Failed, b.Expired)).ToList());
     }
 
-    private async Task<IReadOnlyList<SlowTask>> SlowestAsync(DateTime since, CancellationToken ct)
+    private async Task<IReadOnlyList<SlowTask>> SlowestAsync(DateTime since, bool day, CancellationToken ct)
     {
         // Runs that ended (SUCCEEDED, FAILED, RETRIED) and started in the window, from the run rollup (RunRollups): a
-        // row per minute and name, whatever the number of runs.
-        var names = await _db.Set<RunMinuteDurations>().AsNoTracking().Where(m => m.Minute >= since)
-            .GroupBy(m => m.Name)
-            .Select(g => new { Name = g.Key, Runs = g.Sum(m => m.Runs), Total = g.Sum(m => m.TotalMilliseconds), Max = g.Max(m => m.MaxMilliseconds) })
-            .ToListAsync(ct).ConfigureAwait(false);
+        // row per minute (the day window: per hour, since starts on the hour) and name, whatever the number of runs.
+        var names = day
+            ? await _db.Set<RunHourDurations>().AsNoTracking().Where(m => m.Hour >= since)
+                .GroupBy(m => m.Name)
+                .Select(g => new { Name = g.Key, Runs = g.Sum(m => m.Runs), Total = g.Sum(m => m.TotalMilliseconds), Max = g.Max(m => m.MaxMilliseconds) })
+                .ToListAsync(ct).ConfigureAwait(false)
+            : await _db.Set<RunMinuteDurations>().AsNoTracking().Where(m => m.Minute >= since)
+                .GroupBy(m => m.Name)
+                .Select(g => new { Name = g.Key, Runs = g.Sum(m => m.Runs), Total = g.Sum(m => m.TotalMilliseconds), Max = g.Max(m => m.MaxMilliseconds) })
+                .ToListAsync(ct).ConfigureAwait(false);
         return names.Where(n => n.Runs > 0)
             .Select(n => new SlowTask { Name = n.Name, Runs = n.Runs, AverageSeconds = n.Total / 1000.0 / n.Runs, MaxSeconds = n.Max / 1000.0 })
             .OrderByDescending(s => s.AverageSeconds).ThenBy(s => s.Name, StringComparer.Ordinal).Take(5).ToList();

@@ -98,6 +98,13 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         " AND \"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL) GROUP BY 1, 2 ORDER BY 1, 2 " +
         "ON CONFLICT (\"Minute\", \"Name\") DO UPDATE SET \"Runs\" = \"Runs\" + excluded.\"Runs\", " +
         "\"TotalMilliseconds\" = \"TotalMilliseconds\" + excluded.\"TotalMilliseconds\", " +
+        "\"MaxMilliseconds\" = max(\"MaxMilliseconds\", excluded.\"MaxMilliseconds\"); " +
+        "INSERT INTO \"" + RunRollups.Hours + "\" (\"Hour\", \"Name\", \"Runs\", \"TotalMilliseconds\", \"MaxMilliseconds\") " +
+        "SELECT substr(\"Start\", 1, 13) || ':00:00', \"Name\", COUNT(*), SUM(d), MAX(d) FROM (SELECT \"Start\", \"Name\", " +
+        RunRollups.SqliteMilliseconds("") + " AS d FROM main." + R + " WHERE rowid >= " + RunFrom +
+        " AND \"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL) GROUP BY 1, 2 ORDER BY 1, 2 " +
+        "ON CONFLICT (\"Hour\", \"Name\") DO UPDATE SET \"Runs\" = \"Runs\" + excluded.\"Runs\", " +
+        "\"TotalMilliseconds\" = \"TotalMilliseconds\" + excluded.\"TotalMilliseconds\", " +
         "\"MaxMilliseconds\" = max(\"MaxMilliseconds\", excluded.\"MaxMilliseconds\")";
 
     /// <summary>
@@ -149,7 +156,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
     private static readonly string[] Scripts =
         [
             Normalize(SqliteSearch.Create), Normalize(SqliteSearch.Watermarked), Normalize(SqliteSearch.Deduplicated), Normalize(SqliteSearch.Swept),
-            Normalize(LedgerRollups.SqliteHoursUp), Normalize(RunRollups.SqliteUp),
+            Normalize(LedgerRollups.SqliteHoursUp), Normalize(RunRollups.SqliteHoursUp),
         ];
 
     // The search index's groups: with the watermark they have no INSERT trigger (SqliteSearchIndexer indexes new rows).

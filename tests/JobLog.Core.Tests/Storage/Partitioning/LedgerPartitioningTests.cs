@@ -336,17 +336,20 @@ public class LedgerPartitioningTests
 
         // A ledger partitioned before session 13: no day hours, and the hour rollup the table the migration made (empty).
         await using (var command = new NpgsqlCommand(
-            $"DROP VIEW \"{LedgerRollups.Hours}\"; DROP TABLE \"{DayRollups.TaskHours}\"; " +
+            $"DROP VIEW \"{LedgerRollups.Hours}\", \"{RunRollups.Hours}\"; DROP TABLE \"{DayRollups.TaskHours}\", \"{DayRollups.RunHours}\"; " +
             $"CREATE TABLE \"{LedgerRollups.Hours}\" (\"Hour\" timestamptz NOT NULL, \"State\" integer NOT NULL, \"Name\" varchar({LedgerModel.NameLength}) NOT NULL, " +
-            "\"IsInternal\" boolean NOT NULL, \"Count\" bigint NOT NULL, PRIMARY KEY (\"Hour\", \"State\", \"Name\", \"IsInternal\"))", connection))
+            "\"IsInternal\" boolean NOT NULL, \"Count\" bigint NOT NULL, PRIMARY KEY (\"Hour\", \"State\", \"Name\", \"IsInternal\")); " +
+            $"CREATE TABLE \"{RunRollups.Hours}\" (\"Hour\" timestamptz NOT NULL, \"Name\" varchar({LedgerModel.NameLength}) NOT NULL, \"Runs\" bigint NOT NULL, " +
+            "\"TotalMilliseconds\" bigint NOT NULL, \"MaxMilliseconds\" bigint NOT NULL, PRIMARY KEY (\"Hour\", \"Name\"))", connection))
         {
             await command.ExecuteNonQueryAsync();
         }
 
         await host.Services.GetRequiredService<LedgerPartitionService>().RunOnceAsync(CancellationToken.None);
-        await using (var command = new NpgsqlCommand($"SELECT relkind::text FROM pg_class WHERE oid = to_regclass('\"{LedgerRollups.Hours}\"')", connection))
+        await using (var command = new NpgsqlCommand(
+            $"SELECT string_agg(relkind::text, '' ORDER BY relname) FROM pg_class WHERE relname IN ('{LedgerRollups.Hours}', '{RunRollups.Hours}')", connection))
         {
-            Assert.That(await command.ExecuteScalarAsync(), Is.EqualTo("v"), "the hour rollup is a view over the day hours");
+            Assert.That(await command.ExecuteScalarAsync(), Is.EqualTo("vv"), "the hour rollups are views over the day hours");
         }
 
         await AssertRollupsEqualCountsAsync(host, "after the day hours were added");
@@ -675,6 +678,14 @@ public class LedgerPartitioningTests
         Assert.That(runMinutes.GroupBy(m => (m.Minute, m.Name)).Select(g => (g.Key.Minute, g.Key.Name, g.Sum(m => m.Runs), g.Sum(m => m.TotalMilliseconds), g.Max(m => m.MaxMilliseconds))),
             Is.EquivalentTo(expectedRunMinutes),
             "finished runs per minute, " + when);
+        var runHours = await host.QueryAsync(db => db.Set<RunHourDurations>().AsNoTracking().ToListAsync());
+        var expectedRunHours = runs.Where(r => (int)r.State is 2 or 3 or 4 && r.Stop is not null)
+            .Select(r => (Hour: new DateTime(r.Start.Ticks - (r.Start.Ticks % TimeSpan.TicksPerHour), DateTimeKind.Utc), r.Name,
+                Ms: (long)Math.Round((r.Stop!.Value - r.Start).TotalMilliseconds)))
+            .GroupBy(r => (r.Hour, r.Name))
+            .Select(g => (g.Key.Hour, g.Key.Name, (long)g.Count(), g.Sum(r => r.Ms), g.Max(r => r.Ms)));
+        Assert.That(runHours.GroupBy(m => (m.Hour, m.Name)).Select(g => (g.Key.Hour, g.Key.Name, g.Sum(m => m.Runs), g.Sum(m => m.TotalMilliseconds), g.Max(m => m.MaxMilliseconds))),
+            Is.EquivalentTo(expectedRunHours), "finished runs per hour, " + when);
         await AssertDayRollupsEqualCountsAsync(host, tasks, runs, when);
     }
 

@@ -492,6 +492,29 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.ToTable("JobLogScheduledMessages", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.RunHourDurations", b =>
+                {
+                    b.Property<DateTime>("Hour")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("MaxMilliseconds")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Runs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("TotalMilliseconds")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Hour", "Name");
+
+                    b.ToTable("JobLogRunHours", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.Storage.RunMinuteDurations", b =>
                 {
                     b.Property<DateTime>("Minute")
