@@ -38,10 +38,16 @@ internal static class ScaleFill
         INSERT INTO "JobLogTaskMinutes" ("Minute", "State", "Name", "IsInternal", "Count")
             SELECT substr("Stop", 1, 16) || ':00', "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" WHERE "Stop" IS NOT NULL
             GROUP BY substr("Stop", 1, 16), "State", "Name", "IsInternal" ORDER BY 1, 2, 3, 4;
+        INSERT INTO "JobLogTaskHours" ("Hour", "State", "Name", "IsInternal", "Count")
+            SELECT substr("Minute", 1, 13) || ':00:00', "State", "Name", "IsInternal", SUM("Count") FROM "JobLogTaskMinutes"
+            GROUP BY substr("Minute", 1, 13), "State", "Name", "IsInternal" ORDER BY 1, 2, 3, 4;
         INSERT INTO "JobLogRunMinutes" ("Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
             SELECT substr("Start", 1, 16) || ':00', "Name", COUNT(*), SUM(d), MAX(d)
             FROM (SELECT "Start", "Name", {JobLog.Storage.RunRollups.SqliteMilliseconds("")} AS d FROM "JobLogTaskRuns" WHERE {JobLog.Storage.RunRollups.Counted})
             GROUP BY substr("Start", 1, 16), "Name" ORDER BY 1, 2;
+        INSERT INTO "JobLogRunHours" ("Hour", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
+            SELECT substr("Minute", 1, 13) || ':00:00', "Name", SUM("Runs"), SUM("TotalMilliseconds"), MAX("MaxMilliseconds") FROM "JobLogRunMinutes"
+            GROUP BY substr("Minute", 1, 13), "Name" ORDER BY 1, 2;
         """;
 
     /// <summary>
@@ -82,10 +88,16 @@ internal static class ScaleFill
         INSERT INTO "JobLogTaskMinutes" ("Minute", "State", "Name", "IsInternal", "Count")
             SELECT {JobLog.Storage.LedgerRollups.PostgresMinute}, "State", "Name", "IsInternal", COUNT(*) FROM "JobLogTasks" WHERE "Stop" IS NOT NULL
             GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4;
+        INSERT INTO "JobLogTaskHours" ("Hour", "State", "Name", "IsInternal", "Count")
+            SELECT date_trunc('hour', "Minute" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', "State", "Name", "IsInternal", SUM("Count") FROM "JobLogTaskMinutes"
+            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4;
         INSERT INTO "JobLogRunMinutes" ("Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
             SELECT {JobLog.Storage.RunRollups.PostgresMinute}, "Name", COUNT(*), SUM({JobLog.Storage.RunRollups.PostgresMilliseconds}),
                 MAX({JobLog.Storage.RunRollups.PostgresMilliseconds})
             FROM "JobLogTaskRuns" WHERE {JobLog.Storage.RunRollups.Counted} GROUP BY 1, 2 ORDER BY 1, 2;
+        INSERT INTO "JobLogRunHours" ("Hour", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
+            SELECT date_trunc('hour', "Minute" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', "Name", SUM("Runs"), SUM("TotalMilliseconds"), MAX("MaxMilliseconds")
+            FROM "JobLogRunMinutes" GROUP BY 1, 2 ORDER BY 1, 2;
         """;
 
     /// <summary>

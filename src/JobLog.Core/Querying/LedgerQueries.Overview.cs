@@ -20,7 +20,7 @@ public sealed partial class LedgerQueries
         var counts = Enum.GetValues<TaskState>()
             .Select(s => new StateCount(s, counted.FirstOrDefault(c => c.State == s)?.Count ?? 0)).ToList();
         var chart = await ChartAsync(day, now, ct).ConfigureAwait(false);
-        var slowest = await SlowestAsync(chart.From, ct).ConfigureAwait(false);
+        var slowest = await SlowestAsync(chart.From, day, ct).ConfigureAwait(false);
         return (counts, chart, slowest);
     }
 
@@ -30,12 +30,21 @@ public sealed partial class LedgerQueries
         var count = day ? 24 : 60;
         var to = new DateTime(now.Ticks - (now.Ticks % bucket.Ticks), DateTimeKind.Utc) + bucket;
         var from = to - (bucket * count);
-        var finished = await _db.Set<TaskMinuteCount>().AsNoTracking()
-            .Where(t => t.Minute >= from && t.Minute < to && !t.IsInternal
-                && (t.State == TaskState.Succeeded || t.State == TaskState.Failed || t.State == TaskState.Expired))
-            .GroupBy(t => new { t.Minute, t.State })
-            .Select(g => new { g.Key.Minute, g.Key.State, Count = g.Sum(t => t.Count) })
-            .ToListAsync(ct).ConfigureAwait(false);
+        // The day window's buckets are whole UTC hours (from and to on the hour): the hour rollup holds them exactly, at a
+        // sixtieth of the minute rows (docs/scale.md, session 13).
+        var finished = day
+            ? await _db.Set<TaskHourCount>().AsNoTracking()
+                .Where(t => t.Hour >= from && t.Hour < to && !t.IsInternal
+                    && (t.State == TaskState.Succeeded || t.State == TaskState.Failed || t.State == TaskState.Expired))
+                .GroupBy(t => new { t.Hour, t.State })
+                .Select(g => new { Minute = g.Key.Hour, g.Key.State, Count = g.Sum(t => t.Count) })
+                .ToListAsync(ct).ConfigureAwait(false)
+            : await _db.Set<TaskMinuteCount>().AsNoTracking()
+                .Where(t => t.Minute >= from && t.Minute < to && !t.IsInternal
+                    && (t.State == TaskState.Succeeded || t.State == TaskState.Failed || t.State == TaskState.Expired))
+                .GroupBy(t => new { t.Minute, t.State })
+                .Select(g => new { g.Key.Minute, g.Key.State, Count = g.Sum(t => t.Count) })
+                .ToListAsync(ct).ConfigureAwait(false);
         var buckets = new (int Succeeded, int Failed, int Expired)[count];
         foreach (var g in finished)
         {
@@ -59,14 +68,19 @@ public sealed partial class LedgerQueries
             buckets.Select((b, i) => new ChartBucket(from + (bucket * i), b.Succeeded, b.Failed, b.Expired)).ToList());
     }
 
-    private async Task<IReadOnlyList<SlowTask>> SlowestAsync(DateTime since, CancellationToken ct)
+    private async Task<IReadOnlyList<SlowTask>> SlowestAsync(DateTime since, bool day, CancellationToken ct)
     {
         // Runs that ended (SUCCEEDED, FAILED, RETRIED) and started in the window, from the run rollup (RunRollups): a
-        // row per minute and name, whatever the number of runs.
-        var names = await _db.Set<RunMinuteDurations>().AsNoTracking().Where(m => m.Minute >= since)
-            .GroupBy(m => m.Name)
-            .Select(g => new { Name = g.Key, Runs = g.Sum(m => m.Runs), Total = g.Sum(m => m.TotalMilliseconds), Max = g.Max(m => m.MaxMilliseconds) })
-            .ToListAsync(ct).ConfigureAwait(false);
+        // row per minute (the day window: per hour, since starts on the hour) and name, whatever the number of runs.
+        var names = day
+            ? await _db.Set<RunHourDurations>().AsNoTracking().Where(m => m.Hour >= since)
+                .GroupBy(m => m.Name)
+                .Select(g => new { Name = g.Key, Runs = g.Sum(m => m.Runs), Total = g.Sum(m => m.TotalMilliseconds), Max = g.Max(m => m.MaxMilliseconds) })
+                .ToListAsync(ct).ConfigureAwait(false)
+            : await _db.Set<RunMinuteDurations>().AsNoTracking().Where(m => m.Minute >= since)
+                .GroupBy(m => m.Name)
+                .Select(g => new { Name = g.Key, Runs = g.Sum(m => m.Runs), Total = g.Sum(m => m.TotalMilliseconds), Max = g.Max(m => m.MaxMilliseconds) })
+                .ToListAsync(ct).ConfigureAwait(false);
         return names.Where(n => n.Runs > 0)
             .Select(n => new SlowTask { Name = n.Name, Runs = n.Runs, AverageSeconds = n.Total / 1000.0 / n.Runs, MaxSeconds = n.Max / 1000.0 })
             .OrderByDescending(s => s.AverageSeconds).ThenBy(s => s.Name, StringComparer.Ordinal).Take(5).ToList();

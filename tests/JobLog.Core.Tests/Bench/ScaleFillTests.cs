@@ -25,6 +25,8 @@ public class ScaleFillTests(LedgerProvider provider)
         """SELECT "State", "Name", "IsInternal", "Count" FROM "JobLogTaskCounts" ORDER BY 1, 2, 3""",
         """SELECT "Minute", "State", "Name", "IsInternal", "Count" FROM "JobLogTaskMinutes" ORDER BY 1, 2, 3, 4""",
         """SELECT "Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds" FROM "JobLogRunMinutes" ORDER BY 1, 2""",
+        """SELECT "Hour", "State", "Name", "IsInternal", "Count" FROM "JobLogTaskHours" ORDER BY 1, 2, 3, 4""",
+        """SELECT "Hour", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds" FROM "JobLogRunHours" ORDER BY 1, 2""",
     ];
 
     [Test]

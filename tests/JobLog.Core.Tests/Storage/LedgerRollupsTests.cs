@@ -13,10 +13,14 @@ using NUnit.Framework;
 
 namespace JobLog.Core.Tests.Storage;
 
-/// <summary>The task rollups (per state × name, per minute × state × name) against the COUNT(*) they replace.</summary>
-[TestFixture(LedgerProvider.Sqlite)]
-[TestFixture(LedgerProvider.PostgreSql)]
-public class LedgerRollupsTests(LedgerProvider provider)
+/// <summary>
+/// The task rollups (per state × name, per minute and per hour × state × name) against the COUNT(*) they replace; on a
+/// partitioned PostgreSQL ledger too, whose minute and hour rollups are views over the day rollups.
+/// </summary>
+[TestFixture(LedgerProvider.Sqlite, false)]
+[TestFixture(LedgerProvider.PostgreSql, false)]
+[TestFixture(LedgerProvider.PostgreSql, true)]
+public class LedgerRollupsTests(LedgerProvider provider, bool partitioned)
 {
     private static readonly DateTime T0 = new(2026, 3, 1, 8, 0, 0, DateTimeKind.Utc);
     private LedgerHost _host = null!;
@@ -29,7 +33,9 @@ public class LedgerRollupsTests(LedgerProvider provider)
     {
         _clock = new FakeTimeProvider(new DateTimeOffset(T0));
         _backups = Path.Combine(Path.GetTempPath(), "joblog-rollups-" + Guid.NewGuid().ToString("N"));
-        _host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider), services: s => s.AddSingleton<TimeProvider>(_clock));
+        _host = partitioned
+            ? await Querying.PartitionedLedgerHosts.StartAsync(_clock)
+            : await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider), services: s => s.AddSingleton<TimeProvider>(_clock));
         _recorder = _host.Services.GetRequiredService<LedgerRecorder>();
     }
 
@@ -118,6 +124,7 @@ public class LedgerRollupsTests(LedgerProvider provider)
     [Test]
     public async Task Migration_OntoALedgerWrittenBeforeRollups_CountsItsRows()
     {
+        Assume.That(partitioned, Is.False, "a partitioned ledger's rollup migrations are not reverted (PartitionedMigrationDownTests)");
         var contexts = _host.Services.GetRequiredService<JobLogContextFactory>();
         await using (var db = contexts.Create())
         {
@@ -141,6 +148,101 @@ public class LedgerRollupsTests(LedgerProvider provider)
 
         await AssertRollupsEqualCountsAsync("after the migration");
         Assert.That(await StateCountsAsync(), Is.EquivalentTo(new Dictionary<TaskState, long> { [TaskState.Succeeded] = 5, [TaskState.Waiting] = 2 }));
+    }
+
+    [Test]
+    public async Task Migration_OntoALedgerWithMinutesButNoHours_BuildsTheHoursFromTheMinutes()
+    {
+        Assume.That(partitioned, Is.False, "a partitioned ledger's rollup migrations are not reverted (PartitionedMigrationDownTests)");
+        var contexts = _host.Services.GetRequiredService<JobLogContextFactory>();
+        await using (var db = contexts.Create())
+        {
+            var migrations = db.Database.GetMigrations().ToList();
+            var hours = migrations.FindIndex(m => m.EndsWith("_HourrollTaskHours", StringComparison.Ordinal));
+            Assert.That(hours, Is.GreaterThan(0));
+            await db.GetService<IMigrator>().MigrateAsync(migrations[hours - 1]);
+        }
+
+        // Written through the minutes-only triggers, then the migration; then the new triggers keep the hours.
+        for (var i = 0; i < 6; i++)
+        {
+            var id = Dispatch(i < 2 ? "Invoice" : "Report", T0.AddMinutes(i * 25), stale: null, isInternal: false);
+            Finish(Start(id, "Report", T0.AddMinutes(i * 25), 0), id, TaskRunState.Succeeded, T0.AddMinutes((i * 25) + 1));
+        }
+
+        await _host.FlushAsync();
+        await using (var db = contexts.Create())
+        {
+            await db.GetService<IMigrator>().MigrateAsync();
+        }
+
+        await AssertRollupsEqualCountsAsync("after the migration");
+        var late = Dispatch("Report", T0.AddMinutes(20), stale: null, isInternal: false);
+        Finish(Start(late, "Report", T0.AddMinutes(20), 0), late, TaskRunState.Failed, T0.AddMinutes(21));
+        await _host.FlushAsync();
+        await AssertRollupsEqualCountsAsync("after a write through the new triggers");
+    }
+
+    [Test]
+    public async Task Overview_DayWindow_AfterRetriesExpiriesPurgesAndRestores_IsTheLedgersCountPerHour()
+    {
+        // Mid-hour: the window is the 24 whole hours up to the end of the current one, whose bucket is partly elapsed.
+        var now = T0.AddHours(5).AddMinutes(17);
+        var from = T0.AddHours(-18);
+        DateTime[] stops =
+        [
+            from.AddTicks(-1), from, from.AddMinutes(59).AddSeconds(59), T0.AddMinutes(1), T0.AddMinutes(61), T0.AddMinutes(119).AddSeconds(59.5),
+            T0.AddHours(5).AddMinutes(16), T0.AddHours(5).AddMinutes(16).AddSeconds(30), T0.AddHours(6),
+        ];
+        for (var i = 0; i < stops.Length; i++)
+        {
+            var name = i % 2 == 0 ? "Invoice" : "Report";
+            var id = Dispatch(name, stops[i].AddSeconds(-5), stale: null, isInternal: i == 3);
+            Finish(Start(id, name, stops[i].AddSeconds(-4), 0), id, i % 3 == 1 ? TaskRunState.Failed : TaskRunState.Succeeded, stops[i]);
+        }
+
+        // A retry whose first run ends in one hour and whose second in the next: the task's hour moves.
+        var retried = Dispatch("Report", T0.AddMinutes(50), stale: null, isInternal: false);
+        Finish(Start(retried, "Report", T0.AddMinutes(50), 0), retried, TaskRunState.Failed, T0.AddMinutes(55));
+        await _host.FlushAsync();
+        await AssertDayChartIsTheLedgersAsync(now, "after the first run failed");
+        Finish(Start(retried, "Report", T0.AddMinutes(58), 1), retried, TaskRunState.Succeeded, T0.AddMinutes(63));
+        for (var i = 0; i < 3; i++)
+        {
+            Dispatch("Invoice", T0.AddHours(4).AddMinutes(i), stale: T0.AddHours(4).AddMinutes(30), isInternal: false);
+        }
+
+        await _host.FlushAsync();
+        await AssertDayChartIsTheLedgersAsync(now, "after the writer");
+
+        _clock.SetUtcNow(new DateTimeOffset(now.AddMinutes(-2)));
+        var maintenance = _host.Services.GetRequiredService<LedgerMaintenance>();
+        Assert.That((await maintenance.SweepAsync()).Expired, Is.EqualTo(3));
+        await AssertDayChartIsTheLedgersAsync(now, "after the sweeper's expiries");
+
+        var purge = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddMinutes(62), T0.AddMinutes(62), BatchSize: 2, BackupDirectory: _backups));
+        Assert.That(purge.Deleted, Is.GreaterThan(0));
+        await AssertDayChartIsTheLedgersAsync(now, "after a purge");
+        await AssertRollupsEqualCountsAsync("after a purge");
+
+        await maintenance.RestoreAsync(purge.BackupFile!);
+        await AssertDayChartIsTheLedgersAsync(now, "after a restore");
+        await AssertRollupsEqualCountsAsync("after a restore");
+    }
+
+    private async Task AssertDayChartIsTheLedgersAsync(DateTime now, string when)
+    {
+        await using var scope = _host.Services.CreateAsyncScope();
+        var (_, chart, _) = await scope.ServiceProvider.GetRequiredService<LedgerQueries>().OverviewAsync(true, now, default);
+        var tasks = await _host.QueryAsync(db => db.TaskLogs.AsNoTracking().Where(t => !t.IsInternal && t.Stop != null).ToListAsync());
+        var expected = Enumerable.Range(0, 24).Select(i => chart.From.AddHours(i)).Select(start =>
+        {
+            var ended = tasks.Where(t => t.Stop >= start && t.Stop < start.AddHours(1)).ToList();
+            return (start, ended.Count(t => t.State == TaskState.Succeeded), ended.Count(t => t.State == TaskState.Failed), ended.Count(t => t.State == TaskState.Expired));
+        }).ToList();
+        Assert.That(chart.From, Is.EqualTo(T0.AddHours(-18)), when);
+        Assert.That(chart.Buckets.Select(b => (b.Start, b.Succeeded, b.Failed, b.Expired)), Is.EqualTo(expected), "the day chart's hours, " + when);
+        Assert.That(expected.Sum(e => e.Item2 + e.Item3 + e.Item4), Is.GreaterThan(0), "the test's own premise");
     }
 
     private Guid Dispatch(string name, DateTime at, DateTime? stale, bool isInternal)
@@ -184,6 +286,16 @@ public class LedgerRollupsTests(LedgerProvider provider)
         var expectedMinutes = tasks.Where(t => t.Stop is not null)
             .GroupBy(t => (new DateTime(t.Stop!.Value.Ticks - (t.Stop.Value.Ticks % TimeSpan.TicksPerMinute), DateTimeKind.Utc), t.State, t.Name, t.IsInternal))
             .Select(g => (g.Key.Item1, g.Key.State, g.Key.Name, g.Key.IsInternal, (long)g.Count()));
-        Assert.That(minutes.Select(m => (m.Minute, m.State, m.Name, m.IsInternal, m.Count)), Is.EquivalentTo(expectedMinutes), "per minute, " + when);
+        // On a partitioned ledger the minute and hour rollups are views with a row per day of a key: readers sum.
+        Assert.That(minutes.GroupBy(m => (m.Minute, m.State, m.Name, m.IsInternal)).Select(g => (g.Key.Minute, g.Key.State, g.Key.Name, g.Key.IsInternal, g.Sum(m => m.Count))),
+            Is.EquivalentTo(expectedMinutes), "per minute, " + when);
+
+        var hours = await _host.QueryAsync(db => db.Set<TaskHourCount>().AsNoTracking().ToListAsync());
+        var expectedHours = tasks.Where(t => t.Stop is not null)
+            .GroupBy(t => (new DateTime(t.Stop!.Value.Ticks - (t.Stop.Value.Ticks % TimeSpan.TicksPerHour), DateTimeKind.Utc), t.State, t.Name, t.IsInternal))
+            .Select(g => (g.Key.Item1, g.Key.State, g.Key.Name, g.Key.IsInternal, (long)g.Count()));
+        Assert.That(hours.GroupBy(m => (m.Hour, m.State, m.Name, m.IsInternal)).Select(g => (g.Key.Hour, g.Key.State, g.Key.Name, g.Key.IsInternal, g.Sum(m => m.Count))),
+            Is.EquivalentTo(expectedHours), "per hour, " + when);
+        Assert.That(hours.Where(h => h.Count == 0), Is.Empty, "no empty hour rows, " + when);
     }
 }

@@ -112,6 +112,8 @@ public class RunRollupsTests(LedgerProvider provider)
 
         var minute = (await RollupAsync()).Single();
         Assert.That((minute.Runs, minute.TotalMilliseconds, minute.MaxMilliseconds), Is.EqualTo((1L, 10_000L, 10_000L)));
+        var hour = (await _host.QueryAsync(db => db.Set<RunHourDurations>().AsNoTracking().ToListAsync())).Single();
+        Assert.That((hour.Runs, hour.TotalMilliseconds, hour.MaxMilliseconds), Is.EqualTo((1L, 10_000L, 10_000L)), "the hour's longest read again");
         await AssertRollupEqualsRunsAsync("after the purge");
     }
 
@@ -131,6 +133,27 @@ public class RunRollupsTests(LedgerProvider provider)
         var (_, chart, slowest) = await scope.ServiceProvider.GetRequiredService<LedgerQueries>().OverviewAsync(false, T0.AddMinutes(59), default);
 
         Assert.That(chart.From, Is.EqualTo(T0));
+        Assert.That(slowest.Select(s => (s.Name, s.Runs, s.AverageSeconds, s.MaxSeconds)),
+            Is.EqualTo(new[] { ("Report", 2L, 60.0, 90.0), ("Invoice", 1L, 10.0, 10.0) }));
+    }
+
+    [Test]
+    public async Task Overview_SlowestTaskNames_OfTheDayWindow_AreTheRunsStartedInItsHours()
+    {
+        // The day window from T0 - 18 h (now mid-hour, T0 + 5 h 17 min): Report 30 s at its first instant and 90 s in the
+        // current hour; Invoice 10 s inside, 500 s one tick before it.
+        var now = T0.AddHours(5).AddMinutes(17);
+        Run("Report", T0.AddHours(-18), 30);
+        Run("Report", T0.AddHours(5).AddMinutes(16), 90);
+        Run("Invoice", T0.AddMinutes(59).AddSeconds(59), 10);
+        Run("Invoice", T0.AddHours(-18).AddTicks(-1), 500);
+        await _host.FlushAsync();
+        await AssertRollupEqualsRunsAsync("after the writer");
+
+        await using var scope = _host.Services.CreateAsyncScope();
+        var (_, chart, slowest) = await scope.ServiceProvider.GetRequiredService<LedgerQueries>().OverviewAsync(true, now, default);
+
+        Assert.That(chart.From, Is.EqualTo(T0.AddHours(-18)));
         Assert.That(slowest.Select(s => (s.Name, s.Runs, s.AverageSeconds, s.MaxSeconds)),
             Is.EqualTo(new[] { ("Report", 2L, 60.0, 90.0), ("Invoice", 1L, 10.0, 10.0) }));
     }
@@ -201,5 +224,14 @@ public class RunRollupsTests(LedgerProvider provider)
             .GroupBy(r => (r.Minute, r.Name))
             .Select(g => (g.Key.Minute, g.Key.Name, (long)g.Count(), g.Sum(r => r.Ms), g.Max(r => r.Ms)));
         Assert.That(rollup.Select(m => (m.Minute, m.Name, m.Runs, m.TotalMilliseconds, m.MaxMilliseconds)), Is.EquivalentTo(expected), when);
+
+        var hours = await _host.QueryAsync(db => db.Set<RunHourDurations>().AsNoTracking().ToListAsync());
+        var expectedHours = runs
+            .Where(r => r.State is TaskRunState.Succeeded or TaskRunState.Failed or TaskRunState.Retried && r.Stop is not null)
+            .Select(r => (Hour: new DateTime(r.Start.Ticks - (r.Start.Ticks % TimeSpan.TicksPerHour), DateTimeKind.Utc), r.Name,
+                Ms: (long)Math.Round((r.Stop!.Value - r.Start).TotalMilliseconds)))
+            .GroupBy(r => (r.Hour, r.Name))
+            .Select(g => (g.Key.Hour, g.Key.Name, (long)g.Count(), g.Sum(r => r.Ms), g.Max(r => r.Ms)));
+        Assert.That(hours.Select(m => (m.Hour, m.Name, m.Runs, m.TotalMilliseconds, m.MaxMilliseconds)), Is.EquivalentTo(expectedHours), "per hour, " + when);
     }
 }

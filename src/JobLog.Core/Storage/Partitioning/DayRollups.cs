@@ -8,6 +8,10 @@ namespace JobLog.Storage.Partitioning;
 /// rollups; they exist only on a partitioned ledger (made by the conversion, or added to a ledger converted before them).
 /// <list type="bullet">
 /// <item><c>JobLogTaskDays</c>: tasks by (day, Stop's minute or <c>-infinity</c> while unfinished, state, name, kind).</item>
+/// <item><c>JobLogTaskDayHours</c>: the finished tasks by (day, Stop's hour, state, name, kind), for the overview's day
+/// window (session 13: the hours are a view over these, as the minutes are over <c>JobLogTaskDays</c>).</item>
+/// <item><c>JobLogRunDayHours</c>: the counted runs by (day, Start's hour, name), the same way, for the day window's
+/// slowest names (session 13).</item>
 /// <item><c>JobLogRunDays</c>: the counted runs (<see cref="RunRollups.Counted"/>) by (day, Start's minute, name): count,
 /// total and the longest (read again from the day's runs when a run that may have been it leaves).</item>
 /// </list>
@@ -22,11 +26,17 @@ internal static class DayRollups
 {
     internal const string Tasks = "JobLogTaskDays";
     internal const string Runs = "JobLogRunDays";
+    internal const string TaskHours = "JobLogTaskDayHours";
+    internal const string RunHours = "JobLogRunDayHours";
 
     private const string T = "\"" + LedgerModel.Tasks + "\"";
     private const string R = "\"" + LedgerModel.Runs + "\"";
     private const string TD = "\"" + Tasks + "\"";
     private const string RD = "\"" + Runs + "\"";
+    private const string THD = "\"" + TaskHours + "\"";
+    private const string RDH = "\"" + RunHours + "\"";
+    private const string HourKey = Key + ", \"Hour\", \"State\", \"Name\", \"IsInternal\"";
+    private const string HourOfMinute = "date_trunc('hour', \"Minute\" AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
     private const string Key = "\"" + PartitionDay.Column + "\"";
     private const string TaskKey = Key + ", \"Minute\", \"State\", \"Name\", \"IsInternal\"";
 
@@ -91,13 +101,24 @@ internal static class DayRollups
             FOR EACH ROW EXECUTE FUNCTION joblog_minute_views_read_only();
         """;
 
-    /// <summary>The tables, trigger functions and triggers (idempotent), then the rollups of the rows present.</summary>
-    internal static readonly string Create = $"""
-        CREATE TABLE IF NOT EXISTS {TD} ({Key} integer NOT NULL, "Minute" timestamptz NOT NULL, "State" integer NOT NULL,
-            "Name" varchar({LedgerModel.NameLength}) NOT NULL, "IsInternal" boolean NOT NULL, "Count" bigint NOT NULL, PRIMARY KEY ({TaskKey}));
-        CREATE TABLE IF NOT EXISTS {RD} ({Key} integer NOT NULL, "Minute" timestamptz NOT NULL, "Name" varchar({LedgerModel.NameLength}) NOT NULL,
-            "Runs" bigint NOT NULL, "TotalMilliseconds" bigint NOT NULL, "MaxMilliseconds" bigint NOT NULL, PRIMARY KEY ({Key}, "Minute", "Name"));
+    private static string CreateHours => $"""
+        CREATE TABLE IF NOT EXISTS {THD} ({Key} integer NOT NULL, "Hour" timestamptz NOT NULL, "State" integer NOT NULL,
+            "Name" varchar({LedgerModel.NameLength}) NOT NULL, "IsInternal" boolean NOT NULL, "Count" bigint NOT NULL, PRIMARY KEY ({HourKey}));
+        CREATE TABLE IF NOT EXISTS {RDH} ({Key} integer NOT NULL, "Hour" timestamptz NOT NULL, "Name" varchar({LedgerModel.NameLength}) NOT NULL,
+            "Runs" bigint NOT NULL, "TotalMilliseconds" bigint NOT NULL, "MaxMilliseconds" bigint NOT NULL, PRIMARY KEY ({Key}, "Hour", "Name"));
+        """;
 
+    // The hours of the day rollups' finished minutes (tasks) and of their minutes (runs), after both are filled.
+    private static string FillHours => $"""
+        INSERT INTO {THD} ({HourKey}, "Count") SELECT {Key}, {HourOfMinute}, "State", "Name", "IsInternal", SUM("Count") FROM {TD}
+            WHERE "Minute" > '-infinity' GROUP BY 1, 2, 3, 4, 5 HAVING SUM("Count") <> 0 ORDER BY 2, 1;
+        INSERT INTO {RDH} ({Key}, "Hour", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
+            SELECT {Key}, {HourOfMinute}, "Name", SUM("Runs"), SUM("TotalMilliseconds"), MAX("MaxMilliseconds") FROM {RD}
+            GROUP BY 1, 2, 3 ORDER BY 2, 1;
+        """;
+
+    // The task day rollups' trigger functions: the minutes (and the unfinished), and the hours of the finished.
+    private static string TaskFunctions => $"""
         CREATE OR REPLACE FUNCTION joblog_task_days_insert() RETURNS trigger LANGUAGE plpgsql AS $body$
         BEGIN
         {TaskApply($"SELECT {Key}, \"State\", \"Name\", \"IsInternal\", \"Stop\", 1 AS n FROM new_rows")}
@@ -113,6 +134,10 @@ internal static class DayRollups
         {TaskApply($"SELECT {Key}, \"State\", \"Name\", \"IsInternal\", \"Stop\", 1 AS n FROM new_rows UNION ALL SELECT {Key}, \"State\", \"Name\", \"IsInternal\", \"Stop\", -1 FROM old_rows")}
         RETURN NULL;
         END $body$;
+        """;
+
+    // The run day rollups' trigger functions: the minutes and the hours.
+    private static string RunFunctions => $"""
         CREATE OR REPLACE FUNCTION joblog_run_days_insert() RETURNS trigger LANGUAGE plpgsql AS $body$
         BEGIN
         {RunApply($"SELECT {Key}, \"Start\", \"Name\", {RunRollups.PostgresMilliseconds} AS ms, 1 AS n FROM new_rows WHERE {RunRollups.Counted}", removed: null)}
@@ -135,6 +160,63 @@ internal static class DayRollups
         END IF;
         RETURN NULL;
         END $body$;
+        """;
+
+    /// <summary>
+    /// The overview's hour rollup (<see cref="LedgerRollups.Hours"/>) as a view over the day hours, like the minutes
+    /// (<see cref="MinuteViews"/>), with an index on the hour for the day window. Idempotent: the table the migration
+    /// <c>HourrollTaskHours</c> made is dropped only while it is a table.
+    /// </summary>
+    private static string HourView => $$"""
+        CREATE INDEX IF NOT EXISTS "IX_JobLogTaskDayHours_Hour" ON {{THD}} ("Hour");
+        DO $views$ BEGIN
+            IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('"{{LedgerRollups.Hours}}"')) = 'r' THEN DROP TABLE "{{LedgerRollups.Hours}}"; END IF;
+        END $views$;
+        CREATE OR REPLACE VIEW "{{LedgerRollups.Hours}}" AS
+            SELECT "Hour", "State", "Name", "IsInternal", "Count" FROM {{THD}} WHERE "Count" <> 0;
+        DROP TRIGGER IF EXISTS "JobLogTaskHours_ReadOnly" ON "{{LedgerRollups.Hours}}";
+        CREATE TRIGGER "JobLogTaskHours_ReadOnly" INSTEAD OF INSERT OR UPDATE OR DELETE ON "{{LedgerRollups.Hours}}"
+            FOR EACH ROW EXECUTE FUNCTION joblog_minute_views_read_only();
+        CREATE INDEX IF NOT EXISTS "IX_JobLogRunDayHours_Hour" ON {{RDH}} ("Hour");
+        DO $views$ BEGIN
+            IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('"{{RunRollups.Hours}}"')) = 'r' THEN DROP TABLE "{{RunRollups.Hours}}"; END IF;
+        END $views$;
+        CREATE OR REPLACE VIEW "{{RunRollups.Hours}}" AS
+            SELECT "Hour", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds" FROM {{RDH}} WHERE "Runs" <> 0;
+        DROP TRIGGER IF EXISTS "JobLogRunHours_ReadOnly" ON "{{RunRollups.Hours}}";
+        CREATE TRIGGER "JobLogRunHours_ReadOnly" INSTEAD OF INSERT OR UPDATE OR DELETE ON "{{RunRollups.Hours}}"
+            FOR EACH ROW EXECUTE FUNCTION joblog_minute_views_read_only();
+        """;
+
+    /// <summary>
+    /// The day hours added to a ledger whose day rollups serve the minutes already (partitioned before session 13): the
+    /// tables, the day triggers' functions that keep them, their rows from the day rollups (no read of the ledger) and the views.
+    /// </summary>
+    internal static readonly string AddHours = $"""
+        {CreateHours}
+        {TaskFunctions}
+        {RunFunctions}
+        TRUNCATE {THD}, {RDH};
+        {FillHours}
+        {HourView}
+        """;
+
+    /// <summary>Whether the day hours exist and serve the hour rollup (<see cref="HourView"/>).</summary>
+    internal const string ServeHoursSql =
+        "SELECT to_regclass('" + THD + "') IS NOT NULL AND to_regclass('" + RDH + "') IS NOT NULL " +
+        "AND coalesce((SELECT relkind = 'v' FROM pg_class WHERE oid = to_regclass('\"" + LedgerRollups.Hours + "\"')), FALSE) " +
+        "AND coalesce((SELECT relkind = 'v' FROM pg_class WHERE oid = to_regclass('\"" + RunRollups.Hours + "\"')), FALSE)";
+
+    /// <summary>The tables, trigger functions and triggers (idempotent), then the rollups of the rows present.</summary>
+    internal static readonly string Create = $"""
+        CREATE TABLE IF NOT EXISTS {TD} ({Key} integer NOT NULL, "Minute" timestamptz NOT NULL, "State" integer NOT NULL,
+            "Name" varchar({LedgerModel.NameLength}) NOT NULL, "IsInternal" boolean NOT NULL, "Count" bigint NOT NULL, PRIMARY KEY ({TaskKey}));
+        CREATE TABLE IF NOT EXISTS {RD} ({Key} integer NOT NULL, "Minute" timestamptz NOT NULL, "Name" varchar({LedgerModel.NameLength}) NOT NULL,
+            "Runs" bigint NOT NULL, "TotalMilliseconds" bigint NOT NULL, "MaxMilliseconds" bigint NOT NULL, PRIMARY KEY ({Key}, "Minute", "Name"));
+        {CreateHours}
+
+        {TaskFunctions}
+        {RunFunctions}
 
         DROP TRIGGER IF EXISTS "JobLogTasks_Days_Insert" ON {T};
         DROP TRIGGER IF EXISTS "JobLogTasks_Days_Delete" ON {T};
@@ -155,12 +237,14 @@ internal static class DayRollups
         CREATE TRIGGER "JobLogTaskRuns_Days_Update" AFTER UPDATE ON {R}
             REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION joblog_run_days_update();
 
-        TRUNCATE {TD}, {RD};
+        TRUNCATE {TD}, {RD}, {THD}, {RDH};
         INSERT INTO {TD} ({TaskKey}, "Count") SELECT {Key}, {TaskMinute}, "State", "Name", "IsInternal", COUNT(*) FROM {T} GROUP BY 1, 2, 3, 4, 5 ORDER BY 2, 1;
         INSERT INTO {RD} ({Key}, "Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
             SELECT {Key}, {RunRollups.PostgresMinute}, "Name", COUNT(*), SUM({RunRollups.PostgresMilliseconds}), MAX({RunRollups.PostgresMilliseconds})
             FROM {R} WHERE {RunRollups.Counted} GROUP BY 1, 2, 3 ORDER BY 2, 1;
+        {FillHours}
         {MinuteViews}
+        {HourView}
         """;
 
     /// <summary>Whether the day rollups exist and serve the minute rollups (<see cref="MinuteViews"/>).</summary>
@@ -188,6 +272,11 @@ internal static class DayRollups
             INSERT INTO {TD} AS c ({TaskKey}, "Count")
             SELECT {Key}, {TaskMinute}, "State", "Name", "IsInternal", SUM(n) FROM d GROUP BY 1, 2, 3, 4, 5 HAVING SUM(n) <> 0 ORDER BY 1, 2, 3, 4, 5
             ON CONFLICT ({TaskKey}) DO UPDATE SET "Count" = c."Count" + excluded."Count";
+            WITH d AS ({deltas})
+            INSERT INTO {THD} AS c ({HourKey}, "Count")
+            SELECT {Key}, {LedgerRollups.PostgresHour}, "State", "Name", "IsInternal", SUM(n) FROM d WHERE "Stop" IS NOT NULL
+            GROUP BY 1, 2, 3, 4, 5 HAVING SUM(n) <> 0 ORDER BY 1, 2, 3, 4, 5
+            ON CONFLICT ({HourKey}) DO UPDATE SET "Count" = c."Count" + excluded."Count";
         """;
 
     /// <summary>
@@ -195,21 +284,24 @@ internal static class DayRollups
     /// Name, ms of the counted runs taken out) took a run from whose duration reached the longest, the longest is read again
     /// from that day's runs of that minute and name (the <c>(Name, Start)</c> index of one partition).
     /// </summary>
-    private static string RunApply(string deltas, string? removed) => $"""
+    private static string RunApply(string deltas, string? removed) =>
+        RunApplyTo(RD, "Minute", RunRollups.PostgresMinute, "1 minute", deltas, removed) + RunApplyTo(RDH, "Hour", RunRollups.PostgresHour, "1 hour", deltas, removed);
+
+    private static string RunApplyTo(string table, string time, string of, string width, string deltas, string? removed) => $"""
             WITH d AS ({deltas})
-            INSERT INTO {RD} AS m ({Key}, "Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
-            SELECT {Key}, {RunRollups.PostgresMinute}, "Name", SUM(n), SUM(n * ms), coalesce(MAX(ms) FILTER (WHERE n > 0), 0) FROM d
+            INSERT INTO {table} AS m ({Key}, "{time}", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
+            SELECT {Key}, {of}, "Name", SUM(n), SUM(n * ms), coalesce(MAX(ms) FILTER (WHERE n > 0), 0) FROM d
             GROUP BY 1, 2, 3 HAVING SUM(n) <> 0 OR SUM(n * ms) <> 0 OR bool_or(n > 0) ORDER BY 1, 2, 3
-            ON CONFLICT ({Key}, "Minute", "Name") DO UPDATE SET "Runs" = m."Runs" + excluded."Runs",
+            ON CONFLICT ({Key}, "{time}", "Name") DO UPDATE SET "Runs" = m."Runs" + excluded."Runs",
                 "TotalMilliseconds" = m."TotalMilliseconds" + excluded."TotalMilliseconds",
                 "MaxMilliseconds" = GREATEST(m."MaxMilliseconds", excluded."MaxMilliseconds");
             {(removed is null ? "" : $"""
-            UPDATE {RD} m SET "MaxMilliseconds" = coalesce((
+            UPDATE {table} m SET "MaxMilliseconds" = coalesce((
                     SELECT MAX({RunRollups.PostgresMillisecondsOf("r.\"Start\"", "r.\"Stop\"")}) FROM {R} r
-                    WHERE r.{Key} = m.{Key} AND r."Name" = m."Name" AND r."Start" >= m."Minute" AND r."Start" < m."Minute" + interval '1 minute'
+                    WHERE r.{Key} = m.{Key} AND r."Name" = m."Name" AND r."Start" >= m."{time}" AND r."Start" < m."{time}" + interval '{width}'
                         AND r."State" IN (2, 3, 4) AND r."Stop" IS NOT NULL), 0)
-                FROM (SELECT {Key}, {RunRollups.PostgresMinute} AS "Minute", "Name", MAX(ms) AS ms FROM ({removed}) x GROUP BY 1, 2, 3) k
-                WHERE m.{Key} = k.{Key} AND m."Minute" = k."Minute" AND m."Name" = k."Name" AND m."MaxMilliseconds" <= k.ms;
+                FROM (SELECT {Key}, {of} AS "{time}", "Name", MAX(ms) AS ms FROM ({removed}) x GROUP BY 1, 2, 3) k
+                WHERE m.{Key} = k.{Key} AND m."{time}" = k."{time}" AND m."Name" = k."Name" AND m."MaxMilliseconds" <= k.ms;
             """)}
         """;
 
@@ -238,10 +330,17 @@ internal static class DayRollups
     internal static readonly string Reset = $$"""
         DELETE FROM {{TD}} WHERE {{Key}} = {0};
         DELETE FROM {{RD}} WHERE {{Key}} = {0};
+        DELETE FROM {{THD}} WHERE {{Key}} = {0};
+        DELETE FROM {{RDH}} WHERE {{Key}} = {0};
         INSERT INTO {{TD}} ({{TaskKey}}, "Count")
             SELECT {{Key}}, {{TaskMinute}}, "State", "Name", "IsInternal", COUNT(*) FROM joblog_keep_tasks GROUP BY 1, 2, 3, 4, 5;
+        INSERT INTO {{THD}} ({{HourKey}}, "Count")
+            SELECT {{Key}}, {{LedgerRollups.PostgresHour}}, "State", "Name", "IsInternal", COUNT(*) FROM joblog_keep_tasks WHERE "Stop" IS NOT NULL GROUP BY 1, 2, 3, 4, 5;
         INSERT INTO {{RD}} ({{Key}}, "Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
             SELECT {{Key}}, {{RunRollups.PostgresMinute}}, "Name", COUNT(*), SUM({{RunRollups.PostgresMilliseconds}}), MAX({{RunRollups.PostgresMilliseconds}})
+            FROM joblog_keep_runs WHERE {{RunRollups.Counted}} GROUP BY 1, 2, 3;
+        INSERT INTO {{RDH}} ({{Key}}, "Hour", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
+            SELECT {{Key}}, {{RunRollups.PostgresHour}}, "Name", COUNT(*), SUM({{RunRollups.PostgresMilliseconds}}), MAX({{RunRollups.PostgresMilliseconds}})
             FROM joblog_keep_runs WHERE {{RunRollups.Counted}} GROUP BY 1, 2, 3;
         """;
 }

@@ -128,7 +128,8 @@ internal static partial class LedgerPartitioning
     /// <summary>
     /// Adds the day rollups (<see cref="DayRollups"/>) to a partitioned ledger that lacks them (converted before they
     /// existed): the tables, their triggers and the rollups of the rows present, with the writers held off meanwhile; and
-    /// makes the minute rollups views over them where they are still tables (a ledger partitioned before session 9).
+    /// makes the minute rollups views over them where they are still tables (a ledger partitioned before session 9), and
+    /// the hour rollup a view over the day hours (<see cref="DayRollups.AddHours"/>, a ledger partitioned before session 13).
     /// </summary>
     public static Task EnsureDayRollupsAsync(DbConnection connection, CancellationToken cancellationToken, ILogger? logger = null) =>
         EnsureDayRollupsAsync(connection, logger, DayRollupsLockTimeout, DayRollupsAttempts, cancellationToken);
@@ -149,7 +150,8 @@ internal static partial class LedgerPartitioning
     internal static async Task EnsureDayRollupsAsync(
         DbConnection connection, ILogger? logger, TimeSpan lockTimeout, int attempts, CancellationToken cancellationToken)
     {
-        if (await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false))
+        if (await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false)
+            && await ScalarAsync<bool>(connection, DayRollups.ServeHoursSql, cancellationToken).ConfigureAwait(false))
         {
             return;
         }
@@ -164,6 +166,11 @@ internal static partial class LedgerPartitioning
                 if (!await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false))
                 {
                     await ExecAsync(connection, DayRollups.Create, cancellationToken).ConfigureAwait(false);
+                }
+                else if (!await ScalarAsync<bool>(connection, DayRollups.ServeHoursSql, cancellationToken).ConfigureAwait(false))
+                {
+                    // Partitioned before the hours (session 13): only they are added, from the day rollups.
+                    await ExecAsync(connection, DayRollups.AddHours, cancellationToken).ConfigureAwait(false);
                 }
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);

@@ -84,7 +84,11 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         "INSERT INTO \"" + LedgerRollups.Minutes + "\" (\"Minute\", \"State\", \"Name\", \"IsInternal\", \"Count\") " +
         "SELECT substr(\"Stop\", 1, 16) || ':00', \"State\", \"Name\", \"IsInternal\", COUNT(*) FROM main." + T +
         " WHERE rowid >= " + TaskFrom + " AND \"Stop\" IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 " +
-        "ON CONFLICT (\"Minute\", \"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"";
+        "ON CONFLICT (\"Minute\", \"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"; " +
+        "INSERT INTO \"" + LedgerRollups.Hours + "\" (\"Hour\", \"State\", \"Name\", \"IsInternal\", \"Count\") " +
+        "SELECT substr(\"Stop\", 1, 13) || ':00:00', \"State\", \"Name\", \"IsInternal\", COUNT(*) FROM main." + T +
+        " WHERE rowid >= " + TaskFrom + " AND \"Stop\" IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 " +
+        "ON CONFLICT (\"Hour\", \"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"";
 
     /// <summary>What <c>JobLogTaskRuns_Rollup_Insert</c> (and the updates after it) would have added, for the batch's finished runs.</summary>
     internal static readonly string CountRuns =
@@ -93,6 +97,13 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         RunRollups.SqliteMilliseconds("") + " AS d FROM main." + R + " WHERE rowid >= " + RunFrom +
         " AND \"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL) GROUP BY 1, 2 ORDER BY 1, 2 " +
         "ON CONFLICT (\"Minute\", \"Name\") DO UPDATE SET \"Runs\" = \"Runs\" + excluded.\"Runs\", " +
+        "\"TotalMilliseconds\" = \"TotalMilliseconds\" + excluded.\"TotalMilliseconds\", " +
+        "\"MaxMilliseconds\" = max(\"MaxMilliseconds\", excluded.\"MaxMilliseconds\"); " +
+        "INSERT INTO \"" + RunRollups.Hours + "\" (\"Hour\", \"Name\", \"Runs\", \"TotalMilliseconds\", \"MaxMilliseconds\") " +
+        "SELECT substr(\"Start\", 1, 13) || ':00:00', \"Name\", COUNT(*), SUM(d), MAX(d) FROM (SELECT \"Start\", \"Name\", " +
+        RunRollups.SqliteMilliseconds("") + " AS d FROM main." + R + " WHERE rowid >= " + RunFrom +
+        " AND \"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL) GROUP BY 1, 2 ORDER BY 1, 2 " +
+        "ON CONFLICT (\"Hour\", \"Name\") DO UPDATE SET \"Runs\" = \"Runs\" + excluded.\"Runs\", " +
         "\"TotalMilliseconds\" = \"TotalMilliseconds\" + excluded.\"TotalMilliseconds\", " +
         "\"MaxMilliseconds\" = max(\"MaxMilliseconds\", excluded.\"MaxMilliseconds\")";
 
@@ -114,7 +125,15 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         "GROUP BY 1, 2, 3, 4 HAVING SUM(n) <> 0 ORDER BY 1, 2, 3, 4 " +
         "ON CONFLICT (\"Minute\", \"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"; " +
         "DELETE FROM \"" + LedgerRollups.Minutes + "\" WHERE \"Count\" = 0 AND (\"Minute\", \"State\", \"Name\", \"IsInternal\") IN (" +
-        "SELECT substr(b.\"Stop\", 1, 16) || ':00', b.\"State\", b.\"Name\", b.\"IsInternal\" FROM temp.\"" + Before + "\" b WHERE b.\"Stop\" IS NOT NULL)";
+        "SELECT substr(b.\"Stop\", 1, 16) || ':00', b.\"State\", b.\"Name\", b.\"IsInternal\" FROM temp.\"" + Before + "\" b WHERE b.\"Stop\" IS NOT NULL); " +
+        "INSERT INTO \"" + LedgerRollups.Hours + "\" (\"Hour\", \"State\", \"Name\", \"IsInternal\", \"Count\") " +
+        "SELECT substr(\"Stop\", 1, 13) || ':00:00', \"State\", \"Name\", \"IsInternal\", SUM(n) FROM (" +
+        "SELECT t.\"Stop\", t.\"State\", t.\"Name\", t.\"IsInternal\", 1 AS n FROM temp.\"" + Before + "\" b JOIN main." + T + " t ON t.rowid = b.\"Row\" WHERE t.\"Stop\" IS NOT NULL " +
+        "UNION ALL SELECT b.\"Stop\", b.\"State\", b.\"Name\", b.\"IsInternal\", -1 FROM temp.\"" + Before + "\" b WHERE b.\"Stop\" IS NOT NULL) " +
+        "GROUP BY 1, 2, 3, 4 HAVING SUM(n) <> 0 ORDER BY 1, 2, 3, 4 " +
+        "ON CONFLICT (\"Hour\", \"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"; " +
+        "DELETE FROM \"" + LedgerRollups.Hours + "\" WHERE \"Count\" = 0 AND (\"Hour\", \"State\", \"Name\", \"IsInternal\") IN (" +
+        "SELECT substr(b.\"Stop\", 1, 13) || ':00:00', b.\"State\", b.\"Name\", b.\"IsInternal\" FROM temp.\"" + Before + "\" b WHERE b.\"Stop\" IS NOT NULL)";
 
     private const string AddCount =
         "INSERT INTO \"" + LedgerRollups.Counts + "\" (\"State\", \"Name\", \"IsInternal\", \"Count\") VALUES (?1, ?2, ?3, ?4) " +
@@ -127,10 +146,17 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
     private const string DropEmptyMinute =
         "DELETE FROM \"" + LedgerRollups.Minutes + "\" WHERE \"Minute\" = ?1 AND \"State\" = ?2 AND \"Name\" = ?3 AND \"IsInternal\" = ?4 AND \"Count\" = 0";
 
+    private const string AddHour =
+        "INSERT INTO \"" + LedgerRollups.Hours + "\" (\"Hour\", \"State\", \"Name\", \"IsInternal\", \"Count\") VALUES (?1, ?2, ?3, ?4, ?5) " +
+        "ON CONFLICT (\"Hour\", \"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"";
+
+    private const string DropEmptyHour =
+        "DELETE FROM \"" + LedgerRollups.Hours + "\" WHERE \"Hour\" = ?1 AND \"State\" = ?2 AND \"Name\" = ?3 AND \"IsInternal\" = ?4 AND \"Count\" = 0";
+
     private static readonly string[] Scripts =
         [
             Normalize(SqliteSearch.Create), Normalize(SqliteSearch.Watermarked), Normalize(SqliteSearch.Deduplicated), Normalize(SqliteSearch.Swept),
-            Normalize(LedgerRollups.SqliteUp), Normalize(RunRollups.SqliteUp),
+            Normalize(LedgerRollups.SqliteHoursUp), Normalize(RunRollups.SqliteHoursUp),
         ];
 
     // The search index's groups: with the watermark they have no INSERT trigger (SqliteSearchIndexer indexes new rows).
@@ -235,7 +261,8 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
 
     /// <summary>
     /// What <see cref="CountChanges"/> does for captured rows, from the caller's counts: each (state, name, kind) and each
-    /// (minute, state, name, kind) moves by its sum, and a minute left empty is dropped. One statement per key, not per row.
+    /// (minute, state, name, kind) moves by its sum, each hour by the sum of its minutes, and a minute or hour left empty is
+    /// dropped. One statement per key, not per row.
     /// </summary>
     public void Move(Dictionary<(int State, string Name, bool IsInternal), long> counts, Dictionary<(string Minute, int State, string Name, bool IsInternal), long> minutes)
     {
@@ -254,6 +281,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
             Run(AddCount);
         }
 
+        Dictionary<(string Hour, int State, string Name, bool IsInternal), long>? hours = null;
         foreach (var ((minute, state, name, isInternal), n) in minutes)
         {
             if (n == 0)
@@ -261,23 +289,38 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
                 continue;
             }
 
-            var sql = AddMinute;
-            var add = Statement(sql);
-            Check(raw.sqlite3_bind_text(add, 1, minute));
-            Check(raw.sqlite3_bind_int64(add, 2, state));
-            Check(raw.sqlite3_bind_text(add, 3, name));
-            Check(raw.sqlite3_bind_int64(add, 4, isInternal ? 1 : 0));
-            Check(raw.sqlite3_bind_int64(add, 5, n));
-            Run(sql);
-            if (n < 0)
+            AddTime(AddMinute, DropEmptyMinute, minute, state, name, isInternal, n);
+            hours ??= [];
+            var hour = (string.Concat(minute.AsSpan(0, 13), ":00:00"), state, name, isInternal);
+            hours[hour] = hours.GetValueOrDefault(hour) + n;
+        }
+
+        foreach (var ((hour, state, name, isInternal), n) in hours ?? [])
+        {
+            if (n != 0)
             {
-                var drop = Statement(DropEmptyMinute);
-                Check(raw.sqlite3_bind_text(drop, 1, minute));
-                Check(raw.sqlite3_bind_int64(drop, 2, state));
-                Check(raw.sqlite3_bind_text(drop, 3, name));
-                Check(raw.sqlite3_bind_int64(drop, 4, isInternal ? 1 : 0));
-                Run(DropEmptyMinute);
+                AddTime(AddHour, DropEmptyHour, hour, state, name, isInternal, n);
             }
+        }
+    }
+
+    private void AddTime(string sql, string dropEmpty, string time, int state, string name, bool isInternal, long n)
+    {
+        var add = Statement(sql);
+        Check(raw.sqlite3_bind_text(add, 1, time));
+        Check(raw.sqlite3_bind_int64(add, 2, state));
+        Check(raw.sqlite3_bind_text(add, 3, name));
+        Check(raw.sqlite3_bind_int64(add, 4, isInternal ? 1 : 0));
+        Check(raw.sqlite3_bind_int64(add, 5, n));
+        Run(sql);
+        if (n < 0)
+        {
+            var drop = Statement(dropEmpty);
+            Check(raw.sqlite3_bind_text(drop, 1, time));
+            Check(raw.sqlite3_bind_int64(drop, 2, state));
+            Check(raw.sqlite3_bind_text(drop, 3, name));
+            Check(raw.sqlite3_bind_int64(drop, 4, isInternal ? 1 : 0));
+            Run(dropEmpty);
         }
     }
 

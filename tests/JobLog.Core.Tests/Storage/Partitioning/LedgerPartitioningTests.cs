@@ -322,6 +322,46 @@ public class LedgerPartitioningTests
     }
 
     [Test]
+    public async Task DayHours_AddedToALedgerPartitionedBeforeThem_CountItsRows_AndServeTheNextDrop()
+    {
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(old)), "Invoice", old);
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(old.AddHours(1))), "Report", old.AddHours(1));
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(T0)), "Invoice", T0);
+        await host.FlushAsync();
+
+        // A ledger partitioned before session 13: no day hours, and the hour rollup the table the migration made (empty).
+        await using (var command = new NpgsqlCommand(
+            $"DROP VIEW \"{LedgerRollups.Hours}\", \"{RunRollups.Hours}\"; DROP TABLE \"{DayRollups.TaskHours}\", \"{DayRollups.RunHours}\"; " +
+            $"CREATE TABLE \"{LedgerRollups.Hours}\" (\"Hour\" timestamptz NOT NULL, \"State\" integer NOT NULL, \"Name\" varchar({LedgerModel.NameLength}) NOT NULL, " +
+            "\"IsInternal\" boolean NOT NULL, \"Count\" bigint NOT NULL, PRIMARY KEY (\"Hour\", \"State\", \"Name\", \"IsInternal\")); " +
+            $"CREATE TABLE \"{RunRollups.Hours}\" (\"Hour\" timestamptz NOT NULL, \"Name\" varchar({LedgerModel.NameLength}) NOT NULL, \"Runs\" bigint NOT NULL, " +
+            "\"TotalMilliseconds\" bigint NOT NULL, \"MaxMilliseconds\" bigint NOT NULL, PRIMARY KEY (\"Hour\", \"Name\"))", connection))
+        {
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await host.Services.GetRequiredService<LedgerPartitionService>().RunOnceAsync(CancellationToken.None);
+        await using (var command = new NpgsqlCommand(
+            $"SELECT string_agg(relkind::text, '' ORDER BY relname) FROM pg_class WHERE relname IN ('{LedgerRollups.Hours}', '{RunRollups.Hours}')", connection))
+        {
+            Assert.That(await command.ExecuteScalarAsync(), Is.EqualTo("vv"), "the hour rollups are views over the day hours");
+        }
+
+        await AssertRollupsEqualCountsAsync(host, "after the day hours were added");
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(T0.AddMinutes(70))), "Report", T0.AddMinutes(70));
+        await host.FlushAsync();
+        await AssertRollupsEqualCountsAsync(host, "after a write");
+        await host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
+        Assert.That(await host.TasksAsync(), Has.Count.EqualTo(2), "the old day dropped");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
     public async Task Sweep_OnAPartitionedLedger_ExpiresTheStaleTasksOfEachDayWithTheirRuns()
     {
         var host = await StartAsync(partitioned: true);
@@ -620,6 +660,12 @@ public class LedgerPartitioningTests
         // On a partitioned ledger the minute rollup is a view with a row per day of a minute and key: readers sum.
         Assert.That(minutes.GroupBy(m => (m.Minute, m.State, m.Name, m.IsInternal)).Select(g => (g.Key.Minute, g.Key.State, g.Key.Name, g.Key.IsInternal, g.Sum(m => m.Count))),
             Is.EquivalentTo(expectedMinutes), "per minute, " + when);
+        var hours = await host.QueryAsync(db => db.Set<TaskHourCount>().AsNoTracking().ToListAsync());
+        var expectedHours = tasks.Where(t => t.Stop is not null)
+            .GroupBy(t => (new DateTime(t.Stop!.Value.Ticks - (t.Stop.Value.Ticks % TimeSpan.TicksPerHour), DateTimeKind.Utc), t.State, t.Name, t.IsInternal))
+            .Select(g => (g.Key.Item1, g.Key.State, g.Key.Name, g.Key.IsInternal, (long)g.Count()));
+        Assert.That(hours.GroupBy(m => (m.Hour, m.State, m.Name, m.IsInternal)).Select(g => (g.Key.Hour, g.Key.State, g.Key.Name, g.Key.IsInternal, g.Sum(m => m.Count))),
+            Is.EquivalentTo(expectedHours), "per hour, " + when);
 
         // The run rollup too: a dropped partition fires no trigger.
         var runs = await host.QueryAsync(db => db.TaskRunLogs.AsNoTracking().ToListAsync());
@@ -632,6 +678,14 @@ public class LedgerPartitioningTests
         Assert.That(runMinutes.GroupBy(m => (m.Minute, m.Name)).Select(g => (g.Key.Minute, g.Key.Name, g.Sum(m => m.Runs), g.Sum(m => m.TotalMilliseconds), g.Max(m => m.MaxMilliseconds))),
             Is.EquivalentTo(expectedRunMinutes),
             "finished runs per minute, " + when);
+        var runHours = await host.QueryAsync(db => db.Set<RunHourDurations>().AsNoTracking().ToListAsync());
+        var expectedRunHours = runs.Where(r => (int)r.State is 2 or 3 or 4 && r.Stop is not null)
+            .Select(r => (Hour: new DateTime(r.Start.Ticks - (r.Start.Ticks % TimeSpan.TicksPerHour), DateTimeKind.Utc), r.Name,
+                Ms: (long)Math.Round((r.Stop!.Value - r.Start).TotalMilliseconds)))
+            .GroupBy(r => (r.Hour, r.Name))
+            .Select(g => (g.Key.Hour, g.Key.Name, (long)g.Count(), g.Sum(r => r.Ms), g.Max(r => r.Ms)));
+        Assert.That(runHours.GroupBy(m => (m.Hour, m.Name)).Select(g => (g.Key.Hour, g.Key.Name, g.Sum(m => m.Runs), g.Sum(m => m.TotalMilliseconds), g.Max(m => m.MaxMilliseconds))),
+            Is.EquivalentTo(expectedRunHours), "finished runs per hour, " + when);
         await AssertDayRollupsEqualCountsAsync(host, tasks, runs, when);
     }
 

@@ -497,6 +497,29 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.ToTable("JobLogScheduledMessages", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.RunHourDurations", b =>
+                {
+                    b.Property<DateTime>("Hour")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<long>("MaxMilliseconds")
+                        .HasColumnType("bigint");
+
+                    b.Property<long>("Runs")
+                        .HasColumnType("bigint");
+
+                    b.Property<long>("TotalMilliseconds")
+                        .HasColumnType("bigint");
+
+                    b.HasKey("Hour", "Name");
+
+                    b.ToTable("JobLogRunHours", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.Storage.RunMinuteDurations", b =>
                 {
                     b.Property<DateTime>("Minute")
@@ -518,6 +541,29 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.HasKey("Minute", "Name");
 
                     b.ToTable("JobLogRunMinutes", (string)null);
+                });
+
+            modelBuilder.Entity("JobLog.Storage.TaskHourCount", b =>
+                {
+                    b.Property<DateTime>("Hour")
+                        .HasColumnType("timestamp with time zone");
+
+                    b.Property<int>("State")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("character varying(250)");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("boolean");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("bigint");
+
+                    b.HasKey("Hour", "State", "Name", "IsInternal");
+
+                    b.ToTable("JobLogTaskHours", (string)null);
                 });
 
             modelBuilder.Entity("JobLog.Storage.TaskMinuteCount", b =>

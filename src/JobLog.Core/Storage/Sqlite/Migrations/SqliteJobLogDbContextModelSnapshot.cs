@@ -492,6 +492,29 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.ToTable("JobLogScheduledMessages", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.RunHourDurations", b =>
+                {
+                    b.Property<DateTime>("Hour")
+                        .HasColumnType("TEXT");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<long>("MaxMilliseconds")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Runs")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("TotalMilliseconds")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Hour", "Name");
+
+                    b.ToTable("JobLogRunHours", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.Storage.RunMinuteDurations", b =>
                 {
                     b.Property<DateTime>("Minute")
@@ -513,6 +536,29 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.HasKey("Minute", "Name");
 
                     b.ToTable("JobLogRunMinutes", (string)null);
+                });
+
+            modelBuilder.Entity("JobLog.Storage.TaskHourCount", b =>
+                {
+                    b.Property<DateTime>("Hour")
+                        .HasColumnType("TEXT");
+
+                    b.Property<int>("State")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("Name")
+                        .HasMaxLength(250)
+                        .HasColumnType("TEXT");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Hour", "State", "Name", "IsInternal");
+
+                    b.ToTable("JobLogTaskHours", (string)null);
                 });
 
             modelBuilder.Entity("JobLog.Storage.TaskMinuteCount", b =>
