@@ -120,7 +120,9 @@ internal static class ScaleFill
             throw new InvalidOperationException("The bulk fill needs an empty ledger: its rollups are built from the rows, not added to.");
         }
 
-        // What is taken off and put back: every secondary index and trigger of the four tables, as the catalog holds them.
+        // What is taken off and put back: every secondary index and trigger of the four tables, as the catalog holds them;
+        // PostgreSQL's in the order they were made, so a partition's indexes (named by PostgreSQL after the partition and
+        // the columns, with a number when two would be alike) get the names they had.
         var list = string.Join(", ", Tables.Select(t => $"'{t}'"));
         var saved = new List<(string Drop, string Create)>();
         await using (var command = connection.CreateCommand())
@@ -130,12 +132,15 @@ internal static class ScaleFill
                 : $"""
                   SELECT 'index', i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i
                   WHERE i.indrelid::regclass::text IN ({string.Join(", ", Tables.Select(t => $"'\"{t}\"'"))}) AND NOT i.indisprimary
-                  ORDER BY 2
+                  ORDER BY i.indexrelid
                   """;
             await using var reader = await command.ExecuteReaderAsync();
             while (await reader.ReadAsync())
             {
                 var (type, name, sql) = (reader.GetString(0), reader.GetString(1), reader.GetString(2));
+                // A partitioned table's index is defined "ON ONLY" the table (an index of the parent alone, left invalid
+                // until each partition's is attached): created again without ONLY, it is built on every partition.
+                sql = sql.Replace(" ON ONLY ", " ON ", StringComparison.Ordinal);
                 saved.Add((sqlite ? $"DROP {type.ToUpperInvariant()} \"{name}\"" : $"DROP INDEX {name}", sql));
             }
         }
