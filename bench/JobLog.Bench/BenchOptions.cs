@@ -78,8 +78,9 @@ internal sealed class BenchOptions
           --days N           days the tasks are spread over (default 10)
           --ledger LIST      sqlite,pg
           --keep             leave the ledgers behind
-          --fill bulk|triggers  bulk (default): rows in with indexes and triggers off, then each index, the search index
-                             and the rollups built in one statement; triggers: rows in through every index and trigger
+          --fill bulk|triggers  bulk (default; with --partitioned too): rows in with indexes and triggers off, then each
+                             index, the search index and the rollups built in one statement; triggers: rows in through
+                             every index and trigger
           --reuse PATH|DB    measure a ledger kept by an earlier run (--keep): a SQLite file or a PostgreSQL database
                              name, with the same --tasks and --days; implies --keep and --pages-only
           --pages-only       time the pages only (no sweep, retention or purge: the ledger stays as filled)

@@ -87,10 +87,10 @@ internal sealed class ScaleBench(BenchOptions options)
             if (reuse is null)
             {
                 var sqlite = provider == LedgerProvider.Sqlite;
-                var bulk = options.BulkFill && !partitioned;
+                var bulk = options.BulkFill;
                 void Progress(string p) => Console.WriteLine($"  {provider} fill {p} ({clock.Elapsed.TotalSeconds:0} s)");
                 var rows = bulk
-                    ? await ScaleFill.BulkFillAsync(sqlite, ledger.ConnectionString, data, Progress)
+                    ? await ScaleFill.BulkFillAsync(sqlite, ledger.ConnectionString, data, Progress, partitioned)
                     : await ScaleFill.FillAsync(sqlite, ledger.ConnectionString, data, Progress, partitioned);
                 var fill = clock.Elapsed;
                 if (provider == LedgerProvider.PostgreSql)
@@ -101,6 +101,7 @@ internal sealed class ScaleBench(BenchOptions options)
                 }
 
                 var how = (sqlite ? "prepared INSERT per row, 50,000-row transactions" : "binary COPY, 50,000-row chunks") +
+                    (partitioned ? ", into the partitioned tables" : "") +
                     (bulk ? ", indexes and triggers off, then each index, the search index and the rollups built in one statement" : ", indexes and triggers in place");
                 Line(string.Create(CultureInfo.InvariantCulture,
                     $"- ingest (bulk path: {how}): {rows:N0} rows ({data.Tasks:N0} tasks + runs, {data.Requests:N0} requests, {data.Commands:N0} commands) " +
