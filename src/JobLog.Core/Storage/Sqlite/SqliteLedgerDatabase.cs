@@ -57,7 +57,7 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
         }
 
         var shape = await context.Database.SqlQueryRaw<int>(SqliteSearch.Shape).SingleAsync(cancellationToken).ConfigureAwait(false);
-        if (!present || shape < 3)
+        if (!present || shape < 4)
         {
             // One transaction: no row is inserted between the last INSERT trigger and the watermark, nor an error indexed
             // by the former triggers after the new ones looked.
@@ -67,9 +67,15 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
                 await context.Database.ExecuteSqlRawAsync(SqliteSearch.Create, cancellationToken).ConfigureAwait(false);
             }
 
-            // A ledger watermarked before session 8 keeps its index (every error: consistent with the new triggers); one
-            // from before session 10 only takes the sweeper's expiry text out (the partial index is built from the runs).
-            var upgrade = !present || shape == 0 ? SqliteSearch.Upgrade : shape == 1 ? SqliteSearch.Deduplicated + SqliteSearch.Swept : SqliteSearch.Swept;
+            // Each shape takes the steps after it; the last (session 13) rebuilds the runs' index from their distinct texts.
+            var upgrade = shape switch
+            {
+                _ when !present => SqliteSearch.Upgrade,
+                0 => SqliteSearch.Upgrade,
+                1 => SqliteSearch.Deduplicated + SqliteSearch.Swept + SqliteSearch.Distinct,
+                2 => SqliteSearch.Swept + SqliteSearch.Distinct,
+                _ => SqliteSearch.Distinct,
+            };
             await context.Database.ExecuteSqlRawAsync(upgrade, cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }

@@ -36,7 +36,19 @@ internal static class SqliteSearch
     /// </summary>
     public const string SweptRuns = "IX_JobLogTaskRuns_SweptExpired";
 
+    /// <summary>
+    /// Since session 13: the distinct error texts of the runs (<c>Id</c>, <c>Text</c> unique); <see cref="RunText"/> indexes
+    /// each once, keyed by its <c>Id</c>.
+    /// </summary>
+    public const string ErrorTexts = "JobLogErrorTexts";
+
+    /// <summary>Since session 13: each indexed run's error text (<c>Run</c> = the run's rowid, <c>Text</c> = its <see cref="ErrorTexts"/> <c>Id</c>).</summary>
+    public const string RunErrors = "JobLogRunErrors";
+
     private const string SweptText = "'" + Sweeping.TaskLogSweeper.StaleRunError + "'";
+
+    private const string E = "\"" + ErrorTexts + "\"";
+    private const string M = "\"" + RunErrors + "\"";
 
     private const string T = "\"" + LedgerModel.Tasks + "\"";
     private const string R = "\"" + LedgerModel.Runs + "\"";
@@ -179,6 +191,75 @@ internal static class SqliteSearch
         END;
         """;
 
+    // Run {0} (old) lets go of its error text: the text leaves the index and the texts when no other run refers to it.
+    private const string Unreference = $$"""
+        DELETE FROM "{{RunText}}" WHERE {0}."ErrorMessage" IS NOT NULL AND rowid = (SELECT "Text" FROM {{M}} WHERE "Run" = {0}.rowid)
+            AND NOT EXISTS (SELECT 1 FROM {{M}} o WHERE o."Text" = (SELECT "Text" FROM {{M}} WHERE "Run" = {0}.rowid) AND o."Run" <> {0}.rowid);
+        DELETE FROM {{E}} WHERE {0}."ErrorMessage" IS NOT NULL AND "Id" = (SELECT "Text" FROM {{M}} WHERE "Run" = {0}.rowid)
+            AND NOT EXISTS (SELECT 1 FROM {{M}} o WHERE o."Text" = (SELECT "Text" FROM {{M}} WHERE "Run" = {0}.rowid) AND o."Run" <> {0}.rowid);
+        DELETE FROM {{M}} WHERE {0}."ErrorMessage" IS NOT NULL AND "Run" = {0}.rowid;
+        """;
+
+    // Run {0} (new) refers to its error text, which is indexed (the next Id: max + 1) when no run had it yet. Never the
+    // sweeper's expiry text (SweptRuns finds those runs).
+    private const string Reference = $$"""
+        INSERT INTO "{{RunText}}"(rowid, "ErrorMessage") SELECT (SELECT coalesce(max("Id"), 0) + 1 FROM {{E}}), {0}."ErrorMessage"
+            WHERE {0}."ErrorMessage" IS NOT NULL AND {0}."ErrorMessage" IS NOT {{SweptText}} AND NOT EXISTS (SELECT 1 FROM {{E}} WHERE "Text" = {0}."ErrorMessage");
+        INSERT INTO {{E}} ("Id", "Text") SELECT (SELECT coalesce(max("Id"), 0) + 1 FROM {{E}}), {0}."ErrorMessage"
+            WHERE {0}."ErrorMessage" IS NOT NULL AND {0}."ErrorMessage" IS NOT {{SweptText}} AND NOT EXISTS (SELECT 1 FROM {{E}} WHERE "Text" = {0}."ErrorMessage");
+        INSERT INTO {{M}} ("Run", "Text") SELECT {0}.rowid, "Id" FROM {{E}} WHERE "Text" = {0}."ErrorMessage";
+        """;
+
+    // The runs past the watermark, or all of them ({0}: the condition on r), into the texts, the index and the references.
+    // "Texts" of the watermark is where this step's new texts start (SQLite numbers them max + 1 on).
+    private const string IndexErrorsOf = $$"""
+        UPDATE {{W}} SET "Texts" = (SELECT coalesce(max("Id"), 0) FROM {{E}});
+        INSERT OR IGNORE INTO {{E}} ("Text") SELECT r."ErrorMessage" FROM {{R}} r
+            WHERE {0} AND r."ErrorMessage" IS NOT NULL AND r."ErrorMessage" IS NOT {{SweptText}} ORDER BY r.rowid;
+        INSERT INTO "{{RunText}}"(rowid, "ErrorMessage") SELECT "Id", "Text" FROM {{E}} WHERE "Id" > (SELECT "Texts" FROM {{W}}) ORDER BY "Id";
+        INSERT INTO {{M}} ("Run", "Text") SELECT r.rowid, e."Id" FROM {{R}} r JOIN {{E}} e ON e."Text" = r."ErrorMessage" WHERE {0} ORDER BY r.rowid
+        """;
+
+    private const string AtOrBelowTheWatermark = "r.rowid <= (SELECT \"Runs\" FROM " + W + ")";
+
+    private const string PastTheWatermarkRuns = "r.rowid > (SELECT \"Runs\" FROM " + W + ")";
+
+    private static string IndexErrors(string condition) => IndexErrorsOf.Replace("{0}", condition, StringComparison.Ordinal);
+
+    /// <summary>
+    /// Since session 13 (run after <see cref="Swept"/>): each DISTINCT error text is indexed once, not once per task. A
+    /// retried failure's text is usually the same as thousands of other tasks' (the 2-retries bench: 3 texts in 20,000
+    /// tasks), and indexing it per task was half of the writer's CPU on that path (docs/benchmarks.md, "Session 12
+    /// (fail)"). <see cref="ErrorTexts"/> holds the texts (unique), <see cref="RunText"/> indexes them by their <c>Id</c>,
+    /// and <see cref="RunErrors"/> has one small row per run at or below the watermark with an error (other than the
+    /// sweeper's expiry text), naming its text; the search goes from the texts that match to the runs that refer to them.
+    /// A text no run refers to any more leaves both (the triggers). Replaces the per-task deduplication (no
+    /// <see cref="Recheck"/>: every run refers to its text, so no run has to take another's place).
+    /// </summary>
+    public static readonly string Distinct = $"""
+        DROP TRIGGER IF EXISTS "{RunText}_Update";
+        DROP TRIGGER IF EXISTS "{RunText}_Delete";
+        DROP TABLE IF EXISTS {C};
+        DROP TABLE IF EXISTS "{RunText}";
+        CREATE VIRTUAL TABLE "{RunText}" USING fts5("ErrorMessage", content='', contentless_delete=1, tokenize='trigram');
+        ALTER TABLE {W} ADD COLUMN "Texts" INTEGER NOT NULL DEFAULT 0;
+        CREATE TABLE {E} ("Id" INTEGER PRIMARY KEY, "Text" TEXT NOT NULL UNIQUE);
+        CREATE TABLE {M} ("Run" INTEGER PRIMARY KEY, "Text" INTEGER NOT NULL);
+        {IndexErrors(AtOrBelowTheWatermark)};
+        CREATE INDEX "IX_{RunErrors}_Text" ON {M} ("Text");
+        CREATE TRIGGER "{RunText}_Update" AFTER UPDATE OF "ErrorMessage" ON {R}
+        WHEN old."ErrorMessage" IS NOT new."ErrorMessage" AND old.rowid <= (SELECT "Runs" FROM {W})
+            AND NOT (old."ErrorMessage" IS NULL AND new."ErrorMessage" = {SweptText}) BEGIN
+            {Unreference.Replace("{0}", "old", StringComparison.Ordinal)}
+            {Reference.Replace("{0}", "new", StringComparison.Ordinal)}
+        END;
+        CREATE TRIGGER "{RunText}_Delete" AFTER DELETE ON {R}
+        WHEN old.rowid <= (SELECT "Runs" FROM {W}) BEGIN
+            {Unreference.Replace("{0}", "old", StringComparison.Ordinal)}
+            UPDATE {W} SET "Runs" = (SELECT coalesce(max(rowid), 0) FROM {R}) WHERE old.rowid > (SELECT coalesce(max(rowid), 0) FROM {R});
+        END;
+        """;
+
     /// <summary>Drops the search index's triggers on both tables, of either shape (per-row INSERT triggers, or the watermark's).</summary>
     private static readonly string DropTriggers = string.Join("\n",
         new[] { TaskText, RunText }.SelectMany(table => new[] { "Insert", "Update", "Delete" }.Select(on => $"DROP TRIGGER IF EXISTS \"{table}_{on}\";")));
@@ -189,14 +270,15 @@ internal static class SqliteSearch
         {Watermarked}
         {Deduplicated}
         {Swept}
+        {Distinct}
         """;
 
     /// <summary>
-    /// Indexes the runs to recheck that are now the first of their task's runs with their error text, and the rows past
+    /// The bulk step of shapes 2 and 3 (before session 13): indexes the runs to recheck that are now the first of their task's runs with their error text, and the rows past
     /// the watermark (a run only when no earlier run of its task has the same error text), and moves the watermark to the
     /// highest rowids: statements separated by <c>;</c> (no literal holds one), to run in one transaction.
     /// </summary>
-    public static readonly string IndexPending =
+    public static readonly string IndexPendingPerTask =
         $"DELETE FROM \"{RunText}\" WHERE rowid IN (SELECT \"Run\" FROM {C}); " +
         $"INSERT INTO \"{RunText}\"(rowid, \"ErrorMessage\") SELECT r.rowid, r.\"ErrorMessage\" FROM {C} c JOIN {R} r ON r.rowid = c.\"Run\" " +
         $"WHERE r.rowid <= (SELECT \"Runs\" FROM {W}) AND r.\"ErrorMessage\" IS NOT NULL AND NOT {RepeatedOf("r")} ORDER BY r.rowid; " +
@@ -208,12 +290,20 @@ internal static class SqliteSearch
         $"UPDATE {W} SET \"Tasks\" = (SELECT coalesce(max(rowid), 0) FROM {T}), \"Runs\" = (SELECT coalesce(max(rowid), 0) FROM {R})";
 
     /// <summary>
-    /// Every run's error in the index, once per task and text (as <see cref="IndexPending"/> indexes them): for a bulk
-    /// load that builds the index after the rows (the scale bench's fill).
+    /// The bulk step since session 13 (<see cref="Distinct"/>): the tasks past the watermark, the runs' new
+    /// distinct texts and the runs' references to their texts, then the watermark.
     /// </summary>
-    public static readonly string IndexEveryRunError =
-        $"INSERT INTO \"{RunText}\"(rowid, \"ErrorMessage\") SELECT r.rowid, r.\"ErrorMessage\" FROM {R} r " +
-        $"WHERE r.\"ErrorMessage\" IS NOT NULL AND NOT {RepeatedOf("r")} ORDER BY r.rowid";
+    public static readonly string IndexPending =
+        $"INSERT INTO \"{TaskText}\"(rowid, \"Input\", \"TaskKwargs\") SELECT rowid, \"Input\", \"TaskKwargs\" FROM {T} " +
+        $"WHERE rowid > (SELECT \"Tasks\" FROM {W}) AND (\"Input\" IS NOT NULL OR \"TaskKwargs\" IS NOT NULL) ORDER BY rowid; " +
+        IndexErrors(PastTheWatermarkRuns) + "; " +
+        $"UPDATE {W} SET \"Tasks\" = (SELECT coalesce(max(rowid), 0) FROM {T}), \"Runs\" = (SELECT coalesce(max(rowid), 0) FROM {R})";
+
+    /// <summary>
+    /// Every run's error in the index, each distinct text once (as <see cref="IndexPending"/> indexes them): for a
+    /// bulk load that builds the index after the rows (the scale bench's fill), before the watermark moves past them.
+    /// </summary>
+    public static readonly string IndexEveryRunError = IndexErrors("1");
 
     /// <summary>
     /// <see cref="IndexPending"/> for a ledger watermarked before session 8 (no <see cref="Recheck"/>: every run's error
@@ -241,6 +331,8 @@ internal static class SqliteSearch
         DROP TABLE IF EXISTS "{RunText}";
         DROP TABLE IF EXISTS {W};
         DROP TABLE IF EXISTS {C};
+        DROP TABLE IF EXISTS {E};
+        DROP TABLE IF EXISTS {M};
         """;
 
     // {0} is the phrase; a text shorter than three characters has no trigram and matches nothing (LedgerQueries scans then).
@@ -301,13 +393,29 @@ internal static class SqliteSearch
 
     private const string MatchingKeyedSwept = MatchingKeyedDeduplicated + SweptMatching;
 
+    // Since session 13: the texts that match, then the runs that refer to them (through the index on RunErrors' "Text").
+    private const string RunsOfTexts = $$"""
+        SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT m."Run" FROM {{M}} m WHERE m."Text" IN (SELECT rowid FROM "{{RunText}}" WHERE "{{RunText}}" MATCH {0}))
+        """;
+
+    // With a key: the whole text is checked on each distinct text the key found, not on each run.
+    private const string RunsOfTextsChecked = $$"""
+        SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT m."Run" FROM {{M}} m WHERE m."Text" IN (
+            SELECT e."Id" FROM {{E}} e WHERE e."Id" IN (SELECT rowid FROM "{{RunText}}" WHERE "{{RunText}}" MATCH {0}) AND e."Text" LIKE {1} ESCAPE '\'))
+        """;
+
+    private const string MatchingDistinct = TasksIndexed + "\nUNION\n" + RunsOfTexts + PastTheWatermark + SweptMatching;
+
+    private const string MatchingKeyedDistinct = TasksIndexed + TasksChecked + "\nUNION\n" + RunsOfTextsChecked + PastTheWatermark + SweptMatching;
+
     /// <summary>
     /// The shape of the index: 0 per-row triggers, 1 watermark, 2 watermark and errors once per task, 3 and the sweeper's
-    /// expiry text kept out (<see cref="Swept"/>).
+    /// expiry text kept out (<see cref="Swept"/>), 4 each distinct error text once (<see cref="Distinct"/>).
     /// </summary>
     public const string Shape =
-        "SELECT COUNT(*) AS \"Value\" FROM sqlite_master WHERE (type = 'table' AND name IN ('" + Watermark + "', '" + Recheck + "')) " +
-        "OR (type = 'index' AND name = '" + SweptRuns + "')";
+        "SELECT CASE WHEN EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '" + ErrorTexts + "') THEN 4 ELSE " +
+        "(SELECT COUNT(*) FROM sqlite_master WHERE (type = 'table' AND name IN ('" + Watermark + "', '" + Recheck + "')) " +
+        "OR (type = 'index' AND name = '" + SweptRuns + "')) END AS \"Value\"";
 
     /// <summary>
     /// The ids of the tasks whose text contains <paramref name="text"/>, as a composable query: the indexed rows through
@@ -335,8 +443,10 @@ internal static class SqliteSearch
             (1, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedWatermarked, phrase, pattern)),
             (2, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingDeduplicated, phrase, pattern)),
             (2, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedDeduplicated, phrase, pattern)),
-            (_, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingSwept, phrase, pattern)),
-            (_, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedSwept, phrase, pattern)),
+            (3, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingSwept, phrase, pattern)),
+            (3, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedSwept, phrase, pattern)),
+            (_, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingDistinct, phrase, pattern)),
+            (_, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedDistinct, phrase, pattern)),
         };
     }
 

@@ -17,9 +17,11 @@ internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
 
     private static readonly string Shape = SqliteSearch.Shape.Replace("FROM sqlite_master", "FROM main.sqlite_master", StringComparison.Ordinal);
 
-    private static readonly string[] Statements = Split(SqliteSearch.IndexPending);
+    private static readonly string[] PerTaskStatements = Split(SqliteSearch.IndexPendingPerTask);
 
     private static readonly string[] EveryErrorStatements = Split(SqliteSearch.IndexPendingEveryError);
+
+    private static readonly string[] Statements = Split(SqliteSearch.IndexPending);
 
     private readonly SqliteStatementCache _sql = new(handle);
     private long _schema = -1;
@@ -46,7 +48,7 @@ internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
             return;
         }
 
-        foreach (var sql in _shape == 1 ? EveryErrorStatements : Statements)
+        foreach (var sql in _shape switch { 1 => EveryErrorStatements, 2 or 3 => PerTaskStatements, _ => Statements })
         {
             _sql.Run(sql);
         }
@@ -81,6 +83,6 @@ internal sealed class SqliteSearchIndexer(sqlite3 handle) : IDisposable
         }
 
         // Runs to recheck (after a delete of runs) are checked row by row by every search until a step: take them now.
-        return _shape > 1 && _sql.Scalar(SqliteSearch.Rechecks) > 0;
+        return _shape is 2 or 3 && _sql.Scalar(SqliteSearch.Rechecks) > 0;
     }
 }

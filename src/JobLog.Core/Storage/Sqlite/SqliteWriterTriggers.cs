@@ -156,6 +156,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
     private static readonly string[] Scripts =
         [
             Normalize(SqliteSearch.Create), Normalize(SqliteSearch.Watermarked), Normalize(SqliteSearch.Deduplicated), Normalize(SqliteSearch.Swept),
+            Normalize(SqliteSearch.Distinct),
             Normalize(LedgerRollups.SqliteHoursUp), Normalize(RunRollups.SqliteHoursUp),
         ];
 

@@ -151,6 +151,10 @@ public class SqliteSearchWatermarkTests
 
     private const string IntegrityCheck = "INSERT INTO \"JobLogRunText\"(\"JobLogRunText\", rank) VALUES ('integrity-check', 1);";
 
+    private const string Texts = "SELECT COUNT(*) FROM \"JobLogErrorTexts\"";
+
+    private const string References = "SELECT COUNT(*) FROM \"JobLogRunErrors\"";
+
     private static TaskRunLog Run(Guid taskId, int retries, string? error) => new()
     {
         Id = Guid.NewGuid(), TaskId = taskId, Name = "Charge", ConsumerType = "ChargeConsumer", Start = T0.AddSeconds(retries),
@@ -179,8 +183,10 @@ public class SqliteSearchWatermarkTests
         });
         await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
 
-        Assert.That(await ScalarAsync(host, RunMatches("Card declined ORD-RETRY-9")), Is.EqualTo(2), "one entry per task with that text, not one per run");
+        Assert.That(await ScalarAsync(host, RunMatches("Card declined ORD-RETRY-9")), Is.EqualTo(1), "one entry per distinct text, not one per task or run");
         Assert.That(await ScalarAsync(host, RunMatches("gateway did not")), Is.EqualTo(1));
+        Assert.That(await ScalarAsync(host, Texts), Is.EqualTo(2));
+        Assert.That(await ScalarAsync(host, References), Is.EqualTo(5), "each run with an error refers to its text");
         Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EquivalentTo(new[] { task.Id, other.Id }));
         await ExecAsync(host, IntegrityCheck);
     }
@@ -206,8 +212,8 @@ public class SqliteSearchWatermarkTests
         if (step)
         {
             await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
-            Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.EqualTo(1), "the survivor is indexed by the step");
-            Assert.That(await ScalarAsync(host, "SELECT COUNT(*) FROM \"JobLogSearchRecheck\""), Is.Zero);
+            Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.EqualTo(1), "the survivors' text stays indexed");
+            Assert.That(await ScalarAsync(host, Texts), Is.EqualTo(1));
         }
 
         Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EqualTo(new[] { task.Id }));
@@ -240,7 +246,8 @@ public class SqliteSearchWatermarkTests
         await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
         Assert.That(await ScalarAsync(host, RunMatches("ORD-DISK-3")), Is.Zero);
         Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.Zero);
-        Assert.That(await ScalarAsync(host, "SELECT COUNT(*) FROM \"JobLogSearchRecheck\""), Is.Zero);
+        Assert.That(await ScalarAsync(host, Texts), Is.Zero, "a text no run refers to goes");
+        Assert.That(await ScalarAsync(host, References), Is.Zero);
         await ExecAsync(host, IntegrityCheck);
     }
 
@@ -302,7 +309,7 @@ public class SqliteSearchWatermarkTests
             await host.Services.GetRequiredService<LedgerDatabase>().ApplySearchIndexAsync(db, true, CancellationToken.None);
             return 0;
         });
-        Assert.That(await ScalarAsync(host, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'JobLogSearchRecheck'"), Is.EqualTo(1));
+        Assert.That(await ScalarAsync(host, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'JobLogErrorTexts'"), Is.EqualTo(1));
 
         foreach (var run in runs)
         {
@@ -314,6 +321,123 @@ public class SqliteSearchWatermarkTests
 
         Assert.That(await FoundAsync(host, "ord-retry-9"), Is.Empty);
         Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.Zero, "no entry left behind");
+    }
+
+    private static TaskLog Failed(string input, params string?[] errors)
+    {
+        var task = new TaskLog { Id = Guid.NewGuid(), Name = "Charge", DispatchedAt = T0, State = TaskState.Failed, Input = input };
+        task.Runs.AddRange(errors.Select((e, i) => Run(task.Id, i, e)));
+        return task;
+    }
+
+    [Test]
+    public async Task TwoTasksWithTheSameError_AreBothFound_AndTheTextIsIndexedOnce_UntilNoRunRefersToIt()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var first = Failed("Charge(1)", Trace, Trace);
+        var second = Failed("Charge(2)", Trace, null);
+        await host.QueryAsync(db =>
+        {
+            db.AddRange(first, second);
+            return db.SaveChangesAsync();
+        });
+        await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.EqualTo(1), "one index entry for the text of both tasks");
+        Assert.That(await FoundAsync(host, "card declined ord-retry-9"), Is.EquivalentTo(new[] { first.Id, second.Id }));
+        Assert.That(await FoundAsync(host, "Charge.cs:line 12"), Is.EquivalentTo(new[] { first.Id, second.Id }));
+
+        // A third task with the same text, written after the step: found past the watermark, then through the index.
+        var third = Failed("Charge(3)", Trace);
+        await host.QueryAsync(db =>
+        {
+            db.Add(third);
+            return db.SaveChangesAsync();
+        });
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EquivalentTo(new[] { first.Id, second.Id, third.Id }));
+        await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EquivalentTo(new[] { first.Id, second.Id, third.Id }));
+        Assert.That(await ScalarAsync(host, Texts), Is.EqualTo(1));
+
+        // Purged task by task (retention deletes the runs with their task): the text stays while a run refers to it.
+        await host.QueryAsync(db => db.TaskRunLogs.Where(r => r.TaskId == first.Id).ExecuteDeleteAsync());
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EquivalentTo(new[] { second.Id, third.Id }));
+        await host.QueryAsync(db => db.TaskRunLogs.Where(r => r.TaskId == third.Id).ExecuteDeleteAsync());
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EqualTo(new[] { second.Id }));
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.EqualTo(1));
+
+        // The last run with it goes: nothing finds the text, and it has left the texts and the index.
+        await host.QueryAsync(db => db.TaskRunLogs.Where(r => r.TaskId == second.Id).ExecuteDeleteAsync());
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.Empty);
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.Zero);
+        Assert.That(await ScalarAsync(host, Texts), Is.Zero);
+        Assert.That(await ScalarAsync(host, References), Is.Zero);
+        await ExecAsync(host, IntegrityCheck);
+
+        // The same text written again later is indexed again (a new id, no stale entry in its way).
+        var fourth = Failed("Charge(4)", Trace);
+        await host.QueryAsync(db =>
+        {
+            db.Add(fourth);
+            return db.SaveChangesAsync();
+        });
+        await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EqualTo(new[] { fourth.Id }));
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.EqualTo(1));
+        await ExecAsync(host, IntegrityCheck);
+    }
+
+    [Test]
+    public async Task ALedgerIndexedOncePerTask_IsUpgradedAtStartUp_ToOnePerText_AndFindsTheSameTasks()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        // The ledger as session 12 left it: the watermark, errors once per task, the expiry text kept out.
+        await ExecAsync(host, SqliteSearch.Drop + SqliteSearch.Create + "DROP TRIGGER \"JobLogTaskText_Insert\"; DROP TRIGGER \"JobLogTaskText_Update\"; " +
+            "DROP TRIGGER \"JobLogTaskText_Delete\"; DROP TRIGGER \"JobLogRunText_Insert\"; DROP TRIGGER \"JobLogRunText_Update\"; DROP TRIGGER \"JobLogRunText_Delete\";" +
+            SqliteSearch.Watermarked + SqliteSearch.Deduplicated + SqliteSearch.Swept);
+        var tasks = new[]
+        {
+            Failed("Charge(1)", Trace, Trace, null), Failed("Charge(2)", Trace), Failed("Charge(3)", "System.TimeoutException: the gateway did not answer", Trace),
+            Failed("Charge(4)", (string?)null),
+        };
+        await host.QueryAsync(db =>
+        {
+            db.AddRange(tasks);
+            return db.SaveChangesAsync();
+        });
+        await ExecAsync(host, "BEGIN IMMEDIATE; " + SqliteSearch.IndexPendingPerTask + "; COMMIT;");
+        // And one row past the watermark, to be indexed by the first step after the upgrade.
+        var late = Failed("Charge(5)", Trace);
+        await host.QueryAsync(db =>
+        {
+            db.Add(late);
+            return db.SaveChangesAsync();
+        });
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.EqualTo(3), "session 12: once per task");
+        var queries = new[] { "ord-retry-9", "gateway did not", "Charge.cs", "InvalidOperationException" };
+        var before = new List<List<Guid>>();
+        foreach (var q in queries)
+        {
+            before.Add(await FoundAsync(host, q));
+        }
+
+        await host.QueryAsync(async db =>
+        {
+            await host.Services.GetRequiredService<LedgerDatabase>().ApplySearchIndexAsync(db, true, CancellationToken.None);
+            return 0;
+        });
+        Assert.That(await ScalarAsync(host, RunMatches("ORD-RETRY-9")), Is.EqualTo(1), "once per text");
+        Assert.That(await ScalarAsync(host, Texts), Is.EqualTo(2));
+        Assert.That(await ScalarAsync(host, References), Is.EqualTo(5), "the runs at or below the watermark with an error");
+        for (var i = 0; i < queries.Length; i++)
+        {
+            Assert.That(await FoundAsync(host, queries[i]), Is.EquivalentTo(before[i]), queries[i]);
+        }
+
+        Assert.That(before[0], Has.Count.EqualTo(4));
+        await SqliteWriterTriggersTests.IndexPendingAsync(host.Ledger.ConnectionString);
+        Assert.That(await ScalarAsync(host, References), Is.EqualTo(6));
+        Assert.That(await FoundAsync(host, "ord-retry-9"), Is.EquivalentTo(before[0]));
+        await ExecAsync(host, IntegrityCheck);
     }
 
     [Test]
