@@ -2,6 +2,7 @@ using System.Data.Common;
 using JobLog.Internal;
 using JobLog.Storage;
 using JobLog.Storage.Partitioning;
+using JobLog.Storage.PostgreSql;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -173,35 +174,13 @@ internal sealed partial class TaskLogSweeper(
     {
         static string Of(string sql) => sql.Replace("@p0", "t.\"Id\"", StringComparison.Ordinal);
         var derived = database.Provider == LedgerProvider.PostgreSql
-            ? $"{OnePass.Columns} FROM {T} t CROSS JOIN LATERAL ({OnePass.Runs("r.\"TaskId\" = t.\"Id\"")}) x"
+            ? $"{PostgreSqlDerivation.Columns} FROM {T} t CROSS JOIN LATERAL ({PostgreSqlDerivation.Runs("r.\"TaskId\" = t.\"Id\"")}) x"
             : $"{Of(LedgerSql.DerivedState)} AS dstate, {Of(LedgerSql.DerivedStart)} AS dstart, {Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t";
         return
             $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, {derived} WHERE {database.InIdList("t.\"Id\"", "@p0")}) " +
             $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
             $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
             $"FROM d WHERE {T}.\"Id\" = d.did RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
-    }
-
-    /// <summary>
-    /// PostgreSQL's derivation of a claimed task <c>t</c> in one read of its runs: the same state, start and stop as
-    /// <see cref="LedgerSql.DerivedColumns"/> (each consumer's latest run by <c>Retries</c>, every run's start), where
-    /// those three sub-queries and their two nested latest-run look-ups descend the runs' <c>TaskId</c> index five times
-    /// a task. Measured on one batch of 1,000 stale tasks of the 1 M ledger: 17,567 buffer hits against 5,567
-    /// (docs/scale.md, "Session 12 (pgsweep2)"). SQLite keeps the sub-queries, whose plan its sweep was tuned for.
-    /// </summary>
-    private static class OnePass
-    {
-        /// <summary>The runs' aggregate over the rows that <paramref name="ofTask"/> (on the alias <c>r</c>) selects.</summary>
-        public static string Runs(string ofTask) =>
-            "SELECT MIN(CASE l.\"State\" WHEN 1 THEN 1 WHEN 4 THEN 2 WHEN 3 THEN 3 WHEN 5 THEN 4 WHEN 6 THEN 5 ELSE 6 END) FILTER (WHERE l.latest) AS code, " +
-            "MIN(l.\"Start\") AS dstart, COUNT(*) FILTER (WHERE l.latest) AS n, COUNT(l.\"Stop\") FILTER (WHERE l.latest) AS nstop, " +
-            "MAX(l.\"Stop\") FILTER (WHERE l.latest) AS maxstop FROM (SELECT r.\"State\", r.\"Start\", r.\"Stop\", " +
-            $"r.\"Retries\" = MAX(r.\"Retries\") OVER (PARTITION BY r.\"ConsumerType\") AS latest FROM {R} r WHERE {ofTask}) l";
-
-        /// <summary>The derived <c>dstate</c>, <c>dstart</c>, <c>dstop</c> from <see cref="Runs"/> as <c>x</c>.</summary>
-        public const string Columns =
-            "CASE x.code WHEN 1 THEN 2 WHEN 2 THEN 5 WHEN 3 THEN 4 WHEN 4 THEN 6 WHEN 5 THEN 7 WHEN 6 THEN 3 ELSE 1 END AS dstate, " +
-            "x.dstart, CASE WHEN x.n = x.nstop THEN x.maxstop END AS dstop";
     }
 
     private const string T = "\"" + LedgerModel.Tasks + "\"";
@@ -222,8 +201,8 @@ internal sealed partial class TaskLogSweeper(
         const string key = "\"" + PartitionDay.Column + "\"";
         var inDays = DayList(days);
         return
-            $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, t.{key} AS dday, {OnePass.Columns} " +
-            $"FROM {T} t CROSS JOIN LATERAL ({OnePass.Runs($"r.\"TaskId\" = t.\"Id\" AND r.{key} = t.{key}")}) x WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.{key} {inDays}) " +
+            $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, t.{key} AS dday, {PostgreSqlDerivation.Columns} " +
+            $"FROM {T} t CROSS JOIN LATERAL ({PostgreSqlDerivation.Runs($"r.\"TaskId\" = t.\"Id\" AND r.{key} = t.{key}")}) x WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.{key} {inDays}) " +
             $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
             $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
             $"FROM d WHERE {T}.\"Id\" = d.did AND {T}.{key} = d.dday AND {T}.{key} {inDays} RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";

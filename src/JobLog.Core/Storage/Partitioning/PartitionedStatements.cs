@@ -24,6 +24,13 @@ internal static class PartitionedStatements
         $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}, {Key}) SELECT u.*, {PartitionDay.Function}(u.\"Id\") FROM {PostgreSqlStatements.Unnest(LedgerColumns.Task)} " +
         $"{Conflict} DO NOTHING";
 
+    /// <summary>
+    /// <see cref="PostgreSqlStatements.DeriveTasksIfChanged"/> with the key in the read of each task's runs, so it is pruned to
+    /// the task's partition at run time instead of probing every day's runs.
+    /// </summary>
+    public static readonly string DeriveTasksIfChanged =
+        PostgreSqlStatements.DeriveIfChanged("t.\"Id\" = ANY($1::uuid[])", $"r.\"TaskId\" = t.\"Id\" AND r.{Key} = t.{Key}");
+
     /// <summary><see cref="PostgreSqlStatements.UpsertRuns"/> with the key: a run lives in its task's partition.</summary>
     public static readonly string UpsertRuns = BuildUpsertRuns();
 

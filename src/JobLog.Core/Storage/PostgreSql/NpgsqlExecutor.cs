@@ -64,7 +64,8 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
             var lockTasks = new NpgsqlBatchCommand(PostgreSqlStatements.LockTasks);
             lockTasks.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = ids });
             batch.BatchCommands.Add(lockTasks);
-            var derive = new NpgsqlBatchCommand(PostgreSqlStatements.DeriveTasksIfChanged);
+            var derive = new NpgsqlBatchCommand(
+                partitioned ? Partitioning.PartitionedStatements.DeriveTasksIfChanged : PostgreSqlStatements.DeriveTasksIfChanged);
             derive.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = ids });
             batch.BatchCommands.Add(derive);
         }

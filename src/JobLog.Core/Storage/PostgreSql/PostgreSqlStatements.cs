@@ -79,18 +79,19 @@ internal static class PostgreSqlStatements
         $"UPDATE {R} SET {string.Join(", ", columns.Skip(1).Select(c => $"\"{c.Name}\" = u.\"{c.Name}\""))} FROM {Unnest(columns)} " +
         $"WHERE {R}.\"{columns[0].Name}\" = u.\"{columns[0].Name}\" AND {condition}";
 
-    private static string DeriveIfChanged(string which)
-    {
-        static string Of(string sql) => sql.Replace("@p0", "t.\"Id\"", StringComparison.Ordinal);
-        // MATERIALIZED: computed once per task; inlined, the subqueries would run again for every reference.
-        return
-            $"WITH d AS MATERIALIZED (" +
-            $"SELECT t.\"Id\", CASE WHEN t.\"IsSetAsStale\" THEN 6 ELSE {Of(LedgerSql.DerivedState)} END AS \"State\", {Of(LedgerSql.DerivedStart)} AS \"Start\", " +
-            $"CASE WHEN t.\"IsSetAsStale\" THEN t.\"Stop\" ELSE {Of(LedgerSql.DerivedStop)} END AS \"Stop\" FROM {T} t WHERE {which}) " +
-            $"UPDATE {T} SET \"State\" = d.\"State\", \"Start\" = d.\"Start\", \"Stop\" = d.\"Stop\" FROM d " +
-            $"WHERE {T}.\"Id\" = d.\"Id\" AND ({T}.\"State\" IS DISTINCT FROM d.\"State\" OR {T}.\"Start\" IS DISTINCT FROM d.\"Start\" " +
-            $"OR {T}.\"Stop\" IS DISTINCT FROM d.\"Stop\")";
-    }
+    /// <summary>
+    /// Derives the tasks <paramref name="which"/> selects (on the alias <c>t</c>) from their runs, each task's runs read once
+    /// (<see cref="PostgreSqlDerivation"/>; <paramref name="ofTask"/> selects them on the alias <c>r</c>), and writes a task
+    /// only where the result differs from the row.
+    /// </summary>
+    internal static string DeriveIfChanged(string which, string ofTask = "r.\"TaskId\" = t.\"Id\"") =>
+        // MATERIALIZED: computed once per task, before the update changes the rows it reads.
+        $"WITH x AS MATERIALIZED (SELECT t.\"Id\" AS did, t.\"IsSetAsStale\" AS stale, t.\"Stop\" AS stored, {PostgreSqlDerivation.Columns} " +
+        $"FROM {T} t CROSS JOIN LATERAL ({PostgreSqlDerivation.Runs(ofTask)}) x WHERE {which}), " +
+        "d AS (SELECT did, CASE WHEN stale THEN 6 ELSE dstate END AS \"State\", dstart AS \"Start\", CASE WHEN stale THEN stored ELSE dstop END AS \"Stop\" FROM x) " +
+        $"UPDATE {T} SET \"State\" = d.\"State\", \"Start\" = d.\"Start\", \"Stop\" = d.\"Stop\" FROM d " +
+        $"WHERE {T}.\"Id\" = d.did AND ({T}.\"State\" IS DISTINCT FROM d.\"State\" OR {T}.\"Start\" IS DISTINCT FROM d.\"Start\" " +
+        $"OR {T}.\"Stop\" IS DISTINCT FROM d.\"Stop\")";
 
     internal static string Unnest<TRow>(LedgerColumn<TRow>[] columns) =>
         "unnest(" + string.Join(", ", columns.Select((c, i) => $"${i + 1}::{PgType(c.Type)}[]")) + ") AS u(" + LedgerSql.ColumnList(columns) + ")";
