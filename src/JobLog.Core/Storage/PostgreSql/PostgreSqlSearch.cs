@@ -385,13 +385,26 @@ internal static class PostgreSqlSearch
         SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."IsError" AND s."Text" ILIKE {0} ESCAPE '\'
         """ + SweptMatching;
 
+    // With each row's day (a side table partitioned by day): the correlation names it (PartitionPruning.DayOf), so each
+    // task checked reads one partition of the side table (and of the runs), not one per day.
+    private const string WithErrorByDay = $$"""
+        SELECT s."TaskId" AS "Value", s.{{Key}} FROM {{S}} s WHERE s."IsError" AND s."Text" ILIKE {0} ESCAPE '\'
+        UNION ALL SELECT r."TaskId" AS "Value", r.{{Key}} FROM {{R}} r WHERE r."ErrorMessage" = {{SweptText}} AND {{SweptText}} ILIKE {0} ESCAPE '\'
+        """;
+
     /// <summary>
     /// The ids of the tasks with a run error that contains <paramref name="text"/> (case-insensitive), from the side
     /// table's error rows (the run errors verbatim, once per task and text), to correlate with one task at a time: one
     /// probe of its task id index, where the runs of a partitioned ledger are one probe per day partition (the newest
     /// rows' check of an error text read 11 partitions for each of 6,000 tasks, 137 ms at 1 M; docs/scale.md "Session 10
-    /// (part)").
+    /// (part)"). <paramref name="byDay"/>: the side table is partitioned by day, and the rows carry it
+    /// (<see cref="Partitioning.PartitionPruning.DayOf"/> names it in the correlation, or the probe is one per partition
+    /// again: 97-137 ms for the newest 2,000 tasks at 1 M; docs/scale.md "Session 14 (searchpart)").
     /// </summary>
-    public static IQueryable<Guid> TasksWithErrorContaining(JobLogDbContext db, string text) =>
-        db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(WithError, LedgerSql.LikePattern(text)));
+    public static IQueryable<Guid> TasksWithErrorContaining(JobLogDbContext db, string text, bool byDay = false) =>
+        db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(byDay ? WithErrorByDay : WithError, LedgerSql.LikePattern(text)));
+
+    /// <summary>Whether the side table is partitioned (by the tasks' day: a partitioned ledger since session 14).</summary>
+    public const string IsPartitioned =
+        "SELECT COALESCE((SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = to_regclass('" + S + "')), FALSE) AS \"Value\"";
 }
