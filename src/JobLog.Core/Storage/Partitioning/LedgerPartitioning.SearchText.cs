@@ -67,6 +67,22 @@ internal static partial class LedgerPartitioning
         return true;
     }
 
+    /// <summary>
+    /// Replaces a partitioned ledger's <see cref="PartitionDay.Function"/> by the current form where it is the one before
+    /// session 14 (the same keys, ten times faster: <see cref="PartitionDay.SqlFunction"/>).
+    /// </summary>
+    /// <returns>Whether it was replaced.</returns>
+    public static async Task<bool> EnsureDayFunctionAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        if (await ScalarAsync<bool>(connection, PartitionDay.IsCurrentSql, cancellationToken).ConfigureAwait(false))
+        {
+            return false;
+        }
+
+        await ExecAsync(connection, PartitionDay.SqlFunction, cancellationToken).ConfigureAwait(false);
+        return true;
+    }
+
     /// <summary>The side table's day partitions (<paramref name="kept"/>: its <c>_k</c> ones), or null when it is not partitioned.</summary>
     private static async Task<HashSet<int>?> SearchTextDaysAsync(DbConnection connection, bool kept, CancellationToken cancellationToken) =>
         await ScalarAsync<string>(connection, SearchTextKindSql, cancellationToken).ConfigureAwait(false) == "p"

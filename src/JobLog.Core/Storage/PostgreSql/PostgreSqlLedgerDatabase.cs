@@ -126,6 +126,7 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
         {
             await Partitioning.LedgerPartitioning.ConvertAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
             await Partitioning.LedgerPartitioning.ConvertLogsAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
+            await Partitioning.LedgerPartitioning.EnsureDayFunctionAsync(connection, cancellationToken).ConfigureAwait(false);
             await Partitioning.LedgerPartitioning.PartitionSearchTextAsync(connection, cancellationToken).ConfigureAwait(false);
             await Partitioning.LedgerPartitioning.EnsureAheadAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
         }

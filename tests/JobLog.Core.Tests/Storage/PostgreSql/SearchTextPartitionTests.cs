@@ -145,6 +145,7 @@ public class SearchTextPartitionTests
             CREATE INDEX "{PostgreSqlSearch.TaskIdIndex}" ON {S} ("TaskId");
             CREATE INDEX "{PostgreSqlSearch.TrigramIndex}" ON {S} USING gin ("Text" gin_trgm_ops);
             {string.Join(";\n", PostgreSqlSearch.FunctionDefinitions(keyed: false))};
+            {FormerDayFunction};
             """, connection))
         {
             await command.ExecuteNonQueryAsync();
@@ -164,6 +165,7 @@ public class SearchTextPartitionTests
         });
 
         Assert.That(await ScalarAsync<string>(host, $"SELECT relkind::text FROM pg_class WHERE oid = '{S}'::regclass"), Is.EqualTo("p"));
+        Assert.That(await ScalarAsync<bool>(host, PartitionDay.IsCurrentSql), Is.True, "the day function replaced");
         Assert.That(await SideRowsAsync(host), Is.EqualTo(plainRows), "the same rows, each in its task's day");
         Assert.That(await PartitionsOfAsync(host, ids.Success), Is.EqualTo(new[] { PostgreSqlSearch.Table + "_" + PartitionDay.Suffix(PartitionDay.Of(old)) }));
         for (var i = 0; i < searches.Length; i++)
@@ -181,6 +183,21 @@ public class SearchTextPartitionTests
         Assert.That(await ScalarAsync<bool>(host, $"SELECT to_regclass('\"{PostgreSqlSearch.Table}_{PartitionDay.Suffix(PartitionDay.Of(old))}\"') IS NULL"), Is.True);
         Assert.That(await SideRowsAsync(host), Is.EqualTo(await RefilledRowsAsync(host)), "after the drop");
     }
+
+    /// <summary>The day function of the ledgers partitioned before session 14 (SQL over the id's text).</summary>
+    private const string FormerDayFunction = $$"""
+        CREATE OR REPLACE FUNCTION {{PartitionDay.Function}}(id uuid) RETURNS integer LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
+            SELECT CASE
+                WHEN substr(h, 13, 1) = '7' AND substr(h, 17, 1) IN ('8', '9', 'a', 'b')
+                     AND ('x' || substr(h, 1, 12))::bit(48)::bigint >= 1577836800000 AND ('x' || substr(h, 1, 12))::bit(48)::bigint < 4102444800000
+                    THEN (('x' || substr(h, 1, 12))::bit(48)::bigint / 86400000)::integer
+                WHEN ('x' || substr(h, 21, 12))::bit(48)::bigint >= 9721898437500 AND ('x' || substr(h, 21, 12))::bit(48)::bigint < 10107123046875
+                    THEN ((('x' || substr(h, 21, 12))::bit(48)::bigint * 65536 - 621355968000000000) / 864000000000)::integer
+                ELSE 0
+            END
+            FROM (SELECT replace(id::text, '-', '') AS h) s
+        $fn$
+        """;
 
     private sealed record DayIds(Guid Success, Guid Failure, Guid Unfinished);
 
