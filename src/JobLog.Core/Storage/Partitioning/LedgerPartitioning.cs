@@ -19,7 +19,8 @@ internal sealed record PartitionDrop(int Days, int Succeeded, int Failed, int Ke
 /// (<see cref="PartitionDay"/>), so a task and its runs share a day and the upserts stay <c>ON CONFLICT ("Id", day)</c>.
 /// Each table has one partition per day (<c>JobLogTasks_p20261203</c>), one for ids without a time
 /// (<c>_undated</c>, key 0) and a default partition (<c>_default</c>) for days without their own: a day created late or
-/// already dropped, and the rows retention keeps past their day's drop. Nothing else is partitioned.
+/// already dropped, and the rows retention keeps past their day's drop. The search's side table is partitioned the
+/// same way (LedgerPartitioning.SearchText.cs); the logs by their own ids (LogPartitioning.cs).
 /// </summary>
 internal static partial class LedgerPartitioning
 {
