@@ -209,7 +209,7 @@ internal static class ScaleFill
         }
         else
         {
-            await ExecAsync(connection, JobLog.Storage.PostgreSql.PostgreSqlSearch.Refill);
+            await ExecAsync(connection, JobLog.Storage.PostgreSql.PostgreSqlSearch.Refill(partitioned));
             progress("bulk: the search's side table filled, its trigram index built");
         }
 

@@ -1,4 +1,5 @@
 using System.Linq.Expressions;
+using JobLog.Storage.Partitioning;
 
 namespace JobLog.Querying;
 
@@ -30,7 +31,9 @@ public sealed partial class LedgerQueries
         // An id is rare by nature: straight to the indexes.
         if (SearchWindow > 0 && search.Id is null && search.TraceId is null)
         {
-            var recent = await TaskPageAsync(NewestFirst(q).Take(SearchWindow).Where(RowMatches(search)), limit, ct).ConfigureAwait(false);
+            var byDay = _searchIndex && await _database.IsSearchTextPartitionedAsync(_db, ct).ConfigureAwait(false);
+            var matches = RowMatches(search, byDay);
+            var recent = await TaskPageAsync(NewestFirst(q).Take(SearchWindow).Where(matches), limit, ct).ConfigureAwait(false);
             if (recent.NextCursor is not null)
             {
                 return recent;
@@ -45,7 +48,7 @@ public sealed partial class LedgerQueries
                 var wider = (int)Math.Min(SearchWindowMax, 2L * SearchWindow * (limit + 1) / recent.Items.Count);
                 if (wider > SearchWindow)
                 {
-                    var page = await TaskPageAsync(NewestFirst(q).Take(wider).Where(RowMatches(search)), limit, ct).ConfigureAwait(false);
+                    var page = await TaskPageAsync(NewestFirst(q).Take(wider).Where(matches), limit, ct).ConfigureAwait(false);
                     if (page.NextCursor is not null)
                     {
                         return page;
@@ -94,16 +97,22 @@ public sealed partial class LedgerQueries
             .Select(t => t.Id)
             .Union(_db.TaskRunLogs.Where(Contains<TaskRunLog>(r => r.ErrorMessage, search.Text)).Select(r => r.TaskId));
 
-    /// <summary>The text part of <see cref="MatchingIds"/> on one row: for the newest rows, read in time order.</summary>
-    private Expression<Func<TaskLog, bool>> RowMatches(TaskSearch search)
+    /// <summary>
+    /// The text part of <see cref="MatchingIds"/> on one row: for the newest rows, read in time order.
+    /// <paramref name="byDay"/>: the search's table is partitioned by day (<see cref="Storage.LedgerDatabase.IsSearchTextPartitionedAsync"/>).
+    /// </summary>
+    private Expression<Func<TaskLog, bool>> RowMatches(TaskSearch search, bool byDay = false)
     {
         Expression<Func<TaskLog, bool>> errors;
-        if ((_searchIndex ? _database.TasksWithErrorContaining(_db, search.Text) : null) is { } withError)
+        if ((_searchIndex ? _database.TasksWithErrorContaining(_db, search.Text, byDay) : null) is { } withError)
         {
             // The equality finds the task's rows by index; the redundant range (a condition on the outer row that is not an
             // equality) keeps PostgreSQL from hashing every task with the error instead, as it does for an EXISTS it
-            // expects to run for thousands of rows (the window's LIMIT does not enter that estimate).
-            errors = t => withError.Any(id => id == t.Id && id.CompareTo(t.Id) <= 0);
+            // expects to run for thousands of rows (the window's LIMIT does not enter that estimate). Partitioned by day,
+            // the rows are looked up in the task's day only (one partition, not one probe per day).
+            errors = byDay
+                ? t => withError.Any(id => id == t.Id && id.CompareTo(t.Id) <= 0 && PartitionPruning.DayOf(id, t.Id))
+                : t => withError.Any(id => id == t.Id && id.CompareTo(t.Id) <= 0);
         }
         else
         {

@@ -153,7 +153,17 @@ internal abstract class LedgerDatabase
     /// </summary>
     /// <param name="db">The context the query is composed on.</param>
     /// <param name="text">The searched text.</param>
-    public virtual IQueryable<Guid>? TasksWithErrorContaining(JobLogDbContext db, string text) => null;
+    /// <param name="byDay">
+    /// The table is partitioned by the tasks' day (<see cref="IsSearchTextPartitionedAsync"/>): the query also gives each
+    /// row's day, for <see cref="Partitioning.PartitionPruning.DayOf"/> to name in the correlation.
+    /// </param>
+    public virtual IQueryable<Guid>? TasksWithErrorContaining(JobLogDbContext db, string text, bool byDay = false) => null;
+
+    /// <summary>
+    /// Whether the search's own table (<see cref="TasksWithErrorContaining"/>) is partitioned by the tasks' day (a
+    /// partitioned PostgreSQL ledger since session 14; false elsewhere).
+    /// </summary>
+    public virtual Task<bool> IsSearchTextPartitionedAsync(JobLogDbContext context, CancellationToken cancellationToken) => Task.FromResult(false);
 
     /// <summary>
     /// The ids of the rows of <paramref name="log"/> whose searched column contains <paramref name="text"/> (at least

@@ -19,7 +19,8 @@ internal sealed record PartitionDrop(int Days, int Succeeded, int Failed, int Ke
 /// (<see cref="PartitionDay"/>), so a task and its runs share a day and the upserts stay <c>ON CONFLICT ("Id", day)</c>.
 /// Each table has one partition per day (<c>JobLogTasks_p20261203</c>), one for ids without a time
 /// (<c>_undated</c>, key 0) and a default partition (<c>_default</c>) for days without their own: a day created late or
-/// already dropped, and the rows retention keeps past their day's drop. Nothing else is partitioned.
+/// already dropped, and the rows retention keeps past their day's drop. The search's side table is partitioned the
+/// same way (LedgerPartitioning.SearchText.cs); the logs by their own ids (LogPartitioning.cs).
 /// </summary>
 internal static partial class LedgerPartitioning
 {
@@ -204,9 +205,16 @@ internal static partial class LedgerPartitioning
             existing[table] = existing.TryGetValue(table, out var made) ? [.. made, .. days] : days;
         }
 
+        // The search's side table, where it is partitioned, has the tasks' days (its _k ones included).
+        var searchDays = await SearchTextDaysAsync(connection, kept: false, cancellationToken).ConfigureAwait(false);
+        if (searchDays is not null)
+        {
+            existing[SearchText] = [.. searchDays, .. (await SearchTextDaysAsync(connection, kept: true, cancellationToken).ConfigureAwait(false))!];
+        }
+
         for (var day = today; day <= today + daysAhead; day++)
         {
-            foreach (var (table, _) in Tables)
+            foreach (var table in Tables.Select(t => t.Table).Concat(searchDays is null ? [] : [SearchText]))
             {
                 if (existing.TryGetValue(table, out var days) && days.Contains(day))
                 {
@@ -282,15 +290,13 @@ internal static partial class LedgerPartitioning
                 $"SELECT coalesce(SUM(n) FILTER (WHERE \"State\" = {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone " +
                 $"UNION ALL SELECT coalesce(SUM(n) FILTER (WHERE \"State\" <> {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone " +
                 "UNION ALL SELECT COUNT(*) FROM joblog_keep_tasks", cancellationToken).ConfigureAwait(false);
-            // The search's side table (PostgreSqlSearch) is not partitioned: the dropped tasks' text goes by a delete (a DROP
-            // fires no trigger), the kept tasks' stays.
-            var text = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(PostgreSql.PostgreSqlSearch.Table)}') IS NOT NULL", cancellationToken).ConfigureAwait(false)
-                ? $"DELETE FROM {Q(PostgreSql.PostgreSqlSearch.Table)} s USING {tasks} t WHERE s.\"TaskId\" = t.\"Id\" AND NOT EXISTS (SELECT 1 FROM joblog_keep_tasks k WHERE k.\"Id\" = t.\"Id\");\n"
-                : "";
-            var drop = text + (runsExist ? $"ALTER TABLE {Q(LedgerModel.Runs)} DETACH PARTITION {Q(runs)}; DROP TABLE {Q(runs)};\n" : "") + $"""
+            // The search's side table (PostgreSqlSearch): its day partition dropped with the tasks' (the kept tasks' text
+            // moved into its _k partition), or, where it has none, the day's text deleted (a DROP fires no trigger).
+            var text = await SearchTextDropAsync(connection, tasks, day, counts[2] > 0, cancellationToken).ConfigureAwait(false);
+            var drop = text.Drop + (runsExist ? $"ALTER TABLE {Q(LedgerModel.Runs)} DETACH PARTITION {Q(runs)}; DROP TABLE {Q(runs)};\n" : "") + $"""
                 ALTER TABLE {Q(LedgerModel.Tasks)} DETACH PARTITION {tasks};
                 DROP TABLE {tasks};
-                {(counts[2] > 0 ? KeptPartitions(day) : "")}
+                {(counts[2] > 0 ? KeptPartitions(day) + text.Kept : "")}
                 {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
                 """;
             await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);
@@ -340,6 +346,8 @@ internal static partial class LedgerPartitioning
                 {
                     await ExecAsync(connection, $"ALTER TABLE {Q(table)} DETACH PARTITION {Q(KeptName(table, day))}; DROP TABLE {Q(KeptName(table, day))}", cancellationToken).ConfigureAwait(false);
                 }
+
+                await DropKeptSearchTextAsync(connection, day, cancellationToken).ConfigureAwait(false);
 
                 await ExecAsync(connection, $"DELETE FROM \"{DayRollups.Tasks}\" WHERE {Key} = {day}; DELETE FROM \"{DayRollups.Runs}\" WHERE {Key} = {day}", cancellationToken).ConfigureAwait(false);
             }

@@ -29,10 +29,44 @@ internal static class PartitionPruning
     public static bool SameDay(Guid runTaskId, Guid taskId) =>
         throw new InvalidOperationException("PartitionPruning.SameDay is translated to SQL, not called.");
 
-    /// <summary>Registers <see cref="SameDay"/> (the PostgreSQL context's model).</summary>
+    private static readonly MethodInfo s_dayOf = typeof(PartitionPruning).GetMethod(nameof(DayOf))!;
+
+    /// <summary>
+    /// In a query: the row of <paramref name="rowTaskId"/> (a column of a query that also gives its row's
+    /// <see cref="PartitionDay.Column"/>: the search's side table, <c>PostgreSqlSearch.TasksWithErrorContaining</c>) is in
+    /// the day <paramref name="taskId"/> carries, written <c>s."PartitionDay" = joblog_id_day(t."Id")</c>. The task may be
+    /// read through a subquery that does not carry its own day (the search's newest rows): the day is computed from its id,
+    /// as every writer computes it. PostgreSQL prunes the side table to that day's partition at run time.
+    /// </summary>
+    /// <param name="rowTaskId">The row's task id column.</param>
+    /// <param name="taskId">The task's id.</param>
+    /// <returns>Not callable outside a query.</returns>
+    public static bool DayOf(Guid rowTaskId, Guid taskId) =>
+        throw new InvalidOperationException("PartitionPruning.DayOf is translated to SQL, not called.");
+
+    /// <summary>Registers <see cref="SameDay"/> and <see cref="DayOf"/> (the PostgreSQL context's model).</summary>
     /// <param name="modelBuilder">The model.</param>
-    public static void Configure(ModelBuilder modelBuilder) =>
+    public static void Configure(ModelBuilder modelBuilder)
+    {
         modelBuilder.HasDbFunction(s_sameDay).HasTranslation(Translate);
+        modelBuilder.HasDbFunction(s_dayOf).HasTranslation(TranslateDayOf);
+    }
+
+    private static SqlExpression TranslateDayOf(IReadOnlyList<SqlExpression> args)
+    {
+        var boolean = new BoolTypeMapping("boolean");
+        // The id of a raw SQL query's row comes cast (`s."Value"::uuid`): the column is under the cast.
+        var column = args[0] is SqlUnaryExpression { OperatorType: ExpressionType.Convert, Operand: ColumnExpression under } ? under : args[0];
+        if (column is not ColumnExpression row)
+        {
+            return new SqlBinaryExpression(ExpressionType.Equal, args[0], args[1], typeof(bool), boolean);
+        }
+
+        var integer = new IntTypeMapping("integer");
+        var rowDay = new ColumnExpression(PartitionDay.Column, row.TableAlias, typeof(int), integer, nullable: false);
+        var day = new SqlFunctionExpression(PartitionDay.Function, [args[1]], nullable: true, argumentsPropagateNullability: [true], typeof(int), integer);
+        return new SqlBinaryExpression(ExpressionType.Equal, rowDay, day, typeof(bool), boolean);
+    }
 
     private static SqlExpression Translate(IReadOnlyList<SqlExpression> args)
     {

@@ -83,7 +83,10 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => PostgreSqlSearch.TasksContaining(db, text, key);
 
-    public override IQueryable<Guid>? TasksWithErrorContaining(JobLogDbContext db, string text) => PostgreSqlSearch.TasksWithErrorContaining(db, text);
+    public override IQueryable<Guid>? TasksWithErrorContaining(JobLogDbContext db, string text, bool byDay = false) => PostgreSqlSearch.TasksWithErrorContaining(db, text, byDay);
+
+    public override async Task<bool> IsSearchTextPartitionedAsync(JobLogDbContext context, CancellationToken cancellationToken) =>
+        await context.Database.SqlQueryRaw<bool>(PostgreSqlSearch.IsPartitioned).SingleAsync(cancellationToken).ConfigureAwait(false);
 
     // The trigram index is on the log's column (PostgreSqlLogSearch): the key is its only condition, the whole text is
     // checked on the rows it finds in a form no index serves (`|| ''`), as the tasks' search does (PostgreSqlSearch).
@@ -123,6 +126,8 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
         {
             await Partitioning.LedgerPartitioning.ConvertAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
             await Partitioning.LedgerPartitioning.ConvertLogsAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
+            await Partitioning.LedgerPartitioning.EnsureDayFunctionAsync(connection, cancellationToken).ConfigureAwait(false);
+            await Partitioning.LedgerPartitioning.PartitionSearchTextAsync(connection, cancellationToken).ConfigureAwait(false);
             await Partitioning.LedgerPartitioning.EnsureAheadAsync(connection, now, options.DaysAhead, cancellationToken).ConfigureAwait(false);
         }
         finally

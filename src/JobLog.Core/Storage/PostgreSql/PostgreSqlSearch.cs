@@ -64,40 +64,133 @@ internal static class PostgreSqlSearch
         ["joblog_search_tasks_insert()", "joblog_search_tasks_update()", "joblog_search_tasks_delete()", "joblog_search_runs_insert()",
          "joblog_search_runs_update()", "joblog_search_runs_delete()"];
 
+    /// <summary>
+    /// The partition key column of the side table on a partitioned ledger (<see cref="Partitioning.LedgerPartitioning"/>):
+    /// the task's <see cref="Partitioning.PartitionDay"/>, which the triggers read off the task or run row they fire for.
+    /// </summary>
+    public const string Key = "\"" + Partitioning.PartitionDay.Column + "\"";
+
     /// <summary>The run errors of <c>new_rows</c> the table lacks for their task (once per task and text).</summary>
-    private const string InsertRunErrors = $$"""
-        INSERT INTO {{S}} ("TaskId", "IsError", "Text")
-            SELECT DISTINCT n."TaskId", TRUE, n."ErrorMessage" FROM new_rows n
+    private static string InsertRunErrors(bool keyed) => $$"""
+        INSERT INTO {{S}} ("TaskId", "IsError", "Text"{{(keyed ? ", " + Key : "")}})
+            SELECT DISTINCT n."TaskId", TRUE, n."ErrorMessage"{{(keyed ? ", n." + Key : "")}} FROM new_rows n
             WHERE n."ErrorMessage" IS NOT NULL AND n."ErrorMessage" <> {{SweptText}}
-                AND NOT EXISTS (SELECT 1 FROM {{S}} s WHERE s."TaskId" = n."TaskId" AND s."IsError" AND s."Text" = n."ErrorMessage")
+                AND NOT EXISTS (SELECT 1 FROM {{S}} s WHERE s."TaskId" = n."TaskId"{{SameDay(keyed, "s", "n")}} AND s."IsError" AND s."Text" = n."ErrorMessage")
         """;
 
     /// <summary>
     /// As <see cref="InsertRunErrors"/>, for an update: only the runs whose error changed (most updates of a run with an
     /// error, a retry's next time or its final failure, leave the error as it was, and cost no lookup).
     /// </summary>
-    private const string InsertChangedRunErrors = $$"""
-        INSERT INTO {{S}} ("TaskId", "IsError", "Text")
-            SELECT DISTINCT n."TaskId", TRUE, n."ErrorMessage" FROM new_rows n JOIN old_rows o ON o."Id" = n."Id"
+    private static string InsertChangedRunErrors(bool keyed) => $$"""
+        INSERT INTO {{S}} ("TaskId", "IsError", "Text"{{(keyed ? ", " + Key : "")}})
+            SELECT DISTINCT n."TaskId", TRUE, n."ErrorMessage"{{(keyed ? ", n." + Key : "")}} FROM new_rows n JOIN old_rows o ON o."Id" = n."Id"
             WHERE n."ErrorMessage" IS NOT NULL AND n."ErrorMessage" IS DISTINCT FROM o."ErrorMessage" AND n."ErrorMessage" <> {{SweptText}}
-                AND NOT EXISTS (SELECT 1 FROM {{S}} s WHERE s."TaskId" = n."TaskId" AND s."IsError" AND s."Text" = n."ErrorMessage")
+                AND NOT EXISTS (SELECT 1 FROM {{S}} s WHERE s."TaskId" = n."TaskId"{{SameDay(keyed, "s", "n")}} AND s."IsError" AND s."Text" = n."ErrorMessage")
         """;
 
     /// <summary>The run errors an update replaced that no run of their task carries any more.</summary>
-    private const string DeleteChangedRunErrors = $$"""
-        DELETE FROM {{S}} s USING (SELECT DISTINCT o."TaskId", o."ErrorMessage" FROM old_rows o JOIN new_rows n ON n."Id" = o."Id"
+    private static string DeleteChangedRunErrors(bool keyed) => $$"""
+        DELETE FROM {{S}} s USING (SELECT DISTINCT o."TaskId", o."ErrorMessage"{{(keyed ? ", o." + Key : "")}} FROM old_rows o JOIN new_rows n ON n."Id" = o."Id"
                 WHERE o."ErrorMessage" IS NOT NULL AND o."ErrorMessage" IS DISTINCT FROM n."ErrorMessage") g
-            WHERE s."TaskId" = g."TaskId" AND s."IsError" AND s."Text" = g."ErrorMessage"
-                AND NOT EXISTS (SELECT 1 FROM {{R}} r WHERE r."TaskId" = g."TaskId" AND r."ErrorMessage" = g."ErrorMessage")
+            WHERE s."TaskId" = g."TaskId"{{SameDay(keyed, "s", "g")}} AND s."IsError" AND s."Text" = g."ErrorMessage"
+                AND NOT EXISTS (SELECT 1 FROM {{R}} r WHERE r."TaskId" = g."TaskId"{{SameDay(keyed, "r", "g")}} AND r."ErrorMessage" = g."ErrorMessage")
         """;
 
     /// <summary>
     /// The run errors of <c>old_rows</c> (deleted runs) that no run of their task carries any more.
     /// </summary>
-    private const string DeleteGoneRunErrors = $$"""
-        DELETE FROM {{S}} s USING (SELECT DISTINCT o."TaskId", o."ErrorMessage" FROM old_rows o WHERE o."ErrorMessage" IS NOT NULL) g
-            WHERE s."TaskId" = g."TaskId" AND s."IsError" AND s."Text" = g."ErrorMessage"
-                AND NOT EXISTS (SELECT 1 FROM {{R}} r WHERE r."TaskId" = g."TaskId" AND r."ErrorMessage" = g."ErrorMessage")
+    private static string DeleteGoneRunErrors(bool keyed) => $$"""
+        DELETE FROM {{S}} s USING (SELECT DISTINCT o."TaskId", o."ErrorMessage"{{(keyed ? ", o." + Key : "")}} FROM old_rows o WHERE o."ErrorMessage" IS NOT NULL) g
+            WHERE s."TaskId" = g."TaskId"{{SameDay(keyed, "s", "g")}} AND s."IsError" AND s."Text" = g."ErrorMessage"
+                AND NOT EXISTS (SELECT 1 FROM {{R}} r WHERE r."TaskId" = g."TaskId"{{SameDay(keyed, "r", "g")}} AND r."ErrorMessage" = g."ErrorMessage")
+        """;
+
+    // The rows of one task share its day: naming it lets PostgreSQL read one partition of a partitioned table.
+    private static string SameDay(bool keyed, string alias, string of) => keyed ? $" AND {alias}.{Key} = {of}.{Key}" : "";
+
+    /// <summary>
+    /// The six trigger functions, each a <c>CREATE OR REPLACE FUNCTION</c> statement. <paramref name="keyed"/>: for a side
+    /// table partitioned by day (a partitioned ledger), each row written with its task's day, each lookup in that day.
+    /// </summary>
+    internal static string[] FunctionDefinitions(bool keyed) =>
+    [
+        $$"""
+        CREATE OR REPLACE FUNCTION joblog_search_tasks_insert() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            INSERT INTO {{S}} ("TaskId", "IsError", "Text"{{(keyed ? ", " + Key : "")}})
+                SELECT "Id", FALSE, {{TaskText}}{{(keyed ? ", " + Key : "")}} FROM new_rows WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
+            RETURN NULL;
+        END $body$
+        """,
+        $$"""
+        CREATE OR REPLACE FUNCTION joblog_search_tasks_update() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            DELETE FROM {{S}} WHERE "TaskId" = old."Id"{{(keyed ? $" AND {Key} = old.{Key}" : "")}} AND NOT "IsError";
+            IF new."Input" IS NOT NULL OR new."TaskKwargs" IS NOT NULL THEN
+                INSERT INTO {{S}} ("TaskId", "IsError", "Text"{{(keyed ? ", " + Key : "")}})
+                    VALUES (new."Id", FALSE, COALESCE(new."Input", '') || E'\n' || COALESCE(new."TaskKwargs", ''){{(keyed ? ", new." + Key : "")}});
+            END IF;
+            RETURN NULL;
+        END $body$
+        """,
+        $$"""
+        CREATE OR REPLACE FUNCTION joblog_search_tasks_delete() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            DELETE FROM {{S}} s USING old_rows o WHERE s."TaskId" = o."Id"{{SameDay(keyed, "s", "o")}};
+            RETURN NULL;
+        END $body$
+        """,
+        $$"""
+        CREATE OR REPLACE FUNCTION joblog_search_runs_insert() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            {{InsertRunErrors(keyed)}};
+            RETURN NULL;
+        END $body$
+        """,
+        $$"""
+        CREATE OR REPLACE FUNCTION joblog_search_runs_update() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            {{DeleteChangedRunErrors(keyed)}};
+            {{InsertChangedRunErrors(keyed)}};
+            RETURN NULL;
+        END $body$
+        """,
+        $$"""
+        CREATE OR REPLACE FUNCTION joblog_search_runs_delete() RETURNS trigger LANGUAGE plpgsql AS $body$
+        BEGIN
+            {{DeleteGoneRunErrors(keyed)}};
+            RETURN NULL;
+        END $body$
+        """,
+    ];
+
+    /// <summary>
+    /// The trigger functions for the side table as it is (partitioned by day or not), chosen when the statement runs: a
+    /// start-up that runs <see cref="Create"/> again on a partitioned side table must not put back functions that write
+    /// rows without their day.
+    /// </summary>
+    private static readonly string CreateFunctions = $$"""
+        DO $joblog$
+        BEGIN
+            IF COALESCE((SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = to_regclass('{{S}}')), FALSE) THEN
+        {{string.Join("\n", FunctionDefinitions(true).Select(f => "        EXECUTE $fn$" + f + "$fn$;"))}}
+            ELSE
+        {{string.Join("\n", FunctionDefinitions(false).Select(f => "        EXECUTE $fn$" + f + "$fn$;"))}}
+            END IF;
+        END
+        $joblog$;
+        """;
+
+    /// <summary>The side table's trigram index, or a WARNING when <c>pg_trgm</c>'s operator class is not there (<see cref="Create"/>).</summary>
+    internal static readonly string CreateTrigramIndex = $$"""
+        DO $joblog$
+        BEGIN
+            CREATE INDEX IF NOT EXISTS "{{TrigramIndex}}" ON {{S}} USING gin ("Text" gin_trgm_ops);
+        EXCEPTION WHEN undefined_object THEN
+            RAISE WARNING 'JobLog: the pg_trgm operator class gin_trgm_ops is not on the search_path (%): the task search works without its index, by scanning (docs/search.md).', SQLERRM;
+        END
+        $joblog$;
         """;
 
     /// <summary>
@@ -128,42 +221,7 @@ internal static class PostgreSqlSearch
         END
         $joblog$;
         LOCK TABLE {{T}}, {{R}} IN SHARE ROW EXCLUSIVE MODE;
-        CREATE OR REPLACE FUNCTION joblog_search_tasks_insert() RETURNS trigger LANGUAGE plpgsql AS $body$
-        BEGIN
-            INSERT INTO {{S}} ("TaskId", "IsError", "Text")
-                SELECT "Id", FALSE, {{TaskText}} FROM new_rows WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
-            RETURN NULL;
-        END $body$;
-        CREATE OR REPLACE FUNCTION joblog_search_tasks_update() RETURNS trigger LANGUAGE plpgsql AS $body$
-        BEGIN
-            DELETE FROM {{S}} WHERE "TaskId" = old."Id" AND NOT "IsError";
-            IF new."Input" IS NOT NULL OR new."TaskKwargs" IS NOT NULL THEN
-                INSERT INTO {{S}} ("TaskId", "IsError", "Text")
-                    VALUES (new."Id", FALSE, COALESCE(new."Input", '') || E'\n' || COALESCE(new."TaskKwargs", ''));
-            END IF;
-            RETURN NULL;
-        END $body$;
-        CREATE OR REPLACE FUNCTION joblog_search_tasks_delete() RETURNS trigger LANGUAGE plpgsql AS $body$
-        BEGIN
-            DELETE FROM {{S}} s USING old_rows o WHERE s."TaskId" = o."Id";
-            RETURN NULL;
-        END $body$;
-        CREATE OR REPLACE FUNCTION joblog_search_runs_insert() RETURNS trigger LANGUAGE plpgsql AS $body$
-        BEGIN
-            {{InsertRunErrors}};
-            RETURN NULL;
-        END $body$;
-        CREATE OR REPLACE FUNCTION joblog_search_runs_update() RETURNS trigger LANGUAGE plpgsql AS $body$
-        BEGIN
-            {{DeleteChangedRunErrors}};
-            {{InsertChangedRunErrors}};
-            RETURN NULL;
-        END $body$;
-        CREATE OR REPLACE FUNCTION joblog_search_runs_delete() RETURNS trigger LANGUAGE plpgsql AS $body$
-        BEGIN
-            {{DeleteGoneRunErrors}};
-            RETURN NULL;
-        END $body$;
+        {{CreateFunctions}}
         DO $joblog$
         BEGIN
             IF to_regclass('{{S}}') IS NULL THEN
@@ -189,15 +247,16 @@ internal static class PostgreSqlSearch
 
     /// <summary>
     /// Fills the side table again from the rows, its trigram index built after the fill (a bulk load with the triggers
-    /// off: the scale bench's fast fill).
+    /// off: the scale bench's fast fill). <paramref name="partitioned"/>: a side table partitioned by day, each row with its
+    /// task's day (the trigram index dropped and built on the partitioned table: on every partition).
     /// </summary>
-    public static readonly string Refill = $$"""
+    public static string Refill(bool partitioned) => $$"""
         TRUNCATE {{S}};
         DROP INDEX IF EXISTS "{{TrigramIndex}}";
-        INSERT INTO {{S}} ("TaskId", "IsError", "Text")
-            SELECT "Id", FALSE, {{TaskText}} FROM {{T}} WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
-        INSERT INTO {{S}} ("TaskId", "IsError", "Text")
-            SELECT DISTINCT "TaskId", TRUE, "ErrorMessage" FROM {{R}} WHERE "ErrorMessage" IS NOT NULL AND "ErrorMessage" <> {{SweptText}};
+        INSERT INTO {{S}} ("TaskId", "IsError", "Text"{{(partitioned ? ", " + Key : "")}})
+            SELECT "Id", FALSE, {{TaskText}}{{(partitioned ? ", " + Key : "")}} FROM {{T}} WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
+        INSERT INTO {{S}} ("TaskId", "IsError", "Text"{{(partitioned ? ", " + Key : "")}})
+            SELECT DISTINCT "TaskId", TRUE, "ErrorMessage"{{(partitioned ? ", " + Key : "")}} FROM {{R}} WHERE "ErrorMessage" IS NOT NULL AND "ErrorMessage" <> {{SweptText}};
         CREATE INDEX "{{TrigramIndex}}" ON {{S}} USING gin ("Text" gin_trgm_ops);
         ANALYZE {{S}};
         """;
@@ -326,13 +385,26 @@ internal static class PostgreSqlSearch
         SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."IsError" AND s."Text" ILIKE {0} ESCAPE '\'
         """ + SweptMatching;
 
+    // With each row's day (a side table partitioned by day): the correlation names it (PartitionPruning.DayOf), so each
+    // task checked reads one partition of the side table (and of the runs), not one per day.
+    private const string WithErrorByDay = $$"""
+        SELECT s."TaskId" AS "Value", s.{{Key}} FROM {{S}} s WHERE s."IsError" AND s."Text" ILIKE {0} ESCAPE '\'
+        UNION ALL SELECT r."TaskId" AS "Value", r.{{Key}} FROM {{R}} r WHERE r."ErrorMessage" = {{SweptText}} AND {{SweptText}} ILIKE {0} ESCAPE '\'
+        """;
+
     /// <summary>
     /// The ids of the tasks with a run error that contains <paramref name="text"/> (case-insensitive), from the side
     /// table's error rows (the run errors verbatim, once per task and text), to correlate with one task at a time: one
     /// probe of its task id index, where the runs of a partitioned ledger are one probe per day partition (the newest
     /// rows' check of an error text read 11 partitions for each of 6,000 tasks, 137 ms at 1 M; docs/scale.md "Session 10
-    /// (part)").
+    /// (part)"). <paramref name="byDay"/>: the side table is partitioned by day, and the rows carry it
+    /// (<see cref="Partitioning.PartitionPruning.DayOf"/> names it in the correlation, or the probe is one per partition
+    /// again: 97-137 ms for the newest 2,000 tasks at 1 M; docs/scale.md "Session 14 (searchpart)").
     /// </summary>
-    public static IQueryable<Guid> TasksWithErrorContaining(JobLogDbContext db, string text) =>
-        db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(WithError, LedgerSql.LikePattern(text)));
+    public static IQueryable<Guid> TasksWithErrorContaining(JobLogDbContext db, string text, bool byDay = false) =>
+        db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(byDay ? WithErrorByDay : WithError, LedgerSql.LikePattern(text)));
+
+    /// <summary>Whether the side table is partitioned (by the tasks' day: a partitioned ledger since session 14).</summary>
+    public const string IsPartitioned =
+        "SELECT COALESCE((SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = to_regclass('" + S + "')), FALSE) AS \"Value\"";
 }

@@ -150,7 +150,10 @@ public class PostgreSqlSearchTextTests
         {
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand(
-                $"DROP INDEX \"{PostgreSqlSearch.SweptRuns}\"; INSERT INTO \"{PostgreSqlSearch.Table}\" VALUES ('{task.Id}', TRUE, '{JobLog.Sweeping.TaskLogSweeper.StaleRunError}')",
+                $"DROP INDEX \"{PostgreSqlSearch.SweptRuns}\"; INSERT INTO \"{PostgreSqlSearch.Table}\" " +
+                // Partitioned, the side table's rows carry their task's day (since session 14).
+                (partitioned ? $"VALUES ('{task.Id}', TRUE, '{JobLog.Sweeping.TaskLogSweeper.StaleRunError}', {JobLog.Storage.Partitioning.PartitionDay.Of(task.Id)})"
+                    : $"VALUES ('{task.Id}', TRUE, '{JobLog.Sweeping.TaskLogSweeper.StaleRunError}')"),
                 connection);
             await command.ExecuteNonQueryAsync();
         }
