@@ -128,6 +128,7 @@ internal sealed class ScaleBench(BenchOptions options)
 
             var now = DateTime.UtcNow;
             var middle = data.DispatchedAt(data.Tasks / 2, data.Tasks);
+            string? groupId = null;
             var probes = new (string Label, Func<LedgerQueries, Task<int>> Query)[]
             {
                 ("tasks, first page", async q => (await q.TasksAsync(new TaskFilter(), default)).Items.Count),
@@ -158,10 +159,15 @@ internal sealed class ScaleBench(BenchOptions options)
                 ("tasks page's name suggestions", async q => (await q.RecentTaskNamesAsync(default)).Count),
                 ("internal=true (MassTransit's own tasks)", async q => (await q.TasksAsync(new TaskFilter { Internal = InternalTasks.Only }, default)).Items.Count),
                 ("failures, groups by exception", async q => (await q.FailureGroupsAsync(new FailureFilter(), now, default)).Groups.Count),
-                ("failures, one group's page", async q => (await q.FailuresAsync(new FailureFilter
+                ("failures, one group's page", async q =>
                 {
-                    Group = (await q.FailureGroupsAsync(new FailureFilter { Limit = 1 }, now, default)).Groups[0].Id,
-                }, default)).Items.Count),
+                    // As the dashboard's group page: its header (the group's own summary), then its rows. The biggest
+                    // group's id is found once, on the first (cold, untimed) call.
+                    groupId ??= (await q.FailureGroupsAsync(new FailureFilter { Limit = 1 }, now, default)).Groups[0].Id;
+                    var group = new FailureFilter { Group = groupId };
+                    await q.FailureGroupsAsync(group with { Limit = 1 }, now, default);
+                    return (await q.FailuresAsync(group, default)).Items.Count;
+                }),
                 ("requests, q (one customer's path)", async q => (await q.InputRequestsAsync(new RequestFilter { Search = "/api/customers/4242" }, default)).Items.Count),
                 ("requests, outbound first page", async q => (await q.OutputRequestsAsync(new RequestFilter(), default)).Items.Count),
                 ("commands, q (one batch)", async q => (await q.CommandsAsync(new CommandFilter { Search = "--batch " + (data.Commands / 2).ToString(CultureInfo.InvariantCulture) }, default)).Items.Count),

@@ -186,9 +186,7 @@ public sealed partial class LedgerQueries
     {
         var column = FailureGroupColumns.Of(f.By);
         var q = IndexedOpenFailures(f with { Group = null }, partitioned);
-        var counts = await q.GroupBy(t => EF.Property<string?>(t, column))
-            .Select(g => new { Id = g.Key, Count = g.Count(), First = g.Min(t => t.Stop ?? t.DispatchedAt), Last = g.Max(t => t.Stop ?? t.DispatchedAt) })
-            .ToListAsync(ct).ConfigureAwait(false);
+        var counts = await GroupCounts(f, partitioned).ToListAsync(ct).ConfigureAwait(false);
         var matching = counts.Where(g => g.Id is not null && (f.Group is null || g.Id == f.Group)).ToList();
         var shown = matching
             .OrderByDescending(g => g.Count).ThenByDescending(g => g.Last).ThenBy(g => g.Id, StringComparer.Ordinal).Take(f.Limit).ToList();
@@ -208,8 +206,9 @@ public sealed partial class LedgerQueries
             samples.TryAdd(open.GroupId, open);
         }
 
-        // The last 24 hours of every group, from the time index: the failures of one day, not of all time.
-        var recent = await q.Where(t => (t.Stop ?? t.DispatchedAt) >= start)
+        // The last 24 hours of every group, from the time index: the failures of one day, not of all time (of one group,
+        // its range of the grouping's index).
+        var recent = await (f.Group is null ? q : IndexedOpenFailures(f, partitioned)).Where(t => (t.Stop ?? t.DispatchedAt) >= start)
             .Select(t => new { Id = EF.Property<string?>(t, column), At = t.Stop ?? t.DispatchedAt })
             .ToListAsync(ct).ConfigureAwait(false);
         var groups = new List<FailureGroup>(shown.Count);
@@ -227,6 +226,22 @@ public sealed partial class LedgerQueries
 
         return new FailureGroups(groups, matching.Sum(g => g.Count), Truncated: false);
     }
+
+    /// <summary>
+    /// Each group's count, first and last failure time, from the grouping's index. With the filter's <c>group</c> (one
+    /// group's summary: its page's header) only that group's range of the index is counted, not every open failure.
+    /// </summary>
+    private IQueryable<GroupCount> GroupCounts(FailureFilter f, bool partitioned)
+    {
+        var column = FailureGroupColumns.Of(f.By);
+        return IndexedOpenFailures(f, partitioned).GroupBy(t => EF.Property<string?>(t, column))
+            .Select(g => new GroupCount(g.Key, g.Count(), g.Min(t => t.Stop ?? t.DispatchedAt), g.Max(t => t.Stop ?? t.DispatchedAt)));
+    }
+
+    /// <summary>The statement of <see cref="GroupCounts"/> (the plan tests read its plan).</summary>
+    internal string GroupCountsSql(FailureFilter f, bool partitioned) => GroupCounts(f, partitioned).ToQueryString();
+
+    private sealed record GroupCount(string? Id, int Count, DateTime First, DateTime Last);
 
     /// <summary>The open failures a filter matches (its <c>group</c> too, not its <c>q</c> or cursor), for the grouping's index.</summary>
     private IQueryable<TaskLog> IndexedOpenFailures(FailureFilter f, bool partitioned)

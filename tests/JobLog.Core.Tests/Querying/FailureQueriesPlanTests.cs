@@ -103,6 +103,45 @@ public class FailureQueriesPlanTests
         Assert.That(plan, Does.Not.Contain("TOP-LEVEL SORT"), plan);
     }
 
+    /// <summary>
+    /// One group's summary (the header of its page on the dashboard) counts that group's range of its grouping's index:
+    /// it counted every open failure of every group and kept one (at 10 M, 90,000 open failures for one group's page;
+    /// docs/scale.md "Session 15 (lead)").
+    /// </summary>
+    [Test]
+    public async Task OneGroupsSummary_CountsOnlyItsRangeOfTheGroupingsIndex()
+    {
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(LedgerProvider.Sqlite));
+        var plan = await host.QueryAsync(async db =>
+        {
+            var filter = new FailureFilter { By = JobLog.Failures.FailureGrouping.Queue, Group = "0123456789abcdef", Limit = 1 };
+            var sql = new LedgerQueries(db, LedgerDatabase.For(LedgerProvider.Sqlite)).GroupCountsSql(filter, partitioned: false).Split('\n');
+            await db.Database.OpenConnectionAsync();
+            await using (var analyze = db.Database.GetDbConnection().CreateCommand())
+            {
+                // Statistics of a ledger with open failures in 50 queues: an empty table's plan would not tell the indexes apart.
+                analyze.CommandText = "CREATE TEMP TABLE n(i); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 2000) INSERT INTO n SELECT i FROM c; " +
+                    $"INSERT INTO \"JobLogTasks\" (\"Id\", \"Name\", \"DispatchedAt\", \"State\", \"IsSetAsStale\", \"IsInternal\", \"{FailureGroupColumns.Queue}\") " +
+                    $"SELECT randomblob(16), 'Charge', '2026-12-01 00:00:00', CASE WHEN i % 2 = 0 THEN 4 ELSE 3 END, 0, 0, printf('%016d', i % 50) FROM n; ANALYZE;";
+                await analyze.ExecuteNonQueryAsync();
+            }
+
+            await using var command = db.Database.GetDbConnection().CreateCommand();
+            command.CommandText = "EXPLAIN QUERY PLAN " + string.Join('\n', sql.Where(l => !l.StartsWith("--", StringComparison.Ordinal) && !l.StartsWith(".param", StringComparison.Ordinal)));
+            foreach (var name in Regex.Matches(command.CommandText, "@\\w+").Select(m => m.Value).Distinct())
+            {
+                var parameter = command.CreateParameter();
+                parameter.ParameterName = name;
+                parameter.Value = filter.Group;
+                command.Parameters.Add(parameter);
+            }
+
+            return await ReadPlanAsync(command, LedgerProvider.Sqlite);
+        });
+
+        Assert.That(plan, Does.Contain("(FailureGroupQueue=?)"), plan);
+    }
+
     /// <summary>The plan as text, with the statement's own sort (not a run lookup's) marked <c>TOP-LEVEL SORT</c>.</summary>
     private static async Task<string> ReadPlanAsync(DbCommand command, LedgerProvider provider)
     {
