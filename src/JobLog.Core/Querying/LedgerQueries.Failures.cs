@@ -187,7 +187,7 @@ public sealed partial class LedgerQueries
         var column = FailureGroupColumns.Of(f.By);
         var q = IndexedOpenFailures(f with { Group = null }, partitioned);
         var counts = await GroupCounts(f, partitioned).ToListAsync(ct).ConfigureAwait(false);
-        var matching = counts.Where(g => g.Id is not null && (f.Group is null || g.Id == f.Group)).ToList();
+        var matching = counts.Where(g => g.Id is not null).ToList();
         var shown = matching
             .OrderByDescending(g => g.Count).ThenByDescending(g => g.Last).ThenBy(g => g.Id, StringComparer.Ordinal).Take(f.Limit).ToList();
         if (shown.Count == 0)
@@ -208,7 +208,7 @@ public sealed partial class LedgerQueries
 
         // The last 24 hours of every group, from the time index: the failures of one day, not of all time (of one group,
         // its range of the grouping's index).
-        var recent = await (f.Group is null ? q : IndexedOpenFailures(f, partitioned)).Where(t => (t.Stop ?? t.DispatchedAt) >= start)
+        var recent = await IndexedOpenFailures(f, partitioned).Where(t => (t.Stop ?? t.DispatchedAt) >= start)
             .Select(t => new { Id = EF.Property<string?>(t, column), At = t.Stop ?? t.DispatchedAt })
             .ToListAsync(ct).ConfigureAwait(false);
         var groups = new List<FailureGroup>(shown.Count);
