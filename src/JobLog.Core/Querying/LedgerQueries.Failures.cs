@@ -124,7 +124,7 @@ public sealed partial class LedgerQueries
 
     private async Task<bool> FillFailureGroupsAsync(bool partitioned, CancellationToken ct)
     {
-        var select = string.Format(System.Globalization.CultureInfo.InvariantCulture, FailureGroupColumns.SelectUnfilled, FillBatch);
+        var select = FailureGroupColumns.SelectUnfilled(_database, FillBatch);
         while (true)
         {
             var ids = await _db.Database.SqlQueryRaw<Guid>(select).ToListAsync(ct).ConfigureAwait(false);

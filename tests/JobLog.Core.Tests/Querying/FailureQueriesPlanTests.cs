@@ -126,20 +126,97 @@ public class FailureQueriesPlanTests
                 await analyze.ExecuteNonQueryAsync();
             }
 
-            await using var command = db.Database.GetDbConnection().CreateCommand();
-            command.CommandText = "EXPLAIN QUERY PLAN " + string.Join('\n', sql.Where(l => !l.StartsWith("--", StringComparison.Ordinal) && !l.StartsWith(".param", StringComparison.Ordinal)));
-            foreach (var name in Regex.Matches(command.CommandText, "@\\w+").Select(m => m.Value).Distinct())
-            {
-                var parameter = command.CreateParameter();
-                parameter.ParameterName = name;
-                parameter.Value = filter.Group;
-                command.Parameters.Add(parameter);
-            }
-
-            return await ReadPlanAsync(command, LedgerProvider.Sqlite);
+            return await GroupSummaryPlanAsync(db.Database.GetDbConnection(), sql, filter.Group!);
         });
 
         Assert.That(plan, Does.Contain("(FailureGroupQueue=?)"), plan);
+    }
+
+    /// <summary>
+    /// The same summary on the statistics JobLog keeps itself (<c>RefreshStatisticsAsync</c>: <c>PRAGMA optimize</c> with
+    /// its <c>analysis_limit</c>, then the State and Name indexes' from the counts rollup), on a ledger whose groups each
+    /// hold more failures than the limited analysis reads: it gave the State index a thousand rows per state, as selective
+    /// as a group, and SQLite walked every failed task through it (10 M tasks: 330 ms warm against 7; docs/scale.md
+    /// "Session 16 (lead)").
+    /// </summary>
+    [Test]
+    public async Task OneGroupsSummary_UsesTheGroupsIndex_WithTheStatisticsJobLogKeeps()
+    {
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(LedgerProvider.Sqlite));
+        var (plan, stat) = await host.QueryAsync(async db =>
+        {
+            var filter = new FailureFilter { By = JobLog.Failures.FailureGrouping.Exception, Group = "0000000000000001", Limit = 1 };
+            var sql = new LedgerQueries(db, LedgerDatabase.For(LedgerProvider.Sqlite)).GroupCountsSql(filter, partitioned: false).Split('\n');
+            await db.Database.OpenConnectionAsync();
+            var connection = db.Database.GetDbConnection();
+            await FillWithBigGroupsAsync(connection);
+            await using var read = connection.CreateCommand();
+            read.CommandText = "SELECT stat FROM sqlite_stat1 WHERE idx = 'IX_JobLogTasks_State_DispatchedAt'";
+            var stat = (string?)await read.ExecuteScalarAsync();
+            return (await GroupSummaryPlanAsync(connection, sql, filter.Group!), stat);
+        });
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(stat, Is.EqualTo("16000 8000 1"), "the State index's statistics: 16,000 tasks, 8,000 a state");
+            Assert.That(plan, Does.Contain("(FailureGroupException=?)"), plan);
+        });
+    }
+
+    /// <summary>
+    /// The read of the open failures whose groups are still to compute, before every failures page, walks its partial
+    /// index (normally empty) on SQLite with JobLog's statistics: the planner searched the State index instead and read
+    /// every failed task's row (10 M tasks: 420–780 ms, twice a group's page; docs/scale.md "Session 16 (lead)").
+    /// </summary>
+    [Test]
+    public async Task UnfilledGroups_AreReadFromTheirPartialIndex()
+    {
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(LedgerProvider.Sqlite));
+        var plan = await host.QueryAsync(async db =>
+        {
+            await db.Database.OpenConnectionAsync();
+            var connection = db.Database.GetDbConnection();
+            await FillWithBigGroupsAsync(connection);
+            await using var command = connection.CreateCommand();
+            command.CommandText = "EXPLAIN QUERY PLAN " + FailureGroupColumns.SelectUnfilled(LedgerDatabase.For(LedgerProvider.Sqlite), 1000);
+            return await ReadPlanAsync(command, LedgerProvider.Sqlite);
+        });
+
+        Assert.That(plan, Does.Contain(FailureGroupColumns.UnfilledIndex), plan);
+    }
+
+    /// <summary>
+    /// 8,000 succeeded tasks, then 8,000 open failures (their groups computed) in four exception groups of 2,000, and the
+    /// statistics JobLog keeps (<c>RefreshStatisticsAsync</c>, as at start-up and before each sweep).
+    /// </summary>
+    private static async Task FillWithBigGroupsAsync(DbConnection connection)
+    {
+        await using (var fill = connection.CreateCommand())
+        {
+            fill.CommandText = "CREATE TEMP TABLE n(i); WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 16000) INSERT INTO n SELECT i FROM c; " +
+                $"INSERT INTO \"JobLogTasks\" (\"Id\", \"Name\", \"DispatchedAt\", \"State\", \"IsSetAsStale\", \"IsInternal\", \"{FailureGroupColumns.Exception}\", \"{FailureGroupColumns.At}\") " +
+                "SELECT randomblob(16), 'Charge', '2026-12-01 00:00:00', CASE WHEN i > 8000 THEN 4 ELSE 3 END, 0, 0, " +
+                "CASE WHEN i > 8000 THEN printf('%016d', i % 4) END, CASE WHEN i > 8000 THEN '2026-12-01 00:00:00' END FROM n;";
+            await fill.ExecuteNonQueryAsync();
+        }
+
+        await LedgerDatabase.For(LedgerProvider.Sqlite).RefreshStatisticsAsync(connection, CancellationToken.None);
+    }
+
+    /// <summary>The SQLite plan of a group summary's statement, its parameters all set to the group.</summary>
+    private static async Task<string> GroupSummaryPlanAsync(DbConnection connection, string[] sql, string group)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = "EXPLAIN QUERY PLAN " + string.Join('\n', sql.Where(l => !l.StartsWith("--", StringComparison.Ordinal) && !l.StartsWith(".param", StringComparison.Ordinal)));
+        foreach (var name in Regex.Matches(command.CommandText, "@\\w+").Select(m => m.Value).Distinct())
+        {
+            var parameter = command.CreateParameter();
+            parameter.ParameterName = name;
+            parameter.Value = group;
+            command.Parameters.Add(parameter);
+        }
+
+        return await ReadPlanAsync(command, LedgerProvider.Sqlite);
     }
 
     /// <summary>The plan as text, with the statement's own sort (not a run lookup's) marked <c>TOP-LEVEL SORT</c>.</summary>

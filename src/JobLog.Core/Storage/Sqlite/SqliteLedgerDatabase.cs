@@ -30,14 +30,31 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
     public override void BeforeMigrate(string connectionString) => SqliteSetup.EnsureDirectory(connectionString);
 
     // WAL lets the dashboard read while the writer commits; the mode is stored in the file.
-    public override Task AfterMigrateAsync(JobLogDbContext context, CancellationToken cancellationToken) =>
-        context.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL; " + SqliteSetup.Optimize, cancellationToken);
+    public override async Task AfterMigrateAsync(JobLogDbContext context, CancellationToken cancellationToken)
+    {
+        await context.Database.ExecuteSqlRawAsync("PRAGMA journal_mode=WAL;", cancellationToken).ConfigureAwait(false);
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await RefreshStatisticsAsync(context.Database.GetDbConnection(), cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await context.Database.CloseConnectionAsync().ConfigureAwait(false);
+        }
+    }
 
     public override async Task RefreshStatisticsAsync(DbConnection connection, CancellationToken cancellationToken)
     {
         await using var command = connection.CreateCommand();
         command.CommandText = SqliteSetup.Optimize;
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        command.CommandText = SqliteSetup.HasStatistics;
+        if (Convert.ToInt64(await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false), CultureInfo.InvariantCulture) > 0)
+        {
+            command.CommandText = SqliteSetup.StatisticsFromCounts;
+            await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
     }
 
     public override async Task ApplySearchIndexAsync(JobLogDbContext context, bool enabled, CancellationToken cancellationToken)

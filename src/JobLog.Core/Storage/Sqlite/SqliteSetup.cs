@@ -34,6 +34,34 @@ internal static class SqliteSetup
     public const string Optimize = "PRAGMA analysis_limit=1000; PRAGMA optimize=0x10002;";
 
     /// <summary>
+    /// After <see cref="Optimize"/>: the statistics of the task indexes led by <c>State</c> and <c>Name</c>, written from the
+    /// counts rollup (exact rows per state and per name) when the table has statistics. With <c>analysis_limit</c>
+    /// SQLite reads about a thousand entries of each index, and where they all share the first column's value (every
+    /// index led by a state or a name, past a few thousand tasks) it records about a thousand rows per value: at 10
+    /// million tasks a state then looks as selective as one failure group, and a group's summary walked the 100,000
+    /// failed tasks through the State index and read each row (330 ms warm instead of 7; docs/scale.md "Session 16
+    /// (lead)"). Connections opened afterwards plan with them (<c>ANALYZE sqlite_schema</c> reloads this one's).
+    /// </summary>
+    public const string StatisticsFromCounts =
+        $"""
+        UPDATE sqlite_stat1 SET stat = (
+            SELECT c.n || ' ' || max(1, c.n / c.states) || ' 1' FROM (SELECT sum("Count") AS n, count(DISTINCT "State") AS states FROM "{LedgerRollups.Counts}" WHERE "Count" > 0) AS c)
+        WHERE tbl = '{LedgerModel.Tasks}' AND idx = 'IX_JobLogTasks_State_DispatchedAt' AND EXISTS (SELECT 1 FROM "{LedgerRollups.Counts}" WHERE "Count" > 0);
+        UPDATE sqlite_stat1 SET stat = (
+            SELECT c.n || ' ' || max(1, c.n / c.names) || ' 1' FROM (SELECT sum("Count") AS n, count(DISTINCT "Name") AS names FROM "{LedgerRollups.Counts}" WHERE "Count" > 0) AS c)
+        WHERE tbl = '{LedgerModel.Tasks}' AND idx = 'IX_JobLogTasks_Name_DispatchedAt' AND EXISTS (SELECT 1 FROM "{LedgerRollups.Counts}" WHERE "Count" > 0);
+        UPDATE sqlite_stat1 SET stat = (
+            SELECT c.n || ' ' || max(1, c.n / c.names) || ' ' || max(1, c.n / c.pairs) || ' 1'
+            FROM (SELECT sum("Count") AS n, count(DISTINCT "Name") AS names, (SELECT count(*) FROM (SELECT DISTINCT "Name", "State" FROM "{LedgerRollups.Counts}" WHERE "Count" > 0)) AS pairs
+                  FROM "{LedgerRollups.Counts}" WHERE "Count" > 0) AS c)
+        WHERE tbl = '{LedgerModel.Tasks}' AND idx = 'IX_JobLogTasks_Name_State_DispatchedAt' AND EXISTS (SELECT 1 FROM "{LedgerRollups.Counts}" WHERE "Count" > 0);
+        ANALYZE sqlite_schema;
+        """;
+
+    /// <summary>Whether the file has planner statistics at all (<c>sqlite_stat1</c> exists once a table was analyzed).</summary>
+    public const string HasStatistics = "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_stat1'";
+
+    /// <summary>
     /// Commits wait until the WAL is synced to the disk (<c>synchronous = FULL</c>): what PostgreSQL does by default, so
     /// that a committed record means the same on both databases (it survives the machine's crash).
     /// </summary>
