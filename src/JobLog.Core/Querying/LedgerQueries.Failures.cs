@@ -207,9 +207,12 @@ public sealed partial class LedgerQueries
             samples.TryAdd(open.GroupId, open);
         }
 
-        // The last 24 hours of every group, from the time index: the failures of one day, not of all time (of one group,
-        // its range of the grouping's index).
-        var recent = await IndexedOpenFailures(f, partitioned).Where(t => (t.Stop ?? t.DispatchedAt) >= start)
+        // The last 24 hours of the shown groups, each its range of the grouping's index: the failures of one day, not of all
+        // time. (The open failures' time index served it before: on a day partition whose failure times have no
+        // statistics, PostgreSQL's guess of a third of them sent it to the (DispatchedAt) index of open failures instead,
+        // every open failure of every day read: 10 M tasks, 98–320 ms.)
+        var shownIds = shown.Select(g => g.Id!).ToList();
+        var recent = await IndexedOpenFailures(f, partitioned).Where(t => shownIds.Contains(EF.Property<string>(t, column)) && (t.Stop ?? t.DispatchedAt) >= start)
             .Select(t => new { Id = EF.Property<string?>(t, column), At = t.Stop ?? t.DispatchedAt })
             .ToListAsync(ct).ConfigureAwait(false);
         var groups = new List<FailureGroup>(shown.Count);
