@@ -186,7 +186,8 @@ public sealed partial class LedgerQueries
     {
         var column = FailureGroupColumns.Of(f.By);
         var q = IndexedOpenFailures(f with { Group = null }, partitioned);
-        var counts = await GroupCounts(f, partitioned).ToListAsync(ct).ConfigureAwait(false);
+        var counts = await RolledUpGroupCountsAsync(f, partitioned, ct).ConfigureAwait(false)
+            ?? await GroupCounts(f, partitioned).ToListAsync(ct).ConfigureAwait(false);
         var matching = counts.Where(g => g.Id is not null).ToList();
         var shown = matching
             .OrderByDescending(g => g.Count).ThenByDescending(g => g.Last).ThenBy(g => g.Id, StringComparer.Ordinal).Take(f.Limit).ToList();
@@ -206,9 +207,12 @@ public sealed partial class LedgerQueries
             samples.TryAdd(open.GroupId, open);
         }
 
-        // The last 24 hours of every group, from the time index: the failures of one day, not of all time (of one group,
-        // its range of the grouping's index).
-        var recent = await IndexedOpenFailures(f, partitioned).Where(t => (t.Stop ?? t.DispatchedAt) >= start)
+        // The last 24 hours of the shown groups, each its range of the grouping's index: the failures of one day, not of all
+        // time. (The open failures' time index served it before: on a day partition whose failure times have no
+        // statistics, PostgreSQL's guess of a third of them sent it to the (DispatchedAt) index of open failures instead,
+        // every open failure of every day read: 10 M tasks, 98–320 ms.)
+        var shownIds = shown.Select(g => g.Id!).ToList();
+        var recent = await IndexedOpenFailures(f, partitioned).Where(t => shownIds.Contains(EF.Property<string>(t, column)) && (t.Stop ?? t.DispatchedAt) >= start)
             .Select(t => new { Id = EF.Property<string?>(t, column), At = t.Stop ?? t.DispatchedAt })
             .ToListAsync(ct).ConfigureAwait(false);
         var groups = new List<FailureGroup>(shown.Count);
@@ -236,6 +240,56 @@ public sealed partial class LedgerQueries
         var column = FailureGroupColumns.Of(f.By);
         return IndexedOpenFailures(f, partitioned).GroupBy(t => EF.Property<string?>(t, column))
             .Select(g => new GroupCount(g.Key, g.Count(), g.Min(t => t.Stop ?? t.DispatchedAt), g.Max(t => t.Stop ?? t.DispatchedAt)));
+    }
+
+    /// <summary>
+    /// The unfiltered list's groups (the dashboard's default: no name, queue, time or group) from the counts kept per group
+    /// (<see cref="Storage.FailureGroupRollup"/>), not from every open failure: the count of each group, and the first and
+    /// last failure times of the groups the list can show (those the limit keeps by count, and those tied with the last
+    /// of them, whose last time decides), each the end of its group's range of the grouping's index. Null for a filtered
+    /// list, or when so many groups tie that one aggregation reads less.
+    /// </summary>
+    private async Task<List<GroupCount>?> RolledUpGroupCountsAsync(FailureFilter f, bool partitioned, CancellationToken ct)
+    {
+        if (f is not { Name: null, Queue: null, From: null, To: null, Group: null })
+        {
+            return null;
+        }
+
+        var rows = _db.Set<Storage.FailureGroupCount>().AsNoTracking().Where(c => c.Grouping == f.By && c.Count > 0);
+        rows = f.Internal switch
+        {
+            InternalTasks.Hide => rows.Where(c => !c.IsInternal),
+            InternalTasks.Only => rows.Where(c => c.IsInternal),
+            _ => rows,
+        };
+        var counts = (await rows.Select(c => new { c.GroupId, c.Count }).ToListAsync(ct).ConfigureAwait(false))
+            .GroupBy(c => c.GroupId, StringComparer.Ordinal).Select(g => (Id: g.Key, Count: g.Sum(c => c.Count))).ToList();
+        var byCount = counts.OrderByDescending(c => c.Count).ToList();
+        var least = byCount.Count > f.Limit ? byCount[f.Limit - 1].Count : 0;
+        var candidates = byCount.TakeWhile(c => c.Count >= least).Select(c => c.Id).ToList();
+        if (candidates.Count > (2 * f.Limit) + 10)
+        {
+            return null;
+        }
+
+        var column = FailureGroupColumns.Of(f.By);
+        var open = IndexedOpenFailures(f, partitioned);
+        var ends = await _db.Set<Storage.FailureGroupCount>().Where(c => c.Grouping == f.By && candidates.Contains(c.GroupId))
+            .Select(c => c.GroupId).Distinct()
+            .Select(id => new
+            {
+                Id = id,
+                First = open.Where(t => EF.Property<string>(t, column) == id).Min(t => (DateTime?)(t.Stop ?? t.DispatchedAt)),
+                Last = open.Where(t => EF.Property<string>(t, column) == id).Max(t => (DateTime?)(t.Stop ?? t.DispatchedAt)),
+            })
+            .ToDictionaryAsync(e => e.Id, StringComparer.Ordinal, ct).ConfigureAwait(false);
+        // A group the list cannot show, or one emptied since its count was read (no sample: left out, as on the other path),
+        // has no times.
+        return counts.Select(c => ends.TryGetValue(c.Id, out var e) && e.First is { } first && e.Last is { } last
+                ? new GroupCount(c.Id, checked((int)c.Count), first, last)
+                : new GroupCount(c.Id, checked((int)c.Count), DateTime.MinValue, DateTime.MinValue))
+            .ToList();
     }
 
     /// <summary>The statement of <see cref="GroupCounts"/> (the plan tests read its plan).</summary>

@@ -37,6 +37,7 @@ internal static class LedgerModel
     {
         JobLog.Storage.LedgerRollups.Configure(b);
         JobLog.Storage.RunRollups.Configure(b);
+        JobLog.Storage.FailureGroupRollup.Configure(b);
         b.Entity<TaskLog>(e =>
         {
             e.ToTable(Tasks);

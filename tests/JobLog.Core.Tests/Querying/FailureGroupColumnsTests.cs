@@ -1,9 +1,13 @@
 using JobLog.Failures;
+using JobLog.Maintenance;
 using JobLog.Querying;
 using JobLog.Recording;
+using JobLog.Retention;
 using JobLog.Storage;
 using JobLog.Testing;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Infrastructure;
+using Microsoft.EntityFrameworkCore.Migrations;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Time.Testing;
 using NUnit.Framework;
@@ -13,7 +17,9 @@ namespace JobLog.Core.Tests.Querying;
 /// <summary>
 /// The failures' groups kept on their task rows (<see cref="FailureGroupColumns"/>) give the groups and pages that grouping
 /// the failures' text on every read gives (<see cref="LedgerQueries.GroupsFromText"/>), through failures, failures again,
-/// retries that succeed, resolves, expiries and purges, and for a ledger written before the columns.
+/// retries that succeed, resolves, expiries, purges, restores, a day's drop, and for a ledger written before the columns
+/// or before the counts kept per group (<see cref="FailureGroupRollup"/>), which equal a GROUP BY of the open failures
+/// after each.
 /// </summary>
 public class FailureGroupColumnsTests
 {
@@ -68,6 +74,43 @@ public class FailureGroupColumnsTests
         await host.QueryAsync(db => db.TaskLogs.Where(t => t.Id == ids[3]).ExecuteUpdateAsync(u => u.SetProperty(t => t.Resolution, (FailureResolution?)null)));
         await AssertSameAsync(host, "after a reopen");
 
+        // An old failure (its day the first partition's) purged with a backup, restored, then purged again: on the
+        // partitioned ledger by its day's drop, which keeps task 0 (failed since) in the day's _k partition.
+        var old = Guid.CreateVersion7(new DateTimeOffset(T0.AddHours(-44)));
+        Run(recorder, old, "Ship", "shipping", T0.AddHours(-44), 0, TaskRunState.Failed, Timeout);
+        await host.FlushAsync();
+        await AssertSameAsync(host, "after an old failure");
+        var maintenance = host.Services.GetRequiredService<LedgerMaintenance>();
+        var cutoff = T0.Date.AddDays(-1);
+        var backups = Path.Combine(Path.GetTempPath(), "joblog-fgroups-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var purge = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, cutoff, cutoff, BackupDirectory: backups));
+            Assert.That(purge.Deleted, Is.EqualTo(1));
+            await AssertSameAsync(host, "after a purge with a backup");
+            Assert.That((await maintenance.RestoreAsync(purge.BackupFile!)).Restored, Is.EqualTo(1));
+            await AssertSameAsync(host, "after a restore");
+        }
+        finally
+        {
+            Directory.Delete(backups, recursive: true);
+        }
+
+        Assert.That((await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, cutoff, cutoff))).Deleted, Is.EqualTo(1));
+        Assert.That(await host.QueryAsync(db => db.TaskLogs.AnyAsync(t => t.Id == ids[0])), "task 0 is kept");
+        await AssertSameAsync(host, partitioned ? "after a day's drop" : "after a purge");
+
+        // A ledger upgraded to the counts: the migration counts the open failures already grouped.
+        await host.QueryAsync(async db =>
+        {
+            var migrations = db.Database.GetMigrations().ToList();
+            var counts = migrations.FindIndex(m => m.EndsWith("_FgroupsFailureGroupCounts", StringComparison.Ordinal));
+            await db.GetService<IMigrator>().MigrateAsync(migrations[counts - 1]);
+            await db.GetService<IMigrator>().MigrateAsync(migrations[counts]);
+            return counts;
+        });
+        await AssertSameAsync(host, "after the counts' migration onto a ledger with grouped failures");
+
         // A ledger written before the columns: none filled. Start-up fills them, and the pages give the same.
         await host.QueryAsync(db => db.Database.ExecuteSqlRawAsync(
             $"UPDATE \"JobLogTasks\" SET \"{FailureGroupColumns.Exception}\" = NULL, \"{FailureGroupColumns.Type}\" = NULL, " +
@@ -89,10 +132,33 @@ public class FailureGroupColumnsTests
             return (await ReadAllAsync(fromColumns), await ReadAllAsync(fromText));
         });
         Assert.That(stored, Is.EqualTo(text), when);
+        var (rollup, grouped) = await host.QueryAsync(async db => (await RollupAsync(db), await GroupByAsync(db)));
+        Assert.That(rollup, Is.EqualTo(grouped), when + ": the counts kept per group are a GROUP BY of the open failures");
         var unfilled = await host.QueryAsync(db => db.Database
             .SqlQueryRaw<int>($"SELECT COUNT(*) AS \"Value\" FROM \"JobLogTasks\" WHERE {FailureGroupColumns.Unfilled}").SingleAsync());
         Assert.That(unfilled, Is.Zero, when + ": the pages read the stored groups, every one of them current");
         Assert.That(text, Has.Some.StartsWith("group "), when + ": there are groups to compare");
+    }
+
+    /// <summary>The counts kept per group (<see cref="FailureGroupRollup"/>), every row of them.</summary>
+    private static async Task<List<string>> RollupAsync(JobLogDbContext db) =>
+        (await db.Set<FailureGroupCount>().AsNoTracking().ToListAsync())
+        .Select(c => $"{c.Grouping} {c.GroupId} {c.IsInternal} {c.Count}").Order(StringComparer.Ordinal).ToList();
+
+    /// <summary>The open failures counted by each grouping's stored group.</summary>
+    private static async Task<List<string>> GroupByAsync(JobLogDbContext db)
+    {
+        var lines = new List<string>();
+        foreach (var by in Enum.GetValues<FailureGrouping>())
+        {
+            var column = FailureGroupColumns.Of(by);
+            var counts = await db.TaskLogs.Where(t => t.State == TaskState.Failed && t.Resolution == null && EF.Property<string?>(t, column) != null)
+                .GroupBy(t => new { Id = EF.Property<string?>(t, column), t.IsInternal })
+                .Select(g => new { g.Key.Id, g.Key.IsInternal, Count = g.Count() }).ToListAsync();
+            lines.AddRange(counts.Select(c => $"{by} {c.Id} {c.IsInternal} {c.Count}"));
+        }
+
+        return lines.Order(StringComparer.Ordinal).ToList();
     }
 
     /// <summary>Every grouping's groups, every group's pages (two rows a page) and ids, as text.</summary>

@@ -219,6 +219,46 @@ public class FailureQueriesPlanTests
         return await ReadPlanAsync(command, LedgerProvider.Sqlite);
     }
 
+    /// <summary>
+    /// The unfiltered groups list (the dashboard's default) takes its counts from the counts kept per group
+    /// (<see cref="FailureGroupRollup"/>), not from an aggregation of every open failure (90,000 at 10 M tasks: 137–385
+    /// ms; docs/scale.md "Session 16 (fgroups)"): counts changed behind the ledger's back show in it, and not in a
+    /// filtered list, which still aggregates its own open failures.
+    /// </summary>
+    [TestCase(LedgerProvider.Sqlite)]
+    [TestCase(LedgerProvider.PostgreSql)]
+    public async Task UnfilteredGroups_TakeTheirCountsFromTheCountsKeptPerGroup_NotFromEveryOpenFailure(LedgerProvider provider)
+    {
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider));
+        var by = JobLog.Failures.FailureGrouping.Type;
+        var (before, after, filtered) = await host.QueryAsync(async db =>
+        {
+            for (var i = 0; i < 30; i++)
+            {
+                db.Add(new TaskLog
+                {
+                    Id = Guid.NewGuid(), Name = "Charge" + (i % 3), QueueName = "q" + (i % 2), DispatchedAt = DateTime.UtcNow.AddMinutes(-i),
+                    State = TaskState.Failed, ErrorMessage = "System.TimeoutException: " + (i % 3),
+                });
+            }
+
+            await db.SaveChangesAsync();
+            var queries = new LedgerQueries(db, LedgerDatabase.For(provider));
+            var now = DateTime.UtcNow;
+            var before = await queries.FailureGroupsAsync(new FailureFilter { By = by }, now, default);
+            var charge0 = JobLog.Failures.FailureGroupKey.Hash(by, "Charge0");
+            await db.Set<FailureGroupCount>().Where(c => c.Grouping == by && c.GroupId == charge0).ExecuteUpdateAsync(u => u.SetProperty(c => c.Count, 1000));
+            var after = await queries.FailureGroupsAsync(new FailureFilter { By = by }, now, default);
+            var filtered = await queries.FailureGroupsAsync(new FailureFilter { By = by, From = now.AddDays(-1) }, now, default);
+            return (before, after, filtered);
+        });
+
+        Assert.That(before.Groups.Select(g => (g.Key, g.Count)), Is.EquivalentTo(new[] { ("Charge0", 10), ("Charge1", 10), ("Charge2", 10) }), "the test's premise");
+        Assert.That(after.Groups.Select(g => (g.Key, g.Count)), Is.EqualTo(new[] { ("Charge0", 1000), ("Charge1", 10), ("Charge2", 10) }).Or.EqualTo(new[] { ("Charge0", 1000), ("Charge2", 10), ("Charge1", 10) }));
+        Assert.That(after.Total, Is.EqualTo(1020));
+        Assert.That(filtered.Groups.Select(g => (g.Key, g.Count)), Is.EquivalentTo(new[] { ("Charge0", 10), ("Charge1", 10), ("Charge2", 10) }), "a filtered list counts its failures");
+    }
+
     /// <summary>The plan as text, with the statement's own sort (not a run lookup's) marked <c>TOP-LEVEL SORT</c>.</summary>
     private static async Task<string> ReadPlanAsync(DbCommand command, LedgerProvider provider)
     {

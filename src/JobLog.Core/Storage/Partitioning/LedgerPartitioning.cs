@@ -284,6 +284,7 @@ internal static partial class LedgerPartitioning
                 CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
                 {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
                 {string.Format(CultureInfo.InvariantCulture, DayRollups.Gone, day)}
+                {string.Format(CultureInfo.InvariantCulture, FailureGroupRollup.PostgresDropDay, tasks)}
                 """;
             await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
             var counts = await ListAsync<long>(connection,

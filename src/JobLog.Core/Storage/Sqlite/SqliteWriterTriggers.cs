@@ -45,6 +45,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
     internal const string RollupInsert = "JobLogTasks_Rollup_Insert";
     internal const string RollupUpdate = "JobLogTasks_Rollup_Update";
     internal const string RunRollupInsert = "JobLogTaskRuns_Rollup_Insert";
+    internal const string FailureGroupsInsert = "JobLogTasks_FailureGroups_Insert";
 
     private const string CreateMarker =
         "CREATE TEMP TABLE IF NOT EXISTS \"" + Marker + "\" (\"TaskFrom\" INTEGER NOT NULL, \"RunFrom\" INTEGER NOT NULL)";
@@ -157,7 +158,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         [
             Normalize(SqliteSearch.Create), Normalize(SqliteSearch.Watermarked), Normalize(SqliteSearch.Deduplicated), Normalize(SqliteSearch.Swept),
             Normalize(SqliteSearch.Distinct),
-            Normalize(LedgerRollups.SqliteHoursUp), Normalize(RunRollups.SqliteHoursUp),
+            Normalize(LedgerRollups.SqliteHoursUp), Normalize(RunRollups.SqliteHoursUp), Normalize(FailureGroupRollup.SqliteUp),
         ];
 
     // The search index's groups: with the watermark they have no INSERT trigger (SqliteSearchIndexer indexes new rows).
@@ -364,7 +365,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         copies = [];
         var statements = new List<string>();
         // An index or rollup is taken over whole (its insert, update and delete triggers) or not at all.
-        foreach (var group in new[] { SqliteSearch.TaskText + "_", SqliteSearch.RunText + "_", "JobLogTasks_Rollup_", "JobLogTaskRuns_Rollup_" })
+        foreach (var group in new[] { SqliteSearch.TaskText + "_", SqliteSearch.RunText + "_", "JobLogTasks_Rollup_", "JobLogTaskRuns_Rollup_", "JobLogTasks_FailureGroups_" })
         {
             var present = triggers.Count(t => t.Name.StartsWith(group, StringComparison.Ordinal));
             var watermarked = present == 2 && SearchGroups.Contains(group) && !triggers.Any(t => t.Name == group + "Insert");
@@ -398,6 +399,10 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
                     break;
                 case RunRollupInsert:
                     statements.Add(CountRuns);
+                    break;
+                case FailureGroupsInsert:
+                    // Nothing to add: the writer's rows carry no failure groups (only the fill writes them), and the
+                    // trigger counts only rows that do (FailureGroupRollup).
                     break;
                 case RollupUpdate:
                     // Set-based over the captured rows (Begin): a TEMP trigger would cost ~40 µs a derived task.

@@ -497,6 +497,26 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.ToTable("JobLogScheduledMessages", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.FailureGroupCount", b =>
+                {
+                    b.Property<int>("Grouping")
+                        .HasColumnType("integer");
+
+                    b.Property<string>("GroupId")
+                        .HasMaxLength(16)
+                        .HasColumnType("character varying(16)");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("boolean");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("bigint");
+
+                    b.HasKey("Grouping", "GroupId", "IsInternal");
+
+                    b.ToTable("JobLogFailureGroups", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.Storage.RunHourDurations", b =>
                 {
                     b.Property<DateTime>("Hour")

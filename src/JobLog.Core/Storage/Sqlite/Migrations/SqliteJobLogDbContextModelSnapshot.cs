@@ -492,6 +492,26 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.ToTable("JobLogScheduledMessages", (string)null);
                 });
 
+            modelBuilder.Entity("JobLog.Storage.FailureGroupCount", b =>
+                {
+                    b.Property<int>("Grouping")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<string>("GroupId")
+                        .HasMaxLength(16)
+                        .HasColumnType("TEXT");
+
+                    b.Property<bool>("IsInternal")
+                        .HasColumnType("INTEGER");
+
+                    b.Property<long>("Count")
+                        .HasColumnType("INTEGER");
+
+                    b.HasKey("Grouping", "GroupId", "IsInternal");
+
+                    b.ToTable("JobLogFailureGroups", (string)null);
+                });
+
             modelBuilder.Entity("JobLog.Storage.RunHourDurations", b =>
                 {
                     b.Property<DateTime>("Hour")
