@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Reflection;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Encodings.Web;
@@ -66,6 +67,10 @@ internal sealed class MessageRenderer(Redactor redactor)
     /// One serialization to UTF-8, one pooled parse, and masked writes straight to the three texts: no JSON DOM, no
     /// clones. Gives up (false) when a text would need shortening: the DOM path below handles bounding.
     /// </summary>
+    /// <remarks>
+    /// The top-level properties are read once (<see cref="Buffers.Root"/>) for the three texts, and their names are the
+    /// previous message's strings when equal (<see cref="Buffers.Names"/>): a name is a new string only when it changes.
+    /// </remarks>
     private bool TryRenderFast(object message, Buffers buffers, out RenderedMessage rendered)
     {
         rendered = default;
@@ -79,9 +84,41 @@ internal sealed class MessageRenderer(Redactor redactor)
 
         using var document = JsonDocument.Parse(buffers.Serialized.WrittenMemory, s_document);
         var root = document.RootElement;
+        var properties = buffers.Root;
+        properties.Clear();
+        if (root.ValueKind == JsonValueKind.Object)
+        {
+            foreach (var property in root.EnumerateObject())
+            {
+                var name = buffers.Name(property, properties.Count);
+                properties.Add(new RootProperty(name, property.Value, redactor.IsSensitiveName(name)));
+            }
+        }
 
         buffers.Compact.Reset(buffers.Output);
-        WriteMasked(buffers.Compact, root);
+        if (root.ValueKind == JsonValueKind.Object)
+        {
+            buffers.Compact.WriteStartObject();
+            foreach (var property in properties)
+            {
+                buffers.Compact.WritePropertyName(property.Name);
+                if (property.Sensitive)
+                {
+                    buffers.Compact.WriteStringValue(redactor.Replacement);
+                }
+                else
+                {
+                    WriteMasked(buffers.Compact, property.Value);
+                }
+            }
+
+            buffers.Compact.WriteEndObject();
+        }
+        else
+        {
+            WriteMasked(buffers.Compact, root);
+        }
+
         buffers.Compact.Flush();
         var kwargs = Encoding.UTF8.GetString(buffers.Output.WrittenSpan);
         if (kwargs.Length > redactor.MaxLength)
@@ -98,11 +135,11 @@ internal sealed class MessageRenderer(Redactor redactor)
             buffers.Compact.WriteStartArray();
             foreach (var name in names)
             {
-                if (FindProperty(root, name) is not { } property)
+                if (FindProperty(properties, name) is not { } property)
                 {
                     buffers.Compact.WriteNullValue();
                 }
-                else if (redactor.IsSensitiveName(property.Name))
+                else if (property.Sensitive)
                 {
                     buffers.Compact.WriteStringValue(redactor.Replacement);
                 }
@@ -121,7 +158,7 @@ internal sealed class MessageRenderer(Redactor redactor)
             }
         }
 
-        rendered = new RenderedMessage(RenderInput(root, buffers), args, kwargs);
+        rendered = new RenderedMessage(RenderInput(root, properties, buffers), args, kwargs);
         return true;
     }
 
@@ -133,8 +170,9 @@ internal sealed class MessageRenderer(Redactor redactor)
                 writer.WriteStartObject();
                 foreach (var property in element.EnumerateObject())
                 {
-                    writer.WritePropertyName(property.Name);
-                    if (redactor.IsSensitiveName(property.Name))
+                    var name = property.Name;
+                    writer.WritePropertyName(name);
+                    if (redactor.IsSensitiveName(name))
                     {
                         writer.WriteStringValue(redactor.Replacement);
                     }
@@ -161,9 +199,9 @@ internal sealed class MessageRenderer(Redactor redactor)
         }
     }
 
-    private static JsonProperty? FindProperty(JsonElement obj, string name)
+    private static RootProperty? FindProperty(List<RootProperty> properties, string name)
     {
-        foreach (var property in obj.EnumerateObject())
+        foreach (var property in properties)
         {
             if (string.Equals(property.Name, name, StringComparison.OrdinalIgnoreCase))
             {
@@ -175,7 +213,7 @@ internal sealed class MessageRenderer(Redactor redactor)
     }
 
     /// <summary><c>Key=value, …</c>: strings as they are, anything else as (masked) JSON; each value cut at 250 characters.</summary>
-    private string RenderInput(JsonElement root, Buffers buffers)
+    private string RenderInput(JsonElement root, List<RootProperty> properties, Buffers buffers)
     {
         var sb = buffers.Text.Clear();
         if (root.ValueKind != JsonValueKind.Object)
@@ -184,7 +222,7 @@ internal sealed class MessageRenderer(Redactor redactor)
         }
         else
         {
-            foreach (var property in root.EnumerateObject())
+            foreach (var property in properties)
             {
                 if (sb.Length > redactor.MaxLength)
                 {
@@ -198,22 +236,66 @@ internal sealed class MessageRenderer(Redactor redactor)
 
                 sb.Append(property.Name).Append('=');
                 var value = property.Value;
-                if (redactor.IsSensitiveName(property.Name))
+                if (property.Sensitive)
                 {
                     sb.Append(redactor.Replacement);
                 }
-                else if (value.ValueKind == JsonValueKind.String)
+                else if (!TryAppendShortScalar(sb, value))
                 {
-                    sb.Append(Redactor.Truncate(value.GetString()!, 250));
-                }
-                else
-                {
-                    sb.Append(Redactor.Truncate(ValueJson(value, buffers), 250));
+                    sb.Append(Redactor.Truncate(value.ValueKind == JsonValueKind.String ? value.GetString()! : ValueJson(value, buffers), 250));
                 }
             }
         }
 
         return redactor.Bound(sb.Replace('\n', ' ').Replace('\r', ' ').ToString());
+    }
+
+    /// <summary>
+    /// A number, <c>true</c>, <c>false</c>, <c>null</c>, or a string without escapes, of at most 250 bytes, appended as
+    /// the input line writes it (the JSON text, or the string's characters) straight from the document's
+    /// bytes, without a string of its own. False for anything else (nothing appended).
+    /// </summary>
+    private static bool TryAppendShortScalar(StringBuilder sb, JsonElement value)
+    {
+        const int Max = 250;
+        ReadOnlySpan<byte> text;
+        switch (value.ValueKind)
+        {
+            case JsonValueKind.Number or JsonValueKind.True or JsonValueKind.False or JsonValueKind.Null:
+                text = JsonMarshal.GetRawUtf8Value(value);
+                break;
+            case JsonValueKind.String:
+                var raw = JsonMarshal.GetRawUtf8Value(value);
+                if (raw.Length < 2 || raw[0] != (byte)'"' || raw[^1] != (byte)'"')
+                {
+                    return false;
+                }
+
+                text = raw[1..^1];
+                if (text.Contains((byte)'\\'))
+                {
+                    return false;
+                }
+
+                break;
+            default:
+                return false;
+        }
+
+        // At most one character per byte: within the 250-character cut.
+        if (text.Length > Max)
+        {
+            return false;
+        }
+
+        Span<char> chars = stackalloc char[Max];
+        if (!Encoding.UTF8.TryGetChars(text, chars, out var written))
+        {
+            return false;
+        }
+
+        sb.Append(chars[..written]);
+        return true;
     }
 
     // JsonNode.ToJsonString()'s text: the default (escaping) encoder, as the DOM path writes it.
@@ -300,6 +382,8 @@ internal sealed class MessageRenderer(Redactor redactor)
     /// <summary>The fast path's reusable buffers and writers.</summary>
     private sealed class Buffers
     {
+        private const int MaxNames = 64;
+
         private static readonly JsonWriterOptions s_relaxed = new() { Encoder = JavaScriptEncoder.UnsafeRelaxedJsonEscaping, SkipValidation = true };
         private static readonly JsonWriterOptions s_escaping = new() { SkipValidation = true };
 
@@ -315,6 +399,33 @@ internal sealed class MessageRenderer(Redactor redactor)
 
         public StringBuilder Text { get; } = new(256);
 
+        /// <summary>The message's top-level properties, each name read once.</summary>
+        public List<RootProperty> Root { get; } = [];
+
+        /// <summary>The top-level names of the messages rendered on this thread, by position: reused when equal.</summary>
+        public List<string> Names { get; } = [];
+
+        /// <summary>The name of <paramref name="property"/>, the <paramref name="position"/>-th of its object: the string kept for that position when equal.</summary>
+        public string Name(JsonProperty property, int position)
+        {
+            if (position < Names.Count && property.NameEquals(Names[position]))
+            {
+                return Names[position];
+            }
+
+            var name = property.Name;
+            if (position < Names.Count)
+            {
+                Names[position] = name;
+            }
+            else if (position == Names.Count && position < MaxNames)
+            {
+                Names.Add(name);
+            }
+
+            return name;
+        }
+
         /// <summary>Ready for the next message; false when a big message grew a buffer (it is then not kept).</summary>
         public bool TryReset()
         {
@@ -323,6 +434,7 @@ internal sealed class MessageRenderer(Redactor redactor)
                 return false;
             }
 
+            Root.Clear();
             Serialized.ResetWrittenCount();
             Output.ResetWrittenCount();
             Json.Reset(Stream.Null);
@@ -331,6 +443,9 @@ internal sealed class MessageRenderer(Redactor redactor)
             return true;
         }
     }
+
+    /// <summary>A top-level property of the message: its name, value, and whether the name is sensitive.</summary>
+    private readonly record struct RootProperty(string Name, JsonElement Value, bool Sensitive);
 
     /// <summary>A positional record's primary-constructor parameter names, else null.</summary>
     private static string[]? PositionalParameters(Type type)

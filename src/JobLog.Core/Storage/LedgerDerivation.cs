@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using JobLog.Recording;
 
 namespace JobLog.Storage;
@@ -15,64 +16,61 @@ internal static class LedgerDerivation
     /// </summary>
     public static void DeriveInserted(LedgerPlan plan)
     {
-        if (plan.Runs.Count == 0)
+        var runs = plan.Runs;
+        if (runs.Count == 0)
         {
             return;
         }
 
-        var byTask = new Dictionary<Guid, List<RunRow>>();
-        foreach (var row in plan.Runs)
+        // Each task's runs as a chain of positions in plan.Runs (first[task], then next[i] until -1): no list and no
+        // dictionary per task, as most tasks have one run.
+        var first = new Dictionary<Guid, int>(runs.Count);
+        var next = new int[runs.Count];
+        for (var i = runs.Count - 1; i >= 0; i--)
         {
-            if (!byTask.TryGetValue(row.Run.TaskId, out var list))
-            {
-                list = [];
-                byTask[row.Run.TaskId] = list;
-            }
-
-            list.Add(row);
+            ref var head = ref CollectionsMarshal.GetValueRefOrAddDefault(first, runs[i].Run.TaskId, out var exists);
+            next[i] = exists ? head : -1;
+            head = i;
         }
 
-        Apply(plan.Dispatched);
-        Apply(plan.Ensured);
+        Apply(plan.Dispatched, first, runs, next);
+        Apply(plan.Ensured, first, runs, next);
 
-        void Apply(List<TaskWrite> rows)
+        static void Apply(List<TaskWrite> rows, Dictionary<Guid, int> first, List<RunRow> runs, int[] next)
         {
             for (var i = 0; i < rows.Count; i++)
             {
-                if (byTask.TryGetValue(rows[i].Task.Id, out var taskRuns))
+                if (first.TryGetValue(rows[i].Task.Id, out var at))
                 {
-                    rows[i] = Derive(rows[i].Task, taskRuns) with { Rendering = rows[i].Rendering };
+                    rows[i] = Derive(rows[i].Task, runs, next, at) with { Rendering = rows[i].Rendering };
                 }
             }
         }
     }
 
-    /// <summary>The C# twin of <see cref="LedgerSql.DeriveTask"/> for a task whose only runs are <paramref name="runs"/>.</summary>
-    internal static TaskWrite Derive(TaskPayload task, List<RunRow> runs)
+    /// <summary>
+    /// The C# twin of <see cref="LedgerSql.DeriveTask"/> for a task whose only runs are the chain from <paramref name="at"/>
+    /// in <paramref name="runs"/> (see <see cref="DeriveInserted"/>).
+    /// </summary>
+    private static TaskWrite Derive(TaskPayload task, List<RunRow> runs, int[] next, int at)
     {
-        // The latest run of each consumer is its highest ordinal (with no stored runs, Retries = ordinal).
-        var latest = new Dictionary<string, TaskRunLog>(StringComparer.Ordinal);
-        var ordinals = new Dictionary<string, int>(StringComparer.Ordinal);
         DateTime? start = null;
-        foreach (var row in runs)
-        {
-            if (!ordinals.TryGetValue(row.Run.ConsumerType, out var best) || row.Ordinal > best)
-            {
-                ordinals[row.Run.ConsumerType] = row.Ordinal;
-                latest[row.Run.ConsumerType] = row.Run;
-            }
-
-            if (start is null || row.Run.Start < start)
-            {
-                start = row.Run.Start;
-            }
-        }
-
         var rank = 6;
         DateTime? stop = null;
         var allStopped = true;
-        foreach (var run in latest.Values)
+        for (var i = at; i >= 0; i = next[i])
         {
+            var run = runs[i].Run;
+            if (start is null || run.Start < start)
+            {
+                start = run.Start;
+            }
+
+            if (!IsLatest(runs, next, at, i))
+            {
+                continue;
+            }
+
             rank = Math.Min(rank, run.State switch
             {
                 TaskRunState.Active => 1,
@@ -102,5 +100,25 @@ internal static class LedgerDerivation
             _ => TaskState.Succeeded,
         };
         return new TaskWrite(task, state, start, allStopped ? stop : null);
+    }
+
+    /// <summary>
+    /// True when the run at <paramref name="i"/> is its consumer's latest in the chain from <paramref name="at"/>: no run of
+    /// the same consumer has a higher ordinal (with no stored runs, Retries = ordinal; a batch numbers a consumer's runs
+    /// of a task 0, 1, 2, …).
+    /// </summary>
+    private static bool IsLatest(List<RunRow> runs, int[] next, int at, int i)
+    {
+        var row = runs[i];
+        for (var j = at; j >= 0; j = next[j])
+        {
+            var other = runs[j];
+            if (j != i && other.Ordinal > row.Ordinal && string.Equals(other.Run.ConsumerType, row.Run.ConsumerType, StringComparison.Ordinal))
+            {
+                return false;
+            }
+        }
+
+        return true;
     }
 }

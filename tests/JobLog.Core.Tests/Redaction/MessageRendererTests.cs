@@ -116,6 +116,9 @@ public class MessageRendererTests
         yield return new TestCaseData(new Envelope { Payload = new[] { new { password = "x", ok = 1 } }, Text = "\u0001\u001f" })
             .SetName("anonymous objects and control characters");
         yield return new TestCaseData(new Envelope { Payload = 3.0e-7, Text = new string('y', 400) }).SetName("long value in input");
+        yield return new TestCaseData(new Envelope { Payload = 12345678901234567890m, Text = new string('y', 250) }).SetName("value of 250 characters");
+        yield return new TestCaseData(new Envelope { Payload = true, Text = new string('y', 251) }).SetName("value of 251 characters");
+        yield return new TestCaseData(new Envelope { Payload = null, Text = "a \\ b \"c\" d/e" }).SetName("escaped string value");
     }
 
     [TestCaseSource(nameof(Messages))]
@@ -128,6 +131,25 @@ public class MessageRendererTests
 
         Assert.That(fast, Is.EqualTo(slow));
         Assert.That(fast.Input + fast.TaskArgs + fast.TaskKwargs, Does.Not.Contain("hunter2").And.Not.Contain("p4ss").And.Not.Contain("t0k3n").And.Not.Contain("key-123"));
+    }
+
+    [Test]
+    public void Render_MessagesOfOtherShapesInTurn_EachHasItsOwnNames()
+    {
+        // The names of one message's properties are kept for the next, by position: each must still be its own.
+        var renderer = Renderer();
+        object[] messages =
+        [
+            new ChargeCard(1, 2m), new Plain { Id = 3, Name = "n" }, new ChargeCard(4, 5m), new Credentials("pw", "realm"),
+            new Envelope { Payload = new Plain { Id = 6 }, Text = "t" }, new Plain { Id = 7, Name = "m" },
+        ];
+
+        foreach (var message in messages.Concat(messages))
+        {
+            Assert.That(renderer.Render(message), Is.EqualTo(renderer.RenderSlow(message)), message.ToString());
+        }
+
+        Assert.That(renderer.Render(new Credentials("pw", "realm")).TaskKwargs, Is.EqualTo("""{"Password":"[Filtered]","Realm":"realm"}"""));
     }
 
     [Test]

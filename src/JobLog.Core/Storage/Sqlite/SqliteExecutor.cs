@@ -24,6 +24,8 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
     private readonly Dictionary<(int State, string Name, bool IsInternal), long> _countMoves = [];
     private readonly Dictionary<(string Minute, int State, string Name, bool IsInternal), long> _minuteMoves = [];
     private byte[] _utf8 = new byte[1024];
+    private long _lastMinuteTicks;
+    private string? _lastMinute;
     private SqliteWriterTriggers? _triggers;
     private SqliteSearchIndexer? _indexer;
     private SqliteLogSearchIndexer? _logIndexer;
@@ -270,21 +272,10 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
     private void CountMove(in Stored before, in TaskWrite derived)
     {
         var state = before.IsSetAsStale ? (int)TaskState.Expired : (int)derived.State;
-        string? stop;
-        if (before.IsSetAsStale)
-        {
-            stop = before.Stop;
-        }
-        else if (derived.Stop is { } time)
-        {
-            stop = time.ToString(SqliteLedgerDatabase.TimeFormat, CultureInfo.InvariantCulture);
-        }
-        else
-        {
-            stop = null;
-        }
-
-        if (state == before.State && string.Equals(stop, before.Stop, StringComparison.Ordinal))
+        // A stale-marked row keeps its stored stop; otherwise the derived stop, compared as the text it is stored as.
+        var stop = before.IsSetAsStale ? null : derived.Stop;
+        var stopChanged = !before.IsSetAsStale && !SameStop(stop, before.Stop);
+        if (state == before.State && !stopChanged)
         {
             return;
         }
@@ -296,9 +287,16 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
             Add(_minuteMoves, (Minute(before.Stop), before.State, before.Name, before.IsInternal), -1);
         }
 
-        if (stop is not null)
+        if (before.IsSetAsStale)
         {
-            Add(_minuteMoves, (Minute(stop), state, before.Name, before.IsInternal), 1);
+            if (before.Stop is { } kept)
+            {
+                Add(_minuteMoves, (Minute(kept), state, before.Name, before.IsInternal), 1);
+            }
+        }
+        else if (stop is { } time)
+        {
+            Add(_minuteMoves, (MinuteOf(time), state, before.Name, before.IsInternal), 1);
         }
 
         static void Add<TKey>(Dictionary<TKey, long> moves, TKey key, long n)
@@ -310,6 +308,34 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
 
         // substr("Stop", 1, 16) || ':00', as the triggers write the minute.
         static string Minute(string stop) => (stop.Length > 16 ? stop[..16] : stop) + ":00";
+
+        static bool SameStop(DateTime? time, string? stored)
+        {
+            if (time is not { } t || stored is null)
+            {
+                return time is null && stored is null;
+            }
+
+            Span<char> text = stackalloc char[32];
+            return t.TryFormat(text, out var written, SqliteLedgerDatabase.TimeFormat, CultureInfo.InvariantCulture)
+                && text[..written].SequenceEqual(stored);
+        }
+    }
+
+    /// <summary>
+    /// The rollup minute of a stop (<c>substr("Stop", 1, 16) || ':00'</c> of its stored text): the last one is kept, as a
+    /// batch's runs mostly end within the same minute.
+    /// </summary>
+    private string MinuteOf(DateTime stop)
+    {
+        var ticks = stop.Ticks - (stop.Ticks % TimeSpan.TicksPerMinute);
+        if (ticks != _lastMinuteTicks || _lastMinute is null)
+        {
+            _lastMinute = new DateTime(ticks).ToString("yyyy'-'MM'-'dd' 'HH':'mm':00'", CultureInfo.InvariantCulture);
+            _lastMinuteTicks = ticks;
+        }
+
+        return _lastMinute;
     }
 
     /// <summary>
