@@ -190,11 +190,11 @@ internal sealed partial class TaskLogSweeper(
 
     /// <summary>
     /// PostgreSQL's sweep statement closes the ACTIVE runs of the tasks it expires itself (<c>u</c>, the tasks' update, as
-    /// a CTE; <paramref name="sameDay"/> the runs' condition of a partitioned ledger). A second statement did before, and
-    /// the rollup rows the tasks' triggers had locked (every batch writes the same counts rows: one task's state less,
-    /// another's more) stayed locked through it, while the other connections' batches waited on them: batches of four
-    /// connections took 741–1,243 ms at the median on the 1 M ledger, of one 197–296 ms (docs/scale.md, "Session 16 (maint10m)").
-    /// In one statement the tasks and runs triggers run at its end and the transaction commits right after.
+    /// a CTE; <paramref name="sameDay"/> the runs' condition of a partitioned ledger): one statement and round trip a
+    /// batch, not two, and the rollup rows the tasks' triggers lock (every batch writes the same counts rows) are held
+    /// until the statement's commit, not through a second statement while the other connections' batches wait on them.
+    /// On the 1 M ledger, four connections, the sweep's time was within the noise of the two statements' (docs/scale.md,
+    /// "Session 16 (maint10m)").
     /// </summary>
     private static string ExpireRuns(string sameDay) =>
         $"e AS (UPDATE {R} r SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = '{StaleRunError}' FROM u " +
