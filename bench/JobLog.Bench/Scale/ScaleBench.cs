@@ -197,6 +197,22 @@ internal sealed class ScaleBench(BenchOptions options)
                 $"- sweep of {data.Stale:N0} stale tasks ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}; " +
                 $"{batches.Summary()}; this process's CPU {cpu.TotalSeconds:0.0} s"));
 
+            if (provider == LedgerProvider.PostgreSql)
+            {
+                // The spread sweep's stale tasks are one in a hundred over every day, each on a page of its own and, at 10 M,
+                // read from disk: a worst case for locality. An outage leaves a contiguous backlog instead: the newest
+                // tasks, written together and recently (their pages in memory). The same number of the newest tasks are
+                // made ACTIVE with ACTIVE runs and a deadline passed (untimed), then swept.
+                var made = await MakeOutageAsync(ledger, data.Stale, partitioned);
+                using var outageBatches = new SweepBatches();
+                clock.Restart();
+                var outage = await maintenance.SweepAsync();
+                var outageTime = clock.Elapsed;
+                Line(string.Create(CultureInfo.InvariantCulture,
+                    $"- sweep of a contiguous backlog, the newest {made:N0} tasks (an outage's; made stale untimed, so in memory) ({options.SweepParallelism ?? 4} at once, batches of {options.SweepBatch ?? 1000:N0}): " +
+                    $"**{outageTime.TotalSeconds:0.0} s** ({outage.Expired:N0} expired, {outage.Healed:N0} healed); target < 10 s: {(outageTime.TotalSeconds < 10 ? "met" : "missed")}; {outageBatches.Summary()}"));
+            }
+
             // Partitioned, a day is a UTC day: the first one generated is partial (it starts at First), so the second is timed too.
             var days = partitioned ? new[] { data.First.Date.AddDays(1), data.First.Date.AddDays(2) } : [data.First.AddDays(1)];
             foreach (var day in days)
@@ -295,6 +311,28 @@ internal sealed class ScaleBench(BenchOptions options)
     }
 
     /// <summary>The time a kept ledger was filled at: its first command is dispatched at <see cref="ScaleData.First"/>.</summary>
+    /// <summary>
+    /// Makes the newest <paramref name="count"/> tasks an outage's backlog: ACTIVE, their runs ACTIVE, their deadline
+    /// passed (five minutes after dispatch, as the data's stale tasks), as a sweep would find them after an outage.
+    /// </summary>
+    /// <returns>How many tasks were made stale.</returns>
+    private static async Task<int> MakeOutageAsync(ThrowawayLedger ledger, int count, bool partitioned)
+    {
+        await using var connection = new NpgsqlConnection(ledger.ConnectionString);
+        await connection.OpenAsync();
+        var day = partitioned ? ", \"PartitionDay\"" : "";
+        var sameDay = partitioned ? " AND r.\"PartitionDay\" = o.\"PartitionDay\"" : "";
+        await using var command = new NpgsqlCommand($"""
+            CREATE TEMP TABLE joblog_outage AS SELECT "Id"{day} FROM "JobLogTasks" ORDER BY "DispatchedAt" DESC LIMIT {count};
+            UPDATE "JobLogTasks" t SET "State" = 2, "Stop" = NULL, "IsSetAsStale" = FALSE, "Stale" = t."DispatchedAt" + interval '5 minutes'
+                FROM joblog_outage o WHERE t."Id" = o."Id"{sameDay.Replace("r.", "t.", StringComparison.Ordinal)};
+            UPDATE "JobLogTaskRuns" r SET "State" = 1, "Stop" = NULL, "ErrorMessage" = NULL FROM joblog_outage o WHERE r."TaskId" = o."Id"{sameDay};
+            """, connection) { CommandTimeout = 0 };
+        await command.ExecuteNonQueryAsync();
+        await using var counted = new NpgsqlCommand("SELECT COUNT(*) FROM joblog_outage", connection);
+        return (int)(long)(await counted.ExecuteScalarAsync())!;
+    }
+
     private static async Task<DateTime> FilledAtAsync(ThrowawayLedger ledger, int days)
     {
         await using DbConnection connection = ledger.File is null ? new NpgsqlConnection(ledger.ConnectionString) : new SqliteConnection(ledger.ConnectionString);

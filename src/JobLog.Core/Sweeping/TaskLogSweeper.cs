@@ -169,6 +169,8 @@ internal sealed partial class TaskLogSweeper(
     /// them (SQLite's write lock, PostgreSQL's <c>FOR UPDATE</c>), and a state condition here let SQLite's planner read
     /// every unfinished task through the state index for each batch. The id list, not the claim as a subquery, keeps
     /// PostgreSQL's join to the tasks on their primary key (a LIMIT parameter's estimate can turn it into a table scan).
+    /// On PostgreSQL the same statement closes the expired tasks' ACTIVE runs (<see cref="ExpireRuns"/>); SQLite's
+    /// batch runs <see cref="RunsStatement"/> after it.
     /// </summary>
     internal static string SweepStatement(LedgerDatabase database)
     {
@@ -176,12 +178,27 @@ internal sealed partial class TaskLogSweeper(
         var derived = database.Provider == LedgerProvider.PostgreSql
             ? $"{PostgreSqlDerivation.Columns} FROM {T} t CROSS JOIN LATERAL ({PostgreSqlDerivation.Runs("r.\"TaskId\" = t.\"Id\"")}) x"
             : $"{Of(LedgerSql.DerivedState)} AS dstate, {Of(LedgerSql.DerivedStart)} AS dstart, {Of(LedgerSql.DerivedStop)} AS dstop FROM {T} t";
-        return
-            $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, {derived} WHERE {database.InIdList("t.\"Id\"", "@p0")}) " +
+        var update =
             $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
             $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
-            $"FROM d WHERE {T}.\"Id\" = d.did RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
+            $"FROM d WHERE {T}.\"Id\" = d.did RETURNING {T}.\"Id\", {T}.\"Name\", {T}.\"State\", {T}.\"IsSetAsStale\"";
+        var claimed = $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, {derived} WHERE {database.InIdList("t.\"Id\"", "@p0")}) ";
+        return database.Provider == LedgerProvider.PostgreSql
+            ? claimed + $", u AS ({update}), {ExpireRuns("")} SELECT \"Id\", \"Name\", \"State\", \"IsSetAsStale\" FROM u"
+            : claimed + update;
     }
+
+    /// <summary>
+    /// PostgreSQL's sweep statement closes the ACTIVE runs of the tasks it expires itself (<c>u</c>, the tasks' update, as
+    /// a CTE; <paramref name="sameDay"/> the runs' condition of a partitioned ledger): one statement and round trip a
+    /// batch, not two, and the rollup rows the tasks' triggers lock (every batch writes the same counts rows) are held
+    /// until the statement's commit, not through a second statement while the other connections' batches wait on them.
+    /// On the 1 M ledger, four connections, the spread backlog's sweep took 22.8 s against 25.0 s (medians of five pairs;
+    /// docs/scale.md, "Session 16 (maint10m)").
+    /// </summary>
+    private static string ExpireRuns(string sameDay) =>
+        $"e AS (UPDATE {R} r SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = '{StaleRunError}' FROM u " +
+        $"WHERE u.\"IsSetAsStale\" AND r.\"TaskId\" = u.\"Id\" AND r.\"State\" = 1{sameDay})";
 
     private const string T = "\"" + LedgerModel.Tasks + "\"";
 
@@ -195,6 +212,7 @@ internal sealed partial class TaskLogSweeper(
     /// one array parameter: PostgreSQL prunes partitions when the generic plan (the one Npgsql's prepared statement runs)
     /// starts only by scalar parameters, so <c>= ANY(@p2)</c> with an array probed every partition's index for each claimed
     /// id (17 partitions at 1 M tasks over 10 days, more with every day kept; docs/scale.md, "Session 10 (pgsweep)").
+    /// The expired tasks' ACTIVE runs are closed in the same statement, in their day's partition (<see cref="ExpireRuns"/>).
     /// </summary>
     internal static string PartitionedSweepStatement(LedgerDatabase database, int days)
     {
@@ -202,19 +220,17 @@ internal sealed partial class TaskLogSweeper(
         var inDays = DayList(days);
         return
             $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, t.{key} AS dday, {PostgreSqlDerivation.Columns} " +
-            $"FROM {T} t CROSS JOIN LATERAL ({PostgreSqlDerivation.Runs($"r.\"TaskId\" = t.\"Id\" AND r.{key} = t.{key}")}) x WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.{key} {inDays}) " +
-            $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
+            $"FROM {T} t CROSS JOIN LATERAL ({PostgreSqlDerivation.Runs($"r.\"TaskId\" = t.\"Id\" AND r.{key} = t.{key}")}) x WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.{key} {inDays}), " +
+            $"u AS (UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
             $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
-            $"FROM d WHERE {T}.\"Id\" = d.did AND {T}.{key} = d.dday AND {T}.{key} {inDays} RETURNING \"Id\", \"Name\", \"State\", \"IsSetAsStale\"";
+            $"FROM d WHERE {T}.\"Id\" = d.did AND {T}.{key} = d.dday AND {T}.{key} {inDays} " +
+            $"RETURNING {T}.\"Id\", {T}.\"Name\", {T}.\"State\", {T}.\"IsSetAsStale\", {T}.{key}), " +
+            $"{ExpireRuns($" AND r.{key} = u.{key} AND r.{key} {inDays}")} SELECT \"Id\", \"Name\", \"State\", \"IsSetAsStale\" FROM u";
     }
 
-    /// <summary>
-    /// The expiry of the ACTIVE runs of the expired tasks (@p0 their ids, @p1 now); on a partitioned ledger (<paramref name="days"/>
-    /// above 0) in the claimed days' partitions only (@p2, @p3, …, as <see cref="PartitionedSweepStatement"/>).
-    /// </summary>
-    internal static string RunsStatement(LedgerDatabase database, int days) =>
-        $"UPDATE {R} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = '{StaleRunError}' " +
-        $"WHERE \"State\" = 1 AND {database.InIdList("\"TaskId\"", "@p0")}" + (days > 0 ? $" AND \"{PartitionDay.Column}\" {DayList(days)}" : "");
+    /// <summary>SQLite's expiry of the ACTIVE runs of the expired tasks (@p0 their ids, @p1 now), after the sweep statement.</summary>
+    internal static string RunsStatement(LedgerDatabase database) =>
+        $"UPDATE {R} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = '{StaleRunError}' WHERE \"State\" = 1 AND {database.InIdList("\"TaskId\"", "@p0")}";
 
     private static string DayList(int days) => "= ANY(ARRAY[" + string.Join(", ", Enumerable.Range(2, days).Select(i => "@p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture))) + "])";
 
@@ -272,13 +288,10 @@ internal sealed partial class TaskLogSweeper(
             }
         }
 
-        // 3. The ACTIVE runs of the expired tasks end with them (partitioned: in the claimed days' partitions only).
-        if (expired.Count > 0)
+        // 3. The ACTIVE runs of the expired tasks end with them (on PostgreSQL in the sweep statement, ExpireRuns).
+        if (expired.Count > 0 && _database.Provider != LedgerProvider.PostgreSql)
         {
-            var ids = _database.IdList(expired.Select(e => e.Id).ToList());
-            await using var runs = partitioned
-                ? Command(connection, transaction, RunsStatement(_database, days.Length), [ids, now, .. days])
-                : Command(connection, transaction, RunsStatement(_database, 0), ids, now);
+            await using var runs = Command(connection, transaction, RunsStatement(_database), _database.IdList(expired.Select(e => e.Id).ToList()), now);
             await runs.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }
 

@@ -453,8 +453,8 @@ public class LedgerPartitioningTests
         var n = 0;
         foreach (var (statement, tables) in new[]
                  {
+                     // The tasks' update and the runs' expiry, one statement (TaskLogSweeper.ExpireRuns).
                      (JobLog.Sweeping.TaskLogSweeper.PartitionedSweepStatement(database, 1), new[] { LedgerModel.Tasks, LedgerModel.Runs }),
-                     (JobLog.Sweeping.TaskLogSweeper.RunsStatement(database, 1), new[] { LedgerModel.Runs }),
                  })
         {
             var name = "s" + n++;
