@@ -42,20 +42,24 @@ internal static class SqliteSetup
     /// failed tasks through the State index and read each row (330 ms warm instead of 7; docs/scale.md "Session 16
     /// (lead)"). Connections opened afterwards plan with them (<c>ANALYZE sqlite_schema</c> reloads this one's).
     /// </summary>
-    public const string StatisticsFromCounts =
+    public static readonly string StatisticsFromCounts =
+        IndexStatistics("IX_JobLogTasks_State_DispatchedAt", "c.n || ' ' || max(1, c.n / c.states) || ' 1'") +
+        IndexStatistics("IX_JobLogTasks_Name_DispatchedAt", "c.n || ' ' || max(1, c.n / c.names) || ' 1'") +
+        IndexStatistics("IX_JobLogTasks_Name_State_DispatchedAt", "c.n || ' ' || max(1, c.n / c.names) || ' ' || max(1, c.n / c.pairs) || ' 1'") +
+        "ANALYZE sqlite_schema;";
+
+    /// <summary>
+    /// One index's <c>sqlite_stat1</c> row, <paramref name="stat"/> computed over <c>c</c>: the tasks (<c>n</c>), distinct
+    /// states, names and (name, state) pairs with tasks, from the counts rollup; left as it is while the rollup is empty.
+    /// </summary>
+    private static string IndexStatistics(string index, string stat) =>
         $"""
         UPDATE sqlite_stat1 SET stat = (
-            SELECT c.n || ' ' || max(1, c.n / c.states) || ' 1' FROM (SELECT sum("Count") AS n, count(DISTINCT "State") AS states FROM "{LedgerRollups.Counts}" WHERE "Count" > 0) AS c)
-        WHERE tbl = '{LedgerModel.Tasks}' AND idx = 'IX_JobLogTasks_State_DispatchedAt' AND EXISTS (SELECT 1 FROM "{LedgerRollups.Counts}" WHERE "Count" > 0);
-        UPDATE sqlite_stat1 SET stat = (
-            SELECT c.n || ' ' || max(1, c.n / c.names) || ' 1' FROM (SELECT sum("Count") AS n, count(DISTINCT "Name") AS names FROM "{LedgerRollups.Counts}" WHERE "Count" > 0) AS c)
-        WHERE tbl = '{LedgerModel.Tasks}' AND idx = 'IX_JobLogTasks_Name_DispatchedAt' AND EXISTS (SELECT 1 FROM "{LedgerRollups.Counts}" WHERE "Count" > 0);
-        UPDATE sqlite_stat1 SET stat = (
-            SELECT c.n || ' ' || max(1, c.n / c.names) || ' ' || max(1, c.n / c.pairs) || ' 1'
-            FROM (SELECT sum("Count") AS n, count(DISTINCT "Name") AS names, (SELECT count(*) FROM (SELECT DISTINCT "Name", "State" FROM "{LedgerRollups.Counts}" WHERE "Count" > 0)) AS pairs
-                  FROM "{LedgerRollups.Counts}" WHERE "Count" > 0) AS c)
-        WHERE tbl = '{LedgerModel.Tasks}' AND idx = 'IX_JobLogTasks_Name_State_DispatchedAt' AND EXISTS (SELECT 1 FROM "{LedgerRollups.Counts}" WHERE "Count" > 0);
-        ANALYZE sqlite_schema;
+            SELECT {stat} FROM (SELECT sum("Count") AS n, count(DISTINCT "State") AS states, count(DISTINCT "Name") AS names,
+                (SELECT count(*) FROM (SELECT DISTINCT "Name", "State" FROM "{LedgerRollups.Counts}" WHERE "Count" > 0)) AS pairs
+                FROM "{LedgerRollups.Counts}" WHERE "Count" > 0) AS c)
+        WHERE tbl = '{LedgerModel.Tasks}' AND idx = '{index}' AND EXISTS (SELECT 1 FROM "{LedgerRollups.Counts}" WHERE "Count" > 0);
+
         """;
 
     /// <summary>Whether the file has planner statistics at all (<c>sqlite_stat1</c> exists once a table was analyzed).</summary>
