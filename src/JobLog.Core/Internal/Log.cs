@@ -32,8 +32,11 @@ internal static partial class Log
     [LoggerMessage(1005, LogLevel.Error, "JobLog stopped with {Count} records it could not write.")]
     public static partial void LostOnShutdown(ILogger logger, int count);
 
-    [LoggerMessage(1010, LogLevel.Warning, "Task {TaskName} ({TaskId}) went stale without finishing and was set to EXPIRED.")]
+    [LoggerMessage(1010, LogLevel.Debug, "Task {TaskName} ({TaskId}) went stale without finishing and was set to EXPIRED.")]
     public static partial void TaskExpired(ILogger logger, string taskName, Guid taskId);
+
+    [LoggerMessage(1013, LogLevel.Warning, "JobLog's sweeper set {Count} tasks that went stale without finishing to EXPIRED: {Names}.")]
+    public static partial void TasksExpired(ILogger logger, int count, string names);
 
     [LoggerMessage(1011, LogLevel.Information, "JobLog sweep: {Expired} tasks expired, {Healed} healed from their last run.")]
     public static partial void SweepDone(ILogger logger, int expired, int healed);

@@ -317,13 +317,38 @@ internal sealed partial class TaskLogSweeper(
 
         await transaction.CommitAsync(ct).ConfigureAwait(false);
         metrics.SweepBatchDuration.Record(time.GetElapsedTime(started).TotalSeconds);
-        foreach (var (id, name) in expired)
-        {
-            Log.TaskExpired(logger, name, id);
-        }
+        LogExpired(expired);
 
         metrics.TasksExpired.Add(expired.Count);
         return (claimed.Count, new SweepResult(expired.Count, healed), last);
+    }
+
+    /// <summary>
+    /// One warning a batch, with the expired tasks counted by name (the ten most frequent), and each task at Debug: a
+    /// backlog of 100,000 is a hundred lines, not 100,000 (their ids are in the ledger: the dashboard's EXPIRED tasks).
+    /// </summary>
+    private void LogExpired(List<(Guid Id, string Name)> expired)
+    {
+        if (expired.Count == 0)
+        {
+            return;
+        }
+
+        if (logger.IsEnabled(LogLevel.Warning))
+        {
+            var names = expired.CountBy(e => e.Name, StringComparer.Ordinal)
+                .OrderByDescending(n => n.Value).ThenBy(n => n.Key, StringComparer.Ordinal).ToList();
+            var shown = string.Join(", ", names.Take(10).Select(n => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{n.Key} × {n.Value}")));
+            Log.TasksExpired(logger, expired.Count, names.Count > 10 ? $"{shown} and {names.Count - 10} more names" : shown);
+        }
+
+        if (logger.IsEnabled(LogLevel.Debug))
+        {
+            foreach (var (id, name) in expired)
+            {
+                Log.TaskExpired(logger, name, id);
+            }
+        }
     }
 
     private DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values) =>
