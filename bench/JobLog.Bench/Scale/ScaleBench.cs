@@ -197,19 +197,20 @@ internal sealed class ScaleBench(BenchOptions options)
                 $"- sweep of {data.Stale:N0} stale tasks ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}; " +
                 $"{batches.Summary()}; this process's CPU {cpu.TotalSeconds:0.0} s"));
 
-            if (provider == LedgerProvider.PostgreSql)
             {
                 // The spread sweep's stale tasks are one in a hundred over every day, each on a page of its own and, at 10 M,
                 // read from disk: a worst case for locality. An outage leaves a contiguous backlog instead: the newest
                 // tasks, written together and recently (their pages in memory). The same number of the newest tasks are
                 // made ACTIVE with ACTIVE runs and a deadline passed (untimed), then swept.
-                var made = await MakeOutageAsync(ledger, data.Stale, partitioned);
+                var made = provider == LedgerProvider.PostgreSql
+                    ? await MakeOutageAsync(ledger, data.Stale, partitioned)
+                    : await MakeSqliteOutageAsync(ledger, data.Stale);
                 using var outageBatches = new SweepBatches();
                 clock.Restart();
                 var outage = await maintenance.SweepAsync();
                 var outageTime = clock.Elapsed;
                 Line(string.Create(CultureInfo.InvariantCulture,
-                    $"- sweep of a contiguous backlog, the newest {made:N0} tasks (an outage's; made stale untimed, so in memory) ({options.SweepParallelism ?? 4} at once, batches of {options.SweepBatch ?? 1000:N0}): " +
+                    $"- sweep of a contiguous backlog, the newest {made:N0} tasks (an outage's; made stale untimed, so in memory) ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): " +
                     $"**{outageTime.TotalSeconds:0.0} s** ({outage.Expired:N0} expired, {outage.Healed:N0} healed); target < 10 s: {(outageTime.TotalSeconds < 10 ? "met" : "missed")}; {outageBatches.Summary()}"));
             }
 
@@ -316,6 +317,23 @@ internal sealed class ScaleBench(BenchOptions options)
     /// passed (five minutes after dispatch, as the data's stale tasks), as a sweep would find them after an outage.
     /// </summary>
     /// <returns>How many tasks were made stale.</returns>
+    /// <summary><see cref="MakeOutageAsync"/> on SQLite (through the ledger's triggers, so its rollups and search index stay right).</summary>
+    private static async Task<int> MakeSqliteOutageAsync(ThrowawayLedger ledger, int count)
+    {
+        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection(ledger.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandTimeout = 0;
+        command.CommandText = $"""
+            CREATE TEMP TABLE joblog_outage AS SELECT "Id" FROM "JobLogTasks" ORDER BY "DispatchedAt" DESC LIMIT {count};
+            UPDATE "JobLogTasks" SET "State" = 2, "Stop" = NULL, "IsSetAsStale" = 0, "Stale" = strftime('%Y-%m-%d %H:%M:%f', "DispatchedAt", '+5 minutes')
+                WHERE "Id" IN (SELECT "Id" FROM joblog_outage);
+            UPDATE "JobLogTaskRuns" SET "State" = 1, "Stop" = NULL, "ErrorMessage" = NULL WHERE "TaskId" IN (SELECT "Id" FROM joblog_outage);
+            SELECT COUNT(*) FROM joblog_outage;
+            """;
+        return (int)(long)(await command.ExecuteScalarAsync())!;
+    }
+
     private static async Task<int> MakeOutageAsync(ThrowawayLedger ledger, int count, bool partitioned)
     {
         await using var connection = new NpgsqlConnection(ledger.ConnectionString);
