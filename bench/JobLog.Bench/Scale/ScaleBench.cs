@@ -58,7 +58,7 @@ internal sealed class ScaleBench(BenchOptions options)
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
-        builder.Logging.AddFilter("JobLog.Sweeping", LogLevel.Error); // one warning per expired task otherwise
+        builder.Logging.AddFilter("JobLog.Sweeping", LogLevel.Error); // a warning per sweep batch otherwise
         // Every statement EF Core runs, with its time (finding where a slow page's time goes; docs/scale.md).
         using var statements = Environment.GetEnvironmentVariable("JOBLOG_SCALE_SQL") == "1" ? StatementLog.Start() : null;
         builder.Services.AddJobLog(o =>
