@@ -115,7 +115,7 @@ internal static partial class LedgerPartitioning
 
         var keptName = Q(KeptName(SearchText, day));
         var drop = (keep ? $"CREATE TEMP TABLE joblog_keep_text ON COMMIT DROP AS SELECT s.* FROM {Q(partition)} s WHERE s.\"TaskId\" IN (SELECT k.\"Id\" FROM joblog_keep_tasks k);\n" : "") +
-            $"ALTER TABLE {Q(SearchText)} DETACH PARTITION {Q(partition)}; DROP TABLE {Q(partition)};\n";
+            Detach(SearchText, partition, day);
         var kept = keep
             ? $"""
               CREATE TABLE {keptName} (LIKE {Q(SearchText)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);

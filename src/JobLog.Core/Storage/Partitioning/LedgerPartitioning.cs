@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Microsoft.EntityFrameworkCore;
@@ -241,10 +242,13 @@ internal static partial class LedgerPartitioning
     /// <paramref name="succeededBefore"/>, oldest first, one transaction a day. What the batched purge would not
     /// delete (<see cref="Deletable"/>: an unfinished task, a failure inside its longer period, a task that ended after the
     /// cutoff, a cancelled one) is kept with its runs in the day's <c>_k</c> partitions (<see cref="KeptPartitions"/>); the rollups lose the
-    /// dropped rows. The rows left behind in the default, undated and <c>_k</c> partitions are the batched purge's.
+    /// dropped rows. The rows left behind in the default, undated and <c>_k</c> partitions are the batched purge's. The day's
+    /// partitions are detached in its transaction and dropped after its commit (LedgerPartitioning.Detached.cs);
+    /// <paramref name="locked"/> is told how long each day held the tables locked.
     /// </summary>
     public static async Task<PartitionDrop> DropExpiredAsync(
-        DbConnection connection, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken, ILogger? logger = null)
+        DbConnection connection, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken, ILogger? logger = null,
+        Action<TimeSpan>? locked = null)
     {
         var dropped = new PartitionDrop(0, 0, 0, 0);
         var existing = await DaysAsync(connection, cancellationToken).ConfigureAwait(false);
@@ -255,12 +259,14 @@ internal static partial class LedgerPartitioning
 
         await EnsureDayRollupsAsync(connection, cancellationToken, logger).ConfigureAwait(false);
         await DropEmptyKeptAsync(connection, cancellationToken).ConfigureAwait(false);
+        await DropDetachedAsync(connection, cancellationToken).ConfigureAwait(false);
 
         foreach (var day in taskDays.Where(d => PartitionDay.Start(d + 1) <= succeededBefore).Order())
         {
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
             await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+            var lockedAt = Stopwatch.GetTimestamp();
             var tasks = Q(LedgerModel.Tasks + "_" + PartitionDay.Suffix(day));
             var runs = LedgerModel.Runs + "_" + PartitionDay.Suffix(day);
             if (!await ScalarAsync<bool>(connection, $"SELECT to_regclass('{tasks}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
@@ -294,14 +300,15 @@ internal static partial class LedgerPartitioning
             // The search's side table (PostgreSqlSearch): its day partition dropped with the tasks' (the kept tasks' text
             // moved into its _k partition), or, where it has none, the day's text deleted (a DROP fires no trigger).
             var text = await SearchTextDropAsync(connection, tasks, day, counts[2] > 0, cancellationToken).ConfigureAwait(false);
-            var drop = text.Drop + (runsExist ? $"ALTER TABLE {Q(LedgerModel.Runs)} DETACH PARTITION {Q(runs)}; DROP TABLE {Q(runs)};\n" : "") + $"""
-                ALTER TABLE {Q(LedgerModel.Tasks)} DETACH PARTITION {tasks};
-                DROP TABLE {tasks};
+            var drop = text.Drop + (runsExist ? Detach(LedgerModel.Runs, runs, day) : "") + $"""
+                {Detach(LedgerModel.Tasks, LedgerModel.Tasks + "_" + PartitionDay.Suffix(day), day)}
                 {(counts[2] > 0 ? KeptPartitions(day) + text.Kept : "")}
                 {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
                 """;
             await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            locked?.Invoke(Stopwatch.GetElapsedTime(lockedAt));
+            await DropDetachedAsync(connection, new[] { LedgerModel.Tasks, LedgerModel.Runs, SearchText }.Select(t => DetachedName(t, day)), cancellationToken).ConfigureAwait(false);
             dropped = new PartitionDrop(dropped.Days + 1, dropped.Succeeded + (int)counts[0], dropped.Failed + (int)counts[1], dropped.Kept + (int)counts[2]);
         }
 
