@@ -261,32 +261,32 @@ internal static partial class LedgerPartitioning
         await DropEmptyKeptAsync(connection, cancellationToken).ConfigureAwait(false);
         await DropDetachedAsync(connection, cancellationToken).ConfigureAwait(false);
 
+        // The rows to keep (few) are found through the state and Stop indexes: every row to keep is unfinished or not a
+        // success (a state index range) or ended at or after the success cutoff (a Stop index range), and the exact rule
+        // then filters those. What the counts lose is the day's rollups (DayRollups) less the kept rows: the day's
+        // partition is not read (it was, once, at 2.1-2.6 s for a day of 90,000 tasks). The minute rollups are views over
+        // the day rollups (session 9), so the day's share goes with its day rollup rows (DayRollups.Reset).
+        var notSucceeded = string.Join(", ", Enum.GetValues<TaskState>().Where(v => v != TaskState.Succeeded).Select(v => ((int)v).ToString(CultureInfo.InvariantCulture)));
+        var keep = $"""(t."State" IN ({notSucceeded}) OR t."Stop" >= {Literal(succeededBefore)} OR t."Stop" IS NULL) AND NOT ({Deletable("t", succeededBefore, failedBefore)})""";
         foreach (var day in taskDays.Where(d => PartitionDay.Start(d + 1) <= succeededBefore).Order())
         {
+            var tasks = Q(LedgerModel.Tasks + "_" + PartitionDay.Suffix(day));
+            var runs = LedgerModel.Runs + "_" + PartitionDay.Suffix(day);
+            await ReadKeptAsync(connection, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false);
+
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
             await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
             var lockedAt = Stopwatch.GetTimestamp();
-            var tasks = Q(LedgerModel.Tasks + "_" + PartitionDay.Suffix(day));
-            var runs = LedgerModel.Runs + "_" + PartitionDay.Suffix(day);
             if (!await ScalarAsync<bool>(connection, $"SELECT to_regclass('{tasks}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
             {
                 // Another process dropped it meanwhile.
                 continue;
             }
 
-            var deletable = Deletable("t", succeededBefore, failedBefore);
             var runsExist = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(runs)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
-
-            // The rows to keep (few) are found through the state and Stop indexes: every row to keep is unfinished or not a
-            // success (a state index range) or ended at or after the success cutoff (a Stop index range), and the exact rule
-            // then filters those. What the counts lose is the day's rollups (DayRollups) less the kept rows: the day's
-            // partition is not read (it was, once, at 2.1-2.6 s for a day of 90,000 tasks). The minute rollups are views over
-            // the day rollups (session 9), so the day's share goes with its day rollup rows (DayRollups.Reset).
-            var notSucceeded = string.Join(", ", Enum.GetValues<TaskState>().Where(v => v != TaskState.Succeeded).Select(v => ((int)v).ToString(CultureInfo.InvariantCulture)));
             var sql = $"""
-                CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t
-                    WHERE (t."State" IN ({notSucceeded}) OR t."Stop" >= {Literal(succeededBefore)} OR t."Stop" IS NULL) AND NOT ({deletable});
+                CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t WHERE {keep};
                 CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
                 {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
                 {string.Format(CultureInfo.InvariantCulture, DayRollups.Gone, day)}
@@ -313,6 +313,29 @@ internal static partial class LedgerPartitioning
         }
 
         return dropped;
+    }
+
+    /// <summary>
+    /// Reads the pages of the rows a day's drop will keep (<paramref name="keep"/> over the day's partition
+    /// <paramref name="tasks"/>, and their runs in <paramref name="runs"/>) before the drop takes its lock, so that the locked
+    /// transaction finds them in memory. At 10 M those ~10,000 tasks and their runs lie on ~20,000 pages of a cold 1.4 GB
+    /// day, and reading them was most of the 6-10 s the ledger's tables stayed locked (docs/scale.md "Session 17
+    /// (daydrop)"). What changes between this read and the lock is read again under the lock, as before; a partition gone
+    /// meanwhile is the locked transaction's to find.
+    /// </summary>
+    private static async Task ReadKeptAsync(DbConnection connection, string tasks, string runs, string keep, CancellationToken cancellationToken)
+    {
+        var present = await ListAsync<bool>(connection,
+            $"SELECT to_regclass('{tasks}') IS NOT NULL UNION ALL SELECT to_regclass('{runs}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
+        if (!present[0])
+        {
+            return;
+        }
+
+        // count(r."Stop"): a column outside the TaskId index, so each run's row is read, not only its index entry.
+        await ExecAsync(connection, present[1]
+            ? $"""WITH k AS MATERIALIZED (SELECT t."Id" FROM {tasks} t WHERE {keep}) SELECT count(r."Stop") FROM k CROSS JOIN LATERAL (SELECT x."Stop" FROM {runs} x WHERE x."TaskId" = k."Id") r"""
+            : $"""SELECT count(t."Stop") FROM {tasks} t WHERE {keep}""", cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>
