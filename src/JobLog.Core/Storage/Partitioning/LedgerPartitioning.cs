@@ -318,7 +318,7 @@ internal static partial class LedgerPartitioning
     /// <summary>
     /// Reads the pages of the rows a day's drop will keep (<paramref name="keep"/> over the day's partition
     /// <paramref name="tasks"/>, and their runs in <paramref name="runs"/>) before the drop takes its lock, so that the locked
-    /// transaction finds them in memory. At 10 M those ~10,000 tasks and their runs lie on ~20,000 pages of a cold 1.4 GB
+    /// transaction finds them in memory. At 10 M those ~10,000 tasks and their runs lie on ~20,000 pages of a cold 1.7 GB
     /// day, and reading them was most of the 6-10 s the ledger's tables stayed locked (docs/scale.md "Session 17
     /// (daydrop)"). What changes between this read and the lock is read again under the lock, as before; a partition gone
     /// meanwhile is the locked transaction's to find.
