@@ -88,6 +88,9 @@ internal sealed class BenchOptions
           --sweep-batch N    o.Sweeper.BatchSize (tasks a sweep batch claims; default 1,000)
           --maintain         with --reuse: the sweep, retention and purge too (they change the ledger: reuse a copy,
                              e.g. CREATE DATABASE joblog_copy TEMPLATE joblog_bench_...)
+          --drop-days LIST   with --maintain on a partitioned ledger: no sweeps; the retention of each day listed
+                             (yyyy-MM-dd, comma-separated) in turn, its cutoff the next day's start (day drops
+                             measured one by one on a kept copy, e.g. alternating two builds day by day)
 
         stall options:
           --capacity N       JobLogOptions.QueueCapacity (default 20000)
@@ -197,6 +200,9 @@ internal sealed class BenchOptions
     /// <summary>Scale: <c>o.Sweeper.BatchSize</c> (null: the default).</summary>
     public int? SweepBatch { get; private set; }
 
+    /// <summary>Scale mode, with <see cref="Maintain"/>: the days whose retention is timed, without the sweeps first.</summary>
+    public IReadOnlyList<DateTime>? DropDays { get; private set; }
+
     /// <summary>Scale: PostgreSQL ledger partitioned by day (<c>o.Partitioning.Enabled</c>); retention drops days.</summary>
     public bool Partitioned { get; private set; }
 
@@ -274,6 +280,10 @@ internal sealed class BenchOptions
                 case "--maintain": o.Maintain = true; break;
                 case "--sweep-parallelism": o.SweepParallelism = Int(); break;
                 case "--sweep-batch": o.SweepBatch = Int(); break;
+                case "--drop-days":
+                    o.DropDays = [.. Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+                        .Select(d => DateTime.SpecifyKind(DateTime.ParseExact(d, "yyyy-MM-dd", CultureInfo.InvariantCulture), DateTimeKind.Utc))];
+                    break;
                 case "--spool": o.Spool = true; break;
                 case "--quick":
                     o.Messages = 2_000;

@@ -185,39 +185,45 @@ internal sealed class ScaleBench(BenchOptions options)
                 return sb.ToString();
             }
 
-            // The batches' times (each holds its transaction: on SQLite the write lock the writer waits behind) and this
-            // process's CPU (SQLite runs in it; a figure the machine's load does not inflate as it does the wall time).
-            using var batches = new SweepBatches();
-            var cpu = Process.GetCurrentProcess().TotalProcessorTime;
-            clock.Restart();
-            var sweep = await maintenance.SweepAsync();
-            var swept = clock.Elapsed;
-            cpu = Process.GetCurrentProcess().TotalProcessorTime - cpu;
-            Line(string.Create(CultureInfo.InvariantCulture,
-                $"- sweep of {data.Stale:N0} stale tasks ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}; " +
-                $"{batches.Summary()}; this process's CPU {cpu.TotalSeconds:0.0} s"));
-
+            // --drop-days: the listed days' retention alone (no sweeps first), one day at a time.
+            if (options.DropDays is null)
             {
-                // The spread sweep's stale tasks are one in a hundred over every day, each on a page of its own and, at 10 M,
-                // read from disk: a worst case for locality. An outage leaves a contiguous backlog instead: the newest
-                // tasks, written together and recently (their pages in memory). The same number of the newest tasks are
-                // made ACTIVE with ACTIVE runs and a deadline passed (untimed), then swept.
-                var made = provider == LedgerProvider.PostgreSql
-                    ? await MakeOutageAsync(ledger, data.Stale, partitioned)
-                    : await MakeSqliteOutageAsync(ledger, data.Stale);
-                using var outageBatches = new SweepBatches();
+                // The batches' times (each holds its transaction: on SQLite the write lock the writer waits behind) and this
+                // process's CPU (SQLite runs in it; a figure the machine's load does not inflate as it does the wall time).
+                using var batches = new SweepBatches();
+                var cpu = Process.GetCurrentProcess().TotalProcessorTime;
                 clock.Restart();
-                var outage = await maintenance.SweepAsync();
-                var outageTime = clock.Elapsed;
+                var sweep = await maintenance.SweepAsync();
+                var swept = clock.Elapsed;
+                cpu = Process.GetCurrentProcess().TotalProcessorTime - cpu;
                 Line(string.Create(CultureInfo.InvariantCulture,
-                    $"- sweep of a contiguous backlog, the newest {made:N0} tasks (an outage's; made stale untimed, so in memory) ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): " +
-                    $"**{outageTime.TotalSeconds:0.0} s** ({outage.Expired:N0} expired, {outage.Healed:N0} healed); target < 10 s: {(outageTime.TotalSeconds < 10 ? "met" : "missed")}; {outageBatches.Summary()}"));
+                    $"- sweep of {data.Stale:N0} stale tasks ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}; " +
+                    $"{batches.Summary()}; this process's CPU {cpu.TotalSeconds:0.0} s"));
+
+                {
+                    // The spread sweep's stale tasks are one in a hundred over every day, each on a page of its own and, at 10 M,
+                    // read from disk: a worst case for locality. An outage leaves a contiguous backlog instead: the newest
+                    // tasks, written together and recently (their pages in memory). The same number of the newest tasks are
+                    // made ACTIVE with ACTIVE runs and a deadline passed (untimed), then swept.
+                    var made = provider == LedgerProvider.PostgreSql
+                        ? await MakeOutageAsync(ledger, data.Stale, partitioned)
+                        : await MakeSqliteOutageAsync(ledger, data.Stale);
+                    using var outageBatches = new SweepBatches();
+                    clock.Restart();
+                    var outage = await maintenance.SweepAsync();
+                    var outageTime = clock.Elapsed;
+                    Line(string.Create(CultureInfo.InvariantCulture,
+                        $"- sweep of a contiguous backlog, the newest {made:N0} tasks (an outage's; made stale untimed, so in memory) ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): " +
+                        $"**{outageTime.TotalSeconds:0.0} s** ({outage.Expired:N0} expired, {outage.Healed:N0} healed); target < 10 s: {(outageTime.TotalSeconds < 10 ? "met" : "missed")}; {outageBatches.Summary()}"));
+                }
             }
 
             // Partitioned, a day is a UTC day: the first one generated is partial (it starts at First), so the second is timed too.
-            var days = partitioned ? new[] { data.First.Date.AddDays(1), data.First.Date.AddDays(2) } : [data.First.AddDays(1)];
+            var days = options.DropDays is { } listed ? [.. listed.Select(d => d.AddDays(1))]
+                : partitioned ? new[] { data.First.Date.AddDays(1), data.First.Date.AddDays(2) } : [data.First.AddDays(1)];
             foreach (var day in days)
             {
+                using var locks = new SweepBatches("joblog.retention.day_lock_duration");
                 clock.Restart();
                 var retention = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, day, day));
                 var retained = clock.Elapsed;
@@ -226,12 +232,13 @@ internal sealed class ScaleBench(BenchOptions options)
                 var how = partitioned
                     ? $"day partitions dropped, what must stay moved first, then the batched purge of the rest; cutoff {day:yyyy-MM-dd HH:mm}"
                     : "batched DELETE, LedgerMaintenance.PurgeAsync, batch 1,000";
+                var locked = partitioned && locks.Milliseconds() is { Length: > 0 } ms ? $"; the tables locked for {ms} ms (joblog.retention.day_lock_duration)" : "";
                 Line(string.Create(CultureInfo.InvariantCulture,
                     $"- retention of the oldest day ({how}): **{retained.TotalSeconds:0.000} s** for {retention.Deleted:N0} tasks and their runs " +
-                    $"({retention.Deleted / retained.TotalSeconds:N0} tasks/s); {dayTarget}{verdict}"));
+                    $"({retention.Deleted / retained.TotalSeconds:N0} tasks/s); {dayTarget}{verdict}{locked}"));
             }
 
-            if (partitioned)
+            if (partitioned && options.DropDays is null)
             {
                 // The inbound requests' days too (their partitions are dropped the same way; docs/scale.md#partitioning).
                 var day = days[^1];
@@ -243,7 +250,7 @@ internal sealed class ScaleBench(BenchOptions options)
                     $"**{requestsTime.TotalSeconds:0.000} s** for {requests.Deleted:N0} requests; target < 1 s (PostgreSQL, partition drop): {(requestsTime.TotalSeconds < 1 ? "met" : "missed")}"));
             }
 
-            if (provider == LedgerProvider.Sqlite)
+            if (provider == LedgerProvider.Sqlite && options.DropDays is null)
             {
                 var before = await CountAsync(ledger);
                 // About a million rows: tasks and their runs (2.07 rows a task), the oldest after the day already gone.
@@ -443,19 +450,22 @@ internal sealed class ScaleBench(BenchOptions options)
     }
 }
 
-/// <summary>The sweep's batches as the sweeper reports them (<c>joblog.sweeper.batch_duration</c>).</summary>
+/// <summary>
+/// The sweep's batches as the sweeper reports them (<c>joblog.sweeper.batch_duration</c>), or another histogram of the
+/// JobLog meter in seconds (<paramref name="instrument"/>: a day drop's lock, <c>joblog.retention.day_lock_duration</c>).
+/// </summary>
 internal sealed class SweepBatches : IDisposable
 {
     private readonly MeterListener _listener = new();
     private readonly List<double> _seconds = [];
 
-    public SweepBatches()
+    public SweepBatches(string instrument = "joblog.sweeper.batch_duration")
     {
-        _listener.InstrumentPublished = (instrument, listener) =>
+        _listener.InstrumentPublished = (published, listener) =>
         {
-            if (instrument.Meter.Name == "JobLog" && instrument.Name == "joblog.sweeper.batch_duration")
+            if (published.Meter.Name == "JobLog" && published.Name == instrument)
             {
-                listener.EnableMeasurementEvents(instrument);
+                listener.EnableMeasurementEvents(published);
             }
         };
         _listener.SetMeasurementEventCallback<double>((_, value, _, _) =>
@@ -480,6 +490,15 @@ internal sealed class SweepBatches : IDisposable
             var sorted = _seconds.Order().ToList();
             return string.Create(CultureInfo.InvariantCulture,
                 $"{sorted.Count} batches holding the transaction {sorted[sorted.Count / 2] * 1000:0} ms median, {sorted[(int)(sorted.Count * 0.95)] * 1000:0} ms p95, {sorted[^1] * 1000:0} ms max");
+        }
+    }
+
+    /// <summary>The values recorded, in seconds, comma-separated in milliseconds.</summary>
+    public string Milliseconds()
+    {
+        lock (_seconds)
+        {
+            return string.Join(", ", _seconds.Select(s => (s * 1000).ToString("N0", CultureInfo.InvariantCulture)));
         }
     }
 

@@ -34,6 +34,9 @@ internal sealed class JobLogMetrics : IDisposable
         SweepBatchDuration = _meter.CreateHistogram<double>(
             "joblog.sweeper.batch_duration", "s", "Time one sweep batch holds its transaction, from its claim to its commit (SQLite: the write lock the writer waits behind).");
         RowsPurged = _meter.CreateCounter<long>("joblog.retention.purged", "{row}", "Ledger rows deleted by retention or purge, by log kind.");
+        DayDropLockDuration = _meter.CreateHistogram<double>(
+            "joblog.retention.day_lock_duration", "s",
+            "Time one day's drop on a partitioned PostgreSQL ledger holds the tasks and runs tables locked, from its lock to its commit (the dropped day's files are freed after).");
         RecordingFailures = _meter.CreateCounter<long>(
             "joblog.recording.failures", "{failure}", "Failures inside JobLog's recording, logged and passed over (the business path went on), by where.");
     }
@@ -67,6 +70,8 @@ internal sealed class JobLogMetrics : IDisposable
     public Histogram<double> SweepBatchDuration { get; }
 
     public Counter<long> RowsPurged { get; }
+
+    public Histogram<double> DayDropLockDuration { get; }
 
     public Counter<long> RecordingFailures { get; }
 

@@ -125,7 +125,8 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
 
         var dropped = await LedgerPartitioning.DropExpiredAsync(
             db.Database.GetDbConnection(), DateTime.SpecifyKind(before, DateTimeKind.Utc),
-            request.FailedBefore is { } f ? DateTime.SpecifyKind(f, DateTimeKind.Utc) : null, ct, logger).ConfigureAwait(false);
+            request.FailedBefore is { } f ? DateTime.SpecifyKind(f, DateTimeKind.Utc) : null, ct, logger,
+            locked => metrics.DayDropLockDuration.Record(locked.TotalSeconds)).ConfigureAwait(false);
         return (dropped.Succeeded, dropped.Failed);
     }
 

@@ -310,12 +310,16 @@ internal static class DayRollups
     /// (<c>joblog_keep_tasks</c>): <c>joblog_gone</c> (State, Name, IsInternal, n), a few hundred rows. The minute rollups
     /// need nothing: they are views over the day rollups (<see cref="MinuteViews"/>), and the day's rows go with
     /// <see cref="Reset"/>. Until session 9 the minute rollups were tables, and the drop subtracted ~50,000 task-minute and
-    /// ~50,000 run-minute rows a day by joins (~1.3 s of a 3.1 s drop at 1 M, load ~20).
+    /// ~50,000 run-minute rows a day by joins (~1.3 s of a 3.1 s drop at 1 M, load ~20). The day's tasks are read from its
+    /// hours (the finished ones, ~24 rows a key) and its unfinished minute (<c>-infinity</c>), not its ~84,000 minute rows
+    /// at a million tasks a day, which the planner read by a seq scan of the table (330 ms against 12 ms, cold, at 10 M;
+    /// docs/scale.md "Session 17 (daydrop)").
     /// </summary>
     internal static readonly string Gone = $$"""
         CREATE TEMP TABLE joblog_gone ON COMMIT DROP AS
             SELECT "State", "Name", "IsInternal", SUM(n)::bigint AS n FROM (
-                SELECT "State", "Name", "IsInternal", "Count" AS n FROM {{TD}} WHERE {{Key}} = {0}
+                SELECT "State", "Name", "IsInternal", "Count" AS n FROM {{THD}} WHERE {{Key}} = {0}
+                UNION ALL SELECT "State", "Name", "IsInternal", "Count" FROM {{TD}} WHERE {{Key}} = {0} AND "Minute" = '-infinity'
                 UNION ALL SELECT "State", "Name", "IsInternal", -1 FROM joblog_keep_tasks) x
             GROUP BY 1, 2, 3 HAVING SUM(n) <> 0;
         INSERT INTO "{{LedgerRollups.Counts}}" AS c ("State", "Name", "IsInternal", "Count")

@@ -92,9 +92,12 @@ internal static partial class LedgerPartitioning
     /// <summary>
     /// The side table's part of a day's drop (<see cref="DropExpiredAsync"/>; the day's tasks partition is
     /// <paramref name="tasks"/>, the rows to keep in <c>joblog_keep_tasks</c>): <c>Drop</c> runs before the tasks' partition
-    /// goes, <c>Kept</c> after the kept tasks' <c>_k</c> partitions are made. Partitioned by day: the kept tasks' text copied
-    /// out, the day's partition detached and dropped, the copy attached as the day's <c>_k</c> partition (as the tasks' kept
-    /// rows: filled without indexes, then attached). Otherwise (a plain side table, or its day partition missing) the
+    /// goes, <c>Kept</c> after the kept tasks' <c>_k</c> partitions are made. Partitioned by day: the day's partition
+    /// detached and dropped, the kept tasks' text attached as the day's <c>_k</c> partition (as the tasks' kept rows:
+    /// filled without indexes, then attached). That text is made from the kept task and run rows (<c>joblog_keep_tasks</c>,
+    /// <c>joblog_keep_runs</c>, already read) as the triggers and <see cref="PostgreSqlSearch.Refill"/> make it
+    /// (<see cref="PostgreSqlSearch.RowsOf"/>), not looked up in the day's partition: at 10 M those 10,000 lookups read
+    /// 0.7–1.3 s of the locked transaction (docs/scale.md "Session 17 (daydrop)"). Otherwise (a plain side table, or its day partition missing) the
     /// day's text deleted but the kept tasks'. None without a side table (the search index off).
     /// </summary>
     private static async Task<(string Drop, string Kept)> SearchTextDropAsync(
@@ -114,17 +117,15 @@ internal static partial class LedgerPartitioning
         }
 
         var keptName = Q(KeptName(SearchText, day));
-        var drop = (keep ? $"CREATE TEMP TABLE joblog_keep_text ON COMMIT DROP AS SELECT s.* FROM {Q(partition)} s WHERE s.\"TaskId\" IN (SELECT k.\"Id\" FROM joblog_keep_tasks k);\n" : "") +
-            $"ALTER TABLE {Q(SearchText)} DETACH PARTITION {Q(partition)}; DROP TABLE {Q(partition)};\n";
         var kept = keep
             ? $"""
               CREATE TABLE {keptName} (LIKE {Q(SearchText)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
-              INSERT INTO {keptName} SELECT * FROM joblog_keep_text;
+              {PostgreSqlSearch.RowsOf("joblog_keep_tasks", "joblog_keep_runs", keyed: true, into: keptName)};
               ALTER TABLE {Q(SearchText)} ATTACH PARTITION {keptName} FOR VALUES FROM ({day}) TO ({day + 1});
 
               """
             : "";
-        return (drop, kept);
+        return (Detach(SearchText, partition, day), kept);
     }
 
     /// <summary>The side table's <c>_k</c> partition of <paramref name="day"/>, dropped with the tasks' when theirs is empty (<see cref="DropEmptyKeptAsync"/>).</summary>

@@ -1,4 +1,5 @@
 using System.Data.Common;
+using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using Microsoft.EntityFrameworkCore;
@@ -241,10 +242,13 @@ internal static partial class LedgerPartitioning
     /// <paramref name="succeededBefore"/>, oldest first, one transaction a day. What the batched purge would not
     /// delete (<see cref="Deletable"/>: an unfinished task, a failure inside its longer period, a task that ended after the
     /// cutoff, a cancelled one) is kept with its runs in the day's <c>_k</c> partitions (<see cref="KeptPartitions"/>); the rollups lose the
-    /// dropped rows. The rows left behind in the default, undated and <c>_k</c> partitions are the batched purge's.
+    /// dropped rows. The rows left behind in the default, undated and <c>_k</c> partitions are the batched purge's. The day's
+    /// partitions are detached in its transaction and dropped after its commit (LedgerPartitioning.Detached.cs);
+    /// <paramref name="locked"/> is told how long each day held the tables locked.
     /// </summary>
     public static async Task<PartitionDrop> DropExpiredAsync(
-        DbConnection connection, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken, ILogger? logger = null)
+        DbConnection connection, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken, ILogger? logger = null,
+        Action<TimeSpan>? locked = null)
     {
         var dropped = new PartitionDrop(0, 0, 0, 0);
         var existing = await DaysAsync(connection, cancellationToken).ConfigureAwait(false);
@@ -255,32 +259,34 @@ internal static partial class LedgerPartitioning
 
         await EnsureDayRollupsAsync(connection, cancellationToken, logger).ConfigureAwait(false);
         await DropEmptyKeptAsync(connection, cancellationToken).ConfigureAwait(false);
+        await DropDetachedAsync(connection, cancellationToken).ConfigureAwait(false);
 
+        // The rows to keep (few) are found through the state and Stop indexes: every row to keep is unfinished or not a
+        // success (a state index range) or ended at or after the success cutoff (a Stop index range), and the exact rule
+        // then filters those. What the counts lose is the day's rollups (DayRollups) less the kept rows: the day's
+        // partition is not read (it was, once, at 2.1-2.6 s for a day of 90,000 tasks). The minute rollups are views over
+        // the day rollups (session 9), so the day's share goes with its day rollup rows (DayRollups.Reset).
+        var notSucceeded = string.Join(", ", Enum.GetValues<TaskState>().Where(v => v != TaskState.Succeeded).Select(v => ((int)v).ToString(CultureInfo.InvariantCulture)));
+        var keep = $"""(t."State" IN ({notSucceeded}) OR t."Stop" >= {Literal(succeededBefore)} OR t."Stop" IS NULL) AND NOT ({Deletable("t", succeededBefore, failedBefore)})""";
         foreach (var day in taskDays.Where(d => PartitionDay.Start(d + 1) <= succeededBefore).Order())
         {
+            var tasks = Q(LedgerModel.Tasks + "_" + PartitionDay.Suffix(day));
+            var runs = LedgerModel.Runs + "_" + PartitionDay.Suffix(day);
+            await ReadKeptAsync(connection, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false);
+
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
             await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
-            var tasks = Q(LedgerModel.Tasks + "_" + PartitionDay.Suffix(day));
-            var runs = LedgerModel.Runs + "_" + PartitionDay.Suffix(day);
+            var lockedAt = Stopwatch.GetTimestamp();
             if (!await ScalarAsync<bool>(connection, $"SELECT to_regclass('{tasks}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
             {
                 // Another process dropped it meanwhile.
                 continue;
             }
 
-            var deletable = Deletable("t", succeededBefore, failedBefore);
             var runsExist = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(runs)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
-
-            // The rows to keep (few) are found through the state and Stop indexes: every row to keep is unfinished or not a
-            // success (a state index range) or ended at or after the success cutoff (a Stop index range), and the exact rule
-            // then filters those. What the counts lose is the day's rollups (DayRollups) less the kept rows: the day's
-            // partition is not read (it was, once, at 2.1-2.6 s for a day of 90,000 tasks). The minute rollups are views over
-            // the day rollups (session 9), so the day's share goes with its day rollup rows (DayRollups.Reset).
-            var notSucceeded = string.Join(", ", Enum.GetValues<TaskState>().Where(v => v != TaskState.Succeeded).Select(v => ((int)v).ToString(CultureInfo.InvariantCulture)));
             var sql = $"""
-                CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t
-                    WHERE (t."State" IN ({notSucceeded}) OR t."Stop" >= {Literal(succeededBefore)} OR t."Stop" IS NULL) AND NOT ({deletable});
+                CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t WHERE {keep};
                 CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
                 {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
                 {string.Format(CultureInfo.InvariantCulture, DayRollups.Gone, day)}
@@ -294,18 +300,51 @@ internal static partial class LedgerPartitioning
             // The search's side table (PostgreSqlSearch): its day partition dropped with the tasks' (the kept tasks' text
             // moved into its _k partition), or, where it has none, the day's text deleted (a DROP fires no trigger).
             var text = await SearchTextDropAsync(connection, tasks, day, counts[2] > 0, cancellationToken).ConfigureAwait(false);
-            var drop = text.Drop + (runsExist ? $"ALTER TABLE {Q(LedgerModel.Runs)} DETACH PARTITION {Q(runs)}; DROP TABLE {Q(runs)};\n" : "") + $"""
-                ALTER TABLE {Q(LedgerModel.Tasks)} DETACH PARTITION {tasks};
-                DROP TABLE {tasks};
+            var drop = text.Drop + (runsExist ? Detach(LedgerModel.Runs, runs, day) : "") + $"""
+                {Detach(LedgerModel.Tasks, LedgerModel.Tasks + "_" + PartitionDay.Suffix(day), day)}
                 {(counts[2] > 0 ? KeptPartitions(day) + text.Kept : "")}
                 {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
                 """;
             await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            locked?.Invoke(Stopwatch.GetElapsedTime(lockedAt));
+            await DropDetachedAsync(connection, new[] { LedgerModel.Tasks, LedgerModel.Runs, SearchText }.Select(t => DetachedName(t, day)), cancellationToken).ConfigureAwait(false);
             dropped = new PartitionDrop(dropped.Days + 1, dropped.Succeeded + (int)counts[0], dropped.Failed + (int)counts[1], dropped.Kept + (int)counts[2]);
         }
 
         return dropped;
+    }
+
+    /// <summary>
+    /// Reads the pages of the rows a day's drop will keep (<paramref name="keep"/> over the day's partition
+    /// <paramref name="tasks"/>, and their runs in <paramref name="runs"/>) before the drop takes its lock, so that the locked
+    /// transaction finds them in memory. At 10 M those ~10,000 tasks and their runs lie on ~20,000 pages of a cold 1.7 GB
+    /// day, and reading them was most of the 6-10 s the ledger's tables stayed locked (docs/scale.md "Session 17
+    /// (daydrop)"). What changes between this read and the lock is read again under the lock, as before; a partition gone
+    /// meanwhile is the locked transaction's to find.
+    /// </summary>
+    private static async Task ReadKeptAsync(DbConnection connection, string tasks, string runs, string keep, CancellationToken cancellationToken)
+    {
+        var present = await ListAsync<bool>(connection,
+            $"SELECT to_regclass('{tasks}') IS NOT NULL UNION ALL SELECT to_regclass('{runs}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
+        if (!present[0])
+        {
+            return;
+        }
+
+        // The tasks' bitmap heap scan asks for the pages ahead of its reads (posix_fadvise) when effective_io_concurrency
+        // allows it: raised to 64 for this read where it is 1 (the default on Linux) to 63; 0 (the only value on a platform
+        // without posix_fadvise, or an administrator's choice) is left. Cold, 11,700 pages at 10 M waited 0.26-0.85 s
+        // for their reads against 0.30-2.31 s at 1, in four alternated pairs of days (docs/scale.md "Session 17 (daydrop)").
+        // count(r."Stop"): a column outside the TaskId index, so each run's row is read, not only its index entry.
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await ExecAsync(connection,
+            "SELECT set_config('effective_io_concurrency', '64', true) FROM (SELECT current_setting('effective_io_concurrency')::int AS n) s WHERE n BETWEEN 1 AND 63",
+            cancellationToken).ConfigureAwait(false);
+        await ExecAsync(connection, present[1]
+            ? $"""WITH k AS MATERIALIZED (SELECT t."Id" FROM {tasks} t WHERE {keep}) SELECT count(r."Stop") FROM k CROSS JOIN LATERAL (SELECT x."Stop" FROM {runs} x WHERE x."TaskId" = k."Id") r"""
+            : $"""SELECT count(t."Stop") FROM {tasks} t WHERE {keep}""", cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>

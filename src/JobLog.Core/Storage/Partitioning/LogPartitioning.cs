@@ -155,7 +155,8 @@ internal static partial class LedgerPartitioning
     /// <paramref name="succeededBefore"/>, oldest first, one transaction a day. What the batched purge would not delete
     /// (<see cref="LogDeletable"/>: unfinished, not yet past its cutoff, or of a status it never deletes) is kept, with an
     /// outbound request's related objects, in the day's <c>_k</c> partitions, as the tasks' (<see cref="KeptPartitions"/>).
-    /// The rows left in the default, undated and <c>_k</c> partitions are the batched purge's.
+    /// The rows left in the default, undated and <c>_k</c> partitions are the batched purge's. The day's partitions are
+    /// detached in its transaction and dropped after its commit, as the tasks' (LedgerPartitioning.Detached.cs).
     /// </summary>
     public static async Task<PartitionDrop> DropExpiredLogsAsync(
         DbConnection connection, LedgerKind kind, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken)
@@ -168,6 +169,7 @@ internal static partial class LedgerPartitioning
         }
 
         await DropEmptyKeptLogsAsync(connection, tables, cancellationToken).ConfigureAwait(false);
+        await DropDetachedAsync(connection, cancellationToken).ConfigureAwait(false);
         var existing = await LogDaysAsync(connection, kept: false, cancellationToken).ConfigureAwait(false);
         var (succeeded, failed) = Outcomes(kind);
         foreach (var day in existing.GetValueOrDefault(tables[0], []).Where(d => PartitionDay.Start(d + 1) <= succeededBefore).Order())
@@ -208,7 +210,7 @@ internal static partial class LedgerPartitioning
             {
                 if (present[i])
                 {
-                    sql.AppendLine(CultureInfo.InvariantCulture, $"ALTER TABLE {Q(tables[i])} DETACH PARTITION {Q(partitions[i])}; DROP TABLE {Q(partitions[i])};");
+                    sql.Append(Detach(tables[i], partitions[i], day));
                 }
             }
 
@@ -226,6 +228,7 @@ internal static partial class LedgerPartitioning
 
             await ExecAsync(connection, sql.ToString(), cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            await DropDetachedAsync(connection, tables.Select(t => DetachedName(t, day)), cancellationToken).ConfigureAwait(false);
             dropped = new PartitionDrop(dropped.Days + 1, dropped.Succeeded + (int)counts[0], dropped.Failed + (int)counts[1], dropped.Kept + (int)counts[2]);
         }
 

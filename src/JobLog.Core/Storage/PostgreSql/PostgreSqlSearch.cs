@@ -44,6 +44,18 @@ internal static class PostgreSqlSearch
 
     private const string SweptText = "'" + Sweeping.TaskLogSweeper.StaleRunError + "'";
 
+    /// <summary>
+    /// The side table's rows for the task rows of <paramref name="tasks"/> and the run rows of <paramref name="runs"/> (a
+    /// table or a query's name): what the triggers keep for them, inserted into <paramref name="into"/>. A task's text where
+    /// it has one; each distinct error of its runs but the sweeper's. <paramref name="keyed"/>: with the rows' day.
+    /// </summary>
+    internal static string RowsOf(string tasks, string runs, bool keyed, string into) => $"""
+        INSERT INTO {into} ("TaskId", "IsError", "Text"{(keyed ? ", " + Key : "")})
+            SELECT "Id", FALSE, {TaskText}{(keyed ? ", " + Key : "")} FROM {tasks} WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
+        INSERT INTO {into} ("TaskId", "IsError", "Text"{(keyed ? ", " + Key : "")})
+            SELECT DISTINCT "TaskId", TRUE, "ErrorMessage"{(keyed ? ", " + Key : "")} FROM {runs} WHERE "ErrorMessage" IS NOT NULL AND "ErrorMessage" <> {SweptText}
+        """;
+
     /// <summary>The trigger names, the table each is on, and its definition after the name.</summary>
     private static readonly (string Name, string Table, string Definition)[] Triggers =
     [
@@ -253,10 +265,7 @@ internal static class PostgreSqlSearch
     public static string Refill(bool partitioned) => $$"""
         TRUNCATE {{S}};
         DROP INDEX IF EXISTS "{{TrigramIndex}}";
-        INSERT INTO {{S}} ("TaskId", "IsError", "Text"{{(partitioned ? ", " + Key : "")}})
-            SELECT "Id", FALSE, {{TaskText}}{{(partitioned ? ", " + Key : "")}} FROM {{T}} WHERE "Input" IS NOT NULL OR "TaskKwargs" IS NOT NULL;
-        INSERT INTO {{S}} ("TaskId", "IsError", "Text"{{(partitioned ? ", " + Key : "")}})
-            SELECT DISTINCT "TaskId", TRUE, "ErrorMessage"{{(partitioned ? ", " + Key : "")}} FROM {{R}} WHERE "ErrorMessage" IS NOT NULL AND "ErrorMessage" <> {{SweptText}};
+        {{RowsOf(T, R, partitioned, S)}};
         CREATE INDEX "{{TrigramIndex}}" ON {{S}} USING gin ("Text" gin_trgm_ops);
         ANALYZE {{S}};
         """;
