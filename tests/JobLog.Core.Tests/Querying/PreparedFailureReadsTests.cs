@@ -25,22 +25,7 @@ public class PreparedFailureReadsTests
     [TestCase(true)]
     public async Task FailureGroupsListAndOneGroupsSummary_RunPreparedStatements_WithTheirGenericPlans(bool partitioned)
     {
-        var clock = new FakeTimeProvider(new DateTimeOffset(T0));
-        await using var host = partitioned
-            ? await PartitionedLedgerHosts.StartAsync(clock)
-            : await LedgerHost.StartAsync(await Ledgers.CreateAsync(LedgerProvider.PostgreSql), services: s => s.AddSingleton<TimeProvider>(clock));
-        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        for (var i = 0; i < 6; i++)
-        {
-            var at = T0.AddHours(-30 + (i * 5));
-            var task = new TaskPayload { Id = Guid.CreateVersion7(new DateTimeOffset(at)), Name = "Charge" + (i % 2), QueueName = "billing", DispatchedAt = at };
-            var run = new RunPayload { Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, QueueName = "billing", ConsumerType = "C", Start = at.AddSeconds(1) };
-            recorder.Enqueue(new TaskDispatched(task));
-            recorder.Enqueue(new RunStarted(run, task, false));
-            recorder.Enqueue(new RunFinished(run.Id, task.Id, TaskRunState.Failed, at.AddSeconds(2), Errors[i % 3], null, null));
-        }
-
-        await host.FlushAsync();
+        await using var host = await StartWithFailuresAsync(partitioned);
         var (groups, prepared) = await host.QueryAsync(async db =>
         {
             // One connection throughout: prepared statements are the connection's (the pool keeps them across its opens).
@@ -78,5 +63,47 @@ public class PreparedFailureReadsTests
             Assert.That(prepared, Has.All.Matches<(string Text, long Generic, long Custom)>(p => p.Custom == 0 && p.Generic >= 2),
                 "planned once each, their generic plans run on every read: " + string.Join("\n", prepared.Select(p => $"{p.Generic} generic, {p.Custom} custom: {p.Text}")));
         });
+    }
+
+    /// <summary>
+    /// Under Npgsql's <c>Multiplexing</c>, which refuses an explicit preparation, the list and a group's summary are read
+    /// as before, unprepared (the statements planned on each read).
+    /// </summary>
+    [Test]
+    public async Task UnderMultiplexing_TheListAndOneGroupsSummaryAreReadUnprepared()
+    {
+        await using var host = await StartWithFailuresAsync(partitioned: false);
+        var database = LedgerDatabase.For(LedgerProvider.PostgreSql);
+        await using var db = database.ContextFactory(host.Ledger.ConnectionString + ";Multiplexing=true")();
+        var queries = new LedgerQueries(db, database);
+        var list = await queries.FailureGroupsAsync(new FailureFilter(), T0, default);
+        var summary = await queries.FailureGroupsAsync(new FailureFilter { Group = list.Groups[0].Id, Limit = 1 }, T0, default);
+        Assert.Multiple(() =>
+        {
+            Assert.That(list.Groups.Select(g => g.Count), Is.EqualTo(new[] { 2, 2, 2 }));
+            Assert.That(summary.Groups.Select(g => (g.Id, g.Count)), Is.EqualTo(new[] { (list.Groups[0].Id, 2) }));
+        });
+    }
+
+    /// <summary>Six failures over the last 30 hours, two in each of three exception groups.</summary>
+    private static async Task<LedgerHost> StartWithFailuresAsync(bool partitioned)
+    {
+        var clock = new FakeTimeProvider(new DateTimeOffset(T0));
+        var host = partitioned
+            ? await PartitionedLedgerHosts.StartAsync(clock)
+            : await LedgerHost.StartAsync(await Ledgers.CreateAsync(LedgerProvider.PostgreSql), services: s => s.AddSingleton<TimeProvider>(clock));
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        for (var i = 0; i < 6; i++)
+        {
+            var at = T0.AddHours(-30 + (i * 5));
+            var task = new TaskPayload { Id = Guid.CreateVersion7(new DateTimeOffset(at)), Name = "Charge" + (i % 2), QueueName = "billing", DispatchedAt = at };
+            var run = new RunPayload { Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, QueueName = "billing", ConsumerType = "C", Start = at.AddSeconds(1) };
+            recorder.Enqueue(new TaskDispatched(task));
+            recorder.Enqueue(new RunStarted(run, task, false));
+            recorder.Enqueue(new RunFinished(run.Id, task.Id, TaskRunState.Failed, at.AddSeconds(2), Errors[i % 3], null, null));
+        }
+
+        await host.FlushAsync();
+        return host;
     }
 }

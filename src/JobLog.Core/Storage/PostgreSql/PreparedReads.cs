@@ -1,14 +1,16 @@
+using System.Collections.Concurrent;
 using System.Data.Common;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.EntityFrameworkCore.Diagnostics;
 using Microsoft.EntityFrameworkCore.Storage;
+using Npgsql;
 
 namespace JobLog.Storage.PostgreSql;
 
 /// <summary>
 /// Read statements kept prepared on the server, each with its one generic plan, so that a read does not plan them again:
 /// on a partitioned ledger planning is most of a short read (every statement over the tasks is planned over every day
-/// partition: the failures list's five statements spent 27–50 ms planning and ~20 ms executing at 10 M tasks, 17 day
+/// partition: the failures list's five statements spent 100–186 ms planning and 18–71 ms executing at 10 M tasks, 17 day
 /// partitions; docs/scale.md "Session 17 (pgprep)"). A statement opts in with the query tag <see cref="Tag"/>
 /// (<c>TagWith</c>, or the comment for raw SQL); Npgsql keeps a prepared statement on its physical connection across
 /// the pool's opens and closes, so each connection prepares it once.
@@ -30,6 +32,9 @@ internal sealed class PreparedReads : DbCommandInterceptor
     public const string Comment = "-- " + Tag + "\n";
 
     public static readonly PreparedReads Instance = new();
+
+    /// <summary>Whether each connection string seen multiplexes (parsed once each).</summary>
+    private static readonly ConcurrentDictionary<string, bool> Multiplexed = new(StringComparer.Ordinal);
 
     /// <summary>
     /// On PostgreSQL, begins a transaction in which prepared statements run their generic plan from their first execution
@@ -61,7 +66,7 @@ internal sealed class PreparedReads : DbCommandInterceptor
     public override InterceptionResult<DbDataReader> ReaderExecuting(DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result)
     {
         ArgumentNullException.ThrowIfNull(command);
-        if (IsTagged(command))
+        if (ToPrepare(command))
         {
             command.Prepare();
         }
@@ -73,7 +78,7 @@ internal sealed class PreparedReads : DbCommandInterceptor
         DbCommand command, CommandEventData eventData, InterceptionResult<DbDataReader> result, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(command);
-        if (IsTagged(command))
+        if (ToPrepare(command))
         {
             await command.PrepareAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -81,5 +86,12 @@ internal sealed class PreparedReads : DbCommandInterceptor
         return result;
     }
 
-    private static bool IsTagged(DbCommand command) => command.CommandText.StartsWith(Comment, StringComparison.Ordinal);
+    /// <summary>
+    /// Whether to prepare the command: tagged, and on a connection that can prepare (Npgsql refuses an explicit
+    /// preparation under <c>Multiplexing</c>: such statements run unprepared, planned on each read as before).
+    /// </summary>
+    private static bool ToPrepare(DbCommand command) =>
+        command.CommandText.StartsWith(Comment, StringComparison.Ordinal)
+        && command.Connection is { } connection
+        && !Multiplexed.GetOrAdd(connection.ConnectionString, static c => new NpgsqlConnectionStringBuilder(c).Multiplexing);
 }
