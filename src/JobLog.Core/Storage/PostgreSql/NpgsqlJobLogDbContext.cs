@@ -12,6 +12,7 @@ internal sealed class NpgsqlJobLogDbContext(DbContextOptions<NpgsqlJobLogDbConte
     public static DbContextOptions<NpgsqlJobLogDbContext> Options(string connectionString) =>
         new DbContextOptionsBuilder<NpgsqlJobLogDbContext>()
             .UseNpgsql(connectionString, b => b.MigrationsHistoryTable(MigrationsHistoryTable))
+            .AddInterceptors(PreparedReads.Instance)
             .Options;
 
     /// <inheritdoc />
