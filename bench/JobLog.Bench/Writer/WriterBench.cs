@@ -24,8 +24,8 @@ internal sealed class WriterBench(BenchOptions options)
     public async Task<string> RunAsync()
     {
         var report = new StringBuilder();
-        report.AppendLine("| ledger | pattern | messages/s written | records/s | CPU µs/msg | allocated KB/msg | records/commit | ms/commit |");
-        report.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
+        report.AppendLine("| ledger | pattern | messages/s written | records/s | CPU µs/msg | ledger backends CPU µs/msg | allocated KB/msg | records/commit | ms/commit |");
+        report.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (var ledger in options.Ledgers)
         {
             foreach (var split in new[] { false, true })
@@ -182,6 +182,8 @@ internal sealed class WriterBench(BenchOptions options)
         }
 
         await ledger.DropIndexesAsync(options.DropIndexes);
+
+        await ledger.RunSqlFileAsync(options.LedgerSql);
         await DropLogSearchAsync(ledger);
         using var stats = new WriterStats();
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
@@ -202,6 +204,7 @@ internal sealed class WriterBench(BenchOptions options)
 
         await recorder.FlushAsync(TimeSpan.FromSeconds(60));
         GC.Collect();
+        var backendsBefore = await BackendCpu.TakeAsync(ledger.Database);
         var writerBefore = stats.Take();
         var before = ProcessSnapshot.Take();
         var clock = Stopwatch.StartNew();
@@ -243,6 +246,7 @@ internal sealed class WriterBench(BenchOptions options)
         var elapsed = clock.Elapsed;
         var process = ProcessSnapshot.Take() - before;
         var writer = stats.Take() - writerBefore;
+        var backends = BackendCpu.Between(backendsBefore, await BackendCpu.TakeAsync(ledger.Database));
         await host.StopAsync();
         var contents = await LedgerInspector.InspectAsync(ledger);
         var problem = contents.SucceededTasks != messages + 500 || contents.SucceededRuns != messages + 500
@@ -250,7 +254,8 @@ internal sealed class WriterBench(BenchOptions options)
             : "";
         return string.Create(CultureInfo.InvariantCulture,
             $"| {provider} | {(split ? "dispatch, then run (Acknowledged)" : "dispatch + run in one batch (Buffered)")} | {messages / elapsed.TotalSeconds:N0} | " +
-            $"{writer.Records / elapsed.TotalSeconds:N0} | {process.Cpu.TotalMilliseconds * 1000 / messages:0.0} | {process.Allocated / 1024.0 / messages:0.00} | " +
+            $"{writer.Records / elapsed.TotalSeconds:N0} | {process.Cpu.TotalMilliseconds * 1000 / messages:0.0} | " +
+            $"{(ledger.Database is null ? "—" : (backends.TotalMilliseconds * 1000 / messages).ToString("0.0", CultureInfo.InvariantCulture))} | {process.Allocated / 1024.0 / messages:0.00} | " +
             $"{(double)writer.Records / Math.Max(1, writer.Commits):0} | {writer.CommitSeconds * 1000 / Math.Max(1, writer.Commits):0.00} |{problem}");
     }
 
@@ -285,6 +290,8 @@ internal sealed class WriterBench(BenchOptions options)
         }
 
         await ledger.DropIndexesAsync(options.DropIndexes);
+
+        await ledger.RunSqlFileAsync(options.LedgerSql);
         await DropLogSearchAsync(ledger);
 
         var database = LedgerDatabase.For(provider);
@@ -296,6 +303,9 @@ internal sealed class WriterBench(BenchOptions options)
         var phases = new long[6];
         await using var executor = await database.OpenAsync(ledger.ConnectionString, CancellationToken.None, TimeSpan.FromSeconds(30));
         executor.PhaseTicks = phases;
+        // PostgreSQL: the writer's backend's own CPU (schedstat, ns) per kind of batch: dispatches, then runs (or one batch).
+        var backendPid = executor.Connection is Npgsql.NpgsqlConnection npgsql ? npgsql.ProcessID : 0;
+        var backendNs = new long[2];
         if (provider == LedgerProvider.Sqlite)
         {
             // SQLite runs on this thread: its CPU time is what the writer costs, whatever else runs on the machine.
@@ -340,8 +350,13 @@ internal sealed class WriterBench(BenchOptions options)
 
                 var plan = store.Plan(records);
                 var t1 = clock();
+                var b0 = backendPid == 0 ? 0 : BackendCpu.Of(backendPid) ?? 0;
                 // Synchronous on SQLite (the executor does not yield), so the thread's CPU clock stays valid.
                 store.CommitAsync(executor, plan, TimeSpan.FromSeconds(30), CancellationToken.None).GetAwaiter().GetResult();
+                if (backendPid != 0)
+                {
+                    backendNs[Math.Min(b, 1)] += (BackendCpu.Of(backendPid) ?? b0) - b0;
+                }
                 planTicks += t1 - t0;
                 commitTicks += clock() - t1;
             }
@@ -367,6 +382,19 @@ internal sealed class WriterBench(BenchOptions options)
         sb.AppendLine(CultureInfo.InvariantCulture, $"| plan (records → rows) | {Us(planTicks):0.0} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| BEGIN + COMMIT | {Us(commitTicks - phases.Sum()):0.0} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| total | {Us(planTicks + commitTicks):0.0} |");
+        if (backendPid != 0)
+        {
+            var kinds = split ? new[] { "the dispatches' batches", "the runs' batches" } : ["the batches", ""];
+            for (var k = 0; k < 2; k++)
+            {
+                if (backendNs[k] > 0)
+                {
+                    sb.AppendLine(CultureInfo.InvariantCulture, $"| server CPU (the writer's backend), {kinds[k]} | {backendNs[k] / 1000.0 / messages:0.0} |");
+                }
+            }
+
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| server CPU (the writer's backend), total | {backendNs.Sum() / 1000.0 / messages:0.0} |");
+        }
         return sb.ToString();
     }
 }
