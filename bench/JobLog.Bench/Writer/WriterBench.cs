@@ -274,6 +274,19 @@ internal sealed class WriterBench(BenchOptions options)
         await command.ExecuteNonQueryAsync();
     }
 
+    /// <summary>A short name for a write-path statement (the PostgreSQL profile's per-statement server CPU).</summary>
+    private static string StatementKind(string sql) => sql switch
+    {
+        "BEGIN" or "COMMIT" => sql,
+        _ when sql.StartsWith("INSERT INTO \"JobLogTasks\"", StringComparison.Ordinal) && sql.Contains("DO NOTHING", StringComparison.Ordinal) => "consumer's task rows (insert if missing)",
+        _ when sql.StartsWith("INSERT INTO \"JobLogTasks\"", StringComparison.Ordinal) => "dispatched tasks' upsert",
+        _ when sql.StartsWith("INSERT INTO \"JobLogTaskRuns\"", StringComparison.Ordinal) => "run insert",
+        _ when sql.StartsWith("SELECT 1 FROM", StringComparison.Ordinal) => "lock of the derived tasks",
+        _ when sql.StartsWith("WITH x AS MATERIALIZED", StringComparison.Ordinal) => "derivation",
+        _ when sql.StartsWith("UPDATE \"JobLogTaskRuns\"", StringComparison.Ordinal) => "updates of stored runs",
+        _ => sql[..Math.Min(40, sql.Length)],
+    };
+
     /// <summary>Commits planned batches through the real executor, timing its phases.</summary>
     private async Task<string> ProfileStatementsAsync(LedgerProvider provider, bool split)
     {
@@ -306,6 +319,18 @@ internal sealed class WriterBench(BenchOptions options)
         // PostgreSQL: the writer's backend's own CPU (schedstat, ns) per kind of batch: dispatches, then runs (or one batch).
         var backendPid = executor.Connection is Npgsql.NpgsqlConnection npgsql ? npgsql.ProcessID : 0;
         var backendNs = new long[2];
+        var statementNs = new Dictionary<string, long>();
+        var lastNs = 0L;
+        if (backendPid != 0)
+        {
+            executor.StatementProfile = sql =>
+            {
+                var now = BackendCpu.Of(backendPid) ?? lastNs;
+                var kind = StatementKind(sql);
+                statementNs[kind] = statementNs.GetValueOrDefault(kind) + (now - lastNs);
+                lastNs = now;
+            };
+        }
         if (provider == LedgerProvider.Sqlite)
         {
             // SQLite runs on this thread: its CPU time is what the writer costs, whatever else runs on the machine.
@@ -351,6 +376,7 @@ internal sealed class WriterBench(BenchOptions options)
                 var plan = store.Plan(records);
                 var t1 = clock();
                 var b0 = backendPid == 0 ? 0 : BackendCpu.Of(backendPid) ?? 0;
+                lastNs = b0;
                 // Synchronous on SQLite (the executor does not yield), so the thread's CPU clock stays valid.
                 store.CommitAsync(executor, plan, TimeSpan.FromSeconds(30), CancellationToken.None).GetAwaiter().GetResult();
                 if (backendPid != 0)
@@ -370,7 +396,7 @@ internal sealed class WriterBench(BenchOptions options)
         double Us(long ticks) => ticks * 1_000_000.0 / frequency / messages;
         var names = provider == LedgerProvider.Sqlite
             ? new[] { "task rows (insert if missing, producer fields)", "dispatch failures, updates of stored runs", "run inserts", "derivation (touched tasks not inserted by the batch)", "commands and requests", "the batch's rows into the search index and rollups (bulk)" }
-            : ["building the batch (arrays)", "", "", "executing the batch (one round trip)", "", ""];
+            : ["building the batch (arrays)", "", "", "executing the batch (a round trip per statement: the profile)", "", ""];
         for (var i = 0; i < phases.Length; i++)
         {
             if (phases[i] > 0)
@@ -394,6 +420,10 @@ internal sealed class WriterBench(BenchOptions options)
             }
 
             sb.AppendLine(CultureInfo.InvariantCulture, $"| server CPU (the writer's backend), total | {backendNs.Sum() / 1000.0 / messages:0.0} |");
+            foreach (var (kind, ns) in statementNs.OrderByDescending(k => k.Value))
+            {
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| server CPU, {kind} | {ns / 1000.0 / messages:0.0} |");
+            }
         }
         return sb.ToString();
     }
