@@ -26,7 +26,8 @@ internal sealed class WriterBench(BenchOptions options)
         var report = new StringBuilder();
         report.AppendLine("| ledger | pattern | messages/s written | records/s | CPU µs/msg | ledger backends CPU µs/msg | allocated KB/msg | records/commit | ms/commit |");
         report.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-        foreach (var ledger in options.Ledgers)
+        // A statement variant is measured by the profile alone (alternated with the shipped statement, below).
+        foreach (var ledger in options.StatementVariants.Count > 0 ? [] : options.Ledgers)
         {
             foreach (var split in new[] { false, true })
             {
@@ -287,6 +288,53 @@ internal sealed class WriterBench(BenchOptions options)
         _ => sql[..Math.Min(40, sql.Length)],
     };
 
+    /// <summary>The short name of a write-path statement's kind (<c>--statement-variant KIND=FILE</c>, <c>--dump-statements</c>).</summary>
+    private static string StatementSlug(string sql) => StatementKind(sql) switch
+    {
+        "consumer's task rows (insert if missing)" => "ensure",
+        "dispatched tasks' upsert" => "upsert",
+        "run insert" => "runs",
+        "lock of the derived tasks" => "lock",
+        "derivation" => "derive",
+        "updates of stored runs" => "run-updates",
+        var other => other,
+    };
+
+    /// <summary>
+    /// The paired comparison of a statement variant (<c>--statement-variant</c>): the backend's CPU per message of each
+    /// statement kind with the shipped text and with the variant, and the median and quartiles of the ratios
+    /// variant/shipped over consecutive pairs of windows (shipped, then variant), which takes out the machine's drift.
+    /// </summary>
+    private static void AppendVariantTable(StringBuilder sb, List<(bool Variant, int Messages, Dictionary<string, long> Ns)> windows, IEnumerable<string> variants)
+    {
+        sb.AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"server CPU of the writer's backend per statement, shipped and variant ({string.Join(", ", variants)}) alternated by window of messages:");
+        sb.AppendLine("| statement | shipped µs/msg | variant µs/msg | variant / shipped, median of pairs (q1–q3) | pairs |");
+        sb.AppendLine("| --- | ---: | ---: | ---: | ---: |");
+        var kinds = windows.SelectMany(w => w.Ns.Keys).Distinct().OrderByDescending(k => windows.Sum(w => w.Ns.GetValueOrDefault(k)));
+        double PerMessage(bool variant, string kind) =>
+            windows.Where(w => w.Variant == variant).Sum(w => w.Ns.GetValueOrDefault(kind)) / 1000.0 / Math.Max(1, windows.Where(w => w.Variant == variant).Sum(w => w.Messages));
+        foreach (var kind in kinds.Append("total"))
+        {
+            long Of(Dictionary<string, long> ns) => kind == "total" ? ns.Values.Sum() : ns.GetValueOrDefault(kind);
+            var ratios = new List<double>();
+            for (var i = 0; i + 1 < windows.Count; i += 2)
+            {
+                if (!windows[i].Variant && windows[i + 1].Variant && Of(windows[i].Ns) > 0)
+                {
+                    ratios.Add((double)Of(windows[i + 1].Ns) / windows[i + 1].Messages / ((double)Of(windows[i].Ns) / windows[i].Messages));
+                }
+            }
+
+            ratios.Sort();
+            double Quantile(double q) => ratios.Count == 0 ? double.NaN : ratios[(int)Math.Round(q * (ratios.Count - 1))];
+            var shipped = kind == "total" ? kinds.Sum(k => PerMessage(false, k)) : PerMessage(false, kind);
+            var variant = kind == "total" ? kinds.Sum(k => PerMessage(true, k)) : PerMessage(true, kind);
+            sb.AppendLine(CultureInfo.InvariantCulture,
+                $"| {kind} | {shipped:0.0} | {variant:0.0} | {Quantile(0.5):0.000} ({Quantile(0.25):0.000}–{Quantile(0.75):0.000}) | {ratios.Count} |");
+        }
+    }
+
     /// <summary>Commits planned batches through the real executor, timing its phases.</summary>
     private async Task<string> ProfileStatementsAsync(LedgerProvider provider, bool split)
     {
@@ -321,6 +369,11 @@ internal sealed class WriterBench(BenchOptions options)
         var backendNs = new long[2];
         var statementNs = new Dictionary<string, long>();
         var lastNs = 0L;
+        // --statement-variant: every second window of messages runs with the variants' texts (windowNs per window).
+        var variantWindow = false;
+        var windowNs = new Dictionary<string, long>();
+        var windows = new List<(bool Variant, int Messages, Dictionary<string, long> Ns)>();
+        var dumped = new HashSet<string>();
         if (backendPid != 0)
         {
             executor.StatementProfile = sql =>
@@ -328,8 +381,16 @@ internal sealed class WriterBench(BenchOptions options)
                 var now = BackendCpu.Of(backendPid) ?? lastNs;
                 var kind = StatementKind(sql);
                 statementNs[kind] = statementNs.GetValueOrDefault(kind) + (now - lastNs);
+                windowNs[StatementSlug(sql)] = windowNs.GetValueOrDefault(StatementSlug(sql)) + (now - lastNs);
                 lastNs = now;
+                if (options.DumpStatements is { } dir && sql is not ("BEGIN" or "COMMIT") && dumped.Add(StatementSlug(sql)))
+                {
+                    Directory.CreateDirectory(dir);
+                    File.WriteAllText(Path.Combine(dir, StatementSlug(sql) + ".sql"), sql);
+                }
             };
+            executor.StatementRewrite = sql =>
+                variantWindow && options.StatementVariants.TryGetValue(StatementSlug(sql), out var variant) ? variant : sql;
         }
         if (provider == LedgerProvider.Sqlite)
         {
@@ -345,6 +406,8 @@ internal sealed class WriterBench(BenchOptions options)
         for (var start = 0; start < messages; start += window)
         {
             var slice = Enumerable.Range(start, Math.Min(window, messages - start)).Select(i => Records(rendered, i, now)).ToList();
+            variantWindow = options.StatementVariants.Count > 0 && start / window % 2 == 1;
+            windowNs = [];
             var batches = new List<List<LedgerRecord>>();
             if (split)
             {
@@ -386,6 +449,8 @@ internal sealed class WriterBench(BenchOptions options)
                 planTicks += t1 - t0;
                 commitTicks += clock() - t1;
             }
+
+            windows.Add((variantWindow, slice.Count, windowNs));
         }
 
         var sb = new StringBuilder();
@@ -423,6 +488,11 @@ internal sealed class WriterBench(BenchOptions options)
             foreach (var (kind, ns) in statementNs.OrderByDescending(k => k.Value))
             {
                 sb.AppendLine(CultureInfo.InvariantCulture, $"| server CPU, {kind} | {ns / 1000.0 / messages:0.0} |");
+            }
+
+            if (options.StatementVariants.Count > 0)
+            {
+                AppendVariantTable(sb, windows, options.StatementVariants.Keys);
             }
         }
         return sb.ToString();

@@ -99,9 +99,11 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
         {
             await using var one = new NpgsqlBatch(connection, transaction) { Timeout = batch.Timeout };
             batch.BatchCommands.Remove(statement);
+            var shipped = statement.CommandText;
+            statement.CommandText = StatementRewrite?.Invoke(shipped) ?? shipped;
             one.BatchCommands.Add(statement);
             await one.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-            profile(statement.CommandText);
+            profile(shipped);
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
