@@ -54,8 +54,16 @@ internal sealed class BenchOptions
                              than 20 methods a second) before the measured run: a host's start-up leaves thousands of
                              methods (EF Core's, on the JobLog side) to tiered compilation, which would compile them
                              during the measured run
-          --drop-index LIST  SQLite: drop these indexes (names, comma-separated) from each throwaway ledger after its
+          --drop-index LIST  drop these indexes (names, comma-separated) from each throwaway ledger after its
                              migration, to measure what each costs the writer (not a supported configuration)
+          --ledger-sql FILE  run FILE's SQL on each throwaway ledger after its migration (writer, throughput): an
+                             experiment's schema change, measured before it becomes a migration
+          --statement-variant KIND=FILE  writer, PostgreSQL: the statement profile alternates its batches of messages
+                             between the shipped statement of KIND (upsert, ensure, runs, lock, derive, run-updates)
+                             and FILE's text (same parameters), and prints the backend's CPU per statement for each
+                             with the median of the paired ratios; the measured runs are skipped (repeatable)
+          --dump-statements DIR  writer, PostgreSQL: write each shipped statement the profile runs to DIR/KIND.sql (the
+                             starting point of a variant)
           --requests N       writer: also N inbound requests per message (each recorded at its start and its end, as the
                              request middleware does), to measure what the request search index costs the writer
           --log-search on|off  writer: keep the request and command search index (default on; off drops it after the
@@ -155,6 +163,17 @@ internal sealed class BenchOptions
     /// <summary>SQLite indexes dropped from each throwaway ledger after its migration (--drop-index), for writer and throughput runs.</summary>
     public IReadOnlyList<string> DropIndexes { get; private set; } = [];
 
+    /// <summary>A file of SQL run on each throwaway ledger after its migration (--ledger-sql), for writer and throughput runs.</summary>
+    public string? LedgerSql { get; private set; }
+
+    /// <summary>Writer, PostgreSQL: statement texts the profile alternates with the shipped ones, by kind (--statement-variant).</summary>
+    public IReadOnlyDictionary<string, string> StatementVariants => _statementVariants;
+
+    private readonly Dictionary<string, string> _statementVariants = new(StringComparer.Ordinal);
+
+    /// <summary>Writer, PostgreSQL: where the profile writes the shipped statements (--dump-statements).</summary>
+    public string? DumpStatements { get; private set; }
+
     /// <summary>Writer: inbound requests per message (--requests).</summary>
     public int Requests { get; private set; }
 
@@ -252,6 +271,12 @@ internal sealed class BenchOptions
                 case "--row-triggers": o.RowTriggers = true; break;
                 case "--requests": o.Requests = Int(); break;
                 case "--log-search": o.LogSearch = Value() is not ("off" or "false" or "0"); break;
+                case "--ledger-sql": o.LedgerSql = Value(); break;
+                case "--statement-variant":
+                    var variant = Value().Split('=', 2);
+                    o._statementVariants[variant[0]] = variant.Length == 2 ? File.ReadAllText(variant[1]) : throw new ArgumentException("--statement-variant needs KIND=FILE.");
+                    break;
+                case "--dump-statements": o.DumpStatements = Value(); break;
                 case "--drop-index": o.DropIndexes = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
                 case "--jit-settle": o.JitSettle = TimeSpan.FromSeconds(double.Parse(Value(), CultureInfo.InvariantCulture)); break;
                 case "--hold":

@@ -98,24 +98,36 @@ internal sealed class ThrowawayLedger : IAsyncDisposable
     }
 
     /// <summary>
-    /// SQLite: drops the named indexes (--drop-index), to measure what each costs the writer. Not what the library does:
+    /// Drops the named indexes (--drop-index), to measure what each costs the writer. Not what the library does:
     /// pages and the sweeper may need them (docs/scale.md).
     /// </summary>
     public async Task DropIndexesAsync(IReadOnlyList<string> names)
     {
-        if (Provider != LedgerProvider.Sqlite || names.Count == 0)
-        {
-            return;
-        }
-
-        await using var connection = new Microsoft.Data.Sqlite.SqliteConnection(ConnectionString);
-        await connection.OpenAsync();
         foreach (var name in names)
         {
-            await using var command = connection.CreateCommand();
-            command.CommandText = "DROP INDEX \"" + name.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"";
-            await command.ExecuteNonQueryAsync();
+            await ExecuteAsync("DROP INDEX \"" + name.Replace("\"", "\"\"", StringComparison.Ordinal) + "\"");
         }
+    }
+
+    /// <summary>
+    /// Runs the SQL of <paramref name="file"/> (--ledger-sql) on the migrated ledger: an experiment's schema change (a
+    /// trigger dropped, an index made partial) measured by the writer and throughput runs. Not what the library does.
+    /// </summary>
+    public async Task RunSqlFileAsync(string? file)
+    {
+        if (file is not null)
+        {
+            await ExecuteAsync(await System.IO.File.ReadAllTextAsync(file));
+        }
+    }
+
+    private async Task ExecuteAsync(string sql)
+    {
+        await using var connection = JobLog.Storage.LedgerDatabase.For(Provider).CreateConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        await command.ExecuteNonQueryAsync();
     }
 
     /// <summary>Leave the database behind (for inspection).</summary>

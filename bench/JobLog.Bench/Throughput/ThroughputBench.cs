@@ -215,6 +215,7 @@ internal sealed class ThroughputBench(BenchOptions options)
         if (ledger is not null)
         {
             await ledger.DropIndexesAsync(options.DropIndexes);
+            await ledger.RunSqlFileAsync(options.LedgerSql);
         }
         string? problem = null;
         try

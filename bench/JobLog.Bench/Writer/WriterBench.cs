@@ -24,9 +24,10 @@ internal sealed class WriterBench(BenchOptions options)
     public async Task<string> RunAsync()
     {
         var report = new StringBuilder();
-        report.AppendLine("| ledger | pattern | messages/s written | records/s | CPU µs/msg | allocated KB/msg | records/commit | ms/commit |");
-        report.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |");
-        foreach (var ledger in options.Ledgers)
+        report.AppendLine("| ledger | pattern | messages/s written | records/s | CPU µs/msg | ledger backends CPU µs/msg | allocated KB/msg | records/commit | ms/commit |");
+        report.AppendLine("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        // A statement variant is measured by the profile alone (alternated with the shipped statement, below).
+        foreach (var ledger in options.StatementVariants.Count > 0 ? [] : options.Ledgers)
         {
             foreach (var split in new[] { false, true })
             {
@@ -182,6 +183,8 @@ internal sealed class WriterBench(BenchOptions options)
         }
 
         await ledger.DropIndexesAsync(options.DropIndexes);
+
+        await ledger.RunSqlFileAsync(options.LedgerSql);
         await DropLogSearchAsync(ledger);
         using var stats = new WriterStats();
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
@@ -202,6 +205,7 @@ internal sealed class WriterBench(BenchOptions options)
 
         await recorder.FlushAsync(TimeSpan.FromSeconds(60));
         GC.Collect();
+        var backendsBefore = await BackendCpu.TakeAsync(ledger.Database);
         var writerBefore = stats.Take();
         var before = ProcessSnapshot.Take();
         var clock = Stopwatch.StartNew();
@@ -243,6 +247,7 @@ internal sealed class WriterBench(BenchOptions options)
         var elapsed = clock.Elapsed;
         var process = ProcessSnapshot.Take() - before;
         var writer = stats.Take() - writerBefore;
+        var backends = BackendCpu.Between(backendsBefore, await BackendCpu.TakeAsync(ledger.Database));
         await host.StopAsync();
         var contents = await LedgerInspector.InspectAsync(ledger);
         var problem = contents.SucceededTasks != messages + 500 || contents.SucceededRuns != messages + 500
@@ -250,7 +255,8 @@ internal sealed class WriterBench(BenchOptions options)
             : "";
         return string.Create(CultureInfo.InvariantCulture,
             $"| {provider} | {(split ? "dispatch, then run (Acknowledged)" : "dispatch + run in one batch (Buffered)")} | {messages / elapsed.TotalSeconds:N0} | " +
-            $"{writer.Records / elapsed.TotalSeconds:N0} | {process.Cpu.TotalMilliseconds * 1000 / messages:0.0} | {process.Allocated / 1024.0 / messages:0.00} | " +
+            $"{writer.Records / elapsed.TotalSeconds:N0} | {process.Cpu.TotalMilliseconds * 1000 / messages:0.0} | " +
+            $"{(ledger.Database is null ? "—" : (backends.TotalMilliseconds * 1000 / messages).ToString("0.0", CultureInfo.InvariantCulture))} | {process.Allocated / 1024.0 / messages:0.00} | " +
             $"{(double)writer.Records / Math.Max(1, writer.Commits):0} | {writer.CommitSeconds * 1000 / Math.Max(1, writer.Commits):0.00} |{problem}");
     }
 
@@ -269,6 +275,66 @@ internal sealed class WriterBench(BenchOptions options)
         await command.ExecuteNonQueryAsync();
     }
 
+    /// <summary>A short name for a write-path statement (the PostgreSQL profile's per-statement server CPU).</summary>
+    private static string StatementKind(string sql) => sql switch
+    {
+        "BEGIN" or "COMMIT" => sql,
+        _ when sql.StartsWith("INSERT INTO \"JobLogTasks\"", StringComparison.Ordinal) && sql.Contains("DO NOTHING", StringComparison.Ordinal) => "consumer's task rows (insert if missing)",
+        _ when sql.StartsWith("INSERT INTO \"JobLogTasks\"", StringComparison.Ordinal) => "dispatched tasks' upsert",
+        _ when sql.StartsWith("INSERT INTO \"JobLogTaskRuns\"", StringComparison.Ordinal) => "run insert",
+        _ when sql.StartsWith("SELECT 1 FROM", StringComparison.Ordinal) => "lock of the derived tasks",
+        _ when sql.StartsWith("WITH x AS MATERIALIZED", StringComparison.Ordinal) => "derivation",
+        _ when sql.StartsWith("UPDATE \"JobLogTaskRuns\"", StringComparison.Ordinal) => "updates of stored runs",
+        _ => sql[..Math.Min(40, sql.Length)],
+    };
+
+    /// <summary>The short name of a write-path statement's kind (<c>--statement-variant KIND=FILE</c>, <c>--dump-statements</c>).</summary>
+    private static string StatementSlug(string sql) => StatementKind(sql) switch
+    {
+        "consumer's task rows (insert if missing)" => "ensure",
+        "dispatched tasks' upsert" => "upsert",
+        "run insert" => "runs",
+        "lock of the derived tasks" => "lock",
+        "derivation" => "derive",
+        "updates of stored runs" => "run-updates",
+        var other => other,
+    };
+
+    /// <summary>
+    /// The paired comparison of a statement variant (<c>--statement-variant</c>): the backend's CPU per message of each
+    /// statement kind with the shipped text and with the variant, and the median and quartiles of the ratios
+    /// variant/shipped over consecutive pairs of windows (shipped, then variant), which takes out the machine's drift.
+    /// </summary>
+    private static void AppendVariantTable(StringBuilder sb, List<(bool Variant, int Messages, Dictionary<string, long> Ns)> windows, IEnumerable<string> variants)
+    {
+        sb.AppendLine();
+        sb.AppendLine(CultureInfo.InvariantCulture, $"server CPU of the writer's backend per statement, shipped and variant ({string.Join(", ", variants)}) alternated by window of messages:");
+        sb.AppendLine("| statement | shipped µs/msg | variant µs/msg | variant / shipped, median of pairs (q1–q3) | pairs |");
+        sb.AppendLine("| --- | ---: | ---: | ---: | ---: |");
+        var kinds = windows.SelectMany(w => w.Ns.Keys).Distinct().OrderByDescending(k => windows.Sum(w => w.Ns.GetValueOrDefault(k)));
+        double PerMessage(bool variant, string kind) =>
+            windows.Where(w => w.Variant == variant).Sum(w => w.Ns.GetValueOrDefault(kind)) / 1000.0 / Math.Max(1, windows.Where(w => w.Variant == variant).Sum(w => w.Messages));
+        foreach (var kind in kinds.Append("total"))
+        {
+            long Of(Dictionary<string, long> ns) => kind == "total" ? ns.Values.Sum() : ns.GetValueOrDefault(kind);
+            var ratios = new List<double>();
+            for (var i = 0; i + 1 < windows.Count; i += 2)
+            {
+                if (!windows[i].Variant && windows[i + 1].Variant && Of(windows[i].Ns) > 0)
+                {
+                    ratios.Add((double)Of(windows[i + 1].Ns) / windows[i + 1].Messages / ((double)Of(windows[i].Ns) / windows[i].Messages));
+                }
+            }
+
+            ratios.Sort();
+            double Quantile(double q) => ratios.Count == 0 ? double.NaN : ratios[(int)Math.Round(q * (ratios.Count - 1))];
+            var shipped = kind == "total" ? kinds.Sum(k => PerMessage(false, k)) : PerMessage(false, kind);
+            var variant = kind == "total" ? kinds.Sum(k => PerMessage(true, k)) : PerMessage(true, kind);
+            sb.AppendLine(CultureInfo.InvariantCulture,
+                $"| {kind} | {shipped:0.0} | {variant:0.0} | {Quantile(0.5):0.000} ({Quantile(0.25):0.000}–{Quantile(0.75):0.000}) | {ratios.Count} |");
+        }
+    }
+
     /// <summary>Commits planned batches through the real executor, timing its phases.</summary>
     private async Task<string> ProfileStatementsAsync(LedgerProvider provider, bool split)
     {
@@ -285,6 +351,8 @@ internal sealed class WriterBench(BenchOptions options)
         }
 
         await ledger.DropIndexesAsync(options.DropIndexes);
+
+        await ledger.RunSqlFileAsync(options.LedgerSql);
         await DropLogSearchAsync(ledger);
 
         var database = LedgerDatabase.For(provider);
@@ -296,6 +364,34 @@ internal sealed class WriterBench(BenchOptions options)
         var phases = new long[6];
         await using var executor = await database.OpenAsync(ledger.ConnectionString, CancellationToken.None, TimeSpan.FromSeconds(30));
         executor.PhaseTicks = phases;
+        // PostgreSQL: the writer's backend's own CPU (schedstat, ns) per kind of batch: dispatches, then runs (or one batch).
+        var backendPid = executor.Connection is Npgsql.NpgsqlConnection npgsql ? npgsql.ProcessID : 0;
+        var backendNs = new long[2];
+        var statementNs = new Dictionary<string, long>();
+        var lastNs = 0L;
+        // --statement-variant: every second window of messages runs with the variants' texts (windowNs per window).
+        var variantWindow = false;
+        var windowNs = new Dictionary<string, long>();
+        var windows = new List<(bool Variant, int Messages, Dictionary<string, long> Ns)>();
+        var dumped = new HashSet<string>();
+        if (backendPid != 0)
+        {
+            executor.StatementProfile = sql =>
+            {
+                var now = BackendCpu.Of(backendPid) ?? lastNs;
+                var kind = StatementKind(sql);
+                statementNs[kind] = statementNs.GetValueOrDefault(kind) + (now - lastNs);
+                windowNs[StatementSlug(sql)] = windowNs.GetValueOrDefault(StatementSlug(sql)) + (now - lastNs);
+                lastNs = now;
+                if (options.DumpStatements is { } dir && sql is not ("BEGIN" or "COMMIT") && dumped.Add(StatementSlug(sql)))
+                {
+                    Directory.CreateDirectory(dir);
+                    File.WriteAllText(Path.Combine(dir, StatementSlug(sql) + ".sql"), sql);
+                }
+            };
+            executor.StatementRewrite = sql =>
+                variantWindow && options.StatementVariants.TryGetValue(StatementSlug(sql), out var variant) ? variant : sql;
+        }
         if (provider == LedgerProvider.Sqlite)
         {
             // SQLite runs on this thread: its CPU time is what the writer costs, whatever else runs on the machine.
@@ -310,6 +406,8 @@ internal sealed class WriterBench(BenchOptions options)
         for (var start = 0; start < messages; start += window)
         {
             var slice = Enumerable.Range(start, Math.Min(window, messages - start)).Select(i => Records(rendered, i, now)).ToList();
+            variantWindow = options.StatementVariants.Count > 0 && start / window % 2 == 1;
+            windowNs = [];
             var batches = new List<List<LedgerRecord>>();
             if (split)
             {
@@ -340,11 +438,19 @@ internal sealed class WriterBench(BenchOptions options)
 
                 var plan = store.Plan(records);
                 var t1 = clock();
+                var b0 = backendPid == 0 ? 0 : BackendCpu.Of(backendPid) ?? 0;
+                lastNs = b0;
                 // Synchronous on SQLite (the executor does not yield), so the thread's CPU clock stays valid.
                 store.CommitAsync(executor, plan, TimeSpan.FromSeconds(30), CancellationToken.None).GetAwaiter().GetResult();
+                if (backendPid != 0)
+                {
+                    backendNs[Math.Min(b, 1)] += (BackendCpu.Of(backendPid) ?? b0) - b0;
+                }
                 planTicks += t1 - t0;
                 commitTicks += clock() - t1;
             }
+
+            windows.Add((variantWindow, slice.Count, windowNs));
         }
 
         var sb = new StringBuilder();
@@ -355,7 +461,7 @@ internal sealed class WriterBench(BenchOptions options)
         double Us(long ticks) => ticks * 1_000_000.0 / frequency / messages;
         var names = provider == LedgerProvider.Sqlite
             ? new[] { "task rows (insert if missing, producer fields)", "dispatch failures, updates of stored runs", "run inserts", "derivation (touched tasks not inserted by the batch)", "commands and requests", "the batch's rows into the search index and rollups (bulk)" }
-            : ["building the batch (arrays)", "", "", "executing the batch (one round trip)", "", ""];
+            : ["building the batch (arrays)", "", "", "executing the batch (a round trip per statement: the profile)", "", ""];
         for (var i = 0; i < phases.Length; i++)
         {
             if (phases[i] > 0)
@@ -367,6 +473,28 @@ internal sealed class WriterBench(BenchOptions options)
         sb.AppendLine(CultureInfo.InvariantCulture, $"| plan (records → rows) | {Us(planTicks):0.0} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| BEGIN + COMMIT | {Us(commitTicks - phases.Sum()):0.0} |");
         sb.AppendLine(CultureInfo.InvariantCulture, $"| total | {Us(planTicks + commitTicks):0.0} |");
+        if (backendPid != 0)
+        {
+            var kinds = split ? new[] { "the dispatches' batches", "the runs' batches" } : ["the batches", ""];
+            for (var k = 0; k < 2; k++)
+            {
+                if (backendNs[k] > 0)
+                {
+                    sb.AppendLine(CultureInfo.InvariantCulture, $"| server CPU (the writer's backend), {kinds[k]} | {backendNs[k] / 1000.0 / messages:0.0} |");
+                }
+            }
+
+            sb.AppendLine(CultureInfo.InvariantCulture, $"| server CPU (the writer's backend), total | {backendNs.Sum() / 1000.0 / messages:0.0} |");
+            foreach (var (kind, ns) in statementNs.OrderByDescending(k => k.Value))
+            {
+                sb.AppendLine(CultureInfo.InvariantCulture, $"| server CPU, {kind} | {ns / 1000.0 / messages:0.0} |");
+            }
+
+            if (options.StatementVariants.Count > 0)
+            {
+                AppendVariantTable(sb, windows, options.StatementVariants.Keys);
+            }
+        }
         return sb.ToString();
     }
 }

@@ -17,6 +17,18 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
     /// <summary>The clock of <see cref="PhaseTicks"/>; a benchmark may use the thread's CPU time. Default: the stopwatch.</summary>
     internal Func<long> PhaseClock { get; set; } = System.Diagnostics.Stopwatch.GetTimestamp;
 
+    /// <summary>
+    /// When a benchmark sets it (PostgreSQL): each statement of a batch runs in its own round trip, in one transaction,
+    /// and this is called after each with the statement's text (the server's cost per statement, read by the caller).
+    /// </summary>
+    internal Action<string>? StatementProfile { get; set; }
+
+    /// <summary>
+    /// With <see cref="StatementProfile"/> (a benchmark's experiment): the text each statement runs with instead of its
+    /// own, given its own; the same parameters.
+    /// </summary>
+    internal Func<string, string>? StatementRewrite { get; set; }
+
     /// <summary>Writes <paramref name="plan"/> in one transaction: all of it or, on an exception, none of it.</summary>
     public abstract Task CommitAsync(LedgerPlan plan, TimeSpan timeout, CancellationToken cancellationToken);
 

@@ -71,6 +71,41 @@ public class TwoWritersTests
         Assert.That(stored.State, Is.EqualTo(TaskState.Expired), "derived from both: not ACTIVE with every run ended");
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task TaskRow_TwoHostsSeedTheSameMissingTaskAtOnce_OneRowWithBothRuns(bool partitioned)
+    {
+        // A message the ledger has no dispatch for (its producer does not use JobLog): each consumer's writer inserts the
+        // task row from its seed. The second's insert is not committed yet when the first's runs into it.
+        var ledger = await Ledgers.CreateAsync(LedgerProvider.PostgreSql);
+        Action<JobLogOptions> options = o => o.Partitioning.Enabled = partitioned;
+        await using var first = await LedgerHost.StartAsync(ledger, options);
+        var recorder = first.Services.GetRequiredService<LedgerRecorder>();
+        var now = DateTime.UtcNow;
+        var task = Guid.CreateVersion7();
+        var seed = new TaskPayload { Id = task, Name = "OrderPlaced", DispatchedAt = now };
+        var billing = new RunPayload { Id = Guid.CreateVersion7(), TaskId = task, Name = "OrderPlaced", ConsumerType = "Billing", Start = now };
+        var shipping = new RunPayload { Id = Guid.CreateVersion7(), TaskId = task, Name = "OrderPlaced", ConsumerType = "Shipping", Start = now.AddMinutes(1) };
+        var command = new CommandPayload { Id = Guid.NewGuid(), Name = "holder", Start = now };
+        recorder.Enqueue(new CommandRecorded(command));
+        await first.FlushAsync();
+        await using var second = await HoldWriterAsync(ledger, command, options, new RunStarted(shipping, seed, false));
+
+        recorder.Enqueue(new RunStarted(billing, seed, false));
+        var firstCommit = first.FlushAsync();
+        await LedgerHost.EventuallyAsync(
+            async () => firstCommit.IsCompleted || await BlockedCountAsync(ledger.ConnectionString) == 2,
+            TimeSpan.FromSeconds(60), "the first writer committed or waits on the second's task row");
+
+        await second.ReleaseAsync();
+        await firstCommit;
+
+        var stored = await first.TaskAsync(task);
+        Assert.That(stored.Runs.Select(r => (r.ConsumerType, r.State)),
+            Is.EquivalentTo(new[] { ("Billing", TaskRunState.Active), ("Shipping", TaskRunState.Active) }));
+        Assert.That(stored.State, Is.EqualTo(TaskState.Active));
+    }
+
     /// <summary>
     /// The first process records a published task with two consumers' runs started, Billing's (on
     /// <paramref name="billingHost"/>) and Shipping's, and a command whose row the second writer's batch will wait on.
@@ -102,7 +137,14 @@ public class TwoWritersTests
     /// A second process whose batch ends Shipping's run and derives the task, then waits (before its commit) on a row
     /// the test holds: a later statement of the same batch, the command's upsert.
     /// </summary>
-    private static async Task<HeldWriter> HoldSecondWriterAsync(TestLedger ledger, Guid task, RunPayload shipping, CommandPayload command)
+    private static Task<HeldWriter> HoldSecondWriterAsync(TestLedger ledger, Guid task, RunPayload shipping, CommandPayload command) =>
+        HoldWriterAsync(ledger, command, options: null, new RunFinished(shipping.Id, task, TaskRunState.Succeeded, T0.AddSeconds(62), null, null, null));
+
+    /// <summary>
+    /// A second process whose batch writes <paramref name="records"/>, then waits (before its commit) on the row of
+    /// <paramref name="command"/> the test holds: a later statement of the same batch, the command's upsert.
+    /// </summary>
+    private static async Task<HeldWriter> HoldWriterAsync(TestLedger ledger, CommandPayload command, Action<JobLogOptions>? options, params LedgerRecord[] records)
     {
         var holder = new NpgsqlConnection(ledger.ConnectionString);
         await holder.OpenAsync();
@@ -113,10 +155,14 @@ public class TwoWritersTests
             await lockRow.ExecuteScalarAsync();
         }
 
-        var second = await LedgerHost.StartAsync(ledger, start: false);
+        var second = await LedgerHost.StartAsync(ledger, options, start: false);
         var recorder = second.Services.GetRequiredService<LedgerRecorder>();
-        recorder.Enqueue(new RunFinished(shipping.Id, task, TaskRunState.Succeeded, T0.AddSeconds(62), null, null, null));
-        recorder.Enqueue(new CommandRecorded(command with { Stop = T0.AddSeconds(63), IsSuccessful = true }));
+        foreach (var record in records)
+        {
+            recorder.Enqueue(record);
+        }
+
+        recorder.Enqueue(new CommandRecorded(command with { Stop = command.Start.AddSeconds(63), IsSuccessful = true }));
         await second.Host.StartAsync();
         var commit = second.FlushAsync();
         await BlockedAsync(ledger.ConnectionString, 1);

@@ -76,7 +76,11 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
         }
 
         Phase(0, ref started);
-        if (batch.BatchCommands.Count > 0)
+        if (StatementProfile is { } profile && batch.BatchCommands.Count > 0)
+        {
+            await ProfileAsync(batch, profile, cancellationToken).ConfigureAwait(false);
+        }
+        else if (batch.BatchCommands.Count > 0)
         {
             await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
@@ -85,6 +89,26 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
     }
 
     public override ValueTask DisposeAsync() => connection.DisposeAsync();
+
+    /// <summary>The batch statement by statement in one transaction (<see cref="SqlExecutor.StatementProfile"/>).</summary>
+    private async Task ProfileAsync(NpgsqlBatch batch, Action<string> profile, CancellationToken cancellationToken)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        profile("BEGIN");
+        foreach (var statement in batch.BatchCommands.ToList<NpgsqlBatchCommand>())
+        {
+            await using var one = new NpgsqlBatch(connection, transaction) { Timeout = batch.Timeout };
+            batch.BatchCommands.Remove(statement);
+            var shipped = statement.CommandText;
+            statement.CommandText = StatementRewrite?.Invoke(shipped) ?? shipped;
+            one.BatchCommands.Add(statement);
+            await one.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            profile(shipped);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        profile("COMMIT");
+    }
 
     /// <summary>
     /// Updates of stored runs. In the usual order (finish, then next-retry time, then failed for good, per run) they

@@ -2,8 +2,8 @@ namespace JobLog.Storage.PostgreSql;
 
 /// <summary>
 /// The write path's PostgreSQL statements: one statement per kind and batch over arrays
-/// (<c>unnest($1::uuid[], …) AS u("Id", …)</c>), one array per column of the list each is generated from (the executor
-/// fills the arrays from that same list). The single-row updates are in <see cref="LedgerSql"/>.
+/// (<c>(SELECT unnest($1::uuid[]) AS "Id", …) AS u</c>, <see cref="Unnest"/>), one array per column of the list each is
+/// generated from (the executor fills the arrays from that same list). The single-row updates are in <see cref="LedgerSql"/>.
 /// </summary>
 internal static class PostgreSqlStatements
 {
@@ -93,6 +93,13 @@ internal static class PostgreSqlStatements
         $"WHERE {T}.\"Id\" = d.did AND ({T}.\"State\" IS DISTINCT FROM d.\"State\" OR {T}.\"Start\" IS DISTINCT FROM d.\"Start\" " +
         $"OR {T}.\"Stop\" IS DISTINCT FROM d.\"Stop\")";
 
+    /// <summary>
+    /// The rows of a batch, <c>u</c>: one array parameter per column, unnested in step in the select list (a
+    /// <c>ProjectSet</c>). <c>unnest($1, $2, …)</c> in <c>FROM</c> yields the same rows, but copies each array into a tuple
+    /// store of its own first (a function scan of as many functions): 15 to 35 % of the server's CPU of the consumers'
+    /// task rows, where every row exists and nothing else is done with it, a few percent of the inserts'
+    /// (docs/benchmarks.md, "Session 17 (pgwriter)").
+    /// </summary>
     internal static string Unnest<TRow>(LedgerColumn<TRow>[] columns) =>
-        "unnest(" + string.Join(", ", columns.Select((c, i) => $"${i + 1}::{PgType(c.Type)}[]")) + ") AS u(" + LedgerSql.ColumnList(columns) + ")";
+        "(SELECT " + string.Join(", ", columns.Select((c, i) => $"unnest(${i + 1}::{PgType(c.Type)}[]) AS \"{c.Name}\"")) + ") AS u";
 }
