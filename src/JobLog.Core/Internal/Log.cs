@@ -35,7 +35,7 @@ internal static partial class Log
     [LoggerMessage(1010, LogLevel.Debug, "Task {TaskName} ({TaskId}) went stale without finishing and was set to EXPIRED.")]
     public static partial void TaskExpired(ILogger logger, string taskName, Guid taskId);
 
-    [LoggerMessage(1013, LogLevel.Warning, "JobLog's sweeper set {Count} tasks that went stale without finishing to EXPIRED: {Names}.")]
+    [LoggerMessage(1013, LogLevel.Warning, "JobLog's sweeper set tasks that went stale without finishing to EXPIRED: {Names} ({Count} in all).")]
     public static partial void TasksExpired(ILogger logger, int count, string names);
 
     [LoggerMessage(1011, LogLevel.Information, "JobLog sweep: {Expired} tasks expired, {Healed} healed from their last run.")]

@@ -53,8 +53,8 @@ public class SweeperLoggingTests
         var warning = logs.Single(r => r.Level == LogLevel.Warning);
         Assert.That(warning.Id.Id, Is.EqualTo(1013));
         Assert.That(warning.Message, Is.EqualTo(
-            "JobLog's sweeper set 25 tasks that went stale without finishing to EXPIRED: Report × 14, Job01 × 1, Job02 × 1, Job03 × 1, " +
-            "Job04 × 1, Job05 × 1, Job06 × 1, Job07 × 1, Job08 × 1, Job09 × 1 and 2 more names."));
+            "JobLog's sweeper set tasks that went stale without finishing to EXPIRED: Report × 14, Job01 × 1, Job02 × 1, Job03 × 1, " +
+            "Job04 × 1, Job05 × 1, Job06 × 1, Job07 × 1, Job08 × 1, Job09 × 1 and 2 more names (25 in all)."));
         Assert.That(logs.Count(r => r.Level == LogLevel.Debug && r.Id.Id == 1010), Is.EqualTo(25), "each task at Debug");
     }
 
