@@ -228,16 +228,9 @@ internal sealed partial class TaskLogSweeper(
             $"{ExpireRuns($" AND r.{key} = u.{key} AND r.{key} {inDays}")} SELECT \"Id\", \"Name\", \"State\", \"IsSetAsStale\" FROM u";
     }
 
-    /// <summary>
-    /// SQLite's expiry of the ACTIVE runs of the expired tasks (@p0 their ids, @p1 now), after the sweep statement;
-    /// <paramref name="withoutError"/>: only the runs without an error text (<see cref="Storage.Sqlite.SqliteSweptRuns"/>).
-    /// </summary>
-    internal static string RunsStatement(LedgerDatabase database, bool withoutError = false) =>
-        $"UPDATE {R} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = '{StaleRunError}' WHERE \"State\" = 1 AND {database.InIdList("\"TaskId\"", "@p0")}" +
-        (withoutError ? " AND \"ErrorMessage\" IS NULL" : "");
-
-    /// <summary>The SQLite batches whose runs' expiry ran without triggers (<see cref="Storage.Sqlite.SqliteSweptRuns"/>; for tests).</summary>
-    internal int UntriggeredRunBatches { get; private set; }
+    /// <summary>SQLite's expiry of the ACTIVE runs of the expired tasks (@p0 their ids, @p1 now), after the sweep statement.</summary>
+    internal static string RunsStatement(LedgerDatabase database) =>
+        $"UPDATE {R} SET \"State\" = 5, \"Stop\" = @p1, \"ErrorMessage\" = '{StaleRunError}' WHERE \"State\" = 1 AND {database.InIdList("\"TaskId\"", "@p0")}";
 
     private static string DayList(int days) => "= ANY(ARRAY[" + string.Join(", ", Enumerable.Range(2, days).Select(i => "@p" + i.ToString(System.Globalization.CultureInfo.InvariantCulture))) + "])";
 
@@ -295,23 +288,10 @@ internal sealed partial class TaskLogSweeper(
             }
         }
 
-        // 3. The ACTIVE runs of the expired tasks end with them (on PostgreSQL in the sweep statement, ExpireRuns). On
-        // SQLite, those without an error text first, without the per-row triggers that do nothing for them
-        // (SqliteSweptRuns); then any left (with a text: the search index lets go of it), with the triggers.
-        if (expired.Count > 0 && connection is Microsoft.Data.Sqlite.SqliteConnection sqlite)
+        // 3. The ACTIVE runs of the expired tasks end with them (on PostgreSQL in the sweep statement, ExpireRuns).
+        if (expired.Count > 0 && _database.Provider != LedgerProvider.PostgreSql)
         {
-            var expiredIds = _database.IdList(expired.Select(e => e.Id).ToList());
-            using (var off = Storage.Sqlite.SqliteSweptRuns.TriggersOff(sqlite))
-            {
-                if (off is not null)
-                {
-                    await using var untriggered = Command(connection, transaction, RunsStatement(_database, withoutError: true), expiredIds, now);
-                    await untriggered.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
-                    UntriggeredRunBatches++;
-                }
-            }
-
-            await using var runs = Command(connection, transaction, RunsStatement(_database), expiredIds, now);
+            await using var runs = Command(connection, transaction, RunsStatement(_database), _database.IdList(expired.Select(e => e.Id).ToList()), now);
             await runs.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }
 

@@ -46,8 +46,6 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
     internal const string RollupUpdate = "JobLogTasks_Rollup_Update";
     internal const string RunRollupInsert = "JobLogTaskRuns_Rollup_Insert";
     internal const string FailureGroupsInsert = "JobLogTasks_FailureGroups_Insert";
-    internal const string RunTextUpdate = SqliteSearch.RunText + "_Update";
-    internal const string RunRollupUpdate = "JobLogTaskRuns_Rollup_Update";
 
     private const string CreateMarker =
         "CREATE TEMP TABLE IF NOT EXISTS \"" + Marker + "\" (\"TaskFrom\" INTEGER NOT NULL, \"RunFrom\" INTEGER NOT NULL)";
@@ -492,21 +490,13 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
         return sb.ToString();
     }
 
-    private List<(string Name, string Sql)> Triggers() => Triggers(handle);
-
-    /// <summary>Every trigger of the main schema on the task and run tables (<paramref name="tables"/>: on those), name and SQL, by name.</summary>
-    internal static List<(string Name, string Sql)> Triggers(sqlite3 handle, params string[] tables)
+    private List<(string Name, string Sql)> Triggers()
     {
         var list = new List<(string, string)>();
-        var on = string.Join(", ", (tables.Length == 0 ? [LedgerModel.Tasks, LedgerModel.Runs] : tables).Select(t => $"'{t}'"));
         var rc = raw.sqlite3_prepare_v2(handle,
-            $"SELECT name, sql FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name IN ({on}) ORDER BY name",
+            $"SELECT name, sql FROM main.sqlite_master WHERE type = 'trigger' AND tbl_name IN ('{LedgerModel.Tasks}', '{LedgerModel.Runs}') ORDER BY name",
             out sqlite3_stmt statement);
-        if (rc != raw.SQLITE_OK)
-        {
-            Microsoft.Data.Sqlite.SqliteException.ThrowExceptionForRC(rc, handle);
-        }
-
+        Check(rc);
         using (statement)
         {
             while ((rc = raw.sqlite3_step(statement)) == raw.SQLITE_ROW)
@@ -517,7 +507,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
 
         if (rc != raw.SQLITE_DONE)
         {
-            Microsoft.Data.Sqlite.SqliteException.ThrowExceptionForRC(rc, handle);
+            Check(rc);
         }
 
         return list;
@@ -534,7 +524,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
     private void Run(string sql) => _sql.Run(sql);
 
     // One statement each: the scripts above separate theirs with "; " (no literal holds one).
-    internal static string[] Statements(string script) =>
+    private static string[] Statements(string script) =>
         [.. script.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
 
     /// <summary>

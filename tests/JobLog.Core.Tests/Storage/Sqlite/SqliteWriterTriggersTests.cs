@@ -192,11 +192,11 @@ public class SqliteWriterTriggersTests
         new TaskPayload { Id = taskId, Name = name, Input = seedInput, TaskKwargs = seedInput is null ? null : "{\"seed\":\"" + seedInput + "\"}", DispatchedAt = T0 },
         redelivered);
 
-    internal sealed record Contents(
+    private sealed record Contents(
         List<string> TaskText, List<string> RunText, List<string> Counts, List<string> Minutes, List<string> CountedTasks, List<string> CountedMinutes,
         List<string> RunMinutes, List<string> CountedRunMinutes);
 
-    internal static async Task<Contents> ContentsAsync(string connectionString)
+    private static async Task<Contents> ContentsAsync(string connectionString)
     {
         await using var connection = new SqliteConnection(connectionString);
         await connection.OpenAsync();
