@@ -33,6 +33,25 @@ public class LedgerPartitioningTests
     }
 
     [Test]
+    public void ARandomId_WhoseLastBytesReadAsAPlausibleTime_IsDated_SoTestsOfTheUndatedPartitionDrawUndatedIds()
+    {
+        var bytes = Guid.NewGuid().ToByteArray(bigEndian: true);
+        var ticks48 = T0.Ticks >> 16;
+        for (var i = 15; i >= 10; i--)
+        {
+            bytes[i] = (byte)ticks48;
+            ticks48 >>= 8;
+        }
+
+        var version4 = new Guid(bytes, bigEndian: true);
+        Assert.That(version4.Version, Is.EqualTo(4));
+        Assert.That(PartitionDay.Of(version4), Is.EqualTo(PartitionDay.Of(T0)), "a version 4 id can read as a NewId's time");
+        var drawn = Enumerable.Range(0, 20_000).Select(_ => UndatedIds.New()).ToList();
+        Assert.That(drawn.Select(PartitionDay.Of).Distinct(), Is.EqualTo(new[] { PartitionDay.Undated }));
+        Assert.That(drawn.Distinct().Count(), Is.EqualTo(drawn.Count));
+    }
+
+    [Test]
     public async Task PartitionDay_InSql_IsTheSameAsInCSharp()
     {
         var host = await StartAsync(partitioned: true);
@@ -102,8 +121,8 @@ public class LedgerPartitioningTests
     {
         var host = await StartAsync(partitioned: true);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        var id = dated ? Guid.CreateVersion7(new DateTimeOffset(T0)) : Guid.NewGuid();
-        var consumerFirst = dated ? Guid.CreateVersion7(new DateTimeOffset(T0.AddMinutes(1))) : Guid.NewGuid();
+        var id = dated ? Guid.CreateVersion7(new DateTimeOffset(T0)) : UndatedIds.New();
+        var consumerFirst = dated ? Guid.CreateVersion7(new DateTimeOffset(T0.AddMinutes(1))) : UndatedIds.New();
 
         // Publisher, then consumer: the consumer's seed finds the publisher's row.
         recorder.Enqueue(new TaskDispatched(Task(id, "Order", T0)));
@@ -147,7 +166,7 @@ public class LedgerPartitioningTests
         var oldUnfinished = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(2)));
         var oldButEndedLate = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(3)));
         var newSuccess = Guid.CreateVersion7(new DateTimeOffset(T0.AddDays(-1)));
-        var undatedOld = Guid.NewGuid();
+        var undatedOld = UndatedIds.New();
         Succeed(host, oldSuccess, "Invoice", old);
         Succeed(host, olderSuccess, "Invoice", older);
         Succeed(host, undatedOld, "Invoice", old);
@@ -265,7 +284,7 @@ public class LedgerPartitioningTests
     public async Task PurgeWithBackup_ThenRestore_PutsTasksAndRunsBackInTheirPartitions()
     {
         var host = await StartAsync(partitioned: true);
-        var ids = new[] { Guid.CreateVersion7(new DateTimeOffset(T0)), Guid.CreateVersion7(new DateTimeOffset(T0.AddDays(1))), Guid.NewGuid() };
+        var ids = new[] { Guid.CreateVersion7(new DateTimeOffset(T0)), Guid.CreateVersion7(new DateTimeOffset(T0.AddDays(1))), UndatedIds.New() };
         foreach (var id in ids)
         {
             Succeed(host, id, "Invoice", T0);

@@ -68,7 +68,7 @@ public class LogPartitioningTests
     {
         var host = await StartAsync(partitioned: true);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        Guid NewId(DateTime at) => dated ? Guid.CreateVersion7(new DateTimeOffset(at)) : Guid.NewGuid();
+        Guid NewId(DateTime at) => dated ? Guid.CreateVersion7(new DateTimeOffset(at)) : UndatedIds.New();
         var input = NewId(T0);
         var output = NewId(T0.AddSeconds(1));
         var command = NewId(T0.AddSeconds(2));
@@ -117,7 +117,7 @@ public class LogPartitioningTests
         var inIncomplete = At(old.AddMinutes(2));
         var inEndedLate = At(old.AddMinutes(3));
         var inNew = At(T0.AddDays(-1));
-        var inUndated = Guid.NewGuid();
+        var inUndated = UndatedIds.New();
         recorder.Enqueue(new InputRequestRecorded(Inbound(inSuccess, old, RequestLogStatus.Info)));
         recorder.Enqueue(new InputRequestRecorded(Inbound(inOlderSuccess, old.AddDays(-1), RequestLogStatus.Info)));
         recorder.Enqueue(new InputRequestRecorded(Inbound(inFailure, old, RequestLogStatus.Error)));
@@ -195,7 +195,7 @@ public class LogPartitioningTests
     {
         var host = await StartAsync(partitioned: true);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        var ids = new[] { Guid.CreateVersion7(new DateTimeOffset(T0)), Guid.CreateVersion7(new DateTimeOffset(T0.AddDays(1))), Guid.NewGuid() };
+        var ids = new[] { Guid.CreateVersion7(new DateTimeOffset(T0)), Guid.CreateVersion7(new DateTimeOffset(T0.AddDays(1))), UndatedIds.New() };
         foreach (var id in ids)
         {
             recorder.Enqueue(new InputRequestRecorded(Inbound(id, T0, RequestLogStatus.Info)));
