@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs (when missing) and starts the servers the integration tests need, on loopback:
-# RabbitMQ 3.10 (Debian) and PostgreSQL 15. Idempotent; safe to run when they already run.
+# RabbitMQ 3.10 (Debian) and PostgreSQL 15; also installs PgBouncer (tests start their own). Idempotent; safe to run when they already run.
 set -euo pipefail
 
 need_install=()
 command -v rabbitmq-server >/dev/null 2>&1 || need_install+=(rabbitmq-server)
 command -v pg_ctlcluster >/dev/null 2>&1 || need_install+=(postgresql)
+[ -x /usr/sbin/pgbouncer ] || need_install+=(pgbouncer)
 if [ "${JOBLOG_BROWSER_TESTS:-1}" = "1" ] && [ ! -x /usr/bin/chromium ]; then need_install+=(chromium); fi
 if [ ${#need_install[@]} -gt 0 ]; then
   echo "installing: ${need_install[*]}"

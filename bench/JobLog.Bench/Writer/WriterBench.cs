@@ -362,7 +362,7 @@ internal sealed class WriterBench(BenchOptions options)
         var now = DateTime.UtcNow;
         long planTicks = 0, commitTicks = 0;
         var phases = new long[6];
-        await using var executor = await database.OpenAsync(ledger.ConnectionString, CancellationToken.None, TimeSpan.FromSeconds(30));
+        await using var executor = await database.OpenAsync(ledger.ConnectionString, CancellationToken.None, TimeSpan.FromSeconds(30), prepare: true);
         executor.PhaseTicks = phases;
         // PostgreSQL: the writer's backend's own CPU (schedstat, ns) per kind of batch: dispatches, then runs (or one batch).
         var backendPid = executor.Connection is Npgsql.NpgsqlConnection npgsql ? npgsql.ProcessID : 0;

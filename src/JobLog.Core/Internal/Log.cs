@@ -44,6 +44,13 @@ internal static partial class Log
     [LoggerMessage(1012, LogLevel.Warning, "JobLog sweep failed; it runs again in {Interval}.")]
     public static partial void SweepFailed(ILogger logger, Exception exception, TimeSpan interval);
 
+    [LoggerMessage(1014, LogLevel.Warning, "{Message}")]
+    private static partial void PreparationLost(ILogger logger, Exception exception, string message);
+
+    /// <summary>A pooler lost a statement kept prepared (<see cref="Storage.PostgreSql.ServerPreparation"/>); logged once a process.</summary>
+    public static void PreparationLost(ILogger logger, Exception exception) =>
+        PreparationLost(logger, exception, Storage.PostgreSql.ServerPreparation.LostMessage);
+
     [LoggerMessage(1020, LogLevel.Information, "JobLog migrated the {Provider} ledger schema.")]
     public static partial void Migrated(ILogger logger, LedgerProvider provider);
 

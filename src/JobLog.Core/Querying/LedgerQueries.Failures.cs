@@ -32,9 +32,14 @@ public sealed partial class LedgerQueries
     /// <param name="now">The current time (UTC), for the trend.</param>
     /// <param name="ct">Cancels the query.</param>
     /// <returns>The groups.</returns>
-    public async Task<FailureGroups> FailureGroupsAsync(FailureFilter f, DateTime now, CancellationToken ct)
+    public Task<FailureGroups> FailureGroupsAsync(FailureFilter f, DateTime now, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(f);
+        return OnceMoreUnpreparedAsync(() => ReadFailureGroupsAsync(f, now, ct));
+    }
+
+    private async Task<FailureGroups> ReadFailureGroupsAsync(FailureFilter f, DateTime now, CancellationToken ct)
+    {
         var partitioned = await _database.IsPartitionedAsync(_db, ct).ConfigureAwait(false);
         var start = now.AddHours(-24);
         if (!GroupsFromText && f.Search is null && await FillFailureGroupsAsync(partitioned, ct).ConfigureAwait(false))
@@ -56,9 +61,14 @@ public sealed partial class LedgerQueries
     /// <param name="f">The filter (see <see cref="FailureFilter.Parse"/>).</param>
     /// <param name="ct">Cancels the query.</param>
     /// <returns>The page.</returns>
-    public async Task<Page<FailureRow>> FailuresAsync(FailureFilter f, CancellationToken ct)
+    public Task<Page<FailureRow>> FailuresAsync(FailureFilter f, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(f);
+        return OnceMoreUnpreparedAsync(() => ReadFailuresAsync(f, ct));
+    }
+
+    private async Task<Page<FailureRow>> ReadFailuresAsync(FailureFilter f, CancellationToken ct)
+    {
         var partitioned = await _database.IsPartitionedAsync(_db, ct).ConfigureAwait(false);
         if (!GroupsFromText && f.Search is null && await FillFailureGroupsAsync(partitioned, ct).ConfigureAwait(false))
         {
@@ -97,11 +107,16 @@ public sealed partial class LedgerQueries
     /// <param name="max">The most ids returned (1 to <see cref="MaxFailuresScanned"/>).</param>
     /// <param name="ct">Cancels the query.</param>
     /// <returns>The task ids.</returns>
-    public async Task<IReadOnlyList<Guid>> OpenFailureIdsAsync(FailureFilter f, int max, CancellationToken ct)
+    public Task<IReadOnlyList<Guid>> OpenFailureIdsAsync(FailureFilter f, int max, CancellationToken ct)
     {
         ArgumentNullException.ThrowIfNull(f);
         ArgumentOutOfRangeException.ThrowIfLessThan(max, 1);
         ArgumentOutOfRangeException.ThrowIfGreaterThan(max, MaxFailuresScanned);
+        return OnceMoreUnpreparedAsync(() => ReadOpenFailureIdsAsync(f, max, ct));
+    }
+
+    private async Task<IReadOnlyList<Guid>> ReadOpenFailureIdsAsync(FailureFilter f, int max, CancellationToken ct)
+    {
         var partitioned = await _database.IsPartitionedAsync(_db, ct).ConfigureAwait(false);
         if (!GroupsFromText && f.Search is null && await FillFailureGroupsAsync(partitioned, ct).ConfigureAwait(false))
         {
@@ -119,8 +134,25 @@ public sealed partial class LedgerQueries
     /// </summary>
     /// <param name="ct">Cancels between batches (written batches stay).</param>
     /// <returns>True when every open failure has its groups (false: one could not be written, e.g. it changed meanwhile).</returns>
-    internal async Task<bool> FillFailureGroupsAsync(CancellationToken ct) =>
-        await FillFailureGroupsAsync(await _database.IsPartitionedAsync(_db, ct).ConfigureAwait(false), ct).ConfigureAwait(false);
+    internal Task<bool> FillFailureGroupsAsync(CancellationToken ct) =>
+        OnceMoreUnpreparedAsync(async () => await FillFailureGroupsAsync(await _database.IsPartitionedAsync(_db, ct).ConfigureAwait(false), ct).ConfigureAwait(false));
+
+    /// <summary>
+    /// Runs a read, and once more when it failed because a pooler lost a statement kept prepared on the server
+    /// (<see cref="Storage.PostgreSql.ServerPreparation"/>: from then on nothing is prepared on that database).
+    /// </summary>
+    private async Task<T> OnceMoreUnpreparedAsync<T>(Func<Task<T>> read)
+    {
+        try
+        {
+            return await read().ConfigureAwait(false);
+        }
+        catch (Npgsql.PostgresException ex) when (Storage.PostgreSql.ServerPreparation.IsLost(ex) && _db.Database.GetConnectionString() is { } connectionString)
+        {
+            Storage.PostgreSql.ServerPreparation.TurnOff(connectionString);
+            return await read().ConfigureAwait(false);
+        }
+    }
 
     private async Task<bool> FillFailureGroupsAsync(bool partitioned, CancellationToken ct)
     {

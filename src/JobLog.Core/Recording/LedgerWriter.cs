@@ -321,7 +321,7 @@ internal sealed class LedgerWriter(
     {
         _executor ??= await store.Database.OpenAsync(
             schema.ConnectionString, cancellationToken, _options.CommandTimeout,
-            asynchronousCommit: _options.Durability == LedgerDurability.Buffered).ConfigureAwait(false);
+            asynchronousCommit: _options.Durability == LedgerDurability.Buffered, prepare: true).ConfigureAwait(false);
         var plan = store.Plan(records);
         await store.CommitAsync(_executor, plan, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
     }

@@ -88,8 +88,14 @@ internal abstract class LedgerDatabase
     /// <c>synchronous = FULL</c>): a committed record survives the machine's crash, and a journal segment is deleted
     /// only after that.
     /// </param>
+    /// <param name="prepare">
+    /// PostgreSQL: let Npgsql keep the statements it runs often prepared on the server (the writer's and the sweeper's
+    /// batches), unless the connection string sets <c>Max Auto Prepare</c> itself or a pooler lost one
+    /// (<see cref="PostgreSql.ServerPreparation"/>). The heartbeat and the scheduler prepare nothing: a pooler that
+    /// loses prepared statements must never stop them.
+    /// </param>
     public abstract Task<SqlExecutor> OpenAsync(
-        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false);
+        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false);
 
     /// <summary>
     /// A statement that fails, or returns false, unless the database accepts writes now (the writer's reachability

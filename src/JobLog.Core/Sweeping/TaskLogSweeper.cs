@@ -86,9 +86,24 @@ internal sealed partial class TaskLogSweeper(
     /// </summary>
     public async Task<SweepResult> SweepOnceAsync(CancellationToken cancellationToken)
     {
+        try
+        {
+            return await SweepAllAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Npgsql.PostgresException ex) when (ServerPreparation.IsLost(ex) && ServerPreparation.TurnOff(contexts.ConnectionString))
+        {
+            // A pooler lost a statement Npgsql kept prepared (ServerPreparation): once more, on a connection that prepares
+            // nothing. The batches committed before it stay committed.
+            Log.PreparationLost(logger, ex);
+            return await SweepAllAsync(cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<SweepResult> SweepAllAsync(CancellationToken cancellationToken)
+    {
         var batchSize = options.Value.Sweeper.BatchSize;
         var total = new SweepResult(0, 0);
-        await using var executor = await _database.OpenAsync(contexts.ConnectionString, cancellationToken).ConfigureAwait(false);
+        await using var executor = await _database.OpenAsync(contexts.ConnectionString, cancellationToken, prepare: true).ConfigureAwait(false);
         await _database.RefreshStatisticsAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
         var postgres = executor.Connection is Npgsql.NpgsqlConnection;
         var partitioned = postgres && await LedgerPartitioning.IsPartitionedAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
@@ -157,7 +172,7 @@ internal sealed partial class TaskLogSweeper(
 
     private async Task<SweepResult> SweepOnOwnConnectionAsync(int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
-        await using var executor = await _database.OpenAsync(contexts.ConnectionString, ct).ConfigureAwait(false);
+        await using var executor = await _database.OpenAsync(contexts.ConnectionString, ct, prepare: true).ConfigureAwait(false);
         return await SweepBatchesAsync(executor.Connection, batchSize, partitioned, from, ct).ConfigureAwait(false);
     }
 

@@ -82,7 +82,18 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
         }
         else if (batch.BatchCommands.Count > 0)
         {
-            await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            try
+            {
+                await batch.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (PostgresException ex) when (ServerPreparation.IsLost(ex))
+            {
+                // The writer logs this, reopens (without preparing) and writes the batch again; the idle pooled
+                // connections that hold this pool's prepared statements are closed.
+                ServerPreparation.TurnOff(connection.ConnectionString);
+                NpgsqlConnection.ClearPool(connection);
+                throw new InvalidOperationException(ServerPreparation.LostMessage, ex);
+            }
         }
 
         Phase(3, ref started);

@@ -163,11 +163,12 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
     }
 
     public override async Task<SqlExecutor> OpenAsync(
-        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false)
+        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false)
     {
-        // The write path runs the same few statements every batch: let Npgsql keep them prepared on the server.
+        // The write path and the sweep run the same few statements every batch: let Npgsql keep them prepared on the
+        // server, unless the connection string sets Max Auto Prepare itself or the server lost them once (ServerPreparation).
         var builder = new NpgsqlConnectionStringBuilder(WithoutJit(connectionString));
-        if (builder.MaxAutoPrepare < 32)
+        if (prepare && !ServerPreparation.SetsAutoPrepare(connectionString) && ServerPreparation.IsOn(connectionString) && builder.MaxAutoPrepare < 32)
         {
             builder.MaxAutoPrepare = 32;
             builder.AutoPrepareMinUsages = 2;

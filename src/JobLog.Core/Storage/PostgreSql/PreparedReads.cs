@@ -93,5 +93,6 @@ internal sealed class PreparedReads : DbCommandInterceptor
     private static bool ToPrepare(DbCommand command) =>
         command.CommandText.StartsWith(Comment, StringComparison.Ordinal)
         && command.Connection is { } connection
-        && !Multiplexed.GetOrAdd(connection.ConnectionString, static c => new NpgsqlConnectionStringBuilder(c).Multiplexing);
+        && !Multiplexed.GetOrAdd(connection.ConnectionString, static c => new NpgsqlConnectionStringBuilder(c).Multiplexing)
+        && ServerPreparation.IsOn(connection.ConnectionString);
 }

@@ -118,7 +118,7 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
     public override DbConnection CreateConnection(string connectionString) => new SqliteConnection(connectionString);
 
     public override async Task<SqlExecutor> OpenAsync(
-        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false)
+        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false)
     {
         if (busyTimeout is { } timeout)
         {
