@@ -19,6 +19,7 @@ namespace JobLog.Storage.PostgreSql;
 internal static class ServerPreparation
 {
     private static readonly ConcurrentDictionary<string, bool> s_lost = new(StringComparer.Ordinal);
+    private static readonly ConcurrentDictionary<string, Settings> s_settings = new(StringComparer.Ordinal);
 
     /// <summary>What the writer logs with the first such error (its batch is then written without prepared statements).</summary>
     public const string LostMessage =
@@ -27,22 +28,13 @@ internal static class ServerPreparation
         "JobLog prepares no statement on this database from now on; add 'Max Auto Prepare=0' to the connection string to start that way.";
 
     /// <summary>Whether the connection string sets Npgsql's <c>Max Auto Prepare</c> itself (JobLog then leaves it as it is).</summary>
-    public static bool SetsAutoPrepare(string connectionString)
-    {
-        var keys = new DbConnectionStringBuilder { ConnectionString = connectionString };
-        return keys.ContainsKey("Max Auto Prepare") || keys.ContainsKey("MaxAutoPrepare");
-    }
+    public static bool SetsAutoPrepare(string connectionString) => Of(connectionString).SetsAutoPrepare;
 
     /// <summary>Whether JobLog may keep statements prepared on the database of <paramref name="connectionString"/>.</summary>
     public static bool IsOn(string connectionString)
     {
-        var builder = new NpgsqlConnectionStringBuilder(connectionString);
-        if (SetsAutoPrepare(connectionString) && builder.MaxAutoPrepare == 0)
-        {
-            return false;
-        }
-
-        return !s_lost.ContainsKey(Key(builder));
+        var settings = Of(connectionString);
+        return !settings.NoAutoPrepare && !s_lost.ContainsKey(settings.Key);
     }
 
     /// <summary>Whether <paramref name="exception"/> says a prepared statement was not there (or already was).</summary>
@@ -51,7 +43,18 @@ internal static class ServerPreparation
 
     /// <summary>After <see cref="IsLost"/>: no statement prepared on the database of <paramref name="connectionString"/> from now on.</summary>
     /// <returns>True the first time for the database.</returns>
-    public static bool TurnOff(string connectionString) => s_lost.TryAdd(Key(new NpgsqlConnectionStringBuilder(connectionString)), true);
+    public static bool TurnOff(string connectionString) => s_lost.TryAdd(Of(connectionString).Key, true);
+
+    /// <summary>A connection string's settings that matter here, parsed once (the failures reads ask on every statement).</summary>
+    private static Settings Of(string connectionString) => s_settings.GetOrAdd(connectionString, static c =>
+    {
+        var keys = new DbConnectionStringBuilder { ConnectionString = c };
+        var sets = keys.ContainsKey("Max Auto Prepare") || keys.ContainsKey("MaxAutoPrepare");
+        var builder = new NpgsqlConnectionStringBuilder(c);
+        return new Settings(sets, sets && builder.MaxAutoPrepare == 0, Key(builder));
+    });
+
+    private sealed record Settings(bool SetsAutoPrepare, bool NoAutoPrepare, string Key);
 
     private static string Key(NpgsqlConnectionStringBuilder b) => $"{b.Host}\n{b.Port}\n{b.Database}\n{b.Username}";
 }
