@@ -11,8 +11,11 @@ namespace JobLog.Storage.Partitioning;
 /// <summary>What a conversion to a partitioned ledger copied.</summary>
 internal sealed record PartitionConversion(long Tasks, long Runs, int Days);
 
-/// <summary>What dropping expired days removed: the tasks deleted (by outcome) and the rows kept (the day's <c>_k</c> partitions).</summary>
-internal sealed record PartitionDrop(int Days, int Succeeded, int Failed, int Kept);
+/// <summary>
+/// What dropping expired days removed: the tasks deleted (by outcome) and the rows kept (the day's <c>_k</c> partitions);
+/// <c>Rebuilt</c>: the days whose kept rows changed between their build and the day's lock, and were built again under it.
+/// </summary>
+internal sealed record PartitionDrop(int Days, int Succeeded, int Failed, int Kept, int Rebuilt = 0);
 
 /// <summary>
 /// Daily partitions of the PostgreSQL ledger's tasks and runs (docs/scale.md#partitioning). Both tables are
@@ -243,12 +246,14 @@ internal static partial class LedgerPartitioning
     /// delete (<see cref="Deletable"/>: an unfinished task, a failure inside its longer period, a task that ended after the
     /// cutoff, a cancelled one) is kept with its runs in the day's <c>_k</c> partitions (<see cref="KeptPartitions"/>); the rollups lose the
     /// dropped rows. The rows left behind in the default, undated and <c>_k</c> partitions are the batched purge's. The day's
-    /// partitions are detached in its transaction and dropped after its commit (LedgerPartitioning.Detached.cs);
-    /// <paramref name="locked"/> is told how long each day held the tables locked.
+    /// partitions are detached in its transaction and dropped after its commit (LedgerPartitioning.Detached.cs); the kept
+    /// rows are built into their tables before the lock and only checked under it (LedgerPartitioning.Built.cs).
+    /// <paramref name="locked"/> is told how long each day held the tables locked; <paramref name="built"/> (tests) is
+    /// called with the day between its kept rows' build and its lock.
     /// </summary>
     public static async Task<PartitionDrop> DropExpiredAsync(
         DbConnection connection, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken, ILogger? logger = null,
-        Action<TimeSpan>? locked = null)
+        Action<TimeSpan>? locked = null, Func<int, Task>? built = null)
     {
         var dropped = new PartitionDrop(0, 0, 0, 0);
         var existing = await DaysAsync(connection, cancellationToken).ConfigureAwait(false);
@@ -260,6 +265,7 @@ internal static partial class LedgerPartitioning
         await EnsureDayRollupsAsync(connection, cancellationToken, logger).ConfigureAwait(false);
         await DropEmptyKeptAsync(connection, cancellationToken).ConfigureAwait(false);
         await DropDetachedAsync(connection, cancellationToken).ConfigureAwait(false);
+        await DropAbandonedBuildsAsync(connection, cancellationToken).ConfigureAwait(false);
 
         // The rows to keep (few) are found through the state and Stop indexes: every row to keep is unfinished or not a
         // success (a state index range) or ended at or after the success cutoff (a Stop index range), and the exact rule
@@ -272,7 +278,12 @@ internal static partial class LedgerPartitioning
         {
             var tasks = Q(LedgerModel.Tasks + "_" + PartitionDay.Suffix(day));
             var runs = LedgerModel.Runs + "_" + PartitionDay.Suffix(day);
-            await ReadKeptAsync(connection, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false);
+            var build = await BuildKeptAsync(connection, day, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false);
+            var versions = build is not null;
+            if (build is not null && built is not null)
+            {
+                await built(day).ConfigureAwait(false);
+            }
 
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
@@ -281,14 +292,36 @@ internal static partial class LedgerPartitioning
             if (!await ScalarAsync<bool>(connection, $"SELECT to_regclass('{tasks}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
             {
                 // Another process dropped it meanwhile.
+                if (build is not null)
+                {
+                    await ExecAsync(connection, DropBuilt(build), cancellationToken).ConfigureAwait(false);
+                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                }
+
                 continue;
             }
 
             var runsExist = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(runs)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
-            var sql = $"""
-                CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t WHERE {keep};
-                CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
-                {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
+            if (build is not null && !await BuiltUnchangedAsync(connection, build, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false))
+            {
+                // A kept row changed (or a row became one to keep) after the build: built again, under the lock.
+                await ExecAsync(connection, DropBuilt(build), cancellationToken).ConfigureAwait(false);
+                build = null;
+                dropped = dropped with { Rebuilt = dropped.Rebuilt + 1 };
+            }
+
+            var sql = build is not null
+                ? $"""
+                    CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {Q(build.Tasks)};
+                    CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(build.Runs)};
+                    """
+                : $"""
+                    CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t WHERE {keep};
+                    CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
+                    {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
+                    """;
+            sql += $"""
+
                 {string.Format(CultureInfo.InvariantCulture, DayRollups.Gone, day)}
                 {string.Format(CultureInfo.InvariantCulture, FailureGroupRollup.PostgresDropDay, tasks)}
                 """;
@@ -300,51 +333,29 @@ internal static partial class LedgerPartitioning
             // The search's side table (PostgreSqlSearch): its day partition dropped with the tasks' (the kept tasks' text
             // moved into its _k partition), or, where it has none, the day's text deleted (a DROP fires no trigger).
             var text = await SearchTextDropAsync(connection, tasks, day, counts[2] > 0, cancellationToken).ConfigureAwait(false);
+            var kept = build is null ? (counts[2] > 0 ? KeptPartitions(day) + text.Kept : "")
+                // The side table's kept text: the built one where the drop makes a _k partition of it (text.Kept), else
+                // made as before (the side table was partitioned after the build) or the built one dropped.
+                : AttachBuilt(build, day, text: build.Text is not null && text.Kept != "")
+                    + (build.Text is null ? text.Kept : text.Kept == "" ? DropBuilt(build, tasksAndRuns: false) : "");
             var drop = text.Drop + (runsExist ? Detach(LedgerModel.Runs, runs, day) : "") + $"""
                 {Detach(LedgerModel.Tasks, LedgerModel.Tasks + "_" + PartitionDay.Suffix(day), day)}
-                {(counts[2] > 0 ? KeptPartitions(day) + text.Kept : "")}
+                {kept}
                 {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
                 """;
             await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
             locked?.Invoke(Stopwatch.GetElapsedTime(lockedAt));
             await DropDetachedAsync(connection, new[] { LedgerModel.Tasks, LedgerModel.Runs, SearchText }.Select(t => DetachedName(t, day)), cancellationToken).ConfigureAwait(false);
-            dropped = new PartitionDrop(dropped.Days + 1, dropped.Succeeded + (int)counts[0], dropped.Failed + (int)counts[1], dropped.Kept + (int)counts[2]);
+            if (versions)
+            {
+                await ExecAsync(connection, $"DROP TABLE IF EXISTS pg_temp.{BuiltVersions}", cancellationToken).ConfigureAwait(false);
+            }
+
+            dropped = dropped with { Days = dropped.Days + 1, Succeeded = dropped.Succeeded + (int)counts[0], Failed = dropped.Failed + (int)counts[1], Kept = dropped.Kept + (int)counts[2] };
         }
 
         return dropped;
-    }
-
-    /// <summary>
-    /// Reads the pages of the rows a day's drop will keep (<paramref name="keep"/> over the day's partition
-    /// <paramref name="tasks"/>, and their runs in <paramref name="runs"/>) before the drop takes its lock, so that the locked
-    /// transaction finds them in memory. At 10 M those ~10,000 tasks and their runs lie on ~20,000 pages of a cold 1.7 GB
-    /// day, and reading them was most of the 6-10 s the ledger's tables stayed locked (docs/scale.md "Session 17
-    /// (daydrop)"). What changes between this read and the lock is read again under the lock, as before; a partition gone
-    /// meanwhile is the locked transaction's to find.
-    /// </summary>
-    private static async Task ReadKeptAsync(DbConnection connection, string tasks, string runs, string keep, CancellationToken cancellationToken)
-    {
-        var present = await ListAsync<bool>(connection,
-            $"SELECT to_regclass('{tasks}') IS NOT NULL UNION ALL SELECT to_regclass('{runs}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
-        if (!present[0])
-        {
-            return;
-        }
-
-        // The tasks' bitmap heap scan asks for the pages ahead of its reads (posix_fadvise) when effective_io_concurrency
-        // allows it: raised to 64 for this read where it is 1 (the default on Linux) to 63; 0 (the only value on a platform
-        // without posix_fadvise, or an administrator's choice) is left. Cold, 11,700 pages at 10 M waited 0.26-0.85 s
-        // for their reads against 0.30-2.31 s at 1, in four alternated pairs of days (docs/scale.md "Session 17 (daydrop)").
-        // count(r."Stop"): a column outside the TaskId index, so each run's row is read, not only its index entry.
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await ExecAsync(connection,
-            "SELECT set_config('effective_io_concurrency', '64', true) FROM (SELECT current_setting('effective_io_concurrency')::int AS n) s WHERE n BETWEEN 1 AND 63",
-            cancellationToken).ConfigureAwait(false);
-        await ExecAsync(connection, present[1]
-            ? $"""WITH k AS MATERIALIZED (SELECT t."Id" FROM {tasks} t WHERE {keep}) SELECT count(r."Stop") FROM k CROSS JOIN LATERAL (SELECT x."Stop" FROM {runs} x WHERE x."TaskId" = k."Id") r"""
-            : $"""SELECT count(t."Stop") FROM {tasks} t WHERE {keep}""", cancellationToken).ConfigureAwait(false);
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>

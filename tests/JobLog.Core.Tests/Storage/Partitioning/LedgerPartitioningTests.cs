@@ -4,6 +4,7 @@ using JobLog.Recording;
 using JobLog.Retention;
 using JobLog.Storage;
 using JobLog.Storage.Partitioning;
+using JobLog.Storage.PostgreSql;
 using JobLog.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -278,6 +279,137 @@ public class LedgerPartitioningTests
 
         Assert.That(locks, Has.Count.EqualTo(2).And.All.GreaterThan(0), "one lock time for each dropped day");
         await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
+    public async Task Retention_BuildsTheKeptRowsBeforeTheLock_AndAttachesThemWithTheParentsIndexes()
+    {
+        // The kept rows' tables are built (rows, indexes, a check of their day) before the day's lock, which attaches
+        // them: PostgreSQL adopts their indexes as the partitions of the parents' (docs/scale.md "Session 20 (lead)").
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
+        var (success, failure, unfinished) = WriteOldDay(host, old);
+        await host.FlushAsync();
+
+        var built = new List<int>();
+        var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None,
+            built: day =>
+            {
+                built.Add(day);
+                return System.Threading.Tasks.Task.CompletedTask;
+            });
+
+        Assert.That(built, Is.EqualTo(new[] { PartitionDay.Of(old) }), "built before the lock");
+        Assert.That((drop.Days, drop.Succeeded, drop.Kept, drop.Rebuilt), Is.EqualTo((2, 1, 2, 0)), "the old day and the (empty) day after it");
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { failure, unfinished }));
+        Assert.That(tasks.Single(t => t.Id == failure).Runs.Single().ErrorMessage, Is.EqualTo("card declined"));
+        var suffix = PartitionDay.Suffix(PartitionDay.Of(old))[1..];
+        foreach (var parent in new[] { LedgerModel.Tasks, LedgerModel.Runs, PostgreSqlSearch.Table })
+        {
+            var kept = parent + "_k" + suffix;
+            Assert.That(await ScalarAsync<long>(connection, $"""
+                SELECT count(*) FROM pg_index p WHERE p.indrelid = '"{parent}"'::regclass AND NOT EXISTS (
+                    SELECT 1 FROM pg_inherits h JOIN pg_index c ON c.indexrelid = h.inhrelid WHERE h.inhparent = p.indexrelid AND c.indrelid = '"{kept}"'::regclass)
+                """), Is.Zero, $"every index of {parent} has its partition on {kept}");
+            Assert.That(await ScalarAsync<long>(connection, $"SELECT count(*) FROM pg_index WHERE indrelid = '\"{kept}\"'::regclass"),
+                Is.EqualTo(await ScalarAsync<long>(connection, $"SELECT count(*) FROM pg_index WHERE indrelid = '\"{parent}\"'::regclass")), $"{kept}: no other index");
+            Assert.That(await ScalarAsync<long>(connection, $"SELECT count(*) FROM pg_constraint WHERE conrelid = '\"{kept}\"'::regclass AND contype = 'c'"), Is.Zero,
+                $"{kept}: the build's check of its day is gone");
+        }
+
+        Assert.That(await ScalarAsync<string>(connection,
+            $"SELECT string_agg(\"Text\", '|' ORDER BY \"Text\") FROM \"{PostgreSqlSearch.Table}\" WHERE \"TaskId\" = '{failure}'"), Does.Contain("card declined"));
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_b[0-9]{8}_' OR relname = 'joblog_built'"), Is.Zero,
+            "no built table left");
+        Assert.That(success, Is.Not.AnyOf(tasks.Select(t => t.Id).ToArray()));
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
+    public async Task Retention_KeptRowsChangedBetweenTheirBuildAndTheLock_AreReadAgainUnderIt()
+    {
+        // Between the build and the lock: the kept failure is retried and fails again (a new run, its task updated), and a
+        // success of the day is delivered again and fails (a row that becomes one to keep). The built tables are not
+        // what the day holds any more: they are dropped and the kept rows read under the lock.
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
+        var (success, failure, unfinished) = WriteOldDay(host, old);
+        await host.FlushAsync();
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+
+        var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None,
+            built: async _ =>
+            {
+                recorder.Enqueue(new RunFinished(Start(recorder, failure, "Invoice", old.AddHours(1)), failure, TaskRunState.Failed, old.AddHours(1).AddSeconds(1), "gateway refused", null, null));
+                recorder.Enqueue(new RunFinished(Start(recorder, success, "Invoice", old.AddHours(2)), success, TaskRunState.Failed, old.AddHours(2).AddSeconds(1), "out of stock", null, null));
+                await host.FlushAsync();
+            });
+
+        Assert.That((drop.Days, drop.Kept, drop.Rebuilt), Is.EqualTo((2, 3, 1)));
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { success, failure, unfinished }), "the success that failed since is kept");
+        Assert.That(tasks.Single(t => t.Id == failure).Runs.Select(r => r.ErrorMessage), Is.EquivalentTo(new[] { "card declined", "gateway refused" }));
+        Assert.That(tasks.Single(t => t.Id == success).State, Is.EqualTo(TaskState.Failed));
+        var suffix = PartitionDay.Suffix(PartitionDay.Of(old))[1..];
+        Assert.That(await PartitionOfAsync(host, LedgerModel.Runs, failure), Is.EqualTo(LedgerModel.Runs + "_k" + suffix));
+        Assert.That(await ScalarAsync<string>(connection,
+            $"SELECT string_agg(\"Text\", '|' ORDER BY \"Text\") FROM \"{PostgreSqlSearch.Table}\" WHERE \"TaskId\" IN ('{failure}', '{success}') AND \"IsError\""),
+            Is.EqualTo("card declined|gateway refused|out of stock"), "the search text of the rows as they are now");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_b[0-9]{8}_' OR relname = 'joblog_built'"), Is.Zero,
+            "the built tables are dropped");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
+    public async Task Retention_DropsTheBuiltTablesADropLeftMoreThanAnHourAgo_NotYoungerOnesNorOtherTables()
+    {
+        var host = await StartAsync(partitioned: true);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        var now = await ScalarAsync<long>(connection, "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint");
+        var abandoned = $"{LedgerModel.Tasks}_b20250101_{now - 3700}_00af";
+        var young = $"{LedgerModel.Runs}_b20250101_{now - 60}_00af";
+        var foreign = $"Invoices_b20250101_{now - 3700}_00af";
+        await using (var create = new NpgsqlCommand(
+            $"CREATE TABLE \"{abandoned}\" (LIKE \"{LedgerModel.Tasks}\"); CREATE TABLE \"{young}\" (LIKE \"{LedgerModel.Runs}\"); CREATE TABLE \"{foreign}\" (\"Id\" integer)", connection))
+        {
+            await create.ExecuteNonQueryAsync();
+        }
+
+        await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None);
+
+        Assert.That(await ScalarAsync<string>(connection, "SELECT string_agg(relname::text, ',' ORDER BY relname) FROM pg_class WHERE relname ~ '_b20250101_'"),
+            Is.EqualTo(string.Join(",", new[] { young, foreign }.Order(StringComparer.Ordinal))));
+    }
+
+    private (Guid Success, Guid Failure, Guid Unfinished) WriteOldDay(LedgerHost host, DateTime old)
+    {
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var success = Guid.CreateVersion7(new DateTimeOffset(old));
+        var failure = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(1)));
+        var unfinished = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(2)));
+        foreach (var id in new[] { success, failure, unfinished })
+        {
+            recorder.Enqueue(new TaskDispatched(Task(id, "Invoice", old) with { Input = $"Invoice(Order=ORD-{id:N})" }));
+        }
+
+        recorder.Enqueue(new RunFinished(Start(recorder, success, "Invoice", old.AddSeconds(1)), success, TaskRunState.Succeeded, old.AddSeconds(2), null, null, null));
+        recorder.Enqueue(new RunFinished(Start(recorder, failure, "Invoice", old.AddSeconds(1)), failure, TaskRunState.Failed, old.AddSeconds(5), "card declined", null, null));
+        Start(recorder, unfinished, "Invoice", old.AddSeconds(1));
+        return (success, failure, unfinished);
+    }
+
+    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        return (T)(await command.ExecuteScalarAsync())!;
     }
 
     [Test]

@@ -1,0 +1,226 @@
+using System.Data.Common;
+using System.Globalization;
+using System.Text.RegularExpressions;
+using JobLog.Storage.PostgreSql;
+
+namespace JobLog.Storage.Partitioning;
+
+/// <summary>
+/// A day's kept rows (<see cref="DropExpiredAsync"/>) built into their <c>_k</c> tables, with every index and a check of
+/// their day, before the day's locked transaction, which then only checks that nothing changed and attaches them. Built
+/// under the lock, their indexes took most of it: at 10 M, attaching the kept tasks' table built its 21 indexes in 0.35–0.49 s,
+/// the runs' 0.12–0.18 s and the search text's trigram index 0.51–0.65 s, of the 2.0–2.2 s the tables were locked (PostgreSQL's
+/// statement log, docs/scale.md "Session 20 (lead)"); an attached table whose indexes match the parent's is adopted
+/// without a build, and one whose check implies the day is not scanned (3–7 ms).
+/// <para>
+/// The build reads the day's rows to keep and their runs in one snapshot and notes each row's version (<c>xmin</c>) in a
+/// temporary table; under the lock the same rows are read again and compared: a row updated, added or gone since (a
+/// retry, a resolution, a sweep) has another version or none, and then the built tables are dropped and the kept rows
+/// read and built under the lock as before. The built tables carry a name of their own until then
+/// (<c>JobLogTasks_b20261203_1796342400_3fa2</c>: the day, the server's time and a random part), so two processes
+/// dropping the same day never take each other's; one left by a process stopped before its lock is dropped an hour later
+/// by the next drop (<see cref="DropAbandonedBuildsAsync"/>).
+/// </para>
+/// </summary>
+internal static partial class LedgerPartitioning
+{
+    private const string BuiltVersions = "joblog_built";
+    private const string BuiltCheck = "joblog_built_day";
+    private static readonly TimeSpan AbandonedAfter = TimeSpan.FromHours(1);
+
+    /// <summary>The tables a day's kept rows were built into, and whether they changed before the lock.</summary>
+    private sealed record KeptBuild(string Tasks, string Runs, string? Text)
+    {
+        /// <summary>Each built index's name, and the name it takes under the lock (<see cref="IndexesOfAsync"/>).</summary>
+        public List<(string Built, string Kept)> Indexes { get; } = [];
+    }
+
+    /// <summary>
+    /// Builds the rows a drop of <paramref name="day"/> keeps (<paramref name="keep"/> over the day's partition
+    /// <paramref name="tasks"/>, their runs in <paramref name="runs"/>, and their search text where the side table has the
+    /// day's partition) into tables of their own with the parents' indexes; null when there is nothing to keep, or the
+    /// runs' partition is missing (the drop then builds under the lock, as before).
+    /// </summary>
+    private static async Task<KeptBuild?> BuildKeptAsync(DbConnection connection, int day, string tasks, string runs, string keep, CancellationToken cancellationToken)
+    {
+        var present = await ListAsync<bool>(connection,
+            $"SELECT to_regclass('{tasks}') IS NOT NULL UNION ALL SELECT to_regclass('{runs}') IS NOT NULL UNION ALL SELECT to_regclass('{Q(SearchText + "_" + PartitionDay.Suffix(day))}') IS NOT NULL",
+            cancellationToken).ConfigureAwait(false);
+        if (!present[0] || !present[1])
+        {
+            return null;
+        }
+
+        var text = present[2] && await ScalarAsync<string>(connection, SearchTextKindSql, cancellationToken).ConfigureAwait(false) == "p";
+        var stamp = await ScalarAsync<long>(connection, "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint", cancellationToken).ConfigureAwait(false);
+        string Name(string table) => string.Create(CultureInfo.InvariantCulture, $"{table}_b{PartitionDay.Suffix(day)[1..]}_{stamp}_{Random.Shared.Next(0x10000):x4}");
+        var build = new KeptBuild(Name(LedgerModel.Tasks), Name(LedgerModel.Runs), text ? Name(SearchText) : null);
+
+        // One snapshot for the rows and the versions noted (REPEATABLE READ). The tasks' bitmap heap scan asks for its pages
+        // ahead (posix_fadvise) where effective_io_concurrency allows it: raised to 64 for this read where it is 1 (Linux's
+        // default) to 63; 0 (a platform without posix_fadvise, or an administrator's choice) is left. Cold, 11,700 pages at
+        // 10 M waited 0.26-0.85 s for their reads against 0.30-2.31 s at 1 (docs/scale.md "Session 17 (daydrop)").
+        await using var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false);
+        await ExecAsync(connection, $"""
+            SELECT set_config('effective_io_concurrency', '64', true) FROM (SELECT current_setting('effective_io_concurrency')::int AS n) s WHERE n BETWEEN 1 AND 63;
+            DROP TABLE IF EXISTS pg_temp.{BuiltVersions};
+            CREATE TEMP TABLE {BuiltVersions} ("Kind" "char" NOT NULL, "Id" uuid NOT NULL, "X" text NOT NULL);
+            CREATE TABLE {Q(build.Tasks)} (LIKE {Q(LedgerModel.Tasks)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
+            WITH s AS MATERIALIZED (SELECT t AS r, t.xmin::text AS x FROM {tasks} t WHERE {keep}),
+                 i AS (INSERT INTO {Q(build.Tasks)} SELECT (s.r).* FROM s)
+            INSERT INTO {BuiltVersions} SELECT 't', (s.r)."Id", s.x FROM s;
+            """, cancellationToken).ConfigureAwait(false);
+        if (await ScalarAsync<long>(connection, $"SELECT count(*) FROM {BuiltVersions}", cancellationToken).ConfigureAwait(false) == 0)
+        {
+            await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+
+        var sql = $"""
+            CREATE TABLE {Q(build.Runs)} (LIKE {Q(LedgerModel.Runs)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
+            WITH s AS MATERIALIZED (SELECT y.r, y.v FROM {Q(build.Tasks)} k CROSS JOIN LATERAL (SELECT x AS r, x.xmin::text AS v FROM {runs} x WHERE x."TaskId" = k."Id") y),
+                 i AS (INSERT INTO {Q(build.Runs)} SELECT (s.r).* FROM s)
+            INSERT INTO {BuiltVersions} SELECT 'r', (s.r)."Id", s.v FROM s;
+            ANALYZE pg_temp.{BuiltVersions};
+
+            """;
+        if (build.Text is { } textTable)
+        {
+            sql += $"""
+                CREATE TABLE {Q(textTable)} (LIKE {Q(SearchText)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
+                {PostgreSqlSearch.RowsOf(Q(build.Tasks), Q(build.Runs), keyed: true, into: Q(textTable))};
+
+                """;
+        }
+
+        foreach (var (parent, table) in new[] { (LedgerModel.Tasks, build.Tasks), (LedgerModel.Runs, build.Runs), (SearchText, build.Text) })
+        {
+            if (table is not null)
+            {
+                sql += $"ALTER TABLE {Q(table)} ADD CONSTRAINT {BuiltCheck} CHECK ({Key} >= {day} AND {Key} < {day + 1});\n";
+                foreach (var (statement, builtName, keptName) in await IndexesOfAsync(connection, parent, day, table, cancellationToken).ConfigureAwait(false))
+                {
+                    sql += statement + ";\n";
+                    build.Indexes.Add((builtName, keptName));
+                }
+            }
+        }
+
+        await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return build;
+    }
+
+    /// <summary>
+    /// The statements that give <paramref name="table"/> the indexes of the partitioned table <paramref name="parent"/> (its
+    /// primary key and unique constraints as constraints, its other indexes as <c>pg_get_indexdef</c> defines them), each
+    /// under a name of the build's own (two builds never meet), and the name it takes under the lock: its day partition's
+    /// index's name with <c>_k</c> for <c>_p</c> (<c>JobLogTasks_k20261203_DispatchedAt_idx</c>, the name an attach gives the
+    /// index it builds; the same length, so never cut short), or the kept table's name and its number.
+    /// </summary>
+    private static async Task<List<(string Statement, string Built, string Kept)>> IndexesOfAsync(
+        DbConnection connection, string parent, int day, string table, CancellationToken cancellationToken)
+    {
+        var partition = parent + "_" + PartitionDay.Suffix(day);
+        var kept = KeptName(parent, day);
+        var rows = await ListAsync<string>(connection, $"""
+            SELECT concat_ws(E'\x1f', pg_get_indexdef(i.indexrelid), coalesce(pg_get_constraintdef(k.oid), ''), coalesce(c.relname::text, ''))
+            FROM pg_index i
+            LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u')
+            LEFT JOIN (pg_inherits h JOIN pg_index ci ON ci.indexrelid = h.inhrelid AND ci.indrelid = to_regclass('{Q(partition)}') JOIN pg_class c ON c.oid = ci.indexrelid)
+                ON h.inhparent = i.indexrelid
+            WHERE i.indrelid = '{Q(parent)}'::regclass
+            ORDER BY i.indexrelid
+            """, cancellationToken).ConfigureAwait(false);
+        var list = new List<(string, string, string)>();
+        foreach (var row in rows)
+        {
+            var (definition, constraint, partitionIndex) = row.Split('\x1f') is [var d, var c, var p] ? (d, c, p) : throw new InvalidOperationException(row);
+            var builtName = string.Create(CultureInfo.InvariantCulture, $"{table}_{list.Count + 1}");
+            var keptName = partitionIndex.StartsWith(partition + "_", StringComparison.Ordinal)
+                ? kept + partitionIndex[partition.Length..]
+                : string.Create(CultureInfo.InvariantCulture, $"{kept}_{list.Count + 1}");
+            if (constraint != "")
+            {
+                list.Add(($"ALTER TABLE {Q(table)} ADD CONSTRAINT {Q(builtName)} {constraint}", builtName, keptName));
+                continue;
+            }
+
+            var match = IndexDefinition().Match(definition);
+            if (!match.Success)
+            {
+                throw new InvalidOperationException($"JobLog cannot read the index definition of {parent}: {definition}");
+            }
+
+            list.Add(($"CREATE {match.Groups[1].Value}INDEX {Q(builtName)} ON {Q(table)} {match.Groups[2].Value}", builtName, keptName));
+        }
+
+        return list;
+    }
+
+    /// <summary>
+    /// Under the day's lock: whether the rows to keep and their runs are still the versions <see cref="BuildKeptAsync"/>
+    /// built (the same ids, the same <c>xmin</c>), and its tables are still there.
+    /// </summary>
+    private static async Task<bool> BuiltUnchangedAsync(DbConnection connection, KeptBuild build, string tasks, string runs, string keep, CancellationToken cancellationToken)
+    {
+        var tables = new[] { build.Tasks, build.Runs, build.Text }.OfType<string>().ToList();
+        var present = await ScalarAsync<long>(connection,
+            $"SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND NOT relispartition AND relname IN ({string.Join(", ", tables.Select(t => $"'{t}'"))})",
+            cancellationToken).ConfigureAwait(false);
+        if (present != tables.Count)
+        {
+            return false;
+        }
+
+        return await ScalarAsync<long>(connection, $"""
+            SELECT (SELECT count(*) FROM (SELECT t."Id", t.xmin::text AS x FROM {tasks} t WHERE {keep}) a
+                    FULL JOIN (SELECT "Id", "X" FROM {BuiltVersions} WHERE "Kind" = 't') b ON a."Id" = b."Id" AND a.x = b."X"
+                    WHERE a."Id" IS NULL OR b."Id" IS NULL)
+                 + (SELECT count(*) FROM (SELECT y.* FROM {BuiltVersions} k CROSS JOIN LATERAL (SELECT r."Id", r.xmin::text AS x FROM {runs} r WHERE r."TaskId" = k."Id") y WHERE k."Kind" = 't') a
+                    FULL JOIN (SELECT "Id", "X" FROM {BuiltVersions} WHERE "Kind" = 'r') b ON a."Id" = b."Id" AND a.x = b."X"
+                    WHERE a."Id" IS NULL OR b."Id" IS NULL)
+            """, cancellationToken).ConfigureAwait(false) == 0;
+    }
+
+    /// <summary>
+    /// The statements, after the day's partitions are detached, that make the built tables its <c>_k</c> partitions, their
+    /// indexes named as an attach names those it builds (<c>JobLogTasks_k20261203_DispatchedAt_idx</c>).
+    /// </summary>
+    private static string AttachBuilt(KeptBuild build, int day, bool text) => string.Concat(
+        new[] { (LedgerModel.Tasks, build.Tasks), (LedgerModel.Runs, build.Runs), (SearchText, text ? build.Text : null) }
+            .Where(p => p.Item2 is not null)
+            .Select(p => $"""
+                ALTER TABLE {Q(p.Item2!)} RENAME TO {Q(KeptName(p.Item1, day))};
+                ALTER TABLE {Q(p.Item1)} ATTACH PARTITION {Q(KeptName(p.Item1, day))} FOR VALUES FROM ({day}) TO ({day + 1});
+                ALTER TABLE {Q(KeptName(p.Item1, day))} DROP CONSTRAINT {BuiltCheck};
+                {string.Concat(build.Indexes.Where(i => i.Built.StartsWith(p.Item2 + "_", StringComparison.Ordinal)).Select(i => $"ALTER INDEX {Q(i.Built)} RENAME TO {Q(i.Kept)};\n"))}
+                """));
+
+    /// <summary>Drops the tables of <paramref name="build"/> (those still there).</summary>
+    private static string DropBuilt(KeptBuild build, bool tasksAndRuns = true) =>
+        $"DROP TABLE IF EXISTS {string.Join(", ", new[] { tasksAndRuns ? build.Tasks : null, tasksAndRuns ? build.Runs : null, build.Text }.OfType<string>().Select(Q))};\n";
+
+    /// <summary>
+    /// Drops the built tables (<see cref="BuildKeptAsync"/>) a drop left behind more than an hour ago (the server's clock):
+    /// it stopped between its build and its lock. Only tables that are no partition and carry the name of one of the
+    /// ledger's partitioned tables; a younger one may be another process's, on its way to its lock.
+    /// </summary>
+    internal static async Task DropAbandonedBuildsAsync(DbConnection connection, CancellationToken cancellationToken)
+    {
+        var names = await ListAsync<string>(connection, $$"""
+            SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+                AND c.relname ~ '_b[0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$'
+                AND substring(c.relname FROM '_b[0-9]{8}_([0-9]{1,19})_[0-9a-f]{4}$')::numeric < extract(epoch FROM clock_timestamp()) - {{(long)AbandonedAfter.TotalSeconds}}
+            """, cancellationToken).ConfigureAwait(false);
+        await DropDetachedAsync(connection, names.Where(n => BuiltTable().Match(n) is { Success: true } m && IsPartitioned(m.Groups[1].Value)), cancellationToken)
+            .ConfigureAwait(false);
+    }
+
+    [GeneratedRegex("^(JobLog[A-Za-z]+)_b[0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$", RegexOptions.CultureInvariant)]
+    private static partial Regex BuiltTable();
+
+    /// <summary>A partitioned index's definition: <c>CREATE [UNIQUE] INDEX name ON ONLY schema.table USING …</c>.</summary>
+    [GeneratedRegex("""^CREATE (UNIQUE )?INDEX (?:"(?:[^"]|"")+"|\S+) ON ONLY (?:(?:"(?:[^"]|"")+"|[^\s."]+)\.)?(?:"(?:[^"]|"")+"|[^\s."]+) (USING .*)$""", RegexOptions.CultureInvariant | RegexOptions.Singleline)]
+    private static partial Regex IndexDefinition();
+}
