@@ -160,7 +160,9 @@ internal static partial class LedgerPartitioning
 
     /// <summary>
     /// Under the day's lock: whether the rows to keep and their runs are still the versions <see cref="BuildKeptAsync"/>
-    /// built (the same ids, the same <c>xmin</c>), and its tables are still there.
+    /// built (the same ids, the same <c>xmin</c>), and its tables are still there. The runs are looked up by task id
+    /// (<c>OFFSET 0</c> keeps the lookup a nested loop over the run index): left to itself the planner hashed the kept
+    /// tasks and read the whole day's runs, 0.9 s against 0.34-0.44 s at 10 M (24,021 kept tasks, 37,021 runs).
     /// </summary>
     private static async Task<bool> BuiltUnchangedAsync(DbConnection connection, KeptBuild build, string tasks, string runs, string keep, CancellationToken cancellationToken)
     {
@@ -177,7 +179,7 @@ internal static partial class LedgerPartitioning
             SELECT (SELECT count(*) FROM (SELECT t."Id", t.xmin::text AS x FROM {tasks} t WHERE {keep}) a
                     FULL JOIN (SELECT "Id", "X" FROM {BuiltVersions} WHERE "Kind" = 't') b ON a."Id" = b."Id" AND a.x = b."X"
                     WHERE a."Id" IS NULL OR b."Id" IS NULL)
-                 + (SELECT count(*) FROM (SELECT y.* FROM {BuiltVersions} k CROSS JOIN LATERAL (SELECT r."Id", r.xmin::text AS x FROM {runs} r WHERE r."TaskId" = k."Id") y WHERE k."Kind" = 't') a
+                 + (SELECT count(*) FROM (SELECT y.* FROM {BuiltVersions} k CROSS JOIN LATERAL (SELECT r."Id", r.xmin::text AS x FROM {runs} r WHERE r."TaskId" = k."Id" OFFSET 0) y WHERE k."Kind" = 't') a
                     FULL JOIN (SELECT "Id", "X" FROM {BuiltVersions} WHERE "Kind" = 'r') b ON a."Id" = b."Id" AND a.x = b."X"
                     WHERE a."Id" IS NULL OR b."Id" IS NULL)
             """, cancellationToken).ConfigureAwait(false) == 0;
