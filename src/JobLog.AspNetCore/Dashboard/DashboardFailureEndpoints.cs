@@ -123,7 +123,22 @@ internal static class DashboardFailureEndpoints
             return Error(StatusCodes.Status503ServiceUnavailable, "Retry and resolve are not available: the application registered no IFailureActions.");
         }
 
-        var form = await http.Request.ReadFormAsync(ct).ConfigureAwait(false);
+        // A body that is not a form (JSON, none) or a form beyond the server's limits is the client's error, not a 500.
+        if (!http.Request.HasFormContentType)
+        {
+            return Error(StatusCodes.Status400BadRequest, "Send the action as a form (application/x-www-form-urlencoded or multipart/form-data).");
+        }
+
+        IFormCollection form;
+        try
+        {
+            form = await http.Request.ReadFormAsync(ct).ConfigureAwait(false);
+        }
+        catch (InvalidDataException ex)
+        {
+            return Error(StatusCodes.Status400BadRequest, "The form cannot be read: " + ex.Message);
+        }
+
         var note = form["note"].ToString().Trim();
         if (note.Length > options.Actions.MaxNoteLength)
         {

@@ -153,6 +153,57 @@ public class FailureActionsTests
         Assert.That(sent.TaskIds, Is.EqualTo(world.Declined.Take(2)));
     }
 
+    [TestCase("application/json", "{\"scope\":\"tasks\"}")]
+    [TestCase("text/plain", "scope=tasks")]
+    [TestCase(null, null)]
+    public async Task Operator_PostWithTheTokenHeader_ButNoForm_IsA400_NotA500(string? contentType, string? body)
+    {
+        var fake = new FakeFailureActions();
+        await using var world = await World.StartAsync(fake);
+        var (cookie, _, token) = await world.TokenAsync();
+        var tokenHeader = JsonDocument.Parse(await world.GetAsync("/joblog/api/failures/token", "operator")).RootElement.GetProperty("header").GetString()!;
+
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/joblog/failures/actions/resolve");
+        if (contentType is not null)
+        {
+            request.Content = new StringContent(body!, System.Text.Encoding.UTF8, contentType);
+        }
+
+        request.Headers.Add(World.RoleHeader, "operator");
+        request.Headers.Add("Cookie", cookie);
+        request.Headers.Add(tokenHeader, token);
+        request.Headers.Add("Accept", "application/json");
+        using var response = await world.Host.Client.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), text);
+        Assert.That(JsonDocument.Parse(text).RootElement.GetProperty("error").GetString(), Does.Contain("form"));
+        Assert.That(fake.Requests, Is.Empty);
+    }
+
+    [Test]
+    public async Task Operator_FormBeyondTheServersValueLimit_IsA400_NotA500()
+    {
+        var fake = new FakeFailureActions();
+        await using var world = await World.StartAsync(fake);
+        var (cookie, _, token) = await world.TokenAsync();
+        var tokenHeader = JsonDocument.Parse(await world.GetAsync("/joblog/api/failures/token", "operator")).RootElement.GetProperty("header").GetString()!;
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/joblog/failures/actions/resolve")
+        {
+            // More values than FormOptions.ValueCountLimit (1,024), fewer tasks than MaxTasksPerAction (10,000).
+            Content = new FormUrlEncodedContent(world.TasksForm([.. Enumerable.Range(0, 1100).Select(_ => Guid.NewGuid())])),
+        };
+        request.Headers.Add(World.RoleHeader, "operator");
+        request.Headers.Add("Cookie", cookie);
+        request.Headers.Add(tokenHeader, token);
+        request.Headers.Add("Accept", "application/json");
+
+        using var response = await world.Host.Client.SendAsync(request);
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), await response.Content.ReadAsStringAsync());
+        Assert.That(fake.Requests, Is.Empty);
+    }
+
     [Test]
     public async Task Operator_SeesButtonsOnAFailedTasksPage_AndAReaderDoesNot()
     {
