@@ -133,7 +133,7 @@ internal static class DashboardEndpoints
         return Results.Content(html, "text/html; charset=utf-8", statusCode: error is null ? StatusCodes.Status200OK : StatusCodes.Status400BadRequest);
     }
 
-    private const string Busy = "Too many searches are running; try again in a moment.";
+    internal const string Busy = "Too many searches are running; try again in a moment.";
 
     /// <summary>
     /// Runs a list query; one with a free-text search takes a slot of <see cref="JobLogDashboardOptions.MaxConcurrentSearches"/>
@@ -158,7 +158,7 @@ internal static class DashboardEndpoints
     }
 
     /// <summary>A 429 with <c>Retry-After: 1</c>.</summary>
-    private sealed class BusyResult(IResult inner) : IResult
+    internal sealed class BusyResult(IResult inner) : IResult
     {
         public Task ExecuteAsync(HttpContext httpContext)
         {

@@ -23,13 +23,25 @@ internal static class DashboardFailureEndpoints
         group.MapGet("/failures", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
         {
             var (filter, error) = TryParse(page, p => FailureFilter.Parse(p, page.Now));
+            using var slot = SearchSlot(filter, options, out var busy);
+            if (busy)
+            {
+                return DashboardEndpoints.Html(FailurePages.List(page, null, Busy), busy: Busy);
+            }
+
             var groups = filter is null ? null : await Queries(http).FailureGroupsAsync(filter, page.Now, ct).ConfigureAwait(false);
             return DashboardEndpoints.Html(FailurePages.List(page, groups, error), error);
         }));
         group.MapGet("/api/failures", async (HttpContext http, CancellationToken ct) =>
-            await ParseApi(http, options) is { } f
-                ? Json(await Queries(http).FailureGroupsAsync(f, Now(http), ct).ConfigureAwait(false))
-                : BadFilter(http));
+        {
+            if (await ParseApi(http, options) is not { } f)
+            {
+                return BadFilter(http);
+            }
+
+            using var slot = SearchSlot(f, options, out var busy);
+            return busy ? BusyJson() : Json(await Queries(http).FailureGroupsAsync(f, Now(http), ct).ConfigureAwait(false));
+        });
 
         group.MapGet("/failures/groups/{id}", (HttpContext http, string id, CancellationToken ct) => Page(http, prefix, options, async page =>
         {
@@ -39,13 +51,27 @@ internal static class DashboardFailureEndpoints
                 return DashboardEndpoints.Html(FailurePages.Group(page, id, null, new Page<FailureRow>([], null), error), error);
             }
 
+            using var slot = SearchSlot(filter, options, out var busy);
+            if (busy)
+            {
+                return DashboardEndpoints.Html(FailurePages.Group(page, id, null, new Page<FailureRow>([], null), Busy), busy: Busy);
+            }
+
             var queries = Queries(http);
             var summary = await queries.FailureGroupsAsync(filter with { After = null, Limit = 1 }, page.Now, ct).ConfigureAwait(false);
             var rows = await queries.FailuresAsync(filter, ct).ConfigureAwait(false);
             return DashboardEndpoints.Html(FailurePages.Group(page, id, summary.Groups.FirstOrDefault(), rows, null));
         }));
         group.MapGet("/api/failures/groups/{id}", async (HttpContext http, string id, CancellationToken ct) =>
-            await ParseApi(http, options, id) is { } f ? Json(await Queries(http).FailuresAsync(f, ct).ConfigureAwait(false)) : BadFilter(http));
+        {
+            if (await ParseApi(http, options, id) is not { } f)
+            {
+                return BadFilter(http);
+            }
+
+            using var slot = SearchSlot(f, options, out var busy);
+            return busy ? BusyJson() : Json(await Queries(http).FailuresAsync(f, ct).ConfigureAwait(false));
+        });
 
         group.MapGet("/failures/retries/{requestId:guid}", (HttpContext http, Guid requestId, CancellationToken ct) => Page(http, prefix, options, async page =>
             await ProgressAsync(http, requestId, ct).ConfigureAwait(false) is { } p ? DashboardEndpoints.Html(FailurePages.Progress(page, p)) : NotFoundPage(page, "retry")));
@@ -231,6 +257,27 @@ internal static class DashboardFailureEndpoints
             return Task.FromResult<FailureFilter?>(null);
         }
     }
+
+    /// <summary>
+    /// A search (<c>q</c>) reads every open failure, up to <see cref="LedgerQueries.MaxFailuresScanned"/> with its error,
+    /// and filters in memory: it takes a slot of <see cref="JobLogDashboardOptions.MaxConcurrentSearches"/> like the
+    /// other lists' searches. <paramref name="busy"/> is true when none is free (a 429).
+    /// </summary>
+    private static IDisposable? SearchSlot(FailureFilter? filter, JobLogDashboardOptions options, out bool busy)
+    {
+        if (filter?.Search is null)
+        {
+            busy = false;
+            return null;
+        }
+
+        var slot = options.Searches.TryEnter();
+        busy = slot is null;
+        return slot;
+    }
+
+    private static IResult BusyJson() =>
+        new BusyResult(Results.Json(new { error = Busy }, DashboardJson.Options, statusCode: StatusCodes.Status429TooManyRequests));
 
     private static IResult BadFilter(HttpContext http) =>
         Error(StatusCodes.Status400BadRequest, http.Items[typeof(FilterException)] as string ?? "Bad filter.");

@@ -112,6 +112,36 @@ public class FilterBoundsTests
         Assert.That(await IdsAsync("/joblog/api/tasks?q=needle"), Has.Count.EqualTo(_byState.Count), "slots come back");
     }
 
+    [TestCase("/joblog/api/failures?q=needle")]
+    [TestCase("/joblog/failures?q=needle")]
+    [TestCase("/joblog/api/failures/groups/0123456789abcdef?q=needle")]
+    [TestCase("/joblog/failures/groups/0123456789abcdef?q=needle")]
+    public async Task FailureSearch_BeyondTheConcurrencyLimit_Is429(string url)
+    {
+        // A failures search reads every open failure (up to MaxFailuresScanned, with its error) and filters in memory:
+        // the same slots as the other lists' searches bound it.
+        var held = new List<IDisposable>();
+        for (var i = 0; i < _options.MaxConcurrentSearches; i++)
+        {
+            held.Add(_options.Searches.TryEnter() ?? throw new AssertionException("a free search slot"));
+        }
+
+        using (var busy = await _host.Client.GetAsync(url))
+        {
+            Assert.That(busy.StatusCode, Is.EqualTo(HttpStatusCode.TooManyRequests), url);
+            Assert.That(busy.Headers.RetryAfter, Is.Not.Null);
+        }
+
+        using (var unfiltered = await _host.Client.GetAsync(url.Replace("?q=needle", "", StringComparison.Ordinal)))
+        {
+            Assert.That(unfiltered.StatusCode, Is.EqualTo(HttpStatusCode.OK), "without q, not limited");
+        }
+
+        held.ForEach(h => h.Dispose());
+        using var served = await _host.Client.GetAsync(url);
+        Assert.That(served.StatusCode, Is.EqualTo(HttpStatusCode.OK), "slots come back");
+    }
+
     private async Task AssertBadRequestAsync(string url)
     {
         using var response = await _host.Client.GetAsync(url);
