@@ -44,4 +44,22 @@ public sealed class FailureCommandsTests
         var action = await host.QueryAsync(db => db.FailureActions.AsNoTracking().SingleAsync(a => a.Kind == FailureActionKind.Archive));
         Assert.That((action.RequestedBy, action.Note), Is.EqualTo((Environment.UserName, "known")));
     }
+
+    [TestCase("retry", "not-a-task-id", "--no-wait")]
+    [TestCase("resolve", "not-a-task-id")]
+    [TestCase("resolve", "00000000-0000-0000-0000-00000000000x", "--archive")]
+    public async Task RetryAndResolve_WithATaskIdThatIsNotOne_ExitWith2_AndRecordNoAction(params string[] args)
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var output = new StringWriter();
+        var error = new StringWriter();
+
+        var exit = await JobLog.Worker.Cli.Cli.RunAsync(
+            [.. args, "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString], CliConsole.Redirected(output, error), recordCommand: false);
+
+        Assert.That(exit, Is.EqualTo(2), output.ToString());
+        Assert.That(error.ToString(), Does.Contain(args[1]));
+        Assert.That(output.ToString(), Does.Not.Contain("skipped"));
+        Assert.That(await host.QueryAsync(db => db.FailureActions.CountAsync()), Is.Zero, "no retry or resolve recorded");
+    }
 }

@@ -14,15 +14,16 @@ internal static class FailureCommands
 
     private static Command Retry(CliContext context)
     {
-        var ids = new Argument<Guid[]>("task-id") { Description = "The failed tasks to retry.", Arity = ArgumentArity.OneOrMore };
+        var ids = new Argument<string[]>("task-id") { Description = "The failed tasks to retry.", Arity = ArgumentArity.OneOrMore };
         var by = new Option<string>("--by") { Description = "Who asks (kept with the action). Default: the OS user.", DefaultValueFactory = _ => Environment.UserName };
         var noWait = new Option<bool>("--no-wait") { Description = "Record the retry and exit; do not follow its progress." };
         var command = new Command("retry", "Send the kept messages of failed tasks back to their queues (a running worker sends them).") { ids, by, noWait };
         command.SetAction((parse, ct) => context.WithLedgerAsync("retry", async session =>
         {
+            var taskIds = TaskIds(parse.GetValue(ids));
             await session.Maintenance.MigrateAsync(ct);
             var actions = session.Services.GetRequiredService<IFailureActions>();
-            var receipt = await actions.RetryAsync(new FailureActionRequest(parse.GetValue(ids)!, parse.GetValue(by)!) { Selection = "cli" }, ct);
+            var receipt = await actions.RetryAsync(new FailureActionRequest(taskIds, parse.GetValue(by)!) { Selection = "cli" }, ct);
             await context.Console.SafeOut.WriteLineAsync($"retry {receipt.RequestId}: {receipt.Accepted} queued, {receipt.Skipped} skipped");
             if (receipt.Accepted == 0 || parse.GetValue(noWait))
             {
@@ -53,7 +54,7 @@ internal static class FailureCommands
 
     private static Command Resolve(CliContext context)
     {
-        var ids = new Argument<Guid[]>("task-id") { Description = "The failed tasks to resolve.", Arity = ArgumentArity.OneOrMore };
+        var ids = new Argument<string[]>("task-id") { Description = "The failed tasks to resolve.", Arity = ArgumentArity.OneOrMore };
         var by = new Option<string>("--by") { Description = "Who asks (kept with the action). Default: the OS user.", DefaultValueFactory = _ => Environment.UserName };
         var note = new Option<string?>("--note") { Description = "Why (kept with the action)." };
         var archive = new Option<bool>("--archive") { Description = "Archive instead of resolve." };
@@ -61,8 +62,9 @@ internal static class FailureCommands
         var command = new Command("resolve", "Mark failed tasks resolved (or archived), with an optional note.") { ids, by, note, archive, delete };
         command.SetAction((parse, ct) => context.WithLedgerAsync("resolve", async session =>
         {
+            var taskIds = TaskIds(parse.GetValue(ids));
             await session.Maintenance.MigrateAsync(ct);
-            var request = new FailureActionRequest(parse.GetValue(ids)!, parse.GetValue(by)!) { Note = parse.GetValue(note), Selection = "cli" };
+            var request = new FailureActionRequest(taskIds, parse.GetValue(by)!) { Note = parse.GetValue(note), Selection = "cli" };
             var resolution = parse.GetValue(archive) ? FailureResolution.Archived : FailureResolution.Resolved;
             var receipt = await session.Services.GetRequiredService<IFailureActions>().ResolveAsync(request, resolution, ct);
             await context.Console.SafeOut.WriteLineAsync($"{resolution.ToString().ToLowerInvariant()} {receipt.Accepted}, skipped {receipt.Skipped} (not failed)");
@@ -75,5 +77,22 @@ internal static class FailureCommands
             return 0;
         }, ct));
         return command;
+    }
+
+    /// <summary>
+    /// The task ids, each one read strictly: a value that is not a task id is a usage error (exit 2) before anything is
+    /// recorded (System.CommandLine read it as an empty id, and the action ran on it).
+    /// </summary>
+    private static Guid[] TaskIds(string[]? values)
+    {
+        var ids = new List<Guid>();
+        foreach (var value in values ?? [])
+        {
+            ids.Add(Guid.TryParse(value, out var id) && id != Guid.Empty
+                ? id
+                : throw new CliUsageException($"'{value}' is not a task id, e.g. 0b9f6f3e-5d1c-4c4e-9a55-2b0f2f3c1a77."));
+        }
+
+        return ids.Count > 0 ? [.. ids] : throw new CliUsageException("Give at least one task id.");
     }
 }
