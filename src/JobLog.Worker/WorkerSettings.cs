@@ -29,6 +29,7 @@ internal sealed record WorkerSettings(
             ?? (database == LedgerProvider.Sqlite
                 ? "Data Source=joblog.db"
                 : throw new InvalidOperationException("JobLog:Database is 'postgres' but ConnectionStrings:JobLog is not set."));
+        Validate(database, connectionString);
         return new WorkerSettings(
             database,
             connectionString,
@@ -38,5 +39,25 @@ internal sealed record WorkerSettings(
             configuration["RabbitMq:Password"] ?? "guest",
             ushort.TryParse(configuration["RabbitMq:PrefetchCount"], out var prefetch) ? prefetch : null,
             int.TryParse(configuration["RabbitMq:ConcurrentMessageLimit"], out var limit) ? limit : null);
+    }
+
+    /// <summary>
+    /// A connection string the provider cannot read is a setting error (exit 2 at once), not a ledger that is down: the
+    /// migration would retry it for a minute and the command end in an unhandled exception. The message names the
+    /// problem (a keyword at most), never the connection string's values.
+    /// </summary>
+    private static void Validate(LedgerProvider database, string connectionString)
+    {
+        try
+        {
+            _ = database == LedgerProvider.Sqlite
+                ? new Microsoft.Data.Sqlite.SqliteConnectionStringBuilder(connectionString)
+                : (System.Data.Common.DbConnectionStringBuilder)new Npgsql.NpgsqlConnectionStringBuilder(connectionString);
+        }
+        catch (ArgumentException ex)
+        {
+            throw new InvalidOperationException(
+                $"ConnectionStrings:JobLog is not a valid {(database == LedgerProvider.Sqlite ? "SQLite" : "PostgreSQL")} connection string: {ex.Message}");
+        }
     }
 }

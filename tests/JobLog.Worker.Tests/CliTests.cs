@@ -41,6 +41,20 @@ public class CliTests
         Assert.That(error, Does.Contain(args[^1]));
     }
 
+    [TestCase("tasks", "sqlite", "garbage;;==")]
+    [TestCase("migrate", "sqlite", "Data Source=x.db;Bogus Keyword=1")]
+    [TestCase("tasks", "postgres", "Hots=localhost;Pasword=secret-value")]
+    public async Task AConnectionStringThatCannotBeRead_ExitsWith2_AtOnce_AndSaysWhich(string command, string database, string connectionString)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+
+        var (exit, _, error) = await RunAsync(command, "--JobLog:Database=" + database, "--ConnectionStrings:JobLog=" + connectionString);
+
+        Assert.That(exit, Is.EqualTo(2), error);
+        Assert.That(error, Does.Contain("ConnectionStrings:JobLog").And.Not.Contain("secret-value").And.Not.Contain("   at "));
+        Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(20)), "no retries of a migration that cannot succeed");
+    }
+
     [Test]
     public async Task Purge_WithoutType_IsAParseError()
     {
