@@ -271,6 +271,30 @@ public class PurgeCommandTests(LedgerProvider provider)
         });
     }
 
+    [TestCase("{\"Id\":\"33333333-3333-3333-3333-333333333333\",\"Name\":", "line 2")]
+    [TestCase("{\"Id\":\"not-a-guid\",\"Name\":\"T\"}", "line 2")]
+    [TestCase("{\"Id\":\"33333333-3333-3333-3333-333333333333\",\"Name\":\"T\",\"DispatchedAt\":12345}", "line 2")]
+    [TestCase("{\"Id\":\"33333333-3333-3333-3333-333333333333\",\"Name\":\"T\",\"DispatchedAt\":\"2026-01-01T00:00:00Z\",\"State\":999}", "State")]
+    [TestCase("{\"Id\":\"33333333-3333-3333-3333-333333333333\",\"Name\":null,\"DispatchedAt\":\"2026-01-01T00:00:00Z\",\"State\":3}", "Name")]
+    public async Task Restore_OfABackupWithARowItCannotRead_ExitsWith2_SaysWhere_AndRestoresNothing(string row, string where)
+    {
+        Directory.CreateDirectory(_backup);
+        var file = Path.Combine(_backup, "edited.jsonl.gz");
+        await using (var gzip = new StreamWriter(new GZipStream(File.Create(file), CompressionLevel.Fastest)))
+        {
+            await gzip.WriteLineAsync("{\"format\":\"joblog-backup\",\"version\":1,\"kind\":\"tasks\",\"createdAt\":\"2026-12-04T20:13:12Z\"}");
+            await gzip.WriteLineAsync(row);
+        }
+
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        var exit = await Cli.Cli.RunAsync(["restore", .. Settings, file], CliConsole.Redirected(output, error), recordCommand: false);
+
+        Assert.That(exit, Is.EqualTo(2), output + "\n" + error);
+        Assert.That(error.ToString(), Does.Contain("edited.jsonl.gz").And.Contain(where).And.Not.Contain("   at "));
+        Assert.That(await _host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.Zero);
+    }
+
     private static List<string> ReadLines(string file)
     {
         using var reader = new StreamReader(new GZipStream(File.OpenRead(file), CompressionMode.Decompress));

@@ -38,7 +38,7 @@ internal static class LedgerBackup
     public static async Task<(LedgerKind Kind, IAsyncEnumerable<object> Rows)> OpenAsync(string path, CancellationToken cancellationToken)
     {
         var kind = await ReadHeaderAsync(path, cancellationToken).ConfigureAwait(false);
-        return (kind, ReadRowsAsync(path, RowType(kind), cancellationToken));
+        return (kind, ReadRowsAsync(path, RowType(kind), null, cancellationToken));
     }
 
     /// <summary>Inserts the rows of a backup that are not in the ledger; rows already there are skipped.</summary>
@@ -46,7 +46,16 @@ internal static class LedgerBackup
     public static async Task<(LedgerKind Kind, int Restored, int Skipped)> RestoreAsync(
         JobLogContextFactory contexts, string path, int batchSize, CancellationToken cancellationToken)
     {
-        var (kind, rows) = await OpenAsync(path, cancellationToken).ConfigureAwait(false);
+        var kind = await ReadHeaderAsync(path, cancellationToken).ConfigureAwait(false);
+        Microsoft.EntityFrameworkCore.Metadata.IModel model;
+        await using (var db = contexts.Create())
+        {
+            model = db.Model;
+        }
+
+        // Each row is read and checked against the model before its batch is written: a hand-edited or damaged line
+        // is an InvalidDataException that names the file and the line, not a JSON or constraint exception.
+        var rows = ReadRowsAsync(path, RowType(kind), model, cancellationToken);
         var restored = 0;
         var skipped = 0;
         var batch = new List<object>(batchSize);
@@ -130,18 +139,86 @@ internal static class LedgerBackup
     }
 
     private static async IAsyncEnumerable<object> ReadRowsAsync(
-        string path, Type type, [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
+        string path, Type type, Microsoft.EntityFrameworkCore.Metadata.IModel? model,
+        [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
         using var reader = OpenReader(path);
         await reader.ReadLineAsync(ct).ConfigureAwait(false);
+        var number = 1;
         while (await reader.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
         {
-            if (line.Length > 0)
+            number++;
+            if (line.Length == 0)
             {
-                yield return JsonSerializer.Deserialize(line, type, JsonOptions)
-                    ?? throw new InvalidDataException($"{path} holds an empty row.");
+                continue;
+            }
+
+            object? row;
+            try
+            {
+                row = JsonSerializer.Deserialize(line, type, JsonOptions);
+            }
+            catch (JsonException ex)
+            {
+                throw new InvalidDataException($"{path}, line {number}: not a {type.Name} row: {ex.Message}", ex);
+            }
+
+            if (row is null)
+            {
+                throw new InvalidDataException($"{path}, line {number}: an empty row.");
+            }
+
+            if (model is not null && Invalid(model, row) is { } problem)
+            {
+                throw new InvalidDataException($"{path}, line {number}: {problem}");
+            }
+
+            yield return row;
+        }
+    }
+
+    /// <summary>What the ledger could not store or show: a required value missing, an enum value out of range (also in child rows).</summary>
+    private static string? Invalid(Microsoft.EntityFrameworkCore.Metadata.IModel model, object row)
+    {
+        if (model.FindEntityType(row.GetType()) is not { } entity)
+        {
+            return $"{row.GetType().Name} is not a ledger row.";
+        }
+
+        foreach (var property in entity.GetProperties())
+        {
+            if (property.PropertyInfo is not { } info)
+            {
+                continue;
+            }
+
+            var value = info.GetValue(row);
+            if (value is null && !property.IsNullable)
+            {
+                return $"a {entity.ClrType.Name} without {property.Name}.";
+            }
+
+            if (value is Enum e && !Enum.IsDefined(e.GetType(), e))
+            {
+                return $"a {entity.ClrType.Name} whose {property.Name} is {Convert.ToInt64(e, CultureInfo.InvariantCulture)}, not a {e.GetType().Name}.";
             }
         }
+
+        foreach (var navigation in entity.GetNavigations().Where(n => n.IsCollection && n.PropertyInfo is not null))
+        {
+            if (navigation.PropertyInfo!.GetValue(row) is System.Collections.IEnumerable children)
+            {
+                foreach (var child in children)
+                {
+                    if (child is not null && Invalid(model, child) is { } problem)
+                    {
+                        return problem;
+                    }
+                }
+            }
+        }
+
+        return null;
     }
 
     private static StreamReader OpenReader(string path) =>
