@@ -295,6 +295,29 @@ public class PurgeCommandTests(LedgerProvider provider)
         Assert.That(await _host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.Zero);
     }
 
+    [Test]
+    public async Task Purge_WithABackupDirectoryItCannotCreate_ExitsWith2_AndDeletesNothing()
+    {
+        var old = _now.AddDays(-40);
+        await _host.QueryAsync(db =>
+        {
+            db.CommandLogs.Add(new CommandLog { Id = Guid.NewGuid(), Name = "old", Start = old, Stop = old, IsSuccessful = true, ExitCode = 0, Host = "h" });
+            return db.SaveChangesAsync();
+        });
+        var file = Path.GetTempFileName();
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+
+        // A directory below a regular file cannot be created.
+        var exit = await Cli.Cli.RunAsync(
+            ["purge", "--type", "commands", "--older-than", "30d", "--backup", Path.Combine(file, "sub"), .. Settings], CliConsole.Redirected(output, error), recordCommand: false);
+        File.Delete(file);
+
+        Assert.That(exit, Is.EqualTo(2), output + "\n" + error);
+        Assert.That(error.ToString(), Does.Contain("--backup").And.Not.Contain("   at "));
+        Assert.That(await _host.QueryAsync(db => db.CommandLogs.CountAsync()), Is.EqualTo(1), "nothing deleted");
+    }
+
     private static List<string> ReadLines(string file)
     {
         using var reader = new StreamReader(new GZipStream(File.OpenRead(file), CompressionMode.Decompress));

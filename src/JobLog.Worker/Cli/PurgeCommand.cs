@@ -50,9 +50,22 @@ internal static class PurgeCommand
                 throw new CliUsageException("--batch-size must be a positive number.");
             }
 
+            var dry = parse.GetValue(dryRun);
+            if (!dry && parse.GetValue(backup) is { } directory)
+            {
+                // A directory the backup cannot be written to is the user's to fix: say so before anything is deleted.
+                try
+                {
+                    Directory.CreateDirectory(directory);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException or NotSupportedException)
+                {
+                    throw new CliUsageException($"--backup: cannot write to '{directory}': {ex.Message}");
+                }
+            }
+
             await session.Maintenance.MigrateAsync(ct);
             var now = session.Now;
-            var dry = parse.GetValue(dryRun);
             var results = await context.Console.WithProgressAsync(
                 p => $"{p.Step}: deleting {p.Total} rows…",
                 async progress =>
