@@ -1,5 +1,6 @@
 using JobLog.Querying;
 using JobLog.AspNetCore.Dashboard;
+using JobLog.AspNetCore.Requests;
 using JobLog.Recording;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
@@ -51,7 +52,10 @@ public static class JobLogDashboardEndpointRouteBuilderExtensions
                 "Failure actions (JobLogDashboardOptions.Actions) need antiforgery and authorization: call services.AddAntiforgery() and services.AddAuthorization(...).");
         }
 
-        // The dashboard reads the ledger; its own (polling) requests are not business traffic to record.
-        return DashboardEndpoints.Map(endpoints, "/" + prefix.Trim('/'), options).JobLogExempt();
+        // The dashboard reads the ledger; its own (polling) requests are not business traffic to record, nor are those
+        // under its prefix that none of its endpoints takes (404, 405).
+        var path = "/" + prefix.Trim('/');
+        DashboardPrefixes.Of(endpoints is IApplicationBuilder app ? app.Properties : endpoints.CreateApplicationBuilder().Properties).Add(path);
+        return DashboardEndpoints.Map(endpoints, path, options).JobLogExempt();
     }
 }

@@ -46,6 +46,6 @@ public static class JobLogRequestsApplicationBuilderExtensions
 
         app.Properties[InstalledKey] = true;
         ThrottleDetector.EnsureListening();
-        return app.UseMiddleware<RequestLoggingMiddleware>(options);
+        return app.UseMiddleware<RequestLoggingMiddleware>(options, DashboardPrefixes.Of(app.Properties));
     }
 }

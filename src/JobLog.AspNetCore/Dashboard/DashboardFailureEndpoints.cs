@@ -5,6 +5,7 @@ using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using static JobLog.AspNetCore.Dashboard.DashboardEndpoints;
@@ -158,7 +159,10 @@ internal static class DashboardFailureEndpoints
         IFormCollection form;
         try
         {
-            form = await http.Request.ReadFormAsync(ct).ConfigureAwait(false);
+            // As many task values as an action may name (MaxTasksPerAction; the server's default allows 1,024 values),
+            // and a few other fields; beyond that the form is refused below.
+            form = await http.Request.ReadFormAsync(
+                new FormOptions { ValueCountLimit = Math.Max(new FormOptions().ValueCountLimit, options.Actions.MaxTasksPerAction + 16) }, ct).ConfigureAwait(false);
         }
         catch (InvalidDataException ex)
         {

@@ -34,7 +34,8 @@ internal sealed class RequestLoggingMiddleware(
     Redactor redactor,
     TimeProvider time,
     ILogger<RequestLoggingMiddleware> logger,
-    JobLogRequestOptions options)
+    JobLogRequestOptions options,
+    DashboardPrefixes dashboards)
 {
     private readonly RequestLoggingServices _services = new(recorder, redactor, time, options, logger);
     private int _warnedBeforeRouting;
@@ -42,7 +43,8 @@ internal sealed class RequestLoggingMiddleware(
     public async Task InvokeAsync(HttpContext context)
     {
         var endpoint = context.GetEndpoint();
-        if (endpoint?.Metadata.GetMetadata<JobLogExemptAttribute>() is not null || IsExcluded(context.Request.Path))
+        if (endpoint?.Metadata.GetMetadata<JobLogExemptAttribute>() is not null || IsExcluded(context.Request.Path)
+            || (endpoint is null && dashboards.Contains(context.Request.Path)))
         {
             await next(context).ConfigureAwait(false);
             return;

@@ -18,6 +18,29 @@ namespace JobLog.AspNetCore.Tests.Requests;
 public class RequestLoggingTests
 {
     [Test]
+    public async Task RequestsUnderTheDashboardsPrefixThatNoEndpointTakes_AreNotRecorded_TheApplicationsAre()
+    {
+        // A 405 or 404 under /joblog is the dashboard's (no endpoint, so no JobLogExempt on it), not business traffic.
+        await using var web = await WebFixture.StartAsync(app =>
+        {
+            app.UseJobLogRequests();
+            app.MapGet("/orders", () => "ok");
+            app.MapJobLogDashboard();
+        });
+        foreach (var (method, path) in new[] { ("HEAD", "/joblog"), ("DELETE", "/joblog/api/tasks"), ("GET", "/joblog/tasks/not-a-guid"), ("GET", "/JobLog/nothing"), ("GET", "/joblog") })
+        {
+            using var response = await web.Client.SendAsync(new HttpRequestMessage(new HttpMethod(method), path));
+            Assert.That((int)response.StatusCode, Is.AnyOf(403, 404, 405), $"{method} {path}");
+        }
+
+        (await web.Client.GetAsync("/orders")).Dispose();
+        (await web.Client.GetAsync("/joblogger")).Dispose();
+        await web.FlushAsync();
+        var paths = await web.QueryAsync(db => db.InputRequestLogs.AsNoTracking().Select(r => r.Path).ToListAsync());
+        Assert.That(paths, Is.EquivalentTo(new[] { "/orders", "/joblogger" }), "the application's requests, its 404 included");
+    }
+
+    [Test]
     public async Task Post_WithPasswordAtDepthThreeAuthorizationAndToken_StoresAllThreeMaskedAndTheEndpointStillReadsItsBody()
     {
         await using var web = await WebFixture.StartAsync(app =>
