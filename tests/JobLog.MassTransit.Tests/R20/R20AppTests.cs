@@ -1,0 +1,231 @@
+using JobLog.Testing;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using NUnit.Framework;
+
+namespace JobLog.MassTransit.Tests.R20;
+
+/// <summary>Session r20-apps: MassTransit features the samples do not cover.</summary>
+public class R20AppTests
+{
+    internal static string Describe(TaskLog? t) => t is null ? "(no task)" :
+        $"{t.Name} {t.State} q={t.QueueName} parent={t.ParentRunId} runs=[" + string.Join("; ", t.Runs.OrderBy(r => r.Start).ThenBy(r => r.Retries)
+            .Select(r => $"{r.ConsumerType} #{r.Retries} {r.State} next={r.EstimatedTimeOfNextRetry:O} err={Trim(r.ErrorMessage)} out={Trim(r.Output)}")) + "]";
+
+    private static string? Trim(string? s) => s is null ? null : s.Length > 120 ? s[..120] : s;
+
+    internal static async Task<TaskLog?> Find(BusFixture bus, Guid id) =>
+        await bus.Host.QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs).SingleOrDefaultAsync(t => t.Id == id));
+
+    internal static async Task<TaskLog> WaitFor(BusFixture bus, Guid id, Func<TaskLog, bool> done, string because, int seconds = 20)
+    {
+        TaskLog? task = null;
+        try
+        {
+            await LedgerHost.EventuallyAsync(async () => (task = await Find(bus, id)) is not null && done(task), TimeSpan.FromSeconds(seconds), because);
+        }
+        catch (TimeoutException ex)
+        {
+            throw new TimeoutException(because + ": last seen " + Describe(task), ex);
+        }
+
+        return task!;
+    }
+
+    [Test]
+    public async Task GenericMessage_IsNamedWithItsArguments()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<EnvelopeConsumer>());
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new Envelope<ChargeCard>(new ChargeCard(1, 2m)), x => x.MessageId = id);
+        var task = await WaitFor(bus, id, t => t.State == TaskState.Succeeded, "consumed");
+        TestContext.Out.WriteLine(Describe(task));
+        Assert.That(task.Name, Is.EqualTo("Envelope<ChargeCard>"));
+    }
+
+    [Test]
+    public async Task NestedMessage_IsRecorded()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<NestedConsumer>());
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new Nest.Nested("a"), x => x.MessageId = id);
+        var task = await WaitFor(bus, id, t => t.State == TaskState.Succeeded, "consumed");
+        TestContext.Out.WriteLine(Describe(task));
+        Assert.That(task.Name, Is.EqualTo("Nested"));
+    }
+
+    [Test]
+    public async Task MessageNestedInAGenericClass_IsConsumedAndRecorded()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<OuterInnerConsumer>());
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new Outer<int>.Inner("a"), x => x.MessageId = id);
+        var task = await WaitFor(bus, id, t => t.State != TaskState.Waiting && t.State != TaskState.Active, "consumed");
+        TestContext.Out.WriteLine(Describe(task));
+        Assert.That(task.State, Is.EqualTo(TaskState.Succeeded));
+        Assert.That(task.Runs.Single().State, Is.EqualTo(TaskRunState.Succeeded));
+    }
+
+    [Test]
+    public async Task Defer_TheDeferredRunIsNotSucceeded_AndTheLastRunSucceeds()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<DeferMeConsumer>(),
+            configureBus: (_, cfg) => cfg.UseDelayedRedelivery(r => r.Intervals(100)));
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new DeferMe(1), x => x.MessageId = id);
+        var task = await WaitFor(bus, id, t => t.Runs.Count == 2 && t.Runs.All(r => r.Stop != null), "deferred then consumed");
+        await Task.Delay(500);
+        task = (await Find(bus, id))!;
+        TestContext.Out.WriteLine(Describe(task));
+        var tasks = await bus.Host.TasksAsync();
+        TestContext.Out.WriteLine("tasks: " + tasks.Count);
+        Assert.That(tasks, Has.Count.EqualTo(1), "the redelivery is no new task");
+        var runs = task.Runs.OrderBy(r => r.Start).ToList();
+        Assert.That(runs.Select(r => r.Retries), Is.EqualTo(new[] { 0, 1 }));
+        Assert.That(runs[1].State, Is.EqualTo(TaskRunState.Succeeded));
+        Assert.That(runs[0].State, Is.EqualTo(TaskRunState.Retried), "a deferred attempt did not do its work: it is retried later");
+        Assert.That(runs[0].EstimatedTimeOfNextRetry, Is.Not.Null);
+    }
+
+    [Test]
+    public async Task MessageRetryIgnoringAnException_FailsAtOnce_WithOneFailedRun()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<IgnoredFailureConsumer>(),
+            configureBus: (_, cfg) => cfg.UseMessageRetry(r =>
+            {
+                r.Immediate(3);
+                r.Ignore<NotSupportedException>();
+            }));
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new IgnoredFailure("no"), x => x.MessageId = id);
+        var task = await WaitFor(bus, id, t => t.State == TaskState.Failed, "failed");
+        TestContext.Out.WriteLine(Describe(task));
+        Assert.That(task.Runs.Single().State, Is.EqualTo(TaskRunState.Failed));
+    }
+
+    [Test]
+    public async Task CircuitBreaker_MessagesRejectedByTheOpenCircuit_AreNotLeftWaiting()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<BreakerConsumer>(),
+            configureBus: (_, cfg) => cfg.UseCircuitBreaker(cb =>
+            {
+                cb.TrackingPeriod = TimeSpan.FromMinutes(1);
+                cb.TripThreshold = 10;
+                cb.ActiveThreshold = 2;
+                cb.ResetInterval = TimeSpan.FromMinutes(1);
+            }));
+        var ids = Enumerable.Range(0, 6).Select(_ => NewId.NextGuid()).ToList();
+        for (var i = 0; i < ids.Count; i++)
+        {
+            await bus.Bus.Publish(new Breaker(i), x => x.MessageId = ids[i]);
+            await Task.Delay(100);
+        }
+
+        await Task.Delay(1500);
+        await bus.Host.FlushAsync();
+        var tasks = (await bus.Host.TasksAsync()).Where(t => ids.Contains(t.Id)).OrderBy(t => t.DispatchedAt).ToList();
+        foreach (var t in tasks)
+        {
+            TestContext.Out.WriteLine(Describe(t));
+        }
+
+        Assert.That(tasks, Has.Count.EqualTo(6));
+        Assert.That(tasks.Select(t => t.State), Has.All.EqualTo(TaskState.Failed), "every message went to _error");
+    }
+
+    [Test]
+    public async Task Partitioner_EveryMessageHasOneSucceededRun()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<PartitionedConsumer>(),
+            endpoints: (_, cfg) => cfg.ReceiveEndpoint("partitioned-r20", e =>
+            {
+                var p = e.CreatePartitioner(2);
+                e.UseMessageRetry(r => r.Immediate(1));
+                e.UsePartitioner<Partitioned>(p, m => new Guid(m.Message.Key, 0, 0, new byte[8]));
+                e.Consumer<PartitionedConsumer>();
+            }));
+        var ids = Enumerable.Range(0, 20).Select(_ => NewId.NextGuid()).ToList();
+        var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:partitioned-r20"));
+        for (var i = 0; i < ids.Count; i++)
+        {
+            await endpoint.Send(new Partitioned(i % 3, i), x => x.MessageId = ids[i]);
+        }
+
+        await LedgerHost.EventuallyAsync(async () =>
+            (await bus.Host.TasksAsync()).Count(t => ids.Contains(t.Id) && t.State == TaskState.Succeeded) == 20, TimeSpan.FromSeconds(20), "all consumed");
+        var tasks = (await bus.Host.TasksAsync()).Where(t => ids.Contains(t.Id)).ToList();
+        Assert.That(tasks.Select(t => t.Runs.Count), Has.All.EqualTo(1));
+        Assert.That(tasks.Select(t => t.QueueName), Has.All.EqualTo("partitioned-r20"));
+    }
+
+    [Test]
+    public async Task InMemoryOutbox_PublishThenFailThenSucceed_RecordsOnlyTheReleasedChild_LinkedToTheSucceededRun()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x =>
+            {
+                x.AddConsumer<OutboxParentConsumer>();
+                x.AddConsumer<OutboxChildConsumer>();
+            },
+            configureBus: (context, cfg) =>
+            {
+                cfg.UseMessageRetry(r => r.Immediate(2));
+                cfg.UseInMemoryOutbox(context);
+            });
+        var ok = NewId.NextGuid();
+        var doomed = NewId.NextGuid();
+        await bus.Bus.Publish(new OutboxParent(1), x => x.MessageId = ok);
+        await bus.Bus.Publish(new OutboxParent(5), x => x.MessageId = doomed);
+        await WaitFor(bus, ok, t => t.State == TaskState.Succeeded, "parent succeeded");
+        await WaitFor(bus, doomed, t => t.State == TaskState.Failed, "parent failed");
+        await Task.Delay(1000);
+        await bus.Host.FlushAsync();
+        var tasks = await bus.Host.TasksAsync();
+        foreach (var t in tasks.OrderBy(t => t.DispatchedAt))
+        {
+            TestContext.Out.WriteLine(t.Id + " " + Describe(t));
+        }
+
+        var okTask = tasks.Single(t => t.Id == ok);
+        var children = tasks.Where(t => t.Name == "OutboxChild").ToList();
+        Assert.That(children, Has.Count.EqualTo(1), "only the succeeded attempt's publish was released");
+        var succeeded = okTask.Runs.Single(r => r.State == TaskRunState.Succeeded);
+        Assert.That(children[0].ParentRunId, Is.EqualTo(succeeded.Id));
+        Assert.That(children[0].State, Is.EqualTo(TaskState.Succeeded));
+    }
+
+    [Test]
+    public async Task SendToExchangeAndQueueAddresses_RecordTheirNames()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<ChargeCardConsumer>());
+        var viaQueue = NewId.NextGuid();
+        var viaExchange = NewId.NextGuid();
+        await (await bus.Bus.GetSendEndpoint(new Uri("queue:charge-card"))).Send(new ChargeCard(1, 1m), x => x.MessageId = viaQueue);
+        await (await bus.Bus.GetSendEndpoint(new Uri("exchange:charge-card"))).Send(new ChargeCard(2, 1m), x => x.MessageId = viaExchange);
+        var a = await WaitFor(bus, viaQueue, t => t.State == TaskState.Succeeded, "queue send consumed");
+        var b = await WaitFor(bus, viaExchange, t => t.State == TaskState.Succeeded, "exchange send consumed");
+        TestContext.Out.WriteLine(Describe(a));
+        TestContext.Out.WriteLine(Describe(b));
+        Assert.That((a.QueueName, b.QueueName), Is.EqualTo(("charge-card", "charge-card")));
+    }
+
+    [Test]
+    public async Task HostileHeaders_AMalformedOriginalMessageId_DoesNotKeepTheConsumerFromRunning()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<ChargeCardConsumer>());
+        var id = NewId.NextGuid();
+        var other = NewId.NextGuid();
+        await bus.Bus.Publish(new ChargeCard(1, 1m), x =>
+        {
+            x.MessageId = id;
+            x.Headers.Set("JobLog-ParentRunId", "'; DROP TABLE \"JobLogTasks\"; --");
+            x.Headers.Set("JobLog-InputRequestId", new string('x', 100_000));
+            x.Headers.Set("X-Evil", "\u0000\u202e<script>alert(1)</script>\r\nSet-Cookie: a=b");
+            x.Headers.Set("MT-OriginalMessageId", "not-a-guid");
+        });
+        var task = await WaitFor(bus, id, t => t.State == TaskState.Succeeded, "consumed");
+        TestContext.Out.WriteLine(Describe(task));
+        Assert.That(task.ParentRunId, Is.Null);
+        Assert.That(task.InputRequestId, Is.Null);
+        Assert.That(await Find(bus, other), Is.Null);
+    }
+}
