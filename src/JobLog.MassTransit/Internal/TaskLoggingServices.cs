@@ -77,13 +77,14 @@ internal sealed class TaskLoggingServices(
             return attribute.Name;
         }
 
-        if (!type.IsGenericType)
+        // A type nested in a generic class (Outer<T>.Inner) is generic without a backtick in its own name.
+        var tick = type.Name.IndexOf('`', StringComparison.Ordinal);
+        if (!type.IsGenericType || tick < 0)
         {
             return type.Name;
         }
 
-        var name = type.Name[..type.Name.IndexOf('`', StringComparison.Ordinal)];
-        return $"{name}<{string.Join(",", type.GetGenericArguments().Select(ShortName))}>";
+        return $"{type.Name[..tick]}<{string.Join(",", type.GetGenericArguments().Select(ShortName))}>";
     }
 
     /// <summary>
