@@ -11,6 +11,40 @@ namespace JobLog.MassTransit.Internal;
 internal static class ConsumedRecords
 {
     /// <summary>
+    /// The task a consumed message belongs to: a redelivery's <c>MT-OriginalMessageId</c>, else its MessageId (the
+    /// transport's when the envelope has none); null when neither is a Guid. A header that is not a Guid (a foreign
+    /// producer's) is ignored: MassTransit's <c>GetOriginalMessageId</c> throws on it, which kept the consumer from running.
+    /// </summary>
+    public static Guid? TaskId(ConsumeContext context)
+    {
+        try
+        {
+            if (context.GetOriginalMessageId() is { } original)
+            {
+                return original;
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Not a Guid: not a redelivery of ours.
+        }
+
+        if (context.MessageId is { } id)
+        {
+            return id;
+        }
+
+        try
+        {
+            return context.ReceiveContext.TransportHeaders.Get<Guid>(MessageHeaders.MessageId);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>
     /// A run of <paramref name="taskId"/> starting at <paramref name="start"/>; ACTIVE unless it already ended
     /// (<paramref name="ended"/>), with the message's rendering when it is known on the consume path (<paramref name="rendered"/>).
     /// </summary>

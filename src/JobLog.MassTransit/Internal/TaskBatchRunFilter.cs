@@ -24,7 +24,7 @@ internal sealed class TaskBatchRunFilter<T>(TaskLoggingServices services, string
         foreach (var message in context.Message)
         {
             message.TryGetPayload<DeliveryState>(out var delivery);
-            var taskId = message.GetOriginalMessageId() ?? message.MessageId ?? NewId.NextGuid();
+            var taskId = ConsumedRecords.TaskId(message) ?? NewId.NextGuid();
             members.Add((message, delivery, NewId.NextSequentialGuid(), taskId));
         }
 

@@ -33,8 +33,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         // A redelivery with ReplaceMessageId (UseScheduledRedelivery's default) carries a new MessageId and the task's
         // in MT-OriginalMessageId.
         // A message without a MessageId (a foreign producer) still gets its own task, not a shared empty id.
-        var taskId = context.GetOriginalMessageId() ?? context.ReceiveContext.TransportHeaders.Get<Guid>("MessageId")
-            ?? (delivery.GeneratedTaskId ??= NewId.NextGuid());
+        var taskId = ConsumedRecords.TaskId(context) ?? (delivery.GeneratedTaskId ??= NewId.NextGuid());
         var lane = delivery.Lane(consumerType);
         // Ascending in text and byte order: a new run lands at the end of the runs' primary key, not on a random page.
         var runId = NewId.NextSequentialGuid();
