@@ -68,6 +68,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var output = new OutputBuffer(services.Options.Redaction.MaxBodyLength);
         var frame = new AmbientFrame(AmbientKind.TaskRun, run.Id, JobLogScope.Current) { Output = output };
         var slot = saga ? new SagaAttemptSlot(run, seed, rendering, output) : null;
+        var redeliveryBefore = delivery.RedeliveryAt;
         using (JobLogScope.Push(frame))
         {
             SagaAttemptSlot.Current = slot;
@@ -87,6 +88,16 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             {
                 SagaAttemptSlot.Current = null;
             }
+        }
+
+        if (delivery.RedeliveryAt is { } redeliveryAt && redeliveryAt != redeliveryBefore)
+        {
+            // The consumer handed the message back (context.Defer / Redeliver) instead of doing its work: the attempt
+            // is retried at the redelivery's time, as a failed attempt that redelivery took.
+            delivery.Track(recorder.Enqueue(new RunFinished(
+                slot?.RunId ?? run.Id, taskId, TaskRunState.Retried, services.UtcNow, $"Deferred: redelivered at {redeliveryAt:O}.",
+                Bounded(slot?.Output ?? output, slot?.SagaLine), redeliveryAt)));
+            return;
         }
 
         delivery.Track(recorder.Enqueue(new RunFinished(
