@@ -19,6 +19,14 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter
         {
             await next.Send(context).ConfigureAwait(false);
         }
+        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        {
+            // The endpoint is stopping and cancelled the consumer (MassTransitHostOptions.ConsumerStopTimeout): the
+            // transport returns the message to its queue, not to _error, and the next worker runs it again. The attempt
+            // stays RETRIED (its next run is that redelivery) and is not kept as a failure.
+            await recorder.WaitCommittedAsync(delivery.LastSequence, CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
         catch (Exception ex)
         {
             List<(Guid RunId, Guid TaskId, string Consumer)>? failedRuns = null;
