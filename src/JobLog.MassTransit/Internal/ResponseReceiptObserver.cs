@@ -47,6 +47,14 @@ internal sealed class ResponseReceiptObserver(TaskLoggingServices services) : IR
                 return;
             }
 
+            if (context.Message is Fault && !services.Consumed.IsConsumed(typeof(T)))
+            {
+                // A fault the request client receives (RequestFaultException) is no task of its own, as a fault nobody
+                // consumes is not one: the request's task already shows FAILED with the exception. Recorded here it
+                // was a SUCCEEDED task without a parent.
+                return;
+            }
+
             var stop = services.UtcNow;
             var start = stop - duration;
             var name = services.TaskName(typeof(T));
