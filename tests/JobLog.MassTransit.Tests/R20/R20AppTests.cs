@@ -131,6 +131,8 @@ public class R20AppTests
 
         Assert.That(tasks, Has.Count.EqualTo(6));
         Assert.That(tasks.Select(t => t.State), Has.All.EqualTo(TaskState.Failed), "every message went to _error");
+        Assert.That(tasks.Select(t => t.Runs.Single().ConsumerType), Has.All.EqualTo("BreakerConsumer"), "in the consumer's lane");
+        Assert.That(tasks.Skip(3).Select(t => t.Runs.Single().ErrorMessage), Has.All.StartWith("Refused before any consumer ran: "));
     }
 
     [Test]
