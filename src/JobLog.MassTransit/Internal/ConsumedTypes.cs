@@ -10,6 +10,7 @@ internal sealed class ConsumedTypes
 {
     private readonly ConcurrentDictionary<Type, byte> _consumed = new();
     private readonly ConcurrentDictionary<Type, bool> _answers = new();
+    private readonly ConcurrentDictionary<Type, string> _consumerOf = new();
 
     public void Add(Type messageType)
     {
@@ -19,6 +20,16 @@ internal sealed class ConsumedTypes
             _answers.Clear();
         }
     }
+
+    /// <summary>Adds <paramref name="messageType"/>, taken by the consumer, saga or handler whose runs are named <paramref name="consumer"/>.</summary>
+    public void Add(Type messageType, string consumer)
+    {
+        Add(messageType);
+        _consumerOf.AddOrUpdate(messageType, consumer, (_, existing) => string.Equals(existing, consumer, StringComparison.Ordinal) ? existing : "");
+    }
+
+    /// <summary>The one consumer (its runs' name) configured for <paramref name="messageType"/>, or null when none or several are.</summary>
+    public string? SoleConsumer(Type messageType) => _consumerOf.TryGetValue(messageType, out var consumer) && consumer.Length > 0 ? consumer : null;
 
     // Asked on every publish: the answer is looked up without building a delegate.
     public bool IsConsumed(Type messageType) =>

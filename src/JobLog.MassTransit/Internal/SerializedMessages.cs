@@ -35,6 +35,9 @@ internal sealed class SerializedMessages
         _types.TryAdd(MessageUrn.ForTypeString(type), type);
     }
 
+    /// <summary>The type registered under <paramref name="urn"/> (a type this application's hooked consumers take), or null.</summary>
+    public Type? Registered(string urn) => _types.TryGetValue(urn, out var type) ? type : null;
+
     public SerializedMessage Read<T>(SendContext<T> context)
         where T : class
     {

@@ -40,6 +40,11 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter
                 }
             }
 
+            if (failedRuns is null && delivery.LastRunId is null && delivery.Lanes().Count == 0)
+            {
+                Refused(context, delivery, ex);
+            }
+
             await recorder.WaitCommittedAsync(delivery.LastSequence, CancellationToken.None).ConfigureAwait(false);
             if (failedRuns is not null && services.Keeper is { } keeper)
             {
@@ -66,6 +71,53 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogDelivery");
+
+    /// <summary>The consumer a run of <see cref="Refused"/> names when the message type has no single consumer here.</summary>
+    public const string RefusedConsumer = "(delivery)";
+
+    /// <summary>
+    /// The delivery failed before any run began: a filter in front of the consumers threw (an open circuit breaker,
+    /// a validation or authorization filter, ...) and the message goes to <c>_error</c> unconsumed. When the message is
+    /// of a type JobLog's run filters take here, one FAILED run says so (its consumer's, or <c>(delivery)</c> when the
+    /// type has several); without it the task stayed WAITING with its message in <c>_error</c>.
+    /// </summary>
+    private void Refused(ConsumeContext context, DeliveryState delivery, Exception exception)
+    {
+        try
+        {
+            Type? type = null;
+            foreach (var urn in context.SupportedMessageTypes ?? [])
+            {
+                if (services.Messages.Registered(urn) is { } registered)
+                {
+                    type = registered;
+                    break;
+                }
+            }
+
+            if (type is null || ConsumedRecords.TaskId(context) is not { } taskId)
+            {
+                return;
+            }
+
+            var now = services.UtcNow;
+            var name = services.TaskName(type);
+            var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
+            var ended = new RunEnd(TaskRunState.Failed, now, "Refused before any consumer ran: " + services.ErrorText(exception));
+            // In the consumer's own lane when there is one: a later run of it (the message moved back from _error)
+            // then decides the task's state instead of this one.
+            var consumer = services.Consumed.SoleConsumer(type) ?? RefusedConsumer;
+            var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, consumer, now, ended);
+            var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
+                isInternal: InternalMessages.IsInternal(type));
+            delivery.Track(services.Recorder.Enqueue(new RunStarted(run, seed, false)));
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Recording never breaks the business path.
+            services.RecordingFailed(ex, "delivery");
+        }
+    }
 }
 
 /// <summary>Adds <see cref="TaskDeliveryFilter"/> as a pre-pipe specification.</summary>

@@ -80,7 +80,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
             // A batch consumer: a run on each message of the batch, per attempt.
             var element = typeof(TMessage).GetGenericArguments()[0];
             services.Messages.Register(element);
-            services.Consumed.Add(element);
+            services.Consumed.Add(element, consumer);
             var filter = (IFilter<ConsumeContext<TMessage>>)Activator.CreateInstance(
                 typeof(TaskBatchRunFilter<>).MakeGenericType(element), services, consumer)!;
             configurator.UseFilter(filter);
@@ -88,7 +88,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         }
 
         services.Messages.Register(typeof(TMessage));
-        services.Consumed.Add(typeof(TMessage));
+        services.Consumed.Add(typeof(TMessage), consumer);
         configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer, saga));
         return true;
     }
