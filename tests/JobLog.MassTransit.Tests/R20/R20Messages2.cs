@@ -166,3 +166,45 @@ public sealed class WobblyConsumer : IConsumer<Wobbly>
         return n <= context.Message.Failures ? throw new InvalidOperationException("wobble " + n) : Task.CompletedTask;
     }
 }
+
+// Saga with a Request activity.
+public sealed record StartCheck(Guid OrderId, string Sku);
+
+public sealed class CheckedOrder : SagaStateMachineInstance
+{
+    public Guid CorrelationId { get; set; }
+
+    public string CurrentState { get; set; } = "";
+
+    public Guid? StockRequestId { get; set; }
+}
+
+public sealed class CheckedOrderMachine : MassTransitStateMachine<CheckedOrder>
+{
+    public CheckedOrderMachine()
+    {
+        InstanceState(x => x.CurrentState);
+        Event(() => Start, e => e.CorrelateById(m => m.Message.OrderId));
+        Request(() => Stock, x => x.StockRequestId, r =>
+        {
+            r.ServiceAddress = new Uri("queue:ask-stock");
+            r.Timeout = TimeSpan.FromSeconds(1);
+        });
+        Initially(When(Start)
+            .Request(Stock, c => new AskStock(c.Message.Sku, c.Message.Sku == "slow" ? 3000 : 0, false))
+            .TransitionTo(Stock.Pending));
+        During(Stock.Pending,
+            When(Stock.Completed).TransitionTo(Done),
+            When(Stock.Completed2).TransitionTo(Done),
+            When(Stock.TimeoutExpired).TransitionTo(TimedOut),
+            When(Stock.Faulted).TransitionTo(TimedOut));
+    }
+
+    public State Done { get; private set; } = null!;
+
+    public State TimedOut { get; private set; } = null!;
+
+    public Event<StartCheck> Start { get; private set; } = null!;
+
+    public Request<CheckedOrder, AskStock, StockOk, StockLow> Stock { get; private set; } = null!;
+}
