@@ -208,3 +208,31 @@ public sealed class CheckedOrderMachine : MassTransitStateMachine<CheckedOrder>
 
     public Request<CheckedOrder, AskStock, StockOk, StockLow> Stock { get; private set; } = null!;
 }
+
+public sealed record Relay(int N);
+
+public sealed class RelayConsumer : IConsumer<Relay>
+{
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, int> s_attempts = new();
+
+    public async Task Consume(ConsumeContext<Relay> context)
+    {
+        var key = context.GetOriginalMessageId() ?? context.MessageId!.Value;
+        if (s_attempts.AddOrUpdate(key, 1, (_, v) => v + 1) == 1)
+        {
+            throw new InvalidOperationException("first attempt");
+        }
+
+        var endpoint = await context.GetSendEndpoint(new Uri("queue:charge-card"));
+        await endpoint.Send(new ChargeCard(context.Message.N, 1m), context.ReceiveContext.TransportHeaders.Get<string>("X-Nothing") is null
+            ? Pipe.Execute<SendContext<ChargeCard>>(x =>
+            {
+                // What a forwarding or copying consumer does: carry the inbound headers on.
+                foreach (var header in context.Headers.GetAll())
+                {
+                    x.Headers.Set(header.Key, header.Value);
+                }
+            })
+            : Pipe.Empty<SendContext<ChargeCard>>());
+    }
+}
