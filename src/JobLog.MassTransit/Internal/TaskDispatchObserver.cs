@@ -168,9 +168,9 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         where T : class
     {
         var scheduled = SchedulerTime.Normalize(schedule.ScheduledTime);
-        if (context.Headers.TryGetHeader(MessageHeaders.RedeliveryCount, out _))
+        if (IsRedelivery(context, out var delivery))
         {
-            if (context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetPayload<DeliveryState>(out var delivery))
+            if (delivery is not null)
             {
                 delivery.RedeliveryAt = scheduled;
             }
@@ -335,10 +335,10 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             return false;
         }
 
-        if (context.Headers.TryGetHeader(MessageHeaders.RedeliveryCount, out _))
+        if (IsRedelivery(context, out var delivery))
         {
             // A redelivery of a task that exists: note when it comes back on the delivery being consumed.
-            if (context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetPayload<DeliveryState>(out var delivery))
+            if (delivery is not null)
             {
                 delivery.RedeliveryAt = services.UtcNow + (context.Delay ?? TimeSpan.Zero);
             }
@@ -347,6 +347,56 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
         }
 
         return true;
+    }
+
+    /// <summary>
+    /// Whether this send is MassTransit redelivering the message being consumed (redelivery, <c>Defer</c>,
+    /// <c>Redeliver</c>): its <c>MT-Redelivery-Count</c> is above the consumed message's. A consumer that copies the
+    /// inbound headers onto a message it sends (a relay, a forward) copies the count unchanged: that message is a task
+    /// of its own, and the run that sent it did not hand its message back. Outside a consume, a message with the header
+    /// is taken as a redelivery, as before.
+    /// </summary>
+    private static bool IsRedelivery(SendContext context, out DeliveryState? delivery)
+    {
+        delivery = null;
+        if (!context.Headers.TryGetHeader(MessageHeaders.RedeliveryCount, out var sent))
+        {
+            return false;
+        }
+
+        if (!context.TryGetPayload<ConsumeContext>(out var consume))
+        {
+            return true;
+        }
+
+        if (Count(sent) is { } count && count <= Count(consume.Headers.Get<object>(MessageHeaders.RedeliveryCount)).GetValueOrDefault())
+        {
+            return false;
+        }
+
+        consume.TryGetPayload(out delivery);
+        return true;
+    }
+
+    private static int? Count(object? value)
+    {
+        try
+        {
+            return value switch
+            {
+                null => null,
+                int i => i,
+                long l => (int)Math.Clamp(l, 0, int.MaxValue),
+                string text => int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : null,
+                byte[] bytes => int.TryParse(System.Text.Encoding.UTF8.GetString(bytes), System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out var n) ? n : null,
+                IConvertible convertible => convertible.ToInt32(System.Globalization.CultureInfo.InvariantCulture),
+                _ => null,
+            };
+        }
+        catch (Exception ex) when (ex is FormatException or InvalidCastException or OverflowException)
+        {
+            return null;
+        }
     }
 
     private Task WaitAsync<T>(SendContext<T> context)
