@@ -4,8 +4,8 @@ namespace JobLog.AspNetCore.Requests;
 
 /// <summary>
 /// Where the application maps JobLog's dashboard (<c>MapJobLogDashboard</c>), shared with the request recording through the
-/// application builder's properties: a request under it that no endpoint takes (a 404 for a path the dashboard does not
-/// have, a 405 for a method it does not answer) is the dashboard's, not the application's traffic, and is not recorded,
+/// application builder's properties: a request under it that none of its endpoints takes (a 404 for a path the dashboard
+/// does not have: no endpoint; a 405 for a method it does not answer: routing's own endpoint, no route's) is the dashboard's, not the application's traffic, and is not recorded,
 /// as the dashboard's own endpoints are not (<c>JobLogExempt</c>).
 /// </summary>
 internal sealed class DashboardPrefixes

@@ -44,7 +44,7 @@ internal sealed class RequestLoggingMiddleware(
     {
         var endpoint = context.GetEndpoint();
         if (endpoint?.Metadata.GetMetadata<JobLogExemptAttribute>() is not null || IsExcluded(context.Request.Path)
-            || (endpoint is null && dashboards.Contains(context.Request.Path)))
+            || (endpoint is not Microsoft.AspNetCore.Routing.RouteEndpoint && dashboards.Contains(context.Request.Path)))
         {
             await next(context).ConfigureAwait(false);
             return;

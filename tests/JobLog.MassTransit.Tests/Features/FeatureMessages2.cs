@@ -1,6 +1,6 @@
 using MassTransit;
 
-namespace JobLog.MassTransit.Tests.R20;
+namespace JobLog.MassTransit.Tests.Features;
 
 public sealed record Line(int N);
 

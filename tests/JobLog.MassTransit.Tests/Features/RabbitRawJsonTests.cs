@@ -3,11 +3,11 @@ using JobLog.Testing;
 using MassTransit;
 using NUnit.Framework;
 using RabbitMQ.Client;
-using static JobLog.MassTransit.Tests.R20.R20AppTests;
+using static JobLog.MassTransit.Tests.Features.PipelineFeatureTests;
 
-namespace JobLog.MassTransit.Tests.R20;
+namespace JobLog.MassTransit.Tests.Features;
 
-public class R20RabbitRawTests
+public class RabbitRawJsonTests
 {
     [Test]
     public async Task RawJson_FromAForeignProducer_WithHostileIdsAndHeaders_IsConsumedAndRecorded()

@@ -1,11 +1,11 @@
 using JobLog.Testing;
 using MassTransit;
 using NUnit.Framework;
-using static JobLog.MassTransit.Tests.R20.R20AppTests;
+using static JobLog.MassTransit.Tests.Features.PipelineFeatureTests;
 
-namespace JobLog.MassTransit.Tests.R20;
+namespace JobLog.MassTransit.Tests.Features;
 
-public class R20AppTests3
+public class RedeliveryFeatureTests
 {
     [Test]
     public async Task DelayedRedeliveryAroundMessageRetry_InMemory_RetryNumbersRunAcrossRedeliveries()

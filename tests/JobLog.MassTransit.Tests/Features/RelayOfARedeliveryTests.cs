@@ -1,10 +1,10 @@
 using MassTransit;
 using NUnit.Framework;
-using static JobLog.MassTransit.Tests.R20.R20AppTests;
+using static JobLog.MassTransit.Tests.Features.PipelineFeatureTests;
 
-namespace JobLog.MassTransit.Tests.R20;
+namespace JobLog.MassTransit.Tests.Features;
 
-public class R20AppTests5
+public class RelayOfARedeliveryTests
 {
     [Test]
     public async Task ConsumerOfARedeliveredMessage_SendingWithItsHeadersCopied_RecordsTheSentTaskAndSucceeds()

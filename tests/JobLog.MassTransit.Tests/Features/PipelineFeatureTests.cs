@@ -3,10 +3,10 @@ using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using NUnit.Framework;
 
-namespace JobLog.MassTransit.Tests.R20;
+namespace JobLog.MassTransit.Tests.Features;
 
-/// <summary>Session r20-apps: MassTransit features the samples do not cover.</summary>
-public class R20AppTests
+/// <summary>MassTransit features the samples do not cover (batch, defer, retry filters, circuit breaker, partitioner, outbox, addresses, hostile headers, generic names).</summary>
+public class PipelineFeatureTests
 {
     internal static string Describe(TaskLog? t) => t is null ? "(no task)" :
         $"{t.Name} {t.State} q={t.QueueName} parent={t.ParentRunId} runs=[" + string.Join("; ", t.Runs.OrderBy(r => r.Start).ThenBy(r => r.Retries)
@@ -139,7 +139,7 @@ public class R20AppTests
     public async Task Partitioner_EveryMessageHasOneSucceededRun()
     {
         await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<PartitionedConsumer>(),
-            endpoints: (_, cfg) => cfg.ReceiveEndpoint("partitioned-r20", e =>
+            endpoints: (_, cfg) => cfg.ReceiveEndpoint("partitioned-probe", e =>
             {
                 var p = e.CreatePartitioner(2);
                 e.UseMessageRetry(r => r.Immediate(1));
@@ -147,7 +147,7 @@ public class R20AppTests
                 e.Consumer<PartitionedConsumer>();
             }));
         var ids = Enumerable.Range(0, 20).Select(_ => NewId.NextGuid()).ToList();
-        var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:partitioned-r20"));
+        var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:partitioned-probe"));
         for (var i = 0; i < ids.Count; i++)
         {
             await endpoint.Send(new Partitioned(i % 3, i), x => x.MessageId = ids[i]);
@@ -157,7 +157,7 @@ public class R20AppTests
             (await bus.Host.TasksAsync()).Count(t => ids.Contains(t.Id) && t.State == TaskState.Succeeded) == 20, TimeSpan.FromSeconds(20), "all consumed");
         var tasks = (await bus.Host.TasksAsync()).Where(t => ids.Contains(t.Id)).ToList();
         Assert.That(tasks.Select(t => t.Runs.Count), Has.All.EqualTo(1));
-        Assert.That(tasks.Select(t => t.QueueName), Has.All.EqualTo("partitioned-r20"));
+        Assert.That(tasks.Select(t => t.QueueName), Has.All.EqualTo("partitioned-probe"));
     }
 
     [Test]

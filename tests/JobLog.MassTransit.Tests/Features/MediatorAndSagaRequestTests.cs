@@ -3,11 +3,11 @@ using MassTransit;
 using MassTransit.Mediator;
 using Microsoft.Extensions.DependencyInjection;
 using NUnit.Framework;
-using static JobLog.MassTransit.Tests.R20.R20AppTests;
+using static JobLog.MassTransit.Tests.Features.PipelineFeatureTests;
 
-namespace JobLog.MassTransit.Tests.R20;
+namespace JobLog.MassTransit.Tests.Features;
 
-public class R20AppTests4
+public class MediatorAndSagaRequestTests
 {
     [Test]
     public async Task Mediator_RequestResponse_TheResponseIsNotLeftWaiting()

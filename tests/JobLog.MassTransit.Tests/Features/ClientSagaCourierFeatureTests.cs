@@ -2,11 +2,11 @@ using JobLog.Testing;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using NUnit.Framework;
-using static JobLog.MassTransit.Tests.R20.R20AppTests;
+using static JobLog.MassTransit.Tests.Features.PipelineFeatureTests;
 
-namespace JobLog.MassTransit.Tests.R20;
+namespace JobLog.MassTransit.Tests.Features;
 
-public class R20AppTests2
+public class ClientSagaCourierFeatureTests
 {
     [Test]
     public async Task BatchConsumer_FailingForGood_EachMessageRetriedThenFailed()

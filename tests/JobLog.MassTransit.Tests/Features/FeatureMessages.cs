@@ -1,7 +1,7 @@
 using System.Collections.Concurrent;
 using MassTransit;
 
-namespace JobLog.MassTransit.Tests.R20;
+namespace JobLog.MassTransit.Tests.Features;
 
 public sealed record Envelope<T>(T Body);
 

@@ -4,11 +4,11 @@ using JobLog.Testing;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using NUnit.Framework;
-using static JobLog.MassTransit.Tests.R20.R20AppTests;
+using static JobLog.MassTransit.Tests.Features.PipelineFeatureTests;
 
-namespace JobLog.MassTransit.Tests.R20;
+namespace JobLog.MassTransit.Tests.Features;
 
-public class R20ShutdownTests
+public class RabbitShutdownTests
 {
     [Test]
     public async Task RabbitMq_StopWithConsumerStopTimeout_CancelledRunIsNotFailed_AndTheRedeliverySucceeds()
