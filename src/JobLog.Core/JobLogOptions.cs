@@ -361,17 +361,19 @@ public sealed class RedactionOptions
     /// whose values are hidden. Compared ignoring case and the separators <c>-</c>, <c>_</c>, <c>.</c> and space;
     /// <c>*</c> matches any run of characters. In free text (errors, output) a name is found with or without a
     /// separator where the name given here has one (<c>*api_key*</c> finds <c>apikey</c>, <c>api_key</c>, <c>api-key</c>).
-    /// Default: authorization and cookie headers, tokens, secrets, passwords (<c>pwd</c>, <c>pass</c>), API, access and
-    /// private keys, credentials, signatures (<c>X-Amz-Signature</c>, <c>sig</c>), one-time codes (<c>otp</c>,
-    /// <c>totp</c>), the PKCE <c>code_verifier</c>, session ids, JWTs, card numbers and CVCs.
+    /// Default: authorization, authentication and cookie headers (<c>auth</c>), tokens, secrets, passwords (<c>pwd</c>,
+    /// <c>pass</c>), API, access and private keys, credentials, signatures (<c>X-Amz-Signature</c>, <c>sig</c>), one-time
+    /// codes (<c>otp</c>, <c>totp</c>), the PKCE <c>code_verifier</c>, session ids (<c>X-Session</c>), JWTs, card numbers,
+    /// CVCs, PINs and social security numbers (<c>ssn</c>). Not <c>code</c> nor <c>key</c> (an OAuth code, an API key in
+    /// <c>?key=</c>): error codes and key/value pairs carry those names too; add them where yours are secrets.
     /// </summary>
     public IList<string> SensitiveNames { get; } =
     [
-        "Authorization", "X-Authorization", "Proxy-Authorization", "Cookie", "Set-Cookie",
+        "Authorization", "X-Authorization", "Proxy-Authorization", "Authentication", "Cookie", "Cookie2", "Set-Cookie", "auth",
         "*token*", "*secret*", "*password*", "*passwd*", "*pwd*", "pass", "*pass_phrase*",
         "*api_key*", "*access_key*", "*private_key*", "*credential*",
         "*signature*", "sig", "otp", "totp", "hotp", "*otp_code*", "*one_time_code*", "*mfa_code*", "code_verifier",
-        "*session_id*", "*sess_id*", "sid", "*jwt*", "*card_number*", "cc_number", "*cvv*", "*cvc*",
+        "*session_id*", "*sess_id*", "sid", "x_session", "*jwt*", "*card_number*", "cc_number", "*cvv*", "*cvc*", "pin", "ssn",
     ];
 
     /// <summary>Extra regular expressions over text bodies (form, XML); each group's text, or the whole match, is replaced.</summary>

@@ -31,6 +31,12 @@ public class RedactionPolicyTests
     [TestCase("db_pwd", TestName = "pwd inside a name")]
     [TestCase("pass", TestName = "pass")]
     [TestCase("passphrase", TestName = "passphrase")]
+    [TestCase("Authentication", TestName = "Authentication header")]
+    [TestCase("Cookie2", TestName = "Cookie2 header")]
+    [TestCase("X-Session", TestName = "X-Session header")]
+    [TestCase("auth", TestName = "auth parameter")]
+    [TestCase("pin", TestName = "PIN")]
+    [TestCase("ssn", TestName = "social security number")]
     public void IsSensitiveName_NamesRealApisUse_AreHidden(string name) =>
         Assert.That(s_redactor.IsSensitiveName(name), Is.True);
 
@@ -40,6 +46,10 @@ public class RedactionPolicyTests
     [TestCase("side")]
     [TestCase("topic")]
     [TestCase("panel")]
+    [TestCase("author")]
+    [TestCase("code")]
+    [TestCase("key")]
+    [TestCase("spinner")]
     public void IsSensitiveName_WordsThatOnlyContainAShortName_AreKept(string name) =>
         Assert.That(s_redactor.IsSensitiveName(name), Is.False);
 
