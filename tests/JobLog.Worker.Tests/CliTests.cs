@@ -56,6 +56,16 @@ public class CliTests
     }
 
     [Test]
+    public async Task ALedgerThatCannotBeCreated_ExitsWith1_SayingWhy_NotAnUnhandledException()
+    {
+        // A readable connection string to a place no ledger can be (found by the hostile-input probe: exit 134, SIGABRT).
+        var (exit, _, error) = await RunAsync("tasks", "--ConnectionStrings:JobLog=Data Source=/proc/joblog-nowhere/ledger.db");
+
+        Assert.That(exit, Is.EqualTo(1), error);
+        Assert.That(error, Does.Contain("/proc/joblog-nowhere"));
+    }
+
+    [Test]
     public async Task Purge_WithoutType_IsAParseError()
     {
         var (exit, _, error) = await RunAsync("purge", "--older-than", "30d");

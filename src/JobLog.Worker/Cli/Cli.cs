@@ -51,6 +51,13 @@ internal static class Cli
             await console.ErrorAsync(ex.Message);
             return 2;
         }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            // Anything else (a ledger that cannot be opened or created, a disk that refuses): said in a line, exit 1, not
+            // an unhandled exception (a stack trace and SIGABRT, exit 134). The host has logged the details.
+            await console.ErrorAsync($"{ex.GetType().Name}: {ex.Message}");
+            return 1;
+        }
     }
 
     private static RootCommand Root(CliContext context)
