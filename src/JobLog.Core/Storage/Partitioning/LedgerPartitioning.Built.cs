@@ -13,8 +13,9 @@ namespace JobLog.Storage.Partitioning;
 /// statement log, docs/scale.md "Session 20 (lead)"); an attached table whose indexes match the parent's is adopted
 /// without a build, and one whose check implies the day is not scanned (3–7 ms).
 /// <para>
-/// The build reads the day's rows to keep and their runs in one snapshot and notes each row's version (<c>xmin</c>) in a
-/// temporary table; under the lock the same rows are read again and compared: a row updated, added or gone since (a
+/// The build reads the day's rows to keep and their runs in one snapshot and notes each row's version (<c>xmin</c>) in an
+/// unlogged table of its own (<c>JobLogTasks_v…</c>; not a temporary table: behind a pooler in transaction mode the lock's
+/// transaction may run on another server connection); under the lock the same rows are read again and compared: a row updated, added or gone since (a
 /// retry, a resolution, a sweep) has another version or none, and then the built tables are dropped and the kept rows
 /// read and built under the lock as before. The built tables carry a name of their own until then
 /// (<c>JobLogTasks_b20261203_1796342400_3fa2</c>: the day, the server's time and a random part), so two processes
@@ -24,12 +25,11 @@ namespace JobLog.Storage.Partitioning;
 /// </summary>
 internal static partial class LedgerPartitioning
 {
-    private const string BuiltVersions = "joblog_built";
     private const string BuiltCheck = "joblog_built_day";
     private static readonly TimeSpan AbandonedAfter = TimeSpan.FromHours(1);
 
     /// <summary>The tables a day's kept rows were built into, and whether they changed before the lock.</summary>
-    private sealed record KeptBuild(string Tasks, string Runs, string? Text)
+    private sealed record KeptBuild(string Tasks, string Runs, string? Text, string Versions)
     {
         /// <summary>Each built index's name, and the name it takes under the lock (<see cref="IndexesOfAsync"/>).</summary>
         public List<(string Built, string Kept)> Indexes { get; } = [];
@@ -53,8 +53,12 @@ internal static partial class LedgerPartitioning
 
         var text = present[2] && await ScalarAsync<string>(connection, SearchTextKindSql, cancellationToken).ConfigureAwait(false) == "p";
         var stamp = await ScalarAsync<long>(connection, "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint", cancellationToken).ConfigureAwait(false);
-        string Name(string table) => string.Create(CultureInfo.InvariantCulture, $"{table}_b{PartitionDay.Suffix(day)[1..]}_{stamp}_{Random.Shared.Next(0x10000):x4}");
-        var build = new KeptBuild(Name(LedgerModel.Tasks), Name(LedgerModel.Runs), text ? Name(SearchText) : null);
+        string Name(string table, char kind = 'b') =>
+            string.Create(CultureInfo.InvariantCulture, $"{table}_{kind}{PartitionDay.Suffix(day)[1..]}_{stamp}_{Random.Shared.Next(0x10000):x4}");
+        // The versions noted in a (unlogged) table of the build's, not a temporary one: the lock's transaction may run on
+        // another server connection than the build's behind a pooler in transaction mode (PgBouncer).
+        var build = new KeptBuild(Name(LedgerModel.Tasks), Name(LedgerModel.Runs), text ? Name(SearchText) : null, Name(LedgerModel.Tasks, 'v'));
+        var versions = Q(build.Versions);
 
         // One snapshot for the rows and the versions noted (REPEATABLE READ). The tasks' bitmap heap scan asks for its pages
         // ahead (posix_fadvise) where effective_io_concurrency allows it: raised to 64 for this read where it is 1 (Linux's
@@ -63,14 +67,13 @@ internal static partial class LedgerPartitioning
         await using var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false);
         await ExecAsync(connection, $"""
             SELECT set_config('effective_io_concurrency', '64', true) FROM (SELECT current_setting('effective_io_concurrency')::int AS n) s WHERE n BETWEEN 1 AND 63;
-            DROP TABLE IF EXISTS pg_temp.{BuiltVersions};
-            CREATE TEMP TABLE {BuiltVersions} ("Kind" "char" NOT NULL, "Id" uuid NOT NULL, "X" text NOT NULL);
+            CREATE UNLOGGED TABLE {versions} ("Kind" "char" NOT NULL, "Id" uuid NOT NULL, "X" text NOT NULL);
             CREATE TABLE {Q(build.Tasks)} (LIKE {Q(LedgerModel.Tasks)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
             WITH s AS MATERIALIZED (SELECT t AS r, t.xmin::text AS x FROM {tasks} t WHERE {keep}),
                  i AS (INSERT INTO {Q(build.Tasks)} SELECT (s.r).* FROM s)
-            INSERT INTO {BuiltVersions} SELECT 't', (s.r)."Id", s.x FROM s;
+            INSERT INTO {versions} SELECT 't', (s.r)."Id", s.x FROM s;
             """, cancellationToken).ConfigureAwait(false);
-        if (await ScalarAsync<long>(connection, $"SELECT count(*) FROM {BuiltVersions}", cancellationToken).ConfigureAwait(false) == 0)
+        if (await ScalarAsync<long>(connection, $"SELECT count(*) FROM {versions}", cancellationToken).ConfigureAwait(false) == 0)
         {
             await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
             return null;
@@ -80,8 +83,8 @@ internal static partial class LedgerPartitioning
             CREATE TABLE {Q(build.Runs)} (LIKE {Q(LedgerModel.Runs)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
             WITH s AS MATERIALIZED (SELECT y.r, y.v FROM {Q(build.Tasks)} k CROSS JOIN LATERAL (SELECT x AS r, x.xmin::text AS v FROM {runs} x WHERE x."TaskId" = k."Id") y),
                  i AS (INSERT INTO {Q(build.Runs)} SELECT (s.r).* FROM s)
-            INSERT INTO {BuiltVersions} SELECT 'r', (s.r)."Id", s.v FROM s;
-            ANALYZE pg_temp.{BuiltVersions};
+            INSERT INTO {versions} SELECT 'r', (s.r)."Id", s.v FROM s;
+            ANALYZE {versions};
 
             """;
         if (build.Text is { } textTable)
@@ -177,10 +180,10 @@ internal static partial class LedgerPartitioning
 
         return await ScalarAsync<long>(connection, $"""
             SELECT (SELECT count(*) FROM (SELECT t."Id", t.xmin::text AS x FROM {tasks} t WHERE {keep}) a
-                    FULL JOIN (SELECT "Id", "X" FROM {BuiltVersions} WHERE "Kind" = 't') b ON a."Id" = b."Id" AND a.x = b."X"
+                    FULL JOIN (SELECT "Id", "X" FROM {Q(build.Versions)} WHERE "Kind" = 't') b ON a."Id" = b."Id" AND a.x = b."X"
                     WHERE a."Id" IS NULL OR b."Id" IS NULL)
-                 + (SELECT count(*) FROM (SELECT y.* FROM {BuiltVersions} k CROSS JOIN LATERAL (SELECT r."Id", r.xmin::text AS x FROM {runs} r WHERE r."TaskId" = k."Id" OFFSET 0) y WHERE k."Kind" = 't') a
-                    FULL JOIN (SELECT "Id", "X" FROM {BuiltVersions} WHERE "Kind" = 'r') b ON a."Id" = b."Id" AND a.x = b."X"
+                 + (SELECT count(*) FROM (SELECT y.* FROM {Q(build.Versions)} k CROSS JOIN LATERAL (SELECT r."Id", r.xmin::text AS x FROM {runs} r WHERE r."TaskId" = k."Id" OFFSET 0) y WHERE k."Kind" = 't') a
+                    FULL JOIN (SELECT "Id", "X" FROM {Q(build.Versions)} WHERE "Kind" = 'r') b ON a."Id" = b."Id" AND a.x = b."X"
                     WHERE a."Id" IS NULL OR b."Id" IS NULL)
             """, cancellationToken).ConfigureAwait(false) == 0;
     }
@@ -203,6 +206,9 @@ internal static partial class LedgerPartitioning
     private static string DropBuilt(KeptBuild build, bool tasksAndRuns = true) =>
         $"DROP TABLE IF EXISTS {string.Join(", ", new[] { tasksAndRuns ? build.Tasks : null, tasksAndRuns ? build.Runs : null, build.Text }.OfType<string>().Select(Q))};\n";
 
+    /// <summary>Drops the table of the versions noted at the build (after the day's commit, or with the built tables).</summary>
+    private static string DropVersions(KeptBuild build) => $"DROP TABLE IF EXISTS {Q(build.Versions)};\n";
+
     /// <summary>
     /// Drops the built tables (<see cref="BuildKeptAsync"/>) a drop left behind more than an hour ago (the server's clock):
     /// it stopped between its build and its lock. Only tables that are no partition and carry the name of one of the
@@ -212,14 +218,14 @@ internal static partial class LedgerPartitioning
     {
         var names = await ListAsync<string>(connection, $$"""
             SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
-                AND c.relname ~ '_b[0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$'
-                AND substring(c.relname FROM '_b[0-9]{8}_([0-9]{1,19})_[0-9a-f]{4}$')::numeric < extract(epoch FROM clock_timestamp()) - {{(long)AbandonedAfter.TotalSeconds}}
+                AND c.relname ~ '_[bv][0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$'
+                AND substring(c.relname FROM '_[bv][0-9]{8}_([0-9]{1,19})_[0-9a-f]{4}$')::numeric < extract(epoch FROM clock_timestamp()) - {{(long)AbandonedAfter.TotalSeconds}}
             """, cancellationToken).ConfigureAwait(false);
         await DropDetachedAsync(connection, names.Where(n => BuiltTable().Match(n) is { Success: true } m && IsPartitioned(m.Groups[1].Value)), cancellationToken)
             .ConfigureAwait(false);
     }
 
-    [GeneratedRegex("^(JobLog[A-Za-z]+)_b[0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$", RegexOptions.CultureInvariant)]
+    [GeneratedRegex("^(JobLog[A-Za-z]+)_[bv][0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$", RegexOptions.CultureInvariant)]
     private static partial Regex BuiltTable();
 
     /// <summary>A partitioned index's definition: <c>CREATE [UNIQUE] INDEX name ON ONLY schema.table USING …</c>.</summary>

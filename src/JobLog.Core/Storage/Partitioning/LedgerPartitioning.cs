@@ -279,7 +279,7 @@ internal static partial class LedgerPartitioning
             var tasks = Q(LedgerModel.Tasks + "_" + PartitionDay.Suffix(day));
             var runs = LedgerModel.Runs + "_" + PartitionDay.Suffix(day);
             var build = await BuildKeptAsync(connection, day, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false);
-            var versions = build is not null;
+            var versions = build;
             if (build is not null && built is not null)
             {
                 await built(day).ConfigureAwait(false);
@@ -294,7 +294,7 @@ internal static partial class LedgerPartitioning
                 // Another process dropped it meanwhile.
                 if (build is not null)
                 {
-                    await ExecAsync(connection, DropBuilt(build), cancellationToken).ConfigureAwait(false);
+                    await ExecAsync(connection, DropBuilt(build) + DropVersions(build), cancellationToken).ConfigureAwait(false);
                     await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 }
 
@@ -347,9 +347,9 @@ internal static partial class LedgerPartitioning
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
             locked?.Invoke(Stopwatch.GetElapsedTime(lockedAt));
             await DropDetachedAsync(connection, new[] { LedgerModel.Tasks, LedgerModel.Runs, SearchText }.Select(t => DetachedName(t, day)), cancellationToken).ConfigureAwait(false);
-            if (versions)
+            if (versions is not null)
             {
-                await ExecAsync(connection, $"DROP TABLE IF EXISTS pg_temp.{BuiltVersions}", cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection, DropVersions(versions), cancellationToken).ConfigureAwait(false);
             }
 
             dropped = dropped with { Days = dropped.Days + 1, Succeeded = dropped.Succeeded + (int)counts[0], Failed = dropped.Failed + (int)counts[1], Kept = dropped.Kept + (int)counts[2] };

@@ -323,7 +323,7 @@ public class LedgerPartitioningTests
 
         Assert.That(await ScalarAsync<string>(connection,
             $"SELECT string_agg(\"Text\", '|' ORDER BY \"Text\") FROM \"{PostgreSqlSearch.Table}\" WHERE \"TaskId\" = '{failure}'"), Does.Contain("card declined"));
-        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_b[0-9]{8}_' OR relname = 'joblog_built'"), Is.Zero,
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero,
             "no built table left");
         Assert.That(success, Is.Not.AnyOf(tasks.Select(t => t.Id).ToArray()));
         await AssertRollupsEqualCountsAsync(host, "after the drop");
@@ -362,7 +362,7 @@ public class LedgerPartitioningTests
         Assert.That(await ScalarAsync<string>(connection,
             $"SELECT string_agg(\"Text\", '|' ORDER BY \"Text\") FROM \"{PostgreSqlSearch.Table}\" WHERE \"TaskId\" IN ('{failure}', '{success}') AND \"IsError\""),
             Is.EqualTo("card declined|gateway refused|out of stock"), "the search text of the rows as they are now");
-        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_b[0-9]{8}_' OR relname = 'joblog_built'"), Is.Zero,
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero,
             "the built tables are dropped");
         await AssertRollupsEqualCountsAsync(host, "after the drop");
     }
@@ -376,16 +376,17 @@ public class LedgerPartitioningTests
         var now = await ScalarAsync<long>(connection, "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint");
         var abandoned = $"{LedgerModel.Tasks}_b20250101_{now - 3700}_00af";
         var young = $"{LedgerModel.Runs}_b20250101_{now - 60}_00af";
+        var versions = $"{LedgerModel.Tasks}_v20250101_{now - 3700}_00af";
         var foreign = $"Invoices_b20250101_{now - 3700}_00af";
         await using (var create = new NpgsqlCommand(
-            $"CREATE TABLE \"{abandoned}\" (LIKE \"{LedgerModel.Tasks}\"); CREATE TABLE \"{young}\" (LIKE \"{LedgerModel.Runs}\"); CREATE TABLE \"{foreign}\" (\"Id\" integer)", connection))
+            $"CREATE TABLE \"{abandoned}\" (LIKE \"{LedgerModel.Tasks}\"); CREATE TABLE \"{young}\" (LIKE \"{LedgerModel.Runs}\"); CREATE TABLE \"{foreign}\" (\"Id\" integer); CREATE UNLOGGED TABLE \"{versions}\" (\"Id\" uuid)", connection))
         {
             await create.ExecuteNonQueryAsync();
         }
 
         await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None);
 
-        Assert.That(await ScalarAsync<string>(connection, "SELECT string_agg(relname::text, ',' ORDER BY relname) FROM pg_class WHERE relname ~ '_b20250101_'"),
+        Assert.That(await ScalarAsync<string>(connection, "SELECT string_agg(relname::text, ',' ORDER BY relname) FROM pg_class WHERE relname ~ '_[bv]20250101_'"),
             Is.EqualTo(string.Join(",", new[] { young, foreign }.Order(StringComparer.Ordinal))));
     }
 
