@@ -50,6 +50,15 @@ public sealed class FailureCommandsTests
     [TestCase("resolve", "00000000-0000-0000-0000-00000000000x", "--archive")]
     public async Task RetryAndResolve_WithATaskIdThatIsNotOne_ExitWith2_AndRecordNoAction(params string[] args)
     {
+        await AssertRefusedAsync(args, args[1]);
+    }
+
+    [Test]
+    public async Task Resolve_WithANoteLongerThanTheDashboardAllows_ExitsWith2_AndRecordsNoAction() =>
+        await AssertRefusedAsync(["resolve", Guid.NewGuid().ToString(), "--note", new string('n', 2_001)], "--note");
+
+    private static async Task AssertRefusedAsync(string[] args, string said)
+    {
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
         var output = new StringWriter();
         var error = new StringWriter();
@@ -58,7 +67,7 @@ public sealed class FailureCommandsTests
             [.. args, "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString], CliConsole.Redirected(output, error), recordCommand: false);
 
         Assert.That(exit, Is.EqualTo(2), output.ToString());
-        Assert.That(error.ToString(), Does.Contain(args[1]));
+        Assert.That(error.ToString(), Does.Contain(said));
         Assert.That(output.ToString(), Does.Not.Contain("skipped"));
         Assert.That(await host.QueryAsync(db => db.FailureActions.CountAsync()), Is.Zero, "no retry or resolve recorded");
     }

@@ -35,7 +35,10 @@ public interface IFailureActions
 /// <param name="RequestedBy">Who asked (the user's name; "cli" or the like when no user).</param>
 public sealed record FailureActionRequest(IReadOnlyList<Guid> TaskIds, string RequestedBy)
 {
-    /// <summary>An optional note kept with the action (e.g. why a failure was resolved).</summary>
+    /// <summary>The longest note kept (the dashboard's default limit); a longer one is cut.</summary>
+    internal const int MaxNoteLength = 2000;
+
+    /// <summary>An optional note kept with the action (e.g. why a failure was resolved); at most 2,000 characters are kept.</summary>
     public string? Note { get; init; }
 
     /// <summary>How the tasks were chosen (e.g. "group 3f2a…" or a filter), kept with the action for the audit.</summary>

@@ -206,7 +206,7 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
         RequestedAt = now,
         Count = count,
         Skipped = skipped,
-        Note = request.Note,
+        Note = Bound(request.Note, FailureActionRequest.MaxNoteLength),
         Selection = Bound(request.Selection, 2000),
     };
 

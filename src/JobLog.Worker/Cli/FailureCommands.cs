@@ -63,6 +63,12 @@ internal static class FailureCommands
         command.SetAction((parse, ct) => context.WithLedgerAsync("resolve", async session =>
         {
             var taskIds = TaskIds(parse.GetValue(ids));
+            var limit = new JobLog.AspNetCore.Dashboard.JobLogDashboardActionsOptions().MaxNoteLength;
+            if (parse.GetValue(note) is { Length: var length } && length > limit)
+            {
+                throw new CliUsageException($"--note: at most {limit} characters (the dashboard's limit); this one has {length}.");
+            }
+
             await session.Maintenance.MigrateAsync(ct);
             var request = new FailureActionRequest(taskIds, parse.GetValue(by)!) { Note = parse.GetValue(note), Selection = "cli" };
             var resolution = parse.GetValue(archive) ? FailureResolution.Archived : FailureResolution.Resolved;
