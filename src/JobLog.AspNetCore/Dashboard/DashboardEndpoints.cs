@@ -215,7 +215,8 @@ internal static class DashboardEndpoints
 
     internal static T WithPageSize<T>(T filter, HttpContext http, JobLogDashboardOptions options)
         where T : ListFilter =>
-        http.Request.Query.ContainsKey("limit") ? filter : filter with { Limit = Math.Clamp(options.PageSize, 1, ListFilter.MaxLimit) };
+        // An empty limit (?limit=) is no limit, as the filters read it: the configured page size.
+        !string.IsNullOrWhiteSpace(http.Request.Query["limit"]) ? filter : filter with { Limit = Math.Clamp(options.PageSize, 1, ListFilter.MaxLimit) };
 
     private static async Task<Overview> OverviewAsync(HttpContext http, DateTime now, bool day, CancellationToken ct)
     {

@@ -30,6 +30,24 @@ public class FilterBoundsTests
     [TearDown]
     public async Task TearDown() => await _host.DisposeAsync();
 
+    [TestCase("", 3)]
+    [TestCase("?limit=", 3)]
+    [TestCase("?limit=%20", 3)]
+    [TestCase("?limit=5", 5)]
+    public async Task AnEmptyLimit_IsTheConfiguredPageSize_AsNoLimitIs(string query, int expected)
+    {
+        await using var host = await DashboardHost.StartAsync(TestLedger.Sqlite(), dashboard: o => o.PageSize = 3);
+        var now = DateTime.UtcNow;
+        for (var i = 0; i < 7; i++)
+        {
+            await host.SeedAsync(Rows.Task("T" + i, now.AddMinutes(-i), TaskState.Succeeded));
+        }
+
+        using var document = JsonDocument.Parse(await host.GetStringAsync("/joblog/api/tasks" + query));
+
+        Assert.That(document.RootElement.GetProperty("items").GetArrayLength(), Is.EqualTo(expected));
+    }
+
     [TestCase("since=99999999999999999999d")]
     [TestCase("since=99999999999999999999w")]
     [TestCase("since=36501d")]
