@@ -31,7 +31,7 @@ public static class TaskLoggingConfigurationExtensions
 
         s_configured.Add(configurator, new object());
         var services = TaskLoggingServices.From(context);
-        Connect(configurator, services, new TaskDispatchObserver(services, context.GetService<JobLogSchedulerRegistration>()));
+        Connect(configurator, services, new TaskDispatchObserver(services, context.GetService<JobLogSchedulerRegistration>()), mediator: false);
         configurator.ConnectActivityConfigurationObserver(new JobLog.MassTransit.Internal.Courier.CourierConfigurationObserver(services));
         configurator.ConnectReceiveObserver(new ResponseReceiptObserver(services));
         JobLog.MassTransit.Internal.Failures.FailureWiring.Connect(configurator, context, services);
@@ -56,11 +56,11 @@ public static class TaskLoggingConfigurationExtensions
 
         s_mediators.Add(configurator, new object());
         var services = TaskLoggingServices.From(context);
-        Connect(configurator, services, new TaskDispatchObserver(services));
+        Connect(configurator, services, new TaskDispatchObserver(services), mediator: true);
     }
 
     /// <summary>What a bus and the mediator share: tasks on send and publish, the parent stamp, the delivery filter, runs.</summary>
-    private static void Connect<TConfigurator>(TConfigurator configurator, TaskLoggingServices services, TaskDispatchObserver dispatch)
+    private static void Connect<TConfigurator>(TConfigurator configurator, TaskLoggingServices services, TaskDispatchObserver dispatch, bool mediator)
         where TConfigurator : ISendObserverConnector, IPublishObserverConnector, ISendPipelineConfigurator, IPublishPipelineConfigurator,
             IConsumePipeConfigurator, IConsumerConfigurationObserverConnector, ISagaConfigurationObserverConnector, IHandlerConfigurationObserverConnector
     {
@@ -68,7 +68,7 @@ public static class TaskLoggingConfigurationExtensions
         configurator.ConnectPublishObserver(dispatch);
         configurator.ConfigureSend(s => s.UseExecute(ParentStamp.Stamp));
         configurator.ConfigurePublish(p => p.UseExecute(ParentStamp.Stamp));
-        configurator.AddPrePipeSpecification(new TaskDeliverySpecification(services));
+        configurator.AddPrePipeSpecification(new TaskDeliverySpecification(services, mediator));
         var runs = new TaskRunConfigurationObserver(services);
         configurator.ConnectConsumerConfigurationObserver(runs);
         configurator.ConnectSagaConfigurationObserver(runs);

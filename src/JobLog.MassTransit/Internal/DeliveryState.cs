@@ -23,6 +23,12 @@ internal sealed class DeliveryState
     /// <summary>Set by the dispatch observer when this delivery's message was handed to delayed or scheduled redelivery.</summary>
     public DateTime? RedeliveryAt { get; set; }
 
+    /// <summary>
+    /// The run in whose scope the redelivery was sent (<c>context.Defer</c>, a consumer's own redelivery filter), or null
+    /// outside any: only that run is taken for a deferred attempt, not another consumer of the message finishing meanwhile.
+    /// </summary>
+    public Guid? RedeliveredByRun { get; set; }
+
     public long LastSequence => Interlocked.Read(ref _lastSequence);
 
     /// <summary>The run that started last in this delivery: the parent of what an outbox releases after it.</summary>

@@ -9,7 +9,7 @@ namespace JobLog.MassTransit.Internal;
 /// (FAILED when the exception escapes, RETRIED when redelivery took the message) and, in Acknowledged mode, holds the
 /// acknowledgement until the delivery's records are committed.
 /// </summary>
-internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter<ConsumeContext>
+internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool mediator = false) : IFilter<ConsumeContext>
 {
     public async Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
     {
@@ -19,8 +19,10 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter
         {
             await next.Send(context).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (context.CancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (!mediator && context.CancellationToken.IsCancellationRequested)
         {
+            // Not on the mediator: there the token is the caller's (an aborted HTTP request's), no queue redelivers the
+            // message, and the attempt is a failure like any other.
             // The endpoint is stopping and cancelled the consumer (MassTransitHostOptions.ConsumerStopTimeout): the
             // transport returns the message to its queue, not to _error, and the next worker runs it again. The attempt
             // stays RETRIED (its next run is that redelivery) and is not kept as a failure.
@@ -121,9 +123,9 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services) : IFilter
 }
 
 /// <summary>Adds <see cref="TaskDeliveryFilter"/> as a pre-pipe specification.</summary>
-internal sealed class TaskDeliverySpecification(TaskLoggingServices services) : IPipeSpecification<ConsumeContext>
+internal sealed class TaskDeliverySpecification(TaskLoggingServices services, bool mediator) : IPipeSpecification<ConsumeContext>
 {
-    public void Apply(IPipeBuilder<ConsumeContext> builder) => builder.AddFilter(new TaskDeliveryFilter(services));
+    public void Apply(IPipeBuilder<ConsumeContext> builder) => builder.AddFilter(new TaskDeliveryFilter(services, mediator));
 
     public IEnumerable<ValidationResult> Validate()
     {

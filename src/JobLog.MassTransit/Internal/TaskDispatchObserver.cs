@@ -173,6 +173,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             if (delivery is not null)
             {
                 delivery.RedeliveryAt = scheduled;
+                delivery.RedeliveredByRun = CurrentRun();
             }
 
             return;
@@ -341,6 +342,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
             if (delivery is not null)
             {
                 delivery.RedeliveryAt = services.UtcNow + (context.Delay ?? TimeSpan.Zero);
+                delivery.RedeliveredByRun = CurrentRun();
             }
 
             return false;
@@ -376,6 +378,20 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
 
         consume.TryGetPayload(out delivery);
         return true;
+    }
+
+    /// <summary>The task run whose scope this code runs in (the nearest, through nested frames), or null.</summary>
+    private static Guid? CurrentRun()
+    {
+        for (var frame = JobLogScope.Current; frame is not null; frame = frame.Parent)
+        {
+            if (frame.Kind == AmbientKind.TaskRun)
+            {
+                return frame.Id;
+            }
+        }
+
+        return null;
     }
 
     private static int? Count(object? value)

@@ -90,7 +90,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             }
         }
 
-        if (delivery.RedeliveryAt is { } redeliveryAt && redeliveryAt != redeliveryBefore)
+        if (delivery.RedeliveryAt is { } redeliveryAt && redeliveryAt != redeliveryBefore && delivery.RedeliveredByRun == run.Id)
         {
             // The consumer handed the message back (context.Defer / Redeliver) instead of doing its work: the attempt
             // is retried at the redelivery's time, as a failed attempt that redelivery took.

@@ -97,3 +97,25 @@ public sealed class OutboxChildConsumer : IConsumer<OutboxChild>
 {
     public Task Consume(ConsumeContext<OutboxChild> context) => Task.CompletedTask;
 }
+
+public sealed record Partnered;
+
+/// <summary>Works a while, then succeeds.</summary>
+public sealed class SlowPartnerConsumer : IConsumer<Partnered>
+{
+    public Task Consume(ConsumeContext<Partnered> context) => Task.Delay(400);
+}
+
+/// <summary>Defers the first delivery of each message at once, consumes the next.</summary>
+public sealed class DeferringPartnerConsumer : IConsumer<Partnered>
+{
+    private static readonly ConcurrentDictionary<Guid, int> s_attempts = new();
+
+    public async Task Consume(ConsumeContext<Partnered> context)
+    {
+        if (s_attempts.AddOrUpdate(context.GetOriginalMessageId() ?? context.MessageId!.Value, 1, (_, v) => v + 1) == 1)
+        {
+            await context.Defer(TimeSpan.FromMilliseconds(200));
+        }
+    }
+}

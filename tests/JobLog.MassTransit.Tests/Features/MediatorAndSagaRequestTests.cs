@@ -38,6 +38,46 @@ public class MediatorAndSagaRequestTests
     }
 
     [Test]
+    public async Task Mediator_AConsumerCancelledByItsCallersToken_IsAFailedRun_NotARetryNobodyRedelivers()
+    {
+        // On the mediator the consume token is the caller's (an aborted HTTP request's): no queue redelivers the
+        // message, so the attempt is FAILED, not RETRIED as a bus endpoint's stop leaves it (review of session 20).
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), services: s => s.AddMediator(x =>
+        {
+            x.AddConsumer<CancelledWorkConsumer>();
+            x.ConfigureMediator((context, cfg) => cfg.UseTaskLogging(context));
+        }));
+        var id = NewId.NextGuid();
+        using var cancel = new CancellationTokenSource();
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            var mediator = scope.ServiceProvider.GetRequiredService<IMediator>();
+            var sent = mediator.Send(new CancelledWork(), Pipe.Execute<SendContext<CancelledWork>>(c => c.MessageId = id), cancel.Token);
+            await CancelledWorkConsumer.Started.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            await cancel.CancelAsync();
+            Assert.CatchAsync<OperationCanceledException>(async () => await sent);
+        }
+
+        await host.FlushAsync();
+        var task = (await host.TasksAsync()).Single(t => t.Id == id);
+        Assert.That(task.Runs.Select(r => r.State), Is.EqualTo(new[] { TaskRunState.Failed }), Describe(task));
+        Assert.That(task.State, Is.EqualTo(TaskState.Failed));
+    }
+
+    public sealed record CancelledWork;
+
+    public sealed class CancelledWorkConsumer : IConsumer<CancelledWork>
+    {
+        public static readonly TaskCompletionSource Started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public async Task Consume(ConsumeContext<CancelledWork> context)
+        {
+            Started.TrySetResult();
+            await Task.Delay(Timeout.Infinite, context.CancellationToken);
+        }
+    }
+
+    [Test]
     public async Task Saga_WithARequestActivity_CompletedAndTimedOut()
     {
         await using var bus = await BusFixture.StartAsync(Transport.InMemory, x =>

@@ -88,6 +88,33 @@ public class PipelineFeatureTests
     }
 
     [Test]
+    public async Task Defer_ByOneOfTwoConsumersOfAMessage_LeavesTheOthersFinishedRunSucceeded()
+    {
+        // Both consumers of one endpoint start together; the deferring one hands the message back while the slow one is
+        // still working: only the deferring run is the deferred attempt (review of session 20).
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x =>
+            {
+                x.AddConsumer<SlowPartnerConsumer>();
+                x.AddConsumer<DeferringPartnerConsumer>();
+            },
+            configureBus: (_, cfg) => cfg.UseDelayedRedelivery(r => r.Intervals(100)),
+            endpoints: (context, cfg) => cfg.ReceiveEndpoint("partners-probe", e =>
+            {
+                e.ConfigureConsumer<SlowPartnerConsumer>(context);
+                e.ConfigureConsumer<DeferringPartnerConsumer>(context);
+            }));
+        var id = NewId.NextGuid();
+        var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:partners-probe"));
+        await endpoint.Send(new Partnered(), x => x.MessageId = id);
+        var task = await WaitFor(bus, id, t => t.Runs.Count == 4 && t.Runs.All(r => r.Stop != null), "both consumers, twice");
+        TestContext.Out.WriteLine(Describe(task));
+        var slow = task.Runs.Where(r => r.ConsumerType.Contains(nameof(SlowPartnerConsumer), StringComparison.Ordinal)).OrderBy(r => r.Start).ToList();
+        var deferring = task.Runs.Where(r => r.ConsumerType.Contains(nameof(DeferringPartnerConsumer), StringComparison.Ordinal)).OrderBy(r => r.Start).ToList();
+        Assert.That(slow.Select(r => r.State), Is.EqualTo(new[] { TaskRunState.Succeeded, TaskRunState.Succeeded }), "the slow consumer did its work both times");
+        Assert.That(deferring.Select(r => r.State), Is.EqualTo(new[] { TaskRunState.Retried, TaskRunState.Succeeded }));
+    }
+
+    [Test]
     public async Task MessageRetryIgnoringAnException_FailsAtOnce_WithOneFailedRun()
     {
         await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<IgnoredFailureConsumer>(),
