@@ -60,58 +60,99 @@ internal static partial class LedgerPartitioning
         var build = new KeptBuild(Name(LedgerModel.Tasks), Name(LedgerModel.Runs), text ? Name(SearchText) : null, Name(LedgerModel.Tasks, 'v'));
         var versions = Q(build.Versions);
 
-        // One snapshot for the rows and the versions noted (REPEATABLE READ). The tasks' bitmap heap scan asks for its pages
-        // ahead (posix_fadvise) where effective_io_concurrency allows it: raised to 64 for this read where it is 1 (Linux's
-        // default) to 63; 0 (a platform without posix_fadvise, or an administrator's choice) is left. Cold, 11,700 pages at
-        // 10 M waited 0.26-0.85 s for their reads against 0.30-2.31 s at 1 (docs/scale.md "Session 17 (daydrop)").
-        await using var transaction = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false);
-        await ExecAsync(connection, $"""
-            SELECT set_config('effective_io_concurrency', '64', true) FROM (SELECT current_setting('effective_io_concurrency')::int AS n) s WHERE n BETWEEN 1 AND 63;
-            CREATE UNLOGGED TABLE {versions} ("Kind" "char" NOT NULL, "Id" uuid NOT NULL, "X" text NOT NULL);
-            CREATE TABLE {Q(build.Tasks)} (LIKE {Q(LedgerModel.Tasks)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
-            WITH s AS MATERIALIZED (SELECT t AS r, t.xmin::text AS x FROM {tasks} t WHERE {keep}),
-                 i AS (INSERT INTO {Q(build.Tasks)} SELECT (s.r).* FROM s)
-            INSERT INTO {versions} SELECT 't', (s.r)."Id", s.x FROM s;
-            """, cancellationToken).ConfigureAwait(false);
-        if (await ScalarAsync<long>(connection, $"SELECT count(*) FROM {versions}", cancellationToken).ConfigureAwait(false) == 0)
-        {
-            await transaction.RollbackAsync(cancellationToken).ConfigureAwait(false);
-            return null;
-        }
-
-        var sql = $"""
-            CREATE TABLE {Q(build.Runs)} (LIKE {Q(LedgerModel.Runs)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
-            WITH s AS MATERIALIZED (SELECT y.r, y.v FROM {Q(build.Tasks)} k CROSS JOIN LATERAL (SELECT x AS r, x.xmin::text AS v FROM {runs} x WHERE x."TaskId" = k."Id") y),
-                 i AS (INSERT INTO {Q(build.Runs)} SELECT (s.r).* FROM s)
-            INSERT INTO {versions} SELECT 'r', (s.r)."Id", s.v FROM s;
-            ANALYZE {versions};
-
-            """;
-        if (build.Text is { } textTable)
-        {
-            sql += $"""
-                CREATE TABLE {Q(textTable)} (LIKE {Q(SearchText)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
-                {PostgreSqlSearch.RowsOf(Q(build.Tasks), Q(build.Runs), keyed: true, into: Q(textTable))};
-
-                """;
-        }
-
+        // The tables first, in a transaction of their own: LIKE locks the parents (ACCESS SHARE) until its commit, and a
+        // transaction holding that through the copy and the index builds would keep another process's drop (ACCESS
+        // EXCLUSIVE), and every writer queued behind it, waiting (review of session 20).
+        var tables = $"CREATE UNLOGGED TABLE {versions} (\"Kind\" \"char\" NOT NULL, \"Id\" uuid NOT NULL, \"X\" text NOT NULL);\n";
         foreach (var (parent, table) in new[] { (LedgerModel.Tasks, build.Tasks), (LedgerModel.Runs, build.Runs), (SearchText, build.Text) })
         {
             if (table is not null)
             {
-                sql += $"ALTER TABLE {Q(table)} ADD CONSTRAINT {BuiltCheck} CHECK ({Key} >= {day} AND {Key} < {day + 1});\n";
-                foreach (var (statement, builtName, keptName) in await IndexesOfAsync(connection, parent, day, table, cancellationToken).ConfigureAwait(false))
-                {
-                    sql += statement + ";\n";
-                    build.Indexes.Add((builtName, keptName));
-                }
+                tables += $"CREATE TABLE {Q(table)} (LIKE {Q(parent)} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);\n";
             }
         }
 
-        await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-        return build;
+        await using (var create = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false))
+        {
+            await ExecAsync(connection, tables, cancellationToken).ConfigureAwait(false);
+            await create.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        try
+        {
+            // One snapshot for the rows and the versions noted (REPEATABLE READ). The tasks' bitmap heap scan asks for its
+            // pages ahead (posix_fadvise) where effective_io_concurrency allows it: raised to 64 for this read where it is
+            // 1 (Linux's default) to 63; 0 (a platform without posix_fadvise, or an administrator's choice) is left. Cold,
+            // 11,700 pages at 10 M waited 0.26-0.85 s for their reads against 0.30-2.31 s at 1 (docs/scale.md "Session 17 (daydrop)").
+            long kept;
+            await using (var copy = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false))
+            {
+                await ExecAsync(connection, $"""
+                    SELECT set_config('effective_io_concurrency', '64', true) FROM (SELECT current_setting('effective_io_concurrency')::int AS n) s WHERE n BETWEEN 1 AND 63;
+                    WITH s AS MATERIALIZED (SELECT t AS r, t.xmin::text AS x FROM {tasks} t WHERE {keep}),
+                         i AS (INSERT INTO {Q(build.Tasks)} SELECT (s.r).* FROM s)
+                    INSERT INTO {versions} SELECT 't', (s.r)."Id", s.x FROM s;
+                    WITH s AS MATERIALIZED (SELECT y.r, y.v FROM {Q(build.Tasks)} k CROSS JOIN LATERAL (SELECT x AS r, x.xmin::text AS v FROM {runs} x WHERE x."TaskId" = k."Id") y),
+                         i AS (INSERT INTO {Q(build.Runs)} SELECT (s.r).* FROM s)
+                    INSERT INTO {versions} SELECT 'r', (s.r)."Id", s.v FROM s;
+                    """, cancellationToken).ConfigureAwait(false);
+                kept = await ScalarAsync<long>(connection, $"SELECT count(*) FROM {versions} WHERE \"Kind\" = 't'", cancellationToken).ConfigureAwait(false);
+                await copy.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            if (kept == 0)
+            {
+                await ExecAsync(connection, DropBuilt(build) + DropVersions(build), cancellationToken).ConfigureAwait(false);
+                return null;
+            }
+
+            // The search text and the indexes, on the built tables alone.
+            var sql = $"ANALYZE {versions};\n";
+            if (build.Text is { } textTable)
+            {
+                sql += PostgreSqlSearch.RowsOf(Q(build.Tasks), Q(build.Runs), keyed: true, into: Q(textTable)) + ";\n";
+            }
+
+            foreach (var (parent, table) in new[] { (LedgerModel.Tasks, build.Tasks), (LedgerModel.Runs, build.Runs), (SearchText, build.Text) })
+            {
+                if (table is not null)
+                {
+                    sql += $"ALTER TABLE {Q(table)} ADD CONSTRAINT {BuiltCheck} CHECK ({Key} >= {day} AND {Key} < {day + 1});\n";
+                    foreach (var (statement, builtName, keptName) in await IndexesOfAsync(connection, parent, day, table, cancellationToken).ConfigureAwait(false))
+                    {
+                        sql += statement + ";\n";
+                        build.Indexes.Add((builtName, keptName));
+                    }
+                }
+            }
+
+            await using var indexes = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
+            await indexes.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return build;
+        }
+        catch (Exception)
+        {
+            await DropQuietlyAsync(connection, build).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Drops the tables of <paramref name="build"/> after a failure (the build's, or the day's locked transaction's, rolled
+    /// back): a failure of its own is not reported over the first one; what it leaves goes an hour later
+    /// (<see cref="DropAbandonedBuildsAsync"/>).
+    /// </summary>
+    private static async Task DropQuietlyAsync(DbConnection connection, KeptBuild build)
+    {
+        try
+        {
+            await ExecAsync(connection, DropBuilt(build) + DropVersions(build), CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is DbException or InvalidOperationException or TimeoutException)
+        {
+            // The connection may be broken: the abandoned builds' pass drops them later.
+        }
     }
 
     /// <summary>

@@ -280,79 +280,88 @@ internal static partial class LedgerPartitioning
             var runs = LedgerModel.Runs + "_" + PartitionDay.Suffix(day);
             var build = await BuildKeptAsync(connection, day, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false);
             var versions = build;
-            if (build is not null && built is not null)
+            try
             {
-                await built(day).ConfigureAwait(false);
-            }
-
-            await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
-            await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
-            var lockedAt = Stopwatch.GetTimestamp();
-            if (!await ScalarAsync<bool>(connection, $"SELECT to_regclass('{tasks}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
-            {
-                // Another process dropped it meanwhile.
-                if (build is not null)
+                if (build is not null && built is not null)
                 {
-                    await ExecAsync(connection, DropBuilt(build) + DropVersions(build), cancellationToken).ConfigureAwait(false);
-                    await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                    await built(day).ConfigureAwait(false);
                 }
 
-                continue;
-            }
+                await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+                var lockedAt = Stopwatch.GetTimestamp();
+                if (!await ScalarAsync<bool>(connection, $"SELECT to_regclass('{tasks}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
+                {
+                    // Another process dropped it meanwhile.
+                    if (build is not null)
+                    {
+                        await ExecAsync(connection, DropBuilt(build) + DropVersions(build), cancellationToken).ConfigureAwait(false);
+                        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                    }
 
-            var runsExist = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(runs)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
-            if (build is not null && !await BuiltUnchangedAsync(connection, build, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false))
-            {
-                // A kept row changed (or a row became one to keep) after the build: built again, under the lock.
-                await ExecAsync(connection, DropBuilt(build), cancellationToken).ConfigureAwait(false);
-                build = null;
-                dropped = dropped with { Rebuilt = dropped.Rebuilt + 1 };
-            }
+                    continue;
+                }
 
-            var sql = build is not null
-                ? $"""
-                    CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {Q(build.Tasks)};
-                    CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(build.Runs)};
-                    """
-                : $"""
-                    CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t WHERE {keep};
-                    CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
-                    {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
+                var runsExist = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(runs)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
+                if (build is not null && !await BuiltUnchangedAsync(connection, build, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false))
+                {
+                    // A kept row changed (or a row became one to keep) after the build: built again, under the lock.
+                    await ExecAsync(connection, DropBuilt(build), cancellationToken).ConfigureAwait(false);
+                    build = null;
+                    dropped = dropped with { Rebuilt = dropped.Rebuilt + 1 };
+                }
+
+                var sql = build is not null
+                    ? $"""
+                        CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {Q(build.Tasks)};
+                        CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(build.Runs)};
+                        """
+                    : $"""
+                        CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t WHERE {keep};
+                        CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
+                        {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
+                        """;
+                sql += $"""
+
+                    {string.Format(CultureInfo.InvariantCulture, DayRollups.Gone, day)}
+                    {string.Format(CultureInfo.InvariantCulture, FailureGroupRollup.PostgresDropDay, tasks)}
                     """;
-            sql += $"""
+                await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
+                var counts = await ListAsync<long>(connection,
+                    $"SELECT coalesce(SUM(n) FILTER (WHERE \"State\" = {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone " +
+                    $"UNION ALL SELECT coalesce(SUM(n) FILTER (WHERE \"State\" <> {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone " +
+                    "UNION ALL SELECT COUNT(*) FROM joblog_keep_tasks", cancellationToken).ConfigureAwait(false);
+                // The search's side table (PostgreSqlSearch): its day partition dropped with the tasks' (the kept tasks' text
+                // moved into its _k partition), or, where it has none, the day's text deleted (a DROP fires no trigger).
+                var text = await SearchTextDropAsync(connection, tasks, day, counts[2] > 0, cancellationToken).ConfigureAwait(false);
+                var kept = build is null ? (counts[2] > 0 ? KeptPartitions(day) + text.Kept : "")
+                    // The side table's kept text: the built one where the drop makes a _k partition of it (text.Kept), else
+                    // made as before (the side table was partitioned after the build) or the built one dropped.
+                    : AttachBuilt(build, day, text: build.Text is not null && text.Kept != "")
+                        + (build.Text is null ? text.Kept : text.Kept == "" ? DropBuilt(build, tasksAndRuns: false) : "");
+                var drop = text.Drop + (runsExist ? Detach(LedgerModel.Runs, runs, day) : "") + $"""
+                    {Detach(LedgerModel.Tasks, LedgerModel.Tasks + "_" + PartitionDay.Suffix(day), day)}
+                    {kept}
+                    {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
+                    """;
+                await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                locked?.Invoke(Stopwatch.GetElapsedTime(lockedAt));
+                await DropDetachedAsync(connection, new[] { LedgerModel.Tasks, LedgerModel.Runs, SearchText }.Select(t => DetachedName(t, day)), cancellationToken).ConfigureAwait(false);
+                if (versions is not null)
+                {
+                    await ExecAsync(connection, DropVersions(versions), cancellationToken).ConfigureAwait(false);
+                }
 
-                {string.Format(CultureInfo.InvariantCulture, DayRollups.Gone, day)}
-                {string.Format(CultureInfo.InvariantCulture, FailureGroupRollup.PostgresDropDay, tasks)}
-                """;
-            await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
-            var counts = await ListAsync<long>(connection,
-                $"SELECT coalesce(SUM(n) FILTER (WHERE \"State\" = {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone " +
-                $"UNION ALL SELECT coalesce(SUM(n) FILTER (WHERE \"State\" <> {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone " +
-                "UNION ALL SELECT COUNT(*) FROM joblog_keep_tasks", cancellationToken).ConfigureAwait(false);
-            // The search's side table (PostgreSqlSearch): its day partition dropped with the tasks' (the kept tasks' text
-            // moved into its _k partition), or, where it has none, the day's text deleted (a DROP fires no trigger).
-            var text = await SearchTextDropAsync(connection, tasks, day, counts[2] > 0, cancellationToken).ConfigureAwait(false);
-            var kept = build is null ? (counts[2] > 0 ? KeptPartitions(day) + text.Kept : "")
-                // The side table's kept text: the built one where the drop makes a _k partition of it (text.Kept), else
-                // made as before (the side table was partitioned after the build) or the built one dropped.
-                : AttachBuilt(build, day, text: build.Text is not null && text.Kept != "")
-                    + (build.Text is null ? text.Kept : text.Kept == "" ? DropBuilt(build, tasksAndRuns: false) : "");
-            var drop = text.Drop + (runsExist ? Detach(LedgerModel.Runs, runs, day) : "") + $"""
-                {Detach(LedgerModel.Tasks, LedgerModel.Tasks + "_" + PartitionDay.Suffix(day), day)}
-                {kept}
-                {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
-                """;
-            await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-            locked?.Invoke(Stopwatch.GetElapsedTime(lockedAt));
-            await DropDetachedAsync(connection, new[] { LedgerModel.Tasks, LedgerModel.Runs, SearchText }.Select(t => DetachedName(t, day)), cancellationToken).ConfigureAwait(false);
-            if (versions is not null)
-            {
-                await ExecAsync(connection, DropVersions(versions), cancellationToken).ConfigureAwait(false);
+                dropped = dropped with { Days = dropped.Days + 1, Succeeded = dropped.Succeeded + (int)counts[0], Failed = dropped.Failed + (int)counts[1], Kept = dropped.Kept + (int)counts[2] };
             }
-
-            dropped = dropped with { Days = dropped.Days + 1, Succeeded = dropped.Succeeded + (int)counts[0], Failed = dropped.Failed + (int)counts[1], Kept = dropped.Kept + (int)counts[2] };
+            catch (Exception) when (versions is not null)
+            {
+                // The lock timed out, the process is stopping, an attach failed: the build's tables go now, not in an hour.
+                await DropQuietlyAsync(connection, versions).ConfigureAwait(false);
+                throw;
+            }
         }
 
         return dropped;
