@@ -286,13 +286,8 @@ public class LedgerPartitioningTests
     {
         // The kept rows' tables are built (rows, indexes, a check of their day) before the day's lock, which attaches
         // them: PostgreSQL adopts their indexes as the partitions of the parents' (docs/scale.md "Session 20 (lead)").
-        var host = await StartAsync(partitioned: true);
-        var old = T0.AddDays(-40);
-        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
-        await connection.OpenAsync();
-        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
-        var (success, failure, unfinished) = WriteOldDay(host, old);
-        await host.FlushAsync();
+        var (host, connection, old, (success, failure, unfinished)) = await OldDayAsync();
+        await using var owned = connection;
 
         var built = new List<int>();
         var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None,
@@ -335,13 +330,8 @@ public class LedgerPartitioningTests
         // Between the build and the lock: the kept failure is retried and fails again (a new run, its task updated), and a
         // success of the day is delivered again and fails (a row that becomes one to keep). The built tables are not
         // what the day holds any more: they are dropped and the kept rows read under the lock.
-        var host = await StartAsync(partitioned: true);
-        var old = T0.AddDays(-40);
-        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
-        await connection.OpenAsync();
-        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
-        var (success, failure, unfinished) = WriteOldDay(host, old);
-        await host.FlushAsync();
+        var (host, connection, old, (success, failure, unfinished)) = await OldDayAsync();
+        await using var owned = connection;
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
 
         var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None,
@@ -372,13 +362,8 @@ public class LedgerPartitioningTests
     {
         // A lock that times out, a stop, an attach that fails: the build's tables go at once, the day stays for the next
         // drop (review of session 20: they were left for an hour, a new set each retry).
-        var host = await StartAsync(partitioned: true);
-        var old = T0.AddDays(-40);
-        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
-        await connection.OpenAsync();
-        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
-        var (_, failure, unfinished) = WriteOldDay(host, old);
-        await host.FlushAsync();
+        var (host, connection, old, (_, failure, unfinished)) = await OldDayAsync();
+        await using var owned = connection;
 
         var error = Assert.ThrowsAsync<TimeoutException>(() => LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None,
             built: _ => throw new TimeoutException("the lock timed out")));
@@ -415,7 +400,20 @@ public class LedgerPartitioningTests
             Is.EqualTo(string.Join(",", new[] { young, foreign }.Order(StringComparer.Ordinal))));
     }
 
-    private (Guid Success, Guid Failure, Guid Unfinished) WriteOldDay(LedgerHost host, DateTime old)
+    /// <summary>A partitioned ledger with a day 40 days old: a success, a failure ("card declined") and an unfinished task.</summary>
+    private async Task<(LedgerHost Host, NpgsqlConnection Connection, DateTime Old, (Guid Success, Guid Failure, Guid Unfinished) Ids)> OldDayAsync()
+    {
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
+        var ids = WriteOldDay(host, old);
+        await host.FlushAsync();
+        return (host, connection, old, ids);
+    }
+
+    private static (Guid Success, Guid Failure, Guid Unfinished) WriteOldDay(LedgerHost host, DateTime old)
     {
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var success = Guid.CreateVersion7(new DateTimeOffset(old));
