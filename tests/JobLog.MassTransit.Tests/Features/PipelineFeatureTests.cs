@@ -32,36 +32,36 @@ public class PipelineFeatureTests
         return task!;
     }
 
+    /// <summary>Publishes <paramref name="message"/> to <typeparamref name="TConsumer"/> on the in-memory bus; its task once it ended.</summary>
+    private static async Task<TaskLog> ConsumedAsync<TConsumer>(object message)
+        where TConsumer : class, IConsumer
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<TConsumer>());
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(message, message.GetType(), x => x.MessageId = id);
+        var task = await WaitFor(bus, id, t => t.State != TaskState.Waiting && t.State != TaskState.Active, "consumed");
+        TestContext.Out.WriteLine(Describe(task));
+        return task;
+    }
+
     [Test]
     public async Task GenericMessage_IsNamedWithItsArguments()
     {
-        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<EnvelopeConsumer>());
-        var id = NewId.NextGuid();
-        await bus.Bus.Publish(new Envelope<ChargeCard>(new ChargeCard(1, 2m)), x => x.MessageId = id);
-        var task = await WaitFor(bus, id, t => t.State == TaskState.Succeeded, "consumed");
-        TestContext.Out.WriteLine(Describe(task));
-        Assert.That(task.Name, Is.EqualTo("Envelope<ChargeCard>"));
+        var task = await ConsumedAsync<EnvelopeConsumer>(new Envelope<ChargeCard>(new ChargeCard(1, 2m)));
+        Assert.That((task.State, task.Name), Is.EqualTo((TaskState.Succeeded, "Envelope<ChargeCard>")));
     }
 
     [Test]
     public async Task NestedMessage_IsRecorded()
     {
-        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<NestedConsumer>());
-        var id = NewId.NextGuid();
-        await bus.Bus.Publish(new Nest.Nested("a"), x => x.MessageId = id);
-        var task = await WaitFor(bus, id, t => t.State == TaskState.Succeeded, "consumed");
-        TestContext.Out.WriteLine(Describe(task));
-        Assert.That(task.Name, Is.EqualTo("Nested"));
+        var task = await ConsumedAsync<NestedConsumer>(new Nest.Nested("a"));
+        Assert.That((task.State, task.Name), Is.EqualTo((TaskState.Succeeded, "Nested")));
     }
 
     [Test]
     public async Task MessageNestedInAGenericClass_IsConsumedAndRecorded()
     {
-        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<OuterInnerConsumer>());
-        var id = NewId.NextGuid();
-        await bus.Bus.Publish(new Outer<int>.Inner("a"), x => x.MessageId = id);
-        var task = await WaitFor(bus, id, t => t.State != TaskState.Waiting && t.State != TaskState.Active, "consumed");
-        TestContext.Out.WriteLine(Describe(task));
+        var task = await ConsumedAsync<OuterInnerConsumer>(new Outer<int>.Inner("a"));
         Assert.That(task.State, Is.EqualTo(TaskState.Succeeded));
         Assert.That(task.Runs.Single().State, Is.EqualTo(TaskRunState.Succeeded));
     }
