@@ -5,6 +5,7 @@ using JobLog.Sweeping;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.WebUtilities;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
 
@@ -174,7 +175,19 @@ internal static class DashboardEndpoints
     internal static IResult Json(object value) => Results.Json(value, DashboardJson.Options);
 
     internal static IResult JsonOrNotFound(object? value) =>
-        value is null ? Results.Json(new { error = "Not found." }, DashboardJson.Options, statusCode: StatusCodes.Status404NotFound) : Json(value);
+        value is null ? Problem(StatusCodes.Status404NotFound, "Not found.") : Json(value);
+
+    /// <summary>
+    /// An API error as RFC 9457 problem details (<c>application/problem+json</c>, as ASP.NET Core writes its own):
+    /// <c>title</c>, <c>status</c> and <c>detail</c>, and <c>error</c>, the detail again under the name JobLog's API used first.
+    /// </summary>
+    internal static IResult Problem(int status, string detail) =>
+        Results.Json(new ApiProblem(ReasonPhrases.GetReasonPhrase(status), status, detail, detail), DashboardJson.Options, "application/problem+json", status);
+
+    internal sealed record ApiProblem(string Title, int Status, string Detail, string Error)
+    {
+        public string Type => "about:blank";
+    }
 
     internal static (T? Filter, string? Error) TryParse<T>(PageContext page, Func<FilterSource, T> parse)
         where T : ListFilter
@@ -204,13 +217,13 @@ internal static class DashboardEndpoints
         }
         catch (FilterException ex)
         {
-            return Results.Json(new { error = ex.Message }, DashboardJson.Options, statusCode: StatusCodes.Status400BadRequest);
+            return Problem(StatusCodes.Status400BadRequest, ex.Message);
         }
 
         var (rows, busy) = await LimitedAsync(filter, options, query, ct).ConfigureAwait(false);
         return busy is null
             ? Json(rows)
-            : new BusyResult(Results.Json(new { error = busy }, DashboardJson.Options, statusCode: StatusCodes.Status429TooManyRequests));
+            : new BusyResult(Problem(StatusCodes.Status429TooManyRequests, busy));
     }
 
     internal static T WithPageSize<T>(T filter, HttpContext http, JobLogDashboardOptions options)
@@ -241,19 +254,19 @@ internal static class DashboardEndpoints
         var fetchSite = http.Request.Headers["Sec-Fetch-Site"].ToString();
         if (http.Request.Headers["X-JobLog-Action"] != "1" || (fetchSite.Length > 0 && fetchSite != "same-origin"))
         {
-            return Results.Json(new { error = "Actions are only accepted from the dashboard's own pages." }, DashboardJson.Options, statusCode: StatusCodes.Status403Forbidden);
+            return Problem(StatusCodes.Status403Forbidden, "Actions are only accepted from the dashboard's own pages.");
         }
 
         var action = options.TaskActions.FirstOrDefault(a => string.Equals(a.Name, name, StringComparison.OrdinalIgnoreCase));
         var detail = await Queries(http).TaskAsync(id, ct).ConfigureAwait(false);
         if (action is null || detail is null)
         {
-            return Results.Json(new { error = "No such task or action." }, DashboardJson.Options, statusCode: StatusCodes.Status404NotFound);
+            return Problem(StatusCodes.Status404NotFound, "No such task or action.");
         }
 
         if (!action.IsAvailable(detail))
         {
-            return Results.Json(new { error = $"'{action.Label}' is not available for this task." }, DashboardJson.Options, statusCode: StatusCodes.Status409Conflict);
+            return Problem(StatusCodes.Status409Conflict, $"'{action.Label}' is not available for this task.");
         }
 
         try
@@ -262,7 +275,7 @@ internal static class DashboardEndpoints
         }
         catch (InvalidOperationException ex)
         {
-            return Results.Json(new { error = ex.Message }, DashboardJson.Options, statusCode: StatusCodes.Status409Conflict);
+            return Problem(StatusCodes.Status409Conflict, ex.Message);
         }
     }
 

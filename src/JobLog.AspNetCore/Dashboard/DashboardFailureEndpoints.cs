@@ -281,13 +281,12 @@ internal static class DashboardFailureEndpoints
     }
 
     private static IResult BusyJson() =>
-        new BusyResult(Results.Json(new { error = Busy }, DashboardJson.Options, statusCode: StatusCodes.Status429TooManyRequests));
+        new BusyResult(DashboardEndpoints.Problem(StatusCodes.Status429TooManyRequests, Busy));
 
     private static IResult BadFilter(HttpContext http) =>
         Error(StatusCodes.Status400BadRequest, http.Items[typeof(FilterException)] as string ?? "Bad filter.");
 
     private static IResult Forbidden(string message) => Error(StatusCodes.Status403Forbidden, message);
 
-    private static IResult Error(int status, string message) =>
-        Results.Json(new { error = message }, DashboardJson.Options, statusCode: status);
+    private static IResult Error(int status, string message) => DashboardEndpoints.Problem(status, message);
 }

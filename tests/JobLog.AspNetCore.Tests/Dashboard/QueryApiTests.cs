@@ -156,11 +156,33 @@ public partial class QueryApiTests(LedgerProvider provider)
             using var response = await _host.Client.GetAsync("/joblog/api/tasks?" + filter);
             var body = await response.Content.ReadAsStringAsync();
             Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), filter);
-            Assert.That(JsonDocument.Parse(body).RootElement.GetProperty("error").GetString(), Is.Not.Empty, filter);
+            AssertProblem(response, body, 400, filter);
 
             var html = await _host.GetStringAsync("/joblog/tasks?" + filter, HttpStatusCode.BadRequest);
             Assert.That(html, Does.Contain("class=\"alert\""), filter);
         }
+    }
+
+    [Test]
+    public async Task ApiErrors_AreProblemDetails()
+    {
+        foreach (var url in new[] { "/joblog/api/tasks/" + Guid.NewGuid(), "/joblog/api/requests/in/" + Guid.NewGuid(), "/joblog/api/commands/" + Guid.NewGuid() })
+        {
+            using var response = await _host.Client.GetAsync(url);
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.NotFound), url);
+            AssertProblem(response, await response.Content.ReadAsStringAsync(), 404, url);
+        }
+    }
+
+    /// <summary>RFC 9457 problem details, as ASP.NET Core's own errors: the media type, title, status and detail; <c>error</c> is the detail too.</summary>
+    private static void AssertProblem(HttpResponseMessage response, string body, int status, string what)
+    {
+        Assert.That(response.Content.Headers.ContentType?.MediaType, Is.EqualTo("application/problem+json"), what);
+        var root = JsonDocument.Parse(body).RootElement;
+        Assert.That(root.GetProperty("status").GetInt32(), Is.EqualTo(status), what);
+        Assert.That(root.GetProperty("title").GetString(), Is.Not.Empty, what);
+        Assert.That(root.GetProperty("detail").GetString(), Is.Not.Empty, what);
+        Assert.That(root.GetProperty("error").GetString(), Is.EqualTo(root.GetProperty("detail").GetString()), what);
     }
 
     [Test]
