@@ -2,6 +2,7 @@ using System.Data.Common;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using JobLog.Storage.PostgreSql;
+using Npgsql;
 
 namespace JobLog.Storage.Partitioning;
 
@@ -130,6 +131,13 @@ internal static partial class LedgerPartitioning
             await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
             await indexes.CommitAsync(cancellationToken).ConfigureAwait(false);
             return build;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
+        {
+            // Another process dropped the day (or its runs' partition) after it was seen above: nothing built; the locked
+            // transaction sees the day gone and passes over it, or, were it still there, reads its kept rows itself.
+            await DropQuietlyAsync(connection, build).ConfigureAwait(false);
+            return null;
         }
         catch (Exception)
         {

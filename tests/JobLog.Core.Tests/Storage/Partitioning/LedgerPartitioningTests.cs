@@ -378,6 +378,44 @@ public class LedgerPartitioningTests
     }
 
     [Test]
+    public async Task Retention_ADayAnotherProcessDropsDuringItsBuild_IsPassedOver()
+    {
+        // Two processes' maintenance on one ledger: the other drops the day after this one saw its partitions and before
+        // its build copied the kept rows (review of session 20: the copy's 42P01 "relation does not exist" was thrown out of
+        // the drop, and the maintenance pass failed).
+        var (host, connection, old, _) = await OldDayAsync();
+        await using var owned = connection;
+        var suffix = PartitionDay.Suffix(PartitionDay.Of(old));
+        await using var other = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await other.OpenAsync();
+        await using var transaction = await other.BeginTransactionAsync();
+        await ScalarAsync<int>(other, $"LOCK TABLE \"{LedgerModel.Tasks}_{suffix}\" IN ACCESS EXCLUSIVE MODE; SELECT 1");
+        var pid = await ScalarAsync<int>(connection, "SELECT pg_backend_pid()");
+        var otherPid = await ScalarAsync<int>(other, "SELECT pg_backend_pid()");
+
+        var drop = LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None);
+        while (!await ScalarAsync<bool>(other, $"SELECT {otherPid} = ANY(pg_blocking_pids({pid}))"))
+        {
+            Assert.That(drop.IsCompleted, Is.False, "the drop waits for the day's partition");
+            await System.Threading.Tasks.Task.Delay(20);
+        }
+
+        Assert.That(await ScalarAsync<string>(other, $"SELECT query FROM pg_stat_activity WHERE pid = {pid}"), Does.Contain("INSERT INTO \"" + LedgerModel.Tasks + "_b"),
+            "the build's copy waits");
+        await ScalarAsync<int>(other, $"""
+            ALTER TABLE "{LedgerModel.Tasks}" DETACH PARTITION "{LedgerModel.Tasks}_{suffix}";
+            ALTER TABLE "{LedgerModel.Runs}" DETACH PARTITION "{LedgerModel.Runs}_{suffix}";
+            DROP TABLE "{LedgerModel.Tasks}_{suffix}", "{LedgerModel.Runs}_{suffix}";
+            SELECT 1
+            """);
+        await transaction.CommitAsync();
+
+        var result = await drop;
+        Assert.That((result.Succeeded, result.Failed, result.Kept), Is.EqualTo((0, 0, 0)), "the other process dropped the day: none of its rows counted here");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero, "no built table left");
+    }
+
+    [Test]
     public async Task Retention_DropsTheBuiltTablesADropLeftMoreThanAnHourAgo_NotYoungerOnesNorOtherTables()
     {
         var host = await StartAsync(partitioned: true);
