@@ -3,6 +3,7 @@ using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using JobLog.Redaction;
 using JobLog.Storage;
 using Microsoft.EntityFrameworkCore;
 
@@ -177,7 +178,11 @@ internal static class LedgerBackup
         }
     }
 
-    /// <summary>What the ledger could not store or show: a required value missing, an enum value out of range (also in child rows).</summary>
+    /// <summary>
+    /// What the ledger could not store or show: a required value missing, an enum value out of range, a text longer than its
+    /// column (PostgreSQL refuses it mid-restore, SQLite would keep it unbounded) (also in child rows). Text is cleaned as
+    /// the writer cleans what it stores (<see cref="TextBounds.Sanitize"/>: NUL removed, lone surrogates replaced).
+    /// </summary>
     private static string? Invalid(Microsoft.EntityFrameworkCore.Metadata.IModel model, object row)
     {
         if (model.FindEntityType(row.GetType()) is not { } entity)
@@ -196,6 +201,19 @@ internal static class LedgerBackup
             if (value is null && !property.IsNullable)
             {
                 return $"a {entity.ClrType.Name} without {property.Name}.";
+            }
+
+            if (value is string text)
+            {
+                if (property.GetMaxLength() is { } max && text.Length > max)
+                {
+                    return $"a {entity.ClrType.Name} whose {property.Name} is {text.Length} characters long, more than its {max}.";
+                }
+
+                if (TextBounds.Sanitize(text) is var clean && !ReferenceEquals(clean, text) && info.CanWrite)
+                {
+                    info.SetValue(row, clean);
+                }
             }
 
             if (value is Enum e && !Enum.IsDefined(e.GetType(), e))
