@@ -13,7 +13,8 @@ internal sealed record PartitionConversion(long Tasks, long Runs, int Days);
 
 /// <summary>
 /// What dropping expired days removed: the tasks deleted (by outcome) and the rows kept (the day's <c>_k</c> partitions);
-/// <c>Rebuilt</c>: the days whose kept rows changed between their build and the day's lock, and were built again under it.
+/// <c>Rebuilt</c>: the days whose kept rows were read and built under the day's lock (changed between their build and the
+/// lock, or not built before it: none then, or the build failed as another process dropped the day).
 /// </summary>
 internal sealed record PartitionDrop(int Days, int Succeeded, int Failed, int Kept, int Rebuilt = 0);
 
@@ -309,7 +310,6 @@ internal static partial class LedgerPartitioning
                     // A kept row changed (or a row became one to keep) after the build: built again, under the lock.
                     await ExecAsync(connection, DropBuilt(build), cancellationToken).ConfigureAwait(false);
                     build = null;
-                    dropped = dropped with { Rebuilt = dropped.Rebuilt + 1 };
                 }
 
                 var sql = build is not null
@@ -354,7 +354,11 @@ internal static partial class LedgerPartitioning
                     await ExecAsync(connection, DropVersions(versions), cancellationToken).ConfigureAwait(false);
                 }
 
-                dropped = dropped with { Days = dropped.Days + 1, Succeeded = dropped.Succeeded + (int)counts[0], Failed = dropped.Failed + (int)counts[1], Kept = dropped.Kept + (int)counts[2] };
+                dropped = dropped with
+                {
+                    Days = dropped.Days + 1, Succeeded = dropped.Succeeded + (int)counts[0], Failed = dropped.Failed + (int)counts[1], Kept = dropped.Kept + (int)counts[2],
+                    Rebuilt = dropped.Rebuilt + (build is null && counts[2] > 0 ? 1 : 0),
+                };
             }
             catch (Exception) when (versions is not null)
             {

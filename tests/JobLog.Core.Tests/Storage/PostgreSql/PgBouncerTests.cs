@@ -4,6 +4,7 @@ using System.Net.Sockets;
 using JobLog.Querying;
 using JobLog.Recording;
 using JobLog.Storage;
+using JobLog.Storage.Partitioning;
 using JobLog.Storage.PostgreSql;
 using JobLog.Sweeping;
 using JobLog.Testing;
@@ -11,6 +12,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
+using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 using NUnit.Framework;
 
@@ -140,6 +142,55 @@ public class PgBouncerTests
         var warnings = host.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Level >= LogLevel.Warning).Select(r => r.Message).ToList();
         Assert.That(warnings, Is.Empty, "no batch failed: nothing was prepared");
         Assert.That(await host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.EqualTo(200));
+    }
+
+    /// <summary>
+    /// A day's drop on a partitioned ledger through PgBouncer in transaction mode, other clients busy: its build's tables,
+    /// the kept rows' versions (a table, not a temporary one), the check and the attach each land on whichever server
+    /// connection is free. The day's success goes, its failure and unfinished task stay with their runs, nothing built is left.
+    /// </summary>
+    [Test]
+    public async Task ADaysDrop_OnAPartitionedLedgerThroughPgBouncerInTransactionMode_KeepsWhatItShould_AndLeavesNoBuild()
+    {
+        await using var ledger = await TestLedger.PostgresAsync();
+        await using var bouncer = await Bouncer.StartAsync(ledger.ConnectionString);
+        var through = bouncer.ConnectionString;
+        await using var host = await LedgerHost.StartAsync(ledger, o =>
+        {
+            o.UseNpgsql(through);
+            o.Partitioning.Enabled = true;
+        }, s => s.AddSingleton<TimeProvider>(new FakeTimeProvider(new DateTimeOffset(T0))));
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        await using var connection = new NpgsqlConnection(through);
+        await connection.OpenAsync();
+        var old = T0.AddDays(-40);
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
+        var ids = Enumerable.Range(0, 3).Select(i => Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(i)))).ToList();
+        var runs = new List<Guid>();
+        foreach (var id in ids)
+        {
+            var run = new RunPayload { Id = Guid.NewGuid(), TaskId = id, Name = "Invoice", ConsumerType = "C", Start = old.AddSeconds(1) };
+            recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "Invoice", DispatchedAt = old, Input = $"Invoice(Order=ORD-{id:N})" }));
+            recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = id, Name = "Invoice", DispatchedAt = old }, false));
+            runs.Add(run.Id);
+        }
+
+        recorder.Enqueue(new RunFinished(runs[0], ids[0], TaskRunState.Succeeded, old.AddSeconds(2), null, null, null));
+        recorder.Enqueue(new RunFinished(runs[1], ids[1], TaskRunState.Failed, old.AddSeconds(5), "card declined", null, null));
+        await host.FlushAsync();
+
+        PartitionDrop? drop = null;
+        await WithOtherClientsAsync(through, async () =>
+            drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None));
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That((drop?.Kept, drop?.Rebuilt), Is.EqualTo((2, 0)), "the kept rows built before the lock");
+            Assert.That(await host.QueryAsync(db => db.TaskLogs.Select(t => t.Id).ToListAsync()), Is.EquivalentTo(ids.Skip(1)));
+            Assert.That(await host.QueryAsync(db => db.TaskRunLogs.Select(r => r.Id).ToListAsync()), Is.EquivalentTo(runs.Skip(1)));
+            await using var command = new NpgsqlCommand("SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'", connection);
+            Assert.That(await command.ExecuteScalarAsync(), Is.Zero, "no built table left");
+        });
     }
 
     /// <summary>Short transactions of another client until <paramref name="stop"/>, so that JobLog's next one likely lands on another server connection.</summary>
