@@ -81,6 +81,7 @@ public static class JobLogServiceCollectionExtensions
     private static void AddOutputCapture(IServiceCollection services)
     {
         services.AddSingleton(typeof(ILogger<>), typeof(CapturingLogger<>));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<ILoggerProvider, CapturingLoggerProvider>());
         for (var i = services.Count - 1; i >= 0; i--)
         {
             var original = services[i];

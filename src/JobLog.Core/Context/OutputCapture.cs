@@ -199,3 +199,47 @@ internal sealed class CapturingLoggerFactory(ILoggerFactory inner, bool ownsInne
         }
     }
 }
+
+/// <summary>
+/// A logging provider that writes into the current run's output the lines no <see cref="CapturingLogger"/> captured: what
+/// reaches the application's providers without going through <c>ILogger&lt;T&gt;</c> or the decorated factory, such as
+/// Serilog's static <c>Log</c> when Serilog writes to providers (<c>UseSerilog(…, writeToProviders: true)</c>). A line
+/// that a capturing logger passed on is already in the output (<see cref="OutputCapture.AlreadyCaptured"/>) and skipped.
+/// </summary>
+internal sealed class CapturingLoggerProvider(OutputCapture capture) : ILoggerProvider
+{
+    public ILogger CreateLogger(string categoryName) => new Logger(categoryName, capture);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class Logger(string category, OutputCapture capture) : ILogger
+    {
+        private readonly bool _captures = capture.Captures(category);
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => Target(logLevel) is not null;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (Target(logLevel) is not { } output)
+            {
+                return;
+            }
+
+            try
+            {
+                capture.Write(output, category, logLevel, state, exception, formatter);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // Recording never breaks the application's logging.
+            }
+        }
+
+        private OutputBuffer? Target(LogLevel logLevel) => _captures && !OutputCapture.AlreadyCaptured ? capture.Target(logLevel) : null;
+    }
+}

@@ -34,6 +34,9 @@ public sealed class WriteReportConsumer(ILogger<WriteReportConsumer> logger, ILo
         }
 
         logger.LogInformation("report finished");
+
+        // Serilog's static logger, as many Serilog applications log (not through ILogger<T>).
+        Log.ForContext<WriteReportConsumer>().Information("a static Serilog line {Number}", 7);
     }
 }
 
@@ -146,6 +149,37 @@ public class OutputCaptureTests
         AssertHoldsTheConsumersLinesOnly(output, factoryLoggers: serilogBeforeJobLog);
         Assert.That(sink.Messages, Does.Contain("renderer is slow"), "Serilog still writes the application's lines");
         Assert.That(sink.Messages, Does.Not.Contain("report started"), "below Serilog's own minimum level: captured, not written by Serilog");
+    }
+
+    /// <summary>
+    /// Serilog's static <c>Log</c> (<c>Log.Information</c>, <c>Log.ForContext&lt;T&gt;()</c>) bypasses ILogger&lt;T&gt;; with
+    /// <c>writeToProviders: true</c> Serilog hands its events to the registered providers, JobLog's among them.
+    /// </summary>
+    [Test]
+    public async Task Output_WithSerilogsStaticLogAndWriteToProviders_HoldsItsLinesOnce([Values] bool serilogBeforeJobLog)
+    {
+        var sink = new ListSink();
+        void UseSerilog(IHostBuilder b) => b.UseSerilog((_, c) => c.MinimumLevel.Information().WriteTo.Sink(sink), writeToProviders: true);
+        var builder = new HostBuilder();
+        if (serilogBeforeJobLog)
+        {
+            UseSerilog(builder);
+        }
+
+        builder.ConfigureServices(services => AddJobLogAndBus(services));
+        if (!serilogBeforeJobLog)
+        {
+            UseSerilog(builder);
+        }
+
+        _host = builder.Build();
+
+        var output = await ConsumeAsync();
+
+        AssertHoldsTheConsumersLinesOnly(output, factoryLoggers: serilogBeforeJobLog);
+        Assert.That(output, Does.Contain("info JobLog.MassTransit.Tests.Logging.WriteReportConsumer: a static Serilog line 7"));
+        Assert.That(output!.Split("a static Serilog line").Length - 1, Is.EqualTo(1), "once");
+        Assert.That(sink.Messages, Does.Contain("a static Serilog line 7"), "Serilog still writes it");
     }
 
     [Test]
