@@ -243,4 +243,31 @@ public sealed class FaultTests
             Assert.That(expiredTasks, Is.EqualTo(expiredRuns), "their tasks (without a stale limit) are EXPIRED");
         });
     }
+
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task KilledDuringStartupMigrationOfASqliteLedger_TheNextProcessStartsAndRecords()
+    {
+        await using var world = await FaultWorld.SqliteAsync();
+        var first = await world.LaunchConsumerAsync();
+        await world.WaitForMigrationLockAsync(first, TimeSpan.FromSeconds(90));
+        await first.KillAsync();
+
+        // EF Core's lock on SQLite is a row, not a lock the killed process's death releases: the next start must not wait
+        // for it for ever.
+        await world.StartConsumerAsync();
+        await world.StartPublisherAsync(500);
+        await world.WaitUntilAsync(() => world.Published.Count == 500, Drain, "500 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, world.Tails);
+            Assert.That(tally.Stuck, Is.Zero);
+            Assert.That(tally.Tasks, Is.EqualTo(500));
+            Assert.That(world.Output, Does.Contain("removed the migration lock"), "the first process was killed holding the lock");
+        });
+    }
 }

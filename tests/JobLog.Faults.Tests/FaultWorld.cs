@@ -75,6 +75,40 @@ internal sealed class FaultWorld : IAsyncDisposable
     /// <summary>Starts a consumer (sleeping <paramref name="delayMs"/> in each message); returns once its bus has started.</summary>
     public Task<ChildProcess> StartConsumerAsync(int delayMs = 0) => StartAsync("consume", 0, delayMs);
 
+    /// <summary>Starts a consumer and returns at once, before its start-up (the ledger's migration) is done.</summary>
+    public Task<ChildProcess> LaunchConsumerAsync() => StartAsync("consume", 0, waitReady: false);
+
+    /// <summary>
+    /// Waits until the SQLite ledger holds EF Core's migration lock (a row of <c>__EFMigrationsLock</c>): a process is
+    /// migrating it now. Polls without waiting on the migrator's locks (a busy ledger is read again at the next poll).
+    /// </summary>
+    public async Task WaitForMigrationLockAsync(ChildProcess migrator, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            Assert.That(clock.Elapsed, Is.LessThan(timeout), "the migration lock seen in the ledger\n" + migrator.Tail(30));
+            Assert.That(migrator.HasExited, Is.False, "the migrator died on its own\n" + migrator.Tail(30));
+            try
+            {
+                await using var connection = new SqliteConnection($"Data Source={_sqliteFile};Mode=ReadOnly;Pooling=False;Default Timeout=1");
+                await connection.OpenAsync();
+                await using var command = connection.CreateCommand();
+                command.CommandText = "SELECT COUNT(*) FROM \"__EFMigrationsLock\"";
+                if (Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture) > 0)
+                {
+                    return;
+                }
+            }
+            catch (SqliteException)
+            {
+                // No ledger file or lock table yet, or the migrator holds the file: the next poll.
+            }
+
+            await Task.Delay(5);
+        }
+    }
+
     /// <summary>Runs one sweep of the ledger, as the Worker's <c>sweep</c> does, with <paramref name="hostTimeout"/>.</summary>
     public async Task<JobLog.Sweeping.SweepResult> SweepAsync(TimeSpan hostTimeout)
     {
@@ -255,7 +289,7 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
     }
 
-    private async Task<ChildProcess> StartAsync(string role, int count, int delayMs = 0)
+    private async Task<ChildProcess> StartAsync(string role, int count, int delayMs = 0, bool waitReady = true)
     {
         var seen = Path.Combine(_directory, $"{role}-{_processes.Count}.ids");
         var info = new ProcessStartInfo("dotnet") { WorkingDirectory = _directory };
@@ -281,7 +315,11 @@ internal sealed class FaultWorld : IAsyncDisposable
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";
         var process = ChildProcess.Start($"{role}-{_processes.Count}", info);
         _processes.Add((process, seen, role == "publish"));
-        await process.WaitForOutputAsync("fault-app ready", TimeSpan.FromSeconds(90));
+        if (waitReady)
+        {
+            await process.WaitForOutputAsync("fault-app ready", TimeSpan.FromSeconds(90));
+        }
+
         return process;
     }
 

@@ -54,6 +54,9 @@ internal static partial class Log
     [LoggerMessage(1020, LogLevel.Information, "JobLog migrated the {Provider} ledger schema.")]
     public static partial void Migrated(ILogger logger, LedgerProvider provider);
 
+    [LoggerMessage(1021, LogLevel.Warning, "JobLog removed the migration lock a process killed while it migrated the SQLite ledger {Path} had left (EF Core's lock row); it migrates now.")]
+    public static partial void MigrationLockCleared(ILogger logger, string path);
+
     [LoggerMessage(1025, LogLevel.Error, "JobLog could not create or migrate the {Provider} ledger schema (attempt {Attempt}); nothing is written until it succeeds; retrying in {Delay}.")]
     public static partial void MigrationFailed(ILogger logger, Exception exception, LedgerProvider provider, int attempt, TimeSpan delay);
 

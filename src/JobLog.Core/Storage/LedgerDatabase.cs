@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Linq.Expressions;
 using JobLog.Storage.PostgreSql;
 using JobLog.Storage.Sqlite;
+using Microsoft.Extensions.Logging;
 
 namespace JobLog.Storage;
 
@@ -43,6 +44,14 @@ internal abstract class LedgerDatabase
     public virtual void BeforeMigrate(string connectionString)
     {
     }
+
+    /// <summary>
+    /// Before the migrations run, after <see cref="BeforeMigrate"/>: waits until no other process migrates, where EF Core's
+    /// own lock does not survive its holder's death (SQLite: <see cref="Sqlite.SqliteMigrationLock"/>); disposed after the
+    /// migrations. Null when EF Core's lock is enough (PostgreSQL's is a session's advisory lock).
+    /// </summary>
+    public virtual Task<IDisposable?> LockMigrationsAsync(string connectionString, TimeProvider time, ILogger logger, CancellationToken cancellationToken) =>
+        Task.FromResult<IDisposable?>(null);
 
     /// <summary>After the migrations ran (SQLite: switches the file to WAL).</summary>
     public virtual Task AfterMigrateAsync(JobLogDbContext context, CancellationToken cancellationToken) => Task.CompletedTask;

@@ -53,6 +53,7 @@ internal sealed class LedgerSchema(
                 // retry. The writer waits meanwhile (its records are journaled).
                 context.Database.SetCommandTimeout(0);
                 contexts.Database.BeforeMigrate(contexts.ConnectionString);
+                using var migrating = await contexts.Database.LockMigrationsAsync(contexts.ConnectionString, time, logger, cancellationToken).ConfigureAwait(false);
                 await context.Database.MigrateAsync(cancellationToken).ConfigureAwait(false);
                 await contexts.Database.AfterMigrateAsync(context, cancellationToken).ConfigureAwait(false);
                 await contexts.Database.ApplySearchIndexAsync(context, options.Value.SearchIndex, cancellationToken).ConfigureAwait(false);

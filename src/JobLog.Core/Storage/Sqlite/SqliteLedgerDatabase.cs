@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Linq.Expressions;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.Logging;
 
 namespace JobLog.Storage.Sqlite;
 
@@ -28,6 +29,9 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
     }
 
     public override void BeforeMigrate(string connectionString) => SqliteSetup.EnsureDirectory(connectionString);
+
+    public override Task<IDisposable?> LockMigrationsAsync(string connectionString, TimeProvider time, ILogger logger, CancellationToken cancellationToken) =>
+        SqliteMigrationLock.TakeAsync(connectionString, time, logger, cancellationToken);
 
     // WAL lets the dashboard read while the writer commits; the mode is stored in the file.
     public override async Task AfterMigrateAsync(JobLogDbContext context, CancellationToken cancellationToken)

@@ -76,6 +76,17 @@ internal static class SqliteSetup
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>The full path of a file database; null for <c>:memory:</c>, <c>Mode=Memory</c> or a <c>file:</c> URI.</summary>
+    public static string? FilePath(string connectionString)
+    {
+        var builder = new SqliteConnectionStringBuilder(connectionString);
+        var dataSource = builder.DataSource;
+        return string.IsNullOrEmpty(dataSource) || builder.Mode == SqliteOpenMode.Memory || dataSource.StartsWith(':') ||
+            dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase)
+            ? null
+            : Path.GetFullPath(dataSource);
+    }
+
     /// <summary>Creates the directory of a file database (not of <c>:memory:</c> or a <c>file:</c> URI).</summary>
     public static void EnsureDirectory(string connectionString)
     {
