@@ -270,4 +270,30 @@ public sealed class FaultTests
             Assert.That(world.Output, Does.Contain("removed the migration lock"), "the first process was killed holding the lock");
         });
     }
+
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task PublisherKilledDuringDatabaseOutage_ThenRestartedWithRotatedCredentials_EverySendThatReturnedIsATask()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        var publisher = await world.StartPublisherAsync(1_000_000);
+        await world.WaitUntilAsync(() => world.Published.Count >= 200, Drain, "200 probes published");
+        await world.Postgres!.StopAsync();
+        var before = world.Published.Count;
+        await world.WaitUntilAsync(() => world.Published.Count >= before + 300, Drain, "300 more probes published during the outage");
+        await publisher.KillAsync();
+        await world.Postgres.StartAsync();
+
+        // The next process on this ledger comes with another password (trust authentication ignores it): the same
+        // database, so it replays what the killed one journaled.
+        await world.StartPublisherAsync(0, "Password=rotated-after-the-crash");
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Published, Is.GreaterThanOrEqualTo(500));
+            Assert.That(tally.Lost, Is.Zero, "a send that returned is a task row, whatever the next process's credentials");
+        });
+    }
 }

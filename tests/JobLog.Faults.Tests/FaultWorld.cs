@@ -72,6 +72,12 @@ internal sealed class FaultWorld : IAsyncDisposable
     /// <summary>Starts a publisher of <paramref name="count"/> probes; returns once its bus has started.</summary>
     public Task<ChildProcess> StartPublisherAsync(int count) => StartAsync("publish", count);
 
+    /// <summary>
+    /// Starts a publisher whose connection string to the same ledger has <paramref name="setting"/> appended (another
+    /// password, pool size or timeout, as after a deployment that rotated the credentials); returns once its bus has started.
+    /// </summary>
+    public Task<ChildProcess> StartPublisherAsync(int count, string setting) => StartAsync("publish", count, setting: setting);
+
     /// <summary>Starts a consumer (sleeping <paramref name="delayMs"/> in each message); returns once its bus has started.</summary>
     public Task<ChildProcess> StartConsumerAsync(int delayMs = 0) => StartAsync("consume", 0, delayMs);
 
@@ -289,7 +295,7 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
     }
 
-    private async Task<ChildProcess> StartAsync(string role, int count, int delayMs = 0, bool waitReady = true)
+    private async Task<ChildProcess> StartAsync(string role, int count, int delayMs = 0, bool waitReady = true, string? setting = null)
     {
         var seen = Path.Combine(_directory, $"{role}-{_processes.Count}.ids");
         var info = new ProcessStartInfo("dotnet") { WorkingDirectory = _directory };
@@ -300,7 +306,7 @@ internal sealed class FaultWorld : IAsyncDisposable
             "--Fault:Out=" + seen,
             "--Fault:Count=" + count,
             "--Fault:Database=" + (Postgres is null ? "sqlite" : "postgres"),
-            "--ConnectionStrings:JobLog=" + ConnectionString,
+            "--ConnectionStrings:JobLog=" + ConnectionString + (setting is null ? "" : ";" + setting),
             "--RabbitMq:Host=" + RabbitMqVhost.Host,
             "--RabbitMq:Port=" + (Rabbit?.Port ?? 5672),
             "--RabbitMq:VirtualHost=" + (Vhost?.Name ?? "/"),

@@ -14,11 +14,14 @@ internal sealed partial class LedgerRecorder
     internal bool HasJournalLeftOvers => _leftOverRecords.Count > 0 || _journalLeftOvers.Count > 0;
 
     /// <summary>The journal of this process, and the segments stopped processes left; null when it cannot be used (logged).</summary>
-    private LedgerJournal? OpenJournal(string directory, string connectionString)
+    /// <param name="directory">The journal's directory.</param>
+    /// <param name="ledger">The ledger's name (<see cref="LedgerName"/>).</param>
+    /// <param name="connectionString">What versions before session 21 named the files after: their left-overs are replayed too.</param>
+    private LedgerJournal? OpenJournal(string directory, string ledger, string connectionString)
     {
         try
         {
-            if (JournalSegments.Claim(directory, connectionString, JournalSegmentBytes, flushToDisk: false) is not { } segments)
+            if (JournalSegments.Claim(directory, ledger, JournalSegmentBytes, flushToDisk: false, formerly: connectionString) is not { } segments)
             {
                 Log.JournalUnavailable(_logger, directory, "every journal slot of this ledger is held by a live process");
                 return null;

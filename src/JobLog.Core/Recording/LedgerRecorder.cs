@@ -67,7 +67,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
             }
             else
             {
-                if (LedgerSpool.AnyLeftOver(directory, connectionString))
+                if (LedgerSpool.AnyLeftOver(directory, LedgerName(connectionString)))
                 {
                     _spool = ClaimSpool();
                     _spooling = _spool is { PendingBytes: > 0 };
@@ -75,7 +75,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
 
                 if (_options.Durability != LedgerDurability.Buffered)
                 {
-                    _journal = OpenJournal(directory, connectionString);
+                    _journal = OpenJournal(directory, LedgerName(connectionString), connectionString);
                 }
             }
         }
@@ -242,6 +242,12 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         return _waiters.Committed >= target;
     }
 
+    /// <summary>
+    /// What this ledger's journal and spool files are named after: its database (<see cref="Storage.LedgerDatabase.Identity"/>),
+    /// not the connection string, which a restart may change (a rotated password) without changing the database.
+    /// </summary>
+    internal string LedgerName(string connectionString) => Storage.LedgerDatabase.For(_options.Provider).Identity(connectionString);
+
     private LedgerSpool? ClaimSpool()
     {
         if (_spoolUnavailable || _options.SpoolDirectory is not { Length: > 0 } directory || _options.ConnectionString is not { } connectionString)
@@ -249,7 +255,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
             return null;
         }
 
-        var spool = LedgerSpool.Claim(directory, connectionString, _options.MaxSpoolBytes, _logger);
+        var spool = LedgerSpool.Claim(directory, LedgerName(connectionString), _options.MaxSpoolBytes, _logger);
         _spoolUnavailable = spool is null;
         return spool;
     }

@@ -42,20 +42,20 @@ internal sealed class LedgerSpool : IDisposable
     public long PendingBytes => Volatile.Read(ref _length) - Volatile.Read(ref _replayed);
 
     /// <summary>
-    /// A spool file's name for a ledger: per connection string, so two ledgers never share one, and per slot, so two
-    /// processes on one machine writing to the same ledger never share one either.
+    /// A spool file's name for a ledger: per ledger (its database, <c>LedgerRecorder.LedgerName</c>), so two ledgers never
+    /// share one, and per slot, so two processes on one machine writing to the same ledger never share one either.
     /// </summary>
-    public static string FileFor(string directory, string connectionString, int slot = 0)
+    public static string FileFor(string directory, string ledger, int slot = 0)
     {
-        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(connectionString)))[..16].ToLowerInvariant();
+        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ledger)))[..16].ToLowerInvariant();
         return System.IO.Path.Combine(directory, $"joblog-{hash}-{slot}.spool.jsonl");
     }
 
     private const int Slots = 16;
 
     /// <summary>True when a stopped process left spooled records for this ledger (checked at start, without claiming a slot).</summary>
-    public static bool AnyLeftOver(string directory, string connectionString) =>
-        Enumerable.Range(0, Slots).Any(slot => SpoolFiles.AnythingAt(FileFor(directory, connectionString, slot)));
+    public static bool AnyLeftOver(string directory, string ledger) =>
+        Enumerable.Range(0, Slots).Any(slot => SpoolFiles.AnythingAt(FileFor(directory, ledger, slot)));
 
     /// <summary>
     /// The first spool slot of this ledger that no other live process holds (an exclusive lock on a companion file,
@@ -63,7 +63,7 @@ internal sealed class LedgerSpool : IDisposable
     /// whose file is not this user's regular file is skipped with a logged error. Null when the directory is refused
     /// (logged), cannot be used or every slot is taken: the overflow is then dropped and counted.
     /// </summary>
-    public static LedgerSpool? Claim(string directory, string connectionString, long maxBytes, ILogger logger)
+    public static LedgerSpool? Claim(string directory, string ledger, long maxBytes, ILogger logger)
     {
         if (SpoolFiles.CheckDirectory(directory, create: true) is { } refusal)
         {
@@ -72,10 +72,10 @@ internal sealed class LedgerSpool : IDisposable
         }
 
         // A slot a stopped process left records in comes first; then the first free one.
-        var slots = Enumerable.Range(0, Slots).OrderByDescending(slot => SpoolFiles.AnythingAt(FileFor(directory, connectionString, slot)));
+        var slots = Enumerable.Range(0, Slots).OrderByDescending(slot => SpoolFiles.AnythingAt(FileFor(directory, ledger, slot)));
         foreach (var slot in slots)
         {
-            var path = FileFor(directory, connectionString, slot);
+            var path = FileFor(directory, ledger, slot);
             try
             {
                 var held = SpoolFiles.Open(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);

@@ -37,6 +37,13 @@ internal abstract class LedgerDatabase
 
     // ---- Schema: the EF Core context that carries this database's migrations ----
 
+    /// <summary>
+    /// The database <paramref name="connectionString"/> reaches, as a stable text. The local journal's and spool's files
+    /// are named after it, so that the next process on the same database replays what a killed one left even when its
+    /// connection string differs in credentials, pooling or timeouts (a rotated password, dynamic credentials).
+    /// </summary>
+    public abstract string Identity(string connectionString);
+
     /// <summary>Creates contexts on <paramref name="connectionString"/>: the provider's subclass of <see cref="JobLogDbContext"/>.</summary>
     public abstract Func<JobLogDbContext> ContextFactory(string connectionString);
 

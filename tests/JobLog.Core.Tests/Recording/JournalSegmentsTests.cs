@@ -96,6 +96,20 @@ public class JournalSegmentsTests
     }
 
     [Test]
+    public void LeftOversNamedAfterTheConnectionString_ByVersionsBeforeSession21_AreTakenToo()
+    {
+        var crashed = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;
+        crashed.Append(Lines("old"), 1);
+        crashed.Dispose();
+
+        using var next = JournalSegments.Claim(_root, "sqlite:/var/lib/app/journal-test.db", 1 << 20, false, formerly: Ledger)!;
+        var leftOvers = next.TakeLeftOvers();
+
+        Assert.That(leftOvers, Has.Count.EqualTo(1));
+        Assert.That(JournalSegments.Read(leftOvers[0], out _).Select(l => Encoding.UTF8.GetString(l)), Is.EqualTo(new[] { "old" }));
+    }
+
+    [Test]
     public void LeftOversOfAnotherSlot_AreAdopted_UnlessItsProcessIsAlive()
     {
         using var running = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using JobLog.Recording;
+using JobLog.Storage;
 using JobLog.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -131,7 +132,7 @@ public class SpoolPrivacyTests
         Directory.CreateDirectory(spool, Private);
         var ledger = TestLedger.Sqlite();
         var options = ledger.Apply(new JobLogOptions());
-        File.CreateSymbolicLink(LedgerSpool.FileFor(spool, options.ConnectionString!), Path.Combine(_root, "nowhere", "gone.jsonl"));
+        File.CreateSymbolicLink(LedgerSpool.FileFor(spool, LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!)), Path.Combine(_root, "nowhere", "gone.jsonl"));
         var logs = new LogCollector();
 
         await using var host = await StartAsync(spool, ledger, logs);
@@ -174,7 +175,7 @@ public class SpoolPrivacyTests
         Directory.CreateDirectory(spool, Private);
         var ledger = TestLedger.Sqlite();
         var options = ledger.Apply(new JobLogOptions());
-        var path = LedgerSpool.FileFor(spool, options.ConnectionString!);
+        var path = LedgerSpool.FileFor(spool, LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!));
         File.WriteAllText(path, "{\"Kind\":\"dispatched\",\"Task\":{\"Id\":\"" + Guid.NewGuid() + "\",\"Name\":\"Planted\",\"DispatchedAt\":\"2026-01-01T00:00:00Z\"}}\n");
         File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         return (ledger, path);

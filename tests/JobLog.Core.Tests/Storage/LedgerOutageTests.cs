@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using JobLog.Recording;
+using JobLog.Storage;
 using JobLog.Testing;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
@@ -283,7 +284,7 @@ public class LedgerOutageTests
         var ledger = TestLedger.Sqlite();
         var options = new JobLogOptions { SpoolDirectory = spool };
         ledger.Apply(options);
-        var path = LedgerSpool.FileFor(spool, options.ConnectionString!);
+        var path = LedgerSpool.FileFor(spool, LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!));
         var ids = new[] { Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid() };
         using (var previous = new LedgerSpool(path, 1 << 20))
         {

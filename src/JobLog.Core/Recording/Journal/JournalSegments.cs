@@ -23,6 +23,7 @@ internal sealed class JournalSegments : IDisposable
 
     private readonly Lock _lock = new();
     private readonly string _ledger;
+    private readonly string? _formerLedger;
     private readonly string _prefix;
     private readonly bool _flushToDisk;
     private readonly FileStream _slotLock;
@@ -34,10 +35,11 @@ internal sealed class JournalSegments : IDisposable
     private long _activeLength;
     private long _next;
 
-    private JournalSegments(string directory, string ledger, int slot, FileStream slotLock, long segmentBytes, bool flushToDisk)
+    private JournalSegments(string directory, string ledger, string? formerLedger, int slot, FileStream slotLock, long segmentBytes, bool flushToDisk)
     {
         Directory = directory;
         _ledger = ledger;
+        _formerLedger = formerLedger;
         _prefix = Prefix(ledger, slot);
         _slotLock = slotLock;
         SegmentBytes = segmentBytes;
@@ -55,21 +57,29 @@ internal sealed class JournalSegments : IDisposable
     /// Claims the first free slot of this ledger in <paramref name="directory"/>, preferring one a stopped process left
     /// segments in. Null when every slot is held by a live process.
     /// </summary>
+    /// <param name="directory">The journal's directory.</param>
+    /// <param name="ledger">What the files are named after: the ledger's database (<c>LedgerRecorder.LedgerName</c>).</param>
+    /// <param name="segmentBytes">A segment's size.</param>
+    /// <param name="flushToDisk">Whether each append waits for the disk.</param>
+    /// <param name="formerly">
+    /// What versions before session 21 named the files after (the connection string): their left-overs are taken too.
+    /// </param>
     /// <exception cref="SpoolFileRefusedException">The directory or a file in it is not safe to use.</exception>
-    public static JournalSegments? Claim(string directory, string connectionString, long segmentBytes, bool flushToDisk)
+    public static JournalSegments? Claim(string directory, string ledger, long segmentBytes, bool flushToDisk, string? formerly = null)
     {
         if (SpoolFiles.CheckDirectory(directory, create: true) is { } refusal)
         {
             throw new SpoolFileRefusedException(directory, refusal);
         }
 
-        var ledger = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(connectionString)))[..16].ToLowerInvariant();
+        var former = formerly is null || formerly == ledger ? null : Hash(formerly);
+        ledger = Hash(ledger);
         var order = Enumerable.Range(0, Slots).OrderByDescending(slot => SegmentsOf(directory, Prefix(ledger, slot)).Count > 0);
         foreach (var slot in order)
         {
             if (TryLock(directory, Prefix(ledger, slot)) is { } held)
             {
-                var segments = new JournalSegments(directory, ledger, slot, held, segmentBytes, flushToDisk);
+                var segments = new JournalSegments(directory, ledger, former, slot, held, segmentBytes, flushToDisk);
                 segments._next = SegmentsOf(directory, segments._prefix).Select(s => s.Number).DefaultIfEmpty(0).Max() + 1;
                 return segments;
             }
@@ -79,8 +89,8 @@ internal sealed class JournalSegments : IDisposable
     }
 
     /// <summary>
-    /// The segments a stopped process left in this slot and in any other slot of the ledger that no live process holds,
-    /// oldest first. Their slots stay locked until <see cref="Dispose"/>; each file is deleted by <see cref="Forget"/>
+    /// The segments a stopped process left in this slot and in any other slot of the ledger that no live process holds
+    /// (under the ledger's former name too), oldest first. Their slots stay locked until <see cref="Dispose"/>; each file is deleted by <see cref="Forget"/>
     /// once its records are committed.
     /// </summary>
     public IReadOnlyList<string> TakeLeftOvers()
@@ -88,9 +98,14 @@ internal sealed class JournalSegments : IDisposable
         lock (_lock)
         {
             var found = new List<string>();
-            for (var slot = 0; slot < Slots; slot++)
+            var prefixes = Enumerable.Range(0, Slots).Select(slot => Prefix(_ledger, slot));
+            if (_formerLedger is not null)
             {
-                var prefix = Prefix(_ledger, slot);
+                prefixes = prefixes.Concat(Enumerable.Range(0, Slots).Select(slot => Prefix(_formerLedger, slot)));
+            }
+
+            foreach (var prefix in prefixes)
+            {
                 var segments = SegmentsOf(Directory, prefix);
                 if (prefix == _prefix)
                 {
@@ -226,6 +241,8 @@ internal sealed class JournalSegments : IDisposable
             _activePath = null;
         }
     }
+
+    private static string Hash(string ledger) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ledger)))[..16].ToLowerInvariant();
 
     private static string Prefix(string ledger, int slot) => $"joblog-{ledger}-{slot}";
 

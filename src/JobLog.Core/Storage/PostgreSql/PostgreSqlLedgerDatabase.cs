@@ -21,6 +21,15 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override LedgerProvider Provider => LedgerProvider.PostgreSql;
 
+    // The server and database (Npgsql's default database is the user's name), and the schema the ledger's tables are in;
+    // not the credentials nor the connection's settings.
+    public override string Identity(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        return string.Create(CultureInfo.InvariantCulture,
+            $"postgresql:{builder.Host?.ToLowerInvariant()}:{builder.Port}/{builder.Database ?? builder.Username}/{builder.SearchPath}");
+    }
+
     public override Func<JobLogDbContext> ContextFactory(string connectionString)
     {
         var options = NpgsqlJobLogDbContext.Options(WithoutJit(connectionString));

@@ -30,6 +30,10 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
 
     public override void BeforeMigrate(string connectionString) => SqliteSetup.EnsureDirectory(connectionString);
 
+    // The file's full path; an in-memory database has no other process to replay for.
+    public override string Identity(string connectionString) =>
+        "sqlite:" + (SqliteSetup.FilePath(connectionString) ?? connectionString);
+
     public override Task<IDisposable?> LockMigrationsAsync(string connectionString, TimeProvider time, ILogger logger, CancellationToken cancellationToken) =>
         SqliteMigrationLock.TakeAsync(connectionString, time, logger, cancellationToken);
 
