@@ -296,4 +296,31 @@ public sealed class FaultTests
             Assert.That(tally.Lost, Is.Zero, "a send that returned is a task row, whatever the next process's credentials");
         });
     }
+
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task LedgerDatabaseDroppedAndCreatedEmptyDuringLoad_EveryLaterProbeReachesTheLedger()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        await world.StartConsumerAsync();
+        await world.StartPublisherAsync(3000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 500, Drain, "500 probes consumed");
+
+        // What the dropped database held is gone with it; what is acknowledged from then on must reach the new one, not
+        // be dropped because its tables are missing.
+        var (gonePublished, goneConsumed) = await world.DropLedgerDatabaseAsync();
+        await world.CreateLedgerDatabaseAsync();
+
+        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync(gonePublished, goneConsumed);
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Published, Is.GreaterThan(0));
+            Assert.That(tally.Lost, Is.Zero, world.Tails);
+            Assert.That(tally.Stuck, Is.Zero);
+        });
+    }
 }

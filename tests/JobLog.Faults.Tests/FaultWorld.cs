@@ -174,11 +174,26 @@ internal sealed class FaultWorld : IAsyncDisposable
     public Task DrainAsync(TimeSpan timeout) =>
         WaitUntilAsync(() => Consumed.IsSupersetOf(Published), timeout, "every published probe consumed");
 
-    /// <summary>What the ledger holds for the probes the processes saw.</summary>
-    public async Task<FaultTally> TallyAsync()
+    /// <summary>
+    /// Drops the PostgreSQL ledger's database (its sessions cut, as <c>DROP DATABASE … WITH (FORCE)</c> does) and returns
+    /// the probes seen so far: what the dropped database may have held. <see cref="CreateLedgerDatabaseAsync"/> makes it again.
+    /// </summary>
+    public async Task<(IReadOnlySet<Guid> Published, IReadOnlySet<Guid> Consumed)> DropLedgerDatabaseAsync()
     {
-        var published = Published;
-        var consumed = Consumed;
+        await AdministerAsync("DROP DATABASE ledger WITH (FORCE)");
+        return (Published, Consumed);
+    }
+
+    /// <summary>Creates the PostgreSQL ledger's database again, empty (as before a restore, or after a DBA's mistake).</summary>
+    public Task CreateLedgerDatabaseAsync() => AdministerAsync("CREATE DATABASE ledger");
+
+    /// <summary>What the ledger holds for the probes the processes saw.</summary>
+    /// <param name="gonePublished">Published probes not counted (their tasks went with a dropped database).</param>
+    /// <param name="goneConsumed">Consumed probes not counted (their runs went with a dropped database).</param>
+    public async Task<FaultTally> TallyAsync(IReadOnlySet<Guid>? gonePublished = null, IReadOnlySet<Guid>? goneConsumed = null)
+    {
+        var published = Published.Except(gonePublished ?? new HashSet<Guid>()).ToHashSet();
+        var consumed = Consumed.Except(goneConsumed ?? new HashSet<Guid>()).ToHashSet();
         var tasks = new Dictionary<Guid, (string? Host, string? Release)>();
         var succeeded = new HashSet<Guid>();
         var runs = 0;
@@ -352,6 +367,15 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
 
         return ids;
+    }
+
+    private async Task AdministerAsync(string sql)
+    {
+        NpgsqlConnection.ClearAllPools();
+        await using var connection = new NpgsqlConnection($"Host=127.0.0.1;Port={Postgres!.Port};Username=joblog;Database=postgres;Timeout=5;Pooling=false");
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(sql, connection);
+        await command.ExecuteNonQueryAsync();
     }
 
     private static Guid ReadGuid(object value) => value is Guid guid ? guid : Guid.Parse((string)value);

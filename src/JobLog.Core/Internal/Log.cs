@@ -57,6 +57,9 @@ internal static partial class Log
     [LoggerMessage(1021, LogLevel.Warning, "JobLog removed the migration lock a process killed while it migrated the SQLite ledger {Path} had left (EF Core's lock row); it migrates now.")]
     public static partial void MigrationLockCleared(ILogger logger, string path);
 
+    [LoggerMessage(1022, LogLevel.Error, "JobLog's tables are missing from the {Provider} ledger (its database was dropped and made again, or its file replaced): JobLog migrates it again and keeps its records meanwhile.")]
+    public static partial void SchemaMissing(ILogger logger, LedgerProvider provider);
+
     [LoggerMessage(1025, LogLevel.Error, "JobLog could not create or migrate the {Provider} ledger schema (attempt {Attempt}); nothing is written until it succeeds; retrying in {Delay}.")]
     public static partial void MigrationFailed(ILogger logger, Exception exception, LedgerProvider provider, int attempt, TimeSpan delay);
 

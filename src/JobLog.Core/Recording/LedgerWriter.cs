@@ -278,6 +278,8 @@ internal sealed class LedgerWriter(
     /// </summary>
     private async ValueTask CommitBatchAsync(CancellationToken cancellationToken)
     {
+        // Returns at once unless the tables went missing (SchemaMissing); a failed migration keeps the batch for the retry.
+        await schema.TryMigrateAsync(cancellationToken).ConfigureAwait(false);
         try
         {
             var started = time.GetTimestamp();
@@ -301,7 +303,8 @@ internal sealed class LedgerWriter(
         {
             Log.BatchFailed(logger, ex, _batch.Count);
             await ResetExecutorAsync().ConfigureAwait(false);
-            if (!await IsReachableAsync(cancellationToken).ConfigureAwait(false)
+            if (SchemaMissing(ex)
+                || !await IsReachableAsync(cancellationToken).ConfigureAwait(false)
                 || !await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false))
             {
                 throw;
@@ -346,7 +349,7 @@ internal sealed class LedgerWriter(
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 await ResetExecutorAsync().ConfigureAwait(false);
-                if (!await IsReachableAsync(cancellationToken).ConfigureAwait(false))
+                if (SchemaMissing(ex) || !await IsReachableAsync(cancellationToken).ConfigureAwait(false))
                 {
                     recorder.Committed(written, HeldFrom);
                     _batch.Clear();
@@ -375,6 +378,21 @@ internal sealed class LedgerWriter(
             }
         }
 
+        return true;
+    }
+
+    /// <summary>
+    /// True when the failure is the ledger's tables missing: no record is at fault, so none is dropped; the schema is
+    /// migrated again before the next attempt (<see cref="CommitAsync"/>).
+    /// </summary>
+    private bool SchemaMissing(Exception exception)
+    {
+        if (!store.Database.IsSchemaMissing(exception))
+        {
+            return false;
+        }
+
+        schema.SchemaMissing();
         return true;
     }
 

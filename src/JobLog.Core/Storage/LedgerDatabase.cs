@@ -119,6 +119,13 @@ internal abstract class LedgerDatabase
     /// </summary>
     public abstract string WriteProbe { get; }
 
+    /// <summary>
+    /// True when <paramref name="exception"/> says a ledger table does not exist: the database was dropped and made again
+    /// empty (a restore under way, a DBA's mistake) or the file replaced. The writer then migrates again and keeps its
+    /// records, instead of taking the failure for a record's fault and dropping them.
+    /// </summary>
+    public abstract bool IsSchemaMissing(Exception exception);
+
     // ---- SQL fragments of the set-based statements (sweeper, scheduler) ----
 
     /// <summary>Appended to a row-selecting subquery so concurrent claimers skip each other's rows (empty when the database has one writer).</summary>

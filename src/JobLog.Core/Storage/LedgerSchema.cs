@@ -30,6 +30,16 @@ internal sealed class LedgerSchema(
         }
     }
 
+    /// <summary>The ledger's tables are missing (<see cref="LedgerDatabase.IsSchemaMissing"/>): the next <see cref="TryMigrateAsync"/> migrates again.</summary>
+    public void SchemaMissing()
+    {
+        if (_ready)
+        {
+            _ready = false;
+            Log.SchemaMissing(logger, contexts.Provider);
+        }
+    }
+
     public async Task TryMigrateAsync(CancellationToken cancellationToken)
     {
         if (_ready)

@@ -210,6 +210,10 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
     public override string WriteProbe =>
         "BEGIN; SELECT pg_is_in_recovery() = FALSE AND current_setting('transaction_read_only') = 'off'; ROLLBACK;";
 
+    public override bool IsSchemaMissing(Exception exception) =>
+        exception is PostgresException { SqlState: PostgresErrorCodes.UndefinedTable } ||
+        exception.InnerException is { } inner && IsSchemaMissing(inner);
+
     public override string SkipLocked => " FOR UPDATE SKIP LOCKED";
 
     // PostgreSQL's planner has statistics and picks the partial index once the table is big enough to need it.

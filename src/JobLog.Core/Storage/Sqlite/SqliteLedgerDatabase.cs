@@ -158,6 +158,11 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
 
     public override string WriteProbe => "BEGIN IMMEDIATE; ROLLBACK;";
 
+    // SQLITE_ERROR (1) has no finer code for a missing table: its message says it.
+    public override bool IsSchemaMissing(Exception exception) =>
+        exception is SqliteException { SqliteErrorCode: 1 } sqlite && sqlite.Message.Contains("no such table", StringComparison.Ordinal) ||
+        exception.InnerException is { } inner && IsSchemaMissing(inner);
+
     public override string SkipLocked => "";
 
     // SQLite's planner, without statistics, may not see a partial index.
