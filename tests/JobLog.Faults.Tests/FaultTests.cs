@@ -323,4 +323,34 @@ public sealed class FaultTests
             Assert.That(tally.Stuck, Is.Zero);
         });
     }
+
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task DatabaseSilentDuringLoad_AcknowledgementsGoOn_NothingLost_NoRunStaysActive()
+    {
+        await using var world = await FaultWorld.PostgresBehindLinkAsync();
+        await world.StartConsumerAsync();
+        await world.StartPublisherAsync(2000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+
+        // Silent, not refusing: connections and statements in flight get no answer at all, so only JobLog's own time
+        // limits end them. The cut lasts past the connection timeout (5 s), so the writer's retries meet it too.
+        await world.Postgres!.CutLinkAsync();
+        var before = world.Consumed.Count;
+        await world.WaitUntilAsync(() => world.Consumed.Count >= before + 300, Drain, "300 more probes consumed while the database is silent");
+        await Task.Delay(TimeSpan.FromSeconds(15));
+        await world.Postgres.RestoreLinkAsync();
+
+        await world.WaitUntilAsync(() => world.Published.Count == 2000, Drain, "2000 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, world.Tails);
+            Assert.That(tally.Stuck, Is.Zero);
+            Assert.That(tally.Tasks, Is.EqualTo(2000));
+        });
+    }
 }

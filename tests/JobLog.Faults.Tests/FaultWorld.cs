@@ -69,6 +69,13 @@ internal sealed class FaultWorld : IAsyncDisposable
         return new FaultWorld(vhost, NewDirectory(), null, await PostgresCluster.CreateAsync());
     }
 
+    /// <summary>A PostgreSQL ledger reached through a link the test can cut (<see cref="PostgresCluster.CutLinkAsync"/>).</summary>
+    public static async Task<FaultWorld> PostgresBehindLinkAsync()
+    {
+        var vhost = await RabbitMqVhost.CreateAsync();
+        return new FaultWorld(vhost, NewDirectory(), null, await PostgresCluster.CreateBehindLinkAsync());
+    }
+
     /// <summary>Starts a publisher of <paramref name="count"/> probes; returns once its bus has started.</summary>
     public Task<ChildProcess> StartPublisherAsync(int count) => StartAsync("publish", count);
 
@@ -372,7 +379,7 @@ internal sealed class FaultWorld : IAsyncDisposable
     private async Task AdministerAsync(string sql)
     {
         NpgsqlConnection.ClearAllPools();
-        await using var connection = new NpgsqlConnection($"Host=127.0.0.1;Port={Postgres!.Port};Username=joblog;Database=postgres;Timeout=5;Pooling=false");
+        await using var connection = new NpgsqlConnection($"Host={Postgres!.Address};Port={Postgres.Port};Username=joblog;Database=postgres;Timeout=5;Pooling=false");
         await connection.OpenAsync();
         await using var command = new NpgsqlCommand(sql, connection);
         await command.ExecuteNonQueryAsync();

@@ -12,19 +12,63 @@ public sealed class PostgresCluster : IAsyncDisposable
     private const string Bin = "/usr/lib/postgresql/15/bin";
 
     private readonly string _directory;
+    private readonly Link? _link;
 
-    private PostgresCluster(string directory, int port)
+    private PostgresCluster(string directory, int port, Link? link = null)
     {
         _directory = directory;
         Port = port;
+        _link = link;
     }
 
     public int Port { get; }
 
-    /// <summary>The connection string of the cluster's <c>ledger</c> database (user joblog, trust authentication).</summary>
-    public string ConnectionString => $"Host=127.0.0.1;Port={Port};Username=joblog;Database=ledger;Timeout=5;Pooling=true";
+    /// <summary>The address the server listens on: loopback, or its end of the link (<see cref="CreateBehindLinkAsync"/>).</summary>
+    public string Address => _link?.ServerAddress ?? "127.0.0.1";
 
-    public static async Task<PostgresCluster> CreateAsync()
+    /// <summary>The connection string of the cluster's <c>ledger</c> database (user joblog, trust authentication).</summary>
+    public string ConnectionString => $"Host={Address};Port={Port};Username=joblog;Database=ledger;Timeout=5;Pooling=true";
+
+    public static Task<PostgresCluster> CreateAsync() => CreateAsync(null);
+
+    /// <summary>
+    /// A cluster in a network namespace of its own, reached through a veth pair: <see cref="CutLinkAsync"/> makes the
+    /// database silent (every packet dropped, nothing refused), as a failed network path or a frozen host does, unlike
+    /// a stopped server, which refuses connections at once.
+    /// </summary>
+    public static async Task<PostgresCluster> CreateBehindLinkAsync()
+    {
+        var id = Guid.NewGuid().ToString("N")[..6];
+        var subnet = Random.Shared.Next(0, 256);
+        var link = new Link($"jl-{id}", $"jlh{id}", $"jln{id}", $"10.231.{subnet}.1", $"10.231.{subnet}.2");
+        try
+        {
+            await MachineCommands.RunAsync("ip", ["netns", "add", link.Namespace]);
+            await MachineCommands.RunAsync("ip", ["link", "add", link.HostSide, "type", "veth", "peer", "name", link.ServerSide]);
+            await MachineCommands.RunAsync("ip", ["link", "set", link.ServerSide, "netns", link.Namespace]);
+            await MachineCommands.RunAsync("ip", ["addr", "add", link.HostAddress + "/30", "dev", link.HostSide]);
+            await MachineCommands.RunAsync("ip", ["link", "set", link.HostSide, "up"]);
+            await MachineCommands.RunAsync("ip", ["netns", "exec", link.Namespace, "ip", "addr", "add", link.ServerAddress + "/30", "dev", link.ServerSide]);
+            await MachineCommands.RunAsync("ip", ["netns", "exec", link.Namespace, "ip", "link", "set", link.ServerSide, "up"]);
+            return await CreateAsync(link);
+        }
+        catch
+        {
+            await link.RemoveAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Takes the server's end of the link down: packets to it are dropped without an answer (no refusal, no reset).</summary>
+    public Task CutLinkAsync() => SetLinkAsync("down");
+
+    /// <summary>Brings the link back: connections that were waiting get their answers.</summary>
+    public Task RestoreLinkAsync() => SetLinkAsync("up");
+
+    private Task SetLinkAsync(string state) =>
+        MachineCommands.RunAsync("ip", ["netns", "exec", _link!.Namespace, "ip", "link", "set", _link.ServerSide, state]);
+
+    private static async Task<PostgresCluster> CreateAsync(Link? link)
     {
         if (!File.Exists(Path.Combine(Bin, "initdb")) || Environment.UserName != "root")
         {
@@ -34,10 +78,16 @@ public sealed class PostgresCluster : IAsyncDisposable
         var directory = Path.Combine(Path.GetTempPath(), "joblog-faults", "pg-" + Guid.NewGuid().ToString("N")[..10]);
         Directory.CreateDirectory(directory);
         await MachineCommands.RunAsync("chown", ["postgres:postgres", directory]);
-        var cluster = new PostgresCluster(directory, MachineCommands.FreePort());
+        var cluster = new PostgresCluster(directory, MachineCommands.FreePort(), link);
         await cluster.AsPostgresAsync("initdb", "-D", cluster.Data, "-U", "joblog", "--auth=trust", "--no-sync");
+        if (link is not null)
+        {
+            // Clients come from the host's end of the link, not from loopback.
+            await File.AppendAllTextAsync(Path.Combine(cluster.Data, "pg_hba.conf"), $"host all all {link.HostAddress}/32 trust\n");
+        }
+
         await cluster.StartAsync();
-        await using (var connection = new NpgsqlConnection($"Host=127.0.0.1;Port={cluster.Port};Username=joblog;Database=postgres;Timeout=5"))
+        await using (var connection = new NpgsqlConnection($"Host={cluster.Address};Port={cluster.Port};Username=joblog;Database=postgres;Timeout=5"))
         {
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand("CREATE DATABASE ledger", connection);
@@ -52,7 +102,7 @@ public sealed class PostgresCluster : IAsyncDisposable
     /// <summary>Starts the server and waits until it accepts connections.</summary>
     public Task StartAsync() => AsPostgresAsync(
         "pg_ctl", "-D", Data, "-l", Path.Combine(_directory, "server.log"), "-w", "-t", "60",
-        "-o", $"-p {Port} -k {_directory} -c listen_addresses=127.0.0.1", "start");
+        "-o", $"-p {Port} -k {_directory} -c listen_addresses={Address}", "start");
 
     /// <summary>Stops the server at once (<c>immediate</c>: like a crash; connections are cut, recovery runs at the next start).</summary>
     public Task StopAsync() => AsPostgresAsync("pg_ctl", "-D", Data, "-m", "immediate", "-w", "stop");
@@ -77,8 +127,33 @@ public sealed class PostgresCluster : IAsyncDisposable
         {
             // Best effort: a temp directory.
         }
+
+        if (_link is not null)
+        {
+            await _link.RemoveAsync();
+        }
     }
 
-    private Task AsPostgresAsync(string program, params string[] args) =>
-        MachineCommands.RunAsync("runuser", ["-u", "postgres", "--", Path.Combine(Bin, program), .. args]);
+    private Task AsPostgresAsync(string program, params string[] args) => _link is null
+        ? MachineCommands.RunAsync("runuser", ["-u", "postgres", "--", Path.Combine(Bin, program), .. args])
+        : MachineCommands.RunAsync("ip", ["netns", "exec", _link.Namespace, "runuser", "-u", "postgres", "--", Path.Combine(Bin, program), .. args]);
+
+    /// <summary>The network namespace the server runs in and the veth pair to it.</summary>
+    private sealed record Link(string Namespace, string HostSide, string ServerSide, string HostAddress, string ServerAddress)
+    {
+        public async Task RemoveAsync()
+        {
+            foreach (var command in new[] { new[] { "link", "del", HostSide }, ["netns", "del", Namespace] })
+            {
+                try
+                {
+                    await MachineCommands.RunAsync("ip", command);
+                }
+                catch (InvalidOperationException)
+                {
+                    // Not made (a failed set-up), or gone already.
+                }
+            }
+        }
+    }
 }
