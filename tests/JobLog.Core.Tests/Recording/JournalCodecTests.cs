@@ -4,6 +4,7 @@ using System.Text.Json;
 using JobLog.Recording;
 using JobLog.Recording.Journal;
 using JobLog.Redaction;
+using JobLog.Storage;
 using NUnit.Framework;
 
 namespace JobLog.Core.Tests.Recording;
@@ -82,5 +83,85 @@ public class JournalCodecTests
             Assert.That(Encoding.UTF8.GetString(buffer.WrittenSpan), Is.EqualTo(Encoding.UTF8.GetString(expected)), record.GetType().Name);
             Assert.That(JournalCodec.Read(buffer.WrittenSpan), Is.EqualTo(record), record.GetType().Name);
         }
+    }
+
+    /// <summary>
+    /// A journal's tail torn or damaged (a crash mid-append, a bad disk): every corrupted line either reads as nothing (skipped
+    /// and counted by the replay) or as a record the writer can mask and plan, never an exception that would stop the writer.
+    /// </summary>
+    [Test]
+    public void Read_OfLinesCorruptedAtRandom_NeverThrows_AndWhatItReturnsCanBeMaskedAndPlanned()
+    {
+        var t0 = new DateTime(2026, 12, 3, 1, 0, 0, DateTimeKind.Utc);
+        var taskId = Guid.NewGuid();
+        var runId = Guid.NewGuid();
+        var full = new TaskPayload { Id = taskId, Name = "Charge", QueueName = "charge", Input = "Amount=3", TaskArgs = "[3]", TaskKwargs = "{\"amount\":3}", DispatchedAt = t0, Stale = t0.AddHours(2), Host = "h", Release = "1.2" };
+        var run = new RunPayload { Id = runId, TaskId = taskId, Name = "Charge", ConsumerType = "C", Start = t0, WaitingTime = 0.5, Host = "h" };
+        var ended = run with { Stop = t0.AddSeconds(2), State = TaskRunState.Failed, ErrorMessage = "boom", Output = "out", Input = "in" };
+        LedgerRecord[] records =
+        [
+            new TaskDispatched(full), new RunStarted(run, full, expireOrphans: false), new RunStarted(ended, full, expireOrphans: true),
+            new RunFinished(runId, taskId, TaskRunState.Retried, t0.AddSeconds(1), "boom", "out", t0.AddSeconds(5)),
+            new TaskDispatchFailed(taskId, "no route"), new RunFailedForGood(runId, taskId), new RunNextRetryKnown(runId, t0.AddSeconds(9)),
+            new TaskExtraDataSet(taskId, "{\"progress\":1}"),
+            new CommandRecorded(new CommandPayload { Id = Guid.NewGuid(), Name = "sweep", Start = t0, Stop = t0, IsSuccessful = true, ExitCode = 0 }),
+        ];
+        var lines = records.Select(r => JsonSerializer.SerializeToUtf8Bytes(r, SpoolJson.Default.LedgerRecord)).ToList();
+        var planner = new LedgerPlanner(LedgerDatabase.For(LedgerProvider.Sqlite));
+        var masking = new RecordMasking(new Redactor(new RedactionOptions()));
+        var random = new Random(7);
+        var failures = new Dictionary<string, string>();
+        for (var i = 0; i < 50_000; i++)
+        {
+            var line = lines[random.Next(lines.Count)].ToArray();
+            switch (random.Next(4))
+            {
+                case 0:
+                    // Cut short.
+                    line = line[..random.Next(line.Length)];
+                    break;
+                case 1:
+                    line[random.Next(line.Length)] = (byte)random.Next(256);
+                    break;
+                case 2:
+                    // A byte that keeps the JSON plausible.
+                    line[random.Next(line.Length)] = (byte)"{}[]\",:0n1ft"[random.Next(12)];
+                    break;
+                default:
+                    // A stretch gone.
+                    var a = random.Next(line.Length);
+                    var b = random.Next(line.Length);
+                    line = [.. line[..Math.Min(a, b)], .. line[Math.Max(a, b)..]];
+                    break;
+            }
+
+            LedgerRecord? record;
+            try
+            {
+                record = JournalCodec.Read(line);
+            }
+            catch (Exception ex)
+            {
+                failures.TryAdd("read " + ex.GetType().Name, Encoding.UTF8.GetString(line) + "\n" + ex);
+                continue;
+            }
+
+            if (record is null)
+            {
+                continue;
+            }
+
+            try
+            {
+                var masked = masking.Apply(record);
+                planner.Plan([masked]);
+            }
+            catch (Exception ex)
+            {
+                failures.TryAdd("plan " + ex.GetType().Name + " " + record.GetType().Name, Encoding.UTF8.GetString(line) + "\n" + ex);
+            }
+        }
+
+        Assert.That(failures, Is.Empty, string.Join("\n", failures.Select(f => $"{f.Key}: {f.Value}")));
     }
 }
