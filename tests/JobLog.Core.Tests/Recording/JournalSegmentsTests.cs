@@ -110,6 +110,23 @@ public class JournalSegmentsTests
     }
 
     [Test]
+    public void ASlotWhoseLockFileWasDeleted_DoesNotGiveTheSegmentItsLiveOwnerAppendsToAway()
+    {
+        using var running = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;
+        running.Append(Lines("mine"), 1);
+
+        // A temporary-file cleaner removes the slot's lock file (old, never modified) while its owner runs.
+        foreach (var lockFile in Directory.GetFiles(_root, "*.journal.lock"))
+        {
+            File.Delete(lockFile);
+        }
+
+        using var next = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;
+
+        Assert.That(next.TakeLeftOvers(), Is.Empty, "replayed and deleted, what its owner appends next would be in no file");
+    }
+
+    [Test]
     public void LeftOversOfAnotherSlot_AreAdopted_UnlessItsProcessIsAlive()
     {
         using var running = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;

@@ -109,12 +109,12 @@ internal sealed class JournalSegments : IDisposable
                 var segments = SegmentsOf(Directory, prefix);
                 if (prefix == _prefix)
                 {
-                    found.AddRange(segments.Where(s => s.Path != _activePath && !_closed.Any(c => c.Path == s.Path)).Select(s => s.Path));
+                    found.AddRange(segments.Where(s => s.Path != _activePath && !_closed.Any(c => c.Path == s.Path) && !AppendedTo(s.Path)).Select(s => s.Path));
                 }
                 else if (segments.Count > 0 && TryLock(Directory, prefix) is { } held)
                 {
                     _adoptedLocks.Add(held);
-                    found.AddRange(SegmentsOf(Directory, prefix).Select(s => s.Path));
+                    found.AddRange(SegmentsOf(Directory, prefix).Where(s => !AppendedTo(s.Path)).Select(s => s.Path));
                 }
             }
 
@@ -248,6 +248,33 @@ internal sealed class JournalSegments : IDisposable
 
     private static string SegmentPath(string directory, string prefix, long number) =>
         Path.Combine(directory, $"{prefix}.{number.ToString("D10", CultureInfo.InvariantCulture)}.journal");
+
+    /// <summary>
+    /// True when a live process still has <paramref name="path"/> open to append to (the open segment holds a shared
+    /// lock): its slot's lock file was deleted under it (a temporary-file cleaner), so the slot looked free. The segment
+    /// stays its owner's; replayed and deleted here, what the owner appends next would be in no file.
+    /// </summary>
+    private static bool AppendedTo(string path)
+    {
+        try
+        {
+            SpoolFiles.Open(path, FileMode.Open, FileAccess.Read, FileShare.None).Dispose();
+            return false;
+        }
+        catch (SpoolFileRefusedException)
+        {
+            // Not this user's regular file: the replay refuses it, and says so.
+            return false;
+        }
+        catch (IOException) when (File.Exists(path))
+        {
+            return true;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+    }
 
     private static FileStream? TryLock(string directory, string prefix)
     {
