@@ -353,4 +353,40 @@ public sealed class FaultTests
             Assert.That(tally.Tasks, Is.EqualTo(2000));
         });
     }
+
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task ConnectionLostSilentlyWhileAStartWaitsInItsMigration_TheProcessStarts()
+    {
+        await using var world = await FaultWorld.PostgresBehindLinkAsync();
+        await world.StartConsumerAsync();
+        await world.StopAllAsync();
+
+        // Another process migrates (holds the history); this one waits in its migration, which has no time limit.
+        await using (await world.LockMigrationsHistoryAsync())
+        {
+            var consumer = await world.LaunchConsumerAsync();
+            await world.WaitForALockWaitAsync(consumer, TimeSpan.FromSeconds(90));
+
+            // The connection's state is lost on the way (a NAT gateway's idle timeout, a failover): the session the start
+            // waits on is gone, and nothing tells the process (the reset is lost; afterwards it sends nothing itself).
+            await world.Postgres!.CutLinkAsync();
+            await world.Postgres.ForgetConnectionsAsync();
+            await world.Postgres.RestoreLinkAsync();
+
+            await FaultWorld.WaitUntilReadyAsync(consumer, TimeSpan.FromSeconds(120));
+        }
+
+        await world.StartPublisherAsync(200);
+        await world.WaitUntilAsync(() => world.Published.Count == 200, Drain, "200 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, world.Tails);
+            Assert.That(tally.Stuck, Is.Zero);
+        });
+    }
 }

@@ -88,6 +88,9 @@ internal sealed class FaultWorld : IAsyncDisposable
     /// <summary>Starts a consumer (sleeping <paramref name="delayMs"/> in each message); returns once its bus has started.</summary>
     public Task<ChildProcess> StartConsumerAsync(int delayMs = 0) => StartAsync("consume", 0, delayMs);
 
+    /// <summary>Waits until <paramref name="process"/> has started its bus (its start-up, the ledger's migration, is done).</summary>
+    public static Task WaitUntilReadyAsync(ChildProcess process, TimeSpan timeout) => process.WaitForOutputAsync("fault-app ready", timeout);
+
     /// <summary>Starts a consumer and returns at once, before its start-up (the ledger's migration) is done.</summary>
     public Task<ChildProcess> LaunchConsumerAsync() => StartAsync("consume", 0, waitReady: false);
 
@@ -193,6 +196,39 @@ internal sealed class FaultWorld : IAsyncDisposable
 
     /// <summary>Creates the PostgreSQL ledger's database again, empty (as before a restore, or after a DBA's mistake).</summary>
     public Task CreateLedgerDatabaseAsync() => AdministerAsync("CREATE DATABASE ledger");
+
+    /// <summary>
+    /// Holds an exclusive lock on the ledger's migrations history (from the test, through the server's Unix socket), as a
+    /// process migrating a big ledger for minutes does: a process that starts meanwhile waits for it in its migration.
+    /// </summary>
+    public async Task<NpgsqlConnection> LockMigrationsHistoryAsync()
+    {
+        var connection = new NpgsqlConnection(Postgres!.LocalConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand($"BEGIN; LOCK TABLE \"{JobLog.JobLogDbContext.MigrationsHistoryTable}\" IN ACCESS EXCLUSIVE MODE", connection);
+        await command.ExecuteNonQueryAsync();
+        return connection;
+    }
+
+    /// <summary>Waits until a session of the ledger's server waits for a lock (the process started meanwhile is migrating).</summary>
+    public async Task WaitForALockWaitAsync(ChildProcess process, TimeSpan timeout)
+    {
+        var clock = Stopwatch.StartNew();
+        while (true)
+        {
+            Assert.That(clock.Elapsed, Is.LessThan(timeout), "a session waiting for the lock\n" + process.Tail(30));
+            Assert.That(process.HasExited, Is.False, "the process died on its own\n" + process.Tail(30));
+            await using var connection = new NpgsqlConnection(Postgres!.LocalConnectionString);
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand("SELECT count(*) FROM pg_locks WHERE NOT granted", connection);
+            if ((long)(await command.ExecuteScalarAsync())! > 0)
+            {
+                return;
+            }
+
+            await Task.Delay(100);
+        }
+    }
 
     /// <summary>What the ledger holds for the probes the processes saw.</summary>
     /// <param name="gonePublished">Published probes not counted (their tasks went with a dropped database).</param>

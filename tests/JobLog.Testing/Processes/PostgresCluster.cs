@@ -59,8 +59,22 @@ public sealed class PostgresCluster : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// A connection string of the <c>ledger</c> database through the server's Unix socket: the test's own sessions, which a
+    /// cut link does not reach.
+    /// </summary>
+    public string LocalConnectionString => $"Host={_directory};Port={Port};Username=joblog;Database=ledger;Timeout=5;Pooling=false";
+
     /// <summary>Takes the server's end of the link down: packets to it are dropped without an answer (no refusal, no reset).</summary>
     public Task CutLinkAsync() => SetLinkAsync("down");
+
+    /// <summary>
+    /// The server's kernel forgets every TCP connection to it (<c>ss -K</c> in its namespace; with the link cut, the
+    /// resets it sends are lost): as when a NAT gateway, load balancer or firewall drops a flow's state silently, or the
+    /// database fails over to another machine. The server's sessions end; their clients are told nothing.
+    /// </summary>
+    public Task ForgetConnectionsAsync() =>
+        MachineCommands.RunAsync("ip", ["netns", "exec", _link!.Namespace, "ss", "-K", "-t", $"sport = :{Port}"]);
 
     /// <summary>Brings the link back: connections that were waiting get their answers.</summary>
     public Task RestoreLinkAsync() => SetLinkAsync("up");

@@ -32,7 +32,7 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override Func<JobLogDbContext> ContextFactory(string connectionString)
     {
-        var options = NpgsqlJobLogDbContext.Options(WithoutJit(connectionString));
+        var options = NpgsqlJobLogDbContext.Options(ForJobLog(connectionString));
         return () => new NpgsqlJobLogDbContext(options);
     }
 
@@ -102,7 +102,33 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
     public override Expression<Func<string?, bool>>? KeyedLikeIgnoringCase(string pattern, string keyPattern) =>
         s => EF.Functions.ILike(s!, keyPattern, "\\") && EF.Functions.ILike(s + "", pattern, "\\");
 
-    public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(WithoutJit(connectionString));
+    public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(ForJobLog(connectionString));
+
+    /// <summary>What JobLog's sessions connect with: <see cref="WithoutJit"/>, <see cref="WithTcpKeepalive"/>.</summary>
+    internal static string ForJobLog(string connectionString) => WithTcpKeepalive(WithoutJit(connectionString));
+
+    /// <summary>
+    /// <paramref name="connectionString"/> with TCP keepalives (a probe after 30 s of silence, then every 10 s), unless it
+    /// sets its own. A statement without a time limit (the migrations, the partitioning's DDL) waits for its answer with
+    /// nothing to send: when the connection's state was lost on the way (a NAT gateway's or load balancer's idle timeout,
+    /// a failover to another machine) and no reset reached JobLog, it waited for ever, and a start-up that was migrating
+    /// never finished (session 21, <c>FaultTests.ConnectionLostSilentlyWhileAStartWaitsInItsMigration_TheProcessStarts</c>).
+    /// A probe now meets the reset, or no answer, and the statement fails and is tried again. Probes also keep idle
+    /// connections alive through such gateways.
+    /// </summary>
+    internal static string WithTcpKeepalive(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (builder.TcpKeepAlive || builder.TcpKeepAliveTime > 0 || builder.TcpKeepAliveInterval > 0)
+        {
+            return connectionString;
+        }
+
+        builder.TcpKeepAlive = true;
+        builder.TcpKeepAliveTime = 30;
+        builder.TcpKeepAliveInterval = 10;
+        return builder.ConnectionString;
+    }
 
     /// <summary>
     /// <paramref name="connectionString"/> with PostgreSQL's JIT compilation off for JobLog's sessions (unless the
@@ -176,7 +202,7 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
     {
         // The write path and the sweep run the same few statements every batch: let Npgsql keep them prepared on the
         // server, unless the connection string sets Max Auto Prepare itself or the server lost them once (ServerPreparation).
-        var builder = new NpgsqlConnectionStringBuilder(WithoutJit(connectionString));
+        var builder = new NpgsqlConnectionStringBuilder(ForJobLog(connectionString));
         if (prepare && !ServerPreparation.SetsAutoPrepare(connectionString) && ServerPreparation.IsOn(connectionString) && builder.MaxAutoPrepare < 32)
         {
             builder.MaxAutoPrepare = 32;
