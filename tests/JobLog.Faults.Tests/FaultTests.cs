@@ -249,6 +249,7 @@ public sealed class FaultTests
     public async Task KilledDuringStartupMigrationOfASqliteLedger_TheNextProcessStartsAndRecords()
     {
         await using var world = await FaultWorld.SqliteAsync();
+        await world.CreateEmptyWalLedgerAsync();
         var first = await world.LaunchConsumerAsync();
         await world.WaitForMigrationLockAsync(first, TimeSpan.FromSeconds(90));
         await first.KillAsync();

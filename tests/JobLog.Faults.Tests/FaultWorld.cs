@@ -95,11 +95,28 @@ internal sealed class FaultWorld : IAsyncDisposable
     public Task<ChildProcess> LaunchConsumerAsync() => StartAsync("consume", 0, waitReady: false);
 
     /// <summary>
-    /// Waits until the SQLite ledger holds EF Core's migration lock (a row of <c>__EFMigrationsLock</c>): a process is
-    /// migrating it now. Polls without waiting on the migrator's locks (a busy ledger is read again at the next poll).
+    /// Creates the SQLite ledger's file empty, in WAL mode, so that the test reads it while a process migrates it (a
+    /// reader then never waits for the migrator, nor the migrator for the reader).
+    /// </summary>
+    public async Task CreateEmptyWalLedgerAsync()
+    {
+        await using var connection = new SqliteConnection($"Data Source={_sqliteFile};Pooling=False");
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "PRAGMA journal_mode=WAL";
+        await command.ExecuteNonQueryAsync();
+    }
+
+    /// <summary>
+    /// Waits until the SQLite ledger (made by <see cref="CreateEmptyWalLedgerAsync"/>) holds EF Core's migration lock (a
+    /// row of <c>__EFMigrationsLock</c>): <paramref name="migrator"/> is migrating it now.
     /// </summary>
     public async Task WaitForMigrationLockAsync(ChildProcess migrator, TimeSpan timeout)
     {
+        await using var connection = new SqliteConnection($"Data Source={_sqliteFile};Mode=ReadOnly;Pooling=False");
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*) FROM \"__EFMigrationsLock\"";
         var clock = Stopwatch.StartNew();
         while (true)
         {
@@ -107,10 +124,6 @@ internal sealed class FaultWorld : IAsyncDisposable
             Assert.That(migrator.HasExited, Is.False, "the migrator died on its own\n" + migrator.Tail(30));
             try
             {
-                await using var connection = new SqliteConnection($"Data Source={_sqliteFile};Mode=ReadOnly;Pooling=False;Default Timeout=1");
-                await connection.OpenAsync();
-                await using var command = connection.CreateCommand();
-                command.CommandText = "SELECT COUNT(*) FROM \"__EFMigrationsLock\"";
                 if (Convert.ToInt64(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture) > 0)
                 {
                     return;
@@ -118,10 +131,10 @@ internal sealed class FaultWorld : IAsyncDisposable
             }
             catch (SqliteException)
             {
-                // No ledger file or lock table yet, or the migrator holds the file: the next poll.
+                // No lock table yet: the next poll.
             }
 
-            await Task.Delay(5);
+            await Task.Delay(1);
         }
     }
 
