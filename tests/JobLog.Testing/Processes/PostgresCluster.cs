@@ -101,11 +101,18 @@ public sealed class PostgresCluster : IAsyncDisposable
         }
 
         await cluster.StartAsync();
-        await using (var connection = new NpgsqlConnection($"Host={cluster.Address};Port={cluster.Port};Username=joblog;Database=postgres;Timeout=5"))
+        try
         {
+            await using var connection = new NpgsqlConnection($"Host={cluster.Address};Port={cluster.Port};Username=joblog;Database=postgres;Timeout=5");
             await connection.OpenAsync();
             await using var command = new NpgsqlCommand("CREATE DATABASE ledger", connection);
             await command.ExecuteNonQueryAsync();
+        }
+        catch
+        {
+            // A server the caller never gets would outlive the test.
+            await cluster.DisposeAsync();
+            throw;
         }
 
         return cluster;
