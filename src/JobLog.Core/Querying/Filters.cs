@@ -132,7 +132,14 @@ public abstract record ListFilter
         };
     }
 
-    private protected static string? Text(string? value) => string.IsNullOrWhiteSpace(value) ? null : value.Trim();
+    /// <summary>
+    /// A value, trimmed; null when blank. A NUL character is refused: the ledger never stores one (the writer removes
+    /// it), PostgreSQL refuses it in a parameter and SQLite's full-text query ends its string there.
+    /// </summary>
+    private protected static string? Text(string? value) =>
+        string.IsNullOrWhiteSpace(value) ? null
+        : value.Contains('\0', StringComparison.Ordinal) ? throw new FilterException("A filter value must not contain a NUL character (U+0000).")
+        : value.Trim();
 
     /// <summary>One value, by name only: a number or a combination (<c>3</c>, <c>failed,expired</c> as flags) is refused.</summary>
     private protected static TEnum? EnumValue<TEnum>(string? value, string name)

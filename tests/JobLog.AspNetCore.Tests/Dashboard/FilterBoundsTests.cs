@@ -92,6 +92,36 @@ public class FilterBoundsTests
         await AssertBadRequestAsync($"/joblog/api/{list}?{filter}");
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task NulInAFilterValue_IsA400_OnEveryList(bool postgres)
+    {
+        // The ledger never stores NUL (the writer removes it), so no row can match; PostgreSQL refuses it in a parameter
+        // (22021) and SQLite's full-text query ends its string there ("unterminated string"): both were a 500.
+        await using var host = await DashboardHost.StartAsync(postgres ? await TestLedger.PostgresAsync() : TestLedger.Sqlite());
+        var filters = new Dictionary<string, string[]>
+        {
+            ["tasks"] = ["q", "name", "queue"],
+            ["requests/in"] = ["q", "method", "host", "slug", "ip", "user"],
+            ["requests/out"] = ["q", "method", "host", "slug"],
+            ["commands"] = ["q", "name"],
+            ["failures"] = ["q", "name", "queue"],
+        };
+        foreach (var (list, names) in filters)
+        {
+            foreach (var name in names)
+            {
+                foreach (var value in new[] { "%00", "ab%00cd" })
+                {
+                    using var api = await host.Client.GetAsync($"/joblog/api/{list}?{name}={value}");
+                    Assert.That(api.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), $"api/{list}?{name}={value}");
+                    Assert.That(JsonDocument.Parse(await api.Content.ReadAsStringAsync()).RootElement.GetProperty("error").GetString(), Does.Contain("NUL"));
+                    await host.GetStringAsync($"/joblog/{list}?{name}={value}", HttpStatusCode.BadRequest);
+                }
+            }
+        }
+    }
+
     [Test]
     public async Task Search_LongerThanTheCap_IsA400_AtTheCapIsServed()
     {
