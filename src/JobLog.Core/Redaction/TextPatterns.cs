@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Net;
 using System.Text;
 using System.Text.RegularExpressions;
 
@@ -30,6 +31,10 @@ internal sealed class TextPatterns
         @"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|\z)", RegexOptions.CultureInvariant, s_timeout);
 
     private static readonly Regex s_card = new(@"(?<![\d.-])[2-6](?:[ -]?\d){12,18}(?![\d.-])", RegexOptions.CultureInvariant, s_timeout);
+
+    private static readonly SearchValues<char> s_nestedOrEncodedName = SearchValues.Create("[]%+");
+
+    private static readonly char[] s_nameParts = ['[', ']', '.'];
 
     private static readonly SearchValues<string> s_triggers =
         SearchValues.Create(["://", "eyJ", "bearer", "basic", "PRIVATE KEY"], StringComparison.OrdinalIgnoreCase);
@@ -139,6 +144,7 @@ internal sealed class TextPatterns
     /// <summary>A text body (form, multipart, XML, plain): every rule, form values to the next '&amp;'.</summary>
     public string MaskBody(string text, bool cutAtCapture)
     {
+        text = MaskNestedFormNames(text);
         if (!MayHoldSecret(text))
         {
             return text;
@@ -158,6 +164,40 @@ internal sealed class TextPatterns
         }
 
         return MaskTokens(text);
+    }
+
+    /// <summary>
+    /// Form fields whose names the form rule cannot read as written but ASP.NET Core's form reader decodes: nested
+    /// (<c>user[password]</c>, MVC's <c>Users[0].Password</c>) or percent-encoded (<c>p%61ssword</c>, <c>pass+word</c>).
+    /// The name is decoded, and when it or one of its parts is sensitive the value is hidden to the next '&amp;'.
+    /// </summary>
+    private string MaskNestedFormNames(string text)
+    {
+        if (text.AsSpan().IndexOfAny(s_nestedOrEncodedName) < 0 || !text.Contains('=', StringComparison.Ordinal))
+        {
+            return text;
+        }
+
+        var fields = text.Split('&');
+        var changed = false;
+        for (var i = 0; i < fields.Length; i++)
+        {
+            var equals = fields[i].IndexOf('=', StringComparison.Ordinal);
+            if (equals <= 0 || fields[i].AsSpan(0, equals).IndexOfAny(s_nestedOrEncodedName) < 0
+                || fields[i].AsSpan(equals + 1).SequenceEqual(_replacement))
+            {
+                continue;
+            }
+
+            var name = WebUtility.UrlDecode(fields[i][..equals]);
+            if (_names.IsSensitive(name) || name.Split(s_nameParts, StringSplitOptions.RemoveEmptyEntries).Any(_names.IsSensitive))
+            {
+                fields[i] = fields[i][..(equals + 1)] + _replacement;
+                changed = true;
+            }
+        }
+
+        return changed ? string.Join('&', fields) : text;
     }
 
     /// <summary>Free text (exception texts, output, arguments, a JSON string's value).</summary>

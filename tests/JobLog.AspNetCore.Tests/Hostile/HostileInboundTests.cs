@@ -47,4 +47,33 @@ public class HostileInboundTests
         await web.App.StopAsync();
         HostileCase.AssertNotInSqliteFile(ledger, [.. hostile.Secrets, .. hostile.Secrets.Select(s => s.Replace(' ', '-'))]);
     }
+
+    [Test]
+    public async Task Form_WithNestedAndEncodedSensitiveNames_TheApplicationReadsThemAndNoneReachesTheLedgerFile()
+    {
+        // What ASP.NET Core's form reader hands the application as Users[0].Password, user[password] and password.
+        const string Form = "Users%5B0%5D.Password=Pl4nted-a&Users[1].Password=Pl4nted-b&user[password]=Pl4nted-c&p%61ssword=Pl4nted-d&user=ann";
+        var ledger = JobLog.Testing.TestLedger.Sqlite();
+        await using var web = await WebFixture.StartAsync(
+            app =>
+            {
+                app.UseJobLogRequests();
+                app.MapPost("/signup", async (HttpContext context) =>
+                {
+                    var form = await context.Request.ReadFormAsync();
+                    var read = string.Join(",", form["Users[0].Password"], form["Users[1].Password"], form["user[password]"], form["password"]);
+                    return Results.Text(read == "Pl4nted-a,Pl4nted-b,Pl4nted-c,Pl4nted-d" ? "read" : "not read");
+                });
+            },
+            ledger: ledger);
+        using var content = new StringContent(Form, System.Text.Encoding.UTF8, "application/x-www-form-urlencoded");
+
+        using var response = await web.Client.PostAsync("/signup", content);
+
+        Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("read"), "the application reads them by these names");
+        var log = await web.CompletedInputAsync("/signup");
+        Assert.That(log.RequestBody, Does.Contain("user=ann").And.Contain("[Filtered]"));
+        await web.App.StopAsync();
+        HostileCase.AssertNotInSqliteFile(ledger, ["Pl4nted-a", "Pl4nted-b", "Pl4nted-c", "Pl4nted-d"]);
+    }
 }

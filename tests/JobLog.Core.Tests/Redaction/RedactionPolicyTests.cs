@@ -134,6 +134,27 @@ public class RedactionPolicyTests
         Assert.That(masked, Does.Contain("ann"));
     }
 
+    [TestCase("Users[0].Password=S3CRET-1&x=1", TestName = "MVC collection binding")]
+    [TestCase("user[password]=S3CRET-1&x=1", TestName = "nested name, Rails and PHP style")]
+    [TestCase("x=1&order[card][cvc]=S3CRET-1", TestName = "nested twice")]
+    [TestCase("p%61ssword=S3CRET-1&x=1", TestName = "percent-encoded name")]
+    [TestCase("x=1&%70assword=S3CRET-1", TestName = "percent-encoded first letter")]
+    [TestCase("user%5Bpin%5D=S3CRET-1&x=1", TestName = "encoded brackets around an exact name")]
+    [TestCase("x=1&pass+word=S3CRET-1", TestName = "a plus in the name")]
+    public void MaskText_FormFieldsWithNestedOrEncodedNames_HideTheValue(string form)
+    {
+        // ASP.NET Core's form reader decodes these names (and MVC binds Users[0].Password); the form pattern read them raw.
+        var masked = s_redactor.MaskText(form);
+
+        Assert.That(masked, Does.Not.Contain("S3CRET"));
+        Assert.That(masked, Does.Contain("x=1").And.Contain("[Filtered]"));
+        Assert.That(s_redactor.Stored(masked, StoredTextKind.Body), Is.EqualTo(masked), "the writer's pass leaves it as it is");
+    }
+
+    [Test]
+    public void MaskText_FormFieldsWithNestedNamesThatAreNotSensitive_AreKept() =>
+        Assert.That(s_redactor.MaskText("Users[0].Name=ann&order%5Bid%5D=7&a+b=c"), Is.EqualTo("Users[0].Name=ann&order%5Bid%5D=7&a+b=c"));
+
     [Test]
     public void MaskText_PlainKeyValueText_HidesTheValue() =>
         Assert.That(s_redactor.MaskText("user: ann\npassword: S3CRET-1\nmode: test"), Is.EqualTo("user: ann\npassword: [Filtered]\nmode: test"));
