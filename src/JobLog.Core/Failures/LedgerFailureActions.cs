@@ -1,3 +1,4 @@
+using JobLog.Redaction;
 using JobLog.Storage;
 using Microsoft.EntityFrameworkCore;
 
@@ -210,5 +211,10 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
         Selection = Bound(request.Selection, 2000),
     };
 
-    private static string? Bound(string? text, int length) => text is null || text.Length <= length ? text : text[..length];
+    /// <summary>
+    /// At most <paramref name="length"/> characters of a caller's text that every database accepts: a NUL (PostgreSQL
+    /// refuses it, SQLite ends the text there) removed, a lone surrogate (also one left by the cut) replaced.
+    /// </summary>
+    private static string? Bound(string? text, int length) =>
+        text is null ? null : TextBounds.Sanitize(text.Length <= length ? text : text[..length]);
 }
