@@ -10,7 +10,8 @@ namespace JobLog.AspNetCore.Requests;
 /// <summary>
 /// Replaces the request body: replays the bytes read ahead (at most the capture size), then reads through to the real
 /// body, copying into the bounded capture. The endpoint reads the same bytes it would have read; memory stays bounded
-/// whatever the upload's size.
+/// whatever the upload's size. Over a seekable body (the application's <c>EnableBuffering</c> before JobLog) it seeks
+/// as the body does, and each byte is captured once, however often the endpoint reads it again.
 /// </summary>
 internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : Stream
 {
@@ -19,6 +20,10 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
     private int _replayOffset;
     private Task<int>? _pending;
 
+    // The endpoint's place in the body, and how much of the body (from its start) the capture holds.
+    private long _position;
+    private long _captured;
+
     /// <summary>True once the real body reported its end.</summary>
     public bool Ended { get; private set; }
 
@@ -26,16 +31,16 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
 
     public override bool CanRead => true;
 
-    public override bool CanSeek => false;
+    public override bool CanSeek => inner.CanSeek;
 
     public override bool CanWrite => false;
 
-    public override long Length => throw new NotSupportedException();
+    public override long Length => inner.Length;
 
     public override long Position
     {
-        get => throw new NotSupportedException();
-        set => throw new NotSupportedException();
+        get => inner.CanSeek ? _position : throw new NotSupportedException();
+        set => Seek(value, SeekOrigin.Begin);
     }
 
     /// <summary>
@@ -125,6 +130,7 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
             // Whatever was read is replayed, even when reading failed.
             _replay = bytes;
             _replayLength = read;
+            _captured = read;
             buffer.Append(bytes.AsSpan(0, read));
         }
     }
@@ -170,7 +176,33 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
     {
     }
 
-    public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+    public override long Seek(long offset, SeekOrigin origin)
+    {
+        if (!inner.CanSeek)
+        {
+            throw new NotSupportedException();
+        }
+
+        if (_pending is not null)
+        {
+            TakePendingAsync().AsTask().GetAwaiter().GetResult();
+        }
+
+        var target = origin switch
+        {
+            SeekOrigin.Begin => offset,
+            SeekOrigin.Current => _position + offset,
+            SeekOrigin.End => inner.Length + offset,
+            _ => throw new ArgumentOutOfRangeException(nameof(origin)),
+        };
+        ArgumentOutOfRangeException.ThrowIfNegative(target, nameof(offset));
+
+        // The replay holds the body's first bytes; past them the body is read from its own place.
+        _replayOffset = (int)Math.Min(target, _replayLength);
+        inner.Position = Math.Max(target, _replayLength);
+        _position = target;
+        return target;
+    }
 
     public override void SetLength(long value) => throw new NotSupportedException();
 
@@ -190,6 +222,7 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
 
         buffer.Append(_replay.AsSpan(_replayLength, n));
         _replayLength += n;
+        _captured += n;
     }
 
     private bool TryReplay(Span<byte> destination, out int count)
@@ -203,6 +236,7 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
         count = Math.Min(destination.Length, _replayLength - _replayOffset);
         _replay.AsSpan(_replayOffset, count).CopyTo(destination);
         _replayOffset += count;
+        _position += count;
         return true;
     }
 
@@ -213,7 +247,15 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
             Ended = true;
         }
 
-        buffer.Append(data);
+        // Bytes read again after a seek back were captured the first time; bytes after a seek forward past the capture
+        // would leave a gap in it, so they are not captured.
+        if (_position <= _captured && _position + data.Length > _captured)
+        {
+            buffer.Append(data[(int)(_captured - _position)..]);
+            _captured = _position + data.Length;
+        }
+
+        _position += data.Length;
         return data.Length;
     }
 }

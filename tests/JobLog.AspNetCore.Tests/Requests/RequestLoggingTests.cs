@@ -397,6 +397,43 @@ public class RequestLoggingTests
         Assert.That(log.RequestBody, Is.EqualTo("""{"apiKey":"[Filtered]","n":1}"""));
     }
 
+    [TestCase(Server.TestServer, 0)]
+    [TestCase(Server.Kestrel, 0)]
+    [TestCase(Server.Kestrel, 5)]
+    public async Task BufferedBody_TheEndpointRewindsAndReadsAgain_AsWithoutJobLog(Server server, int rewindTo)
+    {
+        // A webhook checks its signature over the raw body, rewinds and binds it: EnableBuffering before JobLog made the
+        // body seekable, and JobLog's capture must not take that away (Position = 0 threw NotSupportedException: a 500).
+        await using var web = await WebFixture.StartAsync(
+            app =>
+            {
+                app.Use((context, next) =>
+                {
+                    context.Request.EnableBuffering();
+                    return next(context);
+                });
+                app.UseJobLogRequests();
+                app.MapPost("/webhook", async (HttpRequest r) =>
+                {
+                    var first = await new StreamReader(r.Body, leaveOpen: true).ReadToEndAsync();
+                    r.Body.Position = rewindTo;
+                    var second = await new StreamReader(r.Body, leaveOpen: true).ReadToEndAsync();
+                    r.Body.Seek(0, SeekOrigin.Begin);
+                    var third = await new StreamReader(r.Body).ReadToEndAsync();
+                    return first + "|" + second + "|" + third;
+                });
+            },
+            server: server);
+        const string Body = """{"event":"paid","secret":"s-1","n":1}""";
+
+        using var response = await web.Client.PostAsync("/webhook", new StringContent(Body, Encoding.UTF8, "application/json"));
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo(Body + "|" + Body[rewindTo..] + "|" + Body));
+        var log = await web.CompletedInputAsync("/webhook");
+        Assert.That(log.RequestBody, Is.EqualTo("""{"event":"paid","secret":"[Filtered]","n":1}"""), "each byte captured once");
+    }
+
     [TestCase(Server.TestServer)]
     [TestCase(Server.Kestrel)]
     public async Task FormBody_ReadAheadForTheRecord_IsStillParsedByTheEndpoint(Server server)
