@@ -43,7 +43,11 @@ internal static class Cli
         };
         try
         {
-            return await root.Parse(rest).InvokeAsync(invocation);
+            var parse = root.Parse(rest);
+            var exit = await parse.InvokeAsync(invocation);
+            // System.CommandLine says what it could not read (and the help) and exits 1; a usage error is 2 here, as
+            // the commands' own are, so that 1 keeps meaning "not found" or "failed".
+            return parse.Errors.Count > 0 && exit == 1 ? 2 : exit;
         }
         catch (Exception ex) when (ex is CliUsageException
             || (ex is InvalidOperationException && ex.Source?.StartsWith("JobLog", StringComparison.Ordinal) == true))
