@@ -204,6 +204,8 @@ public class PurgeCommandTests(LedgerProvider provider)
 
     [TestCase("--older-than", "30 days")]
     [TestCase("--type", "everything")]
+    [TestCase("--type", ",")]
+    [TestCase("--type", " , ")]
     public async Task Purge_WithOptionsItCannotRead_ExitsWith2AndDeletesNothing(string option, string value)
     {
         await SeedAsync(Task("ok-40d", TaskState.Succeeded, 40));

@@ -133,7 +133,8 @@ internal static class PurgeCommand
             kinds.Add(kind);
         }
 
-        return kinds.Distinct().ToList();
+        // "--type ," names no kind: a purge that would do nothing and say nothing is a usage error.
+        return kinds.Count > 0 ? kinds.Distinct().ToList() : throw new CliUsageException("--type must name at least one of tasks, input-requests, output-requests, commands or all.");
     }
 
     private static TimeSpan? Age(string? text, string option)
