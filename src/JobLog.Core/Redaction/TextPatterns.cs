@@ -89,8 +89,9 @@ internal sealed class TextPatterns
         _freeTextPatterns =
         [
             .. common,
-            // name=value in free text, queries and URLs: to the next separator.
-            new Regex($@"(?:^|(?<=[&?#\s;,(\[{{""'/|=:]))(?:{n})\s*=\s*([^&#\s;,""'<>)\]}}|]+)", Options, s_timeout),
+            // name=value in free text, queries and URLs: to the next separator. A nested name (user[password]=,
+            // Users[0].Password=) is read from its last part.
+            new Regex($@"(?:^|(?<=[&?#\s;,(\[\]{{""'/|=:]))(?:{n})\]?\s*=\s*([^&#\s;,""'<>)\]}}|]+)", Options, s_timeout),
             // A multipart part whose line breaks were flattened (a message's Input): everything to the next boundary.
             new Regex($@"\bname=(?:""(?:{n})""|(?:{n})(?=[;\s]))((?!\s*{masked})[\s\S]*?)(?=\r?\n--|\s--\S|\z)", Options, s_timeout),
             // --password value, -p value and --secret:value in text that quotes a command line.

@@ -63,6 +63,9 @@ public class RedactionPolicyTests
     [TestCase("<Login><User>ann</User><Password>S3CRET-1</Password></Login>", "<User>ann</User>")]
     [TestCase("callback https://x.example/cb?X-Amz-Signature=S3CRET-1&X-Amz-Date=20260101", "X-Amz-Date=20260101")]
     [TestCase("totp=S3CRET-1, user=ann", "user=ann")]
+    [TestCase("GET https://api.example/x?user[password]=S3CRET-1&page=2 failed", "page=2 failed")]
+    [TestCase("bound Users[0].Password=S3CRET-1 and Users[0].Name=ann", "Users[0].Name=ann")]
+    [TestCase("card[pin]=S3CRET-1&card[last4]=1234", "card[last4]=1234")]
     [TestCase("{\"pwd\": \"S3CRET-1\"} in a log line", "in a log line")]
     [TestCase("-----BEGIN RSA PRIVATE KEY-----\nS3CRET-1\n-----END RSA PRIVATE KEY-----\nafter", "after")]
     public void Stored_FreeTextWithASecret_HidesItAndKeepsTheRest(string text, string kept)
