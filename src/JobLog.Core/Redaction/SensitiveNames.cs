@@ -15,6 +15,8 @@ internal sealed class SensitiveNames
     private readonly string[][] _wildcards;
     private readonly ConcurrentDictionary<string, bool> _cache = new(StringComparer.Ordinal);
 
+    private static readonly char[] s_nameParts = ['[', ']', '.'];
+
     public SensitiveNames(IEnumerable<string> names)
     {
         var list = names.Where(n => !string.IsNullOrWhiteSpace(n)).ToArray();
@@ -39,7 +41,10 @@ internal sealed class SensitiveNames
         }
 
         var n = Normalize(name);
-        var sensitive = _exact.Contains(n, StringComparer.Ordinal) || _wildcards.Any(parts => MatchesWildcard(n, parts));
+        var sensitive = _exact.Contains(n, StringComparer.Ordinal) || _wildcards.Any(parts => MatchesWildcard(n, parts))
+            // A nested name (card[pin], Users[0].Pin: forms, queries, model binding) is also read part by part.
+            || (name.AsSpan().IndexOfAny('[', ']') >= 0
+                && name.Split(s_nameParts, StringSplitOptions.RemoveEmptyEntries).Any(part => part.Length < name.Length && IsSensitive(part)));
         if (_cache.Count < 10_000)
         {
             _cache[name] = sensitive;

@@ -34,8 +34,6 @@ internal sealed class TextPatterns
 
     private static readonly SearchValues<char> s_nestedOrEncodedName = SearchValues.Create("[]%+");
 
-    private static readonly char[] s_nameParts = ['[', ']', '.'];
-
     private static readonly SearchValues<string> s_triggers =
         SearchValues.Create(["://", "eyJ", "bearer", "basic", "PRIVATE KEY"], StringComparison.OrdinalIgnoreCase);
 
@@ -191,7 +189,7 @@ internal sealed class TextPatterns
             }
 
             var name = WebUtility.UrlDecode(fields[i][..equals]);
-            if (_names.IsSensitive(name) || name.Split(s_nameParts, StringSplitOptions.RemoveEmptyEntries).Any(_names.IsSensitive))
+            if (_names.IsSensitive(name))
             {
                 fields[i] = fields[i][..(equals + 1)] + _replacement;
                 changed = true;

@@ -37,6 +37,9 @@ public class RedactionPolicyTests
     [TestCase("auth", TestName = "auth parameter")]
     [TestCase("pin", TestName = "PIN")]
     [TestCase("ssn", TestName = "social security number")]
+    [TestCase("card[pin]", TestName = "nested exact name")]
+    [TestCase("Users[0].Pin", TestName = "nested exact name, model binding")]
+    [TestCase("session[sid]", TestName = "nested short name")]
     public void IsSensitiveName_NamesRealApisUse_AreHidden(string name) =>
         Assert.That(s_redactor.IsSensitiveName(name), Is.True);
 
@@ -50,6 +53,9 @@ public class RedactionPolicyTests
     [TestCase("code")]
     [TestCase("key")]
     [TestCase("spinner")]
+    [TestCase("order[id]")]
+    [TestCase("Users[0].Name")]
+    [TestCase("pins[]")]
     public void IsSensitiveName_WordsThatOnlyContainAShortName_AreKept(string name) =>
         Assert.That(s_redactor.IsSensitiveName(name), Is.False);
 
