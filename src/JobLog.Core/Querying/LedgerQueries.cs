@@ -180,7 +180,11 @@ public sealed partial class LedgerQueries
 
         var runs = await _db.TaskRunLogs.AsNoTracking().Where(r => r.TaskId == id)
             .OrderBy(r => r.Start).ThenBy(r => r.Retries).ToListAsync(ct).ConfigureAwait(false);
-        var runIds = runs.Select(r => (Guid?)r.Id).ToList();
+        // The runs' ids as a subquery when they are many: SQLite takes at most 32,766 parameters in a statement, and a
+        // message redelivered without end (or one MessageId sent again and again) has that many runs.
+        IEnumerable<Guid?> runIds = runs.Count <= RelatedLimit
+            ? runs.Select(r => (Guid?)r.Id).ToList()
+            : _db.TaskRunLogs.Where(r => r.TaskId == id).Select(r => (Guid?)r.Id);
         ParentRun? parent = null;
         if (task.ParentRunId is { } parentRunId)
         {
@@ -190,7 +194,7 @@ public sealed partial class LedgerQueries
 
         IReadOnlyList<TaskRow> children = [];
         IReadOnlyList<RelatedRequest> outbound = [];
-        if (runIds.Count > 0)
+        if (runs.Count > 0)
         {
             children = await TaskRows(_db.TaskLogs.AsNoTracking().Where(t => runIds.Contains(t.ParentRunId))
                 .OrderBy(t => t.DispatchedAt).Take(RelatedLimit)).ToListAsync(ct).ConfigureAwait(false);

@@ -68,4 +68,46 @@ public class LedgerQueriesTests
         Assert.That(detail?.Task.Name, Is.EqualTo("T0"));
         Assert.That(await queries.TaskAsync(Guid.NewGuid(), CancellationToken.None), Is.Null);
     }
+
+    [Test]
+    public async Task TaskAsync_OfATaskWithMoreRunsThanAStatementTakesParameters_ReadsItsChildrenAndRequests()
+    {
+        // A message redelivered without end, or a producer that sends one MessageId again and again: SQLite takes at
+        // most 32,766 parameters in a statement, and the runs' ids were one each (a 500 on the page, the API and the
+        // CLI). PostgreSQL passes them as one array (66,000 runs held).
+        const int count = 33_000;
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var task = new TaskLog { Id = Guid.NewGuid(), Name = "Poison", DispatchedAt = Now, State = TaskState.Failed };
+        var runs = Enumerable.Range(0, count).Select(i => new TaskRunLog
+        {
+            Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, Start = Now.AddMilliseconds(i), Stop = Now.AddMilliseconds(i + 0.5),
+            State = TaskRunState.Retried, Retries = i,
+        }).ToList();
+        var child = new TaskLog { Id = Guid.NewGuid(), Name = "Child", DispatchedAt = Now.AddSeconds(1), State = TaskState.Succeeded, ParentRunId = runs[^1].Id };
+        var request = new OutputRequestLog
+        {
+            Id = Guid.NewGuid(), Host = "psp.test", Method = "GET", Path = "/charge", RequestTimestamp = Now, Status = RequestLogStatus.Info,
+            RelatedObjects = [new OutputRequestRelatedObject { Id = Guid.NewGuid(), TaskRunLogId = runs[^1].Id }],
+        };
+        await host.QueryAsync(db =>
+        {
+            db.AddRange(task, child, request);
+            return db.SaveChangesAsync();
+        });
+        foreach (var chunk in runs.Chunk(10_000))
+        {
+            await host.QueryAsync(db =>
+            {
+                db.AddRange(chunk);
+                return db.SaveChangesAsync();
+            });
+        }
+
+        await using var scope = host.Services.CreateAsyncScope();
+        var detail = await scope.ServiceProvider.GetRequiredService<LedgerQueries>().TaskAsync(task.Id, CancellationToken.None);
+
+        Assert.That(detail!.Runs, Has.Count.EqualTo(count));
+        Assert.That(detail.Children.Select(c => c.Id), Is.EqualTo(new[] { child.Id }));
+        Assert.That(detail.OutboundRequests.Select(r => r.Request.Id), Is.EqualTo(new[] { request.Id }));
+    }
 }
