@@ -57,6 +57,16 @@ public sealed class FailureCommandsTests
     public async Task Resolve_WithANoteLongerThanTheDashboardAllows_ExitsWith2_AndRecordsNoAction() =>
         await AssertRefusedAsync(["resolve", Guid.NewGuid().ToString(), "--note", new string('n', 2_001)], "--note");
 
+    [TestCase("retry", "--no-wait")]
+    [TestCase("resolve", "--archive")]
+    public async Task RetryAndResolve_OfMoreTasksThanOneActionTakes_ExitWith2_AndRecordNoAction(string command, string option)
+    {
+        // 40,000 ids (an outage's failures piped in) were one SQLite parameter each: 'too many SQL variables', exit 1.
+        var ids = Enumerable.Range(0, 40_000).Select(_ => Guid.NewGuid().ToString()).ToArray();
+
+        await AssertRefusedAsync([command, .. ids, option], "10,000");
+    }
+
     private static async Task AssertRefusedAsync(string[] args, string said)
     {
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());

@@ -31,12 +31,18 @@ public interface IFailureActions
 }
 
 /// <summary>What an operator asked to act on.</summary>
-/// <param name="TaskIds">The failed tasks (their message ids).</param>
+/// <param name="TaskIds">The failed tasks (their message ids); at most 10,000 (<see cref="MaxTasks"/>) per action.</param>
 /// <param name="RequestedBy">Who asked (the user's name; "cli" or the like when no user).</param>
 public sealed record FailureActionRequest(IReadOnlyList<Guid> TaskIds, string RequestedBy)
 {
     /// <summary>The longest note kept (the dashboard's default limit); a longer one is cut.</summary>
     internal const int MaxNoteLength = 2000;
+
+    /// <summary>
+    /// The most tasks one action takes: 10,000, as many as the dashboard's largest action. A longer list is refused
+    /// (<see cref="ArgumentException"/>): split it.
+    /// </summary>
+    public const int MaxTasks = Querying.LedgerQueries.MaxFailuresScanned;
 
     /// <summary>An optional note kept with the action (e.g. why a failure was resolved); at most 2,000 characters are kept.</summary>
     public string? Note { get; init; }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using JobLog.Redaction;
 using JobLog.Storage;
 using Microsoft.EntityFrameworkCore;
@@ -196,7 +197,11 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
         ArgumentNullException.ThrowIfNull(request);
         ArgumentNullException.ThrowIfNull(request.TaskIds);
         ArgumentException.ThrowIfNullOrWhiteSpace(request.RequestedBy);
-        return request.TaskIds.Distinct().ToList();
+        var ids = request.TaskIds.Distinct().ToList();
+        // Each id is a parameter of the action's statements (SQLite takes at most 32,766).
+        return ids.Count <= FailureActionRequest.MaxTasks
+            ? ids
+            : throw new ArgumentException(string.Create(CultureInfo.InvariantCulture, $"One action takes at most {FailureActionRequest.MaxTasks:N0} tasks, not {ids.Count:N0}: split the request."), nameof(request));
     }
 
     private static FailureActionLog NewAction(FailureActionRequest request, FailureActionKind kind, DateTime now, int count, int skipped) => new()

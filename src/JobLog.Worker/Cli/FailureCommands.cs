@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using JobLog.Failures;
 using JobLog.Maintenance;
 
@@ -99,6 +100,8 @@ internal static class FailureCommands
                 : throw new CliUsageException($"'{value}' is not a task id, e.g. 0b9f6f3e-5d1c-4c4e-9a55-2b0f2f3c1a77."));
         }
 
-        return ids.Count > 0 ? [.. ids] : throw new CliUsageException("Give at least one task id.");
+        return ids.Count is 0 ? throw new CliUsageException("Give at least one task id.")
+            : ids.Count > FailureActionRequest.MaxTasks ? throw new CliUsageException(string.Create(CultureInfo.InvariantCulture, $"Give at most {FailureActionRequest.MaxTasks:N0} task ids at once, not {ids.Count:N0}."))
+            : [.. ids];
     }
 }

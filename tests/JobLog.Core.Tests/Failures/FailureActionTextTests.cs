@@ -35,4 +35,20 @@ public sealed class FailureActionTextTests
         Assert.That((action.RequestedBy, action.Selection), Is.EqualTo(("ops\ufffd", "task")));
         Assert.That(await host.QueryAsync(db => db.TaskLogs.Where(t => t.Id == id).Select(t => t.Resolution).SingleAsync()), Is.EqualTo(FailureResolution.Resolved));
     }
+
+    [Test]
+    public async Task Actions_OfMoreTasksThanOneActionTakes_AreRefusedBeforeAnythingIsRecorded()
+    {
+        // 40,000 ids were one SQLite parameter each ('too many SQL variables', past 32,766): at most 10,000, as the dashboard.
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var request = new FailureActionRequest(Enumerable.Range(0, 40_000).Select(_ => Guid.NewGuid()).ToList(), "ops");
+        var actions = host.Services.GetRequiredService<IFailureActions>();
+
+        Assert.ThrowsAsync<ArgumentException>(() => actions.RetryAsync(request));
+        Assert.ThrowsAsync<ArgumentException>(() => actions.ResolveAsync(request, FailureResolution.Resolved));
+        Assert.ThrowsAsync<ArgumentException>(() => host.Services.GetRequiredService<IKeptMessageActions>().DeleteKeptMessagesAsync(request));
+        Assert.That(await host.QueryAsync(db => db.FailureActions.CountAsync()), Is.Zero);
+        Assert.That(await actions.ResolveAsync(request with { TaskIds = request.TaskIds.Take(FailureActionRequest.MaxTasks).ToList() }, FailureResolution.Resolved),
+            Has.Property(nameof(FailureActionReceipt.Skipped)).EqualTo(FailureActionRequest.MaxTasks), "10,000 are taken");
+    }
 }
