@@ -100,6 +100,23 @@ public class FailureAlerterTests
         Assert.That(payload.ToJsonString(), Does.Contain("https://ops.example.com/joblog/failures/groups/0123456789abcdef?by=exception"));
     }
 
+    [Test]
+    public void SlackPayload_ShowsLedgerTextAsText_NotAsSlackMarkup()
+    {
+        // The group key reads the first frame-like line of the error text, and an exception message is the sender's
+        // text: Slack read <!channel> as a mention of everyone and <url|label> as a link under any label.
+        const string Error = "System.InvalidOperationException: bad email ann@x\n   at <!channel>|<https://evil.example/reset|Reset_your_password>(x)\n   at Shop.Orders.Handle()";
+        var key = JobLog.Failures.FailureSignature.Parse(Error).ToString();
+        Assert.That(key, Does.Contain("<!channel>|<https://evil.example"), "the shape under test");
+        var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Exception, key, "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), Error, new int[24]);
+
+        var text = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, new Uri("https://ops.example.com/joblog/"))["text"]!.GetValue<string>();
+
+        Assert.That(text, Does.Not.Contain("<").And.Not.Contain(">"));
+        Assert.That(text, Does.Contain("&lt;!channel&gt;|&lt;https://evil.example/reset|Reset_your_password&gt;"));
+        Assert.That(text, Does.Contain(" https://ops.example.com/joblog/failures/groups/0123456789abcdef?by=exception"), "the dashboard's link stays a link");
+    }
+
     private static Task<LedgerHost> StartAsync(Receiver receiver, Action<FailureAlertOptions> configure) =>
         LedgerHost.StartAsync(TestLedger.Sqlite(), services: s => s.AddJobLogFailureAlerts(o =>
         {

@@ -158,7 +158,11 @@ internal static class FailureAlertPayload
         var text = $"{title}: {group.Key} ({group.Count} open, last {LedgerFormat.Time(group.LastSeen)} UTC)" + (link is null ? "" : " " + link);
         return format switch
         {
-            FailureAlertFormat.Slack => new JsonObject { ["text"] = text },
+            // Slack reads <!channel>, <@user> and <url|label> in text; the ledger's text (an exception's message) is shown as text.
+            FailureAlertFormat.Slack => new JsonObject
+            {
+                ["text"] = text.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal).Replace(">", "&gt;", StringComparison.Ordinal),
+            },
             FailureAlertFormat.Teams => new JsonObject
             {
                 ["@type"] = "MessageCard",
