@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Reflection;
 
 namespace JobLog;
 
@@ -29,8 +30,32 @@ public static class JobLogScope
     {
         ArgumentNullException.ThrowIfNull(entity);
         var type = entity.GetType();
-        var id = type.GetProperty("Id")?.GetValue(entity) ?? entity;
-        return Relate(type.Name, Convert.ToString(id, CultureInfo.InvariantCulture) ?? "");
+        return Relate(type.Name, IdOf(type, entity));
+    }
+
+    /// <summary>
+    /// The entity's <c>Id</c> (the most derived one when a class hides its base's with <c>new</c>), else its text; a
+    /// getter or a <c>ToString</c> that throws (a lazy load outside its context) gives a marker, never an exception.
+    /// </summary>
+    private static string IdOf(Type type, object entity)
+    {
+        try
+        {
+            object? id = null;
+            for (var t = type; t is not null && id is null; t = t.BaseType)
+            {
+                id = t.GetProperty("Id", BindingFlags.Public | BindingFlags.Instance | BindingFlags.DeclaredOnly) is { } property
+                    && property.GetIndexParameters().Length == 0
+                    ? property.GetValue(entity) ?? entity
+                    : null;
+            }
+
+            return Convert.ToString(id ?? entity, CultureInfo.InvariantCulture) ?? "";
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            return Redaction.Markers.NotRendered(ex is TargetInvocationException { InnerException: { } inner } ? inner : ex);
+        }
     }
 
     /// <summary>Relates every outbound request made inside the returned scope to the object (<paramref name="contentType"/>, <paramref name="objectId"/>).</summary>
