@@ -15,7 +15,13 @@ internal static class CommandArguments
             var option = arg.StartsWith('-') || arg.StartsWith('/');
             var equals = arg.IndexOf('=', StringComparison.Ordinal);
             var colon = arg.IndexOf(':', StringComparison.Ordinal);
-            if (equals > 0 && (colon < 0 || colon > equals || !option || !IsSensitiveOption(arg[..colon], names)))
+            if (IsAttachedPassword(arg))
+            {
+                // -pvalue, as mysql and sqlcmd take it.
+                parts.Add(arg[..2] + replacement);
+            }
+            else if (equals > 0 && !arg.AsSpan(0, equals).Contains("://", StringComparison.Ordinal)
+                && (colon < 0 || colon > equals || !option || !IsSensitiveOption(arg[..colon], names)))
             {
                 // key=value, --key=value, /p:Key=value, --Section:Key=value.
                 var key = arg[..equals];
@@ -45,6 +51,13 @@ internal static class CommandArguments
 
         return TextBounds.Truncate(string.Join(' ', parts), max);
     }
+
+    /// <summary>
+    /// <c>-pvalue</c> or <c>-Pvalue</c>: a password attached to its flag. Not <c>-p:Name=value</c> (MSBuild, masked by
+    /// name) nor a short option that is a word (<c>-pthread</c>, <c>-print</c>: lower-case letters only).
+    /// </summary>
+    private static bool IsAttachedPassword(string arg) =>
+        arg.Length > 2 && arg[0] == '-' && arg[1] is ('p' or 'P') && arg[2] is not ('-' or ':') && arg.AsSpan(2).ContainsAnyExceptInRange('a', 'z');
 
     private static bool IsSensitiveOption(string option, SensitiveNames names) =>
         option.Length > 0 && (option.StartsWith('-') || option.StartsWith('/')) && IsSensitiveName(option.TrimStart('-', '/'), names);

@@ -174,6 +174,10 @@ public class RedactionPolicyTests
     [TestCase(new[] { "login", "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJTM0NSRVQtMSJ9.c2ln" }, "login", TestName = "a JWT as a positional argument")]
     [TestCase(new[] { "--db", "Host=h;Password=S3CRET-1;Database=d" }, "Database=d", TestName = "a connection string")]
     [TestCase(new[] { "/p:Password=S3CRET-1" }, "/p:Password=", TestName = "an MSBuild property")]
+    [TestCase(new[] { "--url", "https://ann:S3CRET-1@h.example/x?page=2" }, "@h.example/x?page=2", TestName = "URL credentials in a URL with a query")]
+    [TestCase(new[] { "https://ann:S3CRET-1@h.example/x?token=S3CRET-2&page=2" }, "&page=2", TestName = "URL credentials and a token, positional")]
+    [TestCase(new[] { "mysql", "-u", "root", "-pS3CRET-1", "shop" }, "shop", TestName = "-pvalue attached, as mysql takes it")]
+    [TestCase(new[] { "sqlcmd", "-PS3CRET1", "-S", "db" }, "-S db", TestName = "-Pvalue attached")]
     public void MaskArguments_SecretsInEveryShape_AreHidden(string[] args, string kept)
     {
         var masked = s_redactor.MaskArguments(args);
@@ -181,6 +185,10 @@ public class RedactionPolicyTests
         Assert.That(masked, Does.Not.Contain("S3CRET").And.Not.Contain("eyJzdWIi"));
         Assert.That(masked, Does.Contain(kept));
     }
+
+    [Test]
+    public void MaskArguments_ShortOptionsThatAreWords_AreKept() =>
+        Assert.That(s_redactor.MaskArguments(["gcc", "-pthread", "-pedantic", "-p", "x"]), Is.EqualTo("gcc -pthread -pedantic -p [Filtered]"));
 
     [Test]
     public void CapturedLog_StructuredValueNamedPassword_IsWrittenAsTheReplacement()
