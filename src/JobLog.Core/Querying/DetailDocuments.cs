@@ -2,7 +2,7 @@ namespace JobLog.Querying;
 
 /// <summary>A task's detail as the JSON API (<c>api/tasks/{id}</c>) and the CLI (<c>task ID --json</c>) write it.</summary>
 /// <param name="Task">The task.</param>
-/// <param name="Runs">Its runs, by start.</param>
+/// <param name="Runs">Its runs, by start: the latest <see cref="LedgerQueries.MaxDetailRuns"/> of <see cref="RunCount"/>.</param>
 /// <param name="Parent">The run it was dispatched in, if any.</param>
 /// <param name="Children">The tasks dispatched during its runs.</param>
 /// <param name="OutboundRequests">The outbound requests made during its runs.</param>
@@ -23,11 +23,15 @@ public sealed record TaskDetailDocument(
             detail.OutboundRequests)
         {
             Actions = detail.Actions,
+            RunCount = detail.RunCount,
         };
     }
 
     /// <summary>What operators did to this failure (retries, resolutions, deletions), newest first.</summary>
     public IReadOnlyList<JobLog.Failures.FailureActionRow> Actions { get; init; } = [];
+
+    /// <summary>How many runs the task has (<see cref="TaskDetail.RunCount"/>).</summary>
+    public int RunCount { get; init; }
 }
 
 /// <summary>An inbound request's detail as the JSON API (<c>api/requests/in/{id}</c>) writes it.</summary>

@@ -15,6 +15,9 @@ public sealed partial class LedgerQueries
 {
     private const int InputPreviewLength = 300;
     private const int RelatedLimit = 500;
+
+    /// <summary>The most runs a task's detail holds (<see cref="TaskAsync"/>): its latest.</summary>
+    public const int MaxDetailRuns = 500;
     private readonly JobLogDbContext _db;
     private readonly LedgerDatabase _database;
 
@@ -178,11 +181,14 @@ public sealed partial class LedgerQueries
             return null;
         }
 
+        // The latest MaxDetailRuns runs: a message redelivered without end (or one MessageId sent again and again) has
+        // tens of thousands, and all of them made a page of 32 MB.
         var runs = await _db.TaskRunLogs.AsNoTracking().Where(r => r.TaskId == id)
-            .OrderBy(r => r.Start).ThenBy(r => r.Retries).ToListAsync(ct).ConfigureAwait(false);
-        // The runs' ids as a subquery when they are many: SQLite takes at most 32,766 parameters in a statement, and a
-        // message redelivered without end (or one MessageId sent again and again) has that many runs.
-        IEnumerable<Guid?> runIds = runs.Count <= RelatedLimit
+            .OrderByDescending(r => r.Start).ThenByDescending(r => r.Retries).Take(MaxDetailRuns + 1).ToListAsync(ct).ConfigureAwait(false);
+        var runCount = runs.Count <= MaxDetailRuns ? runs.Count : await _db.TaskRunLogs.CountAsync(r => r.TaskId == id, ct).ConfigureAwait(false);
+        runs = runs.Take(MaxDetailRuns).Reverse().ToList();
+        // The runs' ids as a subquery when they are many: SQLite takes at most 32,766 parameters in a statement.
+        IEnumerable<Guid?> runIds = runCount <= RelatedLimit
             ? runs.Select(r => (Guid?)r.Id).ToList()
             : _db.TaskRunLogs.Where(r => r.TaskId == id).Select(r => (Guid?)r.Id);
         ParentRun? parent = null;
@@ -203,6 +209,7 @@ public sealed partial class LedgerQueries
 
         return new TaskDetail(task, runs, parent, children, outbound)
         {
+            RunCount = runCount,
             Actions = await JobLog.Failures.FailureActionRow.OfTaskAsync(_db, id, ct).ConfigureAwait(false),
         };
     }

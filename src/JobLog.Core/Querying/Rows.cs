@@ -30,7 +30,7 @@ public sealed record TaskRow(
 /// <summary>A task's detail: the task, its runs in order, where it came from and what it caused.</summary>
 /// <remarks>The entities are read without tracking; the JSON API and the CLI write <see cref="TaskDetailDocument"/>.</remarks>
 /// <param name="Task">The task.</param>
-/// <param name="Runs">Its runs, by start.</param>
+/// <param name="Runs">Its runs, by start: the latest <see cref="LedgerQueries.MaxDetailRuns"/> of <see cref="RunCount"/>.</param>
 /// <param name="Parent">The run it was dispatched in, if any.</param>
 /// <param name="Children">The tasks dispatched during its runs (at most 500).</param>
 /// <param name="OutboundRequests">The outbound requests made during its runs (at most 500).</param>
@@ -41,8 +41,13 @@ public sealed record TaskDetail(
     IReadOnlyList<TaskRow> Children,
     IReadOnlyList<RelatedRequest> OutboundRequests)
 {
+    private readonly int? _runCount;
+
     /// <summary>What operators did to this failure (retries, resolutions, deletions), newest first (at most 200).</summary>
     public IReadOnlyList<JobLog.Failures.FailureActionRow> Actions { get; init; } = [];
+
+    /// <summary>How many runs the task has; more than <see cref="Runs"/> holds when they are more than <see cref="LedgerQueries.MaxDetailRuns"/>.</summary>
+    public int RunCount { get => _runCount ?? Runs.Count; init => _runCount = value; }
 }
 
 /// <summary>The run during which a task was dispatched.</summary>

@@ -27,7 +27,9 @@ internal static class TaskView
         console.Write(grid);
         var output = console.SafeOut;
         await output.WriteLineAsync();
-        await output.WriteLineAsync($"Runs ({detail.Runs.Count})");
+        await output.WriteLineAsync(detail.RunCount > detail.Runs.Count
+            ? string.Create(CultureInfo.InvariantCulture, $"Runs ({detail.RunCount:N0}; the latest {detail.Runs.Count:N0})")
+            : $"Runs ({detail.Runs.Count})");
         var runs = TasksCommand.Table(console, "#", "STATE", "CONSUMER~", "START (UTC)~", "STOP (UTC)~", "DURATION~", "HOST~");
         foreach (var r in detail.Runs)
         {

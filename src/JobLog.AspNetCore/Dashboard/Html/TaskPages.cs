@@ -151,7 +151,12 @@ internal static class TaskPages
 
     private static void Runs(HtmlWriter h, PageContext page, TaskDetail d)
     {
-        h.Add($"<section class=\"card\" id=\"runs\"><div class=\"card-head\"><h2>Runs ({d.Runs.Count})</h2></div>");
+        h.Add($"<section class=\"card\" id=\"runs\"><div class=\"card-head\"><h2>Runs ({d.RunCount:N0})</h2></div>");
+        if (d.RunCount > d.Runs.Count)
+        {
+            h.Add($"<p class=\"muted\">The latest {d.Runs.Count:N0} of {d.RunCount:N0} runs.</p>");
+        }
+
         if (d.Runs.Count == 0)
         {
             h.Add($"<p class=\"muted\">No consumer has started this task yet.</p></section>");
