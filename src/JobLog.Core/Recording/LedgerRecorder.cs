@@ -67,7 +67,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
             }
             else
             {
-                if (LedgerSpool.AnyLeftOver(directory, LedgerName(connectionString)))
+                if (LedgerSpool.AnyLeftOver(directory, LedgerName(connectionString), formerly: connectionString))
                 {
                     _spool = ClaimSpool();
                     _spooling = _spool is { PendingBytes: > 0 };
@@ -255,7 +255,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
             return null;
         }
 
-        var spool = LedgerSpool.Claim(directory, LedgerName(connectionString), _options.MaxSpoolBytes, _logger);
+        var spool = LedgerSpool.Claim(directory, LedgerName(connectionString), _options.MaxSpoolBytes, _logger, formerly: connectionString);
         _spoolUnavailable = spool is null;
         return spool;
     }

@@ -53,9 +53,21 @@ internal sealed class LedgerSpool : IDisposable
 
     private const int Slots = 16;
 
-    /// <summary>True when a stopped process left spooled records for this ledger (checked at start, without claiming a slot).</summary>
-    public static bool AnyLeftOver(string directory, string ledger) =>
-        Enumerable.Range(0, Slots).Any(slot => SpoolFiles.AnythingAt(FileFor(directory, ledger, slot)));
+    /// <summary>
+    /// True when a stopped process left spooled records for this ledger (checked at start, without claiming a slot), also
+    /// in files named after <paramref name="formerly"/> (the connection string, as versions before session 21 named them).
+    /// </summary>
+    public static bool AnyLeftOver(string directory, string ledger, string? formerly = null) =>
+        PathsOf(directory, ledger, formerly).Any(SpoolFiles.AnythingAt);
+
+    /// <summary>The slots' files of <paramref name="ledger"/>, then those of its former name that hold records.</summary>
+    private static IEnumerable<string> PathsOf(string directory, string ledger, string? formerly)
+    {
+        var paths = Enumerable.Range(0, Slots).Select(slot => FileFor(directory, ledger, slot));
+        return formerly is null || formerly == ledger
+            ? paths
+            : paths.Concat(Enumerable.Range(0, Slots).Select(slot => FileFor(directory, formerly, slot)).Where(SpoolFiles.AnythingAt));
+    }
 
     /// <summary>
     /// The first spool slot of this ledger that no other live process holds (an exclusive lock on a companion file,
@@ -63,7 +75,7 @@ internal sealed class LedgerSpool : IDisposable
     /// whose file is not this user's regular file is skipped with a logged error. Null when the directory is refused
     /// (logged), cannot be used or every slot is taken: the overflow is then dropped and counted.
     /// </summary>
-    public static LedgerSpool? Claim(string directory, string ledger, long maxBytes, ILogger logger)
+    public static LedgerSpool? Claim(string directory, string ledger, long maxBytes, ILogger logger, string? formerly = null)
     {
         if (SpoolFiles.CheckDirectory(directory, create: true) is { } refusal)
         {
@@ -71,11 +83,9 @@ internal sealed class LedgerSpool : IDisposable
             return null;
         }
 
-        // A slot a stopped process left records in comes first; then the first free one.
-        var slots = Enumerable.Range(0, Slots).OrderByDescending(slot => SpoolFiles.AnythingAt(FileFor(directory, ledger, slot)));
-        foreach (var slot in slots)
+        // A slot a stopped process left records in comes first (one named by an earlier version too); then the first free one.
+        foreach (var path in PathsOf(directory, ledger, formerly).OrderByDescending(SpoolFiles.AnythingAt))
         {
-            var path = FileFor(directory, ledger, slot);
             try
             {
                 var held = SpoolFiles.Open(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
