@@ -24,6 +24,14 @@ internal static class DashboardEndpoints
         var group = endpoints.MapGroup(prefix);
         group.AddEndpointFilter(new DashboardGuard());
         group.ExcludeFromDescription();
+        // HEAD wherever GET is (a monitor's probe): the same handler; the server sends no body for a HEAD.
+        ((IEndpointConventionBuilder)group).Add(endpoint =>
+        {
+            if (endpoint.Metadata.OfType<HttpMethodMetadata>().LastOrDefault() is { HttpMethods: [var only] } && HttpMethods.IsGet(only))
+            {
+                endpoint.Metadata.Add(new HttpMethodMetadata([HttpMethods.Get, HttpMethods.Head]));
+            }
+        });
 
         group.MapGet("/assets/{name}", Asset);
 

@@ -174,6 +174,19 @@ public partial class QueryApiTests(LedgerProvider provider)
         }
     }
 
+    [Test]
+    public async Task Head_OnPagesAndApiLists_AnswersAsGetDoes()
+    {
+        // Monitoring probes with HEAD; the pages were GET only (a 405).
+        foreach (var url in new[] { "/joblog", "/joblog/tasks?state=failed", "/joblog/api/tasks", "/joblog/api/overview", "/joblog/tasks/" + _tasks[0].Id })
+        {
+            using var get = await _host.Client.GetAsync(url);
+            using var head = await _host.Client.SendAsync(new HttpRequestMessage(HttpMethod.Head, url));
+            Assert.That((head.StatusCode, head.Content.Headers.ContentType?.MediaType), Is.EqualTo((get.StatusCode, get.Content.Headers.ContentType?.MediaType)), url);
+            Assert.That(head.StatusCode, Is.EqualTo(HttpStatusCode.OK), url);
+        }
+    }
+
     /// <summary>RFC 9457 problem details, as ASP.NET Core's own errors: the media type, title, status and detail; <c>error</c> is the detail too.</summary>
     private static void AssertProblem(HttpResponseMessage response, string body, int status, string what)
     {
