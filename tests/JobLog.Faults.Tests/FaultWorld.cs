@@ -109,14 +109,14 @@ internal sealed class FaultWorld : IAsyncDisposable
 
     /// <summary>
     /// Waits until the SQLite ledger (made by <see cref="CreateEmptyWalLedgerAsync"/>) holds EF Core's migration lock (a
-    /// row of <c>__EFMigrationsLock</c>): <paramref name="migrator"/> is migrating it now.
+    /// row of JobLog's <c>__JobLogMigrationsLock</c>): <paramref name="migrator"/> is migrating it now.
     /// </summary>
     public async Task WaitForMigrationLockAsync(ChildProcess migrator, TimeSpan timeout)
     {
         await using var connection = new SqliteConnection($"Data Source={_sqliteFile};Mode=ReadOnly;Pooling=False");
         await connection.OpenAsync();
         await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COUNT(*) FROM \"__EFMigrationsLock\"";
+        command.CommandText = "SELECT COUNT(*) FROM \"__JobLogMigrationsLock\"";
         var clock = Stopwatch.StartNew();
         while (true)
         {

@@ -6,17 +6,18 @@ using Microsoft.Extensions.Logging;
 namespace JobLog.Storage.Sqlite;
 
 /// <summary>
-/// Who migrates a SQLite ledger now. EF Core's migration lock on SQLite is a row of <c>__EFMigrationsLock</c>, inserted
-/// before the migrations and deleted after them: a process killed in between leaves the row, and every later
-/// <c>Migrate</c> waits for it for ever, so the application never starts again
-/// (<c>FaultTests.KilledDuringStartupMigrationOfASqliteLedger_TheNextProcessStartsAndRecords</c>). JobLog's migrators
-/// therefore first take an exclusive lock on a file next to the ledger, which the operating system releases when the
-/// process dies: the holder is the only JobLog migrator alive, so a lock row it finds was left by a killed one and is
-/// deleted. A migration that another tool (<c>dotnet ef database update</c>) runs at the same moment is not seen.
+/// Who migrates a SQLite ledger now. EF Core's migration lock on SQLite is a row of a lock table, inserted before the
+/// migrations and deleted after them: a process killed in between leaves the row, and every later <c>Migrate</c> waits
+/// for it for ever, so the application never starts again
+/// (<c>FaultTests.KilledDuringStartupMigrationOfASqliteLedger_TheNextProcessStartsAndRecords</c>). JobLog's context has a
+/// lock table of its own (<see cref="LockTable"/>; EF Core's <c>__EFMigrationsLock</c> stays the application's), and its
+/// migrators first take an exclusive lock on a file next to the ledger, which the operating system releases when the
+/// process dies: the holder is the only JobLog migrator alive, so a row in JobLog's lock table was left by a killed one
+/// and is deleted. JobLog's migrations run with <c>dotnet ef database update</c> at the same moment are not seen.
 /// </summary>
 internal static class SqliteMigrationLock
 {
-    public const string LockTable = "__EFMigrationsLock";
+    public const string LockTable = "__JobLogMigrationsLock";
 
     private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(250);
 
