@@ -1,6 +1,7 @@
 using System.Data.Common;
 using System.Globalization;
 using System.Linq.Expressions;
+using System.Text.RegularExpressions;
 using Microsoft.EntityFrameworkCore;
 using Npgsql;
 
@@ -11,7 +12,7 @@ namespace JobLog.Storage.PostgreSql;
 /// (<c>FOR UPDATE SKIP LOCKED</c>), id lists as <c>uuid[]</c>, timestamps as <c>timestamptz</c> whatever the
 /// application's Npgsql settings, the write path as one batch over arrays (<see cref="NpgsqlExecutor"/>).
 /// </summary>
-internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
+internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
 {
     public static readonly PostgreSqlLedgerDatabase Instance = new();
 
@@ -21,14 +22,20 @@ internal sealed class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override LedgerProvider Provider => LedgerProvider.PostgreSql;
 
-    // The server and database (Npgsql's default database is the user's name), and the schema the ledger's tables are in;
-    // not the credentials nor the connection's settings.
+    // The server and database (Npgsql's default database is the user's name), and the schema the ledger's tables are in:
+    // the search path given (`Search Path`, or `-c search_path=` in `Options`), else the user, whose own schema the
+    // default search path ("$user", public) takes first (two applications on one database, each in its user's schema,
+    // are two ledgers: review of session 21). Not the password nor the connection's settings.
     public override string Identity(string connectionString)
     {
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        var searchPath = builder.SearchPath ?? (builder.Options is { } options ? SearchPathOption().Match(options) is { Success: true } m ? m.Groups[1].Value : null : null);
         return string.Create(CultureInfo.InvariantCulture,
-            $"postgresql:{builder.Host?.ToLowerInvariant()}:{builder.Port}/{builder.Database ?? builder.Username}/{builder.SearchPath}");
+            $"postgresql:{builder.Host?.ToLowerInvariant()}:{builder.Port}/{builder.Database ?? builder.Username}/{searchPath ?? "user=" + builder.Username}");
     }
+
+    [GeneratedRegex(@"search_path\s*=\s*('[^']*'|""[^""]*""|\S+)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
+    private static partial Regex SearchPathOption();
 
     public override Func<JobLogDbContext> ContextFactory(string connectionString)
     {
