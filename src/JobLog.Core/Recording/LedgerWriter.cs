@@ -303,7 +303,7 @@ internal sealed class LedgerWriter(
         {
             Log.BatchFailed(logger, ex, _batch.Count);
             await ResetExecutorAsync().ConfigureAwait(false);
-            if (SchemaMissing(ex)
+            if (await SchemaMissingAsync(ex, cancellationToken).ConfigureAwait(false)
                 || !await IsReachableAsync(cancellationToken).ConfigureAwait(false)
                 || !await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false))
             {
@@ -349,7 +349,7 @@ internal sealed class LedgerWriter(
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 await ResetExecutorAsync().ConfigureAwait(false);
-                if (SchemaMissing(ex) || !await IsReachableAsync(cancellationToken).ConfigureAwait(false))
+                if (await SchemaMissingAsync(ex, cancellationToken).ConfigureAwait(false) || !await IsReachableAsync(cancellationToken).ConfigureAwait(false))
                 {
                     recorder.Committed(written, HeldFrom);
                     _batch.Clear();
@@ -382,19 +382,12 @@ internal sealed class LedgerWriter(
     }
 
     /// <summary>
-    /// True when the failure is the ledger's tables missing: no record is at fault, so none is dropped; the schema is
-    /// migrated again before the next attempt (<see cref="CommitAsync"/>).
+    /// True when the failure is the ledger's schema gone (a table missing, and JobLog's migrations history with it: the
+    /// database made again empty): no record is at fault, so none is dropped; the schema is migrated again before the next
+    /// attempt (<see cref="LedgerSchema.SchemaMissingAsync"/>).
     /// </summary>
-    private bool SchemaMissing(Exception exception)
-    {
-        if (!store.Database.IsSchemaMissing(exception))
-        {
-            return false;
-        }
-
-        schema.SchemaMissing();
-        return true;
-    }
+    private async Task<bool> SchemaMissingAsync(Exception exception, CancellationToken cancellationToken) =>
+        store.Database.IsSchemaMissing(exception) && await schema.SchemaMissingAsync(cancellationToken).ConfigureAwait(false);
 
     private async Task<bool> TryCommitAsync(LedgerRecord record, CancellationToken cancellationToken)
     {

@@ -30,14 +30,40 @@ internal sealed class LedgerSchema(
         }
     }
 
-    /// <summary>The ledger's tables are missing (<see cref="LedgerDatabase.IsSchemaMissing"/>): the next <see cref="TryMigrateAsync"/> migrates again.</summary>
-    public void SchemaMissing()
+    /// <summary>
+    /// A statement found a ledger table missing (<see cref="LedgerDatabase.IsSchemaMissing"/>): true, and the next
+    /// <see cref="TryMigrateAsync"/> migrates again, when the whole schema went (JobLog's migrations history is gone too: the
+    /// database dropped and made again empty) and JobLog migrates (<see cref="JobLogOptions.MigrateOnStartup"/>). Else false:
+    /// one table dropped, or the history seen, or the database not reachable to tell: a migration would not (or must not)
+    /// bring it back, and the failure is handled as any other (review of session 21).
+    /// </summary>
+    public async Task<bool> SchemaMissingAsync(CancellationToken cancellationToken)
     {
+        if (!options.Value.MigrateOnStartup)
+        {
+            return false;
+        }
+
+        try
+        {
+            await using var context = contexts.Create();
+            if ((await context.Database.GetAppliedMigrationsAsync(cancellationToken).ConfigureAwait(false)).Any())
+            {
+                return false;
+            }
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            return false;
+        }
+
         if (_ready)
         {
             _ready = false;
             Log.SchemaMissing(logger, contexts.Provider);
         }
+
+        return true;
     }
 
     public async Task TryMigrateAsync(CancellationToken cancellationToken)
