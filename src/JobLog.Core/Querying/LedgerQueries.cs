@@ -187,10 +187,9 @@ public sealed partial class LedgerQueries
             .OrderByDescending(r => r.Start).ThenByDescending(r => r.Retries).Take(MaxDetailRuns + 1).ToListAsync(ct).ConfigureAwait(false);
         var runCount = runs.Count <= MaxDetailRuns ? runs.Count : await _db.TaskRunLogs.CountAsync(r => r.TaskId == id, ct).ConfigureAwait(false);
         runs = runs.Take(MaxDetailRuns).Reverse().ToList();
-        // The runs' ids as a subquery when they are many: SQLite takes at most 32,766 parameters in a statement.
-        IEnumerable<Guid?> runIds = runCount <= RelatedLimit
-            ? runs.Select(r => (Guid?)r.Id).ToList()
-            : _db.TaskRunLogs.Where(r => r.TaskId == id).Select(r => (Guid?)r.Id);
+        // The children and outbound requests of the runs shown (at most MaxDetailRuns ids: within SQLite's 32,766
+        // parameters a statement).
+        var runIds = runs.Select(r => (Guid?)r.Id).ToList();
         ParentRun? parent = null;
         if (task.ParentRunId is { } parentRunId)
         {
