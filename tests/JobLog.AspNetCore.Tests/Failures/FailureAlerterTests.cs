@@ -117,6 +117,22 @@ public class FailureAlerterTests
         Assert.That(text, Does.Contain(" https://ops.example.com/joblog/failures/groups/0123456789abcdef?by=exception"), "the dashboard's link stays a link");
     }
 
+    [Test]
+    public void TeamsPayload_ShowsLedgerTextAsText_NotAsMarkdown()
+    {
+        // A MessageCard's text is Markdown: an exception's message set the operators' channel's text in bold, in a heading or a list.
+        const string Error = "System.InvalidOperationException: bad\n   at **URGENT_call_[ops]_now**(x)\n   at Shop.Orders.Handle()";
+        var key = JobLog.Failures.FailureSignature.Parse(Error).ToString();
+        Assert.That(key, Does.Contain("**URGENT_call_[ops]_now**"), "the shape under test");
+        var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Exception, key, "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), Error, new int[24]);
+
+        var text = FailureAlertPayload.Create(FailureAlertFormat.Teams, FailureAlertKind.NewGroup, group, 0, new Uri("https://ops.example.com/joblog/"))["text"]!.GetValue<string>();
+
+        Assert.That(text, Does.Not.Contain("**"));
+        Assert.That(text, Does.Contain("\\*\\*URGENT\\_call\\_\\[ops\\]\\_now\\*\\*"));
+        Assert.That(text, Does.EndWith(" https://ops.example.com/joblog/failures/groups/0123456789abcdef?by=exception"), "the dashboard's link stays a link");
+    }
+
     private static Task<LedgerHost> StartAsync(Receiver receiver, Action<FailureAlertOptions> configure) =>
         LedgerHost.StartAsync(TestLedger.Sqlite(), services: s => s.AddJobLogFailureAlerts(o =>
         {

@@ -151,11 +151,31 @@ internal sealed partial class FailureAlerter(
 /// <summary>The JSON of an alert, in the webhook's shape.</summary>
 internal static class FailureAlertPayload
 {
+    /// <summary><paramref name="text"/> shown as text in Markdown: its markup characters escaped, its HTML ones as entities.</summary>
+    public static string MarkdownText(string text)
+    {
+        var sb = new System.Text.StringBuilder(text.Length + 16);
+        foreach (var c in text)
+        {
+            _ = c switch
+            {
+                '&' => sb.Append("&amp;"),
+                '<' => sb.Append("&lt;"),
+                '>' => sb.Append("&gt;"),
+                '\\' or '`' or '*' or '_' or '[' or ']' or '(' or ')' or '~' or '#' or '|' or '!' => sb.Append('\\').Append(c),
+                _ => sb.Append(c),
+            };
+        }
+
+        return sb.ToString();
+    }
+
     public static JsonObject Create(FailureAlertFormat format, FailureAlertKind kind, FailureGroup group, int perMinute, Uri? dashboard)
     {
         var link = dashboard is null ? null : dashboard.AbsoluteUri.TrimEnd('/') + "/failures/groups/" + group.Id + "?by=" + group.By.ToString().ToLowerInvariant();
         var title = kind == FailureAlertKind.NewGroup ? "New failure group" : $"Failures at {perMinute}/min";
-        var text = $"{title}: {group.Key} ({group.Count} open, last {LedgerFormat.Time(group.LastSeen)} UTC)" + (link is null ? "" : " " + link);
+        string Text(string key) => $"{title}: {key} ({group.Count} open, last {LedgerFormat.Time(group.LastSeen)} UTC)" + (link is null ? "" : " " + link);
+        var text = Text(group.Key);
         return format switch
         {
             // Slack reads <!channel>, <@user> and <url|label> in text; the ledger's text (an exception's message) is shown as text.
@@ -169,7 +189,8 @@ internal static class FailureAlertPayload
                 ["@context"] = "https://schema.org/extensions",
                 ["summary"] = title,
                 ["title"] = title,
-                ["text"] = text,
+                // A MessageCard's text is Markdown (and some HTML): the ledger's text is escaped, the dashboard's link is not.
+                ["text"] = Text(MarkdownText(group.Key)),
             },
             _ => new JsonObject
             {
