@@ -180,8 +180,8 @@ internal static class LedgerBackup
 
     /// <summary>
     /// What the ledger could not store or show: a required value missing, an enum value out of range, a text longer than its
-    /// column (PostgreSQL refuses it mid-restore, SQLite would keep it unbounded) (also in child rows). Text is cleaned as
-    /// the writer cleans what it stores (<see cref="TextBounds.Sanitize"/>: NUL removed, lone surrogates replaced).
+    /// column (PostgreSQL refuses it mid-restore, SQLite would keep it unbounded) (also in child rows). Cleans the row's text
+    /// on the way, as the writer cleans what it stores (<see cref="TextBounds.Sanitize"/>: NUL removed, lone surrogates replaced).
     /// </summary>
     private static string? Invalid(Microsoft.EntityFrameworkCore.Metadata.IModel model, object row)
     {
@@ -205,12 +205,13 @@ internal static class LedgerBackup
 
             if (value is string text)
             {
-                if (property.GetMaxLength() is { } max && text.Length > max)
+                var clean = TextBounds.Sanitize(text);
+                if (property.GetMaxLength() is { } max && clean.Length > max)
                 {
-                    return $"a {entity.ClrType.Name} whose {property.Name} is {text.Length} characters long, more than its {max}.";
+                    return $"a {entity.ClrType.Name} whose {property.Name} is {clean.Length} characters long, more than its {max}.";
                 }
 
-                if (TextBounds.Sanitize(text) is var clean && !ReferenceEquals(clean, text) && info.CanWrite)
+                if (!ReferenceEquals(clean, text) && info.CanWrite)
                 {
                     info.SetValue(row, clean);
                 }
