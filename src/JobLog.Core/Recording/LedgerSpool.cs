@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using JobLog.Internal;
@@ -47,8 +46,7 @@ internal sealed class LedgerSpool : IDisposable
     /// </summary>
     public static string FileFor(string directory, string ledger, int slot = 0)
     {
-        var hash = Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ledger)))[..16].ToLowerInvariant();
-        return System.IO.Path.Combine(directory, $"joblog-{hash}-{slot}.spool.jsonl");
+        return System.IO.Path.Combine(directory, $"joblog-{SpoolFiles.NameOf(ledger)}-{slot}.spool.jsonl");
     }
 
     private const int Slots = 16;

@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Win32.SafeHandles;
 
 namespace JobLog.Recording;
@@ -13,6 +15,9 @@ namespace JobLog.Recording;
 /// </summary>
 internal static class SpoolFiles
 {
+    /// <summary>What a ledger's local files (journal segments, spool) are named with: 16 hex digits of its name's SHA-256.</summary>
+    public static string NameOf(string ledger) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ledger)))[..16].ToLowerInvariant();
+
     private const UnixFileMode PrivateDirectory = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
     private const UnixFileMode PrivateFile = UnixFileMode.UserRead | UnixFileMode.UserWrite;
 

@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Security.Cryptography;
-using System.Text;
 
 namespace JobLog.Recording.Journal;
 
@@ -242,7 +240,7 @@ internal sealed class JournalSegments : IDisposable
         }
     }
 
-    private static string Hash(string ledger) => Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(ledger)))[..16].ToLowerInvariant();
+    private static string Hash(string ledger) => SpoolFiles.NameOf(ledger);
 
     private static string Prefix(string ledger, int slot) => $"joblog-{ledger}-{slot}";
 
