@@ -76,23 +76,59 @@ internal static class SqliteSetup
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>The full path of a file database; null for <c>:memory:</c>, <c>Mode=Memory</c> or a <c>file:</c> URI.</summary>
+    /// <summary>
+    /// The full path of a file database, as Microsoft.Data.Sqlite opens it: a relative path from the current directory,
+    /// <c>|DataDirectory|</c> from the application domain's <c>DataDirectory</c> (else the application's base directory),
+    /// a <c>file:</c> URI's path (percent-decoded). Null for an in-memory database (<c>:memory:</c>, <c>Mode=Memory</c>,
+    /// <c>file::memory:</c>, <c>?mode=memory</c>).
+    /// </summary>
     public static string? FilePath(string connectionString)
     {
         var builder = new SqliteConnectionStringBuilder(connectionString);
         var dataSource = builder.DataSource;
-        return string.IsNullOrEmpty(dataSource) || builder.Mode == SqliteOpenMode.Memory || dataSource.StartsWith(':') ||
-            dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase)
-            ? null
-            : Path.GetFullPath(dataSource);
+        if (string.IsNullOrEmpty(dataSource) || builder.Mode == SqliteOpenMode.Memory || dataSource.StartsWith(':'))
+        {
+            return null;
+        }
+
+        if (dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            // https://sqlite.org/uri.html: file:path?query, file:///path, file://localhost/path.
+            var rest = dataSource[5..];
+            var query = rest.IndexOf('?', StringComparison.Ordinal);
+            var path = query < 0 ? rest : rest[..query];
+            if (query >= 0 && rest[(query + 1)..].Split('&').Any(p => p.Equals("mode=memory", StringComparison.OrdinalIgnoreCase)))
+            {
+                return null;
+            }
+
+            if (path.StartsWith("//", StringComparison.Ordinal))
+            {
+                var slash = path.IndexOf('/', 2);
+                path = slash < 0 ? "" : path[slash..];
+            }
+
+            dataSource = Uri.UnescapeDataString(path);
+            if (dataSource.Length == 0 || dataSource.StartsWith(':'))
+            {
+                return null;
+            }
+        }
+        else if (dataSource.StartsWith(DataDirectory, StringComparison.OrdinalIgnoreCase))
+        {
+            var directory = AppDomain.CurrentDomain.GetData("DataDirectory") as string;
+            dataSource = Path.Combine(string.IsNullOrEmpty(directory) ? AppContext.BaseDirectory : directory, dataSource[DataDirectory.Length..]);
+        }
+
+        return Path.GetFullPath(dataSource);
     }
 
-    /// <summary>Creates the directory of a file database (not of <c>:memory:</c> or a <c>file:</c> URI).</summary>
+    private const string DataDirectory = "|DataDirectory|";
+
+    /// <summary>Creates the directory of a file database (<see cref="FilePath"/>; none for an in-memory one).</summary>
     public static void EnsureDirectory(string connectionString)
     {
-        var dataSource = new SqliteConnectionStringBuilder(connectionString).DataSource;
-        var directory = Path.GetDirectoryName(Path.GetFullPath(dataSource));
-        if (!string.IsNullOrEmpty(directory) && !dataSource.StartsWith(':') && !dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        if (FilePath(connectionString) is { } file && Path.GetDirectoryName(file) is { Length: > 0 } directory)
         {
             Directory.CreateDirectory(directory);
         }
