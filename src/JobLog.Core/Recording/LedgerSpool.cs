@@ -101,6 +101,13 @@ internal sealed class LedgerSpool : IDisposable
                     throw;
                 }
 
+                if (formerly is not null && !path.StartsWith(FileFor(directory, ledger)[..^"0.spool.jsonl".Length], StringComparison.Ordinal)
+                    && TakeUnderTheLedgersName(directory, ledger, path) is var (renamed, renamedLock))
+                {
+                    held.Dispose();
+                    return new LedgerSpool(renamed, maxBytes, logger) { _lock = renamedLock };
+                }
+
                 return new LedgerSpool(path, maxBytes, logger) { _lock = held };
             }
             catch (SpoolFileRefusedException ex)
@@ -116,6 +123,50 @@ internal sealed class LedgerSpool : IDisposable
                 Log.SpoolAppendFailed(logger, ex, path);
                 return null;
             }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Moves a file an earlier version named after the connection string (<paramref name="former"/>, its slot locked by the
+    /// caller) to a free slot of the ledger's name, so that what this process spools later is found by the next process
+    /// whatever its connection string. Null when no slot is free or the move fails: the former file is used as it is.
+    /// </summary>
+    private static (string Path, FileStream Lock)? TakeUnderTheLedgersName(string directory, string ledger, string former)
+    {
+        for (var slot = 0; slot < Slots; slot++)
+        {
+            var path = FileFor(directory, ledger, slot);
+            FileStream? held = null;
+            try
+            {
+                held = SpoolFiles.Open(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+                if (SpoolFiles.AnythingAt(path))
+                {
+                    held.Dispose();
+                    continue;
+                }
+
+                File.Move(former, path, overwrite: true);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or SpoolFileRefusedException)
+            {
+                // Held by another process, or not movable: the next slot.
+                held?.Dispose();
+                continue;
+            }
+
+            try
+            {
+                File.Delete(former + ".lock");
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Left: an empty lock file of a name nothing uses any more.
+            }
+
+            return (path, held);
         }
 
         return null;

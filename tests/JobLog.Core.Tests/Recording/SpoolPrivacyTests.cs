@@ -33,6 +33,26 @@ public class SpoolPrivacyTests
     public void TearDown() => Directory.Delete(_root, recursive: true);
 
     [Test]
+    public void ASpoolFileNamedByAnEarlierVersion_IsTakenUnderTheLedgersName()
+    {
+        // Versions before session 21 named the file after the connection string: the first process after the upgrade
+        // replays it, and what it spools later must be found by a process with another password too (code review).
+        const string ledger = "sqlite:/var/lib/app/ledger.db";
+        const string former = "Data Source=/var/lib/app/ledger.db;Password=old";
+        using (var previous = new LedgerSpool(LedgerSpool.FileFor(_root, former, slot: 3), 1 << 20))
+        {
+            Assert.That(previous.TryAppend(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "A", DispatchedAt = DateTime.UtcNow })), Is.True);
+        }
+
+        using var spool = LedgerSpool.Claim(_root, ledger, 1 << 20, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance, formerly: former)!;
+
+        Assert.That(Path.GetFileName(spool.Path), Does.StartWith(Path.GetFileName(LedgerSpool.FileFor(_root, ledger, 0))[..^"0.spool.jsonl".Length]));
+        Assert.That(spool.PendingBytes, Is.GreaterThan(0), "the earlier version's records, to replay");
+        Assert.That(LedgerSpool.AnyLeftOver(_root, ledger), Is.True, "found under the ledger's name");
+        Assert.That(Directory.GetFiles(_root, Path.GetFileName(LedgerSpool.FileFor(_root, former, 3)) + "*"), Is.Empty, "nothing left under the former name");
+    }
+
+    [Test]
     public void DefaultSpoolDirectory_IsPerUser()
     {
         var directory = new JobLogOptions().SpoolDirectory!;
