@@ -94,17 +94,7 @@ public sealed class FaultTests
         await Task.Delay(TimeSpan.FromSeconds(10));
         await world.Postgres.StartAsync();
 
-        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
-        await world.DrainAsync(Drain);
-        await world.StopAllAsync();
-
-        var tally = await world.TallyAsync();
-        Assert.Multiple(() =>
-        {
-            Assert.That(tally.Lost, Is.Zero, world.Tails);
-            Assert.That(tally.Stuck, Is.Zero);
-            Assert.That(tally.Tasks, Is.EqualTo(3000));
-        });
+        await AssertEveryProbeReachesTheLedgerAsync(world, 3000);
     }
 
     [Test]
@@ -120,17 +110,7 @@ public sealed class FaultTests
         await world.LockSqliteLedgerAsync(TimeSpan.FromSeconds(10));
 
         Assert.That(world.Consumed.Count, Is.GreaterThan(before), "the bus went on while the ledger was locked");
-        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
-        await world.DrainAsync(Drain);
-        await world.StopAllAsync();
-
-        var tally = await world.TallyAsync();
-        Assert.Multiple(() =>
-        {
-            Assert.That(tally.Lost, Is.Zero, world.Tails);
-            Assert.That(tally.Stuck, Is.Zero);
-            Assert.That(tally.Tasks, Is.EqualTo(3000));
-        });
+        await AssertEveryProbeReachesTheLedgerAsync(world, 3000);
     }
 
     [Test]
@@ -169,17 +149,7 @@ public sealed class FaultTests
 
         await world.Rabbit!.RestartAsync(TimeSpan.FromSeconds(5));
 
-        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
-        await world.DrainAsync(Drain);
-        await world.StopAllAsync();
-
-        var tally = await world.TallyAsync();
-        Assert.Multiple(() =>
-        {
-            Assert.That(tally.Lost, Is.Zero, world.Tails);
-            Assert.That(tally.Stuck, Is.Zero, "a delivery cut by the restart comes back, and its earlier run is closed");
-            Assert.That(tally.Tasks, Is.EqualTo(3000));
-        });
+        await AssertEveryProbeReachesTheLedgerAsync(world, 3000, "a delivery cut by the restart comes back, and its earlier run is closed");
     }
 
     [Test]
@@ -342,17 +312,7 @@ public sealed class FaultTests
         await Task.Delay(TimeSpan.FromSeconds(15));
         await world.Postgres.RestoreLinkAsync();
 
-        await world.WaitUntilAsync(() => world.Published.Count == 2000, Drain, "2000 probes published");
-        await world.DrainAsync(Drain);
-        await world.StopAllAsync();
-
-        var tally = await world.TallyAsync();
-        Assert.Multiple(() =>
-        {
-            Assert.That(tally.Lost, Is.Zero, world.Tails);
-            Assert.That(tally.Stuck, Is.Zero);
-            Assert.That(tally.Tasks, Is.EqualTo(2000));
-        });
+        await AssertEveryProbeReachesTheLedgerAsync(world, 2000);
     }
 
     [Test]
@@ -388,6 +348,25 @@ public sealed class FaultTests
         {
             Assert.That(tally.Lost, Is.Zero, world.Tails);
             Assert.That(tally.Stuck, Is.Zero);
+        });
+    }
+
+    /// <summary>
+    /// Once all <paramref name="published"/> probes are published and drained and the processes stopped: none lost, no run
+    /// left ACTIVE (<paramref name="stuckBecause"/> says why that matters here), one task per probe.
+    /// </summary>
+    private static async Task AssertEveryProbeReachesTheLedgerAsync(FaultWorld world, int published, string stuckBecause = "")
+    {
+        await world.WaitUntilAsync(() => world.Published.Count == published, Drain, $"{published} probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, world.Tails);
+            Assert.That(tally.Stuck, Is.Zero, stuckBecause);
+            Assert.That(tally.Tasks, Is.EqualTo(published));
         });
     }
 }

@@ -125,11 +125,10 @@ public class OutputCaptureTests
         Assert.That(output!.Split("report started").Length - 1, Is.EqualTo(1), "each line once");
     }
 
-    [Test]
-    public async Task Output_WithSerilogUseSerilog_HoldsTheConsumersLines([Values] bool serilogBeforeJobLog)
+    /// <summary>A host with JobLog and the bus, and Serilog's <c>UseSerilog</c> before or after <c>AddJobLog</c>.</summary>
+    private IHost BuildWithSerilog(bool serilogBeforeJobLog, Action<LoggerConfiguration> configure, bool writeToProviders = false)
     {
-        var sink = new ListSink();
-        void UseSerilog(IHostBuilder b) => b.UseSerilog((_, c) => c.MinimumLevel.Warning().WriteTo.Sink(sink));
+        void UseSerilog(IHostBuilder b) => b.UseSerilog((_, c) => configure(c), writeToProviders: writeToProviders);
         var builder = new HostBuilder();
         if (serilogBeforeJobLog)
         {
@@ -142,7 +141,14 @@ public class OutputCaptureTests
             UseSerilog(builder);
         }
 
-        _host = builder.Build();
+        return builder.Build();
+    }
+
+    [Test]
+    public async Task Output_WithSerilogUseSerilog_HoldsTheConsumersLines([Values] bool serilogBeforeJobLog)
+    {
+        var sink = new ListSink();
+        _host = BuildWithSerilog(serilogBeforeJobLog, c => c.MinimumLevel.Warning().WriteTo.Sink(sink));
 
         var output = await ConsumeAsync();
 
@@ -159,20 +165,7 @@ public class OutputCaptureTests
     public async Task Output_WithSerilogsStaticLogAndWriteToProviders_HoldsItsLinesOnce([Values] bool serilogBeforeJobLog)
     {
         var sink = new ListSink();
-        void UseSerilog(IHostBuilder b) => b.UseSerilog((_, c) => c.MinimumLevel.Information().WriteTo.Sink(sink), writeToProviders: true);
-        var builder = new HostBuilder();
-        if (serilogBeforeJobLog)
-        {
-            UseSerilog(builder);
-        }
-
-        builder.ConfigureServices(services => AddJobLogAndBus(services));
-        if (!serilogBeforeJobLog)
-        {
-            UseSerilog(builder);
-        }
-
-        _host = builder.Build();
+        _host = BuildWithSerilog(serilogBeforeJobLog, c => c.MinimumLevel.Information().WriteTo.Sink(sink), writeToProviders: true);
 
         var output = await ConsumeAsync();
 
