@@ -32,6 +32,9 @@ internal static partial class LedgerPartitioning
     /// <summary>The tables a day's kept rows were built into, and whether they changed before the lock.</summary>
     private sealed record KeptBuild(string Tasks, string Runs, string? Text, string Versions)
     {
+        /// <summary>The parents' columns, indexes and constraints when the tables were made (<see cref="ShapeSql"/>).</summary>
+        public string Shape { get; set; } = "";
+
         /// <summary>Each built index's name, and the name it takes under the lock (<see cref="IndexesOfAsync"/>).</summary>
         public List<(string Built, string Kept)> Indexes { get; } = [];
     }
@@ -76,6 +79,8 @@ internal static partial class LedgerPartitioning
         await using (var create = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false))
         {
             await ExecAsync(connection, tables, cancellationToken).ConfigureAwait(false);
+            // Read in the transaction that made the tables (LIKE holds the parents until its commit): what they were made as.
+            build.Shape = await ScalarAsync<string>(connection, ShapeSql, cancellationToken).ConfigureAwait(false);
             await create.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
 
@@ -227,6 +232,13 @@ internal static partial class LedgerPartitioning
             return false;
         }
 
+        // A migration between the build and the lock (a column, an index or a constraint added, changed or dropped): the
+        // built tables no longer match their parents, and attaching them would fail or leave an index of their own.
+        if (await ScalarAsync<string>(connection, ShapeSql, cancellationToken).ConfigureAwait(false) != build.Shape)
+        {
+            return false;
+        }
+
         return await ScalarAsync<long>(connection, $"""
             SELECT (SELECT count(*) FROM (SELECT t."Id", t.xmin::text AS x FROM {tasks} t WHERE {keep}) a
                     FULL JOIN (SELECT "Id", "X" FROM {Q(build.Versions)} WHERE "Kind" = 't') b ON a."Id" = b."Id" AND a.x = b."X"
@@ -236,6 +248,22 @@ internal static partial class LedgerPartitioning
                     WHERE a."Id" IS NULL OR b."Id" IS NULL)
             """, cancellationToken).ConfigureAwait(false) == 0;
     }
+
+    /// <summary>
+    /// The partitioned tables' columns (name, type, nullability, position), indexes and constraints, as one text: a build
+    /// is attached only to the parents it was made from.
+    /// </summary>
+    private static readonly string ShapeSql = $"""
+        WITH p AS (SELECT array_remove(ARRAY[to_regclass('{Q(LedgerModel.Tasks)}'), to_regclass('{Q(LedgerModel.Runs)}'), to_regclass('{Q(SearchText)}')]::oid[], NULL) AS ids)
+        SELECT coalesce(string_agg(x, E'\n' ORDER BY x), '') FROM (
+            SELECT c.relname::text || ' column ' || a.attnum || ' ' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull AS x
+                FROM p, pg_attribute a JOIN pg_class c ON c.oid = a.attrelid WHERE c.oid = ANY(p.ids) AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT c.relname::text || ' index ' || pg_get_indexdef(i.indexrelid) FROM p, pg_index i JOIN pg_class c ON c.oid = i.indrelid WHERE i.indrelid = ANY(p.ids)
+            UNION ALL
+            SELECT c.relname::text || ' constraint ' || k.conname || ' ' || pg_get_constraintdef(k.oid) FROM p, pg_constraint k JOIN pg_class c ON c.oid = k.conrelid WHERE k.conrelid = ANY(p.ids)
+        ) s
+        """;
 
     /// <summary>
     /// The statements, after the day's partitions are detached, that make the built tables its <c>_k</c> partitions, their

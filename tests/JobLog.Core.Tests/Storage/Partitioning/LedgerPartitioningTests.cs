@@ -358,6 +358,38 @@ public class LedgerPartitioningTests
     }
 
     [Test]
+    public async Task Retention_AMigrationBetweenTheBuildAndTheLock_ReadsTheKeptRowsAgainUnderIt()
+    {
+        // An upgrade's migration runs between the build and the lock: a column and an index added, an index dropped. The
+        // built tables were made as the parents were: attaching them failed ("table is missing column"), or left an
+        // index of their own. They are dropped and the kept rows read under the lock, as the parents are now.
+        var (host, connection, old, (success, failure, unfinished)) = await OldDayAsync();
+        await using var owned = connection;
+
+        var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None,
+            built: async _ =>
+            {
+                await using var migration = new NpgsqlCommand($"""
+                    ALTER TABLE "{LedgerModel.Tasks}" ADD COLUMN "Tenant" text;
+                    CREATE INDEX "IX_JobLogTasks_Tenant" ON "{LedgerModel.Tasks}" ("Tenant");
+                    DROP INDEX "IX_JobLogTasks_TraceId";
+                    """, connection);
+                await migration.ExecuteNonQueryAsync();
+            });
+
+        Assert.That((drop.Days, drop.Kept, drop.Rebuilt), Is.EqualTo((2, 2, 1)), "the kept rows read again under the lock");
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { failure, unfinished }));
+        Assert.That(success, Is.Not.AnyOf(tasks.Select(t => t.Id).ToArray()));
+        var kept = LedgerModel.Tasks + "_k" + PartitionDay.Suffix(PartitionDay.Of(old))[1..];
+        Assert.That(await ScalarAsync<long>(connection, $"SELECT count(*) FROM pg_attribute WHERE attrelid = '\"{kept}\"'::regclass AND attname = 'Tenant'"), Is.EqualTo(1));
+        Assert.That(await ScalarAsync<long>(connection, $"SELECT count(*) FROM pg_index WHERE indrelid = '\"{kept}\"'::regclass"),
+            Is.EqualTo(await ScalarAsync<long>(connection, $"SELECT count(*) FROM pg_index WHERE indrelid = '\"{LedgerModel.Tasks}\"'::regclass")), "the parent's indexes, no other");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero, "the built tables are dropped");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
     public async Task Retention_FailingBetweenTheBuildAndTheCommit_DropsTheBuiltTables_AndKeepsTheDay()
     {
         // A lock that times out, a stop, an attach that fails: the build's tables go at once, the day stays for the next
