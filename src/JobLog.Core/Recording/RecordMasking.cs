@@ -46,9 +46,11 @@ internal sealed class RecordMasking(Redactor redactor)
                 var input = Free(command.Input);
                 var commandOutput = Free(command.Output);
                 var commandError = Free(command.ErrorMessage);
+                var commandName = Repaired(command.Name)!;
                 return ReferenceEquals(input, command.Input) && ReferenceEquals(commandOutput, command.Output) && ReferenceEquals(commandError, command.ErrorMessage)
+                    && ReferenceEquals(commandName, command.Name)
                     ? c
-                    : c with { Command = command with { Input = input, Output = commandOutput, ErrorMessage = commandError } };
+                    : c with { Command = command with { Name = commandName, Input = input, Output = commandOutput, ErrorMessage = commandError } };
             case InputRequestRecorded i:
                 var inbound = Request(i.Request);
                 return ReferenceEquals(inbound, i.Request) ? i : i with { Request = inbound };
@@ -120,16 +122,34 @@ internal sealed class RecordMasking(Redactor redactor)
         var requestBody = redactor.Stored(request.RequestBody, StoredTextKind.Body);
         var responseBody = redactor.Stored(request.ResponseBody, StoredTextKind.Body);
         var error = Free(request.ErrorDescription);
-        return Same(path, request.Path) && Same(queries, request.Queries) && Same(requestHeaders, request.RequestHeaders)
+        var host = Repaired(request.Host);
+        var slug = Repaired(request.Slug);
+        var masked = Same(path, request.Path) && Same(queries, request.Queries) && Same(requestHeaders, request.RequestHeaders)
             && Same(responseHeaders, request.ResponseHeaders) && Same(requestBody, request.RequestBody)
-            && Same(responseBody, request.ResponseBody) && Same(error, request.ErrorDescription)
+            && Same(responseBody, request.ResponseBody) && Same(error, request.ErrorDescription) && Same(host, request.Host) && Same(slug, request.Slug)
             ? request
             : (T)(request with
             {
                 Path = path, Queries = queries, RequestHeaders = requestHeaders, ResponseHeaders = responseHeaders,
-                RequestBody = requestBody, ResponseBody = responseBody, ErrorDescription = error,
+                RequestBody = requestBody, ResponseBody = responseBody, ErrorDescription = error, Host = host!, Slug = slug,
             });
+        if (masked is InputRequestPayload inbound)
+        {
+            // The user's name is the application's text (Identity.Name): a lone surrogate in it made PostgreSQL refuse the
+            // row, and the degraded write hid the request's bodies.
+            var user = Repaired(inbound.UserId);
+            var ip = Repaired(inbound.Ip);
+            if (!Same(user, inbound.UserId) || !Same(ip, inbound.Ip))
+            {
+                return (T)(RequestPayload)(inbound with { UserId = user, Ip = ip });
+            }
+        }
+
+        return masked;
     }
+
+    /// <summary>A short text as every database accepts it (<see cref="TextBounds.Sanitize"/>): the same instance when it was.</summary>
+    private static string? Repaired(string? text) => text is null ? null : TextBounds.Sanitize(text);
 
     private static bool Same(string? masked, string? original) => ReferenceEquals(masked, original);
 
