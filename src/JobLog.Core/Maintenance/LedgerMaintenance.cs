@@ -1,4 +1,5 @@
 using JobLog.Recording;
+using JobLog.Redaction;
 using JobLog.Retention;
 using JobLog.Storage;
 using JobLog.Sweeping;
@@ -19,9 +20,12 @@ public sealed class LedgerMaintenance
     private readonly LedgerPurger _purger;
     private readonly JobLogContextFactory _contexts;
     private readonly LedgerRecorder _recorder;
+    private readonly RecordMasking _masking;
 
-    internal LedgerMaintenance(LedgerSchema schema, TaskLogSweeper sweeper, LedgerPurger purger, JobLogContextFactory contexts, LedgerRecorder recorder)
+    internal LedgerMaintenance(
+        LedgerSchema schema, TaskLogSweeper sweeper, LedgerPurger purger, JobLogContextFactory contexts, LedgerRecorder recorder, Redactor redactor)
     {
+        _masking = new RecordMasking(redactor);
         _schema = schema;
         _sweeper = sweeper;
         _purger = purger;
@@ -67,7 +71,10 @@ public sealed class LedgerMaintenance
         return new LedgerPurgeResult(result.Kind, result.Succeeded, result.Failed, result.BackupFile);
     }
 
-    /// <summary>Puts the rows of a purge backup back into the ledger; rows already there are skipped.</summary>
+    /// <summary>
+    /// Puts the rows of a purge backup back into the ledger; rows already there are skipped. The rows are masked as
+    /// recorded rows are (<see cref="JobLogOptions.Redaction"/>), so an edited or foreign backup stores no secret in clear.
+    /// </summary>
     /// <param name="path">The backup file (<c>.jsonl.gz</c>).</param>
     /// <param name="batchSize">Rows per transaction; default 500.</param>
     /// <param name="progress">Receives the step's start and end (<see cref="MaintenanceProgress.Step"/> is the file name); null for none.</param>
@@ -81,7 +88,7 @@ public sealed class LedgerMaintenance
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         var step = Path.GetFileName(path);
         progress?.Report(new MaintenanceProgress(step, 0, null, IsFinished: false));
-        var (kind, restored, skipped) = await LedgerBackup.RestoreAsync(_contexts, path, batchSize, cancellationToken).ConfigureAwait(false);
+        var (kind, restored, skipped) = await LedgerBackup.RestoreAsync(_contexts, _masking, path, batchSize, cancellationToken).ConfigureAwait(false);
         progress?.Report(new MaintenanceProgress(step, restored + skipped, restored + skipped, IsFinished: true));
         return new LedgerRestoreResult(kind, restored, skipped);
     }
@@ -119,5 +126,6 @@ public sealed class LedgerMaintenance
         services.GetRequiredService<TaskLogSweeper>(),
         services.GetRequiredService<LedgerPurger>(),
         services.GetRequiredService<JobLogContextFactory>(),
-        services.GetRequiredService<LedgerRecorder>());
+        services.GetRequiredService<LedgerRecorder>(),
+        services.GetRequiredService<Redactor>());
 }

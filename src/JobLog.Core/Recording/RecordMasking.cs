@@ -9,7 +9,7 @@ namespace JobLog.Recording;
 /// disk: on the journal's thread (which hands the masked record to the writer), else on the writer's. The business path
 /// only bounds texts; the patterns cost the journal or the writer, not the caller.
 /// </summary>
-internal sealed class RecordMasking(Redactor redactor)
+internal sealed partial class RecordMasking(Redactor redactor)
 {
     // Texts this long are remembered with their masking: a message's retries, and the failures of one site, carry the
     // same exception text, which the patterns would read again each time. Masking is a function of the text alone, so

@@ -72,6 +72,51 @@ internal static class CommandArguments
         return colon >= 0 && colon < name.Length - 1 ? name[(colon + 1)..] : name;
     }
 
+    /// <summary>
+    /// The arguments of a command line <see cref="Mask"/> joined (or a hand-written one): split at white space, a part
+    /// in double quotes taken whole with <c>\"</c> read as a quote; a quote left open runs to the end.
+    /// </summary>
+    public static List<string> Split(string line)
+    {
+        var args = new List<string>();
+        var i = 0;
+        while (i < line.Length)
+        {
+            if (char.IsWhiteSpace(line[i]))
+            {
+                i++;
+                continue;
+            }
+
+            var arg = new System.Text.StringBuilder();
+            if (line[i] == '"')
+            {
+                for (i++; i < line.Length && line[i] != '"'; i++)
+                {
+                    if (line[i] == '\\' && i + 1 < line.Length && line[i + 1] == '"')
+                    {
+                        i++;
+                    }
+
+                    arg.Append(line[i]);
+                }
+
+                i++;
+            }
+            else
+            {
+                for (; i < line.Length && !char.IsWhiteSpace(line[i]); i++)
+                {
+                    arg.Append(line[i]);
+                }
+            }
+
+            args.Add(arg.ToString());
+        }
+
+        return args;
+    }
+
     private static string Quote(string arg) =>
         arg.Length == 0 || arg.Any(char.IsWhiteSpace) ? "\"" + arg.Replace("\"", "\\\"", StringComparison.Ordinal) + "\"" : arg;
 }

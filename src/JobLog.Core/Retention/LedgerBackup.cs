@@ -3,6 +3,7 @@ using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization.Metadata;
+using JobLog.Recording;
 using JobLog.Redaction;
 using JobLog.Storage;
 using Microsoft.EntityFrameworkCore;
@@ -39,13 +40,16 @@ internal static class LedgerBackup
     public static async Task<(LedgerKind Kind, IAsyncEnumerable<object> Rows)> OpenAsync(string path, CancellationToken cancellationToken)
     {
         var kind = await ReadHeaderAsync(path, cancellationToken).ConfigureAwait(false);
-        return (kind, ReadRowsAsync(path, RowType(kind), null, cancellationToken));
+        return (kind, ReadRowsAsync(path, RowType(kind), null, null, cancellationToken));
     }
 
-    /// <summary>Inserts the rows of a backup that are not in the ledger; rows already there are skipped.</summary>
+    /// <summary>
+    /// Inserts the rows of a backup that are not in the ledger; rows already there are skipped. Each row is masked as
+    /// the recording path masks what it records (<paramref name="masking"/>): a backup is a file anyone can edit.
+    /// </summary>
     /// <returns>Rows inserted and rows skipped.</returns>
     public static async Task<(LedgerKind Kind, int Restored, int Skipped)> RestoreAsync(
-        JobLogContextFactory contexts, string path, int batchSize, CancellationToken cancellationToken)
+        JobLogContextFactory contexts, RecordMasking masking, string path, int batchSize, CancellationToken cancellationToken)
     {
         var kind = await ReadHeaderAsync(path, cancellationToken).ConfigureAwait(false);
         Microsoft.EntityFrameworkCore.Metadata.IModel model;
@@ -56,7 +60,7 @@ internal static class LedgerBackup
 
         // Each row is read and checked against the model before its batch is written: a hand-edited or damaged line
         // is an InvalidDataException that names the file and the line, not a JSON or constraint exception.
-        var rows = ReadRowsAsync(path, RowType(kind), model, cancellationToken);
+        var rows = ReadRowsAsync(path, RowType(kind), model, masking, cancellationToken);
         var restored = 0;
         var skipped = 0;
         var batch = new List<object>(batchSize);
@@ -140,7 +144,7 @@ internal static class LedgerBackup
     }
 
     private static async IAsyncEnumerable<object> ReadRowsAsync(
-        string path, Type type, Microsoft.EntityFrameworkCore.Metadata.IModel? model,
+        string path, Type type, Microsoft.EntityFrameworkCore.Metadata.IModel? model, RecordMasking? masking,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
         using var reader = OpenReader(path);
@@ -169,6 +173,8 @@ internal static class LedgerBackup
                 throw new InvalidDataException($"{path}, line {number}: an empty row.");
             }
 
+            // Masked before it is checked: a replacement may make a text longer than its column.
+            masking?.ApplyTo(row);
             if (model is not null && Invalid(model, row) is { } problem)
             {
                 throw new InvalidDataException($"{path}, line {number}: {problem}");

@@ -37,6 +37,15 @@ public sealed class OuterInnerConsumer : IConsumer<Outer<int>.Inner>
     public Task Consume(ConsumeContext<Outer<int>.Inner> context) => Task.CompletedTask;
 }
 
+/// <summary>A consumer nested in a generic class, one closed type per key type: <c>Lanes&lt;int&gt;.Consumer</c>, <c>Lanes&lt;string&gt;.Consumer</c>.</summary>
+public static class Lanes<TKey>
+{
+    public sealed class Consumer : IConsumer<Outer<TKey>.Inner>
+    {
+        public Task Consume(ConsumeContext<Outer<TKey>.Inner> context) => Task.CompletedTask;
+    }
+}
+
 public sealed class NestedConsumer : IConsumer<Nest.Nested>
 {
     public Task Consume(ConsumeContext<Nest.Nested> context) => Task.CompletedTask;

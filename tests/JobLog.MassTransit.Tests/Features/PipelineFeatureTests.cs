@@ -67,6 +67,25 @@ public class PipelineFeatureTests
     }
 
     [Test]
+    public async Task MessagesAndConsumersNestedInDifferentClosedGenericClasses_HaveDistinctNames()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x =>
+        {
+            x.AddConsumer<Lanes<int>.Consumer>().Endpoint(e => e.Name = "lanes-int");
+            x.AddConsumer<Lanes<string>.Consumer>().Endpoint(e => e.Name = "lanes-string");
+        });
+        var (intId, stringId) = (NewId.NextGuid(), NewId.NextGuid());
+        await bus.Bus.Publish(new Outer<int>.Inner("a"), x => x.MessageId = intId);
+        await bus.Bus.Publish(new Outer<string>.Inner("b"), x => x.MessageId = stringId);
+
+        var ofInt = await WaitFor(bus, intId, t => t.State == TaskState.Succeeded, "consumed");
+        var ofString = await WaitFor(bus, stringId, t => t.State == TaskState.Succeeded, "consumed");
+
+        Assert.That((ofInt.Name, ofInt.Runs.Single().ConsumerType), Is.EqualTo(("Outer<Int32>.Inner", "Lanes<Int32>.Consumer")));
+        Assert.That((ofString.Name, ofString.Runs.Single().ConsumerType), Is.EqualTo(("Outer<String>.Inner", "Lanes<String>.Consumer")));
+    }
+
+    [Test]
     public async Task Defer_TheDeferredRunIsNotSucceeded_AndTheLastRunSucceeds()
     {
         await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<DeferMeConsumer>(),
