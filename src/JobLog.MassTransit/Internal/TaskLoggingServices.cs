@@ -77,14 +77,41 @@ internal sealed class TaskLoggingServices(
             return attribute.Name;
         }
 
-        // A type nested in a generic class (Outer<T>.Inner) is generic without a backtick in its own name.
-        var tick = type.Name.IndexOf('`', StringComparison.Ordinal);
-        if (!type.IsGenericType || tick < 0)
+        if (!type.IsGenericType)
         {
             return type.Name;
         }
 
-        return $"{type.Name[..tick]}<{string.Join(",", type.GetGenericArguments().Select(ShortName))}>";
+        // A type nested in a generic class (Outer<T>.Inner) is generic without a backtick in its own name, and its
+        // generic arguments are its declaring types' first: it is named from the outermost generic one down
+        // (Outer<Int32>.Inner, Outer<Int32>.Inner<String>), so that Outer<A>.Inner and Outer<B>.Inner differ.
+        var levels = new List<Type>();
+        for (var level = type; level is not null; level = level.DeclaringType)
+        {
+            levels.Add(level);
+        }
+
+        levels.Reverse();
+        var first = levels.FindIndex(l => l.IsGenericType);
+        var arguments = type.GetGenericArguments();
+        var used = 0;
+        var parts = new List<string>(levels.Count - first);
+        foreach (var level in levels.Skip(first))
+        {
+            var tick = level.Name.IndexOf('`', StringComparison.Ordinal);
+            if (tick < 0)
+            {
+                parts.Add(level.Name);
+                continue;
+            }
+
+            // Outer`1+Inner`1: each level's arity is its own count after the backtick.
+            var arity = int.Parse(level.Name.AsSpan(tick + 1), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture);
+            parts.Add($"{level.Name[..tick]}<{string.Join(",", arguments.Skip(used).Take(arity).Select(ShortName))}>");
+            used += arity;
+        }
+
+        return string.Join(".", parts);
     }
 
     /// <summary>
