@@ -10,6 +10,14 @@ public static class Outer<TKey>
     public sealed record Inner(string Value);
 }
 
+public static class Deep<TKey>
+{
+    public static class Middle
+    {
+        public sealed record Leaf<TValue>(TKey Key, TValue Value);
+    }
+}
+
 public static class Nest
 {
     public sealed record Nested(string Value);

@@ -1,3 +1,4 @@
+using JobLog.MassTransit.Internal;
 using JobLog.Testing;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
@@ -84,6 +85,14 @@ public class PipelineFeatureTests
         Assert.That((ofInt.Name, ofInt.Runs.Single().ConsumerType), Is.EqualTo(("Outer<Int32>.Inner", "Lanes<Int32>.Consumer")));
         Assert.That((ofString.Name, ofString.Runs.Single().ConsumerType), Is.EqualTo(("Outer<String>.Inner", "Lanes<String>.Consumer")));
     }
+
+    [TestCase(typeof(Outer<int>.Inner), "Outer<Int32>.Inner")]
+    [TestCase(typeof(Deep<int>.Middle.Leaf<string>), "Deep<Int32>.Middle.Leaf<String>")]
+    [TestCase(typeof(Envelope<Outer<long>.Inner>), "Envelope<Outer<Int64>.Inner>")]
+    [TestCase(typeof(Dictionary<string, int>), "Dictionary<String,Int32>")]
+    [TestCase(typeof(Nest.Nested), "Nested")]
+    public void ShortName_OfTypesNestedInGenericClasses_GivesEachLevelItsOwnArguments(Type type, string name) =>
+        Assert.That(TaskLoggingServices.ShortName(type), Is.EqualTo(name));
 
     [Test]
     public async Task Defer_TheDeferredRunIsNotSucceeded_AndTheLastRunSucceeds()
