@@ -187,6 +187,34 @@ public partial class QueryApiTests(LedgerProvider provider)
         }
     }
 
+    [Test]
+    public async Task Options_OnDashboardRoutes_Is204WithTheRoutesMethodsInAllow_AndNoBody()
+    {
+        // What a client asks with OPTIONS (RFC 9110 9.3.7): which methods the resource takes. It was a 405.
+        var routes = new (string Url, string[] Allow)[]
+        {
+            ("/joblog", ["GET", "HEAD", "OPTIONS"]),
+            ("/joblog/tasks?state=failed", ["GET", "HEAD", "OPTIONS"]),
+            ("/joblog/api/tasks", ["GET", "HEAD", "OPTIONS"]),
+            ("/joblog/tasks/" + _tasks[0].Id, ["GET", "HEAD", "OPTIONS"]),
+            ("/joblog/failures/actions/retry", ["POST", "OPTIONS"]),
+        };
+        foreach (var (url, allow) in routes)
+        {
+            using var response = await _host.Client.SendAsync(new HttpRequestMessage(HttpMethod.Options, url));
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.NoContent), url);
+            Assert.That(response.Content.Headers.Allow, Is.EquivalentTo(allow), url);
+            Assert.That(await response.Content.ReadAsByteArrayAsync(), Is.Empty, url);
+        }
+
+        // No route there: as for any other method.
+        foreach (var url in new[] { "/joblog/tasks/not-a-guid", "/joblog/nothing" })
+        {
+            using var response = await _host.Client.SendAsync(new HttpRequestMessage(HttpMethod.Options, url));
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.NotFound), url);
+        }
+    }
+
     /// <summary>RFC 9457 problem details, as ASP.NET Core's own errors: the media type, title, status and detail; <c>error</c> is the detail too.</summary>
     private static void AssertProblem(HttpResponseMessage response, string body, int status, string what)
     {

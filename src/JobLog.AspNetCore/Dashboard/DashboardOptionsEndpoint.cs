@@ -1,0 +1,76 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.AspNetCore.Routing.Patterns;
+using Microsoft.AspNetCore.Routing.Template;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace JobLog.AspNetCore.Dashboard;
+
+/// <summary>
+/// <c>OPTIONS</c> on the dashboard's routes (RFC 9110 §9.3.7: which methods the resource takes): a 204 whose
+/// <c>Allow</c> lists the methods of the dashboard's routes that match the path, <c>OPTIONS</c> included, and no body;
+/// a 404 where no route matches, as for any other method. A CORS preflight is the application's business: with CORS on
+/// the dashboard (<c>RequireCors</c>) routing gives it to CORS, without it this answer grants nothing.
+/// </summary>
+internal static class DashboardOptionsEndpoint
+{
+    public static void Map(IEndpointRouteBuilder endpoints, RouteGroupBuilder group)
+    {
+        ((IEndpointConventionBuilder)group).Add(endpoint => endpoint.Metadata.Add(DashboardRoute.Instance));
+        Route[]? routes = null;
+        group.MapMethods("/{**rest}", [HttpMethods.Options], (HttpContext http) =>
+        {
+            routes ??= Routes(endpoints, http.RequestServices.GetRequiredService<ParameterPolicyFactory>());
+            var allow = new List<string>();
+            foreach (var route in routes)
+            {
+                if (route.Matches(http))
+                {
+                    allow.AddRange(route.Methods.Where(m => !allow.Contains(m, StringComparer.OrdinalIgnoreCase)));
+                }
+            }
+
+            if (allow.Count == 0)
+            {
+                return Results.NotFound();
+            }
+
+            allow.Add(HttpMethods.Options);
+            http.Response.Headers.Allow = string.Join(", ", allow);
+            return Results.NoContent();
+        }).WithMetadata(OptionsRoute.Instance);
+    }
+
+    /// <summary>The dashboard's routes but this one, with their methods and their parameters' constraints.</summary>
+    private static Route[] Routes(IEndpointRouteBuilder endpoints, ParameterPolicyFactory policies) =>
+        [.. endpoints.DataSources.SelectMany(source => source.Endpoints).OfType<RouteEndpoint>()
+            .Where(e => e.Metadata.GetMetadata<DashboardRoute>() is not null && e.Metadata.GetMetadata<OptionsRoute>() is null)
+            .Select(e => new Route(
+                new TemplateMatcher(new RouteTemplate(e.RoutePattern), new RouteValueDictionary(e.RoutePattern.Defaults)),
+                [.. e.RoutePattern.Parameters.SelectMany(p => p.ParameterPolicies.Select(r => (p.Name, policies.Create(p, r))))
+                    .Where(c => c.Item2 is IRouteConstraint).Select(c => (c.Name, (IRouteConstraint)c.Item2))],
+                e.Metadata.GetMetadata<IHttpMethodMetadata>()?.HttpMethods ?? [HttpMethods.Get]))];
+
+    private sealed record Route(TemplateMatcher Matcher, (string Name, IRouteConstraint Constraint)[] Constraints, IReadOnlyList<string> Methods)
+    {
+        public bool Matches(HttpContext http)
+        {
+            var values = new RouteValueDictionary();
+            return Matcher.TryMatch(http.Request.Path, values)
+                && Constraints.All(c => c.Constraint.Match(http, null, c.Name, values, RouteDirection.IncomingRequest));
+        }
+    }
+
+    /// <summary>Marks the dashboard's endpoints.</summary>
+    private sealed class DashboardRoute
+    {
+        public static readonly DashboardRoute Instance = new();
+    }
+
+    /// <summary>Marks this endpoint, which answers for the others.</summary>
+    private sealed class OptionsRoute
+    {
+        public static readonly OptionsRoute Instance = new();
+    }
+}
