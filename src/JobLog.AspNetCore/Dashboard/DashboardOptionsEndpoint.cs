@@ -11,7 +11,7 @@ namespace JobLog.AspNetCore.Dashboard;
 /// <c>OPTIONS</c> on the dashboard's routes (RFC 9110 §9.3.7: which methods the resource takes): a 204 whose
 /// <c>Allow</c> lists the methods of the dashboard's routes that match the path, <c>OPTIONS</c> included, and no body;
 /// a 404 where no route matches, as for any other method. A CORS preflight is the application's business: with CORS on
-/// the dashboard (<c>RequireCors</c>) routing gives it to CORS, without it this answer grants nothing.
+/// the dashboard (<c>UseCors</c>, <c>RequireCors</c>) the CORS middleware answers it, without it this answer grants nothing.
 /// </summary>
 internal static class DashboardOptionsEndpoint
 {
