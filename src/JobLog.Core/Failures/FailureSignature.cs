@@ -6,10 +6,15 @@ namespace JobLog.Failures;
 
 /// <summary>
 /// What makes two failures "the same": the exception type and the first stack frame of the application's own code
-/// (frames of MassTransit, JobLog, <c>System.*</c> and <c>Microsoft.*</c> skipped), read from the error text the
-/// ledger keeps (<see cref="TaskRunLog.ErrorMessage"/>: <c>Exception.ToString()</c>, possibly after a prefix such as
-/// <c>Faulted in Activity: </c> for Courier). A wrapper (<see cref="AggregateException"/>,
-/// <c>TargetInvocationException</c>, a MassTransit exception) with an inner exception is grouped by its first inner one.
+/// (frames of MassTransit, JobLog, <c>System.*</c> and <c>Microsoft.*</c> skipped). A wrapper
+/// (<see cref="AggregateException"/>, <c>TargetInvocationException</c>, a MassTransit exception) with an inner exception
+/// is grouped by its first inner one. Where the recording path has the exception, the signature is the exception's own
+/// (its type and its stack traces, never its message, which may be the sender's text); when the error text would read
+/// otherwise (a message holding lines that look like frames or inner exceptions, a message so long the frames were cut),
+/// the text starts with the signature, <c>[failure group: Type at Frame]</c>. Otherwise, and for text written without
+/// an exception (older rows, restored ones), it is read from the error text the ledger keeps
+/// (<see cref="TaskRunLog.ErrorMessage"/>: <c>Exception.ToString()</c>, possibly after a prefix such as
+/// <c>Faulted in Activity: </c> for Courier).
 /// </summary>
 /// <param name="ExceptionType">The exception's full type name; <c>(unknown)</c> when the text names none.</param>
 /// <param name="Frame">The method of the first frame of the application's code (no arguments, file or line); null when none.</param>
@@ -44,6 +49,11 @@ public sealed partial record FailureSignature(string ExceptionType, string? Fram
             return new FailureSignature(UnknownType, null);
         }
 
+        if (Stated(errorText) is { } stated)
+        {
+            return stated;
+        }
+
         var outer = TypePattern().Match(errorText);
         var type = outer.Success ? outer.Groups["type"].Value : UnknownType;
         if (outer.Success && IsWrapper(type)
@@ -52,19 +62,99 @@ public sealed partial record FailureSignature(string ExceptionType, string? Fram
             type = inner.Groups["type"].Value;
         }
 
-        string? frame = null;
-        foreach (Match m in FramePattern().Matches(errorText))
+        return new FailureSignature(type, FirstFrame([errorText]));
+    }
+
+    /// <summary>
+    /// The signature of an exception, from its type and its stack traces (never its message): the same signature
+    /// <see cref="Parse"/> reads from its <c>ToString()</c> when the message holds nothing that reads as a frame.
+    /// </summary>
+    internal static FailureSignature Of(Exception exception) =>
+        From(exception.GetType().ToString(), exception.InnerException?.GetType().ToString(), Traces(exception, 0));
+
+    /// <summary>
+    /// The signature of an exception known by its parts (a fault's <c>ExceptionInfo</c>): its type, its first inner
+    /// exception's type (null when the text shows none), and its stack traces in the order its text shows them.
+    /// </summary>
+    internal static FailureSignature From(string exceptionType, string? innerType, IEnumerable<string?> traces) =>
+        new(IsWrapper(exceptionType) && innerType is not null ? innerType : exceptionType, FirstFrame(traces));
+
+    /// <summary>
+    /// <paramref name="errorText"/> as the ledger keeps it for a failure whose signature is <paramref name="signature"/>:
+    /// the text itself when it reads as that signature (the usual case), else the text after a first line stating it.
+    /// </summary>
+    internal static string Stating(string errorText, FailureSignature signature) =>
+        Parse(errorText) == signature ? errorText : StatedPrefix + signature + "]\n" + errorText;
+
+    private const string StatedPrefix = "[failure group: ";
+
+    /// <summary>The signature a text states on its first line (<see cref="Stating"/>), if it does.</summary>
+    private static FailureSignature? Stated(string errorText)
+    {
+        if (!errorText.StartsWith(StatedPrefix, StringComparison.Ordinal))
         {
-            var method = Normalize(m.Groups["method"].Value);
-            if (!s_frameworkPrefixes.Any(p => method.StartsWith(p, StringComparison.Ordinal))
-                && !s_jobLogPrefixes.Value.Any(p => method.StartsWith(p, StringComparison.Ordinal)))
+            return null;
+        }
+
+        var end = errorText.IndexOf('\n', StringComparison.Ordinal);
+        var line = (end < 0 ? errorText : errorText[..end]).TrimEnd('\r');
+        if (!line.EndsWith(']'))
+        {
+            return null;
+        }
+
+        var stated = line[StatedPrefix.Length..^1];
+        var at = stated.IndexOf(" at ", StringComparison.Ordinal);
+        return at < 0 ? new FailureSignature(stated, null) : new FailureSignature(stated[..at], stated[(at + 4)..]);
+    }
+
+    /// <summary>The stack traces of an exception in the order <c>ToString()</c> prints them: inner exceptions first, then its own, then an aggregate's others.</summary>
+    private static IEnumerable<string?> Traces(Exception exception, int depth)
+    {
+        if (depth > 16)
+        {
+            yield break;
+        }
+
+        if (exception.InnerException is { } inner)
+        {
+            foreach (var trace in Traces(inner, depth + 1))
             {
-                frame = method;
-                break;
+                yield return trace;
             }
         }
 
-        return new FailureSignature(type, frame);
+        yield return Redaction.ExceptionTexts.TraceOf(exception);
+        if (exception is AggregateException aggregate)
+        {
+            foreach (var trace in aggregate.InnerExceptions.SelectMany(e => Traces(e, depth + 1)))
+            {
+                yield return trace;
+            }
+        }
+    }
+
+    private static string? FirstFrame(IEnumerable<string?> texts)
+    {
+        foreach (var text in texts)
+        {
+            if (string.IsNullOrEmpty(text))
+            {
+                continue;
+            }
+
+            foreach (Match m in FramePattern().Matches(text))
+            {
+                var method = Normalize(m.Groups["method"].Value);
+                if (!s_frameworkPrefixes.Any(p => method.StartsWith(p, StringComparison.Ordinal))
+                    && !s_jobLogPrefixes.Value.Any(p => method.StartsWith(p, StringComparison.Ordinal)))
+                {
+                    return method;
+                }
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The signature as one line, e.g. <c>System.InvalidOperationException at Shop.Orders.Handle</c>.</summary>

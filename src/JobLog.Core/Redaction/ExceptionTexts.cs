@@ -109,6 +109,54 @@ internal static class ExceptionTexts
         return composed;
     }
 
+    /// <summary>
+    /// <c>exception.StackTrace</c> (its own frames, no message): taken from the traces <see cref="Of"/> keeps where the
+    /// exception's trace is <see cref="Exception"/>'s own, so a failure's retries name their frames once.
+    /// </summary>
+    public static string? TraceOf(Exception exception)
+    {
+        if (StackTraceString is null || RemoteStackTraceString is null || ForeignBoundary is null
+            || !Composed.GetOrAdd(exception.GetType(), IsComposed)
+            || StackTraceString.GetValue(exception) is not null || RemoteStackTraceString.GetValue(exception) is string { Length: > 0 })
+        {
+            return exception.StackTrace;
+        }
+
+        TraceKey? key;
+        try
+        {
+            var frames = new StackTrace(exception, fNeedFileInfo: false);
+            key = frames.FrameCount == 0 ? null : Key(exception.GetType(), frames);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or NotSupportedException or NotImplementedException)
+        {
+            key = null;
+        }
+
+        if (key is null)
+        {
+            return exception.StackTrace;
+        }
+
+        if (Traces.TryGetValue(key, out var trace))
+        {
+            return trace.Text;
+        }
+
+        if (exception.StackTrace is not { } text)
+        {
+            return null;
+        }
+
+        if (Traces.Count >= Capacity)
+        {
+            Traces.Clear();
+        }
+
+        Traces[key] = new Trace(text);
+        return text;
+    }
+
     private static TraceKey? Key(Type type, StackTrace frames)
     {
         var count = frames.FrameCount;

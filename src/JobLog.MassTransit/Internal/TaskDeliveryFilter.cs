@@ -105,7 +105,7 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
             var now = services.UtcNow;
             var name = services.TaskName(type);
             var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
-            var ended = new RunEnd(TaskRunState.Failed, now, "Refused before any consumer ran: " + services.ErrorText(exception));
+            var ended = new RunEnd(TaskRunState.Failed, now, services.ErrorText(exception, "Refused before any consumer ran: "));
             // In the consumer's own lane when there is one: a later run of it (the message moved back from _error)
             // then decides the task's state instead of this one.
             var consumer = services.Consumed.SoleConsumer(type) ?? RefusedConsumer;

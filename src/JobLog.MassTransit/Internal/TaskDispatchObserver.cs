@@ -426,7 +426,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
     {
         if (context.TryGetPayload<DispatchTicket>(out _) && context.MessageId is { } id)
         {
-            services.Recorder.Enqueue(new TaskDispatchFailed(id, "Dispatch failed: " + services.ErrorText(exception)));
+            services.Recorder.Enqueue(new TaskDispatchFailed(id, services.ErrorText(exception, "Dispatch failed: ")));
         }
     }
 }

@@ -143,8 +143,35 @@ internal sealed class TaskLoggingServices(
         return name.StartsWith(MessageUrn.Prefix, StringComparison.OrdinalIgnoreCase) ? name[MessageUrn.Prefix.Length..] : name;
     }
 
-    /// <summary>The exception, bounded; a state machine's refusal of an event is said in words first.</summary>
-    public string ErrorText(Exception exception) => Explain(exception) + Redactor.ExceptionText(exception);
+    /// <summary>
+    /// The exception, bounded, after <paramref name="prefix"/>; a state machine's refusal of an event is said in words
+    /// first. The text reads as the exception's own failure group (<see cref="Stating"/>).
+    /// </summary>
+    public string ErrorText(Exception exception, string prefix = "") => Stating(prefix + RawErrorText(exception), exception);
+
+    /// <summary><see cref="ErrorText"/> without its group stated, for a text that goes on (state it with <see cref="Stating"/>).</summary>
+    public string RawErrorText(Exception exception) => Explain(exception) + Redactor.ExceptionText(exception);
+
+    /// <summary>
+    /// An error text about <paramref name="exception"/> that reads as the exception's failure group, from its type and
+    /// stack traces (<see cref="FailureSignature.Stating"/>): its message is often the sender's text, which must not
+    /// choose the group.
+    /// </summary>
+    public static string Stating(string text, Exception exception)
+    {
+        FailureSignature signature;
+        try
+        {
+            signature = FailureSignature.Of(exception);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // A StackTrace override that throws: the text is read as any text without an exception.
+            return text;
+        }
+
+        return FailureSignature.Stating(text, signature);
+    }
 
     private static string Explain(Exception exception)
     {

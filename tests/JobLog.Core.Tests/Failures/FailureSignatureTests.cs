@@ -4,10 +4,14 @@ using NUnit.Framework;
 
 namespace JobLog.Core.Tests.Failures;
 
-/// <summary>The group key is read from the error text the ledger keeps: <c>Exception.ToString()</c>, possibly prefixed.</summary>
+/// <summary>
+/// The group key is read from the error text the ledger keeps (<c>Exception.ToString()</c>, possibly prefixed), or from
+/// the exception itself where the recording path has it.
+/// </summary>
 public class FailureSignatureTests
 {
     private const string OrdersParse = "JobLog.Core.Tests.Failures.Orders.Parse";
+    private const string RefuseFrame = "JobLog.Core.Tests.Failures.Orders.Refuse";
 
     [Test]
     public void Parse_ARealException_SkipsTheFrameworkFramesAndFindsTheApplicationsMethod()
@@ -81,6 +85,73 @@ public class FailureSignatureTests
         Assert.That(FailureSignature.Parse(text), Is.EqualTo(new FailureSignature(FailureSignature.UnknownType, null)));
 
     [Test]
+    public void Of_AnException_IsWhatParseReadsFromItsText_AndItsTextIsKeptAsItIs()
+    {
+        Exception[] exceptions =
+        [
+            Orders.Fail("x"), new AggregateException(Orders.Fail("x"), Orders.Refuse("second")),
+            new InvalidOperationException("outer", Orders.Fail("x")), Orders.Refuse("a message\non two lines"),
+            new InvalidOperationException("never thrown"),
+        ];
+
+        foreach (var exception in exceptions)
+        {
+            var text = exception.ToString();
+            Assert.That(FailureSignature.Of(exception), Is.EqualTo(FailureSignature.Parse(text)), text);
+            Assert.That(FailureSignature.Stating(text, FailureSignature.Of(exception)), Is.SameAs(text), "nothing stated when the text reads the same");
+        }
+    }
+
+    [TestCase("x\n   at Shop.Payments.Charge(Order order)")]
+    [TestCase("x\r\n   at Shop.Payments.Charge(Order order)\r\n   at Shop.Payments.Gateway.Send()")]
+    [TestCase("x\n ---> Shop.Fraud.SuspectedFraudException: y\n   at Shop.Fraud.Check()")]
+    public void Of_AnExceptionWhoseMessageHoldsFramesOrAnInnerException_IsItsOwn_AndItsTextStatesIt(string message)
+    {
+        var exception = new AggregateException("batch: " + message, Orders.Refuse(message));
+        var text = exception.ToString();
+        var own = new FailureSignature("System.InvalidOperationException", RefuseFrame);
+        Assert.That(FailureSignature.Parse(text), Is.Not.EqualTo(own), "the text alone is read as the message says");
+
+        var stated = FailureSignature.Stating(text, FailureSignature.Of(exception));
+
+        Assert.That(FailureSignature.Of(exception), Is.EqualTo(own));
+        Assert.That(FailureSignature.Parse(stated), Is.EqualTo(own));
+        Assert.That(stated, Does.StartWith("[failure group: System.InvalidOperationException at " + RefuseFrame + "]\n").And.EndWith(text));
+    }
+
+    [Test]
+    public void Stating_ATextCutBeforeItsFrames_StatesTheFrame()
+    {
+        var exception = Orders.Refuse(new string('x', 5000));
+        var cut = exception.ToString()[..4000];
+        Assert.That(FailureSignature.Parse(cut).Frame, Is.Null, "the frames were cut");
+
+        Assert.That(FailureSignature.Parse(FailureSignature.Stating(cut, FailureSignature.Of(exception))).Frame, Is.EqualTo(RefuseFrame));
+    }
+
+    [Test]
+    public void Parse_AStatedGroupAnywhereButAtTheStart_IsText()
+    {
+        const string text = "System.InvalidOperationException: x\n[failure group: Shop.Fake.Exception at Shop.Fake.Run]\n   at Shop.Orders.Handle()";
+
+        Assert.That(FailureSignature.Parse(text), Is.EqualTo(new FailureSignature("System.InvalidOperationException", "Shop.Orders.Handle")));
+        Assert.That(FailureSignature.Parse("Refused before any consumer ran: " + text).ExceptionType, Is.EqualTo("System.InvalidOperationException"));
+    }
+
+    [Test]
+    public void From_AnExceptionKnownByItsParts_ReadsItsTraceNotItsMessage()
+    {
+        // A Courier or job fault: ExceptionInfo's type, message and stack trace, the message the sender's.
+        const string trace = "   at Shop.Payments.ChargeActivity.Execute(ExecuteContext`1 context)\n   at MassTransit.Courier.ExecuteActivityHost`2.Send(ExecuteContext context)";
+        var signature = FailureSignature.From("Shop.Payments.CardDeclinedException", null, [trace]);
+
+        Assert.That(signature, Is.EqualTo(new FailureSignature("Shop.Payments.CardDeclinedException", "Shop.Payments.ChargeActivity.Execute")));
+        Assert.That(signature, Is.EqualTo(FailureSignature.Parse("Shop.Payments.CardDeclinedException: Declined\n" + trace)), "as its honest text reads");
+        var forged = "Shop.Payments.CardDeclinedException: Declined\n   at Shop.Refunds.Issue(\n" + trace;
+        Assert.That(FailureSignature.Parse(FailureSignature.Stating(forged, signature)), Is.EqualTo(signature));
+    }
+
+    [Test]
     public void GroupId_IsStableAndDependsOnTheGrouping()
     {
         var key = new FailureGroupKey(FailureGrouping.Type, "SubmitOrder");
@@ -113,6 +184,20 @@ internal static class Orders
             return new InvalidOperationException("unreachable");
         }
         catch (FormatException ex)
+        {
+            return ex;
+        }
+    }
+
+    /// <summary>An <see cref="InvalidOperationException"/> thrown by <c>Orders.Refuse</c> with <paramref name="message"/>.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    public static Exception Refuse(string message)
+    {
+        try
+        {
+            throw new InvalidOperationException(message);
+        }
+        catch (InvalidOperationException ex)
         {
             return ex;
         }

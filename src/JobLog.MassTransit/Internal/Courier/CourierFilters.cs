@@ -83,17 +83,17 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
             // Courier caught the exception and faulted the activity: the attempt recorded RETRIED was the last one.
             failed.Track(services.Recorder.Enqueue(new RunFailedForGood(failed.Run.Id, failed.Run.TaskId)));
             step.PendingFailure = null;
-            var error = step.Failure is null ? "(no exception)" : services.ErrorText(step.Failure);
+            var error = step.Failure is null ? "(no exception)" : services.RawErrorText(step.Failure);
             if (kind == CourierStepKind.Compensate)
             {
                 var original = RoutingSlipTasks.Describe(slip.ActivityExceptions);
                 RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Failed,
-                    $"Compensation of {activity} failed: {error}\n\n{original}", $"Faulted; compensation of {activity} failed.", delivery);
+                    CourierAttempts.Stating($"Compensation of {activity} failed: {error}\n\n{original}", step.Failure), $"Faulted; compensation of {activity} failed.", delivery);
             }
             else if ((slip.CompensateLogs?.Count ?? 0) == 0)
             {
                 RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Failed,
-                    $"Faulted in {activity}: {error}", $"Faulted in {activity}; nothing to compensate.", delivery);
+                    CourierAttempts.Stating($"Faulted in {activity}: {error}", step.Failure), $"Faulted in {activity}; nothing to compensate.", delivery);
             }
 
             // Otherwise Courier sent the routing slip to compensation: it stays ACTIVE until the last compensation.
@@ -111,7 +111,7 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
             {
                 var compensated = string.Join(", ", (slip.ActivityLogs ?? []).Select(a => a.Name).Reverse());
                 RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Failed,
-                    "Compensated. " + RoutingSlipTasks.Describe(slip.ActivityExceptions),
+                    RoutingSlipTasks.Stating("Compensated. " + RoutingSlipTasks.Describe(slip.ActivityExceptions), slip.ActivityExceptions),
                     $"Faulted; compensated: {compensated}.", delivery);
             }
 
@@ -235,6 +235,10 @@ internal static class CourierAttempts
             return null;
         }
     }
+
+    /// <summary>A routing slip's error text about a failed step, reading as the step's exception's failure group.</summary>
+    public static string Stating(string text, Exception? exception) =>
+        exception is null ? text : TaskLoggingServices.Stating(text, exception);
 
     public static void Failed(TaskLoggingServices services, CourierStep step, RecordedAttempt attempt, Exception exception)
     {

@@ -1,4 +1,5 @@
 using System.Text;
+using JobLog.Failures;
 using JobLog.Recording;
 using MassTransit;
 using MassTransit.Courier.Contracts;
@@ -149,10 +150,10 @@ internal static class RoutingSlipTasks
                 Finish(services, terminated.TrackingNumber, TaskRunState.Succeeded, null, "Terminated.", null);
                 break;
             case RoutingSlipFaulted faulted:
-                Finish(services, faulted.TrackingNumber, TaskRunState.Failed, Describe(faulted.ActivityExceptions), "Faulted.", null);
+                Finish(services, faulted.TrackingNumber, TaskRunState.Failed, Stating(Describe(faulted.ActivityExceptions), faulted.ActivityExceptions), "Faulted.", null);
                 break;
             case RoutingSlipCompensationFailed failed:
-                Finish(services, failed.TrackingNumber, TaskRunState.Failed, "Compensation failed: " + Describe(failed.ExceptionInfo), "Compensation failed.", null);
+                Finish(services, failed.TrackingNumber, TaskRunState.Failed, Stating("Compensation failed: " + Describe(failed.ExceptionInfo), failed.ExceptionInfo), "Compensation failed.", null);
                 break;
         }
     }
@@ -167,6 +168,20 @@ internal static class RoutingSlipTasks
 
         return text.ToString().TrimEnd();
     }
+
+    /// <summary>
+    /// A text of <see cref="Describe(IEnumerable{ActivityException})"/> that reads as its failure group: the first
+    /// exception's type and the first application frame of their stack traces, never their messages (the sender's text).
+    /// </summary>
+    public static string Stating(string text, IEnumerable<ActivityException>? exceptions)
+    {
+        var infos = (exceptions ?? []).Select(e => e.ExceptionInfo).Where(i => i is not null).ToList();
+        return infos.Count == 0 ? text : FailureSignature.Stating(text, FailureSignature.From(infos[0].ExceptionType, null, infos.Select(i => i.StackTrace)));
+    }
+
+    /// <summary>A text of <see cref="Describe(ExceptionInfo)"/> that reads as its failure group (see above).</summary>
+    public static string Stating(string text, ExceptionInfo? info) =>
+        info is null ? text : FailureSignature.Stating(text, FailureSignature.From(info.ExceptionType, null, [info.StackTrace]));
 
     public static string Describe(ExceptionInfo? info)
     {

@@ -262,7 +262,7 @@ internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, strin
             }
             else if (outcome.Fault is { } fault)
             {
-                var error = services.Redactor.Bound(RoutingSlipTasks.Describe(fault.Exceptions));
+                var error = RoutingSlipTasks.Stating(services.Redactor.Bound(RoutingSlipTasks.Describe(fault.Exceptions)), fault.Exceptions);
                 if (fault.RetryDelay is { } delay)
                 {
                     attempt.Finish(TaskRunState.Retried, error, services.UtcNow + delay);
