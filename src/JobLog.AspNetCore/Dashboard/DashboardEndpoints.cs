@@ -33,7 +33,7 @@ internal static class DashboardEndpoints
             }
         });
 
-        DashboardOptionsEndpoint.Map(endpoints, group);
+        DashboardMethodsEndpoint.Map(endpoints, group);
         group.MapGet("/assets/{name}", Asset);
 
         group.MapGet("/", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>

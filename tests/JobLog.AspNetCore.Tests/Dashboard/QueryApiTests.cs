@@ -207,12 +207,19 @@ public partial class QueryApiTests(LedgerProvider provider)
             Assert.That(await response.Content.ReadAsByteArrayAsync(), Is.Empty, url);
         }
 
-        // No route there: as for any other method.
-        foreach (var url in new[] { "/joblog/tasks/not-a-guid", "/joblog/nothing" })
+        // No route there: a 404 whatever the method; a method the route does not take: a 405 with its Allow.
+        foreach (var method in new[] { HttpMethod.Options, HttpMethod.Get, HttpMethod.Post })
         {
-            using var response = await _host.Client.SendAsync(new HttpRequestMessage(HttpMethod.Options, url));
-            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.NotFound), url);
+            foreach (var url in new[] { "/joblog/tasks/not-a-guid", "/joblog/nothing" })
+            {
+                using var response = await _host.Client.SendAsync(new HttpRequestMessage(method, url));
+                Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.NotFound), method + " " + url);
+            }
         }
+
+        using var put = await _host.Client.SendAsync(new HttpRequestMessage(HttpMethod.Put, "/joblog/api/tasks"));
+        Assert.That(put.StatusCode, Is.EqualTo(HttpStatusCode.MethodNotAllowed));
+        Assert.That(put.Content.Headers.Allow, Is.EquivalentTo(new[] { "GET", "HEAD", "OPTIONS" }));
     }
 
     /// <summary>RFC 9457 problem details, as ASP.NET Core's own errors: the media type, title, status and detail; <c>error</c> is the detail too.</summary>

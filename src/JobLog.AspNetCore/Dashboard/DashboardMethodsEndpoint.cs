@@ -8,18 +8,21 @@ using Microsoft.Extensions.DependencyInjection;
 namespace JobLog.AspNetCore.Dashboard;
 
 /// <summary>
-/// <c>OPTIONS</c> on the dashboard's routes (RFC 9110 §9.3.7: which methods the resource takes): a 204 whose
-/// <c>Allow</c> lists the methods of the dashboard's routes that match the path, <c>OPTIONS</c> included, and no body;
-/// a 404 where no route matches, as for any other method. A CORS preflight is the application's business: with CORS on
+/// What the dashboard answers where none of its routes takes the request: <c>OPTIONS</c> (RFC 9110 §9.3.7: which methods
+/// the resource takes) is a 204 whose <c>Allow</c> lists the methods of the dashboard's routes that match the path,
+/// <c>OPTIONS</c> included, with no body; another method those routes do not take is a 405 with the same <c>Allow</c>;
+/// a path no route matches is a 404, whatever the method. A CORS preflight is the application's business: with CORS on
 /// the dashboard (<c>UseCors</c>, <c>RequireCors</c>) the CORS middleware answers it, without it this answer grants nothing.
 /// </summary>
-internal static class DashboardOptionsEndpoint
+internal static class DashboardMethodsEndpoint
 {
     public static void Map(IEndpointRouteBuilder endpoints, RouteGroupBuilder group)
     {
         ((IEndpointConventionBuilder)group).Add(endpoint => endpoint.Metadata.Add(DashboardRoute.Instance));
         Route[]? routes = null;
-        group.MapMethods("/{**rest}", [HttpMethods.Options], (HttpContext http) =>
+
+        // Any method, below every route of the group: reached only when none of them takes the request.
+        group.Map("/{**rest}", (HttpContext http) =>
         {
             routes ??= Routes(endpoints, http.RequestServices.GetRequiredService<ParameterPolicyFactory>());
             var allow = new List<string>();
@@ -38,7 +41,7 @@ internal static class DashboardOptionsEndpoint
 
             allow.Add(HttpMethods.Options);
             http.Response.Headers.Allow = string.Join(", ", allow);
-            return Results.NoContent();
+            return HttpMethods.IsOptions(http.Request.Method) ? Results.NoContent() : Results.StatusCode(StatusCodes.Status405MethodNotAllowed);
         }).WithMetadata(OptionsRoute.Instance);
     }
 
@@ -68,7 +71,7 @@ internal static class DashboardOptionsEndpoint
         public static readonly DashboardRoute Instance = new();
     }
 
-    /// <summary>Marks this endpoint, which answers for the others.</summary>
+    /// <summary>Marks this endpoint, which answers where the others do not.</summary>
     private sealed class OptionsRoute
     {
         public static readonly OptionsRoute Instance = new();
