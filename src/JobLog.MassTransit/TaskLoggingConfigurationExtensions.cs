@@ -34,6 +34,7 @@ public static class TaskLoggingConfigurationExtensions
         Connect(configurator, services, new TaskDispatchObserver(services, context.GetService<JobLogSchedulerRegistration>()), mediator: false);
         configurator.ConnectActivityConfigurationObserver(new JobLog.MassTransit.Internal.Courier.CourierConfigurationObserver(services));
         configurator.ConnectReceiveObserver(new ResponseReceiptObserver(services));
+        configurator.ConnectEndpointConfigurationObserver(new EndpointConsumersObserver(services));
         JobLog.MassTransit.Internal.Failures.FailureWiring.Connect(configurator, context, services);
     }
 

@@ -11,6 +11,7 @@ internal sealed class ConsumedTypes
     private readonly ConcurrentDictionary<Type, byte> _consumed = new();
     private readonly ConcurrentDictionary<Type, bool> _answers = new();
     private readonly ConcurrentDictionary<Type, string> _consumerOf = new();
+    private readonly ConcurrentDictionary<(string Queue, Type Type), ConcurrentDictionary<string, byte>> _consumersOn = new();
 
     public void Add(Type messageType)
     {
@@ -28,8 +29,21 @@ internal sealed class ConsumedTypes
         _consumerOf.AddOrUpdate(messageType, consumer, (_, existing) => string.Equals(existing, consumer, StringComparison.Ordinal) ? existing : "");
     }
 
+    /// <summary>Adds <paramref name="messageType"/>, taken on the endpoint of <paramref name="queue"/> by <paramref name="consumer"/>.</summary>
+    public void Add(string queue, Type messageType, string consumer) =>
+        _consumersOn.GetOrAdd((queue, messageType), _ => new ConcurrentDictionary<string, byte>(StringComparer.Ordinal)).TryAdd(consumer, 0);
+
     /// <summary>The one consumer (its runs' name) configured for <paramref name="messageType"/>, or null when none or several are.</summary>
     public string? SoleConsumer(Type messageType) => _consumerOf.TryGetValue(messageType, out var consumer) && consumer.Length > 0 ? consumer : null;
+
+    /// <summary>
+    /// The consumers (their runs' names, in order) of <paramref name="messageType"/> on the endpoint of
+    /// <paramref name="queue"/>; when the endpoint's are not known, the application's one, if it has one; else none.
+    /// </summary>
+    public IReadOnlyList<string> ConsumersOn(string? queue, Type messageType) =>
+        queue is not null && _consumersOn.TryGetValue((queue, messageType), out var consumers) && !consumers.IsEmpty
+            ? [.. consumers.Keys.Order(StringComparer.Ordinal)]
+            : SoleConsumer(messageType) is { } sole ? [sole] : [];
 
     // Asked on every publish: the answer is looked up without building a delegate.
     public bool IsConsumed(Type messageType) =>

@@ -74,14 +74,14 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogDelivery");
 
-    /// <summary>The consumer a run of <see cref="Refused"/> names when the message type has no single consumer here.</summary>
+    /// <summary>The consumer a run of <see cref="Refused"/> names when the endpoint's consumers of the message type are not known.</summary>
     public const string RefusedConsumer = "(delivery)";
 
     /// <summary>
     /// The delivery failed before any run began: a filter in front of the consumers threw (an open circuit breaker,
     /// a validation or authorization filter, ...) and the message goes to <c>_error</c> unconsumed. When the message is
-    /// of a type JobLog's run filters take here, one FAILED run says so (its consumer's, or <c>(delivery)</c> when the
-    /// type has several); without it the task stayed WAITING with its message in <c>_error</c>.
+    /// of a type JobLog's run filters take here, a FAILED run in the lane of each of the endpoint's consumers of it says so
+    /// (<c>(delivery)</c> when they are not known); without it the task stayed WAITING with its message in <c>_error</c>.
     /// </summary>
     private void Refused(ConsumeContext context, DeliveryState delivery, Exception exception)
     {
@@ -106,13 +106,18 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
             var name = services.TaskName(type);
             var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
             var ended = new RunEnd(TaskRunState.Failed, now, services.ErrorText(exception, "Refused before any consumer ran: "));
-            // In the consumer's own lane when there is one: a later run of it (the message moved back from _error)
-            // then decides the task's state instead of this one.
-            var consumer = services.Consumed.SoleConsumer(type) ?? RefusedConsumer;
-            var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, consumer, now, ended);
             var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
                 isInternal: InternalMessages.IsInternal(type));
-            delivery.Track(services.Recorder.Enqueue(new RunStarted(run, seed, false)));
+
+            // In the lane of each consumer of this endpoint (whatever other endpoints consume): a later run of it (the
+            // message moved back from _error) then decides the task's state instead of this one. "(delivery)" only when
+            // the endpoint's consumers are not known.
+            var consumers = services.Consumed.ConsumersOn(queue, type);
+            foreach (var consumer in consumers.Count > 0 ? consumers : [RefusedConsumer])
+            {
+                var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, consumer, now, ended);
+                delivery.Track(services.Recorder.Enqueue(new RunStarted(run, seed, false)));
+            }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

@@ -61,35 +61,119 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
     private bool Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false)
         where TMessage : class
     {
-        // Scheduler and outbox re-sends are not tasks of their own; neither is the scheduler protocol (a ScheduleMessage
-        // carries the MessageId of the message it schedules: its consumption must not count as a run of that task).
-        if (typeof(TMessage) == typeof(global::MassTransit.Serialization.SerializedMessageBody)
-            || typeof(TMessage).Namespace == typeof(global::MassTransit.Scheduling.ScheduleMessage).Namespace)
-        {
-            return false;
-        }
-
-        if (!services.Options.RecordInternalMessages && InternalMessages.IsInternal(typeof(TMessage)))
+        if (RunType<TMessage>(services) is not { } runType)
         {
             return false;
         }
 
         Debug.Assert(consumer.Length > 0, "consumer name");
-        if (typeof(TMessage).IsGenericType && typeof(TMessage).GetGenericTypeDefinition() == typeof(Batch<>))
+        services.Messages.Register(runType);
+        services.Consumed.Add(runType, consumer);
+        if (runType != typeof(TMessage))
         {
             // A batch consumer: a run on each message of the batch, per attempt.
-            var element = typeof(TMessage).GetGenericArguments()[0];
-            services.Messages.Register(element);
-            services.Consumed.Add(element, consumer);
             var filter = (IFilter<ConsumeContext<TMessage>>)Activator.CreateInstance(
-                typeof(TaskBatchRunFilter<>).MakeGenericType(element), services, consumer)!;
+                typeof(TaskBatchRunFilter<>).MakeGenericType(runType), services, consumer)!;
             configurator.UseFilter(filter);
             return true;
         }
 
-        services.Messages.Register(typeof(TMessage));
-        services.Consumed.Add(typeof(TMessage), consumer);
         configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer, saga));
         return true;
+    }
+
+    /// <summary>
+    /// The message type whose tasks the runs of a consumer of <typeparamref name="TMessage"/> belong to (a batch's
+    /// element type for <c>Batch&lt;T&gt;</c>), or null when it has no runs.
+    /// </summary>
+    internal static Type? RunType<TMessage>(TaskLoggingServices services)
+        where TMessage : class
+    {
+        // Scheduler and outbox re-sends are not tasks of their own; neither is the scheduler protocol (a ScheduleMessage
+        // carries the MessageId of the message it schedules: its consumption must not count as a run of that task).
+        if (typeof(TMessage) == typeof(global::MassTransit.Serialization.SerializedMessageBody)
+            || typeof(TMessage).Namespace == typeof(global::MassTransit.Scheduling.ScheduleMessage).Namespace)
+        {
+            return null;
+        }
+
+        if (!services.Options.RecordInternalMessages && InternalMessages.IsInternal(typeof(TMessage)))
+        {
+            return null;
+        }
+
+        return typeof(TMessage).IsGenericType && typeof(TMessage).GetGenericTypeDefinition() == typeof(Batch<>)
+            ? typeof(TMessage).GetGenericArguments()[0]
+            : typeof(TMessage);
+    }
+}
+
+/// <summary>
+/// Which consumers, sagas and handlers each receive endpoint has (by the names of their runs): a delivery refused before
+/// any consumer ran (<see cref="TaskDeliveryFilter"/>) concerns its own endpoint's only, whatever other endpoints consume.
+/// </summary>
+internal sealed class EndpointConsumersObserver(TaskLoggingServices services) : IEndpointConfigurationObserver
+{
+    public void EndpointConfigured<T>(T configurator)
+        where T : IReceiveEndpointConfigurator
+    {
+        if (TaskLoggingServices.QueueName(configurator.InputAddress) is not { } queue)
+        {
+            return;
+        }
+
+        var observer = new OnEndpoint(services, queue);
+        configurator.ConnectConsumerConfigurationObserver(observer);
+        configurator.ConnectSagaConfigurationObserver(observer);
+        configurator.ConnectHandlerConfigurationObserver(observer);
+    }
+
+    private sealed class OnEndpoint(TaskLoggingServices services, string queue)
+        : IConsumerConfigurationObserver, ISagaConfigurationObserver, IHandlerConfigurationObserver
+    {
+        public void HandlerConfigured<TMessage>(IHandlerConfigurator<TMessage> configurator)
+            where TMessage : class =>
+            Add<TMessage>("Handler<" + TaskLoggingServices.ShortName(typeof(TMessage)) + ">");
+
+        public void ConsumerConfigured<TConsumer>(IConsumerConfigurator<TConsumer> configurator)
+            where TConsumer : class
+        {
+        }
+
+        public void ConsumerMessageConfigured<TConsumer, TMessage>(IConsumerMessageConfigurator<TConsumer, TMessage> configurator)
+            where TConsumer : class
+            where TMessage : class
+        {
+            // A job's messages have the job's runs, not lanes of their own (JobTasks): as without the endpoint's consumers.
+            if (!typeof(IJobConsumer<TMessage>).IsAssignableFrom(typeof(TConsumer))
+                && !(typeof(TConsumer).IsGenericType && typeof(TConsumer).GetGenericTypeDefinition() == typeof(global::MassTransit.JobService.SubmitJobConsumer<>)))
+            {
+                Add<TMessage>(TaskLoggingServices.ShortName(typeof(TConsumer)));
+            }
+        }
+
+        public void SagaConfigured<TSaga>(ISagaConfigurator<TSaga> configurator)
+            where TSaga : class, ISaga
+        {
+        }
+
+        public void StateMachineSagaConfigured<TInstance>(ISagaConfigurator<TInstance> configurator, SagaStateMachine<TInstance> stateMachine)
+            where TInstance : class, ISaga, SagaStateMachineInstance
+        {
+        }
+
+        public void SagaMessageConfigured<TSaga, TMessage>(ISagaMessageConfigurator<TSaga, TMessage> configurator)
+            where TSaga : class, ISaga
+            where TMessage : class =>
+            Add<TMessage>(TaskLoggingServices.ShortName(typeof(TSaga)));
+
+        private void Add<TMessage>(string consumer)
+            where TMessage : class
+        {
+            if (TaskRunConfigurationObserver.RunType<TMessage>(services) is { } runType)
+            {
+                services.Consumed.Add(queue, runType, consumer);
+            }
+        }
     }
 }

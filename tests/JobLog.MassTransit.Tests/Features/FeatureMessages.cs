@@ -29,6 +29,18 @@ public sealed record IgnoredFailure(string Why);
 
 public sealed record Breaker(int N);
 
+public sealed record Shipped(int N);
+
+public sealed class ShippedBillingConsumer : IConsumer<Shipped>
+{
+    public Task Consume(ConsumeContext<Shipped> context) => Task.CompletedTask;
+}
+
+public sealed class ShippedMailConsumer : IConsumer<Shipped>
+{
+    public Task Consume(ConsumeContext<Shipped> context) => Task.CompletedTask;
+}
+
 public sealed record Partitioned(int Key, int N);
 
 public sealed record OutboxParent(int Failures);

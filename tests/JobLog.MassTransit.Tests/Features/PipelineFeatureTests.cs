@@ -190,6 +190,91 @@ public class PipelineFeatureTests
         Assert.That(tasks.Skip(3).Select(t => t.Runs.Single().ErrorMessage), Has.All.StartWith("Refused before any consumer ran: "));
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task RefusedOnOneOfTheEndpointsThatConsumeIt_IsInThatEndpointsConsumersLane_AndItsLaterRunDecides(bool configureEndpoints)
+    {
+        // Two consumers of one published message, each on its own endpoint; a filter of one endpoint refuses the first
+        // delivery. The refusal concerns that endpoint's consumer only: when the message is moved back from its _error
+        // queue and consumed, the task is done. In a lane of its own, "(delivery)", it stayed FAILED for good.
+        var refusals = 0;
+        void Refuse(IReceiveEndpointConfigurator e) => e.UseExecute(_ =>
+        {
+            if (Interlocked.Increment(ref refusals) == 1)
+            {
+                throw new InvalidOperationException("refused by the endpoint's validation filter");
+            }
+        });
+
+        await using var bus = configureEndpoints
+            ? await BusFixture.StartAsync(Transport.InMemory, x =>
+            {
+                x.AddConsumer<ShippedBillingConsumer>().Endpoint(e => e.Name = "shipped-billing");
+                x.AddConsumer<ShippedMailConsumer>().Endpoint(e => e.Name = "shipped-mail");
+                x.AddConfigureEndpointsCallback((_, name, e) =>
+                {
+                    if (name == "shipped-billing")
+                    {
+                        Refuse(e);
+                    }
+                });
+            })
+            : await BusFixture.StartAsync(Transport.InMemory, _ => { }, endpoints: (_, cfg) =>
+            {
+                cfg.ReceiveEndpoint("shipped-billing", e =>
+                {
+                    Refuse(e);
+                    e.Consumer<ShippedBillingConsumer>();
+                });
+                cfg.ReceiveEndpoint("shipped-mail", e => e.Consumer<ShippedMailConsumer>());
+            });
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new Shipped(1), x => x.MessageId = id);
+        var refused = await WaitFor(bus, id, t => t.Runs.Count == 2 && t.Runs.All(r => r.Stop != null), "refused on one endpoint, consumed on the other");
+        Assert.That(refused.Runs.Select(r => (r.ConsumerType, r.State)),
+            Is.EquivalentTo(new[] { ("ShippedBillingConsumer", TaskRunState.Failed), ("ShippedMailConsumer", TaskRunState.Succeeded) }), Describe(refused));
+        Assert.That(refused.Runs.Single(r => r.State == TaskRunState.Failed).ErrorMessage, Does.StartWith("Refused before any consumer ran: "));
+
+        // Moved back from shipped-billing_error: the same message on the endpoint's queue again.
+        var billing = await bus.Bus.GetSendEndpoint(new Uri("queue:shipped-billing"));
+        await billing.Send(new Shipped(1), x => x.MessageId = id);
+
+        var done = await WaitFor(bus, id, t => t.Runs.Count == 3 && t.Runs.All(r => r.Stop != null), "consumed after the move back");
+        Assert.That(done.State, Is.EqualTo(TaskState.Succeeded), Describe(done));
+    }
+
+    [Test]
+    public async Task RefusedOnAnEndpointWithTwoConsumersOfIt_IsInEachOfTheirLanes_AndTheirLaterRunsDecide()
+    {
+        var refusals = 0;
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, _ => { }, endpoints: (_, cfg) =>
+            cfg.ReceiveEndpoint("shipped-both", e =>
+            {
+                e.UseExecute(_ =>
+                {
+                    if (Interlocked.Increment(ref refusals) == 1)
+                    {
+                        throw new InvalidOperationException("refused by the endpoint's validation filter");
+                    }
+                });
+                e.Consumer<ShippedBillingConsumer>();
+                e.Consumer<ShippedMailConsumer>();
+            }));
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new Shipped(2), x => x.MessageId = id);
+        var refused = await WaitFor(bus, id, t => t.State == TaskState.Failed, "refused");
+        await bus.Host.FlushAsync();
+        refused = (await Find(bus, id))!;
+        Assert.That(refused.Runs.Select(r => (r.ConsumerType, r.State)),
+            Is.EquivalentTo(new[] { ("ShippedBillingConsumer", TaskRunState.Failed), ("ShippedMailConsumer", TaskRunState.Failed) }), Describe(refused));
+
+        var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:shipped-both"));
+        await endpoint.Send(new Shipped(2), x => x.MessageId = id);
+
+        var done = await WaitFor(bus, id, t => t.Runs.Count == 4 && t.Runs.All(r => r.Stop != null), "consumed by both after the move back");
+        Assert.That(done.State, Is.EqualTo(TaskState.Succeeded), Describe(done));
+    }
+
     [Test]
     public async Task Partitioner_EveryMessageHasOneSucceededRun()
     {
