@@ -190,9 +190,10 @@ public class PipelineFeatureTests
         Assert.That(tasks.Skip(3).Select(t => t.Runs.Single().ErrorMessage), Has.All.StartWith("Refused before any consumer ran: "));
     }
 
-    [TestCase(false)]
-    [TestCase(true)]
-    public async Task RefusedOnOneOfTheEndpointsThatConsumeIt_IsInThatEndpointsConsumersLane_AndItsLaterRunDecides(bool configureEndpoints)
+    [TestCase(Transport.InMemory, false)]
+    [TestCase(Transport.InMemory, true)]
+    [TestCase(Transport.RabbitMq, true)]
+    public async Task RefusedOnOneOfTheEndpointsThatConsumeIt_IsInThatEndpointsConsumersLane_AndItsLaterRunDecides(Transport transport, bool configureEndpoints)
     {
         // Two consumers of one published message, each on its own endpoint; a filter of one endpoint refuses the first
         // delivery. The refusal concerns that endpoint's consumer only: when the message is moved back from its _error
@@ -207,7 +208,7 @@ public class PipelineFeatureTests
         });
 
         await using var bus = configureEndpoints
-            ? await BusFixture.StartAsync(Transport.InMemory, x =>
+            ? await BusFixture.StartAsync(transport, x =>
             {
                 x.AddConsumer<ShippedBillingConsumer>().Endpoint(e => e.Name = "shipped-billing");
                 x.AddConsumer<ShippedMailConsumer>().Endpoint(e => e.Name = "shipped-mail");
@@ -219,7 +220,7 @@ public class PipelineFeatureTests
                     }
                 });
             })
-            : await BusFixture.StartAsync(Transport.InMemory, _ => { }, endpoints: (_, cfg) =>
+            : await BusFixture.StartAsync(transport, _ => { }, endpoints: (_, cfg) =>
             {
                 cfg.ReceiveEndpoint("shipped-billing", e =>
                 {
