@@ -23,31 +23,48 @@ public sealed class JobLogHealthCheckOptions
 internal sealed partial class JobLogHealthCheckOptionsValidator : IValidateOptions<JobLogHealthCheckOptions>;
 
 /// <summary>
-/// The writer: Unhealthy while it cannot reach the database (records are kept and retried), Degraded when its backlog
-/// passes <see cref="JobLogHealthCheckOptions.DegradedBacklog"/>, while records go to the spool file, or when records were
-/// dropped since the previous check.
+/// The writer: Unhealthy while it cannot reach the database (records are kept and retried) or its ledger was deleted and is
+/// not there again, Degraded when its backlog passes <see cref="JobLogHealthCheckOptions.DegradedBacklog"/>, while records
+/// go to the spool file, or when records were dropped or the ledger was deleted and made again since the previous check.
 /// </summary>
 internal sealed class LedgerWriterHealthCheck(LedgerRecorder recorder, IOptions<JobLogHealthCheckOptions> options) : IHealthCheck
 {
     private long _droppedSeen;
+    private long _movesSeen;
 
     public Task<HealthCheckResult> CheckHealthAsync(HealthCheckContext context, CancellationToken cancellationToken = default)
     {
         var backlog = recorder.Backlog;
         var dropped = recorder.Dropped;
         var newlyDropped = dropped - Interlocked.Exchange(ref _droppedSeen, dropped);
+        var moves = recorder.LedgerMoves;
+        var newlyMoved = moves - Interlocked.Exchange(ref _movesSeen, moves);
         var data = new Dictionary<string, object>
         {
             ["backlog"] = backlog,
             ["dropped"] = dropped,
             ["failing"] = recorder.IsFailing,
             ["spooling"] = recorder.IsSpooling,
+            ["ledgerMoved"] = moves,
         };
         var status = context.Registration.FailureStatus;
         HealthCheckResult result;
-        if (recorder.IsFailing)
+        if (recorder.LedgerMissing is { } ledger)
+        {
+            result = new HealthCheckResult(
+                status,
+                $"The ledger {ledger} was deleted or replaced while the writer had it open, and MigrateOnStartup is off: {backlog} records wait (journaled) until a migrated ledger is at its path again.",
+                data: data);
+        }
+        else if (recorder.IsFailing)
         {
             result = new HealthCheckResult(status, $"The ledger writer cannot reach the database; {backlog} records are waiting.", data: data);
+        }
+        else if (newlyMoved > 0)
+        {
+            result = HealthCheckResult.Degraded(
+                "The ledger was deleted or replaced while the writer had it open: JobLog made it again at its path and wrote there what it had committed into the deleted file since; what was in that file before is gone with it.",
+                data: data);
         }
         else if (newlyDropped > 0)
         {

@@ -403,6 +403,28 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     /// <summary>The writer cannot reach the database (waiters are released: the business path does not wait for it), or can again.</summary>
     internal void SetFailing(bool failing) => _waiters.SetFailing(failing);
 
+    private string? _ledgerMissing;
+    private long _ledgerMoves;
+
+    /// <summary>
+    /// The ledger's name while the writer keeps its records because the ledger it had open was deleted or replaced and no
+    /// migrated ledger is at its path again (MigrateOnStartup off); null otherwise (for the health check).
+    /// </summary>
+    internal string? LedgerMissing => Volatile.Read(ref _ledgerMissing);
+
+    /// <summary>How many times the writer found the ledger it had open deleted or replaced (for the health check).</summary>
+    internal long LedgerMoves => Interlocked.Read(ref _ledgerMoves);
+
+    /// <summary>The writer found the ledger it had open deleted or replaced; <paramref name="missing"/> while it is not there again.</summary>
+    internal void LedgerMoved(string ledger, bool missing)
+    {
+        Interlocked.Increment(ref _ledgerMoves);
+        Volatile.Write(ref _ledgerMissing, missing ? ledger : null);
+    }
+
+    /// <summary>The writer committed to a ledger at its path again.</summary>
+    internal void LedgerFound() => Volatile.Write(ref _ledgerMissing, null);
+
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
     public async ValueTask DisposeAsync()

@@ -31,6 +31,7 @@ internal sealed class LedgerWriter(
     private int _started;
     private bool _batchFromSpool;
     private bool _batchFromJournal;
+    private bool _ledgerMoved;
     private volatile bool _stopping;
 
     // Journaled mode only: there the dispatch is durable in the journal before the writer sees it (HeldDispatches).
@@ -299,7 +300,7 @@ internal sealed class LedgerWriter(
 
             metrics.CommitDuration.Record(time.GetElapsedTime(started).TotalSeconds);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (Exception ex) when ((ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested) && ex is not LedgerMovedException)
         {
             Log.BatchFailed(logger, ex, _batch.Count);
             await ResetExecutorAsync().ConfigureAwait(false);
@@ -322,11 +323,56 @@ internal sealed class LedgerWriter(
 
     private async Task CommitAsync(IReadOnlyList<LedgerRecord> records, CancellationToken cancellationToken)
     {
+        if (_ledgerMoved && !store.Database.Exists(schema.ConnectionString))
+        {
+            // Opening it would make an empty file where the operator's ledger belongs (MigrateOnStartup off).
+            throw new LedgerMovedException(Ledger);
+        }
+
         _executor ??= await store.Database.OpenAsync(
             schema.ConnectionString, cancellationToken, _options.CommandTimeout,
             asynchronousCommit: _options.Durability == LedgerDurability.Buffered, prepare: true).ConfigureAwait(false);
         var plan = store.Plan(records);
         await store.CommitAsync(_executor, plan, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
+
+        // Before the journal is checkpointed past them: a commit into a deleted (or replaced) file is in no ledger.
+        if (store.Database.HasMoved(_executor.Connection))
+        {
+            await LedgerMovedAsync(records.Count).ConfigureAwait(false);
+            throw new LedgerMovedException(Ledger);
+        }
+
+        if (_ledgerMoved)
+        {
+            _ledgerMoved = false;
+            recorder.LedgerFound();
+        }
+    }
+
+    /// <summary>The ledger's name in log messages and the health check (<see cref="LedgerDatabase.Identity"/>).</summary>
+    private string Ledger => store.Database.Identity(schema.ConnectionString);
+
+    /// <summary>
+    /// The ledger the writer had open was deleted or replaced at its path (session 22): the connections to it are closed,
+    /// and the batch is kept (the caller throws) for the ledger at the path: made again by the next attempt's migration when
+    /// JobLog migrates, else waited for (<see cref="CommitAsync"/> opens nothing while no file is there).
+    /// </summary>
+    private async Task LedgerMovedAsync(int count)
+    {
+        await ResetExecutorAsync().ConfigureAwait(false);
+        store.Database.ForgetMovedLedger();
+        _ledgerMoved = true;
+        var migrate = schema.LedgerMoved();
+        if (migrate)
+        {
+            Log.LedgerMovedMigrating(logger, Ledger, count);
+        }
+        else
+        {
+            Log.LedgerMovedWaiting(logger, Ledger, count);
+        }
+
+        recorder.LedgerMoved(Ledger, missing: !migrate);
     }
 
     /// <summary>Commits the batch record by record; drops a record only when the database is reachable right after it failed.</summary>
@@ -349,7 +395,9 @@ internal sealed class LedgerWriter(
             catch (Exception ex) when (ex is not OperationCanceledException)
             {
                 await ResetExecutorAsync().ConfigureAwait(false);
-                if (await SchemaMissingAsync(ex, cancellationToken).ConfigureAwait(false) || !await IsReachableAsync(cancellationToken).ConfigureAwait(false))
+                if (ex is LedgerMovedException
+                    || await SchemaMissingAsync(ex, cancellationToken).ConfigureAwait(false)
+                    || !await IsReachableAsync(cancellationToken).ConfigureAwait(false))
                 {
                     recorder.Committed(written, HeldFrom);
                     _batch.Clear();
@@ -384,10 +432,11 @@ internal sealed class LedgerWriter(
     /// <summary>
     /// True when the failure is the ledger's schema gone (a table missing, and JobLog's migrations history with it: the
     /// database made again empty): no record is at fault, so none is dropped; the schema is migrated again before the next
-    /// attempt (<see cref="LedgerSchema.SchemaMissingAsync"/>).
+    /// attempt (<see cref="LedgerSchema.SchemaMissingAsync"/>). After the ledger moved from under the writer, migrated or
+    /// not: the file at its path may be one a connection made empty meanwhile, until a migrated one is put there.
     /// </summary>
     private async Task<bool> SchemaMissingAsync(Exception exception, CancellationToken cancellationToken) =>
-        store.Database.IsSchemaMissing(exception) && await schema.SchemaMissingAsync(cancellationToken).ConfigureAwait(false);
+        store.Database.IsSchemaMissing(exception) && (await schema.SchemaMissingAsync(cancellationToken).ConfigureAwait(false) || _ledgerMoved);
 
     private async Task<bool> TryCommitAsync(LedgerRecord record, CancellationToken cancellationToken)
     {
@@ -396,7 +445,7 @@ internal sealed class LedgerWriter(
             await CommitAsync([record], cancellationToken).ConfigureAwait(false);
             return true;
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex) when (ex is not OperationCanceledException and not LedgerMovedException)
         {
             Log.DegradedRecordRefused(logger, ex, record.GetType().Name);
             metrics.RecordingFailed("writer.degraded");
@@ -440,3 +489,7 @@ internal sealed class LedgerWriter(
         }
     }
 }
+
+/// <summary>The writer's ledger was deleted or replaced while it had it open (<see cref="LedgerDatabase.HasMoved"/>): the batch is kept.</summary>
+internal sealed class LedgerMovedException(string ledger)
+    : Exception($"The ledger {ledger} was deleted or replaced while JobLog's writer had it open; the batch is kept for the ledger at its path.");

@@ -114,6 +114,28 @@ internal abstract class LedgerDatabase
         string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false);
 
     /// <summary>
+    /// True when the ledger <paramref name="connection"/> writes to is no longer the one its connection string names: its
+    /// file deleted or replaced at its path while the connection had it open (SQLite, <see cref="Sqlite.SqliteFileMoved"/>).
+    /// Its commits then go into a file no one will read: the writer must not count them as committed (session 22). False
+    /// where a connection cannot outlive its database so (PostgreSQL).
+    /// </summary>
+    public virtual bool HasMoved(DbConnection connection) => false;
+
+    /// <summary>
+    /// After <see cref="HasMoved"/>: closes the connections kept open to the moved ledger, so that the next ones open the
+    /// ledger at its path (SQLite: every connection pool; the connections in use are closed when they are given back).
+    /// </summary>
+    public virtual void ForgetMovedLedger()
+    {
+    }
+
+    /// <summary>
+    /// Whether a ledger is at <paramref name="connectionString"/>'s place, so that opening it creates nothing (SQLite: its
+    /// file exists; opening a missing one makes an empty file). True where opening never creates a database (PostgreSQL).
+    /// </summary>
+    public virtual bool Exists(string connectionString) => true;
+
+    /// <summary>
     /// A statement that fails, or returns false, unless the database accepts writes now (the writer's reachability
     /// probe: a locked SQLite file or a read-only PostgreSQL counts as unreachable).
     /// </summary>

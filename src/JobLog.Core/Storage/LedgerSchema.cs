@@ -66,6 +66,22 @@ internal sealed class LedgerSchema(
         return true;
     }
 
+    /// <summary>
+    /// The writer found the ledger it had open deleted or replaced at its path: true, and the next
+    /// <see cref="TryMigrateAsync"/> makes it again, when JobLog migrates (<see cref="JobLogOptions.MigrateOnStartup"/>);
+    /// false otherwise (the writer then waits for a migrated ledger at the path).
+    /// </summary>
+    public bool LedgerMoved()
+    {
+        if (!options.Value.MigrateOnStartup)
+        {
+            return false;
+        }
+
+        _ready = false;
+        return true;
+    }
+
     public async Task TryMigrateAsync(CancellationToken cancellationToken)
     {
         if (_ready)

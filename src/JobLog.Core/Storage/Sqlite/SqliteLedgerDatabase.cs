@@ -156,6 +156,16 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
         }
     }
 
+    public override bool HasMoved(DbConnection connection) =>
+        connection is SqliteConnection { Handle: { } handle } && SqliteFileMoved.Check(handle);
+
+    // Every pool: the writer's, the contexts' and the heartbeat's connection strings differ (timeouts), and all of them
+    // would go on using the moved file. An event of minutes' consequence, not of the hot path.
+    public override void ForgetMovedLedger() => SqliteConnection.ClearAllPools();
+
+    public override bool Exists(string connectionString) =>
+        SqliteSetup.FilePath(connectionString) is not { } file || File.Exists(file);
+
     public override string WriteProbe => "BEGIN IMMEDIATE; ROLLBACK;";
 
     // SQLITE_ERROR (1) has no finer code for a missing table: its message says it.
