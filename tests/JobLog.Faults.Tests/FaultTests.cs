@@ -351,6 +351,44 @@ public sealed class FaultTests
         });
     }
 
+    [Test]
+    [CancelAfter(400_000)]
+    public async Task ServerSilentWhileAStartMigrates_TheStartGoesOnAfterABoundedWait_AndNothingIsLost()
+    {
+        await using var world = await FaultWorld.PostgresBehindLinkAsync();
+        await world.StartConsumerAsync();
+        await world.StopAllAsync();
+
+        // Another process migrates (holds the history); this one waits in its migration, which has no time limit. Then the
+        // server falls silent (the link cut: every packet dropped, nothing refused), and stays so.
+        await using (await world.LockMigrationsHistoryAsync())
+        {
+            var consumer = await world.LaunchConsumerAsync();
+            await world.WaitForALockWaitAsync(consumer, TimeSpan.FromSeconds(90));
+            await world.Postgres!.CutLinkAsync();
+
+            // Without a bound, the start waited for TCP keepalive to give the session up: 30 s + 9 × 10 s.
+            await FaultWorld.WaitUntilReadyAsync(consumer, TimeSpan.FromSeconds(60));
+            Assert.That(consumer.Output, Does.Contain("LedgerStartupService[1026]"), "the start says why it goes on\n" + consumer.Tail(30));
+
+            // Acknowledgements go on through the journal while the server is silent, for a publisher that starts now too.
+            await world.StartPublisherAsync(200);
+            await world.WaitUntilAsync(() => world.Consumed.Count == 200, Drain, "200 probes consumed while the server is silent");
+            await world.Postgres.RestoreLinkAsync();
+        }
+
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Published, Is.EqualTo(200));
+            Assert.That(tally.Lost, Is.Zero, world.Tails);
+            Assert.That(tally.Stuck, Is.Zero);
+            Assert.That(tally.Tasks, Is.EqualTo(200));
+        });
+    }
+
     /// <summary>
     /// Once all <paramref name="published"/> probes are published and drained and the processes stopped: none lost, no run
     /// left ACTIVE (<paramref name="stuckBecause"/> says why that matters here), one task per probe.

@@ -82,6 +82,31 @@ internal sealed class LedgerSchema(
         return true;
     }
 
+    /// <summary>
+    /// Whether the database answers now: a <c>SELECT 1</c> on a new connection, the whole probe bounded by the connection
+    /// string's connect timeout (its own <c>Timeout</c> when it sets one; Npgsql's default 15 s). Null when it answered.
+    /// </summary>
+    public async Task<(Exception Error, TimeSpan Bound)?> ProbeAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = contexts.Database.CreateConnection(contexts.ConnectionString);
+        var bound = TimeSpan.FromSeconds(Math.Max(1, connection.ConnectionTimeout));
+        using var deadline = new CancellationTokenSource(bound, time);
+        using var probe = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, deadline.Token);
+        try
+        {
+            await connection.OpenAsync(probe.Token).ConfigureAwait(false);
+            await using var command = connection.CreateCommand();
+            command.CommandText = "SELECT 1";
+            command.CommandTimeout = (int)bound.TotalSeconds;
+            await command.ExecuteScalarAsync(probe.Token).ConfigureAwait(false);
+            return null;
+        }
+        catch (Exception ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            return (ex, bound);
+        }
+    }
+
     public async Task TryMigrateAsync(CancellationToken cancellationToken)
     {
         if (_ready)
@@ -125,21 +150,76 @@ internal sealed class LedgerSchema(
     }
 }
 
-/// <summary>Migrates at start-up, before the bus starts; a database that is down does not stop the application.</summary>
-internal sealed class LedgerStartupService(LedgerSchema schema, JobLogContextFactory contexts, ILogger<LedgerStartupService> logger) : IHostedService
+/// <summary>
+/// Migrates at start-up, before the bus starts; a database that is down does not stop the application. The start waits for
+/// the migration while the database answers (an index build on a big ledger takes minutes, a process migrating elsewhere
+/// holds the history); when a probe gets no answer (a silent server, a blackholed network: the migration's own statements
+/// would wait for TCP keepalive, minutes) the start goes on and the migration in the background, the writer keeping
+/// (journaling) its records until it is done (session 22; docs/storage.md, "Migrations").
+/// </summary>
+internal sealed class LedgerStartupService(LedgerSchema schema, JobLogContextFactory contexts, TimeProvider time, ILogger<LedgerStartupService> logger)
+    : IHostedService, IDisposable
 {
+    /// <summary>How long the start waits for the migration between two probes of the database.</summary>
+    internal static readonly TimeSpan ProbeEvery = TimeSpan.FromSeconds(5);
+
+    private readonly CancellationTokenSource _stopping = new();
+    private Task? _migration;
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        // Not the start's token: the migration may outlive the start; StopAsync cancels it.
+        var migration = _migration = MigrateAsync(_stopping.Token);
+        using (cancellationToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), _stopping))
+        {
+            while (!migration.IsCompleted)
+            {
+                await Task.WhenAny(migration, Task.Delay(ProbeEvery, time, cancellationToken)).ConfigureAwait(false);
+                cancellationToken.ThrowIfCancellationRequested();
+                if (!migration.IsCompleted && await schema.ProbeAsync(cancellationToken).ConfigureAwait(false) is { } silence)
+                {
+                    Log.StartupMigrationUnanswered(logger, silence.Error, contexts.Provider, silence.Bound);
+                    return;
+                }
+            }
+        }
+
+        await migration.ConfigureAwait(false);
+    }
+
+    private async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await Task.Yield();
         try
         {
             await schema.TryMigrateAsync(cancellationToken).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // The host stops.
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             // The writer retries with backoff (LedgerSchema.EnsureReadyAsync).
             Log.MigrationFailed(logger, ex, contexts.Provider, 1, TimeSpan.Zero);
         }
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        await _stopping.CancelAsync().ConfigureAwait(false);
+        if (_migration is { } migration)
+        {
+            try
+            {
+                await migration.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // A statement the silent server never answers: the host's shutdown does not wait for it.
+            }
+        }
+    }
+
+    public void Dispose() => _stopping.Dispose();
 }
