@@ -27,6 +27,7 @@ internal sealed partial class LedgerRecorder
                 return null;
             }
 
+            segments.Lost = (lost, written) => Log.JournalFilesLost(_logger, lost, written);
             foreach (var path in segments.TakeLeftOvers())
             {
                 _journalLeftOvers.Enqueue(path);

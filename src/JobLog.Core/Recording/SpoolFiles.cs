@@ -173,6 +173,20 @@ internal static class SpoolFiles
         return null;
     }
 
+    /// <summary>
+    /// Whether <paramref name="stream"/>'s file is still the one at <paramref name="path"/>: false once it was deleted (its
+    /// directory with it), renamed, or replaced. Where <c>statx</c> is not available, whether a file is at the path.
+    /// </summary>
+    public static bool StillAt(FileStream stream, string path)
+    {
+        if (Statx.Fstat(stream.SafeFileHandle) is not { } opened)
+        {
+            return File.Exists(path);
+        }
+
+        return Statx.Lstat(path) is { } now && now.SameFileAs(opened);
+    }
+
     /// <summary><c>statx(2)</c> on Linux; <see cref="FileSystemInfo"/> elsewhere (no owner there).</summary>
     private static class Statx
     {

@@ -127,6 +127,63 @@ public class JournalSegmentsTests
     }
 
     [Test]
+    public void ASlotWhoseLockFileWasDeleted_DoesNotGiveItsLiveOwnersClosedSegmentsAway()
+    {
+        using var running = JournalSegments.Claim(_root, Ledger, segmentBytes: 10, flushToDisk: false)!;
+        running.Append(Lines("closed-one"), 1); // 11 bytes: closed, its record not committed yet
+        running.Append(Lines("open"), 2);
+
+        foreach (var lockFile in Directory.GetFiles(_root, "*.journal.lock"))
+        {
+            File.Delete(lockFile);
+        }
+
+        using var next = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;
+
+        Assert.That(next.TakeLeftOvers(), Is.Empty, "its owner commits and deletes them: taken here too, their records would be written twice");
+    }
+
+    [Test]
+    public void JournalDirectoryDeletedWhileItsOwnerRuns_TheNextAppendMakesItAgain_WithEveryRecordNotYetCommitted()
+    {
+        var lost = new List<(string Directory, int Segments)>();
+        var running = JournalSegments.Claim(_root, Ledger, segmentBytes: 10, flushToDisk: false)!;
+        running.Lost = (directory, segments) => lost.Add((directory, segments));
+        running.Append(Lines("one"), 1);        // 4 bytes
+        running.Append(Lines("two", "three"), 3); // 14 bytes: closed
+        running.Append(Lines("four"), 4);       // a second segment, open
+        running.Checkpoint(1);                  // nothing deleted: the first segment still holds 2 and 3
+
+        // An operator or a cleaner removes the journal's directory: the open segment and the closed one are unlinked.
+        Directory.Delete(_root, recursive: true);
+        running.Append(Lines("five"), 5);
+
+        // The process killed now (its locks gone with it): the next one finds every record not committed.
+        running.Dispose();
+        using var next = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;
+        var lines = next.TakeLeftOvers().SelectMany(path => JournalSegments.Read(path, out _)).Select(l => Encoding.UTF8.GetString(l));
+        Assert.That(lines, Is.EqualTo(new[] { "one", "two", "three", "four", "five" }));
+        Assert.That(lost, Is.EqualTo(new[] { (_root, 2) }), "the loss is noticed at the next append, and both segments written again");
+    }
+
+    [Test]
+    public void JournalDirectoryDeleted_TheSegmentsWrittenAgainAreDeletedByTheCheckpoints()
+    {
+        using var running = JournalSegments.Claim(_root, Ledger, segmentBytes: 10, flushToDisk: false)!;
+        running.Append(Lines("one", "two", "three"), 3); // closed
+        running.Append(Lines("four"), 4);
+
+        Directory.Delete(_root, recursive: true);
+        running.Append(Lines("five"), 5);
+        Assert.That(Files(), Has.Length.EqualTo(2));
+
+        running.Checkpoint(3);
+        Assert.That(Files(), Has.Length.EqualTo(1), "the first segment's records are committed");
+        running.Checkpoint(5);
+        Assert.That(Files(), Is.Empty);
+    }
+
+    [Test]
     public void LeftOversOfAnotherSlot_AreAdopted_UnlessItsProcessIsAlive()
     {
         using var running = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;

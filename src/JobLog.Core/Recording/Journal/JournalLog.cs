@@ -10,4 +10,7 @@ internal static partial class Log
 
     [LoggerMessage(1101, LogLevel.Error, "JobLog cannot use its journal at {Path}: {Reason}. Acknowledgements wait for the database's commit instead (and not at all while it is down).")]
     public static partial void JournalUnavailable(ILogger logger, string path, string reason);
+
+    [LoggerMessage(1102, LogLevel.Error, "JobLog's journal files in {Directory} were deleted while the process ran (an operator, a temporary-file cleaner): JobLog made the directory again and wrote the {Segments} segments not yet committed there again. Records acknowledged between the deletion and now were in no file meanwhile: a crash in that time would have lost them. Put SpoolDirectory where nothing cleans.")]
+    public static partial void JournalFilesLost(ILogger logger, string directory, int segments);
 }

@@ -13,6 +13,9 @@ namespace JobLog.Recording.Journal;
 /// Appends come from one thread (the journal's), checkpoints from the writer's: both take <c>_lock</c> briefly. A write
 /// is handed to the operating system before <see cref="Append"/> returns, so it survives the process being killed; it
 /// survives the machine's crash only with <c>flushToDisk</c> (fsync per append).
+/// Every segment stays open until its records are committed (the closed ones too): its shared lock tells another
+/// process that it is not a left-over, even when this slot's lock file was deleted, and its content can be written
+/// again when the files were deleted under it (<see cref="Append"/>; session 22).
 /// </remarks>
 internal sealed class JournalSegments : IDisposable
 {
@@ -22,10 +25,10 @@ internal sealed class JournalSegments : IDisposable
     private readonly Lock _lock = new();
     private readonly string _ledger;
     private readonly string? _formerLedger;
-    private readonly string _prefix;
     private readonly bool _flushToDisk;
-    private readonly FileStream _slotLock;
-    private readonly Queue<(string Path, long LastSequence)> _closed = new();
+    private string _prefix;
+    private FileStream _slotLock;
+    private Queue<(string Path, long LastSequence, FileStream File)> _closed = new();
     private readonly List<FileStream> _adoptedLocks = [];
     private FileStream? _active;
     private string? _activePath;
@@ -47,6 +50,9 @@ internal sealed class JournalSegments : IDisposable
     public string Directory { get; }
 
     public long SegmentBytes { get; }
+
+    /// <summary>Told when the journal's files were found gone: the directory, and how many segments were written again.</summary>
+    public Action<string, int>? Lost { get; set; }
 
     /// <summary>Bytes in segments not yet deleted (this process's own; left-overs are not counted).</summary>
     public long Bytes { get; private set; }
@@ -157,15 +163,26 @@ internal sealed class JournalSegments : IDisposable
     /// Appends <paramref name="lines"/> (each ending in a newline) holding records up to <paramref name="lastSequence"/>,
     /// in one write; returns once the operating system has them (and the disk, with flush to disk).
     /// </summary>
+    /// <remarks>
+    /// First, whether the open segment is still at its path (one <c>statx</c>; the directory when none is open): when the
+    /// files were deleted under it (an operator, a cleaner), the directory and the slot's lock are made again, and every
+    /// segment not yet committed is written again from the open handles (<see cref="WriteAgain"/>): what was acknowledged
+    /// from them survives a crash again, this append's records included.
+    /// </remarks>
     /// <exception cref="IOException">The disk refused (full, or failing); nothing of this append is counted as journaled.</exception>
     public void Append(ReadOnlySpan<byte> lines, long lastSequence)
     {
         lock (_lock)
         {
+            if (_active is not null ? !SpoolFiles.StillAt(_active, _activePath!) : !System.IO.Directory.Exists(Directory))
+            {
+                WriteAgain();
+            }
+
             if (_active is null)
             {
                 _activePath = SegmentPath(Directory, _prefix, _next++);
-                _active = SpoolFiles.Open(_activePath, FileMode.CreateNew, FileAccess.Write, FileShare.Read | FileShare.Delete);
+                _active = SpoolFiles.Open(_activePath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete);
                 _activeLength = 0;
             }
 
@@ -208,7 +225,8 @@ internal sealed class JournalSegments : IDisposable
             while (_closed.TryPeek(out var segment) && segment.LastSequence <= committed)
             {
                 _closed.Dequeue();
-                Bytes -= SpoolFiles.SizeOf(segment.Path);
+                Bytes -= segment.File.Length;
+                segment.File.Dispose();
                 File.Delete(segment.Path);
             }
         }
@@ -220,6 +238,11 @@ internal sealed class JournalSegments : IDisposable
         {
             _active?.Dispose();
             _active = null;
+            foreach (var segment in _closed)
+            {
+                segment.File.Dispose();
+            }
+
             foreach (var held in _adoptedLocks)
             {
                 held.Dispose();
@@ -231,13 +254,96 @@ internal sealed class JournalSegments : IDisposable
 
     private void Close(long lastSequence)
     {
-        _active?.Dispose();
-        _active = null;
-        if (_activePath is not null)
+        // Kept open until its records are committed (the class's remarks).
+        if (_active is not null && _activePath is not null)
         {
-            _closed.Enqueue((_activePath, lastSequence));
-            _activePath = null;
+            _closed.Enqueue((_activePath, lastSequence, _active));
         }
+
+        _active = null;
+        _activePath = null;
+    }
+
+    /// <summary>
+    /// The journal's files were deleted under it: makes the directory again (checked as at start), takes a slot's lock again
+    /// (its own, or the first free one), and writes every segment not yet committed whose file is gone into a new one, from
+    /// its open handle, in order. Told to <see cref="Lost"/>.
+    /// </summary>
+    /// <exception cref="IOException">The directory cannot be made again, or every slot is held: the append is refused, and tried again next time.</exception>
+    private void WriteAgain()
+    {
+        if (SpoolFiles.CheckDirectory(Directory, create: true) is { } refusal)
+        {
+            throw new SpoolFileRefusedException(Directory, refusal);
+        }
+
+        if (!SpoolFiles.StillAt(_slotLock, Path.Combine(Directory, _prefix + ".journal.lock")))
+        {
+            var slot = Enumerable.Range(0, Slots).Select(s => (Prefix: Prefix(_ledger, s), Lock: TryLock(Directory, Prefix(_ledger, s))))
+                .FirstOrDefault(s => s.Lock is not null);
+            if (slot.Lock is null)
+            {
+                throw new IOException($"JobLog's journal directory {Directory} was made again, and every journal slot of this ledger is held by a live process.");
+            }
+
+            _slotLock.Dispose();
+            _slotLock = slot.Lock;
+            _prefix = slot.Prefix;
+            _next = Math.Max(_next, SegmentsOf(Directory, _prefix).Select(s => s.Number).DefaultIfEmpty(0).Max() + 1);
+        }
+
+        var written = 0;
+        var closed = new Queue<(string Path, long LastSequence, FileStream File)>();
+        foreach (var segment in _closed)
+        {
+            if (SpoolFiles.StillAt(segment.File, segment.Path))
+            {
+                closed.Enqueue(segment);
+                continue;
+            }
+
+            var (path, copy) = Copy(segment.File);
+            segment.File.Dispose();
+            closed.Enqueue((path, segment.LastSequence, copy));
+            written++;
+        }
+
+        _closed = closed;
+        if (_active is not null && !SpoolFiles.StillAt(_active, _activePath!))
+        {
+            var (path, copy) = Copy(_active);
+            _active.Dispose();
+            (_active, _activePath) = (copy, path);
+            written++;
+        }
+
+        Lost?.Invoke(Directory, written);
+    }
+
+    /// <summary>A new segment of this slot with <paramref name="segment"/>'s whole content (read through its open handle), open at its end.</summary>
+    private (string Path, FileStream File) Copy(FileStream segment)
+    {
+        var path = SegmentPath(Directory, _prefix, _next++);
+        var copy = SpoolFiles.Open(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete);
+        try
+        {
+            var end = segment.Position;
+            segment.Position = 0;
+            segment.CopyTo(copy);
+            segment.Position = end;
+            if (_flushToDisk)
+            {
+                copy.Flush(flushToDisk: true);
+            }
+        }
+        catch
+        {
+            copy.Dispose();
+            File.Delete(path);
+            throw;
+        }
+
+        return (path, copy);
     }
 
     private static string Hash(string ledger) => SpoolFiles.NameOf(ledger);
