@@ -115,6 +115,37 @@ public sealed class FaultTests
 
     [Test]
     [CancelAfter(300_000)]
+    public async Task JournalDirectoryDeletedDuringAnOutage_ThenThePublisherKilled_EverySendThatReturnedIsATask()
+    {
+        await using var world = await FaultWorld.SqliteAsync();
+        var publisher = await world.StartPublisherAsync(1_000_000);
+        await world.WaitUntilAsync(() => world.Published.Count >= 300, Drain, "300 probes published");
+
+        // An outage (the ledger locked by another program): nothing commits, so every send that returns from now on is
+        // only in the publisher's journal. Then its directory is deleted under it, and the publisher killed.
+        var outage = world.LockSqliteLedgerAsync(TimeSpan.FromSeconds(10));
+        var before = world.Published.Count;
+        await world.DeleteJournalDirectoryAsync();
+        await world.WaitUntilAsync(() => world.Published.Count >= before + 1000, Drain, "1000 probes published after the deletion");
+        await publisher.KillAsync();
+        await outage;
+
+        // The next process on the ledger replays what the killed one journaled.
+        await world.StartConsumerAsync();
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Published, Is.GreaterThanOrEqualTo(before + 1000));
+            Assert.That(tally.Lost, Is.Zero, "a send that returned after the deletion is a task too\n" + world.Tails());
+            Assert.That(tally.WithoutProducerFields, Is.Zero, $"the publisher's own records of every send reach the ledger, not only the consumer's seeds ({tally})");
+            Assert.That(world.Output, Does.Contain("[1102]"), "the publisher said its journal's files were deleted");
+        });
+    }
+
+    [Test]
+    [CancelAfter(300_000)]
     public async Task JournalOnAFullDisk_AcknowledgementsWaitForTheDatabase_NothingLost_RefusalsLoggedAtASteadyRate()
     {
         await using var world = await FaultWorld.SqliteAsync();

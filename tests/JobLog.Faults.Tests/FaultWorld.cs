@@ -323,6 +323,27 @@ internal sealed class FaultWorld : IAsyncDisposable
         await rollback.ExecuteNonQueryAsync();
     }
 
+    /// <summary>
+    /// Deletes the journal's and spool's directory with everything in it while the processes run, as an operator or a
+    /// temporary-file cleaner would (again while a process happens to create a file in it meanwhile).
+    /// </summary>
+    public async Task DeleteJournalDirectoryAsync()
+    {
+        var spool = Path.Combine(_directory, "spool");
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                Directory.Delete(spool, recursive: true);
+                return;
+            }
+            catch (IOException) when (attempt < 50 && Directory.Exists(spool))
+            {
+                await Task.Delay(10);
+            }
+        }
+    }
+
     /// <summary>The output of every process of the world so far.</summary>
     public string Output => string.Join("\n", _processes.Select(p => p.Process.Output));
 
