@@ -336,7 +336,7 @@ internal sealed class LedgerWriter(
         await store.CommitAsync(_executor, plan, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
 
         // Before the journal is checkpointed past them: a commit into a deleted (or replaced) file is in no ledger.
-        if (store.Database.HasMoved(_executor.Connection))
+        if (store.Database.HasMoved(_executor))
         {
             await LedgerMovedAsync(records.Count).ConfigureAwait(false);
             throw new LedgerMovedException(Ledger);

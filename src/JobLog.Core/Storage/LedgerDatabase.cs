@@ -114,12 +114,12 @@ internal abstract class LedgerDatabase
         string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false);
 
     /// <summary>
-    /// True when the ledger <paramref name="connection"/> writes to is no longer the one its connection string names: its
+    /// True when the ledger <paramref name="executor"/> writes to is no longer the one its connection string names: its
     /// file deleted or replaced at its path while the connection had it open (SQLite, <see cref="Sqlite.SqliteFileMoved"/>).
     /// Its commits then go into a file no one will read: the writer must not count them as committed (session 22). False
-    /// where a connection cannot outlive its database so (PostgreSQL).
+    /// where a connection cannot outlive its database so (PostgreSQL). Leaves the executor's connection as it is.
     /// </summary>
-    public virtual bool HasMoved(DbConnection connection) => false;
+    public virtual bool HasMoved(SqlExecutor executor) => false;
 
     /// <summary>
     /// After <see cref="HasMoved"/>: closes the connections kept open to the moved ledger, so that the next ones open the

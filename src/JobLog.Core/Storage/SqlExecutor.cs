@@ -11,6 +11,13 @@ internal abstract partial class SqlExecutor : IAsyncDisposable
 {
     public abstract DbConnection Connection { get; }
 
+    /// <summary>
+    /// The connection as opened, for checks that must leave its state alone (<see cref="LedgerDatabase.HasMoved"/>: the
+    /// SQLite executor's <see cref="Connection"/> switches the triggers its batches keep off back on, which recompiles its
+    /// prepared statements). Null when the database needs none.
+    /// </summary>
+    internal DbConnection? Opened { get; init; }
+
     /// <summary>Time spent per phase of <see cref="CommitAsync"/>, when a benchmark asks for it (ticks of <see cref="PhaseClock"/>).</summary>
     internal long[]? PhaseTicks { get; set; }
 

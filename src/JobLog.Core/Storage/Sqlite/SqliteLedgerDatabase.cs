@@ -147,7 +147,7 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
                 await SqliteSetup.WaitForTheDiskAsync(connection, cancellationToken).ConfigureAwait(false);
             }
 
-            return new SqliteExecutor(connection);
+            return new SqliteExecutor(connection) { Opened = connection };
         }
         catch
         {
@@ -156,8 +156,8 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
         }
     }
 
-    public override bool HasMoved(DbConnection connection) =>
-        connection is SqliteConnection { Handle: { } handle } && SqliteFileMoved.Check(handle);
+    public override bool HasMoved(SqlExecutor executor) =>
+        executor.Opened is SqliteConnection { Handle: { } handle } && SqliteFileMoved.Check(handle);
 
     // Every pool: the writer's, the contexts' and the heartbeat's connection strings differ (timeouts), and all of them
     // would go on using the moved file. An event of minutes' consequence, not of the hot path.
