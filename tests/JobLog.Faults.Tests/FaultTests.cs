@@ -396,6 +396,10 @@ public sealed class FaultTests
         {
             var consumer = await world.LaunchConsumerAsync();
             await world.WaitForALockWaitAsync(consumer, TimeSpan.FromSeconds(90));
+
+            // While the server answers, the start waits for the migration (as for an index build), probe after probe.
+            await Task.Delay(TimeSpan.FromSeconds(12.5)); // two and a half probes (LedgerStartupService.ProbeEvery: 5 s)
+            Assert.That(consumer.Output, Does.Not.Contain("fault-app ready"), "the start waits while the server answers\n" + consumer.Tail(30));
             await world.Postgres!.CutLinkAsync();
 
             // Without a bound, the start waited for TCP keepalive to give the session up: 30 s + 9 × 10 s.
