@@ -328,6 +328,34 @@ public sealed class FaultTests
 
     [Test]
     [CancelAfter(300_000)]
+    public async Task SqliteLedgerFileDeletedDuringLoad_EveryLaterProbeReachesTheLedgerMadeAgain()
+    {
+        await using var world = await FaultWorld.SqliteAsync();
+        await world.StartConsumerAsync();
+        await world.StartPublisherAsync(6000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+
+        // What the deleted file held is gone with it; what both processes acknowledge from then on must reach the ledger
+        // made again at its path, not the deleted file their connections still have open.
+        var (gonePublished, goneConsumed) = await world.DeleteSqliteLedgerAsync();
+
+        await world.WaitUntilAsync(() => world.Published.Count == 6000, Drain, "6000 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync(gonePublished, goneConsumed);
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Published, Is.GreaterThan(500), $"probes published after the deletion: {tally}");
+            Assert.That(tally.Lost, Is.Zero, $"{tally}\n{world.Tails()}");
+            Assert.That(tally.Stuck, Is.Zero);
+            Assert.That(tally.WithoutProducerFields, Is.Zero, "the publisher's own records reach the ledger made again, not only the consumer's seeds");
+            Assert.That(world.Output, Does.Contain("LedgerWriter[1023]"), "the processes said their ledger was deleted");
+        });
+    }
+
+    [Test]
+    [CancelAfter(300_000)]
     public async Task DatabaseSilentDuringLoad_AcknowledgementsGoOn_NothingLost_NoRunStaysActive()
     {
         await using var world = await FaultWorld.PostgresBehindLinkAsync();

@@ -324,6 +324,22 @@ internal sealed class FaultWorld : IAsyncDisposable
     }
 
     /// <summary>
+    /// Deletes the SQLite ledger's file (with its <c>-wal</c> and <c>-shm</c>: <c>rm ledger.db*</c>) while the processes
+    /// have it open, waits a second (so that nothing committed before the deletion is seen by the processes after it), and
+    /// returns the probes seen so far: what the deleted file may have held.
+    /// </summary>
+    public async Task<(IReadOnlySet<Guid> Published, IReadOnlySet<Guid> Consumed)> DeleteSqliteLedgerAsync()
+    {
+        foreach (var file in new[] { _sqliteFile!, _sqliteFile + "-wal", _sqliteFile + "-shm" })
+        {
+            File.Delete(file);
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(1));
+        return (Published, Consumed);
+    }
+
+    /// <summary>
     /// Deletes the journal's and spool's directory with everything in it while the processes run, as an operator or a
     /// temporary-file cleaner would (again while a process happens to create a file in it meanwhile).
     /// </summary>
