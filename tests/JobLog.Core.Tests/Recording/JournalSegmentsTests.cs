@@ -144,6 +144,20 @@ public class JournalSegmentsTests
     }
 
     [Test]
+    public void ASlotWhoseLockFileWasDeleted_IsLockedAgainByItsOwner_AtItsNextSegment()
+    {
+        using var running = JournalSegments.Claim(_root, Ledger, segmentBytes: 10, flushToDisk: false)!;
+        running.Append(Lines("closed-one"), 1);
+        var lockFile = Directory.GetFiles(_root, "*.journal.lock").Single();
+        File.Delete(lockFile);
+
+        running.Append(Lines("next"), 2);
+
+        Assert.That(File.Exists(lockFile), Is.True, "the owner made its slot's lock file again");
+        Assert.That(() => new FileStream(lockFile, FileMode.Open, FileAccess.ReadWrite, FileShare.None).Dispose(), Throws.InstanceOf<IOException>(), "and holds it");
+    }
+
+    [Test]
     public void JournalDirectoryDeletedWhileItsOwnerRuns_TheNextAppendMakesItAgain_WithEveryRecordNotYetCommitted()
     {
         var lost = new List<(string Directory, int Segments)>();

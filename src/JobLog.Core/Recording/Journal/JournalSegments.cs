@@ -181,6 +181,12 @@ internal sealed class JournalSegments : IDisposable
 
             if (_active is null)
             {
+                // Once a segment: a slot whose lock file a cleaner deleted looks free to the next process to start.
+                if (!SpoolFiles.StillAt(_slotLock, SlotLockPath))
+                {
+                    TakeASlotAgain();
+                }
+
                 _activePath = SegmentPath(Directory, _prefix, _next++);
                 _active = SpoolFiles.Open(_activePath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete);
                 _activeLength = 0;
@@ -277,19 +283,9 @@ internal sealed class JournalSegments : IDisposable
             throw new SpoolFileRefusedException(Directory, refusal);
         }
 
-        if (!SpoolFiles.StillAt(_slotLock, Path.Combine(Directory, _prefix + ".journal.lock")))
+        if (!SpoolFiles.StillAt(_slotLock, SlotLockPath))
         {
-            var slot = Enumerable.Range(0, Slots).Select(s => (Prefix: Prefix(_ledger, s), Lock: TryLock(Directory, Prefix(_ledger, s))))
-                .FirstOrDefault(s => s.Lock is not null);
-            if (slot.Lock is null)
-            {
-                throw new IOException($"JobLog's journal directory {Directory} was made again, and every journal slot of this ledger is held by a live process.");
-            }
-
-            _slotLock.Dispose();
-            _slotLock = slot.Lock;
-            _prefix = slot.Prefix;
-            _next = Math.Max(_next, SegmentsOf(Directory, _prefix).Select(s => s.Number).DefaultIfEmpty(0).Max() + 1);
+            TakeASlotAgain();
         }
 
         var written = 0;
@@ -318,6 +314,33 @@ internal sealed class JournalSegments : IDisposable
         }
 
         Lost?.Invoke(Directory, written);
+    }
+
+    private string SlotLockPath => Path.Combine(Directory, _prefix + ".journal.lock");
+
+    /// <summary>
+    /// This slot's lock file is gone (deleted, or its directory): locks it again, or, when another process took it
+    /// meanwhile, the first free slot; new segments go there (those not yet committed stay where they are, open).
+    /// </summary>
+    /// <exception cref="IOException">Every slot is held: the append is refused, and tried again at the next segment.</exception>
+    private void TakeASlotAgain()
+    {
+        var prefix = _prefix;
+        var held = TryLock(Directory, prefix);
+        for (var slot = 0; held is null && slot < Slots; slot++)
+        {
+            prefix = Prefix(_ledger, slot);
+            held = TryLock(Directory, prefix);
+        }
+
+        if (held is null)
+        {
+            throw new IOException($"JobLog's journal slot lock {SlotLockPath} was deleted, and every journal slot of this ledger is held by a live process.");
+        }
+
+        _slotLock.Dispose();
+        (_prefix, _slotLock) = (prefix, held);
+        _next = Math.Max(_next, SegmentsOf(Directory, _prefix).Select(s => s.Number).DefaultIfEmpty(0).Max() + 1);
     }
 
     /// <summary>A new segment of this slot with <paramref name="segment"/>'s whole content (read through its open handle), open at its end.</summary>
