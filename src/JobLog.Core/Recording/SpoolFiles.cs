@@ -177,15 +177,28 @@ internal static class SpoolFiles
     /// Whether <paramref name="stream"/>'s file is still the one at <paramref name="path"/>: false once it was deleted (its
     /// directory with it), renamed, or replaced. Where <c>statx</c> is not available, whether a file is at the path.
     /// </summary>
-    public static bool StillAt(FileStream stream, string path)
+    public static bool StillAt(FileStream stream, string path) => StillAt(IdentityOf(stream), path);
+
+    /// <summary>What <see cref="StillAt(Identity?, string)"/> compares: an open file's inode and device (null where <c>statx</c> is not available).</summary>
+    public static Identity? IdentityOf(FileStream stream) =>
+        Statx.Fstat(stream.SafeFileHandle) is { } opened ? new Identity(opened.Inode, opened.DeviceMajor, opened.DeviceMinor) : null;
+
+    /// <summary>
+    /// Whether the file of <paramref name="opened"/> (<see cref="IdentityOf"/>, taken once when it was opened) is still the
+    /// one at <paramref name="path"/>: one <c>statx</c> of the path. Null: whether a file is at the path.
+    /// </summary>
+    public static bool StillAt(Identity? opened, string path)
     {
-        if (Statx.Fstat(stream.SafeFileHandle) is not { } opened)
+        if (opened is not { } identity)
         {
             return File.Exists(path);
         }
 
-        return Statx.Lstat(path) is { } now && now.SameFileAs(opened);
+        return Statx.Lstat(path) is { } now && now.Inode == identity.Inode && now.DeviceMajor == identity.Major && now.DeviceMinor == identity.Minor;
     }
+
+    /// <summary>A file's inode and device.</summary>
+    public readonly record struct Identity(ulong Inode, uint Major, uint Minor);
 
     /// <summary><c>statx(2)</c> on Linux; <see cref="FileSystemInfo"/> elsewhere (no owner there).</summary>
     private static class Statx

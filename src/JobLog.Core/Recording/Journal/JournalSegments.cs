@@ -31,6 +31,7 @@ internal sealed class JournalSegments : IDisposable
     private Queue<(string Path, long LastSequence, FileStream File)> _closed = new();
     private readonly List<FileStream> _adoptedLocks = [];
     private FileStream? _active;
+    private SpoolFiles.Identity? _activeIdentity;
     private string? _activePath;
     private long _activeLast;
     private long _activeLength;
@@ -174,7 +175,7 @@ internal sealed class JournalSegments : IDisposable
     {
         lock (_lock)
         {
-            if (_active is not null ? !SpoolFiles.StillAt(_active, _activePath!) : !System.IO.Directory.Exists(Directory))
+            if (_active is not null ? !SpoolFiles.StillAt(_activeIdentity, _activePath!) : !System.IO.Directory.Exists(Directory))
             {
                 WriteAgain();
             }
@@ -189,6 +190,7 @@ internal sealed class JournalSegments : IDisposable
 
                 _activePath = SegmentPath(Directory, _prefix, _next++);
                 _active = SpoolFiles.Open(_activePath, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete);
+                _activeIdentity = SpoolFiles.IdentityOf(_active);
                 _activeLength = 0;
             }
 
@@ -309,7 +311,7 @@ internal sealed class JournalSegments : IDisposable
         {
             var (path, copy) = Copy(_active);
             _active.Dispose();
-            (_active, _activePath) = (copy, path);
+            (_active, _activePath, _activeIdentity) = (copy, path, SpoolFiles.IdentityOf(copy));
             written++;
         }
 
