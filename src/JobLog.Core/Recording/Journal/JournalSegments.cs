@@ -204,6 +204,13 @@ internal sealed class JournalSegments : IDisposable
             }
             catch (IOException)
             {
+                if (_activeLength == 0)
+                {
+                    // Nothing of it was counted: deleted rather than kept open (a full disk refuses group after group).
+                    Discard();
+                    throw;
+                }
+
                 // A partial line may be at the end: the segment is closed here, so the next append starts a new one and
                 // a replay counts the cut line instead of merging it with the next record.
                 Close(_activeLast);
@@ -266,6 +273,18 @@ internal sealed class JournalSegments : IDisposable
         if (_active is not null && _activePath is not null)
         {
             _closed.Enqueue((_activePath, lastSequence, _active));
+        }
+
+        _active = null;
+        _activePath = null;
+    }
+
+    private void Discard()
+    {
+        _active?.Dispose();
+        if (_activePath is not null)
+        {
+            File.Delete(_activePath);
         }
 
         _active = null;
