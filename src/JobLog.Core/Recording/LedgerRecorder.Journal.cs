@@ -35,7 +35,7 @@ internal sealed partial class LedgerRecorder
 
             var refusals = new JournalRefusals(_logger, _time, _metrics.JournalRefused.Add);
             _waiters.SetJournalUsable();
-            return new LedgerJournal(segments, _masking.Apply, _waiters.Journaled, refusals, _waiters.JournalRefused);
+            return new LedgerJournal(segments, _masking.Apply, _waiters.Journaled, refusals, _waiters.JournalRefused, _time);
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

@@ -21,7 +21,33 @@ public class LedgerJournalTests
     public void SetUp() => _root = Directory.CreateTempSubdirectory("joblog-test-ledger-journal-").FullName;
 
     [TearDown]
-    public void TearDown() => Directory.Delete(_root, recursive: true);
+    public void TearDown()
+    {
+        if (Directory.Exists(_root))
+        {
+            Directory.Delete(_root, recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task JournalDirectoryDeletedWhileTheJournalIsIdle_ItsUncommittedRecordsAreInAFileAgainWithoutWaitingForTheNextRecord()
+    {
+        var journaled = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var segments = JournalSegments.Claim(_root, "Data Source=ledger-journal-test.db", 1 << 20, flushToDisk: false)!;
+        var refusals = new JournalRefusals(NullLogger.Instance, TimeProvider.System, _ => { });
+        var id = Guid.NewGuid();
+        await using var journal = new LedgerJournal(segments, record => record, last => journaled.TrySetResult(last), refusals, _ => Assert.Fail("nothing is refused"));
+        journal.Append(new QueuedRecord(new RunNextRetryKnown(id, DateTime.UtcNow), 1));
+        await journaled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        // Acknowledged, not committed; then the directory goes, and no other record comes to notice it.
+        Directory.Delete(_root, recursive: true);
+
+        await LedgerHost.EventuallyAsync(
+            () => Task.FromResult(Directory.Exists(_root) && Directory.GetFiles(_root, "*.journal").Any(f => File.ReadAllText(f).Contains(id.ToString(), StringComparison.OrdinalIgnoreCase))),
+            TimeSpan.FromSeconds(10),
+            "the uncommitted record is in a segment at the journal's path again");
+    }
 
     [Test]
     public async Task TakeMasked_ReturnsTheRecordAsTheJournalMaskedIt_OncePerSequence()

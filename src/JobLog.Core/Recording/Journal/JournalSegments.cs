@@ -227,6 +227,23 @@ internal sealed class JournalSegments : IDisposable
         }
     }
 
+    /// <summary>
+    /// Between appends (the journal's thread, idle): the same check as at the start of <see cref="Append"/>, so that files
+    /// deleted under an idle journal are written again without waiting for the next record. Nothing to do when every
+    /// record is committed.
+    /// </summary>
+    /// <exception cref="IOException">They cannot be written again (tried again at the next check or append).</exception>
+    public void CheckFiles()
+    {
+        lock (_lock)
+        {
+            if (_active is not null ? !SpoolFiles.StillAt(_activeIdentity, _activePath!) : _closed.Count > 0 && !System.IO.Directory.Exists(Directory))
+            {
+                WriteAgain();
+            }
+        }
+    }
+
     /// <summary>Every record up to <paramref name="committed"/> is in the database: the segments holding only such records are deleted.</summary>
     public void Checkpoint(long committed)
     {

@@ -19,6 +19,9 @@ internal sealed class LedgerJournal : IAsyncDisposable
 {
     private const int MaxGroup = 4096;
 
+    /// <summary>How often an idle journal checks that its files are still there (<see cref="JournalSegments.CheckFiles"/>).</summary>
+    internal static readonly TimeSpan IdleCheck = TimeSpan.FromSeconds(1);
+
     // Records as masked for the journal, in the order of sequences, for the writer (one masking per record). Holds no
     // more than the records between the journal and the writer: the writer drops what it took before the journal.
     private readonly ConcurrentQueue<QueuedRecord> _masked = new();
@@ -31,6 +34,7 @@ internal sealed class LedgerJournal : IAsyncDisposable
     private readonly Action<long> _journaled;
     private readonly JournalRefusals _refusals;
     private readonly Action<long> _refused;
+    private readonly TimeProvider _time;
     private readonly Task _loop;
 
     public LedgerJournal(
@@ -38,8 +42,10 @@ internal sealed class LedgerJournal : IAsyncDisposable
         Func<LedgerRecord, LedgerRecord> forDisk,
         Action<long> journaled,
         JournalRefusals refusals,
-        Action<long> refused)
+        Action<long> refused,
+        TimeProvider? time = null)
     {
+        _time = time ?? TimeProvider.System;
         _refused = refused;
         _segments = segments;
         _forDisk = forDisk;
@@ -108,7 +114,7 @@ internal sealed class LedgerJournal : IAsyncDisposable
         var scratch = new ArrayBufferWriter<byte>(4 * 1024);
         using var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
         var reader = _pending.Reader;
-        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        while (await WaitToReadAsync(reader).ConfigureAwait(false))
         {
             buffer.ResetWrittenCount();
             var last = 0L;
@@ -149,6 +155,41 @@ internal sealed class LedgerJournal : IAsyncDisposable
             {
                 _refusals.Failed(ex, count);
                 _refused(last);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Waits for records; while none come, checks every <see cref="IdleCheck"/> that the files are still there: records
+    /// acknowledged before the journal's directory was deleted are then in a file again within about that time, not only
+    /// at the next record (session 22).
+    /// </summary>
+    private async ValueTask<bool> WaitToReadAsync(ChannelReader<QueuedRecord> reader)
+    {
+        var next = reader.WaitToReadAsync();
+        if (next.IsCompleted)
+        {
+            return await next.ConfigureAwait(false);
+        }
+
+        var waiting = next.AsTask();
+        while (true)
+        {
+            using var idle = new CancellationTokenSource();
+            var check = Task.Delay(IdleCheck, _time, idle.Token);
+            if (await Task.WhenAny(waiting, check).ConfigureAwait(false) == waiting)
+            {
+                await idle.CancelAsync().ConfigureAwait(false);
+                return await waiting.ConfigureAwait(false);
+            }
+
+            try
+            {
+                _segments.CheckFiles();
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                _refusals.Failed(ex, 0);
             }
         }
     }
