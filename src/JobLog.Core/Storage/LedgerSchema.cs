@@ -184,6 +184,7 @@ internal sealed class LedgerStartupService(LedgerSchema schema, JobLogContextFac
             }
         }
 
+        cancellationToken.ThrowIfCancellationRequested();
         await migration.ConfigureAwait(false);
     }
 
