@@ -165,6 +165,7 @@ internal sealed class LedgerStartupService(LedgerSchema schema, JobLogContextFac
 
     private readonly CancellationTokenSource _stopping = new();
     private Task? _migration;
+    private bool _disposed;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -208,6 +209,12 @@ internal sealed class LedgerStartupService(LedgerSchema schema, JobLogContextFac
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        if (_disposed)
+        {
+            // A host stopped again after its disposal (a test's second dispose): nothing of this start is left to stop.
+            return;
+        }
+
         await _stopping.CancelAsync().ConfigureAwait(false);
         if (_migration is { } migration)
         {
@@ -222,5 +229,9 @@ internal sealed class LedgerStartupService(LedgerSchema schema, JobLogContextFac
         }
     }
 
-    public void Dispose() => _stopping.Dispose();
+    public void Dispose()
+    {
+        _disposed = true;
+        _stopping.Dispose();
+    }
 }

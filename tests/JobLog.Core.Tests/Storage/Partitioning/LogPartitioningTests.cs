@@ -32,6 +32,7 @@ public class LogPartitioningTests
         if (_host is not null)
         {
             await _host.DisposeAsync();
+            _host = null;
         }
     }
 
