@@ -40,6 +40,38 @@ internal sealed class BusRunObserver(IRunsWithBus runner) : IBusObserver
     public Task StopFaulted(IBus bus, Exception exception) => Task.CompletedTask;
 }
 
+/// <summary>
+/// Starts the JobLog scheduler's dispatcher with each bus and stops it with the last one: the container's bus observers
+/// are connected to every bus of the application, and the dispatcher sends each message through the bus its
+/// destination belongs to.
+/// </summary>
+internal sealed class SchedulerBusObserver(JobLog.MassTransit.Scheduling.ScheduledMessageDispatcher dispatcher) : IBusObserver
+{
+    public void PostCreate(IBus bus)
+    {
+    }
+
+    public void CreateFaulted(Exception exception)
+    {
+    }
+
+    public Task PreStart(IBus bus) => Task.CompletedTask;
+
+    public Task PostStart(IBus bus, Task<BusReady> busReady)
+    {
+        dispatcher.Start(bus, busReady);
+        return Task.CompletedTask;
+    }
+
+    public Task StartFaulted(IBus bus, Exception exception) => dispatcher.StopAsync(bus);
+
+    public Task PreStop(IBus bus) => dispatcher.StopAsync(bus);
+
+    public Task PostStop(IBus bus) => Task.CompletedTask;
+
+    public Task StopFaulted(IBus bus, Exception exception) => Task.CompletedTask;
+}
+
 /// <summary>What a message sent again keeps of its stored envelope.</summary>
 internal static class StoredEnvelope
 {

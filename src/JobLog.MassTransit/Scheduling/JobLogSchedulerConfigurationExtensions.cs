@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using JobLog;
 using JobLog.MassTransit.Internal;
 using JobLog.MassTransit.Scheduling;
@@ -30,15 +31,72 @@ public static class JobLogSchedulerConfigurationExtensions
     public static IBusRegistrationConfigurator AddJobLogScheduler(this IBusRegistrationConfigurator configurator, Action<JobLogSchedulerOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(configurator);
+        var registration = AddShared(configurator, configure);
+        if (FirstOnThisBus(configurator))
+        {
+            configurator.AddMessageScheduler(registration.Address);
+            AddToBus(configurator, registration);
+        }
+
+        return configurator;
+    }
+
+    /// <summary>
+    /// Adds the JobLog scheduler to a second bus (<c>AddMassTransit&lt;TBus&gt;(x =&gt; x.AddJobLogScheduler())</c>): the
+    /// scheduler's queue on that bus's broker, <c>AddMessageScheduler&lt;TBus&gt;</c> and <c>UseMessageScheduler</c> on its
+    /// endpoints, as <see cref="AddJobLogScheduler(IBusRegistrationConfigurator, Action{JobLogSchedulerOptions})"/> does
+    /// for the bus. Every bus that schedules, redelivers with <c>UseScheduledRedelivery</c> or sends with an ETA needs
+    /// it. The buses share the options (the first call's queue name), the ledger's table and one dispatcher, which sends
+    /// each message through the bus whose broker its destination names. Idempotent per bus.
+    /// </summary>
+    /// <typeparam name="TBus">The bus's interface.</typeparam>
+    /// <param name="configurator">The bus registration (<c>x</c> in <c>AddMassTransit&lt;TBus&gt;(x =&gt; ...)</c>).</param>
+    /// <param name="configure">Adjusts the scheduler's options (shared by every bus).</param>
+    /// <returns>The configurator.</returns>
+    /// <exception cref="ConfigurationException">When the bus is created without <c>services.AddJobLog(...)</c>.</exception>
+    /// <exception cref="OptionsValidationException">At start-up, on options out of range.</exception>
+    public static IBusRegistrationConfigurator<TBus> AddJobLogScheduler<TBus>(this IBusRegistrationConfigurator<TBus> configurator, Action<JobLogSchedulerOptions>? configure = null)
+        where TBus : class, IBus
+    {
+        ArgumentNullException.ThrowIfNull(configurator);
+        var registration = AddShared(configurator, configure);
+        if (FirstOnThisBus(configurator))
+        {
+            configurator.AddMessageScheduler<TBus>(registration.Address);
+            AddToBus(configurator, registration);
+        }
+
+        return configurator;
+    }
+
+    private static readonly ConditionalWeakTable<IBusRegistrationConfigurator, object> s_buses = new();
+
+    private static bool FirstOnThisBus(IBusRegistrationConfigurator configurator)
+    {
+        lock (s_buses)
+        {
+            if (s_buses.TryGetValue(configurator, out _))
+            {
+                return false;
+            }
+
+            s_buses.Add(configurator, new object());
+            return true;
+        }
+    }
+
+    /// <summary>What every bus shares, registered once in the container: options, registration, store, dispatcher, observers.</summary>
+    private static JobLogSchedulerRegistration AddShared(IBusRegistrationConfigurator configurator, Action<JobLogSchedulerOptions>? configure)
+    {
         var options = configurator.AddOptions<JobLogSchedulerOptions>();
         if (configure is not null)
         {
             options.Configure(configure);
         }
 
-        if (configurator.Any(d => d.ServiceType == typeof(JobLogSchedulerRegistration)))
+        if (configurator.FirstOrDefault(d => d.ServiceType == typeof(JobLogSchedulerRegistration))?.ImplementationInstance is JobLogSchedulerRegistration existing)
         {
-            return configurator;
+            return existing;
         }
 
         var initial = new JobLogSchedulerOptions();
@@ -54,6 +112,7 @@ public static class JobLogSchedulerConfigurationExtensions
         configurator.AddSingleton(registration);
         configurator.TryAddSingleton<ScheduledMessageStore>();
         configurator.TryAddSingleton<ScheduledMessageDispatcher>();
+        // Bus and receive endpoint observers in the container are connected to every bus of the application.
         configurator.AddBusObserver(provider =>
         {
             if (provider.GetService<LedgerRecorder>() is null)
@@ -62,12 +121,16 @@ public static class JobLogSchedulerConfigurationExtensions
                     "AddJobLogScheduler stores scheduled messages in the ledger: call services.AddJobLog(o => o.UseSqlite(...)) before AddMassTransit.");
             }
 
-            return new BusRunObserver(provider.GetRequiredService<ScheduledMessageDispatcher>());
+            return new SchedulerBusObserver(provider.GetRequiredService<ScheduledMessageDispatcher>());
         });
         configurator.AddReceiveEndpointObserver(_ => new SchedulerEndpointObserver(registration));
-        configurator.AddMessageScheduler(registration.Address);
+        return registration;
+    }
+
+    /// <summary>What each bus needs of its own: the scheduler's queue and the scheduler on its endpoints.</summary>
+    private static void AddToBus(IBusRegistrationConfigurator configurator, JobLogSchedulerRegistration registration)
+    {
         configurator.AddConsumer<JobLogSchedulerConsumer, JobLogSchedulerConsumerDefinition>();
         configurator.AddConfigureEndpointsCallback((_, endpoint) => endpoint.UseMessageScheduler(registration.Address));
-        return configurator;
     }
 }

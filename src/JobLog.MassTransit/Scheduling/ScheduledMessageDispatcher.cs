@@ -14,8 +14,14 @@ namespace JobLog.MassTransit.Scheduling;
 /// Sends stored messages when they fall due: claim (a lease) → send (the broker confirms) → mark sent. It sleeps until
 /// the next due message, wakes early when this process stores an earlier one, and never sleeps longer than
 /// <see cref="JobLogSchedulerOptions.PollInterval"/>. Runs while the bus runs (started and stopped by
-/// <see cref="BusRunObserver"/>); a stop lets the sends in flight finish and gives the rest of the claim back.
+/// <see cref="SchedulerBusObserver"/>); a stop lets the sends in flight finish and gives the rest of the claim back.
 /// </summary>
+/// <remarks>
+/// An application with several buses (<c>AddMassTransit&lt;TOtherBus&gt;</c>) starts it from each of them: every bus
+/// observer in the container is connected to every bus. Each stored message is sent through the bus whose broker its
+/// destination names (the longest host address that prefixes it): sent through another bus, a message for another
+/// virtual host or broker was confirmed by the wrong broker and never delivered. It runs until the last bus stops.
+/// </remarks>
 internal sealed class ScheduledMessageDispatcher(
     ScheduledMessageStore store,
     IOptions<JobLogSchedulerOptions> options,
@@ -28,7 +34,7 @@ internal sealed class ScheduledMessageDispatcher(
     private DateTime _sleepingUntil = DateTime.MaxValue;
     private CancellationTokenSource? _stopping;
     private Task? _loop;
-    private IBus? _bus;
+    private readonly List<(IBus Bus, string Host)> _buses = [];
     private DateTime _nextPurge = DateTime.MinValue;
 
     /// <summary>Until when the dispatcher sleeps; <see cref="DateTime.MaxValue"/> while it works (tests wait for it).</summary>
@@ -58,21 +64,46 @@ internal sealed class ScheduledMessageDispatcher(
         }
     }
 
-    /// <summary>Starts dispatching once <paramref name="busReady"/> completes. Idempotent.</summary>
+    /// <summary>
+    /// Starts dispatching once <paramref name="busReady"/> completes, through <paramref name="bus"/> among the buses
+    /// already started. Idempotent.
+    /// </summary>
     public void Start(IBus bus, Task busReady)
     {
         lock (_lock)
         {
+            if (!_buses.Exists(b => ReferenceEquals(b.Bus, bus)))
+            {
+                _buses.Add((bus, HostOf(bus.Address)));
+            }
+
             if (_loop is not null)
             {
                 return;
             }
 
-            _bus = bus;
             _stopping = new CancellationTokenSource();
             var stopping = _stopping.Token;
             _loop = Task.Run(() => RunAsync(busReady, stopping), CancellationToken.None);
         }
+    }
+
+    /// <summary>
+    /// <paramref name="bus"/> stops: nothing more is sent through it; the dispatcher stops with the last bus
+    /// (<see cref="StopAsync()"/>).
+    /// </summary>
+    public Task StopAsync(IBus bus)
+    {
+        lock (_lock)
+        {
+            _buses.RemoveAll(b => ReferenceEquals(b.Bus, bus));
+            if (_buses.Count > 0)
+            {
+                return Task.CompletedTask;
+            }
+        }
+
+        return StopAsync();
     }
 
     /// <summary>Stops: no new claim or send; sends in flight finish and are marked; unsent claims are given back.</summary>
@@ -86,6 +117,7 @@ internal sealed class ScheduledMessageDispatcher(
             stopping = _stopping;
             _loop = null;
             _stopping = null;
+            _buses.Clear();
         }
 
         if (stopping is null || loop is null)
@@ -96,6 +128,43 @@ internal sealed class ScheduledMessageDispatcher(
         await stopping.CancelAsync().ConfigureAwait(false);
         await loop.ConfigureAwait(false);
         stopping.Dispose();
+    }
+
+    /// <summary>
+    /// The bus whose broker <paramref name="destination"/> names: the longest host address (a bus's address without
+    /// its own queue) that prefixes it; the first bus started when none does (a destination this process's buses
+    /// do not name).
+    /// </summary>
+    internal IBus BusFor(string destination)
+    {
+        lock (_lock)
+        {
+            if (_buses.Count == 0)
+            {
+                throw new InvalidOperationException("The dispatcher has no bus: it starts with the bus.");
+            }
+
+            var chosen = _buses[0];
+            var length = -1;
+            foreach (var candidate in _buses)
+            {
+                if (candidate.Host.Length > length && destination.StartsWith(candidate.Host, StringComparison.OrdinalIgnoreCase))
+                {
+                    chosen = candidate;
+                    length = candidate.Host.Length;
+                }
+            }
+
+            return chosen.Bus;
+        }
+    }
+
+    /// <summary><c>rabbitmq://host/vhost/</c> of a bus at <c>rabbitmq://host/vhost/bus-queue</c>.</summary>
+    private static string HostOf(Uri busAddress)
+    {
+        var text = busAddress.GetLeftPart(UriPartial.Path);
+        var slash = text.LastIndexOf('/');
+        return slash < 0 ? text : text[..(slash + 1)];
     }
 
     private async Task RunAsync(Task busReady, CancellationToken stopping)
@@ -172,7 +241,6 @@ internal sealed class ScheduledMessageDispatcher(
     /// <returns>When the next message falls due, if any is stored.</returns>
     internal async Task<DateTime?> DispatchDueAsync(CancellationToken stopping)
     {
-        var bus = _bus ?? throw new InvalidOperationException("The dispatcher has no bus: it starts with the bus.");
         while (!stopping.IsCancellationRequested)
         {
             var now = UtcNow;
@@ -186,7 +254,7 @@ internal sealed class ScheduledMessageDispatcher(
                 break;
             }
 
-            await SendBatchAsync(bus, claimToken, claimed, now + _options.ClaimLease, stopping).ConfigureAwait(false);
+            await SendBatchAsync(claimToken, claimed, now + _options.ClaimLease, stopping).ConfigureAwait(false);
             if (claimed.Count < _options.BatchSize)
             {
                 break;
@@ -197,7 +265,7 @@ internal sealed class ScheduledMessageDispatcher(
         return await store.NextDueAsync(CancellationToken.None).ConfigureAwait(false);
     }
 
-    private async Task SendBatchAsync(IBus bus, Guid claimToken, IReadOnlyList<ClaimedMessage> claimed, DateTime leaseEnd, CancellationToken stopping)
+    private async Task SendBatchAsync(Guid claimToken, IReadOnlyList<ClaimedMessage> claimed, DateTime leaseEnd, CancellationToken stopping)
     {
         var sent = new ConcurrentBag<Guid>();
         var unsent = new ConcurrentBag<Guid>();
@@ -217,7 +285,7 @@ internal sealed class ScheduledMessageDispatcher(
                 try
                 {
                     using var timeout = new CancellationTokenSource(halfLease, time);
-                    await SendAsync(bus, message, timeout.Token).ConfigureAwait(false);
+                    await SendAsync(BusFor(message.Destination), message, timeout.Token).ConfigureAwait(false);
                     sent.Add(message.Id);
                 }
                 catch (Exception ex)
