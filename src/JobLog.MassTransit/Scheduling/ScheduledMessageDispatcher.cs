@@ -34,7 +34,7 @@ internal sealed class ScheduledMessageDispatcher(
     private DateTime _sleepingUntil = DateTime.MaxValue;
     private CancellationTokenSource? _stopping;
     private Task? _loop;
-    private readonly List<(IBus Bus, string Host)> _buses = [];
+    private readonly BusDirectory _buses = new();
     private DateTime _nextPurge = DateTime.MinValue;
 
     /// <summary>Until when the dispatcher sleeps; <see cref="DateTime.MaxValue"/> while it works (tests wait for it).</summary>
@@ -72,11 +72,7 @@ internal sealed class ScheduledMessageDispatcher(
     {
         lock (_lock)
         {
-            if (!_buses.Exists(b => ReferenceEquals(b.Bus, bus)))
-            {
-                _buses.Add((bus, HostOf(bus.Address)));
-            }
-
+            _buses.Add(bus);
             if (_loop is not null)
             {
                 return;
@@ -96,8 +92,7 @@ internal sealed class ScheduledMessageDispatcher(
     {
         lock (_lock)
         {
-            _buses.RemoveAll(b => ReferenceEquals(b.Bus, bus));
-            if (_buses.Count > 0)
+            if (_buses.Remove(bus) > 0)
             {
                 return Task.CompletedTask;
             }
@@ -130,42 +125,9 @@ internal sealed class ScheduledMessageDispatcher(
         stopping.Dispose();
     }
 
-    /// <summary>
-    /// The bus whose broker <paramref name="destination"/> names: the longest host address (a bus's address without
-    /// its own queue) that prefixes it; the first bus started when none does (a destination this process's buses
-    /// do not name).
-    /// </summary>
-    internal IBus BusFor(string destination)
-    {
-        lock (_lock)
-        {
-            if (_buses.Count == 0)
-            {
-                throw new InvalidOperationException("The dispatcher has no bus: it starts with the bus.");
-            }
-
-            var chosen = _buses[0];
-            var length = -1;
-            foreach (var candidate in _buses)
-            {
-                if (candidate.Host.Length > length && destination.StartsWith(candidate.Host, StringComparison.OrdinalIgnoreCase))
-                {
-                    chosen = candidate;
-                    length = candidate.Host.Length;
-                }
-            }
-
-            return chosen.Bus;
-        }
-    }
-
-    /// <summary><c>rabbitmq://host/vhost/</c> of a bus at <c>rabbitmq://host/vhost/bus-queue</c>.</summary>
-    private static string HostOf(Uri busAddress)
-    {
-        var text = busAddress.GetLeftPart(UriPartial.Path);
-        var slash = text.LastIndexOf('/');
-        return slash < 0 ? text : text[..(slash + 1)];
-    }
+    /// <summary>The bus whose broker <paramref name="destination"/> names, else the first bus started.</summary>
+    internal IBus BusFor(string destination) =>
+        _buses.For(destination, null) ?? throw new InvalidOperationException("The dispatcher has no bus: it starts with the bus.");
 
     private async Task RunAsync(Task busReady, CancellationToken stopping)
     {

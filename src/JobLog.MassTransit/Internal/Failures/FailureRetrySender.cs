@@ -60,7 +60,13 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
         provider.GetRequiredService<RetrySignal>(),
         provider.GetRequiredService<IOptions<JobLogOptions>>(),
         provider.GetRequiredService<TimeProvider>(),
-        provider.GetRequiredService<ILoggerFactory>().CreateLogger("JobLog.MassTransit.Failures"));
+        provider.GetRequiredService<ILoggerFactory>().CreateLogger("JobLog.MassTransit.Failures"))
+    {
+        Buses = BusDirectory.Of(provider.GetRequiredService<JobLog.Recording.LedgerRecorder>()),
+    };
+
+    /// <summary>The application's running buses (several with <c>AddMassTransit&lt;TBus&gt;</c>); null in unit tests.</summary>
+    public BusDirectory? Buses { get; init; }
 
     /// <summary>Starts sending once <paramref name="busReady"/> completes. Idempotent.</summary>
     public void Start(IBus bus, Task busReady)
@@ -201,7 +207,7 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
                 using var deadline = new CancellationTokenSource(SendDeadline(retry.Item), _time);
                 try
                 {
-                    await retry.SendAsync(bus, _time, deadline.Token).ConfigureAwait(false);
+                    await retry.SendAsync(Buses?.For(retry.Message.InputAddress, bus) ?? bus, _time, deadline.Token).ConfigureAwait(false);
                 }
                 catch (OperationCanceledException) when (deadline.IsCancellationRequested)
                 {

@@ -23,6 +23,8 @@ internal static class FailureWiring
             configurator.ConnectEndpointConfigurationObserver(new LedgerErrorStoreObserver());
         }
 
-        configurator.ConnectBusObserver(new BusRunObserver(FailureRetrySender.Create(provider)));
+        // One sender per bus; each sends a retry through the bus whose broker the kept message's input address names.
+        var sender = FailureRetrySender.Create(provider);
+        configurator.ConnectBusObserver(new BusRunObserver(sender, sender.Buses));
     }
 }
