@@ -99,7 +99,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
         await bus.Host.FlushAsync();
         foreach (var t in (await bus.Host.TasksAsync()).OrderBy(t => t.DispatchedAt))
         {
-            TestContext.Out.WriteLine($"{t.Id} internal={t.IsInternal} {Describe(t)}");
+            TestContext.Out.WriteLine($"{t.Id} internal={t.IsInternal} dispatched={t.DispatchedAt:O} expires={t.Expires:O} {Describe(t)}");
             foreach (var r in t.Runs.OrderBy(r => r.Start))
             {
                 TestContext.Out.WriteLine($"    run {r.Id} {r.ConsumerType} q={r.QueueName} #{r.Retries} {r.State} start={r.Start:O} stop={r.Stop:O} next={r.EstimatedTimeOfNextRetry:O} redelivered={r.Redelivered}");
