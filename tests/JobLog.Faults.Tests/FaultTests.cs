@@ -379,15 +379,11 @@ public sealed class FaultTests
     public async Task ConnectionLostSilentlyWhileAStartWaitsInItsMigration_TheProcessStarts()
     {
         await using var world = await FaultWorld.PostgresBehindLinkAsync();
-        await world.StartConsumerAsync();
-        await world.StopAllAsync();
 
         // Another process migrates (holds the history); this one waits in its migration, which has no time limit.
-        await using (await world.LockMigrationsHistoryAsync())
+        var (history, consumer) = await world.ConsumerWaitingInItsMigrationAsync();
+        await using (history)
         {
-            var consumer = await world.LaunchConsumerAsync();
-            await world.WaitForALockWaitAsync(consumer, TimeSpan.FromSeconds(90));
-
             // The connection's state is lost on the way (a NAT gateway's idle timeout, a failover): the session the start
             // waits on is gone, and nothing tells the process (the reset is lost; afterwards it sends nothing itself).
             await world.Postgres!.CutLinkAsync();
@@ -398,16 +394,7 @@ public sealed class FaultTests
         }
 
         await world.StartPublisherAsync(200);
-        await world.WaitUntilAsync(() => world.Published.Count == 200, Drain, "200 probes published");
-        await world.DrainAsync(Drain);
-        await world.StopAllAsync();
-
-        var tally = await world.TallyAsync();
-        Assert.Multiple(() =>
-        {
-            Assert.That(tally.Lost, Is.Zero, world.Tails);
-            Assert.That(tally.Stuck, Is.Zero);
-        });
+        await AssertEveryProbeReachesTheLedgerAsync(world, 200);
     }
 
     [Test]
@@ -415,16 +402,12 @@ public sealed class FaultTests
     public async Task ServerSilentWhileAStartMigrates_TheStartGoesOnAfterABoundedWait_AndNothingIsLost()
     {
         await using var world = await FaultWorld.PostgresBehindLinkAsync();
-        await world.StartConsumerAsync();
-        await world.StopAllAsync();
 
         // Another process migrates (holds the history); this one waits in its migration, which has no time limit. Then the
         // server falls silent (the link cut: every packet dropped, nothing refused), and stays so.
-        await using (await world.LockMigrationsHistoryAsync())
+        var (history, consumer) = await world.ConsumerWaitingInItsMigrationAsync();
+        await using (history)
         {
-            var consumer = await world.LaunchConsumerAsync();
-            await world.WaitForALockWaitAsync(consumer, TimeSpan.FromSeconds(90));
-
             // While the server answers, the start waits for the migration (as for an index build), probe after probe.
             await Task.Delay(TimeSpan.FromSeconds(12.5)); // two and a half probes (LedgerStartupService.ProbeEvery: 5 s)
             Assert.That(consumer.Output, Does.Not.Contain("fault-app ready"), "the start waits while the server answers\n" + consumer.Tail(30));
@@ -440,16 +423,7 @@ public sealed class FaultTests
             await world.Postgres.RestoreLinkAsync();
         }
 
-        await world.DrainAsync(Drain);
-        await world.StopAllAsync();
-        var tally = await world.TallyAsync();
-        Assert.Multiple(() =>
-        {
-            Assert.That(tally.Published, Is.EqualTo(200));
-            Assert.That(tally.Lost, Is.Zero, world.Tails);
-            Assert.That(tally.Stuck, Is.Zero);
-            Assert.That(tally.Tasks, Is.EqualTo(200));
-        });
+        await AssertEveryProbeReachesTheLedgerAsync(world, 200);
     }
 
     /// <summary>

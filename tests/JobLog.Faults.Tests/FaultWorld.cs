@@ -223,6 +223,21 @@ internal sealed class FaultWorld : IAsyncDisposable
         return connection;
     }
 
+    /// <summary>
+    /// A consumer whose start waits in its migration: the ledger migrated once by a consumer started and stopped, then the
+    /// migrations history held by the test (<see cref="LockMigrationsHistoryAsync"/>, returned: disposing it lets the
+    /// migration go on) and a consumer launched, until its session waits for the lock.
+    /// </summary>
+    public async Task<(NpgsqlConnection History, ChildProcess Consumer)> ConsumerWaitingInItsMigrationAsync()
+    {
+        await StartConsumerAsync();
+        await StopAllAsync();
+        var history = await LockMigrationsHistoryAsync();
+        var consumer = await LaunchConsumerAsync();
+        await WaitForALockWaitAsync(consumer, TimeSpan.FromSeconds(90));
+        return (history, consumer);
+    }
+
     /// <summary>Waits until a session of the ledger's server waits for a lock (the process started meanwhile is migrating).</summary>
     public async Task WaitForALockWaitAsync(ChildProcess process, TimeSpan timeout)
     {
