@@ -26,14 +26,28 @@ public sealed partial record FailureSignature(string ExceptionType, string? Fram
     private static readonly string[] s_frameworkPrefixes = ["MassTransit.", "System.", "Microsoft.", "Npgsql.", "RabbitMQ.", "Polly."];
 
     /// <summary>
-    /// JobLog's own code: its integrations' namespaces and every namespace (or, in the root namespace, every type) of
-    /// Core, so that an application's <c>JobLog.*</c>-named code (a test project, say) still counts as the application's.
+    /// The integrations' own namespaces and root-namespace types, named one by one (Core cannot see their assemblies;
+    /// each integration's tests check that this list covers every type it has), so that an application's code in
+    /// <c>JobLog.MassTransit.Tests</c> or <c>JobLog.AspNetCore.Sample</c> still counts as the application's.
+    /// </summary>
+    private static readonly string[] s_integrationPrefixes =
+    [
+        "JobLog.MassTransit.Internal.", "JobLog.MassTransit.Scheduling.",
+        "JobLog.AspNetCore.Dashboard.", "JobLog.AspNetCore.Requests.",
+        "JobLog.JobLogSchedulerOptions.", "JobLog.JobLogSchedulerOptionsValidator.",
+        "JobLog.JobLogExemptAttribute.", "JobLog.HideRequestBodyAttribute.", "JobLog.JobLogSlugAttribute.",
+        "JobLog.JobLogRequestOptions.", "JobLog.JobLogRequestOptionsValidator.",
+    ];
+
+    /// <summary>
+    /// JobLog's own code: every namespace (or, in the root namespace, every type) of Core and of its integrations, so
+    /// that an application's <c>JobLog.*</c>-named code (a test project, say) still counts as the application's.
     /// </summary>
     private static readonly Lazy<string[]> s_jobLogPrefixes = new(() =>
         typeof(FailureSignature).Assembly.GetTypes()
             .Where(t => t.Namespace?.StartsWith("JobLog", StringComparison.Ordinal) == true && !t.IsNested)
             .Select(t => t.Namespace == "JobLog" ? "JobLog." + t.Name.Split('`')[0] + "." : t.Namespace + ".")
-            .Concat(["JobLog.MassTransit.", "JobLog.AspNetCore."])
+            .Concat(s_integrationPrefixes)
             .Distinct(StringComparer.Ordinal)
             .ToArray());
     private static readonly string[] s_wrappers =
@@ -146,8 +160,7 @@ public sealed partial record FailureSignature(string ExceptionType, string? Fram
             foreach (Match m in FramePattern().Matches(text))
             {
                 var method = Normalize(m.Groups["method"].Value);
-                if (!s_frameworkPrefixes.Any(p => method.StartsWith(p, StringComparison.Ordinal))
-                    && !s_jobLogPrefixes.Value.Any(p => method.StartsWith(p, StringComparison.Ordinal)))
+                if (IsApplicationsCode(method))
                 {
                     return method;
                 }
@@ -156,6 +169,13 @@ public sealed partial record FailureSignature(string ExceptionType, string? Fram
 
         return null;
     }
+
+    /// <summary>Whether a frame's method (<c>Ns.Type.Method</c>) is the application's: neither a framework's nor JobLog's own.</summary>
+    /// <param name="method">The method's full name.</param>
+    /// <returns>True for the application's code.</returns>
+    internal static bool IsApplicationsCode(string method) =>
+        !s_frameworkPrefixes.Any(p => method.StartsWith(p, StringComparison.Ordinal))
+        && !s_jobLogPrefixes.Value.Any(p => method.StartsWith(p, StringComparison.Ordinal));
 
     /// <summary>The signature as one line, e.g. <c>System.InvalidOperationException at Shop.Orders.Handle</c>.</summary>
     /// <returns>The text (also the group key of <see cref="FailureGrouping.Exception"/>).</returns>

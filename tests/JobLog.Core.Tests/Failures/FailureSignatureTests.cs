@@ -78,6 +78,22 @@ public class FailureSignatureTests
         Assert.That(FailureSignature.Parse(text).Frame, Is.EqualTo("JobLog.Core.Tests.Shop.Handle"));
     }
 
+    [TestCase("JobLog.MassTransit.Tests.Shop.Handle")]
+    [TestCase("JobLog.AspNetCore.Tests.Shop.Handle")]
+    [TestCase("JobLog.MassTransit.Sample.Billing.Charge")]
+    public void Parse_AnApplicationsCodeUnderAnIntegrationsName_IsTheApplications(string frame)
+    {
+        var text = "System.Exception: boom\n"
+            + "   at JobLog.MassTransit.Internal.TaskRunFilter.Send(ConsumeContext context)\n"
+            + "   at JobLog.MassTransit.Scheduling.JobLogScheduler.Send()\n"
+            + "   at JobLog.AspNetCore.Dashboard.Html.TaskPages.Render()\n"
+            + "   at JobLog.AspNetCore.Requests.RequestLoggingMiddleware.Invoke()\n"
+            + "   at JobLog.JobLogSchedulerOptionsValidator.Validate()\n"
+            + $"   at {frame}()";
+
+        Assert.That(FailureSignature.Parse(text).Frame, Is.EqualTo(frame));
+    }
+
     [TestCase(null)]
     [TestCase("")]
     [TestCase("Expired: received after its expiration time; not consumed.")]
