@@ -15,10 +15,13 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         where TMessage : class =>
         _ = Add(configurator, "Handler<" + TaskLoggingServices.ShortName(typeof(TMessage)) + ">");
 
+    // MassTransit validates a consumer's specification by calling ConsumerConfigured and then, at once, ConsumerMessageConfigured
+    // for each of its message types: the consumer configurator whose message pipes are being configured.
+    private object? _consumer;
+
     public void ConsumerConfigured<TConsumer>(IConsumerConfigurator<TConsumer> configurator)
-        where TConsumer : class
-    {
-    }
+        where TConsumer : class =>
+        _consumer = configurator;
 
     public void ConsumerMessageConfigured<TConsumer, TMessage>(IConsumerMessageConfigurator<TConsumer, TMessage> configurator)
         where TConsumer : class
@@ -30,6 +33,11 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
             {
                 // A job's messages are consumed here, though their runs are the job's.
                 services.Consumed.Add(typeof(TMessage));
+                if (typeof(IJobConsumer<TMessage>).IsAssignableFrom(typeof(TConsumer)))
+                {
+                    Jobs.StartJobRuns.Configure<TConsumer, TMessage>(services, _consumer as IConsumerConfigurator<TConsumer>);
+                }
+
                 return;
             }
 

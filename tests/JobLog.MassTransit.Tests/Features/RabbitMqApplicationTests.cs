@@ -323,6 +323,10 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
             Is.EqualTo(new[] { (0, TaskRunState.Retried), (1, TaskRunState.Retried), (2, TaskRunState.Failed) }));
         var tasks = await bus.Host.TasksAsync();
         Assert.That(tasks.SelectMany(t => t.Runs).Where(r => r.State == TaskRunState.Active), Is.Empty);
+        // One StartJob per attempt (1 + 3 + 1), consumed on the instance endpoint by its job type's StartJobConsumer<T>.
+        var startJobs = tasks.Where(t => t.Name == "StartJob").ToList();
+        Assert.That(startJobs, Has.Count.EqualTo(5));
+        Assert.That(startJobs.Select(t => (t.State, t.Runs.Count)), Has.All.EqualTo((TaskState.Succeeded, 1)));
     }
 
     [Test]

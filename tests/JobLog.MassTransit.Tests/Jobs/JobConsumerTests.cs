@@ -68,6 +68,50 @@ public class JobConsumerTests
     }
 
     [Test]
+    public async Task SubmitJob_TheJobServicesStartJob_IsConsumedOnTheInstanceEndpoint_WithASucceededRunOfItsJobTypesConsumer()
+    {
+        _host = await JobBus.StartAsync();
+        var bus = _host.Services.GetTestHarness().Bus;
+
+        var video = await bus.SubmitJob(new ConvertVideo("d.mp4", 0), CancellationToken.None);
+        var broken = await bus.SubmitJob(new BrokenJob(7), CancellationToken.None);
+
+        await WaitFor(_host, video, t => t.State == TaskState.Succeeded, "the video job succeeded");
+        await WaitFor(_host, broken, t => t.State == TaskState.Failed, "the broken job failed (three attempts)");
+        // StartJob is sent by the job attempt saga to the service instance's endpoint, where StartJobConsumer<T> of the
+        // command's job type hands the job to the job service (the other job type's consumer ignores it): consumed like any
+        // message, so it has a run and does not stay WAITING. One StartJob per attempt: one for the video, three for the
+        // broken job.
+        List<TaskLog> startJobs = [];
+        try
+        {
+            await LedgerHost.EventuallyAsync(
+                async () =>
+                {
+                    startJobs = await _host.QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs).Where(t => t.Name == "StartJob").ToListAsync());
+                    return startJobs.Count == 4 && startJobs.All(t => t.State == TaskState.Succeeded);
+                },
+                TimeSpan.FromSeconds(15),
+                "every StartJob succeeded");
+        }
+        catch (TimeoutException ex)
+        {
+            var seen = string.Join("; ", startJobs.Select(t => $"{t.Name} {t.State} q={t.QueueName} runs={t.Runs.Count}"));
+            throw new TimeoutException($"StartJob: {seen}", ex);
+        }
+
+        Assert.That(startJobs.Select(t => t.IsInternal), Has.All.True);
+        Assert.That(startJobs.Select(t => t.QueueName), Has.All.StartWith("instance-"));
+        Assert.That(startJobs.Select(t => t.Runs.Count), Has.All.EqualTo(1));
+        var runs = startJobs.Select(t => (Task: t, Run: t.Runs.Single())).ToList();
+        Assert.That(runs.Select(r => (r.Run.State, r.Run.QueueName)), Has.All.EqualTo((TaskRunState.Succeeded, runs[0].Task.QueueName)));
+        Assert.That(runs.Select(r => r.Run.ConsumerType).Order(),
+            Is.EqualTo(new[] { "StartJobConsumer<BrokenJob>", "StartJobConsumer<BrokenJob>", "StartJobConsumer<BrokenJob>", "StartJobConsumer<ConvertVideo>" }));
+        Assert.That(runs.Where(r => r.Run.ConsumerType == "StartJobConsumer<ConvertVideo>").Select(r => r.Task.TaskKwargs),
+            Has.All.Contain(video.ToString()), "the video's StartJob is the one of ConvertVideo's consumer");
+    }
+
+    [Test]
     public async Task CancelJob_WhileRunning_RecordsTheAttemptCancelledNotSucceeded()
     {
         _host = await JobBus.StartAsync();
