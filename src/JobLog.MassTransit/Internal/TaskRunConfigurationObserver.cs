@@ -41,9 +41,22 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
                 return;
             }
 
-            _ = Add(message, TaskLoggingServices.ShortName(typeof(TConsumer)));
+            var name = TaskLoggingServices.ShortName(typeof(TConsumer));
+            if (Add(message, name, slotted: Limited<TConsumer>()) == AddedRun.Slotted)
+            {
+                // After MassTransit's concurrency limit (in the message pipe, before the consumer factory): the run begins here.
+                configurator.UseFilter(new ConsumerSlotFilter<TConsumer, TMessage>(name));
+            }
         }
     }
+
+    /// <summary>
+    /// The consumer being configured has its own <c>ConcurrentMessageLimit</c>, which MassTransit applies after JobLog's run
+    /// filter. A limit added by <c>UseConcurrentMessageLimit</c> on the consumer, or on the endpoint, is not seen here.
+    /// </summary>
+    private bool Limited<TConsumer>()
+        where TConsumer : class =>
+        _consumer is ConsumerSpecification<TConsumer> { ConcurrentMessageLimit: not null };
 
     public void SagaConfigured<TSaga>(ISagaConfigurator<TSaga> configurator)
         where TSaga : class, ISaga
@@ -59,19 +72,19 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         where TSaga : class, ISaga
         where TMessage : class
     {
-        if (configurator is ISagaMessageConfigurator<TMessage> message && Add(message, TaskLoggingServices.ShortName(typeof(TSaga)), saga: true))
+        if (configurator is ISagaMessageConfigurator<TMessage> message && Add(message, TaskLoggingServices.ShortName(typeof(TSaga)), saga: true) != AddedRun.None)
         {
             // Inside the repository: each call of the saga, including the repository's own retries, and its state.
             configurator.UseFilter(new TaskSagaRunFilter<TSaga, TMessage>(services));
         }
     }
 
-    private bool Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false)
+    private AddedRun Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false, bool slotted = false)
         where TMessage : class
     {
         if (RunType<TMessage>(services) is not { } runType)
         {
-            return false;
+            return AddedRun.None;
         }
 
         Debug.Assert(consumer.Length > 0, "consumer name");
@@ -83,11 +96,20 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
             var filter = (IFilter<ConsumeContext<TMessage>>)Activator.CreateInstance(
                 typeof(TaskBatchRunFilter<>).MakeGenericType(runType), services, consumer)!;
             configurator.UseFilter(filter);
-            return true;
+            return AddedRun.Run;
         }
 
-        configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer, saga));
-        return true;
+        configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer, saga, slotted));
+        return slotted ? AddedRun.Slotted : AddedRun.Run;
+    }
+
+    private enum AddedRun
+    {
+        None,
+        Run,
+
+        /// <summary>A run whose start waits for <see cref="ConsumerSlotFilter{TConsumer, TMessage}"/>.</summary>
+        Slotted,
     }
 
     /// <summary>

@@ -10,8 +10,11 @@ namespace JobLog.MassTransit.Internal;
 /// <remarks>
 /// For a saga (<paramref name="saga"/>), the attempt's run may be replaced by the saga filter inside the repository
 /// (<see cref="SagaAttemptSlot"/>): the outcome is then recorded on the slot's current run, with the saga's state line.
+/// With <paramref name="slotted"/> (a consumer with its own <c>ConcurrentMessageLimit</c>, applied after this filter), the
+/// run's start is recorded, and the expiry checked, when the consumer gets its slot (<see cref="ConsumerSlotWait"/>).
 /// </remarks>
-internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType, bool saga = false) : IFilter<ConsumeContext<TMessage>>
+internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType, bool saga = false, bool slotted = false)
+    : IFilter<ConsumeContext<TMessage>>
     where TMessage : class
 {
     // The input and destination addresses rarely change for a consumer: their queue names are computed once.
@@ -64,7 +67,17 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         }
 
         var run = ConsumedRecords.Run(services, context, runId, taskId, name, queue, consumerType, start);
-        delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered, rendering)));
+        ConsumerSlotWait? wait = null;
+        if (slotted)
+        {
+            // Recorded when the consumer gets its slot, or, without one, when the attempt ends.
+            wait = new ConsumerSlotWait(services, context, delivery, runId, taskId, name, queue, consumerType, start, expires, seed, rendering);
+        }
+        else
+        {
+            delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered, rendering)));
+        }
+
         var output = new OutputBuffer(services.Options.Redaction.MaxBodyLength);
         var frame = new AmbientFrame(AmbientKind.TaskRun, run.Id, JobLogScope.Current) { Output = output };
         var slot = saga ? new SagaAttemptSlot(run, seed, rendering, output) : null;
@@ -72,12 +85,18 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         using (JobLogScope.Push(frame))
         {
             SagaAttemptSlot.Current = slot;
+            if (wait is not null)
+            {
+                ConsumerSlotWait.Current = wait;
+            }
+
             try
             {
                 await next.Send(context).ConfigureAwait(false);
             }
             catch (Exception ex)
             {
+                wait?.EndedWithoutSlot();
                 var failed = slot?.RunId ?? run.Id;
                 lane.PendingFailure = (failed, taskId);
                 delivery.Track(recorder.Enqueue(new RunFinished(
@@ -87,7 +106,21 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             finally
             {
                 SagaAttemptSlot.Current = null;
+                if (wait is not null)
+                {
+                    ConsumerSlotWait.Current = null;
+                }
             }
+        }
+
+        if (wait is not null)
+        {
+            if (wait.State == SlotState.Expired)
+            {
+                return;
+            }
+
+            wait.EndedWithoutSlot();
         }
 
         if (delivery.RedeliveryAt is { } redeliveryAt && redeliveryAt != redeliveryBefore && delivery.RedeliveredByRun == run.Id)
