@@ -30,13 +30,32 @@ internal sealed class CapturingContent : HttpContent
     {
         var source = await ReadInnerAsync(cancellationToken).ConfigureAwait(false);
         await using var tee = new TeeReadStream(source, _call, _buffer);
-        await tee.CopyToAsync(stream, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await tee.CopyToAsync(stream, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            // The destination refused the body (HttpClient's buffer past MaxResponseContentBufferSize, the caller's
+            // stream): the caller gets this exception, not the body, and the record says so. A failed read is already
+            // recorded by the tee (Fail is once).
+            _call.Fail(ex);
+            throw;
+        }
     }
 
     protected override void SerializeToStream(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
         using var tee = new TeeReadStream(ReadInner(cancellationToken), _call, _buffer);
-        tee.CopyTo(stream);
+        try
+        {
+            tee.CopyTo(stream);
+        }
+        catch (Exception ex)
+        {
+            _call.Fail(ex);
+            throw;
+        }
     }
 
     protected override async Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken) =>

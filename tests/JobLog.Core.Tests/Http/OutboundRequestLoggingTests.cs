@@ -194,6 +194,32 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
         Assert.That(log.ResponseBody, Does.StartWith("[binary body"), "100 NUL bytes read, then abandoned: marked, never mangled");
     }
 
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task Response_LongerThanTheClientBuffers_IsRecordedAsTheErrorTheCallerGets(bool synchronous)
+    {
+        // HttpClient buffers a response (GetAsync, GetStringAsync) up to MaxResponseContentBufferSize and throws past
+        // it: the caller never gets the body, so the ledger must not say the call went well.
+        var body = new TrackingStream(Encoding.UTF8.GetBytes(new string('a', 300_000)));
+        _partner.Respond = _ => new HttpResponseMessage(HttpStatusCode.OK)
+        {
+            Content = new StreamContent(body) { Headers = { ContentType = new MediaTypeHeaderValue("text/plain") } },
+        };
+        var client = Client;
+        client.MaxResponseContentBufferSize = 100_000;
+
+        var thrown = synchronous
+            ? Assert.Throws<HttpRequestException>(() => client.Send(new HttpRequestMessage(HttpMethod.Get, "http://psp.example/export")))
+            : Assert.ThrowsAsync<HttpRequestException>(() => client.GetAsync("http://psp.example/export"));
+
+        var log = await SingleOutputAsync();
+        Assert.That(log.ResponseCode, Is.EqualTo(200));
+        Assert.That(log.Status, Is.EqualTo(RequestLogStatus.Error));
+        Assert.That(log.ExceptionName, Is.EqualTo(typeof(HttpRequestException).FullName));
+        Assert.That(log.ErrorDescription, Does.Contain(thrown!.Message));
+        Assert.That(log.ResponseBody, Has.Length.EqualTo(10_000).And.EndWith("…"), "what was read before the client gave up, bounded");
+    }
+
     [Test]
     public async Task BinaryResponse_StoresNoBodyAndIsRecordedWithoutBeingRead()
     {
