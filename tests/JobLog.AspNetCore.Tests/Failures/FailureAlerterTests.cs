@@ -118,6 +118,22 @@ public class FailureAlerterTests
     }
 
     [Test]
+    public void SlackPayload_ShowsLedgerTextWithoutMrkdwnFormatting()
+    {
+        // Slack's mrkdwn has no escape for *, _, ~ and `: an exception's message set the operators' channel's text in
+        // bold, italics, struck through or as code. The message is sent with mrkdwn off (its text is still escaped).
+        const string Error = "System.InvalidOperationException: bad\n   at *URGENT*_call_~ops~_`now`(x)\n   at Shop.Orders.Handle()";
+        var key = JobLog.Failures.FailureSignature.Parse(Error).ToString();
+        Assert.That(key, Does.Contain("*URGENT*_call_~ops~_`now`"), "the shape under test");
+        var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Exception, key, "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), Error, new int[24]);
+
+        var payload = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, new Uri("https://ops.example.com/joblog/"));
+
+        Assert.That(payload["mrkdwn"]?.GetValue<bool>(), Is.False, "Slack reads the text as mrkdwn unless told not to");
+        Assert.That(payload["text"]!.GetValue<string>(), Does.Contain("*URGENT*_call_~ops~_`now`"), "the text itself is kept as it is");
+    }
+
+    [Test]
     public void TeamsPayload_ShowsLedgerTextAsText_NotAsMarkdown()
     {
         // A MessageCard's text is Markdown: an exception's message set the operators' channel's text in bold, in a heading or a list.

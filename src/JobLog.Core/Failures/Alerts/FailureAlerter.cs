@@ -179,9 +179,11 @@ internal static class FailureAlertPayload
         return format switch
         {
             // Slack reads <!channel>, <@user> and <url|label> in text; the ledger's text (an exception's message) is shown as text.
+            // mrkdwn has no escape for *, _, ~ and `, so it is turned off: the text is plain (bare URLs are still links).
             FailureAlertFormat.Slack => new JsonObject
             {
                 ["text"] = text.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal).Replace(">", "&gt;", StringComparison.Ordinal),
+                ["mrkdwn"] = false,
             },
             FailureAlertFormat.Teams => new JsonObject
             {
