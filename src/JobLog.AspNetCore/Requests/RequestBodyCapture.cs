@@ -24,8 +24,14 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
     private long _position;
     private long _captured;
 
+    // A limit the endpoint set below the declared length after the read-ahead (ReadAheadBodySizeFeature).
+    private long? _refusedOver;
+
     /// <summary>True once the real body reported its end.</summary>
     public bool Ended { get; private set; }
+
+    /// <summary>True once the endpoint (not the read-ahead) has read or moved in the body.</summary>
+    public bool EndpointHasRead { get; private set; }
 
     public CaptureBuffer Buffer => buffer;
 
@@ -137,8 +143,15 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
 
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
 
+    /// <summary>
+    /// Makes the endpoint's next read fail as the server's does for a body longer than its limit (413), or, with
+    /// null, no longer.
+    /// </summary>
+    public void RefuseOver(long? limit) => _refusedOver = limit;
+
     public override int Read(Span<byte> destination)
     {
+        EndpointReads();
         if (_pending is not null)
         {
             TakePendingAsync().AsTask().GetAwaiter().GetResult();
@@ -158,6 +171,7 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
 
     public override async ValueTask<int> ReadAsync(Memory<byte> destination, CancellationToken cancellationToken = default)
     {
+        EndpointReads();
         if (_pending is not null)
         {
             await TakePendingAsync().ConfigureAwait(false);
@@ -183,6 +197,8 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
             throw new NotSupportedException();
         }
 
+        EndpointHasRead = true;
+
         if (_pending is not null)
         {
             TakePendingAsync().AsTask().GetAwaiter().GetResult();
@@ -207,6 +223,16 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
     public override void SetLength(long value) => throw new NotSupportedException();
 
     public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+    private void EndpointReads()
+    {
+        EndpointHasRead = true;
+        if (_refusedOver is { } limit)
+        {
+            // Kestrel's own words and code for a declared length over the limit.
+            throw new BadHttpRequestException($"Request body too large. The max request body size is {limit} bytes.", StatusCodes.Status413PayloadTooLarge);
+        }
+    }
 
     /// <summary>The read the read-ahead left pending: its bytes join the replay (a failure surfaces here, to the endpoint).</summary>
     private async ValueTask TakePendingAsync()

@@ -21,6 +21,7 @@ internal sealed class RequestRecording
     private Stream? _originalBody;
     private RequestBodyCapture? _requestBody;
     private ResponseBodyCapture? _responseBody;
+    private ReadAheadBodySizeFeature? _bodySize;
     private bool _hasBody;
     private volatile bool _throttled;
     private volatile int _login;
@@ -147,6 +148,11 @@ internal sealed class RequestRecording
             _originalBody = null;
         }
 
+        if (requestBody && _bodySize is not null && ReferenceEquals(_context.Features.Get<IHttpMaxRequestBodySizeFeature>(), _bodySize))
+        {
+            _context.Features.Set(_bodySize.Inner);
+        }
+
         if (_responseBody is not null && ReferenceEquals(_context.Features.Get<IHttpResponseBodyFeature>(), _responseBody))
         {
             _context.Features.Set(_responseBody.Inner);
@@ -155,13 +161,28 @@ internal sealed class RequestRecording
         _context.Features.Set<RequestRecording>(null);
     }
 
-    /// <summary>The start of the body, before the endpoint runs, when <see cref="RequestBodyCapture.ShouldReadAhead"/> says so.</summary>
-    private Task ReadAheadAsync(Endpoint? endpoint) =>
-        _requestBody is not null && RequestBodyCapture.ShouldReadAhead(_context, endpoint)
-            ? _requestBody.ReadAheadAsync(
-                (int)Math.Min(_context.Request.ContentLength!.Value, Redactor.MaxCaptureBytes), _services.Options.ReadAheadTimeout,
-                _services.Time, _context.RequestAborted)
-            : Task.CompletedTask;
+    /// <summary>
+    /// The start of the body, before the endpoint runs, when <see cref="RequestBodyCapture.ShouldReadAhead"/> says so;
+    /// the body size limit then stays the endpoint's to set (<see cref="ReadAheadBodySizeFeature"/>).
+    /// </summary>
+    private async Task ReadAheadAsync(Endpoint? endpoint)
+    {
+        if (_requestBody is null || !RequestBodyCapture.ShouldReadAhead(_context, endpoint))
+        {
+            return;
+        }
+
+        var declared = _context.Request.ContentLength!.Value;
+        if (_context.Features.Get<IHttpMaxRequestBodySizeFeature>() is { } limit)
+        {
+            _bodySize = new ReadAheadBodySizeFeature(limit, _requestBody, declared);
+            _context.Features.Set<IHttpMaxRequestBodySizeFeature>(_bodySize);
+        }
+
+        await _requestBody.ReadAheadAsync(
+            (int)Math.Min(declared, Redactor.MaxCaptureBytes), _services.Options.ReadAheadTimeout,
+            _services.Time, _context.RequestAborted).ConfigureAwait(false);
+    }
 
     private string? RequestBody(bool hidden)
     {

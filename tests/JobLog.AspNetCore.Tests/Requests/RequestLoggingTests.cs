@@ -8,6 +8,7 @@ using System.Threading.RateLimiting;
 using JobLog.Testing;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
@@ -432,6 +433,42 @@ public class RequestLoggingTests
         Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo(Body + "|" + Body[rewindTo..] + "|" + Body));
         var log = await web.CompletedInputAsync("/webhook");
         Assert.That(log.RequestBody, Is.EqualTo("""{"event":"paid","secret":"[Filtered]","n":1}"""), "each byte captured once");
+    }
+
+    [TestCase(false, null, HttpStatusCode.OK)]
+    [TestCase(true, null, HttpStatusCode.OK)]
+    [TestCase(false, 1000L, HttpStatusCode.RequestEntityTooLarge)]
+    [TestCase(true, 1000L, HttpStatusCode.RequestEntityTooLarge)]
+    public async Task Endpoint_SettingItsOwnBodySizeLimit_IsServedAsWithoutJobLog(bool jobLog, long? limit, HttpStatusCode expected)
+    {
+        // An upload endpoint lifts (or lowers) the server's limit itself before reading, as ASP.NET Core's docs show.
+        // Kestrel refuses the change once the body is being read, and JobLog's read-ahead had started reading it: the
+        // assignment threw InvalidOperationException, a 500.
+        await using var web = await WebFixture.StartAsync(
+            app =>
+            {
+                if (jobLog)
+                {
+                    app.UseJobLogRequests();
+                }
+
+                app.MapPost("/upload", async (HttpContext context) =>
+                {
+                    context.Features.Get<IHttpMaxRequestBodySizeFeature>()!.MaxRequestBodySize = limit;
+                    return (await new StreamReader(context.Request.Body).ReadToEndAsync()).Length;
+                });
+            },
+            server: Server.Kestrel);
+
+        using var response = await web.Client.PostAsync("/upload", new StringContent("{\"secret\":\"s-1\",\"pad\":\"" + new string('a', 5000) + "\"}", Encoding.UTF8, "application/json"));
+
+        Assert.That(response.StatusCode, Is.EqualTo(expected));
+        if (jobLog)
+        {
+            var log = await web.CompletedInputAsync("/upload");
+            Assert.That(log.ResponseCode, Is.EqualTo((int)expected));
+            Assert.That(log.RequestBody, Does.StartWith("""{"secret":"[Filtered]","pad":"aaa"""));
+        }
     }
 
     [TestCase(Server.TestServer)]
