@@ -93,6 +93,12 @@ internal static partial class Log
     [LoggerMessage(1049, LogLevel.Error, "JobLog could not append to its spool file {Path}; records that do not fit in the queue are dropped and counted.")]
     public static partial void SpoolAppendFailed(ILogger logger, Exception exception, string path);
 
+    [LoggerMessage(1052, LogLevel.Warning, "JobLog took the spool file {Path} a stopped process left ({Bytes} bytes) into its own spool file {Into}: it is replayed with it.")]
+    public static partial void SpoolAdopted(ILogger logger, string path, long bytes, string into);
+
+    [LoggerMessage(1053, LogLevel.Error, "JobLog's spool file was deleted while records waited in it (an operator, a temporary-file cleaner): JobLog made its directory again and wrote its {Bytes} bytes to {Path} again. Records spooled between the deletion and now were in no file meanwhile: a crash in that time would have lost them. Put SpoolDirectory where nothing cleans.")]
+    public static partial void SpoolWrittenAgain(ILogger logger, string path, long bytes);
+
     [LoggerMessage(1050, LogLevel.Debug, "JobLog could not write its host heartbeat; it tries again in {Interval}.")]
     public static partial void HeartbeatFailed(ILogger logger, Exception exception, TimeSpan interval);
 

@@ -34,6 +34,8 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     private long _spooled;
     private readonly LedgerJournal? _journal;
     private readonly SteadyRate _drops;
+    private readonly SteadyRate _spoolCheckFailures;
+    private readonly ITimer? _spoolCheck;
     private long _flushTarget;
     private long _writtenUpTo;
     private TaskCompletionSource _flushRequested = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -46,6 +48,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         _logger = logger;
         _time = time;
         _drops = new SteadyRate(time, TimeSpan.FromSeconds(10));
+        _spoolCheckFailures = new SteadyRate(time, TimeSpan.FromSeconds(10));
         _waiters = new CommitWaiters(metrics, time, _options.AcknowledgeTimeout, journalSuffices: _options.Durability == LedgerDurability.Journaled);
         _channel = Channel.CreateBounded<QueuedRecord>(new BoundedChannelOptions(_options.QueueCapacity)
         {
@@ -77,6 +80,41 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
                 {
                     _journal = OpenJournal(directory, LedgerName(connectionString), connectionString);
                 }
+
+                _spoolCheck = _time.CreateTimer(_ => CheckSpool(), null, Journal.LedgerJournal.IdleCheck, Journal.LedgerJournal.IdleCheck);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Every second (a timer): while records wait in the spool file, whether it is still at its path; when it was deleted
+    /// (an operator, a temporary-file cleaner), it is written again from its open handle (<see cref="LedgerSpool.CheckFile"/>),
+    /// so that what was spooled survives a crash again without waiting for the next record (session 23). A failure is
+    /// logged at a steady rate and tried again at the next check.
+    /// </summary>
+    internal void CheckSpool()
+    {
+        var spool = Volatile.Read(ref _spool);
+        if (spool is not { PendingBytes: > 0 })
+        {
+            return;
+        }
+
+        try
+        {
+            lock (_enqueueLock)
+            {
+                if (ReferenceEquals(_spool, spool))
+                {
+                    spool.CheckFile();
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            if (_spoolCheckFailures.Add(1, out _))
+            {
+                Log.SpoolAppendFailed(_logger, ex, spool.Path);
             }
         }
     }
@@ -257,6 +295,11 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
 
         var spool = LedgerSpool.Claim(directory, LedgerName(connectionString), _options.MaxSpoolBytes, _logger, formerly: connectionString);
         _spoolUnavailable = spool is null;
+        if (spool is not null)
+        {
+            spool.WrittenAgain = (path, bytes) => Log.SpoolWrittenAgain(_logger, path, bytes);
+        }
+
         return spool;
     }
 
@@ -429,6 +472,11 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        if (_spoolCheck is not null)
+        {
+            await _spoolCheck.DisposeAsync().ConfigureAwait(false);
+        }
+
         lock (_enqueueLock)
         {
             _spool?.Dispose();

@@ -16,7 +16,15 @@ namespace JobLog.Recording;
 internal sealed class LedgerSpool : IDisposable
 {
     private readonly long _maxBytes;
-    private FileStream? _append;
+    private readonly string _directory;
+    private readonly string _ledger;
+    private readonly Lock _gate = new();
+
+    // The file, open for reading and appending from the first append (or the first read of a file left by a stopped
+    // process) until it is replayed: reads go through it, so a file deleted under the process (an operator, a
+    // temporary-file cleaner) can still be read back and written again at its path (session 23, CheckFile).
+    private FileStream? _file;
+    private SpoolFiles.Identity? _identity;
     private long _length;
     private long _replayed;
     private long _pendingEnd;
@@ -24,15 +32,21 @@ internal sealed class LedgerSpool : IDisposable
     private readonly ILogger _logger;
     private bool _appendFailed;
 
-    public LedgerSpool(string path, long maxBytes, ILogger? logger = null)
+    public LedgerSpool(string path, long maxBytes, ILogger? logger = null, string? ledger = null)
     {
         Path = path;
         _maxBytes = maxBytes;
         _logger = logger ?? NullLogger.Instance;
         _length = SpoolFiles.SizeOf(path);
+        _directory = System.IO.Path.GetDirectoryName(path)!;
+        _ledger = ledger ?? System.IO.Path.GetFileName(path);
     }
 
-    public string Path { get; }
+    /// <summary>The file's path (another slot's after <see cref="CheckFile"/> found it deleted and its slot taken).</summary>
+    public string Path { get; private set; }
+
+    /// <summary>Told when the file was found deleted and written again: the new path, and the bytes written there.</summary>
+    public Action<string, long>? WrittenAgain { get; set; }
 
     /// <summary>The error that made the last append fail (null when it fit, or when the file was only full).</summary>
     public Exception? AppendFailure { get; private set; }
@@ -101,14 +115,16 @@ internal sealed class LedgerSpool : IDisposable
                     throw;
                 }
 
+                var claimed = path;
                 if (formerly is not null && !path.StartsWith(FileFor(directory, ledger)[..^"0.spool.jsonl".Length], StringComparison.Ordinal)
                     && TakeUnderTheLedgersName(directory, ledger, path) is var (renamed, renamedLock))
                 {
                     held.Dispose();
-                    return new LedgerSpool(renamed, maxBytes, logger) { _lock = renamedLock };
+                    (claimed, held) = (renamed, renamedLock);
                 }
 
-                return new LedgerSpool(path, maxBytes, logger) { _lock = held };
+                AdoptLeftOvers(directory, ledger, formerly, claimed, logger);
+                return new LedgerSpool(claimed, maxBytes, logger, ledger) { _lock = held };
             }
             catch (SpoolFileRefusedException ex)
             {
@@ -126,6 +142,66 @@ internal sealed class LedgerSpool : IDisposable
         }
 
         return null;
+    }
+
+    /// <summary>
+    /// Appends to <paramref name="claimed"/> (this process's slot, locked) the files stopped processes left in the other
+    /// slots of the ledger that no live process holds, and deletes them: a process replays one spool file, so without this
+    /// the left-overs of a second dead process waited for yet another process to start (session 23). A crash in between
+    /// leaves a record in both files: replayed twice, which the ledger's upserts make harmless. A file that cannot be
+    /// taken (held, refused, unreadable) is left where it is, for the next start.
+    /// </summary>
+    private static void AdoptLeftOvers(string directory, string ledger, string? formerly, string claimed, ILogger logger)
+    {
+        foreach (var other in PathsOf(directory, ledger, formerly).Where(p => p != claimed && SpoolFiles.AnythingAt(p)).ToList())
+        {
+            FileStream? held = null;
+            try
+            {
+                held = SpoolFiles.Open(other + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+                byte[] content;
+                using (var left = SpoolFiles.Open(other, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+                {
+                    content = new byte[left.Length];
+                    left.ReadExactly(content);
+                }
+
+                using (var into = SpoolFiles.Open(claimed, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete))
+                {
+                    // A line the crash cut in either file stays a line of its own (skipped and counted at the replay).
+                    if (into.Length > 0)
+                    {
+                        into.Position = into.Length - 1;
+                        if (into.ReadByte() != '\n')
+                        {
+                            into.WriteByte((byte)'\n');
+                        }
+                    }
+
+                    into.Seek(0, SeekOrigin.End);
+                    into.Write(content);
+                    if (content.Length > 0 && content[^1] != '\n')
+                    {
+                        into.WriteByte((byte)'\n');
+                    }
+                }
+
+                File.Delete(other);
+                Log.SpoolAdopted(logger, other, content.Length, claimed);
+            }
+            catch (SpoolFileRefusedException ex)
+            {
+                Log.SpoolFileRefused(logger, ex.Path, ex.Reason);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Held by a live process (its own), or unreadable: left for the next start.
+            }
+            finally
+            {
+                held?.Dispose();
+            }
+        }
     }
 
     /// <summary>
@@ -196,19 +272,13 @@ internal sealed class LedgerSpool : IDisposable
 
         try
         {
-            if (_append is null)
+            lock (_gate)
             {
-                var directory = System.IO.Path.GetDirectoryName(Path)!;
-                if (SpoolFiles.CheckDirectory(directory, create: true) is { } refusal)
-                {
-                    throw new SpoolFileRefusedException(Path, "its directory is refused: " + refusal);
-                }
-
-                _append = SpoolFiles.Open(Path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite | FileShare.Delete);
+                var file = OpenOrCheck();
+                file.Seek(0, SeekOrigin.End);
+                file.Write(line);
+                file.Flush();
             }
-
-            _append.Write(line);
-            _append.Flush();
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -242,35 +312,205 @@ internal sealed class LedgerSpool : IDisposable
     {
         unreadable = 0;
         var end = Volatile.Read(ref _length);
-        using var stream = SpoolFiles.Open(Path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        stream.Position = _replayed;
-        using var reader = new StreamReader(stream, Encoding.UTF8, detectEncodingFromByteOrderMarks: false);
         var position = _replayed;
-        while (into.Count < max && position < end && reader.ReadLine() is { } text)
+        var line = new List<byte>();
+        var block = new byte[64 * 1024];
+        lock (_gate)
         {
-            position += Encoding.UTF8.GetByteCount(text) + 1;
-            if (text.Length == 0)
+            var file = OpenOrCheck();
+            var offset = position;
+            while (into.Count < max && offset < end)
             {
-                continue;
-            }
-
-            try
-            {
-                if (JsonSerializer.Deserialize(text, SpoolJson.Default.LedgerRecord) is { } record && SpoolFormat.IsComplete(record))
+                var read = RandomAccess.Read(file.SafeFileHandle, block.AsSpan(0, (int)Math.Min(block.Length, end - offset)), offset);
+                if (read == 0)
                 {
-                    into.Add(record);
-                    continue;
+                    break;
                 }
-            }
-            catch (Exception ex) when (ex is JsonException or NotSupportedException)
-            {
-                // A line cut by a crash, or of a kind this version does not know: skipped and counted.
+
+                for (var i = 0; i < read && into.Count < max; i++)
+                {
+                    if (block[i] != (byte)'\n')
+                    {
+                        line.Add(block[i]);
+                        continue;
+                    }
+
+                    position = offset + i + 1;
+                    if (line.Count > 0 && !TryRead(line, into))
+                    {
+                        unreadable++;
+                    }
+
+                    line.Clear();
+                }
+
+                offset += read;
             }
 
-            unreadable++;
+            if (into.Count < max && offset >= end && line.Count > 0)
+            {
+                // The last line was cut by a crash (no newline before the end).
+                unreadable++;
+                position = end;
+            }
         }
 
         _pendingEnd = Math.Min(position, end);
+    }
+
+    private static bool TryRead(List<byte> line, List<LedgerRecord> into)
+    {
+        try
+        {
+            if (JsonSerializer.Deserialize(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(line), SpoolJson.Default.LedgerRecord) is { } record
+                && SpoolFormat.IsComplete(record))
+            {
+                into.Add(record);
+                return true;
+            }
+        }
+        catch (Exception ex) when (ex is JsonException or NotSupportedException)
+        {
+            // A line cut by a crash, or of a kind this version does not know: skipped and counted.
+        }
+
+        return false;
+    }
+
+    /// <summary>
+    /// Whether the file is still at its path (the recorder, every second while records wait in it): when it was deleted
+    /// (its directory with it), the directory is made again and the whole file written again from the open handle, at its
+    /// path or, when another process took its slot meanwhile, in a free one (<see cref="WrittenAgain"/>). From then on a
+    /// crash loses nothing of it. Nothing to do before the first append or read.
+    /// </summary>
+    /// <exception cref="IOException">It cannot be written again (tried again at the next check, append or read).</exception>
+    public void CheckFile()
+    {
+        lock (_gate)
+        {
+            if (_file is not null)
+            {
+                OpenOrCheck();
+            }
+        }
+    }
+
+    /// <summary>Under <c>_gate</c>: the open file, opened now (its directory made when missing) or written again when it was deleted.</summary>
+    private FileStream OpenOrCheck()
+    {
+        if (_file is not null)
+        {
+            if (!SpoolFiles.StillAt(_identity, Path))
+            {
+                WriteAgain(_file);
+            }
+
+            return _file;
+        }
+
+        if (SpoolFiles.CheckDirectory(_directory, create: true) is { } refusal)
+        {
+            throw new SpoolFileRefusedException(Path, "its directory is refused: " + refusal);
+        }
+
+        _file = SpoolFiles.Open(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        _identity = SpoolFiles.IdentityOf(_file);
+        if (_file.Length > 0)
+        {
+            // A line a crash cut at the end of a stopped process's file stays a line of its own, not the start of the next record.
+            _file.Position = _file.Length - 1;
+            if (_file.ReadByte() != '\n')
+            {
+                _file.WriteByte((byte)'\n');
+                _file.Flush();
+                Volatile.Write(ref _length, _file.Length);
+            }
+        }
+
+        return _file;
+    }
+
+    private void WriteAgain(FileStream deleted)
+    {
+        if (SpoolFiles.CheckDirectory(_directory, create: true) is { } refusal)
+        {
+            throw new SpoolFileRefusedException(_directory, refusal);
+        }
+
+        // The slot's lock file went with the directory: this slot again when it is free, else the first free one without a file.
+        var (path, held) = TryTake(Path) is { } own ? (Path, own) : FreeSlot();
+        FileStream copy;
+        try
+        {
+            copy = SpoolFiles.Open(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
+        }
+        catch
+        {
+            held.Dispose();
+            throw;
+        }
+
+        var length = Volatile.Read(ref _length);
+        try
+        {
+            var buffer = new byte[64 * 1024];
+            for (long offset = 0; offset < length;)
+            {
+                var read = RandomAccess.Read(deleted.SafeFileHandle, buffer.AsSpan(0, (int)Math.Min(buffer.Length, length - offset)), offset);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                copy.Write(buffer, 0, read);
+                offset += read;
+            }
+
+            copy.Flush();
+        }
+        catch
+        {
+            copy.Dispose();
+            File.Delete(path);
+            held.Dispose();
+            throw;
+        }
+
+        deleted.Dispose();
+        _lock?.Dispose();
+        (_file, _identity, _lock, Path) = (copy, SpoolFiles.IdentityOf(copy), held, path);
+        WrittenAgain?.Invoke(path, length);
+    }
+
+    private static FileStream? TryTake(string path)
+    {
+        try
+        {
+            return SpoolFiles.Open(path + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    private (string Path, FileStream Lock) FreeSlot()
+    {
+        for (var slot = 0; slot < Slots; slot++)
+        {
+            var path = FileFor(_directory, _ledger, slot);
+            if (TryTake(path) is { } held)
+            {
+                if (!SpoolFiles.AnythingAt(path))
+                {
+                    return (path, held);
+                }
+
+                held.Dispose();
+            }
+        }
+
+        throw new IOException($"JobLog's spool file {Path} was deleted, and every spool slot of this ledger is held by a live process.");
     }
 
     /// <summary>The records returned by the last <see cref="ReadNext"/> are committed.</summary>
@@ -284,9 +524,13 @@ internal sealed class LedgerSpool : IDisposable
             return false;
         }
 
-        _append?.Dispose();
-        _append = null;
-        File.Delete(Path);
+        lock (_gate)
+        {
+            _file?.Dispose();
+            _file = null;
+            File.Delete(Path);
+        }
+
         _length = 0;
         _replayed = 0;
         _pendingEnd = 0;
@@ -295,7 +539,10 @@ internal sealed class LedgerSpool : IDisposable
 
     public void Dispose()
     {
-        _append?.Dispose();
-        _lock?.Dispose();
+        lock (_gate)
+        {
+            _file?.Dispose();
+            _lock?.Dispose();
+        }
     }
 }

@@ -1,0 +1,152 @@
+using JobLog.Recording;
+using JobLog.Storage;
+using JobLog.Testing;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Recording;
+
+/// <summary>The spool file (the queue's overflow) when its directory is deleted, and spool files stopped processes left (session 23).</summary>
+public class SpoolRecoveryTests
+{
+    [Test]
+    public async Task SpoolDirectoryDeletedDuringAnOutage_TheSpooledRecordsAreInAFileAgain_AndReachTheLedger([Values] bool moreRecordsAfter)
+    {
+        var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
+            {
+                o.QueueCapacity = 1000;
+                o.MaxBatchSize = 500;
+                o.SpoolDirectory = spool;
+                o.AcknowledgeTimeout = TimeSpan.FromMilliseconds(200);
+                o.CommandTimeout = TimeSpan.FromSeconds(1);
+                o.MaxRetryDelay = TimeSpan.FromMilliseconds(200);
+            });
+            var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+            await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
+            await blocker.OpenAsync();
+            await using (var begin = blocker.CreateCommand())
+            {
+                begin.CommandText = "BEGIN EXCLUSIVE";
+                await begin.ExecuteNonQueryAsync();
+            }
+
+            var ids = new List<Guid>();
+            var spooled = new List<Guid>();
+            void Record(int count)
+            {
+                for (var i = 0; i < count; i++)
+                {
+                    var id = Guid.NewGuid();
+                    ids.Add(id);
+                    if (recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow })) == 0)
+                    {
+                        spooled.Add(id);
+                    }
+                }
+            }
+
+            Record(3000);
+            Assert.That((recorder.IsSpooling, spooled.Count), Is.EqualTo((true, recorder.Spooled)));
+            Assert.That(spooled, Is.Not.Empty);
+
+            // An operator or a temporary-file cleaner: the spool file (and the journal) go with the directory.
+            Directory.Delete(spool, recursive: true);
+            if (moreRecordsAfter)
+            {
+                Record(200);
+            }
+
+            // A crash from now on must not lose them: every spooled record is in a spool file at the directory's path again.
+            await LedgerHost.EventuallyAsync(
+                () => Task.FromResult(Directory.Exists(spool) && SpooledIds(spool).IsSupersetOf(spooled)),
+                TimeSpan.FromSeconds(10), "every spooled record is in a spool file at its path again");
+
+            await using (var rollback = blocker.CreateCommand())
+            {
+                rollback.CommandText = "ROLLBACK";
+                await rollback.ExecuteNonQueryAsync();
+            }
+
+            await LedgerHost.EventuallyAsync(
+                async () => await host.QueryAsync(db => db.TaskLogs.CountAsync()) == ids.Count && !recorder.IsSpooling,
+                TimeSpan.FromSeconds(30), "every record reaches the ledger");
+            Assert.That(recorder.Dropped, Is.Zero);
+            Assert.That(Directory.GetFiles(spool, "*.jsonl"), Is.Empty, "the replayed spool file is deleted");
+        }
+        finally
+        {
+            if (Directory.Exists(spool))
+            {
+                Directory.Delete(spool, recursive: true);
+            }
+        }
+    }
+
+    [Test]
+    public async Task SpoolFilesLeftInTwoSlotsByStoppedProcesses_AreBothReplayedByTheNextProcess()
+    {
+        var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            var ledger = TestLedger.Sqlite();
+            var options = new JobLogOptions { SpoolDirectory = spool };
+            ledger.Apply(options);
+            var name = LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!);
+            var ids = new[] { Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid() };
+
+            // Two processes that overflowed into slots 0 and 1, then were killed before their replay.
+            Assert.That(SpoolFiles.CheckDirectory(spool, create: true), Is.Null);
+            using (var first = new LedgerSpool(LedgerSpool.FileFor(spool, name, 0), 1 << 20))
+            {
+                Assert.That(first.TryAppend(new TaskDispatched(new TaskPayload { Id = ids[0], Name = "A", DispatchedAt = DateTime.UtcNow })), Is.True);
+            }
+
+            using (var second = new LedgerSpool(LedgerSpool.FileFor(spool, name, 1), 1 << 20))
+            {
+                Assert.That(second.TryAppend(new TaskDispatched(new TaskPayload { Id = ids[1], Name = "B", DispatchedAt = DateTime.UtcNow })), Is.True);
+                Assert.That(second.TryAppend(new TaskDispatched(new TaskPayload { Id = ids[2], Name = "C", DispatchedAt = DateTime.UtcNow })), Is.True);
+            }
+
+            // One process starts: it replays both.
+            await using var host = await LedgerHost.StartAsync(ledger, o => o.SpoolDirectory = spool);
+            var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+            await LedgerHost.EventuallyAsync(
+                async () => await host.QueryAsync(db => db.TaskLogs.CountAsync()) == 3 && !recorder.IsSpooling,
+                TimeSpan.FromSeconds(15), "both stopped processes' spooled records reach the ledger");
+            Assert.That(Directory.GetFiles(spool, "*.jsonl"), Is.Empty, "both spool files are replayed and deleted");
+            Assert.That(recorder.Dropped, Is.Zero);
+        }
+        finally
+        {
+            if (Directory.Exists(spool))
+            {
+                Directory.Delete(spool, recursive: true);
+            }
+        }
+    }
+
+    private static HashSet<Guid> SpooledIds(string directory)
+    {
+        var ids = new HashSet<Guid>();
+        foreach (var file in Directory.GetFiles(directory, "*.spool.jsonl"))
+        {
+            using var stream = new FileStream(file, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            using var reader = new StreamReader(stream);
+            while (reader.ReadLine() is { } line)
+            {
+                var at = line.IndexOf("\"Id\":\"", StringComparison.Ordinal);
+                if (at >= 0 && Guid.TryParse(line.AsSpan(at + 6, 36), out var id))
+                {
+                    ids.Add(id);
+                }
+            }
+        }
+
+        return ids;
+    }
+}
