@@ -27,6 +27,8 @@ internal sealed class JobLogMetrics : IDisposable
         RecordsSpooled = _meter.CreateCounter<long>("joblog.writer.spooled", "{record}", "Records written to the spool file because the queue was full.");
         JournalRefused = _meter.CreateCounter<long>(
             "joblog.journal.refused", "{record}", "Records the local journal could not take (disk full or failing): their acknowledgements wait for the database.");
+        JournalLeftOversLost = _meter.CreateCounter<long>(
+            "joblog.journal.leftovers_lost", "{segment}", "Journal segments a stopped process left that could not be read back (gone or refused before they were replayed): their records are lost.");
         BatchSize = _meter.CreateHistogram<int>("joblog.writer.batch_size", "{record}", "Records per commit.");
         CommitDuration = _meter.CreateHistogram<double>("joblog.writer.commit_duration", "s", "Time to plan and commit one batch.");
         AcknowledgeWait = _meter.CreateHistogram<double>(
@@ -59,6 +61,8 @@ internal sealed class JobLogMetrics : IDisposable
     public Counter<long> RecordsSpooled { get; }
 
     public Counter<long> JournalRefused { get; }
+
+    public Counter<long> JournalLeftOversLost { get; }
 
     public Histogram<int> BatchSize { get; }
 

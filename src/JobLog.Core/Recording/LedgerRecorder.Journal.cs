@@ -9,6 +9,8 @@ internal sealed partial class LedgerRecorder
     private readonly Queue<string> _journalLeftOvers = new();
     private readonly Queue<LedgerRecord> _leftOverRecords = new();
     private string? _leftOverFile;
+    private SteadyRate? _leftOversLost;
+    private long _leftOversLostTotal;
 
     /// <summary>True while journal segments left by stopped processes wait to be replayed (before anything queued now).</summary>
     internal bool HasJournalLeftOvers => _leftOverRecords.Count > 0 || _journalLeftOvers.Count > 0;
@@ -61,7 +63,7 @@ internal sealed partial class LedgerRecorder
         {
             try
             {
-                var lines = JournalSegments.Read(path, out var unreadable);
+                var lines = _journal is { } journal ? journal.Segments.ReadLeftOver(path, out var unreadable) : JournalSegments.Read(path, out unreadable);
                 foreach (var line in lines)
                 {
                     if (JournalCodec.Read(line) is { } record)
@@ -86,7 +88,14 @@ internal sealed partial class LedgerRecorder
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
-                Log.JournalUnavailable(_logger, path, ex.Message);
+                // Gone before it was taken (deleted between the listing and the open at start), or refused: counted, and
+                // logged at a steady rate. Once taken, a left-over is held open and survives its deletion (session 23).
+                _metrics.JournalLeftOversLost.Add(1);
+                var total = Interlocked.Increment(ref _leftOversLostTotal);
+                if ((_leftOversLost ??= new SteadyRate(_time, TimeSpan.FromSeconds(10))).Add(1, out var count))
+                {
+                    Log.JournalLeftOversLost(_logger, count, total, path, ex.Message);
+                }
             }
         }
 
@@ -106,7 +115,14 @@ internal sealed partial class LedgerRecorder
 
         try
         {
-            JournalSegments.Forget(path);
+            if (_journal is { } journal)
+            {
+                journal.Segments.ForgetLeftOver(path);
+            }
+            else
+            {
+                JournalSegments.Forget(path);
+            }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {

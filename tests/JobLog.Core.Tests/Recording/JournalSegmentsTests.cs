@@ -212,4 +212,63 @@ public class JournalSegmentsTests
         Assert.That(JournalSegments.Read(adopted[0], out _).Select(l => Encoding.UTF8.GetString(l)), Is.EqualTo(new[] { "alive" }));
         Assert.That(running.TakeLeftOvers(), Is.Empty, "an adopted slot stays locked by its adopter: its segments are handed out once");
     }
+
+    [Test]
+    public void LeftOversOfAStoppedProcess_DeletedWhileTheNextOneReplaysThem_AreWrittenAgain_AndFoundByTheProcessAfter([Values] bool idle)
+    {
+        // A process killed with three segments not committed (segments of 10 bytes).
+        var killed = JournalSegments.Claim(_root, Ledger, segmentBytes: 10, flushToDisk: false)!;
+        killed.Append(Lines("one", "two", "three"), 3);
+        killed.Append(Lines("four", "five", "six"), 6);
+        killed.Append(Lines("seven"), 7);
+        killed.Dispose();
+
+        // The next one takes them and replays the first (read, not yet committed); the others wait their turn.
+        var lost = new List<(string Directory, int Segments)>();
+        var running = JournalSegments.Claim(_root, Ledger, segmentBytes: 1 << 20, flushToDisk: false)!;
+        running.Lost = (directory, segments) => lost.Add((directory, segments));
+        var leftOvers = running.TakeLeftOvers();
+        Assert.That(leftOvers, Has.Count.EqualTo(3));
+        Assert.That(running.ReadLeftOver(leftOvers[0], out _).Select(l => Encoding.UTF8.GetString(l)), Is.EqualTo(new[] { "one", "two", "three" }));
+
+        // A cleaner removes the directory; the running process notices at its idle check, or at its next append.
+        Directory.Delete(_root, recursive: true);
+        if (idle)
+        {
+            running.CheckFiles();
+        }
+        else
+        {
+            running.Append(Lines("own"), 1);
+        }
+
+        Assert.That(running.ReadLeftOver(leftOvers[2], out _).Select(l => Encoding.UTF8.GetString(l)), Is.EqualTo(new[] { "seven" }),
+            "a left-over not yet replayed is still read");
+
+        // Killed before any of them is committed: the process after it finds them all.
+        running.Dispose();
+        using var next = JournalSegments.Claim(_root, Ledger, 1 << 20, false)!;
+        var lines = next.TakeLeftOvers().SelectMany(path => next.ReadLeftOver(path, out _)).Select(l => Encoding.UTF8.GetString(l));
+        Assert.That(lines, Is.EquivalentTo(new[] { "one", "two", "three", "four", "five", "six", "seven" }.Concat(idle ? [] : ["own"])));
+        Assert.That(lost, Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public void LeftOversReplayed_AreDeletedWhereTheyAre_AlsoWhenWrittenAgain()
+    {
+        var killed = JournalSegments.Claim(_root, Ledger, segmentBytes: 10, flushToDisk: false)!;
+        killed.Append(Lines("one", "two", "three"), 3);
+        killed.Append(Lines("four"), 4);
+        killed.Dispose();
+
+        using var running = JournalSegments.Claim(_root, Ledger, segmentBytes: 1 << 20, flushToDisk: false)!;
+        var leftOvers = running.TakeLeftOvers();
+        running.ForgetLeftOver(leftOvers[0]);
+        Assert.That(Files(), Has.Length.EqualTo(1));
+        Directory.Delete(_root, recursive: true);
+        running.CheckFiles();
+        Assert.That(Files(), Has.Length.EqualTo(1), "the left-over not yet replayed is written again");
+        running.ForgetLeftOver(leftOvers[1]);
+        Assert.That(Files(), Is.Empty, "and deleted once replayed");
+    }
 }

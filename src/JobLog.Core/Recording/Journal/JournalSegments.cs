@@ -30,6 +30,10 @@ internal sealed class JournalSegments : IDisposable
     private FileStream _slotLock;
     private Queue<(string Path, long LastSequence, FileStream File)> _closed = new();
     private readonly List<FileStream> _adoptedLocks = [];
+
+    // Left-overs taken from stopped processes, by the path they were taken at: where the file is now (written again in this
+    // slot when the directory was deleted under it) and its open handle, until the recorder has replayed it (session 23).
+    private readonly Dictionary<string, (string Path, FileStream? File)> _leftOvers = [];
     private FileStream? _active;
     private SpoolFiles.Identity? _activeIdentity;
     private string? _activePath;
@@ -123,6 +127,24 @@ internal sealed class JournalSegments : IDisposable
                 }
             }
 
+            // Held open until replayed: a left-over deleted under this process (its directory with it) is still read, and
+            // written again in this slot like this process's own segments (WriteAgain). The shared lock also tells
+            // another process starting meanwhile that they are taken.
+            foreach (var path in found)
+            {
+                FileStream? file = null;
+                try
+                {
+                    file = SpoolFiles.Open(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete);
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    // Refused or unreadable: ReadLeftOver opens it by its path and says why.
+                }
+
+                _leftOvers[path] = (path, file);
+            }
+
             return found;
         }
     }
@@ -134,6 +156,12 @@ internal sealed class JournalSegments : IDisposable
         using var stream = SpoolFiles.Open(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
         var bytes = new byte[stream.Length];
         stream.ReadExactly(bytes);
+        return Split(bytes, out cut);
+    }
+
+    private static List<byte[]> Split(ReadOnlySpan<byte> bytes, out int cut)
+    {
+        cut = 0;
         var lines = new List<byte[]>();
         var start = 0;
         for (var i = 0; i < bytes.Length; i++)
@@ -142,7 +170,7 @@ internal sealed class JournalSegments : IDisposable
             {
                 if (i > start)
                 {
-                    lines.Add(bytes[start..i]);
+                    lines.Add(bytes[start..i].ToArray());
                 }
 
                 start = i + 1;
@@ -161,6 +189,46 @@ internal sealed class JournalSegments : IDisposable
     public static void Forget(string path) => File.Delete(path);
 
     /// <summary>
+    /// Reads a left-over <see cref="TakeLeftOvers"/> returned, through the handle taken then (so also when its file was
+    /// deleted since); a line cut by a crash is counted in <paramref name="cut"/>.
+    /// </summary>
+    public List<byte[]> ReadLeftOver(string path, out int cut)
+    {
+        lock (_lock)
+        {
+            if (!_leftOvers.TryGetValue(path, out var leftOver) || leftOver.File is not { } file)
+            {
+                return Read(leftOver.Path ?? path, out cut);
+            }
+
+            var bytes = new byte[RandomAccess.GetLength(file.SafeFileHandle)];
+            var read = 0;
+            while (read < bytes.Length && RandomAccess.Read(file.SafeFileHandle, bytes.AsSpan(read), read) is var n and > 0)
+            {
+                read += n;
+            }
+
+            return Split(bytes.AsSpan(0, read), out cut);
+        }
+    }
+
+    /// <summary>Deletes a left-over <see cref="TakeLeftOvers"/> returned (where it is now) once its records are committed.</summary>
+    public void ForgetLeftOver(string path)
+    {
+        lock (_lock)
+        {
+            if (!_leftOvers.Remove(path, out var leftOver))
+            {
+                File.Delete(path);
+                return;
+            }
+
+            leftOver.File?.Dispose();
+            File.Delete(leftOver.Path);
+        }
+    }
+
+    /// <summary>
     /// Appends <paramref name="lines"/> (each ending in a newline) holding records up to <paramref name="lastSequence"/>,
     /// in one write; returns once the operating system has them (and the disk, with flush to disk).
     /// </summary>
@@ -175,7 +243,7 @@ internal sealed class JournalSegments : IDisposable
     {
         lock (_lock)
         {
-            if (_active is not null ? !SpoolFiles.StillAt(_activeIdentity, _activePath!) : !System.IO.Directory.Exists(Directory))
+            if (_active is not null ? !SpoolFiles.StillAt(_activeIdentity, _activePath!) : AnyGone())
             {
                 WriteAgain();
             }
@@ -237,11 +305,27 @@ internal sealed class JournalSegments : IDisposable
     {
         lock (_lock)
         {
-            if (_active is not null ? !SpoolFiles.StillAt(_activeIdentity, _activePath!) : _closed.Count > 0 && !System.IO.Directory.Exists(Directory))
+            if ((_active is not null && !SpoolFiles.StillAt(_activeIdentity, _activePath!)) || AnyGone())
             {
                 WriteAgain();
             }
         }
+    }
+
+    /// <summary>
+    /// Under <c>_lock</c>: whether a closed segment or a left-over being replayed is no longer at its path (one <c>statx</c>
+    /// each), or, with none, the directory is gone. Not only the directory: another part of JobLog (the spool) may have made
+    /// it again already.
+    /// </summary>
+    private bool AnyGone()
+    {
+        if (_closed.Count == 0 && _leftOvers.Count == 0)
+        {
+            return !System.IO.Directory.Exists(Directory);
+        }
+
+        return _closed.Any(c => !SpoolFiles.StillAt(c.File, c.Path))
+            || _leftOvers.Values.Any(l => l.File is { } file && !SpoolFiles.StillAt(file, l.Path));
     }
 
     /// <summary>Every record up to <paramref name="committed"/> is in the database: the segments holding only such records are deleted.</summary>
@@ -278,6 +362,11 @@ internal sealed class JournalSegments : IDisposable
             foreach (var held in _adoptedLocks)
             {
                 held.Dispose();
+            }
+
+            foreach (var leftOver in _leftOvers.Values)
+            {
+                leftOver.File?.Dispose();
             }
 
             _slotLock.Dispose();
@@ -343,6 +432,18 @@ internal sealed class JournalSegments : IDisposable
         }
 
         _closed = closed;
+        foreach (var (taken, leftOver) in _leftOvers.ToList())
+        {
+            if (leftOver.File is { } file && !SpoolFiles.StillAt(file, leftOver.Path))
+            {
+                // Its records are not this process's sequences: the copy is not checkpointed, only deleted by ForgetLeftOver.
+                var (path, copy) = Copy(file);
+                file.Dispose();
+                _leftOvers[taken] = (path, copy);
+                written++;
+            }
+        }
+
         if (_active is not null && !SpoolFiles.StillAt(_active, _activePath!))
         {
             var (path, copy) = Copy(_active);
