@@ -150,6 +150,19 @@ public sealed class JobLogOptions : IValidatableObject
     [Positive]
     public TimeSpan CommandTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// PostgreSQL: how long a session JobLog opens (writer, sweeper, scheduler, heartbeat, partition maintenance, its
+    /// contexts) may stay idle inside a transaction before the server ends it (<c>idle_in_transaction_session_timeout</c>,
+    /// sent as a startup option). A JobLog process frozen (SIGSTOP, a paused container or VM) or cut off from the network in
+    /// the middle of a transaction would otherwise keep its row and advisory locks, and the other processes' writers,
+    /// sweepers and partition maintenance wait behind them for as long as it stays so (docs/storage.md). JobLog's own
+    /// transactions never wait for anything but the database, so a minute idle means the client is gone. Default 1 minute;
+    /// <see cref="TimeSpan.Zero"/> leaves the server's (or the role's) setting. Not applied when the connection string's
+    /// <c>Options</c> set <c>idle_in_transaction_session_timeout</c> themselves. Ignored for SQLite.
+    /// </summary>
+    [NotNegative]
+    public TimeSpan IdleInTransactionTimeout { get; set; } = TimeSpan.FromMinutes(1);
+
     /// <summary>The machine name stored with every record. Default <see cref="Environment.MachineName"/>.</summary>
     public string Host { get; set; } = Environment.MachineName;
 

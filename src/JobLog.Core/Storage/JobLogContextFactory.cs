@@ -12,9 +12,10 @@ internal sealed class JobLogContextFactory
     {
         ArgumentNullException.ThrowIfNull(options);
         var o = options.Value;
-        ConnectionString = o.ConnectionString
+        var connectionString = o.ConnectionString
             ?? throw new InvalidOperationException("JobLog has no database: call AddJobLog(o => o.UseSqlite(...)) or o.UseNpgsql(...).");
         Database = LedgerDatabase.For(o.Provider);
+        ConnectionString = Database.ForSessions(connectionString, o.IdleInTransactionTimeout);
         _create = Database.ContextFactory(ConnectionString);
     }
 
@@ -23,6 +24,7 @@ internal sealed class JobLogContextFactory
 
     public LedgerProvider Provider => Database.Provider;
 
+    /// <summary>What JobLog's sessions connect with: the options' connection string with JobLog's session settings (<see cref="LedgerDatabase.ForSessions"/>).</summary>
     public string ConnectionString { get; }
 
     public JobLogDbContext Create() => _create();

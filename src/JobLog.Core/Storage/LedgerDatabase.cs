@@ -93,6 +93,13 @@ internal abstract class LedgerDatabase
     /// <summary>A new, closed connection (the health check's probe).</summary>
     public abstract DbConnection CreateConnection(string connectionString);
 
+    /// <summary>
+    /// The connection string JobLog's own sessions use: <paramref name="connectionString"/> with the session settings that
+    /// protect the other processes from one that vanished mid-transaction (<see cref="JobLogOptions.IdleInTransactionTimeout"/>).
+    /// Unchanged where the database has no such setting.
+    /// </summary>
+    public virtual string ForSessions(string connectionString, TimeSpan idleInTransactionTimeout) => connectionString;
+
     /// <summary>Opens a connection set up for JobLog's writes, and the executor of <see cref="LedgerPlan"/>s on it.</summary>
     /// <param name="connectionString">The ledger's connection string.</param>
     /// <param name="cancellationToken">Cancels opening.</param>

@@ -111,6 +111,28 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(ForJobLog(connectionString));
 
+    /// <summary>
+    /// <paramref name="connectionString"/> with <c>-c idle_in_transaction_session_timeout=</c> in its <c>Options</c>
+    /// (<see cref="JobLogOptions.IdleInTransactionTimeout"/>; session 23), unless the timeout is zero or the connection string
+    /// sets it itself. The server then ends a JobLog session that sits idle in a transaction that long (a frozen process, a
+    /// client cut off by the network: TCP keepalives do not help against the first, and the server's defaults wait two hours
+    /// against the second), and its locks go with it. Behind a PgBouncer that ignores startup options it is not applied.
+    /// </summary>
+    public override string ForSessions(string connectionString, TimeSpan idleInTransactionTimeout)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (idleInTransactionTimeout <= TimeSpan.Zero
+            || builder.Options?.Contains("idle_in_transaction_session_timeout", StringComparison.OrdinalIgnoreCase) == true)
+        {
+            return connectionString;
+        }
+
+        var setting = string.Create(CultureInfo.InvariantCulture,
+            $"-c idle_in_transaction_session_timeout={Math.Clamp((long)Math.Ceiling(idleInTransactionTimeout.TotalMilliseconds), 1, int.MaxValue)}");
+        builder.Options = string.IsNullOrWhiteSpace(builder.Options) ? setting : builder.Options + " " + setting;
+        return builder.ConnectionString;
+    }
+
     /// <summary>What JobLog's sessions connect with: <see cref="WithoutJit"/>, <see cref="WithTcpKeepalive"/>.</summary>
     internal static string ForJobLog(string connectionString) => WithTcpKeepalive(WithoutJit(connectionString));
 
