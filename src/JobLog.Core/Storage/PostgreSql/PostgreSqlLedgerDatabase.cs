@@ -148,7 +148,7 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
     internal static string WithTcpKeepalive(string connectionString)
     {
         var builder = new NpgsqlConnectionStringBuilder(connectionString);
-        if (builder.TcpKeepAlive || builder.TcpKeepAliveTime > 0 || builder.TcpKeepAliveInterval > 0)
+        if (builder.TcpKeepAlive || builder.TcpKeepAliveTime > 0 || builder.TcpKeepAliveInterval > 0 || IsUnixSocket(builder.Host))
         {
             return connectionString;
         }
@@ -158,6 +158,14 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         builder.TcpKeepAliveInterval = 10;
         return builder.ConnectionString;
     }
+
+    /// <summary>
+    /// A host that is a Unix-domain socket's directory (Npgsql: an absolute path, or <c>@</c> for the abstract namespace):
+    /// no TCP there, and a TCP keepalive option on its socket makes the connection fail ("Operation not supported"): found
+    /// in session 23, every JobLog session to a server reached through its socket failed since session 21's keepalives.
+    /// </summary>
+    private static bool IsUnixSocket(string? host) =>
+        host is { Length: > 0 } && !host.Contains(',', StringComparison.Ordinal) && (host[0] == '/' || host[0] == '@');
 
     /// <summary>
     /// <paramref name="connectionString"/> with PostgreSQL's JIT compilation off for JobLog's sessions (unless the
