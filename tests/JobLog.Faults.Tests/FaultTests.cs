@@ -1,3 +1,4 @@
+using JobLog.Testing;
 using NUnit.Framework;
 
 namespace JobLog.Faults.Tests;
@@ -352,6 +353,59 @@ public sealed class FaultTests
             Assert.That(tally.WithoutProducerFields, Is.Zero, "the publisher's own records reach the ledger made again, not only the consumer's seeds");
             Assert.That(world.Output, Does.Contain("LedgerWriter[1023]"), "the processes said their ledger was deleted");
         });
+    }
+
+    [Test]
+    [CancelAfter(180_000)]
+    public async Task JobLogSessionCutOffMidTransaction_ItsRowLockIsReleased_AndAnotherProcesssWriterGetsThrough()
+    {
+        // Session 23: a JobLog process whose network to the database is cut (or that froze) while one of its sessions is in
+        // a transaction: without a limit, the server keeps the session and its locks until its own TCP keepalive gives up
+        // (two hours and more by default), and the other processes' writers wait behind them.
+        await using var world = await FaultWorld.PostgresBehindLinkAsync();
+        var cluster = world.Postgres!;
+        var spool = Directory.CreateTempSubdirectory("joblog-faults-idle-").FullName;
+        Action<JobLogOptions> options = o =>
+        {
+            o.IdleInTransactionTimeout = TimeSpan.FromSeconds(5);
+            o.CommandTimeout = TimeSpan.FromSeconds(120);
+            o.SpoolDirectory = spool;
+        };
+        await using var cutOff = await LedgerHost.StartAsync(TestLedger.ExistingPostgres(cluster.ConnectionString), options);
+        await using var other = await LedgerHost.StartAsync(TestLedger.ExistingPostgres(cluster.LocalConnectionString), options);
+        var id = Guid.NewGuid();
+        cutOff.RecordDispatch(id);
+        await cutOff.FlushAsync();
+
+        // One of its sessions (through the link, as its writer's) holds the task's row in a transaction; then the link is cut.
+        var held = await cutOff.OpenJobLogSessionAsync();
+        try
+        {
+            await using (var lockRow = held.CreateCommand())
+            {
+                lockRow.CommandText = $"BEGIN; SELECT 1 FROM \"JobLogTasks\" WHERE \"Id\" = '{id}' FOR UPDATE";
+                Assert.That(await lockRow.ExecuteScalarAsync(), Is.EqualTo(1));
+            }
+
+            await cluster.CutLinkAsync();
+
+            // The other process (on the server's machine, through its socket) consumes the task: its writer updates the row.
+            other.RecordSucceededRun(id);
+            Assert.That(await other.TryFlushAsync(TimeSpan.FromSeconds(60)), Is.True, "the other process's writer got past the cut-off session's lock within 60 s");
+            Assert.That((await other.TaskAsync(id)).State, Is.EqualTo(TaskState.Succeeded));
+        }
+        finally
+        {
+            await cluster.RestoreLinkAsync();
+            try
+            {
+                await held.DisposeAsync();
+            }
+            catch (Exception ex) when (ex is Npgsql.NpgsqlException or IOException or TimeoutException)
+            {
+                // The server ended it: what this test is about.
+            }
+        }
     }
 
     [Test]

@@ -50,6 +50,31 @@ public sealed class LedgerHost : IAsyncDisposable
         return new LedgerHost(host, ledger);
     }
 
+    /// <summary>A session to the ledger opened as JobLog opens its own (the writer's, the sweeper's): its connection settings.</summary>
+    public async Task<System.Data.Common.DbConnection> OpenJobLogSessionAsync()
+    {
+        var contexts = Services.GetRequiredService<JobLog.Storage.JobLogContextFactory>();
+        var connection = contexts.Database.CreateConnection(contexts.ConnectionString);
+        await connection.OpenAsync();
+        return connection;
+    }
+
+    /// <summary>Records the dispatch of task <paramref name="taskId"/> (as a publisher does).</summary>
+    public void RecordDispatch(Guid taskId) =>
+        Services.GetRequiredService<LedgerRecorder>().Enqueue(new TaskDispatched(new TaskPayload { Id = taskId, Name = "T", DispatchedAt = DateTime.UtcNow }));
+
+    /// <summary>Records one SUCCEEDED run of task <paramref name="taskId"/> (as a consumer does): its writer updates the task's row.</summary>
+    public void RecordSucceededRun(Guid taskId)
+    {
+        var recorder = Services.GetRequiredService<LedgerRecorder>();
+        var run = new RunPayload { Id = Guid.NewGuid(), TaskId = taskId, Name = "T", ConsumerType = "C", Start = DateTime.UtcNow };
+        recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = taskId, Name = "T", DispatchedAt = DateTime.UtcNow }, false));
+        recorder.Enqueue(new RunFinished(run.Id, taskId, TaskRunState.Succeeded, DateTime.UtcNow, null, "done", null));
+    }
+
+    /// <summary>Whether every record enqueued so far is committed within <paramref name="timeout"/>.</summary>
+    public Task<bool> TryFlushAsync(TimeSpan timeout) => Services.GetRequiredService<LedgerRecorder>().FlushAsync(timeout);
+
     /// <summary>Waits until every record enqueued so far is committed.</summary>
     public async Task FlushAsync()
     {

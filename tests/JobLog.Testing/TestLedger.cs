@@ -54,6 +54,9 @@ public sealed class TestLedger : IAsyncDisposable
         return new TestLedger(LedgerProvider.PostgreSql, builder.ConnectionString, name, null);
     }
 
+    /// <summary>An existing PostgreSQL database (a fault test's own cluster): nothing is created, nor dropped at the end.</summary>
+    public static TestLedger ExistingPostgres(string connectionString) => new(LedgerProvider.PostgreSql, connectionString, null, null);
+
     public JobLogOptions Apply(JobLogOptions options) =>
         Provider == LedgerProvider.Sqlite ? options.UseSqlite(ConnectionString) : options.UseNpgsql(ConnectionString);
 
