@@ -31,7 +31,7 @@ public sealed record ConsumeDelay(TimeSpan Value);
 /// <c>consume</c> consumes them and writes each id once its consumer has finished.
 /// Settings: <c>Fault:Role</c>, <c>Fault:Out</c> (the file of ids), <c>Fault:Count</c>, <c>Fault:Database</c>
 /// (<c>sqlite</c> or <c>postgres</c>), <c>ConnectionStrings:JobLog</c>, <c>RabbitMq:Host</c>, <c>RabbitMq:Port</c>, <c>RabbitMq:VirtualHost</c>,
-/// <c>JobLog:Durability</c>, <c>JobLog:SpoolDirectory</c>, <c>Fault:ConsumeDelayMs</c> (a slow consumer),
+/// <c>JobLog:Durability</c>, <c>JobLog:SpoolDirectory</c>, <c>JobLog:QueueCapacity</c>, <c>Fault:ConsumeDelayMs</c> (a slow consumer),
 /// <c>Fault:HeartbeatMs</c> (<see cref="JobLogOptions.HeartbeatInterval"/>). Prints <c>fault-app ready</c> when the bus has started and
 /// <c>fault-app published N</c> when a publisher is done.
 /// </summary>
@@ -75,6 +75,11 @@ public static class FaultApp
             if (config["JobLog:SpoolDirectory"] is { } spool)
             {
                 o.SpoolDirectory = spool;
+            }
+
+            if (config.GetValue<int?>("JobLog:QueueCapacity") is { } capacity)
+            {
+                o.QueueCapacity = capacity;
             }
         });
         builder.Services.AddMassTransit(x =>

@@ -147,6 +147,38 @@ public sealed class FaultTests
 
     [Test]
     [CancelAfter(300_000)]
+    public async Task SpoolDirectoryDeletedWhileTheQueueOverflowsDuringAnOutage_ThenThePublisherKilled_EverySendThatReturnedIsATask()
+    {
+        // Session 23: sends that returned while the queue was full are only in the spool file (not the journal); its
+        // directory deleted under the publisher, then the publisher killed.
+        await using var world = await FaultWorld.SqliteAsync();
+        world.QueueCapacity = 1000;
+        var publisher = await world.StartPublisherAsync(1_000_000);
+        await world.WaitUntilAsync(() => world.Published.Count >= 300, Drain, "300 probes published");
+
+        var outage = world.LockSqliteLedgerAsync(TimeSpan.FromSeconds(20));
+        var before = world.Published.Count;
+        await world.WaitUntilAsync(() => world.Published.Count >= before + 3000, Drain, "3000 probes published during the outage (the queue overflows)");
+        await world.DeleteJournalDirectoryAsync();
+        var deleted = world.Published.Count;
+        await world.WaitUntilAsync(() => world.Published.Count >= deleted + 500, Drain, "500 probes published after the deletion");
+        await publisher.KillAsync();
+        await outage;
+
+        await world.StartConsumerAsync();
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(world.Output, Does.Contain("[1043]"), "the publisher's queue overflowed to its spool");
+            Assert.That(tally.Lost, Is.Zero, "a send that returned is a task, spooled or journaled\n" + world.Tails());
+            Assert.That(tally.WithoutProducerFields, Is.Zero, $"the publisher's own records of every send reach the ledger ({tally})\n" + world.Tails());
+        });
+    }
+
+    [Test]
+    [CancelAfter(300_000)]
     public async Task JournalOnAFullDisk_AcknowledgementsWaitForTheDatabase_NothingLost_RefusalsLoggedAtASteadyRate()
     {
         await using var world = await FaultWorld.SqliteAsync();

@@ -36,6 +36,9 @@ internal sealed class FaultWorld : IAsyncDisposable
 
     public PostgresCluster? Postgres { get; }
 
+    /// <summary>The processes' <c>QueueCapacity</c> from now on (JobLog's default when null): small, the queue overflows to the spool early.</summary>
+    public int? QueueCapacity { get; set; }
+
     private string ConnectionString => Postgres?.ConnectionString ?? $"Data Source={_sqliteFile}";
 
     public static async Task<FaultWorld> SqliteAsync()
@@ -439,6 +442,11 @@ internal sealed class FaultWorld : IAsyncDisposable
         })
         {
             info.ArgumentList.Add(argument);
+        }
+
+        if (QueueCapacity is { } capacity)
+        {
+            info.ArgumentList.Add("--JobLog:QueueCapacity=" + capacity);
         }
 
         info.Environment["DOTNET_ENVIRONMENT"] = "Production";

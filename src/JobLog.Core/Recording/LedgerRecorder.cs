@@ -297,7 +297,23 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         _spoolUnavailable = spool is null;
         if (spool is not null)
         {
-            spool.WrittenAgain = (path, bytes) => Log.SpoolWrittenAgain(_logger, path, bytes);
+            spool.WrittenAgain = (path, bytes) =>
+            {
+                Log.SpoolWrittenAgain(_logger, path, bytes);
+
+                // The journal is in the same directory, and idle while records go to the spool: it checks its files now
+                // rather than at its next idle check, up to a second later (session 23: a kill in that second lost the
+                // records queued before the overflow). Never the other way round: the journal's thread must not wait
+                // for the enqueue lock that is held here.
+                try
+                {
+                    _journal?.Segments.CheckFiles();
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    Log.JournalUnavailable(_logger, path, ex.Message);
+                }
+            };
         }
 
         return spool;
