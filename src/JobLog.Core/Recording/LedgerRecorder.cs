@@ -72,7 +72,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
             {
                 if (LedgerSpool.AnyLeftOver(directory, LedgerName(connectionString), formerly: connectionString))
                 {
-                    _spool = ClaimSpool();
+                    _spool = ClaimSpool(adopt: true);
                     _spooling = _spool is { PendingBytes: > 0 };
                 }
 
@@ -286,14 +286,14 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     /// </summary>
     internal string LedgerName(string connectionString) => Storage.LedgerDatabase.For(_options.Provider).Identity(connectionString);
 
-    private LedgerSpool? ClaimSpool()
+    private LedgerSpool? ClaimSpool(bool adopt = false)
     {
         if (_spoolUnavailable || _options.SpoolDirectory is not { Length: > 0 } directory || _options.ConnectionString is not { } connectionString)
         {
             return null;
         }
 
-        var spool = LedgerSpool.Claim(directory, LedgerName(connectionString), _options.MaxSpoolBytes, _logger, formerly: connectionString);
+        var spool = LedgerSpool.Claim(directory, LedgerName(connectionString), _options.MaxSpoolBytes, _logger, formerly: connectionString, adopt);
         _spoolUnavailable = spool is null;
         if (spool is not null)
         {

@@ -87,7 +87,11 @@ internal sealed class LedgerSpool : IDisposable
     /// whose file is not this user's regular file is skipped with a logged error. Null when the directory is refused
     /// (logged), cannot be used or every slot is taken: the overflow is then dropped and counted.
     /// </summary>
-    public static LedgerSpool? Claim(string directory, string ledger, long maxBytes, ILogger logger, string? formerly = null)
+    /// <remarks>
+    /// With <c>adopt</c>, the files stopped processes left in the other free slots are taken too (<see cref="AdoptLeftOvers"/>):
+    /// at start only, never at a first overflow, where the copy would hold the enqueue lock.
+    /// </remarks>
+    public static LedgerSpool? Claim(string directory, string ledger, long maxBytes, ILogger logger, string? formerly = null, bool adopt = false)
     {
         if (SpoolFiles.CheckDirectory(directory, create: true) is { } refusal)
         {
@@ -123,7 +127,11 @@ internal sealed class LedgerSpool : IDisposable
                     (claimed, held) = (renamed, renamedLock);
                 }
 
-                AdoptLeftOvers(directory, ledger, formerly, claimed, logger);
+                if (adopt)
+                {
+                    AdoptLeftOvers(directory, ledger, formerly, claimed, logger);
+                }
+
                 return new LedgerSpool(claimed, maxBytes, logger, ledger) { _lock = held };
             }
             catch (SpoolFileRefusedException ex)
@@ -450,7 +458,8 @@ internal sealed class LedgerSpool : IDisposable
             throw;
         }
 
-        var length = Volatile.Read(ref _length);
+        // What the deleted file holds, not _length: an append may have written its line and not yet counted it.
+        var length = RandomAccess.GetLength(deleted.SafeFileHandle);
         try
         {
             var buffer = new byte[64 * 1024];
