@@ -46,6 +46,43 @@ internal sealed partial class LedgerRecorder
         }
     }
 
+    /// <summary>Whether this process journals (the journal's directory was usable at start).</summary>
+    internal bool HasJournal => _journal is not null;
+
+    /// <summary>How often a running process looks for the journal segments of processes that stopped since it started.</summary>
+    internal static readonly TimeSpan StoppedJournalsEvery = TimeSpan.FromSeconds(10);
+
+    private long _stoppedJournalsLooked = System.Diagnostics.Stopwatch.GetTimestamp();
+
+    /// <summary>
+    /// The writer, every <see cref="StoppedJournalsEvery"/>: the segments of processes of this ledger that stopped (killed)
+    /// while this one runs, queued to be replayed like those found at start. Without it, what such a process acknowledged
+    /// waited in its journal for the next process to start on this machine, for ever when none did (a replica scaled down,
+    /// a worker killed and not restarted) (session 23). A process that starts again meanwhile takes another slot.
+    /// </summary>
+    internal void TakeStoppedProcessesJournals()
+    {
+        if (_journal is not { } journal
+            || System.Diagnostics.Stopwatch.GetElapsedTime(_stoppedJournalsLooked) < StoppedJournalsEvery)
+        {
+            return;
+        }
+
+        _stoppedJournalsLooked = System.Diagnostics.Stopwatch.GetTimestamp();
+        try
+        {
+            foreach (var path in journal.Segments.TakeLeftOvers())
+            {
+                _journalLeftOvers.Enqueue(path);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            // The directory refused a listing (deleted, say: the journal makes it again at its next check); tried again later.
+            Log.JournalUnavailable(_logger, journal.Segments.Directory, ex.Message);
+        }
+    }
+
     /// <summary>
     /// The writer: the queued record with <paramref name="sequence"/> as the journal masked it, or null when the journal did
     /// not (the writer masks it then).

@@ -115,7 +115,7 @@ internal sealed class LedgerWriter(
                     {
                         await WaitForRecordsAsync(due, stoppingToken).ConfigureAwait(false);
                     }
-                    else if (!await recorder.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false))
+                    else if (!await WaitToReadAsync(stoppingToken).ConfigureAwait(false))
                     {
                         return;
                     }
@@ -183,10 +183,40 @@ internal sealed class LedgerWriter(
         stoppingToken.ThrowIfCancellationRequested();
     }
 
+    /// <summary>
+    /// Idle: waits for a record; with a journal, for at most <see cref="LedgerRecorder.StoppedJournalsEvery"/>, so that the
+    /// segments of a process that stopped meanwhile are looked for (<see cref="LedgerRecorder.TakeStoppedProcessesJournals"/>)
+    /// also while this one has nothing to write.
+    /// </summary>
+    /// <returns>False when the queue is completed.</returns>
+    private async Task<bool> WaitToReadAsync(CancellationToken stoppingToken)
+    {
+        if (!recorder.HasJournal || recorder.Reader.TryPeek(out _))
+        {
+            return await recorder.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false);
+        }
+
+        using var look = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        look.CancelAfter(LedgerRecorder.StoppedJournalsEvery);
+        try
+        {
+            return await recorder.Reader.WaitToReadAsync(look.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!stoppingToken.IsCancellationRequested)
+        {
+            return true;
+        }
+    }
+
     /// <summary>One iteration: takes up to a batch of records and commits them, retrying until the database accepts them.</summary>
     /// <returns>The number of records committed.</returns>
     internal async Task<int> WriteNextBatchAsync(CancellationToken cancellationToken)
     {
+        if (_batch.Count == 0)
+        {
+            recorder.TakeStoppedProcessesJournals();
+        }
+
         // The redaction policy's choke point: every text is masked off the business path before any row is written, here
         // or by the journal before it (once per record: a batch that failed keeps its masked records).
         if (_batch.Count == 0 && recorder.HasJournalLeftOvers)

@@ -29,7 +29,9 @@ internal sealed class JournalSegments : IDisposable
     private string _prefix;
     private FileStream _slotLock;
     private Queue<(string Path, long LastSequence, FileStream File)> _closed = new();
-    private readonly List<FileStream> _adoptedLocks = [];
+    // Other slots' locks, taken with their left-overs: each is let go once its last left-over is committed (a process that
+    // runs for long takes stopped processes' segments again and again: session 23), or at Dispose.
+    private readonly Dictionary<string, FileStream> _adoptedLocks = [];
 
     // Left-overs taken from stopped processes, by the path they were taken at: where the file is now (written again in this
     // slot when the directory was deleted under it) and its open handle, until the recorder has replayed it (session 23).
@@ -99,8 +101,10 @@ internal sealed class JournalSegments : IDisposable
 
     /// <summary>
     /// The segments a stopped process left in this slot and in any other slot of the ledger that no live process holds
-    /// (under the ledger's former name too), oldest first. Their slots stay locked until <see cref="Dispose"/>; each file is deleted by <see cref="Forget"/>
-    /// once its records are committed.
+    /// (under the ledger's former name too), oldest first, except those taken before. Called at start, and again while
+    /// this process runs (<c>LedgerRecorder.TakeStoppedProcessesJournals</c>): a process that dies while others run has its
+    /// segments replayed by them, not only by the next process to start. Another slot stays locked until its last
+    /// left-over is deleted by <see cref="ForgetLeftOver"/> once its records are committed.
     /// </summary>
     public IReadOnlyList<string> TakeLeftOvers()
     {
@@ -118,12 +122,25 @@ internal sealed class JournalSegments : IDisposable
                 var segments = SegmentsOf(Directory, prefix);
                 if (prefix == _prefix)
                 {
-                    found.AddRange(segments.Where(s => s.Path != _activePath && !_closed.Any(c => c.Path == s.Path) && !AppendedTo(s.Path)).Select(s => s.Path));
+                    found.AddRange(segments.Where(s => s.Path != _activePath && !_closed.Any(c => c.Path == s.Path) && !Taken(s.Path) && !AppendedTo(s.Path)).Select(s => s.Path));
+                }
+                else if (_adoptedLocks.ContainsKey(prefix))
+                {
+                    // Adopted before, its left-overs not all committed yet: a segment of it is new only when its dead owner's
+                    // was not listed then (a listing that raced the owner's last append before it died).
+                    found.AddRange(segments.Where(s => !Taken(s.Path) && !AppendedTo(s.Path)).Select(s => s.Path));
                 }
                 else if (segments.Count > 0 && TryLock(Directory, prefix) is { } held)
                 {
-                    _adoptedLocks.Add(held);
-                    found.AddRange(SegmentsOf(Directory, prefix).Where(s => !AppendedTo(s.Path)).Select(s => s.Path));
+                    var taken = SegmentsOf(Directory, prefix).Where(s => !Taken(s.Path) && !AppendedTo(s.Path)).Select(s => s.Path).ToList();
+                    if (taken.Count == 0)
+                    {
+                        held.Dispose();
+                        continue;
+                    }
+
+                    _adoptedLocks[prefix] = held;
+                    found.AddRange(taken);
                 }
             }
 
@@ -148,6 +165,9 @@ internal sealed class JournalSegments : IDisposable
             return found;
         }
     }
+
+    /// <summary>Under <c>_lock</c>: whether a segment was taken as a left-over before (at its path, or written again at another).</summary>
+    private bool Taken(string path) => _leftOvers.ContainsKey(path) || _leftOvers.Values.Any(l => l.Path == path);
 
     /// <summary>Reads a segment's lines; a line cut by a crash (no newline at the end) is counted in <paramref name="cut"/>.</summary>
     public static List<byte[]> Read(string path, out int cut)
@@ -225,7 +245,22 @@ internal sealed class JournalSegments : IDisposable
 
             leftOver.File?.Dispose();
             File.Delete(leftOver.Path);
+            var prefix = PrefixOf(path);
+            if (_adoptedLocks.TryGetValue(prefix, out var held) && !_leftOvers.Keys.Any(p => PrefixOf(p) == prefix))
+            {
+                // Its last left-over is committed: the slot is free for a process that starts.
+                _adoptedLocks.Remove(prefix);
+                held.Dispose();
+            }
         }
+    }
+
+    /// <summary>The slot prefix of a segment's path (<c>joblog-{ledger}-{slot}</c>, before the segment's number).</summary>
+    private static string PrefixOf(string path)
+    {
+        var name = Path.GetFileName(path);
+        var dot = name.IndexOf('.', StringComparison.Ordinal);
+        return dot < 0 ? name : name[..dot];
     }
 
     /// <summary>
@@ -359,10 +394,12 @@ internal sealed class JournalSegments : IDisposable
                 segment.File.Dispose();
             }
 
-            foreach (var held in _adoptedLocks)
+            foreach (var held in _adoptedLocks.Values)
             {
                 held.Dispose();
             }
+
+            _adoptedLocks.Clear();
 
             foreach (var leftOver in _leftOvers.Values)
             {

@@ -1,0 +1,97 @@
+using System.Buffers;
+using System.Text.Json;
+using JobLog.Recording;
+using JobLog.Recording.Journal;
+using JobLog.Storage;
+using JobLog.Testing;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Recording;
+
+/// <summary>
+/// A process killed while another process of the same ledger runs on the machine: what it acknowledged is in its journal
+/// segments, and the running process replays them without waiting for a process to start (session 23).
+/// </summary>
+public class StoppedProcessJournalTests
+{
+    private string _spool = null!;
+
+    [SetUp]
+    public void SetUp() => _spool = Path.Combine(Path.GetTempPath(), "joblog-test-stopped-" + Guid.NewGuid().ToString("N"));
+
+    [TearDown]
+    public void TearDown()
+    {
+        if (Directory.Exists(_spool))
+        {
+            Directory.Delete(_spool, recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task AProcessKilledWhileAnotherRuns_ItsJournaledRecordsReachTheLedgerThroughTheRunningOne_AndItsSlotIsFreedAfter()
+    {
+        var ledger = TestLedger.Sqlite();
+        var options = ledger.Apply(new JobLogOptions());
+        var name = LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!);
+        await using var running = await LedgerHost.StartAsync(ledger, o => o.SpoolDirectory = _spool);
+        var first = Guid.NewGuid();
+        running.RecordDispatch(first);
+        await running.FlushAsync();
+
+        // Another process of this ledger journals a task and its run, then is killed: nothing of it was committed.
+        var killed = JournalSegments.Claim(_spool, name, 1 << 20, flushToDisk: false)!;
+        var taskId = Guid.NewGuid();
+        var run = new RunPayload { Id = Guid.NewGuid(), TaskId = taskId, Name = "Charge", ConsumerType = "ChargeConsumer", Start = DateTime.UtcNow };
+        killed.Append(Lines(
+            new TaskDispatched(new TaskPayload { Id = taskId, Name = "Charge", DispatchedAt = DateTime.UtcNow }),
+            new RunStarted(run, new TaskPayload { Id = taskId, Name = "Charge", DispatchedAt = DateTime.UtcNow }, false),
+            new RunFinished(run.Id, taskId, TaskRunState.Succeeded, DateTime.UtcNow, null, "charged", null)), 3);
+        killed.Dispose(); // its locks go with the process
+        Assert.That(Directory.GetFiles(_spool, "*.journal"), Has.Length.EqualTo(1), "the killed process's segment (the running one's were committed)");
+
+        await LedgerHost.EventuallyAsync(
+            async () => (await running.TaskAsync(taskId)).State == TaskState.Succeeded,
+            TimeSpan.FromSeconds(40), // a look every 10 s (LedgerRecorder.StoppedJournalsEvery)
+            "the killed process's task reaches the ledger through the running process");
+        var task = await running.TaskAsync(taskId);
+        Assert.That(task.Runs.Select(r => (r.ConsumerType, r.State)), Is.EqualTo(new[] { ("ChargeConsumer", TaskRunState.Succeeded) }));
+        await LedgerHost.EventuallyAsync(
+            () => Task.FromResult(Directory.GetFiles(_spool, "*.journal").Length == 0),
+            TimeSpan.FromSeconds(10),
+            "the replayed segment is deleted once committed");
+
+        // The running process let the killed one's slot go: every slot but its own can be claimed by processes that start.
+        var claimed = new List<JournalSegments?>();
+        try
+        {
+            for (var i = 0; i < JournalSegments.Slots - 1; i++)
+            {
+                claimed.Add(JournalSegments.Claim(_spool, name, 1 << 20, flushToDisk: false));
+            }
+
+            Assert.That(claimed, Has.All.Not.Null, "a slot for each process that starts");
+        }
+        finally
+        {
+            foreach (var segments in claimed)
+            {
+                segments?.Dispose();
+            }
+        }
+    }
+
+    private static byte[] Lines(params LedgerRecord[] records)
+    {
+        var output = new ArrayBufferWriter<byte>();
+        var scratch = new ArrayBufferWriter<byte>();
+        using var writer = new Utf8JsonWriter(output);
+        foreach (var record in records)
+        {
+            JournalCodec.Write(writer, output, record, scratch);
+            output.Write("\n"u8);
+        }
+
+        return output.WrittenSpan.ToArray();
+    }
+}
