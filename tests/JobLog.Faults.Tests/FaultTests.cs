@@ -245,6 +245,47 @@ public sealed class FaultTests
     }
 
     [Test]
+    [CancelAfter(300_000)]
+    public async Task ConsumerKilledDuringDatabaseOutage_WhileAnotherRunsOn_EveryConsumedProbeReachesTheLedgerWithoutARestart()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        var killed = await world.StartConsumerAsync();
+        await world.StartConsumerAsync();
+        await world.StartPublisherAsync(3000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+
+        await world.Postgres!.StopAsync();
+        var before = world.Consumed.Count;
+        await world.WaitUntilAsync(() => world.Consumed.Count >= before + 300, Drain, "300 more probes consumed during the outage");
+        await killed.KillAsync();
+        await world.Postgres.StartAsync();
+
+        // No process starts again: the consumer that runs on (or the publisher) replays what the killed one journaled.
+        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
+        await world.DrainAsync(Drain);
+        var lost = int.MaxValue;
+        for (var waited = 0; lost > 0; waited++)
+        {
+            Assert.That(waited, Is.LessThan(300), $"every consumed probe in the ledger within 60 s, without a restart ({lost} missing)\n{world.Tails()}");
+            await Task.Delay(200);
+            lost = (await world.TallyAsync()).Lost;
+        }
+
+        await world.StopAllAsync();
+
+        // The killed attempts' runs (in its journal, replayed after their redeliveries' runs) are closed by the host sweep.
+        await Task.Delay(TimeSpan.FromSeconds(3));
+        await world.SweepAsync(hostTimeout: TimeSpan.FromSeconds(2));
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, "a delivery acknowledged during the outage survives the SIGKILL");
+            Assert.That(tally.Stuck, Is.Zero, "no run stays ACTIVE");
+            Assert.That(tally.Tasks, Is.EqualTo(3000));
+        });
+    }
+
+    [Test]
     [CancelAfter(120_000)]
     public async Task SlowConsumerKilled_WithNoOtherConsumer_ItsRunsAreExpiredByTheHostSweep()
     {
