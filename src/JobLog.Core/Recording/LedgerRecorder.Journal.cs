@@ -6,9 +6,11 @@ namespace JobLog.Recording;
 /// <summary>The recorder's journal: opened at start, told of commits, and the segments stopped processes left.</summary>
 internal sealed partial class LedgerRecorder
 {
-    private readonly Queue<string> _journalLeftOvers = new();
+    // Journal segments (SpoolLock null) and spool files (their slot's lock held) that stopped processes left, to replay.
+    private readonly Queue<(string Path, FileStream? SpoolLock)> _journalLeftOvers = new();
     private readonly Queue<LedgerRecord> _leftOverRecords = new();
     private string? _leftOverFile;
+    private FileStream? _leftOverSpoolLock;
     private SteadyRate? _leftOversLost;
     private long _leftOversLostTotal;
 
@@ -32,7 +34,7 @@ internal sealed partial class LedgerRecorder
             segments.Lost = (lost, written) => Log.JournalFilesLost(_logger, lost, written);
             foreach (var path in segments.TakeLeftOvers())
             {
-                _journalLeftOvers.Enqueue(path);
+                _journalLeftOvers.Enqueue((path, null));
             }
 
             var refusals = new JournalRefusals(_logger, _time, _metrics.JournalRefused.Add);
@@ -73,7 +75,16 @@ internal sealed partial class LedgerRecorder
         {
             foreach (var path in journal.Segments.TakeLeftOvers())
             {
-                _journalLeftOvers.Enqueue(path);
+                _journalLeftOvers.Enqueue((path, null));
+            }
+
+            // Then what it spooled when its queue was full (newer than what it journaled); acknowledged too, not journaled.
+            if (_options.ConnectionString is { } connectionString)
+            {
+                foreach (var (path, held) in LedgerSpool.TakeStopped(journal.Segments.Directory, LedgerName(connectionString), connectionString))
+                {
+                    _journalLeftOvers.Enqueue((path, held));
+                }
             }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -96,20 +107,33 @@ internal sealed partial class LedgerRecorder
     /// </summary>
     internal void TakeJournalLeftOvers(List<LedgerRecord> into, int max)
     {
-        while (_leftOverRecords.Count == 0 && _journalLeftOvers.TryDequeue(out var path))
+        while (_leftOverRecords.Count == 0 && _journalLeftOvers.TryDequeue(out var leftOver))
         {
+            var path = leftOver.Path;
             try
             {
-                var lines = _journal is { } journal ? journal.Segments.ReadLeftOver(path, out var unreadable) : JournalSegments.Read(path, out unreadable);
-                foreach (var line in lines)
+                int unreadable;
+                if (leftOver.SpoolLock is { } spoolLock)
                 {
-                    if (JournalCodec.Read(line) is { } record)
+                    _leftOverSpoolLock = spoolLock;
+                    foreach (var record in LedgerSpool.ReadStopped(path, out unreadable))
                     {
                         _leftOverRecords.Enqueue(record);
                     }
-                    else
+                }
+                else
+                {
+                    var lines = _journal is { } journal ? journal.Segments.ReadLeftOver(path, out unreadable) : JournalSegments.Read(path, out unreadable);
+                    foreach (var line in lines)
                     {
-                        unreadable++;
+                        if (JournalCodec.Read(line) is { } record)
+                        {
+                            _leftOverRecords.Enqueue(record);
+                        }
+                        else
+                        {
+                            unreadable++;
+                        }
                     }
                 }
 
@@ -125,6 +149,10 @@ internal sealed partial class LedgerRecorder
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
+                // A stopped process's spool file that cannot be read stays where it is, its slot free, for the next start.
+                _leftOverSpoolLock?.Dispose();
+                _leftOverSpoolLock = null;
+
                 // Gone before it was taken (deleted between the listing and the open at start), or refused: counted, and
                 // logged at a steady rate. Once taken, a left-over is held open and survives its deletion (session 23).
                 _metrics.JournalLeftOversLost.Add(1);
@@ -142,6 +170,17 @@ internal sealed partial class LedgerRecorder
         }
     }
 
+    /// <summary>At dispose: the stopped processes' spool files taken and not replayed are left for the next start, their slots free.</summary>
+    private void LetStoppedSpoolsGo()
+    {
+        _leftOverSpoolLock?.Dispose();
+        _leftOverSpoolLock = null;
+        foreach (var (_, held) in _journalLeftOvers)
+        {
+            held?.Dispose();
+        }
+    }
+
     /// <summary>The records of the last <see cref="TakeJournalLeftOvers"/> are committed: a fully replayed segment is deleted.</summary>
     internal void JournalLeftOversReplayed()
     {
@@ -152,7 +191,11 @@ internal sealed partial class LedgerRecorder
 
         try
         {
-            if (_journal is { } journal)
+            if (_leftOverSpoolLock is not null)
+            {
+                File.Delete(path);
+            }
+            else if (_journal is { } journal)
             {
                 journal.Segments.ForgetLeftOver(path);
             }
@@ -164,6 +207,12 @@ internal sealed partial class LedgerRecorder
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             Log.JournalUnavailable(_logger, path, ex.Message);
+        }
+        finally
+        {
+            // A stopped process's spool slot is free again once its file is gone.
+            _leftOverSpoolLock?.Dispose();
+            _leftOverSpoolLock = null;
         }
 
         _leftOverFile = null;

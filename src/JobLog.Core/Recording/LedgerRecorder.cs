@@ -499,6 +499,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         }
 
         _waiters.Dispose();
+        LetStoppedSpoolsGo();
         if (_journal is not null)
         {
             // What is committed by now is checkpointed: what is left in the journal is what the next process replays.

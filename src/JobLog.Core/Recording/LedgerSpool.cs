@@ -213,6 +213,74 @@ internal sealed class LedgerSpool : IDisposable
     }
 
     /// <summary>
+    /// The spool files of stopped processes of this ledger that no live process holds, each with its slot's lock, now held
+    /// (the writer of a process that runs on, every 10 s: <c>LedgerRecorder.TakeStoppedProcessesJournals</c>; session 23). This
+    /// process's own file is never among them: its lock is held. The caller replays a file's records
+    /// (<see cref="ReadStopped"/>), then deletes it and lets the lock go.
+    /// </summary>
+    public static List<(string Path, FileStream Lock)> TakeStopped(string directory, string ledger, string? formerly)
+    {
+        var taken = new List<(string, FileStream)>();
+        foreach (var path in PathsOf(directory, ledger, formerly).Where(SpoolFiles.AnythingAt).ToList())
+        {
+            if (TryTake(path) is not { } held)
+            {
+                continue;
+            }
+
+            if (SpoolFiles.AnythingAt(path))
+            {
+                taken.Add((path, held));
+            }
+            else
+            {
+                held.Dispose();
+            }
+        }
+
+        return taken;
+    }
+
+    /// <summary>The records of a stopped process's spool file <see cref="TakeStopped"/> took; a line that cannot be read is counted.</summary>
+    /// <exception cref="IOException">The file cannot be read (refused: not this user's regular file).</exception>
+    public static List<LedgerRecord> ReadStopped(string path, out int unreadable)
+    {
+        unreadable = 0;
+        byte[] content;
+        using (var file = SpoolFiles.Open(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+        {
+            content = new byte[file.Length];
+            file.ReadExactly(content);
+        }
+
+        var records = new List<LedgerRecord>();
+        var line = new List<byte>();
+        foreach (var b in content)
+        {
+            if (b != (byte)'\n')
+            {
+                line.Add(b);
+                continue;
+            }
+
+            if (line.Count > 0 && !TryRead(line, records))
+            {
+                unreadable++;
+            }
+
+            line.Clear();
+        }
+
+        if (line.Count > 0)
+        {
+            // The last line was cut by the crash.
+            unreadable++;
+        }
+
+        return records;
+    }
+
+    /// <summary>
     /// Moves a file an earlier version named after the connection string (<paramref name="former"/>, its slot locked by the
     /// caller) to a free slot of the ledger's name, so that what this process spools later is found by the next process
     /// whatever its connection string. Null when no slot is free or the move fails: the former file is used as it is.

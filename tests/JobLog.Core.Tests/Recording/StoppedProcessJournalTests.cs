@@ -48,7 +48,10 @@ public class StoppedProcessJournalTests
             new RunStarted(run, new TaskPayload { Id = taskId, Name = "Charge", DispatchedAt = DateTime.UtcNow }, false),
             new RunFinished(run.Id, taskId, TaskRunState.Succeeded, DateTime.UtcNow, null, "charged", null)), 3);
         killed.Dispose(); // its locks go with the process
-        Assert.That(Directory.GetFiles(_spool, "*.journal"), Has.Length.EqualTo(1), "the killed process's segment (the running one's were committed)");
+        await LedgerHost.EventuallyAsync(
+            () => Task.FromResult(Directory.GetFiles(_spool, "*.journal").Length == 1),
+            TimeSpan.FromSeconds(10),
+            "only the killed process's segment is left (the running one's are checkpointed after their commit)");
 
         await LedgerHost.EventuallyAsync(
             async () => (await running.TaskAsync(taskId)).State == TaskState.Succeeded,
@@ -79,6 +82,35 @@ public class StoppedProcessJournalTests
                 segments?.Dispose();
             }
         }
+    }
+
+    [Test]
+    public async Task AProcessKilledWhileAnotherRuns_WhatItSpooledWhenItsQueueWasFull_ReachesTheLedgerThroughTheRunningOne()
+    {
+        var ledger = TestLedger.Sqlite();
+        var options = ledger.Apply(new JobLogOptions());
+        var name = LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!);
+        await using var running = await LedgerHost.StartAsync(ledger, o => o.SpoolDirectory = _spool);
+        running.RecordDispatch(Guid.NewGuid());
+        await running.FlushAsync();
+
+        // Another process of this ledger spools a task (its queue was full: acknowledged, not journaled), then is killed.
+        var taskId = Guid.NewGuid();
+        var killed = new LedgerSpool(LedgerSpool.FileFor(_spool, name, slot: 5), 1 << 20);
+        Assert.That(killed.TryAppend(new TaskDispatched(new TaskPayload { Id = taskId, Name = "Refund", DispatchedAt = DateTime.UtcNow })), Is.True);
+        killed.Dispose();
+        Assert.That(Directory.GetFiles(_spool, "*.spool.jsonl"), Has.Length.EqualTo(1));
+
+        await LedgerHost.EventuallyAsync(
+            async () => (await running.TaskAsync(taskId)).Name == "Refund",
+            TimeSpan.FromSeconds(40), // a look every 10 s (LedgerRecorder.StoppedJournalsEvery)
+            "the killed process's spooled task reaches the ledger through the running process");
+        await LedgerHost.EventuallyAsync(
+            () => Task.FromResult(Directory.GetFiles(_spool, "*.spool.jsonl").Length == 0),
+            TimeSpan.FromSeconds(10),
+            "the replayed spool file is deleted once committed");
+        using var slot = LedgerSpool.Claim(_spool, name, 1 << 20, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        Assert.That(slot, Is.Not.Null, "a spool slot for a process that starts");
     }
 
     private static byte[] Lines(params LedgerRecord[] records)
