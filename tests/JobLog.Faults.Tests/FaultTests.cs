@@ -1,4 +1,5 @@
 using JobLog.Testing;
+using JobLog.Testing.Processes;
 using NUnit.Framework;
 
 namespace JobLog.Faults.Tests;
@@ -223,13 +224,7 @@ public sealed class FaultTests
         await using var world = await FaultWorld.PostgresAsync();
         var consumer = await world.StartConsumerAsync();
         await world.StartPublisherAsync(3000);
-        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
-
-        await world.Postgres!.StopAsync();
-        var before = world.Consumed.Count;
-        await world.WaitUntilAsync(() => world.Consumed.Count >= before + 300, Drain, "300 more probes consumed during the outage");
-        await consumer.KillAsync();
-        await world.Postgres.StartAsync();
+        await KillDuringAnOutageAsync(world, consumer);
 
         await world.StartConsumerAsync();
         await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
@@ -252,13 +247,7 @@ public sealed class FaultTests
         var killed = await world.StartConsumerAsync();
         await world.StartConsumerAsync();
         await world.StartPublisherAsync(3000);
-        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
-
-        await world.Postgres!.StopAsync();
-        var before = world.Consumed.Count;
-        await world.WaitUntilAsync(() => world.Consumed.Count >= before + 300, Drain, "300 more probes consumed during the outage");
-        await killed.KillAsync();
-        await world.Postgres.StartAsync();
+        await KillDuringAnOutageAsync(world, killed);
 
         // No process starts again: the consumer that runs on (or the publisher) replays what the killed one journaled.
         await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
@@ -551,6 +540,20 @@ public sealed class FaultTests
         }
 
         await AssertEveryProbeReachesTheLedgerAsync(world, 200);
+    }
+
+    /// <summary>
+    /// 300 probes consumed, the database stopped, 300 more consumed during the outage (acknowledged through the journal),
+    /// <paramref name="consumer"/> SIGKILLed, the database started again.
+    /// </summary>
+    private static async Task KillDuringAnOutageAsync(FaultWorld world, ChildProcess consumer)
+    {
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+        await world.Postgres!.StopAsync();
+        var before = world.Consumed.Count;
+        await world.WaitUntilAsync(() => world.Consumed.Count >= before + 300, Drain, "300 more probes consumed during the outage");
+        await consumer.KillAsync();
+        await world.Postgres.StartAsync();
     }
 
     /// <summary>
