@@ -78,10 +78,11 @@ internal sealed partial class LedgerRecorder
                 _journalLeftOvers.Enqueue((path, null));
             }
 
-            // Then what it spooled when its queue was full (newer than what it journaled); acknowledged too, not journaled.
+            // Then what it spooled when its queue was full (newer than what it journaled); acknowledged too, not journaled. Read
+            // whole, as a segment is: a file larger than a segment waits for the next start, which replays it in batches.
             if (_options.ConnectionString is { } connectionString)
             {
-                foreach (var (path, held) in LedgerSpool.TakeStopped(journal.Segments.Directory, LedgerName(connectionString), connectionString))
+                foreach (var (path, held) in LedgerSpool.TakeStopped(journal.Segments.Directory, LedgerName(connectionString), connectionString, JournalSegmentBytes))
                 {
                     _journalLeftOvers.Enqueue((path, held));
                 }

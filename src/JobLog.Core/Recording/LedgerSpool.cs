@@ -216,12 +216,13 @@ internal sealed class LedgerSpool : IDisposable
     /// The spool files of stopped processes of this ledger that no live process holds, each with its slot's lock, now held
     /// (the writer of a process that runs on, every 10 s: <c>LedgerRecorder.TakeStoppedProcessesJournals</c>; session 23). This
     /// process's own file is never among them: its lock is held. The caller replays a file's records
-    /// (<see cref="ReadStopped"/>), then deletes it and lets the lock go.
+    /// (<see cref="ReadStopped"/>, the whole file in memory), then deletes it and lets the lock go. A file larger than
+    /// <paramref name="maxBytes"/> is left for the next process that starts, which replays it in batches.
     /// </summary>
-    public static List<(string Path, FileStream Lock)> TakeStopped(string directory, string ledger, string? formerly)
+    public static List<(string Path, FileStream Lock)> TakeStopped(string directory, string ledger, string? formerly, long maxBytes)
     {
         var taken = new List<(string, FileStream)>();
-        foreach (var path in PathsOf(directory, ledger, formerly).Where(SpoolFiles.AnythingAt).ToList())
+        foreach (var path in PathsOf(directory, ledger, formerly).Where(p => SpoolFiles.AnythingAt(p) && SpoolFiles.SizeOf(p) <= maxBytes).ToList())
         {
             if (TryTake(path) is not { } held)
             {
