@@ -59,6 +59,20 @@ public sealed class LedgerHost : IAsyncDisposable
         return connection;
     }
 
+    /// <summary>
+    /// Locks the SQLite ledger as another process would (<c>BEGIN EXCLUSIVE</c> on a connection of its own): the writer's
+    /// commits fail until the returned connection is disposed (or its transaction ends).
+    /// </summary>
+    public async Task<Microsoft.Data.Sqlite.SqliteConnection> LockSqliteLedgerAsync()
+    {
+        var blocker = new Microsoft.Data.Sqlite.SqliteConnection(Ledger.ConnectionString);
+        await blocker.OpenAsync();
+        await using var begin = blocker.CreateCommand();
+        begin.CommandText = "BEGIN EXCLUSIVE";
+        await begin.ExecuteNonQueryAsync();
+        return blocker;
+    }
+
     /// <summary>Records the dispatch of task <paramref name="taskId"/> (as a publisher does).</summary>
     public void RecordDispatch(Guid taskId) =>
         Services.GetRequiredService<LedgerRecorder>().Enqueue(new TaskDispatched(new TaskPayload { Id = taskId, Name = "T", DispatchedAt = DateTime.UtcNow }));

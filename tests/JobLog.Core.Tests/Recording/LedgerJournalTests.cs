@@ -104,13 +104,7 @@ public class LedgerJournalTests
         });
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var id = Guid.NewGuid();
-        await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
-        await blocker.OpenAsync();
-        await using (var begin = blocker.CreateCommand())
-        {
-            begin.CommandText = "BEGIN EXCLUSIVE";
-            await begin.ExecuteNonQueryAsync();
-        }
+        await using var blocker = await host.LockSqliteLedgerAsync();
 
         // Journaled (and masked there) before the writer can take it: the writer commits the journal's masked record.
         var sequence = recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", Input = Secret, DispatchedAt = DateTime.UtcNow }));

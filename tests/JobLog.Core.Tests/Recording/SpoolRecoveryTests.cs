@@ -27,13 +27,7 @@ public class SpoolRecoveryTests
                 o.MaxRetryDelay = TimeSpan.FromMilliseconds(200);
             });
             var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-            await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
-            await blocker.OpenAsync();
-            await using (var begin = blocker.CreateCommand())
-            {
-                begin.CommandText = "BEGIN EXCLUSIVE";
-                await begin.ExecuteNonQueryAsync();
-            }
+            await using var blocker = await host.LockSqliteLedgerAsync();
 
             var ids = new List<Guid>();
             var spooled = new List<Guid>();

@@ -22,13 +22,7 @@ public class LedgerOutageTests
             o.MaxRetryDelay = TimeSpan.FromMilliseconds(200);
         });
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
-        await blocker.OpenAsync();
-        await using (var begin = blocker.CreateCommand())
-        {
-            begin.CommandText = "BEGIN EXCLUSIVE";
-            await begin.ExecuteNonQueryAsync();
-        }
+        await using var blocker = await host.LockSqliteLedgerAsync();
 
         var stopwatch = Stopwatch.StartNew();
         var ids = new List<Guid>();
@@ -82,13 +76,7 @@ public class LedgerOutageTests
         var id = Guid.NewGuid();
 
         // A short lock (well within the busy timeout): the writer waits for it, and so does the business path.
-        await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
-        await blocker.OpenAsync();
-        await using (var begin = blocker.CreateCommand())
-        {
-            begin.CommandText = "BEGIN EXCLUSIVE";
-            await begin.ExecuteNonQueryAsync();
-        }
+        await using var blocker = await host.LockSqliteLedgerAsync();
 
         var sequence = recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
         var wait = recorder.WaitCommittedAsync(sequence).AsTask();
@@ -123,13 +111,7 @@ public class LedgerOutageTests
         });
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         var id = Guid.NewGuid();
-        await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
-        await blocker.OpenAsync();
-        await using (var begin = blocker.CreateCommand())
-        {
-            begin.CommandText = "BEGIN EXCLUSIVE";
-            await begin.ExecuteNonQueryAsync();
-        }
+        await using var blocker = await host.LockSqliteLedgerAsync();
 
         var sequence = recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
         await recorder.WaitCommittedAsync(sequence).AsTask().WaitAsync(TimeSpan.FromSeconds(2));
@@ -183,13 +165,7 @@ public class LedgerOutageTests
             o.MaxRetryDelay = TimeSpan.FromMilliseconds(200);
         });
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
-        await blocker.OpenAsync();
-        await using (var begin = blocker.CreateCommand())
-        {
-            begin.CommandText = "BEGIN EXCLUSIVE";
-            await begin.ExecuteNonQueryAsync();
-        }
+        await using var blocker = await host.LockSqliteLedgerAsync();
 
         var ids = Enumerable.Range(0, 3000).Select(_ => Guid.NewGuid()).ToList();
         foreach (var id in ids)
@@ -240,13 +216,7 @@ public class LedgerOutageTests
             o.MaxRetryDelay = TimeSpan.FromMilliseconds(200);
         });
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        await using var blocker = new SqliteConnection(host.Ledger.ConnectionString);
-        await blocker.OpenAsync();
-        await using (var begin = blocker.CreateCommand())
-        {
-            begin.CommandText = "BEGIN EXCLUSIVE";
-            await begin.ExecuteNonQueryAsync();
-        }
+        await using var blocker = await host.LockSqliteLedgerAsync();
 
         var id = Guid.NewGuid();
         for (var i = 0; i < 3000; i++)
