@@ -102,6 +102,23 @@ public sealed partial record FailureSignature(string ExceptionType, string? Fram
 
     private const string StatedPrefix = "[failure group: ";
 
+    /// <summary>
+    /// An error text as the dashboard, the API, the CLI and alerts show it: without the first line <see cref="Stating"/>
+    /// put before it, which is JobLog's grouping marker, not part of the exception's text (grouping reads the text kept).
+    /// </summary>
+    /// <param name="errorText">The text the ledger keeps.</param>
+    /// <returns>The text without a stated line; the text itself otherwise.</returns>
+    internal static string? Unstated(string? errorText)
+    {
+        if (errorText is null || Stated(errorText) is null)
+        {
+            return errorText;
+        }
+
+        var end = errorText.IndexOf('\n', StringComparison.Ordinal);
+        return end < 0 ? errorText : errorText[(end + 1)..];
+    }
+
     /// <summary>The signature a text states on its first line (<see cref="Stating"/>), if it does.</summary>
     private static FailureSignature? Stated(string errorText)
     {

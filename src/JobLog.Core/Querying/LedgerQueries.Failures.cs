@@ -597,8 +597,12 @@ public sealed partial class LedgerQueries
                 : base.VisitMethodCall(node);
     }
 
-    private static string? Preview(string? error) =>
-        error is { Length: > ErrorPreviewLength } ? error[..ErrorPreviewLength] + "…" : error;
+    /// <summary>An error as a group's sample or a row shows it: without JobLog's grouping line, cut.</summary>
+    private static string? Preview(string? error)
+    {
+        var shown = FailureSignature.Unstated(error);
+        return shown is { Length: > ErrorPreviewLength } ? shown[..ErrorPreviewLength] + "…" : shown;
+    }
 
     /// <summary>One open failure as read (<see cref="OpenFailuresQuery"/>).</summary>
     private sealed class FailureRead

@@ -187,6 +187,13 @@ public sealed partial class LedgerQueries
             .OrderByDescending(r => r.Start).ThenByDescending(r => r.Retries).Take(MaxDetailRuns + 1).ToListAsync(ct).ConfigureAwait(false);
         var runCount = runs.Count <= MaxDetailRuns ? runs.Count : await _db.TaskRunLogs.CountAsync(r => r.TaskId == id, ct).ConfigureAwait(false);
         runs = runs.Take(MaxDetailRuns).Reverse().ToList();
+        // Read untracked: the texts as shown, without JobLog's grouping line (FailureSignature.Stating).
+        task.ErrorMessage = JobLog.Failures.FailureSignature.Unstated(task.ErrorMessage);
+        foreach (var run in runs)
+        {
+            run.ErrorMessage = JobLog.Failures.FailureSignature.Unstated(run.ErrorMessage);
+        }
+
         // The children and outbound requests of the runs shown (at most MaxDetailRuns ids: within SQLite's 32,766
         // parameters a statement).
         var runIds = runs.Select(r => (Guid?)r.Id).ToList();

@@ -93,6 +93,37 @@ public class FailureQueriesTests
         Assert.That(search, Has.Count.EqualTo(1));
     }
 
+    [TestCase(LedgerProvider.Sqlite)]
+    [TestCase(LedgerProvider.PostgreSql)]
+    public async Task StatedFailureGroupLine_GroupsTheFailure_ButIsNotPartOfTheErrorTextShown(LedgerProvider provider)
+    {
+        // What the recording path stores for a message holding a forged frame: JobLog's line, then the exception's text.
+        const string Shown = "System.InvalidOperationException: \n   at Shop.Payments.Charge(\n   at Shop.Billing.Decline() in /src/B.cs:line 3";
+        const string Stored = "[failure group: System.InvalidOperationException at Shop.Billing.Decline]\n" + Shown;
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider));
+        var task = Failed("Charge", "charge-queue", Now.AddMinutes(-5), Stored);
+        task.ErrorMessage = Stored;
+        await host.QueryAsync(db =>
+        {
+            db.Add(task);
+            return db.SaveChangesAsync();
+        });
+        await using var scope = host.Services.CreateAsyncScope();
+        var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+
+        var groups = await queries.FailureGroupsAsync(FailureFilter.Parse(From(), Now), Now, CancellationToken.None);
+        var rows = await queries.FailuresAsync(FailureFilter.Parse(From(("group", groups.Groups[0].Id)), Now), CancellationToken.None);
+        var detail = await queries.TaskAsync(task.Id, CancellationToken.None);
+
+        Assert.That(groups.Groups.Select(g => g.Key), Is.EqualTo(new[] { "System.InvalidOperationException at Shop.Billing.Decline" }));
+        Assert.That(rows.Items.Select(r => r.Signature), Is.EqualTo(new[] { "System.InvalidOperationException at Shop.Billing.Decline" }));
+        Assert.That(groups.Groups[0].SampleError, Is.EqualTo(Shown));
+        Assert.That(rows.Items.Select(r => r.Error), Is.EqualTo(new[] { Shown }));
+        Assert.That(detail!.Runs.Select(r => r.ErrorMessage), Is.EqualTo(new[] { Shown }));
+        Assert.That(detail.Task.ErrorMessage, Is.EqualTo(Shown));
+        Assert.That(TaskDetailDocument.From(detail).Runs.Select(r => r.ErrorMessage), Is.EqualTo(new[] { Shown }));
+    }
+
     private static TaskLog Failed(string name, string queue, DateTime at, string? error)
     {
         var id = Guid.NewGuid();
