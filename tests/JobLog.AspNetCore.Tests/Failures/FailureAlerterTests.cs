@@ -113,7 +113,7 @@ public class FailureAlerterTests
         var text = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, new Uri("https://ops.example.com/joblog/"))["text"]!.GetValue<string>();
 
         Assert.That(text, Does.Not.Contain("<").And.Not.Contain(">"));
-        Assert.That(text, Does.Contain("&lt;!channel&gt;|&lt;https://evil.example/reset|Reset_your_password&gt;"));
+        Assert.That(text, Does.Contain("&lt;!channel&gt;|&lt;https[:]//evil[.]example/reset|Reset_your_password&gt;"));
         Assert.That(text, Does.Contain(" https://ops.example.com/joblog/failures/groups/0123456789abcdef?by=exception"), "the dashboard's link stays a link");
     }
 
@@ -147,6 +147,40 @@ public class FailureAlerterTests
         Assert.That(text, Does.Not.Contain("**"));
         Assert.That(text, Does.Contain("\\*\\*URGENT\\_call\\_\\[ops\\]\\_now\\*\\*"));
         Assert.That(text, Does.EndWith(" https://ops.example.com/joblog/failures/groups/0123456789abcdef?by=exception"), "the dashboard's link stays a link");
+    }
+
+    [Test]
+    public void SlackAndTeamsPayloads_DefangUrlsInTheKey_AndKeepTheDashboardsLink()
+    {
+        // Grouped by message type, the key is a task name, which a producer chooses: a URL-like URN (or a queue named
+        // like a site) was turned into a link by Slack and Teams, even with mrkdwn off.
+        const string Key = "urn:message:https://evil.example/reset?u=ops www.evil.example ann@evil.example";
+        var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Type, Key, "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), null, new int[24]);
+        var dashboard = new Uri("https://ops.example.com/joblog/");
+
+        var slack = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, dashboard)["text"]!.GetValue<string>();
+        var teams = FailureAlertPayload.Create(FailureAlertFormat.Teams, FailureAlertKind.NewGroup, group, 0, dashboard)["text"]!.GetValue<string>();
+        var generic = FailureAlertPayload.Create(FailureAlertFormat.Generic, FailureAlertKind.NewGroup, group, 0, dashboard)["key"]!.GetValue<string>();
+
+        Assert.That(slack, Does.Contain("urn:message:https[:]//evil[.]example/reset?u=ops www[.]evil[.]example ann[@]evil[.]example"));
+        Assert.That(teams, Does.Contain("urn:message:https\\[:\\]//evil\\[.\\]example/reset?u=ops www\\[.\\]evil\\[.\\]example ann\\[@\\]evil\\[.\\]example"));
+        foreach (var text in new[] { slack, teams })
+        {
+            Assert.That(text, Does.Not.Contain("https://evil").And.Not.Contain("www.evil").And.Not.Contain("ann@evil"));
+            Assert.That(text, Does.EndWith(" https://ops.example.com/joblog/failures/groups/0123456789abcdef?by=type"), "the dashboard's link stays a link");
+        }
+
+        Assert.That(generic, Is.EqualTo(Key), "a generic receiver gets the key as it is");
+    }
+
+    [Test]
+    public void SlackPayload_KeyWithoutUrls_IsNotDefanged()
+    {
+        var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Exception, "System.InvalidOperationException at Shop.Orders.Handle", "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), null, new int[24]);
+
+        var slack = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
+
+        Assert.That(slack, Does.StartWith("New failure group: System.InvalidOperationException at Shop.Orders.Handle (1 open, last "));
     }
 
     private static Task<LedgerHost> StartAsync(Receiver receiver, Action<FailureAlertOptions> configure) =>

@@ -10,10 +10,10 @@ public enum FailureAlertFormat
     /// <summary><c>{ "kind", "groupId", "key", "exceptionType", "count", "perMinute", "firstSeen", "lastSeen", "sampleError", "text", "link" }</c>. The default.</summary>
     Generic = 0,
 
-    /// <summary>A Slack incoming webhook: <c>{ "text": ..., "mrkdwn": false }</c> (the text is plain, <c>&amp;</c>, <c>&lt;</c>, <c>&gt;</c> escaped).</summary>
+    /// <summary>A Slack incoming webhook: <c>{ "text": ..., "mrkdwn": false }</c> (the text is plain, <c>&amp;</c>, <c>&lt;</c>, <c>&gt;</c> escaped, URLs in the key defanged: <c>https[:]//evil[.]example</c>).</summary>
     Slack = 1,
 
-    /// <summary>A Microsoft Teams incoming webhook: a <c>MessageCard</c> with <c>summary</c>, <c>title</c> and <c>text</c>.</summary>
+    /// <summary>A Microsoft Teams incoming webhook: a <c>MessageCard</c> with <c>summary</c>, <c>title</c> and <c>text</c> (the key's Markdown escaped, its URLs defanged).</summary>
     Teams = 2,
 }
 

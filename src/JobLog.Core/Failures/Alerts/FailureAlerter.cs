@@ -149,8 +149,25 @@ internal sealed partial class FailureAlerter(
 }
 
 /// <summary>The JSON of an alert, in the webhook's shape.</summary>
-internal static class FailureAlertPayload
+internal static partial class FailureAlertPayload
 {
+    /// <summary>
+    /// <paramref name="text"/> (the ledger's text in a chat message) with what Slack and Teams turn into links defanged,
+    /// as threat reports write them: a URL's <c>://</c>, <c>www.</c> and an address's <c>@</c>, with the dots of the
+    /// host that follows (<c>https[:]//evil[.]example/x</c>, <c>www[.]evil[.]example</c>, <c>ann[@]evil[.]example</c>).
+    /// A key is a signature, a message type (a producer's choice, possibly a URL-like URN) or a queue: never meant as a
+    /// link. Dots elsewhere are kept (type names are dotted).
+    /// </summary>
+    public static string Defang(string text) =>
+        LinkLikePattern().Replace(text, m =>
+            (m.Groups["scheme"].Success ? m.Groups["scheme"].Value + "[:]//" : m.Groups["www"].Success ? m.Groups["www"].Value + "[.]" : "[@]")
+            + m.Groups["host"].Value.Replace(".", "[.]", StringComparison.Ordinal));
+
+    [System.Text.RegularExpressions.GeneratedRegex(
+        @"(?:(?<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://|\b(?<www>[Ww]{3})\.|(?<=[\w.%+\-])@(?=[\w\-]+\.))(?<host>[^/\s?#\\:@]*)",
+        System.Text.RegularExpressions.RegexOptions.CultureInvariant, 1000)]
+    private static partial System.Text.RegularExpressions.Regex LinkLikePattern();
+
     /// <summary><paramref name="text"/> shown as text in Markdown: its markup characters escaped, its HTML ones as entities.</summary>
     public static string MarkdownText(string text)
     {
@@ -176,13 +193,15 @@ internal static class FailureAlertPayload
         var title = kind == FailureAlertKind.NewGroup ? "New failure group" : $"Failures at {perMinute}/min";
         string Text(string key) => $"{title}: {key} ({group.Count} open, last {LedgerFormat.Time(group.LastSeen)} UTC)" + (link is null ? "" : " " + link);
         var text = Text(group.Key);
+        var chatText = Text(Defang(group.Key));
         return format switch
         {
             // Slack reads <!channel>, <@user> and <url|label> in text; the ledger's text (an exception's message) is shown as text.
-            // mrkdwn has no escape for *, _, ~ and `, so it is turned off: the text is plain (bare URLs are still links).
+            // mrkdwn has no escape for *, _, ~ and `, so it is turned off: the text is plain. Slack still links bare URLs,
+            // addresses and www. names: the key's are defanged.
             FailureAlertFormat.Slack => new JsonObject
             {
-                ["text"] = text.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal).Replace(">", "&gt;", StringComparison.Ordinal),
+                ["text"] = chatText.Replace("&", "&amp;", StringComparison.Ordinal).Replace("<", "&lt;", StringComparison.Ordinal).Replace(">", "&gt;", StringComparison.Ordinal),
                 ["mrkdwn"] = false,
             },
             FailureAlertFormat.Teams => new JsonObject
@@ -192,7 +211,7 @@ internal static class FailureAlertPayload
                 ["summary"] = title,
                 ["title"] = title,
                 // A MessageCard's text is Markdown (and some HTML): the ledger's text is escaped, the dashboard's link is not.
-                ["text"] = Text(MarkdownText(group.Key)),
+                ["text"] = Text(MarkdownText(Defang(group.Key))),
             },
             _ => new JsonObject
             {
