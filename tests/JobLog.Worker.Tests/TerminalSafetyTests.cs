@@ -48,6 +48,57 @@ public class TerminalSafetyTests
         }
     }
 
+    [Test]
+    public async Task TablesAndTaskPage_PrintLedgerTextAsIs_NotAsSpectreMarkupOrEmojiShortcodes()
+    {
+        // Spectre.Console's markup turns :name: into an emoji; Markup.Escape only escapes brackets. A message type, a queue
+        // or an error holding ":white_check_mark: OK" was shown as a green tick in the CLI's tables.
+        const string Text = ":white_check_mark::skull:[b]";
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var at = DateTime.UtcNow.AddMinutes(-1);
+        var task = new TaskLog
+        {
+            Id = Guid.NewGuid(), Name = "N " + Text, QueueName = "Q " + Text, Input = "I " + Text, DispatchedAt = at, Start = at, Stop = at,
+            State = TaskState.Failed, Host = "H " + Text,
+        };
+        task.Runs.Add(new TaskRunLog
+        {
+            Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, QueueName = task.QueueName, ConsumerType = "C " + Text, Start = at, Stop = at,
+            State = TaskRunState.Failed, ErrorMessage = "System.Exception: E " + Text + "\n   at Shop.Pay.Handle()",
+        });
+        await host.QueryAsync(db =>
+        {
+            db.Add(task);
+            db.Add(new HostLog
+            {
+                InstanceId = Guid.NewGuid(), Name = "M " + Text, ProcessId = 1, Release = "R " + Text, StartedAt = at, LastHeartbeat = at,
+            });
+            return db.SaveChangesAsync();
+        });
+        var settings = "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString;
+
+        foreach (var (args, shown) in new (string[] Args, string[] Shown)[]
+        {
+            (["tasks", settings], ["N ", "Q ", "I "]),
+            (["task", task.Id.ToString(), settings], ["N ", "Q ", "I ", "H ", "C "]),
+            (["failures", "--by", "queue", settings], ["Q ", "E "]),
+            (["failures", "--by", "type", "--group", new JobLog.Failures.FailureGroupKey(JobLog.Failures.FailureGrouping.Type, task.Name).Id, settings], ["N ", "Q ", "E "]),
+            (["hosts", settings], ["M ", "R "]),
+        })
+        {
+            using var output = new StringWriter();
+            var exit = await Cli.Cli.RunAsync(args, CliConsole.Redirected(output), recordCommand: false);
+            var text = output.ToString();
+
+            Assert.That(exit, Is.Zero, text);
+            Assert.That(text, Does.Not.Contain("\u2705").And.Not.Contain("\U0001F480"), args[0] + ": " + text);
+            foreach (var prefix in shown)
+            {
+                Assert.That(text, Does.Contain(prefix + Text), args[0] + ": " + text);
+            }
+        }
+    }
+
     [TestCase("", "")]
     [TestCase("plain text, ünïcödé and emoji 😀", "plain text, ünïcödé and emoji 😀")]
     [TestCase("\u0000\u0008\u001b\u001f\u007f\u0080\u009f", @"\x00\x08\x1b\x1f\x7f\u0080\u009f")]

@@ -110,23 +110,30 @@ internal sealed class CliConsole(Func<TextWriter> output, Func<TextWriter> error
     }
 }
 
-/// <summary>Ledger text inside Spectre.Console markup: control characters escaped, then markup escaped.</summary>
+/// <summary>
+/// Ledger text in Spectre.Console renderables: control characters escaped, and never read as markup. Ledger text goes
+/// into <see cref="Text"/>, not <see cref="Markup"/>: markup reads <c>:name:</c> as an emoji, which
+/// <see cref="Markup.Escape"/> (brackets only) leaves as it is.
+/// </summary>
 internal static class LedgerMarkup
 {
-    /// <summary><paramref name="text"/> safe for a terminal and for markup ("-" when empty).</summary>
+    /// <summary><paramref name="text"/> safe for a terminal and for markup ("-" when empty); for JobLog's own strings in markup.</summary>
     public static string Escape(string? text) =>
         string.IsNullOrEmpty(text) ? "-" : Markup.Escape(TerminalWriter.Escape(text));
 
-    /// <summary>One line of ledger text, at most <paramref name="length"/> characters, as markup.</summary>
-    public static Markup Cell(string? text, int length)
+    /// <summary>Ledger text as it is, control characters escaped, line feeds kept ("-" when empty).</summary>
+    public static Text Block(string? text) => new(string.IsNullOrEmpty(text) ? "-" : TerminalWriter.Escape(text));
+
+    /// <summary>One line of ledger text, at most <paramref name="length"/> characters, as it is.</summary>
+    public static Text Cell(string? text, int length)
     {
         if (string.IsNullOrEmpty(text))
         {
-            return new Markup("-");
+            return new Text("-");
         }
 
         var line = TerminalWriter.Escape(text.ReplaceLineEndings(" "));
-        return new Markup(Markup.Escape(line.Length <= length ? line : line[..(length - 1)] + "…"));
+        return new Text(line.Length <= length ? line : line[..(length - 1)] + "…");
     }
 
     /// <summary>A state in its colour: failures red, successes green, the rest plain.</summary>

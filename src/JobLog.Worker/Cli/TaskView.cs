@@ -21,7 +21,7 @@ internal static class TaskView
             ("Dispatch error", t.ErrorMessage),
         })
         {
-            grid.AddRow(new Markup("[bold]" + label + "[/]"), label == "State" ? LedgerMarkup.State(value!) : new Markup(LedgerMarkup.Escape(value)));
+            grid.AddRow(new Markup("[bold]" + label + "[/]"), label == "State" ? LedgerMarkup.State(value!) : LedgerMarkup.Block(value));
         }
 
         console.Write(grid);
