@@ -99,6 +99,36 @@ public class TerminalSafetyTests
         }
     }
 
+    [Test]
+    public async Task TaskPage_IndentsRunErrorsAndOutput_SoTheirLinesCannotPassForThePagesOwn()
+    {
+        // An exception's message is the sender's text: its lines were printed at the margin, like the page's own headings.
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var at = DateTime.UtcNow.AddMinutes(-1);
+        var task = new TaskLog { Id = Guid.NewGuid(), Name = "Pay", DispatchedAt = at, Start = at, Stop = at, State = TaskState.Failed };
+        task.Runs.Add(new TaskRunLog
+        {
+            Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, ConsumerType = "C", Start = at, Stop = at, State = TaskRunState.Failed,
+            ErrorMessage = "System.Exception: declined\n--- run #1 SUCCEEDED\noutput:\npaid, nothing to do\n\nChild tasks (0)",
+            Output = "charging\n--- run #2 SUCCEEDED",
+        });
+        await host.QueryAsync(db =>
+        {
+            db.Add(task);
+            return db.SaveChangesAsync();
+        });
+        using var output = new StringWriter();
+
+        var exit = await TasksCommand.ShowAsync([task.Id.ToString(), "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString], output);
+        var lines = output.ToString().Split('\n');
+
+        Assert.That(exit, Is.Zero, output.ToString());
+        Assert.That(lines.Where(l => l.StartsWith("--- run", StringComparison.Ordinal)), Is.EqualTo(new[] { "--- run #0 FAILED" }), output.ToString());
+        Assert.That(lines.Where(l => l is "error:" or "output:"), Is.EqualTo(new[] { "error:", "output:" }), output.ToString());
+        Assert.That(lines, Does.Not.Contain("Child tasks (0)"));
+        Assert.That(lines, Does.Contain("  System.Exception: declined").And.Contain("  --- run #1 SUCCEEDED").And.Contain("  charging"));
+    }
+
     [TestCase("", "")]
     [TestCase("plain text, ünïcödé and emoji 😀", "plain text, ünïcödé and emoji 😀")]
     [TestCase("\u0000\u0008\u001b\u001f\u007f\u0080\u009f", @"\x00\x08\x1b\x1f\x7f\u0080\u009f")]

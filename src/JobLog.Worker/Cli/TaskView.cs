@@ -42,19 +42,20 @@ internal static class TaskView
         console.Write(runs);
         foreach (var r in detail.Runs.Where(r => r.ErrorMessage is not null || r.Output is not null))
         {
-            // Multi-line ledger text is written as is (line feeds kept, every other control escaped), never as markup.
+            // Multi-line ledger text is written as is (line feeds kept, every other control escaped), never as markup,
+            // each line indented: an error's lines are the sender's text and must not pass for the page's own lines.
             await output.WriteLineAsync();
             await output.WriteLineAsync($"--- run #{r.Retries} {CliFormat.State(r.State)}");
             if (r.ErrorMessage is not null)
             {
                 await output.WriteLineAsync("error:");
-                await output.WriteLineAsync(r.ErrorMessage);
+                await output.WriteLineAsync(Indented(r.ErrorMessage));
             }
 
             if (r.Output is not null)
             {
                 await output.WriteLineAsync("output:");
-                await output.WriteLineAsync(r.Output);
+                await output.WriteLineAsync(Indented(r.Output));
             }
         }
 
@@ -78,4 +79,7 @@ internal static class TaskView
             }
         }
     }
+
+    /// <summary>Each line of <paramref name="text"/> after two spaces (a carriage return stays one, written as <c>\r</c>).</summary>
+    private static string Indented(string text) => "  " + text.Replace("\n", "\n  ", StringComparison.Ordinal);
 }
