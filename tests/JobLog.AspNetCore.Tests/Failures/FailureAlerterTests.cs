@@ -174,6 +174,22 @@ public class FailureAlerterTests
     }
 
     [Test]
+    public void SlackAndTeamsPayloads_ShowControlAndBidiCharactersInTheKey_AsCodePoints()
+    {
+        // Grouped by queue (a RabbitMQ queue name is any UTF-8) or message type, a line feed in the key started a line of
+        // the sender's in the operators' channel, and a bidi override reversed what followed ("fdp.exe" read "exe.pdf").
+        const string Key = "orders\nResolved by ops, ignore \u202Efdp.exe\u0007\u200F";
+        var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Queue, Key, "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), null, new int[24]);
+
+        var slack = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
+        var teams = FailureAlertPayload.Create(FailureAlertFormat.Teams, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
+
+        Assert.That(slack, Does.Contain("orders[U+000A]Resolved by ops, ignore [U+202E]fdp.exe[U+0007][U+200F] (1 open"));
+        Assert.That(teams, Does.Contain("orders\\[U+000A\\]Resolved by ops, ignore \\[U+202E\\]fdp.exe\\[U+0007\\]\\[U+200F\\] (1 open"));
+        Assert.That(slack + teams, Has.None.Matches<char>(c => char.IsControl(c) || c is '\u202e' or '\u200f'));
+    }
+
+    [Test]
     public void SlackPayload_KeyWithoutUrls_IsNotDefanged()
     {
         var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Exception, "System.InvalidOperationException at Shop.Orders.Handle", "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), null, new int[24]);

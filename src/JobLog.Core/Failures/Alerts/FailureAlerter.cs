@@ -163,6 +163,34 @@ internal static partial class FailureAlertPayload
             (m.Groups["scheme"].Success ? m.Groups["scheme"].Value + "[:]//" : m.Groups["www"].Success ? m.Groups["www"].Value + "[.]" : "[@]")
             + m.Groups["host"].Value.Replace(".", "[.]", StringComparison.Ordinal));
 
+    /// <summary>
+    /// <paramref name="text"/> as a chat message shows the ledger's text: <see cref="Defang"/>ed, and its control
+    /// characters (line feeds too: a key is one line), bidi marks, embeddings, overrides and isolates and line separators
+    /// written as code points, <c>[U+202E]</c>, as the dashboard writes bidi controls.
+    /// </summary>
+    public static string ChatText(string text)
+    {
+        text = Defang(text);
+        if (text.AsSpan().IndexOfAny(s_invisible) < 0)
+        {
+            return text;
+        }
+
+        var sb = new System.Text.StringBuilder(text.Length + 16);
+        foreach (var c in text)
+        {
+            _ = s_invisible.Contains(c)
+                ? sb.Append("[U+").Append(((int)c).ToString("X4", System.Globalization.CultureInfo.InvariantCulture)).Append(']')
+                : sb.Append(c);
+        }
+
+        return sb.ToString();
+    }
+
+    private static readonly System.Buffers.SearchValues<char> s_invisible = System.Buffers.SearchValues.Create(
+        string.Concat(Enumerable.Range(0, 0x20).Concat(Enumerable.Range(0x7f, 0x21)).Select(c => (char)c))
+        + "\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069");
+
     [System.Text.RegularExpressions.GeneratedRegex(
         @"(?:(?<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://|\b(?<www>[Ww]{3})\.|(?<=[\w.%+\-])@(?=[\w\-]+\.))(?<host>[^/\s?#\\:@]*)",
         System.Text.RegularExpressions.RegexOptions.CultureInvariant, 1000)]
@@ -193,7 +221,7 @@ internal static partial class FailureAlertPayload
         var title = kind == FailureAlertKind.NewGroup ? "New failure group" : $"Failures at {perMinute}/min";
         string Text(string key) => $"{title}: {key} ({group.Count} open, last {LedgerFormat.Time(group.LastSeen)} UTC)" + (link is null ? "" : " " + link);
         var text = Text(group.Key);
-        var chatText = Text(Defang(group.Key));
+        var chatText = Text(ChatText(group.Key));
         return format switch
         {
             // Slack reads <!channel>, <@user> and <url|label> in text; the ledger's text (an exception's message) is shown as text.
@@ -211,7 +239,7 @@ internal static partial class FailureAlertPayload
                 ["summary"] = title,
                 ["title"] = title,
                 // A MessageCard's text is Markdown (and some HTML): the ledger's text is escaped, the dashboard's link is not.
-                ["text"] = Text(MarkdownText(Defang(group.Key))),
+                ["text"] = Text(MarkdownText(ChatText(group.Key))),
             },
             _ => new JsonObject
             {
