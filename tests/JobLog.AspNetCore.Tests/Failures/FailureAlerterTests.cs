@@ -50,6 +50,29 @@ public class FailureAlerterTests
     }
 
     [Test]
+    public async Task AFloodOfNewGroups_IsAtMostTenAlertsAndOneSummary_PerInterval()
+    {
+        // Distinct failure groups are cheap to make (a message type or queue per tenant, a producer naming its types):
+        // each new one was a post, up to 500 per webhook per interval, and Slack's webhooks take about one a second.
+        await using var receiver = await Receiver.StartAsync();
+        await using var host = await StartAsync(receiver, _ => { });
+        var alerter = host.Services.GetRequiredService<FailureAlerter>();
+        var now = DateTime.UtcNow;
+        for (var i = 0; i < 25; i++)
+        {
+            await SeedAsync(host, "Flood" + i.ToString("00", System.Globalization.CultureInfo.InvariantCulture), now.AddSeconds(-i));
+        }
+
+        var first = await alerter.RunOnceAsync(CancellationToken.None);
+        var second = await alerter.RunOnceAsync(CancellationToken.None);
+
+        var texts = receiver.Bodies.Select(b => JsonDocument.Parse(b).RootElement.GetProperty("text").GetString()!).ToList();
+        Assert.That((first, second), Is.EqualTo((11, 0)), string.Join("\n", texts));
+        Assert.That(texts.Take(10), Has.All.StartWith("New failure group: Shop.Flood"));
+        Assert.That(texts[10], Does.StartWith("15 more failure groups to alert: see the Failures page"));
+    }
+
+    [Test]
     public async Task AWebhookThatHangsOrFails_DoesNotBlock_AndTheAlerterRecovers()
     {
         await using var receiver = await Receiver.StartAsync();

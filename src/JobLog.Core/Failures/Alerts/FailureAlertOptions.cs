@@ -52,6 +52,15 @@ public sealed class FailureAlertOptions
     [AtLeast(1)]
     public int? FailuresPerMinute { get; set; } = 10;
 
+    /// <summary>
+    /// The most groups alerted one by one in an iteration; past it, one alert says how many more groups are due and links
+    /// to the Failures page, and those groups count as alerted (their cool-down starts). A flood of distinct groups (a
+    /// message type or queue per tenant) is then at most this many posts and one more per webhook per
+    /// <see cref="Interval"/>. Default 10; 1 to 500.
+    /// </summary>
+    [Range(1, 500)]
+    public int MaxAlertsPerInterval { get; set; } = 10;
+
     /// <summary>The longest one post may take (connect, send, answer). Default 10 s; 1 s to 2 min.</summary>
     [Range(typeof(TimeSpan), "00:00:01", "00:02:00", ErrorMessage = "{0} must be from 1 s to 2 min.")]
     public TimeSpan Timeout { get; set; } = TimeSpan.FromSeconds(10);

@@ -89,6 +89,7 @@ internal sealed partial class FailureAlerter(
         }
 
         var alerts = 0;
+        var due = new List<(FailureGroup Group, bool IsNew, int PerMinute)>();
         foreach (var group in groups.Groups)
         {
             // A group first seen before this alerter started (less one interval) was there already: not "new".
@@ -100,7 +101,13 @@ internal sealed partial class FailureAlerter(
                 continue;
             }
 
-            if (await PostAsync(group, isNew ? FailureAlertKind.NewGroup : FailureAlertKind.Rate, perMinute, o, ct).ConfigureAwait(false))
+            due.Add((group, isNew, perMinute));
+        }
+
+        foreach (var (group, isNew, perMinute) in due.Take(o.MaxAlertsPerInterval))
+        {
+            if (await PostAsync(FailureAlertPayload.Create(o, isNew ? FailureAlertKind.NewGroup : FailureAlertKind.Rate, group, perMinute), group.Id, o, ct)
+                .ConfigureAwait(false))
             {
                 _lastAlert[group.Id] = now;
                 alerts++;
@@ -112,10 +119,32 @@ internal sealed partial class FailureAlerter(
             }
         }
 
+        var more = due.Skip(o.MaxAlertsPerInterval).ToList();
+        if (more.Count > 0)
+        {
+            // One alert for the rest (a flood of distinct groups), not one each; they count as alerted.
+            if (await PostAsync(FailureAlertPayload.More(o, more.Count), null, o, ct).ConfigureAwait(false))
+            {
+                foreach (var (group, _, _) in more)
+                {
+                    _lastAlert[group.Id] = now;
+                }
+
+                alerts++;
+            }
+            else
+            {
+                foreach (var (group, _, _) in more.Where(m => m.IsNew))
+                {
+                    _known.Remove(group.Id);
+                }
+            }
+        }
+
         return alerts;
     }
 
-    private async Task<bool> PostAsync(FailureGroup group, FailureAlertKind kind, int perMinute, FailureAlertOptions o, CancellationToken ct)
+    private async Task<bool> PostAsync(Func<FailureAlertFormat, JsonObject> payload, string? groupId, FailureAlertOptions o, CancellationToken ct)
     {
         var any = false;
         var client = clients.CreateClient(HttpClientName);
@@ -125,7 +154,7 @@ internal sealed partial class FailureAlerter(
             timeout.CancelAfter(o.Timeout);
             try
             {
-                using var response = await client.PostAsJsonAsync(webhook.Url, FailureAlertPayload.Create(webhook.Format, kind, group, perMinute, o.DashboardUrl), timeout.Token)
+                using var response = await client.PostAsJsonAsync(webhook.Url, payload(webhook.Format), timeout.Token)
                     .ConfigureAwait(false);
                 response.EnsureSuccessStatusCode();
                 Interlocked.Increment(ref _sent);
@@ -134,7 +163,7 @@ internal sealed partial class FailureAlerter(
             catch (Exception ex) when (!ct.IsCancellationRequested)
             {
                 Interlocked.Increment(ref _failed);
-                LogPostFailed(logger, ex, webhook.Url?.GetLeftPart(UriPartial.Authority) ?? "", group.Id);
+                LogPostFailed(logger, ex, webhook.Url?.GetLeftPart(UriPartial.Authority) ?? "", groupId ?? "(more groups)");
             }
         }
 
@@ -214,6 +243,28 @@ internal static partial class FailureAlertPayload
 
         return sb.ToString();
     }
+
+    /// <summary>The payload of an alert about one group, per webhook format.</summary>
+    public static Func<FailureAlertFormat, JsonObject> Create(FailureAlertOptions o, FailureAlertKind kind, FailureGroup group, int perMinute) =>
+        format => Create(format, kind, group, perMinute, o.DashboardUrl);
+
+    /// <summary>The payload of the alert about <paramref name="count"/> more groups than one iteration alerts one by one.</summary>
+    public static Func<FailureAlertFormat, JsonObject> More(FailureAlertOptions o, int count) => format =>
+    {
+        var by = o.By.ToString().ToLowerInvariant();
+        var link = o.DashboardUrl is null ? null : o.DashboardUrl.AbsoluteUri.TrimEnd('/') + "/failures?by=" + by;
+        var title = $"{count} more failure groups";
+        var text = $"{title} to alert: see the Failures page" + (link is null ? "" : " " + link);
+        return format switch
+        {
+            FailureAlertFormat.Slack => new JsonObject { ["text"] = text, ["mrkdwn"] = false },
+            FailureAlertFormat.Teams => new JsonObject
+            {
+                ["@type"] = "MessageCard", ["@context"] = "https://schema.org/extensions", ["summary"] = title, ["title"] = title, ["text"] = text,
+            },
+            _ => new JsonObject { ["kind"] = "more-groups", ["by"] = by, ["count"] = count, ["text"] = text, ["link"] = link },
+        };
+    };
 
     public static JsonObject Create(FailureAlertFormat format, FailureAlertKind kind, FailureGroup group, int perMinute, Uri? dashboard)
     {
