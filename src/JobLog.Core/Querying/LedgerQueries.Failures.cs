@@ -492,7 +492,7 @@ public sealed partial class LedgerQueries
             var failure = Open(x, f.By);
             if ((f.Group is null || f.Group == failure.GroupId)
                 && (f.Search is not { } search
-                    || (failure.Error?.Contains(search, StringComparison.OrdinalIgnoreCase) ?? false)
+                    || (FailureSignature.Unstated(failure.Error)?.Contains(search, StringComparison.OrdinalIgnoreCase) ?? false)
                     || (x.Input?.Contains(search, StringComparison.OrdinalIgnoreCase) ?? false)))
             {
                 failures.Add(failure);

@@ -122,6 +122,11 @@ public class FailureQueriesTests
         Assert.That(detail!.Runs.Select(r => r.ErrorMessage), Is.EqualTo(new[] { Shown }));
         Assert.That(detail.Task.ErrorMessage, Is.EqualTo(Shown));
         Assert.That(TaskDetailDocument.From(detail).Runs.Select(r => r.ErrorMessage), Is.EqualTo(new[] { Shown }));
+
+        // The Failures page's search reads the text shown, not JobLog's line.
+        var marker = await queries.FailureGroupsAsync(FailureFilter.Parse(From(("q", "failure group")), Now), Now, CancellationToken.None);
+        var text = await queries.FailureGroupsAsync(FailureFilter.Parse(From(("q", "Shop.Payments.Charge")), Now), Now, CancellationToken.None);
+        Assert.That((marker.Total, text.Total), Is.EqualTo((0, 1)));
     }
 
     private static TaskLog Failed(string name, string queue, DateTime at, string? error)
