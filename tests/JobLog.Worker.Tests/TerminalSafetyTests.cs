@@ -129,6 +129,21 @@ public class TerminalSafetyTests
         Assert.That(lines, Does.Contain("  System.Exception: declined").And.Contain("  --- run #1 SUCCEEDED").And.Contain("  charging"));
     }
 
+    [Test]
+    public async Task ParseErrors_EchoTheArgumentsWithTheirControlCharactersAsVisibleEscapes()
+    {
+        // System.CommandLine echoes what it could not read; an argument can come from ledger text (a script passing a
+        // task name or group on), and its ESC sequences reached the terminal through standard error.
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+
+        var exit = await Cli.Cli.RunAsync(["tasks", "--name", "a", "Evil\u001b]0;pwned\u0007\u001b[2J\u202e"], CliConsole.Redirected(output, error), recordCommand: false);
+
+        Assert.That(exit, Is.EqualTo(2));
+        Assert.That(error.ToString(), Does.Contain(@"Evil\x1b]0;pwned\x07\x1b[2J\u202e"));
+        Assert.That((output.ToString() + error.ToString()).Where(c => c is not ('\n' or '\r') && (char.IsControl(c) || c == '\u202e')), Is.Empty);
+    }
+
     [TestCase("", "")]
     [TestCase("plain text, ünïcödé and emoji 😀", "plain text, ünïcödé and emoji 😀")]
     [TestCase("\u0000\u0008\u001b\u001f\u007f\u0080\u009f", @"\x00\x08\x1b\x1f\x7f\u0080\u009f")]

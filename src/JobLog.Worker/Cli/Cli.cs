@@ -36,10 +36,11 @@ internal static class Cli
         var (rest, settings) = CliSettings.Split(args);
         var context = new CliContext(console, settings, args, recordCommand);
         var root = Root(context);
-        // SIGTERM is the host's to handle (a graceful stop: drain, flush the ledger, exit 0), not the parser's.
+        // SIGTERM is the host's to handle (a graceful stop: drain, flush the ledger, exit 0), not the parser's. Its parse
+        // errors echo the arguments, which may be ledger text a script passed on: control characters as visible escapes.
         var invocation = new InvocationConfiguration
         {
-            Output = console.Out, Error = console.Error, EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null,
+            Output = console.Out, Error = TerminalWriter.Wrap(console.Error), EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null,
         };
         try
         {
