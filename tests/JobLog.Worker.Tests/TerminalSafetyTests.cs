@@ -123,8 +123,8 @@ public class TerminalSafetyTests
         var lines = output.ToString().Split('\n');
 
         Assert.That(exit, Is.Zero, output.ToString());
-        Assert.That(lines.Where(l => l.StartsWith("--- run", StringComparison.Ordinal)), Is.EqualTo(new[] { "--- run #0 FAILED" }), output.ToString());
-        Assert.That(lines.Where(l => l is "error:" or "output:"), Is.EqualTo(new[] { "error:", "output:" }), output.ToString());
+        Assert.That(lines.Where(l => l.StartsWith("--- run", StringComparison.Ordinal)).ToList(), Is.EqualTo(new[] { "--- run #0 FAILED" }), output.ToString());
+        Assert.That(lines.Where(l => l is "error:" or "output:").ToList(), Is.EqualTo(new[] { "error:", "output:" }), output.ToString());
         Assert.That(lines, Does.Not.Contain("Child tasks (0)"));
         Assert.That(lines, Does.Contain("  System.Exception: declined").And.Contain("  --- run #1 SUCCEEDED").And.Contain("  charging"));
     }
