@@ -4,14 +4,17 @@ using MassTransit;
 namespace JobLog.MassTransit.Internal;
 
 /// <summary>
-/// A run waiting for its consumer's own concurrency limit (<c>ConcurrentMessageLimit</c> on the consumer). MassTransit
-/// applies that limit inside the consumer's message pipe, after JobLog's run filter: the run filter does not record the
-/// run's start; <see cref="ConsumerSlotFilter{TConsumer, TMessage}"/>, on the consumer's pipe (after the limit), records it
-/// when the consumer gets its slot, and makes the expiry check then. One record either way, as without a limit.
+/// A run waiting for a concurrency limit that MassTransit applies after JobLog's run filter: a consumer's own
+/// <c>ConcurrentMessageLimit</c> or <c>UseConcurrentMessageLimit</c>, a saga's (<see cref="LimitAhead"/>). The run filter
+/// does not record the run's start; <see cref="ConsumerSlotFilter{TConsumer, TMessage}"/> on the consumer's pipe, or
+/// <see cref="TaskSagaRunFilter{TSaga, TMessage}"/> inside the saga repository (both after the limit), records it when the
+/// consumer or saga gets its slot. A consumer's expiry is checked then (<paramref name="checkExpiry"/>); a saga's is not
+/// (skipping the saga inside its repository would save a new instance without its event): only on receipt. One record
+/// either way, as without a limit.
 /// </summary>
 internal sealed class ConsumerSlotWait(
     TaskLoggingServices services, ConsumeContext context, DeliveryState delivery, Guid runId, Guid taskId, string name, string? queue,
-    string consumerType, DateTime received, DateTime? expires, TaskPayload seed, DeferredRendering rendering)
+    string consumerType, DateTime received, DateTime? expires, TaskPayload seed, DeferredRendering rendering, bool checkExpiry = true)
 {
     private static readonly AsyncLocal<ConsumerSlotWait?> s_current = new();
 
@@ -34,7 +37,7 @@ internal sealed class ConsumerSlotWait(
         }
 
         var now = services.UtcNow;
-        if (expires < now)
+        if (checkExpiry && expires < now)
         {
             State = SlotState.Expired;
             var expired = new RunEnd(
@@ -66,6 +69,14 @@ internal sealed class ConsumerSlotWait(
     }
 }
 
+/// <summary>The probe names of JobLog's filters that stand where a consumer or saga gets its slot (<see cref="LimitAhead"/>).</summary>
+internal static class SlotFilterTypes
+{
+    public const string Consumer = "jobLogConsumerSlot";
+
+    public const string Saga = "jobLogSagaRun";
+}
+
 internal enum SlotState
 {
     Waiting,
@@ -74,8 +85,8 @@ internal enum SlotState
 }
 
 /// <summary>
-/// On the consumer's own pipe (after MassTransit's concurrency limit and the consumer factory) of a consumer with a
-/// <c>ConcurrentMessageLimit</c>: the run begins here (<see cref="ConsumerSlotWait"/>).
+/// On the consumer's own pipe (after MassTransit's concurrency limits and the consumer factory) of every consumer: when a
+/// limit stands between JobLog's run filter and this one, the run begins here (<see cref="ConsumerSlotWait"/>).
 /// </summary>
 internal sealed class ConsumerSlotFilter<TConsumer, TMessage>(string consumerType) : IFilter<ConsumerConsumeContext<TConsumer, TMessage>>
     where TConsumer : class
@@ -93,5 +104,5 @@ internal sealed class ConsumerSlotFilter<TConsumer, TMessage>(string consumerTyp
         return Task.CompletedTask;
     }
 
-    public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogConsumerSlot").Add("consumer", consumerType);
+    public void Probe(ProbeContext context) => context.CreateFilterScope(SlotFilterTypes.Consumer).Add("consumer", consumerType);
 }

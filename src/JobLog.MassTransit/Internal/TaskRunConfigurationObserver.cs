@@ -42,9 +42,10 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
             }
 
             var name = TaskLoggingServices.ShortName(typeof(TConsumer));
-            if (Add(message, name, slotted: Limited<TConsumer>()) == AddedRun.Slotted)
+            if (Add(message, name, slotted: Limited<TConsumer>() ? true : null) == AddedRun.Slotted)
             {
-                // After MassTransit's concurrency limit (in the message pipe, before the consumer factory): the run begins here.
+                // After MassTransit's concurrency limits (in the message pipe, before the consumer factory): when there is
+                // one, the run begins here.
                 configurator.UseFilter(new ConsumerSlotFilter<TConsumer, TMessage>(name));
             }
         }
@@ -52,7 +53,8 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
 
     /// <summary>
     /// The consumer being configured has its own <c>ConcurrentMessageLimit</c>, which MassTransit applies after JobLog's run
-    /// filter. A limit added by <c>UseConcurrentMessageLimit</c> on the consumer, or on the endpoint, is not seen here.
+    /// filter. A limit added by <c>UseConcurrentMessageLimit</c> on the consumer is added after this observer ran: the run
+    /// filter finds it in the pipe at the first message (<see cref="LimitAhead"/>).
     /// </summary>
     private bool Limited<TConsumer>()
         where TConsumer : class =>
@@ -72,14 +74,16 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         where TSaga : class, ISaga
         where TMessage : class
     {
-        if (configurator is ISagaMessageConfigurator<TMessage> message && Add(message, TaskLoggingServices.ShortName(typeof(TSaga)), saga: true) != AddedRun.None)
+        // A saga's ConcurrentMessageLimit or UseConcurrentMessageLimit is added after this (LimitAhead): found at the first message.
+        if (configurator is ISagaMessageConfigurator<TMessage> message
+            && Add(message, TaskLoggingServices.ShortName(typeof(TSaga)), saga: true, slotted: null) != AddedRun.None)
         {
             // Inside the repository: each call of the saga, including the repository's own retries, and its state.
             configurator.UseFilter(new TaskSagaRunFilter<TSaga, TMessage>(services));
         }
     }
 
-    private AddedRun Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false, bool slotted = false)
+    private AddedRun Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false, bool? slotted = false)
         where TMessage : class
     {
         if (RunType<TMessage>(services) is not { } runType)
@@ -100,7 +104,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         }
 
         configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer, saga, slotted));
-        return slotted ? AddedRun.Slotted : AddedRun.Run;
+        return slotted != false ? AddedRun.Slotted : AddedRun.Run;
     }
 
     private enum AddedRun
@@ -108,7 +112,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         None,
         Run,
 
-        /// <summary>A run whose start waits for <see cref="ConsumerSlotFilter{TConsumer, TMessage}"/>.</summary>
+        /// <summary>A run whose start may wait for <see cref="ConsumerSlotFilter{TConsumer, TMessage}"/> (when a limit stands before it).</summary>
         Slotted,
     }
 

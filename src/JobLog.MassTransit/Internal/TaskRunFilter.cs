@@ -10,13 +10,18 @@ namespace JobLog.MassTransit.Internal;
 /// <remarks>
 /// For a saga (<paramref name="saga"/>), the attempt's run may be replaced by the saga filter inside the repository
 /// (<see cref="SagaAttemptSlot"/>): the outcome is then recorded on the slot's current run, with the saga's state line.
-/// With <paramref name="slotted"/> (a consumer with its own <c>ConcurrentMessageLimit</c>, applied after this filter), the
-/// run's start is recorded, and the expiry checked, when the consumer gets its slot (<see cref="ConsumerSlotWait"/>).
+/// When a concurrency limit follows this filter (<paramref name="slotted"/> true, or, when null, a MassTransit limit found in
+/// the rest of the pipe before JobLog's slot filter: <see cref="LimitAhead"/>), the run's start is recorded when the
+/// consumer or saga gets its slot (<see cref="ConsumerSlotWait"/>), and a consumer's expiry is checked then. False: the
+/// run begins on receipt (handlers, whose pipe has no slot filter).
 /// </remarks>
-internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType, bool saga = false, bool slotted = false)
+internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType, bool saga = false, bool? slotted = false)
     : IFilter<ConsumeContext<TMessage>>
     where TMessage : class
 {
+    // 0: not known yet (probed at the first message, the rest of the pipe does not change), 1: no limit ahead, 2: a limit ahead.
+    private int _slotted = slotted switch { true => 2, false => 1, null => 0 };
+
     // The input and destination addresses rarely change for a consumer: their queue names are computed once.
     private readonly QueueNameCache _input = new();
     private readonly QueueNameCache _destination = new();
@@ -68,10 +73,10 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
 
         var run = ConsumedRecords.Run(services, context, runId, taskId, name, queue, consumerType, start);
         ConsumerSlotWait? wait = null;
-        if (slotted)
+        if (Slotted(next))
         {
             // Recorded when the consumer gets its slot, or, without one, when the attempt ends.
-            wait = new ConsumerSlotWait(services, context, delivery, runId, taskId, name, queue, consumerType, start, expires, seed, rendering);
+            wait = new ConsumerSlotWait(services, context, delivery, runId, taskId, name, queue, consumerType, start, expires, seed, rendering, checkExpiry: !saga);
         }
         else
         {
@@ -138,6 +143,17 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogTaskRun").Add("consumer", consumerType);
+
+    private bool Slotted(IPipe<ConsumeContext<TMessage>> next)
+    {
+        if (_slotted == 0)
+        {
+            // Idempotent: two first messages at once find the same answer.
+            _slotted = LimitAhead.Before(next, saga ? SlotFilterTypes.Saga : SlotFilterTypes.Consumer) ? 2 : 1;
+        }
+
+        return _slotted == 2;
+    }
 
     private string? Bounded(OutputBuffer output, string? sagaLine = null)
     {

@@ -57,6 +57,15 @@ internal sealed class TaskSagaRunFilter<TSaga, TMessage>(TaskLoggingServices ser
         }
 
         slot.Calls++;
+        if (slot.Calls == 1)
+        {
+            // Past the saga's concurrency limit, if any (its run then begins here).
+            if (ConsumerSlotWait.Current is { } wait && string.Equals(wait.ConsumerType, slot.Template.ConsumerType, StringComparison.Ordinal))
+            {
+                wait.Begin();
+            }
+        }
+
         IDisposable? frame = null;
         if (slot.Calls > 1)
         {
@@ -94,7 +103,7 @@ internal sealed class TaskSagaRunFilter<TSaga, TMessage>(TaskLoggingServices ser
         }
     }
 
-    public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogSagaRun");
+    public void Probe(ProbeContext context) => context.CreateFilterScope(SlotFilterTypes.Saga);
 
     private static RunPayload Copy(RunPayload template, DateTime start) => new()
     {

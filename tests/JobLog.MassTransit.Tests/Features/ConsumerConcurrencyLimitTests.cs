@@ -92,31 +92,47 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
         }
     }
 
-    private async Task<BusFixture> StartAsync(bool endpointLimit = false) =>
+    public enum Limit
+    {
+        /// <summary><c>x.AddConsumer&lt;T&gt;(c =&gt; c.ConcurrentMessageLimit = 1)</c>.</summary>
+        ConsumersOwn,
+
+        /// <summary><c>x.AddConsumer&lt;T&gt;(c =&gt; c.UseConcurrentMessageLimit(1))</c>: MassTransit adds it from an observer of the consumer.</summary>
+        ConsumersUseConcurrentMessageLimit,
+
+        /// <summary><c>cfg.UseConcurrencyLimit(1)</c> on the bus: a limit on each message type's pipe of each endpoint.</summary>
+        BusUseConcurrencyLimit,
+    }
+
+    private async Task<BusFixture> StartAsync(Limit limit) =>
         _bus = await BusFixture.StartAsync(
             transport,
             x => x.AddConsumer<OneSlotConsumer>(c =>
             {
-                if (!endpointLimit)
+                if (limit == Limit.ConsumersOwn)
                 {
                     c.ConcurrentMessageLimit = 1;
+                }
+                else if (limit == Limit.ConsumersUseConcurrentMessageLimit)
+                {
+                    c.UseConcurrentMessageLimit(1);
                 }
             }),
             configureBus: (_, cfg) =>
             {
                 cfg.AddPrePipeSpecification(new FilterPipeSpecification<ConsumeContext>(new ParkedSignalFilter()));
-                if (endpointLimit)
+                if (limit == Limit.BusUseConcurrencyLimit)
                 {
-                    // MassTransit's UseConcurrencyLimit on the bus: a limit on each message type's pipe of each endpoint.
                     cfg.UseConcurrencyLimit(1);
                 }
             });
 
-    [TestCase(false, TestName = "Consume_WaitingForTheConsumersOnlySlot_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
-    [TestCase(true, TestName = "Consume_WaitingForASlotOfUseConcurrencyLimit_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
-    public async Task Consume_WaitingForASlot_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt(bool endpointLimit)
+    [TestCase(Limit.ConsumersOwn, TestName = "Consume_WaitingForTheConsumersOnlySlot_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
+    [TestCase(Limit.ConsumersUseConcurrentMessageLimit, TestName = "Consume_WaitingForTheSlotOfTheConsumersUseConcurrentMessageLimit_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
+    [TestCase(Limit.BusUseConcurrencyLimit, TestName = "Consume_WaitingForASlotOfUseConcurrencyLimit_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
+    public async Task Consume_WaitingForASlot_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt(Limit limit)
     {
-        var bus = await StartAsync(endpointLimit);
+        var bus = await StartAsync(limit);
         var holder = NewId.NextGuid();
         var waiter = NewId.NextGuid();
         await bus.Bus.Publish(new SlotWork(1, Hold: true), x => x.MessageId = holder);
@@ -139,11 +155,12 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
         Assert.That(held.Runs.Single().Start, Is.LessThan(released), "a run that got its slot at once starts on receipt");
     }
 
-    [TestCase(false, TestName = "Request_WhoseTimeoutRanOutWhileWaitingForTheConsumersSlot_IsNotConsumed_ItsRunIsExpired")]
-    [TestCase(true, TestName = "Request_WhoseTimeoutRanOutWhileWaitingForASlotOfUseConcurrencyLimit_IsNotConsumed_ItsRunIsExpired")]
-    public async Task Request_WhoseTimeoutRanOutWhileWaitingForTheSlot_IsNotConsumed_ItsRunIsExpired(bool endpointLimit)
+    [TestCase(Limit.ConsumersOwn, TestName = "Request_WhoseTimeoutRanOutWhileWaitingForTheConsumersSlot_IsNotConsumed_ItsRunIsExpired")]
+    [TestCase(Limit.ConsumersUseConcurrentMessageLimit, TestName = "Request_WhoseTimeoutRanOutWhileWaitingForTheSlotOfTheConsumersUseConcurrentMessageLimit_IsNotConsumed_ItsRunIsExpired")]
+    [TestCase(Limit.BusUseConcurrencyLimit, TestName = "Request_WhoseTimeoutRanOutWhileWaitingForASlotOfUseConcurrencyLimit_IsNotConsumed_ItsRunIsExpired")]
+    public async Task Request_WhoseTimeoutRanOutWhileWaitingForTheSlot_IsNotConsumed_ItsRunIsExpired(Limit limit)
     {
-        var bus = await StartAsync(endpointLimit);
+        var bus = await StartAsync(limit);
         var holder = NewId.NextGuid();
         var request = NewId.NextGuid();
         await bus.Bus.Publish(new SlotWork(1, Hold: true), x => x.MessageId = holder);

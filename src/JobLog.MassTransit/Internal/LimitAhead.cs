@@ -1,0 +1,83 @@
+using MassTransit;
+
+namespace JobLog.MassTransit.Internal;
+
+/// <summary>
+/// Whether a MassTransit concurrency limit sits between JobLog's run filter and the point where the consumer or saga is
+/// really called (JobLog's slot filter): read once from the rest of the pipe's probe, in the order its filters run.
+/// MassTransit adds such limits after JobLog's run filter for a consumer's <c>ConcurrentMessageLimit</c>, a
+/// <c>UseConcurrentMessageLimit</c> on a consumer or saga configurator, and a saga's <c>ConcurrentMessageLimit</c>; none of
+/// them is visible when JobLog configures the pipe (they are added by configuration observers called after JobLog's).
+/// </summary>
+internal static class LimitAhead
+{
+    /// <summary>MassTransit's concurrency limit filters (<c>ConsumeConcurrencyLimitFilter</c>, <c>ConcurrencyLimitFilter</c>).</summary>
+    private const string Limit = "concurrencyLimit";
+
+    public static bool Before(IProbeSite rest, string slotFilter)
+    {
+        var seen = new Seen(slotFilter);
+        try
+        {
+            rest.Probe(new Scope(seen));
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // A probe that throws (a custom filter's) tells nothing: the run begins on receipt, as without a limit.
+            return false;
+        }
+
+        return seen.LimitFirst;
+    }
+
+    private sealed class Seen(string slotFilter)
+    {
+        private bool _slot;
+
+        public bool LimitFirst { get; private set; }
+
+        public void Filter(string filterType)
+        {
+            if (string.Equals(filterType, slotFilter, StringComparison.Ordinal))
+            {
+                _slot = true;
+            }
+            else if (!_slot && string.Equals(filterType, Limit, StringComparison.Ordinal))
+            {
+                LimitFirst = true;
+            }
+        }
+    }
+
+    /// <summary>A probe context that keeps nothing but the filter types, in the order they are probed.</summary>
+    private sealed class Scope(Seen seen) : ProbeContext
+    {
+        public CancellationToken CancellationToken => CancellationToken.None;
+
+        public void Add(string key, string value)
+        {
+            if (string.Equals(key, "filterType", StringComparison.Ordinal))
+            {
+                seen.Filter(value);
+            }
+        }
+
+        public void Add(string key, object value)
+        {
+            if (value is string text)
+            {
+                Add(key, text);
+            }
+        }
+
+        public void Set(object values)
+        {
+        }
+
+        public void Set(IEnumerable<KeyValuePair<string, object>> values)
+        {
+        }
+
+        public ProbeContext CreateScope(string key) => this;
+    }
+}
