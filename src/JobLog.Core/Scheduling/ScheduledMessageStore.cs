@@ -171,15 +171,27 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
     /// Claims up to <paramref name="max"/> messages that are due (or whose previous claim ran out) for
     /// <paramref name="lease"/>. Concurrent dispatchers never claim the same message.
     /// </summary>
-    public async Task<IReadOnlyList<ClaimedMessage>> ClaimDueAsync(Guid claimToken, DateTime now, TimeSpan lease, int max, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<ClaimedMessage>> ClaimDueAsync(Guid claimToken, DateTime now, TimeSpan lease, int max, CancellationToken cancellationToken) =>
+        ClaimDueAsync(claimToken, now, lease, max, null, cancellationToken);
+
+    /// <summary>
+    /// As <see cref="ClaimDueAsync(Guid, DateTime, TimeSpan, int, CancellationToken)"/>, only messages this process can
+    /// send: those whose destination starts with one of <paramref name="brokers"/> (the host addresses of its buses,
+    /// <c>rabbitmq://host/vhost/</c>, compared without case), or is not an absolute broker address (<c>queue:name</c>).
+    /// A message for a broker none of its buses reaches is left to a process that has one. Null or empty: every message.
+    /// </summary>
+    public async Task<IReadOnlyList<ClaimedMessage>> ClaimDueAsync(
+        Guid claimToken, DateTime now, TimeSpan lease, int max, IReadOnlyList<string>? brokers, CancellationToken cancellationToken)
     {
         await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        object?[] values = [claimToken, now + lease, now, max];
         await using var command = Command(executor.Connection, null,
             $"UPDATE {S} SET \"State\" = {Dispatching}, \"ClaimToken\" = @p0, \"ClaimedUntil\" = @p1 WHERE \"Id\" IN (" +
-            $"SELECT \"Id\" FROM {S} WHERE (\"State\" = {Pending} AND \"ScheduledTime\" <= @p2) OR (\"State\" = {Dispatching} AND \"ClaimedUntil\" <= @p2) " +
-            $"ORDER BY \"ScheduledTime\" LIMIT @p3{_database.SkipLocked}) " +
+            $"SELECT \"Id\" FROM {S} WHERE ((\"State\" = {Pending} AND \"ScheduledTime\" <= @p2) OR (\"State\" = {Dispatching} AND \"ClaimedUntil\" <= @p2))" +
+            Routable(brokers, ref values) +
+            $" ORDER BY \"ScheduledTime\" LIMIT @p3{_database.SkipLocked}) " +
             "RETURNING \"Id\", \"MessageId\", \"Destination\", \"ScheduledTime\", \"ContentType\", \"Body\", \"Attempts\"",
-            claimToken, now + lease, now, max);
+            values);
         var claimed = new List<ClaimedMessage>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -239,12 +251,43 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
     }
 
     /// <summary>When the next message falls due: the earliest pending time, or the earliest claim that runs out.</summary>
-    public async Task<DateTime?> NextDueAsync(CancellationToken cancellationToken)
+    public Task<DateTime?> NextDueAsync(CancellationToken cancellationToken) => NextDueAsync(null, cancellationToken);
+
+    /// <summary>As <see cref="NextDueAsync(CancellationToken)"/>, among the messages <paramref name="brokers"/> can send (see <see cref="ClaimDueAsync(Guid, DateTime, TimeSpan, int, IReadOnlyList{string}, CancellationToken)"/>).</summary>
+    public async Task<DateTime?> NextDueAsync(IReadOnlyList<string>? brokers, CancellationToken cancellationToken)
     {
         await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        var pending = await MinAsync(executor.Connection, $"SELECT MIN(\"ScheduledTime\") FROM {S} WHERE \"State\" = {Pending}", cancellationToken).ConfigureAwait(false);
-        var claims = await MinAsync(executor.Connection, $"SELECT MIN(\"ClaimedUntil\") FROM {S} WHERE \"State\" = {Dispatching}", cancellationToken).ConfigureAwait(false);
+        object?[] values = [];
+        var routable = Routable(brokers, ref values);
+        var pending = await MinAsync(executor.Connection, $"SELECT MIN(\"ScheduledTime\") FROM {S} WHERE \"State\" = {Pending}{routable}", values, cancellationToken)
+            .ConfigureAwait(false);
+        var claims = await MinAsync(executor.Connection, $"SELECT MIN(\"ClaimedUntil\") FROM {S} WHERE \"State\" = {Dispatching}{routable}", values, cancellationToken)
+            .ConfigureAwait(false);
         return pending is { } p && claims is { } c ? (p < c ? p : c) : pending ?? claims;
+    }
+
+    /// <summary>
+    /// <c> AND (…)</c>: the destination is not an absolute address (<c>queue:name</c>, sent through any bus), or starts with
+    /// one of <paramref name="brokers"/>; their values are appended to <paramref name="values"/> as parameters.
+    /// </summary>
+    private static string Routable(IReadOnlyList<string>? brokers, ref object?[] values)
+    {
+        if (brokers is not { Count: > 0 })
+        {
+            return "";
+        }
+
+        var sql = new System.Text.StringBuilder(" AND (\"Destination\" NOT LIKE '%://%'");
+        var all = new List<object?>(values);
+        foreach (var broker in brokers)
+        {
+            sql.Append(System.Globalization.CultureInfo.InvariantCulture,
+                $" OR lower(substr(\"Destination\", 1, {broker.Length})) = @p{all.Count}");
+            all.Add(broker.ToLowerInvariant());
+        }
+
+        values = [.. all];
+        return sql.Append(')').ToString();
     }
 
     /// <summary>Deletes up to <paramref name="max"/> sent or cancelled messages finished before <paramref name="before"/>.</summary>
@@ -311,9 +354,9 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         return name.Length > LedgerModel.NameLength ? name[..LedgerModel.NameLength] : name;
     }
 
-    private async Task<DateTime?> MinAsync(DbConnection connection, string sql, CancellationToken cancellationToken)
+    private async Task<DateTime?> MinAsync(DbConnection connection, string sql, object?[] values, CancellationToken cancellationToken)
     {
-        await using var command = Command(connection, null, sql);
+        await using var command = Command(connection, null, sql, values);
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && !reader.IsDBNull(0) ? ReadDateTime(reader, 0) : null;
     }

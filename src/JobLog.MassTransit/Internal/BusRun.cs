@@ -101,6 +101,18 @@ internal sealed class BusDirectory
         }
     }
 
+    /// <summary>The host addresses of the buses (<see cref="HostOf"/>), distinct.</summary>
+    public IReadOnlyList<string> Hosts
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return [.. _buses.Select(b => b.Host).Distinct(StringComparer.OrdinalIgnoreCase)];
+            }
+        }
+    }
+
     public void Clear()
     {
         lock (_lock)

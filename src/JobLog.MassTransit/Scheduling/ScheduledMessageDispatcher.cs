@@ -20,7 +20,9 @@ namespace JobLog.MassTransit.Scheduling;
 /// An application with several buses (<c>AddMassTransit&lt;TOtherBus&gt;</c>) starts it from each of them: every bus
 /// observer in the container is connected to every bus. Each stored message is sent through the bus whose broker its
 /// destination names (the longest host address that prefixes it): sent through another bus, a message for another
-/// virtual host or broker was confirmed by the wrong broker and never delivered. It runs until the last bus stops.
+/// virtual host or broker was confirmed by the wrong broker and never delivered. It runs until the last bus stops. It
+/// claims only the messages whose destination one of its buses reaches (or a relative one): another process on the same
+/// ledger with other buses sends the rest.
 /// </remarks>
 internal sealed class ScheduledMessageDispatcher(
     ScheduledMessageStore store,
@@ -209,7 +211,7 @@ internal sealed class ScheduledMessageDispatcher(
             var claimToken = NewId.NextGuid();
 
             // The database calls of a batch are not cancelled by a stop: a claim must be either used or given back.
-            var claimed = await store.ClaimDueAsync(claimToken, now, _options.ClaimLease, _options.BatchSize, CancellationToken.None)
+            var claimed = await store.ClaimDueAsync(claimToken, now, _options.ClaimLease, _options.BatchSize, Brokers, CancellationToken.None)
                 .ConfigureAwait(false);
             if (claimed.Count == 0)
             {
@@ -224,7 +226,23 @@ internal sealed class ScheduledMessageDispatcher(
         }
 
         await PurgeWhenDueAsync(stopping).ConfigureAwait(false);
-        return await store.NextDueAsync(CancellationToken.None).ConfigureAwait(false);
+        return await store.NextDueAsync(Brokers, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The brokers this process's buses reach: only their messages are claimed (and those with a relative destination).
+    /// Another process on the ledger may run other buses; a message for a broker none of ours reaches is theirs (sent
+    /// through one of ours it was confirmed by the wrong broker and lost).
+    /// </summary>
+    private IReadOnlyList<string> Brokers
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _buses.Hosts;
+            }
+        }
     }
 
     private async Task SendBatchAsync(Guid claimToken, IReadOnlyList<ClaimedMessage> claimed, DateTime leaseEnd, CancellationToken stopping)

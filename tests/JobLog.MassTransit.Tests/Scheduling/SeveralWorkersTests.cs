@@ -143,6 +143,32 @@ public class SeveralWorkersTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task Claim_WithThisProcesssBrokers_TakesOnlyTheirMessagesAndRelativeOnes_AndTheNextDueIgnoresTheOthers()
+    {
+        var host = await Start();
+        var now = DateTime.UtcNow;
+        var store = Store(host);
+        var (mine, other, relative) = (NewId.NextGuid(), NewId.NextGuid(), NewId.NextGuid());
+        await store.AddAsync(To(Due(mine, now.AddSeconds(-3)), "rabbitmq://127.0.0.1/One_vhost/charge-card"), CancellationToken.None);
+        await store.AddAsync(To(Due(other, now.AddSeconds(-2)), "rabbitmq://127.0.0.1/two/charge-card"), CancellationToken.None);
+        await store.AddAsync(Due(relative, now.AddSeconds(-1)), CancellationToken.None);
+        string[] brokers = ["rabbitmq://127.0.0.1/one_vhost/"];
+
+        var claimed = await store.ClaimDueAsync(NewId.NextGuid(), now, TimeSpan.FromMinutes(1), 10, brokers, CancellationToken.None);
+        Assert.That(claimed.Select(m => m.Id), Is.EqualTo(new[] { mine, relative }), "its broker's (without case) and the relative one");
+        Assert.That(await store.NextDueAsync(brokers, CancellationToken.None), Is.EqualTo(now.AddMinutes(1)).Within(TimeSpan.FromMilliseconds(0.01)),
+            "the other broker's due message does not wake this dispatcher");
+        var others = await store.ClaimDueAsync(NewId.NextGuid(), now, TimeSpan.FromMinutes(1), 10, ["rabbitmq://127.0.0.1/two/"], CancellationToken.None);
+        Assert.That(others.Select(m => m.Id), Is.EqualTo(new[] { other }), "left for the process that reaches it");
+
+        static ScheduledMessageLog To(ScheduledMessageLog message, string destination)
+        {
+            message.Destination = destination;
+            return message;
+        }
+    }
+
+    [Test]
     public async Task CancellationArrivingBeforeItsMessage_KeepsTheMessageFromBeingSent_AndExpiresItsTask()
     {
         var host = await Start();
