@@ -1,3 +1,4 @@
+using System.Linq.Expressions;
 using System.Threading.RateLimiting;
 using JobLog.Failures;
 using JobLog.Storage;
@@ -293,7 +294,17 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
         var db = _contexts.Create();
         await using (db.ConfigureAwait(false))
         {
-            var candidates = await db.FailureActionItems.AsNoTracking().Where(i => i.State == FailureActionItemState.Pending)
+            var pending = db.FailureActionItems.AsNoTracking().Where(i => i.State == FailureActionItemState.Pending);
+            if (Buses?.Hosts is { Count: > 0 } brokers)
+            {
+                // Only what this process's buses reach: another process on the ledger may run other buses (a kept message
+                // of theirs sent through ours went to our broker's exchange of that name, or nowhere). Items whose kept
+                // message is gone are claimed by anyone (they are skipped).
+                var foreign = db.KeptMessages.Where(Foreign(brokers)).Select(k => k.Id);
+                pending = pending.Where(i => i.KeptMessageId == null || !foreign.Contains(i.KeptMessageId.Value));
+            }
+
+            var candidates = await pending
                 .OrderBy(i => i.ActionId).ThenBy(i => i.TaskId).Take(_options.RetryBatchSize)
                 .Select(i => new { i.ActionId, i.TaskId }).ToListAsync(ct).ConfigureAwait(false);
             var claimed = new List<FailureActionItemLog>(candidates.Count);
@@ -313,6 +324,29 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
             return claimed;
         }
     }
+
+    /// <summary>
+    /// A kept message whose input address is absolute (<c>rabbitmq://…</c>) and under none of <paramref name="brokers"/>
+    /// (the host addresses of this process's buses, compared without case): no bus here can send it back.
+    /// </summary>
+    internal static Expression<Func<KeptMessageLog, bool>> Foreign(IReadOnlyList<string> brokers)
+    {
+        var kept = Expression.Parameter(typeof(KeptMessageLog), "k");
+        var address = Expression.Property(kept, nameof(KeptMessageLog.InputAddress));
+        var lower = Expression.Call(address, typeof(string).GetMethod(nameof(string.ToLower), Type.EmptyTypes)!);
+        var startsWith = typeof(string).GetMethod(nameof(string.StartsWith), [typeof(string)])!;
+        Expression body = Expression.Call(address, typeof(string).GetMethod(nameof(string.Contains), [typeof(string)])!, Expression.Constant("://"));
+        foreach (var broker in brokers)
+        {
+            // A closure's field, not a constant: a parameter of the statement.
+            var value = Expression.Property(Expression.Constant(new Holder(broker.ToLowerInvariant())), nameof(Holder.Value));
+            body = Expression.AndAlso(body, Expression.Not(Expression.Call(lower, startsWith, value)));
+        }
+
+        return Expression.Lambda<Func<KeptMessageLog, bool>>(body, kept);
+    }
+
+    private sealed record Holder(string Value);
 
     /// <summary>The items of <paramref name="tasks"/> still held by the claim <paramref name="claim"/> (its action and time).</summary>
     private static IQueryable<FailureActionItemLog> Claimed(JobLogDbContext db, (Guid ActionId, DateTime? ClaimedAt) claim, List<Guid> tasks) =>
