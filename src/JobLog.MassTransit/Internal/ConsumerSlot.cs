@@ -86,14 +86,21 @@ internal enum SlotState
 
 /// <summary>
 /// On the consumer's own pipe (after MassTransit's concurrency limits and the consumer factory) of every consumer: when a
-/// limit stands between JobLog's run filter and this one, the run begins here (<see cref="ConsumerSlotWait"/>).
+/// limit stands between JobLog's run filter and this one, the run begins here (<see cref="ConsumerSlotWait"/>); when an
+/// in-memory retry does, each attempt is recorded here (<see cref="TaskRunFilter{TMessage}.IsInner"/>).
 /// </summary>
-internal sealed class ConsumerSlotFilter<TConsumer, TMessage>(string consumerType) : IFilter<ConsumerConsumeContext<TConsumer, TMessage>>
+internal sealed class ConsumerSlotFilter<TConsumer, TMessage>(string consumerType, TaskRunFilter<TMessage> run) : IFilter<ConsumerConsumeContext<TConsumer, TMessage>>
     where TConsumer : class
     where TMessage : class
 {
     public Task Send(ConsumerConsumeContext<TConsumer, TMessage> context, IPipe<ConsumerConsumeContext<TConsumer, TMessage>> next)
     {
+        if (run.IsInner)
+        {
+            // An in-memory retry of the consumer's own stands between the run filter and here: each attempt is a run, from here.
+            return run.RunAsync(context, next, slotted: false);
+        }
+
         var wait = ConsumerSlotWait.Current;
         if (wait is null || !string.Equals(wait.ConsumerType, consumerType, StringComparison.Ordinal) || wait.Begin())
         {

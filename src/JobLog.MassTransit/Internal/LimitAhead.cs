@@ -14,7 +14,13 @@ internal static class LimitAhead
     /// <summary>MassTransit's concurrency limit filters (<c>ConsumeConcurrencyLimitFilter</c>, <c>ConcurrencyLimitFilter</c>).</summary>
     private const string Limit = "concurrencyLimit";
 
-    public static bool Before(IProbeSite rest, string slotFilter)
+    /// <summary>MassTransit's retry filter (<c>RetryFilter</c>; the redelivery one adds <c>type: redelivery</c>).</summary>
+    private const string Retry = "retry";
+
+    public static bool Before(IProbeSite rest, string slotFilter) => Find(rest, slotFilter).Limit;
+
+    /// <summary>What stands between JobLog's run filter and <paramref name="slotFilter"/>: a concurrency limit, an in-memory retry.</summary>
+    public static (bool Limit, bool Retry) Find(IProbeSite rest, string slotFilter)
     {
         var seen = new Seen(slotFilter);
         try
@@ -24,20 +30,25 @@ internal static class LimitAhead
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // A probe that throws (a custom filter's) tells nothing: the run begins on receipt, as without a limit.
-            return false;
+            return (false, false);
         }
 
-        return seen.LimitFirst;
+        seen.Settle();
+        return (seen.LimitFirst, seen.RetryFirst);
     }
 
     private sealed class Seen(string slotFilter)
     {
         private bool _slot;
+        private bool _retry;
 
         public bool LimitFirst { get; private set; }
 
+        public bool RetryFirst { get; private set; }
+
         public void Filter(string filterType)
         {
+            Settle();
             if (string.Equals(filterType, slotFilter, StringComparison.Ordinal))
             {
                 _slot = true;
@@ -46,6 +57,19 @@ internal static class LimitAhead
             {
                 LimitFirst = true;
             }
+            else if (!_slot && string.Equals(filterType, Retry, StringComparison.Ordinal))
+            {
+                _retry = true;
+            }
+        }
+
+        /// <summary>The retry filter just probed is a redelivery (<c>UseScheduledRedelivery</c>): each attempt is a delivery of its own.</summary>
+        public void Redelivery() => _retry = false;
+
+        public void Settle()
+        {
+            RetryFirst |= _retry;
+            _retry = false;
         }
     }
 
@@ -59,6 +83,10 @@ internal static class LimitAhead
             if (string.Equals(key, "filterType", StringComparison.Ordinal))
             {
                 seen.Filter(value);
+            }
+            else if (string.Equals(key, "type", StringComparison.Ordinal) && string.Equals(value, "redelivery", StringComparison.Ordinal))
+            {
+                seen.Redelivery();
             }
         }
 

@@ -42,23 +42,16 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
             }
 
             var name = TaskLoggingServices.ShortName(typeof(TConsumer));
-            if (Add(message, name, slotted: Limited<TConsumer>() ? true : null) == AddedRun.Slotted)
+            // A consumer's ConcurrentMessageLimit, its UseConcurrentMessageLimit and UseMessageRetry are all added after this
+            // filter: the run filter finds them in the pipe at the first message (LimitAhead).
+            if (Add(message, name, slotted: null) is TaskRunFilter<TMessage> run)
             {
-                // After MassTransit's concurrency limits (in the message pipe, before the consumer factory): when there is
-                // one, the run begins here.
-                configurator.UseFilter(new ConsumerSlotFilter<TConsumer, TMessage>(name));
+                // After MassTransit's concurrency limits and the consumer's own retry (in the message pipe, before the
+                // consumer factory): when there is a limit, the run begins here; when there is a retry, each attempt is a run here.
+                configurator.UseFilter(new ConsumerSlotFilter<TConsumer, TMessage>(name, run));
             }
         }
     }
-
-    /// <summary>
-    /// The consumer being configured has its own <c>ConcurrentMessageLimit</c>, which MassTransit applies after JobLog's run
-    /// filter. A limit added by <c>UseConcurrentMessageLimit</c> on the consumer is added after this observer ran: the run
-    /// filter finds it in the pipe at the first message (<see cref="LimitAhead"/>).
-    /// </summary>
-    private bool Limited<TConsumer>()
-        where TConsumer : class =>
-        _consumer is ConsumerSpecification<TConsumer> { ConcurrentMessageLimit: not null };
 
     public void SagaConfigured<TSaga>(ISagaConfigurator<TSaga> configurator)
         where TSaga : class, ISaga
@@ -76,19 +69,20 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
     {
         // A saga's ConcurrentMessageLimit or UseConcurrentMessageLimit is added after this (LimitAhead): found at the first message.
         if (configurator is ISagaMessageConfigurator<TMessage> message
-            && Add(message, TaskLoggingServices.ShortName(typeof(TSaga)), saga: true, slotted: null) != AddedRun.None)
+            && Add(message, TaskLoggingServices.ShortName(typeof(TSaga)), saga: true, slotted: null) is not null)
         {
             // Inside the repository: each call of the saga, including the repository's own retries, and its state.
             configurator.UseFilter(new TaskSagaRunFilter<TSaga, TMessage>(services));
         }
     }
 
-    private AddedRun Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false, bool? slotted = false)
+    /// <returns>The run filter added (null when the message has no runs, or when it is a batch's).</returns>
+    private TaskRunFilter<TMessage>? Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false, bool? slotted = false)
         where TMessage : class
     {
         if (RunType<TMessage>(services) is not { } runType)
         {
-            return AddedRun.None;
+            return null;
         }
 
         Debug.Assert(consumer.Length > 0, "consumer name");
@@ -100,20 +94,12 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
             var filter = (IFilter<ConsumeContext<TMessage>>)Activator.CreateInstance(
                 typeof(TaskBatchRunFilter<>).MakeGenericType(runType), services, consumer)!;
             configurator.UseFilter(filter);
-            return AddedRun.Run;
+            return null;
         }
 
-        configurator.UseFilter(new TaskRunFilter<TMessage>(services, consumer, saga, slotted));
-        return slotted != false ? AddedRun.Slotted : AddedRun.Run;
-    }
-
-    private enum AddedRun
-    {
-        None,
-        Run,
-
-        /// <summary>A run whose start may wait for <see cref="ConsumerSlotFilter{TConsumer, TMessage}"/> (when a limit stands before it).</summary>
-        Slotted,
+        var run = new TaskRunFilter<TMessage>(services, consumer, saga, slotted);
+        configurator.UseFilter(run);
+        return run;
     }
 
     /// <summary>

@@ -14,20 +14,41 @@ namespace JobLog.MassTransit.Internal;
 /// the rest of the pipe before JobLog's slot filter: <see cref="LimitAhead"/>), the run's start is recorded when the
 /// consumer or saga gets its slot (<see cref="ConsumerSlotWait"/>), and a consumer's expiry is checked then. False: the
 /// run begins on receipt (handlers, whose pipe has no slot filter).
+/// When an in-memory retry follows this filter in a consumer's pipe (<c>UseMessageRetry</c> on the consumer configurator,
+/// often in a <c>ConsumerDefinition</c>: MassTransit adds it after JobLog's filter), this filter only passes the delivery
+/// on, and each attempt is recorded by <see cref="ConsumerSlotFilter{TConsumer, TMessage}"/> on the consumer's pipe, inside
+/// that retry (<see cref="IsInner"/>).
 /// </remarks>
 internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType, bool saga = false, bool? slotted = false)
     : IFilter<ConsumeContext<TMessage>>
     where TMessage : class
 {
-    // 0: not known yet (probed at the first message, the rest of the pipe does not change), 1: no limit ahead, 2: a limit ahead.
-    private int _slotted = slotted switch { true => 2, false => 1, null => 0 };
+    private const int Unknown = 0;
+    private const int OnReceipt = 1;
+    private const int AtSlot = 2;
+    private const int Inner = 3;
+
+    // Probed at the first message when not known (the rest of the pipe does not change).
+    private int _mode = slotted switch { true => AtSlot, false => OnReceipt, null => Unknown };
 
     // The input and destination addresses rarely change for a consumer: their queue names are computed once.
     private readonly QueueNameCache _input = new();
     private readonly QueueNameCache _destination = new();
     private string? _name;
 
-    public async Task Send(ConsumeContext<TMessage> context, IPipe<ConsumeContext<TMessage>> next)
+    /// <summary>The attempts are recorded inside the consumer's pipe (an in-memory retry follows this filter).</summary>
+    public bool IsInner => Volatile.Read(ref _mode) == Inner;
+
+    public Task Send(ConsumeContext<TMessage> context, IPipe<ConsumeContext<TMessage>> next) =>
+        Mode(next) switch
+        {
+            Inner => next.Send(context),
+            var mode => RunAsync(context, next, mode == AtSlot),
+        };
+
+    /// <summary>One attempt of the consumer as a run (from the message pipe, or, inner, from the consumer's pipe).</summary>
+    public async Task RunAsync<TContext>(TContext context, IPipe<TContext> next, bool slotted)
+        where TContext : class, ConsumeContext<TMessage>
     {
         if (!context.TryGetPayload<DeliveryState>(out var delivery))
         {
@@ -73,7 +94,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
 
         var run = ConsumedRecords.Run(services, context, runId, taskId, name, queue, consumerType, start);
         ConsumerSlotWait? wait = null;
-        if (Slotted(next))
+        if (slotted)
         {
             // Recorded when the consumer gets its slot, or, without one, when the attempt ends.
             wait = new ConsumerSlotWait(services, context, delivery, runId, taskId, name, queue, consumerType, start, expires, seed, rendering, checkExpiry: !saga);
@@ -144,15 +165,18 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogTaskRun").Add("consumer", consumerType);
 
-    private bool Slotted(IPipe<ConsumeContext<TMessage>> next)
+    private int Mode(IPipe<ConsumeContext<TMessage>> next)
     {
-        if (_slotted == 0)
+        var mode = Volatile.Read(ref _mode);
+        if (mode == Unknown)
         {
             // Idempotent: two first messages at once find the same answer.
-            _slotted = LimitAhead.Before(next, saga ? SlotFilterTypes.Saga : SlotFilterTypes.Consumer) ? 2 : 1;
+            var (limit, retry) = LimitAhead.Find(next, saga ? SlotFilterTypes.Saga : SlotFilterTypes.Consumer);
+            mode = retry && !saga ? Inner : limit ? AtSlot : OnReceipt;
+            Volatile.Write(ref _mode, mode);
         }
 
-        return _slotted == 2;
+        return mode;
     }
 
     private string? Bounded(OutputBuffer output, string? sagaLine = null)
