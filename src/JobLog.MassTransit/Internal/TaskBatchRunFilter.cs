@@ -9,13 +9,37 @@ namespace JobLog.MassTransit.Internal;
 /// took it, its state and its retries. The runs of one attempt share start, stop, output and error, and each run's
 /// output begins with the size of the batch and the ids of the other messages in it.
 /// A failed attempt is RETRIED; each message's own delivery decides whether it was the last (FAILED), as for a consumer.
+/// When the batch consumer has an in-memory retry of its own after this filter (<c>UseMessageRetry</c> on its configurator),
+/// the attempts are recorded by <see cref="BatchAttemptFilter{TConsumer, T}"/> on the consumer's pipe, inside that retry.
 /// </summary>
-internal sealed class TaskBatchRunFilter<T>(TaskLoggingServices services, string consumerType) : IFilter<ConsumeContext<Batch<T>>>
+internal sealed class TaskBatchRunFilter<T>(TaskLoggingServices services, string consumerType) : IFilter<ConsumeContext<Batch<T>>>, IBatchRunFilter
     where T : class
 {
+    // 0: not known yet (probed at the first batch), 1: attempts recorded here, 2: recorded inside the consumer's pipe.
+    private int _mode;
     private string? _name;
 
-    public async Task Send(ConsumeContext<Batch<T>> context, IPipe<ConsumeContext<Batch<T>>> next)
+    public bool IsInner => Volatile.Read(ref _mode) == 2;
+
+    public object InnerFilter<TConsumer>()
+        where TConsumer : class =>
+        new BatchAttemptFilter<TConsumer, T>(this);
+
+    public Task Send(ConsumeContext<Batch<T>> context, IPipe<ConsumeContext<Batch<T>>> next)
+    {
+        var mode = Volatile.Read(ref _mode);
+        if (mode == 0)
+        {
+            mode = LimitAhead.Find(next, BatchAttemptFilter<object, T>.FilterType).Retry ? 2 : 1;
+            Volatile.Write(ref _mode, mode);
+        }
+
+        return mode == 2 ? next.Send(context) : RunAsync(context, next);
+    }
+
+    /// <summary>One attempt of the batch: a run on each of its messages.</summary>
+    public async Task RunAsync<TContext>(TContext context, IPipe<TContext> next)
+        where TContext : class, ConsumeContext<Batch<T>>
     {
         var recorder = services.Recorder;
         var start = services.UtcNow;
@@ -85,4 +109,25 @@ internal sealed class TaskBatchRunFilter<T>(TaskLoggingServices services, string
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogBatchRun").Add("consumer", consumerType);
+}
+
+/// <summary>A batch consumer's run filter that can hand its attempts to a filter on the consumer's own pipe.</summary>
+internal interface IBatchRunFilter
+{
+    /// <summary>The filter for <typeparamref name="TConsumer"/>'s pipe (an <c>IFilter&lt;ConsumerConsumeContext&lt;TConsumer, Batch&lt;T&gt;&gt;&gt;</c>).</summary>
+    object InnerFilter<TConsumer>()
+        where TConsumer : class;
+}
+
+/// <summary>On a batch consumer's own pipe: records each attempt when an in-memory retry stands before it (<see cref="TaskBatchRunFilter{T}"/>).</summary>
+internal sealed class BatchAttemptFilter<TConsumer, T>(TaskBatchRunFilter<T> run) : IFilter<ConsumerConsumeContext<TConsumer, Batch<T>>>
+    where TConsumer : class
+    where T : class
+{
+    public const string FilterType = "jobLogBatchAttempt";
+
+    public Task Send(ConsumerConsumeContext<TConsumer, Batch<T>> context, IPipe<ConsumerConsumeContext<TConsumer, Batch<T>>> next) =>
+        run.IsInner ? run.RunAsync(context, next) : next.Send(context);
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope(FilterType);
 }

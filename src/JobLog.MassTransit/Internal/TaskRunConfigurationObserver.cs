@@ -44,11 +44,17 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
             var name = TaskLoggingServices.ShortName(typeof(TConsumer));
             // A consumer's ConcurrentMessageLimit, its UseConcurrentMessageLimit and UseMessageRetry are all added after this
             // filter: the run filter finds them in the pipe at the first message (LimitAhead).
-            if (Add(message, name, slotted: null) is TaskRunFilter<TMessage> run)
+            var added = Add(message, name, slotted: null);
+            if (added is TaskRunFilter<TMessage> run)
             {
                 // After MassTransit's concurrency limits and the consumer's own retry (in the message pipe, before the
                 // consumer factory): when there is a limit, the run begins here; when there is a retry, each attempt is a run here.
                 configurator.UseFilter(new ConsumerSlotFilter<TConsumer, TMessage>(name, run));
+            }
+            else if (added is IBatchRunFilter batch)
+            {
+                // A batch consumer's own retry stands before its pipe as well: each attempt of the batch is recorded here then.
+                configurator.UseFilter((IFilter<ConsumerConsumeContext<TConsumer, TMessage>>)batch.InnerFilter<TConsumer>());
             }
         }
     }
@@ -76,8 +82,8 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         }
     }
 
-    /// <returns>The run filter added (null when the message has no runs, or when it is a batch's).</returns>
-    private TaskRunFilter<TMessage>? Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false, bool? slotted = false)
+    /// <returns>The run filter added: a <see cref="TaskRunFilter{TMessage}"/>, an <see cref="IBatchRunFilter"/>, or null when the message has no runs.</returns>
+    private object? Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false, bool? slotted = false)
         where TMessage : class
     {
         if (RunType<TMessage>(services) is not { } runType)
@@ -94,7 +100,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
             var filter = (IFilter<ConsumeContext<TMessage>>)Activator.CreateInstance(
                 typeof(TaskBatchRunFilter<>).MakeGenericType(runType), services, consumer)!;
             configurator.UseFilter(filter);
-            return null;
+            return filter;
         }
 
         var run = new TaskRunFilter<TMessage>(services, consumer, saga, slotted);

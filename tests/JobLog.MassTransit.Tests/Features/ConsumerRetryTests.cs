@@ -60,3 +60,46 @@ public class ConsumerRetryTests(Transport transport)
         Assert.That(task.Runs.Select(r => r.ErrorMessage), Has.All.Contain("doomed: no"));
     }
 }
+
+public sealed record RetriedLine(int N);
+
+/// <summary>Fails the first attempt of each batch (keyed by its first message).</summary>
+public sealed class OnceFailingLineBatchConsumer : IConsumer<Batch<RetriedLine>>
+{
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, int> s_attempts = new();
+
+    public Task Consume(ConsumeContext<Batch<RetriedLine>> context)
+    {
+        var attempt = s_attempts.AddOrUpdate(context.Message[0].MessageId!.Value, 1, (_, n) => n + 1);
+        return attempt == 1 ? throw new InvalidOperationException("batch attempt 1 failed") : Task.CompletedTask;
+    }
+}
+
+/// <summary>A batch consumer with its own <c>UseMessageRetry</c>: each attempt of the batch is a run on each message.</summary>
+[TestFixture(Transport.InMemory)]
+public class BatchConsumerRetryTests(Transport transport)
+{
+    [Test]
+    public async Task BatchConsume_RetriedByTheConsumersOwnRetry_RecordsARunPerAttemptOnEachMessage()
+    {
+        await using var bus = await BusFixture.StartAsync(transport, x => x.AddConsumer<OnceFailingLineBatchConsumer>(c =>
+        {
+            c.Options<BatchOptions>(o => o.SetMessageLimit(3).SetTimeLimit(TimeSpan.FromMilliseconds(500)));
+            c.UseMessageRetry(r => r.Immediate(2));
+        }));
+        var ids = new[] { NewId.NextGuid(), NewId.NextGuid(), NewId.NextGuid() };
+        for (var i = 0; i < ids.Length; i++)
+        {
+            await bus.Bus.Publish(new RetriedLine(i), x => x.MessageId = ids[i]);
+        }
+
+        List<TaskLog> tasks = [];
+        await JobLog.Testing.LedgerHost.EventuallyAsync(async () =>
+        {
+            tasks = (await bus.Host.TasksAsync()).Where(t => ids.Contains(t.Id)).ToList();
+            return tasks.Count == 3 && tasks.All(t => t.State == TaskState.Succeeded);
+        }, TimeSpan.FromSeconds(20), "every message of the batch consumed");
+        Assert.That(tasks.Select(t => string.Join(",", t.Runs.OrderBy(r => r.Start).ThenBy(r => r.Retries).Select(r => $"{r.Retries}{r.State}"))),
+            Has.All.EqualTo("0Retried,1Succeeded"), string.Join(" | ", tasks.Select(Describe)));
+    }
+}
