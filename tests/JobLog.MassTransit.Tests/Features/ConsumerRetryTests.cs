@@ -21,19 +21,36 @@ public sealed class FlakyJobRetryDefinition : ConsumerDefinition<FlakyJobConsume
 [TestFixture(Transport.RabbitMq)]
 public class ConsumerRetryTests(Transport transport)
 {
-    [TestCase(true, TestName = "Consume_RetriedByItsDefinitionsConsumerRetry_RecordsARunPerAttempt")]
-    [TestCase(false, TestName = "Consume_RetriedByAddConsumersUseMessageRetry_RecordsARunPerAttempt")]
-    public async Task Consume_RetriedByTheConsumersOwnRetry_RecordsARunPerAttempt(bool definition)
+    public enum Configured
+    {
+        Definition,
+        AddConsumer,
+
+        /// <summary>With a <c>ConcurrentMessageLimit</c> as well: the attempts begin at the slot, inside the retry.</summary>
+        AddConsumerWithALimit,
+    }
+
+    [TestCase(Configured.Definition, TestName = "Consume_RetriedByItsDefinitionsConsumerRetry_RecordsARunPerAttempt")]
+    [TestCase(Configured.AddConsumer, TestName = "Consume_RetriedByAddConsumersUseMessageRetry_RecordsARunPerAttempt")]
+    [TestCase(Configured.AddConsumerWithALimit, TestName = "Consume_RetriedByTheConsumersOwnRetry_WithAConcurrentMessageLimit_RecordsARunPerAttempt")]
+    public async Task Consume_RetriedByTheConsumersOwnRetry_RecordsARunPerAttempt(Configured configured)
     {
         await using var bus = await BusFixture.StartAsync(transport, x =>
         {
-            if (definition)
+            if (configured == Configured.Definition)
             {
                 x.AddConsumer<FlakyJobConsumer, FlakyJobRetryDefinition>();
             }
             else
             {
-                x.AddConsumer<FlakyJobConsumer>(c => c.UseMessageRetry(r => r.Immediate(3)));
+                x.AddConsumer<FlakyJobConsumer>(c =>
+                {
+                    c.UseMessageRetry(r => r.Immediate(3));
+                    if (configured == Configured.AddConsumerWithALimit)
+                    {
+                        c.ConcurrentMessageLimit = 1;
+                    }
+                });
             }
         });
         var id = NewId.NextGuid();
