@@ -31,7 +31,15 @@ public static class TaskLoggingConfigurationExtensions
 
         s_configured.Add(configurator, new object());
         var services = TaskLoggingServices.From(context);
-        Connect(configurator, services, new TaskDispatchObserver(services, context.GetService<JobLogSchedulerRegistration>()), mediator: false);
+        SchedulerOnBus? scheduler = null;
+        if (context.GetService<JobLogSchedulerRegistration>() is { } registration)
+        {
+            // Per bus: another bus of the application may have the JobLog scheduler while this one does not.
+            scheduler = new SchedulerOnBus(registration);
+            configurator.ConnectEndpointConfigurationObserver(scheduler);
+        }
+
+        Connect(configurator, services, new TaskDispatchObserver(services, scheduler), mediator: false);
         configurator.ConnectActivityConfigurationObserver(new JobLog.MassTransit.Internal.Courier.CourierConfigurationObserver(services));
         configurator.ConnectReceiveObserver(new ResponseReceiptObserver(services));
         configurator.ConnectEndpointConfigurationObserver(new EndpointConsumersObserver(services));

@@ -48,7 +48,7 @@ internal sealed class DispatchTicket(long sequence)
 /// is not a second task. With the JobLog scheduler, a <c>SetTaskOptions(Eta/Countdown)</c> send on RabbitMQ is
 /// deferred to the scheduler instead of asking the broker for a delay it cannot give.
 /// </summary>
-internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogSchedulerRegistration? scheduler = null) : ISendObserver, IPublishObserver
+internal sealed class TaskDispatchObserver(TaskLoggingServices services, SchedulerOnBus? scheduler = null) : ISendObserver, IPublishObserver
 {
     /// <summary>The consumer type of the run that closes a published message nobody here consumes.</summary>
     public const string NoConsumer = "(no consumer)";
@@ -206,7 +206,8 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, JobLogS
     private bool DeferToScheduler<T>(SendContext<T> context, DateTime eta)
         where T : class
     {
-        if (scheduler is null || context.DestinationAddress is null || !context.TryGetPayload<global::MassTransit.Context.TransportSendContext>(out var transport))
+        if (scheduler is not { Present: true } || context.DestinationAddress is null
+            || !context.TryGetPayload<global::MassTransit.Context.TransportSendContext>(out var transport))
         {
             return false;
         }

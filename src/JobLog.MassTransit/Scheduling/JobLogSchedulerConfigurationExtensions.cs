@@ -123,7 +123,6 @@ public static class JobLogSchedulerConfigurationExtensions
 
             return new SchedulerBusObserver(provider.GetRequiredService<ScheduledMessageDispatcher>());
         });
-        configurator.AddReceiveEndpointObserver(_ => new SchedulerEndpointObserver(registration));
         return registration;
     }
 

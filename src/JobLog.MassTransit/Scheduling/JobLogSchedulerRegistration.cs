@@ -1,41 +1,58 @@
 namespace JobLog.MassTransit.Scheduling;
 
-/// <summary>What <c>AddJobLogScheduler</c> registered: the scheduler's queue, and whether its endpoint is up.</summary>
+/// <summary>What <c>AddJobLogScheduler</c> registered: the scheduler's queue (shared by every bus that has it).</summary>
 internal sealed class JobLogSchedulerRegistration(string queueName)
 {
-    private TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
-
     public string QueueName { get; } = queueName;
 
     /// <summary>The short address MassTransit resolves against the bus host (<c>queue:joblog-scheduler</c>).</summary>
     public Uri Address { get; } = new("queue:" + queueName);
-
-    /// <summary>
-    /// Completes when the scheduler's receive endpoint is ready: its exchange exists then, so a message deferred to it
-    /// (a send straight to that exchange) cannot hit a missing exchange while the bus is still starting.
-    /// </summary>
-    public Task Ready => Volatile.Read(ref _ready).Task;
-
-    public void SetReady() => Volatile.Read(ref _ready).TrySetResult();
-
-    public void SetStopped()
-    {
-        var current = Volatile.Read(ref _ready);
-        if (current.Task.IsCompleted)
-        {
-            Interlocked.CompareExchange(ref _ready, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), current);
-        }
-    }
 }
 
-/// <summary>Tells the registration when the scheduler's endpoint is ready.</summary>
-internal sealed class SchedulerEndpointObserver(JobLogSchedulerRegistration registration) : global::MassTransit.IReceiveEndpointObserver
+/// <summary>
+/// The JobLog scheduler as one bus sees it (connected by <c>UseTaskLogging</c> to that bus only): whether this bus has the
+/// scheduler's endpoint (<c>AddJobLogScheduler</c> in its own registration), and when that endpoint is ready. Another bus
+/// of the application may have the scheduler while this one does not: its broker then has no scheduler exchange, and a
+/// send with an ETA must not be deferred to it.
+/// </summary>
+internal sealed class SchedulerOnBus(JobLogSchedulerRegistration registration)
+    : global::MassTransit.IEndpointConfigurationObserver, global::MassTransit.IReceiveEndpointObserver
 {
-    public Task Ready(global::MassTransit.ReceiveEndpointReady ready)
+    private TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private volatile bool _sawEndpoint;
+    private volatile bool _hasScheduler;
+
+    public string QueueName => registration.QueueName;
+
+    /// <summary>
+    /// This bus configured the scheduler's endpoint. When it configured none after <c>UseTaskLogging</c> (called after
+    /// <c>ConfigureEndpoints</c>), nothing is known, and the scheduler is taken as there, as it always was.
+    /// </summary>
+    public bool Present => _hasScheduler || !_sawEndpoint;
+
+    /// <summary>
+    /// Completes when this bus's scheduler endpoint is ready: its exchange exists then, so a message deferred to it (a
+    /// send straight to that exchange) cannot hit a missing exchange while the bus is still starting. Completed when the
+    /// endpoint was not seen (<see cref="Present"/> only assumed): nothing to wait for.
+    /// </summary>
+    public Task Ready => _hasScheduler ? Volatile.Read(ref _ready).Task : Task.CompletedTask;
+
+    public void EndpointConfigured<T>(T configurator)
+        where T : global::MassTransit.IReceiveEndpointConfigurator
+    {
+        _sawEndpoint = true;
+        if (IsScheduler(configurator.InputAddress))
+        {
+            _hasScheduler = true;
+            configurator.ConnectReceiveEndpointObserver(this);
+        }
+    }
+
+    Task global::MassTransit.IReceiveEndpointObserver.Ready(global::MassTransit.ReceiveEndpointReady ready)
     {
         if (IsScheduler(ready.InputAddress))
         {
-            registration.SetReady();
+            Volatile.Read(ref _ready).TrySetResult();
         }
 
         return Task.CompletedTask;
@@ -45,7 +62,11 @@ internal sealed class SchedulerEndpointObserver(JobLogSchedulerRegistration regi
     {
         if (IsScheduler(stopping.InputAddress))
         {
-            registration.SetStopped();
+            var current = Volatile.Read(ref _ready);
+            if (current.Task.IsCompleted)
+            {
+                Interlocked.CompareExchange(ref _ready, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), current);
+            }
         }
 
         return Task.CompletedTask;

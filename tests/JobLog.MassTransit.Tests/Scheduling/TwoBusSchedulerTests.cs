@@ -110,4 +110,88 @@ public class TwoBusSchedulerTests
         Assert.That(scheduled.Select(m => (m.State, m.Destination.Contains("/" + second.Name + "/", StringComparison.Ordinal))),
             Is.EqualTo(new[] { (ScheduledMessageState.Sent, true), (ScheduledMessageState.Sent, true) }));
     }
+
+    /// <summary>Sees, after JobLog's dispatch observer (connected after it), where an ETA send of the bus is going.</summary>
+    private sealed class EtaSendObserver : ISendObserver
+    {
+        public TaskCompletionSource<(string? DeferredTo, TimeSpan? Delay)> Seen { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public Task PreSend<T>(SendContext<T> context)
+            where T : class
+        {
+            if (context.Message is ChargeCard)
+            {
+                Seen.TrySetResult((context.Headers.Get<string>("JobLog-Scheduled-Time"), context.Delay));
+            }
+
+            return Task.CompletedTask;
+        }
+
+        public Task PostSend<T>(SendContext<T> context)
+            where T : class => Task.CompletedTask;
+
+        public Task SendFault<T>(SendContext<T> context, Exception exception)
+            where T : class => Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// The first bus has no <c>AddJobLogScheduler</c>, the second has. Before the fix the first bus's ETA send was deferred
+    /// to the JobLog scheduler all the same (the registration is in the shared container): to a <c>joblog-scheduler</c>
+    /// exchange its broker does not have (<c>NOT_FOUND - no exchange 'joblog-scheduler'</c>), instead of the transport's
+    /// delay (which works on a broker with the delayed-message plugin, and does not on one without, as without JobLog).
+    /// </summary>
+    [Test]
+    public async Task TwoBuses_ABusWithoutTheScheduler_LeavesItsEtaSendToItsTransportsDelay()
+    {
+        await using var first = await RabbitMqVhost.CreateAsync();
+        await using var second = await RabbitMqVhost.CreateAsync();
+        var observer = new EtaSendObserver();
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), services: s =>
+        {
+            s.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
+            s.AddMassTransit(x =>
+            {
+                x.SetKebabCaseEndpointNameFormatter();
+                x.AddConsumer<ChargeCardConsumer>();
+                x.UsingRabbitMq((context, cfg) =>
+                {
+                    Host(cfg, first);
+                    cfg.UseTaskLogging(context);
+                    cfg.ConnectSendObserver(observer);
+                    cfg.ConfigureEndpoints(context);
+                });
+            });
+            s.AddMassTransit<ISecondBus>(x =>
+            {
+                x.SetKebabCaseEndpointNameFormatter();
+                x.AddJobLogScheduler(o => o.PollInterval = TimeSpan.FromSeconds(1));
+                x.AddConsumer<OtherBusJobConsumer>();
+                x.UsingRabbitMq((context, cfg) =>
+                {
+                    Host(cfg, second);
+                    cfg.UseTaskLogging(context);
+                    cfg.ConfigureEndpoints(context);
+                });
+            });
+        });
+
+        var endpoint = await host.Services.GetRequiredService<IBus>().GetSendEndpoint(new Uri("queue:charge-card"));
+        using var sending = new CancellationTokenSource(TimeSpan.FromSeconds(20));
+        var send = endpoint.Send(new ChargeCard(1, 2m), x => x.SetTaskOptions(t => t.Countdown = TimeSpan.FromSeconds(1)), sending.Token);
+        var seen = await observer.Seen.Task.WaitAsync(TimeSpan.FromSeconds(20));
+
+        // Without the delayed-message plugin the transport's delay does not complete, as MassTransit's own does not: not
+        // what is tested here.
+        await sending.CancelAsync();
+        try
+        {
+            await send;
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or global::RabbitMQ.Client.Exceptions.AlreadyClosedException)
+        {
+        }
+
+        Assert.That(seen.DeferredTo, Is.Null, "not deferred to a JobLog scheduler this bus does not have");
+        Assert.That(seen.Delay, Is.Not.Null, "the transport's own delay");
+    }
 }
