@@ -3,11 +3,12 @@ using MassTransit;
 namespace JobLog.MassTransit.Internal;
 
 /// <summary>
-/// Whether a MassTransit concurrency limit sits between JobLog's run filter and the point where the consumer or saga is
-/// really called (JobLog's slot filter): read once from the rest of the pipe's probe, in the order its filters run.
-/// MassTransit adds such limits after JobLog's run filter for a consumer's <c>ConcurrentMessageLimit</c>, a
-/// <c>UseConcurrentMessageLimit</c> on a consumer or saga configurator, and a saga's <c>ConcurrentMessageLimit</c>; none of
-/// them is visible when JobLog configures the pipe (they are added by configuration observers called after JobLog's).
+/// Whether a MassTransit concurrency limit or in-memory retry sits between JobLog's run filter and the point where the
+/// consumer or saga is really called (JobLog's slot filter): read once from the rest of the pipe's probe, in the order its
+/// filters run. MassTransit adds such limits after JobLog's run filter for a consumer's <c>ConcurrentMessageLimit</c>, a
+/// <c>UseConcurrentMessageLimit</c> on a consumer or saga configurator, and a saga's <c>ConcurrentMessageLimit</c>, and such
+/// retries for <c>UseMessageRetry</c> on a consumer configurator; none of them is visible when JobLog configures the pipe
+/// (they are added by configuration observers called after JobLog's, or after the observers).
 /// </summary>
 internal static class LimitAhead
 {
