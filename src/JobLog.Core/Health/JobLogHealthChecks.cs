@@ -98,16 +98,32 @@ internal sealed class LedgerDatabaseHealthCheck(JobLogContextFactory contexts, I
         try
         {
             await using var connection = contexts.Database.CreateConnection(contexts.ConnectionString);
-            await connection.OpenAsync(timeout.Token).ConfigureAwait(false);
-            await using var command = connection.CreateCommand();
-            command.CommandText = "SELECT 1";
-            command.CommandTimeout = (int)Math.Max(1, Math.Ceiling(options.Value.DatabaseTimeout.TotalSeconds));
-            await command.ExecuteScalarAsync(timeout.Token).ConfigureAwait(false);
-            return HealthCheckResult.Healthy($"The {contexts.Provider} ledger answers.");
+            try
+            {
+                await connection.OpenAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (contexts.Database.RefusedSessionSettings(contexts.ConnectionString, ex))
+            {
+                // A pooler refused JobLog's startup settings: a connection without them.
+                await using var again = contexts.Database.CreateConnection(contexts.ConnectionString);
+                await again.OpenAsync(timeout.Token).ConfigureAwait(false);
+                return await AnswersAsync(again, timeout.Token).ConfigureAwait(false);
+            }
+
+            return await AnswersAsync(connection, timeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             return new HealthCheckResult(context.Registration.FailureStatus, $"The {contexts.Provider} ledger does not answer: {ex.Message}", ex);
         }
+    }
+
+    private async Task<HealthCheckResult> AnswersAsync(System.Data.Common.DbConnection connection, CancellationToken cancellationToken)
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT 1";
+        command.CommandTimeout = (int)Math.Max(1, Math.Ceiling(options.Value.DatabaseTimeout.TotalSeconds));
+        await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false);
+        return HealthCheckResult.Healthy($"The {contexts.Provider} ledger answers.");
     }
 }

@@ -99,6 +99,9 @@ internal static partial class Log
     [LoggerMessage(1053, LogLevel.Error, "JobLog's spool file was deleted while records waited in it (an operator, a temporary-file cleaner): JobLog made its directory again and wrote its {Bytes} bytes to {Path} again. Records spooled between the deletion and now were in no file meanwhile: a crash in that time would have lost them. Put SpoolDirectory where nothing cleans.")]
     public static partial void SpoolWrittenAgain(ILogger logger, string path, long bytes);
 
+    [LoggerMessage(1054, LogLevel.Warning, "The PostgreSQL server of JobLog's ledger ({Ledger}) refused the startup parameter 'options' (a pooler: PgBouncer refuses it unless it is in ignore_startup_parameters): JobLog connects to it without its session settings from now on: no idle_in_transaction_session_timeout (a frozen JobLog process keeps its locks) and the server's jit setting. Set them on the role (ALTER ROLE ... SET idle_in_transaction_session_timeout = '1min'; SET jit = off) if the pooler's other clients may have them.")]
+    public static partial void SessionSettingsRefused(ILogger logger, string ledger);
+
     [LoggerMessage(1050, LogLevel.Debug, "JobLog could not write its host heartbeat; it tries again in {Interval}.")]
     public static partial void HeartbeatFailed(ILogger logger, Exception exception, TimeSpan interval);
 

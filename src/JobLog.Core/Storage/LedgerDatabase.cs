@@ -94,6 +94,17 @@ internal abstract class LedgerDatabase
     public abstract DbConnection CreateConnection(string connectionString);
 
     /// <summary>
+    /// Whether opening a connection of <paramref name="connectionString"/> failed with <paramref name="exception"/> because the
+    /// server (a pooler) refused JobLog's session settings (PostgreSQL: the <c>options</c> startup parameter, PgBouncer); the
+    /// connections made from now on leave them out, and opening again may succeed. False otherwise, and when they were
+    /// left out already.
+    /// </summary>
+    public virtual bool RefusedSessionSettings(string connectionString, Exception exception) => false;
+
+    /// <summary>True once after the server of <paramref name="connectionString"/> refused JobLog's session settings: for the one warning.</summary>
+    public virtual bool TakeRefusedSessionSettingsNotice(string connectionString) => false;
+
+    /// <summary>
     /// The connection string JobLog's own sessions use: <paramref name="connectionString"/> with the session settings that
     /// protect the other processes from one that vanished mid-transaction (<see cref="JobLogOptions.IdleInTransactionTimeout"/>).
     /// Unchanged where the database has no such setting.

@@ -88,6 +88,15 @@ internal sealed class LedgerSchema(
     /// </summary>
     public async Task<(Exception Error, TimeSpan Bound)?> ProbeAsync(CancellationToken cancellationToken)
     {
+        var failed = await ProbeOnceAsync(cancellationToken).ConfigureAwait(false);
+        // A pooler that refused JobLog's session settings answered: again without them.
+        return failed is { } f && contexts.Database.RefusedSessionSettings(contexts.ConnectionString, f.Error)
+            ? await ProbeOnceAsync(cancellationToken).ConfigureAwait(false)
+            : failed;
+    }
+
+    private async Task<(Exception Error, TimeSpan Bound)?> ProbeOnceAsync(CancellationToken cancellationToken)
+    {
         await using var connection = contexts.Database.CreateConnection(contexts.ConnectionString);
         var bound = TimeSpan.FromSeconds(Math.Max(1, connection.ConnectionTimeout));
         using var deadline = new CancellationTokenSource(bound, time);
@@ -109,6 +118,12 @@ internal sealed class LedgerSchema(
 
     public async Task TryMigrateAsync(CancellationToken cancellationToken)
     {
+        // The writer comes here before each batch: the first one after a pooler refused JobLog's session settings says so, once.
+        if (contexts.Database.TakeRefusedSessionSettingsNotice(contexts.ConnectionString))
+        {
+            Log.SessionSettingsRefused(logger, contexts.Database.Identity(contexts.ConnectionString));
+        }
+
         if (_ready)
         {
             return;

@@ -12,8 +12,32 @@ internal sealed class NpgsqlJobLogDbContext(DbContextOptions<NpgsqlJobLogDbConte
     public static DbContextOptions<NpgsqlJobLogDbContext> Options(string connectionString) =>
         new DbContextOptionsBuilder<NpgsqlJobLogDbContext>()
             .UseNpgsql(connectionString, b => b.MigrationsHistoryTable(MigrationsHistoryTable))
-            .AddInterceptors(PreparedReads.Instance)
+            .AddInterceptors(PreparedReads.Instance, RefusedStartupOptions.Instance)
             .Options;
+
+    /// <summary>Notes a server's refusal of JobLog's startup settings (<see cref="StartupOptions"/>): the next contexts connect without them.</summary>
+    private sealed class RefusedStartupOptions : Microsoft.EntityFrameworkCore.Diagnostics.DbConnectionInterceptor
+    {
+        public static readonly RefusedStartupOptions Instance = new();
+
+        public override void ConnectionFailed(System.Data.Common.DbConnection connection, Microsoft.EntityFrameworkCore.Diagnostics.ConnectionErrorEventData eventData) =>
+            Note(connection, eventData);
+
+        public override Task ConnectionFailedAsync(
+            System.Data.Common.DbConnection connection, Microsoft.EntityFrameworkCore.Diagnostics.ConnectionErrorEventData eventData, CancellationToken cancellationToken = default)
+        {
+            Note(connection, eventData);
+            return Task.CompletedTask;
+        }
+
+        private static void Note(System.Data.Common.DbConnection connection, Microsoft.EntityFrameworkCore.Diagnostics.ConnectionErrorEventData eventData)
+        {
+            if (StartupOptions.IsRefusal(eventData.Exception))
+            {
+                StartupOptions.Refuse(connection.ConnectionString);
+            }
+        }
+    }
 
     /// <inheritdoc />
     protected override void ConfigureConventions(ModelConfigurationBuilder configurationBuilder)

@@ -40,7 +40,9 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
     public override Func<JobLogDbContext> ContextFactory(string connectionString)
     {
         var options = NpgsqlJobLogDbContext.Options(ForJobLog(connectionString));
-        return () => new NpgsqlJobLogDbContext(options);
+        // A server that refuses JobLog's startup settings (StartupOptions): contexts without them from then on.
+        var without = new Lazy<DbContextOptions<NpgsqlJobLogDbContext>>(() => NpgsqlJobLogDbContext.Options(ForJobLog(connectionString)));
+        return () => new NpgsqlJobLogDbContext(StartupOptions.IsRefused(connectionString) ? without.Value : options);
     }
 
     public override async Task ApplySearchIndexAsync(JobLogDbContext context, bool enabled, CancellationToken cancellationToken)
@@ -133,8 +135,26 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         return builder.ConnectionString;
     }
 
-    /// <summary>What JobLog's sessions connect with: <see cref="WithoutJit"/>, <see cref="WithTcpKeepalive"/>.</summary>
-    internal static string ForJobLog(string connectionString) => WithTcpKeepalive(WithoutJit(connectionString));
+    /// <summary>
+    /// What JobLog's sessions connect with: <see cref="WithoutJit"/>, <see cref="WithTcpKeepalive"/>; JobLog's startup
+    /// settings left out for a server that refused them (<see cref="StartupOptions"/>).
+    /// </summary>
+    internal static string ForJobLog(string connectionString) => StartupOptions.IsRefused(connectionString)
+        ? StartupOptions.Without(WithTcpKeepalive(connectionString))
+        : WithTcpKeepalive(WithoutJit(connectionString));
+
+    public override bool RefusedSessionSettings(string connectionString, Exception exception)
+    {
+        if (!StartupOptions.IsRefusal(exception) || StartupOptions.IsRefused(connectionString))
+        {
+            return false;
+        }
+
+        StartupOptions.Refuse(connectionString);
+        return true;
+    }
+
+    public override bool TakeRefusedSessionSettingsNotice(string connectionString) => StartupOptions.TakeNotice(connectionString);
 
     /// <summary>
     /// <paramref name="connectionString"/> with TCP keepalives (a probe after 30 s of silence, then every 10 s), unless it
@@ -236,6 +256,19 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override async Task<SqlExecutor> OpenAsync(
         string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false)
+    {
+        try
+        {
+            return await OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RefusedSessionSettings(connectionString, ex))
+        {
+            // A pooler that refuses JobLog's startup settings: again without them, as every connection from now on.
+            return await OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare).ConfigureAwait(false);
+        }
+    }
+
+    private static async Task<SqlExecutor> OpenOnceAsync(string connectionString, CancellationToken cancellationToken, bool asynchronousCommit, bool prepare)
     {
         // The write path and the sweep run the same few statements every batch: let Npgsql keep them prepared on the
         // server, unless the connection string sets Max Auto Prepare itself or the server lost them once (ServerPreparation).

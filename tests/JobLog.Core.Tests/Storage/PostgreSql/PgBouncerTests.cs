@@ -193,6 +193,39 @@ public class PgBouncerTests
         });
     }
 
+    /// <summary>
+    /// Session 24: PgBouncer refuses a client that sends a startup parameter it does not know and is not told to ignore
+    /// (<c>ignore_startup_parameters</c>, empty by default): "unsupported startup parameter: options". JobLog's sessions send
+    /// <c>options</c> (<c>-c jit=off</c>, <c>-c idle_in_transaction_session_timeout=…</c>): before, nothing of JobLog's could
+    /// connect through such a PgBouncer, the writer retried for ever and the reads failed. Now the refusal is seen at the
+    /// first connection and JobLog connects without its startup settings to that server (warning 1054, once).
+    /// </summary>
+    [Test]
+    public async Task ThroughAPgBouncerThatRefusesTheOptionsStartupParameter_TheWriterAndTheReadsGetThrough()
+    {
+        await using var ledger = await TestLedger.PostgresAsync();
+        await using var bouncer = await Bouncer.StartAsync(ledger.ConnectionString, ignoredStartupParameters: "extra_float_digits");
+        var through = bouncer.ConnectionString;
+        await using var host = await LedgerHost.StartAsync(ledger, o => o.UseNpgsql(through), s => s.AddFakeLogging());
+        var ids = Enumerable.Range(0, 100).Select(_ => Guid.NewGuid()).ToList();
+        foreach (var id in ids)
+        {
+            host.RecordDispatch(id);
+            host.RecordSucceededRun(id);
+        }
+
+        Assert.That(await host.TryFlushAsync(TimeSpan.FromSeconds(60)), Is.True, "every record committed through the pooler within 60 s");
+        Assert.That(await host.QueryAsync(db => db.TaskLogs.CountAsync(t => t.State == TaskState.Succeeded)), Is.EqualTo(100), "read through the pooler");
+        await using (var session = await host.OpenJobLogSessionAsync())
+        {
+            Assert.That(session.State, Is.EqualTo(System.Data.ConnectionState.Open), "a session opened as JobLog opens its own");
+        }
+
+        var notices = host.Services.GetFakeLogCollector().GetSnapshot().Where(r => r.Id.Id == 1054).ToList();
+        Assert.That(notices, Has.Count.EqualTo(1), "the refusal said once");
+        Assert.That(notices[0].Message, Does.Contain("ignore_startup_parameters"));
+    }
+
     /// <summary>Short transactions of another client until <paramref name="stop"/>, so that JobLog's next one likely lands on another server connection.</summary>
     private static async Task OtherClientAsync(string connectionString, CancellationToken stop)
     {
@@ -246,7 +279,9 @@ public class PgBouncerTests
 
         public string ConnectionString { get; }
 
-        public static async Task<Bouncer> StartAsync(string ledgerConnectionString)
+        /// <param name="ledgerConnectionString">The server behind it.</param>
+        /// <param name="ignoredStartupParameters">Its <c>ignore_startup_parameters</c>; PgBouncer refuses a connection that sends any other it does not know (Npgsql's <c>Options</c> send <c>options</c>).</param>
+        public static async Task<Bouncer> StartAsync(string ledgerConnectionString, string ignoredStartupParameters = "extra_float_digits,options")
         {
             if (!File.Exists(Binary))
             {
@@ -270,7 +305,7 @@ public class PgBouncerTests
                 pool_mode = transaction
                 default_pool_size = 2
                 max_client_conn = 200
-                ignore_startup_parameters = extra_float_digits,options
+                ignore_startup_parameters = {ignoredStartupParameters}
                 logfile = {directory}/pgbouncer.log
                 """);
 
