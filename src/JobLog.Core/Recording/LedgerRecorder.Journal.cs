@@ -31,7 +31,14 @@ internal sealed partial class LedgerRecorder
                 return null;
             }
 
-            segments.Lost = (lost, written) => Log.JournalFilesLost(_logger, lost, written);
+            segments.Lost = (lost, written, gone) =>
+            {
+                Log.JournalFilesLost(_logger, lost, written);
+                if (gone > 0)
+                {
+                    Log.JournalSegmentsGone(_logger, lost, gone, JournalSegments.OpenSegments);
+                }
+            };
             foreach (var path in segments.TakeLeftOvers())
             {
                 _journalLeftOvers.Enqueue((path, null));

@@ -162,7 +162,7 @@ public class JournalSegmentsTests
     {
         var lost = new List<(string Directory, int Segments)>();
         var running = JournalSegments.Claim(_root, Ledger, segmentBytes: 10, flushToDisk: false)!;
-        running.Lost = (directory, segments) => lost.Add((directory, segments));
+        running.Lost = (directory, segments, _) => lost.Add((directory, segments));
         running.Append(Lines("one"), 1);        // 4 bytes
         running.Append(Lines("two", "three"), 3); // 14 bytes: closed
         running.Append(Lines("four"), 4);       // a second segment, open
@@ -226,7 +226,7 @@ public class JournalSegmentsTests
         // The next one takes them and replays the first (read, not yet committed); the others wait their turn.
         var lost = new List<(string Directory, int Segments)>();
         var running = JournalSegments.Claim(_root, Ledger, segmentBytes: 1 << 20, flushToDisk: false)!;
-        running.Lost = (directory, segments) => lost.Add((directory, segments));
+        running.Lost = (directory, segments, _) => lost.Add((directory, segments));
         var leftOvers = running.TakeLeftOvers();
         Assert.That(leftOvers, Has.Count.EqualTo(3));
         Assert.That(running.ReadLeftOver(leftOvers[0], out _).Select(l => Encoding.UTF8.GetString(l)), Is.EqualTo(new[] { "one", "two", "three" }));
@@ -271,4 +271,75 @@ public class JournalSegmentsTests
         running.ForgetLeftOver(leftOvers[1]);
         Assert.That(Files(), Is.Empty, "and deleted once replayed");
     }
+
+    /// <summary>
+    /// Session 24: every segment not yet committed was held open (its lock, and its content for a rewrite after a deletion),
+    /// and so were all the left-overs taken: one descriptor per 16 MiB of what an outage journaled, without bound. A long
+    /// outage under a low descriptor limit (a unit's LimitNOFILE) left the process without descriptors: the journal refused
+    /// (acknowledgements on records in memory only), and the writer could not open the connection or file it needs to
+    /// commit, which is what deletes segments. Now at most <see cref="JournalSegments.OpenSegments"/> closed segments, and as
+    /// many left-overs, keep their handle; the others are read back by their path.
+    /// </summary>
+    [Test]
+    public void HundredsOfSegmentsNotYetCommitted_KeepABoundedNumberOfFilesOpen_AndAreAllReadBackByTheNextProcess()
+    {
+        const int segments = 300;
+        var killed = JournalSegments.Claim(_root, Ledger, segmentBytes: 8, flushToDisk: false)!;
+        for (var i = 1; i <= segments; i++)
+        {
+            killed.Append(Lines($"record{i:D4}"), lastSequence: i);
+        }
+
+        Assert.That(Files(), Has.Length.EqualTo(segments));
+        Assert.That(OpenFilesIn(_root), Is.LessThanOrEqualTo(JournalSegments.OpenSegments + 2), "descriptors held by the journal that wrote them");
+        killed.Dispose();
+
+        using var next = JournalSegments.Claim(_root, Ledger, segmentBytes: 8, flushToDisk: false)!;
+        var leftOvers = next.TakeLeftOvers();
+        Assert.That(OpenFilesIn(_root), Is.LessThanOrEqualTo(JournalSegments.OpenSegments + 2), "descriptors held for the left-overs taken");
+        var read = leftOvers.SelectMany(path => next.ReadLeftOver(path, out _)).Select(line => Encoding.UTF8.GetString(line)).ToList();
+        Assert.That(read, Is.EqualTo(Enumerable.Range(1, segments).Select(i => $"record{i:D4}")));
+        foreach (var path in leftOvers)
+        {
+            next.ForgetLeftOver(path);
+        }
+
+        Assert.That(Files(), Is.Empty);
+    }
+
+    /// <summary>Session 24: with more segments than keep a handle, a deletion writes the open ones again and tells how many were lost.</summary>
+    [Test]
+    public void SegmentsWithoutAHandle_DeletedWithTheDirectory_AreToldAsLost_TheOthersWrittenAgain()
+    {
+        var total = JournalSegments.OpenSegments + 10;
+        using var journal = JournalSegments.Claim(_root, Ledger, segmentBytes: 8, flushToDisk: false)!;
+        var told = new List<(int Written, int Lost)>();
+        journal.Lost = (_, written, lost) => told.Add((written, lost));
+        for (var i = 1; i <= total; i++)
+        {
+            journal.Append(Lines($"record{i:D4}"), lastSequence: i);
+        }
+
+        Directory.Delete(_root, recursive: true);
+        journal.Append(Lines("after"), lastSequence: total + 1);
+        Assert.That(told, Is.EqualTo(new[] { (JournalSegments.OpenSegments, 10) }));
+        Assert.That(Files(), Has.Length.EqualTo(JournalSegments.OpenSegments + 1));
+        journal.Checkpoint(total + 1);
+        Assert.That(Files(), Is.Empty);
+        Assert.That(journal.Bytes, Is.Zero);
+    }
+
+    /// <summary>How many of this process's open descriptors are files in <paramref name="directory"/>.</summary>
+    private static int OpenFilesIn(string directory) =>
+        new DirectoryInfo("/proc/self/fd").EnumerateFileSystemInfos().Count(fd =>
+        {
+            try
+            {
+                return fd.LinkTarget is { } target && target.StartsWith(directory + "/", StringComparison.Ordinal);
+            }
+            catch (IOException)
+            {
+                return false;
+            }
+        });
 }

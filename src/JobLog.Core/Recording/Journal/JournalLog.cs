@@ -14,6 +14,9 @@ internal static partial class Log
     [LoggerMessage(1102, LogLevel.Error, "JobLog's journal files in {Directory} were deleted while the process ran (an operator, a temporary-file cleaner): JobLog made the directory again and wrote the {Segments} segments not yet committed there again. Records acknowledged between the deletion and now were in no file meanwhile: a crash in that time would have lost them. Put SpoolDirectory where nothing cleans.")]
     public static partial void JournalFilesLost(ILogger logger, string directory, int segments);
 
+    [LoggerMessage(1104, LogLevel.Error, "JobLog's journal files in {Directory} were deleted while the process ran, with {Segments} segments not yet committed that it kept by their path only (it keeps the {Open} oldest open, so as not to run out of file descriptors in a long outage): their records, acknowledged, are lost. Put SpoolDirectory where nothing cleans.")]
+    public static partial void JournalSegmentsGone(ILogger logger, string directory, int segments, int open);
+
     [LoggerMessage(1103, LogLevel.Error, "JobLog could not read back {Count} journal segments stopped processes left, since the last report ({Total} in all; the last {Path}: {Reason}): their records are lost. Reported at most every 10 s.")]
     public static partial void JournalLeftOversLost(ILogger logger, long count, long total, string path, string reason);
 }

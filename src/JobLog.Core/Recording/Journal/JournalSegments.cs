@@ -15,12 +15,20 @@ namespace JobLog.Recording.Journal;
 /// survives the machine's crash only with <c>flushToDisk</c> (fsync per append).
 /// Every segment stays open until its records are committed (the closed ones too): its shared lock tells another
 /// process that it is not a left-over, even when this slot's lock file was deleted, and its content can be written
-/// again when the files were deleted under it (<see cref="Append"/>; session 22).
+/// again when the files were deleted under it (<see cref="Append"/>; session 22). Up to <see cref="OpenSegments"/> closed
+/// segments (and as many left-overs) only: one descriptor per 16 MiB journaled during an outage, without bound, ran a
+/// process under a low descriptor limit out of them (session 24); the others are kept by their path.
 /// </remarks>
 internal sealed class JournalSegments : IDisposable
 {
     /// <summary>Slots per ledger: processes on one machine writing to one ledger each hold one.</summary>
     public const int Slots = 16;
+
+    /// <summary>
+    /// How many closed segments not yet committed keep their open handle, and how many left-overs taken: 1 GiB of 16 MiB
+    /// segments. Beyond, a segment is kept by its path (read back by it; lost if deleted under this process: told).
+    /// </summary>
+    public const int OpenSegments = 64;
 
     private readonly Lock _lock = new();
     private readonly string _ledger;
@@ -28,7 +36,8 @@ internal sealed class JournalSegments : IDisposable
     private readonly bool _flushToDisk;
     private string _prefix;
     private FileStream _slotLock;
-    private Queue<(string Path, long LastSequence, FileStream File)> _closed = new();
+    private Queue<(string Path, long LastSequence, FileStream? File, long Length)> _closed = new();
+    private int _closedOpen;
     // Other slots' locks, taken with their left-overs: each is let go once its last left-over is committed (a process that
     // runs for long takes stopped processes' segments again and again: session 23), or at Dispose.
     private readonly Dictionary<string, FileStream> _adoptedLocks = [];
@@ -58,8 +67,11 @@ internal sealed class JournalSegments : IDisposable
 
     public long SegmentBytes { get; }
 
-    /// <summary>Told when the journal's files were found gone: the directory, and how many segments were written again.</summary>
-    public Action<string, int>? Lost { get; set; }
+    /// <summary>
+    /// Told when the journal's files were found gone: the directory, how many segments were written again, and how many
+    /// could not be (kept by their path only, beyond <see cref="OpenSegments"/>).
+    /// </summary>
+    public Action<string, int, int>? Lost { get; set; }
 
     /// <summary>Bytes in segments not yet deleted (this process's own; left-overs are not counted).</summary>
     public long Bytes { get; private set; }
@@ -147,12 +159,15 @@ internal sealed class JournalSegments : IDisposable
             // Held open until replayed: a left-over deleted under this process (its directory with it) is still read, and
             // written again in this slot like this process's own segments (WriteAgain). The shared lock also tells
             // another process starting meanwhile that they are taken.
+            var open = _leftOvers.Values.Count(l => l.File is not null);
             foreach (var path in found)
             {
                 FileStream? file = null;
                 try
                 {
-                    file = SpoolFiles.Open(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete);
+                    // Not beyond OpenSegments (the class's remarks): the others are read by their path.
+                    file = open < OpenSegments ? SpoolFiles.Open(path, FileMode.Open, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete) : null;
+                    open += file is null ? 0 : 1;
                 }
                 catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
                 {
@@ -359,7 +374,7 @@ internal sealed class JournalSegments : IDisposable
             return !System.IO.Directory.Exists(Directory);
         }
 
-        return _closed.Any(c => !SpoolFiles.StillAt(c.File, c.Path))
+        return _closed.Any(c => c.File is { } file ? !SpoolFiles.StillAt(file, c.Path) : !File.Exists(c.Path))
             || _leftOvers.Values.Any(l => l.File is { } file && !SpoolFiles.StillAt(file, l.Path));
     }
 
@@ -376,8 +391,13 @@ internal sealed class JournalSegments : IDisposable
             while (_closed.TryPeek(out var segment) && segment.LastSequence <= committed)
             {
                 _closed.Dequeue();
-                Bytes -= segment.File.Length;
-                segment.File.Dispose();
+                Bytes -= segment.Length;
+                if (segment.File is { } file)
+                {
+                    file.Dispose();
+                    _closedOpen--;
+                }
+
                 File.Delete(segment.Path);
             }
         }
@@ -391,7 +411,7 @@ internal sealed class JournalSegments : IDisposable
             _active = null;
             foreach (var segment in _closed)
             {
-                segment.File.Dispose();
+                segment.File?.Dispose();
             }
 
             foreach (var held in _adoptedLocks.Values)
@@ -415,7 +435,17 @@ internal sealed class JournalSegments : IDisposable
         // Kept open until its records are committed (the class's remarks).
         if (_active is not null && _activePath is not null)
         {
-            _closed.Enqueue((_activePath, lastSequence, _active));
+            var length = _active.Length;
+            if (_closedOpen < OpenSegments)
+            {
+                _closed.Enqueue((_activePath, lastSequence, _active, length));
+                _closedOpen++;
+            }
+            else
+            {
+                _active.Dispose();
+                _closed.Enqueue((_activePath, lastSequence, null, length));
+            }
         }
 
         _active = null;
@@ -453,9 +483,26 @@ internal sealed class JournalSegments : IDisposable
         }
 
         var written = 0;
-        var closed = new Queue<(string Path, long LastSequence, FileStream File)>();
+        var lost = 0;
+        var closed = new Queue<(string Path, long LastSequence, FileStream? File, long Length)>();
         foreach (var segment in _closed)
         {
+            if (segment.File is null)
+            {
+                if (File.Exists(segment.Path))
+                {
+                    closed.Enqueue(segment);
+                }
+                else
+                {
+                    // Kept by its path only (beyond OpenSegments): nothing to write it again from.
+                    Bytes -= segment.Length;
+                    lost++;
+                }
+
+                continue;
+            }
+
             if (SpoolFiles.StillAt(segment.File, segment.Path))
             {
                 closed.Enqueue(segment);
@@ -464,7 +511,7 @@ internal sealed class JournalSegments : IDisposable
 
             var (path, copy) = Copy(segment.File);
             segment.File.Dispose();
-            closed.Enqueue((path, segment.LastSequence, copy));
+            closed.Enqueue((path, segment.LastSequence, copy, segment.Length));
             written++;
         }
 
@@ -489,7 +536,7 @@ internal sealed class JournalSegments : IDisposable
             written++;
         }
 
-        Lost?.Invoke(Directory, written);
+        Lost?.Invoke(Directory, written, lost);
     }
 
     private string SlotLockPath => Path.Combine(Directory, _prefix + ".journal.lock");
