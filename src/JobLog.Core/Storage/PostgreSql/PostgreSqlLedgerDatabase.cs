@@ -39,10 +39,12 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override Func<JobLogDbContext> ContextFactory(string connectionString)
     {
-        var options = NpgsqlJobLogDbContext.Options(ForJobLog(connectionString));
-        // A server that refuses JobLog's startup settings (StartupOptions): contexts without them from then on.
-        var without = new Lazy<DbContextOptions<NpgsqlJobLogDbContext>>(() => NpgsqlJobLogDbContext.Options(ForJobLog(connectionString)));
-        return () => new NpgsqlJobLogDbContext(StartupOptions.IsRefused(connectionString) ? without.Value : options);
+        // Per StartupOptions.StateOf: with JobLog's startup settings; without its timeout (the operator set one); without any
+        // (a server that refuses them).
+        var options = new[] { 0, 1, 2 }
+            .Select(_ => new Lazy<DbContextOptions<NpgsqlJobLogDbContext>>(() => NpgsqlJobLogDbContext.Options(ForJobLog(connectionString))))
+            .ToArray();
+        return () => new NpgsqlJobLogDbContext(options[StartupOptions.StateOf(connectionString)].Value);
     }
 
     public override async Task ApplySearchIndexAsync(JobLogDbContext context, bool enabled, CancellationToken cancellationToken)
@@ -130,7 +132,7 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         }
 
         var setting = string.Create(CultureInfo.InvariantCulture,
-            $"-c idle_in_transaction_session_timeout={Math.Clamp((long)Math.Ceiling(idleInTransactionTimeout.TotalMilliseconds), 1, int.MaxValue)}");
+            $"-c idle_in_transaction_session_timeout={Math.Clamp((long)Math.Ceiling(idleInTransactionTimeout.TotalMilliseconds), 1, int.MaxValue)}ms");
         builder.Options = string.IsNullOrWhiteSpace(builder.Options) ? setting : builder.Options + " " + setting;
         return builder.ConnectionString;
     }
@@ -141,7 +143,7 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
     /// </summary>
     internal static string ForJobLog(string connectionString) => StartupOptions.IsRefused(connectionString)
         ? StartupOptions.Without(WithTcpKeepalive(connectionString))
-        : WithTcpKeepalive(WithoutJit(connectionString));
+        : StartupOptions.ForOperatorTimeout(WithTcpKeepalive(WithoutJit(connectionString)));
 
     public override bool RefusedSessionSettings(string connectionString, Exception exception)
     {
@@ -283,6 +285,18 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         try
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            if (!StartupOptions.IsRefused(connectionString) && StartupOptions.OperatorSetsTimeout(connectionString) is null && StartupOptions.AddsTimeout(connectionString))
+            {
+                // Once per server: a timeout the operator set on the database or role is not overridden (StartupOptions).
+                await using var look = new NpgsqlCommand(StartupOptions.OperatorTimeoutQuery, connection);
+                var sets = await look.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true;
+                StartupOptions.NoteOperatorTimeout(connectionString, sets);
+                if (sets)
+                {
+                    await connection.DisposeAsync().ConfigureAwait(false);
+                    return await OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare).ConfigureAwait(false);
+                }
+            }
             if (asynchronousCommit)
             {
                 await using var command = connection.CreateCommand();

@@ -1,6 +1,7 @@
 using JobLog.Recording;
 using JobLog.Storage;
 using JobLog.Testing;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using NUnit.Framework;
@@ -70,6 +71,33 @@ public class IdleInTransactionTests
         await session.OpenAsync();
         await using var show = new NpgsqlCommand("SHOW idle_in_transaction_session_timeout", session);
         Assert.That(await show.ExecuteScalarAsync(), Is.EqualTo(expected));
+    }
+
+    /// <summary>
+    /// Session 24: the startup option overrode what the operator set for the database or the role (<c>ALTER DATABASE … SET
+    /// idle_in_transaction_session_timeout</c>): a client's startup options come after those in PostgreSQL's order. Now
+    /// JobLog's writer looks once per server (its first session) and, when the operator set it, leaves its own out.
+    /// </summary>
+    [Test]
+    public async Task ATimeoutTheOperatorSetOnTheDatabase_IsKept_NotOverriddenByJobLogsDefault()
+    {
+        await using var ledger = await TestLedger.PostgresAsync();
+        await using (var admin = new NpgsqlConnection(ledger.ConnectionString))
+        {
+            await admin.OpenAsync();
+            await using var alter = new NpgsqlCommand($"ALTER DATABASE \"{admin.Database}\" SET idle_in_transaction_session_timeout = '7s'", admin);
+            await alter.ExecuteNonQueryAsync();
+        }
+
+        await using var host = await LedgerHost.StartAsync(ledger);
+        var id = Guid.NewGuid();
+        host.RecordDispatch(id);
+        await host.FlushAsync();
+        await using var session = (NpgsqlConnection)await host.OpenJobLogSessionAsync();
+        await using var show = new NpgsqlCommand("SHOW idle_in_transaction_session_timeout", session);
+        Assert.That(await show.ExecuteScalarAsync(), Is.EqualTo("7s"), "the database's setting, not JobLog's 1min");
+        await using var context = host.Services.GetRequiredService<JobLogContextFactory>().Create();
+        Assert.That(await context.Database.SqlQueryRaw<string>("SELECT current_setting('idle_in_transaction_session_timeout') AS \"Value\"").SingleAsync(), Is.EqualTo("7s"), "a context's session");
     }
 
     [Test]
