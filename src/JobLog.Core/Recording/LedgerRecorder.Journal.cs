@@ -11,11 +11,13 @@ internal sealed partial class LedgerRecorder
     private readonly Queue<LedgerRecord> _leftOverRecords = new();
     private string? _leftOverFile;
     private FileStream? _leftOverSpoolLock;
+    // Where the next part of the stopped process's spool file being replayed starts (_leftOverFile); -1 when it was read to its end.
+    private long _leftOverSpoolNext = -1;
     private SteadyRate? _leftOversLost;
     private long _leftOversLostTotal;
 
     /// <summary>True while journal segments left by stopped processes wait to be replayed (before anything queued now).</summary>
-    internal bool HasJournalLeftOvers => _leftOverRecords.Count > 0 || _journalLeftOvers.Count > 0;
+    internal bool HasJournalLeftOvers => _leftOverRecords.Count > 0 || _journalLeftOvers.Count > 0 || _leftOverSpoolNext >= 0;
 
     /// <summary>The journal of this process, and the segments stopped processes left; null when it cannot be used (logged).</summary>
     /// <param name="directory">The journal's directory.</param>
@@ -86,10 +88,10 @@ internal sealed partial class LedgerRecorder
             }
 
             // Then what it spooled when its queue was full (newer than what it journaled); acknowledged too, not journaled. Read
-            // whole, as a segment is: a file larger than a segment waits for the next start, which replays it in batches.
+            // in parts of a segment's size (TakeJournalLeftOvers), whatever the file's size.
             if (_options.ConnectionString is { } connectionString)
             {
-                foreach (var (path, held) in LedgerSpool.TakeStopped(journal.Segments.Directory, LedgerName(connectionString), connectionString, JournalSegmentBytes))
+                foreach (var (path, held) in LedgerSpool.TakeStopped(journal.Segments.Directory, LedgerName(connectionString), connectionString))
                 {
                     _journalLeftOvers.Enqueue((path, held));
                 }
@@ -115,8 +117,12 @@ internal sealed partial class LedgerRecorder
     /// </summary>
     internal void TakeJournalLeftOvers(List<LedgerRecord> into, int max)
     {
-        while (_leftOverRecords.Count == 0 && _journalLeftOvers.TryDequeue(out var leftOver))
+        while (_leftOverRecords.Count == 0 && (_leftOverSpoolNext >= 0 || _journalLeftOvers.Count > 0))
         {
+            // The next part of the spool file being replayed (its lock held), else the next left-over.
+            var leftOver = _leftOverSpoolNext >= 0 && _leftOverFile is { } partly && _leftOverSpoolLock is { } partlyLock
+                ? (Path: partly, SpoolLock: (FileStream?)partlyLock)
+                : _journalLeftOvers.Dequeue();
             var path = leftOver.Path;
             try
             {
@@ -124,7 +130,9 @@ internal sealed partial class LedgerRecorder
                 if (leftOver.SpoolLock is { } spoolLock)
                 {
                     _leftOverSpoolLock = spoolLock;
-                    foreach (var record in LedgerSpool.ReadStopped(path, out unreadable))
+                    var from = Math.Max(0, _leftOverSpoolNext);
+                    _leftOverSpoolNext = -1;
+                    foreach (var record in LedgerSpool.ReadStopped(path, from, JournalSegmentBytes, out unreadable, out _leftOverSpoolNext))
                     {
                         _leftOverRecords.Enqueue(record);
                     }
@@ -160,6 +168,8 @@ internal sealed partial class LedgerRecorder
                 // A stopped process's spool file that cannot be read stays where it is, its slot free, for the next start.
                 _leftOverSpoolLock?.Dispose();
                 _leftOverSpoolLock = null;
+                _leftOverSpoolNext = -1;
+                _leftOverFile = null;
 
                 // Gone before it was taken (deleted between the listing and the open at start), or refused: counted, and
                 // logged at a steady rate. Once taken, a left-over is held open and survives its deletion (session 23).
@@ -183,6 +193,7 @@ internal sealed partial class LedgerRecorder
     {
         _leftOverSpoolLock?.Dispose();
         _leftOverSpoolLock = null;
+        _leftOverSpoolNext = -1;
         foreach (var (_, held) in _journalLeftOvers)
         {
             held?.Dispose();
@@ -192,7 +203,7 @@ internal sealed partial class LedgerRecorder
     /// <summary>The records of the last <see cref="TakeJournalLeftOvers"/> are committed: a fully replayed segment is deleted.</summary>
     internal void JournalLeftOversReplayed()
     {
-        if (_leftOverRecords.Count > 0 || _leftOverFile is not { } path)
+        if (_leftOverRecords.Count > 0 || _leftOverSpoolNext >= 0 || _leftOverFile is not { } path)
         {
             return;
         }

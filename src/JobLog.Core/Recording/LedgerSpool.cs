@@ -216,13 +216,13 @@ internal sealed class LedgerSpool : IDisposable
     /// The spool files of stopped processes of this ledger that no live process holds, each with its slot's lock, now held
     /// (the writer of a process that runs on, every 10 s: <c>LedgerRecorder.TakeStoppedProcessesJournals</c>; session 23). This
     /// process's own file is never among them: its lock is held. The caller replays a file's records
-    /// (<see cref="ReadStopped"/>, the whole file in memory), then deletes it and lets the lock go. A file larger than
-    /// <paramref name="maxBytes"/> is left for the next process that starts, which replays it in batches.
+    /// (<see cref="ReadStopped"/>, in parts of at most a journal segment's size: before session 24 it read the whole file,
+    /// and a file larger than a segment waited for the next process to start), then deletes it and lets the lock go.
     /// </summary>
-    public static List<(string Path, FileStream Lock)> TakeStopped(string directory, string ledger, string? formerly, long maxBytes)
+    public static List<(string Path, FileStream Lock)> TakeStopped(string directory, string ledger, string? formerly)
     {
         var taken = new List<(string, FileStream)>();
-        foreach (var path in PathsOf(directory, ledger, formerly).Where(p => SpoolFiles.AnythingAt(p) && SpoolFiles.SizeOf(p) <= maxBytes).ToList())
+        foreach (var path in PathsOf(directory, ledger, formerly).Where(SpoolFiles.AnythingAt).ToList())
         {
             if (TryTake(path) is not { } held)
             {
@@ -242,21 +242,51 @@ internal sealed class LedgerSpool : IDisposable
         return taken;
     }
 
-    /// <summary>The records of a stopped process's spool file <see cref="TakeStopped"/> took; a line that cannot be read is counted.</summary>
+    /// <summary>
+    /// The records of a stopped process's spool file <see cref="TakeStopped"/> took, from <paramref name="offset"/>: the whole
+    /// lines in the next <paramref name="maxBytes"/> (all of a longer line); a line that cannot be read is counted.
+    /// </summary>
+    /// <param name="path">The file.</param>
+    /// <param name="offset">Where to start: 0, then what <paramref name="next"/> said.</param>
+    /// <param name="maxBytes">About how much to read: the writer holds a part in memory until it is committed.</param>
+    /// <param name="unreadable">Lines that could not be read (the last one cut by the crash, at the end).</param>
+    /// <param name="next">Where the next part starts; -1 when this part reached the end.</param>
     /// <exception cref="IOException">The file cannot be read (refused: not this user's regular file).</exception>
-    public static List<LedgerRecord> ReadStopped(string path, out int unreadable)
+    public static List<LedgerRecord> ReadStopped(string path, long offset, long maxBytes, out int unreadable, out long next)
     {
         unreadable = 0;
         byte[] content;
+        int end;
         using (var file = SpoolFiles.Open(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
         {
-            content = new byte[file.Length];
+            var length = file.Length;
+            file.Position = Math.Min(offset, length);
+            content = new byte[(int)Math.Min(Math.Max(0, length - offset), Math.Max(1, maxBytes))];
             file.ReadExactly(content);
+            end = content.Length;
+            next = offset + content.Length < length ? offset + content.Length : -1;
+            if (next >= 0)
+            {
+                var last = Array.LastIndexOf(content, (byte)'\n');
+                if (last >= 0)
+                {
+                    end = last + 1;
+                    next = offset + end;
+                }
+                else
+                {
+                    // One line longer than a part: the rest of the file read whole, as before parts.
+                    var rest = new byte[length - offset];
+                    content.CopyTo(rest, 0);
+                    file.ReadExactly(rest.AsSpan(content.Length));
+                    (content, end, next) = (rest, rest.Length, -1);
+                }
+            }
         }
 
         var records = new List<LedgerRecord>();
         var line = new List<byte>();
-        foreach (var b in content)
+        foreach (var b in content.AsSpan(0, end))
         {
             if (b != (byte)'\n')
             {

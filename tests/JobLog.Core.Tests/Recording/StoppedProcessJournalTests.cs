@@ -113,6 +113,44 @@ public class StoppedProcessJournalTests
         Assert.That(slot, Is.Not.Null, "a spool slot for a process that starts");
     }
 
+    /// <summary>
+    /// Session 24: a running process took a killed process's spool file only up to a journal segment's 16 MiB (it read the
+    /// file whole); a larger one (a queue full for long: up to <see cref="JobLogOptions.MaxSpoolBytes"/>) waited for the next
+    /// process to start on the machine, for ever when none did. Now it is replayed in parts of at most 16 MiB, and deleted
+    /// once all of it is committed.
+    /// </summary>
+    [Test]
+    public async Task AProcessKilledWhileAnotherRuns_ASpoolFileLargerThanASegment_ReachesTheLedgerThroughTheRunningOne()
+    {
+        var ledger = TestLedger.Sqlite();
+        var options = ledger.Apply(new JobLogOptions());
+        var name = LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!);
+        await using var running = await LedgerHost.StartAsync(ledger, o => o.SpoolDirectory = _spool);
+        running.RecordDispatch(Guid.NewGuid());
+        await running.FlushAsync();
+
+        var path = LedgerSpool.FileFor(_spool, name, slot: 5);
+        var killed = new LedgerSpool(path, 1L << 30);
+        var ids = new List<Guid>();
+        var input = new string('x', 2000);
+        while (new FileInfo(path) is var file && (!file.Exists || file.Length <= LedgerRecorder.JournalSegmentBytes + (1 << 20)))
+        {
+            var id = Guid.NewGuid();
+            ids.Add(id);
+            Assert.That(killed.TryAppend(new TaskDispatched(new TaskPayload { Id = id, Name = "Refund", DispatchedAt = DateTime.UtcNow, Input = input })), Is.True);
+        }
+
+        killed.Dispose();
+        await LedgerHost.EventuallyAsync(
+            async () => await running.QueryAsync(db => Microsoft.EntityFrameworkCore.EntityFrameworkQueryableExtensions.CountAsync(db.TaskLogs, t => t.Name == "Refund")) == ids.Count,
+            TimeSpan.FromSeconds(90), // a look every 10 s (LedgerRecorder.StoppedJournalsEvery), then the writes
+            $"the killed process's {ids.Count} spooled tasks ({new FileInfo(path).Length} bytes) reach the ledger through the running process");
+        await LedgerHost.EventuallyAsync(
+            () => Task.FromResult(Directory.GetFiles(_spool, "*.spool.jsonl").Length == 0),
+            TimeSpan.FromSeconds(10),
+            "the replayed spool file is deleted once all of it is committed");
+    }
+
     private static byte[] Lines(params LedgerRecord[] records)
     {
         var output = new ArrayBufferWriter<byte>();
