@@ -57,8 +57,43 @@ internal sealed partial class LedgerRecorder
         }
     }
 
-    /// <summary>Whether this process journals (the journal's directory was usable at start).</summary>
-    internal bool HasJournal => _journal is not null;
+    // A Buffered process journals nothing, but holds a slot to take the segments killed processes of its ledger left (session 24).
+    private JournalSegments? _adopter;
+
+    /// <summary>The segments this process takes stopped processes' left-overs with: its journal's, or the Buffered process's slot.</summary>
+    private JournalSegments? Segments => _journal?.Segments ?? _adopter;
+
+    /// <summary>
+    /// <see cref="LedgerDurability.Buffered"/>: a slot of the journal's directory, only to take (at start, then every
+    /// <see cref="StoppedJournalsEvery"/>) the segments killed processes of the ledger left. Before session 24 such a process
+    /// never took them: what they acknowledged waited for a journaled process to start on the machine. Null when the
+    /// directory cannot be used or every slot is held (logged at debug level: this process journals nothing itself).
+    /// </summary>
+    private JournalSegments? OpenAdopter(string directory, string ledger, string connectionString)
+    {
+        try
+        {
+            if (JournalSegments.Claim(directory, ledger, JournalSegmentBytes, flushToDisk: false, formerly: connectionString) is not { } segments)
+            {
+                return null;
+            }
+
+            foreach (var path in segments.TakeLeftOvers())
+            {
+                _journalLeftOvers.Enqueue((path, null));
+            }
+
+            return segments;
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Log.JournalUnavailable(_logger, directory, ex.Message);
+            return null;
+        }
+    }
+
+    /// <summary>Whether this process looks for stopped processes' journal segments (it journals, or holds a slot for them when Buffered).</summary>
+    internal bool TakesStoppedJournals => Segments is not null;
 
     /// <summary>How often a running process looks for the journal segments of processes that stopped since it started.</summary>
     internal static readonly TimeSpan StoppedJournalsEvery = TimeSpan.FromSeconds(10);
@@ -73,7 +108,7 @@ internal sealed partial class LedgerRecorder
     /// </summary>
     internal void TakeStoppedProcessesJournals()
     {
-        if (_journal is not { } journal
+        if (Segments is not { } segments
             || System.Diagnostics.Stopwatch.GetElapsedTime(_stoppedJournalsLooked) < StoppedJournalsEvery)
         {
             return;
@@ -82,7 +117,7 @@ internal sealed partial class LedgerRecorder
         _stoppedJournalsLooked = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
-            foreach (var path in journal.Segments.TakeLeftOvers())
+            foreach (var path in segments.TakeLeftOvers())
             {
                 _journalLeftOvers.Enqueue((path, null));
             }
@@ -91,7 +126,7 @@ internal sealed partial class LedgerRecorder
             // in parts of a segment's size (TakeJournalLeftOvers), whatever the file's size.
             if (_options.ConnectionString is { } connectionString)
             {
-                foreach (var (path, held) in LedgerSpool.TakeStopped(journal.Segments.Directory, LedgerName(connectionString), connectionString))
+                foreach (var (path, held) in LedgerSpool.TakeStopped(segments.Directory, LedgerName(connectionString), connectionString))
                 {
                     _journalLeftOvers.Enqueue((path, held));
                 }
@@ -100,7 +135,7 @@ internal sealed partial class LedgerRecorder
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             // The directory refused a listing (deleted, say: the journal makes it again at its next check); tried again later.
-            Log.JournalUnavailable(_logger, journal.Segments.Directory, ex.Message);
+            Log.JournalUnavailable(_logger, segments.Directory, ex.Message);
         }
     }
 
@@ -139,7 +174,7 @@ internal sealed partial class LedgerRecorder
                 }
                 else
                 {
-                    var lines = _journal is { } journal ? journal.Segments.ReadLeftOver(path, out unreadable) : JournalSegments.Read(path, out unreadable);
+                    var lines = Segments is { } segments ? segments.ReadLeftOver(path, out unreadable) : JournalSegments.Read(path, out unreadable);
                     foreach (var line in lines)
                     {
                         if (JournalCodec.Read(line) is { } record)
@@ -214,9 +249,9 @@ internal sealed partial class LedgerRecorder
             {
                 File.Delete(path);
             }
-            else if (_journal is { } journal)
+            else if (Segments is { } segments)
             {
-                journal.Segments.ForgetLeftOver(path);
+                segments.ForgetLeftOver(path);
             }
             else
             {

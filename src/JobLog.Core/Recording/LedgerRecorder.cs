@@ -80,6 +80,10 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
                 {
                     _journal = OpenJournal(directory, LedgerName(connectionString), connectionString);
                 }
+                else
+                {
+                    _adopter = OpenAdopter(directory, LedgerName(connectionString), connectionString);
+                }
 
                 _spoolCheck = _time.CreateTimer(_ => CheckSpool(), null, Journal.LedgerJournal.IdleCheck, Journal.LedgerJournal.IdleCheck);
             }
@@ -505,6 +509,8 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
             // What is committed by now is checkpointed: what is left in the journal is what the next process replays.
             await _journal.DisposeAsync().ConfigureAwait(false);
         }
+
+        _adopter?.Dispose();
     }
 }
 

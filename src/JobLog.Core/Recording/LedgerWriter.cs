@@ -184,14 +184,14 @@ internal sealed class LedgerWriter(
     }
 
     /// <summary>
-    /// Idle: waits for a record; with a journal, for at most <see cref="LedgerRecorder.StoppedJournalsEvery"/>, so that the
+    /// Idle: waits for a record; with a journal (or a Buffered process's slot for stopped processes' segments), for at most <see cref="LedgerRecorder.StoppedJournalsEvery"/>, so that the
     /// segments of a process that stopped meanwhile are looked for (<see cref="LedgerRecorder.TakeStoppedProcessesJournals"/>)
     /// also while this one has nothing to write.
     /// </summary>
     /// <returns>False when the queue is completed.</returns>
     private async Task<bool> WaitToReadAsync(CancellationToken stoppingToken)
     {
-        if (!recorder.HasJournal || recorder.Reader.TryPeek(out _))
+        if (!recorder.TakesStoppedJournals || recorder.Reader.TryPeek(out _))
         {
             return await recorder.Reader.WaitToReadAsync(stoppingToken).ConfigureAwait(false);
         }

@@ -114,6 +114,43 @@ public class StoppedProcessJournalTests
     }
 
     /// <summary>
+    /// Session 24: a process with <see cref="LedgerDurability.Buffered"/> opened no journal, so it never took the journal
+    /// segments killed processes of its ledger left, neither at start nor while it ran: on a machine where only such a
+    /// process runs on (or after a switch from <c>Journaled</c> to <c>Buffered</c>), what they acknowledged waited for ever.
+    /// Now it holds a slot to take them, and replays them as a journaled process does.
+    /// </summary>
+    [Test]
+    public async Task AProcessKilledWhileABufferedOneRuns_ItsJournaledRecordsReachTheLedgerThroughTheBufferedOne()
+    {
+        var ledger = TestLedger.Sqlite();
+        var options = ledger.Apply(new JobLogOptions());
+        var name = LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!);
+        var atStart = Guid.NewGuid();
+        var before = JournalSegments.Claim(_spool, name, 1 << 20, flushToDisk: false)!;
+        before.Append(Lines(new TaskDispatched(new TaskPayload { Id = atStart, Name = "Left", DispatchedAt = DateTime.UtcNow })), 1);
+        before.Dispose(); // killed before the buffered process starts
+
+        await using var running = await LedgerHost.StartAsync(ledger, o =>
+        {
+            o.SpoolDirectory = _spool;
+            o.Durability = LedgerDurability.Buffered;
+        });
+        var killed = JournalSegments.Claim(_spool, name, 1 << 20, flushToDisk: false)!;
+        var taskId = Guid.NewGuid();
+        killed.Append(Lines(new TaskDispatched(new TaskPayload { Id = taskId, Name = "Charge", DispatchedAt = DateTime.UtcNow })), 1);
+        killed.Dispose();
+
+        await LedgerHost.EventuallyAsync(
+            async () => (await running.TaskAsync(atStart)).Name == "Left" && (await running.TaskAsync(taskId)).Name == "Charge",
+            TimeSpan.FromSeconds(40), // a look every 10 s (LedgerRecorder.StoppedJournalsEvery)
+            "the killed processes' tasks reach the ledger through the buffered process");
+        await LedgerHost.EventuallyAsync(
+            () => Task.FromResult(Directory.GetFiles(_spool, "*.journal").Length == 0),
+            TimeSpan.FromSeconds(10),
+            "the replayed segments are deleted once committed");
+    }
+
+    /// <summary>
     /// Session 24: a running process took a killed process's spool file only up to a journal segment's 16 MiB (it read the
     /// file whole); a larger one (a queue full for long: up to <see cref="JobLogOptions.MaxSpoolBytes"/>) waited for the next
     /// process to start on the machine, for ever when none did. Now it is replayed in parts of at most 16 MiB, and deleted
