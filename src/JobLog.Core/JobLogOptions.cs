@@ -158,7 +158,10 @@ public sealed class JobLogOptions : IValidatableObject
     /// sweepers and partition maintenance wait behind them for as long as it stays so (docs/storage.md). JobLog's own
     /// transactions never wait for anything but the database, so a minute idle means the client is gone. Default 1 minute;
     /// <see cref="TimeSpan.Zero"/> leaves the server's (or the role's) setting. Not applied when the connection string's
-    /// <c>Options</c> set <c>idle_in_transaction_session_timeout</c> themselves. Ignored for SQLite.
+    /// <c>Options</c> set <c>idle_in_transaction_session_timeout</c> themselves, nor when the operator set it on the database
+    /// or the login role (<c>ALTER DATABASE</c>/<c>ALTER ROLE … SET</c>; JobLog's first session to the server looks), nor
+    /// through a pooler that refuses startup options (PgBouncer without <c>options</c> in <c>ignore_startup_parameters</c>:
+    /// JobLog then connects without them, warning 1054). Ignored for SQLite.
     /// </summary>
     [NotNegative]
     public TimeSpan IdleInTransactionTimeout { get; set; } = TimeSpan.FromMinutes(1);

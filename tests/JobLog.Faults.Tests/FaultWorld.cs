@@ -91,6 +91,77 @@ internal sealed class FaultWorld : IAsyncDisposable
     /// <summary>Starts a consumer (sleeping <paramref name="delayMs"/> in each message); returns once its bus has started.</summary>
     public Task<ChildProcess> StartConsumerAsync(int delayMs = 0) => StartAsync("consume", 0, delayMs);
 
+    /// <summary>Starts a consumer whose connection string has <paramref name="setting"/> appended; returns once its bus has started.</summary>
+    public Task<ChildProcess> StartConsumerAsync(string setting) => StartAsync("consume", 0, setting: setting);
+
+    /// <summary>
+    /// Freezes <paramref name="processes"/> (SIGSTOP, at once, from this process) the moment a session of the ledger is
+    /// inside an explicit transaction (idle in it, or running a statement after its BEGIN: a writer's or sweeper's batch),
+    /// polling for up to <paramref name="bound"/>; lets them go on after <paramref name="frozen"/>. True when one was caught
+    /// so (it may have committed between the look and the signal).
+    /// </summary>
+    public async Task<bool> FreezeInATransactionAsync(TimeSpan frozen, TimeSpan bound, params ChildProcess[] processes)
+    {
+        await using var connection = new NpgsqlConnection(Postgres!.LocalConnectionString);
+        await connection.OpenAsync();
+        await using var look = new NpgsqlCommand(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'ledger' AND pid <> pg_backend_pid() AND backend_type = 'client backend' " +
+            "AND (state = 'idle in transaction' OR (state = 'active' AND xact_start < query_start))", connection);
+        var clock = Stopwatch.StartNew();
+        var caught = false;
+        while (!caught && clock.Elapsed < bound)
+        {
+            caught = (long)(await look.ExecuteScalarAsync())! > 0;
+        }
+
+        if (!caught)
+        {
+            return false;
+        }
+
+        foreach (var process in processes)
+        {
+            _ = Signal(process.Pid, SigStop);
+        }
+
+        try
+        {
+            await Task.Delay(frozen);
+        }
+        finally
+        {
+            foreach (var process in processes)
+            {
+                _ = Signal(process.Pid, SigCont);
+            }
+        }
+
+        return true;
+    }
+
+    private const int SigCont = 18;
+    private const int SigStop = 19;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Signal(int pid, int signal);
+
+    /// <summary>
+    /// Freezes <paramref name="processes"/> (SIGSTOP) for <paramref name="frozen"/>, as a paused container or VM, a debugger
+    /// or a long stall would, then lets them go on (SIGCONT).
+    /// </summary>
+    public static async Task FreezeAsync(TimeSpan frozen, params ChildProcess[] processes)
+    {
+        await MachineCommands.RunAsync("kill", ["-STOP", .. processes.Select(p => p.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture))]);
+        try
+        {
+            await Task.Delay(frozen);
+        }
+        finally
+        {
+            await MachineCommands.RunAsync("kill", ["-CONT", .. processes.Select(p => p.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture))]);
+        }
+    }
+
     /// <summary>Waits until <paramref name="process"/> has started its bus (its start-up, the ledger's migration, is done).</summary>
     public static Task WaitUntilReadyAsync(ChildProcess process, TimeSpan timeout) => process.WaitForOutputAsync("fault-app ready", timeout);
 
