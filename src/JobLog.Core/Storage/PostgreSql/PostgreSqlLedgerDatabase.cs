@@ -297,6 +297,7 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
                     return await OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare).ConfigureAwait(false);
                 }
             }
+
             if (asynchronousCommit)
             {
                 await using var command = connection.CreateCommand();
