@@ -12,6 +12,7 @@ using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Microsoft.Extensions.Time.Testing;
 using NUnit.Framework;
 
 namespace JobLog.AspNetCore.Tests.Failures;
@@ -70,6 +71,39 @@ public class FailureAlerterTests
         Assert.That((first, second), Is.EqualTo((11, 0)), string.Join("\n", texts));
         Assert.That(texts.Take(10), Has.All.StartWith("New failure group: Shop.Flood"));
         Assert.That(texts[10], Does.StartWith("15 more failure groups to alert: see the Failures page"));
+    }
+
+    [Test]
+    public async Task ResolvedGroups_AreForgotten_SoTheAlertersMemoryStaysBounded_AndAGroupFailingAgainIsNewAgain()
+    {
+        // Over a long life every distinct group id read was kept (known, and its alert time): a flood of made-up groups
+        // grew the process without bound, resolved or not.
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        await using var receiver = await Receiver.StartAsync();
+        await using var host = await StartAsync(receiver, _ => { }, s => s.AddSingleton<TimeProvider>(clock));
+        var alerter = host.Services.GetRequiredService<FailureAlerter>();
+        var now = clock.GetUtcNow().UtcDateTime;
+        for (var i = 0; i < 25; i++)
+        {
+            await SeedAsync(host, "Flood" + i.ToString("00", System.Globalization.CultureInfo.InvariantCulture), now);
+        }
+
+        var first = await alerter.RunOnceAsync(CancellationToken.None);
+        var heldAfterFirst = alerter.Remembered;
+        await host.QueryAsync(db => db.TaskLogs.Where(t => t.State == TaskState.Failed)
+            .ExecuteUpdateAsync(u => u.SetProperty(t => t.Resolution, JobLog.Failures.FailureResolution.Resolved)));
+        var afterResolution = await alerter.RunOnceAsync(CancellationToken.None);
+        var heldAfterResolution = alerter.Remembered;
+        clock.Advance(TimeSpan.FromMinutes(16));
+        await alerter.RunOnceAsync(CancellationToken.None);
+        var heldAfterCooldown = alerter.Remembered;
+        await SeedAsync(host, "Flood03", clock.GetUtcNow().UtcDateTime);
+        var again = await alerter.RunOnceAsync(CancellationToken.None);
+
+        Assert.That((first, heldAfterFirst, afterResolution, heldAfterResolution, heldAfterCooldown, again), Is.EqualTo((11, 50, 0, 25, 0, 1)),
+            "(alerts, ids and alert times held) after the flood, its resolution, the cool-down, and one group failing again");
+        var texts = receiver.Bodies.Select(b => JsonDocument.Parse(b).RootElement.GetProperty("text").GetString()!).ToList();
+        Assert.That(texts[^1], Does.StartWith("New failure group: Shop.Flood03Exception at Shop.Flood03.Handle (1 open"));
     }
 
     [Test]
@@ -222,14 +256,18 @@ public class FailureAlerterTests
         Assert.That(slack, Does.StartWith("New failure group: System.InvalidOperationException at Shop.Orders.Handle (1 open, last "));
     }
 
-    private static Task<LedgerHost> StartAsync(Receiver receiver, Action<FailureAlertOptions> configure) =>
-        LedgerHost.StartAsync(TestLedger.Sqlite(), services: s => s.AddJobLogFailureAlerts(o =>
+    private static Task<LedgerHost> StartAsync(Receiver receiver, Action<FailureAlertOptions> configure, Action<IServiceCollection>? services = null) =>
+        LedgerHost.StartAsync(TestLedger.Sqlite(), services: s =>
         {
-            o.Webhooks.Add(new FailureAlertWebhook { Url = receiver.Url, Format = FailureAlertFormat.Slack });
-            o.Interval = TimeSpan.FromHours(1);
-            o.FailuresPerMinute = null;
-            configure(o);
-        }));
+            s.AddJobLogFailureAlerts(o =>
+            {
+                o.Webhooks.Add(new FailureAlertWebhook { Url = receiver.Url, Format = FailureAlertFormat.Slack });
+                o.Interval = TimeSpan.FromHours(1);
+                o.FailuresPerMinute = null;
+                configure(o);
+            });
+            services?.Invoke(s);
+        });
 
     private static Task SeedAsync(LedgerHost host, string type, params DateTime[] times) => host.QueryAsync(db =>
     {

@@ -88,6 +88,7 @@ internal sealed partial class FailureAlerter(
             return 0;
         }
 
+        Forget(groups, now, o);
         var alerts = 0;
         var due = new List<(FailureGroup Group, bool IsNew, int PerMinute)>();
         foreach (var group in groups.Groups)
@@ -143,6 +144,35 @@ internal sealed partial class FailureAlerter(
 
         return alerts;
     }
+
+    /// <summary>The group ids and alert times held (tests: bounded over a long life).</summary>
+    internal int Remembered => _known.Count + _lastAlert.Count;
+
+    /// <summary>
+    /// Keeps the alerter's memory bounded over a process's life (a flood of distinct groups, one per tenant or per message
+    /// type a producer makes up, would otherwise grow it with every id ever read). A complete read lists every open group,
+    /// so a known id it does not list is resolved: it is forgotten, and a group that fails again is judged as a process
+    /// started now would judge it. Past <see cref="KnownCap"/> ids even a truncated read prunes to what it lists. An alert
+    /// time older than the cool-down no longer holds anything back.
+    /// </summary>
+    private void Forget(FailureGroups groups, DateTime now, FailureAlertOptions o)
+    {
+        if (!groups.Truncated || _known.Count > KnownCap)
+        {
+            _known.IntersectWith(groups.Groups.Select(g => g.Id));
+        }
+
+        foreach (var (id, at) in _lastAlert)
+        {
+            if (now - at >= o.Cooldown)
+            {
+                _lastAlert.Remove(id);
+            }
+        }
+    }
+
+    /// <summary>How many group ids a truncated read leaves known before it prunes them (ten reads of <c>ListFilter.MaxLimit</c>).</summary>
+    internal const int KnownCap = 10 * ListFilter.MaxLimit;
 
     private async Task<bool> PostAsync(Func<FailureAlertFormat, JsonObject> payload, string? groupId, FailureAlertOptions o, CancellationToken ct)
     {
