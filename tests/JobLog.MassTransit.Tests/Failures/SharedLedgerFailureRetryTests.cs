@@ -13,13 +13,6 @@ namespace JobLog.MassTransit.Tests.Failures;
 /// </summary>
 public class SharedLedgerFailureRetryTests
 {
-    private static void Host(IRabbitMqBusFactoryConfigurator cfg, RabbitMqVhost vhost) =>
-        cfg.Host(RabbitMqVhost.Host, vhost.Name, h =>
-        {
-            h.Username("guest");
-            h.Password("guest");
-        });
-
     private static Task<LedgerHost> StartAsync(TestLedger ledger, Gate gate, RabbitMqVhost first, RabbitMqVhost? second) =>
         LedgerHost.StartAsync(TestLedger.ExistingPostgres(ledger.ConnectionString), o =>
         {
@@ -35,7 +28,7 @@ public class SharedLedgerFailureRetryTests
                 x.AddConsumer<ToggledConsumer>();
                 x.UsingRabbitMq((context, cfg) =>
                 {
-                    Host(cfg, first);
+                    cfg.Host(first);
                     cfg.UseTaskLogging(context);
                     cfg.ConfigureEndpoints(context);
                 });
@@ -48,7 +41,7 @@ public class SharedLedgerFailureRetryTests
                     x.AddConsumer<ToggledConsumer>();
                     x.UsingRabbitMq((context, cfg) =>
                     {
-                        Host(cfg, second);
+                        cfg.Host(second);
                         cfg.UseTaskLogging(context);
                         cfg.ConfigureEndpoints(context);
                     });

@@ -10,13 +10,6 @@ namespace JobLog.MassTransit.Tests.Failures;
 /// <summary>Retrying from the ledger in an application with two buses (<c>AddMassTransit&lt;ISecondBus&gt;</c>), each on its own RabbitMQ virtual host.</summary>
 public class TwoBusFailureRetryTests
 {
-    private static void Host(IRabbitMqBusFactoryConfigurator cfg, RabbitMqVhost vhost) =>
-        cfg.Host(RabbitMqVhost.Host, vhost.Name, h =>
-        {
-            h.Username("guest");
-            h.Password("guest");
-        });
-
     /// <summary>
     /// Each bus runs a retry sender; before the fix whichever claimed a retry sent it through its own bus, so a retry of
     /// the second bus's message claimed by the first bus's sender was confirmed by the first virtual host and dropped
@@ -42,7 +35,7 @@ public class TwoBusFailureRetryTests
                 x.AddConsumer<ChargeCardConsumer>();
                 x.UsingRabbitMq((context, cfg) =>
                 {
-                    Host(cfg, first);
+                    cfg.Host(first);
                     cfg.UseTaskLogging(context);
                     cfg.ConfigureEndpoints(context);
                 });
@@ -53,7 +46,7 @@ public class TwoBusFailureRetryTests
                 x.AddConsumer<ToggledConsumer>();
                 x.UsingRabbitMq((context, cfg) =>
                 {
-                    Host(cfg, second);
+                    cfg.Host(second);
                     cfg.UseTaskLogging(context);
                     cfg.ConfigureEndpoints(context);
                 });

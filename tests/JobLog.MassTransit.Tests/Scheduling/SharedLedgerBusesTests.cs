@@ -18,13 +18,6 @@ public class SharedLedgerBusesTests
 {
     private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(500);
 
-    private static void Host(IRabbitMqBusFactoryConfigurator cfg, RabbitMqVhost vhost) =>
-        cfg.Host(RabbitMqVhost.Host, vhost.Name, h =>
-        {
-            h.Username("guest");
-            h.Password("guest");
-        });
-
     private static Task<LedgerHost> StartAsync(TestLedger ledger, RabbitMqVhost first, RabbitMqVhost? second) =>
         LedgerHost.StartAsync(TestLedger.ExistingPostgres(ledger.ConnectionString), services: s =>
         {
@@ -36,7 +29,7 @@ public class SharedLedgerBusesTests
                 x.AddConsumer<ChargeCardConsumer>();
                 x.UsingRabbitMq((context, cfg) =>
                 {
-                    Host(cfg, first);
+                    cfg.Host(first);
                     cfg.UseTaskLogging(context);
                     cfg.ConfigureEndpoints(context);
                 });
@@ -50,7 +43,7 @@ public class SharedLedgerBusesTests
                     x.AddConsumer<OtherBusJobConsumer>();
                     x.UsingRabbitMq((context, cfg) =>
                     {
-                        Host(cfg, second);
+                        cfg.Host(second);
                         cfg.UseTaskLogging(context);
                         cfg.ConfigureEndpoints(context);
                     });

@@ -20,13 +20,6 @@ public sealed class OtherBusJobConsumer : IConsumer<OtherBusJob>
 /// </summary>
 public class TwoBusSchedulerTests
 {
-    private static void Host(IRabbitMqBusFactoryConfigurator cfg, RabbitMqVhost vhost) =>
-        cfg.Host(RabbitMqVhost.Host, vhost.Name, h =>
-        {
-            h.Username("guest");
-            h.Password("guest");
-        });
-
     /// <summary>
     /// Before the fix, with the scheduler on the second bus only, the dispatcher was started by the first bus (the
     /// container's bus observers are connected to every bus) and sent the stored messages through it: confirmed by the
@@ -54,7 +47,7 @@ public class TwoBusSchedulerTests
                 x.AddConsumer<ChargeCardConsumer>();
                 x.UsingRabbitMq((context, cfg) =>
                 {
-                    Host(cfg, first);
+                    cfg.Host(first);
                     cfg.UseTaskLogging(context);
                     cfg.ConfigureEndpoints(context);
                 });
@@ -67,7 +60,7 @@ public class TwoBusSchedulerTests
                 x.AddConsumer<OtherBusJobConsumer>();
                 x.UsingRabbitMq((context, cfg) =>
                 {
-                    Host(cfg, second);
+                    cfg.Host(second);
                     cfg.UseScheduledRedelivery(r => r.Intervals(TimeSpan.FromSeconds(1)));
                     cfg.UseTaskLogging(context);
                     cfg.ConfigureEndpoints(context);
@@ -155,7 +148,7 @@ public class TwoBusSchedulerTests
                 x.AddConsumer<ChargeCardConsumer>();
                 x.UsingRabbitMq((context, cfg) =>
                 {
-                    Host(cfg, first);
+                    cfg.Host(first);
                     cfg.UseTaskLogging(context);
                     cfg.ConnectSendObserver(observer);
                     cfg.ConfigureEndpoints(context);
@@ -168,7 +161,7 @@ public class TwoBusSchedulerTests
                 x.AddConsumer<OtherBusJobConsumer>();
                 x.UsingRabbitMq((context, cfg) =>
                 {
-                    Host(cfg, second);
+                    cfg.Host(second);
                     cfg.UseTaskLogging(context);
                     cfg.ConfigureEndpoints(context);
                 });
