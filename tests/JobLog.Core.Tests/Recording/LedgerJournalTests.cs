@@ -49,6 +49,30 @@ public class LedgerJournalTests
             "the uncommitted record is in a segment at the journal's path again");
     }
 
+    /// <summary>
+    /// The writer takes records from the queue without waiting for the journal, so it may commit a record before the
+    /// journal's thread appends it. The checkpoint then found nothing to delete, and the segment the append made, holding
+    /// only committed records, stayed until the next commit: for ever in a process that went idle, replayed again by the
+    /// next start (found as a flaky StoppedProcessJournalTests case, session 24).
+    /// </summary>
+    [Test]
+    public async Task ARecordCommittedBeforeItsAppend_ItsSegmentIsDeletedAfterTheAppend_WithoutAnotherCommit()
+    {
+        var journaled = new TaskCompletionSource<long>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var segments = JournalSegments.Claim(_root, "Data Source=ledger-journal-test.db", 1 << 20, flushToDisk: false)!;
+        var refusals = new JournalRefusals(NullLogger.Instance, TimeProvider.System, _ => { });
+        await using var journal = new LedgerJournal(segments, record => record, last => journaled.TrySetResult(last), refusals, _ => Assert.Fail("nothing is refused"));
+
+        journal.Checkpoint(1); // the writer committed record 1 first
+        journal.Append(new QueuedRecord(new RunNextRetryKnown(Guid.NewGuid(), DateTime.UtcNow), 1));
+        await journaled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        await LedgerHost.EventuallyAsync(
+            () => Task.FromResult(Directory.GetFiles(_root, "*.journal").Length == 0),
+            TimeSpan.FromSeconds(10),
+            "the segment holding only a committed record is deleted");
+    }
+
     [Test]
     public async Task TakeMasked_ReturnsTheRecordAsTheJournalMaskedIt_OncePerSequence()
     {

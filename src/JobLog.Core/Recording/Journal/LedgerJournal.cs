@@ -37,6 +37,9 @@ internal sealed class LedgerJournal : IAsyncDisposable
     private readonly TimeProvider _time;
     private readonly Task _loop;
 
+    // The highest sequence the writer committed (Checkpoint), read by the journal's thread after each append.
+    private long _committed;
+
     public LedgerJournal(
         JournalSegments segments,
         Func<LedgerRecord, LedgerRecord> forDisk,
@@ -81,6 +84,8 @@ internal sealed class LedgerJournal : IAsyncDisposable
     /// <summary>Every record up to <paramref name="committed"/> is in the database.</summary>
     public void Checkpoint(long committed)
     {
+        // Before the segments' checkpoint: an append that does not see it ran before it, so the checkpoint sees the append.
+        InterlockedMax(ref _committed, committed);
         try
         {
             _segments.Checkpoint(committed);
@@ -155,6 +160,15 @@ internal sealed class LedgerJournal : IAsyncDisposable
             {
                 _refusals.Failed(ex, count);
                 _refused(last);
+                continue;
+            }
+
+            if (Interlocked.Read(ref _committed) is var committed && committed >= last)
+            {
+                // The writer took these records from the queue and committed them before this append (it does not wait
+                // for the journal): no later checkpoint may come while the process is idle, and the segment would be
+                // left behind, replayed again (harmlessly, twice) by the next start.
+                Checkpoint(committed);
             }
         }
     }
@@ -191,6 +205,15 @@ internal sealed class LedgerJournal : IAsyncDisposable
             {
                 _refusals.Failed(ex, 0);
             }
+        }
+    }
+
+    private static void InterlockedMax(ref long target, long value)
+    {
+        var seen = Interlocked.Read(ref target);
+        while (value > seen && Interlocked.CompareExchange(ref target, value, seen) is var was && was != seen)
+        {
+            seen = was;
         }
     }
 
