@@ -87,12 +87,8 @@ public class StoppedProcessJournalTests
     [Test]
     public async Task AProcessKilledWhileAnotherRuns_WhatItSpooledWhenItsQueueWasFull_ReachesTheLedgerThroughTheRunningOne()
     {
-        var ledger = TestLedger.Sqlite();
-        var options = ledger.Apply(new JobLogOptions());
-        var name = LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!);
-        await using var running = await LedgerHost.StartAsync(ledger, o => o.SpoolDirectory = _spool);
-        running.RecordDispatch(Guid.NewGuid());
-        await running.FlushAsync();
+        var (started, name) = await StartRunningAsync();
+        await using var running = started;
 
         // Another process of this ledger spools a task (its queue was full: acknowledged, not journaled), then is killed.
         var taskId = Guid.NewGuid();
@@ -159,12 +155,8 @@ public class StoppedProcessJournalTests
     [Test]
     public async Task AProcessKilledWhileAnotherRuns_ASpoolFileLargerThanASegment_ReachesTheLedgerThroughTheRunningOne()
     {
-        var ledger = TestLedger.Sqlite();
-        var options = ledger.Apply(new JobLogOptions());
-        var name = LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!);
-        await using var running = await LedgerHost.StartAsync(ledger, o => o.SpoolDirectory = _spool);
-        running.RecordDispatch(Guid.NewGuid());
-        await running.FlushAsync();
+        var (started, name) = await StartRunningAsync();
+        await using var running = started;
 
         var path = LedgerSpool.FileFor(_spool, name, slot: 5);
         var killed = new LedgerSpool(path, 1L << 30);
@@ -186,6 +178,17 @@ public class StoppedProcessJournalTests
             () => Task.FromResult(Directory.GetFiles(_spool, "*.spool.jsonl").Length == 0),
             TimeSpan.FromSeconds(10),
             "the replayed spool file is deleted once all of it is committed");
+    }
+
+    /// <summary>A process of a new SQLite ledger that runs on (one record committed), and the ledger's name in file names.</summary>
+    private async Task<(LedgerHost Running, string Name)> StartRunningAsync()
+    {
+        var ledger = TestLedger.Sqlite();
+        var options = ledger.Apply(new JobLogOptions());
+        var running = await LedgerHost.StartAsync(ledger, o => o.SpoolDirectory = _spool);
+        running.RecordDispatch(Guid.NewGuid());
+        await running.FlushAsync();
+        return (running, LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!));
     }
 
     private static byte[] Lines(params LedgerRecord[] records)
