@@ -12,4 +12,13 @@ internal static class RabbitMqVhostConfiguration
             h.Username("guest");
             h.Password("guest");
         });
+
+    /// <summary>The bus on <paramref name="vhost"/>, with JobLog's task logging and the registered consumers' endpoints.</summary>
+    public static void UsingTestVhost(this IBusRegistrationConfigurator x, RabbitMqVhost vhost) =>
+        x.UsingRabbitMq((context, cfg) =>
+        {
+            cfg.Host(vhost);
+            cfg.UseTaskLogging(context);
+            cfg.ConfigureEndpoints(context);
+        });
 }

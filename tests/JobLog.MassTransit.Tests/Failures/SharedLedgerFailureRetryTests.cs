@@ -26,12 +26,7 @@ public class SharedLedgerFailureRetryTests
             {
                 x.SetKebabCaseEndpointNameFormatter();
                 x.AddConsumer<ToggledConsumer>();
-                x.UsingRabbitMq((context, cfg) =>
-                {
-                    cfg.Host(first);
-                    cfg.UseTaskLogging(context);
-                    cfg.ConfigureEndpoints(context);
-                });
+                x.UsingTestVhost(first);
             });
             if (second is not null)
             {
@@ -39,12 +34,7 @@ public class SharedLedgerFailureRetryTests
                 {
                     x.SetKebabCaseEndpointNameFormatter();
                     x.AddConsumer<ToggledConsumer>();
-                    x.UsingRabbitMq((context, cfg) =>
-                    {
-                        cfg.Host(second);
-                        cfg.UseTaskLogging(context);
-                        cfg.ConfigureEndpoints(context);
-                    });
+                    x.UsingTestVhost(second);
                 });
             }
         });

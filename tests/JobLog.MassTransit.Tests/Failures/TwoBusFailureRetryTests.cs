@@ -33,23 +33,13 @@ public class TwoBusFailureRetryTests
             {
                 x.SetKebabCaseEndpointNameFormatter();
                 x.AddConsumer<ChargeCardConsumer>();
-                x.UsingRabbitMq((context, cfg) =>
-                {
-                    cfg.Host(first);
-                    cfg.UseTaskLogging(context);
-                    cfg.ConfigureEndpoints(context);
-                });
+                x.UsingTestVhost(first);
             });
             s.AddMassTransit<ISecondBus>(x =>
             {
                 x.SetKebabCaseEndpointNameFormatter();
                 x.AddConsumer<ToggledConsumer>();
-                x.UsingRabbitMq((context, cfg) =>
-                {
-                    cfg.Host(second);
-                    cfg.UseTaskLogging(context);
-                    cfg.ConfigureEndpoints(context);
-                });
+                x.UsingTestVhost(second);
             });
         });
         var ids = Enumerable.Range(0, 6).Select(_ => NewId.NextGuid()).ToList();

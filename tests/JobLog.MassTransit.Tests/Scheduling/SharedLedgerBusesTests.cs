@@ -27,12 +27,7 @@ public class SharedLedgerBusesTests
                 x.SetKebabCaseEndpointNameFormatter();
                 x.AddJobLogScheduler(o => o.PollInterval = Poll);
                 x.AddConsumer<ChargeCardConsumer>();
-                x.UsingRabbitMq((context, cfg) =>
-                {
-                    cfg.Host(first);
-                    cfg.UseTaskLogging(context);
-                    cfg.ConfigureEndpoints(context);
-                });
+                x.UsingTestVhost(first);
             });
             if (second is not null)
             {
@@ -41,12 +36,7 @@ public class SharedLedgerBusesTests
                     x.SetKebabCaseEndpointNameFormatter();
                     x.AddJobLogScheduler(o => o.PollInterval = Poll);
                     x.AddConsumer<OtherBusJobConsumer>();
-                    x.UsingRabbitMq((context, cfg) =>
-                    {
-                        cfg.Host(second);
-                        cfg.UseTaskLogging(context);
-                        cfg.ConfigureEndpoints(context);
-                    });
+                    x.UsingTestVhost(second);
                 });
             }
         });

@@ -45,12 +45,7 @@ public class TwoBusSchedulerTests
                 }
 
                 x.AddConsumer<ChargeCardConsumer>();
-                x.UsingRabbitMq((context, cfg) =>
-                {
-                    cfg.Host(first);
-                    cfg.UseTaskLogging(context);
-                    cfg.ConfigureEndpoints(context);
-                });
+                x.UsingTestVhost(first);
             });
             s.AddMassTransit<ISecondBus>(x =>
             {
@@ -159,12 +154,7 @@ public class TwoBusSchedulerTests
                 x.SetKebabCaseEndpointNameFormatter();
                 x.AddJobLogScheduler(o => o.PollInterval = TimeSpan.FromSeconds(1));
                 x.AddConsumer<OtherBusJobConsumer>();
-                x.UsingRabbitMq((context, cfg) =>
-                {
-                    cfg.Host(second);
-                    cfg.UseTaskLogging(context);
-                    cfg.ConfigureEndpoints(context);
-                });
+                x.UsingTestVhost(second);
             });
         });
 
