@@ -12,11 +12,16 @@ internal sealed class CapturingContent : HttpContent
     private readonly OutboundCall _call;
     private readonly CaptureBuffer _buffer;
 
+    // Reachable from this content and from the streams read from it, never from the call: when the caller drops the
+    // response unread and undisposed, the collector finalizes it and the record is written (see Abandonment).
+    private readonly Abandonment _abandonment;
+
     public CapturingContent(HttpContent inner, OutboundCall call, CaptureBuffer buffer)
     {
         _inner = inner;
         _call = call;
         _buffer = buffer;
+        _abandonment = new Abandonment(call);
         foreach (var (name, values) in inner.Headers.NonValidated)
         {
             Headers.TryAddWithoutValidation(name, values);
@@ -29,7 +34,7 @@ internal sealed class CapturingContent : HttpContent
     protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
         var source = await ReadInnerAsync(cancellationToken).ConfigureAwait(false);
-        await using var tee = new TeeReadStream(source, _call, _buffer);
+        await using var tee = new TeeReadStream(source, _call, _buffer, _abandonment);
         try
         {
             await tee.CopyToAsync(stream, cancellationToken).ConfigureAwait(false);
@@ -46,7 +51,7 @@ internal sealed class CapturingContent : HttpContent
 
     protected override void SerializeToStream(Stream stream, TransportContext? context, CancellationToken cancellationToken)
     {
-        using var tee = new TeeReadStream(ReadInner(cancellationToken), _call, _buffer);
+        using var tee = new TeeReadStream(ReadInner(cancellationToken), _call, _buffer, _abandonment);
         try
         {
             tee.CopyTo(stream);
@@ -59,12 +64,12 @@ internal sealed class CapturingContent : HttpContent
     }
 
     protected override async Task<Stream> CreateContentReadStreamAsync(CancellationToken cancellationToken) =>
-        new TeeReadStream(await ReadInnerAsync(cancellationToken).ConfigureAwait(false), _call, _buffer);
+        new TeeReadStream(await ReadInnerAsync(cancellationToken).ConfigureAwait(false), _call, _buffer, _abandonment);
 
     protected override Task<Stream> CreateContentReadStreamAsync() => CreateContentReadStreamAsync(CancellationToken.None);
 
     protected override Stream CreateContentReadStream(CancellationToken cancellationToken) =>
-        new TeeReadStream(ReadInner(cancellationToken), _call, _buffer);
+        new TeeReadStream(ReadInner(cancellationToken), _call, _buffer, _abandonment);
 
     protected override bool TryComputeLength(out long length)
     {
@@ -78,6 +83,7 @@ internal sealed class CapturingContent : HttpContent
         {
             _inner.Dispose();
             _call.Finish(bodyComplete: false);
+            GC.SuppressFinalize(_abandonment);
         }
 
         base.Dispose(disposing);
@@ -110,8 +116,11 @@ internal sealed class CapturingContent : HttpContent
     }
 
     /// <summary>Reads through to the inner stream, copying into the capture; the end of the stream finishes the record.</summary>
-    private sealed class TeeReadStream(Stream inner, OutboundCall call, CaptureBuffer buffer) : Stream
+    private sealed class TeeReadStream(Stream inner, OutboundCall call, CaptureBuffer buffer, Abandonment abandonment) : Stream
     {
+        // Keeps the finalizer off while the caller still reads this stream without the response.
+        private readonly Abandonment _abandonment = abandonment;
+
         public override bool CanRead => true;
 
         public override bool CanSeek => false;
@@ -197,9 +206,25 @@ internal sealed class CapturingContent : HttpContent
             if (data.Length == 0 && requested > 0)
             {
                 call.Finish();
+                GC.SuppressFinalize(_abandonment);
             }
 
             return data.Length;
+        }
+    }
+
+    /// <summary>
+    /// Finalized when the caller dropped the response without reading it to its end or disposing it: the record would
+    /// otherwise never be written. The call is recorded on the thread pool (never on the finalizer thread).
+    /// </summary>
+    private sealed class Abandonment(OutboundCall call)
+    {
+        ~Abandonment()
+        {
+            if (!call.IsFinished)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(static c => c.Abandon(collected: true), call, preferLocal: false);
+            }
         }
     }
 }

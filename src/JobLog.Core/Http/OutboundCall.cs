@@ -13,6 +13,7 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestP
     private readonly Lock _lock = new();
     private CaptureBuffer? _body;
     private long? _contentLength;
+    private DateTime _respondedAt;
     private bool _finished;
 
     public string? RequestBody
@@ -46,7 +47,9 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestP
             }
 
             _contentLength = content.Headers.ContentLength;
+            _respondedAt = owner.Time.GetUtcNow().UtcDateTime;
             _body = new CaptureBuffer(owner.Redactor.MaxCaptureBytes);
+            owner.Opened(this);
             response.Content = new CapturingContent(content, this, _body);
         }
         catch (Exception ex)
@@ -77,8 +80,38 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestP
         Finish();
     }
 
+    public bool IsFinished
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _finished;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The response is still open, and either it was collected (<paramref name="collected"/>: the caller dropped it
+    /// unread and undisposed) or the writer stops: recorded with what was read, its time the response head's.
+    /// </summary>
+    public void Abandon(bool collected)
+    {
+        if (IsFinished)
+        {
+            return;
+        }
+
+        if (collected)
+        {
+            owner.Abandoned(_log.Host);
+        }
+
+        Finish(bodyComplete: false, abandoned: true);
+    }
+
     /// <summary>Enqueues the record (once). <paramref name="bodyComplete"/> is false when the body was abandoned half read.</summary>
-    public void Finish(bool bodyComplete = true)
+    public void Finish(bool bodyComplete = true, bool abandoned = false)
     {
         OutputRequestPayload finished;
         lock (_lock)
@@ -89,9 +122,10 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestP
             }
 
             _finished = true;
+            owner.Closed(this);
             try
             {
-                _log = _log with { ResponseTimestamp = owner.Time.GetUtcNow().UtcDateTime };
+                _log = _log with { ResponseTimestamp = abandoned ? _respondedAt : owner.Time.GetUtcNow().UtcDateTime };
                 if (_body is not null)
                 {
                     var (bytes, truncated, total) = _body.Snapshot();

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net.Http.Json;
 using JobLog.Internal;
 using JobLog.Recording;
@@ -7,15 +8,54 @@ using Microsoft.Extensions.Logging;
 namespace JobLog.Http;
 
 /// <summary>Builds <see cref="OutputRequestRecorded"/> records for the logging handlers of every client. Never throws.</summary>
-internal sealed class OutboundRequestRecorder(
-    LedgerRecorder recorder,
-    Redactor redactor,
-    TimeProvider time,
-    ILogger<OutboundRequestRecorder> logger)
+internal sealed class OutboundRequestRecorder
 {
+    private readonly LedgerRecorder recorder;
+    private readonly Redactor redactor;
+    private readonly TimeProvider time;
+    private readonly ILogger<OutboundRequestRecorder> logger;
+
+    // Calls whose response body the caller has not finished with: recorded when it is read or disposed, when the
+    // response is collected unread (the caller leaked it), or when the writer stops.
+    private readonly ConcurrentDictionary<OutboundCall, byte> _open = new();
+    private int _abandonWarned;
+
+    public OutboundRequestRecorder(LedgerRecorder recorder, Redactor redactor, TimeProvider time, ILogger<OutboundRequestRecorder> logger)
+    {
+        this.recorder = recorder;
+        this.redactor = redactor;
+        this.time = time;
+        this.logger = logger;
+        recorder.BeforeStop(RecordOpen);
+    }
+
     public Redactor Redactor => redactor;
 
     public TimeProvider Time => time;
+
+    /// <summary>Calls whose response is still open (tests).</summary>
+    internal int OpenCount => _open.Count;
+
+    internal void Opened(OutboundCall call) => _open.TryAdd(call, 0);
+
+    internal void Closed(OutboundCall call) => _open.TryRemove(call, out _);
+
+    /// <summary>A response was collected unread and undisposed: the caller's leak, said once a process.</summary>
+    internal void Abandoned(string host)
+    {
+        if (Interlocked.Exchange(ref _abandonWarned, 1) == 0)
+        {
+            Log.OutputResponseAbandoned(logger, host);
+        }
+    }
+
+    private void RecordOpen()
+    {
+        foreach (var call in _open.Keys)
+        {
+            call.Abandon(collected: false);
+        }
+    }
 
     /// <summary>Starts recording <paramref name="request"/>, or returns null when it cannot be recorded (logged).</summary>
     public async ValueTask<OutboundCall?> BeginAsync(HttpRequestMessage request, string? slug, CancellationToken cancellationToken)

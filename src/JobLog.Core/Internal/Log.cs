@@ -63,6 +63,12 @@ internal static partial class Log
     [LoggerMessage(1025, LogLevel.Error, "JobLog could not create or migrate the {Provider} ledger schema (attempt {Attempt}); nothing is written until it succeeds; retrying in {Delay}.")]
     public static partial void MigrationFailed(ILogger logger, Exception exception, LedgerProvider provider, int attempt, TimeSpan delay);
 
+    [LoggerMessage(1038, LogLevel.Warning, "JobLog could not enqueue the records it held open as the writer stopped; the writer stops anyway.")]
+    public static partial void BeforeStopFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(1039, LogLevel.Warning, "A response from {Host} was collected without being read to its end or disposed (its connection was held until then); JobLog recorded it with what had been read. Dispose every HttpResponseMessage, e.g. with a using. Logged once.")]
+    public static partial void OutputResponseAbandoned(ILogger logger, string host);
+
     [LoggerMessage(1040, LogLevel.Warning, "JobLog could not record an outbound request to {Host}; the request goes on.")]
     public static partial void OutputRequestNotRecorded(ILogger logger, Exception exception, string host);
 

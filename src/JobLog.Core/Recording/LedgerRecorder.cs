@@ -239,6 +239,42 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
             ? ValueTask.CompletedTask
             : _waiters.WaitAsync(sequence, cancellationToken);
 
+    private readonly List<Action> _beforeStop = [];
+
+    /// <summary>
+    /// Runs <paramref name="enqueueOpen"/> when the writer begins to stop, before its last drain: a source holding
+    /// records it would otherwise enqueue later (an outbound response still open) enqueues them then.
+    /// </summary>
+    internal void BeforeStop(Action enqueueOpen)
+    {
+        lock (_beforeStop)
+        {
+            _beforeStop.Add(enqueueOpen);
+        }
+    }
+
+    /// <summary>Called by the writer once, as it stops; a source that fails is logged and the others still run.</summary>
+    internal void Stopping()
+    {
+        Action[] sources;
+        lock (_beforeStop)
+        {
+            sources = [.. _beforeStop];
+        }
+
+        foreach (var source in sources)
+        {
+            try
+            {
+                source();
+            }
+            catch (Exception ex)
+            {
+                Log.BeforeStopFailed(_logger, ex);
+            }
+        }
+    }
+
     /// <summary>True while a <see cref="FlushAsync"/> waits for records not yet committed: the writer holds nothing back then.</summary>
     internal bool FlushPending => Interlocked.Read(ref _flushTarget) > _waiters.Committed;
 

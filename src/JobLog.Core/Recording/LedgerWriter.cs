@@ -77,6 +77,7 @@ internal sealed class LedgerWriter(
     {
         _stopping = true;
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        recorder.Stopping();
 
         // Flush on shutdown: what is queued is written unless the database is down past the host's shutdown timeout.
         using var drain = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);

@@ -1,10 +1,12 @@
 using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
+using System.Runtime.CompilerServices;
 using System.Text;
 using JobLog.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using NUnit.Framework;
 
 namespace JobLog.Core.Tests.Http;
@@ -15,13 +17,16 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
 {
     private LedgerHost _host = null!;
     private StubHandler _partner = null!;
+    private WarningCollector _warnings = null!;
 
     [SetUp]
     public async Task StartAsync()
     {
         _partner = new StubHandler();
+        _warnings = new WarningCollector();
         _host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider), services: s =>
         {
+            s.AddSingleton<ILoggerProvider>(_warnings);
             s.AddHttpClient("psp").ConfigurePrimaryHttpMessageHandler(() => _partner).AddJobLogging(slug: "psp").AddJobLogging(slug: "twice");
             s.AddHttpClient("plain").ConfigurePrimaryHttpMessageHandler(() => _partner);
         });
@@ -218,6 +223,61 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
         Assert.That(log.ExceptionName, Is.EqualTo(typeof(HttpRequestException).FullName));
         Assert.That(log.ErrorDescription, Does.Contain(thrown!.Message));
         Assert.That(log.ResponseBody, Has.Length.EqualTo(10_000).And.EndWith("…"), "what was read before the client gave up, bounded");
+    }
+
+    [Test]
+    public async Task StreamedResponse_NeitherReadNorDisposed_IsRecordedWhenCollected_AndTheLeakIsLoggedOnce()
+    {
+        // A caller that checks the status of a ResponseHeadersRead response and drops it (no using): a common leak.
+        // Its record waited for a read or a dispose that never comes, so the call was never recorded.
+        _partner.Respond = _ => new HttpResponseMessage(HttpStatusCode.Accepted)
+        {
+            Content = new StreamContent(new TrackingStream(Encoding.UTF8.GetBytes("queued"))) { Headers = { ContentType = new MediaTypeHeaderValue("text/plain") } },
+        };
+
+        await DropUnreadAsync("http://psp.example/queue/1");
+        await DropUnreadAsync("http://psp.example/queue/2");
+        for (var i = 0; i < 3; i++)
+        {
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+        }
+
+        var logs = await OutputsAsync(2);
+        Assert.That(logs.Select(l => l.Path), Is.EquivalentTo(new[] { "/queue/1", "/queue/2" }));
+        Assert.That(logs.Select(l => l.ResponseCode), Is.All.EqualTo(202));
+        Assert.That(logs.Select(l => l.ResponseBody), Is.All.EqualTo("[body not recorded]"), "nothing was read");
+        Assert.That(logs.Select(l => l.ResponseTimestamp), Is.All.Not.Null);
+        Assert.That(_warnings.Count(1039), Is.EqualTo(1), "the leak is logged once a process");
+        Assert.That(_host.Services.GetRequiredService<JobLog.Http.OutboundRequestRecorder>().OpenCount, Is.Zero);
+    }
+
+    [Test]
+    public async Task StreamedResponse_StillOpenWhenTheHostStops_IsRecordedWithWhatWasRead()
+    {
+        _partner.Respond = _ => new HttpResponseMessage(HttpStatusCode.OK)
+        {
+            Content = new StreamContent(new TrackingStream(Encoding.UTF8.GetBytes("event: a\nevent: b\n"))) { Headers = { ContentType = new MediaTypeHeaderValue("text/event-stream") } },
+        };
+        using var response = await Client.GetAsync("http://psp.example/events", HttpCompletionOption.ResponseHeadersRead);
+        var stream = await response.Content.ReadAsStreamAsync();
+        var read = await stream.ReadAsync(new byte[9]);
+
+        await _host.Host.StopAsync();
+
+        var log = (await _host.QueryAsync(db => db.OutputRequestLogs.AsNoTracking().ToListAsync())).Single();
+        Assert.That(read, Is.EqualTo(9));
+        Assert.That(log.Path, Is.EqualTo("/events"));
+        Assert.That(log.ResponseBody, Is.EqualTo("event: a\n…"), "what the caller had read when the host stopped");
+        Assert.That(_warnings.Count(1039), Is.Zero, "an open response at shutdown is not a leak");
+        GC.KeepAlive(stream);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private async Task DropUnreadAsync(string url)
+    {
+        var response = await Client.GetAsync(url, HttpCompletionOption.ResponseHeadersRead);
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Accepted));
     }
 
     [Test]

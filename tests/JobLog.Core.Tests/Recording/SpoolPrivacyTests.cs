@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using JobLog.Recording;
 using JobLog.Storage;
@@ -111,7 +110,7 @@ public class SpoolPrivacyTests
         var spool = Path.Combine(_root, "joblog");
         var (ledger, planted) = Plant(spool);
         Chown("nobody", planted, recursive: false);
-        var logs = new LogCollector();
+        var logs = new WarningCollector();
 
         await using var host = await StartAsync(spool, ledger, logs);
         await host.Services.GetRequiredService<LedgerRecorder>().FlushAsync(TimeSpan.FromSeconds(10));
@@ -130,7 +129,7 @@ public class SpoolPrivacyTests
         File.Move(planted, elsewhere);
         File.CreateSymbolicLink(planted, elsewhere);
         var before = await File.ReadAllTextAsync(elsewhere);
-        var logs = new LogCollector();
+        var logs = new WarningCollector();
 
         await using var host = await StartAsync(spool, ledger, logs, queueCapacity: 1000);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
@@ -153,7 +152,7 @@ public class SpoolPrivacyTests
         var ledger = TestLedger.Sqlite();
         var options = ledger.Apply(new JobLogOptions());
         File.CreateSymbolicLink(LedgerSpool.FileFor(spool, LedgerDatabase.For(options.Provider).Identity(options.ConnectionString!)), Path.Combine(_root, "nowhere", "gone.jsonl"));
-        var logs = new LogCollector();
+        var logs = new WarningCollector();
 
         await using var host = await StartAsync(spool, ledger, logs);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
@@ -170,7 +169,7 @@ public class SpoolPrivacyTests
     {
         var spool = Path.Combine(_root, "joblog");
         var (ledger, planted) = Plant(spool);
-        var logs = new LogCollector();
+        var logs = new WarningCollector();
         await using var host = await StartAsync(spool, ledger, logs, start: false);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         File.Delete(planted);
@@ -203,7 +202,7 @@ public class SpoolPrivacyTests
 
     private async Task AssertRefusedAsync(TestLedger ledger, string spool, string planted, string reason)
     {
-        var logs = new LogCollector();
+        var logs = new WarningCollector();
         await using var host = await StartAsync(spool, ledger, logs, queueCapacity: 1000);
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
         for (var i = 0; i < 1030; i++)
@@ -221,12 +220,12 @@ public class SpoolPrivacyTests
     }
 
     private static async Task<LedgerHost> StartAsync(
-        string spool, TestLedger? ledger = null, LogCollector? logs = null, bool start = true, int queueCapacity = 200_000) =>
+        string spool, TestLedger? ledger = null, WarningCollector? logs = null, bool start = true, int queueCapacity = 200_000) =>
         await LedgerHost.StartAsync(ledger ?? TestLedger.Sqlite(), o =>
         {
             o.SpoolDirectory = spool;
             o.QueueCapacity = queueCapacity;
-        }, services => services.AddSingleton<ILoggerProvider>(logs ?? new LogCollector()), start);
+        }, services => services.AddSingleton<ILoggerProvider>(logs ?? new WarningCollector()), start);
 
     private static void RequireRoot()
     {
@@ -250,31 +249,5 @@ public class SpoolPrivacyTests
         var error = process.StandardError.ReadToEnd();
         process.WaitForExit();
         Assert.That(process.ExitCode, Is.Zero, error);
-    }
-
-    /// <summary>Keeps every warning and error logged, formatted.</summary>
-    private sealed class LogCollector : ILoggerProvider, ILogger
-    {
-        private readonly ConcurrentQueue<string> _errors = new();
-
-        public IReadOnlyList<string> Errors => [.. _errors];
-
-        public ILogger CreateLogger(string categoryName) => this;
-
-        public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
-
-        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
-
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
-        {
-            if (IsEnabled(logLevel))
-            {
-                _errors.Enqueue(formatter(state, exception) + (exception is null ? "" : " " + exception.Message));
-            }
-        }
-
-        public void Dispose()
-        {
-        }
     }
 }

@@ -1,0 +1,33 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+
+namespace JobLog.Testing;
+
+/// <summary>A logger provider that keeps every warning and error (its text, with the exception's message), and their event ids.</summary>
+public sealed class WarningCollector : ILoggerProvider, ILogger
+{
+    private readonly ConcurrentQueue<(int EventId, string Text)> _entries = new();
+
+    public IReadOnlyList<string> Errors => [.. _entries.Select(e => e.Text)];
+
+    /// <summary>How many warnings or errors had <paramref name="eventId"/>.</summary>
+    public int Count(int eventId) => _entries.Count(e => e.EventId == eventId);
+
+    public ILogger CreateLogger(string categoryName) => this;
+
+    public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
+
+    public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+
+    public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (IsEnabled(logLevel))
+        {
+            _entries.Enqueue((eventId.Id, formatter(state, exception) + (exception is null ? "" : " " + exception.Message)));
+        }
+    }
+
+    public void Dispose()
+    {
+    }
+}
