@@ -158,7 +158,8 @@ internal sealed class LedgerWriter(
         // Taken before the flush check: a flush that starts in between completes this signal.
         var flush = recorder.FlushRequested;
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        while (!_stopping && !stoppingToken.IsCancellationRequested && !recorder.FlushPending && recorder.Backlog < enough &&
+        // Held dispatches are in the backlog (uncommitted) but not in the queue: they do not make a batch.
+        while (!_stopping && !stoppingToken.IsCancellationRequested && !recorder.FlushPending && recorder.Backlog - Held < enough &&
                System.Diagnostics.Stopwatch.GetElapsedTime(started) < gather)
         {
             await Task.WhenAny(flush, Task.Delay(GatherStep, stoppingToken)).ConfigureAwait(false);
