@@ -70,9 +70,9 @@ internal sealed class BenchOptions
                              migration: SQLite's FTS5 tables, PostgreSQL's trigram indexes; not a supported configuration)
           --row-triggers     SQLite: keep every trigger firing per row in the writer's batches, as before session 6 (a
                              no-op trigger of the bench's own makes the writer fall back; also for writer)
-          --hold on|off|S    Journaled: the writer holds a dispatch back up to S seconds for its run, writing the task
-                             once (default off, as the library; on = 1 s; also for the writer bench's "dispatch then run" profile)
-          --hold-capacity N  the most dispatches held at once (default 4 x MaxBatchSize)
+          --hold on|off|S    Journaled: a busy writer holds a dispatch back up to S seconds for its run, writing the task
+                             once (default on = 5 s, as the library; also for the writer bench's "dispatch then run" profile)
+          --hold-capacity N  the most dispatches held at once (default 8 x MaxBatchSize)
           --gather MS        Journaled: how long the writer lets records gather for a batch of at least half of
                              MaxBatchSize (default 0, the library's: write whatever is queued at once; 100 measured)
           --max-batch N      JobLogOptions.MaxBatchSize, records per transaction (default: the library's; also for writer)
@@ -186,8 +186,8 @@ internal sealed class BenchOptions
     /// <summary>The writer's hold on dispatches in Journaled mode (JobLogOptions.HoldDispatches), for throughput and writer runs.</summary>
     public bool Hold => HoldFor > TimeSpan.Zero;
 
-    /// <summary>JobLogOptions.DispatchHold (zero: off).</summary>
-    public TimeSpan HoldFor { get; private set; }
+    /// <summary>JobLogOptions.DispatchHold (zero: off); the library's default unless set.</summary>
+    public TimeSpan HoldFor { get; private set; } = JobLog.Recording.LedgerWriter.MaxHold;
 
     /// <summary>JobLogOptions.JournaledGather (null: the library's default).</summary>
     public TimeSpan? Gather { get; private set; }

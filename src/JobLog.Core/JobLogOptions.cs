@@ -68,13 +68,15 @@ public sealed class JobLogOptions : IValidatableObject
     public bool SearchIndex { get; set; } = true;
 
     /// <summary>
-    /// In <see cref="LedgerDurability.Journaled"/> mode the writer holds a dispatch back up to this long for its run, so
-    /// that its task row is written once with its run's state (Recording/HeldDispatches.cs); zero: off. Default off: on the bus it joined 2–15 % of dispatches with their runs and the PostgreSQL server's CPU per message rose (docs/benchmarks.md "Session 8 merge"); <see cref="Recording.LedgerWriter.MaxHold"/> is the length measured.
-    /// Internal: set by the bench to measure it.
+    /// In <see cref="LedgerDurability.Journaled"/> mode, when the writer is busy (batches of a quarter of
+    /// <see cref="MaxBatchSize"/> or more), it holds a dispatch back up to this long for its run, so that its task row is
+    /// written once with its run's state (Recording/HeldDispatches.cs); zero: off. Default
+    /// <see cref="Recording.LedgerWriter.MaxHold"/> (5 s): on the bus the SQLite writer's CPU per message fell by a
+    /// quarter (docs/benchmarks.md, session 25). Internal: set by the bench to measure it.
     /// </summary>
-    internal TimeSpan DispatchHold { get; set; }
+    internal TimeSpan DispatchHold { get; set; } = Recording.LedgerWriter.MaxHold;
 
-    /// <summary>The most dispatches held back at once (<see cref="DispatchHold"/>); 0: four batches' worth (<see cref="MaxBatchSize"/>).</summary>
+    /// <summary>The most dispatches held back at once (<see cref="DispatchHold"/>); 0: eight batches' worth (<see cref="MaxBatchSize"/>).</summary>
     internal int DispatchHoldCapacity { get; set; }
 
     /// <summary>

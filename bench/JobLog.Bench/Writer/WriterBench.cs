@@ -427,7 +427,7 @@ internal sealed class WriterBench(BenchOptions options)
                 if (held is not null)
                 {
                     var queued = records.Select(r => new QueuedRecord(r, ++sequence)).ToList();
-                    held.Sort(queued, hold: start + window < messages || b < batches.Count - 1, static _ => true);
+                    held.Sort(queued, hold: true, releaseAll: !(start + window < messages || b < batches.Count - 1), static _ => true);
                     records = [.. queued.Select(q => q.Record)];
                     if (records.Count == 0)
                     {

@@ -6,8 +6,9 @@ namespace JobLog.Recording;
 /// it meets its run in a later batch and the task row is written once, with its derived state, instead of as WAITING and
 /// then again by the derivation. A held dispatch goes back into the first batch that has a record of its task, into
 /// any batch once it is older than <c>maxAge</c> (an idle writer wakes for it), and into the next batch when the writer
-/// stops or a flush waits; at most <c>capacity</c> are held (newer dispatches are written as before). The journal keeps
-/// a held record until it is committed (<see cref="Lowest"/>).
+/// stops or a flush waits; at most <c>capacity</c> are held (newer dispatches are written as before). Dispatches are held
+/// only from batches the writer calls busy (<see cref="LedgerWriter.HoldFromBatch"/>): a quiet ledger shows a dispatch
+/// at once. The journal keeps a held record until it is committed (<see cref="Lowest"/>).
 /// </summary>
 internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan maxAge)
 {
@@ -72,10 +73,12 @@ internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan m
     /// record of their task are held, when <paramref name="hold"/> and the journal has them.
     /// </summary>
     /// <param name="batch">Records taken from the queue, in order; changed in place.</param>
-    /// <param name="hold">False when nothing may be held (the writer stops, a flush waits).</param>
+    /// <param name="hold">False when no dispatch of this batch is held (the writer is not busy).</param>
+    /// <param name="releaseAll">True when nothing may stay held (the writer stops, a flush waits).</param>
     /// <param name="durable">True when the record with that sequence is in the journal.</param>
-    public void Sort(List<QueuedRecord> batch, bool hold, Func<long, bool> durable)
+    public void Sort(List<QueuedRecord> batch, bool hold, bool releaseAll, Func<long, bool> durable)
     {
+        hold &= !releaseAll;
         _released.Clear();
         _references.Clear();
         foreach (var queued in batch)
@@ -86,7 +89,7 @@ internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan m
             }
         }
 
-        if (!hold)
+        if (releaseAll)
         {
             ReleaseAll();
         }

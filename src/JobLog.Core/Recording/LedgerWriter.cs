@@ -45,12 +45,22 @@ internal sealed class LedgerWriter(
     // How often a gathering writer looks at the backlog.
     private static readonly TimeSpan GatherStep = TimeSpan.FromMilliseconds(5);
 
-    /// <summary>The default longest hold of a dispatch waiting for its run (<see cref="HeldDispatches"/>).</summary>
-    internal static readonly TimeSpan MaxHold = TimeSpan.FromSeconds(1);
+    /// <summary>
+    /// The default longest hold of a dispatch waiting for its run (<see cref="HeldDispatches"/>): under a burst the
+    /// consumers' lag behind the publishers reaches seconds (docs/benchmarks.md, session 25).
+    /// </summary>
+    internal static readonly TimeSpan MaxHold = TimeSpan.FromSeconds(5);
 
-    /// <summary>The most dispatches the writer holds back at once: four batches' worth unless set.</summary>
+    /// <summary>The most dispatches the writer holds back at once: eight batches' worth unless set.</summary>
     internal static int HoldCapacity(JobLogOptions options) =>
-        options.DispatchHoldCapacity > 0 ? options.DispatchHoldCapacity : 4 * options.MaxBatchSize;
+        options.DispatchHoldCapacity > 0 ? options.DispatchHoldCapacity : 8 * options.MaxBatchSize;
+
+    /// <summary>
+    /// The smallest batch whose dispatches are held for their runs: a quarter of <see cref="JobLogOptions.MaxBatchSize"/>
+    /// (500 records by default, some 170 messages a second through the gather). Below it, writing a task row twice costs
+    /// the writer little, and the dispatch is in the ledger at once.
+    /// </summary>
+    internal static int HoldFromBatch(JobLogOptions options) => Math.Max(1, options.MaxBatchSize / 4);
 
     /// <summary>
     /// For the benchmark: the calling thread's CPU clock (ns). When set, <see cref="CommitCpuNanoseconds"/> adds up the
@@ -243,8 +253,8 @@ internal sealed class LedgerWriter(
 
         if (_held is not null && !_batchFromSpool && !_batchFromJournal)
         {
-            // A dispatch waits for its run, but not while the writer stops or a flush waits for it.
-            _held.Sort(_batch, hold: !_stopping && !recorder.FlushPending, recorder.IsJournaled);
+            // A dispatch waits for its run when the writer is busy, never while it stops or a flush waits for it.
+            _held.Sort(_batch, hold: _batch.Count >= HoldFromBatch(_options), releaseAll: _stopping || recorder.FlushPending, recorder.IsJournaled);
             if (_batch.Count == 0 && _held.Count > 0)
             {
                 return 0;

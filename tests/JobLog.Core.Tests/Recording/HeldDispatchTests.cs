@@ -151,6 +151,23 @@ public class HeldDispatchTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task AQuietWriter_HoldsNoDispatch_ItIsInTheLedgerAtOnce()
+    {
+        // Holding pays only under load; a dispatch of a quiet application (batches under a quarter of MaxBatchSize)
+        // is written with its batch, not an hour later.
+        var host = await StartAsync(start: true, maxBatchSize: 2000, hold: TimeSpan.FromHours(1));
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var writer = host.Services.GetRequiredService<LedgerWriter>();
+        var a = Guid.NewGuid();
+
+        await RecorderTestKit.EnqueueJournaledAsync(recorder, Dispatch(a));
+
+        await LedgerHost.EventuallyAsync(() => host.QueryAsync(db => db.TaskLogs.AnyAsync(t => t.Id == a)), because: "the dispatch written without a flush");
+        Assert.That(writer.Held, Is.Zero);
+        await StopAsync(host);
+    }
+
+    [Test]
     public async Task HeldDispatches_AreWrittenOnShutdown()
     {
         var host = await StartAsync();
@@ -198,14 +215,14 @@ public class HeldDispatchTests(LedgerProvider provider)
         await StopAsync(next);
     }
 
-    private async Task<LedgerHost> StartAsync(bool start = false, TimeProvider? clock = null)
+    private async Task<LedgerHost> StartAsync(bool start = false, TimeProvider? clock = null, int maxBatchSize = 2, TimeSpan? hold = null)
     {
         var host = await LedgerHost.StartAsync(_ledger, o =>
         {
             o.Durability = LedgerDurability.Journaled;
             o.SpoolDirectory = _journal;
-            o.MaxBatchSize = 2;
-            o.DispatchHold = LedgerWriter.MaxHold;
+            o.MaxBatchSize = maxBatchSize;
+            o.DispatchHold = hold ?? LedgerWriter.MaxHold;
         }, services: s =>
         {
             if (clock is not null)
