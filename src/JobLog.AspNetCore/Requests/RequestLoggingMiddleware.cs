@@ -1,3 +1,4 @@
+using JobLog.Internal;
 using JobLog.Recording;
 using JobLog.Redaction;
 using Microsoft.AspNetCore.Http;
@@ -58,7 +59,7 @@ internal sealed class RequestLoggingMiddleware(
         }
         catch (Exception ex)
         {
-            Log.RequestNotRecorded(logger, ex, context.Request.Method, context.Request.Path.Value ?? "");
+            Log.RequestNotRecorded(logger, ex, LogValue.Visible(context.Request.Method), LogValue.Visible(context.Request.Path.Value));
             // The request body stays wrapped: bytes read ahead are replayed from it.
             recording?.Restore(requestBody: false);
             await next(context).ConfigureAwait(false);
@@ -93,7 +94,7 @@ internal sealed class RequestLoggingMiddleware(
         }
         catch (Exception ex)
         {
-            Log.RequestNotRecorded(logger, ex, context.Request.Method, context.Request.Path.Value ?? "");
+            Log.RequestNotRecorded(logger, ex, LogValue.Visible(context.Request.Method), LogValue.Visible(context.Request.Path.Value));
             recording.Restore(requestBody: true);
         }
     }

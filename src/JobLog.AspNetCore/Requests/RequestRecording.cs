@@ -1,6 +1,7 @@
 using System.Net;
 using System.Security.Claims;
 using JobLog.Http;
+using JobLog.Internal;
 using JobLog.Recording;
 using JobLog.Redaction;
 using Microsoft.AspNetCore.Http;
@@ -104,7 +105,7 @@ internal sealed class RequestRecording
             }
             catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
             {
-                Log.ResponseFlushFailed(_services.Logger, ex, _log.Path);
+                Log.ResponseFlushFailed(_services.Logger, ex, LogValue.Visible(_log.Path));
             }
         }
 

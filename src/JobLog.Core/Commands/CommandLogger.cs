@@ -118,7 +118,7 @@ public sealed class CommandLogger
         }
         catch (Exception ex)
         {
-            Log.CommandNotRecorded(_logger, ex, name);
+            Log.CommandNotRecorded(_logger, ex, LogValue.Visible(name));
             return null;
         }
     }
@@ -151,7 +151,7 @@ public sealed class CommandLogger
         }
         catch (Exception ex)
         {
-            Log.CommandNotRecorded(_logger, ex, run.Log.Name);
+            Log.CommandNotRecorded(_logger, ex, LogValue.Visible(run.Log.Name));
         }
     }
 

@@ -106,11 +106,11 @@ internal sealed class OutboundRequestRecorder
         }
         catch (Exception ex)
         {
-            Log.OutputRequestNotRecorded(logger, ex, log.Host);
+            Log.OutputRequestNotRecorded(logger, ex, LogValue.Visible(log.Host));
         }
     }
 
-    internal void Failed(Exception exception, string host) => Log.OutputRequestNotRecorded(logger, exception, host);
+    internal void Failed(Exception exception, string host) => Log.OutputRequestNotRecorded(logger, exception, LogValue.Visible(host));
 
     private OutboundCall Begin(HttpRequestMessage request, string? slug)
     {

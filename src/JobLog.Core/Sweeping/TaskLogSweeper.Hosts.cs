@@ -52,7 +52,7 @@ internal sealed partial class TaskLogSweeper
 
             if (ofHost > 0)
             {
-                Log.HostRunsExpired(logger, ofHost, reason);
+                Log.HostRunsExpired(logger, ofHost, LogValue.Visible(reason));
                 metrics.RunsExpired.Add(ofHost, new KeyValuePair<string, object?>("reason", "host"));
             }
 

@@ -333,7 +333,7 @@ internal sealed partial class TaskLogSweeper(
         {
             var names = expired.CountBy(e => e.Name, StringComparer.Ordinal)
                 .OrderByDescending(n => n.Value).ThenBy(n => n.Key, StringComparer.Ordinal).ToList();
-            var shown = string.Join(", ", names.Take(10).Select(n => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{n.Key} × {n.Value}")));
+            var shown = string.Join(", ", names.Take(10).Select(n => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{LogValue.Visible(n.Key)} × {n.Value}")));
             Log.TasksExpired(logger, expired.Count, names.Count > 10 ? $"{shown} and {names.Count - 10} more names" : shown);
         }
 
@@ -341,7 +341,7 @@ internal sealed partial class TaskLogSweeper(
         {
             foreach (var (id, name) in expired)
             {
-                Log.TaskExpired(logger, name, id);
+                Log.TaskExpired(logger, LogValue.Visible(name), id);
             }
         }
     }

@@ -18,7 +18,10 @@ public class SweeperLoggingTests
     private static readonly DateTime T0 = new(2026, 3, 1, 8, 0, 0, DateTimeKind.Utc);
 
     // 12 names, the first the most frequent: 14 + 11 × 1 = 25 stale tasks, swept in batches of batchSize.
-    private static async Task<List<FakeLogRecord>> SweepLogsAsync(int batchSize)
+    private static Task<List<FakeLogRecord>> SweepLogsAsync(int batchSize) =>
+        SweepLogsAsync(batchSize, Enumerable.Repeat("Report", 14).Concat(Enumerable.Range(1, 11).Select(i => $"Job{i:00}")).ToList());
+
+    private static async Task<List<FakeLogRecord>> SweepLogsAsync(int batchSize, IReadOnlyList<string> names)
     {
         var clock = new FakeTimeProvider(new DateTimeOffset(T0));
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o => o.Sweeper.BatchSize = batchSize, s =>
@@ -28,7 +31,7 @@ public class SweeperLoggingTests
             s.AddLogging(b => b.AddFilter<FakeLoggerProvider>(typeof(TaskLogSweeper).FullName, LogLevel.Debug));
         });
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        foreach (var name in Enumerable.Repeat("Report", 14).Concat(Enumerable.Range(1, 11).Select(i => $"Job{i:00}")))
+        foreach (var name in names)
         {
             recorder.Enqueue(new TaskDispatched(new TaskPayload
             {
@@ -41,7 +44,7 @@ public class SweeperLoggingTests
         var collector = host.Services.GetFakeLogCollector();
         collector.Clear();
         var result = await host.Services.GetRequiredService<TaskLogSweeper>().SweepOnceAsync(CancellationToken.None);
-        Assert.That(result.Expired, Is.EqualTo(25));
+        Assert.That(result.Expired, Is.EqualTo(names.Count));
         return [.. collector.GetSnapshot().Where(r => r.Category == typeof(TaskLogSweeper).FullName)];
     }
 
@@ -66,5 +69,19 @@ public class SweeperLoggingTests
         var warnings = logs.Where(r => r.Level >= LogLevel.Warning).ToList();
         Assert.That(warnings.Select(w => w.Id.Id), Is.EqualTo(new[] { 1013, 1013, 1013 }), "three batches, one warning each");
         Assert.That(warnings.Sum(w => int.Parse(w.StructuredState!.Single(p => p.Key == "Count").Value!, System.Globalization.CultureInfo.InvariantCulture)), Is.EqualTo(25));
+    }
+
+    // A task's name is the sender's (a foreign type's URN, a refused delivery's): a line feed in it would start a log
+    // line of the sender's, and an ESC sequence would act on the terminal that tails the log.
+    [Test]
+    public async Task HostileTaskNames_AreLoggedWithTheirControlCharactersAsVisibleEscapes()
+    {
+        var forged = "Report\r\nwarn: JobLog.Sweeping.TaskLogSweeper[1011]\u001b[2J\u202eexe.pdf";
+        var logs = await SweepLogsAsync(batchSize: 100, [forged]);
+
+        var messages = logs.Where(r => r.Id.Id is 1010 or 1013).Select(r => r.Message).ToList();
+        Assert.That(messages, Has.Count.EqualTo(2), "the warning and the task at Debug");
+        Assert.That(messages, Has.All.Not.Match(@"[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]"));
+        Assert.That(messages, Has.All.Contains(@"Report\r\nwarn: JobLog.Sweeping.TaskLogSweeper[1011]\x1b[2J\u202eexe.pdf"));
     }
 }
