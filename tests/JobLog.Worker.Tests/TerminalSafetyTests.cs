@@ -149,6 +149,7 @@ public class TerminalSafetyTests
     [TestCase("\u0000\u0008\u001b\u001f\u007f\u0080\u009f", @"\x00\x08\x1b\x1f\x7f\u0080\u009f")]
     [TestCase("a\r\nb\tc", "a\\r\nb\\tc")]
     [TestCase("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069", @"\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")]
+    [TestCase("#42\u200f- \u200e\u061c", @"#42\u200f- \u200e\u061c")]
     public void Escape_RendersEveryControlAsAVisibleEscape(string text, string expected)
     {
         Assert.That(TerminalWriter.Escape(text), Is.EqualTo(expected));

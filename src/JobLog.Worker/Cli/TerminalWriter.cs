@@ -7,8 +7,8 @@ namespace JobLog.Worker.Cli;
 /// What the CLI prints goes through this writer: ledger text is attacker-controlled, and a terminal obeys control
 /// characters (ESC sequences retitle the window, move the cursor, rewrite lines, or with some terminals write files).
 /// Every C0 control except the line feed, DEL and every C1 control are written as visible escapes (<c>\x1b</c>,
-/// <c>\r</c>, <c>\u009b</c>), and so are the bidi overrides and isolates (U+202A–U+202E, U+2066–U+2069) that would
-/// reorder what is shown. Line feeds stay: they only start a new line.
+/// <c>\r</c>, <c>\u009b</c>), and so are the bidi overrides and isolates (U+202A–U+202E, U+2066–U+2069) and marks
+/// (U+200E, U+200F, U+061C) that would reorder what is shown. Line feeds stay: they only start a new line.
 /// </summary>
 internal sealed class TerminalWriter(TextWriter inner) : TextWriter(CultureInfo.InvariantCulture)
 {
@@ -87,7 +87,7 @@ internal sealed class TerminalWriter(TextWriter inner) : TextWriter(CultureInfo.
     private static readonly System.Buffers.SearchValues<char> s_unsafe = System.Buffers.SearchValues.Create(
         string.Concat(Enumerable.Range(0, 0x20).Where(c => c != '\n').Select(c => (char)c))
         + string.Concat(Enumerable.Range(0x7f, 0x21).Select(c => (char)c))
-        + "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069");
+        + "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c");
 
     private static bool IsUnsafe(char c) => s_unsafe.Contains(c);
 

@@ -54,8 +54,9 @@ public class HtmlSafetyTests
     [Test]
     public async Task EveryPage_ShowsBidiControlsVisibly_NeverAsCharactersThatReorderText()
     {
-        // "invoice\u202Efdp.exe" shows as "invoiceexe.pdf"; the isolates can hide or reorder what follows.
-        const string Bidi = "invoice\u202Efdp.exe \u202A\u202B\u202C\u202D \u2066\u2067\u2068\u2069end";
+        // "invoice\u202Efdp.exe" shows as "invoiceexe.pdf"; the isolates can hide or reorder what follows; the marks
+        // (LRM, RLM, ALM) are invisible and turn the punctuation beside them around within right-to-left text.
+        const string Bidi = "invoice\u202Efdp.exe \u202A\u202B\u202C\u202D \u2066\u2067\u2068\u2069 \u200E\u200F\u061Cend";
         var now = DateTime.UtcNow;
         var task = Rows.Task("Bidi" + Bidi, now, TaskState.Failed, input: "File=" + Bidi, queue: "queue" + Bidi);
         var run = Rows.Run(task, 0, TaskRunState.Failed, 0.1, 0.3, error: "IOException: " + Bidi, output: "info: " + Bidi);
@@ -85,10 +86,10 @@ public class HtmlSafetyTests
             var html = await _host.GetStringAsync(url);
             var decoded = WebUtility.HtmlDecode(html);
 
-            Assert.That(decoded.Where(c => c is >= '\u202a' and <= '\u202e' or >= '\u2066' and <= '\u2069'), Is.Empty, url);
+            Assert.That(decoded.Where(c => c is >= '\u202a' and <= '\u202e' or >= '\u2066' and <= '\u2069' or '\u200e' or '\u200f' or '\u061c'), Is.Empty, url);
             if (url != "/joblog")
             {
-                Assert.That(decoded, Does.Contain("[U+202E]"), url);
+                Assert.That(decoded, Does.Contain("[U+202E]").And.Contain("[U+200E][U+200F][U+061C]"), url);
             }
         }
     }

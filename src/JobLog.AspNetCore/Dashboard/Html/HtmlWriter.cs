@@ -9,14 +9,15 @@ namespace JobLog.AspNetCore.Dashboard.Html;
 internal readonly record struct RawHtml(string Value);
 
 /// <summary>
-/// Bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) in ledger text are shown as <c>[U+202E]</c>:
-/// as characters they reorder what the reader sees (<c>invoice\u202Efdp.exe</c> reads "invoiceexe.pdf"), and an
-/// HTML character reference is still the character. The live refresh shows the same text: it swaps in fragments written here.
+/// Bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) and marks (U+200E, U+200F, U+061C) in ledger
+/// text are shown as <c>[U+202E]</c>: as characters they reorder what the reader sees (<c>invoice\u202Efdp.exe</c> reads
+/// "invoiceexe.pdf"; a mark is invisible and turns the punctuation beside it around), and an HTML character reference is
+/// still the character. Alerts show the same characters as code points. The live refresh shows the same text: it swaps in fragments written here.
 /// </summary>
 internal static class Bidi
 {
     private static readonly System.Buffers.SearchValues<char> s_controls =
-        System.Buffers.SearchValues.Create("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069");
+        System.Buffers.SearchValues.Create("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c");
 
     public static string Visible(string text)
     {
