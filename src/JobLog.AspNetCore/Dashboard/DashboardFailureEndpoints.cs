@@ -46,7 +46,7 @@ internal static class DashboardFailureEndpoints
 
         group.MapGet("/failures/groups/{id}", (HttpContext http, string id, CancellationToken ct) => Page(http, prefix, options, async page =>
         {
-            var (filter, error) = TryParse(page, p => FailureFilter.Parse(name => name == "group" ? id : p(name), page.Now));
+            var (filter, error) = TryParse(page, p => FailureFilter.ParseGroup(id, p, page.Now));
             if (filter is null)
             {
                 return DashboardEndpoints.Html(FailurePages.Group(page, id, null, new Page<FailureRow>([], null), error), error);
@@ -252,7 +252,8 @@ internal static class DashboardFailureEndpoints
     {
         try
         {
-            var filter = FailureFilter.Parse(name => name == "group" && group is not null ? group : http.Request.Query[name].ToString(), Now(http));
+            FilterSource query = name => http.Request.Query[name].ToString();
+            var filter = group is null ? FailureFilter.Parse(query, Now(http)) : FailureFilter.ParseGroup(group, query, Now(http));
             return Task.FromResult<FailureFilter?>(WithPageSize(filter, http, options));
         }
         catch (FilterException ex)

@@ -37,7 +37,7 @@ public sealed record FailureFilter : ListFilter
         var group = Text(get("group"));
         if (group is not null && (group.Length != 16 || !group.All(char.IsAsciiHexDigitLower)))
         {
-            throw new FilterException($"'group' must be a group id of 16 lower-case hex digits, not '{group}'.");
+            throw new FilterException(GroupIdError(group));
         }
 
         return ParseCommon(new FailureFilter
@@ -49,6 +49,21 @@ public sealed record FailureFilter : ListFilter
             Internal = InternalTasksFilter.Parse(get("internal")),
         }, get, now);
     }
+
+    /// <summary>
+    /// Reads the filters of one group's failures, the group named apart from the others (the dashboard's
+    /// <c>failures/groups/{id}</c>): there a blank id is an error, not "every group" as an empty <c>group=</c> is in a
+    /// query string, or the group's page would list every open failure and act on all of them.
+    /// </summary>
+    /// <exception cref="FilterException">When <paramref name="group"/> is not a group id, or a value cannot be understood.</exception>
+    internal static FailureFilter ParseGroup(string group, FilterSource get, DateTime now)
+    {
+        ArgumentNullException.ThrowIfNull(get);
+        var filter = Parse(name => name == "group" ? group : get(name), now);
+        return filter.Group is null ? throw new FilterException(GroupIdError(group)) : filter;
+    }
+
+    private static string GroupIdError(string group) => $"'group' must be a group id of 16 lower-case hex digits, not '{group}'.";
 
     /// <summary>The filter as the text kept with an action (<see cref="FailureActionRequest.Selection"/>), e.g. <c>by=exception group=3f2a… queue=orders</c>.</summary>
     /// <returns>The non-default filter values by name.</returns>

@@ -63,6 +63,30 @@ public class FailureActionsTests
         Assert.That(body, Does.Contain(">Charge</a>").And.Not.Contain("<html"));
     }
 
+    // A group's page and API read the group from the route. A blank id ("%20", a tab) was read as no group: the page was
+    // titled with the largest group's key and listed every open failure, and its "Act on the whole group" form (group=" ")
+    // acted on every open failure, up to MaxTasksPerAction: a link an attacker can hand an operator.
+    [TestCase("%20")]
+    [TestCase("%09")]
+    [TestCase("%20%20%0A")]
+    public async Task AGroupsPageWithABlankId_IsA400_NotEveryFailureUnderTheLargestGroupsTitle(string blank)
+    {
+        var fake = new FakeFailureActions();
+        await using var world = await World.StartAsync(fake);
+
+        using var page = await world.SendAsync(HttpMethod.Get, "/joblog/failures/groups/" + blank, "operator");
+        var html = await page.Content.ReadAsStringAsync();
+        using var api = await world.SendAsync(HttpMethod.Get, "/joblog/api/failures/groups/" + blank, "reader");
+        var problem = await api.Content.ReadAsStringAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((page.StatusCode, api.StatusCode), Is.EqualTo((HttpStatusCode.BadRequest, HttpStatusCode.BadRequest)));
+            Assert.That(html, Does.Not.Contain("Shop.CardDeclinedException at Shop.Charge.Handle").And.Not.Contain("Act on the whole group"));
+            Assert.That(problem, Does.Contain("group id of 16 lower-case hex digits"));
+        });
+    }
+
     [Test]
     public async Task Reader_WithoutTheOperatorPolicy_Gets403OnEveryAction()
     {
