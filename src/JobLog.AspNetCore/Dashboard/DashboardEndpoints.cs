@@ -259,9 +259,13 @@ internal static class DashboardEndpoints
 
     private static async Task<IResult> TaskActionAsync(HttpContext http, JobLogDashboardOptions options, Guid id, string name, CancellationToken ct)
     {
-        // A custom header cannot be sent cross-site without a CORS preflight, which the dashboard never grants.
+        // A custom header cannot be sent cross-site without a CORS preflight, which the dashboard never grants; but an
+        // application's CORS policy may (AllowAnyOrigin, AllowAnyHeader). Then Sec-Fetch-Site tells, or, from a browser
+        // that does not send it, the Origin every cross-origin POST carries.
         var fetchSite = http.Request.Headers["Sec-Fetch-Site"].ToString();
-        if (http.Request.Headers["X-JobLog-Action"] != "1" || (fetchSite.Length > 0 && fetchSite != "same-origin"))
+        var origin = http.Request.Headers.Origin.ToString();
+        if (http.Request.Headers["X-JobLog-Action"] != "1"
+            || (fetchSite.Length > 0 ? fetchSite != "same-origin" : origin.Length > 0 && !IsSameOrigin(origin, http.Request)))
         {
             return Problem(StatusCodes.Status403Forbidden, "Actions are only accepted from the dashboard's own pages.");
         }
@@ -287,6 +291,16 @@ internal static class DashboardEndpoints
             return Problem(StatusCodes.Status409Conflict, ex.Message);
         }
     }
+
+    /// <summary>
+    /// True when <paramref name="origin"/> (an <c>Origin</c> header, which browsers write in ASCII, an IPv6 host in
+    /// brackets) is the request's own scheme, host and port.
+    /// </summary>
+    private static bool IsSameOrigin(string origin, HttpRequest request) =>
+        Uri.TryCreate(origin, UriKind.Absolute, out var uri)
+        && string.Equals(uri.Scheme, request.Scheme, StringComparison.OrdinalIgnoreCase)
+        && string.Equals(uri.Host, request.Host.Host, StringComparison.OrdinalIgnoreCase)
+        && uri.Port == (request.Host.Port ?? (request.IsHttps ? 443 : 80));
 
     private static Task<IReadOnlyList<HostRow>> HostsAsync(HttpContext http, DateTime now, CancellationToken ct)
     {

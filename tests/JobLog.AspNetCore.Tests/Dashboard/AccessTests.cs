@@ -309,6 +309,60 @@ public class AccessTests
         Assert.That(await host.GetStringAsync($"/joblog/tasks/{succeeded.Id}"), Does.Not.Contain("data-action-url"));
     }
 
+    // The custom header keeps a cross-site page out only while no CORS policy grants it: an application's permissive
+    // default policy (AllowAnyOrigin, AllowAnyHeader, AllowAnyMethod; common for a public API) answers the dashboard's
+    // preflights too. A browser that sends Sec-Fetch-Site is still refused; one that does not (Safari before 16.4, older
+    // Chrome and Firefox) sends Origin on every cross-origin POST, and the dashboard did not read it.
+    [Test]
+    public async Task Actions_WithAPermissiveCorsPolicy_AreRefusedFromAnotherOrigin_WhenTheBrowserSendsNoSecFetchSite()
+    {
+        var ran = new List<Guid>();
+        await using var host = await DashboardHost.StartAsync(
+            TestLedger.Sqlite(),
+            dashboard: o =>
+            {
+                o.EnableActions = true;
+                o.TaskActions.Add(new("probe", "Probe", _ => true, (_, d, _) =>
+                {
+                    ran.Add(d.Task.Id);
+                    return Task.FromResult("probed");
+                }));
+            },
+            services: b => b.Services.AddCors(o => o.AddDefaultPolicy(p => p.AllowAnyOrigin().AllowAnyHeader().AllowAnyMethod())),
+            beforeMap: app => app.UseCors());
+        var failed = Rows.Task("Charge", DateTime.UtcNow, TaskState.Failed);
+        await host.SeedAsync(failed);
+        var url = $"/joblog/tasks/{failed.Id}/actions/probe";
+
+        using var preflight = new HttpRequestMessage(HttpMethod.Options, url);
+        preflight.Headers.Add("Origin", "https://evil.example");
+        preflight.Headers.Add("Access-Control-Request-Method", "POST");
+        preflight.Headers.Add("Access-Control-Request-Headers", "x-joblog-action");
+        using var granted = await host.Client.SendAsync(preflight);
+        Assert.That(granted.Headers.TryGetValues("Access-Control-Allow-Headers", out var allowed) ? allowed : [], Does.Contain("x-joblog-action"),
+            "the application's policy grants the header to any origin");
+
+        async Task<HttpStatusCode> PostAsync(string origin, string? hostHeader = null)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, url);
+            request.Headers.Add("X-JobLog-Action", "1");
+            request.Headers.Add("Origin", origin);
+            request.Headers.Host = hostHeader;
+            using var response = await host.Client.SendAsync(request);
+            return response.StatusCode;
+        }
+
+        Assert.That(await PostAsync("https://evil.example"), Is.EqualTo(HttpStatusCode.Forbidden));
+        Assert.That(await PostAsync("http://localhost.evil.example"), Is.EqualTo(HttpStatusCode.Forbidden));
+        Assert.That(await PostAsync("null"), Is.EqualTo(HttpStatusCode.Forbidden), "a sandboxed frame or a file: page");
+        Assert.That(ran, Is.Empty);
+        Assert.That(await PostAsync("http://localhost:8080"), Is.EqualTo(HttpStatusCode.Forbidden), "another port");
+        Assert.That(ran, Is.Empty);
+        Assert.That(await PostAsync("http://localhost"), Is.EqualTo(HttpStatusCode.OK), "the dashboard's own origin");
+        Assert.That(await PostAsync("http://[::1]:5080", "[::1]:5080"), Is.EqualTo(HttpStatusCode.OK), "the dashboard's own origin");
+        Assert.That(ran, Is.EqualTo(new[] { failed.Id, failed.Id }));
+    }
+
     [Test]
     public void Map_WithoutAddJobLog_FailsWithAClearMessage()
     {
