@@ -265,7 +265,7 @@ internal static class DashboardEndpoints
         var fetchSite = http.Request.Headers["Sec-Fetch-Site"].ToString();
         var origin = http.Request.Headers.Origin.ToString();
         if (http.Request.Headers["X-JobLog-Action"] != "1"
-            || (fetchSite.Length > 0 ? fetchSite != "same-origin" : origin.Length > 0 && !IsSameOrigin(origin, http.Request)))
+            || (fetchSite.Length > 0 ? fetchSite != "same-origin" : origin.Length > 0 && !DashboardGuard.IsSameOrigin(origin, http.Request)))
         {
             return Problem(StatusCodes.Status403Forbidden, "Actions are only accepted from the dashboard's own pages.");
         }
@@ -291,16 +291,6 @@ internal static class DashboardEndpoints
             return Problem(StatusCodes.Status409Conflict, ex.Message);
         }
     }
-
-    /// <summary>
-    /// True when <paramref name="origin"/> (an <c>Origin</c> header, which browsers write in ASCII, an IPv6 host in
-    /// brackets) is the request's own scheme, host and port.
-    /// </summary>
-    private static bool IsSameOrigin(string origin, HttpRequest request) =>
-        Uri.TryCreate(origin, UriKind.Absolute, out var uri)
-        && string.Equals(uri.Scheme, request.Scheme, StringComparison.OrdinalIgnoreCase)
-        && string.Equals(uri.Host, request.Host.Host, StringComparison.OrdinalIgnoreCase)
-        && uri.Port == (request.Host.Port ?? (request.IsHttps ? 443 : 80));
 
     private static Task<IReadOnlyList<HostRow>> HostsAsync(HttpContext http, DateTime now, CancellationToken ct)
     {

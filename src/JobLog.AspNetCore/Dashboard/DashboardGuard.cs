@@ -38,8 +38,45 @@ internal sealed class DashboardGuard : IEndpointFilter
                 statusCode: StatusCodes.Status403Forbidden);
         }
 
+        if (IsOtherSitesScript(http))
+        {
+            return Results.Text(
+                "The JobLog dashboard does not answer other sites' scripts. To let one read it, put a CORS policy on the dashboard: app.MapJobLogDashboard().RequireCors(...).",
+                "text/plain; charset=utf-8",
+                statusCode: StatusCodes.Status403Forbidden);
+        }
+
         return await next(context).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// A request from another origin's script (a CORS request: it carries <c>Origin</c>; navigations by GET do not, so
+    /// links from alerts still open), unless the application put a CORS policy on the dashboard itself. <c>UseCors()</c>
+    /// applies the application's default policy to every endpoint without one: with <c>AllowAnyOrigin</c> (common for a
+    /// public API) any site the operator visits could read the local-only dashboard. <c>Sec-Fetch-Site</c> tells where
+    /// the request comes from; a browser that does not send it is judged by its <c>Origin</c>.
+    /// </summary>
+    internal static bool IsOtherSitesScript(HttpContext http)
+    {
+        var origin = http.Request.Headers.Origin.ToString();
+        if (origin.Length == 0 || http.GetEndpoint()?.Metadata.GetMetadata<Microsoft.AspNetCore.Cors.Infrastructure.ICorsMetadata>() is not null)
+        {
+            return false;
+        }
+
+        var fetchSite = http.Request.Headers["Sec-Fetch-Site"].ToString();
+        return fetchSite.Length > 0 ? fetchSite is not ("same-origin" or "none") : !IsSameOrigin(origin, http.Request);
+    }
+
+    /// <summary>
+    /// True when <paramref name="origin"/> (an <c>Origin</c> header, which browsers write in ASCII, an IPv6 host in
+    /// brackets) is the request's own scheme, host and port.
+    /// </summary>
+    internal static bool IsSameOrigin(string origin, HttpRequest request) =>
+        Uri.TryCreate(origin, UriKind.Absolute, out var uri)
+        && string.Equals(uri.Scheme, request.Scheme, StringComparison.OrdinalIgnoreCase)
+        && string.Equals(uri.Host, request.Host.Host, StringComparison.OrdinalIgnoreCase)
+        && uri.Port == (request.Host.Port ?? (request.IsHttps ? 443 : 80));
 
     /// <summary>True when the endpoint requires authorization (and does not also allow anonymous users).</summary>
     internal static bool HasAuthorizationPolicy(HttpContext http)

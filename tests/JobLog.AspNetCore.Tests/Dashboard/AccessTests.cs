@@ -309,9 +309,73 @@ public class AccessTests
         Assert.That(await host.GetStringAsync($"/joblog/tasks/{succeeded.Id}"), Does.Not.Contain("data-action-url"));
     }
 
-    // The custom header keeps a cross-site page out only while no CORS policy grants it: an application's permissive
-    // default policy (AllowAnyOrigin, AllowAnyHeader, AllowAnyMethod; common for a public API) answers the dashboard's
-    // preflights too. A browser that sends Sec-Fetch-Site is still refused; one that does not (Safari before 16.4, older
+    // UseCors() with a default policy applies it to every endpoint without CORS metadata of its own, the dashboard's too:
+    // with AllowAnyOrigin (common for a public API) any site the operator visits could read the local-only dashboard's
+    // API (the browser is on the loopback, the Host is localhost: the answer carried Access-Control-Allow-Origin: *).
+    // The dashboard does not answer other origins' scripts unless the application put a CORS policy on the dashboard.
+    [Test]
+    public async Task TheApplicationsDefaultCorsPolicy_DoesNotOpenTheDashboard_ToOtherSites_ButOnePutOnTheDashboardDoes()
+    {
+        var now = DateTime.UtcNow;
+        foreach (var onDashboard in new[] { false, true })
+        {
+            await using var host = await DashboardHost.StartAsync(
+                TestLedger.Sqlite(),
+                services: b => b.Services.AddCors(o =>
+                {
+                    o.AddDefaultPolicy(p => p.AllowAnyOrigin().AllowAnyHeader().AllowAnyMethod());
+                    o.AddPolicy("ops-console", p => p.WithOrigins("https://ops.example").AllowAnyHeader().AllowAnyMethod());
+                }),
+                beforeMap: app => app.UseCors(),
+                map: (_, group) =>
+                {
+                    if (onDashboard)
+                    {
+                        group.RequireCors("ops-console");
+                    }
+                });
+            var task = Rows.Task("Charge", now, TaskState.Failed);
+            await host.SeedAsync(task);
+
+            async Task<(HttpStatusCode Status, string? AllowedOrigin, bool Data)> ReadAsync(string origin, string? fetchSite)
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Get, "/joblog/api/tasks");
+                request.Headers.Add("Origin", origin);
+                if (fetchSite is not null)
+                {
+                    request.Headers.Add("Sec-Fetch-Site", fetchSite);
+                }
+
+                using var response = await host.Client.SendAsync(request);
+                var body = await response.Content.ReadAsStringAsync();
+                var allowed = response.Headers.TryGetValues("Access-Control-Allow-Origin", out var values) ? string.Join(",", values) : null;
+                return (response.StatusCode, allowed, body.Contains(task.Id.ToString(), StringComparison.Ordinal));
+            }
+
+            var evil = await ReadAsync("https://evil.example", "cross-site");
+            var evilOldBrowser = await ReadAsync("https://evil.example", null);
+            var sibling = await ReadAsync("https://app.localhost", "same-site");
+            var console = await ReadAsync("https://ops.example", "cross-site");
+            var own = await ReadAsync("http://localhost", "same-origin");
+
+            var context = "a policy on the dashboard: " + onDashboard;
+            if (onDashboard)
+            {
+                Assert.That((console.Status, console.AllowedOrigin, console.Data), Is.EqualTo((HttpStatusCode.OK, "https://ops.example", true)), context);
+                Assert.That((evil.AllowedOrigin, evilOldBrowser.AllowedOrigin), Is.EqualTo(((string?)null, (string?)null)), "the dashboard's policy does not grant it");
+            }
+            else
+            {
+                Assert.That(new[] { evil, evilOldBrowser, sibling, console }.Select(r => (r.Status, r.Data)),
+                    Has.All.EqualTo((HttpStatusCode.Forbidden, false)), context);
+            }
+
+            Assert.That((own.Status, own.Data), Is.EqualTo((HttpStatusCode.OK, true)), context);
+        }
+    }
+
+    // The custom header keeps a cross-site page out only while no CORS policy grants it: a permissive policy the
+    // application put on the dashboard (AllowAnyOrigin, AllowAnyHeader, AllowAnyMethod) answers its preflights too. A browser that sends Sec-Fetch-Site is still refused; one that does not (Safari before 16.4, older
     // Chrome and Firefox) sends Origin on every cross-origin POST, and the dashboard did not read it.
     [Test]
     public async Task Actions_WithAPermissiveCorsPolicy_AreRefusedFromAnotherOrigin_WhenTheBrowserSendsNoSecFetchSite()
@@ -328,8 +392,9 @@ public class AccessTests
                     return Task.FromResult("probed");
                 }));
             },
-            services: b => b.Services.AddCors(o => o.AddDefaultPolicy(p => p.AllowAnyOrigin().AllowAnyHeader().AllowAnyMethod())),
-            beforeMap: app => app.UseCors());
+            services: b => b.Services.AddCors(),
+            beforeMap: app => app.UseCors(),
+            map: (_, group) => group.RequireCors(p => p.AllowAnyOrigin().AllowAnyHeader().AllowAnyMethod()));
         var failed = Rows.Task("Charge", DateTime.UtcNow, TaskState.Failed);
         await host.SeedAsync(failed);
         var url = $"/joblog/tasks/{failed.Id}/actions/probe";
