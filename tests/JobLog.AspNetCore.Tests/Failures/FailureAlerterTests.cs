@@ -231,6 +231,21 @@ public class FailureAlerterTests
     }
 
     [Test]
+    public void SlackAndTeamsPayloads_DefangABareHostFollowedByAPath_AsTheyDoAUrl()
+    {
+        // Without a scheme or "www.", a host and a path (evil.example/reset) still reads as a link, and chat clients link
+        // it. A path after a dotted name is what tells it from a type name (Shop.Orders.Handle, System.Net): those stay.
+        const string Key = "urn:message:evil.example/reset?u=ops pay.evil.example:8443/x System.Net at Shop.Orders.Handle";
+        var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Type, Key, "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), null, new int[24]);
+
+        var slack = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
+        var teams = FailureAlertPayload.Create(FailureAlertFormat.Teams, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
+
+        Assert.That(slack, Does.Contain("urn:message:evil[.]example/reset?u=ops pay[.]evil[.]example:8443/x System.Net at Shop.Orders.Handle"));
+        Assert.That(teams, Does.Contain("urn:message:evil\\[.\\]example/reset?u=ops pay\\[.\\]evil\\[.\\]example:8443/x System.Net at Shop.Orders.Handle"));
+    }
+
+    [Test]
     public void SlackAndTeamsPayloads_ShowControlAndBidiCharactersInTheKey_AsCodePoints()
     {
         // Grouped by queue (a RabbitMQ queue name is any UTF-8) or message type, a line feed in the key started a line of

@@ -213,13 +213,15 @@ internal static partial class FailureAlertPayload
     /// <summary>
     /// <paramref name="text"/> (the ledger's text in a chat message) with what Slack and Teams turn into links defanged,
     /// as threat reports write them: a URL's <c>://</c>, <c>www.</c> and an address's <c>@</c>, with the dots of the
-    /// host that follows (<c>https[:]//evil[.]example/x</c>, <c>www[.]evil[.]example</c>, <c>ann[@]evil[.]example</c>).
+    /// host that follows (<c>https[:]//evil[.]example/x</c>, <c>www[.]evil[.]example</c>, <c>ann[@]evil[.]example</c>),
+    /// and the dots of a bare host followed by a path (<c>evil[.]example/reset</c>, <c>evil[.]example:8443/x</c>).
     /// A key is a signature, a message type (a producer's choice, possibly a URL-like URN) or a queue: never meant as a
-    /// link. Dots elsewhere are kept (type names are dotted).
+    /// link. Dots elsewhere are kept (type names are dotted, and a dotted name without a path, <c>System.Net</c>, is not
+    /// told from a domain here).
     /// </summary>
     public static string Defang(string text) =>
         LinkLikePattern().Replace(text, m =>
-            (m.Groups["scheme"].Success ? m.Groups["scheme"].Value + "[:]//" : m.Groups["www"].Success ? m.Groups["www"].Value + "[.]" : "[@]")
+            (m.Groups["scheme"].Success ? m.Groups["scheme"].Value + "[:]//" : m.Groups["www"].Success ? m.Groups["www"].Value + "[.]" : m.Groups["bare"].Success ? "" : "[@]")
             + m.Groups["host"].Value.Replace(".", "[.]", StringComparison.Ordinal));
 
     /// <summary>
@@ -251,7 +253,8 @@ internal static partial class FailureAlertPayload
         + "\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069");
 
     [System.Text.RegularExpressions.GeneratedRegex(
-        @"(?:(?<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://|\b(?<www>[Ww]{3})\.|(?<=[\w.%+\-])@(?=[\w\-]+\.))(?<host>[^/\s?#\\:@]*)",
+        @"(?:(?<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://|\b(?<www>[Ww]{3})\.|(?<=[\w.%+\-])@(?=[\w\-]+\.))(?<host>[^/\s?#\\:@]*)"
+        + @"|(?<![\w.\-@/\[\]])(?<bare>)(?<host>[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+)(?=(?::[0-9]+)?/)",
         System.Text.RegularExpressions.RegexOptions.CultureInvariant, 1000)]
     private static partial System.Text.RegularExpressions.Regex LinkLikePattern();
 
