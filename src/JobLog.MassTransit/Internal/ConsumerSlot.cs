@@ -42,7 +42,7 @@ internal sealed class ConsumerSlotWait(
             State = SlotState.Expired;
             var expired = new RunEnd(
                 TaskRunState.Expired, now,
-                $"Expired: received at {received:O}, given a slot of the consumer's concurrency limit at {now:O}, after its expiration time {expires:O}; not consumed.");
+                $"Expired: received at {received:O}, given its slot (the consumer's concurrency limit, partition or rate limit) at {now:O}, after its expiration time {expires:O}; not consumed.");
             Enqueue(now, expired);
             return false;
         }

@@ -8,12 +8,17 @@ namespace JobLog.MassTransit.Internal;
 /// filters run. MassTransit adds such limits after JobLog's run filter for a consumer's <c>ConcurrentMessageLimit</c>, a
 /// <c>UseConcurrentMessageLimit</c> on a consumer or saga configurator, and a saga's <c>ConcurrentMessageLimit</c>, and such
 /// retries for <c>UseMessageRetry</c> on a consumer configurator; none of them is visible when JobLog configures the pipe
-/// (they are added by configuration observers called after JobLog's, or after the observers).
+/// (they are added by configuration observers called after JobLog's, or after the observers). A partitioner or a rate
+/// limit on the consumer's or saga's own pipe (<c>c.UsePartitioner(…)</c>, <c>c.UseRateLimit(…)</c>, configured before
+/// JobLog's observer but on the pipe after its run filter) holds a message back the same way and counts as a limit.
 /// </summary>
 internal static class LimitAhead
 {
     /// <summary>MassTransit's concurrency limit filters (<c>ConsumeConcurrencyLimitFilter</c>, <c>ConcurrencyLimitFilter</c>).</summary>
     private const string Limit = "concurrencyLimit";
+
+    /// <summary>MassTransit's filters that also hold a message back until it may go on (<c>PartitionFilter</c>, <c>RateLimitFilter</c>).</summary>
+    private static readonly string[] Waits = [Limit, "partition", "rateLimit"];
 
     /// <summary>MassTransit's retry filter (<c>RetryFilter</c>; the redelivery one adds <c>type: redelivery</c>).</summary>
     private const string Retry = "retry";
@@ -54,7 +59,7 @@ internal static class LimitAhead
             {
                 _slot = true;
             }
-            else if (!_slot && string.Equals(filterType, Limit, StringComparison.Ordinal))
+            else if (!_slot && Array.IndexOf(Waits, filterType) >= 0)
             {
                 LimitFirst = true;
             }

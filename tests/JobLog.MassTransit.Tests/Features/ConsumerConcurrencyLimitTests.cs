@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using JobLog.Testing;
 using MassTransit;
 using MassTransit.Configuration;
+using MassTransit.Middleware;
 using NUnit.Framework;
 using static JobLog.MassTransit.Tests.Features.PipelineFeatureTests;
 
@@ -84,7 +85,7 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
     public async Task TearDown()
     {
         // A failed assertion must not leave the held consumer waiting for the gate while the bus stops.
-        OneSlotConsumer.Gate.TrySetResult();
+        await ReleaseAsync();
         if (_bus is not null)
         {
             await _bus.DisposeAsync();
@@ -102,10 +103,36 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
 
         /// <summary><c>cfg.UseConcurrencyLimit(1)</c> on the bus: a limit on each message type's pipe of each endpoint.</summary>
         BusUseConcurrencyLimit,
+
+        /// <summary>
+        /// <c>x.AddConsumer&lt;T&gt;(c =&gt; c.UsePartitioner(1, key))</c>: the consumer's own partitioner, on the consumer's pipe
+        /// (after JobLog's run filter); one partition holds one message at a time.
+        /// </summary>
+        ConsumersUsePartitioner,
+
+        /// <summary>
+        /// <c>x.AddConsumer&lt;T&gt;(c =&gt; c.UseRateLimit(1, 10 min, router))</c>: the consumer's own rate limit; the test lets the
+        /// waiting message go by raising the limit through the router (no wait for the interval).
+        /// </summary>
+        ConsumersUseRateLimit,
     }
 
-    private async Task<BusFixture> StartAsync(Limit limit) =>
-        _bus = await BusFixture.StartAsync(
+    private PipeRouter? _rate;
+
+    /// <summary>Lets the waiting message go: opens the holder's gate, and raises the rate limit when there is one.</summary>
+    private async Task ReleaseAsync()
+    {
+        OneSlotConsumer.Gate.TrySetResult();
+        if (_rate is not null)
+        {
+            await _rate.SetRateLimit(2);
+        }
+    }
+
+    private async Task<BusFixture> StartAsync(Limit limit)
+    {
+        _rate = limit == Limit.ConsumersUseRateLimit ? new PipeRouter() : null;
+        return _bus = await BusFixture.StartAsync(
             transport,
             x => x.AddConsumer<OneSlotConsumer>(c =>
             {
@@ -117,6 +144,14 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
                 {
                     c.UseConcurrentMessageLimit(1);
                 }
+                else if (limit == Limit.ConsumersUsePartitioner)
+                {
+                    c.UsePartitioner(1, _ => Guid.Empty);
+                }
+                else if (limit == Limit.ConsumersUseRateLimit)
+                {
+                    c.UseRateLimit(1, TimeSpan.FromMinutes(10), _rate);
+                }
             }),
             configureBus: (_, cfg) =>
             {
@@ -126,10 +161,13 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
                     cfg.UseConcurrencyLimit(1);
                 }
             });
+    }
 
     [TestCase(Limit.ConsumersOwn, TestName = "Consume_WaitingForTheConsumersOnlySlot_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
     [TestCase(Limit.ConsumersUseConcurrentMessageLimit, TestName = "Consume_WaitingForTheSlotOfTheConsumersUseConcurrentMessageLimit_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
     [TestCase(Limit.BusUseConcurrencyLimit, TestName = "Consume_WaitingForASlotOfUseConcurrencyLimit_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
+    [TestCase(Limit.ConsumersUsePartitioner, TestName = "Consume_WaitingForItsPartitionOfTheConsumersUsePartitioner_HasNoRunUntilThePartitionIsFree_ThenStartsWhenItGetsIt")]
+    [TestCase(Limit.ConsumersUseRateLimit, TestName = "Consume_WaitingForTheConsumersUseRateLimit_HasNoRunUntilTheRateLetsItGo_ThenStartsWhenItGoes")]
     public async Task Consume_WaitingForASlot_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt(Limit limit)
     {
         var bus = await StartAsync(limit);
@@ -146,7 +184,7 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
         Assert.That(waiting?.Runs.Select(r => (r.ConsumerType, r.State)), Is.Empty.Or.Null, "no run while waiting for the slot: " + Describe(waiting));
 
         var released = DateTime.UtcNow;
-        OneSlotConsumer.Gate.TrySetResult();
+        await ReleaseAsync();
         var task = await WaitFor(bus, waiter, t => t.State == TaskState.Succeeded, "the waiting message consumed");
         var run = task.Runs.Single();
         // The slot was freed after the gate opened: the run began then (the ledger keeps microseconds).
@@ -158,6 +196,8 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
     [TestCase(Limit.ConsumersOwn, TestName = "Request_WhoseTimeoutRanOutWhileWaitingForTheConsumersSlot_IsNotConsumed_ItsRunIsExpired")]
     [TestCase(Limit.ConsumersUseConcurrentMessageLimit, TestName = "Request_WhoseTimeoutRanOutWhileWaitingForTheSlotOfTheConsumersUseConcurrentMessageLimit_IsNotConsumed_ItsRunIsExpired")]
     [TestCase(Limit.BusUseConcurrencyLimit, TestName = "Request_WhoseTimeoutRanOutWhileWaitingForASlotOfUseConcurrencyLimit_IsNotConsumed_ItsRunIsExpired")]
+    [TestCase(Limit.ConsumersUsePartitioner, TestName = "Request_WhoseTimeoutRanOutWhileWaitingForItsPartitionOfTheConsumersUsePartitioner_IsNotConsumed_ItsRunIsExpired")]
+    [TestCase(Limit.ConsumersUseRateLimit, TestName = "Request_WhoseTimeoutRanOutWhileWaitingForTheConsumersUseRateLimit_IsNotConsumed_ItsRunIsExpired")]
     public async Task Request_WhoseTimeoutRanOutWhileWaitingForTheSlot_IsNotConsumed_ItsRunIsExpired(Limit limit)
     {
         var bus = await StartAsync(limit);
@@ -176,7 +216,7 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
         Assert.That(waiting?.Expires, Is.Not.Null, "the request's expiry is on its task");
         await LedgerHost.EventuallyAsync(() => Task.FromResult(DateTime.UtcNow > waiting!.Expires!.Value.AddMilliseconds(100)), because: "past the request's expiry");
 
-        OneSlotConsumer.Gate.TrySetResult();
+        await ReleaseAsync();
         var task = await WaitFor(bus, request, t => t.State != TaskState.Waiting && t.State != TaskState.Active, "the request's delivery ended");
         await WaitFor(bus, holder, t => t.State == TaskState.Succeeded, "the holder consumed");
         var run = task.Runs.Single();

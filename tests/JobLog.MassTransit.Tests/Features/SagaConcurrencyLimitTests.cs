@@ -77,21 +77,38 @@ public class SagaConcurrencyLimitTests(Transport transport)
         }
     }
 
-    [TestCase(false, TestName = "Saga_WaitingForTheSlotOfItsConcurrentMessageLimit_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
-    [TestCase(true, TestName = "Saga_WaitingForTheSlotOfItsUseConcurrentMessageLimit_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
-    public async Task Saga_WaitingForItsSlot_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt(bool useConcurrentMessageLimit)
+    public enum Limit
+    {
+        /// <summary><c>s.ConcurrentMessageLimit = 1</c>.</summary>
+        ConcurrentMessageLimit,
+
+        /// <summary><c>s.UseConcurrentMessageLimit(1)</c>.</summary>
+        UseConcurrentMessageLimit,
+
+        /// <summary><c>s.UsePartitioner(1, key)</c>: the saga's own partitioner, on the saga's pipe inside the repository.</summary>
+        UsePartitioner,
+    }
+
+    [TestCase(Limit.ConcurrentMessageLimit, TestName = "Saga_WaitingForTheSlotOfItsConcurrentMessageLimit_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
+    [TestCase(Limit.UseConcurrentMessageLimit, TestName = "Saga_WaitingForTheSlotOfItsUseConcurrentMessageLimit_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
+    [TestCase(Limit.UsePartitioner, TestName = "Saga_WaitingForItsPartitionOfItsUsePartitioner_HasNoRunUntilThePartitionIsFree_ThenStartsWhenItGetsIt")]
+    public async Task Saga_WaitingForItsSlot_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt(Limit limit)
     {
         var bus = _bus = await BusFixture.StartAsync(
             transport,
             x => x.AddSagaStateMachine<SlotSagaMachine, SlotSaga>(s =>
             {
-                if (useConcurrentMessageLimit)
+                switch (limit)
                 {
-                    s.UseConcurrentMessageLimit(1);
-                }
-                else
-                {
-                    s.ConcurrentMessageLimit = 1;
+                    case Limit.ConcurrentMessageLimit:
+                        s.ConcurrentMessageLimit = 1;
+                        break;
+                    case Limit.UseConcurrentMessageLimit:
+                        s.UseConcurrentMessageLimit(1);
+                        break;
+                    default:
+                        s.UsePartitioner(1, _ => Guid.Empty);
+                        break;
                 }
             }).InMemoryRepository(),
             configureBus: (_, cfg) => cfg.AddPrePipeSpecification(new FilterPipeSpecification<ConsumeContext>(new ParkedSignalFilter())));
