@@ -112,7 +112,10 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
             SerializedMessage? serialized = context.Message is SerializedMessageBody ? services.Messages.Read(context) : null;
             if (!IsTask(context, serialized))
             {
-                return Task.CompletedTask;
+                // A redelivery with a transport delay (UseDelayedRedelivery, Defer) needs the scheduler as much as an ETA does.
+                deferred = context.Delay is { } redelivery && redelivery > TimeSpan.Zero
+                    && DeferToScheduler(context, services.UtcNow + redelivery, token: NewId.NextGuid());
+                return ReadyAsync(context, deferred);
             }
 
             if (InfrastructureDispatch.Intercept(services, context))
@@ -132,7 +135,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
                 context.TimeToLive = ttl;
             }
 
-            if (call is { Countdown: not null } or { Eta: not null } && times.Eta > now)
+            if ((call is { Countdown: not null } or { Eta: not null } || context.Delay > TimeSpan.Zero) && times.Eta > now)
             {
                 deferred = DeferToScheduler(context, times.Eta);
             }
@@ -153,11 +156,14 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
             services.RecordingFailed(ex, "dispatch");
         }
 
-        // While the bus starts, the scheduler's endpoint may not have declared its exchange yet.
-        return deferred && scheduler is { Ready.IsCompleted: false }
+        return ReadyAsync(context, deferred);
+    }
+
+    /// <summary>While the bus starts, the scheduler's endpoint may not have declared its exchange yet.</summary>
+    private Task ReadyAsync(SendContext context, bool deferred) =>
+        deferred && scheduler is { Ready.IsCompleted: false }
             ? scheduler.Ready.WaitAsync(TimeSpan.FromSeconds(30), services.Time, context.CancellationToken)
             : Task.CompletedTask;
-    }
 
     /// <summary>
     /// A <c>ScheduleMessage</c> to a scheduler endpoint: the task of the scheduled message (the command's MessageId is
@@ -199,11 +205,13 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
     }
 
     /// <summary>
-    /// RabbitMQ without the delayed-message plugin cannot delay a message (a <c>Delay</c> closes the connection): the
+    /// RabbitMQ without the delayed-message plugin cannot delay a message (a <c>Delay</c> closes the channel): the
     /// message goes to the JobLog scheduler's queue instead, with its due time and destination in headers, and the
-    /// scheduler sends it, same MessageId, when due. Other transports delay natively and keep <c>Delay</c>.
+    /// scheduler sends it, same MessageId, when due. Other transports delay natively and keep <c>Delay</c>. A message
+    /// deferred more than once under one MessageId (each redelivery of a message) carries a <paramref name="token"/> of
+    /// its own, which the scheduler stores it under.
     /// </summary>
-    private bool DeferToScheduler<T>(SendContext<T> context, DateTime eta)
+    private bool DeferToScheduler<T>(SendContext<T> context, DateTime eta, Guid? token = null)
         where T : class
     {
         if (scheduler is not { Present: true } || context.DestinationAddress is null
@@ -224,6 +232,11 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
         properties.Remove(SchedulerHeaders.Delay);
         context.Headers.Set(SchedulerHeaders.ScheduledTime, SchedulerTime.Format(eta));
         context.Headers.Set(SchedulerHeaders.Destination, context.DestinationAddress.ToString());
+        if (token is { } id)
+        {
+            context.Headers.Set(SchedulerHeaders.Token, id.ToString("N"));
+        }
+
         transport.ReadPropertiesFrom(properties);
         context.Delay = null;
         return true;

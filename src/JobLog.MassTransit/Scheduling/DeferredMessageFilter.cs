@@ -32,7 +32,8 @@ internal sealed class DeferredMessageFilter(
         var now = time.GetUtcNow().UtcDateTime;
         var row = new ScheduledMessageLog
         {
-            Id = messageId ?? NewId.NextGuid(),
+            // A redelivery is deferred once per attempt under the same MessageId: each deferral is a row of its own.
+            Id = headers.Get<Guid>(SchedulerHeaders.Token) ?? messageId ?? NewId.NextGuid(),
             MessageId = messageId,
             Destination = destination,
             ScheduledTime = scheduledTime,

@@ -1,0 +1,137 @@
+using System.Collections.Concurrent;
+using JobLog.MassTransit.Tests.Scheduling;
+using JobLog.Testing;
+using MassTransit;
+using NUnit.Framework;
+using static JobLog.MassTransit.Tests.Features.PipelineFeatureTests;
+
+namespace JobLog.MassTransit.Tests.Features;
+
+public sealed record RedeliverMe(int Times);
+
+public sealed record DelayedFlaky(int Failures);
+
+/// <summary>Hands its message back with <c>context.Redeliver</c> (the message scheduler) its first <see cref="RedeliverMe.Times"/> deliveries.</summary>
+public sealed class RedeliverMeConsumer : IConsumer<RedeliverMe>
+{
+    public static readonly ConcurrentDictionary<Guid, int> Attempts = new();
+
+    public async Task Consume(ConsumeContext<RedeliverMe> context)
+    {
+        var key = context.GetOriginalMessageId() ?? context.MessageId!.Value;
+        if (Attempts.AddOrUpdate(key, 1, (_, v) => v + 1) <= context.Message.Times)
+        {
+            await context.Redeliver(TimeSpan.FromSeconds(1));
+        }
+    }
+}
+
+/// <summary>Fails its first <see cref="DelayedFlaky.Failures"/> deliveries (counted by the original MessageId).</summary>
+public sealed class DelayedFlakyConsumer : IConsumer<DelayedFlaky>
+{
+    public static readonly ConcurrentDictionary<Guid, int> Attempts = new();
+
+    public Task Consume(ConsumeContext<DelayedFlaky> context)
+    {
+        var key = context.GetOriginalMessageId() ?? context.MessageId!.Value;
+        return Attempts.AddOrUpdate(key, 1, (_, v) => v + 1) <= context.Message.Failures
+            ? throw new InvalidOperationException("flaky " + key)
+            : Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// Redelivery on the real RabbitMQ without the delayed-message plugin, with the JobLog scheduler: <c>context.Redeliver</c>
+/// (the message scheduler) and <c>UseDelayedRedelivery</c> (the transport's delay).
+/// </summary>
+public class RabbitMqRedeliveryTests
+{
+    private SchedulerBus? _bus;
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        if (_bus is not null)
+        {
+            await _bus.DisposeAsync();
+            _bus = null;
+        }
+    }
+
+    private async Task<SchedulerBus> Start(
+        Action<IBusRegistrationConfigurator> registrations,
+        Action<IBusRegistrationContext, IRabbitMqBusFactoryConfigurator>? configureBus = null) =>
+        _bus = await SchedulerBus.StartAsync(await Ledgers.CreateAsync(LedgerProvider.Sqlite), registrations, configureBus);
+
+    [Test]
+    public async Task Redeliver_TwiceThenConsumed_IsOneTask_RunsRetriedWithTheirRedeliveryTimes_ThenSucceeded()
+    {
+        var bus = await Start(x => x.AddConsumer<RedeliverMeConsumer>());
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new RedeliverMe(2), x => x.MessageId = id);
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "consumed after two redeliveries", TimeSpan.FromSeconds(40));
+        await bus.Host.FlushAsync();
+        task = await bus.Host.TaskAsync(id);
+        TestContext.Out.WriteLine(Describe(task));
+        var runs = task.Runs.OrderBy(r => r.Start).ToList();
+        Assert.That(runs.Select(r => (r.Retries, r.State)), Is.EqualTo(new[]
+        {
+            (0, TaskRunState.Retried), (1, TaskRunState.Retried), (2, TaskRunState.Succeeded),
+        }), Describe(task));
+        Assert.That(runs.Take(2).Select(r => r.EstimatedTimeOfNextRetry), Has.All.Not.Null);
+        Assert.That((await bus.Host.TasksAsync()).Where(t => !t.IsInternal).Select(t => t.Id), Is.EqualTo(new[] { id }), "the redeliveries are no tasks");
+    }
+
+    [Test]
+    public async Task DelayedRedelivery_FailingTwiceThenConsumed_IsOneTask_RunsRetriedThenSucceeded()
+    {
+        var bus = await Start(x => x.AddConsumer<DelayedFlakyConsumer>(),
+            (_, cfg) => cfg.UseDelayedRedelivery(r => r.Intervals(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1))));
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new DelayedFlaky(2), x => x.MessageId = id);
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "consumed after two redeliveries", TimeSpan.FromSeconds(40));
+        await bus.Host.FlushAsync();
+        task = await bus.Host.TaskAsync(id);
+        TestContext.Out.WriteLine(Describe(task));
+        var runs = task.Runs.OrderBy(r => r.Start).ToList();
+        Assert.That(runs.Select(r => (r.Retries, r.State)), Is.EqualTo(new[]
+        {
+            (0, TaskRunState.Retried), (1, TaskRunState.Retried), (2, TaskRunState.Succeeded),
+        }), Describe(task));
+        Assert.That(runs.Take(2).Select(r => r.EstimatedTimeOfNextRetry), Has.All.Not.Null);
+    }
+
+    [Test]
+    public async Task Defer_TwiceThenConsumed_IsOneTask_RunsRetriedThenSucceeded()
+    {
+        var bus = await Start(x => x.AddConsumer<DeferMeConsumer>());
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new DeferMe(2), x => x.MessageId = id);
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "consumed after two deferrals", TimeSpan.FromSeconds(40));
+        await bus.Host.FlushAsync();
+        task = await bus.Host.TaskAsync(id);
+        TestContext.Out.WriteLine(Describe(task));
+        Assert.That(task.Runs.OrderBy(r => r.Start).Select(r => (r.Retries, r.State)), Is.EqualTo(new[]
+        {
+            (0, TaskRunState.Retried), (1, TaskRunState.Retried), (2, TaskRunState.Succeeded),
+        }), Describe(task));
+    }
+
+    [Test]
+    public async Task Send_WithATransportDelay_IsDeliveredWhenDue_ItsRunNotBeforeItsEta()
+    {
+        var bus = await Start(x => x.AddConsumer<DelayedFlakyConsumer>());
+        var id = NewId.NextGuid();
+        var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:delayed-flaky"));
+        using var sending = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        await endpoint.Send(new DelayedFlaky(0), x =>
+        {
+            x.MessageId = id;
+            x.Delay = TimeSpan.FromSeconds(2);
+        }, sending.Token);
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "consumed when due", TimeSpan.FromSeconds(40));
+        TestContext.Out.WriteLine(Describe(task));
+        Assert.That(task.EstimatedTimeOfFirstArrival, Is.GreaterThanOrEqualTo(task.DispatchedAt.AddSeconds(2)), "the delay is the task's ETA");
+        Assert.That(task.Runs.Single().Start, Is.GreaterThanOrEqualTo(task.EstimatedTimeOfFirstArrival!.Value), "not consumed before it was due");
+    }
+}
