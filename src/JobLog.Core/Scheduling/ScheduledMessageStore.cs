@@ -267,6 +267,29 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
     }
 
     /// <summary>
+    /// The pending messages due before <paramref name="dueBefore"/> that none of <paramref name="brokers"/> can send (for a
+    /// bus of another process, or of no running process): how many, and the earliest one's destination and due time.
+    /// </summary>
+    public async Task<(int Count, string? Destination, DateTime? ScheduledTime)> StrandedAsync(
+        IReadOnlyList<string> brokers, DateTime dueBefore, CancellationToken cancellationToken)
+    {
+        if (brokers.Count == 0)
+        {
+            return (0, null, null);
+        }
+
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        object?[] values = [dueBefore];
+        var where = $"WHERE \"State\" = {Pending} AND \"ScheduledTime\" < @p0 AND NOT{Routable(brokers, ref values)[" AND".Length..]}";
+        await using var command = Command(executor.Connection, null,
+            $"SELECT \"Destination\", \"ScheduledTime\", (SELECT COUNT(*) FROM {S} {where}) FROM {S} {where} ORDER BY \"ScheduledTime\" LIMIT 1", values);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+            ? (Convert.ToInt32(reader.GetValue(2), CultureInfo.InvariantCulture), reader.GetString(0), ReadDateTime(reader, 1))
+            : (0, null, null);
+    }
+
+    /// <summary>
     /// <c> AND (…)</c>: the destination is not an absolute address (<c>queue:name</c>, sent through any bus), or starts with
     /// one of <paramref name="brokers"/>; their values are appended to <paramref name="values"/> as parameters.
     /// </summary>

@@ -34,4 +34,8 @@ internal static partial class Log
 
     [LoggerMessage(3011, LogLevel.Information, "JobLog scheduler cancelled {TokenId}: {Outcome}.")]
     public static partial void Cancelled(ILogger logger, Guid tokenId, string outcome);
+
+    [LoggerMessage(3012, LogLevel.Warning,
+        "JobLog scheduler: {Count} stored messages fell due more than {Overdue} ago for a broker none of this process's buses reaches (the earliest for {Destination}, due {ScheduledTime:O}); they wait for a process that runs that bus.")]
+    public static partial void Stranded(ILogger logger, int count, TimeSpan overdue, string? destination, DateTime? scheduledTime);
 }

@@ -38,6 +38,7 @@ internal sealed class ScheduledMessageDispatcher(
     private Task? _loop;
     private readonly BusDirectory _buses = new();
     private DateTime _nextPurge = DateTime.MinValue;
+    private DateTime _nextStrandedCheck = DateTime.MinValue;
 
     /// <summary>Until when the dispatcher sleeps; <see cref="DateTime.MaxValue"/> while it works (tests wait for it).</summary>
     internal DateTime SleepingUntil
@@ -226,7 +227,29 @@ internal sealed class ScheduledMessageDispatcher(
         }
 
         await PurgeWhenDueAsync(stopping).ConfigureAwait(false);
+        await WarnStrandedWhenDueAsync(stopping).ConfigureAwait(false);
         return await store.NextDueAsync(Brokers, CancellationToken.None).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Now and then (every ten poll intervals), a warning when messages for a broker none of this process's buses reaches
+    /// are overdue (by more than two poll intervals): left to a process that runs that bus, they would otherwise wait in
+    /// silence when none does.
+    /// </summary>
+    private async Task WarnStrandedWhenDueAsync(CancellationToken stopping)
+    {
+        if (UtcNow < _nextStrandedCheck || stopping.IsCancellationRequested)
+        {
+            return;
+        }
+
+        _nextStrandedCheck = UtcNow + 10 * _options.PollInterval;
+        var overdue = 2 * _options.PollInterval;
+        var (count, destination, scheduledTime) = await store.StrandedAsync(Brokers, UtcNow - overdue, stopping).ConfigureAwait(false);
+        if (count > 0)
+        {
+            Log.Stranded(logger, count, overdue, destination, scheduledTime);
+        }
     }
 
     /// <summary>

@@ -169,6 +169,33 @@ public class SeveralWorkersTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task Stranded_CountsOnlyOverdueMessagesForBrokersThisProcessDoesNotReach()
+    {
+        var host = await Start();
+        var now = DateTime.UtcNow;
+        var store = Store(host);
+        await store.AddAsync(To(Due(NewId.NextGuid(), now.AddMinutes(-5)), "rabbitmq://127.0.0.1/one/charge-card"), CancellationToken.None);
+        await store.AddAsync(To(Due(NewId.NextGuid(), now.AddMinutes(-3)), "rabbitmq://127.0.0.1/two/charge-card"), CancellationToken.None);
+        await store.AddAsync(To(Due(NewId.NextGuid(), now.AddMinutes(-2)), "rabbitmq://127.0.0.1/three/charge-card"), CancellationToken.None);
+        await store.AddAsync(To(Due(NewId.NextGuid(), now.AddSeconds(-10)), "rabbitmq://127.0.0.1/two/charge-card"), CancellationToken.None);
+        await store.AddAsync(Due(NewId.NextGuid(), now.AddMinutes(-4)), CancellationToken.None);
+        string[] brokers = ["rabbitmq://127.0.0.1/ONE/"];
+
+        var (count, destination, scheduled) = await store.StrandedAsync(brokers, now.AddMinutes(-1), CancellationToken.None);
+        Assert.That(count, Is.EqualTo(2), "the other brokers' messages overdue by more than a minute; not its own, not a relative one, not a recent one");
+        Assert.That(destination, Is.EqualTo("rabbitmq://127.0.0.1/two/charge-card"), "the earliest");
+        Assert.That(scheduled, Is.EqualTo(now.AddMinutes(-3)).Within(TimeSpan.FromMilliseconds(0.01)));
+        Assert.That((await store.StrandedAsync(["rabbitmq://127.0.0.1/one/", "rabbitmq://127.0.0.1/two/", "rabbitmq://127.0.0.1/three/"],
+            now.AddMinutes(-1), CancellationToken.None)).Count, Is.Zero, "all reachable");
+
+        static ScheduledMessageLog To(ScheduledMessageLog message, string destination)
+        {
+            message.Destination = destination;
+            return message;
+        }
+    }
+
+    [Test]
     public async Task CancellationArrivingBeforeItsMessage_KeepsTheMessageFromBeingSent_AndExpiresItsTask()
     {
         var host = await Start();

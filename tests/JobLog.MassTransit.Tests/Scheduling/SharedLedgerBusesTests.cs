@@ -5,6 +5,7 @@ using JobLog.Testing;
 using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using NUnit.Framework;
 
 namespace JobLog.MassTransit.Tests.Scheduling;
@@ -18,9 +19,14 @@ public class SharedLedgerBusesTests
 {
     private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(500);
 
-    private static Task<LedgerHost> StartAsync(TestLedger ledger, RabbitMqVhost first, RabbitMqVhost? second) =>
+    private static Task<LedgerHost> StartAsync(TestLedger ledger, RabbitMqVhost first, RabbitMqVhost? second, WarningLog? warnings = null) =>
         LedgerHost.StartAsync(TestLedger.ExistingPostgres(ledger.ConnectionString), services: s =>
         {
+            if (warnings is not null)
+            {
+                s.AddSingleton<ILoggerProvider>(warnings);
+            }
+
             s.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
             s.AddMassTransit(x =>
             {
@@ -51,7 +57,8 @@ public class SharedLedgerBusesTests
         await using var ledger = await TestLedger.PostgresAsync();
         await using var first = await RabbitMqVhost.CreateAsync();
         await using var second = await RabbitMqVhost.CreateAsync();
-        await using var processB = await StartAsync(ledger, first, null);
+        var warningsB = new WarningLog();
+        await using var processB = await StartAsync(ledger, first, null, warningsB);
 
         // Process A schedules a message on its second bus; its buses stop before it falls due (the dispatcher stops with
         // them). A new host in this test process would meet MassTransit's static log context of the disposed one.
@@ -87,6 +94,12 @@ public class SharedLedgerBusesTests
             () => Task.FromResult(DateTime.UtcNow > due && dispatcherB.SleepingUntil != DateTime.MaxValue && dispatcherB.SleepingUntil > due + Poll),
             TimeSpan.FromSeconds(20), "B's dispatcher went round after the message fell due");
 
+        // Nobody runs the second bus now: B says so (it cannot tell a stopped process from a slow one, only that it waits).
+        await LedgerHost.EventuallyAsync(() => Task.FromResult(warningsB.Lines.Any(l => l.Contains("/" + second.Name + "/", StringComparison.Ordinal))),
+            TimeSpan.FromSeconds(20), "B warned that a message for the second virtual host waits: " + string.Join(" | ", warningsB.Lines));
+        Assert.That(warningsB.Lines.First(l => l.Contains("/" + second.Name + "/", StringComparison.Ordinal)),
+            Does.StartWith("JobLog scheduler: 1 stored messages fell due"));
+
         // A comes back: the message is delivered on the second virtual host.
         foreach (var bus in busesA)
         {
@@ -112,5 +125,35 @@ public class SharedLedgerBusesTests
 
         var run = tasks.Single(t => t.Id == eta).Runs.Single();
         Assert.That(run.QueueName, Is.EqualTo("other-bus-job"));
+    }
+}
+
+/// <summary>The JobLog scheduler's warnings a process logged.</summary>
+public sealed class WarningLog : ILoggerProvider
+{
+    private readonly System.Collections.Concurrent.ConcurrentQueue<string> _lines = new();
+
+    public IReadOnlyList<string> Lines => [.. _lines];
+
+    public ILogger CreateLogger(string categoryName) => new Logger(this, categoryName);
+
+    public void Dispose()
+    {
+    }
+
+    private sealed class Logger(WarningLog log, string category) : ILogger
+    {
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            if (logLevel >= LogLevel.Warning && category.StartsWith("JobLog", StringComparison.Ordinal))
+            {
+                log._lines.Enqueue(formatter(state, exception));
+            }
+        }
     }
 }
