@@ -115,6 +115,15 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
         /// waiting message go by raising the limit through the router (no wait for the interval).
         /// </summary>
         ConsumersUseRateLimit,
+
+        /// <summary>
+        /// <c>c.Message&lt;T&gt;(m =&gt; m.UsePartitioner(1, key))</c>, MassTransit's documented way to partition a consumer's
+        /// messages: on the message pipe, before JobLog's run filter.
+        /// </summary>
+        MessageUsePartitioner,
+
+        /// <summary><c>c.ConsumerMessage&lt;T&gt;(m =&gt; m.UsePartitioner(1, key))</c>: on the consumer's pipe for that message type.</summary>
+        ConsumerMessageUsePartitioner,
     }
 
     private PipeRouter? _rate;
@@ -152,6 +161,14 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
                 {
                     c.UseRateLimit(1, TimeSpan.FromMinutes(10), _rate);
                 }
+                else if (limit == Limit.MessageUsePartitioner)
+                {
+                    c.Message<SlotWork>(m => m.UsePartitioner(1, _ => Guid.Empty));
+                }
+                else if (limit == Limit.ConsumerMessageUsePartitioner)
+                {
+                    c.ConsumerMessage<SlotWork>(m => m.UsePartitioner(1, _ => Guid.Empty));
+                }
             }),
             configureBus: (_, cfg) =>
             {
@@ -168,6 +185,8 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
     [TestCase(Limit.BusUseConcurrencyLimit, TestName = "Consume_WaitingForASlotOfUseConcurrencyLimit_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt")]
     [TestCase(Limit.ConsumersUsePartitioner, TestName = "Consume_WaitingForItsPartitionOfTheConsumersUsePartitioner_HasNoRunUntilThePartitionIsFree_ThenStartsWhenItGetsIt")]
     [TestCase(Limit.ConsumersUseRateLimit, TestName = "Consume_WaitingForTheConsumersUseRateLimit_HasNoRunUntilTheRateLetsItGo_ThenStartsWhenItGoes")]
+    [TestCase(Limit.MessageUsePartitioner, TestName = "Consume_WaitingForItsPartitionOfAConsumersMessageUsePartitioner_HasNoRunUntilThePartitionIsFree_ThenStartsWhenItGetsIt")]
+    [TestCase(Limit.ConsumerMessageUsePartitioner, TestName = "Consume_WaitingForItsPartitionOfAConsumersConsumerMessageUsePartitioner_HasNoRunUntilThePartitionIsFree_ThenStartsWhenItGetsIt")]
     public async Task Consume_WaitingForASlot_HasNoRunUntilTheSlotIsFree_ThenStartsWhenItGetsIt(Limit limit)
     {
         var bus = await StartAsync(limit);
