@@ -78,6 +78,15 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
     private void Settle(RoutingSlip slip, CourierStep step, DeliveryState? delivery)
     {
         var activity = step.ActivityName ?? "?";
+        if (step.PendingFailure is { } handedBack && delivery?.RedeliveryAt is { } redelivery)
+        {
+            // The activity's redelivery (UseScheduledRedelivery, UseDelayedRedelivery) sent the routing slip back to this
+            // host instead of faulting it: the attempt stays RETRIED, and its retry comes when the redelivery does.
+            handedBack.Track(services.Recorder.Enqueue(new RunNextRetryKnown(handedBack.Run.Id, redelivery)));
+            step.PendingFailure = null;
+            return;
+        }
+
         if (step.PendingFailure is { } failed)
         {
             // Courier caught the exception and faulted the activity: the attempt recorded RETRIED was the last one.
