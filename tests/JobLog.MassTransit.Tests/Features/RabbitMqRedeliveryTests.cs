@@ -134,4 +134,30 @@ public class RabbitMqRedeliveryTests
         Assert.That(task.EstimatedTimeOfFirstArrival, Is.GreaterThanOrEqualTo(task.DispatchedAt.AddSeconds(2)), "the delay is the task's ETA");
         Assert.That(task.Runs.Single().Start, Is.GreaterThanOrEqualTo(task.EstimatedTimeOfFirstArrival!.Value), "not consumed before it was due");
     }
+
+    [Test]
+    public async Task DelayedRedeliveryAroundRetryAndInMemoryOutbox_NumbersRunsAcrossRedeliveries_OnlyTheSucceededAttemptsChildIsATask()
+    {
+        var bus = await Start(x =>
+        {
+            x.AddConsumer<OutboxedParentConsumer>();
+            x.AddConsumer<OutboxedChildConsumer>();
+        }, (context, cfg) =>
+        {
+            cfg.UseDelayedRedelivery(r => r.Intervals(TimeSpan.FromSeconds(1)));
+            cfg.UseMessageRetry(r => r.Immediate(1));
+            cfg.UseInMemoryOutbox(context);
+        });
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new OutboxedParent(Random.Shared.Next(), 3), x => x.MessageId = id);
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "parent succeeded on the 4th attempt", TimeSpan.FromSeconds(40));
+        await LedgerHost.EventuallyAsync(async () => (await bus.Host.TasksAsync()).Any(t => t.Name == "OutboxedChild" && t.State == TaskState.Succeeded),
+            TimeSpan.FromSeconds(20), "the child consumed");
+        await bus.Host.FlushAsync();
+        var child = (await bus.Host.TasksAsync()).Single(t => t.Name == "OutboxedChild");
+        task = await bus.Host.TaskAsync(id);
+        Assert.That(task.Runs.OrderBy(r => r.Start).Select(r => (r.Retries, r.State)),
+            Is.EqualTo(new[] { (0, TaskRunState.Retried), (1, TaskRunState.Retried), (2, TaskRunState.Retried), (3, TaskRunState.Succeeded) }), Describe(task));
+        Assert.That(child.ParentRunId, Is.EqualTo(task.Runs.Single(r => r.State == TaskRunState.Succeeded).Id));
+    }
 }
