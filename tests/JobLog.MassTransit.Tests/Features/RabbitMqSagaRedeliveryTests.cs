@@ -42,12 +42,47 @@ public sealed class ShipmentMachine : MassTransitStateMachine<Shipment>
     public Event<ShipmentLabelled> Labelled { get; private set; } = null!;
 }
 
+public sealed record ShipmentWeighed(Guid ShipmentId, int Failures);
+
+public sealed class Weighing : SagaStateMachineInstance
+{
+    public Guid CorrelationId { get; set; }
+
+    public string? CurrentState { get; set; }
+}
+
+/// <summary>A saga whose event fails its first <see cref="ShipmentWeighed.Failures"/> deliveries (counted by the original MessageId).</summary>
+public sealed class WeighingMachine : MassTransitStateMachine<Weighing>
+{
+    public static readonly System.Collections.Concurrent.ConcurrentDictionary<Guid, int> Attempts = new();
+
+    public WeighingMachine()
+    {
+        InstanceState(x => x.CurrentState);
+        Event(() => Weighed, e => e.CorrelateById(m => m.Message.ShipmentId));
+        Initially(When(Weighed)
+            .Then(context =>
+            {
+                var key = context.GetOriginalMessageId() ?? context.MessageId!.Value;
+                if (Attempts.AddOrUpdate(key, 1, (_, v) => v + 1) <= context.Message.Failures)
+                {
+                    throw new InvalidOperationException("scale not ready");
+                }
+            })
+            .TransitionTo(Done));
+    }
+
+    public State Done { get; private set; } = null!;
+
+    public Event<ShipmentWeighed> Weighed { get; private set; } = null!;
+}
+
 /// <summary>
 /// A saga event that arrives before its instance, redelivered by the saga's <c>OnMissingInstance(m =&gt; m.Redeliver(…))</c>
 /// through the JobLog scheduler on the real RabbitMQ: one task, the early attempts handed back (RETRIED), the last one the
 /// saga's transition.
 /// </summary>
-public class RabbitMqSagaMissingInstanceTests
+public class RabbitMqSagaRedeliveryTests
 {
     private SchedulerBus? _bus;
 
@@ -83,5 +118,36 @@ public class RabbitMqSagaMissingInstanceTests
         Assert.That(runs[^1].Output, Does.Contain("Waiting → Ready"), "the last attempt is the saga's transition");
         Assert.That((await bus.Host.TasksAsync()).Where(t => !t.IsInternal && t.Name == "ShipmentLabelled").Select(t => t.Id), Is.EqualTo(new[] { labelled }),
             "the redeliveries (new MessageIds) are no tasks");
+    }
+
+    [TestCase(true, TestName = "SagaEvent_FailingTwiceUnderScheduledRedelivery_RunsRetriedThenTheTransition")]
+    [TestCase(false, TestName = "SagaEvent_FailingTwiceUnderDelayedRedelivery_RunsRetriedThenTheTransition")]
+    public async Task SagaEvent_FailingTwiceUnderRedelivery_RunsRetriedThenTheTransition(bool scheduled)
+    {
+        var bus = _bus = await SchedulerBus.StartAsync(await Ledgers.CreateAsync(LedgerProvider.Sqlite),
+            x => x.AddSagaStateMachine<WeighingMachine, Weighing>().InMemoryRepository(),
+            (_, cfg) =>
+            {
+                if (scheduled)
+                {
+                    cfg.UseScheduledRedelivery(r => r.Intervals(500, 500));
+                }
+                else
+                {
+                    cfg.UseDelayedRedelivery(r => r.Intervals(500, 500));
+                }
+            });
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new ShipmentWeighed(NewId.NextGuid(), 2), x => x.MessageId = id);
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "consumed on the third delivery", TimeSpan.FromSeconds(40));
+        await bus.Host.FlushAsync();
+        task = await bus.Host.TaskAsync(id);
+        var runs = task.Runs.OrderBy(r => r.Start).ToList();
+        Assert.That(runs.Select(r => (r.ConsumerType, r.Retries, r.State)), Is.EqualTo(new[]
+        {
+            ("Weighing", 0, TaskRunState.Retried), ("Weighing", 1, TaskRunState.Retried), ("Weighing", 2, TaskRunState.Succeeded),
+        }), Describe(task));
+        Assert.That(runs.Take(2).Select(r => r.EstimatedTimeOfNextRetry), Has.All.Not.Null, Describe(task));
+        Assert.That(runs[^1].Output, Does.Contain("(new) → Done"));
     }
 }
