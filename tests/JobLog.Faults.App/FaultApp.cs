@@ -32,7 +32,9 @@ public sealed record ConsumeDelay(TimeSpan Value);
 /// Settings: <c>Fault:Role</c>, <c>Fault:Out</c> (the file of ids), <c>Fault:Count</c>, <c>Fault:Database</c>
 /// (<c>sqlite</c> or <c>postgres</c>), <c>ConnectionStrings:JobLog</c>, <c>RabbitMq:Host</c>, <c>RabbitMq:Port</c>, <c>RabbitMq:VirtualHost</c>,
 /// <c>JobLog:Durability</c>, <c>JobLog:SpoolDirectory</c>, <c>JobLog:QueueCapacity</c>, <c>Fault:ConsumeDelayMs</c> (a slow consumer),
-/// <c>Fault:HeartbeatMs</c> (<see cref="JobLogOptions.HeartbeatInterval"/>). Prints <c>fault-app ready</c> when the bus has started and
+/// <c>Fault:HeartbeatMs</c> (<see cref="JobLogOptions.HeartbeatInterval"/>), <c>Fault:HostTimeoutMs</c> (<see cref="JobLogOptions.HostTimeout"/>),
+/// <c>Fault:SweepMs</c> (<see cref="SweeperOptions.Interval"/>), <c>Fault:ClockOffsetMs</c> (JobLog's wall clock set that far
+/// from the machine's: <see cref="OffsetClock"/>). Prints <c>fault-app ready</c> when the bus has started and
 /// <c>fault-app published N</c> when a publisher is done.
 /// </summary>
 public static class FaultApp
@@ -50,6 +52,11 @@ public static class FaultApp
 
         builder.Services.AddSingleton(seen);
         builder.Services.AddSingleton(new ConsumeDelay(TimeSpan.FromMilliseconds(config.GetValue("Fault:ConsumeDelayMs", 0))));
+        if (config.GetValue<int?>("Fault:ClockOffsetMs") is { } offset)
+        {
+            builder.Services.AddSingleton<TimeProvider>(new OffsetClock(TimeSpan.FromMilliseconds(offset)));
+        }
+
         builder.Services.AddJobLog(o =>
         {
             if (postgres)
@@ -67,6 +74,17 @@ public static class FaultApp
             {
                 o.HeartbeatInterval = TimeSpan.FromMilliseconds(heartbeat);
             }
+
+            if (config.GetValue<int?>("Fault:HostTimeoutMs") is { } hostTimeout)
+            {
+                o.HostTimeout = TimeSpan.FromMilliseconds(hostTimeout);
+            }
+
+            if (config.GetValue<int?>("Fault:SweepMs") is { } sweep)
+            {
+                o.Sweeper.Interval = TimeSpan.FromMilliseconds(sweep);
+            }
+
             if (Enum.TryParse<LedgerDurability>(config["JobLog:Durability"], ignoreCase: true, out var durability))
             {
                 o.Durability = durability;
@@ -151,6 +169,15 @@ public static class FaultApp
             await Task.WhenAll(batch);
         }
     }
+}
+
+/// <summary>
+/// The machine's clock seen from a host whose wall clock is <paramref name="offset"/> away (another machine's skew, or a
+/// step NTP made): the wall time moves, the monotonic timestamp does not, as on a real machine.
+/// </summary>
+public sealed class OffsetClock(TimeSpan offset) : TimeProvider
+{
+    public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + offset;
 }
 
 /// <summary>An append-only file of ids, one per line, handed to the operating system as each is written (a SIGKILL keeps it).</summary>

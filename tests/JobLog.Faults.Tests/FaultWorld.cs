@@ -95,6 +95,14 @@ internal sealed class FaultWorld : IAsyncDisposable
     public Task<ChildProcess> StartConsumerAsync(string setting) => StartAsync("consume", 0, setting: setting);
 
     /// <summary>
+    /// Starts a process of <paramref name="role"/> (<c>publish</c> with <paramref name="count"/> probes, or <c>consume</c>
+    /// sleeping <paramref name="delayMs"/> in each) with the fault app's <paramref name="arguments"/> added
+    /// (<c>--Fault:ClockOffsetMs=…</c>, <c>--Fault:HostTimeoutMs=…</c>, <c>--Fault:SweepMs=…</c>); returns once its bus has started.
+    /// </summary>
+    public Task<ChildProcess> StartWithAsync(string role, int count, int delayMs, params string[] arguments) =>
+        StartAsync(role, count, delayMs, arguments: arguments);
+
+    /// <summary>
     /// Freezes <paramref name="processes"/> (SIGSTOP, at once, from this process) the moment a session of the ledger is
     /// inside an explicit transaction (idle in it, or running a statement after its BEGIN: a writer's or sweeper's batch),
     /// polling for up to <paramref name="bound"/>; lets them go on after <paramref name="frozen"/>. True when one was caught
@@ -246,6 +254,16 @@ internal sealed class FaultWorld : IAsyncDisposable
         await reader.ReadAsync();
         return (Convert.ToInt32(reader.GetValue(0), System.Globalization.CultureInfo.InvariantCulture),
             reader.IsDBNull(1) ? 0 : Convert.ToInt32(reader.GetValue(1), System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>The runs of the ledger still ACTIVE.</summary>
+    public async Task<int> ActiveRunsAsync()
+    {
+        await using var connection = Postgres is null ? (System.Data.Common.DbConnection)new SqliteConnection(ConnectionString) : new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"State\" = 1";
+        return Convert.ToInt32(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
     public IReadOnlySet<Guid> Published => Seen(publishers: true);
@@ -492,7 +510,7 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
     }
 
-    private async Task<ChildProcess> StartAsync(string role, int count, int delayMs = 0, bool waitReady = true, string? setting = null)
+    private async Task<ChildProcess> StartAsync(string role, int count, int delayMs = 0, bool waitReady = true, string? setting = null, string[]? arguments = null)
     {
         var seen = Path.Combine(_directory, $"{role}-{_processes.Count}.ids");
         var info = new ProcessStartInfo("dotnet") { WorkingDirectory = _directory };
@@ -510,7 +528,7 @@ internal sealed class FaultWorld : IAsyncDisposable
             "--JobLog:SpoolDirectory=" + Path.Combine(_directory, "spool"),
             "--Fault:ConsumeDelayMs=" + delayMs,
             "--Fault:HeartbeatMs=1000",
-        })
+        }.Concat(arguments ?? []))
         {
             info.ArgumentList.Add(argument);
         }

@@ -1,0 +1,80 @@
+using NUnit.Framework;
+
+namespace JobLog.Faults.Tests;
+
+/// <summary>
+/// Wall clocks that disagree: a host whose clock is minutes behind or ahead of another's (machines sharing a PostgreSQL
+/// ledger, one without NTP; or one clock stepped by NTP after a pause), faked per process by the fault app's
+/// <c>Fault:ClockOffsetMs</c> (JobLog's <see cref="TimeProvider"/>'s wall time moved; its monotonic time is the machine's).
+/// The promise tried: a live host's runs are not closed by another process's host sweep, and a dead host's runs are closed
+/// after <see cref="JobLogOptions.HostTimeout"/>, whatever the clocks say.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class ClockSkewTests
+{
+    private const int FiveMinutes = 300_000;
+
+    private static readonly string[] QuickSweeper = ["--Fault:HostTimeoutMs=5000", "--Fault:SweepMs=500"];
+
+    [TestCase(-FiveMinutes, 0, TestName = "LiveConsumerWhoseClockIsFiveMinutesBehind_ItsRunsAreNotExpiredByAnotherProcesssSweep")]
+    [TestCase(0, FiveMinutes, TestName = "LiveConsumer_ItsRunsAreNotExpiredByTheSweepOfAProcessWhoseClockIsFiveMinutesAhead")]
+    [CancelAfter(180_000)]
+    public async Task LiveConsumer_ItsRunsAreNotExpired_WhateverTheClocksSay(int consumerOffsetMs, int sweeperOffsetMs)
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        await world.StartWithAsync("consume", 0, 15_000, $"--Fault:ClockOffsetMs={consumerOffsetMs}");
+        await world.StartWithAsync("publish", 4, 0, [.. QuickSweeper, $"--Fault:ClockOffsetMs={sweeperOffsetMs}"]);
+        await world.WaitUntilAsync(() => world.Published.Count == 4, TimeSpan.FromSeconds(60), "4 probes published");
+
+        // While the consumer sleeps in its 4 probes (15 s each, at once), the publisher sweeps every 0.5 s with a 5 s host
+        // timeout, and the consumer beats every second.
+        var sawActive = false;
+        var expiredWhileAlive = 0;
+        for (var waited = 0; world.Consumed.Count < 4; waited++)
+        {
+            Assert.That(waited, Is.LessThan(300), "the 4 probes consumed within 60 s");
+            sawActive |= await world.ActiveRunsAsync() > 0;
+            expiredWhileAlive = Math.Max(expiredWhileAlive, (await world.ExpiredByHostAsync()).Runs);
+            await Task.Delay(200);
+        }
+
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(sawActive, Is.True, "the consumer's runs were seen ACTIVE");
+            Assert.That(expiredWhileAlive, Is.Zero, "runs of a host beating every second closed as 'stopped sending heartbeats'");
+            Assert.That((tally.Lost, tally.Stuck), Is.EqualTo((0, 0)), tally.ToString());
+        });
+    }
+
+    [Test]
+    [CancelAfter(180_000)]
+    public async Task ConsumerWhoseClockIsFiveMinutesAhead_Killed_ItsRunsAreExpiredAfterTheHostTimeout_NotAfterTheSkew()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        var consumer = await world.StartWithAsync("consume", 0, 120_000, $"--Fault:ClockOffsetMs={FiveMinutes}");
+        await world.StartWithAsync("publish", 4, 0, QuickSweeper);
+        await world.WaitUntilAsync(() => world.Published.Count == 4, TimeSpan.FromSeconds(60), "4 probes published");
+        var active = 0;
+        for (var waited = 0; active == 0; waited++)
+        {
+            Assert.That(waited, Is.LessThan(150), "ACTIVE runs in the ledger within 30 s");
+            await Task.Delay(200);
+            active = await world.ActiveRunsAsync();
+        }
+
+        await consumer.KillAsync();
+
+        // No other consumer takes the probes back: only the host sweep of the publisher (5 s host timeout) closes the runs.
+        for (var waited = 0; await world.ActiveRunsAsync() > 0; waited++)
+        {
+            Assert.That(waited, Is.LessThan(300),
+                "the killed consumer's runs closed by the publisher's host sweep within 60 s (its heartbeats were 5 min ahead)");
+            await Task.Delay(200);
+        }
+
+        Assert.That((await world.ExpiredByHostAsync()).Runs, Is.GreaterThanOrEqualTo(active), "each closed run says which host stopped");
+    }
+}
