@@ -11,6 +11,13 @@ namespace JobLog.Sweeping;
 /// the reason, and their tasks derived again, whether or not the task has a stale limit. Runs without an instance (rows
 /// older than heartbeats) are left to the stale rule. Instances gone for <see cref="HostRetention"/> are deleted.
 /// </summary>
+/// <remarks>
+/// A heartbeat carries its host's wall clock, which need not agree with this one's (another machine's skew, an NTP step).
+/// So a host this sweeper has read before is judged by what it saw: gone once its heartbeat has not changed for
+/// <see cref="JobLogOptions.HostTimeout"/> of this process's monotonic time, alive while it changes, whatever either clock
+/// says. Only a host read for the first time (this process's first sweep, a one-shot <c>sweep</c>, a new instance) is
+/// judged by comparing the clocks.
+/// </remarks>
 internal sealed partial class TaskLogSweeper
 {
     /// <summary>How long a stopped or dead host stays listed.</summary>
@@ -19,21 +26,36 @@ internal sealed partial class TaskLogSweeper
     private const string H = "\"" + LedgerModel.Hosts + "\"";
     private const string Runs = "\"" + LedgerModel.Runs + "\"";
 
+    /// <summary>Each host's heartbeat as this sweeper last read it, and the monotonic time it first read that value.</summary>
+    private readonly Dictionary<Guid, (DateTime Beat, long Since)> _beats = [];
+
+    private readonly Lock _beatsLock = new();
+
     /// <summary>Closes the ACTIVE runs of every gone host instance, in batches of <see cref="SweeperOptions.BatchSize"/>.</summary>
     /// <returns>The number of runs closed.</returns>
     private async Task<int> SweepHostsAsync(DbConnection connection, CancellationToken ct)
     {
         var now = time.GetUtcNow().UtcDateTime;
-        var gone = new List<(Guid Id, string Name, int Pid, DateTime LastHeartbeat, DateTime? StoppedAt)>();
+        var hosts = new List<(Guid Id, string Name, int Pid, DateTime LastHeartbeat, DateTime? StoppedAt)>();
         await using (var select = Command(connection, null,
-            $"SELECT \"InstanceId\", \"Name\", \"ProcessId\", \"LastHeartbeat\", \"StoppedAt\" FROM {H} WHERE \"StoppedAt\" IS NOT NULL OR \"LastHeartbeat\" < @p0",
-            now - options.Value.HostTimeout))
+            $"SELECT \"InstanceId\", \"Name\", \"ProcessId\", \"LastHeartbeat\", \"StoppedAt\" FROM {H}"))
         {
             await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
             {
-                gone.Add((_database.ReadGuid(reader, 0), reader.GetString(1), reader.GetInt32(2), _database.ReadUtc(reader, 3),
+                hosts.Add((_database.ReadGuid(reader, 0), reader.GetString(1), reader.GetInt32(2), _database.ReadUtc(reader, 3),
                     reader.IsDBNull(4) ? null : _database.ReadUtc(reader, 4)));
+            }
+        }
+
+        var gone = hosts.Where(h => IsGone(h.Id, h.LastHeartbeat, h.StoppedAt, now, time.GetTimestamp())).ToList();
+        lock (_beatsLock)
+        {
+            // Instances deleted (HostRetention) are forgotten.
+            var listed = hosts.Select(h => h.Id).ToHashSet();
+            foreach (var id in _beats.Keys.Where(id => !listed.Contains(id)).ToList())
+            {
+                _beats.Remove(id);
             }
         }
 
@@ -65,6 +87,27 @@ internal sealed partial class TaskLogSweeper
         }
 
         return closed;
+    }
+
+    /// <summary>
+    /// Whether a host is gone: stopped; or its heartbeat unchanged for <see cref="JobLogOptions.HostTimeout"/> of this
+    /// process's monotonic time since this sweeper first read it (<paramref name="at"/>: now, from
+    /// <see cref="TimeProvider.GetTimestamp"/>); or, read for the first time, older than the timeout by this wall clock.
+    /// </summary>
+    internal bool IsGone(Guid instance, DateTime lastHeartbeat, DateTime? stoppedAt, DateTime now, long at)
+    {
+        var timeout = options.Value.HostTimeout;
+        lock (_beatsLock)
+        {
+            if (_beats.TryGetValue(instance, out var seen) && seen.Beat == lastHeartbeat)
+            {
+                return stoppedAt is not null || time.GetElapsedTime(seen.Since, at) >= timeout;
+            }
+
+            var firstRead = !_beats.ContainsKey(instance);
+            _beats[instance] = (lastHeartbeat, at);
+            return stoppedAt is not null || (firstRead && lastHeartbeat < now - timeout);
+        }
     }
 
     /// <summary>The error message of a run closed because its host is gone.</summary>

@@ -156,6 +156,47 @@ public class HostSweepTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task Sweep_LiveHostWhoseClockIsFiveMinutesBehind_LeavesItsRunsWhileItBeats_AndClosesThemOnceItStops()
+    {
+        var skewed = await AddHostAsync("worker-behind", T0);
+        var (taskId, runId) = StartRun(skewed);
+        await _host.FlushAsync();
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "first read: a heartbeat of now");
+
+        for (var beat = 1; beat <= 8; beat++)
+        {
+            // Its heartbeats come every 15 s, stamped by a clock 5 min behind this one.
+            _clock.Advance(TimeSpan.FromSeconds(15));
+            await SetHeartbeatAsync(skewed, _clock.GetUtcNow().UtcDateTime - TimeSpan.FromMinutes(5));
+            Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, $"sweep after beat {beat}");
+        }
+
+        Assert.That((await _host.TaskAsync(taskId)).State, Is.EqualTo(TaskState.Active));
+
+        _clock.Advance(TimeSpan.FromMinutes(1));
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "silent for 1 min of a 2 min timeout");
+        _clock.Advance(TimeSpan.FromMinutes(1));
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1), "silent for the 2 min timeout");
+        Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
+    }
+
+    [Test]
+    public async Task Sweep_HostWhoseClockIsFiveMinutesAhead_ClosesItsRunsTheTimeoutAfterItsHeartbeatStopped()
+    {
+        var ahead = await AddHostAsync("worker-ahead", T0 + TimeSpan.FromMinutes(5));
+        var (taskId, runId) = StartRun(ahead);
+        await _host.FlushAsync();
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "first read: a heartbeat in this clock's future");
+
+        _clock.Advance(TimeSpan.FromMinutes(2));
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1), "its heartbeat unchanged for the 2 min timeout");
+        Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
+    }
+
+    private Task SetHeartbeatAsync(Guid instance, DateTime at) =>
+        _host.QueryAsync(db => db.Hosts.Where(h => h.InstanceId == instance).ExecuteUpdateAsync(u => u.SetProperty(h => h.LastHeartbeat, at)));
+
+    [Test]
     public async Task Sweep_GracefullyStoppedHost_ClosesWhatItLeftActive()
     {
         var stopped = await AddHostAsync("worker-3", T0.AddSeconds(30), stoppedAt: T0.AddSeconds(30));
