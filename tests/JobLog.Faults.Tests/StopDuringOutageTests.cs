@@ -1,0 +1,51 @@
+using System.Diagnostics;
+using NUnit.Framework;
+
+namespace JobLog.Faults.Tests;
+
+/// <summary>
+/// A graceful stop (SIGTERM, a deployment's rolling restart) while the database is down: the promise tried is that the
+/// stop ends (JobLog's writer cannot drain into a database that is not there) and that what the processes acknowledged
+/// and published before it, journaled, reaches the ledger through the next process once the database is back.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class StopDuringOutageTests
+{
+    private static readonly TimeSpan Drain = TimeSpan.FromMinutes(3);
+
+    [Test]
+    [CancelAfter(400_000)]
+    public async Task PublisherAndConsumerStoppedGracefullyDuringADatabaseOutage_TheStopEnds_AndNothingIsLost()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        var consumer = await world.StartConsumerAsync();
+        var publisher = await world.StartPublisherAsync(3000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 500, Drain, "500 probes consumed");
+
+        await world.Postgres!.StopAsync();
+        var atOutage = (world.Published.Count, world.Consumed.Count);
+        await world.WaitUntilAsync(() => world.Published.Count >= atOutage.Item1 + 300 && world.Consumed.Count >= atOutage.Item2 + 300,
+            Drain, "300 more probes published and consumed during the outage");
+
+        var clock = Stopwatch.StartNew();
+        await consumer.StopAsync(TimeSpan.FromSeconds(90));
+        var consumerStop = clock.Elapsed;
+        clock.Restart();
+        await publisher.StopAsync(TimeSpan.FromSeconds(90));
+        var publisherStop = clock.Elapsed;
+        TestContext.Out.WriteLine($"graceful stop during the outage: consumer {consumerStop}, publisher {publisherStop}");
+
+        await world.Postgres.StartAsync();
+        await world.StartConsumerAsync();
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, "what was acknowledged or published before the stop reaches the ledger: " + tally);
+            Assert.That(tally.Stuck, Is.Zero, tally.ToString());
+        });
+    }
+}
