@@ -17,7 +17,7 @@ internal sealed class FaultWorld : IAsyncDisposable
     private readonly List<(ChildProcess Process, string Seen, bool Publisher)> _processes = [];
     private readonly string _directory;
     private readonly string? _sqliteFile;
-    private string? _mounted;
+    private readonly List<string> _mounted = [];
 
     private FaultWorld(RabbitMqVhost? vhost, string directory, string? sqliteFile, PostgresCluster? postgres, RabbitMqNode? rabbit = null)
     {
@@ -56,7 +56,57 @@ internal sealed class FaultWorld : IAsyncDisposable
         var spool = Path.Combine(_directory, "spool");
         Directory.CreateDirectory(spool);
         await MachineCommands.RunAsync("mount", ["-t", "tmpfs", "-o", $"size={bytes},mode=0700", "tmpfs", spool]);
-        _mounted = spool;
+        _mounted.Add(spool);
+    }
+
+    /// <summary>
+    /// A SQLite ledger whose file is on a filesystem of <paramref name="bytes"/> of its own (a tmpfs the test mounts, as
+    /// root; the journal and spool stay on the machine's disk), which <see cref="FillLedgerDisk"/> fills.
+    /// </summary>
+    public static async Task<FaultWorld> SqliteOnASmallDiskAsync(int bytes)
+    {
+        var directory = NewDirectory();
+        var disk = Path.Combine(directory, "ledger-disk");
+        Directory.CreateDirectory(disk);
+        await MachineCommands.RunAsync("mount", ["-t", "tmpfs", "-o", $"size={bytes},mode=0700", "tmpfs", disk]);
+        var world = new FaultWorld(await RabbitMqVhost.CreateAsync(), directory, Path.Combine(disk, "ledger.db"), null);
+        world._mounted.Add(disk);
+        return world;
+    }
+
+    /// <summary>Fills the SQLite ledger's filesystem (<see cref="SqliteOnASmallDiskAsync"/>) with a file until it refuses; returns the file.</summary>
+    public string FillLedgerDisk()
+    {
+        var filler = Path.Combine(Path.GetDirectoryName(_sqliteFile!)!, "filler");
+        using var stream = new FileStream(filler, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0);
+        var block = new byte[64 * 1024];
+        try
+        {
+            while (true)
+            {
+                stream.Write(block);
+                stream.Flush();
+            }
+        }
+        catch (IOException)
+        {
+            // Full: what is left is under a block.
+        }
+
+        try
+        {
+            // The last blocks a page at a time, so that not even a page of the ledger fits.
+            var page = new byte[4096];
+            while (true)
+            {
+                stream.Write(page);
+                stream.Flush();
+            }
+        }
+        catch (IOException)
+        {
+            return filler;
+        }
     }
 
     /// <summary>A SQLite ledger and a RabbitMQ node of the scenario's own.</summary>
@@ -257,12 +307,15 @@ internal sealed class FaultWorld : IAsyncDisposable
     }
 
     /// <summary>The runs of the ledger still ACTIVE.</summary>
-    public async Task<int> ActiveRunsAsync()
+    public Task<int> ActiveRunsAsync() => CountAsync("SELECT COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"State\" = 1");
+
+    /// <summary>The number a <c>SELECT COUNT(*)</c> of the ledger returns.</summary>
+    public async Task<int> CountAsync(string sql)
     {
         await using var connection = Postgres is null ? (System.Data.Common.DbConnection)new SqliteConnection(ConnectionString) : new NpgsqlConnection(ConnectionString);
         await connection.OpenAsync();
         await using var command = connection.CreateCommand();
-        command.CommandText = "SELECT COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"State\" = 1";
+        command.CommandText = sql;
         return Convert.ToInt32(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
@@ -495,9 +548,9 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
 
         SqliteConnection.ClearAllPools();
-        if (_mounted is not null)
+        foreach (var mounted in _mounted)
         {
-            await MachineCommands.RunAsync("umount", [_mounted]);
+            await MachineCommands.RunAsync("umount", [mounted]);
         }
 
         try

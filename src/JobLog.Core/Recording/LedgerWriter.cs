@@ -315,8 +315,9 @@ internal sealed class LedgerWriter(
     private long HeldFrom => _held?.Lowest ?? 0;
 
     /// <summary>
-    /// One attempt at the batch. When it fails while the database is reachable, the batch itself was bad: it is stored
-    /// record by record, the rejected dropped. Otherwise the failure is thrown, and <see cref="_retry"/> waits and calls
+    /// One attempt at the batch. When it fails while the database is reachable, and not for a reason no record causes (a
+    /// full disk, an I/O error, a read-only database: <see cref="LedgerDatabase.IsWriteRefused"/>, session 25), the batch
+    /// itself was bad: it is stored record by record, the rejected dropped. Otherwise the failure is thrown, and <see cref="_retry"/> waits and calls
     /// again (keeping the records).
     /// </summary>
     private async ValueTask CommitBatchAsync(CancellationToken cancellationToken)
@@ -347,6 +348,7 @@ internal sealed class LedgerWriter(
             Log.BatchFailed(logger, ex, _batch.Count);
             await ResetExecutorAsync().ConfigureAwait(false);
             if (await SchemaMissingAsync(ex, cancellationToken).ConfigureAwait(false)
+                || store.Database.IsWriteRefused(ex)
                 || !await IsReachableAsync(cancellationToken).ConfigureAwait(false)
                 || !await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false))
             {
@@ -439,6 +441,7 @@ internal sealed class LedgerWriter(
                 await ResetExecutorAsync().ConfigureAwait(false);
                 if (ex is LedgerMovedException
                     || await SchemaMissingAsync(ex, cancellationToken).ConfigureAwait(false)
+                    || store.Database.IsWriteRefused(ex)
                     || !await IsReachableAsync(cancellationToken).ConfigureAwait(false))
                 {
                     recorder.Committed(written, HeldFrom);

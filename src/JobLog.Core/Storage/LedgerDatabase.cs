@@ -166,6 +166,14 @@ internal abstract class LedgerDatabase
     /// </summary>
     public abstract bool IsSchemaMissing(Exception exception);
 
+    /// <summary>
+    /// True when <paramref name="exception"/> says the database cannot write now, whatever the record (its disk full, an
+    /// I/O error, a read-only file or server, out of memory or connections): the write probe may still pass (SQLite's
+    /// <c>BEGIN IMMEDIATE</c> writes nothing; a full disk does not make PostgreSQL read-only), so the writer keeps the
+    /// batch and tries again, instead of taking the failure for the records' fault and dropping them one by one.
+    /// </summary>
+    public abstract bool IsWriteRefused(Exception exception);
+
     // ---- SQL fragments of the set-based statements (sweeper, scheduler) ----
 
     /// <summary>Appended to a row-selecting subquery so concurrent claimers skip each other's rows (empty when the database has one writer).</summary>

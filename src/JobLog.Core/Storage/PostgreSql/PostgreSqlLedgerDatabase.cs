@@ -321,6 +321,15 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
     public override string WriteProbe =>
         "BEGIN; SELECT pg_is_in_recovery() = FALSE AND current_setting('transaction_read_only') = 'off'; ROLLBACK;";
 
+    // The server's own refusals: classes 08 (connection), 53 (insufficient resources: disk full, out of memory, too many
+    // connections), 57 (operator intervention: shutdown, cannot connect now; not 57014, a statement cancelled by its
+    // timeout, which the records one by one may pass), 58 (system error: I/O), and 25006 (a read-only transaction).
+    public override bool IsWriteRefused(Exception exception) =>
+        exception is PostgresException { SqlState: var state } && state != PostgresErrorCodes.QueryCanceled
+            && (state.StartsWith("08", StringComparison.Ordinal) || state.StartsWith("53", StringComparison.Ordinal) || state.StartsWith("57", StringComparison.Ordinal)
+                || state.StartsWith("58", StringComparison.Ordinal) || state == PostgresErrorCodes.ReadOnlySqlTransaction) ||
+        exception.InnerException is { } inner && IsWriteRefused(inner);
+
     public override bool IsSchemaMissing(Exception exception) =>
         exception is PostgresException { SqlState: PostgresErrorCodes.UndefinedTable } ||
         exception.InnerException is { } inner && IsSchemaMissing(inner);

@@ -168,6 +168,12 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
 
     public override string WriteProbe => "BEGIN IMMEDIATE; ROLLBACK;";
 
+    // SQLITE_NOMEM 7, SQLITE_READONLY 8, SQLITE_IOERR 10, SQLITE_CORRUPT 11 is left out (a record cannot cause it, but
+    // retrying cannot cure it either), SQLITE_FULL 13, SQLITE_CANTOPEN 14, SQLITE_PROTOCOL 15; the primary code is the low byte.
+    public override bool IsWriteRefused(Exception exception) =>
+        exception is SqliteException sqlite && (sqlite.SqliteErrorCode & 0xFF) is 7 or 8 or 10 or 13 or 14 or 15 ||
+        exception.InnerException is { } inner && IsWriteRefused(inner);
+
     // SQLITE_ERROR (1) has no finer code for a missing table: its message says it.
     public override bool IsSchemaMissing(Exception exception) =>
         exception is SqliteException { SqliteErrorCode: 1 } sqlite && sqlite.Message.Contains("no such table", StringComparison.Ordinal) ||
