@@ -65,6 +65,12 @@ public sealed class RabbitMqNode : IAsyncDisposable
         await AwaitStartupAsync();
     }
 
+    /// <summary>
+    /// Raises (<paramref name="on"/>) or clears the node's memory alarm, as a broker short of memory does: with the
+    /// high watermark at 0 every publishing connection is blocked until it is cleared (back to the default 0.4).
+    /// </summary>
+    public Task SetMemoryAlarmAsync(bool on) => CtlAsync("set_vm_memory_high_watermark", on ? "0" : "0.4");
+
     public async ValueTask DisposeAsync()
     {
         try
