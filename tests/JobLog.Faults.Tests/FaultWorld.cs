@@ -306,6 +306,29 @@ internal sealed class FaultWorld : IAsyncDisposable
             reader.IsDBNull(1) ? 0 : Convert.ToInt32(reader.GetValue(1), System.Globalization.CultureInfo.InvariantCulture));
     }
 
+    /// <summary>
+    /// Opens sessions to the ledger's PostgreSQL (as another client would, outside any pool) until the server refuses one
+    /// with <c>too many connections</c> (53300); returns them, held until disposed.
+    /// </summary>
+    public async Task<List<NpgsqlConnection>> ExhaustConnectionsAsync()
+    {
+        var held = new List<NpgsqlConnection>();
+        while (true)
+        {
+            var connection = new NpgsqlConnection(ConnectionString + ";Pooling=false");
+            try
+            {
+                await connection.OpenAsync();
+                held.Add(connection);
+            }
+            catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.TooManyConnections)
+            {
+                await connection.DisposeAsync();
+                return held;
+            }
+        }
+    }
+
     /// <summary>The runs of the ledger still ACTIVE.</summary>
     public Task<int> ActiveRunsAsync() => CountAsync("SELECT COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"State\" = 1");
 

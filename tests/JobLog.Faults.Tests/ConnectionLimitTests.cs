@@ -1,0 +1,52 @@
+using NUnit.Framework;
+
+namespace JobLog.Faults.Tests;
+
+/// <summary>
+/// PostgreSQL's <c>max_connections</c> taken by another client (a connection leak elsewhere, a batch job): every new
+/// session is refused with 53300 while JobLog's processes run under load. The promise tried: the bus goes on, nothing
+/// acknowledged or published is lost, no run stays ACTIVE once the sessions are given back.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class ConnectionLimitTests
+{
+    private static readonly TimeSpan Drain = TimeSpan.FromMinutes(3);
+
+    [Test]
+    [CancelAfter(400_000)]
+    public async Task MaxConnectionsTakenByAnotherClientDuringLoad_NothingLost_NoRunStaysActive()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        await world.StartConsumerAsync();
+        await world.StartPublisherAsync(10_000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 500, Drain, "500 probes consumed");
+
+        var held = await world.ExhaustConnectionsAsync();
+        try
+        {
+            var before = world.Consumed.Count;
+            await world.WaitUntilAsync(() => world.Consumed.Count >= Math.Min(before + 600, 10_000), Drain, "600 more probes consumed while no session is free");
+            TestContext.Out.WriteLine($"sessions held by the other client: {held.Count}; consumed while held: {world.Consumed.Count - before}");
+        }
+        finally
+        {
+            foreach (var connection in held)
+            {
+                await connection.DisposeAsync();
+            }
+        }
+
+        await world.WaitUntilAsync(() => world.Published.Count == 10_000, Drain, "10000 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        var refused = world.Output.Split('\n').Count(line => line.Contains("53300", StringComparison.Ordinal));
+        TestContext.Out.WriteLine($"log lines naming 53300 in the processes: {refused}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, tally.ToString());
+            Assert.That(tally.Stuck, Is.Zero, tally.ToString());
+        });
+    }
+}
