@@ -105,8 +105,12 @@ internal sealed partial class TaskLogSweeper
             }
 
             var firstRead = !_beats.ContainsKey(instance);
-            _beats[instance] = (lastHeartbeat, at);
-            return stoppedAt is not null || (firstRead && lastHeartbeat < now - timeout);
+            var gone = stoppedAt is not null || (firstRead && lastHeartbeat < now - timeout);
+
+            // A host found gone at its first read stays gone at the next sweeps (a run of it replayed from its journal
+            // later is closed by the next sweep), as if this sweeper had watched it silent for the timeout already.
+            _beats[instance] = (lastHeartbeat, gone ? at - (long)(timeout.TotalSeconds * time.TimestampFrequency) : at);
+            return gone;
         }
     }
 

@@ -193,6 +193,24 @@ public class HostSweepTests(LedgerProvider provider)
         Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
     }
 
+    [Test]
+    public async Task Sweep_HostFoundGoneAtItsFirstRead_ARunOfItReplayedLater_IsClosedByTheNextSweep()
+    {
+        var dead = await AddHostAsync("worker-dead", T0);
+        StartRun(dead);
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromMinutes(3));
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1), "first read: silent for 3 min by the clock");
+
+        // A start of it that another process replays from its journal only now.
+        var (taskId, runId) = StartRun(dead);
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromSeconds(30));
+
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1), "the next sweep");
+        Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
+    }
+
     private Task SetHeartbeatAsync(Guid instance, DateTime at) =>
         _host.QueryAsync(db => db.Hosts.Where(h => h.InstanceId == instance).ExecuteUpdateAsync(u => u.SetProperty(h => h.LastHeartbeat, at)));
 
