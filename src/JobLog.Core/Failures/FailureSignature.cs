@@ -83,8 +83,39 @@ public sealed partial record FailureSignature(string ExceptionType, string? Fram
     /// The signature of an exception, from its type and its stack traces (never its message): the same signature
     /// <see cref="Parse"/> reads from its <c>ToString()</c> when the message holds nothing that reads as a frame.
     /// </summary>
-    internal static FailureSignature Of(Exception exception) =>
-        From(exception.GetType().ToString(), exception.InnerException?.GetType().ToString(), Traces(exception, 0));
+    internal static FailureSignature Of(Exception exception)
+    {
+        if (exception.InnerException is not null || exception is AggregateException)
+        {
+            return From(exception.GetType().ToString(), exception.InnerException?.GetType().ToString(), Traces(exception, 0));
+        }
+
+        // One trace: the retries of a failure give the same cached trace text (ExceptionTexts), whose frames are searched once.
+        var trace = Redaction.ExceptionTexts.TraceOf(exception);
+        var type = exception.GetType();
+        if (trace is not null && t_lastOf is { } last && ReferenceEquals(last.Trace, trace) && last.Type == type)
+        {
+            return last.Signature;
+        }
+
+        var signature = From(type.ToString(), null, [trace]);
+        if (trace is not null)
+        {
+            t_lastOf = new OfMemo(type, trace, signature);
+        }
+
+        return signature;
+    }
+
+    [ThreadStatic]
+    private static OfMemo? t_lastOf;
+
+    [ThreadStatic]
+    private static StatingMemo? t_lastStating;
+
+    private sealed record OfMemo(Type Type, string Trace, FailureSignature Signature);
+
+    private sealed record StatingMemo(string Text, FailureSignature Signature, bool Reads);
 
     /// <summary>
     /// The signature of an exception known by its parts (a fault's <c>ExceptionInfo</c>): its type, its first inner
@@ -97,8 +128,14 @@ public sealed partial record FailureSignature(string ExceptionType, string? Fram
     /// <paramref name="errorText"/> as the ledger keeps it for a failure whose signature is <paramref name="signature"/>:
     /// the text itself when it reads as that signature (the usual case), else the text after a first line stating it.
     /// </summary>
-    internal static string Stating(string errorText, FailureSignature signature) =>
-        Parse(errorText) == signature ? errorText : StatedPrefix + signature + "]\n" + errorText;
+    internal static string Stating(string errorText, FailureSignature signature)
+    {
+        // A failure's retries usually give the same text for the same signature: it is read once.
+        var reads = t_lastStating is { } last && last.Signature == signature && string.Equals(last.Text, errorText, StringComparison.Ordinal)
+            ? last.Reads
+            : (t_lastStating = new StatingMemo(errorText, signature, Parse(errorText) == signature)).Reads;
+        return reads ? errorText : StatedPrefix + signature + "]\n" + errorText;
+    }
 
     private const string StatedPrefix = "[failure group: ";
 

@@ -41,6 +41,14 @@ internal static class ExceptionTexts
     [ThreadStatic]
     internal static bool LastFromCache;
 
+    // The last exception whose trace this thread resolved, and that trace: a failure's text and its failure group
+    // (FailureSignature.Of) ask for the same exception's trace one after the other, and each ask took its frames again.
+    [ThreadStatic]
+    private static WeakReference<Exception>? t_lastException;
+
+    [ThreadStatic]
+    private static string? t_lastTrace;
+
     /// <summary><c>exception.ToString()</c>.</summary>
     public static string Of(Exception exception)
     {
@@ -93,6 +101,8 @@ internal static class ExceptionTexts
             Traces[key] = trace;
         }
 
+        Remember(exception, trace.Text);
+
         // Exception.ToString() without an inner exception: the class, ": " and the message when there is one, the trace.
         // The retries of one failure usually carry the same message too: the last text composed is given again.
         var message = exception.Message;
@@ -115,6 +125,11 @@ internal static class ExceptionTexts
     /// </summary>
     public static string? TraceOf(Exception exception)
     {
+        if (t_lastTrace is { } recalled && t_lastException is { } last && last.TryGetTarget(out var lastException) && ReferenceEquals(lastException, exception))
+        {
+            return recalled;
+        }
+
         if (StackTraceString is null || RemoteStackTraceString is null || ForeignBoundary is null
             || !Composed.GetOrAdd(exception.GetType(), IsComposed)
             || StackTraceString.GetValue(exception) is not null || RemoteStackTraceString.GetValue(exception) is string { Length: > 0 })
@@ -140,6 +155,7 @@ internal static class ExceptionTexts
 
         if (Traces.TryGetValue(key, out var trace))
         {
+            Remember(exception, trace.Text);
             return trace.Text;
         }
 
@@ -154,7 +170,23 @@ internal static class ExceptionTexts
         }
 
         Traces[key] = new Trace(text);
+        Remember(exception, text);
         return text;
+    }
+
+    /// <summary>Keeps the exception (weakly) and its trace for this thread's next <see cref="TraceOf"/>.</summary>
+    private static void Remember(Exception exception, string trace)
+    {
+        if (t_lastException is { } last)
+        {
+            last.SetTarget(exception);
+        }
+        else
+        {
+            t_lastException = new WeakReference<Exception>(exception);
+        }
+
+        t_lastTrace = trace;
     }
 
     private static TraceKey? Key(Type type, StackTrace frames)

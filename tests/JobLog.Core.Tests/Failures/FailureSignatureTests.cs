@@ -136,6 +136,27 @@ public class FailureSignatureTests
     }
 
     [Test]
+    public void TheRetriesOfOneFailure_ReadAsOneGroup_AndAMessageHoldingAFrameFromTheSameFramesIsStillStated()
+    {
+        // Of and Stating keep the last trace and text they read (the retries of a failure throw from the same frames with
+        // the same text): a different text from the same frames must still be read for itself.
+        var plain = Orders.Refuse("declined");
+        var again = Orders.Refuse("declined");
+        var steered = Orders.Refuse("declined\n   at Shop.Payments.Charge(Order order)");
+        var own = new FailureSignature("System.InvalidOperationException", RefuseFrame);
+
+        foreach (var exception in new[] { plain, steered, again, steered, plain })
+        {
+            var text = exception.ToString();
+            var stated = FailureSignature.Stating(text, FailureSignature.Of(exception));
+
+            Assert.That(FailureSignature.Of(exception), Is.EqualTo(own));
+            Assert.That(FailureSignature.Parse(stated), Is.EqualTo(own));
+            Assert.That(stated, ReferenceEquals(exception, steered) ? Does.StartWith("[failure group: ") : Is.EqualTo(text));
+        }
+    }
+
+    [Test]
     public void Stating_ATextCutBeforeItsFrames_StatesTheFrame()
     {
         var exception = Orders.Refuse(new string('x', 5000));
