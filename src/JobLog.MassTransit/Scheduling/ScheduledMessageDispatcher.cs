@@ -128,10 +128,6 @@ internal sealed class ScheduledMessageDispatcher(
         stopping.Dispose();
     }
 
-    /// <summary>The bus whose broker <paramref name="destination"/> names, else the first bus started.</summary>
-    internal IBus BusFor(string destination) =>
-        _buses.For(destination, null) ?? throw new InvalidOperationException("The dispatcher has no bus: it starts with the bus.");
-
     private async Task RunAsync(Task busReady, CancellationToken stopping)
     {
         try
@@ -279,7 +275,9 @@ internal sealed class ScheduledMessageDispatcher(
             async (message, _) =>
             {
                 // Never start a send that could outlive the claim: another dispatcher would take the message and send it again.
-                if (stopping.IsCancellationRequested || UtcNow > leaseEnd - halfLease)
+                // No bus left: the last one stopped before the dispatcher's loop did (a graceful stop); given back, not failed.
+                var bus = _buses.For(message.Destination, null);
+                if (stopping.IsCancellationRequested || bus is null || UtcNow > leaseEnd - halfLease)
                 {
                     unsent.Add(message.Id);
                     return;
@@ -288,8 +286,13 @@ internal sealed class ScheduledMessageDispatcher(
                 try
                 {
                     using var timeout = new CancellationTokenSource(halfLease, time);
-                    await SendAsync(BusFor(message.Destination), message, timeout.Token).ConfigureAwait(false);
+                    await SendAsync(bus, message, timeout.Token).ConfigureAwait(false);
                     sent.Add(message.Id);
+                }
+                catch (Exception) when (stopping.IsCancellationRequested || _buses.Count == 0)
+                {
+                    // The bus stopped under the send (a graceful stop): given back, due again at once for the next dispatcher.
+                    unsent.Add(message.Id);
                 }
                 catch (Exception ex)
                 {
