@@ -67,19 +67,9 @@ public class RabbitMqRedeliveryTests
     public async Task Redeliver_TwiceThenConsumed_IsOneTask_RunsRetriedWithTheirRedeliveryTimes_ThenSucceeded()
     {
         var bus = await Start(x => x.AddConsumer<RedeliverMeConsumer>());
-        var id = NewId.NextGuid();
-        await bus.Bus.Publish(new RedeliverMe(2), x => x.MessageId = id);
-        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "consumed after two redeliveries", TimeSpan.FromSeconds(40));
-        await bus.Host.FlushAsync();
-        task = await bus.Host.TaskAsync(id);
-        TestContext.Out.WriteLine(Describe(task));
-        var runs = task.Runs.OrderBy(r => r.Start).ToList();
-        Assert.That(runs.Select(r => (r.Retries, r.State)), Is.EqualTo(new[]
-        {
-            (0, TaskRunState.Retried), (1, TaskRunState.Retried), (2, TaskRunState.Succeeded),
-        }), Describe(task));
-        Assert.That(runs.Take(2).Select(r => r.EstimatedTimeOfNextRetry), Has.All.Not.Null);
-        Assert.That((await bus.Host.TasksAsync()).Where(t => !t.IsInternal).Select(t => t.Id), Is.EqualTo(new[] { id }), "the redeliveries are no tasks");
+        var task = await RetriedTwiceThenSucceededAsync(bus, new RedeliverMe(2), "consumed after two redeliveries");
+        Assert.That(task.Runs.OrderBy(r => r.Start).Take(2).Select(r => r.EstimatedTimeOfNextRetry), Has.All.Not.Null);
+        Assert.That((await bus.Host.TasksAsync()).Where(t => !t.IsInternal).Select(t => t.Id), Is.EqualTo(new[] { task.Id }), "the redeliveries are no tasks");
     }
 
     [Test]
@@ -87,34 +77,32 @@ public class RabbitMqRedeliveryTests
     {
         var bus = await Start(x => x.AddConsumer<DelayedFlakyConsumer>(),
             (_, cfg) => cfg.UseDelayedRedelivery(r => r.Intervals(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1))));
-        var id = NewId.NextGuid();
-        await bus.Bus.Publish(new DelayedFlaky(2), x => x.MessageId = id);
-        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "consumed after two redeliveries", TimeSpan.FromSeconds(40));
-        await bus.Host.FlushAsync();
-        task = await bus.Host.TaskAsync(id);
-        TestContext.Out.WriteLine(Describe(task));
-        var runs = task.Runs.OrderBy(r => r.Start).ToList();
-        Assert.That(runs.Select(r => (r.Retries, r.State)), Is.EqualTo(new[]
-        {
-            (0, TaskRunState.Retried), (1, TaskRunState.Retried), (2, TaskRunState.Succeeded),
-        }), Describe(task));
-        Assert.That(runs.Take(2).Select(r => r.EstimatedTimeOfNextRetry), Has.All.Not.Null);
+        var task = await RetriedTwiceThenSucceededAsync(bus, new DelayedFlaky(2), "consumed after two redeliveries");
+        Assert.That(task.Runs.OrderBy(r => r.Start).Take(2).Select(r => r.EstimatedTimeOfNextRetry), Has.All.Not.Null);
     }
 
     [Test]
     public async Task Defer_TwiceThenConsumed_IsOneTask_RunsRetriedThenSucceeded()
     {
         var bus = await Start(x => x.AddConsumer<DeferMeConsumer>());
+        await RetriedTwiceThenSucceededAsync(bus, new DeferMe(2), "consumed after two deferrals");
+    }
+
+    /// <summary>Publishes <paramref name="message"/> and asserts its one task's runs: RETRIED, RETRIED, SUCCEEDED.</summary>
+    private static async Task<TaskLog> RetriedTwiceThenSucceededAsync<T>(SchedulerBus bus, T message, string because)
+        where T : class
+    {
         var id = NewId.NextGuid();
-        await bus.Bus.Publish(new DeferMe(2), x => x.MessageId = id);
-        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "consumed after two deferrals", TimeSpan.FromSeconds(40));
+        await bus.Bus.Publish(message, x => x.MessageId = id);
+        await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, because, TimeSpan.FromSeconds(40));
         await bus.Host.FlushAsync();
-        task = await bus.Host.TaskAsync(id);
+        var task = await bus.Host.TaskAsync(id);
         TestContext.Out.WriteLine(Describe(task));
         Assert.That(task.Runs.OrderBy(r => r.Start).Select(r => (r.Retries, r.State)), Is.EqualTo(new[]
         {
             (0, TaskRunState.Retried), (1, TaskRunState.Retried), (2, TaskRunState.Succeeded),
         }), Describe(task));
+        return task;
     }
 
     [Test]
