@@ -34,25 +34,13 @@ public sealed class FlakyChargeActivity : IActivity<FlakyChargeArguments, FlakyC
 /// </summary>
 [TestFixture(true)]
 [TestFixture(false)]
-public class RabbitMqCourierRedeliveryTests(bool scheduled)
+public class RabbitMqCourierRedeliveryTests(bool scheduled) : OneSchedulerBusTests
 {
-    private SchedulerBus? _bus;
-
-    [TearDown]
-    public async Task TearDown()
-    {
-        if (_bus is not null)
-        {
-            await _bus.DisposeAsync();
-            _bus = null;
-        }
-    }
-
     [TestCase(2, TestName = "RoutingSlip_WhoseActivityIsRedeliveredTwice_Succeeds_WithTheActivitysAttemptsAsRuns")]
     [TestCase(100, TestName = "RoutingSlip_WhoseActivityFailsEveryRedelivery_Fails_TheLastAttemptFailed")]
     public async Task RoutingSlip_WhoseActivityIsRedelivered(int failures)
     {
-        var bus = _bus = await SchedulerBus.StartAsync(await Ledgers.CreateAsync(LedgerProvider.Sqlite), x =>
+        var bus = await StartBusAsync(x =>
         {
             x.AddActivity<ReserveActivity, ReserveArguments, ReserveLog>();
             x.AddActivity<FlakyChargeActivity, FlakyChargeArguments, FlakyChargeLog>();

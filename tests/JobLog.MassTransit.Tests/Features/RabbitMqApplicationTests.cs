@@ -72,28 +72,8 @@ public sealed class LoadItemConsumer : IConsumer<LoadItem>
 /// </summary>
 [TestFixture(LedgerProvider.Sqlite)]
 [TestFixture(LedgerProvider.PostgreSql)]
-public class RabbitMqApplicationTests(LedgerProvider provider)
+public class RabbitMqApplicationTests(LedgerProvider provider) : OneSchedulerBusTests(provider)
 {
-    private SchedulerBus? _bus;
-
-    [TearDown]
-    public async Task TearDown()
-    {
-        if (_bus is not null)
-        {
-            await _bus.DisposeAsync();
-            _bus = null;
-        }
-    }
-
-    private async Task<SchedulerBus> Start(
-        Action<IBusRegistrationConfigurator> registrations,
-        Action<IBusRegistrationContext, IRabbitMqBusFactoryConfigurator>? configureBus = null)
-    {
-        _bus = await SchedulerBus.StartAsync(await Ledgers.CreateAsync(provider), registrations, configureBus);
-        return _bus;
-    }
-
     private static async Task Dump(SchedulerBus bus)
     {
         await bus.Host.FlushAsync();
@@ -110,7 +90,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
     [Test]
     public async Task FanOut_TwoConsumersOnOneQueueAndOneOnAnother_ARunPerConsumerAttempt_WithItsQueue()
     {
-        var bus = await Start(x =>
+        var bus = await StartBusAsync(x =>
         {
             x.AddConsumer<FanAConsumer>().Endpoint(e => e.Name = "fan-one");
             x.AddConsumer<FanBConsumer>().Endpoint(e => e.Name = "fan-one");
@@ -132,7 +112,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
     [Test]
     public async Task FanOut_OneConsumerFailingForGood_FailsTheTask_TheOthersRunsStaySucceeded()
     {
-        var bus = await Start(x =>
+        var bus = await StartBusAsync(x =>
         {
             x.AddConsumer<FanAConsumer>().Endpoint(e => e.Name = "fan-one");
             x.AddConsumer<FanBConsumer>().Endpoint(e => e.Name = "fan-one");
@@ -153,7 +133,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
     [Test]
     public async Task ScheduledRedeliveryAroundMessageRetry_OnTheJobLogScheduler_NumbersRunsAcrossRedeliveries_TheLastFailed()
     {
-        var bus = await Start(x => x.AddConsumer<AlwaysBrokenConsumer>(), (_, cfg) =>
+        var bus = await StartBusAsync(x => x.AddConsumer<AlwaysBrokenConsumer>(), (_, cfg) =>
         {
             cfg.UseScheduledRedelivery(r => r.Intervals(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1)));
             cfg.UseMessageRetry(r => r.Immediate(1));
@@ -176,7 +156,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
     [Test]
     public async Task SagaSchedule_OnTheJobLogScheduler_TimeoutAndUnscheduled()
     {
-        var bus = await Start(x => x.AddSagaStateMachine<TimedOrderMachine, TimedOrder>().InMemoryRepository());
+        var bus = await StartBusAsync(x => x.AddSagaStateMachine<TimedOrderMachine, TimedOrder>().InMemoryRepository());
         var expires = NewId.NextGuid();
         var paid = NewId.NextGuid();
         await bus.Bus.Publish(new OrderOpened(expires));
@@ -195,7 +175,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
     [Test]
     public async Task InMemoryOutbox_WithScheduledRedelivery_RecordsOnlyTheSucceededAttemptsChild()
     {
-        var bus = await Start(x =>
+        var bus = await StartBusAsync(x =>
         {
             x.AddConsumer<OutboxedParentConsumer>();
             x.AddConsumer<OutboxedChildConsumer>();
@@ -223,7 +203,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
     public async Task BatchConsumer_FirstBatchFailsThenRetried_EachMessageHasOneSucceededRun()
     {
         BatchItemConsumer.Calls = 0;
-        var bus = await Start(x => x.AddConsumer<BatchItemConsumer>(c => c.Options<BatchOptions>(o => o.SetMessageLimit(5).SetTimeLimit(TimeSpan.FromMilliseconds(500)))),
+        var bus = await StartBusAsync(x => x.AddConsumer<BatchItemConsumer>(c => c.Options<BatchOptions>(o => o.SetMessageLimit(5).SetTimeLimit(TimeSpan.FromMilliseconds(500)))),
             (_, cfg) => cfg.UseMessageRetry(r => r.Immediate(1)));
         var ids = Enumerable.Range(0, 5).Select(_ => NewId.NextGuid()).ToList();
         for (var i = 0; i < 5; i++)
@@ -244,7 +224,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
     [Test]
     public async Task BusRestart_DuringLoad_EveryTaskEndsSucceeded()
     {
-        var bus = await Start(x => x.AddConsumer<LoadItemConsumer>(c => c.ConcurrentMessageLimit = 4));
+        var bus = await StartBusAsync(x => x.AddConsumer<LoadItemConsumer>(c => c.ConcurrentMessageLimit = 4));
         var ids = Enumerable.Range(0, 200).Select(_ => NewId.NextGuid()).ToList();
         for (var i = 0; i < 200; i++)
         {
@@ -274,7 +254,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
     [Test]
     public async Task SagaRequest_OnTheJobLogScheduler_CompletedAndTimedOut()
     {
-        var bus = await Start(x =>
+        var bus = await StartBusAsync(x =>
         {
             x.AddConsumer<AskStockConsumer>().Endpoint(e => e.Name = "ask-stock");
             x.AddSagaStateMachine<CheckedOrderMachine, CheckedOrder>().InMemoryRepository();
@@ -291,7 +271,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
     [Test]
     public async Task JobConsumers_OnTheJobLogScheduler_CompletedRetriedThenFailedAndCancelled()
     {
-        var bus = await Start(x =>
+        var bus = await StartBusAsync(x =>
         {
             x.SetJobConsumerOptions();
             x.SetInMemorySagaRepositoryProvider();
@@ -332,7 +312,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
     [Test]
     public async Task SendToTheMessageTypesExchange_FansOut_AndSendToAQueue_ReachesOnlyIt()
     {
-        var bus = await Start(x =>
+        var bus = await StartBusAsync(x =>
         {
             x.AddConsumer<FanAConsumer>().Endpoint(e => e.Name = "fan-one");
             x.AddConsumer<FanCConsumer>().Endpoint(e => e.Name = "fan-two");
@@ -378,7 +358,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider)
             }
         });
         CallsOutConsumer.Url = $"http://127.0.0.1:{p}/partner";
-        var bus = await Start(x =>
+        var bus = await StartBusAsync(x =>
         {
             x.AddConsumer<CallsOutConsumer>();
             x.AddHttpClient("partner").AddJobLogging("partner");

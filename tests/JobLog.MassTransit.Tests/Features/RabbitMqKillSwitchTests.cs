@@ -18,24 +18,12 @@ public sealed class MeterConsumer : IConsumer<Meter>
 /// <c>UseKillSwitch</c> on the real RabbitMQ: failures trip it, the endpoint stops and restarts; every message ends
 /// with the state of its last attempt, and no run is left ACTIVE by the stop.
 /// </summary>
-public class RabbitMqKillSwitchTests
+public class RabbitMqKillSwitchTests : OneSchedulerBusTests
 {
-    private SchedulerBus? _bus;
-
-    [TearDown]
-    public async Task TearDown()
-    {
-        if (_bus is not null)
-        {
-            await _bus.DisposeAsync();
-            _bus = null;
-        }
-    }
-
     [Test]
     public async Task KillSwitch_TrippedByFailures_RestartsTheEndpoint_EveryTaskEndsWithItsLastAttemptsState()
     {
-        var bus = _bus = await SchedulerBus.StartAsync(await Ledgers.CreateAsync(LedgerProvider.Sqlite),
+        var bus = await StartBusAsync(
             x => x.AddConsumer<MeterConsumer>(),
             (_, cfg) => cfg.UseKillSwitch(k => k.SetActivationThreshold(4).SetTripThreshold(0.2).SetRestartTimeout(s: 1)));
         var stops = new StopCounter();

@@ -44,29 +44,12 @@ public sealed class DelayedFlakyConsumer : IConsumer<DelayedFlaky>
 /// Redelivery on the real RabbitMQ without the delayed-message plugin, with the JobLog scheduler: <c>context.Redeliver</c>
 /// (the message scheduler) and <c>UseDelayedRedelivery</c> (the transport's delay).
 /// </summary>
-public class RabbitMqRedeliveryTests
+public class RabbitMqRedeliveryTests : OneSchedulerBusTests
 {
-    private SchedulerBus? _bus;
-
-    [TearDown]
-    public async Task TearDown()
-    {
-        if (_bus is not null)
-        {
-            await _bus.DisposeAsync();
-            _bus = null;
-        }
-    }
-
-    private async Task<SchedulerBus> Start(
-        Action<IBusRegistrationConfigurator> registrations,
-        Action<IBusRegistrationContext, IRabbitMqBusFactoryConfigurator>? configureBus = null) =>
-        _bus = await SchedulerBus.StartAsync(await Ledgers.CreateAsync(LedgerProvider.Sqlite), registrations, configureBus);
-
     [Test]
     public async Task Redeliver_TwiceThenConsumed_IsOneTask_RunsRetriedWithTheirRedeliveryTimes_ThenSucceeded()
     {
-        var bus = await Start(x => x.AddConsumer<RedeliverMeConsumer>());
+        var bus = await StartBusAsync(x => x.AddConsumer<RedeliverMeConsumer>());
         var task = await RetriedTwiceThenSucceededAsync(bus, new RedeliverMe(2), "consumed after two redeliveries");
         Assert.That(task.Runs.OrderBy(r => r.Start).Take(2).Select(r => r.EstimatedTimeOfNextRetry), Has.All.Not.Null);
         Assert.That((await bus.Host.TasksAsync()).Where(t => !t.IsInternal).Select(t => t.Id), Is.EqualTo(new[] { task.Id }), "the redeliveries are no tasks");
@@ -75,7 +58,7 @@ public class RabbitMqRedeliveryTests
     [Test]
     public async Task DelayedRedelivery_FailingTwiceThenConsumed_IsOneTask_RunsRetriedThenSucceeded()
     {
-        var bus = await Start(x => x.AddConsumer<DelayedFlakyConsumer>(),
+        var bus = await StartBusAsync(x => x.AddConsumer<DelayedFlakyConsumer>(),
             (_, cfg) => cfg.UseDelayedRedelivery(r => r.Intervals(TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(1))));
         var task = await RetriedTwiceThenSucceededAsync(bus, new DelayedFlaky(2), "consumed after two redeliveries");
         Assert.That(task.Runs.OrderBy(r => r.Start).Take(2).Select(r => r.EstimatedTimeOfNextRetry), Has.All.Not.Null);
@@ -84,7 +67,7 @@ public class RabbitMqRedeliveryTests
     [Test]
     public async Task Defer_TwiceThenConsumed_IsOneTask_RunsRetriedThenSucceeded()
     {
-        var bus = await Start(x => x.AddConsumer<DeferMeConsumer>());
+        var bus = await StartBusAsync(x => x.AddConsumer<DeferMeConsumer>());
         await RetriedTwiceThenSucceededAsync(bus, new DeferMe(2), "consumed after two deferrals");
     }
 
@@ -108,7 +91,7 @@ public class RabbitMqRedeliveryTests
     [Test]
     public async Task Send_WithATransportDelay_IsDeliveredWhenDue_ItsRunNotBeforeItsEta()
     {
-        var bus = await Start(x => x.AddConsumer<DelayedFlakyConsumer>());
+        var bus = await StartBusAsync(x => x.AddConsumer<DelayedFlakyConsumer>());
         var id = NewId.NextGuid();
         var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:delayed-flaky"));
         using var sending = new CancellationTokenSource(TimeSpan.FromSeconds(30));
@@ -126,7 +109,7 @@ public class RabbitMqRedeliveryTests
     [Test]
     public async Task DelayedRedeliveryAroundRetryAndInMemoryOutbox_NumbersRunsAcrossRedeliveries_OnlyTheSucceededAttemptsChildIsATask()
     {
-        var bus = await Start(x =>
+        var bus = await StartBusAsync(x =>
         {
             x.AddConsumer<OutboxedParentConsumer>();
             x.AddConsumer<OutboxedChildConsumer>();

@@ -82,24 +82,12 @@ public sealed class WeighingMachine : MassTransitStateMachine<Weighing>
 /// through the JobLog scheduler on the real RabbitMQ: one task, the early attempts handed back (RETRIED), the last one the
 /// saga's transition.
 /// </summary>
-public class RabbitMqSagaRedeliveryTests
+public class RabbitMqSagaRedeliveryTests : OneSchedulerBusTests
 {
-    private SchedulerBus? _bus;
-
-    [TearDown]
-    public async Task TearDown()
-    {
-        if (_bus is not null)
-        {
-            await _bus.DisposeAsync();
-            _bus = null;
-        }
-    }
-
     [Test]
     public async Task SagaEvent_BeforeItsInstance_IsRedeliveredUntilTheInstanceExists_RunsRetriedThenTheTransition()
     {
-        var bus = _bus = await SchedulerBus.StartAsync(await Ledgers.CreateAsync(LedgerProvider.Sqlite),
+        var bus = await StartBusAsync(
             x => x.AddSagaStateMachine<ShipmentMachine, Shipment>().InMemoryRepository());
         var shipment = NewId.NextGuid();
         var labelled = NewId.NextGuid();
@@ -124,7 +112,7 @@ public class RabbitMqSagaRedeliveryTests
     [TestCase(false, TestName = "SagaEvent_FailingTwiceUnderDelayedRedelivery_RunsRetriedThenTheTransition")]
     public async Task SagaEvent_FailingTwiceUnderRedelivery_RunsRetriedThenTheTransition(bool scheduled)
     {
-        var bus = _bus = await SchedulerBus.StartAsync(await Ledgers.CreateAsync(LedgerProvider.Sqlite),
+        var bus = await StartBusAsync(
             x => x.AddSagaStateMachine<WeighingMachine, Weighing>().InMemoryRepository(),
             (_, cfg) =>
             {
