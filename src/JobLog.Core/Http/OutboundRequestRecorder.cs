@@ -10,10 +10,10 @@ namespace JobLog.Http;
 /// <summary>Builds <see cref="OutputRequestRecorded"/> records for the logging handlers of every client. Never throws.</summary>
 internal sealed class OutboundRequestRecorder
 {
-    private readonly LedgerRecorder recorder;
-    private readonly Redactor redactor;
-    private readonly TimeProvider time;
-    private readonly ILogger<OutboundRequestRecorder> logger;
+    private readonly LedgerRecorder _recorder;
+    private readonly Redactor _redactor;
+    private readonly TimeProvider _time;
+    private readonly ILogger<OutboundRequestRecorder> _logger;
 
     // Calls whose response body the caller has not finished with: recorded when it is read or disposed, when the
     // response is collected unread (the caller leaked it), or when the writer stops.
@@ -22,16 +22,16 @@ internal sealed class OutboundRequestRecorder
 
     public OutboundRequestRecorder(LedgerRecorder recorder, Redactor redactor, TimeProvider time, ILogger<OutboundRequestRecorder> logger)
     {
-        this.recorder = recorder;
-        this.redactor = redactor;
-        this.time = time;
-        this.logger = logger;
+        _recorder = recorder;
+        _redactor = redactor;
+        _time = time;
+        _logger = logger;
         recorder.BeforeStop(RecordOpen);
     }
 
-    public Redactor Redactor => redactor;
+    public Redactor Redactor => _redactor;
 
-    public TimeProvider Time => time;
+    public TimeProvider Time => _time;
 
     /// <summary>Calls whose response is still open (tests).</summary>
     internal int OpenCount => _open.Count;
@@ -45,7 +45,7 @@ internal sealed class OutboundRequestRecorder
     {
         if (Interlocked.Exchange(ref _abandonWarned, 1) == 0)
         {
-            Log.OutputResponseAbandoned(logger, host);
+            Log.OutputResponseAbandoned(_logger, host);
         }
     }
 
@@ -68,7 +68,7 @@ internal sealed class OutboundRequestRecorder
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            Log.OutputRequestNotRecorded(logger, ex, request.RequestUri?.Host ?? "");
+            Log.OutputRequestNotRecorded(_logger, ex, request.RequestUri?.Host ?? "");
             return null;
         }
         catch (OperationCanceledException)
@@ -89,7 +89,7 @@ internal sealed class OutboundRequestRecorder
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            Log.OutputRequestNotRecorded(logger, ex, request.RequestUri?.Host ?? "");
+            Log.OutputRequestNotRecorded(_logger, ex, request.RequestUri?.Host ?? "");
             return null;
         }
         catch (OperationCanceledException)
@@ -102,19 +102,19 @@ internal sealed class OutboundRequestRecorder
     {
         try
         {
-            recorder.Enqueue(new OutputRequestRecorded(log));
+            _recorder.Enqueue(new OutputRequestRecorded(log));
         }
         catch (Exception ex)
         {
-            Log.OutputRequestNotRecorded(logger, ex, LogValue.Visible(log.Host));
+            Log.OutputRequestNotRecorded(_logger, ex, LogValue.Visible(log.Host));
         }
     }
 
-    internal void Failed(Exception exception, string host) => Log.OutputRequestNotRecorded(logger, exception, LogValue.Visible(host));
+    internal void Failed(Exception exception, string host) => Log.OutputRequestNotRecorded(_logger, exception, LogValue.Visible(host));
 
     private OutboundCall Begin(HttpRequestMessage request, string? slug)
     {
-        var now = time.GetUtcNow();
+        var now = _time.GetUtcNow();
         var uri = request.RequestUri;
         var absolute = uri is { IsAbsoluteUri: true };
         var query = absolute ? HttpLogFields.ParseQuery(uri!.Query) : null;
@@ -125,10 +125,10 @@ internal sealed class OutboundRequestRecorder
             Method = HttpLogFields.Name(request.Method.Method.ToUpperInvariant(), HttpLogFields.MaxMethodLength),
             Path = absolute ? HttpLogFields.Path(Uri.UnescapeDataString(uri!.AbsolutePath)) : HttpLogFields.Path(uri?.OriginalString),
             IsSecure = absolute && uri!.Scheme == Uri.UriSchemeHttps,
-            Queries = query is null || query.Count == 0 ? null : redactor.NameValuesJson(query),
+            Queries = query is null || query.Count == 0 ? null : _redactor.NameValuesJson(query),
             Slug = slug is null ? null : HttpLogFields.Name(slug),
             RequestTimestamp = now.UtcDateTime,
-            RequestHeaders = redactor.NameValuesJson(Headers(request.Headers, request.Content?.Headers)),
+            RequestHeaders = _redactor.NameValuesJson(Headers(request.Headers, request.Content?.Headers)),
         };
         return new OutboundCall(this, Relate(log, JobLogScope.Current, now), request.Method == HttpMethod.Head);
     }
@@ -204,7 +204,7 @@ internal sealed class OutboundRequestRecorder
             return Redactor.NotRecorded(content.Headers.ContentLength);
         }
 
-        var sink = new CaptureSink(redactor.MaxCaptureBytes);
+        var sink = new CaptureSink(_redactor.MaxCaptureBytes);
         try
         {
             await content.CopyToAsync(sink, cancellationToken).ConfigureAwait(false);
@@ -216,7 +216,7 @@ internal sealed class OutboundRequestRecorder
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
             // The capture failed (a JSON value that does not serialize, ...): the request goes on, its body unrecorded.
-            Log.OutputRequestBodyNotCaptured(logger, ex);
+            Log.OutputRequestBodyNotCaptured(_logger, ex);
             return Redactor.NotRecorded(content.Headers.ContentLength);
         }
 
@@ -235,7 +235,7 @@ internal sealed class OutboundRequestRecorder
             return Redactor.NotRecorded(content.Headers.ContentLength);
         }
 
-        var sink = new CaptureSink(redactor.MaxCaptureBytes);
+        var sink = new CaptureSink(_redactor.MaxCaptureBytes);
         try
         {
             content.CopyTo(sink, null, cancellationToken);
@@ -246,7 +246,7 @@ internal sealed class OutboundRequestRecorder
         }
         catch (Exception ex) when (ex is not OperationCanceledException)
         {
-            Log.OutputRequestBodyNotCaptured(logger, ex);
+            Log.OutputRequestBodyNotCaptured(_logger, ex);
             return Redactor.NotRecorded(content.Headers.ContentLength);
         }
 
@@ -257,7 +257,7 @@ internal sealed class OutboundRequestRecorder
     {
         var (bytes, truncated, total) = sink.Buffer.Snapshot();
         truncated |= sink.Stopped;
-        return redactor.MaskBody(bytes, truncated, content.Headers.ContentLength ?? total);
+        return _redactor.MaskBody(bytes, truncated, content.Headers.ContentLength ?? total);
     }
 
     private static bool IsReplayable(HttpContent content) => content switch
