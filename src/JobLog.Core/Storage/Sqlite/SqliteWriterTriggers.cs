@@ -47,7 +47,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
     internal const string RunRollupInsert = "JobLogTaskRuns_Rollup_Insert";
     internal const string FailureGroupsInsert = "JobLogTasks_FailureGroups_Insert";
 
-    private const string CreateMarker =
+    internal const string CreateMarker =
         "CREATE TEMP TABLE IF NOT EXISTS \"" + Marker + "\" (\"TaskFrom\" INTEGER NOT NULL, \"RunFrom\" INTEGER NOT NULL)";
 
     private const string SetMarker =
@@ -58,7 +58,7 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
 
     internal const string Before = "JobLogWriterBefore";
 
-    private const string CreateBefore =
+    internal const string CreateBefore =
         "CREATE TEMP TABLE IF NOT EXISTS \"" + Before + "\" (\"Row\" INTEGER PRIMARY KEY, \"State\" INTEGER, \"Name\" TEXT, \"IsInternal\" INTEGER, \"Stop\" TEXT)";
 
     // The rollup columns of tasks from earlier batches this batch is about to update, as they were before it.
@@ -69,40 +69,44 @@ internal sealed class SqliteWriterTriggers(sqlite3 handle) : IDisposable
     /// <summary>What <c>JobLogTaskText_Insert</c> would have indexed, for the batch's tasks.</summary>
     internal const string IndexTasks =
         "INSERT INTO \"" + SqliteSearch.TaskText + "\"(rowid, \"Input\", \"TaskKwargs\") SELECT rowid, \"Input\", \"TaskKwargs\" FROM main." + T +
-        " WHERE rowid >= " + TaskFrom + " AND (\"Input\" IS NOT NULL OR \"TaskKwargs\" IS NOT NULL) ORDER BY rowid";
+        " NOT INDEXED WHERE rowid >= " + TaskFrom + " AND (\"Input\" IS NOT NULL OR \"TaskKwargs\" IS NOT NULL) ORDER BY rowid";
 
     /// <summary>What <c>JobLogRunText_Insert</c> would have indexed, for the batch's runs.</summary>
     internal const string IndexRuns =
         "INSERT INTO \"" + SqliteSearch.RunText + "\"(rowid, \"ErrorMessage\") SELECT rowid, \"ErrorMessage\" FROM main." + R +
-        " WHERE rowid >= " + RunFrom + " AND \"ErrorMessage\" IS NOT NULL ORDER BY rowid";
+        " NOT INDEXED WHERE rowid >= " + RunFrom + " AND \"ErrorMessage\" IS NOT NULL ORDER BY rowid";
 
-    /// <summary>What <c>JobLogTasks_Rollup_Insert</c> (and the updates after it) would have counted, for the batch's tasks.</summary>
+    /// <summary>
+    /// What <c>JobLogTasks_Rollup_Insert</c> (and the updates after it) would have counted, for the batch's tasks. Each of
+    /// these statements reads the batch's rows by rowid, <c>NOT INDEXED</c>: the planner otherwise walked the covering
+    /// index (Name, State, DispatchedAt) of the whole ledger for the <c>GROUP BY</c> (session 26).
+    /// </summary>
     internal const string CountTasks =
         "INSERT INTO \"" + LedgerRollups.Counts + "\" (\"State\", \"Name\", \"IsInternal\", \"Count\") " +
-        "SELECT \"State\", \"Name\", \"IsInternal\", COUNT(*) FROM main." + T + " WHERE rowid >= " + TaskFrom +
+        "SELECT \"State\", \"Name\", \"IsInternal\", COUNT(*) FROM main." + T + " NOT INDEXED WHERE rowid >= " + TaskFrom +
         " GROUP BY \"State\", \"Name\", \"IsInternal\" ORDER BY 1, 2, 3 " +
         "ON CONFLICT (\"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"; " +
         "INSERT INTO \"" + LedgerRollups.Minutes + "\" (\"Minute\", \"State\", \"Name\", \"IsInternal\", \"Count\") " +
         "SELECT substr(\"Stop\", 1, 16) || ':00', \"State\", \"Name\", \"IsInternal\", COUNT(*) FROM main." + T +
-        " WHERE rowid >= " + TaskFrom + " AND \"Stop\" IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 " +
+        " NOT INDEXED WHERE rowid >= " + TaskFrom + " AND \"Stop\" IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 " +
         "ON CONFLICT (\"Minute\", \"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"; " +
         "INSERT INTO \"" + LedgerRollups.Hours + "\" (\"Hour\", \"State\", \"Name\", \"IsInternal\", \"Count\") " +
         "SELECT substr(\"Stop\", 1, 13) || ':00:00', \"State\", \"Name\", \"IsInternal\", COUNT(*) FROM main." + T +
-        " WHERE rowid >= " + TaskFrom + " AND \"Stop\" IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 " +
+        " NOT INDEXED WHERE rowid >= " + TaskFrom + " AND \"Stop\" IS NOT NULL GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4 " +
         "ON CONFLICT (\"Hour\", \"State\", \"Name\", \"IsInternal\") DO UPDATE SET \"Count\" = \"Count\" + excluded.\"Count\"";
 
     /// <summary>What <c>JobLogTaskRuns_Rollup_Insert</c> (and the updates after it) would have added, for the batch's finished runs.</summary>
     internal static readonly string CountRuns =
         "INSERT INTO \"" + RunRollups.Minutes + "\" (\"Minute\", \"Name\", \"Runs\", \"TotalMilliseconds\", \"MaxMilliseconds\") " +
         "SELECT substr(\"Start\", 1, 16) || ':00', \"Name\", COUNT(*), SUM(d), MAX(d) FROM (SELECT \"Start\", \"Name\", " +
-        RunRollups.SqliteMilliseconds("") + " AS d FROM main." + R + " WHERE rowid >= " + RunFrom +
+        RunRollups.SqliteMilliseconds("") + " AS d FROM main." + R + " NOT INDEXED WHERE rowid >= " + RunFrom +
         " AND \"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL) GROUP BY 1, 2 ORDER BY 1, 2 " +
         "ON CONFLICT (\"Minute\", \"Name\") DO UPDATE SET \"Runs\" = \"Runs\" + excluded.\"Runs\", " +
         "\"TotalMilliseconds\" = \"TotalMilliseconds\" + excluded.\"TotalMilliseconds\", " +
         "\"MaxMilliseconds\" = max(\"MaxMilliseconds\", excluded.\"MaxMilliseconds\"); " +
         "INSERT INTO \"" + RunRollups.Hours + "\" (\"Hour\", \"Name\", \"Runs\", \"TotalMilliseconds\", \"MaxMilliseconds\") " +
         "SELECT substr(\"Start\", 1, 13) || ':00:00', \"Name\", COUNT(*), SUM(d), MAX(d) FROM (SELECT \"Start\", \"Name\", " +
-        RunRollups.SqliteMilliseconds("") + " AS d FROM main." + R + " WHERE rowid >= " + RunFrom +
+        RunRollups.SqliteMilliseconds("") + " AS d FROM main." + R + " NOT INDEXED WHERE rowid >= " + RunFrom +
         " AND \"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL) GROUP BY 1, 2 ORDER BY 1, 2 " +
         "ON CONFLICT (\"Hour\", \"Name\") DO UPDATE SET \"Runs\" = \"Runs\" + excluded.\"Runs\", " +
         "\"TotalMilliseconds\" = \"TotalMilliseconds\" + excluded.\"TotalMilliseconds\", " +
