@@ -99,6 +99,17 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         return state is null or DBNull ? null : (ScheduledMessageState)Convert.ToInt32(state, CultureInfo.InvariantCulture);
     }
 
+    /// <summary>The state and scheduled time of the stored message <paramref name="id"/>, or null when there is none.</summary>
+    public async Task<(ScheduledMessageState State, DateTime ScheduledTime)?> HeldAsync(Guid id, CancellationToken cancellationToken)
+    {
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(executor.Connection, null, $"SELECT \"State\", \"ScheduledTime\" FROM {S} WHERE \"Id\" = @p0", id);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+            ? ((ScheduledMessageState)Convert.ToInt32(reader.GetValue(0), CultureInfo.InvariantCulture), ReadDateTime(reader, 1))
+            : null;
+    }
+
     /// <summary>
     /// Cancels a pending message (<c>CancelScheduledMessage</c>) and, in the same transaction, sets its task EXPIRED
     /// with <paramref name="reason"/>: a cancelled task never runs, and EXPIRED is the state of a task that will not run

@@ -89,6 +89,14 @@ internal sealed class JobLogSchedulerConsumer(
             await store.ExpireCancelledTaskAsync(row, now, CancelReason(row.Id, now, row.ScheduledTime), cancellationToken).ConfigureAwait(false);
             Log.Cancelled(logger, row.Id, "the cancellation came first; it will not be sent; its task is EXPIRED");
         }
+        else
+        {
+            // Stored before under this id: the broker's or an outbox's redelivery of the same message, or the same
+            // MessageId deferred again. A message is scheduled once per id (one task, one delivery); say so.
+            var held = await store.HeldAsync(row.Id, cancellationToken).ConfigureAwait(false);
+            Log.AlreadyStored(logger, row.Id, row.MessageId, row.Destination, row.ScheduledTime,
+                held?.State.ToString() ?? "gone", held?.ScheduledTime);
+        }
     }
 
     private static string CancelReason(Guid token, DateTime now, DateTime eta) =>

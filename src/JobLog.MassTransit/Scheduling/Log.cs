@@ -38,4 +38,8 @@ internal static partial class Log
     [LoggerMessage(3012, LogLevel.Warning,
         "JobLog scheduler: {Count} stored messages fell due more than {Overdue} ago for a broker none of this process's buses reaches (the earliest for {Destination}, due {ScheduledTime:O}); they wait for a process that runs that bus.")]
     public static partial void Stranded(ILogger logger, int count, TimeSpan overdue, string? destination, DateTime? scheduledTime);
+
+    [LoggerMessage(3013, LogLevel.Warning,
+        "JobLog scheduler already holds {TokenId} (message {MessageId}, {HeldState}, due {HeldTime:O}): this copy for {Destination}, due {ScheduledTime:O}, is not stored again; a message is scheduled once per id.")]
+    public static partial void AlreadyStored(ILogger logger, Guid tokenId, Guid? messageId, string destination, DateTime scheduledTime, string heldState, DateTime? heldTime);
 }

@@ -28,7 +28,8 @@ public sealed class SchedulerBus : IAsyncDisposable
         Action<IBusRegistrationConfigurator> registrations,
         Action<IBusRegistrationContext, IRabbitMqBusFactoryConfigurator>? configureBus = null,
         Action<JobLogSchedulerOptions>? scheduler = null,
-        RabbitMqVhost? vhost = null)
+        RabbitMqVhost? vhost = null,
+        WarningLog? warnings = null)
     {
         var ownsVhost = vhost is null;
         vhost ??= await RabbitMqVhost.CreateAsync();
@@ -37,6 +38,11 @@ public sealed class SchedulerBus : IAsyncDisposable
             if (Environment.GetEnvironmentVariable("JOBLOG_TEST_DEBUG") == "1")
             {
                 services.Configure<Microsoft.Extensions.Logging.LoggerFilterOptions>(o => o.MinLevel = Microsoft.Extensions.Logging.LogLevel.Debug);
+            }
+
+            if (warnings is not null)
+            {
+                services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(warnings);
             }
 
             // Tests publish at once: the endpoints' bindings must exist by then.

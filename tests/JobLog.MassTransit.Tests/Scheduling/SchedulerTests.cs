@@ -32,9 +32,10 @@ public class SchedulerTests(LedgerProvider provider)
 
     private async Task<SchedulerBus> Start(
         Action<IBusRegistrationConfigurator> registrations,
-        Action<IBusRegistrationContext, IRabbitMqBusFactoryConfigurator>? configureBus = null)
+        Action<IBusRegistrationContext, IRabbitMqBusFactoryConfigurator>? configureBus = null,
+        WarningLog? warnings = null)
     {
-        _bus = await SchedulerBus.StartAsync(await Ledgers.CreateAsync(provider), registrations, configureBus);
+        _bus = await SchedulerBus.StartAsync(await Ledgers.CreateAsync(provider), registrations, configureBus, warnings: warnings);
         return _bus;
     }
 
@@ -63,6 +64,42 @@ public class SchedulerTests(LedgerProvider provider)
             because: "the message waited in the scheduler's table and was marked sent");
         Assert.That((scheduled!.State, scheduled.MessageId, scheduled.ScheduledTime), Is.EqualTo((ScheduledMessageState.Sent, (Guid?)id, task.EstimatedTimeOfFirstArrival)));
         Assert.That(scheduled.SentAt, Is.GreaterThanOrEqualTo(scheduled.ScheduledTime));
+    }
+
+    /// <summary>
+    /// A deferred message is stored under its MessageId: a second copy (the same explicit MessageId sent again with a
+    /// countdown, or an outbox delivering it twice) is not stored again. Before, the scheduler acknowledged it in silence.
+    /// </summary>
+    [Test]
+    public async Task SetTaskOptions_Countdown_TheSameMessageIdSentTwice_IsDeliveredOnce_TheSecondCopyIsWarnedAbout()
+    {
+        var warnings = new WarningLog();
+        var bus = await Start(x => x.AddConsumer<ChargeCardConsumer>(), warnings: warnings);
+        var id = NewId.NextGuid();
+
+        await bus.Bus.Publish(new ChargeCard(7, 3m), x =>
+        {
+            x.MessageId = id;
+            x.SetTaskOptions(t => t.Countdown = TimeSpan.FromSeconds(2));
+        });
+        await bus.Bus.Publish(new ChargeCard(7, 4m), x =>
+        {
+            x.MessageId = id;
+            x.SetTaskOptions(t => t.Countdown = TimeSpan.FromSeconds(1));
+        });
+
+        await LedgerHost.EventuallyAsync(() => Task.FromResult(warnings.Lines.Any(l => l.Contains(id.ToString(), StringComparison.Ordinal))),
+            TimeSpan.FromSeconds(20), "the second copy was warned about: " + string.Join(" | ", warnings.Lines));
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the first copy consumed when due");
+        var line = warnings.Lines.Single(l => l.Contains(id.ToString(), StringComparison.Ordinal));
+        TestContext.Out.WriteLine(line);
+        Assert.That(line, Does.Contain("already holds").And.Contain("not stored again"));
+        await LedgerHost.EventuallyAsync(async () => (await bus.ScheduledAsync(id))?.State == ScheduledMessageState.Sent,
+            because: "the stored copy was sent");
+        var held = (await bus.ScheduledAsync(id))!;
+        Assert.That(line, Does.Contain($"due {held.ScheduledTime:O}): this copy"), "the warning names the time of the copy held");
+        Assert.That(task.Runs.Single().State, Is.EqualTo(TaskRunState.Succeeded), "delivered once");
+        Assert.That(task.Runs.Single().Start, Is.GreaterThanOrEqualTo(held.ScheduledTime), "delivered when the copy held was due");
     }
 
     [Test]
