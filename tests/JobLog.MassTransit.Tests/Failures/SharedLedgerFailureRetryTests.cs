@@ -1,8 +1,10 @@
 using JobLog.Failures;
 using JobLog.MassTransit.Tests.Features;
+using JobLog.MassTransit.Tests.Scheduling;
 using JobLog.Testing;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using NUnit.Framework;
 
 namespace JobLog.MassTransit.Tests.Failures;
@@ -13,13 +15,18 @@ namespace JobLog.MassTransit.Tests.Failures;
 /// </summary>
 public class SharedLedgerFailureRetryTests
 {
-    private static Task<LedgerHost> StartAsync(TestLedger ledger, Gate gate, RabbitMqVhost first, RabbitMqVhost? second) =>
+    private static Task<LedgerHost> StartAsync(TestLedger ledger, Gate gate, RabbitMqVhost first, RabbitMqVhost? second, WarningLog? warnings = null) =>
         LedgerHost.StartAsync(TestLedger.ExistingPostgres(ledger.ConnectionString), o =>
         {
             o.Failures.RetriesPerSecond = 5000;
             o.Failures.RetryPollInterval = TimeSpan.FromMilliseconds(50);
         }, services: s =>
         {
+            if (warnings is not null)
+            {
+                s.AddSingleton<ILoggerProvider>(warnings);
+            }
+
             s.AddSingleton(gate);
             s.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
             s.AddMassTransit(x =>
@@ -42,7 +49,8 @@ public class SharedLedgerFailureRetryTests
     /// <summary>
     /// One retry request for a message of each virtual host while only B runs. Before the fix B's sender claimed both (one
     /// claim statement) and sent the second virtual host's through its first bus: confirmed there, dropped, counted sent;
-    /// A, back, had nothing left to send and the task stayed FAILED.
+    /// A, back, had nothing left to send and the task stayed FAILED. While it waits for A, B says so (before session 26, in
+    /// silence).
     /// </summary>
     [Test]
     public async Task Retry_ClaimedByAProcessWithoutTheMessagesBus_IsLeftToAProcessThatHasIt()
@@ -51,7 +59,8 @@ public class SharedLedgerFailureRetryTests
         await using var first = await RabbitMqVhost.CreateAsync();
         await using var second = await RabbitMqVhost.CreateAsync();
         var (gateA, gateB) = (new Gate(), new Gate());
-        await using var processB = await StartAsync(ledger, gateB, first, null);
+        var warningsB = new WarningLog();
+        await using var processB = await StartAsync(ledger, gateB, first, null, warningsB);
         await using var processA = await StartAsync(ledger, gateA, first, second);
         var (onFirst, onSecond) = (NewId.NextGuid(), NewId.NextGuid());
         await processA.Services.GetRequiredService<IBus>().Publish(new Toggled(1, "s"), x => x.MessageId = onFirst);
@@ -72,6 +81,9 @@ public class SharedLedgerFailureRetryTests
         Assert.That(receipt.Accepted, Is.EqualTo(2));
         await LedgerHost.EventuallyAsync(async () => (await processB.TasksAsync()).Any(t => t.Id == onFirst && t.State == TaskState.Succeeded),
             TimeSpan.FromSeconds(20), "B retried the first virtual host's message");
+        await LedgerHost.EventuallyAsync(() => Task.FromResult(warningsB.Lines.Any(l => l.Contains(second.Name, StringComparison.Ordinal))),
+            TimeSpan.FromSeconds(20), "B warned that a retry for the second virtual host waits");
+        TestContext.Out.WriteLine(string.Join("\n", warningsB.Lines));
 
         foreach (var bus in busesA)
         {

@@ -30,6 +30,7 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
     private readonly Lock _lock = new();
     private CancellationTokenSource? _stopping;
     private Task? _loop;
+    private DateTime _nextStrandedCheck = DateTime.MinValue;
 
     public FailureRetrySender(JobLogContextFactory contexts, KeptMessageCodec codec, RetrySignal signal, IOptions<JobLogOptions> options, TimeProvider time, ILogger logger)
     {
@@ -167,6 +168,7 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
         var claimed = await ClaimAsync(stopping).ConfigureAwait(false);
         if (claimed.Count == 0)
         {
+            await WarnStrandedWhenDueAsync(stopping).ConfigureAwait(false);
             return 0;
         }
 
@@ -322,6 +324,37 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
             }
 
             return claimed;
+        }
+    }
+
+    /// <summary>
+    /// Now and then (every thirty poll intervals) while nothing here can be claimed, a warning when retries asked for more than
+    /// ten poll intervals ago wait for a broker none of this process's buses reaches: left to a process that runs that bus,
+    /// they would otherwise wait in silence when none does.
+    /// </summary>
+    private async Task WarnStrandedWhenDueAsync(CancellationToken ct)
+    {
+        var now = _time.GetUtcNow().UtcDateTime;
+        if (now < _nextStrandedCheck || Buses?.Hosts is not { Count: > 0 } brokers)
+        {
+            return;
+        }
+
+        _nextStrandedCheck = now + 30 * _options.RetryPollInterval;
+        var waited = 10 * _options.RetryPollInterval;
+        var cutoff = now - waited;
+        var db = _contexts.Create();
+        await using (db.ConfigureAwait(false))
+        {
+            var asked = db.FailureActions.Where(a => a.RequestedAt < cutoff).Select(a => a.Id);
+            var stranded = db.KeptMessages.Where(Foreign(brokers))
+                .Join(db.FailureActionItems.Where(i => i.State == FailureActionItemState.Pending && asked.Contains(i.ActionId)),
+                    k => (Guid?)k.Id, i => i.KeptMessageId, (k, i) => k.InputAddress);
+            var count = await stranded.CountAsync(ct).ConfigureAwait(false);
+            if (count > 0)
+            {
+                Log.RetriesStranded(_logger, count, waited, await stranded.OrderBy(a => a).FirstAsync(ct).ConfigureAwait(false));
+            }
         }
     }
 

@@ -20,6 +20,10 @@ internal static partial class Log
     [LoggerMessage(3204, LogLevel.Information, "JobLog took over {Sent} retries sent before a restart (a run followed) and {Pending} to send again.")]
     public static partial void Recovered(ILogger logger, int sent, int pending);
 
+    [LoggerMessage(3205, LogLevel.Warning,
+        "JobLog retry sender: {Count} retries asked for more than {Waited} ago are for a broker none of this process's buses reaches (e.g. {Destination}); they wait for a process that runs that bus.")]
+    public static partial void RetriesStranded(ILogger logger, int count, TimeSpan waited, string destination);
+
     [LoggerMessage(4360, LogLevel.Warning, "JobLog sent {Count} retries whose claim another sender had taken over meanwhile: they may be sent twice.")]
     public static partial void RetryClaimLost(ILogger logger, int count);
 
