@@ -38,20 +38,42 @@ internal sealed class SerializedMessages
     /// <summary>The type registered under <paramref name="urn"/> (a type this application's hooked consumers take), or null.</summary>
     public Type? Registered(string urn) => _types.TryGetValue(urn, out var type) ? type : null;
 
+    /// <summary>The first of <paramref name="urns"/> (a message's supported types) that is <see cref="Registered(string)"/>.</summary>
+    public Type? Registered(IEnumerable<string>? urns)
+    {
+        foreach (var urn in urns ?? [])
+        {
+            if (Registered(urn) is { } type)
+            {
+                return type;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// The type of the first of <paramref name="urns"/> (a message's supported types) that a type in this process has:
+    /// consumed or dispatched types, else a one-off scan of the loaded assemblies (cached per URN).
+    /// </summary>
+    public Type? Resolve(IEnumerable<string>? urns)
+    {
+        foreach (var urn in urns ?? [])
+        {
+            if (_types.GetOrAdd(urn, Find) is { } type)
+            {
+                return type;
+            }
+        }
+
+        return null;
+    }
+
     public SerializedMessage Read<T>(SendContext<T> context)
         where T : class
     {
         var urns = context.SupportedMessageTypes ?? [];
-        Type? type = null;
-        foreach (var urn in urns)
-        {
-            type = _types.GetOrAdd(urn, Find);
-            if (type is not null)
-            {
-                break;
-            }
-        }
-
+        var type = Resolve(urns);
         var name = type is not null ? TaskLoggingServices.ShortName(type) : urns.Length > 0 ? ShortName(urns[0]) : nameof(SerializedMessageBody);
         return new SerializedMessage(type, name, Payload(context, type));
     }

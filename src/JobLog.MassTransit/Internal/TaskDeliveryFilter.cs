@@ -57,6 +57,11 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
             throw;
         }
 
+        if (!mediator && !context.ReceiveContext.IsDelivered && delivery.LastRunId is null && delivery.Lanes().Count == 0)
+        {
+            NotReceived(context, delivery);
+        }
+
         // Returned normally with a failed attempt pending: redelivery took the message, the run stays RETRIED.
         if (delivery.RedeliveryAt is { } at && delivery.HasPendingFailure)
         {
@@ -78,6 +83,40 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
     public const string RefusedConsumer = "(delivery)";
 
     /// <summary>
+    /// A response that nothing consumed where it arrived: its request client had stopped waiting for it (the request's
+    /// timeout ran out, or its caller cancelled the request) and MassTransit drops it. Its run, consumer
+    /// <see cref="ResponseReceiptObserver.ConsumerType"/>, is EXPIRED and says so; without it the response stayed WAITING
+    /// until its stale limit. Faults are left out (a fault the request client receives is no task of its own).
+    /// </summary>
+    private void NotReceived(ConsumeContext context, DeliveryState delivery)
+    {
+        try
+        {
+            if (context.RequestId is null || context.ResponseAddress is not null
+                || services.Messages.Resolve(context.SupportedMessageTypes) is not { } type || typeof(Fault).IsAssignableFrom(type)
+                || ConsumedRecords.TaskId(context) is not { } taskId)
+            {
+                return;
+            }
+
+            var now = services.UtcNow;
+            var name = services.TaskName(type);
+            var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
+            var ended = new RunEnd(TaskRunState.Expired, now,
+                $"Not received: it arrived at {queue} at {now:O}, when nothing there was waiting for it any more (its request client had given up: the request's timeout ran out or its caller cancelled it); not consumed.");
+            var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, ResponseReceiptObserver.ConsumerType, now, ended);
+            var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
+                isInternal: InternalMessages.IsInternal(type));
+            delivery.Track(services.Recorder.Enqueue(new RunStarted(run, seed, false)));
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Recording never breaks the business path.
+            services.RecordingFailed(ex, "response");
+        }
+    }
+
+    /// <summary>
     /// The delivery failed before any run began: a filter in front of the consumers threw (an open circuit breaker,
     /// a validation or authorization filter, ...) and the message goes to <c>_error</c> unconsumed. When the message is
     /// of a type JobLog's run filters take here, a FAILED run in the lane of each of the endpoint's consumers of it says so
@@ -87,17 +126,7 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
     {
         try
         {
-            Type? type = null;
-            foreach (var urn in context.SupportedMessageTypes ?? [])
-            {
-                if (services.Messages.Registered(urn) is { } registered)
-                {
-                    type = registered;
-                    break;
-                }
-            }
-
-            if (type is null || ConsumedRecords.TaskId(context) is not { } taskId)
+            if (services.Messages.Registered(context.SupportedMessageTypes) is not { } type || ConsumedRecords.TaskId(context) is not { } taskId)
             {
                 return;
             }

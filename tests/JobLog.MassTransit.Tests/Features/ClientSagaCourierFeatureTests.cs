@@ -64,6 +64,13 @@ public class ClientSagaCourierFeatureTests
         Assert.That((stockLow.ParentRunId, stockLow.State), Is.EqualTo(((Guid?)lowRun.Id, TaskState.Succeeded)));
         Assert.That(stockLow.Runs.Single().ConsumerType, Is.EqualTo("RequestClient"));
         Assert.That(tasks.SelectMany(t => t.Runs).Where(r => r.State == TaskRunState.Active), Is.Empty);
+
+        // The late answer reached a request client that no longer waited: MassTransit dropped it; it is not left WAITING.
+        var lateRun = tasks.Single(t => t.Id == late).Runs.Single();
+        TaskLog? lateAnswer = null;
+        await LedgerHost.EventuallyAsync(async () => (lateAnswer = (await bus.Host.TasksAsync()).SingleOrDefault(t => t.ParentRunId == lateRun.Id))?.State == TaskState.Expired,
+            TimeSpan.FromSeconds(10), "the late answer EXPIRED");
+        Assert.That(lateAnswer!.Runs.Select(r => (r.ConsumerType, r.State)), Is.EqualTo(new[] { ("RequestClient", TaskRunState.Expired) }));
     }
 
     [Test]

@@ -1,0 +1,209 @@
+using System.Collections.Concurrent;
+using JobLog.MassTransit.Tests.Scheduling;
+using JobLog.Testing;
+using MassTransit;
+using NUnit.Framework;
+using static JobLog.MassTransit.Tests.Features.PipelineFeatureTests;
+
+namespace JobLog.MassTransit.Tests.Features;
+
+public sealed record QuoteRequest(int Id, bool Reject);
+
+public sealed record QuoteAccepted(int Id);
+
+public sealed record QuoteRejected(int Id, string Reason);
+
+/// <summary>Answers a quote with one of two response types; holds a quote whose gate is set until the test opens it.</summary>
+public sealed class QuoteConsumer : IConsumer<QuoteRequest>
+{
+    public static readonly ConcurrentDictionary<int, TaskCompletionSource> Gates = new();
+
+    public static readonly ConcurrentDictionary<int, bool> Started = new();
+
+    public async Task Consume(ConsumeContext<QuoteRequest> context)
+    {
+        Started[context.Message.Id] = true;
+        if (Gates.TryGetValue(context.Message.Id, out var gate))
+        {
+            await gate.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        if (context.Message.Reject)
+        {
+            await context.RespondAsync(new QuoteRejected(context.Message.Id, "out of stock"));
+        }
+        else
+        {
+            await context.RespondAsync(new QuoteAccepted(context.Message.Id));
+        }
+    }
+}
+
+/// <summary>A user's own send observer that refuses a message before it is sent (as a validation observer would).</summary>
+public sealed class RefusingSendObserver : ISendObserver
+{
+    public Task PreSend<T>(SendContext<T> context)
+        where T : class =>
+        context.Message is QuoteRequest { Id: < 0 } ? throw new InvalidOperationException("negative quote id refused") : Task.CompletedTask;
+
+    public Task PostSend<T>(SendContext<T> context)
+        where T : class => Task.CompletedTask;
+
+    public Task SendFault<T>(SendContext<T> context, Exception exception)
+        where T : class => Task.CompletedTask;
+}
+
+/// <summary>A user's own consume observer that counts what it sees.</summary>
+public sealed class CountingConsumeObserver : IConsumeObserver
+{
+    public int Pre;
+    public int Post;
+    public int Faults;
+
+    public Task PreConsume<T>(ConsumeContext<T> context)
+        where T : class
+    {
+        Interlocked.Increment(ref Pre);
+        return Task.CompletedTask;
+    }
+
+    public Task PostConsume<T>(ConsumeContext<T> context)
+        where T : class
+    {
+        Interlocked.Increment(ref Post);
+        return Task.CompletedTask;
+    }
+
+    public Task ConsumeFault<T>(ConsumeContext<T> context, Exception exception)
+        where T : class
+    {
+        Interlocked.Increment(ref Faults);
+        return Task.CompletedTask;
+    }
+}
+
+/// <summary>
+/// Request clients and a user's own observers on the real RabbitMQ, as an application writes them: a request with two
+/// response types, a request whose caller gives up (its token cancelled) while the consumer works, a send observer of the
+/// application's that refuses a message, a consume observer of the application's beside JobLog's.
+/// </summary>
+public class RabbitMqRequestAndObserverTests : OneSchedulerBusTests
+{
+    [Test]
+    public async Task Request_WithTwoResponseTypes_TheResponseSentIsATaskOfItsType_ReceivedByTheRequestClient()
+    {
+        var bus = await StartBusAsync(x =>
+        {
+            x.AddConsumer<QuoteConsumer>();
+            x.AddRequestClient<QuoteRequest>();
+        });
+        var (accepted, rejected) = (NewId.NextGuid(), NewId.NextGuid());
+        var client = bus.Bus.CreateRequestClient<QuoteRequest>();
+        var first = await client.GetResponse<QuoteAccepted, QuoteRejected>(new QuoteRequest(1, false), x => x.UseExecute(c => c.MessageId = accepted));
+        var second = await client.GetResponse<QuoteAccepted, QuoteRejected>(new QuoteRequest(2, true), x => x.UseExecute(c => c.MessageId = rejected));
+        Assert.That((first.Is(out Response<QuoteAccepted>? _), second.Is(out Response<QuoteRejected>? _)), Is.EqualTo((true, true)));
+
+        foreach (var (request, response) in new[] { (accepted, nameof(QuoteAccepted)), (rejected, nameof(QuoteRejected)) })
+        {
+            var task = await bus.WaitForTaskAsync(request, t => t.State == TaskState.Succeeded, "the request consumed");
+            var run = task.Runs.Single();
+            await LedgerHost.EventuallyAsync(async () => (await bus.Host.TasksAsync()).Any(t => t.ParentRunId == run.Id && t.State == TaskState.Succeeded),
+                TimeSpan.FromSeconds(20), "the response received");
+            var child = (await bus.Host.TasksAsync()).Single(t => t.ParentRunId == run.Id);
+            TestContext.Out.WriteLine(Describe(task) + " -> " + Describe(child));
+            Assert.That((child.Name, child.Runs.Single().ConsumerType), Is.EqualTo((response, "RequestClient")));
+        }
+    }
+
+    [Test]
+    public async Task Request_WhoseCallerCancelsWhileTheConsumerWorks_TheRequestSucceeds_TheResponseNobodyWaitsForIsExpired()
+    {
+        var bus = await StartBusAsync(x => x.AddConsumer<QuoteConsumer>());
+        var id = NewId.NextGuid();
+        var quote = Random.Shared.Next(1000, int.MaxValue);
+        var gate = QuoteConsumer.Gates[quote] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var caller = new CancellationTokenSource();
+        var client = bus.Bus.CreateRequestClient<QuoteRequest>();
+        var pending = client.GetResponse<QuoteAccepted>(new QuoteRequest(quote, false), x => x.UseExecute(c => c.MessageId = id), caller.Token);
+        await LedgerHost.EventuallyAsync(() => Task.FromResult(QuoteConsumer.Started.ContainsKey(quote)), TimeSpan.FromSeconds(20), "the consumer started");
+
+        await caller.CancelAsync();
+        Assert.That(async () => await pending, Throws.InstanceOf<OperationCanceledException>());
+        gate.SetResult();
+
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the request consumed");
+        var run = task.Runs.Single();
+        TaskLog? response = null;
+        await LedgerHost.EventuallyAsync(async () => (response = (await bus.Host.TasksAsync()).SingleOrDefault(t => t.ParentRunId == run.Id))?.State == TaskState.Expired,
+            TimeSpan.FromSeconds(20), "the response nobody waited for any more is EXPIRED");
+        TestContext.Out.WriteLine(Describe(task) + " -> " + Describe(response));
+        var received = response!.Runs.Single();
+        Assert.That((response.Name, received.ConsumerType, received.State), Is.EqualTo((nameof(QuoteAccepted), "RequestClient", TaskRunState.Expired)));
+        Assert.That(received.ErrorMessage, Does.StartWith("Not received: it arrived at "));
+    }
+
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task UsersSendObserver_RefusingAMessage_TheSendThrows_ItsTaskIsNoneOrShowsTheDispatchFailed_AUsersConsumeObserverSeesWhatJobLogRecords(bool connectedAfterStart)
+    {
+        var consumed = new CountingConsumeObserver();
+        var bus = await StartBusAsync(x => x.AddConsumer<QuoteConsumer>(), (_, cfg) =>
+        {
+            if (!connectedAfterStart)
+            {
+                cfg.ConnectSendObserver(new RefusingSendObserver());
+                cfg.ConnectPublishObserver(new RefusingPublishObserver());
+                cfg.ConnectConsumeObserver(consumed);
+            }
+        });
+        if (connectedAfterStart)
+        {
+            bus.Bus.ConnectSendObserver(new RefusingSendObserver());
+            bus.Bus.ConnectPublishObserver(new RefusingPublishObserver());
+            bus.Bus.ConnectConsumeObserver(consumed);
+        }
+
+        var (refused, refusedPublish, fine) = (NewId.NextGuid(), NewId.NextGuid(), NewId.NextGuid());
+        var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:quote"));
+        Assert.That(async () => await endpoint.Send(new QuoteRequest(-1, false), x => x.MessageId = refused), Throws.InvalidOperationException);
+        Assert.That(async () => await bus.Bus.Publish(new QuoteRequest(-2, false), x => x.MessageId = refusedPublish), Throws.InvalidOperationException);
+        await endpoint.Send(new QuoteRequest(3, false), x => x.MessageId = fine);
+
+        var task = await bus.WaitForTaskAsync(fine, t => t.State == TaskState.Succeeded, "the accepted message consumed");
+        await bus.Host.FlushAsync();
+        var tasks = await bus.Host.TasksAsync();
+        foreach (var t in tasks)
+        {
+            TestContext.Out.WriteLine(t.Id + " " + Describe(t) + " error=" + t.ErrorMessage);
+        }
+
+        // Refused by an observer connected before JobLog's, the message never reached JobLog: no task. Connected after it
+        // (bus.ConnectSendObserver once the bus runs), JobLog had recorded the dispatch and records the failure, as for a
+        // send the broker refuses: the task stays WAITING with the error "Dispatch failed: …" (never a run).
+        foreach (var id in new[] { refused, refusedPublish })
+        {
+            var t = tasks.SingleOrDefault(t => t.Id == id);
+            (TaskState, int, string?)? seen = t is null ? null : (t.State, t.Runs.Count, t.ErrorMessage?.Split('\n')[0]);
+            (TaskState, int, string?)? expected = connectedAfterStart
+                ? (TaskState.Waiting, 0, "Dispatch failed: System.InvalidOperationException: negative quote id refused")
+                : null;
+            Assert.That(seen, Is.EqualTo(expected));
+        }
+
+        Assert.That((consumed.Pre, consumed.Post, consumed.Faults), Is.EqualTo((1, 1, 0)), Describe(task));
+    }
+
+    /// <summary>The same refusal on publish.</summary>
+    public sealed class RefusingPublishObserver : IPublishObserver
+    {
+        public Task PrePublish<T>(PublishContext<T> context)
+            where T : class =>
+            context.Message is QuoteRequest { Id: < 0 } ? throw new InvalidOperationException("negative quote id refused") : Task.CompletedTask;
+
+        public Task PostPublish<T>(PublishContext<T> context)
+            where T : class => Task.CompletedTask;
+
+        public Task PublishFault<T>(PublishContext<T> context, Exception exception)
+            where T : class => Task.CompletedTask;
+    }
+}
