@@ -51,6 +51,48 @@ public class RabbitMqKillSwitchTests : OneSchedulerBusTests
         Assert.That(stops.Count, Is.GreaterThan(0), "the kill switch tripped (the endpoint stopped) at least once");
     }
 
+    /// <summary>
+    /// <c>UseCircuitBreaker</c> on the real RabbitMQ: while the circuit is open MassTransit refuses deliveries before any
+    /// consumer runs and moves them to <c>_error</c>. Every message ends: the broken ones FAILED with their exception, the
+    /// refused ones FAILED "Refused before any consumer ran", the rest SUCCEEDED; as many FAILED as messages in <c>_error</c>.
+    /// </summary>
+    [Test]
+    public async Task CircuitBreaker_OpenedByFailures_EveryTaskEnds_TheRefusedOnesSayso_AsManyFailedAsInTheErrorQueue()
+    {
+        var bus = await StartBusAsync(
+            x => x.AddConsumer<MeterConsumer>(),
+            (_, cfg) => cfg.UseCircuitBreaker(cb =>
+            {
+                cb.TrackingPeriod = TimeSpan.FromMinutes(1);
+                cb.TripThreshold = 15;
+                cb.ActiveThreshold = 4;
+                cb.ResetInterval = TimeSpan.FromSeconds(1);
+            }));
+        var ids = Enumerable.Range(0, 20).Select(_ => NewId.NextGuid()).ToList();
+        for (var i = 0; i < ids.Count; i++)
+        {
+            await bus.Bus.Publish(new Meter(i, Broken: i % 4 == 0), x => x.MessageId = ids[i]);
+        }
+
+        await LedgerHost.EventuallyAsync(async () =>
+                (await bus.Host.TasksAsync()).Count(t => ids.Contains(t.Id) && t.State is TaskState.Succeeded or TaskState.Failed) == ids.Count,
+            TimeSpan.FromSeconds(60), "every meter ended");
+        await bus.Host.FlushAsync();
+        var tasks = (await bus.Host.TasksAsync()).Where(t => ids.Contains(t.Id)).ToList();
+        foreach (var t in tasks.OrderBy(t => t.DispatchedAt))
+        {
+            TestContext.Out.WriteLine(Describe(t));
+        }
+
+        var failed = tasks.Where(t => t.State == TaskState.Failed).ToList();
+        var refused = failed.Where(t => t.Runs.Single().ErrorMessage!.StartsWith("Refused before any consumer ran: ", StringComparison.Ordinal)).ToList();
+        Assert.That(failed.Except(refused).Select(t => ids.IndexOf(t.Id)), Has.All.Matches<int>(i => i % 4 == 0), "failed without being refused: only broken meters");
+        Assert.That(refused, Is.Not.Empty, "the circuit opened and refused some");
+        Assert.That(tasks.SelectMany(t => t.Runs).Select(r => r.ConsumerType), Has.All.EqualTo("MeterConsumer"), "refusals are in the consumer's lane");
+        Assert.That(tasks.SelectMany(t => t.Runs).Where(r => r.State == TaskRunState.Active), Is.Empty);
+        Assert.That(await bus.Vhost.MessagesInQueueAsync("meter_error"), Is.EqualTo(failed.Count), "one message in _error per FAILED task");
+    }
+
     private sealed class StopCounter : IReceiveEndpointObserver
     {
         private int _count;

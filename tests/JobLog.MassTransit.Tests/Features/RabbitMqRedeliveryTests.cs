@@ -40,6 +40,25 @@ public sealed class DelayedFlakyConsumer : IConsumer<DelayedFlaky>
     }
 }
 
+public sealed record RedeliveredBatchItem(int N);
+
+/// <summary>A batch consumer that fails every batch holding a message it sees for the first time.</summary>
+public sealed class RedeliveredBatchConsumer : IConsumer<Batch<RedeliveredBatchItem>>
+{
+    public static readonly ConcurrentDictionary<Guid, int> Seen = new();
+
+    public Task Consume(ConsumeContext<Batch<RedeliveredBatchItem>> context)
+    {
+        var first = false;
+        foreach (var item in context.Message)
+        {
+            first |= Seen.AddOrUpdate(item.MessageId!.Value, 1, (_, v) => v + 1) == 1;
+        }
+
+        return first ? throw new InvalidOperationException($"batch of {context.Message.Length} holds a new message") : Task.CompletedTask;
+    }
+}
+
 /// <summary>
 /// Redelivery on the real RabbitMQ without the delayed-message plugin, with the JobLog scheduler: <c>context.Redeliver</c>
 /// (the message scheduler) and <c>UseDelayedRedelivery</c> (the transport's delay).
@@ -104,6 +123,36 @@ public class RabbitMqRedeliveryTests : OneSchedulerBusTests
         TestContext.Out.WriteLine(Describe(task));
         Assert.That(task.EstimatedTimeOfFirstArrival, Is.GreaterThanOrEqualTo(task.DispatchedAt.AddSeconds(2)), "the delay is the task's ETA");
         Assert.That(task.Runs.Single().Start, Is.GreaterThanOrEqualTo(task.EstimatedTimeOfFirstArrival!.Value), "not consumed before it was due");
+    }
+
+    /// <summary>
+    /// A batch consumer under the bus's <c>UseDelayedRedelivery</c>: a failed batch hands each of its messages back (a
+    /// deferral each, through the JobLog scheduler); they come back in a later batch that succeeds.
+    /// </summary>
+    [Test]
+    public async Task BatchConsumer_UnderDelayedRedelivery_EachMessageRetriedWithItsRedeliveryTime_ThenSucceeded()
+    {
+        var bus = await StartBusAsync(
+            x => x.AddConsumer<RedeliveredBatchConsumer>(c => c.Options<BatchOptions>(o => o.SetMessageLimit(5).SetTimeLimit(TimeSpan.FromMilliseconds(300)))),
+            (_, cfg) => cfg.UseDelayedRedelivery(r => r.Intervals(TimeSpan.FromSeconds(1))));
+        var ids = Enumerable.Range(0, 5).Select(_ => NewId.NextGuid()).ToList();
+        for (var i = 0; i < ids.Count; i++)
+        {
+            await bus.Bus.Publish(new RedeliveredBatchItem(i), x => x.MessageId = ids[i]);
+        }
+
+        await LedgerHost.EventuallyAsync(async () => (await bus.Host.TasksAsync()).Count(t => ids.Contains(t.Id) && t.State == TaskState.Succeeded) == ids.Count,
+            TimeSpan.FromSeconds(40), "every item consumed after its redelivery");
+        await bus.Host.FlushAsync();
+        var tasks = (await bus.Host.TasksAsync()).Where(t => ids.Contains(t.Id)).ToList();
+        foreach (var t in tasks)
+        {
+            TestContext.Out.WriteLine(Describe(t));
+        }
+
+        Assert.That(tasks.Select(t => t.Runs.OrderBy(r => r.Start).Select(r => (r.Retries, r.State))),
+            Has.All.EqualTo(new[] { (0, TaskRunState.Retried), (1, TaskRunState.Succeeded) }));
+        Assert.That(tasks.Select(t => t.Runs.Single(r => r.State == TaskRunState.Retried).EstimatedTimeOfNextRetry), Has.All.Not.Null);
     }
 
     [Test]

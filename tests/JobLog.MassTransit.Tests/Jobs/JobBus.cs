@@ -8,7 +8,7 @@ namespace JobLog.MassTransit.Tests.Jobs;
 /// <summary>A host with JobLog and MassTransit's job service (in-memory saga repositories, in-memory transport and scheduler).</summary>
 public static class JobBus
 {
-    public static async Task<LedgerHost> StartAsync(Action<JobLogOptions>? options = null)
+    public static async Task<LedgerHost> StartAsync(Action<JobLogOptions>? options = null, Action<IBusRegistrationConfigurator>? more = null)
     {
         var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), options, services =>
         {
@@ -21,6 +21,7 @@ public static class JobBus
                 x.AddJobSagaStateMachines();
                 x.AddConsumer<ConvertVideoConsumer>(c => c.Options<JobOptions<ConvertVideo>>(o => o.SetRetry(r => r.None())));
                 x.AddConsumer<BrokenJobConsumer>(c => c.Options<JobOptions<BrokenJob>>(o => o.SetRetry(r => r.Intervals(10, 10))));
+                more?.Invoke(x);
                 x.UsingInMemory((context, cfg) =>
                 {
                     cfg.UseDelayedMessageScheduler();

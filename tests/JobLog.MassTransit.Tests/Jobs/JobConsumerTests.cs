@@ -128,6 +128,42 @@ public class JobConsumerTests
         Assert.That(run.Stop, Is.Not.Null);
     }
 
+    /// <summary>
+    /// A job whose options retry (<c>JobOptions&lt;T&gt;.SetRetry</c>), cancelled while it runs (<c>CancelJob</c>, or its
+    /// <c>JobTimeout</c> running out): MassTransit does not retry a cancellation; the attempt is CANCELLED, the only run.
+    /// </summary>
+    [TestCase(false, TestName = "CancelJob_WhileRunning_AJobWhoseOptionsRetry_IsCancelledNotRetried")]
+    [TestCase(true, TestName = "JobTimeout_RunningOut_AJobWhoseOptionsRetry_IsCancelledNotRetried")]
+    public async Task CancelledJobWithRetry(bool timeout)
+    {
+        _host = await JobBus.StartAsync(more: x => x.AddConsumer<RetriedVideoConsumer>(c => c.Options<JobOptions<RetriedVideo>>(o =>
+        {
+            o.SetRetry(r => r.Intervals(200, 200));
+            if (timeout)
+            {
+                o.SetJobTimeout(TimeSpan.FromSeconds(1));
+            }
+        })));
+        var bus = _host.Services.GetTestHarness().Bus;
+        var jobId = await bus.SubmitJob(new RetriedVideo("long.mp4", 60), CancellationToken.None);
+        await WaitFor(_host, jobId, t => t.State == TaskState.Active, "the job started");
+        if (!timeout)
+        {
+            await bus.CancelJob(jobId);
+        }
+
+        var states = _host.Services.GetRequiredService<IRequestClient<GetJobState>>();
+        string? state = null;
+        await LedgerHost.EventuallyAsync(async () => (state = (await states.GetJobState(jobId)).CurrentState) is "Canceled" or "Faulted" or "Completed",
+            TimeSpan.FromSeconds(30), "the job service ended the job");
+        await _host.FlushAsync();
+        var task = await WaitFor(_host, jobId, t => t.State is not (TaskState.Active or TaskState.Waiting), "the job's task ended");
+        var runs = string.Join("; ", task.Runs.OrderBy(r => r.Start).Select(r => $"{r.ConsumerType} #{r.Retries} {r.State} next={r.EstimatedTimeOfNextRetry:O} err={r.ErrorMessage}"));
+        TestContext.Out.WriteLine($"job service: {state}; ledger: {task.State} [{runs}]");
+        Assert.That((state, task.State), Is.EqualTo(("Canceled", TaskState.Cancelled)), runs);
+        Assert.That(task.Runs.Select(r => r.State), Is.EqualTo(new[] { TaskRunState.Cancelled }), runs);
+    }
+
     [Test]
     public async Task SubmitJob_WhenEveryAttemptFaults_RecordsEachAttemptAsARunTheLastFailed()
     {

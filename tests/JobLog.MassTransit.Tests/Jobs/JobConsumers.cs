@@ -23,3 +23,11 @@ public sealed class BrokenJobConsumer : IJobConsumer<BrokenJob>
 {
     public Task Run(JobContext<BrokenJob> context) => throw new InvalidOperationException($"job {context.Job.Id} cannot run");
 }
+
+public sealed record RetriedVideo(string Path, int Seconds);
+
+/// <summary>Runs for <see cref="RetriedVideo.Seconds"/> seconds (cancellable); its job options retry.</summary>
+public sealed class RetriedVideoConsumer : IJobConsumer<RetriedVideo>
+{
+    public Task Run(JobContext<RetriedVideo> context) => Task.Delay(TimeSpan.FromSeconds(context.Job.Seconds), context.CancellationToken);
+}

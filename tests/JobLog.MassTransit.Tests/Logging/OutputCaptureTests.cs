@@ -33,6 +33,13 @@ public sealed class WriteReportConsumer(ILogger<WriteReportConsumer> logger, ILo
             logger.LogInformation("report line {Line:0000}", i);
         }
 
+        // Enrichment an application adds: a Serilog LogContext property (with Enrich.FromLogContext) and an ILogger scope.
+        using (Serilog.Context.LogContext.PushProperty("Tenant", "acme"))
+        using (logger.BeginScope("report for {Customer}", "c-42"))
+        {
+            logger.LogInformation("report enriched");
+        }
+
         logger.LogInformation("report finished");
 
         // Serilog's static logger, as many Serilog applications log (not through ILogger<T>).
@@ -175,6 +182,24 @@ public class OutputCaptureTests
         Assert.That(sink.Messages, Does.Contain("a static Serilog line 7"), "Serilog still writes it");
     }
 
+    /// <summary>
+    /// Serilog's enrichment (<c>Enrich.FromLogContext()</c>, a <c>LogContext.PushProperty</c> and an ILogger scope around a
+    /// line): the run's output holds the rendered message, as a sink's default template does; the properties are Serilog's
+    /// (its sinks still get them), not part of the line.
+    /// </summary>
+    [Test]
+    public async Task Output_WithSerilogEnrichment_HoldsTheRenderedLine_SerilogKeepsItsProperties()
+    {
+        var sink = new ListSink();
+        _host = BuildWithSerilog(true, c => c.MinimumLevel.Information().Enrich.FromLogContext().WriteTo.Sink(sink));
+
+        var output = await ConsumeAsync();
+
+        TestContext.Out.WriteLine(output);
+        Assert.That(output, Does.Contain("info JobLog.MassTransit.Tests.Logging.WriteReportConsumer: report enriched\n").Or.EndWith("report enriched"));
+        Assert.That(sink.Properties, Does.Contain("Tenant=\"acme\"").And.Contain("Customer=\"c-42\""), "Serilog's events keep the enrichment");
+    }
+
     [Test]
     public async Task Output_WithSerilogAddSerilogOnAnApplicationBuilder_HoldsTheConsumersLines()
     {
@@ -263,8 +288,20 @@ public class OutputCaptureTests
     {
         private readonly ConcurrentQueue<string> _messages = new();
 
+        private readonly ConcurrentQueue<string> _properties = new();
+
         public IReadOnlyCollection<string> Messages => _messages;
 
-        public void Emit(LogEvent logEvent) => _messages.Enqueue(logEvent.RenderMessage());
+        /// <summary>Each event's properties, <c>Name=value</c>.</summary>
+        public IReadOnlyCollection<string> Properties => _properties;
+
+        public void Emit(LogEvent logEvent)
+        {
+            _messages.Enqueue(logEvent.RenderMessage());
+            foreach (var (name, value) in logEvent.Properties)
+            {
+                _properties.Enqueue($"{name}={value}");
+            }
+        }
     }
 }
