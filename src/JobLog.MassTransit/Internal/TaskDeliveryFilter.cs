@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using JobLog.Recording;
 using MassTransit;
 using MassTransit.Configuration;
@@ -11,6 +12,10 @@ namespace JobLog.MassTransit.Internal;
 /// </summary>
 internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool mediator = false) : IFilter<ConsumeContext>
 {
+    // The task whose delivery an exception failed for good: an open circuit breaker refuses later deliveries by throwing
+    // that same exception object (MassTransit's OpenBehavior), which must not read as their own failure.
+    private static readonly ConditionalWeakTable<Exception, StrongBox<Guid>> s_failedDeliveries = new();
+
     public async Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
     {
         var delivery = context.GetOrAddPayload(() => new DeliveryState());
@@ -45,6 +50,10 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
             if (failedRuns is null && delivery.LastRunId is null && delivery.Lanes().Count == 0)
             {
                 Refused(context, delivery, ex);
+            }
+            else if (failedRuns is not null)
+            {
+                s_failedDeliveries.AddOrUpdate(ex, new StrongBox<Guid>(failedRuns[0].TaskId));
             }
 
             await recorder.WaitCommittedAsync(delivery.LastSequence, CancellationToken.None).ConfigureAwait(false);
@@ -134,7 +143,10 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
             var now = services.UtcNow;
             var name = services.TaskName(type);
             var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
-            var ended = new RunEnd(TaskRunState.Failed, now, services.ErrorText(exception, "Refused before any consumer ran: "));
+            var prefix = s_failedDeliveries.TryGetValue(exception, out var of) && of.Value != taskId
+                ? $"Refused before any consumer ran, by the failure of another message rethrown (an open circuit breaker refuses with the exception that opened it; that message's task: {of.Value}): "
+                : "Refused before any consumer ran: ";
+            var ended = new RunEnd(TaskRunState.Failed, now, services.ErrorText(exception, prefix));
             var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
                 isInternal: InternalMessages.IsInternal(type));
 

@@ -187,7 +187,9 @@ public class PipelineFeatureTests
         Assert.That(tasks, Has.Count.EqualTo(6));
         Assert.That(tasks.Select(t => t.State), Has.All.EqualTo(TaskState.Failed), "every message went to _error");
         Assert.That(tasks.Select(t => t.Runs.Single().ConsumerType), Has.All.EqualTo("BreakerConsumer"), "in the consumer's lane");
-        Assert.That(tasks.Skip(3).Select(t => t.Runs.Single().ErrorMessage), Has.All.StartWith("Refused before any consumer ran: "));
+        // The open circuit refuses with the exception that opened it (the third message's): the refused runs name its task.
+        Assert.That(tasks.Skip(3).Select(t => t.Runs.Single().ErrorMessage), Has.All.StartWith(
+            $"Refused before any consumer ran, by the failure of another message rethrown (an open circuit breaker refuses with the exception that opened it; that message's task: {tasks[2].Id}): System.InvalidOperationException: breaker 2"));
     }
 
     [TestCase(Transport.InMemory, false)]

@@ -54,7 +54,8 @@ public class RabbitMqKillSwitchTests : OneSchedulerBusTests
     /// <summary>
     /// <c>UseCircuitBreaker</c> on the real RabbitMQ: while the circuit is open MassTransit refuses deliveries before any
     /// consumer runs and moves them to <c>_error</c>. Every message ends: the broken ones FAILED with their exception, the
-    /// refused ones FAILED "Refused before any consumer ran", the rest SUCCEEDED; as many FAILED as messages in <c>_error</c>.
+    /// refused ones FAILED "Refused before any consumer ran" naming the message whose failure the open circuit rethrows (before
+    /// session 26 a refused meter's run read "meter 8 broken" as if it were its own failure), the rest SUCCEEDED; as many FAILED as messages in <c>_error</c>.
     /// </summary>
     [Test]
     public async Task CircuitBreaker_OpenedByFailures_EveryTaskEnds_TheRefusedOnesSayso_AsManyFailedAsInTheErrorQueue()
@@ -85,9 +86,15 @@ public class RabbitMqKillSwitchTests : OneSchedulerBusTests
         }
 
         var failed = tasks.Where(t => t.State == TaskState.Failed).ToList();
-        var refused = failed.Where(t => t.Runs.Single().ErrorMessage!.StartsWith("Refused before any consumer ran: ", StringComparison.Ordinal)).ToList();
+        var refused = failed.Where(t => t.Runs.Single().ErrorMessage!.StartsWith("Refused before any consumer ran", StringComparison.Ordinal)).ToList();
         Assert.That(failed.Except(refused).Select(t => ids.IndexOf(t.Id)), Has.All.Matches<int>(i => i % 4 == 0), "failed without being refused: only broken meters");
         Assert.That(refused, Is.Not.Empty, "the circuit opened and refused some");
+
+        // The open circuit refuses with the very exception that opened it ("meter 8 broken" on meter 13): the run says whose.
+        var broken = failed.Except(refused).Select(t => t.Id.ToString()).ToList();
+        Assert.That(refused.Select(t => t.Runs.Single().ErrorMessage), Has.All.Matches<string>(e =>
+            e.StartsWith("Refused before any consumer ran, by the failure of another message rethrown (an open circuit breaker refuses with the exception that opened it; that message's task: ", StringComparison.Ordinal)
+            && broken.Any(id => e.Contains(id + "): System.InvalidOperationException: meter ", StringComparison.Ordinal))));
         Assert.That(tasks.SelectMany(t => t.Runs).Select(r => r.ConsumerType), Has.All.EqualTo("MeterConsumer"), "refusals are in the consumer's lane");
         Assert.That(tasks.SelectMany(t => t.Runs).Where(r => r.State == TaskRunState.Active), Is.Empty);
         Assert.That(await bus.Vhost.MessagesInQueueAsync("meter_error"), Is.EqualTo(failed.Count), "one message in _error per FAILED task");
