@@ -57,15 +57,9 @@ public sealed class FlakyReleaseActivity : IActivity<FlakyReleaseArguments, Flak
 [TestFixture(false)]
 public class RabbitMqCourierRedeliveryTests(bool scheduled) : OneSchedulerBusTests
 {
-    [TestCase(2, TestName = "RoutingSlip_WhoseActivityIsRedeliveredTwice_Succeeds_WithTheActivitysAttemptsAsRuns")]
-    [TestCase(100, TestName = "RoutingSlip_WhoseActivityFailsEveryRedelivery_Fails_TheLastAttemptFailed")]
-    public async Task RoutingSlip_WhoseActivityIsRedelivered(int failures)
-    {
-        var bus = await StartBusAsync(x =>
-        {
-            x.AddActivity<ReserveActivity, ReserveArguments, ReserveLog>();
-            x.AddActivity<FlakyChargeActivity, FlakyChargeArguments, FlakyChargeLog>();
-        }, (_, cfg) =>
+    /// <summary>Starts the test's bus with the fixture's redelivery (scheduled or delayed, 500 ms twice) on every activity.</summary>
+    private Task<SchedulerBus> StartRedeliveringBusAsync(Action<IBusRegistrationConfigurator> activities) =>
+        StartBusAsync(activities, (_, cfg) =>
         {
             if (scheduled)
             {
@@ -76,19 +70,36 @@ public class RabbitMqCourierRedeliveryTests(bool scheduled) : OneSchedulerBusTes
                 cfg.UseDelayedRedelivery(r => r.Intervals(500, 500));
             }
         });
+
+    /// <summary>Executes the routing slip and waits until it ends; its task with its runs described.</summary>
+    private static async Task<(TaskLog Task, string Described)> ExecuteUntilEndedAsync(SchedulerBus bus, RoutingSlipBuilder builder)
+    {
+        var slip = builder.Build();
+        await bus.Bus.Execute(slip);
+        await bus.WaitForTaskAsync(slip.TrackingNumber, t => t.State is TaskState.Succeeded or TaskState.Failed, "the routing slip ends", TimeSpan.FromSeconds(40));
+        await bus.Host.FlushAsync();
+        var task = await bus.Host.TaskAsync(slip.TrackingNumber);
+        var described = string.Join("; ", task.Runs.OrderBy(r => r.Start)
+            .Select(r => $"{r.ConsumerType} #{r.Retries} {r.State} next={r.EstimatedTimeOfNextRetry:O} err={r.ErrorMessage?[..Math.Min(80, r.ErrorMessage.Length)]}"));
+        TestContext.Out.WriteLine(described);
+        return (task, described);
+    }
+
+    [TestCase(2, TestName = "RoutingSlip_WhoseActivityIsRedeliveredTwice_Succeeds_WithTheActivitysAttemptsAsRuns")]
+    [TestCase(100, TestName = "RoutingSlip_WhoseActivityFailsEveryRedelivery_Fails_TheLastAttemptFailed")]
+    public async Task RoutingSlip_WhoseActivityIsRedelivered(int failures)
+    {
+        var bus = await StartRedeliveringBusAsync(x =>
+        {
+            x.AddActivity<ReserveActivity, ReserveArguments, ReserveLog>();
+            x.AddActivity<FlakyChargeActivity, FlakyChargeArguments, FlakyChargeLog>();
+        });
         var orderId = Random.Shared.Next();
         var builder = new RoutingSlipBuilder(NewId.NextGuid());
         builder.AddActivity("Reserve", CourierAddresses.Execute<ReserveActivity, ReserveArguments>(), new { OrderId = orderId, Quantity = 1 });
         builder.AddActivity("Charge", new Uri($"queue:{KebabCaseEndpointNameFormatter.Instance.ExecuteActivity<FlakyChargeActivity, FlakyChargeArguments>()}"),
             new { OrderId = orderId, Failures = failures });
-        var slip = builder.Build();
-        await bus.Bus.Execute(slip);
-
-        var task = await bus.WaitForTaskAsync(slip.TrackingNumber, t => t.State is TaskState.Succeeded or TaskState.Failed, "the routing slip ends", TimeSpan.FromSeconds(40));
-        await bus.Host.FlushAsync();
-        task = await bus.Host.TaskAsync(slip.TrackingNumber);
-        var described = string.Join("; ", task.Runs.OrderBy(r => r.Start).Select(r => $"{r.ConsumerType} #{r.Retries} {r.State} next={r.EstimatedTimeOfNextRetry:O}"));
-        TestContext.Out.WriteLine(described);
+        var (task, described) = await ExecuteUntilEndedAsync(bus, builder);
         var last = failures > 2 ? TaskRunState.Failed : TaskRunState.Succeeded;
         Assert.That(task.State, Is.EqualTo(failures > 2 ? TaskState.Failed : TaskState.Succeeded), described);
         var charge = task.Runs.Where(r => r.ConsumerType == "FlakyChargeActivity").OrderBy(r => r.Start).ToList();
@@ -104,33 +115,16 @@ public class RabbitMqCourierRedeliveryTests(bool scheduled) : OneSchedulerBusTes
     [TestCase(100, TestName = "RoutingSlip_WhoseCompensationFailsEveryRedelivery_CompensationFailed_TheLastAttemptFailed")]
     public async Task RoutingSlip_WhoseCompensationIsRedelivered(int failures)
     {
-        var bus = await StartBusAsync(x =>
+        var bus = await StartRedeliveringBusAsync(x =>
         {
             x.AddActivity<FlakyReleaseActivity, FlakyReleaseArguments, FlakyReleaseLog>();
             x.AddActivity<ChargeActivity, ChargeArguments, ChargeLog>();
-        }, (_, cfg) =>
-        {
-            if (scheduled)
-            {
-                cfg.UseScheduledRedelivery(r => r.Intervals(500, 500));
-            }
-            else
-            {
-                cfg.UseDelayedRedelivery(r => r.Intervals(500, 500));
-            }
         });
         var orderId = Random.Shared.Next();
         var builder = new RoutingSlipBuilder(NewId.NextGuid());
         builder.AddActivity("Release", CourierAddresses.Execute<FlakyReleaseActivity, FlakyReleaseArguments>(), new { OrderId = orderId, Failures = failures });
         builder.AddActivity("Charge", CourierAddresses.Execute<ChargeActivity, ChargeArguments>(), new { OrderId = orderId, Amount = 500m });
-        var slip = builder.Build();
-        await bus.Bus.Execute(slip);
-
-        var task = await bus.WaitForTaskAsync(slip.TrackingNumber, t => t.State is TaskState.Succeeded or TaskState.Failed, "the routing slip ends", TimeSpan.FromSeconds(40));
-        await bus.Host.FlushAsync();
-        task = await bus.Host.TaskAsync(slip.TrackingNumber);
-        var described = string.Join("; ", task.Runs.OrderBy(r => r.Start).Select(r => $"{r.ConsumerType} #{r.Retries} {r.State} next={r.EstimatedTimeOfNextRetry:O} err={r.ErrorMessage?[..Math.Min(80, r.ErrorMessage.Length)]}"));
-        TestContext.Out.WriteLine(described);
+        var (task, described) = await ExecuteUntilEndedAsync(bus, builder);
         Assert.That(task.State, Is.EqualTo(TaskState.Failed), "the charge faulted: " + described);
         var compensations = task.Runs.Where(r => r.ConsumerType == "FlakyReleaseActivity (compensate)").OrderBy(r => r.Start).ToList();
         var last = failures > 2 ? TaskRunState.Failed : TaskRunState.Succeeded;

@@ -28,21 +28,7 @@ public class RabbitMqKillSwitchTests : OneSchedulerBusTests
             (_, cfg) => cfg.UseKillSwitch(k => k.SetActivationThreshold(4).SetTripThreshold(0.2).SetRestartTimeout(s: 1)));
         var stops = new StopCounter();
         bus.Bus.ConnectReceiveEndpointObserver(stops);
-        var ids = Enumerable.Range(0, 20).Select(_ => NewId.NextGuid()).ToList();
-        for (var i = 0; i < ids.Count; i++)
-        {
-            await bus.Bus.Publish(new Meter(i, Broken: i % 4 == 0), x => x.MessageId = ids[i]);
-        }
-
-        await LedgerHost.EventuallyAsync(async () =>
-                (await bus.Host.TasksAsync()).Count(t => ids.Contains(t.Id) && t.State is TaskState.Succeeded or TaskState.Failed) == ids.Count,
-            TimeSpan.FromSeconds(60), "every meter ended");
-        await bus.Host.FlushAsync();
-        var tasks = (await bus.Host.TasksAsync()).Where(t => ids.Contains(t.Id)).ToList();
-        foreach (var t in tasks.OrderBy(t => t.DispatchedAt))
-        {
-            TestContext.Out.WriteLine(Describe(t));
-        }
+        var (ids, tasks) = await PublishMetersUntilEndedAsync(bus);
 
         Assert.That(tasks.Where(t => t.State == TaskState.Failed).Select(t => ids.IndexOf(t.Id)).Order(), Is.EqualTo(new[] { 0, 4, 8, 12, 16 }),
             "only the broken meters failed");
@@ -69,6 +55,26 @@ public class RabbitMqKillSwitchTests : OneSchedulerBusTests
                 cb.ActiveThreshold = 4;
                 cb.ResetInterval = TimeSpan.FromSeconds(1);
             }));
+        var (ids, tasks) = await PublishMetersUntilEndedAsync(bus);
+
+        var failed = tasks.Where(t => t.State == TaskState.Failed).ToList();
+        var refused = failed.Where(t => t.Runs.Single().ErrorMessage!.StartsWith("Refused before any consumer ran", StringComparison.Ordinal)).ToList();
+        Assert.That(failed.Except(refused).Select(t => ids.IndexOf(t.Id)), Has.All.Matches<int>(i => i % 4 == 0), "failed without being refused: only broken meters");
+        Assert.That(refused, Is.Not.Empty, "the circuit opened and refused some");
+
+        // The open circuit refuses with the very exception that opened it ("meter 8 broken" on meter 13): the run says whose.
+        var broken = failed.Except(refused).Select(t => t.Id.ToString()).ToList();
+        Assert.That(refused.Select(t => t.Runs.Single().ErrorMessage), Has.All.Matches<string>(e =>
+            e.StartsWith("Refused before any consumer ran, by the failure of another message rethrown (an open circuit breaker refuses with the exception that opened it; that message's task: ", StringComparison.Ordinal)
+            && broken.Any(id => e.Contains(id + "): System.InvalidOperationException: meter ", StringComparison.Ordinal))));
+        Assert.That(tasks.SelectMany(t => t.Runs).Select(r => r.ConsumerType), Has.All.EqualTo("MeterConsumer"), "refusals are in the consumer's lane");
+        Assert.That(tasks.SelectMany(t => t.Runs).Where(r => r.State == TaskRunState.Active), Is.Empty);
+        Assert.That(await bus.Vhost.MessagesInQueueAsync("meter_error"), Is.EqualTo(failed.Count), "one message in _error per FAILED task");
+    }
+
+    /// <summary>Publishes twenty meters, every fourth broken, and waits until each ended; their ids and tasks.</summary>
+    private static async Task<(List<Guid> Ids, List<TaskLog> Tasks)> PublishMetersUntilEndedAsync(SchedulerBus bus)
+    {
         var ids = Enumerable.Range(0, 20).Select(_ => NewId.NextGuid()).ToList();
         for (var i = 0; i < ids.Count; i++)
         {
@@ -85,19 +91,7 @@ public class RabbitMqKillSwitchTests : OneSchedulerBusTests
             TestContext.Out.WriteLine(Describe(t));
         }
 
-        var failed = tasks.Where(t => t.State == TaskState.Failed).ToList();
-        var refused = failed.Where(t => t.Runs.Single().ErrorMessage!.StartsWith("Refused before any consumer ran", StringComparison.Ordinal)).ToList();
-        Assert.That(failed.Except(refused).Select(t => ids.IndexOf(t.Id)), Has.All.Matches<int>(i => i % 4 == 0), "failed without being refused: only broken meters");
-        Assert.That(refused, Is.Not.Empty, "the circuit opened and refused some");
-
-        // The open circuit refuses with the very exception that opened it ("meter 8 broken" on meter 13): the run says whose.
-        var broken = failed.Except(refused).Select(t => t.Id.ToString()).ToList();
-        Assert.That(refused.Select(t => t.Runs.Single().ErrorMessage), Has.All.Matches<string>(e =>
-            e.StartsWith("Refused before any consumer ran, by the failure of another message rethrown (an open circuit breaker refuses with the exception that opened it; that message's task: ", StringComparison.Ordinal)
-            && broken.Any(id => e.Contains(id + "): System.InvalidOperationException: meter ", StringComparison.Ordinal))));
-        Assert.That(tasks.SelectMany(t => t.Runs).Select(r => r.ConsumerType), Has.All.EqualTo("MeterConsumer"), "refusals are in the consumer's lane");
-        Assert.That(tasks.SelectMany(t => t.Runs).Where(r => r.State == TaskRunState.Active), Is.Empty);
-        Assert.That(await bus.Vhost.MessagesInQueueAsync("meter_error"), Is.EqualTo(failed.Count), "one message in _error per FAILED task");
+        return (ids, tasks);
     }
 
     private sealed class StopCounter : IReceiveEndpointObserver

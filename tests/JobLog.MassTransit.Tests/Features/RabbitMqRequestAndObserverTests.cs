@@ -39,18 +39,30 @@ public sealed class QuoteConsumer : IConsumer<QuoteRequest>
     }
 }
 
-/// <summary>A user's own send observer that refuses a message before it is sent (as a validation observer would).</summary>
-public sealed class RefusingSendObserver : ISendObserver
+/// <summary>A user's own send and publish observer that refuses a message before it is sent (as a validation observer would).</summary>
+public sealed class RefusingObserver : ISendObserver, IPublishObserver
 {
     public Task PreSend<T>(SendContext<T> context)
-        where T : class =>
-        context.Message is QuoteRequest { Id: < 0 } ? throw new InvalidOperationException("negative quote id refused") : Task.CompletedTask;
+        where T : class => Refuse(context);
 
     public Task PostSend<T>(SendContext<T> context)
         where T : class => Task.CompletedTask;
 
     public Task SendFault<T>(SendContext<T> context, Exception exception)
         where T : class => Task.CompletedTask;
+
+    public Task PrePublish<T>(PublishContext<T> context)
+        where T : class => Refuse(context);
+
+    public Task PostPublish<T>(PublishContext<T> context)
+        where T : class => Task.CompletedTask;
+
+    public Task PublishFault<T>(PublishContext<T> context, Exception exception)
+        where T : class => Task.CompletedTask;
+
+    private static Task Refuse<T>(SendContext<T> context)
+        where T : class =>
+        context.Message is QuoteRequest { Id: < 0 } ? throw new InvalidOperationException("negative quote id refused") : Task.CompletedTask;
 }
 
 /// <summary>A user's own consume observer that counts what it sees.</summary>
@@ -147,19 +159,20 @@ public class RabbitMqRequestAndObserverTests : OneSchedulerBusTests
     public async Task UsersSendObserver_RefusingAMessage_TheSendThrows_ItsTaskIsNoneOrShowsTheDispatchFailed_AUsersConsumeObserverSeesWhatJobLogRecords(bool connectedAfterStart)
     {
         var consumed = new CountingConsumeObserver();
+        var refusing = new RefusingObserver();
         var bus = await StartBusAsync(x => x.AddConsumer<QuoteConsumer>(), (_, cfg) =>
         {
             if (!connectedAfterStart)
             {
-                cfg.ConnectSendObserver(new RefusingSendObserver());
-                cfg.ConnectPublishObserver(new RefusingPublishObserver());
+                cfg.ConnectSendObserver(refusing);
+                cfg.ConnectPublishObserver(refusing);
                 cfg.ConnectConsumeObserver(consumed);
             }
         });
         if (connectedAfterStart)
         {
-            bus.Bus.ConnectSendObserver(new RefusingSendObserver());
-            bus.Bus.ConnectPublishObserver(new RefusingPublishObserver());
+            bus.Bus.ConnectSendObserver(refusing);
+            bus.Bus.ConnectPublishObserver(refusing);
             bus.Bus.ConnectConsumeObserver(consumed);
         }
 
@@ -191,19 +204,5 @@ public class RabbitMqRequestAndObserverTests : OneSchedulerBusTests
         }
 
         Assert.That((consumed.Pre, consumed.Post, consumed.Faults), Is.EqualTo((1, 1, 0)), Describe(task));
-    }
-
-    /// <summary>The same refusal on publish.</summary>
-    public sealed class RefusingPublishObserver : IPublishObserver
-    {
-        public Task PrePublish<T>(PublishContext<T> context)
-            where T : class =>
-            context.Message is QuoteRequest { Id: < 0 } ? throw new InvalidOperationException("negative quote id refused") : Task.CompletedTask;
-
-        public Task PostPublish<T>(PublishContext<T> context)
-            where T : class => Task.CompletedTask;
-
-        public Task PublishFault<T>(PublishContext<T> context, Exception exception)
-            where T : class => Task.CompletedTask;
     }
 }
