@@ -49,6 +49,12 @@ internal sealed class LedgerPlanner(LedgerDatabase database)
             switch (record)
             {
                 case TaskDispatched d:
+                    if (plan.DispatchFailures.Count > 0)
+                    {
+                        // Executed one by one, this dispatch would drop an earlier failed one's error (LedgerSql.ClearDispatchError).
+                        plan.DispatchFailures.RemoveAll(f => f.TaskId == d.Task.Id);
+                    }
+
                     if (dispatched.TryGetValue(d.Task.Id, out var at))
                     {
                         // Executed one by one, the last dispatch's producer fields would win.

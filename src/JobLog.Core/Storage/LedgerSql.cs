@@ -25,6 +25,13 @@ internal static class LedgerSql
 
     public const string TaskDispatchFailed = "UPDATE " + T + " SET \"ErrorMessage\" = @p1 WHERE \"Id\" = @p0";
 
+    /// <summary>
+    /// The SET item with which a task dispatched again (an application's retry of a send, the same MessageId) drops the
+    /// error of an earlier failed dispatch (<see cref="TaskDispatchFailed"/>): a send cancelled by its caller may have
+    /// reached the broker anyway, and the retry is what the task's row tells. A stale-marked task keeps its reason.
+    /// </summary>
+    public const string ClearDispatchError = "\"ErrorMessage\" = CASE WHEN " + T + ".\"IsSetAsStale\" THEN " + T + ".\"ErrorMessage\" END";
+
     /// <summary>Sets a task's extra data (<see cref="LedgerColumns.TaskExtraData"/>).</summary>
     public static readonly string SetExtraData = UpdateByKey(T, LedgerColumns.TaskExtraData, "");
 
@@ -109,9 +116,9 @@ internal static class LedgerSql
 
     /// <summary>
     /// An UPDATE of the row whose key is the first column: <c>UPDATE table SET c1 = @p1, … WHERE "key" = @p0</c>, then
-    /// <paramref name="condition"/>.
+    /// <paramref name="condition"/>; <paramref name="alsoSet"/>, when given, is one more SET item.
     /// </summary>
-    public static string UpdateByKey<TRow>(string table, LedgerColumn<TRow>[] columns, string condition) =>
-        $"UPDATE {table} SET {string.Join(", ", columns.Skip(1).Select((c, i) => $"\"{c.Name}\" = @p{i + 1}"))} " +
+    public static string UpdateByKey<TRow>(string table, LedgerColumn<TRow>[] columns, string condition, string? alsoSet = null) =>
+        $"UPDATE {table} SET {string.Join(", ", columns.Skip(1).Select((c, i) => $"\"{c.Name}\" = @p{i + 1}"))}{(alsoSet is null ? "" : ", " + alsoSet)} " +
         $"WHERE \"{columns[0].Name}\" = @p0{condition}";
 }

@@ -311,6 +311,51 @@ public class LedgerWritePathTests(LedgerProvider provider)
         Assert.That((succeeded, runs), Is.EqualTo((5000, 5000)));
     }
 
+    // Session 26 (faults): a send cancelled by the caller's token while the broker held it (a resource alarm) reached the
+    // queue after all; the application's retry dispatched the same MessageId again and it was consumed. The cancelled
+    // attempt's "Dispatch failed" error stayed on the SUCCEEDED task.
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task DispatchFailed_ThenTheSameTaskDispatchedAgainAndConsumed_TheTaskSucceeded_WithoutTheFailedAttemptsError(bool laterBatch)
+    {
+        var id = Guid.NewGuid();
+        _recorder.Enqueue(new TaskDispatched(Task(id)));
+        _recorder.Enqueue(new TaskDispatchFailed(id, "Dispatch failed: TaskCanceledException: A task was canceled."));
+        if (laterBatch)
+        {
+            await _host.FlushAsync();
+            Assert.That((await _host.TaskAsync(id)).ErrorMessage, Does.StartWith("Dispatch failed"), "the failure, before the retry");
+        }
+
+        _recorder.Enqueue(new TaskDispatched(Task(id)));
+        var run = Run(id, "C", T0.AddSeconds(1));
+        Start(run);
+        Finish(run, TaskRunState.Succeeded, T0.AddSeconds(2));
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(id);
+
+        Assert.That((task.State, task.ErrorMessage), Is.EqualTo((TaskState.Succeeded, (string?)null)));
+    }
+
+    [Test]
+    public async Task DispatchFailed_TriedAgain_AndFailedAgain_TheTaskKeepsTheLastError()
+    {
+        var id = Guid.NewGuid();
+        _recorder.Enqueue(new TaskDispatched(Task(id)));
+        _recorder.Enqueue(new TaskDispatchFailed(id, "Dispatch failed: first"));
+        await _host.FlushAsync();
+        _recorder.Enqueue(new TaskDispatched(Task(id)));
+        _recorder.Enqueue(new TaskDispatchFailed(id, "Dispatch failed: second"));
+        _recorder.Enqueue(new TaskDispatched(Task(id)));
+        _recorder.Enqueue(new TaskDispatchFailed(id, "Dispatch failed: third"));
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(id);
+
+        Assert.That((task.State, task.ErrorMessage), Is.EqualTo((TaskState.Waiting, "Dispatch failed: third")));
+    }
+
     [Test]
     public async Task CommandsAndRequests_AreUpserted_FinishedRowsAreNotReopened()
     {

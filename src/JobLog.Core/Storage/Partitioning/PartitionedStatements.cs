@@ -18,7 +18,7 @@ internal static class PartitionedStatements
 
     public static readonly string UpsertDispatchedTasks =
         $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}, {Key}) SELECT u.*, {PartitionDay.Function}(u.\"Id\") FROM {PostgreSqlStatements.Unnest(LedgerColumns.Task)} " +
-        $"{Conflict} DO UPDATE SET {string.Join(", ", LedgerColumns.ProducerFields.Select(f => $"\"{f}\" = excluded.\"{f}\""))}";
+        $"{Conflict} DO UPDATE SET {PostgreSqlStatements.ProducerFieldsFromExcluded}";
 
     public static readonly string InsertTasksIfMissing =
         $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}, {Key}) SELECT u.*, {PartitionDay.Function}(u.\"Id\") FROM {PostgreSqlStatements.Unnest(LedgerColumns.Task)} " +

@@ -10,9 +10,16 @@ internal static class PostgreSqlStatements
     private const string T = LedgerSql.T;
     private const string R = LedgerSql.R;
 
+    /// <summary>
+    /// The SET list of a dispatch's upsert over a row that existed: the producer's fields win, an earlier dispatch's error
+    /// is dropped (<see cref="LedgerSql.ClearDispatchError"/>).
+    /// </summary>
+    public static readonly string ProducerFieldsFromExcluded =
+        string.Join(", ", LedgerColumns.ProducerFields.Select(f => $"\"{f}\" = excluded.\"{f}\"")) + ", " + LedgerSql.ClearDispatchError;
+
     public static readonly string UpsertDispatchedTasks =
         $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}) SELECT * FROM {Unnest(LedgerColumns.Task)} " +
-        $"ON CONFLICT (\"Id\") DO UPDATE SET {string.Join(", ", LedgerColumns.ProducerFields.Select(f => $"\"{f}\" = excluded.\"{f}\""))}";
+        $"ON CONFLICT (\"Id\") DO UPDATE SET {ProducerFieldsFromExcluded}";
 
     public static readonly string InsertTasksIfMissing =
         $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}) SELECT * FROM {Unnest(LedgerColumns.Task)} ON CONFLICT (\"Id\") DO NOTHING";

@@ -18,8 +18,8 @@ internal static class SqliteStatements
     public static readonly LedgerColumn<TaskWrite>[] ProducerColumns =
         [LedgerColumns.Task[0], .. LedgerColumns.Task.Where(c => LedgerColumns.ProducerFields.Contains(c.Name))];
 
-    /// <summary>The producer's fields over a row that existed (<see cref="ProducerColumns"/>).</summary>
-    public static readonly string UpdateProducerFields = LedgerSql.UpdateByKey(T, ProducerColumns, "");
+    /// <summary>The producer's fields over a row that existed (<see cref="ProducerColumns"/>); an earlier dispatch's error dropped (<see cref="LedgerSql.ClearDispatchError"/>).</summary>
+    public static readonly string UpdateProducerFields = LedgerSql.UpdateByKey(T, ProducerColumns, "", LedgerSql.ClearDispatchError);
 
     /// <summary>The run columns SQLite binds: all but <c>Ordinal</c> (one row per statement, numbered by the rows stored before).</summary>
     public static readonly LedgerColumn<RunRow>[] RunColumns = [.. LedgerColumns.Run.Where(c => c.Name != "Ordinal")];
