@@ -32,6 +32,9 @@ internal static partial class Log
     [LoggerMessage(1005, LogLevel.Error, "JobLog stopped with {Count} records it could not write.")]
     public static partial void LostOnShutdown(ILogger logger, int count);
 
+    [LoggerMessage(1007, LogLevel.Warning, "JobLog stopped without waiting for its database, which it could not write to: the {Count} records it had not written are kept in its journal in {Directory}, and the next process started on that directory writes them.")]
+    public static partial void KeptOnShutdown(ILogger logger, int count, string? directory);
+
     [LoggerMessage(1010, LogLevel.Debug, "Task {TaskName} ({TaskId}) went stale without finishing and was set to EXPIRED.")]
     public static partial void TaskExpired(ILogger logger, string taskName, Guid taskId);
 

@@ -499,6 +499,13 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     internal bool IsJournaled(long sequence) =>
         _journal is not null && _options.Durability == LedgerDurability.Journaled && _waiters.Durable >= sequence && _waiters.Committed < sequence;
 
+    /// <summary>
+    /// True when every record the writer has not committed is on disk: each queued one in the journal (none refused
+    /// since the last commit), the others still in the spool or in the journals of stopped processes, which stay for the
+    /// next process started on the directory.
+    /// </summary>
+    internal bool KeptOnDisk => _journal is not null && _waiters.Durable >= Interlocked.Read(ref _enqueued);
+
     /// <summary>The writer cannot reach the database (waiters are released: the business path does not wait for it), or can again.</summary>
     internal void SetFailing(bool failing) => _waiters.SetFailing(failing);
 

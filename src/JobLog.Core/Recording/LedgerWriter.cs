@@ -33,6 +33,8 @@ internal sealed class LedgerWriter(
     private bool _batchFromJournal;
     private bool _ledgerMoved;
     private volatile bool _stopping;
+    private CancellationTokenSource? _drain;
+    private bool _keptOnDisk;
 
     // Journaled mode only: there the dispatch is durable in the journal before the writer sees it (HeldDispatches).
     private readonly HeldDispatches? _held = recorder.Options is { Durability: LedgerDurability.Journaled, DispatchHold.Ticks: > 0 } o
@@ -89,9 +91,11 @@ internal sealed class LedgerWriter(
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
         recorder.Stopping();
 
-        // Flush on shutdown: what is queued is written unless the database is down past the host's shutdown timeout.
+        // Flush on shutdown: what is queued is written unless the database is down past the host's shutdown timeout, or
+        // fails while everything left is on disk (Retrying).
         using var drain = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         drain.CancelAfter(TimeSpan.FromSeconds(30));
+        _drain = drain;
         try
         {
             while (_batch.Count > 0 || Held > 0 || recorder.Reader.TryPeek(out _) || recorder.HasSpooled || recorder.HasJournalLeftOvers)
@@ -99,12 +103,17 @@ internal sealed class LedgerWriter(
                 await WriteNextBatchAsync(drain.Token).ConfigureAwait(false);
             }
         }
+        catch (OperationCanceledException) when (_keptOnDisk)
+        {
+            Log.KeptOnShutdown(logger, recorder.Backlog + (_batchFromSpool || _batchFromJournal ? _batch.Count : 0), _options.SpoolDirectory);
+        }
         catch (OperationCanceledException)
         {
             Log.LostOnShutdown(logger, _batch.Count + recorder.Backlog);
         }
         finally
         {
+            _drain = null;
             if (_executor is not null)
             {
                 await _executor.DisposeAsync().ConfigureAwait(false);
@@ -363,6 +372,14 @@ internal sealed class LedgerWriter(
         _attempt++;
         recorder.SetFailing(true);
         Log.WriteFailed(logger, exception, _batch.Count + recorder.Backlog, _attempt, delay);
+        if (_drain is { } drain && recorder.KeptOnDisk)
+        {
+            // Stopping, and the database fails: what is not written is on disk already (the journal, the spool, stopped
+            // processes' journals) and the next process writes it. Waiting for the database to come back within the
+            // host's shutdown timeout only holds up the stop, or ends it in the orchestrator's SIGKILL (session 26).
+            _keptOnDisk = true;
+            drain.Cancel();
+        }
     }
 
     private async Task CommitAsync(IReadOnlyList<LedgerRecord> records, CancellationToken cancellationToken)
