@@ -347,10 +347,14 @@ internal sealed class FaultWorld : IAsyncDisposable
     public IReadOnlySet<Guid> Consumed => Seen(publishers: false);
 
     /// <summary>Waits until <paramref name="condition"/> holds, checking that no process of the world died on its own.</summary>
-    public async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, string what)
+    public Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout, string what) =>
+        WaitUntilAsync(() => Task.FromResult(condition()), timeout, what);
+
+    /// <summary>Waits until <paramref name="condition"/> (a look at the ledger) holds, checking that no process of the world died on its own.</summary>
+    public async Task WaitUntilAsync(Func<Task<bool>> condition, TimeSpan timeout, string what)
     {
         var clock = Stopwatch.StartNew();
-        while (!condition())
+        while (!await condition())
         {
             if (clock.Elapsed > timeout)
             {
