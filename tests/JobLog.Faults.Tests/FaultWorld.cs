@@ -60,6 +60,39 @@ internal sealed class FaultWorld : IAsyncDisposable
     }
 
     /// <summary>
+    /// The journal's and spool's directory on an ext4 file system of its own (a 64 MiB image on a loop device the test
+    /// mounts, as root, with <c>errors=remount-ro</c>, the usual setting), which <see cref="BreakJournalDiskAsync"/> makes
+    /// the kernel remount read-only.
+    /// </summary>
+    public async Task UseJournalDiskThatCanFailAsync()
+    {
+        var spool = Path.Combine(_directory, "spool");
+        var image = Path.Combine(_directory, "journal.img");
+        Directory.CreateDirectory(spool);
+        using (var file = File.Create(image))
+        {
+            file.SetLength(64L << 20);
+        }
+
+        await MachineCommands.RunAsync("mkfs.ext4", ["-q", "-F", image]);
+        await MachineCommands.RunAsync("mount", ["-o", "loop,errors=remount-ro", image, spool]);
+        _mounted.Add(spool);
+        await MachineCommands.RunAsync("chmod", ["0700", spool]);
+    }
+
+    /// <summary>
+    /// An error of the journal's file system (<see cref="UseJournalDiskThatCanFailAsync"/>), as ext4 meets on an I/O error
+    /// or a corrupt block: the kernel remounts it read-only at once (<c>emergency_ro</c>), the processes' files open, and
+    /// every write to it fails from then on with EROFS. Made by ext4's own <c>trigger_fs_error</c>.
+    /// </summary>
+    public void BreakJournalDisk()
+    {
+        var spool = Path.Combine(_directory, "spool");
+        var device = File.ReadAllLines("/proc/mounts").Select(line => line.Split(' ')).Single(fields => fields[1] == spool)[0];
+        File.WriteAllText($"/sys/fs/ext4/{Path.GetFileName(device)}/trigger_fs_error", "1");
+    }
+
+    /// <summary>
     /// A SQLite ledger whose file is on a filesystem of <paramref name="bytes"/> of its own (a tmpfs the test mounts, as
     /// root; the journal and spool stay on the machine's disk), which <see cref="FillLedgerDisk"/> fills.
     /// </summary>

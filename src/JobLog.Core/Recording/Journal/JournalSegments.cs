@@ -80,6 +80,7 @@ internal sealed class JournalSegments : IDisposable
     /// Claims the first free slot of this ledger in <paramref name="directory"/>, preferring one a stopped process left
     /// segments in. Null when every slot is held by a live process.
     /// </summary>
+    /// <exception cref="IOException">No slot, and the directory refuses a new file (a read-only file system): the reason.</exception>
     /// <param name="directory">The journal's directory.</param>
     /// <param name="ledger">What the files are named after: the ledger's database (<c>LedgerRecorder.LedgerName</c>).</param>
     /// <param name="segmentBytes">A segment's size.</param>
@@ -109,7 +110,12 @@ internal sealed class JournalSegments : IDisposable
             }
         }
 
-        return null;
+        // No slot: each is held by a live process, or the directory takes no file at all (its file system remounted
+        // read-only after an error): then that is the reason given, not live processes (session 26).
+        using (new FileStream(Path.Combine(directory, $".probe-{Environment.ProcessId}"), FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.DeleteOnClose))
+        {
+            return null;
+        }
     }
 
     /// <summary>

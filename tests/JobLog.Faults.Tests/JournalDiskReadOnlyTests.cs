@@ -1,0 +1,52 @@
+using NUnit.Framework;
+
+namespace JobLog.Faults.Tests;
+
+/// <summary>
+/// The journal's file system remounted read-only by the kernel during load (ext4's <c>errors=remount-ro</c> after an I/O
+/// error), the files open: every append fails with EROFS. The promise tried: the journal's refusal is said, acknowledgements
+/// wait for the database's commit instead, so that a SIGKILL of the processes afterwards loses nothing acknowledged or
+/// published; and the next process, on the same read-only directory, starts, records, and says why it has no journal.
+/// </summary>
+[TestFixture]
+[NonParallelizable]
+public sealed class JournalDiskReadOnlyTests
+{
+    private static readonly TimeSpan Drain = TimeSpan.FromMinutes(3);
+
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task JournalsFileSystemRemountedReadOnlyDuringLoad_ThenTheProcessesKilled_NothingLost_NoRunStaysActive()
+    {
+        await using var world = await FaultWorld.SqliteAsync();
+        await world.UseJournalDiskThatCanFailAsync();
+        var consumer = await world.StartConsumerAsync();
+        var publisher = await world.StartPublisherAsync(20_000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+
+        world.BreakJournalDisk();
+        var atError = world.Consumed.Count;
+        await world.WaitUntilAsync(() => world.Consumed.Count >= atError + 600, Drain, "600 more probes consumed on the read-only journal");
+        await world.WaitUntilAsync(() => world.Output.Contains("[1100]", StringComparison.Ordinal), Drain, "the journal's refusal said (error 1100)");
+        await publisher.KillAsync();
+        await consumer.KillAsync();
+
+        var next = await world.StartConsumerAsync();
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        TestContext.Out.WriteLine("what the next process, on the read-only directory, said of its journal:\n" +
+            string.Join("\n", next.Output.Split('\n').Where(line => line.Contains("journal", StringComparison.OrdinalIgnoreCase))));
+        TestContext.Out.WriteLine($"journal refusals said by the killed processes (1100): {world.Output.Split("[1100]").Length - 1}");
+        Assert.Multiple(() =>
+        {
+            Assert.That((tally.Lost, tally.Stuck), Is.EqualTo((0, 0)), tally.ToString());
+            Assert.That(tally.Tasks, Is.EqualTo(tally.Published), tally.ToString());
+
+            // Session 26: the next process blamed live processes holding every slot, sending the operator after processes
+            // instead of the disk.
+            Assert.That(next.Output.Contains("Read-only file system", StringComparison.Ordinal), Is.True,
+                "the next process says why it cannot use its journal: the read-only file system\n" + next.Tail(30));
+        });
+    }
+}
