@@ -463,6 +463,29 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Starts the Worker's CLI (<c>dotnet JobLog.Worker.dll</c> with <paramref name="arguments"/>, e.g. <c>purge …</c>) on
+    /// the world's ledger, as a process of the world (killed and disposed with it).
+    /// </summary>
+    public ChildProcess StartWorkerCommand(params string[] arguments)
+    {
+        var info = new ProcessStartInfo("dotnet") { WorkingDirectory = _directory };
+        string[] all =
+        [
+            BuiltApplication.Dll("src/JobLog.Worker", "JobLog.Worker.dll"), .. arguments,
+            "--JobLog:Database=" + (Postgres is null ? "sqlite" : "postgres"), "--ConnectionStrings:JobLog=" + ConnectionString,
+        ];
+        foreach (var argument in all)
+        {
+            info.ArgumentList.Add(argument);
+        }
+
+        info.Environment["DOTNET_ENVIRONMENT"] = "Production";
+        var process = ChildProcess.Start($"worker-{arguments[0]}-{_processes.Count}", info);
+        _processes.Add((process, Path.Combine(_directory, "none.ids"), false));
+        return process;
+    }
+
     /// <summary>What the ledger holds for the probes the processes saw.</summary>
     /// <param name="gonePublished">Published probes not counted (their tasks went with a dropped database).</param>
     /// <param name="goneConsumed">Consumed probes not counted (their runs went with a dropped database).</param>
