@@ -49,6 +49,39 @@ public sealed class ClockSkewTests
         });
     }
 
+    /// <summary>
+    /// Session 26: a process started while a live host whose clock is behind runs messages reads that host for the first
+    /// time; its sweep judged the host by the clocks then, and closed its runs.
+    /// </summary>
+    [Test]
+    [CancelAfter(180_000)]
+    public async Task LiveConsumerWhoseClockIsFiveMinutesBehind_ItsRunsAreNotExpiredByTheFirstSweepOfAProcessStartedLater()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        await world.StartWithAsync("consume", 0, 15_000, $"--Fault:ClockOffsetMs={-FiveMinutes}");
+        await world.StartWithAsync("publish", 4, 0);
+        await world.WaitUntilAsync(() => world.Published.Count == 4, TimeSpan.FromSeconds(60), "4 probes published");
+        await world.WaitUntilAsync(async () => await world.ActiveRunsAsync() == 4, TimeSpan.FromSeconds(30), "4 ACTIVE runs");
+
+        // A process that sweeps every 0.5 s with a 5 s host timeout starts now: its first sweep reads the consumer first.
+        await world.StartWithAsync("publish", 0, 0, QuickSweeper);
+        var expiredWhileAlive = 0;
+        for (var waited = 0; world.Consumed.Count < 4; waited++)
+        {
+            Assert.That(waited, Is.LessThan(300), "the 4 probes consumed within 60 s");
+            expiredWhileAlive = Math.Max(expiredWhileAlive, (await world.ExpiredByHostAsync()).Runs);
+            await Task.Delay(200);
+        }
+
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(expiredWhileAlive, Is.Zero, "runs of a host beating every second closed by the first sweep of a process started later");
+            Assert.That((tally.Lost, tally.Stuck), Is.EqualTo((0, 0)), tally.ToString());
+        });
+    }
+
     [Test]
     [CancelAfter(180_000)]
     public async Task ConsumerWhoseClockIsFiveMinutesAhead_Killed_ItsRunsAreExpiredAfterTheHostTimeout_NotAfterTheSkew()

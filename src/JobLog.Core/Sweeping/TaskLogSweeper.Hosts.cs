@@ -15,8 +15,9 @@ namespace JobLog.Sweeping;
 /// A heartbeat carries its host's wall clock, which need not agree with this one's (another machine's skew, an NTP step).
 /// So a host this sweeper has read before is judged by what it saw: gone once its heartbeat has not changed for
 /// <see cref="JobLogOptions.HostTimeout"/> of this process's monotonic time, alive while it changes, whatever either clock
-/// says. Only a host read for the first time (this process's first sweep, a one-shot <c>sweep</c>, a new instance) is
-/// judged by comparing the clocks.
+/// says. A host read for the first time (this process's first sweep, a one-shot <c>sweep</c>, a new instance) is judged
+/// by comparing the clocks; but a sweeper that sweeps again (the hosted one) first watches a host that looks gone so for
+/// <see cref="Watch"/>: a live host whose clock is behind beats meanwhile, a dead one is closed then (session 26).
 /// </remarks>
 internal sealed partial class TaskLogSweeper
 {
@@ -30,6 +31,15 @@ internal sealed partial class TaskLogSweeper
     private readonly Dictionary<Guid, (DateTime Beat, long Since)> _beats = [];
 
     private readonly Lock _beatsLock = new();
+
+    /// <summary>Set by the hosted loop: this sweeper sweeps again, so a host that looks gone at its first read can be watched first.</summary>
+    internal bool SweepsAgain { get; set; }
+
+    /// <summary>
+    /// How long a sweeper that sweeps again watches a host that looks gone by the clocks at its first read: two of its
+    /// heartbeat intervals (a live host beats within one), at most <see cref="JobLogOptions.HostTimeout"/>.
+    /// </summary>
+    private TimeSpan Watch => options.Value.HeartbeatInterval * 2 < options.Value.HostTimeout ? options.Value.HeartbeatInterval * 2 : options.Value.HostTimeout;
 
     /// <summary>Closes the ACTIVE runs of every gone host instance, in batches of <see cref="SweeperOptions.BatchSize"/>.</summary>
     /// <returns>The number of runs closed.</returns>
@@ -104,12 +114,17 @@ internal sealed partial class TaskLogSweeper
                 return stoppedAt is not null || time.GetElapsedTime(seen.Since, at) >= timeout;
             }
 
-            var firstRead = !_beats.ContainsKey(instance);
-            var gone = stoppedAt is not null || (firstRead && lastHeartbeat < now - timeout);
+            var stale = stoppedAt is null && !_beats.ContainsKey(instance) && lastHeartbeat < now - timeout;
+
+            // Stale by the clocks at the first read: a sweeper that sweeps again watches it for Watch first (counted as
+            // silent for the rest of the timeout already); a one-shot sweep cannot wait, and judges by the clocks.
+            var watched = stale && SweepsAgain;
+            var gone = stoppedAt is not null || (stale && !watched);
 
             // A host found gone at its first read stays gone at the next sweeps (a run of it replayed from its journal
             // later is closed by the next sweep), as if this sweeper had watched it silent for the timeout already.
-            _beats[instance] = (lastHeartbeat, gone ? at - (long)(timeout.TotalSeconds * time.TimestampFrequency) : at);
+            var silent = gone ? timeout : watched ? timeout - Watch : TimeSpan.Zero;
+            _beats[instance] = (lastHeartbeat, at - (long)(silent.TotalSeconds * time.TimestampFrequency));
             return gone;
         }
     }

@@ -46,6 +46,7 @@ internal sealed partial class TaskLogSweeper(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var interval = options.Value.Sweeper.Interval;
+        SweepsAgain = true;
         await schema.EnsureReadyAsync(stoppingToken).ConfigureAwait(false);
         while (!stoppingToken.IsCancellationRequested)
         {

@@ -211,6 +211,44 @@ public class HostSweepTests(LedgerProvider provider)
         Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
     }
 
+    // Session 26: the hosted sweeper of a process started while a live host whose clock is behind runs closed its runs at
+    // its first read (the clocks said silent for 5 min); it watches such a host for two heartbeat intervals first.
+    [Test]
+    public async Task HostedSweep_LiveHostWhoseClockIsFiveMinutesBehind_ReadFirstNow_LeavesItsRunsWhileItBeats()
+    {
+        var skewed = await AddHostAsync("worker-behind", T0 - TimeSpan.FromMinutes(5));
+        var (taskId, _) = StartRun(skewed);
+        await _host.FlushAsync();
+        Sweeper.SweepsAgain = true;
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "first read: silent for 5 min by the clocks");
+
+        for (var beat = 1; beat <= 4; beat++)
+        {
+            _clock.Advance(TimeSpan.FromSeconds(15));
+            await SetHeartbeatAsync(skewed, _clock.GetUtcNow().UtcDateTime - TimeSpan.FromMinutes(5));
+            Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, $"sweep after beat {beat}");
+        }
+
+        Assert.That((await _host.TaskAsync(taskId)).State, Is.EqualTo(TaskState.Active));
+    }
+
+    [Test]
+    public async Task HostedSweep_HostDeadBeforeItsFirstRead_IsClosedTwoHeartbeatIntervalsLater()
+    {
+        var dead = await AddHostAsync("worker-dead", T0);
+        var (taskId, runId) = StartRun(dead);
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromMinutes(3));
+        Sweeper.SweepsAgain = true;
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "first read: watched first");
+
+        _clock.Advance(TimeSpan.FromSeconds(15));
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "silent for one heartbeat interval of this sweeper's watch");
+        _clock.Advance(TimeSpan.FromSeconds(15));
+        Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1), "silent for two");
+        Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
+    }
+
     private Task SetHeartbeatAsync(Guid instance, DateTime at) =>
         _host.QueryAsync(db => db.Hosts.Where(h => h.InstanceId == instance).ExecuteUpdateAsync(u => u.SetProperty(h => h.LastHeartbeat, at)));
 
