@@ -163,14 +163,7 @@ public class HostSweepTests(LedgerProvider provider)
         await _host.FlushAsync();
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "first read: a heartbeat of now");
 
-        for (var beat = 1; beat <= 8; beat++)
-        {
-            // Its heartbeats come every 15 s, stamped by a clock 5 min behind this one.
-            _clock.Advance(TimeSpan.FromSeconds(15));
-            await SetHeartbeatAsync(skewed, _clock.GetUtcNow().UtcDateTime - TimeSpan.FromMinutes(5));
-            Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, $"sweep after beat {beat}");
-        }
-
+        await BeatsBehindAndSweepsCloseNothingAsync(skewed, beats: 8);
         Assert.That((await _host.TaskAsync(taskId)).State, Is.EqualTo(TaskState.Active));
 
         _clock.Advance(TimeSpan.FromMinutes(1));
@@ -222,13 +215,7 @@ public class HostSweepTests(LedgerProvider provider)
         Sweeper.SweepsAgain = true;
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "first read: silent for 5 min by the clocks");
 
-        for (var beat = 1; beat <= 4; beat++)
-        {
-            _clock.Advance(TimeSpan.FromSeconds(15));
-            await SetHeartbeatAsync(skewed, _clock.GetUtcNow().UtcDateTime - TimeSpan.FromMinutes(5));
-            Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, $"sweep after beat {beat}");
-        }
-
+        await BeatsBehindAndSweepsCloseNothingAsync(skewed, beats: 4);
         Assert.That((await _host.TaskAsync(taskId)).State, Is.EqualTo(TaskState.Active));
     }
 
@@ -247,6 +234,20 @@ public class HostSweepTests(LedgerProvider provider)
         _clock.Advance(TimeSpan.FromSeconds(15));
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1), "silent for two");
         Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
+    }
+
+    /// <summary>
+    /// <paramref name="beats"/> heartbeats of <paramref name="instance"/>, every 15 s, stamped by a clock 5 min behind this
+    /// one; the sweep after each closes none of its runs.
+    /// </summary>
+    private async Task BeatsBehindAndSweepsCloseNothingAsync(Guid instance, int beats)
+    {
+        for (var beat = 1; beat <= beats; beat++)
+        {
+            _clock.Advance(TimeSpan.FromSeconds(15));
+            await SetHeartbeatAsync(instance, _clock.GetUtcNow().UtcDateTime - TimeSpan.FromMinutes(5));
+            Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, $"sweep after beat {beat}");
+        }
     }
 
     private Task SetHeartbeatAsync(Guid instance, DateTime at) =>
