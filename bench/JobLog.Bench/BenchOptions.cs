@@ -58,6 +58,8 @@ internal sealed class BenchOptions
                              migration, to measure what each costs the writer (not a supported configuration)
           --ledger-sql FILE  run FILE's SQL on each throwaway ledger after its migration (writer, throughput): an
                              experiment's schema change, measured before it becomes a migration
+          --ledger-tasks N   fill each throwaway ledger with N tasks and their runs (the scale bench's bulk path, over
+                             --days days) before measuring (writer, throughput): the cost on a ledger that is not new
           --statement-variant KIND=FILE  writer, PostgreSQL: the statement profile alternates its batches of messages
                              between the shipped statement of KIND (upsert, ensure, runs, lock, derive, run-updates)
                              and FILE's text (same parameters), and prints the backend's CPU per statement for each
@@ -166,6 +168,9 @@ internal sealed class BenchOptions
     /// <summary>A file of SQL run on each throwaway ledger after its migration (--ledger-sql), for writer and throughput runs.</summary>
     public string? LedgerSql { get; private set; }
 
+    /// <summary>Tasks each throwaway ledger is filled with before the measured runs (--ledger-tasks; writer, throughput).</summary>
+    public int LedgerTasks { get; private set; }
+
     /// <summary>Writer, PostgreSQL: statement texts the profile alternates with the shipped ones, by kind (--statement-variant).</summary>
     public IReadOnlyDictionary<string, string> StatementVariants => _statementVariants;
 
@@ -272,6 +277,7 @@ internal sealed class BenchOptions
                 case "--requests": o.Requests = Int(); break;
                 case "--log-search": o.LogSearch = Value() is not ("off" or "false" or "0"); break;
                 case "--ledger-sql": o.LedgerSql = Value(); break;
+                case "--ledger-tasks": o.LedgerTasks = Int(); break;
                 case "--statement-variant":
                     var variant = Value().Split('=', 2);
                     o._statementVariants[variant[0]] = variant.Length == 2 ? File.ReadAllText(variant[1]) : throw new ArgumentException("--statement-variant needs KIND=FILE.");

@@ -8,6 +8,18 @@ namespace JobLog.Bench.Infrastructure;
 internal sealed record LedgerContents(long Tasks, long Runs, long SucceededTasks, long SucceededRuns, long Bytes, string BytesSource)
 {
     public double BytesPerTask => Tasks == 0 ? 0 : (double)Bytes / Tasks;
+
+    /// <summary>What the run added to a ledger that held <paramref name="before"/> (--ledger-tasks), or this when it held nothing.</summary>
+    public LedgerContents Minus(LedgerContents? before) => before is null
+        ? this
+        : this with
+        {
+            Tasks = Tasks - before.Tasks,
+            Runs = Runs - before.Runs,
+            SucceededTasks = SucceededTasks - before.SucceededTasks,
+            SucceededRuns = SucceededRuns - before.SucceededRuns,
+            Bytes = Bytes - before.Bytes,
+        };
 }
 
 internal static class LedgerInspector

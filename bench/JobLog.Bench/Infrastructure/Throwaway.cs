@@ -121,6 +121,29 @@ internal sealed class ThrowawayLedger : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Fills the migrated ledger with <paramref name="tasks"/> tasks and their runs (--ledger-tasks), through the scale
+    /// bench's bulk path, then refreshes the planner's statistics as a running ledger's are: the writer measured on a ledger
+    /// that is not new (session 26: statements whose cost grew with the ledger were invisible on a fresh one).
+    /// </summary>
+    /// <summary>What <see cref="FillAsync"/> left in the ledger (the runs' checks subtract it), or null.</summary>
+    public LedgerContents? Filled { get; private set; }
+
+    public async Task FillAsync(int tasks, int days)
+    {
+        if (tasks <= 0)
+        {
+            return;
+        }
+
+        var sqlite = Provider == LedgerProvider.Sqlite;
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var rows = await Scale.ScaleFill.BulkFillAsync(sqlite, ConnectionString, new Scale.ScaleData(tasks, days, DateTime.UtcNow), _ => { });
+        await ExecuteAsync(sqlite ? "ANALYZE" : "VACUUM ANALYZE");
+        Filled = await LedgerInspector.InspectAsync(this);
+        Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"  ledger filled with {rows:N0} rows ({tasks:N0} tasks) in {clock.Elapsed.TotalSeconds:0} s"));
+    }
+
     private async Task ExecuteAsync(string sql)
     {
         await using var connection = JobLog.Storage.LedgerDatabase.For(Provider).CreateConnection(ConnectionString);
