@@ -137,7 +137,7 @@ public sealed partial record FailureSignature(string ExceptionType, string? Fram
         return reads ? errorText : StatedPrefix + signature + "]\n" + errorText;
     }
 
-    private const string StatedPrefix = "[failure group: ";
+    internal const string StatedPrefix = "[failure group: ";
 
     /// <summary>
     /// An error text as the dashboard, the API, the CLI and alerts show it: without the first line <see cref="Stating"/>

@@ -1,4 +1,5 @@
 using System.Linq.Expressions;
+using JobLog.Failures;
 using JobLog.Storage.Partitioning;
 
 namespace JobLog.Querying;
@@ -95,7 +96,21 @@ public sealed partial class LedgerQueries
     private IQueryable<Guid> TextMatches(TaskSearch search) =>
         _db.TaskLogs.Where(ContainsAny<TaskLog>(search.Text, t => t.Input, t => t.TaskKwargs))
             .Select(t => t.Id)
-            .Union(_db.TaskRunLogs.Where(Contains<TaskRunLog>(r => r.ErrorMessage, search.Text)).Select(r => r.TaskId));
+            .Union(_db.TaskRunLogs.Where(Contains(s_errorShown, search.Text)).Select(r => r.TaskId));
+
+    /// <summary>
+    /// A run's error as it is shown (<see cref="FailureSignature.Unstated"/>), in a form both databases translate: the
+    /// search matches that text, never JobLog's <c>[failure group: …]</c> first line, a grouping marker (a search for
+    /// <c>failure group</c> found every failure that had one). The indexes hold the text kept; their queries check the
+    /// same (<c>SqliteSearch</c>, <c>PostgreSqlSearch</c>).
+    /// </summary>
+    private static readonly Expression<Func<TaskRunLog, string?>> s_errorShown = r =>
+        r.ErrorMessage != null && r.ErrorMessage.IndexOf("\n") > 0
+            ? r.ErrorMessage.Substring(0, FailureSignature.StatedPrefix.Length) == FailureSignature.StatedPrefix
+                && (r.ErrorMessage.Substring(r.ErrorMessage.IndexOf("\n") - 1, 1) == "]" || r.ErrorMessage.Substring(r.ErrorMessage.IndexOf("\n") - 2, 2) == "]\r")
+                ? r.ErrorMessage.Substring(r.ErrorMessage.IndexOf("\n") + 1)
+                : r.ErrorMessage
+            : r.ErrorMessage;
 
     /// <summary>
     /// The text part of <see cref="MatchingIds"/> on one row: for the newest rows, read in time order.
@@ -116,7 +131,7 @@ public sealed partial class LedgerQueries
         }
         else
         {
-            var failed = _db.TaskRunLogs.Where(ContainsAny<TaskRunLog>(search.Text, r => r.ErrorMessage));
+            var failed = _db.TaskRunLogs.Where(Contains(s_errorShown, search.Text));
             errors = t => failed.Any(r => r.TaskId == t.Id);
         }
 

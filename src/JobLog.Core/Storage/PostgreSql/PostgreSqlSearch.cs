@@ -359,17 +359,26 @@ internal static class PostgreSqlSearch
         UNION ALL SELECT r."TaskId" AS "Value" FROM {{R}} r WHERE r."ErrorMessage" = {{SweptText}} AND {{SweptText}} ILIKE {0} ESCAPE '\'
         """;
 
+    // A run's error as it is shown (FailureSignature.Unstated): without JobLog's "[failure group: …]" first line, which is
+    // a grouping marker, not the exception's text. The side table holds the text kept (the line too), so an error row
+    // that starts with that line is checked again on the text after it ({0}, the ILIKE pattern): a search of a word of
+    // the line finds none of them. Not a form the trigram index serves: its condition stays the one before.
+    private static readonly string ShownChecked =
+        " AND (NOT s.\"IsError\" OR left(s.\"Text\", " + Failures.FailureSignature.StatedPrefix.Length + ") <> '" + Failures.FailureSignature.StatedPrefix + "'" +
+        " OR right(rtrim(split_part(s.\"Text\", E'\\n', 1), E'\\r'), 1) <> ']'" +
+        " OR substr(s.\"Text\", strpos(s.\"Text\", E'\\n') + 1) ILIKE {0} ESCAPE '\\')";
+
     // {0} is the ILIKE pattern of the whole text, asked of the trigram index.
-    private const string Matching = $$"""
+    private static readonly string Matching = $$"""
         SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."Text" ILIKE {0} ESCAPE '\'
-        """ + SweptMatching;
+        """ + ShownChecked + SweptMatching;
 
     // {1} is the ILIKE pattern of the text's key: the only index condition (a GIN scan reads the whole posting list of
     // each trigram of its pattern, and the trigrams of an id's punctuation are in every row); the whole text ({0}) is
     // checked on the rows found, in a form no index serves (`|| ''`).
-    private const string MatchingByKey = $$"""
+    private static readonly string MatchingByKey = $$"""
         SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."Text" ILIKE {1} ESCAPE '\' AND (s."Text" || '') ILIKE {0} ESCAPE '\'
-        """ + SweptMatching;
+        """ + ShownChecked + SweptMatching;
 
     /// <summary>
     /// The ids of the tasks whose <c>Input</c>, <c>TaskKwargs</c> or a run's <c>ErrorMessage</c> contains
@@ -390,14 +399,16 @@ internal static class PostgreSqlSearch
             : db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingByKey, pattern, LedgerSql.LikePattern(key)));
     }
 
-    private const string WithError = $$"""
+    private static readonly string WithError = $$"""
         SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."IsError" AND s."Text" ILIKE {0} ESCAPE '\'
-        """ + SweptMatching;
+        """ + ShownChecked + SweptMatching;
 
     // With each row's day (a side table partitioned by day): the correlation names it (PartitionPruning.DayOf), so each
     // task checked reads one partition of the side table (and of the runs), not one per day.
-    private const string WithErrorByDay = $$"""
+    private static readonly string WithErrorByDay = $$"""
         SELECT s."TaskId" AS "Value", s.{{Key}} FROM {{S}} s WHERE s."IsError" AND s."Text" ILIKE {0} ESCAPE '\'
+        """ + ShownChecked + $$"""
+
         UNION ALL SELECT r."TaskId" AS "Value", r.{{Key}} FROM {{R}} r WHERE r."ErrorMessage" = {{SweptText}} AND {{SweptText}} ILIKE {0} ESCAPE '\'
         """;
 

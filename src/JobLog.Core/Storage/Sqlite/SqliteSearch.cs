@@ -343,35 +343,49 @@ internal static class SqliteSearch
         SELECT t."Id" AS "Value" FROM {{T}} t NOT INDEXED WHERE t.rowid IN (SELECT rowid FROM "{{TaskText}}" WHERE "{{TaskText}}" MATCH {0})
         """;
 
-    private const string RunsIndexed = $$"""
+    // A run's error as it is shown (FailureSignature.Unstated): without JobLog's "[failure group: …]" first line, which is
+    // a grouping marker, not the exception's text. The index holds the text kept (the line too), so the texts it finds
+    // that start with that line are checked again on the text after it ({1}, the LIKE pattern): a search of a word of the
+    // line finds none of them.
+    private static string Shown(string column) =>
+        "CASE WHEN substr(" + column + ", 1, " + Failures.FailureSignature.StatedPrefix.Length + ") = '" + Failures.FailureSignature.StatedPrefix + "' " +
+        "AND substr(rtrim(substr(" + column + ", 1, instr(" + column + ", char(10)) - 1), char(13)), -1) = ']' " +
+        "THEN substr(" + column + ", instr(" + column + ", char(10)) + 1) ELSE " + column + " END";
+
+    private static string ShownLike(string column) => Shown(column) + " LIKE {1} ESCAPE '\\'";
+
+    private static string ShownChecked(string column) =>
+        " AND (substr(" + column + ", 1, " + Failures.FailureSignature.StatedPrefix.Length + ") <> '" + Failures.FailureSignature.StatedPrefix + "' OR " + ShownLike(column) + ")";
+
+    private static readonly string RunsIndexed = $$"""
         SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT rowid FROM "{{RunText}}" WHERE "{{RunText}}" MATCH {0})
-        """;
+        """ + ShownChecked("r.\"ErrorMessage\"");
 
     // With a key ({0} the key's phrase, {1} the whole text's LIKE pattern): the index finds the rows that have the key, and
     // the whole text is checked on them.
     private const string TasksChecked = """ AND (t."Input" LIKE {1} ESCAPE '\' OR t."TaskKwargs" LIKE {1} ESCAPE '\')""";
 
-    private const string RunsChecked = """ AND r."ErrorMessage" LIKE {1} ESCAPE '\'""";
+    private static readonly string RunsChecked = " AND " + ShownLike("r.\"ErrorMessage\"");
 
-    private const string Matching = TasksIndexed + "\nUNION\n" + RunsIndexed;
+    private static readonly string Matching = TasksIndexed + "\nUNION\n" + RunsIndexed;
 
-    private const string MatchingKeyed = TasksIndexed + TasksChecked + "\nUNION\n" + RunsIndexed + RunsChecked;
+    private static readonly string MatchingKeyed = TasksIndexed + TasksChecked + "\nUNION\n" + RunsIndexed + RunsChecked;
 
     // {1} is the LIKE pattern: the rows past the watermark are not in the index yet, and are checked one by one.
-    private const string PastTheWatermark = $$"""
+    private static readonly string PastTheWatermark = $$"""
 
         UNION
         SELECT t."Id" AS "Value" FROM {{T}} t NOT INDEXED WHERE t.rowid > (SELECT "Tasks" FROM {{W}}) AND (t."Input" LIKE {1} ESCAPE '\' OR t."TaskKwargs" LIKE {1} ESCAPE '\')
         UNION
-        SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid > (SELECT "Runs" FROM {{W}}) AND r."ErrorMessage" LIKE {1} ESCAPE '\'
-        """;
+        SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid > (SELECT "Runs" FROM {{W}})
+        """ + " AND " + ShownLike("r.\"ErrorMessage\"");
 
     // {1} again: the runs to recheck (the first of their group, not in the index until the next step).
-    private const string Rechecked = $$"""
+    private static readonly string Rechecked = $$"""
 
         UNION
-        SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT "Run" FROM {{C}}) AND r."ErrorMessage" LIKE {1} ESCAPE '\'
-        """;
+        SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT "Run" FROM {{C}})
+        """ + " AND " + ShownLike("r.\"ErrorMessage\"");
 
     // {1} again: the runs the sweeper closed with its expiry text, when that text holds the text searched (a constant
     // condition: SQLite decides it once, and reads no index entry when it is false).
@@ -381,32 +395,33 @@ internal static class SqliteSearch
         SELECT r."TaskId" AS "Value" FROM {{R}} r INDEXED BY "{{SweptRuns}}" WHERE r."ErrorMessage" = {{SweptText}} AND {{SweptText}} LIKE {1} ESCAPE '\'
         """;
 
-    private const string MatchingWatermarked = Matching + PastTheWatermark;
+    private static readonly string MatchingWatermarked = Matching + PastTheWatermark;
 
-    private const string MatchingDeduplicated = MatchingWatermarked + Rechecked;
+    private static readonly string MatchingDeduplicated = MatchingWatermarked + Rechecked;
 
-    private const string MatchingKeyedWatermarked = MatchingKeyed + PastTheWatermark;
+    private static readonly string MatchingKeyedWatermarked = MatchingKeyed + PastTheWatermark;
 
-    private const string MatchingKeyedDeduplicated = MatchingKeyedWatermarked + Rechecked;
+    private static readonly string MatchingKeyedDeduplicated = MatchingKeyedWatermarked + Rechecked;
 
-    private const string MatchingSwept = MatchingDeduplicated + SweptMatching;
+    private static readonly string MatchingSwept = MatchingDeduplicated + SweptMatching;
 
-    private const string MatchingKeyedSwept = MatchingKeyedDeduplicated + SweptMatching;
+    private static readonly string MatchingKeyedSwept = MatchingKeyedDeduplicated + SweptMatching;
 
     // Since session 13: the texts that match, then the runs that refer to them (through the index on RunErrors' "Text").
-    private const string RunsOfTexts = $$"""
-        SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT m."Run" FROM {{M}} m WHERE m."Text" IN (SELECT rowid FROM "{{RunText}}" WHERE "{{RunText}}" MATCH {0}))
-        """;
+    private static readonly string RunsOfTexts = $$"""
+        SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT m."Run" FROM {{M}} m WHERE m."Text" IN (
+            SELECT e."Id" FROM {{E}} e WHERE e."Id" IN (SELECT rowid FROM "{{RunText}}" WHERE "{{RunText}}" MATCH {0})
+        """ + ShownChecked("e.\"Text\"") + "))";
 
     // With a key: the whole text is checked on each distinct text the key found, not on each run.
-    private const string RunsOfTextsChecked = $$"""
+    private static readonly string RunsOfTextsChecked = $$"""
         SELECT r."TaskId" AS "Value" FROM {{R}} r NOT INDEXED WHERE r.rowid IN (SELECT m."Run" FROM {{M}} m WHERE m."Text" IN (
-            SELECT e."Id" FROM {{E}} e WHERE e."Id" IN (SELECT rowid FROM "{{RunText}}" WHERE "{{RunText}}" MATCH {0}) AND e."Text" LIKE {1} ESCAPE '\'))
-        """;
+            SELECT e."Id" FROM {{E}} e WHERE e."Id" IN (SELECT rowid FROM "{{RunText}}" WHERE "{{RunText}}" MATCH {0})
+        """ + " AND " + ShownLike("e.\"Text\"") + "))";
 
-    private const string MatchingDistinct = TasksIndexed + "\nUNION\n" + RunsOfTexts + PastTheWatermark + SweptMatching;
+    private static readonly string MatchingDistinct = TasksIndexed + "\nUNION\n" + RunsOfTexts + PastTheWatermark + SweptMatching;
 
-    private const string MatchingKeyedDistinct = TasksIndexed + TasksChecked + "\nUNION\n" + RunsOfTextsChecked + PastTheWatermark + SweptMatching;
+    private static readonly string MatchingKeyedDistinct = TasksIndexed + TasksChecked + "\nUNION\n" + RunsOfTextsChecked + PastTheWatermark + SweptMatching;
 
     /// <summary>
     /// The shape of the index: 0 per-row triggers, 1 watermark, 2 watermark and errors once per task, 3 and the sweeper's
@@ -437,7 +452,7 @@ internal static class SqliteSearch
         var phrase = Phrase(keyed ? key! : text);
         return (db.Database.SqlQueryRaw<int>(Shape).AsEnumerable().Single(), keyed) switch
         {
-            (0, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, phrase)),
+            (0, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, phrase, pattern)),
             (0, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyed, phrase, pattern)),
             (1, false) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingWatermarked, phrase, pattern)),
             (1, true) => db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingKeyedWatermarked, phrase, pattern)),
