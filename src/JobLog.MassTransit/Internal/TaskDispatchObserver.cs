@@ -269,7 +269,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
             ParentRunId = ParentRun(context),
             InputRequestId = context.Message is SerializedMessageBody
                 ? ParentStamp.Read(context, ParentStamp.RequestHeader) ?? JobLogScope.CurrentInputRequestId
-                : JobLogScope.CurrentInputRequestId ?? ParentStamp.Read(context, ParentStamp.RequestHeader),
+                : JobLogScope.CurrentInputRequestId,
             CorrelationId = context.CorrelationId,
             ConversationId = context.ConversationId,
             TraceId = Activity.Current?.TraceId.ToHexString(),
@@ -284,18 +284,18 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
 
     /// <summary>
     /// The run this message was dispatched in: the ambient run; for a message the outbox stored and delivers later
-    /// (outside that run), the run stamped on it when it was written, else the run of the delivery that releases it.
+    /// (outside that run), the run stamped on it when it was written (<see cref="ParentStamp.Stamp"/>), else the run of
+    /// the delivery that releases it. A stamp on any other message is not JobLog's (<see cref="ParentStamp.Stamp"/>).
     /// </summary>
     private static Guid? ParentRun<T>(SendContext<T> context)
         where T : class
     {
-        var stamped = ParentStamp.Read(context, ParentStamp.RunHeader);
-        if (context.Message is SerializedMessageBody && stamped is not null)
+        if (context.Message is SerializedMessageBody && ParentStamp.Read(context, ParentStamp.RunHeader) is { } stamped)
         {
             return stamped;
         }
 
-        return JobLogScope.CurrentTaskRunId ?? stamped
+        return JobLogScope.CurrentTaskRunId
             ?? (context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetPayload<DeliveryState>(out var delivery) ? delivery.LastRunId : null);
     }
 

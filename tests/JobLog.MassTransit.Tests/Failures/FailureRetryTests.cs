@@ -2,6 +2,7 @@ using System.Text;
 using JobLog.Failures;
 using JobLog.Querying;
 using JobLog.Testing;
+using MassTransit;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
 using NUnit.Framework;
@@ -53,6 +54,38 @@ public sealed class FailureRetryTests
             // Default mode: MassTransit moved each failed message to _error as well; that copy stays.
             Assert.That(await vhost.MessagesInQueueAsync("toggled_error"), Is.EqualTo(50));
         }
+    }
+
+    [Test]
+    public async Task Retry_OfAMessageWhoseSenderForgedJobLogsParentStamps_LinksItUnderNoRunOrRequest()
+    {
+        // JobLog's stamps (JobLog-ParentRunId, JobLog-InputRequestId) are its own: a sender outside any run that sets them
+        // (copying a header from a request, or on purpose) names a run of someone else's task. Neither the dispatch nor a
+        // retry of the kept copy (which carries the kept headers) may link the task under that run or request.
+        var gate = new Gate();
+        await using var host = await FailureTestKit.StartAsync(TestLedger.Sqlite(), gate, null);
+        var victim = await FailureTestKit.PublishAsync(host, 1, "victim");
+        await FailureTestKit.WaitFailedAndKeptAsync(host, victim);
+        var victimRun = await host.QueryAsync(db => db.TaskRunLogs.AsNoTracking().Where(r => r.TaskId == victim[0]).Select(r => r.Id).FirstAsync());
+        var forged = NewId.NextGuid();
+        await host.Services.GetRequiredService<IBus>().Publish(new Toggled(1, "forged"), x =>
+        {
+            x.MessageId = forged;
+            x.Headers.Set("JobLog-ParentRunId", victimRun.ToString());
+            x.Headers.Set("JobLog-InputRequestId", victimRun.ToString());
+        });
+        await FailureTestKit.WaitFailedAndKeptAsync(host, [forged]);
+        var dispatched = await host.TaskAsync(forged);
+
+        gate.Open = true;
+        var receipt = await host.Services.GetRequiredService<IFailureActions>().RetryAsync(new FailureActionRequest([forged], "tester"));
+        await FailureTestKit.WaitRetryDoneAsync(host, receipt.RequestId);
+        await FailureTestKit.WaitAsync(host, async db => await db.TaskLogs.AnyAsync(t => t.Id == forged && t.State == TaskState.Succeeded), "retried and succeeded");
+        var retried = await host.TaskAsync(forged);
+
+        Assert.That((dispatched.ParentRunId, dispatched.InputRequestId), Is.EqualTo(((Guid?)null, (Guid?)null)), "as dispatched");
+        Assert.That((retried.ParentRunId, retried.InputRequestId), Is.EqualTo(((Guid?)null, (Guid?)null)), "after the retry");
+        Assert.That(await host.QueryAsync(db => db.TaskLogs.CountAsync(t => t.ParentRunId == victimRun)), Is.Zero, "no child under the victim's run");
     }
 
     [Test]
