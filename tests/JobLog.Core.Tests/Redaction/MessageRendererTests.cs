@@ -165,4 +165,29 @@ public class MessageRendererTests
         Assert.That(small.TaskKwargs, Is.EqualTo("""{"CustomerId":1,"Amount":2}"""));
         Assert.That(again.TaskKwargs, Is.EqualTo("""{"User":"bob","Credentials":"[Filtered]"}"""));
     }
+
+    public sealed record Import(int BatchId, Dictionary<string, Credentials> Rows, Credentials Owner, string ApiKey);
+
+    [Test]
+    public void Render_AMessageWithAVeryLargeCollection_IsRenderedWithBoundedWork_AndHidesItsSecrets()
+    {
+        // A bulk import of 300,000 rows (about 17 MB of JSON): the DOM path walked, cloned and masked every row (47 s and
+        // 1.45 GB for a million entries) to store 10,000 characters, on the sender's thread or the ledger writer's.
+        var renderer = Renderer();
+        var rows = Enumerable.Range(0, 300_000).ToDictionary(i => "row" + i, i => new Credentials("Pl4nted-" + i, "r" + i));
+        var message = new Import(7, rows, new Credentials("Pl4nted-owner", "ops"), "Pl4nted-key");
+        renderer.Render(new ChargeCard(1, 1m));
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var rendered = renderer.Stored(renderer.Render(message));
+        var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+
+        Assert.That(allocated, Is.LessThan(64L * 1024 * 1024), "bounded work: the serialized text and a bounded part of it");
+        Assert.That(new[] { rendered.Input, rendered.TaskArgs, rendered.TaskKwargs }, Has.None.Contains("Pl4nted"));
+        Assert.That(rendered.Input, Does.StartWith("BatchId=7, Rows={\"row0\":{\"Password\":\"[Filtered]\",\"Realm\":\"r0\"}"));
+        Assert.That(rendered.Input, Does.EndWith(", Owner={\"Password\":\"[Filtered]\",\"Realm\":\"ops\"}, ApiKey=[Filtered]"));
+        Assert.That(rendered.TaskKwargs, Does.StartWith("{\"BatchId\":7,\"Rows\":{\"row0\":{\"Password\":\"[Filtered]\",\"Realm\":\"r0\"}"));
+        Assert.That(rendered.TaskKwargs, Does.EndWith("…"));
+        Assert.That(rendered.TaskKwargs.Length, Is.LessThanOrEqualTo(new RedactionOptions().MaxBodyLength));
+    }
 }
