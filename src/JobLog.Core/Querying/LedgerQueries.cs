@@ -226,6 +226,17 @@ public sealed partial class LedgerQueries
     /// <returns>The page.</returns>
     public async Task<Page<RequestRow>> InputRequestsAsync(RequestFilter f, CancellationToken ct)
     {
+        var q = InputRequestWhere(f);
+        return f.Search is { } search
+            ? await SearchLogAsync(q, LogText.InputRequests, r => r.Path, r => r.Id, search, NewestFirst, InputRequestPageAsync, f.Limit, ct).ConfigureAwait(false)
+            : await InputRequestPageAsync(q, f.Limit, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>The query of one page of inbound requests without <c>q</c> (<see cref="InputRequestsAsync"/>; the plan tests read its plan).</summary>
+    internal IQueryable<RequestRow> InputRequestPage(RequestFilter f) => InputRequestRows(NewestFirst(InputRequestWhere(f)).Take(f.Limit + 1));
+
+    private IQueryable<InputRequestLog> InputRequestWhere(RequestFilter f)
+    {
         var q = RequestWhere(_db.InputRequestLogs.AsNoTracking(), f);
         if (f.Ip is { } ip)
         {
@@ -237,19 +248,18 @@ public sealed partial class LedgerQueries
             q = q.Where(r => r.UserId == user);
         }
 
-        return f.Search is { } search
-            ? await SearchLogAsync(q, LogText.InputRequests, r => r.Path, r => r.Id, search, NewestFirst, InputRequestPageAsync, f.Limit, ct).ConfigureAwait(false)
-            : await InputRequestPageAsync(q, f.Limit, ct).ConfigureAwait(false);
+        return q;
     }
 
     private static async Task<Page<RequestRow>> InputRequestPageAsync(IQueryable<InputRequestLog> q, int limit, CancellationToken ct)
     {
-        var rows = await NewestFirst(q).Take(limit + 1)
-            .Select(r => new RequestRow(r.Id, r.Method, r.Host, r.Path, r.Slug, r.ResponseCode, r.Status, r.RequestTimestamp,
-                r.ResponseTimestamp, r.Ip, r.UserId, r.ExceptionName))
-            .ToListAsync(ct).ConfigureAwait(false);
+        var rows = await InputRequestRows(NewestFirst(q).Take(limit + 1)).ToListAsync(ct).ConfigureAwait(false);
         return ToPage(rows, limit, r => new Cursor(r.RequestTimestamp, r.Id));
     }
+
+    private static IQueryable<RequestRow> InputRequestRows(IQueryable<InputRequestLog> q) =>
+        q.Select(r => new RequestRow(r.Id, r.Method, r.Host, r.Path, r.Slug, r.ResponseCode, r.Status, r.RequestTimestamp,
+            r.ResponseTimestamp, r.Ip, r.UserId, r.ExceptionName));
 
     private static IOrderedQueryable<T> NewestFirst<T>(IQueryable<T> q)
         where T : RequestLogBase =>
@@ -283,6 +293,10 @@ public sealed partial class LedgerQueries
             ? await SearchLogAsync(q, LogText.OutputRequests, r => r.Path, r => r.Id, search, NewestFirst, OutputRequestPageAsync, f.Limit, ct).ConfigureAwait(false)
             : await OutputRequestPageAsync(q, f.Limit, ct).ConfigureAwait(false);
     }
+
+    /// <summary>The query of one page of outbound requests without <c>q</c> (<see cref="OutputRequestsAsync"/>; the plan tests read its plan).</summary>
+    internal IQueryable<RequestRow> OutputRequestPage(RequestFilter f) =>
+        RequestRows(NewestFirst(RequestWhere(_db.OutputRequestLogs.AsNoTracking(), f)).Take(f.Limit + 1));
 
     private static async Task<Page<RequestRow>> OutputRequestPageAsync(IQueryable<OutputRequestLog> q, int limit, CancellationToken ct)
     {
@@ -326,6 +340,17 @@ public sealed partial class LedgerQueries
     /// <returns>The page.</returns>
     public async Task<Page<CommandRow>> CommandsAsync(CommandFilter f, CancellationToken ct)
     {
+        var q = CommandWhere(f);
+        return f.Search is { } search
+            ? await SearchLogAsync(q, LogText.Commands, c => c.Input, c => c.Id, search, NewestFirst, CommandPageAsync, f.Limit, ct).ConfigureAwait(false)
+            : await CommandPageAsync(q, f.Limit, ct).ConfigureAwait(false);
+    }
+
+    /// <summary>The query of one page of commands without <c>q</c> (<see cref="CommandsAsync"/>; the plan tests read its plan).</summary>
+    internal IQueryable<CommandRow> CommandPage(CommandFilter f) => CommandRows(NewestFirst(CommandWhere(f)).Take(f.Limit + 1));
+
+    private IQueryable<CommandLog> CommandWhere(CommandFilter f)
+    {
         var q = _db.CommandLogs.AsNoTracking();
         if (f.Name is { } name)
         {
@@ -354,20 +379,19 @@ public sealed partial class LedgerQueries
             q = q.Where(c => c.Start <= k.At && (c.Start < k.At || c.Id.CompareTo(k.Id) < 0));
         }
 
-        return f.Search is { } search
-            ? await SearchLogAsync(q, LogText.Commands, c => c.Input, c => c.Id, search, NewestFirst, CommandPageAsync, f.Limit, ct).ConfigureAwait(false)
-            : await CommandPageAsync(q, f.Limit, ct).ConfigureAwait(false);
+        return q;
     }
 
     private static async Task<Page<CommandRow>> CommandPageAsync(IQueryable<CommandLog> q, int limit, CancellationToken ct)
     {
-        var rows = await NewestFirst(q).Take(limit + 1)
-            .Select(c => new CommandRow(c.Id, c.Name,
-                c.Input != null && c.Input.Length > InputPreviewLength ? c.Input.Substring(0, InputPreviewLength) + "…" : c.Input,
-                c.Start, c.Stop, c.IsSuccessful, c.ExitCode, c.Host))
-            .ToListAsync(ct).ConfigureAwait(false);
+        var rows = await CommandRows(NewestFirst(q).Take(limit + 1)).ToListAsync(ct).ConfigureAwait(false);
         return ToPage(rows, limit, r => new Cursor(r.Start, r.Id));
     }
+
+    private static IQueryable<CommandRow> CommandRows(IQueryable<CommandLog> q) =>
+        q.Select(c => new CommandRow(c.Id, c.Name,
+            c.Input != null && c.Input.Length > InputPreviewLength ? c.Input.Substring(0, InputPreviewLength) + "…" : c.Input,
+            c.Start, c.Stop, c.IsSuccessful, c.ExitCode, c.Host));
 
     private static IOrderedQueryable<CommandLog> NewestFirst(IQueryable<CommandLog> q) =>
         q.OrderByDescending(c => c.Start).ThenByDescending(c => c.Id);

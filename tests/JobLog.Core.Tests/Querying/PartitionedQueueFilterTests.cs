@@ -50,7 +50,7 @@ public class PartitionedQueueFilterTests
             var queries = new LedgerQueries(db, LedgerDatabase.For(LedgerProvider.PostgreSql));
             await db.Database.OpenConnectionAsync();
             await using var command = (NpgsqlCommand)db.Database.GetDbConnection().CreateCommand();
-            command.CommandText = "EXPLAIN (ANALYZE, FORMAT JSON) " + Inline(queries.TaskPage(filter, partitioned: true).ToQueryString());
+            command.CommandText = "EXPLAIN (ANALYZE, FORMAT JSON) " + QueryPlans.Inline(queries.TaskPage(filter, partitioned: true).ToQueryString());
             return (string)(await command.ExecuteScalarAsync())!;
         });
 
@@ -173,17 +173,5 @@ public class PartitionedQueueFilterTests
             var subPlan = child.TryGetProperty("Parent Relationship", out var p) && p.GetString() == "SubPlan";
             CollectRunsReadUnderTasks(child, read, underTasks || (isTasks && subPlan));
         }
-    }
-
-    /// <summary>EF's query string with its parameters written in (<c>-- @queue='billing'</c> lines), for EXPLAIN.</summary>
-    private static string Inline(string query)
-    {
-        var lines = query.Split('\n');
-        var values = lines.Select(l => Regex.Match(l, "^-- (@\\w+)='(.*)'")).Where(m => m.Success)
-            .ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
-        var sql = string.Join('\n', lines.Where(l => !l.StartsWith("--", StringComparison.Ordinal)));
-        return Regex.Replace(sql, "@\\w+", m => values.TryGetValue(m.Value, out var v)
-            ? (int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out _) ? v : "'" + v.Replace("'", "''", StringComparison.Ordinal) + "'")
-            : m.Value);
     }
 }
