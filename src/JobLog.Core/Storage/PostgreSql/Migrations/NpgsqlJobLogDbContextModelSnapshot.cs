@@ -66,6 +66,8 @@ namespace JobLog.Storage.PostgreSql.Migrations
 
                     b.HasIndex("Stop");
 
+                    b.HasIndex("IsSuccessful", "Start");
+
                     b.HasIndex("Name", "Start");
 
                     b.ToTable("JobLogCommands", (string)null);
@@ -253,11 +255,18 @@ namespace JobLog.Storage.PostgreSql.Migrations
 
                     b.HasIndex("ResponseTimestamp");
 
+                    b.HasIndex("Host", "RequestTimestamp");
+
                     b.HasIndex("Ip", "RequestTimestamp");
+
+                    b.HasIndex("Method", "RequestTimestamp");
 
                     b.HasIndex("Slug", "RequestTimestamp");
 
                     b.HasIndex("Status", "RequestTimestamp");
+
+                    b.HasIndex("UserId", "RequestTimestamp")
+                        .HasFilter("\"UserId\" IS NOT NULL");
 
                     b.ToTable("JobLogInputRequests", (string)null);
                 });
@@ -383,6 +392,10 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.HasIndex("RequestTimestamp");
 
                     b.HasIndex("ResponseTimestamp");
+
+                    b.HasIndex("Host", "RequestTimestamp");
+
+                    b.HasIndex("Method", "RequestTimestamp");
 
                     b.HasIndex("Slug", "RequestTimestamp");
 

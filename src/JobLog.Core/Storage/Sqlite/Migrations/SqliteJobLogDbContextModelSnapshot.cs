@@ -61,6 +61,8 @@ namespace JobLog.Storage.Sqlite.Migrations
 
                     b.HasIndex("Stop");
 
+                    b.HasIndex("IsSuccessful", "Start");
+
                     b.HasIndex("Name", "Start");
 
                     b.ToTable("JobLogCommands", (string)null);
@@ -248,11 +250,18 @@ namespace JobLog.Storage.Sqlite.Migrations
 
                     b.HasIndex("ResponseTimestamp");
 
+                    b.HasIndex("Host", "RequestTimestamp");
+
                     b.HasIndex("Ip", "RequestTimestamp");
+
+                    b.HasIndex("Method", "RequestTimestamp");
 
                     b.HasIndex("Slug", "RequestTimestamp");
 
                     b.HasIndex("Status", "RequestTimestamp");
+
+                    b.HasIndex("UserId", "RequestTimestamp")
+                        .HasFilter("\"UserId\" IS NOT NULL");
 
                     b.ToTable("JobLogInputRequests", (string)null);
                 });
@@ -378,6 +387,10 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.HasIndex("RequestTimestamp");
 
                     b.HasIndex("ResponseTimestamp");
+
+                    b.HasIndex("Host", "RequestTimestamp");
+
+                    b.HasIndex("Method", "RequestTimestamp");
 
                     b.HasIndex("Slug", "RequestTimestamp");
 
