@@ -29,6 +29,9 @@ internal sealed class BenchOptions
           stall        locks the SQLite ledger while messages flow: the recorder's queue stops at its capacity
           writer       the ledger writer alone (no bus): records/s, and a per-statement profile
           scale        a ledger of N tasks (bulk path), then every page, filter, search, the overview, sweep and retention, timed
+          requests     the request and command lists' exact filters on a ledger of --rows requests each way, with the
+                       filter indexes and without them (docs/scale.md "Session 27 (scale)")
+          requestwriter  --messages inbound and outbound requests through the writer, per round (--rounds)
           micro        BenchmarkDotNet: rendering and planning per message (exact allocations)
           all          throughput, then sweep, then stall
           help         this text
@@ -102,6 +105,11 @@ internal sealed class BenchOptions
                              (yyyy-MM-dd, comma-separated) in turn, its cutoff the next day's start (day drops
                              measured one by one on a kept copy, e.g. alternating two builds day by day)
 
+        requests options:
+          --rows N           inbound and as many outbound requests (default 262144), a quarter as many commands
+          --rounds N         rounds with and without the filter indexes (default 3)
+          --ledger LIST      sqlite,pg
+
         stall options:
           --capacity N       JobLogOptions.QueueCapacity (default 20000)
           --stall-seconds N  how long the ledger stays locked (default 10)
@@ -138,6 +146,9 @@ internal sealed class BenchOptions
     public bool DurabilityGiven { get; private set; }
 
     public int Tasks { get; private set; } = 1_000_000;
+
+    /// <summary>Requests: inbound and outbound requests in the ledger (--rows).</summary>
+    public int Rows { get; private set; } = 262_144;
 
     public int Capacity { get; private set; } = 20_000;
 
@@ -248,7 +259,7 @@ internal sealed class BenchOptions
             i = 1;
         }
 
-        if (o.Mode is not ("throughput" or "sweep" or "stall" or "writer" or "scale" or "failures" or "micro" or "all"))
+        if (o.Mode is not ("throughput" or "sweep" or "stall" or "writer" or "scale" or "requests" or "requestwriter" or "failures" or "micro" or "all"))
         {
             throw new ArgumentException($"Unknown mode '{o.Mode}'.");
         }
@@ -266,6 +277,7 @@ internal sealed class BenchOptions
                 case "--rounds": o.Rounds = Int(); break;
                 case "--window": o.Window = Int(); break;
                 case "--tasks": o.Tasks = Int(); break;
+                case "--rows": o.Rows = Int(); break;
                 case "--capacity": o.Capacity = Int(); break;
                 case "--days": o.Days = Int(); break;
                 case "--stall-seconds": o.StallSeconds = Int(); break;

@@ -65,6 +65,11 @@ if (options.Mode is "scale")
     sections.Add("### A big ledger: pages, search, overview, sweep and retention\n\n" + await new JobLog.Bench.Scale.ScaleBench(options).RunAsync());
 }
 
+if (options.Mode is "requests" or "requestwriter")
+{
+    sections.Add("### The request and command lists' filters\n\n" + await new JobLog.Bench.Scale.RequestFiltersBench(options).RunAsync());
+}
+
 if (options.Mode is "failures")
 {
     sections.Add("### Failures: keeping failed messages, bulk retry\n\n" + await new JobLog.Bench.Failures.FailuresBench(options).RunAsync());

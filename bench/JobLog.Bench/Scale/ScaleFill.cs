@@ -305,7 +305,7 @@ internal static class ScaleFill
     /// <summary>A row with its partition key, as the writer's statements compute it (from the task's id for tasks and runs, from their own ids for the logs).</summary>
     private static object?[] Keyed(object?[] row, int idColumn) => [.. row, JobLog.Storage.Partitioning.PartitionDay.Of((Guid)row[idColumn]!)];
 
-    private static async Task<long> TableAsync(
+    internal static async Task<long> TableAsync(
         bool sqlite, string connectionString, string table, string[] columns, int count, Func<int, IReadOnlyList<object?[]>> rows, Action<string> progress)
     {
         await using DbConnection connection = sqlite ? new SqliteConnection(connectionString + ";Pooling=False") : new NpgsqlConnection(connectionString);
