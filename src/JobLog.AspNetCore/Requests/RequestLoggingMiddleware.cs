@@ -43,6 +43,12 @@ internal sealed class RequestLoggingMiddleware(
 
     public async Task InvokeAsync(HttpContext context)
     {
+        if (context.Features.Get<RequestRecording>() is { } recorded)
+        {
+            await recorded.ReExecuteAsync(next).ConfigureAwait(false);
+            return;
+        }
+
         var endpoint = context.GetEndpoint();
         if (endpoint?.Metadata.GetMetadata<JobLogExemptAttribute>() is not null || IsExcluded(context.Request.Path)
             || (endpoint is not Microsoft.AspNetCore.Routing.RouteEndpoint && dashboards.Contains(context.Request.Path)))
@@ -62,6 +68,7 @@ internal sealed class RequestLoggingMiddleware(
             Log.RequestNotRecorded(logger, ex, LogValue.Visible(context.Request.Method), LogValue.Visible(context.Request.Path.Value));
             // The request body stays wrapped: bytes read ahead are replayed from it.
             recording?.Restore(requestBody: false);
+            context.Features.Set<RequestRecording>(null);
             await next(context).ConfigureAwait(false);
             return;
         }

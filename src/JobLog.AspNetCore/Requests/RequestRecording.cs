@@ -4,6 +4,7 @@ using JobLog.Http;
 using JobLog.Internal;
 using JobLog.Recording;
 using JobLog.Redaction;
+using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
@@ -23,6 +24,7 @@ internal sealed class RequestRecording
     private RequestBodyCapture? _requestBody;
     private ResponseBodyCapture? _responseBody;
     private ReadAheadBodySizeFeature? _bodySize;
+    private Exception? _deferred;
     private bool _hasBody;
     private volatile bool _throttled;
     private volatile int _login;
@@ -93,23 +95,103 @@ internal sealed class RequestRecording
         _services.Enqueue(_log);
     }
 
-    /// <summary>Completes the record after the endpoint ran (or threw <paramref name="exception"/>) and puts the features back.</summary>
+    /// <summary>True once the record waits for the server to finish the response (see <see cref="CompleteAsync"/>).</summary>
+    public bool Deferred => _deferred is not null;
+
+    /// <summary>
+    /// Completes the record after the endpoint ran (or threw <paramref name="exception"/>) and puts the features back.
+    /// An exception leaving JobLog before the response started may still be answered by a handler around JobLog
+    /// (<c>UseExceptionHandler</c> with a status code selector, an <c>IExceptionHandler</c> or a path, the developer
+    /// page): the record then keeps the exception and is completed when the server has sent the response, with the
+    /// status the client got (<see cref="CompleteDeferred"/>).
+    /// </summary>
     public async Task CompleteAsync(Exception? exception)
     {
-        var response = _context.Response;
         if (_responseBody is not null && exception is null)
         {
-            try
-            {
-                await _responseBody.FlushWriterAsync().ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
-            {
-                Log.ResponseFlushFailed(_services.Logger, ex, LogValue.Visible(_log.Path));
-            }
+            await FlushAsync(_responseBody).ConfigureAwait(false);
         }
 
         Restore(requestBody: true);
+        if (exception is not null && !_context.Response.HasStarted)
+        {
+            _deferred = exception;
+            _log = Finished(exception) with { ResponseCode = null, Status = RequestLogStatus.Incomplete };
+            _services.Enqueue(_log);
+            _context.Response.OnCompleted(static state => ((RequestRecording)state).CompleteDeferred(), this);
+            return;
+        }
+
+        // An exception handler inside JobLog answered for the endpoint: the record names what it handled.
+        _log = Finished(exception ?? _context.Features.Get<IExceptionHandlerFeature>()?.Error);
+        _services.Enqueue(_log);
+    }
+
+    /// <summary>
+    /// The pipeline run again for this request by a handler around JobLog (<c>UseExceptionHandler("/error")</c>,
+    /// <c>UseStatusCodePagesWithReExecute</c>): it is the same request, so no second record. A record waiting for its
+    /// answer captures the handler's response body, and outbound requests the handler makes are linked to it.
+    /// </summary>
+    public async Task ReExecuteAsync(RequestDelegate next)
+    {
+        if (!Deferred || !_services.Options.RecordResponseBody || _context.Features.Get<IHttpResponseBodyFeature>() is not { } inner)
+        {
+            await next(_context).ConfigureAwait(false);
+            return;
+        }
+
+        var capture = new ResponseBodyCapture(inner, _context.Response, Redactor, new CaptureBuffer(Redactor.MaxCaptureBytes));
+        _responseBody = capture;
+        _context.Features.Set<IHttpResponseBodyFeature>(capture);
+        using (JobLogScope.Push(new AmbientFrame(AmbientKind.InputRequest, Id, JobLogScope.Current)))
+        {
+            try
+            {
+                await next(_context).ConfigureAwait(false);
+                await FlushAsync(capture).ConfigureAwait(false);
+            }
+            finally
+            {
+                Restore(requestBody: false);
+            }
+        }
+    }
+
+    private Task CompleteDeferred()
+    {
+        try
+        {
+            _log = Finished(null) with
+            {
+                ExceptionName = _log.ExceptionName,
+                ErrorDescription = _log.ErrorDescription,
+            };
+            _services.Enqueue(_log);
+        }
+        catch (Exception ex)
+        {
+            Log.RequestNotRecorded(_services.Logger, ex, LogValue.Visible(_context.Request.Method), LogValue.Visible(_log.Path));
+        }
+
+        return Task.CompletedTask;
+    }
+
+    private async Task FlushAsync(ResponseBodyCapture capture)
+    {
+        try
+        {
+            await capture.FlushWriterAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or OperationCanceledException or InvalidOperationException)
+        {
+            Log.ResponseFlushFailed(_services.Logger, ex, LogValue.Visible(_log.Path));
+        }
+    }
+
+    /// <summary>The record as the response stands, with <paramref name="exception"/> as its error.</summary>
+    private InputRequestPayload Finished(Exception? exception)
+    {
+        var response = _context.Response;
         var endpoint = _context.GetEndpoint();
         var log = _log with
         {
@@ -123,23 +205,24 @@ internal sealed class RequestRecording
                 : _login > 0 ? InputRequestType.SuccessfulLogin
                 : _login < 0 ? InputRequestType.UnsuccessfulLogin
                 : InputRequestType.Common,
+            ResponseCode = response.StatusCode,
+            Status = HttpLogFields.StatusOf(response.StatusCode),
         };
-        _log = exception is null
-            ? log with { ResponseCode = response.StatusCode, Status = HttpLogFields.StatusOf(response.StatusCode) }
+        return exception is null
+            ? log
             : log with
             {
-                // What the server sends for an unhandled exception: 500 (or the bad request's code) unless already started.
-                ResponseCode = response.HasStarted ? response.StatusCode : exception is BadHttpRequestException bad ? bad.StatusCode : 500,
-                Status = RequestLogStatus.Error,
+                // A response already started when the endpoint threw: the server ends it as it is.
+                Status = _deferred is null ? RequestLogStatus.Error : log.Status,
                 ExceptionName = HttpLogFields.ExceptionName(exception),
                 ErrorDescription = Redactor.ExceptionText(exception),
             };
-        _services.Enqueue(_log);
     }
 
     /// <summary>
     /// Puts the original response feature back, and the original request body when <paramref name="requestBody"/>
-    /// (not before the endpoint ran: bytes already read ahead are only in the capture).
+    /// (not before the endpoint ran: bytes already read ahead are only in the capture). The recording stays a feature
+    /// of the request, so that the pipeline run again for it (<see cref="ReExecuteAsync"/>) is not a second record.
     /// </summary>
     public void Restore(bool requestBody)
     {
@@ -158,8 +241,6 @@ internal sealed class RequestRecording
         {
             _context.Features.Set(_responseBody.Inner);
         }
-
-        _context.Features.Set<RequestRecording>(null);
     }
 
     /// <summary>
@@ -215,6 +296,11 @@ internal sealed class RequestRecording
         if (_responseBody is not { Capturing: true })
         {
             return null;
+        }
+
+        if (_responseBody.Encoded is (string encoding, var length))
+        {
+            return $"[{encoding} body: {length} bytes]";
         }
 
         var (bytes, truncated, total) = _responseBody.Buffer.Snapshot();

@@ -8,13 +8,18 @@ namespace JobLog.AspNetCore.Requests;
 
 /// <summary>
 /// Stands in for the response body feature: every write goes straight to the real body (nothing is held back, so
-/// streaming responses stream), and the first bytes of a text response are copied into the bounded capture.
+/// streaming responses stream), and the first bytes of a text response are copied into the bounded capture. Bytes
+/// that reach JobLog already encoded (compression above JobLog in the pipeline, or an endpoint sending them encoded)
+/// are only counted; compression below JobLog encodes after JobLog has copied them.
 /// </summary>
 internal sealed class ResponseBodyCapture(IHttpResponseBodyFeature inner, HttpResponse response, Redactor redactor, CaptureBuffer buffer)
     : Stream, IHttpResponseBodyFeature
 {
     private PipeWriter? _writer;
     private bool? _capturing;
+    private bool _started;
+    private string? _encoding;
+    private long _encodedBytes;
 
     public IHttpResponseBodyFeature Inner => inner;
 
@@ -22,6 +27,9 @@ internal sealed class ResponseBodyCapture(IHttpResponseBodyFeature inner, HttpRe
     public bool? Capturing => _capturing;
 
     public CaptureBuffer Buffer => buffer;
+
+    /// <summary>The content coding of the bytes JobLog sees (null when they are not encoded), and how many there were.</summary>
+    public (string? Encoding, long Bytes) Encoded => (_encoding, _encodedBytes);
 
     Stream IHttpResponseBodyFeature.Stream => this;
 
@@ -43,11 +51,16 @@ internal sealed class ResponseBodyCapture(IHttpResponseBodyFeature inner, HttpRe
 
     public void DisableBuffering() => inner.DisableBuffering();
 
-    public Task StartAsync(CancellationToken cancellationToken = default) => inner.StartAsync(cancellationToken);
+    public Task StartAsync(CancellationToken cancellationToken = default)
+    {
+        Starting();
+        return inner.StartAsync(cancellationToken);
+    }
 
     public Task SendFileAsync(string path, long offset, long? count, CancellationToken cancellationToken = default)
     {
         // A file is sent by the server itself (often zero-copy): not captured.
+        Starting();
         _capturing = false;
         return inner.SendFileAsync(path, offset, count, cancellationToken);
     }
@@ -75,6 +88,7 @@ internal sealed class ResponseBodyCapture(IHttpResponseBodyFeature inner, HttpRe
 
     public override void Write(ReadOnlySpan<byte> data)
     {
+        Starting();
         Observe(data);
         inner.Stream.Write(data);
     }
@@ -84,19 +98,47 @@ internal sealed class ResponseBodyCapture(IHttpResponseBodyFeature inner, HttpRe
 
     public override ValueTask WriteAsync(ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
+        Starting();
         Observe(data.Span);
         return inner.Stream.WriteAsync(data, cancellationToken);
     }
 
-    public override void Flush() => inner.Stream.Flush();
+    public override void Flush()
+    {
+        Starting();
+        inner.Stream.Flush();
+    }
 
-    public override Task FlushAsync(CancellationToken cancellationToken) => inner.Stream.FlushAsync(cancellationToken);
+    public override Task FlushAsync(CancellationToken cancellationToken)
+    {
+        Starting();
+        return inner.Stream.FlushAsync(cancellationToken);
+    }
 
     public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
 
     public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 
     public override void SetLength(long value) => throw new NotSupportedException();
+
+    /// <summary>
+    /// Notes the content coding when the response first goes through JobLog, before the layers below it run: a
+    /// Content-Encoding set by then (by the endpoint, or by compression above JobLog) applies to the bytes JobLog sees;
+    /// one that compression below JobLog sets when the response starts applies only after JobLog. "identity" is none.
+    /// </summary>
+    private void Starting()
+    {
+        if (_started)
+        {
+            return;
+        }
+
+        _started = true;
+        var codings = response.Headers.ContentEncoding.ToString();
+        _encoding = codings.Length == 0 || codings.Trim().Equals("identity", StringComparison.OrdinalIgnoreCase)
+            ? null
+            : HttpLogFields.Name(codings, 50);
+    }
 
     private void Observe(ReadOnlySpan<byte> data)
     {
@@ -105,11 +147,20 @@ internal sealed class ResponseBodyCapture(IHttpResponseBodyFeature inner, HttpRe
             return;
         }
 
-        // Decided at the first write, when the headers are final: text only, and not compressed.
-        _capturing ??= redactor.IsTextContentType(response.ContentType) && response.Headers.ContentEncoding.Count == 0;
-        if (_capturing == true)
+        // Decided at the first write, when the headers are final: text only.
+        _capturing ??= redactor.IsTextContentType(response.ContentType);
+        if (_capturing != true)
+        {
+            return;
+        }
+
+        if (_encoding is null)
         {
             buffer.Append(data);
+        }
+        else
+        {
+            _encodedBytes += data.Length;
         }
     }
 }
