@@ -17,6 +17,8 @@ namespace JobLog.AspNetCore.Requests;
 /// </summary>
 internal sealed class RequestRecording
 {
+    private const string ClientDisconnected = "The client disconnected before the response was complete.";
+
     private readonly HttpContext _context;
     private readonly RequestLoggingServices _services;
     private InputRequestPayload _log;
@@ -208,15 +210,22 @@ internal sealed class RequestRecording
             ResponseCode = response.StatusCode,
             Status = HttpLogFields.StatusOf(response.StatusCode),
         };
-        return exception is null
-            ? log
-            : log with
-            {
-                // A response already started when the endpoint threw: the server ends it as it is.
-                Status = _deferred is null ? RequestLogStatus.Error : log.Status,
-                ExceptionName = HttpLogFields.ExceptionName(exception),
-                ErrorDescription = Redactor.ExceptionText(exception),
-            };
+        if (exception is null)
+        {
+            return log;
+        }
+
+        // The endpoint failed because the client went away (a cancelled write or read): not the server's error.
+        var disconnected = exception is OperationCanceledException or IOException && _context.RequestAborted.IsCancellationRequested;
+        return log with
+        {
+            // A response already started when the endpoint threw: the server ends it as it is.
+            Status = _deferred is null && !disconnected ? RequestLogStatus.Error : log.Status,
+            ExceptionName = HttpLogFields.ExceptionName(exception),
+            ErrorDescription = disconnected
+                ? Redactor.Bound(ClientDisconnected + "\n" + Redactor.ExceptionText(exception))
+                : Redactor.ExceptionText(exception),
+        };
     }
 
     /// <summary>

@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using NUnit.Framework;
 
 namespace JobLog.AspNetCore.Tests.Requests;
@@ -256,6 +257,94 @@ public class RequestPipelineTests
                 HttpContext = httpContext,
                 ProblemDetails = new ProblemDetails { Title = "Not found", Detail = exception.Message },
             });
+        }
+    }
+
+    [TestCase("stream")]
+    [TestCase("server-sent events")]
+    public async Task Client_ClosingAStreamedResponse_TheRecordIsCompletedAndSaysTheClientDisconnected(string kind)
+    {
+        var warnings = new WarningCollector();
+        await using var web = await WebFixture.StartAsync(
+            app =>
+            {
+                app.UseJobLogRequests();
+                app.MapGet("/feed", async (HttpContext context) =>
+                {
+                    // As endpoints stream: until the client goes away, which cancels RequestAborted.
+                    context.Response.ContentType = "text/plain";
+                    while (true)
+                    {
+                        await context.Response.WriteAsync(new string('y', 4095) + "\n", context.RequestAborted);
+                        await context.Response.Body.FlushAsync(context.RequestAborted);
+                    }
+                });
+                app.MapGet("/events", (CancellationToken ct) => TypedResults.ServerSentEvents(Ticks(int.MaxValue, ct)));
+            },
+            services => services.AddSingleton<ILoggerProvider>(warnings),
+            Server.Kestrel);
+        var path = kind == "stream" ? "/feed" : "/events";
+
+        using (var response = await web.Client.GetAsync(path, HttpCompletionOption.ResponseHeadersRead))
+        {
+            var stream = await response.Content.ReadAsStreamAsync();
+            await stream.ReadExactlyAsync(new byte[20_000]);
+        }
+
+        var log = await web.CompletedInputAsync(path);
+        Assert.That(log.ResponseCode, Is.EqualTo(200), "the response the client was reading");
+        Assert.That(log.Status, Is.EqualTo(RequestLogStatus.Info), "a client going away is not the server's error");
+        Assert.That(log.ErrorDescription, Does.StartWith("The client disconnected before the response was complete."));
+        Assert.That(log.ResponseBody, Does.EndWith("…"));
+        Assert.That(warnings.Errors.Where(e => e.Contains("JobLog")), Is.Empty, "nothing logged as JobLog's own failure");
+    }
+
+    [Test]
+    public async Task Client_CancellingAnUploadHalfSent_TheRecordIsCompletedWithWhatCameAndKestrelsUnexpectedEnd()
+    {
+        var running = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await using var web = await WebFixture.StartAsync(
+            app =>
+            {
+                app.UseJobLogRequests();
+                app.MapPost("/imports", async (HttpRequest request) =>
+                {
+                    // JobLog read the start of the body ahead before the endpoint ran.
+                    running.TrySetResult();
+                    return Results.Text($"read {(await new StreamReader(request.Body).ReadToEndAsync()).Length}");
+                });
+            },
+            server: Server.Kestrel);
+        using var cancel = new CancellationTokenSource();
+
+        Assert.CatchAsync<OperationCanceledException>(async () =>
+        {
+            using var response = await web.Client.PostAsync("/imports", new HalfSentContent(running.Task, cancel), cancel.Token);
+        });
+
+        var log = await web.CompletedInputAsync("/imports");
+        Assert.That(log.RequestBody, Is.EqualTo("{\"import\":7,\"lines\":[…"), "what came, marked cut");
+        Assert.That(log.ResponseCode, Is.EqualTo(400), "Kestrel's answer to a body cut short");
+        Assert.That(log.Status, Is.EqualTo(RequestLogStatus.Warning), "the client's fault, not the server's");
+        Assert.That(log.ErrorDescription, Does.Contain("Unexpected end of request content."));
+    }
+
+    /// <summary>Declares 100,000 bytes, sends the first ones, then cancels the request once the endpoint runs.</summary>
+    private sealed class HalfSentContent(Task endpointRunning, CancellationTokenSource cancel) : HttpContent
+    {
+        protected override async Task SerializeToStreamAsync(Stream stream, TransportContext? context)
+        {
+            await stream.WriteAsync("{\"import\":7,\"lines\":["u8.ToArray());
+            await stream.FlushAsync();
+            await endpointRunning;
+            await cancel.CancelAsync();
+            await Task.Delay(Timeout.Infinite, cancel.Token);
+        }
+
+        protected override bool TryComputeLength(out long length)
+        {
+            length = 100_000;
+            return true;
         }
     }
 
