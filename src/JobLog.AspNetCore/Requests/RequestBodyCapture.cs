@@ -80,36 +80,44 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
     }
 
     /// <summary>
-    /// Reads up to <paramref name="count"/> bytes ahead, for the record made before the endpoint runs, for at most
-    /// <paramref name="deadline"/>: a slow client delays the endpoint by that much, no more. A read still waiting at the
-    /// deadline is not cancelled (a server's body stream is not reliably readable after a cancelled read): it stays
-    /// pending, and the endpoint's first read takes its bytes. The buffer grows as bytes arrive, so a declared length
-    /// that never comes costs nothing. Never throws because of the body: the endpoint meets the same failure when it reads.
+    /// Reads the start of the body ahead, for the record made before the endpoint runs: the <paramref name="declared"/>
+    /// length, then on to its end while that needs no waiting (a body decompressed before JobLog is longer than the
+    /// length the client declared), at most <paramref name="capacity"/> bytes, for at most <paramref name="deadline"/>:
+    /// a slow client delays the endpoint by that much, no more. A read still waiting at the deadline, or once the
+    /// declared length came, is not cancelled (a server's body stream is not reliably readable after a cancelled read):
+    /// it stays pending, and the endpoint's first read takes its bytes. The buffer grows as bytes arrive, so a declared
+    /// length that never comes costs nothing. Never throws because of the body: the endpoint meets the same failure
+    /// when it reads.
     /// </summary>
-    public async Task ReadAheadAsync(int count, TimeSpan deadline, TimeProvider time, CancellationToken cancellationToken)
+    public async Task ReadAheadAsync(long declared, int capacity, TimeSpan deadline, TimeProvider time, CancellationToken cancellationToken)
     {
-        var bytes = new byte[Math.Min(count, 1024)];
+        var bytes = new byte[Math.Min(Math.Min(declared, capacity), 1024)];
         var read = 0;
         using var stop = new CancellationTokenSource();
         Task? expired = null;
         try
         {
-            while (read < count)
+            while (read < capacity)
             {
                 if (read == bytes.Length)
                 {
-                    Array.Resize(ref bytes, (int)Math.Min(count, 2L * bytes.Length));
+                    Array.Resize(ref bytes, (int)Math.Min(capacity, 2L * bytes.Length));
                 }
 
                 var reading = inner.ReadAsync(bytes.AsMemory(read), cancellationToken);
                 if (!reading.IsCompleted)
                 {
                     var task = reading.AsTask();
+                    if (read >= declared)
+                    {
+                        Park(task);
+                        break;
+                    }
+
                     expired ??= Task.Delay(deadline > TimeSpan.Zero ? deadline : TimeSpan.Zero, time, stop.Token);
                     if (await Task.WhenAny(task, expired).ConfigureAwait(false) != task)
                     {
-                        _pending = task;
-                        _ = task.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+                        Park(task);
                         break;
                     }
 
@@ -142,6 +150,12 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
     }
 
     public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+    private void Park(Task<int> read)
+    {
+        _pending = read;
+        _ = read.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
+    }
 
     /// <summary>
     /// Makes the endpoint's next read fail as the server's does for a body longer than its limit (413), or, with

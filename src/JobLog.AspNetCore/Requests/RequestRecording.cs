@@ -271,8 +271,7 @@ internal sealed class RequestRecording
         }
 
         await _requestBody.ReadAheadAsync(
-            (int)Math.Min(declared, Redactor.MaxCaptureBytes), _services.Options.ReadAheadTimeout,
-            _services.Time, _context.RequestAborted).ConfigureAwait(false);
+            declared, Redactor.MaxCaptureBytes, _services.Options.ReadAheadTimeout, _services.Time, _context.RequestAborted).ConfigureAwait(false);
     }
 
     private string? RequestBody(bool hidden)

@@ -348,6 +348,38 @@ public class RequestPipelineTests
         }
     }
 
+    [TestCase("/read")]
+    [TestCase("/ignore")]
+    public async Task RequestDecompression_AroundJobLog_RecordsTheWholeDecompressedBody_ReadByTheEndpointOrNot(string path)
+    {
+        var json = "{\"password\":\"hunter2\",\"lines\":\"" + new string('l', 5_000) + "\"}";
+        await using var web = await WebFixture.StartAsync(
+            app =>
+            {
+                app.UseRequestDecompression();
+                app.UseJobLogRequests();
+                app.MapPost("/read", async (HttpRequest request) => Results.Text($"read {(await new StreamReader(request.Body).ReadToEndAsync()).Length}"));
+                app.MapPost("/ignore", () => Results.Text("ignored"));
+            },
+            services => services.AddRequestDecompression(),
+            Server.Kestrel);
+        var compressed = new MemoryStream();
+        await using (var gzip = new GZipStream(compressed, CompressionLevel.Optimal, leaveOpen: true))
+        {
+            await gzip.WriteAsync(Encoding.UTF8.GetBytes(json));
+        }
+
+        var content = new ByteArrayContent(compressed.ToArray());
+        content.Headers.ContentType = new MediaTypeHeaderValue("application/json");
+        content.Headers.ContentEncoding.Add("gzip");
+        using var response = await web.Client.PostAsync(path, content);
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        var log = await web.CompletedInputAsync(path);
+        // The declared length is the compressed one (75 bytes): the body JobLog reads is the 5,000-character JSON.
+        Assert.That(log.RequestBody, Is.EqualTo(json.Replace("hunter2", "[Filtered]")));
+    }
+
     [Test]
     public async Task WebSocket_BehindJobLog_EchoesAndIsRecordedAs101()
     {

@@ -81,10 +81,10 @@ public class RequestReadAheadTests
     {
         var capture = new RequestBodyCapture(new MemoryStream(Encoding.ASCII.GetBytes("ten bytes!")), new CaptureBuffer(64));
         // Warm up the async machinery so the measurement holds only the read-ahead.
-        await new RequestBodyCapture(new MemoryStream([1]), new CaptureBuffer(1)).ReadAheadAsync(1, TimeSpan.FromSeconds(5), TimeProvider.System, default);
+        await new RequestBodyCapture(new MemoryStream([1]), new CaptureBuffer(1)).ReadAheadAsync(1, 1, TimeSpan.FromSeconds(5), TimeProvider.System, default);
 
         var before = GC.GetAllocatedBytesForCurrentThread();
-        await capture.ReadAheadAsync(64 * 1024 * 1024, TimeSpan.FromSeconds(5), TimeProvider.System, default);
+        await capture.ReadAheadAsync(64 * 1024 * 1024, 64 * 1024 * 1024, TimeSpan.FromSeconds(5), TimeProvider.System, default);
         var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
 
         Assert.That(allocated, Is.LessThan(16 * 1024), "a 64 MB declared length allocates nothing like 64 MB");
