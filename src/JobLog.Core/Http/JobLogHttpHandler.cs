@@ -15,9 +15,16 @@ internal sealed class JobLogHttpHandler(OutboundRequestRecorder recorder, string
         }
 
         HttpResponseMessage response;
+        byte[]? errorBody = null;
         try
         {
             response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
+            if (call.ReadsBodyAtOnce(response))
+            {
+                // Buffered (a short body), so the caller still reads it whole.
+                await response.Content.LoadIntoBufferAsync(cancellationToken).ConfigureAwait(false);
+                errorBody = await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
+            }
         }
         catch (Exception ex)
         {
@@ -25,7 +32,7 @@ internal sealed class JobLogHttpHandler(OutboundRequestRecorder recorder, string
             throw;
         }
 
-        call.Respond(response);
+        call.Respond(response, errorBody);
         return response;
     }
 

@@ -22,8 +22,20 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestP
         set => _log = _log with { RequestBody = value };
     }
 
-    /// <summary>Records the response head; a text body is then captured as the caller reads it (the content is wrapped).</summary>
-    public void Respond(HttpResponseMessage response)
+    /// <summary>
+    /// True for an error answer (400 and above) with a short text body of declared length: it is read at once, so the
+    /// record holds it even when nobody reads it (a retry handler disposes a failed attempt's response unread).
+    /// </summary>
+    public bool ReadsBodyAtOnce(HttpResponseMessage response) =>
+        !isHead && (int)response.StatusCode >= 400 && response.Content is { } content
+        && content.Headers.ContentLength is > 0 and var length && length <= owner.Redactor.MaxCaptureBytes
+        && owner.Redactor.IsTextContentType(content.Headers.ContentType?.ToString());
+
+    /// <summary>
+    /// Records the response head; a text body is then captured as the caller reads it (the content is wrapped), or is
+    /// <paramref name="body"/>, read at once (<see cref="ReadsBodyAtOnce"/>, the content buffered for the caller).
+    /// </summary>
+    public void Respond(HttpResponseMessage response, byte[]? body = null)
     {
         try
         {
@@ -49,6 +61,13 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestP
             _contentLength = content.Headers.ContentLength;
             _respondedAt = owner.Time.GetUtcNow().UtcDateTime;
             _body = new CaptureBuffer(owner.Redactor.MaxCaptureBytes);
+            if (body is not null)
+            {
+                _body.Append(body);
+                Finish();
+                return;
+            }
+
             owner.Opened(this);
             response.Content = new CapturingContent(content, this, _body);
         }
