@@ -111,6 +111,21 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
     }
 
     /// <summary>
+    /// Sets the ETA of the task <paramref name="taskId"/>, while it waits, to <paramref name="eta"/>: the time of the copy
+    /// the scheduler holds under its MessageId, which a second copy's dispatch record (the same MessageId deferred again)
+    /// had replaced.
+    /// </summary>
+    /// <returns>True when the task was there and waiting.</returns>
+    public async Task<bool> ShowHeldEtaAsync(Guid taskId, DateTime eta, CancellationToken cancellationToken)
+    {
+        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var command = Command(executor.Connection, null,
+            $"UPDATE {T} SET \"EstimatedTimeOfFirstArrival\" = @p1 WHERE \"Id\" = @p0 AND \"State\" = {(int)TaskState.Waiting}",
+            taskId, eta);
+        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
+    }
+
+    /// <summary>
     /// Cancels a pending message (<c>CancelScheduledMessage</c>) and, in the same transaction, sets its task EXPIRED
     /// with <paramref name="reason"/>: a cancelled task never runs, and EXPIRED is the state of a task that will not run
     /// (docs/architecture.md#scheduler). A cancellation that arrives before its message leaves a tombstone.

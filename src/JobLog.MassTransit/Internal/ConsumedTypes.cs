@@ -45,6 +45,10 @@ internal sealed class ConsumedTypes
             ? [.. consumers.Keys.Order(StringComparer.Ordinal)]
             : SoleConsumer(messageType) is { } sole ? [sole] : [];
 
+    /// <summary>True when a consumer, saga or handler of this application is configured on the endpoint of <paramref name="queue"/>.</summary>
+    public bool HasConsumersOn(string? queue) =>
+        queue is not null && _consumersOn.Any(e => string.Equals(e.Key.Queue, queue, StringComparison.Ordinal) && !e.Value.IsEmpty);
+
     // Asked on every publish: the answer is looked up without building a delegate.
     public bool IsConsumed(Type messageType) =>
         _answers.TryGetValue(messageType, out var answer) ? answer : _answers.GetOrAdd(messageType, Answer);

@@ -92,10 +92,14 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
     public const string RefusedConsumer = "(delivery)";
 
     /// <summary>
-    /// A response that nothing consumed where it arrived: its request client had stopped waiting for it (the request's
-    /// timeout ran out, or its caller cancelled the request) and MassTransit drops it. Its run, consumer
-    /// <see cref="ResponseReceiptObserver.ConsumerType"/>, is EXPIRED and says so; without it the response stayed WAITING
-    /// until its stale limit. Faults are left out (a fault the request client receives is no task of its own).
+    /// A response that nothing consumed where it arrived. On an endpoint without consumers of this application's (the
+    /// bus endpoint, where request clients wait) its request client had stopped waiting for it (the request's timeout ran
+    /// out, or its caller cancelled the request) and MassTransit drops it: its run, consumer
+    /// <see cref="ResponseReceiptObserver.ConsumerType"/>, is EXPIRED and says so. On a receive endpoint whose consumers
+    /// do not take its type (a ResponseAddress naming the wrong queue) MassTransit moves it to the queue's
+    /// <c>_skipped</c>: the run, consumer <see cref="RefusedConsumer"/>, is EXPIRED and says that. Without them the
+    /// response stayed WAITING until its stale limit. Faults are left out (a fault the request client receives is no task
+    /// of its own).
     /// </summary>
     private void NotReceived(ConsumeContext context, DeliveryState delivery)
     {
@@ -111,9 +115,12 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
             var now = services.UtcNow;
             var name = services.TaskName(type);
             var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
-            var ended = new RunEnd(TaskRunState.Expired, now,
-                $"Not received: it arrived at {queue} at {now:O}, when nothing there was waiting for it any more (its request client had given up: the request's timeout ran out or its caller cancelled it); not consumed.");
-            var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, ResponseReceiptObserver.ConsumerType, now, ended);
+            var skipped = services.Consumed.HasConsumersOn(queue);
+            var ended = new RunEnd(TaskRunState.Expired, now, skipped
+                ? $"Not consumed: it arrived at {queue} at {now:O}, but no consumer there takes {name} (the response was sent to a queue whose consumers take other messages); MassTransit moved it to {queue}_skipped."
+                : $"Not received: it arrived at {queue} at {now:O}, when nothing there was waiting for it any more (its request client had given up: the request's timeout ran out or its caller cancelled it); not consumed.");
+            var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue,
+                skipped ? RefusedConsumer : ResponseReceiptObserver.ConsumerType, now, ended);
             var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
                 isInternal: InternalMessages.IsInternal(type));
             delivery.Track(services.Recorder.Enqueue(new RunStarted(run, seed, false)));

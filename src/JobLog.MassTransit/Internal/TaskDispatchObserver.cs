@@ -53,6 +53,9 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
     /// <summary>The consumer type of the run that closes a published message nobody here consumes.</summary>
     public const string NoConsumer = "(no consumer)";
 
+    /// <summary>The consumer type of the run that ends a message a send or publish observer refused before it was sent.</summary>
+    public const string NotSent = "(dispatch)";
+
     private const string FaultUrn = "urn:message:MassTransit:Fault";
 
     private readonly QueueNameCache _destinations = new();
@@ -66,7 +69,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
     public Task SendFault<T>(SendContext<T> context, Exception exception)
         where T : class
     {
-        Fail(context, exception);
+        Fail(context, exception, "send");
         return Task.CompletedTask;
     }
 
@@ -79,7 +82,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
     public Task PublishFault<T>(PublishContext<T> context, Exception exception)
         where T : class
     {
-        Fail(context, exception);
+        Fail(context, exception, "publish");
         return Task.CompletedTask;
     }
 
@@ -313,17 +316,26 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
         }
 
         var name = services.TaskName(messageType);
+        EndAtDispatch(context, taskId, name, now, NoConsumer, TaskRunState.Succeeded, output: $"Published; no consumer of {name} in this application.");
+    }
+
+    /// <summary>A run of consumer <paramref name="consumer"/> that ends the task where it was dispatched, at once.</summary>
+    private void EndAtDispatch<T>(
+        SendContext<T> context, Guid taskId, string name, DateTime now, string consumer, TaskRunState state, string? output = null, string? error = null)
+        where T : class
+    {
         var run = new RunPayload
         {
             Id = NewId.NextSequentialGuid(),
             TaskId = taskId,
             Name = name,
             QueueName = TaskLoggingServices.QueueName(context.DestinationAddress),
-            ConsumerType = NoConsumer,
+            ConsumerType = consumer,
             Start = now,
             Stop = now,
-            State = TaskRunState.Succeeded,
-            Output = $"Published; no consumer of {name} in this application.",
+            State = state,
+            Output = output,
+            ErrorMessage = error,
             Host = services.Options.Host,
             WaitingTime = 0,
         };
@@ -435,12 +447,29 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
             ? services.Recorder.WaitCommittedAsync(ticket.Sequence).AsTask()
             : Task.CompletedTask;
 
-    private void Fail<T>(SendContext<T> context, Exception exception)
+    /// <summary>
+    /// A send or publish recorded here failed. A failure of the transport may still have left the message with the
+    /// broker (a send cancelled during a resource alarm): the task keeps waiting, with the error. A refusal by a send or
+    /// publish observer connected after JobLog's (its <c>PreSend</c>/<c>PrePublish</c> threw) is certain, as observers run
+    /// before the transport is given the message: the task is EXPIRED, its one run (consumer <see cref="NotSent"/>)
+    /// naming the observer.
+    /// </summary>
+    private void Fail<T>(SendContext<T> context, Exception exception, string verb)
         where T : class
     {
-        if (context.TryGetPayload<DispatchTicket>(out _) && context.MessageId is { } id)
+        if (!context.TryGetPayload<DispatchTicket>(out _) || context.MessageId is not { } id)
         {
-            services.Recorder.Enqueue(new TaskDispatchFailed(id, services.ErrorText(exception, "Dispatch failed: ")));
+            return;
         }
+
+        if (context.Message is not SerializedMessageBody && ObserverRefusal.Of(exception) is { } observer)
+        {
+            context.TryGetPayload<TaskOptionsPayload>(out var payload);
+            EndAtDispatch(context, id, services.TaskName(typeof(T), payload?.Options), services.UtcNow, NotSent, TaskRunState.Expired,
+                error: services.ErrorText(exception, $"Not sent: refused by the observer {observer} before it reached the transport (the {verb} threw to its caller): "));
+            return;
+        }
+
+        services.Recorder.Enqueue(new TaskDispatchFailed(id, services.ErrorText(exception, "Dispatch failed: ")));
     }
 }

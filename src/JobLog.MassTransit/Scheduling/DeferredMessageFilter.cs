@@ -1,3 +1,4 @@
+using JobLog.Recording;
 using JobLog.Scheduling;
 using MassTransit;
 using Microsoft.Extensions.Logging;
@@ -13,6 +14,7 @@ namespace JobLog.MassTransit.Scheduling;
 internal sealed class DeferredMessageFilter(
     ScheduledMessageStore store,
     ScheduledMessageDispatcher dispatcher,
+    LedgerRecorder recorder,
     string host,
     TimeProvider time,
     ILogger logger) : IFilter<ReceiveContext>
@@ -42,7 +44,7 @@ internal sealed class DeferredMessageFilter(
             CreatedAt = now,
             Host = host,
         };
-        await JobLogSchedulerConsumer.StoreAsync(store, dispatcher, row, now, logger, context.CancellationToken).ConfigureAwait(false);
+        await JobLogSchedulerConsumer.StoreAsync(store, dispatcher, recorder, row, now, logger, context.CancellationToken).ConfigureAwait(false);
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogDeferredMessage");

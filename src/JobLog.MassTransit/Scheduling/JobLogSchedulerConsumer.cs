@@ -1,3 +1,4 @@
+using JobLog.Recording;
 using JobLog.Scheduling;
 using MassTransit;
 using MassTransit.Context;
@@ -17,10 +18,14 @@ namespace JobLog.MassTransit.Scheduling;
 internal sealed class JobLogSchedulerConsumer(
     ScheduledMessageStore store,
     ScheduledMessageDispatcher dispatcher,
+    LedgerRecorder recorder,
     IOptions<JobLogOptions> ledger,
     TimeProvider time,
     ILogger<JobLogSchedulerConsumer> logger) : IConsumer<ScheduleMessage>, IConsumer<CancelScheduledMessage>
 {
+    // How long a copy met twice waits for this process's records of its sends before the held copy's ETA is shown.
+    private static readonly TimeSpan s_dispatchRecordsWait = TimeSpan.FromSeconds(5);
+
     public async Task Consume(ConsumeContext<ScheduleMessage> context)
     {
         var message = context.Message;
@@ -52,7 +57,7 @@ internal sealed class JobLogSchedulerConsumer(
             CreatedAt = UtcNow,
             Host = ledger.Value.Host,
         };
-        await StoreAsync(store, dispatcher, row, UtcNow, logger, context.CancellationToken).ConfigureAwait(false);
+        await StoreAsync(store, dispatcher, recorder, row, UtcNow, logger, context.CancellationToken).ConfigureAwait(false);
     }
 
     public async Task Consume(ConsumeContext<CancelScheduledMessage> context)
@@ -73,6 +78,7 @@ internal sealed class JobLogSchedulerConsumer(
     internal static async Task StoreAsync(
         ScheduledMessageStore store,
         ScheduledMessageDispatcher dispatcher,
+        LedgerRecorder recorder,
         ScheduledMessageLog row,
         DateTime now,
         ILogger logger,
@@ -96,6 +102,16 @@ internal sealed class JobLogSchedulerConsumer(
             var held = await store.HeldAsync(row.Id, cancellationToken).ConfigureAwait(false);
             Log.AlreadyStored(logger, row.Id, row.MessageId, row.Destination, row.ScheduledTime,
                 held?.State.ToString() ?? "gone", held?.ScheduledTime);
+
+            // A deferred send is held under its MessageId, which is its task's id; the task's ETA is the one its send
+            // recorded last, this copy's. The copy held is the one delivered: its time is shown, once this process's
+            // record of this copy's send (enqueued before the send reached the broker) is written.
+            if (row.MessageId == row.Id && held is { State: ScheduledMessageState.Pending or ScheduledMessageState.Dispatching } kept
+                && kept.ScheduledTime != row.ScheduledTime)
+            {
+                await recorder.FlushAsync(s_dispatchRecordsWait, cancellationToken).ConfigureAwait(false);
+                await store.ShowHeldEtaAsync(row.Id, kept.ScheduledTime, cancellationToken).ConfigureAwait(false);
+            }
         }
     }
 
@@ -125,6 +141,7 @@ internal sealed class JobLogSchedulerConsumerDefinition : ConsumerDefinition<Job
         var deferred = new DeferredMessageFilter(
             context.GetRequiredService<ScheduledMessageStore>(),
             context.GetRequiredService<ScheduledMessageDispatcher>(),
+            context.GetRequiredService<LedgerRecorder>(),
             context.GetRequiredService<IOptions<JobLogOptions>>().Value.Host,
             context.GetRequiredService<TimeProvider>(),
             context.GetRequiredService<ILogger<JobLogSchedulerConsumer>>());

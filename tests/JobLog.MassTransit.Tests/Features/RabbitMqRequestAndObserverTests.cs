@@ -154,9 +154,39 @@ public class RabbitMqRequestAndObserverTests : OneSchedulerBusTests
         Assert.That(received.ErrorMessage, Does.StartWith("Not received: it arrived at "));
     }
 
+    /// <summary>
+    /// A response sent to a queue whose consumers do not take its type (a misconfigured ResponseAddress), not to a
+    /// request client that gave up: MassTransit moves it to the queue's <c>_skipped</c>. Before, its run read "Not received:
+    /// … its request client had given up", which sent the reader looking for a timeout that never happened.
+    /// </summary>
+    [Test]
+    public async Task Response_SentToAQueueWhereNothingConsumesItsType_IsExpired_SayingSoAndWhereItWent()
+    {
+        var bus = await StartBusAsync(x => x.AddConsumer<QuoteConsumer>());
+        var id = NewId.NextGuid();
+        var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:quote"));
+        await endpoint.Send(new QuoteRequest(Random.Shared.Next(1000, int.MaxValue), false), x =>
+        {
+            x.MessageId = id;
+            x.RequestId = NewId.NextGuid();
+            x.ResponseAddress = new Uri("queue:quote");
+        });
+
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the request consumed");
+        var run = task.Runs.Single();
+        TaskLog? response = null;
+        await LedgerHost.EventuallyAsync(async () => (response = (await bus.Host.TasksAsync()).SingleOrDefault(t => t.ParentRunId == run.Id))?.State == TaskState.Expired,
+            TimeSpan.FromSeconds(20), "the response nothing consumed is EXPIRED");
+        TestContext.Out.WriteLine(Describe(task) + " -> " + Describe(response) + " err=" + response!.Runs.Single().ErrorMessage);
+        var received = response.Runs.Single();
+        Assert.That((response.Name, received.QueueName, received.State), Is.EqualTo((nameof(QuoteAccepted), "quote", TaskRunState.Expired)));
+        Assert.That(received.ErrorMessage, Does.StartWith("Not consumed: it arrived at quote at ")
+            .And.Contain("no consumer there takes QuoteAccepted").And.Contain("quote_skipped").And.Not.Contain("gave up"));
+    }
+
     [TestCase(false)]
     [TestCase(true)]
-    public async Task UsersSendObserver_RefusingAMessage_TheSendThrows_ItsTaskIsNoneOrShowsTheDispatchFailed_AUsersConsumeObserverSeesWhatJobLogRecords(bool connectedAfterStart)
+    public async Task UsersSendObserver_RefusingAMessage_TheSendThrows_ItsTaskIsNoneOrExpiredNamingTheObserver_AUsersConsumeObserverSeesWhatJobLogRecords(bool connectedAfterStart)
     {
         var consumed = new CountingConsumeObserver();
         var refusing = new RefusingObserver();
@@ -191,14 +221,17 @@ public class RabbitMqRequestAndObserverTests : OneSchedulerBusTests
         }
 
         // Refused by an observer connected before JobLog's, the message never reached JobLog: no task. Connected after it
-        // (bus.ConnectSendObserver once the bus runs), JobLog had recorded the dispatch and records the failure, as for a
-        // send the broker refuses: the task stays WAITING with the error "Dispatch failed: …" (never a run).
-        foreach (var id in new[] { refused, refusedPublish })
+        // (bus.ConnectSendObserver once the bus runs), JobLog had recorded the dispatch; the refusal is certain (an
+        // observer's PreSend runs before the transport is given the message), so the task is EXPIRED, its one run saying
+        // which observer refused it. Before, it stayed WAITING with "Dispatch failed: …" until its stale limit, as a send
+        // the broker may still have taken.
+        foreach (var (id, observer, verb) in new[] { (refused, "RefusingObserver.PreSend", "send"), (refusedPublish, "RefusingObserver.PrePublish", "publish") })
         {
             var t = tasks.SingleOrDefault(t => t.Id == id);
-            (TaskState, int, string?)? seen = t is null ? null : (t.State, t.Runs.Count, t.ErrorMessage?.Split('\n')[0]);
-            (TaskState, int, string?)? expected = connectedAfterStart
-                ? (TaskState.Waiting, 0, "Dispatch failed: System.InvalidOperationException: negative quote id refused")
+            (TaskState, int, string?, string?)? seen = t is null ? null : (t.State, t.Runs.Count, t.Runs.FirstOrDefault()?.ConsumerType, t.Runs.FirstOrDefault()?.ErrorMessage?.Split('\n')[0]);
+            (TaskState, int, string?, string?)? expected = connectedAfterStart
+                ? (TaskState.Expired, 1, "(dispatch)",
+                    $"Not sent: refused by the observer {observer} before it reached the transport (the {verb} threw to its caller): System.InvalidOperationException: negative quote id refused")
                 : null;
             Assert.That(seen, Is.EqualTo(expected));
         }

@@ -102,6 +102,44 @@ public class SchedulerTests(LedgerProvider provider)
         Assert.That(task.Runs.Single().Start, Is.GreaterThanOrEqualTo(held.ScheduledTime), "delivered when the copy held was due");
     }
 
+    /// <summary>
+    /// The task's ETA is that of the copy the scheduler holds, the one delivered: before, it was the ETA of the send
+    /// recorded last (here the dropped copy, due a second earlier), from the warning until the task's end.
+    /// </summary>
+    [Test]
+    public async Task SetTaskOptions_Countdown_TheSameMessageIdSentTwice_TheTaskShowsTheEtaOfTheCopyHeld()
+    {
+        var warnings = new WarningLog();
+        var bus = await Start(x => x.AddConsumer<ChargeCardConsumer>(), warnings: warnings);
+        var id = NewId.NextGuid();
+
+        await bus.Bus.Publish(new ChargeCard(7, 3m), x =>
+        {
+            x.MessageId = id;
+            x.SetTaskOptions(t => t.Countdown = TimeSpan.FromSeconds(3));
+        });
+        await bus.Bus.Publish(new ChargeCard(7, 4m), x =>
+        {
+            x.MessageId = id;
+            x.SetTaskOptions(t => t.Countdown = TimeSpan.FromSeconds(1));
+        });
+
+        await LedgerHost.EventuallyAsync(() => Task.FromResult(warnings.Lines.Any(l => l.Contains(id.ToString(), StringComparison.Ordinal))),
+            TimeSpan.FromSeconds(20), "the second copy was warned about: " + string.Join(" | ", warnings.Lines));
+        var held = (await bus.ScheduledAsync(id))!;
+        await bus.Host.FlushAsync();
+        TaskLog? waiting = null;
+        await LedgerHost.EventuallyAsync(
+            async () => (waiting = await bus.Host.QueryAsync(db => db.TaskLogs.AsNoTracking().SingleOrDefaultAsync(t => t.Id == id)))
+                ?.EstimatedTimeOfFirstArrival is { } eta && Math.Abs((eta - held.ScheduledTime).TotalMilliseconds) < 0.01,
+            TimeSpan.FromSeconds(10), $"the waiting task shows the held copy's ETA {held.ScheduledTime:O}, not the other copy's");
+        TestContext.Out.WriteLine($"held {held.ScheduledTime:O}, task {waiting!.EstimatedTimeOfFirstArrival:O} ({waiting.State})");
+
+        var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the held copy consumed when due");
+        Assert.That(task.EstimatedTimeOfFirstArrival, Is.EqualTo(held.ScheduledTime).Within(TimeSpan.FromMilliseconds(0.01)), "still the held copy's ETA once consumed");
+        Assert.That(task.Runs.Single().Start, Is.GreaterThanOrEqualTo(held.ScheduledTime), "consumed no earlier than the ETA shown");
+    }
+
     [Test]
     public async Task SetTaskOptions_EtaOnASendToAQueue_IsConsumedAtItsEta_WithTheSameMessageId()
     {
