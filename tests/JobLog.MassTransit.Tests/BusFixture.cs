@@ -36,11 +36,17 @@ public sealed class BusFixture : IAsyncDisposable
         TestLedger? ledger = null,
         TimeSpan? retryInterval = null,
         Action<IBusRegistrationContext, IBusFactoryConfigurator>? configureBus = null,
-        Action<IBusRegistrationContext, IBusFactoryConfigurator>? endpoints = null)
+        Action<IBusRegistrationContext, IBusFactoryConfigurator>? endpoints = null,
+        Microsoft.Extensions.Logging.ILoggerProvider? logs = null)
     {
         var vhost = transport == Transport.RabbitMq ? await RabbitMqVhost.CreateAsync() : null;
         var host = await LedgerHost.StartAsync(ledger ?? TestLedger.Sqlite(), options, services =>
         {
+            if (logs is not null)
+            {
+                services.AddSingleton(logs);
+            }
+
             services.AddMassTransitTestHarness(x =>
             {
                 x.SetKebabCaseEndpointNameFormatter();

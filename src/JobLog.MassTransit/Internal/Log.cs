@@ -7,4 +7,8 @@ internal static partial class Log
 {
     [LoggerMessage(3100, LogLevel.Warning, "JobLog could not record {Where}; the message goes on unaffected.")]
     public static partial void RecordingFailed(ILogger logger, Exception exception, string where);
+
+    [LoggerMessage(3101, LogLevel.Warning,
+        "JobLog: {Consumer} on {Queue} has its own {What} on the handler configurator, which MassTransit places after JobLog's run filter: {Effect}. Configure it on the receive endpoint instead (e.UseMessageRetry, e.ConcurrentMessageLimit) for JobLog to see it.")]
+    public static partial void HandlerPipeAhead(ILogger logger, string consumer, string? queue, string what, string effect);
 }

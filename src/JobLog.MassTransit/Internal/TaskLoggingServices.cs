@@ -59,6 +59,17 @@ internal sealed class TaskLoggingServices(
             provider.GetRequiredService<ILogger<TaskLoggingServices>>());
     }
 
+    /// <summary>
+    /// A handler's own <c>UseMessageRetry</c> or <c>UseConcurrentMessageLimit</c> (on its configurator: MassTransit adds
+    /// them after JobLog's run filter, and a handler's pipe has no later hook): said once per handler, at its first message.
+    /// </summary>
+    public void HandlerPipeAhead(string consumer, string? queue, bool retry, bool limit) =>
+        Log.HandlerPipeAhead(logger, consumer, queue,
+            retry && limit ? "UseMessageRetry and concurrency limit" : retry ? "UseMessageRetry" : "concurrency limit",
+            (retry ? "its attempts are recorded as one run, the failures retried away do not show" : "")
+            + (retry && limit ? "; " : "")
+            + (limit ? "its runs begin when the wait for the limit begins" : ""));
+
     /// <summary>Logs and counts a failure of the recording; the business path goes on (where: a short stable name).</summary>
     public void RecordingFailed(Exception exception, string where)
     {

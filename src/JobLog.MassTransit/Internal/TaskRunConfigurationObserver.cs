@@ -13,7 +13,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
 {
     public void HandlerConfigured<TMessage>(IHandlerConfigurator<TMessage> configurator)
         where TMessage : class =>
-        _ = Add(configurator, "Handler<" + TaskLoggingServices.ShortName(typeof(TMessage)) + ">");
+        _ = Add(configurator, "Handler<" + TaskLoggingServices.ShortName(typeof(TMessage)) + ">", slotted: null, handler: true);
 
     // MassTransit validates a consumer's specification by calling ConsumerConfigured and then, at once, ConsumerMessageConfigured
     // for each of its message types: the consumer configurator whose message pipes are being configured.
@@ -83,7 +83,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
     }
 
     /// <returns>The run filter added: a <see cref="TaskRunFilter{TMessage}"/>, an <see cref="IBatchRunFilter"/>, or null when the message has no runs.</returns>
-    private object? Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false, bool? slotted = false)
+    private object? Add<TMessage>(IPipeConfigurator<ConsumeContext<TMessage>> configurator, string consumer, bool saga = false, bool? slotted = false, bool handler = false)
         where TMessage : class
     {
         if (RunType<TMessage>(services) is not { } runType)
@@ -103,7 +103,7 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
             return filter;
         }
 
-        var run = new TaskRunFilter<TMessage>(services, consumer, saga, slotted);
+        var run = new TaskRunFilter<TMessage>(services, consumer, saga, slotted, handler);
         configurator.UseFilter(run);
         return run;
     }

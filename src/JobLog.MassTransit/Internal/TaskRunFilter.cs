@@ -13,13 +13,14 @@ namespace JobLog.MassTransit.Internal;
 /// When a concurrency limit follows this filter (<paramref name="slotted"/> true, or, when null, a MassTransit limit found in
 /// the rest of the pipe before JobLog's slot filter: <see cref="LimitAhead"/>), the run's start is recorded when the
 /// consumer or saga gets its slot (<see cref="ConsumerSlotWait"/>), and a consumer's expiry is checked then. False: the
-/// run begins on receipt (handlers, whose pipe has no slot filter).
+/// run begins on receipt. A handler's (<paramref name="handler"/>) run always begins on receipt (its pipe has no slot
+/// filter); its pipe is probed at the first message only to say when the handler's own retry or limit follows this filter.
 /// When an in-memory retry follows this filter in a consumer's pipe (<c>UseMessageRetry</c> on the consumer configurator,
 /// often in a <c>ConsumerDefinition</c>: MassTransit adds it after JobLog's filter), this filter only passes the delivery
 /// on, and each attempt is recorded by <see cref="ConsumerSlotFilter{TConsumer, TMessage}"/> on the consumer's pipe, inside
 /// that retry (<see cref="IsInner"/>).
 /// </remarks>
-internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType, bool saga = false, bool? slotted = false)
+internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, string consumerType, bool saga = false, bool? slotted = false, bool handler = false)
     : IFilter<ConsumeContext<TMessage>>
     where TMessage : class
 {
@@ -40,7 +41,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
     public bool IsInner => Volatile.Read(ref _mode) == Inner;
 
     public Task Send(ConsumeContext<TMessage> context, IPipe<ConsumeContext<TMessage>> next) =>
-        Mode(next) switch
+        Mode(context, next) switch
         {
             Inner => next.Send(context),
             var mode => RunAsync(context, next, mode == AtSlot),
@@ -165,14 +166,29 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogTaskRun").Add("consumer", consumerType);
 
-    private int Mode(IPipe<ConsumeContext<TMessage>> next)
+    private int Mode(ConsumeContext context, IPipe<ConsumeContext<TMessage>> next)
     {
         var mode = Volatile.Read(ref _mode);
         if (mode == Unknown)
         {
             // Idempotent: two first messages at once find the same answer.
             var (limit, retry) = LimitAhead.Find(next, saga ? SlotFilterTypes.Saga : SlotFilterTypes.Consumer);
-            mode = retry && !saga ? Inner : limit ? AtSlot : OnReceipt;
+            if (handler)
+            {
+                // Nothing of JobLog's follows a handler's own retry or limit (the handler is the pipe's last filter): the run
+                // stays one call of this filter, and the application is told once.
+                if ((limit || retry) && Interlocked.CompareExchange(ref _mode, OnReceipt, Unknown) == Unknown)
+                {
+                    services.HandlerPipeAhead(consumerType, _input.Get(context.ReceiveContext.InputAddress), retry, limit);
+                }
+
+                mode = OnReceipt;
+            }
+            else
+            {
+                mode = retry && !saga ? Inner : limit ? AtSlot : OnReceipt;
+            }
+
             Volatile.Write(ref _mode, mode);
         }
 
