@@ -45,6 +45,10 @@ internal sealed class ConsumedTypes
             ? [.. consumers.Keys.Order(StringComparer.Ordinal)]
             : SoleConsumer(messageType) is { } sole ? [sole] : [];
 
+    /// <summary>The consumers of <paramref name="messageType"/> configured on the endpoint of <paramref name="queue"/> (none when not known).</summary>
+    public IReadOnlyList<string> ConsumersOnEndpoint(string queue, Type messageType) =>
+        _consumersOn.TryGetValue((queue, messageType), out var consumers) ? [.. consumers.Keys.Order(StringComparer.Ordinal)] : [];
+
     /// <summary>True when a consumer, saga or handler of this application is configured on the endpoint of <paramref name="queue"/>.</summary>
     public bool HasConsumersOn(string? queue) =>
         queue is not null && _consumersOn.Any(e => string.Equals(e.Key.Queue, queue, StringComparison.Ordinal) && !e.Value.IsEmpty);

@@ -92,20 +92,26 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
     public const string RefusedConsumer = "(delivery)";
 
     /// <summary>
-    /// A response that nothing consumed where it arrived. On an endpoint without consumers of this application's (the
-    /// bus endpoint, where request clients wait) its request client had stopped waiting for it (the request's timeout ran
-    /// out, or its caller cancelled the request) and MassTransit drops it: its run, consumer
-    /// <see cref="ResponseReceiptObserver.ConsumerType"/>, is EXPIRED and says so. On a receive endpoint whose consumers
-    /// do not take its type (a ResponseAddress naming the wrong queue) MassTransit moves it to the queue's
-    /// <c>_skipped</c>: the run, consumer <see cref="RefusedConsumer"/>, is EXPIRED and says that. Without them the
-    /// response stayed WAITING until its stale limit. Faults are left out (a fault the request client receives is no task
-    /// of its own).
+    /// A message that nothing consumed where it arrived, no run of JobLog's begun. On an endpoint without consumers of this
+    /// application's (the bus endpoint, where request clients wait), a response: its request client had stopped waiting
+    /// for it (the request's timeout ran out, or its caller cancelled the request) and MassTransit drops it; its run,
+    /// consumer <see cref="ResponseReceiptObserver.ConsumerType"/>, is EXPIRED and says so. On a receive endpoint with
+    /// consumers, any message: MassTransit moves it to the queue's <c>_skipped</c>, either because no consumer there takes
+    /// its type (a send or a ResponseAddress naming the wrong queue; one run, consumer <see cref="RefusedConsumer"/>) or
+    /// because a filter in front of its consumers did not pass it on (an application's idempotency filter; a run in the lane
+    /// of each of them, which a later run, the message moved back, supersedes); EXPIRED, saying which. Without them the
+    /// task stayed WAITING until its stale limit. Faults are left out (a fault the request client receives is no task of
+    /// its own), and so is a message the JobLog scheduler holds (its dead-letter pipe stores it).
     /// </summary>
     private void NotReceived(ConsumeContext context, DeliveryState delivery)
     {
         try
         {
-            if (context.RequestId is null || context.ResponseAddress is not null
+            var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
+            var skipped = queue is not null && services.Consumed.HasConsumersOn(queue);
+            var response = context.RequestId is not null && context.ResponseAddress is null;
+            if (!(skipped || response)
+                || context.ReceiveContext.TransportHeaders.TryGetHeader(Scheduling.SchedulerHeaders.ScheduledTime, out _)
                 || services.Messages.Resolve(context.SupportedMessageTypes) is not { } type || typeof(Fault).IsAssignableFrom(type)
                 || ConsumedRecords.TaskId(context) is not { } taskId)
             {
@@ -114,16 +120,19 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
 
             var now = services.UtcNow;
             var name = services.TaskName(type);
-            var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
-            var skipped = services.Consumed.HasConsumersOn(queue);
-            var ended = new RunEnd(TaskRunState.Expired, now, skipped
-                ? $"Not consumed: it arrived at {queue} at {now:O}, but no consumer there takes {name} (the response was sent to a queue whose consumers take other messages); MassTransit moved it to {queue}_skipped."
-                : $"Not received: it arrived at {queue} at {now:O}, when nothing there was waiting for it any more (its request client had given up: the request's timeout ran out or its caller cancelled it); not consumed.");
-            var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue,
-                skipped ? RefusedConsumer : ResponseReceiptObserver.ConsumerType, now, ended);
+            var consumers = skipped ? services.Consumed.ConsumersOnEndpoint(queue!, type) : [];
+            var ended = new RunEnd(TaskRunState.Expired, now, !skipped
+                ? $"Not received: it arrived at {queue} at {now:O}, when nothing there was waiting for it any more (its request client had given up: the request's timeout ran out or its caller cancelled it); not consumed."
+                : consumers.Count > 0
+                    ? $"Not consumed: it arrived at {queue} at {now:O}, but a filter in front of its consumers did not pass it on (none of them ran); MassTransit moved it to {queue}_skipped."
+                    : $"Not consumed: it arrived at {queue} at {now:O}, but no consumer there takes {name} ({(response ? "the response was" : "it was")} sent to a queue whose consumers take other messages); MassTransit moved it to {queue}_skipped.");
             var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
                 isInternal: InternalMessages.IsInternal(type));
-            delivery.Track(services.Recorder.Enqueue(new RunStarted(run, seed, false)));
+            foreach (var consumer in !skipped ? [ResponseReceiptObserver.ConsumerType] : consumers.Count > 0 ? consumers : [RefusedConsumer])
+            {
+                var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, consumer, now, ended);
+                delivery.Track(services.Recorder.Enqueue(new RunStarted(run, seed, false)));
+            }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

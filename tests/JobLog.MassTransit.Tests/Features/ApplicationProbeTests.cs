@@ -28,6 +28,16 @@ public sealed class TallySummedConsumer : IConsumer<TallySummed>
     public Task Consume(ConsumeContext<TallySummed> context) => Task.CompletedTask;
 }
 
+/// <summary>An application's scoped consume filter that drops duplicates (an idempotency check): it does not call next.</summary>
+public sealed class DropDuplicatesFilter<T> : IFilter<ConsumeContext<T>>
+    where T : class
+{
+    public Task Send(ConsumeContext<T> context, IPipe<ConsumeContext<T>> next) =>
+        context.Headers.Get<string>("X-Duplicate") == "yes" ? Task.CompletedTask : next.Send(context);
+
+    public void Probe(ProbeContext context) => context.CreateFilterScope("dropDuplicates");
+}
+
 /// <summary>A definition that names the consumer's endpoint and sets its limits, as applications do.</summary>
 public sealed class ChargeCardEndpointDefinition : ConsumerDefinition<ChargeCardConsumer>
 {
@@ -157,6 +167,54 @@ public class ApplicationProbeTests
         }
 
         Assert.That(tallies.SelectMany(t => t.Runs).Select(r => r.Id), Does.Contain(summed.ParentRunId), "the event's parent is a run of the batch");
+    }
+
+    /// <summary>
+    /// A message a filter of the application's does not pass on (<c>UseConsumeFilter</c>, an idempotency check dropping a
+    /// duplicate): no consumer ran, and MassTransit moves it to the queue's <c>_skipped</c>. Before, its task stayed WAITING
+    /// until its stale limit, like a message still on its way.
+    /// </summary>
+    [Test]
+    public async Task Consume_DroppedByAUsersConsumeFilter_IsExpired_SayingAFilterDidNotPassItOn()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<ChargeCardConsumer>(),
+            configureBus: (context, cfg) => cfg.UseConsumeFilter(typeof(DropDuplicatesFilter<>), context));
+        var (kept, dropped) = (NewId.NextGuid(), NewId.NextGuid());
+        await bus.Bus.Publish(new ChargeCard(1, 2m), x => x.MessageId = kept);
+        await bus.Bus.Publish(new ChargeCard(1, 2m), x =>
+        {
+            x.MessageId = dropped;
+            x.Headers.Set("X-Duplicate", "yes");
+        });
+
+        await WaitFor(bus, kept, t => t.State == TaskState.Succeeded, "the first consumed");
+        var task = await WaitFor(bus, dropped, t => t.State == TaskState.Expired, "the duplicate dropped by the filter is EXPIRED");
+        TestContext.Out.WriteLine(Describe(task));
+        var run = task.Runs.Single();
+        Assert.That((run.ConsumerType, run.State), Is.EqualTo(("ChargeCardConsumer", TaskRunState.Expired)));
+        Assert.That(run.ErrorMessage, Does.StartWith("Not consumed: it arrived at charge-card at ")
+            .And.Contain("a filter in front of its consumers did not pass it on").And.Contain("charge-card_skipped"));
+    }
+
+    /// <summary>A message sent to a queue none of whose consumers takes its type: moved to <c>_skipped</c>; before, WAITING.</summary>
+    [Test]
+    public async Task Send_ToAQueueWhereNoConsumerTakesItsType_IsExpired_SayingSo()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x =>
+        {
+            x.AddConsumer<ChargeCardConsumer>();
+            x.AddConsumer<FlakyJobConsumer>();
+        });
+        var id = NewId.NextGuid();
+        var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:flaky-job"));
+        await endpoint.Send(new ChargeCard(1, 2m), x => x.MessageId = id);
+
+        var task = await WaitFor(bus, id, t => t.State == TaskState.Expired, "the misrouted message is EXPIRED");
+        TestContext.Out.WriteLine(Describe(task));
+        var run = task.Runs.Single();
+        Assert.That((run.ConsumerType, run.QueueName, run.State), Is.EqualTo(("(delivery)", "flaky-job", TaskRunState.Expired)));
+        Assert.That(run.ErrorMessage, Does.StartWith("Not consumed: it arrived at flaky-job at ")
+            .And.Contain("no consumer there takes ChargeCard").And.Contain("flaky-job_skipped"));
     }
 
     [Test]
