@@ -124,6 +124,19 @@ public sealed class JobLogOptions : IValidatableObject
     /// </summary>
     public string? SpoolDirectory { get; set; } = Recording.SpoolFiles.DefaultDirectory();
 
+    /// <summary>
+    /// Whether each group of records appended to the journal is flushed to the disk (<c>fsync</c>) before the
+    /// acknowledgements that wait for it are given. Default <c>false</c>: an append is handed to the operating system
+    /// (microseconds), which survives the application's crash but not the machine's (a power loss, a kernel panic), nor
+    /// an error of the journal's file system that makes the kernel remount it read-only and drop what it had not written
+    /// (session 27): the records acknowledged in the last seconds before such an event, not yet committed, are lost.
+    /// <c>true</c>: those survive too; every acknowledgement that waits for the journal (every one in
+    /// <see cref="LedgerDurability.Journaled"/> mode, those of an outage in <see cref="LedgerDurability.Committed"/> mode) then
+    /// waits for the disk's flush as well, shared by every record of the group (docs/benchmarks.md has its cost). Put
+    /// <see cref="SpoolDirectory"/> on a persistent disk with it.
+    /// </summary>
+    public bool FlushJournalToDisk { get; set; }
+
     /// <summary>Largest spool file. Default 1 GiB; further records are dropped and counted.</summary>
     [AtLeast(1, ErrorMessage = "{0} must be positive (set SpoolDirectory to null to turn the spool off).")]
     public long MaxSpoolBytes { get; set; } = 1L << 30;

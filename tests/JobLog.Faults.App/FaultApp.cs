@@ -31,7 +31,7 @@ public sealed record ConsumeDelay(TimeSpan Value);
 /// <c>consume</c> consumes them and writes each id once its consumer has finished.
 /// Settings: <c>Fault:Role</c>, <c>Fault:Out</c> (the file of ids), <c>Fault:Count</c>, <c>Fault:Database</c>
 /// (<c>sqlite</c> or <c>postgres</c>), <c>ConnectionStrings:JobLog</c>, <c>RabbitMq:Host</c>, <c>RabbitMq:Port</c>, <c>RabbitMq:VirtualHost</c>,
-/// <c>JobLog:Durability</c>, <c>JobLog:SpoolDirectory</c>, <c>JobLog:QueueCapacity</c>, <c>Fault:ConsumeDelayMs</c> (a slow consumer),
+/// <c>JobLog:Durability</c>, <c>JobLog:SpoolDirectory</c>, <c>JobLog:QueueCapacity</c>, <c>JobLog:FlushJournalToDisk</c>, <c>Fault:ConsumeDelayMs</c> (a slow consumer),
 /// <c>Fault:HeartbeatMs</c> (<see cref="JobLogOptions.HeartbeatInterval"/>), <c>Fault:HostTimeoutMs</c> (<see cref="JobLogOptions.HostTimeout"/>),
 /// <c>Fault:SweepMs</c> (<see cref="SweeperOptions.Interval"/>), <c>Fault:ClockOffsetMs</c> (JobLog's wall clock set that far
 /// from the machine's: <see cref="OffsetClock"/>). Prints <c>fault-app ready</c> when the bus has started and
@@ -99,6 +99,8 @@ public static class FaultApp
             {
                 o.QueueCapacity = capacity;
             }
+
+            o.FlushJournalToDisk = config.GetValue("JobLog:FlushJournalToDisk", false);
         });
         builder.Services.AddMassTransit(x =>
         {

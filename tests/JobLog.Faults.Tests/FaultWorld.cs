@@ -61,7 +61,7 @@ internal sealed class FaultWorld : IAsyncDisposable
 
     /// <summary>
     /// The journal's and spool's directory on an ext4 file system of its own (a 64 MiB image on a loop device the test
-    /// mounts, as root, with <c>errors=remount-ro</c>, the usual setting), which <see cref="BreakJournalDiskAsync"/> makes
+    /// mounts, as root, with <c>errors=remount-ro</c>, the usual setting), which <see cref="BreakJournalDisk"/> makes
     /// the kernel remount read-only.
     /// </summary>
     public async Task UseJournalDiskThatCanFailAsync()
@@ -90,6 +90,31 @@ internal sealed class FaultWorld : IAsyncDisposable
         var spool = Path.Combine(_directory, "spool");
         var device = File.ReadAllLines("/proc/mounts").Select(line => line.Split(' ')).Single(fields => fields[1] == spool)[0];
         File.WriteAllText($"/sys/fs/ext4/{Path.GetFileName(device)}/trigger_fs_error", "1");
+    }
+
+    /// <summary>
+    /// The journal's file system (<see cref="UseJournalDiskThatCanFailAsync"/>), broken, unmounted and mounted again, as
+    /// after the machine's restart (or an operator's repair): what the kernel had not written to the disk before the error
+    /// (dirty pages, metadata its journal had not committed) is gone; what was flushed is there. The processes using it
+    /// must be gone (a busy file system cannot be unmounted).
+    /// </summary>
+    public async Task MountJournalDiskAgainAsync()
+    {
+        var spool = Path.Combine(_directory, "spool");
+        await MachineCommands.RunAsync("umount", [spool]);
+        await MachineCommands.RunAsync("mount", ["-o", "loop,errors=remount-ro", Path.Combine(_directory, "journal.img"), spool]);
+    }
+
+    /// <summary>
+    /// Pauses <paramref name="processes"/> (SIGSTOP, at once, from this process) and leaves them so, as the moment of a
+    /// machine's crash: nothing they do after it reaches any disk. A SIGKILL ends them.
+    /// </summary>
+    public static void Pause(params ChildProcess[] processes)
+    {
+        foreach (var process in processes)
+        {
+            _ = Signal(process.Pid, SigStop);
+        }
     }
 
     /// <summary>

@@ -55,4 +55,43 @@ public sealed class JournalDiskReadOnlyTests
                 "the next process says why it cannot use its journal: the read-only file system\n" + next.Tail(30));
         });
     }
+
+    /// <summary>
+    /// Session 27 (session 26's open item): the journal's file system fails during a database outage, at the moment the
+    /// processes die (paused, the disk broken, then SIGKILLed: a machine's crash with its disk's error), and is mounted
+    /// again before the next start, as after a restart. What the kernel had not written to the disk is gone then; with
+    /// <see cref="JobLogOptions.FlushJournalToDisk"/> every acknowledged record was flushed before its acknowledgement.
+    /// </summary>
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task JournalsFileSystemFailsDuringADatabaseOutage_AsTheProcessesDie_FlushedToDisk_EveryAcknowledgedRecordReachesTheLedger()
+    {
+        const string flush = "--JobLog:FlushJournalToDisk=true";
+        await using var world = await FaultWorld.PostgresAsync();
+        await world.UseJournalDiskThatCanFailAsync();
+        var consumer = await world.StartWithAsync("consume", 0, 0, flush);
+        var publisher = await world.StartWithAsync("publish", 3000, 0, flush);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+        await world.Postgres!.StopAsync();
+        var atOutage = world.Consumed.Count;
+        await world.WaitUntilAsync(() => world.Consumed.Count >= atOutage + 600, Drain, "600 more probes consumed during the outage, journaled");
+
+        FaultWorld.Pause(publisher, consumer);
+        world.BreakJournalDisk();
+        await publisher.KillAsync();
+        await consumer.KillAsync();
+        await world.MountJournalDiskAgainAsync();
+        await world.Postgres.StartAsync();
+
+        await world.StartConsumerAsync();
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, "an acknowledged record flushed to the journal's disk survives the disk's error and the crash\n" + tally);
+            Assert.That(tally.Stuck, Is.Zero, tally.ToString());
+            Assert.That(tally.Tasks, Is.EqualTo(tally.Published), tally.ToString());
+        });
+    }
 }

@@ -27,7 +27,7 @@ internal sealed partial class LedgerRecorder
     {
         try
         {
-            if (JournalSegments.Claim(directory, ledger, JournalSegmentBytes, flushToDisk: false, formerly: connectionString) is not { } segments)
+            if (JournalSegments.Claim(directory, ledger, JournalSegmentBytes, _options.FlushJournalToDisk, formerly: connectionString) is not { } segments)
             {
                 Log.JournalUnavailable(_logger, directory, "every journal slot of this ledger is held by a live process");
                 return null;
