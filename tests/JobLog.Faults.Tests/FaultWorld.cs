@@ -47,6 +47,9 @@ internal sealed class FaultWorld : IAsyncDisposable
         return new FaultWorld(await RabbitMqVhost.CreateAsync(), directory, Path.Combine(directory, "ledger.db"), null);
     }
 
+    /// <summary>The journal's and spool's directory of the world's processes.</summary>
+    public string JournalDirectory => Path.Combine(_directory, "spool");
+
     /// <summary>
     /// The journal's and spool's directory on a filesystem of <paramref name="bytes"/> (a tmpfs the test mounts, as
     /// root), so that the disk refuses appends early.

@@ -20,6 +20,54 @@ public sealed class StopDuringOutageTests
     public async Task PublisherAndConsumerStoppedGracefullyDuringADatabaseOutage_TheStopEnds_AndNothingIsLost()
     {
         await using var world = await FaultWorld.PostgresAsync();
+        await StopBothDuringAnOutageAsync(world);
+
+        await world.Postgres!.StartAsync();
+        await world.StartConsumerAsync();
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, "what was acknowledged or published before the stop reaches the ledger: " + tally);
+            Assert.That(tally.Stuck, Is.Zero, tally.ToString());
+        });
+    }
+
+    /// <summary>
+    /// Session 27 (session 26's open item): the same stop, then no process of the application starts again (a service scaled
+    /// to zero, a machine being retired): the operator runs the Worker's <c>replay</c> on the journal's directory once the
+    /// database is back, and what the stopped processes kept there reaches the ledger.
+    /// </summary>
+    [Test]
+    [CancelAfter(400_000)]
+    public async Task StoppedGracefullyDuringADatabaseOutage_NoProcessStartsAgain_TheWorkersReplayWritesWhatTheJournalKept()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        await StopBothDuringAnOutageAsync(world);
+        await world.Postgres!.StartAsync();
+
+        var replay = world.StartWorkerCommand("replay", "--JobLog:SpoolDirectory=" + world.JournalDirectory);
+        await replay.WaitForExitAsync(TimeSpan.FromSeconds(120));
+        TestContext.Out.WriteLine("replay: " + replay.Tail(5));
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(replay.ExitCode, Is.Zero, "the replay\n" + replay.Tail(30));
+            Assert.That(replay.Output.Contains($"journal segments left in {world.JournalDirectory}: 0", StringComparison.Ordinal), Is.True,
+                "the replay says the journal's directory is empty\n" + replay.Tail(30));
+            Assert.That(tally.Lost, Is.Zero, "what was acknowledged or published before the stop reaches the ledger without a restart: " + tally);
+            Assert.That(tally.Tasks, Is.EqualTo(tally.Published), tally.ToString());
+        });
+    }
+
+    /// <summary>
+    /// A publisher and a consumer under load, PostgreSQL stopped, 300 more probes published and consumed into the outage,
+    /// then both stopped gracefully: each stop ends at once, saying where its records are kept.
+    /// </summary>
+    private static async Task StopBothDuringAnOutageAsync(FaultWorld world)
+    {
         var consumer = await world.StartConsumerAsync();
         var publisher = await world.StartPublisherAsync(3000);
         await world.WaitUntilAsync(() => world.Consumed.Count >= 500, Drain, "500 probes consumed");
@@ -46,18 +94,6 @@ public sealed class StopDuringOutageTests
                 Assert.That(stopped.Output.Contains("[1005]", StringComparison.Ordinal), Is.False, stopped.Name + ": no record reported lost at the stop\n" + stopped.Tail(20));
                 Assert.That(stopped.Output.Contains("[1007]", StringComparison.Ordinal), Is.True, stopped.Name + ": the stop says the records are kept in the journal\n" + stopped.Tail(20));
             }
-        });
-
-        await world.Postgres.StartAsync();
-        await world.StartConsumerAsync();
-        await world.DrainAsync(Drain);
-        await world.StopAllAsync();
-
-        var tally = await world.TallyAsync();
-        Assert.Multiple(() =>
-        {
-            Assert.That(tally.Lost, Is.Zero, "what was acknowledged or published before the stop reaches the ledger: " + tally);
-            Assert.That(tally.Stuck, Is.Zero, tally.ToString());
         });
     }
 }

@@ -24,7 +24,7 @@ public class CliTests
 
         Assert.That(exit, Is.Zero);
         Assert.That(output, Does.Contain("Usage:"));
-        foreach (var command in new[] { "run", "demo", "sweep", "migrate", "tasks", "task", "hosts", "purge", "restore" })
+        foreach (var command in new[] { "run", "demo", "sweep", "migrate", "replay", "tasks", "task", "hosts", "purge", "restore" })
         {
             Assert.That(output, Does.Contain("  " + command + " "), command);
         }

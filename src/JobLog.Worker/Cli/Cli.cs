@@ -107,6 +107,32 @@ internal static class Cli
         }, ct));
         root.Subcommands.Add(migrate);
 
+        var replay = new Command(
+            "replay",
+            "Write to the ledger the records that stopped processes left in the journal's directory (JobLog:SpoolDirectory), and exit.");
+        replay.SetAction(async (_, ct) =>
+        {
+            string? directory = null;
+            var exit = await context.WithLedgerAsync("replay", async session =>
+            {
+                // The session's writer takes every segment no live process holds when it starts, and writes them before the
+                // session ends (its stop drains them, or says where they stay when the database fails: warning 1007).
+                directory = session.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<JobLogOptions>>().Value.SpoolDirectory;
+                await session.Maintenance.MigrateAsync(ct);
+                await session.StartAsync(ct);
+                return 0;
+            }, ct);
+            if (exit != 0 || directory is null)
+            {
+                return exit;
+            }
+
+            var left = Directory.Exists(directory) ? Directory.GetFiles(directory, "joblog-*.journal").Length : 0;
+            await context.Console.Out.WriteLineAsync($"journal segments left in {directory}: {left} (of every ledger of this user; a live process's own are left to it)");
+            return 0;
+        });
+        root.Subcommands.Add(replay);
+
         root.Subcommands.Add(TasksCommand.List(context));
         root.Subcommands.Add(TasksCommand.Show(context));
         root.Subcommands.Add(HostsCommand.List(context));

@@ -55,13 +55,23 @@ internal sealed class LedgerSession : IAsyncDisposable
             return await body(cancellationToken);
         }
 
+        await StartAsync(cancellationToken);
+        return await commands.RunAsync(name, args, body, executedFromCommandLine: true, cancellationToken);
+    }
+
+    /// <summary>Starts JobLog's hosted services (the writer first among them), once; they stop, draining, when the session ends.</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        if (_started.Count > 0)
+        {
+            return;
+        }
+
         foreach (var hosted in _services.GetServices<IHostedService>())
         {
             await hosted.StartAsync(cancellationToken);
             _started.Add(hosted);
         }
-
-        return await commands.RunAsync(name, args, body, executedFromCommandLine: true, cancellationToken);
     }
 
     /// <summary>Runs a query in its own scope.</summary>
