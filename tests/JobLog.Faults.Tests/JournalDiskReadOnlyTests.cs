@@ -38,6 +38,9 @@ public sealed class JournalDiskReadOnlyTests
         TestContext.Out.WriteLine("what the next process, on the read-only directory, said of its journal:\n" +
             string.Join("\n", next.Output.Split('\n').Where(line => line.Contains("journal", StringComparison.OrdinalIgnoreCase))));
         TestContext.Out.WriteLine($"journal refusals said by the killed processes (1100): {world.Output.Split("[1100]").Length - 1}");
+        // Session 27: acknowledgements their deadline let go before their records were committed (the journal refusing), said.
+        TestContext.Out.WriteLine("acknowledgements given before their records were durable (1008):\n" +
+            string.Join("\n", world.Output.Split('\n').Where(line => line.Contains("JobLog let", StringComparison.Ordinal))));
         // Not asserted: tally.Lost. Records appended to the journal's files just before the error, acknowledged from the
         // page cache and not yet committed to the ledger, can be lost with the file system (the kernel drops the dirty
         // pages of a file system it remounts read-only at once), and the next process cannot adopt the segments on the

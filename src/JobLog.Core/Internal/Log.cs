@@ -35,6 +35,9 @@ internal static partial class Log
     [LoggerMessage(1007, LogLevel.Warning, "JobLog stopped without waiting for its database, which it could not write to: the {Count} records it had not written are kept in its journal in {Directory}, and the next process started on that directory writes them.")]
     public static partial void KeptOnShutdown(ILogger logger, int count, string? directory);
 
+    [LoggerMessage(1008, LogLevel.Warning, "JobLog let {Count} acknowledgements or publishes go on after waiting {Timeout} (AcknowledgeTimeout) for their records to be durable, since the last report: those records are in memory only until the writer commits them, and a crash before that loses them (the journal refused them, or it is not used, and the database is slow). Reported at most every 10 s.")]
+    public static partial void AcknowledgedBeforeDurable(ILogger logger, long count, TimeSpan timeout);
+
     [LoggerMessage(1010, LogLevel.Debug, "Task {TaskName} ({TaskId}) went stale without finishing and was set to EXPIRED.")]
     public static partial void TaskExpired(ILogger logger, string taskName, Guid taskId);
 

@@ -12,7 +12,11 @@ namespace JobLog.Recording;
 /// <param name="time">The clock.</param>
 /// <param name="timeout">The longest wait.</param>
 /// <param name="journalSuffices">True in Journaled mode: a journaled record is durable enough even while the database is up.</param>
-internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, TimeSpan timeout, bool journalSuffices = false) : IDisposable
+/// <param name="timedOut">
+/// Told how many waits its deadline released before their records were durable: the business path went on with those
+/// records in memory only (session 27: silent before).
+/// </param>
+internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, TimeSpan timeout, bool journalSuffices = false, Action<int>? timedOut = null) : IDisposable
 {
     private readonly Lock _lock = new();
     private readonly PriorityQueue<Waiter, long> _bySequence = new();
@@ -198,12 +202,13 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
     private void Expire()
     {
         var now = time.GetTimestamp();
+        var expired = 0;
         lock (_lock)
         {
             while (_byDeadline.TryPeek(out var head) && (head.Task.IsCompleted || head.Deadline <= now))
             {
                 _byDeadline.Dequeue();
-                head.Release();
+                expired += head.Release() ? 1 : 0;
             }
 
             if (_byDeadline.Count == 0)
@@ -213,6 +218,11 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
                 _watchdog?.Dispose();
                 _watchdog = null;
             }
+        }
+
+        if (expired > 0)
+        {
+            timedOut?.Invoke(expired);
         }
     }
 

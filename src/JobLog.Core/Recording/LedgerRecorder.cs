@@ -49,7 +49,14 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         _time = time;
         _drops = new SteadyRate(time, TimeSpan.FromSeconds(10));
         _spoolCheckFailures = new SteadyRate(time, TimeSpan.FromSeconds(10));
-        _waiters = new CommitWaiters(metrics, time, _options.AcknowledgeTimeout, journalSuffices: _options.Durability == LedgerDurability.Journaled);
+        var timedOut = new SteadyRate(time, TimeSpan.FromSeconds(10));
+        _waiters = new CommitWaiters(metrics, time, _options.AcknowledgeTimeout, journalSuffices: _options.Durability == LedgerDurability.Journaled, timedOut: expired =>
+        {
+            if (timedOut.Add(expired, out var count))
+            {
+                Log.AcknowledgedBeforeDurable(_logger, count, _options.AcknowledgeTimeout);
+            }
+        });
         _channel = Channel.CreateBounded<QueuedRecord>(new BoundedChannelOptions(_options.QueueCapacity)
         {
             SingleReader = true,

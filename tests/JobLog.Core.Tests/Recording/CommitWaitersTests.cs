@@ -66,4 +66,23 @@ public class CommitWaitersTests
 
         Assert.That(wait.IsCompleted, Is.True);
     }
+
+    [Test]
+    public void AWaitItsDeadlineReleases_BeforeItsRecordIsDurable_IsTold()
+    {
+        var time = new FakeTimeProvider();
+        var timedOut = 0;
+        using var waiters = new CommitWaiters(_services.GetRequiredService<JobLogMetrics>(), time, TimeSpan.FromSeconds(5), journalSuffices: true, timedOut: n => timedOut += n);
+        var committed = waiters.WaitAsync(1, CancellationToken.None);
+        var late = waiters.WaitAsync(2, CancellationToken.None);
+        waiters.Release(1);
+
+        time.Advance(TimeSpan.FromSeconds(6));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((committed.IsCompleted, late.IsCompleted), Is.EqualTo((true, true)));
+            Assert.That(timedOut, Is.EqualTo(1), "the wait its deadline released is told; the one its commit released is not");
+        });
+    }
 }
