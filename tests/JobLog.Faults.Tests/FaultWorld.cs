@@ -47,6 +47,9 @@ internal sealed class FaultWorld : IAsyncDisposable
         return new FaultWorld(await RabbitMqVhost.CreateAsync(), directory, Path.Combine(directory, "ledger.db"), null);
     }
 
+    /// <summary>The SQLite ledger's file (null on PostgreSQL).</summary>
+    public string? SqliteFile => _sqliteFile;
+
     /// <summary>The journal's and spool's directory of the world's processes.</summary>
     public string JournalDirectory => Path.Combine(_directory, "spool");
 
