@@ -257,6 +257,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
         }
 
         var rendered = services.Renderer.Render(message);
+        var stamp = context.Message is SerializedMessageBody ? ParentStamp.Read(context, services.StampKey) : (null, null);
         var task = new TaskPayload
         {
             Id = context.MessageId ?? NewId.NextGuid(),
@@ -269,10 +270,8 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
             EstimatedTimeOfFirstArrival = times.Eta,
             Expires = times.Expires,
             Stale = times.Stale,
-            ParentRunId = ParentRun(context),
-            InputRequestId = context.Message is SerializedMessageBody
-                ? ParentStamp.Read(context, ParentStamp.RequestHeader) ?? JobLogScope.CurrentInputRequestId
-                : JobLogScope.CurrentInputRequestId,
+            ParentRunId = ParentRun(context, stamp.Run),
+            InputRequestId = stamp.Request ?? JobLogScope.CurrentInputRequestId,
             CorrelationId = context.CorrelationId,
             ConversationId = context.ConversationId,
             TraceId = Activity.Current?.TraceId.ToHexString(),
@@ -287,20 +286,14 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
 
     /// <summary>
     /// The run this message was dispatched in: the ambient run; for a message the outbox stored and delivers later
-    /// (outside that run), the run stamped on it when it was written (<see cref="ParentStamp.Stamp"/>), else the run of
-    /// the delivery that releases it. A stamp on any other message is not JobLog's (<see cref="ParentStamp.Stamp"/>).
+    /// (outside that run), the run JobLog signed on it when it was written (<paramref name="stamped"/>, read only on an
+    /// outbox delivery: <see cref="ParentStamp.Read"/>), else the run of the delivery that releases it.
     /// </summary>
-    private static Guid? ParentRun<T>(SendContext<T> context)
-        where T : class
-    {
-        if (context.Message is SerializedMessageBody && ParentStamp.Read(context, ParentStamp.RunHeader) is { } stamped)
-        {
-            return stamped;
-        }
-
-        return JobLogScope.CurrentTaskRunId
-            ?? (context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetPayload<DeliveryState>(out var delivery) ? delivery.LastRunId : null);
-    }
+    private static Guid? ParentRun<T>(SendContext<T> context, Guid? stamped)
+        where T : class =>
+        stamped
+        ?? JobLogScope.CurrentTaskRunId
+        ?? (context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetPayload<DeliveryState>(out var delivery) ? delivery.LastRunId : null);
 
     /// <summary>
     /// A published message that no consumer, saga or handler of this application takes: one run of consumer

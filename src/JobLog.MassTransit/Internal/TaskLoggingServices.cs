@@ -5,6 +5,7 @@ using JobLog.Internal;
 using JobLog.Recording;
 using JobLog.Redaction;
 using MassTransit;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -36,6 +37,9 @@ internal sealed class TaskLoggingServices(
     /// <summary>Reads the messages the outbox delivers as serialized bodies.</summary>
     public SerializedMessages Messages { get; } = new();
 
+    /// <summary>Signs and checks the parent stamp of messages written to an outbox.</summary>
+    public required ParentStampKey StampKey { get; init; }
+
     /// <summary>Keeps the transport message of a failed delivery (on a bus with <see cref="FailureOptions.KeepMessages"/>; not the mediator).</summary>
     public Failures.FailedMessageKeeper? Keeper { get; set; }
 
@@ -56,7 +60,10 @@ internal sealed class TaskLoggingServices(
             provider.GetRequiredService<IOptions<JobLogOptions>>(),
             provider.GetRequiredService<TimeProvider>(),
             provider.GetRequiredService<JobLogMetrics>(),
-            provider.GetRequiredService<ILogger<TaskLoggingServices>>());
+            provider.GetRequiredService<ILogger<TaskLoggingServices>>())
+        {
+            StampKey = new ParentStampKey(provider.GetRequiredService<IDataProtectionProvider>()),
+        };
     }
 
     /// <summary>

@@ -38,6 +38,42 @@ public sealed class OrderPlacedConsumer : IConsumer<OrderPlaced>
     public Task Consume(ConsumeContext<OrderPlaced> context) => Task.CompletedTask;
 }
 
+public sealed record ForwardOrder(int OrderId);
+
+public sealed record OrderForwarded(int OrderId);
+
+/// <summary>Copies every header of the message it consumes onto what it publishes (tenancy or tracing propagation).</summary>
+public sealed class ForwardOrderConsumer : IConsumer<ForwardOrder>
+{
+    public static readonly System.Collections.Concurrent.ConcurrentDictionary<int, Guid> Forwarded = new();
+
+    public async Task Consume(ConsumeContext<ForwardOrder> context)
+    {
+        var id = NewId.NextGuid();
+        Forwarded[context.Message.OrderId] = id;
+        await context.Publish(new OrderForwarded(context.Message.OrderId), x =>
+        {
+            x.MessageId = id;
+            foreach (var header in context.Headers.GetAll())
+            {
+                x.Headers.Set(header.Key, header.Value);
+            }
+        });
+    }
+}
+
+/// <summary>Keeps the headers of what it consumes.</summary>
+public sealed class OrderForwardedConsumer : IConsumer<OrderForwarded>
+{
+    public static readonly System.Collections.Concurrent.ConcurrentDictionary<int, Dictionary<string, object>> Headers = new();
+
+    public Task Consume(ConsumeContext<OrderForwarded> context)
+    {
+        Headers[context.Message.OrderId] = context.Headers.GetAll().ToDictionary(h => h.Key, h => h.Value);
+        return Task.CompletedTask;
+    }
+}
+
 /// <summary>Messages written to MassTransit's outboxes: recorded under their own type, with their payload and their parent run.</summary>
 [TestFixture(Transport.InMemory)]
 [TestFixture(Transport.RabbitMq)]
@@ -100,6 +136,59 @@ public class OutboxTests(Transport transport)
         Assert.That(task.InputRequestId, Is.EqualTo(request));
         Assert.That(CartCheckedOutConsumer.Stamps[id], Is.EqualTo(request.ToString()),
             "the request travels with the message, so a bus outbox's later delivery links to it");
+    }
+
+    [Test]
+    public async Task ConsumerOutbox_AMessageCarryingStampsCopiedFromTheConsumedOne_IsLinkedToTheRunThatWroteIt_NeverToTheForgedOne()
+    {
+        // A consumer that copies the headers of what it consumes onto what it publishes carries a sender's forged stamps
+        // into the outbox, after JobLog's send filter set its own: the clear JobLog-ParentRunId/JobLog-InputRequestId, and
+        // a signed stamp replayed from a message JobLog really stamped. Neither may link the delivered task to the run named.
+        _bus = await BusFixture.StartAsync(transport, x =>
+        {
+            x.AddConsumer<ForwardOrderConsumer>();
+            x.AddConsumer<OrderForwardedConsumer>();
+            x.AddInMemoryInboxOutbox();
+            x.AddConfigureEndpointsCallback((context, _, e) => e.UseInMemoryInboxOutbox(context));
+        });
+        var honest = await ForwardAsync(_bus, new Dictionary<string, object>());
+        var victimRun = honest.Forward.Runs.Single().Id;
+        Assert.That(honest.Forwarded.ParentRunId, Is.EqualTo(victimRun), "an honest forward is linked to its run");
+
+        var forgedClear = await ForwardAsync(_bus, new Dictionary<string, object>
+        {
+            ["JobLog-ParentRunId"] = victimRun.ToString(),
+            ["JobLog-InputRequestId"] = victimRun.ToString(),
+        });
+        var replayed = await ForwardAsync(_bus, OrderForwardedConsumer.Headers[honest.OrderId]
+            .Where(h => h.Key.StartsWith("JobLog-", StringComparison.Ordinal))
+            .ToDictionary(h => h.Key, h => h.Value));
+
+        Assert.That((forgedClear.Forwarded.ParentRunId, forgedClear.Forwarded.InputRequestId),
+            Is.EqualTo(((Guid?)forgedClear.Forward.Runs.Single().Id, (Guid?)null)), "forged clear stamps: linked to the run that wrote it");
+        Assert.That(replayed.Forwarded.ParentRunId, Is.Not.EqualTo(victimRun), "a replayed signed stamp names another message");
+        Assert.That(replayed.Forwarded.InputRequestId, Is.Null);
+        Assert.That(await _bus.Host.QueryAsync(db => db.TaskLogs.CountAsync(t => t.ParentRunId == victimRun)), Is.EqualTo(1), "only the honest child");
+    }
+
+    private static int s_order = 100;
+
+    private static async Task<(int OrderId, TaskLog Forward, TaskLog Forwarded)> ForwardAsync(BusFixture bus, Dictionary<string, object> headers)
+    {
+        var order = Interlocked.Increment(ref s_order);
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new ForwardOrder(order), x =>
+        {
+            x.MessageId = id;
+            foreach (var header in headers)
+            {
+                x.Headers.Set(header.Key, header.Value);
+            }
+        });
+        await LedgerHost.EventuallyAsync(async () => ForwardOrderConsumer.Forwarded.TryGetValue(order, out var forwarded)
+            && (await bus.Host.QueryAsync(db => db.TaskLogs.AnyAsync(t => t.Id == forwarded && t.State == TaskState.Succeeded)))
+            && (await bus.Host.TaskAsync(id)).State == TaskState.Succeeded, because: "forwarded through the outbox and consumed");
+        return (order, await bus.Host.TaskAsync(id), await bus.Host.TaskAsync(ForwardOrderConsumer.Forwarded[order]));
     }
 
     private static async Task AssertOrderPlacedRecorded(BusFixture bus)
