@@ -166,6 +166,23 @@ public class TerminalSafetyTests
         Assert.That(output.ToString(), Is.EqualTo(expected + expected + expected));
     }
 
+    [TestCase("Charge\u200bCard \u2060\ufeff\u00ad\u3164 tag\U000E0041", @"Charge\u200bCard \u2060\ufeff\u00ad\u3164 tag\U000e0041")]
+    [TestCase("zw\u200dj \U0001F468\u200d\U0001F469 \u0645\u06cc\u200c\u062e", "zw\\u200dj \U0001F468\u200d\U0001F469 \u0645\u06cc\u200c\u062e")]
+    public void Escape_ShowsCharactersThatDrawNothing_WhereTheyHide_AndLeavesEmojiAndScriptJoinersAlone(string text, string expected)
+    {
+        // Whether a joiner hides depends on its neighbours, and a tag character is a surrogate pair: text written as
+        // strings (what the CLI's tables and lines are) is judged whole; a lone char cannot be.
+        Assert.That(TerminalWriter.Escape(text), Is.EqualTo(expected));
+
+        using var output = new StringWriter();
+        using var terminal = TerminalWriter.Wrap(output);
+        terminal.Write(text);
+        terminal.Write(text.ToCharArray());
+        terminal.WriteLine(text);
+
+        Assert.That(output.ToString(), Is.EqualTo(expected + expected + expected + output.NewLine));
+    }
+
     [TestCase("99999999999999999999d")]
     [TestCase("1e400s")]
     [TestCase("36501d")]

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using JobLog.Internal;
 
 namespace JobLog.Worker.Cli;
 
@@ -8,7 +9,9 @@ namespace JobLog.Worker.Cli;
 /// characters (ESC sequences retitle the window, move the cursor, rewrite lines, or with some terminals write files).
 /// Every C0 control except the line feed, DEL and every C1 control are written as visible escapes (<c>\x1b</c>,
 /// <c>\r</c>, <c>\u009b</c>), and so are the bidi overrides and isolates (U+202A–U+202E, U+2066–U+2069) and marks
-/// (U+200E, U+200F, U+061C) that would reorder what is shown. Line feeds stay: they only start a new line.
+/// (U+200E, U+200F, U+061C) that would reorder what is shown, and characters that draw nothing where they hide
+/// (<see cref="InvisibleText"/>: <c>Charge\u200bCard</c>, <c>\U000e0041</c>) in text written as strings (a lone
+/// <c>char</c> cannot be judged by its neighbours). Line feeds stay: they only start a new line.
 /// </summary>
 internal sealed class TerminalWriter(TextWriter inner) : TextWriter(CultureInfo.InvariantCulture)
 {
@@ -20,7 +23,10 @@ internal sealed class TerminalWriter(TextWriter inner) : TextWriter(CultureInfo.
     /// <summary><paramref name="text"/> with every unsafe character as a visible escape (line feeds kept).</summary>
     public static string Escape(string text)
     {
-        var index = text.AsSpan().IndexOfAny(s_unsafe);
+        var span = text.AsSpan();
+        var unsafeAt = span.IndexOfAny(s_unsafe);
+        var hiddenAt = span.IndexOfAny(InvisibleText.Candidates);
+        var index = unsafeAt < 0 ? hiddenAt : hiddenAt < 0 ? unsafeAt : Math.Min(unsafeAt, hiddenAt);
         if (index < 0)
         {
             return text;
@@ -30,7 +36,17 @@ internal sealed class TerminalWriter(TextWriter inner) : TextWriter(CultureInfo.
         builder.Append(text, 0, index);
         for (var i = index; i < text.Length; i++)
         {
-            Append(builder, text[i]);
+            var hidden = InvisibleText.Length(span, i);
+            if (hidden == 0)
+            {
+                Append(builder, text[i]);
+                continue;
+            }
+
+            _ = hidden == 2
+                ? InvisibleText.AppendCodePoint(builder, span, i, hidden, "\\U", "", "x8")
+                : InvisibleText.AppendCodePoint(builder, span, i, hidden, "\\u", "", "x4");
+            i += hidden - 1;
         }
 
         return builder.ToString();

@@ -94,6 +94,38 @@ public class HtmlSafetyTests
         }
     }
 
+    [Test]
+    public async Task EveryPage_ShowsInvisibleCharactersVisibly_WhereTheyHideInText_AndLeavesEmojiAndScriptJoinersAlone()
+    {
+        // "Charge\u200BCard" reads as "ChargeCard" (another type, another header, another user); tag characters and
+        // Hangul fillers are blank. Joiners between letters of scripts that need them (emoji sequences, Persian, Indic)
+        // are text and stay characters; between Latin letters they only hide.
+        const string Hidden = "Charge\u200BCard \u2060\uFEFF\u00AD\u180E\u2061\u034F\u3164\u115F zw\u200Dj zw\u200Cnj tag\U000E0041\U000E007F end";
+        const string Genuine = "\U0001F468\u200D\U0001F469 \u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645";
+        const string Text = Hidden + " " + Genuine;
+        var now = DateTime.UtcNow;
+        var task = Rows.Task("Zw" + Text, now, TaskState.Failed, input: "File=" + Text, queue: "queue" + Text);
+        var run = Rows.Run(task, 0, TaskRunState.Failed, 0.1, 0.3, error: "IOException: " + Text, output: "info: " + Text);
+        var input = new InputRequestLog
+        {
+            Id = Guid.NewGuid(), Host = "example.test", Method = "GET", Path = "/files/" + Text, RequestTimestamp = now, ResponseTimestamp = now,
+            ResponseCode = 200, Status = RequestLogStatus.Info, RequestBody = Text, UserId = "u" + Text, Slug = "files",
+            RequestHeaders = "X-Tenant: " + Text,
+        };
+        await _host.SeedAsync(task, run, input);
+
+        foreach (var url in new[] { "/joblog/tasks", $"/joblog/tasks/{task.Id}", "/joblog/requests/in", $"/joblog/requests/in/{input.Id}" })
+        {
+            var decoded = WebUtility.HtmlDecode(await _host.GetStringAsync(url));
+
+            Assert.That(new[] { "Charge\u200BCard", "zw\u200Dj", "\U000E0041" }.Where(raw => decoded.Contains(raw, StringComparison.Ordinal)), Is.Empty, url);
+            Assert.That(decoded.Where(c => c is '\u200B' or '\u2060' or '\uFEFF' or '\u00AD' or '\u180E' or '\u2061' or '\u034F' or '\u3164' or '\u115F'),
+                Is.Empty, url);
+            Assert.That(decoded, Does.Contain("Charge[U+200B]Card [U+2060][U+FEFF][U+00AD][U+180E][U+2061][U+034F][U+3164][U+115F] zw[U+200D]j zw[U+200C]nj tag[U+E0041][U+E007F] end"), url);
+            Assert.That(decoded.Contains(Genuine, StringComparison.Ordinal), Is.True, url + ": joiners inside emoji and Persian text are text");
+        }
+    }
+
     private static IEnumerable<string> Pages(HtmlSafetyTests t) =>
     [
         "/joblog", "/joblog/?window=day", "/joblog/tasks", $"/joblog/tasks/{t._task.Id}", "/joblog/tasks?q=" + Uri.EscapeDataString("<script>"),

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Runtime.CompilerServices;
 using System.Text.Encodings.Web;
 using System.Text;
+using JobLog.Internal;
 
 namespace JobLog.AspNetCore.Dashboard.Html;
 
@@ -12,7 +13,8 @@ internal readonly record struct RawHtml(string Value);
 /// Bidi embeddings, overrides and isolates (U+202A–U+202E, U+2066–U+2069) and marks (U+200E, U+200F, U+061C) in ledger
 /// text are shown as <c>[U+202E]</c>: as characters they reorder what the reader sees (<c>invoice\u202Efdp.exe</c> reads
 /// "invoiceexe.pdf"; a mark is invisible and turns the punctuation beside it around), and an HTML character reference is
-/// still the character. Alerts show the same characters as code points. The live refresh shows the same text: it swaps in fragments written here.
+/// still the character. Characters that draw nothing where they hide (<see cref="InvisibleText"/>: <c>Charge\u200BCard</c>)
+/// are shown the same way. Alerts show the same characters as code points. The live refresh shows the same text: it swaps in fragments written here.
 /// </summary>
 internal static class Bidi
 {
@@ -21,22 +23,24 @@ internal static class Bidi
 
     public static string Visible(string text)
     {
-        if (text.AsSpan().IndexOfAny(s_controls) < 0)
+        var span = text.AsSpan();
+        if (span.IndexOfAny(s_controls) < 0 && span.IndexOfAny(InvisibleText.Candidates) < 0)
         {
             return text;
         }
 
         var builder = new StringBuilder(text.Length + 16);
-        foreach (var c in text)
+        for (var i = 0; i < span.Length; i++)
         {
-            if (s_controls.Contains(c))
+            var hidden = s_controls.Contains(span[i]) ? 1 : InvisibleText.Length(span, i);
+            if (hidden == 0)
             {
-                builder.Append("[U+").Append(((int)c).ToString("X4", CultureInfo.InvariantCulture)).Append(']');
+                builder.Append(span[i]);
+                continue;
             }
-            else
-            {
-                builder.Append(c);
-            }
+
+            InvisibleText.AppendCodePoint(builder, span, i, hidden, "[U+", "]", "X4");
+            i += hidden - 1;
         }
 
         return builder.ToString();
