@@ -37,7 +37,36 @@ internal static class InvisibleText
         };
     }
 
-    /// <summary>Appends the code point at <paramref name="index"/> (<paramref name="length"/> chars) as <c>[U+200B]</c>.</summary>
+    /// <summary>
+    /// <paramref name="text"/> with each of <paramref name="controls"/> and each hiding character written as its code
+    /// point, <c>[U+202E]</c>, <c>[U+E0041]</c> (the dashboard's and the alerts' form).
+    /// </summary>
+    public static string CodePoints(string text, SearchValues<char> controls)
+    {
+        var span = text.AsSpan();
+        if (span.IndexOfAny(controls) < 0 && span.IndexOfAny(Candidates) < 0)
+        {
+            return text;
+        }
+
+        var builder = new StringBuilder(text.Length + 16);
+        for (var i = 0; i < span.Length; i++)
+        {
+            var hidden = controls.Contains(span[i]) ? 1 : Length(span, i);
+            if (hidden == 0)
+            {
+                builder.Append(span[i]);
+                continue;
+            }
+
+            AppendCodePoint(builder, span, i, hidden, "[U+", "]", "X4");
+            i += hidden - 1;
+        }
+
+        return builder.ToString();
+    }
+
+    /// <summary>Appends the code point at <paramref name="index"/> (<paramref name="length"/> chars) as <paramref name="prefix"/>, its hex digits, <paramref name="suffix"/>.</summary>
     public static StringBuilder AppendCodePoint(StringBuilder builder, ReadOnlySpan<char> text, int index, int length, string prefix, string suffix, string format)
     {
         var codePoint = length == 2 ? char.ConvertToUtf32(text[index], text[index + 1]) : text[index];

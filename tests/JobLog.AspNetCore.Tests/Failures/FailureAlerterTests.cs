@@ -262,6 +262,18 @@ public class FailureAlerterTests
     }
 
     [Test]
+    public void SlackAndTeamsPayloads_ShowCharactersThatDrawNothingInTheKey_AsCodePoints()
+    {
+        // "Shop.Charge\u200BCard" reads as the type "Shop.ChargeCard" in the channel, as on the dashboard.
+        const string Key = "Shop.Charge\u200BCard\u2060 at tag\U000E0041 \U0001F468\u200D\U0001F469";
+        var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Type, Key, "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), null, new int[24]);
+
+        var slack = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
+
+        Assert.That(slack, Does.StartWith("New failure group: Shop.Charge[U+200B]Card[U+2060] at tag[U+E0041] \U0001F468\u200D\U0001F469 (1 open"));
+    }
+
+    [Test]
     public void SlackPayload_KeyWithoutUrls_IsNotDefanged()
     {
         var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Exception, "System.InvalidOperationException at Shop.Orders.Handle", "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), null, new int[24]);

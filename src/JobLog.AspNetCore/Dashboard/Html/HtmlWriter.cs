@@ -21,30 +21,7 @@ internal static class Bidi
     private static readonly System.Buffers.SearchValues<char> s_controls =
         System.Buffers.SearchValues.Create("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c");
 
-    public static string Visible(string text)
-    {
-        var span = text.AsSpan();
-        if (span.IndexOfAny(s_controls) < 0 && span.IndexOfAny(InvisibleText.Candidates) < 0)
-        {
-            return text;
-        }
-
-        var builder = new StringBuilder(text.Length + 16);
-        for (var i = 0; i < span.Length; i++)
-        {
-            var hidden = s_controls.Contains(span[i]) ? 1 : InvisibleText.Length(span, i);
-            if (hidden == 0)
-            {
-                builder.Append(span[i]);
-                continue;
-            }
-
-            InvisibleText.AppendCodePoint(builder, span, i, hidden, "[U+", "]", "X4");
-            i += hidden - 1;
-        }
-
-        return builder.ToString();
-    }
+    public static string Visible(string text) => InvisibleText.CodePoints(text, s_controls);
 }
 
 /// <summary>

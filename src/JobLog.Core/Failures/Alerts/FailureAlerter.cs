@@ -226,27 +226,11 @@ internal static partial class FailureAlertPayload
 
     /// <summary>
     /// <paramref name="text"/> as a chat message shows the ledger's text: <see cref="Defang"/>ed, and its control
-    /// characters (line feeds too: a key is one line), bidi marks, embeddings, overrides and isolates and line separators
-    /// written as code points, <c>[U+202E]</c>, as the dashboard writes bidi controls.
+    /// characters (line feeds too: a key is one line), bidi marks, embeddings, overrides and isolates, line separators and
+    /// characters that draw nothing where they hide (<see cref="JobLog.Internal.InvisibleText"/>) written as code points,
+    /// <c>[U+202E]</c>, as the dashboard writes them.
     /// </summary>
-    public static string ChatText(string text)
-    {
-        text = Defang(text);
-        if (text.AsSpan().IndexOfAny(s_invisible) < 0)
-        {
-            return text;
-        }
-
-        var sb = new System.Text.StringBuilder(text.Length + 16);
-        foreach (var c in text)
-        {
-            _ = s_invisible.Contains(c)
-                ? sb.Append("[U+").Append(((int)c).ToString("X4", System.Globalization.CultureInfo.InvariantCulture)).Append(']')
-                : sb.Append(c);
-        }
-
-        return sb.ToString();
-    }
+    public static string ChatText(string text) => JobLog.Internal.InvisibleText.CodePoints(Defang(text), s_invisible);
 
     private static readonly System.Buffers.SearchValues<char> s_invisible = System.Buffers.SearchValues.Create(
         string.Concat(Enumerable.Range(0, 0x20).Concat(Enumerable.Range(0x7f, 0x21)).Select(c => (char)c))
