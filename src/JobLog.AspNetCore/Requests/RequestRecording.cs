@@ -27,6 +27,9 @@ internal sealed class RequestRecording
     private ResponseBodyCapture? _responseBody;
     private ReadAheadBodySizeFeature? _bodySize;
     private Exception? _deferred;
+    private readonly Lock _answer = new();
+    private bool _answered;
+    private CancellationTokenRegistration _aborted;
     private bool _hasBody;
     private volatile bool _throttled;
     private volatile int _login;
@@ -121,6 +124,9 @@ internal sealed class RequestRecording
             _log = Finished(exception) with { ResponseCode = null, Status = RequestLogStatus.Incomplete };
             _services.Enqueue(_log);
             _context.Response.OnCompleted(static state => ((RequestRecording)state).CompleteDeferred(), this);
+            // A server that aborts such a request instead of answering it (ASP.NET Core's TestServer) never runs
+            // OnCompleted: the record then says what a server answers for an exception nothing handled.
+            _aborted = _context.RequestAborted.UnsafeRegister(static state => ((RequestRecording)state!).CompleteAborted(), this);
             return;
         }
 
@@ -161,14 +167,19 @@ internal sealed class RequestRecording
 
     private Task CompleteDeferred()
     {
+        _aborted.Unregister();
         try
         {
-            _log = Finished(null) with
+            lock (_answer)
             {
-                ExceptionName = _log.ExceptionName,
-                ErrorDescription = _log.ErrorDescription,
-            };
-            _services.Enqueue(_log);
+                _answered = true;
+                _log = Finished(null) with
+                {
+                    ExceptionName = _log.ExceptionName,
+                    ErrorDescription = _log.ErrorDescription,
+                };
+                _services.Enqueue(_log);
+            }
         }
         catch (Exception ex)
         {
@@ -176,6 +187,29 @@ internal sealed class RequestRecording
         }
 
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// The request aborted before the server answered: the record is what a server sends for an exception nothing
+    /// handled (500, or the bad request's code), until <see cref="CompleteDeferred"/> says otherwise.
+    /// </summary>
+    private void CompleteAborted()
+    {
+        lock (_answer)
+        {
+            if (_answered)
+            {
+                return;
+            }
+
+            _log = _log with
+            {
+                ResponseTimestamp = _services.Time.GetUtcNow().UtcDateTime,
+                ResponseCode = _deferred is BadHttpRequestException bad ? bad.StatusCode : 500,
+                Status = RequestLogStatus.Error,
+            };
+            _services.Enqueue(_log);
+        }
     }
 
     private async Task FlushAsync(ResponseBodyCapture capture)

@@ -96,6 +96,24 @@ public class RequestLoggingTests
     }
 
     [Test]
+    public async Task Endpoint_WhenItThrows_UnderTestServer_RecordsErrorWithTheExceptionAsUnderKestrel()
+    {
+        // TestServer never runs OnCompleted for a response whose exception reached it: the record must not wait for it.
+        await using var web = await WebFixture.StartAsync(app =>
+        {
+            app.UseJobLogRequests();
+            app.MapGet("/boom", IResult () => throw new InvalidOperationException("card processor unreachable"));
+        });
+
+        Assert.ThrowsAsync<InvalidOperationException>(() => web.Client.GetAsync("/boom"));
+
+        var log = await web.CompletedInputAsync("/boom");
+        Assert.That(log.Status, Is.EqualTo(RequestLogStatus.Error));
+        Assert.That(log.ResponseCode, Is.EqualTo(500));
+        Assert.That(log.ExceptionName, Is.EqualTo("System.InvalidOperationException"));
+    }
+
+    [Test]
     public async Task RateLimiter_WhenItRejects_RecordsThrottledWith429()
     {
         await using var web = await WebFixture.StartAsync(
