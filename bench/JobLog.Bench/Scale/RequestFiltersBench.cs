@@ -102,20 +102,7 @@ internal sealed class RequestFiltersBench(BenchOptions options)
         r.ResponseCode, r.ResponseHeaders, r.ResponseBody, (int)r.Status, r.ExceptionName,
     ];
 
-    private IHost BuildHost(ThrowawayLedger ledger, LedgerDurability durability)
-    {
-        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
-        builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning);
-        builder.Services.AddJobLog(o =>
-        {
-            ledger.Apply(o);
-            o.Sweeper.Enabled = false;
-            o.Durability = durability;
-            o.QueueCapacity = Math.Max(200_000, options.Messages * 3 + 10_000);
-        });
-        return builder.Build();
-    }
+    private IHost BuildHost(ThrowawayLedger ledger, LedgerDurability durability) => Writer.WriterBench.BuildHost(options, ledger, durability);
 
     private async Task<string> PagesAsync(LedgerProvider provider)
     {
@@ -251,17 +238,7 @@ internal sealed class RequestFiltersBench(BenchOptions options)
 
     private static async Task<(double Median, int Count)> TimeAsync(IHost host, Func<LedgerQueries, Task<int>> query)
     {
-        var times = new List<double>();
-        var count = 0;
-        for (var i = 0; i < 6; i++)
-        {
-            await using var scope = host.Services.CreateAsyncScope();
-            var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
-            var clock = Stopwatch.StartNew();
-            count = await query(queries);
-            times.Add(clock.Elapsed.TotalMilliseconds);
-        }
-
+        var (times, count) = await ScaleBench.RunsAsync(host, query, new Stopwatch());
         var warm = times.Skip(1).Order().ToList();
         return (warm[warm.Count / 2], count);
     }

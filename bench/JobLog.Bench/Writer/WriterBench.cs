@@ -155,7 +155,10 @@ internal sealed class WriterBench(BenchOptions options)
         return (new TaskDispatched(task), [.. consumed]);
     }
 
-    private IHost BuildHost(ThrowawayLedger ledger, LedgerDurability durability)
+    private IHost BuildHost(ThrowawayLedger ledger, LedgerDurability durability) => BuildHost(options, ledger, durability);
+
+    /// <summary>A host with JobLog writing to <paramref name="ledger"/>, no sweeper, the writer options of the command line.</summary>
+    internal static IHost BuildHost(BenchOptions options, ThrowawayLedger ledger, LedgerDurability durability)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true });
         builder.Logging.ClearProviders();

@@ -1,6 +1,4 @@
-using System.Globalization;
 using System.Text.Json;
-using System.Text.RegularExpressions;
 using JobLog.Failures;
 using JobLog.Querying;
 using JobLog.Recording;
@@ -53,7 +51,7 @@ public class PartitionedFailureQueriesTests
             var queries = new LedgerQueries(db, LedgerDatabase.For(LedgerProvider.PostgreSql));
             await db.Database.OpenConnectionAsync();
             await using var command = (NpgsqlCommand)db.Database.GetDbConnection().CreateCommand();
-            command.CommandText = "EXPLAIN (ANALYZE, FORMAT JSON) " + Inline(queries.OpenFailuresSql(new FailureFilter(), partitioned: true));
+            command.CommandText = "EXPLAIN (ANALYZE, FORMAT JSON) " + QueryPlans.Inline(queries.OpenFailuresSql(new FailureFilter(), partitioned: true));
             return (string)(await command.ExecuteScalarAsync())!;
         });
 
@@ -97,17 +95,5 @@ public class PartitionedFailureQueriesTests
                 CollectRunsRead(child, read);
             }
         }
-    }
-
-    /// <summary>EF's query string with its parameters written in (<c>-- @p='10001'</c> lines), for EXPLAIN.</summary>
-    private static string Inline(string query)
-    {
-        var lines = query.Split('\n');
-        var values = lines.Select(l => Regex.Match(l, "^-- (@\\w+)='(.*)'")).Where(m => m.Success)
-            .ToDictionary(m => m.Groups[1].Value, m => m.Groups[2].Value);
-        var sql = string.Join('\n', lines.Where(l => !l.StartsWith("--", StringComparison.Ordinal)));
-        return Regex.Replace(sql, "@\\w+", m => values.TryGetValue(m.Value, out var v)
-            ? (int.TryParse(v, NumberStyles.Integer, CultureInfo.InvariantCulture, out _) ? v : "'" + v.Replace("'", "''", StringComparison.Ordinal) + "'")
-            : m.Value);
     }
 }
