@@ -57,31 +57,7 @@ public class HtmlSafetyTests
         // "invoice\u202Efdp.exe" shows as "invoiceexe.pdf"; the isolates can hide or reorder what follows; the marks
         // (LRM, RLM, ALM) are invisible and turn the punctuation beside them around within right-to-left text.
         const string Bidi = "invoice\u202Efdp.exe \u202A\u202B\u202C\u202D \u2066\u2067\u2068\u2069 \u200E\u200F\u061Cend";
-        var now = DateTime.UtcNow;
-        var task = Rows.Task("Bidi" + Bidi, now, TaskState.Failed, input: "File=" + Bidi, queue: "queue" + Bidi);
-        var run = Rows.Run(task, 0, TaskRunState.Failed, 0.1, 0.3, error: "IOException: " + Bidi, output: "info: " + Bidi);
-        var input = new InputRequestLog
-        {
-            Id = Guid.NewGuid(), Host = "example.test", Method = "GET", Path = "/files/" + Bidi, RequestTimestamp = now, ResponseTimestamp = now,
-            ResponseCode = 200, Status = RequestLogStatus.Info, RequestBody = Bidi, UserId = "u" + Bidi, Slug = "files",
-        };
-        var output = new OutputRequestLog
-        {
-            Id = Guid.NewGuid(), Host = "psp.test", Method = "GET", Path = "/pay/" + Bidi, RequestTimestamp = now, ResponseTimestamp = now,
-            ResponseCode = 500, Status = RequestLogStatus.Error, ResponseBody = Bidi, ErrorDescription = Bidi,
-        };
-        var command = new CommandLog
-        {
-            Id = Guid.NewGuid(), Name = "import" + Bidi, Input = "--file " + Bidi, Start = now, Stop = now, Output = Bidi, ErrorMessage = Bidi,
-            IsSuccessful = false, ExitCode = 1,
-        };
-        await _host.SeedAsync(task, run, input, output, command);
-
-        foreach (var url in new[]
-        {
-            "/joblog", "/joblog/tasks", $"/joblog/tasks/{task.Id}", "/joblog/requests/in", $"/joblog/requests/in/{input.Id}",
-            "/joblog/requests/out", $"/joblog/requests/out/{output.Id}", "/joblog/commands", $"/joblog/commands/{command.Id}",
-        })
+        foreach (var url in await SeedEveryKindAsync("Bidi", Bidi))
         {
             var html = await _host.GetStringAsync(url);
             var decoded = WebUtility.HtmlDecode(html);
@@ -103,27 +79,48 @@ public class HtmlSafetyTests
         const string Hidden = "Charge\u200BCard \u2060\uFEFF\u00AD\u180E\u2061\u034F\u3164\u115F zw\u200Dj zw\u200Cnj tag\U000E0041\U000E007F end";
         const string Genuine = "\U0001F468\u200D\U0001F469 \u0645\u06CC\u200C\u062E\u0648\u0627\u0647\u0645";
         const string Text = Hidden + " " + Genuine;
-        var now = DateTime.UtcNow;
-        var task = Rows.Task("Zw" + Text, now, TaskState.Failed, input: "File=" + Text, queue: "queue" + Text);
-        var run = Rows.Run(task, 0, TaskRunState.Failed, 0.1, 0.3, error: "IOException: " + Text, output: "info: " + Text);
-        var input = new InputRequestLog
-        {
-            Id = Guid.NewGuid(), Host = "example.test", Method = "GET", Path = "/files/" + Text, RequestTimestamp = now, ResponseTimestamp = now,
-            ResponseCode = 200, Status = RequestLogStatus.Info, RequestBody = Text, UserId = "u" + Text, Slug = "files",
-            RequestHeaders = "X-Tenant: " + Text,
-        };
-        await _host.SeedAsync(task, run, input);
-
-        foreach (var url in new[] { "/joblog/tasks", $"/joblog/tasks/{task.Id}", "/joblog/requests/in", $"/joblog/requests/in/{input.Id}" })
+        foreach (var url in await SeedEveryKindAsync("Zw", Text))
         {
             var decoded = WebUtility.HtmlDecode(await _host.GetStringAsync(url));
 
             Assert.That(new[] { "Charge\u200BCard", "zw\u200Dj", "\U000E0041" }.Where(raw => decoded.Contains(raw, StringComparison.Ordinal)), Is.Empty, url);
             Assert.That(decoded.Where(c => c is '\u200B' or '\u2060' or '\uFEFF' or '\u00AD' or '\u180E' or '\u2061' or '\u034F' or '\u3164' or '\u115F'),
                 Is.Empty, url);
-            Assert.That(decoded, Does.Contain("Charge[U+200B]Card [U+2060][U+FEFF][U+00AD][U+180E][U+2061][U+034F][U+3164][U+115F] zw[U+200D]j zw[U+200C]nj tag[U+E0041][U+E007F] end"), url);
-            Assert.That(decoded.Contains(Genuine, StringComparison.Ordinal), Is.True, url + ": joiners inside emoji and Persian text are text");
+            if (url != "/joblog")
+            {
+                Assert.That(decoded, Does.Contain("Charge[U+200B]Card [U+2060][U+FEFF][U+00AD][U+180E][U+2061][U+034F][U+3164][U+115F] zw[U+200D]j zw[U+200C]nj tag[U+E0041][U+E007F] end"), url);
+                Assert.That(decoded.Contains(Genuine, StringComparison.Ordinal), Is.True, url + ": joiners inside emoji and Persian text are text");
+            }
         }
+    }
+
+    /// <summary>A task, a run, requests and a command with <paramref name="text"/> in every field; the pages that show them.</summary>
+    private async Task<string[]> SeedEveryKindAsync(string name, string text)
+    {
+        var now = DateTime.UtcNow;
+        var task = Rows.Task(name + text, now, TaskState.Failed, input: "File=" + text, queue: "queue" + text);
+        var run = Rows.Run(task, 0, TaskRunState.Failed, 0.1, 0.3, error: "IOException: " + text, output: "info: " + text);
+        var input = new InputRequestLog
+        {
+            Id = Guid.NewGuid(), Host = "example.test", Method = "GET", Path = "/files/" + text, RequestTimestamp = now, ResponseTimestamp = now,
+            ResponseCode = 200, Status = RequestLogStatus.Info, RequestBody = text, UserId = "u" + text, Slug = "files", RequestHeaders = "X-Tenant: " + text,
+        };
+        var output = new OutputRequestLog
+        {
+            Id = Guid.NewGuid(), Host = "psp.test", Method = "GET", Path = "/pay/" + text, RequestTimestamp = now, ResponseTimestamp = now,
+            ResponseCode = 500, Status = RequestLogStatus.Error, ResponseBody = text, ErrorDescription = text,
+        };
+        var command = new CommandLog
+        {
+            Id = Guid.NewGuid(), Name = "import" + text, Input = "--file " + text, Start = now, Stop = now, Output = text, ErrorMessage = text,
+            IsSuccessful = false, ExitCode = 1,
+        };
+        await _host.SeedAsync(task, run, input, output, command);
+        return
+        [
+            "/joblog", "/joblog/tasks", $"/joblog/tasks/{task.Id}", "/joblog/requests/in", $"/joblog/requests/in/{input.Id}",
+            "/joblog/requests/out", $"/joblog/requests/out/{output.Id}", "/joblog/commands", $"/joblog/commands/{command.Id}",
+        ];
     }
 
     private static IEnumerable<string> Pages(HtmlSafetyTests t) =>
