@@ -68,7 +68,14 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
 
         if (!mediator && !context.ReceiveContext.IsDelivered && delivery.LastRunId is null && delivery.Lanes().Count == 0)
         {
-            NotReceived(context, delivery);
+            if (context.RequestId is not null && context.ResponseAddress is null)
+            {
+                NotReceived(context, delivery);
+            }
+            else
+            {
+                Skipped(context, delivery);
+            }
         }
 
         // Returned normally with a failed attempt pending: redelivery took the message, the run stays RETRIED.
@@ -138,6 +145,53 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
         {
             // Recording never breaks the business path.
             services.RecordingFailed(ex, "response");
+        }
+    }
+
+    /// <summary>The consumer a run of <see cref="Skipped"/> names.</summary>
+    public const string SkippedConsumer = "(skipped)";
+
+    /// <summary>How much of a skipped message's type list its run's error names.</summary>
+    private const int MaxSkippedTypesText = 1000;
+
+    /// <summary>
+    /// A message that no consumer on its queue takes (none of its types is consumed there: a misrouted send, a contract
+    /// renamed on one side, a foreign producer's type): MassTransit moves it unconsumed to the endpoint's skipped queue.
+    /// Its run, consumer <see cref="SkippedConsumer"/>, is FAILED and says so; without it the task stayed WAITING until its
+    /// stale limit (a JobLog producer's) or was not recorded at all (a foreign producer's). Faults are left out (a fault
+    /// nobody consumes is no task of its own), and so are the messages JobLog's scheduler queue stores from its
+    /// dead-letter pipe.
+    /// </summary>
+    private void Skipped(ConsumeContext context, DeliveryState delivery)
+    {
+        try
+        {
+            var urns = context.SupportedMessageTypes?.ToArray() ?? [];
+            var type = services.Messages.Resolve(urns);
+            if (context.ReceiveContext.TransportHeaders.TryGetHeader(Scheduling.SchedulerHeaders.ScheduledTime, out _)
+                || (type is not null ? typeof(Fault).IsAssignableFrom(type) : urns.Any(u => u.StartsWith("urn:message:MassTransit:Fault[", StringComparison.Ordinal)))
+                || ConsumedRecords.TaskId(context) is not { } taskId)
+            {
+                return;
+            }
+
+            var now = services.UtcNow;
+            var name = type is not null ? services.TaskName(type) : urns.Length > 0 ? SerializedMessages.ShortName(urns[0]) : SkippedConsumer;
+            name = name.Length > LedgerModel.NameLength ? name[..(LedgerModel.NameLength - 1)] + "…" : name;
+            var types = string.Join(", ", urns);
+            types = types.Length > MaxSkippedTypesText ? types[..MaxSkippedTypesText] + "…" : types;
+            var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
+            var ended = new RunEnd(TaskRunState.Failed, now,
+                $"Skipped: no consumer on {queue} takes this message ({types}); MassTransit moves it, unconsumed, to the endpoint's skipped queue ({queue}_skipped unless configured otherwise).");
+            var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, SkippedConsumer, now, ended);
+            var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
+                isInternal: type is not null && InternalMessages.IsInternal(type));
+            delivery.Track(services.Recorder.Enqueue(new RunStarted(run, seed, false)));
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Recording never breaks the business path.
+            services.RecordingFailed(ex, "skipped");
         }
     }
 
