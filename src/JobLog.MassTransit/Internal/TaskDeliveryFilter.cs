@@ -68,14 +68,7 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
 
         if (!mediator && !context.ReceiveContext.IsDelivered && delivery.LastRunId is null && delivery.Lanes().Count == 0)
         {
-            if (context.RequestId is not null && context.ResponseAddress is null)
-            {
-                NotReceived(context, delivery);
-            }
-            else
-            {
-                Skipped(context, delivery);
-            }
+            NotConsumed(context, delivery);
         }
 
         // Returned normally with a failed attempt pending: redelivery took the message, the run stays RETRIED.
@@ -98,71 +91,30 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
     /// <summary>The consumer a run of <see cref="Refused"/> names when the endpoint's consumers of the message type are not known.</summary>
     public const string RefusedConsumer = "(delivery)";
 
-    /// <summary>
-    /// A message that nothing consumed where it arrived, no run of JobLog's begun. On an endpoint without consumers of this
-    /// application's (the bus endpoint, where request clients wait), a response: its request client had stopped waiting
-    /// for it (the request's timeout ran out, or its caller cancelled the request) and MassTransit drops it; its run,
-    /// consumer <see cref="ResponseReceiptObserver.ConsumerType"/>, is EXPIRED and says so. On a receive endpoint with
-    /// consumers, any message: MassTransit moves it to the queue's <c>_skipped</c>, either because no consumer there takes
-    /// its type (a send or a ResponseAddress naming the wrong queue; one run, consumer <see cref="RefusedConsumer"/>) or
-    /// because a filter in front of its consumers did not pass it on (an application's idempotency filter; a run in the lane
-    /// of each of them, which a later run, the message moved back, supersedes); EXPIRED, saying which. Without them the
-    /// task stayed WAITING until its stale limit. Faults are left out (a fault the request client receives is no task of
-    /// its own), and so is a message the JobLog scheduler holds (its dead-letter pipe stores it).
-    /// </summary>
-    private void NotReceived(ConsumeContext context, DeliveryState delivery)
-    {
-        try
-        {
-            var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
-            var skipped = queue is not null && services.Consumed.HasConsumersOn(queue);
-            var response = context.RequestId is not null && context.ResponseAddress is null;
-            if (!(skipped || response)
-                || context.ReceiveContext.TransportHeaders.TryGetHeader(Scheduling.SchedulerHeaders.ScheduledTime, out _)
-                || services.Messages.Resolve(context.SupportedMessageTypes) is not { } type || typeof(Fault).IsAssignableFrom(type)
-                || ConsumedRecords.TaskId(context) is not { } taskId)
-            {
-                return;
-            }
-
-            var now = services.UtcNow;
-            var name = services.TaskName(type);
-            var consumers = skipped ? services.Consumed.ConsumersOnEndpoint(queue!, type) : [];
-            var ended = new RunEnd(TaskRunState.Expired, now, !skipped
-                ? $"Not received: it arrived at {queue} at {now:O}, when nothing there was waiting for it any more (its request client had given up: the request's timeout ran out or its caller cancelled it); not consumed."
-                : consumers.Count > 0
-                    ? $"Not consumed: it arrived at {queue} at {now:O}, but a filter in front of its consumers did not pass it on (none of them ran); MassTransit moved it to {queue}_skipped."
-                    : $"Not consumed: it arrived at {queue} at {now:O}, but no consumer there takes {name} ({(response ? "the response was" : "it was")} sent to a queue whose consumers take other messages); MassTransit moved it to {queue}_skipped.");
-            var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
-                isInternal: InternalMessages.IsInternal(type));
-            foreach (var consumer in !skipped ? [ResponseReceiptObserver.ConsumerType] : consumers.Count > 0 ? consumers : [RefusedConsumer])
-            {
-                var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, consumer, now, ended);
-                delivery.Track(services.Recorder.Enqueue(new RunStarted(run, seed, false)));
-            }
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            // Recording never breaks the business path.
-            services.RecordingFailed(ex, "response");
-        }
-    }
-
-    /// <summary>The consumer a run of <see cref="Skipped"/> names.</summary>
+    /// <summary>The consumer a run of <see cref="NotConsumed"/> names when no consumer on the queue takes the message.</summary>
     public const string SkippedConsumer = "(skipped)";
 
     /// <summary>How much of a skipped message's type list its run's error names.</summary>
     private const int MaxSkippedTypesText = 1000;
 
     /// <summary>
-    /// A message that no consumer on its queue takes (none of its types is consumed there: a misrouted send, a contract
-    /// renamed on one side, a foreign producer's type): MassTransit moves it unconsumed to the endpoint's skipped queue.
-    /// Its run, consumer <see cref="SkippedConsumer"/>, is FAILED and says so; without it the task stayed WAITING until its
-    /// stale limit (a JobLog producer's) or was not recorded at all (a foreign producer's). Faults are left out (a fault
-    /// nobody consumes is no task of its own), and so are the messages JobLog's scheduler queue stores from its
-    /// dead-letter pipe.
+    /// A message that nothing consumed where it arrived, no run of JobLog's begun (without a run its task stayed WAITING
+    /// until its stale limit, or, a foreign producer's, was not recorded at all):
+    /// <list type="bullet">
+    /// <item>a response at an endpoint without consumers of this application's (the bus endpoint, where request clients
+    /// wait): its request client had stopped waiting for it (the request's timeout ran out, or its caller cancelled it)
+    /// and MassTransit drops it; EXPIRED, consumer <see cref="ResponseReceiptObserver.ConsumerType"/>;</item>
+    /// <item>a message whose consumers on that endpoint exist but none ran: a filter in front of them did not pass it on
+    /// (an application's idempotency filter) and MassTransit moves it to the queue's <c>_skipped</c>; EXPIRED in the lane
+    /// of each of them (the application chose to drop it; a later run, the message moved back, supersedes them);</item>
+    /// <item>a message no consumer on its queue takes (a send or a ResponseAddress naming the wrong queue, a contract
+    /// renamed on one side, a foreign producer's type): MassTransit moves it, unconsumed, to the queue's <c>_skipped</c>;
+    /// FAILED, consumer <see cref="SkippedConsumer"/>: nothing processed it, and someone has to move it back or purge it.</item>
+    /// </list>
+    /// Faults are left out (a fault the request client receives, or nobody consumes, is no task of its own), and so is a
+    /// message the JobLog scheduler holds (its dead-letter pipe stores it).
     /// </summary>
-    private void Skipped(ConsumeContext context, DeliveryState delivery)
+    private void NotConsumed(ConsumeContext context, DeliveryState delivery)
     {
         try
         {
@@ -176,23 +128,33 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
             }
 
             var now = services.UtcNow;
+            var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
             var name = type is not null ? services.TaskName(type) : urns.Length > 0 ? SerializedMessages.ShortName(urns[0]) : SkippedConsumer;
             name = name.Length > LedgerModel.NameLength ? name[..(LedgerModel.NameLength - 1)] + "…" : name;
-            var types = string.Join(", ", urns);
-            types = types.Length > MaxSkippedTypesText ? types[..MaxSkippedTypesText] + "…" : types;
-            var queue = TaskLoggingServices.QueueName(context.ReceiveContext.InputAddress);
-            var ended = new RunEnd(TaskRunState.Failed, now,
-                $"Skipped: no consumer on {queue} takes this message ({types}); MassTransit moves it, unconsumed, to the endpoint's skipped queue ({queue}_skipped unless configured otherwise).");
-            var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, SkippedConsumer, now, ended);
+            var consumers = type is not null && queue is not null ? services.Consumed.ConsumersOnEndpoint(queue, type) : [];
+            var (lanes, ended) = context.RequestId is not null && context.ResponseAddress is null && !services.Consumed.HasConsumersOn(queue)
+                ? ([ResponseReceiptObserver.ConsumerType], new RunEnd(TaskRunState.Expired, now,
+                    $"Not received: it arrived at {queue} at {now:O}, when nothing there was waiting for it any more (its request client had given up: the request's timeout ran out or its caller cancelled it); not consumed."))
+                : consumers.Count > 0
+                    ? (consumers, new RunEnd(TaskRunState.Expired, now,
+                        $"Not consumed: it arrived at {queue} at {now:O}, but a filter in front of its consumers did not pass it on (none of them ran); MassTransit moved it to {queue}_skipped."))
+                    : ([SkippedConsumer], new RunEnd(TaskRunState.Failed, now,
+                        $"Skipped: no consumer on {queue} takes this message ({Bounded(string.Join(", ", urns), MaxSkippedTypesText)}); MassTransit moves it, unconsumed, to the endpoint's skipped queue ({queue}_skipped unless configured otherwise)."));
             var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
                 isInternal: type is not null && InternalMessages.IsInternal(type));
-            delivery.Track(services.Recorder.Enqueue(new RunStarted(run, seed, false)));
+            foreach (var consumer in lanes)
+            {
+                var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, consumer, now, ended);
+                delivery.Track(services.Recorder.Enqueue(new RunStarted(run, seed, false)));
+            }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // Recording never breaks the business path.
-            services.RecordingFailed(ex, "skipped");
+            services.RecordingFailed(ex, "not consumed");
         }
+
+        static string Bounded(string text, int max) => text.Length > max ? text[..max] + "…" : text;
     }
 
     /// <summary>

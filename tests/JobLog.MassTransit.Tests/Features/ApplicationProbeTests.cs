@@ -196,27 +196,6 @@ public class ApplicationProbeTests
             .And.Contain("a filter in front of its consumers did not pass it on").And.Contain("charge-card_skipped"));
     }
 
-    /// <summary>A message sent to a queue none of whose consumers takes its type: moved to <c>_skipped</c>; before, WAITING.</summary>
-    [Test]
-    public async Task Send_ToAQueueWhereNoConsumerTakesItsType_IsExpired_SayingSo()
-    {
-        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x =>
-        {
-            x.AddConsumer<ChargeCardConsumer>();
-            x.AddConsumer<FlakyJobConsumer>();
-        });
-        var id = NewId.NextGuid();
-        var endpoint = await bus.Bus.GetSendEndpoint(new Uri("queue:flaky-job"));
-        await endpoint.Send(new ChargeCard(1, 2m), x => x.MessageId = id);
-
-        var task = await WaitFor(bus, id, t => t.State == TaskState.Expired, "the misrouted message is EXPIRED");
-        TestContext.Out.WriteLine(Describe(task));
-        var run = task.Runs.Single();
-        Assert.That((run.ConsumerType, run.QueueName, run.State), Is.EqualTo(("(delivery)", "flaky-job", TaskRunState.Expired)));
-        Assert.That(run.ErrorMessage, Does.StartWith("Not consumed: it arrived at flaky-job at ")
-            .And.Contain("no consumer there takes ChargeCard").And.Contain("flaky-job_skipped"));
-    }
-
     [Test]
     public async Task ConsumerDefinition_EndpointNameLimitAndRetry_TheRunsAreOnTheDefinitionsQueue()
     {
