@@ -11,11 +11,27 @@ namespace JobLog.MassTransit.Tests.Hostile;
 /// </summary>
 public class ParentStampKeyTests
 {
+    private readonly List<DirectoryInfo> _keyDirectories = [];
+
+    [TearDown]
+    public void TearDown()
+    {
+        foreach (var directory in _keyDirectories.Where(d => d.Exists))
+        {
+            directory.Delete(recursive: true);
+        }
+
+        _keyDirectories.Clear();
+    }
+
     /// <summary>A key ring of its own, as another deployment's (or a process without the application's keys) has.</summary>
-    private static IDataProtectionProvider IsolatedKeys() =>
-        new ServiceCollection().AddDataProtection()
-            .PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(Path.GetTempPath(), "joblog-stamp-keys-" + Guid.NewGuid().ToString("N"))))
+    private IDataProtectionProvider IsolatedKeys()
+    {
+        var directory = new DirectoryInfo(Path.Combine(Path.GetTempPath(), "joblog-stamp-keys-" + Guid.NewGuid().ToString("N")));
+        _keyDirectories.Add(directory);
+        return new ServiceCollection().AddDataProtection().PersistKeysToFileSystem(directory)
             .Services.BuildServiceProvider().GetRequiredService<IDataProtectionProvider>();
+    }
 
     [Test]
     public void AStamp_IsReadBackByAnotherProcessWithTheSameKeys_ForThatMessageOnly()
