@@ -89,6 +89,49 @@ public sealed class FailureRetryTests
     }
 
     [Test]
+    public async Task Retry_OfAMessageWithArrayAndTableHeaders_DropsTheBrokersDeathHistory_AndKeepsTheRestAsJsonText()
+    {
+        // RabbitMQ hands AMQP arrays and tables over as lists and dictionaries. Kept as text they read
+        // "System.Collections.Generic.List`1[System.Object]", and the retry re-sent that; x-death (the broker's history of
+        // a dead-lettered message, an array of tables) describes a past delivery, as the MT-Fault-* headers dropped do.
+        var gate = new Gate();
+        await using var vhost = await RabbitMqVhost.CreateAsync();
+        await using var host = await FailureTestKit.StartAsync(TestLedger.Sqlite(), gate, vhost);
+        var id = NewId.NextGuid();
+        var envelope = $$$"""{"messageId":"{{{id}}}","messageType":["urn:message:JobLog.MassTransit.Tests.Failures:Toggled"],"message":{"n":1,"secret":"s"},"headers":{}}""";
+        var factory = new RabbitMQ.Client.ConnectionFactory { HostName = RabbitMqVhost.Host, VirtualHost = vhost.Name, UserName = "guest", Password = "guest" };
+        await using (var connection = await factory.CreateConnectionAsync())
+        await using (var channel = await connection.CreateChannelAsync())
+        {
+            var properties = new RabbitMQ.Client.BasicProperties
+            {
+                ContentType = "application/vnd.masstransit+json", MessageId = id.ToString(), Persistent = true,
+                Headers = new Dictionary<string, object?>
+                {
+                    ["x-death"] = new List<object> { new Dictionary<string, object> { ["queue"] = Encoding.UTF8.GetBytes("toggled"), ["count"] = 1L } },
+                    ["x-first-death-queue"] = Encoding.UTF8.GetBytes("toggled"),
+                    ["X-Tags"] = new List<object> { Encoding.UTF8.GetBytes("a"), 2L },
+                    ["X-Tenant"] = new Dictionary<string, object> { ["id"] = 7L },
+                },
+            };
+            await channel.BasicPublishAsync("toggled", "", false, properties, Encoding.UTF8.GetBytes(envelope));
+        }
+
+        await FailureTestKit.WaitFailedAndKeptAsync(host, [id]);
+        gate.Open = true;
+        var receipt = await host.Services.GetRequiredService<IFailureActions>().RetryAsync(new FailureActionRequest([id], "tester"));
+        await FailureTestKit.WaitRetryDoneAsync(host, receipt.RequestId);
+        await FailureTestKit.WaitAsync(host, async db => await db.TaskLogs.AnyAsync(t => t.Id == id && t.State == TaskState.Succeeded), "retried and succeeded");
+        var headers = gate.TransportHeaders[id].ToDictionary(h => h.Key, h => h.Value is byte[] b ? Encoding.UTF8.GetString(b) : h.Value?.ToString());
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(headers.Keys.Where(k => k.StartsWith("x-death", StringComparison.OrdinalIgnoreCase) || k.StartsWith("x-first-death", StringComparison.OrdinalIgnoreCase)), Is.Empty);
+            Assert.That((headers.GetValueOrDefault("X-Tags"), headers.GetValueOrDefault("X-Tenant")), Is.EqualTo(("""["a",2]""", """{"id":7}""")));
+        });
+    }
+
+    [Test]
     public async Task Keep_TheDatabaseFileHoldsNoPlantedBodyText_AndTheKeysReadItBack()
     {
         var gate = new Gate();

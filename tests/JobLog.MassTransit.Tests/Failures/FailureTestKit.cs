@@ -19,6 +19,9 @@ public sealed class Gate
     public ConcurrentDictionary<Guid, int> Succeeded { get; } = new();
 
     public ConcurrentDictionary<Guid, int> Attempts { get; } = new();
+
+    /// <summary>The transport headers of each message's last attempt.</summary>
+    public ConcurrentDictionary<Guid, Dictionary<string, object?>> TransportHeaders { get; } = new();
 }
 
 public sealed class ToggledConsumer(Gate gate) : IConsumer<Toggled>
@@ -26,6 +29,7 @@ public sealed class ToggledConsumer(Gate gate) : IConsumer<Toggled>
     public Task Consume(ConsumeContext<Toggled> context)
     {
         gate.Attempts.AddOrUpdate(context.MessageId!.Value, 1, (_, n) => n + 1);
+        gate.TransportHeaders[context.MessageId!.Value] = context.ReceiveContext.TransportHeaders.GetAll().ToDictionary(h => h.Key, h => (object?)h.Value);
         if (!gate.Open)
         {
             throw new InvalidOperationException("The gate is closed for " + context.Message.N);

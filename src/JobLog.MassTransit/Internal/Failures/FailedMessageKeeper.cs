@@ -90,7 +90,10 @@ internal sealed class FailedMessageKeeper(
         }
     }
 
-    /// <summary>The transport headers as text.</summary>
+    /// <summary>
+    /// The transport headers as text. An AMQP array or table (a list or dictionary) is its JSON text, its strings read
+    /// from their bytes: as <c>ToString()</c> it was the .NET type's name, and a retry re-sent that.
+    /// </summary>
     internal static Dictionary<string, string> Headers(ReceiveContext receive)
     {
         var headers = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase);
@@ -99,12 +102,8 @@ internal sealed class FailedMessageKeeper(
             var text = value switch
             {
                 null => null,
-                string s => s,
-                byte[] bytes => Encoding.UTF8.GetString(bytes),
-                DateTime d => d.ToString("O", CultureInfo.InvariantCulture),
-                DateTimeOffset d => d.ToString("O", CultureInfo.InvariantCulture),
-                IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
-                _ => value.ToString(),
+                System.Collections.IDictionary or System.Collections.IList and not byte[] => JsonText(value),
+                _ => Text(value),
             };
             if (text is not null)
             {
@@ -114,6 +113,46 @@ internal sealed class FailedMessageKeeper(
 
         return headers;
     }
+
+    /// <summary>An array or table as JSON (past <see cref="MaxHeaderDepth"/> levels, a sender's nesting, the rest as text).</summary>
+    private static string JsonText(object value)
+    {
+        try
+        {
+            return Json(value, 0)!.ToJsonString();
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or System.Text.Json.JsonException)
+        {
+            return Text(value);
+        }
+    }
+
+    private static string Text(object value) => value switch
+    {
+        string s => s,
+        byte[] bytes => Encoding.UTF8.GetString(bytes),
+        DateTime d => d.ToString("O", CultureInfo.InvariantCulture),
+        DateTimeOffset d => d.ToString("O", CultureInfo.InvariantCulture),
+        IFormattable f => f.ToString(null, CultureInfo.InvariantCulture),
+        _ => value.ToString() ?? "",
+    };
+
+    private const int MaxHeaderDepth = 32;
+
+    /// <summary>A header value as JSON: tables as objects, arrays as arrays, numbers and booleans as such, the rest as text.</summary>
+    private static System.Text.Json.Nodes.JsonNode? Json(object? value, int depth) => value switch
+    {
+        null => null,
+        _ when depth > MaxHeaderDepth => Text(value),
+        bool b => b,
+        long or int or short or byte or sbyte or ushort or uint or ulong or decimal => Convert.ToDecimal(value, CultureInfo.InvariantCulture),
+        double or float when double.IsFinite(Convert.ToDouble(value, CultureInfo.InvariantCulture)) => Convert.ToDouble(value, CultureInfo.InvariantCulture),
+        System.Collections.IDictionary table => new System.Text.Json.Nodes.JsonObject(
+            table.Keys.Cast<object>().Select(k => KeyValuePair.Create(Text(k), Json(table[k], depth + 1)))),
+        byte[] bytes => Text(bytes),
+        System.Collections.IList list => new System.Text.Json.Nodes.JsonArray([.. list.Cast<object?>().Select(v => Json(v, depth + 1))]),
+        _ => Text(value),
+    };
 
     private static string? Bound(string? text, int length) => text is null || text.Length <= length ? text : text[..length];
 }

@@ -84,12 +84,16 @@ internal sealed record KeptRetry(FailureActionItemLog Item, KeptMessageLog Messa
     /// <summary>
     /// Headers that describe a past delivery or its fault, not the message: MassTransit's fault and host headers, the
     /// redelivery count, the transport's own (RabbitMQ's exchange, routing key, tags; MessageId and the like, which the
-    /// envelope restores), and a previous retry's.
+    /// envelope restores; the broker's dead-lettering history, <c>x-death</c>, <c>x-first-death-*</c>,
+    /// <c>x-last-death-*</c>), and a previous retry's.
     /// </summary>
     public static bool IsDropped(string key) =>
         key.StartsWith("MT-Fault-", StringComparison.OrdinalIgnoreCase)
         || key.StartsWith("MT-Host-", StringComparison.OrdinalIgnoreCase)
         || key.StartsWith("RabbitMQ-", StringComparison.OrdinalIgnoreCase)
+        || key.Equals("x-death", StringComparison.OrdinalIgnoreCase)
+        || key.StartsWith("x-first-death-", StringComparison.OrdinalIgnoreCase)
+        || key.StartsWith("x-last-death-", StringComparison.OrdinalIgnoreCase)
         || key.StartsWith("JobLog-Retr", StringComparison.OrdinalIgnoreCase)
         || key is "MT-Reason" or "MT-Redelivery-Count" or "MessageId" or "CorrelationId" or "Content-Type" or "ContentType" or "MT-Activity-Id";
 
