@@ -67,29 +67,36 @@ public class SchedulerTests(LedgerProvider provider)
     }
 
     /// <summary>
+    /// Publishes two copies of one MessageId with the JobLog scheduler, the first due after <paramref name="first"/>, the
+    /// second after one second; returns once the scheduler warned about the second.
+    /// </summary>
+    private async Task<(SchedulerBus Bus, Guid Id, WarningLog Warnings)> DeferTheSameMessageIdTwiceAsync(TimeSpan first)
+    {
+        var warnings = new WarningLog();
+        var bus = await Start(x => x.AddConsumer<ChargeCardConsumer>(), warnings: warnings);
+        var id = NewId.NextGuid();
+        foreach (var (amount, countdown) in new[] { (3m, first), (4m, TimeSpan.FromSeconds(1)) })
+        {
+            await bus.Bus.Publish(new ChargeCard(7, amount), x =>
+            {
+                x.MessageId = id;
+                x.SetTaskOptions(t => t.Countdown = countdown);
+            });
+        }
+
+        await LedgerHost.EventuallyAsync(() => Task.FromResult(warnings.Lines.Any(l => l.Contains(id.ToString(), StringComparison.Ordinal))),
+            TimeSpan.FromSeconds(20), "the second copy was warned about: " + string.Join(" | ", warnings.Lines));
+        return (bus, id, warnings);
+    }
+
+    /// <summary>
     /// A deferred message is stored under its MessageId: a second copy (the same explicit MessageId sent again with a
     /// countdown, or an outbox delivering it twice) is not stored again. Before, the scheduler acknowledged it in silence.
     /// </summary>
     [Test]
     public async Task SetTaskOptions_Countdown_TheSameMessageIdSentTwice_IsDeliveredOnce_TheSecondCopyIsWarnedAbout()
     {
-        var warnings = new WarningLog();
-        var bus = await Start(x => x.AddConsumer<ChargeCardConsumer>(), warnings: warnings);
-        var id = NewId.NextGuid();
-
-        await bus.Bus.Publish(new ChargeCard(7, 3m), x =>
-        {
-            x.MessageId = id;
-            x.SetTaskOptions(t => t.Countdown = TimeSpan.FromSeconds(2));
-        });
-        await bus.Bus.Publish(new ChargeCard(7, 4m), x =>
-        {
-            x.MessageId = id;
-            x.SetTaskOptions(t => t.Countdown = TimeSpan.FromSeconds(1));
-        });
-
-        await LedgerHost.EventuallyAsync(() => Task.FromResult(warnings.Lines.Any(l => l.Contains(id.ToString(), StringComparison.Ordinal))),
-            TimeSpan.FromSeconds(20), "the second copy was warned about: " + string.Join(" | ", warnings.Lines));
+        var (bus, id, warnings) = await DeferTheSameMessageIdTwiceAsync(TimeSpan.FromSeconds(2));
         var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "the first copy consumed when due");
         var line = warnings.Lines.Single(l => l.Contains(id.ToString(), StringComparison.Ordinal));
         TestContext.Out.WriteLine(line);
@@ -109,23 +116,7 @@ public class SchedulerTests(LedgerProvider provider)
     [Test]
     public async Task SetTaskOptions_Countdown_TheSameMessageIdSentTwice_TheTaskShowsTheEtaOfTheCopyHeld()
     {
-        var warnings = new WarningLog();
-        var bus = await Start(x => x.AddConsumer<ChargeCardConsumer>(), warnings: warnings);
-        var id = NewId.NextGuid();
-
-        await bus.Bus.Publish(new ChargeCard(7, 3m), x =>
-        {
-            x.MessageId = id;
-            x.SetTaskOptions(t => t.Countdown = TimeSpan.FromSeconds(3));
-        });
-        await bus.Bus.Publish(new ChargeCard(7, 4m), x =>
-        {
-            x.MessageId = id;
-            x.SetTaskOptions(t => t.Countdown = TimeSpan.FromSeconds(1));
-        });
-
-        await LedgerHost.EventuallyAsync(() => Task.FromResult(warnings.Lines.Any(l => l.Contains(id.ToString(), StringComparison.Ordinal))),
-            TimeSpan.FromSeconds(20), "the second copy was warned about: " + string.Join(" | ", warnings.Lines));
+        var (bus, id, _) = await DeferTheSameMessageIdTwiceAsync(TimeSpan.FromSeconds(3));
         var held = (await bus.ScheduledAsync(id))!;
         await bus.Host.FlushAsync();
         TaskLog? waiting = null;
