@@ -160,8 +160,13 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             return;
         }
 
+        // A saga the repository never called (no instance, and the event's OnMissingInstance discarded the message or ran
+        // its own pipe): say so, or the run reads as if the saga had handled it.
+        var sagaLine = slot is { Calls: 0 }
+            ? $"Saga {consumerType} was not called: no instance matched the message, and the event's OnMissingInstance policy handled it without the saga (Discard, or its own pipe); or a filter before the saga did not pass it on."
+            : slot?.SagaLine;
         delivery.Track(recorder.Enqueue(new RunFinished(
-            slot?.RunId ?? run.Id, taskId, TaskRunState.Succeeded, services.UtcNow, null, Bounded(slot?.Output ?? output, slot?.SagaLine), null)));
+            slot?.RunId ?? run.Id, taskId, TaskRunState.Succeeded, services.UtcNow, null, Bounded(slot?.Output ?? output, sagaLine), null)));
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogTaskRun").Add("consumer", consumerType);

@@ -28,6 +28,42 @@ public sealed class TallySummedConsumer : IConsumer<TallySummed>
     public Task Consume(ConsumeContext<TallySummed> context) => Task.CompletedTask;
 }
 
+public sealed record ParcelCreated(Guid ParcelId);
+
+public sealed record ParcelScanned(Guid ParcelId);
+
+public sealed class Parcel : SagaStateMachineInstance
+{
+    public Guid CorrelationId { get; set; }
+
+    public string CurrentState { get; set; } = "";
+}
+
+/// <summary>A scan of a parcel the saga does not know is discarded (<c>OnMissingInstance(m =&gt; m.Discard())</c>).</summary>
+public sealed class ParcelMachine : MassTransitStateMachine<Parcel>
+{
+    public ParcelMachine()
+    {
+        InstanceState(x => x.CurrentState);
+        Event(() => Created, e => e.CorrelateById(m => m.Message.ParcelId));
+        Event(() => Scanned, e =>
+        {
+            e.CorrelateById(m => m.Message.ParcelId);
+            e.OnMissingInstance(m => m.Discard());
+        });
+        Initially(When(Created).TransitionTo(InTransit));
+        During(InTransit, When(Scanned).TransitionTo(Delivered));
+    }
+
+    public State InTransit { get; private set; } = null!;
+
+    public State Delivered { get; private set; } = null!;
+
+    public Event<ParcelCreated> Created { get; private set; } = null!;
+
+    public Event<ParcelScanned> Scanned { get; private set; } = null!;
+}
+
 /// <summary>An application's scoped consume filter that drops duplicates (an idempotency check): it does not call next.</summary>
 public sealed class DropDuplicatesFilter<T> : IFilter<ConsumeContext<T>>
     where T : class
@@ -194,6 +230,32 @@ public class ApplicationProbeTests
         Assert.That((run.ConsumerType, run.State), Is.EqualTo(("ChargeCardConsumer", TaskRunState.Expired)));
         Assert.That(run.ErrorMessage, Does.StartWith("Not consumed: it arrived at charge-card at ")
             .And.Contain("a filter in front of its consumers did not pass it on").And.Contain("charge-card_skipped"));
+    }
+
+    /// <summary>
+    /// A saga event with no instance that the event's <c>OnMissingInstance(m =&gt; m.Discard())</c> lets go: the saga is never
+    /// called. The run ends as the application chose (SUCCEEDED) and now says the saga was not called; before, it read
+    /// like the known parcel's run without its state line, as if the saga had handled it.
+    /// </summary>
+    [Test]
+    public async Task SagaEvent_WithoutAnInstance_DiscardedByOnMissingInstance_ItsRunSaysTheSagaWasNotCalled()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddSagaStateMachine<ParcelMachine, Parcel>().InMemoryRepository());
+        var (known, unknown) = (NewId.NextGuid(), NewId.NextGuid());
+        var (created, scanned, stray) = (NewId.NextGuid(), NewId.NextGuid(), NewId.NextGuid());
+        await bus.Bus.Publish(new ParcelCreated(known), x => x.MessageId = created);
+        await WaitFor(bus, created, t => t.State == TaskState.Succeeded, "the parcel's saga created");
+        await bus.Bus.Publish(new ParcelScanned(known), x => x.MessageId = scanned);
+        await bus.Bus.Publish(new ParcelScanned(unknown), x => x.MessageId = stray);
+
+        var delivered = await WaitFor(bus, scanned, t => t.State == TaskState.Succeeded, "the known parcel's scan consumed");
+        var discarded = await WaitFor(bus, stray, t => t.State is not (TaskState.Waiting or TaskState.Active), "the stray scan settled");
+        TestContext.Out.WriteLine(Describe(delivered));
+        TestContext.Out.WriteLine(Describe(discarded));
+        Assert.That(delivered.Runs.Single().Output, Does.Contain("InTransit → Delivered"));
+        var run = discarded.Runs.Single();
+        Assert.That((run.ConsumerType, run.State), Is.EqualTo((nameof(Parcel), TaskRunState.Succeeded)));
+        Assert.That(run.Output, Does.Contain("Saga Parcel was not called: no instance matched the message"));
     }
 
     [Test]
