@@ -75,8 +75,8 @@ public static class TaskLoggingConfigurationExtensions
     {
         configurator.ConnectSendObserver(dispatch);
         configurator.ConnectPublishObserver(dispatch);
-        configurator.ConfigureSend(s => s.UseExecute(c => ParentStamp.Stamp(c, services.StampKey)));
-        configurator.ConfigurePublish(p => p.UseExecute(c => ParentStamp.Stamp(c, services.StampKey)));
+        configurator.ConfigureSend(s => s.UseExecute(c => ParentStamp.Stamp(c, services)));
+        configurator.ConfigurePublish(p => p.UseExecute(c => ParentStamp.Stamp(c, services)));
         configurator.AddPrePipeSpecification(new TaskDeliverySpecification(services, mediator));
         var runs = new TaskRunConfigurationObserver(services);
         configurator.ConnectConsumerConfigurationObserver(runs);

@@ -37,7 +37,8 @@ public sealed class BusFixture : IAsyncDisposable
         TimeSpan? retryInterval = null,
         Action<IBusRegistrationContext, IBusFactoryConfigurator>? configureBus = null,
         Action<IBusRegistrationContext, IBusFactoryConfigurator>? endpoints = null,
-        Microsoft.Extensions.Logging.ILoggerProvider? logs = null)
+        Microsoft.Extensions.Logging.ILoggerProvider? logs = null,
+        Action<IServiceCollection>? configureServices = null)
     {
         var vhost = transport == Transport.RabbitMq ? await RabbitMqVhost.CreateAsync() : null;
         var host = await LedgerHost.StartAsync(ledger ?? TestLedger.Sqlite(), options, services =>
@@ -46,6 +47,8 @@ public sealed class BusFixture : IAsyncDisposable
             {
                 services.AddSingleton(logs);
             }
+
+            configureServices?.Invoke(services);
 
             services.AddMassTransitTestHarness(x =>
             {

@@ -18,13 +18,22 @@ internal static class ParentStamp
     /// <summary>The header with the id of the inbound request the message was written in (the bus outbox's case).</summary>
     public const string RequestHeader = "JobLog-InputRequestId";
 
-    public static void Stamp(SendContext context, ParentStampKey key)
+    public static void Stamp(SendContext context, TaskLoggingServices services)
     {
         if ((JobLogScope.CurrentTaskRunId is not null || JobLogScope.CurrentInputRequestId is not null)
             && context.MessageId is { } messageId
             && context.TryGetPayload<IServiceProvider>(out var provider) && provider is OutboxSendContext)
         {
-            context.Headers.Set(ParentStampKey.Header, key.Sign(JobLogScope.CurrentTaskRunId, JobLogScope.CurrentInputRequestId, messageId));
+            try
+            {
+                context.Headers.Set(ParentStampKey.Header, services.StampKey.Sign(JobLogScope.CurrentTaskRunId, JobLogScope.CurrentInputRequestId, messageId));
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // Recording never breaks the business path: Data Protection failing to seal the key (its key ring
+                // unreadable or unwritable) leaves the message unsigned, its delivered task without the stamped parent.
+                services.RecordingFailed(ex, "parent stamp");
+            }
         }
 
         if (JobLogScope.CurrentTaskRunId is { } run && !context.Headers.TryGetHeader(RunHeader, out _))

@@ -39,7 +39,9 @@ internal sealed class ParentStampKey
     public ParentStampKey(IDataProtectionProvider provider)
     {
         _protector = provider.CreateProtector(Purpose);
-        _sealed = new Lazy<string>(() => Base64Url.EncodeToString(_protector.Protect(_key)));
+        // PublicationOnly: a Protect that failed (the key ring unreadable for a while) is tried again at the next stamp,
+        // where the default mode would throw its exception for the process's life.
+        _sealed = new Lazy<string>(() => Base64Url.EncodeToString(_protector.Protect(_key)), LazyThreadSafetyMode.PublicationOnly);
     }
 
     /// <summary>The signed stamp of <paramref name="run"/> and <paramref name="request"/> on message <paramref name="messageId"/>.</summary>

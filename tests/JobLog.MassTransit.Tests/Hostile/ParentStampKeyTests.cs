@@ -76,6 +76,31 @@ public class ParentStampKeyTests
     }
 
     [Test]
+    public void AKeyRingThatFailsOnce_DoesNotStopStampsForTheProcessesLife()
+    {
+        // Data Protection cannot store its first key (the key directory's parent is a file, as a read-only or
+        // mis-mounted volume is): the stamp key cannot be sealed. Once the directory can be made, stamps come back.
+        var blocker = Path.Combine(Path.GetTempPath(), "joblog-stamp-blocked-" + Guid.NewGuid().ToString("N"));
+        File.WriteAllText(blocker, "not a directory");
+        var directory = new DirectoryInfo(Path.Combine(blocker, "keys"));
+        var keys = new ServiceCollection().AddDataProtection().PersistKeysToFileSystem(directory)
+            .Services.BuildServiceProvider().GetRequiredService<IDataProtectionProvider>();
+        var key = new ParentStampKey(keys);
+        var (run, message) = (Guid.NewGuid(), Guid.NewGuid());
+        try
+        {
+            Assert.That(() => key.Sign(run, null, message), Throws.Exception, "no key ring yet");
+        }
+        finally
+        {
+            File.Delete(blocker);
+            _keyDirectories.Add(new DirectoryInfo(blocker));
+        }
+
+        Assert.That(key.Check(key.Sign(run, null, message), message), Is.EqualTo(((Guid?)run, (Guid?)null)), "signed once the key ring works");
+    }
+
+    [Test]
     public void Signing_AllocatesOnlyTheHeadersText()
     {
         var key = new ParentStampKey(IsolatedKeys());

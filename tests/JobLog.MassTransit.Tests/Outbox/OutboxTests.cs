@@ -1,6 +1,8 @@
 using JobLog.Testing;
 using MassTransit;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
 using NUnit.Framework;
 
 namespace JobLog.MassTransit.Tests.Outbox;
@@ -169,6 +171,34 @@ public class OutboxTests(Transport transport)
         Assert.That(replayed.Forwarded.ParentRunId, Is.Not.EqualTo(victimRun), "a replayed signed stamp names another message");
         Assert.That(replayed.Forwarded.InputRequestId, Is.Null);
         Assert.That(await _bus.Host.QueryAsync(db => db.TaskLogs.CountAsync(t => t.ParentRunId == victimRun)), Is.EqualTo(1), "only the honest child");
+    }
+
+    [Test]
+    public async Task ConsumerOutbox_WhenDataProtectionCannotSealTheStampKey_TheConsumersPublishStillGoesOut()
+    {
+        // Data Protection cannot store a key (its directory's parent is a file, as a read-only or mis-mounted volume is):
+        // the signed parent stamp cannot be made, and recording must not fail the consumer's publish for it.
+        var blocker = Path.Combine(Path.GetTempPath(), "joblog-stamp-blocked-" + Guid.NewGuid().ToString("N"));
+        await File.WriteAllTextAsync(blocker, "not a directory");
+        try
+        {
+            _bus = await BusFixture.StartAsync(transport, x =>
+            {
+                x.AddConsumer<ForwardOrderConsumer>();
+                x.AddConsumer<OrderForwardedConsumer>();
+                x.AddInMemoryInboxOutbox();
+                x.AddConfigureEndpointsCallback((context, _, e) => e.UseInMemoryInboxOutbox(context));
+            }, configureServices: s => s.AddDataProtection().PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(blocker, "keys"))));
+
+            var forwarded = await ForwardAsync(_bus, new Dictionary<string, object>());
+
+            Assert.That(forwarded.Forward.Runs.Single().State, Is.EqualTo(TaskRunState.Succeeded));
+            Assert.That(forwarded.Forwarded.State, Is.EqualTo(TaskState.Succeeded));
+        }
+        finally
+        {
+            File.Delete(blocker);
+        }
     }
 
     private static int s_order = 100;
