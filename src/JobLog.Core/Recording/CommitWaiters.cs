@@ -220,9 +220,17 @@ internal sealed class CommitWaiters(JobLogMetrics metrics, TimeProvider time, Ti
             }
         }
 
-        if (expired > 0)
+        if (expired > 0 && timedOut is not null)
         {
-            timedOut?.Invoke(expired);
+            try
+            {
+                timedOut(expired);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // The telling goes through the application's logging providers; an exception on the timer's thread
+                // would end the process. The waits are released; the warning is lost.
+            }
         }
     }
 

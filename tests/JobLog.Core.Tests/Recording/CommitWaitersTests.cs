@@ -85,4 +85,29 @@ public class CommitWaitersTests
             Assert.That(timedOut, Is.EqualTo(1), "the wait its deadline released is told; the one its commit released is not");
         });
     }
+
+    [Test]
+    public void ATellingThatThrows_StaysOffTheTimersThread_AndLaterWaitsStillExpire()
+    {
+        // The 1008 warning is written by the application's logging providers; Microsoft.Extensions.Logging rethrows a
+        // provider's exception (AggregateException). On a real timer's thread that exception ends the process.
+        var time = new FakeTimeProvider();
+        var told = 0;
+        using var waiters = new CommitWaiters(_services.GetRequiredService<JobLogMetrics>(), time, TimeSpan.FromSeconds(5), journalSuffices: true, timedOut: n =>
+        {
+            told += n;
+            throw new AggregateException("An error occurred while writing to logger(s).", new IOException("disk full"));
+        });
+        var first = waiters.WaitAsync(1, CancellationToken.None);
+
+        Assert.That(() => time.Advance(TimeSpan.FromSeconds(6)), Throws.Nothing, "the timer's callback");
+        var second = waiters.WaitAsync(2, CancellationToken.None);
+        Assert.That(() => time.Advance(TimeSpan.FromSeconds(6)), Throws.Nothing, "the timer's callback, again");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((first.IsCompleted, second.IsCompleted), Is.EqualTo((true, true)));
+            Assert.That(told, Is.EqualTo(2));
+        });
+    }
 }
