@@ -15,16 +15,9 @@ internal sealed class JobLogHttpHandler(OutboundRequestRecorder recorder, string
         }
 
         HttpResponseMessage response;
-        byte[]? errorBody = null;
         try
         {
             response = await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
-            if (call.ReadsBodyAtOnce(response))
-            {
-                // Buffered (a short body), so the caller still reads it whole.
-                await response.Content.LoadIntoBufferAsync(cancellationToken).ConfigureAwait(false);
-                errorBody = await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
-            }
         }
         catch (Exception ex)
         {
@@ -32,8 +25,31 @@ internal sealed class JobLogHttpHandler(OutboundRequestRecorder recorder, string
             throw;
         }
 
-        call.Respond(response, errorBody);
+        call.Respond(response, await ErrorBodyAsync(call, response, cancellationToken).ConfigureAwait(false));
         return response;
+    }
+
+    /// <summary>
+    /// A short error body read at once (<see cref="OutboundCall.ReadsBodyAtOnce"/>), buffered so the caller still reads it
+    /// whole; null when it is not one, or when reading it failed (a connection reset in the body): the caller gets the
+    /// response as it would without JobLog, and meets the failure if it reads the body.
+    /// </summary>
+    private static async Task<byte[]?> ErrorBodyAsync(OutboundCall call, HttpResponseMessage response, CancellationToken cancellationToken)
+    {
+        if (!call.ReadsBodyAtOnce(response))
+        {
+            return null;
+        }
+
+        try
+        {
+            await response.Content.LoadIntoBufferAsync(cancellationToken).ConfigureAwait(false);
+            return await response.Content.ReadAsByteArrayAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            return null;
+        }
     }
 
     protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken)

@@ -335,6 +335,28 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task ErrorResponse_WhoseBodyBreaksOff_ReachesTheCallerAsTheResponse_NotAsAnException()
+    {
+        // A 503 whose connection resets in its body: a caller reading only the headers (ResponseHeadersRead, a status
+        // check) gets the 503 without JobLog; reading the short error body at once for the record must not change that.
+        _partner.Respond = _ =>
+        {
+            var content = new StreamContent(new BreakingStream(Encoding.UTF8.GetBytes("busy, ")));
+            content.Headers.ContentType = new MediaTypeHeaderValue("text/plain");
+            content.Headers.ContentLength = 40;
+            return new HttpResponseMessage(HttpStatusCode.ServiceUnavailable) { Content = content };
+        };
+
+        using (var response = await Client.GetAsync("http://psp.example/busy", HttpCompletionOption.ResponseHeadersRead))
+        {
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable));
+        }
+
+        var log = await SingleOutputAsync();
+        Assert.That(log.ResponseCode, Is.EqualTo(503));
+    }
+
+    [Test]
     public async Task ClientWithoutAddJobLogging_IsNotRecorded()
     {
         var plain = _host.Services.GetRequiredService<IHttpClientFactory>().CreateClient("plain");
@@ -392,6 +414,49 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
             Bodies.Add(request.Content is null ? null : new StreamReader(request.Content.ReadAsStream(cancellationToken)).ReadToEnd());
             return Respond(request);
         }
+    }
+
+    /// <summary>Gives its bytes, then fails as a connection reset in a body does.</summary>
+    private sealed class BreakingStream(byte[] data) : Stream
+    {
+        private bool _given;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count)
+        {
+            if (_given)
+            {
+                throw new IOException("The response ended prematurely.");
+            }
+
+            _given = true;
+            var n = Math.Min(count, data.Length);
+            Array.Copy(data, 0, buffer, offset, n);
+            return n;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     /// <summary>A non-seekable stream that counts what was read from it.</summary>
