@@ -341,7 +341,7 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
         // check) gets the 503 without JobLog; reading the short error body at once for the record must not change that.
         _partner.Respond = _ =>
         {
-            var content = new StreamContent(new BreakingStream(Encoding.UTF8.GetBytes("busy, ")));
+            var content = new StreamContent(new TrackingStream(Encoding.UTF8.GetBytes("busy, "), breaks: true));
             content.Headers.ContentType = new MediaTypeHeaderValue("text/plain");
             content.Headers.ContentLength = 40;
             return new HttpResponseMessage(HttpStatusCode.ServiceUnavailable) { Content = content };
@@ -416,51 +416,8 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
         }
     }
 
-    /// <summary>Gives its bytes, then fails as a connection reset in a body does.</summary>
-    private sealed class BreakingStream(byte[] data) : Stream
-    {
-        private bool _given;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => throw new NotSupportedException();
-            set => throw new NotSupportedException();
-        }
-
-        public override int Read(byte[] buffer, int offset, int count)
-        {
-            if (_given)
-            {
-                throw new IOException("The response ended prematurely.");
-            }
-
-            _given = true;
-            var n = Math.Min(count, data.Length);
-            Array.Copy(data, 0, buffer, offset, n);
-            return n;
-        }
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-    }
-
-    /// <summary>A non-seekable stream that counts what was read from it.</summary>
-    private sealed class TrackingStream(byte[] data) : Stream
+    /// <summary>A non-seekable stream that counts what was read from it; with <paramref name="breaks"/>, past its bytes it fails as a connection reset in a body does.</summary>
+    private sealed class TrackingStream(byte[] data, bool breaks = false) : Stream
     {
         private int _position;
 
@@ -482,6 +439,11 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
 
         public override int Read(byte[] buffer, int offset, int count)
         {
+            if (breaks && _position == data.Length)
+            {
+                throw new IOException("The response ended prematurely.");
+            }
+
             var n = Math.Min(count, data.Length - _position);
             Array.Copy(data, _position, buffer, offset, n);
             _position += n;
