@@ -189,11 +189,18 @@ internal sealed class RequestRecording
         return Task.CompletedTask;
     }
 
+    /// <summary>How long an aborted request's record waits for the server's answer before it says what a server sends.</summary>
+    private static readonly TimeSpan AbortedGrace = TimeSpan.FromSeconds(1);
+
     /// <summary>
-    /// The request aborted before the server answered: the record is what a server sends for an exception nothing
-    /// handled (500, or the bad request's code), until <see cref="CompleteDeferred"/> says otherwise.
+    /// The request aborted before the server answered: a server that answers anyway (Kestrel, after a client went away)
+    /// runs <see cref="CompleteDeferred"/> at once; one that does not (TestServer) leaves the record to say, after
+    /// <see cref="AbortedGrace"/>, what a server sends for an exception nothing handled (500, or the bad request's code).
     /// </summary>
-    private void CompleteAborted()
+    private void CompleteAborted() =>
+        _ = Task.Delay(AbortedGrace).ContinueWith(static (_, state) => ((RequestRecording)state!).CompleteUnanswered(), this, TaskScheduler.Default);
+
+    private void CompleteUnanswered()
     {
         lock (_answer)
         {
@@ -202,11 +209,12 @@ internal sealed class RequestRecording
                 return;
             }
 
+            var code = _deferred is BadHttpRequestException bad ? bad.StatusCode : 500;
             _log = _log with
             {
                 ResponseTimestamp = _services.Time.GetUtcNow().UtcDateTime,
-                ResponseCode = _deferred is BadHttpRequestException bad ? bad.StatusCode : 500,
-                Status = RequestLogStatus.Error,
+                ResponseCode = code,
+                Status = HttpLogFields.StatusOf(code),
             };
             _services.Enqueue(_log);
         }
