@@ -54,8 +54,9 @@ internal abstract class LedgerDatabase
 
     /// <summary>
     /// Before the migrations run, after <see cref="BeforeMigrate"/>: waits until no other process migrates, where EF Core's
-    /// own lock does not survive its holder's death (SQLite: <see cref="Sqlite.SqliteMigrationLock"/>); disposed after the
-    /// migrations. Null when EF Core's lock is enough (PostgreSQL's is a session's advisory lock).
+    /// own lock does not survive its holder's death (SQLite: <see cref="Sqlite.SqliteMigrationLock"/>) or does not keep
+    /// processes apart (PostgreSQL: <see cref="PostgreSql.PostgreSqlMigrationLock"/>); disposed after the migrations. Null
+    /// when EF Core's lock is enough.
     /// </summary>
     public virtual Task<IDisposable?> LockMigrationsAsync(string connectionString, TimeProvider time, ILogger logger, CancellationToken cancellationToken) =>
         Task.FromResult<IDisposable?>(null);

@@ -113,6 +113,10 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
     public override Expression<Func<string?, bool>>? KeyedLikeIgnoringCase(string pattern, string keyPattern) =>
         s => EF.Functions.ILike(s!, keyPattern, "\\") && EF.Functions.ILike(s + "", pattern, "\\");
 
+    // EF Core's own lock did not keep processes migrating an empty ledger together apart (PostgreSqlMigrationLock).
+    public override Task<IDisposable?> LockMigrationsAsync(string connectionString, TimeProvider time, Microsoft.Extensions.Logging.ILogger logger, CancellationToken cancellationToken) =>
+        PostgreSqlMigrationLock.TakeAsync(connectionString, Identity(connectionString), cancellationToken);
+
     public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(ForJobLog(connectionString));
 
     /// <summary>
