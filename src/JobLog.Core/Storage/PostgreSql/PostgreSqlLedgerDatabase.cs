@@ -114,8 +114,18 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         s => EF.Functions.ILike(s!, keyPattern, "\\") && EF.Functions.ILike(s + "", pattern, "\\");
 
     // EF Core's own lock did not keep processes migrating an empty ledger together apart (PostgreSqlMigrationLock).
-    public override Task<IDisposable?> LockMigrationsAsync(string connectionString, TimeProvider time, Microsoft.Extensions.Logging.ILogger logger, CancellationToken cancellationToken) =>
-        PostgreSqlMigrationLock.TakeAsync(connectionString, Identity(connectionString), cancellationToken);
+    public override async Task<IDisposable?> LockMigrationsAsync(string connectionString, TimeProvider time, Microsoft.Extensions.Logging.ILogger logger, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await PostgreSqlMigrationLock.TakeAsync(connectionString, Identity(connectionString), cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (RefusedSessionSettings(connectionString, ex))
+        {
+            // A pooler that refuses JobLog's startup settings (PgBouncerTests): again without them, as OpenAsync does.
+            return await PostgreSqlMigrationLock.TakeAsync(connectionString, Identity(connectionString), cancellationToken).ConfigureAwait(false);
+        }
+    }
 
     public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(ForJobLog(connectionString));
 
