@@ -316,9 +316,9 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
                 return time is null && stored is null;
             }
 
-            Span<char> text = stackalloc char[32];
-            return t.TryFormat(text, out var written, SqliteLedgerDatabase.TimeFormat, CultureInfo.InvariantCulture)
-                && text[..written].SequenceEqual(stored);
+            Span<byte> text = stackalloc byte[SqliteLedgerDatabase.TimeLength];
+            var written = SqliteLedgerDatabase.FormatTime(t, text);
+            return Ascii.Equals(text[..written], stored);
         }
     }
 
@@ -425,8 +425,8 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
             return;
         }
 
-        Span<byte> text = stackalloc byte[32];
-        time.TryFormat(text, out var written, SqliteLedgerDatabase.TimeFormat, CultureInfo.InvariantCulture);
+        Span<byte> text = stackalloc byte[SqliteLedgerDatabase.TimeLength];
+        var written = SqliteLedgerDatabase.FormatTime(time, text);
         Check(raw.sqlite3_bind_text(p.Statement, index, text[..written]));
     }
 

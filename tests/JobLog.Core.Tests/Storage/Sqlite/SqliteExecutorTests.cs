@@ -1,4 +1,7 @@
+using System.Globalization;
+using System.Text;
 using JobLog.Storage;
+using JobLog.Storage.Sqlite;
 using JobLog.Testing;
 using Microsoft.Data.Sqlite;
 using NUnit.Framework;
@@ -62,5 +65,38 @@ public class SqliteExecutorTests
         var error = Assert.ThrowsAsync<InvalidOperationException>(() => executor.CommitAsync(plan, TimeSpan.FromSeconds(5), CancellationToken.None));
 
         Assert.That(error!.Message, Does.Contain("@p1"));
+    }
+
+    [Test]
+    public void TimeText_IsWhatEfCoresFormatWrites_ForEveryFractionLength()
+    {
+        var times = new List<DateTime>
+        {
+            DateTime.MinValue,
+            DateTime.MaxValue,
+            new(5, 1, 2, 3, 4, 5, DateTimeKind.Utc),
+            new(2026, 12, 5, 0, 0, 0, DateTimeKind.Utc),
+            new DateTime(2026, 12, 5, 23, 59, 59, DateTimeKind.Utc).AddTicks(9_999_999),
+        };
+        for (var digits = 1; digits <= 7; digits++)
+        {
+            // A fraction whose last non-zero digit is the digits-th: 0.1, 0.01 … 0.0000001 s, and 0.1234567 cut there.
+            times.Add(new DateTime(2026, 12, 5, 19, 45, 1, DateTimeKind.Utc).AddTicks((long)Math.Pow(10, 7 - digits)));
+            times.Add(new DateTime(2026, 12, 5, 19, 45, 1, DateTimeKind.Utc).AddTicks(1_234_567 / (long)Math.Pow(10, 7 - digits) * (long)Math.Pow(10, 7 - digits)));
+        }
+
+        var random = new Random(28);
+        for (var i = 0; i < 10_000; i++)
+        {
+            times.Add(new DateTime(random.NextInt64(DateTime.MinValue.Ticks, DateTime.MaxValue.Ticks), DateTimeKind.Utc));
+        }
+
+        Span<byte> text = stackalloc byte[SqliteLedgerDatabase.TimeLength];
+        foreach (var time in times)
+        {
+            var written = SqliteLedgerDatabase.FormatTime(time, text);
+            Assert.That(Encoding.UTF8.GetString(text[..written]), Is.EqualTo(time.ToString(SqliteLedgerDatabase.TimeFormat, CultureInfo.InvariantCulture)),
+                $"ticks {time.Ticks}");
+        }
     }
 }
