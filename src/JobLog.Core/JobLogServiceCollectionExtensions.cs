@@ -5,6 +5,7 @@ using JobLog.Recording;
 using JobLog.Redaction;
 using JobLog.Storage;
 using JobLog.Sweeping;
+using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -111,6 +112,7 @@ public static class JobLogServiceCollectionExtensions
     private static void AddFailures(IServiceCollection services)
     {
         services.AddDataProtection();
+        services.TryAddSingleton(sp => new ParentStampKey(sp.GetRequiredService<IDataProtectionProvider>(), sp.GetRequiredService<TimeProvider>()));
         services.TryAddSingleton<JobLog.Failures.RetrySignal>();
         services.TryAddSingleton<JobLog.Failures.KeptMessageCodec>();
         services.TryAddSingleton<JobLog.Failures.LedgerFailureActions>();

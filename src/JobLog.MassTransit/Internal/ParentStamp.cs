@@ -1,3 +1,4 @@
+using JobLog.Internal;
 using MassTransit;
 using MassTransit.Middleware;
 
@@ -32,7 +33,7 @@ internal static class ParentStamp
             {
                 // Recording never breaks the business path: Data Protection failing to seal the key (its key ring
                 // unreadable or unwritable) leaves the message unsigned, its delivered task without the stamped parent.
-                services.RecordingFailed(ex, "parent stamp");
+                services.StampFailed(ex);
             }
         }
 

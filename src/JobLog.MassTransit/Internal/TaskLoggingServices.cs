@@ -5,7 +5,6 @@ using JobLog.Internal;
 using JobLog.Recording;
 using JobLog.Redaction;
 using MassTransit;
-using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -62,7 +61,7 @@ internal sealed class TaskLoggingServices(
             provider.GetRequiredService<JobLogMetrics>(),
             provider.GetRequiredService<ILogger<TaskLoggingServices>>())
         {
-            StampKey = new ParentStampKey(provider.GetRequiredService<IDataProtectionProvider>()),
+            StampKey = provider.GetRequiredService<ParentStampKey>(),
         };
     }
 
@@ -82,6 +81,19 @@ internal sealed class TaskLoggingServices(
     {
         Log.RecordingFailed(logger, exception, where);
         metrics.RecordingFailed(where);
+    }
+
+    /// <summary>
+    /// The parent stamp could not be signed (<see cref="ParentStamp.Stamp"/>): counted each time, logged at a steady rate,
+    /// since while Data Protection is down every outbox write fails the same way.
+    /// </summary>
+    public void StampFailed(Exception exception)
+    {
+        metrics.RecordingFailed("parent stamp");
+        if (StampKey.SignFailures.Add(1, out var count))
+        {
+            Log.StampFailed(logger, exception, count);
+        }
     }
 
     /// <summary>Task name: per-call option, per-type option, <see cref="TaskNameAttribute"/>, else the type's short name.</summary>

@@ -1,3 +1,4 @@
+using JobLog.Internal;
 using JobLog.MassTransit.Internal;
 using Microsoft.AspNetCore.DataProtection;
 using Microsoft.Extensions.DependencyInjection;
@@ -98,6 +99,52 @@ public class ParentStampKeyTests
         }
 
         Assert.That(key.Check(key.Sign(run, null, message), message), Is.EqualTo(((Guid?)run, (Guid?)null)), "signed once the key ring works");
+    }
+
+    [Test]
+    public void TheBusesAndTheMediatorOfOneProcess_ShareOneStampKey_SoOneReadsAnothersStampWithoutDataProtection()
+    {
+        // UseTaskLogging runs TaskLoggingServices.From once per bus (and per bus of a MultiBus) and once per mediator.
+        var keys = new CountingKeys(IsolatedKeys());
+        using var provider = new ServiceCollection().AddSingleton<IDataProtectionProvider>(keys)
+            .AddJobLog(o => o.UseSqlite("Data Source=" + Path.Combine(Path.GetTempPath(), "joblog-stamp-" + Guid.NewGuid().ToString("N") + ".db")))
+            .BuildServiceProvider();
+        var bus = TaskLoggingServices.From(provider);
+        var mediator = TaskLoggingServices.From(provider);
+        var (run, message) = (Guid.NewGuid(), Guid.NewGuid());
+
+        var stamp = bus.StampKey.Sign(run, null, message);
+
+        Assert.That(mediator.StampKey.Check(stamp, message), Is.EqualTo(((Guid?)run, (Guid?)null)));
+        Assert.That((keys.Protected, keys.Unprotected), Is.EqualTo((1, 0)), "one key sealed once, read back with the key itself");
+    }
+
+    /// <summary>Counts what the stamp keys ask of Data Protection.</summary>
+    private sealed class CountingKeys(IDataProtectionProvider inner) : IDataProtectionProvider, IDataProtector
+    {
+        private IDataProtector? _protector;
+
+        public int Protected { get; private set; }
+
+        public int Unprotected { get; private set; }
+
+        public IDataProtector CreateProtector(string purpose)
+        {
+            _protector = inner.CreateProtector(purpose);
+            return this;
+        }
+
+        public byte[] Protect(byte[] plaintext)
+        {
+            Protected++;
+            return _protector!.Protect(plaintext);
+        }
+
+        public byte[] Unprotect(byte[] protectedData)
+        {
+            Unprotected++;
+            return _protector!.Unprotect(protectedData);
+        }
     }
 
     [Test]

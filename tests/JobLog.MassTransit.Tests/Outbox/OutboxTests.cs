@@ -201,6 +201,37 @@ public class OutboxTests(Transport transport)
         }
     }
 
+    [Test]
+    public async Task ConsumerOutbox_WhileDataProtectionCannotSealTheStampKey_TheFailureIsLoggedAtASteadyRate_NotPerMessage()
+    {
+        // Every outbox write tries to seal the key again (a key ring may come back); logging each try floods the log.
+        var blocker = Path.Combine(Path.GetTempPath(), "joblog-stamp-blocked-" + Guid.NewGuid().ToString("N"));
+        await File.WriteAllTextAsync(blocker, "not a directory");
+        var logs = new WarningCollector();
+        try
+        {
+            _bus = await BusFixture.StartAsync(transport, x =>
+            {
+                x.AddConsumer<ForwardOrderConsumer>();
+                x.AddConsumer<OrderForwardedConsumer>();
+                x.AddInMemoryInboxOutbox();
+                x.AddConfigureEndpointsCallback((context, _, e) => e.UseInMemoryInboxOutbox(context));
+            }, logs: logs, configureServices: s => s.AddDataProtection().PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(blocker, "keys"))));
+
+            var elapsed = System.Diagnostics.Stopwatch.StartNew();
+            await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => ForwardAsync(_bus, new Dictionary<string, object>())));
+            elapsed.Stop();
+
+            var stampWarnings = logs.Errors.Count(e => e.Contains("parent stamp", StringComparison.Ordinal));
+            Assert.That(stampWarnings, Is.InRange(1, 1 + (int)(elapsed.Elapsed.TotalSeconds / 10)),
+                "20 unsigned outbox writes in " + elapsed.Elapsed + ": one warning per 10 s at most");
+        }
+        finally
+        {
+            File.Delete(blocker);
+        }
+    }
+
     private static int s_order = 100;
 
     private static async Task<(int OrderId, TaskLog Forward, TaskLog Forwarded)> ForwardAsync(BusFixture bus, Dictionary<string, object> headers)

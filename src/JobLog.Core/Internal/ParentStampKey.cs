@@ -3,7 +3,7 @@ using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using Microsoft.AspNetCore.DataProtection;
 
-namespace JobLog.MassTransit.Internal;
+namespace JobLog.Internal;
 
 /// <summary>
 /// Signs the parent stamp of a message written to an outbox, so that only a stamp JobLog wrote for that very message
@@ -13,7 +13,8 @@ namespace JobLog.MassTransit.Internal;
 /// message id, with a random key of this process that travels sealed by ASP.NET Core Data Protection (where kept
 /// messages' keys live), so another process with the same keys checks it. One Protect per process; a stamp costs one
 /// HMAC; a check one HMAC and, once per writing process, an Unprotect. A sender cannot make a stamp (no key), and a
-/// stamp copied from another message names another message id.
+/// stamp copied from another message names another message id. One per application (a singleton of
+/// <c>AddJobLog</c>), shared by every bus and mediator, so that one reads another's stamps with the key itself.
 /// </summary>
 internal sealed class ParentStampKey
 {
@@ -36,13 +37,20 @@ internal sealed class ParentStampKey
     [ThreadStatic]
     private static (ParentStampKey Owner, IncrementalHash Hash)? t_own;
 
-    public ParentStampKey(IDataProtectionProvider provider)
+    public ParentStampKey(IDataProtectionProvider provider, TimeProvider? time = null)
     {
         _protector = provider.CreateProtector(Purpose);
+        SignFailures = new SteadyRate(time ?? TimeProvider.System, TimeSpan.FromSeconds(10));
         // PublicationOnly: a Protect that failed (the key ring unreadable for a while) is tried again at the next stamp,
         // where the default mode would throw its exception for the process's life.
         _sealed = new Lazy<string>(() => Base64Url.EncodeToString(_protector.Protect(_key)), LazyThreadSafetyMode.PublicationOnly);
     }
+
+    /// <summary>
+    /// Failures to sign (Data Protection cannot seal the key: every outbox write tries again while the key ring is down),
+    /// reported at most once per 10 s with their count.
+    /// </summary>
+    public SteadyRate SignFailures { get; }
 
     /// <summary>The signed stamp of <paramref name="run"/> and <paramref name="request"/> on message <paramref name="messageId"/>.</summary>
     public string Sign(Guid? run, Guid? request, Guid messageId)
@@ -110,9 +118,17 @@ internal sealed class ParentStampKey
         mac[..MacBytes].CopyTo(signed[32..]);
     }
 
-    /// <summary>The key a sealed key holds, if this process's Data Protection keys open it (opened keys are remembered, a bounded few).</summary>
+    /// <summary>
+    /// The key a sealed key holds: this process's own without Data Protection, another's if this process's Data Protection
+    /// keys open it (opened keys are remembered, a bounded few).
+    /// </summary>
     private byte[]? Open(ReadOnlySpan<char> sealedKey)
     {
+        if (_sealed.IsValueCreated && sealedKey.SequenceEqual(_sealed.Value))
+        {
+            return _key;
+        }
+
         if (_opened.GetAlternateLookup<ReadOnlySpan<char>>().TryGetValue(sealedKey, out var key))
         {
             return key;
