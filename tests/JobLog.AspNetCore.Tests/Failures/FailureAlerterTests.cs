@@ -234,15 +234,36 @@ public class FailureAlerterTests
     public void SlackAndTeamsPayloads_DefangABareHostFollowedByAPath_AsTheyDoAUrl()
     {
         // Without a scheme or "www.", a host and a path (evil.example/reset) still reads as a link, and chat clients link
-        // it. A path after a dotted name is what tells it from a type name (Shop.Orders.Handle, System.Net): those stay.
+        // it. (Without a path, a dotted name in a key a sender names is defanged too: DefangBareDottedNames….)
         const string Key = "urn:message:evil.example/reset?u=ops pay.evil.example:8443/x System.Net at Shop.Orders.Handle";
         var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Type, Key, "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), null, new int[24]);
 
         var slack = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
         var teams = FailureAlertPayload.Create(FailureAlertFormat.Teams, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
 
-        Assert.That(slack, Does.Contain("urn:message:evil[.]example/reset?u=ops pay[.]evil[.]example:8443/x System.Net at Shop.Orders.Handle"));
-        Assert.That(teams, Does.Contain("urn:message:evil\\[.\\]example/reset?u=ops pay\\[.\\]evil\\[.\\]example:8443/x System.Net at Shop.Orders.Handle"));
+        Assert.That(slack, Does.Contain("urn:message:evil[.]example/reset?u=ops pay[.]evil[.]example:8443/x System[.]Net at Shop[.]Orders[.]Handle"));
+        Assert.That(teams, Does.Contain("urn:message:evil\\[.\\]example/reset?u=ops pay\\[.\\]evil\\[.\\]example:8443/x System\\[.\\]Net"));
+    }
+
+    [Test]
+    public void SlackAndTeamsPayloads_DefangBareDottedNamesInKeysTheSenderNames_NotInExceptionSignatures()
+    {
+        // A dotted name without a scheme or a path (pay.evil.example, Evil.Com, an address) is linked by chat clients. A
+        // message type's key is a name a producer chooses (a foreign producer's URN); an exception signature is named by
+        // the application's code (its types and methods), where dotted names are type names.
+        const string Named = "urn:message:pay.evil.example Evil.Com café.example 10.0.0.7 Shop.Orders.Placed";
+        var now = DateTime.UtcNow;
+        string Slack(JobLog.Failures.FailureGrouping by, string key) => FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup,
+            new JobLog.Querying.FailureGroup("0123456789abcdef", by, key, "T", 1, now, now, Guid.NewGuid(), null, new int[24]), 0, null)["text"]!.GetValue<string>();
+        var teams = FailureAlertPayload.Create(FailureAlertFormat.Teams, FailureAlertKind.NewGroup,
+            new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Type, Named, "T", 1, now, now, Guid.NewGuid(), null, new int[24]), 0, null)["text"]!.GetValue<string>();
+
+        Assert.That(Slack(JobLog.Failures.FailureGrouping.Type, Named),
+            Does.StartWith("New failure group: urn:message:pay[.]evil[.]example Evil[.]Com café[.]example 10[.]0[.]0[.]7 Shop[.]Orders[.]Placed (1 open"));
+        Assert.That(teams, Does.StartWith("New failure group: urn:message:pay\\[.\\]evil\\[.\\]example Evil\\[.\\]Com café\\[.\\]example"));
+        Assert.That(Slack(JobLog.Failures.FailureGrouping.Queue, "orders.evil.example"), Does.StartWith("New failure group: orders[.]evil[.]example (1 open"));
+        Assert.That(Slack(JobLog.Failures.FailureGrouping.Exception, "System.Net.Http.HttpRequestException at Shop.Orders.Handle"),
+            Does.StartWith("New failure group: System.Net.Http.HttpRequestException at Shop.Orders.Handle (1 open"), "the application's type names");
     }
 
     [Test]
@@ -256,8 +277,8 @@ public class FailureAlerterTests
         var slack = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
         var teams = FailureAlertPayload.Create(FailureAlertFormat.Teams, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
 
-        Assert.That(slack, Does.Contain("orders[U+000A]Resolved by ops, ignore [U+202E]fdp.exe[U+0007][U+200F] (1 open"));
-        Assert.That(teams, Does.Contain("orders\\[U+000A\\]Resolved by ops, ignore \\[U+202E\\]fdp.exe\\[U+0007\\]\\[U+200F\\] (1 open"));
+        Assert.That(slack, Does.Contain("orders[U+000A]Resolved by ops, ignore [U+202E]fdp[.]exe[U+0007][U+200F] (1 open"));
+        Assert.That(teams, Does.Contain("orders\\[U+000A\\]Resolved by ops, ignore \\[U+202E\\]fdp\\[.\\]exe\\[U+0007\\]\\[U+200F\\] (1 open"));
         Assert.That(slack + teams, Has.None.Matches<char>(c => char.IsControl(c) || c is '\u202e' or '\u200f'));
     }
 
@@ -270,7 +291,7 @@ public class FailureAlerterTests
 
         var slack = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
 
-        Assert.That(slack, Does.StartWith("New failure group: Shop.Charge[U+200B]Card[U+2060] at tag[U+E0041] \U0001F468\u200D\U0001F469 (1 open"));
+        Assert.That(slack, Does.StartWith("New failure group: Shop[.]Charge[U+200B]Card[U+2060] at tag[U+E0041] \U0001F468\u200D\U0001F469 (1 open"));
     }
 
     [Test]

@@ -225,12 +225,24 @@ internal static partial class FailureAlertPayload
             + m.Groups["host"].Value.Replace(".", "[.]", StringComparison.Ordinal));
 
     /// <summary>
-    /// <paramref name="text"/> as a chat message shows the ledger's text: <see cref="Defang"/>ed, and its control
-    /// characters (line feeds too: a key is one line), bidi marks, embeddings, overrides and isolates, line separators and
-    /// characters that draw nothing where they hide (<see cref="JobLog.Internal.InvisibleText"/>) written as code points,
-    /// <c>[U+202E]</c>, as the dashboard writes them.
+    /// <paramref name="text"/> with every dot between two name characters written <c>[.]</c> after <see cref="Defang"/>:
+    /// a dotted name without a scheme or a path (<c>pay.evil.example</c>, <c>Evil.Com</c>, an address) is linked by chat
+    /// clients, and cannot be told from a type name here. For names a sender chooses (a message type, a queue).
     /// </summary>
-    public static string ChatText(string text) => JobLog.Internal.InvisibleText.CodePoints(Defang(text), s_invisible);
+    public static string DefangNames(string text) => DottedNamePattern().Replace(Defang(text), "[.]");
+
+    /// <summary>
+    /// <paramref name="text"/> as a chat message shows the ledger's text: <see cref="Defang"/>ed (every dotted name too,
+    /// <see cref="DefangNames"/>, when <paramref name="named"/>: the text is a name a sender chooses, not a signature the
+    /// application's code names), and its control characters (line feeds too: a key is one line), bidi marks,
+    /// embeddings, overrides and isolates, line separators and characters that draw nothing where they hide
+    /// (<see cref="JobLog.Internal.InvisibleText"/>) written as code points, <c>[U+202E]</c>, as the dashboard writes them.
+    /// </summary>
+    public static string ChatText(string text, bool named = false) =>
+        JobLog.Internal.InvisibleText.CodePoints(named ? DefangNames(text) : Defang(text), s_invisible);
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"(?<=[\p{L}\p{N}_\-])\.(?=[\p{L}\p{N}])", System.Text.RegularExpressions.RegexOptions.CultureInvariant, 1000)]
+    private static partial System.Text.RegularExpressions.Regex DottedNamePattern();
 
     private static readonly System.Buffers.SearchValues<char> s_invisible = System.Buffers.SearchValues.Create(
         string.Concat(Enumerable.Range(0, 0x20).Concat(Enumerable.Range(0x7f, 0x21)).Select(c => (char)c))
@@ -289,7 +301,10 @@ internal static partial class FailureAlertPayload
         var title = kind == FailureAlertKind.NewGroup ? "New failure group" : $"Failures at {perMinute}/min";
         string Text(string key) => $"{title}: {key} ({group.Count} open, last {LedgerFormat.Time(group.LastSeen)} UTC)" + (link is null ? "" : " " + link);
         var text = Text(group.Key);
-        var chatText = Text(ChatText(group.Key));
+        // An exception signature is named by the application's code (types and methods); a message type or a queue is a
+        // name a producer or an operator chooses, and a bare dotted one reads as a site.
+        var named = group.By != FailureGrouping.Exception;
+        var chatText = Text(ChatText(group.Key, named));
         return format switch
         {
             // Slack reads <!channel>, <@user> and <url|label> in text; the ledger's text (an exception's message) is shown as text.
@@ -307,7 +322,7 @@ internal static partial class FailureAlertPayload
                 ["summary"] = title,
                 ["title"] = title,
                 // A MessageCard's text is Markdown (and some HTML): the ledger's text is escaped, the dashboard's link is not.
-                ["text"] = Text(MarkdownText(ChatText(group.Key))),
+                ["text"] = Text(MarkdownText(ChatText(group.Key, named))),
             },
             _ => new JsonObject
             {
