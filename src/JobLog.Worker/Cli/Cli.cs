@@ -81,7 +81,7 @@ internal static class Cli
         root.Subcommands.Add(run);
 
         var demoCommand = new Command("demo", "Run the demo tasks to completion and print the ledger's counts by state.");
-        demoCommand.SetAction((_, ct) => context.WithLedgerAsync("demo", _ => DemoCommand.RunAsync(context), ct));
+        demoCommand.SetAction((_, ct) => context.WithLedgerAsync("demo", _ => DemoCommand.RunAsync(context, ct), ct));
         root.Subcommands.Add(demoCommand);
 
         var sweep = new Command("sweep", "Expire stale tasks, and the runs of hosts that stopped sending heartbeats, once and exit.");

@@ -1,0 +1,70 @@
+using System.Diagnostics;
+using JobLog.Testing;
+using NUnit.Framework;
+
+namespace JobLog.Worker.Tests;
+
+/// <summary>The worker's <c>demo</c> command as a user runs it: a process, stopped from the terminal.</summary>
+public class DemoStopTests
+{
+    [TestCase("INT", 130)]
+    [TestCase("TERM", 143)]
+    public async Task Demo_StoppedBySignal_StopsAtOnce_WithoutItsSummary_AndExitsWithTheSignalsCode(string signal, int code)
+    {
+        // The web host's console lifetime took SIGINT and SIGTERM and the demo, which did not watch it, ran on to its end
+        // (up to 30 s), printed its counts and exited 0, as if it had not been stopped.
+        var ledger = TestLedger.Sqlite();
+        var worker = Path.Combine(AppContext.BaseDirectory, "JobLog.Worker.dll");
+        var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (var arg in new[] { worker, "demo", "--ConnectionStrings:JobLog=" + ledger.ConnectionString, "--Logging:LogLevel:Default=Warning" })
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(start)!;
+        var output = new System.Text.StringBuilder();
+        var published = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        process.OutputDataReceived += (_, e) =>
+        {
+            lock (output)
+            {
+                output.AppendLine(e.Data);
+            }
+
+            if (e.Data?.StartsWith("Sent ", StringComparison.Ordinal) == true)
+            {
+                published.TrySetResult();
+            }
+        };
+        process.BeginOutputReadLine();
+        var errors = process.StandardError.ReadToEndAsync();
+        try
+        {
+            await published.Task.WaitAsync(TimeSpan.FromSeconds(60));
+            using (var kill = Process.Start("kill", ["-" + signal, process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            {
+                await kill.WaitForExitAsync();
+            }
+
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+            string text;
+            lock (output)
+            {
+                text = output.ToString();
+            }
+
+            Assert.That(text, Does.Not.Contain("Tasks by state:"), "stopped before its summary\n" + text + await errors);
+            Assert.That(text, Does.Contain("Stopped before the demo tasks finished."));
+            Assert.That(process.ExitCode, Is.EqualTo(code));
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill(entireProcessTree: true);
+            }
+
+            await ledger.DisposeAsync();
+        }
+    }
+}
