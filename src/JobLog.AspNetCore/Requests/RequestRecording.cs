@@ -117,23 +117,58 @@ internal sealed class RequestRecording
             await FlushAsync(_responseBody).ConfigureAwait(false);
         }
 
-        Restore(requestBody: true);
+        // An error code with nothing written yet: a status code page around JobLog (UseStatusCodePages) writes the body
+        // after JobLog. The capture stays, passing writes through, and the record takes the page once it is sent.
+        var page = exception is null && _responseBody is { Capturing: null } && !_context.Response.HasStarted && _context.Response.StatusCode >= 400;
+        Restore(requestBody: true, responseBody: !page);
         if (exception is not null && !_context.Response.HasStarted)
         {
             _deferred = exception;
             _log = Finished(exception) with { ResponseCode = null, Status = RequestLogStatus.Incomplete };
             _services.Enqueue(_log);
-            _context.Response.OnCompleted(static state => ((RequestRecording)state).CompleteDeferred(), this);
-            // A server that aborts such a request instead of answering it (ASP.NET Core's TestServer) never runs
-            // OnCompleted: the record then says what a server answers for an exception nothing handled.
-            _aborted = _context.RequestAborted.UnsafeRegister(static state => ((RequestRecording)state!).CompleteAborted(), this);
+            AwaitAnswer();
             return;
         }
 
         // An exception handler inside JobLog answered for the endpoint: the record names what it handled.
         _log = Finished(exception ?? _context.Features.Get<IExceptionHandlerFeature>()?.Error);
+        if (ClientLeftEarly())
+        {
+            // The endpoint caught the cancellation of the client going away and returned.
+            _log = _log with { ErrorDescription = _log.ErrorDescription is null ? ClientDisconnected : Redactor.Bound(ClientDisconnected + "\n" + _log.ErrorDescription) };
+        }
+
+        if (page)
+        {
+            // Completed once the server has sent the response (a completed record is final in the ledger).
+            _log = _log with { Status = RequestLogStatus.Incomplete };
+            _responseBody!.PassThrough();
+            AwaitAnswer();
+            return;
+        }
+
         _services.Enqueue(_log);
     }
+
+    /// <summary>
+    /// Completes the record when the server has sent the response (<see cref="CompleteDeferred"/>). A server that aborts
+    /// the request instead of answering it (ASP.NET Core's TestServer, for an exception nothing handled) never runs
+    /// OnCompleted: the record then says what the server would have sent (<see cref="CompleteAborted"/>).
+    /// </summary>
+    private void AwaitAnswer()
+    {
+        _context.Response.OnCompleted(static state => ((RequestRecording)state).CompleteDeferred(), this);
+        _aborted = _context.RequestAborted.UnsafeRegister(static state => ((RequestRecording)state!).CompleteAborted(), this);
+    }
+
+    /// <summary>
+    /// The client went away before the whole response reached it (the endpoint returned after <c>RequestAborted</c>):
+    /// with a declared length, only when less was written, since a client may close the connection right after a
+    /// complete response; without one, the server ends the response after the endpoint, so it was not complete.
+    /// </summary>
+    private bool ClientLeftEarly() =>
+        _context.RequestAborted.IsCancellationRequested
+        && (_context.Response.ContentLength is not { } length || (_responseBody is not null && _responseBody.Written < length));
 
     /// <summary>
     /// The pipeline run again for this request by a handler around JobLog (<c>UseExceptionHandler("/error")</c>,
@@ -209,7 +244,8 @@ internal sealed class RequestRecording
                 return;
             }
 
-            var code = _deferred is BadHttpRequestException bad ? bad.StatusCode : 500;
+            // An exception's record has no code yet; an error code's (waiting for a status code page) has its own.
+            var code = _deferred is BadHttpRequestException bad ? bad.StatusCode : _log.ResponseCode ?? 500;
             _log = _log with
             {
                 ResponseTimestamp = _services.Time.GetUtcNow().UtcDateTime,
@@ -273,9 +309,10 @@ internal sealed class RequestRecording
     /// <summary>
     /// Puts the original response feature back, and the original request body when <paramref name="requestBody"/>
     /// (not before the endpoint ran: bytes already read ahead are only in the capture). The recording stays a feature
-    /// of the request, so that the pipeline run again for it (<see cref="ReExecuteAsync"/>) is not a second record.
+    /// of the request, so that the pipeline run again for it (<see cref="ReExecuteAsync"/>) is not a second record. The
+    /// response capture stays when not <paramref name="responseBody"/>.
     /// </summary>
-    public void Restore(bool requestBody)
+    public void Restore(bool requestBody, bool responseBody = true)
     {
         if (requestBody && _originalBody is not null)
         {
@@ -288,7 +325,7 @@ internal sealed class RequestRecording
             _context.Features.Set(_bodySize.Inner);
         }
 
-        if (_responseBody is not null && ReferenceEquals(_context.Features.Get<IHttpResponseBodyFeature>(), _responseBody))
+        if (responseBody && _responseBody is not null && ReferenceEquals(_context.Features.Get<IHttpResponseBodyFeature>(), _responseBody))
         {
             _context.Features.Set(_responseBody.Inner);
         }

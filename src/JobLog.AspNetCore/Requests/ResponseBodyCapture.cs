@@ -28,6 +28,9 @@ internal sealed class ResponseBodyCapture(IHttpResponseBodyFeature inner, HttpRe
 
     public CaptureBuffer Buffer => buffer;
 
+    /// <summary>How many bytes were written through JobLog (captured or not).</summary>
+    public long Written { get; private set; }
+
     /// <summary>The content coding of the bytes JobLog sees (null when they are not encoded), and how many there were.</summary>
     public (string? Encoding, long Bytes) Encoded => (_encoding, _encodedBytes);
 
@@ -74,6 +77,12 @@ internal sealed class ResponseBodyCapture(IHttpResponseBodyFeature inner, HttpRe
 
         await inner.CompleteAsync().ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// From now on a write through <see cref="Writer"/> goes straight to the real one (and is observed on its way): for
+    /// what middleware around JobLog writes after it (a status code page), which the server's own flush must reach.
+    /// </summary>
+    public void PassThrough() => _writer = new PassThroughWriter(inner.Writer, this);
 
     /// <summary>Pushes what the endpoint left in the pipe writer to the real body (the server would have flushed its own).</summary>
     public async Task FlushWriterAsync()
@@ -147,6 +156,8 @@ internal sealed class ResponseBodyCapture(IHttpResponseBodyFeature inner, HttpRe
             return;
         }
 
+        Written += data.Length;
+
         // Decided at the first write, when the headers are final: text only.
         _capturing ??= redactor.IsTextContentType(response.ContentType);
         if (_capturing != true)
@@ -161,6 +172,36 @@ internal sealed class ResponseBodyCapture(IHttpResponseBodyFeature inner, HttpRe
         else
         {
             _encodedBytes += data.Length;
+        }
+    }
+
+    /// <summary>The real pipe writer, with each span written observed when it is advanced past; nothing is held back.</summary>
+    private sealed class PassThroughWriter(PipeWriter inner, ResponseBodyCapture capture) : PipeWriter
+    {
+        private Memory<byte> _memory;
+
+        public override void Advance(int bytes)
+        {
+            capture.Starting();
+            capture.Observe(_memory.Span[..bytes]);
+            _memory = default;
+            inner.Advance(bytes);
+        }
+
+        public override Memory<byte> GetMemory(int sizeHint = 0) => _memory = inner.GetMemory(sizeHint);
+
+        public override Span<byte> GetSpan(int sizeHint = 0) => (_memory = inner.GetMemory(sizeHint)).Span;
+
+        public override void CancelPendingFlush() => inner.CancelPendingFlush();
+
+        public override void Complete(Exception? exception = null) => inner.Complete(exception);
+
+        public override ValueTask CompleteAsync(Exception? exception = null) => inner.CompleteAsync(exception);
+
+        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default)
+        {
+            capture.Starting();
+            return inner.FlushAsync(cancellationToken);
         }
     }
 }

@@ -195,6 +195,107 @@ public class RequestPipelineTests
     }
 
     [Test]
+    public async Task StatusCodePages_AroundJobLog_TheRecordHoldsThePageTheClientGot()
+    {
+        // The page is written after JobLog completed the record (the response had not started): it was not in the record.
+        await using var web = await WebFixture.StartAsync(
+            app =>
+            {
+                app.UseStatusCodePages();
+                app.UseJobLogRequests();
+                app.MapGet("/orders/{id}", (int id) => Results.NotFound());
+            },
+            server: Server.Kestrel);
+
+        using var response = await web.Client.GetAsync("/orders/12");
+        var page = await response.Content.ReadAsStringAsync();
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.NotFound));
+        Assert.That(page, Does.StartWith("Status Code: 404; Not Found"), "ASP.NET Core pads it to 512 bytes");
+        InputRequestLog? log = null;
+        await LedgerHost.EventuallyAsync(async () =>
+        {
+            log = await web.CompletedInputAsync("/orders/12");
+            return log.ResponseBody == page;
+        }, because: "the record holds the status code page");
+        Assert.That(log!.ResponseCode, Is.EqualTo(404));
+        Assert.That(log.ResponseHeaders, Does.Contain("text/plain"));
+    }
+
+    [Test]
+    public async Task StatusCodePages_WrittenToTheBodyWriterWithoutAFlush_AroundJobLog_ReachTheClientWhole()
+    {
+        // What a middleware around JobLog writes after it must reach the client as it would without JobLog: the server
+        // flushes the body writer it knows at the end, not JobLog's.
+        await using var web = await WebFixture.StartAsync(
+            app =>
+            {
+                app.Use(async (context, next) =>
+                {
+                    await next(context);
+                    if (context.Response.StatusCode == 404 && !context.Response.HasStarted)
+                    {
+                        context.Response.ContentType = "text/plain";
+                        var bytes = System.Text.Encoding.UTF8.GetBytes("not here: " + context.Request.Path);
+                        bytes.CopyTo(context.Response.BodyWriter.GetSpan(bytes.Length));
+                        context.Response.BodyWriter.Advance(bytes.Length);
+                    }
+                });
+                app.UseJobLogRequests();
+                app.MapGet("/orders/{id}", (int id) => Results.NotFound());
+            },
+            server: Server.Kestrel);
+
+        using var response = await web.Client.GetAsync("/orders/13");
+
+        Assert.That(await response.Content.ReadAsStringAsync(), Is.EqualTo("not here: /orders/13"));
+        InputRequestLog? log = null;
+        await LedgerHost.EventuallyAsync(async () =>
+        {
+            log = await web.CompletedInputAsync("/orders/13");
+            return log.ResponseBody is not null;
+        }, because: "the record holds the page");
+        Assert.That(log!.ResponseBody, Is.EqualTo("not here: /orders/13"));
+    }
+
+    [Test]
+    public async Task Client_ClosingAStreamedResponse_WhoseEndpointCatchesTheCancellation_TheRecordSaysTheClientDisconnected()
+    {
+        await using var web = await WebFixture.StartAsync(
+            app =>
+            {
+                app.UseJobLogRequests();
+                app.MapGet("/feed", async (HttpContext context) =>
+                {
+                    // As endpoints stream and end quietly when the client goes away.
+                    context.Response.ContentType = "text/plain";
+                    try
+                    {
+                        while (true)
+                        {
+                            await context.Response.WriteAsync(new string('y', 4095) + "\n", context.RequestAborted);
+                            await context.Response.Body.FlushAsync(context.RequestAborted);
+                        }
+                    }
+                    catch (OperationCanceledException)
+                    {
+                    }
+                });
+            },
+            server: Server.Kestrel);
+
+        using (var response = await web.Client.GetAsync("/feed", HttpCompletionOption.ResponseHeadersRead))
+        {
+            var stream = await response.Content.ReadAsStreamAsync();
+            await stream.ReadExactlyAsync(new byte[20_000]);
+        }
+
+        var log = await web.CompletedInputAsync("/feed");
+        Assert.That((log.ResponseCode, log.Status), Is.EqualTo((200, RequestLogStatus.Info)), "a client going away is not the server's error");
+        Assert.That(log.ErrorDescription, Is.EqualTo("The client disconnected before the response was complete."));
+    }
+
+    [Test]
     public async Task ExceptionHandler_InsideJobLog_RecordsTheHandledExceptionAndTheStatusTheClientGot()
     {
         await using var web = await StartOrdersNotFoundAsync(app =>
