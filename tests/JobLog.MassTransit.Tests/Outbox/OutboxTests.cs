@@ -178,36 +178,37 @@ public class OutboxTests(Transport transport)
     {
         // Data Protection cannot store a key (its directory's parent is a file, as a read-only or mis-mounted volume is):
         // the signed parent stamp cannot be made, and recording must not fail the consumer's publish for it.
-        var blocker = Path.Combine(Path.GetTempPath(), "joblog-stamp-blocked-" + Guid.NewGuid().ToString("N"));
-        await File.WriteAllTextAsync(blocker, "not a directory");
-        try
+        await WithBlockedKeyRingAsync(null, async () =>
         {
-            _bus = await BusFixture.StartAsync(transport, x =>
-            {
-                x.AddConsumer<ForwardOrderConsumer>();
-                x.AddConsumer<OrderForwardedConsumer>();
-                x.AddInMemoryInboxOutbox();
-                x.AddConfigureEndpointsCallback((context, _, e) => e.UseInMemoryInboxOutbox(context));
-            }, configureServices: s => s.AddDataProtection().PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(blocker, "keys"))));
-
-            var forwarded = await ForwardAsync(_bus, new Dictionary<string, object>());
+            var forwarded = await ForwardAsync(_bus!, new Dictionary<string, object>());
 
             Assert.That(forwarded.Forward.Runs.Single().State, Is.EqualTo(TaskRunState.Succeeded));
             Assert.That(forwarded.Forwarded.State, Is.EqualTo(TaskState.Succeeded));
-        }
-        finally
-        {
-            File.Delete(blocker);
-        }
+        });
     }
 
     [Test]
     public async Task ConsumerOutbox_WhileDataProtectionCannotSealTheStampKey_TheFailureIsLoggedAtASteadyRate_NotPerMessage()
     {
         // Every outbox write tries to seal the key again (a key ring may come back); logging each try floods the log.
+        var logs = new WarningCollector();
+        await WithBlockedKeyRingAsync(logs, async () =>
+        {
+            var elapsed = System.Diagnostics.Stopwatch.StartNew();
+            await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => ForwardAsync(_bus!, new Dictionary<string, object>())));
+            elapsed.Stop();
+
+            var stampWarnings = logs.Errors.Count(e => e.Contains("parent stamp", StringComparison.Ordinal));
+            Assert.That(stampWarnings, Is.InRange(1, 1 + (int)(elapsed.Elapsed.TotalSeconds / 10)),
+                "20 unsigned outbox writes in " + elapsed.Elapsed + ": one warning per 10 s at most");
+        });
+    }
+
+    /// <summary>Runs <paramref name="body"/> on a forwarding bus whose Data Protection key directory cannot be made (its parent is a file).</summary>
+    private async Task WithBlockedKeyRingAsync(WarningCollector? logs, Func<Task> body)
+    {
         var blocker = Path.Combine(Path.GetTempPath(), "joblog-stamp-blocked-" + Guid.NewGuid().ToString("N"));
         await File.WriteAllTextAsync(blocker, "not a directory");
-        var logs = new WarningCollector();
         try
         {
             _bus = await BusFixture.StartAsync(transport, x =>
@@ -217,14 +218,7 @@ public class OutboxTests(Transport transport)
                 x.AddInMemoryInboxOutbox();
                 x.AddConfigureEndpointsCallback((context, _, e) => e.UseInMemoryInboxOutbox(context));
             }, logs: logs, configureServices: s => s.AddDataProtection().PersistKeysToFileSystem(new DirectoryInfo(Path.Combine(blocker, "keys"))));
-
-            var elapsed = System.Diagnostics.Stopwatch.StartNew();
-            await Task.WhenAll(Enumerable.Range(0, 20).Select(_ => ForwardAsync(_bus, new Dictionary<string, object>())));
-            elapsed.Stop();
-
-            var stampWarnings = logs.Errors.Count(e => e.Contains("parent stamp", StringComparison.Ordinal));
-            Assert.That(stampWarnings, Is.InRange(1, 1 + (int)(elapsed.Elapsed.TotalSeconds / 10)),
-                "20 unsigned outbox writes in " + elapsed.Elapsed + ": one warning per 10 s at most");
+            await body();
         }
         finally
         {
