@@ -6,6 +6,7 @@ using JobLog.Recording;
 using MassTransit;
 using MassTransit.Contracts.JobService;
 using MassTransit.JobService;
+using MassTransit.JobService.Scheduling;
 
 namespace JobLog.MassTransit.Internal.Jobs;
 
@@ -20,7 +21,7 @@ internal static class JobTasks
 {
     private static readonly ConcurrentDictionary<Guid, JobAttemptOutcome> s_attempts = new();
     private static readonly AsyncLocal<JobSubmission?> s_submission = new();
-    private static readonly ConcurrentDictionary<Type, (Type Job, PropertyInfo JobId, PropertyInfo Payload)?> s_submitJob = new();
+    private static readonly ConcurrentDictionary<Type, (Type Job, PropertyInfo JobId, PropertyInfo Payload, PropertyInfo Schedule)?> s_submitJob = new();
 
     /// <summary>
     /// Called for every consumer message pipe before JobLog's run filter is added. True when the job service's consumer is
@@ -64,7 +65,7 @@ internal static class JobTasks
         {
             case JobSubmitted submitted when s_submission.Value is { } submission:
                 sequence = services.Recorder.Enqueue(new TaskDispatched(
-                    JobTask(services, submitted.JobId, submission.JobType, submission.Job, context.DestinationAddress, context)));
+                    JobTask(services, submitted.JobId, submission.JobType, submission.Job, submitted.Schedule, context.DestinationAddress, context)));
                 return false;
             case SetJobProgress progress:
                 var extra = JsonSerializer.Serialize(new { progress = new { value = progress.Value, limit = progress.Limit, attemptId = progress.AttemptId } });
@@ -85,7 +86,8 @@ internal static class JobTasks
         {
             var jobId = (Guid)shape.JobId.GetValue(context.Message)!;
             var job = shape.Payload.GetValue(context.Message);
-            sequence = services.Recorder.Enqueue(new TaskDispatched(JobTask(services, jobId, shape.Job, job, context.DestinationAddress, context)));
+            var schedule = shape.Schedule.GetValue(context.Message) as RecurringJobSchedule;
+            sequence = services.Recorder.Enqueue(new TaskDispatched(JobTask(services, jobId, shape.Job, job, schedule, context.DestinationAddress, context)));
             return true;
         }
 
@@ -103,7 +105,8 @@ internal static class JobTasks
         return new Restore(previous);
     }
 
-    private static TaskPayload JobTask(TaskLoggingServices services, Guid jobId, Type jobType, object? job, Uri? destination, SendContext context)
+    private static TaskPayload JobTask(
+        TaskLoggingServices services, Guid jobId, Type jobType, object? job, RecurringJobSchedule? schedule, Uri? destination, SendContext context)
     {
         var now = services.UtcNow;
         var rendered = services.Renderer.Render(job);
@@ -116,7 +119,7 @@ internal static class JobTasks
             TaskArgs = rendered.TaskArgs,
             TaskKwargs = rendered.TaskKwargs,
             DispatchedAt = now,
-            EstimatedTimeOfFirstArrival = now,
+            EstimatedTimeOfFirstArrival = DueAt(schedule, now),
             ParentRunId = JobLogScope.CurrentTaskRunId,
             CorrelationId = context.CorrelationId,
             ConversationId = context.ConversationId,
@@ -127,14 +130,50 @@ internal static class JobTasks
         };
     }
 
-    private static (Type Job, PropertyInfo JobId, PropertyInfo Payload)? SubmitJobShape(Type type) => s_submitJob.GetOrAdd(type, static t =>
+    /// <summary>
+    /// When a job submitted with a schedule is due: a <c>ScheduleJob</c>'s start time, a recurring job's first occurrence of
+    /// its cron expression (from its start, in its time zone). The job service holds the job until then; without a
+    /// schedule, or when the schedule cannot be read, the job is due now.
+    /// </summary>
+    internal static DateTime DueAt(RecurringJobSchedule? schedule, DateTime now)
+    {
+        if (schedule is null)
+        {
+            return now;
+        }
+
+        var from = schedule.Start is { } start && start.UtcDateTime > now ? start : new DateTimeOffset(now, TimeSpan.Zero);
+        if (string.IsNullOrWhiteSpace(schedule.CronExpression))
+        {
+            return from.UtcDateTime;
+        }
+
+        try
+        {
+            var cron = new CronExpression(schedule.CronExpression);
+            if (!string.IsNullOrWhiteSpace(schedule.TimeZoneId))
+            {
+                cron.TimeZone = TimeZoneInfo.FindSystemTimeZoneById(schedule.TimeZoneId);
+            }
+
+            // MassTransit's own parser, so the occurrence is the one the job service computes.
+            return cron.GetNextValidTimeAfter(from) is { } next && (schedule.End is not { } end || next <= end) ? next.UtcDateTime : now;
+        }
+        catch (Exception ex) when (ex is FormatException or TimeZoneNotFoundException or InvalidTimeZoneException)
+        {
+            return now;
+        }
+    }
+
+    private static (Type Job, PropertyInfo JobId, PropertyInfo Payload, PropertyInfo Schedule)? SubmitJobShape(Type type) => s_submitJob.GetOrAdd(type, static t =>
     {
         var shape = t.IsGenericType && t.GetGenericTypeDefinition() == typeof(SubmitJob<>)
             ? t
             : t.GetInterfaces().FirstOrDefault(i => i.IsGenericType && i.GetGenericTypeDefinition() == typeof(SubmitJob<>));
         return shape is null
             ? null
-            : (shape.GetGenericArguments()[0], shape.GetProperty(nameof(SubmitJob<object>.JobId))!, shape.GetProperty(nameof(SubmitJob<object>.Job))!);
+            : (shape.GetGenericArguments()[0], shape.GetProperty(nameof(SubmitJob<object>.JobId))!, shape.GetProperty(nameof(SubmitJob<object>.Job))!,
+                shape.GetProperty(nameof(SubmitJob<object>.Schedule))!);
     });
 
     private sealed record JobSubmission(Type JobType, object Job);
