@@ -6,6 +6,7 @@ using System.Text;
 using System.Text.Json;
 using System.Text.Encodings.Web;
 using System.Text.Json.Nodes;
+using System.Text.Json.Serialization;
 
 namespace JobLog.Redaction;
 
@@ -18,7 +19,8 @@ internal sealed class MessageRenderer(Redactor redactor)
     private static readonly JsonSerializerOptions s_serializer = new()
     {
         MaxDepth = 64,
-        ReferenceHandler = System.Text.Json.Serialization.ReferenceHandler.IgnoreCycles,
+        ReferenceHandler = ReferenceHandler.IgnoreCycles,
+        Converters = { new NotAwaitedConverter() },
     };
 
     private static readonly JsonDocumentOptions s_document = new() { MaxDepth = 128 };
@@ -524,6 +526,35 @@ internal sealed class MessageRenderer(Redactor redactor)
 
     /// <summary>A top-level property of the message: its name, value, and whether the name is sensitive.</summary>
     private readonly record struct RootProperty(string Name, JsonElement Value, bool Sensitive);
+
+    /// <summary>
+    /// Writes a task in a message (MassTransit's <c>MessageData&lt;T&gt;.Value</c>, a value loaded on demand) as a marker:
+    /// serializing it would read <c>Task.Result</c>, which waits for the value (a repository's load, on the sender's or the
+    /// writer's thread) and then stores it whole with the task's internals. The message's other properties (the message
+    /// data's <c>Address</c>) are rendered as usual.
+    /// </summary>
+    private sealed class NotAwaitedConverter : JsonConverterFactory
+    {
+        public override bool CanConvert(Type typeToConvert) =>
+            typeof(Task).IsAssignableFrom(typeToConvert) || typeToConvert == typeof(ValueTask) ||
+            (typeToConvert.IsGenericType && typeToConvert.GetGenericTypeDefinition() == typeof(ValueTask<>));
+
+        public override JsonConverter CreateConverter(Type typeToConvert, JsonSerializerOptions options) =>
+            (JsonConverter)Activator.CreateInstance(typeof(Marker<>).MakeGenericType(typeToConvert))!;
+
+        private sealed class Marker<T> : JsonConverter<T>
+        {
+            private static readonly string s_text = $"[not rendered: {Name(typeof(T))}, not awaited]";
+
+            public override T Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) => throw new NotSupportedException();
+
+            public override void Write(Utf8JsonWriter writer, T value, JsonSerializerOptions options) => writer.WriteStringValue(s_text);
+
+            private static string Name(Type type) => type.IsGenericType
+                ? $"{type.Name[..type.Name.IndexOf('`', StringComparison.Ordinal)]} of {string.Join(" and ", type.GetGenericArguments().Select(Name))}"
+                : type.Name;
+        }
+    }
 
     /// <summary>A positional record's primary-constructor parameter names, else null.</summary>
     private static string[]? PositionalParameters(Type type)

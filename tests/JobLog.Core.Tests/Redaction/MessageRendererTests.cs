@@ -100,6 +100,44 @@ public class MessageRendererTests
         Assert.That(rendered.TaskKwargs, Does.Contain("not serializable"));
     }
 
+    /// <summary>A message with a lazily loaded value, as MassTransit's <c>MessageData&lt;T&gt;</c> has (<c>Value</c> is a task).</summary>
+    public sealed class Attachment(Task<string> value)
+    {
+        public Uri Address { get; } = new("urn:msgdata:attachment-1");
+
+        public Task<string> Value { get; } = value;
+    }
+
+    public sealed record Upload(Guid Id, Attachment Document);
+
+    /// <summary>
+    /// A task in a message (MassTransit's <c>MessageData&lt;T&gt;.Value</c>) is not awaited, read or loaded: its content is
+    /// the consumer's to load. Before, serializing it read <c>Task.Result</c>, which blocks until the value is there (a
+    /// message data repository's load on the writer's thread, for ever when it never comes) and otherwise stored the task's
+    /// internals (<c>Status</c>, <c>IsCompletedSuccessfully</c>, …) and the whole loaded value.
+    /// </summary>
+    [Test]
+    public async Task Render_AMessageHoldingATask_DoesNotWaitForItNorRenderItsInternals()
+    {
+        var pending = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        try
+        {
+            var rendering = Task.Run(() => Renderer().Render(new Upload(Guid.Empty, new Attachment(pending.Task))));
+            var finished = await Task.WhenAny(rendering, Task.Delay(TimeSpan.FromSeconds(10)));
+            Assert.That(finished, Is.SameAs(rendering), "the rendering returned without the task's value");
+            var rendered = await rendering;
+            Assert.That(rendered.TaskKwargs, Does.Contain("\"Address\":\"urn:msgdata:attachment-1\"").And.Contain("\"Value\":\"[not rendered: Task of String, not awaited]\""));
+        }
+        finally
+        {
+            pending.TrySetResult("loaded late");
+        }
+
+        var loaded = Renderer().Render(new Upload(Guid.Empty, new Attachment(Task.FromResult(new string('x', 5000)))));
+        Assert.That(loaded.Input + loaded.TaskKwargs, Does.Not.Contain("IsCompletedSuccessfully").And.Not.Contain("xxxxx"));
+        Assert.That(loaded.Input, Does.Contain("Address\":\"urn:msgdata:attachment-1"));
+    }
+
     private static IEnumerable<TestCaseData> Messages()
     {
         yield return new TestCaseData(new ChargeCard(42, 10.50m)).SetName("positional record");
