@@ -75,10 +75,38 @@ internal sealed class SerializedMessages
         var urns = context.SupportedMessageTypes ?? [];
         var type = Resolve(urns);
         var name = type is not null ? TaskLoggingServices.ShortName(type) : urns.Length > 0 ? ShortName(urns[0]) : nameof(SerializedMessageBody);
-        return new SerializedMessage(type, name, Payload(context, type));
+        return new SerializedMessage(type, name, Payload(Body(context), type));
     }
 
-    private static object? Payload<T>(SendContext<T> context, Type? type)
+    /// <summary>
+    /// A Courier event sent to a routing slip subscription that has a message of its own
+    /// (<c>AddSubscription(address, events, x =&gt; x.Send&lt;OrderFulfilled&gt;(…))</c>): MassTransit sends the event with a
+    /// serializer holding the subscription's envelope, so the body is that message (its <c>messageType</c>, its values
+    /// merged with the event's), not the event. That message; null when the body is the event itself.
+    /// </summary>
+    public SerializedMessage? ReadReplaced<T>(SendContext<T> context)
+        where T : class
+    {
+        // Read first: the subscription's serializer sets the send's message types to its own as it writes the body.
+        var own = context.SupportedMessageTypes ?? [MessageUrn.ForTypeString<T>()];
+        if (Body(context) is not { ValueKind: JsonValueKind.Object } body || !body.TryGetProperty("messageType", out var types)
+            || types.ValueKind != JsonValueKind.Array)
+        {
+            return null;
+        }
+
+        var urns = types.EnumerateArray().Where(u => u.ValueKind == JsonValueKind.String).Select(u => u.GetString()!).ToArray();
+        if (urns.Length == 0 || urns.Any(own.Contains))
+        {
+            return null;
+        }
+
+        var type = Resolve(urns);
+        return new SerializedMessage(type, type is not null ? TaskLoggingServices.ShortName(type) : ShortName(urns[0]), Payload(body, type));
+    }
+
+    /// <summary>The body the send's serializer writes (the transport will send the same), as JSON; null when it is not JSON.</summary>
+    private static JsonElement? Body<T>(SendContext<T> context)
         where T : class
     {
         if (context.Serializer is null)
@@ -104,7 +132,16 @@ internal sealed class SerializedMessages
         }
 
         using var document = JsonDocument.Parse(bytes);
-        var root = document.RootElement;
+        return document.RootElement.Clone();
+    }
+
+    private static object? Payload(JsonElement? body, Type? type)
+    {
+        if (body is not { } root)
+        {
+            return null;
+        }
+
         var message = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("message", out var inner) && root.TryGetProperty("messageType", out _)
             ? inner
             : root;
@@ -120,7 +157,7 @@ internal sealed class SerializedMessages
             }
         }
 
-        return message.Clone();
+        return message;
     }
 
     private static bool IsJson(byte[] bytes)

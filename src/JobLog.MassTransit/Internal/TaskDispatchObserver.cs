@@ -112,7 +112,9 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
             }
 
             // The transactional outbox delivers a stored body: the task is the message it carries.
-            SerializedMessage? serialized = context.Message is SerializedMessageBody ? services.Messages.Read(context) : null;
+            SerializedMessage? serialized = context.Message is SerializedMessageBody ? services.Messages.Read(context)
+                : !published && IsCourierEvent<T>() ? services.Messages.ReadReplaced(context)
+                : null;
             if (!IsTask(context, serialized))
             {
                 // A redelivery with a transport delay (UseDelayedRedelivery, Defer) needs the scheduler as much as an ETA does.
@@ -161,6 +163,10 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
 
         return ReadyAsync(context, deferred);
     }
+
+    /// <summary>A Courier event (<c>RoutingSlipCompleted</c>, …), which a routing slip subscription's own message may replace when it is sent.</summary>
+    private static bool IsCourierEvent<T>() =>
+        typeof(T).Namespace is { } ns && ns.StartsWith("MassTransit.Courier", StringComparison.Ordinal) && typeof(T) != typeof(global::MassTransit.Courier.Contracts.RoutingSlip);
 
     /// <summary>While the bus starts, the scheduler's endpoint may not have declared its exchange yet.</summary>
     private Task ReadyAsync(SendContext context, bool deferred) =>

@@ -44,7 +44,12 @@ public sealed class ManifestConsumer : IConsumer<Manifest>
     }
 }
 
-public sealed record OrderFulfilled(int OrderId, Guid TrackingNumber);
+public sealed class OrderFulfilled
+{
+    public int OrderId { get; init; }
+
+    public Guid TrackingNumber { get; init; }
+}
 
 public sealed class SlipAuditConsumer : IConsumer<RoutingSlipCompleted>, IConsumer<RoutingSlipFaulted>, IConsumer<OrderFulfilled>
 {
@@ -112,5 +117,48 @@ public class MessageShapeTests
                 .And.Not.Contain("IsCompletedSuccessfully").And.Not.Contain("\"Result\""));
             Assert.That(task.TaskKwargs, Does.Contain("[not rendered: Task of String, not awaited]").And.Not.Contain("xxxxxxxxxx"));
         }
+    }
+    /// <summary>
+    /// Courier subscriptions (<c>builder.AddSubscription(address, events)</c>): the routing slip's events are sent to the
+    /// subscriber's queue. With a message of its own (<c>x.Send&lt;OrderFulfilled&gt;(new { OrderId = 5 })</c>), the subscriber
+    /// receives that message, not Courier's event: its task is an <c>OrderFulfilled</c> of the application (not internal),
+    /// whose input holds the subscription's values. Before, the task was named after the event the message replaced
+    /// (<c>RoutingSlipCompleted</c>), internal (out of the default lists) and showed the event's fields, not OrderId.
+    /// </summary>
+    [Test]
+    public async Task RoutingSlipSubscription_WithAMessageOfItsOwn_ItsTaskIsThatMessage_TheApplicationsNotCouriers()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x =>
+        {
+            x.AddActivity<ReserveActivity, ReserveArguments, ReserveLog>();
+            x.AddExecuteActivity<ShipActivity, ShipArguments>();
+            x.AddConsumer<SlipAuditConsumer>().Endpoint(e => e.Name = "slip-audit");
+        });
+        var builder = new RoutingSlipBuilder(NewId.NextGuid());
+        builder.AddActivity("Reserve", CourierAddresses.Execute<ReserveActivity, ReserveArguments>(), new { OrderId = 5, Quantity = 2 });
+        builder.AddActivity("Ship", CourierAddresses.Execute<ShipActivity, ShipArguments>(), new { OrderId = 5 });
+        builder.AddSubscription(new Uri("queue:slip-audit"), RoutingSlipEvents.Completed);
+        await builder.AddSubscription(new Uri("queue:slip-audit"), RoutingSlipEvents.Completed, x => x.Send<OrderFulfilled>(new { OrderId = 5 }));
+        var slip = builder.Build();
+
+        await bus.Bus.Execute(slip);
+
+        await WaitFor(bus, slip.TrackingNumber, t => t.State == TaskState.Succeeded, "the routing slip completed");
+        List<TaskLog> delivered = [];
+        await LedgerHost.EventuallyAsync(
+            async () => (delivered = await bus.Host.QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs)
+                .Where(t => t.QueueName == "slip-audit" && t.State == TaskState.Succeeded).ToListAsync())).Count == 2,
+            TimeSpan.FromSeconds(20), "both subscriptions' messages consumed");
+        foreach (var t in delivered)
+        {
+            TestContext.Out.WriteLine($"{t.Name} internal={t.IsInternal} input={t.Input} " + Describe(t));
+        }
+
+        var own = delivered.SingleOrDefault(t => t.Runs.Single().Name == nameof(OrderFulfilled));
+        Assert.That(own, Is.Not.Null, "the subscriber consumed an OrderFulfilled");
+        Assert.That((own!.Name, own.IsInternal, own.Runs.Single().ConsumerType), Is.EqualTo((nameof(OrderFulfilled), false, nameof(SlipAuditConsumer))));
+        Assert.That(own.Input, Does.Contain("OrderId=5").And.Contain("TrackingNumber=" + slip.TrackingNumber));
+        var courier = delivered.Single(t => t != own);
+        Assert.That((courier.Name, courier.IsInternal), Is.EqualTo(("RoutingSlipCompleted", true)), "the plain subscription's event is Courier's, as before");
     }
 }
