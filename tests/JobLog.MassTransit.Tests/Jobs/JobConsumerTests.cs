@@ -254,4 +254,25 @@ public class JobConsumerTests
         Assert.That(first.Start, Is.GreaterThanOrEqualTo(eta), "the first occurrence ran at its time");
         Assert.That(twice.Runs.Select(r => r.ConsumerType).Distinct(), Is.EqualTo(new[] { "ConvertVideoConsumer" }));
     }
+
+    /// <summary>
+    /// A job scheduled for later and cancelled before its start (<c>bus.CancelJob(jobId, reason)</c>): the job service
+    /// cancels it and publishes <c>JobCanceled</c>; no attempt ever runs. Before, its task stayed WAITING, past its ETA,
+    /// until its stale limit.
+    /// </summary>
+    [Test]
+    public async Task ScheduleJob_CancelledBeforeItsStart_IsCancelled_WithTheReason()
+    {
+        _host = await JobBus.StartAsync();
+        var bus = _host.Services.GetTestHarness().Bus;
+        var jobId = await bus.ScheduleJob(DateTimeOffset.UtcNow.AddSeconds(30), new ConvertVideo("cancelled.mp4", 0), CancellationToken.None);
+        await WaitFor(_host, jobId, _ => true, "the scheduled job's task is recorded");
+
+        await bus.CancelJob(jobId, "not needed any more");
+
+        var task = await WaitFor(_host, jobId, t => t.State != TaskState.Waiting, "the cancelled job's task ends");
+        var run = task.Runs.Single();
+        Assert.That((task.State, run.State, run.ConsumerType), Is.EqualTo((TaskState.Cancelled, TaskRunState.Cancelled, "(job service)")));
+        Assert.That(run.ErrorMessage, Is.EqualTo("Cancelled before an attempt ran: not needed any more"));
+    }
 }

@@ -19,6 +19,9 @@ namespace JobLog.MassTransit.Internal.Jobs;
 /// </summary>
 internal static class JobTasks
 {
+    /// <summary>The consumer of the runs the job service itself ends a job with.</summary>
+    public const string JobService = "(job service)";
+
     private static readonly ConcurrentDictionary<Guid, JobAttemptOutcome> s_attempts = new();
     private static readonly AsyncLocal<JobSubmission?> s_submission = new();
     private static readonly ConcurrentDictionary<Type, (Type Job, PropertyInfo JobId, PropertyInfo Payload, PropertyInfo Schedule)?> s_submitJob = new();
@@ -80,6 +83,11 @@ internal static class JobTasks
             case JobAttemptCanceled canceled when s_attempts.TryGetValue(canceled.AttemptId, out var outcome):
                 outcome.CancelReason = canceled.Reason ?? "cancelled";
                 return false;
+            case JobCanceled canceled when context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetMessage<CancelJob>(out _):
+                // Cancelled by a CancelJob while no attempt ran (waiting for its start, a slot or a retry): no attempt's
+                // run ends the job, so the job service's cancellation does.
+                services.Recorder.Enqueue(new RunStarted(CancelledRun(services, canceled, context.DestinationAddress), Seed(canceled), false));
+                return false;
         }
 
         if (SubmitJobShape(context.Message.GetType()) is { } shape)
@@ -93,6 +101,25 @@ internal static class JobTasks
 
         return false;
     }
+
+    /// <summary>The job service's own run that ends a job cancelled before an attempt ran.</summary>
+    private static RunPayload CancelledRun(TaskLoggingServices services, JobCanceled canceled, Uri? destination) => new()
+    {
+        Id = NewId.NextSequentialGuid(),
+        TaskId = canceled.JobId,
+        Name = nameof(CancelJob),
+        QueueName = TaskLoggingServices.QueueName(destination),
+        ConsumerType = JobService,
+        Start = services.UtcNow,
+        Stop = services.UtcNow,
+        State = TaskRunState.Cancelled,
+        ErrorMessage = services.Redactor.Bound($"Cancelled before an attempt ran: {canceled.Reason ?? "no reason given"}"),
+        Host = services.Options.Host,
+        WaitingTime = 0,
+    };
+
+    private static TaskPayload Seed(JobCanceled canceled) =>
+        new() { Id = canceled.JobId, Name = nameof(CancelJob), DispatchedAt = canceled.Timestamp, EstimatedTimeOfFirstArrival = canceled.Timestamp };
 
     internal static JobAttemptOutcome Register(Guid attemptId) => s_attempts[attemptId] = new JobAttemptOutcome();
 
