@@ -179,6 +179,13 @@ internal sealed class LedgerPlanner(LedgerDatabase database)
             plan.Ensured.RemoveAll(e => dispatched.ContainsKey(e.Task.Id));
         }
 
+        if (plan.DispatchFailures.Count > 0 && touched.Count > 0)
+        {
+            // A run of the task in this batch, before or after its failed dispatch: the broker delivered the message
+            // (LedgerSql.TaskDispatchFailed), and a task row this batch inserts is not derived again.
+            plan.DispatchFailures.RemoveAll(f => touched.Contains(f.TaskId));
+        }
+
         LedgerDerivation.DeriveInserted(plan);
         plan.Derive.AddRange(touched);
         return plan;

@@ -23,12 +23,18 @@ internal static class LedgerSql
     /// <summary>How the sweeper's host pass begins the error of a run it expired (<c>TaskLogSweeper.HostReason</c>).</summary>
     public const string HostExpiredPrefix = "Expired: host ";
 
-    public const string TaskDispatchFailed = "UPDATE " + T + " SET \"ErrorMessage\" = @p1 WHERE \"Id\" = @p0";
+    /// <summary>
+    /// A failed dispatch's error on its task, unless a run of the task is stored: the broker delivered a send its caller
+    /// cancelled (a resource alarm held the frames), and the sender's writer committed after the consumer's.
+    /// </summary>
+    public const string TaskDispatchFailed =
+        "UPDATE " + T + " SET \"ErrorMessage\" = @p1 WHERE \"Id\" = @p0 AND NOT EXISTS (SELECT 1 FROM " + R + " r WHERE r.\"TaskId\" = @p0)";
 
     /// <summary>
     /// The SET item with which a task dispatched again (an application's retry of a send, the same MessageId) drops the
     /// error of an earlier failed dispatch (<see cref="TaskDispatchFailed"/>): a send cancelled by its caller may have
-    /// reached the broker anyway, and the retry is what the task's row tells. A stale-marked task keeps its reason.
+    /// reached the broker anyway, and the retry is what the task's row tells. A stale-marked task keeps its reason. The
+    /// derivation sets it too (<see cref="DerivedColumns"/>): a run of the task means the broker delivered it.
     /// </summary>
     public const string ClearDispatchError = "\"ErrorMessage\" = CASE WHEN " + T + ".\"IsSetAsStale\" THEN " + T + ".\"ErrorMessage\" END";
 
@@ -99,11 +105,14 @@ internal static class LedgerSql
     public const string DerivedStop =
         "(SELECT CASE WHEN COUNT(*) = COUNT(l.\"Stop\") THEN MAX(l.\"Stop\") END FROM " + R + " l WHERE " + LatestRunOfEachConsumer + ")";
 
-    /// <summary>The SET list of the derivation of the task whose id is <c>@p0</c>.</summary>
+    /// <summary>
+    /// The SET list of the derivation of the task whose id is <c>@p0</c>. It runs for tasks that runs touched, so it also
+    /// drops a failed dispatch's error (<see cref="ClearDispatchError"/>): the message reached a consumer after all.
+    /// </summary>
     public const string DerivedColumns =
         "\"State\" = CASE WHEN \"IsSetAsStale\" THEN 6 ELSE " + DerivedState + " END, " +
         "\"Start\" = " + DerivedStart + ", " +
-        "\"Stop\" = CASE WHEN \"IsSetAsStale\" THEN \"Stop\" ELSE " + DerivedStop + " END";
+        "\"Stop\" = CASE WHEN \"IsSetAsStale\" THEN \"Stop\" ELSE " + DerivedStop + " END, " + ClearDispatchError;
 
     /// <summary>The quoted, comma-separated names of <paramref name="columns"/>.</summary>
     public static string ColumnList<TRow>(IEnumerable<LedgerColumn<TRow>> columns) => string.Join(", ", columns.Select(c => $"\"{c.Name}\""));

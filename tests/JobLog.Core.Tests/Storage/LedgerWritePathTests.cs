@@ -2,6 +2,7 @@ using JobLog.Recording;
 using JobLog.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using NUnit.Framework;
 
 namespace JobLog.Core.Tests.Storage;
@@ -336,6 +337,68 @@ public class LedgerWritePathTests(LedgerProvider provider)
         var task = await _host.TaskAsync(id);
 
         Assert.That((task.State, task.ErrorMessage), Is.EqualTo((TaskState.Succeeded, (string?)null)));
+    }
+
+    /// <summary>Where a cancelled send's failure falls against the run of the message the broker delivered anyway.</summary>
+    public enum FailureAndRun
+    {
+        FailureThenRunInALaterBatch,
+        FailureThenRunInOneBatch,
+        RunThenFailureInALaterBatch,
+        RunThenFailureInOneBatch,
+    }
+
+    // Session 27 (faults): a send cancelled by its caller (a resource alarm blocked the connection) and never tried again
+    // reached the queue all the same and was consumed; the task showed SUCCEEDED with "Dispatch failed". The writers of
+    // the sender and the consumer commit in either order.
+    [Test]
+    public async Task DispatchFailed_NeverTriedAgain_ButConsumed_TheTaskSucceeded_WithoutTheDispatchError(
+        [Values] FailureAndRun order, [Values] bool partitioned)
+    {
+        if (partitioned)
+        {
+            Assume.That(provider, Is.EqualTo(LedgerProvider.PostgreSql), "partitioning is PostgreSQL's");
+            await _host.DisposeAsync();
+            _host = await Querying.PartitionedLedgerHosts.StartAsync(new FakeTimeProvider(new DateTimeOffset(T0)));
+            _recorder = _host.Services.GetRequiredService<LedgerRecorder>();
+        }
+
+        var id = Guid.NewGuid();
+        var run = Run(id, "C", T0.AddSeconds(1));
+        _recorder.Enqueue(new TaskDispatched(Task(id)));
+        if (order is FailureAndRun.RunThenFailureInALaterBatch or FailureAndRun.RunThenFailureInOneBatch)
+        {
+            Consume();
+        }
+
+        if (order is FailureAndRun.RunThenFailureInALaterBatch)
+        {
+            await _host.FlushAsync();
+        }
+
+        _recorder.Enqueue(new TaskDispatchFailed(id, "Dispatch failed: TaskCanceledException: A task was canceled."));
+        if (order is FailureAndRun.FailureThenRunInALaterBatch)
+        {
+            await _host.FlushAsync();
+            Assert.That((await _host.TaskAsync(id)).ErrorMessage, Does.StartWith("Dispatch failed"), "the failure, before the run");
+        }
+
+        if (order is FailureAndRun.FailureThenRunInALaterBatch or FailureAndRun.FailureThenRunInOneBatch)
+        {
+            Consume();
+        }
+
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(id);
+
+        Assert.That((task.State, task.ErrorMessage), Is.EqualTo((TaskState.Succeeded, (string?)null)));
+
+        void Consume()
+        {
+            Start(run);
+            Finish(run, TaskRunState.Succeeded, T0.AddSeconds(2));
+        }
     }
 
     [Test]

@@ -89,16 +89,20 @@ internal static class PostgreSqlStatements
     /// <summary>
     /// Derives the tasks <paramref name="which"/> selects (on the alias <c>t</c>) from their runs, each task's runs read once
     /// (<see cref="PostgreSqlDerivation"/>; <paramref name="ofTask"/> selects them on the alias <c>r</c>), and writes a task
-    /// only where the result differs from the row.
+    /// only where the result differs from the row, or where a failed dispatch's error is to be dropped (the task has runs:
+    /// the broker delivered it, <see cref="LedgerSql.DerivedColumns"/>).
     /// </summary>
     internal static string DeriveIfChanged(string which, string ofTask = "r.\"TaskId\" = t.\"Id\"") =>
         // MATERIALIZED: computed once per task, before the update changes the rows it reads.
-        $"WITH x AS MATERIALIZED (SELECT t.\"Id\" AS did, t.\"IsSetAsStale\" AS stale, t.\"Stop\" AS stored, {PostgreSqlDerivation.Columns} " +
+        $"WITH x AS MATERIALIZED (SELECT t.\"Id\" AS did, t.\"IsSetAsStale\" AS stale, t.\"Stop\" AS stored, {PostgreSqlDerivation.Columns}, " +
+        "x.n > 0 AND NOT t.\"IsSetAsStale\" AND t.\"ErrorMessage\" IS NOT NULL AS delivered " +
         $"FROM {T} t CROSS JOIN LATERAL ({PostgreSqlDerivation.Runs(ofTask)}) x WHERE {which}), " +
-        "d AS (SELECT did, CASE WHEN stale THEN 6 ELSE dstate END AS \"State\", dstart AS \"Start\", CASE WHEN stale THEN stored ELSE dstop END AS \"Stop\" FROM x) " +
-        $"UPDATE {T} SET \"State\" = d.\"State\", \"Start\" = d.\"Start\", \"Stop\" = d.\"Stop\" FROM d " +
+        "d AS (SELECT did, CASE WHEN stale THEN 6 ELSE dstate END AS \"State\", dstart AS \"Start\", CASE WHEN stale THEN stored ELSE dstop END AS \"Stop\", " +
+        "delivered FROM x) " +
+        $"UPDATE {T} SET \"State\" = d.\"State\", \"Start\" = d.\"Start\", \"Stop\" = d.\"Stop\", " +
+        $"\"ErrorMessage\" = CASE WHEN d.delivered THEN NULL ELSE {T}.\"ErrorMessage\" END FROM d " +
         $"WHERE {T}.\"Id\" = d.did AND ({T}.\"State\" IS DISTINCT FROM d.\"State\" OR {T}.\"Start\" IS DISTINCT FROM d.\"Start\" " +
-        $"OR {T}.\"Stop\" IS DISTINCT FROM d.\"Stop\")";
+        $"OR {T}.\"Stop\" IS DISTINCT FROM d.\"Stop\" OR d.delivered)";
 
     /// <summary>
     /// The rows of a batch, <c>u</c>: one array parameter per column, unnested in step in the select list (a

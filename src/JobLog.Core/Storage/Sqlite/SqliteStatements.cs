@@ -48,11 +48,12 @@ internal static class SqliteStatements
 
     /// <summary>
     /// <see cref="LedgerSql.DeriveTask"/> with the runs' part computed by the planner (@p1 state, @p2 start, @p3 stop) for
-    /// the task whose rowid is @p0; a stale-marked task stays EXPIRED with its stop, as the derivation keeps it.
+    /// the task whose rowid is @p0; a stale-marked task stays EXPIRED with its stop, as the derivation keeps it, and a
+    /// failed dispatch's error is dropped, as the derivation drops it.
     /// </summary>
     public const string SetDerived =
         "UPDATE " + T + " SET \"State\" = CASE WHEN \"IsSetAsStale\" THEN 6 ELSE @p1 END, \"Start\" = @p2, " +
-        "\"Stop\" = CASE WHEN \"IsSetAsStale\" THEN \"Stop\" ELSE @p3 END WHERE rowid = @p0";
+        "\"Stop\" = CASE WHEN \"IsSetAsStale\" THEN \"Stop\" ELSE @p3 END, " + LedgerSql.ClearDispatchError + " WHERE rowid = @p0";
 
     private static string BuildUpsertRun()
     {
