@@ -35,6 +35,15 @@ internal sealed class LedgerWriter(
     private volatile bool _stopping;
     private CancellationTokenSource? _drain;
     private bool _keptOnDisk;
+    private bool _answered;
+    private int _stopRetries;
+
+    /// <summary>
+    /// How many times a stop tries a batch again whose attempt failed while the database answered (a ledger made again
+    /// empty: the next attempt migrates it; a migration that failed), before it leaves what is on disk for the next
+    /// process. A database that does not answer ends the stop's drain at once (<see cref="Retrying"/>).
+    /// </summary>
+    internal const int StopRetries = 3;
 
     // Journaled mode only: there the dispatch is durable in the journal before the writer sees it (HeldDispatches).
     private readonly HeldDispatches? _held = recorder.Options is { Durability: LedgerDurability.Journaled, DispatchHold.Ticks: > 0 } o
@@ -331,8 +340,19 @@ internal sealed class LedgerWriter(
     /// </summary>
     private async ValueTask CommitBatchAsync(CancellationToken cancellationToken)
     {
-        // Returns at once unless the tables went missing (SchemaMissing); a failed migration keeps the batch for the retry.
-        await schema.TryMigrateAsync(cancellationToken).ConfigureAwait(false);
+        _answered = false;
+        try
+        {
+            // Returns at once unless the tables went missing (SchemaMissing); a failed migration keeps the batch for the retry.
+            await schema.TryMigrateAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (_drain is not null && ex is not OperationCanceledException)
+        {
+            // Stopping: a migration that failed where the database answers (a race lost, a transient error) is tried again.
+            _answered = await IsReachableAsync(cancellationToken).ConfigureAwait(false);
+            throw;
+        }
+
         try
         {
             var started = time.GetTimestamp();
@@ -372,11 +392,13 @@ internal sealed class LedgerWriter(
         _attempt++;
         recorder.SetFailing(true);
         Log.WriteFailed(logger, exception, _batch.Count + recorder.Backlog, _attempt, delay);
-        if (_drain is { } drain && recorder.KeptOnDisk)
+        if (_drain is { } drain && recorder.KeptOnDisk && !(_answered && _stopRetries++ < StopRetries))
         {
             // Stopping, and the database fails: what is not written is on disk already (the journal, the spool, stopped
             // processes' journals) and the next process writes it. Waiting for the database to come back within the
             // host's shutdown timeout only holds up the stop, or ends it in the orchestrator's SIGKILL (session 26).
+            // A database that answered gets a few quick attempts first (StopRetries): the next process may never start
+            // on this directory (a replica scaled down).
             _keptOnDisk = true;
             drain.Cancel();
         }
@@ -498,7 +520,8 @@ internal sealed class LedgerWriter(
     /// not: the file at its path may be one a connection made empty meanwhile, until a migrated one is put there.
     /// </summary>
     private async Task<bool> SchemaMissingAsync(Exception exception, CancellationToken cancellationToken) =>
-        store.Database.IsSchemaMissing(exception) && (await schema.SchemaMissingAsync(cancellationToken).ConfigureAwait(false) || _ledgerMoved);
+        // The database answered: the next attempt migrates (a stop tries it, Retrying).
+        _answered = store.Database.IsSchemaMissing(exception) && (await schema.SchemaMissingAsync(cancellationToken).ConfigureAwait(false) || _ledgerMoved);
 
     private async Task<bool> TryCommitAsync(LedgerRecord record, CancellationToken cancellationToken)
     {
