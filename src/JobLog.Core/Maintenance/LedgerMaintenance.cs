@@ -100,6 +100,22 @@ public sealed class LedgerMaintenance
     public Task<bool> FlushAsync(TimeSpan timeout, CancellationToken cancellationToken = default) =>
         _recorder.FlushAsync(timeout, cancellationToken);
 
+    /// <summary>
+    /// How many journal segments of the ledger <paramref name="options"/> names lie in its
+    /// <see cref="JobLogOptions.SpoolDirectory"/> in slots no live process holds: records that stopped processes journaled and
+    /// that are not written to the ledger yet (a process started on that directory writes them; the Worker's <c>replay</c>
+    /// does, and ends). Segments of other ledgers in the same directory are not counted, nor those a live process holds.
+    /// </summary>
+    /// <param name="options">The ledger and its directory.</param>
+    /// <returns>0 when no directory is set or nothing is left.</returns>
+    public static int CountJournalLeftOvers(JobLogOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        return options is { SpoolDirectory: { Length: > 0 } directory, ConnectionString: { } connectionString }
+            ? Recording.Journal.JournalSegments.CountLeftOvers(directory, LedgerDatabase.For(options.Provider).Identity(connectionString), connectionString)
+            : 0;
+    }
+
     /// <summary>The name of a kind on the command line and in options: <c>tasks</c>, <c>input-requests</c>, <c>output-requests</c>, <c>commands</c>.</summary>
     /// <param name="kind">The kind.</param>
     /// <returns>Its name.</returns>

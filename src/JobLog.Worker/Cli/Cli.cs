@@ -1,4 +1,5 @@
 using System.CommandLine;
+using JobLog.Maintenance;
 using JobLog.Worker.Demo;
 using JobLog.Worker.DemoHttp;
 using MassTransit;
@@ -112,24 +113,31 @@ internal static class Cli
             "Write to the ledger the records that stopped processes left in the journal's directory (JobLog:SpoolDirectory), and exit.");
         replay.SetAction(async (_, ct) =>
         {
-            string? directory = null;
+            JobLogOptions? options = null;
             var exit = await context.WithLedgerAsync("replay", async session =>
             {
                 // The session's writer takes every segment no live process holds when it starts, and writes them before the
                 // session ends (its stop drains them, or says where they stay when the database fails: warning 1007).
-                directory = session.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<JobLogOptions>>().Value.SpoolDirectory;
+                options = session.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<JobLogOptions>>().Value;
                 await session.Maintenance.MigrateAsync(ct);
                 await session.StartAsync(ct);
                 return 0;
             }, ct);
-            if (exit != 0 || directory is null)
+            if (exit != 0 || options?.SpoolDirectory is not { } directory)
             {
                 return exit;
             }
 
-            var left = Directory.Exists(directory) ? Directory.GetFiles(directory, "joblog-*.journal").Length : 0;
-            await context.Console.Out.WriteLineAsync($"journal segments left in {directory}: {left} (of every ledger of this user; a live process's own are left to it)");
-            return 0;
+            // Counted once the session ended: its own slot, which holds what its writer could not write, is free then.
+            var left = LedgerMaintenance.CountJournalLeftOvers(options);
+            await context.Console.Out.WriteLineAsync($"journal segments of this ledger left in {directory}: {left} (a live process's own are left to it)");
+            if (left == 0)
+            {
+                return 0;
+            }
+
+            await context.Console.ErrorAsync("records stay in the journal, not written to the ledger: run replay again once the database takes them");
+            return 1;
         });
         root.Subcommands.Add(replay);
 

@@ -656,6 +656,65 @@ internal sealed class JournalSegments : IDisposable
         }
     }
 
+    /// <summary>
+    /// Whether <paramref name="exception"/> says that the file system takes no write (EROFS): ext4 remounted read-only
+    /// after an error, a read-only mount. Its segments can still be read.
+    /// </summary>
+    public static bool IsReadOnly(Exception exception) => exception is IOException { HResult: ReadOnlyFileSystem } and not SpoolFileRefusedException;
+
+    // EROFS on Linux and macOS: .NET gives an IOException the errno as its HResult when no other exception fits.
+    private const int ReadOnlyFileSystem = 30;
+
+    /// <summary>
+    /// Every segment of <paramref name="ledger"/> (under its former name too) in <paramref name="directory"/>, each slot's
+    /// oldest first, without taking a slot: on a read-only directory no process can lock a slot, nor append to a segment.
+    /// </summary>
+    public static List<string> ListReadOnly(string directory, string ledger, string? formerly = null)
+    {
+        var found = new List<string>();
+        foreach (var name in Names(ledger, formerly))
+        {
+            found.AddRange(SegmentsOf(directory, name).SelectMany(slot => slot.Select(s => s.Path)));
+        }
+
+        return found;
+    }
+
+    private static string[] Names(string ledger, string? formerly) =>
+        formerly is null || formerly == ledger ? [Hash(ledger)] : [Hash(ledger), Hash(formerly)];
+
+    /// <summary>
+    /// How many segments of <paramref name="ledger"/> (under its former name too) lie in <paramref name="directory"/> in
+    /// slots that no live process holds: records a stopped process journaled and no writer has committed yet. A slot whose
+    /// lock cannot be taken (a live process's, or a directory that takes no file) is not counted.
+    /// </summary>
+    public static int CountLeftOvers(string directory, string ledger, string? formerly = null)
+    {
+        if (!System.IO.Directory.Exists(directory))
+        {
+            return 0;
+        }
+
+        var left = 0;
+        foreach (var name in Names(ledger, formerly))
+        {
+            foreach (var slot in SegmentsOf(directory, name))
+            {
+                try
+                {
+                    using var held = TryLock(directory, slot.Key);
+                    left += held is null ? 0 : slot.Count();
+                }
+                catch (UnauthorizedAccessException)
+                {
+                    // Not counted: no process can take it either, and the replay that read it said so.
+                }
+            }
+        }
+
+        return left;
+    }
+
     /// <summary>How many times this process listed a journal directory (for the tests).</summary>
     internal static long Listings => Interlocked.Read(ref _listings);
 
