@@ -97,4 +97,42 @@ public sealed class JournalDiskReadOnlyTests
             Assert.That(tally.Tasks, Is.EqualTo(tally.Published), tally.ToString());
         });
     }
+
+    /// <summary>
+    /// Session 28 (session 27's open item): the processes killed during a database outage, what they acknowledged flushed
+    /// to the journal's disk; the disk then fails (remounted read-only) and stays so. The next process can lock no slot
+    /// there: before, it read none of the segments and said nothing of them (only that it had no journal), and the outage's
+    /// records waited for a writable directory. Now it replays them and says that they stay (error 1105).
+    /// </summary>
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task KilledDuringADatabaseOutage_TheJournalsFileSystemThenReadOnly_TheNextProcessReplaysWhatItCanRead()
+    {
+        const string flush = "--JobLog:FlushJournalToDisk=true";
+        await using var world = await FaultWorld.PostgresAsync();
+        await world.UseJournalDiskThatCanFailAsync();
+        var consumer = await world.StartWithAsync("consume", 0, 0, flush);
+        var publisher = await world.StartWithAsync("publish", 3000, 0, flush);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+        await world.Postgres!.StopAsync();
+        var atOutage = world.Consumed.Count;
+        await world.WaitUntilAsync(() => world.Consumed.Count >= atOutage + 600, Drain, "600 more probes consumed during the outage, journaled");
+        await publisher.KillAsync();
+        await consumer.KillAsync();
+        world.BreakJournalDisk();
+        await world.Postgres.StartAsync();
+
+        var next = await world.StartConsumerAsync();
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, "what the killed processes journaled is replayed from the read-only directory\n" + tally);
+            Assert.That(tally.Stuck, Is.Zero, tally.ToString());
+            Assert.That(tally.Tasks, Is.EqualTo(tally.Published), tally.ToString());
+            Assert.That(next.Output.Contains("[1105]", StringComparison.Ordinal), Is.True,
+                "the next process says it replays the read-only directory's segments and cannot delete them\n" + next.Tail(30));
+        });
+    }
 }

@@ -16,6 +16,9 @@ internal sealed partial class LedgerRecorder
     private SteadyRate? _leftOversLost;
     private long _leftOversLostTotal;
 
+    // The journal's directory is read-only: the left-overs replayed from it stay (ReplayReadOnly).
+    private bool _journalReadOnly;
+
     /// <summary>True while journal segments left by stopped processes wait to be replayed (before anything queued now).</summary>
     internal bool HasJournalLeftOvers => _leftOverRecords.Count > 0 || _journalLeftOvers.Count > 0 || _leftOverSpoolNext >= 0;
 
@@ -53,7 +56,40 @@ internal sealed partial class LedgerRecorder
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             Log.JournalUnavailable(_logger, directory, ex.Message);
+            if (JournalSegments.IsReadOnly(ex))
+            {
+                ReplayReadOnly(directory, ledger, connectionString, ex.Message);
+            }
+
             return null;
+        }
+    }
+
+    /// <summary>
+    /// The journal's directory takes no file (its file system read-only after an error): no slot can be locked, so no
+    /// process adopts the segments stopped processes left there, and before session 28 their records waited, unsaid, for
+    /// a writable directory. They are replayed now, from every slot (no process can append to them), and kept: the next
+    /// start replays them again, as upserts.
+    /// </summary>
+    private void ReplayReadOnly(string directory, string ledger, string connectionString, string reason)
+    {
+        try
+        {
+            var segments = JournalSegments.ListReadOnly(directory, ledger, connectionString);
+            foreach (var path in segments)
+            {
+                _journalLeftOvers.Enqueue((path, null));
+            }
+
+            _journalReadOnly = true;
+            if (segments.Count > 0)
+            {
+                Log.JournalReadOnlyReplayed(_logger, directory, reason, segments.Count);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            Log.JournalUnavailable(_logger, directory, ex.Message);
         }
     }
 
@@ -88,6 +124,11 @@ internal sealed partial class LedgerRecorder
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
             Log.JournalUnavailable(_logger, directory, ex.Message);
+            if (JournalSegments.IsReadOnly(ex))
+            {
+                ReplayReadOnly(directory, ledger, connectionString, ex.Message);
+            }
+
             return null;
         }
     }
@@ -240,6 +281,12 @@ internal sealed partial class LedgerRecorder
     {
         if (_leftOverRecords.Count > 0 || _leftOverSpoolNext >= 0 || _leftOverFile is not { } path)
         {
+            return;
+        }
+
+        if (_journalReadOnly && _leftOverSpoolLock is null)
+        {
+            _leftOverFile = null;
             return;
         }
 
