@@ -291,6 +291,28 @@ internal sealed class FaultWorld : IAsyncDisposable
     public Task<ChildProcess> LaunchConsumerAsync() => StartAsync("consume", 0, waitReady: false);
 
     /// <summary>
+    /// Starts a consumer whose connection string has <paramref name="setting"/> appended (an <c>Application Name</c> that
+    /// tells its sessions apart) and returns at once, before its start-up (the ledger's migration) is done.
+    /// </summary>
+    public Task<ChildProcess> LaunchConsumerAsync(string setting) => StartAsync("consume", 0, waitReady: false, setting: setting);
+
+    /// <summary>
+    /// The PostgreSQL ledger's advisory locks now: the application name of a session that holds one (JobLog's migrators
+    /// take one keyed on the ledger before they migrate), and how many sessions wait for one.
+    /// </summary>
+    public async Task<(string? Holder, long Waiting)> AdvisoryLocksAsync()
+    {
+        await using var connection = new NpgsqlConnection(Postgres!.LocalConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            "SELECT (SELECT min(a.application_name) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted), " +
+            "(SELECT count(DISTINCT l.pid) FROM pg_locks l WHERE l.locktype = 'advisory' AND NOT l.granted)", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        await reader.ReadAsync();
+        return (reader.IsDBNull(0) ? null : reader.GetString(0), reader.GetInt64(1));
+    }
+
+    /// <summary>
     /// Creates the SQLite ledger's file empty, in WAL mode, so that the test reads it while a process migrates it (a
     /// reader then never waits for the migrator, nor the migrator for the reader).
     /// </summary>
