@@ -55,4 +55,45 @@ public sealed class PostgresMigrationLockTests
             Assert.That(world.Output, Does.Not.Contain("42P07"), "no migration ran into another's tables");
         });
     }
+
+    /// <summary>
+    /// The database crashes (<c>pg_ctl stop -m immediate</c>) while one of three processes starting together migrates the
+    /// empty ledger and the others wait for its lock, and starts again: every session is cut, the migration's open
+    /// transaction is rolled back by recovery, and the processes' start-up retries must migrate it once, with no
+    /// half-made schema left behind.
+    /// </summary>
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task ThreeProcessesStartTogetherOnAnEmptyLedger_TheDatabaseCrashesMidMigration_TheyMigrateOnceItIsBackAndRecordEveryProbe()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        var starters = new List<ChildProcess>();
+        for (var i = 0; i < 3; i++)
+        {
+            starters.Add(await world.LaunchConsumerAsync("Application Name=starter-" + i));
+        }
+
+        await world.WaitUntilAsync(async () => (await world.AdvisoryLocksAsync()).Holder is not null, Drain, "a starting process holds the migration lock");
+        await world.Postgres!.StopAsync();
+        await world.Postgres.StartAsync();
+
+        foreach (var starter in starters)
+        {
+            await FaultWorld.WaitUntilReadyAsync(starter, Drain);
+        }
+
+        await world.StartPublisherAsync(500);
+        await world.WaitUntilAsync(() => world.Published.Count == 500, Drain, "500 probes published");
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        TestContext.Out.WriteLine(tally);
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, tally.ToString());
+            Assert.That(tally.Stuck, Is.Zero, tally.ToString());
+            Assert.That(tally.Tasks, Is.EqualTo(500), tally.ToString());
+            Assert.That(world.Output, Does.Not.Contain("42P07"), "no migration ran into another's tables");
+        });
+    }
 }
