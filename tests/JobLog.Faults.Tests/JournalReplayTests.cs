@@ -67,4 +67,58 @@ public sealed class JournalReplayTests
             Assert.That(world.Output.Contains("[1103]", StringComparison.Ordinal), Is.False, "a journal segment unreadable (error 1103)\n" + world.Tails());
         });
     }
+
+    /// <summary>
+    /// Session 28: the journal's disk full when the next process starts on it (a tmpfs of 48 MiB, filled to the last byte
+    /// after the processes were killed during an outage): it cannot journal its own records, and it must still replay the
+    /// killed processes' segments (reading them takes no space, deleting them frees some) and lose nothing.
+    /// </summary>
+    [Test]
+    [CancelAfter(300_000)]
+    public async Task KilledDuringAnOutage_TheJournalsDiskThenFull_TheNextProcessReplaysTheSegments_NothingLost()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        await world.UseSmallDiskAsync(48 * 1024 * 1024);
+        var consumer = await world.StartConsumerAsync();
+        var publisher = await world.StartPublisherAsync(3000);
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+        await world.Postgres!.StopAsync();
+        var atOutage = world.Consumed.Count;
+        await world.WaitUntilAsync(() => world.Consumed.Count >= atOutage + 600, Drain, "600 more probes consumed during the outage, journaled");
+        await publisher.KillAsync();
+        await consumer.KillAsync();
+
+        var filled = 0L;
+        await using (var filler = new FileStream(Path.Combine(world.JournalDirectory, "filler"), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1))
+        {
+            var chunk = new byte[64 * 1024];
+            try
+            {
+                while (true)
+                {
+                    await filler.WriteAsync(chunk);
+                    filled += chunk.Length;
+                }
+            }
+            catch (IOException ex)
+            {
+                TestContext.Out.WriteLine($"the journal's disk filled with {filled} bytes more: {ex.Message}");
+            }
+        }
+
+        await world.Postgres.StartAsync();
+        var next = await world.StartConsumerAsync();
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        TestContext.Out.WriteLine(tally);
+        TestContext.Out.WriteLine("what the next process said of its journal:\n" +
+            string.Join("\n", next.Output.Split('\n').Where(line => line.Contains("journal", StringComparison.OrdinalIgnoreCase)).Take(10)));
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, tally.ToString());
+            Assert.That(tally.Stuck, Is.Zero, tally.ToString());
+            Assert.That(tally.Tasks, Is.EqualTo(tally.Published), tally.ToString());
+        });
+    }
 }
