@@ -133,7 +133,9 @@ internal sealed class LedgerWriter(
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        await schema.EnsureReadyAsync(stoppingToken).ConfigureAwait(false);
+        // A process started during an outage waits here, before any batch: the waiters learn that the database fails, or
+        // with a journal that refuses (a full disk) or none each acknowledgement waited AcknowledgeTimeout (session 28).
+        await schema.EnsureReadyAsync(stoppingToken, recorder.SetFailing).ConfigureAwait(false);
         try
         {
             while (!stoppingToken.IsCancellationRequested)

@@ -19,14 +19,26 @@ internal sealed class LedgerSchema(
     public string ConnectionString => contexts.ConnectionString;
 
     /// <summary>Migrates (when <see cref="JobLogOptions.MigrateOnStartup"/>), retrying with backoff while the database is down.</summary>
-    public async Task EnsureReadyAsync(CancellationToken cancellationToken)
+    /// <param name="cancellationToken">Stops the retries.</param>
+    /// <param name="failing">Told true at each failed attempt, and false once the schema is ready after one.</param>
+    public async Task EnsureReadyAsync(CancellationToken cancellationToken, Action<bool>? failing = null)
     {
         if (!_ready)
         {
+            var failed = false;
             var retry = Backoff.Retry(
                 time, TimeSpan.FromMilliseconds(400), TimeSpan.FromSeconds(10), static (ex, _) => ex is not OperationCanceledException,
-                (ex, attempt, delay) => Log.MigrationFailed(logger, ex, contexts.Provider, attempt, delay));
+                (ex, attempt, delay) =>
+                {
+                    failed = true;
+                    failing?.Invoke(true);
+                    Log.MigrationFailed(logger, ex, contexts.Provider, attempt, delay);
+                });
             await retry.ExecuteAsync(static (schema, ct) => new ValueTask(schema.TryMigrateAsync(ct)), this, cancellationToken).ConfigureAwait(false);
+            if (failed)
+            {
+                failing?.Invoke(false);
+            }
         }
     }
 

@@ -51,6 +51,22 @@ public class LedgerOutageTests
         Assert.That(recorder.IsFailing, Is.False);
     }
 
+    // Session 28 (faults): a process started while the database is down waits in its start-up migration, and its writer
+    // tries no batch, so nothing told the acknowledgements that the database fails: with a journal that refuses (a full
+    // disk) or Committed durability, each waited AcknowledgeTimeout (JournalReplayTests' full disk: 39 waits of 5 s, 1008).
+    [Test]
+    public async Task StartedWhileTheDatabaseIsDown_TheRecorderKnowsItFails_BeforeAnyBatch()
+    {
+        // Nothing listens on port 1: each attempt of the migration is refused at once.
+        await using var host = await LedgerHost.StartAsync(
+            TestLedger.ExistingPostgres("Host=127.0.0.1;Port=1;Username=joblog;Password=joblog;Database=joblog_down;Timeout=2"),
+            o => o.Durability = LedgerDurability.Committed);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+
+        // Then an acknowledgement is given at once (CommitWaiters), instead of after AcknowledgeTimeout.
+        await LedgerHost.EventuallyAsync(() => Task.FromResult(recorder.IsFailing), because: "the failing migration tells the recorder");
+    }
+
     [Test]
     public async Task CommittedWait_IsReleasedByTheCommit_AndMeasured()
     {
