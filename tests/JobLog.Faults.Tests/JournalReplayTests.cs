@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using JobLog.Testing.Processes;
 using NUnit.Framework;
 
 namespace JobLog.Faults.Tests;
@@ -71,11 +72,12 @@ public sealed class JournalReplayTests
     /// <summary>
     /// Session 28: the journal's disk full when the next process starts on it (a tmpfs of 48 MiB, filled to the last byte
     /// after the processes were killed during an outage): it cannot journal its own records, and it must still replay the
-    /// killed processes' segments (reading them takes no space, deleting them frees some) and lose nothing.
+    /// killed processes' segments (reading them takes no space, deleting them frees some) and lose nothing. The database
+    /// is back before it starts, or only once it has consumed on the full disk (its replay then frees nothing).
     /// </summary>
     [Test]
     [CancelAfter(300_000)]
-    public async Task KilledDuringAnOutage_TheJournalsDiskThenFull_TheNextProcessReplaysTheSegments_NothingLost()
+    public async Task KilledDuringAnOutage_TheJournalsDiskThenFull_TheNextProcessReplaysTheSegments_NothingLost([Values] bool databaseBackFirst)
     {
         await using var world = await FaultWorld.PostgresAsync();
         await world.UseSmallDiskAsync(48 * 1024 * 1024);
@@ -106,12 +108,27 @@ public sealed class JournalReplayTests
             }
         }
 
-        await world.Postgres.StartAsync();
-        var next = await world.StartConsumerAsync();
+        ChildProcess next;
+        if (databaseBackFirst)
+        {
+            await world.Postgres.StartAsync();
+            next = await world.StartConsumerAsync();
+        }
+        else
+        {
+            // The replay cannot commit, so it frees no space: the next process's own appends are refused, and said.
+            next = await world.StartConsumerAsync();
+            var atStart = world.Consumed.Count;
+            await world.StartPublisherAsync(300);
+            await world.WaitUntilAsync(() => world.Consumed.Count > atStart + 100, Drain, "the next processes publish and consume on the full disk during the outage");
+            await world.Postgres.StartAsync();
+        }
+
         await world.DrainAsync(Drain);
         await world.StopAllAsync();
         var tally = await world.TallyAsync();
         TestContext.Out.WriteLine(tally);
+        TestContext.Out.WriteLine($"journal refusals said (1100): {world.Output.Split("[1100]").Length - 1}");
         TestContext.Out.WriteLine("what the next process said of its journal:\n" +
             string.Join("\n", next.Output.Split('\n').Where(line => line.Contains("journal", StringComparison.OrdinalIgnoreCase)).Take(10)));
         Assert.Multiple(() =>
