@@ -297,6 +297,24 @@ internal sealed class FaultWorld : IAsyncDisposable
     public Task<ChildProcess> LaunchConsumerAsync(string setting) => StartAsync("consume", 0, waitReady: false, setting: setting);
 
     /// <summary>
+    /// A consumer and a publisher of <paramref name="count"/> probes (with the fault app's <paramref name="arguments"/>);
+    /// 300 probes consumed, then the PostgreSQL ledger stopped (<c>-m immediate</c>) and 600 more consumed into the outage,
+    /// their records acknowledged from the journals; then both processes SIGKILLed.
+    /// </summary>
+    public async Task KilledAfterConsumingIntoAnOutageAsync(int count, params string[] arguments)
+    {
+        var consumer = await StartWithAsync("consume", 0, 0, arguments);
+        var publisher = await StartWithAsync("publish", count, 0, arguments);
+        var drain = TimeSpan.FromMinutes(3);
+        await WaitUntilAsync(() => Consumed.Count >= 300, drain, "300 probes consumed");
+        await Postgres!.StopAsync();
+        var atOutage = Consumed.Count;
+        await WaitUntilAsync(() => Consumed.Count >= atOutage + 600, drain, "600 more probes consumed during the outage, journaled");
+        await publisher.KillAsync();
+        await consumer.KillAsync();
+    }
+
+    /// <summary>
     /// The PostgreSQL ledger's advisory locks now: the application name of a session that holds one (JobLog's migrators
     /// take one keyed on the ledger before they migrate), and how many sessions wait for one.
     /// </summary>

@@ -108,19 +108,11 @@ public sealed class JournalDiskReadOnlyTests
     [CancelAfter(300_000)]
     public async Task KilledDuringADatabaseOutage_TheJournalsFileSystemThenReadOnly_TheNextProcessReplaysWhatItCanRead()
     {
-        const string flush = "--JobLog:FlushJournalToDisk=true";
         await using var world = await FaultWorld.PostgresAsync();
         await world.UseJournalDiskThatCanFailAsync();
-        var consumer = await world.StartWithAsync("consume", 0, 0, flush);
-        var publisher = await world.StartWithAsync("publish", 3000, 0, flush);
-        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
-        await world.Postgres!.StopAsync();
-        var atOutage = world.Consumed.Count;
-        await world.WaitUntilAsync(() => world.Consumed.Count >= atOutage + 600, Drain, "600 more probes consumed during the outage, journaled");
-        await publisher.KillAsync();
-        await consumer.KillAsync();
+        await world.KilledAfterConsumingIntoAnOutageAsync(3000, "--JobLog:FlushJournalToDisk=true");
         world.BreakJournalDisk();
-        await world.Postgres.StartAsync();
+        await world.Postgres!.StartAsync();
 
         var next = await world.StartConsumerAsync();
         await world.DrainAsync(Drain);

@@ -81,14 +81,7 @@ public sealed class JournalReplayTests
     {
         await using var world = await FaultWorld.PostgresAsync();
         await world.UseSmallDiskAsync(48 * 1024 * 1024);
-        var consumer = await world.StartConsumerAsync();
-        var publisher = await world.StartPublisherAsync(3000);
-        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
-        await world.Postgres!.StopAsync();
-        var atOutage = world.Consumed.Count;
-        await world.WaitUntilAsync(() => world.Consumed.Count >= atOutage + 600, Drain, "600 more probes consumed during the outage, journaled");
-        await publisher.KillAsync();
-        await consumer.KillAsync();
+        await world.KilledAfterConsumingIntoAnOutageAsync(3000);
 
         var filled = 0L;
         await using (var filler = new FileStream(Path.Combine(world.JournalDirectory, "filler"), FileMode.CreateNew, FileAccess.Write, FileShare.None, 1))
@@ -111,7 +104,7 @@ public sealed class JournalReplayTests
         ChildProcess next;
         if (databaseBackFirst)
         {
-            await world.Postgres.StartAsync();
+            await world.Postgres!.StartAsync();
             next = await world.StartConsumerAsync();
         }
         else
@@ -121,7 +114,7 @@ public sealed class JournalReplayTests
             var atStart = world.Consumed.Count;
             await world.StartPublisherAsync(300);
             await world.WaitUntilAsync(() => world.Consumed.Count > atStart + 100, Drain, "the next processes publish and consume on the full disk during the outage");
-            await world.Postgres.StartAsync();
+            await world.Postgres!.StartAsync();
         }
 
         await world.DrainAsync(Drain);
