@@ -39,7 +39,9 @@ internal static class DashboardEndpoints
         group.MapGet("/", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
             Html(OverviewPage.Render(page, await OverviewAsync(http, page.Now, page.Query("window") == "day", ct).ConfigureAwait(false)))));
         group.MapGet("/api/overview", async (HttpContext http, CancellationToken ct) =>
-            Json(await OverviewAsync(http, Now(http), http.Request.Query["window"] == "day", ct).ConfigureAwait(false)));
+            http.Request.Query["window"].ToString() is var window && window is not ("" or "hour" or "day")
+                ? Problem(StatusCodes.Status400BadRequest, $"'window' must be hour or day, not '{window}'.")
+                : Json(await OverviewAsync(http, Now(http), window == "day", ct).ConfigureAwait(false)));
 
         MapList<TaskFilter, TaskRow>(group, prefix, options, "/tasks", TaskFilter.Parse, q => q.TasksAsync, async (page, filter, rows, error, ct) =>
         {

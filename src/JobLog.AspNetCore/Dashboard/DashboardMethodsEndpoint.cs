@@ -36,7 +36,10 @@ internal static class DashboardMethodsEndpoint
 
             if (allow.Count == 0)
             {
-                return Results.NotFound();
+                // The API answers in problem details, an id that is not one (api/tasks/zzz) and a mistyped route included.
+                return http.Request.RouteValues["rest"] is string rest && rest.StartsWith("api/", StringComparison.Ordinal)
+                    ? DashboardEndpoints.Problem(StatusCodes.Status404NotFound, "No such API route, or not an id of one.")
+                    : Results.NotFound();
             }
 
             allow.Add(HttpMethods.Options);

@@ -175,6 +175,38 @@ public partial class QueryApiTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task ApiErrors_AreProblemDetails_ForAnIdThatIsNotOneAndAnUnknownApiRoute()
+    {
+        // The docs promise problem details for an unknown id; an id that is not a GUID, or a mistyped route, was a bare 404.
+        foreach (var url in new[] { "/joblog/api/tasks/zzz", "/joblog/api/requests/in/12", "/joblog/api/commands/x", "/joblog/api/task" })
+        {
+            using var response = await _host.Client.GetAsync(url);
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.NotFound), url);
+            AssertProblem(response, await response.Content.ReadAsStringAsync(), 404, url);
+        }
+    }
+
+    [Test]
+    public async Task OverviewApi_WithAWindowItCannotRead_IsRejectedWithTheReason()
+    {
+        // The docs: window=hour|day, and a filter the API cannot read is a 400; window=week was answered as the hour.
+        foreach (var window in new[] { "week", "Day", "24h" })
+        {
+            using var response = await _host.Client.GetAsync("/joblog/api/overview?window=" + window);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), window);
+            AssertProblem(response, body, 400, window);
+            Assert.That(JsonDocument.Parse(body).RootElement.GetProperty("detail").GetString(), Does.Contain("'window'").And.Contain(window));
+        }
+
+        foreach (var (window, expected) in new[] { ("", "hour"), ("hour", "hour"), ("day", "day") })
+        {
+            using var json = JsonDocument.Parse(await _host.GetStringAsync("/joblog/api/overview?window=" + window));
+            Assert.That(json.RootElement.GetProperty("chart").GetProperty("window").GetString(), Is.EqualTo(expected), window);
+        }
+    }
+
+    [Test]
     public async Task Head_OnPagesAndApiLists_AnswersAsGetDoes()
     {
         // Monitoring probes with HEAD; the pages were GET only (a 405).
