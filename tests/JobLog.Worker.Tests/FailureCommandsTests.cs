@@ -45,6 +45,31 @@ public sealed class FailureCommandsTests
         Assert.That((action.RequestedBy, action.Note), Is.EqualTo((Environment.UserName, "known")));
     }
 
+    [TestCase("retry", "--no-wait")]
+    [TestCase("resolve", "--archive")]
+    public async Task RetryAndResolve_PrintEachSkippedTaskWithItsReason(string command, string option)
+    {
+        // "0 queued, 2 skipped" said neither which nor why, and an id not in the ledger was "(not failed)".
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var (succeeded, missing) = (Guid.NewGuid(), Guid.NewGuid());
+        await host.QueryAsync(db =>
+        {
+            db.TaskLogs.Add(new TaskLog { Id = succeeded, Name = "T", State = TaskState.Succeeded, DispatchedAt = DateTime.UtcNow });
+            return db.SaveChangesAsync();
+        });
+        var output = new StringWriter();
+
+        var exit = await JobLog.Worker.Cli.Cli.RunAsync(
+            [command, succeeded.ToString(), missing.ToString(), option, "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString],
+            CliConsole.Redirected(output), recordCommand: false);
+
+        Assert.That(exit, Is.EqualTo(0), output.ToString());
+        var lines = output.ToString().Split('\n', StringSplitOptions.TrimEntries);
+        Assert.That(lines, Does.Contain($"skipped {succeeded}: not failed").And.Contain($"skipped {missing}: not in the ledger"), output.ToString());
+        var reasons = await host.QueryAsync(db => db.FailureActionItems.AsNoTracking().Where(i => i.TaskId == missing).Select(i => i.Reason).ToListAsync());
+        Assert.That(reasons, Is.EqualTo(new[] { "not in the ledger" }));
+    }
+
     [TestCase("retry", "not-a-task-id", "--no-wait")]
     [TestCase("resolve", "not-a-task-id")]
     [TestCase("resolve", "00000000-0000-0000-0000-00000000000x", "--archive")]

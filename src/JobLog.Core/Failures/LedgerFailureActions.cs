@@ -57,8 +57,7 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
         await using (db.ConfigureAwait(false))
         {
             var now = time.GetUtcNow().UtcDateTime;
-            var failed = (await db.TaskLogs.AsNoTracking().Where(t => ids.Contains(t.Id) && t.State == TaskState.Failed)
-                .Select(t => t.Id).ToListAsync(cancellationToken).ConfigureAwait(false)).ToHashSet();
+            var (failed, known) = await FailedAsync(db, ids, cancellationToken).ConfigureAwait(false);
             var kind = resolution == FailureResolution.Archived ? FailureActionKind.Archive : FailureActionKind.Resolve;
             var action = NewAction(request, kind, now, failed.Count, ids.Count - failed.Count);
             var transaction = await db.Database.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
@@ -67,7 +66,7 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
                 db.FailureActions.Add(action);
                 db.FailureActionItems.AddRange(ids.Select(id => failed.Contains(id)
                     ? new FailureActionItemLog { ActionId = action.Id, TaskId = id, State = FailureActionItemState.Done, DoneAt = now }
-                    : new FailureActionItemLog { ActionId = action.Id, TaskId = id, State = FailureActionItemState.Refused, Reason = "not failed" }));
+                    : new FailureActionItemLog { ActionId = action.Id, TaskId = id, State = FailureActionItemState.Refused, Reason = NotFailed(known, id) }));
                 await db.SaveChangesAsync(cancellationToken).ConfigureAwait(false);
                 await db.TaskLogs.Where(t => failed.Contains(t.Id) && t.State == TaskState.Failed).ExecuteUpdateAsync(
                     s => s.SetProperty(t => t.Resolution, resolution).SetProperty(t => t.ResolvedAt, now), cancellationToken).ConfigureAwait(false);
@@ -131,8 +130,7 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
         await using (db.ConfigureAwait(false))
         {
             var now = time.GetUtcNow().UtcDateTime;
-            var failed = (await db.TaskLogs.AsNoTracking().Where(t => ids.Contains(t.Id) && t.State == TaskState.Failed)
-                .Select(t => t.Id).ToListAsync(ct).ConfigureAwait(false)).ToHashSet();
+            var (failed, known) = await FailedAsync(db, ids, ct).ConfigureAwait(false);
             var kept = (await db.KeptMessages.AsNoTracking().Where(k => ids.Contains(k.TaskId))
                     .Select(k => new { k.Id, k.TaskId, k.KeptAt, k.TooLarge, k.BodyLength }).ToListAsync(ct).ConfigureAwait(false))
                 .GroupBy(k => k.TaskId).ToDictionary(g => g.Key, g => g.MaxBy(k => k.KeptAt)!);
@@ -150,7 +148,7 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
                 var item = new FailureActionItemLog { ActionId = action.Id, TaskId = id, State = FailureActionItemState.Refused };
                 if (!failed.Contains(id))
                 {
-                    item.Reason = "not failed";
+                    item.Reason = NotFailed(known, id);
                 }
                 else if (inRetry.Contains(id))
                 {
@@ -191,6 +189,17 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
             return new FailureActionReceipt(action.Id, action.Count, action.Skipped);
         }
     }
+
+    /// <summary>Which of <paramref name="ids"/> are FAILED tasks, and which are tasks at all.</summary>
+    private static async Task<(HashSet<Guid> Failed, HashSet<Guid> Known)> FailedAsync(JobLogDbContext db, List<Guid> ids, CancellationToken ct)
+    {
+        var states = await db.TaskLogs.AsNoTracking().Where(t => ids.Contains(t.Id)).Select(t => new { t.Id, t.State })
+            .ToListAsync(ct).ConfigureAwait(false);
+        return ([.. states.Where(t => t.State == TaskState.Failed).Select(t => t.Id)], [.. states.Select(t => t.Id)]);
+    }
+
+    // An id the ledger does not hold (mistyped, or purged) is said as such: "not failed" sent operators to look at its state.
+    private static string NotFailed(HashSet<Guid> known, Guid id) => known.Contains(id) ? "not failed" : "not in the ledger";
 
     private static List<Guid> Validate(FailureActionRequest request)
     {

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using JobLog.Failures;
 using JobLog.Maintenance;
+using Microsoft.EntityFrameworkCore;
 
 namespace JobLog.Worker.Cli;
 
@@ -26,6 +27,7 @@ internal static class FailureCommands
             var actions = session.Services.GetRequiredService<IFailureActions>();
             var receipt = await actions.RetryAsync(new FailureActionRequest(taskIds, parse.GetValue(by)!) { Selection = "cli" }, ct);
             await context.Console.SafeOut.WriteLineAsync($"retry {receipt.RequestId}: {receipt.Accepted} queued, {receipt.Skipped} skipped");
+            await PrintSkippedAsync(context, session, receipt, ct);
             if (receipt.Accepted == 0 || parse.GetValue(noWait))
             {
                 return 0;
@@ -74,7 +76,8 @@ internal static class FailureCommands
             var request = new FailureActionRequest(taskIds, parse.GetValue(by)!) { Note = parse.GetValue(note), Selection = "cli" };
             var resolution = parse.GetValue(archive) ? FailureResolution.Archived : FailureResolution.Resolved;
             var receipt = await session.Services.GetRequiredService<IFailureActions>().ResolveAsync(request, resolution, ct);
-            await context.Console.SafeOut.WriteLineAsync($"{resolution.ToString().ToLowerInvariant()} {receipt.Accepted}, skipped {receipt.Skipped} (not failed)");
+            await context.Console.SafeOut.WriteLineAsync($"{resolution.ToString().ToLowerInvariant()} {receipt.Accepted}, skipped {receipt.Skipped}");
+            await PrintSkippedAsync(context, session, receipt, ct);
             if (parse.GetValue(delete))
             {
                 var deleted = await session.Services.GetRequiredService<IKeptMessageActions>().DeleteKeptMessagesAsync(request, ct);
@@ -85,6 +88,31 @@ internal static class FailureCommands
         }, ct));
         return command;
     }
+
+    /// <summary>Each task the action refused, with the reason recorded on its item (the first <see cref="MaxSkippedShown"/>).</summary>
+    private static async Task PrintSkippedAsync(CliContext context, LedgerSession session, FailureActionReceipt receipt, CancellationToken ct)
+    {
+        if (receipt.Skipped == 0)
+        {
+            return;
+        }
+
+        await using var scope = session.Services.CreateAsyncScope();
+        var skipped = await scope.ServiceProvider.GetRequiredService<JobLogDbContext>().FailureActionItems.AsNoTracking()
+            .Where(i => i.ActionId == receipt.RequestId && i.State == FailureActionItemState.Refused)
+            .OrderBy(i => i.TaskId).Take(MaxSkippedShown).Select(i => new { i.TaskId, i.Reason }).ToListAsync(ct);
+        foreach (var item in skipped)
+        {
+            await context.Console.SafeOut.WriteLineAsync($"skipped {item.TaskId}: {item.Reason}");
+        }
+
+        if (receipt.Skipped > skipped.Count)
+        {
+            await context.Console.SafeOut.WriteLineAsync(string.Create(CultureInfo.InvariantCulture, $"… and {receipt.Skipped - skipped.Count:N0} more skipped"));
+        }
+    }
+
+    private const int MaxSkippedShown = 50;
 
     /// <summary>
     /// The task ids, each one read strictly: a value that is not a task id is a usage error (exit 2) before anything is
