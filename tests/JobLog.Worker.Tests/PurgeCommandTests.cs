@@ -217,6 +217,23 @@ public class PurgeCommandTests(LedgerProvider provider)
         Assert.That(await TaskIdsAsync(), Has.Count.EqualTo(1));
     }
 
+    [TestCase("--older-than", "0d")]
+    [TestCase("--failed-older-than", "0h")]
+    public async Task Purge_WithAnAgeOfZero_SaysTheAgeMustBePositive(string option, string value)
+    {
+        // '0d' looks like '30d': "must look like 90s, 15m, 12h, 30d or 2w, not '0d'" did not say what was wrong with it.
+        await SeedAsync(Task("ok-40d", TaskState.Succeeded, 40));
+        string[] args = option == "--older-than" ? [.. Settings, "--type", "tasks", option, value] : [.. Settings, "--type", "tasks", "--older-than", "30d", option, value];
+
+        var error = new StringWriter();
+
+        var exit = await JobLog.Worker.Cli.Cli.RunAsync(["purge", .. args], CliConsole.Redirected(new StringWriter(), error), recordCommand: false);
+
+        Assert.That(exit, Is.EqualTo(2));
+        Assert.That(error.ToString(), Does.Contain($"{option} must be a positive age").And.Contain($"not '{value}'"));
+        Assert.That(await TaskIdsAsync(), Has.Count.EqualTo(1));
+    }
+
     [Test]
     public async Task RetentionService_KeepsFailuresLongerThanSuccesses()
     {

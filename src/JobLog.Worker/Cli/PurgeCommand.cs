@@ -146,6 +146,6 @@ internal static class PurgeCommand
 
         return LedgerMaintenance.TryParseDuration(text, out var age)
             ? age
-            : throw new CliUsageException($"--{option} must look like 90s, 15m, 12h, 30d or 2w, not '{text}'.");
+            : throw new CliUsageException($"--{option} must be a positive age, a number and a unit such as 90s, 15m, 12h, 30d or 2w (at most 100 years), not '{text}'.");
     }
 }
