@@ -20,7 +20,10 @@ internal static class PostgreSqlMigrationLock
 {
     public static async Task<IDisposable?> TakeAsync(string connectionString, string identity, CancellationToken cancellationToken)
     {
-        var connection = new NpgsqlConnection(PostgreSqlLedgerDatabase.ForJobLog(connectionString));
+        // A physical connection of its own, outside the pool: the migration's own connection comes from the pool, which a
+        // ledger's connection string may limit to one (Maximum Pool Size=1: the migration then waited for the lock's).
+        var unpooled = new NpgsqlConnectionStringBuilder(PostgreSqlLedgerDatabase.ForJobLog(connectionString)) { Pooling = false, Multiplexing = false };
+        var connection = new NpgsqlConnection(unpooled.ConnectionString);
         try
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);

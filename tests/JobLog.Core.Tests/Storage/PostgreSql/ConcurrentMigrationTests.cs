@@ -52,4 +52,29 @@ public class ConcurrentMigrationTests
             }
         }
     }
+
+    /// <summary>
+    /// A ledger whose connection string allows one pooled connection (<c>Maximum Pool Size=1</c>): the migration lock's
+    /// connection must not take the pool's only connection, which the migration itself then waits for. Before, the
+    /// migration failed with "The connection pool has been exhausted" after the pool's timeout, at every retry.
+    /// </summary>
+    [Test]
+    [CancelAfter(60_000)]
+    public async Task ALedgerWithAPoolOfOneConnection_Migrates()
+    {
+        var created = await TestLedger.PostgresAsync();
+        var ledger = TestLedger.ExistingPostgres(
+            new Npgsql.NpgsqlConnectionStringBuilder(created.ConnectionString) { MaxPoolSize = 1, Timeout = 3 }.ConnectionString);
+        await using var host = await LedgerHost.StartAsync(ledger, start: false);
+        try
+        {
+            var schema = ActivatorUtilities.CreateInstance<LedgerSchema>(host.Services);
+            Assert.That(async () => await schema.TryMigrateAsync(CancellationToken.None), Throws.Nothing);
+        }
+        finally
+        {
+            Npgsql.NpgsqlConnection.ClearAllPools();
+            await created.DisposeAsync();
+        }
+    }
 }
