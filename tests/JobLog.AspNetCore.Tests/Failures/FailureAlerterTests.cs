@@ -267,6 +267,19 @@ public class FailureAlerterTests
     }
 
     [Test]
+    public void SlackAndTeamsPayloads_DefangDottedNamesWhoseLabelEndsInACombiningMark()
+    {
+        // "café" written decomposed (e + U+0301, as macOS file names and some producers write it) is the same linked host
+        // as the precomposed one; the mark draws (an accent), so it is not written as a code point.
+        const string Key = "urn:message:pay.cafe\u0301.example";
+        var group = new JobLog.Querying.FailureGroup("0123456789abcdef", JobLog.Failures.FailureGrouping.Type, Key, "T", 1, DateTime.UtcNow, DateTime.UtcNow, Guid.NewGuid(), null, new int[24]);
+
+        var slack = FailureAlertPayload.Create(FailureAlertFormat.Slack, FailureAlertKind.NewGroup, group, 0, null)["text"]!.GetValue<string>();
+
+        Assert.That(slack, Does.StartWith("New failure group: urn:message:pay[.]cafe\u0301[.]example (1 open"));
+    }
+
+    [Test]
     public void SlackAndTeamsPayloads_ShowControlAndBidiCharactersInTheKey_AsCodePoints()
     {
         // Grouped by queue (a RabbitMQ queue name is any UTF-8) or message type, a line feed in the key started a line of

@@ -241,7 +241,7 @@ internal static partial class FailureAlertPayload
     public static string ChatText(string text, bool named = false) =>
         JobLog.Internal.InvisibleText.CodePoints(named ? DefangNames(text) : Defang(text), s_invisible);
 
-    [System.Text.RegularExpressions.GeneratedRegex(@"(?<=[\p{L}\p{N}_\-])\.(?=[\p{L}\p{N}])", System.Text.RegularExpressions.RegexOptions.CultureInvariant, 1000)]
+    [System.Text.RegularExpressions.GeneratedRegex(@"(?<=[\p{L}\p{M}\p{N}_\-])\.(?=[\p{L}\p{N}])", System.Text.RegularExpressions.RegexOptions.CultureInvariant, 1000)]
     private static partial System.Text.RegularExpressions.Regex DottedNamePattern();
 
     private static readonly System.Buffers.SearchValues<char> s_invisible = System.Buffers.SearchValues.Create(
