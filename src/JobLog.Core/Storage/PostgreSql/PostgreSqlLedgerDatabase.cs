@@ -114,18 +114,8 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         s => EF.Functions.ILike(s!, keyPattern, "\\") && EF.Functions.ILike(s + "", pattern, "\\");
 
     // EF Core's own lock did not keep processes migrating an empty ledger together apart (PostgreSqlMigrationLock).
-    public override async Task<IDisposable?> LockMigrationsAsync(string connectionString, TimeProvider time, Microsoft.Extensions.Logging.ILogger logger, CancellationToken cancellationToken)
-    {
-        try
-        {
-            return await PostgreSqlMigrationLock.TakeAsync(connectionString, Identity(connectionString), cancellationToken).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (RefusedSessionSettings(connectionString, ex))
-        {
-            // A pooler that refuses JobLog's startup settings (PgBouncerTests): again without them, as OpenAsync does.
-            return await PostgreSqlMigrationLock.TakeAsync(connectionString, Identity(connectionString), cancellationToken).ConfigureAwait(false);
-        }
-    }
+    public override Task<IDisposable?> LockMigrationsAsync(string connectionString, TimeProvider time, Microsoft.Extensions.Logging.ILogger logger, CancellationToken cancellationToken) =>
+        AgainIfRefusedAsync(connectionString, () => PostgreSqlMigrationLock.TakeAsync(connectionString, Identity(connectionString), cancellationToken));
 
     public override DbConnection CreateConnection(string connectionString) => new NpgsqlConnection(ForJobLog(connectionString));
 
@@ -270,17 +260,23 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         }
     }
 
-    public override async Task<SqlExecutor> OpenAsync(
-        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false)
+    public override Task<SqlExecutor> OpenAsync(
+        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false) =>
+        AgainIfRefusedAsync(connectionString, () => OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare));
+
+    /// <summary>
+    /// Connects with <paramref name="open"/>; when a pooler refused JobLog's startup settings (PgBouncerTests), once more
+    /// without them, as every connection from now on.
+    /// </summary>
+    private async Task<T> AgainIfRefusedAsync<T>(string connectionString, Func<Task<T>> open)
     {
         try
         {
-            return await OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare).ConfigureAwait(false);
+            return await open().ConfigureAwait(false);
         }
         catch (Exception ex) when (RefusedSessionSettings(connectionString, ex))
         {
-            // A pooler that refuses JobLog's startup settings: again without them, as every connection from now on.
-            return await OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare).ConfigureAwait(false);
+            return await open().ConfigureAwait(false);
         }
     }
 
