@@ -26,6 +26,9 @@ internal static partial class Log
     [LoggerMessage(1004, LogLevel.Warning, "JobLog's queue is full ({Capacity} records) and its spool cannot take more: {Count} records dropped since the last report (the last a {Record} record), {Dropped} in all. Reported at most every 10 s.")]
     public static partial void QueueFull(ILogger logger, int capacity, long count, string record, long dropped);
 
+    [LoggerMessage(1009, LogLevel.Warning, "JobLog dropped {Count} records after its last report of a full queue, {Dropped} in all, before it stopped.")]
+    public static partial void DroppedSinceLastReport(ILogger logger, long count, long dropped);
+
     [LoggerMessage(1006, LogLevel.Warning, "JobLog could not commit a batch of {Count} records.")]
     public static partial void BatchFailed(ILogger logger, Exception exception, int count);
 

@@ -2,7 +2,9 @@ namespace JobLog.Internal;
 
 /// <summary>
 /// Reports a repeated event at a steady rate: at most one report per <paramref name="interval"/>, each with the count
-/// since the previous report, so that a flood of drops is neither logged per event nor hidden between reports.
+/// since the previous report, so that a flood of drops is neither logged per event nor hidden between reports. What came
+/// after the last report is taken at the owner's stop (<see cref="TakeUnreported"/>), or a flood that ends within
+/// <paramref name="interval"/> of its first report would be told as one event.
 /// </summary>
 internal sealed class SteadyRate(TimeProvider time, TimeSpan interval)
 {
@@ -29,6 +31,17 @@ internal sealed class SteadyRate(TimeProvider time, TimeSpan interval)
             toReport = _pending;
             _pending = 0;
             return true;
+        }
+    }
+
+    /// <summary>The count of the events since the last report, which no report will carry now; zero from then on.</summary>
+    public long TakeUnreported()
+    {
+        lock (_lock)
+        {
+            var unreported = _pending;
+            _pending = 0;
+            return unreported;
         }
     }
 }

@@ -35,6 +35,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     private readonly LedgerJournal? _journal;
     private readonly SteadyRate _drops;
     private readonly SteadyRate _spoolCheckFailures;
+    private readonly SteadyRate _timedOut;
     private readonly ITimer? _spoolCheck;
     private long _flushTarget;
     private long _writtenUpTo;
@@ -49,10 +50,10 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         _time = time;
         _drops = new SteadyRate(time, TimeSpan.FromSeconds(10));
         _spoolCheckFailures = new SteadyRate(time, TimeSpan.FromSeconds(10));
-        var timedOut = new SteadyRate(time, TimeSpan.FromSeconds(10));
+        _timedOut = new SteadyRate(time, TimeSpan.FromSeconds(10));
         _waiters = new CommitWaiters(metrics, time, _options.AcknowledgeTimeout, journalSuffices: _options.Durability == LedgerDurability.Journaled, timedOut: expired =>
         {
-            if (timedOut.Add(expired, out var count))
+            if (_timedOut.Add(expired, out var count))
             {
                 Log.AcknowledgedBeforeDurable(_logger, count, _options.AcknowledgeTimeout);
             }
@@ -540,6 +541,20 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
 
     public void Dispose() => DisposeAsync().AsTask().GetAwaiter().GetResult();
 
+    /// <summary>At the stop: the drops and the released waits that came after their last report (at most every 10 s).</summary>
+    private void ReportUnreported()
+    {
+        if (_drops.TakeUnreported() is > 0 and var dropped)
+        {
+            Log.DroppedSinceLastReport(_logger, dropped, Interlocked.Read(ref _dropped));
+        }
+
+        if (_timedOut.TakeUnreported() is > 0 and var released)
+        {
+            Log.AcknowledgedBeforeDurable(_logger, released, _options.AcknowledgeTimeout);
+        }
+    }
+
     public async ValueTask DisposeAsync()
     {
         if (_spoolCheck is not null)
@@ -553,6 +568,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         }
 
         _waiters.Dispose();
+        ReportUnreported();
         LetStoppedSpoolsGo();
         if (_journal is not null)
         {

@@ -5,6 +5,7 @@ using JobLog.Testing;
 using Microsoft.Data.Sqlite;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 using NUnit.Framework;
 
 namespace JobLog.Core.Tests.Storage;
@@ -163,6 +164,28 @@ public class LedgerOutageTests
 
         Assert.That(recorder.Backlog, Is.EqualTo(1000));
         Assert.That(recorder.Dropped, Is.EqualTo(500));
+    }
+
+    [Test]
+    public async Task QueueFull_DropsAfterTheLastReport_AreReportedAtTheStop()
+    {
+        var logs = new WarningCollector();
+        var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
+        {
+            o.QueueCapacity = 1000;
+            o.SpoolDirectory = null;
+        }, services => services.AddSingleton<ILoggerProvider>(logs), start: false);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        for (var i = 0; i < 1500; i++)
+        {
+            recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+        }
+
+        // The first drop is reported at once and the next 499 within the same 10 s: without a report at the stop, the
+        // log would say one record was dropped.
+        await host.DisposeAsync();
+
+        Assert.That(logs.Errors, Has.Some.Contains("500 in all"), string.Join(Environment.NewLine, logs.Errors));
     }
 
     [Test]

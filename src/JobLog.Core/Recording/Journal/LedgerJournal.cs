@@ -222,6 +222,7 @@ internal sealed class LedgerJournal : IAsyncDisposable
         _pending.Writer.TryComplete();
         await _loop.ConfigureAwait(false);
         _segments.Dispose();
+        _refusals.ReportUnreported();
     }
 }
 
@@ -233,6 +234,7 @@ internal sealed class JournalRefusals(ILogger logger, TimeProvider time, Action<
 {
     private readonly SteadyRate _rate = new(time, TimeSpan.FromSeconds(10));
     private long _total;
+    private Exception? _last;
 
     public long Total => Interlocked.Read(ref _total);
 
@@ -240,9 +242,19 @@ internal sealed class JournalRefusals(ILogger logger, TimeProvider time, Action<
     {
         counted(records);
         var total = Interlocked.Add(ref _total, records);
+        Volatile.Write(ref _last, exception);
         if (_rate.Add(records, out var count))
         {
             Internal.Log.JournalRefused(logger, exception, count, total);
+        }
+    }
+
+    /// <summary>At the journal's stop: the refusals after the last report, with the last refusal's exception.</summary>
+    public void ReportUnreported()
+    {
+        if (_rate.TakeUnreported() is > 0 and var count && Volatile.Read(ref _last) is { } last)
+        {
+            Internal.Log.JournalRefused(logger, last, count, Total);
         }
     }
 }
