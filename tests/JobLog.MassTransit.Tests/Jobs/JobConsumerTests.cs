@@ -275,4 +275,27 @@ public class JobConsumerTests
         Assert.That((task.State, run.State, run.ConsumerType), Is.EqualTo((TaskState.Cancelled, TaskRunState.Cancelled, "(job service)")));
         Assert.That(run.ErrorMessage, Is.EqualTo("Cancelled before an attempt ran: not needed any more"));
     }
+
+    /// <summary>
+    /// A job whose attempt faulted and which waits to retry (its job options: one retry a minute later), cancelled then
+    /// (<c>bus.CancelJob(jobId, reason)</c>): the job service cancels it without another attempt. Before, the task kept the
+    /// faulted attempt's RETRIED state (the cancellation's run was the job service's, a lane of its own) and that run said
+    /// "before an attempt ran".
+    /// </summary>
+    [Test]
+    public async Task CancelJob_WhileItWaitsToRetry_IsCancelled_OnTheJobConsumersLane_WithTheReason()
+    {
+        _host = await JobBus.StartAsync(more: x => x.AddConsumer<PatientJobConsumer>(c => c.Options<JobOptions<PatientJob>>(o => o.SetRetry(r => r.Interval(1, TimeSpan.FromMinutes(1))))));
+        var bus = _host.Services.GetTestHarness().Bus;
+        var jobId = await bus.SubmitJob(new PatientJob(3), CancellationToken.None);
+        await WaitFor(_host, jobId, t => t.State == TaskState.Retried, "the first attempt faulted and the job waits to retry");
+
+        await bus.CancelJob(jobId, "the customer gave up");
+
+        var task = await WaitFor(_host, jobId, t => t.State != TaskState.Retried, "the cancelled job's task ends");
+        var runs = task.Runs.OrderBy(r => r.Start).Select(r => (r.Name, r.ConsumerType, r.Retries, r.State)).ToList();
+        Assert.That(runs, Is.EqualTo(new[] { ("PatientJob", "PatientJobConsumer", 0, TaskRunState.Retried), ("PatientJob", "PatientJobConsumer", 1, TaskRunState.Cancelled) }));
+        Assert.That((task.Name, task.State), Is.EqualTo(("PatientJob", TaskState.Cancelled)));
+        Assert.That(task.Runs.OrderBy(r => r.Start).Last().ErrorMessage, Is.EqualTo("Cancelled while waiting to retry: the customer gave up"));
+    }
 }

@@ -31,3 +31,11 @@ public sealed class RetriedVideoConsumer : IJobConsumer<RetriedVideo>
 {
     public Task Run(JobContext<RetriedVideo> context) => Task.Delay(TimeSpan.FromSeconds(context.Job.Seconds), context.CancellationToken);
 }
+
+public sealed record PatientJob(int Id);
+
+/// <summary>Always faults; registered with a long retry interval, so its job waits to retry.</summary>
+public sealed class PatientJobConsumer : IJobConsumer<PatientJob>
+{
+    public Task Run(JobContext<PatientJob> context) => throw new InvalidOperationException($"job {context.Job.Id} is not ready yet");
+}

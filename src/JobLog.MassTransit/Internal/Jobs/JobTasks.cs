@@ -27,6 +27,14 @@ internal static class JobTasks
     private static readonly ConcurrentDictionary<Type, (Type Job, PropertyInfo JobId, PropertyInfo Payload, PropertyInfo Schedule)?> s_submitJob = new();
 
     /// <summary>
+    /// The jobs whose attempt in this process faulted and which wait to retry: a cancellation then ends the job on its
+    /// consumer's lane. Bounded: a job retried in another process leaves its entry here until it is past due.
+    /// </summary>
+    private static readonly ConcurrentDictionary<Guid, RetryingJob> s_retrying = new();
+
+    private const int RetryingLimit = 10_000;
+
+    /// <summary>
     /// Called for every consumer message pipe before JobLog's run filter is added. True when the job service's consumer is
     /// handled here (no ordinary run filter).
     /// </summary>
@@ -85,8 +93,10 @@ internal static class JobTasks
                 return false;
             case JobCanceled canceled when context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetMessage<CancelJob>(out _):
                 // Cancelled by a CancelJob while no attempt ran (waiting for its start, a slot or a retry): no attempt's
-                // run ends the job, so the job service's cancellation does.
-                services.Recorder.Enqueue(new RunStarted(CancelledRun(services, canceled, context.DestinationAddress), Seed(canceled), false));
+                // run ends the job, so the job service's cancellation does; on the job consumer's lane when an attempt of
+                // this process faulted and the job waits to retry, so the cancellation, not the retry, is the job's state.
+                s_retrying.TryRemove(canceled.JobId, out var retrying);
+                services.Recorder.Enqueue(new RunStarted(CancelledRun(services, canceled, retrying, context.DestinationAddress), Seed(canceled, retrying), false));
                 return false;
         }
 
@@ -102,26 +112,62 @@ internal static class JobTasks
         return false;
     }
 
-    /// <summary>The job service's own run that ends a job cancelled before an attempt ran.</summary>
-    private static RunPayload CancelledRun(TaskLoggingServices services, JobCanceled canceled, Uri? destination) => new()
+    /// <summary>
+    /// The run that ends a job cancelled while no attempt ran: the job consumer's when the job waits to retry after an
+    /// attempt of this process, else the job service's own.
+    /// </summary>
+    private static RunPayload CancelledRun(TaskLoggingServices services, JobCanceled canceled, RetryingJob? retrying, Uri? destination) => new()
     {
         Id = NewId.NextSequentialGuid(),
         TaskId = canceled.JobId,
-        Name = nameof(CancelJob),
+        Name = retrying?.Name ?? nameof(CancelJob),
         QueueName = TaskLoggingServices.QueueName(destination),
-        ConsumerType = JobService,
+        ConsumerType = retrying?.ConsumerType ?? JobService,
         Start = services.UtcNow,
         Stop = services.UtcNow,
         State = TaskRunState.Cancelled,
-        ErrorMessage = services.Redactor.Bound($"Cancelled before an attempt ran: {canceled.Reason ?? "no reason given"}"),
+        ErrorMessage = services.Redactor.Bound(
+            $"{(retrying is null ? "Cancelled before an attempt ran" : "Cancelled while waiting to retry")}: {canceled.Reason ?? "no reason given"}"),
         Host = services.Options.Host,
         WaitingTime = 0,
     };
 
-    private static TaskPayload Seed(JobCanceled canceled) =>
-        new() { Id = canceled.JobId, Name = nameof(CancelJob), DispatchedAt = canceled.Timestamp, EstimatedTimeOfFirstArrival = canceled.Timestamp };
+    /// <summary>The job's task when its submission was not recorded: named after the job when known, else after the cancellation.</summary>
+    private static TaskPayload Seed(JobCanceled canceled, RetryingJob? retrying) => new()
+    {
+        Id = canceled.JobId,
+        Name = retrying?.Name ?? nameof(CancelJob),
+        DispatchedAt = canceled.Timestamp,
+        EstimatedTimeOfFirstArrival = canceled.Timestamp,
+    };
 
-    internal static JobAttemptOutcome Register(Guid attemptId) => s_attempts[attemptId] = new JobAttemptOutcome();
+    /// <summary>An attempt of the job faulted here and the job service retries it at <paramref name="due"/>.</summary>
+    internal static void WaitingToRetry(Guid jobId, string name, string consumerType, DateTime due)
+    {
+        if (s_retrying.Count >= RetryingLimit)
+        {
+            foreach (var (id, job) in s_retrying)
+            {
+                if (job.Due < due.AddHours(-1))
+                {
+                    s_retrying.TryRemove(id, out _);
+                }
+            }
+
+            if (s_retrying.Count >= RetryingLimit)
+            {
+                return;
+            }
+        }
+
+        s_retrying[jobId] = new RetryingJob(name, consumerType, due);
+    }
+
+    internal static JobAttemptOutcome Register(Guid jobId, Guid attemptId)
+    {
+        s_retrying.TryRemove(jobId, out _);
+        return s_attempts[attemptId] = new JobAttemptOutcome();
+    }
 
     internal static void Unregister(Guid attemptId) => s_attempts.TryRemove(attemptId, out _);
 
@@ -205,6 +251,8 @@ internal static class JobTasks
 
     private sealed record JobSubmission(Type JobType, object Job);
 
+    private sealed record RetryingJob(string Name, string ConsumerType, DateTime Due);
+
     private sealed class Restore(JobSubmission? previous) : IDisposable
     {
         public void Dispose() => s_submission.Value = previous;
@@ -252,7 +300,7 @@ internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, strin
         {
             try
             {
-                outcome = JobTasks.Register(job.AttemptId);
+                outcome = JobTasks.Register(job.JobId, job.AttemptId);
                 attempt = Start(context, job);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -331,7 +379,9 @@ internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, strin
                 var error = RoutingSlipTasks.Stating(services.Redactor.Bound(RoutingSlipTasks.Describe(fault.Exceptions)), fault.Exceptions);
                 if (fault.RetryDelay is { } delay)
                 {
-                    attempt.Finish(TaskRunState.Retried, error, services.UtcNow + delay);
+                    var due = services.UtcNow + delay;
+                    attempt.Finish(TaskRunState.Retried, error, due);
+                    JobTasks.WaitingToRetry(job.JobId, services.TaskName(typeof(TJob)), consumerType, due);
                 }
                 else
                 {
