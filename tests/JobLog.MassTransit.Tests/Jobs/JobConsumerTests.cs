@@ -298,4 +298,36 @@ public class JobConsumerTests
         Assert.That((task.Name, task.State), Is.EqualTo(("PatientJob", TaskState.Cancelled)));
         Assert.That(task.Runs.OrderBy(r => r.Start).Last().ErrorMessage, Is.EqualTo("Cancelled while waiting to retry: the customer gave up"));
     }
+
+    /// <summary>
+    /// A recurring job starting in the last hour DateTime holds, in a time zone: MassTransit's cron parser throws an
+    /// <see cref="ArgumentOutOfRangeException"/> computing the occurrence after it. Before, only format and time-zone errors
+    /// were caught, so the submission's record failed and the job had no task.
+    /// </summary>
+    [Test]
+    public async Task RecurringJob_StartingWhereTheNextOccurrenceIsPastDateTimesRange_IsRecorded_DueAtItsStart()
+    {
+        var start = DateTimeOffset.MaxValue.AddHours(-1);
+        var schedule = new Schedule("0 0 0 * * ?", "America/Los_Angeles", start);
+        Assert.That(JobLog.MassTransit.Internal.Jobs.JobTasks.DueAt(schedule, DateTime.UtcNow), Is.EqualTo(start.UtcDateTime), "no occurrence after the start can be told");
+        Assert.That(JobLog.MassTransit.Internal.Jobs.JobTasks.DueAt(new Schedule("0 0 0 ? * 1#", null, null), new DateTime(2026, 1, 1)), Is.EqualTo(new DateTime(2026, 1, 1)),
+            "a cron the parser refuses: due now");
+        _host = await JobBus.StartAsync();
+        var bus = _host.Services.GetTestHarness().Bus;
+
+        var jobId = await bus.AddOrUpdateRecurringJob("at-the-end-of-time", new ConvertVideo("last.mp4", 0), x =>
+        {
+            x.CronExpression = schedule.CronExpression;
+            x.TimeZoneId = schedule.TimeZoneId;
+            x.Start = start;
+        }, CancellationToken.None);
+
+        var task = await WaitFor(_host, jobId, _ => true, "the recurring job's task is recorded");
+        Assert.That((task.Name, task.EstimatedTimeOfFirstArrival), Is.EqualTo(("ConvertVideo", (DateTime?)start.UtcDateTime)));
+    }
+
+    private sealed record Schedule(string CronExpression, string? TimeZoneId, DateTimeOffset? Start) : RecurringJobSchedule
+    {
+        public DateTimeOffset? End => null;
+    }
 }

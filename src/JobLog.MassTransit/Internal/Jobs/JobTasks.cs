@@ -206,7 +206,7 @@ internal static class JobTasks
     /// <summary>
     /// When a job submitted with a schedule is due: a <c>ScheduleJob</c>'s start time, a recurring job's first occurrence of
     /// its cron expression (from its start, in its time zone). The job service holds the job until then; without a
-    /// schedule, or when the schedule cannot be read, the job is due now.
+    /// schedule, or when the schedule cannot be read, the job is due now; never throws, so the job keeps its task.
     /// </summary>
     internal static DateTime DueAt(RecurringJobSchedule? schedule, DateTime now)
     {
@@ -232,8 +232,15 @@ internal static class JobTasks
             // MassTransit's own parser, so the occurrence is the one the job service computes.
             return cron.GetNextValidTimeAfter(from) is { } next && (schedule.End is not { } end || next <= end) ? next.UtcDateTime : now;
         }
-        catch (Exception ex) when (ex is FormatException or TimeZoneNotFoundException or InvalidTimeZoneException)
+        catch (ArgumentOutOfRangeException)
         {
+            // The occurrence after the start is past what DateTime holds (a start in its last hours, in a time zone).
+            return from.UtcDateTime;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // A cron the parser refuses (FormatException, or whatever else it throws), an unknown time zone: the job keeps
+            // its task, due now.
             return now;
         }
     }
