@@ -192,6 +192,7 @@ internal sealed class HeldDispatches(TimeProvider time, int capacity, TimeSpan m
         RunFinished f => f.TaskId,
         RunFailedForGood f => f.TaskId,
         TaskExtraDataSet x => x.TaskId,
+        TaskEtaSet e => e.TaskId,
         _ => null,
     };
 

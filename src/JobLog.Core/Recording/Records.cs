@@ -17,6 +17,7 @@ namespace JobLog.Recording;
 [JsonDerivedType(typeof(RunFailedForGood), "runFailedForGood")]
 [JsonDerivedType(typeof(RunNextRetryKnown), "runNextRetry")]
 [JsonDerivedType(typeof(TaskExtraDataSet), "extraData")]
+[JsonDerivedType(typeof(TaskEtaSet), "eta")]
 [JsonDerivedType(typeof(CommandRecorded), "command")]
 [JsonDerivedType(typeof(InputRequestRecorded), "inputRequest")]
 [JsonDerivedType(typeof(OutputRequestRecorded), "outputRequest")]
@@ -123,6 +124,12 @@ internal sealed record RunNextRetryKnown(Guid RunId, DateTime NextRetry) : Ledge
 /// row that does not exist yet is not created.
 /// </summary>
 internal sealed record TaskExtraDataSet(Guid TaskId, [property: JsonPropertyName("Output")] string ExtraData) : LedgerRecord;
+
+/// <summary>
+/// Replaces a task's <see cref="TaskLog.EstimatedTimeOfFirstArrival"/> (a recurring job's next occurrence), leaving its
+/// other fields as they are. A task row that does not exist yet is not created.
+/// </summary>
+internal sealed record TaskEtaSet(Guid TaskId, DateTime Eta) : LedgerRecord;
 
 /// <summary>A command started or finished: upsert (a finished row is never overwritten by an unfinished one).</summary>
 internal sealed record CommandRecorded(CommandPayload Command) : LedgerRecord;

@@ -164,6 +164,13 @@ internal static class LedgerColumns
         LedgerColumn<ExtraDataRow>.Text("ExtraData", static (in x) => x.ExtraData),
     ];
 
+    /// <summary>A task's ETA set after its dispatch (<see cref="LedgerSql.SetEta"/>).</summary>
+    public static readonly LedgerColumn<EtaRow>[] TaskEta =
+    [
+        LedgerColumn<EtaRow>.Uuid("Id", static (in x) => x.TaskId),
+        LedgerColumn<EtaRow>.Time("EstimatedTimeOfFirstArrival", static (in x) => x.Eta),
+    ];
+
     private static LedgerColumn<T>[] Request<T>()
         where T : RequestPayload =>
     [
@@ -192,3 +199,5 @@ internal readonly record struct RelatedObjectRow(Guid OutputRequestId, RelatedOb
 
 /// <summary>A task's extra data, set after its dispatch.</summary>
 internal readonly record struct ExtraDataRow(Guid TaskId, string? ExtraData);
+
+internal readonly record struct EtaRow(Guid TaskId, DateTime Eta);

@@ -153,6 +153,9 @@ internal sealed class LedgerPlanner(LedgerDatabase database)
                 case TaskExtraDataSet x:
                     plan.Other.Add(LedgerSql.SetExtraData, LedgerColumn.Values(LedgerColumns.TaskExtraData, new ExtraDataRow(x.TaskId, x.ExtraData)));
                     break;
+                case TaskEtaSet e:
+                    plan.Other.Add(LedgerSql.SetEta, LedgerColumn.Values(LedgerColumns.TaskEta, new EtaRow(e.TaskId, e.Eta)));
+                    break;
                 case CommandRecorded c:
                     plan.Other.Add(_upsertCommand, LedgerColumn.Values(LedgerColumns.Command, c.Command));
                     break;

@@ -41,6 +41,9 @@ internal static class LedgerSql
     /// <summary>Sets a task's extra data (<see cref="LedgerColumns.TaskExtraData"/>).</summary>
     public static readonly string SetExtraData = UpdateByKey(T, LedgerColumns.TaskExtraData, "");
 
+    /// <summary>Sets a task's ETA (<see cref="LedgerColumns.TaskEta"/>).</summary>
+    public static readonly string SetEta = UpdateByKey(T, LedgerColumns.TaskEta, "");
+
     /// <summary>A final state is never overwritten: only an open run finishes (<see cref="LedgerColumns.RunFinish"/>, <see cref="Finishable"/>).</summary>
     public static readonly string FinishRun = UpdateByKey(R, LedgerColumns.RunFinish, " AND " + Finishable(R));
 

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using JobLog.MassTransit.Internal.Jobs;
 using JobLog.MassTransit.Scheduling;
 using JobLog.Recording;
 using JobLog.Timing;
@@ -200,6 +201,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
         context.TryGetPayload<TaskOptionsPayload>(out var payload);
         var call = payload?.Options;
         var messageType = ScheduledType(schedule);
+        JobTasks.OnScheduled(services, context, schedule.Payload, scheduled);
         var times = TaskTiming.Resolve(now, call, services.Options.GetTaskType(messageType), services.Options, context.TimeToLive, null, scheduled);
         Enqueue(context, messageType, schedule.Payload, schedule.Destination, call, times, now);
     }

@@ -68,6 +68,7 @@ public class JournalCodecTests
             new RunFailedForGood(runId, taskId),
             new RunNextRetryKnown(runId, t0.AddSeconds(9)),
             new TaskExtraDataSet(taskId, "{\"progress\":1}"),
+            new TaskEtaSet(taskId, t0.AddSeconds(30)),
             new CommandRecorded(new CommandPayload { Id = Guid.NewGuid(), Name = "sweep", Start = t0, Stop = t0, IsSuccessful = true, ExitCode = 0 }),
         ];
 
@@ -103,7 +104,7 @@ public class JournalCodecTests
             new TaskDispatched(full), new RunStarted(run, full, expireOrphans: false), new RunStarted(ended, full, expireOrphans: true),
             new RunFinished(runId, taskId, TaskRunState.Retried, t0.AddSeconds(1), "boom", "out", t0.AddSeconds(5)),
             new TaskDispatchFailed(taskId, "no route"), new RunFailedForGood(runId, taskId), new RunNextRetryKnown(runId, t0.AddSeconds(9)),
-            new TaskExtraDataSet(taskId, "{\"progress\":1}"),
+            new TaskExtraDataSet(taskId, "{\"progress\":1}"), new TaskEtaSet(taskId, t0.AddSeconds(30)),
             new CommandRecorded(new CommandPayload { Id = Guid.NewGuid(), Name = "sweep", Start = t0, Stop = t0, IsSuccessful = true, ExitCode = 0 }),
         ];
         var lines = records.Select(r => JsonSerializer.SerializeToUtf8Bytes(r, SpoolJson.Default.LedgerRecord)).ToList();

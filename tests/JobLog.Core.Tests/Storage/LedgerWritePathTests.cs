@@ -199,6 +199,23 @@ public class LedgerWritePathTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task EtaSet_ReplacesOnlyTheTasksEta()
+    {
+        var id = Guid.NewGuid();
+        _recorder.Enqueue(new TaskDispatched(Task(id)));
+        await _host.FlushAsync();
+
+        _recorder.Enqueue(new TaskEtaSet(id, T0.AddMinutes(5)));
+        _recorder.Enqueue(new TaskEtaSet(Guid.NewGuid(), T0));
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(id);
+        Assert.That((task.EstimatedTimeOfFirstArrival, task.DispatchedAt, task.Name, task.State),
+            Is.EqualTo(((DateTime?)T0.AddMinutes(5), Task(id).DispatchedAt, Task(id).Name, TaskState.Waiting)));
+        Assert.That(await _host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.EqualTo(1), "a missing task is not created");
+    }
+
+    [Test]
     public async Task FinalState_IsNeverOverwritten_FirstFinalWins()
     {
         var id = Guid.NewGuid();

@@ -326,6 +326,41 @@ public class JobConsumerTests
         Assert.That((task.Name, task.EstimatedTimeOfFirstArrival), Is.EqualTo(("ConvertVideo", (DateTime?)start.UtcDateTime)));
     }
 
+    /// <summary>
+    /// A recurring job between occurrences: after an occurrence the job saga computes its <c>NextStartDate</c> and
+    /// schedules itself a <c>JobSlotWaitElapsed</c> (the job's id) for then; that is the job's next arrival, so it is the
+    /// task's ETA. Before, the ETA stayed the first occurrence, in the past from the second occurrence on.
+    /// </summary>
+    [Test]
+    public async Task RecurringJob_AfterAnOccurrence_TheTasksEtaIsTheNextOccurrence_TheJobSagasScheduledWait()
+    {
+        _host = await JobBus.StartAsync();
+        var bus = _host.Services.GetTestHarness().Bus;
+
+        var jobId = await bus.AddOrUpdateRecurringJob("every-third-second-next", new ConvertVideo("next.mp4", 0), x => x.CronExpression = "0/3 * * * * ?",
+            CancellationToken.None);
+
+        var ran = await WaitFor(_host, jobId,
+            t => t.Runs.Count(r => r.State == TaskRunState.Succeeded) >= 2 && t.EstimatedTimeOfFirstArrival > t.Runs.Max(r => r.Start),
+            "two occurrences ran and the task's ETA is the next one");
+        var key = jobId.ToString();
+        var waits = await _host.QueryAsync(db => db.TaskLogs.AsNoTracking().Where(t => t.Name == "JobSlotWaitElapsed").ToListAsync());
+        waits = waits.Where(t => (t.Input ?? "").Contains(key, StringComparison.OrdinalIgnoreCase)).OrderBy(t => t.DispatchedAt).ToList();
+        foreach (var t in waits)
+        {
+            TestContext.Out.WriteLine($"{t.Name} {t.State} internal={t.IsInternal} dispatched={t.DispatchedAt:O} eta={t.EstimatedTimeOfFirstArrival:O} {t.Input}");
+        }
+
+        TestContext.Out.WriteLine($"task ETA {ran.EstimatedTimeOfFirstArrival:O}; runs " + string.Join("; ", ran.Runs.OrderBy(r => r.Start).Select(r => $"#{r.Retries} {r.State} {r.Start:O}")));
+        var eta = ran.EstimatedTimeOfFirstArrival!.Value;
+        var period = TimeSpan.FromSeconds(3).Ticks;
+        var off = eta.Ticks % period;
+        Assert.That(TimeSpan.FromTicks(Math.Min(off, period - off)), Is.LessThan(TimeSpan.FromMilliseconds(100)), "the ETA is an occurrence of the cron schedule");
+        Assert.That(waits.Select(t => t.IsInternal), Has.All.True, "the saga's waits stay MassTransit's internal tasks");
+        Assert.That(waits.Select(t => (t.EstimatedTimeOfFirstArrival!.Value - eta).Duration()).Min(), Is.LessThan(TimeSpan.FromMilliseconds(100)),
+            "the ETA is that of the job saga's wait for the occurrence");
+    }
+
     private sealed record Schedule(string CronExpression, string? TimeZoneId, DateTimeOffset? Start) : RecurringJobSchedule
     {
         public DateTimeOffset? End => null;

@@ -91,6 +91,9 @@ internal static class JobTasks
             case JobAttemptCanceled canceled when s_attempts.TryGetValue(canceled.AttemptId, out var outcome):
                 outcome.CancelReason = canceled.Reason ?? "cancelled";
                 return false;
+            case JobSlotWaitElapsed wait when context.Delay is { } delay && NextOccurrence(context):
+                services.Recorder.Enqueue(new TaskEtaSet(wait.JobId, services.UtcNow + delay));
+                return false;
             case JobCanceled canceled when context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetMessage<CancelJob>(out _):
                 // Cancelled by a CancelJob while no attempt ran (waiting for its start, a slot or a retry): no attempt's
                 // run ends the job, so the job service's cancellation does; on the job consumer's lane when an attempt of
@@ -111,6 +114,27 @@ internal static class JobTasks
 
         return false;
     }
+
+    /// <summary>
+    /// A recurring job's next occurrence, scheduled through a scheduler (not a transport delay): the task's new ETA. The
+    /// scheduled message is recorded as a task of its own by the dispatch observer.
+    /// </summary>
+    internal static void OnScheduled(TaskLoggingServices services, SendContext context, object? payload, DateTime due)
+    {
+        if (payload is JobSlotWaitElapsed wait && NextOccurrence(context))
+        {
+            services.Recorder.Enqueue(new TaskEtaSet(wait.JobId, due));
+        }
+    }
+
+    /// <summary>
+    /// True when the job saga schedules its <c>JobSlotWaitElapsed</c> for a scheduled job's next occurrence: after an
+    /// occurrence completed or faulted for good, or when the recurring job is submitted (again). The same message waits
+    /// for a job slot while consuming <c>JobSlotUnavailable</c>: that is no occurrence.
+    /// </summary>
+    private static bool NextOccurrence(SendContext context) =>
+        context.TryGetPayload<ConsumeContext>(out var consume)
+        && (consume.TryGetMessage<JobCompleted>(out _) || consume.TryGetMessage<JobAttemptFaulted>(out _) || consume.TryGetMessage<JobSubmitted>(out _));
 
     /// <summary>
     /// The run that ends a job cancelled while no attempt ran: the job consumer's when the job waits to retry after an
