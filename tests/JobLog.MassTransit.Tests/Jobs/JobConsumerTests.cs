@@ -361,6 +361,35 @@ public class JobConsumerTests
             "the ETA is that of the job saga's wait for the occurrence");
     }
 
+    /// <summary>
+    /// A job type with a concurrent job limit of one (<c>JobOptions&lt;T&gt;.SetConcurrentJobLimit(1)</c>) and two jobs
+    /// submitted together: the second waits for the job type's slot (MassTransit's slot wait, 1 s here) and runs after the
+    /// first. Each is one SUCCEEDED run numbered #0 (a slot wait is no retry), the second's run begins after the first's
+    /// ends, and its ETA stays its submission (the slot wait's <c>JobSlotWaitElapsed</c> is no occurrence).
+    /// </summary>
+    [Test]
+    public async Task ConcurrentJobLimitOfOne_TwoJobs_TheSecondWaitsForTheSlot_EachOneSucceededRun_NoRetry()
+    {
+        _host = await JobBus.StartAsync(more: x =>
+        {
+            x.AddOptions<JobSagaOptions>().Configure(o => o.SlotWaitTime = TimeSpan.FromSeconds(1));
+            x.AddConsumer<RenderFrameConsumer>(c => c.Options<JobOptions<RenderFrame>>(o => o.SetRetry(r => r.None()).SetConcurrentJobLimit(1)));
+        });
+        var bus = _host.Services.GetTestHarness().Bus;
+
+        var first = await bus.SubmitJob(new RenderFrame(1, 1500), CancellationToken.None);
+        var second = await bus.SubmitJob(new RenderFrame(2, 1500), CancellationToken.None);
+
+        var a = await WaitFor(_host, first, t => t.State == TaskState.Succeeded, "the first job succeeded");
+        var b = await WaitFor(_host, second, t => t.State == TaskState.Succeeded, "the second job succeeded");
+        var runs = new[] { a, b }.Select(t => t.Runs.Single()).ToList();
+        TestContext.Out.WriteLine(string.Join("; ", new[] { a, b }.Select(t => $"{t.Name} {t.State} eta={t.EstimatedTimeOfFirstArrival:O} dispatched={t.DispatchedAt:O} run {t.Runs.Single().Start:O}..{t.Runs.Single().Stop:O}")));
+        Assert.That(runs.Select(r => (r.Retries, r.State, r.ConsumerType)), Has.All.EqualTo((0, TaskRunState.Succeeded, "RenderFrameConsumer")));
+        var (earlier, later) = runs[0].Start < runs[1].Start ? (runs[0], runs[1]) : (runs[1], runs[0]);
+        Assert.That(later.Start, Is.GreaterThanOrEqualTo(earlier.Stop!.Value), "one slot: the later job ran after the earlier one ended");
+        Assert.That(new[] { a, b }.Select(t => t.EstimatedTimeOfFirstArrival == t.DispatchedAt), Has.All.True, "a slot wait does not move the ETA");
+    }
+
     private sealed record Schedule(string CronExpression, string? TimeZoneId, DateTimeOffset? Start) : RecurringJobSchedule
     {
         public DateTimeOffset? End => null;

@@ -39,3 +39,11 @@ public sealed class PatientJobConsumer : IJobConsumer<PatientJob>
 {
     public Task Run(JobContext<PatientJob> context) => throw new InvalidOperationException($"job {context.Job.Id} is not ready yet");
 }
+
+public sealed record RenderFrame(int Frame, int Milliseconds);
+
+/// <summary>Runs for <see cref="RenderFrame.Milliseconds"/>; registered with a concurrent job limit of one.</summary>
+public sealed class RenderFrameConsumer : IJobConsumer<RenderFrame>
+{
+    public Task Run(JobContext<RenderFrame> context) => Task.Delay(context.Job.Milliseconds, context.CancellationToken);
+}
