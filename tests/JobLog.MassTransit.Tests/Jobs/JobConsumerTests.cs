@@ -23,6 +23,14 @@ public class JobConsumerTests
         }
     }
 
+    /// <summary>Starts the job bus and a recurring <see cref="ConvertVideo"/> job every third second.</summary>
+    private async Task<(LedgerHost Host, Guid JobId)> StartEveryThirdSecondAsync(string name, string path)
+    {
+        var host = _host = await JobBus.StartAsync();
+        return (host, await host.Services.GetTestHarness().Bus.AddOrUpdateRecurringJob(name, new ConvertVideo(path, 0), x => x.CronExpression = "0/3 * * * * ?",
+            CancellationToken.None));
+    }
+
     private static async Task<TaskLog> WaitFor(LedgerHost host, Guid jobId, Func<TaskLog, bool> done, string because)
     {
         TaskLog? task = null;
@@ -238,18 +246,14 @@ public class JobConsumerTests
     [Test]
     public async Task RecurringJob_OnACronSchedule_TheTaskShowsItsFirstOccurrenceAsItsEta_AndARunPerOccurrence()
     {
-        _host = await JobBus.StartAsync();
-        var bus = _host.Services.GetTestHarness().Bus;
+        var (host, jobId) = await StartEveryThirdSecondAsync("every-third-second", "recurring.mp4");
 
-        var jobId = await bus.AddOrUpdateRecurringJob("every-third-second", new ConvertVideo("recurring.mp4", 0), x => x.CronExpression = "0/3 * * * * ?",
-            CancellationToken.None);
-
-        var waiting = await WaitFor(_host, jobId, _ => true, "the recurring job's task is recorded");
+        var waiting = await WaitFor(host, jobId, _ => true, "the recurring job's task is recorded");
         TestContext.Out.WriteLine($"dispatched {waiting.DispatchedAt:O}, ETA {waiting.EstimatedTimeOfFirstArrival:O}");
         var eta = waiting.EstimatedTimeOfFirstArrival!.Value;
         Assert.That((eta.Second % 3, eta.Millisecond), Is.EqualTo((0, 0)), "the ETA is an occurrence of the cron schedule");
         Assert.That(eta, Is.GreaterThan(waiting.DispatchedAt).And.LessThanOrEqualTo(waiting.DispatchedAt.AddSeconds(3)), "the first occurrence after the submission");
-        var twice = await WaitFor(_host, jobId, t => t.Runs.Count(r => r.State == TaskRunState.Succeeded) >= 2, "two occurrences ran");
+        var twice = await WaitFor(host, jobId, t => t.Runs.Count(r => r.State == TaskRunState.Succeeded) >= 2, "two occurrences ran");
         var first = twice.Runs.OrderBy(r => r.Start).First();
         Assert.That(first.Start, Is.GreaterThanOrEqualTo(eta), "the first occurrence ran at its time");
         Assert.That(twice.Runs.Select(r => r.ConsumerType).Distinct(), Is.EqualTo(new[] { "ConvertVideoConsumer" }));
@@ -334,17 +338,13 @@ public class JobConsumerTests
     [Test]
     public async Task RecurringJob_AfterAnOccurrence_TheTasksEtaIsTheNextOccurrence_TheJobSagasScheduledWait()
     {
-        _host = await JobBus.StartAsync();
-        var bus = _host.Services.GetTestHarness().Bus;
+        var (host, jobId) = await StartEveryThirdSecondAsync("every-third-second-next", "next.mp4");
 
-        var jobId = await bus.AddOrUpdateRecurringJob("every-third-second-next", new ConvertVideo("next.mp4", 0), x => x.CronExpression = "0/3 * * * * ?",
-            CancellationToken.None);
-
-        var ran = await WaitFor(_host, jobId,
+        var ran = await WaitFor(host, jobId,
             t => t.Runs.Count(r => r.State == TaskRunState.Succeeded) >= 2 && t.EstimatedTimeOfFirstArrival > t.Runs.Max(r => r.Start),
             "two occurrences ran and the task's ETA is the next one");
         var key = jobId.ToString();
-        var waits = await _host.QueryAsync(db => db.TaskLogs.AsNoTracking().Where(t => t.Name == "JobSlotWaitElapsed").ToListAsync());
+        var waits = await host.QueryAsync(db => db.TaskLogs.AsNoTracking().Where(t => t.Name == "JobSlotWaitElapsed").ToListAsync());
         waits = waits.Where(t => (t.Input ?? "").Contains(key, StringComparison.OrdinalIgnoreCase)).OrderBy(t => t.DispatchedAt).ToList();
         foreach (var t in waits)
         {
