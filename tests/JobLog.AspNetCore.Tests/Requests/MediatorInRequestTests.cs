@@ -27,6 +27,26 @@ public sealed class PriceQueryConsumer(IHttpClientFactory clients) : IConsumer<P
     }
 }
 
+/// <summary>Notes the inbound request JobLog's scope holds when the mediator's send observers run.</summary>
+public sealed class AmbientAtSend : ISendObserver
+{
+    public static Guid? Seen;
+
+    public Task PreSend<T>(SendContext<T> context) where T : class
+    {
+        if (context.Message is PriceQuery)
+        {
+            Seen = JobLogScope.CurrentInputRequestId;
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task PostSend<T>(SendContext<T> context) where T : class => Task.CompletedTask;
+
+    public Task SendFault<T>(SendContext<T> context, Exception exception) where T : class => Task.CompletedTask;
+}
+
 /// <summary>Session 29: MassTransit's mediator called inside an ASP.NET Core request JobLog records.</summary>
 public class MediatorInRequestTests
 {
@@ -61,7 +81,11 @@ public class MediatorInRequestTests
                 services.AddMediator(x =>
                 {
                     x.AddConsumer<PriceQueryConsumer>();
-                    x.ConfigureMediator((context, cfg) => cfg.UseTaskLogging(context));
+                    x.ConfigureMediator((context, cfg) =>
+                    {
+                        cfg.UseTaskLogging(context);
+                        cfg.ConnectSendObserver(new AmbientAtSend());
+                    });
                 });
             });
 
@@ -86,7 +110,7 @@ public class MediatorInRequestTests
             TestContext.Out.WriteLine($"{t.Name} {t.State} internal={t.IsInternal} request={t.InputRequestId} parent={t.ParentRunId} q={t.QueueName} src={t.SourceAddress} dispatched={t.DispatchedAt:O} input={t.Input} runs={string.Join(",", t.Runs.Select(r => $"{r.ConsumerType} {r.State} {r.Start:O}"))}");
         }
 
-        TestContext.Out.WriteLine($"input request {input.Id}; the consumer saw {PriceQueryConsumer.SeenRequest}");
+        TestContext.Out.WriteLine($"input request {input.Id}; the consumer saw {PriceQueryConsumer.SeenRequest}; a send observer saw {AmbientAtSend.Seen}");
         Assert.That(PriceQueryConsumer.SeenRequest, Is.EqualTo(input.Id), "the consumer runs inside the request's scope");
 
         var query = tasks.Single(t => t.Name == nameof(PriceQuery));
