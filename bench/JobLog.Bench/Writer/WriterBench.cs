@@ -100,9 +100,11 @@ internal sealed class WriterBench(BenchOptions options)
             TaskKwargs = rendered.TaskKwargs, DispatchedAt = now, EstimatedTimeOfFirstArrival = now, ConversationId = NewId.NextGuid(),
             SourceAddress = "rabbitmq://localhost/bench/host_bench_bus_abc", Host = "bench", TraceId = "4bf92f3577b34da6a3ce929d0e0e4736",
         };
+        // A run's id as the consume path makes it (TaskRunFilter: NewId.NextSequentialGuid, ascending in the runs' key);
+        // the message's and conversation's ids as MassTransit makes them (NewId.NextGuid, scattered in their indexes).
         var run = new RunPayload
         {
-            Id = NewId.NextGuid(), TaskId = taskId, Name = "ChargeCard", QueueName = "charge-card", ConsumerType = "ChargeCardConsumer",
+            Id = NewId.NextSequentialGuid(), TaskId = taskId, Name = "ChargeCard", QueueName = "charge-card", ConsumerType = "ChargeCardConsumer",
             Input = rendered.Input, TaskArgs = rendered.TaskArgs, TaskKwargs = rendered.TaskKwargs, Start = now.AddMilliseconds(1),
             Host = "bench", WaitingTime = 0.001,
         };
