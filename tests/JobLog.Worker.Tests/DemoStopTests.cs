@@ -1,5 +1,8 @@
 using System.Diagnostics;
 using JobLog.Testing;
+using JobLog.Worker.Cli;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using NUnit.Framework;
 
 namespace JobLog.Worker.Tests;
@@ -9,6 +12,7 @@ public class DemoStopTests
 {
     [TestCase("INT", 130)]
     [TestCase("TERM", 143)]
+    [TestCase("QUIT", 131)]
     public async Task Demo_StoppedBySignal_StopsAtOnce_WithoutItsSummary_AndExitsWithTheSignalsCode(string signal, int code)
     {
         // The web host's console lifetime took SIGINT and SIGTERM and the demo, which did not watch it, ran on to its end
@@ -72,6 +76,40 @@ public class DemoStopTests
             }
 
             await ledger.DisposeAsync();
+        }
+    }
+
+    [TestCase(true)]
+    [TestCase(false)]
+    public async Task Demo_StoppedByTheApplicationItself_ExitsWith1_AndSaysSo(bool afterStart)
+    {
+        // A background service that fails stops the host (BackgroundServiceExceptionBehavior.StopHost): nothing signalled
+        // the demo, yet it exited 130, the code of Ctrl+C, as if the user had stopped it. Failing while the host started,
+        // it ended the host's start with an OperationCanceledException, which the CLI did not catch.
+        await using var ledger = TestLedger.Sqlite();
+        var output = new StringWriter();
+        var context = new CliContext(
+            CliConsole.Redirected(output), ["--ConnectionStrings:JobLog=" + ledger.ConnectionString, "--Logging:LogLevel:Default=None"], ["demo"], recordCommand: false);
+
+        var exit = await DemoCommand.RunAsync(context, CancellationToken.None, b => b.Services.AddHostedService(s => new FailingService(s.GetRequiredService<IHostApplicationLifetime>(), afterStart)));
+
+        Assert.That(exit, Is.EqualTo(1), output.ToString());
+        Assert.That(output.ToString(), Does.Contain("the application stopped on its own").And.Not.Contain("Tasks by state:"));
+    }
+
+    /// <summary>A background service that fails as soon as it runs, or once the application has started.</summary>
+    private sealed class FailingService(IHostApplicationLifetime lifetime, bool afterStart) : BackgroundService
+    {
+        protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+        {
+            var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            using (lifetime.ApplicationStarted.Register(started.SetResult))
+            {
+                await (afterStart ? started.Task : Task.CompletedTask);
+            }
+
+            await Task.Yield();
+            throw new InvalidOperationException("The service failed.");
         }
     }
 

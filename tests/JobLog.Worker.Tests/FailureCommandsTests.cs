@@ -47,9 +47,10 @@ public sealed class FailureCommandsTests
 
     [TestCase("retry", "--no-wait")]
     [TestCase("resolve", "--archive")]
-    public async Task RetryAndResolve_PrintEachSkippedTaskWithItsReason(string command, string option)
+    public async Task RetryAndResolve_WhenEveryTaskIsSkipped_PrintEachWithItsReason_AndExitWith3(string command, string option)
     {
-        // "0 queued, 2 skipped" said neither which nor why, and an id not in the ledger was "(not failed)".
+        // "0 queued, 2 skipped" said neither which nor why, and an id not in the ledger was "(not failed)"; and it exited 0,
+        // so a script could not tell "nothing retried" from "retried" without reading the text.
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
         var (succeeded, missing) = (Guid.NewGuid(), Guid.NewGuid());
         await host.QueryAsync(db =>
@@ -63,11 +64,49 @@ public sealed class FailureCommandsTests
             [command, succeeded.ToString(), missing.ToString(), option, "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString],
             CliConsole.Redirected(output), recordCommand: false);
 
-        Assert.That(exit, Is.EqualTo(0), output.ToString());
+        Assert.That(exit, Is.EqualTo(3), output.ToString());
         var lines = output.ToString().Split('\n', StringSplitOptions.TrimEntries);
         Assert.That(lines, Does.Contain($"skipped {succeeded}: not failed").And.Contain($"skipped {missing}: not in the ledger"), output.ToString());
         var reasons = await host.QueryAsync(db => db.FailureActionItems.AsNoTracking().Where(i => i.TaskId == missing).Select(i => i.Reason).ToListAsync());
         Assert.That(reasons, Is.EqualTo(new[] { "not in the ledger" }));
+    }
+
+    [Test]
+    public async Task Retry_WhenTheWorkerSkipsEveryQueuedTask_ExitsWith3()
+    {
+        // Queued, then skipped by the running worker's sender when its turn came (its kept message deleted in the meantime):
+        // "sent 0, skipped 1, failed 0" exited 0 as if the task had been sent again.
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var task = Guid.NewGuid();
+        await host.QueryAsync(db =>
+        {
+            db.TaskLogs.Add(new TaskLog { Id = task, Name = "T", State = TaskState.Failed, DispatchedAt = DateTime.UtcNow });
+            db.KeptMessages.Add(new KeptMessageLog
+            {
+                Id = Guid.NewGuid(), TaskId = task, ConsumerType = "C", InputAddress = "loopback://localhost/q", KeptAt = DateTime.UtcNow, Protected = [1, 2, 3],
+            });
+            return db.SaveChangesAsync();
+        });
+        string[] settings = ["--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString];
+        var output = new StringWriter();
+        var retry = JobLog.Worker.Cli.Cli.RunAsync(["retry", task.ToString(), .. settings], CliConsole.Redirected(output), recordCommand: false);
+        using (var bound = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            while (!await host.QueryAsync(db => db.FailureActionItems.AnyAsync(i => i.TaskId == task && i.State == FailureActionItemState.Pending)))
+            {
+                Assert.That(retry.IsCompleted, Is.False, "retry ended before it queued the task: " + output);
+                await Task.Delay(50, bound.Token);
+            }
+        }
+
+        var deleted = await JobLog.Worker.Cli.Cli.RunAsync(["resolve", task.ToString(), "--delete-kept", .. settings], CliConsole.Redirected(new StringWriter()), recordCommand: false);
+        await using var worker = WorkerApp.Build(["--urls=http://127.0.0.1:0", "--Logging:LogLevel:Default=Warning", .. settings]);
+        await worker.StartAsync();
+        var exit = await retry.WaitAsync(TimeSpan.FromSeconds(60));
+        await worker.StopAsync();
+
+        Assert.That((deleted, exit), Is.EqualTo((0, 3)), output.ToString());
+        Assert.That(output.ToString(), Does.Contain("sent 0, skipped 1, failed 0"));
     }
 
     [TestCase("retry", "not-a-task-id", "--no-wait")]

@@ -19,7 +19,12 @@ internal static class FailureCommands
         var ids = new Argument<string[]>("task-id") { Description = "The failed tasks to retry.", Arity = ArgumentArity.OneOrMore };
         var by = new Option<string>("--by") { Description = "Who asks (kept with the action). Default: the OS user.", DefaultValueFactory = _ => Environment.UserName };
         var noWait = new Option<bool>("--no-wait") { Description = "Record the retry and exit; do not follow its progress." };
-        var command = new Command("retry", "Send the kept messages of failed tasks back to their queues (a running worker sends them).") { ids, by, noWait };
+        var command = new Command(
+            "retry",
+            "Send the kept messages of failed tasks back to their queues (a running worker sends them). " + NothingTaken + " (none queued, or none sent).")
+        {
+            ids, by, noWait,
+        };
         command.SetAction((parse, ct) => context.WithLedgerAsync("retry", async session =>
         {
             var taskIds = TaskIds(parse.GetValue(ids));
@@ -30,7 +35,7 @@ internal static class FailureCommands
             await PrintSkippedAsync(context, session, receipt, ct);
             if (receipt.Accepted == 0 || parse.GetValue(noWait))
             {
-                return 0;
+                return receipt.Accepted == 0 ? NothingTakenExit : 0;
             }
 
             var progress = await context.Console.WithProgressAsync(
@@ -50,7 +55,7 @@ internal static class FailureCommands
                     }
                 });
             await context.Console.SafeOut.WriteLineAsync($"sent {progress.Sent}, skipped {progress.Skipped}, failed {progress.Failed}");
-            return progress.Failed > 0 ? 1 : 0;
+            return progress.Failed > 0 ? 1 : progress.Sent == 0 ? NothingTakenExit : 0;
         }, ct));
         return command;
     }
@@ -62,7 +67,10 @@ internal static class FailureCommands
         var note = new Option<string?>("--note") { Description = "Why (kept with the action)." };
         var archive = new Option<bool>("--archive") { Description = "Archive instead of resolve." };
         var delete = new Option<bool>("--delete-kept") { Description = "Also delete the kept messages (they can no longer be retried)." };
-        var command = new Command("resolve", "Mark failed tasks resolved (or archived), with an optional note.") { ids, by, note, archive, delete };
+        var command = new Command("resolve", "Mark failed tasks resolved (or archived), with an optional note. " + NothingTaken + ".")
+        {
+            ids, by, note, archive, delete,
+        };
         command.SetAction((parse, ct) => context.WithLedgerAsync("resolve", async session =>
         {
             var taskIds = TaskIds(parse.GetValue(ids));
@@ -78,13 +86,15 @@ internal static class FailureCommands
             var receipt = await session.Services.GetRequiredService<IFailureActions>().ResolveAsync(request, resolution, ct);
             await context.Console.SafeOut.WriteLineAsync($"{resolution.ToString().ToLowerInvariant()} {receipt.Accepted}, skipped {receipt.Skipped}");
             await PrintSkippedAsync(context, session, receipt, ct);
+            var took = receipt.Accepted;
             if (parse.GetValue(delete))
             {
                 var deleted = await session.Services.GetRequiredService<IKeptMessageActions>().DeleteKeptMessagesAsync(request, ct);
                 await context.Console.SafeOut.WriteLineAsync($"deleted the kept messages of {deleted.Accepted} tasks");
+                took += deleted.Accepted;
             }
 
-            return 0;
+            return took == 0 ? NothingTakenExit : 0;
         }, ct));
         return command;
     }
@@ -113,6 +123,14 @@ internal static class FailureCommands
     }
 
     private const int MaxSkippedShown = 50;
+
+    /// <summary>
+    /// The exit code when the action took none of the tasks (each skipped, with its reason printed): a script can tell
+    /// "nothing done" from success (0), a failed send (1) and a command line it cannot read (2). The action is recorded all the same.
+    /// </summary>
+    private const int NothingTakenExit = 3;
+
+    private const string NothingTaken = "Exit code 3 when every task is skipped";
 
     /// <summary>
     /// The task ids, each one read strictly: a value that is not a task id is a usage error (exit 2) before anything is
