@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using Microsoft.Extensions.Options;
 
 namespace JobLog.Redaction;
@@ -201,7 +202,7 @@ internal sealed class Redactor
         try
         {
             var clean = TextBounds.Sanitize(text);
-            if (!_patterns.MayHoldSecret(clean))
+            if (!_patterns.MayHoldSecret(clean) || IsStandIn(clean))
             {
                 return ReferenceEquals(clean, text) ? text : Truncate(clean, max ?? _options.MaxBodyLength);
             }
@@ -221,6 +222,19 @@ internal sealed class Redactor
             return Markers.NotMasked;
         }
     }
+
+    /// <summary>
+    /// A text JobLog stored in place of a body (a hidden body's <see cref="Replacement"/>, <c>[body not recorded: 22
+    /// bytes]</c>, <c>[gzip body: 75 bytes]</c>): nothing in it to mask. They begin with '[', and with a body pattern of
+    /// the application's (which makes every text "may hold a secret") they were read as JSON and stored as
+    /// <c>[ [hidden: the rest is not valid JSON]</c>.
+    /// </summary>
+    private bool IsStandIn(string text) => string.Equals(text, _options.Replacement, StringComparison.Ordinal) || s_standIn.IsMatch(text);
+
+    private static readonly Regex s_standIn = new(
+        @"\A\[(?:body not recorded|[a-z, -]{1,40} body)(?:: [0-9]{1,19} bytes)?\]\z",
+        RegexOptions.CultureInvariant | RegexOptions.ExplicitCapture,
+        TimeSpan.FromSeconds(1));
 
     /// <summary>JSON the recorder cut (ending in '…'): masked as a document cut short, the ellipsis put back.</summary>
     private string CutJson(string text) =>
