@@ -15,19 +15,7 @@ public sealed class FailureCommandsTests
     {
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
         var (kept, bare, other) = (Guid.NewGuid(), Guid.NewGuid(), Guid.NewGuid());
-        await host.QueryAsync(db =>
-        {
-            foreach (var id in new[] { kept, bare, other })
-            {
-                db.TaskLogs.Add(new TaskLog { Id = id, Name = "T", State = TaskState.Failed, DispatchedAt = DateTime.UtcNow });
-            }
-
-            db.KeptMessages.Add(new KeptMessageLog
-            {
-                Id = Guid.NewGuid(), TaskId = kept, ConsumerType = "C", InputAddress = "loopback://localhost/q", KeptAt = DateTime.UtcNow, Protected = [1, 2, 3],
-            });
-            return db.SaveChangesAsync();
-        });
+        await SeedFailedAsync(host, [kept], [bare, other]);
         string[] settings = ["--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString];
         var output = new StringWriter();
 
@@ -78,15 +66,7 @@ public sealed class FailureCommandsTests
         // "sent 0, skipped 1, failed 0" exited 0 as if the task had been sent again.
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
         var task = Guid.NewGuid();
-        await host.QueryAsync(db =>
-        {
-            db.TaskLogs.Add(new TaskLog { Id = task, Name = "T", State = TaskState.Failed, DispatchedAt = DateTime.UtcNow });
-            db.KeptMessages.Add(new KeptMessageLog
-            {
-                Id = Guid.NewGuid(), TaskId = task, ConsumerType = "C", InputAddress = "loopback://localhost/q", KeptAt = DateTime.UtcNow, Protected = [1, 2, 3],
-            });
-            return db.SaveChangesAsync();
-        });
+        await SeedFailedAsync(host, [task], []);
         string[] settings = ["--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString];
         var output = new StringWriter();
         var retry = JobLog.Worker.Cli.Cli.RunAsync(["retry", task.ToString(), .. settings], CliConsole.Redirected(output), recordCommand: false);
@@ -130,6 +110,25 @@ public sealed class FailureCommandsTests
 
         await AssertRefusedAsync([command, .. ids, option], "10,000");
     }
+
+    /// <summary>FAILED tasks: <paramref name="kept"/> with a kept message each, <paramref name="bare"/> without.</summary>
+    private static Task<int> SeedFailedAsync(LedgerHost host, Guid[] kept, Guid[] bare) => host.QueryAsync(db =>
+    {
+        foreach (var id in kept.Concat(bare))
+        {
+            db.TaskLogs.Add(new TaskLog { Id = id, Name = "T", State = TaskState.Failed, DispatchedAt = DateTime.UtcNow });
+        }
+
+        foreach (var id in kept)
+        {
+            db.KeptMessages.Add(new KeptMessageLog
+            {
+                Id = Guid.NewGuid(), TaskId = id, ConsumerType = "C", InputAddress = "loopback://localhost/q", KeptAt = DateTime.UtcNow, Protected = [1, 2, 3],
+            });
+        }
+
+        return db.SaveChangesAsync();
+    });
 
     private static async Task AssertRefusedAsync(string[] args, string said)
     {
