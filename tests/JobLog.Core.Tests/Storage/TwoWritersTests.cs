@@ -106,6 +106,41 @@ public class TwoWritersTests
         Assert.That(stored.State, Is.EqualTo(TaskState.Active));
     }
 
+    // Session 28 (faults): the failed dispatch's UPDATE skips a task with stored runs, but it read the runs on its
+    // statement's snapshot. A consumer's writer that had inserted the task's run and locked its row committed while the
+    // UPDATE waited for that lock; the UPDATE re-checked the row, not the runs, and the task's only run came before
+    // the error: SUCCEEDED with "Dispatch failed".
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task DispatchFailed_WhileAConsumersWriterHoldsTheTaskWithItsRun_TheErrorIsNotSetAfterTheRun(bool partitioned)
+    {
+        var ledger = await Ledgers.CreateAsync(LedgerProvider.PostgreSql);
+        Action<JobLogOptions> options = o => o.Partitioning.Enabled = partitioned;
+        await using var first = await LedgerHost.StartAsync(ledger, options);
+        var recorder = first.Services.GetRequiredService<LedgerRecorder>();
+        var task = Guid.CreateVersion7();
+        var payload = new TaskPayload { Id = task, Name = "OrderPlaced", DispatchedAt = T0 };
+        var run = new RunPayload { Id = Guid.CreateVersion7(), TaskId = task, Name = "OrderPlaced", ConsumerType = "Billing", Start = T0.AddSeconds(1) };
+        var command = new CommandPayload { Id = Guid.NewGuid(), Name = "holder", Start = T0 };
+        recorder.Enqueue(new TaskDispatched(payload));
+        recorder.Enqueue(new CommandRecorded(command));
+        await first.FlushAsync();
+        await using var second = await HoldWriterAsync(ledger, command, options,
+            new RunStarted(run, payload, false), new RunFinished(run.Id, task, TaskRunState.Succeeded, T0.AddSeconds(2), null, null, null));
+
+        recorder.Enqueue(new TaskDispatchFailed(task, "Dispatch failed: TaskCanceledException: A task was canceled."));
+        var firstCommit = first.FlushAsync();
+        await LedgerHost.EventuallyAsync(
+            async () => firstCommit.IsCompleted || await BlockedCountAsync(ledger.ConnectionString) == 2,
+            TimeSpan.FromSeconds(60), "the failure was written or waits on the consumer's writer");
+
+        await second.ReleaseAsync();
+        await firstCommit;
+
+        var stored = await first.TaskAsync(task);
+        Assert.That((stored.State, stored.ErrorMessage), Is.EqualTo((TaskState.Succeeded, (string?)null)));
+    }
+
     /// <summary>
     /// The first process records a published task with two consumers' runs started, Billing's (on
     /// <paramref name="billingHost"/>) and Shipping's, and a command whose row the second writer's batch will wait on.

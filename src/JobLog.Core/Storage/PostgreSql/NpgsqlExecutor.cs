@@ -45,9 +45,16 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
                 partitioned ? Partitioning.PartitionedStatements.InsertTasksIfMissing : PostgreSqlStatements.InsertTasksIfMissing));
         }
 
-        foreach (var (taskId, error) in plan.DispatchFailures)
+        if (plan.DispatchFailures.Count > 0)
         {
-            batch.BatchCommands.Add(Command(LedgerSql.TaskDispatchFailed, taskId, error));
+            // The failure's UPDATE skips a task with stored runs, read on its statement's snapshot: a consumer's writer
+            // that inserted a run and locks the task row would commit while the UPDATE waits for the row, and the UPDATE
+            // re-checks the row, not the runs. Locked first, the UPDATE is a later statement that sees the run.
+            batch.BatchCommands.Add(LockTasks(plan.DispatchFailures.Select(f => f.TaskId).Distinct().ToArray()));
+            foreach (var (taskId, error) in plan.DispatchFailures)
+            {
+                batch.BatchCommands.Add(Command(LedgerSql.TaskDispatchFailed, taskId, error));
+            }
         }
 
         AddRunUpdates(batch, plan);
@@ -61,9 +68,7 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
         if (plan.Derive.Count > 0)
         {
             var ids = plan.Derive.ToArray();
-            var lockTasks = new NpgsqlBatchCommand(PostgreSqlStatements.LockTasks);
-            lockTasks.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = ids });
-            batch.BatchCommands.Add(lockTasks);
+            batch.BatchCommands.Add(LockTasks(ids));
             var derive = new NpgsqlBatchCommand(
                 partitioned ? Partitioning.PartitionedStatements.DeriveTasksIfChanged : PostgreSqlStatements.DeriveTasksIfChanged);
             derive.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = ids });
@@ -100,6 +105,14 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
     }
 
     public override ValueTask DisposeAsync() => connection.DisposeAsync();
+
+    /// <summary><see cref="PostgreSqlStatements.LockTasks"/> of <paramref name="ids"/>.</summary>
+    private static NpgsqlBatchCommand LockTasks(Guid[] ids)
+    {
+        var lockTasks = new NpgsqlBatchCommand(PostgreSqlStatements.LockTasks);
+        lockTasks.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Array | NpgsqlDbType.Uuid, Value = ids });
+        return lockTasks;
+    }
 
     /// <summary>The batch statement by statement in one transaction (<see cref="SqlExecutor.StatementProfile"/>).</summary>
     private async Task ProfileAsync(NpgsqlBatch batch, Action<string> profile, CancellationToken cancellationToken)
