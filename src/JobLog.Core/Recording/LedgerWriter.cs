@@ -351,7 +351,9 @@ internal sealed class LedgerWriter(
         catch (Exception ex) when (_drain is not null && ex is not OperationCanceledException)
         {
             // Stopping: a migration that failed where the database answers (a race lost, a transient error) is tried again.
-            _answered = await IsReachableAsync(cancellationToken).ConfigureAwait(false);
+            // One the database never answered is not probed: against a host that drops packets the probe would wait the
+            // connect timeout again.
+            _answered = !store.Database.IsUnanswered(ex) && await IsReachableAsync(cancellationToken).ConfigureAwait(false);
             throw;
         }
 

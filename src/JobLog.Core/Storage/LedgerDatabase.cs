@@ -161,6 +161,12 @@ internal abstract class LedgerDatabase
     public abstract string WriteProbe { get; }
 
     /// <summary>
+    /// True when <paramref name="exception"/> says the database never answered: a connect or a read that timed out (a host
+    /// that drops packets). A probe of it would wait as long again. False where every failure is an answer (SQLite's file).
+    /// </summary>
+    public virtual bool IsUnanswered(Exception exception) => false;
+
+    /// <summary>
     /// True when <paramref name="exception"/> says a ledger table does not exist: the database was dropped and made again
     /// empty (a restore under way, a DBA's mistake) or the file replaced. The writer then migrates again and keeps its
     /// records, instead of taking the failure for a record's fault and dropping them.

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using JobLog.Core.Tests.Recording;
 using JobLog.Recording;
 using JobLog.Storage;
 using JobLog.Testing;
@@ -66,6 +67,56 @@ public class LedgerOutageTests
 
         // Then an acknowledgement is given at once (CommitWaiters), instead of after AcknowledgeTimeout.
         await LedgerHost.EventuallyAsync(() => Task.FromResult(recorder.IsFailing), because: "the failing migration tells the recorder");
+    }
+
+    // Session 28 (faults): a stop whose migration failed probed the database once more, to learn whether it answers (then
+    // the stop tries again). Against a host that drops packets, the migration had waited the connect timeout and the probe
+    // waited it again (Npgsql's default: 15 s each).
+    [Test]
+    public async Task StopAfterAMigrationThatGotNoAnswer_DoesNotProbeTheSilentDatabaseAgain()
+    {
+        // A server that takes each connection and never answers it, and counts them.
+        using var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        silent.Start();
+        var taken = new System.Collections.Concurrent.ConcurrentQueue<System.Net.Sockets.TcpClient>();
+        _ = Task.Run(async () =>
+        {
+            while (true)
+            {
+                taken.Enqueue(await silent.AcceptTcpClientAsync());
+            }
+        });
+        var journal = Directory.CreateTempSubdirectory("joblog-silent-").FullName;
+        try
+        {
+            var port = ((System.Net.IPEndPoint)silent.LocalEndpoint).Port;
+            await using var host = await LedgerHost.StartAsync(
+                TestLedger.ExistingPostgres($"Host=127.0.0.1;Port={port};Username=joblog;Password=joblog;Database=joblog_silent;Timeout=2"),
+                o =>
+                {
+                    o.Durability = LedgerDurability.Journaled;
+                    o.SpoolDirectory = journal;
+                },
+                start: false);
+            var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+            await RecorderTestKit.EnqueueJournaledAsync(
+                recorder, new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+
+            await host.Services.GetRequiredService<LedgerWriter>().StopAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(60));
+
+            Assert.That(taken, Has.Count.EqualTo(1), "the migration's connection, and no probe after it");
+            Assert.That(recorder.Backlog, Is.EqualTo(1), "the record left in the journal for a next process");
+        }
+        finally
+        {
+            foreach (var client in taken)
+            {
+                client.Dispose();
+            }
+
+            silent.Stop();
+            Directory.Delete(journal, recursive: true);
+        }
     }
 
     [Test]

@@ -340,6 +340,13 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
                 || state.StartsWith("58", StringComparison.Ordinal) || state == PostgresErrorCodes.ReadOnlySqlTransaction) ||
         exception.InnerException is { } inner && IsWriteRefused(inner);
 
+    public override bool IsUnanswered(Exception exception) => exception switch
+    {
+        PostgresException => false,
+        TimeoutException => true,
+        _ => exception.InnerException is { } inner && IsUnanswered(inner),
+    };
+
     public override bool IsSchemaMissing(Exception exception) =>
         exception is PostgresException { SqlState: PostgresErrorCodes.UndefinedTable } ||
         exception.InnerException is { } inner && IsSchemaMissing(inner);
