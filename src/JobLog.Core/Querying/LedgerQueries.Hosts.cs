@@ -48,10 +48,26 @@ public sealed partial class LedgerQueries
     /// </summary>
     /// <param name="heartbeatInterval">The hosts' <see cref="JobLogOptions.HeartbeatInterval"/>.</param>
     /// <param name="hostTimeout">The hosts' <see cref="JobLogOptions.HostTimeout"/>.</param>
-    /// <param name="now">The time the states are for (UTC).</param>
+    /// <param name="now">
+    /// The time the states are for (UTC). On PostgreSQL the database's clock is taken instead: the clock the heartbeats
+    /// are stamped with, so a host whose own clock is off is not shown dead.
+    /// </param>
     /// <param name="ct">Cancels the query.</param>
     public async Task<IReadOnlyList<HostRow>> HostsAsync(TimeSpan heartbeatInterval, TimeSpan hostTimeout, DateTime now, CancellationToken ct = default)
     {
+        if (_database.Clock is not null)
+        {
+            await _db.Database.OpenConnectionAsync(ct).ConfigureAwait(false);
+            try
+            {
+                now = await _database.NowAsync(_db.Database.GetDbConnection(), now, ct).ConfigureAwait(false);
+            }
+            finally
+            {
+                await _db.Database.CloseConnectionAsync().ConfigureAwait(false);
+            }
+        }
+
         var hosts = await _db.Hosts.AsNoTracking().OrderByDescending(h => h.LastHeartbeat).ToListAsync(ct).ConfigureAwait(false);
         var active = await _db.TaskRunLogs.AsNoTracking()
             .Where(r => r.State == TaskRunState.Active && r.HostInstanceId != null)

@@ -8,7 +8,8 @@ namespace JobLog.Recording;
 /// <summary>
 /// This process's row in <see cref="LedgerModel.Hosts"/> (docs/architecture.md#sweeper): written when the writer starts,
 /// refreshed every <see cref="JobLogOptions.HeartbeatInterval"/>, marked stopped after the writer drained on a graceful
-/// stop (it is registered before the writer, so it stops after it). A failed heartbeat (database down) is logged at
+/// stop (it is registered before the writer, so it stops after it), each stamped with the ledger's clock
+/// (<see cref="LedgerDatabase.Clock"/>: PostgreSQL's, not this machine's). A failed heartbeat (database down) is logged at
 /// debug level and tried again at the next interval; it never reaches the business path.
 /// </summary>
 internal sealed class HostHeartbeat(
@@ -26,7 +27,7 @@ internal sealed class HostHeartbeat(
         H,
         [
             ("InstanceId", "@p0"), ("Name", "@p1"), ("ProcessId", "@p2"), ("Release", "@p3"), ("StartedAt", "@p4"),
-            ("LastHeartbeat", "@p5"),
+            ("LastHeartbeat", contexts.Database.Clock ?? "@p5"),
         ],
         [("LastHeartbeat", null)])
     {
@@ -54,7 +55,8 @@ internal sealed class HostHeartbeat(
         timeout.CancelAfter(TimeSpan.FromSeconds(5));
         try
         {
-            await ExecuteAsync($"UPDATE {H} SET \"StoppedAt\" = @p1, \"LastHeartbeat\" = @p1 WHERE \"InstanceId\" = @p0", timeout.Token,
+            var at = _database.Clock ?? "@p1";
+            await ExecuteAsync($"UPDATE {H} SET \"StoppedAt\" = {at}, \"LastHeartbeat\" = {at} WHERE \"InstanceId\" = @p0", timeout.Token,
                 recorder.InstanceId, time.GetUtcNow().UtcDateTime).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OperationCanceledException || timeout.IsCancellationRequested)

@@ -286,6 +286,27 @@ internal abstract class LedgerDatabase
     /// <summary>Reads a stored timestamp as UTC.</summary>
     public abstract DateTime ReadUtc(DbDataReader reader, int ordinal);
 
+    /// <summary>
+    /// SQL for the database's clock (PostgreSQL: <c>now()</c>), or null where the processes' own clocks are the ledger's
+    /// (SQLite: one machine's file). Hosts stamp their heartbeats with it, and the host pass and the hosts list judge them
+    /// by it: every host is then on one clock, and a host whose wall clock is off is neither swept as gone nor shown dead.
+    /// </summary>
+    public virtual string? Clock => null;
+
+    /// <summary>The ledger's "now" (UTC): <see cref="Clock"/> read on <paramref name="connection"/> (open), else <paramref name="processNow"/>.</summary>
+    public async Task<DateTime> NowAsync(DbConnection connection, DateTime processNow, CancellationToken cancellationToken)
+    {
+        if (Clock is not { } clock)
+        {
+            return processNow;
+        }
+
+        await using var command = Command(connection, null, "SELECT " + clock);
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        await reader.ReadAsync(cancellationToken).ConfigureAwait(false);
+        return ReadUtc(reader, 0);
+    }
+
     /// <summary>Reads a stored id.</summary>
     public abstract Guid ReadGuid(DbDataReader reader, int ordinal);
 

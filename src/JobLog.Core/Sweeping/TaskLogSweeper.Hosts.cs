@@ -12,7 +12,9 @@ namespace JobLog.Sweeping;
 /// older than heartbeats) are left to the stale rule. Instances gone for <see cref="HostRetention"/> are deleted.
 /// </summary>
 /// <remarks>
-/// A heartbeat carries its host's wall clock, which need not agree with this one's (another machine's skew, an NTP step).
+/// On PostgreSQL, heartbeats are stamped and judged by the database's clock (<see cref="LedgerDatabase.Clock"/>), so the
+/// hosts' skews do not count. On SQLite, a heartbeat carries its host's wall clock, which need not agree with this one's
+/// (an NTP step).
 /// So a host this sweeper has read before is judged by what it saw: gone once its heartbeat has not changed for
 /// <see cref="JobLogOptions.HostTimeout"/> of this process's monotonic time, alive while it changes, whatever either clock
 /// says. A host read for the first time (this process's first sweep, a one-shot <c>sweep</c>, a new instance) is judged
@@ -45,7 +47,8 @@ internal sealed partial class TaskLogSweeper
     /// <returns>The number of runs closed.</returns>
     private async Task<int> SweepHostsAsync(DbConnection connection, CancellationToken ct)
     {
-        var now = time.GetUtcNow().UtcDateTime;
+        // The clock the heartbeats are stamped with (LedgerDatabase.Clock): the database's on PostgreSQL.
+        var now = await _database.NowAsync(connection, time.GetUtcNow().UtcDateTime, ct).ConfigureAwait(false);
         var hosts = new List<(Guid Id, string Name, int Pid, DateTime LastHeartbeat, DateTime? StoppedAt)>();
         await using (var select = Command(connection, null,
             $"SELECT \"InstanceId\", \"Name\", \"ProcessId\", \"LastHeartbeat\", \"StoppedAt\" FROM {H}"))

@@ -23,8 +23,14 @@ public class HostSweepTests(LedgerProvider provider)
     public async Task SetUp()
     {
         _clock = new FakeTimeProvider(new DateTimeOffset(T0));
+        var ledger = await Ledgers.CreateAsync(provider);
+        if (provider == LedgerProvider.PostgreSql)
+        {
+            await FakeTheDatabasesClockAsync(ledger);
+        }
+
         _host = await LedgerHost.StartAsync(
-            await Ledgers.CreateAsync(provider),
+            ledger,
             o =>
             {
                 o.Sweeper.BatchSize = 3;
@@ -37,6 +43,38 @@ public class HostSweepTests(LedgerProvider provider)
 
     [TearDown]
     public async Task TearDown() => await _host.DisposeAsync();
+
+    /// <summary>
+    /// PostgreSQL stamps and judges heartbeats with its own clock (<c>now()</c>, <see cref="LedgerDatabase.Clock"/>): in
+    /// this database, a <c>public.now()</c> found before <c>pg_catalog</c>'s reads the test's clock, which
+    /// <see cref="AdvanceAsync"/> moves with <see cref="_clock"/>.
+    /// </summary>
+    private async Task FakeTheDatabasesClockAsync(TestLedger ledger)
+    {
+        await using (var connection = new Npgsql.NpgsqlConnection(ledger.ConnectionString))
+        {
+            await connection.OpenAsync();
+            await using var command = new Npgsql.NpgsqlCommand(
+                "CREATE TABLE test_clock (at timestamptz NOT NULL); INSERT INTO test_clock VALUES (@at); " +
+                "CREATE FUNCTION public.now() RETURNS timestamptz LANGUAGE sql STABLE AS 'SELECT at FROM test_clock'; " +
+                $"ALTER DATABASE \"{ledger.DatabaseName}\" SET search_path = public, pg_catalog", connection);
+            command.Parameters.AddWithValue("at", _clock.GetUtcNow());
+            await command.ExecuteNonQueryAsync();
+        }
+
+        // The setting applies to sessions that start from now on.
+        Npgsql.NpgsqlConnection.ClearAllPools();
+    }
+
+    /// <summary>Moves the test's clock, and on PostgreSQL the database's with it.</summary>
+    private async Task AdvanceAsync(TimeSpan by)
+    {
+        _clock.Advance(by);
+        if (provider == LedgerProvider.PostgreSql)
+        {
+            await _host.QueryAsync(db => db.Database.ExecuteSqlAsync($"UPDATE test_clock SET at = {_clock.GetUtcNow()}"));
+        }
+    }
 
     private TaskLogSweeper Sweeper => _host.Services.GetRequiredService<TaskLogSweeper>();
 
@@ -73,7 +111,7 @@ public class HostSweepTests(LedgerProvider provider)
         var dead = await AddHostAsync("worker-1", T0);
         var runs = Enumerable.Range(0, 5).Select(_ => StartRun(dead)).ToList();
         await _host.FlushAsync();
-        _clock.Advance(TimeSpan.FromMinutes(3));
+        await AdvanceAsync(TimeSpan.FromMinutes(3));
 
         var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
 
@@ -97,7 +135,7 @@ public class HostSweepTests(LedgerProvider provider)
         var slow = await AddHostAsync("worker-6", T0);
         var (taskId, runId) = StartRun(slow);
         await _host.FlushAsync();
-        _clock.Advance(TimeSpan.FromMinutes(3));
+        await AdvanceAsync(TimeSpan.FromMinutes(3));
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1));
         Assert.That((await _host.TaskAsync(taskId)).State, Is.EqualTo(TaskState.Expired));
 
@@ -118,7 +156,7 @@ public class HostSweepTests(LedgerProvider provider)
         var slow = await AddHostAsync("worker-7", T0);
         var (taskId, runId) = StartRun(slow);
         await _host.FlushAsync();
-        _clock.Advance(TimeSpan.FromMinutes(3));
+        await AdvanceAsync(TimeSpan.FromMinutes(3));
         await Sweeper.SweepOnceAsync(CancellationToken.None);
 
         // A journal replayed after the sweep carries the run's start again: only an end replaces the sweep's guess.
@@ -142,7 +180,7 @@ public class HostSweepTests(LedgerProvider provider)
     [Test]
     public async Task Sweep_LiveHost_LeavesItsActiveRuns()
     {
-        _clock.Advance(TimeSpan.FromMinutes(3));
+        await AdvanceAsync(TimeSpan.FromMinutes(3));
         var live = await AddHostAsync("worker-2", T0.AddMinutes(2.5));
         var (taskId, _) = StartRun(live);
         var (oldTaskId, _) = StartRun(null);
@@ -166,9 +204,9 @@ public class HostSweepTests(LedgerProvider provider)
         await BeatsBehindAndSweepsCloseNothingAsync(skewed, beats: 8);
         Assert.That((await _host.TaskAsync(taskId)).State, Is.EqualTo(TaskState.Active));
 
-        _clock.Advance(TimeSpan.FromMinutes(1));
+        await AdvanceAsync(TimeSpan.FromMinutes(1));
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "silent for 1 min of a 2 min timeout");
-        _clock.Advance(TimeSpan.FromMinutes(1));
+        await AdvanceAsync(TimeSpan.FromMinutes(1));
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1), "silent for the 2 min timeout");
         Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
     }
@@ -181,7 +219,7 @@ public class HostSweepTests(LedgerProvider provider)
         await _host.FlushAsync();
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "first read: a heartbeat in this clock's future");
 
-        _clock.Advance(TimeSpan.FromMinutes(2));
+        await AdvanceAsync(TimeSpan.FromMinutes(2));
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1), "its heartbeat unchanged for the 2 min timeout");
         Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
     }
@@ -192,13 +230,13 @@ public class HostSweepTests(LedgerProvider provider)
         var dead = await AddHostAsync("worker-dead", T0);
         StartRun(dead);
         await _host.FlushAsync();
-        _clock.Advance(TimeSpan.FromMinutes(3));
+        await AdvanceAsync(TimeSpan.FromMinutes(3));
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1), "first read: silent for 3 min by the clock");
 
         // A start of it that another process replays from its journal only now.
         var (taskId, runId) = StartRun(dead);
         await _host.FlushAsync();
-        _clock.Advance(TimeSpan.FromSeconds(30));
+        await AdvanceAsync(TimeSpan.FromSeconds(30));
 
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1), "the next sweep");
         Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
@@ -225,13 +263,13 @@ public class HostSweepTests(LedgerProvider provider)
         var dead = await AddHostAsync("worker-dead", T0);
         var (taskId, runId) = StartRun(dead);
         await _host.FlushAsync();
-        _clock.Advance(TimeSpan.FromMinutes(3));
+        await AdvanceAsync(TimeSpan.FromMinutes(3));
         Sweeper.SweepsAgain = true;
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "first read: watched first");
 
-        _clock.Advance(TimeSpan.FromSeconds(15));
+        await AdvanceAsync(TimeSpan.FromSeconds(15));
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, "silent for one heartbeat interval of this sweeper's watch");
-        _clock.Advance(TimeSpan.FromSeconds(15));
+        await AdvanceAsync(TimeSpan.FromSeconds(15));
         Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.EqualTo(1), "silent for two");
         Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
     }
@@ -244,7 +282,7 @@ public class HostSweepTests(LedgerProvider provider)
     {
         for (var beat = 1; beat <= beats; beat++)
         {
-            _clock.Advance(TimeSpan.FromSeconds(15));
+            await AdvanceAsync(TimeSpan.FromSeconds(15));
             await SetHeartbeatAsync(instance, _clock.GetUtcNow().UtcDateTime - TimeSpan.FromMinutes(5));
             Assert.That((await Sweeper.SweepOnceAsync(CancellationToken.None)).HostRuns, Is.Zero, $"sweep after beat {beat}");
         }
@@ -259,7 +297,7 @@ public class HostSweepTests(LedgerProvider provider)
         var stopped = await AddHostAsync("worker-3", T0.AddSeconds(30), stoppedAt: T0.AddSeconds(30));
         var (taskId, runId) = StartRun(stopped);
         await _host.FlushAsync();
-        _clock.Advance(TimeSpan.FromMinutes(1));
+        await AdvanceAsync(TimeSpan.FromMinutes(1));
 
         var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
 
@@ -274,7 +312,7 @@ public class HostSweepTests(LedgerProvider provider)
     {
         var old = await AddHostAsync("worker-4", T0, stoppedAt: T0);
         var recent = await AddHostAsync("worker-5", T0.AddDays(7.5));
-        _clock.Advance(TimeSpan.FromDays(8));
+        await AdvanceAsync(TimeSpan.FromDays(8));
 
         await Sweeper.SweepOnceAsync(CancellationToken.None);
 
@@ -290,7 +328,7 @@ public class HostSweepTests(LedgerProvider provider)
         // The hosted heartbeat's first beat (at T0) must not land after the explicit one below.
         await LedgerHost.EventuallyAsync(
             () => _host.QueryAsync(db => db.Hosts.AnyAsync(h => h.InstanceId == _recorder.InstanceId)), because: "the first heartbeat");
-        _clock.Advance(TimeSpan.FromSeconds(5));
+        await AdvanceAsync(TimeSpan.FromSeconds(5));
         await heartbeat.BeatAsync(CancellationToken.None);
 
         var row = await _host.QueryAsync(db => db.Hosts.AsNoTracking().SingleAsync(h => h.InstanceId == _recorder.InstanceId));

@@ -328,6 +328,8 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         }
     }
 
+    public override string Clock => "now()";
+
     public override string WriteProbe =>
         "BEGIN; SELECT pg_is_in_recovery() = FALSE AND current_setting('transaction_read_only') = 'off'; ROLLBACK;";
 
