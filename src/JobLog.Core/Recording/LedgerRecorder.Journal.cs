@@ -44,6 +44,7 @@ internal sealed partial class LedgerRecorder
                     Log.JournalSegmentsGone(_logger, lost, gone, JournalSegments.OpenSegments);
                 }
             };
+            ReadOnlyReplays.Forget(directory);
             foreach (var path in segments.TakeLeftOvers())
             {
                 _journalLeftOvers.Enqueue((path, null));
@@ -68,23 +69,23 @@ internal sealed partial class LedgerRecorder
     /// <summary>
     /// The journal's directory takes no file (its file system read-only after an error): no slot can be locked, so no
     /// process adopts the segments stopped processes left there, and before session 28 their records waited, unsaid, for
-    /// a writable directory. They are replayed now, from every slot (no process can append to them), and kept: the next
-    /// start replays them again, as upserts.
+    /// a writable directory. They are replayed now, from every slot (no process can append to them), and kept; those a
+    /// start on this machine replayed already are left out (<see cref="ReadOnlyReplays"/>).
     /// </summary>
     private void ReplayReadOnly(string directory, string ledger, string connectionString, string reason)
     {
         try
         {
-            var segments = JournalSegments.ListReadOnly(directory, ledger, connectionString);
+            var (segments, replayed) = ReadOnlyReplays.LeaveOutReplayed(directory, JournalSegments.ListReadOnly(directory, ledger, connectionString));
             foreach (var path in segments)
             {
                 _journalLeftOvers.Enqueue((path, null));
             }
 
             _journalReadOnly = true;
-            if (segments.Count > 0)
+            if (segments.Count + replayed > 0)
             {
-                Log.JournalReadOnlyReplayed(_logger, directory, reason, segments.Count);
+                Log.JournalReadOnlyReplayed(_logger, directory, reason, segments.Count, replayed);
             }
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
@@ -114,6 +115,7 @@ internal sealed partial class LedgerRecorder
                 return null;
             }
 
+            ReadOnlyReplays.Forget(directory);
             foreach (var path in segments.TakeLeftOvers())
             {
                 _journalLeftOvers.Enqueue((path, null));
@@ -286,6 +288,16 @@ internal sealed partial class LedgerRecorder
 
         if (_journalReadOnly && _leftOverSpoolLock is null)
         {
+            // Kept (it cannot be deleted), and noted: the next start leaves it out.
+            try
+            {
+                ReadOnlyReplays.Note(path);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                Log.JournalUnavailable(_logger, ReadOnlyReplays.NoteOf(Path.GetDirectoryName(path) ?? "."), ex.Message);
+            }
+
             _leftOverFile = null;
             return;
         }

@@ -20,6 +20,6 @@ internal static partial class Log
     [LoggerMessage(1103, LogLevel.Error, "JobLog could not read back {Count} journal segments stopped processes left, since the last report ({Total} in all; the last {Path}: {Reason}): their records are lost. Reported at most every 10 s.")]
     public static partial void JournalLeftOversLost(ILogger logger, long count, long total, string path, string reason);
 
-    [LoggerMessage(1105, LogLevel.Error, "JobLog's journal directory {Directory} is read-only ({Reason}): the {Segments} journal segments of this ledger that stopped processes left there are replayed, but cannot be deleted, so every start replays them again (the rows come out the same) until the file system is writable again. Repair it.")]
-    public static partial void JournalReadOnlyReplayed(ILogger logger, string directory, string reason, int segments);
+    [LoggerMessage(1105, LogLevel.Error, "JobLog's journal directory {Directory} is read-only ({Reason}): the {Segments} journal segments of this ledger that stopped processes left there are replayed, but cannot be deleted; {Replayed} more that an earlier start on this machine replayed are not replayed again (noted in the temporary directory). Repair it: once it is writable, the next start replays them all and deletes them.")]
+    public static partial void JournalReadOnlyReplayed(ILogger logger, string directory, string reason, int segments, int replayed);
 }
