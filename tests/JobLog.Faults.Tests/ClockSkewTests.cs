@@ -82,6 +82,46 @@ public sealed class ClockSkewTests
         });
     }
 
+    /// <summary>
+    /// Session 29: the Worker's one-shot <c>sweep</c> (no watch: it cannot wait) and its <c>hosts</c> list judged a host by
+    /// comparing its heartbeat's wall clock with theirs. On PostgreSQL the heartbeats now carry the database's clock.
+    /// </summary>
+    [Test]
+    [CancelAfter(180_000)]
+    public async Task LiveConsumerWhoseClockIsTenMinutesBehind_TheWorkersOneShotSweepLeavesItsRuns_AndItsHostsListShowsNoneDead()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        await world.StartWithAsync("consume", 0, 30_000, $"--Fault:ClockOffsetMs={-2 * FiveMinutes}");
+        await world.StartWithAsync("publish", 4, 0);
+        await world.WaitUntilAsync(async () => await world.ActiveRunsAsync() == 4, TimeSpan.FromSeconds(60), "4 ACTIVE runs");
+
+        var sweep = world.StartWorkerCommand("sweep");
+        var hosts = world.StartWorkerCommand("hosts", "--json");
+        await sweep.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        await hosts.WaitForExitAsync(TimeSpan.FromSeconds(60));
+        var closed = (await world.ExpiredByHostAsync()).Runs;
+        var listed = HostStates(hosts.Output);
+        await world.WaitUntilAsync(() => world.Consumed.Count == 4, TimeSpan.FromSeconds(90), "the 4 probes consumed");
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        TestContext.Out.WriteLine($"hosts: {string.Join(", ", listed)}; {tally}");
+        Assert.Multiple(() =>
+        {
+            Assert.That((sweep.ExitCode, hosts.ExitCode), Is.EqualTo((0, 0)), sweep.Tail(20) + hosts.Tail(20));
+            Assert.That(closed, Is.Zero, "runs of a live host closed by the Worker's sweep");
+            Assert.That(listed, Has.Count.GreaterThanOrEqualTo(2).And.None.EqualTo("dead").IgnoreCase, "the publisher, the consumer (and the sweep), by the hosts list");
+            Assert.That((tally.Lost, tally.Stuck), Is.EqualTo((0, 0)), tally.ToString());
+        });
+    }
+
+    /// <summary>The states in the JSON of <c>hosts --json</c>, by name.</summary>
+    private static List<string> HostStates(string output)
+    {
+        using var json = System.Text.Json.JsonDocument.Parse(output[output.IndexOf('[', StringComparison.Ordinal)..(output.LastIndexOf(']') + 1)]);
+        return [.. json.RootElement.EnumerateArray().Select(h => h.EnumerateObject().Single(p => p.NameEquals("state") || p.NameEquals("State")).Value)
+            .Select(v => v.ValueKind == System.Text.Json.JsonValueKind.Number ? ((JobLog.Querying.HostState)v.GetInt32()).ToString() : v.GetString()!)];
+    }
+
     [Test]
     [CancelAfter(180_000)]
     public async Task ConsumerWhoseClockIsFiveMinutesAhead_Killed_ItsRunsAreExpiredAfterTheHostTimeout_NotAfterTheSkew()
