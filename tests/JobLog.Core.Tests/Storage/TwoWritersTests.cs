@@ -27,13 +27,7 @@ public class TwoWritersTests
         // end) or waits for the second process's (then it does).
         first.Services.GetRequiredService<LedgerRecorder>()
             .Enqueue(new RunFinished(billing.Id, task, TaskRunState.Failed, T0.AddSeconds(64), "card declined", null, null));
-        var firstCommit = first.FlushAsync();
-        await LedgerHost.EventuallyAsync(
-            async () => firstCommit.IsCompleted || await BlockedCountAsync(ledger.ConnectionString) == 2,
-            TimeSpan.FromSeconds(60), "the first writer committed or waits on the second");
-
-        await second.ReleaseAsync();
-        await firstCommit;
+        await FlushWhileHeldAsync(first, second, ledger, "the first writer committed or waits on the second");
 
         var stored = await first.TaskAsync(task);
         Assert.That(stored.Runs.Select(r => (r.ConsumerType, r.State)),
@@ -92,13 +86,7 @@ public class TwoWritersTests
         await using var second = await HoldWriterAsync(ledger, command, options, new RunStarted(shipping, seed, false));
 
         recorder.Enqueue(new RunStarted(billing, seed, false));
-        var firstCommit = first.FlushAsync();
-        await LedgerHost.EventuallyAsync(
-            async () => firstCommit.IsCompleted || await BlockedCountAsync(ledger.ConnectionString) == 2,
-            TimeSpan.FromSeconds(60), "the first writer committed or waits on the second's task row");
-
-        await second.ReleaseAsync();
-        await firstCommit;
+        await FlushWhileHeldAsync(first, second, ledger, "the first writer committed or waits on the second's task row");
 
         var stored = await first.TaskAsync(task);
         Assert.That(stored.Runs.Select(r => (r.ConsumerType, r.State)),
@@ -129,13 +117,7 @@ public class TwoWritersTests
             new RunStarted(run, payload, false), new RunFinished(run.Id, task, TaskRunState.Succeeded, T0.AddSeconds(2), null, null, null));
 
         recorder.Enqueue(new TaskDispatchFailed(task, "Dispatch failed: TaskCanceledException: A task was canceled."));
-        var firstCommit = first.FlushAsync();
-        await LedgerHost.EventuallyAsync(
-            async () => firstCommit.IsCompleted || await BlockedCountAsync(ledger.ConnectionString) == 2,
-            TimeSpan.FromSeconds(60), "the failure was written or waits on the consumer's writer");
-
-        await second.ReleaseAsync();
-        await firstCommit;
+        await FlushWhileHeldAsync(first, second, ledger, "the failure was written or waits on the consumer's writer");
 
         var stored = await first.TaskAsync(task);
         Assert.That((stored.State, stored.ErrorMessage), Is.EqualTo((TaskState.Succeeded, (string?)null)));
@@ -202,6 +184,19 @@ public class TwoWritersTests
         var commit = second.FlushAsync();
         await BlockedAsync(ledger.ConnectionString, 1);
         return new HeldWriter(holder, hold, second, commit);
+    }
+
+    /// <summary>
+    /// Flushes the first process's writer, which commits or waits on <paramref name="second"/>'s rows
+    /// (<paramref name="because"/>), then lets the second commit, and waits for the first.
+    /// </summary>
+    private static async Task FlushWhileHeldAsync(LedgerHost first, HeldWriter second, TestLedger ledger, string because)
+    {
+        var firstCommit = first.FlushAsync();
+        await LedgerHost.EventuallyAsync(
+            async () => firstCommit.IsCompleted || await BlockedCountAsync(ledger.ConnectionString) == 2, TimeSpan.FromSeconds(60), because);
+        await second.ReleaseAsync();
+        await firstCommit;
     }
 
     /// <summary>The second writer, held before its commit by <paramref name="Hold"/>.</summary>
