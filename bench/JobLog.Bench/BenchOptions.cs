@@ -94,8 +94,11 @@ internal sealed class BenchOptions
           --fill bulk|triggers  bulk (default; with --partitioned too): rows in with indexes and triggers off, then each
                              index, the search index and the rollups built in one statement; triggers: rows in through
                              every index and trigger
+          --sparsity N       one task in N is stale for the sweep (default: 100,000 stale, or a tenth of the tasks:
+                             10 at 1 M, 100 at 10 M); --tasks 1000000 --sparsity 100 sweeps 10,000 tasks spread as a
+                             10 M ledger's 100,000 are, at its cost a task (docs/scale.md "Session 29 (scale)")
           --reuse PATH|DB    measure a ledger kept by an earlier run (--keep): a SQLite file or a PostgreSQL database
-                             name, with the same --tasks and --days; implies --keep and --pages-only
+                             name, with the same --tasks, --days and --sparsity; implies --keep and --pages-only
           --pages-only       time the pages only (no sweep, retention or purge: the ledger stays as filled)
           --sweep-parallelism N  o.Sweeper.Parallelism (PostgreSQL connections sweeping at once; default 4)
           --sweep-batch N    o.Sweeper.BatchSize (tasks a sweep batch claims; default 1,000)
@@ -154,6 +157,9 @@ internal sealed class BenchOptions
 
     /// <summary>Scale: days the generated tasks are spread over.</summary>
     public int Days { get; private set; } = 10;
+
+    /// <summary>Scale: one task in this many is stale for the sweep (--sparsity; null: 100,000 stale, or a tenth).</summary>
+    public int? Sparsity { get; private set; }
 
     public int StallSeconds { get; private set; } = 10;
 
@@ -280,6 +286,7 @@ internal sealed class BenchOptions
                 case "--rows": o.Rows = Int(); break;
                 case "--capacity": o.Capacity = Int(); break;
                 case "--days": o.Days = Int(); break;
+                case "--sparsity": o.Sparsity = Int(); break;
                 case "--stall-seconds": o.StallSeconds = Int(); break;
                 case "--out": o.OutFile = Value(); break;
                 case "--side": o.Side = Value(); break;
@@ -372,6 +379,11 @@ internal sealed class BenchOptions
         if (o.Messages < 1 || o.Rounds < 1 || o.Window < 1 || o.Warmup < 0 || o.WarmRounds < 0 || o.Tasks < 10 || o.Capacity < 1000 || o.Days < 2)
         {
             throw new ArgumentException("--messages, --rounds, --window must be positive; --tasks at least 10; --capacity at least 1000; --days at least 2.");
+        }
+
+        if (o.Sparsity is < 4 || o.Sparsity > o.Tasks)
+        {
+            throw new ArgumentException("--sparsity must be at least 4 and at most --tasks.");
         }
 
         return o;

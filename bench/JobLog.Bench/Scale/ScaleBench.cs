@@ -45,7 +45,7 @@ internal sealed class ScaleBench(BenchOptions options)
         await using var ledger = reuse ?? await ThrowawayLedger.CreateAsync(provider);
         ledger.Keep = options.Keep;
         // A kept ledger's rows were generated at its fill's time: the first command is dispatched at the data's First.
-        var data = new ScaleData(options.Tasks, options.Days, reuse is null ? DateTime.UtcNow : await FilledAtAsync(ledger, options.Days));
+        var data = new ScaleData(options.Tasks, options.Days, reuse is null ? DateTime.UtcNow : await FilledAtAsync(ledger, options.Days), options.Sparsity);
         var sb = new StringBuilder();
         void Line(string text)
         {
@@ -197,7 +197,7 @@ internal sealed class ScaleBench(BenchOptions options)
                 var swept = clock.Elapsed;
                 cpu = Process.GetCurrentProcess().TotalProcessorTime - cpu;
                 Line(string.Create(CultureInfo.InvariantCulture,
-                    $"- sweep of {data.Stale:N0} stale tasks ({(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}; " +
+                    $"- sweep of {data.Stale:N0} stale tasks (one in {data.Sparsity:N0}; {(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}; " +
                     $"{batches.Summary()}; this process's CPU {cpu.TotalSeconds:0.0} s"));
 
                 {

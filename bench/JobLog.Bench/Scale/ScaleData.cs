@@ -5,11 +5,12 @@ namespace JobLog.Bench.Scale;
 /// <summary>
 /// The generated ledger of the scale benchmark, deterministic (seeded), newest last. Tasks are spread evenly over
 /// <c>days</c> ending ten minutes ago; 50 task names with a skewed mix (a few names carry most of the traffic), 10 queues;
-/// states: 100,000 (or a tenth, whichever is smaller) stale WAITING/ACTIVE tasks for the sweeper, 1% FAILED after two
-/// RETRIED runs, 5% SUCCEEDED after one RETRIED run, 0.5% EXPIRED, the rest SUCCEEDED with one run. A quarter as many
-/// inbound requests (5% 5xx, 10% 4xx) and a tenth as many commands (3% failed).
+/// states: one task in <see cref="Sparsity"/> stale WAITING/ACTIVE for the sweeper (by default 100,000 or a tenth of
+/// the tasks, whichever is smaller), 1% FAILED after two RETRIED runs, 5% SUCCEEDED after one RETRIED run, 0.5%
+/// EXPIRED, the rest SUCCEEDED with one run. A quarter as many inbound requests (5% 5xx, 10% 4xx) and a tenth as many
+/// commands (3% failed).
 /// </summary>
-internal sealed class ScaleData(int tasks, int days, DateTime now)
+internal sealed class ScaleData(int tasks, int days, DateTime now, int? sparsity = null)
 {
     public const string RareTermFormat = "ord-{0:x8}-z";
     public const string CommonTerm = "EUR";
@@ -59,7 +60,16 @@ internal sealed class ScaleData(int tasks, int days, DateTime now)
 
     public int Tasks => tasks;
 
-    public int Stale => Math.Min(100_000, tasks / 10);
+    /// <summary>
+    /// One task in this many is a stale task for the sweeper: by default the spacing that makes 100,000 of them (or a
+    /// tenth of the tasks). A spread backlog's cost a task follows it, not the ledger's size: the index leaves and heap
+    /// pages a swept task shares with other swept tasks (docs/scale.md, "Session 28 (scale)"), so a 1 M ledger with
+    /// <c>sparsity</c> 100 sweeps its 10,000 stale tasks at a 10 M ledger's cost a task.
+    /// </summary>
+    public int Sparsity { get; } = sparsity ?? tasks / Math.Min(100_000, tasks / 10);
+
+    /// <summary>The stale tasks: those whose index is 3 past a multiple of <see cref="Sparsity"/>.</summary>
+    public int Stale => tasks > 3 ? (tasks - 4) / Sparsity + 1 : 0;
 
     public int Requests => tasks / 4;
 
@@ -96,7 +106,7 @@ internal sealed class ScaleData(int tasks, int days, DateTime now)
     public DateTime DispatchedAt(long i, long n) => First + TimeSpan.FromTicks((long)(i * ((Last - First).Ticks / (double)n)));
 
     public TaskState StateOf(int i) =>
-        i % (tasks / Stale) == 3 ? (i % 2 == 0 ? TaskState.Waiting : TaskState.Active)
+        i % Sparsity == 3 ? (i % 2 == 0 ? TaskState.Waiting : TaskState.Active)
         : (i % 1000) switch
         {
             < 10 => TaskState.Failed,
