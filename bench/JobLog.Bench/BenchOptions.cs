@@ -104,6 +104,8 @@ internal sealed class BenchOptions
           --sweep-batch N    o.Sweeper.BatchSize (tasks a sweep batch claims; default 1,000)
           --maintain         with --reuse: the sweep, retention and purge too (they change the ledger: reuse a copy,
                              e.g. CREATE DATABASE joblog_copy TEMPLATE joblog_bench_...)
+          --spread-only      with --maintain: the sweep of the data's stale tasks, then stop (no contiguous backlog,
+                             retention or purge): a window that holds only that sweep, for the server's CPU and WAL
           --drop-days LIST   with --maintain on a partitioned ledger: no sweeps; the retention of each day listed
                              (yyyy-MM-dd, comma-separated) in turn, its cutoff the next day's start (day drops
                              measured one by one on a kept copy, e.g. alternating two builds day by day)
@@ -235,6 +237,9 @@ internal sealed class BenchOptions
     /// <summary>Scale: with <see cref="Reuse"/>, the sweep, retention and purge too (on a copy of the kept ledger).</summary>
     public bool Maintain { get; private set; }
 
+    /// <summary>Scale, with <see cref="Maintain"/>: only the sweep of the data's stale tasks (--spread-only).</summary>
+    public bool SpreadOnly { get; private set; }
+
     /// <summary>Scale: <c>o.Sweeper.Parallelism</c> (null: the default).</summary>
     public int? SweepParallelism { get; private set; }
 
@@ -328,6 +333,7 @@ internal sealed class BenchOptions
                 case "--reuse": o.Reuse = Value(); o.Keep = true; o.PagesOnly = true; break;
                 case "--pages-only": o.PagesOnly = true; break;
                 case "--maintain": o.Maintain = true; break;
+                case "--spread-only": o.SpreadOnly = true; break;
                 case "--sweep-parallelism": o.SweepParallelism = Int(); break;
                 case "--sweep-batch": o.SweepBatch = Int(); break;
                 case "--drop-days":

@@ -199,6 +199,10 @@ internal sealed class ScaleBench(BenchOptions options)
                 Line(string.Create(CultureInfo.InvariantCulture,
                     $"- sweep of {data.Stale:N0} stale tasks (one in {data.Sparsity:N0}; {(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}; " +
                     $"{batches.Summary()}; this process's CPU {cpu.TotalSeconds:0.0} s"));
+                if (options.SpreadOnly)
+                {
+                    return sb.ToString();
+                }
 
                 {
                     // The spread sweep's stale tasks are one in a hundred over every day, each on a page of its own and, at 10 M,
