@@ -803,6 +803,70 @@ public class LedgerPartitioningTests
         }
     }
 
+    [TestCase("force_custom_plan")]
+    [TestCase("force_generic_plan")]
+    public async Task SweepStatement_OnAPartitionedLedger_FindsTheTasksItUpdatesByTheirIds_NotByScanningTheirDays(string plans)
+    {
+        // A spread backlog's batch spans days. Joined to the claimed rows alone, the tasks' update read every task of those
+        // days into a hash: 300,000 tasks for a batch of 1,000 over three days of a 1 M ledger, 0.5 s of its 1.5 s
+        // (docs/scale.md, "Session 29 (scale)"). Three days of 20,000 tasks here, one in 200 stale, each row about as wide as a
+        // task with its message (arguments the search text leaves out).
+        var host = await StartAsync(partitioned: true);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, T0.AddDays(-4), 5, CancellationToken.None);
+        var days = Enumerable.Range(1, 3).Select(k => PartitionDay.Of(T0.AddDays(-k))).Order().ToArray();
+        await using (var fill = new NpgsqlCommand(
+            $"""
+            INSERT INTO "{LedgerModel.Tasks}" ("Id", "Name", "TaskArgs", "DispatchedAt", "Stale", "IsSetAsStale", "State", "PartitionDay")
+            SELECT gen_random_uuid(), 'Invoice', repeat('x', 700), d.at + i * interval '4 seconds', d.at + i * interval '4 seconds' + interval '5 minutes', FALSE,
+                CASE WHEN i % 200 = 0 THEN 2 ELSE 3 END, d.day
+            FROM unnest(@days, @starts) AS d(day, at), generate_series(0, 19999) AS i;
+            ANALYZE "{LedgerModel.Tasks}";
+            """, connection))
+        {
+            fill.Parameters.AddWithValue("days", days);
+            fill.Parameters.AddWithValue("starts", Enumerable.Range(1, 3).Select(k => T0.AddDays(-k).Date).Order().ToArray());
+            await fill.ExecuteNonQueryAsync();
+        }
+
+        var stale = new List<Guid>();
+        await using (var read = new NpgsqlCommand($"""SELECT "Id" FROM "{LedgerModel.Tasks}" WHERE "State" = 2""", connection))
+        await using (var reader = await read.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                stale.Add(reader.GetGuid(0));
+            }
+        }
+
+        var statement = JobLog.Sweeping.TaskLogSweeper.PartitionedSweepStatement(LedgerDatabase.For(LedgerProvider.PostgreSql), days.Length);
+        await using var transaction = await connection.BeginTransactionAsync();
+        await using var command = new NpgsqlCommand(
+            $"SET LOCAL plan_cache_mode = {plans}; PREPARE spread(uuid[], timestamptz, int, int, int) AS " +
+            System.Text.RegularExpressions.Regex.Replace(statement, "@p([0-9]+)", m => "$" + (int.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture) + 1)),
+            connection, transaction);
+        await command.ExecuteNonQueryAsync();
+        command.CommandText = $"""
+            EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF)
+            EXECUTE spread('{"{" + string.Join(",", stale) + "}"}', now(), {days[0]}, {days[1]}, {days[2]})
+            """;
+        var plan = new List<string>();
+        await using (var reader = await command.ExecuteReaderAsync())
+        {
+            while (await reader.ReadAsync())
+            {
+                plan.Add(reader.GetString(0));
+            }
+        }
+
+        await transaction.RollbackAsync();
+        var text = string.Join("\n", plan);
+        Assert.That(plan.Where(line => line.Contains("Update on \"" + LedgerModel.Tasks + "\"", StringComparison.Ordinal)), Has.Some.Contains("actual rows=300 "), text);
+        Assert.That(plan.Where(line => line.Contains("Seq Scan on \"" + LedgerModel.Tasks + "_", StringComparison.Ordinal) && !line.Contains("never executed", StringComparison.Ordinal)),
+            Is.Empty, text);
+    }
+
     private async Task<LedgerHost> StartAsync(bool partitioned, Action<JobLogOptions>? configure = null)
     {
         _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o =>
