@@ -71,9 +71,13 @@ internal static class ConsumedRecords
             TaskKwargs = rendered?.TaskKwargs,
         };
 
-    /// <summary>The task row the writer creates when the producer's row is missing (a foreign or unrecorded producer).</summary>
+    /// <summary>
+    /// The task row the writer creates when the producer's row is missing (a foreign or unrecorded producer, a mediator
+    /// request client's send); <paramref name="caller"/>: the mediator caller's run and request (<see cref="DeliveryState.Caller"/>).
+    /// </summary>
     public static TaskPayload Seed(
-        ConsumeContext context, Guid taskId, string name, string? queue, DateTime start, DateTime? expires = null, bool isInternal = false) =>
+        ConsumeContext context, Guid taskId, string name, string? queue, DateTime start, DateTime? expires = null, bool isInternal = false,
+        (Guid? Run, Guid? Request) caller = default) =>
         new()
         {
             Id = taskId,
@@ -86,6 +90,8 @@ internal static class ConsumedRecords
             SourceAddress = SourceAddressText.Of(context.SourceAddress),
             Expires = expires,
             IsInternal = isInternal,
+            ParentRunId = caller.Run,
+            InputRequestId = caller.Request,
         };
 
     private static DateTime Utc(DateTime time) => DateTime.SpecifyKind(time, DateTimeKind.Utc);

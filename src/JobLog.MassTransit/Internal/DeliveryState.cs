@@ -31,6 +31,13 @@ internal sealed class DeliveryState
 
     public long LastSequence => Interlocked.Read(ref _lastSequence);
 
+    /// <summary>
+    /// On the mediator, the run and the inbound request its caller runs in (the consumer runs in the caller's flow): the
+    /// parent and the request of a task whose dispatch JobLog did not see. A mediator request client's send reaches the
+    /// consumer without the mediator's send and publish observers, so its task is the one the run creates.
+    /// </summary>
+    public (Guid? Run, Guid? Request) Caller { get; init; }
+
     /// <summary>The run that started last in this delivery: the parent of what an outbox releases after it.</summary>
     public Guid? LastRunId { get; set; }
 

@@ -18,7 +18,9 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
 
     public async Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
     {
-        var delivery = context.GetOrAddPayload(() => new DeliveryState());
+        var delivery = context.GetOrAddPayload(() => mediator
+            ? new DeliveryState { Caller = (JobLogScope.CurrentTaskRunId, JobLogScope.CurrentInputRequestId) }
+            : new DeliveryState());
         var recorder = services.Recorder;
         try
         {
@@ -180,7 +182,7 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
                 : "Refused before any consumer ran: ";
             var ended = new RunEnd(TaskRunState.Failed, now, services.ErrorText(exception, prefix));
             var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
-                isInternal: InternalMessages.IsInternal(type));
+                isInternal: InternalMessages.IsInternal(type), caller: delivery.Caller);
 
             // In the lane of each consumer of this endpoint (whatever other endpoints consume): a later run of it (the
             // message moved back from _error) then decides the task's state instead of this one. "(delivery)" only when

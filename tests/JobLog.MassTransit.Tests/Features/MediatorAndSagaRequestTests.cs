@@ -38,6 +38,42 @@ public class MediatorAndSagaRequestTests
     }
 
     [Test]
+    public async Task Mediator_RequestClientInsideABusConsumer_TheQueryIsAChildOfTheConsumersRun()
+    {
+        // A mediator request client's send reaches its consumer without the mediator's send and publish observers: the
+        // query's task is the one its run creates, and before session 29 it had no parent although it was asked inside
+        // the bus consumer's run.
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x => x.AddConsumer<AskTheMediatorConsumer>(),
+            configureServices: s => s.AddMediator(x =>
+            {
+                x.AddConsumer<AskStockConsumer>();
+                x.ConfigureMediator((context, cfg) => cfg.UseTaskLogging(context));
+            }));
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new AskTheMediator("m-1"), x => x.MessageId = id);
+
+        List<TaskLog> tasks = [];
+        await LedgerHost.EventuallyAsync(async () =>
+        {
+            await bus.Host.FlushAsync();
+            tasks = await bus.Host.TasksAsync();
+            return tasks.Any(t => t.Id == id && t.State == TaskState.Succeeded) && tasks.Any(t => t.Name == nameof(AskStock) && t.State == TaskState.Succeeded);
+        }, because: "the bus consumer asked the mediator and both succeeded");
+
+        var outer = tasks.Single(t => t.Id == id).Runs.Single();
+        var query = tasks.Single(t => t.Name == nameof(AskStock));
+        Assert.That((query.ParentRunId, query.InputRequestId), Is.EqualTo(((Guid?)outer.Id, (Guid?)null)), Describe(query));
+    }
+
+    public sealed record AskTheMediator(string Sku);
+
+    public sealed class AskTheMediatorConsumer(IMediator mediator) : IConsumer<AskTheMediator>
+    {
+        public async Task Consume(ConsumeContext<AskTheMediator> context) =>
+            await mediator.CreateRequestClient<AskStock>().GetResponse<StockOk>(new AskStock(context.Message.Sku, 0, false), context.CancellationToken);
+    }
+
+    [Test]
     public async Task Mediator_AConsumerCancelledByItsCallersToken_IsAFailedRun_NotARetryNobodyRedelivers()
     {
         // On the mediator the consume token is the caller's (an aborted HTTP request's): no queue redelivers the
