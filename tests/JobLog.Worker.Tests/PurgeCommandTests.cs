@@ -315,6 +315,41 @@ public class PurgeCommandTests(LedgerProvider provider)
         Assert.That(await _host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.Zero);
     }
 
+    [Test]
+    public async Task Restore_OfABackupWithALineLongerThanItReads_ExitsWith2_WithoutHoldingTheLine()
+    {
+        // A small gzip that expands to one enormous line: the line is refused once it passes the bound, not read whole.
+        Directory.CreateDirectory(_backup);
+        var file = Path.Combine(_backup, "bomb.jsonl.gz");
+        var head = "{\"Id\":\"33333333-3333-3333-3333-333333333333\",\"Name\":\"T\",\"DispatchedAt\":\"2026-01-01T00:00:00Z\",\"State\":3,\"Input\":\""u8.ToArray();
+        var tail = "\"}\n"u8.ToArray();
+        await using (var gzip = new GZipStream(File.Create(file), CompressionLevel.Fastest))
+        {
+            await gzip.WriteAsync("{\"format\":\"joblog-backup\",\"version\":1,\"kind\":\"tasks\",\"createdAt\":\"2026-12-04T20:13:12Z\"}\n"u8.ToArray());
+            await gzip.WriteAsync(head);
+            var chunk = new byte[1 << 20];
+            Array.Fill(chunk, (byte)'a');
+            for (long left = LedgerBackup.MaxLineBytes + 1L - head.Length - (tail.Length - 1); left > 0; left -= chunk.Length)
+            {
+                await gzip.WriteAsync(chunk.AsMemory(0, (int)Math.Min(chunk.Length, left)));
+            }
+
+            await gzip.WriteAsync(tail);
+        }
+
+        Assert.That(new FileInfo(file).Length, Is.LessThan(LedgerBackup.MaxLineBytes / 64), "a small file");
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        var allocated = GC.GetTotalAllocatedBytes(precise: true);
+        var exit = await Cli.Cli.RunAsync(["restore", .. Settings, file], CliConsole.Redirected(output, error), recordCommand: false);
+        allocated = GC.GetTotalAllocatedBytes(precise: true) - allocated;
+
+        Assert.That(exit, Is.EqualTo(2), output + "\n" + error);
+        Assert.That(error.ToString(), Does.Contain("bomb.jsonl.gz, line 2").And.Contain("longer than").And.Not.Contain("   at "));
+        Assert.That(allocated, Is.LessThan(3L * LedgerBackup.MaxLineBytes), "bytes allocated by the restore");
+        Assert.That(await _host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.Zero);
+    }
+
     private const string Long = "TTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTT"; // one more than a task name's 250
 
     [Test]

@@ -20,6 +20,14 @@ internal static class LedgerBackup
 {
     public const string Format = "joblog-backup";
 
+    /// <summary>
+    /// The longest line a restore reads, in bytes of UTF-8: 256 MiB. A row purge writes is far shorter (every text of it is
+    /// cut to <see cref="RedactionOptions.MaxBodyLength"/> or its column; at the defaults a task would need hundreds of runs
+    /// whose every text is at its bound and escaped); a longer line is a damaged or hostile file (a small gzip expanding to one
+    /// huge line), refused before it is held whole.
+    /// </summary>
+    public const int MaxLineBytes = 256 * 1024 * 1024;
+
     /// <summary>Entities as stored: property names as in C#, enums as their stored numbers, navigations back to a parent left out.</summary>
     public static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.General)
     {
@@ -123,11 +131,11 @@ internal static class LedgerBackup
 
     private static async Task<LedgerKind> ReadHeaderAsync(string path, CancellationToken ct)
     {
-        using var reader = OpenReader(path);
-        var line = await reader.ReadLineAsync(ct).ConfigureAwait(false);
+        using var reader = new BackupLines(path);
+        var line = await reader.ReadLineAsync(ct).ConfigureAwait(false) ?? ReadOnlyMemory<byte>.Empty;
         try
         {
-            using var header = JsonDocument.Parse(line ?? "");
+            using var header = JsonDocument.Parse(line);
             var root = header.RootElement;
             if (root.GetProperty("format").GetString() != Format || root.GetProperty("version").GetInt32() != 1
                 || !LedgerPurger.TryParseKind(root.GetProperty("kind").GetString() ?? "", out var kind))
@@ -147,12 +155,11 @@ internal static class LedgerBackup
         string path, Type type, Microsoft.EntityFrameworkCore.Metadata.IModel? model, RecordMasking? masking,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
-        using var reader = OpenReader(path);
+        using var reader = new BackupLines(path);
         await reader.ReadLineAsync(ct).ConfigureAwait(false);
-        var number = 1;
         while (await reader.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
         {
-            number++;
+            var number = reader.Number;
             if (line.Length == 0)
             {
                 continue;
@@ -161,7 +168,7 @@ internal static class LedgerBackup
             object? row;
             try
             {
-                row = JsonSerializer.Deserialize(line, type, JsonOptions);
+                row = JsonSerializer.Deserialize(line.Span, type, JsonOptions);
             }
             catch (JsonException ex)
             {
@@ -246,8 +253,67 @@ internal static class LedgerBackup
         return null;
     }
 
-    private static StreamReader OpenReader(string path) =>
-        new(new GZipStream(File.OpenRead(path), CompressionMode.Decompress), Encoding.UTF8);
+    /// <summary>
+    /// The lines of a backup as UTF-8, each at most <see cref="MaxLineBytes"/> long: a longer one is an
+    /// <see cref="InvalidDataException"/> as soon as that many bytes are read without its end, so a file that expands to one
+    /// huge line costs the bound, not the line. A line is valid until the next is read.
+    /// </summary>
+    private sealed class BackupLines(string path) : IDisposable
+    {
+        private readonly Stream _stream = new GZipStream(File.OpenRead(path), CompressionMode.Decompress);
+        private byte[] _buffer = new byte[64 * 1024];
+        private int _start;
+        private int _end;
+        private bool _ended;
+
+        /// <summary>The number of the line last read, from 1.</summary>
+        public int Number { get; private set; }
+
+        public async ValueTask<ReadOnlyMemory<byte>?> ReadLineAsync(CancellationToken ct)
+        {
+            var searched = 0;
+            while (true)
+            {
+                var at = _buffer.AsSpan(_start + searched, _end - _start - searched).IndexOf((byte)'\n');
+                var length = at >= 0 ? searched + at : _end - _start;
+                if (length > MaxLineBytes)
+                {
+                    throw new InvalidDataException(
+                        $"{path}, line {Number + 1}: longer than {MaxLineBytes / (1024 * 1024)} MiB, which no row a purge writes is (a damaged or hostile file).");
+                }
+
+                if (at >= 0 || _ended)
+                {
+                    if (at < 0 && length == 0)
+                    {
+                        return null;
+                    }
+
+                    var line = _buffer.AsMemory(_start, length);
+                    _start += at >= 0 ? length + 1 : length;
+                    Number++;
+                    line = line.Span.EndsWith((byte)'\r') ? line[..^1] : line;
+                    return Number == 1 && line.Span.StartsWith(Encoding.UTF8.Preamble) ? line[Encoding.UTF8.Preamble.Length..] : line;
+                }
+
+                searched = length;
+                if (_end == _buffer.Length)
+                {
+                    // Room for the rest of the line: moved to the front, or a buffer twice as large, at most the bound and
+                    // the line's end (past half the bound, that at once: its allocations stay about twice the bound).
+                    var buffer = _start > 0 ? _buffer : new byte[2L * _buffer.Length < MaxLineBytes ? 2 * _buffer.Length : MaxLineBytes + 1];
+                    _buffer.AsSpan(_start, searched).CopyTo(buffer);
+                    (_buffer, _start, _end) = (buffer, 0, searched);
+                }
+
+                var read = await _stream.ReadAsync(_buffer.AsMemory(_end), ct).ConfigureAwait(false);
+                _ended = read == 0;
+                _end += read;
+            }
+        }
+
+        public void Dispose() => _stream.Dispose();
+    }
 
     private static void LeaveOutBackReferences(JsonTypeInfo info)
     {
