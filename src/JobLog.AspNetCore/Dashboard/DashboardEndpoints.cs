@@ -37,11 +37,19 @@ internal static class DashboardEndpoints
         group.MapGet("/assets/{name}", Asset);
 
         group.MapGet("/", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
-            Html(OverviewPage.Render(page, await OverviewAsync(http, page.Now, page.Query("window") == "day", ct).ConfigureAwait(false)))));
+        {
+            var (day, error) = Window(http);
+            return error is null
+                ? Html(OverviewPage.Render(page, await OverviewAsync(http, page.Now, day, ct).ConfigureAwait(false)))
+                : Html(OverviewPage.Unread(page, error), error);
+        }));
         group.MapGet("/api/overview", async (HttpContext http, CancellationToken ct) =>
-            http.Request.Query["window"].ToString() is var window && window is not ("" or "hour" or "day")
-                ? Problem(StatusCodes.Status400BadRequest, $"'window' must be hour or day, not '{window}'.")
-                : Json(await OverviewAsync(http, Now(http), window == "day", ct).ConfigureAwait(false)));
+        {
+            var (day, error) = Window(http);
+            return error is null
+                ? Json(await OverviewAsync(http, Now(http), day, ct).ConfigureAwait(false))
+                : Problem(StatusCodes.Status400BadRequest, error);
+        });
 
         MapList<TaskFilter, TaskRow>(group, prefix, options, "/tasks", TaskFilter.Parse, q => q.TasksAsync, async (page, filter, rows, error, ct) =>
         {
@@ -241,6 +249,14 @@ internal static class DashboardEndpoints
         where T : ListFilter =>
         // An empty limit (?limit=) is no limit, as the filters read it: the configured page size.
         !string.IsNullOrWhiteSpace(http.Request.Query["limit"]) ? filter : filter with { Limit = Math.Clamp(options.PageSize, 1, ListFilter.MaxLimit) };
+
+    /// <summary>The overview's window, read alike by its page and its API: none or <c>hour</c>, <c>day</c>, else the 400's reason.</summary>
+    private static (bool Day, string? Error) Window(HttpContext http) => http.Request.Query["window"].ToString() switch
+    {
+        "" or "hour" => (false, null),
+        "day" => (true, null),
+        var window => (false, $"'window' must be hour or day, not '{window}'."),
+    };
 
     private static async Task<Overview> OverviewAsync(HttpContext http, DateTime now, bool day, CancellationToken ct)
     {

@@ -207,6 +207,25 @@ public partial class QueryApiTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task OverviewPage_WithAWindowItCannotRead_IsA400WithTheAlert_AsTheApiIs()
+    {
+        // The page showed the last hour for a window it does not read, and said nothing.
+        foreach (var window in new[] { "week", "Day", "24h", "%20", "day&window=hour", "%3Cb%3Ex" })
+        {
+            var html = await _host.GetStringAsync("/joblog?window=" + window, HttpStatusCode.BadRequest);
+            Assert.That(html, Does.Contain("class=\"alert\"").And.Contain("window").And.Not.Contain("<b>x"), window);
+            Assert.That(html, Does.Not.Contain("data-window="), window + ": no chart of a window the page did not read");
+            Assert.That(html, Does.Contain("window=hour").And.Contain("window=day"), window + ": the windows it reads are offered");
+        }
+
+        foreach (var (window, expected) in new[] { ("", "hour"), ("hour", "hour"), ("day", "day") })
+        {
+            var html = await _host.GetStringAsync("/joblog?window=" + window);
+            Assert.That(html, Does.Contain($"data-window=\"{expected}\"").And.Not.Contain("class=\"alert\""), window);
+        }
+    }
+
+    [Test]
     public async Task Head_OnPagesAndApiLists_AnswersAsGetDoes()
     {
         // Monitoring probes with HEAD; the pages were GET only (a 405).

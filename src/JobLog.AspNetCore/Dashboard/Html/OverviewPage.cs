@@ -5,17 +5,25 @@ namespace JobLog.AspNetCore.Dashboard.Html;
 /// <summary>Counts by state, throughput and failure rate, slowest task names, the writer and the sweeper.</summary>
 internal static class OverviewPage
 {
+    /// <summary>The page for a window it cannot read: the reason (<paramref name="error"/>, in the alert) and the windows it reads.</summary>
+    public static string Unread(PageContext page, string error) =>
+        Layout.Render(page, "Overview", "overview", h => Head(h, page, day: null), error: error);
+
+    private static void Head(HtmlWriter h, PageContext page, bool? day) =>
+        h.Add($"""
+            <div class="page-head"><h1>Overview</h1>
+            <div class="segmented"><a href="{page.Url("/?window=hour")}"{new RawHtml(day == false ? " class=\"active\"" : "")}>Last hour</a><a href="{page.Url("/?window=day")}"{new RawHtml(day == true ? " class=\"active\"" : "")}>Last 24 hours</a></div>
+            </div>
+
+            """);
+
     public static string Render(PageContext page, Overview o)
     {
         var day = o.Chart.Window == "day";
         return Layout.Render(page, "Overview", "overview", h =>
         {
-            h.Add($"""
-                <div class="page-head"><h1>Overview</h1>
-                <div class="segmented"><a href="{page.Url("/?window=hour")}"{new RawHtml(day ? "" : " class=\"active\"")}>Last hour</a><a href="{page.Url("/?window=day")}"{new RawHtml(day ? " class=\"active\"" : "")}>Last 24 hours</a></div>
-                </div>
-                <section class="cards" id="state-counts">
-                """);
+            Head(h, page, day);
+            h.Add($"<section class=\"cards\" id=\"state-counts\">");
             h.Add($"<a class=\"card stat\" href=\"{page.Url("/tasks")}\"><span class=\"stat-label\">All tasks</span><span class=\"stat-value\" data-stat=\"total\">{Format.Number(o.Total)}</span></a>");
             foreach (var c in o.Counts)
             {
