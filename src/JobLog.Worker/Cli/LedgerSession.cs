@@ -55,6 +55,10 @@ internal sealed class LedgerSession : IAsyncDisposable
             return await body(cancellationToken);
         }
 
+        // Once, before the writer starts: a ledger that does not answer is the command's error, said in one line (exit 1),
+        // not a start-up migration retried in the background, every attempt logged with its stack, while the command fails
+        // anyway and its own record waits in the journal for another process. The worker's run keeps retrying.
+        await Maintenance.MigrateAsync(cancellationToken);
         await StartAsync(cancellationToken);
         return await commands.RunAsync(name, args, body, executedFromCommandLine: true, cancellationToken);
     }
