@@ -1,6 +1,10 @@
+using System.Data.Common;
 using System.Net;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
 
 namespace JobLog.AspNetCore.Dashboard;
 
@@ -16,6 +20,8 @@ internal sealed class DashboardGuard : IEndpointFilter
     public const string ContentSecurityPolicy =
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+    internal const string LedgerUnavailable = "The ledger cannot be read now (its database is down, or its schema is not migrated yet); try again in a moment.";
 
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
     {
@@ -46,7 +52,20 @@ internal sealed class DashboardGuard : IEndpointFilter
                 statusCode: StatusCodes.Status403Forbidden);
         }
 
-        return await next(context).ConfigureAwait(false);
+        try
+        {
+            return await next(context).ConfigureAwait(false);
+        }
+        catch (DbException ex) when (!http.RequestAborted.IsCancellationRequested)
+        {
+            // The database down, or its schema not there yet (a start-up whose migration went on in the background): the
+            // page says so and asks to come back, instead of an unhandled exception (a 500 with the database's words).
+            Requests.Log.DashboardLedgerUnavailable(http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("JobLog.Dashboard"), ex, http.Request.Path);
+            headers.RetryAfter = "5";
+            return http.GetEndpoint() is RouteEndpoint { RoutePattern.RawText: { } route } && route.Contains("/api/", StringComparison.Ordinal)
+                ? DashboardEndpoints.Problem(StatusCodes.Status503ServiceUnavailable, LedgerUnavailable)
+                : Results.Text(LedgerUnavailable, "text/plain; charset=utf-8", statusCode: StatusCodes.Status503ServiceUnavailable);
+        }
     }
 
     /// <summary>

@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 
 namespace JobLog.AspNetCore.Requests;
 
-/// <summary>Inbound request logging's messages (event ids 2000–2049).</summary>
+/// <summary>Inbound request logging's messages (event ids 2000–2049) and the dashboard's (2050–2099).</summary>
 internal static partial class Log
 {
     [LoggerMessage(2001, LogLevel.Warning, "JobLog could not record the request {Method} {Path}; the request goes on.")]
@@ -13,4 +13,7 @@ internal static partial class Log
 
     [LoggerMessage(2003, LogLevel.Debug, "JobLog could not flush the captured response body of {Path}.")]
     public static partial void ResponseFlushFailed(ILogger logger, Exception exception, string path);
+
+    [LoggerMessage(2050, LogLevel.Warning, "The JobLog dashboard could not read the ledger for {Path} (the database is down, or its schema is not migrated yet); answered 503.")]
+    public static partial void DashboardLedgerUnavailable(ILogger logger, Exception exception, string path);
 }

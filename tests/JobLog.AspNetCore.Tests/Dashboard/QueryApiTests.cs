@@ -226,6 +226,27 @@ public partial class QueryApiTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task PagesAndApi_OnALedgerWithoutItsSchemaYet_Answer503WithRetryAfter_NotAnUnhandledError()
+    {
+        // A start-up whose migration went on in the background (the database slow to answer, LedgerStartupService 1026):
+        // until it is done every page and API answer was an unhandled exception (Kestrel's 500, "relation does not exist").
+        await using var host = await DashboardHost.StartAsync(
+            await Ledgers.CreateAsync(provider), services: b => b.Services.PostConfigure<JobLogOptions>(o => o.MigrateOnStartup = false));
+        foreach (var url in new[] { "/joblog/api/tasks", "/joblog/api/overview", "/joblog/api/failures", "/joblog/api/tasks/" + Guid.NewGuid(), "/joblog/tasks", "/joblog" })
+        {
+            using var response = await host.Client.GetAsync(url);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable), url + "\n" + body);
+            Assert.That(response.Headers.RetryAfter, Is.Not.Null, url);
+            Assert.That(body, Does.Contain("ledger").And.Not.Contain("JobLogTasks"), url);
+            if (url.Contains("/api/", StringComparison.Ordinal))
+            {
+                AssertProblem(response, body, 503, url);
+            }
+        }
+    }
+
+    [Test]
     public async Task Head_OnPagesAndApiLists_AnswersAsGetDoes()
     {
         // Monitoring probes with HEAD; the pages were GET only (a 405).
