@@ -350,6 +350,22 @@ public class PurgeCommandTests(LedgerProvider provider)
         Assert.That(await _host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.Zero);
     }
 
+    [Test]
+    public async Task Restore_OfAFileThatIsNotGzip_ExitsWith2_NamingTheFile()
+    {
+        // It said only "error: The archive entry was compressed using an unsupported compression method.".
+        Directory.CreateDirectory(_backup);
+        var file = Path.Combine(_backup, "plain.jsonl.gz");
+        await File.WriteAllTextAsync(file, "{\"format\":\"joblog-backup\",\"version\":1,\"kind\":\"tasks\"}\n");
+
+        using var output = new StringWriter();
+        using var error = new StringWriter();
+        var exit = await Cli.Cli.RunAsync(["restore", .. Settings, file], CliConsole.Redirected(output, error), recordCommand: false);
+
+        Assert.That(exit, Is.EqualTo(2), output + "\n" + error);
+        Assert.That(error.ToString(), Does.Contain("plain.jsonl.gz").And.Contain("gzip").And.Not.Contain("   at "));
+    }
+
     private const string Long = "TTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTTT"; // one more than a task name's 250
 
     [Test]

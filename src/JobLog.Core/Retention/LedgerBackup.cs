@@ -306,7 +306,16 @@ internal static class LedgerBackup
                     (_buffer, _start, _end) = (buffer, 0, searched);
                 }
 
-                var read = await _stream.ReadAsync(_buffer.AsMemory(_end), ct).ConfigureAwait(false);
+                int read;
+                try
+                {
+                    read = await _stream.ReadAsync(_buffer.AsMemory(_end), ct).ConfigureAwait(false);
+                }
+                catch (InvalidDataException ex)
+                {
+                    throw new InvalidDataException($"{path}, line {Number + 1}: not gzip-compressed JSON Lines as purge writes them: {ex.Message}", ex);
+                }
+
                 _ended = read == 0;
                 _end += read;
             }
