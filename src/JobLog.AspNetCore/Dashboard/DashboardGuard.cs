@@ -1,5 +1,6 @@
 using System.Data.Common;
 using System.Net;
+using JobLog.Internal;
 using Microsoft.AspNetCore.Authorization;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -20,6 +21,8 @@ internal sealed class DashboardGuard : IEndpointFilter
     public const string ContentSecurityPolicy =
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; " +
         "form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+    private SteadyRate? _unavailable;
 
     internal const string LedgerUnavailable = "The ledger cannot be read now (its database is down, or its schema is not migrated yet); try again in a moment.";
 
@@ -60,7 +63,13 @@ internal sealed class DashboardGuard : IEndpointFilter
         {
             // The database down, or its schema not there yet (a start-up whose migration went on in the background): the
             // page says so and asks to come back, instead of an unhandled exception (a 500 with the database's words).
-            Requests.Log.DashboardLedgerUnavailable(http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("JobLog.Dashboard"), ex, http.Request.Path);
+            var rate = LazyInitializer.EnsureInitialized(
+                ref _unavailable, () => new SteadyRate(http.RequestServices.GetService<TimeProvider>() ?? TimeProvider.System, TimeSpan.FromSeconds(10)));
+            if (rate.Add(1, out var count))
+            {
+                Requests.Log.DashboardLedgerUnavailable(http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger("JobLog.Dashboard"), ex, count, http.Request.Path);
+            }
+
             headers.RetryAfter = "5";
             return http.GetEndpoint() is RouteEndpoint { RoutePattern.RawText: { } route } && route.Contains("/api/", StringComparison.Ordinal)
                 ? DashboardEndpoints.Problem(StatusCodes.Status503ServiceUnavailable, LedgerUnavailable)

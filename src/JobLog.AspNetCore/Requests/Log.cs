@@ -14,6 +14,6 @@ internal static partial class Log
     [LoggerMessage(2003, LogLevel.Debug, "JobLog could not flush the captured response body of {Path}.")]
     public static partial void ResponseFlushFailed(ILogger logger, Exception exception, string path);
 
-    [LoggerMessage(2050, LogLevel.Warning, "The JobLog dashboard could not read the ledger for {Path} (the database is down, or its schema is not migrated yet); answered 503.")]
-    public static partial void DashboardLedgerUnavailable(ILogger logger, Exception exception, string path);
+    [LoggerMessage(2050, LogLevel.Warning, "The JobLog dashboard could not read the ledger for {Count} request(s) since the last report (reported at most once per 10 s), the last {Path}: the database is down, or its schema is not migrated yet; they were answered 503.")]
+    public static partial void DashboardLedgerUnavailable(ILogger logger, Exception exception, long count, string path);
 }

@@ -230,9 +230,15 @@ public partial class QueryApiTests(LedgerProvider provider)
     {
         // A start-up whose migration went on in the background (the database slow to answer, LedgerStartupService 1026):
         // until it is done every page and API answer was an unhandled exception (Kestrel's 500, "relation does not exist").
-        await using var host = await DashboardHost.StartAsync(
-            await Ledgers.CreateAsync(provider), services: b => b.Services.PostConfigure<JobLogOptions>(o => o.MigrateOnStartup = false));
-        foreach (var url in new[] { "/joblog/api/tasks", "/joblog/api/overview", "/joblog/api/failures", "/joblog/api/tasks/" + Guid.NewGuid(), "/joblog/tasks", "/joblog" })
+        var warnings = new WarningCollector();
+        await using var host = await DashboardHost.StartAsync(await Ledgers.CreateAsync(provider), services: b =>
+        {
+            b.Services.PostConfigure<JobLogOptions>(o => o.MigrateOnStartup = false);
+            b.Services.AddSingleton<Microsoft.Extensions.Logging.ILoggerProvider>(warnings);
+        });
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var urls = new[] { "/joblog/api/tasks", "/joblog/api/overview", "/joblog/api/failures", "/joblog/api/tasks/" + Guid.NewGuid(), "/joblog/tasks", "/joblog" };
+        foreach (var url in Enumerable.Repeat(urls, 4).SelectMany(u => u))
         {
             using var response = await host.Client.GetAsync(url);
             var body = await response.Content.ReadAsStringAsync();
@@ -244,6 +250,9 @@ public partial class QueryApiTests(LedgerProvider provider)
                 AssertProblem(response, body, 503, url);
             }
         }
+
+        // Logged at a steady rate (at most one line per 10 s, with the count), not once per request: an outage is a flood.
+        Assert.That(warnings.Count(2050), Is.InRange(1, 1 + (int)(clock.Elapsed.TotalSeconds / 10)), "warnings 2050");
     }
 
     [Test]
