@@ -25,6 +25,9 @@ public class RequestListPlanTests(LedgerProvider provider, bool partitioned)
     private const int Requests = 3000;
     private const int Commands = 600;
 
+    /// <summary>A partitioned ledger's partition this small may be read whole (today's, just after midnight).</summary>
+    private const long FewPages = 4;
+
     private LedgerHost _host = null!;
 
     /// <summary>The list, the filter's query-string name and value, and the column an index must seek (null: any ordered read).</summary>
@@ -139,12 +142,15 @@ public class RequestListPlanTests(LedgerProvider provider, bool partitioned)
             var plan = await QueryPlans.OfAsync(db, provider, page);
             if (provider == LedgerProvider.PostgreSql)
             {
-                // A scan of an empty partition is what PostgreSQL does with it; a scan of one with rows is the defect.
+                // A scan of an empty partition, or of one of a few pages, is PostgreSQL's cheapest read of it; a scan of a
+                // larger one is the defect. The rows span hours back from now, so soon after midnight (UTC) today's
+                // partition holds only the last minutes' few rows (a clean-clone CI run at 00:05 failed the command
+                // filters on a Seq Scan of today's partition of 5 rows, while yesterday's rows were read by the index).
                 foreach (var scanned in QueryPlans.Nodes(plan, "Seq Scan").Select(n => n.GetProperty("Relation Name").GetString()).Distinct())
                 {
-                    await using var rows = db.Database.GetDbConnection().CreateCommand();
-                    rows.CommandText = $"SELECT count(*) FROM ONLY \"{scanned}\"";
-                    plan = (long)(await rows.ExecuteScalarAsync())! > 0 ? $"SCANS {scanned}\n" + plan : plan;
+                    await using var pages = db.Database.GetDbConnection().CreateCommand();
+                    pages.CommandText = $"SELECT pg_relation_size('\"{scanned}\"') / current_setting('block_size')::int";
+                    plan = (long)(await pages.ExecuteScalarAsync())! > FewPages ? $"SCANS {scanned}\n" + plan : plan;
                 }
             }
 
