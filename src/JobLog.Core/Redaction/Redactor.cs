@@ -202,14 +202,16 @@ internal sealed class Redactor
         try
         {
             var clean = TextBounds.Sanitize(text);
-            if (!_patterns.MayHoldSecret(clean) || IsStandIn(clean))
+            if (!_patterns.MayHoldSecret(clean))
             {
                 return ReferenceEquals(clean, text) ? text : Truncate(clean, max ?? _options.MaxBodyLength);
             }
 
+            // A text shaped as one of JobLog's stand-ins is masked as text, not read as JSON: it may be a client's body
+            // (the shape is not proof of where it came from), so the application's patterns still apply to it.
             var masked = kind switch
             {
-                StoredTextKind.Json or StoredTextKind.Body when LooksLikeJson(clean) => CutJson(clean),
+                StoredTextKind.Json or StoredTextKind.Body when LooksLikeJson(clean) && !IsStandIn(clean) => CutJson(clean),
                 StoredTextKind.Body => _patterns.MaskBody(clean, cutAtCapture: clean.EndsWith(Ellipsis)),
                 _ => _patterns.MaskFreeText(clean),
             };

@@ -55,6 +55,16 @@ public class RedactorTests
         Assert.That(redactor.Stored("[Filtered] card=4111", StoredTextKind.Body), Does.Not.Contain("4111"));
     }
 
+    [TestCase("[key-hunter body]")]
+    [TestCase("[key-hunter, more body: 12 bytes]")]
+    public void Stored_ABodyShapedExactlyAsAStandIn_StillHasTheApplicationsPatternsApplied(string body)
+    {
+        // The stand-in's shape is no proof that JobLog wrote it: a client can send it as its body.
+        var redactor = Create(o => o.BodyPatterns.Add(@"key-([a-z]+)"));
+
+        Assert.That(redactor.Stored(body, StoredTextKind.Body), Does.Not.Contain("hunter"));
+    }
+
     [TestCase("Content-Type")]
     [TestCase("Accept")]
     [TestCase("CustomerId")]
