@@ -12,9 +12,41 @@ namespace JobLog.Recording.Journal;
 /// </summary>
 internal static class ReadOnlyReplays
 {
-    /// <summary>The note of <paramref name="directory"/>: <c>joblog-replayed-&lt;hash&gt;</c> in the temporary directory.</summary>
+    private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+
+    /// <summary>
+    /// The note of <paramref name="directory"/>: <c>replayed-&lt;hash&gt;</c> in <c>joblog-notes-&lt;user&gt;</c> of the
+    /// temporary directory, a directory of this user's alone (0700). Not a file of the temporary directory itself (session
+    /// 29's first version): there another user of the machine could plant it, and a planted note left segments out of
+    /// the replay (their records lost), or a planted link had the note appended to a file the link named.
+    /// </summary>
     public static string NoteOf(string directory) =>
-        Path.Combine(Path.GetTempPath(), "joblog-replayed-" + SpoolFiles.NameOf(Path.GetFullPath(directory)));
+        Path.Combine(NotesDirectory, "replayed-" + SpoolFiles.NameOf(Path.GetFullPath(directory)));
+
+    private static string NotesDirectory =>
+        Path.Combine(Path.GetTempPath(), "joblog-notes-" + SpoolFiles.NameOf(Environment.UserName));
+
+    /// <summary>
+    /// The notes' directory, made when <paramref name="create"/>; false when it is not this user's alone (a link, or open
+    /// to others: not made here), so that no note is read from it or written to it.
+    /// </summary>
+    private static bool IsPrivate(bool create)
+    {
+        var directory = NotesDirectory;
+        if (OperatingSystem.IsWindows())
+        {
+            // The temporary directory is the user's own there.
+            return create ? Directory.CreateDirectory(directory).Exists : Directory.Exists(directory);
+        }
+
+        if (create && !Directory.Exists(directory))
+        {
+            Directory.CreateDirectory(directory, Private);
+        }
+
+        var info = new DirectoryInfo(directory);
+        return info.Exists && info.LinkTarget is null && info.UnixFileMode == Private;
+    }
 
     /// <summary><paramref name="segments"/> less those noted as replayed; none left out when the note cannot be read.</summary>
     public static (List<string> Left, int Replayed) LeaveOutReplayed(string directory, List<string> segments)
@@ -22,7 +54,8 @@ internal static class ReadOnlyReplays
         HashSet<string> noted;
         try
         {
-            noted = File.Exists(NoteOf(directory)) ? [.. File.ReadAllLines(NoteOf(directory))] : [];
+            var note = NoteOf(directory);
+            noted = IsPrivate(create: false) && File.Exists(note) && new FileInfo(note).LinkTarget is null ? [.. File.ReadAllLines(note)] : [];
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
@@ -34,8 +67,16 @@ internal static class ReadOnlyReplays
     }
 
     /// <summary>Notes <paramref name="segment"/> as replayed (its records committed).</summary>
-    public static void Note(string segment) =>
-        File.AppendAllLines(NoteOf(Path.GetDirectoryName(segment) ?? "."), [Fingerprint(segment)]);
+    public static void Note(string segment)
+    {
+        var note = NoteOf(Path.GetDirectoryName(segment) ?? ".");
+        if (!IsPrivate(create: true) || (File.Exists(note) && new FileInfo(note).LinkTarget is not null))
+        {
+            throw new UnauthorizedAccessException($"{Path.GetDirectoryName(note)} is not this user's alone (a link, or open to others): no note is kept there.");
+        }
+
+        File.AppendAllLines(note, [Fingerprint(segment)]);
+    }
 
     /// <summary>The directory takes files again: its note goes.</summary>
     public static void Forget(string directory)
