@@ -7,46 +7,30 @@ namespace JobLog.Recording.Journal;
 /// deleted, and before this every start replayed them again: it took as long as the outage's records each time, and
 /// brought back the rows the ledger had deleted since (a retention purge, a failure resolved). A segment is known by its
 /// name, length and last write time, which a read-only file system changes none of, and noted in a file of the
-/// temporary directory once its records are committed. Once the directory takes files again, the note is deleted and
+/// user's own directory in the temporary directory (<see cref="NoteOf"/>) once its records are committed. Once the directory takes files again, the note is deleted and
 /// the segments are replayed (and deleted) as any stopped process's.
 /// </summary>
 internal static class ReadOnlyReplays
 {
-    private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
-
     /// <summary>
-    /// The note of <paramref name="directory"/>: <c>replayed-&lt;hash&gt;</c> in <c>joblog-notes-&lt;user&gt;</c> of the
-    /// temporary directory, a directory of this user's alone (0700). Not a file of the temporary directory itself (session
-    /// 29's first version): there another user of the machine could plant it, and a planted note left segments out of
-    /// the replay (their records lost), or a planted link had the note appended to a file the link named.
+    /// The note of <paramref name="directory"/>: <c>replayed-&lt;hash&gt;</c> in <c>joblog-notes-&lt;uid&gt;</c> of the
+    /// temporary directory, a directory of this user's alone (made 0700; <see cref="SpoolFiles.CheckDirectory"/>). Not a
+    /// file of the temporary directory itself (session 29's first version): there another user of the machine could plant
+    /// it, and a planted note left segments out of the replay (their records lost), or a planted link had the note
+    /// appended to the file it named.
     /// </summary>
     public static string NoteOf(string directory) =>
         Path.Combine(NotesDirectory, "replayed-" + SpoolFiles.NameOf(Path.GetFullPath(directory)));
 
-    private static string NotesDirectory =>
-        Path.Combine(Path.GetTempPath(), "joblog-notes-" + SpoolFiles.NameOf(Environment.UserName));
+    private static string NotesDirectory => Path.Combine(
+        Path.GetTempPath(), "joblog-notes-" + Path.GetFileName(SpoolFiles.DefaultDirectory())["joblog-".Length..]);
 
     /// <summary>
-    /// The notes' directory, made when <paramref name="create"/>; false when it is not this user's alone (a link, or open
-    /// to others: not made here), so that no note is read from it or written to it.
+    /// The notes' directory, made when <paramref name="create"/>; false when it is missing, or not this user's alone (a
+    /// link, another user's, writable by others), so that no note is read from it or written to it.
     /// </summary>
-    private static bool IsPrivate(bool create)
-    {
-        var directory = NotesDirectory;
-        if (OperatingSystem.IsWindows())
-        {
-            // The temporary directory is the user's own there.
-            return create ? Directory.CreateDirectory(directory).Exists : Directory.Exists(directory);
-        }
-
-        if (create && !Directory.Exists(directory))
-        {
-            Directory.CreateDirectory(directory, Private);
-        }
-
-        var info = new DirectoryInfo(directory);
-        return info.Exists && info.LinkTarget is null && info.UnixFileMode == Private;
-    }
+    private static bool IsPrivate(bool create) =>
+        SpoolFiles.CheckDirectory(NotesDirectory, create) is null && Directory.Exists(NotesDirectory);
 
     /// <summary><paramref name="segments"/> less those noted as replayed; none left out when the note cannot be read.</summary>
     public static (List<string> Left, int Replayed) LeaveOutReplayed(string directory, List<string> segments)
