@@ -97,6 +97,38 @@ public class DemoStopTests
         Assert.That(output.ToString(), Does.Contain("the application stopped on its own").And.Not.Contain("Tasks by state:"));
     }
 
+    [Test]
+    public async Task Demo_WhenItEnds_DisposesItsApplication_SoItsSignalHandlersGoWithIt()
+    {
+        // The demo's SignalLifetime (SIGINT, SIGQUIT, SIGTERM: cancelled, the application stopped) is a service of the
+        // demo's application, disposed with it: the application was never disposed, so the handlers stayed registered
+        // after the demo returned and the process ignored Ctrl+C from then on. A probe of the same container shows it.
+        await using var ledger = TestLedger.Sqlite();
+        var output = new StringWriter();
+        var context = new CliContext(
+            CliConsole.Redirected(output), ["--ConnectionStrings:JobLog=" + ledger.ConnectionString, "--Logging:LogLevel:Default=None"], ["demo"], recordCommand: false);
+        var probe = new DisposeProbe();
+
+        var exit = await DemoCommand.RunAsync(context, CancellationToken.None, b =>
+        {
+            b.Services.AddSingleton<DisposeProbe>(_ => probe);
+            b.Services.AddHostedService(s =>
+            {
+                _ = s.GetRequiredService<DisposeProbe>();
+                return new FailingService(s.GetRequiredService<IHostApplicationLifetime>(), afterStart: true);
+            });
+        });
+
+        Assert.That((exit, probe.Disposed), Is.EqualTo((1, true)), output.ToString());
+    }
+
+    private sealed class DisposeProbe : IDisposable
+    {
+        public bool Disposed { get; private set; }
+
+        public void Dispose() => Disposed = true;
+    }
+
     /// <summary>A background service that fails as soon as it runs, or once the application has started.</summary>
     private sealed class FailingService(IHostApplicationLifetime lifetime, bool afterStart) : BackgroundService
     {

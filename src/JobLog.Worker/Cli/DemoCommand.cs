@@ -16,7 +16,9 @@ internal static class DemoCommand
     public static async Task<int> RunAsync(CliContext context, CancellationToken cancellationToken, Action<WebApplicationBuilder>? configure = null)
     {
         var output = context.Console.Out;
-        var app = WorkerApp.Build([.. context.Settings], b =>
+        // Disposed at the end: with it its services, among them SignalLifetime, whose signal handlers would otherwise
+        // stay registered (and swallow Ctrl+C) after the demo returned.
+        await using var app = WorkerApp.Build([.. context.Settings], b =>
         {
             b.WebHost.UseUrls("http://127.0.0.1:0");
             b.Services.AddSingleton<SignalLifetime>();
