@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Reflection;
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using JobLog.MassTransit.Internal.Courier;
 using JobLog.Recording;
@@ -27,12 +28,24 @@ internal static class JobTasks
     private static readonly ConcurrentDictionary<Type, (Type Job, PropertyInfo JobId, PropertyInfo Payload, PropertyInfo Schedule)?> s_submitJob = new();
 
     /// <summary>
-    /// The jobs whose attempt in this process faulted and which wait to retry: a cancellation then ends the job on its
-    /// consumer's lane. Bounded: a job retried in another process leaves its entry here until it is past due.
+    /// Per application (its recorder): the jobs whose attempt faulted and which wait to retry, so that a cancellation
+    /// ends the job on its consumer's lane. Bounded: a job retried in another process leaves its entry here until it is
+    /// past due.
     /// </summary>
-    private static readonly ConcurrentDictionary<Guid, RetryingJob> s_retrying = new();
+    private static readonly ConditionalWeakTable<LedgerRecorder, ConcurrentDictionary<Guid, RetryingJob>> s_retrying = new();
 
     private const int RetryingLimit = 10_000;
+
+    /// <summary>
+    /// On a <c>JobAttemptFaulted</c> that the job service retries: the job's consumer and name, so that the process
+    /// running the job saga (which sees the cancellation) knows the lane even when the attempt ran in another process.
+    /// </summary>
+    internal const string ConsumerHeader = "JobLog-JobConsumer";
+
+    internal const string NameHeader = "JobLog-JobName";
+
+    /// <summary>What is taken from those headers (a consumer's and a task's name), at most.</summary>
+    private const int HeaderValueLimit = 250;
 
     /// <summary>
     /// Called for every consumer message pipe before JobLog's run filter is added. True when the job service's consumer is
@@ -87,6 +100,12 @@ internal static class JobTasks
                 return false;
             case JobAttemptFaulted faulted when s_attempts.TryGetValue(faulted.AttemptId, out var outcome):
                 outcome.Fault = faulted;
+                if (faulted.RetryDelay is not null)
+                {
+                    context.Headers.Set(ConsumerHeader, outcome.ConsumerType);
+                    context.Headers.Set(NameHeader, outcome.Name);
+                }
+
                 return false;
             case JobAttemptCanceled canceled when s_attempts.TryGetValue(canceled.AttemptId, out var outcome):
                 outcome.CancelReason = canceled.Reason ?? "cancelled";
@@ -94,11 +113,14 @@ internal static class JobTasks
             case JobSlotWaitElapsed wait when context.Delay is { } delay && NextOccurrence(context):
                 services.Recorder.Enqueue(new TaskEtaSet(wait.JobId, services.UtcNow + delay));
                 return false;
+            case JobRetryDelayElapsed retry when context.Delay is { } retryDelay:
+                RetryScheduled(services, context, retry.JobId, services.UtcNow + retryDelay);
+                return false;
             case JobCanceled canceled when context.TryGetPayload<ConsumeContext>(out var consume) && consume.TryGetMessage<CancelJob>(out _):
                 // Cancelled by a CancelJob while no attempt ran (waiting for its start, a slot or a retry): no attempt's
                 // run ends the job, so the job service's cancellation does; on the job consumer's lane when an attempt of
                 // this process faulted and the job waits to retry, so the cancellation, not the retry, is the job's state.
-                s_retrying.TryRemove(canceled.JobId, out var retrying);
+                Retrying(services).TryRemove(canceled.JobId, out var retrying);
                 services.Recorder.Enqueue(new RunStarted(CancelledRun(services, canceled, retrying, context.DestinationAddress), Seed(canceled, retrying), false));
                 return false;
         }
@@ -124,6 +146,25 @@ internal static class JobTasks
         if (payload is JobSlotWaitElapsed wait && NextOccurrence(context))
         {
             services.Recorder.Enqueue(new TaskEtaSet(wait.JobId, due));
+        }
+        else if (payload is JobRetryDelayElapsed retry)
+        {
+            RetryScheduled(services, context, retry.JobId, due);
+        }
+    }
+
+    /// <summary>
+    /// The job saga schedules the job's retry while it consumes the faulted attempt's <c>JobAttemptFaulted</c>: the job
+    /// waits to retry, on the lane of the consumer the attempt's process named (its headers), wherever that attempt ran.
+    /// </summary>
+    private static void RetryScheduled(TaskLoggingServices services, SendContext context, Guid jobId, DateTime due)
+    {
+        if (context.TryGetPayload<ConsumeContext>(out var consume)
+            && consume.TryGetMessage<JobAttemptFaulted>(out _)
+            && consume.Headers.Get<string>(ConsumerHeader) is { Length: > 0 } consumer
+            && consume.Headers.Get<string>(NameHeader) is { Length: > 0 } name)
+        {
+            WaitingToRetry(services, jobId, name[..Math.Min(name.Length, HeaderValueLimit)], consumer[..Math.Min(consumer.Length, HeaderValueLimit)], due);
         }
     }
 
@@ -165,32 +206,35 @@ internal static class JobTasks
         EstimatedTimeOfFirstArrival = canceled.Timestamp,
     };
 
-    /// <summary>An attempt of the job faulted here and the job service retries it at <paramref name="due"/>.</summary>
-    internal static void WaitingToRetry(Guid jobId, string name, string consumerType, DateTime due)
+    private static ConcurrentDictionary<Guid, RetryingJob> Retrying(TaskLoggingServices services) => s_retrying.GetValue(services.Recorder, static _ => new());
+
+    /// <summary>An attempt of the job faulted and the job service retries it at <paramref name="due"/>.</summary>
+    internal static void WaitingToRetry(TaskLoggingServices services, Guid jobId, string name, string consumerType, DateTime due)
     {
-        if (s_retrying.Count >= RetryingLimit)
+        var retrying = Retrying(services);
+        if (retrying.Count >= RetryingLimit)
         {
-            foreach (var (id, job) in s_retrying)
+            foreach (var (id, job) in retrying)
             {
                 if (job.Due < due.AddHours(-1))
                 {
-                    s_retrying.TryRemove(id, out _);
+                    retrying.TryRemove(id, out _);
                 }
             }
 
-            if (s_retrying.Count >= RetryingLimit)
+            if (retrying.Count >= RetryingLimit)
             {
                 return;
             }
         }
 
-        s_retrying[jobId] = new RetryingJob(name, consumerType, due);
+        retrying[jobId] = new RetryingJob(name, consumerType, due);
     }
 
-    internal static JobAttemptOutcome Register(Guid jobId, Guid attemptId)
+    internal static JobAttemptOutcome Register(TaskLoggingServices services, Guid jobId, Guid attemptId, string name, string consumerType)
     {
-        s_retrying.TryRemove(jobId, out _);
-        return s_attempts[attemptId] = new JobAttemptOutcome();
+        Retrying(services).TryRemove(jobId, out _);
+        return s_attempts[attemptId] = new JobAttemptOutcome(name, consumerType);
     }
 
     internal static void Unregister(Guid attemptId) => s_attempts.TryRemove(attemptId, out _);
@@ -291,8 +335,13 @@ internal static class JobTasks
 }
 
 /// <summary>What the job service reported about one attempt (its JobAttemptCompleted/Faulted/Canceled notification).</summary>
-internal sealed class JobAttemptOutcome
+internal sealed class JobAttemptOutcome(string name, string consumerType)
 {
+    /// <summary>The job's task name and the job consumer: the lane of the attempt's run.</summary>
+    public string Name { get; } = name;
+
+    public string ConsumerType { get; } = consumerType;
+
     public volatile bool Completed;
 
     public volatile JobAttemptFaulted? Fault;
@@ -331,7 +380,7 @@ internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, strin
         {
             try
             {
-                outcome = JobTasks.Register(job.JobId, job.AttemptId);
+                outcome = JobTasks.Register(services, job.JobId, job.AttemptId, services.TaskName(typeof(TJob)), consumerType);
                 attempt = Start(context, job);
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -412,7 +461,7 @@ internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, strin
                 {
                     var due = services.UtcNow + delay;
                     attempt.Finish(TaskRunState.Retried, error, due);
-                    JobTasks.WaitingToRetry(job.JobId, services.TaskName(typeof(TJob)), consumerType, due);
+                    JobTasks.WaitingToRetry(services, job.JobId, outcome.Name, outcome.ConsumerType, due);
                 }
                 else
                 {
