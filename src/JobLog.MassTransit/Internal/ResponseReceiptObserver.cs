@@ -41,11 +41,13 @@ internal sealed class ResponseReceiptObserver(TaskLoggingServices services) : IR
         {
             // Request clients consume responses with a MessageHandler of their own; JobLog's hooked handlers are not
             // MessageHandlers and record their runs themselves.
-            if (context.RequestId is null || context.MessageId is not { } taskId
+            if (context.RequestId is not { } requestId || context.MessageId is not { } taskId
                 || !consumerType.Contains("MessageHandler<", StringComparison.Ordinal))
             {
                 return;
             }
+
+            services.Requests.Answered(requestId);
 
             if (context.Message is Fault && !services.Consumed.IsConsumed(typeof(T)))
             {

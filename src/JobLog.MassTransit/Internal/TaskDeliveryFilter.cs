@@ -134,7 +134,11 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
             var name = type is not null ? services.TaskName(type) : urns.Length > 0 ? SerializedMessages.ShortName(urns[0]) : SkippedConsumer;
             name = name.Length > LedgerModel.NameLength ? name[..(LedgerModel.NameLength - 1)] + "…" : name;
             var consumers = type is not null && queue is not null ? services.Consumed.ConsumersOnEndpoint(queue, type) : [];
-            var (lanes, ended) = context.RequestId is not null && context.ResponseAddress is null && !services.Consumed.HasConsumersOn(queue)
+            var response = context.RequestId is not null && context.ResponseAddress is null && !services.Consumed.HasConsumersOn(queue);
+            var (lanes, ended) = response && services.Requests.NotAccepting(context.RequestId!.Value, urns) is { } accepted
+                ? ([ResponseReceiptObserver.ConsumerType], new RunEnd(TaskRunState.Failed, now,
+                    $"Not received: it arrived at {queue} at {now:O}, where its request client was waiting for {Bounded(string.Join(", ", accepted), MaxSkippedTypesText)} and does not accept this type ({Bounded(string.Join(", ", urns), MaxSkippedTypesText)}); MassTransit drops it, and the requester gets no answer from it (it times out unless another answer comes)."))
+                : response
                 ? ([ResponseReceiptObserver.ConsumerType], new RunEnd(TaskRunState.Expired, now,
                     $"Not received: it arrived at {queue} at {now:O}, when nothing there was waiting for it any more (its request client had given up: the request's timeout ran out or its caller cancelled it); not consumed."))
                 : consumers.Count > 0

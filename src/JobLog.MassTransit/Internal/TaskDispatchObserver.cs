@@ -129,6 +129,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
                 return Task.CompletedTask;
             }
 
+            services.Requests.Sent(context);
             var messageType = serialized?.Type ?? typeof(T);
             var now = services.UtcNow;
             context.TryGetPayload<TaskOptionsPayload>(out var payload);

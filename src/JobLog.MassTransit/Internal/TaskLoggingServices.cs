@@ -45,6 +45,9 @@ internal sealed class TaskLoggingServices(
     /// <summary>The message types this application's consumers, sagas and handlers consume.</summary>
     public ConsumedTypes Consumed { get; } = new();
 
+    /// <summary>The requests this bus's request clients wait for, and the response types they accept.</summary>
+    public PendingRequests Requests { get; } = new(time);
+
     public DateTime UtcNow => Time.GetUtcNow().UtcDateTime;
 
     public static TaskLoggingServices From(IServiceProvider provider)
