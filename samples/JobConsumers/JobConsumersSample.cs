@@ -11,7 +11,13 @@ public static class JobConsumersSample
     public static WebApplication Build(string[] args, string? ledger = null)
     {
         var builder = WebApplication.CreateBuilder(args);
-        builder.Services.AddJobLog(o => o.UseSqlite(ledger ?? builder.Configuration["Ledger"] ?? DefaultLedger));
+        // One application that consumes what it publishes: the job service's events nobody here consumes (JobStarted,
+        // JobCompleted<T>, JobCanceled, ...) are closed at once instead of waiting for their stale limit.
+        builder.Services.AddJobLog(o =>
+        {
+            o.UseSqlite(ledger ?? builder.Configuration["Ledger"] ?? DefaultLedger);
+            o.CloseUnconsumedPublishes = true;
+        });
         builder.Services.AddMassTransit(x =>
         {
             x.SetKebabCaseEndpointNameFormatter();

@@ -39,6 +39,27 @@ public class JobConsumersSampleTests
             var visible = await db.TaskLogs.Where(t => !t.IsInternal).Select(t => t.Name).ToListAsync();
             Assert.That(visible, Is.EqualTo(new[] { "ConvertVideo", "ConvertVideo" }), "the job service's own messages are internal");
             Assert.That(await db.TaskLogs.CountAsync(t => t.IsInternal), Is.GreaterThan(5));
+
+            // A clean ledger: nothing due is left WAITING. The sample is one application that consumes what it publishes
+            // (docs/masstransit.md, "Events nobody consumes"), so the job service's events nobody here consumes are closed
+            // at once; only messages scheduled for later (the job saga's status checks) may wait, for their time.
+            List<string> waiting = [];
+            try
+            {
+                await LedgerHost.EventuallyAsync(async () =>
+                {
+                    var now = DateTime.UtcNow;
+                    waiting = await db.TaskLogs.AsNoTracking().Where(t => t.State == TaskState.Waiting && t.EstimatedTimeOfFirstArrival <= now)
+                        .Select(t => t.Name).ToListAsync();
+                    return waiting.Count == 0;
+                }, TimeSpan.FromSeconds(20), "no task that is due stays WAITING");
+            }
+            finally
+            {
+                TestContext.Out.WriteLine("waiting: " + string.Join(", ", waiting.Order()));
+            }
+
+            Assert.That(waiting, Is.Empty);
             await app.StopAsync();
         }
     }
