@@ -47,6 +47,23 @@ public sealed class WriteReportConsumer(ILogger<WriteReportConsumer> logger, ILo
     }
 }
 
+public sealed record Interleave(int Id);
+
+/// <summary>Logs its id at each of five steps, through ILogger&lt;T&gt; and Serilog's static logger, yielding between them.</summary>
+public sealed class InterleaveConsumer(ILogger<InterleaveConsumer> logger) : IConsumer<Interleave>
+{
+    public async Task Consume(ConsumeContext<Interleave> context)
+    {
+        for (var step = 1; step <= 5; step++)
+        {
+            logger.LogInformation("interleave {Id} step {Step}", context.Message.Id, step);
+            await Task.Delay(5 + Random.Shared.Next(20));
+            Log.Information("interleave {Id} static {Step}", context.Message.Id, step);
+            await Task.Yield();
+        }
+    }
+}
+
 /// <summary>Run output captured whatever logging provider the application uses (issue 10 item 7).</summary>
 [TestFixture]
 public class OutputCaptureTests
@@ -84,6 +101,11 @@ public class OutputCaptureTests
         {
             x.SetKebabCaseEndpointNameFormatter();
             x.AddConsumer<WriteReportConsumer>();
+            x.AddConsumer<InterleaveConsumer>().Endpoint(e =>
+            {
+                e.ConcurrentMessageLimit = 16;
+                e.PrefetchCount = 16;
+            });
             x.UsingInMemory((context, cfg) =>
             {
                 cfg.UseTaskLogging(context);
@@ -198,6 +220,48 @@ public class OutputCaptureTests
         TestContext.Out.WriteLine(output);
         Assert.That(output, Does.Contain("info JobLog.MassTransit.Tests.Logging.WriteReportConsumer: report enriched\n").Or.EndWith("report enriched"));
         Assert.That(sink.Properties, Does.Contain("Tenant=\"acme\"").And.Contain("Customer=\"c-42\""), "Serilog's events keep the enrichment");
+    }
+
+    /// <summary>
+    /// Sixteen consumers at once under Serilog (<c>UseSerilog</c> with <c>writeToProviders</c>, its static logger too), each
+    /// logging its id at five steps with awaits between: each run's output holds its own ten lines, no other run's.
+    /// </summary>
+    [Test]
+    public async Task Output_WithSerilog_ConcurrentConsumers_EachRunHoldsItsOwnLinesOnly([Values] bool serilogBeforeJobLog)
+    {
+        var sink = new ListSink();
+        _host = BuildWithSerilog(serilogBeforeJobLog, c => c.MinimumLevel.Information().WriteTo.Sink(sink), writeToProviders: true);
+        await _host.StartAsync();
+        var bus = _host.Services.GetRequiredService<IBus>();
+        var ids = Enumerable.Range(1, 16).ToDictionary(i => i, _ => NewId.NextGuid());
+        await Task.WhenAll(ids.Select(p => bus.Publish(new Interleave(p.Key), x => x.MessageId = p.Value)));
+
+        List<TaskRunLog> runs = [];
+        await LedgerHost.EventuallyAsync(
+            async () =>
+            {
+                await _host.Services.GetRequiredService<LedgerRecorder>().FlushAsync(TimeSpan.FromSeconds(10));
+                await using var scope = _host.Services.CreateAsyncScope();
+                var taskIds = ids.Values.ToList();
+                runs = await scope.ServiceProvider.GetRequiredService<JobLogDbContext>().TaskRunLogs.AsNoTracking()
+                    .Where(r => taskIds.Contains(r.TaskId)).ToListAsync();
+                return runs.Count == ids.Count && runs.All(r => r.State == TaskRunState.Succeeded);
+            },
+            TimeSpan.FromSeconds(60),
+            "every interleaving message was consumed");
+
+        var overlapped = runs.Count(r => runs.Any(o => o.Id != r.Id && o.Start < r.Stop && r.Start < o.Stop));
+        TestContext.Out.WriteLine($"{overlapped} of {runs.Count} runs overlapped another");
+        Assert.That(overlapped, Is.GreaterThan(1), "the consumers ran at the same time");
+        foreach (var (id, taskId) in ids)
+        {
+            var output = runs.Single(r => r.TaskId == taskId).Output ?? "";
+            var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            var expected = Enumerable.Range(1, 5).SelectMany(step => new[] { $"interleave {id} step {step}", $"interleave {id} static {step}" }).ToList();
+            Assert.That(lines.Select(l => l[(l.IndexOf(": ", StringComparison.Ordinal) + 2)..]), Is.EqualTo(expected), $"run of message {id}:\n{output}");
+        }
+
+        Assert.That(sink.Messages.Count(m => m.StartsWith("interleave ", StringComparison.Ordinal)), Is.EqualTo(16 * 10), "Serilog still writes every line");
     }
 
     [Test]
