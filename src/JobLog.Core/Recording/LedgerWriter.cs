@@ -112,8 +112,10 @@ internal sealed class LedgerWriter(
                 await WriteNextBatchAsync(drain.Token).ConfigureAwait(false);
             }
         }
-        catch (OperationCanceledException) when (_keptOnDisk)
+        catch (OperationCanceledException) when (_keptOnDisk || recorder.KeptOnDisk)
         {
+            // The drain's deadline (or the host's shutdown timeout) may end the stop inside its first attempt, before any
+            // failure (a silent database whose connect timeout is longer): what is on disk is kept all the same.
             Log.KeptOnShutdown(logger, recorder.Backlog + (_batchFromSpool || _batchFromJournal ? _batch.Count : 0), _options.SpoolDirectory);
         }
         catch (OperationCanceledException)
@@ -380,8 +382,11 @@ internal sealed class LedgerWriter(
         {
             Log.BatchFailed(logger, ex, _batch.Count);
             await ResetExecutorAsync().ConfigureAwait(false);
+            // Stopping, a batch the database never answered is not the batch's fault, and the probe would wait as long again
+            // against a host that drops packets (as after a migration, above).
             if (await SchemaMissingAsync(ex, cancellationToken).ConfigureAwait(false)
                 || store.Database.IsWriteRefused(ex)
+                || (_drain is not null && store.Database.IsUnanswered(ex))
                 || !await IsReachableAsync(cancellationToken).ConfigureAwait(false)
                 || !await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false))
             {

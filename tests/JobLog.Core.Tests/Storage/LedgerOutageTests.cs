@@ -75,50 +75,110 @@ public class LedgerOutageTests
     [Test]
     public async Task StopAfterAMigrationThatGotNoAnswer_DoesNotProbeTheSilentDatabaseAgain()
     {
-        // A server that takes each connection and never answers it, and counts them.
-        using var silent = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
-        silent.Start();
-        var taken = new System.Collections.Concurrent.ConcurrentQueue<System.Net.Sockets.TcpClient>();
-        _ = Task.Run(async () =>
+        using var silent = new SilentServer();
+        await using var host = await silent.JournaledHostAsync(timeoutSeconds: 2);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        await RecorderTestKit.EnqueueJournaledAsync(
+            recorder, new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+
+        await host.Services.GetRequiredService<LedgerWriter>().StopAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.That(silent.Taken, Is.EqualTo(1), "the migration's connection, and no probe after it");
+        Assert.That(recorder.Backlog, Is.EqualTo(1), "the record left in the journal for a next process");
+    }
+
+    // Session 30 (faults; session 29's open item): the same after a batch. A ledger migrated before the database fell
+    // silent: the stop's batch waited the connect timeout, then the probe (is the batch itself bad?) waited it again.
+    [Test]
+    public async Task StopAfterABatchThatGotNoAnswer_DoesNotProbeTheSilentDatabaseAgain()
+    {
+        using var silent = new SilentServer();
+        await using var host = await silent.JournaledHostAsync(timeoutSeconds: 2, migrated: true);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        await RecorderTestKit.EnqueueJournaledAsync(
+            recorder, new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+
+        await host.Services.GetRequiredService<LedgerWriter>().StopAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.That(silent.Taken, Is.EqualTo(1), "the batch's connection, and no probe after it");
+        Assert.That(recorder.Backlog, Is.EqualTo(1), "the record left in the journal for a next process");
+    }
+
+    // Session 30 (faults): a connect timeout longer than what the stop may take (a connection string's Timeout=60, or a
+    // pooled session whose server fell silent, waiting CommandTimeout): the host's shutdown timeout (or the drain's 30 s)
+    // ended the stop in its first attempt, and the stop said it lost the records (1005), which the journal kept.
+    [Test]
+    public async Task StopEndedByItsDeadline_InItsFirstAttemptAtASilentDatabase_SaysTheRecordsAreKept_NotLost()
+    {
+        using var silent = new SilentServer();
+        var logs = new WarningCollector();
+        await using var host = await silent.JournaledHostAsync(timeoutSeconds: 60, migrated: true, logs);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        await RecorderTestKit.EnqueueJournaledAsync(
+            recorder, new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
+        using var shutdown = new CancellationTokenSource();
+
+        var stop = host.Services.GetRequiredService<LedgerWriter>().StopAsync(shutdown.Token);
+        await LedgerHost.EventuallyAsync(() => Task.FromResult(silent.Taken > 0), because: "the stop's batch waits for the silent server");
+        await shutdown.CancelAsync();
+        await stop.WaitAsync(TimeSpan.FromSeconds(60));
+
+        Assert.That((logs.Count(1005), logs.Count(1007)), Is.EqualTo((0, 1)), string.Join("\n", logs.Errors));
+        Assert.That(recorder.Backlog, Is.EqualTo(1), "the record left in the journal for a next process");
+    }
+
+    /// <summary>A PostgreSQL server that takes each connection and never answers it (a host that drops packets), and counts them.</summary>
+    private sealed class SilentServer : IDisposable
+    {
+        private readonly System.Net.Sockets.TcpListener _listener = new(System.Net.IPAddress.Loopback, 0);
+        private readonly System.Collections.Concurrent.ConcurrentQueue<System.Net.Sockets.TcpClient> _taken = new();
+        private readonly string _journal = Directory.CreateTempSubdirectory("joblog-silent-").FullName;
+
+        public SilentServer()
         {
-            while (true)
+            _listener.Start();
+            _ = Task.Run(async () =>
             {
-                taken.Enqueue(await silent.AcceptTcpClientAsync());
-            }
-        });
-        var journal = Directory.CreateTempSubdirectory("joblog-silent-").FullName;
-        try
+                while (true)
+                {
+                    _taken.Enqueue(await _listener.AcceptTcpClientAsync());
+                }
+            });
+        }
+
+        public int Taken => _taken.Count;
+
+        /// <summary>
+        /// A Journaled host on the silent server, not started. <paramref name="migrated"/>: the ledger is taken as migrated
+        /// (no migration at start: the first statement is the batch's), as for a database that fell silent after the start.
+        /// </summary>
+        public Task<LedgerHost> JournaledHostAsync(int timeoutSeconds, bool migrated = false, WarningCollector? logs = null)
         {
-            var port = ((System.Net.IPEndPoint)silent.LocalEndpoint).Port;
-            await using var host = await LedgerHost.StartAsync(
+            var port = ((System.Net.IPEndPoint)_listener.LocalEndpoint).Port;
+            return LedgerHost.StartAsync(
                 // One socket per open: with GSS encryption or SSL left to "prefer", Npgsql may open a second socket within
                 // one open when its first negotiation fails (a clean-clone CI run under load counted 2 with one open).
                 TestLedger.ExistingPostgres(
-                    $"Host=127.0.0.1;Port={port};Username=joblog;Password=joblog;Database=joblog_silent;Timeout=2;SSL Mode=Disable;GSS Encryption Mode=Disable"),
+                    $"Host=127.0.0.1;Port={port};Username=joblog;Password=joblog;Database=joblog_silent;Timeout={timeoutSeconds};SSL Mode=Disable;GSS Encryption Mode=Disable"),
                 o =>
                 {
                     o.Durability = LedgerDurability.Journaled;
-                    o.SpoolDirectory = journal;
+                    o.SpoolDirectory = _journal;
+                    o.MigrateOnStartup = !migrated;
                 },
+                services => services.AddSingleton<ILoggerProvider>(logs ?? new WarningCollector()),
                 start: false);
-            var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-            await RecorderTestKit.EnqueueJournaledAsync(
-                recorder, new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow }));
-
-            await host.Services.GetRequiredService<LedgerWriter>().StopAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(60));
-
-            Assert.That(taken, Has.Count.EqualTo(1), "the migration's connection, and no probe after it");
-            Assert.That(recorder.Backlog, Is.EqualTo(1), "the record left in the journal for a next process");
         }
-        finally
+
+        public void Dispose()
         {
-            foreach (var client in taken)
+            foreach (var client in _taken)
             {
                 client.Dispose();
             }
 
-            silent.Stop();
-            Directory.Delete(journal, recursive: true);
+            _listener.Stop();
+            Directory.Delete(_journal, recursive: true);
         }
     }
 
