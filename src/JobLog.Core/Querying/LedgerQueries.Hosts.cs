@@ -28,6 +28,10 @@ public enum HostState
 /// <param name="StoppedAt">When it stopped gracefully (UTC), or null.</param>
 /// <param name="State">Alive, late, stopped or dead, at the time of the query.</param>
 /// <param name="ActiveRuns">How many of its runs are ACTIVE.</param>
+/// <param name="SecondsSinceHeartbeat">
+/// Seconds since its last heartbeat (at least 0), by the clock <paramref name="State"/> is judged by: on PostgreSQL the
+/// database's, the clock the heartbeats are stamped with, so a dashboard or CLI whose own clock is off shows the right age.
+/// </param>
 public sealed record HostRow(
     Guid InstanceId,
     string Name,
@@ -37,7 +41,8 @@ public sealed record HostRow(
     DateTime LastHeartbeat,
     DateTime? StoppedAt,
     HostState State,
-    int ActiveRuns);
+    int ActiveRuns,
+    double SecondsSinceHeartbeat);
 
 /// <summary>The host instances and their heartbeats.</summary>
 public sealed partial class LedgerQueries
@@ -49,8 +54,8 @@ public sealed partial class LedgerQueries
     /// <param name="heartbeatInterval">The hosts' <see cref="JobLogOptions.HeartbeatInterval"/>.</param>
     /// <param name="hostTimeout">The hosts' <see cref="JobLogOptions.HostTimeout"/>.</param>
     /// <param name="now">
-    /// The time the states are for (UTC). On PostgreSQL the database's clock is taken instead: the clock the heartbeats
-    /// are stamped with, so a host whose own clock is off is not shown dead.
+    /// The time the states and ages are for (UTC). On PostgreSQL the database's clock is taken instead: the clock the
+    /// heartbeats are stamped with, so a host whose own clock is off is not shown dead.
     /// </param>
     /// <param name="ct">Cancels the query.</param>
     public async Task<IReadOnlyList<HostRow>> HostsAsync(TimeSpan heartbeatInterval, TimeSpan hostTimeout, DateTime now, CancellationToken ct = default)
@@ -76,7 +81,8 @@ public sealed partial class LedgerQueries
             .ToDictionaryAsync(g => g.Id, g => g.Count, ct).ConfigureAwait(false);
         return [.. hosts.Select(h => new HostRow(
             h.InstanceId, h.Name, h.ProcessId, h.Release, h.StartedAt, h.LastHeartbeat, h.StoppedAt,
-            StateOf(h, heartbeatInterval, hostTimeout, now), active.GetValueOrDefault(h.InstanceId)))];
+            StateOf(h, heartbeatInterval, hostTimeout, now), active.GetValueOrDefault(h.InstanceId),
+            Math.Max(0, (now - h.LastHeartbeat).TotalSeconds)))];
     }
 
     private static HostState StateOf(HostLog host, TimeSpan heartbeatInterval, TimeSpan hostTimeout, DateTime now)

@@ -32,7 +32,7 @@ internal static class HostsCommand
                 table.AddRow(
                     LedgerMarkup.Cell(h.Name, 40), new Markup(CliFormat.Number(h.ProcessId)), LedgerMarkup.Cell(h.Release, 30),
                     new Markup(CliFormat.Time(h.StartedAt)), new Markup(CliFormat.Time(h.LastHeartbeat)),
-                    new Markup(CliFormat.Duration(Math.Max(0, (now - h.LastHeartbeat).TotalSeconds))),
+                    new Markup(CliFormat.Duration(h.SecondsSinceHeartbeat)),
                     State(h.State), new Markup(CliFormat.Number(h.ActiveRuns)), new Markup(h.InstanceId.ToString()));
             }
 

@@ -2,6 +2,9 @@ using System.Net;
 using System.Text.Json;
 using JobLog.Testing;
 using JobLog.Testing.Hostile;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Time.Testing;
 using NUnit.Framework;
 
 namespace JobLog.AspNetCore.Tests.Dashboard;
@@ -65,5 +68,30 @@ public class HostsPageTests
         Assert.That(rows["late"].Item1, Is.EqualTo("late"));
         Assert.That(rows["dead"], Is.EqualTo(("dead", 1)));
         Assert.That(rows["stopped"].Item1, Is.EqualTo("stopped"));
+    }
+
+    // Session 30 (faults; session 29's open item): on PostgreSQL a heartbeat is stamped with the database's clock, but the
+    // page's "(... ago)" took the dashboard's own clock: a dashboard 10 minutes ahead showed a live host "(10 min ago)".
+    [Test]
+    public async Task HostsPage_OnPostgres_WithTheDashboardsClockTenMinutesAhead_ShowsTheHeartbeatsAgeByTheDatabasesClock()
+    {
+        var ledger = await TestLedger.PostgresAsync();
+        await using var host = await DashboardHost.StartAsync(ledger,
+            services: b => b.Services.AddSingleton<TimeProvider>(new FakeTimeProvider(DateTimeOffset.UtcNow.AddMinutes(10))));
+        var beating = Host("beating", DateTime.UtcNow);
+        await host.SeedAsync(beating);
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            await scope.ServiceProvider.GetRequiredService<JobLogDbContext>().Database.ExecuteSqlAsync(
+                $"UPDATE \"JobLogHosts\" SET \"LastHeartbeat\" = now() - interval '5 seconds' WHERE \"InstanceId\" = {beating.InstanceId}");
+        }
+
+        var html = await host.GetStringAsync("/joblog/hosts");
+        var json = await host.GetStringAsync("/joblog/api/hosts");
+
+        var row = html[html.IndexOf(beating.InstanceId.ToString(), StringComparison.Ordinal)..];
+        Assert.That(row[..row.IndexOf("</tr>", StringComparison.Ordinal)], Does.Contain("s ago)").And.Not.Contain("min ago"));
+        var since = JsonDocument.Parse(json).RootElement.EnumerateArray().Single(e => e.GetProperty("name").GetString() == "beating").GetProperty("secondsSinceHeartbeat").GetDouble();
+        Assert.That(since, Is.InRange(5, 60), "seconds since the heartbeat, by the database's clock");
     }
 }

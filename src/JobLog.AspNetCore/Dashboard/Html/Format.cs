@@ -27,7 +27,13 @@ internal static class Format
             return "never";
         }
 
-        var s = Math.Max(0, (now - t).TotalSeconds);
+        return Ago((now - t).TotalSeconds);
+    }
+
+    /// <summary><paramref name="seconds"/> ago, in the largest whole unit (negative counts as 0).</summary>
+    public static string Ago(double seconds)
+    {
+        var s = Math.Max(0, seconds);
         return s switch
         {
             < 60 => $"{(int)s} s ago",

@@ -19,7 +19,7 @@ internal static class HostPages
             foreach (var x in hosts)
             {
                 h.Add($"<tr data-id=\"{x.InstanceId}\"><td>{x.Name}</td><td class=\"num\">{x.ProcessId.ToString(CultureInfo.InvariantCulture)}</td><td class=\"muted\">{x.Release ?? "—"}</td><td class=\"nowrap\">{Format.Time(x.StartedAt)}</td>");
-                h.Add($"<td class=\"nowrap\">{Format.Time(x.LastHeartbeat)} <span class=\"muted\">({Format.Ago(page.Now, x.LastHeartbeat)})</span></td><td>");
+                h.Add($"<td class=\"nowrap\">{Format.Time(x.LastHeartbeat)} <span class=\"muted\">({Format.Ago(x.SecondsSinceHeartbeat)})</span></td><td>");
                 Layout.Badge(h, State(x.State), StateClass(x.State));
                 h.Add($"</td><td class=\"num\">{Format.Number(x.ActiveRuns)}</td><td class=\"mono muted\">{x.InstanceId}</td></tr>\n");
             }
