@@ -63,6 +63,52 @@ public sealed class StopDuringOutageTests
     }
 
     /// <summary>
+    /// Session 30 (session 29's open item): the same stop while the database is silent (its link cut: every packet dropped,
+    /// nothing refused), with a connect timeout longer than the stop may take (<c>Timeout=60</c>; a pooled session whose
+    /// server fell silent waits the whole command timeout the same way). The stop is bounded by its drain's deadline, says
+    /// that the records are kept in the journal (1007), not that they are lost (1005), and the next process writes them.
+    /// </summary>
+    [Test]
+    [CancelAfter(400_000)]
+    public async Task StoppedGracefullyWhileTheDatabaseIsSilent_WithAConnectTimeoutLongerThanTheStop_SaysTheRecordsAreKept_AndNothingIsLost()
+    {
+        await using var world = await FaultWorld.PostgresBehindLinkAsync();
+        var consumer = await world.StartConsumerAsync("Timeout=60");
+        var publisher = await world.StartPublisherAsync(2000, "Timeout=60");
+        await world.WaitUntilAsync(() => world.Consumed.Count >= 300, Drain, "300 probes consumed");
+
+        await world.Postgres!.CutLinkAsync();
+        var atCut = (world.Published.Count, world.Consumed.Count);
+        await world.WaitUntilAsync(() => world.Published.Count >= atCut.Item1 + 300 && world.Consumed.Count >= atCut.Item2 + 300,
+            Drain, "300 more probes published and consumed while the database is silent");
+        var clock = Stopwatch.StartNew();
+        await consumer.StopAsync(TimeSpan.FromSeconds(90));
+        var consumerStop = clock.Elapsed;
+        clock.Restart();
+        await publisher.StopAsync(TimeSpan.FromSeconds(90));
+        TestContext.Out.WriteLine($"graceful stop while the database is silent: consumer {consumerStop}, publisher {clock.Elapsed}");
+        Assert.Multiple(() =>
+        {
+            foreach (var stopped in new[] { consumer, publisher })
+            {
+                Assert.That(stopped.Output.Contains("[1005]", StringComparison.Ordinal), Is.False, stopped.Name + ": no record reported lost at the stop\n" + stopped.Tail(20));
+                Assert.That(stopped.Output.Contains("[1007]", StringComparison.Ordinal), Is.True, stopped.Name + ": the stop says the records are kept in the journal\n" + stopped.Tail(20));
+            }
+        });
+
+        await world.Postgres.RestoreLinkAsync();
+        await world.StartConsumerAsync();
+        await world.DrainAsync(Drain);
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, "what was acknowledged or published before the stop reaches the ledger: " + tally);
+            Assert.That(tally.Stuck, Is.Zero, tally.ToString());
+        });
+    }
+
+    /// <summary>
     /// A publisher and a consumer under load, PostgreSQL stopped, 300 more probes published and consumed into the outage,
     /// then both stopped gracefully: each stop ends at once, saying where its records are kept.
     /// </summary>
