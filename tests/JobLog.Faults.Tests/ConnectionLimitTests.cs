@@ -49,4 +49,50 @@ public sealed class ConnectionLimitTests
             Assert.That(tally.Stuck, Is.Zero, tally.ToString());
         });
     }
+
+    /// <summary>
+    /// Session 30 (a new fault): a server whose <c>max_connections</c> is smaller than what the two processes' own pools
+    /// open (the writer's, the heartbeat's and the sweeper's sessions, and the test's look at the ledger), so that some of
+    /// JobLog's sessions are refused with 53300 all the time, not for a while. The promise tried: the writers journal and
+    /// catch up, nothing is lost, and no writer stalls behind the sessions its own process's pools keep idle.
+    /// </summary>
+    [Test]
+    [CancelAfter(400_000)]
+    public async Task MaxConnectionsSmallerThanTheProcessesPools_TheWritersCatchUp_NothingLost_NoRunStaysActive()
+    {
+        await using var world = await FaultWorld.PostgresAsync();
+        await world.LimitConnectionsAsync(4);
+        await world.StartConsumerAsync();
+        await world.StartPublisherAsync(3000);
+        await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
+        await world.DrainAsync(Drain);
+
+        // While both run: every task and run reaches the ledger (the test's look is one session more, and may be refused).
+        await world.WaitUntilAsync(async () =>
+        {
+            try
+            {
+                return await world.CountAsync("SELECT COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"State\" = 2") >= 3000;
+            }
+            catch (Npgsql.PostgresException ex) when (ex.SqlState == Npgsql.PostgresErrorCodes.TooManyConnections)
+            {
+                return false;
+            }
+            finally
+            {
+                // The test's own pool would keep a session of the four idle.
+                Npgsql.NpgsqlConnection.ClearAllPools();
+            }
+        }, Drain, "3000 SUCCEEDED runs in the ledger while the processes run");
+        await world.StopAllAsync();
+        var tally = await world.TallyAsync();
+        var refused = world.Output.Split('\n').Count(line => line.Contains("53300", StringComparison.Ordinal));
+        TestContext.Out.WriteLine($"log lines naming 53300 in the processes: {refused}");
+        Assert.Multiple(() =>
+        {
+            Assert.That(tally.Lost, Is.Zero, tally.ToString());
+            Assert.That(tally.Stuck, Is.Zero, tally.ToString());
+            Assert.That(tally.Tasks, Is.EqualTo(3000), tally.ToString());
+        });
+    }
 }

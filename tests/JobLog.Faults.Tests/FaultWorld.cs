@@ -433,6 +433,18 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Sets the world's PostgreSQL's <c>max_connections</c> to <paramref name="max"/> (<c>ALTER SYSTEM</c>, then a restart):
+    /// a server sized for fewer sessions than the processes' pools open (every role here is a superuser, so the reserved
+    /// slots are theirs too).
+    /// </summary>
+    public async Task LimitConnectionsAsync(int max)
+    {
+        await AdministerAsync("ALTER SYSTEM SET superuser_reserved_connections = 0");
+        await AdministerAsync($"ALTER SYSTEM SET max_connections = {max}");
+        await Postgres!.RestartAsync();
+    }
+
     /// <summary>The runs of the ledger still ACTIVE.</summary>
     public Task<int> ActiveRunsAsync() => CountAsync("SELECT COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"State\" = 1");
 
