@@ -104,11 +104,49 @@ internal sealed class ConsumerSlotFilter<TConsumer, TMessage>(string consumerTyp
         var wait = ConsumerSlotWait.Current;
         if (wait is null || !string.Equals(wait.ConsumerType, consumerType, StringComparison.Ordinal) || wait.Begin())
         {
-            return next.Send(context);
+            Task sent;
+            try
+            {
+                sent = next.Send(context);
+            }
+            catch (Exception ex)
+            {
+                // A consumer (or a filter) that throws before it returns a task.
+                Note(context, ex);
+                throw;
+            }
+
+            return sent.IsCompletedSuccessfully ? sent : NotingTheConsumersExceptionAsync(context, sent);
         }
 
         // Expired while it waited for the slot: not given to the consumer (Celery's behaviour, as on receipt).
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Notes the consumer's own exception for the run (<see cref="ConsumerLane.ConsumerException"/>): on its way out,
+    /// MassTransit's consumer filter generates the fault, and when that throws (a sender's <c>MT-Redelivery-Count</c> that
+    /// is not a number: its fault pipe reads the header as an int) its exception, not the consumer's, leaves the pipe.
+    /// </summary>
+    private async Task NotingTheConsumersExceptionAsync(ConsumeContext context, Task sent)
+    {
+        try
+        {
+            await sent.ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            Note(context, ex);
+            throw;
+        }
+    }
+
+    private void Note(ConsumeContext context, Exception exception)
+    {
+        if (context.TryGetPayload<DeliveryState>(out var delivery))
+        {
+            delivery.Lane(consumerType).ConsumerException = exception;
+        }
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope(SlotFilterTypes.Consumer).Add("consumer", consumerType);

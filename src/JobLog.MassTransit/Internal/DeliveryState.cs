@@ -138,4 +138,11 @@ internal sealed class ConsumerLane(string consumer)
 
     /// <summary>The last attempt failed and was recorded RETRIED; the delivery's outcome decides whether it was the last.</summary>
     public (Guid RunId, Guid TaskId)? PendingFailure { get; set; }
+
+    /// <summary>
+    /// The exception the consumer itself threw in this attempt, as it left the consumer's pipe
+    /// (<see cref="ConsumerSlotFilter{TConsumer, TMessage}"/>): MassTransit's consumer filter may throw another one in its
+    /// place (its fault could not be generated), and the run's error must still be the consumer's.
+    /// </summary>
+    public Exception? ConsumerException { get; set; }
 }

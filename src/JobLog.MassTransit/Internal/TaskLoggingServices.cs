@@ -182,6 +182,41 @@ internal sealed class TaskLoggingServices(
     /// </summary>
     public string ErrorText(Exception exception, string prefix = "") => Stating(prefix + RawErrorText(exception), exception);
 
+    /// <summary>
+    /// A failed attempt's error: <paramref name="escaped"/>'s, unless the consumer itself threw another exception
+    /// (<paramref name="consumers"/>, noted on its way out) that <paramref name="escaped"/> replaced without wrapping it:
+    /// MassTransit's consumer filter throws in its place when it cannot generate the fault (a sender's header it cannot
+    /// read). Then the consumer's exception is the run's error and its failure group, and a line names what replaced it.
+    /// A cancellation MassTransit reports as <see cref="ConsumerCanceledException"/> stays as it is.
+    /// </summary>
+    public string AttemptErrorText(Exception escaped, Exception? consumers)
+    {
+        if (consumers is null || escaped is ConsumerCanceledException || Holds(escaped, consumers))
+        {
+            return ErrorText(escaped);
+        }
+
+        var message = escaped.Message.Length > ReplacedMessageLength ? escaped.Message[..ReplacedMessageLength] + "…" : escaped.Message;
+        return Stating(
+            RawErrorText(consumers) + $"{Environment.NewLine}(MassTransit then failed to report this fault, and its own exception left the consumer's pipe in its place: {escaped.GetType().FullName}: {message})",
+            consumers);
+    }
+
+    private const int ReplacedMessageLength = 500;
+
+    private static bool Holds(Exception outer, Exception inner)
+    {
+        for (var e = outer; e is not null; e = e.InnerException)
+        {
+            if (ReferenceEquals(e, inner) || (e is AggregateException aggregate && aggregate.InnerExceptions.Any(x => Holds(x, inner))))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary><see cref="ErrorText"/> without its group stated, for a text that goes on (state it with <see cref="Stating"/>).</summary>
     public string RawErrorText(Exception exception) => Explain(exception) + Redactor.ExceptionText(exception);
 

@@ -118,6 +118,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
                 ConsumerSlotWait.Current = wait;
             }
 
+            lane.ConsumerException = null;
             try
             {
                 await next.Send(context).ConfigureAwait(false);
@@ -127,8 +128,10 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
                 wait?.EndedWithoutSlot();
                 var failed = slot?.RunId ?? run.Id;
                 lane.PendingFailure = (failed, taskId);
+                var error = services.AttemptErrorText(ex, lane.ConsumerException);
+                lane.ConsumerException = null;
                 delivery.Track(recorder.Enqueue(new RunFinished(
-                    failed, taskId, TaskRunState.Retried, services.UtcNow, services.ErrorText(ex), Bounded(slot?.Output ?? output, slot?.SagaLine), null)));
+                    failed, taskId, TaskRunState.Retried, services.UtcNow, error, Bounded(slot?.Output ?? output, slot?.SagaLine), null)));
                 throw;
             }
             finally

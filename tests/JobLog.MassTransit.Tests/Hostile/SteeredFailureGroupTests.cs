@@ -55,4 +55,38 @@ public class SteeredFailureGroupTests
         var groups = await scope.ServiceProvider.GetRequiredService<LedgerQueries>().FailureGroupsAsync(new FailureFilter(), DateTime.UtcNow, default);
         Assert.That(groups.Groups.Select(g => (g.Key, g.Count)), Is.EqualTo(new[] { (expected.ToString(), charges.Length) }), "one group");
     }
+
+    /// <summary>
+    /// A sender's <c>MT-Redelivery-Count</c> that is not a number makes MassTransit's fault generation throw (its fault pipe
+    /// reads the header as an int: <c>JsonException</c>) from inside the consumer filter's catch, in place of the consumer's
+    /// exception. The run's error (and so its failure group) is still the consumer's own, with a line about the fault.
+    /// </summary>
+    [TestCase(Transport.InMemory, 0)]
+    [TestCase(Transport.InMemory, 1)]
+    [TestCase(Transport.RabbitMq, 0)]
+    public async Task Failure_WithASendersRedeliveryCountThatIsNotANumber_IsRecordedWithTheConsumersOwnException(Transport transport, int retries)
+    {
+        await using var bus = await BusFixture.StartAsync(transport, x => x.AddConsumer<SteeredChargeConsumer>(), retries);
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new SteeredCharge("r", Wrapped: false), x =>
+        {
+            x.MessageId = id;
+            x.Headers.Set("MT-Redelivery-Count", "many");
+        });
+
+        TaskLog? task = null;
+        await LedgerHost.EventuallyAsync(
+            async () => (task = await bus.Host.QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs).SingleOrDefaultAsync(t => t.Id == id)))
+                ?.State == TaskState.Failed,
+            because: "the charge failed");
+
+        var error = task!.Runs.OrderBy(r => r.Retries).Last().ErrorMessage;
+        Assert.That(FailureSignature.Parse(error), Is.EqualTo(new FailureSignature(typeof(InvalidOperationException).FullName!, Decline)), error);
+        Assert.That(error, Does.StartWith("System.InvalidOperationException: declined: r"), error);
+        if (retries == 0)
+        {
+            // Without a retry the fault is generated in the attempt (with one, after the last attempt, outside it).
+            Assert.That(error, Does.Contain("its own exception left the consumer's pipe in its place: System.Text.Json.JsonException"), error);
+        }
+    }
 }
