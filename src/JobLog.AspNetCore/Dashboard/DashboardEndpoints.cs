@@ -21,8 +21,9 @@ internal static class DashboardEndpoints
     public static RouteGroupBuilder Map(IEndpointRouteBuilder endpoints, string prefix, JobLogDashboardOptions options)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxConcurrentSearches, 1, "JobLogDashboardOptions.MaxConcurrentSearches");
+        ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxConcurrentQueries, 1, "JobLogDashboardOptions.MaxConcurrentQueries");
         var group = endpoints.MapGroup(prefix);
-        group.AddEndpointFilter(new DashboardGuard());
+        group.AddEndpointFilter(new DashboardGuard(options));
         group.ExcludeFromDescription();
         // HEAD wherever GET is (a monitor's probe): the same handler; the server sends no body for a HEAD.
         ((IEndpointConventionBuilder)group).Add(endpoint =>
@@ -318,7 +319,12 @@ internal static class DashboardEndpoints
 
     private static JobLogOptions LedgerOptions(HttpContext http) => http.RequestServices.GetRequiredService<IOptions<JobLogOptions>>().Value;
 
-    internal static LedgerQueries Queries(HttpContext http) => http.RequestServices.GetRequiredService<LedgerQueries>();
+    /// <summary>
+    /// The request's queries, on the dashboard's own connections; the first call takes the request's slot of
+    /// <see cref="JobLogDashboardOptions.MaxConcurrentQueries"/> (<see cref="DashboardBusyException"/>, a 429, when none is free).
+    /// </summary>
+    internal static LedgerQueries Queries(HttpContext http) =>
+        (http.Items[typeof(DashboardRead)] as DashboardRead ?? throw new InvalidOperationException("A dashboard endpoint runs behind its guard.")).Queries;
 
     internal static DateTime Now(HttpContext http) =>
         (http.RequestServices.GetService<TimeProvider>() ?? TimeProvider.System).GetUtcNow().UtcDateTime;

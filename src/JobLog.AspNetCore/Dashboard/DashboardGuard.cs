@@ -15,7 +15,7 @@ namespace JobLog.AspNetCore.Dashboard;
 /// <c>LocalRequestsOnlyAuthorizationFilter</c> does. With a policy, ASP.NET Core's authorization middleware has
 /// already decided by the time this runs.
 /// </summary>
-internal sealed class DashboardGuard : IEndpointFilter
+internal sealed class DashboardGuard(JobLogDashboardOptions options) : IEndpointFilter
 {
     /// <summary>No inline script or style, no plug-ins, no framing, requests and forms to this origin only.</summary>
     public const string ContentSecurityPolicy =
@@ -55,11 +55,22 @@ internal sealed class DashboardGuard : IEndpointFilter
                 statusCode: StatusCodes.Status403Forbidden);
         }
 
+        await using var read = new DashboardRead(options.Reads, http);
+        http.Items[typeof(DashboardRead)] = read;
         try
         {
             return await next(context).ConfigureAwait(false);
         }
-        catch (DbException ex) when (!http.RequestAborted.IsCancellationRequested)
+        catch (DashboardBusyException ex)
+        {
+            // Every read slot is taken: refused at once rather than queued (a queue would hold the request, and its
+            // client's retry would add another).
+            headers.RetryAfter = "1";
+            return IsApi(http)
+                ? DashboardEndpoints.Problem(StatusCodes.Status429TooManyRequests, ex.Message)
+                : Results.Text(ex.Message, "text/plain; charset=utf-8", statusCode: StatusCodes.Status429TooManyRequests);
+        }
+        catch (Exception ex) when (!http.RequestAborted.IsCancellationRequested && LedgerFailure(ex) is { } failure)
         {
             // The database down, or its schema not there yet (a start-up whose migration went on in the background): the
             // page says so and asks to come back, instead of an unhandled exception (a 500 with the database's words).
@@ -71,11 +82,29 @@ internal sealed class DashboardGuard : IEndpointFilter
             }
 
             headers.RetryAfter = "5";
-            return http.GetEndpoint() is RouteEndpoint { RoutePattern.RawText: { } route } && route.Contains("/api/", StringComparison.Ordinal)
-                ? DashboardEndpoints.Problem(StatusCodes.Status503ServiceUnavailable, LedgerUnavailable)
-                : Results.Text(LedgerUnavailable, "text/plain; charset=utf-8", statusCode: StatusCodes.Status503ServiceUnavailable);
+            var text = failure.InnerException is TimeoutException ? LedgerTooSlow : LedgerUnavailable;
+            return IsApi(http)
+                ? DashboardEndpoints.Problem(StatusCodes.Status503ServiceUnavailable, text)
+                : Results.Text(text, "text/plain; charset=utf-8", statusCode: StatusCodes.Status503ServiceUnavailable);
         }
     }
+
+    internal const string LedgerTooSlow = "The ledger did not answer this request within its command timeout (a slow query, or a lock held); try again in a moment, or narrow the filter.";
+
+    /// <summary>
+    /// The database's exception when <paramref name="exception"/> is one: a <see cref="DbException"/>, or EF Core's
+    /// "transient failure" <see cref="InvalidOperationException"/> around one (its execution strategy's answer to a
+    /// command timeout or a connection broken mid-query).
+    /// </summary>
+    private static DbException? LedgerFailure(Exception exception) => exception switch
+    {
+        DbException db => db,
+        InvalidOperationException { InnerException: DbException db } => db,
+        _ => null,
+    };
+
+    private static bool IsApi(HttpContext http) =>
+        http.GetEndpoint() is RouteEndpoint { RoutePattern.RawText: { } route } && route.Contains("/api/", StringComparison.Ordinal);
 
     /// <summary>
     /// A request from another origin's script (a CORS request: it carries <c>Origin</c>; navigations by GET do not, so

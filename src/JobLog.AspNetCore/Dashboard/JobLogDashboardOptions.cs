@@ -46,6 +46,22 @@ public sealed class JobLogDashboardOptions
     [AtLeast(1)]
     public int MaxConcurrentSearches { get; set; } = 4;
 
+    /// <summary>
+    /// Requests of this dashboard that may read the ledger at once: every page and API answer but the static assets, lists,
+    /// details and the overview alike (a search takes one of these and one of <see cref="MaxConcurrentSearches"/>). One
+    /// more is answered 429 with <c>Retry-After</c> instead of queueing. On PostgreSQL the dashboard reads through a
+    /// connection pool of its own of this size (<c>Application Name</c> "JobLog dashboard"), never through the ledger's:
+    /// slow list queries on a large ledger cannot take the connections the writer, the heartbeat and the scheduler use, and
+    /// add at most this many sessions to the server. Default 8; at least 1.
+    /// </summary>
+    [AtLeast(1)]
+    public int MaxConcurrentQueries { get; set; } = 8;
+
+    /// <summary>The slots of <see cref="MaxConcurrentQueries"/> and the dashboard's contexts, made at the first read.</summary>
+    internal DashboardReads Reads => LazyInitializer.EnsureInitialized(ref _reads, () => new DashboardReads(MaxConcurrentQueries));
+
+    private DashboardReads? _reads;
+
     /// <summary>The slots of <see cref="MaxConcurrentSearches"/>, made at the first search.</summary>
     internal SearchLimiter Searches => LazyInitializer.EnsureInitialized(ref _searches, () => new SearchLimiter(MaxConcurrentSearches));
 

@@ -112,6 +112,14 @@ internal abstract class LedgerDatabase
     /// </summary>
     public virtual string ForSessions(string connectionString, TimeSpan idleInTransactionTimeout) => connectionString;
 
+    /// <summary>
+    /// The connection string of a reader that must not take the connections JobLog's writer and services use (the dashboard):
+    /// on PostgreSQL a pool of its own of at most <paramref name="maxPoolSize"/> connections, told apart from the ledger's
+    /// by its <c>Application Name</c> (<paramref name="name"/>, after the application's own); unchanged elsewhere (a SQLite
+    /// reader holds no connection the writer waits for).
+    /// </summary>
+    public virtual string ForReaders(string connectionString, string name, int maxPoolSize) => connectionString;
+
     /// <summary>Opens a connection set up for JobLog's writes, and the executor of <see cref="LedgerPlan"/>s on it.</summary>
     /// <param name="connectionString">The ledger's connection string.</param>
     /// <param name="cancellationToken">Cancels opening.</param>

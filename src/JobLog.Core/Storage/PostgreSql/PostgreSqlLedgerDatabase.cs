@@ -141,6 +141,17 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         return builder.ConnectionString;
     }
 
+    public override string ForReaders(string connectionString, string name, int maxPoolSize)
+    {
+        // Npgsql keeps a pool per connection string: another Application Name is another pool, and it names the readers'
+        // sessions in pg_stat_activity.
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        builder.ApplicationName = string.IsNullOrWhiteSpace(builder.ApplicationName) ? name : $"{builder.ApplicationName} ({name})";
+        builder.MaxPoolSize = maxPoolSize;
+        builder.MinPoolSize = Math.Min(builder.MinPoolSize, maxPoolSize);
+        return builder.ConnectionString;
+    }
+
     /// <summary>
     /// What JobLog's sessions connect with: <see cref="WithoutJit"/>, <see cref="WithTcpKeepalive"/>; JobLog's startup
     /// settings left out for a server that refused them (<see cref="StartupOptions"/>).

@@ -1,0 +1,165 @@
+using System.Net;
+using JobLog.AspNetCore.Dashboard;
+using JobLog.Commands;
+using JobLog.Testing;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using NUnit.Framework;
+
+namespace JobLog.AspNetCore.Tests.Dashboard;
+
+/// <summary>
+/// The dashboard's reads are bounded and, on PostgreSQL, never take the connections of the ledger's own pool: a flood of
+/// slow list requests (a large ledger, an unindexed filter) must not keep the writer, the heartbeat or the scheduler
+/// from the database.
+/// </summary>
+public class DashboardReadsTests
+{
+    /// <summary>
+    /// Every list query below waits on a lock another session holds (as slow queries on a large ledger hold their
+    /// connections), more of them than the ledger's pool has connections. The writer shares that pool when the connection
+    /// string sets <c>Max Auto Prepare</c> (0 behind a PgBouncer in transaction mode); its record must still be committed
+    /// while they wait.
+    /// </summary>
+    [Test]
+    public async Task ListRequestsThatHoldTheirConnections_DoNotKeepTheWriterFromTheLedger()
+    {
+        var ledger = await TestLedger.PostgresAsync();
+        // No command timeout: the list queries wait for as long as the lock is held (with one, each gives its connection
+        // back when it times out, and the writer gets it then).
+        var connectionString = ledger.ConnectionString + ";Maximum Pool Size=3;Max Auto Prepare=0;Command Timeout=0";
+        await using var host = await DashboardHost.StartAsync(ledger, services: b => b.Services.Configure<JobLogOptions>(o => o.UseNpgsql(connectionString)));
+        await host.GetStringAsync("/joblog/api/requests/in");
+
+        await using var outside = new NpgsqlConnection(ledger.ConnectionString + ";Pooling=false");
+        await outside.OpenAsync();
+        await using var transaction = await outside.BeginTransactionAsync();
+        await using (var lockTable = new NpgsqlCommand("LOCK TABLE \"JobLogInputRequests\" IN ACCESS EXCLUSIVE MODE", outside, transaction))
+        {
+            await lockTable.ExecuteNonQueryAsync();
+        }
+
+        var flood = Enumerable.Range(0, 12).Select(i => host.Client.GetAsync($"/joblog/api/requests/in?user=u{i}&limit=500")).ToList();
+        await LedgerHost.EventuallyAsync(
+            async () => await WaitingOnALockAsync(outside, ledger.DatabaseName!) >= 3 || flood.Any(f => f.IsCompleted),
+            TimeSpan.FromSeconds(60),
+            "the list queries wait on the lock");
+
+        await using (var dashboard = new NpgsqlCommand(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = @db AND wait_event_type = 'Lock' AND application_name = 'JobLog dashboard'", outside))
+        {
+            dashboard.Parameters.AddWithValue("db", ledger.DatabaseName!);
+            Assert.That((long)(await dashboard.ExecuteScalarAsync())!, Is.GreaterThan(0), "the list queries wait in the dashboard's own sessions");
+        }
+
+        var commands = host.Services.GetRequiredService<CommandLogger>();
+        await commands.RunAsync("while-the-dashboard-waits", [], _ => Task.FromResult(0));
+        await LedgerHost.EventuallyAsync(
+            async () =>
+            {
+                await using var count = new NpgsqlCommand("SELECT count(*) FROM \"JobLogCommands\" WHERE \"Name\" = 'while-the-dashboard-waits' AND \"Stop\" IS NOT NULL", outside, transaction);
+                return (long)(await count.ExecuteScalarAsync())! == 1;
+            },
+            TimeSpan.FromSeconds(60),
+            "the command's record is committed while the list queries wait");
+
+        await transaction.RollbackAsync();
+        var answers = await Task.WhenAll(flood);
+        Assert.Multiple(() =>
+        {
+            foreach (var answer in answers)
+            {
+                Assert.That(answer.StatusCode, Is.EqualTo(HttpStatusCode.OK).Or.EqualTo(HttpStatusCode.TooManyRequests));
+                if (answer.StatusCode == HttpStatusCode.TooManyRequests)
+                {
+                    Assert.That(answer.Headers.RetryAfter?.Delta, Is.EqualTo(TimeSpan.FromSeconds(1)));
+                }
+            }
+        });
+    }
+
+    /// <summary>
+    /// A list query that takes longer than the command timeout (here: it waits on a lock) fails with EF Core's
+    /// "transient failure" <see cref="InvalidOperationException"/> around the database's exception, not with the
+    /// <c>DbException</c> itself: it is a 503 with <c>Retry-After</c>, as a database that is down is, not an unhandled error.
+    /// </summary>
+    [Test]
+    public async Task AListQueryThatTimesOut_IsA503WithRetryAfter_NotAnUnhandledError()
+    {
+        var ledger = await TestLedger.PostgresAsync();
+        await using var host = await DashboardHost.StartAsync(ledger, services: b => b.Services.Configure<JobLogOptions>(o => o.UseNpgsql(ledger.ConnectionString + ";Command Timeout=1")));
+        await host.GetStringAsync("/joblog/api/requests/in");
+
+        await using var outside = new NpgsqlConnection(ledger.ConnectionString + ";Pooling=false");
+        await outside.OpenAsync();
+        await using var transaction = await outside.BeginTransactionAsync();
+        await using (var lockTable = new NpgsqlCommand("LOCK TABLE \"JobLogInputRequests\" IN ACCESS EXCLUSIVE MODE", outside, transaction))
+        {
+            await lockTable.ExecuteNonQueryAsync();
+        }
+
+        foreach (var url in new[] { "/joblog/api/requests/in?user=u", "/joblog/requests/in?user=u" })
+        {
+            using var response = await host.Client.GetAsync(url);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.ServiceUnavailable), () => $"{url}: {body}");
+            Assert.That(response.Headers.RetryAfter?.Delta, Is.Not.Null, url);
+        }
+
+        await transaction.RollbackAsync();
+    }
+
+    /// <summary>Every request that reads the ledger takes a slot; with none free it is refused at once, a 429 with <c>Retry-After</c>.</summary>
+    [TestCase(LedgerProvider.Sqlite)]
+    [TestCase(LedgerProvider.PostgreSql)]
+    public async Task ReadingRequests_WhileEverySlotIsTaken_Are429WithRetryAfter_AndTheAssetsAreServed(LedgerProvider provider)
+    {
+        JobLogDashboardOptions options = null!;
+        var ledger = provider == LedgerProvider.Sqlite ? TestLedger.Sqlite() : await TestLedger.PostgresAsync();
+        await using var host = await DashboardHost.StartAsync(ledger, dashboard: o =>
+        {
+            o.MaxConcurrentQueries = 2;
+            options = o;
+        });
+        var task = Rows.Task("Charge", DateTime.UtcNow.AddMinutes(-1));
+        await host.SeedAsync(task);
+        string[] reads =
+        [
+            "/joblog", "/joblog/api/overview", "/joblog/tasks", "/joblog/api/tasks", "/joblog/api/tasks?q=Charge", $"/joblog/tasks/{task.Id}",
+            $"/joblog/api/tasks/{task.Id}", "/joblog/api/requests/in?user=u&limit=500", "/joblog/requests/out", "/joblog/api/commands",
+            "/joblog/failures", "/joblog/api/failures", "/joblog/hosts", "/joblog/api/hosts",
+        ];
+
+        using (var first = options.Reads.TryEnter())
+        using (var second = options.Reads.TryEnter())
+        {
+            using var third = options.Reads.TryEnter();
+            Assert.That((first is not null, second is not null, third is null), Is.EqualTo((true, true, true)), "two slots, both taken");
+            foreach (var url in reads)
+            {
+                using var busy = await host.Client.GetAsync(url);
+                var body = await busy.Content.ReadAsStringAsync();
+                Assert.That(busy.StatusCode, Is.EqualTo(HttpStatusCode.TooManyRequests), () => $"{url}: {body}");
+                Assert.That(busy.Headers.RetryAfter?.Delta, Is.EqualTo(TimeSpan.FromSeconds(1)), url);
+                Assert.That(busy.Content.Headers.ContentType?.MediaType, Is.EqualTo(url.Contains("/api/", StringComparison.Ordinal) ? "application/problem+json" : "text/plain"), url);
+                Assert.That(body, Does.Contain("Too many dashboard requests are reading the ledger"), url);
+            }
+
+            using var asset = await host.Client.GetAsync("/joblog/assets/joblog.js");
+            Assert.That(asset.StatusCode, Is.EqualTo(HttpStatusCode.OK), "the assets read no ledger");
+        }
+
+        foreach (var url in reads)
+        {
+            await host.GetStringAsync(url);
+        }
+    }
+
+    private static async Task<long> WaitingOnALockAsync(NpgsqlConnection outside, string database)
+    {
+        await using var command = new NpgsqlCommand("SELECT count(*) FROM pg_stat_activity WHERE datname = @db AND wait_event_type = 'Lock'", outside);
+        command.Parameters.AddWithValue("db", database);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+}
