@@ -29,8 +29,11 @@ internal static partial class LedgerPartitioning
     private const string BuiltCheck = "joblog_built_day";
     private static readonly TimeSpan AbandonedAfter = TimeSpan.FromHours(1);
 
-    /// <summary>The tables a day's kept rows were built into, and whether they changed before the lock.</summary>
-    private sealed record KeptBuild(string Tasks, string Runs, string? Text, string Versions)
+    /// <summary>
+    /// The tables a day's kept rows were built into, and the table (<c>JobLogTasks_v…</c>) where the triggers of the day's
+    /// partitions <paramref name="DayTasks"/> and <paramref name="DayRuns"/> note the task ids written after the build began.
+    /// </summary>
+    private sealed record KeptBuild(string Tasks, string Runs, string? Text, string Versions, string DayTasks, string DayRuns)
     {
         /// <summary>The parents' columns, indexes and constraints when the tables were made (<see cref="ShapeSql"/>).</summary>
         public string Shape { get; set; } = "";
@@ -59,15 +62,16 @@ internal static partial class LedgerPartitioning
         var stamp = await ScalarAsync<long>(connection, "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint", cancellationToken).ConfigureAwait(false);
         string Name(string table, char kind = 'b') =>
             string.Create(CultureInfo.InvariantCulture, $"{table}_{kind}{PartitionDay.Suffix(day)[1..]}_{stamp}_{Random.Shared.Next(0x10000):x4}");
-        // The versions noted in a (unlogged) table of the build's, not a temporary one: the lock's transaction may run on
-        // another server connection than the build's behind a pooler in transaction mode (PgBouncer).
-        var build = new KeptBuild(Name(LedgerModel.Tasks), Name(LedgerModel.Runs), text ? Name(SearchText) : null, Name(LedgerModel.Tasks, 'v'));
+        // The changes noted in a (unlogged) table of the build's, not a temporary one: the day's writers, in their own
+        // sessions, note into it, and the lock's transaction may run on another server connection than the build's behind a
+        // pooler in transaction mode (PgBouncer).
+        var build = new KeptBuild(Name(LedgerModel.Tasks), Name(LedgerModel.Runs), text ? Name(SearchText) : null, Name(LedgerModel.Tasks, 'v'), tasks, runs);
         var versions = Q(build.Versions);
 
         // The tables first, in a transaction of their own: LIKE locks the parents (ACCESS SHARE) until its commit, and a
         // transaction holding that through the copy and the index builds would keep another process's drop (ACCESS
         // EXCLUSIVE), and every writer queued behind it, waiting (review of session 20).
-        var tables = $"CREATE UNLOGGED TABLE {versions} (\"Kind\" \"char\" NOT NULL, \"Id\" uuid NOT NULL, \"X\" text NOT NULL);\n";
+        var tables = $"CREATE UNLOGGED TABLE {versions} (\"Id\" uuid NOT NULL);\n";
         foreach (var (parent, table) in new[] { (LedgerModel.Tasks, build.Tasks), (LedgerModel.Runs, build.Runs), (SearchText, build.Text) })
         {
             if (table is not null)
@@ -76,33 +80,34 @@ internal static partial class LedgerPartitioning
             }
         }
 
-        await using (var create = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false))
-        {
-            await ExecAsync(connection, tables, cancellationToken).ConfigureAwait(false);
-            // Read in the transaction that made the tables (LIKE holds the parents until its commit): what they were made as.
-            build.Shape = await ScalarAsync<string>(connection, ShapeSql, cancellationToken).ConfigureAwait(false);
-            await create.CommitAsync(cancellationToken).ConfigureAwait(false);
-        }
-
         try
         {
-            // One snapshot for the rows and the versions noted (REPEATABLE READ). The tasks' bitmap heap scan asks for its
+            await using (var create = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false))
+            {
+                await ExecAsync(connection, tables, cancellationToken).ConfigureAwait(false);
+                // From here on, every row of the day's tasks and runs written notes its task's id (NoteChanges); committed before
+                // the copy's snapshot, so a change is in the copy, or noted, or both (then it counts as a change).
+                var schema = await ScalarAsync<string>(connection, "SELECT current_schema()::text", cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection, NoteChanges(build, schema), cancellationToken).ConfigureAwait(false);
+                // Read in the transaction that made the tables (LIKE holds the parents until its commit): what they were made as.
+                build.Shape = await ScalarAsync<string>(connection, ShapeSql, cancellationToken).ConfigureAwait(false);
+                await create.CommitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            // One snapshot for the tasks and their runs (REPEATABLE READ). The tasks' bitmap heap scan asks for its
             // pages ahead (posix_fadvise) where effective_io_concurrency allows it: raised to 64 for this read where it is
             // 1 (Linux's default) to 63; 0 (a platform without posix_fadvise, or an administrator's choice) is left. Cold,
             // 11,700 pages at 10 M waited 0.26-0.85 s for their reads against 0.30-2.31 s at 1 (docs/scale.md "Session 17 (daydrop)").
             long kept;
             await using (var copy = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false))
             {
-                await ExecAsync(connection, $"""
-                    SELECT set_config('effective_io_concurrency', '64', true) FROM (SELECT current_setting('effective_io_concurrency')::int AS n) s WHERE n BETWEEN 1 AND 63;
-                    WITH s AS MATERIALIZED (SELECT t AS r, t.xmin::text AS x FROM {tasks} t WHERE {keep}),
-                         i AS (INSERT INTO {Q(build.Tasks)} SELECT (s.r).* FROM s)
-                    INSERT INTO {versions} SELECT 't', (s.r)."Id", s.x FROM s;
-                    WITH s AS MATERIALIZED (SELECT y.r, y.v FROM {Q(build.Tasks)} k CROSS JOIN LATERAL (SELECT x AS r, x.xmin::text AS v FROM {runs} x WHERE x."TaskId" = k."Id") y),
-                         i AS (INSERT INTO {Q(build.Runs)} SELECT (s.r).* FROM s)
-                    INSERT INTO {versions} SELECT 'r', (s.r)."Id", s.v FROM s;
-                    """, cancellationToken).ConfigureAwait(false);
-                kept = await ScalarAsync<long>(connection, $"SELECT count(*) FROM {versions} WHERE \"Kind\" = 't'", cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection,
+                    "SELECT set_config('effective_io_concurrency', '64', true) FROM (SELECT current_setting('effective_io_concurrency')::int AS n) s WHERE n BETWEEN 1 AND 63",
+                    cancellationToken).ConfigureAwait(false);
+                kept = await ExecAsync(connection, $"INSERT INTO {Q(build.Tasks)} SELECT * FROM {tasks} t WHERE {keep}", cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection,
+                    $"INSERT INTO {Q(build.Runs)} SELECT y.* FROM {Q(build.Tasks)} k CROSS JOIN LATERAL (SELECT * FROM {runs} x WHERE x.\"TaskId\" = k.\"Id\") y",
+                    cancellationToken).ConfigureAwait(false);
                 await copy.CommitAsync(cancellationToken).ConfigureAwait(false);
             }
 
@@ -113,7 +118,7 @@ internal static partial class LedgerPartitioning
             }
 
             // The search text and the indexes, on the built tables alone.
-            var sql = $"ANALYZE {versions};\n";
+            var sql = "";
             if (build.Text is { } textTable)
             {
                 sql += PostgreSqlSearch.RowsOf(Q(build.Tasks), Q(build.Runs), keyed: true, into: Q(textTable)) + ";\n";
@@ -136,6 +141,13 @@ internal static partial class LedgerPartitioning
             await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
             await indexes.CommitAsync(cancellationToken).ConfigureAwait(false);
             return build;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        {
+            // The day's partitions stayed locked past the triggers' lock timeout (a long transaction on them): nothing
+            // built; the locked transaction reads the kept rows itself.
+            await DropQuietlyAsync(connection, build).ConfigureAwait(false);
+            return null;
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
         {
@@ -165,6 +177,22 @@ internal static partial class LedgerPartitioning
         catch (Exception ex) when (ex is DbException or InvalidOperationException or TimeoutException)
         {
             // The connection may be broken: the abandoned builds' pass drops them later.
+        }
+
+        // Its triggers do nothing without its table; they go now if the day's partitions are free within a second, else
+        // with the day.
+        foreach (var partition in new[] { build.DayTasks, build.DayRuns })
+        {
+            try
+            {
+                await using var transaction = await connection.BeginTransactionAsync(CancellationToken.None).ConfigureAwait(false);
+                await ExecAsync(connection, $"SET LOCAL lock_timeout = '1s'; DROP TRIGGER IF EXISTS {Q(build.Versions)} ON {partition}", CancellationToken.None).ConfigureAwait(false);
+                await transaction.CommitAsync(CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is DbException or InvalidOperationException or TimeoutException)
+            {
+                // The partition is gone (another process dropped the day) or busy.
+            }
         }
     }
 
@@ -216,14 +244,51 @@ internal static partial class LedgerPartitioning
     }
 
     /// <summary>
-    /// Under the day's lock: whether the rows to keep and their runs are still the versions <see cref="BuildKeptAsync"/>
-    /// built (the same ids, the same <c>xmin</c>), and its tables are still there. The runs are looked up by task id
-    /// (<c>OFFSET 0</c> keeps the lookup a nested loop over the run index): left to itself the planner hashed the kept
-    /// tasks and read the whole day's runs, 0.9 s against 0.34-0.44 s at 10 M (24,021 kept tasks, 37,021 runs).
+    /// The function the triggers of a day being built call (<see cref="NoteChanges"/>): notes the written row's task id
+    /// (column <c>TG_ARGV[1]</c>) into the build's table <c>TG_ARGV[0]</c>, while that table exists (a build dropped, or
+    /// abandoned and dropped an hour later, leaves a trigger that does nothing until its day goes).
     /// </summary>
-    private static async Task<bool> BuiltUnchangedAsync(DbConnection connection, KeptBuild build, string tasks, string runs, string keep, CancellationToken cancellationToken)
+    private const string NoteChangeFunction = "joblog_note_change";
+
+    /// <summary>
+    /// The statements that make the day's partitions note every task id written into them (a row inserted, updated or
+    /// deleted; for a run, its task's) into the build's table: one row trigger on each of the day's two partitions, named as
+    /// that table. The function is made (or made again) under an advisory lock, so that two processes' builds do not make it
+    /// at once. The triggers lock the day's partitions (<c>SHARE ROW EXCLUSIVE</c>) until the commit: they wait for the
+    /// writers' transactions then on them (milliseconds), and at most 10 s for a longer one (then nothing is built).
+    /// </summary>
+    private static string NoteChanges(KeptBuild build, string schema)
     {
-        var tables = new[] { build.Tasks, build.Runs, build.Text }.OfType<string>().ToList();
+        var table = "'" + Q(schema.Replace("\"", "\"\"", StringComparison.Ordinal)).Replace("'", "''", StringComparison.Ordinal) + "." + Q(build.Versions) + "'";
+        return $$"""
+            SET LOCAL lock_timeout = '10s';
+            SELECT pg_advisory_xact_lock(hashtext('{{NoteChangeFunction}}'));
+            CREATE OR REPLACE FUNCTION {{NoteChangeFunction}}() RETURNS trigger LANGUAGE plpgsql AS $f$
+            DECLARE r record;
+            BEGIN
+                IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+                IF to_regclass(TG_ARGV[0]) IS NOT NULL THEN
+                    EXECUTE format('INSERT INTO %s ("Id") SELECT ($1).%I', TG_ARGV[0], TG_ARGV[1]) USING r;
+                END IF;
+                RETURN NULL;
+            END $f$;
+            CREATE TRIGGER {{Q(build.Versions)}} AFTER INSERT OR UPDATE OR DELETE ON {{build.DayTasks}} FOR EACH ROW EXECUTE FUNCTION {{NoteChangeFunction}}({{table}}, 'Id');
+            CREATE TRIGGER {{Q(build.Versions)}} AFTER INSERT OR UPDATE OR DELETE ON {{build.DayRuns}} FOR EACH ROW EXECUTE FUNCTION {{NoteChangeFunction}}({{table}}, 'TaskId');
+            """;
+    }
+
+    /// <summary>
+    /// Under the day's lock: whether the built tables still hold what the day's drop keeps. Every task id written into the
+    /// day since the build began was noted (<see cref="NoteChanges"/>); the build stands unless one of them is a built task
+    /// or is now a task to keep (a row that is deleted with the day whatever was written does not matter). So the check
+    /// reads the notes, and the day's rows only by their ids: its cost follows what was written into the day meanwhile
+    /// (nothing, most days, for a day past its retention), not the day's size or its kept rows. Until session 30 it read
+    /// every kept task and run again and compared their versions: 0.34–0.44 s of the lock at 10 M (24,021 kept tasks,
+    /// 37,021 runs; docs/scale.md "Session 30 (scale)").
+    /// </summary>
+    private static async Task<bool> BuiltUnchangedAsync(DbConnection connection, KeptBuild build, string tasks, string keep, CancellationToken cancellationToken)
+    {
+        var tables = new[] { build.Tasks, build.Runs, build.Text, build.Versions }.OfType<string>().ToList();
         var present = await ScalarAsync<long>(connection,
             $"SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND NOT relispartition AND relname IN ({string.Join(", ", tables.Select(t => $"'{t}'"))})",
             cancellationToken).ConfigureAwait(false);
@@ -239,14 +304,11 @@ internal static partial class LedgerPartitioning
             return false;
         }
 
-        return await ScalarAsync<long>(connection, $"""
-            SELECT (SELECT count(*) FROM (SELECT t."Id", t.xmin::text AS x FROM {tasks} t WHERE {keep}) a
-                    FULL JOIN (SELECT "Id", "X" FROM {Q(build.Versions)} WHERE "Kind" = 't') b ON a."Id" = b."Id" AND a.x = b."X"
-                    WHERE a."Id" IS NULL OR b."Id" IS NULL)
-                 + (SELECT count(*) FROM (SELECT y.* FROM {Q(build.Versions)} k CROSS JOIN LATERAL (SELECT r."Id", r.xmin::text AS x FROM {runs} r WHERE r."TaskId" = k."Id" OFFSET 0) y WHERE k."Kind" = 't') a
-                    FULL JOIN (SELECT "Id", "X" FROM {Q(build.Versions)} WHERE "Kind" = 'r') b ON a."Id" = b."Id" AND a.x = b."X"
-                    WHERE a."Id" IS NULL OR b."Id" IS NULL)
-            """, cancellationToken).ConfigureAwait(false) == 0;
+        return !await ScalarAsync<bool>(connection, $"""
+            SELECT EXISTS (SELECT 1 FROM (SELECT DISTINCT "Id" FROM {Q(build.Versions)}) c
+                WHERE EXISTS (SELECT 1 FROM {Q(build.Tasks)} b WHERE b."Id" = c."Id")
+                   OR EXISTS (SELECT 1 FROM {tasks} t WHERE t."Id" = c."Id" AND {keep}))
+            """, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>

@@ -305,17 +305,18 @@ internal static partial class LedgerPartitioning
                 }
 
                 var runsExist = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(runs)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
-                if (build is not null && !await BuiltUnchangedAsync(connection, build, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false))
+                if (build is not null && !await BuiltUnchangedAsync(connection, build, tasks, keep, cancellationToken).ConfigureAwait(false))
                 {
                     // A kept row changed (or a row became one to keep) after the build: built again, under the lock.
                     await ExecAsync(connection, DropBuilt(build), cancellationToken).ConfigureAwait(false);
                     build = null;
                 }
 
+                // The built rows are read where they are (views, dropped before the commit), not copied under the lock.
                 var sql = build is not null
                     ? $"""
-                        CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {Q(build.Tasks)};
-                        CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(build.Runs)};
+                        CREATE TEMP VIEW joblog_keep_tasks AS SELECT * FROM {Q(build.Tasks)};
+                        CREATE TEMP VIEW joblog_keep_runs AS SELECT * FROM {Q(build.Runs)};
                         """
                     : $"""
                         CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t WHERE {keep};
@@ -344,6 +345,7 @@ internal static partial class LedgerPartitioning
                     {Detach(LedgerModel.Tasks, LedgerModel.Tasks + "_" + PartitionDay.Suffix(day), day)}
                     {kept}
                     {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
+                    {(build is not null ? "DROP VIEW joblog_keep_tasks, joblog_keep_runs;" : "")}
                     """;
                 await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);

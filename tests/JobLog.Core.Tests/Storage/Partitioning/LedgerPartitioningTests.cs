@@ -358,6 +358,43 @@ public class LedgerPartitioningTests
     }
 
     [Test]
+    public async Task Retention_RowsTheDropDeletesWrittenBetweenTheBuildAndTheLock_AreNoted_AndLeaveTheBuildAsItIs()
+    {
+        // Between the build and the lock, a task of the old day is dispatched and succeeds then (a late producer): the day's
+        // triggers note its id, and under the lock the note is checked alone (session 30: the kept rows are not read again).
+        // It is no kept row and none it becomes: the built tables are attached as they are, and the new success goes with the day.
+        var (host, connection, old, (success, failure, unfinished)) = await OldDayAsync();
+        await using var owned = connection;
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var late = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(3)));
+        var noted = new List<Guid>();
+
+        var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None,
+            built: async _ =>
+            {
+                recorder.Enqueue(new TaskDispatched(Task(late, "Invoice", old.AddMinutes(3))));
+                recorder.Enqueue(new RunFinished(Start(recorder, late, "Invoice", old.AddMinutes(4)), late, TaskRunState.Succeeded, old.AddMinutes(5), null, null, null));
+                await host.FlushAsync();
+                var notes = await ScalarAsync<string>(connection, "SELECT relname::text FROM pg_class WHERE relname ~ '^JobLogTasks_v[0-9]{8}_'");
+                await using var read = new NpgsqlCommand($"SELECT DISTINCT \"Id\" FROM \"{notes}\"", connection);
+                await using var reader = await read.ExecuteReaderAsync();
+                while (await reader.ReadAsync())
+                {
+                    noted.Add(reader.GetGuid(0));
+                }
+            });
+
+        Assert.That(noted, Is.EqualTo(new[] { late }), "the late task's id, noted by the day's triggers (its row and its run's)");
+        Assert.That((drop.Days, drop.Succeeded, drop.Kept, drop.Rebuilt), Is.EqualTo((2, 2, 2, 0)), "the build attached as it was");
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { failure, unfinished }));
+        Assert.That(tasks.Select(t => t.Id), Does.Not.Contain(success).And.Not.Contain(late));
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero, "no built table left");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_trigger WHERE tgname ~ '_v[0-9]{8}_'"), Is.Zero, "no trigger left");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
     public async Task Retention_AMigrationBetweenTheBuildAndTheLock_ReadsTheKeptRowsAgainUnderIt()
     {
         // An upgrade's migration runs between the build and the lock: a column and an index added, an index dropped. The
@@ -402,6 +439,7 @@ public class LedgerPartitioningTests
 
         Assert.That(error!.Message, Is.EqualTo("the lock timed out"));
         Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero, "no built table left");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_trigger WHERE tgname ~ '_v[0-9]{8}_'"), Is.Zero, "no trigger of the build's left on the day");
         Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, failure), Is.EqualTo(LedgerModel.Tasks + "_" + PartitionDay.Suffix(PartitionDay.Of(old))));
         var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None);
         Assert.That(drop.Kept, Is.EqualTo(2));
