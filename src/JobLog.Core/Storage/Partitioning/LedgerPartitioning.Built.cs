@@ -14,10 +14,12 @@ namespace JobLog.Storage.Partitioning;
 /// statement log, docs/scale.md "Session 20 (lead)"); an attached table whose indexes match the parent's is adopted
 /// without a build, and one whose check implies the day is not scanned (3–7 ms).
 /// <para>
-/// The build reads the day's rows to keep and their runs in one snapshot and notes each row's version (<c>xmin</c>) in an
-/// unlogged table of its own (<c>JobLogTasks_v…</c>; not a temporary table: behind a pooler in transaction mode the lock's
-/// transaction may run on another server connection); under the lock the same rows are read again and compared: a row updated, added or gone since (a
-/// retry, a resolution, a sweep) has another version or none, and then the built tables are dropped and the kept rows
+/// Before the build reads the day's rows to keep and their runs (in one snapshot), a row trigger on each of the day's two
+/// partitions starts noting the task id of every row written into them (<see cref="NoteChanges"/>) in an unlogged table of
+/// the build's (<c>JobLogTasks_v…</c>; not a temporary table: the day's writers note into it from their own sessions, and
+/// behind a pooler in transaction mode the lock's transaction may run on another server connection); under the lock only
+/// the noted ids are looked at (<see cref="BuiltUnchangedAsync"/>): if one is a built task or a task to keep now (a retry,
+/// a resolution, a sweep, a success that failed since), the built tables are dropped and the kept rows
 /// read and built under the lock as before. The built tables carry a name of their own until then
 /// (<c>JobLogTasks_b20261203_1796342400_3fa2</c>: the day, the server's time and a random part), so two processes
 /// dropping the same day never take each other's; one left by a process stopped before its lock is dropped an hour later
@@ -345,7 +347,7 @@ internal static partial class LedgerPartitioning
     private static string DropBuilt(KeptBuild build, bool tasksAndRuns = true) =>
         $"DROP TABLE IF EXISTS {string.Join(", ", new[] { tasksAndRuns ? build.Tasks : null, tasksAndRuns ? build.Runs : null, build.Text }.OfType<string>().Select(Q))};\n";
 
-    /// <summary>Drops the table of the versions noted at the build (after the day's commit, or with the built tables).</summary>
+    /// <summary>Drops the table of the ids noted since the build began (after the day's commit, or with the built tables).</summary>
     private static string DropVersions(KeptBuild build) => $"DROP TABLE IF EXISTS {Q(build.Versions)};\n";
 
     /// <summary>
