@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Reflection;
 using MassTransit;
 using MassTransit.Courier.Contracts;
 
@@ -15,6 +16,9 @@ internal static class InternalMessages
 {
     private static readonly ConcurrentDictionary<Type, bool> s_cache = new();
 
+    /// <summary>MassTransit's signing key's token (empty were it unsigned).</summary>
+    private static readonly byte[] s_publicKeyToken = typeof(Fault).Assembly.GetName().GetPublicKeyToken() ?? [];
+
     public static bool IsInternal(Type messageType) => s_cache.GetOrAdd(messageType, Classify);
 
     private static bool Classify(Type type)
@@ -29,8 +33,18 @@ internal static class InternalMessages
             return false;
         }
 
-        var assembly = type.Assembly.GetName().Name ?? "";
-        var ns = type.Namespace ?? "";
-        return assembly.StartsWith("MassTransit", StringComparison.Ordinal) && ns.StartsWith("MassTransit", StringComparison.Ordinal);
+        return IsMassTransits(type.Assembly.GetName()) && IsMassTransit(type.Namespace ?? "");
     }
+
+    /// <summary>
+    /// MassTransit's own assemblies (<c>MassTransit</c>, <c>MassTransit.Abstractions</c>, <c>MassTransit.RabbitMqTransport</c>,
+    /// …), signed with MassTransit's key: not an application's that is merely named like it (<c>MassTransitShop</c>,
+    /// or <c>MassTransit.Shop</c> unsigned).
+    /// </summary>
+    private static bool IsMassTransits(AssemblyName assembly) =>
+        IsMassTransit(assembly.Name ?? "") && (assembly.GetPublicKeyToken() ?? []).AsSpan().SequenceEqual(s_publicKeyToken);
+
+    /// <summary><c>MassTransit</c> or a name under it (<c>MassTransit.Contracts</c>), not one that merely begins so.</summary>
+    private static bool IsMassTransit(string name) =>
+        name == "MassTransit" || name.StartsWith("MassTransit.", StringComparison.Ordinal);
 }
