@@ -290,6 +290,37 @@ public class TaskSearchTests(LedgerProvider provider)
         Assert.That(await SearchAsync(Text(Guid.NewGuid())), Is.Empty);
     }
 
+    /// <summary>
+    /// Ids are matched whole (docs/search.md): a part of one, the eight hex digits the dashboard's list shows or the
+    /// first group, finds a task only where its text holds it as typed.
+    /// </summary>
+    [Test]
+    public async Task Search_ByAPartOfAnId_FindsNoTaskByItsId()
+    {
+        var task = _tasks[3];
+        var d = task.Id.ToString("D");
+        string[] parts = [string.Concat(d.AsSpan(19, 4), d.AsSpan(32, 4)), d[..8], task.Id.ToString("N")[..31], task.TraceId![..31]];
+
+        foreach (var part in parts)
+        {
+            Assert.That(Substring(part), Is.Empty, $"[{part}] is in no task's text");
+            Assert.That(await SearchAsync(part), Is.Empty, $"q = [{part}]");
+        }
+    }
+
+    /// <summary>A match never spans the end of Input and the start of TaskKwargs (docs/search.md, "Within one column").</summary>
+    [Test]
+    public async Task Search_NeverMatchesAcrossTheJointOfInputAndTaskKwargs()
+    {
+        var task = _tasks[0];
+        var joint = task.Input![^4..] + task.TaskKwargs![..4];
+
+        Assert.That(await SearchAsync(task.Input[^4..]), Does.Contain(task.Id), "the end of Input alone");
+        Assert.That(await SearchAsync(task.TaskKwargs[..4]), Does.Contain(task.Id), "the start of TaskKwargs alone");
+        Assert.That(await SearchAsync(joint), Is.Empty, $"q = [{joint}]");
+        Assert.That(await SearchAsync(joint, window: 100), Is.Empty, $"q = [{joint}], the newest rows one by one");
+    }
+
     [Test]
     public async Task Search_ByATraceId_FindsTheTask_AlsoFromATraceparent()
     {
