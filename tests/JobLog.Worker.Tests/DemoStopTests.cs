@@ -68,6 +68,7 @@ public class DemoStopTests
 
             Assert.That(text, Does.Not.Contain("Tasks by state:"), "stopped before its summary\n" + text + await errors);
             Assert.That(text, Does.Contain("Stopped before the demo tasks finished."));
+            Assert.That(text, Does.Contain("waiting for them to finish (at most 30 s; Ctrl+C stops)"), "it said how to stop it");
             Assert.That(process.ExitCode, Is.EqualTo(code));
         }
         finally
@@ -148,7 +149,7 @@ public class DemoStopTests
     }
 
     /// <summary>Whether <paramref name="signal"/> is ignored by this process (the SigIgn mask in /proc/self/status).</summary>
-    private static bool IgnoredHere(int signal) =>
+    internal static bool IgnoredHere(int signal) =>
         File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal)) is { } line
         && (ulong.Parse(line["SigIgn:".Length..].Trim(), System.Globalization.NumberStyles.HexNumber, System.Globalization.CultureInfo.InvariantCulture) & (1UL << (signal - 1))) != 0;
 }

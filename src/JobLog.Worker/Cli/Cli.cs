@@ -177,14 +177,28 @@ internal static class Cli
         {
             app.Lifetime.ApplicationStarted.Register(() => _ = Task.Run(async () =>
             {
+                // First, before the consumers' logs and the failing demo tasks' stack traces: where to look, how to stop.
+                app.Logger.LogInformation("Publishing the demo tasks and requests; open {Url}/joblog to watch them (Ctrl+C stops the worker).", app.Urls.FirstOrDefault());
                 var bus = app.Services.GetRequiredService<IBus>();
                 var count = await DemoPublisher.PublishAsync(bus, 3, app.Lifetime.ApplicationStopping);
-                await DemoHttpEndpoints.ExerciseAsync(app.Services, app.Lifetime.ApplicationStopping);
-                app.Logger.LogInformation("Published {Count} demo tasks; open {Url}/joblog", count, app.Urls.FirstOrDefault());
+                var requests = await DemoHttpEndpoints.ExerciseAsync(app.Services, app.Lifetime.ApplicationStopping);
+                app.Logger.LogInformation("Published {Count} demo tasks and sent {Requests} demo HTTP requests.", count, requests);
             }));
         }
 
-        await app.RunAsync();
+        // Taken now: RunAsync disposes the application, and its services with it, before its exception reaches this method.
+        var stopping = app.Lifetime.ApplicationStopping;
+        try
+        {
+            await app.RunAsync();
+        }
+        catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+        {
+            // Stopped (Ctrl+C, SIGTERM) while it started, e.g. while the migration waited: the host's start ends with
+            // this exception; the stop was asked for, as a stop after the start is.
+            await context.Console.Out.WriteLineAsync("Stopped while starting.");
+        }
+
         return 0;
     }
 }

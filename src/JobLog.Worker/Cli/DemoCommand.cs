@@ -37,7 +37,7 @@ internal static class DemoCommand
             var bus = app.Services.GetRequiredService<IBus>();
             var started = time.GetUtcNow().UtcDateTime;
             var count = await DemoPublisher.PublishAsync(bus, 1, ct);
-            await output.WriteLineAsync($"Published {count} demo tasks; waiting for them to finish…");
+            await output.WriteLineAsync($"Published {count} demo tasks; waiting for them to finish (at most 30 s; Ctrl+C stops)…");
             await output.WriteLineAsync($"Sent {await DemoHttpEndpoints.ExerciseAsync(app.Services, ct)} demo HTTP requests.");
             var deadline = started.AddSeconds(30);
             Dictionary<TaskState, int> counts;
