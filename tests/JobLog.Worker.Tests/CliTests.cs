@@ -69,6 +69,19 @@ public class CliTests
         Assert.That(error, Does.Contain("/proc/joblog-nowhere"));
     }
 
+    [TestCase("task", "123")]
+    [TestCase("retry", "123")]
+    [TestCase("resolve", "123")]
+    public async Task AnIdThatIsNotOne_ExitsWith2_SayingWhichValueIsNot_AsEveryCommandThatTakesIds(string command, string value)
+    {
+        // task said "task needs one task id" when it had been given one, which was not a GUID.
+        await using var ledger = TestLedger.Sqlite();
+        var (exit, _, error) = await RunAsync(command, value, "--ConnectionStrings:JobLog=" + ledger.ConnectionString);
+
+        Assert.That(exit, Is.EqualTo(2), error);
+        Assert.That(error, Does.StartWith($"error: '{value}' is not a task id, e.g. "), error);
+    }
+
     [Test]
     public async Task Purge_WithoutType_IsAParseError()
     {
