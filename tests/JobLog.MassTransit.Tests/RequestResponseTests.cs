@@ -13,6 +13,18 @@ public sealed record InventoryCounted(int Items);
 
 public sealed record Ping(int Number);
 
+public interface IStockEvent
+{
+    int Sku { get; }
+}
+
+public sealed record StockAdjusted(int Sku, int By) : IStockEvent;
+
+public sealed class StockEventConsumer : IConsumer<IStockEvent>
+{
+    public Task Consume(ConsumeContext<IStockEvent> context) => Task.CompletedTask;
+}
+
 public sealed class CheckStockConsumer : IConsumer<CheckStock>
 {
     public Task Consume(ConsumeContext<CheckStock> context) => context.RespondAsync(new StockLevel(context.Message.Sku, 12));
@@ -109,6 +121,21 @@ public class RequestResponseTests(Transport transport)
 
         var task = await Eventually(_bus, t => t.Id == id && t.State == TaskState.Succeeded, "consumed");
         Assert.That(task.Runs.Select(r => r.ConsumerType), Is.EqualTo(new[] { "ChargeCardConsumer" }));
+    }
+
+    [Test]
+    public async Task PublishedEvent_ConsumedThroughAnInterfaceItImplements_HasNoNoConsumerRun()
+    {
+        // docs/masstransit.md: closed when no consumer takes "its type, a base type or an interface".
+        _bus = await BusFixture.StartAsync(transport, x => x.AddConsumer<StockEventConsumer>(), options: o => o.CloseUnconsumedPublishes = true);
+        var id = NewId.NextGuid();
+
+        await _bus.Bus.Publish(new StockAdjusted(7, -1), x => x.MessageId = id);
+
+        var task = await Eventually(_bus, t => t.Id == id && t.State == TaskState.Succeeded, "consumed");
+        await _bus.Host.FlushAsync();
+        task = await _bus.Host.TaskAsync(id);
+        Assert.That(task.Runs.Select(r => r.ConsumerType), Is.EqualTo(new[] { "StockEventConsumer" }));
     }
 
     [Test]
