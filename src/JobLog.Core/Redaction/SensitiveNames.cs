@@ -35,11 +35,12 @@ internal sealed class SensitiveNames
 
     public bool IsSensitive(string name)
     {
-        if (_cache.TryGetValue(name, out var cached))
-        {
-            return cached;
-        }
+        // The lookup apart from the closures of the first call: a name seen before allocates nothing.
+        return _cache.TryGetValue(name, out var cached) ? cached : Resolve(name);
+    }
 
+    private bool Resolve(string name)
+    {
         var n = Normalize(name);
         var sensitive = _exact.Contains(n, StringComparer.Ordinal) || _wildcards.Any(parts => MatchesWildcard(n, parts))
             // A nested name (card[pin], Users[0].Pin: forms, queries, model binding) is also read part by part.
