@@ -16,11 +16,14 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
     // that same exception object (MassTransit's OpenBehavior), which must not read as their own failure.
     private static readonly ConditionalWeakTable<Exception, StrongBox<Guid>> s_failedDeliveries = new();
 
+    // Static factories: a lambda reading the filter's flag would be a new delegate for every delivery.
+    private static readonly PayloadFactory<DeliveryState> s_newDelivery = static () => new DeliveryState();
+    private static readonly PayloadFactory<DeliveryState> s_newMediatorDelivery =
+        static () => new DeliveryState { Caller = (JobLogScope.CurrentTaskRunId, JobLogScope.CurrentInputRequestId) };
+
     public async Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
     {
-        var delivery = context.GetOrAddPayload(() => mediator
-            ? new DeliveryState { Caller = (JobLogScope.CurrentTaskRunId, JobLogScope.CurrentInputRequestId) }
-            : new DeliveryState());
+        var delivery = context.GetOrAddPayload(mediator ? s_newMediatorDelivery : s_newDelivery);
         var recorder = services.Recorder;
         try
         {
