@@ -75,6 +75,8 @@ internal sealed class BenchOptions
                              migration: SQLite's FTS5 tables, PostgreSQL's trigram indexes; not a supported configuration)
           --row-triggers     SQLite: keep every trigger firing per row in the writer's batches, as before session 6 (a
                              no-op trigger of the bench's own makes the writer fall back; also for writer)
+          --run-input task|rendered  writer: each run unrendered, taking the task row's Input, TaskArgs and TaskKwargs
+                     as the bus's run filter leaves it (task, the default), or rendered on the consume path (rendered)
           --hold on|off|S    Journaled: a busy writer holds a dispatch back up to S seconds for its run, writing the task
                              once (default on = 5 s, as the library; also for the writer bench's "dispatch then run" profile)
           --hold-capacity N  the most dispatches held at once (default 8 x MaxBatchSize)
@@ -207,6 +209,12 @@ internal sealed class BenchOptions
     /// <summary>JobLogOptions.SearchIndex for the throughput and writer runs.</summary>
     public bool SearchIndex { get; private set; } = true;
 
+    /// <summary>
+    /// Writer: each run's Input, TaskArgs and TaskKwargs rendered on the consume path (true), or, as the bus's run filter
+    /// leaves them (false, the default), unrendered, with the message's deferred rendering: the run takes the task row's.
+    /// </summary>
+    public bool RunsRendered { get; private set; }
+
     /// <summary>The writer's hold on dispatches in Journaled mode (JobLogOptions.HoldDispatches), for throughput and writer runs.</summary>
     public bool Hold => HoldFor > TimeSpan.Zero;
 
@@ -309,6 +317,14 @@ internal sealed class BenchOptions
                 case "--dump-statements": o.DumpStatements = Value(); break;
                 case "--drop-index": o.DropIndexes = Value().Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries); break;
                 case "--jit-settle": o.JitSettle = TimeSpan.FromSeconds(double.Parse(Value(), CultureInfo.InvariantCulture)); break;
+                case "--run-input":
+                    o.RunsRendered = Value() switch
+                    {
+                        "rendered" => true,
+                        "task" => false,
+                        var v => throw new ArgumentException($"Unknown --run-input '{v}' (rendered or task)."),
+                    };
+                    break;
                 case "--hold":
                     var hold = Value();
                     o.HoldFor = hold switch

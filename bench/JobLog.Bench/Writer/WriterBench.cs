@@ -91,8 +91,16 @@ internal sealed class WriterBench(BenchOptions options)
         }
     });
 
+    private static readonly ChargeCard Message = new(42, 10.5m, "EUR", "order-42");
+
+    private MessageRenderer? _renderer;
+
     private (TaskDispatched Dispatch, LedgerRecord[] Consumed) Records(RenderedMessage rendered, int i, DateTime now)
     {
+        // The bus's run filter does not render the message: its run and seed carry the rendering deferred, and the run's
+        // insert takes Input, TaskArgs and TaskKwargs from the task row (RunRow.InputFromTask). --run-input rendered: as before.
+        RenderedMessage? runRendered = options.RunsRendered ? rendered : null;
+        var deferred = options.RunsRendered ? null : new DeferredRendering(Message, _renderer!);
         var taskId = NewId.NextGuid();
         var task = new TaskPayload
         {
@@ -105,13 +113,13 @@ internal sealed class WriterBench(BenchOptions options)
         var run = new RunPayload
         {
             Id = NewId.NextSequentialGuid(), TaskId = taskId, Name = "ChargeCard", QueueName = "charge-card", ConsumerType = "ChargeCardConsumer",
-            Input = rendered.Input, TaskArgs = rendered.TaskArgs, TaskKwargs = rendered.TaskKwargs, Start = now.AddMilliseconds(1),
+            Input = runRendered?.Input, TaskArgs = runRendered?.TaskArgs, TaskKwargs = runRendered?.TaskKwargs, Start = now.AddMilliseconds(1),
             Host = "bench", WaitingTime = 0.001,
         };
         var seed = new TaskPayload
         {
-            Id = taskId, Name = "ChargeCard", QueueName = "charge-card", Input = rendered.Input, TaskArgs = rendered.TaskArgs,
-            TaskKwargs = rendered.TaskKwargs, DispatchedAt = now, EstimatedTimeOfFirstArrival = now, ConversationId = task.ConversationId,
+            Id = taskId, Name = "ChargeCard", QueueName = "charge-card", Input = runRendered?.Input, TaskArgs = runRendered?.TaskArgs,
+            TaskKwargs = runRendered?.TaskKwargs, DispatchedAt = now, EstimatedTimeOfFirstArrival = now, ConversationId = task.ConversationId,
             SourceAddress = task.SourceAddress,
         };
         var consumed = new List<LedgerRecord>();
@@ -126,7 +134,7 @@ internal sealed class WriterBench(BenchOptions options)
                 consumed.Add(new RunNextRetryKnown(((RunStarted)consumed[^2]).Run.Id, start));
             }
 
-            consumed.Add(new RunStarted(attemptRun, seed, false));
+            consumed.Add(new RunStarted(attemptRun, seed, false, deferred));
             if (attempt < failures)
             {
                 // The throughput bench's UseMessageRetry(Immediate(n)) has no retry observer: the next attempt's start gives
@@ -194,7 +202,8 @@ internal sealed class WriterBench(BenchOptions options)
         await DropLogSearchAsync(ledger);
         using var stats = new WriterStats();
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        var rendered = host.Services.GetRequiredService<MessageRenderer>().Render(new ChargeCard(42, 10.5m, "EUR", "order-42"));
+        _renderer = host.Services.GetRequiredService<MessageRenderer>();
+        var rendered = _renderer.Render(Message);
         var now = DateTime.UtcNow;
         var messages = options.Messages;
         var records = Enumerable.Range(0, messages).Select(i => Records(rendered, i, now)).ToList();
