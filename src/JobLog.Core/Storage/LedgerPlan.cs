@@ -57,7 +57,7 @@ internal sealed class RunRow(TaskRunLog run, int ordinal, bool inputFromTask = f
     public int Ordinal { get; } = ordinal;
 
     /// <summary>Input, TaskArgs and TaskKwargs are the task row's (see <see cref="RunStarted.Rendering"/>).</summary>
-    public bool InputFromTask { get; } = inputFromTask;
+    public bool InputFromTask { get; set; } = inputFromTask;
 }
 
 internal enum RunUpdateKind

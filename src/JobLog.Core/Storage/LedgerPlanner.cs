@@ -182,6 +182,11 @@ internal sealed class LedgerPlanner(LedgerDatabase database)
             plan.Ensured.RemoveAll(e => dispatched.ContainsKey(e.Task.Id));
         }
 
+        if (dispatched.Count > 0 && database.Provider == LedgerProvider.Sqlite)
+        {
+            TakeInputFromDispatches(plan, dispatched);
+        }
+
         if (plan.DispatchFailures.Count > 0 && touched.Count > 0)
         {
             // A run of the task in this batch, before or after its failed dispatch: the broker delivered the message
@@ -199,6 +204,27 @@ internal sealed class LedgerPlanner(LedgerDatabase database)
     /// <summary>Writes <paramref name="plan"/> in one transaction.</summary>
     public Task CommitAsync(SqlExecutor executor, LedgerPlan plan, TimeSpan timeout, CancellationToken cancellationToken) =>
         executor.CommitAsync(plan, timeout, cancellationToken);
+
+    /// <summary>
+    /// A run that takes Input, TaskArgs and TaskKwargs from its task row (<see cref="RunRow.InputFromTask"/>) gets them
+    /// from its task's dispatch when this batch writes that dispatch: the task phase, before the runs, leaves exactly the
+    /// dispatch's values in the row (inserted, or the producer's fields over a row that was there). On SQLite the insert
+    /// then binds them instead of reading the task row once per column (three key lookups per run).
+    /// </summary>
+    private static void TakeInputFromDispatches(LedgerPlan plan, Dictionary<Guid, int> dispatched)
+    {
+        foreach (var row in plan.Runs)
+        {
+            if (row.InputFromTask && dispatched.TryGetValue(row.Run.TaskId, out var at))
+            {
+                var task = plan.Dispatched[at].Task;
+                row.Run.Input = task.Input;
+                row.Run.TaskArgs = task.TaskArgs;
+                row.Run.TaskKwargs = task.TaskKwargs;
+                row.InputFromTask = false;
+            }
+        }
+    }
 
     private static void Fold(TaskRunLog run, TaskRunState state, DateTime? stop, string? error, string? output, DateTime? nextRetry)
     {

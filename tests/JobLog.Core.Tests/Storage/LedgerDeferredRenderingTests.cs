@@ -111,6 +111,49 @@ public class LedgerDeferredRenderingTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task DispatchAndRunInOneBatch_OverAConsumersRow_RunTakesWhatTheTaskRowHolds()
+    {
+        // The consumer's first attempt created the row from its own rendering; the producer's dispatch then arrives in one
+        // batch with the second attempt: the row takes the producer's fields, and so does the run.
+        var id = Guid.NewGuid();
+        var (first, seed) = Consumed(id, T0.AddSeconds(1));
+        _recorder.Enqueue(new RunStarted(first, seed, false, new DeferredRendering(new Charge(42, "x"), _renderer)));
+        _recorder.Enqueue(new RunFinished(first.Id, id, TaskRunState.Retried, T0.AddSeconds(2), "boom", null, null));
+        await _host.FlushAsync();
+        _recorder.Enqueue(new TaskDispatched(new TaskPayload
+        {
+            Id = id, Name = "Charge", Input = "from the producer", TaskArgs = "[1]", TaskKwargs = "{\"a\":1}", DispatchedAt = T0,
+        }));
+        var (second, _) = Consumed(id, T0.AddSeconds(3));
+        _recorder.Enqueue(new RunStarted(second, seed, false, new DeferredRendering(new Charge(42, "x"), _renderer)));
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(id);
+        var run = task.Runs.Single(r => r.Id == second.Id);
+
+        Assert.That((task.Input, task.TaskArgs, task.TaskKwargs), Is.EqualTo(("from the producer", "[1]", "{\"a\":1}")));
+        Assert.That((run.Input, run.TaskArgs, run.TaskKwargs), Is.EqualTo((task.Input, task.TaskArgs, task.TaskKwargs)));
+    }
+
+    [Test]
+    public async Task DispatchedTwiceAndRunInOneBatch_RunTakesTheLastDispatch_AsTheTaskRowDoes()
+    {
+        var id = Guid.NewGuid();
+        _recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "Charge", Input = "first", TaskArgs = "[1]", DispatchedAt = T0 }));
+        var (run, seed) = Consumed(id, T0.AddSeconds(1));
+        _recorder.Enqueue(new RunStarted(run, seed, false, new DeferredRendering(new Charge(42, "x"), _renderer)));
+        // The last dispatch's fields win; this one has no rendering at all (null texts).
+        _recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "Charge", DispatchedAt = T0 }));
+        await _host.FlushAsync();
+
+        var task = await _host.TaskAsync(id);
+        var stored = task.Runs.Single();
+
+        Assert.That((task.Input, task.TaskArgs, task.TaskKwargs), Is.EqualTo(((string?)null, (string?)null, (string?)null)));
+        Assert.That((stored.Input, stored.TaskArgs, stored.TaskKwargs), Is.EqualTo((task.Input, task.TaskArgs, task.TaskKwargs)));
+    }
+
+    [Test]
     public async Task RunWithItsOwnRendering_KeepsIt()
     {
         var id = Guid.NewGuid();
