@@ -75,8 +75,9 @@ internal sealed class BenchOptions
                              migration: SQLite's FTS5 tables, PostgreSQL's trigram indexes; not a supported configuration)
           --row-triggers     SQLite: keep every trigger firing per row in the writer's batches, as before session 6 (a
                              no-op trigger of the bench's own makes the writer fall back; also for writer)
-          --run-input task|rendered  writer: each run unrendered, taking the task row's Input, TaskArgs and TaskKwargs
-                     as the bus's run filter leaves it (task, the default), or rendered on the consume path (rendered)
+          --run-input task|rendered  writer: each run unrendered, taking the task row's Input, TaskArgs and
+                             TaskKwargs as the bus's run filter leaves it (task, the default), or rendered on the
+                             consume path (rendered; the shape sessions 11-29 measured)
           --hold on|off|S    Journaled: a busy writer holds a dispatch back up to S seconds for its run, writing the task
                              once (default on = 5 s, as the library; also for the writer bench's "dispatch then run" profile)
           --hold-capacity N  the most dispatches held at once (default 8 x MaxBatchSize)
