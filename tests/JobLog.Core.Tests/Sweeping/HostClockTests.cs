@@ -53,5 +53,7 @@ public class HostClockTests
         Assert.That(swept.HostRuns, Is.Zero, "the live host's run is left");
         Assert.That((await live.TaskAsync(task.Id)).State, Is.EqualTo(TaskState.Active));
         Assert.That(hosts.Single(h => h.InstanceId == recorder.InstanceId).State, Is.EqualTo(HostState.Alive));
+        // Session 30: its age too (the Hosts page's "(... ago)", the CLI's AGE), by the clock the heartbeat is stamped with.
+        Assert.That(hosts.Single(h => h.InstanceId == recorder.InstanceId).SecondsSinceHeartbeat, Is.LessThan(off.TotalSeconds / 2));
     }
 }
