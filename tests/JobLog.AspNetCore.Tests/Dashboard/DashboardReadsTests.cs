@@ -25,20 +25,10 @@ public class DashboardReadsTests
     [Test]
     public async Task ListRequestsThatHoldTheirConnections_DoNotKeepTheWriterFromTheLedger()
     {
-        var ledger = await TestLedger.PostgresAsync();
         // No command timeout: the list queries wait for as long as the lock is held (with one, each gives its connection
         // back when it times out, and the writer gets it then).
-        var connectionString = ledger.ConnectionString + ";Maximum Pool Size=3;Max Auto Prepare=0;Command Timeout=0";
-        await using var host = await DashboardHost.StartAsync(ledger, services: b => b.Services.Configure<JobLogOptions>(o => o.UseNpgsql(connectionString)));
-        await host.GetStringAsync("/joblog/api/requests/in");
-
-        await using var outside = new NpgsqlConnection(ledger.ConnectionString + ";Pooling=false");
-        await outside.OpenAsync();
-        await using var transaction = await outside.BeginTransactionAsync();
-        await using (var lockTable = new NpgsqlCommand("LOCK TABLE \"JobLogInputRequests\" IN ACCESS EXCLUSIVE MODE", outside, transaction))
-        {
-            await lockTable.ExecuteNonQueryAsync();
-        }
+        await using var locked = await LockedRequests.StartAsync(";Maximum Pool Size=3;Max Auto Prepare=0;Command Timeout=0");
+        var (host, outside, transaction, ledger) = (locked.Host, locked.Outside, locked.Transaction, locked.Host.Ledger);
 
         var flood = Enumerable.Range(0, 12).Select(i => host.Client.GetAsync($"/joblog/api/requests/in?user=u{i}&limit=500")).ToList();
         await LedgerHost.EventuallyAsync(
@@ -87,17 +77,8 @@ public class DashboardReadsTests
     [Test]
     public async Task AListQueryThatTimesOut_IsA503WithRetryAfter_NotAnUnhandledError()
     {
-        var ledger = await TestLedger.PostgresAsync();
-        await using var host = await DashboardHost.StartAsync(ledger, services: b => b.Services.Configure<JobLogOptions>(o => o.UseNpgsql(ledger.ConnectionString + ";Command Timeout=1")));
-        await host.GetStringAsync("/joblog/api/requests/in");
-
-        await using var outside = new NpgsqlConnection(ledger.ConnectionString + ";Pooling=false");
-        await outside.OpenAsync();
-        await using var transaction = await outside.BeginTransactionAsync();
-        await using (var lockTable = new NpgsqlCommand("LOCK TABLE \"JobLogInputRequests\" IN ACCESS EXCLUSIVE MODE", outside, transaction))
-        {
-            await lockTable.ExecuteNonQueryAsync();
-        }
+        await using var locked = await LockedRequests.StartAsync(";Command Timeout=1");
+        var (host, transaction) = (locked.Host, locked.Transaction);
 
         foreach (var url in new[] { "/joblog/api/requests/in?user=u", "/joblog/requests/in?user=u" })
         {
@@ -153,6 +134,36 @@ public class DashboardReadsTests
         foreach (var url in reads)
         {
             await host.GetStringAsync(url);
+        }
+    }
+
+    /// <summary>
+    /// A dashboard on a fresh PostgreSQL ledger whose connection string has <c>settings</c> added, and a session of its
+    /// own (not pooled) that holds an exclusive lock on the inbound requests until its transaction ends.
+    /// </summary>
+    private sealed record LockedRequests(DashboardHost Host, NpgsqlConnection Outside, NpgsqlTransaction Transaction) : IAsyncDisposable
+    {
+        public static async Task<LockedRequests> StartAsync(string settings)
+        {
+            var ledger = await TestLedger.PostgresAsync();
+            var host = await DashboardHost.StartAsync(ledger, services: b => b.Services.Configure<JobLogOptions>(o => o.UseNpgsql(ledger.ConnectionString + settings)));
+            await host.GetStringAsync("/joblog/api/requests/in");
+            var outside = new NpgsqlConnection(ledger.ConnectionString + ";Pooling=false");
+            await outside.OpenAsync();
+            var transaction = await outside.BeginTransactionAsync();
+            await using (var lockTable = new NpgsqlCommand("LOCK TABLE \"JobLogInputRequests\" IN ACCESS EXCLUSIVE MODE", outside, transaction))
+            {
+                await lockTable.ExecuteNonQueryAsync();
+            }
+
+            return new LockedRequests(host, outside, transaction);
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            await Transaction.DisposeAsync();
+            await Outside.DisposeAsync();
+            await Host.DisposeAsync();
         }
     }
 
