@@ -96,10 +96,17 @@ public class CliTests
     {
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
 
-        var (exit, _, error) = await RunAsync("tasks", "--state", "bogus", "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString);
+        var setting = "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString;
 
-        Assert.That(exit, Is.EqualTo(2));
-        Assert.That(error, Does.StartWith("error: 'state' must be one of"));
+        var state = await RunAsync("tasks", "--state", "bogus", setting);
+        var search = await RunAsync("failures", "--q", new string('x', 201), setting);
+        var since = await RunAsync("failures", "--since", "soon", setting);
+
+        // The option's name as the user typed it on this command line (--search for the API's 'q'), not the API's parameter.
+        Assert.That((state.Exit, search.Exit, since.Exit), Is.EqualTo((2, 2, 2)));
+        Assert.That(state.Error, Does.StartWith("error: --state must be one of"));
+        Assert.That(search.Error, Does.StartWith("error: --search must be at most 200 characters"));
+        Assert.That(since.Error, Does.StartWith("error: --since must look like 15m"));
     }
 
     [Test]

@@ -55,7 +55,7 @@ public class FailuresCommandTests
         Assert.That((groups[0].GetProperty("id").GetString(), groups[0].GetProperty("count").GetInt32()), Is.EqualTo((groupId, 3)));
         Assert.That(JsonDocument.Parse(byType).RootElement.GetProperty("groups")[0].GetProperty("key").GetString(), Is.EqualTo("Charge"));
         Assert.That(ids, Has.All.Matches<Guid>(id => group.Contains(id.ToString(), StringComparison.Ordinal)));
-        Assert.That(bad, Does.Contain("'by' must be one of"));
+        Assert.That(bad, Does.Contain("--by must be one of"));
     }
 
     [Test]

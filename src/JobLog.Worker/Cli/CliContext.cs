@@ -33,12 +33,26 @@ internal sealed class CliContext(CliConsole console, IReadOnlyList<string> setti
         {
             return await body();
         }
-        catch (Exception ex) when (ex is CliUsageException or JobLog.Querying.FilterException or InvalidDataException)
+        catch (JobLog.Querying.FilterException ex)
+        {
+            await console.ErrorAsync(InOptionWords(ex.Message));
+            return 2;
+        }
+        catch (Exception ex) when (ex is CliUsageException or InvalidDataException)
         {
             await console.ErrorAsync(ex.Message);
             return 2;
         }
     }
+
+    /// <summary>
+    /// A filter's error, which names the API's parameter (<c>'state' must be …</c>), in the command line's words: the
+    /// option (<c>--state must be …</c>; the API's <c>q</c> is <c>--search</c>).
+    /// </summary>
+    internal static string InOptionWords(string message) =>
+        message.StartsWith('\'') && message.IndexOf('\'', 1) is > 1 and var end
+            ? "--" + (message[1..end] is "q" ? "search" : message[1..end]) + message[(end + 1)..]
+            : message;
 
     private List<string> ArgumentsOf(string name)
     {
