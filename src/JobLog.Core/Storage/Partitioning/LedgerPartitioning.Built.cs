@@ -144,10 +144,11 @@ internal static partial class LedgerPartitioning
             await indexes.CommitAsync(cancellationToken).ConfigureAwait(false);
             return build;
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable)
+        catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.LockNotAvailable or PostgresErrorCodes.DeadlockDetected)
         {
-            // The day's partitions stayed locked past the triggers' lock timeout (a long transaction on them): nothing
-            // built; the locked transaction reads the kept rows itself.
+            // The day's partitions stayed locked past the triggers' lock timeout (a long transaction on them), or a writer
+            // holding the runs' partition waited for the tasks' one: nothing built; the locked transaction reads the kept
+            // rows itself.
             await DropQuietlyAsync(connection, build).ConfigureAwait(false);
             return null;
         }
@@ -255,9 +256,11 @@ internal static partial class LedgerPartitioning
     /// <summary>
     /// The statements that make the day's partitions note every task id written into them (a row inserted, updated or
     /// deleted; for a run, its task's) into the build's table: one row trigger on each of the day's two partitions, named as
-    /// that table. The function is made (or made again) under an advisory lock, so that two processes' builds do not make it
-    /// at once. The triggers lock the day's partitions (<c>SHARE ROW EXCLUSIVE</c>) until the commit: they wait for the
-    /// writers' transactions then on them (milliseconds), and at most 10 s for a longer one (then nothing is built).
+    /// that table. The function is made where it is missing, under an advisory lock, so that two processes' builds do not
+    /// make it at once (and never replaced: a process of another role could not). The writers insert the notes as
+    /// themselves: a role that writes the ledger needs INSERT on the tables the retention's role makes. The triggers lock
+    /// the day's partitions (<c>SHARE ROW EXCLUSIVE</c>) until the commit: they wait for the writers' transactions then on
+    /// them (milliseconds), and at most 10 s for a longer one (then nothing is built, as on a deadlock with a writer).
     /// </summary>
     private static string NoteChanges(KeptBuild build, string schema)
     {
@@ -265,15 +268,19 @@ internal static partial class LedgerPartitioning
         return $$"""
             SET LOCAL lock_timeout = '10s';
             SELECT pg_advisory_xact_lock(hashtext('{{NoteChangeFunction}}'));
-            CREATE OR REPLACE FUNCTION {{NoteChangeFunction}}() RETURNS trigger LANGUAGE plpgsql AS $f$
-            DECLARE r record;
-            BEGIN
-                IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
-                IF to_regclass(TG_ARGV[0]) IS NOT NULL THEN
-                    EXECUTE format('INSERT INTO %s ("Id") SELECT ($1).%I', TG_ARGV[0], TG_ARGV[1]) USING r;
+            DO $d$ BEGIN
+                IF to_regprocedure('{{NoteChangeFunction}}()') IS NULL THEN
+                    CREATE FUNCTION {{NoteChangeFunction}}() RETURNS trigger LANGUAGE plpgsql AS $f$
+                    DECLARE r record;
+                    BEGIN
+                        IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+                        IF to_regclass(TG_ARGV[0]) IS NOT NULL THEN
+                            EXECUTE format('INSERT INTO %s ("Id") SELECT ($1).%I', TG_ARGV[0], TG_ARGV[1]) USING r;
+                        END IF;
+                        RETURN NULL;
+                    END $f$;
                 END IF;
-                RETURN NULL;
-            END $f$;
+            END $d$;
             CREATE TRIGGER {{Q(build.Versions)}} AFTER INSERT OR UPDATE OR DELETE ON {{build.DayTasks}} FOR EACH ROW EXECUTE FUNCTION {{NoteChangeFunction}}({{table}}, 'Id');
             CREATE TRIGGER {{Q(build.Versions)}} AFTER INSERT OR UPDATE OR DELETE ON {{build.DayRuns}} FOR EACH ROW EXECUTE FUNCTION {{NoteChangeFunction}}({{table}}, 'TaskId');
             """;
