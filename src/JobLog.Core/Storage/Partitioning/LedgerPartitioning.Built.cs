@@ -183,11 +183,17 @@ internal static partial class LedgerPartitioning
         }
 
         // Its triggers do nothing without its table; they go now if the day's partitions are free within a second, else
-        // with the day.
+        // with the day. DROP TRIGGER locks its table ACCESS EXCLUSIVE (writers queue behind it): only where there is one.
         foreach (var partition in new[] { build.DayTasks, build.DayRuns })
         {
             try
             {
+                if (!await ScalarAsync<bool>(connection,
+                    $"SELECT EXISTS (SELECT 1 FROM pg_trigger WHERE tgrelid = to_regclass('{partition}') AND tgname = '{build.Versions}')", CancellationToken.None).ConfigureAwait(false))
+                {
+                    continue;
+                }
+
                 await using var transaction = await connection.BeginTransactionAsync(CancellationToken.None).ConfigureAwait(false);
                 await ExecAsync(connection, $"SET LOCAL lock_timeout = '1s'; DROP TRIGGER IF EXISTS {Q(build.Versions)} ON {partition}", CancellationToken.None).ConfigureAwait(false);
                 await transaction.CommitAsync(CancellationToken.None).ConfigureAwait(false);
