@@ -266,7 +266,9 @@ internal static partial class LedgerPartitioning
     /// make it at once (and never replaced: a process of another role could not). The writers insert the notes as
     /// themselves: a role that writes the ledger needs INSERT on the tables the retention's role makes. The triggers lock
     /// the day's partitions (<c>SHARE ROW EXCLUSIVE</c>) until the commit: they wait for the writers' transactions then on
-    /// them (milliseconds), and at most 10 s for a longer one (then nothing is built, as on a deadlock with a writer).
+    /// them (milliseconds), and at most 10 s for a longer one (then nothing is built, as on a deadlock with a writer). The
+    /// runs' partition first, as the writer's batch takes them: its updates by id lock every runs partition, then every
+    /// tasks partition (the derivation); the other order deadlocked the build with a batch in between (review of session 30).
     /// </summary>
     private static string NoteChanges(KeptBuild build, string schema)
     {
@@ -287,8 +289,8 @@ internal static partial class LedgerPartitioning
                     END $f$;
                 END IF;
             END $d$;
-            CREATE TRIGGER {{Q(build.Versions)}} AFTER INSERT OR UPDATE OR DELETE ON {{build.DayTasks}} FOR EACH ROW EXECUTE FUNCTION {{NoteChangeFunction}}({{table}}, 'Id');
             CREATE TRIGGER {{Q(build.Versions)}} AFTER INSERT OR UPDATE OR DELETE ON {{build.DayRuns}} FOR EACH ROW EXECUTE FUNCTION {{NoteChangeFunction}}({{table}}, 'TaskId');
+            CREATE TRIGGER {{Q(build.Versions)}} AFTER INSERT OR UPDATE OR DELETE ON {{build.DayTasks}} FOR EACH ROW EXECUTE FUNCTION {{NoteChangeFunction}}({{table}}, 'Id');
             """;
     }
 

@@ -395,6 +395,54 @@ public class LedgerPartitioningTests
     }
 
     [Test]
+    public async Task Retention_AWriterBetweenItsRunsAndItsTasks_WhileTheBuildMakesTheDaysTriggers_DeadlocksNeither()
+    {
+        // The writer's batch updates runs by id (a lock on every runs partition, the old day's too), then derives their
+        // tasks by id (every tasks partition): the build, which locks the day's two partitions for its triggers, must take
+        // them in that order, or each waits for the other (review of session 30: 'deadlock detected', 40P01).
+        var (host, connection, _, _) = await OldDayAsync();
+        await using var owned = connection;
+        await using var writer = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await writer.OpenAsync();
+        await using var transaction = await writer.BeginTransactionAsync();
+        await ScalarAsync<int>(writer, $"UPDATE \"{LedgerModel.Runs}\" SET \"Id\" = \"Id\" WHERE \"Id\" = ANY(ARRAY['{Guid.NewGuid()}']::uuid[]); SELECT 1");
+        var pid = await ScalarAsync<int>(connection, "SELECT pg_backend_pid()");
+        var writerPid = await ScalarAsync<int>(writer, "SELECT pg_backend_pid()");
+
+        var drop = LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None);
+        while (!await ScalarAsync<bool>(writer, $"SELECT {writerPid} = ANY(pg_blocking_pids({pid}))"))
+        {
+            Assert.That(drop.IsCompleted, Is.False, "the build waits for the writer's lock on the day's runs");
+            await System.Threading.Tasks.Task.Delay(20);
+        }
+
+        Assert.That(await ScalarAsync<string>(writer, $"SELECT query FROM pg_stat_activity WHERE pid = {pid}"), Does.Contain("CREATE TRIGGER"), "the build's triggers wait");
+        Exception? writerError = null;
+        try
+        {
+            await ScalarAsync<int>(writer, $"UPDATE \"{LedgerModel.Tasks}\" SET \"Id\" = \"Id\" WHERE \"Id\" = ANY(ARRAY['{Guid.NewGuid()}']::uuid[]); SELECT 1");
+            await transaction.CommitAsync();
+        }
+        catch (PostgresException e)
+        {
+            writerError = e;
+        }
+
+        Exception? dropError = null;
+        try
+        {
+            await drop;
+        }
+        catch (PostgresException e)
+        {
+            dropError = e;
+        }
+
+        Assert.That((writerError?.Message, dropError?.Message), Is.EqualTo(((string?)null, (string?)null)), "neither the writer nor the drop fails");
+        Assert.That((await drop).Kept, Is.EqualTo(2));
+    }
+
+    [Test]
     public async Task Retention_AMigrationBetweenTheBuildAndTheLock_ReadsTheKeptRowsAgainUnderIt()
     {
         // An upgrade's migration runs between the build and the lock: a column and an index added, an index dropped. The
