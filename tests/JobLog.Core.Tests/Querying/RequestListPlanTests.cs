@@ -87,7 +87,11 @@ public class RequestListPlanTests(LedgerProvider provider, bool partitioned)
 
         for (var i = 0; i < Commands; i++)
         {
-            var at = now.AddMinutes(-i);
+            // Five seconds apart, within the requests' 50 minutes: a span of hours (a minute apart, 10 h) put the older
+            // commands in the default partition when the fill ran in the first hours of a day (UTC; a clean-clone CI run at
+            // 03:00 failed the 'failed' outcome on a Seq Scan of JobLogCommands_default), which a ledger whose days have their
+            // partitions does not have.
+            var at = now.AddSeconds(-5 * i);
             recorder.Enqueue(new CommandRecorded(new CommandPayload
             {
                 Id = Guid.CreateVersion7(at), Name = "import-" + (i % 8), Input = "--batch " + i, Start = at, Stop = at.AddSeconds(5),
