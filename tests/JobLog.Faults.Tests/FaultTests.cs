@@ -148,10 +148,6 @@ public sealed class FaultTests
 
     [Test]
     [CancelAfter(300_000)]
-    [Explicit("Open (session 30 lead): a clean-clone CI run (04:10 UTC) failed it once with 'without producer fields 4041': the "
-        + "publisher's spool, its directory deleted, could not be written again ('[1049] … was deleted, and every spool slot "
-        + "of this ledger is held by a live process', from LedgerSpool.FreeSlot after TryTake of its own slot failed), so it "
-        + "gave the spool up (1048) and its records were lost. No spool code changed in session 30; it passed in earlier CI runs.")]
     public async Task SpoolDirectoryDeletedWhileTheQueueOverflowsDuringAnOutage_ThenThePublisherKilled_EverySendThatReturnedIsATask()
     {
         // Session 23: sends that returned while the queue was full are only in the spool file (not the journal); its

@@ -497,19 +497,31 @@ internal sealed class LedgerSpool : IDisposable
         {
             if (_file is not null)
             {
-                OpenOrCheck();
+                OpenOrCheck(orTheDeletedFile: false);
             }
         }
     }
 
-    /// <summary>Under <c>_gate</c>: the open file, opened now (its directory made when missing) or written again when it was deleted.</summary>
-    private FileStream OpenOrCheck()
+    /// <summary>
+    /// Under <c>_gate</c>: the open file, opened now (its directory made when missing) or written again when it was
+    /// deleted. When it cannot be written again (a cleaner deleting the directory again meanwhile, a refused directory),
+    /// the deleted file's handle, which still holds every record, unless <paramref name="orTheDeletedFile"/> is false:
+    /// appends and reads go on with it, and the timer's <see cref="CheckFile"/> tries again (and says why it failed).
+    /// </summary>
+    private FileStream OpenOrCheck(bool orTheDeletedFile = true)
     {
         if (_file is not null)
         {
             if (!SpoolFiles.StillAt(_identity, Path))
             {
-                WriteAgain(_file);
+                try
+                {
+                    WriteAgain(_file);
+                }
+                catch (Exception ex) when (orTheDeletedFile && ex is IOException or UnauthorizedAccessException)
+                {
+                    // Giving the spool up here would lose what it holds (session 31): the check tries again in a second.
+                }
             }
 
             return _file;
@@ -618,7 +630,9 @@ internal sealed class LedgerSpool : IDisposable
             }
         }
 
-        throw new IOException($"JobLog's spool file {Path} was deleted, and every spool slot of this ledger is held by a live process.");
+        throw Directory.Exists(_directory)
+            ? new IOException($"JobLog's spool file {Path} was deleted, and every spool slot of this ledger is held by a live process.")
+            : new DirectoryNotFoundException($"JobLog's spool file {Path} was deleted, and its directory {_directory} was deleted again while JobLog wrote it again.");
     }
 
     /// <summary>The records returned by the last <see cref="ReadNext"/> are committed.</summary>

@@ -81,6 +81,94 @@ public class SpoolRecoveryTests
         }
     }
 
+    /// <summary>
+    /// Session 31 (a clean-clone CI run's fault test, 'without producer fields 4041'): a cleaner deleting the spool's
+    /// directory while the process writes the file again (its directory gone between the process's mkdir and its lock
+    /// file's open) made the write-again fail; the append that met it was refused (a record dropped) and the writer's read
+    /// gave the spool up (1048), so the spooled records were in no file and lost at the kill. The deleted file's handle
+    /// still holds them: a failed write-again is tried again, nothing is dropped or given up.
+    /// </summary>
+    [Test]
+    [CancelAfter(60_000)]
+    public async Task SpoolDirectoryDeletedAgainAndAgainWhileRecordsAreSpooled_NothingIsDroppedOrGivenUp_AndEveryRecordReachesTheLedger()
+    {
+        var spool = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        try
+        {
+            await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
+            {
+                o.QueueCapacity = 1000;
+                o.MaxBatchSize = 500;
+                o.SpoolDirectory = spool;
+                o.AcknowledgeTimeout = TimeSpan.FromMilliseconds(200);
+                o.CommandTimeout = TimeSpan.FromSeconds(1);
+                o.MaxRetryDelay = TimeSpan.FromMilliseconds(200);
+            });
+            var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+            var ids = new List<Guid>();
+            void Record(int count)
+            {
+                for (var i = 0; i < count; i++)
+                {
+                    var id = Guid.NewGuid();
+                    ids.Add(id);
+                    recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
+                }
+            }
+
+            await using (var blocker = await host.LockSqliteLedgerAsync())
+            {
+                Record(3000);
+                Assert.That(recorder.IsSpooling, Is.True);
+
+                // The cleaner: the directory deleted again and again, racing every write-again of the file.
+                using var stop = new CancellationTokenSource();
+                var deletions = 0;
+                var cleaner = Task.Run(() =>
+                {
+                    while (!stop.IsCancellationRequested)
+                    {
+                        try
+                        {
+                            Directory.Delete(spool, recursive: true);
+                            deletions++;
+                        }
+                        catch (IOException)
+                        {
+                            // Missing, or a file made in it meanwhile: again.
+                        }
+                    }
+                });
+                for (var round = 0; round < 40; round++)
+                {
+                    Record(25);
+                    await Task.Delay(25);
+                }
+
+                await stop.CancelAsync();
+                await cleaner;
+                TestContext.Out.WriteLine($"deletions: {deletions}");
+                Assert.That(deletions, Is.GreaterThan(1), "the cleaner raced the writes");
+
+                await using var rollback = blocker.CreateCommand();
+                rollback.CommandText = "ROLLBACK";
+                await rollback.ExecuteNonQueryAsync();
+            }
+
+            await LedgerHost.EventuallyAsync(
+                async () => await host.QueryAsync(db => db.TaskLogs.CountAsync()) == ids.Count && !recorder.IsSpooling,
+                TimeSpan.FromSeconds(30), "every record reaches the ledger");
+            Assert.That(recorder.Dropped, Is.Zero);
+        }
+        finally
+        {
+            if (Directory.Exists(spool))
+            {
+                Directory.Delete(spool, recursive: true);
+            }
+        }
+    }
+
     [Test]
     public async Task SpoolFilesLeftInTwoSlotsByStoppedProcesses_AreBothReplayedByTheNextProcess()
     {
