@@ -30,6 +30,51 @@ public class CliTests
         }
     }
 
+    /// <summary>
+    /// Session 30 users' finding: `tasks`/`failures` described their options in lower case without a full stop, the other
+    /// commands in sentences, and `retry --by` said its default twice (its own "Default: the OS user." and
+    /// System.CommandLine's "[default: root]"). Every option and argument is described in one style: a sentence.
+    /// </summary>
+    [Test]
+    public void EveryOptionAndArgument_IsDescribedInASentence_AndSaysItsDefaultOnce()
+    {
+        using var output = new StringWriter();
+        var root = Cli.Cli.Root(new CliContext(CliConsole.Redirected(output), [], []));
+        var offenders = new List<string>();
+        void Walk(System.CommandLine.Command command, string path)
+        {
+            foreach (var option in command.Options.Where(o => o is not System.CommandLine.Help.HelpOption and not System.CommandLine.VersionOption))
+            {
+                Check($"{path} {option.Name}", option.Description, option.HasDefaultValue);
+            }
+
+            foreach (var argument in command.Arguments)
+            {
+                Check($"{path} <{argument.Name}>", argument.Description, argument.HasDefaultValue);
+            }
+
+            foreach (var sub in command.Subcommands)
+            {
+                Walk(sub, path + " " + sub.Name);
+            }
+        }
+
+        void Check(string what, string? description, bool shownDefault)
+        {
+            if (string.IsNullOrEmpty(description) || !char.IsUpper(description[0]) || !description.EndsWith('.'))
+            {
+                offenders.Add($"{what}: '{description}' is not a sentence");
+            }
+            else if (shownDefault && description.Contains("default", StringComparison.OrdinalIgnoreCase))
+            {
+                offenders.Add($"{what}: '{description}' says its default, and the help shows it too");
+            }
+        }
+
+        Walk(root, "joblog");
+        Assert.That(offenders, Is.Empty);
+    }
+
     [TestCase("tasks", "--bogus")]
     [TestCase("purge", "--type", "tasks", "--older-than", "30d", "--nope")]
     [TestCase("bogus")]

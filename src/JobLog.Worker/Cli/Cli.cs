@@ -66,7 +66,7 @@ internal static class Cli
         }
     }
 
-    private static RootCommand Root(CliContext context)
+    internal static RootCommand Root(CliContext context)
     {
         var demo = new Option<bool>("--demo") { Description = "Publish demo tasks and requests at start." };
         var urls = new Option<string?>("--urls") { Description = "Where the dashboard listens (default: " + WorkerSettings.DefaultUrls + ")." };

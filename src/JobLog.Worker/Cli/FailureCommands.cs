@@ -17,7 +17,7 @@ internal static class FailureCommands
     private static Command Retry(CliContext context)
     {
         var ids = new Argument<string[]>("task-id") { Description = "The failed tasks to retry.", Arity = ArgumentArity.OneOrMore };
-        var by = new Option<string>("--by") { Description = "Who asks (kept with the action). Default: the OS user.", DefaultValueFactory = _ => Environment.UserName };
+        var by = new Option<string>("--by") { Description = "Who asks (kept with the action).", DefaultValueFactory = _ => Environment.UserName };
         var noWait = new Option<bool>("--no-wait") { Description = "Record the retry and exit; do not follow its progress." };
         var command = new Command(
             "retry",
@@ -63,7 +63,7 @@ internal static class FailureCommands
     private static Command Resolve(CliContext context)
     {
         var ids = new Argument<string[]>("task-id") { Description = "The failed tasks to resolve.", Arity = ArgumentArity.OneOrMore };
-        var by = new Option<string>("--by") { Description = "Who asks (kept with the action). Default: the OS user.", DefaultValueFactory = _ => Environment.UserName };
+        var by = new Option<string>("--by") { Description = "Who asks (kept with the action).", DefaultValueFactory = _ => Environment.UserName };
         var note = new Option<string?>("--note") { Description = "Why (kept with the action)." };
         var archive = new Option<bool>("--archive") { Description = "Archive instead of resolve." };
         var delete = new Option<bool>("--delete-kept") { Description = "Also delete the kept messages (they can no longer be retried)." };

@@ -15,17 +15,17 @@ internal static class FailuresCommand
     {
         var filters = new (string Name, string Description)[]
         {
-            ("by", "exception (the default: exception type and first frame of the application's code), type or queue"),
-            ("group", "a group's id: list its failures instead of the groups"),
-            ("internal", "true|all: MassTransit's own messages (hidden by default)"),
-            ("name", "the task name"),
-            ("queue", "the queue whose consumer failed, or the one the task was sent to"),
-            ("since", "a period back from now: 15m, 1h, 7d"),
-            ("from", "an ISO 8601 time (UTC unless an offset is given)"),
-            ("to", "an ISO 8601 time (UTC unless an offset is given)"),
-            ("search", "a substring of the error or the message"),
-            ("limit", "groups (or failures) per page, 1 to 500 (default 50)"),
-            ("cursor", "with --group: the next page's position (printed under the previous page)"),
+            ("by", "Group by exception (the default: the exception type and the first frame of the application's code), type or queue."),
+            ("group", "A group's id: list its failures instead of the groups."),
+            ("internal", "Also MassTransit's own messages, hidden unless asked for: true or all."),
+            ("name", "The task name."),
+            ("queue", "The queue whose consumer failed, or the one the task was sent to."),
+            ("since", "A period back from now: 15m, 1h, 7d."),
+            ("from", "An ISO 8601 time (UTC unless an offset is given)."),
+            ("to", "An ISO 8601 time (UTC unless an offset is given)."),
+            ("search", "A substring of the error or the message."),
+            ("limit", "Groups (or failures) per page, 1 to 500 (default 50)."),
+            ("cursor", "With --group: the next page's position (printed under the previous page)."),
         };
         var options = filters.ToDictionary(f => f.Name, f => new Option<string?>("--" + f.Name) { Description = f.Description }, StringComparer.Ordinal);
         options["search"].Aliases.Add("--q");

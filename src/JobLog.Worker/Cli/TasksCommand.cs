@@ -21,16 +21,16 @@ internal static class TasksCommand
     {
         var filters = new (string Name, string Description)[]
         {
-            ("state", "waiting|active|succeeded|failed|retried|expired|cancelled, or a list: failed,expired"),
-            ("internal", "true|all: MassTransit's own messages (hidden by default)"),
-            ("name", "the task name"),
-            ("queue", "the queue or exchange it was sent to or consumed from"),
-            ("since", "a period back from now: 15m, 1h, 7d"),
-            ("from", "an ISO 8601 time (UTC unless an offset is given)"),
-            ("to", "an ISO 8601 time (UTC unless an offset is given)"),
-            ("search", "text in the input, message or a run's error, or a message, correlation, conversation, run or trace id (at most 200 characters)"),
-            ("limit", "rows per page, 1 to 500 (default 50)"),
-            ("cursor", "the next page's position (printed under the previous page)"),
+            ("state", "One of waiting, active, succeeded, failed, retried, expired, cancelled, or a list: failed,expired."),
+            ("internal", "Also MassTransit's own messages, hidden unless asked for: true or all."),
+            ("name", "The task name."),
+            ("queue", "The queue or exchange it was sent to or consumed from."),
+            ("since", "A period back from now: 15m, 1h, 7d."),
+            ("from", "An ISO 8601 time (UTC unless an offset is given)."),
+            ("to", "An ISO 8601 time (UTC unless an offset is given)."),
+            ("search", "Text in the input, message or a run's error, or a message, correlation, conversation, run or trace id (at most 200 characters)."),
+            ("limit", "Rows per page, 1 to 500 (default 50)."),
+            ("cursor", "The next page's position (printed under the previous page)."),
         };
         var options = filters.ToDictionary(f => f.Name, f => new Option<string?>("--" + f.Name) { Description = f.Description }, StringComparer.Ordinal);
         options["search"].Aliases.Add("--q");
