@@ -532,6 +532,14 @@ internal sealed class LedgerSpool : IDisposable
             throw new SpoolFileRefusedException(Path, "its directory is refused: " + refusal);
         }
 
+        if (_lock is not null && !SpoolFiles.StillAt(_lock, Path + ".lock"))
+        {
+            // The slot's lock file went with a deleted directory: another process may have taken the slot since.
+            var (path, held) = TryTake(Path) is { } own ? (Path, own) : FreeSlot();
+            _lock.Dispose();
+            (_lock, Path) = (held, path);
+        }
+
         _file = SpoolFiles.Open(Path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite | FileShare.Delete);
         _identity = SpoolFiles.IdentityOf(_file);
         if (_file.Length > 0)
@@ -648,9 +656,15 @@ internal sealed class LedgerSpool : IDisposable
 
         lock (_gate)
         {
+            // A file not written again after its deletion is not at the path any more; the slot's lock went with it,
+            // and what is at the path now may be another process's spool file.
+            var own = _file is null || SpoolFiles.StillAt(_identity, Path);
             _file?.Dispose();
             _file = null;
-            File.Delete(Path);
+            if (own)
+            {
+                File.Delete(Path);
+            }
         }
 
         _length = 0;

@@ -169,6 +169,61 @@ public class SpoolRecoveryTests
         }
     }
 
+    /// <summary>
+    /// Session 31: a spool that could not be written again goes on with its deleted file's handle; its slot's lock went with
+    /// the directory, so another process may have taken the slot and made its own file at the same path. Once everything
+    /// is replayed, finishing must not delete that file (it is not this spool's).
+    /// </summary>
+    [Test]
+    [Platform("Linux")]
+    [System.Runtime.Versioning.UnsupportedOSPlatform("windows")]
+    public void SpoolReplayedFromItsDeletedFile_DoesNotDeleteTheFileAnotherProcessMadeAtItsPath()
+    {
+        var root = Path.Combine(Path.GetTempPath(), "joblog-test-spool-" + Guid.NewGuid().ToString("N"));
+        var spool = Path.Combine(root, "spool");
+        const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
+        try
+        {
+            using var owner = LedgerSpool.Claim(spool, "ledger", 1 << 20, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance)!;
+            var id = Guid.NewGuid();
+            Assert.That(owner.TryAppend(new TaskDispatched(new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow })), Is.True);
+
+            // Deleted, then made again writable by others: this spool refuses it, so its file is not written again.
+            Directory.Delete(spool, recursive: true);
+            Directory.CreateDirectory(spool, Private);
+            File.SetUnixFileMode(spool, Private | UnixFileMode.OtherWrite);
+            var theirs = owner.Path;
+            File.WriteAllText(theirs, "another process's spooled records\n");
+            Assert.That(owner.TryAppend(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow })), Is.True,
+                "appended to the deleted file's handle");
+            Assert.That(() => owner.CheckFile(), Throws.InstanceOf<IOException>(), "the refusal is said by the check");
+
+            var read = new List<LedgerRecord>();
+            owner.ReadNext(read, 100, out var unreadable);
+            Assert.That((read.Count, unreadable), Is.EqualTo((2, 0)), "both records read from the deleted file");
+            owner.MarkReplayed();
+            Assert.That(owner.TryFinish(), Is.True);
+            Assert.That(File.Exists(theirs) ? File.ReadAllText(theirs) : "(deleted)", Is.EqualTo("another process's spooled records\n"));
+
+            // The next overflow, the directory fit again: not into the other process's file, whose slot it holds.
+            File.SetUnixFileMode(spool, Private);
+            using (var theirLock = new FileStream(theirs + ".lock", FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None))
+            {
+                Assert.That(owner.TryAppend(new TaskDispatched(new TaskPayload { Id = Guid.NewGuid(), Name = "T", DispatchedAt = DateTime.UtcNow })), Is.True);
+                Assert.That(File.ReadAllText(theirs), Is.EqualTo("another process's spooled records\n"), "their file untouched");
+                Assert.That(owner.Path, Is.Not.EqualTo(theirs), "a slot of its own");
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(root))
+            {
+                File.SetUnixFileMode(spool, Private);
+                Directory.Delete(root, recursive: true);
+            }
+        }
+    }
+
     [Test]
     public async Task SpoolFilesLeftInTwoSlotsByStoppedProcesses_AreBothReplayedByTheNextProcess()
     {
