@@ -1,6 +1,7 @@
 using System.Buffers.Text;
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
+using System.Text;
 using Microsoft.AspNetCore.DataProtection;
 
 namespace JobLog.Internal;
@@ -27,6 +28,9 @@ internal sealed class ParentStampKey
     private const int MacBytes = 16;
     private const int SignedBytes = 32 + MacBytes;
     private const int MaxOpenedKeys = 64;
+
+    /// <summary>What a text's MAC begins with (see <see cref="TextMac"/>).</summary>
+    private static ReadOnlySpan<byte> TextDomain => "JobLog.SignedText.v1\0"u8;
 
     private readonly IDataProtector _protector;
     private readonly byte[] _key = RandomNumberGenerator.GetBytes(32);
@@ -88,6 +92,53 @@ internal sealed class ParentStampKey
         }
 
         return (run == Guid.Empty ? null : run, request == Guid.Empty ? null : request);
+    }
+
+    /// <summary>
+    /// The signature of <paramref name="text"/> carried by message <paramref name="messageId"/>, <c>{sealed key}.{MAC}</c>:
+    /// for values JobLog sets in clear headers and reads back in another process (a job's consumer and name).
+    /// </summary>
+    public string SignText(string text, Guid messageId)
+    {
+        Span<byte> mac = stackalloc byte[MacBytes];
+        TextMac(_key, text, messageId, mac);
+        return string.Concat(_sealed.Value, ".", Base64Url.EncodeToString(mac));
+    }
+
+    /// <summary>
+    /// True when <paramref name="signature"/> is this or another process's (with the same keys) <see cref="SignText"/> of
+    /// <paramref name="text"/> on message <paramref name="messageId"/>; false for anything else.
+    /// </summary>
+    public bool CheckText(string? signature, string text, Guid messageId)
+    {
+        var dot = signature?.LastIndexOf('.') ?? -1;
+        Span<byte> mac = stackalloc byte[MacBytes];
+        if (dot <= 0
+            || !Base64Url.IsValid(signature.AsSpan(dot + 1), out var length) || length != MacBytes
+            || Base64Url.DecodeFromChars(signature.AsSpan(dot + 1), mac) != MacBytes
+            || Open(signature.AsSpan(0, dot)) is not { } key)
+        {
+            return false;
+        }
+
+        Span<byte> expected = stackalloc byte[MacBytes];
+        TextMac(key, text, messageId, expected);
+        return CryptographicOperations.FixedTimeEquals(expected, mac);
+    }
+
+    /// <summary>
+    /// The MAC of a text on a message; its data begins with <see cref="TextDomain"/>, so it can never be taken for a
+    /// parent stamp's (run, request, message id) or the other way round.
+    /// </summary>
+    private static void TextMac(byte[] key, string text, Guid messageId, Span<byte> mac)
+    {
+        var data = new byte[TextDomain.Length + 16 + Encoding.UTF8.GetByteCount(text)];
+        TextDomain.CopyTo(data);
+        messageId.TryWriteBytes(data.AsSpan(TextDomain.Length));
+        Encoding.UTF8.GetBytes(text, data.AsSpan(TextDomain.Length + 16));
+        Span<byte> full = stackalloc byte[HMACSHA256.HashSizeInBytes];
+        HMACSHA256.HashData(key, data, full);
+        full[..MacBytes].CopyTo(mac);
     }
 
     /// <summary>Writes run and request in the first 32 bytes of <paramref name="signed"/>, and their MAC with the message id after.</summary>

@@ -304,6 +304,43 @@ public class JobConsumerTests
     }
 
     /// <summary>
+    /// JobLog's headers naming a retried job's consumer and name on its <c>JobAttemptFaulted</c> (session 30) are clear
+    /// text: a sender that publishes a <c>JobAttemptFaulted</c> of its own for a running job, with a retry delay and those
+    /// headers set to another lane, made the job saga's process believe them. Cancelled then, the job's cancellation was a
+    /// run named as the sender chose, on a consumer that does not exist. Only a signed pair is believed; a forged one leaves
+    /// the cancellation to the job service's own run.
+    /// </summary>
+    [Test]
+    public async Task CancelJob_AfterAForgedAttemptFaultWithJobHeaders_TheCancellationIsNotOnTheForgedLane()
+    {
+        _host = await JobBus.StartAsync(more: x => x.AddConsumer<RenderFrameConsumer>(c => c.Options<JobOptions<RenderFrame>>(o => o.SetRetry(r => r.None()))));
+        var bus = _host.Services.GetTestHarness().Bus;
+        var jobId = await bus.SubmitJob(new RenderFrame(7, 600_000), CancellationToken.None);
+        await WaitFor(_host, jobId, t => t.State == TaskState.Active, "the job's attempt runs");
+
+        await bus.Publish<JobAttemptFaulted>(new
+        {
+            JobId = jobId,
+            AttemptId = NewId.NextGuid(),
+            RetryAttempt = 0,
+            RetryDelay = TimeSpan.FromMinutes(1),
+            Timestamp = DateTime.UtcNow,
+            Exceptions = new InvalidOperationException("forged"),
+        }, x =>
+        {
+            x.Headers.Set("JobLog-JobConsumer", "ForgedConsumer");
+            x.Headers.Set("JobLog-JobName", "ForgedName");
+        });
+        await _host.Services.GetTestHarness().Consumed.Any<JobAttemptFaulted>(m => m.Context.Message.JobId == jobId);
+        await bus.CancelJob(jobId, "the customer gave up");
+
+        var task = await WaitFor(_host, jobId, t => t.Runs.Any(r => r.State == TaskRunState.Cancelled), "the job's cancellation is recorded");
+        var cancelled = task.Runs.Where(r => r.State == TaskRunState.Cancelled).Select(r => (r.Name, r.ConsumerType)).ToList();
+        Assert.That(cancelled, Is.EqualTo(new[] { ("CancelJob", JobLog.MassTransit.Internal.Jobs.JobTasks.JobService) }));
+        Assert.That(task.Name, Is.EqualTo("RenderFrame"));
+    }
+
+    /// <summary>
     /// A recurring job starting in the last hour DateTime holds, in a time zone: MassTransit's cron parser throws an
     /// <see cref="ArgumentOutOfRangeException"/> computing the occurrence after it. Before, only format and time-zone errors
     /// were caught, so the submission's record failed and the job had no task.

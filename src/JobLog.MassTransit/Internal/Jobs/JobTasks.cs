@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Reflection;
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using JobLog.Internal;
 using JobLog.MassTransit.Internal.Courier;
 using JobLog.Recording;
 using MassTransit;
@@ -43,6 +44,12 @@ internal static class JobTasks
     internal const string ConsumerHeader = "JobLog-JobConsumer";
 
     internal const string NameHeader = "JobLog-JobName";
+
+    /// <summary>
+    /// The signature of those two headers on that very message (<see cref="ParentStampKey.SignText"/>): only a
+    /// <c>JobAttemptFaulted</c> a JobLog process sent names the lane; the clear headers are anyone's to set.
+    /// </summary>
+    internal const string SignatureHeader = "JobLog-JobSignature";
 
     /// <summary>What is taken from those headers (a consumer's and a task's name), at most.</summary>
     private const int HeaderValueLimit = 250;
@@ -104,6 +111,7 @@ internal static class JobTasks
                 {
                     context.Headers.Set(ConsumerHeader, outcome.ConsumerType);
                     context.Headers.Set(NameHeader, outcome.Name);
+                    Sign(services, context, outcome.ConsumerType, outcome.Name);
                 }
 
                 return false;
@@ -162,11 +170,36 @@ internal static class JobTasks
         if (context.TryGetPayload<ConsumeContext>(out var consume)
             && consume.TryGetMessage<JobAttemptFaulted>(out _)
             && consume.Headers.Get<string>(ConsumerHeader) is { Length: > 0 } consumer
-            && consume.Headers.Get<string>(NameHeader) is { Length: > 0 } name)
+            && consume.Headers.Get<string>(NameHeader) is { Length: > 0 } name
+            && consume.MessageId is { } messageId
+            && services.StampKey.CheckText(consume.Headers.Get<string>(SignatureHeader), Signed(consumer, name), messageId))
         {
             WaitingToRetry(services, jobId, name[..Math.Min(name.Length, HeaderValueLimit)], consumer[..Math.Min(consumer.Length, HeaderValueLimit)], due);
         }
     }
+
+    /// <summary>Signs the job's consumer and name on the <c>JobAttemptFaulted</c> being sent.</summary>
+    private static void Sign(TaskLoggingServices services, SendContext context, string consumer, string name)
+    {
+        if (context.MessageId is not { } messageId)
+        {
+            return;
+        }
+
+        try
+        {
+            context.Headers.Set(SignatureHeader, services.StampKey.SignText(Signed(consumer, name), messageId));
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Recording never breaks the business path: Data Protection failing to seal the key leaves the headers
+            // unsigned, and a cancellation while the job waits to retry is then the job service's run.
+            services.StampFailed(ex);
+        }
+    }
+
+    /// <summary>The text signed for a job's consumer and name (a line break ends the consumer's name: no type name holds one).</summary>
+    private static string Signed(string consumer, string name) => string.Concat(consumer, "\n", name);
 
     /// <summary>
     /// True when the job saga schedules its <c>JobSlotWaitElapsed</c> for a scheduled job's next occurrence: after an
