@@ -247,6 +247,56 @@ internal static class DayRollups
         {HourView}
         """;
 
+    /// <summary>Whether the two minute-grained day rollups are partitioned by day (<see cref="Partition"/>).</summary>
+    internal const string PartitionedSql =
+        "SELECT coalesce((SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass('" + TD + "')), FALSE) " +
+        "AND coalesce((SELECT relkind = 'p' FROM pg_class WHERE oid = to_regclass('" + RD + "')), FALSE)";
+
+    /// <summary>The tables partitioned by day like the ledger (<see cref="Partition"/>): a day's drop truncates or drops their day partition.</summary>
+    internal static readonly string[] DayTables = [Tasks, Runs];
+
+    /// <summary>
+    /// Makes <c>JobLogTaskDays</c> and <c>JobLogRunDays</c> range-partitioned by day, as the ledger (session 31): a day's drop
+    /// then empties the day's partition (<c>TRUNCATE</c>, or <c>DROP</c> with no kept rows) instead of deleting its
+    /// ~60,000 minute rows each under the lock (220-630 ms at 2 M tasks, session 30). A table that is not partitioned is
+    /// renamed <c>_default</c> (its key and index renamed with it) and attached as the new table's default partition: no
+    /// row is copied or scanned (a default partition alone has no other partition's range to check). Its rows stay there
+    /// and their days go by <c>DELETE</c> as before; the day partitions are made ahead with the ledger's
+    /// (<see cref="LedgerPartitioning.EnsureAheadAsync"/>). The minute views are made again: a view names its table by
+    /// oid, which the rename kept. Idempotent.
+    /// </summary>
+    internal static readonly string Partition = $$"""
+        {{PartitionOne(Tasks, TaskKey)}}
+        {{PartitionOne(Runs, Key + ", \"Minute\", \"Name\"")}}
+        {{MinuteViews}}
+        """;
+
+    private static string PartitionOne(string table, string key) => $$"""
+        DO $partition$ BEGIN
+            IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('"{{table}}"')) = 'r' THEN
+                ALTER TABLE "{{table}}" RENAME TO "{{table}}_default";
+                EXECUTE format('ALTER TABLE %I RENAME CONSTRAINT %I TO %I', '{{table}}_default',
+                    (SELECT conname FROM pg_constraint WHERE conrelid = '"{{table}}_default"'::regclass AND contype = 'p'), '{{table}}_default_pkey');
+                ALTER INDEX IF EXISTS "IX_{{table}}_Minute" RENAME TO "{{table}}_default_Minute_idx";
+                CREATE TABLE "{{table}}" (LIKE "{{table}}_default" INCLUDING DEFAULTS INCLUDING CONSTRAINTS) PARTITION BY RANGE ({{Key}});
+                ALTER TABLE "{{table}}" ADD CONSTRAINT "{{table}}_pkey" PRIMARY KEY ({{key}});
+                CREATE INDEX "IX_{{table}}_Minute" ON "{{table}}" ("Minute");
+                ALTER TABLE "{{table}}" ATTACH PARTITION "{{table}}_default" DEFAULT;
+            END IF;
+        END $partition$;
+        """;
+
+    /// <summary>
+    /// The day rollups' rows of day <c>{0}</c> emptied under the drop's lock: the day partitions named in <c>{1}</c>
+    /// (<see cref="DayTables"/> that have one) truncated, or dropped when <c>{2}</c> is true (no kept rows will be added
+    /// back); the others' rows of the day deleted (a day whose rows are in the default partition: a ledger partitioned
+    /// before session 31, or a day made late).
+    /// </summary>
+    internal static string Empty(int day, IReadOnlyCollection<string> partitioned, bool drop) => string.Concat(DayTables.Select(table =>
+        !partitioned.Contains(table) ? $"DELETE FROM \"{table}\" WHERE {Key} = {day};\n"
+        : drop ? $"DROP TABLE \"{table}_{PartitionDay.Suffix(day)}\";\n"
+        : $"TRUNCATE \"{table}_{PartitionDay.Suffix(day)}\";\n"));
+
     /// <summary>Whether the day rollups exist and serve the minute rollups (<see cref="MinuteViews"/>).</summary>
     internal const string ServeMinutesSql =
         "SELECT to_regclass('" + TD + "') IS NOT NULL AND coalesce((SELECT relkind = 'v' FROM pg_class WHERE oid = to_regclass('\"" + LedgerRollups.Minutes + "\"')), FALSE)";
@@ -329,11 +379,10 @@ internal static class DayRollups
 
     /// <summary>
     /// After the drop of day <c>{0}</c>, its day rollups hold only the kept rows (back in the ledger, in the day's <c>_k</c> partitions, with their
-    /// day; a statement straight on a partition fires none of the parent's triggers).
+    /// day; a statement straight on a partition fires none of the parent's triggers). The minute rows of the day are emptied
+    /// before, by <see cref="Empty"/>; the hours (~1/60 of them) are deleted here.
     /// </summary>
     internal static readonly string Reset = $$"""
-        DELETE FROM {{TD}} WHERE {{Key}} = {0};
-        DELETE FROM {{RD}} WHERE {{Key}} = {0};
         DELETE FROM {{THD}} WHERE {{Key}} = {0};
         DELETE FROM {{RDH}} WHERE {{Key}} = {0};
         INSERT INTO {{TD}} ({{TaskKey}}, "Count")

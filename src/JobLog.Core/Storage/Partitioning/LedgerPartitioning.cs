@@ -126,7 +126,7 @@ internal static partial class LedgerPartitioning
         // Runs first: their foreign key references the tasks.
         await SwapInPartitionedAsync(connection, catalog, cancellationToken).ConfigureAwait(false);
 
-        await ExecAsync(connection, DayRollups.Create, cancellationToken).ConfigureAwait(false);
+        await ExecAsync(connection, DayRollups.Create + DayRollups.Partition, cancellationToken).ConfigureAwait(false);
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         return new PartitionConversion(copied[0], copied[1], days.Count);
     }
@@ -135,7 +135,8 @@ internal static partial class LedgerPartitioning
     /// Adds the day rollups (<see cref="DayRollups"/>) to a partitioned ledger that lacks them (converted before they
     /// existed): the tables, their triggers and the rollups of the rows present, with the writers held off meanwhile; and
     /// makes the minute rollups views over them where they are still tables (a ledger partitioned before session 9), and
-    /// the hour rollup a view over the day hours (<see cref="DayRollups.AddHours"/>, a ledger partitioned before session 13).
+    /// the hour rollup a view over the day hours (<see cref="DayRollups.AddHours"/>, a ledger partitioned before session 13),
+    /// and the minute-grained day rollups partitioned by day (<see cref="DayRollups.Partition"/>, a ledger partitioned before session 31).
     /// </summary>
     public static Task EnsureDayRollupsAsync(DbConnection connection, CancellationToken cancellationToken, ILogger? logger = null) =>
         EnsureDayRollupsAsync(connection, logger, DayRollupsLockTimeout, DayRollupsAttempts, cancellationToken);
@@ -157,7 +158,8 @@ internal static partial class LedgerPartitioning
         DbConnection connection, ILogger? logger, TimeSpan lockTimeout, int attempts, CancellationToken cancellationToken)
     {
         if (await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false)
-            && await ScalarAsync<bool>(connection, DayRollups.ServeHoursSql, cancellationToken).ConfigureAwait(false))
+            && await ScalarAsync<bool>(connection, DayRollups.ServeHoursSql, cancellationToken).ConfigureAwait(false)
+            && await ScalarAsync<bool>(connection, DayRollups.PartitionedSql, cancellationToken).ConfigureAwait(false))
         {
             return;
         }
@@ -177,6 +179,12 @@ internal static partial class LedgerPartitioning
                 {
                     // Partitioned before the hours (session 13): only they are added, from the day rollups.
                     await ExecAsync(connection, DayRollups.AddHours, cancellationToken).ConfigureAwait(false);
+                }
+
+                if (!await ScalarAsync<bool>(connection, DayRollups.PartitionedSql, cancellationToken).ConfigureAwait(false))
+                {
+                    // Partitioned before session 31: the minute rollups' tables become partitioned, their rows the default partition.
+                    await ExecAsync(connection, DayRollups.Partition, cancellationToken).ConfigureAwait(false);
                 }
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
@@ -217,9 +225,18 @@ internal static partial class LedgerPartitioning
             existing[SearchText] = [.. searchDays, .. (await SearchTextDaysAsync(connection, kept: true, cancellationToken).ConfigureAwait(false))!];
         }
 
+        // The day rollups, where they are partitioned by day (DayRollups.Partition), have the tasks' days too.
+        var rollupDays = await ScalarAsync<bool>(connection, DayRollups.PartitionedSql, cancellationToken).ConfigureAwait(false)
+            ? await PartitionDaysAsync(connection, DayRollups.DayTables, RollupDayPartition(), kept: false, cancellationToken).ConfigureAwait(false)
+            : null;
+        foreach (var (table, days) in rollupDays ?? [])
+        {
+            existing[table] = days;
+        }
+
         for (var day = today; day <= today + daysAhead; day++)
         {
-            foreach (var table in Tables.Select(t => t.Table).Concat(searchDays is null ? [] : [SearchText]))
+            foreach (var table in Tables.Select(t => t.Table).Concat(searchDays is null ? [] : [SearchText]).Concat(rollupDays is null ? [] : DayRollups.DayTables))
             {
                 if (existing.TryGetValue(table, out var days) && days.Contains(day))
                 {
@@ -305,6 +322,7 @@ internal static partial class LedgerPartitioning
                 }
 
                 var runsExist = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(runs)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
+                var rollupPartitions = await RollupPartitionsAsync(connection, day, cancellationToken).ConfigureAwait(false);
                 if (build is not null && !await BuiltUnchangedAsync(connection, build, tasks, keep, cancellationToken).ConfigureAwait(false))
                 {
                     // A kept row changed (or a row became one to keep) after the build: built again, under the lock.
@@ -344,6 +362,7 @@ internal static partial class LedgerPartitioning
                 var drop = text.Drop + (runsExist ? Detach(LedgerModel.Runs, runs, day) : "") + $"""
                     {Detach(LedgerModel.Tasks, LedgerModel.Tasks + "_" + PartitionDay.Suffix(day), day)}
                     {kept}
+                    {DayRollups.Empty(day, rollupPartitions, drop: counts[2] == 0)}
                     {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
                     {(build is not null ? "DROP VIEW joblog_keep_tasks, joblog_keep_runs;" : "")}
                     """;
@@ -415,11 +434,26 @@ internal static partial class LedgerPartitioning
 
                 await DropKeptSearchTextAsync(connection, day, cancellationToken).ConfigureAwait(false);
 
-                await ExecAsync(connection, $"DELETE FROM \"{DayRollups.Tasks}\" WHERE {Key} = {day}; DELETE FROM \"{DayRollups.Runs}\" WHERE {Key} = {day}", cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection, DayRollups.Empty(day, await RollupPartitionsAsync(connection, day, cancellationToken).ConfigureAwait(false), drop: true), cancellationToken).ConfigureAwait(false);
             }
 
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>The day rollups (<see cref="DayRollups.DayTables"/>) that have a partition of <paramref name="day"/>.</summary>
+    private static async Task<List<string>> RollupPartitionsAsync(DbConnection connection, int day, CancellationToken cancellationToken)
+    {
+        var present = new List<string>();
+        foreach (var table in DayRollups.DayTables)
+        {
+            if (await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(table + "_" + PartitionDay.Suffix(day))}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
+            {
+                present.Add(table);
+            }
+        }
+
+        return present;
     }
 
     /// <summary>
@@ -567,4 +601,7 @@ internal static partial class LedgerPartitioning
 
     [GeneratedRegex("^(JobLogTasks|JobLogTaskRuns)_([pk])([0-9]{8})$", RegexOptions.CultureInvariant)]
     private static partial Regex DayPartition();
+
+    [GeneratedRegex("^(JobLogTaskDays|JobLogRunDays)_([pk])([0-9]{8})$", RegexOptions.CultureInvariant)]
+    private static partial Regex RollupDayPartition();
 }

@@ -208,6 +208,136 @@ public class LedgerPartitioningTests
     }
 
     [Test]
+    public async Task Retention_EmptiesTheDayRollupsByTheirDayPartitions_DroppedWithNothingKept_TruncatedWithKeptRows()
+    {
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        var older = T0.AddDays(-41);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, older, 1, CancellationToken.None);
+        Assert.That(await RollupPartitionsAsync(connection), Is.SupersetOf(new[] { RollupPartition(DayRollups.Tasks, older), RollupPartition(DayRollups.Runs, older),
+            RollupPartition(DayRollups.Tasks, old), RollupPartition(DayRollups.Runs, old), RollupPartition(DayRollups.Tasks, T0) }),
+            "the day rollups have the ledger's days, made ahead with them");
+
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var oldFailure = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(1)));
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(older)), "Invoice", older);
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(old)), "Invoice", old);
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(old.AddHours(2))), "Report", old.AddHours(2));
+        recorder.Enqueue(new TaskDispatched(Task(oldFailure, "Invoice", old)));
+        recorder.Enqueue(new RunFinished(Start(recorder, oldFailure, "Invoice", old), oldFailure, TaskRunState.Failed, old.AddSeconds(5), "boom", null, null));
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(T0)), "Report", T0);
+        await host.FlushAsync();
+        Assert.That(await ScalarAsync<long>(connection, $"SELECT COUNT(*) FROM \"{RollupPartition(DayRollups.Tasks, old)}\" WHERE \"Count\" <> 0"), Is.EqualTo(3),
+            "the old day's rollup rows are in its partition");
+
+        var result = await host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(
+            new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
+
+        Assert.That(result.Succeeded, Is.EqualTo(3));
+        Assert.That((await host.TasksAsync()).Select(t => t.State), Is.EquivalentTo(new[] { TaskState.Failed, TaskState.Succeeded }), "the failure kept, today's success");
+        var partitions = await RollupPartitionsAsync(connection);
+        Assert.That(partitions, Has.None.EqualTo(RollupPartition(DayRollups.Tasks, older)).And.None.EqualTo(RollupPartition(DayRollups.Runs, older)),
+            "a day with nothing kept: its rollup partitions dropped");
+        Assert.That(partitions, Has.Member(RollupPartition(DayRollups.Tasks, old)).And.Member(RollupPartition(DayRollups.Runs, old)));
+        Assert.That(await ScalarAsync<string>(connection,
+                $"SELECT string_agg(\"State\"::text || ' ' || \"Name\" || ' ' || \"Count\"::text, ', ') FROM \"{RollupPartition(DayRollups.Tasks, old)}\" WHERE \"Count\" <> 0"),
+            Is.EqualTo($"{(int)TaskState.Failed} Invoice 1"), "a day with kept rows: its rollup partition holds theirs alone");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+
+        // The kept failure retried, then expired by the batched purge: the day's _k partitions go, with its rollup partitions.
+        recorder.Enqueue(new RunFinished(Start(recorder, oldFailure, "Invoice", T0), oldFailure, TaskRunState.Succeeded, T0.AddSeconds(1), null, null, null));
+        await host.FlushAsync();
+        await AssertRollupsEqualCountsAsync(host, "after the retry");
+        _clock.Advance(TimeSpan.FromDays(2));
+        await host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(1), T0.AddDays(1)));
+        await host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(1), T0.AddDays(1)));
+        Assert.That(await RollupPartitionsAsync(connection), Has.None.EqualTo(RollupPartition(DayRollups.Tasks, old)).And.None.EqualTo(RollupPartition(DayRollups.Runs, old)),
+            "the emptied kept day's rollup partitions dropped with its _k partitions");
+        await AssertRollupsEqualCountsAsync(host, "after the kept day went");
+    }
+
+    [Test]
+    public async Task DayRollups_OfALedgerPartitionedBeforeTheirDays_BecomePartitioned_TheirRowsTheDefault_AndTheDropsDeleteThem()
+    {
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var oldFailure = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(1)));
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(old)), "Invoice", old);
+        recorder.Enqueue(new TaskDispatched(Task(oldFailure, "Invoice", old)));
+        recorder.Enqueue(new RunFinished(Start(recorder, oldFailure, "Invoice", old), oldFailure, TaskRunState.Failed, old.AddSeconds(5), "boom", null, null));
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(T0)), "Report", T0);
+        await host.FlushAsync();
+
+        // A ledger partitioned before session 31: the two day rollups plain tables (their rows, key and minute index), the
+        // minute views over them.
+        foreach (var table in DayRollups.DayTables)
+        {
+            await using var command = new NpgsqlCommand(
+                $"CREATE TABLE \"{table}_plain\" (LIKE \"{table}\"); INSERT INTO \"{table}_plain\" SELECT * FROM \"{table}\"; " +
+                $"DROP TABLE \"{table}\" CASCADE; ALTER TABLE \"{table}_plain\" RENAME TO \"{table}\"; " +
+                $"ALTER TABLE \"{table}\" ADD PRIMARY KEY (\"{PartitionDay.Column}\", \"Minute\"{(table == DayRollups.Tasks ? ", \"State\"" : "")}, \"Name\"{(table == DayRollups.Tasks ? ", \"IsInternal\"" : "")}); " +
+                $"CREATE INDEX \"IX_{table}_Minute\" ON \"{table}\" (\"Minute\")", connection);
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await using (var command = new NpgsqlCommand(
+            $"CREATE VIEW \"{LedgerRollups.Minutes}\" AS SELECT \"Minute\", \"State\", \"Name\", \"IsInternal\", \"Count\" FROM \"{DayRollups.Tasks}\" WHERE \"Minute\" > '-infinity' AND \"Count\" <> 0; " +
+            $"CREATE VIEW \"{RunRollups.Minutes}\" AS SELECT \"Minute\", \"Name\", \"Runs\", \"TotalMilliseconds\", \"MaxMilliseconds\" FROM \"{DayRollups.Runs}\" WHERE \"Runs\" <> 0", connection))
+        {
+            await command.ExecuteNonQueryAsync();
+        }
+
+        Assert.That(await ScalarAsync<bool>(connection, DayRollups.PartitionedSql), Is.False);
+        await AssertRollupsEqualCountsAsync(host, "as a session 30 ledger");
+
+        await host.Services.GetRequiredService<LedgerPartitionService>().RunOnceAsync(CancellationToken.None);
+
+        Assert.That(await ScalarAsync<bool>(connection, DayRollups.PartitionedSql), Is.True);
+        await AssertMinutesAreViewsAsync(connection);
+        var partitions = await RollupPartitionsAsync(connection);
+        Assert.That(partitions, Has.Member(DayRollups.Tasks + "_default").And.Member(DayRollups.Runs + "_default").And.Member(RollupPartition(DayRollups.Tasks, T0)),
+            "the old tables are the default partitions; today's partition made, its rows moved in from the default");
+        Assert.That(partitions, Has.None.EqualTo(RollupPartition(DayRollups.Tasks, old)), "a past day's rows stay in the default");
+        Assert.That(await ScalarAsync<long>(connection, $"SELECT COUNT(*) FROM \"{DayRollups.Tasks}_default\" WHERE \"{PartitionDay.Column}\" = {PartitionDay.Of(old)} AND \"Count\" <> 0"), Is.EqualTo(2));
+        Assert.That(await ScalarAsync<long>(connection, $"SELECT COUNT(*) FROM \"{DayRollups.Tasks}_default\" WHERE \"{PartitionDay.Column}\" = {PartitionDay.Of(T0)}"), Is.Zero);
+        await AssertRollupsEqualCountsAsync(host, "after the day rollups were partitioned");
+        Succeed(host, Guid.CreateVersion7(new DateTimeOffset(T0.AddMinutes(3))), "Report", T0.AddMinutes(3));
+        await host.FlushAsync();
+        await AssertRollupsEqualCountsAsync(host, "after a write");
+
+        var result = await host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(
+            new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
+
+        Assert.That(result.Succeeded, Is.EqualTo(1));
+        Assert.That(await ScalarAsync<long>(connection, $"SELECT COUNT(*) FROM \"{DayRollups.Tasks}_default\" WHERE \"{PartitionDay.Column}\" = {PartitionDay.Of(old)} AND \"Count\" <> 0"), Is.EqualTo(1),
+            "the dropped day's rows deleted from the default, the kept failure's left");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    private static string RollupPartition(string table, DateTime day) => table + "_" + PartitionDay.Suffix(PartitionDay.Of(day));
+
+    private static async Task<List<string>> RollupPartitionsAsync(NpgsqlConnection connection)
+    {
+        await using var command = new NpgsqlCommand(
+            "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid " +
+            $"WHERE i.inhparent IN (to_regclass('\"{DayRollups.Tasks}\"'), to_regclass('\"{DayRollups.Runs}\"'))", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var names = new List<string>();
+        while (await reader.ReadAsync())
+        {
+            names.Add(reader.GetString(0));
+        }
+
+        return names;
+    }
+
+    [Test]
     public async Task Retention_DropsTheDaysPartitionsAfterTheLockedCommit_AndThoseALeftDropDetached()
     {
         // A day's partitions are detached (renamed _x) in its locked transaction and dropped after its commit, so that
