@@ -62,16 +62,24 @@ public sealed class ConnectionLimitTests
     {
         await using var world = await FaultWorld.PostgresAsync();
         await world.LimitConnectionsAsync(4);
-        await world.StartConsumerAsync();
-        await world.StartPublisherAsync(3000);
+        // Named, so that a failure's list of the server's sessions says whose they are.
+        await world.StartConsumerAsync("Application Name=consumer");
+        await world.StartPublisherAsync(3000, "Application Name=publisher");
         await world.WaitUntilAsync(() => world.Published.Count == 3000, Drain, "3000 probes published");
         await world.DrainAsync(Drain);
 
         // While both run: every task and run reaches the ledger (the test's look is one session more, and may be refused).
+        var shown = System.Diagnostics.Stopwatch.StartNew();
         await world.WaitUntilAsync(async () =>
         {
             try
             {
+                if (shown.Elapsed > TimeSpan.FromSeconds(15))
+                {
+                    TestContext.Out.WriteLine($"{DateTime.UtcNow:HH:mm:ss} {await world.LedgerCountsAsync()}");
+                    shown.Restart();
+                }
+
                 return await world.CountAsync("SELECT COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"State\" = 2") >= 3000;
             }
             catch (Npgsql.PostgresException ex) when (ex.SqlState == Npgsql.PostgresErrorCodes.TooManyConnections)

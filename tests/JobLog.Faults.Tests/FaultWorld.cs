@@ -1,3 +1,4 @@
+using System.Data.Common;
 using System.Diagnostics;
 using JobLog.Testing;
 using JobLog.Testing.Processes;
@@ -458,6 +459,51 @@ internal sealed class FaultWorld : IAsyncDisposable
         return Convert.ToInt32(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
+    /// <summary>
+    /// What the ledger holds now, for a failure's message: its tasks and its runs by state, and on PostgreSQL its server's
+    /// sessions (application, state, last statement); or why it could not be read (a look that is refused or cut, bounded
+    /// by the connection's timeout).
+    /// </summary>
+    public async Task<string> LedgerCountsAsync()
+    {
+        try
+        {
+            await using var connection = Postgres is null
+                ? (System.Data.Common.DbConnection)new SqliteConnection(ConnectionString + ";Mode=ReadOnly;Pooling=False")
+                : new NpgsqlConnection(ConnectionString + ";Pooling=false");
+            await connection.OpenAsync();
+            var counts = new System.Text.StringBuilder("Ledger: ");
+            await using (var command = connection.CreateCommand())
+            {
+                command.CommandText = "SELECT 'tasks', COUNT(*) FROM \"JobLogTasks\" UNION ALL SELECT 'runs in state ' || \"State\", COUNT(*) FROM \"JobLogTaskRuns\" GROUP BY \"State\"";
+                await using var reader = await command.ExecuteReaderAsync();
+                while (await reader.ReadAsync())
+                {
+                    counts.Append(reader.GetValue(0)).Append(' ').Append(reader.GetValue(1)).Append("; ");
+                }
+            }
+
+            if (Postgres is not null)
+            {
+                await using var command = connection.CreateCommand();
+                command.CommandText = "SELECT application_name || ' ' || coalesce(state, '?') || ' ' || left(regexp_replace(coalesce(query, ''), '\\s+', ' ', 'g'), 60) " +
+                    "FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() ORDER BY 1";
+                await using var reader = await command.ExecuteReaderAsync();
+                counts.Append("sessions: ");
+                while (await reader.ReadAsync())
+                {
+                    counts.Append('[').Append(reader.GetString(0)).Append("] ");
+                }
+            }
+
+            return counts.ToString();
+        }
+        catch (Exception ex) when (ex is DbException or TimeoutException or InvalidOperationException)
+        {
+            return $"Ledger not readable: {ex.GetType().Name}: {ex.Message}";
+        }
+    }
+
     public IReadOnlySet<Guid> Published => Seen(publishers: true);
 
     public IReadOnlySet<Guid> Consumed => Seen(publishers: false);
@@ -474,7 +520,7 @@ internal sealed class FaultWorld : IAsyncDisposable
         {
             if (clock.Elapsed > timeout)
             {
-                Assert.Fail($"Not within {timeout}: {what}. Published {Published.Count}, consumed {Consumed.Count}.\n{Tails()}");
+                Assert.Fail($"Not within {timeout}: {what}. Published {Published.Count}, consumed {Consumed.Count}. {await LedgerCountsAsync()}\n{Tails()}");
             }
 
             await Task.Delay(200);
