@@ -99,6 +99,21 @@ internal sealed class LedgerWriter(
         _stopping = true;
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
         recorder.Stopping();
+        if (ExecuteTask is { IsCompleted: false })
+        {
+            // The host's shutdown timeout ended before the loop's attempt did: a drain now would share its batch and its
+            // connection. What the loop holds is where the journal or the spool keeps it.
+            if (recorder.KeptOnDisk)
+            {
+                Log.KeptOnShutdown(logger, recorder.Backlog, _options.SpoolDirectory);
+            }
+            else
+            {
+                Log.LostOnShutdown(logger, recorder.Backlog);
+            }
+
+            return;
+        }
 
         // Flush on shutdown: what is queued is written unless the database is down past the host's shutdown timeout, or
         // fails while everything left is on disk (Retrying).

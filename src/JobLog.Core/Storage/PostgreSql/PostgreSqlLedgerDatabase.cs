@@ -273,7 +273,39 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override Task<SqlExecutor> OpenAsync(
         string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false) =>
-        AgainIfRefusedAsync(connectionString, () => OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare));
+        EndedByCancellationAsync(
+            AgainIfRefusedAsync(connectionString, () => OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare)), cancellationToken);
+
+    /// <summary>
+    /// <paramref name="open"/>, given up when <paramref name="cancellationToken"/> is cancelled. Npgsql does not end an
+    /// open's startup exchange at cancellation: against a server that takes the connection and never answers, it waits its
+    /// connect <c>Timeout</c> (session 31: a writer's stop waited past its deadline, 60 s). An open given up goes on alone;
+    /// what it opens is closed, and its failure is observed.
+    /// </summary>
+    private static async Task<SqlExecutor> EndedByCancellationAsync(Task<SqlExecutor> open, CancellationToken cancellationToken)
+    {
+        try
+        {
+            return await open.WaitAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!open.IsCompleted)
+        {
+            _ = open.ContinueWith(
+                static async opened =>
+                {
+                    if (opened.IsCompletedSuccessfully)
+                    {
+                        await opened.Result.DisposeAsync().ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        _ = opened.Exception;
+                    }
+                },
+                CancellationToken.None, TaskContinuationOptions.None, TaskScheduler.Default);
+            throw;
+        }
+    }
 
     /// <summary>
     /// Connects with <paramref name="open"/>; when a pooler refused JobLog's startup settings (PgBouncerTests), once more
