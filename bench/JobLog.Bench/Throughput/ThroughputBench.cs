@@ -160,6 +160,25 @@ internal sealed class ThroughputBench(BenchOptions options)
         return report.ToString();
     }
 
+    /// <summary>
+    /// The bus's writer split as the writer bench splits it (thread CPU, µs per measured message; the warm-up's records
+    /// the writer may still commit during the run count too): what the writer bench does not see shows here.
+    /// </summary>
+    private static string WriterPhases(long[] ns, TimeSpan writerCpu, int messages)
+    {
+        string[] names = ["task rows", "dispatch failures, stored runs", "run inserts", "derivation", "commands, requests", "bulk (search index, rollups)"];
+        double Us(long v) => v / 1000.0 / messages;
+        var text = new StringBuilder("writer phases (thread CPU, us/msg): ");
+        for (var i = 0; i < names.Length; i++)
+        {
+            text.Append(CultureInfo.InvariantCulture, $"{names[i]} {Us(ns[i]):0.0}, ");
+        }
+
+        var total = writerCpu.Ticks * 100;
+        text.Append(CultureInfo.InvariantCulture, $"plan {Us(ns[LedgerWriter.PlanPhase]):0.0}, BEGIN + COMMIT and the rest {Us(total - ns.Sum()):0.0}, total {Us(total):0.0}");
+        return text.ToString();
+    }
+
     private static string Describe(RunResult r)
     {
         var text = string.Create(CultureInfo.InvariantCulture,
@@ -238,9 +257,11 @@ internal sealed class ThroughputBench(BenchOptions options)
             if (ledgerWriter is not null && path.Ledger == LedgerProvider.Sqlite)
             {
                 ledgerWriter.CpuClock = ThreadCpu.Nanoseconds;
+                ledgerWriter.PhaseTicks ??= new long[LedgerWriter.PlanPhase + 1];
             }
 
             var writerCpuBefore = ledgerWriter?.CommitCpuNanoseconds ?? 0;
+            var phasesBefore = ledgerWriter?.PhaseTicks?.ToArray();
             var settled = options.JitSettle > TimeSpan.Zero ? await ProcessSnapshot.SettleJitAsync(options.JitSettle) : TimeSpan.Zero;
             var done = counter.Arm(options.Messages);
             var writerBefore = _writer.Take();
@@ -281,6 +302,10 @@ internal sealed class ThroughputBench(BenchOptions options)
 
             var process = ProcessSnapshot.Take() - before;
             var writerCpu = TimeSpan.FromTicks(((ledgerWriter?.CommitCpuNanoseconds ?? 0) - writerCpuBefore) / 100);
+            if (ledgerWriter?.PhaseTicks is { } phasesAfter && phasesBefore is not null)
+            {
+                Console.WriteLine("    " + WriterPhases(phasesAfter.Zip(phasesBefore, (a, b) => a - b).ToArray(), writerCpu, options.Messages));
+            }
             servers = await ServerCpu.SinceAsync(servers, ledger?.Database, ThrowawayLedger.PostgresAdmin);
             if (_allocations is not null)
             {

@@ -84,6 +84,15 @@ internal sealed class LedgerWriter(
     /// <summary>The writer's CPU time in its commits so far, when <see cref="CpuClock"/> is set.</summary>
     internal long CommitCpuNanoseconds => Interlocked.Read(ref _commitCpu);
 
+    /// <summary>
+    /// For the benchmark, with <see cref="CpuClock"/>: the executor's phases (<see cref="SqlExecutor.PhaseTicks"/>) and, at
+    /// <see cref="PlanPhase"/>, the planning, in the clock's ns, summed over the batches (the writer bench's split, for the bus).
+    /// </summary>
+    internal long[]? PhaseTicks { get; set; }
+
+    /// <summary>The slot of <see cref="PhaseTicks"/> that holds the planning.</summary>
+    internal const int PlanPhase = 7;
+
     /// <summary>Dispatches held back from the database for now (they are in the journal, and counted in the backlog).</summary>
     internal int Held => _held?.Count ?? 0;
 
@@ -439,7 +448,17 @@ internal sealed class LedgerWriter(
         _executor ??= await store.Database.OpenAsync(
             schema.ConnectionString, cancellationToken, _options.CommandTimeout,
             asynchronousCommit: _options.Durability == LedgerDurability.Buffered, prepare: true).ConfigureAwait(false);
+        var clock = CpuClock;
+        var phases = clock is null ? null : PhaseTicks;
+        var planned = phases is null ? 0 : clock!();
         var plan = store.Plan(records);
+        if (phases is not null)
+        {
+            phases[PlanPhase] += clock!() - planned;
+            _executor.PhaseClock = clock!;
+        }
+
+        _executor.PhaseTicks = phases;
         await store.CommitAsync(_executor, plan, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
 
         // Before the journal is checkpointed past them: a commit into a deleted (or replaced) file is in no ledger.
