@@ -1,6 +1,7 @@
 using JobLog.AspNetCore.Dashboard.Html;
 using JobLog.Querying;
 using JobLog.Recording;
+using JobLog.Storage;
 using JobLog.Sweeping;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
@@ -22,6 +23,7 @@ internal static class DashboardEndpoints
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxConcurrentSearches, 1, "JobLogDashboardOptions.MaxConcurrentSearches");
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxConcurrentQueries, 1, "JobLogDashboardOptions.MaxConcurrentQueries");
+        options.Reads = new DashboardReads(options.MaxConcurrentQueries, LedgerReaders.Of(endpoints.ServiceProvider.GetRequiredService<JobLogContextFactory>()));
         var group = endpoints.MapGroup(prefix);
         group.AddEndpointFilter(new DashboardGuard(options));
         group.ExcludeFromDescription();
@@ -323,8 +325,17 @@ internal static class DashboardEndpoints
     /// The request's queries, on the dashboard's own connections; the first call takes the request's slot of
     /// <see cref="JobLogDashboardOptions.MaxConcurrentQueries"/> (<see cref="DashboardBusyException"/>, a 429, when none is free).
     /// </summary>
-    internal static LedgerQueries Queries(HttpContext http) =>
-        (http.Items[typeof(DashboardRead)] as DashboardRead ?? throw new InvalidOperationException("A dashboard endpoint runs behind its guard.")).Queries;
+    internal static LedgerQueries Queries(HttpContext http) => Read(http).Queries;
+
+    /// <summary>
+    /// Takes the request's slot of <see cref="JobLogDashboardOptions.MaxConcurrentQueries"/> for a read (or a write) that
+    /// goes through another service than <see cref="Queries"/> (the failure actions, a retry's progress).
+    /// </summary>
+    /// <exception cref="DashboardBusyException">Every slot is taken (a 429).</exception>
+    internal static void TakeSlot(HttpContext http) => Read(http).Enter();
+
+    private static DashboardRead Read(HttpContext http) =>
+        http.Items[typeof(DashboardRead)] as DashboardRead ?? throw new InvalidOperationException("A dashboard endpoint runs behind its guard.");
 
     internal static DateTime Now(HttpContext http) =>
         (http.RequestServices.GetService<TimeProvider>() ?? TimeProvider.System).GetUtcNow().UtcDateTime;

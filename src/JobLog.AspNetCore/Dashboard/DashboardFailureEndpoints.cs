@@ -218,6 +218,8 @@ internal static class DashboardFailureEndpoints
                 return Error(StatusCodes.Status400BadRequest, "'scope' must be tasks or filter.");
         }
 
+        // The actions read and write the ledger through its own pool: as many at once as the dashboard's other reads, no more.
+        TakeSlot(http);
         var request = new FailureActionRequest(ids, UserName(http)) { Note = note.Length == 0 ? null : note, Selection = selection };
         var receipt = resolution is { } r
             ? await actions.ResolveAsync(request, r, ct).ConfigureAwait(false)
@@ -237,10 +239,16 @@ internal static class DashboardFailureEndpoints
         return DashboardEndpoints.Html(FailurePages.Done(page, resolution == FailureResolution.Resolved ? "Resolved" : "Archived", receipt));
     }
 
-    private static async Task<RetryProgress?> ProgressAsync(HttpContext http, Guid requestId, CancellationToken ct) =>
-        http.RequestServices.GetService<IFailureActions>() is { } actions
-            ? await actions.GetRetryProgressAsync(requestId, ct).ConfigureAwait(false)
-            : null;
+    private static async Task<RetryProgress?> ProgressAsync(HttpContext http, Guid requestId, CancellationToken ct)
+    {
+        if (http.RequestServices.GetService<IFailureActions>() is not { } actions)
+        {
+            return null;
+        }
+
+        TakeSlot(http);
+        return await actions.GetRetryProgressAsync(requestId, ct).ConfigureAwait(false);
+    }
 
     private static string UserName(HttpContext http) =>
         http.User.Identity is { IsAuthenticated: true } identity ? identity.Name ?? "(unnamed user)" : "(anonymous)";

@@ -52,15 +52,14 @@ public sealed class JobLogDashboardOptions
     /// more is answered 429 with <c>Retry-After</c> instead of queueing. On PostgreSQL the dashboard reads through a
     /// connection pool of its own of this size (<c>Application Name</c> "JobLog dashboard"), never through the ledger's:
     /// slow list queries on a large ledger cannot take the connections the writer, the heartbeat and the scheduler use, and
-    /// add at most this many sessions to the server. Default 8; at least 1.
+    /// add at most this many sessions to the server. Several dashboards of one application share one bound and one pool, of
+    /// the largest of their values (each still reads at most its own number at once). Default 8; at least 1.
     /// </summary>
     [AtLeast(1)]
     public int MaxConcurrentQueries { get; set; } = 8;
 
-    /// <summary>The slots of <see cref="MaxConcurrentQueries"/> and the dashboard's contexts, made at the first read.</summary>
-    internal DashboardReads Reads => LazyInitializer.EnsureInitialized(ref _reads, () => new DashboardReads(MaxConcurrentQueries));
-
-    private DashboardReads? _reads;
+    /// <summary>The slots of <see cref="MaxConcurrentQueries"/> and the dashboard's contexts, made when the dashboard is mapped.</summary>
+    internal DashboardReads Reads { get; set; } = null!;
 
     /// <summary>The slots of <see cref="MaxConcurrentSearches"/>, made at the first search.</summary>
     internal SearchLimiter Searches => LazyInitializer.EnsureInitialized(ref _searches, () => new SearchLimiter(MaxConcurrentSearches));
@@ -76,6 +75,9 @@ internal sealed partial class JobLogDashboardOptionsValidator : IValidateOptions
 internal sealed class SearchLimiter(int slots)
 {
     private readonly SemaphoreSlim _slots = new(slots, slots);
+
+    /// <summary>How many slots there are.</summary>
+    public int Size => slots;
 
     /// <summary>A slot, released on dispose; null when every slot is taken.</summary>
     public IDisposable? TryEnter() => _slots.Wait(0) ? new Slot(_slots) : null;

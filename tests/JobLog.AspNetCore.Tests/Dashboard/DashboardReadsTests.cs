@@ -3,6 +3,7 @@ using JobLog.AspNetCore.Dashboard;
 using JobLog.Commands;
 using JobLog.Testing;
 using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Routing;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
 using NUnit.Framework;
@@ -142,16 +143,66 @@ public class DashboardReadsTests
     }
 
     /// <summary>
+    /// Two dashboards of one application (one for readers, one for operators, say) read the ledger through one set of
+    /// slots and one pool, of the larger of their <see cref="JobLogDashboardOptions.MaxConcurrentQueries"/>: a read past
+    /// it is refused at once (429), whichever dashboard it asks. Each had its own slots: with equal sizes both dashboards'
+    /// connection strings are one Npgsql pool, so the second one's read took its own slot and then queued for a connection
+    /// the first one's reads held, until Npgsql's <c>Timeout</c> (15 s by default): a 503 after the wait, not a 429 at once.
+    /// (With different sizes they were two pools: together more sessions than either bound.)
+    /// </summary>
+    [Test]
+    public async Task TwoDashboards_ShareOneBound_AReadPastItIsRefusedAtOnce_NotQueuedForAConnection()
+    {
+        await using var locked = await LockedRequests.StartAsync(
+            ";Command Timeout=0;Timeout=3",
+            o => o.MaxConcurrentQueries = 1,
+            (app, _) => app.MapJobLogDashboard("/ops", o => o.MaxConcurrentQueries = 1),
+            ["/joblog/api/requests/in?user=z", "/ops/api/requests/in?user=z"]);
+        var (host, outside, ledger) = (locked.Host, locked.Outside, locked.Host.Ledger);
+        async Task<long> DashboardWaitingAsync()
+        {
+            await using var waiting = new NpgsqlCommand(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = @db AND wait_event_type = 'Lock' AND application_name = 'JobLog dashboard'", outside);
+            waiting.Parameters.AddWithValue("db", ledger.DatabaseName!);
+            return (long)(await waiting.ExecuteScalarAsync())!;
+        }
+
+        var held = host.Client.GetAsync("/joblog/api/requests/in?user=a");
+        await LedgerHost.EventuallyAsync(
+            async () => await DashboardWaitingAsync() == 1 || held.IsCompleted, TimeSpan.FromSeconds(60), "the first read waits on the lock");
+        Assert.That(held.IsCompleted, Is.False, "the first read waits on the lock");
+
+        using (var other = await host.Client.GetAsync("/ops/api/requests/in?user=b"))
+        {
+            var body = await other.Content.ReadAsStringAsync();
+            Assert.That(other.StatusCode, Is.EqualTo(HttpStatusCode.TooManyRequests), body);
+            Assert.That(other.Headers.RetryAfter?.Delta, Is.EqualTo(TimeSpan.FromSeconds(1)));
+            Assert.That(body, Does.Contain(DashboardBusyException.Message429));
+        }
+
+        await locked.Transaction.RollbackAsync();
+        using var first = await held;
+        Assert.That(first.StatusCode, Is.EqualTo(HttpStatusCode.OK));
+        await host.GetStringAsync("/ops/api/requests/in?user=c");
+    }
+
+    /// <summary>
     /// A dashboard on a fresh PostgreSQL ledger whose connection string has <c>settings</c> added, and a session of its
     /// own (not pooled) that holds an exclusive lock on the inbound requests until its transaction ends.
     /// </summary>
     private sealed record LockedRequests(DashboardHost Host, NpgsqlConnection Outside, NpgsqlTransaction Transaction) : IAsyncDisposable
     {
-        public static async Task<LockedRequests> StartAsync(string settings)
+        public static async Task<LockedRequests> StartAsync(
+            string settings, Action<JobLogDashboardOptions>? dashboard = null, Action<WebApplication, RouteGroupBuilder>? map = null, string[]? warm = null)
         {
             var ledger = await TestLedger.PostgresAsync();
-            var host = await DashboardHost.StartAsync(ledger, services: b => b.Services.Configure<JobLogOptions>(o => o.UseNpgsql(ledger.ConnectionString + settings)));
-            await host.GetStringAsync("/joblog/api/requests/in");
+            var host = await DashboardHost.StartAsync(
+                ledger, dashboard, services: b => b.Services.Configure<JobLogOptions>(o => o.UseNpgsql(ledger.ConnectionString + settings)), map: map);
+            foreach (var url in warm ?? ["/joblog/api/requests/in"])
+            {
+                await host.GetStringAsync(url);
+            }
+
             var outside = new NpgsqlConnection(ledger.ConnectionString + ";Pooling=false");
             await outside.OpenAsync();
             var transaction = await outside.BeginTransactionAsync();

@@ -364,6 +364,49 @@ public class FailureActionsTests
         }
     }
 
+    /// <summary>
+    /// A retry's progress and the actions read (and write) the ledger as every other dashboard request does: they take a
+    /// slot of <see cref="JobLogDashboardOptions.MaxConcurrentQueries"/> too, so any number of them at once cannot take
+    /// more connections than the other reads may.
+    /// </summary>
+    [Test]
+    public async Task WhileEveryReadSlotIsTaken_ARetrysProgressAndAnAction_Are429_AndTheActionIsNotRun()
+    {
+        var fake = new FakeFailureActions();
+        await using var world = await World.StartAsync(fake);
+        var (cookie, field, token) = await world.TokenAsync();
+        var slots = new List<IDisposable>();
+        while (world.Options.Reads.TryEnter() is { } slot)
+        {
+            slots.Add(slot);
+        }
+
+        try
+        {
+            Assert.That(slots, Has.Count.EqualTo(world.Options.MaxConcurrentQueries));
+            foreach (var url in new[] { "/joblog/failures/retries/" + Guid.NewGuid(), "/joblog/api/failures/retries/" + Guid.NewGuid() })
+            {
+                using var progress = await world.SendAsync(HttpMethod.Get, url, "operator");
+                Assert.That(progress.StatusCode, Is.EqualTo(HttpStatusCode.TooManyRequests), url);
+                Assert.That(progress.Headers.RetryAfter?.Delta, Is.EqualTo(TimeSpan.FromSeconds(1)), url);
+            }
+
+            using var act = await world.SendAsync(
+                HttpMethod.Post, "/joblog/failures/actions/retry", "operator", [.. world.TasksForm(world.Declined[0]), new(field, token)], cookie);
+            Assert.That(act.StatusCode, Is.EqualTo(HttpStatusCode.TooManyRequests), await act.Content.ReadAsStringAsync());
+            Assert.That(fake.Requests, Is.Empty, "a refused action is not run");
+        }
+        finally
+        {
+            slots.ForEach(s => s.Dispose());
+        }
+
+        using var done = await world.SendAsync(
+            HttpMethod.Post, "/joblog/failures/actions/retry", "operator", [.. world.TasksForm(world.Declined[0]), new(field, token)], cookie);
+        Assert.That(done.StatusCode, Is.EqualTo(HttpStatusCode.Redirect), "with a slot free the action runs");
+        Assert.That(fake.Requests.Single().Action, Is.EqualTo("retry"));
+    }
+
     [Test]
     public async Task WithActionsOff_EvenAnOperatorGets403()
     {
@@ -397,14 +440,18 @@ public class FailureActionsTests
 
         public DashboardHost Host { get; }
 
+        public JobLogDashboardOptions Options { get; private init; } = null!;
+
         public List<Guid> Declined { get; }
 
         public static async Task<World> StartAsync(FakeFailureActions? actions, bool enableActions = true, Action<IServiceCollection>? bus = null)
         {
+            JobLogDashboardOptions options = null!;
             var host = await DashboardHost.StartAsync(
                 TestLedger.Sqlite(),
                 o =>
                 {
+                    options = o;
                     if (enableActions)
                     {
                         o.Actions.RequireAuthorization("joblog-operator");
@@ -455,7 +502,7 @@ public class FailureActionsTests
             }
 
             await host.SeedAsync([.. rows]);
-            return new World(host, declined);
+            return new World(host, declined) { Options = options };
         }
 
         public List<KeyValuePair<string, string>> TasksForm(params Guid[] ids) =>
