@@ -139,6 +139,9 @@ internal sealed class ConsumerLane(string consumer)
     /// <summary>The last attempt failed and was recorded RETRIED; the delivery's outcome decides whether it was the last.</summary>
     public (Guid RunId, Guid TaskId)? PendingFailure { get; set; }
 
+    /// <summary>The exception <see cref="PendingFailure"/> was recorded with (the consumer's own, <see cref="TaskLoggingServices.AttemptException"/>).</summary>
+    public Exception? PendingException { get; set; }
+
     /// <summary>
     /// The exception the consumer itself threw in this attempt, as it left the consumer's pipe
     /// (<see cref="ConsumerSlotFilter{TConsumer, TMessage}"/>): MassTransit's consumer filter may throw another one in its

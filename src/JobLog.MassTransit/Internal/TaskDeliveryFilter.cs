@@ -42,12 +42,21 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
         catch (Exception ex)
         {
             List<(Guid RunId, Guid TaskId, string Consumer)>? failedRuns = null;
+            var kept = ex;
             foreach (var lane in delivery.HasPendingFailure ? delivery.Lanes() : [])
             {
                 if (lane.PendingFailure is { } failed)
                 {
                     delivery.Track(recorder.Enqueue(new RunFailedForGood(failed.RunId, failed.TaskId)));
                     lane.PendingFailure = null;
+                    // MassTransit could not report the fault (a sender's header it cannot read) and its own exception left
+                    // the pipe: the kept message names the consumer's, as its run does.
+                    if (ReferenceEquals(kept, ex) && lane.PendingException is { } own && !TaskLoggingServices.Holds(ex, own))
+                    {
+                        kept = own;
+                    }
+
+                    lane.PendingException = null;
                     (failedRuns ??= []).Add((failed.RunId, failed.TaskId, lane.Consumer));
                 }
             }
@@ -65,7 +74,7 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
             if (failedRuns is not null && services.Keeper is { } keeper)
             {
                 // The delivery failed for good: keep the transport message so it can be retried from the ledger.
-                await keeper.KeepAsync(context, ex, failedRuns).ConfigureAwait(false);
+                await keeper.KeepAsync(context, kept, failedRuns).ConfigureAwait(false);
             }
 
             throw;

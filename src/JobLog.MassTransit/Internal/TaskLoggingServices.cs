@@ -204,7 +204,14 @@ internal sealed class TaskLoggingServices(
 
     private const int ReplacedMessageLength = 500;
 
-    private static bool Holds(Exception outer, Exception inner)
+    /// <summary>
+    /// The exception a failed attempt is recorded with: the consumer's own when another one left the consumer's pipe in its
+    /// place (<see cref="AttemptErrorText"/>), else <paramref name="escaped"/>.
+    /// </summary>
+    public static Exception AttemptException(Exception escaped, Exception? consumers) =>
+        consumers is null || escaped is ConsumerCanceledException || Holds(escaped, consumers) ? escaped : consumers;
+
+    internal static bool Holds(Exception outer, Exception inner)
     {
         for (var e = outer; e is not null; e = e.InnerException)
         {

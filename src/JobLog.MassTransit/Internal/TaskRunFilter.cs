@@ -73,6 +73,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             // The previous attempt was retried in memory: this is when the retry came.
             delivery.Track(recorder.Enqueue(new RunNextRetryKnown(previous.RunId, start)));
             lane.PendingFailure = null;
+            lane.PendingException = null;
         }
 
         // Not rendered here: the run takes the task row's rendering, and the writer renders the message only when the
@@ -128,6 +129,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
                 wait?.EndedWithoutSlot();
                 var failed = slot?.RunId ?? run.Id;
                 lane.PendingFailure = (failed, taskId);
+                lane.PendingException = TaskLoggingServices.AttemptException(ex, lane.ConsumerException);
                 var error = services.AttemptErrorText(ex, lane.ConsumerException);
                 lane.ConsumerException = null;
                 delivery.Track(recorder.Enqueue(new RunFinished(

@@ -88,5 +88,12 @@ public class SteeredFailureGroupTests
             // Without a retry the fault is generated in the attempt (with one, after the last attempt, outside it).
             Assert.That(error, Does.Contain("its own exception left the consumer's pipe in its place: System.Text.Json.JsonException"), error);
         }
+
+        // The kept message (for a retry from the ledger) names the consumer's exception too, not MassTransit's.
+        KeptMessageLog? kept = null;
+        await LedgerHost.EventuallyAsync(
+            async () => (kept = await bus.Host.QueryAsync(db => db.KeptMessages.AsNoTracking().SingleOrDefaultAsync(k => k.TaskId == id))) is not null,
+            because: "the failed message is kept");
+        Assert.That((kept!.ExceptionType, kept.ExceptionMessage), Is.EqualTo((typeof(InvalidOperationException).FullName, "declined: r")));
     }
 }
