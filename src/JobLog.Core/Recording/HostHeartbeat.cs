@@ -102,7 +102,7 @@ internal sealed class HostHeartbeat(
 
     private async Task ExecuteAsync(string sql, CancellationToken cancellationToken, params object?[] values)
     {
-        await using var executor = await _database.OpenAsync(contexts.ConnectionString, cancellationToken).ConfigureAwait(false);
+        await using var executor = await _database.OpenAsync(contexts.ConnectionString, cancellationToken, pooled: false).ConfigureAwait(false);
         await using var command = _database.Command(executor.Connection, null, sql, values);
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }

@@ -586,7 +586,7 @@ internal sealed class LedgerWriter(
     {
         try
         {
-            await using var executor = await store.Database.OpenAsync(schema.ConnectionString, cancellationToken, _options.CommandTimeout).ConfigureAwait(false);
+            await using var executor = await store.Database.OpenAsync(schema.ConnectionString, cancellationToken, _options.CommandTimeout, pooled: false).ConfigureAwait(false);
             await using var command = executor.Connection.CreateCommand();
             // A write probe: a locked SQLite file or a read-only PostgreSQL must count as unreachable.
             command.CommandText = store.Database.WriteProbe;

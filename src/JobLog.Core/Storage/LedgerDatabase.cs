@@ -65,6 +65,15 @@ internal abstract class LedgerDatabase
     public virtual Task AfterMigrateAsync(JobLogDbContext context, CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>
+    /// PostgreSQL: closes the idle sessions of <paramref name="connection"/>'s pool (the start-up's probe and migration
+    /// leave theirs there, idle for Npgsql's <c>Connection Idle Lifetime</c>, 5 min, where no other process can use them;
+    /// session 31). Sessions in use are closed when they are given back.
+    /// </summary>
+    public virtual void ReleaseIdleSessions(DbConnection connection)
+    {
+    }
+
+    /// <summary>
     /// Brings the planner's statistics up to date where the database does not do it itself (SQLite: <c>PRAGMA optimize</c>,
     /// see <see cref="Sqlite.SqliteSetup.Optimize"/>; PostgreSQL's autovacuum analyzes). The sweeper calls it before a sweep.
     /// </summary>
@@ -137,8 +146,15 @@ internal abstract class LedgerDatabase
     /// (<see cref="PostgreSql.ServerPreparation"/>). The heartbeat and the scheduler prepare nothing: a pooler that
     /// loses prepared statements must never stop them.
     /// </param>
+    /// <param name="pooled">
+    /// PostgreSQL: false for a session used now and then (the heartbeat's, the sweeper's, the writer's probe): it is
+    /// closed when disposed, not kept idle in a pool where no other process can use it. With a small
+    /// <c>max_connections</c>, each process's idle sessions left a writer, a starting process or an operator's look
+    /// refused for minutes (session 31).
+    /// </param>
     public abstract Task<SqlExecutor> OpenAsync(
-        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false);
+        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false,
+        bool pooled = true);
 
     /// <summary>
     /// True when the ledger <paramref name="executor"/> writes to is no longer the one its connection string names: its

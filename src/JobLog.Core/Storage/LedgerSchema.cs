@@ -165,6 +165,8 @@ internal sealed class LedgerSchema(
                 // A ledger written before the failures' group columns, or by a version that did not fill them: the pages
                 // would otherwise compute them at their first read (Querying.FailureGroupColumns).
                 await new Querying.LedgerQueries(context, contexts.Database).FillFailureGroupsAsync(cancellationToken).ConfigureAwait(false);
+                await context.Database.CloseConnectionAsync().ConfigureAwait(false);
+                contexts.Database.ReleaseIdleSessions(context.Database.GetDbConnection());
                 Log.Migrated(logger, contexts.Provider);
             }
 

@@ -104,7 +104,7 @@ internal sealed partial class TaskLogSweeper(
     {
         var batchSize = options.Value.Sweeper.BatchSize;
         var total = new SweepResult(0, 0);
-        await using var executor = await _database.OpenAsync(contexts.ConnectionString, cancellationToken, prepare: true).ConfigureAwait(false);
+        await using var executor = await _database.OpenAsync(contexts.ConnectionString, cancellationToken, prepare: true, pooled: false).ConfigureAwait(false);
         await _database.RefreshStatisticsAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
         var postgres = executor.Connection is Npgsql.NpgsqlConnection;
         var partitioned = postgres && await LedgerPartitioning.IsPartitionedAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
@@ -173,7 +173,7 @@ internal sealed partial class TaskLogSweeper(
 
     private async Task<SweepResult> SweepOnOwnConnectionAsync(int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
-        await using var executor = await _database.OpenAsync(contexts.ConnectionString, ct, prepare: true).ConfigureAwait(false);
+        await using var executor = await _database.OpenAsync(contexts.ConnectionString, ct, prepare: true, pooled: false).ConfigureAwait(false);
         return await SweepBatchesAsync(executor.Connection, batchSize, partitioned, from, ct).ConfigureAwait(false);
     }
 

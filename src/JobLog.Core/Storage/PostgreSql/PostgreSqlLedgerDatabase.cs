@@ -272,9 +272,10 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
     }
 
     public override Task<SqlExecutor> OpenAsync(
-        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false) =>
+        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false,
+        bool pooled = true) =>
         EndedByCancellationAsync(
-            AgainIfRefusedAsync(connectionString, () => OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare)), cancellationToken);
+            AgainIfRefusedAsync(connectionString, () => OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare, pooled)), cancellationToken);
 
     /// <summary>
     /// <paramref name="open"/>, given up when <paramref name="cancellationToken"/> is cancelled. Npgsql does not end an
@@ -323,7 +324,7 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         }
     }
 
-    private static async Task<SqlExecutor> OpenOnceAsync(string connectionString, CancellationToken cancellationToken, bool asynchronousCommit, bool prepare)
+    private static async Task<SqlExecutor> OpenOnceAsync(string connectionString, CancellationToken cancellationToken, bool asynchronousCommit, bool prepare, bool pooled)
     {
         // The write path and the sweep run the same few statements every batch: let Npgsql keep them prepared on the
         // server, unless the connection string sets Max Auto Prepare itself or the server lost them once (ServerPreparation).
@@ -332,6 +333,11 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         {
             builder.MaxAutoPrepare = 32;
             builder.AutoPrepareMinUsages = 2;
+        }
+
+        if (!pooled)
+        {
+            (builder.Pooling, builder.Multiplexing) = (false, false);
         }
 
         var connection = new NpgsqlConnection(builder.ConnectionString);
@@ -347,7 +353,7 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
                 if (sets)
                 {
                     await connection.DisposeAsync().ConfigureAwait(false);
-                    return await OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare).ConfigureAwait(false);
+                    return await OpenOnceAsync(connectionString, cancellationToken, asynchronousCommit, prepare, pooled).ConfigureAwait(false);
                 }
             }
 
@@ -368,6 +374,14 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         {
             await connection.DisposeAsync().ConfigureAwait(false);
             throw;
+        }
+    }
+
+    public override void ReleaseIdleSessions(DbConnection connection)
+    {
+        if (connection is NpgsqlConnection npgsql)
+        {
+            NpgsqlConnection.ClearPool(npgsql);
         }
     }
 

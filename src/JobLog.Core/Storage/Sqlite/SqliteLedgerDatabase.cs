@@ -126,7 +126,8 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
     public override DbConnection CreateConnection(string connectionString) => new SqliteConnection(connectionString);
 
     public override async Task<SqlExecutor> OpenAsync(
-        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false)
+        string connectionString, CancellationToken cancellationToken, TimeSpan? busyTimeout = null, bool asynchronousCommit = false, bool prepare = false,
+        bool pooled = true)
     {
         if (busyTimeout is { } timeout)
         {
