@@ -242,10 +242,21 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     /// in the journal while the database is down). Without a usable journal, not at all while the database is down;
     /// never in <see cref="LedgerDurability.Buffered"/> mode. Never throws because of the ledger.
     /// </summary>
-    public ValueTask WaitCommittedAsync(long sequence, CancellationToken cancellationToken = default) =>
-        _options.Durability == LedgerDurability.Buffered || sequence <= 0 || _options.AcknowledgeTimeout <= TimeSpan.Zero
-            ? ValueTask.CompletedTask
-            : _waiters.WaitAsync(sequence, cancellationToken);
+    public ValueTask WaitCommittedAsync(long sequence, CancellationToken cancellationToken = default)
+    {
+        if (_options.Durability == LedgerDurability.Buffered || sequence <= 0 || _options.AcknowledgeTimeout <= TimeSpan.Zero)
+        {
+            return ValueTask.CompletedTask;
+        }
+
+        if (_journal is not null && (_options.Durability == LedgerDurability.Journaled || _waiters.IsFailing) && _waiters.Durable < sequence)
+        {
+            // The journal is what this wait needs: append what is queued now rather than wait for the journal's thread.
+            _journal.AppendQueued(sequence);
+        }
+
+        return _waiters.WaitAsync(sequence, cancellationToken);
+    }
 
     private readonly List<Action> _beforeStop = [];
 

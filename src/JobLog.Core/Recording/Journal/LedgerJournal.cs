@@ -9,12 +9,17 @@ namespace JobLog.Recording.Journal;
 
 /// <summary>
 /// The local write-ahead journal (docs/architecture.md#write-path): every record the recorder queues is also appended
-/// here, by one thread, in groups (one write per group), masked as the database will hold it (the writer takes the
+/// here, in groups (one write per group), masked as the database will hold it (the writer takes the
 /// masked record, <see cref="TakeMasked"/>, instead of masking it again). Once a group is with the
 /// operating system, <c>journaled</c> is told its last sequence: an acknowledgement that waits for the journal is
-/// released then, microseconds after the record was queued, whatever the database is doing. The writer's commits move
-/// the <see cref="Checkpoint"/>; what a killed process left is replayed by the next one.
+/// released then, whatever the database is doing. The writer's commits move the <see cref="Checkpoint"/>; what a
+/// killed process left is replayed by the next one.
 /// </summary>
+/// <remarks>
+/// The journal's own loop appends what is queued; a caller about to wait for its record appends what is queued itself
+/// (<see cref="AppendQueued"/>) when no append is under way, so its wait does not cost two thread hops (the loop woken,
+/// then the waiter's continuation). One append at a time, under <c>_appending</c>, in the order of sequences.
+/// </remarks>
 internal sealed class LedgerJournal : IAsyncDisposable
 {
     private const int MaxGroup = 4096;
@@ -26,8 +31,20 @@ internal sealed class LedgerJournal : IAsyncDisposable
     // more than the records between the journal and the writer: the writer drops what it took before the journal.
     private readonly ConcurrentQueue<QueuedRecord> _masked = new();
 
+    // Read under _appending, by the loop or by a caller about to wait (AppendQueued): not a single reader.
     private readonly Channel<QueuedRecord> _pending = Channel.CreateUnbounded<QueuedRecord>(
-        new UnboundedChannelOptions { SingleReader = true, SingleWriter = false, AllowSynchronousContinuations = false });
+        new UnboundedChannelOptions { SingleReader = false, SingleWriter = false, AllowSynchronousContinuations = false });
+
+    private readonly Lock _appending = new();
+    private readonly ArrayBufferWriter<byte> _buffer = new(64 * 1024);
+    private readonly ArrayBufferWriter<byte> _scratch = new(4 * 1024);
+    private readonly Utf8JsonWriter _writer;
+
+    // The highest sequence appended or refused, under _appending (read outside it by AppendQueued).
+    private long _appended;
+
+    // The loop ended (stopped, or failed: every record refused from then on); a caller's append does nothing then.
+    private volatile bool _stopped;
 
     private readonly JournalSegments _segments;
     private readonly Func<LedgerRecord, LedgerRecord> _forDisk;
@@ -54,6 +71,7 @@ internal sealed class LedgerJournal : IAsyncDisposable
         _forDisk = forDisk;
         _journaled = journaled;
         _refusals = refusals;
+        _writer = new Utf8JsonWriter(_buffer, new JsonWriterOptions { SkipValidation = true });
         _loop = Task.Factory.StartNew(LoopAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
     }
 
@@ -111,26 +129,66 @@ internal sealed class LedgerJournal : IAsyncDisposable
             _refusals.Failed(ex, 0);
             _refused(long.MaxValue);
         }
+        finally
+        {
+            _stopped = true;
+        }
     }
 
     private async Task AppendGroupsAsync()
     {
-        var buffer = new ArrayBufferWriter<byte>(64 * 1024);
-        var scratch = new ArrayBufferWriter<byte>(4 * 1024);
-        using var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
         var reader = _pending.Reader;
         while (await WaitToReadAsync(reader).ConfigureAwait(false))
+        {
+            lock (_appending)
+            {
+                AppendGroupsLocked();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Appends what is queued now, on the caller's thread, unless the record with <paramref name="sequence"/> is in the
+    /// journal already (an append under way is waited for: it may have taken it). Called before waiting for that record.
+    /// </summary>
+    public void AppendQueued(long sequence)
+    {
+        if (_stopped || Interlocked.Read(ref _appended) >= sequence)
+        {
+            return;
+        }
+
+        lock (_appending)
+        {
+            if (!_stopped && _appended < sequence)
+            {
+                AppendGroupsLocked();
+            }
+        }
+    }
+
+    /// <summary>Under <c>_appending</c>: what is queued, in groups of at most <see cref="MaxGroup"/>, one write each.</summary>
+    private void AppendGroupsLocked()
+    {
+        var reader = _pending.Reader;
+        var buffer = _buffer;
+        var writer = _writer;
+        while (true)
         {
             buffer.ResetWrittenCount();
             var last = 0L;
             var count = 0;
-            while (count < MaxGroup && reader.TryRead(out var queued))
+            var read = 0;
+            var highest = 0L;
+            while (read < MaxGroup && reader.TryRead(out var queued))
             {
+                read++;
+                highest = queued.Sequence;
                 try
                 {
                     var masked = _forDisk(queued.Record);
                     _masked.Enqueue(new QueuedRecord(masked, queued.Sequence));
-                    JournalCodec.Write(writer, buffer, masked, scratch);
+                    JournalCodec.Write(writer, buffer, masked, _scratch);
                     buffer.GetSpan(1)[0] = (byte)'\n';
                     buffer.Advance(1);
                 }
@@ -146,30 +204,38 @@ internal sealed class LedgerJournal : IAsyncDisposable
                 count++;
             }
 
-            if (count == 0)
+            if (read == 0)
             {
-                continue;
+                return;
             }
 
-            try
-            {
-                _segments.Append(buffer.WrittenSpan, last);
-                _journaled(last);
-            }
-            catch (Exception ex) when (ex is not OutOfMemoryException)
-            {
-                _refusals.Failed(ex, count);
-                _refused(last);
-                continue;
-            }
+            var appended = count > 0 && TryAppend(buffer.WrittenSpan, last, count);
 
-            if (Interlocked.Read(ref _committed) is var committed && committed >= last)
+            // Appended, or refused: either way no later append takes these records.
+            Interlocked.Exchange(ref _appended, highest);
+            if (appended && Interlocked.Read(ref _committed) is var committed && committed >= last)
             {
                 // The writer took these records from the queue and committed them before this append (it does not wait
                 // for the journal): no later checkpoint may come while the process is idle, and the segment would be
                 // left behind, replayed again (harmlessly, twice) by the next start.
                 Checkpoint(committed);
             }
+        }
+    }
+
+    private bool TryAppend(ReadOnlySpan<byte> lines, long last, int count)
+    {
+        try
+        {
+            _segments.Append(lines, last);
+            _journaled(last);
+            return true;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            _refusals.Failed(ex, count);
+            _refused(last);
+            return false;
         }
     }
 
@@ -199,7 +265,10 @@ internal sealed class LedgerJournal : IAsyncDisposable
 
             try
             {
-                _segments.CheckFiles();
+                lock (_appending)
+                {
+                    _segments.CheckFiles();
+                }
             }
             catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
             {
@@ -221,7 +290,14 @@ internal sealed class LedgerJournal : IAsyncDisposable
     {
         _pending.Writer.TryComplete();
         await _loop.ConfigureAwait(false);
-        _segments.Dispose();
+        lock (_appending)
+        {
+            // A caller's append may still be under way: the segments are closed after it, and none comes later.
+            _stopped = true;
+            _segments.Dispose();
+            _writer.Dispose();
+        }
+
         _refusals.ReportUnreported();
     }
 }
