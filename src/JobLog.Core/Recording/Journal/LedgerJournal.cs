@@ -142,7 +142,7 @@ internal sealed class LedgerJournal : IAsyncDisposable
         {
             lock (_appending)
             {
-                AppendGroupsLocked();
+                AppendGroupsLocked(long.MaxValue);
             }
         }
     }
@@ -162,25 +162,29 @@ internal sealed class LedgerJournal : IAsyncDisposable
         {
             if (!_stopped && _appended < sequence)
             {
-                AppendGroupsLocked();
+                // Up to its own record: under a flood the queue never empties, and what comes later is the loop's.
+                AppendGroupsLocked(sequence);
             }
         }
     }
 
-    /// <summary>Under <c>_appending</c>: what is queued, in groups of at most <see cref="MaxGroup"/>, one write each.</summary>
-    private void AppendGroupsLocked()
+    /// <summary>
+    /// Under <c>_appending</c>: what is queued, up to the record with <paramref name="upTo"/> (and no further), in groups of
+    /// at most <see cref="MaxGroup"/>, one write each.
+    /// </summary>
+    private void AppendGroupsLocked(long upTo)
     {
         var reader = _pending.Reader;
         var buffer = _buffer;
         var writer = _writer;
-        while (true)
+        while (_appended < upTo)
         {
             buffer.ResetWrittenCount();
             var last = 0L;
             var count = 0;
             var read = 0;
             var highest = 0L;
-            while (read < MaxGroup && reader.TryRead(out var queued))
+            while (read < MaxGroup && highest < upTo && reader.TryRead(out var queued))
             {
                 read++;
                 highest = queued.Sequence;
