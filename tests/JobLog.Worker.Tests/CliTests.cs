@@ -200,6 +200,36 @@ public class CliTests
         }
     }
 
+    /// <summary>A recurring job's runs (session 32): <c>task ID</c> numbers each by its occurrence and its attempt within it.</summary>
+    [Test]
+    public async Task Task_OfARecurringJob_NumbersEachRunByOccurrenceAndAttempt()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var at = DateTime.UtcNow.AddMinutes(-5);
+        var task = new TaskLog { Id = Guid.NewGuid(), Name = "WeeklyReport", DispatchedAt = at, State = TaskState.Succeeded };
+        foreach (var (retries, attempt, state) in new[] { (0, 0, TaskRunState.Succeeded), (1, 0, TaskRunState.Retried), (2, 1, TaskRunState.Succeeded) })
+        {
+            task.Runs.Add(new TaskRunLog
+            {
+                Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, ConsumerType = "WeeklyReportConsumer", Start = at.AddSeconds(retries), State = state,
+                Retries = retries, JobRetryAttempt = attempt, Output = "report " + retries,
+            });
+        }
+
+        await host.QueryAsync(db =>
+        {
+            db.Add(task);
+            return db.SaveChangesAsync();
+        });
+
+        var (exit, output, error) = await RunAsync("task", task.Id.ToString(), "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString);
+
+        Assert.That(exit, Is.Zero, error);
+        Assert.That(output, Does.Contain("--- run #0 (occurrence 1 · attempt 1) SUCCEEDED")
+            .And.Contain("--- run #1 (occurrence 2 · attempt 1) RETRIED")
+            .And.Contain("--- run #2 (occurrence 2 · attempt 2) SUCCEEDED"), output);
+    }
+
     [Test]
     public async Task Sweep_Redirected_PrintsPlainProgressLinesAndTheResult()
     {

@@ -60,6 +60,14 @@ public sealed class TaskRunLog
     /// <summary>The process that ran the attempt (<see cref="HostLog.InstanceId"/>); null on rows older than host heartbeats.</summary>
     public Guid? HostInstanceId { get; set; }
 
+    /// <summary>
+    /// For an attempt of a MassTransit job (<c>IJobConsumer</c>): the job service's retry attempt within the job's
+    /// occurrence (<c>JobContext.RetryAttempt</c>), 0 for the occurrence's first attempt. A recurring job is one task whose
+    /// occurrences all are its runs: an occurrence begins with an attempt 0. Null for every other run, and for job runs
+    /// recorded before JobLog numbered them (session 32).
+    /// </summary>
+    public int? JobRetryAttempt { get; set; }
+
     /// <summary>The task.</summary>
     public TaskLog? Task { get; set; }
 }

@@ -19,7 +19,7 @@ public sealed record TaskDetailDocument(
     public static TaskDetailDocument From(TaskDetail detail)
     {
         ArgumentNullException.ThrowIfNull(detail);
-        return new(TaskDocument.From(detail.Task), detail.Runs.Select(TaskRunDocument.From).ToList(), detail.Parent, detail.Children,
+        return new(TaskDocument.From(detail.Task), detail.Runs.Select(r => TaskRunDocument.From(r, detail.Occurrences.TryGetValue(r.Id, out var o) ? o : null)).ToList(), detail.Parent, detail.Children,
             detail.OutboundRequests)
         {
             Actions = detail.Actions,

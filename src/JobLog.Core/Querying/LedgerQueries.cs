@@ -216,8 +216,43 @@ public sealed partial class LedgerQueries
         return new TaskDetail(task, runs, parent, children, outbound)
         {
             RunCount = runCount,
+            Occurrences = await OccurrencesAsync(id, runs, runCount > runs.Count, ct).ConfigureAwait(false),
             Actions = await JobLog.Failures.FailureActionRow.OfTaskAsync(_db, id, ct).ConfigureAwait(false),
         };
+    }
+
+    /// <summary>
+    /// <see cref="TaskDetail.Occurrences"/> of the runs shown: per consumer, its runs with retry attempt 0 up to each run by
+    /// <c>Retries</c>; those before the runs shown (<paramref name="truncated"/>) counted in one statement per consumer
+    /// (<c>IX_JobLogTaskRuns_TaskId_ConsumerType_Retries</c>).
+    /// </summary>
+    private async Task<IReadOnlyDictionary<Guid, int>> OccurrencesAsync(Guid id, List<TaskRunLog> runs, bool truncated, CancellationToken ct)
+    {
+        var occurrences = new Dictionary<Guid, int>();
+        foreach (var lane in runs.Where(r => r.JobRetryAttempt is not null).GroupBy(r => r.ConsumerType, StringComparer.Ordinal))
+        {
+            var ordered = lane.OrderBy(r => r.Retries).ToList();
+            var first = ordered[0].Retries;
+            var consumer = lane.Key;
+            var occurrence = truncated
+                ? await _db.TaskRunLogs.CountAsync(r => r.TaskId == id && r.ConsumerType == consumer && r.Retries < first && r.JobRetryAttempt == 0, ct)
+                    .ConfigureAwait(false)
+                : 0;
+            foreach (var run in ordered)
+            {
+                if (run.JobRetryAttempt == 0)
+                {
+                    occurrence++;
+                }
+
+                if (occurrence > 0)
+                {
+                    occurrences[run.Id] = occurrence;
+                }
+            }
+        }
+
+        return occurrences;
     }
 
     /// <summary>One page of inbound requests, newest first.</summary>

@@ -48,6 +48,27 @@ public sealed record TaskDetail(
 
     /// <summary>How many runs the task has; more than <see cref="Runs"/> holds when they are more than <see cref="LedgerQueries.MaxDetailRuns"/>.</summary>
     public int RunCount { get => _runCount ?? Runs.Count; init => _runCount = value; }
+
+    /// <summary>
+    /// The occurrence of each job run in <see cref="Runs"/> (<see cref="TaskRunLog.JobRetryAttempt"/> set), 1 for the job's
+    /// first: how many of its consumer's runs up to it (by <see cref="TaskRunLog.Retries"/>) began an occurrence (retry
+    /// attempt 0). A run whose occurrence began before JobLog numbered job attempts has none.
+    /// </summary>
+    public IReadOnlyDictionary<Guid, int> Occurrences { get; init; } = new Dictionary<Guid, int>();
+
+    /// <summary>How a job run is numbered within its job, as the task page and the CLI show it.</summary>
+    /// <param name="run">One of <see cref="Runs"/>.</param>
+    /// <returns>"occurrence 2 · attempt 1" (the attempt within its occurrence, 1 for the first); "attempt 2" when the
+    /// occurrence is not known; null for a run that is no job attempt.</returns>
+    public string? JobAttempt(TaskRunLog run)
+    {
+        ArgumentNullException.ThrowIfNull(run);
+        return run.JobRetryAttempt is not { } retry
+            ? null
+            : Occurrences.TryGetValue(run.Id, out var occurrence)
+                ? string.Create(System.Globalization.CultureInfo.InvariantCulture, $"occurrence {occurrence} · attempt {retry + 1}")
+                : string.Create(System.Globalization.CultureInfo.InvariantCulture, $"attempt {retry + 1}");
+    }
 }
 
 /// <summary>The run during which a task was dispatched.</summary>

@@ -180,6 +180,17 @@ public sealed record TaskRunDocument
     /// <inheritdoc cref="TaskRunLog.HostInstanceId"/>
     public Guid? HostInstanceId { get; init; }
 
+    /// <inheritdoc cref="TaskRunLog.JobRetryAttempt"/>
+    public int? JobRetryAttempt { get; init; }
+
+    /// <summary>A job run's occurrence, 1 for the job's first (<see cref="TaskDetail.Occurrences"/>); null for other runs.</summary>
+    public int? Occurrence { get; init; }
+
+    /// <summary>A job run's attempt within its occurrence, 1 for the first (<see cref="JobRetryAttempt"/> + 1); null for other runs.</summary>
+    public int? Attempt { get; init; }
+
+    internal static TaskRunDocument From(TaskRunLog e, int? occurrence) => From(e) with { Occurrence = occurrence };
+
     internal static TaskRunDocument From(TaskRunLog e) => new()
     {
         Id = e.Id,
@@ -201,6 +212,8 @@ public sealed record TaskRunDocument
         Redelivered = e.Redelivered,
         Host = e.Host,
         HostInstanceId = e.HostInstanceId,
+        JobRetryAttempt = e.JobRetryAttempt,
+        Attempt = e.JobRetryAttempt + 1,
     };
 }
 

@@ -88,6 +88,9 @@ internal sealed record RunPayload
     public string? Host { get; init; }
 
     public Guid? HostInstanceId { get; init; }
+
+    /// <inheritdoc cref="TaskRunLog.JobRetryAttempt"/>
+    public int? JobRetryAttempt { get; init; }
 }
 
 /// <summary>A command, started or finished.</summary>

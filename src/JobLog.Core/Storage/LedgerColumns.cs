@@ -71,6 +71,7 @@ internal static class LedgerColumns
         LedgerColumn<RunRow>.Bool("Redelivered", static (in r) => r.Run.Redelivered),
         LedgerColumn<RunRow>.Text("Host", static (in r) => r.Run.Host),
         LedgerColumn<RunRow>.Uuid("HostInstanceId", static (in r) => r.Run.HostInstanceId, nullable: true),
+        LedgerColumn<RunRow>.Int("JobRetryAttempt", static (in r) => r.Run.JobRetryAttempt, nullable: true),
         LedgerColumn<RunRow>.Bool("InputFromTask", static (in r) => r.InputFromTask, stored: false),
         LedgerColumn<RunRow>.Int("Ordinal", static (in r) => r.Ordinal, stored: false),
     ];

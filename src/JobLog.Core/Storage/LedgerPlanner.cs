@@ -241,5 +241,6 @@ internal sealed class LedgerPlanner(LedgerDatabase database)
         TaskArgs = r.TaskArgs, TaskKwargs = r.TaskKwargs, Start = r.Start, Stop = r.Stop, State = r.State,
         ErrorMessage = r.ErrorMessage, Output = r.Output, EstimatedTimeOfNextRetry = r.EstimatedTimeOfNextRetry,
         WaitingTime = r.WaitingTime, Redelivered = r.Redelivered, Host = r.Host, HostInstanceId = r.HostInstanceId,
+        JobRetryAttempt = r.JobRetryAttempt,
     };
 }

@@ -34,7 +34,7 @@ internal static class TaskView
         foreach (var r in detail.Runs)
         {
             runs.AddRow(
-                new Markup(r.Retries.ToString(CultureInfo.InvariantCulture)), LedgerMarkup.State(CliFormat.State(r.State)), LedgerMarkup.Cell(r.ConsumerType, 50),
+                new Markup(r.Retries.ToString(CultureInfo.InvariantCulture) + (detail.JobAttempt(r) is { } attempt ? " (" + attempt + ")" : "")), LedgerMarkup.State(CliFormat.State(r.State)), LedgerMarkup.Cell(r.ConsumerType, 50),
                 new Markup(CliFormat.Time(r.Start)), new Markup(CliFormat.Time(r.Stop)),
                 new Markup(CliFormat.Duration(r.Stop is { } s ? (s - r.Start).TotalSeconds : null)), LedgerMarkup.Cell(r.Host, 40));
         }
@@ -45,7 +45,7 @@ internal static class TaskView
             // Multi-line ledger text is written as is (line feeds kept, every other control escaped), never as markup,
             // each line indented: an error's lines are the sender's text and must not pass for the page's own lines.
             await output.WriteLineAsync();
-            await output.WriteLineAsync($"--- run #{r.Retries} {CliFormat.State(r.State)}");
+            await output.WriteLineAsync($"--- run #{r.Retries}{(detail.JobAttempt(r) is { } attempt ? " (" + attempt + ")" : "")} {CliFormat.State(r.State)}");
             if (r.ErrorMessage is not null)
             {
                 await output.WriteLineAsync("error:");

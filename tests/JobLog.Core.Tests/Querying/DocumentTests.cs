@@ -39,18 +39,19 @@ public class DocumentTests
         },
     };
 
-    [TestCase(typeof(TaskLog), typeof(TaskDocument), new[] { "TaskId", "Runs" })]
-    [TestCase(typeof(TaskRunLog), typeof(TaskRunDocument), new[] { "Task" })]
-    [TestCase(typeof(InputRequestLog), typeof(InputRequestDocument), new string[0])]
-    [TestCase(typeof(OutputRequestLog), typeof(OutputRequestDocument), new string[0])]
-    [TestCase(typeof(OutputRequestRelatedObject), typeof(RelatedObjectDocument), new string[0])]
-    [TestCase(typeof(CommandLog), typeof(CommandDocument), new string[0])]
-    public void Document_HasEveryColumnOfItsEntity(Type entity, Type document, string[] navigations)
+    /// <summary>Every column; a run's document also has its job occurrence and attempt (session 32), read with the task.</summary>
+    [TestCase(typeof(TaskLog), typeof(TaskDocument), new[] { "TaskId", "Runs" }, new string[0])]
+    [TestCase(typeof(TaskRunLog), typeof(TaskRunDocument), new[] { "Task" }, new[] { "Occurrence", "Attempt" })]
+    [TestCase(typeof(InputRequestLog), typeof(InputRequestDocument), new string[0], new string[0])]
+    [TestCase(typeof(OutputRequestLog), typeof(OutputRequestDocument), new string[0], new string[0])]
+    [TestCase(typeof(OutputRequestRelatedObject), typeof(RelatedObjectDocument), new string[0], new string[0])]
+    [TestCase(typeof(CommandLog), typeof(CommandDocument), new string[0], new string[0])]
+    public void Document_HasEveryColumnOfItsEntity(Type entity, Type document, string[] navigations, string[] derived)
     {
         static IEnumerable<string> Names(Type type) => type.GetProperties(BindingFlags.Public | BindingFlags.Instance)
             .Where(p => p.Name != "EqualityContract").Select(p => p.Name);
 
-        Assert.That(Names(document), Is.EquivalentTo(Names(entity).Except(navigations)));
+        Assert.That(Names(document), Is.EquivalentTo(Names(entity).Except(navigations).Concat(derived)));
     }
 
     [Test]
@@ -67,14 +68,30 @@ public class DocumentTests
         {
             Id = Guid.NewGuid(), TaskId = task.Id, Name = task.Name, QueueName = "q", ConsumerType = "C", Start = T0, Stop = T0.AddSeconds(1),
             State = TaskRunState.Retried, ErrorMessage = "e", Output = "o", Retries = 1, EstimatedTimeOfNextRetry = T0.AddSeconds(5), WaitingTime = 0.5,
-            Redelivered = true, Host = "h", Task = task,
+            Redelivered = true, Host = "h", JobRetryAttempt = 1, Task = task,
         };
         task.Runs.Add(run);
         var children = new[] { new TaskRow(Guid.NewGuid(), "Child", null, TaskState.Waiting, null, T0, null, null, 0, "h") };
         var outbound = new[] { new RelatedRequest(run.Id, new RequestRow(Guid.NewGuid(), "GET", "psp", "/x", null, 200, RequestLogStatus.Info, T0, T0, null, null, null)) };
-        var detail = new TaskDetail(task, [run], new ParentRun(task.ParentRunId.Value, Guid.NewGuid(), "Parent"), children, outbound);
+        var detail = new TaskDetail(task, [run], new ParentRun(task.ParentRunId.Value, Guid.NewGuid(), "Parent"), children, outbound)
+        {
+            Occurrences = new Dictionary<Guid, int> { [run.Id] = 3 },
+        };
 
-        AssertSameJson(TaskDetailDocument.From(detail), detail);
+        var document = TaskDetailDocument.From(detail);
+        Assert.That(document.Runs.Select(r => (r.Occurrence, r.Attempt, r.JobRetryAttempt)), Is.EqualTo(new (int?, int?, int?)[] { (3, 2, 1) }));
+        Assert.That(detail.JobAttempt(run), Is.EqualTo("occurrence 3 · attempt 2"));
+
+        // Besides the run's occurrence and attempt (the detail's Occurrences, by run), what the entities wrote.
+        AssertSameJson(document, detail, json =>
+        {
+            json.AsObject().Remove("occurrences");
+            foreach (var r in json["runs"]!.AsArray())
+            {
+                r!.AsObject().Remove("occurrence");
+                r.AsObject().Remove("attempt");
+            }
+        });
     }
 
     [Test]
@@ -104,10 +121,12 @@ public class DocumentTests
         AssertSameJson(CommandDetailDocument.From(new CommandDetail(command, none)), new CommandDetail(command, none));
     }
 
-    private static void AssertSameJson(object document, object entities)
+    private static void AssertSameJson(object document, object entities, Action<JsonNode>? derived = null)
     {
-        var now = JsonNode.Parse(JsonSerializer.Serialize(document, LedgerJson.Options));
-        var before = JsonNode.Parse(JsonSerializer.Serialize(entities, EntityJson));
+        var now = JsonNode.Parse(JsonSerializer.Serialize(document, LedgerJson.Options))!;
+        var before = JsonNode.Parse(JsonSerializer.Serialize(entities, EntityJson))!;
+        derived?.Invoke(now);
+        derived?.Invoke(before);
 
         Assert.That(JsonNode.DeepEquals(now, before), Is.True, $"now:    {now}\nbefore: {before}");
     }

@@ -1,3 +1,4 @@
+using JobLog.Querying;
 using JobLog.Testing;
 using MassTransit;
 using MassTransit.Contracts.JobService;
@@ -186,6 +187,7 @@ public class JobConsumerTests
             Is.EqualTo(new[] { (0, TaskRunState.Retried), (1, TaskRunState.Retried), (2, TaskRunState.Failed) }));
         Assert.That(runs[^1].ErrorMessage, Does.StartWith("System.InvalidOperationException: job 5 cannot run"));
         Assert.That(runs[0].EstimatedTimeOfNextRetry, Is.Not.Null);
+        Assert.That(runs.Select(r => r.JobRetryAttempt), Is.EqualTo(new int?[] { 0, 1, 2 }), "the job service's retry attempts");
     }
 
     [Test]
@@ -257,6 +259,37 @@ public class JobConsumerTests
         var first = twice.Runs.OrderBy(r => r.Start).First();
         Assert.That(first.Start, Is.GreaterThanOrEqualTo(eta), "the first occurrence ran at its time");
         Assert.That(twice.Runs.Select(r => r.ConsumerType).Distinct(), Is.EqualTo(new[] { "ConvertVideoConsumer" }));
+    }
+
+    /// <summary>
+    /// A recurring job whose second occurrence faults once and is retried (session 32): one task, and its runs numbered by
+    /// occurrence and attempt on the task's detail (the page, the CLI) and in the JSON API's run fields. Before, only
+    /// <c>Retries</c> (#0, #1, #2) told them apart: the second occurrence's retry read like a third occurrence.
+    /// </summary>
+    [Test]
+    public async Task RecurringJob_TheSecondOccurrenceRetriedOnce_RunsAreNumberedByOccurrenceAndAttempt()
+    {
+        _host = await JobBus.StartAsync(more: x =>
+            x.AddConsumer<FlakyReportConsumer>(c => c.Options<JobOptions<FlakyReport>>(o => o.SetRetry(r => r.Intervals(10)))));
+        var jobId = await _host.Services.GetTestHarness().Bus.AddOrUpdateRecurringJob("flaky-report", new FlakyReport("weekly"),
+            x => x.CronExpression = "0/3 * * * * ?", CancellationToken.None);
+
+        await WaitFor(_host, jobId, t => t.Runs.Count(r => r.State == TaskRunState.Succeeded) >= 2 && t.Runs.Any(r => r.State == TaskRunState.Retried),
+            "the first occurrence succeeded, the second was retried and succeeded");
+        await using var scope = _host.Services.CreateAsyncScope();
+        var detail = (await scope.ServiceProvider.GetRequiredService<LedgerQueries>().TaskAsync(jobId, default))!;
+        var runs = detail.Runs.OrderBy(r => r.Retries).Take(3).ToList();
+        var shown = runs.Select(r => (r.Retries, r.State, detail.JobAttempt(r))).ToList();
+        TestContext.Out.WriteLine(string.Join("; ", shown));
+        Assert.That(shown, Is.EqualTo(new (int, TaskRunState, string?)[]
+        {
+            (0, TaskRunState.Succeeded, "occurrence 1 · attempt 1"),
+            (1, TaskRunState.Retried, "occurrence 2 · attempt 1"),
+            (2, TaskRunState.Succeeded, "occurrence 2 · attempt 2"),
+        }));
+        var document = TaskDetailDocument.From(detail).Runs.OrderBy(r => r.Retries).Take(3);
+        Assert.That(document.Select(r => (r.Occurrence, r.Attempt, r.JobRetryAttempt)),
+            Is.EqualTo(new (int?, int?, int?)[] { (1, 1, 0), (2, 1, 0), (2, 2, 1) }), "the JSON API's run fields");
     }
 
     /// <summary>

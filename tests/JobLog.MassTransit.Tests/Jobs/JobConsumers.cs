@@ -47,3 +47,24 @@ public sealed class RenderFrameConsumer : IJobConsumer<RenderFrame>
 {
     public Task Run(JobContext<RenderFrame> context) => Task.Delay(context.Job.Milliseconds, context.CancellationToken);
 }
+
+public sealed record FlakyReport(string Name);
+
+/// <summary>
+/// A recurring job's consumer whose second occurrence faults on its first attempt (its job options retry it once). The
+/// occurrences are counted per report name by the attempts 0 the job service starts (<c>JobContext.RetryAttempt</c>).
+/// </summary>
+public sealed class FlakyReportConsumer : IJobConsumer<FlakyReport>
+{
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, int> s_occurrences = new();
+
+    public Task Run(JobContext<FlakyReport> context)
+    {
+        if (context.RetryAttempt == 0 && s_occurrences.AddOrUpdate(context.Job.Name, 1, (_, n) => n + 1) == 2)
+        {
+            throw new InvalidOperationException($"report {context.Job.Name} failed once");
+        }
+
+        return Task.CompletedTask;
+    }
+}

@@ -107,7 +107,7 @@ internal static class Svg
     }
 
     /// <summary>A task's runs as bars on one time axis, from dispatch to the last stop (or now for a run still active).</summary>
-    public static void RunTimeline(HtmlWriter h, TaskLog task, IReadOnlyList<TaskRunLog> runs, DateTime now)
+    public static void RunTimeline(HtmlWriter h, TaskLog task, IReadOnlyList<TaskRunLog> runs, DateTime now, Func<TaskRunLog, string?> jobAttempt)
     {
         if (runs.Count == 0)
         {
@@ -143,8 +143,10 @@ internal static class Svg
                 TaskRunState.Cancelled => "#6b7280",
                 _ => "#2563eb",
             };
-            h.Add($"""<text x="0" y="{N(y + 14)}" font-size="11" fill="#374151">#{run.Retries} {Shorten(run.ConsumerType, 24)}</text>""");
-            h.Add($"""<rect class="run-bar" x="{N(x)}" y="{N(y)}" width="{N(w)}" height="{N(rowHeight - 8)}" rx="3" fill="{fill}" data-state="{run.State.ToString().ToLowerInvariant()}"><title>Run #{run.Retries} {Format.State(run.State)}: {Format.Time(run.Start)} → {(run.Stop is null ? "running" : Format.Time(run.Stop))} ({duration})</title></rect>""");
+            // A job's run is labelled with its occurrence and attempt (a job has one consumer, named in the table below).
+            var attempt = jobAttempt(run);
+            h.Add($"""<text x="0" y="{N(y + 14)}" font-size="11" fill="#374151">#{run.Retries} {attempt ?? Shorten(run.ConsumerType, 24)}</text>""");
+            h.Add($"""<rect class="run-bar" x="{N(x)}" y="{N(y)}" width="{N(w)}" height="{N(rowHeight - 8)}" rx="3" fill="{fill}" data-state="{run.State.ToString().ToLowerInvariant()}"><title>Run #{run.Retries}{(attempt is null ? "" : " (" + attempt + ")")} {Format.State(run.State)}: {Format.Time(run.Start)} → {(run.Stop is null ? "running" : Format.Time(run.Stop))} ({duration})</title></rect>""");
             h.Add($"""<text x="{N(Math.Min(x + w + 6, width - 84))}" y="{N(y + 14)}" font-size="10" fill="#6b7280">{duration}</text>""");
         }
 

@@ -163,13 +163,19 @@ internal static class TaskPages
             return;
         }
 
-        Svg.RunTimeline(h, d.Task, d.Runs, page.Now);
+        Svg.RunTimeline(h, d.Task, d.Runs, page.Now, d.JobAttempt);
         h.Add($"""
             <table class="list runs"><thead><tr><th>#</th><th>State</th><th>Consumer</th><th>Queue</th><th>Start</th><th>Stop</th><th class="num">Duration</th><th class="num">Waited</th><th>Next retry</th><th>Host</th></tr></thead><tbody>
             """);
         foreach (var r in d.Runs)
         {
-            h.Add($"<tr class=\"run\" data-run=\"{r.Id}\"><td class=\"mono\">{r.Retries}</td><td>");
+            h.Add($"<tr class=\"run\" data-run=\"{r.Id}\"><td class=\"mono\">{r.Retries}");
+            if (d.JobAttempt(r) is { } attempt)
+            {
+                h.Add($" <span class=\"muted job-attempt\">{attempt}</span>");
+            }
+
+            h.Add($"</td><td>");
             Layout.Badge(h, Format.State(r.State), Format.StateClass(r.State));
             if (r.Redelivered)
             {
@@ -182,7 +188,7 @@ internal static class TaskPages
         h.Add($"</tbody></table>");
         foreach (var r in d.Runs.Where(r => !string.IsNullOrEmpty(r.ErrorMessage) || !string.IsNullOrEmpty(r.Output)))
         {
-            h.Add($"<details class=\"run-detail\"{new RawHtml(r == d.Runs[^1] ? " open" : "")}><summary>Run #{r.Retries} · {Format.State(r.State)} · {Format.Time(r.Start)}</summary>");
+            h.Add($"<details class=\"run-detail\"{new RawHtml(r == d.Runs[^1] ? " open" : "")}><summary>Run #{r.Retries}{(d.JobAttempt(r) is { } attempt ? " · " + attempt : "")} · {Format.State(r.State)} · {Format.Time(r.Start)}</summary>");
             Layout.Pre(h, "Error", r.ErrorMessage, "error");
             Layout.Pre(h, "Captured output", r.Output, "output");
             h.Add($"</details>");

@@ -15,7 +15,8 @@ namespace JobLog.MassTransit.Internal.Jobs;
 /// <summary>
 /// MassTransit's job service, as its user sees it: a job is one task whose id is the <c>JobId</c> and whose name is the
 /// job's (the job message type, e.g. <c>ConvertVideo</c>); each attempt is a run of the job consumer, numbered by
-/// <c>Retries</c>; a cancelled attempt is CANCELLED, a faulted one RETRIED when the job service retries it, else FAILED;
+/// <c>Retries</c> and by the job service's <c>RetryAttempt</c> (<c>JobRetryAttempt</c>: a recurring job's occurrence
+/// begins with attempt 0, so its runs read "occurrence N · attempt M"); a cancelled attempt is CANCELLED, a faulted one RETRIED when the job service retries it, else FAILED;
 /// progress (<c>SetJobProgress</c>) is the job's <c>ExtraData</c>. The job service's own protocol (slots, attempts,
 /// status checks, heartbeats) is internal (<see cref="InternalMessages"/>).
 /// </summary>
@@ -466,6 +467,7 @@ internal sealed class JobAttemptFilter<TJob>(TaskLoggingServices services, strin
             Redelivered = context.ReceiveContext.Redelivered,
             Host = services.Options.Host,
             HostInstanceId = services.Recorder.InstanceId,
+            JobRetryAttempt = job.RetryAttempt,
         };
         var seed = new TaskPayload
         {

@@ -819,6 +819,9 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.Property<string>("Input")
                         .HasColumnType("text");
 
+                    b.Property<int?>("JobRetryAttempt")
+                        .HasColumnType("integer");
+
                     b.Property<string>("Name")
                         .IsRequired()
                         .HasMaxLength(250)

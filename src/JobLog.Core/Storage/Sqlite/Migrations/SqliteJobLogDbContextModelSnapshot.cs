@@ -814,6 +814,9 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.Property<string>("Input")
                         .HasColumnType("TEXT");
 
+                    b.Property<int?>("JobRetryAttempt")
+                        .HasColumnType("INTEGER");
+
                     b.Property<string>("Name")
                         .IsRequired()
                         .HasMaxLength(250)
