@@ -74,13 +74,16 @@ public sealed class LedgerMaintenance
     /// <summary>
     /// Puts the rows of a purge backup back into the ledger; rows already there are skipped. The rows are masked as
     /// recorded rows are (<see cref="JobLogOptions.Redaction"/>), so an edited or foreign backup stores no secret in clear.
+    /// The whole file is checked before anything is written; a file that ends early (a purge killed while writing it, a
+    /// cut copy) is restored up to its last whole row and <see cref="LedgerRestoreResult.EndedEarly"/> says where and why.
     /// </summary>
     /// <param name="path">The backup file (<c>.jsonl.gz</c>).</param>
     /// <param name="batchSize">Rows per transaction; default 500.</param>
     /// <param name="progress">Receives the step's start and end (<see cref="MaintenanceProgress.Step"/> is the file name); null for none.</param>
     /// <param name="cancellationToken">Cancels between batches.</param>
     /// <returns>What was restored and skipped.</returns>
-    /// <exception cref="InvalidDataException">When the file is not a JobLog backup.</exception>
+    /// <exception cref="InvalidDataException">When the file is not a JobLog backup, or a line of it cannot be read (the
+    /// message names the line and why; nothing was written).</exception>
     public async Task<LedgerRestoreResult> RestoreAsync(
         string path, int batchSize = 500, IProgress<MaintenanceProgress>? progress = null, CancellationToken cancellationToken = default)
     {
@@ -88,9 +91,9 @@ public sealed class LedgerMaintenance
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         var step = Path.GetFileName(path);
         progress?.Report(new MaintenanceProgress(step, 0, null, IsFinished: false));
-        var (kind, restored, skipped) = await LedgerBackup.RestoreAsync(_contexts, _masking, path, batchSize, cancellationToken).ConfigureAwait(false);
+        var (kind, restored, skipped, endedEarly) = await LedgerBackup.RestoreAsync(_contexts, _masking, path, batchSize, cancellationToken).ConfigureAwait(false);
         progress?.Report(new MaintenanceProgress(step, restored + skipped, restored + skipped, IsFinished: true));
-        return new LedgerRestoreResult(kind, restored, skipped);
+        return new LedgerRestoreResult(kind, restored, skipped) { EndedEarly = endedEarly };
     }
 
     /// <summary>Waits until everything recorded so far in this process is committed to the ledger.</summary>

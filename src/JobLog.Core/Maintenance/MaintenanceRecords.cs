@@ -34,7 +34,15 @@ public sealed record LedgerPurgeResult(LedgerKind Kind, int Succeeded, int Faile
 /// <param name="Kind">The log kind of the backup.</param>
 /// <param name="Restored">Rows inserted.</param>
 /// <param name="Skipped">Rows already in the ledger, left alone.</param>
-public sealed record LedgerRestoreResult(LedgerKind Kind, int Restored, int Skipped);
+public sealed record LedgerRestoreResult(LedgerKind Kind, int Restored, int Skipped)
+{
+    /// <summary>
+    /// Null when the file was read to its end. Otherwise where and why it ended early (cut inside a line or inside a task's
+    /// runs, gzip data that stops being readable, or no end line: a purge killed while writing it, which had not deleted
+    /// what it had not written, or a cut copy); what came before was restored, nothing after.
+    /// </summary>
+    public string? EndedEarly { get; init; }
+}
 
 /// <summary>How far a long maintenance step is, for a progress bar or a log line.</summary>
 /// <param name="Step">What is being done, for example <c>tasks</c> or the backup file's name.</param>

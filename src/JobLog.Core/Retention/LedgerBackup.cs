@@ -2,6 +2,7 @@ using System.Globalization;
 using System.IO.Compression;
 using System.Text;
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using System.Text.Json.Serialization.Metadata;
 using JobLog.Recording;
 using JobLog.Redaction;
@@ -43,55 +44,119 @@ internal static class LedgerBackup
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger kind."),
     };
 
-    /// <summary>Reads a backup file: its kind and its rows, lazily.</summary>
+    /// <summary>
+    /// Past this many bytes of (worst-case escaped) JSON, a task's runs are written in lines of their own (version 2): a
+    /// line stays near it whatever the task holds, so a restore reads any purge's backup back (1 MiB).
+    /// </summary>
+    public const int SplitBytes = 1024 * 1024;
+
+    /// <summary>The restore's batches stop taking rows past this many bytes of their lines (16 MiB), whatever the batch size.</summary>
+    private const long BatchBytes = 16 * 1024 * 1024;
+
+    /// <summary>Reads a backup file: its kind and its rows, lazily (a split task's runs are put back on it).</summary>
     /// <exception cref="InvalidDataException">The file is not a JobLog backup.</exception>
     public static async Task<(LedgerKind Kind, IAsyncEnumerable<object> Rows)> OpenAsync(string path, CancellationToken cancellationToken)
     {
-        var kind = await ReadHeaderAsync(path, cancellationToken).ConfigureAwait(false);
-        return (kind, ReadRowsAsync(path, RowType(kind), null, null, cancellationToken));
+        var (kind, version) = await ReadHeaderAsync(path, cancellationToken).ConfigureAwait(false);
+        return (kind, WholeRowsAsync(ReadPiecesAsync(path, kind, version, null, null, MaxLineBytes, cancellationToken)));
+    }
+
+    private static async IAsyncEnumerable<object> WholeRowsAsync(IAsyncEnumerable<Piece> pieces)
+    {
+        TaskLog? split = null;
+        await foreach (var piece in pieces.ConfigureAwait(false))
+        {
+            switch (piece)
+            {
+                case RowPiece { Split: true, Row: TaskLog task }:
+                    split = task;
+                    break;
+                case RowPiece row:
+                    yield return row.Row;
+                    break;
+                case RunsPiece runs when split is not null:
+                    split.Runs.AddRange(runs.Runs);
+                    break;
+                case SplitEndPiece when split is not null:
+                    yield return split;
+                    split = null;
+                    break;
+            }
+        }
     }
 
     /// <summary>
-    /// Inserts the rows of a backup that are not in the ledger; rows already there are skipped. Each row is masked as
-    /// the recording path masks what it records (<paramref name="masking"/>): a backup is a file anyone can edit.
+    /// Inserts the rows of a backup that are not in the ledger; rows already there are skipped (a run too, by its id). Each row
+    /// is masked as the recording path masks what it records (<paramref name="masking"/>): a backup is a file anyone can edit.
+    /// The whole file is read and checked first: a line it cannot read is an <see cref="InvalidDataException"/> naming the
+    /// file, the line and why, and nothing is written. A file that ends early (cut inside a line or inside a task's runs,
+    /// gzip data that stops being readable, or a version 2 file without its end line: a purge killed while writing, or a
+    /// cut copy) is restored up to the last whole row, and <c>EndedEarly</c> says where and why.
     /// </summary>
-    /// <returns>Rows inserted and rows skipped.</returns>
-    public static async Task<(LedgerKind Kind, int Restored, int Skipped)> RestoreAsync(
-        JobLogContextFactory contexts, RecordMasking masking, string path, int batchSize, CancellationToken cancellationToken)
+    /// <returns>Rows inserted and rows skipped (a task counts once, with its runs), and how the file ended early, if it did.</returns>
+    public static async Task<(LedgerKind Kind, int Restored, int Skipped, string? EndedEarly)> RestoreAsync(
+        JobLogContextFactory contexts, RecordMasking masking, string path, int batchSize, CancellationToken cancellationToken, int maxLineBytes = MaxLineBytes)
     {
-        var kind = await ReadHeaderAsync(path, cancellationToken).ConfigureAwait(false);
+        var (kind, version) = await ReadHeaderAsync(path, cancellationToken).ConfigureAwait(false);
         Microsoft.EntityFrameworkCore.Metadata.IModel model;
         await using (var db = contexts.Create())
         {
             model = db.Model;
         }
 
-        // Each row is read and checked against the model before its batch is written: a hand-edited or damaged line
-        // is an InvalidDataException that names the file and the line, not a JSON or constraint exception.
-        var rows = ReadRowsAsync(path, RowType(kind), model, masking, cancellationToken);
+        // First the whole file, checked row by row (each masked first: a replacement may make a text longer than its
+        // column) and line by line (a task's split runs complete): nothing is written from a file with a line it cannot read.
+        EndPiece? end = null;
+        await foreach (var piece in ReadPiecesAsync(path, kind, version, model, masking, maxLineBytes, cancellationToken).ConfigureAwait(false))
+        {
+            end = piece as EndPiece ?? end;
+        }
+
+        var vouched = end?.WholeThrough ?? 0;
         var restored = 0;
         var skipped = 0;
         var batch = new List<object>(batchSize);
-        await foreach (var row in rows.ConfigureAwait(false))
+        long bytes = 0;
+        async Task FlushAsync()
         {
-            batch.Add(row);
-            if (batch.Count >= batchSize)
+            if (batch.Count > 0)
             {
                 var (r, s) = await InsertAsync(contexts, kind, batch, cancellationToken).ConfigureAwait(false);
                 restored += r;
                 skipped += s;
                 batch.Clear();
+                bytes = 0;
             }
         }
 
-        if (batch.Count > 0)
+        await foreach (var piece in ReadPiecesAsync(path, kind, version, model, masking, maxLineBytes, cancellationToken).ConfigureAwait(false))
         {
-            var (r, s) = await InsertAsync(contexts, kind, batch, cancellationToken).ConfigureAwait(false);
-            restored += r;
-            skipped += s;
+            if (piece.Line > vouched)
+            {
+                break;
+            }
+
+            switch (piece)
+            {
+                case RowPiece row:
+                    batch.Add(row.Row);
+                    bytes += row.Bytes;
+                    if (batch.Count >= batchSize || bytes >= BatchBytes)
+                    {
+                        await FlushAsync().ConfigureAwait(false);
+                    }
+
+                    break;
+                case RunsPiece runs:
+                    // Its task first (in the batch, or already in the ledger).
+                    await FlushAsync().ConfigureAwait(false);
+                    await InsertRunsAsync(contexts, runs.Runs, cancellationToken).ConfigureAwait(false);
+                    break;
+            }
         }
 
-        return (kind, restored, skipped);
+        await FlushAsync().ConfigureAwait(false);
+        return (kind, restored, skipped, end?.EndedEarly is { } why ? why + $" The {restored + skipped} whole rows before it were restored ({skipped} already in the ledger); nothing from line {vouched + 1} on." : null);
     }
 
     private static async Task<(int Restored, int Skipped)> InsertAsync(
@@ -109,6 +174,17 @@ internal static class LedgerBackup
         };
         var skip = existing.ToHashSet();
         var fresh = rows.Where(r => !skip.Contains(IdOf(r))).ToList();
+        if (kind == LedgerKind.Tasks)
+        {
+            // A run whose id the ledger holds already (under another task, in a hand-made file) is left out, as a row is.
+            var runIds = fresh.SelectMany(r => ((TaskLog)r).Runs).Select(r => r.Id).ToList();
+            var runsThere = runIds.Count == 0 ? [] : (await db.TaskRunLogs.Where(r => runIds.Contains(r.Id)).Select(r => r.Id).ToListAsync(ct).ConfigureAwait(false)).ToHashSet();
+            foreach (TaskLog task in fresh)
+            {
+                task.Runs.RemoveAll(r => runsThere.Contains(r.Id));
+            }
+        }
+
         if (fresh.Count > 0 && await contexts.Database.IsPartitionedAsync(db, kind, ct).ConfigureAwait(false))
         {
             // The partitioned tables' key is not in the EF model: the rows go in through SQL that computes it.
@@ -121,6 +197,28 @@ internal static class LedgerBackup
         return (fresh.Count, rows.Count - fresh.Count);
     }
 
+    /// <summary>Inserts a split task's runs that are not in the ledger (by id).</summary>
+    private static async Task InsertRunsAsync(JobLogContextFactory contexts, List<TaskRunLog> runs, CancellationToken ct)
+    {
+        await using var db = contexts.Create();
+        var ids = runs.Select(r => r.Id).ToList();
+        var there = (await db.TaskRunLogs.Where(r => ids.Contains(r.Id)).Select(r => r.Id).ToListAsync(ct).ConfigureAwait(false)).ToHashSet();
+        var fresh = runs.Where(r => !there.Contains(r.Id)).ToList();
+        if (fresh.Count == 0)
+        {
+            return;
+        }
+
+        if (await contexts.Database.IsPartitionedAsync(db, LedgerKind.Tasks, ct).ConfigureAwait(false))
+        {
+            await Storage.Partitioning.LedgerPartitioning.RestoreRunsAsync(db, JsonSerializer.Serialize(fresh, JsonOptions), ct).ConfigureAwait(false);
+            return;
+        }
+
+        db.AddRange(fresh);
+        await db.SaveChangesAsync(ct).ConfigureAwait(false);
+    }
+
     private static Guid IdOf(object row) => row switch
     {
         TaskLog t => t.Id,
@@ -129,7 +227,7 @@ internal static class LedgerBackup
         _ => throw new InvalidDataException("Not a ledger row: " + row.GetType().Name),
     };
 
-    private static async Task<LedgerKind> ReadHeaderAsync(string path, CancellationToken ct)
+    private static async Task<(LedgerKind Kind, int Version)> ReadHeaderAsync(string path, CancellationToken ct)
     {
         using var reader = new BackupLines(path);
         var line = await reader.ReadLineAsync(ct).ConfigureAwait(false) ?? ReadOnlyMemory<byte>.Empty;
@@ -137,42 +235,181 @@ internal static class LedgerBackup
         {
             using var header = JsonDocument.Parse(line);
             var root = header.RootElement;
-            if (root.GetProperty("format").GetString() != Format || root.GetProperty("version").GetInt32() != 1
+            var version = root.GetProperty("version").GetInt32();
+            if (root.GetProperty("format").GetString() != Format || version is not (1 or Version)
                 || !LedgerPurger.TryParseKind(root.GetProperty("kind").GetString() ?? "", out var kind))
             {
-                throw new InvalidDataException($"{path} is not a JobLog backup (version 1).");
+                throw new InvalidDataException($"{path} is not a JobLog backup (version 1 or {Version}).");
             }
 
-            return kind;
+            return (kind, version);
         }
-        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException)
+        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {
             throw new InvalidDataException($"{path} is not a JobLog backup: {ex.Message}", ex);
         }
     }
 
-    private static async IAsyncEnumerable<object> ReadRowsAsync(
-        string path, Type type, Microsoft.EntityFrameworkCore.Metadata.IModel? model, RecordMasking? masking,
+    /// <summary>The version purge writes: a task's runs may follow it in lines of their own (<see cref="SplitBytes"/>), and the file ends with a line that says so.</summary>
+    public const int Version = 2;
+
+    /// <summary>What a line of a backup holds, read and checked: a whole row, or a piece of a split task.</summary>
+    private abstract record Piece(int Line);
+
+    /// <summary>A row (a task, its runs inline unless <paramref name="Split"/>: they follow).</summary>
+    private sealed record RowPiece(int Line, object Row, int Bytes, bool Split = false) : Piece(Line);
+
+    private sealed record RunsPiece(int Line, List<TaskRunLog> Runs) : Piece(Line);
+
+    private sealed record SplitEndPiece(int Line) : Piece(Line);
+
+    /// <summary>The file's end: the last line of its last whole row, and why the file ended early, if it did.</summary>
+    private sealed record EndPiece(int Line, int WholeThrough, string? EndedEarly) : Piece(Line);
+
+    /// <summary>The lines of a split task and of the file's end (version 2).</summary>
+    internal sealed record MarkLine(
+        [property: JsonPropertyName(MarkLine.TaskName), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] TaskLog? Task = null,
+        [property: JsonPropertyName(MarkLine.RunsOfName), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] Guid? RunsOf = null,
+        [property: JsonPropertyName("Runs"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] List<TaskRunLog>? Runs = null,
+        [property: JsonPropertyName("Count"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] int? Count = null,
+        [property: JsonPropertyName(MarkLine.EndName), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] bool? EndOfBackup = null,
+        [property: JsonPropertyName("Rows"), JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)] long? Rows = null)
+    {
+        public const string TaskName = "SplitTask";
+        public const string RunsOfName = "RunsOf";
+        public const string EndName = "EndOfBackup";
+    }
+
+    /// <summary>
+    /// Reads and checks every line of a backup after its header: each row against the model (see <see cref="Invalid"/>),
+    /// masked first when <paramref name="masking"/> is given; a split task's lines in order and complete (its runs' count);
+    /// the end line last. A line it cannot read is an <see cref="InvalidDataException"/> with the file, the line and why,
+    /// unless it is the file's last and cut short (no line feed): then, as when the gzip data stops being readable or the
+    /// file stops inside a split task or without its end line, the last piece says so (<see cref="EndPiece"/>).
+    /// </summary>
+    private static async IAsyncEnumerable<Piece> ReadPiecesAsync(
+        string path, LedgerKind kind, int version, Microsoft.EntityFrameworkCore.Metadata.IModel? model, RecordMasking? masking, int maxLineBytes,
         [System.Runtime.CompilerServices.EnumeratorCancellation] CancellationToken ct)
     {
-        using var reader = new BackupLines(path);
+        var type = RowType(kind);
+        using var reader = new BackupLines(path, maxLineBytes);
         await reader.ReadLineAsync(ct).ConfigureAwait(false);
-        while (await reader.ReadLineAsync(ct).ConfigureAwait(false) is { } line)
+        var whole = 1;
+        long rows = 0;
+        (TaskLog Task, int Line, int Runs)? split = null;
+        var ended = false;
+        string? early = null;
+        while (true)
         {
+            ReadOnlyMemory<byte>? read;
+            try
+            {
+                read = await reader.ReadLineAsync(ct).ConfigureAwait(false);
+            }
+            catch (InvalidDataException ex) when (ex.InnerException is InvalidDataException)
+            {
+                early = ex.Message;
+                break;
+            }
+
+            if (read is not { } line)
+            {
+                break;
+            }
+
             var number = reader.Number;
-            if (line.Length == 0)
+            if (line.IsEmpty)
             {
                 continue;
             }
 
-            object? row;
+            if (ended)
+            {
+                throw new InvalidDataException($"{path}, line {number}: a line after the backup's end line.");
+            }
+
+            string? mark;
+            MarkLine? marked = null;
+            object? row = null;
             try
             {
-                row = JsonSerializer.Deserialize(line.Span, type, JsonOptions);
+                mark = FirstProperty(line.Span);
+                if (version >= Version && mark is MarkLine.TaskName or MarkLine.RunsOfName or MarkLine.EndName)
+                {
+                    marked = JsonSerializer.Deserialize<MarkLine>(line.Span, JsonOptions);
+                }
+                else
+                {
+                    row = JsonSerializer.Deserialize(line.Span, type, JsonOptions);
+                }
             }
             catch (JsonException ex)
             {
+                if (!reader.LastLineEnded)
+                {
+                    early = $"{path}, line {number}: the file ends inside this line (a cut file).";
+                    break;
+                }
+
                 throw new InvalidDataException($"{path}, line {number}: not a {type.Name} row: {ex.Message}", ex);
+            }
+
+            if (marked is not null)
+            {
+                if (marked.Task is { } task)
+                {
+                    if (split is not null)
+                    {
+                        throw new InvalidDataException($"{path}, line {number}: task {split.Value.Task.Id}'s runs (from line {split.Value.Line}) end without their count.");
+                    }
+
+                    Check(path, number, model, masking, task);
+                    split = (task, number, task.Runs.Count);
+                    rows++;
+                    yield return new RowPiece(number, task, line.Length, Split: true);
+                }
+                else if (marked.RunsOf is { } of && split is { } open && open.Task.Id == of && (marked.Runs is null) != (marked.Count is null))
+                {
+                    if (marked.Runs is { } runs)
+                    {
+                        foreach (var run in runs)
+                        {
+                            run.TaskId = of;
+                            Check(path, number, model, masking, run);
+                        }
+
+                        split = open with { Runs = open.Runs + runs.Count };
+                        yield return new RunsPiece(number, runs);
+                    }
+                    else if (marked.Count != open.Runs)
+                    {
+                        throw new InvalidDataException($"{path}, line {number}: task {of} has {marked.Count} runs by its count, but {open.Runs} in the file (from line {open.Line}).");
+                    }
+                    else
+                    {
+                        split = null;
+                        whole = number;
+                        yield return new SplitEndPiece(number);
+                    }
+                }
+                else if (marked.EndOfBackup == true && split is null)
+                {
+                    if (marked.Rows != rows)
+                    {
+                        throw new InvalidDataException($"{path}, line {number}: the end line counts {marked.Rows} rows, but the file holds {rows}.");
+                    }
+
+                    ended = true;
+                    whole = number;
+                }
+                else
+                {
+                    throw new InvalidDataException(split is { } open2
+                        ? $"{path}, line {number}: not the next line of task {open2.Task.Id}'s runs (from line {open2.Line})."
+                        : $"{path}, line {number}: a line of a split task's runs or of the file's end out of place.");
+                }
+
+                continue;
             }
 
             if (row is null)
@@ -180,15 +417,51 @@ internal static class LedgerBackup
                 throw new InvalidDataException($"{path}, line {number}: an empty row.");
             }
 
-            // Masked before it is checked: a replacement may make a text longer than its column.
-            masking?.ApplyTo(row);
-            if (model is not null && Invalid(model, row) is { } problem)
+            if (split is { } unfinished)
             {
-                throw new InvalidDataException($"{path}, line {number}: {problem}");
+                throw new InvalidDataException($"{path}, line {number}: task {unfinished.Task.Id}'s runs (from line {unfinished.Line}) end without their count.");
             }
 
-            yield return row;
+            if (row is TaskLog owner)
+            {
+                // A run is its task's: a TaskId of another task (a hand-made file) would hang it under a row the file does not hold.
+                foreach (var run in owner.Runs)
+                {
+                    run.TaskId = owner.Id;
+                }
+            }
+
+            Check(path, number, model, masking, row);
+            rows++;
+            whole = number;
+            yield return new RowPiece(number, row, line.Length);
         }
+
+        early ??= split is { } cut
+            ? $"{path}, line {reader.Number + 1}: the file ends inside task {cut.Task.Id}'s runs ({cut.Runs} read from line {cut.Line} on): a cut file, or a purge stopped while writing it (which had not deleted that task)."
+            : version >= Version && !ended
+                ? $"{path}, line {reader.Number + 1}: the file ends without its end line: a purge stopped while writing it (which had not deleted what it had not written), or a cut file."
+                : null;
+        yield return new EndPiece(reader.Number + 1, whole, early);
+    }
+
+    private static void Check(string path, int number, Microsoft.EntityFrameworkCore.Metadata.IModel? model, RecordMasking? masking, object row)
+    {
+        // Masked before it is checked: a replacement may make a text longer than its column.
+        masking?.ApplyTo(row);
+        if (model is not null && Invalid(model, row) is { } problem)
+        {
+            throw new InvalidDataException($"{path}, line {number}: {problem}");
+        }
+    }
+
+    /// <summary>The name of a line's first property, or null when it is not an object that starts with one.</summary>
+    private static string? FirstProperty(ReadOnlySpan<byte> line)
+    {
+        var reader = new Utf8JsonReader(line);
+        return reader.Read() && reader.TokenType == JsonTokenType.StartObject && reader.Read() && reader.TokenType == JsonTokenType.PropertyName
+            ? reader.GetString()
+            : null;
     }
 
     /// <summary>
@@ -258,7 +531,7 @@ internal static class LedgerBackup
     /// <see cref="InvalidDataException"/> as soon as that many bytes are read without its end, so a file that expands to one
     /// huge line costs the bound, not the line. A line is valid until the next is read.
     /// </summary>
-    private sealed class BackupLines(string path) : IDisposable
+    private sealed class BackupLines(string path, int maxLineBytes = MaxLineBytes) : IDisposable
     {
         private readonly Stream _stream = new GZipStream(File.OpenRead(path), CompressionMode.Decompress);
         private byte[] _buffer = new byte[64 * 1024];
@@ -269,6 +542,9 @@ internal static class LedgerBackup
         /// <summary>The number of the line last read, from 1.</summary>
         public int Number { get; private set; }
 
+        /// <summary>Whether the line last read ended with a line feed (the file's last line may be cut short).</summary>
+        public bool LastLineEnded { get; private set; }
+
         public async ValueTask<ReadOnlyMemory<byte>?> ReadLineAsync(CancellationToken ct)
         {
             var searched = 0;
@@ -276,10 +552,10 @@ internal static class LedgerBackup
             {
                 var at = _buffer.AsSpan(_start + searched, _end - _start - searched).IndexOf((byte)'\n');
                 var length = at >= 0 ? searched + at : _end - _start;
-                if (length > MaxLineBytes)
+                if (length > maxLineBytes)
                 {
                     throw new InvalidDataException(
-                        $"{path}, line {Number + 1}: longer than {MaxLineBytes / (1024 * 1024)} MiB, which no row a purge writes is (a damaged or hostile file).");
+                        $"{path}, line {Number + 1}: longer than {maxLineBytes / (1024 * 1024)} MiB, which no row a purge writes is (a damaged or hostile file).");
                 }
 
                 if (at >= 0 || _ended)
@@ -290,6 +566,7 @@ internal static class LedgerBackup
                     }
 
                     var line = _buffer.AsMemory(_start, length);
+                    LastLineEnded = at >= 0;
                     _start += at >= 0 ? length + 1 : length;
                     Number++;
                     line = line.Span.EndsWith((byte)'\r') ? line[..^1] : line;
@@ -301,7 +578,7 @@ internal static class LedgerBackup
                 {
                     // Room for the rest of the line: moved to the front, or a buffer twice as large, at most the bound and
                     // the line's end (past half the bound, that at once: its allocations stay about twice the bound).
-                    var buffer = _start > 0 ? _buffer : new byte[2L * _buffer.Length < MaxLineBytes ? 2 * _buffer.Length : MaxLineBytes + 1];
+                    var buffer = _start > 0 ? _buffer : new byte[2L * _buffer.Length < maxLineBytes ? 2 * _buffer.Length : maxLineBytes + 1];
                     _buffer.AsSpan(_start, searched).CopyTo(buffer);
                     (_buffer, _start, _end) = (buffer, 0, searched);
                 }
@@ -346,12 +623,25 @@ internal static class LedgerBackup
         $"joblog-{LedgerPurger.KindName(kind)}-{now.UtcDateTime.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture)}.jsonl.gz";
 }
 
-/// <summary>Appends purged rows to a new backup file; every batch is flushed to disk before its delete commits.</summary>
+/// <summary>
+/// Appends purged rows to a new backup file; every batch is flushed to disk before its delete commits. A task whose runs
+/// would make its line longer than <see cref="LedgerBackup.SplitBytes"/> is written as a <c>SplitTask</c> line, its runs in
+/// <c>RunsOf</c> lines of at most that size, and a line with their count; the file ends with a line counting its rows.
+/// </summary>
 internal sealed class LedgerBackupWriter : IAsyncDisposable
 {
     private readonly FileStream _file;
     private readonly GZipStream _gzip;
     private readonly StreamWriter _writer;
+    private readonly List<TaskRunLog> _runs = [];
+    private long _rows;
+    private bool _broken;
+
+    // The task whose runs are being written, their count and the bytes of JSON its line (or its runs' line) would take at most.
+    private TaskLog? _task;
+    private int _count;
+    private long _bytes;
+    private bool _split;
 
     private LedgerBackupWriter(string path, FileStream file)
     {
@@ -377,27 +667,143 @@ internal sealed class LedgerBackupWriter : IAsyncDisposable
         writer._writer.WriteLine(JsonSerializer.Serialize(new Dictionary<string, object>
         {
             ["format"] = LedgerBackup.Format,
-            ["version"] = 1,
+            ["version"] = LedgerBackup.Version,
             ["kind"] = LedgerPurger.KindName(kind),
             ["createdAt"] = now.UtcDateTime,
         }));
         return writer;
     }
 
+    /// <summary>Writes rows whose lines are bounded by their texts (requests, commands): one a line.</summary>
     public async Task WriteAsync(IReadOnlyList<object> rows, CancellationToken cancellationToken)
     {
+        _broken = true;
         foreach (var row in rows)
         {
-            await _writer.WriteLineAsync(JsonSerializer.Serialize(row, row.GetType(), LedgerBackup.JsonOptions).AsMemory(), cancellationToken).ConfigureAwait(false);
+            await WriteLineAsync(row, row.GetType(), cancellationToken).ConfigureAwait(false);
+            _rows++;
         }
 
-        await _writer.FlushAsync(cancellationToken).ConfigureAwait(false);
-        await _gzip.FlushAsync(cancellationToken).ConfigureAwait(false);
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        _broken = false;
+    }
+
+    /// <summary>
+    /// Writes tasks with their runs, read one at a time from <paramref name="runs"/> (ordered by their task): a task's runs
+    /// are held only up to <see cref="LedgerBackup.SplitBytes"/>, so a task with any number of runs costs that much memory.
+    /// </summary>
+    public async Task WriteTasksAsync(IReadOnlyList<TaskLog> tasks, IAsyncEnumerable<TaskRunLog> runs, CancellationToken cancellationToken)
+    {
+        _broken = true;
+        var waiting = tasks.ToDictionary(t => t.Id);
+        await foreach (var run in runs.WithCancellation(cancellationToken).ConfigureAwait(false))
+        {
+            if (_task?.Id != run.TaskId)
+            {
+                await EndTaskAsync(cancellationToken).ConfigureAwait(false);
+                if (!waiting.Remove(run.TaskId, out var task))
+                {
+                    continue;
+                }
+
+                (_task, _count, _bytes, _split) = (task, 0, Estimate(task), false);
+            }
+
+            var size = Estimate(run);
+            _count++;
+            if (!_split && _bytes + size > LedgerBackup.SplitBytes)
+            {
+                // Past the bound: the task alone, then its runs in lines of their own.
+                _split = true;
+                _bytes -= Estimate(_task!);
+                await WriteLineAsync(new LedgerBackup.MarkLine(Task: _task), typeof(LedgerBackup.MarkLine), cancellationToken).ConfigureAwait(false);
+            }
+
+            if (_split && _runs.Count > 0 && _bytes + size > LedgerBackup.SplitBytes)
+            {
+                await WriteRunsAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            _runs.Add(run);
+            _bytes += size;
+        }
+
+        await EndTaskAsync(cancellationToken).ConfigureAwait(false);
+        foreach (var task in tasks.Where(t => waiting.ContainsKey(t.Id)))
+        {
+            await WriteLineAsync(task, typeof(TaskLog), cancellationToken).ConfigureAwait(false);
+            _rows++;
+        }
+
+        await FlushAsync(cancellationToken).ConfigureAwait(false);
+        _broken = false;
+    }
+
+    private async Task EndTaskAsync(CancellationToken ct)
+    {
+        if (_task is not { } task)
+        {
+            return;
+        }
+
+        if (_split)
+        {
+            await WriteRunsAsync(ct).ConfigureAwait(false);
+            await WriteLineAsync(new LedgerBackup.MarkLine(RunsOf: task.Id, Count: _count), typeof(LedgerBackup.MarkLine), ct).ConfigureAwait(false);
+        }
+        else
+        {
+            task.Runs = [.. _runs];
+            await WriteLineAsync(task, typeof(TaskLog), ct).ConfigureAwait(false);
+            task.Runs = [];
+        }
+
+        _runs.Clear();
+        _rows++;
+        _task = null;
+    }
+
+    private async Task WriteRunsAsync(CancellationToken ct)
+    {
+        if (_runs.Count > 0)
+        {
+            await WriteLineAsync(new LedgerBackup.MarkLine(RunsOf: _task!.Id, Runs: _runs), typeof(LedgerBackup.MarkLine), ct).ConfigureAwait(false);
+            _runs.Clear();
+        }
+
+        _bytes = 64;
+    }
+
+    private Task WriteLineAsync(object value, Type type, CancellationToken ct) =>
+        _writer.WriteLineAsync(JsonSerializer.Serialize(value, type, LedgerBackup.JsonOptions).AsMemory(), ct);
+
+    /// <summary>The most bytes a row's line can take: every character of its texts escaped (six bytes), and the rest.</summary>
+    private static long Estimate(TaskLog task) => 2048 + (6L * (
+        Length(task.Name) + Length(task.QueueName) + Length(task.Input) + Length(task.TaskArgs) + Length(task.TaskKwargs)
+        + Length(task.ErrorMessage) + Length(task.ExtraData) + Length(task.SourceAddress) + Length(task.Host) + Length(task.Release)
+        + Length(task.Slug) + Length(task.TraceId)));
+
+    private static long Estimate(TaskRunLog run) => 1024 + (6L * (
+        Length(run.Name) + Length(run.QueueName) + Length(run.ConsumerType) + Length(run.Input) + Length(run.TaskArgs)
+        + Length(run.TaskKwargs) + Length(run.ErrorMessage) + Length(run.Output) + Length(run.Host)));
+
+    private static int Length(string? text) => text?.Length ?? 0;
+
+    private async Task FlushAsync(CancellationToken ct)
+    {
+        await _writer.FlushAsync(ct).ConfigureAwait(false);
+        await _gzip.FlushAsync(ct).ConfigureAwait(false);
         _file.Flush(flushToDisk: true);
     }
 
     public async ValueTask DisposeAsync()
     {
+        if (!_broken)
+        {
+            // Only after every row was written whole: a file without this line ends early (restore says so).
+            await WriteLineAsync(new LedgerBackup.MarkLine(EndOfBackup: true, Rows: _rows), typeof(LedgerBackup.MarkLine), CancellationToken.None).ConfigureAwait(false);
+        }
+
         await _writer.DisposeAsync().ConfigureAwait(false);
         await _gzip.DisposeAsync().ConfigureAwait(false);
         _file.Flush(flushToDisk: true);

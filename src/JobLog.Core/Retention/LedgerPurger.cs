@@ -157,7 +157,17 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
             if (request.BackupDirectory is not null)
             {
                 // The rows reach the disk before their delete commits: a crash in between leaves them in both places.
-                await backup().WriteAsync(await LoadAsync(db, request.Kind, ids, ct).ConfigureAwait(false), ct).ConfigureAwait(false);
+                if (request.Kind == LedgerKind.Tasks)
+                {
+                    // The tasks, then their runs one at a time: a task with any number of runs is never held whole.
+                    var tasks = await db.TaskLogs.AsNoTracking().Where(t => ids.Contains(t.Id)).ToListAsync(ct).ConfigureAwait(false);
+                    var runs = db.TaskRunLogs.AsNoTracking().Where(r => ids.Contains(r.TaskId)).OrderBy(r => r.TaskId).ThenBy(r => r.Id).AsAsyncEnumerable();
+                    await backup().WriteTasksAsync(tasks, runs, ct).ConfigureAwait(false);
+                }
+                else
+                {
+                    await backup().WriteAsync(await LoadAsync(db, request.Kind, ids, ct).ConfigureAwait(false), ct).ConfigureAwait(false);
+                }
             }
 
             total += await DeleteAsync(db, request.Kind, ids, ct).ConfigureAwait(false);
@@ -207,7 +217,6 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
 
     private static async Task<IReadOnlyList<object>> LoadAsync(JobLogDbContext db, LedgerKind kind, List<Guid> ids, CancellationToken ct) => kind switch
     {
-        LedgerKind.Tasks => await db.TaskLogs.AsNoTracking().Include(t => t.Runs).Where(t => ids.Contains(t.Id)).ToListAsync(ct).ConfigureAwait(false),
         LedgerKind.InputRequests => await db.InputRequestLogs.AsNoTracking().Where(r => ids.Contains(r.Id)).ToListAsync(ct).ConfigureAwait(false),
         LedgerKind.OutputRequests => await db.OutputRequestLogs.AsNoTracking().Include(r => r.RelatedObjects).Where(r => ids.Contains(r.Id)).ToListAsync(ct).ConfigureAwait(false),
         LedgerKind.Commands => await db.CommandLogs.AsNoTracking().Where(c => ids.Contains(c.Id)).ToListAsync(ct).ConfigureAwait(false),

@@ -110,6 +110,11 @@ internal static class PurgeCommand
                 p => $"restoring {p.Step}…",
                 progress => session.Maintenance.RestoreAsync(path, batch, progress, ct));
             await context.Console.SafeOut.WriteLineAsync($"{LedgerMaintenance.KindName(result.Kind)}: restored {result.Restored}, skipped {result.Skipped} already in the ledger");
+            if (result.EndedEarly is { } why)
+            {
+                await context.Console.Error.WriteLineAsync("warning: " + TerminalWriter.Escape(why));
+            }
+
             return 0;
         }, ct));
         return command;

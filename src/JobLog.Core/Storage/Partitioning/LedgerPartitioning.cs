@@ -61,6 +61,16 @@ internal static partial class LedgerPartitioning
     public static Task RestoreTasksAsync(JobLogDbContext db, string json, CancellationToken cancellationToken) =>
         db.Database.ExecuteSqlRawAsync(s_restoreTasks, [new NpgsqlParameter("rows", NpgsqlTypes.NpgsqlDbType.Jsonb) { Value = json }], cancellationToken);
 
+    private static readonly string s_restoreRuns = $"""
+        INSERT INTO {Q(LedgerModel.Runs)}
+        SELECT (jsonb_populate_record(NULL::{Q(LedgerModel.Runs)}, r || jsonb_build_object('{PartitionDay.Column}', {PartitionDay.Function}((r->>'TaskId')::uuid)))).*
+        FROM jsonb_array_elements(@rows) r
+        """;
+
+    /// <summary>Restores runs of a JSON array (a split task's, whose task is restored before them) with their partition key.</summary>
+    public static Task RestoreRunsAsync(JobLogDbContext db, string json, CancellationToken cancellationToken) =>
+        db.Database.ExecuteSqlRawAsync(s_restoreRuns, [new NpgsqlParameter("rows", NpgsqlTypes.NpgsqlDbType.Jsonb) { Value = json }], cancellationToken);
+
     /// <summary>Whether the ledger's tasks table is partitioned.</summary>
     public static async Task<bool> IsPartitionedAsync(DbConnection connection, CancellationToken cancellationToken) =>
         await ScalarAsync<bool>(connection, IsPartitionedSql, cancellationToken).ConfigureAwait(false);
