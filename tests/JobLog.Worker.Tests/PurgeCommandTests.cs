@@ -137,7 +137,9 @@ public class PurgeCommandTests(LedgerProvider provider)
 
         var file = Directory.GetFiles(_backup).Single();
         Assert.That(file, Does.EndWith(".jsonl.gz"));
-        Assert.That(ReadLines(file), Has.Count.EqualTo(6), "a header and one line per deleted task");
+        var lines = ReadLines(file);
+        Assert.That(lines, Has.Count.EqualTo(7), "a header, one line per deleted task, the end line");
+        Assert.That(lines[^1], Is.EqualTo("{\"EndOfBackup\":true,\"Rows\":5}"));
 
         var (restoreExit, restoreOutput) = await RunAsync(PurgeCommand.RestoreAsync, [.. Settings, file]);
 

@@ -13,19 +13,20 @@ namespace JobLog.Retention;
 
 /// <summary>
 /// Backups of purged rows: gzip-compressed JSON Lines. The first line is a header
-/// (<c>{"format":"joblog-backup","version":1,"kind":"tasks",...}</c>), each further line one row as JobLog's entity
+/// (<c>{"format":"joblog-backup","version":2,"kind":"tasks",...}</c>), each further line one row as JobLog's entity
 /// (tasks with their <c>Runs</c>, outbound requests with their <c>RelatedObjects</c>), so a restore re-inserts exactly
-/// what was deleted.
+/// what was deleted. Version 2 writes a task whose line would pass <see cref="SplitBytes"/> in pieces (<see cref="MarkLine"/>)
+/// and ends with a line counting the rows; version 1 (a task a line, no end line) is read too.
 /// </summary>
 internal static class LedgerBackup
 {
     public const string Format = "joblog-backup";
 
     /// <summary>
-    /// The longest line a restore reads, in bytes of UTF-8: 256 MiB. A row purge writes is far shorter (every text of it is
-    /// cut to <see cref="RedactionOptions.MaxBodyLength"/> or its column; at the defaults a task would need hundreds of runs
-    /// whose every text is at its bound and escaped); a longer line is a damaged or hostile file (a small gzip expanding to one
-    /// huge line), refused before it is held whole.
+    /// The longest line a restore reads, in bytes of UTF-8: 256 MiB. A line purge writes is far shorter (a task's runs past
+    /// <see cref="SplitBytes"/> go in lines of their own, and every text is cut to <see cref="RedactionOptions.MaxBodyLength"/>
+    /// or its column); a longer line is a damaged or hostile file (a small gzip expanding to one huge line), refused before it
+    /// is held whole.
     /// </summary>
     public const int MaxLineBytes = 256 * 1024 * 1024;
 
