@@ -33,6 +33,8 @@ internal static class LedgerBackup
     /// <summary>Entities as stored: property names as in C#, enums as their stored numbers, navigations back to a parent left out.</summary>
     public static readonly JsonSerializerOptions JsonOptions = new(JsonSerializerDefaults.General)
     {
+        // A key twice in a line is refused: read with the last value, a row could show one id or name and restore another.
+        AllowDuplicateProperties = false,
         TypeInfoResolver = new DefaultJsonTypeInfoResolver { Modifiers = { LeaveOutBackReferences } },
     };
 
@@ -485,6 +487,12 @@ internal static class LedgerBackup
             }
 
             var value = info.GetValue(row);
+            if (property.IsPrimaryKey() && value is Guid id && id == Guid.Empty)
+            {
+                // A line without its id ({} or a foreign object) would otherwise be a row whose every value is a default.
+                return $"a {entity.ClrType.Name} without {property.Name}.";
+            }
+
             if (value is null && !property.IsNullable)
             {
                 return $"a {entity.ClrType.Name} without {property.Name}.";

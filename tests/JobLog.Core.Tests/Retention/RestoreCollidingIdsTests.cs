@@ -60,6 +60,49 @@ public class RestoreCollidingIdsTests(LedgerProvider provider, bool partitioned)
         }), "the run is its task's; the existing run kept, not doubled");
     }
 
+    private const string Row = "\"Id\":\"33333333-3333-3333-3333-333333333333\",\"Name\":\"T\",\"DispatchedAt\":\"2026-01-01T00:00:00Z\",\"State\":3";
+
+    [TestCase("{" + Row + ",\"Name\":\"Smuggled\"}", "Name", TestName = "{m}(a key twice)")]
+    [TestCase("{" + Row + ",\"Runs\":[{\"Id\":\"44444444-4444-4444-4444-444444444444\",\"Id\":\"55555555-5555-5555-5555-555555555555\",\"Name\":\"T\",\"ConsumerType\":\"C\",\"Start\":\"2026-01-01T00:00:00Z\",\"State\":1}]}", "Id", TestName = "{m}(a run's key twice)")]
+    [TestCase("{}", "Id", TestName = "{m}(an empty object)")]
+    [TestCase("{\"Name\":\"T\",\"DispatchedAt\":\"2026-01-01T00:00:00Z\",\"State\":3}", "Id", TestName = "{m}(no id)")]
+    [TestCase("{\"SplitTask\":{" + Row + "}}", "Id", TestName = "{m}(a version 2 line in a version 1 file)")]
+    [TestCase("{" + Row + ",\"Runs\":[{\"Id\":\"44444444-4444-4444-4444-444444444444\",\"Name\":\"T\",\"ConsumerType\":\"C\",\"Start\":\"2026-01-01T00:00:00Z\",\"State\":1,\"Retries\":1e999}]}", "line 2", TestName = "{m}(a huge number)")]
+    [TestCase("{" + Row + ",\"State\":99999999999999999999}", "line 2", TestName = "{m}(a state past long)")]
+    public async Task Restore_OfHostileJson_IsRefusedWithTheLine_AndRestoresNothing(string line, string why)
+    {
+        var error = Assert.ThrowsAsync<InvalidDataException>(() => RestoreLinesAsync(1, line));
+
+        Assert.That(error!.Message, Does.Contain("line 2").And.Contain(why));
+        Assert.That(await _host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.Zero);
+    }
+
+    [Test]
+    public async Task Restore_OfALineNestedPastTheReadersDepth_IsRefusedWithTheLine()
+    {
+        var deep = "{" + Row + ",\"Unknown\":" + new string('[', 100_000) + new string(']', 100_000) + "}";
+
+        var error = Assert.ThrowsAsync<InvalidDataException>(() => RestoreLinesAsync(2, deep));
+
+        Assert.That(error!.Message, Does.Contain("line 2").And.Contain("depth"));
+        Assert.That(await _host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.Zero);
+    }
+
+    private async Task<LedgerRestoreResult> RestoreLinesAsync(int version, params string[] lines)
+    {
+        var file = Path.Combine(_directory, Guid.NewGuid().ToString("N") + ".jsonl.gz");
+        await using (var writer = new StreamWriter(new GZipStream(File.Create(file), CompressionLevel.Fastest), new UTF8Encoding(false)))
+        {
+            await writer.WriteLineAsync("{\"format\":\"joblog-backup\",\"version\":" + version + ",\"kind\":\"tasks\",\"createdAt\":\"2026-12-04T20:13:12Z\"}");
+            foreach (var line in lines)
+            {
+                await writer.WriteLineAsync(line);
+            }
+        }
+
+        return await _host.Services.GetRequiredService<LedgerMaintenance>().RestoreAsync(file);
+    }
+
     private async Task<LedgerRestoreResult> RestoreAsync(TaskLog task)
     {
         var file = Path.Combine(_directory, Guid.NewGuid().ToString("N") + ".jsonl.gz");
