@@ -209,7 +209,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
     public async Task<IReadOnlyList<ClaimedMessage>> ClaimDueAsync(
         Guid claimToken, DateTime now, TimeSpan lease, int max, IReadOnlyList<string>? brokers, CancellationToken cancellationToken)
     {
-        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var executor = await OpenAsync(cancellationToken, pooled: false).ConfigureAwait(false);
         object?[] values = [claimToken, now + lease, now, max];
         await using var command = Command(executor.Connection, null,
             $"UPDATE {S} SET \"State\" = {Dispatching}, \"ClaimToken\" = @p0, \"ClaimedUntil\" = @p1 WHERE \"Id\" IN (" +
@@ -240,7 +240,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
             return 0;
         }
 
-        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var executor = await OpenAsync(cancellationToken, pooled: false).ConfigureAwait(false);
         await using var command = Command(executor.Connection, null,
             $"UPDATE {S} SET \"State\" = {Sent}, \"SentAt\" = @p1, \"SentBy\" = @p2, \"Body\" = NULL, \"ClaimToken\" = NULL, " +
             $"\"ClaimedUntil\" = NULL, \"LastError\" = NULL, \"Attempts\" = \"Attempts\" + 1 " +
@@ -252,7 +252,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
     /// <summary>A send failed: the message stays claimed by nobody until <paramref name="retryAt"/>, then any dispatcher retries.</summary>
     public async Task RetryLaterAsync(Guid claimToken, Guid id, DateTime retryAt, string error, CancellationToken cancellationToken)
     {
-        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var executor = await OpenAsync(cancellationToken, pooled: false).ConfigureAwait(false);
         await using var command = Command(executor.Connection, null,
             $"UPDATE {S} SET \"ClaimToken\" = NULL, \"ClaimedUntil\" = @p1, \"LastError\" = @p2, \"Attempts\" = \"Attempts\" + 1 " +
             "WHERE \"Id\" = @p0 AND \"ClaimToken\" = @p3",
@@ -268,7 +268,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
             return;
         }
 
-        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var executor = await OpenAsync(cancellationToken, pooled: false).ConfigureAwait(false);
         await using var command = Command(executor.Connection, null,
             $"UPDATE {S} SET \"State\" = {Pending}, \"ClaimToken\" = NULL, \"ClaimedUntil\" = NULL " +
             $"WHERE {_database.InIdList("\"Id\"", "@p0")} AND \"ClaimToken\" = @p1",
@@ -282,7 +282,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
     /// <summary>As <see cref="NextDueAsync(CancellationToken)"/>, among the messages <paramref name="brokers"/> can send (see <see cref="ClaimDueAsync(Guid, DateTime, TimeSpan, int, IReadOnlyList{string}, CancellationToken)"/>).</summary>
     public async Task<DateTime?> NextDueAsync(IReadOnlyList<string>? brokers, CancellationToken cancellationToken)
     {
-        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var executor = await OpenAsync(cancellationToken, pooled: false).ConfigureAwait(false);
         object?[] values = [];
         var routable = Routable(brokers, ref values);
         var pending = await MinAsync(executor.Connection, $"SELECT MIN(\"ScheduledTime\") FROM {S} WHERE \"State\" = {Pending}{routable}", values, cancellationToken)
@@ -304,7 +304,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
             return (0, null, null);
         }
 
-        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var executor = await OpenAsync(cancellationToken, pooled: false).ConfigureAwait(false);
         object?[] values = [dueBefore];
         var where = $"WHERE \"State\" = {Pending} AND \"ScheduledTime\" < @p0 AND NOT{Routable(brokers, ref values)[" AND".Length..]}";
         await using var command = Command(executor.Connection, null,
@@ -342,7 +342,7 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
     /// <summary>Deletes up to <paramref name="max"/> sent or cancelled messages finished before <paramref name="before"/>.</summary>
     public async Task<int> PurgeAsync(DateTime before, int max, CancellationToken cancellationToken)
     {
-        await using var executor = await OpenAsync(cancellationToken).ConfigureAwait(false);
+        await using var executor = await OpenAsync(cancellationToken, pooled: false).ConfigureAwait(false);
         await using var command = Command(executor.Connection, null,
             $"DELETE FROM {S} WHERE \"Id\" IN (SELECT \"Id\" FROM {S} WHERE (\"State\" = {Sent} AND \"SentAt\" < @p0) " +
             $"OR (\"State\" = {Cancelled} AND \"CancelledAt\" < @p0) LIMIT @p1{_database.SkipLocked})",
@@ -410,8 +410,15 @@ internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, Ledge
         return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) && !reader.IsDBNull(0) ? ReadDateTime(reader, 0) : null;
     }
 
-    private Task<SqlExecutor> OpenAsync(CancellationToken cancellationToken) =>
-        _database.OpenAsync(contexts.ConnectionString, cancellationToken, TimeSpan.FromSeconds(30));
+    /// <param name="cancellationToken">Cancels the open.</param>
+    /// <param name="pooled">
+    /// False for the dispatcher's calls (its poll every <c>PollInterval</c>, and the claims and marks of due messages,
+    /// a hundred at a time): their sessions are closed, not kept idle in a pool no other process can use (session 32).
+    /// The consumer's calls (a <c>ScheduleMessage</c> or a cancellation waits on them) keep a pooled session: an
+    /// unpooled open costs a new server session, tens of milliseconds.
+    /// </param>
+    private Task<SqlExecutor> OpenAsync(CancellationToken cancellationToken, bool pooled = true) =>
+        _database.OpenAsync(contexts.ConnectionString, cancellationToken, TimeSpan.FromSeconds(30), pooled: pooled);
 
     private DbCommand Command(DbConnection connection, DbTransaction? transaction, string sql, params object?[] values) =>
         _database.Command(connection, transaction, sql, values);

@@ -1,3 +1,4 @@
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.Options;
 
 namespace JobLog.Storage;
@@ -6,6 +7,7 @@ namespace JobLog.Storage;
 internal sealed class JobLogContextFactory
 {
     private readonly Func<JobLogDbContext> _create;
+    private readonly Func<JobLogDbContext> _createUnpooled;
 
     /// <exception cref="InvalidOperationException">No database was chosen.</exception>
     public JobLogContextFactory(IOptions<JobLogOptions> options)
@@ -17,6 +19,7 @@ internal sealed class JobLogContextFactory
         Database = LedgerDatabase.For(o.Provider);
         ConnectionString = Database.ForSessions(connectionString, o.IdleInTransactionTimeout);
         _create = Database.ContextFactory(ConnectionString);
+        _createUnpooled = Database.ContextFactory(ConnectionString, pooled: false);
     }
 
     /// <summary>The ledger's database.</summary>
@@ -28,4 +31,24 @@ internal sealed class JobLogContextFactory
     public string ConnectionString { get; }
 
     public JobLogDbContext Create() => _create();
+
+    /// <summary>
+    /// A context for a periodic poll, its connection open: its statements share one session, which on PostgreSQL is
+    /// closed with the context, not kept idle in a pool between polls where no other process can use it
+    /// (<see cref="LedgerDatabase.ContextFactory"/>'s <c>pooled</c>; session 32).
+    /// </summary>
+    public async Task<JobLogDbContext> OpenUnpooledAsync(CancellationToken cancellationToken)
+    {
+        var context = _createUnpooled();
+        try
+        {
+            await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+            return context;
+        }
+        catch
+        {
+            await context.DisposeAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
 }

@@ -37,12 +37,13 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
     [GeneratedRegex(@"search_path\s*=\s*('[^']*'|""[^""]*""|\S+)", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant)]
     private static partial Regex SearchPathOption();
 
-    public override Func<JobLogDbContext> ContextFactory(string connectionString)
+    public override Func<JobLogDbContext> ContextFactory(string connectionString, bool pooled = true)
     {
         // Per StartupOptions.StateOf: with JobLog's startup settings; without its timeout (the operator set one); without any
         // (a server that refuses them).
         var options = new[] { 0, 1, 2 }
-            .Select(_ => new Lazy<DbContextOptions<NpgsqlJobLogDbContext>>(() => NpgsqlJobLogDbContext.Options(ForJobLog(connectionString))))
+            .Select(_ => new Lazy<DbContextOptions<NpgsqlJobLogDbContext>>(() =>
+                NpgsqlJobLogDbContext.Options(pooled ? ForJobLog(connectionString) : Unpooled(ForJobLog(connectionString)))))
             .ToArray();
         return () => new NpgsqlJobLogDbContext(options[StartupOptions.StateOf(connectionString)].Value);
     }
@@ -335,12 +336,7 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
             builder.AutoPrepareMinUsages = 2;
         }
 
-        if (!pooled)
-        {
-            (builder.Pooling, builder.Multiplexing) = (false, false);
-        }
-
-        var connection = new NpgsqlConnection(builder.ConnectionString);
+        var connection = new NpgsqlConnection(pooled ? builder.ConnectionString : Unpooled(builder.ConnectionString));
         try
         {
             await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
@@ -376,6 +372,10 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
             throw;
         }
     }
+
+    /// <summary><paramref name="connectionString"/> without pooling (nor multiplexing, which needs it): a session closed when its connection is.</summary>
+    private static string Unpooled(string connectionString) =>
+        new NpgsqlConnectionStringBuilder(connectionString) { Pooling = false, Multiplexing = false }.ConnectionString;
 
     public override void ReleaseIdleSessions(DbConnection connection)
     {

@@ -22,7 +22,7 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
 
     public override LedgerProvider Provider => LedgerProvider.Sqlite;
 
-    public override Func<JobLogDbContext> ContextFactory(string connectionString)
+    public override Func<JobLogDbContext> ContextFactory(string connectionString, bool pooled = true)
     {
         var options = SqliteJobLogDbContext.Options(connectionString);
         return () => new SqliteJobLogDbContext(options);

@@ -263,7 +263,7 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
 
     private async Task<bool> AnyInProgressAsync(CancellationToken ct)
     {
-        var db = _contexts.Create();
+        var db = await _contexts.OpenUnpooledAsync(ct).ConfigureAwait(false);
         await using (db.ConfigureAwait(false))
         {
             return await db.FailureActionItems.AnyAsync(
@@ -274,7 +274,7 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
     private async Task RecoverAsync(CancellationToken ct)
     {
         var cutoff = _time.GetUtcNow().UtcDateTime - _options.RetryClaimLease;
-        var db = _contexts.Create();
+        var db = await _contexts.OpenUnpooledAsync(ct).ConfigureAwait(false);
         await using (db.ConfigureAwait(false))
         {
             var expired = db.FailureActionItems.Where(i => i.State == FailureActionItemState.Sending && i.ClaimedAt < cutoff);
@@ -293,7 +293,7 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
 
     private async Task<List<FailureActionItemLog>> ClaimAsync(CancellationToken ct)
     {
-        var db = _contexts.Create();
+        var db = await _contexts.OpenUnpooledAsync(ct).ConfigureAwait(false);
         await using (db.ConfigureAwait(false))
         {
             var pending = db.FailureActionItems.AsNoTracking().Where(i => i.State == FailureActionItemState.Pending);
@@ -343,7 +343,7 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
         _nextStrandedCheck = now + 30 * _options.RetryPollInterval;
         var waited = 10 * _options.RetryPollInterval;
         var cutoff = now - waited;
-        var db = _contexts.Create();
+        var db = await _contexts.OpenUnpooledAsync(ct).ConfigureAwait(false);
         await using (db.ConfigureAwait(false))
         {
             var asked = db.FailureActions.Where(a => a.RequestedAt < cutoff).Select(a => a.Id);
@@ -393,7 +393,7 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
     private async Task MarkAsync(List<FailureActionItemLog> sent, List<FailureActionItemLog> given, RetryBatch batch)
     {
         var now = _time.GetUtcNow().UtcDateTime;
-        var db = _contexts.Create();
+        var db = await _contexts.OpenUnpooledAsync(CancellationToken.None).ConfigureAwait(false);
         await using (db.ConfigureAwait(false))
         {
             var lost = 0;

@@ -21,7 +21,7 @@ internal sealed class RetryBatch
         JobLogContextFactory contexts, KeptMessageCodec codec, IReadOnlyList<FailureActionItemLog> claimed, CancellationToken ct)
     {
         var batch = new RetryBatch();
-        var db = contexts.Create();
+        var db = await contexts.OpenUnpooledAsync(ct).ConfigureAwait(false);
         await using (db.ConfigureAwait(false))
         {
             var keptIds = claimed.Where(i => i.KeptMessageId is not null).Select(i => i.KeptMessageId!.Value).ToList();

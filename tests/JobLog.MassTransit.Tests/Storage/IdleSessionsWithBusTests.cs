@@ -1,0 +1,80 @@
+using JobLog.Testing;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using NUnit.Framework;
+
+namespace JobLog.MassTransit.Tests.Storage;
+
+/// <summary>
+/// Session 32 (issue 13's connection-limit fault, the sibling of Core's IdleSessionsTests for a process with a bus): with
+/// <c>UseTaskLogging</c> and the JobLog scheduler, the scheduler's dispatcher polls the ledger every
+/// <c>PollInterval</c> and the retry sender every <c>Failures.RetryPollInterval</c>. Each kept its session idle in a pool
+/// no other process can use, besides the writer's: with <c>max_connections</c> 4 two processes held every session and a
+/// reconnecting writer or a starting process was refused (53300) for minutes. Between its polls a process with a bus keeps
+/// no session but its writer's.
+/// </summary>
+[NonParallelizable]
+public class IdleSessionsWithBusTests
+{
+    [Test]
+    [CancelAfter(180_000)]
+    public async Task BetweenTheSchedulersAndRetrySendersPolls_AProcessWithABusKeepsNoSessionButItsWriters()
+    {
+        await using var ledger = await TestLedger.PostgresAsync();
+        await using var vhost = await RabbitMqVhost.CreateAsync();
+        await using (var host = await LedgerHost.StartAsync(ledger, o =>
+        {
+            o.HeartbeatInterval = TimeSpan.FromSeconds(1);
+            o.HostTimeout = TimeSpan.FromSeconds(30);
+            o.Sweeper.Enabled = true;
+            o.Sweeper.Interval = TimeSpan.FromSeconds(1);
+            o.Failures.RetryPollInterval = TimeSpan.FromMilliseconds(500);
+        }, services =>
+        {
+            services.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
+            services.AddMassTransit(x =>
+            {
+                x.SetKebabCaseEndpointNameFormatter();
+                x.AddJobLogScheduler(o => o.PollInterval = TimeSpan.FromMilliseconds(500));
+                x.AddConsumer<ChargeCardConsumer>();
+                x.UsingTestVhost(vhost);
+            });
+        }))
+        {
+            // The test's own look is not pooled: a pooled one would be a session of this process kept idle.
+            await using var look = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(ledger.ConnectionString) { Pooling = false }.ConnectionString);
+            await look.OpenAsync();
+            await host.Services.GetRequiredService<IBus>().Publish(new ChargeCard(1, 1m));
+            await LedgerHost.EventuallyAsync(async () =>
+            {
+                await using var succeeded = new NpgsqlCommand($"SELECT count(*) FROM \"JobLogTaskRuns\" WHERE \"State\" = {(int)TaskRunState.Succeeded}", look);
+                return (long)(await succeeded.ExecuteScalarAsync())! == 1;
+            }, TimeSpan.FromSeconds(60), "the message consumed and its run recorded");
+
+            // Several polls of the scheduler and of the retry sender, beats and sweeps; then the fewest sessions of the
+            // process seen over a few looks (a poll in flight at one look is not what is counted).
+            await Task.Delay(TimeSpan.FromSeconds(4));
+            var fewest = int.MaxValue;
+            var seen = "";
+            for (var i = 0; i < 20; i++)
+            {
+                await using var command = new NpgsqlCommand(
+                    "SELECT count(*), string_agg(state || ': ' || left(query, 60), ' | ') FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()", look);
+                await using var reader = await command.ExecuteReaderAsync();
+                await reader.ReadAsync();
+                var count = (int)reader.GetInt64(0);
+                if (count < fewest)
+                {
+                    fewest = count;
+                    seen = reader.IsDBNull(1) ? "" : reader.GetString(1);
+                }
+
+                await Task.Delay(100);
+            }
+
+            TestContext.Out.WriteLine($"fewest sessions: {fewest}: {seen}");
+            Assert.That(fewest, Is.LessThanOrEqualTo(1), "the writer's session only: " + seen);
+        }
+    }
+}
