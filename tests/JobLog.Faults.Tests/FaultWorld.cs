@@ -187,6 +187,16 @@ internal sealed class FaultWorld : IAsyncDisposable
         return new FaultWorld(vhost, NewDirectory(), null, await PostgresCluster.CreateAsync());
     }
 
+    /// <summary>
+    /// A PostgreSQL ledger whose cluster's data directory is a file system of <paramref name="bytes"/> of its own (its WAL
+    /// on the machine's disk), which <see cref="PostgresCluster.FillDataDisk"/> fills.
+    /// </summary>
+    public static async Task<FaultWorld> PostgresOnASmallDiskAsync(long bytes)
+    {
+        var vhost = await RabbitMqVhost.CreateAsync();
+        return new FaultWorld(vhost, NewDirectory(), null, await PostgresCluster.CreateOnASmallDiskAsync(bytes));
+    }
+
     /// <summary>A PostgreSQL ledger reached through a link the test can cut (<see cref="PostgresCluster.CutLinkAsync"/>).</summary>
     public static async Task<FaultWorld> PostgresBehindLinkAsync()
     {

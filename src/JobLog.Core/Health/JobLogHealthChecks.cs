@@ -23,7 +23,8 @@ public sealed class JobLogHealthCheckOptions
 internal sealed partial class JobLogHealthCheckOptionsValidator : IValidateOptions<JobLogHealthCheckOptions>;
 
 /// <summary>
-/// The writer: Unhealthy while it cannot reach the database (records are kept and retried) or its ledger was deleted and is
+/// The writer: Unhealthy while it cannot reach the database or write to it (records are kept and retried; the description
+/// and the data's <c>lastError</c> give the last attempt's error, session 32) or its ledger was deleted and is
 /// not there again, Degraded when its backlog passes <see cref="JobLogHealthCheckOptions.DegradedBacklog"/>, while records
 /// go to the spool file, or when records were dropped or the ledger was deleted and made again since the previous check.
 /// </summary>
@@ -58,7 +59,19 @@ internal sealed class LedgerWriterHealthCheck(LedgerRecorder recorder, IOptions<
         }
         else if (recorder.IsFailing)
         {
-            result = new HealthCheckResult(status, $"The ledger writer cannot reach the database; {backlog} records are waiting.", data: data);
+            // The database's own check answers Healthy when it refuses only writes (its disk full): the error says which.
+            var why = recorder.LastFailure;
+            if (why is not null)
+            {
+                data["lastError"] = why;
+            }
+
+            result = new HealthCheckResult(
+                status,
+                why is null
+                    ? $"The ledger writer cannot reach the database; {backlog} records are waiting."
+                    : $"The ledger writer cannot reach the database or write to it ({why}); {backlog} records are waiting.",
+                data: data);
         }
         else if (newlyMoved > 0)
         {

@@ -15,7 +15,8 @@ public static class JobLogHealthChecksBuilderExtensions
     public const string DatabaseCheckName = "joblog-database";
 
     /// <summary>
-    /// Adds two checks tagged <c>joblog</c>: <c>joblog-writer</c> (Unhealthy while the writer cannot reach the database, or
+    /// Adds two checks tagged <c>joblog</c>: <c>joblog-writer</c> (Unhealthy while the writer cannot reach the database or
+    /// write to it, its description naming the last error, or
     /// while its SQLite ledger file was deleted and no migrated one is back at its path; Degraded when its backlog is high,
     /// records were dropped, or the ledger file was deleted and made again) and <c>joblog-database</c> (a <c>SELECT 1</c> on
     /// the ledger). Requires <c>AddJobLog</c>. Idempotent.

@@ -528,6 +528,24 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     /// <summary>The writer cannot reach the database (waiters are released: the business path does not wait for it), or can again.</summary>
     internal void SetFailing(bool failing) => _waiters.SetFailing(failing);
 
+    private volatile string? _lastFailure;
+
+    /// <summary>
+    /// While <see cref="IsFailing"/>, why the writer's last attempt failed, in the database's words (its first line,
+    /// bounded): a database that answers but refuses the writes (its disk full, read-only) is not an unreachable one
+    /// (session 32). Null otherwise.
+    /// </summary>
+    public string? LastFailure => IsFailing ? _lastFailure : null;
+
+    /// <summary>Notes why the writer's attempt failed (<see cref="LastFailure"/>).</summary>
+    internal void NoteFailure(Exception exception)
+    {
+        var message = exception.Message;
+        var end = message.IndexOfAny(['\r', '\n']);
+        message = end >= 0 ? message[..end] : message;
+        _lastFailure = exception.GetType().Name + ": " + (message.Length > 300 ? message[..300] + "…" : message);
+    }
+
     private string? _ledgerMissing;
     private long _ledgerMoves;
 

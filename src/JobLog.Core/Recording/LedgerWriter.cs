@@ -423,6 +423,7 @@ internal sealed class LedgerWriter(
     private void Retrying(Exception exception, TimeSpan delay)
     {
         _attempt++;
+        recorder.NoteFailure(exception);
         recorder.SetFailing(true);
         Log.WriteFailed(logger, exception, _batch.Count + recorder.Backlog, _attempt, delay);
         if (_drain is { } drain && recorder.KeptOnDisk && !(_answered && _stopRetries++ < StopRetries))

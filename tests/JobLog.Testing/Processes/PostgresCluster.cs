@@ -13,6 +13,7 @@ public sealed class PostgresCluster : IAsyncDisposable
 
     private readonly string _directory;
     private readonly Link? _link;
+    private bool _dataOnASmallDisk;
 
     private PostgresCluster(string directory, int port, Link? link = null)
     {
@@ -30,6 +31,40 @@ public sealed class PostgresCluster : IAsyncDisposable
     public string ConnectionString => $"Host={Address};Port={Port};Username=joblog;Database=ledger;Timeout=5;Pooling=true";
 
     public static Task<PostgresCluster> CreateAsync() => CreateAsync(null);
+
+    /// <summary>
+    /// A cluster whose data directory is a file system of <paramref name="bytes"/> of its own (a tmpfs the test mounts, as
+    /// root, unmounted at disposal), its write-ahead log on the machine's disk: <see cref="FillDataDisk"/> fills it, and
+    /// then a table or an index that grows is refused (53100, <c>could not extend file</c>) while the server goes on
+    /// answering. (A full WAL disk stops the server instead, a PANIC: an outage, which other tests try.)
+    /// </summary>
+    public static Task<PostgresCluster> CreateOnASmallDiskAsync(long bytes) => CreateAsync(null, bytes);
+
+    /// <summary>Fills the data directory's file system (<see cref="CreateOnASmallDiskAsync"/>) with a file until it refuses; returns the file.</summary>
+    public string FillDataDisk()
+    {
+        var filler = Path.Combine(Data, "joblog-filler");
+        using var stream = new FileStream(filler, FileMode.Create, FileAccess.Write, FileShare.None, bufferSize: 0);
+        foreach (var size in new[] { 64 * 1024, 4096 })
+        {
+            // Blocks, then the last pages one at a time: not even a page of a table fits.
+            var block = new byte[size];
+            try
+            {
+                while (true)
+                {
+                    stream.Write(block);
+                    stream.Flush();
+                }
+            }
+            catch (IOException)
+            {
+                // Full at this size.
+            }
+        }
+
+        return filler;
+    }
 
     /// <summary>
     /// A cluster in a network namespace of its own, reached through a veth pair: <see cref="CutLinkAsync"/> makes the
@@ -82,7 +117,7 @@ public sealed class PostgresCluster : IAsyncDisposable
     private Task SetLinkAsync(string state) =>
         MachineCommands.RunAsync("ip", ["netns", "exec", _link!.Namespace, "ip", "link", "set", _link.ServerSide, state]);
 
-    private static async Task<PostgresCluster> CreateAsync(Link? link)
+    private static async Task<PostgresCluster> CreateAsync(Link? link, long? dataDiskBytes = null)
     {
         if (!File.Exists(Path.Combine(Bin, "initdb")) || Environment.UserName != "root")
         {
@@ -93,7 +128,31 @@ public sealed class PostgresCluster : IAsyncDisposable
         Directory.CreateDirectory(directory);
         await MachineCommands.RunAsync("chown", ["postgres:postgres", directory]);
         var cluster = new PostgresCluster(directory, MachineCommands.FreePort(), link);
-        await cluster.AsPostgresAsync("initdb", "-D", cluster.Data, "-U", "joblog", "--auth=trust", "--no-sync");
+        string[] wal = [];
+        if (dataDiskBytes is { } bytes)
+        {
+            Directory.CreateDirectory(cluster.Data);
+            await MachineCommands.RunAsync("mount", ["-t", "tmpfs", "-o", $"size={bytes},mode=0700", "tmpfs", cluster.Data]);
+            cluster._dataOnASmallDisk = true;
+            wal = ["--waldir", Path.Combine(directory, "wal")];
+        }
+
+        try
+        {
+            if (cluster._dataOnASmallDisk)
+            {
+                await MachineCommands.RunAsync("chown", ["postgres:postgres", cluster.Data]);
+            }
+
+            await cluster.AsPostgresAsync("initdb", ["-D", cluster.Data, "-U", "joblog", "--auth=trust", "--no-sync", .. wal]);
+        }
+        catch
+        {
+            // The mount would outlive the test.
+            await cluster.DisposeAsync();
+            throw;
+        }
+
         if (link is not null)
         {
             // Clients come from the host's end of the link, not from loopback.
@@ -146,6 +205,11 @@ public sealed class PostgresCluster : IAsyncDisposable
         catch (InvalidOperationException)
         {
             // Already stopped.
+        }
+
+        if (_dataOnASmallDisk)
+        {
+            await MachineCommands.RunAsync("umount", [Data]);
         }
 
         try
