@@ -70,11 +70,16 @@ public sealed class LedgerDiskFullTests
         await using (var host = await LedgerHost.StartAsync(TestLedger.ExistingPostgres(world.Postgres.ConnectionString), o => o.SpoolDirectory = journal,
             services => services.AddHealthChecks().AddJobLogHealthChecks()))
         {
-            host.RecordDispatch(Guid.NewGuid());
             var health = host.Services.GetRequiredService<HealthCheckService>();
             var clock = System.Diagnostics.Stopwatch.StartNew();
             do
             {
+                // Records until one needs a new page: a few fit in the free space of the tables' and indexes' last pages.
+                for (var i = 0; i < 50; i++)
+                {
+                    host.RecordDispatch(Guid.NewGuid());
+                }
+
                 await Task.Delay(500);
                 report = await health.CheckHealthAsync();
             }
