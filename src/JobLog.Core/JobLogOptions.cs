@@ -187,6 +187,14 @@ public sealed class JobLogOptions : IValidatableObject
     /// <summary>Application release stored with every task. Default null.</summary>
     public string? Release { get; set; }
 
+    /// <summary>
+    /// Whether this process writes a heartbeat, and so is listed among the ledger's hosts (docs/architecture.md#sweeper).
+    /// Default true. Turn it off for a one-shot process that records no runs (a command-line tool run by cron, as the
+    /// Worker's own commands do): each run of it would otherwise stay on the Hosts page as a stopped host for a week. Runs
+    /// such a process records anyway carry no live host: if it dies, only their task's stale limit closes them.
+    /// </summary>
+    public bool WriteHeartbeat { get; set; } = true;
+
     /// <summary>How often this process writes its heartbeat to the ledger (docs/architecture.md#sweeper). Default 15 s.</summary>
     [Positive]
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(15);

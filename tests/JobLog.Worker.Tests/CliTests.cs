@@ -1,5 +1,6 @@
 using JobLog.Testing;
 using JobLog.Worker.Cli;
+using Microsoft.EntityFrameworkCore;
 using NUnit.Framework;
 
 namespace JobLog.Worker.Tests;
@@ -169,6 +170,29 @@ public class CliTests
         Assert.That((exit, jsonExit), Is.EqualTo((0, 0)));
         Assert.That(output, Does.Contain(instance.ToString()).And.Contain("ALIVE"));
         Assert.That(json, Does.Contain("\"state\": \"alive\"").Or.Contain("\"state\":\"alive\""));
+    }
+
+    [Test]
+    public async Task OneShotCommands_AreNotListedAsHosts_TheirCommandsAreStillRecorded()
+    {
+        // A cron job that runs a command every minute would add 10,080 stopped hosts a week (HostRetention) to the hosts
+        // page: the commands record no runs, so nothing needs their heartbeat.
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var instance = Microsoft.Extensions.DependencyInjection.ServiceProviderServiceExtensions
+            .GetRequiredService<JobLog.Recording.LedgerRecorder>(host.Services).InstanceId;
+        var setting = "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString;
+        await LedgerHost.EventuallyAsync(() => host.QueryAsync(db => db.Hosts.AnyAsync(h => h.InstanceId == instance)));
+
+        foreach (var args in new[] { new[] { "tasks" }, ["failures"], ["hosts"], ["sweep"] })
+        {
+            var (exit, _, error) = await RunAsync([.. args, setting]);
+            Assert.That(exit, Is.Zero, error);
+        }
+
+        var hosts = await host.QueryAsync(db => db.Hosts.Select(h => h.InstanceId).ToListAsync());
+        var commands = await host.QueryAsync(db => db.CommandLogs.Select(c => c.Name).ToListAsync());
+        Assert.That(hosts, Is.EqualTo(new[] { instance }), "only the running process is a host");
+        Assert.That(commands, Is.SupersetOf(new[] { "tasks", "failures", "hosts", "sweep" }));
     }
 
     [Test]

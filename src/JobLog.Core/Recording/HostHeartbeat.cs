@@ -77,6 +77,11 @@ internal sealed class HostHeartbeat(
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         var interval = recorder.Options.HeartbeatInterval;
+        if (!recorder.Options.WriteHeartbeat)
+        {
+            return;
+        }
+
         try
         {
             await schema.EnsureReadyAsync(stoppingToken).ConfigureAwait(false);

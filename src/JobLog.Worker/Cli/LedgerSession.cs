@@ -37,8 +37,13 @@ internal sealed class LedgerSession : IAsyncDisposable
         services.AddSingleton<IConfiguration>(configuration);
         services.AddLogging(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
         WorkerApp.AddLedger(services, configuration, WorkerSettings.From(configuration));
-        // A one-shot command sweeps only when asked to (the sweep command).
-        services.PostConfigure<JobLogOptions>(o => o.Sweeper.Enabled = false);
+        // A one-shot command sweeps only when asked to (the sweep command), and is no host: it records no runs, and each
+        // run of it (a cron job's) would stay on the Hosts page for a week.
+        services.PostConfigure<JobLogOptions>(o =>
+        {
+            o.Sweeper.Enabled = false;
+            o.WriteHeartbeat = false;
+        });
         return services.BuildServiceProvider(new ServiceProviderOptions { ValidateScopes = true, ValidateOnBuild = true });
     }
 
