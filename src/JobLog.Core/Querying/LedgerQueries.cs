@@ -222,9 +222,10 @@ public sealed partial class LedgerQueries
     }
 
     /// <summary>
-    /// <see cref="TaskDetail.Occurrences"/> of the runs shown: per consumer, its runs with retry attempt 0 up to each run by
+    /// <see cref="TaskDetail.Occurrences"/> of the runs shown: per consumer, its runs that began an occurrence up to each run by
     /// <c>Retries</c>; those before the runs shown (<paramref name="truncated"/>) counted in one statement per consumer
-    /// (<c>IX_JobLogTaskRuns_TaskId_ConsumerType_Retries</c>).
+    /// (<c>IX_JobLogTaskRuns_TaskId_ConsumerType_Retries</c>), and one more when the consumer's first run of retry attempt 0
+    /// was a redelivery (see <see cref="BeginsOccurrence"/>).
     /// </summary>
     private async Task<IReadOnlyDictionary<Guid, int>> OccurrencesAsync(Guid id, List<TaskRunLog> runs, bool truncated, CancellationToken ct)
     {
@@ -234,13 +235,21 @@ public sealed partial class LedgerQueries
             var ordered = lane.OrderBy(r => r.Retries).ToList();
             var first = ordered[0].Retries;
             var consumer = lane.Key;
-            var occurrence = truncated
-                ? await _db.TaskRunLogs.CountAsync(r => r.TaskId == id && r.ConsumerType == consumer && r.Retries < first && r.JobRetryAttempt == 0, ct)
-                    .ConfigureAwait(false)
-                : 0;
+            var occurrence = 0;
+            if (truncated)
+            {
+                var before = _db.TaskRunLogs.AsNoTracking()
+                    .Where(r => r.TaskId == id && r.ConsumerType == consumer && r.Retries < first && r.JobRetryAttempt == 0);
+                occurrence = await before.CountAsync(r => !r.Redelivered, ct).ConfigureAwait(false);
+                if (await before.OrderBy(r => r.Retries).Select(r => (bool?)r.Redelivered).FirstOrDefaultAsync(ct).ConfigureAwait(false) == true)
+                {
+                    occurrence++;
+                }
+            }
+
             foreach (var run in ordered)
             {
-                if (run.JobRetryAttempt == 0)
+                if (BeginsOccurrence(run, occurrence))
                 {
                     occurrence++;
                 }
@@ -254,6 +263,14 @@ public sealed partial class LedgerQueries
 
         return occurrences;
     }
+
+    /// <summary>
+    /// Whether a job run began an occurrence: its retry attempt is 0 and it is no broker redelivery (a process died during
+    /// the attempt, or before its acknowledgement: the same <c>StartJob</c> again, the same occurrence), unless no earlier
+    /// run of its consumer began one (the first delivery left no run).
+    /// </summary>
+    private static bool BeginsOccurrence(TaskRunLog run, int occurrencesBefore) =>
+        run.JobRetryAttempt == 0 && (!run.Redelivered || occurrencesBefore == 0);
 
     /// <summary>One page of inbound requests, newest first.</summary>
     /// <param name="f">The filter (see <see cref="RequestFilter.Parse"/>).</param>

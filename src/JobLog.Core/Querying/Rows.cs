@@ -52,7 +52,8 @@ public sealed record TaskDetail(
     /// <summary>
     /// The occurrence of each job run in <see cref="Runs"/> (<see cref="TaskRunLog.JobRetryAttempt"/> set), 1 for the job's
     /// first: how many of its consumer's runs up to it (by <see cref="TaskRunLog.Retries"/>) began an occurrence (retry
-    /// attempt 0). A run whose occurrence began before JobLog numbered job attempts has none.
+    /// attempt 0 and no broker redelivery: a redelivered attempt is its occurrence's attempt again, unless it is the
+    /// consumer's first run of attempt 0). A run whose occurrence began before JobLog numbered job attempts has none.
     /// </summary>
     public IReadOnlyDictionary<Guid, int> Occurrences { get; init; } = new Dictionary<Guid, int>();
 
