@@ -49,6 +49,7 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<LedgerSchema>();
         services.TryAddSingleton<LedgerRecorder>();
         services.TryAddSingleton<LedgerWriter>();
+        services.TryAddSingleton<StrandedWork>();
         services.TryAddSingleton<HostHeartbeat>();
         services.TryAddSingleton<TaskLogSweeper>();
         services.TryAddSingleton(CommandLogger.Create);

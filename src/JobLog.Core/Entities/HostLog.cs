@@ -27,4 +27,11 @@ public sealed class HostLog
 
     /// <summary>When the process stopped gracefully, or null.</summary>
     public DateTime? StoppedAt { get; set; }
+
+    /// <summary>
+    /// What the process found waiting in the ledger for a broker none of its buses reaches (scheduled messages overdue,
+    /// failure retries asked for), as of its last heartbeat: one line per kind, or null when nothing is stranded
+    /// (docs/dashboard.md#hosts). Written by the heartbeat, at most 1,000 characters.
+    /// </summary>
+    public string? Stranded { get; set; }
 }

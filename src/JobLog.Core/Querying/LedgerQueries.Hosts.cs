@@ -42,7 +42,14 @@ public sealed record HostRow(
     DateTime? StoppedAt,
     HostState State,
     int ActiveRuns,
-    double SecondsSinceHeartbeat);
+    double SecondsSinceHeartbeat)
+{
+    /// <summary>
+    /// What the instance found waiting for a broker none of its buses reaches, as of its last heartbeat
+    /// (<see cref="HostLog.Stranded"/>); null when nothing.
+    /// </summary>
+    public string? Stranded { get; init; }
+}
 
 /// <summary>The host instances and their heartbeats.</summary>
 public sealed partial class LedgerQueries
@@ -82,7 +89,10 @@ public sealed partial class LedgerQueries
         return [.. hosts.Select(h => new HostRow(
             h.InstanceId, h.Name, h.ProcessId, h.Release, h.StartedAt, h.LastHeartbeat, h.StoppedAt,
             StateOf(h, heartbeatInterval, hostTimeout, now), active.GetValueOrDefault(h.InstanceId),
-            Math.Max(0, (now - h.LastHeartbeat).TotalSeconds)))];
+            Math.Max(0, (now - h.LastHeartbeat).TotalSeconds))
+        {
+            Stranded = h.Stranded,
+        })];
     }
 
     private static HostState StateOf(HostLog host, TimeSpan heartbeatInterval, TimeSpan hostTimeout, DateTime now)

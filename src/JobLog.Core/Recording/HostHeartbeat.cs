@@ -7,7 +7,8 @@ namespace JobLog.Recording;
 
 /// <summary>
 /// This process's row in <see cref="LedgerModel.Hosts"/> (docs/architecture.md#sweeper): written when the writer starts,
-/// refreshed every <see cref="JobLogOptions.HeartbeatInterval"/>, marked stopped after the writer drained on a graceful
+/// refreshed every <see cref="JobLogOptions.HeartbeatInterval"/> with what this process finds stranded
+/// (<see cref="StrandedWork"/>), marked stopped after the writer drained on a graceful
 /// stop (it is registered before the writer, so it stops after it), each stamped with the ledger's clock
 /// (<see cref="LedgerDatabase.Clock"/>: PostgreSQL's, not this machine's). A failed heartbeat (database down) is logged at
 /// debug level and tried again at the next interval; it never reaches the business path.
@@ -17,6 +18,7 @@ internal sealed class HostHeartbeat(
     LedgerSchema schema,
     JobLogContextFactory contexts,
     TimeProvider time,
+    StrandedWork stranded,
     ILogger<HostHeartbeat> logger) : BackgroundService
 {
     private const string H = "\"" + LedgerModel.Hosts + "\"";
@@ -27,9 +29,9 @@ internal sealed class HostHeartbeat(
         H,
         [
             ("InstanceId", "@p0"), ("Name", "@p1"), ("ProcessId", "@p2"), ("Release", "@p3"), ("StartedAt", "@p4"),
-            ("LastHeartbeat", contexts.Database.Clock ?? "@p5"),
+            ("LastHeartbeat", contexts.Database.Clock ?? "@p5"), ("Stranded", "@p6"),
         ],
-        [("LastHeartbeat", null)])
+        [("LastHeartbeat", null), ("Stranded", null)])
     {
         Key = "InstanceId",
     });
@@ -71,7 +73,7 @@ internal sealed class HostHeartbeat(
         var options = recorder.Options;
         _ran = true;
         return ExecuteAsync(_beat, cancellationToken,
-            recorder.InstanceId, options.Host, Environment.ProcessId, options.Release, _startedAt, time.GetUtcNow().UtcDateTime);
+            recorder.InstanceId, options.Host, Environment.ProcessId, options.Release, _startedAt, time.GetUtcNow().UtcDateTime, stranded.Text);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

@@ -19,6 +19,9 @@ internal static class LedgerModel
 
     internal const int NameLength = 250;
 
+    /// <summary>The longest <see cref="HostLog.Stranded"/> line (its kinds joined, cut with an ellipsis).</summary>
+    internal const int StrandedLength = 1000;
+
     internal const string UnfinishedStaleIndex = "IX_JobLogTasks_Unfinished_Stale";
 
     /// <summary>
@@ -120,6 +123,7 @@ internal static class LedgerModel
             e.Property(x => x.InstanceId).ValueGeneratedNever();
             e.Property(x => x.Name).HasMaxLength(NameLength).IsRequired();
             e.Property(x => x.Release).HasMaxLength(NameLength);
+            e.Property(x => x.Stranded).HasMaxLength(StrandedLength);
         });
         b.Entity<CommandLog>(e =>
         {

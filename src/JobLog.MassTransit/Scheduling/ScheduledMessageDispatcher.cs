@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Globalization;
 using System.Net.Mime;
 using JobLog.Internal;
 using JobLog.MassTransit.Internal;
@@ -28,6 +29,7 @@ internal sealed class ScheduledMessageDispatcher(
     ScheduledMessageStore store,
     IOptions<JobLogSchedulerOptions> options,
     TimeProvider time,
+    JobLog.Recording.StrandedWork stranded,
     ILogger<ScheduledMessageDispatcher> logger) : IRunsWithBus
 {
     private readonly JobLogSchedulerOptions _options = options.Value;
@@ -242,10 +244,16 @@ internal sealed class ScheduledMessageDispatcher(
         _nextStrandedCheck = UtcNow + 10 * _options.PollInterval;
         var overdue = 2 * _options.PollInterval;
         var (count, destination, scheduledTime) = await store.StrandedAsync(Brokers, UtcNow - overdue, stopping).ConfigureAwait(false);
+        string? line = null;
         if (count > 0)
         {
             Log.Stranded(logger, count, overdue, destination, scheduledTime);
+            line = string.Create(CultureInfo.InvariantCulture,
+                $"{count} scheduled {(count == 1 ? "message" : "messages")} overdue by more than {overdue} for a broker none of this process's buses reaches (the earliest for {destination}, due {scheduledTime:O})");
         }
+
+        // The hosts page's line (this host's heartbeat): set or cleared at each check.
+        stranded.Set(JobLog.Recording.StrandedKind.ScheduledMessages, line);
     }
 
     /// <summary>

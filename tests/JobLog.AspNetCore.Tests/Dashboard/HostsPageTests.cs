@@ -70,6 +70,26 @@ public class HostsPageTests
         Assert.That(rows["stopped"].Item1, Is.EqualTo("stopped"));
     }
 
+    // Session 33: the stranded warnings (3012, 3205) were in the logs only; the heartbeat carries them to the host's row.
+    [Test]
+    public async Task HostsPageAndApi_ShowWhatAHostFoundStranded_Encoded()
+    {
+        var now = DateTime.UtcNow;
+        var stranded = Host("scheduler", now);
+        stranded.Stranded = "2 scheduled messages overdue by more than 00:00:10 for a broker none of this process's buses reaches (the earliest for rabbitmq://other/" + Script + ")";
+        var quiet = Host("quiet", now);
+        await _host.SeedAsync(stranded, quiet);
+
+        var html = await _host.GetStringAsync("/joblog/hosts");
+        Assert.That(html, Does.Not.Contain("<script>alert"));
+        Assert.That(WebUtility.HtmlDecode(html), Does.Contain("STRANDED</span> " + stranded.Stranded));
+        Assert.That(html.Split("class=\"stranded\"").Length - 1, Is.EqualTo(1), "one line, for the host that found something (the dashboard's own host found nothing)");
+
+        var rows = JsonDocument.Parse(await _host.GetStringAsync("/joblog/api/hosts")).RootElement.EnumerateArray()
+            .ToDictionary(e => e.GetProperty("name").GetString()!, e => e.GetProperty("stranded").GetString());
+        Assert.That((rows["scheduler"], rows["quiet"]), Is.EqualTo((stranded.Stranded, (string?)null)));
+    }
+
     // Session 30 (faults; session 29's open item): on PostgreSQL a heartbeat is stamped with the database's clock, but the
     // page's "(... ago)" took the dashboard's own clock: a dashboard 10 minutes ahead showed a live host "(10 min ago)".
     [Test]

@@ -22,6 +22,13 @@ internal static class HostPages
                 h.Add($"<td class=\"nowrap\">{Format.Time(x.LastHeartbeat)} <span class=\"muted\">({Format.Ago(x.SecondsSinceHeartbeat)})</span></td><td>");
                 Layout.Badge(h, State(x.State), StateClass(x.State));
                 h.Add($"</td><td class=\"num\">{Format.Number(x.ActiveRuns)}</td><td class=\"mono muted\">{x.InstanceId}</td></tr>\n");
+                if (x.Stranded is { } stranded)
+                {
+                    // The warnings 3012 / 3205 of this instance, as of its last heartbeat: work no running bus of its sends.
+                    h.Add($"<tr class=\"stranded\" data-id=\"{x.InstanceId}\"><td colspan=\"8\">");
+                    Layout.Badge(h, "STRANDED", "st-retried");
+                    h.Add($" {stranded}</td></tr>\n");
+                }
             }
 
             h.Add($"</tbody></table></section>");

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Linq.Expressions;
 using System.Threading.RateLimiting;
 using JobLog.Failures;
@@ -65,7 +66,11 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
         provider.GetRequiredService<ILoggerFactory>().CreateLogger("JobLog.MassTransit.Failures"))
     {
         Buses = BusDirectory.Of(provider.GetRequiredService<JobLog.Recording.LedgerRecorder>()),
+        Stranded = provider.GetService<JobLog.Recording.StrandedWork>(),
     };
+
+    /// <summary>Where the stranded check leaves its line for this host's heartbeat (the hosts page); null in unit tests.</summary>
+    public JobLog.Recording.StrandedWork? Stranded { get; init; }
 
     /// <summary>The application's running buses (several with <c>AddMassTransit&lt;TBus&gt;</c>); null in unit tests.</summary>
     public BusDirectory? Buses { get; init; }
@@ -160,7 +165,9 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
     {
         if (!await AnyInProgressAsync(stopping).ConfigureAwait(false))
         {
-            // Idle: one read on the partial index, no write statement (SQLite's write lock belongs to the writer).
+            // Idle: one read on the partial index, no write statement (SQLite's write lock belongs to the writer). Nothing
+            // waits, so nothing is stranded.
+            Stranded?.Set(JobLog.Recording.StrandedKind.Retries, null);
             return 0;
         }
 
@@ -351,10 +358,16 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
                 .Join(db.FailureActionItems.Where(i => i.State == FailureActionItemState.Pending && asked.Contains(i.ActionId)),
                     k => (Guid?)k.Id, i => i.KeptMessageId, (k, i) => k.InputAddress);
             var count = await stranded.CountAsync(ct).ConfigureAwait(false);
+            string? line = null;
             if (count > 0)
             {
-                Log.RetriesStranded(_logger, count, waited, await stranded.OrderBy(a => a).FirstAsync(ct).ConfigureAwait(false));
+                var destination = await stranded.OrderBy(a => a).FirstAsync(ct).ConfigureAwait(false);
+                Log.RetriesStranded(_logger, count, waited, destination);
+                line = string.Create(CultureInfo.InvariantCulture,
+                    $"{count} {(count == 1 ? "retry" : "retries")} asked for more than {waited} ago for a broker none of this process's buses reaches (e.g. {destination})");
             }
+
+            Stranded?.Set(JobLog.Recording.StrandedKind.Retries, line);
         }
     }
 

@@ -172,6 +172,10 @@ namespace JobLog.Storage.PostgreSql.Migrations
                     b.Property<DateTime?>("StoppedAt")
                         .HasColumnType("timestamp with time zone");
 
+                    b.Property<string>("Stranded")
+                        .HasMaxLength(1000)
+                        .HasColumnType("character varying(1000)");
+
                     b.HasKey("InstanceId");
 
                     b.ToTable("JobLogHosts", (string)null);

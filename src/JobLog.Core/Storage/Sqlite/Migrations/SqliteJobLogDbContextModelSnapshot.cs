@@ -167,6 +167,10 @@ namespace JobLog.Storage.Sqlite.Migrations
                     b.Property<DateTime?>("StoppedAt")
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("Stranded")
+                        .HasMaxLength(1000)
+                        .HasColumnType("TEXT");
+
                     b.HasKey("InstanceId");
 
                     b.ToTable("JobLogHosts", (string)null);
