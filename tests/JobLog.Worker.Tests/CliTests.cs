@@ -196,6 +196,28 @@ public class CliTests
     }
 
     [Test]
+    public async Task Hosts_PrintsWhatAHostFoundStranded()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var stranded = new HostLog
+        {
+            InstanceId = Guid.NewGuid(), Name = "scheduler", ProcessId = 7, StartedAt = DateTime.UtcNow.AddMinutes(-5), LastHeartbeat = DateTime.UtcNow,
+            Stranded = "1 scheduled message overdue by more than 00:00:10 for a broker none of this process's buses reaches (the earliest for rabbitmq://other/q, due 2026-12-06T10:00:00.0000000Z)",
+        };
+        await host.QueryAsync(db =>
+        {
+            db.Add(stranded);
+            return db.SaveChangesAsync();
+        });
+
+        var (exit, output, error) = await RunAsync("hosts", "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString);
+
+        Assert.That(exit, Is.Zero, error);
+        Assert.That(output.Split('\n').Where(l => l.StartsWith("STRANDED", StringComparison.Ordinal)).Select(l => l.TrimEnd()),
+            Is.EqualTo(new[] { $"STRANDED {stranded.InstanceId} (scheduler): {stranded.Stranded}" }), "one line, for the host that found something");
+    }
+
+    [Test]
     public void Settings_AreTakenOutBeforeParsing()
     {
         var (arguments, settings) = CliSettings.Split(["tasks", "--ConnectionStrings:JobLog=Data Source=x.db", "--state", "failed", "--JobLog:Database", "postgres"]);

@@ -37,6 +37,12 @@ internal static class HostsCommand
             }
 
             context.Console.Write(table);
+            foreach (var h in hosts.Where(h => h.Stranded is not null))
+            {
+                // The Hosts page's STRANDED line (the warnings 3012 / 3205 of that instance, as of its last heartbeat).
+                await context.Console.SafeOut.WriteLineAsync($"STRANDED {h.InstanceId} ({h.Name}): {h.Stranded}");
+            }
+
             if (hosts.Count == 0)
             {
                 await context.Console.Out.WriteLineAsync("(no host has written a heartbeat)");
