@@ -1,4 +1,4 @@
-using System.Data.Common;
+﻿using System.Data.Common;
 using System.Globalization;
 using Microsoft.Data.Sqlite;
 using Npgsql;
@@ -211,6 +211,8 @@ internal static class ScaleFill
         {
             await ExecAsync(connection, JobLog.Storage.PostgreSql.PostgreSqlSearch.Refill(partitioned));
             progress("bulk: the search's side table filled, its trigram index built");
+            await ExecAsync(connection, $"TRUNCATE \"{JobLog.Storage.PostgreSql.OpenRuns.Table}\"; {JobLog.Storage.PostgreSql.OpenRuns.Fill}");
+            progress("bulk: the open runs' side table filled");
         }
 
         foreach (var (_, create) in saved.Where(s => s.Create.StartsWith("CREATE TRIGGER", StringComparison.OrdinalIgnoreCase)))

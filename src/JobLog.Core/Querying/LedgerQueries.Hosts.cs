@@ -1,4 +1,4 @@
-using Microsoft.EntityFrameworkCore;
+﻿using Microsoft.EntityFrameworkCore;
 
 namespace JobLog.Querying;
 
@@ -81,11 +81,13 @@ public sealed partial class LedgerQueries
         }
 
         var hosts = await _db.Hosts.AsNoTracking().OrderByDescending(h => h.LastHeartbeat).ToListAsync(ct).ConfigureAwait(false);
-        var active = await _db.TaskRunLogs.AsNoTracking()
-            .Where(r => r.State == TaskRunState.Active && r.HostInstanceId != null)
-            .GroupBy(r => r.HostInstanceId)
-            .Select(g => new { Id = g.Key!.Value, Count = g.Count() })
-            .ToDictionaryAsync(g => g.Id, g => g.Count, ct).ConfigureAwait(false);
+        var active = _database.ActiveRunsByHost is { } byHost
+            ? await _db.Database.SqlQueryRaw<ActiveRuns>(byHost).ToDictionaryAsync(g => g.Id, g => g.Count, ct).ConfigureAwait(false)
+            : await _db.TaskRunLogs.AsNoTracking()
+                .Where(r => r.State == TaskRunState.Active && r.HostInstanceId != null)
+                .GroupBy(r => r.HostInstanceId)
+                .Select(g => new ActiveRuns(g.Key!.Value, g.Count()))
+                .ToDictionaryAsync(g => g.Id, g => g.Count, ct).ConfigureAwait(false);
         return [.. hosts.Select(h => new HostRow(
             h.InstanceId, h.Name, h.ProcessId, h.Release, h.StartedAt, h.LastHeartbeat, h.StoppedAt,
             StateOf(h, heartbeatInterval, hostTimeout, now), active.GetValueOrDefault(h.InstanceId),
@@ -94,6 +96,9 @@ public sealed partial class LedgerQueries
             Stranded = h.Stranded,
         })];
     }
+
+    /// <summary>A host instance's number of ACTIVE runs.</summary>
+    private sealed record ActiveRuns(Guid Id, int Count);
 
     private static HostState StateOf(HostLog host, TimeSpan heartbeatInterval, TimeSpan hostTimeout, DateTime now)
     {

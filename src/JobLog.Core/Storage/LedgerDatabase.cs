@@ -1,4 +1,4 @@
-using System.Data.Common;
+﻿using System.Data.Common;
 using System.Globalization;
 using System.Linq.Expressions;
 using JobLog.Storage.PostgreSql;
@@ -228,6 +228,19 @@ internal abstract class LedgerDatabase
 
     /// <summary><paramref name="statement"/> in this database's syntax.</summary>
     public abstract string Upsert(UpsertStatement statement);
+
+    /// <summary>
+    /// The host pass's claim of a gone host instance's ACTIVE runs (<c>@p0</c> the instance, <c>@p1</c> the batch size):
+    /// their "Id" and "TaskId". SQLite reads its partial index of ACTIVE runs by host.
+    /// </summary>
+    public virtual string HostRunsClaim =>
+        $"SELECT \"Id\", \"TaskId\" FROM \"{LedgerModel.Runs}\" WHERE \"HostInstanceId\" = @p0 AND \"State\" = 1 LIMIT @p1{SkipLocked}";
+
+    /// <summary>Forgets what the host pass no longer needs of a gone host instance (<c>@p0</c>) after its runs are closed; null when nothing.</summary>
+    public virtual string? HostRunsForget => null;
+
+    /// <summary>The number of ACTIVE runs of each host instance ("Id", "Count"), or null to count them through the model.</summary>
+    public virtual string? ActiveRunsByHost => null;
 
     /// <summary>The task-state derivation (<see cref="LedgerSql.DeriveTask"/>) of every task in the id-list parameter <c>@p0</c>.</summary>
     public abstract string DeriveTasks { get; }

@@ -1,4 +1,4 @@
-using Microsoft.EntityFrameworkCore;
+﻿using Microsoft.EntityFrameworkCore;
 
 namespace JobLog;
 
@@ -113,7 +113,8 @@ internal static class LedgerModel
             e.HasIndex(x => new { x.Name, x.Start });
             // The queue filter: tasks one of whose runs was consumed from the queue (docs/scale.md).
             e.HasIndex(x => new { x.QueueName, x.TaskId });
-            // The sweeper: ACTIVE runs of a host instance whose heartbeat stopped.
+            // The sweeper: ACTIVE runs of a host instance whose heartbeat stopped. SQLite's only: PostgreSQL reads its side table
+            // of open runs instead, so that a run's finish is a HOT update (Storage/PostgreSql/OpenRuns.cs).
             e.HasIndex(x => x.HostInstanceId).HasFilter("\"State\" = 1 AND \"HostInstanceId\" IS NOT NULL");
         });
         b.Entity<HostLog>(e =>

@@ -1,4 +1,4 @@
-using System.Data.Common;
+﻿using System.Data.Common;
 using System.Globalization;
 using JobLog.Internal;
 using JobLog.Storage;
@@ -85,6 +85,12 @@ internal sealed partial class TaskLogSweeper
             }
             while (batch == options.Value.Sweeper.BatchSize);
 
+            if (_database.HostRunsForget is { } forget)
+            {
+                await using var forgotten = Command(connection, null, forget, host.Id);
+                await forgotten.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            }
+
             if (ofHost > 0)
             {
                 Log.HostRunsExpired(logger, ofHost, LogValue.Visible(reason));
@@ -144,8 +150,7 @@ internal sealed partial class TaskLogSweeper
         var runs = new List<Guid>();
         var tasks = new HashSet<Guid>();
         await using (var claim = Command(connection, transaction,
-            $"SELECT \"Id\", \"TaskId\" FROM {Runs} WHERE \"HostInstanceId\" = @p0 AND \"State\" = 1 LIMIT @p1{_database.SkipLocked}",
-            instance, options.Value.Sweeper.BatchSize))
+            _database.HostRunsClaim, instance, options.Value.Sweeper.BatchSize))
         {
             await using var reader = await claim.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))

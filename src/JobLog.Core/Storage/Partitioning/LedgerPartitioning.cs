@@ -1,4 +1,4 @@
-using System.Data.Common;
+﻿using System.Data.Common;
 using System.Diagnostics;
 using System.Globalization;
 using System.Text.RegularExpressions;
@@ -539,12 +539,16 @@ internal static partial class LedgerPartitioning
     }
 
     private static string CreateFixedPartitions(string table, string parent) => $"""
-        CREATE TABLE {Q(table + "_undated")} PARTITION OF {Q(parent)} FOR VALUES FROM (MINVALUE) TO ({PartitionDay.Undated + 1});
-        CREATE TABLE {Q(table + "_default")} PARTITION OF {Q(parent)} DEFAULT;
+        CREATE TABLE {Q(table + "_undated")} PARTITION OF {Q(parent)} FOR VALUES FROM (MINVALUE) TO ({PartitionDay.Undated + 1}){Storage(table)};
+        CREATE TABLE {Q(table + "_default")} PARTITION OF {Q(parent)} DEFAULT{Storage(table)};
         """;
 
     private static string CreateDay(string table, string parent, int day) =>
-        $"CREATE TABLE {Q(table + "_" + PartitionDay.Suffix(day))} PARTITION OF {Q(parent)} FOR VALUES FROM ({day}) TO ({day + 1})";
+        $"CREATE TABLE {Q(table + "_" + PartitionDay.Suffix(day))} PARTITION OF {Q(parent)} FOR VALUES FROM ({day}) TO ({day + 1}){Storage(table)}";
+
+    // A partition has its own storage parameters (its partitioned table has none): the runs' fill factor on each
+    // (OpenRuns.FillFactor: room for a finished run's new version on its page, a HOT update).
+    private static string Storage(string table) => table == LedgerModel.Runs ? PostgreSql.OpenRuns.RunsStorage : "";
 
     private static string MoveFromDefault(string table, int day) => $"""
         CREATE TEMP TABLE joblog_move ON COMMIT DROP AS SELECT * FROM {Q(table + "_default")} WHERE {Key} = {day};

@@ -1,4 +1,4 @@
-using System.Data.Common;
+﻿using System.Data.Common;
 using System.Globalization;
 using System.Linq.Expressions;
 using System.Text.RegularExpressions;
@@ -422,6 +422,12 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
     public override string Upsert(UpsertStatement statement) => OnConflictSql.Of(statement);
 
     public override string DeriveTasks => PostgreSqlStatements.DeriveTasks;
+
+    public override string HostRunsClaim => OpenRuns.Claim;
+
+    public override string? HostRunsForget => OpenRuns.Forget;
+
+    public override string? ActiveRunsByHost => OpenRuns.ActiveByHost;
 
     public override string? LockTasks => PostgreSqlStatements.LockTasksOfList;
 

@@ -1,4 +1,4 @@
-using System.Runtime.CompilerServices;
+﻿using System.Runtime.CompilerServices;
 using Microsoft.EntityFrameworkCore;
 
 namespace JobLog.Storage.PostgreSql;
@@ -34,13 +34,19 @@ internal static class PostgreSqlSearch
     private const string S = "\"" + Table + "\"";
 
     /// <summary>
-    /// The partial index of the runs the sweeper closed with <see cref="Sweeping.TaskLogSweeper.StaleRunError"/>: that
-    /// one sentence is kept out of the side table (a row and about 50 trigrams in its GIN index for every run a backlog
-    /// sweep closes: a fifth of the sweep's WAL at 1 M, docs/scale.md "Session 11 (pgsweep)"), and the search finds those
-    /// runs through this index instead, when the text searched is in the sentence (as SQLite's <c>SqliteSearch.SweptRuns</c>).
-    /// Keyed by <c>Stop</c>, the sweep's time, so a batch's entries go into the index's last pages, not one page per task id.
+    /// The partial index of the tasks the sweeper marked stale, the search's path to the runs it closed with
+    /// <see cref="Sweeping.TaskLogSweeper.StaleRunError"/> (every such run's task is stale-marked): that one sentence is
+    /// kept out of the side table (a row and about 50 trigrams in its GIN index for every run a backlog sweep closes: a
+    /// fifth of the sweep's WAL at 1 M, docs/scale.md "Session 11 (pgsweep)"), and the search finds those runs through
+    /// their tasks instead, when the text searched is in the sentence (as SQLite's <c>SqliteSearch.SweptRuns</c>). Keyed by
+    /// <c>Stop</c>, the sweep's time, so a batch's entries go into the index's last pages. On the tasks, not the runs
+    /// (<see cref="FormerSweptRuns"/> until session 33): no run index names a column a run's finish changes, so the finish
+    /// is a HOT update (<see cref="OpenRuns"/>); a task's update is never HOT anyway (its state is indexed).
     /// </summary>
-    public const string SweptRuns = "IX_JobLogTaskRuns_SweptExpired";
+    public const string SweptRuns = "IX_JobLogTasks_StaleStop";
+
+    /// <summary>The runs' partial index of the expiry text that <see cref="SweptRuns"/> replaced (session 33): dropped by <see cref="Create"/>.</summary>
+    public const string FormerSweptRuns = "IX_JobLogTaskRuns_SweptExpired";
 
     private const string SweptText = "'" + Sweeping.TaskLogSweeper.StaleRunError + "'";
 
@@ -251,7 +257,8 @@ internal static class PostgreSqlSearch
             END;
         END
         $joblog$;
-        CREATE INDEX IF NOT EXISTS "{{SweptRuns}}" ON {{R}} ("Stop") WHERE "ErrorMessage" = {{SweptText}};
+        DROP INDEX IF EXISTS "{{FormerSweptRuns}}";
+        CREATE INDEX IF NOT EXISTS "{{SweptRuns}}" ON {{T}} ("Stop") WHERE "IsSetAsStale";
         DELETE FROM {{S}} WHERE "IsError" AND "Text" = {{SweptText}};
         {{string.Join("\n", Triggers.Select(t => $"DROP TRIGGER IF EXISTS \"{t.Name}\" ON {t.Table};\nCREATE TRIGGER \"{t.Name}\" {t.Definition};"))}}
         {{string.Join("\n", Former.Select(i => $"DROP INDEX IF EXISTS \"{i}\";"))}}
@@ -276,6 +283,7 @@ internal static class PostgreSqlSearch
         string.Join("\n", Functions.Select(f => $"DROP FUNCTION IF EXISTS {f};")) + "\n" +
         $"DROP TABLE IF EXISTS {S};\n" +
         $"DROP INDEX IF EXISTS \"{SweptRuns}\";\n" +
+        $"DROP INDEX IF EXISTS \"{FormerSweptRuns}\";\n" +
         string.Join("\n", Former.Select(i => $"DROP INDEX IF EXISTS \"{i}\";"));
 
     /// <summary>
@@ -352,11 +360,13 @@ internal static class PostgreSqlSearch
     /// <summary>Drops the indexes (the migration TaskSearchIndexes' Down); the extension stays, other schemas may use it.</summary>
     public static readonly string FormerDrop = string.Join("\n", s_formerIndexes.Select(i => i.Index).Concat(s_replaced).Select(i => $"DROP INDEX IF EXISTS \"{i}\";"));
 
-    // The runs closed with the sweeper's expiry text (not in the side table: SweptRuns), when {0} matches that text; the
-    // constant comparison is a one-time filter, so a text outside the sentence reads nothing here.
+    // The runs closed with the sweeper's expiry text (not in the side table), found through their stale-marked tasks
+    // (SweptRuns), when {0} matches that text; the constant comparison is a one-time filter, so a text outside the
+    // sentence reads nothing here.
     private const string SweptMatching = $$"""
 
-        UNION ALL SELECT r."TaskId" AS "Value" FROM {{R}} r WHERE r."ErrorMessage" = {{SweptText}} AND {{SweptText}} ILIKE {0} ESCAPE '\'
+        UNION ALL SELECT r."TaskId" AS "Value" FROM {{T}} t JOIN {{R}} r ON r."TaskId" = t."Id"
+            WHERE t."IsSetAsStale" AND r."ErrorMessage" = {{SweptText}} AND {{SweptText}} ILIKE {0} ESCAPE '\'
         """;
 
     // A run's error as it is shown (FailureSignature.Unstated): without JobLog's "[failure group: …]" first line, which is
