@@ -870,9 +870,6 @@ namespace JobLog.Storage.PostgreSql.Migrations
 
                     b.HasKey("Id");
 
-                    b.HasIndex("HostInstanceId")
-                        .HasFilter("\"State\" = 1 AND \"HostInstanceId\" IS NOT NULL");
-
                     b.HasIndex("Name", "Start");
 
                     b.HasIndex("QueueName", "TaskId");
