@@ -1,7 +1,7 @@
 using System.Net.Http.Json;
 using System.Text.Json.Nodes;
 using JobLog.Querying;
-using Microsoft.Extensions.DependencyInjection;
+using JobLog.Storage;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -22,7 +22,8 @@ internal enum FailureAlertKind
 /// which carries JobLog's outbound-request handler, so each alert is an outbound request in the ledger.
 /// </summary>
 internal sealed partial class FailureAlerter(
-    IServiceScopeFactory scopes,
+    JobLogContextFactory contexts,
+    IOptions<JobLogOptions> ledgerOptions,
     IHttpClientFactory clients,
     IOptions<FailureAlertOptions> options,
     TimeProvider time,
@@ -72,8 +73,11 @@ internal sealed partial class FailureAlerter(
         Dictionary<string, int> lastMinute;
         try
         {
-            await using var scope = scopes.CreateAsyncScope();
-            var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+            // On a session of its own, closed when read: a pooled one stayed idle between reads, every 30 s by default,
+            // so for good (session 33).
+            var db = await contexts.OpenUnpooledAsync(ct).ConfigureAwait(false);
+            await using var _ = db.ConfigureAwait(false);
+            var queries = new LedgerQueries(db, contexts.Database, ledgerOptions.Value.SearchIndex);
             var filter = new FailureFilter { By = o.By, Limit = ListFilter.MaxLimit };
             groups = await queries.FailureGroupsAsync(filter, now, ct).ConfigureAwait(false);
             lastMinute = o.FailuresPerMinute is null

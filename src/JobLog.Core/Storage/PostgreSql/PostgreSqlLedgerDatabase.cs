@@ -158,8 +158,38 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
     /// settings left out for a server that refused them (<see cref="StartupOptions"/>).
     /// </summary>
     internal static string ForJobLog(string connectionString) => StartupOptions.IsRefused(connectionString)
-        ? StartupOptions.Without(WithTcpKeepalive(connectionString))
-        : StartupOptions.ForOperatorTimeout(WithTcpKeepalive(WithoutJit(connectionString)));
+        ? StartupOptions.Without(WithShortIdleLifetime(WithTcpKeepalive(connectionString)))
+        : StartupOptions.ForOperatorTimeout(WithShortIdleLifetime(WithTcpKeepalive(WithoutJit(connectionString))));
+
+    /// <summary>How long JobLog's pooled sessions stay idle before Npgsql closes them (<see cref="WithShortIdleLifetime"/>).</summary>
+    internal const int IdleLifetimeSeconds = 10;
+
+    /// <summary>
+    /// <paramref name="connectionString"/> with Npgsql's <c>Connection Idle Lifetime</c> 10 s (default 300 s) and
+    /// <c>Connection Pruning Interval</c> 5 s (default 10 s), unless it sets either itself. The business path's sessions
+    /// stay pooled (the scheduler consumer's, which a <c>ScheduleMessage</c> waits on; the failed-message keeper's; the
+    /// reads' and the dashboard's): an unpooled open costs a new server process and its authentication, tens of
+    /// milliseconds. But a session each kept idle for five minutes after its last use, in a pool no other process can use,
+    /// held one more of the server's <c>max_connections</c> per process that scheduled or failed a message or was read
+    /// (session 33, <c>IdleSessionsWithBusTests</c>). A pool in use keeps its sessions; one idle for 10 to 15 s closes them.
+    /// </summary>
+    internal static string WithShortIdleLifetime(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        if (!builder.Pooling || Sets(connectionString, "ConnectionIdleLifetime") || Sets(connectionString, "ConnectionPruningInterval"))
+        {
+            return connectionString;
+        }
+
+        builder.ConnectionIdleLifetime = IdleLifetimeSeconds;
+        builder.ConnectionPruningInterval = IdleLifetimeSeconds / 2;
+        return builder.ConnectionString;
+    }
+
+    /// <summary>Whether <paramref name="connectionString"/> names <paramref name="keyword"/> (spaces and case ignored, as Npgsql reads it).</summary>
+    private static bool Sets(string connectionString, string keyword) =>
+        new DbConnectionStringBuilder { ConnectionString = connectionString }.Keys.Cast<string>()
+            .Any(k => string.Equals(k.Replace(" ", "", StringComparison.Ordinal), keyword, StringComparison.OrdinalIgnoreCase));
 
     public override bool RefusedSessionSettings(string connectionString, Exception exception)
     {
