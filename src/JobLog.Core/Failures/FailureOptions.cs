@@ -37,9 +37,14 @@ public sealed class FailureOptions
     [AtLeast(1)]
     public int RetryBatchSize { get; set; } = 100;
 
-    /// <summary>How often the sender looks for pending retries when idle. Default 1 s; must be positive.</summary>
+    /// <summary>
+    /// How often the sender looks for pending retries when idle. Default 5 s (1 s before session 33); must be positive.
+    /// A retry asked in this process (its dashboard, <see cref="IFailureActions"/>) wakes the sender at once; the poll is
+    /// for those asked by another process (another dashboard, the CLI), which wait up to this long. Each poll opens a
+    /// database session of its own (on PostgreSQL a new server process and its authentication) and closes it.
+    /// </summary>
     [Positive]
-    public TimeSpan RetryPollInterval { get; set; } = TimeSpan.FromSeconds(1);
+    public TimeSpan RetryPollInterval { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
     /// How long a claimed retry may stay "sending" before another sender takes it over (after a crash between send and

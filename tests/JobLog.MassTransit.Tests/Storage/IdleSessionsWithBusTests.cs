@@ -136,6 +136,58 @@ public class IdleSessionsWithBusTests
         }
     }
 
+    /// <summary>
+    /// Session 33 (session 32's price for its unpooled polls): the retry sender's idle poll, every
+    /// <c>Failures.RetryPollInterval</c> (1 s), opened a new server session each time (a server process and a SCRAM
+    /// exchange), once a second per process with a bus, though only another process's dashboard or CLI needs the poll
+    /// (a retry asked in this process wakes the sender at once). With the defaults an idle process with a bus opens a few
+    /// sessions a minute.
+    /// </summary>
+    [Test]
+    [CancelAfter(180_000)]
+    public async Task WhileIdle_WithTheDefaults_AProcessWithABusOpensFewSessions()
+    {
+        await using var ledger = await TestLedger.PostgresAsync();
+        await using var vhost = await RabbitMqVhost.CreateAsync();
+        await using var host = await LedgerHost.StartAsync(ledger, services: services =>
+        {
+            services.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
+            services.AddMassTransit(x =>
+            {
+                x.SetKebabCaseEndpointNameFormatter();
+                x.AddConsumer<ChargeCardConsumer>();
+                x.UsingTestVhost(vhost);
+            });
+        });
+        await using var look = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(ledger.ConnectionString) { Pooling = false }.ConnectionString);
+        await look.OpenAsync();
+        await host.Services.GetRequiredService<IBus>().Publish(new ChargeCard(1, 1m));
+        await LedgerHost.EventuallyAsync(async () =>
+        {
+            await using var succeeded = new NpgsqlCommand($"SELECT count(*) FROM \"JobLogTaskRuns\" WHERE \"State\" = {(int)TaskRunState.Succeeded}", look);
+            return (long)(await succeeded.ExecuteScalarAsync())! == 1;
+        }, TimeSpan.FromSeconds(60), "the message consumed and its run recorded");
+
+        // Sessions established to the ledger's database (the server counts them) over 30 s of idleness.
+        var idle = TimeSpan.FromSeconds(30);
+        var before = await SessionsEstablishedAsync(look);
+        await Task.Delay(idle);
+        var opened = await SessionsEstablishedAsync(look) - before;
+
+        TestContext.Out.WriteLine($"sessions opened in {idle.TotalSeconds} s of idleness: {opened}");
+        // The heartbeat's (every 15 s) and the retry sender's polls (every 5 s): about 9 in the 34 s between the counts;
+        // at one poll a second it was 31.
+        Assert.That(opened, Is.LessThanOrEqualTo(12));
+    }
+
+    private static async Task<long> SessionsEstablishedAsync(NpgsqlConnection look)
+    {
+        // A session's statistics reach the server's counters when it ends or within a second of going idle.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        await using var command = new NpgsqlCommand("SELECT sessions FROM pg_stat_database WHERE datname = current_database()", look);
+        return (long)(await command.ExecuteScalarAsync())!;
+    }
+
     private static async Task<(int Fewest, string Seen)> FewestSessionsAsync(NpgsqlConnection look)
     {
         var fewest = int.MaxValue;
