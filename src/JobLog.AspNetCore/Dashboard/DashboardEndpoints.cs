@@ -274,7 +274,7 @@ internal static class DashboardEndpoints
             chart,
             slowest,
             new SweepInfo(sweeperEnabled, last?.At, last?.Result.Expired, last?.Result.Healed),
-            new WriterInfo(recorder.Backlog, recorder.IsFailing, recorder.Dropped),
+            new WriterInfo(recorder.Backlog, recorder.IsFailing, recorder.Dropped, recorder.LastFailure, recorder.FailingSince),
             now);
     }
 

@@ -40,5 +40,9 @@ internal sealed class SlowTask
 /// <summary>This process's sweeper.</summary>
 internal sealed record SweepInfo(bool Enabled, DateTimeOffset? LastRunAt, int? Expired, int? Healed);
 
-/// <summary>This process's ledger writer.</summary>
-internal sealed record WriterInfo(int Backlog, bool Failing, long Dropped);
+/// <summary>
+/// This process's ledger writer: while <paramref name="Failing"/>, its last attempt's error in the database's words (the
+/// exception's type and first line, at most 300 characters of it: <see cref="Recording.LedgerRecorder.LastFailure"/>) and
+/// since when it fails (UTC); both null otherwise.
+/// </summary>
+internal sealed record WriterInfo(int Backlog, bool Failing, long Dropped, string? LastError = null, DateTime? FailingSince = null);

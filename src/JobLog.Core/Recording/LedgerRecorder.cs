@@ -526,7 +526,24 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     internal bool KeptOnDisk => _journal is not null && _waiters.Durable >= Interlocked.Read(ref _enqueued);
 
     /// <summary>The writer cannot reach the database (waiters are released: the business path does not wait for it), or can again.</summary>
-    internal void SetFailing(bool failing) => _waiters.SetFailing(failing);
+    internal void SetFailing(bool failing)
+    {
+        if (failing)
+        {
+            Interlocked.CompareExchange(ref _failingSince, _time.GetUtcNow().UtcTicks, 0);
+        }
+        else
+        {
+            Interlocked.Exchange(ref _failingSince, 0);
+        }
+
+        _waiters.SetFailing(failing);
+    }
+
+    private long _failingSince;
+
+    /// <summary>While <see cref="IsFailing"/>, since when (UTC, the first failed attempt of this outage); null otherwise.</summary>
+    internal DateTime? FailingSince => IsFailing && Interlocked.Read(ref _failingSince) is var ticks and > 0 ? new DateTime(ticks, DateTimeKind.Utc) : null;
 
     private volatile string? _lastFailure;
 

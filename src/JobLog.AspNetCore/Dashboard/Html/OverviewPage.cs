@@ -62,7 +62,9 @@ internal static class OverviewPage
             h.Add($"<dt>Writer</dt><dd>");
             if (o.Writer.Failing)
             {
-                Layout.Badge(h, "DATABASE UNREACHABLE", "st-failed");
+                // Not "unreachable" only: a database that answers and refuses the writes (its disk full, read-only) fails
+                // it too; the error says which (session 33).
+                Layout.Badge(h, "CANNOT WRITE", "st-failed");
             }
             else
             {
@@ -70,6 +72,12 @@ internal static class OverviewPage
             }
 
             h.Add($"</dd>");
+            if (o.Writer.Failing)
+            {
+                Layout.Field(h, "Failing since", o.Writer.FailingSince is { } since ? $"{Format.Time(since)} ({Format.Ago(page.Now, since)})" : null);
+                Layout.Field(h, "Writer's last error", o.Writer.LastError, mono: true);
+            }
+
             Layout.Field(h, "Dropped records", Format.Number(o.Writer.Dropped));
             if (!o.Sweeper.Enabled)
             {
