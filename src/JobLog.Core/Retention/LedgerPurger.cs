@@ -35,6 +35,9 @@ internal sealed record PurgeResult(LedgerKind Kind, int Succeeded, int Failed, s
 /// </summary>
 internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics metrics, TimeProvider time, ILogger<LedgerPurger>? logger = null)
 {
+    /// <summary>For tests: runs inside each backed-up batch's transaction, after its rows are written and before they are deleted.</summary>
+    internal Func<IReadOnlyList<Guid>, CancellationToken, Task>? BetweenBackupAndDelete { get; set; }
+
     public async Task<PurgeResult> PurgeAsync(PurgeRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -147,14 +150,17 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
         while (true)
         {
             await using var transaction = await db.Database.BeginTransactionAsync(ct).ConfigureAwait(false);
-            var ids = await Candidates(db, request.Kind, successes, before).Take(request.BatchSize).ToListAsync(ct).ConfigureAwait(false);
-            if (ids.Count == 0)
+            var selected = await Candidates(db, request.Kind, successes, before).Take(request.BatchSize).ToListAsync(ct).ConfigureAwait(false);
+            if (selected.Count == 0)
             {
                 await transaction.CommitAsync(ct).ConfigureAwait(false);
                 return total;
             }
 
-            if (request.BackupDirectory is not null)
+            var ids = request.BackupDirectory is not null && request.Kind == LedgerKind.Tasks && db.Database.IsNpgsql()
+                ? await LockTasksAsync(db, selected, successes, before, ct).ConfigureAwait(false)
+                : selected;
+            if (request.BackupDirectory is not null && ids.Count > 0)
             {
                 // The rows reach the disk before their delete commits: a crash in between leaves them in both places.
                 if (request.Kind == LedgerKind.Tasks)
@@ -170,14 +176,36 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
                 }
             }
 
-            total += await DeleteAsync(db, request.Kind, ids, ct).ConfigureAwait(false);
+            if (request.BackupDirectory is not null && BetweenBackupAndDelete is { } hook)
+            {
+                await hook(ids, ct).ConfigureAwait(false);
+            }
+
+            total += ids.Count == 0 ? 0 : await DeleteAsync(db, request.Kind, ids, ct).ConfigureAwait(false);
             await transaction.CommitAsync(ct).ConfigureAwait(false);
             db.ChangeTracker.Clear();
-            if (ids.Count < request.BatchSize)
+            if (selected.Count < request.BatchSize)
             {
                 return total;
             }
         }
+    }
+
+    /// <summary>
+    /// PostgreSQL, with a backup: locks the batch's task rows (<c>FOR UPDATE</c>) before their rows are read, and keeps the
+    /// ones that are still deletable. Under READ COMMITTED a run committed between the batch's read and its delete (a late
+    /// redelivery of a finished task) was deleted (by <c>TaskId</c>, and by the cascade) without being in the file. A run's
+    /// insert checks its foreign key with a <c>FOR KEY SHARE</c> lock on its task's row, so now it either committed before
+    /// the lock (and is read), or waits for the batch's commit and then recreates the task (the writer's upsert) or is
+    /// refused by the key. SQLite needs none: a batch is one <c>BEGIN IMMEDIATE</c> transaction, no other writer commits in it.
+    /// </summary>
+    private static async Task<List<Guid>> LockTasksAsync(JobLogDbContext db, List<Guid> selected, bool successes, DateTime before, CancellationToken ct)
+    {
+        await db.Database.ExecuteSqlRawAsync(
+            $"SELECT 1 FROM \"{LedgerModel.Tasks}\" WHERE \"Id\" = ANY(@ids) ORDER BY \"Id\" FOR UPDATE",
+            [new Npgsql.NpgsqlParameter("ids", NpgsqlTypes.NpgsqlDbType.Array | NpgsqlTypes.NpgsqlDbType.Uuid) { Value = selected.ToArray() }],
+            ct).ConfigureAwait(false);
+        return await Candidates(db, LedgerKind.Tasks, successes, before).Where(id => selected.Contains(id)).ToListAsync(ct).ConfigureAwait(false);
     }
 
     internal static IQueryable<Guid> Candidates(JobLogDbContext db, LedgerKind kind, bool successes, DateTime before)

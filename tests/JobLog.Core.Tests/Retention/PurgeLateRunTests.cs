@@ -1,0 +1,150 @@
+using System.IO.Compression;
+using System.Text;
+using System.Text.Json;
+using JobLog.Maintenance;
+using JobLog.Recording;
+using JobLog.Retention;
+using JobLog.Storage;
+using JobLog.Testing;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+using NUnit.Framework;
+
+namespace JobLog.Core.Tests.Retention;
+
+/// <summary>
+/// A run recorded while <c>purge --backup</c> works on its task (a late redelivery of a finished task: the writer commits
+/// it between the batch's read and its delete) is either in the backup file or still in the ledger: never deleted without
+/// a copy. PostgreSQL only: on SQLite a purge batch is one <c>BEGIN IMMEDIATE</c> transaction, so no other writer commits
+/// inside it.
+/// </summary>
+[TestFixture(false)]
+[TestFixture(true)]
+public class PurgeLateRunTests(bool partitioned)
+{
+    private static readonly DateTime T0 = DateTime.UtcNow.AddDays(-40);
+    private LedgerHost _host = null!;
+    private string _directory = null!;
+
+    [SetUp]
+    public async Task SetUp()
+    {
+        _directory = Path.Combine(Path.GetTempPath(), "joblog-purge-late-" + Guid.NewGuid().ToString("N"));
+        _host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(LedgerProvider.PostgreSql), o => o.Partitioning.Enabled = partitioned);
+    }
+
+    [TearDown]
+    public async Task TearDown()
+    {
+        _host.Services.GetRequiredService<LedgerPurger>().BetweenBackupAndDelete = null;
+        await _host.DisposeAsync();
+        if (Directory.Exists(_directory))
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+    }
+
+    [Test]
+    public async Task PurgeWithBackup_OfATaskThatGetsALateRunBetweenTheReadAndTheDelete_DeletesNoRowThatIsNotInTheFile()
+    {
+        var finished = new TaskLog
+        {
+            Id = Guid.NewGuid(), Name = "T", QueueName = "q", DispatchedAt = T0, EstimatedTimeOfFirstArrival = T0, State = TaskState.Succeeded,
+            Start = T0.AddSeconds(1), Stop = T0.AddSeconds(2), Host = "h",
+        };
+        finished.Runs.Add(new TaskRunLog
+        {
+            Id = Guid.NewGuid(), TaskId = finished.Id, Name = "T", ConsumerType = "C", Start = T0.AddSeconds(1), Stop = T0.AddSeconds(2),
+            State = TaskRunState.Succeeded,
+        });
+        await SeedAsync(finished);
+
+        var late = Guid.NewGuid();
+        var hooked = 0;
+        _host.Services.GetRequiredService<LedgerPurger>().BetweenBackupAndDelete = async (ids, ct) =>
+        {
+            if (Interlocked.Increment(ref hooked) > 1)
+            {
+                return;
+            }
+
+            // The late run reaches the writer now; wait until it is committed, or the writer waits on a lock the purge holds.
+            var recorder = _host.Services.GetRequiredService<LedgerRecorder>();
+            var run = new RunPayload { Id = late, TaskId = finished.Id, Name = "T", ConsumerType = "C", Start = DateTime.UtcNow };
+            recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = finished.Id, Name = "T", DispatchedAt = T0 }, false));
+            recorder.Enqueue(new RunFinished(late, finished.Id, TaskRunState.Succeeded, DateTime.UtcNow, null, "redelivered", null));
+            await LedgerHost.EventuallyAsync(
+                async () => await RunsOfAsync(finished.Id) > 1 || await WriterWaitsOnALockAsync(),
+                TimeSpan.FromSeconds(60), "the late run committed, or its writer waiting on the purge's lock");
+        };
+
+        var purge = await _host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(
+            new LedgerPurgeRequest(LedgerKind.Tasks, DateTime.UtcNow.AddDays(-30), DateTime.UtcNow.AddDays(-30), BackupDirectory: _directory));
+        await _host.FlushAsync();
+
+        Assert.That(hooked, Is.GreaterThanOrEqualTo(1), "the hook ran between the batch's read and its delete");
+        var (runsInFile, tasksInFile) = IdsIn(purge.BackupFile);
+        var runsInLedger = await _host.QueryAsync(db => db.TaskRunLogs.Select(r => r.Id).ToListAsync());
+        var tasksInLedger = await _host.QueryAsync(db => db.TaskLogs.Select(t => t.Id).ToListAsync());
+        TestContext.Out.WriteLine($"partitioned {partitioned}: late run: in the file {runsInFile.Contains(late)}, in the ledger {runsInLedger.Contains(late)}; task in the file {tasksInFile.Contains(finished.Id)}, in the ledger {tasksInLedger.Contains(finished.Id)}");
+        Assert.That(runsInFile.Concat(runsInLedger), Is.SupersetOf(new[] { finished.Runs.Single().Id, late }),
+            $"every run is in the backup file ({string.Join(", ", runsInFile)}) or still in the ledger ({string.Join(", ", runsInLedger)}); the late run is {late}");
+        Assert.That(tasksInFile.Concat(tasksInLedger), Does.Contain(finished.Id), "the task is in the backup file or still in the ledger");
+    }
+
+    private Task<int> RunsOfAsync(Guid taskId) => _host.QueryAsync(db => db.TaskRunLogs.CountAsync(r => r.TaskId == taskId));
+
+    private async Task<bool> WriterWaitsOnALockAsync()
+    {
+        await using var connection = new NpgsqlConnection(_host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await using var command = new NpgsqlCommand(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'", connection);
+        return (long)(await command.ExecuteScalarAsync())! > 0;
+    }
+
+    /// <summary>The ids of the runs and of the tasks a backup file holds (inline runs, split tasks and their run lines).</summary>
+    private static (List<Guid> Runs, List<Guid> Tasks) IdsIn(string? file)
+    {
+        var (runs, tasks) = (new List<Guid>(), new List<Guid>());
+        if (file is null)
+        {
+            return (runs, tasks);
+        }
+
+        using var reader = new StreamReader(new GZipStream(File.OpenRead(file), CompressionMode.Decompress));
+        while (reader.ReadLine() is { } line)
+        {
+            using var json = JsonDocument.Parse(line);
+            var row = json.RootElement.TryGetProperty("SplitTask", out var split) ? split : json.RootElement;
+            if (row.TryGetProperty("Id", out var id))
+            {
+                tasks.Add(id.GetGuid());
+            }
+
+            if (row.TryGetProperty("Runs", out var rows) && rows.ValueKind == JsonValueKind.Array)
+            {
+                runs.AddRange(rows.EnumerateArray().Select(r => r.GetProperty("Id").GetGuid()));
+            }
+        }
+
+        return (runs, tasks);
+    }
+
+    /// <summary>The rows through a version 1 restore (a partitioned ledger takes no row EF Core inserts).</summary>
+    private async Task SeedAsync(TaskLog task)
+    {
+        var file = Path.Combine(_directory, "seed-v1.jsonl.gz");
+        Directory.CreateDirectory(_directory);
+        await using (var writer = new StreamWriter(new GZipStream(File.Create(file), CompressionLevel.Fastest), new UTF8Encoding(false)) { NewLine = "\n" })
+        {
+            await writer.WriteLineAsync("{\"format\":\"joblog-backup\",\"version\":1,\"kind\":\"tasks\",\"createdAt\":\"2026-12-04T20:13:12Z\"}");
+            await writer.WriteLineAsync(JsonSerializer.Serialize(task, LedgerBackup.JsonOptions));
+        }
+
+        var seeded = await _host.Services.GetRequiredService<LedgerMaintenance>().RestoreAsync(file);
+        Assert.That((seeded.Restored, seeded.EndedEarly), Is.EqualTo((1, (string?)null)));
+        File.Delete(file);
+    }
+}
