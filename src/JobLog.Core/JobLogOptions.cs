@@ -421,8 +421,12 @@ public sealed class RedactionOptions
     /// <summary>Replacement text. Default <c>[Filtered]</c>.</summary>
     public string Replacement { get; set; } = "[Filtered]";
 
-    /// <summary>Longest stored body, input, output or error. Default 10,000 characters.</summary>
-    [AtLeast(100)]
+    /// <summary>The greatest <see cref="MaxBodyLength"/>: every text of a row at it, each character six bytes of JSON
+    /// (<c>\u0436</c>), still fits one line of a purge backup (restore reads lines of up to 256 MiB).</summary>
+    internal const int MaxBodyLengthLimit = 1_000_000;
+
+    /// <summary>Longest stored body, input, output or error. Default 10,000 characters; 100 to 1,000,000.</summary>
+    [Between(100, MaxBodyLengthLimit, ErrorMessage = "{0} must be {1} to {2} characters (a backed-up row with its texts at this length must fit one line of a purge backup).")]
     public int MaxBodyLength { get; set; } = 10_000;
 
     /// <summary>Longest JSON string value kept when a JSON body is too long. Default 250.</summary>

@@ -48,8 +48,22 @@ public class OptionsValidationTests
             "JobLogOptions.CommandTimeout must be positive.",
             "JobLogOptions.Sweeper.Interval must be positive.",
             "JobLogOptions.Sweeper.BatchSize must be at least 1.",
-            "JobLogOptions.Redaction.MaxBodyLength must be at least 100.",
+            "JobLogOptions.Redaction.MaxBodyLength must be 100 to 1000000 characters (a backed-up row with its texts at this length must fit one line of a purge backup).",
             "JobLogOptions.Redaction.MaxJsonStringLength must be at least 10.",
+        }).Using<string>((a, b) => b.EndsWith(a, StringComparison.Ordinal) || a.EndsWith(b, StringComparison.Ordinal) ? 0 : 1));
+    }
+
+    [Test]
+    public void JobLogOptions_MaxBodyLengthPastWhatABackupLineHolds_IsRefused()
+    {
+        var options = new JobLogOptions().UseSqlite("Data Source=:memory:");
+        options.Redaction.MaxBodyLength = 10_000_000;
+
+        var result = new JobLogOptionsValidator().Validate(Options.DefaultName, options);
+
+        Assert.That(result.Failures, Is.EqualTo(new[]
+        {
+            "JobLogOptions.Redaction.MaxBodyLength must be 100 to 1000000 characters (a backed-up row with its texts at this length must fit one line of a purge backup).",
         }).Using<string>((a, b) => b.EndsWith(a, StringComparison.Ordinal) || a.EndsWith(b, StringComparison.Ordinal) ? 0 : 1));
     }
 
