@@ -96,4 +96,33 @@ public class SteeredFailureGroupTests
             because: "the failed message is kept");
         Assert.That((kept!.ExceptionType, kept.ExceptionMessage), Is.EqualTo((typeof(InvalidOperationException).FullName, "declined: r")));
     }
+    /// <summary>
+    /// An endpoint handler (<c>e.Handler&lt;T&gt;</c>, no consumer type) with a redelivery count that MassTransit's fault
+    /// generation reads (negative, empty): the handler's failure is recorded as its own, the task FAILED. A count it
+    /// cannot read as an int (<c>many</c>, past an int, <c>1e400</c>) is docs/reviews/session33-hostile.md's "Found, not
+    /// fixed": the run's error is MassTransit's <c>JsonException</c>, the handler's own exception is lost.
+    /// </summary>
+    [TestCase("-5")]
+    [TestCase("")]
+    public async Task HandlerFailure_WithAHostileRedeliveryCount_IsRecordedWithTheHandlersOwnException(string count)
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, _ => { }, endpoints: (_, cfg) => cfg.ReceiveEndpoint("ping-hostile-count", e =>
+            e.Handler<Ping>(_ => throw new InvalidOperationException("handler declined"))));
+        var id = NewId.NextGuid();
+        await bus.Bus.Publish(new Ping(7), x =>
+        {
+            x.MessageId = id;
+            x.Headers.Set("MT-Redelivery-Count", count);
+        });
+
+        TaskLog? task = null;
+        await LedgerHost.EventuallyAsync(
+            async () => (task = await bus.Host.QueryAsync(db => db.TaskLogs.AsNoTracking().Include(t => t.Runs).SingleOrDefaultAsync(t => t.Id == id)))
+                ?.State == TaskState.Failed,
+            because: "the handler failed");
+
+        var error = task!.Runs.Single().ErrorMessage;
+        TestContext.Out.WriteLine(error);
+        Assert.That(error, Does.StartWith("System.InvalidOperationException: handler declined"), error);
+    }
 }
