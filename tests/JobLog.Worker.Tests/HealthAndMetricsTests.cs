@@ -106,6 +106,24 @@ public class HealthAndMetricsTests
     }
 
     [Test]
+    public async Task WriterCheck_WhileTheStartCannotMigrate_SaysWhy()
+    {
+        // Nothing listens on port 1: the writer's start-up migration fails attempt after attempt.
+        await using var host = await LedgerHost.StartAsync(
+            TestLedger.ExistingPostgres("Host=127.0.0.1;Port=1;Username=x;Password=y;Database=none;Timeout=2"),
+            o => o.SpoolDirectory = null,
+            s => s.AddHealthChecks().AddJobLogHealthChecks());
+        var health = host.Services.GetRequiredService<HealthCheckService>();
+
+        HealthReportEntry writer = default;
+        await LedgerHost.EventuallyAsync(async () =>
+            (writer = (await health.CheckHealthAsync(r => r.Name == "joblog-writer")).Entries["joblog-writer"]).Status == HealthStatus.Unhealthy);
+
+        Assert.That(writer.Data.TryGetValue("lastError", out var error) ? error : null, Does.Contain("127.0.0.1:1"), writer.Description);
+        Assert.That(writer.Description, Does.Contain("cannot reach the database or write to it (").And.Contain("127.0.0.1:1"));
+    }
+
+    [Test]
     public async Task DatabaseCheck_IsUnhealthy_WhenTheLedgerDoesNotAnswer()
     {
         var options = Options.Create(new JobLogOptions().UseNpgsql("Host=127.0.0.1;Port=1;Username=x;Password=y;Database=none;Timeout=2"));

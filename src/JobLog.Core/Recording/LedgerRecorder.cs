@@ -540,6 +540,20 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
         _waiters.SetFailing(failing);
     }
 
+    /// <summary>
+    /// The writer's start-up migration failed with <paramref name="exception"/> (noted for <see cref="LastFailure"/>: the
+    /// health check and the dashboard say why, session 33), or, null, the schema is ready after such failures.
+    /// </summary>
+    internal void StartFailing(Exception? exception)
+    {
+        if (exception is not null)
+        {
+            NoteFailure(exception);
+        }
+
+        SetFailing(exception is not null);
+    }
+
     private long _failingSince;
 
     /// <summary>While <see cref="IsFailing"/>, since when (UTC, the first failed attempt of this outage); null otherwise.</summary>

@@ -161,7 +161,7 @@ internal sealed class LedgerWriter(
     {
         // A process started during an outage waits here, before any batch: the waiters learn that the database fails, or
         // with a journal that refuses (a full disk) or none each acknowledgement waited AcknowledgeTimeout (session 28).
-        await schema.EnsureReadyAsync(stoppingToken, recorder.SetFailing).ConfigureAwait(false);
+        await schema.EnsureReadyAsync(stoppingToken, recorder.StartFailing).ConfigureAwait(false);
         try
         {
             while (!stoppingToken.IsCancellationRequested)

@@ -20,8 +20,8 @@ internal sealed class LedgerSchema(
 
     /// <summary>Migrates (when <see cref="JobLogOptions.MigrateOnStartup"/>), retrying with backoff while the database is down.</summary>
     /// <param name="cancellationToken">Stops the retries.</param>
-    /// <param name="failing">Told true at each failed attempt, and false once the schema is ready after one.</param>
-    public async Task EnsureReadyAsync(CancellationToken cancellationToken, Action<bool>? failing = null)
+    /// <param name="failing">Told each failed attempt's error, and null once the schema is ready after one.</param>
+    public async Task EnsureReadyAsync(CancellationToken cancellationToken, Action<Exception?>? failing = null)
     {
         if (!_ready)
         {
@@ -31,13 +31,13 @@ internal sealed class LedgerSchema(
                 (ex, attempt, delay) =>
                 {
                     failed = true;
-                    failing?.Invoke(true);
+                    failing?.Invoke(ex);
                     Log.MigrationFailed(logger, ex, contexts.Provider, attempt, delay);
                 });
             await retry.ExecuteAsync(static (schema, ct) => new ValueTask(schema.TryMigrateAsync(ct)), this, cancellationToken).ConfigureAwait(false);
             if (failed)
             {
-                failing?.Invoke(false);
+                failing?.Invoke(null);
             }
         }
     }
