@@ -55,20 +55,11 @@ internal static class WorkerApp
             }
 
             o.Release = typeof(WorkerApp).Assembly.GetName().Version?.ToString();
-            if (Enum.TryParse<LedgerDurability>(configuration["JobLog:Durability"], ignoreCase: true, out var durability))
-            {
-                o.Durability = durability;
-            }
-
-            if (bool.TryParse(configuration["JobLog:SearchIndex"], out var searchIndex))
-            {
-                o.SearchIndex = searchIndex;
-            }
-
-            if (configuration.GetSection("JobLog:SpoolDirectory") is { Value: { } spool })
+            WorkerSettings.BindJobLog(configuration, o);
+            if (o.SpoolDirectory is { Length: 0 })
             {
                 // An empty value turns the spool off.
-                o.SpoolDirectory = spool.Length == 0 ? null : spool;
+                o.SpoolDirectory = null;
             }
         });
     }

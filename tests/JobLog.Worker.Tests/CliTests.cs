@@ -105,6 +105,36 @@ public class CliTests
         Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(20)), "no retries of a migration that cannot succeed");
     }
 
+    [TestCase("--JobLog:Durability=Sometimes", "JobLog:Durability")]
+    [TestCase("--JobLog:SearchIndex=maybe", "JobLog:SearchIndex")]
+    [TestCase("--JobLog:Durabilty=Committed", "JobLog:Durabilty")]
+    [TestCase("--JobLog:Sweeper:Interval=5s", "JobLog:Sweeper:Interval")]
+    [TestCase("--JobLog:MaxBatchSize=0", "MaxBatchSize")]
+    [TestCase("--RabbitMq:PrefetchCount=lots", "RabbitMq:PrefetchCount")]
+    public async Task ASettingThatCannotBeRead_ExitsWith2_AndSaysWhich_NotTheDefaultInstead(string setting, string named)
+    {
+        // The Worker read three JobLog settings by hand and took the default for a value it could not parse
+        // (Durability=Sometimes ran Journaled), and ignored every other option and every misspelt key.
+        await using var ledger = TestLedger.Sqlite();
+        var (exit, _, error) = await RunAsync("tasks", setting, "--ConnectionStrings:JobLog=" + ledger.ConnectionString);
+
+        Assert.That(exit, Is.EqualTo(2), error);
+        Assert.That(error, Does.Contain(named).And.Not.Contain("   at "));
+    }
+
+    [Test]
+    public async Task EveryJobLogOption_IsASetting()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var setting = "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString;
+
+        var (exit, _, error) = await RunAsync("sweep", "--JobLog:Host=cron-box-7", "--JobLog:Sweeper:BatchSize=50", setting);
+
+        Assert.That(exit, Is.Zero, error);
+        var hosts = await host.QueryAsync(db => db.CommandLogs.Where(c => c.Name == "sweep").Select(c => c.Host).ToListAsync());
+        Assert.That(hosts, Is.EqualTo(new[] { "cron-box-7" }));
+    }
+
     [Test]
     public async Task ALedgerThatCannotBeCreated_ExitsWith1_SayingWhy_NotAnUnhandledException()
     {

@@ -20,6 +20,8 @@ internal static class Cli
         Settings (appsettings.json, environment variables or --Key=Value):
           ConnectionStrings:JobLog   ledger connection string (default: Data Source=joblog.db)
           JobLog:Database            sqlite (default) or postgres
+          JobLog:<option>            any JobLogOptions property, e.g. JobLog:Durability=Committed,
+                                     JobLog:Sweeper:Interval=00:00:10 (README: the options)
           RabbitMq:Host              use RabbitMQ instead of the in-memory transport
           urls                       where the dashboard listens (default: http://127.0.0.1:5080)
         """;
@@ -51,7 +53,7 @@ internal static class Cli
             // the commands' own are, so that 1 keeps meaning "not found" or "failed".
             return parse.Errors.Count > 0 && exit == 1 ? 2 : exit;
         }
-        catch (Exception ex) when (ex is CliUsageException
+        catch (Exception ex) when (ex is CliUsageException or Microsoft.Extensions.Options.OptionsValidationException
             || (ex is InvalidOperationException && ex.Source?.StartsWith("JobLog", StringComparison.Ordinal) == true))
         {
             await console.ErrorAsync(ex.Message);
