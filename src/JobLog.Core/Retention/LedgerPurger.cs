@@ -2,6 +2,7 @@ using JobLog.Internal;
 using JobLog.Storage;
 using JobLog.Storage.Partitioning;
 using Microsoft.EntityFrameworkCore;
+using Microsoft.EntityFrameworkCore.Storage;
 using Microsoft.Extensions.Logging;
 
 namespace JobLog.Retention;
@@ -31,12 +32,12 @@ internal sealed record PurgeResult(LedgerKind Kind, int Succeeded, int Failed, s
 /// Deletes finished ledger rows older than a cutoff, successes and failures separately, in set-based batches (one
 /// transaction per batch: select a batch of ids by the indexed end time, optionally back the rows up, delete them).
 /// Unfinished rows (no <c>Stop</c> / <c>ResponseTimestamp</c>, or a task still WAITING, ACTIVE or RETRIED) are never
-/// deleted. Safe to run in several processes: a row deleted twice is deleted once.
+/// deleted, and a task is checked again by its DELETE (a late run may have made it ACTIVE since the batch's read). Safe to run in several processes: a row deleted twice is deleted once.
 /// </summary>
 internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics metrics, TimeProvider time, ILogger<LedgerPurger>? logger = null)
 {
-    /// <summary>For tests: runs inside each backed-up batch's transaction, after its rows are written and before they are deleted.</summary>
-    internal Func<IReadOnlyList<Guid>, CancellationToken, Task>? BetweenBackupAndDelete { get; set; }
+    /// <summary>For tests: runs inside each batch's transaction, after its rows are read (and backed up) and before they are deleted.</summary>
+    internal Func<IReadOnlyList<Guid>, CancellationToken, Task>? BetweenReadAndDelete { get; set; }
 
     public async Task<PurgeResult> PurgeAsync(PurgeRequest request, CancellationToken cancellationToken)
     {
@@ -176,12 +177,14 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
                 }
             }
 
-            if (request.BackupDirectory is not null && BetweenBackupAndDelete is { } hook)
+            if (BetweenReadAndDelete is { } hook)
             {
                 await hook(ids, ct).ConfigureAwait(false);
             }
 
-            total += ids.Count == 0 ? 0 : await DeleteAsync(db, request.Kind, ids, ct).ConfigureAwait(false);
+            total += ids.Count == 0 ? 0 : request.Kind == LedgerKind.Tasks
+                ? await DeleteTasksAsync(db, ids, successes, before, ct).ConfigureAwait(false)
+                : await DeleteAsync(db, request.Kind, ids, ct).ConfigureAwait(false);
             await transaction.CommitAsync(ct).ConfigureAwait(false);
             db.ChangeTracker.Clear();
             if (selected.Count < request.BatchSize)
@@ -251,13 +254,57 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
         _ => throw new ArgumentOutOfRangeException(nameof(kind), kind, "Unknown ledger kind."),
     };
 
+    /// <summary>
+    /// Deletes those of the batch's tasks that are still deletable when the DELETE reaches them, then the runs of the tasks
+    /// it deleted. The batch was read under READ COMMITTED: a late run (a redelivery of a finished task) committed since then
+    /// made its task ACTIVE or gave it a later <c>Stop</c>, and the guard in the DELETE itself keeps that task, its runs
+    /// with it. A writer that inserted a run and has not committed holds a lock on the task row (the run's foreign key; on a
+    /// partitioned ledger, the writer's <see cref="PartitionedStatements.InsertTasksIfMissing"/>), so the DELETE waits for it
+    /// and checks the guard on what it committed; a writer that comes after the DELETE waits for the batch and recreates
+    /// the task. Runs go by the ids the DELETE returned, in a later statement that sees every run committed before it.
+    /// </summary>
+    private static async Task<int> DeleteTasksAsync(JobLogDbContext db, List<Guid> ids, bool successes, DateTime before, CancellationToken ct)
+    {
+        if (!db.Database.IsNpgsql())
+        {
+            // SQLite: the batch is one BEGIN IMMEDIATE transaction, so no writer commits inside it; the guard is the same.
+            var deletable = Candidates(db, LedgerKind.Tasks, successes, before).Where(id => ids.Contains(id));
+            await db.TaskRunLogs.Where(r => deletable.Contains(r.TaskId)).ExecuteDeleteAsync(ct).ConfigureAwait(false);
+            return await db.TaskLogs.Where(t => deletable.Contains(t.Id)).ExecuteDeleteAsync(ct).ConfigureAwait(false);
+        }
+
+        int[] states = successes ? [(int)TaskState.Succeeded] : [(int)TaskState.Failed, (int)TaskState.Expired];
+        var connection = (Npgsql.NpgsqlConnection)db.Database.GetDbConnection();
+        var transaction = (Npgsql.NpgsqlTransaction?)db.Database.CurrentTransaction?.GetDbTransaction();
+        var deleted = new List<Guid>(ids.Count);
+        await using (var tasks = new Npgsql.NpgsqlCommand(
+            $"DELETE FROM \"{LedgerModel.Tasks}\" WHERE \"Id\" = ANY($1) AND \"Stop\" < $2 AND \"State\" = ANY($3) RETURNING \"Id\"", connection, transaction))
+        {
+            tasks.Parameters.Add(new Npgsql.NpgsqlParameter<Guid[]> { TypedValue = [.. ids] });
+            tasks.Parameters.Add(new Npgsql.NpgsqlParameter<DateTime> { TypedValue = before });
+            tasks.Parameters.Add(new Npgsql.NpgsqlParameter<int[]> { TypedValue = states });
+            await using var reader = await tasks.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                deleted.Add(reader.GetGuid(0));
+            }
+        }
+
+        if (deleted.Count > 0)
+        {
+            // A plain ledger's foreign key has deleted them already (cascade); a partitioned one has no foreign key.
+            await using var runs = new Npgsql.NpgsqlCommand($"DELETE FROM \"{LedgerModel.Runs}\" WHERE \"TaskId\" = ANY($1)", connection, transaction);
+            runs.Parameters.Add(new Npgsql.NpgsqlParameter<Guid[]> { TypedValue = [.. deleted] });
+            await runs.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+        }
+
+        return deleted.Count;
+    }
+
     private static async Task<int> DeleteAsync(JobLogDbContext db, LedgerKind kind, List<Guid> ids, CancellationToken ct)
     {
         switch (kind)
         {
-            case LedgerKind.Tasks:
-                await db.TaskRunLogs.Where(r => ids.Contains(r.TaskId)).ExecuteDeleteAsync(ct).ConfigureAwait(false);
-                return await db.TaskLogs.Where(t => ids.Contains(t.Id)).ExecuteDeleteAsync(ct).ConfigureAwait(false);
             case LedgerKind.InputRequests:
                 return await db.InputRequestLogs.Where(r => ids.Contains(r.Id)).ExecuteDeleteAsync(ct).ConfigureAwait(false);
             case LedgerKind.OutputRequests:

@@ -14,14 +14,15 @@ using NUnit.Framework;
 namespace JobLog.Core.Tests.Retention;
 
 /// <summary>
-/// A run recorded while <c>purge --backup</c> works on its task (a late redelivery of a finished task: the writer commits
-/// it between the batch's read and its delete) is either in the backup file or still in the ledger: never deleted without
-/// a copy. PostgreSQL only: on SQLite a purge batch is one <c>BEGIN IMMEDIATE</c> transaction, so no other writer commits
-/// inside it.
+/// A run recorded while a purge works on its task (a late redelivery of a finished task: the writer commits it between the
+/// batch's read and its delete, or waits on the purge's lock) is either in the backup file or still in the ledger, never
+/// deleted without a copy; a task a late run made ACTIVE again is not deleted; and no run is left without its task. On
+/// SQLite a purge batch is one <c>BEGIN IMMEDIATE</c> transaction: the writer waits for it and commits after it.
 /// </summary>
-[TestFixture(false)]
-[TestFixture(true)]
-public class PurgeLateRunTests(bool partitioned)
+[TestFixture(LedgerProvider.PostgreSql, false)]
+[TestFixture(LedgerProvider.PostgreSql, true)]
+[TestFixture(LedgerProvider.Sqlite, false)]
+public class PurgeLateRunTests(LedgerProvider provider, bool partitioned)
 {
     private static readonly DateTime T0 = DateTime.UtcNow.AddDays(-40);
     private LedgerHost _host = null!;
@@ -31,13 +32,13 @@ public class PurgeLateRunTests(bool partitioned)
     public async Task SetUp()
     {
         _directory = Path.Combine(Path.GetTempPath(), "joblog-purge-late-" + Guid.NewGuid().ToString("N"));
-        _host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(LedgerProvider.PostgreSql), o => o.Partitioning.Enabled = partitioned);
+        _host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(provider), o => o.Partitioning.Enabled = partitioned);
     }
 
     [TearDown]
     public async Task TearDown()
     {
-        _host.Services.GetRequiredService<LedgerPurger>().BetweenBackupAndDelete = null;
+        _host.Services.GetRequiredService<LedgerPurger>().BetweenReadAndDelete = null;
         await _host.DisposeAsync();
         if (Directory.Exists(_directory))
         {
@@ -47,6 +48,49 @@ public class PurgeLateRunTests(bool partitioned)
 
     [Test]
     public async Task PurgeWithBackup_OfATaskThatGetsALateRunBetweenTheReadAndTheDelete_DeletesNoRowThatIsNotInTheFile()
+    {
+        var finished = Finished();
+        await SeedAsync(finished);
+        var late = Guid.NewGuid();
+        var hooked = HookALateRun(finished.Id, late, finishes: true);
+
+        var purge = await _host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(
+            new LedgerPurgeRequest(LedgerKind.Tasks, DateTime.UtcNow.AddDays(-30), DateTime.UtcNow.AddDays(-30), BackupDirectory: _directory));
+        await _host.FlushAsync();
+
+        Assert.That(hooked(), Is.GreaterThanOrEqualTo(1), "the hook ran between the batch's read and its delete");
+        var (runsInFile, tasksInFile) = IdsIn(purge.BackupFile);
+        var runsInLedger = await _host.QueryAsync(db => db.TaskRunLogs.Select(r => r.Id).ToListAsync());
+        var tasksInLedger = await _host.QueryAsync(db => db.TaskLogs.Select(t => t.Id).ToListAsync());
+        TestContext.Out.WriteLine($"{provider}, partitioned {partitioned}: late run: in the file {runsInFile.Contains(late)}, in the ledger {runsInLedger.Contains(late)}; task in the file {tasksInFile.Contains(finished.Id)}, in the ledger {tasksInLedger.Contains(finished.Id)}");
+        Assert.That(runsInFile.Concat(runsInLedger), Is.SupersetOf(new[] { finished.Runs.Single().Id, late }),
+            $"every run is in the backup file ({string.Join(", ", runsInFile)}) or still in the ledger ({string.Join(", ", runsInLedger)}); the late run is {late}");
+        Assert.That(tasksInFile.Concat(tasksInLedger), Does.Contain(finished.Id), "the task is in the backup file or still in the ledger");
+        Assert.That(await OrphanRunsAsync(), Is.Empty, "no run is left in the ledger without its task");
+    }
+
+    [Test]
+    public async Task Purge_OfATaskALateRunMakesActiveBetweenTheReadAndTheDelete_KeepsTheTaskAndItsRun([Values] bool backup)
+    {
+        var finished = Finished();
+        await SeedAsync(finished);
+        var late = Guid.NewGuid();
+        var hooked = HookALateRun(finished.Id, late, finishes: false);
+
+        await _host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(
+            new LedgerPurgeRequest(LedgerKind.Tasks, DateTime.UtcNow.AddDays(-30), DateTime.UtcNow.AddDays(-30), BackupDirectory: backup ? _directory : null));
+        await _host.FlushAsync();
+
+        Assert.That(hooked(), Is.GreaterThanOrEqualTo(1), "the hook ran between the batch's read and its delete");
+        var task = await _host.QueryAsync(db => db.TaskLogs.AsNoTracking().Where(t => t.Id == finished.Id).Select(t => new { t.State }).SingleOrDefaultAsync());
+        var runs = await _host.QueryAsync(db => db.TaskRunLogs.Where(r => r.TaskId == finished.Id).Select(r => r.Id).ToListAsync());
+        TestContext.Out.WriteLine($"{provider}, partitioned {partitioned}, backup {backup}: task {task?.State.ToString() ?? "deleted"}, runs {runs.Count}");
+        Assert.That(task?.State, Is.EqualTo(TaskState.Active), "the task the late run made ACTIVE is still in the ledger, ACTIVE");
+        Assert.That(runs, Does.Contain(late), "with its late run");
+        Assert.That(await OrphanRunsAsync(), Is.Empty, "no run is left in the ledger without its task");
+    }
+
+    private static TaskLog Finished()
     {
         var finished = new TaskLog
         {
@@ -58,40 +102,47 @@ public class PurgeLateRunTests(bool partitioned)
             Id = Guid.NewGuid(), TaskId = finished.Id, Name = "T", ConsumerType = "C", Start = T0.AddSeconds(1), Stop = T0.AddSeconds(2),
             State = TaskRunState.Succeeded,
         });
-        await SeedAsync(finished);
+        return finished;
+    }
 
-        var late = Guid.NewGuid();
+    /// <summary>
+    /// In the purge's first batch, between its read and its delete: a late run of <paramref name="taskId"/> reaches the writer
+    /// (started, and finished if asked), and the hook waits until it is committed, or the writer waits on a lock the purge
+    /// holds (PostgreSQL), or 3 s (SQLite: the writer waits on the batch's write lock, which nothing outside it can see).
+    /// </summary>
+    private Func<int> HookALateRun(Guid taskId, Guid late, bool finishes)
+    {
         var hooked = 0;
-        _host.Services.GetRequiredService<LedgerPurger>().BetweenBackupAndDelete = async (ids, ct) =>
+        _host.Services.GetRequiredService<LedgerPurger>().BetweenReadAndDelete = async (ids, ct) =>
         {
             if (Interlocked.Increment(ref hooked) > 1)
             {
                 return;
             }
 
-            // The late run reaches the writer now; wait until it is committed, or the writer waits on a lock the purge holds.
             var recorder = _host.Services.GetRequiredService<LedgerRecorder>();
-            var run = new RunPayload { Id = late, TaskId = finished.Id, Name = "T", ConsumerType = "C", Start = DateTime.UtcNow };
-            recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = finished.Id, Name = "T", DispatchedAt = T0 }, false));
-            recorder.Enqueue(new RunFinished(late, finished.Id, TaskRunState.Succeeded, DateTime.UtcNow, null, "redelivered", null));
+            var run = new RunPayload { Id = late, TaskId = taskId, Name = "T", ConsumerType = "C", Start = DateTime.UtcNow };
+            recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = taskId, Name = "T", DispatchedAt = T0 }, false));
+            if (finishes)
+            {
+                recorder.Enqueue(new RunFinished(late, taskId, TaskRunState.Succeeded, DateTime.UtcNow, null, "redelivered", null));
+            }
+
+            if (provider == LedgerProvider.Sqlite)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(3), ct);
+                return;
+            }
+
             await LedgerHost.EventuallyAsync(
-                async () => await RunsOfAsync(finished.Id) > 1 || await WriterWaitsOnALockAsync(),
+                async () => await RunsOfAsync(taskId) > 1 || await WriterWaitsOnALockAsync(),
                 TimeSpan.FromSeconds(60), "the late run committed, or its writer waiting on the purge's lock");
         };
-
-        var purge = await _host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(
-            new LedgerPurgeRequest(LedgerKind.Tasks, DateTime.UtcNow.AddDays(-30), DateTime.UtcNow.AddDays(-30), BackupDirectory: _directory));
-        await _host.FlushAsync();
-
-        Assert.That(hooked, Is.GreaterThanOrEqualTo(1), "the hook ran between the batch's read and its delete");
-        var (runsInFile, tasksInFile) = IdsIn(purge.BackupFile);
-        var runsInLedger = await _host.QueryAsync(db => db.TaskRunLogs.Select(r => r.Id).ToListAsync());
-        var tasksInLedger = await _host.QueryAsync(db => db.TaskLogs.Select(t => t.Id).ToListAsync());
-        TestContext.Out.WriteLine($"partitioned {partitioned}: late run: in the file {runsInFile.Contains(late)}, in the ledger {runsInLedger.Contains(late)}; task in the file {tasksInFile.Contains(finished.Id)}, in the ledger {tasksInLedger.Contains(finished.Id)}");
-        Assert.That(runsInFile.Concat(runsInLedger), Is.SupersetOf(new[] { finished.Runs.Single().Id, late }),
-            $"every run is in the backup file ({string.Join(", ", runsInFile)}) or still in the ledger ({string.Join(", ", runsInLedger)}); the late run is {late}");
-        Assert.That(tasksInFile.Concat(tasksInLedger), Does.Contain(finished.Id), "the task is in the backup file or still in the ledger");
+        return () => hooked;
     }
+
+    private Task<List<Guid>> OrphanRunsAsync() =>
+        _host.QueryAsync(db => db.TaskRunLogs.Where(r => !db.TaskLogs.Any(t => t.Id == r.TaskId)).Select(r => r.Id).ToListAsync());
 
     private Task<int> RunsOfAsync(Guid taskId) => _host.QueryAsync(db => db.TaskRunLogs.CountAsync(r => r.TaskId == taskId));
 

@@ -20,9 +20,15 @@ internal static class PartitionedStatements
         $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}, {Key}) SELECT u.*, {PartitionDay.Function}(u.\"Id\") FROM {PostgreSqlStatements.Unnest(LedgerColumns.Task)} " +
         $"{Conflict} DO UPDATE SET {PostgreSqlStatements.ProducerFieldsFromExcluded}";
 
+    /// <summary>
+    /// Inserts the consumer's task rows that are missing, and locks the ones that exist (<c>DO UPDATE … WHERE FALSE</c>
+    /// updates nothing and locks the row): with no foreign key, nothing else tells a purge's DELETE of the task that this
+    /// transaction is about to insert a run of it. So the purge waits for the writer and sees the run's effect on the task
+    /// (ACTIVE, a later stop), or the writer waits for the purge and inserts the task again; no run is left without its task.
+    /// </summary>
     public static readonly string InsertTasksIfMissing =
         $"INSERT INTO {T} ({LedgerSql.ColumnList(LedgerColumns.Task)}, {Key}) SELECT u.*, {PartitionDay.Function}(u.\"Id\") FROM {PostgreSqlStatements.Unnest(LedgerColumns.Task)} " +
-        $"{Conflict} DO NOTHING";
+        $"{Conflict} DO UPDATE SET \"Name\" = EXCLUDED.\"Name\" WHERE FALSE";
 
     /// <summary>
     /// <see cref="PostgreSqlStatements.DeriveTasksIfChanged"/> with the key in the read of each task's runs, so it is pruned to
