@@ -109,10 +109,13 @@ public class FailureAlerterTests
     [Test]
     public async Task AWebhookThatHangsOrFails_DoesNotBlock_AndTheAlerterRecovers()
     {
+        // A failed webhook is posted to again after a back-off (ADeadWebhook_…), here at most the 1 h interval: the clock passes it.
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
         await using var receiver = await Receiver.StartAsync();
-        await using var host = await StartAsync(receiver, o => o.Timeout = TimeSpan.FromSeconds(1));
+        await using var host = await StartAsync(receiver, o => o.Timeout = TimeSpan.FromSeconds(1), s => s.AddSingleton<TimeProvider>(clock));
         var alerter = host.Services.GetRequiredService<FailureAlerter>();
-        await SeedAsync(host, "Charge", DateTime.UtcNow);
+        await alerter.StopAsync(CancellationToken.None); // the test runs the iterations
+        await SeedAsync(host, "Charge", clock.GetUtcNow().UtcDateTime);
 
         receiver.Hang = true;
         var watch = Stopwatch.StartNew();
@@ -120,14 +123,82 @@ public class FailureAlerterTests
         watch.Stop();
         receiver.Hang = false;
         receiver.Down = true;
+        var backingOff = await alerter.RunOnceAsync(CancellationToken.None);
+        clock.Advance(TimeSpan.FromHours(1));
         var whileDown = await alerter.RunOnceAsync(CancellationToken.None);
         receiver.Down = false;
+        clock.Advance(TimeSpan.FromHours(1));
         var recovered = await alerter.RunOnceAsync(CancellationToken.None);
 
-        Assert.That((whileHanging, whileDown, recovered), Is.EqualTo((0, 0, 1)));
+        Assert.That((whileHanging, backingOff, whileDown, recovered), Is.EqualTo((0, 0, 0, 1)));
         Assert.That(watch.Elapsed, Is.LessThan(TimeSpan.FromSeconds(5)), "bounded by the 1 s timeout");
         Assert.That(alerter.Failed, Is.EqualTo(2));
         Assert.That(receiver.Bodies, Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    public async Task ADeadWebhook_IsLoggedOnceWithItsStack_ThenCountedAtASteadyRate_TriedLessOften_AndAlertsOnceItAnswers()
+    {
+        // A failed post leaves the group new, so a dead webhook was posted to and logged (warning 1121 with a stack trace)
+        // at every interval, for every new group, for as long as it stayed dead.
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        var warnings = new WarningCollector();
+        var port = RefusedPort();
+        var dead = new Uri($"http://127.0.0.1:{port}/hook");
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), services: s =>
+        {
+            s.AddJobLogFailureAlerts(o =>
+            {
+                o.Webhooks.Add(new FailureAlertWebhook { Url = dead, Format = FailureAlertFormat.Slack });
+                o.Interval = TimeSpan.FromSeconds(30);
+                o.FailuresPerMinute = null;
+            });
+            s.AddSingleton<TimeProvider>(clock);
+            s.AddSingleton<ILoggerProvider>(warnings);
+        });
+        var alerter = host.Services.GetRequiredService<FailureAlerter>();
+        await alerter.StopAsync(CancellationToken.None); // the test runs the iterations, at the fake clock's intervals
+        await SeedAsync(host, "Charge", clock.GetUtcNow().UtcDateTime);
+
+        // An hour of intervals with the webhook refusing connections.
+        const int Intervals = 120;
+        for (var i = 0; i < Intervals; i++)
+        {
+            Assert.That(await alerter.RunOnceAsync(CancellationToken.None), Is.Zero);
+            clock.Advance(TimeSpan.FromSeconds(30));
+        }
+
+        var posts = alerter.Failed;
+        var logged = warnings.Texts(1121).Concat(warnings.Texts(1122)).ToList();
+        TestContext.Out.WriteLine($"{Intervals} intervals: {posts} failed posts, {warnings.CountWithException(1121)} warnings 1121 with a stack, {warnings.Count(1122)} counts (1122)\n{string.Join("\n", logged)}");
+        Assert.That(warnings.CountWithException(1121), Is.EqualTo(1), "the first failure is logged with its stack trace, once");
+        Assert.That(posts, Is.InRange(5, 25), "posts back off (doubling from the interval, at most 5 min apart: about 16 in an hour)");
+        Assert.That(warnings.Count(1122), Is.InRange(6, 13), "then a one-line count at most every 5 min");
+        Assert.That(warnings.CountWithException(1122), Is.Zero, "the counts carry no stack trace");
+        Assert.That(warnings.Texts(1122)[^1], Does.Contain("127.0.0.1:" + port).And.Contain("Connection refused"));
+
+        // The webhook answers again: within the longest back-off the group, still new, is alerted.
+        await using var receiver = await Receiver.StartAsync(port);
+        var alerts = 0;
+        for (var i = 0; i < 11 && alerts == 0; i++)
+        {
+            clock.Advance(TimeSpan.FromSeconds(30));
+            alerts = await alerter.RunOnceAsync(CancellationToken.None);
+        }
+
+        Assert.That(alerts, Is.EqualTo(1), "alerted within 5 min of the webhook's return");
+        Assert.That(receiver.Bodies.Select(b => JsonDocument.Parse(b).RootElement.GetProperty("text").GetString()).Single(),
+            Does.StartWith("New failure group: Shop.ChargeException"));
+    }
+
+    /// <summary>A loopback port nothing listens on (taken from the system, then closed).</summary>
+    private static int RefusedPort()
+    {
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        return port;
     }
 
     [Test]
@@ -360,10 +431,10 @@ public class FailureAlerterTests
 
         public Uri Url { get; private set; } = null!;
 
-        public static async Task<Receiver> StartAsync()
+        public static async Task<Receiver> StartAsync(int port = 0)
         {
             var builder = WebApplication.CreateBuilder(new WebApplicationOptions { EnvironmentName = "Testing" });
-            builder.WebHost.UseUrls("http://127.0.0.1:0");
+            builder.WebHost.UseUrls($"http://127.0.0.1:{port}");
             builder.Logging.ClearProviders();
             var app = builder.Build();
             var receiver = new Receiver(app);

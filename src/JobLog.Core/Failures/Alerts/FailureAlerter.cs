@@ -31,7 +31,14 @@ internal sealed partial class FailureAlerter(
 {
     public const string HttpClientName = "JobLog.FailureAlerts";
 
+    /// <summary>The longest wait between two posts to a webhook that keeps failing (at least one <see cref="FailureAlertOptions.Interval"/>).</summary>
+    internal static readonly TimeSpan MaxBackoff = TimeSpan.FromMinutes(5);
+
+    /// <summary>How often a webhook that keeps failing is logged again (a count, without the stack trace).</summary>
+    internal static readonly TimeSpan FailingReport = TimeSpan.FromMinutes(5);
+
     private readonly Dictionary<string, DateTime> _lastAlert = new(StringComparer.Ordinal);
+    private readonly Dictionary<FailureAlertWebhook, DeadWebhook> _dead = new(ReferenceEqualityComparer.Instance);
     private readonly HashSet<string> _known = new(StringComparer.Ordinal);
     private DateTime? _started;
     private long _sent;
@@ -178,12 +185,26 @@ internal sealed partial class FailureAlerter(
     /// <summary>How many group ids a truncated read leaves known before it prunes them (ten reads of <c>ListFilter.MaxLimit</c>).</summary>
     internal const int KnownCap = 10 * ListFilter.MaxLimit;
 
+    /// <summary>
+    /// Posts to every webhook that is not backing off; true if one took it. A webhook that fails is not posted to again for
+    /// a while (<see cref="Internal.Backoff.Delay"/> from one interval, doubled at each failure, at most <see cref="MaxBackoff"/>):
+    /// a failed post leaves its group new, so a dead webhook was posted to, and logged with a stack trace, at every interval
+    /// for every new group. Its first failure is logged with the exception (1121), then a one-line count at most every
+    /// <see cref="FailingReport"/> (1122), and its return once (1123).
+    /// </summary>
     private async Task<bool> PostAsync(Func<FailureAlertFormat, JsonObject> payload, string? groupId, FailureAlertOptions o, CancellationToken ct)
     {
         var any = false;
         var client = clients.CreateClient(HttpClientName);
         foreach (var webhook in o.Webhooks)
         {
+            _dead.TryGetValue(webhook, out var dead);
+            if (dead is not null && time.GetTimestamp() < dead.RetryAt)
+            {
+                continue;
+            }
+
+            var authority = webhook.Url?.GetLeftPart(UriPartial.Authority) ?? "";
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(ct);
             timeout.CancelAfter(o.Timeout);
             try
@@ -193,22 +214,68 @@ internal sealed partial class FailureAlerter(
                 response.EnsureSuccessStatusCode();
                 Interlocked.Increment(ref _sent);
                 any = true;
+                if (dead is not null)
+                {
+                    _dead.Remove(webhook);
+                    LogPostsResumed(logger, authority, dead.Failures, time.GetUtcNow().UtcDateTime - dead.Since);
+                }
             }
             catch (Exception ex) when (!ct.IsCancellationRequested)
             {
                 Interlocked.Increment(ref _failed);
-                LogPostFailed(logger, ex, webhook.Url?.GetLeftPart(UriPartial.Authority) ?? "", groupId ?? "(more groups)");
+                if (dead is null)
+                {
+                    dead = new DeadWebhook(new Internal.SteadyRate(time, FailingReport), time.GetUtcNow().UtcDateTime);
+                    dead.Reports.Add(0, out _);
+                    _dead[webhook] = dead;
+                    LogPostFailed(logger, ex, authority, groupId ?? "(more groups)");
+                }
+                else if (dead.Reports.Add(1, out var failures))
+                {
+                    LogStillFailing(logger, authority, failures, dead.Failures + 1, dead.Since, Brief(ex));
+                }
+
+                dead.Failures++;
+                var wait = Internal.Backoff.Delay(dead.Failures, o.Interval, o.Interval > MaxBackoff ? o.Interval : MaxBackoff);
+                dead.RetryAt = time.GetTimestamp() + (long)(wait.TotalSeconds * time.TimestampFrequency);
             }
         }
 
         return any;
     }
 
+    /// <summary>The exception's type and the first line of its message, bounded (the count's one line).</summary>
+    private static string Brief(Exception ex)
+    {
+        var message = ex.Message;
+        var end = message.IndexOfAny(['\r', '\n']);
+        message = end >= 0 ? message[..end] : message;
+        return Internal.LogValue.Visible(ex.GetType().Name + ": " + (message.Length > 300 ? message[..300] + "…" : message));
+    }
+
+    /// <summary>A webhook whose last post failed: since when, how many posts failed, when it is posted to again.</summary>
+    private sealed class DeadWebhook(Internal.SteadyRate reports, DateTime since)
+    {
+        public Internal.SteadyRate Reports { get; } = reports;
+
+        public DateTime Since { get; } = since;
+
+        public int Failures { get; set; }
+
+        public long RetryAt { get; set; }
+    }
+
     [LoggerMessage(1120, LogLevel.Warning, "JobLog's failure alerter could not read the open failures; it tries again at its next interval.")]
     private static partial void LogReadFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(1121, LogLevel.Warning, "JobLog could not post a failure alert to {Webhook} for group {GroupId}.")]
+    [LoggerMessage(1121, LogLevel.Warning, "JobLog could not post a failure alert to {Webhook} for group {GroupId}; it is posted to again less and less often (at most every 5 min) and logged once every 5 min while it fails.")]
     private static partial void LogPostFailed(ILogger logger, Exception exception, string webhook, string groupId);
+
+    [LoggerMessage(1122, LogLevel.Warning, "JobLog's failure alerts to {Webhook} still fail: {Failures} failed posts since the last report ({Total} since {Since:u}); the last: {Error}.")]
+    private static partial void LogStillFailing(ILogger logger, string webhook, long failures, int total, DateTime since, string error);
+
+    [LoggerMessage(1123, LogLevel.Information, "JobLog's failure alerts reach {Webhook} again, after {Failures} failed posts over {Duration}.")]
+    private static partial void LogPostsResumed(ILogger logger, string webhook, int failures, TimeSpan duration);
 }
 
 /// <summary>The JSON of an alert, in the webhook's shape.</summary>
