@@ -122,7 +122,14 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             lane.ConsumerException = null;
             try
             {
-                await next.Send(context).ConfigureAwait(false);
+                if (handler && next is IPipe<ConsumeContext<TMessage>> handlerPipe)
+                {
+                    await handlerPipe.Send(new HandlerFaultContext<TMessage>(context, lane)).ConfigureAwait(false);
+                }
+                else
+                {
+                    await next.Send(context).ConfigureAwait(false);
+                }
             }
             catch (Exception ex)
             {

@@ -96,17 +96,18 @@ public class SteeredFailureGroupTests
             because: "the failed message is kept");
         Assert.That((kept!.ExceptionType, kept.ExceptionMessage), Is.EqualTo((typeof(InvalidOperationException).FullName, "declined: r")));
     }
+
     /// <summary>
-    /// An endpoint handler (<c>e.Handler&lt;T&gt;</c>, no consumer type) with a redelivery count that MassTransit's fault
-    /// generation reads (negative, empty): the handler's failure is recorded as its own, the task FAILED. A count it
-    /// cannot read as an int (<c>many</c>, past an int, <c>1e400</c>) is docs/reviews/session33-hostile.md's "Found, not
-    /// fixed": the run's error is MassTransit's <c>JsonException</c>, the handler's own exception is lost.
+    /// An endpoint handler (<c>e.Handler&lt;T&gt;</c>, no consumer type) with a hostile redelivery count: one MassTransit's
+    /// fault generation reads (negative, empty), and ones it cannot read as an int (<c>many</c>, past an int, <c>1e400</c>):
+    /// then its fault pipe throws a <c>JsonException</c> in place of the handler's exception. The run's error, its failure
+    /// group and the kept message are the handler's own, with and without a retry.
     /// </summary>
-    [TestCase("-5")]
-    [TestCase("")]
-    public async Task HandlerFailure_WithAHostileRedeliveryCount_IsRecordedWithTheHandlersOwnException(string count)
+    [Test]
+    public async Task HandlerFailure_WithAHostileRedeliveryCount_IsRecordedWithTheHandlersOwnException(
+        [Values("-5", "", "many", "99999999999999999999", "2147483648", "1e400")] string count, [Values(0, 1)] int retries)
     {
-        await using var bus = await BusFixture.StartAsync(Transport.InMemory, _ => { }, endpoints: (_, cfg) => cfg.ReceiveEndpoint("ping-hostile-count", e =>
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, _ => { }, retries, endpoints: (_, cfg) => cfg.ReceiveEndpoint("ping-hostile-count", e =>
             e.Handler<Ping>(_ => throw new InvalidOperationException("handler declined"))));
         var id = NewId.NextGuid();
         await bus.Bus.Publish(new Ping(7), x =>
@@ -121,8 +122,16 @@ public class SteeredFailureGroupTests
                 ?.State == TaskState.Failed,
             because: "the handler failed");
 
-        var error = task!.Runs.Single().ErrorMessage;
-        TestContext.Out.WriteLine(error);
-        Assert.That(error, Does.StartWith("System.InvalidOperationException: handler declined"), error);
+        Assert.That(task!.Runs, Has.Count.EqualTo(retries + 1), "one run per attempt");
+        foreach (var run in task.Runs)
+        {
+            Assert.That(run.ErrorMessage, Does.StartWith("System.InvalidOperationException: handler declined"), run.ErrorMessage);
+        }
+
+        KeptMessageLog? kept = null;
+        await LedgerHost.EventuallyAsync(
+            async () => (kept = await bus.Host.QueryAsync(db => db.KeptMessages.AsNoTracking().SingleOrDefaultAsync(k => k.TaskId == id))) is not null,
+            because: "the failed message is kept");
+        Assert.That((kept!.ExceptionType, kept.ExceptionMessage), Is.EqualTo((typeof(InvalidOperationException).FullName, "handler declined")));
     }
 }
