@@ -122,9 +122,11 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             lane.ConsumerException = null;
             try
             {
-                if (handler && next is IPipe<ConsumeContext<TMessage>> handlerPipe)
+                if ((handler || saga) && next is IPipe<ConsumeContext<TMessage>> ownFaultPipe)
                 {
-                    await handlerPipe.Send(new HandlerFaultContext<TMessage>(context, lane)).ConfigureAwait(false);
+                    // The handler's and the saga's filters report the fault themselves: noted on the way (a consumer's is
+                    // noted by its slot filter).
+                    await ownFaultPipe.Send(new FaultNotingConsumeContext<TMessage>(context, lane)).ConfigureAwait(false);
                 }
                 else
                 {

@@ -55,7 +55,15 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
 
         using (RoutingSlipTasks.InHost())
         {
-            await next.Send(context).ConfigureAwait(false);
+            try
+            {
+                await next.Send(context).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (step?.PendingFailure is not null)
+            {
+                Escaped(context.Message, step, delivery, ex);
+                throw;
+            }
         }
 
         if (step is null)
@@ -74,6 +82,36 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogCourierStep").Add("kind", kind.ToString());
+
+    /// <summary>
+    /// An activity failed and an exception left Courier's host: the host reports the activity's fault before it faults the
+    /// routing slip, and when that report throws (a sender's <c>MT-Redelivery-Count</c> MassTransit's fault pipe cannot
+    /// read as an int) Courier neither faults nor compensates the routing slip, whose message goes to the error queue. The
+    /// failed attempt was the last, and the routing slip ends FAILED with the activity's exception, not MassTransit's.
+    /// </summary>
+    private void Escaped(RoutingSlip slip, CourierStep step, DeliveryState? delivery, Exception escaped)
+    {
+        try
+        {
+            var failed = step.PendingFailure!;
+            failed.Track(services.Recorder.Enqueue(new RunFailedForGood(failed.Run.Id, failed.Run.TaskId)));
+            step.PendingFailure = null;
+            var activity = (step.ActivityName ?? "?") + (kind == CourierStepKind.Compensate ? CourierAttempts.CompensateSuffix : "");
+            var error = step.Failure is null ? "(no exception)" : services.RawErrorText(step.Failure);
+            var replaced = step.Failure is null || TaskLoggingServices.Holds(escaped, step.Failure)
+                ? ""
+                : $"{Environment.NewLine}(MassTransit then failed to report this fault, and its own exception left the activity host in its place: {escaped.GetType().FullName}: {Shortened(escaped.Message)})";
+            RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Failed,
+                CourierAttempts.Stating($"Faulted in {activity}: {error}{replaced}", step.Failure),
+                $"Faulted in {activity}; the routing slip was not faulted or compensated by Courier (the exception left its host).", delivery);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            services.RecordingFailed(ex, "routing_slip.finish");
+        }
+    }
+
+    private static string Shortened(string message) => message.Length > 500 ? message[..500] + "…" : message;
 
     private void Settle(RoutingSlip slip, CourierStep step, DeliveryState? delivery)
     {
