@@ -224,6 +224,15 @@ internal static class DashboardFailureEndpoints
         var receipt = resolution is { } r
             ? await actions.ResolveAsync(request, r, ct).ConfigureAwait(false)
             : await actions.RetryAsync(request, ct).ConfigureAwait(false);
+        if (receipt.Accepted == 0)
+        {
+            // As the CLI's exit code 3: a double submit (the task's retry is pending), a task that is not in the ledger
+            // (never was, or purged) or not failed. The refused action is recorded all the same, with each task's reason.
+            var verb = resolution switch { null => "retried", FailureResolution.Resolved => "resolved", _ => "archived" };
+            return Error(StatusCodes.Status409Conflict,
+                $"Nothing was {verb}: each of the {receipt.Skipped} selected tasks was skipped (not in the ledger, not failed, already being retried, or no kept message to retry). The refused action is recorded as {receipt.RequestId}.");
+        }
+
         var progressUrl = http.Request.PathBase + prefix + "/failures/retries/" + receipt.RequestId;
         if (WantsJson(http))
         {

@@ -418,6 +418,61 @@ public class FailureActionsTests
         Assert.That(fake.Requests, Is.Empty);
     }
 
+    /// <summary>
+    /// Hostile and careless posts to the ledger's own actions (no bus needed: a retry is recorded, its sender is the
+    /// MassTransit integration's): a GET of an action changes nothing (405), a second retry of a task whose retry is
+    /// pending takes nothing, and a retry or resolve of a task that is not in the ledger (never was, or purged) takes
+    /// nothing: each a 409 that says so, with exactly one retry queued for the task in the end.
+    /// </summary>
+    [Test]
+    public async Task Operator_DoubleSubmitAndUnknownOrPurgedTasks_AreA409_AndQueueNothingMore()
+    {
+        await using var world = await World.StartAsync(null, bus: _ => { });
+        var failed = world.Declined[0];
+        await world.Host.SeedAsync(new KeptMessageLog
+        {
+            Id = Guid.NewGuid(), TaskId = failed, ConsumerType = "Charge", InputAddress = "loopback://localhost/charge", KeptAt = DateTime.UtcNow, BodyLength = 2,
+        });
+        var purged = world.Declined[1];
+        await QueryAsync(world, db => db.TaskLogs.Where(t => t.Id == purged).ExecuteDeleteAsync());
+        var (cookie, field, token) = await world.TokenAsync();
+        List<KeyValuePair<string, string>> Form(Guid id) => [.. world.TasksForm(id), new(field, token)];
+
+        Assert.That(await world.StatusAsync(HttpMethod.Get, "/joblog/failures/actions/retry?scope=tasks&task=" + failed, "operator"),
+            Is.EqualTo(HttpStatusCode.MethodNotAllowed), "a GET never acts");
+        Assert.That(await QueryAsync(world, db => db.FailureActions.CountAsync()), Is.Zero, "the GET recorded nothing");
+
+        using (var first = await world.SendAsync(HttpMethod.Post, "/joblog/failures/actions/retry", "operator", Form(failed), cookie))
+        {
+            Assert.That(first.StatusCode, Is.EqualTo(HttpStatusCode.Redirect), "the first retry is taken");
+        }
+
+        foreach (var (action, id, because) in new[]
+        {
+            ("retry", failed, "the same retry, submitted twice"),
+            ("retry", NewId.NextGuid(), "a task that never was"),
+            ("retry", purged, "a purged task"),
+            ("resolve", NewId.NextGuid(), "a task that never was"),
+            ("resolve", purged, "a purged task"),
+        })
+        {
+            using var response = await world.SendAsync(HttpMethod.Post, "/joblog/failures/actions/" + action, "operator", Form(id), cookie);
+            var body = await response.Content.ReadAsStringAsync();
+            Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.Conflict), $"{action}, {because}: {body}");
+            Assert.That(body, Does.Contain("skipped"), $"{action}, {because}: says why");
+        }
+
+        var pending = await QueryAsync(world, db => db.FailureActionItems.CountAsync(i => i.State == FailureActionItemState.Pending));
+        Assert.That(pending, Is.EqualTo(1), "one retry queued, for the one failed task");
+        Assert.That(await QueryAsync(world, db => db.TaskLogs.CountAsync(t => t.Resolution != null)), Is.Zero, "nothing resolved");
+    }
+
+    private static async Task<T> QueryAsync<T>(World world, Func<JobLogDbContext, Task<T>> query)
+    {
+        await using var scope = world.Host.Services.CreateAsyncScope();
+        return await query(scope.ServiceProvider.GetRequiredService<JobLogDbContext>());
+    }
+
     [Test]
     public void ActionsOptions_OutOfRange_AreRefused()
     {
