@@ -14,7 +14,7 @@ public class ForgedHeaderTests
     private static readonly object[] ForgedParents =
     [
         new object[] { "JobLog-ParentRunId", "{run}" },
-        new object[] { "JobLog-ParentRunId", "not a guid\u0000\u001b[31m" },
+        new object[] { "JobLog-ParentRunId", "not a guid <script>\u202e\u0000" },
         new object[] { "JobLog-InputRequestId", "{run}" },
         new object[] { "JobLog-ParentStamp", "{run}" },
         new object[] { "JobLog-ParentStamp", "CfDJ8" + new string('A', 100_000) },
