@@ -1,4 +1,4 @@
-using System.Linq.Expressions;
+﻿using System.Linq.Expressions;
 using JobLog.Failures;
 using JobLog.Storage.Partitioning;
 
@@ -29,10 +29,10 @@ public sealed partial class LedgerQueries
     /// </summary>
     private async Task<Page<TaskRow>> SearchTasksAsync(IQueryable<TaskLog> q, TaskSearch search, int limit, CancellationToken ct)
     {
+        var byDay = _searchIndex && await _database.IsSearchTextPartitionedAsync(_db, ct).ConfigureAwait(false);
         // An id is rare by nature: straight to the indexes.
         if (SearchWindow > 0 && search.Id is null && search.TraceId is null)
         {
-            var byDay = _searchIndex && await _database.IsSearchTextPartitionedAsync(_db, ct).ConfigureAwait(false);
             var matches = RowMatches(search, byDay);
             var recent = await TaskPageAsync(NewestFirst(q).Take(SearchWindow).Where(matches), limit, ct).ConfigureAwait(false);
             if (recent.NextCursor is not null)
@@ -58,17 +58,18 @@ public sealed partial class LedgerQueries
             }
         }
 
-        return await TaskPageAsync(q.Where(MatchingIds(search)), limit, ct).ConfigureAwait(false);
+        return await TaskPageAsync(q.Where(MatchingIds(search, byDay)), limit, ct).ConfigureAwait(false);
     }
 
     /// <summary>
     /// Tasks whose Input, TaskKwargs or a run's ErrorMessage contains the text (case-insensitive), and, when the text is
     /// an id, the tasks that carry it: one id set, each part answered from an index, so the list's time order and
-    /// keyset paging stay as they are.
+    /// keyset paging stay as they are. <paramref name="byDay"/>: the search's table is partitioned by day
+    /// (<see cref="Storage.LedgerDatabase.IsSearchTextPartitionedAsync"/>).
     /// </summary>
-    private Expression<Func<TaskLog, bool>> MatchingIds(TaskSearch search)
+    private Expression<Func<TaskLog, bool>> MatchingIds(TaskSearch search, bool byDay = false)
     {
-        var ids = (_searchIndex && search.Characters >= TaskSearch.IndexedLength ? _database.TasksContaining(_db, search.Text, search.Key) : null)
+        var ids = (_searchIndex && search.Characters >= TaskSearch.IndexedLength ? _database.TasksContaining(_db, search.Text, search.Key, byDay) : null)
             ?? TextMatches(search);
         if (search.Id is { } id)
         {
@@ -86,7 +87,7 @@ public sealed partial class LedgerQueries
     }
 
     /// <summary>The ids of the tasks of <paramref name="q"/> that the search finds (the plan tests read its plan).</summary>
-    internal IQueryable<Guid> MatchingIdsQuery(string q) => _db.TaskLogs.Where(MatchingIds(TaskSearch.Parse(q))).Select(t => t.Id);
+    internal IQueryable<Guid> MatchingIdsQuery(string q, bool byDay = false) => _db.TaskLogs.Where(MatchingIds(TaskSearch.Parse(q), byDay)).Select(t => t.Id);
 
     /// <summary>
     /// The text part of <see cref="MatchingIds"/> where the database has no query of its own for it

@@ -272,7 +272,11 @@ internal abstract class LedgerDatabase
     /// The text's distinctive part (<c>TaskSearch.Key</c>), or null: where the index reads a posting list per trigram
     /// (PostgreSQL), only the key is looked up and the whole text is checked on the rows found.
     /// </param>
-    public virtual IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => null;
+    /// <param name="byDay">
+    /// The search's table is partitioned by the tasks' day (<see cref="IsSearchTextPartitionedAsync"/>, so the ledger is):
+    /// the runs read by task are read in the task's day only.
+    /// </param>
+    public virtual IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key, bool byDay = false) => null;
 
     /// <summary>
     /// The ids of the tasks with a run whose <c>ErrorMessage</c> contains <paramref name="text"/> (case-insensitive), as a

@@ -332,6 +332,7 @@ internal static partial class LedgerPartitioning
                 }
 
                 var runsExist = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(runs)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
+                var openRuns = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(PostgreSql.OpenRuns.Table)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
                 var rollupPartitions = await RollupPartitionsAsync(connection, day, cancellationToken).ConfigureAwait(false);
                 if (build is not null && !await BuiltUnchangedAsync(connection, build, tasks, keep, cancellationToken).ConfigureAwait(false))
                 {
@@ -374,6 +375,7 @@ internal static partial class LedgerPartitioning
                     {kept}
                     {DayRollups.Empty(day, rollupPartitions, drop: counts[2] == 0)}
                     {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
+                    {(openRuns ? string.Format(CultureInfo.InvariantCulture, PostgreSql.OpenRuns.ForgetDay, day) : "")}
                     {(build is not null ? "DROP VIEW joblog_keep_tasks, joblog_keep_runs;" : "")}
                     """;
                 await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);

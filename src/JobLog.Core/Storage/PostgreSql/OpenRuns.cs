@@ -1,4 +1,4 @@
-namespace JobLog.Storage.PostgreSql;
+﻿namespace JobLog.Storage.PostgreSql;
 
 /// <summary>
 /// The PostgreSQL ledger's side table of open runs (<c>JobLogOpenRuns</c>: run id, task id, host instance), the host
@@ -11,8 +11,8 @@ namespace JobLog.Storage.PostgreSql;
 /// Kept by statement triggers over the runs' transition tables (one statement each per writer batch, whatever the path:
 /// the writer, the sweeper, a restore, EF): a run written ACTIVE with a host instance enters it, a run updated out of
 /// ACTIVE or deleted leaves it. A run started and finished in one writer batch is inserted final and never enters it. A
-/// day partition's drop fires no trigger: the host pass forgets the rows of a gone host whose runs are not ACTIVE any more
-/// (<see cref="Forget"/>). SQLite keeps the partial index <c>IX_JobLogTaskRuns_HostInstanceId</c>: it has no HOT update,
+/// day partition's drop fires no trigger: the drop deletes its dropped runs' rows (<see cref="ForgetDay"/>, since session
+/// 34), and the host pass forgets the rows of a gone host whose runs are not ACTIVE any more (<see cref="Forget"/>). SQLite keeps the partial index <c>IX_JobLogTaskRuns_HostInstanceId</c>: it has no HOT update,
 /// and updates only the indexes whose columns change.
 /// </remarks>
 internal static class OpenRuns
@@ -45,6 +45,16 @@ internal static class OpenRuns
     /// <summary>Deletes the rows of a host instance (<c>@p0</c>) whose run is gone or not ACTIVE (a dropped day's: no trigger fired).</summary>
     public const string Forget =
         $"DELETE FROM {O} o WHERE o.\"HostInstanceId\" = @p0 AND NOT EXISTS (SELECT 1 FROM {R} r WHERE r.\"Id\" = o.\"RunId\" AND r.\"State\" = 1)";
+
+    /// <summary>
+    /// Under a day's drop (<c>LedgerPartitioning.DropExpiredAsync</c>, its tables locked): deletes the rows of the day
+    /// <c>{0}</c>'s runs that the drop does not keep (<c>joblog_keep_runs</c>, the kept runs, stay open), since a dropped
+    /// partition fires no trigger. The side table holds only open runs, so its scan is short; the day is its task's
+    /// (<c>joblog_id_day</c>), as the runs' partition key.
+    /// </summary>
+    public const string ForgetDay =
+        $"DELETE FROM {O} o WHERE {Partitioning.PartitionDay.Function}(o.\"TaskId\") = {{0}} " +
+        "AND NOT EXISTS (SELECT 1 FROM joblog_keep_runs k WHERE k.\"Id\" = o.\"RunId\");";
 
     /// <summary>The number of ACTIVE runs of each host instance (the hosts page): "Id", "Count".</summary>
     public const string ActiveByHost =

@@ -102,7 +102,7 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
     private static Task<int> ScalarAsync(JobLogDbContext context, string sql, CancellationToken cancellationToken) =>
         context.Database.SqlQueryRaw<int>(sql).SingleAsync(cancellationToken);
 
-    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => PostgreSqlSearch.TasksContaining(db, text, key);
+    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key, bool byDay = false) => PostgreSqlSearch.TasksContaining(db, text, key, byDay);
 
     public override IQueryable<Guid>? TasksWithErrorContaining(JobLogDbContext db, string text, bool byDay = false) => PostgreSqlSearch.TasksWithErrorContaining(db, text, byDay);
 

@@ -362,10 +362,11 @@ internal static class PostgreSqlSearch
 
     // The runs closed with the sweeper's expiry text (not in the side table), found through their stale-marked tasks
     // (SweptRuns), when {0} matches that text; the constant comparison is a one-time filter, so a text outside the
-    // sentence reads nothing here.
-    private const string SweptMatching = $$"""
+    // sentence reads nothing here. On a partitioned ledger (byDay) the join names the task's day too, so each stale task
+    // probes its own day's runs partition, not every day's (session 34).
+    private static string SweptMatching(bool byDay) => $$"""
 
-        UNION ALL SELECT r."TaskId" AS "Value" FROM {{T}} t JOIN {{R}} r ON r."TaskId" = t."Id"
+        UNION ALL SELECT r."TaskId" AS "Value" FROM {{T}} t JOIN {{R}} r ON r."TaskId" = t."Id"{{(byDay ? $" AND r.{Key} = t.{Key}" : "")}}
             WHERE t."IsSetAsStale" AND r."ErrorMessage" = {{SweptText}} AND {{SweptText}} ILIKE {0} ESCAPE '\'
         """;
 
@@ -379,24 +380,26 @@ internal static class PostgreSqlSearch
         " OR substr(s.\"Text\", strpos(s.\"Text\", E'\\n') + 1) ILIKE {0} ESCAPE '\\')";
 
     // {0} is the ILIKE pattern of the whole text, asked of the trigram index.
-    private static readonly string Matching = $$"""
+    private static string Matching(bool byDay) => $$"""
         SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."Text" ILIKE {0} ESCAPE '\'
-        """ + ShownChecked + SweptMatching;
+        """ + ShownChecked + SweptMatching(byDay);
 
     // {1} is the ILIKE pattern of the text's key: the only index condition (a GIN scan reads the whole posting list of
     // each trigram of its pattern, and the trigrams of an id's punctuation are in every row); the whole text ({0}) is
     // checked on the rows found, in a form no index serves (`|| ''`).
-    private static readonly string MatchingByKey = $$"""
+    private static string MatchingByKey(bool byDay) => $$"""
         SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."Text" ILIKE {1} ESCAPE '\' AND (s."Text" || '') ILIKE {0} ESCAPE '\'
-        """ + ShownChecked + SweptMatching;
+        """ + ShownChecked + SweptMatching(byDay);
 
     /// <summary>
     /// The ids of the tasks whose <c>Input</c>, <c>TaskKwargs</c> or a run's <c>ErrorMessage</c> contains
     /// <paramref name="text"/> (case-insensitive), as a composable query over the side table (a task may come more than
     /// once), answered from its index (looking up <paramref name="key"/> when there is one); <see langword="null"/>
     /// (scan the columns) for a text with a line feed, which could match across the two task columns' joint.
+    /// <paramref name="byDay"/>: the ledger is partitioned by day (its side table is): the swept runs are read in their
+    /// task's day only.
     /// </summary>
-    public static IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key)
+    public static IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key, bool byDay = false)
     {
         if (text.Contains('\n', StringComparison.Ordinal))
         {
@@ -405,13 +408,13 @@ internal static class PostgreSqlSearch
 
         var pattern = LedgerSql.LikePattern(text);
         return key is null
-            ? db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching, pattern))
-            : db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingByKey, pattern, LedgerSql.LikePattern(key)));
+            ? db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(Matching(byDay), pattern))
+            : db.Database.SqlQuery<Guid>(FormattableStringFactory.Create(MatchingByKey(byDay), pattern, LedgerSql.LikePattern(key)));
     }
 
     private static readonly string WithError = $$"""
         SELECT s."TaskId" AS "Value" FROM {{S}} s WHERE s."IsError" AND s."Text" ILIKE {0} ESCAPE '\'
-        """ + ShownChecked + SweptMatching;
+        """ + ShownChecked + SweptMatching(byDay: false);
 
     // With each row's day (a side table partitioned by day): the correlation names it (PartitionPruning.DayOf), so each
     // task checked reads one partition of the side table (and of the runs), not one per day.

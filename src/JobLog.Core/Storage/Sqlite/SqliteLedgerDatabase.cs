@@ -1,4 +1,4 @@
-using System.Data.Common;
+﻿using System.Data.Common;
 using System.Globalization;
 using System.Linq.Expressions;
 using Microsoft.Data.Sqlite;
@@ -255,7 +255,7 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
         s => EF.Functions.Like(s, pattern, "\\");
 
     // FTS5 trigram tables up to a watermark, LIKE past it (SqliteSearch); LIKE '%…%' over all would read every row.
-    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key) => SqliteSearch.TasksContaining(db, text, LedgerSql.LikePattern(text), key);
+    public override IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key, bool byDay = false) => SqliteSearch.TasksContaining(db, text, LedgerSql.LikePattern(text), key);
 
     // FTS5 trigram tables up to a watermark, LIKE past it and on every row found (SqliteLogSearch).
     public override IQueryable<Guid>? LogContaining(JobLogDbContext db, LogText log, string text, string? key) =>

@@ -1,4 +1,4 @@
-using System.Text.Json;
+﻿using System.Text.Json;
 using JobLog.Maintenance;
 using JobLog.Recording;
 using JobLog.Retention;
@@ -205,6 +205,66 @@ public class LedgerPartitioningTests
         Assert.That(retried.State, Is.EqualTo(TaskState.Succeeded));
         Assert.That(retried.Runs, Has.Count.EqualTo(2));
         await AssertRollupsEqualCountsAsync(host, "after the retry");
+    }
+
+    [Test]
+    public async Task Retention_ADaysDrop_ForgetsTheOpenRunsOfItsDroppedTasks_KeepsThoseOfItsKeptOnes()
+    {
+        // The side table of open runs (OpenRuns) is kept by triggers, and a partition's drop fires none: the drop deletes the
+        // rows of the runs it drops under its lock (session 34; before, they stayed until their host was gone and the host
+        // pass forgot them).
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 0, CancellationToken.None);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var instance = Guid.NewGuid();
+        Guid OpenRun(Guid task)
+        {
+            var run = new RunPayload { Id = Guid.NewGuid(), TaskId = task, Name = "Invoice", ConsumerType = "C", Start = old.AddSeconds(1), HostInstanceId = instance };
+            recorder.Enqueue(new RunStarted(run, new TaskPayload { Id = task, Name = "Invoice", DispatchedAt = old }, false));
+            return run.Id;
+        }
+
+        // A task whose first run's host went away mid-run and whose redelivery succeeded elsewhere: done, its first run
+        // still ACTIVE (and open in the side table); and an unfinished task, kept by the drop with its run.
+        var done = Guid.CreateVersion7(new DateTimeOffset(old));
+        var unfinished = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(1)));
+        var orphan = OpenRun(done);
+        var kept = OpenRun(unfinished);
+        await host.FlushAsync();
+        await using (var succeed = new NpgsqlCommand(
+            $"UPDATE \"{LedgerModel.Tasks}\" SET \"State\" = {(int)TaskState.Succeeded}, \"Stop\" = @stop WHERE \"Id\" = @id", connection))
+        {
+            succeed.Parameters.AddWithValue("stop", old.AddMinutes(5));
+            succeed.Parameters.AddWithValue("id", done);
+            Assert.That(await succeed.ExecuteNonQueryAsync(), Is.EqualTo(1));
+        }
+
+        Assert.That(await OpenRunsAsync(connection), Is.EquivalentTo(new[] { orphan, kept }), "the premise: both runs open");
+
+        var result = await host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(
+            new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
+
+        Assert.That(result.Succeeded, Is.EqualTo(1));
+        Assert.That((await host.TasksAsync()).Select(t => t.Id), Is.EqualTo(new[] { unfinished }));
+        Assert.That(await OpenRunsAsync(connection), Is.EqualTo(new[] { kept }), "the dropped run's row gone, the kept run's still open");
+        Assert.That(await ScalarAsync<int>(connection, $"SELECT \"Count\" FROM ({OpenRuns.ActiveByHost}) c"), Is.EqualTo(1), "the hosts page counts the kept run");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    private static async Task<List<Guid>> OpenRunsAsync(NpgsqlConnection connection)
+    {
+        await using var command = new NpgsqlCommand($"SELECT \"RunId\" FROM \"{OpenRuns.Table}\"", connection);
+        await using var reader = await command.ExecuteReaderAsync();
+        var ids = new List<Guid>();
+        while (await reader.ReadAsync())
+        {
+            ids.Add(reader.GetGuid(0));
+        }
+
+        return ids;
     }
 
     [Test]

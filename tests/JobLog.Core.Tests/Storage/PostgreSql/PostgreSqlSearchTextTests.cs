@@ -1,4 +1,4 @@
-using JobLog.Maintenance;
+﻿using JobLog.Maintenance;
 using JobLog.Recording;
 using JobLog.Retention;
 using JobLog.Storage;
@@ -167,6 +167,65 @@ public class PostgreSqlSearchTextTests
         Assert.That(await host.QueryAsync(db => db.Database.SqlQueryRaw<int>(PostgreSqlSearch.CountPresent).SingleAsync()), Is.EqualTo(PostgreSqlSearch.PresentCount));
         await AssertSideTableAsync(host, "after the upgrade");
         Assert.That(await host.QueryAsync(db => PostgreSqlSearch.TasksContaining(db, "went stale", null)!.ToListAsync()), Is.EqualTo(new[] { task.Id }));
+    }
+
+    [Test]
+    public async Task SweptRunsSearch_OnAPartitionedLedger_ProbesTheStaleTasksDayOnly()
+    {
+        // A word of the expiry sentence is found through the stale-marked tasks and their runs (SweptRuns). Partitioned, the
+        // join names the task's day, so each stale task probes one runs partition, not every day's (session 34; before, each
+        // partition's task id index was probed once per stale task).
+        var host = _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = true,
+            services: s => s.AddSingleton<TimeProvider>(_clock));
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        // Its id's day has no partition of its own: the default partitions, the last ones each Append reads (a probe of
+        // every partition reads them all before it).
+        var at = T0.AddDays(-40);
+        var task = new TaskPayload { Id = Guid.CreateVersion7(new DateTimeOffset(at)), Name = "Pay", Input = "Pay(1)", DispatchedAt = at, Stale = T0.AddMinutes(-5) };
+        recorder.Enqueue(new TaskDispatched(task));
+        Start(recorder, task, at);
+        await host.FlushAsync();
+        Assert.That((await host.Services.GetRequiredService<LedgerMaintenance>().SweepAsync()).Expired, Is.EqualTo(1));
+
+        await using (var scope = host.Services.CreateAsyncScope())
+        {
+            var found = await scope.ServiceProvider.GetRequiredService<JobLog.Querying.LedgerQueries>()
+                .TasksAsync(new JobLog.Querying.TaskFilter { Search = "went stale" }, CancellationToken.None);
+            Assert.That(found.Items.Select(t => t.Id), Is.EqualTo(new[] { task.Id }), "the page's search finds the swept task");
+        }
+
+        var plan = await host.QueryAsync(async db =>
+        {
+            var queries = new List<string>();
+            await using var scope = host.Services.CreateAsyncScope();
+            var sql = scope.ServiceProvider.GetRequiredService<JobLog.Querying.LedgerQueries>().MatchingIdsQuery("went stale", byDay: true).ToQueryString();
+            await db.Database.OpenConnectionAsync();
+            await using var command = db.Database.GetDbConnection().CreateCommand();
+            foreach (System.Text.RegularExpressions.Match p in System.Text.RegularExpressions.Regex.Matches(sql, "^-- @?(\\w+)='(.*)'", System.Text.RegularExpressions.RegexOptions.Multiline))
+            {
+                var parameter = command.CreateParameter();
+                parameter.ParameterName = p.Groups[1].Value;
+                parameter.Value = p.Groups[2].Value;
+                command.Parameters.Add(parameter);
+            }
+
+            // A few rows would be hashed or materialized; the stale tasks' nested loop into the runs' task id index is the
+            // plan of a big ledger.
+            command.CommandText = "SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off; SET enable_material = off; " +
+                "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY OFF) " + sql;
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                queries.Add(reader.GetString(0));
+            }
+
+            return queries;
+        });
+        var text = string.Join("\n", plan);
+        var runScans = plan.Where(l => l.Contains(" on \"" + LedgerModel.Runs + "_", StringComparison.Ordinal)).ToList();
+        Assert.That(runScans, Has.Count.GreaterThanOrEqualTo(5), "every runs partition is in the plan: " + text);
+        Assert.That(runScans.Where(l => !l.Contains("never executed", StringComparison.Ordinal)).ToList(), Has.Count.EqualTo(1),
+            "one runs partition read for the one stale task: " + text);
     }
 
     [Test]
