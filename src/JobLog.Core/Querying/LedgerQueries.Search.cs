@@ -1,4 +1,4 @@
-﻿using System.Linq.Expressions;
+using System.Linq.Expressions;
 using JobLog.Failures;
 using JobLog.Storage.Partitioning;
 

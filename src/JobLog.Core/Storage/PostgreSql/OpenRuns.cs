@@ -1,4 +1,4 @@
-﻿namespace JobLog.Storage.PostgreSql;
+namespace JobLog.Storage.PostgreSql;
 
 /// <summary>
 /// The PostgreSQL ledger's side table of open runs (<c>JobLogOpenRuns</c>: run id, task id, host instance), the host
@@ -47,14 +47,16 @@ internal static class OpenRuns
         $"DELETE FROM {O} o WHERE o.\"HostInstanceId\" = @p0 AND NOT EXISTS (SELECT 1 FROM {R} r WHERE r.\"Id\" = o.\"RunId\" AND r.\"State\" = 1)";
 
     /// <summary>
-    /// Under a day's drop (<c>LedgerPartitioning.DropExpiredAsync</c>, its tables locked): deletes the rows of the day
-    /// <c>{0}</c>'s runs that the drop does not keep (<c>joblog_keep_runs</c>, the kept runs, stay open), since a dropped
-    /// partition fires no trigger. The side table holds only open runs, so its scan is short; the day is its task's
-    /// (<c>joblog_id_day</c>), as the runs' partition key.
+    /// After a day's drop (<c>LedgerPartitioning.DropExpiredAsync</c>, its transaction committed): deletes the rows of the
+    /// day <c>{0}</c> whose run is gone, since a dropped partition fires no trigger. The kept runs (the day's <c>_k</c>
+    /// partition) and a run of the day written since (a late task, in the default partition) are found by their id in
+    /// that day and stay. A row and its run are written in one transaction (the trigger), so the statement's snapshot
+    /// sees both or neither. The side table holds only open runs; its rows of the day are found by their task's day
+    /// (<c>joblog_id_day</c>, the runs' partition key).
     /// </summary>
     public const string ForgetDay =
         $"DELETE FROM {O} o WHERE {Partitioning.PartitionDay.Function}(o.\"TaskId\") = {{0}} " +
-        "AND NOT EXISTS (SELECT 1 FROM joblog_keep_runs k WHERE k.\"Id\" = o.\"RunId\");";
+        $"AND NOT EXISTS (SELECT 1 FROM {R} r WHERE r.\"Id\" = o.\"RunId\" AND r.\"{Partitioning.PartitionDay.Column}\" = {{0}});";
 
     /// <summary>The number of ACTIVE runs of each host instance (the hosts page): "Id", "Count".</summary>
     public const string ActiveByHost =

@@ -1,4 +1,4 @@
-﻿using System.Data.Common;
+using System.Data.Common;
 using System.Globalization;
 using System.Linq.Expressions;
 using Microsoft.Data.Sqlite;

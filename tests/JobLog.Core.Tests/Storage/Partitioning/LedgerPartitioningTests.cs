@@ -1,4 +1,4 @@
-﻿using System.Text.Json;
+using System.Text.Json;
 using JobLog.Maintenance;
 using JobLog.Recording;
 using JobLog.Retention;
@@ -211,7 +211,7 @@ public class LedgerPartitioningTests
     public async Task Retention_ADaysDrop_ForgetsTheOpenRunsOfItsDroppedTasks_KeepsThoseOfItsKeptOnes()
     {
         // The side table of open runs (OpenRuns) is kept by triggers, and a partition's drop fires none: the drop deletes the
-        // rows of the runs it drops under its lock (session 34; before, they stayed until their host was gone and the host
+        // rows of the runs it dropped after its commit (session 34; before, they stayed until their host was gone and the host
         // pass forgot them).
         var host = await StartAsync(partitioned: true);
         var old = T0.AddDays(-40);

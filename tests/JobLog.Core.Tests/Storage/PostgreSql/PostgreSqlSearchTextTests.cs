@@ -1,4 +1,4 @@
-﻿using JobLog.Maintenance;
+using JobLog.Maintenance;
 using JobLog.Recording;
 using JobLog.Retention;
 using JobLog.Storage;
