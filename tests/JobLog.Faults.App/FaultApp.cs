@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using MassTransit;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -9,10 +10,11 @@ namespace JobLog.Faults.App;
 public sealed record Probe(Guid Id, int Number);
 
 /// <summary>Consumes a probe and writes its id to the consumer's "seen" file once the consumer has finished.</summary>
-public sealed class ProbeConsumer(SeenFile seen, ConsumeDelay delay) : IConsumer<Probe>
+public sealed class ProbeConsumer(SeenFile seen, ConsumeDelay delay, TimeProvider time) : IConsumer<Probe>
 {
     public async Task Consume(ConsumeContext<Probe> context)
     {
+        (time as OffsetClock)?.Arm();
         if (delay.Value > TimeSpan.Zero)
         {
             await Task.Delay(delay.Value, context.CancellationToken);
@@ -34,7 +36,8 @@ public sealed record ConsumeDelay(TimeSpan Value);
 /// <c>JobLog:Durability</c>, <c>JobLog:SpoolDirectory</c>, <c>JobLog:QueueCapacity</c>, <c>JobLog:FlushJournalToDisk</c>, <c>Fault:ConsumeDelayMs</c> (a slow consumer),
 /// <c>Fault:HeartbeatMs</c> (<see cref="JobLogOptions.HeartbeatInterval"/>), <c>Fault:HostTimeoutMs</c> (<see cref="JobLogOptions.HostTimeout"/>),
 /// <c>Fault:SweepMs</c> (<see cref="SweeperOptions.Interval"/>), <c>Fault:ClockOffsetMs</c> (JobLog's wall clock set that far
-/// from the machine's: <see cref="OffsetClock"/>). Prints <c>fault-app ready</c> when the bus has started and
+/// from the machine's: <see cref="OffsetClock"/>), <c>Fault:ClockJumpMs</c> and <c>Fault:ClockJumpAfterMs</c> (that wall
+/// clock stepped that far, that long after the first probe started: an NTP step or a VM resumed mid-run). Prints <c>fault-app ready</c> when the bus has started and
 /// <c>fault-app published N</c> when a publisher is done.
 /// </summary>
 public static class FaultApp
@@ -55,6 +58,11 @@ public static class FaultApp
         if (config.GetValue<int?>("Fault:ClockOffsetMs") is { } offset)
         {
             builder.Services.AddSingleton<TimeProvider>(new OffsetClock(TimeSpan.FromMilliseconds(offset)));
+        }
+        else if (config.GetValue<int?>("Fault:ClockJumpMs") is { } jump)
+        {
+            builder.Services.AddSingleton<TimeProvider>(new OffsetClock(
+                TimeSpan.Zero, TimeSpan.FromMilliseconds(jump), TimeSpan.FromMilliseconds(config.GetValue("Fault:ClockJumpAfterMs", 0))));
         }
 
         builder.Services.AddJobLog(o =>
@@ -175,11 +183,20 @@ public static class FaultApp
 
 /// <summary>
 /// The machine's clock seen from a host whose wall clock is <paramref name="offset"/> away (another machine's skew, or a
-/// step NTP made): the wall time moves, the monotonic timestamp does not, as on a real machine.
+/// step NTP made), and steps <paramref name="jump"/> further once <paramref name="jumpAfter"/> has passed since it was
+/// armed (<see cref="Arm"/>: the first probe started): the wall time moves, the monotonic timestamp does not, as on a
+/// real machine.
 /// </summary>
-public sealed class OffsetClock(TimeSpan offset) : TimeProvider
+public sealed class OffsetClock(TimeSpan offset, TimeSpan jump = default, TimeSpan jumpAfter = default) : TimeProvider
 {
-    public override DateTimeOffset GetUtcNow() => System.GetUtcNow() + offset;
+    private long _armed;
+
+    /// <summary>Starts the count to the step (once; later calls change nothing).</summary>
+    public void Arm() => Interlocked.CompareExchange(ref _armed, Stopwatch.GetTimestamp(), 0);
+
+    public override DateTimeOffset GetUtcNow() =>
+        System.GetUtcNow() + offset
+        + (jump != TimeSpan.Zero && Interlocked.Read(ref _armed) is var armed and not 0 && Stopwatch.GetElapsedTime(armed) >= jumpAfter ? jump : TimeSpan.Zero);
 }
 
 /// <summary>An append-only file of ids, one per line, handed to the operating system as each is written (a SIGKILL keeps it).</summary>
