@@ -225,6 +225,46 @@ public class CliTests
         Assert.That(commands, Is.SupersetOf(new[] { "tasks", "failures", "hosts", "sweep" }));
     }
 
+    // Session 34: hosts read and printed every instance of the week (HostRetention); a deployment that restarts often has thousands.
+    [Test]
+    public async Task Hosts_WithManyStoppedInstances_PrintsTheLiveOnesAndTheLatestGone_ThenPagesTheRest()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var now = DateTime.UtcNow;
+        var stopped = Enumerable.Range(0, 600).Select(i => new HostLog
+        {
+            InstanceId = Guid.NewGuid(), Name = "pod-" + i, ProcessId = 1, StartedAt = now.AddHours(-2),
+            LastHeartbeat = now.AddMinutes(-1 - i), StoppedAt = now.AddMinutes(-1 - i),
+        }).ToList();
+        await host.QueryAsync(db =>
+        {
+            db.AddRange(stopped);
+            return db.SaveChangesAsync();
+        });
+        var setting = "--ConnectionStrings:JobLog=" + host.Ledger.ConnectionString;
+
+        var (exit, output, error) = await RunAsync("hosts", setting);
+
+        Assert.That(exit, Is.Zero, error);
+        Assert.That(stopped.Take(20).Select(h => h.InstanceId.ToString()).Where(id => !output.Contains(id, StringComparison.Ordinal)), Is.Empty, "the latest 20 gone");
+        Assert.That(stopped.Skip(20).Count(h => output.Contains(h.InstanceId.ToString(), StringComparison.Ordinal)), Is.Zero, "no older one");
+        Assert.That(output, Does.Contain("and 580 more stopped or dead hosts: hosts --state stopped,dead").And.Contain(" 600 stopped"));
+
+        var listed = new List<string>();
+        string? cursor = null;
+        do
+        {
+            var (pageExit, json, pageError) = await RunAsync(["hosts", "--state", "stopped,dead", "--limit", "250", "--json", .. cursor is null ? Array.Empty<string>() : ["--cursor", cursor], setting]);
+            Assert.That(pageExit, Is.Zero, pageError);
+            var page = System.Text.Json.JsonDocument.Parse(json).RootElement;
+            listed.AddRange(page.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("instanceId").GetString()!));
+            cursor = page.GetProperty("nextCursor").GetString();
+        }
+        while (cursor is not null);
+
+        Assert.That(listed, Is.EqualTo(stopped.Select(h => h.InstanceId.ToString())), "every stopped instance once, latest first, 250 at a time");
+    }
+
     [Test]
     public async Task Hosts_PrintsWhatAHostFoundStranded()
     {

@@ -86,9 +86,37 @@ internal static class DashboardEndpoints
         group.MapGet("/api/commands/{id:guid}", async (HttpContext http, Guid id, CancellationToken ct) =>
             JsonOrNotFound(await Queries(http).CommandAsync(id, ct).ConfigureAwait(false) is { } d ? CommandDetailDocument.From(d) : null));
 
+        // Without filters the page shows every live host and the latest gone ones (a deployment that restarts often has
+        // thousands of stopped instances); with any, and in the API, a page of them at a time.
         group.MapGet("/hosts", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
-            Html(HostPages.List(page, await HostsAsync(http, page.Now, ct).ConfigureAwait(false), LedgerOptions(http).HostTimeout))));
-        group.MapGet("/api/hosts", async (HttpContext http, CancellationToken ct) => Json(await HostsAsync(http, Now(http), ct).ConfigureAwait(false)));
+        {
+            var ledger = LedgerOptions(http);
+            if (!HostFilterNames.Any(name => http.Request.Query.ContainsKey(name)))
+            {
+                return Html(HostPages.Overview(page, await Queries(http).HostOverviewAsync(
+                    ledger.HeartbeatInterval, ledger.HostTimeout, page.Now, HostPages.GoneShown, ct).ConfigureAwait(false), ledger.HostTimeout));
+            }
+
+            var (filter, error) = TryParse(page, p => HostFilter.Parse(p, page.Now));
+            var hosts = filter is null ? null
+                : await Queries(http).HostsAsync(filter, ledger.HeartbeatInterval, ledger.HostTimeout, page.Now, ct).ConfigureAwait(false);
+            return Html(HostPages.List(page, hosts, ledger.HostTimeout, error), error);
+        }));
+        group.MapGet("/api/hosts", async (HttpContext http, CancellationToken ct) =>
+        {
+            HostFilter filter;
+            try
+            {
+                filter = WithPageSize(HostFilter.Parse(name => http.Request.Query[name].ToString(), Now(http)), http, options);
+            }
+            catch (FilterException ex)
+            {
+                return Problem(StatusCodes.Status400BadRequest, ex.Message);
+            }
+
+            var ledger = LedgerOptions(http);
+            return Json(await Queries(http).HostsAsync(filter, ledger.HeartbeatInterval, ledger.HostTimeout, Now(http), ct).ConfigureAwait(false));
+        });
 
         if (options.EnableActions)
         {
@@ -313,11 +341,8 @@ internal static class DashboardEndpoints
         }
     }
 
-    private static Task<IReadOnlyList<HostRow>> HostsAsync(HttpContext http, DateTime now, CancellationToken ct)
-    {
-        var ledger = LedgerOptions(http);
-        return Queries(http).HostsAsync(ledger.HeartbeatInterval, ledger.HostTimeout, now, ct);
-    }
+    /// <summary>The names of the hosts list's filters: any of them in the query makes the Hosts page a paginated list.</summary>
+    private static readonly string[] HostFilterNames = ["state", "name", "since", "from", "to", "q", "cursor", "limit"];
 
     private static JobLogOptions LedgerOptions(HttpContext http) => http.RequestServices.GetRequiredService<IOptions<JobLogOptions>>().Value;
 

@@ -62,7 +62,7 @@ public class HostsPageTests
 
         var json = await _host.GetStringAsync("/joblog/api/hosts");
 
-        var rows = JsonDocument.Parse(json).RootElement.EnumerateArray()
+        var rows = JsonDocument.Parse(json).RootElement.GetProperty("items").EnumerateArray()
             .ToDictionary(e => e.GetProperty("name").GetString()!, e => (e.GetProperty("state").ToString(), e.GetProperty("activeRuns").GetInt32()));
         Assert.That(rows["alive"], Is.EqualTo(("alive", 0)));
         Assert.That(rows["late"].Item1, Is.EqualTo("late"));
@@ -85,9 +85,77 @@ public class HostsPageTests
         Assert.That(WebUtility.HtmlDecode(html), Does.Contain("STRANDED</span> " + stranded.Stranded));
         Assert.That(html.Split("class=\"stranded\"").Length - 1, Is.EqualTo(1), "one line, for the host that found something (the dashboard's own host found nothing)");
 
-        var rows = JsonDocument.Parse(await _host.GetStringAsync("/joblog/api/hosts")).RootElement.EnumerateArray()
+        var rows = JsonDocument.Parse(await _host.GetStringAsync("/joblog/api/hosts")).RootElement.GetProperty("items").EnumerateArray()
             .ToDictionary(e => e.GetProperty("name").GetString()!, e => e.GetProperty("stranded").GetString());
         Assert.That((rows["scheduler"], rows["quiet"]), Is.EqualTo((stranded.Stranded, (string?)null)));
+    }
+
+    // Session 34: every JobLogHosts row (7 days of them, HostRetention) was read and rendered on each view of the page and
+    // of api/hosts: a deployment that restarts often (rolling deploys, autoscaling) has thousands of stopped instances.
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task HostsPageAndApi_WithFiveThousandStoppedHosts_ShowEveryLiveHost_FoldTheGoneOnes_AndPageThemWithACursor(bool postgres)
+    {
+        var ledger = postgres ? await TestLedger.PostgresAsync() : TestLedger.Sqlite();
+        await using var host = await DashboardHost.StartAsync(ledger,
+            services: b => b.Services.Configure<JobLogOptions>(o =>
+            {
+                // Wide margins for a loaded machine: late after 60 s without a heartbeat, dead after 5 min.
+                o.WriteHeartbeat = false;
+                o.HeartbeatInterval = TimeSpan.FromSeconds(30);
+                o.HostTimeout = TimeSpan.FromMinutes(5);
+            }));
+        var now = DateTime.UtcNow;
+        // Stopped hosts interleave with the live ones by heartbeat: 5,000 over the week, the newest a second ago.
+        var stopped = Enumerable.Range(0, 5000).Select(i => Host("stopped-" + i, now.AddSeconds(-1 - i * 120), stoppedAt: now.AddSeconds(-1 - i * 120))).ToList();
+        var dead = Enumerable.Range(0, 40).Select(i => Host("dead-" + i, now.AddMinutes(-10 - i * 60))).ToList();
+        foreach (var chunk in stopped.Concat(dead).Chunk(1000))
+        {
+            await host.SeedAsync(chunk);
+        }
+
+        var beat = DateTime.UtcNow;
+        var alive = Enumerable.Range(0, 30).Select(i => Host("alive-" + i, beat.AddSeconds(-(i % 10)))).ToList();
+        var late = Host("late", beat.AddMinutes(-3));
+
+        await host.SeedAsync([.. alive, late]);
+        var live = alive.Append(late).Select(h => h.InstanceId.ToString()).ToList();
+
+        var html = await host.GetStringAsync("/joblog/hosts");
+        var shownRows = html.Split("<tr data-id=\"").Length - 1;
+        Assert.That(shownRows, Is.LessThanOrEqualTo(live.Count + 20), "the page's rows: every live host and the newest gone ones");
+        Assert.That(live.Where(id => !html.Contains(id, StringComparison.Ordinal)), Is.Empty, "every live host is on the page");
+        Assert.That(html, Does.Contain("and 5,020 more stopped or dead hosts"), "the count of the gone ones not shown (5,040 - 20)");
+        Assert.That(html.Length, Is.LessThan(100_000));
+
+        var first = JsonDocument.Parse(await host.GetStringAsync("/joblog/api/hosts")).RootElement;
+        Assert.That(first.GetProperty("items").GetArrayLength(), Is.EqualTo(50), "a page of the configured size");
+        var counts = first.GetProperty("counts");
+        Assert.That(("alive", counts.GetProperty("alive").GetInt32(), "late", counts.GetProperty("late").GetInt32(),
+                "dead", counts.GetProperty("dead").GetInt32(), "stopped", counts.GetProperty("stopped").GetInt32()),
+            Is.EqualTo(("alive", 30, "late", 1, "dead", 40, "stopped", 5000)));
+
+        var liveApi = JsonDocument.Parse(await host.GetStringAsync("/joblog/api/hosts?state=alive,late&limit=500")).RootElement;
+        Assert.That(liveApi.GetProperty("items").EnumerateArray().Select(e => e.GetProperty("instanceId").GetString()), Is.EquivalentTo(live));
+        Assert.That(liveApi.GetProperty("nextCursor").ValueKind, Is.EqualTo(JsonValueKind.Null));
+
+        // Every gone host, once, newest heartbeat first, through the cursor.
+        var gone = new List<(string Id, DateTime Beat)>();
+        string? cursor = null;
+        do
+        {
+            var page = JsonDocument.Parse(await host.GetStringAsync("/joblog/api/hosts?state=stopped,dead&limit=500" + (cursor is null ? "" : "&cursor=" + cursor))).RootElement;
+            gone.AddRange(page.GetProperty("items").EnumerateArray().Select(e => (e.GetProperty("instanceId").GetString()!, e.GetProperty("lastHeartbeat").GetDateTime())));
+            cursor = page.GetProperty("nextCursor").GetString();
+        }
+        while (cursor is not null);
+
+        Assert.That(gone.Select(g => g.Id), Is.EquivalentTo(stopped.Concat(dead).Select(h => h.InstanceId.ToString())));
+        Assert.That(gone.Select(g => g.Beat), Is.Ordered.Descending);
+
+        var folded = await host.GetStringAsync("/joblog/hosts?state=stopped,dead");
+        Assert.That(folded.Split("<tr data-id=\"").Length - 1, Is.EqualTo(50), "the gone hosts, a page at a time");
+        Assert.That(folded, Does.Contain("rel=\"next\""));
     }
 
     // Session 30 (faults; session 29's open item): on PostgreSQL a heartbeat is stamped with the database's clock, but the
@@ -111,7 +179,7 @@ public class HostsPageTests
 
         var row = html[html.IndexOf(beating.InstanceId.ToString(), StringComparison.Ordinal)..];
         Assert.That(row[..row.IndexOf("</tr>", StringComparison.Ordinal)], Does.Contain("s ago)").And.Not.Contain("min ago"));
-        var since = JsonDocument.Parse(json).RootElement.EnumerateArray().Single(e => e.GetProperty("name").GetString() == "beating").GetProperty("secondsSinceHeartbeat").GetDouble();
+        var since = JsonDocument.Parse(json).RootElement.GetProperty("items").EnumerateArray().Single(e => e.GetProperty("name").GetString() == "beating").GetProperty("secondsSinceHeartbeat").GetDouble();
         Assert.That(since, Is.InRange(5, 60), "seconds since the heartbeat, by the database's clock");
     }
 }

@@ -48,12 +48,12 @@ public class HostClockTests
         var swept = await sweeping.Services.GetRequiredService<TaskLogSweeper>().SweepOnceAsync(CancellationToken.None);
         await using var scope = sweeping.Services.CreateAsyncScope();
         var hosts = await scope.ServiceProvider.GetRequiredService<LedgerQueries>()
-            .HostsAsync(TimeSpan.FromSeconds(15), TimeSpan.FromMinutes(2), sweepersClock.GetUtcNow().UtcDateTime);
+            .HostsAsync(new HostFilter(), TimeSpan.FromSeconds(15), TimeSpan.FromMinutes(2), sweepersClock.GetUtcNow().UtcDateTime, CancellationToken.None);
 
         Assert.That(swept.HostRuns, Is.Zero, "the live host's run is left");
         Assert.That((await live.TaskAsync(task.Id)).State, Is.EqualTo(TaskState.Active));
-        Assert.That(hosts.Single(h => h.InstanceId == recorder.InstanceId).State, Is.EqualTo(HostState.Alive));
+        Assert.That(hosts.Items.Single(h => h.InstanceId == recorder.InstanceId).State, Is.EqualTo(HostState.Alive));
         // Session 30: its age too (the Hosts page's "(... ago)", the CLI's AGE), by the clock the heartbeat is stamped with.
-        Assert.That(hosts.Single(h => h.InstanceId == recorder.InstanceId).SecondsSinceHeartbeat, Is.LessThan(off.TotalSeconds / 2));
+        Assert.That(hosts.Items.Single(h => h.InstanceId == recorder.InstanceId).SecondsSinceHeartbeat, Is.LessThan(off.TotalSeconds / 2));
     }
 }

@@ -69,8 +69,8 @@ public class StrandedHostTests(LedgerProvider provider)
         await _host.Services.GetRequiredService<HostHeartbeat>().BeatAsync(CancellationToken.None);
         await using var scope = _host.Services.CreateAsyncScope();
         var hosts = await scope.ServiceProvider.GetRequiredService<LedgerQueries>()
-            .HostsAsync(TimeSpan.FromSeconds(10), TimeSpan.FromMinutes(1), DateTime.UtcNow, CancellationToken.None);
+            .HostsAsync(new HostFilter(), TimeSpan.FromSeconds(10), TimeSpan.FromMinutes(1), DateTime.UtcNow, CancellationToken.None);
         var instance = _host.Services.GetRequiredService<LedgerRecorder>().InstanceId;
-        return hosts.Single(h => h.InstanceId == instance);
+        return hosts.Items.Single(h => h.InstanceId == instance);
     }
 }

@@ -151,8 +151,8 @@ public class HotRunsMigrationTests(bool partitioned)
     private async Task<int> ActiveOfGoneHostAsync()
     {
         await using var scope = _host.Services.CreateAsyncScope();
-        var hosts = await scope.ServiceProvider.GetRequiredService<LedgerQueries>().HostsAsync(TimeSpan.FromSeconds(15), TimeSpan.FromMinutes(2), DateTime.UtcNow);
-        return hosts.Single(h => h.InstanceId == _gone).ActiveRuns;
+        var hosts = await scope.ServiceProvider.GetRequiredService<LedgerQueries>().HostsAsync(new HostFilter(), TimeSpan.FromSeconds(15), TimeSpan.FromMinutes(2), DateTime.UtcNow, CancellationToken.None);
+        return hosts.Items.Single(h => h.InstanceId == _gone).ActiveRuns;
     }
 
     private async Task<T> ScalarAsync<T>(string sql) => (await ListAsync<T>(sql)).Single();
