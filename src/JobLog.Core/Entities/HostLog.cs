@@ -34,4 +34,16 @@ public sealed class HostLog
     /// (docs/dashboard.md#hosts). Written by the heartbeat, at most 1,000 characters.
     /// </summary>
     public string? Stranded { get; set; }
+
+    /// <summary>
+    /// While the process's writer cannot write to the ledger, why (the exception's type and first line, as the overview's
+    /// writer shows it), as of its last heartbeat; null while it writes (docs/dashboard.md#hosts). At most 500 characters.
+    /// A heartbeat written while the writer fails shows a partial fault (a table, partition or statement refused while the
+    /// hosts table takes the heartbeat); when the whole database refuses, the heartbeat cannot be written either and the
+    /// host turns late, then dead.
+    /// </summary>
+    public string? WriterError { get; set; }
+
+    /// <summary>While <see cref="WriterError"/> is set, since when the writer has been failing (UTC, its process's clock); else null.</summary>
+    public DateTime? WriterFailingSince { get; set; }
 }

@@ -50,6 +50,15 @@ public sealed record HostRow(
     /// (<see cref="HostLog.Stranded"/>); null when nothing.
     /// </summary>
     public string? Stranded { get; init; }
+
+    /// <summary>
+    /// While the instance's writer cannot write to the ledger, why, as of its last heartbeat (<see cref="HostLog.WriterError"/>);
+    /// null while it writes.
+    /// </summary>
+    public string? WriterError { get; init; }
+
+    /// <summary>Since when the instance's writer has been failing (UTC; <see cref="HostLog.WriterFailingSince"/>); null while it writes.</summary>
+    public DateTime? WriterFailingSince { get; init; }
 }
 
 /// <summary>How many listed host instances are in each state, whatever the filter (<see cref="LedgerQueries.HostsAsync"/>).</summary>
@@ -251,6 +260,8 @@ public sealed partial class LedgerQueries
             clock.StateOf(h), active.GetValueOrDefault(h.InstanceId), Math.Max(0, (clock.Now - h.LastHeartbeat).TotalSeconds))
         {
             Stranded = h.Stranded,
+            WriterError = h.WriterError,
+            WriterFailingSince = h.WriterFailingSince,
         })];
     }
 

@@ -29,9 +29,9 @@ internal sealed class HostHeartbeat(
         H,
         [
             ("InstanceId", "@p0"), ("Name", "@p1"), ("ProcessId", "@p2"), ("Release", "@p3"), ("StartedAt", "@p4"),
-            ("LastHeartbeat", contexts.Database.Clock ?? "@p5"), ("Stranded", "@p6"),
+            ("LastHeartbeat", contexts.Database.Clock ?? "@p5"), ("Stranded", "@p6"), ("WriterError", "@p7"), ("WriterFailingSince", "@p8"),
         ],
-        [("LastHeartbeat", null), ("Stranded", null)])
+        [("LastHeartbeat", null), ("Stranded", null), ("WriterError", null), ("WriterFailingSince", null)])
     {
         Key = "InstanceId",
     });
@@ -72,8 +72,16 @@ internal sealed class HostHeartbeat(
     {
         var options = recorder.Options;
         _ran = true;
+        // Read once: the writer may recover between the two.
+        var (error, since) = (recorder.LastFailure, recorder.FailingSince);
+        if (error is not null && error.Length > LedgerModel.WriterErrorLength)
+        {
+            error = string.Concat(error.AsSpan(0, LedgerModel.WriterErrorLength - 1), "…");
+        }
+
         return ExecuteAsync(_beat, cancellationToken,
-            recorder.InstanceId, options.Host, Environment.ProcessId, options.Release, _startedAt, time.GetUtcNow().UtcDateTime, stranded.Text);
+            recorder.InstanceId, options.Host, Environment.ProcessId, options.Release, _startedAt, time.GetUtcNow().UtcDateTime, stranded.Text,
+            error, error is null ? null : since);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

@@ -22,6 +22,9 @@ internal static class LedgerModel
     /// <summary>The longest <see cref="HostLog.Stranded"/> line (its kinds joined, cut with an ellipsis).</summary>
     internal const int StrandedLength = 1000;
 
+    /// <summary>The longest <see cref="HostLog.WriterError"/> (cut with an ellipsis).</summary>
+    internal const int WriterErrorLength = 500;
+
     internal const string UnfinishedStaleIndex = "IX_JobLogTasks_Unfinished_Stale";
 
     /// <summary>
@@ -125,6 +128,7 @@ internal static class LedgerModel
             e.Property(x => x.Name).HasMaxLength(NameLength).IsRequired();
             e.Property(x => x.Release).HasMaxLength(NameLength);
             e.Property(x => x.Stranded).HasMaxLength(StrandedLength);
+            e.Property(x => x.WriterError).HasMaxLength(WriterErrorLength);
         });
         b.Entity<CommandLog>(e =>
         {

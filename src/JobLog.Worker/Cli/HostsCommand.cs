@@ -96,6 +96,12 @@ internal static class HostsCommand
         }
 
         context.Console.Write(table);
+        foreach (var h in hosts.Where(h => h.WriterError is not null))
+        {
+            // The Hosts page's CANNOT WRITE line: that instance's writer error, as of its last heartbeat.
+            await context.Console.SafeOut.WriteLineAsync($"CANNOT WRITE {h.InstanceId} ({h.Name}) since {CliFormat.Time(h.WriterFailingSince)}: {h.WriterError}");
+        }
+
         foreach (var h in hosts.Where(h => h.Stranded is not null))
         {
             // The Hosts page's STRANDED line (the warnings 3012 / 3205 of that instance, as of its last heartbeat).

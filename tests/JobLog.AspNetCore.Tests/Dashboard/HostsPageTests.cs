@@ -1,5 +1,6 @@
 using System.Net;
 using System.Text.Json;
+using JobLog.Recording;
 using JobLog.Testing;
 using JobLog.Testing.Hostile;
 using Microsoft.EntityFrameworkCore;
@@ -156,6 +157,53 @@ public class HostsPageTests
         var folded = await host.GetStringAsync("/joblog/hosts?state=stopped,dead");
         Assert.That(folded.Split("<tr data-id=\"").Length - 1, Is.EqualTo(50), "the gone hosts, a page at a time");
         Assert.That(folded, Does.Contain("rel=\"next\""));
+    }
+
+    // Session 34 (session 33 faults, found not fixed): the overview showed this process's writer error and since when, but
+    // the Hosts page and api/hosts could not show another process's: a worker whose writer cannot write while its heartbeat
+    // can (a table or partition refusing, a trigger, a constraint) looked alive and well.
+    [TestCase(false)]
+    [TestCase(true)]
+    public async Task HostsPageAndApi_ShowAnotherProcesssWriterErrorAndSinceWhen_FromItsHeartbeat_Encoded(bool postgres)
+    {
+        var ledger = postgres ? await TestLedger.PostgresAsync() : TestLedger.Sqlite();
+        await using var dashboard = await DashboardHost.StartAsync(ledger);
+        var worker = await LedgerHost.StartAsync(ledger, o => o.Host = "worker-7");
+        try
+        {
+            var recorder = worker.Services.GetRequiredService<LedgerRecorder>();
+            var heartbeat = worker.Services.GetRequiredService<HostHeartbeat>();
+            recorder.NoteFailure(new InvalidOperationException("53100: could not extend file " + Script + new string('x', 2000)));
+            recorder.SetFailing(true);
+            await heartbeat.BeatAsync(CancellationToken.None);
+
+            var items = JsonDocument.Parse(await dashboard.GetStringAsync("/joblog/api/hosts")).RootElement.GetProperty("items").EnumerateArray().ToList();
+            var row = items.Single(e => e.GetProperty("instanceId").GetGuid() == recorder.InstanceId);
+            var error = row.GetProperty("writerError").GetString();
+            Assert.That(error, Does.StartWith("InvalidOperationException: 53100: could not extend file " + Script));
+            Assert.That(error!.Length, Is.LessThanOrEqualTo(500), "length-capped");
+            Assert.That(row.GetProperty("writerFailingSince").GetDateTime(), Is.EqualTo(recorder.FailingSince!.Value).Within(TimeSpan.FromMilliseconds(1)));
+            Assert.That(items.Where(e => e.GetProperty("instanceId").GetGuid() != recorder.InstanceId).Select(e => e.GetProperty("writerError").ValueKind),
+                Is.All.EqualTo(JsonValueKind.Null), "the dashboard's own writer writes");
+
+            var html = await dashboard.GetStringAsync("/joblog/hosts");
+            Assert.That(html, Does.Not.Contain("<script>alert"));
+            Assert.That(WebUtility.HtmlDecode(html), Does.Contain("CANNOT WRITE</span> since " + recorder.FailingSince!.Value.ToString("yyyy-MM-dd HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture)));
+            Assert.That(WebUtility.HtmlDecode(html), Does.Contain(": InvalidOperationException: 53100: could not extend file " + Script));
+            Assert.That(html.Split("class=\"writer-error\"").Length - 1, Is.EqualTo(1), "one line, for the host whose writer fails");
+
+            recorder.SetFailing(false);
+            await heartbeat.BeatAsync(CancellationToken.None);
+            var after = JsonDocument.Parse(await dashboard.GetStringAsync("/joblog/api/hosts")).RootElement.GetProperty("items").EnumerateArray()
+                .Single(e => e.GetProperty("instanceId").GetGuid() == recorder.InstanceId);
+            Assert.That((after.GetProperty("writerError").ValueKind, after.GetProperty("writerFailingSince").ValueKind), Is.EqualTo((JsonValueKind.Null, JsonValueKind.Null)),
+                "the next heartbeat once the writer writes again clears it");
+        }
+        finally
+        {
+            await worker.Host.StopAsync();
+            worker.Host.Dispose();
+        }
     }
 
     // Session 30 (faults; session 29's open item): on PostgreSQL a heartbeat is stamped with the database's clock, but the

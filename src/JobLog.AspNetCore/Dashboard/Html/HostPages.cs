@@ -79,6 +79,14 @@ internal static class HostPages
             h.Add($"<td class=\"nowrap\">{Format.Time(x.LastHeartbeat)} <span class=\"muted\">({Format.Ago(x.SecondsSinceHeartbeat)})</span></td><td>");
             Layout.Badge(h, State(x.State), StateClass(x.State));
             h.Add($"</td><td class=\"num\">{Format.Number(x.ActiveRuns)}</td><td class=\"mono muted\">{x.InstanceId}</td></tr>\n");
+            if (x.WriterError is { } writerError)
+            {
+                // Another process's writer error (the overview shows this process's own), as of its last heartbeat.
+                h.Add($"<tr class=\"writer-error\" data-id=\"{x.InstanceId}\"><td colspan=\"8\">");
+                Layout.Badge(h, "CANNOT WRITE", "st-failed");
+                h.Add($" since {Format.Time(x.WriterFailingSince)}: {writerError}</td></tr>\n");
+            }
+
             if (x.Stranded is { } stranded)
             {
                 // The warnings 3012 / 3205 of this instance, as of its last heartbeat: work no running bus of its sends.

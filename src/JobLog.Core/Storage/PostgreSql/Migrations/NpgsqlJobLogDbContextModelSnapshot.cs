@@ -176,6 +176,13 @@ namespace JobLog.Storage.PostgreSql.Migrations
                         .HasMaxLength(1000)
                         .HasColumnType("character varying(1000)");
 
+                    b.Property<string>("WriterError")
+                        .HasMaxLength(500)
+                        .HasColumnType("character varying(500)");
+
+                    b.Property<DateTime?>("WriterFailingSince")
+                        .HasColumnType("timestamp with time zone");
+
                     b.HasKey("InstanceId");
 
                     b.ToTable("JobLogHosts", (string)null);

@@ -171,6 +171,13 @@ namespace JobLog.Storage.Sqlite.Migrations
                         .HasMaxLength(1000)
                         .HasColumnType("TEXT");
 
+                    b.Property<string>("WriterError")
+                        .HasMaxLength(500)
+                        .HasColumnType("TEXT");
+
+                    b.Property<DateTime?>("WriterFailingSince")
+                        .HasColumnType("TEXT");
+
                     b.HasKey("InstanceId");
 
                     b.ToTable("JobLogHosts", (string)null);
