@@ -8,7 +8,7 @@ namespace JobLog.Recording;
 /// <summary>
 /// This process's row in <see cref="LedgerModel.Hosts"/> (docs/architecture.md#sweeper): written when the writer starts,
 /// refreshed every <see cref="JobLogOptions.HeartbeatInterval"/> with what this process finds stranded
-/// (<see cref="StrandedWork"/>), marked stopped after the writer drained on a graceful
+/// (<see cref="StrandedWork"/>; at once when that changes) and its writer's error while it fails, marked stopped after the writer drained on a graceful
 /// stop (it is registered before the writer, so it stops after it), each stamped with the ledger's clock
 /// (<see cref="LedgerDatabase.Clock"/>: PostgreSQL's, not this machine's). A failed heartbeat (database down) is logged at
 /// debug level and tried again at the next interval; it never reaches the business path.
@@ -97,6 +97,8 @@ internal sealed class HostHeartbeat(
             await schema.EnsureReadyAsync(stoppingToken).ConfigureAwait(false);
             while (!stoppingToken.IsCancellationRequested)
             {
+                // Read before the beat, so that a line changed while it is written is written next.
+                var changed = stranded.Changed;
                 try
                 {
                     await BeatAsync(stoppingToken).ConfigureAwait(false);
@@ -106,13 +108,22 @@ internal sealed class HostHeartbeat(
                     Log.HeartbeatFailed(logger, ex, interval);
                 }
 
-                await Task.Delay(interval, time, stoppingToken).ConfigureAwait(false);
+                await NextBeatAsync(interval, changed, stoppingToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
             // Stopping: StopAsync marks the row.
         }
+    }
+
+    /// <summary>Waits for the next interval, or less when a stranded line changes (<see cref="StrandedWork.Changed"/>).</summary>
+    private async Task NextBeatAsync(TimeSpan interval, Task changed, CancellationToken stoppingToken)
+    {
+        using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        await Task.WhenAny(Task.Delay(interval, time, wait.Token), changed.WaitAsync(wait.Token)).ConfigureAwait(false);
+        await wait.CancelAsync().ConfigureAwait(false);
+        stoppingToken.ThrowIfCancellationRequested();
     }
 
     private async Task ExecuteAsync(string sql, CancellationToken cancellationToken, params object?[] values)

@@ -20,13 +20,39 @@ internal sealed class StrandedWork
 {
     private readonly Lock _lock = new();
     private readonly string?[] _lines = new string?[Enum.GetValues<StrandedKind>().Length];
+    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    /// <summary>Sets the line of <paramref name="kind"/>, or clears it (null).</summary>
+    /// <summary>Sets the line of <paramref name="kind"/>, or clears it (null); a different line completes <see cref="Changed"/>.</summary>
     public void Set(StrandedKind kind, string? line)
     {
+        TaskCompletionSource changed;
         lock (_lock)
         {
+            if (string.Equals(_lines[(int)kind], line, StringComparison.Ordinal))
+            {
+                return;
+            }
+
             _lines[(int)kind] = line;
+            changed = _changed;
+            _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
+
+        changed.TrySetResult();
+    }
+
+    /// <summary>
+    /// Completes when a line changes after this was read: the heartbeat writes the new lines at once rather than at its
+    /// next interval (a check sets its line again each time, so this is at most one write per check and kind).
+    /// </summary>
+    public Task Changed
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _changed.Task;
+            }
         }
     }
 
