@@ -40,6 +40,18 @@ public sealed class OrderPlacedConsumer : IConsumer<OrderPlaced>
     public Task Consume(ConsumeContext<OrderPlaced> context) => Task.CompletedTask;
 }
 
+public sealed record PlaceDoomedOrder(int OrderId);
+
+/// <summary>Publishes, then throws: the consumer outbox discards what it published.</summary>
+public sealed class PlaceDoomedOrderConsumer : IConsumer<PlaceDoomedOrder>
+{
+    public async Task Consume(ConsumeContext<PlaceDoomedOrder> context)
+    {
+        await context.Publish(new OrderPlaced(context.Message.OrderId, 1m, "doomed"));
+        throw new InvalidOperationException("stock gone for order " + context.Message.OrderId);
+    }
+}
+
 public sealed record ForwardOrder(int OrderId);
 
 public sealed record OrderForwarded(int OrderId);
@@ -110,6 +122,32 @@ public class OutboxTests(Transport transport)
         }, options: o => o.CloseUnconsumedPublishes = true);
 
         await AssertOrderPlacedRecorded(_bus);
+    }
+
+    // Session 34 probe: the bus outbox (AddInMemoryInboxOutbox) discards what a consumer published when it throws; the
+    // ledger must not show a dispatched child task that never left.
+    [Test]
+    public async Task ConsumerOutbox_ConsumerPublishesThenThrows_TheDiscardedPublishIsNoTask()
+    {
+        _bus = await BusFixture.StartAsync(transport, x =>
+        {
+            x.AddConsumer<PlaceDoomedOrderConsumer>();
+            x.AddConsumer<OrderPlacedConsumer>();
+            x.AddInMemoryInboxOutbox();
+            x.AddConfigureEndpointsCallback((context, _, e) => e.UseInMemoryInboxOutbox(context));
+        }, options: o => o.CloseUnconsumedPublishes = true);
+        var id = NewId.NextGuid();
+
+        await _bus.Bus.Publish(new PlaceDoomedOrder(23), x => x.MessageId = id);
+
+        await LedgerHost.EventuallyAsync(async () => (await _bus.Host.TaskAsync(id)).State == TaskState.Failed, TimeSpan.FromMinutes(1), "the order failed");
+        await Task.Delay(2000);
+        await _bus.Host.FlushAsync();
+        var parent = await _bus.Host.TaskAsync(id);
+        var runs = parent.Runs.Select(r => r.Id).ToList();
+        var children = (await _bus.Host.TasksAsync()).Where(t => t.ParentRunId is { } p && runs.Contains(p)).ToList();
+        TestContext.Out.WriteLine($"parent {parent.State}, runs {parent.Runs.Count}, children: {string.Join("; ", children.Select(c => $"{c.Name} {c.State} {c.Input}"))}");
+        Assert.That(children.Select(c => (c.Name, c.State)), Is.Empty, "the discarded publish never left");
     }
 
     [Test]
