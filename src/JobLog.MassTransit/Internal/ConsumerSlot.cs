@@ -14,7 +14,7 @@ namespace JobLog.MassTransit.Internal;
 /// </summary>
 internal sealed class ConsumerSlotWait(
     TaskLoggingServices services, ConsumeContext context, DeliveryState delivery, Guid runId, Guid taskId, string name, string? queue,
-    string consumerType, DateTime received, DateTime? expires, TaskPayload seed, DeferredRendering rendering, bool checkExpiry = true)
+    string consumerType, DateTime received, long receivedTimestamp, DateTime? expires, TaskPayload seed, DeferredRendering rendering, bool checkExpiry = true)
 {
     private static readonly AsyncLocal<ConsumerSlotWait?> s_current = new();
 
@@ -36,7 +36,7 @@ internal sealed class ConsumerSlotWait(
             return State == SlotState.Started;
         }
 
-        var now = services.UtcNow;
+        var now = services.Since(received, receivedTimestamp);
         if (checkExpiry && expires < now)
         {
             State = SlotState.Expired;

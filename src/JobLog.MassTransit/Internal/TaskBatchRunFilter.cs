@@ -43,6 +43,7 @@ internal sealed class TaskBatchRunFilter<T>(TaskLoggingServices services, string
     {
         var recorder = services.Recorder;
         var start = services.UtcNow;
+        var started = services.Time.GetTimestamp();
         var name = _name ??= services.TaskName(typeof(T));
         var members = new List<(ConsumeContext<T> Message, DeliveryState? Delivery, Guid RunId, Guid TaskId)>(context.Message.Length);
         foreach (var message in context.Message)
@@ -92,7 +93,7 @@ internal sealed class TaskBatchRunFilter<T>(TaskLoggingServices services, string
         }
         finally
         {
-            var stop = services.UtcNow;
+            var stop = services.Since(start, started);
             var text = output.Snapshot() is { } captured ? services.Redactor.Bound(captured) : null;
             foreach (var (_, delivery, runId, taskId) in members)
             {

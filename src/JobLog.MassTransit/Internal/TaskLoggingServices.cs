@@ -50,6 +50,13 @@ internal sealed class TaskLoggingServices(
 
     public DateTime UtcNow => Time.GetUtcNow().UtcDateTime;
 
+    /// <summary>
+    /// The wall time <paramref name="start"/> plus the monotonic time since <paramref name="timestamp"/> (taken with it):
+    /// an attempt's later instants, so that a wall clock stepped mid-attempt (an NTP step, a VM resumed) cannot end a run
+    /// before it began or stretch it by the step.
+    /// </summary>
+    public DateTime Since(DateTime start, long timestamp) => start + Time.GetElapsedTime(timestamp);
+
     public static TaskLoggingServices From(IServiceProvider provider)
     {
         var recorder = provider.GetService<LedgerRecorder>()

@@ -60,6 +60,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
 
         var recorder = services.Recorder;
         var start = services.UtcNow;
+        var started = services.Time.GetTimestamp();
         // A redelivery with ReplaceMessageId (UseScheduledRedelivery's default) carries a new MessageId and the task's
         // in MT-OriginalMessageId.
         // A message without a MessageId (a foreign producer) still gets its own task, not a shared empty id.
@@ -100,7 +101,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         if (slotted)
         {
             // Recorded when the consumer gets its slot, or, without one, when the attempt ends.
-            wait = new ConsumerSlotWait(services, context, delivery, runId, taskId, name, queue, consumerType, start, expires, seed, rendering, checkExpiry: !saga);
+            wait = new ConsumerSlotWait(services, context, delivery, runId, taskId, name, queue, consumerType, start, started, expires, seed, rendering, checkExpiry: !saga);
         }
         else
         {
@@ -109,7 +110,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
 
         var output = new OutputBuffer(services.Options.Redaction.MaxBodyLength);
         var frame = new AmbientFrame(AmbientKind.TaskRun, run.Id, JobLogScope.Current) { Output = output };
-        var slot = saga ? new SagaAttemptSlot(run, seed, rendering, output) : null;
+        var slot = saga ? new SagaAttemptSlot(run, seed, rendering, output, started) : null;
         var redeliveryBefore = delivery.RedeliveryAt;
         using (JobLogScope.Push(frame))
         {
@@ -142,7 +143,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
                 var error = services.AttemptErrorText(ex, lane.ConsumerException);
                 lane.ConsumerException = null;
                 delivery.Track(recorder.Enqueue(new RunFinished(
-                    failed, taskId, TaskRunState.Retried, services.UtcNow, error, Bounded(slot?.Output ?? output, slot?.SagaLine), null)));
+                    failed, taskId, TaskRunState.Retried, services.Since(start, started), error, Bounded(slot?.Output ?? output, slot?.SagaLine), null)));
                 throw;
             }
             finally
@@ -170,7 +171,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             // The consumer handed the message back (context.Defer / Redeliver) instead of doing its work: the attempt
             // is retried at the redelivery's time, as a failed attempt that redelivery took.
             delivery.Track(recorder.Enqueue(new RunFinished(
-                slot?.RunId ?? run.Id, taskId, TaskRunState.Retried, services.UtcNow, $"Deferred: redelivered at {redeliveryAt:O}.",
+                slot?.RunId ?? run.Id, taskId, TaskRunState.Retried, services.Since(start, started), $"Deferred: redelivered at {redeliveryAt:O}.",
                 Bounded(slot?.Output ?? output, slot?.SagaLine), redeliveryAt)));
             return;
         }
@@ -181,7 +182,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             ? $"Saga {consumerType} was not called: no instance matched the message, and the event's OnMissingInstance policy handled it without the saga (Discard, or its own pipe); or a filter before the saga did not pass it on."
             : slot?.SagaLine;
         delivery.Track(recorder.Enqueue(new RunFinished(
-            slot?.RunId ?? run.Id, taskId, TaskRunState.Succeeded, services.UtcNow, null, Bounded(slot?.Output ?? output, sagaLine), null)));
+            slot?.RunId ?? run.Id, taskId, TaskRunState.Succeeded, services.Since(start, started), null, Bounded(slot?.Output ?? output, sagaLine), null)));
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogTaskRun").Add("consumer", consumerType);

@@ -12,7 +12,7 @@ namespace JobLog.MassTransit.Internal;
 /// internally after an optimistic-concurrency or serialization failure — into a run of its own: the earlier run is
 /// closed RETRIED with the error that made the repository retry.
 /// </summary>
-internal sealed class SagaAttemptSlot(RunPayload template, TaskPayload seed, DeferredRendering rendering, OutputBuffer output)
+internal sealed class SagaAttemptSlot(RunPayload template, TaskPayload seed, DeferredRendering rendering, OutputBuffer output, long started)
 {
     private static readonly AsyncLocal<SagaAttemptSlot?> s_current = new();
 
@@ -23,6 +23,9 @@ internal sealed class SagaAttemptSlot(RunPayload template, TaskPayload seed, Def
     }
 
     public RunPayload Template { get; } = template;
+
+    /// <summary>The attempt's monotonic timestamp, taken with <see cref="RunPayload.Start"/> of <see cref="Template"/>.</summary>
+    public long Started { get; } = started;
 
     public TaskPayload Seed { get; } = seed;
 
@@ -70,7 +73,7 @@ internal sealed class TaskSagaRunFilter<TSaga, TMessage>(TaskLoggingServices ser
         if (slot.Calls > 1)
         {
             // The repository called the saga again within one attempt: the previous call's changes were not saved.
-            var now = services.UtcNow;
+            var now = services.Since(slot.Template.Start, slot.Started);
             var why = slot.LastError is { } error
                 ? services.ErrorText(error)
                 : "The saga repository ran this event again: the previous attempt's changes were not saved.";
