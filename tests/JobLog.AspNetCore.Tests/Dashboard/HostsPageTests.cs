@@ -168,11 +168,20 @@ public class HostsPageTests
     {
         var ledger = postgres ? await TestLedger.PostgresAsync() : TestLedger.Sqlite();
         await using var dashboard = await DashboardHost.StartAsync(ledger);
-        var worker = await LedgerHost.StartAsync(ledger, o => o.Host = "worker-7");
+        // The next background heartbeat 10 minutes away, and the first one written before the test beats itself: a background
+        // beat that read the recorder before the failure was noted and wrote after the test's beat (SQLite waits for the
+        // lock) put the row back without the error (CI, session 34: 'Expected: String starting with ... But was: null').
+        var worker = await LedgerHost.StartAsync(ledger, o =>
+        {
+            o.Host = "worker-7";
+            o.HeartbeatInterval = TimeSpan.FromMinutes(10);
+            o.HostTimeout = TimeSpan.FromMinutes(30);
+        });
         try
         {
             var recorder = worker.Services.GetRequiredService<LedgerRecorder>();
             var heartbeat = worker.Services.GetRequiredService<HostHeartbeat>();
+            await LedgerHost.EventuallyAsync(() => worker.QueryAsync(db => db.Hosts.AnyAsync(h => h.InstanceId == recorder.InstanceId)));
             recorder.NoteFailure(new InvalidOperationException("53100: could not extend file " + Script + new string('x', 2000)));
             recorder.SetFailing(true);
             await heartbeat.BeatAsync(CancellationToken.None);
