@@ -17,6 +17,15 @@ internal static class LogValue
         string.Concat(Enumerable.Range(0, 0x20).Concat(Enumerable.Range(0x7f, 0x21)).Select(c => (char)c))
         + "\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069");
 
+    /// <summary>An exception in one bounded line: its type and the first line of its message, cut at 300 characters.</summary>
+    public static string Brief(Exception exception)
+    {
+        var message = exception.Message;
+        var end = message.IndexOfAny(['\r', '\n']);
+        message = end >= 0 ? message[..end] : message;
+        return exception.GetType().Name + ": " + (message.Length > 300 ? message[..300] + "…" : message);
+    }
+
     public static string Visible(string? text)
     {
         if (text is null)

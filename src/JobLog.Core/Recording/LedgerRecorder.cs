@@ -569,13 +569,7 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     public string? LastFailure => IsFailing ? _lastFailure : null;
 
     /// <summary>Notes why the writer's attempt failed (<see cref="LastFailure"/>).</summary>
-    internal void NoteFailure(Exception exception)
-    {
-        var message = exception.Message;
-        var end = message.IndexOfAny(['\r', '\n']);
-        message = end >= 0 ? message[..end] : message;
-        _lastFailure = exception.GetType().Name + ": " + (message.Length > 300 ? message[..300] + "…" : message);
-    }
+    internal void NoteFailure(Exception exception) => _lastFailure = LogValue.Brief(exception);
 
     private string? _ledgerMissing;
     private long _ledgerMoves;

@@ -232,7 +232,7 @@ internal sealed partial class FailureAlerter(
                 }
                 else if (dead.Reports.Add(1, out var failures))
                 {
-                    LogStillFailing(logger, authority, failures, dead.Failures + 1, dead.Since, Brief(ex));
+                    LogStillFailing(logger, authority, failures, dead.Failures + 1, dead.Since, Internal.LogValue.Visible(Internal.LogValue.Brief(ex)));
                 }
 
                 dead.Failures++;
@@ -242,15 +242,6 @@ internal sealed partial class FailureAlerter(
         }
 
         return any;
-    }
-
-    /// <summary>The exception's type and the first line of its message, bounded (the count's one line).</summary>
-    private static string Brief(Exception ex)
-    {
-        var message = ex.Message;
-        var end = message.IndexOfAny(['\r', '\n']);
-        message = end >= 0 ? message[..end] : message;
-        return Internal.LogValue.Visible(ex.GetType().Name + ": " + (message.Length > 300 ? message[..300] + "…" : message));
     }
 
     /// <summary>A webhook whose last post failed: since when, how many posts failed, when it is posted to again.</summary>
