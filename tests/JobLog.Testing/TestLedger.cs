@@ -32,11 +32,15 @@ public sealed class TestLedger : IAsyncDisposable
         return new TestLedger(LedgerProvider.Sqlite, $"Data Source={file};Pooling=False", null, file);
     }
 
-    /// <summary>A fresh PostgreSQL database. Under CI a missing server fails the test; elsewhere it is ignored with the reason.</summary>
+    /// <summary>
+    /// A fresh PostgreSQL database. Under CI a missing server fails the test; elsewhere it is ignored with the reason. The
+    /// connect timeout is 30 s, not 5: on a loaded machine (a CI run beside other work) a 5-s connect timed out against a
+    /// server that was up.
+    /// </summary>
     public static async Task<TestLedger> PostgresAsync()
     {
         var admin = Environment.GetEnvironmentVariable("JOBLOG_TEST_POSTGRES")
-            ?? "Host=127.0.0.1;Port=5432;Username=joblog;Password=joblog;Database=postgres;Timeout=5";
+            ?? "Host=127.0.0.1;Port=5432;Username=joblog;Password=joblog;Database=postgres;Timeout=30";
         var name = "joblog_test_" + Guid.NewGuid().ToString("N")[..12];
         try
         {
