@@ -38,6 +38,12 @@ internal sealed class DeliveryState
     /// </summary>
     public (Guid? Run, Guid? Request) Caller { get; init; }
 
+    /// <summary>
+    /// A routing slip activity's failed attempt whose exception left Courier's host (its fault could not be reported): the
+    /// routing slip ends FAILED if the delivery does; a retry around the host that runs the routing slip again clears it.
+    /// </summary>
+    public Courier.EscapedActivity? EscapedActivity { get; set; }
+
     /// <summary>The run that started last in this delivery: the parent of what an outbox releases after it.</summary>
     public Guid? LastRunId { get; set; }
 

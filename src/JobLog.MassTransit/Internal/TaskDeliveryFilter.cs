@@ -61,6 +61,13 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
                 }
             }
 
+            if (failedRuns is not null && delivery.EscapedActivity is { } escaped)
+            {
+                // A routing slip whose activity failed and whose exception left Courier's host: the routing slip ends here.
+                escaped.Finish(services, delivery);
+                delivery.EscapedActivity = null;
+            }
+
             if (failedRuns is null && delivery.LastRunId is null && delivery.Lanes().Count == 0)
             {
                 Refused(context, delivery, ex);

@@ -86,24 +86,36 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
     /// <summary>
     /// An activity failed and an exception left Courier's host: the host reports the activity's fault before it faults the
     /// routing slip, and when that report throws (a sender's <c>MT-Redelivery-Count</c> MassTransit's fault pipe cannot
-    /// read as an int) Courier neither faults nor compensates the routing slip, whose message goes to the error queue. The
-    /// failed attempt was the last, and the routing slip ends FAILED with the activity's exception, not MassTransit's.
+    /// read as an int) Courier neither faults nor compensates the routing slip. What follows is the delivery's to decide,
+    /// as for a consumer: a retry around the host (<c>UseRetry</c> on the endpoint) runs the routing slip again, and the
+    /// failed attempt was RETRIED; otherwise the message goes to the error queue, and the delivery filter ends the attempt
+    /// FAILED, the routing slip FAILED with the activity's exception, not MassTransit's, and keeps the message under it.
     /// </summary>
     private void Escaped(RoutingSlip slip, CourierStep step, DeliveryState? delivery, Exception escaped)
     {
         try
         {
             var failed = step.PendingFailure!;
-            failed.Track(services.Recorder.Enqueue(new RunFailedForGood(failed.Run.Id, failed.Run.TaskId)));
             step.PendingFailure = null;
             var activity = (step.ActivityName ?? "?") + (kind == CourierStepKind.Compensate ? CourierAttempts.CompensateSuffix : "");
             var error = step.Failure is null ? "(no exception)" : services.RawErrorText(step.Failure);
             var replaced = step.Failure is null || TaskLoggingServices.Holds(escaped, step.Failure)
                 ? ""
                 : $"{Environment.NewLine}(MassTransit then failed to report this fault, and its own exception left the activity host in its place: {escaped.GetType().FullName}: {Shortened(escaped.Message)})";
-            RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Failed,
-                CourierAttempts.Stating($"Faulted in {activity}: {error}{replaced}", step.Failure),
-                $"Faulted in {activity}; the routing slip was not faulted or compensated by Courier (the exception left its host).", delivery);
+            var pending = new EscapedActivity(
+                failed.Run.ConsumerType, slip.TrackingNumber, CourierAttempts.Stating($"Faulted in {activity}: {error}{replaced}", step.Failure),
+                $"Faulted in {activity}; the routing slip was not faulted or compensated by Courier (the exception left its host).");
+            if (delivery is null)
+            {
+                failed.Track(services.Recorder.Enqueue(new RunFailedForGood(failed.Run.Id, failed.Run.TaskId)));
+                pending.Finish(services, null);
+                return;
+            }
+
+            var lane = delivery.Lane(pending.Consumer);
+            lane.PendingFailure = (failed.Run.Id, failed.Run.TaskId);
+            lane.PendingException = step.Failure;
+            delivery.EscapedActivity = pending;
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
@@ -244,6 +256,16 @@ internal sealed class CompensateAttemptFilter<TLog>(TaskLoggingServices services
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogCompensateRun").Add("activity", activityType);
 }
 
+/// <summary>
+/// An activity's failed attempt whose exception left Courier's host (<see cref="CourierStepFilter"/>): the routing slip's
+/// end, FAILED, that the delivery filter records when the delivery fails for good (its attempt is the lane's pending failure).
+/// </summary>
+internal sealed record EscapedActivity(string Consumer, Guid TrackingNumber, string Error, string Output)
+{
+    public void Finish(TaskLoggingServices services, DeliveryState? delivery) =>
+        RoutingSlipTasks.Finish(services, TrackingNumber, TaskRunState.Failed, Error, Output, delivery);
+}
+
 /// <summary>What the execute and compensate attempt filters share.</summary>
 internal static class CourierAttempts
 {
@@ -262,6 +284,21 @@ internal static class CourierAttempts
 
             context.TryGetPayload<DeliveryState>(out var delivery);
             var start = services.UtcNow;
+            if (delivery?.EscapedActivity is { } escaped)
+            {
+                // An earlier attempt's exception left the host and a retry around it runs the routing slip again: that
+                // attempt was retried, and the routing slip goes on.
+                var lane = delivery.Lane(escaped.Consumer);
+                if (lane.PendingFailure is { } retried)
+                {
+                    delivery.Track(services.Recorder.Enqueue(new RunNextRetryKnown(retried.RunId, start)));
+                }
+
+                lane.PendingFailure = null;
+                lane.PendingException = null;
+                delivery.EscapedActivity = null;
+            }
+
             if (step.PendingFailure is { } previous)
             {
                 // The previous attempt was retried: this is when the retry came.
