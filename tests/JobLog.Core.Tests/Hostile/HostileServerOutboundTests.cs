@@ -115,7 +115,11 @@ public class HostileServerOutboundTests
         var without = await Outcome(call, Client("plain"));
         var with = await Outcome(call, Client("logged"));
 
-        Assert.That(with, Is.EqualTo(without), "the call through JobLog's client ends as without it");
+        // A reset right after the headers may reach the client before it has read them (the kernel then discards them):
+        // the call fails sending (HttpRequestException) instead of reading (IOException), with or without JobLog.
+        static string Ending(string outcome, string path) =>
+            path == "/reset" && outcome.StartsWith("threw", StringComparison.Ordinal) && outcome.Contains("Exception", StringComparison.Ordinal) ? "threw (reset)" : outcome;
+        Assert.That(Ending(with, path), Is.EqualTo(Ending(without, path)), $"the call through JobLog's client ends as without it ({with}; without: {without})");
         OutputRequestLog? log = null;
         await LedgerHost.EventuallyAsync(
             async () =>
