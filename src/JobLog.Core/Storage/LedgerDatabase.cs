@@ -236,6 +236,16 @@ internal abstract class LedgerDatabase
     public virtual string HostRunsClaim =>
         $"SELECT \"Id\", \"TaskId\" FROM \"{LedgerModel.Runs}\" WHERE \"HostInstanceId\" = @p0 AND \"State\" = 1 LIMIT @p1{SkipLocked}";
 
+    /// <summary>
+    /// The host pass's read of the host instances it must judge: those with ACTIVE runs ("InstanceId", "Name", "ProcessId",
+    /// "LastHeartbeat", "StoppedAt"). A host with none has nothing to close, however long it has been stopped or dead, so
+    /// the rows read follow the open runs, not the week of instances the table keeps. SQLite reads its partial index of
+    /// ACTIVE runs by host (the subquery repeats the index's filter word for word), then each host by its key.
+    /// </summary>
+    public virtual string HostsToJudge =>
+        $"SELECT \"InstanceId\", \"Name\", \"ProcessId\", \"LastHeartbeat\", \"StoppedAt\" FROM \"{LedgerModel.Hosts}\" " +
+        $"WHERE \"InstanceId\" IN (SELECT \"HostInstanceId\" FROM \"{LedgerModel.Runs}\" WHERE \"State\" = 1 AND \"HostInstanceId\" IS NOT NULL)";
+
     /// <summary>Forgets what the host pass no longer needs of a gone host instance (<c>@p0</c>) after its runs are closed; null when nothing.</summary>
     public virtual string? HostRunsForget => null;
 

@@ -34,6 +34,15 @@ internal sealed partial class TaskLogSweeper
 
     private readonly Lock _beatsLock = new();
 
+    /// <summary>How often the host instances gone for <see cref="HostRetention"/> are deleted: at the first sweep, then hourly.</summary>
+    internal static readonly TimeSpan HostPurgeInterval = TimeSpan.FromHours(1);
+
+    /// <summary>When (<see cref="TimeProvider.GetTimestamp"/>) this sweeper last deleted the instances gone for <see cref="HostRetention"/>.</summary>
+    private long? _purgedHostsAt;
+
+    /// <summary>The host rows the last host pass read: the instances with ACTIVE runs (<see cref="LedgerDatabase.HostsToJudge"/>).</summary>
+    internal int HostsRead { get; private set; }
+
     /// <summary>Set by the hosted loop: this sweeper sweeps again, so a host that looks gone at its first read can be watched first.</summary>
     internal bool SweepsAgain { get; set; }
 
@@ -43,15 +52,17 @@ internal sealed partial class TaskLogSweeper
     /// </summary>
     private TimeSpan Watch => options.Value.HeartbeatInterval * 2 < options.Value.HostTimeout ? options.Value.HeartbeatInterval * 2 : options.Value.HostTimeout;
 
-    /// <summary>Closes the ACTIVE runs of every gone host instance, in batches of <see cref="SweeperOptions.BatchSize"/>.</summary>
+    /// <summary>
+    /// Closes the ACTIVE runs of every gone host instance, in batches of <see cref="SweeperOptions.BatchSize"/>. Only the
+    /// instances that have ACTIVE runs are read and judged: a stopped or dead one without any has nothing to close.
+    /// </summary>
     /// <returns>The number of runs closed.</returns>
     private async Task<int> SweepHostsAsync(DbConnection connection, CancellationToken ct)
     {
         // The clock the heartbeats are stamped with (LedgerDatabase.Clock): the database's on PostgreSQL.
         var now = await _database.NowAsync(connection, time.GetUtcNow().UtcDateTime, ct).ConfigureAwait(false);
         var hosts = new List<(Guid Id, string Name, int Pid, DateTime LastHeartbeat, DateTime? StoppedAt)>();
-        await using (var select = Command(connection, null,
-            $"SELECT \"InstanceId\", \"Name\", \"ProcessId\", \"LastHeartbeat\", \"StoppedAt\" FROM {H}"))
+        await using (var select = Command(connection, null, _database.HostsToJudge))
         {
             await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
             while (await reader.ReadAsync(ct).ConfigureAwait(false))
@@ -61,10 +72,12 @@ internal sealed partial class TaskLogSweeper
             }
         }
 
+        HostsRead = hosts.Count;
         var gone = hosts.Where(h => IsGone(h.Id, h.LastHeartbeat, h.StoppedAt, now, time.GetTimestamp())).ToList();
         lock (_beatsLock)
         {
-            // Instances deleted (HostRetention) are forgotten.
+            // Instances without ACTIVE runs now are forgotten: read again once they have some, they are judged as a first
+            // read (by the clocks, watched first by a sweeper that sweeps again), which their next beat corrects.
             var listed = hosts.Select(h => h.Id).ToHashSet();
             foreach (var id in _beats.Keys.Where(id => !listed.Contains(id)).ToList())
             {
@@ -100,9 +113,13 @@ internal sealed partial class TaskLogSweeper
             closed += ofHost;
         }
 
-        await using (var delete = Command(connection, null, $"DELETE FROM {H} WHERE \"LastHeartbeat\" < @p0", now - HostRetention))
+        // The table has no index on the heartbeat: scanning it every sweep for what turns a week old within the hour
+        // would read every row again (a week of stopped instances, thousands with rolling deploys).
+        if (_purgedHostsAt is not { } purged || time.GetElapsedTime(purged) >= HostPurgeInterval)
         {
+            await using var delete = Command(connection, null, $"DELETE FROM {H} WHERE \"LastHeartbeat\" < @p0", now - HostRetention);
             await delete.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+            _purgedHostsAt = time.GetTimestamp();
         }
 
         return closed;

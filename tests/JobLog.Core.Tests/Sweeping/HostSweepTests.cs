@@ -307,6 +307,87 @@ public class HostSweepTests(LedgerProvider provider)
         Assert.That(task.Runs.Single(r => r.Id == runId).ErrorMessage, Does.Contain("host worker-3 (pid 4242, instance " + stopped + ") stopped at 2026-03-01 08:00:30 UTC"));
     }
 
+    // Session 34 (apps), found not fixed: the host pass read every JobLogHosts row each sweep (and judged every stopped one
+    // in a transaction of its own), on every worker, every interval: with a week of rolling deploys, thousands.
+    [Test]
+    public async Task Sweep_WithFiveThousandStoppedHosts_ReadsOnlyTheHostsWithActiveRuns_AndStillClosesTheDeadOnes()
+    {
+        await _host.QueryAsync(async db =>
+        {
+            for (var i = 0; i < 5_000; i++)
+            {
+                var at = T0.AddSeconds(-i);
+                db.Hosts.Add(new HostLog { InstanceId = Guid.NewGuid(), Name = "old-" + i, ProcessId = i, StartedAt = at, LastHeartbeat = at, StoppedAt = at });
+            }
+
+            for (var i = 0; i < 300; i++)
+            {
+                db.Hosts.Add(new HostLog { InstanceId = Guid.NewGuid(), Name = "crashed-" + i, ProcessId = i, StartedAt = T0, LastHeartbeat = T0.AddSeconds(-i) });
+            }
+
+            return await db.SaveChangesAsync();
+        });
+        var dead = await AddHostAsync("worker-dead", T0);
+        var stopped = await AddHostAsync("worker-stopped", T0.AddSeconds(30), stoppedAt: T0.AddSeconds(30));
+        var live = await AddHostAsync("worker-live", T0.AddMinutes(2.5));
+        var deadRuns = new[] { StartRun(dead), StartRun(dead) };
+        var stoppedRun = StartRun(stopped);
+        var liveRun = StartRun(live);
+        await _host.FlushAsync();
+        await AdvanceAsync(TimeSpan.FromMinutes(3));
+
+        var first = await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        Assert.That((first.HostRuns, Sweeper.HostsRead), Is.EqualTo((3, 3)), "the three hosts with ACTIVE runs, none of the 5,300 without");
+        foreach (var (taskId, runId) in deadRuns.Append(stoppedRun))
+        {
+            Assert.That((await _host.TaskAsync(taskId)).Runs.Single(r => r.Id == runId).State, Is.EqualTo(TaskRunState.Expired));
+        }
+
+        Assert.That((await _host.TaskAsync(liveRun.Task)).State, Is.EqualTo(TaskState.Active));
+
+        await AdvanceAsync(TimeSpan.FromSeconds(30));
+        var second = await Sweeper.SweepOnceAsync(CancellationToken.None);
+        Assert.That((second.HostRuns, Sweeper.HostsRead), Is.EqualTo((0, 1)), "the live host only");
+        Assert.That(await _host.QueryAsync(db => db.Hosts.CountAsync(h => h.InstanceId != _recorder.InstanceId)), Is.EqualTo(5_303),
+            "nothing deleted: no instance is a week old");
+    }
+
+    [Test]
+    public async Task HostsToJudge_ReadsTheOpenRunsThenEachHostByItsKey_NeverScansTheHosts()
+    {
+        var plan = await _host.QueryAsync(async db =>
+        {
+            for (var i = 0; i < 2_000; i++)
+            {
+                db.Hosts.Add(new HostLog { InstanceId = Guid.NewGuid(), Name = "old-" + i, StartedAt = T0, LastHeartbeat = T0, StoppedAt = T0 });
+            }
+
+            await db.SaveChangesAsync();
+            await db.Database.OpenConnectionAsync();
+            var connection = db.Database.GetDbConnection();
+            await using (var analyze = connection.CreateCommand())
+            {
+                analyze.CommandText = "ANALYZE";
+                await analyze.ExecuteNonQueryAsync();
+            }
+
+            await using var command = connection.CreateCommand();
+            command.CommandText = (provider == LedgerProvider.Sqlite ? "EXPLAIN QUERY PLAN " : "EXPLAIN ") + LedgerDatabase.For(provider).HostsToJudge;
+            var lines = new List<string>();
+            await using var reader = await command.ExecuteReaderAsync();
+            while (await reader.ReadAsync())
+            {
+                lines.Add(reader.GetValue(reader.FieldCount - 1).ToString()!);
+            }
+
+            return string.Join('\n', lines);
+        });
+
+        Assert.That(plan, Does.Contain(LedgerModel.Hosts), plan);
+        Assert.That(plan, Does.Not.Match($"(SCAN|Seq Scan on) \"?{LedgerModel.Hosts}"), plan);
+    }
+
     [Test]
     public async Task Sweep_HostGoneForAWeek_IsDeleted()
     {

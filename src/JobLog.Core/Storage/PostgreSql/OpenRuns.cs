@@ -42,6 +42,16 @@ internal static class OpenRuns
         $"SELECT r.\"Id\", r.\"TaskId\" FROM {O} o JOIN {R} r ON r.\"Id\" = o.\"RunId\" " +
         "WHERE o.\"HostInstanceId\" = @p0 AND r.\"State\" = 1 LIMIT @p1 FOR UPDATE OF r SKIP LOCKED";
 
+    /// <summary>
+    /// The host pass's read of the hosts to judge (<c>LedgerDatabase.HostsToJudge</c>): each instance with a row here, then
+    /// its host row by its key (a lateral join, so that the hosts are never scanned whatever their number). An instance whose
+    /// rows are left from a dropped day is read too, and its rows forgotten (<see cref="Forget"/>) once it is gone.
+    /// </summary>
+    public const string Hosts =
+        "SELECT h.\"InstanceId\", h.\"Name\", h.\"ProcessId\", h.\"LastHeartbeat\", h.\"StoppedAt\" " +
+        $"FROM (SELECT DISTINCT \"HostInstanceId\" FROM {O}) o CROSS JOIN LATERAL " +
+        $"(SELECT * FROM \"{LedgerModel.Hosts}\" x WHERE x.\"InstanceId\" = o.\"HostInstanceId\") h";
+
     /// <summary>Deletes the rows of a host instance (<c>@p0</c>) whose run is gone or not ACTIVE (a dropped day's: no trigger fired).</summary>
     public const string Forget =
         $"DELETE FROM {O} o WHERE o.\"HostInstanceId\" = @p0 AND NOT EXISTS (SELECT 1 FROM {R} r WHERE r.\"Id\" = o.\"RunId\" AND r.\"State\" = 1)";

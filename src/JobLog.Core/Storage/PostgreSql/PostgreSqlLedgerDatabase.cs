@@ -455,6 +455,8 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override string HostRunsClaim => OpenRuns.Claim;
 
+    public override string HostsToJudge => OpenRuns.Hosts;
+
     public override string? HostRunsForget => OpenRuns.Forget;
 
     public override string? ActiveRunsByHost => OpenRuns.ActiveByHost;
