@@ -8,7 +8,8 @@ namespace JobLog.Recording;
 /// <summary>
 /// This process's row in <see cref="LedgerModel.Hosts"/> (docs/architecture.md#sweeper): written when the writer starts,
 /// refreshed every <see cref="JobLogOptions.HeartbeatInterval"/> with what this process finds stranded
-/// (<see cref="StrandedWork"/>; at once when that changes) and its writer's error while it fails, marked stopped after the writer drained on a graceful
+/// (<see cref="StrandedWork"/>; at once when that changes) and its writer's error while it fails (at once when the writer
+/// begins to fail or recovers), marked stopped after the writer drained on a graceful
 /// stop (it is registered before the writer, so it stops after it), each stamped with the ledger's clock
 /// (<see cref="LedgerDatabase.Clock"/>: PostgreSQL's, not this machine's). A failed heartbeat (database down) is logged at
 /// debug level and tried again at the next interval; it never reaches the business path.
@@ -97,8 +98,8 @@ internal sealed class HostHeartbeat(
             await schema.EnsureReadyAsync(stoppingToken).ConfigureAwait(false);
             while (!stoppingToken.IsCancellationRequested)
             {
-                // Read before the beat, so that a line changed while it is written is written next.
-                var changed = stranded.Changed;
+                // Read before the beat, so that a line or a writer's state changed while it is written is written next.
+                var (changed, failing) = (stranded.Changed, recorder.FailingChanged);
                 try
                 {
                     await BeatAsync(stoppingToken).ConfigureAwait(false);
@@ -108,7 +109,7 @@ internal sealed class HostHeartbeat(
                     Log.HeartbeatFailed(logger, ex, interval);
                 }
 
-                await NextBeatAsync(interval, changed, stoppingToken).ConfigureAwait(false);
+                await NextBeatAsync(interval, changed, failing, stoppingToken).ConfigureAwait(false);
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -117,11 +118,15 @@ internal sealed class HostHeartbeat(
         }
     }
 
-    /// <summary>Waits for the next interval, or less when a stranded line changes (<see cref="StrandedWork.Changed"/>).</summary>
-    private async Task NextBeatAsync(TimeSpan interval, Task changed, CancellationToken stoppingToken)
+    /// <summary>
+    /// Waits for the next interval, or less when a stranded line changes (<see cref="StrandedWork.Changed"/>) or the writer
+    /// begins to fail or recovers (<see cref="LedgerRecorder.FailingChanged"/>).
+    /// </summary>
+    private async Task NextBeatAsync(TimeSpan interval, Task changed, Task failing, CancellationToken stoppingToken)
     {
+        // Each wait is cancelled after the first ends, so that none stays attached to a change that may never come.
         using var wait = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-        await Task.WhenAny(Task.Delay(interval, time, wait.Token), changed.WaitAsync(wait.Token)).ConfigureAwait(false);
+        await Task.WhenAny(Task.Delay(interval, time, wait.Token), changed.WaitAsync(wait.Token), failing.WaitAsync(wait.Token)).ConfigureAwait(false);
         await wait.CancelAsync().ConfigureAwait(false);
         stoppingToken.ThrowIfCancellationRequested();
     }

@@ -528,16 +528,46 @@ internal sealed partial class LedgerRecorder : IDisposable, IAsyncDisposable
     /// <summary>The writer cannot reach the database (waiters are released: the business path does not wait for it), or can again.</summary>
     internal void SetFailing(bool failing)
     {
-        if (failing)
+        TaskCompletionSource? changed = null;
+        lock (_failingLock)
         {
-            Interlocked.CompareExchange(ref _failingSince, _time.GetUtcNow().UtcTicks, 0);
-        }
-        else
-        {
-            Interlocked.Exchange(ref _failingSince, 0);
+            if (failing)
+            {
+                Interlocked.CompareExchange(ref _failingSince, _time.GetUtcNow().UtcTicks, 0);
+            }
+            else
+            {
+                Interlocked.Exchange(ref _failingSince, 0);
+            }
+
+            if (_waiters.IsFailing != failing)
+            {
+                changed = _failingChanged;
+                _failingChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
+            }
+
+            _waiters.SetFailing(failing);
         }
 
-        _waiters.SetFailing(failing);
+        changed?.TrySetResult();
+    }
+
+    private readonly Lock _failingLock = new();
+    private TaskCompletionSource _failingChanged = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>
+    /// Completes when the writer begins to fail or recovers after this was read (not at each failed attempt of one outage):
+    /// the heartbeat writes the writer's error, or its end, to this host's row at once rather than at its next interval.
+    /// </summary>
+    internal Task FailingChanged
+    {
+        get
+        {
+            lock (_failingLock)
+            {
+                return _failingChanged.Task;
+            }
+        }
     }
 
     /// <summary>
