@@ -28,6 +28,12 @@ internal sealed class CourierStep
     public string? ResultKind { get; set; }
 
     public string? ActivityName { get; set; }
+
+    /// <summary>
+    /// Courier published <c>RoutingSlipCompleted</c> inside this host: the itinerary ended here (its last activity, or an
+    /// activity that revised it to nothing).
+    /// </summary>
+    public bool CompletedHere { get; set; }
 }
 
 /// <summary>
@@ -53,7 +59,7 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
             services.RecordingFailed(ex, "routing_slip.start");
         }
 
-        using (RoutingSlipTasks.InHost())
+        using (RoutingSlipTasks.InHost(step ?? new CourierStep()))
         {
             try
             {
@@ -181,7 +187,7 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
         {
             RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Succeeded, null, $"Terminated by {activity}.", delivery);
         }
-        else if (step.ResultKind?.StartsWith("Completed", StringComparison.Ordinal) == true && (slip.Itinerary?.Count ?? 0) <= 1)
+        else if (step.CompletedHere || (step.ResultKind?.StartsWith("Completed", StringComparison.Ordinal) == true && (slip.Itinerary?.Count ?? 0) <= 1))
         {
             RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Succeeded, null, "Completed.", delivery);
         }

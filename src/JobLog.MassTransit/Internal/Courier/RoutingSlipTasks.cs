@@ -23,13 +23,13 @@ internal static class RoutingSlipTasks
     // XORed into the tracking number: the routing slip's own run has an id every host derives alike.
     private static readonly Guid s_runSalt = new("5a0c6c3e-7c1b-4f4e-9d6a-2f1d9b8e4c71");
 
-    private static readonly AsyncLocal<bool> s_inHost = new();
+    private static readonly AsyncLocal<CourierStep?> s_inHost = new();
 
-    /// <summary>Marks the current flow as inside an activity host wrapped by <see cref="CourierStepFilter"/>.</summary>
-    public static IDisposable InHost()
+    /// <summary>Marks the current flow as inside an activity host wrapped by <see cref="CourierStepFilter"/>, on <paramref name="step"/>.</summary>
+    public static IDisposable InHost(CourierStep step)
     {
         var previous = s_inHost.Value;
-        s_inHost.Value = true;
+        s_inHost.Value = step;
         return new HostScope(previous);
     }
 
@@ -135,9 +135,16 @@ internal static class RoutingSlipTasks
     /// </summary>
     public static void OnEvent(TaskLoggingServices services, object message)
     {
-        if (s_inHost.Value)
+        if (s_inHost.Value is { } step)
         {
-            // Published by an activity host that JobLog wraps: its step filter ends the run, knowing more.
+            // Published by an activity host that JobLog wraps: its step filter ends the run, knowing more. A completion is
+            // noted for it: an activity that revises the itinerary to nothing ends the routing slip with a result that is
+            // not a completion (ReviseItineraryExecutionResult), and a slip whose last step it is has more in its itinerary.
+            if (message is RoutingSlipCompleted)
+            {
+                step.CompletedHere = true;
+            }
+
             return;
         }
 
@@ -201,7 +208,7 @@ internal static class RoutingSlipTasks
 
     private static int Count<TItem>(ICollection<TItem>? items) => items?.Count ?? 0;
 
-    private sealed class HostScope(bool previous) : IDisposable
+    private sealed class HostScope(CourierStep? previous) : IDisposable
     {
         public void Dispose() => s_inHost.Value = previous;
     }
