@@ -1,4 +1,4 @@
-using System.Data.Common;
+﻿using System.Data.Common;
 using System.Globalization;
 using System.Text.RegularExpressions;
 using JobLog.Storage.PostgreSql;
@@ -52,16 +52,20 @@ internal static partial class LedgerPartitioning
     /// </summary>
     private static async Task<KeptBuild?> BuildKeptAsync(DbConnection connection, int day, string tasks, string runs, string keep, CancellationToken cancellationToken)
     {
-        var present = await ListAsync<bool>(connection,
-            $"SELECT to_regclass('{tasks}') IS NOT NULL UNION ALL SELECT to_regclass('{runs}') IS NOT NULL UNION ALL SELECT to_regclass('{Q(SearchText + "_" + PartitionDay.Suffix(day))}') IS NOT NULL",
+        // What is there, the side table's kind, the server's time and the schema: one round trip (docs/scale.md "Session 35 (scale)").
+        var present = await ListAsync<string>(connection,
+            $"SELECT (to_regclass('{tasks}') IS NOT NULL)::text UNION ALL SELECT (to_regclass('{runs}') IS NOT NULL)::text " +
+            $"UNION ALL SELECT (to_regclass('{Q(SearchText + "_" + PartitionDay.Suffix(day))}') IS NOT NULL)::text UNION ALL SELECT ({SearchTextKindSql}) " +
+            "UNION ALL SELECT floor(extract(epoch FROM clock_timestamp()))::bigint::text UNION ALL SELECT current_schema()::text",
             cancellationToken).ConfigureAwait(false);
-        if (!present[0] || !present[1])
+        if (present[0] != "true" || present[1] != "true")
         {
             return null;
         }
 
-        var text = present[2] && await ScalarAsync<string>(connection, SearchTextKindSql, cancellationToken).ConfigureAwait(false) == "p";
-        var stamp = await ScalarAsync<long>(connection, "SELECT floor(extract(epoch FROM clock_timestamp()))::bigint", cancellationToken).ConfigureAwait(false);
+        var text = present[2] == "true" && present[3] == "p";
+        var stamp = long.Parse(present[4], CultureInfo.InvariantCulture);
+        var schema = present[5];
         string Name(string table, char kind = 'b') =>
             string.Create(CultureInfo.InvariantCulture, $"{table}_{kind}{PartitionDay.Suffix(day)[1..]}_{stamp}_{Random.Shared.Next(0x10000):x4}");
         // The changes noted in a (unlogged) table of the build's, not a temporary one: the day's writers, in their own
@@ -86,13 +90,10 @@ internal static partial class LedgerPartitioning
         {
             await using (var create = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false))
             {
-                await ExecAsync(connection, tables, cancellationToken).ConfigureAwait(false);
                 // From here on, every row of the day's tasks and runs written notes its task's id (NoteChanges); committed before
-                // the copy's snapshot, so a change is in the copy, or noted, or both (then it counts as a change).
-                var schema = await ScalarAsync<string>(connection, "SELECT current_schema()::text", cancellationToken).ConfigureAwait(false);
-                await ExecAsync(connection, NoteChanges(build, schema), cancellationToken).ConfigureAwait(false);
-                // Read in the transaction that made the tables (LIKE holds the parents until its commit): what they were made as.
-                build.Shape = await ScalarAsync<string>(connection, ShapeSql, cancellationToken).ConfigureAwait(false);
+                // the copy's snapshot, so a change is in the copy, or noted, or both (then it counts as a change). The shape is
+                // read in the transaction that made the tables (LIKE holds the parents until its commit): what they were made as.
+                build.Shape = (await LastListAsync<string>(connection, tables + NoteChanges(build, schema) + ShapeSql, cancellationToken).ConfigureAwait(false)).Single();
                 await create.CommitAsync(cancellationToken).ConfigureAwait(false);
             }
 
@@ -103,13 +104,12 @@ internal static partial class LedgerPartitioning
             long kept;
             await using (var copy = await connection.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, cancellationToken).ConfigureAwait(false))
             {
-                await ExecAsync(connection,
-                    "SELECT set_config('effective_io_concurrency', '64', true) FROM (SELECT current_setting('effective_io_concurrency')::int AS n) s WHERE n BETWEEN 1 AND 63",
-                    cancellationToken).ConfigureAwait(false);
-                kept = await ExecAsync(connection, $"INSERT INTO {Q(build.Tasks)} SELECT * FROM {tasks} t WHERE {keep}", cancellationToken).ConfigureAwait(false);
-                await ExecAsync(connection,
-                    $"INSERT INTO {Q(build.Runs)} SELECT y.* FROM {Q(build.Tasks)} k CROSS JOIN LATERAL (SELECT * FROM {runs} x WHERE x.\"TaskId\" = k.\"Id\") y",
-                    cancellationToken).ConfigureAwait(false);
+                kept = (await LastListAsync<long>(connection, $"""
+                    SELECT set_config('effective_io_concurrency', '64', true) FROM (SELECT current_setting('effective_io_concurrency')::int AS n) s WHERE n BETWEEN 1 AND 63;
+                    INSERT INTO {Q(build.Tasks)} SELECT * FROM {tasks} t WHERE {keep};
+                    INSERT INTO {Q(build.Runs)} SELECT y.* FROM {Q(build.Tasks)} k CROSS JOIN LATERAL (SELECT * FROM {runs} x WHERE x."TaskId" = k."Id") y;
+                    SELECT count(*) FROM {Q(build.Tasks)};
+                    """, cancellationToken).ConfigureAwait(false)).Single();
                 await copy.CommitAsync(cancellationToken).ConfigureAwait(false);
             }
 
@@ -126,16 +126,16 @@ internal static partial class LedgerPartitioning
                 sql += PostgreSqlSearch.RowsOf(Q(build.Tasks), Q(build.Runs), keyed: true, into: Q(textTable)) + ";\n";
             }
 
-            foreach (var (parent, table) in new[] { (LedgerModel.Tasks, build.Tasks), (LedgerModel.Runs, build.Runs), (SearchText, build.Text) })
+            var built = new[] { (LedgerModel.Tasks, build.Tasks), (LedgerModel.Runs, build.Runs), (SearchText, build.Text) }
+                .Where(p => p.Item2 is not null).Select(p => (Parent: p.Item1, Table: p.Item2!)).ToList();
+            var indexesOf = await IndexesOfAsync(connection, day, built, cancellationToken).ConfigureAwait(false);
+            foreach (var (_, table) in built)
             {
-                if (table is not null)
+                sql += $"ALTER TABLE {Q(table)} ADD CONSTRAINT {BuiltCheck} CHECK ({Key} >= {day} AND {Key} < {day + 1});\n";
+                foreach (var (statement, builtName, keptName) in indexesOf[table])
                 {
-                    sql += $"ALTER TABLE {Q(table)} ADD CONSTRAINT {BuiltCheck} CHECK ({Key} >= {day} AND {Key} < {day + 1});\n";
-                    foreach (var (statement, builtName, keptName) in await IndexesOfAsync(connection, parent, day, table, cancellationToken).ConfigureAwait(false))
-                    {
-                        sql += statement + ";\n";
-                        build.Indexes.Add((builtName, keptName));
-                    }
+                    sql += statement + ";\n";
+                    build.Indexes.Add((builtName, keptName));
                 }
             }
 
@@ -206,30 +206,33 @@ internal static partial class LedgerPartitioning
     }
 
     /// <summary>
-    /// The statements that give <paramref name="table"/> the indexes of the partitioned table <paramref name="parent"/> (its
+    /// The statements, for each of <paramref name="tables"/>, that give the built table the indexes of its partitioned parent (its
     /// primary key and unique constraints as constraints, its other indexes as <c>pg_get_indexdef</c> defines them), each
     /// under a name of the build's own (two builds never meet), and the name it takes under the lock: its day partition's
     /// index's name with <c>_k</c> for <c>_p</c> (<c>JobLogTasks_k20261203_DispatchedAt_idx</c>, the name an attach gives the
-    /// index it builds; the same length, so never cut short), or the kept table's name and its number.
+    /// index it builds; the same length, so never cut short), or the kept table's name and its number. By built table.
     /// </summary>
-    private static async Task<List<(string Statement, string Built, string Kept)>> IndexesOfAsync(
-        DbConnection connection, string parent, int day, string table, CancellationToken cancellationToken)
+    private static async Task<Dictionary<string, List<(string Statement, string Built, string Kept)>>> IndexesOfAsync(
+        DbConnection connection, int day, IReadOnlyList<(string Parent, string Table)> tables, CancellationToken cancellationToken)
     {
-        var partition = parent + "_" + PartitionDay.Suffix(day);
-        var kept = KeptName(parent, day);
-        var rows = await ListAsync<string>(connection, $"""
-            SELECT concat_ws(E'\x1f', pg_get_indexdef(i.indexrelid), coalesce(pg_get_constraintdef(k.oid), ''), coalesce(c.relname::text, ''))
+        // Every table's in one round trip (docs/scale.md "Session 35 (scale)"), each row tagged with its table's place.
+        var rows = await ListAsync<string>(connection, string.Join("\nUNION ALL\n", tables.Select((t, n) => $"""
+            SELECT concat_ws(E'\x1f', {n}, pg_get_indexdef(i.indexrelid), coalesce(pg_get_constraintdef(k.oid), ''), coalesce(c.relname::text, '')), {n} AS o, i.indexrelid::bigint AS x
             FROM pg_index i
             LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype IN ('p', 'u')
-            LEFT JOIN (pg_inherits h JOIN pg_index ci ON ci.indexrelid = h.inhrelid AND ci.indrelid = to_regclass('{Q(partition)}') JOIN pg_class c ON c.oid = ci.indexrelid)
+            LEFT JOIN (pg_inherits h JOIN pg_index ci ON ci.indexrelid = h.inhrelid AND ci.indrelid = to_regclass('{Q(t.Parent + "_" + PartitionDay.Suffix(day))}') JOIN pg_class c ON c.oid = ci.indexrelid)
                 ON h.inhparent = i.indexrelid
-            WHERE i.indrelid = '{Q(parent)}'::regclass
-            ORDER BY i.indexrelid
-            """, cancellationToken).ConfigureAwait(false);
-        var list = new List<(string, string, string)>();
+            WHERE i.indrelid = '{Q(t.Parent)}'::regclass
+            """)) + "\nORDER BY 2, 3", cancellationToken).ConfigureAwait(false);
+        var result = tables.ToDictionary(t => t.Table, _ => new List<(string, string, string)>(), StringComparer.Ordinal);
         foreach (var row in rows)
         {
-            var (definition, constraint, partitionIndex) = row.Split('\x1f') is [var d, var c, var p] ? (d, c, p) : throw new InvalidOperationException(row);
+            var (place, definition, constraint, partitionIndex) = row.Split('\x1f') is [var n, var d, var c, var p]
+                ? (int.Parse(n, CultureInfo.InvariantCulture), d, c, p) : throw new InvalidOperationException(row);
+            var (parent, table) = tables[place];
+            var list = result[table];
+            var partition = parent + "_" + PartitionDay.Suffix(day);
+            var kept = KeptName(parent, day);
             var builtName = string.Create(CultureInfo.InvariantCulture, $"{table}_{list.Count + 1}");
             var keptName = partitionIndex.StartsWith(partition + "_", StringComparison.Ordinal)
                 ? kept + partitionIndex[partition.Length..]
@@ -249,7 +252,7 @@ internal static partial class LedgerPartitioning
             list.Add(($"CREATE {match.Groups[1].Value}INDEX {Q(builtName)} ON {Q(table)} {match.Groups[2].Value}", builtName, keptName));
         }
 
-        return list;
+        return result;
     }
 
     /// <summary>
@@ -305,27 +308,26 @@ internal static partial class LedgerPartitioning
     /// </summary>
     private static async Task<bool> BuiltUnchangedAsync(DbConnection connection, KeptBuild build, string tasks, string keep, CancellationToken cancellationToken)
     {
-        var tables = new[] { build.Tasks, build.Runs, build.Text, build.Versions }.OfType<string>().ToList();
-        var present = await ScalarAsync<long>(connection,
-            $"SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND NOT relispartition AND relname IN ({string.Join(", ", tables.Select(t => $"'{t}'"))})",
-            cancellationToken).ConfigureAwait(false);
-        if (present != tables.Count)
-        {
-            return false;
-        }
-
-        // A migration between the build and the lock (a column, an index or a constraint added, changed or dropped): the
-        // built tables no longer match their parents, and attaching them would fail or leave an index of their own.
-        if (await ScalarAsync<string>(connection, ShapeSql, cancellationToken).ConfigureAwait(false) != build.Shape)
-        {
-            return false;
-        }
-
+        // The built tables' presence and shape were read with the rest of the day's state (BuiltChecks).
         return !await ScalarAsync<bool>(connection, $"""
             SELECT EXISTS (SELECT 1 FROM (SELECT DISTINCT "Id" FROM {Q(build.Versions)}) c
                 WHERE EXISTS (SELECT 1 FROM {Q(build.Tasks)} b WHERE b."Id" = c."Id")
                    OR EXISTS (SELECT 1 FROM {tasks} t WHERE t."Id" = c."Id" AND {keep}))
             """, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Under the day's lock, with the rest of its state (<see cref="DropStateAsync"/>): whether every built table is still
+    /// there (no partition, in the schema), and whether the parents still have the shape the tables were made from (a
+    /// migration between the build and the lock, a column, an index or a constraint added, changed or dropped: the built
+    /// tables would no longer match, and attaching them would fail or leave an index of their own). Parameter <c>@shape</c>.
+    /// </summary>
+    private static string BuiltChecks(KeptBuild build)
+    {
+        var tables = new[] { build.Tasks, build.Runs, build.Text, build.Versions }.OfType<string>().ToList();
+        return $"UNION ALL SELECT (count(*) = {tables.Count})::text FROM pg_class WHERE relnamespace = current_schema()::regnamespace AND NOT relispartition " +
+            $"AND relname IN ({string.Join(", ", tables.Select(t => $"'{t}'"))})\n" +
+            $"UNION ALL SELECT (({ShapeSql}) = @shape)::text\n";
     }
 
     /// <summary>

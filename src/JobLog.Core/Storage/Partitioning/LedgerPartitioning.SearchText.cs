@@ -1,4 +1,4 @@
-using System.Data.Common;
+﻿using System.Data.Common;
 using System.Text.RegularExpressions;
 using JobLog.Storage.PostgreSql;
 
@@ -100,17 +100,17 @@ internal static partial class LedgerPartitioning
     /// 0.7–1.3 s of the locked transaction (docs/scale.md "Session 17 (daydrop)"). Otherwise (a plain side table, or its day partition missing) the
     /// day's text deleted but the kept tasks'. None without a side table (the search index off).
     /// </summary>
-    private static async Task<(string Drop, string Kept)> SearchTextDropAsync(
-        DbConnection connection, string tasks, int day, bool keep, CancellationToken cancellationToken)
+    /// <c>kind</c> is the side table's <c>relkind</c> (<c>p</c> partitioned, <c>r</c> plain, empty: none), <c>dayPresent</c> whether
+    /// it has the day's partition (both read with the rest of the day's state under its lock, <see cref="DropStateAsync"/>).
+    private static (string Drop, string Kept) SearchTextDrop(string tasks, int day, bool keep, string kind, bool dayPresent)
     {
-        var kind = await ScalarAsync<string>(connection, SearchTextKindSql, cancellationToken).ConfigureAwait(false);
         if (kind == "")
         {
             return ("", "");
         }
 
         var partition = SearchText + "_" + PartitionDay.Suffix(day);
-        if (kind != "p" || !await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(partition)}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
+        if (kind != "p" || !dayPresent)
         {
             var sameDay = kind == "p" ? $" AND s.{Key} = {day}" : "";
             return ($"DELETE FROM {Q(SearchText)} s USING {tasks} t WHERE s.\"TaskId\" = t.\"Id\"{sameDay} AND NOT EXISTS (SELECT 1 FROM joblog_keep_tasks k WHERE k.\"Id\" = t.\"Id\");\n", "");

@@ -315,11 +315,15 @@ internal static partial class LedgerPartitioning
                     await built(day).ConfigureAwait(false);
                 }
 
+                // Under the lock, round trips are what the tables wait for (at load 40 on two cores each costs 5-30 ms): the
+                // lock and its timeout in one, what is there in one, the kept rows' check in one, the counts with the rollups'
+                // statements, and, when the kept rows were built (so some are kept), the detach and attach with them
+                // (docs/scale.md "Session 35 (scale)").
                 await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-                await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
-                await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection, $"SET LOCAL lock_timeout = '10s'; LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
                 var lockedAt = Stopwatch.GetTimestamp();
-                if (!await ScalarAsync<bool>(connection, $"SELECT to_regclass('{tasks}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
+                var state = await DropStateAsync(connection, day, tasks, runs, build, cancellationToken).ConfigureAwait(false);
+                if (!state.Tasks)
                 {
                     // Another process dropped it meanwhile.
                     if (build is not null)
@@ -331,10 +335,7 @@ internal static partial class LedgerPartitioning
                     continue;
                 }
 
-                var runsExist = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(runs)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
-                var openRuns = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(PostgreSql.OpenRuns.Table)}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
-                var rollupPartitions = await RollupPartitionsAsync(connection, day, cancellationToken).ConfigureAwait(false);
-                if (build is not null && !await BuiltUnchangedAsync(connection, build, tasks, keep, cancellationToken).ConfigureAwait(false))
+                if (build is not null && !(state.BuiltPresent && await BuiltUnchangedAsync(connection, build, tasks, keep, cancellationToken).ConfigureAwait(false)))
                 {
                     // A kept row changed (or a row became one to keep) after the build: built again, under the lock.
                     await ExecAsync(connection, DropBuilt(build), cancellationToken).ConfigureAwait(false);
@@ -350,48 +351,57 @@ internal static partial class LedgerPartitioning
                     : $"""
                         CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t WHERE {keep};
                         CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
-                        {(runsExist ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
+                        {(state.Runs ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
                         """;
                 sql += $"""
 
                     {string.Format(CultureInfo.InvariantCulture, DayRollups.Gone, day)}
                     {string.Format(CultureInfo.InvariantCulture, FailureGroupRollup.PostgresDropDay, tasks)}
+                    SELECT coalesce(SUM(n) FILTER (WHERE "State" = {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone
+                    UNION ALL SELECT coalesce(SUM(n) FILTER (WHERE "State" <> {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone
+                    UNION ALL SELECT COUNT(*) FROM joblog_keep_tasks;
                     """;
-                await ExecAsync(connection, sql, cancellationToken).ConfigureAwait(false);
-                var counts = await ListAsync<long>(connection,
-                    $"SELECT coalesce(SUM(n) FILTER (WHERE \"State\" = {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone " +
-                    $"UNION ALL SELECT coalesce(SUM(n) FILTER (WHERE \"State\" <> {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone " +
-                    "UNION ALL SELECT COUNT(*) FROM joblog_keep_tasks", cancellationToken).ConfigureAwait(false);
-                // The search's side table (PostgreSqlSearch): its day partition dropped with the tasks' (the kept tasks' text
-                // moved into its _k partition), or, where it has none, the day's text deleted (a DROP fires no trigger).
-                var text = await SearchTextDropAsync(connection, tasks, day, counts[2] > 0, cancellationToken).ConfigureAwait(false);
-                var kept = build is null ? (counts[2] > 0 ? KeptPartitions(day) + text.Kept : "")
-                    // The side table's kept text: the built one where the drop makes a _k partition of it (text.Kept), else
-                    // made as before (the side table was partitioned after the build) or the built one dropped.
-                    : AttachBuilt(build, day, text: build.Text is not null && text.Kept != "")
-                        + (build.Text is null ? text.Kept : text.Kept == "" ? DropBuilt(build, tasksAndRuns: false) : "");
-                var drop = text.Drop + (runsExist ? Detach(LedgerModel.Runs, runs, day) : "") + $"""
-                    {Detach(LedgerModel.Tasks, LedgerModel.Tasks + "_" + PartitionDay.Suffix(day), day)}
-                    {kept}
-                    {DayRollups.Empty(day, rollupPartitions, drop: counts[2] == 0)}
-                    {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
-                    {(build is not null ? "DROP VIEW joblog_keep_tasks, joblog_keep_runs;" : "")}
-                    """;
-                await ExecAsync(connection, drop, cancellationToken).ConfigureAwait(false);
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                locked?.Invoke(Stopwatch.GetElapsedTime(lockedAt));
-                await DropDetachedAsync(connection, new[] { LedgerModel.Tasks, LedgerModel.Runs, SearchText }.Select(t => DetachedName(t, day)), cancellationToken).ConfigureAwait(false);
-                if (openRuns)
+                string Drop(bool keeps)
                 {
-                    // After the commit, not under the lock: the side table's scan (its rows of the day found by their task's
-                    // day) took 110-323 ms with 100,000 open runs (docs/scale.md "Session 34 (scale)").
-                    await ExecAsync(connection, string.Format(CultureInfo.InvariantCulture, PostgreSql.OpenRuns.ForgetDay, day), cancellationToken).ConfigureAwait(false);
+                    // The search's side table (PostgreSqlSearch): its day partition dropped with the tasks' (the kept tasks' text
+                    // moved into its _k partition), or, where it has none, the day's text deleted (a DROP fires no trigger).
+                    var text = SearchTextDrop(tasks, day, keeps, state.SearchText, state.SearchTextDay);
+                    var kept = build is null ? (keeps ? KeptPartitions(day) + text.Kept : "")
+                        // The side table's kept text: the built one where the drop makes a _k partition of it (text.Kept), else
+                        // made as before (the side table was partitioned after the build) or the built one dropped.
+                        : AttachBuilt(build, day, text: build.Text is not null && text.Kept != "")
+                            + (build.Text is null ? text.Kept : text.Kept == "" ? DropBuilt(build, tasksAndRuns: false) : "");
+                    return text.Drop + (state.Runs ? Detach(LedgerModel.Runs, runs, day) : "") + $"""
+                        {Detach(LedgerModel.Tasks, LedgerModel.Tasks + "_" + PartitionDay.Suffix(day), day)}
+                        {kept}
+                        {DayRollups.Empty(day, state.RollupPartitions, drop: !keeps)}
+                        {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
+                        {(build is not null ? "DROP VIEW joblog_keep_tasks, joblog_keep_runs;" : "")}
+                        """;
                 }
 
-                if (versions is not null)
+                List<long> counts;
+                if (build is not null)
                 {
-                    await ExecAsync(connection, DropVersions(versions), cancellationToken).ConfigureAwait(false);
+                    // Built and unchanged: its tasks are kept, so the rest is known before the counts, and goes with them.
+                    counts = await LastListAsync<long>(connection, sql, cancellationToken, after: Drop(keeps: true)).ConfigureAwait(false);
                 }
+                else
+                {
+                    counts = await LastListAsync<long>(connection, sql, cancellationToken).ConfigureAwait(false);
+                    await ExecAsync(connection, Drop(keeps: counts[2] > 0), cancellationToken).ConfigureAwait(false);
+                }
+
+                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+                locked?.Invoke(Stopwatch.GetElapsedTime(lockedAt));
+                // After the commit, in one round trip: the detached partitions' files; the day's rows of the open runs' side
+                // table whose run went with the day (not under the lock: its scan took 110-323 ms with 100,000 open runs,
+                // docs/scale.md "Session 34 (scale)"); the build's table of noted ids.
+                await ExecAsync(connection,
+                    $"DROP TABLE IF EXISTS {string.Join(", ", new[] { LedgerModel.Tasks, LedgerModel.Runs, SearchText }.Select(t => Q(DetachedName(t, day))))};\n"
+                    + (state.OpenRuns ? string.Format(CultureInfo.InvariantCulture, PostgreSql.OpenRuns.ForgetDay, day) + ";\n" : "")
+                    + (versions is not null ? DropVersions(versions) : ""),
+                    cancellationToken).ConfigureAwait(false);
 
                 dropped = dropped with
                 {
@@ -457,6 +467,31 @@ internal static partial class LedgerPartitioning
 
             await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// What a day's locked transaction needs to know of the catalog (<see cref="DropStateAsync"/>): whether the day's tasks
+    /// and runs partitions and the open runs' side table exist, the day rollups with a partition of the day, the search's
+    /// side table's kind and whether it has the day's partition, and whether the kept rows' build is still there, as made.
+    /// </summary>
+    private sealed record DropState(bool Tasks, bool Runs, bool OpenRuns, List<string> RollupPartitions, string SearchText, bool SearchTextDay, bool BuiltPresent);
+
+    /// <summary>Reads <see cref="DropState"/> in one round trip (under the day's lock: each costs the waiting writers).</summary>
+    private static async Task<DropState> DropStateAsync(DbConnection connection, int day, string tasks, string runs, KeptBuild? build, CancellationToken cancellationToken)
+    {
+        static string Exists(string name) => $"SELECT (to_regclass('{name}') IS NOT NULL)::text\n";
+        var sql = Exists(tasks) + "UNION ALL " + Exists(Q(runs)) + "UNION ALL " + Exists(Q(PostgreSql.OpenRuns.Table))
+            + string.Concat(DayRollups.DayTables.Select(t => "UNION ALL " + Exists(Q(t + "_" + PartitionDay.Suffix(day)))))
+            + $"UNION ALL SELECT ({SearchTextKindSql})\n"
+            + "UNION ALL " + Exists(Q(SearchText + "_" + PartitionDay.Suffix(day)))
+            + (build is not null ? BuiltChecks(build) : "");
+        var values = await ListAsync<string>(connection, sql, cancellationToken, build is not null ? ("shape", build.Shape) : null).ConfigureAwait(false);
+        var rollups = DayRollups.DayTables.Length;
+        return new DropState(
+            Tasks: values[0] == "true", Runs: values[1] == "true", OpenRuns: values[2] == "true",
+            RollupPartitions: [.. DayRollups.DayTables.Where((_, i) => values[3 + i] == "true")],
+            SearchText: values[3 + rollups], SearchTextDay: values[4 + rollups] == "true",
+            BuiltPresent: build is not null && values[5 + rollups] == "true" && values[6 + rollups] == "true");
     }
 
     /// <summary>The day rollups (<see cref="DayRollups.DayTables"/>) that have a partition of <paramref name="day"/>.</summary>
@@ -606,11 +641,19 @@ internal static partial class LedgerPartitioning
     private static async Task<T> ScalarAsync<T>(DbConnection connection, string sql, CancellationToken ct) =>
         (await ListAsync<T>(connection, sql, ct).ConfigureAwait(false)).Single();
 
-    private static async Task<List<T>> ListAsync<T>(DbConnection connection, string sql, CancellationToken ct)
+    private static async Task<List<T>> ListAsync<T>(DbConnection connection, string sql, CancellationToken ct, (string Name, object Value)? parameter = null)
     {
         await using var command = connection.CreateCommand();
         command.CommandText = sql;
         command.CommandTimeout = 0;
+        if (parameter is { } p)
+        {
+            var dbParameter = command.CreateParameter();
+            dbParameter.ParameterName = p.Name;
+            dbParameter.Value = p.Value;
+            command.Parameters.Add(dbParameter);
+        }
+
         await using var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
         var list = new List<T>();
         while (await reader.ReadAsync(ct).ConfigureAwait(false))
@@ -619,6 +662,36 @@ internal static partial class LedgerPartitioning
         }
 
         return list;
+    }
+
+    /// <summary>
+    /// Runs the statements of <paramref name="sql"/>, then those of <paramref name="after"/>, in one round trip, and returns
+    /// the first column of the last result set (statements without one pass by; <paramref name="after"/> returns none).
+    /// </summary>
+    private static async Task<List<T>> LastListAsync<T>(DbConnection connection, string sql, CancellationToken ct, string after = "")
+    {
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql + (after == "" ? "" : "\n" + after);
+        command.CommandTimeout = 0;
+        await using var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
+        var last = new List<object>();
+        do
+        {
+            if (reader.FieldCount == 0)
+            {
+                continue;
+            }
+
+            // Every set read as values (an earlier one may be of another type, or void: pg_advisory_xact_lock), the last one kept.
+            last = [];
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                last.Add(reader.GetValue(0));
+            }
+        }
+        while (await reader.NextResultAsync(ct).ConfigureAwait(false));
+
+        return [.. last.Cast<T>()];
     }
 
     [GeneratedRegex("^(JobLogTasks|JobLogTaskRuns)_([pk])([0-9]{8})$", RegexOptions.CultureInvariant)]
