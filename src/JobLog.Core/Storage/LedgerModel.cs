@@ -75,6 +75,8 @@ internal static class LedgerModel
             // The list of MassTransit's own messages only (internal=true): without it that list walked every task (0.6–2.8 s
             // at 1 M, docs/scale.md "Session 11 (lead)"); only internal tasks have an entry.
             e.HasIndex(x => x.DispatchedAt, "IX_JobLogTasks_Internal_DispatchedAt").HasFilter("\"IsInternal\"");
+            // PostgreSQL's only in effect: the SQLite migration SqliteTaskStopIndex drops it (no SQLite plan needs it, and each
+            // task derived after its dispatch paid a move in it; docs/benchmarks.md "Session 35 (perf)").
             e.HasIndex(x => x.Stop);
             // Children of a run: only tasks dispatched from inside a consumer have a parent.
             e.HasIndex(x => x.ParentRunId).HasFilter("\"ParentRunId\" IS NOT NULL");
