@@ -144,6 +144,36 @@ public class SqliteSearchWatermarkTests
         await ExecAsync(host, "INSERT INTO \"JobLogTaskText\"(\"JobLogTaskText\", rank) VALUES ('integrity-check', 1);");
     }
 
+    [Test]
+    public async Task RowsCommittedPastTheWatermark_ByAWriterThatThenStops_AreFoundAtOnce_AndIndexedByTheNextWritersStep()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var database = LedgerDatabase.For(LedgerProvider.Sqlite);
+        var planner = new LedgerPlanner(database);
+
+        List<LedgerRecord> Batch(int count, string text) => [.. Enumerable.Range(0, count).Select(i => (LedgerRecord)new TaskDispatched(new TaskPayload
+        {
+            Id = Guid.NewGuid(), Name = "Charge", Input = $"{text}-{i}", TaskKwargs = "{}", DispatchedAt = T0.AddSeconds(i),
+            EstimatedTimeOfFirstArrival = T0,
+        }))];
+
+        // The first writer commits rows and goes away before a step (what a killed process leaves: committed rows only).
+        await using (var first = await database.OpenAsync(host.Ledger.ConnectionString, CancellationToken.None))
+        {
+            await planner.CommitAsync(first, planner.Plan(Batch(10, "BEFORE-CRASH")), TimeSpan.FromSeconds(10), CancellationToken.None);
+        }
+
+        Assert.That(await ScalarAsync(host, Match("BEFORE-CRASH-7")), Is.Zero, "the premise: past the watermark, not in the index");
+        Assert.That(await FoundAsync(host, "BEFORE-CRASH-7"), Has.Count.EqualTo(1), "the search checks the rows past the watermark: no lag");
+
+        // The next writer (the restarted process) indexes them with its first step, whatever wrote them.
+        await using var second = await database.OpenAsync(host.Ledger.ConnectionString, CancellationToken.None);
+        await planner.CommitAsync(second, planner.Plan(Batch((int)SqliteSearchIndexer.StepRows, "AFTER")), TimeSpan.FromSeconds(30), CancellationToken.None);
+        Assert.That(await ScalarAsync(host, Match("BEFORE-CRASH-7")), Is.EqualTo(1), "indexed by the next writer's step");
+        Assert.That(await ScalarAsync(host, Watermark), Is.EqualTo(await ScalarAsync(host, MaxRowid)), "nothing left past the watermark");
+        Assert.That(await FoundAsync(host, "BEFORE-CRASH-7"), Has.Count.EqualTo(1), "found once, through the index");
+    }
+
     private const string Trace = "System.InvalidOperationException: Card declined ORD-RETRY-9\n   at Charge.Consume() in Charge.cs:line 12";
 
     private static string RunMatches(string text) =>
