@@ -3,8 +3,11 @@ using Microsoft.Extensions.Logging;
 
 namespace JobLog.Testing;
 
-/// <summary>A logger provider that keeps every warning and error (its text, with the exception's message), and their event ids.</summary>
-public sealed class WarningCollector : ILoggerProvider, ILogger
+/// <summary>
+/// A logger provider that keeps every warning and error (its text, with the exception's message), and their event ids; or
+/// every entry from <paramref name="minimum"/> up.
+/// </summary>
+public sealed class WarningCollector(LogLevel minimum = LogLevel.Warning) : ILoggerProvider, ILogger
 {
     private readonly ConcurrentQueue<(int EventId, string Text, bool WithException)> _entries = new();
 
@@ -23,7 +26,7 @@ public sealed class WarningCollector : ILoggerProvider, ILogger
 
     public IDisposable? BeginScope<TState>(TState state) where TState : notnull => null;
 
-    public bool IsEnabled(LogLevel logLevel) => logLevel >= LogLevel.Warning;
+    public bool IsEnabled(LogLevel logLevel) => logLevel >= minimum && logLevel != LogLevel.None;
 
     public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
     {

@@ -32,6 +32,9 @@ internal static partial class Log
     [LoggerMessage(1006, LogLevel.Warning, "JobLog could not commit a batch of {Count} records.")]
     public static partial void BatchFailed(ILogger logger, Exception exception, int count);
 
+    [LoggerMessage(1055, LogLevel.Information, "JobLog's database rolled back {Count} batches since the last report to break a deadlock with another writer or a sweep (the last: {Error}); each was written again. Reported at most every 5 min.")]
+    public static partial void BatchConflicts(ILogger logger, long count, string error);
+
     [LoggerMessage(1005, LogLevel.Error, "JobLog stopped with {Count} records it could not write.")]
     public static partial void LostOnShutdown(ILogger logger, int count);
 

@@ -37,6 +37,7 @@ internal sealed class LedgerWriter(
     private bool _keptOnDisk;
     private bool _answered;
     private int _stopRetries;
+    private SteadyRate? _conflictRate;
 
     /// <summary>
     /// How many times a stop tries a batch again whose attempt failed while the database answered (a ledger made again
@@ -44,6 +45,11 @@ internal sealed class LedgerWriter(
     /// process. A database that does not answer ends the stop's drain at once (<see cref="Retrying"/>).
     /// </summary>
     internal const int StopRetries = 3;
+
+    /// <summary>How many times in a row a batch the server rolled back to break a deadlock is written again at once, whole.</summary>
+    internal const int ConflictRetries = 3;
+
+    private SteadyRate Conflicts => _conflictRate ??= new SteadyRate(time, TimeSpan.FromMinutes(5));
 
     // Journaled mode only: there the dispatch is durable in the journal before the writer sees it (HeldDispatches).
     private readonly HeldDispatches? _held = recorder.Options is { Durability: LedgerDurability.Journaled, DispatchHold.Ticks: > 0 } o
@@ -383,38 +389,54 @@ internal sealed class LedgerWriter(
             throw;
         }
 
-        try
+        for (var conflicts = 0; ; conflicts++)
         {
-            var started = time.GetTimestamp();
-            var cpu = CpuClock is { } clock ? (Thread: Environment.CurrentManagedThreadId, Started: clock()) : default;
-            _records.Clear();
-            foreach (var queued in _batch)
+            try
             {
-                _records.Add(queued.Record);
-            }
+                var started = time.GetTimestamp();
+                var cpu = CpuClock is { } clock ? (Thread: Environment.CurrentManagedThreadId, Started: clock()) : default;
+                _records.Clear();
+                foreach (var queued in _batch)
+                {
+                    _records.Add(queued.Record);
+                }
 
-            await CommitAsync(_records, cancellationToken).ConfigureAwait(false);
-            if (CpuClock is { } done && cpu.Thread == Environment.CurrentManagedThreadId)
-            {
-                // SQLite commits without yielding: the thread's clock covers the plan and the whole transaction.
-                Interlocked.Add(ref _commitCpu, done() - cpu.Started);
-            }
+                await CommitAsync(_records, cancellationToken).ConfigureAwait(false);
+                if (CpuClock is { } done && cpu.Thread == Environment.CurrentManagedThreadId)
+                {
+                    // SQLite commits without yielding: the thread's clock covers the plan and the whole transaction.
+                    Interlocked.Add(ref _commitCpu, done() - cpu.Started);
+                }
 
-            metrics.CommitDuration.Record(time.GetElapsedTime(started).TotalSeconds);
-        }
-        catch (Exception ex) when ((ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested) && ex is not LedgerMovedException)
-        {
-            Log.BatchFailed(logger, ex, _batch.Count);
-            await ResetExecutorAsync().ConfigureAwait(false);
-            // Stopping, a batch the database never answered is not the batch's fault, and the probe would wait as long again
-            // against a host that drops packets (as after a migration, above).
-            if (await SchemaMissingAsync(ex, cancellationToken).ConfigureAwait(false)
-                || store.Database.IsWriteRefused(ex)
-                || (_drain is not null && store.Database.IsUnanswered(ex))
-                || !await IsReachableAsync(cancellationToken).ConfigureAwait(false)
-                || !await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false))
+                metrics.CommitDuration.Record(time.GetElapsedTime(started).TotalSeconds);
+                return;
+            }
+            catch (Exception ex) when (conflicts < ConflictRetries && store.Database.IsConflict(ex))
             {
-                throw;
+                // The server rolled the batch back to break a deadlock with another writer or a sweep (they meet on task
+                // rows and on the rollups' rows their triggers update): nothing in it was wrong, and written record by
+                // record (below) a record that met one again would be dropped. Written again, whole, at once.
+                if (Conflicts.Add(1, out var count))
+                {
+                    Log.BatchConflicts(logger, count, LogValue.Brief(ex));
+                }
+            }
+            catch (Exception ex) when ((ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested) && ex is not LedgerMovedException)
+            {
+                Log.BatchFailed(logger, ex, _batch.Count);
+                await ResetExecutorAsync().ConfigureAwait(false);
+                // Stopping, a batch the database never answered is not the batch's fault, and the probe would wait as long again
+                // against a host that drops packets (as after a migration, above).
+                if (await SchemaMissingAsync(ex, cancellationToken).ConfigureAwait(false)
+                    || store.Database.IsWriteRefused(ex)
+                    || (_drain is not null && store.Database.IsUnanswered(ex))
+                    || !await IsReachableAsync(cancellationToken).ConfigureAwait(false)
+                    || !await CommitOneByOneAsync(cancellationToken).ConfigureAwait(false))
+                {
+                    throw;
+                }
+
+                return;
             }
         }
     }
@@ -523,6 +545,7 @@ internal sealed class LedgerWriter(
             {
                 await ResetExecutorAsync().ConfigureAwait(false);
                 if (ex is LedgerMovedException
+                    || store.Database.IsConflict(ex)
                     || await SchemaMissingAsync(ex, cancellationToken).ConfigureAwait(false)
                     || store.Database.IsWriteRefused(ex)
                     || !await IsReachableAsync(cancellationToken).ConfigureAwait(false))

@@ -212,6 +212,13 @@ internal abstract class LedgerDatabase
     /// </summary>
     public abstract bool IsWriteRefused(Exception exception);
 
+    /// <summary>
+    /// True when <paramref name="exception"/> says the server rolled the batch back to break a deadlock with another
+    /// transaction (another process's writer, a sweep): nothing in the batch was wrong and it is written again, whole.
+    /// False where writers never meet so (SQLite's one writer at a time).
+    /// </summary>
+    public virtual bool IsConflict(Exception exception) => false;
+
     // ---- SQL fragments of the set-based statements (sweeper, scheduler) ----
 
     /// <summary>Appended to a row-selecting subquery so concurrent claimers skip each other's rows (empty when the database has one writer).</summary>

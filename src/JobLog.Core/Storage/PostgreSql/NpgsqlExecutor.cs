@@ -31,6 +31,18 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
             Timeout = (int)Math.Max(1, timeout.TotalSeconds),
         };
 
+        if (partitioned && plan.Ensured.Count > 0)
+        {
+            // The consumer's task upsert locks the rows it finds (PartitionedStatements.InsertTasksIfMissing), and the
+            // derivation locks its tasks later: two writers whose batches start a run of one task and end a run of another,
+            // in opposite orders (two consumers of the same messages), each held one task and waited for the other's, or
+            // for a rollup row the other's trigger had taken meanwhile (PostgreSQL aborted one: 40P01). Every task the
+            // batch locks is locked first, in id order, and the upserts meet their rows in that order too.
+            batch.BatchCommands.Add(LockTasks(TasksLocked(plan)));
+            plan.Ensured.Sort(static (a, b) => a.Task.Id.CompareTo(b.Task.Id));
+            plan.Dispatched.Sort(static (a, b) => a.Task.Id.CompareTo(b.Task.Id));
+        }
+
         if (plan.Dispatched.Count > 0)
         {
             batch.BatchCommands.Add(NpgsqlColumnSet.Of(LedgerColumns.Task, plan.Dispatched).Command(
@@ -105,6 +117,21 @@ internal sealed class NpgsqlExecutor(NpgsqlConnection connection, bool partition
     }
 
     public override ValueTask DisposeAsync() => connection.DisposeAsync();
+
+    /// <summary>
+    /// The tasks <paramref name="plan"/> locks: its dispatches' and consumers' task rows, its failed dispatches and the tasks
+    /// it derives, in id order (the order of <see cref="Guid.CompareTo(Guid)"/> is PostgreSQL's order of uuid).
+    /// </summary>
+    private static Guid[] TasksLocked(LedgerPlan plan)
+    {
+        var ids = new HashSet<Guid>(plan.Derive);
+        ids.UnionWith(plan.Ensured.Select(e => e.Task.Id));
+        ids.UnionWith(plan.Dispatched.Select(d => d.Task.Id));
+        ids.UnionWith(plan.DispatchFailures.Select(f => f.TaskId));
+        var sorted = ids.ToArray();
+        Array.Sort(sorted);
+        return sorted;
+    }
 
     /// <summary><see cref="PostgreSqlStatements.LockTasks"/> of <paramref name="ids"/>.</summary>
     private static NpgsqlBatchCommand LockTasks(Guid[] ids)

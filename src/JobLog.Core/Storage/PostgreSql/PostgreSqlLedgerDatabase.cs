@@ -429,6 +429,10 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
                 || state.StartsWith("58", StringComparison.Ordinal) || state == PostgresErrorCodes.ReadOnlySqlTransaction) ||
         exception.InnerException is { } inner && IsWriteRefused(inner);
 
+    public override bool IsConflict(Exception exception) =>
+        exception is PostgresException { SqlState: PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure } ||
+        exception.InnerException is { } inner && IsConflict(inner);
+
     public override bool IsUnanswered(Exception exception) => exception switch
     {
         PostgresException => false,
