@@ -33,12 +33,14 @@ internal sealed class RequestRecording
     private bool _hasBody;
     private volatile bool _throttled;
     private volatile int _login;
+    private readonly long _started;
 
     public RequestRecording(HttpContext context, RequestLoggingServices services)
     {
         _context = context;
         _services = services;
         var now = services.Time.GetUtcNow();
+        _started = services.Time.GetTimestamp();
         var request = context.Request;
         _log = new InputRequestPayload
         {
@@ -54,6 +56,12 @@ internal sealed class RequestRecording
     }
 
     public Guid Id => _log.Id;
+
+    /// <summary>
+    /// The request's arrival plus the monotonic time since: a wall clock stepped meanwhile (NTP, a VM resumed) cannot answer
+    /// the request before it came or stretch it by the step.
+    /// </summary>
+    private DateTime Now => _log.RequestTimestamp + _services.Time.GetElapsedTime(_started);
 
     private Redactor Redactor => _services.Redactor;
 
@@ -248,7 +256,7 @@ internal sealed class RequestRecording
             var code = _deferred is BadHttpRequestException bad ? bad.StatusCode : _log.ResponseCode ?? 500;
             _log = _log with
             {
-                ResponseTimestamp = _services.Time.GetUtcNow().UtcDateTime,
+                ResponseTimestamp = Now,
                 ResponseCode = code,
                 Status = HttpLogFields.StatusOf(code),
             };
@@ -275,7 +283,7 @@ internal sealed class RequestRecording
         var endpoint = _context.GetEndpoint();
         var log = _log with
         {
-            ResponseTimestamp = _services.Time.GetUtcNow().UtcDateTime,
+            ResponseTimestamp = Now,
             Slug = Slug(endpoint) ?? _log.Slug,
             UserId = UserId(_context.User) ?? _log.UserId,
             RequestBody = RequestBody(endpoint?.Metadata.GetMetadata<HideRequestBodyAttribute>() is not null),

@@ -114,7 +114,7 @@ public sealed class CommandLogger
                 new OutputBuffer(_options.Redaction.MaxBodyLength, keepBeginning: false), new OutputBuffer(ErrorTailLength, keepBeginning: false));
             var frame = new AmbientFrame(AmbientKind.Command, log.Id, JobLogScope.Current) { Output = capture.Output };
             _recorder.Enqueue(new CommandRecorded(log));
-            return new Run(log, capture, frame);
+            return new Run(log, capture, frame, _time.GetTimestamp());
         }
         catch (Exception ex)
         {
@@ -140,7 +140,9 @@ public sealed class CommandLogger
 
             var log = run.Log with
             {
-                Stop = _time.GetUtcNow().UtcDateTime,
+                // Its start plus the monotonic time since: a wall clock stepped meanwhile (NTP, a VM resumed) cannot end
+                // the command before it began or stretch it by the step.
+                Stop = run.Log.Start + _time.GetElapsedTime(run.Started),
                 Output = run.Capture.Output.Snapshot() is { } output ? Redactor.TruncateFromLeft(output, _options.Redaction.MaxBodyLength) : null,
                 ExitCode = exitCode,
                 IsSuccessful = exception is null && exitCode == 0,
@@ -155,5 +157,5 @@ public sealed class CommandLogger
         }
     }
 
-    private sealed record Run(CommandPayload Log, CommandCapture Capture, AmbientFrame Frame);
+    private sealed record Run(CommandPayload Log, CommandCapture Capture, AmbientFrame Frame, long Started);
 }

@@ -16,6 +16,12 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestP
     private DateTime _respondedAt;
     private bool _finished;
 
+    // The monotonic clock at the start: the response's time is the request's plus the time since, so a wall clock stepped
+    // meanwhile (NTP, a VM resumed) cannot answer the request before it was sent or stretch it by the step.
+    private readonly long _started = owner.Time.GetTimestamp();
+
+    private DateTime Now => _log.RequestTimestamp + owner.Time.GetElapsedTime(_started);
+
     public string? RequestBody
     {
         get => _log.RequestBody;
@@ -59,7 +65,7 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestP
             }
 
             _contentLength = content.Headers.ContentLength;
-            _respondedAt = owner.Time.GetUtcNow().UtcDateTime;
+            _respondedAt = Now;
             _body = new CaptureBuffer(owner.Redactor.MaxCaptureBytes);
             if (body is not null)
             {
@@ -144,7 +150,7 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestP
             owner.Closed(this);
             try
             {
-                _log = _log with { ResponseTimestamp = abandoned ? _respondedAt : owner.Time.GetUtcNow().UtcDateTime };
+                _log = _log with { ResponseTimestamp = abandoned ? _respondedAt : Now };
                 if (_body is not null)
                 {
                     var (bytes, truncated, total) = _body.Snapshot();

@@ -8,11 +8,13 @@ namespace JobLog.MassTransit.Tests.Jobs;
 /// <summary>A host with JobLog and MassTransit's job service (in-memory saga repositories, in-memory transport and scheduler).</summary>
 public static class JobBus
 {
-    public static async Task<LedgerHost> StartAsync(Action<JobLogOptions>? options = null, Action<IBusRegistrationConfigurator>? more = null)
+    public static async Task<LedgerHost> StartAsync(
+        Action<JobLogOptions>? options = null, Action<IBusRegistrationConfigurator>? more = null, Action<IServiceCollection>? services = null)
     {
-        var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), options, services =>
+        var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), options, collection =>
         {
-            services.AddMassTransitTestHarness(x =>
+            services?.Invoke(collection);
+            collection.AddMassTransitTestHarness(x =>
             {
                 x.SetKebabCaseEndpointNameFormatter();
                 x.SetTestTimeouts(testTimeout: TimeSpan.FromSeconds(60), testInactivityTimeout: TimeSpan.FromSeconds(5));
