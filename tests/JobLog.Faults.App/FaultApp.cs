@@ -24,6 +24,24 @@ public sealed class ProbeConsumer(SeenFile seen, ConsumeDelay delay, TimeProvide
     }
 }
 
+/// <summary>A probe run as a MassTransit job (<c>Fault:Jobs</c>): the ids written are its JobId (the ledger's task id).</summary>
+public sealed record ProbeJob(Guid Id, int Number);
+
+/// <summary>Runs a probe job and writes its id to the consumer's "seen" file once its attempt has finished.</summary>
+public sealed class ProbeJobConsumer(SeenFile seen, ConsumeDelay delay, TimeProvider time) : IJobConsumer<ProbeJob>
+{
+    public async Task Run(JobContext<ProbeJob> context)
+    {
+        (time as OffsetClock)?.Arm();
+        if (delay.Value > TimeSpan.Zero)
+        {
+            await Task.Delay(delay.Value, context.CancellationToken);
+        }
+
+        seen.Add(context.JobId);
+    }
+}
+
 /// <summary>How long the consumer sleeps before it finishes (<c>Fault:ConsumeDelayMs</c>, default 0): a slow consumer.</summary>
 public sealed record ConsumeDelay(TimeSpan Value);
 
@@ -37,7 +55,9 @@ public sealed record ConsumeDelay(TimeSpan Value);
 /// <c>Fault:HeartbeatMs</c> (<see cref="JobLogOptions.HeartbeatInterval"/>), <c>Fault:HostTimeoutMs</c> (<see cref="JobLogOptions.HostTimeout"/>),
 /// <c>Fault:SweepMs</c> (<see cref="SweeperOptions.Interval"/>), <c>Fault:ClockOffsetMs</c> (JobLog's wall clock set that far
 /// from the machine's: <see cref="OffsetClock"/>), <c>Fault:ClockJumpMs</c> and <c>Fault:ClockJumpAfterMs</c> (that wall
-/// clock stepped that far, that long after the first probe started: an NTP step or a VM resumed mid-run). Prints <c>fault-app ready</c> when the bus has started and
+/// clock stepped that far, that long after the first probe started: an NTP step or a VM resumed mid-run), <c>Fault:Jobs</c> (true: the
+/// probes are <see cref="ProbeJob"/>s submitted to MassTransit's job service, which the consumer runs with in-memory job
+/// sagas and JobLog's scheduler; a failed attempt is retried once after 1 s). Prints <c>fault-app ready</c> when the bus has started and
 /// <c>fault-app published N</c> when a publisher is done.
 /// </summary>
 public static class FaultApp
@@ -110,9 +130,24 @@ public static class FaultApp
 
             o.FlushJournalToDisk = config.GetValue("JobLog:FlushJournalToDisk", false);
         });
+        var jobs = config.GetValue("Fault:Jobs", false);
         builder.Services.AddMassTransit(x =>
         {
-            if (role == "consume")
+            if (role == "consume" && jobs)
+            {
+                // The job service's sagas keep their state in memory: a process killed loses them, as MassTransit's
+                // in-memory repository does. JobLog's scheduler carries the job service's scheduled messages (no plugin).
+                x.SetKebabCaseEndpointNameFormatter();
+                x.SetInMemorySagaRepositoryProvider();
+                x.SetJobConsumerOptions();
+                x.AddJobSagaStateMachines();
+                x.AddJobLogScheduler(o => o.PollInterval = TimeSpan.FromMilliseconds(500));
+                x.AddConsumer<ProbeJobConsumer>(c => c.Options<JobOptions<ProbeJob>>(o => o
+                    .SetJobTimeout(TimeSpan.FromMinutes(5))
+                    .SetConcurrentJobLimit(10)
+                    .SetRetry(r => r.Interval(1, TimeSpan.FromSeconds(1)))));
+            }
+            else if (role == "consume")
             {
                 x.AddConsumer<ProbeConsumer>().Endpoint(e => e.Name = QueueName);
             }
@@ -135,12 +170,29 @@ public static class FaultApp
         if (role == "publish")
         {
             var count = config.GetValue("Fault:Count", 1000);
-            await PublishAsync(host.Services.GetRequiredService<IBus>(), seen, count);
+            if (jobs)
+            {
+                await SubmitJobsAsync(host.Services.GetRequiredService<IBus>(), seen, count);
+            }
+            else
+            {
+                await PublishAsync(host.Services.GetRequiredService<IBus>(), seen, count);
+            }
+
             Console.WriteLine($"fault-app published {count}");
         }
 
         await host.WaitForShutdownAsync();
         return 0;
+    }
+
+    /// <summary>Submits <paramref name="count"/> probe jobs, one at a time; a JobId is written once its submission returned.</summary>
+    private static async Task SubmitJobsAsync(IBus bus, SeenFile seen, int count)
+    {
+        for (var n = 0; n < count; n++)
+        {
+            seen.Add(await bus.SubmitJob(new ProbeJob(NewId.NextGuid(), n), CancellationToken.None));
+        }
     }
 
     /// <summary>

@@ -154,7 +154,7 @@ public sealed class ClockSkewTests
     }
 
     /// <summary>The states in the JSON of <c>hosts --json</c>, by name.</summary>
-    private static List<string> HostStates(string output)
+    internal static List<string> HostStates(string output)
     {
         using var json = System.Text.Json.JsonDocument.Parse(output[output.IndexOf('[', StringComparison.Ordinal)..(output.LastIndexOf(']') + 1)]);
         return [.. json.RootElement.EnumerateArray().Select(h => h.EnumerateObject().Single(p => p.NameEquals("state") || p.NameEquals("State")).Value)

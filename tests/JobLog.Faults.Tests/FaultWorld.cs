@@ -456,6 +456,46 @@ internal sealed class FaultWorld : IAsyncDisposable
         await Postgres!.RestartAsync();
     }
 
+    /// <summary>
+    /// One task of the ledger in a line: its id, state and runs (consumer, attempt ordinal, state, and why it ended when it
+    /// did not succeed), or that it is not there.
+    /// </summary>
+    public async Task<string> DescribeTaskAsync(Guid id)
+    {
+        await using var connection = Postgres is null ? (System.Data.Common.DbConnection)new SqliteConnection(ConnectionString) : new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = "SELECT t.\"State\", r.\"ConsumerType\", r.\"Retries\", r.\"State\", substr(r.\"ErrorMessage\", 1, 80) FROM \"JobLogTasks\" t " +
+            "LEFT JOIN \"JobLogTaskRuns\" r ON r.\"TaskId\" = t.\"Id\" WHERE t.\"Id\" = @id ORDER BY r.\"Start\"";
+        var parameter = command.CreateParameter();
+        parameter.ParameterName = "id";
+        parameter.Value = Postgres is null ? id.ToString().ToUpperInvariant() : id;
+        command.Parameters.Add(parameter);
+        await using var reader = await command.ExecuteReaderAsync();
+        var line = new System.Text.StringBuilder(id.ToString());
+        var found = false;
+        while (await reader.ReadAsync())
+        {
+            if (!found)
+            {
+                line.Append(": task ").Append((JobLog.TaskState)Convert.ToInt32(reader.GetValue(0), System.Globalization.CultureInfo.InvariantCulture));
+                found = true;
+            }
+
+            if (!reader.IsDBNull(1))
+            {
+                line.Append("; ").Append(reader.GetString(1)).Append(" #").Append(reader.GetValue(2)).Append(' ')
+                    .Append((JobLog.TaskRunState)Convert.ToInt32(reader.GetValue(3), System.Globalization.CultureInfo.InvariantCulture));
+                if (!reader.IsDBNull(4))
+                {
+                    line.Append(" (").Append(reader.GetString(4).ReplaceLineEndings(" ")).Append(')');
+                }
+            }
+        }
+
+        return found ? line.ToString() : line.Append(": no task").ToString();
+    }
+
     /// <summary>The runs of the ledger still ACTIVE.</summary>
     public Task<int> ActiveRunsAsync() => CountAsync("SELECT COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"State\" = 1");
 
