@@ -167,9 +167,9 @@ internal static partial class LedgerPartitioning
     internal static async Task EnsureDayRollupsAsync(
         DbConnection connection, ILogger? logger, TimeSpan lockTimeout, int attempts, CancellationToken cancellationToken)
     {
-        if (await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false)
-            && await ScalarAsync<bool>(connection, DayRollups.ServeHoursSql, cancellationToken).ConfigureAwait(false)
-            && await ScalarAsync<bool>(connection, DayRollups.PartitionedSql, cancellationToken).ConfigureAwait(false))
+        // The three checks in one round trip (each retention pass and partition pass starts here).
+        if (await ScalarAsync<bool>(connection,
+                $"SELECT ({DayRollups.ServeMinutesSql}) AND ({DayRollups.ServeHoursSql}) AND ({DayRollups.PartitionedSql})", cancellationToken).ConfigureAwait(false))
         {
             return;
         }
