@@ -19,6 +19,9 @@ namespace JobLog.AspNetCore.Tests.Hostile;
 /// </summary>
 public class RawSocketInboundTests
 {
+    // A client that leaves mid-body leaves once the endpoint has its request: a reset the server reads before the request
+    // would discard it unread, and nothing would have reached either application.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, TaskCompletionSource> s_entered = new();
     private WebFixture _logged = null!;
     private WebFixture _plain = null!;
 
@@ -46,6 +49,11 @@ public class RawSocketInboundTests
         app.MapGet("/echo/{*rest}", (HttpRequest request) => Results.Text($"path {request.Path.Value?.Length} query {request.QueryString.Value?.Length}"));
         app.MapPost("/read", async (HttpRequest request) =>
         {
+            if (request.Query["leaving"].FirstOrDefault() is { } leaving)
+            {
+                s_entered.GetOrAdd(leaving, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).TrySetResult();
+            }
+
             var total = 0L;
             var buffer = new byte[8192];
             int read;
@@ -72,7 +80,9 @@ public class RawSocketInboundTests
         var stream = client.GetStream();
         if (leave)
         {
+            var leaving = s_entered.GetOrAdd(Encoding.Latin1.GetString(request).Split("leaving=")[1].Split(' ')[0], _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
             await stream.WriteAsync(request);
+            await leaving.Task.WaitAsync(TimeSpan.FromSeconds(60));
             client.Client.LingerState = new LingerOption(true, 0);
             client.Close();
             return "(left)";
@@ -132,7 +142,7 @@ public class RawSocketInboundTests
             .SetName("RawNonAsciiBytesInTheQueryAndAHeader");
         yield return new TestCaseData($"POST /read?{m}=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\nConnection: close\r\n\r\n{{\"password\":\"hunter2\"", false, true, true)
             .SetName("ABodyDeclaredLongerThanSent_ThenHalfClosed");
-        yield return new TestCaseData($"POST /read?{m}=1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n{new string('b', 5000)}", true, true, false)
+        yield return new TestCaseData($"POST /read?{m}=1&leaving=LEAVING HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 100000\r\n\r\n{new string('b', 5000)}", true, true, false)
             .SetName("AClientThatLeavesMidBody");
         yield return new TestCaseData($"POST /ignore?{m}=1 HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n{new string('c', 1_000_000)}", false, true, false)
             .SetName("ABodyTheApplicationNeverReads_ConnectionClose");
@@ -147,16 +157,15 @@ public class RawSocketInboundTests
     public async Task RawRequest_IsAnsweredAsWithoutJobLog_AndRecordedFinishedAndBounded(string raw, bool leave, bool reachesTheApplication, bool halfClose)
     {
         var marker = "m" + Guid.NewGuid().ToString("N");
-        var bytes = Ascii(raw.Replace("MARKER", marker, StringComparison.Ordinal));
-
-        var with = await SendAsync(_logged, bytes, leave, halfClose);
-        var without = await SendAsync(_plain, bytes, leave, halfClose);
+        var with = await SendAsync(_logged, Ascii(raw.Replace("MARKER", marker, StringComparison.Ordinal).Replace("LEAVING", marker + "a", StringComparison.Ordinal)), leave, halfClose);
+        var without = await SendAsync(_plain, Ascii(raw.Replace("MARKER", marker, StringComparison.Ordinal).Replace("LEAVING", marker + "b", StringComparison.Ordinal)), leave, halfClose);
         TestContext.Out.WriteLine($"without JobLog: {without}; with: {with}");
 
         // Kestrel resets a connection it closes with bytes unread (a body the application did not read, then
         // Connection: close): the reset may discard the answer before the client reads it, with or without JobLog.
         static string Heard(string answer) => answer.Replace(" (reset)", "", StringComparison.Ordinal);
-        if (Heard(with).Length > 0 && Heard(without).Length > 0 || !(with + without).Contains("(reset)", StringComparison.Ordinal))
+        // A half-close races the answer the same way (Kestrel takes the FIN for the client leaving).
+        if (Heard(with).Length > 0 && Heard(without).Length > 0 || !(halfClose || (with + without).Contains("(reset)", StringComparison.Ordinal)))
         {
             Assert.That(Heard(with), Is.EqualTo(Heard(without)), "answered as without JobLog");
         }
