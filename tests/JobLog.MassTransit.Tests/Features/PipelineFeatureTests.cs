@@ -167,17 +167,18 @@ public class PipelineFeatureTests
                 cb.TrackingPeriod = TimeSpan.FromMinutes(1);
                 cb.TripThreshold = 10;
                 cb.ActiveThreshold = 2;
-                cb.ResetInterval = TimeSpan.FromMinutes(1);
+                cb.ResetInterval = TimeSpan.FromMinutes(10);
             }));
+        // One message at a time, each after the previous one failed: the first three are consumed (the third opens the
+        // circuit), the last three are refused by the open circuit (closed again only after ResetInterval, out of reach).
+        // The test waited on sleeps before, and at load 66 read the last three still WAITING.
         var ids = Enumerable.Range(0, 6).Select(_ => NewId.NextGuid()).ToList();
         for (var i = 0; i < ids.Count; i++)
         {
             await bus.Bus.Publish(new Breaker(i), x => x.MessageId = ids[i]);
-            await Task.Delay(100);
+            await WaitFor(bus, ids[i], t => t.State == TaskState.Failed, $"message {i} failed", seconds: 60);
         }
 
-        await Task.Delay(1500);
-        await bus.Host.FlushAsync();
         var tasks = (await bus.Host.TasksAsync()).Where(t => ids.Contains(t.Id)).OrderBy(t => t.DispatchedAt).ToList();
         foreach (var t in tasks)
         {
