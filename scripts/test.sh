@@ -25,6 +25,11 @@ status=${PIPESTATUS[0]}
 # Sum the per-assembly summaries: "Passed!  - Failed:     0, Passed:    83, Skipped:     0, Total:    83".
 read -r passed failed skipped < <(grep -E '(Passed|Failed)!\s+-\s+Failed:' "$log" | sed -E 's/.*Failed:\s*([0-9]+), Passed:\s*([0-9]+), Skipped:\s*([0-9]+).*/\2 \1 \3/' \
   | awk '{p+=$1; f+=$2; s+=$3} END {print p+0, f+0, s+0}')
+# Name the failed tests again at the end, where a reader of the log's last lines (a CI summary) sees them.
+if [ "$failed" -gt 0 ]; then
+  echo "failed tests:"
+  grep -aE -A3 '^\s+Failed [^!]' "$log" | head -120
+fi
 rm -f "$log"
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
   failed=1 # a test host crashed or a project failed without a summary line
