@@ -15,8 +15,14 @@ internal enum CourierStepKind
 /// One delivery of a routing slip to an activity host, shared by the step filter (around Courier's host, outside its
 /// retry) and the attempt filter (inside retry, once per attempt).
 /// </summary>
-internal sealed class CourierStep
+internal sealed class CourierStep(DateTime receivedAt, long receivedTimestamp)
 {
+    /// <summary>
+    /// Now, as this host's step counts it: the wall time when the host received the routing slip plus the monotonic time
+    /// since, so that a wall clock stepped meanwhile cannot end the routing slip before it began.
+    /// </summary>
+    public DateTime Now(TaskLoggingServices services) => services.Since(receivedAt, receivedTimestamp);
+
     /// <summary>The last attempt threw and was recorded RETRIED; the host's outcome decides whether it was the last.</summary>
     public RecordedAttempt? PendingFailure { get; set; }
 
@@ -43,6 +49,8 @@ internal sealed class CourierStep
 /// </summary>
 internal sealed class CourierStepFilter(TaskLoggingServices services, CourierStepKind kind) : IFilter<ConsumeContext<RoutingSlip>>
 {
+    private CourierStep NewStep() => new(services.UtcNow, services.Time.GetTimestamp());
+
     public async Task Send(ConsumeContext<RoutingSlip> context, IPipe<ConsumeContext<RoutingSlip>> next)
     {
         CourierStep? step = null;
@@ -50,7 +58,7 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
         try
         {
             context.TryGetPayload(out delivery);
-            step = context.AddOrUpdatePayload(() => new CourierStep(), _ => new CourierStep());
+            step = context.AddOrUpdatePayload(NewStep, _ => NewStep());
             RoutingSlipTasks.EnsureRun(services, context, delivery);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -59,7 +67,7 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
             services.RecordingFailed(ex, "routing_slip.start");
         }
 
-        using (RoutingSlipTasks.InHost(step ?? new CourierStep()))
+        using (RoutingSlipTasks.InHost(step ?? NewStep()))
         {
             try
             {
@@ -109,7 +117,7 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
                 ? ""
                 : $"{Environment.NewLine}(MassTransit then failed to report this fault, and its own exception left the activity host in its place: {escaped.GetType().FullName}: {Shortened(escaped.Message)})";
             var pending = new EscapedActivity(
-                failed.Run.ConsumerType, slip.TrackingNumber, CourierAttempts.Stating($"Faulted in {activity}: {error}{replaced}", step.Failure),
+                failed.Run.ConsumerType, slip.TrackingNumber, RoutingSlipTasks.Started(slip, step.Now(services)), step, CourierAttempts.Stating($"Faulted in {activity}: {error}{replaced}", step.Failure),
                 $"Faulted in {activity}; the routing slip was not faulted or compensated by Courier (the exception left its host).");
             if (delivery is null)
             {
@@ -152,12 +160,12 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
             if (kind == CourierStepKind.Compensate)
             {
                 var original = RoutingSlipTasks.Describe(slip.ActivityExceptions);
-                RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Failed,
+                RoutingSlipTasks.Finish(services, slip, step.Now(services), TaskRunState.Failed,
                     CourierAttempts.Stating($"Compensation of {activity} failed: {error}\n\n{original}", step.Failure), $"Faulted; compensation of {activity} failed.", delivery);
             }
             else if ((slip.CompensateLogs?.Count ?? 0) == 0)
             {
-                RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Failed,
+                RoutingSlipTasks.Finish(services, slip, step.Now(services), TaskRunState.Failed,
                     CourierAttempts.Stating($"Faulted in {activity}: {error}", step.Failure), $"Faulted in {activity}; nothing to compensate.", delivery);
             }
 
@@ -175,7 +183,7 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
             if ((slip.CompensateLogs?.Count ?? 0) <= 1)
             {
                 var compensated = string.Join(", ", (slip.ActivityLogs ?? []).Select(a => a.Name).Reverse());
-                RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Failed,
+                RoutingSlipTasks.Finish(services, slip, step.Now(services), TaskRunState.Failed,
                     RoutingSlipTasks.Stating("Compensated. " + RoutingSlipTasks.Describe(slip.ActivityExceptions), slip.ActivityExceptions),
                     $"Faulted; compensated: {compensated}.", delivery);
             }
@@ -185,11 +193,11 @@ internal sealed class CourierStepFilter(TaskLoggingServices services, CourierSte
 
         if (step.ResultKind?.StartsWith("Terminate", StringComparison.Ordinal) == true)
         {
-            RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Succeeded, null, $"Terminated by {activity}.", delivery);
+            RoutingSlipTasks.Finish(services, slip, step.Now(services), TaskRunState.Succeeded, null, $"Terminated by {activity}.", delivery);
         }
         else if (step.CompletedHere || (step.ResultKind?.StartsWith("Completed", StringComparison.Ordinal) == true && (slip.Itinerary?.Count ?? 0) <= 1))
         {
-            RoutingSlipTasks.Finish(services, slip.TrackingNumber, TaskRunState.Succeeded, null, "Completed.", delivery);
+            RoutingSlipTasks.Finish(services, slip, step.Now(services), TaskRunState.Succeeded, null, "Completed.", delivery);
         }
     }
 }
@@ -266,10 +274,10 @@ internal sealed class CompensateAttemptFilter<TLog>(TaskLoggingServices services
 /// An activity's failed attempt whose exception left Courier's host (<see cref="CourierStepFilter"/>): the routing slip's
 /// end, FAILED, that the delivery filter records when the delivery fails for good (its attempt is the lane's pending failure).
 /// </summary>
-internal sealed record EscapedActivity(string Consumer, Guid TrackingNumber, string Error, string Output)
+internal sealed record EscapedActivity(string Consumer, Guid TrackingNumber, DateTime Start, CourierStep Step, string Error, string Output)
 {
     public void Finish(TaskLoggingServices services, DeliveryState? delivery) =>
-        RoutingSlipTasks.Finish(services, TrackingNumber, TaskRunState.Failed, Error, Output, delivery);
+        RoutingSlipTasks.Finish(services, TrackingNumber, Start, Step.Now(services), TaskRunState.Failed, Error, Output, delivery);
 }
 
 /// <summary>What the execute and compensate attempt filters share.</summary>

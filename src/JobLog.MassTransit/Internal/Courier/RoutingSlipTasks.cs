@@ -85,7 +85,7 @@ internal static class RoutingSlipTasks
             slip.TrackingNumber,
             [.. itinerary.Select(a => new ActivityView(a.Name, a.Address?.ToString()))],
             slip.Variables ?? new Dictionary<string, object>()));
-        var created = slip.CreateTimestamp == default ? now : DateTime.SpecifyKind(slip.CreateTimestamp, DateTimeKind.Utc);
+        var created = Started(slip, now);
         return new TaskPayload
         {
             Id = slip.TrackingNumber,
@@ -112,7 +112,7 @@ internal static class RoutingSlipTasks
             TaskId = slip.TrackingNumber,
             Name = Name,
             ConsumerType = Name,
-            Start = slip.CreateTimestamp == default ? now : DateTime.SpecifyKind(slip.CreateTimestamp, DateTimeKind.Utc),
+            Start = Started(slip, now),
             Host = services.Options.Host,
             HostInstanceId = services.Recorder.InstanceId,
         };
@@ -121,11 +121,23 @@ internal static class RoutingSlipTasks
         delivery?.Track(sequence);
     }
 
-    /// <summary>Ends the routing slip's run; a run that already ended (another host, or Courier's event) is left as it is.</summary>
-    public static void Finish(TaskLoggingServices services, Guid trackingNumber, TaskRunState state, string? error, string? output, DeliveryState? delivery)
+    /// <summary>When the routing slip began: its creation (the creator's clock), or <paramref name="now"/> when it carries none.</summary>
+    public static DateTime Started(RoutingSlip slip, DateTime now) =>
+        slip.CreateTimestamp == default ? now : DateTime.SpecifyKind(slip.CreateTimestamp, DateTimeKind.Utc);
+
+    /// <inheritdoc cref="Finish(TaskLoggingServices, Guid, DateTime, DateTime, TaskRunState, string?, string?, DeliveryState?)"/>
+    public static void Finish(TaskLoggingServices services, RoutingSlip slip, DateTime end, TaskRunState state, string? error, string? output, DeliveryState? delivery) =>
+        Finish(services, slip.TrackingNumber, Started(slip, end), end, state, error, output, delivery);
+
+    /// <summary>
+    /// Ends the routing slip's run at <paramref name="end"/>, never before its <paramref name="start"/> (the creator's
+    /// clock, or this host's before a step back); a run that already ended (another host, or Courier's event) is left as it is.
+    /// </summary>
+    public static void Finish(
+        TaskLoggingServices services, Guid trackingNumber, DateTime start, DateTime end, TaskRunState state, string? error, string? output, DeliveryState? delivery)
     {
         var sequence = services.Recorder.Enqueue(new RunFinished(
-            RunId(trackingNumber), trackingNumber, state, services.UtcNow, error is null ? null : services.Redactor.Bound(error), output, null));
+            RunId(trackingNumber), trackingNumber, state, end < start ? start : end, error is null ? null : services.Redactor.Bound(error), output, null));
         delivery?.Track(sequence);
     }
 
@@ -148,22 +160,29 @@ internal static class RoutingSlipTasks
             return;
         }
 
+        // Courier's event says when the routing slip began: its timestamp less its duration (the creator's clock).
+        var now = services.UtcNow;
         switch (message)
         {
             case RoutingSlipCompleted completed:
-                Finish(services, completed.TrackingNumber, TaskRunState.Succeeded, null, "Completed.", null);
+                Finish(services, completed.TrackingNumber, Began(completed.Timestamp, completed.Duration), now, TaskRunState.Succeeded, null, "Completed.", null);
                 break;
             case RoutingSlipTerminated terminated:
-                Finish(services, terminated.TrackingNumber, TaskRunState.Succeeded, null, "Terminated.", null);
+                Finish(services, terminated.TrackingNumber, Began(terminated.Timestamp, terminated.Duration), now, TaskRunState.Succeeded, null, "Terminated.", null);
                 break;
             case RoutingSlipFaulted faulted:
-                Finish(services, faulted.TrackingNumber, TaskRunState.Failed, Stating(Describe(faulted.ActivityExceptions), faulted.ActivityExceptions), "Faulted.", null);
+                Finish(services, faulted.TrackingNumber, Began(faulted.Timestamp, faulted.Duration), now, TaskRunState.Failed,
+                    Stating(Describe(faulted.ActivityExceptions), faulted.ActivityExceptions), "Faulted.", null);
                 break;
             case RoutingSlipCompensationFailed failed:
-                Finish(services, failed.TrackingNumber, TaskRunState.Failed, Stating("Compensation failed: " + Describe(failed.ExceptionInfo), failed.ExceptionInfo), "Compensation failed.", null);
+                Finish(services, failed.TrackingNumber, Began(failed.Timestamp, failed.Duration), now, TaskRunState.Failed,
+                    Stating("Compensation failed: " + Describe(failed.ExceptionInfo), failed.ExceptionInfo), "Compensation failed.", null);
                 break;
         }
     }
+
+    private static DateTime Began(DateTime timestamp, TimeSpan duration) =>
+        timestamp == default ? default : DateTime.SpecifyKind(timestamp, DateTimeKind.Utc) - duration;
 
     public static string Describe(IEnumerable<ActivityException>? exceptions)
     {
