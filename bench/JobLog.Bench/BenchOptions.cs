@@ -1,4 +1,4 @@
-using System.Globalization;
+﻿using System.Globalization;
 
 namespace JobLog.Bench;
 
@@ -112,6 +112,8 @@ internal sealed class BenchOptions
           --drop-days LIST   with --maintain on a partitioned ledger: no sweeps; the retention of each day listed
                              (yyyy-MM-dd, comma-separated) in turn, its cutoff the next day's start (day drops
                              measured one by one on a kept copy, e.g. alternating two builds day by day)
+          --ahead            with --drop-days: each day's kept rows built ahead first (the hourly partition pass's
+                             share), timed apart, so the retention's line is the drop that adopts the build
 
         requests options:
           --rows N           inbound and as many outbound requests (default 262144), a quarter as many commands
@@ -255,6 +257,12 @@ internal sealed class BenchOptions
     /// <summary>Scale: <c>o.Sweeper.BatchSize</c> (null: the default).</summary>
     public int? SweepBatch { get; private set; }
 
+    /// <summary>
+    /// Scale, with <see cref="DropDays"/>: each day's kept rows built ahead first, untimed apart (the partition pass's
+    /// <c>LedgerPartitioning.BuildAheadAsync</c>), so the retention's time is the drop's (--ahead).
+    /// </summary>
+    public bool Ahead { get; private set; }
+
     /// <summary>Scale mode, with <see cref="Maintain"/>: the days whose retention is timed, without the sweeps first.</summary>
     public IReadOnlyList<DateTime>? DropDays { get; private set; }
 
@@ -351,6 +359,7 @@ internal sealed class BenchOptions
                 case "--pages-only": o.PagesOnly = true; break;
                 case "--maintain": o.Maintain = true; break;
                 case "--spread-only": o.SpreadOnly = true; break;
+                case "--ahead": o.Ahead = true; break;
                 case "--sweep-parallelism": o.SweepParallelism = Int(); break;
                 case "--sweep-batch": o.SweepBatch = Int(); break;
                 case "--drop-days":

@@ -97,6 +97,14 @@ internal abstract class LedgerDatabase
     public virtual Task ApplyPartitioningAsync(JobLogDbContext context, PartitioningOptions options, DateTime now, CancellationToken cancellationToken) =>
         Task.CompletedTask;
 
+    /// <summary>
+    /// The hourly partition pass's share of the retention: builds ahead the kept rows of the days whose drop is due within a
+    /// margin, for tasks kept <paramref name="succeeded"/> (failures <paramref name="failed"/>) (PostgreSQL partitioned,
+    /// <c>LedgerPartitioning.BuildAheadAsync</c>). Nothing elsewhere.
+    /// </summary>
+    public virtual Task BuildAheadAsync(JobLogDbContext context, DateTime now, TimeSpan succeeded, TimeSpan? failed, CancellationToken cancellationToken) =>
+        Task.CompletedTask;
+
     /// <summary>Whether the ledger's tasks and runs are partitioned by day (retention then drops days). False on SQLite.</summary>
     public virtual Task<bool> IsPartitionedAsync(JobLogDbContext context, CancellationToken cancellationToken) => Task.FromResult(false);
 

@@ -1,4 +1,6 @@
-using JobLog.Internal;
+﻿using JobLog.Internal;
+using JobLog.Retention;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -15,7 +17,8 @@ internal sealed class LedgerPartitionService(
     JobLogContextFactory contexts,
     IOptions<JobLogOptions> options,
     TimeProvider time,
-    ILogger<LedgerPartitionService> logger) : BackgroundService
+    ILogger<LedgerPartitionService> logger,
+    IServiceProvider services) : BackgroundService
 {
     /// <summary>Time between two passes: an hour (a day is created <see cref="PartitioningOptions.DaysAhead"/> days before it is needed).</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromHours(1);
@@ -42,12 +45,24 @@ internal sealed class LedgerPartitionService(
         }
     }
 
-    /// <summary>One pass: converts the ledger if it is not yet partitioned, then creates the missing partitions ahead.</summary>
+    /// <summary>
+    /// One pass: converts the ledger if it is not yet partitioned, then creates the missing partitions ahead, and, with the
+    /// retention on, builds the next day to drop's kept rows ahead of its drop.
+    /// </summary>
     public async Task RunOnceAsync(CancellationToken cancellationToken)
     {
         // A session of its own, closed when done: a pooled one stayed idle for minutes after each hourly pass (session 33).
         var db = await contexts.OpenUnpooledAsync(cancellationToken).ConfigureAwait(false);
         await using var _ = db.ConfigureAwait(false);
-        await contexts.Database.ApplyPartitioningAsync(db, options.Value.Partitioning, time.GetUtcNow().UtcDateTime, cancellationToken).ConfigureAwait(false);
+        var now = time.GetUtcNow().UtcDateTime;
+        await contexts.Database.ApplyPartitioningAsync(db, options.Value.Partitioning, now, cancellationToken).ConfigureAwait(false);
+
+        // With the retention on (AddJobLogRetention) and tasks' successes deleted: the kept rows of the next day to drop, built
+        // ahead of its drop (docs/scale.md "Session 36 (scale)").
+        if (services.GetService<LedgerRetentionService>() is not null
+            && services.GetService<IOptions<JobLogRetentionOptions>>()?.Value.Tasks is { Succeeded: { } succeeded } period)
+        {
+            await contexts.Database.BuildAheadAsync(db, now, succeeded, period.Failed, cancellationToken).ConfigureAwait(false);
+        }
     }
 }

@@ -1,5 +1,6 @@
 ﻿using System.Data.Common;
 using System.Globalization;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using JobLog.Storage.PostgreSql;
 using Npgsql;
@@ -18,9 +19,9 @@ namespace JobLog.Storage.Partitioning;
 /// partitions starts noting the task id of every row written into them (<see cref="NoteChanges"/>) in an unlogged table of
 /// the build's (<c>JobLogTasks_v…</c>; not a temporary table: the day's writers note into it from their own sessions, and
 /// behind a pooler in transaction mode the lock's transaction may run on another server connection); under the lock only
-/// the noted ids are looked at (<see cref="BuiltUnchangedAsync"/>): if one is a built task or a task to keep now (a retry,
-/// a resolution, a sweep, a success that failed since), the built tables are dropped and the kept rows
-/// read and built under the lock as before. The built tables carry a name of their own until then
+/// the noted ids are looked at (<see cref="FinishBuilt"/>): the built rows of a noted task (a retry, a resolution, a sweep,
+/// a purge) go, and the noted tasks to keep now (a success that failed since, a restore) are read again by their ids; only
+/// where the built tables are gone or no longer match the parents are the kept rows read and built under the lock as before. The built tables carry a name of their own until then
 /// (<c>JobLogTasks_b20261203_1796342400_3fa2</c>: the day, the server's time and a random part), so two processes
 /// dropping the same day never take each other's; one left by a process stopped before its lock is dropped an hour later
 /// by the next drop (<see cref="DropAbandonedBuildsAsync"/>).
@@ -42,6 +43,131 @@ internal static partial class LedgerPartitioning
 
         /// <summary>Each built index's name, and the name it takes under the lock (<see cref="IndexesOfAsync"/>).</summary>
         public List<(string Built, string Kept)> Indexes { get; } = [];
+
+        /// <summary>
+        /// A build made ahead of its day's drop (<see cref="BuildAheadAsync"/>): the cutoffs its rows were chosen by, the
+        /// lowest a drop of the day can have. Null for a build made by the drop itself.
+        /// </summary>
+        public (DateTime Succeeded, DateTime? Failed)? Ahead { get; set; }
+
+        /// <summary>
+        /// Whether the rows a drop with these cutoffs keeps are among the built ones (or noted since): its cutoffs are
+        /// the build's or later (a later cutoff keeps fewer rows; those the build holds beyond them are removed under the lock).
+        /// </summary>
+        public bool Covers(DateTime succeededBefore, DateTime? failedBefore) =>
+            Ahead is not { } a || (succeededBefore >= a.Succeeded && (a.Failed is not { } f || (failedBefore is { } d && d >= f)));
+
+        /// <summary>What a drop in another process needs to adopt the build: its tables, shape, indexes and cutoffs, as JSON.</summary>
+        public string ToJson() => JsonSerializer.Serialize(new Stored(Tasks, Runs, Text, Versions, DayTasks, DayRuns, Shape,
+            [.. Indexes.Select(i => new[] { i.Built, i.Kept })], Ahead?.Succeeded, Ahead?.Failed));
+
+        public static KeptBuild? FromJson(string json)
+        {
+            var s = JsonSerializer.Deserialize<Stored>(json);
+            if (s is null || s.Succeeded is null)
+            {
+                return null;
+            }
+
+            var build = new KeptBuild(s.Tasks, s.Runs, s.Text, s.Versions, s.DayTasks, s.DayRuns)
+            {
+                Shape = s.Shape,
+                Ahead = (DateTime.SpecifyKind(s.Succeeded.Value, DateTimeKind.Utc), s.Failed is { } f ? DateTime.SpecifyKind(f, DateTimeKind.Utc) : null),
+            };
+            build.Indexes.AddRange(s.Indexes.Select(i => (i[0], i[1])));
+            return build;
+        }
+
+        private sealed record Stored(
+            string Tasks, string Runs, string? Text, string Versions, string DayTasks, string DayRuns, string Shape, string[][] Indexes, DateTime? Succeeded, DateTime? Failed);
+    }
+
+    /// <summary>
+    /// How long before its day's drop is due a day's kept rows are built ahead (<see cref="BuildAheadAsync"/>): two hourly
+    /// partition passes, so that one of them comes before the retention's pass that drops the day.
+    /// </summary>
+    internal static readonly TimeSpan AheadMargin = TimeSpan.FromHours(2);
+
+    /// <summary>
+    /// The hourly partition pass's part of the retention (docs/scale.md "Session 36 (scale)"): builds the kept rows of each day
+    /// whose drop is due within <paramref name="margin"/> (its day over, its end within <paramref name="margin"/> of the success
+    /// cutoff <paramref name="now"/> − <paramref name="succeeded"/>) and that has no such build yet, as a drop would
+    /// (<see cref="BuildKeptAsync"/>), with the lowest cutoffs its drop can have (the day's end, and as much before or after it
+    /// as failures are kept longer or shorter), and leaves it for the drop: the day's triggers note every task written into it
+    /// meanwhile, and the drop, under its lock, removes the built rows noted or past its own cutoffs and reads the noted ones
+    /// again (<see cref="FinishBuilt"/>). The build is found in the catalog (a comment on its table of notes, written with its
+    /// indexes, last), so a drop in another process, or after a restart, adopts it; one stopped before that is abandoned
+    /// (<see cref="DropAbandonedBuildsAsync"/>) and built again by the next pass. <paramref name="copied"/> (tests) is called
+    /// with the day between its rows' copy and its indexes. Returns the days built.
+    /// </summary>
+    internal static async Task<List<int>> BuildAheadAsync(
+        DbConnection connection, DateTime now, TimeSpan succeeded, TimeSpan? failed, TimeSpan margin, CancellationToken cancellationToken, Func<int, Task>? copied = null)
+    {
+        var made = new List<int>();
+        var existing = await DaysAsync(connection, cancellationToken).ConfigureAwait(false);
+        if (!existing.TryGetValue(LedgerModel.Tasks, out var taskDays))
+        {
+            return made;
+        }
+
+        await DropAbandonedBuildsAsync(connection, cancellationToken).ConfigureAwait(false);
+        foreach (var day in taskDays.Where(d => PartitionDay.Start(d + 1) <= now && PartitionDay.Start(d + 1) <= now - succeeded + margin).Order())
+        {
+            if ((await ReadyBuildsAsync(connection, day, cancellationToken).ConfigureAwait(false)).Count > 0)
+            {
+                continue;
+            }
+
+            var succeededBefore = PartitionDay.Start(day + 1);
+            DateTime? failedBefore = failed is { } f ? succeededBefore + succeeded - f : null;
+            var tasks = Q(LedgerModel.Tasks + "_" + PartitionDay.Suffix(day));
+            var runs = Q(LedgerModel.Runs + "_" + PartitionDay.Suffix(day));
+            if (await BuildKeptAsync(connection, day, tasks, runs, Keep(succeededBefore, failedBefore), cancellationToken, (succeededBefore, failedBefore),
+                copied is null ? null : () => copied(day)).ConfigureAwait(false) is not null)
+            {
+                made.Add(day);
+            }
+        }
+
+        return made;
+    }
+
+    /// <summary>The builds made ahead for <paramref name="day"/> and complete (<see cref="BuildAheadAsync"/>), the newest first.</summary>
+    private static async Task<List<KeptBuild>> ReadyBuildsAsync(DbConnection connection, int day, CancellationToken cancellationToken)
+    {
+        var json = await ListAsync<string>(connection, $$"""
+            SELECT obj_description(c.oid, 'pg_class') FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
+                AND c.relname ~ '^{{LedgerModel.Tasks}}_v{{PartitionDay.Suffix(day)[1..]}}_[0-9]{1,19}_[0-9a-f]{4}$' AND obj_description(c.oid, 'pg_class') IS NOT NULL
+            ORDER BY c.relname DESC
+            """, cancellationToken).ConfigureAwait(false);
+        return [.. json.Select(KeptBuild.FromJson).OfType<KeptBuild>()];
+    }
+
+    /// <summary>
+    /// Under the day's lock, before the counts: brings the built tables to what the drop keeps now. The built tasks the
+    /// drop's cutoffs no longer keep (a build made ahead, with lower ones) and every task noted since the build began go, with
+    /// their runs and search text; the noted tasks the drop keeps are read again from the day, by their ids, with theirs. Its
+    /// cost follows what was written into the day since the build (and the built rows, read once), not the day's size.
+    /// </summary>
+    private static string FinishBuilt(KeptBuild build, string tasks, string runs, string keep)
+    {
+        var (b, r) = (Q(build.Tasks), Q(build.Runs));
+        var text = build.Text is { } t ? Q(t) : null;
+        var textDelete = text is null ? "" : $"DELETE FROM {text} x USING joblog_unkept u WHERE x.\"TaskId\" = u.\"Id\";";
+        var textInsert = text is null ? "" : PostgreSql.PostgreSqlSearch.RowsOf(
+            $"(SELECT k.* FROM {b} k JOIN joblog_noted n ON n.\"Id\" = k.\"Id\") k", $"(SELECT x.* FROM {r} x JOIN joblog_noted n ON n.\"Id\" = x.\"TaskId\") x",
+            keyed: true, into: text) + ";";
+        return $"""
+            CREATE TEMP TABLE joblog_noted ON COMMIT DROP AS SELECT DISTINCT "Id" FROM {Q(build.Versions)};
+            CREATE TEMP TABLE joblog_unkept ON COMMIT DROP AS SELECT t."Id" FROM {b} t WHERE NOT coalesce(({keep}), FALSE) UNION SELECT "Id" FROM joblog_noted;
+            DELETE FROM {r} x USING joblog_unkept u WHERE x."TaskId" = u."Id";
+            {textDelete}
+            DELETE FROM {b} x USING joblog_unkept u WHERE x."Id" = u."Id";
+            INSERT INTO {b} SELECT t.* FROM {tasks} t WHERE t."Id" IN (SELECT "Id" FROM joblog_noted) AND {keep};
+            INSERT INTO {r} SELECT x.* FROM {runs} x WHERE x."TaskId" IN (SELECT n."Id" FROM joblog_noted n JOIN {b} k ON k."Id" = n."Id");
+            {textInsert}
+
+            """;
     }
 
     /// <summary>
@@ -50,7 +176,9 @@ internal static partial class LedgerPartitioning
     /// day's partition) into tables of their own with the parents' indexes; null when there is nothing to keep, or the
     /// runs' partition is missing (the drop then builds under the lock, as before).
     /// </summary>
-    private static async Task<KeptBuild?> BuildKeptAsync(DbConnection connection, int day, string tasks, string runs, string keep, CancellationToken cancellationToken)
+    private static async Task<KeptBuild?> BuildKeptAsync(
+        DbConnection connection, int day, string tasks, string runs, string keep, CancellationToken cancellationToken, (DateTime Succeeded, DateTime? Failed)? ahead = null,
+        Func<Task>? copied = null)
     {
         // What is there, the side table's kind, the server's time and the schema: one round trip (docs/scale.md "Session 35 (scale)").
         var present = await ListAsync<string>(connection,
@@ -71,7 +199,10 @@ internal static partial class LedgerPartitioning
         // The changes noted in a (unlogged) table of the build's, not a temporary one: the day's writers, in their own
         // sessions, note into it, and the lock's transaction may run on another server connection than the build's behind a
         // pooler in transaction mode (PgBouncer).
-        var build = new KeptBuild(Name(LedgerModel.Tasks), Name(LedgerModel.Runs), text ? Name(SearchText) : null, Name(LedgerModel.Tasks, 'v'), tasks, runs);
+        var build = new KeptBuild(Name(LedgerModel.Tasks), Name(LedgerModel.Runs), text ? Name(SearchText) : null, Name(LedgerModel.Tasks, 'v'), tasks, runs)
+        {
+            Ahead = ahead,
+        };
         var versions = Q(build.Versions);
 
         // The tables first, in a transaction of their own: LIKE locks the parents (ACCESS SHARE) until its commit, and a
@@ -113,6 +244,11 @@ internal static partial class LedgerPartitioning
                 await copy.CommitAsync(cancellationToken).ConfigureAwait(false);
             }
 
+            if (copied is not null)
+            {
+                await copied().ConfigureAwait(false);
+            }
+
             if (kept == 0)
             {
                 await ExecAsync(connection, DropBuilt(build) + DropVersions(build), cancellationToken).ConfigureAwait(false);
@@ -137,6 +273,12 @@ internal static partial class LedgerPartitioning
                     sql += statement + ";\n";
                     build.Indexes.Add((builtName, keptName));
                 }
+            }
+
+            if (ahead is not null)
+            {
+                // Complete with its indexes: a drop may adopt it (ReadyBuildsAsync); one stopped before this is abandoned.
+                sql += $"COMMENT ON TABLE {versions} IS '{build.ToJson().Replace("'", "''", StringComparison.Ordinal)}';\n";
             }
 
             await using var indexes = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
@@ -298,25 +440,6 @@ internal static partial class LedgerPartitioning
     }
 
     /// <summary>
-    /// Under the day's lock: whether the built tables still hold what the day's drop keeps. Every task id written into the
-    /// day since the build began was noted (<see cref="NoteChanges"/>); the build stands unless one of them is a built task
-    /// or is now a task to keep (a row that is deleted with the day whatever was written does not matter). So the check
-    /// reads the notes, and the day's rows only by their ids: its cost follows what was written into the day meanwhile
-    /// (nothing, most days, for a day past its retention), not the day's size or its kept rows. Until session 30 it read
-    /// every kept task and run again and compared their versions: 0.34–0.44 s of the lock at 10 M (24,021 kept tasks,
-    /// 37,021 runs; docs/scale.md "Session 30 (scale)").
-    /// </summary>
-    private static async Task<bool> BuiltUnchangedAsync(DbConnection connection, KeptBuild build, string tasks, string keep, CancellationToken cancellationToken)
-    {
-        // The built tables' presence and shape were read with the rest of the day's state (BuiltChecks).
-        return !await ScalarAsync<bool>(connection, $"""
-            SELECT EXISTS (SELECT 1 FROM (SELECT DISTINCT "Id" FROM {Q(build.Versions)}) c
-                WHERE EXISTS (SELECT 1 FROM {Q(build.Tasks)} b WHERE b."Id" = c."Id")
-                   OR EXISTS (SELECT 1 FROM {tasks} t WHERE t."Id" = c."Id" AND {keep}))
-            """, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>
     /// Under the day's lock, with the rest of its state (<see cref="DropStateAsync"/>): whether every built table is still
     /// there (no partition, in the schema), and whether the parents still have the shape the tables were made from (a
     /// migration between the build and the lock, a column, an index or a constraint added, changed or dropped: the built
@@ -370,7 +493,8 @@ internal static partial class LedgerPartitioning
     /// <summary>
     /// Drops the built tables (<see cref="BuildKeptAsync"/>) a drop left behind more than an hour ago (the server's clock):
     /// it stopped between its build and its lock. Only tables that are no partition and carry the name of one of the
-    /// ledger's partitioned tables; a younger one may be another process's, on its way to its lock.
+    /// ledger's partitioned tables; a younger one may be another process's, on its way to its lock. A build made ahead and
+    /// complete (<see cref="BuildAheadAsync"/>) stays while its day does.
     /// </summary>
     internal static async Task DropAbandonedBuildsAsync(DbConnection connection, CancellationToken cancellationToken)
     {
@@ -378,6 +502,10 @@ internal static partial class LedgerPartitioning
             SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
                 AND c.relname ~ '_[bv][0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$'
                 AND substring(c.relname FROM '_[bv][0-9]{8}_([0-9]{1,19})_[0-9a-f]{4}$')::numeric < extract(epoch FROM clock_timestamp()) - {{(long)AbandonedAfter.TotalSeconds}}
+                AND NOT EXISTS (SELECT 1 FROM pg_class v WHERE v.relnamespace = c.relnamespace AND v.relkind = 'r'
+                    AND v.relname ~ '^{{LedgerModel.Tasks}}_v[0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$'
+                    AND strpos(obj_description(v.oid, 'pg_class'), '"' || c.relname || '"') > 0
+                    AND to_regclass(quote_ident('{{LedgerModel.Tasks}}_p' || substring(v.relname FROM '_v([0-9]{8})_'))) IS NOT NULL)
             """, cancellationToken).ConfigureAwait(false);
         await DropDetachedAsync(connection, names.Where(n => BuiltTable().Match(n) is { Success: true } m && IsPartitioned(m.Groups[1].Value)), cancellationToken)
             .ConfigureAwait(false);

@@ -14,9 +14,10 @@ internal sealed record PartitionConversion(long Tasks, long Runs, int Days);
 /// <summary>
 /// What dropping expired days removed: the tasks deleted (by outcome) and the rows kept (the day's <c>_k</c> partitions);
 /// <c>Rebuilt</c>: the days whose kept rows were read and built under the day's lock (changed between their build and the
-/// lock, or not built before it: none then, or the build failed as another process dropped the day).
+/// lock, or not built before it: none then, or the build failed as another process dropped the day); <c>Ahead</c>: the days
+/// whose kept rows were built ahead by the partition pass (<see cref="LedgerPartitioning.BuildAheadAsync"/>) and adopted.
 /// </summary>
-internal sealed record PartitionDrop(int Days, int Succeeded, int Failed, int Kept, int Rebuilt = 0);
+internal sealed record PartitionDrop(int Days, int Succeeded, int Failed, int Kept, int Rebuilt = 0, int Ahead = 0);
 
 /// <summary>
 /// Daily partitions of the PostgreSQL ledger's tasks and runs (docs/scale.md#partitioning). Both tables are
@@ -300,13 +301,27 @@ internal static partial class LedgerPartitioning
         // then filters those. What the counts lose is the day's rollups (DayRollups) less the kept rows: the day's
         // partition is not read (it was, once, at 2.1-2.6 s for a day of 90,000 tasks). The minute rollups are views over
         // the day rollups (session 9), so the day's share goes with its day rollup rows (DayRollups.Reset).
-        var notSucceeded = string.Join(", ", Enum.GetValues<TaskState>().Where(v => v != TaskState.Succeeded).Select(v => ((int)v).ToString(CultureInfo.InvariantCulture)));
-        var keep = $"""(t."State" IN ({notSucceeded}) OR t."Stop" >= {Literal(succeededBefore)} OR t."Stop" IS NULL) AND NOT ({Deletable("t", succeededBefore, failedBefore)})""";
+        var keep = Keep(succeededBefore, failedBefore);
         foreach (var day in taskDays.Where(d => PartitionDay.Start(d + 1) <= succeededBefore).Order())
         {
             var tasks = Q(LedgerModel.Tasks + "_" + PartitionDay.Suffix(day));
             var runs = LedgerModel.Runs + "_" + PartitionDay.Suffix(day);
-            var build = await BuildKeptAsync(connection, day, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false);
+            // A build made ahead by the partition pass (BuildAheadAsync) whose rows cover this drop's is adopted; others go.
+            KeptBuild? build = null;
+            foreach (var ready in await ReadyBuildsAsync(connection, day, cancellationToken).ConfigureAwait(false))
+            {
+                if (build is null && ready.Covers(succeededBefore, failedBefore))
+                {
+                    build = ready;
+                }
+                else
+                {
+                    await DropQuietlyAsync(connection, ready).ConfigureAwait(false);
+                }
+            }
+
+            var ahead = build is not null;
+            build ??= await BuildKeptAsync(connection, day, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false);
             var versions = build;
             try
             {
@@ -335,16 +350,17 @@ internal static partial class LedgerPartitioning
                     continue;
                 }
 
-                if (build is not null && !(state.BuiltPresent && await BuiltUnchangedAsync(connection, build, tasks, keep, cancellationToken).ConfigureAwait(false)))
+                if (build is not null && !state.BuiltPresent)
                 {
-                    // A kept row changed (or a row became one to keep) after the build: built again, under the lock.
+                    // The built tables are gone or no longer match the parents (a migration): built again, under the lock.
                     await ExecAsync(connection, DropBuilt(build), cancellationToken).ConfigureAwait(false);
                     build = null;
                 }
 
-                // The built rows are read where they are (views, dropped before the commit), not copied under the lock.
+                // The built rows are read where they are (views, dropped before the commit), not copied under the lock; first
+                // the rows noted since the build, and those past this drop's cutoffs, are brought up to date (FinishBuilt).
                 var sql = build is not null
-                    ? $"""
+                    ? FinishBuilt(build, tasks, Q(runs), keep) + $"""
                         CREATE TEMP VIEW joblog_keep_tasks AS SELECT * FROM {Q(build.Tasks)};
                         CREATE TEMP VIEW joblog_keep_runs AS SELECT * FROM {Q(build.Runs)};
                         """
@@ -406,7 +422,7 @@ internal static partial class LedgerPartitioning
                 dropped = dropped with
                 {
                     Days = dropped.Days + 1, Succeeded = dropped.Succeeded + (int)counts[0], Failed = dropped.Failed + (int)counts[1], Kept = dropped.Kept + (int)counts[2],
-                    Rebuilt = dropped.Rebuilt + (build is null && counts[2] > 0 ? 1 : 0),
+                    Rebuilt = dropped.Rebuilt + (build is null && counts[2] > 0 ? 1 : 0), Ahead = dropped.Ahead + (ahead && build is not null ? 1 : 0),
                 };
             }
             catch (Exception) when (versions is not null)
@@ -507,6 +523,16 @@ internal static partial class LedgerPartitioning
         }
 
         return present;
+    }
+
+    /// <summary>
+    /// The tasks (row <c>t</c>) a drop with these cutoffs keeps: every row to keep is unfinished or not a success (a state
+    /// index range) or ended at or after the success cutoff (a Stop index range), and the exact rule then filters those.
+    /// </summary>
+    private static string Keep(DateTime succeededBefore, DateTime? failedBefore)
+    {
+        var notSucceeded = string.Join(", ", Enum.GetValues<TaskState>().Where(v => v != TaskState.Succeeded).Select(v => ((int)v).ToString(CultureInfo.InvariantCulture)));
+        return $"""(t."State" IN ({notSucceeded}) OR t."Stop" >= {Literal(succeededBefore)} OR t."Stop" IS NULL) AND NOT ({Deletable("t", succeededBefore, failedBefore)})""";
     }
 
     /// <summary>

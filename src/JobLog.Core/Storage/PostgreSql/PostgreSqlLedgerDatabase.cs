@@ -276,6 +276,23 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         }
     }
 
+    public override async Task BuildAheadAsync(JobLogDbContext context, DateTime now, TimeSpan succeeded, TimeSpan? failed, CancellationToken cancellationToken)
+    {
+        await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var connection = context.Database.GetDbConnection();
+            if (await Partitioning.LedgerPartitioning.IsPartitionedAsync(connection, cancellationToken).ConfigureAwait(false))
+            {
+                await Partitioning.LedgerPartitioning.BuildAheadAsync(connection, now, succeeded, failed, Partitioning.LedgerPartitioning.AheadMargin, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            await context.Database.CloseConnectionAsync().ConfigureAwait(false);
+        }
+    }
+
     public override async Task<bool> IsPartitionedAsync(JobLogDbContext context, CancellationToken cancellationToken)
     {
         await context.Database.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);

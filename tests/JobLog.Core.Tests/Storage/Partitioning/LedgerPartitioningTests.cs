@@ -1,4 +1,4 @@
-using System.Text.Json;
+﻿using System.Text.Json;
 using JobLog.Maintenance;
 using JobLog.Recording;
 using JobLog.Retention;
@@ -519,7 +519,8 @@ public class LedgerPartitioningTests
     {
         // Between the build and the lock: the kept failure is retried and fails again (a new run, its task updated), and a
         // success of the day is delivered again and fails (a row that becomes one to keep). The built tables are not
-        // what the day holds any more: they are dropped and the kept rows read under the lock.
+        // what the day holds any more: under the lock the noted tasks' built rows go and those kept now are read again by
+        // their ids (FinishBuilt; until session 36 every kept row was read and built again under the lock).
         var (host, connection, old, (success, failure, unfinished)) = await OldDayAsync();
         await using var owned = connection;
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
@@ -532,7 +533,7 @@ public class LedgerPartitioningTests
                 await host.FlushAsync();
             });
 
-        Assert.That((drop.Days, drop.Kept, drop.Rebuilt), Is.EqualTo((2, 3, 1)));
+        Assert.That((drop.Days, drop.Kept, drop.Rebuilt), Is.EqualTo((2, 3, 0)), "the built tables finished under the lock from the noted ids, not built again");
         var tasks = await host.TasksAsync();
         Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { success, failure, unfinished }), "the success that failed since is kept");
         Assert.That(tasks.Single(t => t.Id == failure).Runs.Select(r => r.ErrorMessage), Is.EquivalentTo(new[] { "card declined", "gateway refused" }));
@@ -630,6 +631,176 @@ public class LedgerPartitioningTests
 
         Assert.That((writerError?.Message, dropError?.Message), Is.EqualTo(((string?)null, (string?)null)), "neither the writer nor the drop fails");
         Assert.That((await drop).Kept, Is.EqualTo(2));
+    }
+
+    [Test]
+    public async Task Retention_KeptRowsBuiltAhead_ThenResolvedRetriedPurgedAndRestored_AreKeptOrDroppedAsWithoutTheBuild()
+    {
+        // The partition pass builds the old day's kept rows ahead of its drop (BuildAheadAsync, with the lowest cutoffs the
+        // drop can have: the day's end); between that build and the drop the day changes in every way a ledger's day does.
+        // The drop adopts the build, brings it up to date under its lock (FinishBuilt) and keeps exactly the rows it keeps
+        // without one: the rows a drop with these cutoffs keeps, as they are now.
+        var (host, connection, old, (success, failure, unfinished)) = await OldDayAsync();
+        await using var owned = connection;
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        // A success of the day that ended two days later (kept by the build's cutoff, the day's end; not by the drop's), a
+        // failure purged after the build, and one purged before it and restored after it.
+        var lateSuccess = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(3)));
+        var purged = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(4)));
+        var restored = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(5)));
+        recorder.Enqueue(new TaskDispatched(Task(lateSuccess, "Invoice", old.AddMinutes(3))));
+        recorder.Enqueue(new RunFinished(Start(recorder, lateSuccess, "Invoice", old.AddDays(2)), lateSuccess, TaskRunState.Succeeded, old.AddDays(2).AddSeconds(1), null, null, null));
+        foreach (var id in new[] { purged, restored })
+        {
+            recorder.Enqueue(new TaskDispatched(Task(id, "Invoice", old) with { Input = $"Invoice(Order=ORD-{id:N})" }));
+            recorder.Enqueue(new RunFinished(Start(recorder, id, "Invoice", old.AddMinutes(6)), id, TaskRunState.Failed, old.AddMinutes(6).AddSeconds(1), "declined " + id.ToString("N")[..6], null, null));
+        }
+
+        await host.FlushAsync();
+        await ScalarAsync<int>(connection, $"""
+            CREATE TEMP TABLE saved_tasks AS SELECT * FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
+            CREATE TEMP TABLE saved_runs AS SELECT * FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
+            DELETE FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
+            DELETE FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
+            SELECT 1
+            """);
+        var day = PartitionDay.Of(old);
+        var suffix = PartitionDay.Suffix(day)[1..];
+
+        var built = await LedgerPartitioning.BuildAheadAsync(connection, T0.AddDays(-30), TimeSpan.Zero, TimeSpan.FromDays(60), TimeSpan.Zero, CancellationToken.None);
+
+        Assert.That(built, Is.EqualTo(new[] { day }), "the old day built ahead (the empty day after it has nothing to keep)");
+        var builtTasks = await ScalarAsync<string>(connection, $"SELECT relname::text FROM pg_class WHERE relkind = 'r' AND relname ~ '^{LedgerModel.Tasks}_b{suffix}_[0-9]+_[0-9a-f]{{4}}$'");
+        Assert.That(await ScalarAsync<string>(connection, $"SELECT string_agg(\"Id\"::text, ',' ORDER BY \"Id\") FROM \"{builtTasks}\""),
+            Is.EqualTo(string.Join(",", new[] { failure, unfinished, lateSuccess, purged }.Select(i => i.ToString()).Order(StringComparer.Ordinal))),
+            "built: the failures, the unfinished task and the success that ended after the day");
+
+        recorder.Enqueue(new RunFinished(Start(recorder, failure, "Invoice", old.AddHours(1)), failure, TaskRunState.Failed, old.AddHours(1).AddSeconds(1), "gateway refused", null, null));
+        recorder.Enqueue(new RunFinished(Start(recorder, success, "Invoice", old.AddHours(2)), success, TaskRunState.Failed, old.AddHours(2).AddSeconds(1), "out of stock", null, null));
+        recorder.Enqueue(new RunFinished(Start(recorder, unfinished, "Invoice", old.AddHours(3)), unfinished, TaskRunState.Succeeded, old.AddHours(3).AddSeconds(1), null, null, null));
+        await host.FlushAsync();
+        await ScalarAsync<int>(connection, $"""
+            DELETE FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{purged}';
+            DELETE FROM "{LedgerModel.Tasks}" WHERE "Id" = '{purged}';
+            INSERT INTO "{LedgerModel.Tasks}" SELECT * FROM saved_tasks;
+            INSERT INTO "{LedgerModel.Runs}" SELECT * FROM saved_runs;
+            SELECT 1
+            """);
+
+        var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None);
+
+        Assert.That((drop.Days, drop.Ahead, drop.Rebuilt, drop.Kept), Is.EqualTo((2, 1, 0, 3)), "the build adopted and finished, not read again under the lock");
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { success, failure, restored }),
+            "the success that failed since and the restored failure kept; the resolved, the purged and the late success gone");
+        Assert.That(tasks.Single(t => t.Id == failure).Runs.Select(r => r.ErrorMessage), Is.EquivalentTo(new[] { "card declined", "gateway refused" }));
+        Assert.That(tasks.Single(t => t.Id == success).State, Is.EqualTo(TaskState.Failed));
+        Assert.That(tasks.Single(t => t.Id == restored).Runs, Has.Count.EqualTo(1));
+        foreach (var id in new[] { success, failure, restored })
+        {
+            Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, id), Is.EqualTo(LedgerModel.Tasks + "_k" + suffix));
+            Assert.That(await PartitionOfAsync(host, LedgerModel.Runs, id), Is.EqualTo(LedgerModel.Runs + "_k" + suffix));
+        }
+
+        Assert.That(await ScalarAsync<string>(connection,
+            $"SELECT string_agg(\"Text\", '|' ORDER BY \"Text\") FROM \"{PostgreSqlSearch.Table}\" WHERE \"IsError\""),
+            Is.EqualTo(string.Join("|", new[] { "card declined", "declined " + restored.ToString("N")[..6], "gateway refused", "out of stock" }.Order(StringComparer.Ordinal))),
+            "the search's error text of the kept rows as they are now");
+        Assert.That(await ScalarAsync<long>(connection, $"SELECT count(DISTINCT \"TaskId\") FROM \"{PostgreSqlSearch.Table}\" WHERE NOT \"IsError\""), Is.EqualTo(3),
+            "the search's input text of the three kept tasks");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero, "no built table left");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_trigger WHERE tgname ~ '_v[0-9]{8}_'"), Is.Zero, "no trigger left");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
+    public async Task Retention_ABuildAheadWhoseSessionIsKilledBeforeItsIndexes_IsNotAdopted_AndTheNextPassBuildsTheDayAgain()
+    {
+        // The partition pass's build ahead loses its server process between its rows' copy and its indexes (the session
+        // terminated, as a crash or a restart of the application leaves it): the tables it made stay, without the mark of a
+        // complete build, so no drop adopts them. The next pass builds the day again and the drop adopts that one; a change
+        // between the two is kept.
+        var (host, connection, old, (success, failure, unfinished)) = await OldDayAsync();
+        await using var owned = connection;
+        var day = PartitionDay.Of(old);
+        Exception? error = null;
+        await using (var doomed = new NpgsqlConnection(host.Ledger.ConnectionString))
+        {
+            await doomed.OpenAsync();
+            var pid = await ScalarAsync<int>(doomed, "SELECT pg_backend_pid()");
+            try
+            {
+                await LedgerPartitioning.BuildAheadAsync(doomed, T0.AddDays(-30), TimeSpan.Zero, TimeSpan.FromDays(60), TimeSpan.Zero, CancellationToken.None,
+                    copied: async _ =>
+                    {
+                        Assert.That(await ScalarAsync<bool>(connection, $"SELECT pg_terminate_backend({pid})"), Is.True);
+                        while (await ScalarAsync<bool>(connection, $"SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = {pid})"))
+                        {
+                            await System.Threading.Tasks.Task.Delay(20);
+                        }
+                    });
+            }
+            catch (Exception e) when (e is NpgsqlException or InvalidOperationException)
+            {
+                error = e;
+            }
+        }
+
+        Assert.That(error, Is.Not.Null, "the build's session ended under it");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.GreaterThan(0), "the killed build's tables are left");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_v[0-9]{8}_' AND obj_description(oid, 'pg_class') IS NOT NULL"), Is.Zero,
+            "none marked complete");
+
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        recorder.Enqueue(new RunFinished(Start(recorder, failure, "Invoice", old.AddHours(1)), failure, TaskRunState.Failed, old.AddHours(1).AddSeconds(1), "gateway refused", null, null));
+        await host.FlushAsync();
+        var built = await LedgerPartitioning.BuildAheadAsync(connection, T0.AddDays(-30), TimeSpan.Zero, TimeSpan.FromDays(60), TimeSpan.Zero, CancellationToken.None);
+        recorder.Enqueue(new RunFinished(Start(recorder, success, "Invoice", old.AddHours(2)), success, TaskRunState.Failed, old.AddHours(2).AddSeconds(1), "out of stock", null, null));
+        await host.FlushAsync();
+
+        var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None);
+
+        Assert.That(built, Is.EqualTo(new[] { day }), "the next pass builds the day again");
+        Assert.That((drop.Days, drop.Ahead, drop.Rebuilt, drop.Kept), Is.EqualTo((2, 1, 0, 3)), "the second build adopted");
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { success, failure, unfinished }));
+        Assert.That(tasks.Single(t => t.Id == failure).Runs.Select(r => r.ErrorMessage), Is.EquivalentTo(new[] { "card declined", "gateway refused" }));
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_trigger WHERE tgname ~ '_v[0-9]{8}_'"), Is.Zero, "the triggers went with the day");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
+    public async Task PartitionPass_WithTheRetentionOn_BuildsTheNextDayToDropAhead_AndOnlyIt()
+    {
+        // The hourly partition pass with AddJobLogRetention: the old day's drop is due in an hour (its end an hour after the
+        // success cutoff), so its kept rows are built and marked complete; the day after it, due a day later, is not.
+        var old = T0.AddDays(-40);
+        var dayEnd = PartitionDay.Start(PartitionDay.Of(old) + 1);
+        _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = true,
+            services: s =>
+            {
+                s.AddSingleton<TimeProvider>(_clock);
+                s.AddJobLogRetention(r =>
+                {
+                    r.Tasks.Succeeded = T0 - dayEnd + TimeSpan.FromHours(1);
+                    r.Tasks.Failed = TimeSpan.FromDays(90);
+                });
+            });
+        var host = _host;
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
+        WriteOldDay(host, old);
+        await host.FlushAsync();
+
+        await host.Services.GetRequiredService<LedgerPartitionService>().RunOnceAsync(CancellationToken.None);
+
+        var suffix = PartitionDay.Suffix(PartitionDay.Of(old))[1..];
+        var next = PartitionDay.Suffix(PartitionDay.Of(old) + 1)[1..];
+        Assert.That(await ScalarAsync<long>(connection,
+            $"SELECT count(*) FROM pg_class WHERE relname ~ '^{LedgerModel.Tasks}_v{suffix}_' AND obj_description(oid, 'pg_class') IS NOT NULL"), Is.EqualTo(1),
+            "the old day's build, complete");
+        Assert.That(await ScalarAsync<long>(connection, $"SELECT count(*) FROM pg_class WHERE relname ~ '_[bv]{next}_'"), Is.Zero, "nothing of the day after");
     }
 
     [Test]
