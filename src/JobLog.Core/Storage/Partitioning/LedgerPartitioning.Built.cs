@@ -144,25 +144,41 @@ internal static partial class LedgerPartitioning
     }
 
     /// <summary>
-    /// Under the day's lock, before the counts: brings the built tables to what the drop keeps now. The built tasks the
-    /// drop's cutoffs no longer keep (a build made ahead, with lower ones) and every task noted since the build began go, with
-    /// their runs and search text; the noted tasks the drop keeps are read again from the day, by their ids, with theirs. Its
-    /// cost follows what was written into the day since the build (and the built rows, read once), not the day's size.
+    /// Before the day's lock, for a build made ahead (<see cref="BuildAheadAsync"/>, lower cutoffs than the drop's): the built
+    /// tasks the drop's cutoffs do not keep go, with their runs and search text. Their rows are as the build copied them: a
+    /// task changed since was noted, and the lock's <see cref="FinishBuilt"/> reads it again. Under the lock this scan of the
+    /// built tasks took 79 ms at load 70 (docs/scale.md "Session 36 (scale)").
+    /// </summary>
+    private static string TrimBuilt(KeptBuild build, string keep)
+    {
+        var (b, r) = (Q(build.Tasks), Q(build.Runs));
+        return $"""
+            CREATE TEMP TABLE joblog_unkept ON COMMIT DROP AS SELECT t."Id" FROM {b} t WHERE NOT coalesce(({keep}), FALSE);
+            DELETE FROM {r} x USING joblog_unkept u WHERE x."TaskId" = u."Id";
+            {(build.Text is { } text ? $"DELETE FROM {Q(text)} x USING joblog_unkept u WHERE x.\"TaskId\" = u.\"Id\";" : "")}
+            DELETE FROM {b} x USING joblog_unkept u WHERE x."Id" = u."Id";
+            """;
+    }
+
+    /// <summary>
+    /// Under the day's lock, before the counts: brings the built tables to what the drop keeps now. Every task noted since
+    /// the build began goes, with its runs and search text, and the noted tasks the drop keeps are read again from the day,
+    /// by their ids, with theirs (the built tasks past the drop's cutoffs went before the lock, <see cref="TrimBuilt"/>). Its
+    /// cost follows what was written into the day since the build, not the day's size or its kept rows.
     /// </summary>
     private static string FinishBuilt(KeptBuild build, string tasks, string runs, string keep)
     {
         var (b, r) = (Q(build.Tasks), Q(build.Runs));
         var text = build.Text is { } t ? Q(t) : null;
-        var textDelete = text is null ? "" : $"DELETE FROM {text} x USING joblog_unkept u WHERE x.\"TaskId\" = u.\"Id\";";
+        var textDelete = text is null ? "" : $"DELETE FROM {text} x USING joblog_noted u WHERE x.\"TaskId\" = u.\"Id\";";
         var textInsert = text is null ? "" : PostgreSql.PostgreSqlSearch.RowsOf(
             $"(SELECT k.* FROM {b} k JOIN joblog_noted n ON n.\"Id\" = k.\"Id\") k", $"(SELECT x.* FROM {r} x JOIN joblog_noted n ON n.\"Id\" = x.\"TaskId\") x",
             keyed: true, into: text) + ";";
         return $"""
             CREATE TEMP TABLE joblog_noted ON COMMIT DROP AS SELECT DISTINCT "Id" FROM {Q(build.Versions)};
-            CREATE TEMP TABLE joblog_unkept ON COMMIT DROP AS SELECT t."Id" FROM {b} t WHERE NOT coalesce(({keep}), FALSE) UNION SELECT "Id" FROM joblog_noted;
-            DELETE FROM {r} x USING joblog_unkept u WHERE x."TaskId" = u."Id";
+            DELETE FROM {r} x USING joblog_noted u WHERE x."TaskId" = u."Id";
             {textDelete}
-            DELETE FROM {b} x USING joblog_unkept u WHERE x."Id" = u."Id";
+            DELETE FROM {b} x USING joblog_noted u WHERE x."Id" = u."Id";
             INSERT INTO {b} SELECT t.* FROM {tasks} t WHERE t."Id" IN (SELECT "Id" FROM joblog_noted) AND {keep};
             INSERT INTO {r} SELECT x.* FROM {runs} x WHERE x."TaskId" IN (SELECT n."Id" FROM joblog_noted n JOIN {b} k ON k."Id" = n."Id");
             {textInsert}

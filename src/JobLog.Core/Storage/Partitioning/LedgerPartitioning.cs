@@ -320,6 +320,21 @@ internal static partial class LedgerPartitioning
                 }
             }
 
+            if (build is not null)
+            {
+                try
+                {
+                    await using var trim = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+                    await ExecAsync(connection, TrimBuilt(build, keep), cancellationToken).ConfigureAwait(false);
+                    await trim.CommitAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
+                {
+                    // Another process's drop attached it meanwhile: the day is gone, or built again below.
+                    build = null;
+                }
+            }
+
             var ahead = build is not null;
             build ??= await BuildKeptAsync(connection, day, tasks, Q(runs), keep, cancellationToken).ConfigureAwait(false);
             var versions = build;
