@@ -44,7 +44,7 @@ internal sealed class CapturingContent : HttpContent
             // The destination refused the body (HttpClient's buffer past MaxResponseContentBufferSize, the caller's
             // stream): the caller gets this exception, not the body, and the record says so. A failed read is already
             // recorded by the tee (Fail is once).
-            _call.Fail(ex);
+            _call.Fail(ex, cancellationToken);
             throw;
         }
     }
@@ -58,7 +58,7 @@ internal sealed class CapturingContent : HttpContent
         }
         catch (Exception ex)
         {
-            _call.Fail(ex);
+            _call.Fail(ex, cancellationToken);
             throw;
         }
     }
@@ -97,7 +97,7 @@ internal sealed class CapturingContent : HttpContent
         }
         catch (Exception ex)
         {
-            _call.Fail(ex);
+            _call.Fail(ex, cancellationToken);
             throw;
         }
     }
@@ -110,7 +110,7 @@ internal sealed class CapturingContent : HttpContent
         }
         catch (Exception ex)
         {
-            _call.Fail(ex);
+            _call.Fail(ex, cancellationToken);
             throw;
         }
     }
@@ -165,7 +165,7 @@ internal sealed class CapturingContent : HttpContent
             }
             catch (Exception ex)
             {
-                call.Fail(ex);
+                call.Fail(ex, cancellationToken);
                 throw;
             }
 

@@ -14,7 +14,9 @@ public static class JobLogHttpClientBuilderExtensions
     /// it is made in, and related to the task run, command and <c>JobLogScope.Relate</c> objects around it. Headers,
     /// query and bodies are masked and bounded by <see cref="JobLog.RedactionOptions"/>; response bodies are captured only
     /// for text content types, as the caller reads them (streaming is preserved). A failed request (connection error,
-    /// timeout) is recorded with status ERROR and its exception is rethrown unchanged. Needs <c>services.AddJobLog(...)</c>.
+    /// timeout) is recorded with status ERROR and its exception is rethrown unchanged; a send ended by the client's
+    /// <c>HttpClient.Timeout</c> is recorded as HttpClient reports it to the caller (<c>TaskCanceledException: The request
+    /// was canceled due to the configured HttpClient.Timeout of N seconds elapsing.</c>), a cancelled one as cancelled. Needs <c>services.AddJobLog(...)</c>.
     /// Idempotent per client: a second call on the same client does nothing.
     /// </summary>
     /// <param name="builder">The client's builder.</param>
@@ -34,7 +36,9 @@ public static class JobLogHttpClientBuilderExtensions
             sp.GetRequiredService<Redactor>(),
             sp.GetRequiredService<TimeProvider>(),
             sp.GetRequiredService<ILogger<OutboundRequestRecorder>>()));
-        builder.AddHttpMessageHandler(sp => new JobLogHttpHandler(sp.GetRequiredService<OutboundRequestRecorder>(), slug));
+        var timeout = new ClientTimeout();
+        builder.ConfigureHttpClient(timeout.Created);
+        builder.AddHttpMessageHandler(sp => new JobLogHttpHandler(sp.GetRequiredService<OutboundRequestRecorder>(), slug, timeout));
         return builder;
     }
 

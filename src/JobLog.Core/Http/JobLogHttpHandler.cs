@@ -4,11 +4,11 @@ namespace JobLog.Http;
 /// Records every request sent through its client as an <see cref="OutputRequestLog"/>. Failures of the request are
 /// recorded and rethrown unchanged; failures of the recording are logged and never reach the caller.
 /// </summary>
-internal sealed class JobLogHttpHandler(OutboundRequestRecorder recorder, string? slug) : DelegatingHandler
+internal sealed class JobLogHttpHandler(OutboundRequestRecorder recorder, string? slug, ClientTimeout? timeout = null) : DelegatingHandler
 {
     protected override async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        var call = await recorder.BeginAsync(request, slug, cancellationToken).ConfigureAwait(false);
+        var call = await recorder.BeginAsync(request, slug, timeout, cancellationToken).ConfigureAwait(false);
         if (call is null)
         {
             return await base.SendAsync(request, cancellationToken).ConfigureAwait(false);
@@ -21,7 +21,7 @@ internal sealed class JobLogHttpHandler(OutboundRequestRecorder recorder, string
         }
         catch (Exception ex)
         {
-            call.Fail(ex);
+            call.Fail(ex, cancellationToken);
             throw;
         }
 
@@ -54,7 +54,7 @@ internal sealed class JobLogHttpHandler(OutboundRequestRecorder recorder, string
 
     protected override HttpResponseMessage Send(HttpRequestMessage request, CancellationToken cancellationToken)
     {
-        var call = recorder.BeginSync(request, slug, cancellationToken);
+        var call = recorder.BeginSync(request, slug, timeout, cancellationToken);
         if (call is null)
         {
             return base.Send(request, cancellationToken);
@@ -67,7 +67,7 @@ internal sealed class JobLogHttpHandler(OutboundRequestRecorder recorder, string
         }
         catch (Exception ex)
         {
-            call.Fail(ex);
+            call.Fail(ex, cancellationToken);
             throw;
         }
 

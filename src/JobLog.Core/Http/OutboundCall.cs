@@ -6,7 +6,7 @@ namespace JobLog.Http;
 /// One outbound request being recorded. Its record is enqueued once: when the response body has been read (or the
 /// response had none worth capturing), or when the request failed.
 /// </summary>
-internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestPayload log, bool isHead)
+internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestPayload log, bool isHead, ClientTimeout? timeout, CancellationToken sendToken)
 {
     // Immutable: each step takes a copy, and the record enqueued is the last one.
     private OutputRequestPayload _log = log;
@@ -19,6 +19,9 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestP
     // The monotonic clock at the start: the response's time is the request's plus the time since, so a wall clock stepped
     // meanwhile (NTP, a VM resumed) cannot answer the request before it was sent or stretch it by the step.
     private readonly long _started = owner.Time.GetTimestamp();
+
+    // HttpClient's timeout runs on the machine's clock, whatever TimeProvider the application gave JobLog.
+    private readonly long _sent = TimeProvider.System.GetTimestamp();
 
     private DateTime Now => _log.RequestTimestamp + owner.Time.GetElapsedTime(_started);
 
@@ -84,9 +87,14 @@ internal sealed class OutboundCall(OutboundRequestRecorder owner, OutputRequestP
         }
     }
 
-    /// <summary>The request or its response body failed: ERROR with the exception (the caller rethrows it unchanged).</summary>
-    public void Fail(Exception exception)
+    /// <summary>
+    /// The request or its response body failed: ERROR with the exception (the caller rethrows it unchanged), or, for a
+    /// cancellation of the send's token at the client's timeout, the timeout as HttpClient then reports it
+    /// (<see cref="ClientTimeout.AsTimeout"/>). <paramref name="token"/> is the token the failed operation was given.
+    /// </summary>
+    public void Fail(Exception exception, CancellationToken token = default)
     {
+        exception = timeout?.AsTimeout(exception, token, sendToken, TimeProvider.System.GetElapsedTime(_sent)) ?? exception;
         lock (_lock)
         {
             if (_finished)

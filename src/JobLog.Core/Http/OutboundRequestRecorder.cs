@@ -58,11 +58,11 @@ internal sealed class OutboundRequestRecorder
     }
 
     /// <summary>Starts recording <paramref name="request"/>, or returns null when it cannot be recorded (logged).</summary>
-    public async ValueTask<OutboundCall?> BeginAsync(HttpRequestMessage request, string? slug, CancellationToken cancellationToken)
+    public async ValueTask<OutboundCall?> BeginAsync(HttpRequestMessage request, string? slug, ClientTimeout? timeout, CancellationToken cancellationToken)
     {
         try
         {
-            var call = Begin(request, slug);
+            var call = Begin(request, slug, timeout, cancellationToken);
             call.RequestBody = await RequestBodyAsync(request.Content, cancellationToken).ConfigureAwait(false);
             return call;
         }
@@ -74,16 +74,16 @@ internal sealed class OutboundRequestRecorder
         catch (OperationCanceledException)
         {
             // The caller's token: the request itself is cancelled right after, and that is what gets recorded.
-            return Begin(request, slug);
+            return Begin(request, slug, timeout, cancellationToken);
         }
     }
 
     /// <summary>The synchronous counterpart of <see cref="BeginAsync"/> (<c>HttpClient.Send</c>).</summary>
-    public OutboundCall? BeginSync(HttpRequestMessage request, string? slug, CancellationToken cancellationToken)
+    public OutboundCall? BeginSync(HttpRequestMessage request, string? slug, ClientTimeout? timeout, CancellationToken cancellationToken)
     {
         try
         {
-            var call = Begin(request, slug);
+            var call = Begin(request, slug, timeout, cancellationToken);
             call.RequestBody = RequestBodySync(request.Content, cancellationToken);
             return call;
         }
@@ -94,7 +94,7 @@ internal sealed class OutboundRequestRecorder
         }
         catch (OperationCanceledException)
         {
-            return Begin(request, slug);
+            return Begin(request, slug, timeout, cancellationToken);
         }
     }
 
@@ -112,7 +112,7 @@ internal sealed class OutboundRequestRecorder
 
     internal void Failed(Exception exception, string host) => Log.OutputRequestNotRecorded(_logger, exception, LogValue.Visible(host));
 
-    private OutboundCall Begin(HttpRequestMessage request, string? slug)
+    private OutboundCall Begin(HttpRequestMessage request, string? slug, ClientTimeout? timeout, CancellationToken sendToken)
     {
         var now = _time.GetUtcNow();
         var uri = request.RequestUri;
@@ -130,7 +130,7 @@ internal sealed class OutboundRequestRecorder
             RequestTimestamp = now.UtcDateTime,
             RequestHeaders = _redactor.NameValuesJson(Headers(request.Headers, request.Content?.Headers)),
         };
-        return new OutboundCall(this, Relate(log, JobLogScope.Current, now), request.Method == HttpMethod.Head);
+        return new OutboundCall(this, Relate(log, JobLogScope.Current, now), request.Method == HttpMethod.Head, timeout, sendToken);
     }
 
     /// <summary>The ambient chain: the input request it happens in, and the task run, command and objects it relates to.</summary>

@@ -158,6 +158,107 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task Timeout_IsRecordedAsHttpClientReportsIt_NamingTheTimeoutAndItsLength()
+    {
+        _partner.RespondAsync = async (_, ct) =>
+        {
+            await Task.Delay(Timeout.Infinite, ct);
+            throw new InvalidOperationException("unreachable");
+        };
+        var client = Client;
+        client.Timeout = TimeSpan.FromMilliseconds(200);
+
+        var caught = Assert.ThrowsAsync<TaskCanceledException>(() => client.GetAsync("https://psp.example/slow"));
+
+        Assert.That(caught!.Message, Is.EqualTo("The request was canceled due to the configured HttpClient.Timeout of 0.2 seconds elapsing."));
+        var log = await SingleOutputAsync();
+        Assert.That(log.Status, Is.EqualTo(RequestLogStatus.Error));
+        Assert.That(log.ExceptionName, Is.EqualTo("System.Threading.Tasks.TaskCanceledException"));
+        Assert.That(log.ErrorDescription, Does.StartWith("System.Threading.Tasks.TaskCanceledException: " + caught.Message));
+        Assert.That(log.ErrorDescription, Does.Contain("---> System.TimeoutException"), "the same shape as the caller's exception");
+    }
+
+    [Test]
+    public async Task Timeout_WhileHttpClientBuffersTheBody_IsRecordedAsATimeout_WithTheBytesThatCame()
+    {
+        _partner.Respond = _ => new HttpResponseMessage(HttpStatusCode.OK)
+        {
+            Content = new StreamContent(new StallingStream("first rows\n"u8.ToArray())) { Headers = { ContentType = new MediaTypeHeaderValue("text/plain") } },
+        };
+        var client = Client;
+        client.Timeout = TimeSpan.FromMilliseconds(300);
+
+        var caught = Assert.ThrowsAsync<TaskCanceledException>(() => client.GetAsync("https://psp.example/stalls"));
+
+        Assert.That(caught!.InnerException, Is.InstanceOf<TimeoutException>());
+        var log = await SingleOutputAsync();
+        Assert.That(log.ResponseCode, Is.EqualTo(200));
+        Assert.That(log.Status, Is.EqualTo(RequestLogStatus.Error));
+        Assert.That(log.ErrorDescription, Does.StartWith("System.Threading.Tasks.TaskCanceledException: " + caught.Message));
+        Assert.That(log.ResponseBody, Does.StartWith("first rows"));
+    }
+
+    [Test]
+    public async Task CallersCancellation_IsRecordedAsCanceled_NotAsATimeout()
+    {
+        var started = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _partner.RespondAsync = async (_, ct) =>
+        {
+            started.TrySetResult();
+            await Task.Delay(Timeout.Infinite, ct);
+            throw new InvalidOperationException("unreachable");
+        };
+        var client = Client;
+        client.Timeout = TimeSpan.FromMinutes(10);
+        using var cancel = new CancellationTokenSource();
+
+        var call = client.GetAsync("https://psp.example/slow", cancel.Token);
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        await cancel.CancelAsync();
+        var caught = Assert.ThrowsAsync<TaskCanceledException>(() => call);
+
+        Assert.That(caught!.InnerException, Is.Not.InstanceOf<TimeoutException>(), "HttpClient says cancelled");
+        var log = await SingleOutputAsync();
+        Assert.That(log.Status, Is.EqualTo(RequestLogStatus.Error));
+        Assert.That(log.ExceptionName, Is.EqualTo("System.Threading.Tasks.TaskCanceledException"));
+        Assert.That(log.ErrorDescription, Does.StartWith("System.Threading.Tasks.TaskCanceledException: " + caught.Message), "what the caller got");
+        Assert.That(log.ErrorDescription, Does.Not.Contain("HttpClient.Timeout").And.Not.Contain("TimeoutException"));
+    }
+
+    [Test]
+    public async Task CallersCancellation_OfAStreamedBodyReadPastTheClientsTimeout_IsNotRecordedAsATimeout()
+    {
+        _partner.Respond = _ => new HttpResponseMessage(HttpStatusCode.OK)
+        {
+            Content = new StreamContent(new StallingStream("first rows\n"u8.ToArray())) { Headers = { ContentType = new MediaTypeHeaderValue("text/plain") } },
+        };
+        var client = Client;
+        client.Timeout = TimeSpan.FromMilliseconds(100);
+        var sent = System.Diagnostics.Stopwatch.StartNew();
+
+        using var response = await client.GetAsync("https://psp.example/export", HttpCompletionOption.ResponseHeadersRead);
+        await using var body = await response.Content.ReadAsStreamAsync();
+        Assert.That(await body.ReadAsync(new byte[100]), Is.EqualTo(11));
+
+        // HttpClient.Timeout no longer applies to a body the caller streams: let it pass, so that the time alone could
+        // not tell the caller's cancellation from a timeout.
+        while (sent.Elapsed < TimeSpan.FromMilliseconds(500))
+        {
+            await Task.Delay(50);
+        }
+
+        using var cancel = new CancellationTokenSource();
+        var read = body.ReadAsync(new byte[100], cancel.Token).AsTask();
+        await cancel.CancelAsync();
+        Assert.CatchAsync<OperationCanceledException>(() => read);
+
+        var log = await SingleOutputAsync();
+        Assert.That(log.Status, Is.EqualTo(RequestLogStatus.Error));
+        Assert.That(log.ErrorDescription, Does.Not.Contain("HttpClient.Timeout"));
+        Assert.That(log.ResponseBody, Does.StartWith("first rows"));
+    }
+
+    [Test]
     public async Task StreamedResponse_IsNotReadAheadAndIsCapturedAsTheCallerReadsIt()
     {
         var body = new TrackingStream(Encoding.UTF8.GetBytes(string.Concat(Enumerable.Range(0, 20_000).Select(i => $"row {i}\n"))));
@@ -414,6 +515,54 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
             Bodies.Add(request.Content is null ? null : new StreamReader(request.Content.ReadAsStream(cancellationToken)).ReadToEnd());
             return Respond(request);
         }
+    }
+
+    /// <summary>A body that sends its first bytes, then nothing until the reader's token is cancelled.</summary>
+    private sealed class StallingStream(byte[] first) : Stream
+    {
+        private bool _sent;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
+        {
+            if (!_sent)
+            {
+                _sent = true;
+                first.CopyTo(buffer);
+                return first.Length;
+            }
+
+            await Task.Delay(Timeout.Infinite, cancellationToken);
+            return 0;
+        }
+
+        public override Task<int> ReadAsync(byte[] buffer, int offset, int count, CancellationToken cancellationToken) =>
+            ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("async only");
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     /// <summary>A non-seekable stream that counts what was read from it; with <paramref name="breaks"/>, past its bytes it fails as a connection reset in a body does.</summary>
