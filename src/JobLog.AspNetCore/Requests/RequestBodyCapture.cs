@@ -30,6 +30,12 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
     /// <summary>True once the real body reported its end.</summary>
     public bool Ended { get; private set; }
 
+    /// <summary>
+    /// True once a read of the real body failed as a body cut short does (a connection reset, Kestrel's
+    /// <c>Unexpected end of request content</c> for a body shorter than declared).
+    /// </summary>
+    public bool ReadFailed { get; private set; }
+
     /// <summary>True once the endpoint (not the read-ahead) has read or moved in the body.</summary>
     public bool EndpointHasRead { get; private set; }
 
@@ -137,6 +143,7 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
         catch (Exception ex) when (ex is IOException or OperationCanceledException or BadHttpRequestException)
         {
             // Aborted or malformed: the record keeps what was read, the endpoint meets the same failure.
+            _ = Broke(ex);
         }
         finally
         {
@@ -176,7 +183,16 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
             return replayed;
         }
 
-        var n = inner.Read(destination);
+        int n;
+        try
+        {
+            n = inner.Read(destination);
+        }
+        catch (Exception ex) when (Broke(ex))
+        {
+            throw;
+        }
+
         return Seen(destination[..n], destination.Length);
     }
 
@@ -196,7 +212,16 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
             return replayed;
         }
 
-        var n = await inner.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
+        int n;
+        try
+        {
+            n = await inner.ReadAsync(destination, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (Broke(ex))
+        {
+            throw;
+        }
+
         return Seen(destination.Span[..n], destination.Length);
     }
 
@@ -253,7 +278,16 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
     {
         var pending = _pending!;
         _pending = null;
-        var n = await pending.ConfigureAwait(false);
+        int n;
+        try
+        {
+            n = await pending.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (Broke(ex))
+        {
+            throw;
+        }
+
         if (n == 0)
         {
             Ended = true;
@@ -263,6 +297,17 @@ internal sealed class RequestBodyCapture(Stream inner, CaptureBuffer buffer) : S
         buffer.Append(_replay.AsSpan(_replayLength, n));
         _replayLength += n;
         _captured += n;
+    }
+
+    /// <summary>Notes a read that failed as a body cut short does; never catches (an exception filter).</summary>
+    private bool Broke(Exception exception)
+    {
+        if (exception is IOException or BadHttpRequestException)
+        {
+            ReadFailed = true;
+        }
+
+        return false;
     }
 
     private bool TryReplay(Span<byte> destination, out int count)

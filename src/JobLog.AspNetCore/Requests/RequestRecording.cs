@@ -377,13 +377,20 @@ internal sealed class RequestRecording
         }
 
         var (bytes, truncated, total) = _requestBody.Buffer.Snapshot();
+        var complete = _requestBody.Ended || (declared is { } d && total >= d);
+
+        // A body that ended before its declared length (the client left, or sent less and closed): what was read is
+        // all there is, and its size is what came, never the length the client declared.
+        var cutShort = !complete && declared > 0
+            && (_requestBody.ReadFailed || (_requestBody.EndpointHasRead && _context.RequestAborted.IsCancellationRequested));
         if (bytes.Length == 0)
         {
-            return declared > 0 ? Redactor.NotRecorded(declared) : null;
+            return cutShort ? Redactor.CutShort(total, declared!.Value)
+                : declared > 0 ? Redactor.NotRecorded(declared)
+                : null;
         }
 
-        var complete = _requestBody.Ended || (declared is { } d && total >= d);
-        return Redactor.MaskBody(bytes, truncated || !complete, declared ?? total);
+        return Redactor.MaskBody(bytes, truncated || !complete, cutShort ? total : declared ?? total);
     }
 
     private string? ResponseBody()

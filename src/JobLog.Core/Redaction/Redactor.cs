@@ -150,6 +150,12 @@ internal sealed class Redactor
     public static string NotRecorded(long? length) =>
         length is { } n ? $"[body not recorded: {n} bytes]" : "[body not recorded]";
 
+    /// <summary>
+    /// The marker stored for a body that ended before its declared length with nothing of it read: how much came of how
+    /// much was declared (the declared length is not the body's size).
+    /// </summary>
+    public static string CutShort(long read, long declared) => $"[body cut short: {read} of {declared} bytes]";
+
     /// <summary>True when <paramref name="contentType"/> (a Content-Type header value) is one of <see cref="RedactionOptions.TextContentTypes"/>.</summary>
     public bool IsTextContentType(string? contentType) => _bodies.IsTextContentType(contentType);
 
@@ -234,7 +240,7 @@ internal sealed class Redactor
     private bool IsStandIn(string text) => string.Equals(text, _options.Replacement, StringComparison.Ordinal) || s_standIn.IsMatch(text);
 
     private static readonly Regex s_standIn = new(
-        @"\A\[(?:body not recorded|[a-z, -]{1,40} body)(?:: [0-9]{1,19} bytes)?\]\z",
+        @"\A\[(?:body not recorded|body cut short|[a-z, -]{1,40} body)(?:: (?:[0-9]{1,19} of )?[0-9]{1,19} bytes)?\]\z",
         RegexOptions.CultureInvariant | RegexOptions.ExplicitCapture,
         TimeSpan.FromSeconds(1));
 

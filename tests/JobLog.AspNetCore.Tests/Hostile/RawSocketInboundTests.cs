@@ -204,4 +204,43 @@ public class RawSocketInboundTests
             }
         });
     }
+
+    /// <summary>
+    /// A body declared longer than sent, then the client gone (half-closed, or reset mid-body): the record says what
+    /// came (the text read, marked cut) or that the body was cut short and how much of it was read, never the declared
+    /// length as the body's size.
+    /// </summary>
+    [TestCase("{\"password\":\"hunter2\"", "application/json", false, true, TestName = "ABodyDeclaredLongerThanSent_ThenHalfClosed_IsRecordedAsCutShort")]
+    [TestCase("bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb", "text/plain", true, false, TestName = "AClientThatLeavesMidBody_IsRecordedAsCutShort")]
+    public async Task ABodyCutShort_IsRecordedWithWhatCame_NotAsTheDeclaredLength(string sent, string contentType, bool leave, bool halfClose)
+    {
+        var marker = "m" + Guid.NewGuid().ToString("N");
+        var leaving = leave ? $"&leaving={marker}a" : "";
+        var connection = leave ? "" : "Connection: close\r\n";
+        var raw = $"POST /read?{marker}=1{leaving} HTTP/1.1\r\nHost: x\r\nContent-Type: {contentType}\r\nContent-Length: 100000\r\n{connection}\r\n{sent}";
+        await SendAsync(_logged, Ascii(raw), leave, halfClose);
+
+        InputRequestLog? row = null;
+        await LedgerHost.EventuallyAsync(
+            async () =>
+            {
+                await _logged.FlushAsync();
+                row = await _logged.QueryAsync(db => db.InputRequestLogs.AsNoTracking().Where(r => r.Queries!.Contains(marker)).SingleOrDefaultAsync());
+                return row is { Status: not RequestLogStatus.Incomplete };
+            },
+            because: "the request's record is finished");
+        TestContext.Out.WriteLine($"{row!.ResponseCode} {row.Status} {row.ExceptionName} body: {row.RequestBody}");
+
+        Assert.That(row.RequestBody, Does.Not.Match(@": 100000 bytes\]"), "the declared length is not the body's size");
+        Assert.That(row.RequestBody, Does.Not.Contain("hunter2"));
+        var cut = System.Text.RegularExpressions.Regex.Match(row.RequestBody ?? "", @"\A\[body cut short: ([0-9]+) of 100000 bytes\]\z");
+        if (cut.Success)
+        {
+            Assert.That(int.Parse(cut.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), Is.LessThanOrEqualTo(sent.Length), "at most what was sent was read");
+        }
+        else
+        {
+            Assert.That(row.RequestBody, Does.StartWith(sent[..2]).And.EndWith("…"), "the text that came, marked cut");
+        }
+    }
 }
