@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Net;
 using System.Security.Claims;
 using JobLog.Http;
@@ -7,7 +8,10 @@ using JobLog.Redaction;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.Timeouts;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 
 namespace JobLog.AspNetCore.Requests;
 
@@ -140,7 +144,12 @@ internal sealed class RequestRecording
 
         // An exception handler inside JobLog answered for the endpoint: the record names what it handled.
         _log = Finished(exception ?? _context.Features.Get<IExceptionHandlerFeature>()?.Error);
-        if (ClientLeftEarly())
+        if (exception is null && ServerTimedOut() is { } timedOut)
+        {
+            // The endpoint caught the cancellation of the server's own timeout and returned.
+            _log = _log with { ErrorDescription = _log.ErrorDescription is null ? timedOut : Redactor.Bound(timedOut + "\n" + _log.ErrorDescription) };
+        }
+        else if (ClientLeftEarly())
         {
             // The endpoint caught the cancellation of the client going away and returned.
             _log = _log with { ErrorDescription = _log.ErrorDescription is null ? ClientDisconnected : Redactor.Bound(ClientDisconnected + "\n" + _log.ErrorDescription) };
@@ -166,7 +175,12 @@ internal sealed class RequestRecording
     private void AwaitAnswer()
     {
         _context.Response.OnCompleted(static state => ((RequestRecording)state).CompleteDeferred(), this);
-        _aborted = _context.RequestAborted.UnsafeRegister(static state => ((RequestRecording)state!).CompleteAborted(), this);
+        if (ServerTimedOut() is null)
+        {
+            // RequestAborted cancelled by the server's own timeout is not an aborted request: the timeout middleware
+            // around JobLog answers it (504).
+            _aborted = _context.RequestAborted.UnsafeRegister(static state => ((RequestRecording)state!).CompleteAborted(), this);
+        }
     }
 
     /// <summary>
@@ -175,7 +189,7 @@ internal sealed class RequestRecording
     /// complete response; without one, the server ends the response after the endpoint, so it was not complete.
     /// </summary>
     private bool ClientLeftEarly() =>
-        _context.RequestAborted.IsCancellationRequested
+        _context.RequestAborted.IsCancellationRequested && ServerTimedOut() is null
         && (_context.Response.ContentLength is not { } length || (_responseBody is not null && _responseBody.Written < length));
 
     /// <summary>
@@ -301,17 +315,55 @@ internal sealed class RequestRecording
             return log;
         }
 
-        // The endpoint failed because the client went away (a cancelled write or read): not the server's error.
-        var disconnected = exception is OperationCanceledException or IOException && _context.RequestAborted.IsCancellationRequested;
+        // The endpoint failed because the client went away (a cancelled write or read): not the server's error. Unless
+        // the server's own timeout cancelled RequestAborted: then the request timed out, and the client is still there.
+        var timedOut = ServerTimedOut();
+        var disconnected = timedOut is null && exception is OperationCanceledException or IOException && _context.RequestAborted.IsCancellationRequested;
         return log with
         {
             // A response already started when the endpoint threw: the server ends it as it is.
             Status = _deferred is null && !disconnected ? RequestLogStatus.Error : log.Status,
             ExceptionName = HttpLogFields.ExceptionName(exception),
-            ErrorDescription = disconnected
-                ? Redactor.Bound(ClientDisconnected + "\n" + Redactor.ExceptionText(exception))
+            ErrorDescription = disconnected ? Redactor.Bound(ClientDisconnected + "\n" + Redactor.ExceptionText(exception))
+                : timedOut is not null ? Redactor.Bound(timedOut + "\n" + Redactor.ExceptionText(exception))
                 : Redactor.ExceptionText(exception),
         };
+    }
+
+    /// <summary>
+    /// What the record says when the server's own request timeout (ASP.NET Core's <c>RequestTimeouts</c> middleware
+    /// around JobLog: its <see cref="IHttpRequestTimeoutFeature"/> is in place while JobLog runs) cancelled
+    /// <c>RequestAborted</c>; null when it did not. The length is the one the middleware chose (the endpoint's policy or
+    /// attribute, else the default policy).
+    /// </summary>
+    private string? ServerTimedOut()
+    {
+        if (_context.Features.Get<IHttpRequestTimeoutFeature>() is not { RequestTimeoutToken.IsCancellationRequested: true })
+        {
+            return null;
+        }
+
+        return RequestTimeout() is { } timeout && timeout > TimeSpan.Zero
+            ? string.Create(CultureInfo.InvariantCulture, $"The request timed out: the server's request timeout of {timeout.TotalSeconds} seconds (RequestTimeouts) cancelled RequestAborted.")
+            : "The request timed out: the server's request timeout (RequestTimeouts) cancelled RequestAborted.";
+    }
+
+    private TimeSpan? RequestTimeout()
+    {
+        var metadata = _context.GetEndpoint()?.Metadata;
+        if (metadata?.GetMetadata<RequestTimeoutPolicy>() is { } policy)
+        {
+            return policy.Timeout;
+        }
+
+        var options = _context.RequestServices?.GetService<IOptionsMonitor<RequestTimeoutOptions>>()?.CurrentValue;
+        if (metadata?.GetMetadata<RequestTimeoutAttribute>() is { } attribute)
+        {
+            return attribute.Timeout
+                ?? (attribute.PolicyName is { } name && options?.Policies.TryGetValue(name, out var named) == true ? named.Timeout : null);
+        }
+
+        return options?.DefaultPolicy?.Timeout;
     }
 
     /// <summary>
