@@ -100,7 +100,7 @@ public sealed class ClockSkewTests
         await world.StartWithAsync("consume", 0, 15_000, $"--Fault:ClockOffsetMs={-FiveMinutes}");
         await world.StartWithAsync("publish", 4, 0);
         await world.WaitUntilAsync(() => world.Published.Count == 4, TimeSpan.FromSeconds(60), "4 probes published");
-        await world.WaitUntilAsync(async () => await world.ActiveRunsAsync() == 4, TimeSpan.FromSeconds(30), "4 ACTIVE runs");
+        await world.WaitUntilAsync(async () => await world.ActiveRunsAsync() == 4, TimeSpan.FromSeconds(120), "4 ACTIVE runs");
 
         // A process that sweeps every 0.5 s with a 5 s host timeout starts now: its first sweep reads the consumer first.
         await world.StartWithAsync("publish", 0, 0, QuickSweeper);

@@ -21,7 +21,7 @@ public sealed class FrozenConsumerTests
         var consumer = await world.StartWithAsync("consume", 0, 8_000);
         await world.StartWithAsync("publish", 4, 0, "--Fault:HostTimeoutMs=3000", "--Fault:SweepMs=500");
         await world.WaitUntilAsync(() => world.Published.Count == 4, TimeSpan.FromSeconds(60), "4 probes published");
-        await world.WaitUntilAsync(async () => await world.ActiveRunsAsync() == 4, TimeSpan.FromSeconds(30), "4 ACTIVE runs");
+        await world.WaitUntilAsync(async () => await world.ActiveRunsAsync() == 4, TimeSpan.FromSeconds(120), "4 ACTIVE runs");
 
         await MachineCommands.RunAsync("kill", ["-STOP", consumer.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
         try

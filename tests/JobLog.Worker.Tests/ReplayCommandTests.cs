@@ -35,7 +35,7 @@ public class ReplayCommandTests
             foreach (var id in ids)
             {
                 var sequence = recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
-                await recorder.WaitCommittedAsync(sequence).AsTask().WaitAsync(TimeSpan.FromSeconds(30));
+                await recorder.WaitCommittedAsync(sequence).AsTask().WaitAsync(TimeSpan.FromSeconds(120));
             }
 
             host.Host.Dispose();

@@ -38,7 +38,7 @@ public class LedgerJournalTests
         var id = Guid.NewGuid();
         await using var journal = new LedgerJournal(segments, record => record, last => journaled.TrySetResult(last), refusals, _ => Assert.Fail("nothing is refused"));
         journal.Append(new QueuedRecord(new RunNextRetryKnown(id, DateTime.UtcNow), 1));
-        await journaled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await journaled.Task.WaitAsync(TimeSpan.FromSeconds(120));
 
         // Acknowledged, not committed; then the directory goes, and no other record comes to notice it.
         Directory.Delete(_root, recursive: true);
@@ -65,7 +65,7 @@ public class LedgerJournalTests
 
         journal.Checkpoint(1); // the writer committed record 1 first
         journal.Append(new QueuedRecord(new RunNextRetryKnown(Guid.NewGuid(), DateTime.UtcNow), 1));
-        await journaled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+        await journaled.Task.WaitAsync(TimeSpan.FromSeconds(120));
 
         await LedgerHost.EventuallyAsync(
             () => Task.FromResult(Directory.GetFiles(_root, "*.journal").Length == 0),
@@ -108,7 +108,7 @@ public class LedgerJournalTests
                 journal.Append(record);
             }
 
-            await journaled.Task.WaitAsync(TimeSpan.FromSeconds(10));
+            await journaled.Task.WaitAsync(TimeSpan.FromSeconds(120));
 
             Assert.That(journal.TakeMasked(2), Is.SameAs(masked[2]), "the journal's masked copy, not the queued record");
             Assert.That(journal.TakeMasked(1), Is.Null, "taken in order: an older one is gone (the writer masked it itself)");
@@ -174,7 +174,7 @@ public class LedgerJournalTests
 
         // Journaled (and masked there) before the writer can take it: the writer commits the journal's masked record.
         var sequence = recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", Input = Secret, DispatchedAt = DateTime.UtcNow }));
-        await recorder.WaitCommittedAsync(sequence).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        await recorder.WaitCommittedAsync(sequence).AsTask().WaitAsync(TimeSpan.FromSeconds(120));
         var segments = Directory.GetFiles(_root, "*.journal").Select(File.ReadAllText).ToArray();
         Assert.That(segments.Any(s => s.Contains(id.ToString(), StringComparison.OrdinalIgnoreCase)), Is.True, "the record is in the journal");
         Assert.That(segments.Any(s => s.Contains("hunter2", StringComparison.Ordinal)), Is.False, "masked before the disk");

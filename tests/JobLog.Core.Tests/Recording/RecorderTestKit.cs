@@ -11,7 +11,7 @@ internal static class RecorderTestKit
     {
         var sequences = records.Select(recorder.Enqueue).ToList();
         Assert.That(sequences, Is.All.Positive);
-        await recorder.WaitCommittedAsync(sequences[^1]).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        await recorder.WaitCommittedAsync(sequences[^1]).AsTask().WaitAsync(TimeSpan.FromSeconds(120));
         return sequences[0];
     }
 }

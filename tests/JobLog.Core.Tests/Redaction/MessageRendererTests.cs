@@ -123,7 +123,7 @@ public class MessageRendererTests
         try
         {
             var rendering = Task.Run(() => Renderer().Render(new Upload(Guid.Empty, new Attachment(pending.Task))));
-            var finished = await Task.WhenAny(rendering, Task.Delay(TimeSpan.FromSeconds(10)));
+            var finished = await Task.WhenAny(rendering, Task.Delay(TimeSpan.FromSeconds(120)));
             Assert.That(finished, Is.SameAs(rendering), "the rendering returned without the task's value");
             var rendered = await rendering;
             Assert.That(rendered.TaskKwargs, Does.Contain("\"Address\":\"urn:msgdata:attachment-1\"").And.Contain("\"Value\":\"[not rendered: Task of String, not awaited]\""));

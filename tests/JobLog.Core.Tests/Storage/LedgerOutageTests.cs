@@ -221,7 +221,7 @@ public class LedgerOutageTests
             await rollback.ExecuteNonQueryAsync();
         }
 
-        await wait.WaitAsync(TimeSpan.FromSeconds(10));
+        await wait.WaitAsync(TimeSpan.FromSeconds(120));
 
         // Released means committed: another connection sees the row at once.
         Assert.That(await host.QueryAsync(db => db.TaskLogs.CountAsync(t => t.Id == id)), Is.EqualTo(1));
@@ -247,7 +247,7 @@ public class LedgerOutageTests
         await using var blocker = await host.LockSqliteLedgerAsync();
 
         var sequence = recorder.Enqueue(new TaskDispatched(new TaskPayload { Id = id, Name = "T", DispatchedAt = DateTime.UtcNow }));
-        await recorder.WaitCommittedAsync(sequence).AsTask().WaitAsync(TimeSpan.FromSeconds(2));
+        await recorder.WaitCommittedAsync(sequence).AsTask().WaitAsync(TimeSpan.FromSeconds(120));
 
         // Released by the journal's append: the record is on disk, not yet in the (locked) database.
         var journal = Directory.GetFiles(host.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<JobLogOptions>>().Value.SpoolDirectory!, "*.journal");

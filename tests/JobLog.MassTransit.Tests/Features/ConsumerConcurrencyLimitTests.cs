@@ -51,7 +51,7 @@ public sealed class ParkedSignalFilter : IFilter<ConsumeContext>
     public static readonly ConcurrentDictionary<Guid, TaskCompletionSource> Parked = new();
 
     public static Task ParkedAsync(Guid messageId) =>
-        Parked.GetOrAdd(messageId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task.WaitAsync(TimeSpan.FromSeconds(30));
+        Parked.GetOrAdd(messageId, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task.WaitAsync(TimeSpan.FromSeconds(120));
 
     public async Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
     {
@@ -193,7 +193,7 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
         var holder = NewId.NextGuid();
         var waiter = NewId.NextGuid();
         await bus.Bus.Publish(new SlotWork(1, Hold: true), x => x.MessageId = holder);
-        await OneSlotConsumer.Holding.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await OneSlotConsumer.Holding.Task.WaitAsync(TimeSpan.FromSeconds(120));
         await bus.Bus.Publish(new SlotWork(2, Hold: false), x => x.MessageId = waiter);
         await ParkedSignalFilter.ParkedAsync(waiter);
 
@@ -223,7 +223,7 @@ public class ConsumerConcurrencyLimitTests(Transport transport)
         var holder = NewId.NextGuid();
         var request = NewId.NextGuid();
         await bus.Bus.Publish(new SlotWork(1, Hold: true), x => x.MessageId = holder);
-        await OneSlotConsumer.Holding.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await OneSlotConsumer.Holding.Task.WaitAsync(TimeSpan.FromSeconds(120));
 
         // RequestTimeout is the request's TimeToLive: the request expires while it waits for the slot.
         var client = bus.Bus.CreateRequestClient<SlotWork>(RequestTimeout.After(s: 1));

@@ -25,7 +25,7 @@ public sealed class QuoteConsumer : IConsumer<QuoteRequest>
         Started[context.Message.Id] = true;
         if (Gates.TryGetValue(context.Message.Id, out var gate))
         {
-            await gate.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            await gate.Task.WaitAsync(TimeSpan.FromSeconds(120));
         }
 
         if (context.Message.Reject)

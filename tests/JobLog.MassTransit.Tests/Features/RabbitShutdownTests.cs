@@ -27,7 +27,7 @@ public class RabbitShutdownTests
             var id = NewId.NextGuid();
             // In Task.Run: MassTransit's publish path sets its AsyncLocal LogContext, which the next host would then reuse.
             await Task.Run(() => first.Bus.Publish(new Stoppable(1), x => x.MessageId = id));
-            await StoppableConsumer.Started.Task.WaitAsync(TimeSpan.FromSeconds(10));
+            await StoppableConsumer.Started.Task.WaitAsync(TimeSpan.FromSeconds(120));
             var watch = Stopwatch.StartNew();
             await first.StopAsync();
             TestContext.Out.WriteLine("stopped in " + watch.Elapsed);

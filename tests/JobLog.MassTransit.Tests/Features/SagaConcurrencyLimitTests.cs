@@ -116,7 +116,7 @@ public class SagaConcurrencyLimitTests(Transport transport)
         var holder = NewId.NextGuid();
         var waiter = NewId.NextGuid();
         await bus.Bus.Publish(new SlotSagaWork(NewId.NextGuid(), 1, Hold: true), x => x.MessageId = holder);
-        await SlotSagaMachine.Holding.Task.WaitAsync(TimeSpan.FromSeconds(30));
+        await SlotSagaMachine.Holding.Task.WaitAsync(TimeSpan.FromSeconds(120));
         await bus.Bus.Publish(new SlotSagaWork(NewId.NextGuid(), 2, Hold: false), x => x.MessageId = waiter);
         await ParkedSignalFilter.ParkedAsync(waiter);
 

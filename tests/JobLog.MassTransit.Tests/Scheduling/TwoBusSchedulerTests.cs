@@ -161,7 +161,7 @@ public class TwoBusSchedulerTests
         var endpoint = await host.Services.GetRequiredService<IBus>().GetSendEndpoint(new Uri("queue:charge-card"));
         using var sending = new CancellationTokenSource(TimeSpan.FromSeconds(20));
         var send = endpoint.Send(new ChargeCard(1, 2m), x => x.SetTaskOptions(t => t.Countdown = TimeSpan.FromSeconds(1)), sending.Token);
-        var seen = await observer.Seen.Task.WaitAsync(TimeSpan.FromSeconds(20));
+        var seen = await observer.Seen.Task.WaitAsync(TimeSpan.FromSeconds(120));
 
         // Without the delayed-message plugin the transport's delay does not complete, as MassTransit's own does not: not
         // what is tested here. The send ends cancelled, or first with the broker's refusal of the x-delayed-message
