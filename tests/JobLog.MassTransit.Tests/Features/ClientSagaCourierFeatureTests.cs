@@ -38,7 +38,8 @@ public class ClientSagaCourierFeatureTests
         await using var bus = await BusFixture.StartAsync(Transport.InMemory, x =>
         {
             x.AddConsumer<AskStockConsumer>();
-            x.AddRequestClient<AskStock>(RequestTimeout.After(s: 2));
+            // Not the timeout under test (that is the late request's own, 500 ms): under load a 2-s default timed out the first.
+            x.AddRequestClient<AskStock>(RequestTimeout.After(s: 120));
         });
         var client = bus.Harness.GetRequestClient<AskStock>();
 
@@ -79,7 +80,7 @@ public class ClientSagaCourierFeatureTests
         await using var bus = await BusFixture.StartAsync(Transport.InMemory, x =>
         {
             x.AddConsumer<AskStockConsumer>();
-            x.AddRequestClient<AskStock>(RequestTimeout.After(s: 5));
+            x.AddRequestClient<AskStock>(RequestTimeout.After(s: 120));
         });
         var client = bus.Harness.GetRequestClient<AskStock>();
         var faulted = NewId.NextGuid();
@@ -185,7 +186,10 @@ public class ClientSagaCourierFeatureTests
         await bus.Bus.Publish(new OrderOpened(paid));
         await Task.Delay(200);
         await bus.Bus.Publish(new OrderPaid(paid));
-        await Task.Delay(2500);
+        // Both timeouts delivered and consumed (it was a 2.5-s sleep): the state the assertions read.
+        await LedgerHost.EventuallyAsync(
+            async () => (await bus.Host.TasksAsync()).Count(t => t.Name == "OrderExpired" && t.State != TaskState.Waiting && t.State != TaskState.Active) == 2,
+            because: "two timeouts consumed");
         await bus.Host.FlushAsync();
         var tasks = await bus.Host.TasksAsync();
         foreach (var t in tasks.OrderBy(t => t.DispatchedAt))

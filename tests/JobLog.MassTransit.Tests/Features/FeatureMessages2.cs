@@ -67,7 +67,8 @@ public sealed class ToggleConsumer : IConsumer<Toggle>
 }
 
 // Saga with a Schedule.
-public sealed record OrderOpened(Guid OrderId);
+/// <param name="TimeoutSeconds">When the order expires unless paid (a test that pays it makes this far: under load a payment came after 1 s).</param>
+public sealed record OrderOpened(Guid OrderId, int TimeoutSeconds = 1);
 
 public sealed record OrderPaid(Guid OrderId);
 
@@ -94,7 +95,7 @@ public sealed class TimedOrderMachine : MassTransitStateMachine<TimedOrder>
             s.Delay = TimeSpan.FromSeconds(1);
             s.Received = r => r.CorrelateById(m => m.Message.OrderId);
         });
-        Initially(When(Opened).Schedule(Timeout, c => new OrderExpired(c.Saga.CorrelationId)).TransitionTo(Open));
+        Initially(When(Opened).Schedule(Timeout, c => new OrderExpired(c.Saga.CorrelationId), c => TimeSpan.FromSeconds(c.Message.TimeoutSeconds)).TransitionTo(Open));
         During(Open,
             When(Paid).Unschedule(Timeout).TransitionTo(PaidState),
             When(Timeout.Received).TransitionTo(ExpiredState));

@@ -89,7 +89,7 @@ public class MediatorAndSagaRequestTests
         {
             var mediator = scope.ServiceProvider.GetRequiredService<IMediator>();
             var sent = mediator.Send(new CancelledWork(), Pipe.Execute<SendContext<CancelledWork>>(c => c.MessageId = id), cancel.Token);
-            await CancelledWorkConsumer.Started.Task.WaitAsync(TimeSpan.FromSeconds(30));
+            await CancelledWorkConsumer.Started.Task.WaitAsync(TimeSpan.FromSeconds(120));
             await cancel.CancelAsync();
             Assert.CatchAsync<OperationCanceledException>(async () => await sent);
         }
@@ -127,7 +127,8 @@ public class MediatorAndSagaRequestTests
         var slow = NewId.NextGuid();
         await bus.Bus.Publish(new StartCheck(quick, "low-1"));
         await bus.Bus.Publish(new StartCheck(slow, "slow"));
-        await Task.Delay(4500);
+        // Both answers (the slow one after its request's timeout) consumed and nothing left running (it was a 4.5-s sleep).
+        await PipelineFeatureTests.SettledAsync(bus.Host, "StockLow", "StockOk");
         await bus.Host.FlushAsync();
         var tasks = await bus.Host.TasksAsync();
         foreach (var t in tasks.OrderBy(t => t.DispatchedAt))

@@ -33,6 +33,31 @@ public class PipelineFeatureTests
         return task!;
     }
 
+    /// <summary>
+    /// Waits until a task of each of <paramref name="names"/> is recorded and every task that is not JobLog's own has
+    /// ended (neither WAITING nor ACTIVE), with no run ACTIVE: the state a test that asserts on "everything" reads, instead
+    /// of a sleep that a loaded machine outlasts. Should it not come, the test's assertions say what is left.
+    /// </summary>
+    internal static async Task SettledAsync(LedgerHost host, params string[] names)
+    {
+        try
+        {
+            await LedgerHost.EventuallyAsync(
+                async () =>
+                {
+                    var tasks = await host.TasksAsync();
+                    return names.All(n => tasks.Any(t => t.Name == n))
+                        && tasks.Where(t => !t.IsInternal).All(t => t.State != TaskState.Waiting && t.State != TaskState.Active)
+                        && tasks.SelectMany(t => t.Runs).All(r => r.State != TaskRunState.Active);
+                },
+                because: "settled: " + string.Join(", ", names));
+        }
+        catch (TimeoutException ex)
+        {
+            TestContext.Out.WriteLine(ex.Message);
+        }
+    }
+
     /// <summary>Publishes <paramref name="message"/> to <typeparamref name="TConsumer"/> on the in-memory bus; its task once it ended.</summary>
     private static async Task<TaskLog> ConsumedAsync<TConsumer>(object message)
         where TConsumer : class, IConsumer

@@ -98,7 +98,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider) : OneSchedulerBus
         }, (_, cfg) => cfg.UseMessageRetry(r => r.Immediate(2)));
         var id = NewId.NextGuid();
         await bus.Bus.Publish(new FanOut(Random.Shared.Next(), 1), x => x.MessageId = id);
-        await bus.WaitForTaskAsync(id, t => t.Runs.Count >= 3 && t.Runs.All(r => r.Stop != null) && t.Runs.Any(r => r.ConsumerType == "FanCConsumer")
+        await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded && t.Runs.Count >= 3 && t.Runs.All(r => r.Stop != null) && t.Runs.Any(r => r.ConsumerType == "FanCConsumer")
             && t.Runs.Any(r => r.ConsumerType == "FanBConsumer" && r.State == TaskRunState.Succeeded), "fanned out");
         await Task.Delay(1000);
         await Dump(bus);
@@ -120,7 +120,9 @@ public class RabbitMqApplicationTests(LedgerProvider provider) : OneSchedulerBus
         }, (_, cfg) => cfg.UseMessageRetry(r => r.Immediate(1)));
         var id = NewId.NextGuid();
         await bus.Bus.Publish(new FanOut(Random.Shared.Next(), 100), x => x.MessageId = id);
-        await bus.WaitForTaskAsync(id, t => t.State == TaskState.Failed && t.Runs.Any(r => r.ConsumerType == "FanCConsumer"), "B failed");
+        await bus.WaitForTaskAsync(
+            id, t => t.State == TaskState.Failed && t.Runs.Any(r => r.ConsumerType == "FanCConsumer") && t.Runs.All(r => r.Stop != null), "B failed, every run ended");
+        await LedgerHost.EventuallyAsync(async () => await bus.Vhost.MessagesInQueueAsync("fan-one_error") >= 1, because: "the message moved to fan-one_error");
         await Task.Delay(1000);
         await Dump(bus);
         var task = await bus.Host.TaskAsync(id);
@@ -141,6 +143,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider) : OneSchedulerBus
         var id = NewId.NextGuid();
         await bus.Bus.Publish(new AlwaysBroken(7), x => x.MessageId = id);
         var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Failed, "failed after redeliveries", TimeSpan.FromSeconds(40));
+        await LedgerHost.EventuallyAsync(async () => await bus.Vhost.MessagesInQueueAsync("always-broken_error") >= 1, because: "the message moved to always-broken_error");
         await Task.Delay(1000);
         await Dump(bus);
         task = await bus.Host.TaskAsync(id);
@@ -159,9 +162,12 @@ public class RabbitMqApplicationTests(LedgerProvider provider) : OneSchedulerBus
         var bus = await StartBusAsync(x => x.AddSagaStateMachine<TimedOrderMachine, TimedOrder>().InMemoryRepository());
         var expires = NewId.NextGuid();
         var paid = NewId.NextGuid();
+        var paidOpened = NewId.NextGuid();
         await bus.Bus.Publish(new OrderOpened(expires));
-        await bus.Bus.Publish(new OrderOpened(paid));
-        await Task.Delay(300);
+        // The paid order's timeout is far (it was 1 s, and under load the payment came after it: both timeouts were sent);
+        // the payment once the saga holds the order (it was a 300-ms sleep).
+        await bus.Bus.Publish(new OrderOpened(paid, TimeoutSeconds: 600), x => x.MessageId = paidOpened);
+        await bus.WaitForTaskAsync(paidOpened, t => t.State == TaskState.Succeeded, "the paid order opened");
         await bus.Bus.Publish(new OrderPaid(paid));
         await LedgerHost.EventuallyAsync(async () => (await bus.Host.TasksAsync()).Count(t => t.Name == "OrderExpired" && t.State != TaskState.Waiting && t.State != TaskState.Active) == 2,
             TimeSpan.FromSeconds(20), "two timeouts settled");
@@ -189,6 +195,7 @@ public class RabbitMqApplicationTests(LedgerProvider provider) : OneSchedulerBus
         var id = NewId.NextGuid();
         await bus.Bus.Publish(new OutboxedParent(key, 3), x => x.MessageId = id);
         var task = await bus.WaitForTaskAsync(id, t => t.State == TaskState.Succeeded, "parent succeeded on the 4th attempt");
+        await LedgerHost.EventuallyAsync(async () => (await bus.Host.TasksAsync()).Any(t => t.Name == "OutboxedChild"), because: "the succeeded attempt's child recorded");
         await Task.Delay(1500);
         await Dump(bus);
         var tasks = await bus.Host.TasksAsync();
@@ -261,7 +268,8 @@ public class RabbitMqApplicationTests(LedgerProvider provider) : OneSchedulerBus
         });
         await bus.Bus.Publish(new StartCheck(NewId.NextGuid(), "low-1"));
         await bus.Bus.Publish(new StartCheck(NewId.NextGuid(), "slow"));
-        await Task.Delay(6000);
+        // Both answers (the slow one after its request's timeout) consumed and nothing left running (it was a 6-s sleep).
+        await SettledAsync(bus.Host, "StockLow", "StockOk");
         await Dump(bus);
         var tasks = await bus.Host.TasksAsync();
         Assert.That(tasks.SelectMany(t => t.Runs).Where(r => r.State == TaskRunState.Active), Is.Empty);
