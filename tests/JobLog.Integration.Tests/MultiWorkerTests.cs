@@ -92,8 +92,9 @@ public class MultiWorkerTests
         var (ledger, vhost, producer) = await StartProducerAsync();
         var workers = await Task.WhenAll(StartWorkerAsync("A", ledger, vhost), StartWorkerAsync("B", ledger, vhost));
 
-        // Scheduled messages stored by either worker before one of them dies: the survivor sends them all.
-        var due = DateTime.UtcNow.AddSeconds(15);
+        // Scheduled messages stored by either worker before one of them dies: the survivor sends them all. Due well after
+        // the kill (15 s was not: under load the steps before it took longer, and the victim could send some first).
+        var due = DateTime.UtcNow.AddSeconds(60);
         var scheduled = Enumerable.Range(1, 40).Select(i => (Id: NewId.NextGuid(), At: due, Message: new ChargeCard(i, 2m))).ToList();
         var scheduledIds = scheduled.Select(m => m.Id).ToHashSet();
         await producer.ScheduleAsync(ChargeCardQueue, scheduled);
@@ -147,8 +148,10 @@ public class MultiWorkerTests
         var (ledger, vhost, producer) = await StartProducerAsync();
         var first = await StartWorkerAsync("first", ledger, vhost);
         var start = DateTime.UtcNow.AddSeconds(4);
+        // The last 50 are due a minute later, so some are pending when the first worker stops however slow the machine
+        // (all 300 were due within 10 s: under load they could all be sent before the stop).
         var messages = Enumerable.Range(0, 300)
-            .Select(i => (Id: NewId.NextGuid(), At: start.AddMilliseconds(i * 20), Message: new ChargeCard(i, 3m))).ToList();
+            .Select(i => (Id: NewId.NextGuid(), At: start.AddMilliseconds(i * 20).AddSeconds(i >= 250 ? 60 : 0), Message: new ChargeCard(i, 3m))).ToList();
         var ids = messages.Select(m => m.Id).ToHashSet();
         await producer.ScheduleAsync(ChargeCardQueue, messages);
         await LedgerHost.EventuallyAsync(
