@@ -68,7 +68,7 @@ internal sealed class WorkerHost : IAsyncDisposable
     {
         var id = NewId.NextGuid();
         await Services.GetRequiredService<IBus>().Publish(message, x => x.MessageId = id);
-        var deadline = DateTime.UtcNow.AddSeconds(60);
+        var deadline = DateTime.UtcNow.AddSeconds(120);
         while (true)
         {
             await Services.GetRequiredService<LedgerRecorder>().FlushAsync(TimeSpan.FromSeconds(10));

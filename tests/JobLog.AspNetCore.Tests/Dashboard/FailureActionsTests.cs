@@ -327,10 +327,12 @@ public class FailureActionsTests
         Assert.That(taskPage, Does.Contain("Actions on this failure").And.Contain("operator-user").And.Contain("Retry"), "the task's page shows the action");
     }
 
+    /// <summary>Polls the count until it is <paramref name="expected"/>, for 120 s (300 polls were ~30 s: short at load 50).</summary>
     private static async Task EventuallyAsync(World world, Func<JobLogDbContext, Task<int>> count, int expected, string what)
     {
         var last = -1;
-        for (var i = 0; i < 300 && last != expected; i++)
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        while (last != expected && clock.Elapsed < LedgerHost.MinimumWait)
         {
             await using var scope = world.Host.Services.CreateAsyncScope();
             last = await count(scope.ServiceProvider.GetRequiredService<JobLogDbContext>());

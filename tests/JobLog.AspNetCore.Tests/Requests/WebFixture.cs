@@ -85,9 +85,9 @@ public sealed class WebFixture : IAsyncDisposable
     public async Task FlushAsync()
     {
         var recorder = Services.GetRequiredService<LedgerRecorder>();
-        if (!await recorder.FlushAsync(TimeSpan.FromSeconds(30)))
+        if (!await recorder.FlushAsync(TimeSpan.FromSeconds(120)))
         {
-            throw new TimeoutException($"The ledger did not commit within 30 s (backlog {recorder.Backlog}).");
+            throw new TimeoutException($"The ledger did not commit within 120 s (backlog {recorder.Backlog}).");
         }
     }
 

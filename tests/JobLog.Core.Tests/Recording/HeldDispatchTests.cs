@@ -101,7 +101,7 @@ public class HeldDispatchTests(LedgerProvider provider)
         await writer.WriteNextBatchAsync(CancellationToken.None);
         Assert.That(writer.Held, Is.EqualTo(2), "the test's premise");
 
-        var flush = recorder.FlushAsync(TimeSpan.FromSeconds(30));
+        var flush = recorder.FlushAsync(TimeSpan.FromSeconds(120));
         await writer.WriteNextBatchAsync(CancellationToken.None);
 
         Assert.That(await flush, Is.True);
@@ -128,7 +128,7 @@ public class HeldDispatchTests(LedgerProvider provider)
         await writer.WriteNextBatchAsync(CancellationToken.None);
         Assert.That(recorder.CommittedUpTo, Is.LessThan(last), "b's records wait for a's");
 
-        var flush = recorder.FlushAsync(TimeSpan.FromSeconds(5));
+        var flush = recorder.FlushAsync(TimeSpan.FromSeconds(120));
         await writer.WriteNextBatchAsync(CancellationToken.None);
 
         Assert.That(await flush, Is.True);
