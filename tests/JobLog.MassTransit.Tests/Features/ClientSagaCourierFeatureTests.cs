@@ -21,7 +21,7 @@ public class ClientSagaCourierFeatureTests
 
         await LedgerHost.EventuallyAsync(async () =>
             (await bus.Host.TasksAsync()).Count(t => ids.Contains(t.Id) && t.State == TaskState.Failed) == 3, TimeSpan.FromSeconds(20), "all failed");
-        await Task.Delay(500);
+        // A task is FAILED by its failed run, in the same batch; its retried run was written before.
         var tasks = (await bus.Host.TasksAsync()).Where(t => ids.Contains(t.Id)).ToList();
         foreach (var t in tasks)
         {
@@ -155,7 +155,10 @@ public class ClientSagaCourierFeatureTests
             await bus.Bus.Publish(new Toggle(i), x => x.MessageId = ids[i]);
         }
 
-        await Task.Delay(500);
+        // The four fail (the kill switch trips on them and restarts the endpoint after 2 s; a message it held back fails
+        // after the restart) before the consumer is mended; it was a 500-ms sleep, which a slow machine outran.
+        await LedgerHost.EventuallyAsync(async () =>
+            (await bus.Host.TasksAsync()).Count(t => ids.Take(4).Contains(t.Id) && t.State == TaskState.Failed) == 4, because: "the first four failed");
         ToggleConsumer.Broken = false;
         for (var i = 4; i < 8; i++)
         {
@@ -169,6 +172,14 @@ public class ClientSagaCourierFeatureTests
         {
             TestContext.Out.WriteLine(Describe(t));
         }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(ids.Select(id => tasks.Single(t => t.Id == id).State),
+                Is.EqualTo(Enumerable.Repeat(TaskState.Failed, 4).Concat(Enumerable.Repeat(TaskState.Succeeded, 4))), "the broken four failed, the mended four succeeded");
+            Assert.That(tasks.SelectMany(t => t.Runs).Where(r => r.State == TaskRunState.Active || r.Stop is null), Is.Empty, "no run left ACTIVE");
+            Assert.That(tasks.Select(t => t.Runs.Count), Has.All.EqualTo(1), "one attempt each: the kill switch does not retry");
+        });
     }
 
     [Test]
