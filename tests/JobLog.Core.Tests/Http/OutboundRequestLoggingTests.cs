@@ -499,11 +499,9 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
         }
     }
 
-    /// <summary>A body that sends its first bytes, then nothing until the reader's token is cancelled.</summary>
-    private sealed class StallingStream(byte[] first) : Stream
+    /// <summary>A non-seekable stream that can only be read: what the test streams below have in common.</summary>
+    private abstract class ReadOnlyStream : Stream
     {
-        private bool _sent;
-
         public override bool CanRead => true;
 
         public override bool CanSeek => false;
@@ -517,6 +515,22 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
             get => throw new NotSupportedException();
             set => throw new NotSupportedException();
         }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+    }
+
+    /// <summary>A body that sends its first bytes, then nothing until the reader's token is cancelled.</summary>
+    private sealed class StallingStream(byte[] first) : ReadOnlyStream
+    {
+        private bool _sent;
 
         public override async ValueTask<int> ReadAsync(Memory<byte> buffer, CancellationToken cancellationToken = default)
         {
@@ -535,38 +549,14 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
             ReadAsync(buffer.AsMemory(offset, count), cancellationToken).AsTask();
 
         public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException("async only");
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     /// <summary>A non-seekable stream that counts what was read from it; with <paramref name="breaks"/>, past its bytes it fails as a connection reset in a body does.</summary>
-    private sealed class TrackingStream(byte[] data, bool breaks = false) : Stream
+    private sealed class TrackingStream(byte[] data, bool breaks = false) : ReadOnlyStream
     {
         private int _position;
 
         public int BytesRead => _position;
-
-        public override bool CanRead => true;
-
-        public override bool CanSeek => false;
-
-        public override bool CanWrite => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position
-        {
-            get => throw new NotSupportedException();
-            set => throw new NotSupportedException();
-        }
 
         public override int Read(byte[] buffer, int offset, int count)
         {
@@ -580,15 +570,5 @@ public class OutboundRequestLoggingTests(LedgerProvider provider)
             _position += n;
             return n;
         }
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
-
-        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 }
