@@ -3,7 +3,10 @@ namespace JobLog.MassTransit.Internal;
 /// <summary>
 /// The queue name (<see cref="TaskLoggingServices.QueueName"/>) of the address seen last: a consumer's input address and
 /// a publish's exchange are usually the same <see cref="Uri"/> object message after message, so their names are computed
-/// once instead of once per message.
+/// once instead of once per message. A consumed message's destination address is a new <see cref="Uri"/> per message
+/// (MassTransit reads it from the envelope's text when asked): an address read from the same text (its
+/// <see cref="Uri.OriginalString"/>, absolute or not) has the same name, so it is compared by text before it is parsed
+/// (<see cref="Uri.AbsolutePath"/> parses it: ~0.35 KB a consumed message, docs/benchmarks.md "Session 37 (perf)").
 /// </summary>
 internal sealed class QueueNameCache
 {
@@ -17,7 +20,9 @@ internal sealed class QueueNameCache
         }
 
         var last = Volatile.Read(ref _last);
-        if (last is not null && ReferenceEquals(last.Address, address))
+        if (last is not null
+            && (ReferenceEquals(last.Address, address)
+                || (last.Address.IsAbsoluteUri == address.IsAbsoluteUri && string.Equals(last.Address.OriginalString, address.OriginalString, StringComparison.Ordinal))))
         {
             return last.Name;
         }
