@@ -194,7 +194,7 @@ internal static class SpoolFiles
             return File.Exists(path);
         }
 
-        return Statx.Lstat(path) is { } now && now.Inode == identity.Inode && now.DeviceMajor == identity.Major && now.DeviceMinor == identity.Minor;
+        return Statx.LstatIdentity(path) is { } now && now == identity;
     }
 
     /// <summary>A file's inode and device.</summary>
@@ -207,6 +207,9 @@ internal static class SpoolFiles
         private const int AtSymlinkNoFollow = 0x100;
         private const int AtEmptyPath = 0x1000;
         private const uint StatxBasicStats = 0x7ff;
+
+        // struct statx is 256 bytes; on the stack, so a check allocates nothing.
+        private const int StatxSize = 256;
         private const int Enoent = 2;
         private static readonly uint? s_euid = ReadEffectiveUserId();
         private static bool s_unavailable = !OperatingSystem.IsLinux();
@@ -217,16 +220,10 @@ internal static class SpoolFiles
         {
             if (!s_unavailable)
             {
-                var buffer = new byte[256];
+                Span<byte> buffer = stackalloc byte[StatxSize];
                 try
                 {
-                    if (NativeMethods.statx(AtFdCwd, path, AtSymlinkNoFollow, StatxBasicStats, buffer) == 0)
-                    {
-                        return Facts.From(buffer);
-                    }
-
-                    var errno = Marshal.GetLastPInvokeError();
-                    return errno == Enoent ? null : throw new IOException($"statx {path}: {Marshal.GetPInvokeErrorMessage(errno)}");
+                    return TryLstat(path, buffer) ? Facts.From(buffer) : null;
                 }
                 catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException)
                 {
@@ -249,6 +246,45 @@ internal static class SpoolFiles
             return new Facts(kind, null, mode, info is FileInfo { Exists: true } file ? file.Length : 0, 0, 0, 0);
         }
 
+        /// <summary>
+        /// <see cref="Lstat"/>'s inode and device only, without the <see cref="Facts"/> object: the journal compares its open
+        /// segment's identity with its path's at every append group (<see cref="StillAt(Identity?, string)"/>).
+        /// </summary>
+        public static Identity? LstatIdentity(string path)
+        {
+            if (!s_unavailable)
+            {
+                Span<byte> buffer = stackalloc byte[StatxSize];
+                try
+                {
+                    return TryLstat(path, buffer) ? Facts.IdentityOf(buffer) : null;
+                }
+                catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException)
+                {
+                    s_unavailable = true;
+                }
+            }
+
+            return Lstat(path) is { } facts ? new Identity(facts.Inode, facts.DeviceMajor, facts.DeviceMinor) : null;
+        }
+
+        /// <summary>False when nothing is at <paramref name="path"/>; throws on another error.</summary>
+        private static bool TryLstat(string path, Span<byte> buffer)
+        {
+            if (NativeMethods.statx(AtFdCwd, path, AtSymlinkNoFollow, StatxBasicStats, ref MemoryMarshal.GetReference(buffer)) == 0)
+            {
+                return true;
+            }
+
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno == Enoent)
+            {
+                return false;
+            }
+
+            throw new IOException($"statx {path}: {Marshal.GetPInvokeErrorMessage(errno)}");
+        }
+
         public static Facts? Fstat(SafeFileHandle handle)
         {
             if (s_unavailable)
@@ -256,12 +292,12 @@ internal static class SpoolFiles
                 return null;
             }
 
-            var buffer = new byte[256];
+            Span<byte> buffer = stackalloc byte[StatxSize];
             var added = false;
             try
             {
                 handle.DangerousAddRef(ref added);
-                return NativeMethods.statx((int)handle.DangerousGetHandle(), "", AtEmptyPath, StatxBasicStats, buffer) == 0
+                return NativeMethods.statx((int)handle.DangerousGetHandle(), "", AtEmptyPath, StatxBasicStats, ref MemoryMarshal.GetReference(buffer)) == 0
                     ? Facts.From(buffer)
                     : throw new IOException("statx: " + Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError()));
             }
@@ -311,9 +347,12 @@ internal static class SpoolFiles
             public bool SameFileAs(Facts other) =>
                 Inode == other.Inode && DeviceMajor == other.DeviceMajor && DeviceMinor == other.DeviceMinor;
 
-            public static Facts From(byte[] statx)
+            public static Identity IdentityOf(ReadOnlySpan<byte> statx) =>
+                new(BitConverter.ToUInt64(statx[32..]), BitConverter.ToUInt32(statx[136..]), BitConverter.ToUInt32(statx[140..]));
+
+            public static Facts From(ReadOnlySpan<byte> statx)
             {
-                var mode = BitConverter.ToUInt16(statx, 28);
+                var mode = BitConverter.ToUInt16(statx[28..]);
                 var kind = (mode & 0xf000) switch
                 {
                     0x8000 => Kind.Regular,
@@ -322,8 +361,8 @@ internal static class SpoolFiles
                     _ => Kind.Other,
                 };
                 return new Facts(
-                    kind, BitConverter.ToUInt32(statx, 20), mode & 0xfff, (long)BitConverter.ToUInt64(statx, 40),
-                    BitConverter.ToUInt64(statx, 32), BitConverter.ToUInt32(statx, 136), BitConverter.ToUInt32(statx, 140));
+                    kind, BitConverter.ToUInt32(statx[20..]), mode & 0xfff, (long)BitConverter.ToUInt64(statx[40..]),
+                    BitConverter.ToUInt64(statx[32..]), BitConverter.ToUInt32(statx[136..]), BitConverter.ToUInt32(statx[140..]));
             }
         }
     }
@@ -332,7 +371,7 @@ internal static class SpoolFiles
     {
         [DllImport("libc", SetLastError = true)]
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
-        public static extern int statx(int dirfd, [MarshalAs(UnmanagedType.LPUTF8Str)] string pathname, int flags, uint mask, byte[] statxbuf);
+        public static extern int statx(int dirfd, [MarshalAs(UnmanagedType.LPUTF8Str)] string pathname, int flags, uint mask, ref byte statxbuf);
 
         [DllImport("libc")]
         [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
