@@ -517,9 +517,10 @@ internal sealed class MessageRenderer(Redactor redactor)
             Root.Clear();
             Serialized.ResetWrittenCount();
             Output.ResetWrittenCount();
-            Json.Reset(Stream.Null);
-            Compact.Reset(Stream.Null);
-            Escaped.Reset(Stream.Null);
+            // Onto the buffers they write to next: a writer reset onto a stream makes itself a new ArrayBufferWriter each time.
+            Json.Reset(Serialized);
+            Compact.Reset(Output);
+            Escaped.Reset(Output);
             return true;
         }
     }
