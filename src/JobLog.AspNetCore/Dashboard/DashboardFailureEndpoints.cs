@@ -168,6 +168,17 @@ internal static class DashboardFailureEndpoints
         {
             return Error(StatusCodes.Status400BadRequest, "The form cannot be read: " + ex.Message);
         }
+        catch (BadHttpRequestException ex)
+        {
+            // The server's own refusal of the body (Kestrel: larger than MaxRequestBodySize, 413; cut short, 400).
+            return Error(ex.StatusCode, "The form cannot be read: " + ex.Message);
+        }
+        catch (IOException) when (!http.RequestAborted.IsCancellationRequested)
+        {
+            // A multipart body that ends before its closing boundary: the reader's IOException ("Unexpected end of
+            // Stream…") is the client's error, not a 500. A client that left gets no answer anyway.
+            return Error(StatusCodes.Status400BadRequest, "The form cannot be read: its body ends before the form does (a multipart body without its closing boundary).");
+        }
 
         var note = form["note"].ToString().Trim();
         if (note.Length > options.Actions.MaxNoteLength)

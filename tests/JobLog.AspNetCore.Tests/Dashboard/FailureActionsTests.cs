@@ -205,6 +205,58 @@ public class FailureActionsTests
         Assert.That(fake.Requests, Is.Empty);
     }
 
+    /// <summary>Forms an operator's client could send that the action cannot take: each a 4xx that says why (400 unless named).</summary>
+    private static IEnumerable<TestCaseData> HostileForms()
+    {
+        const string Form = "application/x-www-form-urlencoded";
+        TestCaseData Case(string name, string mediaType, string body, string action = "resolve", HttpStatusCode status = HttpStatusCode.BadRequest) =>
+            new TestCaseData(mediaType, body, action, status).SetArgDisplayNames(name);
+
+        yield return Case("invalid percent-escapes", Form, "scope=tasks&task=%ZZ%G0%");
+        yield return Case("markup as a task id", Form, "scope=tasks&task=" + Uri.EscapeDataString("<script>alert(1)</script>"));
+        yield return Case("a blank task id", Form, "scope=tasks&task=");
+        yield return Case("an unknown scope", Form, "scope=%00&task=" + Guid.NewGuid());
+        yield return Case("a filter it cannot read", Form, "scope=filter&since=-1h");
+        yield return Case("a group that is not one", Form, "scope=filter&group=..%2F..%2Fetc");
+        yield return Case("a note past its bound", Form, "scope=tasks&note=" + new string('n', 5_000) + "&task=" + Guid.NewGuid());
+        yield return Case("an unknown charset", Form + "; charset=x-joblog-42", "scope=tasks&task=zzz");
+        yield return Case("a key past the server's bound", Form, new string('k', 3_000) + "=1&scope=tasks");
+        yield return Case("a value past the server's bound", Form, "scope=tasks&task=" + new string('v', 5 * 1024 * 1024));
+        yield return Case("JSON sent as a form", Form, "{\"scope\":\"tasks\",\"task\":[\"" + Guid.NewGuid() + "\"]}");
+        yield return Case("multipart without a boundary", "multipart/form-data", "scope=tasks");
+        yield return Case("multipart with a boundary past 70 characters", "multipart/form-data; boundary=" + new string('b', 100), "--x");
+        yield return Case("multipart cut before its end", "multipart/form-data; boundary=xyz", "--xyz\r\nContent-Disposition: form-data; name=\"scope\"\r\n\r\ntasks");
+        yield return Case("multipart with a section without headers", "multipart/form-data; boundary=xyz", "--xyz\r\n\r\ntasks\r\n--xyz--\r\n");
+        yield return Case("an action in another case", Form, "scope=tasks&task=" + Guid.NewGuid(), "RETRY", HttpStatusCode.NotFound);
+        yield return Case("an action that climbs out", Form, "scope=tasks&task=" + Guid.NewGuid(), "..%2F..%2Fretry", HttpStatusCode.NotFound);
+    }
+
+    [TestCaseSource(nameof(HostileForms))]
+    public async Task Operator_PostingAFormTheActionCannotTake_GetsA4xxThatSaysWhy_AndNothingIsActedOn(string mediaType, string body, string action, HttpStatusCode expected)
+    {
+        var fake = new FakeFailureActions();
+        await using var world = await World.StartAsync(fake);
+        var (cookie, _, token) = await world.TokenAsync();
+        var tokenHeader = JsonDocument.Parse(await world.GetAsync("/joblog/api/failures/token", "operator")).RootElement.GetProperty("header").GetString()!;
+        using var request = new HttpRequestMessage(HttpMethod.Post, "/joblog/failures/actions/" + action)
+        {
+            Content = new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes(body)),
+        };
+        request.Content.Headers.TryAddWithoutValidation("Content-Type", mediaType);
+        request.Headers.Add(World.RoleHeader, "operator");
+        request.Headers.Add("Cookie", cookie);
+        request.Headers.Add(tokenHeader, token);
+        request.Headers.Add("Accept", "application/json");
+
+        using var response = await world.Host.Client.SendAsync(request);
+        var text = await response.Content.ReadAsStringAsync();
+
+        Assert.That(response.StatusCode, Is.EqualTo(expected), text);
+        Assert.That(response.Content.Headers.ContentType?.MediaType, Is.EqualTo("application/problem+json"), text);
+        Assert.That(JsonDocument.Parse(text).RootElement.GetProperty("detail").GetString(), Has.Length.GreaterThan(10).And.Not.Contain("   at "), text);
+        Assert.That(fake.Requests, Is.Empty);
+    }
+
     [TestCase(1_100, HttpStatusCode.OK)]
     [TestCase(10_100, HttpStatusCode.BadRequest)]
     public async Task Operator_FormOfMoreTasksThanTheServersDefaultValueLimit_IsReadUpToMaxTasksPerAction_ThenA400_NotA500(int tasks, HttpStatusCode expected)
