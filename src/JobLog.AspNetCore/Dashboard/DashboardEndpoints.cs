@@ -36,7 +36,7 @@ internal static class DashboardEndpoints
             }
         });
 
-        DashboardMethodsEndpoint.Map(endpoints, group);
+        DashboardMethodsEndpoint.Map(endpoints, group, prefix, options);
         group.MapGet("/assets/{name}", Asset);
 
         group.MapGet("/", (HttpContext http, CancellationToken ct) => Page(http, prefix, options, async page =>
@@ -218,8 +218,8 @@ internal static class DashboardEndpoints
         }
     }
 
-    internal static IResult NotFoundPage(PageContext page, string what) =>
-        Results.Content(Layout.Render(page, "Not found", "", h => h.Add($"<div class=\"page-head\"><h1>No such {what}</h1></div><p class=\"muted\">It is not in the ledger (it may have been purged).</p><p><a href=\"{page.Base}\">Back to the overview</a></p>")),
+    internal static IResult NotFoundPage(PageContext page, string what, string why = "It is not in the ledger (it may have been purged).") =>
+        Results.Content(Layout.Render(page, "Not found", "", h => h.Add($"<div class=\"page-head\"><h1>No such {what}</h1></div><p class=\"muted\">{why}</p><p><a href=\"{page.Base}\">Back to the overview</a></p>")),
             "text/html; charset=utf-8", statusCode: StatusCodes.Status404NotFound);
 
     internal static IResult Json(object value) => Results.Json(value, DashboardJson.Options);

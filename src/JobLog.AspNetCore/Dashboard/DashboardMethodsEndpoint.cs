@@ -1,3 +1,4 @@
+using JobLog.AspNetCore.Dashboard.Html;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -16,7 +17,7 @@ namespace JobLog.AspNetCore.Dashboard;
 /// </summary>
 internal static class DashboardMethodsEndpoint
 {
-    public static void Map(IEndpointRouteBuilder endpoints, RouteGroupBuilder group)
+    public static void Map(IEndpointRouteBuilder endpoints, RouteGroupBuilder group, string prefix, JobLogDashboardOptions options)
     {
         ((IEndpointConventionBuilder)group).Add(endpoint => endpoint.Metadata.Add(DashboardRoute.Instance));
         Route[]? routes = null;
@@ -36,10 +37,13 @@ internal static class DashboardMethodsEndpoint
 
             if (allow.Count == 0)
             {
-                // The API answers in problem details, an id that is not one (api/tasks/zzz) and a mistyped route included.
+                // The API answers in problem details, an id that is not one (api/tasks/zzz) and a mistyped route included;
+                // a page says so in the dashboard's frame (a cut id in a link from an alert: a blank 404 left the
+                // browser's own error page).
                 return http.Request.RouteValues["rest"] is string rest && rest.StartsWith("api/", StringComparison.Ordinal)
                     ? DashboardEndpoints.Problem(StatusCodes.Status404NotFound, "No such API route, or not an id of one.")
-                    : Results.NotFound();
+                    : DashboardEndpoints.NotFoundPage(
+                        new PageContext(http, prefix, options, DashboardEndpoints.Now(http)), "page", "The dashboard has no page at this address, or its id is not one.");
             }
 
             allow.Add(HttpMethods.Options);

@@ -83,6 +83,204 @@ public partial class HostileQueryRouteTests(LedgerProvider provider)
         Assert.That(failures, Is.Empty);
     }
 
+    [TestCase("/joblog/tasks/zzz")]
+    [TestCase("/joblog/tasks/1")]
+    [TestCase("/joblog/tasks/%3Cscript%3Ealert(1)%3C%2Fscript%3E")]
+    [TestCase("/joblog/tasks/..%2F..%2F..%2Fetc%2Fpasswd")]
+    [TestCase("/joblog/requests/in/{00000000-0000-0000-0000-00000000000g}")]
+    [TestCase("/joblog/commands/%ED%A0%80")]
+    [TestCase("/joblog/failures/retries/zzz")]
+    [TestCase("/joblog/nope")]
+    [TestCase("/joblog/api/tasks/zzz")]
+    [TestCase("/joblog/api/nope")]
+    public async Task APathNoRouteTakes_IsA404ThatSaysSo(string path)
+    {
+        // A mistyped or cut id in a link from an alert: the page says there is no such page (a blank 404 left the
+        // browser's own error page); the API answers problem details.
+        using var response = await _host.Client.GetAsync(path);
+        var body = await response.Content.ReadAsStringAsync();
+
+        Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.NotFound), body);
+        if (path.StartsWith("/joblog/api/", StringComparison.Ordinal))
+        {
+            Assert.That(response.Content.Headers.ContentType?.MediaType, Is.EqualTo("application/problem+json"));
+            Assert.That(JsonDocument.Parse(body).RootElement.GetProperty("detail").GetString(), Does.Contain("No such"));
+        }
+        else
+        {
+            Assert.That(response.Content.Headers.ContentType?.MediaType, Is.EqualTo("text/html"));
+            Assert.That(body, Does.Contain("<h1>No such page</h1>"));
+            Assert.That(body, Does.Not.Contain("<script>alert"));
+        }
+    }
+
+    private const string Markup = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>";
+
+    [Test]
+    public async Task EveryGetRoute_EchoingMarkupFromTheQueryOrThePath_ShowsItEncoded()
+    {
+        // A value the page shows back (the search box, a filter's 400, a group's id) is text: never markup, and the API
+        // answers JSON whatever the value, never a page.
+        var routes = GetRoutes();
+        var names = await QueryNamesAsync(routes);
+        var markup = Uri.EscapeDataString(Markup);
+        var failures = new List<string>();
+        var answers = new Dictionary<HttpStatusCode, int>();
+        foreach (var route in routes)
+        {
+            var urls = route.RoutePattern.Parameters.Count == 0
+                ? names.Select(name => $"{route.RoutePattern.RawText}?{name}={markup}").Append($"{route.RoutePattern.RawText}?{string.Join("&", names.Select(n => n + "=" + markup))}")
+                : [ParameterRegex().Replace(route.RoutePattern.RawText!, markup) + "?q=" + markup];
+            foreach (var url in urls)
+            {
+                using var response = await _host.Client.GetAsync(url);
+                var body = await response.Content.ReadAsStringAsync();
+                answers[response.StatusCode] = answers.GetValueOrDefault(response.StatusCode) + 1;
+                var type = response.Content.Headers.ContentType?.MediaType ?? "";
+                var api = route.RoutePattern.RawText!.Contains("/api/", StringComparison.Ordinal);
+                if ((int)response.StatusCode >= 500
+                    || body.Contains("<script>alert", StringComparison.Ordinal) || body.Contains("<img src=x", StringComparison.Ordinal)
+                    || body.Contains("onerror=alert(2)>", StringComparison.Ordinal)
+                    || CountOf(body, "<script") > 1
+                    || (api && type.Contains("html", StringComparison.Ordinal))
+                    || Leak(body) is not null)
+                {
+                    failures.Add($"GET {url[..Math.Min(url.Length, 200)]}: {(int)response.StatusCode} {type} {Shorten(body)}");
+                }
+            }
+        }
+
+        TestContext.Out.WriteLine(string.Join(", ", answers.OrderBy(a => a.Key).Select(a => $"{(int)a.Key}: {a.Value:N0}")));
+        Assert.That(answers.Keys, Does.Contain(HttpStatusCode.BadRequest), "some values were refused, and their 400s shown");
+        Assert.That(failures, Is.Empty);
+    }
+
+    private static int CountOf(string text, string part)
+    {
+        var count = 0;
+        for (var i = text.IndexOf(part, StringComparison.Ordinal); i >= 0; i = text.IndexOf(part, i + part.Length, StringComparison.Ordinal))
+        {
+            count++;
+        }
+
+        return count;
+    }
+
+    /// <summary>Well-formed values at the ends of what they can say: each is a page (possibly empty), never an error.</summary>
+    private static readonly string[] s_edges =
+    [
+        "cursor=0-" + Guid.Empty.ToString("N"),
+        "cursor=1-ffffffffffffffffffffffffffffffff",
+        $"cursor={DateTime.MaxValue.Ticks}-ffffffffffffffffffffffffffffffff",
+        $"cursor={DateTime.MaxValue.Ticks - 1}-00000000000000000000000000000000",
+        "from=0001-01-01T00:00:00Z",
+        "to=0001-01-01T00:00:00Z",
+        "from=9999-12-31T23:59:59.9999999Z",
+        "to=9999-12-31T23:59:59.9999999Z",
+        "from=0001-01-01T00:00:00Z&to=9999-12-31T23:59:59.9999999Z",
+        "from=9999-12-31T23:59:59.9999999Z&to=0001-01-01T00:00:00Z",
+        "from=9999-12-31T09:59:59%2B14:00",
+        "since=36500d",
+        "since=5214w",
+        "since=0.000001s",
+        "since=36500d&from=0001-01-01",
+        "limit=500",
+        "limit=1",
+        "limit=0500",
+    ];
+
+    [Test]
+    public async Task EveryList_WithCursorsDatesAndLimitsAtTheEdgesOfTheirRange_AnswersAPage()
+    {
+        var lists = GetRoutes().Where(r => r.RoutePattern.Parameters.Count == 0).Select(r => r.RoutePattern.RawText!).ToList();
+        Assert.That(lists, Does.Contain("/joblog/api/tasks").And.Contain("/joblog/failures"));
+        var failures = new List<string>();
+        foreach (var list in lists)
+        {
+            foreach (var edge in s_edges)
+            {
+                // Also with a search (its own query, through the search index where there is one) and a name (another plan).
+                foreach (var url in new[] { $"{list}?{edge}", $"{list}?{edge}&q=needle", $"{list}?{edge}&q=a&name=Charge" })
+                {
+                    using var response = await _host.Client.GetAsync(url);
+                    var body = await response.Content.ReadAsStringAsync();
+                    if (response.StatusCode != HttpStatusCode.OK)
+                    {
+                        failures.Add($"GET {url}: {(int)response.StatusCode} {Shorten(body)}");
+                    }
+                }
+            }
+        }
+
+        Assert.That(failures, Is.Empty);
+    }
+
+    [Test]
+    public async Task EveryRoute_WithAMethodItDoesNotTake_IsA405WithAllow_AndABodyIsNeverRead()
+    {
+        // A JSON body of 4 MB, one nested 100,000 deep and one of the wrong shape: no dashboard route reads JSON, so none
+        // may be parsed, and no method the route does not take may reach its handler.
+        var bodies = new Func<HttpContent?>[]
+        {
+            () => null,
+            () => new StringContent("{\"a\":\"" + new string('x', 4 * 1024 * 1024) + "\"}", System.Text.Encoding.UTF8, "application/json"),
+            () => new StringContent(new string('[', 100_000) + new string(']', 100_000), System.Text.Encoding.UTF8, "application/json"),
+            () => new StringContent("[1, \"two\", {\"scope\": 3}, null]", System.Text.Encoding.UTF8, "application/json"),
+        };
+        var failures = new List<string>();
+        // The routes' own methods (not the one that answers every method where no route does).
+        foreach (var route in GetRoutes().Where(r => r.Metadata.GetMetadata<IHttpMethodMetadata>() is not null))
+        {
+            var path = Paths(route).First();
+            foreach (var method in new[] { "POST", "PUT", "DELETE", "PATCH", "TRACE", "PROPFIND", "FOO" })
+            {
+                foreach (var body in bodies)
+                {
+                    using var request = new HttpRequestMessage(new HttpMethod(method), path) { Content = body() };
+                    using var response = await _host.Client.SendAsync(request);
+                    var text = await response.Content.ReadAsStringAsync();
+                    var allow = response.Content.Headers.Allow.Concat(response.Headers.TryGetValues("Allow", out var a) ? a : []).ToList();
+                    if (response.StatusCode != HttpStatusCode.MethodNotAllowed || !string.Join(",", allow).Contains("GET", StringComparison.Ordinal) || Leak(text) is not null)
+                    {
+                        failures.Add($"{method} {path} ({request.Content?.Headers.ContentLength:N0} bytes): {(int)response.StatusCode} Allow: {string.Join(",", allow)} {Shorten(text)}");
+                    }
+                }
+            }
+        }
+
+        Assert.That(failures, Is.Empty);
+    }
+
+    [Test]
+    public async Task EveryList_WithAQueryStringOfAMegabyte_AnswersA400OrAPage_NeverA500()
+    {
+        // TestServer has no request-line limit (Kestrel's is 8 KB, an application may raise it): the whole string reaches
+        // the filters. Plain text, percent-escaped invalid UTF-8, and as many parameters.
+        var megabyte = 1024 * 1024;
+        var queries = new[]
+        {
+            "q=" + new string('a', megabyte),
+            "name=" + new string('a', megabyte),
+            "cursor=" + new string('9', megabyte) + "-" + Guid.Empty.ToString("N"),
+            "since=" + new string('9', megabyte) + "d",
+            "state=" + string.Join(",", Enumerable.Repeat("failed", megabyte / 7)),
+            "q=" + string.Concat(Enumerable.Repeat("%FF", megabyte / 3)),
+            string.Join("&", Enumerable.Repeat("limit=1", megabyte / 8)),
+        };
+        var answers = new Dictionary<HttpStatusCode, int>();
+        var failures = new List<string>();
+        foreach (var route in GetRoutes().Where(r => r.RoutePattern.Parameters.Count == 0))
+        {
+            foreach (var query in queries)
+            {
+                await ProbeAsync($"{route.RoutePattern.RawText}?{query}", answers, failures);
+            }
+        }
+
+        TestContext.Out.WriteLine(string.Join(", ", answers.OrderBy(a => a.Key).Select(a => $"{(int)a.Key}: {a.Value:N0}")));
+        Assert.That(failures, Is.Empty);
+    }
+
     private async Task ProbeAsync(string url, Dictionary<HttpStatusCode, int> answers, List<string> failures)
     {
         var shown = url.Length > 200 ? url[..200] + $"… ({url.Length:N0} characters)" : url;
@@ -105,6 +303,10 @@ public partial class HostileQueryRouteTests(LedgerProvider provider)
             {
                 failures.Add($"GET {shown}: {(int)response.StatusCode} {Shorten(body)}");
             }
+            else if (Leak(body) is { } leak)
+            {
+                failures.Add($"GET {shown}: {(int)response.StatusCode} shows {leak}: {Shorten(body)}");
+            }
             else if (response.StatusCode == HttpStatusCode.BadRequest && !SaysWhy(body))
             {
                 failures.Add($"GET {shown}: 400 without a reason: {Shorten(body)}");
@@ -126,6 +328,13 @@ public partial class HostileQueryRouteTests(LedgerProvider provider)
 
         return body.Contains("class=\"error\"", StringComparison.Ordinal) || body.Contains("role=\"alert\"", StringComparison.Ordinal) || body.Length > 20;
     }
+
+    /// <summary>What the answer shows of the server's inside (a stack frame, the SQL or the database's own words), or null.</summary>
+    private static string? Leak(string body) =>
+        s_leaks.FirstOrDefault(leak => body.Contains(leak, StringComparison.Ordinal));
+
+    private static readonly string[] s_leaks =
+        ["   at ", "at JobLog.", "at Microsoft.", "SELECT ", "Npgsql", "SQLite Error", "PostgresException", "DbUpdateException", "fts5:", "syntax error"];
 
     private static string Shorten(string body) => body.Length > 300 ? body[..300] + "…" : body;
 
