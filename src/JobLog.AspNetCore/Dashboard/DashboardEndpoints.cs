@@ -286,7 +286,7 @@ internal static class DashboardEndpoints
     {
         "" or "hour" => (false, null),
         "day" => (true, null),
-        var window => (false, $"'window' must be hour or day, not '{window}'."),
+        var window => (false, $"'window' must be hour or day, not '{FilterException.Shown(window)}'."),
     };
 
     private static async Task<Overview> OverviewAsync(HttpContext http, DateTime now, bool day, CancellationToken ct)

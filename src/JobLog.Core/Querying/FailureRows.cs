@@ -63,7 +63,7 @@ public sealed record FailureFilter : ListFilter
         return filter.Group is null ? throw new FilterException(GroupIdError(group)) : filter;
     }
 
-    private static string GroupIdError(string group) => $"'group' must be a group id of 16 lower-case hex digits, not '{group}'.";
+    private static string GroupIdError(string group) => $"'group' must be a group id of 16 lower-case hex digits, not '{FilterException.Shown(group)}'.";
 
     /// <summary>The filter as the text kept with an action (<see cref="FailureActionRequest.Selection"/>), e.g. <c>by=exception group=3f2a… queue=orders</c>.</summary>
     /// <returns>The non-default filter values by name.</returns>

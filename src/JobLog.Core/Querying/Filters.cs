@@ -5,7 +5,26 @@ namespace JobLog.Querying;
 
 /// <summary>A filter value that cannot be understood; pages show it, the API answers 400, the CLI exits with 2.</summary>
 /// <param name="message">What is wrong with the value, for the user.</param>
-public sealed class FilterException(string message) : Exception(message);
+public sealed class FilterException(string message) : Exception(message)
+{
+    /// <summary>The most of a value an error shows back: 100 characters.</summary>
+    internal const int ShownLength = 100;
+
+    /// <summary>
+    /// A value as an error shows it back: cut at <see cref="ShownLength"/> characters, with its length (a query string
+    /// or an argument can hold a megabyte, and the 400 said all of it back).
+    /// </summary>
+    internal static string Shown(string? value)
+    {
+        if (value is null || value.Length <= ShownLength)
+        {
+            return value ?? "";
+        }
+
+        var cut = char.IsHighSurrogate(value[ShownLength - 1]) ? ShownLength - 1 : ShownLength;
+        return string.Create(CultureInfo.InvariantCulture, $"{value[..cut]}… ({value.Length:N0} characters)");
+    }
+}
 
 /// <summary>
 /// A keyset position: the (time, id) of the last row of a page. Rows are ordered newest first by (time, id), so the
@@ -102,7 +121,7 @@ public abstract record ListFilter
         {
             if (!DurationText.TryParse(since, out var period))
             {
-                throw new FilterException($"'since' must look like 15m, 1h, 24h, 7d or 2w, not '{since}'.");
+                throw new FilterException($"'since' must look like 15m, 1h, 24h, 7d or 2w, not '{FilterException.Shown(since)}'.");
             }
 
             var sinceFrom = now - period;
@@ -177,7 +196,7 @@ public abstract record ListFilter
             return parsed;
         }
 
-        throw new FilterException($"'{name}' must be one of {string.Join(", ", Enum.GetNames<TEnum>().Select(n => n.ToLowerInvariant()))}, not '{whole}'.");
+        throw new FilterException($"'{name}' must be one of {string.Join(", ", Enum.GetNames<TEnum>().Select(n => n.ToLowerInvariant()))}, not '{FilterException.Shown(whole)}'.");
     }
 
     private static DateTime? Time(string? value, string name)
@@ -193,7 +212,7 @@ public abstract record ListFilter
             return parsed.UtcDateTime;
         }
 
-        throw new FilterException($"'{name}' must be a date and time such as 2026-03-01T08:00 (UTC unless an offset is given), not '{text}'.");
+        throw new FilterException($"'{name}' must be a date and time such as 2026-03-01T08:00 (UTC unless an offset is given), not '{FilterException.Shown(text)}'.");
     }
 }
 

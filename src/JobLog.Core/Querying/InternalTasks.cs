@@ -24,7 +24,7 @@ internal static class InternalTasksFilter
         null or "" or "false" or "no" or "hide" => InternalTasks.Hide,
         "true" or "yes" or "only" => InternalTasks.Only,
         "all" or "any" => InternalTasks.All,
-        _ => throw new FilterException($"'internal' must be true (MassTransit's own messages only), all or false (the default), not '{value}'."),
+        _ => throw new FilterException($"'internal' must be true (MassTransit's own messages only), all or false (the default), not '{FilterException.Shown(value)}'."),
     };
 
     public static IQueryable<TaskLog> Apply(IQueryable<TaskLog> tasks, InternalTasks filter) => filter switch
