@@ -158,6 +158,71 @@ public class CliTests
         Assert.That(error, Does.StartWith($"error: '{value}' is not a task id, e.g. "), error);
     }
 
+    /// <summary>Arguments a script or a person could pass that no command can use: each is exit 2 with a line that says why.</summary>
+    private static IEnumerable<TestCaseData> HostileArguments()
+    {
+        var id = Guid.NewGuid().ToString();
+        // The names shown with control characters escaped (a NUL or an ESC in a test's name dropped it from the run).
+        TestCaseData Case(params string[] args) => new TestCaseData([args]).SetArgDisplayNames(
+            string.Join(" ", args.Select(a => string.Concat((a.Length > 40 ? a[..40] + "…" : a).Select(c => char.IsControl(c) ? $"\\u{(int)c:x4}" : c.ToString())))));
+
+        yield return Case("tasks", "--limit", "-1");
+        yield return Case("tasks", "--limit", "0");
+        yield return Case("tasks", "--limit", "2147483648");
+        yield return Case("tasks", "--limit", "1e3");
+        yield return Case("tasks", "--limit", "1", "--limit", "2");
+        yield return Case("tasks", "--since", "-5m");
+        yield return Case("tasks", "--since", "1e400d");
+        yield return Case("tasks", "--since", "36501d");
+        yield return Case("tasks", "--since", new string('9', 1024 * 1024) + "d");
+        yield return Case("tasks", "--from", new string('9', 1024 * 1024));
+        yield return Case("tasks", "--cursor", "99999999999999999999-00000000000000000000000000000000");
+        yield return Case("tasks", "--cursor", "-1-00000000000000000000000000000000");
+        yield return Case("tasks", "--from", "0000-01-01");
+        yield return Case("tasks", "--to", "10000-01-01");
+        yield return Case("tasks", "--to", "9999-12-31T23:59:59-14:00");
+        yield return Case("tasks", "--state", "1");
+        yield return Case("tasks", "--state", "failed|succeeded");
+        yield return Case("tasks", "--search", "a\0b");
+        yield return Case("tasks", "--search", new string('x', 1024 * 1024));
+        yield return Case("tasks", "--internal", "maybe");
+        yield return Case("hosts", "--state", "zombie");
+        yield return Case("hosts", "--limit", "501");
+        yield return Case("failures", "--by", "nothing");
+        yield return Case("failures", "--group", "<script>alert(1)</script>");
+        yield return Case("failures", "--group", "0123456789ABCDEF");
+        yield return Case("task", "../../etc/passwd");
+        yield return Case("task", "\u001b]0;owned\u0007");
+        yield return Case("task", "00000000-0000-0000-0000-000000000000\0");
+        yield return Case("retry", "--by", " ", id);
+        yield return Case("resolve", "--by", "", id);
+        yield return Case("resolve", "--note", new string('n', 2001), id);
+        yield return Case("purge", "--type", "tasks", "--older-than", "-1d");
+        yield return Case("purge", "--type", "tasks", "--older-than", "30d", "--batch-size", "0x10");
+        yield return Case("purge", "--type", "../tasks", "--older-than", "30d");
+        yield return Case("restore", "/nonexistent/joblog-backup.jsonl.gz");
+        yield return Case("restore", "/dev/null", "--batch-size", "-5");
+        yield return Case("restore", "/dev/null", "--batch-size", "lots");
+    }
+
+    [TestCaseSource(nameof(HostileArguments))]
+    public async Task AnArgumentNoCommandCanUse_ExitsWith2_WithALineThatSaysWhy_NeverAStackTrace(string[] args)
+    {
+        await using var ledger = TestLedger.Sqlite();
+        var (exit, output, error) = await RunAsync([.. args, "--ConnectionStrings:JobLog=" + ledger.ConnectionString]);
+
+        Assert.That(exit, Is.EqualTo(2), () => $"{output}\n{error}");
+        Assert.That(error.Trim(), Is.Not.Empty);
+        if (args.Contains("--batch-size"))
+        {
+            Assert.That(error, Does.Contain("--batch-size"), "the option it cannot use, not what the file holds");
+        }
+
+        Assert.That(error, Does.Not.Contain("   at ").And.Not.Contain("Exception:").And.Not.Contain("(Parameter '"), error);
+        Assert.That(error.Length, Is.LessThan(10_000), "the error says why in a line or a few, not the whole argument back");
+        Assert.That((output + error).Where(c => char.IsControl(c) && c is not ('\n' or '\r')).Select(c => (int)c), Is.Empty, "control characters echoed inert");
+    }
+
     [Test]
     public async Task Purge_WithoutType_IsAParseError()
     {

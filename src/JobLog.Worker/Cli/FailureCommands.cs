@@ -28,9 +28,10 @@ internal static class FailureCommands
         command.SetAction((parse, ct) => context.WithLedgerAsync("retry", async session =>
         {
             var taskIds = TaskIds(parse.GetValue(ids));
+            var requestedBy = RequestedBy(parse.GetValue(by));
             await session.Maintenance.MigrateAsync(ct);
             var actions = session.Services.GetRequiredService<IFailureActions>();
-            var receipt = await actions.RetryAsync(new FailureActionRequest(taskIds, parse.GetValue(by)!) { Selection = "cli" }, ct);
+            var receipt = await actions.RetryAsync(new FailureActionRequest(taskIds, requestedBy) { Selection = "cli" }, ct);
             await context.Console.SafeOut.WriteLineAsync($"retry {receipt.RequestId}: {receipt.Accepted} queued, {receipt.Skipped} skipped");
             await PrintSkippedAsync(context, session, receipt, ct);
             if (receipt.Accepted == 0 || parse.GetValue(noWait))
@@ -74,6 +75,7 @@ internal static class FailureCommands
         command.SetAction((parse, ct) => context.WithLedgerAsync("resolve", async session =>
         {
             var taskIds = TaskIds(parse.GetValue(ids));
+            var requestedBy = RequestedBy(parse.GetValue(by));
             var limit = new JobLog.AspNetCore.Dashboard.JobLogDashboardActionsOptions().MaxNoteLength;
             if (parse.GetValue(note) is { Length: var length } && length > limit)
             {
@@ -81,7 +83,7 @@ internal static class FailureCommands
             }
 
             await session.Maintenance.MigrateAsync(ct);
-            var request = new FailureActionRequest(taskIds, parse.GetValue(by)!) { Note = parse.GetValue(note), Selection = "cli" };
+            var request = new FailureActionRequest(taskIds, requestedBy) { Note = parse.GetValue(note), Selection = "cli" };
             var resolution = parse.GetValue(archive) ? FailureResolution.Archived : FailureResolution.Resolved;
             var receipt = await session.Services.GetRequiredService<IFailureActions>().ResolveAsync(request, resolution, ct);
             await context.Console.SafeOut.WriteLineAsync($"{resolution.ToString().ToLowerInvariant()} {receipt.Accepted}, skipped {receipt.Skipped}");
@@ -131,6 +133,13 @@ internal static class FailureCommands
     private const int NothingTakenExit = 3;
 
     private const string NothingTaken = "Exit code 3 when every task is skipped";
+
+    /// <summary>
+    /// Who asks, kept with the action: a blank <c>--by</c> is a usage error (exit 2), as the action refuses an action by
+    /// no one (it threw an ArgumentException naming its parameter, exit 1).
+    /// </summary>
+    private static string RequestedBy(string? by) =>
+        string.IsNullOrWhiteSpace(by) ? throw new CliUsageException("--by must name who asks (default: the user's name).") : by;
 
     /// <summary>
     /// The task ids, each one read strictly: a value that is not a task id is a usage error (exit 2) before anything is

@@ -104,8 +104,14 @@ internal static class PurgeCommand
                 throw new CliUsageException($"no such file: {path}");
             }
 
+            // As purge's: a value it cannot use is said, not replaced by the default.
+            var batch = 500;
+            if (parse.GetValue(batchSize) is { } b && (!int.TryParse(b, out batch) || batch < 1))
+            {
+                throw new CliUsageException("--batch-size must be a positive number.");
+            }
+
             await session.Maintenance.MigrateAsync(ct);
-            var batch = int.TryParse(parse.GetValue(batchSize), out var n) && n > 0 ? n : 500;
             var result = await context.Console.WithProgressAsync(
                 p => $"restoring {p.Step}…",
                 progress => session.Maintenance.RestoreAsync(path, batch, progress, ct));
