@@ -309,6 +309,53 @@ public class AccessTests
         Assert.That(await host.GetStringAsync($"/joblog/tasks/{succeeded.Id}"), Does.Not.Contain("data-action-url"));
     }
 
+    [Test]
+    public async Task Actions_WhenEnabled_WithIdsAndNamesThatAreNotOnes_AreA4xx_AndRunNothing()
+    {
+        var ran = new List<Guid>();
+        await using var host = await DashboardHost.StartAsync(TestLedger.Sqlite(), dashboard: o =>
+        {
+            o.EnableActions = true;
+            o.TaskActions.Add(new("probe", "Probe", _ => true, (_, d, _) =>
+            {
+                ran.Add(d.Task.Id);
+                return Task.FromResult("probed");
+            }));
+        });
+        var failed = Rows.Task("Charge", DateTime.UtcNow, TaskState.Failed);
+        await host.SeedAsync(failed);
+        var json = new string('[', 100_000) + new string(']', 100_000);
+        var cases = new (string Method, string Path, HttpStatusCode Expected)[]
+        {
+            ("POST", "/joblog/tasks/zzz/actions/probe", HttpStatusCode.NotFound),
+            ("POST", "/joblog/tasks/..%2F..%2Fetc%2Fpasswd/actions/probe", HttpStatusCode.NotFound),
+            ("POST", $"/joblog/tasks/{Guid.Empty}/actions/probe", HttpStatusCode.NotFound),
+            ("POST", $"/joblog/tasks/{Guid.NewGuid()}/actions/probe", HttpStatusCode.NotFound),
+            ("POST", $"/joblog/tasks/{failed.Id}/actions/%3Cscript%3Ealert(1)%3C%2Fscript%3E", HttpStatusCode.NotFound),
+            ("POST", $"/joblog/tasks/{failed.Id}/actions/{new string('p', 10_000)}", HttpStatusCode.NotFound),
+            ("GET", $"/joblog/tasks/{failed.Id}/actions/probe", HttpStatusCode.MethodNotAllowed),
+            ("PUT", $"/joblog/tasks/{failed.Id}/actions/probe", HttpStatusCode.MethodNotAllowed),
+        };
+
+        foreach (var (method, path, expected) in cases)
+        {
+            using var request = new HttpRequestMessage(new HttpMethod(method), path)
+            {
+                Content = method == "GET" ? null : new StringContent(json, System.Text.Encoding.UTF8, "application/json"),
+            };
+            request.Headers.Add("X-JobLog-Action", "1");
+            request.Headers.Add("Sec-Fetch-Site", "same-origin");
+            using var response = await host.Client.SendAsync(request);
+            var body = await response.Content.ReadAsStringAsync();
+
+            Assert.That(response.StatusCode, Is.EqualTo(expected), $"{method} {path[..Math.Min(path.Length, 120)]}: {body}");
+            Assert.That(body, Does.Not.Contain("<script>alert").And.Not.Contain("   at "), path);
+            Assert.That(body.Length, Is.LessThan(20_000), "the answer does not say the path back whole");
+        }
+
+        Assert.That(ran, Is.Empty);
+    }
+
     // UseCors() with a default policy applies it to every endpoint without CORS metadata of its own, the dashboard's too:
     // with AllowAnyOrigin (common for a public API) any site the operator visits could read the local-only dashboard's
     // API (the browser is on the loopback, the Host is localhost: the answer carried Access-Control-Allow-Origin: *).
