@@ -156,18 +156,8 @@ public class FailureActionsTests
     {
         var fake = new FakeFailureActions();
         await using var world = await World.StartAsync(fake);
-        var (cookie, _, token) = await world.TokenAsync();
-        var tokenHeader = JsonDocument.Parse(await world.GetAsync("/joblog/api/failures/token", "operator")).RootElement.GetProperty("header").GetString()!;
 
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/joblog/failures/actions/archive")
-        {
-            Content = new FormUrlEncodedContent(world.TasksForm(world.Declined[0], world.Declined[1])),
-        };
-        request.Headers.Add(World.RoleHeader, "operator");
-        request.Headers.Add("Cookie", cookie);
-        request.Headers.Add(tokenHeader, token);
-        request.Headers.Add("Accept", "application/json");
-        using var response = await world.Host.Client.SendAsync(request);
+        using var response = await world.PostWithTokenHeaderAsync("archive", new FormUrlEncodedContent(world.TasksForm(world.Declined[0], world.Declined[1])));
         var body = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
 
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.OK));
@@ -184,20 +174,8 @@ public class FailureActionsTests
     {
         var fake = new FakeFailureActions();
         await using var world = await World.StartAsync(fake);
-        var (cookie, _, token) = await world.TokenAsync();
-        var tokenHeader = JsonDocument.Parse(await world.GetAsync("/joblog/api/failures/token", "operator")).RootElement.GetProperty("header").GetString()!;
 
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/joblog/failures/actions/resolve");
-        if (contentType is not null)
-        {
-            request.Content = new StringContent(body!, System.Text.Encoding.UTF8, contentType);
-        }
-
-        request.Headers.Add(World.RoleHeader, "operator");
-        request.Headers.Add("Cookie", cookie);
-        request.Headers.Add(tokenHeader, token);
-        request.Headers.Add("Accept", "application/json");
-        using var response = await world.Host.Client.SendAsync(request);
+        using var response = await world.PostWithTokenHeaderAsync("resolve", contentType is null ? null : new StringContent(body!, System.Text.Encoding.UTF8, contentType));
         var text = await response.Content.ReadAsStringAsync();
 
         Assert.That(response.StatusCode, Is.EqualTo(HttpStatusCode.BadRequest), text);
@@ -236,19 +214,10 @@ public class FailureActionsTests
     {
         var fake = new FakeFailureActions();
         await using var world = await World.StartAsync(fake);
-        var (cookie, _, token) = await world.TokenAsync();
-        var tokenHeader = JsonDocument.Parse(await world.GetAsync("/joblog/api/failures/token", "operator")).RootElement.GetProperty("header").GetString()!;
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/joblog/failures/actions/" + action)
-        {
-            Content = new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes(body)),
-        };
-        request.Content.Headers.TryAddWithoutValidation("Content-Type", mediaType);
-        request.Headers.Add(World.RoleHeader, "operator");
-        request.Headers.Add("Cookie", cookie);
-        request.Headers.Add(tokenHeader, token);
-        request.Headers.Add("Accept", "application/json");
+        var content = new ByteArrayContent(System.Text.Encoding.UTF8.GetBytes(body));
+        content.Headers.TryAddWithoutValidation("Content-Type", mediaType);
 
-        using var response = await world.Host.Client.SendAsync(request);
+        using var response = await world.PostWithTokenHeaderAsync(action, content);
         var text = await response.Content.ReadAsStringAsync();
 
         Assert.That(response.StatusCode, Is.EqualTo(expected), text);
@@ -265,18 +234,9 @@ public class FailureActionsTests
         // with a limit of its own, so 1,100 selected tasks are one action; a form beyond it is the client's error.
         var fake = new FakeFailureActions();
         await using var world = await World.StartAsync(fake);
-        var (cookie, _, token) = await world.TokenAsync();
-        var tokenHeader = JsonDocument.Parse(await world.GetAsync("/joblog/api/failures/token", "operator")).RootElement.GetProperty("header").GetString()!;
-        using var request = new HttpRequestMessage(HttpMethod.Post, "/joblog/failures/actions/resolve")
-        {
-            Content = new FormUrlEncodedContent(world.TasksForm([.. Enumerable.Range(0, tasks).Select(_ => Guid.NewGuid())])),
-        };
-        request.Headers.Add(World.RoleHeader, "operator");
-        request.Headers.Add("Cookie", cookie);
-        request.Headers.Add(tokenHeader, token);
-        request.Headers.Add("Accept", "application/json");
 
-        using var response = await world.Host.Client.SendAsync(request);
+        using var response = await world.PostWithTokenHeaderAsync(
+            "resolve", new FormUrlEncodedContent(world.TasksForm([.. Enumerable.Range(0, tasks).Select(_ => Guid.NewGuid())])));
 
         Assert.That(response.StatusCode, Is.EqualTo(expected), await response.Content.ReadAsStringAsync());
         Assert.That(fake.Requests.Select(r => r.Request.TaskIds.Count), Is.EqualTo(expected == HttpStatusCode.OK ? new[] { tasks } : Array.Empty<int>()));
@@ -629,6 +589,19 @@ public class FailureActionsTests
             var json = JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement;
             var cookie = string.Join("; ", response.Headers.GetValues("Set-Cookie").Select(c => c.Split(';')[0]));
             return (cookie, json.GetProperty("field").GetString()!, json.GetProperty("token").GetString()!);
+        }
+
+        /// <summary>An operator's POST of <paramref name="content"/> to an action as an API client sends it: the token in its header, JSON wanted.</summary>
+        public async Task<HttpResponseMessage> PostWithTokenHeaderAsync(string action, HttpContent? content)
+        {
+            var (cookie, _, token) = await TokenAsync();
+            var tokenHeader = JsonDocument.Parse(await GetAsync("/joblog/api/failures/token", "operator")).RootElement.GetProperty("header").GetString()!;
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/joblog/failures/actions/" + action) { Content = content };
+            request.Headers.Add(RoleHeader, "operator");
+            request.Headers.Add("Cookie", cookie);
+            request.Headers.Add(tokenHeader, token);
+            request.Headers.Add("Accept", "application/json");
+            return await Host.Client.SendAsync(request);
         }
 
         public async Task<HttpResponseMessage> SendAsync(HttpMethod method, string url, string role, List<KeyValuePair<string, string>>? form = null, string? cookie = null)
