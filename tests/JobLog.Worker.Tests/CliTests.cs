@@ -192,6 +192,10 @@ public class CliTests
         yield return Case("failures", "--group", "<script>alert(1)</script>");
         yield return Case("failures", "--group", "0123456789ABCDEF");
         yield return Case("task", "../../etc/passwd");
+        yield return Case("task", new string('x', 1024 * 1024));
+        yield return Case("retry", new string('x', 1024 * 1024));
+        yield return Case("purge", "--type", new string('x', 1024 * 1024), "--older-than", "30d");
+        yield return Case("purge", "--type", "tasks", "--older-than", new string('9', 1024 * 1024) + "d");
         yield return Case("task", "\u001b]0;owned\u0007");
         yield return Case("task", "00000000-0000-0000-0000-000000000000\0");
         yield return Case("retry", "--by", " ", id);

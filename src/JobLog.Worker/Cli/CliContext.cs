@@ -1,7 +1,15 @@
+using System.Globalization;
+
 namespace JobLog.Worker.Cli;
 
 /// <summary>A command line that cannot be understood by a command itself; the CLI prints it and exits with 2.</summary>
-internal sealed class CliUsageException(string message) : Exception(message);
+internal sealed class CliUsageException(string message) : Exception(message)
+{
+    /// <summary>An argument as the error shows it back: at most 100 characters, then its length (as the filters' errors).</summary>
+    public static string Shown(string? value) =>
+        value is not { Length: > 100 } ? value ?? ""
+        : string.Create(CultureInfo.InvariantCulture, $"{value[..(char.IsHighSurrogate(value[99]) ? 99 : 100)]}… ({value.Length:N0} characters)");
+}
 
 /// <summary>What every command's action needs: the console, the settings and the raw arguments (for the command's record).</summary>
 internal sealed class CliContext(CliConsole console, IReadOnlyList<string> settings, IReadOnlyList<string> args, bool recordCommand = true)

@@ -152,7 +152,7 @@ internal static class FailureCommands
         {
             ids.Add(Guid.TryParse(value, out var id) && id != Guid.Empty
                 ? id
-                : throw new CliUsageException($"'{value}' is not a task id, e.g. 0b9f6f3e-5d1c-4c4e-9a55-2b0f2f3c1a77."));
+                : throw new CliUsageException($"'{CliUsageException.Shown(value)}' is not a task id, e.g. 0b9f6f3e-5d1c-4c4e-9a55-2b0f2f3c1a77."));
         }
 
         return ids.Count is 0 ? throw new CliUsageException("Give at least one task id.")

@@ -138,7 +138,7 @@ internal static class PurgeCommand
         {
             if (!LedgerMaintenance.TryParseKind(part, out var kind))
             {
-                throw new CliUsageException($"--type must be tasks, input-requests, output-requests, commands or all, not '{part}'.");
+                throw new CliUsageException($"--type must be tasks, input-requests, output-requests, commands or all, not '{CliUsageException.Shown(part)}'.");
             }
 
             kinds.Add(kind);
@@ -157,6 +157,6 @@ internal static class PurgeCommand
 
         return LedgerMaintenance.TryParseDuration(text, out var age)
             ? age
-            : throw new CliUsageException($"--{option} must be a positive age, a number and a unit such as 90s, 15m, 12h, 30d or 2w (at most 100 years), not '{text}'.");
+            : throw new CliUsageException($"--{option} must be a positive age, a number and a unit such as 90s, 15m, 12h, 30d or 2w (at most 100 years), not '{CliUsageException.Shown(text)}'.");
     }
 }

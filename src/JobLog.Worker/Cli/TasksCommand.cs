@@ -78,7 +78,7 @@ internal static class TasksCommand
         {
             if (!Guid.TryParse(parse.GetValue(id), out var taskId))
             {
-                throw new CliUsageException($"'{parse.GetValue(id)}' is not a task id, e.g. 0b9f6f3e-5d1c-4c4e-9a55-2b0f2f3c1a77.");
+                throw new CliUsageException($"'{CliUsageException.Shown(parse.GetValue(id))}' is not a task id, e.g. 0b9f6f3e-5d1c-4c4e-9a55-2b0f2f3c1a77.");
             }
 
             await session.Maintenance.MigrateAsync(ct);
