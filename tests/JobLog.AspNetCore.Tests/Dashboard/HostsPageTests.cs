@@ -18,9 +18,19 @@ public class HostsPageTests
     private const string Bidi = "invoice\u202Efdp.exe";
 
     private DashboardHost _host = null!;
+    private DateTime _now;
 
+    /// <summary>
+    /// The dashboard's clock stands still at <see cref="_now"/> (on SQLite the states are of the dashboard's clock): a host
+    /// that beat at <see cref="_now"/> is alive however long a loaded machine takes to seed and ask.
+    /// </summary>
     [SetUp]
-    public async Task SetUp() => _host = await DashboardHost.StartAsync(TestLedger.Sqlite());
+    public async Task SetUp()
+    {
+        var clock = new FakeTimeProvider(DateTimeOffset.UtcNow);
+        _now = clock.GetUtcNow().UtcDateTime;
+        _host = await DashboardHost.StartAsync(TestLedger.Sqlite(), services: b => b.Services.AddSingleton<TimeProvider>(clock));
+    }
 
     [TearDown]
     public async Task TearDown() => await _host.DisposeAsync();
@@ -34,7 +44,7 @@ public class HostsPageTests
     [Test]
     public async Task HostsPage_ShowsHostileNamesEncoded()
     {
-        var now = DateTime.UtcNow;
+        var now = _now;
         var hostile = HostileCase.All().First().Marker;
         await _host.SeedAsync(Host("worker" + Script + Img + Bidi, now, release: "1.0" + Img + hostile));
 
@@ -51,7 +61,7 @@ public class HostsPageTests
     [Test]
     public async Task HostsApi_GivesEachInstanceItsStateAndActiveRuns()
     {
-        var now = DateTime.UtcNow;
+        var now = _now;
         var alive = Host("alive", now);
         var late = Host("late", now.AddSeconds(-40));
         var dead = Host("dead", now.AddMinutes(-10));
@@ -75,7 +85,7 @@ public class HostsPageTests
     [Test]
     public async Task HostsPageAndApi_ShowWhatAHostFoundStranded_Encoded()
     {
-        var now = DateTime.UtcNow;
+        var now = _now;
         var stranded = Host("scheduler", now);
         stranded.Stranded = "2 scheduled messages overdue by more than 00:00:10 for a broker none of this process's buses reaches (the earliest for rabbitmq://other/" + Script + ")";
         var quiet = Host("quiet", now);
