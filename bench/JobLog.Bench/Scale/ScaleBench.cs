@@ -244,6 +244,11 @@ internal sealed class ScaleBench(BenchOptions options)
                     // The partition pass's build of the day's kept rows ahead of its drop (its time apart: not the drop's).
                     await using var connection = new NpgsqlConnection(ledger.ConnectionString);
                     await connection.OpenAsync();
+                    // The partition pass drops first the partitions the retention's pass detached and left (the day before's).
+                    clock.Restart();
+                    await JobLog.Storage.Partitioning.LedgerPartitioning.DropDetachedAsync(connection, CancellationToken.None);
+                    Line(string.Create(CultureInfo.InvariantCulture,
+                        $"- the day before's detached partitions dropped (the partition pass's; untimed in the drop): {clock.Elapsed.TotalSeconds:0.000} s"));
                     clock.Restart();
                     var built = await JobLog.Storage.Partitioning.LedgerPartitioning.BuildAheadAsync(connection, day, TimeSpan.Zero, TimeSpan.Zero, TimeSpan.Zero, CancellationToken.None);
                     Line(string.Create(CultureInfo.InvariantCulture,
@@ -252,17 +257,20 @@ internal sealed class ScaleBench(BenchOptions options)
 
                 using var locks = new SweepBatches("joblog.retention.day_lock_duration");
                 clock.Restart();
-                var retention = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, day, day));
+                // With --ahead, the retention's pass (LedgerRetentionService): the day's files left to the partition pass.
+                var deleted = options.Ahead && partitioned
+                    ? (await host.Services.GetRequiredService<LedgerPurger>().PurgeAsync(new PurgeRequest(LedgerKind.Tasks, day, day, DetachedLater: true), CancellationToken.None)).Deleted
+                    : (await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, day, day))).Deleted;
                 var retained = clock.Elapsed;
                 var dayTarget = provider == LedgerProvider.PostgreSql ? "target < 1 s (PostgreSQL, partition drop)" : "no target (SQLite purges in batches)";
                 var verdict = provider == LedgerProvider.PostgreSql ? (retained.TotalSeconds < 1 ? ": met" : ": missed") : "";
                 var how = partitioned
-                    ? $"day partitions dropped, what must stay moved first, then the batched purge of the rest; cutoff {day:yyyy-MM-dd HH:mm}"
+                    ? $"day partitions dropped, what must stay moved first, then the batched purge of the rest{(options.Ahead ? "; the day's files left to the partition pass" : "")}; cutoff {day:yyyy-MM-dd HH:mm}"
                     : "batched DELETE, LedgerMaintenance.PurgeAsync, batch 1,000";
                 var locked = partitioned && locks.Milliseconds() is { Length: > 0 } ms ? $"; the tables locked for {ms} ms (joblog.retention.day_lock_duration)" : "";
                 Line(string.Create(CultureInfo.InvariantCulture,
-                    $"- retention of the oldest day ({how}): **{retained.TotalSeconds:0.000} s** for {retention.Deleted:N0} tasks and their runs " +
-                    $"({retention.Deleted / retained.TotalSeconds:N0} tasks/s); {dayTarget}{verdict}{locked}"));
+                    $"- retention of the oldest day ({how}): **{retained.TotalSeconds:0.000} s** for {deleted:N0} tasks and their runs " +
+                    $"({deleted / retained.TotalSeconds:N0} tasks/s); {dayTarget}{verdict}{locked}"));
             }
 
             if (partitioned && options.DropDays is null)

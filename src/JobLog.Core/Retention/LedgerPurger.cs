@@ -14,13 +14,16 @@ namespace JobLog.Retention;
 /// <param name="BatchSize">Rows per statement and transaction.</param>
 /// <param name="BackupDirectory">Where the deleted rows are written first (gzip JSON Lines), or null.</param>
 /// <param name="DryRun">Count only.</param>
+/// <param name="DetachedLater">A partitioned ledger's last dropped day's partitions are left detached, for the partition pass
+/// or the next purge to drop (the retention's pass: <see cref="LedgerPartitioning.DropExpiredAsync"/>).</param>
 internal sealed record PurgeRequest(
     LedgerKind Kind,
     DateTime? SucceededBefore,
     DateTime? FailedBefore,
     int BatchSize = 1000,
     string? BackupDirectory = null,
-    bool DryRun = false);
+    bool DryRun = false,
+    bool DetachedLater = false);
 
 /// <summary>What a purge deleted (or, for a dry run, would delete).</summary>
 internal sealed record PurgeResult(LedgerKind Kind, int Succeeded, int Failed, string? BackupFile)
@@ -130,7 +133,7 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
         var dropped = await LedgerPartitioning.DropExpiredAsync(
             db.Database.GetDbConnection(), DateTime.SpecifyKind(before, DateTimeKind.Utc),
             request.FailedBefore is { } f ? DateTime.SpecifyKind(f, DateTimeKind.Utc) : null, ct, logger,
-            locked => metrics.DayDropLockDuration.Record(locked.TotalSeconds)).ConfigureAwait(false);
+            locked => metrics.DayDropLockDuration.Record(locked.TotalSeconds), detachedLater: request.DetachedLater).ConfigureAwait(false);
         return (dropped.Succeeded, dropped.Failed);
     }
 

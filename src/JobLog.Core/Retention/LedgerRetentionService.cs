@@ -57,8 +57,9 @@ internal sealed class LedgerRetentionService(
                 continue;
             }
 
+            // A dropped day's files are the partition pass's (or the next pass's) to drop: nothing waits for them.
             var result = await purger.PurgeAsync(
-                new PurgeRequest(kind, now - period.Succeeded, now - period.Failed, o.BatchSize, o.BackupDirectory),
+                new PurgeRequest(kind, now - period.Succeeded, now - period.Failed, o.BatchSize, o.BackupDirectory, DetachedLater: true),
                 cancellationToken).ConfigureAwait(false);
             if (result.Deleted > 0)
             {

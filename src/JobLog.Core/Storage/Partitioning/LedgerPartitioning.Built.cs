@@ -97,7 +97,8 @@ internal static partial class LedgerPartitioning
     /// meanwhile, and the drop, under its lock, removes the built rows noted or past its own cutoffs and reads the noted ones
     /// again (<see cref="FinishBuilt"/>). The build is found in the catalog (a comment on its table of notes, written with its
     /// indexes, last), so a drop in another process, or after a restart, adopts it; one stopped before that is abandoned
-    /// (<see cref="DropAbandonedBuildsAsync"/>) and built again by the next pass. <paramref name="copied"/> (tests) is called
+    /// (<see cref="DropAbandonedBuildsAsync"/>) and built again by the next pass. First it drops the partitions the retention's
+    /// drops detached and left (<see cref="DropDetachedAsync(DbConnection, CancellationToken, IReadOnlyCollection{string})"/>). <paramref name="copied"/> (tests) is called
     /// with the day between its rows' copy and its indexes. Returns the days built.
     /// </summary>
     internal static async Task<List<int>> BuildAheadAsync(
@@ -110,6 +111,9 @@ internal static partial class LedgerPartitioning
             return made;
         }
 
+        // The files of the days the retention's pass dropped (DropExpiredAsync leaves the last day's to this pass), then the
+        // builds left behind.
+        await DropDetachedAsync(connection, cancellationToken).ConfigureAwait(false);
         await DropAbandonedBuildsAsync(connection, cancellationToken).ConfigureAwait(false);
         foreach (var day in taskDays.Where(d => PartitionDay.Start(d + 1) <= now && PartitionDay.Start(d + 1) <= now - succeeded + margin).Order())
         {

@@ -9,7 +9,7 @@ namespace JobLog.Storage.Partitioning;
 /// only them. A <c>DROP TABLE</c> frees its files when its transaction commits: at 10 M (a day of 1.7 GB of tasks,
 /// runs and text) the three drops took 1.4–1.9 s, which the ledger's tables spent locked while they were the day's
 /// transaction's (docs/scale.md "Session 17 (daydrop)"). A detached table left by a process stopped between the two commits is
-/// dropped by the next drop (<see cref="DropDetachedAsync(DbConnection, CancellationToken)"/>).
+/// dropped by the next drop (<see cref="DropDetachedAsync(DbConnection, CancellationToken, IReadOnlyCollection{string})"/>).
 /// </summary>
 internal static partial class LedgerPartitioning
 {
@@ -41,14 +41,16 @@ internal static partial class LedgerPartitioning
     /// <summary>
     /// Drops the detached day partitions (<see cref="DetachedName"/>) a drop left behind: it stopped after its day's commit
     /// and before their drop. Only tables that are no partition and carry the name of one of the ledger's partitioned
-    /// tables; one still being detached belongs to an uncommitted transaction and is not seen.
+    /// tables (of <paramref name="of"/> only, when given: a kind's drop leaves another kind's, which a retention's pass leaves
+    /// for the partition pass); one still being detached belongs to an uncommitted transaction and is not seen.
     /// </summary>
-    internal static async Task DropDetachedAsync(DbConnection connection, CancellationToken cancellationToken)
+    internal static async Task DropDetachedAsync(DbConnection connection, CancellationToken cancellationToken, IReadOnlyCollection<string>? of = null)
     {
         var names = await ListAsync<string>(connection,
             "SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND NOT c.relispartition " +
             "AND c.relname ~ '_x[0-9]{8}$'", cancellationToken).ConfigureAwait(false);
-        await DropDetachedAsync(connection, names.Where(n => DetachedPartition().Match(n) is { Success: true } m && IsPartitioned(m.Groups[1].Value)), cancellationToken)
+        await DropDetachedAsync(connection, names.Where(n => DetachedPartition().Match(n) is { Success: true } m && IsPartitioned(m.Groups[1].Value)
+            && (of is null || of.Contains(m.Groups[1].Value))), cancellationToken)
             .ConfigureAwait(false);
     }
 

@@ -278,11 +278,14 @@ internal static partial class LedgerPartitioning
     /// partitions are detached in its transaction and dropped after its commit (LedgerPartitioning.Detached.cs); the kept
     /// rows are built into their tables before the lock and only checked under it (LedgerPartitioning.Built.cs).
     /// <paramref name="locked"/> is told how long each day held the tables locked; <paramref name="built"/> (tests) is
-    /// called with the day between its kept rows' build and its lock.
+    /// called with the day between its kept rows' build and its lock. With <paramref name="detachedLater"/> (the retention's
+    /// pass) the last day's detached partitions are left for the partition pass (<see cref="BuildAheadAsync"/>) or the next
+    /// drop to drop: their files' drop took 0.26-0.51 s of a 2 M day's retention on a disk that discards freed blocks
+    /// (docs/scale.md "Session 37 (scale)"), and nothing waits for it; each earlier day's go before the next day's drop.
     /// </summary>
     public static async Task<PartitionDrop> DropExpiredAsync(
         DbConnection connection, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken, ILogger? logger = null,
-        Action<TimeSpan>? locked = null, Func<int, Task>? built = null)
+        Action<TimeSpan>? locked = null, Func<int, Task>? built = null, bool detachedLater = false)
     {
         var dropped = new PartitionDrop(0, 0, 0, 0);
         var existing = await DaysAsync(connection, cancellationToken).ConfigureAwait(false);
@@ -302,8 +305,11 @@ internal static partial class LedgerPartitioning
         // partition is not read (it was, once, at 2.1-2.6 s for a day of 90,000 tasks). The minute rollups are views over
         // the day rollups (session 9), so the day's share goes with its day rollup rows (DayRollups.Reset).
         var keep = Keep(succeededBefore, failedBefore);
+        var detached = new List<string>();
         foreach (var day in taskDays.Where(d => PartitionDay.Start(d + 1) <= succeededBefore).Order())
         {
+            await DropDetachedAsync(connection, detached, cancellationToken).ConfigureAwait(false);
+            detached.Clear();
             var tasks = Q(LedgerModel.Tasks + "_" + PartitionDay.Suffix(day));
             var runs = LedgerModel.Runs + "_" + PartitionDay.Suffix(day);
             // A build made ahead by the partition pass (BuildAheadAsync) whose rows cover this drop's is adopted; others go.
@@ -425,14 +431,22 @@ internal static partial class LedgerPartitioning
 
                 await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
                 locked?.Invoke(Stopwatch.GetElapsedTime(lockedAt));
-                // After the commit, in one round trip: the detached partitions' files; the day's rows of the open runs' side
-                // table whose run went with the day (not under the lock: its scan took 110-323 ms with 100,000 open runs,
-                // docs/scale.md "Session 34 (scale)"); the build's table of noted ids.
-                await ExecAsync(connection,
-                    $"DROP TABLE IF EXISTS {string.Join(", ", new[] { LedgerModel.Tasks, LedgerModel.Runs, SearchText }.Select(t => Q(DetachedName(t, day))))};\n"
+                // After the commit, in one round trip: the detached partitions' files (with detachedLater, left: see above); the
+                // day's rows of the open runs' side table whose run went with the day (not under the lock: its scan took 110-323
+                // ms with 100,000 open runs, docs/scale.md "Session 34 (scale)"); the build's table of noted ids.
+                var files = new[] { LedgerModel.Tasks, LedgerModel.Runs, SearchText }.Select(t => DetachedName(t, day)).ToList();
+                if (detachedLater)
+                {
+                    detached.AddRange(files);
+                }
+
+                var after = (detachedLater ? "" : $"DROP TABLE IF EXISTS {string.Join(", ", files.Select(Q))};\n")
                     + (state.OpenRuns ? string.Format(CultureInfo.InvariantCulture, PostgreSql.OpenRuns.ForgetDay, day) + ";\n" : "")
-                    + (versions is not null ? DropVersions(versions) : ""),
-                    cancellationToken).ConfigureAwait(false);
+                    + (versions is not null ? DropVersions(versions) : "");
+                if (after != "")
+                {
+                    await ExecAsync(connection, after, cancellationToken).ConfigureAwait(false);
+                }
 
                 dropped = dropped with
                 {

@@ -169,7 +169,7 @@ internal static partial class LedgerPartitioning
         }
 
         await DropEmptyKeptLogsAsync(connection, tables, cancellationToken).ConfigureAwait(false);
-        await DropDetachedAsync(connection, cancellationToken).ConfigureAwait(false);
+        await DropDetachedAsync(connection, cancellationToken, tables).ConfigureAwait(false);
         var existing = await LogDaysAsync(connection, kept: false, cancellationToken).ConfigureAwait(false);
         var (succeeded, failed) = Outcomes(kind);
         foreach (var day in existing.GetValueOrDefault(tables[0], []).Where(d => PartitionDay.Start(d + 1) <= succeededBefore).Order())

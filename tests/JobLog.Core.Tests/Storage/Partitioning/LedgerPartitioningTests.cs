@@ -8,6 +8,8 @@ using JobLog.Storage.PostgreSql;
 using JobLog.Testing;
 using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
 using Microsoft.Extensions.Time.Testing;
 using Npgsql;
 using NUnit.Framework;
@@ -801,6 +803,50 @@ public class LedgerPartitioningTests
             $"SELECT count(*) FROM pg_class WHERE relname ~ '^{LedgerModel.Tasks}_v{suffix}_' AND obj_description(oid, 'pg_class') IS NOT NULL"), Is.EqualTo(1),
             "the old day's build, complete");
         Assert.That(await ScalarAsync<long>(connection, $"SELECT count(*) FROM pg_class WHERE relname ~ '_[bv]{next}_'"), Is.Zero, "nothing of the day after");
+    }
+
+    [Test]
+    public async Task RetentionPass_LeavesItsLastDroppedDayDetachedForThePartitionPass_WhileAPurgeDropsItsOwn()
+    {
+        // The retention's pass (LedgerRetentionService) drops two old days: the first day's detached partitions go before the
+        // second day's drop, the second's are left (nothing waits for their files' drop) and the partition pass's build
+        // ahead drops them. A purge through LedgerMaintenance (the CLI's) drops the partitions it detached before it returns.
+        var (host, connection, old, (success, failure, unfinished)) = await OldDayAsync();
+        await using var owned = connection;
+        var day = PartitionDay.Of(old);
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 2, CancellationToken.None);
+        WriteOldDay(host, old.AddDays(1));
+        await host.FlushAsync();
+        var retention = new LedgerRetentionService(
+            host.Services.GetRequiredService<LedgerSchema>(), host.Services.GetRequiredService<LedgerPurger>(),
+            Options.Create(new JobLogRetentionOptions { Tasks = { Succeeded = T0 - PartitionDay.Start(day + 2), Failed = TimeSpan.FromDays(90) } }),
+            _clock, NullLogger<LedgerRetentionService>.Instance, host.Services.GetRequiredService<JobLogContextFactory>());
+        Task<string> DetachedAsync() => ScalarAsync<string>(connection,
+            $"SELECT coalesce(string_agg(relname::text, ',' ORDER BY relname), '') FROM pg_class WHERE relname ~ '^({LedgerModel.Tasks}|{LedgerModel.Runs})_x[0-9]{{8}}$'");
+
+        await retention.RunOnceAsync(CancellationToken.None);
+
+        var second = PartitionDay.Suffix(day + 1)[1..];
+        Assert.That(await DetachedAsync(), Is.EqualTo($"{LedgerModel.Runs}_x{second},{LedgerModel.Tasks}_x{second}"),
+            "the second day's partitions left detached, the first day's dropped");
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Name).Distinct(), Is.EqualTo(new[] { "Invoice" }));
+        Assert.That(tasks.Count(t => t.State == TaskState.Succeeded), Is.Zero, "both days' successes gone");
+        Assert.That(tasks.Select(t => t.Id).ToList(), Is.SupersetOf(new[] { failure, unfinished }).And.Count.EqualTo(4), "each day's failure and unfinished task kept");
+        Assert.That(success, Is.Not.AnyOf(tasks.Select(t => t.Id).ToArray()));
+        await AssertRollupsEqualCountsAsync(host, "after the retention's pass");
+
+        await LedgerPartitioning.BuildAheadAsync(connection, T0, TimeSpan.FromDays(30), TimeSpan.FromDays(90), LedgerPartitioning.AheadMargin, CancellationToken.None);
+
+        Assert.That(await DetachedAsync(), Is.Empty, "the partition pass dropped them");
+
+        var purge = await host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(
+            new LedgerPurgeRequest(LedgerKind.Tasks, PartitionDay.Start(day + 3), T0.AddDays(-90)));
+
+        Assert.That(await DetachedAsync(), Is.Empty, "the purge dropped the third day's partitions it detached");
+        Assert.That(await ScalarAsync<bool>(connection, $"SELECT to_regclass('\"{LedgerModel.Tasks}_{PartitionDay.Suffix(day + 2)}\"') IS NULL"), Is.True, "the third day dropped");
+        Assert.That(purge.Deleted, Is.Zero);
+        Assert.That((await host.TasksAsync()).Count, Is.EqualTo(4));
     }
 
     [Test]
