@@ -850,6 +850,50 @@ public class LedgerPartitioningTests
     }
 
     [Test]
+    public async Task BatchedPurge_OnAPartitionedLedger_DeletesInItsBatchsDaysOnly_NotWaitingForAnotherDaysPartitions()
+    {
+        // The batched purge deletes a batch by ids; on a partitioned ledger the ids' days (the partition key is derived from
+        // the id) bound its deletes to their partitions. Another day's partitions held in SHARE mode by a long transaction
+        // (reads pass, writes wait) do not hold it up; without the days, the DELETEs planned on every partition waited.
+        var host = await StartAsync(partitioned: true);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        var old = T0.AddDays(-2).Date;
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 3, CancellationToken.None);
+        var purged = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(10)));
+        var other = Guid.CreateVersion7(new DateTimeOffset(T0));
+        Succeed(host, purged, "Invoice", old.AddMinutes(10));
+        Succeed(host, other, "Invoice", T0);
+        await host.FlushAsync();
+        var day = PartitionDay.Suffix(PartitionDay.Of(T0));
+        await using var blocker = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await blocker.OpenAsync();
+        await using var held = await blocker.BeginTransactionAsync();
+        await using (var lockDay = new NpgsqlCommand($"LOCK TABLE \"{LedgerModel.Tasks}_{day}\", \"{LedgerModel.Runs}_{day}\" IN SHARE MODE", blocker, held))
+        {
+            await lockDay.ExecuteNonQueryAsync();
+        }
+
+        // The cutoff inside the old day: the day is not dropped, its success goes by the batched purge.
+        var purge = host.Services.GetRequiredService<LedgerPurger>().PurgeAsync(new PurgeRequest(LedgerKind.Tasks, old.AddHours(12), null), CancellationToken.None);
+        var waited = false;
+        while (!purge.IsCompleted && !waited)
+        {
+            waited = await ScalarAsync<bool>(connection,
+                $"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ('\"{LedgerModel.Tasks}_{day}\"'::regclass, '\"{LedgerModel.Runs}_{day}\"'::regclass))");
+            await System.Threading.Tasks.Task.Delay(20);
+        }
+
+        await held.RollbackAsync();
+        var result = await purge;
+        Assert.That(waited, Is.False, "the purge waited for another day's partitions");
+        Assert.That(result.Succeeded, Is.EqualTo(1));
+        Assert.That((await host.TasksAsync()).Select(t => t.Id), Is.EqualTo(new[] { other }));
+        Assert.That(await ScalarAsync<long>(connection, $"SELECT count(*) FROM \"{LedgerModel.Runs}\" WHERE \"TaskId\" = '{purged}'"), Is.Zero, "its run gone with it");
+        await AssertRollupsEqualCountsAsync(host, "after the purge");
+    }
+
+    [Test]
     public async Task Retention_AMigrationBetweenTheBuildAndTheLock_ReadsTheKeptRowsAgainUnderIt()
     {
         // An upgrade's migration runs between the build and the lock: a column and an index added, an index dropped. The
