@@ -218,17 +218,9 @@ internal static class SpoolFiles
 
         public static Facts? Lstat(string path)
         {
-            if (!s_unavailable)
+            if (TryStatx<Facts?>(path, static statx => Facts.From(statx), out var facts))
             {
-                Span<byte> buffer = stackalloc byte[StatxSize];
-                try
-                {
-                    return TryLstat(path, buffer) ? Facts.From(buffer) : null;
-                }
-                catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException)
-                {
-                    s_unavailable = true;
-                }
+                return facts;
             }
 
             FileSystemInfo info = new FileInfo(path);
@@ -250,22 +242,35 @@ internal static class SpoolFiles
         /// <see cref="Lstat"/>'s inode and device only, without the <see cref="Facts"/> object: the journal compares its open
         /// segment's identity with its path's at every append group (<see cref="StillAt(Identity?, string)"/>).
         /// </summary>
-        public static Identity? LstatIdentity(string path)
+        public static Identity? LstatIdentity(string path) =>
+            TryStatx<Identity?>(path, static statx => Facts.IdentityOf(statx), out var identity)
+                ? identity
+                : Lstat(path) is { } facts ? new Identity(facts.Inode, facts.DeviceMajor, facts.DeviceMinor) : null;
+
+        /// <summary>
+        /// What <paramref name="read"/> takes from the <c>statx</c> of <paramref name="path"/> (the default when nothing is
+        /// there), read into a buffer on the stack; false when <c>statx</c> is unavailable (not Linux, or no libc), for the
+        /// managed fallback.
+        /// </summary>
+        private static bool TryStatx<T>(string path, Func<ReadOnlySpan<byte>, T> read, out T? result)
         {
-            if (!s_unavailable)
+            result = default;
+            if (s_unavailable)
             {
-                Span<byte> buffer = stackalloc byte[StatxSize];
-                try
-                {
-                    return TryLstat(path, buffer) ? Facts.IdentityOf(buffer) : null;
-                }
-                catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException)
-                {
-                    s_unavailable = true;
-                }
+                return false;
             }
 
-            return Lstat(path) is { } facts ? new Identity(facts.Inode, facts.DeviceMajor, facts.DeviceMinor) : null;
+            Span<byte> buffer = stackalloc byte[StatxSize];
+            try
+            {
+                result = TryLstat(path, buffer) ? read(buffer) : default;
+                return true;
+            }
+            catch (Exception ex) when (ex is EntryPointNotFoundException or DllNotFoundException)
+            {
+                s_unavailable = true;
+                return false;
+            }
         }
 
         /// <summary>False when nothing is at <paramref name="path"/>; throws on another error.</summary>
