@@ -207,6 +207,8 @@ public class CliTests
         yield return Case("restore", "/nonexistent/joblog-backup.jsonl.gz");
         yield return Case("restore", "/dev/null", "--batch-size", "-5");
         yield return Case("restore", "/dev/null", "--batch-size", "lots");
+        yield return Case("purge", "--type", "tasks", "--older-than", "30d", "--batch-size", "2147483647");
+        yield return Case("restore", "/dev/null", "--batch-size", "100001");
     }
 
     [TestCaseSource(nameof(HostileArguments))]

@@ -118,7 +118,8 @@ internal static class LedgerBackup
         var vouched = end?.WholeThrough ?? 0;
         var restored = 0;
         var skipped = 0;
-        var batch = new List<object>(batchSize);
+        // Grown as rows come, not reserved: the batch size is the caller's, and int.MaxValue was an OutOfMemoryException.
+        var batch = new List<object>(Math.Min(batchSize, 1024));
         long bytes = 0;
         async Task FlushAsync()
         {

@@ -26,7 +26,7 @@ internal static class PurgeCommand
             Description = "Failures (FAILED/EXPIRED tasks, 4xx/5xx requests, failed commands) older than this, or never; default --older-than.",
         };
         var backup = new Option<string?>("--backup") { Description = "Write the deleted rows to this directory first, as gzip JSON Lines." };
-        var batchSize = new Option<string?>("--batch-size") { Description = "Rows per statement and transaction (default 1000)." };
+        var batchSize = new Option<string?>("--batch-size") { Description = "Rows per statement and transaction, 1 to 100000 (default 1000)." };
         var dryRun = new Option<bool>("--dry-run") { Description = "Count what would be deleted; delete nothing." };
         var command = new Command("purge", "Delete finished rows older than an age. Unfinished rows are never deleted.")
         {
@@ -44,11 +44,7 @@ internal static class PurgeCommand
                 throw new CliUsageException("purge needs --older-than AGE (and/or --failed-older-than AGE).");
             }
 
-            var batch = 1000;
-            if (parse.GetValue(batchSize) is { } b && (!int.TryParse(b, out batch) || batch < 1))
-            {
-                throw new CliUsageException("--batch-size must be a positive number.");
-            }
+            var batch = BatchSize(parse.GetValue(batchSize), 1000);
 
             var dry = parse.GetValue(dryRun);
             if (!dry && parse.GetValue(backup) is { } directory)
@@ -94,7 +90,7 @@ internal static class PurgeCommand
     public static Command Restore(CliContext context)
     {
         var file = new Argument<string>("file") { Description = "A backup written by purge --backup (.jsonl.gz)." };
-        var batchSize = new Option<string?>("--batch-size") { Description = "Rows per transaction (default 500)." };
+        var batchSize = new Option<string?>("--batch-size") { Description = "Rows per transaction, 1 to 100000 (default 500)." };
         var command = new Command("restore", "Put the rows of a purge backup back into the ledger (rows already there are skipped).") { file, batchSize };
         command.SetAction((parse, ct) => context.WithLedgerAsync("restore", async session =>
         {
@@ -105,11 +101,7 @@ internal static class PurgeCommand
             }
 
             // As purge's: a value it cannot use is said, not replaced by the default.
-            var batch = 500;
-            if (parse.GetValue(batchSize) is { } b && (!int.TryParse(b, out batch) || batch < 1))
-            {
-                throw new CliUsageException("--batch-size must be a positive number.");
-            }
+            var batch = BatchSize(parse.GetValue(batchSize), 500);
 
             await session.Maintenance.MigrateAsync(ct);
             var result = await context.Console.WithProgressAsync(
@@ -124,6 +116,27 @@ internal static class PurgeCommand
             return 0;
         }, ct));
         return command;
+    }
+
+    /// <summary>
+    /// The most rows a purge's statement and transaction (or a restore's) takes at once: a larger batch is one transaction
+    /// holding every candidate (its ids in memory, its locks until the end), not a faster purge.
+    /// </summary>
+    internal const int MaxBatchSize = 100_000;
+
+    private static int BatchSize(string? text, int byDefault)
+    {
+        if (text is null)
+        {
+            return byDefault;
+        }
+
+        if (!int.TryParse(text, out var batch) || batch is < 1 or > MaxBatchSize)
+        {
+            throw new CliUsageException($"--batch-size must be a number from 1 to {MaxBatchSize}.");
+        }
+
+        return batch;
     }
 
     private static List<LedgerKind> Kinds(string text)

@@ -88,6 +88,26 @@ public class RestoreCollidingIdsTests(LedgerProvider provider, bool partitioned)
         Assert.That(await _host.QueryAsync(db => db.TaskLogs.CountAsync()), Is.Zero);
     }
 
+    [Test]
+    public async Task Restore_WithTheLargestBatchSizeAnIntHolds_RestoresTheFile_WithoutReservingTheBatchUpFront()
+    {
+        // A batch size is the caller's (the CLI's --batch-size): int.MaxValue made a list of that capacity before the
+        // first row, an OutOfMemoryException for a file of one task.
+        var task = Task("one");
+        task.Runs.Add(Run(task.Id, "its run"));
+        var file = Path.Combine(_directory, Guid.NewGuid().ToString("N") + ".jsonl.gz");
+        await using (var writer = new StreamWriter(new GZipStream(File.Create(file), CompressionLevel.Fastest), new UTF8Encoding(false)))
+        {
+            await writer.WriteLineAsync("{\"format\":\"joblog-backup\",\"version\":1,\"kind\":\"tasks\",\"createdAt\":\"2026-12-04T20:13:12Z\"}");
+            await writer.WriteLineAsync(JsonSerializer.Serialize(task, LedgerBackup.JsonOptions));
+        }
+
+        var result = await _host.Services.GetRequiredService<LedgerMaintenance>().RestoreAsync(file, int.MaxValue);
+
+        Assert.That((result.Restored, result.Skipped, result.EndedEarly), Is.EqualTo((1, 0, (string?)null)));
+        Assert.That(await _host.QueryAsync(db => db.TaskRunLogs.CountAsync(r => r.TaskId == task.Id)), Is.EqualTo(1));
+    }
+
     private async Task<LedgerRestoreResult> RestoreLinesAsync(int version, params string[] lines)
     {
         var file = Path.Combine(_directory, Guid.NewGuid().ToString("N") + ".jsonl.gz");
