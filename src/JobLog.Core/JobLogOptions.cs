@@ -149,8 +149,8 @@ public sealed class JobLogOptions : IValidatableObject
     /// </summary>
     public bool RecordInternalMessages { get; set; } = true;
 
-    /// <summary>Records per transaction. Default 2,000.</summary>
-    [AtLeast(1)]
+    /// <summary>Records per transaction. Default 2,000; 1 to 100,000.</summary>
+    [Between(1, 100_000)]
     public int MaxBatchSize { get; set; } = 2000;
 
     /// <summary>How long the writer waits to fill a batch in <see cref="LedgerDurability.Buffered"/> mode. Default 100 ms.</summary>
@@ -378,17 +378,17 @@ public sealed class SweeperOptions
     [Positive]
     public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Tasks per statement. Default 1,000; at least 1.</summary>
-    [AtLeast(1)]
+    /// <summary>Tasks per statement. Default 1,000; 1 to 100,000.</summary>
+    [Between(1, 100_000)]
     public int BatchSize { get; set; } = 1000;
 
     /// <summary>
     /// PostgreSQL: batches swept at once, each on its own connection, when a sweep has more than one batch to do (a
     /// backlog after an outage). Each expired task is a new row version through every index of the tasks, so one
-    /// connection's sweep is bound by one server core (docs/scale.md). Default 4; at least 1. SQLite sweeps one batch at
+    /// connection's sweep is bound by one server core (docs/scale.md). Default 4; 1 to 64. SQLite sweeps one batch at
     /// a time (one writer).
     /// </summary>
-    [AtLeast(1)]
+    [Between(1, 64)]
     public int Parallelism { get; set; } = 4;
 }
 

@@ -41,13 +41,13 @@ public class OptionsValidationTests
             "JobLog needs a database: AddJobLog(o => o.UseSqlite(\"Data Source=joblog.db\")) or o.UseNpgsql(connectionString).",
             "JobLogOptions.QueueCapacity must be at least 1,000.",
             "JobLogOptions.MaxSpoolBytes must be positive (set SpoolDirectory to null to turn the spool off).",
-            "JobLogOptions.MaxBatchSize must be at least 1.",
+            "JobLogOptions.MaxBatchSize must be 1 to 100000.",
             "JobLogOptions.AcknowledgeTimeout must not be negative.",
             "JobLogOptions.FlushInterval must not be negative.",
             "JobLogOptions.MaxRetryDelay must be positive.",
             "JobLogOptions.CommandTimeout must be positive.",
             "JobLogOptions.Sweeper.Interval must be positive.",
-            "JobLogOptions.Sweeper.BatchSize must be at least 1.",
+            "JobLogOptions.Sweeper.BatchSize must be 1 to 100000.",
             "JobLogOptions.Redaction.MaxBodyLength must be 100 to 1000000 characters (a backed-up row with its texts at this length must fit one line of a purge backup).",
             "JobLogOptions.Redaction.MaxJsonStringLength must be at least 10.",
         }).Using<string>((a, b) => b.EndsWith(a, StringComparison.Ordinal) || a.EndsWith(b, StringComparison.Ordinal) ? 0 : 1));
@@ -91,7 +91,31 @@ public class OptionsValidationTests
 
         var ex = Assert.Throws<OptionsValidationException>(() => _ = provider.GetRequiredService<IOptions<JobLogOptions>>().Value);
         Assert.That(ex!.Failures, Has.Exactly(1).Items);
-        Assert.That(ex.Message, Does.Contain("JobLogOptions.MaxBatchSize must be at least 1."));
+        Assert.That(ex.Message, Does.Contain("JobLogOptions.MaxBatchSize must be 1 to 100000."));
+    }
+
+    [Test]
+    public void BatchSizesAndParallelism_PastWhatOneTransactionOrServerTakes_AreRefusedAtStart_NamingTheRange()
+    {
+        // Taken before: a writer batch of int.MaxValue records made its hold's capacity (eight batches) overflow to a
+        // negative number, a sweep batch of int.MaxValue reserved a list of that size (an OutOfMemoryException at the first
+        // sweep), a million sweep connections were opened one by one until the server refused.
+        var options = new JobLogOptions { MaxBatchSize = int.MaxValue }.UseSqlite("Data Source=:memory:");
+        options.Sweeper.BatchSize = int.MaxValue;
+        options.Sweeper.Parallelism = 1_000_000;
+        var retention = new JobLogRetentionOptions { BatchSize = 100_001 };
+
+        var failures = new JobLogOptionsValidator().Validate(Options.DefaultName, options).Failures!.ToList();
+        var retentionFailures = new JobLogRetentionOptionsValidator().Validate(Options.DefaultName, retention).Failures!.ToList();
+
+        Assert.That(failures, Is.EquivalentTo(new[]
+        {
+            "JobLogOptions.MaxBatchSize must be 1 to 100000.",
+            "JobLogOptions.Sweeper.BatchSize must be 1 to 100000.",
+            "JobLogOptions.Sweeper.Parallelism must be 1 to 64.",
+        }).Using<string>((a, b) => b.EndsWith(a, StringComparison.Ordinal) || a.EndsWith(b, StringComparison.Ordinal) ? 0 : 1));
+        Assert.That(retentionFailures, Is.EqualTo(new[] { "JobLogRetentionOptions.BatchSize must be 1 to 100000." })
+            .Using<string>((a, b) => b.EndsWith(a, StringComparison.Ordinal) || a.EndsWith(b, StringComparison.Ordinal) ? 0 : 1));
     }
 
     [Test]
@@ -105,7 +129,7 @@ public class OptionsValidationTests
 
         Assert.That(result.Failures, Has.Exactly(2).Items);
         Assert.That(result.FailureMessage, Does.Contain("JobLogRetentionOptions.Commands.Succeeded must be positive (null keeps rows forever)."));
-        Assert.That(result.FailureMessage, Does.Contain("JobLogRetentionOptions.BatchSize must be at least 1."));
+        Assert.That(result.FailureMessage, Does.Contain("JobLogRetentionOptions.BatchSize must be 1 to 100000."));
     }
 
     [Test]

@@ -44,8 +44,8 @@ public sealed class JobLogRetentionOptions
     [Positive]
     public TimeSpan Interval { get; set; } = TimeSpan.FromHours(1);
 
-    /// <summary>Rows deleted per statement (and per transaction). Default 1,000; at least 1.</summary>
-    [AtLeast(1)]
+    /// <summary>Rows deleted per statement (and per transaction). Default 1,000; 1 to 100,000 (a larger batch is one transaction holding every candidate, not a faster purge).</summary>
+    [Between(1, 100_000)]
     public int BatchSize { get; set; } = 1000;
 
     /// <summary>When set, deleted rows are first written to a gzip JSON Lines file in this directory (restorable with the CLI's <c>restore</c>). Default null.</summary>
