@@ -22,6 +22,7 @@ public sealed class JobLogRequestOptions
     /// body is still captured as the endpoint reads it. Not negative.
     /// </summary>
     [NotNegative]
+    [AtMostDays(30)]
     public TimeSpan ReadAheadTimeout { get; set; } = TimeSpan.FromMilliseconds(500);
 
     /// <summary>Record response bodies of the text content types in <see cref="RedactionOptions.TextContentTypes"/>. Default true.</summary>

@@ -102,6 +102,7 @@ public sealed class JobLogOptions : IValidatableObject
 
     /// <summary>How long the business path waits for its records to be durable (journaled, or committed in <see cref="LedgerDurability.Committed"/> mode). Default 5 s.</summary>
     [NotNegative]
+    [AtMostDays(30)]
     public TimeSpan AcknowledgeTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
@@ -155,14 +156,17 @@ public sealed class JobLogOptions : IValidatableObject
 
     /// <summary>How long the writer waits to fill a batch in <see cref="LedgerDurability.Buffered"/> mode. Default 100 ms.</summary>
     [NotNegative]
+    [AtMostDays(30)]
     public TimeSpan FlushInterval { get; set; } = TimeSpan.FromMilliseconds(100);
 
     /// <summary>Longest wait between two attempts to reach a failing database. Default 10 s.</summary>
     [Positive]
+    [AtMostDays(1)]
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Command timeout of the writer's statements. Default 30 s.</summary>
     [Positive]
+    [AtMostDays(30)]
     public TimeSpan CommandTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
@@ -179,6 +183,7 @@ public sealed class JobLogOptions : IValidatableObject
     /// JobLog then connects without them, warning 1054). Ignored for SQLite.
     /// </summary>
     [NotNegative]
+    [AtMostDays(30)]
     public TimeSpan IdleInTransactionTimeout { get; set; } = TimeSpan.FromMinutes(1);
 
     /// <summary>The machine name stored with every record. Default <see cref="Environment.MachineName"/>.</summary>
@@ -197,6 +202,7 @@ public sealed class JobLogOptions : IValidatableObject
 
     /// <summary>How often this process writes its heartbeat to the ledger (docs/architecture.md#sweeper). Default 15 s.</summary>
     [Positive]
+    [AtMostDays(30)]
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(15);
 
     /// <summary>
@@ -204,6 +210,7 @@ public sealed class JobLogOptions : IValidatableObject
     /// than <see cref="HeartbeatInterval"/>. Default 2 min.
     /// </summary>
     [Positive]
+    [AtMostDays(30)]
     public TimeSpan HostTimeout { get; set; } = TimeSpan.FromMinutes(2);
 
     /// <summary>Stale time limit for every task type without its own. Default null (tasks never go stale).</summary>
@@ -376,6 +383,7 @@ public sealed class SweeperOptions
 
     /// <summary>Time between sweeps. Default 30 s; must be positive.</summary>
     [Positive]
+    [AtMostDays(30)]
     public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>Tasks per statement. Default 1,000; 1 to 100,000.</summary>

@@ -1,6 +1,9 @@
 using JobLog.Health;
 using JobLog.Retention;
+using JobLog.Testing;
+using Microsoft.EntityFrameworkCore;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Options;
 using NUnit.Framework;
 
@@ -116,6 +119,66 @@ public class OptionsValidationTests
         }).Using<string>((a, b) => b.EndsWith(a, StringComparison.Ordinal) || a.EndsWith(b, StringComparison.Ordinal) ? 0 : 1));
         Assert.That(retentionFailures, Is.EqualTo(new[] { "JobLogRetentionOptions.BatchSize must be 1 to 100000." })
             .Using<string>((a, b) => b.EndsWith(a, StringComparison.Ordinal) || a.EndsWith(b, StringComparison.Ordinal) ? 0 : 1));
+    }
+
+    [Test]
+    public void WaitsPastWhatTimersAndRetriesTake_AreRefusedAtStart_NamingTheLongest()
+    {
+        // Taken before: HeartbeatInterval of 60 days stopped the application at its first heartbeat's wait (Task.Delay takes
+        // at most 49.7 days); MaxRetryDelay of 2 days (Polly's retry delay takes at most 1 day) or FlushInterval of 60 days
+        // (Buffered) ended the writer at its first batch: nothing reached the ledger again, and the application ran on.
+        var big = TimeSpan.FromDays(31);
+        var options = new JobLogOptions
+        {
+            AcknowledgeTimeout = big, FlushInterval = big, MaxRetryDelay = TimeSpan.FromDays(2), CommandTimeout = big,
+            IdleInTransactionTimeout = big, HeartbeatInterval = big, HostTimeout = big * 2,
+        }.UseSqlite("Data Source=:memory:");
+        options.Sweeper.Interval = big;
+        options.Failures.RetryPollInterval = big;
+        options.Failures.RetryClaimLease = big;
+        var retention = new JobLogRetentionOptions { Interval = big };
+
+        Assert.That(new JobLogOptionsValidator().Validate(Options.DefaultName, options).Failures, Is.EquivalentTo(new[]
+        {
+            "JobLogOptions.AcknowledgeTimeout must be at most 30 days.",
+            "JobLogOptions.FlushInterval must be at most 30 days.",
+            "JobLogOptions.MaxRetryDelay must be at most 1 day.",
+            "JobLogOptions.CommandTimeout must be at most 30 days.",
+            "JobLogOptions.IdleInTransactionTimeout must be at most 30 days.",
+            "JobLogOptions.HeartbeatInterval must be at most 30 days.",
+            "JobLogOptions.HostTimeout must be at most 30 days.",
+            "JobLogOptions.Sweeper.Interval must be at most 30 days.",
+            "JobLogOptions.Failures.RetryPollInterval must be at most 30 days.",
+            "JobLogOptions.Failures.RetryClaimLease must be at most 30 days.",
+        }).Using<string>((a, b) => b.EndsWith(a, StringComparison.Ordinal) || a.EndsWith(b, StringComparison.Ordinal) ? 0 : 1));
+        Assert.That(new JobLogRetentionOptionsValidator().Validate(Options.DefaultName, retention).Failures,
+            Is.EqualTo(new[] { "JobLogRetentionOptions.Interval must be at most 30 days." })
+                .Using<string>((a, b) => b.EndsWith(a, StringComparison.Ordinal) || a.EndsWith(b, StringComparison.Ordinal) ? 0 : 1));
+    }
+
+    [Test]
+    public async Task WaitsAtTheirLongest_StartAndRecord_AndTheApplicationRunsOn()
+    {
+        // The bound is what the timers and the retry take: at it, every wait is begun without an exception.
+        var longest = TimeSpan.FromDays(30);
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), o =>
+        {
+            o.AcknowledgeTimeout = longest;
+            o.MaxRetryDelay = TimeSpan.FromDays(1);
+            o.CommandTimeout = longest;
+            o.HeartbeatInterval = TimeSpan.FromDays(29);
+            o.HostTimeout = longest;
+            o.Sweeper.Interval = longest;
+        });
+        var id = Guid.NewGuid();
+
+        host.RecordDispatch(id);
+        host.RecordSucceededRun(id);
+        await host.FlushAsync();
+
+        Assert.That((await host.TaskAsync(id)).State, Is.EqualTo(TaskState.Succeeded));
+        await LedgerHost.EventuallyAsync(async () => await host.QueryAsync(db => db.Hosts.AnyAsync()), because: "the first heartbeat written, its next wait begun");
+        Assert.That(host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping.IsCancellationRequested, Is.False);
     }
 
     [Test]

@@ -19,6 +19,7 @@ public sealed class JobLogDashboardOptions
 
     /// <summary>How often live pages poll the server. Default 5 s; <see cref="TimeSpan.Zero"/> turns live refresh off; not negative.</summary>
     [NotNegative]
+    [AtMostDays(30)]
     public TimeSpan RefreshInterval { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>

@@ -44,6 +44,7 @@ public sealed class FailureOptions
     /// database session of its own (on PostgreSQL a new server process and its authentication) and closes it.
     /// </summary>
     [Positive]
+    [AtMostDays(30)]
     public TimeSpan RetryPollInterval { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>
@@ -52,5 +53,6 @@ public sealed class FailureOptions
     /// again. Default 1 minute; must be positive.
     /// </summary>
     [Positive]
+    [AtMostDays(30)]
     public TimeSpan RetryClaimLease { get; set; } = TimeSpan.FromMinutes(1);
 }

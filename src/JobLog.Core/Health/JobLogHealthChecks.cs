@@ -15,6 +15,7 @@ public sealed class JobLogHealthCheckOptions
 
     /// <summary>How long the database probe may take before it counts as unhealthy. Default 5 s; must be positive.</summary>
     [Positive]
+    [AtMostDays(30)]
     public TimeSpan DatabaseTimeout { get; set; } = TimeSpan.FromSeconds(5);
 }
 

@@ -71,3 +71,22 @@ internal sealed class NotNegativeAttribute() : ValidationAttribute("{0} must not
     /// <inheritdoc/>
     public override string FormatErrorMessage(string name) => string.Format(CultureInfo.InvariantCulture, ErrorMessageString, name);
 }
+
+/// <summary>
+/// A <see cref="TimeSpan"/> of at most <see cref="Days"/> days (null passes): "{0} must be at most {1} days." For the
+/// options JobLog waits or retries by: .NET's timers (<c>Task.Delay</c>, <c>CancelAfter</c>) take at most 49.7 days and
+/// Polly's retry delay one day, so a longer value was taken at start and stopped the application, or its writer, at
+/// the first wait (session 38).
+/// </summary>
+[AttributeUsage(AttributeTargets.Property)]
+internal sealed class AtMostDaysAttribute(int days) : ValidationAttribute(days == 1 ? "{0} must be at most 1 day." : "{0} must be at most {1} days.")
+{
+    /// <summary>The most days allowed.</summary>
+    public int Days { get; } = days;
+
+    /// <inheritdoc/>
+    public override bool IsValid(object? value) => value is not TimeSpan t || t <= TimeSpan.FromDays(Days);
+
+    /// <inheritdoc/>
+    public override string FormatErrorMessage(string name) => string.Format(CultureInfo.InvariantCulture, ErrorMessageString, name, Days);
+}

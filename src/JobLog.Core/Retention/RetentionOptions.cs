@@ -42,6 +42,7 @@ public sealed class JobLogRetentionOptions
 {
     /// <summary>Time between two retention passes. Default 1 hour; must be positive.</summary>
     [Positive]
+    [AtMostDays(30)]
     public TimeSpan Interval { get; set; } = TimeSpan.FromHours(1);
 
     /// <summary>Rows deleted per statement (and per transaction). Default 1,000; 1 to 100,000 (a larger batch is one transaction holding every candidate, not a faster purge).</summary>

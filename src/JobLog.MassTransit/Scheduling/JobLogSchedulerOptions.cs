@@ -21,6 +21,7 @@ public sealed class JobLogSchedulerOptions
     /// sending them. Default 5 s; must be positive.
     /// </summary>
     [Positive]
+    [AtMostDays(30)]
     public TimeSpan PollInterval { get; set; } = TimeSpan.FromSeconds(5);
 
     /// <summary>Messages claimed per statement. Default 100; at least 1.</summary>
@@ -36,10 +37,12 @@ public sealed class JobLogSchedulerOptions
     /// a send is not started when less than half of it is left. Default 60 s; must be positive.
     /// </summary>
     [Positive]
+    [AtMostDays(30)]
     public TimeSpan ClaimLease { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Longest wait before a failed send is tried again (the wait doubles from 1 s). Default 60 s; must be positive.</summary>
     [Positive]
+    [AtMostDays(30)]
     public TimeSpan MaxRetryDelay { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>How long sent and cancelled messages stay in the table. Default 7 days; positive, or null to keep them.</summary>
