@@ -289,7 +289,7 @@ public sealed class JobLogOptions : IValidatableObject
     internal TaskTypeOptions? GetTaskType(Type messageType) =>
         _taskTypes.Count == 0 ? null : _taskTypes.GetValueOrDefault(messageType);
 
-    /// <summary>The rules that span two properties: a database is chosen, a host outlives its heartbeat interval (the others are on the properties).</summary>
+    /// <summary>The rules that span two properties or read a text: a database is chosen, a host outlives its heartbeat interval, the spool directory is a path (the others are on the properties).</summary>
     IEnumerable<ValidationResult> IValidatableObject.Validate(ValidationContext validationContext)
     {
         if (Provider == LedgerProvider.None || string.IsNullOrWhiteSpace(ConnectionString))
@@ -304,6 +304,14 @@ public sealed class JobLogOptions : IValidatableObject
             yield return new ValidationResult(
                 $"HostTimeout ({HostTimeout}) must be greater than HeartbeatInterval ({HeartbeatInterval}).",
                 [nameof(HostTimeout)]);
+        }
+
+        // A character no path may hold was .NET's ArgumentException ("Null character in path") out of the host's start.
+        if (SpoolDirectory is { } spool && spool.AsSpan().IndexOfAny(Path.GetInvalidPathChars()) >= 0)
+        {
+            yield return new ValidationResult(
+                "SpoolDirectory holds a character no path may hold (a NUL); set a directory, or null to turn the journal and the spool off.",
+                [nameof(SpoolDirectory)]);
         }
     }
 }

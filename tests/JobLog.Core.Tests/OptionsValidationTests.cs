@@ -182,6 +182,16 @@ public class OptionsValidationTests
     }
 
     [Test]
+    public void SpoolDirectoryWithANul_IsRefusedAtStart_NotAnExceptionOutOfTheHostsStart()
+    {
+        var options = new JobLogOptions { SpoolDirectory = "/var/lib/app\0/joblog" }.UseSqlite("Data Source=:memory:");
+
+        var failures = new JobLogOptionsValidator().Validate(Options.DefaultName, options).Failures;
+
+        Assert.That(failures, Has.Exactly(1).Contains("SpoolDirectory holds a character no path may hold"));
+    }
+
+    [Test]
     public void RetentionOptions_APeriodNotPositive_NamesTheKindAndThePeriod()
     {
         var options = new JobLogRetentionOptions { BatchSize = 0 };
