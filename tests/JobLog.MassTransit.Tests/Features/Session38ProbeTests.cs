@@ -346,4 +346,58 @@ public class Session38ProbeTests
             Assert.That(tasks.Where(t => t.State is TaskState.Waiting or TaskState.Active), Is.Empty, "nothing left waiting");
         });
     }
+
+    /// <summary>
+    /// The in-memory bus stops (its hosted service, <c>ConsumerStopTimeout</c> 2 s) while its consumer waits on
+    /// <c>context.CancellationToken</c>: the token is cancelled and the run ends, never left ACTIVE, not SUCCEEDED.
+    /// </summary>
+    [Test]
+    public async Task InMemoryBus_StoppedUnderAConsumerObservingItsToken_TheRunEnds()
+    {
+        await using var bus = await BusFixture.StartAsync(Transport.InMemory, x =>
+        {
+            x.AddConsumer<TokenWatchingConsumer>();
+            ((IServiceCollection)x).Configure<MassTransitHostOptions>(o => o.ConsumerStopTimeout = TimeSpan.FromSeconds(2));
+        });
+        var id = NewId.NextGuid();
+        var n = NextId();
+        var started = TokenWatchingConsumer.Started[n] = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        await bus.Bus.Publish(new WatchToken(n), x => x.MessageId = id);
+        await started.Task.WaitAsync(TimeSpan.FromSeconds(120));
+        await WaitFor(bus, id, t => t.Runs.Any(), "the run began", 60);
+        foreach (var service in bus.Host.Services.GetServices<Microsoft.Extensions.Hosting.IHostedService>().Where(s => s.GetType().FullName!.StartsWith("MassTransit", StringComparison.Ordinal)))
+        {
+            await service.StopAsync(CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(120));
+        }
+
+        var task = await WaitFor(bus, id, t => t.Runs.All(r => r.State != TaskRunState.Active), "the run ended", 60);
+        TestContext.Out.WriteLine($"err={task.ErrorMessage} " + Describe(task));
+        var run = task.Runs.Single();
+        Assert.That((run.State, run.Stop is null), Is.Not.EqualTo((TaskRunState.Active, true)));
+        Assert.That(run.State, Is.Not.EqualTo(TaskRunState.Succeeded), "the consumer did not finish");
+        Assert.That(TokenWatchingConsumer.Cancelled.ContainsKey(n), Is.True, "the consumer saw its token cancelled");
+    }
+}
+
+public sealed record WatchToken(int N);
+
+public sealed class TokenWatchingConsumer : IConsumer<WatchToken>
+{
+    public static readonly ConcurrentDictionary<int, TaskCompletionSource> Started = new();
+
+    public static readonly ConcurrentDictionary<int, bool> Cancelled = new();
+
+    public async Task Consume(ConsumeContext<WatchToken> context)
+    {
+        Started.GetValueOrDefault(context.Message.N)?.TrySetResult();
+        try
+        {
+            await Task.Delay(TimeSpan.FromMinutes(10), context.CancellationToken);
+        }
+        catch (OperationCanceledException)
+        {
+            Cancelled[context.Message.N] = true;
+            throw;
+        }
+    }
 }
