@@ -175,6 +175,22 @@ internal static class FailureGroupRollup
     /// the day's <c>_k</c> partition (<c>joblog_keep_tasks</c>, attached without a trigger either) come back. {0}: the
     /// day's partition. Reads the day's open failures only (the grouping's partial index).
     /// </summary>
+    /// <summary>The grouped columns, in the order of <see cref="Groupings"/>.</summary>
+    internal const string Columns = E + ", " + Y + ", " + Q;
+
+    /// <summary>Whether a task row is an open failure (counted in its groups).</summary>
+    internal const string OpenFailure = Open;
+
+    /// <summary>The (grouping, group id) pairs of a row <paramref name="alias"/>: a <c>VALUES</c> list for a lateral join.</summary>
+    internal static string Groupings(string alias) => $"(0, {alias}.{E}), (1, {alias}.{Y}), (2, {alias}.{Q})";
+
+    /// <summary>Adds the deltas of <paramref name="deltas"/> (grouping, group id, kind, n) to the counts, and drops the groups at zero.</summary>
+    internal static string PostgresDropDayOf(string deltas) => $$"""
+        INSERT INTO {{F}} AS f ({{Key}}, "Count") SELECT * FROM ({{deltas}}) s ORDER BY 1, 2, 3
+        ON CONFLICT ({{Key}}) DO UPDATE SET "Count" = f."Count" + excluded."Count";
+        DELETE FROM {{F}} WHERE "Count" = 0;
+        """;
+
     internal const string PostgresDropDay = $$"""
         WITH d AS (
             SELECT g.b, g.id, r."IsInternal", r.n FROM (

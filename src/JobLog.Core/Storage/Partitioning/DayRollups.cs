@@ -356,6 +356,65 @@ internal static class DayRollups
         """;
 
     /// <summary>
+    /// The kept rows of a day's drop as the few rows its locked statements need (docs/scale.md "Session 38 (retention)"), one
+    /// <c>"Kind"</c> each: <c>t</c> the kept tasks by (day, <see cref="TaskMinute"/>, state, name, kind) with their
+    /// <c>"Count"</c>; <c>r</c> their counted runs by (day, Start's minute, name) with <c>"Count"</c>, <c>"Total"</c> and
+    /// <c>"Max"</c> milliseconds; <c>f</c> what the failure groups lose with the day (<see cref="FailureGroupRollup.PostgresDropDay"/>:
+    /// the day's open failures, <paramref name="dayTasks"/>, less the kept ones) by (grouping as <c>"State"</c>, group id as
+    /// <c>"Name"</c>, kind). The hours are the minutes' (an hour of a minute is the hour of its time, as <see cref="FillHours"/>).
+    /// Made from the kept rows under the lock (six scans of them, 0.18-0.91 s of a 2 M day's lock at load 11-18, docs/scale.md
+    /// "Session 37 (scale)"), or before it from a build made ahead when nothing was noted since (LedgerPartitioning.Built.cs).
+    /// </summary>
+    internal static string KeptAggregates(string keepTasks, string keepRuns, string dayTasks) => $$"""
+        SELECT 't'::text AS "Kind", {{Key}} AS "PartitionDay", {{TaskMinute}} AS "Minute", "State", "Name"::text AS "Name", "IsInternal",
+                COUNT(*)::bigint AS "Count", 0::bigint AS "Total", 0::bigint AS "Max"
+            FROM {{keepTasks}} GROUP BY 2, 3, 4, 5, 6
+        UNION ALL SELECT 'r', {{Key}}, {{RunRollups.PostgresMinute}}, 0, "Name"::text, FALSE, COUNT(*), SUM({{RunRollups.PostgresMilliseconds}}), MAX({{RunRollups.PostgresMilliseconds}})
+            FROM {{keepRuns}} WHERE {{RunRollups.Counted}} GROUP BY 2, 3, 5
+        UNION ALL SELECT 'f', NULL, NULL, g.b, g.id::text, f."IsInternal", SUM(f.n)::bigint, 0, 0 FROM (
+                SELECT {{FailureGroupRollup.Columns}}, "IsInternal", -1 AS n FROM {{dayTasks}} WHERE {{FailureGroupRollup.OpenFailure}}
+                UNION ALL SELECT {{FailureGroupRollup.Columns}}, "IsInternal", 1 FROM {{keepTasks}} WHERE {{FailureGroupRollup.OpenFailure}}) f
+            CROSS JOIN LATERAL (VALUES {{FailureGroupRollup.Groupings("f")}}) AS g(b, id) WHERE g.id IS NOT NULL
+            GROUP BY 4, 5, 6 HAVING SUM(f.n) <> 0
+        """;
+
+    /// <summary>The columns of <see cref="KeptAggregates"/>, for a record set read back from JSON.</summary>
+    internal const string KeptAggregatesColumns =
+        "\"Kind\" text, " + Key + " integer, \"Minute\" timestamptz, \"State\" integer, \"Name\" text, \"IsInternal\" boolean, \"Count\" bigint, \"Total\" bigint, \"Max\" bigint";
+
+    /// <summary>
+    /// Under the day's lock, from the kept rows' aggregates (<c>joblog_keep_agg</c>, <see cref="KeptAggregates"/>): what the
+    /// drop of day <c>{0}</c> takes from the counts (<c>joblog_gone</c>, as <see cref="Gone"/>) and from the failure groups,
+    /// and, after the day's rollup partitions are emptied (<see cref="Empty"/>), the kept rows' day rollups (as <see cref="Reset"/>).
+    /// </summary>
+    internal static readonly string GoneOfAggregates = $$"""
+        CREATE TEMP TABLE joblog_gone ON COMMIT DROP AS
+            SELECT "State", "Name", "IsInternal", SUM(n)::bigint AS n FROM (
+                SELECT "State", "Name", "IsInternal", "Count" AS n FROM {{THD}} WHERE {{Key}} = {0}
+                UNION ALL SELECT "State", "Name", "IsInternal", "Count" FROM {{TD}} WHERE {{Key}} = {0} AND "Minute" = '-infinity'
+                UNION ALL SELECT "State", "Name", "IsInternal", -"Count" FROM joblog_keep_agg WHERE "Kind" = 't') x
+            GROUP BY 1, 2, 3 HAVING SUM(n) <> 0;
+        INSERT INTO "{{LedgerRollups.Counts}}" AS c ("State", "Name", "IsInternal", "Count")
+            SELECT "State", "Name", "IsInternal", -n FROM joblog_gone ORDER BY 1, 2, 3
+            ON CONFLICT ("State", "Name", "IsInternal") DO UPDATE SET "Count" = c."Count" + excluded."Count";
+        {{FailureGroupRollup.PostgresDropDayOf("SELECT \"State\", \"Name\", \"IsInternal\", \"Count\" FROM joblog_keep_agg WHERE \"Kind\" = 'f'")}}
+        """;
+
+    /// <summary>The kept rows' day rollups from their aggregates (<see cref="GoneOfAggregates"/>), as <see cref="Reset"/> makes them from the rows.</summary>
+    internal static readonly string ResetOfAggregates = $$"""
+        DELETE FROM {{THD}} WHERE {{Key}} = {0};
+        DELETE FROM {{RDH}} WHERE {{Key}} = {0};
+        INSERT INTO {{TD}} ({{TaskKey}}, "Count")
+            SELECT {{Key}}, "Minute", "State", "Name", "IsInternal", "Count" FROM joblog_keep_agg WHERE "Kind" = 't';
+        INSERT INTO {{THD}} ({{HourKey}}, "Count")
+            SELECT {{Key}}, {{HourOfMinute}}, "State", "Name", "IsInternal", SUM("Count") FROM joblog_keep_agg WHERE "Kind" = 't' AND "Minute" > '-infinity' GROUP BY 1, 2, 3, 4, 5;
+        INSERT INTO {{RD}} ({{Key}}, "Minute", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
+            SELECT {{Key}}, "Minute", "Name", "Count", "Total", "Max" FROM joblog_keep_agg WHERE "Kind" = 'r';
+        INSERT INTO {{RDH}} ({{Key}}, "Hour", "Name", "Runs", "TotalMilliseconds", "MaxMilliseconds")
+            SELECT {{Key}}, {{HourOfMinute}}, "Name", SUM("Count"), SUM("Total"), MAX("Max") FROM joblog_keep_agg WHERE "Kind" = 'r' GROUP BY 1, 2, 3;
+        """;
+
+    /// <summary>
     /// What the drop of day <c>{0}</c> takes from the counts (state x name), from the day rollups less the kept rows
     /// (<c>joblog_keep_tasks</c>): <c>joblog_gone</c> (State, Name, IsInternal, n), a few hundred rows. The minute rollups
     /// need nothing: they are views over the day rollups (<see cref="MinuteViews"/>), and the day's rows go with

@@ -165,11 +165,37 @@ internal static partial class LedgerPartitioning
     }
 
     /// <summary>
+    /// Before the day's lock, after <see cref="TrimBuilt"/> and in its transaction: the built rows' aggregates
+    /// (<see cref="DayRollups.KeptAggregates"/>, a few hundred rows) stored as <c>"Aggregates"</c> in the build's mark (the
+    /// comment on its table of notes), for the lock to read instead of the built rows when nothing was noted since
+    /// (<see cref="FinishBuilt"/>). The table of notes is locked first (<c>SHARE UPDATE EXCLUSIVE</c>: the writers' notes pass;
+    /// another drop's trim of the same build waits), so the last mark written is of the built rows as they are. Nothing is
+    /// stored when a note is there already: the lock reads the rows then.
+    /// </summary>
+    private static string AggregateBuilt(KeptBuild build, string tasks)
+    {
+        var versions = "'" + Q(build.Versions) + "'";
+        return $"""
+            LOCK TABLE {Q(build.Versions)} IN SHARE UPDATE EXCLUSIVE MODE;
+            DO $joblog_aggregate$ BEGIN IF NOT EXISTS (SELECT 1 FROM {Q(build.Versions)}) THEN
+            EXECUTE format('COMMENT ON TABLE %s IS %L', {versions}, (obj_description(to_regclass({versions}), 'pg_class')::jsonb
+                || jsonb_build_object('Aggregates', (SELECT coalesce(jsonb_agg(a), '[]'::jsonb) FROM ({DayRollups.KeptAggregates(Q(build.Tasks), Q(build.Runs), tasks)}) a)))::text);
+            END IF; END $joblog_aggregate$;
+            """;
+    }
+
+    /// <summary>
     /// Under the day's lock, before the counts: brings the built tables to what the drop keeps now. Every task noted since
     /// the build began goes, with its runs and search text, and the noted tasks the drop keeps are read again from the day,
     /// by their ids, with theirs (the built tasks past the drop's cutoffs went before the lock, <see cref="TrimBuilt"/>). Its
     /// cost follows what was written into the day since the build, not the day's size or its kept rows.
     /// </summary>
+    /// <para>
+    /// Then it makes the built rows' aggregates (<c>joblog_keep_agg</c>, <see cref="DayRollups.KeptAggregates"/>), which the
+    /// counts, the failure groups and the day rollups take under the lock: read from the build's mark
+    /// (<see cref="AggregateBuilt"/>) when nothing was noted since the build began (the day's rows and so the built ones as
+    /// they were when the mark was made), else made from the built rows once they are finished.
+    /// </para>
     private static string FinishBuilt(KeptBuild build, string tasks, string runs, string keep)
     {
         var (b, r) = (Q(build.Tasks), Q(build.Runs));
@@ -182,7 +208,10 @@ internal static partial class LedgerPartitioning
         // statements the finish cost 8 round trips under the lock at every drop (the lock 603 against 372 ms at the median,
         // load 60-90, docs/scale.md "Session 36 (scale)").
         return $"""
-            DO $joblog_finish$ BEGIN IF EXISTS (SELECT 1 FROM {Q(build.Versions)}) THEN
+            DO $joblog_finish$ DECLARE aggregates jsonb; BEGIN
+            aggregates := obj_description(to_regclass('{Q(build.Versions)}'), 'pg_class')::jsonb -> 'Aggregates';
+            IF EXISTS (SELECT 1 FROM {Q(build.Versions)}) THEN
+            aggregates := NULL;
             CREATE TEMP TABLE joblog_noted ON COMMIT DROP AS SELECT DISTINCT "Id" FROM {Q(build.Versions)};
             DELETE FROM {r} x USING joblog_noted u WHERE x."TaskId" = u."Id";
             {textDelete}
@@ -190,7 +219,13 @@ internal static partial class LedgerPartitioning
             INSERT INTO {b} SELECT t.* FROM {tasks} t WHERE t."Id" IN (SELECT "Id" FROM joblog_noted) AND {keep};
             INSERT INTO {r} SELECT x.* FROM {runs} x WHERE x."TaskId" IN (SELECT n."Id" FROM joblog_noted n JOIN {b} k ON k."Id" = n."Id");
             {textInsert}
-            END IF; END $joblog_finish$;
+            END IF;
+            IF aggregates IS NULL THEN
+            CREATE TEMP TABLE joblog_keep_agg ON COMMIT DROP AS {DayRollups.KeptAggregates(b, r, tasks)};
+            ELSE
+            CREATE TEMP TABLE joblog_keep_agg ON COMMIT DROP AS SELECT * FROM jsonb_to_recordset(aggregates) AS a({DayRollups.KeptAggregatesColumns});
+            END IF;
+            END $joblog_finish$;
 
             """;
     }

@@ -331,7 +331,7 @@ internal static partial class LedgerPartitioning
                 try
                 {
                     await using var trim = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-                    await ExecAsync(connection, TrimBuilt(build, keep), cancellationToken).ConfigureAwait(false);
+                    await ExecAsync(connection, TrimBuilt(build, keep) + AggregateBuilt(build, tasks), cancellationToken).ConfigureAwait(false);
                     await trim.CommitAsync(cancellationToken).ConfigureAwait(false);
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
@@ -380,24 +380,27 @@ internal static partial class LedgerPartitioning
 
                 // The built rows are read where they are (views, dropped before the commit), not copied under the lock; first
                 // the rows noted since the build, and those past this drop's cutoffs, are brought up to date (FinishBuilt).
+                // With a build, the counts, the failure groups and the day rollups take the built rows' aggregates (a few hundred
+                // rows), made before the lock when nothing was noted since (FinishBuilt): under it, the six scans of the built
+                // rows they replace took 0.18-0.91 s of a 2 M day at load 11-18 (docs/scale.md "Session 38 (retention)").
                 var sql = build is not null
                     ? FinishBuilt(build, tasks, Q(runs), keep) + $"""
-                        CREATE TEMP VIEW joblog_keep_tasks AS SELECT * FROM {Q(build.Tasks)};
-                        CREATE TEMP VIEW joblog_keep_runs AS SELECT * FROM {Q(build.Runs)};
+
+                        {string.Format(CultureInfo.InvariantCulture, DayRollups.GoneOfAggregates, day)}
+                        SELECT coalesce(SUM(n) FILTER (WHERE "State" = {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone
+                        UNION ALL SELECT coalesce(SUM(n) FILTER (WHERE "State" <> {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone
+                        UNION ALL SELECT coalesce(SUM("Count"), 0)::bigint FROM joblog_keep_agg WHERE "Kind" = 't';
                         """
                     : $"""
                         CREATE TEMP TABLE joblog_keep_tasks ON COMMIT DROP AS SELECT * FROM {tasks} t WHERE {keep};
                         CREATE TEMP TABLE joblog_keep_runs ON COMMIT DROP AS SELECT * FROM {Q(LedgerModel.Runs)} r WHERE FALSE;
                         {(state.Runs ? $"INSERT INTO joblog_keep_runs SELECT r.* FROM joblog_keep_tasks k CROSS JOIN LATERAL (SELECT * FROM {Q(runs)} x WHERE x.\"TaskId\" = k.\"Id\") r;" : "")}
+                        {string.Format(CultureInfo.InvariantCulture, DayRollups.Gone, day)}
+                        {string.Format(CultureInfo.InvariantCulture, FailureGroupRollup.PostgresDropDay, tasks)}
+                        SELECT coalesce(SUM(n) FILTER (WHERE "State" = {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone
+                        UNION ALL SELECT coalesce(SUM(n) FILTER (WHERE "State" <> {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone
+                        UNION ALL SELECT COUNT(*) FROM joblog_keep_tasks;
                         """;
-                sql += $"""
-
-                    {string.Format(CultureInfo.InvariantCulture, DayRollups.Gone, day)}
-                    {string.Format(CultureInfo.InvariantCulture, FailureGroupRollup.PostgresDropDay, tasks)}
-                    SELECT coalesce(SUM(n) FILTER (WHERE "State" = {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone
-                    UNION ALL SELECT coalesce(SUM(n) FILTER (WHERE "State" <> {(int)TaskState.Succeeded}), 0)::bigint FROM joblog_gone
-                    UNION ALL SELECT COUNT(*) FROM joblog_keep_tasks;
-                    """;
                 string Drop(bool keeps)
                 {
                     // The search's side table (PostgreSqlSearch): its day partition dropped with the tasks' (the kept tasks' text
@@ -412,8 +415,7 @@ internal static partial class LedgerPartitioning
                         {Detach(LedgerModel.Tasks, LedgerModel.Tasks + "_" + PartitionDay.Suffix(day), day)}
                         {kept}
                         {DayRollups.Empty(day, state.RollupPartitions, drop: !keeps)}
-                        {string.Format(CultureInfo.InvariantCulture, DayRollups.Reset, day)}
-                        {(build is not null ? "DROP VIEW joblog_keep_tasks, joblog_keep_runs;" : "")}
+                        {string.Format(CultureInfo.InvariantCulture, build is not null ? DayRollups.ResetOfAggregates : DayRollups.Reset, day)}
                         """;
                 }
 

@@ -1,5 +1,6 @@
 ﻿using System.Text.Json;
 using JobLog.Maintenance;
+using JobLog.Querying;
 using JobLog.Recording;
 using JobLog.Retention;
 using JobLog.Storage;
@@ -713,6 +714,150 @@ public class LedgerPartitioningTests
         Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero, "no built table left");
         Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_trigger WHERE tgname ~ '_v[0-9]{8}_'"), Is.Zero, "no trigger left");
         await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
+    public async Task Retention_KeptRowsBuiltAhead_NothingNotedSince_TheLockTakesTheAggregatesMadeBeforeIt_AsExactAsTheRows()
+    {
+        // Nothing written into the day between the build ahead and the drop (most days past their retention): the built rows'
+        // aggregates (counts, failure groups, day rollups) are made before the lock, after the trim to the drop's cutoffs, and
+        // the lock takes them instead of reading the built rows (docs/scale.md "Session 38 (retention)"). Exact as the rows: a
+        // failure past the drop's failure cutoff goes (its groups lose it), one ended after it stays with its runs, a success
+        // kept by the build's cutoff and not by the drop's is trimmed, one ended after the drop's cutoff stays.
+        var (host, connection, old, day, ids) = await OldDayWithLateRowsAsync();
+        await using var owned = connection;
+        var suffix = PartitionDay.Suffix(day)[1..];
+        Assert.That(await ScalarAsync<string>(connection, OpenFailureGroupsFromRows), Does.Contain("0:E1:False=2"), "both failures of the day counted in their group");
+
+        var built = await LedgerPartitioning.BuildAheadAsync(connection, T0.AddDays(-30), TimeSpan.Zero, TimeSpan.FromDays(60), TimeSpan.Zero, CancellationToken.None);
+        Assert.That(built, Is.EqualTo(new[] { day }));
+        var marked = "";
+        var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-35), CancellationToken.None,
+            built: async _ => marked = await ScalarAsync<string>(connection,
+                $"SELECT coalesce(string_agg(a->>'Kind', '' ORDER BY a->>'Kind'), 'none') FROM pg_class c, jsonb_array_elements(obj_description(c.oid, 'pg_class')::jsonb -> 'Aggregates') a " +
+                $"WHERE c.relname ~ '^{LedgerModel.Tasks}_v{suffix}_'"));
+
+        Assert.That(marked, Is.EqualTo("fffrrttt"),
+            "before the lock, the aggregates of the trimmed build: its three tasks' keys, their two runs' minutes, the failure groups' three losses");
+        Assert.That((drop.Days, drop.Ahead, drop.Rebuilt, drop.Kept, drop.Failed), Is.EqualTo((2, 1, 0, 3, 1)), "the build adopted; the early failure gone");
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { ids.Unfinished, ids.LateFailure, ids.LateSuccess }),
+            "the unfinished task, the failure ended after the failure cutoff and the success ended after the success cutoff kept");
+        Assert.That(tasks.Single(t => t.Id == ids.LateFailure).Runs.Select(r => r.ErrorMessage), Is.EqualTo(new[] { "late decline" }));
+        foreach (var id in new[] { ids.Unfinished, ids.LateFailure, ids.LateSuccess })
+        {
+            Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, id), Is.EqualTo(LedgerModel.Tasks + "_k" + suffix));
+        }
+
+        Assert.That(await ScalarAsync<string>(connection, OpenFailureGroupsFromRows), Is.EqualTo("0:E1:False=1,1:Invoice:False=1,2:orders:False=1"),
+            "the late failure alone open in its groups");
+        Assert.That(await ScalarAsync<string>(connection, OpenFailureGroupsCounted), Is.EqualTo(await ScalarAsync<string>(connection, OpenFailureGroupsFromRows)),
+            "the failure groups' counts equal the open failures' groups");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero, "no built table left");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_description WHERE description LIKE '%Aggregates%'"), Is.Zero, "no mark left");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
+    public async Task Retention_KeptRowsBuiltAhead_ChangedAfterTheirAggregatesWereMade_TheLockReadsTheRowsAgain()
+    {
+        // The aggregates are made before the lock; a write into the day after them (a kept failure retried and succeeding, a
+        // failure of the day restored, a success of the day failing) is noted, and the lock then makes them from the finished
+        // built rows: the rollups, counts and failure groups are those of the rows it keeps now.
+        var (host, connection, old, day, ids) = await OldDayWithLateRowsAsync();
+        await using var owned = connection;
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var restored = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(7)));
+        recorder.Enqueue(new TaskDispatched(Task(restored, "Invoice", old.AddMinutes(7))));
+        recorder.Enqueue(new RunFinished(Start(recorder, restored, "Invoice", T0.AddDays(-20).AddHours(2)), restored, TaskRunState.Failed,
+            T0.AddDays(-20).AddHours(2).AddSeconds(3), "restored decline", null, null));
+        await host.FlushAsync();
+        await ScalarAsync<int>(connection, $"""
+            UPDATE "{LedgerModel.Tasks}" SET "{FailureGroupColumns.Exception}" = 'E1' WHERE "Id" = '{restored}';
+            CREATE TEMP TABLE saved_tasks AS SELECT * FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
+            CREATE TEMP TABLE saved_runs AS SELECT * FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
+            DELETE FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
+            DELETE FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
+            SELECT 1
+            """);
+        var suffix = PartitionDay.Suffix(day)[1..];
+
+        var built = await LedgerPartitioning.BuildAheadAsync(connection, T0.AddDays(-30), TimeSpan.Zero, TimeSpan.FromDays(60), TimeSpan.Zero, CancellationToken.None);
+        Assert.That(built, Is.EqualTo(new[] { day }));
+        var marked = false;
+        var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-35), CancellationToken.None,
+            built: async _ =>
+            {
+                marked = await ScalarAsync<bool>(connection,
+                    $"SELECT EXISTS (SELECT 1 FROM pg_class c WHERE c.relname ~ '^{LedgerModel.Tasks}_v{suffix}_' AND obj_description(c.oid, 'pg_class')::jsonb ? 'Aggregates')");
+                recorder.Enqueue(new RunFinished(Start(recorder, ids.LateFailure, "Invoice", T0.AddDays(-19)), ids.LateFailure, TaskRunState.Succeeded,
+                    T0.AddDays(-19).AddSeconds(2), null, null, null));
+                recorder.Enqueue(new RunFinished(Start(recorder, ids.Success, "Invoice", T0.AddDays(-18)), ids.Success, TaskRunState.Failed,
+                    T0.AddDays(-18).AddSeconds(4), "out of stock", null, null));
+                await host.FlushAsync();
+                await ScalarAsync<int>(connection, $"""
+                    INSERT INTO "{LedgerModel.Tasks}" SELECT * FROM saved_tasks;
+                    INSERT INTO "{LedgerModel.Runs}" SELECT * FROM saved_runs;
+                    SELECT 1
+                    """);
+            });
+
+        Assert.That(marked, Is.True, "the aggregates were made before the lock");
+        Assert.That((drop.Days, drop.Ahead, drop.Rebuilt, drop.Kept), Is.EqualTo((2, 1, 0, 5)), "the build adopted and finished under the lock");
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { ids.Unfinished, ids.LateFailure, ids.LateSuccess, ids.Success, restored }),
+            "the retried failure (now a late success), the success that failed since and the restored failure kept with the others");
+        Assert.That(tasks.Single(t => t.Id == ids.LateFailure).State, Is.EqualTo(TaskState.Succeeded));
+        Assert.That(tasks.Single(t => t.Id == ids.LateFailure).Runs, Has.Count.EqualTo(2));
+        Assert.That(tasks.Single(t => t.Id == restored).Runs.Select(r => r.ErrorMessage), Is.EqualTo(new[] { "restored decline" }));
+        Assert.That(await ScalarAsync<string>(connection, OpenFailureGroupsFromRows), Is.EqualTo("0:E1:False=1"), "the restored failure alone open in a group");
+        Assert.That(await ScalarAsync<string>(connection, OpenFailureGroupsCounted), Is.EqualTo("0:E1:False=1"), "the failure groups' counts equal the open failures' groups");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero, "no built table left");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    /// <summary>The open failures' groups counted from the rows: grouping:id:internal=count, in order.</summary>
+    private static readonly string OpenFailureGroupsFromRows = $"""
+        SELECT coalesce(string_agg(x, ',' ORDER BY x), '') FROM (
+            SELECT g.b || ':' || g.id || ':' || (CASE WHEN t."IsInternal" THEN 'True' ELSE 'False' END) || '=' || count(*) AS x FROM "{LedgerModel.Tasks}" t
+            CROSS JOIN LATERAL (VALUES (0, t."{FailureGroupColumns.Exception}"), (1, t."{FailureGroupColumns.Type}"), (2, t."{FailureGroupColumns.Queue}")) g(b, id)
+            WHERE t."State" = 4 AND t."Resolution" IS NULL AND g.id IS NOT NULL GROUP BY g.b, g.id, t."IsInternal") s
+        """;
+
+    /// <summary>The failure groups' counts (<c>JobLogFailureGroups</c>), as <see cref="OpenFailureGroupsFromRows"/>.</summary>
+    private static readonly string OpenFailureGroupsCounted = $"""
+        SELECT coalesce(string_agg(x, ',' ORDER BY x), '') FROM (
+            SELECT "Grouping" || ':' || "GroupId" || ':' || (CASE WHEN "IsInternal" THEN 'True' ELSE 'False' END) || '=' || "Count" AS x FROM "JobLogFailureGroups" WHERE "Count" <> 0) s
+        """;
+
+    /// <summary>
+    /// <see cref="OldDayAsync"/>'s day (its failure ends on the day, before the failure cutoff T0 - 35 d) with: a failure of the
+    /// day that ended at T0 - 20 d (kept), a success that ended at T0 - 38 d (after the day, before the success cutoff T0 - 30 d:
+    /// built ahead, then trimmed) and one at T0 - 25 d (kept); both failures grouped (exception E1, type, queue).
+    /// </summary>
+    private async Task<(LedgerHost Host, NpgsqlConnection Connection, DateTime Old, int Day, (Guid Success, Guid Failure, Guid Unfinished, Guid LateFailure, Guid TrimmedSuccess, Guid LateSuccess) Ids)>
+        OldDayWithLateRowsAsync()
+    {
+        var (host, connection, old, (success, failure, unfinished)) = await OldDayAsync();
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var lateFailure = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(3)));
+        var trimmed = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(4)));
+        var lateSuccess = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(5)));
+        foreach (var (id, minutes) in new[] { (lateFailure, 3), (trimmed, 4), (lateSuccess, 5) })
+        {
+            recorder.Enqueue(new TaskDispatched(Task(id, "Invoice", old.AddMinutes(minutes))));
+        }
+
+        recorder.Enqueue(new RunFinished(Start(recorder, lateFailure, "Invoice", T0.AddDays(-20)), lateFailure, TaskRunState.Failed, T0.AddDays(-20).AddSeconds(7), "late decline", null, null));
+        recorder.Enqueue(new RunFinished(Start(recorder, trimmed, "Invoice", T0.AddDays(-38)), trimmed, TaskRunState.Succeeded, T0.AddDays(-38).AddSeconds(1), null, null, null));
+        recorder.Enqueue(new RunFinished(Start(recorder, lateSuccess, "Invoice", T0.AddDays(-25).AddHours(3)), lateSuccess, TaskRunState.Succeeded, T0.AddDays(-25).AddHours(3).AddSeconds(9), null, null, null));
+        await host.FlushAsync();
+        await ScalarAsync<int>(connection, $"""
+            UPDATE "{LedgerModel.Tasks}" SET "{FailureGroupColumns.Exception}" = 'E1', "{FailureGroupColumns.Type}" = 'Invoice', "{FailureGroupColumns.Queue}" = 'orders'
+                WHERE "Id" IN ('{failure}', '{lateFailure}');
+            SELECT 1
+            """);
+        return (host, connection, old, PartitionDay.Of(old), (success, failure, unfinished, lateFailure, trimmed, lateSuccess));
     }
 
     [Test]
