@@ -165,19 +165,22 @@ internal static partial class LedgerPartitioning
     }
 
     /// <summary>
-    /// Before the day's lock, after <see cref="TrimBuilt"/> and in its transaction: the built rows' aggregates
-    /// (<see cref="DayRollups.KeptAggregates"/>, a few hundred rows) stored as <c>"Aggregates"</c> in the build's mark (the
-    /// comment on its table of notes), for the lock to read instead of the built rows when nothing was noted since
-    /// (<see cref="FinishBuilt"/>). The table of notes is locked first (<c>SHARE UPDATE EXCLUSIVE</c>: the writers' notes pass;
-    /// another drop's trim of the same build waits), so the last mark written is of the built rows as they are. Nothing is
-    /// stored when a note is there already: the lock reads the rows then.
+    /// The built rows' aggregates (<see cref="DayRollups.KeptAggregates"/>, a few hundred rows) stored as <c>"Aggregates"</c>
+    /// in the build's mark (the comment on its table of notes), for the lock to read instead of the built rows when nothing was
+    /// noted since (<see cref="FinishBuilt"/>): made by the build ahead with its mark (the partition pass's, outside the drop),
+    /// and made again before the day's lock, after <see cref="TrimBuilt"/> and in its transaction (<paramref name="trimmed"/>),
+    /// where the trim removed rows (the drop's cutoffs later than the build's) or the mark has none. The table of notes is
+    /// locked first (<c>SHARE UPDATE EXCLUSIVE</c>: the writers' notes pass; another drop's trim of the same build waits), so
+    /// the last mark written is of the built rows as they are. Nothing is made when a note is there already: the lock reads
+    /// the rows then.
     /// </summary>
-    private static string AggregateBuilt(KeptBuild build, string tasks)
+    private static string AggregateBuilt(KeptBuild build, string tasks, bool trimmed)
     {
         var versions = "'" + Q(build.Versions) + "'";
+        var again = trimmed ? $" AND (EXISTS (SELECT 1 FROM joblog_unkept) OR obj_description(to_regclass({versions}), 'pg_class')::jsonb -> 'Aggregates' IS NULL)" : "";
         return $"""
             LOCK TABLE {Q(build.Versions)} IN SHARE UPDATE EXCLUSIVE MODE;
-            DO $joblog_aggregate$ BEGIN IF NOT EXISTS (SELECT 1 FROM {Q(build.Versions)}) THEN
+            DO $joblog_aggregate$ BEGIN IF NOT EXISTS (SELECT 1 FROM {Q(build.Versions)}){again} THEN
             EXECUTE format('COMMENT ON TABLE %s IS %L', {versions}, (obj_description(to_regclass({versions}), 'pg_class')::jsonb
                 || jsonb_build_object('Aggregates', (SELECT coalesce(jsonb_agg(a), '[]'::jsonb) FROM ({DayRollups.KeptAggregates(Q(build.Tasks), Q(build.Runs), tasks)}) a)))::text);
             END IF; END $joblog_aggregate$;
@@ -338,7 +341,7 @@ internal static partial class LedgerPartitioning
             if (ahead is not null)
             {
                 // Complete with its indexes: a drop may adopt it (ReadyBuildsAsync); one stopped before this is abandoned.
-                sql += $"COMMENT ON TABLE {versions} IS '{build.ToJson().Replace("'", "''", StringComparison.Ordinal)}';\n";
+                sql += $"COMMENT ON TABLE {versions} IS '{build.ToJson().Replace("'", "''", StringComparison.Ordinal)}';\n" + AggregateBuilt(build, tasks, trimmed: false);
             }
 
             await using var indexes = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);

@@ -331,7 +331,7 @@ internal static partial class LedgerPartitioning
                 try
                 {
                     await using var trim = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-                    await ExecAsync(connection, TrimBuilt(build, keep) + AggregateBuilt(build, tasks), cancellationToken).ConfigureAwait(false);
+                    await ExecAsync(connection, TrimBuilt(build, keep) + AggregateBuilt(build, tasks, trimmed: true), cancellationToken).ConfigureAwait(false);
                     await trim.CommitAsync(cancellationToken).ConfigureAwait(false);
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)

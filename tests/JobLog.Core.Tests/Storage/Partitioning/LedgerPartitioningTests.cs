@@ -731,14 +731,14 @@ public class LedgerPartitioningTests
 
         var built = await LedgerPartitioning.BuildAheadAsync(connection, T0.AddDays(-30), TimeSpan.Zero, TimeSpan.FromDays(60), TimeSpan.Zero, CancellationToken.None);
         Assert.That(built, Is.EqualTo(new[] { day }));
+        Assert.That(await ScalarAsync<string>(connection, MarkedKinds(suffix)), Is.EqualTo("rrrrttttt"),
+            "the build ahead's aggregates, with its mark: five tasks' keys and four runs' minutes (both failures kept: no group loses one)");
         var marked = "";
         var drop = await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-35), CancellationToken.None,
-            built: async _ => marked = await ScalarAsync<string>(connection,
-                $"SELECT coalesce(string_agg(a->>'Kind', '' ORDER BY a->>'Kind'), 'none') FROM pg_class c, jsonb_array_elements(obj_description(c.oid, 'pg_class')::jsonb -> 'Aggregates') a " +
-                $"WHERE c.relname ~ '^{LedgerModel.Tasks}_v{suffix}_'"));
+            built: async _ => marked = await ScalarAsync<string>(connection, MarkedKinds(suffix)));
 
         Assert.That(marked, Is.EqualTo("fffrrttt"),
-            "before the lock, the aggregates of the trimmed build: its three tasks' keys, their two runs' minutes, the failure groups' three losses");
+            "before the lock, the aggregates made again after the trim: its three tasks' keys, their two runs' minutes, the failure groups' three losses");
         Assert.That((drop.Days, drop.Ahead, drop.Rebuilt, drop.Kept, drop.Failed), Is.EqualTo((2, 1, 0, 3, 1)), "the build adopted; the early failure gone");
         var tasks = await host.TasksAsync();
         Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { ids.Unfinished, ids.LateFailure, ids.LateSuccess }),
@@ -815,6 +815,36 @@ public class LedgerPartitioningTests
         Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero, "no built table left");
         await AssertRollupsEqualCountsAsync(host, "after the drop");
     }
+
+    [Test]
+    public async Task Retention_KeptRowsBuiltAhead_ADropWithTheBuildsCutoffs_TakesTheBuildsAggregates_AsExactAsTheRows()
+    {
+        // The drop's cutoffs are the build's (the trim removes nothing): the aggregates the build ahead made with its mark are
+        // those the lock takes.
+        var (host, connection, old, day, ids) = await OldDayWithLateRowsAsync();
+        await using var owned = connection;
+        var suffix = PartitionDay.Suffix(day)[1..];
+        var built = await LedgerPartitioning.BuildAheadAsync(connection, T0.AddDays(-30), TimeSpan.Zero, TimeSpan.FromDays(60), TimeSpan.Zero, CancellationToken.None);
+        Assert.That(built, Is.EqualTo(new[] { day }));
+        var dayEnd = PartitionDay.Start(day + 1);
+        var marked = "";
+        var drop = await LedgerPartitioning.DropExpiredAsync(connection, dayEnd, dayEnd.AddDays(-60), CancellationToken.None,
+            built: async _ => marked = await ScalarAsync<string>(connection, MarkedKinds(suffix)));
+
+        Assert.That(marked, Is.EqualTo("rrrrttttt"), "the build's aggregates, kept through a trim that removed nothing");
+        Assert.That((drop.Days, drop.Ahead, drop.Rebuilt, drop.Kept, drop.Succeeded), Is.EqualTo((1, 1, 0, 5, 1)), "the build adopted; the success ended on its day gone");
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { ids.Failure, ids.Unfinished, ids.LateFailure, ids.TrimmedSuccess, ids.LateSuccess }));
+        Assert.That(await ScalarAsync<string>(connection, OpenFailureGroupsCounted), Is.EqualTo("0:E1:False=2,1:Invoice:False=2,2:orders:False=2"),
+            "both failures kept in their groups");
+        Assert.That(await ScalarAsync<string>(connection, OpenFailureGroupsFromRows), Is.EqualTo(await ScalarAsync<string>(connection, OpenFailureGroupsCounted)));
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    /// <summary>The kinds of the aggregates in the mark of the day's build (<c>suffix</c>: yyyyMMdd), in order; <c>none</c> without.</summary>
+    private static string MarkedKinds(string suffix) =>
+        $"SELECT coalesce(string_agg(a->>'Kind', '' ORDER BY a->>'Kind'), 'none') FROM pg_class c, jsonb_array_elements(obj_description(c.oid, 'pg_class')::jsonb -> 'Aggregates') a " +
+        $"WHERE c.relname ~ '^{LedgerModel.Tasks}_v{suffix}_'";
 
     /// <summary>The open failures' groups counted from the rows: grouping:id:internal=count, in order.</summary>
     private static readonly string OpenFailureGroupsFromRows = $"""
