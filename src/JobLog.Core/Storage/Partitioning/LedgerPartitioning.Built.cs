@@ -192,13 +192,13 @@ internal static partial class LedgerPartitioning
     /// the build began goes, with its runs and search text, and the noted tasks the drop keeps are read again from the day,
     /// by their ids, with theirs (the built tasks past the drop's cutoffs went before the lock, <see cref="TrimBuilt"/>). Its
     /// cost follows what was written into the day since the build, not the day's size or its kept rows.
-    /// </summary>
     /// <para>
     /// Then it makes the built rows' aggregates (<c>joblog_keep_agg</c>, <see cref="DayRollups.KeptAggregates"/>), which the
     /// counts, the failure groups and the day rollups take under the lock: read from the build's mark
     /// (<see cref="AggregateBuilt"/>) when nothing was noted since the build began (the day's rows and so the built ones as
     /// they were when the mark was made), else made from the built rows once they are finished.
     /// </para>
+    /// </summary>
     private static string FinishBuilt(KeptBuild build, string tasks, string runs, string keep)
     {
         var (b, r) = (Q(build.Tasks), Q(build.Runs));

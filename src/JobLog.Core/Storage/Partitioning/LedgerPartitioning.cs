@@ -378,11 +378,11 @@ internal static partial class LedgerPartitioning
                     build = null;
                 }
 
-                // The built rows are read where they are (views, dropped before the commit), not copied under the lock; first
-                // the rows noted since the build, and those past this drop's cutoffs, are brought up to date (FinishBuilt).
-                // With a build, the counts, the failure groups and the day rollups take the built rows' aggregates (a few hundred
-                // rows), made before the lock when nothing was noted since (FinishBuilt): under it, the six scans of the built
-                // rows they replace took 0.18-0.91 s of a 2 M day at load 11-18 (docs/scale.md "Session 38 (retention)").
+                // With a build, the built rows are not copied under the lock: first the rows noted since the build are brought up
+                // to date (FinishBuilt; those past this drop's cutoffs went before the lock), then the counts, the failure groups
+                // and the day rollups take the built rows' aggregates (a few hundred rows), made before the lock when nothing was
+                // noted since: the six scans of the built rows they replace took 0.18-0.91 s of a 2 M day's lock at load 11-18
+                // (docs/scale.md "Session 37 (scale)", "Session 38 (retention)").
                 var sql = build is not null
                     ? FinishBuilt(build, tasks, Q(runs), keep) + $"""
 
