@@ -38,7 +38,7 @@ internal sealed class BenchOptions
 
         throughput options:
           --messages N       messages per measured run (default 20000)
-          --warmup N         messages published and consumed before each measured run (default 2000)
+          --warmup N         messages published and consumed before each measured run (default 20000)
           --warm-rounds N    discarded (off, on) pairs before each path's measured rounds (default 1)
           --rounds N         on/off pairs per path (default 3)
           --window N         publishes in flight (Task.WhenAll windows, default 1000)
@@ -131,7 +131,13 @@ internal sealed class BenchOptions
 
     public int Messages { get; private set; } = 20_000;
 
-    public int Warmup { get; private set; } = 2_000;
+    /// <summary>
+    /// Throughput: messages before each measured run. 20,000 since session 38 (2,000 before): the writer's per-batch code
+    /// runs once a commit (~1,000 records), so a warm-up of ~4 commits left it to tier up inside the measured run and
+    /// charged that JIT to the messages (the on side compiled 216–391 methods in its measured run after 2,000, 66–125
+    /// after 20,000; the JIT thread's wall time 19–83 against 8–12 µs/msg, docs/benchmarks.md "Session 38 (lead)").
+    /// </summary>
+    public int Warmup { get; private set; } = 20_000;
 
     /// <summary>Stall mode: keep the spool on (the overflow goes to disk and is replayed).</summary>
     public bool Spool { get; private set; }
