@@ -289,6 +289,73 @@ public class TaskLogSweeperTests(LedgerProvider provider)
     }
 
     [Test]
+    public async Task Sweep_BatchesOfExpiredAndHealedTasks_KeepTheRollupsAndFailureGroupsEqualToTheCounts()
+    {
+        // 30 tasks over two names, two kinds and four hours, each ACTIVE with an ACTIVE run; a third of them with that run
+        // finished by hand (a derivation another process missed: healed to FAILED or SUCCEEDED, at their own minute), the
+        // failed ones with a failure group stored; the rest expire at the sweep's minute. Batches of 7: five batches.
+        var tasks = new List<Guid>();
+        for (var i = 0; i < 30; i++)
+        {
+            var at = T0.AddMinutes(i * 7);
+            var name = i % 2 == 0 ? "Report" : "Invoice";
+            var id = Guid.NewGuid();
+            var task = new TaskPayload { Id = id, Name = name, DispatchedAt = at, EstimatedTimeOfFirstArrival = at, Stale = at.AddSeconds(30), IsInternal = i % 10 == 9 };
+            _recorder.Enqueue(new TaskDispatched(task));
+            _recorder.Enqueue(new RunStarted(new RunPayload { Id = Guid.NewGuid(), TaskId = id, Name = name, ConsumerType = "C", Start = at.AddSeconds(1) }, task, false));
+            tasks.Add(id);
+        }
+
+        await _host.FlushAsync();
+        var failed = tasks.Where((_, i) => i % 6 == 0).ToList();
+        var succeeded = tasks.Where((_, i) => i % 6 == 3).ToList();
+        await _host.QueryAsync(async db =>
+        {
+            foreach (var (ids, state) in new[] { (failed, 3), (succeeded, 2) })
+            {
+                foreach (var id in ids)
+                {
+                    await db.Database.ExecuteSqlAsync($"UPDATE \"JobLogTaskRuns\" SET \"State\" = {state}, \"Stop\" = \"Start\" WHERE \"TaskId\" = {id}");
+                    await db.Database.ExecuteSqlAsync($"UPDATE \"JobLogTasks\" SET \"FailureGroupException\" = {"g-" + state} WHERE \"Id\" = {id}");
+                }
+            }
+
+            return 0;
+        });
+        _clock.SetUtcNow(new DateTimeOffset(T0.AddHours(5).AddSeconds(17)));
+
+        var result = await Sweeper.SweepOnceAsync(CancellationToken.None);
+
+        Assert.That((result.Expired, result.Healed), Is.EqualTo((20, 10)));
+        if (provider == LedgerProvider.Sqlite)
+        {
+            Assert.That(Sweeper.BatchesWithoutRowTriggers, Is.EqualTo(5), "every SQLite batch without the rollups' per-row trigger");
+        }
+
+        var rows = await _host.QueryAsync(db => db.TaskLogs.AsNoTracking().ToListAsync());
+        Assert.That(rows.Count(t => t.State == TaskState.Failed), Is.EqualTo(5), "the test's own premise");
+        var counts = await _host.QueryAsync(db => db.Set<TaskStateCount>().AsNoTracking().ToListAsync());
+        Assert.That(counts.Where(c => c.Count != 0).Select(c => (c.State, c.Name, c.IsInternal, c.Count)),
+            Is.EquivalentTo(rows.GroupBy(t => (t.State, t.Name, t.IsInternal)).Select(g => (g.Key.State, g.Key.Name, g.Key.IsInternal, (long)g.Count()))), "per state and name");
+        var minutes = await _host.QueryAsync(db => db.Set<TaskMinuteCount>().AsNoTracking().ToListAsync());
+        Assert.That(minutes.Select(m => (m.Minute, m.State, m.Name, m.IsInternal, m.Count)),
+            Is.EquivalentTo(rows.Where(t => t.Stop is not null)
+                .GroupBy(t => (new DateTime(t.Stop!.Value.Ticks - (t.Stop.Value.Ticks % TimeSpan.TicksPerMinute), DateTimeKind.Utc), t.State, t.Name, t.IsInternal))
+                .Select(g => (g.Key.Item1, g.Key.State, g.Key.Name, g.Key.IsInternal, (long)g.Count()))), "per minute, no empty minute rows");
+        var hours = await _host.QueryAsync(db => db.Set<TaskHourCount>().AsNoTracking().ToListAsync());
+        Assert.That(hours.Select(h => (h.Hour, h.State, h.Name, h.IsInternal, h.Count)),
+            Is.EquivalentTo(rows.Where(t => t.Stop is not null)
+                .GroupBy(t => (new DateTime(t.Stop!.Value.Ticks - (t.Stop.Value.Ticks % TimeSpan.TicksPerHour), DateTimeKind.Utc), t.State, t.Name, t.IsInternal))
+                .Select(g => (g.Key.Item1, g.Key.State, g.Key.Name, g.Key.IsInternal, (long)g.Count()))), "per hour, no empty hour rows");
+        var groups = await _host.QueryAsync(db => db.Set<FailureGroupCount>().AsNoTracking().Where(g => g.Count != 0).ToListAsync());
+        var open = await _host.QueryAsync(db => db.TaskLogs.AsNoTracking().Where(t => t.State == TaskState.Failed && t.Resolution == null)
+            .Select(t => new { Group = EF.Property<string?>(t, JobLog.Querying.FailureGroupColumns.Exception), t.IsInternal }).ToListAsync());
+        Assert.That(groups.Select(g => (g.GroupId, g.IsInternal, g.Count)),
+            Is.EquivalentTo(open.Where(t => t.Group != null).GroupBy(t => (t.Group!, t.IsInternal)).Select(g => (g.Key.Item1, g.Key.IsInternal, (long)g.Count()))),
+            "the open failures per group");
+    }
+
+    [Test]
     public async Task Sweep_MoreTasksThanOneBatch_ExpiresAllOfThem()
     {
         var ids = Enumerable.Range(0, 30).Select(_ => Dispatch(T0.AddSeconds(1))).ToList();
