@@ -3,7 +3,6 @@ using JobLog.Internal;
 using JobLog.Storage;
 using JobLog.Storage.Partitioning;
 using JobLog.Storage.PostgreSql;
-using JobLog.Storage.Sqlite;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -36,9 +35,6 @@ internal sealed partial class TaskLogSweeper(
 {
     private readonly LedgerDatabase _database = contexts.Database;
     private int _started;
-
-    /// <summary>The SQLite batches that ran with the connection's triggers off (<see cref="SweepBatchAsync"/>; tests and the benchmark).</summary>
-    internal int BatchesWithoutRowTriggers { get; private set; }
 
     /// <summary>When the last sweep finished, and what it did (the dashboard shows it).</summary>
     public (DateTimeOffset At, SweepResult Result)? LastSweep { get; private set; }
@@ -112,16 +108,12 @@ internal sealed partial class TaskLogSweeper(
         await _database.RefreshStatisticsAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
         var postgres = executor.Connection is Npgsql.NpgsqlConnection;
         var partitioned = postgres && await LedgerPartitioning.IsPartitionedAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
-        // SQLite: the batches' tasks move their rollups set-based, not by the per-row trigger (SweepBatchAsync). Read after
-        // the last use of executor.Connection before the batches: that getter switches the triggers back on.
-        var connection = executor.Connection;
-        var triggers = (executor as SqliteExecutor)?.SweepTriggers;
-        var (claimed, first, last) = await SweepBatchAsync(connection, triggers, batchSize, partitioned, null, cancellationToken).ConfigureAwait(false);
+        var (claimed, first, last) = await SweepBatchAsync(executor.Connection, batchSize, partitioned, null, cancellationToken).ConfigureAwait(false);
         total = Add(total, first);
         if (claimed == batchSize)
         {
             var others = postgres ? options.Value.Sweeper.Parallelism - 1 : 0;
-            var workers = new List<Task<SweepResult>> { SweepBatchesAsync(connection, triggers, batchSize, partitioned, last, cancellationToken) };
+            var workers = new List<Task<SweepResult>> { SweepBatchesAsync(executor.Connection, batchSize, partitioned, last, cancellationToken) };
             for (var i = 0; i < others; i++)
             {
                 workers.Add(SweepOnOwnConnectionAsync(batchSize, partitioned, last, cancellationToken));
@@ -151,7 +143,7 @@ internal sealed partial class TaskLogSweeper(
     /// skipped as locked by a batch of another connection, which expires it or, rolled back, claims it again from its own
     /// bound; a task locked by a writer at its claim waits for the next sweep.
     /// </summary>
-    private async Task<SweepResult> SweepBatchesAsync(DbConnection connection, SqliteWriterTriggers? triggers, int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
+    private async Task<SweepResult> SweepBatchesAsync(DbConnection connection, int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         var total = new SweepResult(0, 0);
         var deadlocks = 0;
@@ -162,7 +154,7 @@ internal sealed partial class TaskLogSweeper(
             DateTime? last;
             try
             {
-                (claimed, result, last) = await SweepBatchAsync(connection, triggers, batchSize, partitioned, from, ct).ConfigureAwait(false);
+                (claimed, result, last) = await SweepBatchAsync(connection, batchSize, partitioned, from, ct).ConfigureAwait(false);
             }
             catch (Npgsql.PostgresException ex) when (ex.SqlState == Npgsql.PostgresErrorCodes.DeadlockDetected && ++deadlocks <= 3)
             {
@@ -182,7 +174,7 @@ internal sealed partial class TaskLogSweeper(
     private async Task<SweepResult> SweepOnOwnConnectionAsync(int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         await using var executor = await _database.OpenAsync(contexts.ConnectionString, ct, prepare: true, pooled: false).ConfigureAwait(false);
-        return await SweepBatchesAsync(executor.Connection, null, batchSize, partitioned, from, ct).ConfigureAwait(false);
+        return await SweepBatchesAsync(executor.Connection, batchSize, partitioned, from, ct).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -264,21 +256,12 @@ internal sealed partial class TaskLogSweeper(
 
     private const string R = "\"" + LedgerModel.Runs + "\"";
 
-    /// <remarks>
-    /// SQLite (<paramref name="triggers"/>): the batch runs with the connection's triggers off, as the writer's does
-    /// (<see cref="SqliteWriterTriggers"/>): the claimed tasks' rollup columns are captured before their update and moved in
-    /// one statement a rollup after it (<see cref="SqliteWriterTriggers.CountChanges"/>), where the rollups' UPDATE trigger
-    /// ran three upserts and two deletes for each expired task; the other triggers on the tasks and runs fire as TEMP
-    /// copies, as before. When the ledger has a trigger that is not JobLog's own, every trigger fires as before.
-    /// </remarks>
     private async Task<(int Claimed, SweepResult Result, DateTime? Last)> SweepBatchAsync(
-        DbConnection connection, SqliteWriterTriggers? triggers, int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
+        DbConnection connection, int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         var now = time.GetUtcNow().UtcDateTime;
         var started = time.GetTimestamp();
-        triggers?.Prepare();
         await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
-        triggers?.Begin();
 
         // 1. Claim a batch of stale, unfinished tasks, oldest deadline first (partitioned: with each one's partition day).
         var claimed = new List<(Guid Id, int Day)>(batchSize);
@@ -307,7 +290,6 @@ internal sealed partial class TaskLogSweeper(
         var days = claimed.Select(c => c.Day).Distinct().Order().Cast<object?>().ToArray();
         if (claimed.Count > 0)
         {
-            triggers?.Capture(claimed.Select(c => c.Id).ToList());
             var ids = _database.IdList(claimed.Select(c => c.Id).ToList());
             await using var sweep = partitioned
                 ? Command(connection, transaction, PartitionedSweepStatement(_database, days.Length), [ids, now, .. days])
@@ -333,13 +315,7 @@ internal sealed partial class TaskLogSweeper(
             await runs.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }
 
-        triggers?.Finish();
         await transaction.CommitAsync(ct).ConfigureAwait(false);
-        if (triggers is { Bypassing: true })
-        {
-            BatchesWithoutRowTriggers++;
-        }
-
         metrics.SweepBatchDuration.Record(time.GetElapsedTime(started).TotalSeconds);
         LogExpired(expired);
 

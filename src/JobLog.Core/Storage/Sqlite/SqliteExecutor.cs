@@ -58,13 +58,6 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>
-    /// The connection's trigger bypass for the sweeper's batches (<see cref="Sweeping.TaskLogSweeper"/>): the same as the
-    /// writer's (<see cref="SqliteWriterTriggers"/>), so that the tasks a batch expires move their rollups in one set-based
-    /// statement, not through the rollups' per-row UPDATE trigger. <see cref="Connection"/> switches the triggers back on.
-    /// </summary>
-    internal SqliteWriterTriggers SweepTriggers => _triggers ??= new SqliteWriterTriggers(connection.Handle!);
-
     /// <summary>How many tasks of the last batch were derived from the planner's derivation, without reading their runs (tests).</summary>
     internal int DerivedFromPlan { get; private set; }
 
