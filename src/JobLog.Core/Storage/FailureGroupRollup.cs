@@ -159,22 +159,17 @@ internal static class FailureGroupRollup
 
     /// <summary>Adds one statement's deltas (rows with <c>n</c>), each grouping's group counted, in key order so concurrent writers lock alike.</summary>
     private static string PostgresApply(string rows, bool dropEmpty) => $"""
-            WITH d AS (SELECT g.b, g.id, r."IsInternal", r.n FROM ({rows}) r CROSS JOIN LATERAL (VALUES (0, r.{E}), (1, r.{Y}), (2, r.{Q})) AS g(b, id) WHERE g.id IS NOT NULL)
+            WITH d AS (SELECT g.b, g.id, r."IsInternal", r.n FROM ({rows}) r CROSS JOIN LATERAL (VALUES {Groupings("r")}) AS g(b, id) WHERE g.id IS NOT NULL)
             INSERT INTO {F} AS f ({Key}, "Count")
             SELECT b, id, "IsInternal", SUM(n) FROM d GROUP BY 1, 2, 3 HAVING SUM(n) <> 0 ORDER BY 1, 2, 3
             ON CONFLICT ({Key}) DO UPDATE SET "Count" = f."Count" + excluded."Count";
             {(dropEmpty ? $"""
-            WITH d AS (SELECT g.b, g.id, r."IsInternal", r.n FROM ({rows}) r CROSS JOIN LATERAL (VALUES (0, r.{E}), (1, r.{Y}), (2, r.{Q})) AS g(b, id) WHERE g.id IS NOT NULL AND r.n < 0)
+            WITH d AS (SELECT g.b, g.id, r."IsInternal", r.n FROM ({rows}) r CROSS JOIN LATERAL (VALUES {Groupings("r")}) AS g(b, id) WHERE g.id IS NOT NULL AND r.n < 0)
             DELETE FROM {F} f USING (SELECT DISTINCT b, id, "IsInternal" FROM d) k
             WHERE f."Grouping" = k.b AND f."GroupId" = k.id AND f."IsInternal" = k."IsInternal" AND f."Count" = 0;
             """ : "")}
         """;
 
-    /// <summary>
-    /// A day partition's drop (a DETACH and DROP fire no trigger): its open failures leave the counts, and those kept in
-    /// the day's <c>_k</c> partition (<c>joblog_keep_tasks</c>, attached without a trigger either) come back. {0}: the
-    /// day's partition. Reads the day's open failures only (the grouping's partial index).
-    /// </summary>
     /// <summary>The grouped columns, in the order of <see cref="Groupings"/>.</summary>
     internal const string Columns = E + ", " + Y + ", " + Q;
 
@@ -191,6 +186,11 @@ internal static class FailureGroupRollup
         DELETE FROM {{F}} WHERE "Count" = 0;
         """;
 
+    /// <summary>
+    /// A day partition's drop (a DETACH and DROP fire no trigger): its open failures leave the counts, and those kept in
+    /// the day's <c>_k</c> partition (<c>joblog_keep_tasks</c>, attached without a trigger either) come back. {0}: the
+    /// day's partition. Reads the day's open failures only (the grouping's partial index).
+    /// </summary>
     internal const string PostgresDropDay = $$"""
         WITH d AS (
             SELECT g.b, g.id, r."IsInternal", r.n FROM (
