@@ -48,12 +48,23 @@ internal static class FailureGroupColumns
     /// <summary>
     /// <see cref="Fill"/> for a whole batch in one statement (PostgreSQL: arrays @p0 ids, @p1–@p3 groups, @p4 failure
     /// times). One UPDATE by id a row costs a plan over every day partition on a partitioned ledger: 9,000 rows took
-    /// 170 s at 1 M tasks, load 20–27.
+    /// 170 s at 1 M tasks, load 20–27. The rows are claimed first, in id order, skipping those another transaction holds
+    /// (a writer's or the sweeper's batch: filled by a later read), so the fill never waits on a task row while holding
+    /// others, which was a deadlock with a batch that wanted them (<c>FailureGroupFillLockTests</c>).
     /// </summary>
     public const string FillMany =
+        "WITH c AS (SELECT \"Id\" FROM " + T + " WHERE \"Id\" = ANY(@p0::uuid[]) ORDER BY \"Id\" FOR UPDATE SKIP LOCKED) " +
         "UPDATE " + T + " AS t SET \"" + Exception + "\" = u.e, \"" + Type + "\" = u.y, \"" + Queue + "\" = u.q, \"" + At + "\" = COALESCE(t.\"Stop\", t.\"DispatchedAt\") " +
-        "FROM unnest(@p0::uuid[], @p1::text[], @p2::text[], @p3::text[], @p4::timestamptz[]) AS u(id, e, y, q, a) " +
+        "FROM unnest(@p0::uuid[], @p1::text[], @p2::text[], @p3::text[], @p4::timestamptz[]) AS u(id, e, y, q, a) JOIN c ON c.\"Id\" = u.id " +
         "WHERE t.\"Id\" = u.id AND COALESCE(t.\"Stop\", t.\"DispatchedAt\") = u.a";
+
+    /// <summary>
+    /// The longest the fill waits for a lock (PostgreSQL, its transaction's <c>lock_timeout</c>): the group counts its
+    /// trigger updates, held by a writer's batch for its few milliseconds. Shorter than PostgreSQL's deadlock check
+    /// (<c>deadlock_timeout</c>, 1 s by default), so in a cycle with a batch it is the fill that gives up, never the
+    /// batch that is aborted.
+    /// </summary>
+    public const string FillLockTimeout = "SET LOCAL lock_timeout = '200ms'";
 
     /// <summary>
     /// The indexes (both databases; the migration <c>FailgroupFailureGroups</c> runs this SQL: a change to it is a new migration): per grouping, an open failure's group then its failure time, newest first, as the
