@@ -50,7 +50,7 @@ internal static class FailureGroupColumns
     /// times). One UPDATE by id a row costs a plan over every day partition on a partitioned ledger: 9,000 rows took
     /// 170 s at 1 M tasks, load 20–27. The rows are claimed first, in id order, skipping those another transaction holds
     /// (a writer's or the sweeper's batch: filled by a later read), so the fill never waits on a task row while holding
-    /// others, which was a deadlock with a batch that wanted them (<c>FailureGroupFillLockTests</c>).
+    /// others, which was a deadlock with a batch that wanted them (<c>FailureLockTests</c>).
     /// </summary>
     public const string FillMany =
         "WITH c AS (SELECT \"Id\" FROM " + T + " WHERE \"Id\" = ANY(@p0::uuid[]) ORDER BY \"Id\" FOR UPDATE SKIP LOCKED) " +

@@ -12,14 +12,15 @@ using NUnit.Framework;
 namespace JobLog.Core.Tests.Querying;
 
 /// <summary>
-/// The failures list's fill of the groups (<see cref="LedgerQueries.FillFailureGroupsAsync(CancellationToken)"/>) against
+/// The failures' reads and actions against another transaction that holds rows they want and then wants rows they hold,
+/// as the writer's and the sweeper's batches do (PostgreSQL). The failures list's fill of the groups (<see cref="LedgerQueries.FillFailureGroupsAsync(CancellationToken)"/>) against
 /// another transaction that holds rows it wants and then wants rows it holds, as the writer's and the sweeper's batches
 /// do (PostgreSQL). It was a deadlock (<c>40P01</c>): the failures page failed, or the writer's batch was the one aborted
 /// (<c>PgBouncerTests.TheWriterTheFailuresListAndTheSweeper…</c>, 1 run in 3 under load). The fill now never waits on a
 /// task row (it skips those locked) nor long on anything else, and gives up its batch instead (the page reads the
 /// failures' text, as for a fill that found a row changed).
 /// </summary>
-public class FailureGroupFillLockTests
+public class FailureLockTests
 {
     private static readonly DateTime T0 = new(2026, 3, 10, 12, 0, 0, DateTimeKind.Utc);
 
@@ -45,6 +46,63 @@ public class FailureGroupFillLockTests
         AgainstAnotherTransactionAsync(partitioned, resolvedByTheOther: 1, (filled, unfilled) =>
             ($"UPDATE \"JobLogTasks\" SET \"Resolution\" = {(int)FailureResolution.Resolved} WHERE \"Id\" = '{filled[0]}'",
              $"UPDATE \"JobLogTasks\" SET \"Resolution\" = \"Resolution\" WHERE \"Id\" IN ({In(unfilled)})"));
+
+    /// <summary>
+    /// An operator resolves (or archives) failures while another transaction holds their group's counts (it resolved one of
+    /// them) and then updates them: PostgreSQL aborts one of the two. The operator's action is done all the same (taken
+    /// again); the other transaction, when it is the one aborted, is rolled back, as the writer's batch would be and
+    /// written again.
+    /// </summary>
+    [TestCase(FailureResolution.Resolved)]
+    [TestCase(FailureResolution.Archived)]
+    public async Task Resolve_WhileAnotherTransactionHoldsTheirGroupsCounts_ThenUpdatesThem_TheResolveIsDone(FailureResolution resolution)
+    {
+        var clock = new FakeTimeProvider(new DateTimeOffset(T0));
+        await using var host = await LedgerHost.StartAsync(await Ledgers.CreateAsync(LedgerProvider.PostgreSql), services: s => s.AddSingleton<TimeProvider>(clock));
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var ids = Enumerable.Range(0, Failures).Select(i => Guid.CreateVersion7(new DateTimeOffset(T0.AddMinutes(-30 + i)))).ToList();
+        foreach (var (id, i) in ids.Select((id, i) => (id, i)))
+        {
+            Fail(recorder, id, T0.AddMinutes(-30 + i));
+        }
+
+        await host.FlushAsync();
+        await host.QueryAsync(db => new LedgerQueries(db, LedgerDatabase.For(LedgerProvider.PostgreSql)).FillFailureGroupsAsync(default));
+        var asked = ids.Skip(1).ToList();
+
+        await using var other = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await other.OpenAsync();
+        await using var transaction = await other.BeginTransactionAsync();
+        await ExecuteAsync(other, transaction, $"UPDATE \"JobLogTasks\" SET \"Resolution\" = {(int)FailureResolution.Resolved} WHERE \"Id\" = '{ids[0]}'");
+        var resolve = host.Services.GetRequiredService<IFailureActions>().ResolveAsync(new FailureActionRequest(asked, "alice"), resolution);
+        await LedgerHost.EventuallyAsync(async () => resolve.IsCompleted || await LockWaitsAsync(host, other.ProcessID) > 0,
+            because: "the resolve done, or waiting on the other transaction's lock");
+
+        var otherCommitted = true;
+        try
+        {
+            await ExecuteAsync(other, transaction, $"UPDATE \"JobLogTasks\" SET \"Resolution\" = \"Resolution\" WHERE \"Id\" IN ({In(asked)})");
+            await transaction.CommitAsync();
+        }
+        catch (PostgresException ex) when (ex.SqlState == PostgresErrorCodes.DeadlockDetected)
+        {
+            // The other was the one aborted: rolled back, as the writer's batch would be.
+            await transaction.RollbackAsync();
+            otherCommitted = false;
+        }
+
+        // Before: "40P01: deadlock detected" from the resolve, most often (it waited first, so its check ran first).
+        var receipt = await resolve;
+        Assert.That(receipt.Accepted, Is.EqualTo(asked.Count), "the resolve's accepted tasks");
+        var resolutions = await host.QueryAsync(db => db.TaskLogs.AsNoTracking().ToDictionaryAsync(t => t.Id, t => t.Resolution));
+        Assert.That(asked.Select(id => resolutions[id]), Is.All.EqualTo(resolution), "the asked tasks' resolution");
+        Assert.That(resolutions[ids[0]], Is.EqualTo(otherCommitted ? FailureResolution.Resolved : null), "the other transaction's resolve of the first");
+        var (stored, text) = await host.QueryAsync(async db => (
+            await new LedgerQueries(db, LedgerDatabase.For(LedgerProvider.PostgreSql)).FailureGroupsAsync(new FailureFilter(), T0, default),
+            await new LedgerQueries(db, LedgerDatabase.For(LedgerProvider.PostgreSql)) { GroupsFromText = true }.FailureGroupsAsync(new FailureFilter(), T0, default)));
+        Assert.That(stored.Groups.Select(g => (g.Id, g.Count)), Is.EqualTo(text.Groups.Select(g => (g.Id, g.Count))), "the groups' counts");
+        Assert.That(stored.Total, Is.EqualTo(otherCommitted ? 0 : 1), "the open failures left");
+    }
 
     private static async Task AgainstAnotherTransactionAsync(bool partitioned, int resolvedByTheOther, Func<List<Guid>, List<Guid>, (string First, string Then)> statements)
     {
