@@ -37,9 +37,36 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
 
                 return receipt;
             }
-            catch (DbUpdateException) when (attempt < 2)
+            catch (DbUpdateException ex) when (attempt < 2 && !contexts.Database.IsConflict(ex))
             {
                 // A concurrent request took some of these tasks first (one retry in progress per task): choose again.
+            }
+            catch (Exception ex) when (attempt < ConflictAttempts - 1 && contexts.Database.IsConflict(ex))
+            {
+                // Aborted in a deadlock with a writer's or the sweeper's batch (see ConflictAttempts): taken again.
+            }
+        }
+    }
+
+    /// <summary>
+    /// How many times an action is taken when PostgreSQL aborts it in a deadlock (or a serialization failure) with another
+    /// transaction: its update of the tasks holds their rows while the failure groups' counts its trigger updates are held
+    /// by a writer's or the sweeper's batch that then wants one of those rows (<c>FailureLockTests</c>). Taken again at
+    /// once: the other transaction goes on when this one is aborted, so the next attempt waits for it as usual.
+    /// </summary>
+    private const int ConflictAttempts = 5;
+
+    private async Task<T> ConflictsTakenAgainAsync<T>(Func<Task<T>> action)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await action().ConfigureAwait(false);
+            }
+            catch (Exception ex) when (attempt < ConflictAttempts && contexts.Database.IsConflict(ex))
+            {
+                // See ConflictAttempts.
             }
         }
     }
@@ -53,6 +80,11 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
             throw new ArgumentOutOfRangeException(nameof(resolution), resolution, "Unknown resolution.");
         }
 
+        return await ConflictsTakenAgainAsync(() => TryResolveAsync(request, ids, resolution, cancellationToken)).ConfigureAwait(false);
+    }
+
+    private async Task<FailureActionReceipt> TryResolveAsync(FailureActionRequest request, List<Guid> ids, FailureResolution resolution, CancellationToken cancellationToken)
+    {
         var db = contexts.Create();
         await using (db.ConfigureAwait(false))
         {
@@ -80,6 +112,11 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
     public async Task<FailureActionReceipt> DeleteKeptMessagesAsync(FailureActionRequest request, CancellationToken cancellationToken = default)
     {
         var ids = Validate(request);
+        return await ConflictsTakenAgainAsync(() => TryDeleteKeptMessagesAsync(request, ids, cancellationToken)).ConfigureAwait(false);
+    }
+
+    private async Task<FailureActionReceipt> TryDeleteKeptMessagesAsync(FailureActionRequest request, List<Guid> ids, CancellationToken cancellationToken)
+    {
         var db = contexts.Create();
         await using (db.ConfigureAwait(false))
         {
