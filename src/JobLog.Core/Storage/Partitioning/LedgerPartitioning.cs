@@ -326,7 +326,11 @@ internal static partial class LedgerPartitioning
                 }
             }
 
-            if (build is not null)
+            // A drop with the build's cutoffs (the bench's, a retention pass on the build's hour) keeps the rows the build
+            // chose: its trim would scan the built tasks to remove nothing (92-113 ms of the retention at load 27, docs/scale.md
+            // "Session 38 (retention)"). The rows changed since were noted and are the lock's (FinishBuilt); the aggregates are
+            // the mark's, made by the build ahead, or, where the mark has none, the lock's from the finished rows.
+            if (build is not null && (build.Ahead is not { } cut || Keep(cut.Succeeded, cut.Failed) != keep))
             {
                 try
                 {

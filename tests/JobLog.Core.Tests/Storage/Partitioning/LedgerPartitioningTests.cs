@@ -841,6 +841,88 @@ public class LedgerPartitioningTests
         await AssertRollupsEqualCountsAsync(host, "after the drop");
     }
 
+    [Test]
+    public async Task Retention_KeptRowsBuiltAhead_ADropWithTheBuildsCutoffs_DoesNotTrimTheBuild_AndKeepsWhatChangedSince()
+    {
+        // The drop's cutoffs are the build's: the built rows are those it keeps, so it does not scan them before its lock (the
+        // trim, 92-113 ms of a 2 M day's retention at load 27, docs/scale.md "Session 38 (retention)"). A SHARE lock on the
+        // built tasks (deletes wait, reads pass) shows where the drop first writes them: the trim's statement, or the lock's.
+        // Between the build and the drop, a success of the day failed, a failure kept longer was retried and succeeded, and a
+        // failure of the day was restored: noted, and read again under the lock.
+        var (host, connection, old, day, ids) = await OldDayWithLateRowsAsync();
+        await using var owned = connection;
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var restored = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(7)));
+        recorder.Enqueue(new TaskDispatched(Task(restored, "Invoice", old.AddMinutes(7))));
+        recorder.Enqueue(new RunFinished(Start(recorder, restored, "Invoice", old.AddHours(5)), restored, TaskRunState.Failed, old.AddHours(5).AddSeconds(3), "restored decline", null, null));
+        await host.FlushAsync();
+        await ScalarAsync<int>(connection, $"""
+            UPDATE "{LedgerModel.Tasks}" SET "{FailureGroupColumns.Exception}" = 'E1' WHERE "Id" = '{restored}';
+            CREATE TEMP TABLE saved_tasks AS SELECT * FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
+            CREATE TEMP TABLE saved_runs AS SELECT * FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
+            DELETE FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
+            DELETE FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
+            SELECT 1
+            """);
+        var suffix = PartitionDay.Suffix(day)[1..];
+        var built = await LedgerPartitioning.BuildAheadAsync(connection, T0.AddDays(-30), TimeSpan.Zero, TimeSpan.FromDays(60), TimeSpan.Zero, CancellationToken.None);
+        Assert.That(built, Is.EqualTo(new[] { day }));
+        recorder.Enqueue(new RunFinished(Start(recorder, ids.Success, "Invoice", T0.AddDays(-18)), ids.Success, TaskRunState.Failed, T0.AddDays(-18).AddSeconds(4), "out of stock", null, null));
+        recorder.Enqueue(new RunFinished(Start(recorder, ids.Failure, "Invoice", T0.AddDays(-19)), ids.Failure, TaskRunState.Succeeded, T0.AddDays(-19).AddSeconds(2), null, null, null));
+        await host.FlushAsync();
+        await ScalarAsync<int>(connection, """
+            INSERT INTO "JobLogTasks" SELECT * FROM saved_tasks;
+            INSERT INTO "JobLogRuns" SELECT * FROM saved_runs;
+            SELECT 1
+            """.Replace("JobLogTasks", LedgerModel.Tasks, StringComparison.Ordinal).Replace("JobLogRuns", LedgerModel.Runs, StringComparison.Ordinal));
+        var builtTasks = await ScalarAsync<string>(connection, $"SELECT relname::text FROM pg_class WHERE relkind = 'r' AND relname ~ '^{LedgerModel.Tasks}_b{suffix}_[0-9]+_[0-9a-f]{{4}}$'");
+
+        await using var blocker = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await blocker.OpenAsync();
+        var dayEnd = PartitionDay.Start(day + 1);
+        string? waiting = null;
+        PartitionDrop drop;
+        await using (var held = await blocker.BeginTransactionAsync())
+        {
+            await ScalarAsync<int>(blocker, $"LOCK TABLE \"{builtTasks}\" IN SHARE MODE; SELECT 1");
+            var dropping = LedgerPartitioning.DropExpiredAsync(connection, dayEnd, dayEnd.AddDays(-60), CancellationToken.None);
+            var bound = DateTime.UtcNow.AddMinutes(2);
+            while (waiting is null && !dropping.IsCompleted && DateTime.UtcNow < bound)
+            {
+                var query = await ScalarAsync<string>(blocker, $"""
+                    SELECT coalesce((SELECT a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                        WHERE NOT l.granted AND l.relation = '"{builtTasks}"'::regclass LIMIT 1), '')
+                    """);
+                waiting = query == "" ? null : query;
+                await System.Threading.Tasks.Task.Delay(20);
+            }
+
+            await held.RollbackAsync();
+            drop = await dropping;
+        }
+
+        Assert.That(waiting, Is.Not.Null, "the drop wrote the built tasks (under its lock: the noted rows and the attach)");
+        Assert.That(waiting, Does.Not.Contain("joblog_unkept"), "the drop's first write of the built tasks is its lock's, not a trim's");
+        Assert.That((drop.Days, drop.Ahead, drop.Rebuilt, drop.Kept, drop.Succeeded), Is.EqualTo((1, 1, 0, 7, 0)), "the build adopted and finished under the lock");
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { ids.Success, ids.Failure, ids.Unfinished, ids.LateFailure, ids.TrimmedSuccess, ids.LateSuccess, restored }),
+            "the built rows, the success that failed since, the failure that succeeded since (after the cutoff) and the restored failure");
+        Assert.That(tasks.Single(t => t.Id == ids.Success).State, Is.EqualTo(TaskState.Failed));
+        Assert.That(tasks.Single(t => t.Id == ids.Failure).State, Is.EqualTo(TaskState.Succeeded));
+        Assert.That(tasks.Single(t => t.Id == ids.Failure).Runs, Has.Count.EqualTo(2));
+        Assert.That(tasks.Single(t => t.Id == restored).Runs.Select(r => r.ErrorMessage), Is.EqualTo(new[] { "restored decline" }));
+        foreach (var id in new[] { ids.Success, ids.Failure, restored })
+        {
+            Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, id), Is.EqualTo(LedgerModel.Tasks + "_k" + suffix));
+        }
+
+        Assert.That(await ScalarAsync<string>(connection, OpenFailureGroupsCounted), Is.EqualTo(await ScalarAsync<string>(connection, OpenFailureGroupsFromRows)),
+            "the failure groups' counts equal the open failures' groups");
+        Assert.That(await ScalarAsync<string>(connection, OpenFailureGroupsFromRows), Does.Contain("0:E1:False=2"), "the late failure and the restored one open in E1");
+        Assert.That(await ScalarAsync<long>(connection, "SELECT count(*) FROM pg_class WHERE relname ~ '_[bv][0-9]{8}_'"), Is.Zero, "no built table left");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
     /// <summary>The kinds of the aggregates in the mark of the day's build (<c>suffix</c>: yyyyMMdd), in order; <c>none</c> without.</summary>
     private static string MarkedKinds(string suffix) =>
         $"SELECT coalesce(string_agg(a->>'Kind', '' ORDER BY a->>'Kind'), 'none') FROM pg_class c, jsonb_array_elements(obj_description(c.oid, 'pg_class')::jsonb -> 'Aggregates') a " +
