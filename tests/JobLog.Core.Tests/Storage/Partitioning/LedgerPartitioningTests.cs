@@ -879,6 +879,11 @@ public class LedgerPartitioningTests
 
         await using var blocker = new NpgsqlConnection(host.Ledger.ConnectionString);
         await blocker.OpenAsync();
+        // Watched from a connection of its own, outside the blocker's transaction: in one, pg_stat_activity is read once and
+        // kept (stats_fetch_consistency), and showed the drop's statement of the first poll.
+        await using var watcher = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await watcher.OpenAsync();
+        var dropper = await ScalarAsync<int>(connection, "SELECT pg_backend_pid()");
         var dayEnd = PartitionDay.Start(day + 1);
         string? waiting = null;
         PartitionDrop drop;
@@ -889,9 +894,9 @@ public class LedgerPartitioningTests
             var bound = DateTime.UtcNow.AddMinutes(2);
             while (waiting is null && !dropping.IsCompleted && DateTime.UtcNow < bound)
             {
-                var query = await ScalarAsync<string>(blocker, $"""
-                    SELECT coalesce((SELECT a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-                        WHERE NOT l.granted AND l.relation = '"{builtTasks}"'::regclass LIMIT 1), '')
+                var query = await ScalarAsync<string>(watcher, $"""
+                    SELECT coalesce((SELECT a.query FROM pg_stat_activity a WHERE a.pid = {dropper} AND a.wait_event_type = 'Lock'
+                        AND EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND NOT l.granted AND l.relation = '"{builtTasks}"'::regclass)), '')
                     """);
                 waiting = query == "" ? null : query;
                 await System.Threading.Tasks.Task.Delay(20);
@@ -1125,6 +1130,11 @@ public class LedgerPartitioningTests
         var day = PartitionDay.Suffix(PartitionDay.Of(T0));
         await using var blocker = new NpgsqlConnection(host.Ledger.ConnectionString);
         await blocker.OpenAsync();
+        // Watched from a connection of its own, outside the blocker's transaction: in one, pg_stat_activity is read once and
+        // kept (stats_fetch_consistency), and showed the drop's statement of the first poll.
+        await using var watcher = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await watcher.OpenAsync();
+        var dropper = await ScalarAsync<int>(connection, "SELECT pg_backend_pid()");
         await using var held = await blocker.BeginTransactionAsync();
         await using (var lockDay = new NpgsqlCommand($"LOCK TABLE \"{LedgerModel.Tasks}_{day}\", \"{LedgerModel.Runs}_{day}\" IN SHARE MODE", blocker, held))
         {
