@@ -162,7 +162,7 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
         while (true)
         {
             await using var transaction = await db.Database.BeginTransactionAsync(ct).ConfigureAwait(false);
-            var selected = await Candidates(db, request.Kind, successes, before, byStop: partitioned).Take(request.BatchSize).ToListAsync(ct).ConfigureAwait(false);
+            var selected = await Candidates(db, request.Kind, successes, before).Take(request.BatchSize).ToListAsync(ct).ConfigureAwait(false);
             if (selected.Count == 0)
             {
                 await transaction.CommitAsync(ct).ConfigureAwait(false);
@@ -222,15 +222,7 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
         return await Candidates(db, LedgerKind.Tasks, successes, before).Where(id => selected.Contains(id)).ToListAsync(ct).ConfigureAwait(false);
     }
 
-    /// <summary>
-    /// The rows of <paramref name="kind"/> a purge with this cutoff deletes, in the order its batches take them. A partitioned
-    /// PostgreSQL ledger's tasks (<paramref name="byStop"/>) are taken by <c>Stop</c>: by <c>DispatchedAt</c>, each later day's
-    /// partition gave the batch's merge its first row only after reading every success of the day (all ended after the
-    /// cutoff) through its <c>DispatchedAt</c> index, 200,000 rows a day at 2 M (a day's drop's purge after it 15 s cold,
-    /// 0.2-0.5 s warm); by <c>Stop</c>, each partition's <c>Stop</c> index starts and ends its range at the cutoff
-    /// (docs/scale.md "Session 39 (retention)").
-    /// </summary>
-    internal static IQueryable<Guid> Candidates(JobLogDbContext db, LedgerKind kind, bool successes, DateTime before, bool byStop = false)
+    internal static IQueryable<Guid> Candidates(JobLogDbContext db, LedgerKind kind, bool successes, DateTime before)
     {
         switch (kind)
         {
@@ -241,7 +233,7 @@ internal sealed class LedgerPurger(JobLogContextFactory contexts, JobLogMetrics 
                     : tasks.Where(t => t.State == TaskState.Failed || t.State == TaskState.Expired);
                 // Oldest dispatched first, on the (State, DispatchedAt) index the planner picks for the state anyway: ordered
                 // by Stop, SQLite sorted every SUCCEEDED task for each batch (591 tasks/s at 1 million; docs/scale.md).
-                return byStop ? tasks.OrderBy(t => t.Stop).Select(t => t.Id) : tasks.OrderBy(t => t.DispatchedAt).Select(t => t.Id);
+                return tasks.OrderBy(t => t.DispatchedAt).Select(t => t.Id);
             case LedgerKind.InputRequests:
                 var inputs = db.InputRequestLogs.Where(r => r.ResponseTimestamp != null && r.ResponseTimestamp < before);
                 inputs = successes
