@@ -10,11 +10,23 @@ namespace JobLog.Faults.App;
 public sealed record Probe(Guid Id, int Number);
 
 /// <summary>Consumes a probe and writes its id to the consumer's "seen" file once the consumer has finished.</summary>
-public sealed class ProbeConsumer(SeenFile seen, ConsumeDelay delay, TimeProvider time) : IConsumer<Probe>
+public sealed class ProbeConsumer(SeenFile seen, ConsumeDelay delay, TimeProvider time, RetryDeliveries retries) : IConsumer<Probe>
 {
     public async Task Consume(ConsumeContext<Probe> context)
     {
         (time as OffsetClock)?.Arm();
+        if (retries.Enabled)
+        {
+            if (!context.Headers.TryGetHeader("JobLog-Retried", out _))
+            {
+                throw new InvalidOperationException("fault-app: a probe fails until JobLog retries it");
+            }
+
+            // Each delivery of a retried probe, with RabbitMQ's redelivered flag: a delivery that is not a redelivery is
+            // a send (a message sent twice is delivered twice unredelivered).
+            retries.Add(context.Message.Id, context.ReceiveContext.Redelivered);
+        }
+
         if (delay.Value > TimeSpan.Zero)
         {
             await Task.Delay(delay.Value, context.CancellationToken);
@@ -42,6 +54,20 @@ public sealed class ProbeJobConsumer(SeenFile seen, ConsumeDelay delay, TimeProv
     }
 }
 
+/// <summary>
+/// <c>Fault:FailUnlessRetried</c>: a probe's consumer throws unless the message is a retry JobLog sent (its
+/// <c>JobLog-Retried</c> header), so every probe fails for good first and its message is kept; each delivery of a retried
+/// probe is written to <c>Fault:Out</c> + <c>.retried</c> as <c>id redelivered</c> (True or False).
+/// </summary>
+public sealed class RetryDeliveries(string? path)
+{
+    private readonly SeenFile? _file = path is null ? null : new SeenFile(path);
+
+    public bool Enabled => _file is not null;
+
+    public void Add(Guid id, bool redelivered) => _file!.AddLine(id.ToString("D") + " " + redelivered);
+}
+
 /// <summary>How long the consumer sleeps before it finishes (<c>Fault:ConsumeDelayMs</c>, default 0): a slow consumer.</summary>
 public sealed record ConsumeDelay(TimeSpan Value);
 
@@ -53,7 +79,9 @@ public sealed record ConsumeDelay(TimeSpan Value);
 /// (<c>sqlite</c> or <c>postgres</c>), <c>ConnectionStrings:JobLog</c>, <c>RabbitMq:Host</c>, <c>RabbitMq:Port</c>, <c>RabbitMq:VirtualHost</c>,
 /// <c>JobLog:Durability</c>, <c>JobLog:SpoolDirectory</c>, <c>JobLog:QueueCapacity</c>, <c>JobLog:FlushJournalToDisk</c>, <c>Fault:ConsumeDelayMs</c> (a slow consumer),
 /// <c>Fault:HeartbeatMs</c> (<see cref="JobLogOptions.HeartbeatInterval"/>), <c>Fault:HostTimeoutMs</c> (<see cref="JobLogOptions.HostTimeout"/>),
-/// <c>Fault:SweepMs</c> (<see cref="SweeperOptions.Interval"/>), <c>Fault:ClockOffsetMs</c> (JobLog's wall clock set that far
+/// <c>Fault:SweepMs</c> (<see cref="SweeperOptions.Interval"/>), <c>Fault:StaleMs</c> (<see cref="JobLogOptions.DefaultStaleTimeLimit"/>),
+/// <c>Fault:RetryLeaseMs</c> and <c>Fault:RetryPollMs</c> (<see cref="JobLog.Failures.FailureOptions.RetryClaimLease"/>,
+/// <see cref="JobLog.Failures.FailureOptions.RetryPollInterval"/>), <c>Fault:FailUnlessRetried</c> (<see cref="RetryDeliveries"/>), <c>Fault:ClockOffsetMs</c> (JobLog's wall clock set that far
 /// from the machine's: <see cref="OffsetClock"/>), <c>Fault:ClockJumpMs</c> and <c>Fault:ClockJumpAfterMs</c> (that wall
 /// clock stepped that far, that long after the first probe started: an NTP step or a VM resumed mid-run), <c>Fault:Jobs</c> (true: the
 /// probes are <see cref="ProbeJob"/>s submitted to MassTransit's job service, which the consumer runs with in-memory job
@@ -74,6 +102,7 @@ public static class FaultApp
         var postgres = string.Equals(config["Fault:Database"], "postgres", StringComparison.OrdinalIgnoreCase);
 
         builder.Services.AddSingleton(seen);
+        builder.Services.AddSingleton(new RetryDeliveries(config.GetValue("Fault:FailUnlessRetried", false) ? config["Fault:Out"] + ".retried" : null));
         builder.Services.AddSingleton(new ConsumeDelay(TimeSpan.FromMilliseconds(config.GetValue("Fault:ConsumeDelayMs", 0))));
         if (config.GetValue<int?>("Fault:ClockOffsetMs") is { } offset)
         {
@@ -111,6 +140,21 @@ public static class FaultApp
             if (config.GetValue<int?>("Fault:SweepMs") is { } sweep)
             {
                 o.Sweeper.Interval = TimeSpan.FromMilliseconds(sweep);
+            }
+
+            if (config.GetValue<int?>("Fault:StaleMs") is { } stale)
+            {
+                o.DefaultStaleTimeLimit = TimeSpan.FromMilliseconds(stale);
+            }
+
+            if (config.GetValue<int?>("Fault:RetryLeaseMs") is { } lease)
+            {
+                o.Failures.RetryClaimLease = TimeSpan.FromMilliseconds(lease);
+            }
+
+            if (config.GetValue<int?>("Fault:RetryPollMs") is { } poll)
+            {
+                o.Failures.RetryPollInterval = TimeSpan.FromMilliseconds(poll);
             }
 
             if (Enum.TryParse<LedgerDurability>(config["JobLog:Durability"], ignoreCase: true, out var durability))
@@ -257,11 +301,13 @@ public sealed class SeenFile(string path)
     private readonly Lock _lock = new();
     private readonly StreamWriter _writer = new(new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite)) { AutoFlush = true };
 
-    public void Add(Guid id)
+    public void Add(Guid id) => AddLine(id.ToString("D"));
+
+    public void AddLine(string line)
     {
         lock (_lock)
         {
-            _writer.WriteLine(id.ToString("D"));
+            _writer.WriteLine(line);
         }
     }
 }

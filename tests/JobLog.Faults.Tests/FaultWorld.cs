@@ -509,6 +509,98 @@ internal sealed class FaultWorld : IAsyncDisposable
         return Convert.ToInt32(await command.ExecuteScalarAsync(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
+    /// <summary>The value a one-row, one-column <c>SELECT</c> of the ledger returns (null for none).</summary>
+    public async Task<object?> ScalarAsync(string sql)
+    {
+        await using var connection = Postgres is null ? (System.Data.Common.DbConnection)new SqliteConnection(ConnectionString) : new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        return await command.ExecuteScalarAsync() is var value and not DBNull ? value : null;
+    }
+
+    /// <summary>The rows of a <c>SELECT key, COUNT(*) … GROUP BY key</c> of the ledger, by key (its text).</summary>
+    public async Task<Dictionary<string, long>> GroupCountsAsync(string sql)
+    {
+        await using var connection = Postgres is null ? (System.Data.Common.DbConnection)new SqliteConnection(ConnectionString) : new NpgsqlConnection(ConnectionString);
+        await connection.OpenAsync();
+        await using var command = connection.CreateCommand();
+        command.CommandText = sql;
+        await using var reader = await command.ExecuteReaderAsync();
+        var counts = new Dictionary<string, long>();
+        while (await reader.ReadAsync())
+        {
+            counts[Convert.ToString(reader.GetValue(0), System.Globalization.CultureInfo.InvariantCulture)!] =
+                Convert.ToInt64(reader.GetValue(1), System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return counts;
+    }
+
+    /// <summary>
+    /// Where the ledger's rollups differ from a count of its rows (empty when they agree): the tasks by state, name and kind
+    /// (<c>JobLogTaskCounts</c>), the finished tasks summed over their minutes and hours (<c>JobLogTaskMinutes</c>,
+    /// <c>JobLogTaskHours</c>: tables, or views over the day rollups on a partitioned ledger), and the counted runs
+    /// (SUCCEEDED, FAILED or RETRIED with a Stop) by name summed over their minutes and hours.
+    /// </summary>
+    public async Task<List<string>> RollupMismatchesAsync()
+    {
+        const string Key = "CAST(\"State\" AS TEXT) || '/' || \"Name\" || '/' || CAST(\"IsInternal\" AS TEXT)";
+        var pairs = new (string What, string Rollup, string Rows)[]
+        {
+            ("task counts", $"SELECT {Key}, SUM(\"Count\") FROM \"JobLogTaskCounts\" GROUP BY 1 HAVING SUM(\"Count\") <> 0", $"SELECT {Key}, COUNT(*) FROM \"JobLogTasks\" GROUP BY 1"),
+            ("task minutes", $"SELECT {Key}, SUM(\"Count\") FROM \"JobLogTaskMinutes\" GROUP BY 1 HAVING SUM(\"Count\") <> 0", $"SELECT {Key}, COUNT(*) FROM \"JobLogTasks\" WHERE \"Stop\" IS NOT NULL GROUP BY 1"),
+            ("task hours", $"SELECT {Key}, SUM(\"Count\") FROM \"JobLogTaskHours\" GROUP BY 1 HAVING SUM(\"Count\") <> 0", $"SELECT {Key}, COUNT(*) FROM \"JobLogTasks\" WHERE \"Stop\" IS NOT NULL GROUP BY 1"),
+            ("run minutes", "SELECT \"Name\", SUM(\"Runs\") FROM \"JobLogRunMinutes\" GROUP BY 1 HAVING SUM(\"Runs\") <> 0", "SELECT \"Name\", COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL GROUP BY 1"),
+            ("run hours", "SELECT \"Name\", SUM(\"Runs\") FROM \"JobLogRunHours\" GROUP BY 1 HAVING SUM(\"Runs\") <> 0", "SELECT \"Name\", COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"State\" IN (2, 3, 4) AND \"Stop\" IS NOT NULL GROUP BY 1"),
+        };
+        var mismatches = new List<string>();
+        foreach (var (what, rollup, rows) in pairs)
+        {
+            var (kept, counted) = (await GroupCountsAsync(rollup), await GroupCountsAsync(rows));
+            foreach (var key in kept.Keys.Union(counted.Keys).Order(StringComparer.Ordinal))
+            {
+                var (a, b) = (kept.GetValueOrDefault(key), counted.GetValueOrDefault(key));
+                if (a != b)
+                {
+                    mismatches.Add($"{what} {key}: rollup {a}, rows {b}");
+                }
+            }
+        }
+
+        return mismatches;
+    }
+
+    /// <summary>
+    /// The deliveries of retried probes the consumers saw (<c>Fault:FailUnlessRetried</c>): each probe's id and whether
+    /// RabbitMQ marked the delivery redelivered.
+    /// </summary>
+    public List<(Guid Id, bool Redelivered)> RetriedDeliveries()
+    {
+        var deliveries = new List<(Guid, bool)>();
+        foreach (var (_, file, publisher) in _processes)
+        {
+            if (publisher || !File.Exists(file + ".retried"))
+            {
+                continue;
+            }
+
+            using var stream = new FileStream(file + ".retried", FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+            using var reader = new StreamReader(stream);
+            while (reader.ReadLine() is { } line)
+            {
+                // A line cut by a SIGKILL is not a delivery the process finished writing.
+                var fields = line.Split(' ');
+                if (fields.Length == 2 && Guid.TryParseExact(fields[0], "D", out var id) && bool.TryParse(fields[1], out var redelivered))
+                {
+                    deliveries.Add((id, redelivered));
+                }
+            }
+        }
+
+        return deliveries;
+    }
+
     /// <summary>
     /// What the ledger holds now, for a failure's message: its tasks and its runs by state, and on PostgreSQL its server's
     /// sessions (application, state, last statement); or why it could not be read (a look that is refused or cut, bounded
