@@ -10,11 +10,16 @@ namespace JobLog.Faults.App;
 public sealed record Probe(Guid Id, int Number);
 
 /// <summary>Consumes a probe and writes its id to the consumer's "seen" file once the consumer has finished.</summary>
-public sealed class ProbeConsumer(SeenFile seen, ConsumeDelay delay, TimeProvider time, RetryDeliveries retries) : IConsumer<Probe>
+public sealed class ProbeConsumer(SeenFile seen, ConsumeDelay delay, TimeProvider time, RetryDeliveries retries, FailEvery failEvery) : IConsumer<Probe>
 {
     public async Task Consume(ConsumeContext<Probe> context)
     {
         (time as OffsetClock)?.Arm();
+        if (failEvery.Value > 0 && context.Message.Number % failEvery.Value == 0)
+        {
+            throw new InvalidOperationException("fault-app: every probe whose number divides by Fault:FailEvery fails");
+        }
+
         if (retries.Enabled)
         {
             if (!context.Headers.TryGetHeader("JobLog-Retried", out _))
@@ -68,6 +73,9 @@ public sealed class RetryDeliveries(string? path)
     public void Add(Guid id, bool redelivered) => _file!.AddLine(id.ToString("D") + " " + redelivered);
 }
 
+/// <summary><c>Fault:FailEvery</c> (default 0, none): the probes whose number divides by it fail for good (FAILED, kept).</summary>
+public sealed record FailEvery(int Value);
+
 /// <summary>How long the consumer sleeps before it finishes (<c>Fault:ConsumeDelayMs</c>, default 0): a slow consumer.</summary>
 public sealed record ConsumeDelay(TimeSpan Value);
 
@@ -81,7 +89,9 @@ public sealed record ConsumeDelay(TimeSpan Value);
 /// <c>Fault:HeartbeatMs</c> (<see cref="JobLogOptions.HeartbeatInterval"/>), <c>Fault:HostTimeoutMs</c> (<see cref="JobLogOptions.HostTimeout"/>),
 /// <c>Fault:SweepMs</c> (<see cref="SweeperOptions.Interval"/>), <c>Fault:StaleMs</c> (<see cref="JobLogOptions.DefaultStaleTimeLimit"/>),
 /// <c>Fault:RetryLeaseMs</c> and <c>Fault:RetryPollMs</c> (<see cref="JobLog.Failures.FailureOptions.RetryClaimLease"/>,
-/// <see cref="JobLog.Failures.FailureOptions.RetryPollInterval"/>), <c>Fault:FailUnlessRetried</c> (<see cref="RetryDeliveries"/>), <c>Fault:ClockOffsetMs</c> (JobLog's wall clock set that far
+/// <see cref="JobLog.Failures.FailureOptions.RetryPollInterval"/>), <c>Fault:FailUnlessRetried</c> (<see cref="RetryDeliveries"/>),
+/// <c>Fault:FailEvery</c> (<see cref="FailEvery"/>), <c>Fault:Partitioned</c> (<see cref="PartitioningOptions.Enabled"/>),
+/// <c>Fault:IdFromClock</c> (a probe's id is a UUID version 7 of JobLog's clock's time, not a <c>NewId</c>), <c>Fault:ClockOffsetMs</c> (JobLog's wall clock set that far
 /// from the machine's: <see cref="OffsetClock"/>), <c>Fault:ClockJumpMs</c> and <c>Fault:ClockJumpAfterMs</c> (that wall
 /// clock stepped that far, that long after the first probe started: an NTP step or a VM resumed mid-run), <c>Fault:Jobs</c> (true: the
 /// probes are <see cref="ProbeJob"/>s submitted to MassTransit's job service, which the consumer runs with in-memory job
@@ -103,6 +113,7 @@ public static class FaultApp
 
         builder.Services.AddSingleton(seen);
         builder.Services.AddSingleton(new RetryDeliveries(config.GetValue("Fault:FailUnlessRetried", false) ? config["Fault:Out"] + ".retried" : null));
+        builder.Services.AddSingleton(new FailEvery(config.GetValue("Fault:FailEvery", 0)));
         builder.Services.AddSingleton(new ConsumeDelay(TimeSpan.FromMilliseconds(config.GetValue("Fault:ConsumeDelayMs", 0))));
         if (config.GetValue<int?>("Fault:ClockOffsetMs") is { } offset)
         {
@@ -142,6 +153,7 @@ public static class FaultApp
                 o.Sweeper.Interval = TimeSpan.FromMilliseconds(sweep);
             }
 
+            o.Partitioning.Enabled = config.GetValue("Fault:Partitioned", false);
             if (config.GetValue<int?>("Fault:StaleMs") is { } stale)
             {
                 o.DefaultStaleTimeLimit = TimeSpan.FromMilliseconds(stale);
@@ -220,7 +232,8 @@ public static class FaultApp
             }
             else
             {
-                await PublishAsync(host.Services.GetRequiredService<IBus>(), seen, count);
+                await PublishAsync(host.Services.GetRequiredService<IBus>(), seen, count,
+                    config.GetValue("Fault:IdFromClock", false) ? host.Services.GetRequiredService<TimeProvider>() : null);
             }
 
             Console.WriteLine($"fault-app published {count}");
@@ -243,7 +256,7 @@ public static class FaultApp
     /// Sends in windows of 20: an id is written only after its own send returned. A send that fails (the broker is
     /// restarting) is tried again with the same MessageId, as an application with a retry policy would.
     /// </summary>
-    private static async Task PublishAsync(IBus bus, SeenFile seen, int count)
+    private static async Task PublishAsync(IBus bus, SeenFile seen, int count, TimeProvider? idClock)
     {
         // The queue exists before the first publish, so that no probe is published into nothing.
         var endpoint = await bus.GetSendEndpoint(new Uri($"queue:{QueueName}"));
@@ -252,7 +265,9 @@ public static class FaultApp
         {
             var batch = Enumerable.Range(start, Math.Min(window, count - start)).Select(async n =>
             {
-                var probe = new Probe(NewId.NextGuid(), n);
+                // Fault:IdFromClock: the id carries JobLog's clock's time (a UUID version 7; Fault:ClockOffsetMs moves it), so
+                // that a partitioned ledger keeps the probe in the day JobLog's times say.
+                var probe = new Probe(idClock is null ? NewId.NextGuid() : Guid.CreateVersion7(idClock.GetUtcNow()), n);
                 for (var attempt = 1; ; attempt++)
                 {
                     try

@@ -295,6 +295,32 @@ internal sealed class FaultWorld : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// SIGKILLs <paramref name="process"/> the moment a session of the PostgreSQL ledger runs a statement matching
+    /// <paramref name="statement"/> (a POSIX regular expression on <c>pg_stat_activity.query</c>), polling for up to
+    /// <paramref name="bound"/>; returns the statement seen (its first 200 characters), or null when none was (the process
+    /// left running).
+    /// </summary>
+    public async Task<string?> KillOnStatementAsync(ChildProcess process, string statement, TimeSpan bound)
+    {
+        await using var connection = new NpgsqlConnection(Postgres!.LocalConnectionString);
+        await connection.OpenAsync();
+        await using var look = new NpgsqlCommand(
+            "SELECT left(query, 200) FROM pg_stat_activity WHERE datname = 'ledger' AND pid <> pg_backend_pid() AND state = 'active' AND query ~ @statement LIMIT 1", connection);
+        look.Parameters.AddWithValue("statement", statement);
+        var clock = Stopwatch.StartNew();
+        while (clock.Elapsed < bound && !process.HasExited)
+        {
+            if (await look.ExecuteScalarAsync() is string seen)
+            {
+                await process.KillAsync();
+                return seen;
+            }
+        }
+
+        return null;
+    }
+
     /// <summary>Waits until <paramref name="process"/> has started its bus (its start-up, the ledger's migration, is done).</summary>
     public static Task WaitUntilReadyAsync(ChildProcess process, TimeSpan timeout) => process.WaitForOutputAsync("fault-app ready", timeout);
 
