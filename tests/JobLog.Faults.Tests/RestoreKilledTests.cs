@@ -56,9 +56,10 @@ public sealed class RestoreKilledTests
             await second.WaitForExitAsync(TimeSpan.FromSeconds(180));
             var (tasksAfter, runsAfter, byTaskAfter) = (await world.CountAsync(Tasks), await world.CountAsync(Runs), await world.GroupCountsAsync(RunsByTask));
             var mismatches = await world.RollupMismatchesAsync();
+            var restored = System.Text.RegularExpressions.Regex.Match(second.Output, "restored ([0-9]+), skipped ([0-9]+)");
             TestContext.Out.WriteLine(
                 $"{database}: tasks {tasks}, runs {runs}; purged {purged} tasks; restore killed at tasks {tasksAtKill}, runs {runsAtKill}; " +
-                $"the second: '{System.Text.RegularExpressions.Regex.Match(second.Output, "restored [0-9]+, skipped [0-9]+").Value}'; after it tasks {tasksAfter}, runs {runsAfter}; rollup mismatches {mismatches.Count}");
+                $"the second: '{restored.Value}'; after it tasks {tasksAfter}, runs {runsAfter}; rollup mismatches {mismatches.Count}");
             foreach (var mismatch in mismatches.Take(10))
             {
                 TestContext.Out.WriteLine(mismatch);
@@ -70,6 +71,8 @@ public sealed class RestoreKilledTests
                 Assert.That(tasksAtKill, Is.LessThan(tasks), "the restore killed before it was done");
                 Assert.That(second.ExitCode, Is.Zero, "the second restore\n" + second.Tail(30));
                 Assert.That((tasksAfter, runsAfter), Is.EqualTo((tasks, runs)), "every task and run back once");
+                Assert.That(restored.Success ? (int.Parse(restored.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), int.Parse(restored.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture)) : (-1, -1),
+                    Is.EqualTo((tasks - tasksAtKill, tasksAtKill - (tasks - purged))), "the second restore put back what the first had not, and skipped what it had");
                 Assert.That(byTaskAfter, Is.EquivalentTo(byTask), "every task's runs back");
                 Assert.That(mismatches, Is.Empty, "the rollups equal the counts");
             });
