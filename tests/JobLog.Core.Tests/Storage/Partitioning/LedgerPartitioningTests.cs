@@ -928,6 +928,48 @@ public class LedgerPartitioningTests
         await AssertRollupsEqualCountsAsync(host, "after the drop");
     }
 
+    [Test]
+    public async Task Retention_KeptRowsBuiltAhead_TrimmedByADropThatThenDied_ALaterDropWithTheBuildsCutoffs_KeepsWhatTheyKeep()
+    {
+        // A drop with later cutoffs than the build's trims the build (its transaction commits), then dies before its lock
+        // (SIGKILL, a lost connection: the build's tables stay, as nothing is there to drop them). A later drop with the
+        // build's own cutoffs (an earlier date asked, a longer retention configured) must not adopt the trimmed build as the
+        // build's: the rows the trim removed are rows it keeps. Before the fix its mark still named the build's cutoffs: the
+        // early failure and the success trimmed were dropped with the day.
+        var (host, connection, _, day, ids) = await OldDayWithLateRowsAsync();
+        await using var owned = connection;
+        var built = await LedgerPartitioning.BuildAheadAsync(connection, T0.AddDays(-30), TimeSpan.Zero, TimeSpan.FromDays(60), TimeSpan.Zero, CancellationToken.None);
+        Assert.That(built, Is.EqualTo(new[] { day }));
+        var dropper = await ScalarAsync<int>(connection, "SELECT pg_backend_pid()");
+        await using var killer = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await killer.OpenAsync();
+        var killed = false;
+        Assert.That(async () => await LedgerPartitioning.DropExpiredAsync(connection, T0.AddDays(-30), T0.AddDays(-35), CancellationToken.None,
+            built: async d =>
+            {
+                if (d == day)
+                {
+                    killed = await ScalarAsync<bool>(killer, $"SELECT pg_terminate_backend({dropper})");
+                }
+            }), Throws.InstanceOf<Exception>(), "the drop whose session was ended");
+        Assert.That(killed, Is.True, "the drop's session ended after its trim");
+        Assert.That(await ScalarAsync<long>(killer, $"SELECT count(*) FROM pg_class WHERE relkind = 'r' AND relname ~ '^{LedgerModel.Tasks}_b{PartitionDay.Suffix(day)[1..]}_'"),
+            Is.EqualTo(1), "the trimmed build left behind");
+
+        await using var next = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await next.OpenAsync();
+        var dayEnd = PartitionDay.Start(day + 1);
+        var drop = await LedgerPartitioning.DropExpiredAsync(next, dayEnd, dayEnd.AddDays(-60), CancellationToken.None);
+
+        Assert.That((drop.Days, drop.Kept), Is.EqualTo((1, 5)), "the day dropped, the build's cutoffs' rows kept");
+        var tasks = await host.TasksAsync();
+        Assert.That(tasks.Select(t => t.Id), Is.EquivalentTo(new[] { ids.Failure, ids.Unfinished, ids.LateFailure, ids.TrimmedSuccess, ids.LateSuccess }),
+            "what a drop with the build's cutoffs keeps, the trimmed rows among them");
+        Assert.That(await ScalarAsync<string>(next, OpenFailureGroupsCounted), Is.EqualTo(await ScalarAsync<string>(next, OpenFailureGroupsFromRows)),
+            "the failure groups' counts equal the open failures' groups");
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
     /// <summary>The kinds of the aggregates in the mark of the day's build (<c>suffix</c>: yyyyMMdd), in order; <c>none</c> without.</summary>
     private static string MarkedKinds(string suffix) =>
         $"SELECT coalesce(string_agg(a->>'Kind', '' ORDER BY a->>'Kind'), 'none') FROM pg_class c, jsonb_array_elements(obj_description(c.oid, 'pg_class')::jsonb -> 'Aggregates') a " +
