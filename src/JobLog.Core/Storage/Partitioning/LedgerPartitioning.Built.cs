@@ -165,6 +165,25 @@ internal static partial class LedgerPartitioning
     }
 
     /// <summary>
+    /// In <see cref="TrimBuilt"/>'s transaction, after <see cref="AggregateBuilt"/> (which holds the table of notes): the
+    /// build's mark takes the trim's cutoffs as the build's (<see cref="KeptBuild.Ahead"/>), since its rows are now those
+    /// they keep. A drop that dies after the trim leaves the build; a later drop with earlier cutoffs (an earlier date asked,
+    /// a longer retention) then builds again instead of adopting rows that miss what it keeps (before session 39 the mark
+    /// kept the build's first cutoffs, and such a drop lost the trimmed failures with the day).
+    /// </summary>
+    private static string MarkTrimmed(KeptBuild build, DateTime succeededBefore, DateTime? failedBefore)
+    {
+        var versions = "'" + Q(build.Versions) + "'";
+        var failed = failedBefore is { } f ? "'" + f.ToString("O", CultureInfo.InvariantCulture) + "'" : "NULL";
+        return $"""
+            DO $joblog_trimmed$ BEGIN
+            EXECUTE format('COMMENT ON TABLE %s IS %L', {versions}, (obj_description(to_regclass({versions}), 'pg_class')::jsonb
+                || jsonb_build_object('Succeeded', '{succeededBefore.ToString("O", CultureInfo.InvariantCulture)}'::text, 'Failed', {failed}::text))::text);
+            END $joblog_trimmed$;
+            """;
+    }
+
+    /// <summary>
     /// The built rows' aggregates (<see cref="DayRollups.KeptAggregates"/>, a few hundred rows) stored as <c>"Aggregates"</c>
     /// in the build's mark (the comment on its table of notes), for the lock to read instead of the built rows when nothing was
     /// noted since (<see cref="FinishBuilt"/>): made by the build ahead with its mark (the partition pass's, outside the drop),

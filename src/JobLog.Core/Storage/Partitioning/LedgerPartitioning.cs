@@ -335,8 +335,10 @@ internal static partial class LedgerPartitioning
                 try
                 {
                     await using var trim = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-                    await ExecAsync(connection, TrimBuilt(build, keep) + AggregateBuilt(build, tasks, trimmed: true), cancellationToken).ConfigureAwait(false);
+                    await ExecAsync(connection, TrimBuilt(build, keep) + AggregateBuilt(build, tasks, trimmed: true) + MarkTrimmed(build, succeededBefore, failedBefore),
+                        cancellationToken).ConfigureAwait(false);
                     await trim.CommitAsync(cancellationToken).ConfigureAwait(false);
+                    build.Ahead = (succeededBefore, failedBefore);
                 }
                 catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UndefinedTable)
                 {
