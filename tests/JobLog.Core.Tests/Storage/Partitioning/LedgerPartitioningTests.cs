@@ -767,19 +767,7 @@ public class LedgerPartitioningTests
         var (host, connection, old, day, ids) = await OldDayWithLateRowsAsync();
         await using var owned = connection;
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        var restored = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(7)));
-        recorder.Enqueue(new TaskDispatched(Task(restored, "Invoice", old.AddMinutes(7))));
-        recorder.Enqueue(new RunFinished(Start(recorder, restored, "Invoice", T0.AddDays(-20).AddHours(2)), restored, TaskRunState.Failed,
-            T0.AddDays(-20).AddHours(2).AddSeconds(3), "restored decline", null, null));
-        await host.FlushAsync();
-        await ScalarAsync<int>(connection, $"""
-            UPDATE "{LedgerModel.Tasks}" SET "{FailureGroupColumns.Exception}" = 'E1' WHERE "Id" = '{restored}';
-            CREATE TEMP TABLE saved_tasks AS SELECT * FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
-            CREATE TEMP TABLE saved_runs AS SELECT * FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
-            DELETE FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
-            DELETE FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
-            SELECT 1
-            """);
+        var restored = await FailureSetAsideAsync(host, connection, old, T0.AddDays(-20).AddHours(2));
         var suffix = PartitionDay.Suffix(day)[1..];
 
         var built = await LedgerPartitioning.BuildAheadAsync(connection, T0.AddDays(-30), TimeSpan.Zero, TimeSpan.FromDays(60), TimeSpan.Zero, CancellationToken.None);
@@ -852,18 +840,7 @@ public class LedgerPartitioningTests
         var (host, connection, old, day, ids) = await OldDayWithLateRowsAsync();
         await using var owned = connection;
         var recorder = host.Services.GetRequiredService<LedgerRecorder>();
-        var restored = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(7)));
-        recorder.Enqueue(new TaskDispatched(Task(restored, "Invoice", old.AddMinutes(7))));
-        recorder.Enqueue(new RunFinished(Start(recorder, restored, "Invoice", old.AddHours(5)), restored, TaskRunState.Failed, old.AddHours(5).AddSeconds(3), "restored decline", null, null));
-        await host.FlushAsync();
-        await ScalarAsync<int>(connection, $"""
-            UPDATE "{LedgerModel.Tasks}" SET "{FailureGroupColumns.Exception}" = 'E1' WHERE "Id" = '{restored}';
-            CREATE TEMP TABLE saved_tasks AS SELECT * FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
-            CREATE TEMP TABLE saved_runs AS SELECT * FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
-            DELETE FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
-            DELETE FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
-            SELECT 1
-            """);
+        var restored = await FailureSetAsideAsync(host, connection, old, old.AddHours(5));
         var suffix = PartitionDay.Suffix(day)[1..];
         var built = await LedgerPartitioning.BuildAheadAsync(connection, T0.AddDays(-30), TimeSpan.Zero, TimeSpan.FromDays(60), TimeSpan.Zero, CancellationToken.None);
         Assert.That(built, Is.EqualTo(new[] { day }));
@@ -968,6 +945,29 @@ public class LedgerPartitioningTests
         Assert.That(await ScalarAsync<string>(next, OpenFailureGroupsCounted), Is.EqualTo(await ScalarAsync<string>(next, OpenFailureGroupsFromRows)),
             "the failure groups' counts equal the open failures' groups");
         await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    /// <summary>
+    /// A failure of the old day (dispatched at <paramref name="old"/> + 7 min, failed at <paramref name="failedAt"/>, grouped
+    /// in E1) recorded, then set aside in the session's temporary tables <c>saved_tasks</c>/<c>saved_runs</c> and deleted,
+    /// for the test to restore later (an <c>INSERT … SELECT</c> from them).
+    /// </summary>
+    private static async Task<Guid> FailureSetAsideAsync(LedgerHost host, NpgsqlConnection connection, DateTime old, DateTime failedAt)
+    {
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var restored = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(7)));
+        recorder.Enqueue(new TaskDispatched(Task(restored, "Invoice", old.AddMinutes(7))));
+        recorder.Enqueue(new RunFinished(Start(recorder, restored, "Invoice", failedAt), restored, TaskRunState.Failed, failedAt.AddSeconds(3), "restored decline", null, null));
+        await host.FlushAsync();
+        await ScalarAsync<int>(connection, $"""
+            UPDATE "{LedgerModel.Tasks}" SET "{FailureGroupColumns.Exception}" = 'E1' WHERE "Id" = '{restored}';
+            CREATE TEMP TABLE saved_tasks AS SELECT * FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
+            CREATE TEMP TABLE saved_runs AS SELECT * FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
+            DELETE FROM "{LedgerModel.Runs}" WHERE "TaskId" = '{restored}';
+            DELETE FROM "{LedgerModel.Tasks}" WHERE "Id" = '{restored}';
+            SELECT 1
+            """);
+        return restored;
     }
 
     /// <summary>The kinds of the aggregates in the mark of the day's build (<c>suffix</c>: yyyyMMdd), in order; <c>none</c> without.</summary>
