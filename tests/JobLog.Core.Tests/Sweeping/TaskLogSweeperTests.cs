@@ -408,4 +408,82 @@ public class TaskLogSweeperTests(LedgerProvider provider)
 
         Assert.That(results.Sum(r => r.Expired), Is.EqualTo(200));
     }
+
+    [Test]
+    public async Task Sweep_TwoSweepersAtOnce_OverManyBatches_ExpireEachTaskOnceWithItsRun_AndTheRollupsEqualTheCounts()
+    {
+        // Two processes' sweepers over the same backlog, each on several connections (PostgreSQL: Parallelism 4, batches
+        // of 7; the deadlines tie in pairs): each task is expired by one of them only, its ACTIVE run with it, and the
+        // rollups count each task once.
+        var ids = Enumerable.Range(0, 120).Select(i => Dispatch(T0.AddSeconds(1).AddTicks(i / 2 * 10))).ToList();
+        foreach (var id in ids.Where((_, i) => i % 3 == 0))
+        {
+            StartRun(id);
+        }
+
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromSeconds(2));
+        await using var other = await LedgerHost.StartAsync(
+            _host.Ledger, o => { o.MigrateOnStartup = false; o.Sweeper.BatchSize = 7; }, s => s.AddSingleton<TimeProvider>(_clock));
+        var second = other.Services.GetRequiredService<TaskLogSweeper>();
+
+        var results = await Task.WhenAll(
+            Task.Run(() => Sweeper.SweepOnceAsync(CancellationToken.None)),
+            Task.Run(() => second.SweepOnceAsync(CancellationToken.None)));
+
+        Assert.That((results.Sum(r => r.Expired), results.Sum(r => r.Healed)), Is.EqualTo((120, 0)));
+        var tasks = await _host.QueryAsync(db => db.TaskLogs.Include(t => t.Runs).AsNoTracking().ToListAsync());
+        Assert.That(tasks.Where(t => t.State == TaskState.Expired && t.IsSetAsStale).Select(t => t.Id), Is.EquivalentTo(ids));
+        Assert.That(tasks.SelectMany(t => t.Runs).Select(r => (r.State, r.ErrorMessage)).ToList(),
+            Has.Count.EqualTo(40).And.All.EqualTo((TaskRunState.Expired, TaskLogSweeper.StaleRunError)));
+        var counts = await _host.QueryAsync(db => db.Set<TaskStateCount>().AsNoTracking().Where(c => c.Count != 0).ToListAsync());
+        Assert.That(counts.Select(c => (c.State, c.Name, c.Count)), Is.EquivalentTo(new[] { (TaskState.Expired, "Report", 120L) }));
+        var minutes = await _host.QueryAsync(db => db.Set<TaskMinuteCount>().AsNoTracking().Where(c => c.Count != 0).ToListAsync());
+        Assert.That(minutes.Sum(m => m.Count), Is.EqualTo(120), "each expiry counted in its minute once");
+    }
+
+    [Test]
+    public async Task Sweep_ARunFinishedWhileTheSweepWaitsForItsTask_IsNotOverwrittenAsExpired()
+    {
+        if (provider != LedgerProvider.PostgreSql)
+        {
+            Assert.Ignore("SQLite's claim and sweep hold the database's write lock: a finish cannot commit between them.");
+        }
+
+        // Ten stale tasks, one with an ACTIVE run; its consumer's finish is being written (the run and the task, in a
+        // transaction of their own) when the sweep begins, and commits while the sweep runs. The sweep may have read the
+        // run as ACTIVE: the finish wins all the same (the task and its run stay SUCCEEDED), the other nine expire.
+        var ids = Enumerable.Range(0, 10).Select(_ => Dispatch(T0.AddSeconds(2))).ToList();
+        var run = StartRun(ids[4]);
+        await _host.FlushAsync();
+        _clock.Advance(TimeSpan.FromSeconds(3));
+
+        await using var finish = await _host.OpenJobLogSessionAsync();
+        await using var transaction = await finish.BeginTransactionAsync();
+        await using (var command = finish.CreateCommand())
+        {
+            command.Transaction = transaction;
+            command.CommandText =
+                $"UPDATE \"JobLogTaskRuns\" SET \"State\" = {(int)TaskRunState.Succeeded}, \"Stop\" = \"Start\" WHERE \"Id\" = '{run.Id}'; " +
+                $"UPDATE \"JobLogTasks\" SET \"State\" = {(int)TaskState.Succeeded}, \"Stop\" = '{T0.AddSeconds(1):O}' WHERE \"Id\" = '{ids[4]}'";
+            await command.ExecuteNonQueryAsync();
+        }
+
+        var sweep = Task.Run(() => Sweeper.SweepOnceAsync(CancellationToken.None));
+        // The sweep either skipped the locked task, or waits for its lock: commit the finish only then.
+        await LedgerHost.EventuallyAsync(async () => sweep.IsCompleted || await _host.QueryAsync(db => db.Database
+            .SqlQueryRaw<int>("SELECT count(*)::int AS \"Value\" FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+            .SingleAsync()) > 0, because: "the sweep done or waiting for the finishing task's lock");
+        await transaction.CommitAsync();
+        var result = await sweep;
+
+        var tasks = await _host.QueryAsync(db => db.TaskLogs.Include(t => t.Runs).AsNoTracking().ToListAsync());
+        var finished = tasks.Single(t => t.Id == ids[4]);
+        Assert.That((finished.State, finished.IsSetAsStale, finished.Runs.Single().State),
+            Is.EqualTo((TaskState.Succeeded, false, TaskRunState.Succeeded)), "the consumer's finish");
+        Assert.That(tasks.Where(t => t.State == TaskState.Expired).Select(t => t.Id), Is.EquivalentTo(ids.Where((_, i) => i != 4)));
+        Assert.That(result.Expired, Is.EqualTo(9));
+        var counts = await _host.QueryAsync(db => db.Set<TaskStateCount>().AsNoTracking().Where(c => c.Count != 0).ToListAsync());
+        Assert.That(counts.Select(c => (c.State, c.Count)), Is.EquivalentTo(new[] { (TaskState.Expired, 9L), (TaskState.Succeeded, 1L) }));
+    }
 }
