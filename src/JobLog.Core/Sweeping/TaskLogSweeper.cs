@@ -96,12 +96,9 @@ internal sealed partial class TaskLogSweeper(
     /// PostgreSQL's sweep statements update a claimed task only while it is still unfinished and stale (@p1 now): the claim
     /// holds no lock, and an UPDATE that waited for a row re-evaluates its condition on the row's committed version, so
     /// a task whose consumer's finish committed after the statement read its runs, or that another process's sweeper
-    /// expired first, is left as they left it (and not returned: not counted, its runs not touched). <c>IS NOT TRUE</c>,
-    /// not <c>NOT</c>: with the partial index's filter word for word PostgreSQL proved that index usable for the update and
-    /// read the tasks through it (every stale task's entry up to now, then filtered by id), not by their keys (the 1 M
-    /// ledger: 200 ms a batch more, docs/scale.md, "Session 39 (sweep)").
+    /// expired first, is left as they left it (and not returned: not counted, its runs not touched).
     /// </summary>
-    private const string StillStale = "(" + T + ".\"State\" = 1 OR " + T + ".\"State\" = 2 OR " + T + ".\"State\" = 5) AND " + T + ".\"IsSetAsStale\" IS NOT TRUE AND " + T + ".\"Stale\" < @p1";
+    private const string StillStale = "(" + T + ".\"State\" = 1 OR " + T + ".\"State\" = 2 OR " + T + ".\"State\" = 5) AND NOT " + T + ".\"IsSetAsStale\" AND " + T + ".\"Stale\" < @p1";
 
     /// <summary>
     /// PostgreSQL: where the process's connections claim, one at a time, each the next batch after the last claimed task.
