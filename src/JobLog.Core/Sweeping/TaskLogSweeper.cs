@@ -21,9 +21,8 @@ public readonly record struct SweepResult(int Expired, int Healed)
 /// <summary>
 /// Expires tasks that went stale (docs/architecture.md#sweeper): every interval, in set-based batches, unfinished tasks whose <c>Stale</c>
 /// has passed are healed from their last run when it finished, otherwise set EXPIRED with their ACTIVE runs. Safe to run
-/// in several processes: a task is only expired or healed by the statement that finds it still unfinished and stale
-/// (PostgreSQL re-reads the row it waited for; SQLite's claim and sweep hold the database's write lock), so a run its
-/// consumer finished meanwhile is never overwritten and a task two sweepers claim is swept by one of them. Each sweep also closes the runs of hosts that are gone
+/// in several processes: each batch claims its rows (PostgreSQL <c>SKIP LOCKED</c>; SQLite's single writer) and a task is
+/// only expired by the statement that finds it unexpired. Each sweep also closes the runs of hosts that are gone
 /// (<c>TaskLogSweeper.Hosts.cs</c>).
 /// </summary>
 internal sealed partial class TaskLogSweeper(
@@ -66,14 +65,8 @@ internal sealed partial class TaskLogSweeper(
 
     /// <summary>
     /// The claim: stale, unfinished tasks, oldest deadline first (@p0 now, @p1 batch size; <paramref name="bounded"/>: from
-    /// the deadline @p2 on, on PostgreSQL after the task (@p2, @p3), deadline and id), with each one's deadline. Its WHERE
-    /// repeats the partial index's filter word for word, so both SQLite and PostgreSQL walk <c>IX_JobLogTasks_Unfinished_Stale</c>.
-    /// It locks nothing: on PostgreSQL the process's connections claim in turn, each the batch after the last one claimed
-    /// (<see cref="ClaimCursor"/>), so no two take the same task, and the sweep statement's own condition
-    /// (<see cref="StillStale"/>) settles a task that another process's sweeper or its consumer's finish got to first.
-    /// <c>FOR UPDATE SKIP LOCKED</c> here wrote each claimed task's heap page for its row lock, its first change since the
-    /// checkpoint and so a full page image in the WAL: a third of a batch's statement time on the 1 M ledger
-    /// (docs/scale.md, "Session 38 (sweep)", "Session 39 (sweep)").
+    /// the deadline @p2 on), with each one's deadline. Its WHERE repeats the partial index's filter word for word, so both
+    /// SQLite and PostgreSQL walk <c>IX_JobLogTasks_Unfinished_Stale</c>.
     /// </summary>
     /// <remarks>
     /// The bound is the last deadline the connection's previous batch claimed. On PostgreSQL an expired task's old row
@@ -82,40 +75,14 @@ internal sealed partial class TaskLogSweeper(
     /// marked dead, so a claim from the index's start read the heap page of every task the sweep had already expired:
     /// 560 buffers more per 1,000 swept, 24,500 for the 40th batch of the 1 M ledger (docs/scale.md, "Session 12 (pgsweep2)").
     /// </remarks>
-    internal static string ClaimStatement(LedgerDatabase database, bool bounded = false)
-    {
-        // SQLite's single connection sweeps under the write lock: what lies before its bound is swept and committed. On
-        // PostgreSQL the batch before may still be running on another connection, so the bound is strict, by deadline and id.
-        var postgres = database.Provider == LedgerProvider.PostgreSql;
-        var bound = !bounded ? "" : postgres ? " AND \"Stale\" >= @p2 AND (\"Stale\" > @p2 OR \"Id\" > @p3)" : " AND \"Stale\" >= @p2";
-        return $"SELECT \"Id\", \"Stale\" FROM \"{LedgerModel.Tasks}\"{database.IndexedBy(LedgerModel.UnfinishedStaleIndex)} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0" +
-            $"{bound} ORDER BY {(postgres ? "\"Stale\", \"Id\"" : "\"Stale\"")} LIMIT @p1";
-    }
-
-    /// <summary>
-    /// PostgreSQL's sweep statements update a claimed task only while it is still unfinished and stale (@p1 now): the claim
-    /// holds no lock, and an UPDATE that waited for a row re-evaluates its condition on the row's committed version, so
-    /// a task whose consumer's finish committed after the statement read its runs, or that another process's sweeper
-    /// expired first, is left as they left it (and not returned: not counted, its runs not touched).
-    /// </summary>
-    private const string StillStale = "(" + T + ".\"State\" = 1 OR " + T + ".\"State\" = 2 OR " + T + ".\"State\" = 5) AND NOT " + T + ".\"IsSetAsStale\" AND " + T + ".\"Stale\" < @p1";
-
-    /// <summary>
-    /// PostgreSQL: where the process's connections claim, one at a time, each the next batch after the last claimed task.
-    /// </summary>
-    private sealed class ClaimCursor : IDisposable
-    {
-        public SemaphoreSlim Turn { get; } = new(1, 1);
-
-        public (DateTime Stale, Guid Id)? After { get; set; }
-
-        public void Dispose() => Turn.Dispose();
-    }
+    internal static string ClaimStatement(LedgerDatabase database, bool bounded = false) =>
+        $"SELECT \"Id\", \"Stale\" FROM \"{LedgerModel.Tasks}\"{database.IndexedBy(LedgerModel.UnfinishedStaleIndex)} WHERE {LedgerModel.UnfinishedStaleFilter} AND \"Stale\" < @p0" +
+        $"{(bounded ? " AND \"Stale\" >= @p2" : "")} ORDER BY \"Stale\" LIMIT @p1{database.SkipLocked}";
 
     /// <summary>
     /// One sweep over every stale task, in batches of <see cref="SweeperOptions.BatchSize"/>. On PostgreSQL, when the first
     /// batch is full (more is stale than one batch), <see cref="SweeperOptions.Parallelism"/> connections sweep the rest at
-    /// once: they claim in turn from one cursor (<see cref="ClaimCursor"/>), so they take disjoint batches, and each one's
+    /// once: each batch claims its rows with <c>SKIP LOCKED</c>, so the connections take disjoint batches, and each one's
     /// row writes (a new version of each task through every index of the tasks) run on a server core of their own.
     /// </summary>
     public async Task<SweepResult> SweepOnceAsync(CancellationToken cancellationToken)
@@ -141,32 +108,20 @@ internal sealed partial class TaskLogSweeper(
         await _database.RefreshStatisticsAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
         var postgres = executor.Connection is Npgsql.NpgsqlConnection;
         var partitioned = postgres && await LedgerPartitioning.IsPartitionedAsync(executor.Connection, cancellationToken).ConfigureAwait(false);
-        if (postgres)
+        var (claimed, first, last) = await SweepBatchAsync(executor.Connection, batchSize, partitioned, null, cancellationToken).ConfigureAwait(false);
+        total = Add(total, first);
+        if (claimed == batchSize)
         {
-            using var cursor = new ClaimCursor();
-            var (claimed, first) = await SweepPostgresBatchAsync(executor.Connection, batchSize, partitioned, cursor, cancellationToken).ConfigureAwait(false);
-            total = Add(total, first);
-            if (claimed == batchSize)
+            var others = postgres ? options.Value.Sweeper.Parallelism - 1 : 0;
+            var workers = new List<Task<SweepResult>> { SweepBatchesAsync(executor.Connection, batchSize, partitioned, last, cancellationToken) };
+            for (var i = 0; i < others; i++)
             {
-                var workers = new List<Task<SweepResult>> { SweepPostgresBatchesAsync(executor.Connection, batchSize, partitioned, cursor, cancellationToken) };
-                for (var i = 1; i < options.Value.Sweeper.Parallelism; i++)
-                {
-                    workers.Add(SweepOnOwnConnectionAsync(batchSize, partitioned, cursor, cancellationToken));
-                }
-
-                foreach (var result in await Task.WhenAll(workers).ConfigureAwait(false))
-                {
-                    total = Add(total, result);
-                }
+                workers.Add(SweepOnOwnConnectionAsync(batchSize, partitioned, last, cancellationToken));
             }
-        }
-        else
-        {
-            var (claimed, first, last) = await SweepBatchAsync(executor.Connection, batchSize, null, cancellationToken).ConfigureAwait(false);
-            total = Add(total, first);
-            if (claimed == batchSize)
+
+            foreach (var result in await Task.WhenAll(workers).ConfigureAwait(false))
             {
-                total = Add(total, await SweepBatchesAsync(executor.Connection, batchSize, last, cancellationToken).ConfigureAwait(false));
+                total = Add(total, result);
             }
         }
 
@@ -183,15 +138,30 @@ internal sealed partial class TaskLogSweeper(
     private static SweepResult Add(SweepResult a, SweepResult b) => new(a.Expired + b.Expired, a.Healed + b.Healed);
 
     /// <summary>
-    /// SQLite: batches on <paramref name="connection"/> until one claims less than a full batch, each claiming from the last
-    /// deadline the one before claimed (<see cref="ClaimStatement"/>); what lies before it was swept by a batch that committed.
+    /// Batches on <paramref name="connection"/> until one claims less than a full batch, each claiming from the last deadline
+    /// the one before claimed (<see cref="ClaimStatement"/>). What lies before it was claimed by a batch that committed, or
+    /// skipped as locked by a batch of another connection, which expires it or, rolled back, claims it again from its own
+    /// bound; a task locked by a writer at its claim waits for the next sweep.
     /// </summary>
-    private async Task<SweepResult> SweepBatchesAsync(DbConnection connection, int batchSize, DateTime? from, CancellationToken ct)
+    private async Task<SweepResult> SweepBatchesAsync(DbConnection connection, int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         var total = new SweepResult(0, 0);
+        var deadlocks = 0;
         while (true)
         {
-            var (claimed, result, last) = await SweepBatchAsync(connection, batchSize, from, ct).ConfigureAwait(false);
+            int claimed;
+            SweepResult result;
+            DateTime? last;
+            try
+            {
+                (claimed, result, last) = await SweepBatchAsync(connection, batchSize, partitioned, from, ct).ConfigureAwait(false);
+            }
+            catch (Npgsql.PostgresException ex) when (ex.SqlState == Npgsql.PostgresErrorCodes.DeadlockDetected && ++deadlocks <= 3)
+            {
+                // Batches running at once meet on the rollup rows their triggers update; the batch was rolled back: again.
+                continue;
+            }
+
             total = Add(total, result);
             from = last ?? from;
             if (claimed < batchSize)
@@ -201,77 +171,19 @@ internal sealed partial class TaskLogSweeper(
         }
     }
 
-    /// <summary>
-    /// PostgreSQL: batches on <paramref name="connection"/> until one claims less than a full batch, each the next one
-    /// after the last task any of the process's connections claimed (<see cref="ClaimCursor"/>).
-    /// </summary>
-    private async Task<SweepResult> SweepPostgresBatchesAsync(DbConnection connection, int batchSize, bool partitioned, ClaimCursor cursor, CancellationToken ct)
-    {
-        var total = new SweepResult(0, 0);
-        while (true)
-        {
-            var (claimed, result) = await SweepPostgresBatchAsync(connection, batchSize, partitioned, cursor, ct).ConfigureAwait(false);
-            total = Add(total, result);
-            if (claimed < batchSize)
-            {
-                return total;
-            }
-        }
-    }
-
-    private async Task<SweepResult> SweepOnOwnConnectionAsync(int batchSize, bool partitioned, ClaimCursor cursor, CancellationToken ct)
+    private async Task<SweepResult> SweepOnOwnConnectionAsync(int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         await using var executor = await _database.OpenAsync(contexts.ConnectionString, ct, prepare: true, pooled: false).ConfigureAwait(false);
-        return await SweepPostgresBatchesAsync(executor.Connection, batchSize, partitioned, cursor, ct).ConfigureAwait(false);
-    }
-
-    /// <summary>
-    /// PostgreSQL: claims the next batch after the cursor (outside a transaction: the claim locks nothing), moves the cursor
-    /// past it, and sweeps it in a transaction of its own, again with the same tasks when the statement was chosen as a
-    /// deadlock's victim (batches running at once meet on the rollup rows their triggers update).
-    /// </summary>
-    private async Task<(int Claimed, SweepResult Result)> SweepPostgresBatchAsync(
-        DbConnection connection, int batchSize, bool partitioned, ClaimCursor cursor, CancellationToken ct)
-    {
-        var now = time.GetUtcNow().UtcDateTime;
-        var started = time.GetTimestamp();
-        List<(Guid Id, int Day)> claimed;
-        await cursor.Turn.WaitAsync(ct).ConfigureAwait(false);
-        try
-        {
-            var (tasks, last) = await ClaimAsync(connection, null, now, batchSize, partitioned, cursor.After, ct).ConfigureAwait(false);
-            claimed = tasks;
-            cursor.After = last ?? cursor.After;
-        }
-        finally
-        {
-            cursor.Turn.Release();
-        }
-
-        var deadlocks = 0;
-        while (true)
-        {
-            try
-            {
-                await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
-                var result = await SweepClaimedAsync(connection, transaction, claimed, partitioned, now, ct).ConfigureAwait(false);
-                await transaction.CommitAsync(ct).ConfigureAwait(false);
-                return (claimed.Count, Done(result, started));
-            }
-            catch (Npgsql.PostgresException ex) when (ex.SqlState == Npgsql.PostgresErrorCodes.DeadlockDetected && ++deadlocks <= 3)
-            {
-                // Rolled back: the same tasks again (the cursor has moved past them).
-            }
-        }
+        return await SweepBatchesAsync(executor.Connection, batchSize, partitioned, from, ct).ConfigureAwait(false);
     }
 
     /// <summary>
     /// Derives each claimed task (id list @p0) from its runs (<see cref="LedgerSql.DerivedColumns"/>) and writes it once
     /// (@p1 now): healed when its last run finished, otherwise EXPIRED and marked stale. A claimed task always changes
-    /// (its derived state is either final or unfinished and then expired), so every claimed row is returned unless, on
-    /// PostgreSQL, it was finished or swept since its claim (<see cref="StillStale"/>); <c>IsSetAsStale</c> tells the
-    /// expired from the healed. On SQLite the rows are found by id only: the claim's transaction holds them (the write
-    /// lock), and a state condition here let SQLite's planner read every unfinished task through the state index for each batch. The id list, not the claim as a subquery, keeps
+    /// (its derived state is either final or unfinished and then expired), so every claimed row is returned;
+    /// <c>IsSetAsStale</c> tells the expired from the healed. The rows are found by id only: the claim's transaction holds
+    /// them (SQLite's write lock, PostgreSQL's <c>FOR UPDATE</c>), and a state condition here let SQLite's planner read
+    /// every unfinished task through the state index for each batch. The id list, not the claim as a subquery, keeps
     /// PostgreSQL's join to the tasks on their primary key (a LIMIT parameter's estimate can turn it into a table scan).
     /// On PostgreSQL the same statement closes the expired tasks' ACTIVE runs (<see cref="ExpireRuns"/>); SQLite's
     /// batch runs <see cref="RunsStatement"/> after it.
@@ -285,8 +197,7 @@ internal sealed partial class TaskLogSweeper(
         var update =
             $"UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
             $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
-            $"FROM d WHERE {T}.\"Id\" = d.did{(database.Provider == LedgerProvider.PostgreSql ? " AND " + StillStale : "")} " +
-            $"RETURNING {T}.\"Id\", {T}.\"Name\", {T}.\"State\", {T}.\"IsSetAsStale\"";
+            $"FROM d WHERE {T}.\"Id\" = d.did RETURNING {T}.\"Id\", {T}.\"Name\", {T}.\"State\", {T}.\"IsSetAsStale\"";
         var claimed = $"WITH d AS MATERIALIZED (SELECT t.\"Id\" AS did, {derived} WHERE {database.InIdList("t.\"Id\"", "@p0")}) ";
         return database.Provider == LedgerProvider.PostgreSql
             ? claimed + $", u AS ({update}), {ExpireRuns("")} SELECT \"Id\", \"Name\", \"State\", \"IsSetAsStale\" FROM u"
@@ -332,7 +243,7 @@ internal sealed partial class TaskLogSweeper(
             $"FROM {T} t CROSS JOIN LATERAL ({PostgreSqlDerivation.Runs($"r.\"TaskId\" = t.\"Id\" AND r.{key} = t.{key}")}) x WHERE {database.InIdList("t.\"Id\"", "@p0")} AND t.{key} {inDays}), " +
             $"u AS (UPDATE {T} SET \"IsSetAsStale\" = d.dstate IN (1, 2, 5), \"State\" = CASE WHEN d.dstate IN (1, 2, 5) THEN 6 ELSE d.dstate END, " +
             $"\"Start\" = d.dstart, \"Stop\" = CASE WHEN d.dstate IN (1, 2, 5) THEN @p1 ELSE d.dstop END " +
-            $"FROM d WHERE {database.InIdList($"{T}.\"Id\"", "@p0")} AND {T}.\"Id\" = d.did AND {T}.{key} = d.dday AND {T}.{key} {inDays} AND {StillStale} " +
+            $"FROM d WHERE {database.InIdList($"{T}.\"Id\"", "@p0")} AND {T}.\"Id\" = d.did AND {T}.{key} = d.dday AND {T}.{key} {inDays} " +
             $"RETURNING {T}.\"Id\", {T}.\"Name\", {T}.\"State\", {T}.\"IsSetAsStale\", {T}.{key}), " +
             $"{ExpireRuns($" AND r.{key} = u.{key} AND r.{key} {inDays}")} SELECT \"Id\", \"Name\", \"State\", \"IsSetAsStale\" FROM u";
     }
@@ -345,54 +256,33 @@ internal sealed partial class TaskLogSweeper(
 
     private const string R = "\"" + LedgerModel.Runs + "\"";
 
-    /// <summary>SQLite: one batch, claimed and swept in one transaction (the database's write lock, taken at its start).</summary>
-    private async Task<(int Claimed, SweepResult Result, DateTime? Last)> SweepBatchAsync(DbConnection connection, int batchSize, DateTime? from, CancellationToken ct)
+    private async Task<(int Claimed, SweepResult Result, DateTime? Last)> SweepBatchAsync(
+        DbConnection connection, int batchSize, bool partitioned, DateTime? from, CancellationToken ct)
     {
         var now = time.GetUtcNow().UtcDateTime;
         var started = time.GetTimestamp();
         await using var transaction = await connection.BeginTransactionAsync(ct).ConfigureAwait(false);
-        var (claimed, last) = await ClaimAsync(connection, transaction, now, batchSize, false, from is { } bound ? (bound, Guid.Empty) : null, ct).ConfigureAwait(false);
-        var result = await SweepClaimedAsync(connection, transaction, claimed, false, now, ct).ConfigureAwait(false);
-        await transaction.CommitAsync(ct).ConfigureAwait(false);
-        return (claimed.Count, Done(result, started), last?.Stale);
-    }
 
-    /// <summary>
-    /// Claims a batch of stale, unfinished tasks, oldest deadline first (<see cref="ClaimStatement"/>; partitioned: with each
-    /// one's partition day), from <paramref name="after"/> on (SQLite its deadline only), and returns the last one claimed.
-    /// </summary>
-    private async Task<(List<(Guid Id, int Day)> Claimed, (DateTime Stale, Guid Id)? Last)> ClaimAsync(
-        DbConnection connection, DbTransaction? transaction, DateTime now, int batchSize, bool partitioned, (DateTime Stale, Guid Id)? after, CancellationToken ct)
-    {
+        // 1. Claim a batch of stale, unfinished tasks, oldest deadline first (partitioned: with each one's partition day).
         var claimed = new List<(Guid Id, int Day)>(batchSize);
-        (DateTime Stale, Guid Id)? last = null;
-        var claim = ClaimStatement(_database, bounded: after is not null);
+        DateTime? last = null;
+        var claim = ClaimStatement(_database, bounded: from is not null);
         if (partitioned)
         {
             claim = claim.Replace("SELECT \"Id\", \"Stale\"", $"SELECT \"Id\", \"Stale\", \"{PartitionDay.Column}\"", StringComparison.Ordinal);
         }
 
-        await using var select = after is not { } bound
-            ? Command(connection, transaction, claim, now, batchSize)
-            : _database.Provider == LedgerProvider.PostgreSql
-                ? Command(connection, transaction, claim, now, batchSize, bound.Stale, bound.Id)
-                : Command(connection, transaction, claim, now, batchSize, bound.Stale);
-        await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
-        while (await reader.ReadAsync(ct).ConfigureAwait(false))
+        await using (var select = from is { } bound ? Command(connection, transaction, claim, now, batchSize, bound) : Command(connection, transaction, claim, now, batchSize))
         {
-            var id = _database.ReadGuid(reader, 0);
-            claimed.Add((id, partitioned ? reader.GetInt32(2) : 0));
-            last = (_database.ReadUtc(reader, 1), id);
+            await using var reader = await select.ExecuteReaderAsync(ct).ConfigureAwait(false);
+            while (await reader.ReadAsync(ct).ConfigureAwait(false))
+            {
+                claimed.Add((_database.ReadGuid(reader, 0), partitioned ? reader.GetInt32(2) : 0));
+                last = _database.ReadUtc(reader, 1);
+            }
         }
 
-        return (claimed, last);
-    }
-
-    /// <summary>Heals or expires the claimed tasks in <paramref name="transaction"/> (not committed here), with their ACTIVE runs.</summary>
-    private async Task<(SweepResult Result, List<(Guid Id, string Name)> Expired)> SweepClaimedAsync(
-        DbConnection connection, DbTransaction transaction, List<(Guid Id, int Day)> claimed, bool partitioned, DateTime now, CancellationToken ct)
-    {
-        // Heal or expire each: one statement, each task written once. One statement for the whole batch, not one per
+        // 2. Heal or expire each: one statement, each task written once. One statement for the whole batch, not one per
         // day: its triggers lock the rollup rows of all its tasks at once, in key order, which keeps concurrent batches
         // from deadlocking on them (one statement per day did, at once, on the 1 M ledger).
         var healed = 0;
@@ -418,23 +308,19 @@ internal sealed partial class TaskLogSweeper(
             }
         }
 
-        // The ACTIVE runs of the expired tasks end with them (on PostgreSQL in the sweep statement, ExpireRuns).
+        // 3. The ACTIVE runs of the expired tasks end with them (on PostgreSQL in the sweep statement, ExpireRuns).
         if (expired.Count > 0 && _database.Provider != LedgerProvider.PostgreSql)
         {
             await using var runs = Command(connection, transaction, RunsStatement(_database), _database.IdList(expired.Select(e => e.Id).ToList()), now);
             await runs.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
         }
 
-        return (new SweepResult(expired.Count, healed), expired);
-    }
-
-    /// <summary>A batch committed: its duration and expiries to the metrics and the log.</summary>
-    private SweepResult Done((SweepResult Result, List<(Guid Id, string Name)> Expired) batch, long started)
-    {
+        await transaction.CommitAsync(ct).ConfigureAwait(false);
         metrics.SweepBatchDuration.Record(time.GetElapsedTime(started).TotalSeconds);
-        LogExpired(batch.Expired);
-        metrics.TasksExpired.Add(batch.Expired.Count);
-        return batch.Result;
+        LogExpired(expired);
+
+        metrics.TasksExpired.Add(expired.Count);
+        return (claimed.Count, new SweepResult(expired.Count, healed), last);
     }
 
     /// <summary>
