@@ -25,25 +25,26 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
     public async Task<FailureActionReceipt> RetryAsync(FailureActionRequest request, CancellationToken cancellationToken = default)
     {
         var ids = Validate(request);
+        var receipt = await ConflictsTakenAgainAsync(() => TryRetryChoosingAgainAsync(request, ids, cancellationToken)).ConfigureAwait(false);
+        if (receipt.Accepted > 0)
+        {
+            signal.Notify();
+        }
+
+        return receipt;
+    }
+
+    private async Task<FailureActionReceipt> TryRetryChoosingAgainAsync(FailureActionRequest request, List<Guid> ids, CancellationToken ct)
+    {
         for (var attempt = 0; ; attempt++)
         {
             try
             {
-                var receipt = await TryRetryAsync(request, ids, cancellationToken).ConfigureAwait(false);
-                if (receipt.Accepted > 0)
-                {
-                    signal.Notify();
-                }
-
-                return receipt;
+                return await TryRetryAsync(request, ids, ct).ConfigureAwait(false);
             }
             catch (DbUpdateException ex) when (attempt < 2 && !contexts.Database.IsConflict(ex))
             {
                 // A concurrent request took some of these tasks first (one retry in progress per task): choose again.
-            }
-            catch (Exception ex) when (attempt < ConflictAttempts - 1 && contexts.Database.IsConflict(ex))
-            {
-                // Aborted in a deadlock with a writer's or the sweeper's batch (see ConflictAttempts): taken again.
             }
         }
     }

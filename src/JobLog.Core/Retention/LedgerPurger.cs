@@ -1,4 +1,4 @@
-﻿using System.Globalization;
+using System.Globalization;
 using JobLog.Internal;
 using JobLog.Storage;
 using JobLog.Storage.Partitioning;
