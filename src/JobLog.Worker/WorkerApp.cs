@@ -27,7 +27,8 @@ internal static class WorkerApp
 
         var app = builder.Build();
         app.UseJobLogRequests();
-        app.MapGet("/", () => Results.Redirect("/joblog"));
+        // HEAD wherever GET is, as on the dashboard (a monitor's probe of the root was a 405).
+        app.MapMethods("/", [HttpMethods.Get, HttpMethods.Head], () => Results.Redirect("/joblog"));
         app.MapHealthChecks("/healthz").JobLogExempt();
         app.MapDemoHttp();
         app.MapJobLogDashboard("/joblog");

@@ -42,7 +42,7 @@ internal static class DemoHttpEndpoints
             return Results.Ok(new { health, echo = (int)echo.StatusCode });
         }).WithName("demo-call-out");
 
-        demo.MapGet("/echo", (HttpRequest request) =>
+        demo.MapMethods("/echo", [HttpMethods.Get, HttpMethods.Head], (HttpRequest request) =>
             Results.Json(request.Query.ToDictionary(q => q.Key, q => q.Value.ToString()))).WithName("demo-echo");
 
         demo.MapPost("/login", (HttpContext context, DemoLogin login) =>
