@@ -71,6 +71,26 @@ public class HtmlSafetyTests
     }
 
     [Test]
+    public async Task EveryPage_ShowsTerminalControlCharactersVisibly_SoACopiedErrorCarriesNoEscapeSequence()
+    {
+        // Session 40 (hostile), in Chromium over the real Worker: ESC, BEL, NUL, DEL and the C1 CSI reached the page as
+        // characters (an HTML character reference is still the character): invisible there, and an operator who copies an
+        // error or output into a terminal pastes "\u001b]0;...\u0007" (retitles, rewrites the screen). Line feeds and tabs stay.
+        const string Terminal = "red\u001b[31m title\u001b]0;pwned\u0007 nul\u0000 del\u007f csi\u009b2J line\nnext\ttab end";
+        foreach (var url in await SeedEveryKindAsync("Ansi", Terminal))
+        {
+            var html = await _host.GetStringAsync(url);
+            var decoded = WebUtility.HtmlDecode(html);
+
+            Assert.That(decoded.Where(c => char.IsControl(c) && c is not ('\n' or '\r' or '\t')).Select(c => (int)c), Is.Empty, url);
+            if (url != "/joblog")
+            {
+                Assert.That(decoded, Does.Contain("red[U+001B][31m title[U+001B]]0;pwned[U+0007]").And.Contain("del[U+007F] csi[U+009B]2J"), url);
+            }
+        }
+    }
+
+    [Test]
     public async Task EveryPage_ShowsInvisibleCharactersVisibly_WhereTheyHideInText_AndLeavesEmojiAndScriptJoinersAlone()
     {
         // "Charge\u200BCard" reads as "ChargeCard" (another type, another header, another user); tag characters and

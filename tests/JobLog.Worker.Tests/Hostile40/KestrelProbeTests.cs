@@ -148,6 +148,7 @@ public class KestrelProbeTests
 
         var status = RawSocket.Statuses(answer);
         Assert.That(status, Is.Not.Empty, "no HTTP answer: " + Cut(answer));
+        TestContext.Out.WriteLine($"answered {status[0]}: {answer.Split("\r\n\r\n", 2).ElementAtOrDefault(1)?[..Math.Min(160, answer.Split("\r\n\r\n", 2)[1].Length)]}");
         Assert.That(statuses, Does.Contain(status[0]), Cut(answer));
         AssertNothingLeaks(answer);
         await AssertStillServingAndUnchangedAsync();

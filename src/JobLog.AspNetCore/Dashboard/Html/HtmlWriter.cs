@@ -14,12 +14,16 @@ internal readonly record struct RawHtml(string Value);
 /// text are shown as <c>[U+202E]</c>: as characters they reorder what the reader sees (<c>invoice\u202Efdp.exe</c> reads
 /// "invoiceexe.pdf"; a mark is invisible and turns the punctuation beside it around), and an HTML character reference is
 /// still the character. Characters that draw nothing where they hide (<see cref="InvisibleText"/>: <c>Charge\u200BCard</c>)
-/// are shown the same way. Alerts show the same characters as code points. The live refresh shows the same text: it swaps in fragments written here.
+/// are shown the same way, and so are the C0 and C1 control characters but tab, line feed and carriage return
+/// (<c>\u001b]0;title\u0007</c> is <c>[U+001B]]0;title[U+0007]</c>): invisible on the page, they went with a copied
+/// error or output into a terminal, which ran them. Alerts show the same characters as code points. The live refresh
+/// shows the same text: it swaps in fragments written here.
 /// </summary>
 internal static class Bidi
 {
-    private static readonly System.Buffers.SearchValues<char> s_controls =
-        System.Buffers.SearchValues.Create("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c");
+    private static readonly System.Buffers.SearchValues<char> s_controls = System.Buffers.SearchValues.Create(
+        "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+        + string.Concat(Enumerable.Range(0, 0xa0).Select(c => (char)c).Where(c => char.IsControl(c) && c is not ('\t' or '\n' or '\r'))));
 
     public static string Visible(string text) => InvisibleText.CodePoints(text, s_controls);
 }
