@@ -63,9 +63,27 @@ internal static class Cli
         {
             // Anything else (a ledger that cannot be opened or created, a disk that refuses): said in a line, exit 1, not
             // an unhandled exception (a stack trace and SIGABRT, exit 134). The host has logged the details.
-            await console.ErrorAsync($"{ex.GetType().Name}: {ex.Message}");
+            await console.ErrorAsync($"{ex.GetType().Name}: {ex.Message}{LedgerFile(ex, settings)}");
             return 1;
         }
+    }
+
+    /// <summary>
+    /// SQLite's errors name no file (<c>SQLite Error 14: 'unable to open database file'</c>): with a directory, a text
+    /// file or a device as the ledger, the line did not say which; it now ends <c>Ledger file: PATH (a directory).</c>
+    /// </summary>
+    private static string LedgerFile(Exception ex, IReadOnlyList<string> settings)
+    {
+        for (var inner = ex; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is Microsoft.Data.Sqlite.SqliteException && LedgerSession.SqliteFile(settings) is { } path)
+            {
+                var what = Directory.Exists(path) ? " (a directory)" : File.Exists(path) ? "" : " (not there)";
+                return $" Ledger file: {path}{what}.";
+            }
+        }
+
+        return "";
     }
 
     internal static RootCommand Root(CliContext context)

@@ -28,11 +28,7 @@ internal sealed class LedgerSession : IAsyncDisposable
     /// <summary>The services alone (tests use them to build a service by hand).</summary>
     public static ServiceProvider Build(IReadOnlyList<string> settings)
     {
-        var configuration = new ConfigurationBuilder()
-            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
-            .AddEnvironmentVariables()
-            .AddCommandLine([.. settings])
-            .Build();
+        var configuration = Configuration(settings);
         var services = new ServiceCollection();
         services.AddSingleton<IConfiguration>(configuration);
         services.AddLogging(l => l.AddSimpleConsole().SetMinimumLevel(LogLevel.Warning));
@@ -46,6 +42,31 @@ internal sealed class LedgerSession : IAsyncDisposable
         });
         return services.BuildServiceProvider(new ServiceProviderOptions { ValidateScopes = true, ValidateOnBuild = true });
     }
+
+    /// <summary>
+    /// The full path of the SQLite file the settings name, for an error that says which file it could not open; null for
+    /// PostgreSQL, an in-memory or URI data source, or settings that cannot be read (their own error says so).
+    /// </summary>
+    public static string? SqliteFile(IReadOnlyList<string> settings)
+    {
+        try
+        {
+            var worker = WorkerSettings.From(Configuration(settings));
+            var source = worker.Database == LedgerProvider.Sqlite ? new Microsoft.Data.Sqlite.SqliteConnectionStringBuilder(worker.ConnectionString).DataSource : "";
+            return source.Length == 0 || source == ":memory:" || source.StartsWith("file:", StringComparison.OrdinalIgnoreCase) ? null : Path.GetFullPath(source);
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or NotSupportedException or IOException)
+        {
+            return null;
+        }
+    }
+
+    private static IConfiguration Configuration(IReadOnlyList<string> settings) =>
+        new ConfigurationBuilder()
+            .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
+            .AddEnvironmentVariables()
+            .AddCommandLine([.. settings])
+            .Build();
 
     /// <summary>
     /// Runs <paramref name="body"/> as a command executed from the command line: its console output, exit code and
