@@ -160,7 +160,7 @@ public class CliEdgeTests
             return db.SaveChangesAsync();
         });
 
-        foreach (var args in new[] { new[] { "task", task.Id.ToString() }, ["tasks", "--limit", "500"], ["task", task.Id.ToString(), "--json"] })
+        foreach (var args in new[] { new[] { "task", task.Id.ToString() }, ["tasks", "--limit", "500"] })
         {
             var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
             start.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "JobLog.Worker.dll"));
