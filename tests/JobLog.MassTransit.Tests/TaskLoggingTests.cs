@@ -95,6 +95,24 @@ public class TaskLoggingTests(Transport transport)
     }
 
     [Test]
+    public async Task Consume_WhenRetried_TheRunsErrorIsTheConsumersExceptionWithoutTheFramesOfJobLogsWaits()
+    {
+        var bus = await Start(x => x.AddConsumer<FlakyJobConsumer>(), retries: 1);
+        var id = NewId.NextGuid();
+
+        await bus.Bus.Publish(new FlakyJob(1), x => x.MessageId = id);
+
+        // JobLog's run and slot filters pass a failed attempt on without throwing its exception again, so the frames of their
+        // waits are not in the trace the run records (each throw again added one and cost exception dispatches on every
+        // retry). The slot filter's own frame stays where it called the consumer.
+        var task = await WaitForTask(bus, id, t => t.State == TaskState.Succeeded, "task succeeded after a retry");
+        var retried = task.Runs.Single(r => r.State == TaskRunState.Retried);
+        Assert.That(retried.ErrorMessage, Does.StartWith("System.InvalidOperationException: flaky failure 1"));
+        Assert.That(retried.ErrorMessage, Does.Contain(typeof(FlakyJobConsumer).FullName + ".Consume("));
+        Assert.That(retried.ErrorMessage, Does.Not.Contain("TaskRunFilter").And.Not.Contain("NotingTheConsumersExceptionAsync"));
+    }
+
+    [Test]
     public async Task Consume_WithIntervalRetryAndTheRetryObserver_RecordsTheNextRetryTimeBeforeTheRetry()
     {
         var bus = await Start(x => x.AddConsumer<FlakyJobConsumer>(), retries: 1, retryInterval: TimeSpan.FromSeconds(30));

@@ -48,14 +48,30 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         };
 
     /// <summary>One attempt of the consumer as a run (from the message pipe, or, inner, from the consumer's pipe).</summary>
-    public async Task RunAsync<TContext>(TContext context, IPipe<TContext> next, bool slotted)
+    /// <remarks>
+    /// A failed attempt's task is passed on as it is, its exception not thrown again here (<see cref="AttemptAsync"/>): each
+    /// throw again cost the retry path two exception dispatches per failed attempt and put this filter's frame into the trace
+    /// the run records.
+    /// </remarks>
+    public Task RunAsync<TContext>(TContext context, IPipe<TContext> next, bool slotted)
+        where TContext : class, ConsumeContext<TMessage>
+    {
+        var attempt = AttemptAsync(context, next, slotted);
+        return attempt.IsCompletedSuccessfully ? attempt.Result : attempt.Unwrap();
+    }
+
+    /// <summary>
+    /// The attempt, recorded; its result is the task to give the caller: the consumer pipe's own when it faulted (its
+    /// exception recorded, not thrown again), else a completed one. A pipe that throws before it returns a task, or whose
+    /// task is cancelled, faults this one with its exception (thrown again, as before).
+    /// </summary>
+    private async Task<Task> AttemptAsync<TContext>(TContext context, IPipe<TContext> next, bool slotted)
         where TContext : class, ConsumeContext<TMessage>
     {
         if (!context.TryGetPayload<DeliveryState>(out var delivery))
         {
             // UseTaskLogging adds the delivery filter to every endpoint; without it there is nothing to correlate.
-            await next.Send(context).ConfigureAwait(false);
-            return;
+            return next.Send(context);
         }
 
         var recorder = services.Recorder;
@@ -93,7 +109,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             var expired = new RunEnd(TaskRunState.Expired, start, $"Expired: received at {start:O}, after its expiration time {context.ExpirationTime:O}; not consumed.");
             var late = ConsumedRecords.Run(services, context, runId, taskId, name, queue, consumerType, start, expired);
             delivery.Track(recorder.Enqueue(new RunStarted(late, seed, context.ReceiveContext.Redelivered, rendering)));
-            return;
+            return Task.CompletedTask;
         }
 
         var run = ConsumedRecords.Run(services, context, runId, taskId, name, queue, consumerType, start);
@@ -123,27 +139,25 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             lane.ConsumerException = null;
             try
             {
-                if ((handler || saga) && next is IPipe<ConsumeContext<TMessage>> ownFaultPipe)
+                // The handler's and the saga's filters report the fault themselves: noted on the way (a consumer's is
+                // noted by its slot filter).
+                var sent = (handler || saga) && next is IPipe<ConsumeContext<TMessage>> ownFaultPipe
+                    ? ownFaultPipe.Send(new FaultNotingConsumeContext<TMessage>(context, lane))
+                    : next.Send(context);
+                await sent.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                if (sent.IsFaulted && sent.Exception is { InnerExceptions: [var first, ..] })
                 {
-                    // The handler's and the saga's filters report the fault themselves: noted on the way (a consumer's is
-                    // noted by its slot filter).
-                    await ownFaultPipe.Send(new FaultNotingConsumeContext<TMessage>(context, lane)).ConfigureAwait(false);
+                    // What awaiting it throws (its first exception): recorded, and the task itself given back.
+                    Failed(first, delivery, lane, wait, slot, run.Id, taskId, start, started, output);
+                    return sent;
                 }
-                else
-                {
-                    await next.Send(context).ConfigureAwait(false);
-                }
+
+                // Cancelled: its exception is the one the await makes.
+                await sent.ConfigureAwait(false);
             }
             catch (Exception ex)
             {
-                wait?.EndedWithoutSlot();
-                var failed = slot?.RunId ?? run.Id;
-                lane.PendingFailure = (failed, taskId);
-                lane.PendingException = TaskLoggingServices.AttemptException(ex, lane.ConsumerException);
-                var error = services.AttemptErrorText(ex, lane.ConsumerException);
-                lane.ConsumerException = null;
-                delivery.Track(recorder.Enqueue(new RunFinished(
-                    failed, taskId, TaskRunState.Retried, services.Since(start, started), error, Bounded(slot?.Output ?? output, slot?.SagaLine), null)));
+                Failed(ex, delivery, lane, wait, slot, run.Id, taskId, start, started, output);
                 throw;
             }
             finally
@@ -160,7 +174,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         {
             if (wait.State == SlotState.Expired)
             {
-                return;
+                return Task.CompletedTask;
             }
 
             wait.EndedWithoutSlot();
@@ -173,7 +187,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             delivery.Track(recorder.Enqueue(new RunFinished(
                 slot?.RunId ?? run.Id, taskId, TaskRunState.Retried, services.Since(start, started), $"Deferred: redelivered at {redeliveryAt:O}.",
                 Bounded(slot?.Output ?? output, slot?.SagaLine), redeliveryAt)));
-            return;
+            return Task.CompletedTask;
         }
 
         // A saga the repository never called (no instance, and the event's OnMissingInstance discarded the message or ran
@@ -183,6 +197,22 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
             : slot?.SagaLine;
         delivery.Track(recorder.Enqueue(new RunFinished(
             slot?.RunId ?? run.Id, taskId, TaskRunState.Succeeded, services.Since(start, started), null, Bounded(slot?.Output ?? output, sagaLine), null)));
+        return Task.CompletedTask;
+    }
+
+    /// <summary>The attempt failed with <paramref name="ex"/>: its run RETRIED (the delivery filter makes it FAILED when the delivery fails).</summary>
+    private void Failed(
+        Exception ex, DeliveryState delivery, ConsumerLane lane, ConsumerSlotWait? wait, SagaAttemptSlot? slot, Guid runId, Guid taskId,
+        DateTime start, long started, OutputBuffer output)
+    {
+        wait?.EndedWithoutSlot();
+        var failed = slot?.RunId ?? runId;
+        lane.PendingFailure = (failed, taskId);
+        lane.PendingException = TaskLoggingServices.AttemptException(ex, lane.ConsumerException);
+        var error = services.AttemptErrorText(ex, lane.ConsumerException);
+        lane.ConsumerException = null;
+        delivery.Track(services.Recorder.Enqueue(new RunFinished(
+            failed, taskId, TaskRunState.Retried, services.Since(start, started), error, Bounded(slot?.Output ?? output, slot?.SagaLine), null)));
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogTaskRun").Add("consumer", consumerType);
