@@ -124,38 +124,20 @@ internal sealed class ConsumerSlotFilter<TConsumer, TMessage>(string consumerTyp
     }
 
     /// <summary>
-    /// <paramref name="sent"/> itself, its consumer's exception noted when it fails (<see cref="NotingTheConsumersExceptionAsync"/>)
-    /// without throwing it again on the way: an exception thrown again here costs the retry path two more exception
-    /// dispatches per failed attempt, and puts this filter's frame into the trace every failed run records. A cancelled
-    /// consumer takes the awaiting path, as before (its exception is made by the await).
+    /// <paramref name="sent"/>, its consumer's exception noted (<see cref="NotingTheConsumersExceptionAsync"/>). A task
+    /// that already faulted (a consumer that throws before its first await) is given back as it is, its first exception
+    /// (what an await throws) noted, without throwing it again here: that cost the retry path two exception dispatches
+    /// per failed attempt. A task still running takes the awaiting path, whose success costs one state machine.
     /// </summary>
     private Task Noting(ConsumeContext context, Task sent)
     {
-        if (sent.IsCompleted)
-        {
-            return NotedOrAwaited(context, sent);
-        }
-
-        return sent.ContinueWith(
-            static (done, state) =>
-            {
-                var (filter, context) = ((ConsumerSlotFilter<TConsumer, TMessage>, ConsumeContext))state!;
-                return filter.NotedOrAwaited(context, done);
-            },
-            (this, context), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously | TaskContinuationOptions.DenyChildAttach, TaskScheduler.Default).Unwrap();
-    }
-
-    /// <summary>A completed <paramref name="sent"/>: itself when it faulted (the exception it holds noted), else as before.</summary>
-    private Task NotedOrAwaited(ConsumeContext context, Task sent)
-    {
         if (sent.IsFaulted && sent.Exception is { InnerExceptions: [var first, ..] })
         {
-            // What awaiting it throws: its first exception.
             Note(context, first);
             return sent;
         }
 
-        return sent.IsCompletedSuccessfully ? sent : NotingTheConsumersExceptionAsync(context, sent);
+        return NotingTheConsumersExceptionAsync(context, sent);
     }
 
     /// <summary>
