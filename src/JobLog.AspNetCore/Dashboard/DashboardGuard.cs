@@ -24,6 +24,12 @@ internal sealed class DashboardGuard(JobLogDashboardOptions options) : IEndpoint
 
     private SteadyRate? _unavailable;
 
+    /// <summary>
+    /// Before the 403's text when the request had no <c>Host</c> (HTTP/1.0 allows that): a missing host is not a
+    /// loopback name (DNS rebinding), and "only answers local requests" alone did not say what was missing.
+    /// </summary>
+    internal const string NoHost = "The request has no Host header (send Host: localhost or 127.0.0.1). ";
+
     internal const string LedgerUnavailable = "The ledger cannot be read now (its database is down, or its schema is not migrated yet); try again in a moment.";
 
     public async ValueTask<object?> InvokeAsync(EndpointFilterInvocationContext context, EndpointFilterDelegate next)
@@ -42,7 +48,8 @@ internal sealed class DashboardGuard(JobLogDashboardOptions options) : IEndpoint
         if (!HasAuthorizationPolicy(http) && !IsLocal(http))
         {
             return Results.Text(
-                "The JobLog dashboard only answers local requests. Add an authorization policy to open it to others: app.MapJobLogDashboard().RequireAuthorization(...).",
+                (http.Request.Host.HasValue ? "" : NoHost)
+                + "The JobLog dashboard only answers local requests. Add an authorization policy to open it to others: app.MapJobLogDashboard().RequireAuthorization(...).",
                 "text/plain; charset=utf-8",
                 statusCode: StatusCodes.Status403Forbidden);
         }
