@@ -197,6 +197,22 @@ internal static class SpoolFiles
         return Statx.LstatIdentity(path) is { } now && now == identity;
     }
 
+    /// <summary>
+    /// Whether <paramref name="path"/>, its symbolic links followed, is a regular file: null when nothing is there, false
+    /// for a directory, a device, a pipe or a socket (the SQLite migration lock refuses those, Storage.Sqlite.SqliteMigrationLock).
+    /// </summary>
+    public static bool? IsRegularFile(string path)
+    {
+        var facts = Statx.Lstat(path);
+        if (facts is { IsSymbolicLink: true })
+        {
+            // A link whose final target is not there (SQLite would create the target) counts as nothing there.
+            facts = File.ResolveLinkTarget(path, returnFinalTarget: true) is { } target ? Statx.Lstat(target.FullName) : null;
+        }
+
+        return facts?.IsRegularFile;
+    }
+
     /// <summary>A file's inode and device.</summary>
     public readonly record struct Identity(ulong Inode, uint Major, uint Minor);
 
