@@ -102,7 +102,7 @@ internal static class Cli
         root.Subcommands.Add(run);
 
         var demoCommand = new Command("demo", "Run the demo tasks to completion and print the ledger's counts by state.");
-        demoCommand.SetAction((_, ct) => context.WithLedgerAsync("demo", _ => DemoCommand.RunAsync(context, ct), ct));
+        demoCommand.SetAction((_, ct) => context.WithLedgerAsync("demo", _ => DemoCommand.RunAsync(context, ct), ct, createsLedger: true));
         root.Subcommands.Add(demoCommand);
 
         var sweep = new Command("sweep", "Expire stale tasks, and the runs of hosts that stopped sending heartbeats, once and exit.");
@@ -125,7 +125,7 @@ internal static class Cli
             await session.Maintenance.MigrateAsync(ct);
             await context.Console.Out.WriteLineAsync("ledger schema is up to date");
             return 0;
-        }, ct));
+        }, ct, createsLedger: true));
         root.Subcommands.Add(migrate);
 
         var replay = new Command(

@@ -23,9 +23,31 @@ internal sealed class CliContext(CliConsole console, IReadOnlyList<string> setti
     /// arguments are the command line without the command's name; the ledger masks secrets in them) unless code, not
     /// a user, called the command.
     /// </summary>
-    public async Task<int> WithLedgerAsync(string name, Func<LedgerSession, Task<int>> body, CancellationToken cancellationToken)
+    /// <param name="createsLedger">
+    /// True for <c>migrate</c> and <c>demo</c>: a SQLite ledger file that is not there is created. Every other command
+    /// says there is no ledger at the path (exit 1) instead of creating an empty one where a mistyped path points.
+    /// </param>
+    public async Task<int> WithLedgerAsync(string name, Func<LedgerSession, Task<int>> body, CancellationToken cancellationToken, bool createsLedger = false)
     {
-        await using var session = LedgerSession.Open(settings);
+        var missing = createsLedger ? null : LedgerSession.MissingLedger(settings);
+        await using var session = LedgerSession.Open(settings, missing);
+        if (missing is not null)
+        {
+            // No ledger to record the command in. A setting it cannot use (JobLog's options, validated when first read) and
+            // then an argument it cannot use are still said first (exit 2), the ledger untouched: the body runs up to its
+            // first use of the ledger, and that use ends it.
+            _ = session.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<JobLogOptions>>().Value;
+            try
+            {
+                return await GuardAsync(() => body(session));
+            }
+            catch (LedgerMissingException ex)
+            {
+                await console.ErrorAsync(ex.Message);
+                return 1;
+            }
+        }
+
         if (!recordCommand)
         {
             return await GuardAsync(() => body(session));

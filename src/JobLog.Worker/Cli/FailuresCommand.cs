@@ -39,9 +39,9 @@ internal static class FailuresCommand
         command.Options.Add(json);
         command.SetAction((parse, ct) => context.WithLedgerAsync("failures", async session =>
         {
-            await session.Maintenance.MigrateAsync(ct);
             var now = session.Now;
             var filter = FailureFilter.Parse(name => parse.GetValue(options[name == "q" ? "search" : name]), now);
+            await session.Maintenance.MigrateAsync(ct);
             if (filter.Group is not null)
             {
                 return await RowsAsync(context, session, filter, parse.GetValue(json), ct);

@@ -40,10 +40,12 @@ internal static class HostsCommand
         command.Options.Add(json);
         command.SetAction((parse, ct) => context.WithLedgerAsync("hosts", async session =>
         {
-            await session.Maintenance.MigrateAsync(ct);
             var ledger = session.Services.GetRequiredService<IOptions<JobLogOptions>>().Value;
             var now = session.Now;
-            if (!parse.GetValue(json) && options.Values.All(o => parse.GetResult(o) is null))
+            var overviewOnly = !parse.GetValue(json) && options.Values.All(o => parse.GetResult(o) is null);
+            var filter = overviewOnly ? null : HostFilter.Parse(name => parse.GetValue(options[name == "q" ? "search" : name]), now);
+            await session.Maintenance.MigrateAsync(ct);
+            if (filter is null)
             {
                 var overview = await session.QueryAsync(q => q.HostOverviewAsync(ledger.HeartbeatInterval, ledger.HostTimeout, now, GoneShown, ct));
                 await WriteAsync(context, [.. overview.Live, .. overview.Gone]);
@@ -68,7 +70,6 @@ internal static class HostsCommand
                 return 0;
             }
 
-            var filter = HostFilter.Parse(name => parse.GetValue(options[name == "q" ? "search" : name]), now);
             var page = await session.QueryAsync(q => q.HostsAsync(filter, ledger.HeartbeatInterval, ledger.HostTimeout, now, ct));
             if (parse.GetValue(json))
             {

@@ -12,18 +12,44 @@ internal sealed class LedgerSession : IAsyncDisposable
 {
     private readonly ServiceProvider _services;
     private readonly List<IHostedService> _started = [];
+    private readonly string? _missing;
 
-    private LedgerSession(ServiceProvider services) => _services = services;
+    private LedgerSession(ServiceProvider services, string? missing)
+    {
+        _services = services;
+        _missing = missing;
+    }
 
     public IServiceProvider Services => _services;
 
-    public LedgerMaintenance Maintenance => _services.GetRequiredService<LedgerMaintenance>();
+    /// <exception cref="LedgerMissingException">The ledger file is not there (<see cref="MissingLedger"/>).</exception>
+    public LedgerMaintenance Maintenance => Ledger().GetRequiredService<LedgerMaintenance>();
 
     public DateTime Now => _services.GetRequiredService<TimeProvider>().GetUtcNow().UtcDateTime;
 
     /// <summary>Builds the services from the settings (<c>--Key=Value</c>, appsettings.json, environment variables).</summary>
     /// <exception cref="InvalidOperationException">When the settings cannot make a ledger.</exception>
-    public static LedgerSession Open(IReadOnlyList<string> settings) => new(Build(settings));
+    public static LedgerSession Open(IReadOnlyList<string> settings) => new(Build(settings), null);
+
+    /// <summary>
+    /// The services of a ledger that <paramref name="missing"/> says is not there (<see cref="MissingLedger"/>): the
+    /// session reads arguments and the time, and its first use of the ledger (<see cref="Maintenance"/>,
+    /// <see cref="QueryAsync{T}"/>, <see cref="StartAsync"/>, <see cref="RunLoggedAsync"/>) throws
+    /// <see cref="LedgerMissingException"/> with that text; nothing is created.
+    /// </summary>
+    public static LedgerSession Open(IReadOnlyList<string> settings, string? missing) => new(Build(settings), missing);
+
+    /// <summary>
+    /// Why there is no ledger to open (a line that names the path and says how to make one) when the settings name a
+    /// SQLite file that is not there, or a directory; null when it is there, or for PostgreSQL, an in-memory or a URI data
+    /// source. Only <c>migrate</c>, <c>demo</c> and the worker create a ledger.
+    /// </summary>
+    public static string? MissingLedger(IReadOnlyList<string> settings) =>
+        SqliteFile(settings) is not { } path || File.Exists(path) ? null
+        : Directory.Exists(path) ? $"no ledger at {path}: it is a directory, not a ledger file. Fix ConnectionStrings:JobLog."
+        : $"no ledger at {path} (not there); run the migrate command or the worker first to create it, or fix ConnectionStrings:JobLog.";
+
+    private IServiceProvider Ledger() => _missing is null ? _services : throw new LedgerMissingException(_missing);
 
     /// <summary>The services alone (tests use them to build a service by hand).</summary>
     public static ServiceProvider Build(IReadOnlyList<string> settings)
@@ -75,7 +101,7 @@ internal sealed class LedgerSession : IAsyncDisposable
     /// </summary>
     public async Task<int> RunLoggedAsync(string name, IReadOnlyList<string> args, Func<CancellationToken, Task<int>> body, CancellationToken cancellationToken)
     {
-        var commands = _services.GetRequiredService<CommandLogger>();
+        var commands = Ledger().GetRequiredService<CommandLogger>();
         if (commands.IsExcluded(name))
         {
             return await body(cancellationToken);
@@ -92,6 +118,7 @@ internal sealed class LedgerSession : IAsyncDisposable
     /// <summary>Starts JobLog's hosted services (the writer first among them), once; they stop, draining, when the session ends.</summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        Ledger();
         if (_started.Count > 0)
         {
             return;
@@ -107,7 +134,7 @@ internal sealed class LedgerSession : IAsyncDisposable
     /// <summary>Runs a query in its own scope.</summary>
     public async Task<T> QueryAsync<T>(Func<LedgerQueries, Task<T>> query)
     {
-        await using var scope = _services.CreateAsyncScope();
+        await using var scope = Ledger().CreateAsyncScope();
         return await query(scope.ServiceProvider.GetRequiredService<LedgerQueries>());
     }
 
@@ -122,3 +149,6 @@ internal sealed class LedgerSession : IAsyncDisposable
         await _services.DisposeAsync();
     }
 }
+
+/// <summary>A command that does not create a ledger used one whose file is not there (<see cref="LedgerSession.MissingLedger"/>): exit 1.</summary>
+internal sealed class LedgerMissingException(string message) : Exception(message);

@@ -47,6 +47,7 @@ internal static class PurgeCommand
             var batch = BatchSize(parse.GetValue(batchSize), 1000);
 
             var dry = parse.GetValue(dryRun);
+            await session.Maintenance.MigrateAsync(ct);
             if (!dry && parse.GetValue(backup) is { } directory)
             {
                 // A directory the backup cannot be written to is the user's to fix: say so before anything is deleted.
@@ -60,7 +61,6 @@ internal static class PurgeCommand
                 }
             }
 
-            await session.Maintenance.MigrateAsync(ct);
             var now = session.Now;
             var results = await context.Console.WithProgressAsync(
                 p => $"{p.Step}: deleting {p.Total} rows…",

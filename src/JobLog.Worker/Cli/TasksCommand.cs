@@ -44,8 +44,8 @@ internal static class TasksCommand
         command.Options.Add(json);
         command.SetAction((parse, ct) => context.WithLedgerAsync("tasks", async session =>
         {
-            await session.Maintenance.MigrateAsync(ct);
             var filter = TaskFilter.Parse(name => parse.GetValue(options[name == "q" ? "search" : name]), session.Now);
+            await session.Maintenance.MigrateAsync(ct);
             var page = await session.QueryAsync(q => q.TasksAsync(filter, ct));
             if (parse.GetValue(json))
             {

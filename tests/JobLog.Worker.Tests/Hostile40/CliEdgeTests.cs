@@ -129,7 +129,7 @@ public class CliEdgeTests
         finally
         {
             directory.Delete(recursive: true);
-            // The migration's lock file is made beside the ledger's path, here beside the directory, and kept.
+            // Before session 41 the migration's lock file was made beside the ledger's path, here beside the directory, and kept.
             File.Delete(directory.FullName + ".joblog-migrate.lock");
         }
     }
