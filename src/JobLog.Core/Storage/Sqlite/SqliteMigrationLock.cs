@@ -106,7 +106,8 @@ internal static class SqliteMigrationLock
         }
         catch
         {
-            held.Dispose();
+            // A file that is not a database (SQLite Error 26), a disk that refuses: the lock file goes with the lock.
+            new Held(held, path).Dispose();
             throw;
         }
 

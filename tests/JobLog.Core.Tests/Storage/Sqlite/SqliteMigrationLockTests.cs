@@ -117,6 +117,25 @@ public class SqliteMigrationLockTests
         }
     }
 
+    [Test]
+    public async Task ATextFileAsTheLedger_FailsAsSqliteSays_AndLeavesNoLockFileBesideIt()
+    {
+        var directory = Directory.CreateTempSubdirectory("joblog-lock-");
+        try
+        {
+            var path = Path.Combine(directory.FullName, "passwd");
+            await File.WriteAllTextAsync(path, string.Concat(Enumerable.Repeat("root:x:0:0:root:/root:/bin/bash\n", 200)));
+
+            Assert.ThrowsAsync<SqliteException>(() => SqliteMigrationLock.TakeAsync($"Data Source={path}", TimeProvider.System, NullLogger.Instance, CancellationToken.None));
+
+            Assert.That(File.Exists(path + ".joblog-migrate.lock"), Is.False, "the lock file goes with the failed lock");
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
     private static void InterlockedMax(ref int target, int value)
     {
         var seen = Volatile.Read(ref target);
