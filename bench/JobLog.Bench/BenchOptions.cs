@@ -42,6 +42,9 @@ internal sealed class BenchOptions
           --warm-rounds N    discarded (off, on) pairs before each path's measured rounds (default 1)
           --rounds N         on/off pairs per path (default 3)
           --window N         publishes in flight (Task.WhenAll windows, default 1000)
+          --rate N           publish at a steady N messages a second (warm-up and measured run; default 0 = as fast as
+                             the window allows): below the consumer's capacity the consumer keeps up, so the writer sees
+                             each dispatch and its run close together, run after run, and on-bus pairs compare builds
           --transport LIST   inmem,rabbit
           --rabbit LIST      defaults,p64 (prefetch 64 / concurrency 32)
           --ledger LIST      sqlite,pg
@@ -148,6 +151,9 @@ internal sealed class BenchOptions
     public int Rounds { get; private set; } = 3;
 
     public int Window { get; private set; } = 1_000;
+
+    /// <summary>Messages a second the throughput bench publishes at; 0 = as fast as <see cref="Window"/> allows.</summary>
+    public int Rate { get; private set; }
 
     public IReadOnlyList<TransportKind> Transports { get; private set; } = [TransportKind.InMemory, TransportKind.RabbitMq];
 
@@ -310,6 +316,7 @@ internal sealed class BenchOptions
                 case "--warm-rounds": o.WarmRounds = Int(); break;
                 case "--rounds": o.Rounds = Int(); break;
                 case "--window": o.Window = Int(); break;
+                case "--rate": o.Rate = Int(); break;
                 case "--tasks": o.Tasks = Int(); break;
                 case "--rows": o.Rows = Int(); break;
                 case "--capacity": o.Capacity = Int(); break;
@@ -414,9 +421,9 @@ internal sealed class BenchOptions
             }
         }
 
-        if (o.Messages < 1 || o.Rounds < 1 || o.Window < 1 || o.Warmup < 0 || o.WarmRounds < 0 || o.Tasks < 10 || o.Capacity < 1000 || o.Days < 2)
+        if (o.Messages < 1 || o.Rounds < 1 || o.Window < 1 || o.Warmup < 0 || o.WarmRounds < 0 || o.Rate < 0 || o.Tasks < 10 || o.Capacity < 1000 || o.Days < 2)
         {
-            throw new ArgumentException("--messages, --rounds, --window must be positive; --tasks at least 10; --capacity at least 1000; --days at least 2.");
+            throw new ArgumentException("--messages, --rounds, --window must be positive, --rate not negative; --tasks at least 10; --capacity at least 1000; --days at least 2.");
         }
 
         if (o.Sparsity is < 4 || o.Sparsity > o.Tasks)

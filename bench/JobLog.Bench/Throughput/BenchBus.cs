@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using JobLog.Bench.Infrastructure;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
@@ -139,13 +140,30 @@ internal static class BenchBus
         cfg.ConfigureEndpoints(context);
     }
 
-    /// <summary>Publishes <paramref name="count"/> messages, <paramref name="window"/> in flight (Task.WhenAll windows).</summary>
-    public static async Task PublishAsync(IBus bus, int count, int window, int offset = 0, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Publishes <paramref name="count"/> messages, <paramref name="window"/> in flight (Task.WhenAll windows); with a
+    /// <paramref name="rate"/> (messages a second), each window holds only the messages due by then on a steady schedule,
+    /// and the loop waits for the next one when none is due.
+    /// </summary>
+    public static async Task PublishAsync(IBus bus, int count, int window, int offset = 0, int rate = 0, CancellationToken cancellationToken = default)
     {
         var tasks = new Task[Math.Min(window, count)];
-        for (var sent = 0; sent < count; sent += window)
+        var clock = Stopwatch.StartNew();
+        for (var sent = 0; sent < count;)
         {
             var n = Math.Min(window, count - sent);
+            if (rate > 0)
+            {
+                var due = (long)(clock.Elapsed.TotalSeconds * rate) - sent;
+                if (due < 1)
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(Math.Max(1, 1000.0 * (sent + 1 - clock.Elapsed.TotalSeconds * rate) / rate)), cancellationToken);
+                    continue;
+                }
+
+                n = (int)Math.Min(n, due);
+            }
+
             if (n != tasks.Length)
             {
                 tasks = new Task[n];
@@ -158,6 +176,7 @@ internal static class BenchBus
             }
 
             await Task.WhenAll(tasks);
+            sent += n;
         }
     }
 }

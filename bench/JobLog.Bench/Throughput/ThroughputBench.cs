@@ -114,7 +114,7 @@ internal sealed class ThroughputBench(BenchOptions options)
         var paths = Paths().ToList();
         var results = new List<(PathSpec Path, List<RunResult> Off, List<RunResult> On)>();
         Console.WriteLine($"throughput: {paths.Count} paths x {options.Rounds} rounds x (off, on), {options.Messages:N0} messages per run, " +
-                          $"{options.Warmup:N0} warm-up messages per run, {options.WarmRounds} discarded warm-up round(s) per path, {options.Window:N0} publishes in flight");
+                          $"{options.Warmup:N0} warm-up messages per run, {options.WarmRounds} discarded warm-up round(s) per path, {options.Window:N0} publishes in flight{(options.Rate > 0 ? $", published at {options.Rate:N0} msg/s" : "")}");
         foreach (var path in paths)
         {
             var off = new List<RunResult>();
@@ -245,7 +245,7 @@ internal sealed class ThroughputBench(BenchOptions options)
             if (options.Warmup > 0)
             {
                 var warm = counter.Arm(options.Warmup);
-                await BenchBus.PublishAsync(bus, options.Warmup, options.Window);
+                await BenchBus.PublishAsync(bus, options.Warmup, options.Window, rate: options.Rate);
                 await warm.WaitAsync(TimeSpan.FromMinutes(5));
                 if (recorder is not null && !await recorder.FlushAsync(TimeSpan.FromSeconds(60)))
                 {
@@ -274,7 +274,7 @@ internal sealed class ThroughputBench(BenchOptions options)
             await using (var memory = new MemorySampler(TimeSpan.FromMilliseconds(50)))
             {
                 var clock = Stopwatch.StartNew();
-                await BenchBus.PublishAsync(bus, options.Messages, options.Window, offset: options.Warmup);
+                await BenchBus.PublishAsync(bus, options.Messages, options.Window, offset: options.Warmup, rate: options.Rate);
                 published = clock.Elapsed;
                 try
                 {
