@@ -29,7 +29,14 @@ internal static class SqliteStatements
     /// <c>INSERT … VALUES</c> with scalar subqueries, not <c>INSERT … SELECT</c>: a SELECT that reads the table it inserts
     /// into is first copied into a temporary b-tree, one per run (docs/benchmarks.md, "Session 11 (sqlwriter)").
     /// </summary>
-    public static readonly string UpsertRun = BuildUpsertRun();
+    public static readonly string UpsertRun = BuildUpsertRun(byRowid: false);
+
+    /// <summary>
+    /// <see cref="UpsertRun"/> for a run whose task row the batch probed (<see cref="ProbeTask"/>): Input, TaskArgs and
+    /// TaskKwargs are read by the row's rowid, the parameter after <see cref="RunColumns"/>, one table b-tree seek each
+    /// instead of a seek of the <c>Id</c> index and then of the table.
+    /// </summary>
+    public static readonly string UpsertRunByTaskRowid = BuildUpsertRun(byRowid: true);
 
     /// <summary>The derivation of every task in the JSON id list @p0: on SQLite the plain UPDATE costs less than a guarded one.</summary>
     public static readonly string DeriveTasks =
@@ -55,13 +62,14 @@ internal static class SqliteStatements
         "UPDATE " + T + " SET \"State\" = CASE WHEN \"IsSetAsStale\" THEN 6 ELSE @p1 END, \"Start\" = @p2, " +
         "\"Stop\" = CASE WHEN \"IsSetAsStale\" THEN \"Stop\" ELSE @p3 END, " + LedgerSql.ClearDispatchError + " WHERE rowid = @p0";
 
-    private static string BuildUpsertRun()
+    private static string BuildUpsertRun(bool byRowid)
     {
         var fromTask = LedgerSql.P(RunColumns, "InputFromTask");
         var taskId = LedgerSql.P(RunColumns, "TaskId");
+        var taskRow = byRowid ? $"t.rowid = @p{RunColumns.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : $"t.\"Id\" = {taskId}";
         var stored = RunColumns.Where(c => c.Stored).ToArray();
         var values = stored.Select(c => LedgerColumns.RunInputFromTask.Contains(c.Name)
-            ? $"CASE WHEN {fromTask} THEN (SELECT t.\"{c.Name}\" FROM {T} t WHERE t.\"Id\" = {taskId}) ELSE {LedgerSql.P(RunColumns, c.Name)} END"
+            ? $"CASE WHEN {fromTask} THEN (SELECT t.\"{c.Name}\" FROM {T} t WHERE {taskRow}) ELSE {LedgerSql.P(RunColumns, c.Name)} END"
             : LedgerSql.P(RunColumns, c.Name));
         return $"INSERT INTO {R} ({LedgerSql.ColumnList(stored)}, \"Retries\") VALUES ({string.Join(", ", values)}, " +
                $"(SELECT COUNT(*) FROM {R} x WHERE x.\"TaskId\" = {taskId} AND x.\"ConsumerType\" = {LedgerSql.P(RunColumns, "ConsumerType")})) " +

@@ -1,6 +1,7 @@
 using JobLog.Recording;
 using JobLog.Redaction;
 using JobLog.Storage;
+using JobLog.Storage.Sqlite;
 using JobLog.Testing;
 using Microsoft.Data.Sqlite;
 using NUnit.Framework;
@@ -66,6 +67,51 @@ public class SqliteRunInputTests
             Assert.That(rows[r6].Run, Is.EqualTo(("from an earlier batch", "[1]", "{\"a\":\"from an earlier batch\"}")));
             // The first attempt's row kept the consumer's rendering (a run row is not rewritten).
             Assert.That(rows[r1].Run.Input, Does.Contain("CustomerId=42"));
+        });
+    }
+
+    [Test]
+    public async Task RunsOfTasksDispatchedInEarlierBatches_HoldTheirOwnTasksTexts_ReadByTheProbedRowid()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var database = LedgerDatabase.For(LedgerProvider.Sqlite);
+        var planner = new LedgerPlanner(database);
+        await using var executor = await database.OpenAsync(host.Ledger.ConnectionString, CancellationToken.None);
+        var tasks = Enumerable.Range(0, 5).Select(_ => Guid.NewGuid()).ToArray();
+        var runs = Enumerable.Range(0, 8).Select(_ => Guid.NewGuid()).ToArray();
+        Guid seeded = Guid.NewGuid(), missing = Guid.NewGuid();
+
+        // Five dispatches in one batch (rowids in this order), a consumer-created row without a dispatch in another.
+        await planner.CommitAsync(executor, planner.Plan([.. tasks.Select((t, i) => Dispatch(t, "task " + i))]),
+            TimeSpan.FromSeconds(10), CancellationToken.None);
+        await planner.CommitAsync(executor, planner.Plan([Start(runs[0], seeded, 1)]), TimeSpan.FromSeconds(10), CancellationToken.None);
+        // A stored run for task 1: its row is probed too, with runs.
+        await planner.CommitAsync(executor, planner.Plan([Start(runs[1], tasks[1], 1)]), TimeSpan.FromSeconds(10), CancellationToken.None);
+
+        // Runs of tasks 4, 1, 2 (two), the seeded row, and a task whose row is missing: not in the order of their rows.
+        var plan = planner.Plan(
+        [
+            Start(runs[2], tasks[4], 2), Start(runs[3], tasks[1], 2), Start(runs[4], tasks[2], 2), Start(runs[5], tasks[2], 3),
+            Start(runs[6], seeded, 2), Start(runs[7], missing, 2),
+        ]);
+        await planner.CommitAsync(executor, plan, TimeSpan.FromSeconds(10), CancellationToken.None);
+
+        var rows = await RowsAsync(host.Ledger.ConnectionString);
+        Assert.Multiple(() =>
+        {
+            Assert.That(((SqliteExecutor)executor).RunsReadByRowid, Is.EqualTo(5), "the runs whose task row the probe found");
+            foreach (var run in runs)
+            {
+                Assert.That(rows[run].Run, Is.EqualTo(rows[run].Task), $"run {run}");
+            }
+
+            Assert.That(rows[runs[2]].Run, Is.EqualTo(("task 4", "[1]", "{\"a\":\"task 4\"}")));
+            Assert.That(rows[runs[3]].Run, Is.EqualTo(("task 1", "[1]", "{\"a\":\"task 1\"}")));
+            Assert.That(rows[runs[4]].Run, Is.EqualTo(("task 2", "[1]", "{\"a\":\"task 2\"}")));
+            Assert.That(rows[runs[5]].Run, Is.EqualTo(("task 2", "[1]", "{\"a\":\"task 2\"}")));
+            // The consumer's rendering, stored in the row by the first attempt and in the missing row by this batch.
+            Assert.That(rows[runs[6]].Run.Input, Does.Contain("CustomerId=42"));
+            Assert.That(rows[runs[7]].Run.Input, Does.Contain("CustomerId=42"));
         });
     }
 
