@@ -22,11 +22,8 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
     // their rollup columns as stored.
     private readonly Dictionary<Guid, (long Row, TaskWrite Derived, Stored Before)> _runless = [];
 
-    // Every task row this batch's probes found: where its Input, TaskArgs and TaskKwargs are in _probedTexts (UTF-8,
-    // a length of -1 for NULL), bound to the runs that take them from the row instead of reading it three times.
-    private readonly Dictionary<Guid, (int Offset, int Input, int TaskArgs, int TaskKwargs)> _probed = [];
-    private byte[] _probedTexts = new byte[4096];
-    private int _probedLength;
+    // Every task row this batch's probes found, by rowid: a run that takes its texts from the row reads it by rowid.
+    private readonly Dictionary<Guid, long> _probed = [];
     private readonly Dictionary<(int State, string Name, bool IsInternal), long> _countMoves = [];
     private readonly Dictionary<(string Minute, int State, string Name, bool IsInternal), long> _minuteMoves = [];
     private byte[] _utf8 = new byte[1024];
@@ -67,8 +64,8 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
     /// <summary>How many tasks of the last batch were derived from the planner's derivation, without reading their runs (tests).</summary>
     internal int DerivedFromPlan { get; private set; }
 
-    /// <summary>How many runs of the last batch were bound their task row's texts as the probe found them (tests).</summary>
-    internal int RunsBoundFromProbe { get; private set; }
+    /// <summary>How many runs of the last batch read their task row's texts by the rowid the probe found (tests).</summary>
+    internal int RunsReadByRowid { get; private set; }
 
     /// <summary>Whether the last batch's own rows skipped the per-row triggers (<see cref="SqliteWriterTriggers"/>).</summary>
     internal bool BypassedTriggers => _triggers?.Bypassing ?? false;
@@ -90,19 +87,19 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
 
         _runless.Clear();
         _probed.Clear();
-        _probedLength = 0;
         var probe = plan.Ensured.Count > 0 ? Prepare(SqliteStatements.ProbeTask) : null;
         foreach (var row in plan.Ensured)
         {
             // Usually the producer's row is there: a probe by key costs less than an insert that conflicts, and the
             // consumer's rendering of the message is only needed when the row is missing.
             BindGuid(probe!, 0, row.Task.Id);
-            if (!Probe(probe!, row.Task.Id, out var rowid, out var hasRuns, out var stored))
+            if (!Probe(probe!, out var rowid, out var hasRuns, out var stored))
             {
                 InsertTask(insertTask, row);
                 continue;
             }
 
+            _probed[row.Task.Id] = rowid;
             if (!hasRuns)
             {
                 // The bus's usual case (the dispatch in an earlier batch, its runs in this one): the planner derived the
@@ -130,21 +127,19 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         Phase(1, ref started);
         cancellationToken.ThrowIfCancellationRequested();
         var upsertRun = Prepare(SqliteStatements.UpsertRun);
-        RunsBoundFromProbe = 0;
+        SqlitePrepared? byRowid = null;
+        RunsReadByRowid = 0;
         foreach (var row in plan.Runs)
         {
-            if (row.InputFromTask && _probed.TryGetValue(row.Run.TaskId, out var texts))
+            if (row.InputFromTask && _probed.TryGetValue(row.Run.TaskId, out var taskRowid))
             {
-                // The bus's usual unheld run: the row's texts as the probe found them (nothing writes them in between).
-                var sink = new Sink(this, upsertRun);
+                // The bus's usual unheld run: its texts by the probed rowid, not three lookups of the Id index.
+                byRowid ??= Prepare(SqliteStatements.UpsertRunByTaskRowid);
+                var sink = new Sink(this, byRowid);
                 LedgerColumn.WriteRow(SqliteStatements.RunColumns, ref sink, row);
-                BindInt(upsertRun, SqliteStatements.RunInputFromTask, 0);
-                var at = texts.Offset;
-                BindProbed(upsertRun, SqliteStatements.RunTexts[0], ref at, texts.Input);
-                BindProbed(upsertRun, SqliteStatements.RunTexts[1], ref at, texts.TaskArgs);
-                BindProbed(upsertRun, SqliteStatements.RunTexts[2], ref at, texts.TaskKwargs);
-                Step(upsertRun);
-                RunsBoundFromProbe++;
+                Check(raw.sqlite3_bind_int64(byRowid.Statement, Index(byRowid, SqliteStatements.RunColumns.Length), taskRowid));
+                Step(byRowid);
+                RunsReadByRowid++;
                 continue;
             }
 
@@ -371,7 +366,7 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
     /// Runs <see cref="SqliteStatements.ProbeTask"/>: whether the task is stored, its rowid, whether it has a stored run,
     /// and its rollup columns as stored.
     /// </summary>
-    private bool Probe(SqlitePrepared prepared, Guid taskId, out long rowid, out bool hasRuns, out Stored stored)
+    private bool Probe(SqlitePrepared prepared, out long rowid, out bool hasRuns, out Stored stored)
     {
         prepared.EnsureAllBound();
         var statement = prepared.Statement;
@@ -387,14 +382,6 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
                 raw.sqlite3_column_type(statement, 5) == raw.SQLITE_NULL ? null : raw.sqlite3_column_text(statement, 5).utf8_to_string(),
                 raw.sqlite3_column_int64(statement, 6) != 0)
             : default;
-        if (found)
-        {
-            var offset = _probedLength;
-            var input = Keep(statement, 7);
-            var taskArgs = Keep(statement, 8);
-            _probed[taskId] = (offset, input, taskArgs, Keep(statement, 9));
-        }
-
         raw.sqlite3_reset(statement);
         if (rc is not (raw.SQLITE_DONE or raw.SQLITE_ROW))
         {
@@ -402,38 +389,6 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         }
 
         return found;
-    }
-
-    // A probed text column's UTF-8 bytes appended to _probedTexts (valid only until the probe is reset); -1 for NULL.
-    private int Keep(sqlite3_stmt statement, int column)
-    {
-        if (raw.sqlite3_column_type(statement, column) == raw.SQLITE_NULL)
-        {
-            return -1;
-        }
-
-        var bytes = raw.sqlite3_column_blob(statement, column);
-        if (_probedLength + bytes.Length > _probedTexts.Length)
-        {
-            Array.Resize(ref _probedTexts, Math.Max(_probedLength + bytes.Length, _probedTexts.Length * 2));
-        }
-
-        bytes.CopyTo(_probedTexts.AsSpan(_probedLength));
-        _probedLength += bytes.Length;
-        return bytes.Length;
-    }
-
-    private void BindProbed(SqlitePrepared p, int parameter, ref int at, int length)
-    {
-        var index = Index(p, parameter);
-        if (length < 0)
-        {
-            Check(raw.sqlite3_bind_null(p.Statement, index));
-            return;
-        }
-
-        Check(raw.sqlite3_bind_text(p.Statement, index, _probedTexts.AsSpan(at, length)));
-        at += length;
     }
 
     /// <summary>The statement's index of @p<paramref name="parameter"/>, marked as bound; throws when the statement does not use it.</summary>

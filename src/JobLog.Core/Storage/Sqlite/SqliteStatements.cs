@@ -29,13 +29,14 @@ internal static class SqliteStatements
     /// <c>INSERT … VALUES</c> with scalar subqueries, not <c>INSERT … SELECT</c>: a SELECT that reads the table it inserts
     /// into is first copied into a temporary b-tree, one per run (docs/benchmarks.md, "Session 11 (sqlwriter)").
     /// </summary>
-    public static readonly string UpsertRun = BuildUpsertRun();
+    public static readonly string UpsertRun = BuildUpsertRun(byRowid: false);
 
-    /// <summary>The positions in <see cref="RunColumns"/> of <c>InputFromTask</c> and of the texts it takes from the task row.</summary>
-    public static readonly int RunInputFromTask = Array.FindIndex(RunColumns, c => c.Name == "InputFromTask");
-
-    /// <inheritdoc cref="RunInputFromTask"/>
-    public static readonly int[] RunTexts = [.. LedgerColumns.RunInputFromTask.Select(n => Array.FindIndex(RunColumns, c => c.Name == n))];
+    /// <summary>
+    /// <see cref="UpsertRun"/> for a run whose task row the batch probed (<see cref="ProbeTask"/>): Input, TaskArgs and
+    /// TaskKwargs are read by the row's rowid, the parameter after <see cref="RunColumns"/>, one table b-tree seek each
+    /// instead of a seek of the <c>Id</c> index and then of the table.
+    /// </summary>
+    public static readonly string UpsertRunByTaskRowid = BuildUpsertRun(byRowid: true);
 
     /// <summary>The derivation of every task in the JSON id list @p0: on SQLite the plain UPDATE costs less than a guarded one.</summary>
     public static readonly string DeriveTasks =
@@ -47,12 +48,9 @@ internal static class SqliteStatements
     /// kind, stop) and stale mark. Probed before the batch's runs are inserted, "no run stored" means the batch's runs are
     /// all the task will have once they are, so its derivation is the planner's (<see cref="LedgerDerivation"/>),
     /// <see cref="SetDerived"/> writes it without reading the runs, and its rollup move is known without reading it again.
-    /// Its Input, TaskArgs and TaskKwargs are bound to the batch's runs that take them from the row
-    /// (<see cref="RunRow.InputFromTask"/>): three scalar subqueries a run less.
     /// </summary>
     public const string ProbeTask =
-        "SELECT rowid, EXISTS (SELECT 1 FROM " + R + " r WHERE r.\"TaskId\" = @p0), \"State\", \"Name\", \"IsInternal\", \"Stop\", \"IsSetAsStale\", " +
-        "\"Input\", \"TaskArgs\", \"TaskKwargs\" " +
+        "SELECT rowid, EXISTS (SELECT 1 FROM " + R + " r WHERE r.\"TaskId\" = @p0), \"State\", \"Name\", \"IsInternal\", \"Stop\", \"IsSetAsStale\" " +
         "FROM " + T + " WHERE \"Id\" = @p0";
 
     /// <summary>
@@ -64,11 +62,11 @@ internal static class SqliteStatements
         "UPDATE " + T + " SET \"State\" = CASE WHEN \"IsSetAsStale\" THEN 6 ELSE @p1 END, \"Start\" = @p2, " +
         "\"Stop\" = CASE WHEN \"IsSetAsStale\" THEN \"Stop\" ELSE @p3 END, " + LedgerSql.ClearDispatchError + " WHERE rowid = @p0";
 
-    private static string BuildUpsertRun()
+    private static string BuildUpsertRun(bool byRowid)
     {
         var fromTask = LedgerSql.P(RunColumns, "InputFromTask");
         var taskId = LedgerSql.P(RunColumns, "TaskId");
-        var taskRow = $"t.\"Id\" = {taskId}";
+        var taskRow = byRowid ? $"t.rowid = @p{RunColumns.Length.ToString(System.Globalization.CultureInfo.InvariantCulture)}" : $"t.\"Id\" = {taskId}";
         var stored = RunColumns.Where(c => c.Stored).ToArray();
         var values = stored.Select(c => LedgerColumns.RunInputFromTask.Contains(c.Name)
             ? $"CASE WHEN {fromTask} THEN (SELECT t.\"{c.Name}\" FROM {T} t WHERE {taskRow}) ELSE {LedgerSql.P(RunColumns, c.Name)} END"

@@ -71,7 +71,7 @@ public class SqliteRunInputTests
     }
 
     [Test]
-    public async Task RunsOfTasksDispatchedInEarlierBatches_HoldTheirOwnTasksTexts_AsTheProbeFoundThem()
+    public async Task RunsOfTasksDispatchedInEarlierBatches_HoldTheirOwnTasksTexts_ReadByTheProbedRowid()
     {
         await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
         var database = LedgerDatabase.For(LedgerProvider.Sqlite);
@@ -99,7 +99,7 @@ public class SqliteRunInputTests
         var rows = await RowsAsync(host.Ledger.ConnectionString);
         Assert.Multiple(() =>
         {
-            Assert.That(((SqliteExecutor)executor).RunsBoundFromProbe, Is.EqualTo(5), "the runs whose task row the probe found");
+            Assert.That(((SqliteExecutor)executor).RunsReadByRowid, Is.EqualTo(5), "the runs whose task row the probe found");
             foreach (var run in runs)
             {
                 Assert.That(rows[run].Run, Is.EqualTo(rows[run].Task), $"run {run}");
