@@ -362,7 +362,10 @@ internal static partial class LedgerPartitioning
                 // statements, and, when the kept rows were built (so some are kept), the detach and attach with them
                 // (docs/scale.md "Session 35 (scale)").
                 await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-                await ExecAsync(connection, $"SET LOCAL lock_timeout = '10s'; LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+                // The parents ONLY (each name its own ONLY): every write and read of a partition goes through its parent, which this holds, and the detach
+                // takes the day's own; the other days' partitions are not the drop's to wait for (a vacuum of today's holds it for up
+                // to deadlock_timeout: 1,005 ms of a 10 M day's drop, docs/scale.md "Session 41 (scale)").
+                await ExecAsync(connection, $"SET LOCAL lock_timeout = '10s'; LOCK TABLE ONLY {Q(LedgerModel.Tasks)}, ONLY {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
                 var lockedAt = Stopwatch.GetTimestamp();
                 var state = await DropStateAsync(connection, day, tasks, runs, build, cancellationToken).ConfigureAwait(false);
                 if (!state.Tasks)
@@ -505,7 +508,8 @@ internal static partial class LedgerPartitioning
 
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
-            await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+            // The parents only, as the day's drop (DropDaysAsync): the kept partitions' detach takes their own.
+            await ExecAsync(connection, $"LOCK TABLE ONLY {Q(LedgerModel.Tasks)}, ONLY {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
             if (await ScalarAsync<bool>(connection, empty, cancellationToken).ConfigureAwait(false))
             {
                 foreach (var table in tables)

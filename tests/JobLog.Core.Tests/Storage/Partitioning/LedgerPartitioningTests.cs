@@ -1154,6 +1154,61 @@ public class LedgerPartitioningTests
     }
 
     [Test]
+    public async Task Retention_ADaysDrop_DoesNotWaitForAnotherDaysPartitionHeldAsAnAutovacuumHoldsIt()
+    {
+        // Session 41 (scale), 10 M: a whole day's drop waited 1,005 ms in its LOCK TABLE for an autovacuum of today's
+        // partition (SHARE UPDATE EXCLUSIVE), until PostgreSQL cancelled the vacuum (deadlock_timeout). The drop takes the
+        // parents only (everything JobLog does to a partition goes through its parent, which the lock holds): another day's
+        // partition held in that mode, as a vacuum or an ANALYZE holds it, does not hold the drop up.
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var oldSuccess = Guid.CreateVersion7(new DateTimeOffset(old));
+        var oldFailure = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(1)));
+        var today = Guid.CreateVersion7(new DateTimeOffset(T0));
+        Succeed(host, oldSuccess, "Invoice", old);
+        recorder.Enqueue(new TaskDispatched(Task(oldFailure, "Invoice", old)));
+        recorder.Enqueue(new RunFinished(Start(recorder, oldFailure, "Invoice", old), oldFailure, TaskRunState.Failed, old.AddSeconds(5), "boom", null, null));
+        Succeed(host, today, "Report", T0);
+        await host.FlushAsync();
+        var day = PartitionDay.Suffix(PartitionDay.Of(T0));
+        await using var vacuum = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await vacuum.OpenAsync();
+        await using var held = await vacuum.BeginTransactionAsync();
+        await using (var lockDay = new NpgsqlCommand($"LOCK TABLE \"{LedgerModel.Tasks}_{day}\", \"{LedgerModel.Runs}_{day}\" IN SHARE UPDATE EXCLUSIVE MODE", vacuum, held))
+        {
+            await lockDay.ExecuteNonQueryAsync();
+        }
+
+        var purge = host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
+        var waited = false;
+        while (!purge.IsCompleted && !waited)
+        {
+            waited = await ScalarAsync<bool>(connection,
+                $"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ('\"{LedgerModel.Tasks}_{day}\"'::regclass, '\"{LedgerModel.Runs}_{day}\"'::regclass))");
+            await System.Threading.Tasks.Task.Delay(20);
+        }
+
+        if (waited)
+        {
+            // What waits, for the failure's reader.
+            TestContext.Out.WriteLine("waiting: " + await ScalarAsync<string>(connection, "SELECT string_agg(l.pid || ' ' || l.granted || ' ' || l.mode || ' ' || coalesce(l.relation::regclass::text, l.locktype) || ' :: ' || left(a.query, 200) || ' blockers ' || pg_blocking_pids(l.pid)::text, E'\\n') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE a.datname = current_database() AND l.pid <> pg_backend_pid()"));
+        }
+
+        await held.RollbackAsync();
+        var result = await purge;
+        Assert.That(waited, Is.False, "the day's drop waited for today's partitions");
+        Assert.That(result.Succeeded, Is.EqualTo(1));
+        Assert.That((await host.TasksAsync()).Select(t => t.Id), Is.EquivalentTo(new[] { oldFailure, today }));
+        Assert.That(await DaysAsync(host), Does.Not.Contain(PartitionDay.Of(old)));
+        Assert.That(await PartitionOfAsync(host, LedgerModel.Tasks, oldFailure), Is.EqualTo("JobLogTasks_k" + PartitionDay.Suffix(PartitionDay.Of(old))[1..]));
+        await AssertRollupsEqualCountsAsync(host, "after the drop");
+    }
+
+    [Test]
     public async Task BatchedPurge_OnAPartitionedLedger_DeletesInItsBatchsDaysOnly_NotWaitingForAnotherDaysPartitions()
     {
         // The batched purge deletes a batch by ids; on a partitioned ledger the ids' days (the partition key is derived from
