@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using System.Text;
 using JobLog.Worker.Tests.Hostile40;
 using NUnit.Framework;
 
@@ -109,7 +108,7 @@ public class KestrelEdgeTests
             var ends = await Task.WhenAll(slow.Select(async tcp =>
             {
                 using var bound = new CancellationTokenSource(TimeSpan.FromSeconds(150));
-                return await ReadUntilClosedAsync(tcp.GetStream(), bound.Token);
+                return await RawSocket.ReadToCloseAsync(tcp.GetStream(), bound.Token);
             }));
             var statuses = ends.Select(e => RawSocket.Statuses(e) is [var s, ..] ? s.ToString(System.Globalization.CultureInfo.InvariantCulture) : "closed").ToList();
             TestContext.Out.WriteLine("slow connections ended: " + string.Join(", ", statuses.GroupBy(s => s).Select(g => $"{g.Key} x{g.Count()}")));
@@ -162,35 +161,6 @@ public class KestrelEdgeTests
             {
                 return;
             }
-        }
-    }
-
-    private static async Task<string> ReadUntilClosedAsync(Stream stream, CancellationToken cancellationToken)
-    {
-        var received = new StringBuilder();
-        var buffer = new byte[16 * 1024];
-        while (true)
-        {
-            int read;
-            try
-            {
-                read = await stream.ReadAsync(buffer, cancellationToken);
-            }
-            catch (IOException)
-            {
-                return received.ToString();
-            }
-            catch (OperationCanceledException)
-            {
-                throw new TimeoutException("A slow connection was not ended by the server within the bound; so far: " + received);
-            }
-
-            if (read == 0)
-            {
-                return received.ToString();
-            }
-
-            received.Append(Encoding.Latin1.GetString(buffer, 0, read));
         }
     }
 
