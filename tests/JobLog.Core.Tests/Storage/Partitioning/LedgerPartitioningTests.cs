@@ -1184,13 +1184,7 @@ public class LedgerPartitioningTests
         }
 
         var purge = host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
-        var waited = false;
-        while (!purge.IsCompleted && !waited)
-        {
-            waited = await ScalarAsync<bool>(connection,
-                $"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ('\"{LedgerModel.Tasks}_{day}\"'::regclass, '\"{LedgerModel.Runs}_{day}\"'::regclass))");
-            await System.Threading.Tasks.Task.Delay(20);
-        }
+        var waited = await WaitsOnTheDayAsync(connection, purge, day);
 
         if (waited)
         {
@@ -1240,13 +1234,7 @@ public class LedgerPartitioningTests
 
         // The cutoff inside the old day: the day is not dropped, its success goes by the batched purge.
         var purge = host.Services.GetRequiredService<LedgerPurger>().PurgeAsync(new PurgeRequest(LedgerKind.Tasks, old.AddHours(12), null), CancellationToken.None);
-        var waited = false;
-        while (!purge.IsCompleted && !waited)
-        {
-            waited = await ScalarAsync<bool>(connection,
-                $"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ('\"{LedgerModel.Tasks}_{day}\"'::regclass, '\"{LedgerModel.Runs}_{day}\"'::regclass))");
-            await System.Threading.Tasks.Task.Delay(20);
-        }
+        var waited = await WaitsOnTheDayAsync(connection, purge, day);
 
         await held.RollbackAsync();
         var result = await purge;
@@ -1402,6 +1390,26 @@ public class LedgerPartitioningTests
         recorder.Enqueue(new RunFinished(Start(recorder, failure, "Invoice", old.AddSeconds(1)), failure, TaskRunState.Failed, old.AddSeconds(5), "card declined", null, null));
         Start(recorder, unfinished, "Invoice", old.AddSeconds(1));
         return (success, failure, unfinished);
+    }
+
+    /// <summary>
+    /// Whether <paramref name="work"/>, polled until it ends, is seen waiting for a lock on the tasks' or runs' partition of
+    /// <paramref name="day"/> (a lock in <c>pg_locks</c> not granted), read on <paramref name="connection"/>.
+    /// </summary>
+    private static async Task<bool> WaitsOnTheDayAsync(NpgsqlConnection connection, Task work, string day)
+    {
+        while (!work.IsCompleted)
+        {
+            if (await ScalarAsync<bool>(connection,
+                    $"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ('\"{LedgerModel.Tasks}_{day}\"'::regclass, '\"{LedgerModel.Runs}_{day}\"'::regclass))"))
+            {
+                return true;
+            }
+
+            await System.Threading.Tasks.Task.Delay(20);
+        }
+
+        return false;
     }
 
     private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql)
