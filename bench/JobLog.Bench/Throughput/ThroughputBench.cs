@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using JobLog.Bench.Infrastructure;
 using JobLog.Recording;
+using JobLog.Storage.Sqlite;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -175,7 +176,9 @@ internal sealed class ThroughputBench(BenchOptions options)
         }
 
         var total = writerCpu.Ticks * 100;
-        text.Append(CultureInfo.InvariantCulture, $"plan {Us(ns[LedgerWriter.PlanPhase]):0.0}, BEGIN + COMMIT and the rest {Us(total - ns.Sum()):0.0}, total {Us(total):0.0}");
+        text.Append(CultureInfo.InvariantCulture,
+            $"BEGIN {Us(ns[SqliteExecutor.BeginPhase]):0.0}, COMMIT (WAL append, sync, checkpoint) {Us(ns[SqliteExecutor.CommitPhase]):0.0}, " +
+            $"plan {Us(ns[LedgerWriter.PlanPhase]):0.0}, moved check {Us(ns[LedgerWriter.MovedPhase]):0.0}, the rest {Us(total - ns.Sum()):0.0}, total {Us(total):0.0}");
         return text.ToString();
     }
 
@@ -257,7 +260,7 @@ internal sealed class ThroughputBench(BenchOptions options)
             if (ledgerWriter is not null && path.Ledger == LedgerProvider.Sqlite)
             {
                 ledgerWriter.CpuClock = ThreadCpu.Nanoseconds;
-                ledgerWriter.PhaseTicks ??= new long[LedgerWriter.PlanPhase + 1];
+                ledgerWriter.PhaseTicks ??= new long[LedgerWriter.MovedPhase + 1];
             }
 
             var writerCpuBefore = ledgerWriter?.CommitCpuNanoseconds ?? 0;

@@ -97,7 +97,10 @@ internal sealed class LedgerWriter(
     internal long[]? PhaseTicks { get; set; }
 
     /// <summary>The slot of <see cref="PhaseTicks"/> that holds the planning.</summary>
-    internal const int PlanPhase = 7;
+    internal const int PlanPhase = 8;
+
+    /// <summary>The slot of <see cref="PhaseTicks"/> that holds the check after each commit that the file did not move.</summary>
+    internal const int MovedPhase = 9;
 
     /// <summary>Dispatches held back from the database for now (they are in the journal, and counted in the backlog).</summary>
     internal int Held => _held?.Count ?? 0;
@@ -485,7 +488,14 @@ internal sealed class LedgerWriter(
         await store.CommitAsync(_executor, plan, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
 
         // Before the journal is checkpointed past them: a commit into a deleted (or replaced) file is in no ledger.
-        if (store.Database.HasMoved(_executor))
+        var checking = phases is null ? 0 : clock!();
+        var moved = store.Database.HasMoved(_executor);
+        if (phases is not null && phases.Length > MovedPhase)
+        {
+            phases[MovedPhase] += clock!() - checking;
+        }
+
+        if (moved)
         {
             await LedgerMovedAsync(records.Count).ConfigureAwait(false);
             throw new LedgerMovedException(Ledger);

@@ -45,12 +45,14 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
 
     public override async Task CommitAsync(LedgerPlan plan, TimeSpan timeout, CancellationToken cancellationToken)
     {
+        var begun = PhaseTicks is null ? 0 : PhaseClock();
         // The batch's own rows skip the per-row triggers; their indexes and rollups are added at the end, in bulk.
         var triggers = _triggers ??= new SqliteWriterTriggers(connection.Handle!);
         triggers.Prepare();
         // BEGIN IMMEDIATE: the write lock is taken (or waited for, up to the busy timeout) before the first statement.
         await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
         triggers.Begin();
+        Phase(BeginPhase, ref begun);
         Execute(plan, cancellationToken);
         var started = PhaseTicks is null ? 0 : PhaseClock();
         triggers.Finish();
@@ -58,8 +60,16 @@ internal sealed class SqliteExecutor(SqliteConnection connection) : SqlExecutor
         (_indexer ??= new SqliteSearchIndexer(connection.Handle!)).Step();
         (_logIndexer ??= new SqliteLogSearchIndexer(connection.Handle!)).Step();
         Phase(5, ref started);
+        // The WAL append and its sync (FULL unless Buffered), and every wal_autocheckpoint pages the checkpoint.
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        Phase(CommitPhase, ref started);
     }
+
+    /// <summary>The slot of <see cref="SqlExecutor.PhaseTicks"/> for the trigger switch and <c>BEGIN IMMEDIATE</c> (benchmark).</summary>
+    internal const int BeginPhase = 6;
+
+    /// <summary>The slot of <see cref="SqlExecutor.PhaseTicks"/> for <c>COMMIT</c>: the WAL append, its sync, an autocheckpoint (benchmark).</summary>
+    internal const int CommitPhase = 7;
 
     /// <summary>How many tasks of the last batch were derived from the planner's derivation, without reading their runs (tests).</summary>
     internal int DerivedFromPlan { get; private set; }
