@@ -68,6 +68,34 @@ public class SqliteExecutorTests
     }
 
     [Test]
+    public async Task Commit_WithPhaseTicks_TimesBeginAndCommitEachOnceABatch_ApartFromTheStatements()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        var ledger = host.Ledger;
+        var database = LedgerDatabase.For(LedgerProvider.Sqlite);
+        await using var executor = await database.OpenAsync(ledger.ConnectionString, CancellationToken.None);
+        // A clock that moves one tick a read: a phase timed between two adjacent reads gets exactly one tick.
+        var reads = 0L;
+        var phases = new long[SqliteExecutor.CommitPhase + 1];
+        executor.PhaseClock = () => ++reads;
+        executor.PhaseTicks = phases;
+
+        for (var batch = 0; batch < 3; batch++)
+        {
+            var plan = new LedgerPlan(database);
+            plan.Other.Add("SELECT @p0", batch);
+            await executor.CommitAsync(plan, TimeSpan.FromSeconds(5), CancellationToken.None);
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(phases[SqliteExecutor.BeginPhase], Is.EqualTo(3), "BEGIN: once a batch");
+            Assert.That(phases[SqliteExecutor.CommitPhase], Is.EqualTo(3), "COMMIT: once a batch");
+            Assert.That(phases.Sum(), Is.LessThan(reads), "no tick counted twice");
+        });
+    }
+
+    [Test]
     public void TimeText_IsWhatEfCoresFormatWrites_ForEveryFractionLength()
     {
         var times = new List<DateTime>
