@@ -181,7 +181,9 @@ internal static partial class LedgerPartitioning
             {
                 await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
                 await ExecAsync(connection, string.Create(CultureInfo.InvariantCulture, $"SET LOCAL lock_timeout = '{(long)lockTimeout.TotalMilliseconds}ms'"), cancellationToken).ConfigureAwait(false);
-                await ExecAsync(connection, $"LOCK TABLE {Q(LedgerModel.Tasks)}, {Q(LedgerModel.Runs)} IN SHARE ROW EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+                // The parents ONLY (each name its own ONLY): the writers it holds off write through them, and nothing below takes a
+                // partition but to read it; another day's partition held by an autovacuum is not this lock's to wait for.
+                await ExecAsync(connection, $"LOCK TABLE ONLY {Q(LedgerModel.Tasks)}, ONLY {Q(LedgerModel.Runs)} IN SHARE ROW EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
                 if (!await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false))
                 {
                     await ExecAsync(connection, DayRollups.Create, cancellationToken).ConfigureAwait(false);

@@ -176,7 +176,10 @@ internal static partial class LedgerPartitioning
         {
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
-            await ExecAsync(connection, $"LOCK TABLE {string.Join(", ", tables.Select(Q))} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+            // The parents ONLY, as the tasks' drop (LedgerPartitioning.DropExpiredAsync): every write and read of a log partition
+            // goes through its parent, which this holds, and the detach takes the day's own; another day's partition held by
+            // an autovacuum (SHARE UPDATE EXCLUSIVE) is not the drop's to wait for (up to deadlock_timeout, writers queued behind).
+            await ExecAsync(connection, LockParentsOnly(tables), cancellationToken).ConfigureAwait(false);
             var partitions = tables.Select(t => t + "_" + PartitionDay.Suffix(day)).ToArray();
             if (!await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(partitions[0])}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
             {
@@ -293,6 +296,13 @@ internal static partial class LedgerPartitioning
             $"SELECT COALESCE((SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = to_regclass('{Q(table)}')), FALSE)", cancellationToken).ConfigureAwait(false);
 
     /// <summary>
+    /// <c>LOCK TABLE ONLY a, ONLY b … IN ACCESS EXCLUSIVE MODE</c>: each name its own <c>ONLY</c> (one <c>ONLY</c> before the
+    /// list still recurses into the partitions of the names after the first).
+    /// </summary>
+    private static string LockParentsOnly(IEnumerable<string> tables) =>
+        $"LOCK TABLE {string.Join(", ", tables.Select(t => "ONLY " + Q(t)))} IN ACCESS EXCLUSIVE MODE";
+
+    /// <summary>
     /// Creates <paramref name="table"/>'s partition of <paramref name="day"/> unless another process made it meanwhile,
     /// moving the day's rows out of the default partition if it holds some.
     /// </summary>
@@ -337,7 +347,7 @@ internal static partial class LedgerPartitioning
 
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
-            await ExecAsync(connection, $"LOCK TABLE {string.Join(", ", tables.Select(Q))} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, LockParentsOnly(tables), cancellationToken).ConfigureAwait(false);
             if (await ScalarAsync<bool>(connection, empty, cancellationToken).ConfigureAwait(false))
             {
                 foreach (var table in present.AsEnumerable().Reverse())

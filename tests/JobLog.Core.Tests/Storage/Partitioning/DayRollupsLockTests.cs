@@ -55,6 +55,49 @@ public class DayRollupsLockTests
         Assert.That(await ServesMinutesAsync(connection), Is.True);
     }
 
+    [Test]
+    public async Task EnsureDayRollups_DoesNotWaitForADaysPartitionHeldAsAnAutovacuumHoldsIt()
+    {
+        // Its lock holds the writers off while the rollups are made from the rows; the writers write through the two parents,
+        // and nothing under it takes a partition but to read it (the triggers are statement triggers on the parents). A lock
+        // without ONLY also took every partition, and waited for an autovacuum's (SHARE UPDATE EXCLUSIVE) on one of them.
+        var clock = new FakeTimeProvider(new DateTimeOffset(T0));
+        await using var host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = true,
+            services: s => s.AddSingleton<TimeProvider>(clock));
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await WithoutDayRollupsAsync(connection);
+        var day = PartitionDay.Suffix(PartitionDay.Of(T0));
+        var relations = $"'\"{LedgerModel.Tasks}_{day}\"'::regclass, '\"{LedgerModel.Runs}_{day}\"'::regclass";
+
+        await using var vacuum = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await vacuum.OpenAsync();
+        await using var held = await vacuum.BeginTransactionAsync();
+        await using (var command = new NpgsqlCommand($"LOCK TABLE \"{LedgerModel.Tasks}_{day}\", \"{LedgerModel.Runs}_{day}\" IN SHARE UPDATE EXCLUSIVE MODE", vacuum, held))
+        {
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await using var watcher = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await watcher.OpenAsync();
+        var ensure = LedgerPartitioning.EnsureDayRollupsAsync(connection, null, TimeSpan.FromSeconds(30), 1, CancellationToken.None);
+        var waited = false;
+        while (!ensure.IsCompleted && !waited)
+        {
+            await using var command = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ({relations}))", watcher);
+            waited = (bool)(await command.ExecuteScalarAsync())!;
+            if (!waited)
+            {
+                await Task.Delay(20);
+            }
+        }
+
+        await held.RollbackAsync();
+        await ensure.WaitAsync(TimeSpan.FromSeconds(120));
+        Assert.That(waited, Is.False, "the rollups' lock waited for today's partitions");
+        Assert.That(await ServesMinutesAsync(connection), Is.True);
+    }
+
     private static async Task<bool> ServesMinutesAsync(NpgsqlConnection connection)
     {
         await using var command = new NpgsqlCommand(DayRollups.ServeMinutesSql, connection);

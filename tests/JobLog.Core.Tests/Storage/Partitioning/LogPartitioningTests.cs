@@ -192,6 +192,82 @@ public class LogPartitioningTests
     }
 
     [Test]
+    public async Task Retention_ALogDaysDrop_AndAnEmptiedKeptDaysDrop_DoNotWaitForAnotherDaysPartitionsHeldAsAnAutovacuumHoldsThem()
+    {
+        // Session 41 fixed the tasks' drop (a LOCK TABLE on a partitioned table takes every partition, so an autovacuum of
+        // today's, SHARE UPDATE EXCLUSIVE, held a week-old day's drop up to deadlock_timeout, every writer queued behind it).
+        // The logs' drop and their emptied kept days' drop took the same lock; the outbound requests lock two parents (the
+        // requests and their related objects), so each name needs its own ONLY: today's partitions of both are held here.
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 1, CancellationToken.None);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var success = Guid.CreateVersion7(new DateTimeOffset(old));
+        var failure = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(1)));
+        var today = Guid.CreateVersion7(new DateTimeOffset(T0));
+        recorder.Enqueue(new OutputRequestRecorded(Outbound(success, old, RequestLogStatus.Info, Guid.NewGuid())));
+        recorder.Enqueue(new OutputRequestRecorded(Outbound(failure, old, RequestLogStatus.Warning, Guid.NewGuid())));
+        recorder.Enqueue(new OutputRequestRecorded(Outbound(today, T0, RequestLogStatus.Info, Guid.NewGuid())));
+        await host.FlushAsync();
+        var day = PartitionDay.Suffix(PartitionDay.Of(T0));
+        string[] held = [$"{LedgerModel.OutputRequests}_{day}", $"{LedgerModel.RelatedObjects}_{day}"];
+        var maintenance = host.Services.GetRequiredService<LedgerMaintenance>();
+
+        // The old day's drop (the failure kept in its _k partitions), then the batched purge of the failure, then the drop of
+        // the emptied _k partitions: each with today's partitions held.
+        var drop = await UnderAutovacuumLikeLockAsync(host, connection, held,
+            () => maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.OutputRequests, T0.AddDays(-30), T0.AddDays(-90))));
+        var kept = await LedgerPartitioning.LogDaysAsync(connection, kept: true, CancellationToken.None);
+        Assert.That(kept[LedgerModel.OutputRequests], Is.EquivalentTo(new[] { PartitionDay.Of(old) }), "the failure kept in the day's _k partition");
+        await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.OutputRequests, T0, T0));
+        var emptied = await UnderAutovacuumLikeLockAsync(host, connection, held,
+            () => maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.OutputRequests, T0, T0)));
+
+        Assert.That(drop.Waited, Is.False, "the day's drop waited for today's partitions");
+        Assert.That(emptied.Waited, Is.False, "the emptied kept day's drop waited for today's partitions");
+        Assert.That((drop.Result.Succeeded, drop.Result.Failed), Is.EqualTo((1, 0)));
+        Assert.That(await host.QueryAsync(db => db.OutputRequestLogs.Select(r => r.Id).ToListAsync()), Is.EqualTo(new[] { today }));
+        kept = await LedgerPartitioning.LogDaysAsync(connection, kept: true, CancellationToken.None);
+        Assert.That(kept.ContainsKey(LedgerModel.OutputRequests) || kept.ContainsKey(LedgerModel.RelatedObjects), Is.False, "the emptied _k partitions went");
+        Assert.That((await LedgerPartitioning.LogDaysAsync(connection, kept: false, CancellationToken.None))[LedgerModel.OutputRequests],
+            Does.Not.Contain(PartitionDay.Of(old)).And.Contain(PartitionDay.Of(T0)));
+    }
+
+    /// <summary>
+    /// Runs <paramref name="work"/> while another connection holds <paramref name="partitions"/> in SHARE UPDATE EXCLUSIVE
+    /// mode (an autovacuum's lock), and says whether it queued on them (seen in <c>pg_locks</c>; the hold then ends, so the
+    /// work finishes either way).
+    /// </summary>
+    private static async Task<(bool Waited, T Result)> UnderAutovacuumLikeLockAsync<T>(LedgerHost host, NpgsqlConnection watcher, string[] partitions, Func<Task<T>> work)
+    {
+        await using var vacuum = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await vacuum.OpenAsync();
+        await using var held = await vacuum.BeginTransactionAsync();
+        await using (var lockDay = new NpgsqlCommand($"LOCK TABLE {string.Join(", ", partitions.Select(p => $"\"{p}\""))} IN SHARE UPDATE EXCLUSIVE MODE", vacuum, held))
+        {
+            await lockDay.ExecuteNonQueryAsync();
+        }
+
+        var running = work();
+        var waited = false;
+        var relations = string.Join(", ", partitions.Select(p => $"'\"{p}\"'::regclass"));
+        while (!running.IsCompleted && !waited)
+        {
+            await using var command = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ({relations}))", watcher);
+            waited = (bool)(await command.ExecuteScalarAsync())!;
+            if (!waited)
+            {
+                await Task.Delay(20);
+            }
+        }
+
+        await held.RollbackAsync();
+        return (waited, await running);
+    }
+
+    [Test]
     public async Task PurgeWithBackup_ThenRestore_PutsRequestsAndCommandsBackInTheirPartitions()
     {
         var host = await StartAsync(partitioned: true);

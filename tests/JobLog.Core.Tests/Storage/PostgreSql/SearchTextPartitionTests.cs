@@ -184,6 +184,56 @@ public class SearchTextPartitionTests
         Assert.That(await SideRowsAsync(host), Is.EqualTo(await RefilledRowsAsync(host)), "after the drop");
     }
 
+    [Test]
+    public async Task PartitioningAPlainSideTable_DoesNotWaitForADaysPartitionHeldAsAnAutovacuumHoldsIt()
+    {
+        // Its lock holds the writers off (SHARE ROW EXCLUSIVE on the tasks and runs) while the side table is copied; without
+        // ONLY it also took every partition of theirs, and waited for an autovacuum's lock (SHARE UPDATE EXCLUSIVE) on one.
+        var host = await StartAsync(partitioned: true);
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await WriteDayAsync(host, T0.AddHours(-2));
+        await using (var command = new NpgsqlCommand($"""
+            CREATE TABLE joblog_plain AS SELECT "TaskId", "IsError", "Text" FROM {S};
+            DROP TABLE {S};
+            ALTER TABLE joblog_plain RENAME TO "{PostgreSqlSearch.Table}";
+            {string.Join(";\n", PostgreSqlSearch.FunctionDefinitions(keyed: false))};
+            """, connection))
+        {
+            await command.ExecuteNonQueryAsync();
+        }
+
+        var day = PartitionDay.Suffix(PartitionDay.Of(T0));
+        await using var vacuum = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await vacuum.OpenAsync();
+        await using var held = await vacuum.BeginTransactionAsync();
+        await using (var command = new NpgsqlCommand($"LOCK TABLE \"{LedgerModel.Tasks}_{day}\", \"{LedgerModel.Runs}_{day}\" IN SHARE UPDATE EXCLUSIVE MODE", vacuum, held))
+        {
+            await command.ExecuteNonQueryAsync();
+        }
+
+        await using var watcher = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await watcher.OpenAsync();
+        var partition = LedgerPartitioning.PartitionSearchTextAsync(connection, CancellationToken.None);
+        var waited = false;
+        while (!partition.IsCompleted && !waited)
+        {
+            await using var command = new NpgsqlCommand(
+                $"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ('\"{LedgerModel.Tasks}_{day}\"'::regclass, '\"{LedgerModel.Runs}_{day}\"'::regclass))", watcher);
+            waited = (bool)(await command.ExecuteScalarAsync())!;
+            if (!waited)
+            {
+                await Task.Delay(20);
+            }
+        }
+
+        await held.RollbackAsync();
+        Assert.That(await partition, Is.True, "partitioned here");
+        Assert.That(waited, Is.False, "the side table's partitioning waited for today's partitions");
+        Assert.That(await ScalarAsync<string>(host, $"SELECT relkind::text FROM pg_class WHERE oid = '{S}'::regclass"), Is.EqualTo("p"));
+        Assert.That(await SideRowsAsync(host), Is.EqualTo(await RefilledRowsAsync(host)));
+    }
+
     /// <summary>The day function of the ledgers partitioned before session 14 (SQL over the id's text).</summary>
     private const string FormerDayFunction = $$"""
         CREATE OR REPLACE FUNCTION {{PartitionDay.Function}}(id uuid) RETURNS integer LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $fn$
