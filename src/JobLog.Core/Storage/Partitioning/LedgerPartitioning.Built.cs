@@ -23,14 +23,23 @@ namespace JobLog.Storage.Partitioning;
 /// a purge) go, and the noted tasks to keep now (a success that failed since, a restore) are read again by their ids; only
 /// where the built tables are gone or no longer match the parents are the kept rows read and built under the lock as before. The built tables carry a name of their own until then
 /// (<c>JobLogTasks_b20261203_1796342400_3fa2</c>: the day, the server's time and a random part), so two processes
-/// dropping the same day never take each other's; one left by a process stopped before its lock is dropped an hour later
-/// by the next drop (<see cref="DropAbandonedBuildsAsync"/>).
+/// dropping the same day never take each other's; one left by a process stopped before its lock is dropped by the next drop
+/// or partition pass once the server session that made it is gone, else an hour later (<see cref="DropAbandonedBuildsAsync"/>).
 /// </para>
 /// </summary>
 internal static partial class LedgerPartitioning
 {
     private const string BuiltCheck = "joblog_built_day";
     private static readonly TimeSpan AbandonedAfter = TimeSpan.FromHours(1);
+
+    /// <summary>
+    /// The key of the table of notes' comment (<c>{"Owner" : pid, "Tables" : [the built tables]}</c>, each table's name with a
+    /// random part of its own) that names the server session making the build.
+    /// </summary>
+    private const string BuildOwner = "Owner";
+
+    /// <summary>How that comment begins (<c>json_build_object</c>'s text): a build ahead's mark, which replaces it, does not.</summary>
+    private const string OwnerPrefix = "{\"" + BuildOwner + "\" : ";
 
     /// <summary>
     /// The tables a day's kept rows were built into, and the table (<c>JobLogTasks_v…</c>) where the triggers of the day's
@@ -290,7 +299,11 @@ internal static partial class LedgerPartitioning
         // The tables first, in a transaction of their own: LIKE locks the parents (ACCESS SHARE) until its commit, and a
         // transaction holding that through the copy and the index builds would keep another process's drop (ACCESS
         // EXCLUSIVE), and every writer queued behind it, waiting (review of session 20).
-        var tables = $"CREATE UNLOGGED TABLE {versions} (\"Id\" uuid NOT NULL);\n";
+        // The server session that makes the tables, named in the table of notes until a build ahead's mark replaces it: a build
+        // whose session is gone (its process killed) is abandoned at once (DropAbandonedBuildsAsync), not an hour later.
+        var tables = $"CREATE UNLOGGED TABLE {versions} (\"Id\" uuid NOT NULL);\n"
+            + $"DO $joblog_owner$ BEGIN EXECUTE format('COMMENT ON TABLE %I IS %L', '{build.Versions}', json_build_object('{BuildOwner}', pg_backend_pid(), 'Tables', "
+            + $"json_build_array({string.Join(", ", new[] { build.Tasks, build.Runs, build.Text }.OfType<string>().Select(t => "'" + t + "'"))}))::text); END $joblog_owner$;\n";
         foreach (var (parent, table) in new[] { (LedgerModel.Tasks, build.Tasks), (LedgerModel.Runs, build.Runs), (SearchText, build.Text) })
         {
             if (table is not null)
@@ -573,20 +586,31 @@ internal static partial class LedgerPartitioning
     private static string DropVersions(KeptBuild build) => $"DROP TABLE IF EXISTS {Q(build.Versions)};\n";
 
     /// <summary>
-    /// Drops the built tables (<see cref="BuildKeptAsync"/>) a drop left behind more than an hour ago (the server's clock):
-    /// it stopped between its build and its lock. Only tables that are no partition and carry the name of one of the
-    /// ledger's partitioned tables; a younger one may be another process's, on its way to its lock. A build made ahead and
-    /// complete (<see cref="BuildAheadAsync"/>) stays while its day does.
+    /// Drops the built tables (<see cref="BuildKeptAsync"/>) a drop or a build ahead left behind: it stopped between its build
+    /// and its lock. Only tables that are no partition and carry the name of one of the ledger's partitioned tables, and of a
+    /// build whose server session is gone (the pid its table of notes names is in no <c>pg_stat_activity</c> row: its process
+    /// was killed or lost its connection) or that is more than an hour old (the server's clock; a session still there may be
+    /// a pooler's, kept after its client went). A younger one whose session is there may be another process's, on its way to its
+    /// lock; one whose session went while its process goes on (behind a pooler in transaction mode, a server connection
+    /// closed between the build's transactions) is dropped under it: its build or its lock then finds the tables gone and
+    /// reads the kept rows under the lock, as when nothing was built. A build made ahead and complete
+    /// (<see cref="BuildAheadAsync"/>: its mark replaced the session's name) stays while its day does.
     /// </summary>
     internal static async Task DropAbandonedBuildsAsync(DbConnection connection, CancellationToken cancellationToken)
     {
         var names = await ListAsync<string>(connection, $$"""
             SELECT c.relname::text FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r' AND NOT c.relispartition
                 AND c.relname ~ '_[bv][0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$'
-                AND substring(c.relname FROM '_[bv][0-9]{8}_([0-9]{1,19})_[0-9a-f]{4}$')::numeric < extract(epoch FROM clock_timestamp()) - {{(long)AbandonedAfter.TotalSeconds}}
+                AND (substring(c.relname FROM '_[bv][0-9]{8}_([0-9]{1,19})_[0-9a-f]{4}$')::numeric < extract(epoch FROM clock_timestamp()) - {{(long)AbandonedAfter.TotalSeconds}}
+                    OR EXISTS (SELECT 1 FROM pg_class o WHERE o.relnamespace = c.relnamespace AND o.relkind = 'r'
+                        AND o.relname ~ '^{{LedgerModel.Tasks}}_v[0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$'
+                        AND left(obj_description(o.oid, 'pg_class'), {{OwnerPrefix.Length}}) = '{{OwnerPrefix}}'
+                        AND (o.oid = c.oid OR strpos(obj_description(o.oid, 'pg_class'), '"' || c.relname || '"') > 0)
+                        AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = (obj_description(o.oid, 'pg_class')::json ->> '{{BuildOwner}}')::int)))
                 AND NOT EXISTS (SELECT 1 FROM pg_class v WHERE v.relnamespace = c.relnamespace AND v.relkind = 'r'
                     AND v.relname ~ '^{{LedgerModel.Tasks}}_v[0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$'
                     AND strpos(obj_description(v.oid, 'pg_class'), '"' || c.relname || '"') > 0
+                    AND left(obj_description(v.oid, 'pg_class'), {{OwnerPrefix.Length}}) <> '{{OwnerPrefix}}'
                     AND to_regclass(quote_ident('{{LedgerModel.Tasks}}_p' || substring(v.relname FROM '_v([0-9]{8})_'))) IS NOT NULL)
             """, cancellationToken).ConfigureAwait(false);
         await DropDetachedAsync(connection, names.Where(n => BuiltTable().Match(n) is { Success: true } m && IsPartitioned(m.Groups[1].Value)), cancellationToken)
