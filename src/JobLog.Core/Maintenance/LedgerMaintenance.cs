@@ -104,6 +104,22 @@ public sealed class LedgerMaintenance
         _recorder.FlushAsync(timeout, cancellationToken);
 
     /// <summary>
+    /// The full path of the file a SQLite ledger's connection string opens, as Microsoft.Data.Sqlite opens it: a relative
+    /// path from the current directory, <c>|DataDirectory|</c>, or a <c>file:</c> URI's path (<c>file:/srv/joblog.db</c>,
+    /// <c>file:///srv/joblog.db</c>, <c>file:data/joblog.db?cache=shared</c>; percent-decoded). Null for a database with no
+    /// file of its own: in memory (<c>:memory:</c>, <c>Mode=Memory</c>, <c>file::memory:</c>, <c>?mode=memory</c>) or an empty
+    /// data source (a temporary one). A tool uses it to say which file it means, or that there is none yet.
+    /// </summary>
+    /// <param name="connectionString">A SQLite connection string.</param>
+    /// <returns>The file's full path, or null.</returns>
+    /// <exception cref="ArgumentException">The connection string cannot be read.</exception>
+    public static string? SqliteFile(string connectionString)
+    {
+        ArgumentNullException.ThrowIfNull(connectionString);
+        return Storage.Sqlite.SqliteSetup.FilePath(connectionString);
+    }
+
+    /// <summary>
     /// How many journal segments of the ledger <paramref name="options"/> names lie in its
     /// <see cref="JobLogOptions.SpoolDirectory"/> in slots no live process holds: records that stopped processes journaled and
     /// that are not written to the ledger yet (a process started on that directory writes them; the Worker's <c>replay</c>

@@ -41,13 +41,19 @@ internal sealed class LedgerSession : IAsyncDisposable
 
     /// <summary>
     /// Why there is no ledger to open (a line that names the path and says how to make one) when the settings name a
-    /// SQLite file that is not there, or a directory; null when it is there, or for PostgreSQL, an in-memory or a URI data
-    /// source. Only <c>migrate</c>, <c>demo</c> and the worker create a ledger.
+    /// SQLite file that is not there (a path, or a <c>file:</c> URI's), or a directory, or a SQLite database with no file
+    /// (in memory: new and empty in each process, so a command has nothing to read or maintain); null when it is there, or
+    /// for PostgreSQL. Only <c>migrate</c>, <c>demo</c> and the worker create a ledger.
     /// </summary>
-    public static string? MissingLedger(IReadOnlyList<string> settings) =>
-        SqliteFile(settings) is not { } path || File.Exists(path) ? null
-        : Directory.Exists(path) ? $"no ledger at {path}: it is a directory, not a ledger file. Fix ConnectionStrings:JobLog."
-        : $"no ledger at {path} (not there); run the migrate command or the worker first to create it, or fix ConnectionStrings:JobLog.";
+    public static string? MissingLedger(IReadOnlyList<string> settings) => Sqlite(settings) switch
+    {
+        null => null,
+        { Path: null } => "no ledger: ConnectionStrings:JobLog names an in-memory SQLite database, new and empty in each process, "
+            + "so this command has nothing to read or maintain. Point it at the ledger's file.",
+        { Path: { } path } when File.Exists(path) => null,
+        { Path: { } path } when Directory.Exists(path) => $"no ledger at {path}: it is a directory, not a ledger file. Fix ConnectionStrings:JobLog.",
+        { Path: { } path } => $"no ledger at {path} (not there); run the migrate command or the worker first to create it, or fix ConnectionStrings:JobLog.",
+    };
 
     private IServiceProvider Ledger() => _missing is null ? _services : throw new LedgerMissingException(_missing);
 
@@ -70,16 +76,22 @@ internal sealed class LedgerSession : IAsyncDisposable
     }
 
     /// <summary>
-    /// The full path of the SQLite file the settings name, for an error that says which file it could not open; null for
-    /// PostgreSQL, an in-memory or URI data source, or settings that cannot be read (their own error says so).
+    /// The full path of the SQLite file the settings name (<see cref="LedgerMaintenance.SqliteFile"/>: a relative path, a
+    /// <c>file:</c> URI), for an error that says which file it could not open; null for PostgreSQL, an in-memory database,
+    /// or settings that cannot be read (their own error says so).
     /// </summary>
-    public static string? SqliteFile(IReadOnlyList<string> settings)
+    public static string? SqliteFile(IReadOnlyList<string> settings) => Sqlite(settings)?.Path;
+
+    /// <summary>A SQLite ledger's file (<see cref="SqliteFile"/>; null when it has none: in memory).</summary>
+    private sealed record SqliteLedger(string? Path);
+
+    /// <summary>The SQLite ledger the settings name; null for PostgreSQL, or settings that cannot be read.</summary>
+    private static SqliteLedger? Sqlite(IReadOnlyList<string> settings)
     {
         try
         {
             var worker = WorkerSettings.From(Configuration(settings));
-            var source = worker.Database == LedgerProvider.Sqlite ? new Microsoft.Data.Sqlite.SqliteConnectionStringBuilder(worker.ConnectionString).DataSource : "";
-            return source.Length == 0 || source == ":memory:" || source.StartsWith("file:", StringComparison.OrdinalIgnoreCase) ? null : Path.GetFullPath(source);
+            return worker.Database == LedgerProvider.Sqlite ? new SqliteLedger(LedgerMaintenance.SqliteFile(worker.ConnectionString)) : null;
         }
         catch (Exception ex) when (ex is InvalidOperationException or ArgumentException or NotSupportedException or IOException)
         {
