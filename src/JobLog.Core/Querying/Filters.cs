@@ -153,12 +153,34 @@ public abstract record ListFilter
 
     /// <summary>
     /// A value, trimmed; null when blank. A NUL character is refused: the ledger never stores one (the writer removes
-    /// it), PostgreSQL refuses it in a parameter and SQLite's full-text query ends its string there.
+    /// it), PostgreSQL refuses it in a parameter and SQLite's full-text query ends its string there. So is a lone surrogate
+    /// (text that is no Unicode, which no request or command line can carry: a caller's string): Npgsql cannot encode it
+    /// (an <see cref="System.Text.EncoderFallbackException"/>, not an answer).
     /// </summary>
     private protected static string? Text(string? value) =>
         string.IsNullOrWhiteSpace(value) ? null
         : value.Contains('\0', StringComparison.Ordinal) ? throw new FilterException("A filter value must not contain a NUL character (U+0000).")
+        : LoneSurrogate(value) is >= 0 and var at
+            ? throw new FilterException(string.Create(CultureInfo.InvariantCulture, $"A filter value must be Unicode text: it has a lone surrogate (U+{(int)value[at]:X4}) at character {at + 1}."))
         : value.Trim();
+
+    /// <summary>Where <paramref name="value"/> has a surrogate that is not half of a pair; -1 when none.</summary>
+    private static int LoneSurrogate(string value)
+    {
+        for (var i = 0; i < value.Length; i++)
+        {
+            if (char.IsHighSurrogate(value[i]) && i + 1 < value.Length && char.IsLowSurrogate(value[i + 1]))
+            {
+                i++;
+            }
+            else if (char.IsSurrogate(value[i]))
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
 
     /// <summary>One value, by name only: a number or a combination (<c>3</c>, <c>failed,expired</c> as flags) is refused.</summary>
     private protected static TEnum? EnumValue<TEnum>(string? value, string name)

@@ -175,6 +175,72 @@ public class TaskSearchTests(LedgerProvider provider)
         Assert.That(await SearchAsync("NEAR(a b) 100"), Is.EqualTo(new[] { _tasks[5].Id }));
     }
 
+    /// <summary>
+    /// Hostile <c>q</c> values not in <see cref="Queries"/> (session 42): unbalanced parentheses, FTS5 column filters and
+    /// operators around real text, bidirectional controls, a character outside the BMP, the longest
+    /// <c>q</c> taken (200 characters: 100 one-letter terms, or one run of a character), on both ledgers.
+    /// </summary>
+    private static readonly string[] HostileQueries =
+    [
+        "((((", "))", "(a OR", "b) NOT c", "NOT c AND", "\"*\"", "*\"", "Input:ChargeCard", "Input : ChargeCard", "TaskKwargs:", "{Input TaskKwargs}: x",
+        "NEAR(ChargeCard Amount, 5)", "NEAR(ChargeCard", "ORD-2026-000123 OR zzz", "ChargeCard AND Refund", "ord* AND", "^Refund", "+ORD", "ORD:",
+        "\u202Eorder", "order\u200F", "\u2066\u2069", "\u202E", "\U0001F600", "ab\U0001F600", "\uFFFD", "\uFEFF",
+        string.Join(' ', Enumerable.Repeat("a", 100))[..199], new string('(', 200), new string('"', 200), new string('*', 200), string.Concat(Enumerable.Repeat("OR ", 66)) + "ab",
+        "ORD-2026-000123" + new string(' ', 150) + "x",
+    ];
+
+    [Test]
+    public async Task Search_WithHostileQueries_FindsExactlyWhatASubstringSearchFinds_NeverAnError()
+    {
+        var timings = new List<string>();
+        foreach (var q in HostileQueries)
+        {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
+            List<Guid> found;
+            try
+            {
+                found = await SearchAsync(q);
+            }
+            catch (Exception e)
+            {
+                Assert.Fail($"q = [{Visible(q)}]: {e.GetType().Name}: {e.Message}");
+                throw;
+            }
+
+            timings.Add($"{System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:F0} ms [{Visible(q)[..Math.Min(24, Visible(q).Length)]}]");
+            Assert.That(found, Is.EqualTo(Substring(q.Trim()).Reverse()), $"q = [{Visible(q)}], newest first");
+        }
+
+        // Printed for the review (no timed assertion): the slowest of them.
+        TestContext.Out.WriteLine(provider + ": " + string.Join("; ", timings.OrderByDescending(t => double.Parse(t[..t.IndexOf(' ')], System.Globalization.CultureInfo.InvariantCulture)).Take(5)));
+    }
+
+    [TestCase("a\0b")]
+    [TestCase("\0")]
+    public void Search_WithANul_IsRefusedWithAMessage(string q) =>
+        Assert.That(() => TaskFilter.Parse(n => n == "q" ? q : null, T0), Throws.InstanceOf<FilterException>().With.Message.Contains("NUL"));
+
+    [Test]
+    public async Task Search_WithALoneSurrogate_IsRefusedWithAMessage_NotAnEncoderError()
+    {
+        // No request or command line carries one (their text is decoded from UTF-8); a caller's string can (not an attribute's
+        // argument: stored as UTF-8, it arrives as U+FFFD). PostgreSQL's Npgsql could not encode it: an EncoderFallbackException
+        // out of the query, not an answer.
+        foreach (var q in new[] { "\uD800", "x\uDC00y", "ab\uD83D", "\uDE00\uD83D" })
+        {
+            Assert.That(() => TaskFilter.Parse(n => n == "q" ? q : null, T0),
+                Throws.InstanceOf<FilterException>().With.Message.Contains("lone surrogate").And.Message.Contains("U+D"), Visible(q));
+        }
+
+        Assert.That(await SearchAsync("\uD83D\uDE00"), Is.Empty, "a pair is text: searched, found nowhere");
+    }
+
+    [Test]
+    public void Search_LongerThanItsLimit_IsRefusedWithAMessage() =>
+        Assert.That(() => TaskFilter.Parse(n => n == "q" ? new string('a', 10_000) : null, T0), Throws.InstanceOf<FilterException>().With.Message.Contains("at most 200"));
+
+    private static string Visible(string q) => string.Concat(q.Select(c => c < ' ' || char.IsSurrogate(c) || c is >= '\u200E' and <= '\u206F' || c == '\uFEFF' ? $"\\u{(int)c:X4}" : c.ToString()));
+
     [TestCase(false)]
     [TestCase(true)]
     public async Task Search_WithRepeatedRunErrors_ThroughDeletesAndChangesOfSingleRuns_FindsExactlyWhatASubstringSearchFinds(bool stepAfterEachChange)
