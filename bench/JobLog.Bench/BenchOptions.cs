@@ -117,6 +117,8 @@ internal sealed class BenchOptions
                              measured one by one on a kept copy, e.g. alternating two builds day by day)
           --ahead            with --drop-days: each day's kept rows built ahead first (the hourly partition pass's
                              share), timed apart, so the retention's line is the drop that adopts the build
+          --drop-requests    with --drop-days: the inbound requests' retention of each day listed instead of the
+                             tasks' (their day partitions dropped; the warm-up a purge of the requests too)
 
         requests options:
           --rows N           inbound and as many outbound requests (default 262144), a quarter as many commands
@@ -275,6 +277,9 @@ internal sealed class BenchOptions
     /// </summary>
     public bool Ahead { get; private set; }
 
+    /// <summary>Scale, with <see cref="DropDays"/>: the inbound requests' retention of each day instead of the tasks' (--drop-requests).</summary>
+    public bool DropRequests { get; private set; }
+
     /// <summary>Scale mode, with <see cref="Maintain"/>: the days whose retention is timed, without the sweeps first.</summary>
     public IReadOnlyList<DateTime>? DropDays { get; private set; }
 
@@ -373,6 +378,7 @@ internal sealed class BenchOptions
                 case "--maintain": o.Maintain = true; break;
                 case "--spread-only": o.SpreadOnly = true; break;
                 case "--ahead": o.Ahead = true; break;
+                case "--drop-requests": o.DropRequests = true; break;
                 case "--sweep-parallelism": o.SweepParallelism = Int(); break;
                 case "--sweep-batch": o.SweepBatch = Int(); break;
                 case "--drop-days":

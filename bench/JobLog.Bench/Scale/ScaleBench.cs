@@ -232,12 +232,12 @@ internal sealed class ScaleBench(BenchOptions options)
                 // nothing); else the first day listed paid them (0.33 s before its first statement and 0.45 s between its drop
                 // and its batched purge, docs/scale.md "Session 37 (scale)"), which an application's retention pays once.
                 clock.Restart();
-                var warm = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, data.First.Date, data.First.Date));
+                var warm = await maintenance.PurgeAsync(new LedgerPurgeRequest(options.DropRequests ? LedgerKind.InputRequests : LedgerKind.Tasks, data.First.Date, data.First.Date));
                 Line(string.Create(CultureInfo.InvariantCulture,
                     $"- warm-up (untimed in the retention: a purge before the ledger's first day): {clock.Elapsed.TotalSeconds:0.000} s, {warm.Deleted:N0} deleted"));
             }
 
-            foreach (var day in days)
+            foreach (var day in options.DropRequests ? [] : days)
             {
                 if (options.Ahead && partitioned)
                 {
@@ -281,10 +281,10 @@ internal sealed class ScaleBench(BenchOptions options)
                     $"({deleted / retained.TotalSeconds:N0} tasks/s); {dayTarget}{verdict}{locked}"));
             }
 
-            if (partitioned && options.DropDays is null)
+            // The inbound requests' days too (their partitions are dropped the same way; docs/scale.md#partitioning): after
+            // the tasks' days, or (--drop-requests) each day listed alone.
+            foreach (var day in !partitioned ? [] : options.DropDays is null ? [days[^1]] : options.DropRequests ? days : [])
             {
-                // The inbound requests' days too (their partitions are dropped the same way; docs/scale.md#partitioning).
-                var day = days[^1];
                 clock.Restart();
                 var requests = await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.InputRequests, day, day));
                 var requestsTime = clock.Elapsed;
