@@ -12,6 +12,7 @@ internal sealed class ConsumedTypes
     private readonly ConcurrentDictionary<Type, bool> _answers = new();
     private readonly ConcurrentDictionary<Type, string> _consumerOf = new();
     private readonly ConcurrentDictionary<(string Queue, Type Type), ConcurrentDictionary<string, byte>> _consumersOn = new();
+    private readonly ConcurrentDictionary<Type, byte> _jobs = new();
 
     public void Add(Type messageType)
     {
@@ -21,6 +22,16 @@ internal sealed class ConsumedTypes
             _answers.Clear();
         }
     }
+
+    /// <summary>Adds <paramref name="messageType"/>, a job's message (its runs are the job's, not its consumers').</summary>
+    public void AddJob(Type messageType)
+    {
+        Add(messageType);
+        _jobs.TryAdd(messageType, 0);
+    }
+
+    /// <summary>True when a job consumer or MassTransit's job submission consumer takes <paramref name="messageType"/>.</summary>
+    public bool IsJob(Type messageType) => _jobs.ContainsKey(messageType);
 
     /// <summary>Adds <paramref name="messageType"/>, taken by the consumer, saga or handler whose runs are named <paramref name="consumer"/>.</summary>
     public void Add(Type messageType, string consumer)

@@ -107,6 +107,24 @@ internal sealed class DeliveryState
         }
     }
 
+    /// <summary>
+    /// True when <paramref name="exception"/> is (or holds, or is held by) the exception a run of this delivery recorded
+    /// its pending failure with: an endpoint retry's late report of an attempt JobLog already recorded.
+    /// </summary>
+    public bool RecordedByARun(Exception exception)
+    {
+        foreach (var lane in Lanes())
+        {
+            if (lane.PendingException is { } own
+                && (TaskLoggingServices.Holds(exception, own) || TaskLoggingServices.Holds(own, exception)))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>True when an attempt of this delivery failed and was recorded RETRIED, pending the delivery's outcome.</summary>
     public bool HasPendingFailure
     {

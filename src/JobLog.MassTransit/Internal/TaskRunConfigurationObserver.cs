@@ -31,8 +31,9 @@ internal sealed class TaskRunConfigurationObserver(TaskLoggingServices services)
         {
             if (Jobs.JobTasks.Configure<TConsumer, TMessage>(services, message))
             {
-                // A job's messages are consumed here, though their runs are the job's.
-                services.Consumed.Add(typeof(TMessage));
+                // A job's messages are consumed here, though their runs are the job's (MassTransit's reports of their
+                // consumption, outside a run, are not a connected consumer's: ResponseReceiptObserver).
+                services.Consumed.AddJob(typeof(TMessage));
                 if (typeof(IJobConsumer<TMessage>).IsAssignableFrom(typeof(TConsumer)))
                 {
                     Jobs.StartJobRuns.Configure<TConsumer, TMessage>(services, _consumer as IConsumerConfigurator<TConsumer>);
