@@ -42,9 +42,11 @@ internal sealed partial class ResponseReceiptObserver(TaskLoggingServices servic
         try
         {
             // Request clients consume responses with a MessageHandler of their own; JobLog's hooked handlers, consumers
-            // and sagas record their runs themselves (inside their run), anything else is connected at run time.
+            // and sagas record their runs themselves (inside their run), anything else is connected at run time. A
+            // handler reports itself as a MessageHandler too, configured or connected, and a request carries a RequestId
+            // as its response does: a request names where to answer (its ResponseAddress), a response does not.
             var handler = consumerType.Contains("MessageHandler<", StringComparison.Ordinal);
-            if (context.RequestId is not { } requestId || context.MessageId is not { } taskId || !handler)
+            if (context.RequestId is not { } requestId || context.MessageId is not { } taskId || !handler || context.ResponseAddress is not null)
             {
                 Connected(context, duration, consumerType, handler, exception);
                 return;
