@@ -68,32 +68,13 @@ public class DayRollupsLockTests
         await connection.OpenAsync();
         await WithoutDayRollupsAsync(connection);
         var day = PartitionDay.Suffix(PartitionDay.Of(T0));
-        var relations = $"'\"{LedgerModel.Tasks}_{day}\"'::regclass, '\"{LedgerModel.Runs}_{day}\"'::regclass";
-
-        await using var vacuum = new NpgsqlConnection(host.Ledger.ConnectionString);
-        await vacuum.OpenAsync();
-        await using var held = await vacuum.BeginTransactionAsync();
-        await using (var command = new NpgsqlCommand($"LOCK TABLE \"{LedgerModel.Tasks}_{day}\", \"{LedgerModel.Runs}_{day}\" IN SHARE UPDATE EXCLUSIVE MODE", vacuum, held))
-        {
-            await command.ExecuteNonQueryAsync();
-        }
-
         await using var watcher = new NpgsqlConnection(host.Ledger.ConnectionString);
         await watcher.OpenAsync();
-        var ensure = LedgerPartitioning.EnsureDayRollupsAsync(connection, null, TimeSpan.FromSeconds(30), 1, CancellationToken.None);
-        var waited = false;
-        while (!ensure.IsCompleted && !waited)
+        var (waited, _) = await PartitionHold.RunAsync(host.Ledger.ConnectionString, watcher, PartitionHold.Day(day), async () =>
         {
-            await using var command = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ({relations}))", watcher);
-            waited = (bool)(await command.ExecuteScalarAsync())!;
-            if (!waited)
-            {
-                await Task.Delay(20);
-            }
-        }
-
-        await held.RollbackAsync();
-        await ensure.WaitAsync(TimeSpan.FromSeconds(120));
+            await LedgerPartitioning.EnsureDayRollupsAsync(connection, null, TimeSpan.FromSeconds(30), 1, CancellationToken.None);
+            return true;
+        });
         Assert.That(waited, Is.False, "the rollups' lock waited for today's partitions");
         Assert.That(await ServesMinutesAsync(connection), Is.True);
     }

@@ -1238,25 +1238,10 @@ public class LedgerPartitioningTests
         Succeed(host, today, "Report", T0);
         await host.FlushAsync();
         var day = PartitionDay.Suffix(PartitionDay.Of(T0));
-        await using var vacuum = new NpgsqlConnection(host.Ledger.ConnectionString);
-        await vacuum.OpenAsync();
-        await using var held = await vacuum.BeginTransactionAsync();
-        await using (var lockDay = new NpgsqlCommand($"LOCK TABLE \"{LedgerModel.Tasks}_{day}\", \"{LedgerModel.Runs}_{day}\" IN SHARE UPDATE EXCLUSIVE MODE", vacuum, held))
-        {
-            await lockDay.ExecuteNonQueryAsync();
-        }
-
-        var purge = host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90)));
-        var waited = await WaitsOnTheDayAsync(connection, purge, day);
-
-        if (waited)
-        {
+        var (waited, result) = await PartitionHold.RunAsync(host.Ledger.ConnectionString, connection, PartitionHold.Day(day),
+            () => host.Services.GetRequiredService<LedgerMaintenance>().PurgeAsync(new LedgerPurgeRequest(LedgerKind.Tasks, T0.AddDays(-30), T0.AddDays(-90))),
             // What waits, for the failure's reader.
-            TestContext.Out.WriteLine("waiting: " + await ScalarAsync<string>(connection, "SELECT string_agg(l.pid || ' ' || l.granted || ' ' || l.mode || ' ' || coalesce(l.relation::regclass::text, l.locktype) || ' :: ' || left(a.query, 200) || ' blockers ' || pg_blocking_pids(l.pid)::text, E'\\n') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE a.datname = current_database() AND l.pid <> pg_backend_pid()"));
-        }
-
-        await held.RollbackAsync();
-        var result = await purge;
+            whileWaiting: async () => TestContext.Out.WriteLine("waiting: " + await ScalarAsync<string>(connection, "SELECT string_agg(l.pid || ' ' || l.granted || ' ' || l.mode || ' ' || coalesce(l.relation::regclass::text, l.locktype) || ' :: ' || left(a.query, 200) || ' blockers ' || pg_blocking_pids(l.pid)::text, E'\\n') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE a.datname = current_database() AND l.pid <> pg_backend_pid()")));
         Assert.That(waited, Is.False, "the day's drop waited for today's partitions");
         Assert.That(result.Succeeded, Is.EqualTo(1));
         Assert.That((await host.TasksAsync()).Select(t => t.Id), Is.EquivalentTo(new[] { oldFailure, today }));
@@ -1282,25 +1267,14 @@ public class LedgerPartitioningTests
         Succeed(host, other, "Invoice", T0);
         await host.FlushAsync();
         var day = PartitionDay.Suffix(PartitionDay.Of(T0));
-        await using var blocker = new NpgsqlConnection(host.Ledger.ConnectionString);
-        await blocker.OpenAsync();
-        // Watched from a connection of its own, outside the blocker's transaction: in one, pg_stat_activity is read once and
+        // Watched from a connection of its own, outside the holder's transaction: in one, pg_stat_activity is read once and
         // kept (stats_fetch_consistency), and showed the drop's statement of the first poll.
         await using var watcher = new NpgsqlConnection(host.Ledger.ConnectionString);
         await watcher.OpenAsync();
-        var dropper = await ScalarAsync<int>(connection, "SELECT pg_backend_pid()");
-        await using var held = await blocker.BeginTransactionAsync();
-        await using (var lockDay = new NpgsqlCommand($"LOCK TABLE \"{LedgerModel.Tasks}_{day}\", \"{LedgerModel.Runs}_{day}\" IN SHARE MODE", blocker, held))
-        {
-            await lockDay.ExecuteNonQueryAsync();
-        }
-
         // The cutoff inside the old day: the day is not dropped, its success goes by the batched purge.
-        var purge = host.Services.GetRequiredService<LedgerPurger>().PurgeAsync(new PurgeRequest(LedgerKind.Tasks, old.AddHours(12), null), CancellationToken.None);
-        var waited = await WaitsOnTheDayAsync(connection, purge, day);
-
-        await held.RollbackAsync();
-        var result = await purge;
+        var (waited, result) = await PartitionHold.RunAsync(host.Ledger.ConnectionString, watcher, PartitionHold.Day(day),
+            () => host.Services.GetRequiredService<LedgerPurger>().PurgeAsync(new PurgeRequest(LedgerKind.Tasks, old.AddHours(12), null), CancellationToken.None),
+            mode: "SHARE");
         Assert.That(waited, Is.False, "the purge waited for another day's partitions");
         Assert.That(result.Succeeded, Is.EqualTo(1));
         Assert.That((await host.TasksAsync()).Select(t => t.Id), Is.EqualTo(new[] { other }));
@@ -1453,26 +1427,6 @@ public class LedgerPartitioningTests
         recorder.Enqueue(new RunFinished(Start(recorder, failure, "Invoice", old.AddSeconds(1)), failure, TaskRunState.Failed, old.AddSeconds(5), "card declined", null, null));
         Start(recorder, unfinished, "Invoice", old.AddSeconds(1));
         return (success, failure, unfinished);
-    }
-
-    /// <summary>
-    /// Whether <paramref name="work"/>, polled until it ends, is seen waiting for a lock on the tasks' or runs' partition of
-    /// <paramref name="day"/> (a lock in <c>pg_locks</c> not granted), read on <paramref name="connection"/>.
-    /// </summary>
-    private static async Task<bool> WaitsOnTheDayAsync(NpgsqlConnection connection, Task work, string day)
-    {
-        while (!work.IsCompleted)
-        {
-            if (await ScalarAsync<bool>(connection,
-                    $"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ('\"{LedgerModel.Tasks}_{day}\"'::regclass, '\"{LedgerModel.Runs}_{day}\"'::regclass))"))
-            {
-                return true;
-            }
-
-            await System.Threading.Tasks.Task.Delay(20);
-        }
-
-        return false;
     }
 
     private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql)

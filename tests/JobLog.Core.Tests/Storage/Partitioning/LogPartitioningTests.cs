@@ -217,12 +217,12 @@ public class LogPartitioningTests
 
         // The old day's drop (the failure kept in its _k partitions), then the batched purge of the failure, then the drop of
         // the emptied _k partitions: each with today's partitions held.
-        var drop = await UnderAutovacuumLikeLockAsync(host, connection, held,
+        var drop = await PartitionHold.RunAsync(host.Ledger.ConnectionString, connection, held,
             () => maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.OutputRequests, T0.AddDays(-30), T0.AddDays(-90))));
         var kept = await LedgerPartitioning.LogDaysAsync(connection, kept: true, CancellationToken.None);
         Assert.That(kept[LedgerModel.OutputRequests], Is.EquivalentTo(new[] { PartitionDay.Of(old) }), "the failure kept in the day's _k partition");
         await maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.OutputRequests, T0, T0));
-        var emptied = await UnderAutovacuumLikeLockAsync(host, connection, held,
+        var emptied = await PartitionHold.RunAsync(host.Ledger.ConnectionString, connection, held,
             () => maintenance.PurgeAsync(new LedgerPurgeRequest(LedgerKind.OutputRequests, T0, T0)));
 
         Assert.That(drop.Waited, Is.False, "the day's drop waited for today's partitions");
@@ -233,38 +233,6 @@ public class LogPartitioningTests
         Assert.That(kept.ContainsKey(LedgerModel.OutputRequests) || kept.ContainsKey(LedgerModel.RelatedObjects), Is.False, "the emptied _k partitions went");
         Assert.That((await LedgerPartitioning.LogDaysAsync(connection, kept: false, CancellationToken.None))[LedgerModel.OutputRequests],
             Does.Not.Contain(PartitionDay.Of(old)).And.Contain(PartitionDay.Of(T0)));
-    }
-
-    /// <summary>
-    /// Runs <paramref name="work"/> while another connection holds <paramref name="partitions"/> in SHARE UPDATE EXCLUSIVE
-    /// mode (an autovacuum's lock), and says whether it queued on them (seen in <c>pg_locks</c>; the hold then ends, so the
-    /// work finishes either way).
-    /// </summary>
-    private static async Task<(bool Waited, T Result)> UnderAutovacuumLikeLockAsync<T>(LedgerHost host, NpgsqlConnection watcher, string[] partitions, Func<Task<T>> work)
-    {
-        await using var vacuum = new NpgsqlConnection(host.Ledger.ConnectionString);
-        await vacuum.OpenAsync();
-        await using var held = await vacuum.BeginTransactionAsync();
-        await using (var lockDay = new NpgsqlCommand($"LOCK TABLE {string.Join(", ", partitions.Select(p => $"\"{p}\""))} IN SHARE UPDATE EXCLUSIVE MODE", vacuum, held))
-        {
-            await lockDay.ExecuteNonQueryAsync();
-        }
-
-        var running = work();
-        var waited = false;
-        var relations = string.Join(", ", partitions.Select(p => $"'\"{p}\"'::regclass"));
-        while (!running.IsCompleted && !waited)
-        {
-            await using var command = new NpgsqlCommand($"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ({relations}))", watcher);
-            waited = (bool)(await command.ExecuteScalarAsync())!;
-            if (!waited)
-            {
-                await Task.Delay(20);
-            }
-        }
-
-        await held.RollbackAsync();
-        return (waited, await running);
     }
 
     [Test]

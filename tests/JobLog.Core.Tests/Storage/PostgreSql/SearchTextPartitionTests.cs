@@ -1,3 +1,4 @@
+using JobLog.Core.Tests.Storage.Partitioning;
 using JobLog.Maintenance;
 using JobLog.Querying;
 using JobLog.Recording;
@@ -204,31 +205,11 @@ public class SearchTextPartitionTests
         }
 
         var day = PartitionDay.Suffix(PartitionDay.Of(T0));
-        await using var vacuum = new NpgsqlConnection(host.Ledger.ConnectionString);
-        await vacuum.OpenAsync();
-        await using var held = await vacuum.BeginTransactionAsync();
-        await using (var command = new NpgsqlCommand($"LOCK TABLE \"{LedgerModel.Tasks}_{day}\", \"{LedgerModel.Runs}_{day}\" IN SHARE UPDATE EXCLUSIVE MODE", vacuum, held))
-        {
-            await command.ExecuteNonQueryAsync();
-        }
-
         await using var watcher = new NpgsqlConnection(host.Ledger.ConnectionString);
         await watcher.OpenAsync();
-        var partition = LedgerPartitioning.PartitionSearchTextAsync(connection, CancellationToken.None);
-        var waited = false;
-        while (!partition.IsCompleted && !waited)
-        {
-            await using var command = new NpgsqlCommand(
-                $"SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND relation IN ('\"{LedgerModel.Tasks}_{day}\"'::regclass, '\"{LedgerModel.Runs}_{day}\"'::regclass))", watcher);
-            waited = (bool)(await command.ExecuteScalarAsync())!;
-            if (!waited)
-            {
-                await Task.Delay(20);
-            }
-        }
-
-        await held.RollbackAsync();
-        Assert.That(await partition, Is.True, "partitioned here");
+        var (waited, partitioned) = await PartitionHold.RunAsync(host.Ledger.ConnectionString, watcher, PartitionHold.Day(day),
+            () => LedgerPartitioning.PartitionSearchTextAsync(connection, CancellationToken.None));
+        Assert.That(partitioned, Is.True, "partitioned here");
         Assert.That(waited, Is.False, "the side table's partitioning waited for today's partitions");
         Assert.That(await ScalarAsync<string>(host, $"SELECT relkind::text FROM pg_class WHERE oid = '{S}'::regclass"), Is.EqualTo("p"));
         Assert.That(await SideRowsAsync(host), Is.EqualTo(await RefilledRowsAsync(host)));
