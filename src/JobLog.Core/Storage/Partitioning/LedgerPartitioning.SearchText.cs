@@ -40,7 +40,7 @@ internal static partial class LedgerPartitioning
         // The parents ONLY (each name its own ONLY): the writers it holds off write through them (the side table's triggers
         // fire for those writes), and nothing below takes a partition of theirs; another day's partition held by an autovacuum
         // is not this lock's to wait for.
-        await ExecAsync(connection, $"LOCK TABLE ONLY {Q(LedgerModel.Tasks)}, ONLY {Q(LedgerModel.Runs)} IN SHARE ROW EXCLUSIVE MODE; LOCK TABLE {Q(SearchText)} IN ACCESS EXCLUSIVE MODE",
+        await ExecAsync(connection, LockParentsOnly([LedgerModel.Tasks, LedgerModel.Runs], "SHARE ROW EXCLUSIVE") + $"; LOCK TABLE {Q(SearchText)} IN ACCESS EXCLUSIVE MODE",
             cancellationToken).ConfigureAwait(false);
         if (await ScalarAsync<string>(connection, SearchTextKindSql, cancellationToken).ConfigureAwait(false) != "r")
         {

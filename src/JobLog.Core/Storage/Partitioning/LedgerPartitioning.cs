@@ -183,7 +183,7 @@ internal static partial class LedgerPartitioning
                 await ExecAsync(connection, string.Create(CultureInfo.InvariantCulture, $"SET LOCAL lock_timeout = '{(long)lockTimeout.TotalMilliseconds}ms'"), cancellationToken).ConfigureAwait(false);
                 // The parents ONLY (each name its own ONLY): the writers it holds off write through them, and nothing below takes a
                 // partition but to read it; another day's partition held by an autovacuum is not this lock's to wait for.
-                await ExecAsync(connection, $"LOCK TABLE ONLY {Q(LedgerModel.Tasks)}, ONLY {Q(LedgerModel.Runs)} IN SHARE ROW EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection, LockParentsOnly([LedgerModel.Tasks, LedgerModel.Runs], "SHARE ROW EXCLUSIVE"), cancellationToken).ConfigureAwait(false);
                 if (!await ScalarAsync<bool>(connection, DayRollups.ServeMinutesSql, cancellationToken).ConfigureAwait(false))
                 {
                     await ExecAsync(connection, DayRollups.Create, cancellationToken).ConfigureAwait(false);
@@ -367,7 +367,7 @@ internal static partial class LedgerPartitioning
                 // The parents ONLY (each name its own ONLY): every write and read of a partition goes through its parent, which this holds, and the detach
                 // takes the day's own; the other days' partitions are not the drop's to wait for (a vacuum of today's holds it for up
                 // to deadlock_timeout: 1,005 ms of a 10 M day's drop, docs/scale.md "Session 41 (scale)").
-                await ExecAsync(connection, $"SET LOCAL lock_timeout = '10s'; LOCK TABLE ONLY {Q(LedgerModel.Tasks)}, ONLY {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+                await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'; " + LockParentsOnly([LedgerModel.Tasks, LedgerModel.Runs]), cancellationToken).ConfigureAwait(false);
                 var lockedAt = Stopwatch.GetTimestamp();
                 var state = await DropStateAsync(connection, day, tasks, runs, build, cancellationToken).ConfigureAwait(false);
                 if (!state.Tasks)
@@ -511,7 +511,7 @@ internal static partial class LedgerPartitioning
             await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
             await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
             // The parents only, as the day's drop (DropDaysAsync): the kept partitions' detach takes their own.
-            await ExecAsync(connection, $"LOCK TABLE ONLY {Q(LedgerModel.Tasks)}, ONLY {Q(LedgerModel.Runs)} IN ACCESS EXCLUSIVE MODE", cancellationToken).ConfigureAwait(false);
+            await ExecAsync(connection, LockParentsOnly([LedgerModel.Tasks, LedgerModel.Runs]), cancellationToken).ConfigureAwait(false);
             if (await ScalarAsync<bool>(connection, empty, cancellationToken).ConfigureAwait(false))
             {
                 foreach (var table in tables)

@@ -298,11 +298,12 @@ internal static partial class LedgerPartitioning
             $"SELECT COALESCE((SELECT c.relkind = 'p' FROM pg_class c WHERE c.oid = to_regclass('{Q(table)}')), FALSE)", cancellationToken).ConfigureAwait(false);
 
     /// <summary>
-    /// <c>LOCK TABLE ONLY a, ONLY b … IN ACCESS EXCLUSIVE MODE</c>: each name its own <c>ONLY</c> (one <c>ONLY</c> before the
-    /// list still recurses into the partitions of the names after the first).
+    /// <c>LOCK TABLE ONLY a, ONLY b … IN <paramref name="mode"/> MODE</c>: the partitioned parents without their partitions
+    /// (a lock on a partitioned table takes every partition too, so another day's autovacuum would hold it up), each name its
+    /// own <c>ONLY</c> (one <c>ONLY</c> before the list still recurses into the partitions of the names after the first).
     /// </summary>
-    private static string LockParentsOnly(IEnumerable<string> tables) =>
-        $"LOCK TABLE {string.Join(", ", tables.Select(t => "ONLY " + Q(t)))} IN ACCESS EXCLUSIVE MODE";
+    private static string LockParentsOnly(IEnumerable<string> tables, string mode = "ACCESS EXCLUSIVE") =>
+        $"LOCK TABLE {string.Join(", ", tables.Select(t => "ONLY " + Q(t)))} IN {mode} MODE";
 
     /// <summary>
     /// Creates <paramref name="table"/>'s partition of <paramref name="day"/> unless another process made it meanwhile,
