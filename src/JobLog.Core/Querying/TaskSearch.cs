@@ -39,6 +39,30 @@ internal sealed record TaskSearch(string Text, Guid? Id, string? TraceId)
     {
         get
         {
+            var key = Distinctive;
+            return key is null || key.Length == Text.Length ? null : key;
+        }
+    }
+
+    /// <summary>The fewest characters of <see cref="Distinctive"/> for <see cref="LooksRare"/>: a million values or more.</summary>
+    public const int RareLength = 6;
+
+    /// <summary>
+    /// True when the text names a value few tasks carry: its <see cref="Distinctive"/> run has a digit and at least
+    /// <see cref="RareLength"/> characters (an order number, a customer's or a document's number, a part of an id). The
+    /// search checks only a few of the newest rows for such a text before its indexes (<c>LedgerQueries.RareSearchWindow</c>).
+    /// A guess from the text alone, never from the rows: the results are the same either way, only the order of the steps differs.
+    /// </summary>
+    public bool LooksRare => Distinctive is { Length: >= RareLength } run && run.Any(char.IsAsciiDigit);
+
+    /// <summary>
+    /// The text's longest run of letters and digits that has a digit, else its longest run of letters and digits; at
+    /// least <see cref="IndexedLength"/> characters, or null. It may be the whole text.
+    /// </summary>
+    private string? Distinctive
+    {
+        get
+        {
             var runs = new List<string>();
             var start = -1;
             for (var i = 0; i <= Text.Length; i++)
@@ -55,9 +79,8 @@ internal sealed record TaskSearch(string Text, Guid? Id, string? TraceId)
                 }
             }
 
-            var key = runs.Where(r => r.Length >= IndexedLength)
+            return runs.Where(r => r.Length >= IndexedLength)
                 .OrderByDescending(r => r.Any(char.IsAsciiDigit)).ThenByDescending(r => r.Length).FirstOrDefault();
-            return key is null || key.Length == Text.Length ? null : key;
         }
     }
 

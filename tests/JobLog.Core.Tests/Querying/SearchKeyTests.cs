@@ -24,6 +24,19 @@ public class SearchKeyTests
     public void Key_IsTheLongestAlphanumericRunWithADigit_ElseTheLongest(string text, string? key) =>
         Assert.That(TaskSearch.Parse(text).Key, Is.EqualTo(key));
 
+    [TestCase("ord-0032dcd5-z", true)]
+    [TestCase("0032dcd5", true)]
+    [TestCase("CustomerId=123457,", true)]
+    [TestCase("ORD-2026-000124", true)]
+    [TestCase("EUR", false)]
+    [TestCase("could not serialize", false)]
+    [TestCase("CustomerId=12345,", false)]
+    [TestCase("2026-12-07", false)]
+    [TestCase("Amount=99.90", false)]
+    [TestCase("abcdefgh", false)]
+    public void LooksRare_WhenTheKeyRunHasADigitAndSixCharacters(string text, bool rare) =>
+        Assert.That(TaskSearch.Parse(text).LooksRare, Is.EqualTo(rare));
+
     [Test]
     public async Task RequestPath_OnPostgreSql_TheTrigramIndexOfThePathLooksUpTheKeyOnly()
     {

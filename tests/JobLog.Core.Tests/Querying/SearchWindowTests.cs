@@ -52,4 +52,58 @@ public class SearchWindowTests
         Assert.That(page.Items.Select(t => t.Id), Is.EqualTo(expected));
         Assert.That(page.NextCursor, Is.Not.Null);
     }
+
+    /// <summary>
+    /// 1,200 tasks; <paramref name="text"/> in three of them, the 151st to 153rd newest; the index blind to every row (as
+    /// above), so a page found comes from the newest-rows step. A page needs 3 matches (limit 2), and the window (1,000
+    /// rows) holds them; a text that looks rare is first looked for in the newest 100 only (the default
+    /// <c>RareSearchWindow</c>), and without a match there goes to the indexes: at 10 M tasks on PostgreSQL the window's
+    /// 2,000 rows cost a rare text 44-94 ms for nothing (docs/scale.md "Session 42 (scale)").
+    /// </summary>
+    [TestCase("ord-0032dcd5-z", false, TestName = "ARareLookingText_NotAmongTheNewestFewRows_GoesToTheIndexes_WithoutTheWindow")]
+    [TestCase("could not serialize", true, TestName = "ACommonLookingText_IsLookedForInTheWholeWindow")]
+    public async Task ATextThatLooksRare_IsLookedForInAFewNewestRows_ThenInTheIndexes(string text, bool fromTheWindow)
+    {
+        await using var host = await BlindLedgerAsync(i => i is 1046 or 1047 or 1048 ? $"row {i} {text}" : $"row {i}");
+        await using var scope = host.Services.CreateAsyncScope();
+        var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+        queries.SearchWindow = 1000;
+
+        var page = await queries.TasksAsync(new TaskFilter { Search = text, Limit = 2 }, CancellationToken.None);
+
+        Assert.That(page.Items.Select(t => t.Input), fromTheWindow ? Is.EqualTo(new[] { $"row 1048 {text}", $"row 1047 {text}" }) : Is.Empty);
+    }
+
+    [Test]
+    public async Task ARareLookingText_AmongTheNewestFewRows_IsLookedForInTheWholeWindow()
+    {
+        // One match among the newest 100 (the newest), two more further in: the text is not as rare as it looks.
+        await using var host = await BlindLedgerAsync(i => i is 1199 or 800 or 500 ? $"row {i} ord-0032dcd5-z" : $"row {i}");
+        await using var scope = host.Services.CreateAsyncScope();
+        var queries = scope.ServiceProvider.GetRequiredService<LedgerQueries>();
+        queries.SearchWindow = 1000;
+
+        var page = await queries.TasksAsync(new TaskFilter { Search = "ord-0032dcd5-z", Limit = 2 }, CancellationToken.None);
+
+        Assert.That(page.Items.Select(t => t.Input), Is.EqualTo(new[] { "row 1199 ord-0032dcd5-z", "row 800 ord-0032dcd5-z" }));
+        Assert.That(page.NextCursor, Is.Not.Null);
+    }
+
+    /// <summary>A SQLite ledger of 1,200 tasks (the i-th dispatched i seconds after T0) whose search index sees none of them.</summary>
+    private static async Task<LedgerHost> BlindLedgerAsync(Func<int, string> input)
+    {
+        var host = await LedgerHost.StartAsync(TestLedger.Sqlite());
+        await host.QueryAsync(async db =>
+        {
+            db.AddRange(Enumerable.Range(0, 1200).Select(i => new TaskLog
+            {
+                Id = Guid.NewGuid(), Name = "Hand", DispatchedAt = T0.AddSeconds(i), State = TaskState.Succeeded, Input = input(i),
+            }));
+            await db.SaveChangesAsync();
+            return await db.Database.ExecuteSqlRawAsync(
+                "INSERT INTO \"JobLogTaskText\"(\"JobLogTaskText\") VALUES ('delete-all'); " +
+                "UPDATE \"JobLogSearchWatermark\" SET \"Tasks\" = (SELECT max(rowid) FROM \"JobLogTasks\")");
+        });
+        return host;
+    }
 }

@@ -100,13 +100,14 @@ public class TaskSearchTests(LedgerProvider provider)
         .Select(t => t.Id);
 
     /// <summary>Every page of the search, followed by cursor; <paramref name="window"/> 0 goes straight to the indexes.</summary>
-    private async Task<List<Guid>> SearchAsync(string q, int window = 0, int limit = 500, bool searchIndex = true)
+    private async Task<List<Guid>> SearchAsync(string q, int window = 0, int limit = 500, bool searchIndex = true, int rareWindow = 100)
     {
         await using var scope = _host.Services.CreateAsyncScope();
         var queries = searchIndex
             ? scope.ServiceProvider.GetRequiredService<LedgerQueries>()
             : new LedgerQueries(scope.ServiceProvider.GetRequiredService<JobLogDbContext>(), scope.ServiceProvider.GetRequiredService<LedgerDatabase>(), searchIndex: false);
         queries.SearchWindow = window;
+        queries.RareSearchWindow = rareWindow;
         var found = new List<Guid>();
         string? cursor = null;
         do
@@ -124,11 +125,14 @@ public class TaskSearchTests(LedgerProvider provider)
     [TestCase(0, 500, TestName = "Search_FindsExactlyWhatASubstringSearchFinds_ThroughTheIndexes")]
     [TestCase(3, 1, TestName = "Search_FindsExactlyWhatASubstringSearchFinds_ThroughTheNewestRowsThenTheIndexes")]
     [TestCase(100, 2, TestName = "Search_FindsExactlyWhatASubstringSearchFinds_ThroughTheNewestRows")]
-    public async Task Search_FindsExactlyWhatASubstringSearchFinds(int window, int limit)
+    // A text that looks rare (ORD-2026-000123, 000124): the newest 3 rows first, then the indexes or the newest 100.
+    [TestCase(100, 1, 3, TestName = "Search_FindsExactlyWhatASubstringSearchFinds_ThroughAFewNewestRowsForARareLookingText")]
+    [TestCase(100, 1, 0, TestName = "Search_FindsExactlyWhatASubstringSearchFinds_StraightToTheIndexesForARareLookingText")]
+    public async Task Search_FindsExactlyWhatASubstringSearchFinds(int window, int limit, int rareWindow = 100)
     {
         foreach (var q in Queries)
         {
-            var found = await SearchAsync(q, window, limit);
+            var found = await SearchAsync(q, window, limit, rareWindow: rareWindow);
 
             Assert.That(found, Is.EqualTo(Substring(q.Trim()).Reverse()), $"q = [{q}], newest first");
             // The former search (a substring of Input only) found a subset of these.
