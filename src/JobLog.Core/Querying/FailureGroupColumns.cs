@@ -50,13 +50,24 @@ internal static class FailureGroupColumns
     /// times). One UPDATE by id a row costs a plan over every day partition on a partitioned ledger: 9,000 rows took
     /// 170 s at 1 M tasks, load 20–27. The rows are claimed first, in id order, skipping those another transaction holds
     /// (a writer's or the sweeper's batch: filled by a later read), so the fill never waits on a task row while holding
-    /// others, which was a deadlock with a batch that wanted them (<c>FailureLockTests</c>).
+    /// others, which was a deadlock with a batch that wanted them (<c>FailureLockTests</c>). Returns the table (a day
+    /// partition on a partitioned ledger) of each row written, for <see cref="Analyze"/>.
     /// </summary>
     public const string FillMany =
         "WITH c AS (SELECT \"Id\" FROM " + T + " WHERE \"Id\" = ANY(@p0::uuid[]) ORDER BY \"Id\" FOR UPDATE SKIP LOCKED) " +
         "UPDATE " + T + " AS t SET \"" + Exception + "\" = u.e, \"" + Type + "\" = u.y, \"" + Queue + "\" = u.q, \"" + At + "\" = COALESCE(t.\"Stop\", t.\"DispatchedAt\") " +
         "FROM unnest(@p0::uuid[], @p1::text[], @p2::text[], @p3::text[], @p4::timestamptz[]) AS u(id, e, y, q, a) JOIN c ON c.\"Id\" = u.id " +
-        "WHERE t.\"Id\" = u.id AND COALESCE(t.\"Stop\", t.\"DispatchedAt\") = u.a";
+        "WHERE t.\"Id\" = u.id AND COALESCE(t.\"Stop\", t.\"DispatchedAt\") = u.a " +
+        "RETURNING t.tableoid::regclass::text";
+
+    /// <summary>
+    /// The statistics of the group columns of one table (<paramref name="table"/>: as <see cref="FillMany"/> returns it,
+    /// quoted where needed) taken again (PostgreSQL). A fill of many groups at once (a bulk load, a ledger from before the
+    /// columns) changes a few percent of a table's rows, under autovacuum's analyze threshold, which never analyzes a
+    /// partitioned parent anyway: the planner kept believing the columns empty, planned a group's page as one row a day
+    /// partition and sorted all of them, 164.8 ms at 10 M tasks against 78 ms after an ANALYZE (docs/scale.md "Session 42 (scale)").
+    /// </summary>
+    public static string Analyze(string table) => $"ANALYZE {table} (\"{Exception}\", \"{Type}\", \"{Queue}\", \"{At}\")";
 
     /// <summary>
     /// The longest the fill waits for a lock (PostgreSQL, its transaction's <c>lock_timeout</c>): the group counts its

@@ -27,6 +27,12 @@ public sealed partial class LedgerQueries
     /// <summary>The most open failures one fill of their groups reads at once (<see cref="FillFailureGroupsAsync(CancellationToken)"/>).</summary>
     private const int FillBatch = 1000;
 
+    /// <summary>
+    /// The fewest groups one fill writes into a table (PostgreSQL) for its group columns' statistics to be taken again
+    /// after it (<see cref="FailureGroupColumns.Analyze"/>): a bulk fill, never the few failures written between two reads.
+    /// </summary>
+    internal int AnalyzeAfterFilled { get; set; } = 500;
+
     /// <summary>The open failures (failed, not resolved) matching a filter, grouped by its <c>by</c>; most failures first.</summary>
     /// <param name="f">The filter (see <see cref="FailureFilter.Parse"/>); its limit bounds the groups.</param>
     /// <param name="now">The current time (UTC), for the trend.</param>
@@ -156,6 +162,22 @@ public sealed partial class LedgerQueries
 
     private async Task<bool> FillFailureGroupsAsync(bool partitioned, CancellationToken ct)
     {
+        var filled = new Dictionary<string, int>(StringComparer.Ordinal);
+        var done = await FillFailureGroupBatchesAsync(partitioned, filled, ct).ConfigureAwait(false);
+        foreach (var (table, count) in filled)
+        {
+            if (count >= AnalyzeAfterFilled)
+            {
+                await _db.Database.ExecuteSqlRawAsync(FailureGroupColumns.Analyze(table), ct).ConfigureAwait(false);
+            }
+        }
+
+        return done;
+    }
+
+    /// <summary>The fill's batches; <paramref name="filled"/> counts the groups written by table (PostgreSQL).</summary>
+    private async Task<bool> FillFailureGroupBatchesAsync(bool partitioned, Dictionary<string, int> filled, CancellationToken ct)
+    {
         // Prepared on PostgreSQL: without parameters its plan is the generic one from the first execution (at 10 M tasks
         // 35–89 ms of planning over every day partition on each read otherwise).
         var select = Storage.PostgreSql.PreparedReads.Comment + FailureGroupColumns.SelectUnfilled(_database, FillBatch);
@@ -192,7 +214,13 @@ public sealed partial class LedgerQueries
                 parameters[4].Value = groups.Select(g => Utc(g.x.FailedAt)).ToArray();
                 try
                 {
-                    written = await command.ExecuteNonQueryAsync(ct).ConfigureAwait(false);
+                    await using var reader = await command.ExecuteReaderAsync(ct).ConfigureAwait(false);
+                    while (await reader.ReadAsync(ct).ConfigureAwait(false))
+                    {
+                        var table = reader.GetString(0);
+                        filled[table] = filled.GetValueOrDefault(table) + 1;
+                        written++;
+                    }
                 }
                 catch (Npgsql.PostgresException ex) when (ex.SqlState is Npgsql.PostgresErrorCodes.LockNotAvailable or Npgsql.PostgresErrorCodes.DeadlockDetected)
                 {
