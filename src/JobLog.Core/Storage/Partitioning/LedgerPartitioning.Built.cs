@@ -510,9 +510,17 @@ internal static partial class LedgerPartitioning
     /// runs' partition first, as the writer's batch takes them: its updates by id lock every runs partition, then every
     /// tasks partition (the derivation); the other order deadlocked the build with a batch in between (review of session 30).
     /// </summary>
-    private static string NoteChanges(KeptBuild build, string schema)
+    private static string NoteChanges(KeptBuild build, string schema) =>
+        NoteChangesOn(build.Versions, schema, [(build.DayRuns, "TaskId"), (build.DayTasks, "Id")]);
+
+    /// <summary>
+    /// <see cref="NoteChanges"/>' statements for any build's table of notes <paramref name="versions"/>: a
+    /// row trigger on each of <paramref name="on"/>'s partitions (quoted names, in the order the writers lock them) noting the
+    /// written row's <c>Column</c> (the logs' day drop, LogPartitioning.Built.cs, notes a request's id, a related object's request's).
+    /// </summary>
+    private static string NoteChangesOn(string versions, string schema, IEnumerable<(string Partition, string Column)> on)
     {
-        var table = "'" + Q(schema.Replace("\"", "\"\"", StringComparison.Ordinal)).Replace("'", "''", StringComparison.Ordinal) + "." + Q(build.Versions) + "'";
+        var table = "'" + Q(schema.Replace("\"", "\"\"", StringComparison.Ordinal)).Replace("'", "''", StringComparison.Ordinal) + "." + Q(versions) + "'";
         return $$"""
             SET LOCAL lock_timeout = '10s';
             SELECT pg_advisory_xact_lock(hashtext('{{NoteChangeFunction}}'));
@@ -529,8 +537,7 @@ internal static partial class LedgerPartitioning
                     END $f$;
                 END IF;
             END $d$;
-            CREATE TRIGGER {{Q(build.Versions)}} AFTER INSERT OR UPDATE OR DELETE ON {{build.DayRuns}} FOR EACH ROW EXECUTE FUNCTION {{NoteChangeFunction}}({{table}}, 'TaskId');
-            CREATE TRIGGER {{Q(build.Versions)}} AFTER INSERT OR UPDATE OR DELETE ON {{build.DayTasks}} FOR EACH ROW EXECUTE FUNCTION {{NoteChangeFunction}}({{table}}, 'Id');
+            {{string.Concat(on.Select(p => $"CREATE TRIGGER {Q(versions)} AFTER INSERT OR UPDATE OR DELETE ON {p.Partition} FOR EACH ROW EXECUTE FUNCTION {NoteChangeFunction}({table}, '{p.Column}');\n"))}}
             """;
     }
 
@@ -603,7 +610,7 @@ internal static partial class LedgerPartitioning
                 AND c.relname ~ '_[bv][0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$'
                 AND (substring(c.relname FROM '_[bv][0-9]{8}_([0-9]{1,19})_[0-9a-f]{4}$')::numeric < extract(epoch FROM clock_timestamp()) - {{(long)AbandonedAfter.TotalSeconds}}
                     OR EXISTS (SELECT 1 FROM pg_class o WHERE o.relnamespace = c.relnamespace AND o.relkind = 'r'
-                        AND o.relname ~ '^{{LedgerModel.Tasks}}_v[0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$'
+                        AND o.relname ~ '^JobLog[A-Za-z]+_v[0-9]{8}_[0-9]{1,19}_[0-9a-f]{4}$'
                         AND left(obj_description(o.oid, 'pg_class'), {{OwnerPrefix.Length}}) = '{{OwnerPrefix}}'
                         AND (o.oid = c.oid OR strpos(obj_description(o.oid, 'pg_class'), '"' || c.relname || '"') > 0)
                         AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = (obj_description(o.oid, 'pg_class')::json ->> '{{BuildOwner}}')::int)))

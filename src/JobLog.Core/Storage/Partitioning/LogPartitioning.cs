@@ -156,10 +156,13 @@ internal static partial class LedgerPartitioning
     /// (<see cref="LogDeletable"/>: unfinished, not yet past its cutoff, or of a status it never deletes) is kept, with an
     /// outbound request's related objects, in the day's <c>_k</c> partitions, as the tasks' (<see cref="KeptPartitions"/>).
     /// The rows left in the default, undated and <c>_k</c> partitions are the batched purge's. The day's partitions are
-    /// detached in its transaction and dropped after its commit, as the tasks' (LedgerPartitioning.Detached.cs).
+    /// detached in its transaction and dropped after its commit, as the tasks' (LedgerPartitioning.Detached.cs). The day's
+    /// counts and kept rows are read before its lock when its partition is <paramref name="buildFrom"/> bytes or more
+    /// (LogPartitioning.Built.cs); <paramref name="built"/> (tests) is called with the day between that read and the lock.
     /// </summary>
     public static async Task<PartitionDrop> DropExpiredLogsAsync(
-        DbConnection connection, LedgerKind kind, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken)
+        DbConnection connection, LedgerKind kind, DateTime succeededBefore, DateTime? failedBefore, CancellationToken cancellationToken,
+        Func<int, Task>? built = null, long buildFrom = BuildLogsFrom)
     {
         var dropped = new PartitionDrop(0, 0, 0, 0);
         var tables = LogTables.Where(t => t.Kind == kind).Select(t => t.Table).ToArray();
@@ -170,74 +173,139 @@ internal static partial class LedgerPartitioning
 
         await DropEmptyKeptLogsAsync(connection, tables, cancellationToken).ConfigureAwait(false);
         await DropDetachedAsync(connection, cancellationToken, tables).ConfigureAwait(false);
+        await DropAbandonedBuildsAsync(connection, cancellationToken).ConfigureAwait(false);
         var existing = await LogDaysAsync(connection, kept: false, cancellationToken).ConfigureAwait(false);
         var (succeeded, failed) = Outcomes(kind);
+        var deletable = LogDeletable(kind, "t", succeededBefore, failedBefore);
         foreach (var day in existing.GetValueOrDefault(tables[0], []).Where(d => PartitionDay.Start(d + 1) <= succeededBefore).Order())
         {
-            await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-            await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'", cancellationToken).ConfigureAwait(false);
-            // The parents ONLY, as the tasks' drop (LedgerPartitioning.DropExpiredAsync): every write and read of a log partition
-            // goes through its parent, which this holds, and the detach takes the day's own; another day's partition held by
-            // an autovacuum (SHARE UPDATE EXCLUSIVE) is not the drop's to wait for (up to deadlock_timeout, writers queued behind).
-            await ExecAsync(connection, LockParentsOnly(tables), cancellationToken).ConfigureAwait(false);
             var partitions = tables.Select(t => t + "_" + PartitionDay.Suffix(day)).ToArray();
-            if (!await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(partitions[0])}') IS NOT NULL", cancellationToken).ConfigureAwait(false))
+            var present = (await PresentAsync(connection, partitions, cancellationToken).ConfigureAwait(false)).ToArray();
+            // The day's counts and kept rows read before its lock (LogPartitioning.Built.cs); under it, only the check that
+            // nothing was written since, and the swap.
+            var build = present[0] && await ScalarAsync<long>(connection, $"SELECT pg_relation_size('{Q(partitions[0])}')", cancellationToken).ConfigureAwait(false) >= buildFrom
+                ? await BuildKeptLogsAsync(connection, day, tables, partitions, present, deletable, succeeded, failed, cancellationToken).ConfigureAwait(false)
+                : null;
+            try
             {
-                await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-                continue;
-            }
+                if (build is not null && built is not null)
+                {
+                    await built(day).ConfigureAwait(false);
+                }
 
-            var present = new bool[tables.Length];
-            for (var i = 0; i < tables.Length; i++)
+                var counts = await DropLogDayAsync(connection, tables, partitions, day, deletable, succeeded, failed, build, cancellationToken).ConfigureAwait(false);
+                if (build is not null)
+                {
+                    await ExecAsync(connection, DropLogBuild(build), cancellationToken).ConfigureAwait(false);
+                }
+
+                if (counts is null)
+                {
+                    continue;
+                }
+
+                await DropDetachedAsync(connection, tables.Select(t => DetachedName(t, day)), cancellationToken).ConfigureAwait(false);
+                dropped = dropped with
+                {
+                    Days = dropped.Days + 1, Succeeded = dropped.Succeeded + (int)counts.Value.Counts[0], Failed = dropped.Failed + (int)counts.Value.Counts[1],
+                    Kept = dropped.Kept + (int)counts.Value.Counts[2], Rebuilt = dropped.Rebuilt + (counts.Value.Read && counts.Value.Counts[2] > 0 ? 1 : 0),
+                };
+            }
+            catch (Exception) when (build is not null)
             {
-                present[i] = await ScalarAsync<bool>(connection, $"SELECT to_regclass('{Q(partitions[i])}') IS NOT NULL", cancellationToken).ConfigureAwait(false);
+                // The lock timed out, the process is stopping, an attach failed: the build's tables go now.
+                await DropLogBuildQuietlyAsync(connection, build).ConfigureAwait(false);
+                throw;
             }
+        }
 
-            // The rows to keep are few but not indexed as such (no state of their own): the day's partition is read once for
-            // the counts, and once more for the kept rows only when there are some (three reads until session 42: 0.75-0.85 s
-            // of a 250,000-request day's 1.0-1.3 s at 10 M, docs/scale.md "Session 42 (scale)").
-            var deletable = LogDeletable(kind, "t", succeededBefore, failedBefore);
-            var counts = await ListAsync<long>(connection,
+        return dropped;
+    }
+
+    /// <summary>
+    /// The size of a day's partition of the requests or commands from which its drop reads it before the lock
+    /// (<see cref="BuildKeptLogsAsync"/>): 1 MB. A smaller one is read under the lock in a few milliseconds, less than the
+    /// build's round trips (its tables, its triggers and their drop) cost: at 1 M, five empty days' drops took 50-200 ms
+    /// each with a build (docs/scale.md "Session 43 (retention)").
+    /// </summary>
+    internal const long BuildLogsFrom = 1 << 20;
+
+    /// <summary>Whether each of <paramref name="partitions"/> exists, in their order, in one round trip.</summary>
+    private static Task<List<bool>> PresentAsync(DbConnection connection, string[] partitions, CancellationToken cancellationToken) =>
+        ListAsync<bool>(connection, $"SELECT unnest(ARRAY[{string.Join(", ", partitions.Select(p => $"to_regclass('{Q(p)}') IS NOT NULL"))}])", cancellationToken);
+
+    /// <summary>
+    /// <paramref name="day"/>'s locked transaction: the counts (deleted successes, deleted failures, kept) and whether the day
+    /// was read under the lock (<c>Read</c>: no build, or something was noted since it began), or null when the day is gone.
+    /// </summary>
+    private static async Task<(long[] Counts, bool Read)?> DropLogDayAsync(
+        DbConnection connection, string[] tables, string[] partitions, int day, string deletable, string succeeded, string failed, LogBuild? build,
+        CancellationToken cancellationToken)
+    {
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        // The parents ONLY, as the tasks' drop (LedgerPartitioning.DropExpiredAsync): every write and read of a log partition
+        // goes through its parent, which this holds, and the detach takes the day's own; another day's partition held by
+        // an autovacuum (SHARE UPDATE EXCLUSIVE) is not the drop's to wait for (up to deadlock_timeout, writers queued behind).
+        await ExecAsync(connection, "SET LOCAL lock_timeout = '10s'; " + LockParentsOnly(tables), cancellationToken).ConfigureAwait(false);
+        var present = (await PresentAsync(connection, partitions, cancellationToken).ConfigureAwait(false)).ToArray();
+        if (!present[0])
+        {
+            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+
+        var sql = new System.Text.StringBuilder();
+        long[] counts;
+        var read = build is null || !await LogBuildHoldsAsync(connection, build, cancellationToken).ConfigureAwait(false);
+        if (!read)
+        {
+            counts = build!.Counts;
+        }
+        else
+        {
+            // No build, or the day changed since: read here, as before session 43. The day's partition once for the counts, and
+            // once more for the kept rows only when there are some (three reads until session 42).
+            counts = [.. await ListAsync<long>(connection,
                 $"SELECT unnest(ARRAY[COUNT(*) FILTER (WHERE ({deletable}) AND {succeeded}), COUNT(*) FILTER (WHERE ({deletable}) AND {failed}), " +
-                $"COUNT(*) FILTER (WHERE NOT ({deletable}))]) FROM {Q(partitions[0])} t", cancellationToken).ConfigureAwait(false);
+                $"COUNT(*) FILTER (WHERE NOT ({deletable}))]) FROM {Q(partitions[0])} t", cancellationToken).ConfigureAwait(false)];
             await ExecAsync(connection,
                 $"CREATE TEMP TABLE joblog_keep_0 ON COMMIT DROP AS SELECT * FROM {Q(partitions[0])} t WHERE {(counts[2] > 0 ? $"NOT ({deletable})" : "FALSE")}",
                 cancellationToken).ConfigureAwait(false);
-            var sql = new System.Text.StringBuilder();
             for (var i = 1; i < tables.Length; i++)
             {
                 // A related object stays with its kept request (keyed by the request's id: the same day).
                 var keep = present[i] ? $"{Q(partitions[i])} x WHERE x.\"OutputRequestId\" IN (SELECT \"Id\" FROM joblog_keep_0)" : $"{Q(tables[i])} x WHERE FALSE";
                 sql.AppendLine(CultureInfo.InvariantCulture, $"CREATE TEMP TABLE joblog_keep_{i} ON COMMIT DROP AS SELECT x.* FROM {keep};");
             }
-
-            for (var i = tables.Length - 1; i >= 0; i--)
-            {
-                if (present[i])
-                {
-                    sql.Append(Detach(tables[i], partitions[i], day));
-                }
-            }
-
-            if (counts[2] > 0)
-            {
-                for (var i = 0; i < tables.Length; i++)
-                {
-                    sql.AppendLine(CultureInfo.InvariantCulture, $"""
-                        CREATE TABLE {Q(KeptName(tables[i], day))} (LIKE {Q(tables[i])} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
-                        INSERT INTO {Q(KeptName(tables[i], day))} SELECT * FROM joblog_keep_{i};
-                        ALTER TABLE {Q(tables[i])} ATTACH PARTITION {Q(KeptName(tables[i], day))} FOR VALUES FROM ({day}) TO ({day + 1});
-                        """);
-                }
-            }
-
-            await ExecAsync(connection, sql.ToString(), cancellationToken).ConfigureAwait(false);
-            await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-            await DropDetachedAsync(connection, tables.Select(t => DetachedName(t, day)), cancellationToken).ConfigureAwait(false);
-            dropped = new PartitionDrop(dropped.Days + 1, dropped.Succeeded + (int)counts[0], dropped.Failed + (int)counts[1], dropped.Kept + (int)counts[2]);
         }
 
-        return dropped;
+        for (var i = tables.Length - 1; i >= 0; i--)
+        {
+            if (present[i])
+            {
+                sql.Append(Detach(tables[i], partitions[i], day));
+            }
+        }
+
+        if (!read && build!.Tables is not null)
+        {
+            sql.Append(AttachLogBuild(build, tables, day));
+        }
+        else if (read && counts[2] > 0)
+        {
+            for (var i = 0; i < tables.Length; i++)
+            {
+                sql.AppendLine(CultureInfo.InvariantCulture, $"""
+                    CREATE TABLE {Q(KeptName(tables[i], day))} (LIKE {Q(tables[i])} INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE);
+                    INSERT INTO {Q(KeptName(tables[i], day))} SELECT * FROM joblog_keep_{i};
+                    ALTER TABLE {Q(tables[i])} ATTACH PARTITION {Q(KeptName(tables[i], day))} FOR VALUES FROM ({day}) TO ({day + 1});
+                    """);
+            }
+        }
+
+        await ExecAsync(connection, sql.ToString(), cancellationToken).ConfigureAwait(false);
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return (counts, read);
     }
 
     /// <summary>

@@ -323,6 +323,155 @@ public class LogPartitioningTests
         Assert.That(await host.QueryAsync(db => db.CommandLogs.CountAsync(c => c.Id == late)), Is.EqualTo(1));
     }
 
+    [Test]
+    public async Task Retention_ALogDaysCountsAndKeptRows_AreReadBeforeItsLock_WhichOnlySwapsThePartitions()
+    {
+        // Session 43: the day's partition was read under the lock (0.34-0.49 s cold at 10 M, twice with kept rows). The kept
+        // rows are built into tables of their own, with their indexes, before it; the lock finds nothing noted and attaches them.
+        var (host, connection, old, (success, failure, incomplete)) = await OldOutboundDayAsync();
+        await using var owned = connection;
+        var day = PartitionDay.Of(old);
+        long builtRequests = -1, builtRelated = -1;
+
+        var drop = await LedgerPartitioning.DropExpiredLogsAsync(connection, LedgerKind.OutputRequests, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None, buildFrom: 0,
+            built: async d =>
+            {
+                Assert.That(d, Is.EqualTo(day));
+                builtRequests = await CountBuiltAsync(host, LedgerModel.OutputRequests, d);
+                builtRelated = await CountBuiltAsync(host, LedgerModel.RelatedObjects, d);
+            });
+
+        Assert.That((builtRequests, builtRelated), Is.EqualTo((2L, 2L)), "the failure and the unfinished request, with their related objects, built before the lock");
+        Assert.That((drop.Days, drop.Succeeded, drop.Failed, drop.Kept), Is.EqualTo((1, 1, 0, 2)));
+        Assert.That(drop.Rebuilt, Is.Zero, "the lock read nothing of the day");
+        var left = await host.QueryAsync(db => db.OutputRequestLogs.AsNoTracking().Include(r => r.RelatedObjects).ToListAsync());
+        Assert.That(left.Select(r => r.Id), Is.EquivalentTo(new[] { failure, incomplete }));
+        Assert.That(left.Select(r => r.RelatedObjects.Count), Is.All.EqualTo(1));
+        Assert.That(await PartitionOfAsync(host, LedgerModel.OutputRequests, "Id", failure), Is.EqualTo(LedgerModel.OutputRequests + "_k" + PartitionDay.Suffix(day)[1..]));
+        Assert.That(await PartitionOfAsync(host, LedgerModel.RelatedObjects, "OutputRequestId", incomplete), Is.EqualTo(LedgerModel.RelatedObjects + "_k" + PartitionDay.Suffix(day)[1..]));
+        Assert.That(await PartitionOfAsync(host, LedgerModel.OutputRequests, "Id", success), Is.Null);
+        foreach (var table in new[] { LedgerModel.OutputRequests, LedgerModel.RelatedObjects })
+        {
+            Assert.That(await ScalarAsync<long>(connection, $"SELECT count(*) FROM pg_index WHERE indrelid = '\"{table}_k{PartitionDay.Suffix(day)[1..]}\"'::regclass"),
+                Is.EqualTo(await ScalarAsync<long>(connection, $"SELECT count(*) FROM pg_index WHERE indrelid = '\"{table}\"'::regclass")), table + ": the parent's indexes");
+            Assert.That(await ScalarAsync<long>(connection, $"SELECT count(*) FROM pg_constraint WHERE conrelid = '\"{table}_k{PartitionDay.Suffix(day)[1..]}\"'::regclass AND conname = 'joblog_built_day'"),
+                Is.Zero, table + ": the build's check of the day dropped");
+        }
+
+        Assert.That(await BuildTablesAsync(connection), Is.Empty, "the build's tables attached or dropped");
+
+        // The kept rows still take the writer's upserts: the unfinished request ends.
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        recorder.Enqueue(new OutputRequestRecorded(Outbound(incomplete, old, RequestLogStatus.Info, Guid.NewGuid())));
+        await host.FlushAsync();
+        Assert.That(await host.QueryAsync(db => db.OutputRequestLogs.Where(r => r.Id == incomplete).Select(r => r.Status).SingleAsync()), Is.EqualTo(RequestLogStatus.Info));
+    }
+
+    [Test]
+    public async Task Retention_RequestsWrittenIntoTheDayDuringItsBuild_AreDroppedOrKeptAsTheLockSeesThem()
+    {
+        // Between the build and the lock the unfinished request ends (now the drop's) and a failure of the day arrives (one to
+        // keep): both noted, so the lock reads the day itself, and counts and keeps what is there then.
+        var (host, connection, old, (success, failure, incomplete)) = await OldOutboundDayAsync();
+        await using var owned = connection;
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var late = Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(5)));
+
+        var drop = await LedgerPartitioning.DropExpiredLogsAsync(connection, LedgerKind.OutputRequests, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None, buildFrom: 0,
+            built: async d =>
+            {
+                recorder.Enqueue(new OutputRequestRecorded(Outbound(incomplete, old, RequestLogStatus.Info, Guid.NewGuid())));
+                recorder.Enqueue(new OutputRequestRecorded(Outbound(late, old.AddMinutes(5), RequestLogStatus.Error, Guid.NewGuid())));
+                await host.FlushAsync();
+            });
+
+        Assert.That((drop.Days, drop.Succeeded, drop.Failed, drop.Kept, drop.Rebuilt), Is.EqualTo((1, 2, 0, 2, 1)), "the day read under the lock");
+        var left = await host.QueryAsync(db => db.OutputRequestLogs.AsNoTracking().Include(r => r.RelatedObjects).ToListAsync());
+        Assert.That(left.Select(r => r.Id), Is.EquivalentTo(new[] { failure, late }));
+        Assert.That(left.Select(r => r.RelatedObjects.Count), Is.All.EqualTo(1));
+        Assert.That(await host.QueryAsync(db => db.OutputRequestRelatedObjects.CountAsync()), Is.EqualTo(2), "the dropped requests' related objects went with the day");
+        Assert.That(await BuildTablesAsync(connection), Is.Empty, "the unused build dropped");
+        Assert.That(success, Is.Not.EqualTo(Guid.Empty));
+    }
+
+    [Test]
+    public async Task Retention_ALogDropKilledBetweenItsBuildAndItsLock_TheNextDropDropsTheBuildsTables()
+    {
+        // A drop's server session ended after its build (its process killed): its tables name that session, so the next drop
+        // finds it gone, drops them, and drops the day keeping what it keeps.
+        var (host, connection, old, (_, failure, incomplete)) = await OldOutboundDayAsync();
+        await using var owned = connection;
+        await using (var doomed = new NpgsqlConnection(host.Ledger.ConnectionString))
+        {
+            await doomed.OpenAsync();
+            var pid = await ScalarAsync<int>(doomed, "SELECT pg_backend_pid()");
+            Assert.That(async () => await LedgerPartitioning.DropExpiredLogsAsync(doomed, LedgerKind.OutputRequests, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None, buildFrom: 0,
+                built: async d =>
+                {
+                    Assert.That(await ScalarAsync<bool>(connection, $"SELECT pg_terminate_backend({pid})"), Is.True);
+                    while (await ScalarAsync<bool>(connection, $"SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = {pid})"))
+                    {
+                        await System.Threading.Tasks.Task.Delay(20);
+                    }
+                }), Throws.InstanceOf<Exception>(), "the drop whose session was ended");
+        }
+
+        Assert.That(await BuildTablesAsync(connection), Has.Count.EqualTo(3), "the killed drop's notes and two built tables left behind");
+
+        await using var next = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await next.OpenAsync();
+        var drop = await LedgerPartitioning.DropExpiredLogsAsync(next, LedgerKind.OutputRequests, T0.AddDays(-30), T0.AddDays(-90), CancellationToken.None, buildFrom: 0);
+
+        Assert.That((drop.Days, drop.Succeeded, drop.Kept), Is.EqualTo((1, 1, 2)));
+        Assert.That(await host.QueryAsync(db => db.OutputRequestLogs.Select(r => r.Id).ToListAsync()), Is.EquivalentTo(new[] { failure, incomplete }));
+        Assert.That(await BuildTablesAsync(next), Is.Empty, "the killed drop's build dropped by the next drop, not an hour later");
+    }
+
+    /// <summary>An old day of outbound requests (each with a related object): a success, a failure and an unfinished one.</summary>
+    private async Task<(LedgerHost Host, NpgsqlConnection Connection, DateTime Old, (Guid Success, Guid Failure, Guid Incomplete) Ids)> OldOutboundDayAsync()
+    {
+        var host = await StartAsync(partitioned: true);
+        var old = T0.AddDays(-40);
+        var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        await LedgerPartitioning.EnsureAheadAsync(connection, old, 0, CancellationToken.None);
+        var recorder = host.Services.GetRequiredService<LedgerRecorder>();
+        var ids = (Guid.CreateVersion7(new DateTimeOffset(old)), Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(1))), Guid.CreateVersion7(new DateTimeOffset(old.AddMinutes(2))));
+        recorder.Enqueue(new OutputRequestRecorded(Outbound(ids.Item1, old, RequestLogStatus.Info, Guid.NewGuid())));
+        recorder.Enqueue(new OutputRequestRecorded(Outbound(ids.Item2, old.AddMinutes(1), RequestLogStatus.Warning, Guid.NewGuid())));
+        recorder.Enqueue(new OutputRequestRecorded(Outbound(ids.Item3, old.AddMinutes(2), null, Guid.NewGuid())));
+        await host.FlushAsync();
+        Assert.That(await PartitionOfAsync(host, LedgerModel.OutputRequests, "Id", ids.Item1), Is.EqualTo(LedgerModel.OutputRequests + "_" + PartitionDay.Suffix(PartitionDay.Of(old))));
+        return (host, connection, old, ids);
+    }
+
+    private static async Task<long> CountBuiltAsync(LedgerHost host, string table, int day)
+    {
+        await using var connection = new NpgsqlConnection(host.Ledger.ConnectionString);
+        await connection.OpenAsync();
+        var name = await ScalarAsync<string>(connection, $"SELECT relname::text FROM pg_class WHERE relkind = 'r' AND relname ~ '^{table}_b{PartitionDay.Suffix(day)[1..]}_'");
+        return await ScalarAsync<long>(connection, $"SELECT count(*) FROM \"{name}\"");
+    }
+
+    private static async Task<List<string>> BuildTablesAsync(NpgsqlConnection connection)
+    {
+        await using var command = new NpgsqlCommand("SELECT relname::text FROM pg_class WHERE relkind = 'r' AND relname ~ '_[bv][0-9]{8}_' ORDER BY 1", connection);
+        var list = new List<string>();
+        await using var reader = await command.ExecuteReaderAsync();
+        while (await reader.ReadAsync())
+        {
+            list.Add(reader.GetString(0));
+        }
+
+        return list;
+    }
+
+    private static async Task<T> ScalarAsync<T>(NpgsqlConnection connection, string sql)
+    {
+        await using var command = new NpgsqlCommand(sql, connection);
+        return (T)(await command.ExecuteScalarAsync())!;
+    }
+
     private async Task<LedgerHost> StartAsync(bool partitioned)
     {
         _host = await LedgerHost.StartAsync(await TestLedger.PostgresAsync(), o => o.Partitioning.Enabled = partitioned,
