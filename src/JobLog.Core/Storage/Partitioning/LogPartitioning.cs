@@ -226,7 +226,7 @@ internal static partial class LedgerPartitioning
     /// The size of a day's partition of the requests or commands from which its drop reads it before the lock
     /// (<see cref="BuildKeptLogsAsync"/>): 1 MB. A smaller one is read under the lock in a few milliseconds, less than the
     /// build's round trips (its tables, its triggers and their drop) cost: at 1 M, five empty days' drops took 50-200 ms
-    /// each with a build (docs/scale.md "Session 43 (retention)").
+    /// each with a build (docs/benchmarks.md "Session 43 (retention)").
     /// </summary>
     internal const long BuildLogsFrom = 1 << 20;
 
