@@ -83,7 +83,7 @@ internal sealed partial class ResponseReceiptObserver(TaskLoggingServices servic
     /// <summary>
     /// A handler, consumer or saga connected to a running bus or receive endpoint (<c>bus.ConnectHandler&lt;T&gt;</c>,
     /// <c>ConnectConsumer</c>, <c>ConnectInstance</c>, <c>ConnectSaga</c>/<c>ConnectStateMachineSaga</c>, or the same on
-    /// <c>handle.ReceiveEndpoint</c>): MassTransit gives it no configuration observer, so no run filter of JobLog's is around
+    /// <c>handle.ReceiveEndpoint</c> or the mediator, whose reports come through <see cref="MediatorReportingConsumeContext"/>): MassTransit gives it no configuration observer, so no run filter of JobLog's is around
     /// it and its message stayed WAITING with no run. Its attempt is recorded here, when MassTransit reports it consumed or
     /// faulted: consumer <c>ConnectedHandler&lt;T&gt;</c> for a handler (a configured one is <c>Handler&lt;T&gt;</c>, and
     /// both report themselves as <c>MessageHandler&lt;T&gt;</c>), the consumer's or saga's type name otherwise (as a
@@ -91,7 +91,8 @@ internal sealed partial class ResponseReceiptObserver(TaskLoggingServices servic
     /// FAILED and keeps the message, as for any consumer).
     /// <para>What is not a connected consumer's report, and is skipped:</para>
     /// <list type="bullet">
-    /// <item>a report inside a JobLog run (a configured consumer, saga, handler, batch or job: they record their own);</item>
+    /// <item>a report inside a JobLog run (a configured consumer, saga, handler, batch or job: they record their own), other
+    /// than the run a mediator's caller runs in (<see cref="DeliveryState.Caller"/>: the mediator's consumers run in its flow);</item>
     /// <item>a fault whose exception a JobLog run of this delivery already recorded: an endpoint's <c>UseMessageRetry</c>
     /// holds back its attempts' faults and reports the last one after the retries, outside every run (session 40's
     /// double run of a configured handler);</item>
@@ -109,8 +110,9 @@ internal sealed partial class ResponseReceiptObserver(TaskLoggingServices servic
     private void Connected<T>(ConsumeContext<T> context, TimeSpan duration, string consumerType, bool handler, Exception? exception)
         where T : class
     {
-        if (JobLogScope.CurrentTaskRunId is not null
-            || !context.TryGetPayload<DeliveryState>(out var delivery)
+        // On the mediator the consumer runs in its caller's flow: the caller's run is around it, not a run of its own.
+        if (!context.TryGetPayload<DeliveryState>(out var delivery)
+            || (JobLogScope.CurrentTaskRunId is { } ambient && ambient != delivery.Caller.Run)
             || TaskRunConfigurationObserver.RunType<T>(services) != typeof(T)
             || string.Equals(typeof(T).Namespace, typeof(global::MassTransit.Courier.Contracts.RoutingSlip).Namespace, StringComparison.Ordinal)
             || services.Consumed.IsJob(typeof(T))

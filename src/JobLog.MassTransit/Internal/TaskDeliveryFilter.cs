@@ -21,13 +21,17 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
     private static readonly PayloadFactory<DeliveryState> s_newMediatorDelivery =
         static () => new DeliveryState { Caller = (JobLogScope.CurrentTaskRunId, JobLogScope.CurrentInputRequestId) };
 
+    // On the mediator, the consumption reports of what JobLog does not hook (handlers and consumers connected to it): the
+    // mediator has no receive observer of JobLog's.
+    private readonly ResponseReceiptObserver? _mediatorReports = mediator ? new ResponseReceiptObserver(services) : null;
+
     public async Task Send(ConsumeContext context, IPipe<ConsumeContext> next)
     {
         var delivery = context.GetOrAddPayload(mediator ? s_newMediatorDelivery : s_newDelivery);
         var recorder = services.Recorder;
         try
         {
-            await next.Send(context).ConfigureAwait(false);
+            await next.Send(_mediatorReports is { } reports ? new MediatorReportingConsumeContext(context, reports) : context).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!mediator && context.CancellationToken.IsCancellationRequested)
         {
