@@ -13,6 +13,10 @@ public sealed record Ask43(int N);
 
 public sealed record Said43(int N);
 
+public sealed record Price43(int N);
+
+public sealed record Priced43(int N);
+
 public sealed class Med43Consumer : IConsumer<Med43>
 {
     public Task Consume(ConsumeContext<Med43> context) =>
@@ -167,4 +171,81 @@ public class MediatorConnectedTests
             handle.Disconnect();
         }
     }
+
+    /// <summary>
+    /// A mediator request client (<c>mediator.CreateRequestClient&lt;T&gt;()</c>) asking a handler connected to the
+    /// mediator: the request's task has the handler's run, SUCCEEDED, and nothing is left WAITING.
+    /// </summary>
+    [Test]
+    public async Task RequestToAHandlerConnectedToTheMediator_IsTheHandlersRun_NothingLeftWaiting()
+    {
+        await using var host = await StartAsync();
+        var mediator = host.Services.GetRequiredService<IMediator>();
+        var handle = mediator.ConnectHandler<Price43>(c => c.RespondAsync(new Priced43(c.Message.N)));
+        try
+        {
+            var (id, n) = (NewId.NextGuid(), NextId());
+            var response = await mediator.CreateRequestClient<Price43>().GetResponse<Priced43>(new Price43(n), x => x.UseExecute(c => c.MessageId = id));
+            Assert.That(response.Message.N, Is.EqualTo(n));
+            await host.FlushAsync();
+            var tasks = await host.TasksAsync();
+            foreach (var t in tasks)
+            {
+                TestContext.Out.WriteLine(Describe(t));
+            }
+
+            var request = tasks.Single(t => t.Id == id);
+            Assert.That((request.State, request.Runs.Select(r => (r.ConsumerType, r.State)).ToList()),
+                Is.EqualTo((TaskState.Succeeded, new List<(string, TaskRunState)> { ("ConnectedHandler<Price43>", TaskRunState.Succeeded) })));
+            Assert.That(tasks.Where(t => t.State == TaskState.Waiting).Select(Describe), Is.Empty);
+        }
+        finally
+        {
+            handle.Disconnect();
+        }
+    }
+
+    /// <summary>
+    /// A handler connected to a mediator with a retry (<c>cfg.UseMessageRetry(r =&gt; r.Immediate(2))</c> and a configured
+    /// consumer of the type, which the retry is put in front of): as on a bus endpoint, MassTransit reports only the last
+    /// attempt, so the attempts are one run, FAILED with the last attempt's error (or SUCCEEDED).
+    /// </summary>
+    [Test]
+    public async Task HandlerConnectedToTheMediator_UnderItsRetry_ItsAttemptsAreOneRun()
+    {
+        await using var host = await LedgerHost.StartAsync(TestLedger.Sqlite(), services: s => s.AddMediator(x =>
+        {
+            x.AddConsumer<Quiet43Consumer>();
+            x.ConfigureMediator((context, cfg) =>
+            {
+                cfg.UseMessageRetry(r => r.Immediate(2));
+                cfg.UseTaskLogging(context);
+            });
+        }));
+        var mediator = host.Services.GetRequiredService<IMediator>();
+        var attempts = new System.Collections.Concurrent.ConcurrentDictionary<int, int>();
+        var handle = mediator.ConnectHandler<Med43>(c =>
+        {
+            var attempt = attempts.AddOrUpdate(c.Message.N, 1, (_, a) => a + 1);
+            return c.Message.Fail || attempt == 1 ? throw new InvalidOperationException("med " + c.Message.N + " attempt " + attempt) : Task.CompletedTask;
+        });
+        try
+        {
+            var (ok, bad, badN) = await SendPairAsync(host, mediator);
+            const string consumer = "ConnectedHandler<Med43>";
+            Assert.That(ok.Runs.Where(r => r.ConsumerType == consumer).Select(r => (r.Retries, r.State)), Is.EqualTo(new[] { (0, TaskRunState.Succeeded) }), Describe(ok));
+            var failed = bad.Runs.Single(r => r.ConsumerType == consumer);
+            Assert.That((bad.State, failed.State), Is.EqualTo((TaskState.Failed, TaskRunState.Failed)), Describe(bad));
+            Assert.That(failed.ErrorMessage, Does.Contain("med " + badN + " attempt 3"));
+        }
+        finally
+        {
+            handle.Disconnect();
+        }
+    }
+}
+
+public sealed class Quiet43Consumer : IConsumer<Med43>
+{
+    public Task Consume(ConsumeContext<Med43> context) => Task.CompletedTask;
 }
