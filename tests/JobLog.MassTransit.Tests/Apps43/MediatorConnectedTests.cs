@@ -237,6 +237,8 @@ public class MediatorConnectedTests
             var failed = bad.Runs.Single(r => r.ConsumerType == consumer);
             Assert.That((bad.State, failed.State), Is.EqualTo((TaskState.Failed, TaskRunState.Failed)), Describe(bad));
             Assert.That(failed.ErrorMessage, Does.Contain("med " + badN + " attempt 3"));
+            // The configured consumer beside it: a run per call MassTransit made of it.
+            Assert.That(bad.Runs.Count(r => r.ConsumerType == nameof(Quiet43Consumer)), Is.EqualTo(Quiet43Consumer.Calls[badN]), Describe(bad));
         }
         finally
         {
@@ -247,5 +249,11 @@ public class MediatorConnectedTests
 
 public sealed class Quiet43Consumer : IConsumer<Med43>
 {
-    public Task Consume(ConsumeContext<Med43> context) => Task.CompletedTask;
+    public static readonly System.Collections.Concurrent.ConcurrentDictionary<int, int> Calls = new();
+
+    public Task Consume(ConsumeContext<Med43> context)
+    {
+        Calls.AddOrUpdate(context.Message.N, 1, (_, a) => a + 1);
+        return Task.CompletedTask;
+    }
 }
