@@ -114,6 +114,35 @@ public class MediatorConnectedTests
     }
 
     /// <summary>
+    /// A published message taken by a handler and a consumer both connected to the mediator, the consumer failing: a run
+    /// in each one's lane, the handler's SUCCEEDED and the consumer's FAILED, so the task FAILED.
+    /// </summary>
+    [Test]
+    public async Task PublishToAConnectedHandlerAndAConnectedConsumer_EachHasItsRun()
+    {
+        await using var host = await StartAsync();
+        var mediator = host.Services.GetRequiredService<IMediator>();
+        var handlerHandle = mediator.ConnectHandler<Med43>(_ => Task.CompletedTask);
+        var consumerHandle = mediator.ConnectConsumer(() => new Med43Consumer());
+        try
+        {
+            var (id, n) = (NewId.NextGuid(), NextId());
+            Assert.CatchAsync<InvalidOperationException>(() => mediator.Publish(new Med43(n, true), Pipe.Execute<PublishContext<Med43>>(c => c.MessageId = id)));
+            await host.FlushAsync();
+            var task = (await host.TasksAsync()).Single(t => t.Id == id);
+            TestContext.Out.WriteLine(Describe(task));
+            Assert.That(task.Runs.OrderBy(r => r.ConsumerType).Select(r => (r.ConsumerType, r.State)),
+                Is.EqualTo(new[] { ("ConnectedHandler<Med43>", TaskRunState.Succeeded), (nameof(Med43Consumer), TaskRunState.Failed) }));
+            Assert.That(task.State, Is.EqualTo(TaskState.Failed));
+        }
+        finally
+        {
+            consumerHandle.Disconnect();
+            handlerHandle.Disconnect();
+        }
+    }
+
+    /// <summary>
     /// A configured mediator consumer (the control): one run per message, named by the consumer, as documented.
     /// </summary>
     [Test]
