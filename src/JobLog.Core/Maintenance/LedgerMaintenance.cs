@@ -33,10 +33,22 @@ public sealed class LedgerMaintenance
         _recorder = recorder;
     }
 
-    /// <summary>Creates or migrates the schema (once per process; nothing when <see cref="JobLogOptions.MigrateOnStartup"/> is off).</summary>
+    /// <summary>
+    /// Whether the ledger's connection string opens it read-only (SQLite: <c>Mode=ReadOnly</c>, or a <c>file:</c> URI's
+    /// <c>mode=ro</c> or <c>immutable=1</c>; always false for PostgreSQL). Then <see cref="MigrateAsync"/> only checks that
+    /// the schema is this version's, the queries write nothing, and a tool should not record its own commands or start
+    /// JobLog's writer: nothing can be written there.
+    /// </summary>
+    public bool ReadOnly => _contexts.Database.IsReadOnly(_contexts.ConnectionString);
+
+    /// <summary>
+    /// Creates or migrates the schema (once per process; nothing when <see cref="JobLogOptions.MigrateOnStartup"/> is off);
+    /// over a ledger opened read-only (<see cref="ReadOnly"/>), checks that no migration is pending instead.
+    /// </summary>
     /// <param name="cancellationToken">Cancels the migration.</param>
     /// <returns>A task that completes when the schema is ready; it fails with the database's error when the database
     /// cannot be reached or migrated.</returns>
+    /// <exception cref="InvalidOperationException">A ledger opened read-only has migrations to apply.</exception>
     public Task MigrateAsync(CancellationToken cancellationToken = default) => _schema.TryMigrateAsync(cancellationToken);
 
     /// <summary>One sweep over every stale task (the sweeper's iteration, whether or not the sweeper runs).</summary>

@@ -189,6 +189,12 @@ public sealed partial class LedgerQueries
                 return true;
             }
 
+            if (_db.Database.GetConnectionString() is { } connectionString && _database.IsReadOnly(connectionString))
+            {
+                // A ledger opened read-only: its groups cannot be written, the pages read the failures' text instead.
+                return false;
+            }
+
             var read = await FailureReads(_db.TaskLogs.AsNoTracking().Where(t => ids.Contains(t.Id)), partitioned).ToListAsync(ct).ConfigureAwait(false);
             var written = 0;
             await using var transaction = await _db.Database.BeginTransactionAsync(ct).ConfigureAwait(false);

@@ -194,6 +194,13 @@ internal abstract class LedgerDatabase
     public virtual bool Exists(string connectionString) => true;
 
     /// <summary>
+    /// Whether <paramref name="connectionString"/> opens the ledger read-only (SQLite: <c>Mode=ReadOnly</c>, or a
+    /// <c>file:</c> URI's <c>mode=ro</c> or <c>immutable=1</c>): JobLog then checks the schema instead of migrating it and
+    /// writes nothing when it reads. False for PostgreSQL (a read-only role or standby says so at its first write).
+    /// </summary>
+    public virtual bool IsReadOnly(string connectionString) => false;
+
+    /// <summary>
     /// A statement that fails, or returns false, unless the database accepts writes now (the writer's reachability
     /// probe: a locked SQLite file or a read-only PostgreSQL counts as unreachable).
     /// </summary>

@@ -149,7 +149,21 @@ internal sealed class LedgerSchema(
                 return;
             }
 
-            if (options.Value.MigrateOnStartup)
+            if (options.Value.MigrateOnStartup && contexts.Database.IsReadOnly(contexts.ConnectionString))
+            {
+                // Opened read-only (a copy, a read-only mount, a reader's tool): nothing can be migrated, and every step below
+                // writes (the lock file, EF Core's lock row, the journal mode, the planner's statistics). The schema must
+                // already be this version's, or the reads would fail on a missing column.
+                await using var context = contexts.Create();
+                var pending = (await context.Database.GetPendingMigrationsAsync(cancellationToken).ConfigureAwait(false)).ToList();
+                if (pending.Count > 0)
+                {
+                    throw new InvalidOperationException(
+                        $"The ledger is opened read-only and its schema is not this version's ({pending.Count} migrations to apply, "
+                        + $"the first {pending[0]}): migrate it once through a connection that can write (the migrate command), then read it read-only.");
+                }
+            }
+            else if (options.Value.MigrateOnStartup)
             {
                 await using var context = contexts.Create();
                 // No time limit: a migration that builds an index on the tasks takes minutes at ten million tasks, longer

@@ -76,10 +76,16 @@ internal static class Cli
     {
         for (var inner = ex; inner is not null; inner = inner.InnerException)
         {
-            if (inner is Microsoft.Data.Sqlite.SqliteException && LedgerSession.SqliteFile(settings) is { } path)
+            if (inner is Microsoft.Data.Sqlite.SqliteException sqlite && LedgerSession.SqliteFile(settings) is { } path)
             {
                 var what = Directory.Exists(path) ? " (a directory)" : File.Exists(path) ? "" : " (not there)";
-                return $" Ledger file: {path}{what}.";
+                // SQLITE_CANTOPEN over a file that is there, no shared-memory file beside it: a WAL ledger (JobLog's) in a
+                // directory SQLite cannot write (a read-only mount, another user's directory), where even a read-only
+                // connection needs to create PATH-shm. Only an immutable connection reads it then.
+                var hint = (sqlite.SqliteErrorCode & 0xFF) == 14 && what.Length == 0 && !File.Exists(path + "-shm")
+                    ? $" SQLite reads a WAL ledger in a directory it cannot write only when opened immutable: Data Source=file:{path}?immutable=1 (for a ledger no process writes meanwhile)."
+                    : "";
+                return $" Ledger file: {path}{what}.{hint}";
             }
         }
 

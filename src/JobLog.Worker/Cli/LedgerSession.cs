@@ -109,13 +109,16 @@ internal sealed class LedgerSession : IAsyncDisposable
     /// <summary>
     /// Runs <paramref name="body"/> as a command executed from the command line: its console output, exit code and
     /// error land in the ledger (the writer runs for the command and drains before the session ends). Excluded names
-    /// (<see cref="WorkerApp.AddLedger"/>) run unrecorded.
+    /// (<see cref="WorkerApp.AddLedger"/>), and every command over a ledger opened read-only
+    /// (<see cref="LedgerMaintenance.ReadOnly"/>), run unrecorded.
     /// </summary>
     public async Task<int> RunLoggedAsync(string name, IReadOnlyList<string> args, Func<CancellationToken, Task<int>> body, CancellationToken cancellationToken)
     {
         var commands = Ledger().GetRequiredService<CommandLogger>();
-        if (commands.IsExcluded(name))
+        if (commands.IsExcluded(name) || Maintenance.ReadOnly)
         {
+            // A ledger opened read-only (Mode=ReadOnly, ?mode=ro, ?immutable=1): the command cannot be recorded there, and
+            // the writer must not start. Its reads work; a command that writes fails with SQLite's own refusal.
             return await body(cancellationToken);
         }
 

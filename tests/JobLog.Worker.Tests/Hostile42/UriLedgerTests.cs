@@ -86,19 +86,18 @@ public class UriLedgerTests
 
     [TestCase("read-only")]
     [TestCase("uri-read-only")]
-    public async Task AReadCommandOverAReadOnlyLedgerThatIsThere_SaysItCannotWriteIt_NamingTheFile_Exit1(string form)
+    public async Task AReadCommandOverAReadOnlyLedgerThatIsThere_ReadsIt_AndLeavesTheFileAsItWas(string form)
     {
-        // Not read (session 42, not fixed): a command is recorded in the ledger, and JobLog's SQLite set-up writes when it
-        // opens it. What a user gets is one line that says so and names the file, and the file as it was.
+        // Session 42 pinned "attempt to write a readonly database" here: the command migrated and recorded itself in the
+        // ledger. Since session 43 a read-only ledger is read, the command unrecorded (Hostile43.ReadOnlyLedgerTests).
         var (exit, output, error) = await RunAsync("migrate", "--ConnectionStrings:JobLog=Data Source=" + _path);
         Assert.That(exit, Is.Zero, output + error);
         var bytes = await File.ReadAllBytesAsync(_path);
 
         (exit, output, error) = await RunAsync("tasks", "--ConnectionStrings:JobLog=Data Source=" + Source(form));
 
-        Assert.That(exit, Is.EqualTo(1), output + error);
-        Assert.That(error, Does.Contain("readonly database").And.Contain("Ledger file: " + _path + "."), error);
-        Assert.That(error.TrimEnd().Split('\n'), Has.Length.EqualTo(1), error);
+        Assert.That((exit, error), Is.EqualTo((0, "")), output + error);
+        Assert.That(output, Does.Contain("(no task matches)"));
         Assert.That(await File.ReadAllBytesAsync(_path), Is.EqualTo(bytes), "the ledger as it was");
     }
 

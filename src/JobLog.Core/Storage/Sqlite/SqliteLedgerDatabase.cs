@@ -167,6 +167,8 @@ internal sealed class SqliteLedgerDatabase : LedgerDatabase
     public override bool Exists(string connectionString) =>
         SqliteSetup.FilePath(connectionString) is not { } file || File.Exists(file);
 
+    public override bool IsReadOnly(string connectionString) => SqliteSetup.IsReadOnly(connectionString);
+
     public override string WriteProbe => "BEGIN IMMEDIATE; ROLLBACK;";
 
     // SQLITE_NOMEM 7, SQLITE_READONLY 8, SQLITE_IOERR 10, SQLITE_CORRUPT 11 is left out (a record cannot cause it, but

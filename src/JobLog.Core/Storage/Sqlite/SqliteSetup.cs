@@ -125,6 +125,40 @@ internal static class SqliteSetup
 
     private const string DataDirectory = "|DataDirectory|";
 
+    /// <summary>
+    /// Whether the connection opens its file read-only: <c>Mode=ReadOnly</c>, or a <c>file:</c> URI whose query says
+    /// <c>mode=ro</c> or <c>immutable=1</c> (https://sqlite.org/uri.html; SQLite reads a boolean as 1, yes, true or on).
+    /// Opened so, every statement that writes fails with SQLite Error 8 ("attempt to write a readonly database").
+    /// </summary>
+    public static bool IsReadOnly(string connectionString)
+    {
+        var builder = new SqliteConnectionStringBuilder(connectionString);
+        if (builder.Mode == SqliteOpenMode.ReadOnly)
+        {
+            return true;
+        }
+
+        var dataSource = builder.DataSource;
+        var query = dataSource.IndexOf('?', StringComparison.Ordinal);
+        if (!dataSource.StartsWith("file:", StringComparison.OrdinalIgnoreCase) || query < 0)
+        {
+            return false;
+        }
+
+        foreach (var parameter in dataSource[(query + 1)..].Split('#')[0].Split('&'))
+        {
+            var equals = parameter.IndexOf('=', StringComparison.Ordinal);
+            var (name, value) = equals < 0 ? (parameter, "") : (parameter[..equals], Uri.UnescapeDataString(parameter[(equals + 1)..]));
+            if (name.Equals("mode", StringComparison.OrdinalIgnoreCase) && value.Equals("ro", StringComparison.OrdinalIgnoreCase)
+                || name.Equals("immutable", StringComparison.OrdinalIgnoreCase) && value.ToUpperInvariant() is "1" or "YES" or "TRUE" or "ON")
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Creates the directory of a file database (<see cref="FilePath"/>; none for an in-memory one).</summary>
     public static void EnsureDirectory(string connectionString)
     {
