@@ -33,10 +33,10 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
         {
             await next.Send(_mediatorReports is { } reports ? new MediatorReportingConsumeContext(context, reports) : context).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (!mediator && context.CancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (!mediator && context.CancellationToken.IsCancellationRequested && ReturnsToItsQueue(context))
         {
             // Not on the mediator: there the token is the caller's (an aborted HTTP request's), no queue redelivers the
-            // message, and the attempt is a failure like any other.
+            // message, and the attempt is a failure like any other. Nor on the in-memory transport (ReturnsToItsQueue).
             // The endpoint is stopping and cancelled the consumer (MassTransitHostOptions.ConsumerStopTimeout): the
             // transport returns the message to its queue, not to _error, and the next worker runs it again. The attempt
             // stays RETRIED (its next run is that redelivery) and is not kept as a failure.
@@ -112,6 +112,16 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
     }
 
     public void Probe(ProbeContext context) => context.CreateFilterScope("jobLogDelivery");
+
+    /// <summary>
+    /// Whether a delivery the endpoint's stop cancelled goes back to its queue for another run: a broker's does (RabbitMQ
+    /// and the others requeue what was not acknowledged). The in-memory transport's (<c>loopback://</c>) does not: its
+    /// receiver logs the fault and drops the message, so the attempt the stop cancelled (or the retry it cut short) is the
+    /// delivery's last, FAILED like any other that failed for good; otherwise it stayed RETRIED, its next run never to
+    /// come (session 43).
+    /// </summary>
+    private static bool ReturnsToItsQueue(ConsumeContext context) =>
+        !string.Equals(context.ReceiveContext.InputAddress?.Scheme, "loopback", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>The consumer a run of <see cref="Refused"/> names when the endpoint's consumers of the message type are not known.</summary>
     public const string RefusedConsumer = "(delivery)";
