@@ -146,6 +146,15 @@ internal sealed class ScaleBench(BenchOptions options)
                 ("q, no match (a reference no task has)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.RareTerm(data.Tasks + 7) }, default)).Items.Count),
                 ("q, one customer (about 50 tasks)", async q => (await q.TasksAsync(new TaskFilter { Search = "CustomerId=123457," }, default)).Items.Count),
                 ("q, an error's text (about 1.5% of tasks)", async q => (await q.TasksAsync(new TaskFilter { Search = "could not serialize" }, default)).Items.Count),
+                // Hostile q values (session 43): FTS5 syntax taken literally, the longest q taken (200 characters) of one
+                // character, of one-letter terms, and of trigrams that every task has but that no task has in that order.
+                ("q, hostile: ((((", async q => (await q.TasksAsync(new TaskFilter { Search = "((((" }, default)).Items.Count),
+                ("q, hostile: 66 ORs and ab", async q => (await q.TasksAsync(new TaskFilter { Search = string.Concat(Enumerable.Repeat("OR ", 66)) + "ab" }, default)).Items.Count),
+                ("q, hostile: 200 *", async q => (await q.TasksAsync(new TaskFilter { Search = new string('*', 200) }, default)).Items.Count),
+                ("q, hostile: 200 (", async q => (await q.TasksAsync(new TaskFilter { Search = new string('(', 200) }, default)).Items.Count),
+                ("q, hostile: 100 one-letter terms", async q => (await q.TasksAsync(new TaskFilter { Search = string.Join(' ', Enumerable.Repeat("a", 100))[..199] }, default)).Items.Count),
+                ("q, hostile: common trigrams, no match (200 chars)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.CommonTrigrams }, default)).Items.Count),
+                ("q, hostile: 200 zeros", async q => (await q.TasksAsync(new TaskFilter { Search = new string('0', 200) }, default)).Items.Count),
                 ("exact id (task detail with runs)", async q => (await q.TaskAsync(data.TaskId(data.Tasks / 2), default))?.Runs.Count ?? -1),
                 ("requests, first page", async q => (await q.InputRequestsAsync(new RequestFilter(), default)).Items.Count),
                 ("requests, status=error", async q => (await q.InputRequestsAsync(new RequestFilter { Status = RequestLogStatus.Error }, default)).Items.Count),

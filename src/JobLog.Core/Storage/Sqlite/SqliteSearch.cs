@@ -448,6 +448,7 @@ internal static class SqliteSearch
     /// </param>
     public static IQueryable<Guid> TasksContaining(JobLogDbContext db, string text, string pattern, string? key = null)
     {
+        key = Bounded(text, key);
         var keyed = key is not null && text.All(char.IsAscii);
         var phrase = Phrase(keyed ? key! : text);
         return (db.Database.SqlQueryRaw<int>(Shape).AsEnumerable().Single(), keyed) switch
@@ -465,6 +466,22 @@ internal static class SqliteSearch
         };
     }
 
+
+    /// <summary>The most characters of a text the index looks up as one phrase (<see cref="Bounded"/>).</summary>
+    internal const int MaxPhrase = 32;
+
+    /// <summary>
+    /// The key the index looks up for <paramref name="text"/>: at most <see cref="MaxPhrase"/> characters. FTS5 checks a
+    /// phrase's positions, trigram by trigram, in every row that has all its trigrams: 200 zeros (one trigram, 198 times,
+    /// in nearly every row) took 2.3 s on a 100,000-task ledger against 20–70 ms for a plain <c>q</c> (session 43;
+    /// docs/scale.md). A longer text, or a longer key, is looked up by its first <see cref="MaxPhrase"/> characters, and
+    /// the rows found are checked for the whole text (the keyed path). Null (the whole text as the phrase) when it is short.
+    /// </summary>
+    internal static string? Bounded(string text, string? key)
+    {
+        var looked = key ?? (text.Length > MaxPhrase ? text : null);
+        return looked is { Length: > MaxPhrase } ? looked[..(char.IsHighSurrogate(looked[MaxPhrase - 1]) ? MaxPhrase - 1 : MaxPhrase)] : looked;
+    }
 
     /// <summary>
     /// <paramref name="text"/> as one FTS5 string: inside double quotes every character is literal (<c>*</c>,
