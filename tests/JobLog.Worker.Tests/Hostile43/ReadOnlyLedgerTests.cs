@@ -137,6 +137,20 @@ public class ReadOnlyLedgerTests
         }
     }
 
+    [Test]
+    public async Task AReadOnlyFileThatIsNotMigrated_IsRefused_SayingToMigrateItFirst_AndLeftAsItWas()
+    {
+        // A zero-byte file is an empty SQLite database: no schema, every migration to apply.
+        var empty = Path.Combine(_root.FullName, "empty.db");
+        await File.WriteAllBytesAsync(empty, []);
+
+        var (exit, output, error) = await RunAsync("tasks", "--ConnectionStrings:JobLog=Data Source=" + empty + ";Mode=ReadOnly");
+
+        Assert.That(exit, Is.EqualTo(2), output + error);
+        Assert.That(error, Does.Contain("opened read-only and its schema is not this version's").And.Contain("migrate"), error);
+        Assert.That(new FileInfo(empty).Length, Is.Zero, "nothing written");
+    }
+
     private async Task ReadsEverything(string source)
     {
         var setting = "--ConnectionStrings:JobLog=" + source;
