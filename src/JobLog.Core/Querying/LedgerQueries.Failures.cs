@@ -593,7 +593,8 @@ public sealed partial class LedgerQueries
 
         if (f.Queue is { } queue)
         {
-            q = Pruned(q.Where(t => t.QueueName == queue || t.Runs.Any(r => r.QueueName == queue && PartitionPruning.SameDay(r.TaskId, t.Id))), partitioned);
+            q = _database.Provider == LedgerProvider.Sqlite ? SentToOrConsumedFromOnSqlite(q, queue)
+                : Pruned(q.Where(t => t.QueueName == queue || t.Runs.Any(r => r.QueueName == queue && PartitionPruning.SameDay(r.TaskId, t.Id))), partitioned);
         }
 
         if (f.From is { } from)

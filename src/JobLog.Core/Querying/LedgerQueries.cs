@@ -71,7 +71,7 @@ public sealed partial class LedgerQueries
     /// <summary>
     /// The ids of the tasks sent to <paramref name="queue"/> or consumed from it, when there are fewer than
     /// <see cref="BusyQueueRuns"/> such tasks and runs; null for a busy queue. Reads at most that many entries of the tasks'
-    /// <c>(QueueName, DispatchedAt)</c> and the runs' <c>(QueueName, TaskId)</c> indexes.
+    /// <c>(QueueName, DispatchedAt)</c> and the runs' <c>(QueueName, TaskId)</c> indexes (SQLite: <c>(QueueName, Start, TaskId)</c>).
     /// </summary>
     internal async Task<List<Guid>?> FewTasksOfQueueAsync(string queue, CancellationToken ct)
     {
@@ -114,6 +114,7 @@ public sealed partial class LedgerQueries
             q = listed is not null ? q.Where(t => listed.Contains(t.Id))
                 : partitioned
                 ? q.Where(t => t.QueueName == queue || t.Runs.Any(r => r.QueueName == queue && PartitionPruning.SameDay(r.TaskId, t.Id)))
+                : _database.Provider == LedgerProvider.Sqlite ? SentToOrConsumedFromOnSqlite(q, queue)
                 : q.Where(t => t.QueueName == queue || t.Runs.Any(r => r.QueueName == queue));
         }
 
@@ -135,6 +136,16 @@ public sealed partial class LedgerQueries
 
         return q;
     }
+
+    /// <summary>
+    /// The tasks of <paramref name="q"/> sent to <paramref name="queue"/> or consumed from it, on SQLite: each task's runs
+    /// are looked up by task (<c>(TaskId, ConsumerType, Retries)</c>) and their queue read from the row. SQLite's index of
+    /// a queue's runs is in start order (migration <c>SqliteRunQueueIndex</c>), so a seek of it would read all of a busy
+    /// queue's runs for every task; the queue's term is written (<c>|| ''</c>) so that no index can serve it, with or
+    /// without statistics. The NULL test keeps a run without a queue out of an empty queue's filter, as the plain equality.
+    /// </summary>
+    private static IQueryable<TaskLog> SentToOrConsumedFromOnSqlite(IQueryable<TaskLog> q, string queue) =>
+        q.Where(t => t.QueueName == queue || t.Runs.Any(r => r.QueueName != null && r.QueueName + "" == queue));
 
     /// <summary>
     /// The tasks of <paramref name="q"/> in one of <paramref name="states"/>. Several states are one newest-first walk

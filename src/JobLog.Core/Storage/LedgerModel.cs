@@ -39,6 +39,12 @@ internal static class LedgerModel
     /// <summary>The partial index of open failures: failed tasks without a resolution.</summary>
     internal const string UnresolvedFailuresIndex = "IX_JobLogTasks_UnresolvedFailures";
 
+    /// <summary>
+    /// SQLite's index of a queue's runs in start order, in place of the model's <c>(QueueName, TaskId)</c> (migration
+    /// <c>SqliteRunQueueIndex</c>): a key that appends, where a task id scatters.
+    /// </summary>
+    internal const string RunsQueueStartIndex = "IX_JobLogTaskRuns_QueueName_Start_TaskId";
+
     internal static void Configure(ModelBuilder b)
     {
         JobLog.Storage.LedgerRollups.Configure(b);
@@ -116,7 +122,8 @@ internal static class LedgerModel
             // index or by task), and the index cost the SQLite writer ~10 µs a run (docs/benchmarks.md, "Session 9 (sqlcpu)").
             // The run rollup's recount of a minute's longest run reads (Name, Start).
             e.HasIndex(x => new { x.Name, x.Start });
-            // The queue filter: tasks one of whose runs was consumed from the queue (docs/scale.md).
+            // The queue filter: tasks one of whose runs was consumed from the queue (docs/scale.md). PostgreSQL's only: SQLite
+            // has (QueueName, Start, TaskId) instead (migration SqliteRunQueueIndex, LedgerQueries.SentToOrConsumedFromOnSqlite).
             e.HasIndex(x => new { x.QueueName, x.TaskId });
             // The sweeper: ACTIVE runs of a host instance whose heartbeat stopped. SQLite's only: PostgreSQL reads its side table
             // of open runs instead, so that a run's finish is a HOT update (Storage/PostgreSql/OpenRuns.cs).
