@@ -114,7 +114,10 @@ internal sealed class WriterBench(BenchOptions options)
         var run = new RunPayload
         {
             Id = NewId.NextSequentialGuid(), TaskId = taskId, Name = "ChargeCard", QueueName = "charge-card", ConsumerType = "ChargeCardConsumer",
-            Input = runRendered?.Input, TaskArgs = runRendered?.TaskArgs, TaskKwargs = runRendered?.TaskKwargs, Start = now.AddMilliseconds(1),
+            Input = runRendered?.Input, TaskArgs = runRendered?.TaskArgs, TaskKwargs = runRendered?.TaskKwargs,
+            // Ascending, as the bus's runs start (one microsecond apart): a start shared by every run would order SQLite's
+            // (QueueName, Start, TaskId) by task id, as no bus does.
+            Start = now.AddMilliseconds(1).AddTicks(i * 10L),
             Host = "bench", WaitingTime = 0.001,
         };
         var seed = new TaskPayload
