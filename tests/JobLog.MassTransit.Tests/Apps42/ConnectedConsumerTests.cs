@@ -161,8 +161,8 @@ public class ConnectedConsumerTests
             var (closed, refused) = (NewId.NextGuid(), NewId.NextGuid());
             await endpoint.Send(new Close42(good, false), x => x.MessageId = closed);
             await endpoint.Send(new Close42(bad, true), x => x.MessageId = refused);
-            var closedTask = await WaitFor(bus, closed, t => t.State != TaskState.Waiting && t.State != TaskState.Active, "the close ended", 60);
-            var refusedTask = await WaitFor(bus, refused, t => t.State != TaskState.Waiting && t.State != TaskState.Active, "the refused close ended", 60);
+            var closedTask = await WaitFor(bus, closed, t => t.State is TaskState.Succeeded or TaskState.Failed, "the close ended", 60);
+            var refusedTask = await WaitFor(bus, refused, t => t.State is TaskState.Succeeded or TaskState.Failed, "the refused close ended", 60);
             TestContext.Out.WriteLine(Describe(closedTask));
             TestContext.Out.WriteLine(Describe(refusedTask));
             foreach (var id in ids)
@@ -263,8 +263,8 @@ public class ConnectedConsumerTests
         var endpoint = await bus.Bus.GetSendEndpoint(address);
         await endpoint.Send(ok(okN), x => x.MessageId = okId);
         await endpoint.Send(bad(badN), x => x.MessageId = badId);
-        var okTask = await WaitFor(bus, okId, t => t.State != TaskState.Waiting && t.State != TaskState.Active && t.Runs.Count > 0, "the handled task ended", 60);
-        var badTask = await WaitFor(bus, badId, t => t.State != TaskState.Waiting && t.State != TaskState.Active && t.Runs.Count > 0, "the failed task ended", 60);
+        var okTask = await WaitFor(bus, okId, t => t.State is TaskState.Succeeded or TaskState.Failed && t.Runs.Count > 0, "the handled task ended", 60);
+        var badTask = await WaitFor(bus, badId, t => t.State is TaskState.Succeeded or TaskState.Failed && t.Runs.Count > 0, "the failed task ended", 60);
         TestContext.Out.WriteLine(Describe(okTask));
         TestContext.Out.WriteLine(Describe(badTask));
         return (okTask, badTask, badN);

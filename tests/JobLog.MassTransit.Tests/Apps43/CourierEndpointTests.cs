@@ -42,8 +42,8 @@ public class CourierEndpointTests
         await bus.Bus.Execute(goodSlip);
         await bus.Bus.Execute(badSlip);
 
-        var shipped = await WaitFor(bus, goodSlip.TrackingNumber, t => t.State != TaskState.Waiting && t.State != TaskState.Active, "the good slip ended", 60);
-        var charged = await WaitFor(bus, badSlip.TrackingNumber, t => t.State != TaskState.Waiting && t.State != TaskState.Active, "the bad slip ended", 60);
+        var shipped = await WaitFor(bus, goodSlip.TrackingNumber, t => t.State is TaskState.Succeeded or TaskState.Failed, "the good slip ended", 60);
+        var charged = await WaitFor(bus, badSlip.TrackingNumber, t => t.State is TaskState.Succeeded or TaskState.Failed, "the bad slip ended", 60);
         TestContext.Out.WriteLine(Describe(shipped));
         TestContext.Out.WriteLine(Describe(charged));
         Assert.That(shipped.Runs.OrderBy(r => r.ConsumerType).Select(r => (r.ConsumerType, r.State, r.Output ?? "")),

@@ -200,8 +200,8 @@ public class EndpointTests
             var oddN = (Random.Shared.Next(1000, 1_000_000) * 2) + 1;
             await endpoint.Send(new Temp43(Random.Shared.Next(1000, 1_000_000) * 2), x => x.MessageId = ok);
             await endpoint.Send(new Temp43(oddN), x => x.MessageId = bad);
-            var okTask = await WaitFor(bus, ok, t => t.State != TaskState.Waiting && t.State != TaskState.Active, "the even one ended", 60);
-            var badTask = await WaitFor(bus, bad, t => t.State != TaskState.Waiting && t.State != TaskState.Active, "the odd one ended", 60);
+            var okTask = await WaitFor(bus, ok, t => t.State is TaskState.Succeeded or TaskState.Failed, "the even one ended", 60);
+            var badTask = await WaitFor(bus, bad, t => t.State is TaskState.Succeeded or TaskState.Failed, "the odd one ended", 60);
             TestContext.Out.WriteLine(queue + ": " + Describe(okTask));
             TestContext.Out.WriteLine(Describe(badTask));
             Assert.That(okTask.Runs.Select(r => (r.ConsumerType, r.State, r.QueueName)), Is.EqualTo(new[] { ("Handler<Temp43>", TaskRunState.Succeeded, queue) }));
