@@ -8,7 +8,8 @@ namespace JobLog.Faults.Tests;
 /// takes the dead sender's claims over once their lease has run out, counts those whose task has a run since the claim as
 /// sent and sends the others; every task is retried and consumed, none sent twice (the consumer runs again at once, so
 /// the README's window, a message still unconsumed in its queue when the lease runs out, is not open), and the request
-/// completes with no item left pending or sending.
+/// completes with no item left pending or sending. A delivery consumed and recorded whose acknowledgement the kill cut is
+/// redelivered and consumed again: a second run, which the ledger records because the consumer ran twice.
 /// </summary>
 [TestFixture]
 [NonParallelizable]
@@ -78,6 +79,14 @@ public sealed class RetryKilledTests
         var delivered = deliveries.Select(d => d.Id).ToHashSet();
         var runs = await world.GroupCountsAsync("SELECT \"TaskId\", COUNT(*) FROM \"JobLogTaskRuns\" WHERE \"Retries\" >= 1 AND \"State\" = 2 GROUP BY \"TaskId\"");
         var retries = await world.GroupCountsAsync("SELECT \"Retries\", COUNT(*) FROM \"JobLogTaskRuns\" GROUP BY \"Retries\"");
+        // A delivery whose run was recorded but whose acknowledgement the SIGKILL cut is redelivered and consumed again: a
+        // second SUCCEEDED run that is what happened (the consumer ran twice), not a retry sent twice. Each run is one of
+        // the consumer's deliveries, and a task has more than one only if RabbitMQ redelivered it.
+        var deliveriesPerTask = deliveries.GroupBy(d => d.Id).ToDictionary(g => g.Key, g => g.Count());
+        var redeliveredIds = deliveries.Where(d => d.Redelivered).Select(d => d.Id).ToHashSet();
+        var runsPerTask = runs.ToDictionary(r => Guid.Parse(r.Key), r => r.Value);
+        var beyondDeliveries = runsPerTask.Where(r => r.Value > deliveriesPerTask.GetValueOrDefault(r.Key)).Select(r => r.Key).ToList();
+        var againUnredelivered = runsPerTask.Where(r => r.Value > 1 && !redeliveredIds.Contains(r.Key)).Select(r => r.Key).ToList();
         var recovered = world.Output.Split('\n').Where(line => line.Contains("retries sent before a restart", StringComparison.Ordinal)).ToList();
         TestContext.Out.WriteLine(
             $"end: items {Show(end)}; retried deliveries {deliveries.Count} ({deliveries.Count(d => d.Redelivered)} redelivered) of {delivered.Count} probes; " +
@@ -100,7 +109,8 @@ public sealed class RetryKilledTests
             Assert.That(delivered, Is.EquivalentTo(world.Published), "every retried probe delivered to a consumer");
             Assert.That(twice, Is.Empty, "no retry sent twice (two deliveries that are not redeliveries)");
             Assert.That(runs.Count, Is.EqualTo(Probes), "every task has a SUCCEEDED run of its retry");
-            Assert.That(runs.Values.Distinct(), Is.EquivalentTo(new long[] { 1 }), "one SUCCEEDED run of its retry per task");
+            Assert.That(beyondDeliveries, Is.Empty, "no task with more SUCCEEDED runs of its retry than its consumer had deliveries of it");
+            Assert.That(againUnredelivered, Is.Empty, "a second SUCCEEDED run of a retry only where RabbitMQ redelivered it");
             Assert.That(recovered, Is.Not.Empty, "the process started again took the dead sender's claims over");
         });
     }
