@@ -65,11 +65,15 @@ public static class JobLogServiceCollectionExtensions
         // Order matters: the schema first, then the heartbeat, then the writer; hosted services stop in reverse, so the
         // writer drains last but one, and the heartbeat marks this host stopped after it.
         services.AddHostedService<LedgerStartupService>();
-        services.AddHostedService(sp => sp.GetRequiredService<HostHeartbeat>());
+        // Over a ledger opened read-only, the services that write it on their own do not start (LedgerWritingHost); the
+        // writer does, since what this process records must be kept (journaled) until a process that can write takes it.
+        services.AddHostedService(sp => new LedgerWritingHost(sp.GetRequiredService<HostHeartbeat>(), sp.GetRequiredService<JobLogContextFactory>()));
         services.AddHostedService(sp => sp.GetRequiredService<LedgerWriter>());
         services.TryAddSingleton<JobLog.Storage.Partitioning.LedgerPartitionService>();
-        services.AddHostedService(sp => sp.GetRequiredService<JobLog.Storage.Partitioning.LedgerPartitionService>());
-        services.AddHostedService(sp => new SweeperHost(sp.GetRequiredService<TaskLogSweeper>(), sp.GetRequiredService<IOptions<JobLogOptions>>()));
+        services.AddHostedService(sp => new LedgerWritingHost(
+            sp.GetRequiredService<JobLog.Storage.Partitioning.LedgerPartitionService>(), sp.GetRequiredService<JobLogContextFactory>()));
+        services.AddHostedService(sp => new LedgerWritingHost(
+            sp.GetRequiredService<TaskLogSweeper>(), sp.GetRequiredService<JobLogContextFactory>(), () => sp.GetRequiredService<IOptions<JobLogOptions>>().Value.Sweeper.Enabled));
         return services;
     }
 
@@ -119,15 +123,5 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<JobLog.Failures.LedgerFailureActions>();
         services.TryAddSingleton<JobLog.Failures.IFailureActions>(sp => sp.GetRequiredService<JobLog.Failures.LedgerFailureActions>());
         services.TryAddSingleton<JobLog.Failures.IKeptMessageActions>(sp => sp.GetRequiredService<JobLog.Failures.LedgerFailureActions>());
-    }
-
-    /// <summary>Runs the sweeper only when enabled.</summary>
-    private sealed class SweeperHost(TaskLogSweeper sweeper, IOptions<JobLogOptions> options) : IHostedService
-    {
-        public Task StartAsync(CancellationToken cancellationToken) =>
-            options.Value.Sweeper.Enabled ? sweeper.StartAsync(cancellationToken) : Task.CompletedTask;
-
-        public Task StopAsync(CancellationToken cancellationToken) =>
-            options.Value.Sweeper.Enabled ? sweeper.StopAsync(cancellationToken) : Task.CompletedTask;
     }
 }

@@ -120,6 +120,9 @@ internal static partial class Log
     [LoggerMessage(1054, LogLevel.Warning, "The PostgreSQL server of JobLog's ledger ({Ledger}) refused the startup parameter 'options' (a pooler: PgBouncer refuses it unless it is in ignore_startup_parameters): JobLog connects to it without its session settings from now on: no idle_in_transaction_session_timeout (a frozen JobLog process keeps its locks) and the server's jit setting. Set them on the role (ALTER ROLE ... SET idle_in_transaction_session_timeout = '1min'; SET jit = off) if the pooler's other clients may have them.")]
     public static partial void SessionSettingsRefused(ILogger logger, string ledger);
 
+    [LoggerMessage(1056, LogLevel.Warning, "JobLog's ledger ({Ledger}) is opened read-only: this process reads it, and does not run JobLog's heartbeat, sweeper, retention, partition maintenance, scheduler dispatcher or failure retries. What it records (its messages' tasks and runs, requests, commands) cannot be written there: it is kept in its journal until a process that can write the ledger starts on that journal directory.")]
+    public static partial void LedgerReadOnly(ILogger logger, string ledger);
+
     [LoggerMessage(1050, LogLevel.Debug, "JobLog could not write its host heartbeat; it tries again in {Interval}.")]
     public static partial void HeartbeatFailed(ILogger logger, Exception exception, TimeSpan interval);
 

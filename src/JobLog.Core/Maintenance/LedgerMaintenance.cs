@@ -39,7 +39,7 @@ public sealed class LedgerMaintenance
     /// the schema is this version's, the queries write nothing, and a tool should not record its own commands or start
     /// JobLog's writer: nothing can be written there.
     /// </summary>
-    public bool ReadOnly => _contexts.Database.IsReadOnly(_contexts.ConnectionString);
+    public bool ReadOnly => _contexts.ReadOnly;
 
     /// <summary>
     /// Creates or migrates the schema (once per process; nothing when <see cref="JobLogOptions.MigrateOnStartup"/> is off);

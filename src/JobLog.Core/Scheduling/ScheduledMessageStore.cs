@@ -35,6 +35,9 @@ internal enum CancelOutcome
 /// </summary>
 internal sealed class ScheduledMessageStore(JobLogContextFactory contexts, LedgerSchema schema)
 {
+    /// <summary>Whether the ledger is opened read-only: nothing can be claimed or marked sent there, and the dispatcher does not run.</summary>
+    public bool ReadOnly => contexts.ReadOnly;
+
     private const string S = "\"" + LedgerModel.ScheduledMessages + "\"";
     private const string T = "\"" + LedgerModel.Tasks + "\"";
     private const int Pending = (int)ScheduledMessageState.Pending;

@@ -18,6 +18,7 @@ internal sealed class JobLogContextFactory
             ?? throw new InvalidOperationException("JobLog has no database: call AddJobLog(o => o.UseSqlite(...)) or o.UseNpgsql(...).");
         Database = LedgerDatabase.For(o.Provider);
         ConnectionString = Database.ForSessions(connectionString, o.IdleInTransactionTimeout);
+        ReadOnly = Database.IsReadOnly(ConnectionString);
         _create = Database.ContextFactory(ConnectionString);
         _createUnpooled = Database.ContextFactory(ConnectionString, pooled: false);
     }
@@ -29,6 +30,12 @@ internal sealed class JobLogContextFactory
 
     /// <summary>What JobLog's sessions connect with: the options' connection string with JobLog's session settings (<see cref="LedgerDatabase.ForSessions"/>).</summary>
     public string ConnectionString { get; }
+
+    /// <summary>
+    /// Whether the connection string opens the ledger read-only (<see cref="LedgerDatabase.IsReadOnly"/>): then nothing can
+    /// be written there, and JobLog's background services that write (<see cref="LedgerWritingHost"/>) do not start.
+    /// </summary>
+    public bool ReadOnly { get; }
 
     public JobLogDbContext Create() => _create();
 

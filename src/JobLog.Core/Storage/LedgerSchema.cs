@@ -149,7 +149,7 @@ internal sealed class LedgerSchema(
                 return;
             }
 
-            if (options.Value.MigrateOnStartup && contexts.Database.IsReadOnly(contexts.ConnectionString))
+            if (options.Value.MigrateOnStartup && contexts.ReadOnly)
             {
                 // Opened read-only (a copy, a read-only mount, a reader's tool): nothing can be migrated, and every step below
                 // writes (the lock file, EF Core's lock row, the journal mode, the planner's statistics). The schema must
@@ -212,6 +212,12 @@ internal sealed class LedgerStartupService(LedgerSchema schema, JobLogContextFac
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        if (contexts.ReadOnly)
+        {
+            // A reader (a dashboard over a copy, a read-only mount), or a mistake: said once, here (LedgerWritingHost).
+            Log.LedgerReadOnly(logger, contexts.Database.Identity(contexts.ConnectionString));
+        }
+
         // Not the start's token: the migration may outlive the start; StopAsync cancels it.
         var migration = _migration = MigrateAsync(_stopping.Token);
         using (cancellationToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), _stopping))

@@ -78,7 +78,8 @@ internal sealed class ScheduledMessageDispatcher(
         lock (_lock)
         {
             _buses.Add(bus);
-            if (_loop is not null)
+            // Over a ledger opened read-only every claim would fail ("attempt to write a readonly database"), logged at each poll.
+            if (_loop is not null || store.ReadOnly)
             {
                 return;
             }

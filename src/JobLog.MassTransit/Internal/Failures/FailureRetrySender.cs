@@ -80,7 +80,8 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
     {
         lock (_lock)
         {
-            if (_loop is not null)
+            // Over a ledger opened read-only every claim would fail ("attempt to write a readonly database"), logged at each poll.
+            if (_loop is not null || _contexts.ReadOnly)
             {
                 return;
             }
