@@ -18,7 +18,6 @@ internal sealed class JobLogContextFactory
             ?? throw new InvalidOperationException("JobLog has no database: call AddJobLog(o => o.UseSqlite(...)) or o.UseNpgsql(...).");
         Database = LedgerDatabase.For(o.Provider);
         ConnectionString = Database.ForSessions(connectionString, o.IdleInTransactionTimeout);
-        ReadOnly = Database.IsReadOnly(ConnectionString);
         _create = Database.ContextFactory(ConnectionString);
         _createUnpooled = Database.ContextFactory(ConnectionString, pooled: false);
     }
@@ -35,7 +34,13 @@ internal sealed class JobLogContextFactory
     /// Whether the connection string opens the ledger read-only (<see cref="LedgerDatabase.IsReadOnly"/>): then nothing can
     /// be written there, and JobLog's background services that write (<see cref="LedgerWritingHost"/>) do not start.
     /// </summary>
-    public bool ReadOnly { get; }
+    public bool ReadOnly => Database.IsReadOnly(ConnectionString);
+
+    /// <summary>
+    /// Asks the database whether it takes writes (<see cref="LedgerDatabase.DetectReadOnlyAsync"/>: a PostgreSQL standby or
+    /// read-only role), once a process, before the migration (<see cref="LedgerSchema.TryMigrateAsync"/>).
+    /// </summary>
+    public Task DetectReadOnlyAsync(CancellationToken cancellationToken) => Database.DetectReadOnlyAsync(ConnectionString, cancellationToken);
 
     public JobLogDbContext Create() => _create();
 

@@ -195,10 +195,17 @@ internal abstract class LedgerDatabase
 
     /// <summary>
     /// Whether <paramref name="connectionString"/> opens the ledger read-only (SQLite: <c>Mode=ReadOnly</c>, or a
-    /// <c>file:</c> URI's <c>mode=ro</c> or <c>immutable=1</c>): JobLog then checks the schema instead of migrating it and
-    /// writes nothing when it reads. False for PostgreSQL (a read-only role or standby says so at its first write).
+    /// <c>file:</c> URI's <c>mode=ro</c> or <c>immutable=1</c>; PostgreSQL: a server that said so to
+    /// <see cref="DetectReadOnlyAsync"/>): JobLog then checks the schema instead of migrating it and writes nothing when it reads.
     /// </summary>
     public virtual bool IsReadOnly(string connectionString) => false;
+
+    /// <summary>
+    /// Asks the database whether it takes writes, where the connection string cannot say (PostgreSQL: a hot standby, a
+    /// database or role with <c>default_transaction_read_only</c>), so that <see cref="IsReadOnly"/> says it from then on.
+    /// A database that does not answer leaves it as it was (writable, unless its connection string says otherwise).
+    /// </summary>
+    public virtual Task DetectReadOnlyAsync(string connectionString, CancellationToken cancellationToken) => Task.CompletedTask;
 
     /// <summary>
     /// A statement that fails, or returns false, unless the database accepts writes now (the writer's reachability

@@ -149,6 +149,8 @@ internal sealed class LedgerSchema(
                 return;
             }
 
+            // A PostgreSQL standby or read-only role says so only when asked (SQLite's connection string says it).
+            await contexts.DetectReadOnlyAsync(cancellationToken).ConfigureAwait(false);
             if (options.Value.MigrateOnStartup && contexts.ReadOnly)
             {
                 // Opened read-only (a copy, a read-only mount, a reader's tool): nothing can be migrated, and every step below
@@ -212,12 +214,6 @@ internal sealed class LedgerStartupService(LedgerSchema schema, JobLogContextFac
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
-        if (contexts.ReadOnly)
-        {
-            // A reader (a dashboard over a copy, a read-only mount), or a mistake: said once, here (LedgerWritingHost).
-            Log.LedgerReadOnly(logger, contexts.Database.Identity(contexts.ConnectionString));
-        }
-
         // Not the start's token: the migration may outlive the start; StopAsync cancels it.
         var migration = _migration = MigrateAsync(_stopping.Token);
         using (cancellationToken.Register(static s => ((CancellationTokenSource)s!).Cancel(), _stopping))
@@ -236,6 +232,12 @@ internal sealed class LedgerStartupService(LedgerSchema schema, JobLogContextFac
 
         cancellationToken.ThrowIfCancellationRequested();
         await migration.ConfigureAwait(false);
+        if (contexts.ReadOnly)
+        {
+            // A reader (a dashboard over a copy or a standby, a read-only mount), or a mistake: said once, here, after the
+            // migration asked the database (LedgerWritingHost).
+            Log.LedgerReadOnly(logger, contexts.Database.Identity(contexts.ConnectionString));
+        }
     }
 
     private async Task MigrateAsync(CancellationToken cancellationToken)

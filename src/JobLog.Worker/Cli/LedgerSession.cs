@@ -115,10 +115,11 @@ internal sealed class LedgerSession : IAsyncDisposable
     public async Task<int> RunLoggedAsync(string name, IReadOnlyList<string> args, Func<CancellationToken, Task<int>> body, CancellationToken cancellationToken)
     {
         var commands = Ledger().GetRequiredService<CommandLogger>();
-        if (commands.IsExcluded(name) || Maintenance.ReadOnly)
+        if (commands.IsExcluded(name) || await Maintenance.IsReadOnlyAsync(cancellationToken))
         {
-            // A ledger opened read-only (Mode=ReadOnly, ?mode=ro, ?immutable=1): the command cannot be recorded there, and
-            // the writer must not start. Its reads work; a command that writes fails with SQLite's own refusal.
+            // A ledger opened read-only (Mode=ReadOnly, ?mode=ro, ?immutable=1; a PostgreSQL standby, or a read-only database
+            // or role): the command cannot be recorded there, and the writer must not start. Its reads work; a command that
+            // writes fails with the database's own refusal.
             return await body(cancellationToken);
         }
 

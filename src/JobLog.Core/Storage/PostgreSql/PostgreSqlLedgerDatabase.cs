@@ -434,6 +434,34 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override string Clock => "now()";
 
+    // Servers found read-only, by host, port, database and user: the connection strings JobLog's sessions and EF Core's
+    // contexts give back differ (JobLog's settings added, the password left out once a session opened).
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> s_readOnly = new(StringComparer.Ordinal);
+
+    private static string ServerKey(string connectionString)
+    {
+        var builder = new NpgsqlConnectionStringBuilder(connectionString);
+        return string.Join('\n', builder.Host, builder.Port.ToString(CultureInfo.InvariantCulture), builder.Database, builder.Username);
+    }
+
+    public override bool IsReadOnly(string connectionString) => s_readOnly.TryGetValue(ServerKey(connectionString), out var readOnly) && readOnly;
+
+    public override async Task DetectReadOnlyAsync(string connectionString, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await using var connection = CreateConnection(connectionString);
+            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
+            await using var command = connection.CreateCommand();
+            command.CommandText = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'";
+            s_readOnly[ServerKey(connectionString)] = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true;
+        }
+        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
+        {
+            // Not answered: the start-up's probe and migration say so; the ledger is taken for writable meanwhile.
+        }
+    }
+
     public override string WriteProbe =>
         "BEGIN; SELECT pg_is_in_recovery() = FALSE AND current_setting('transaction_read_only') = 'off'; ROLLBACK;";
 
