@@ -180,6 +180,13 @@ internal sealed class ScaleBench(BenchOptions options)
                 ("requests, q (one customer's path)", async q => (await q.InputRequestsAsync(new RequestFilter { Search = "/api/customers/4242" }, default)).Items.Count),
                 ("requests, outbound first page", async q => (await q.OutputRequestsAsync(new RequestFilter(), default)).Items.Count),
                 ("commands, q (one batch)", async q => (await q.CommandsAsync(new CommandFilter { Search = "--batch " + (data.Commands / 2).ToString(CultureInfo.InvariantCulture) }, default)).Items.Count),
+                // Hostile q on requests and commands (session 44): the longest q (200 characters) of one character; of a
+                // path, and of an argument, repeated in an order no row has (their keys, `orders` and `batch`, are in a third
+                // of the paths and in every command's arguments; their whole text has trigrams no row has).
+                ("requests, q hostile: 200 zeros", async q => (await q.InputRequestsAsync(new RequestFilter { Search = new string('0', 200) }, default)).Items.Count),
+                ("requests, q hostile: a path repeated, no match (200 chars)", async q => (await q.InputRequestsAsync(new RequestFilter { Search = ScaleData.RepeatedPath }, default)).Items.Count),
+                ("commands, q hostile: 200 zeros", async q => (await q.CommandsAsync(new CommandFilter { Search = new string('0', 200) }, default)).Items.Count),
+                ("commands, q hostile: an argument repeated, no match (200 chars)", async q => (await q.CommandsAsync(new CommandFilter { Search = ScaleData.RepeatedArgument }, default)).Items.Count),
                 ("hosts", async q => (await q.HostOverviewAsync(TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(5), now, 20, default)).Live.Count),
             };
             // JOBLOG_SCALE_ONLY: only the lines whose label contains it (re-measuring one page on a kept ledger).

@@ -22,6 +22,18 @@ internal sealed class ScaleData(int tasks, int days, DateTime now, int? sparsity
     public static readonly string CommonTrigrams = string.Concat(Enumerable.Repeat("Currency=EUR, ", 15))[..200];
 
     /// <summary>
+    /// 200 characters of a request path over and over (<c>/api/orders/api/orders…</c>): its key (<c>orders</c>) is in a third
+    /// of the paths, its whole text has a trigram (<c>s/a</c>) no path has (session 44's hostile q on requests).
+    /// </summary>
+    public static readonly string RepeatedPath = string.Concat(Enumerable.Repeat("/api/orders", 19))[..200];
+
+    /// <summary>
+    /// 200 characters of a command's argument over and over (<c>--batch --batch …</c>): its key (<c>batch</c>) is in every
+    /// command's arguments, its whole text has a trigram (<c>h -</c>) none has (session 44's hostile q on commands).
+    /// </summary>
+    public static readonly string RepeatedArgument = string.Concat(Enumerable.Repeat("--batch ", 25))[..200];
+
+    /// <summary>
     /// A queue only the runs of <see cref="RareQueueTasks"/> name (a subscriber that consumed a handful of events): the
     /// queue filter's rare case (docs/scale.md "Session 11 (pgret)").
     /// </summary>

@@ -94,6 +94,14 @@ internal static class SqliteLogSearch
             return null;
         }
 
+        // The key bounded as the tasks' (SqliteSearch.Bounded), or a trigram of the whole text in few rows or none when it
+        // has one (SqliteSearch.RareTrigram): every row found is checked with LIKE, so the rows are the same.
+        key = SqliteSearch.Bounded(text, key);
+        if (key is not null && text.All(char.IsAscii))
+        {
+            key = SqliteSearch.RareTrigram(db, text, key, TextTable(log)) ?? key;
+        }
+
         var (t, c) = (Q(log.Table), Q(log.Column));
         // NOT INDEXED: both branches read the log by rowid (the index's matches, the range past the watermark); the
         // planner must not walk an index of the log instead (as it did for the tasks' search: SqliteSearch).

@@ -450,6 +450,11 @@ internal static class SqliteSearch
     {
         key = Bounded(text, key);
         var keyed = key is not null && text.All(char.IsAscii);
+        if (keyed)
+        {
+            key = RareTrigram(db, text, key!, TaskText, RunText) ?? key;
+        }
+
         var phrase = Phrase(keyed ? key! : text);
         return (db.Database.SqlQueryRaw<int>(Shape).AsEnumerable().Single(), keyed) switch
         {
@@ -481,6 +486,71 @@ internal static class SqliteSearch
     {
         var looked = key ?? (text.Length > MaxPhrase ? text : null);
         return looked is { Length: > MaxPhrase } ? looked[..(char.IsHighSurrogate(looked[MaxPhrase - 1]) ? MaxPhrase - 1 : MaxPhrase)] : looked;
+    }
+
+    /// <summary>
+    /// The most rows of the index a trigram of the text may be in for <see cref="RareTrigram"/> to look it up instead of the
+    /// text's key.
+    /// </summary>
+    internal const int RareTrigramRows = 64;
+
+    /// <summary>
+    /// A trigram of <paramref name="text"/> in fewer than <see cref="RareTrigramRows"/> indexed rows of
+    /// <paramref name="tables"/> (FTS5 trigram tables), the fewest, when every trigram of <paramref name="key"/> is in more;
+    /// else null (the key is kept). For the keyed path, where the index looks the key up and every row found is checked for
+    /// the whole text: a key in most rows has most rows checked with <c>LIKE</c>, where a trigram of the whole text in a
+    /// few rows or none finds those at once. <c>/api/orders</c> repeated to 200 characters has the key <c>orders</c> (a
+    /// third of the requests) and the trigram <c>s/a</c> (no request). The rows the trigram finds are checked for the whole
+    /// text as the key's are, so the results are the same (session 44). Each distinct trigram costs one look-up of at most
+    /// <see cref="RareTrigramRows"/> rows per table; none after one in no row. ASCII texts only (the keyed path's).
+    /// </summary>
+    internal static string? RareTrigram(JobLogDbContext db, string text, string key, params string[] tables)
+    {
+        var probe = "SELECT " + string.Join(" + ", tables.Select(t =>
+            $"(SELECT count(*) FROM (SELECT 1 FROM \"{t}\" WHERE \"{t}\" MATCH {{0}} LIMIT {RareTrigramRows}))")) + " AS \"Value\"";
+        var rows = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
+        int Rows(string trigram)
+        {
+            if (!rows.TryGetValue(trigram, out var n))
+            {
+                n = rows[trigram] = db.Database.SqlQuery<int>(FormattableStringFactory.Create(probe, Phrase(trigram))).AsEnumerable().Single();
+            }
+
+            return n;
+        }
+
+        static IEnumerable<string> Trigrams(string s) => Enumerable.Range(0, Math.Max(0, s.Length - 2)).Select(i => s.Substring(i, 3));
+
+        // One connection for the look-ups (each would open and set up its own otherwise).
+        db.Database.OpenConnection();
+        try
+        {
+            // A key with a trigram in few rows finds few rows: kept.
+            if (Trigrams(key).Any(t => Rows(t) < RareTrigramRows))
+            {
+                return null;
+            }
+
+            string? rarest = null;
+            var fewest = RareTrigramRows;
+            foreach (var trigram in Trigrams(text))
+            {
+                if (Rows(trigram) < fewest)
+                {
+                    (rarest, fewest) = (trigram, Rows(trigram));
+                    if (fewest == 0)
+                    {
+                        break;
+                    }
+                }
+            }
+
+            return rarest;
+        }
+        finally
+        {
+            db.Database.CloseConnection();
+        }
     }
 
     /// <summary>
