@@ -207,14 +207,16 @@ internal sealed class ScaleBench(BenchOptions options)
                 // The batches' times (each holds its transaction: on SQLite the write lock the writer waits behind) and this
                 // process's CPU (SQLite runs in it; a figure the machine's load does not inflate as it does the wall time).
                 using var batches = new SweepBatches();
+                var walBefore = provider == LedgerProvider.PostgreSql ? await ServerWalAsync(ledger) : null;
                 var cpu = Process.GetCurrentProcess().TotalProcessorTime;
                 clock.Restart();
                 var sweep = await maintenance.SweepAsync();
                 var swept = clock.Elapsed;
                 cpu = Process.GetCurrentProcess().TotalProcessorTime - cpu;
+                var wal = WalSummary(walBefore, provider == LedgerProvider.PostgreSql ? await ServerWalAsync(ledger) : null);
                 Line(string.Create(CultureInfo.InvariantCulture,
                     $"- sweep of {data.Stale:N0} stale tasks (one in {data.Sparsity:N0}; {(provider == LedgerProvider.PostgreSql ? options.SweepParallelism ?? 4 : 1)} at once, batches of {options.SweepBatch ?? 1000:N0}): **{swept.TotalSeconds:0.0} s** ({sweep.Expired:N0} expired, {sweep.Healed:N0} healed); target < 10 s: {(swept.TotalSeconds < 10 ? "met" : "missed")}; " +
-                    $"{batches.Summary()}; this process's CPU {cpu.TotalSeconds:0.0} s"));
+                    $"{batches.Summary()}; this process's CPU {cpu.TotalSeconds:0.0} s{wal}"));
                 if (options.SpreadOnly)
                 {
                     return sb.ToString();
@@ -457,6 +459,33 @@ internal sealed class ScaleBench(BenchOptions options)
         await using var command = new NpgsqlCommand("SELECT pg_database_size(current_database())", connection);
         return (long)(await command.ExecuteScalarAsync())!;
     }
+
+    /// <summary>
+    /// The server's WAL counters (<c>pg_stat_wal</c>, PostgreSQL 14 and later: records, full-page images, bytes), read around
+    /// the spread sweep: its cost is mostly page images (sessions 38-44), which the wall time at the machine's load does
+    /// not show. The whole server's, so whatever else writes meanwhile counts too; null where the view cannot be read.
+    /// </summary>
+    private static async Task<(long Records, long PageImages, decimal Bytes)?> ServerWalAsync(ThrowawayLedger ledger)
+    {
+        try
+        {
+            await using var connection = new NpgsqlConnection(ledger.ConnectionString);
+            await connection.OpenAsync();
+            await using var command = new NpgsqlCommand("SELECT wal_records, wal_fpi, wal_bytes FROM pg_stat_wal", connection);
+            await using var reader = await command.ExecuteReaderAsync();
+            return await reader.ReadAsync() ? (reader.GetInt64(0), reader.GetInt64(1), reader.GetDecimal(2)) : null;
+        }
+        catch (PostgresException)
+        {
+            return null;
+        }
+    }
+
+    private static string WalSummary((long Records, long PageImages, decimal Bytes)? before, (long Records, long PageImages, decimal Bytes)? after) =>
+        before is { } b && after is { } a
+            ? string.Create(CultureInfo.InvariantCulture,
+                $"; the server's WAL meanwhile {(a.Bytes - b.Bytes) / 1_000_000m:N0} MB, {a.PageImages - b.PageImages:N0} page images, {a.Records - b.Records:N0} records (pg_stat_wal)")
+            : "";
 
     private static async Task<long> CountAsync(ThrowawayLedger ledger)
     {
