@@ -1,5 +1,6 @@
 using JobLog.Testing;
 using MassTransit;
+using MassTransit.DependencyInjection.Registration;
 using MassTransit.Testing;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -38,7 +39,9 @@ public sealed class BusFixture : IAsyncDisposable
         Action<IBusRegistrationContext, IBusFactoryConfigurator>? configureBus = null,
         Action<IBusRegistrationContext, IBusFactoryConfigurator>? endpoints = null,
         Microsoft.Extensions.Logging.ILoggerProvider? logs = null,
-        Action<IServiceCollection>? configureServices = null)
+        Action<IServiceCollection>? configureServices = null,
+        Action<IRegistrationFilterConfigurator>? endpointFilter = null,
+        IEndpointNameFormatter? formatter = null)
     {
         var vhost = transport == Transport.RabbitMq ? await RabbitMqVhost.CreateAsync() : null;
         var host = await LedgerHost.StartAsync(ledger ?? TestLedger.Sqlite(), options, services =>
@@ -52,12 +55,20 @@ public sealed class BusFixture : IAsyncDisposable
 
             services.AddMassTransitTestHarness(x =>
             {
-                x.SetKebabCaseEndpointNameFormatter();
+                if (formatter is null)
+                {
+                    x.SetKebabCaseEndpointNameFormatter();
+                }
+                else
+                {
+                    x.SetEndpointNameFormatter(formatter);
+                }
+
                 x.SetTestTimeouts(testTimeout: TimeSpan.FromSeconds(60), testInactivityTimeout: TimeSpan.FromSeconds(5));
                 consumers(x);
                 if (vhost is null)
                 {
-                    x.UsingInMemory((context, cfg) => Configure(context, cfg, retries, retryInterval, configureBus, endpoints));
+                    x.UsingInMemory((context, cfg) => Configure(context, cfg, retries, retryInterval, configureBus, endpoints, endpointFilter));
                 }
                 else
                 {
@@ -68,7 +79,7 @@ public sealed class BusFixture : IAsyncDisposable
                             h.Username("guest");
                             h.Password("guest");
                         });
-                        Configure(context, cfg, retries, retryInterval, configureBus, endpoints);
+                        Configure(context, cfg, retries, retryInterval, configureBus, endpoints, endpointFilter);
                     });
                 }
             });
@@ -81,7 +92,8 @@ public sealed class BusFixture : IAsyncDisposable
     private static void Configure<T>(
         IBusRegistrationContext context, IBusFactoryConfigurator<T> cfg, int retries, TimeSpan? interval,
         Action<IBusRegistrationContext, IBusFactoryConfigurator>? configureBus,
-        Action<IBusRegistrationContext, IBusFactoryConfigurator>? endpoints)
+        Action<IBusRegistrationContext, IBusFactoryConfigurator>? endpoints,
+        Action<IRegistrationFilterConfigurator>? endpointFilter)
         where T : IReceiveEndpointConfigurator
     {
         configureBus?.Invoke(context, cfg);
@@ -101,7 +113,14 @@ public sealed class BusFixture : IAsyncDisposable
 
         cfg.UseTaskLogging(context);
         endpoints?.Invoke(context, cfg);
-        cfg.ConfigureEndpoints(context);
+        if (endpointFilter is null)
+        {
+            cfg.ConfigureEndpoints(context);
+        }
+        else
+        {
+            cfg.ConfigureEndpoints(context, endpointFilter);
+        }
     }
 
     public async ValueTask DisposeAsync()
