@@ -87,6 +87,77 @@ public class JournalCodecTests
     }
 
     /// <summary>
+    /// A retried run's error text journaled again (a failure's retries carry the same ~3 KB trace) is written from the
+    /// escapes kept at its first repeat: byte for byte what the serializer writes, for every escape the default encoder
+    /// makes, with and without the run's output and next retry; a text the encoder refuses is left to the writer.
+    /// </summary>
+    [TestCase("ascii")]
+    [TestCase("html")]
+    [TestCase("controls")]
+    [TestCase("non-ascii")]
+    [TestCase("surrogate pair")]
+    [TestCase("lone surrogate")]
+    public void ARepeatedLongErrorText_IsWrittenFromItsKeptEscapes_ByteForByteAsTheSerializerWritesIt(string kind)
+    {
+        var trace = string.Concat(Enumerable.Range(0, 12).Select(i =>
+            $"   at Shop.Consumers.ChargeConsumer.<Consume>d__{i}.MoveNext() in /src/Shop/ChargeConsumer.cs:line {40 + i}{Environment.NewLine}"));
+        var odd = kind switch
+        {
+            "ascii" => "plain",
+            "html" => "<b>'card' & \"quoted\" a+b `tick` \\ back</b>",
+            "controls" => "tab\tcr\rnul\u0001 del\u007f",
+            "non-ascii" => "déclinée \u2028 \u00a0 ü",
+            "surrogate pair" => "card \U0001F4B3 declined",
+            _ => "lone \ud800 surrogate",
+        };
+        var text = $"System.InvalidOperationException: Card declined ({odd}, {Guid.NewGuid()}).{Environment.NewLine}{trace}";
+        Assert.That(text, Has.Length.GreaterThanOrEqualTo(RepeatedTexts.MinLength));
+        var t0 = new DateTime(2026, 12, 3, 1, 0, 0, DateTimeKind.Utc);
+        LedgerRecord[] records =
+        [
+            new RunFinished(Guid.NewGuid(), Guid.NewGuid(), TaskRunState.Retried, t0, text, null, null),
+            new RunFinished(Guid.NewGuid(), Guid.NewGuid(), TaskRunState.Retried, t0.AddTicks(1234567), text, null, null),
+            new RunFinished(Guid.NewGuid(), Guid.NewGuid(), TaskRunState.Failed, t0.AddSeconds(1), text, "out\t<tab>", t0.AddSeconds(5)),
+            new RunFinished(Guid.NewGuid(), Guid.NewGuid(), TaskRunState.Retried, t0.AddSeconds(2), text, null, t0.AddMilliseconds(2500)),
+        ];
+
+        var buffer = new ArrayBufferWriter<byte>();
+        var scratch = new ArrayBufferWriter<byte>();
+        using var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { SkipValidation = true });
+        for (var i = 0; i < records.Length; i++)
+        {
+            buffer.ResetWrittenCount();
+            JournalCodec.Write(writer, buffer, records[i], scratch);
+
+            var expected = JsonSerializer.SerializeToUtf8Bytes(records[i], SpoolJson.Default.LedgerRecord);
+            Assert.That(Encoding.UTF8.GetString(buffer.WrittenSpan), Is.EqualTo(Encoding.UTF8.GetString(expected)), $"record {i}");
+            Assert.That(buffer.WrittenSpan.SequenceEqual(expected), $"record {i}: the same bytes");
+            if (kind != "lone surrogate")
+            {
+                // (A lone surrogate reads back as U+FFFD, as it always did.)
+                Assert.That(JournalCodec.Read(buffer.WrittenSpan), Is.EqualTo(records[i]), $"record {i} reads back");
+            }
+
+            Assert.That(JournalCodec.Errors.IsEscaped(text), Is.EqualTo(i > 0 && kind != "lone surrogate"),
+                $"record {i}: the first sighting is only noted, the next ones are written from the kept escapes");
+        }
+    }
+
+    [Test]
+    public void RepeatedTexts_KeepATextsEscapes_FromItsSecondSighting_AndNeverAShortOne()
+    {
+        var texts = new RepeatedTexts();
+        var text = new string('x', RepeatedTexts.MinLength) + "<'é'>";
+        Assert.That(texts.Encoded(text), Is.Null, "first sighting");
+        var copy = new string(text.AsSpan());
+        var escaped = texts.Encoded(copy);
+        Assert.That(escaped, Is.Not.Null, "an equal text, not only the same instance");
+        Assert.That(escaped!.Value.EncodedUtf8Bytes.SequenceEqual(JsonEncodedText.Encode(text).EncodedUtf8Bytes));
+        Assert.That(texts.Encoded("short <b>"), Is.Null);
+        Assert.That(texts.Encoded("short <b>"), Is.Null);
+    }
+
+    /// <summary>
     /// A journal's tail torn or damaged (a crash mid-append, a bad disk): every corrupted line either reads as nothing (skipped
     /// and counted by the replay) or as a record the writer can mask and plan, never an exception that would stop the writer.
     /// </summary>
