@@ -35,23 +35,11 @@ public sealed class LedgerMaintenance
 
     /// <summary>
     /// Whether the ledger is opened read-only (SQLite: <c>Mode=ReadOnly</c>, or a <c>file:</c> URI's <c>mode=ro</c> or
-    /// <c>immutable=1</c>; PostgreSQL: once the server said so, to <see cref="IsReadOnlyAsync"/> or the migration). Then
+    /// <c>immutable=1</c>; PostgreSQL: once the server refused <see cref="MigrateAsync"/>'s first write so, as a standby does). Then
     /// <see cref="MigrateAsync"/> only checks that the schema is this version's, the queries write nothing, and a tool
     /// should not record its own commands or start JobLog's writer: nothing can be written there.
     /// </summary>
     public bool ReadOnly => _contexts.ReadOnly;
-
-    /// <summary>
-    /// <see cref="ReadOnly"/>, the database asked first where its connection string cannot say: a PostgreSQL hot standby,
-    /// or a database or role with <c>default_transaction_read_only</c> (a dashboard or the CLI on a read replica).
-    /// </summary>
-    /// <param name="cancellationToken">Cancels the question.</param>
-    /// <returns>True when nothing can be written there; false when the database takes writes or did not answer.</returns>
-    public async Task<bool> IsReadOnlyAsync(CancellationToken cancellationToken = default)
-    {
-        await _contexts.DetectReadOnlyAsync(cancellationToken).ConfigureAwait(false);
-        return ReadOnly;
-    }
 
     /// <summary>
     /// Creates or migrates the schema (once per process; nothing when <see cref="JobLogOptions.MigrateOnStartup"/> is off);

@@ -36,12 +36,6 @@ internal sealed class JobLogContextFactory
     /// </summary>
     public bool ReadOnly => Database.IsReadOnly(ConnectionString);
 
-    /// <summary>
-    /// Asks the database whether it takes writes (<see cref="LedgerDatabase.DetectReadOnlyAsync"/>: a PostgreSQL standby or
-    /// read-only role), once a process, before the migration (<see cref="LedgerSchema.TryMigrateAsync"/>).
-    /// </summary>
-    public Task DetectReadOnlyAsync(CancellationToken cancellationToken) => Database.DetectReadOnlyAsync(ConnectionString, cancellationToken);
-
     public JobLogDbContext Create() => _create();
 
     /// <summary>

@@ -195,17 +195,17 @@ internal abstract class LedgerDatabase
 
     /// <summary>
     /// Whether <paramref name="connectionString"/> opens the ledger read-only (SQLite: <c>Mode=ReadOnly</c>, or a
-    /// <c>file:</c> URI's <c>mode=ro</c> or <c>immutable=1</c>; PostgreSQL: a server that said so to
-    /// <see cref="DetectReadOnlyAsync"/>): JobLog then checks the schema instead of migrating it and writes nothing when it reads.
+    /// <c>file:</c> URI's <c>mode=ro</c> or <c>immutable=1</c>; PostgreSQL: a server that refused a write
+    /// so, <see cref="RefusedAsReadOnly"/>): JobLog then checks the schema instead of migrating it and writes nothing when it reads.
     /// </summary>
     public virtual bool IsReadOnly(string connectionString) => false;
 
     /// <summary>
-    /// Asks the database whether it takes writes, where the connection string cannot say (PostgreSQL: a hot standby, a
-    /// database or role with <c>default_transaction_read_only</c>), so that <see cref="IsReadOnly"/> says it from then on.
-    /// A database that does not answer leaves it as it was (writable, unless its connection string says otherwise).
+    /// True when <paramref name="exception"/> is the database's refusal of a write because it takes none (PostgreSQL's
+    /// 25006: a hot standby, a database or role with <c>default_transaction_read_only</c>), which the connection string
+    /// could not say: <see cref="IsReadOnly"/> says it from then on. False for SQLite (its connection string says it).
     /// </summary>
-    public virtual Task DetectReadOnlyAsync(string connectionString, CancellationToken cancellationToken) => Task.CompletedTask;
+    public virtual bool RefusedAsReadOnly(string connectionString, Exception exception) => false;
 
     /// <summary>
     /// A statement that fails, or returns false, unless the database accepts writes now (the writer's reachability

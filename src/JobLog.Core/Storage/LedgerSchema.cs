@@ -149,41 +149,23 @@ internal sealed class LedgerSchema(
                 return;
             }
 
-            // A PostgreSQL standby or read-only role says so only when asked (SQLite's connection string says it).
-            await contexts.DetectReadOnlyAsync(cancellationToken).ConfigureAwait(false);
             if (options.Value.MigrateOnStartup && contexts.ReadOnly)
             {
-                // Opened read-only (a copy, a read-only mount, a reader's tool): nothing can be migrated, and every step below
-                // writes (the lock file, EF Core's lock row, the journal mode, the planner's statistics). The schema must
-                // already be this version's, or the reads would fail on a missing column.
-                await using var context = contexts.Create();
-                var pending = (await context.Database.GetPendingMigrationsAsync(cancellationToken).ConfigureAwait(false)).ToList();
-                if (pending.Count > 0)
-                {
-                    throw new InvalidOperationException(
-                        $"The ledger is opened read-only and its schema is not this version's ({pending.Count} migrations to apply, "
-                        + $"the first {pending[0]}): migrate it once through a connection that can write (the migrate command), then read it read-only.");
-                }
+                await CheckReadOnlySchemaAsync(cancellationToken).ConfigureAwait(false);
             }
             else if (options.Value.MigrateOnStartup)
             {
-                await using var context = contexts.Create();
-                // No time limit: a migration that builds an index on the tasks takes minutes at ten million tasks, longer
-                // than a command's default 30 s, and a start-up that timed out would roll back and time out again at every
-                // retry. The writer waits meanwhile (its records are journaled).
-                context.Database.SetCommandTimeout(0);
-                contexts.Database.BeforeMigrate(contexts.ConnectionString);
-                using var migrating = await contexts.Database.LockMigrationsAsync(contexts.ConnectionString, time, logger, cancellationToken).ConfigureAwait(false);
-                await context.Database.MigrateAsync(cancellationToken).ConfigureAwait(false);
-                await contexts.Database.AfterMigrateAsync(context, cancellationToken).ConfigureAwait(false);
-                await contexts.Database.ApplySearchIndexAsync(context, options.Value.SearchIndex, cancellationToken).ConfigureAwait(false);
-                await contexts.Database.ApplyPartitioningAsync(context, options.Value.Partitioning, time.GetUtcNow().UtcDateTime, cancellationToken).ConfigureAwait(false);
-                // A ledger written before the failures' group columns, or by a version that did not fill them: the pages
-                // would otherwise compute them at their first read (Querying.FailureGroupColumns).
-                await new Querying.LedgerQueries(context, contexts.Database).FillFailureGroupsAsync(cancellationToken).ConfigureAwait(false);
-                await context.Database.CloseConnectionAsync().ConfigureAwait(false);
-                contexts.Database.ReleaseIdleSessions(context.Database.GetDbConnection());
-                Log.Migrated(logger, contexts.Provider);
+                try
+                {
+                    await MigrateAsync(cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (contexts.Database.RefusedAsReadOnly(contexts.ConnectionString, ex))
+                {
+                    // A PostgreSQL standby, or a database or role with default_transaction_read_only: the server answered the
+                    // migration's first write with its refusal (asking it first would cost a silent server a second wait).
+                    // From now on the ledger is read-only (IsReadOnly), and its schema is checked instead.
+                    await CheckReadOnlySchemaAsync(cancellationToken).ConfigureAwait(false);
+                }
             }
 
             _ready = true;
@@ -192,6 +174,44 @@ internal sealed class LedgerSchema(
         {
             _gate.Release();
         }
+    }
+
+    /// <summary>
+    /// Opened read-only (a copy, a read-only mount, a reader's tool, a standby): nothing can be migrated, and every step of
+    /// <see cref="MigrateAsync"/> writes (the lock file, EF Core's lock row, the journal mode, the planner's statistics).
+    /// The schema must already be this version's, or the reads would fail on a missing column.
+    /// </summary>
+    private async Task CheckReadOnlySchemaAsync(CancellationToken cancellationToken)
+    {
+        await using var context = contexts.Create();
+        var pending = (await context.Database.GetPendingMigrationsAsync(cancellationToken).ConfigureAwait(false)).ToList();
+        if (pending.Count > 0)
+        {
+            throw new InvalidOperationException(
+                $"The ledger is opened read-only and its schema is not this version's ({pending.Count} migrations to apply, "
+                + $"the first {pending[0]}): migrate it once through a connection that can write (the migrate command), then read it read-only.");
+        }
+    }
+
+    private async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await using var context = contexts.Create();
+        // No time limit: a migration that builds an index on the tasks takes minutes at ten million tasks, longer than a
+        // command's default 30 s, and a start-up that timed out would roll back and time out again at every retry. The
+        // writer waits meanwhile (its records are journaled).
+        context.Database.SetCommandTimeout(0);
+        contexts.Database.BeforeMigrate(contexts.ConnectionString);
+        using var migrating = await contexts.Database.LockMigrationsAsync(contexts.ConnectionString, time, logger, cancellationToken).ConfigureAwait(false);
+        await context.Database.MigrateAsync(cancellationToken).ConfigureAwait(false);
+        await contexts.Database.AfterMigrateAsync(context, cancellationToken).ConfigureAwait(false);
+        await contexts.Database.ApplySearchIndexAsync(context, options.Value.SearchIndex, cancellationToken).ConfigureAwait(false);
+        await contexts.Database.ApplyPartitioningAsync(context, options.Value.Partitioning, time.GetUtcNow().UtcDateTime, cancellationToken).ConfigureAwait(false);
+        // A ledger written before the failures' group columns, or by a version that did not fill them: the pages would
+        // otherwise compute them at their first read (Querying.FailureGroupColumns).
+        await new Querying.LedgerQueries(context, contexts.Database).FillFailureGroupsAsync(cancellationToken).ConfigureAwait(false);
+        await context.Database.CloseConnectionAsync().ConfigureAwait(false);
+        contexts.Database.ReleaseIdleSessions(context.Database.GetDbConnection());
+        Log.Migrated(logger, contexts.Provider);
     }
 }
 

@@ -115,7 +115,7 @@ internal sealed class LedgerSession : IAsyncDisposable
     public async Task<int> RunLoggedAsync(string name, IReadOnlyList<string> args, Func<CancellationToken, Task<int>> body, CancellationToken cancellationToken)
     {
         var commands = Ledger().GetRequiredService<CommandLogger>();
-        if (commands.IsExcluded(name) || await Maintenance.IsReadOnlyAsync(cancellationToken))
+        if (commands.IsExcluded(name) || Maintenance.ReadOnly)
         {
             // A ledger opened read-only (Mode=ReadOnly, ?mode=ro, ?immutable=1; a PostgreSQL standby, or a read-only database
             // or role): the command cannot be recorded there, and the writer must not start. Its reads work; a command that
@@ -127,6 +127,12 @@ internal sealed class LedgerSession : IAsyncDisposable
         // not a start-up migration retried in the background, every attempt logged with its stack, while the command fails
         // anyway and its own record waits in the journal for another process. The worker's run keeps retrying.
         await Maintenance.MigrateAsync(cancellationToken);
+        if (Maintenance.ReadOnly)
+        {
+            // A PostgreSQL standby or read-only database: its refusal of the migration's first write said so.
+            return await body(cancellationToken);
+        }
+
         await StartAsync(cancellationToken);
         return await commands.RunAsync(name, args, body, executedFromCommandLine: true, cancellationToken);
     }

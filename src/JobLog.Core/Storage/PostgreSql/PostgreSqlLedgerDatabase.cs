@@ -446,20 +446,18 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
 
     public override bool IsReadOnly(string connectionString) => s_readOnly.TryGetValue(ServerKey(connectionString), out var readOnly) && readOnly;
 
-    public override async Task DetectReadOnlyAsync(string connectionString, CancellationToken cancellationToken)
+    public override bool RefusedAsReadOnly(string connectionString, Exception exception)
     {
-        try
+        for (var e = exception; e is not null; e = e.InnerException)
         {
-            await using var connection = CreateConnection(connectionString);
-            await connection.OpenAsync(cancellationToken).ConfigureAwait(false);
-            await using var command = connection.CreateCommand();
-            command.CommandText = "SELECT pg_is_in_recovery() OR current_setting('transaction_read_only') = 'on'";
-            s_readOnly[ServerKey(connectionString)] = await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is true;
+            if (e is PostgresException { SqlState: PostgresErrorCodes.ReadOnlySqlTransaction })
+            {
+                s_readOnly[ServerKey(connectionString)] = true;
+                return true;
+            }
         }
-        catch (Exception ex) when (ex is NpgsqlException or TimeoutException)
-        {
-            // Not answered: the start-up's probe and migration say so; the ledger is taken for writable meanwhile.
-        }
+
+        return false;
     }
 
     public override string WriteProbe =>
