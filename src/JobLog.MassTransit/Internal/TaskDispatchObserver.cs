@@ -157,9 +157,9 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
                 RecordUnconsumed(context, messageType, now);
             }
         }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
+        catch (Exception ex) when (ex is not OutOfMemoryException and not SchedulerLeftOutException)
         {
-            // Recording never breaks the business path.
+            // Recording never breaks the business path; a delay nothing can give is the application's configuration error.
             services.RecordingFailed(ex, "dispatch");
         }
 
@@ -226,7 +226,7 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
     private bool DeferToScheduler<T>(SendContext<T> context, DateTime eta, Guid? token = null)
         where T : class
     {
-        if (scheduler is not { Present: true } || context.DestinationAddress is null
+        if (scheduler is null || !scheduler.Present && !scheduler.LeftOut || context.DestinationAddress is null
             || !context.TryGetPayload<global::MassTransit.Context.TransportSendContext>(out var transport))
         {
             return false;
@@ -238,6 +238,12 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
         if (!properties.ContainsKey(SchedulerHeaders.RabbitMqExchange))
         {
             return false;
+        }
+
+        if (scheduler.LeftOut)
+        {
+            // Left to RabbitMQ, the delay closes the channel and the send waits for ever, whatever its token (session 44).
+            throw new SchedulerLeftOutException(scheduler.QueueName);
         }
 
         properties[SchedulerHeaders.RabbitMqExchange] = scheduler.QueueName;
@@ -475,3 +481,14 @@ internal sealed class TaskDispatchObserver(TaskLoggingServices services, Schedul
         services.Recorder.Enqueue(new TaskDispatchFailed(id, services.ErrorText(exception, "Dispatch failed: ")));
     }
 }
+
+/// <summary>
+/// A delayed send on RabbitMQ (JobLog's <c>Countdown</c> or <c>Eta</c>, a delayed redelivery) on a bus whose registration
+/// added the JobLog scheduler but whose endpoints left its queue out (a <c>ConfigureEndpoints</c> filter): RabbitMQ without
+/// the delayed-message plugin cannot delay it, and the send would never return.
+/// </summary>
+internal sealed class SchedulerLeftOutException(string queue) : InvalidOperationException(
+    $"This message is delayed (JobLog's Countdown or Eta, or a delayed redelivery) on RabbitMQ, which cannot delay it without its delayed-message plugin, "
+    + $"and this bus has no endpoint for the JobLog scheduler that would (AddJobLogScheduler): its queue '{queue}' was not configured. "
+    + "A ConfigureEndpoints filter that names the consumers it includes must include it too: f.IncludeJobLogScheduler().");
+

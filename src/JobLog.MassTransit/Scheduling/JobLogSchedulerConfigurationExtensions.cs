@@ -14,6 +14,19 @@ namespace MassTransit;
 public static class JobLogSchedulerConfigurationExtensions
 {
     /// <summary>
+    /// Keeps the JobLog scheduler's endpoint in a <c>ConfigureEndpoints</c> filter that names the consumers it includes
+    /// (<c>cfg.ConfigureEndpoints(context, f =&gt; { f.Include&lt;MyConsumer&gt;(); f.IncludeJobLogScheduler(); })</c>): its
+    /// consumer is JobLog's own type, which such a filter otherwise leaves out, and then a delayed send on RabbitMQ fails
+    /// saying so.
+    /// </summary>
+    /// <param name="filter">The filter.</param>
+    public static void IncludeJobLogScheduler(this global::MassTransit.DependencyInjection.Registration.IRegistrationFilterConfigurator filter)
+    {
+        ArgumentNullException.ThrowIfNull(filter);
+        filter.Include(typeof(JobLogSchedulerConsumer));
+    }
+
+    /// <summary>
     /// Adds the JobLog scheduler: a consumer of MassTransit's <c>ScheduleMessage</c>/<c>CancelScheduledMessage</c> on
     /// the queue <see cref="JobLogSchedulerOptions.QueueName"/> that stores each message in the ledger database, and a
     /// dispatcher that sends it when due (on every process that calls this; they share the work). Registers
@@ -130,6 +143,10 @@ public static class JobLogSchedulerConfigurationExtensions
     private static void AddToBus(IBusRegistrationConfigurator configurator, JobLogSchedulerRegistration registration)
     {
         configurator.AddConsumer<JobLogSchedulerConsumer, JobLogSchedulerConsumerDefinition>();
-        configurator.AddConfigureEndpointsCallback((_, endpoint) => endpoint.UseMessageScheduler(registration.Address));
+        configurator.AddConfigureEndpointsCallback((_, endpoint) =>
+        {
+            registration.AddedOn(endpoint);
+            endpoint.UseMessageScheduler(registration.Address);
+        });
     }
 }

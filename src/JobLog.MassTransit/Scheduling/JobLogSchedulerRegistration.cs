@@ -3,10 +3,21 @@ namespace JobLog.MassTransit.Scheduling;
 /// <summary>What <c>AddJobLogScheduler</c> registered: the scheduler's queue (shared by every bus that has it).</summary>
 internal sealed class JobLogSchedulerRegistration(string queueName)
 {
+    // The endpoints configured by ConfigureEndpoints on a bus whose own registration added the scheduler (its
+    // AddConfigureEndpointsCallback marks them), so that a bus can tell "added the scheduler, but a filter left its
+    // endpoint out" from "never added it" (another bus of the application did).
+    private readonly System.Runtime.CompilerServices.ConditionalWeakTable<object, object> _addedOn = new();
+
     public string QueueName { get; } = queueName;
 
     /// <summary>The short address MassTransit resolves against the bus host (<c>queue:joblog-scheduler</c>).</summary>
     public Uri Address { get; } = new("queue:" + queueName);
+
+    /// <summary><paramref name="endpoint"/> was configured by <c>ConfigureEndpoints</c> on a bus that added the scheduler.</summary>
+    public void AddedOn(object endpoint) => _addedOn.AddOrUpdate(endpoint, this);
+
+    /// <summary>Whether <paramref name="endpoint"/> was configured on a bus that added the scheduler (<see cref="AddedOn"/>).</summary>
+    public bool WasAddedOn(object endpoint) => _addedOn.TryGetValue(endpoint, out _);
 }
 
 /// <summary>
@@ -21,6 +32,7 @@ internal sealed class SchedulerOnBus(JobLogSchedulerRegistration registration)
     private TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private volatile bool _sawEndpoint;
     private volatile bool _hasScheduler;
+    private readonly List<WeakReference<object>> _endpoints = [];
 
     public string QueueName => registration.QueueName;
 
@@ -29,6 +41,26 @@ internal sealed class SchedulerOnBus(JobLogSchedulerRegistration registration)
     /// <c>ConfigureEndpoints</c>), nothing is known, and the scheduler is taken as there, as it always was.
     /// </summary>
     public bool Present => _hasScheduler || !_sawEndpoint;
+
+    /// <summary>
+    /// This bus's own registration added the scheduler (<c>AddJobLogScheduler</c>) and its endpoints were configured, but
+    /// not the scheduler's: a <c>ConfigureEndpoints</c> filter left it out. Not when another bus added it.
+    /// </summary>
+    public bool LeftOut
+    {
+        get
+        {
+            if (Present)
+            {
+                return false;
+            }
+
+            lock (_endpoints)
+            {
+                return _endpoints.Exists(e => e.TryGetTarget(out var endpoint) && registration.WasAddedOn(endpoint));
+            }
+        }
+    }
 
     /// <summary>
     /// Completes when this bus's scheduler endpoint is ready: its exchange exists then, so a message deferred to it (a
@@ -41,6 +73,11 @@ internal sealed class SchedulerOnBus(JobLogSchedulerRegistration registration)
         where T : global::MassTransit.IReceiveEndpointConfigurator
     {
         _sawEndpoint = true;
+        lock (_endpoints)
+        {
+            _endpoints.Add(new WeakReference<object>(configurator));
+        }
+
         if (IsScheduler(configurator.InputAddress))
         {
             _hasScheduler = true;
