@@ -67,12 +67,12 @@ public static class JobLogServiceCollectionExtensions
         services.AddHostedService<LedgerStartupService>();
         // Over a ledger opened read-only, the services that write it on their own do not start (LedgerWritingHost); the
         // writer does, since what this process records must be kept (journaled) until a process that can write takes it.
-        services.AddHostedService(sp => new LedgerWritingHost(sp.GetRequiredService<HostHeartbeat>(), sp.GetRequiredService<JobLogContextFactory>()));
+        services.AddHostedService(sp => new LedgerWritingHost<HostHeartbeat>(sp.GetRequiredService<HostHeartbeat>(), sp.GetRequiredService<JobLogContextFactory>()));
         services.AddHostedService(sp => sp.GetRequiredService<LedgerWriter>());
         services.TryAddSingleton<JobLog.Storage.Partitioning.LedgerPartitionService>();
-        services.AddHostedService(sp => new LedgerWritingHost(
+        services.AddHostedService(sp => new LedgerWritingHost<JobLog.Storage.Partitioning.LedgerPartitionService>(
             sp.GetRequiredService<JobLog.Storage.Partitioning.LedgerPartitionService>(), sp.GetRequiredService<JobLogContextFactory>()));
-        services.AddHostedService(sp => new LedgerWritingHost(
+        services.AddHostedService(sp => new LedgerWritingHost<TaskLogSweeper>(
             sp.GetRequiredService<TaskLogSweeper>(), sp.GetRequiredService<JobLogContextFactory>(), () => sp.GetRequiredService<IOptions<JobLogOptions>>().Value.Sweeper.Enabled));
         return services;
     }

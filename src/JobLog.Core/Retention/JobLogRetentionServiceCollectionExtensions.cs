@@ -32,7 +32,7 @@ public static class JobLogRetentionServiceCollectionExtensions
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<JobLogRetentionOptions>, JobLogRetentionOptionsValidator>());
         services.TryAddSingleton<LedgerPurger>();
         services.AddSingleton<LedgerRetentionService>();
-        services.AddHostedService(sp => new JobLog.Storage.LedgerWritingHost(sp.GetRequiredService<LedgerRetentionService>(), sp.GetRequiredService<JobLog.Storage.JobLogContextFactory>()));
+        services.AddHostedService(sp => new JobLog.Storage.LedgerWritingHost<LedgerRetentionService>(sp.GetRequiredService<LedgerRetentionService>(), sp.GetRequiredService<JobLog.Storage.JobLogContextFactory>()));
         return services;
     }
 }

@@ -32,7 +32,7 @@ internal sealed class JobLogContextFactory
 
     /// <summary>
     /// Whether the connection string opens the ledger read-only (<see cref="LedgerDatabase.IsReadOnly"/>): then nothing can
-    /// be written there, and JobLog's background services that write (<see cref="LedgerWritingHost"/>) do not start.
+    /// be written there, and JobLog's background services that write (<see cref="LedgerWritingHost{TService}"/>) do not start.
     /// </summary>
     public bool ReadOnly => Database.IsReadOnly(ConnectionString);
 

@@ -7,14 +7,18 @@ namespace JobLog.Storage;
 /// maintenance, the retention): started only when the ledger can be written and <paramref name="enabled"/> says so. Over
 /// a ledger opened read-only (a copy, a read-only mount, a dashboard reading another process's ledger) each of its passes
 /// would fail with "attempt to write a readonly database" and log it, forever (session 44); the start-up says once what
-/// does not run (<see cref="LedgerStartupService"/>).
+/// does not run (<see cref="LedgerStartupService"/>). Generic in the service it starts: <c>AddHostedService</c> adds a
+/// hosted service once per implementation type (<c>TryAddEnumerable</c>), so one non-generic type for all of them kept
+/// the first (the heartbeat) and dropped the sweeper, the partition maintenance and the retention (found by the
+/// clean-clone CI run of 0e564e2: <c>PurgeCommandTests.AddJobLogRetention_RunsAsAHostedService</c>).
 /// </summary>
-internal sealed class LedgerWritingHost(IHostedService inner, JobLogContextFactory contexts, Func<bool>? enabled = null) : IHostedService
+internal sealed class LedgerWritingHost<TService>(TService inner, JobLogContextFactory contexts, Func<bool>? enabled = null) : IHostedService
+    where TService : IHostedService
 {
     private bool _started;
 
     /// <summary>The service this one starts when the ledger can be written.</summary>
-    public IHostedService Inner => inner;
+    public TService Inner => inner;
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
