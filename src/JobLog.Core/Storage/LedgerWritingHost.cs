@@ -17,9 +17,6 @@ internal sealed class LedgerWritingHost<TService>(TService inner, JobLogContextF
 {
     private bool _started;
 
-    /// <summary>The service this one starts when the ledger can be written.</summary>
-    public TService Inner => inner;
-
     public Task StartAsync(CancellationToken cancellationToken)
     {
         if (contexts.ReadOnly || enabled?.Invoke() == false)
