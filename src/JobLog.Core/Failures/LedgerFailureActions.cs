@@ -178,6 +178,7 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
                     || (i.State == FailureActionItemState.Done && i.KeptMessageId != null
                         && !db.TaskRunLogs.Any(r => r.TaskId == i.TaskId && r.Start >= i.ClaimedAt))))
                 .Select(i => i.TaskId).ToListAsync(ct).ConfigureAwait(false)).ToHashSet();
+            var unkept = await UnkeptKindsAsync(db, [.. failed.Where(id => !kept.ContainsKey(id))], ct).ConfigureAwait(false);
 
             var items = new List<FailureActionItemLog>(ids.Count);
             var action = NewAction(request, FailureActionKind.Retry, now, 0, 0);
@@ -194,7 +195,7 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
                 }
                 else if (!kept.TryGetValue(id, out var message))
                 {
-                    item.Reason = "no kept message";
+                    item.Reason = unkept.GetValueOrDefault(id, NoKeptMessage);
                 }
                 else if (message.TooLarge)
                 {
@@ -226,6 +227,39 @@ internal sealed class LedgerFailureActions(JobLogContextFactory contexts, RetryS
 
             return new FailureActionReceipt(action.Id, action.Count, action.Skipped);
         }
+    }
+
+    private const string NoKeptMessage = "no kept message";
+
+    /// <summary>The consumer type of a Courier routing slip's own run (JobLog.MassTransit's <c>RoutingSlipTasks.Name</c>).</summary>
+    internal const string RoutingSlipConsumer = "RoutingSlip";
+
+    /// <summary>Why a routing slip has no kept message: Courier ended it, no delivery failed.</summary>
+    internal const string RoutingSlipNotRetried =
+        NoKeptMessage + ": a Courier routing slip, which Courier faulted itself (and compensated the activities that had completed), so no delivery failed and no message was kept; "
+        + "its activity's message sent again would run on a routing slip already compensated: execute a new routing slip";
+
+    /// <summary>Why a job has no kept message: the job service ended it, no delivery failed.</summary>
+    internal const string JobNotRetried =
+        NoKeptMessage + ": a job of MassTransit's job service, which faulted the job itself (its attempts are the job service's, not a queue's), so no message was kept; "
+        + "retry it through the job service (bus.RetryJob(jobId), the JobId is the task's id)";
+
+    /// <summary>
+    /// For the FAILED tasks without a kept message (<paramref name="ids"/>), the refusal of those whose failure no delivery
+    /// carried, so that no message could be kept: a routing slip (its own run) and a job (a run with a job attempt). Others
+    /// are not in the result ("no kept message": keeping was off, or the copy could not be committed).
+    /// </summary>
+    private static async Task<Dictionary<Guid, string>> UnkeptKindsAsync(JobLogDbContext db, List<Guid> ids, CancellationToken ct)
+    {
+        if (ids.Count == 0)
+        {
+            return [];
+        }
+
+        var runs = await db.TaskRunLogs.AsNoTracking()
+            .Where(r => ids.Contains(r.TaskId) && (r.ConsumerType == RoutingSlipConsumer || r.JobRetryAttempt != null))
+            .Select(r => new { r.TaskId, Job = r.JobRetryAttempt != null }).Distinct().ToListAsync(ct).ConfigureAwait(false);
+        return runs.GroupBy(r => r.TaskId).ToDictionary(g => g.Key, g => g.Any(r => r.Job) ? JobNotRetried : RoutingSlipNotRetried);
     }
 
     /// <summary>Which of <paramref name="ids"/> are FAILED tasks, and which are tasks at all.</summary>

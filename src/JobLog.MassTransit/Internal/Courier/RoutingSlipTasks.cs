@@ -17,8 +17,8 @@ namespace JobLog.MassTransit.Internal.Courier;
 /// </summary>
 internal static class RoutingSlipTasks
 {
-    /// <summary>The name of a routing slip's task and of its own run.</summary>
-    public const string Name = "RoutingSlip";
+    /// <summary>The name of a routing slip's task and of its own run (by which a retry from the ledger knows a routing slip).</summary>
+    public const string Name = JobLog.Failures.LedgerFailureActions.RoutingSlipConsumer;
 
     // XORed into the tracking number: the routing slip's own run has an id every host derives alike.
     private static readonly Guid s_runSalt = new("5a0c6c3e-7c1b-4f4e-9d6a-2f1d9b8e4c71");
