@@ -24,15 +24,16 @@ public sealed class FailedAppRetryTests
     public void SetUp() => _switch = new Switch45();
 
     private Task<BusFixture> StartAsync(Action<IBusRegistrationConfigurator> consumers, Transport transport = Transport.InMemory,
-        Action<IBusRegistrationContext, IBusFactoryConfigurator>? configureBus = null) =>
+        Action<IBusRegistrationContext, IBusFactoryConfigurator>? configureBus = null, TestLedger? ledger = null) =>
         BusFixture.StartAsync(transport, consumers, options: o =>
         {
             o.Failures.RetriesPerSecond = 5000;
             o.Failures.RetryPollInterval = TimeSpan.FromMilliseconds(100);
-        }, configureBus: configureBus, configureServices: s => s.AddSingleton(_switch));
+        }, ledger: ledger, configureBus: configureBus, configureServices: s => s.AddSingleton(_switch));
 
-    [Test]
-    public async Task CourierRoutingSlip_WhoseActivityFailed_IsRefused_SayingCourierCompensatedIt_AndCanBeResolved()
+    [TestCase(LedgerProvider.Sqlite)]
+    [TestCase(LedgerProvider.PostgreSql)]
+    public async Task CourierRoutingSlip_WhoseActivityFailed_IsRefused_SayingCourierCompensatedIt_AndCanBeResolved(LedgerProvider provider)
     {
         // Courier catches the activity's exception, faults the routing slip and compensates what completed: the delivery
         // does not fail, so no message is kept, and the execute message (with its routing slip) sent again would run
@@ -41,7 +42,7 @@ public sealed class FailedAppRetryTests
         {
             x.AddActivity<Reserve45Activity, Reserve45Arguments, Reserve45Log>();
             x.AddExecuteActivity<Charge45Activity, Charge45Arguments>();
-        });
+        }, ledger: provider == LedgerProvider.Sqlite ? TestLedger.Sqlite() : await TestLedger.PostgresAsync());
         var builder = new RoutingSlipBuilder(NewId.NextGuid());
         builder.AddActivity("Reserve", new Uri($"queue:{KebabCaseEndpointNameFormatter.Instance.ExecuteActivity<Reserve45Activity, Reserve45Arguments>()}"), new { OrderId = 1 });
         builder.AddActivity("Charge", new Uri($"queue:{KebabCaseEndpointNameFormatter.Instance.ExecuteActivity<Charge45Activity, Charge45Arguments>()}"), new { OrderId = 1 });
