@@ -29,7 +29,7 @@ internal static class ConsumedRecords
             // Not a Guid: not a redelivery of ours.
         }
 
-        if (context.MessageId is { } id)
+        if (EnvelopeFields.MessageId(context) is { } id)
         {
             return id;
         }
@@ -74,6 +74,7 @@ internal static class ConsumedRecords
     /// <summary>
     /// The task row the writer creates when the producer's row is missing (a foreign or unrecorded producer, a mediator
     /// request client's send); <paramref name="caller"/>: the mediator caller's run and request (<see cref="DeliveryState.Caller"/>).
+    /// The envelope's ids and addresses as <see cref="EnvelopeFields"/> reads them (absent when not readable, cut to their columns).
     /// </summary>
     public static TaskPayload Seed(
         ConsumeContext context, Guid taskId, string name, string? queue, DateTime start, DateTime? expires = null, bool isInternal = false,
@@ -82,12 +83,12 @@ internal static class ConsumedRecords
         {
             Id = taskId,
             Name = name,
-            QueueName = queue,
+            QueueName = EnvelopeFields.Name(queue),
             DispatchedAt = context.SentTime is { } sent ? Utc(sent) : start,
             EstimatedTimeOfFirstArrival = context.SentTime is { } eta ? Utc(eta) : start,
-            CorrelationId = context.CorrelationId,
-            ConversationId = context.ConversationId,
-            SourceAddress = SourceAddressText.Of(context.SourceAddress),
+            CorrelationId = EnvelopeFields.CorrelationId(context),
+            ConversationId = EnvelopeFields.ConversationId(context),
+            SourceAddress = EnvelopeFields.Address(SourceAddressText.Of(EnvelopeFields.SourceAddress(context))),
             Expires = expires,
             IsInternal = isInternal,
             ParentRunId = caller.Run,

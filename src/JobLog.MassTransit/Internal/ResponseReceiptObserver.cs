@@ -46,7 +46,7 @@ internal sealed partial class ResponseReceiptObserver(TaskLoggingServices servic
             // handler reports itself as a MessageHandler too, configured or connected, and a request carries a RequestId
             // as its response does: a request names where to answer (its ResponseAddress), a response does not.
             var handler = consumerType.Contains("MessageHandler<", StringComparison.Ordinal);
-            if (context.RequestId is not { } requestId || context.MessageId is not { } taskId || !handler || context.ResponseAddress is not null)
+            if (EnvelopeFields.RequestId(context) is not { } requestId || EnvelopeFields.MessageId(context) is not { } taskId || !handler || EnvelopeFields.HasResponseAddress(context))
             {
                 Connected(context, duration, consumerType, handler, exception);
                 return;
@@ -70,7 +70,7 @@ internal sealed partial class ResponseReceiptObserver(TaskLoggingServices servic
                 ? new RunEnd(TaskRunState.Succeeded, stop, null)
                 : new RunEnd(TaskRunState.Failed, stop, services.ErrorText(exception));
             var run = ConsumedRecords.Run(services, context, NewId.NextSequentialGuid(), taskId, name, queue, ConsumerType, start, ended);
-            var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, start);
+            var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(EnvelopeFields.DestinationAddress(context)) ?? queue, start);
             services.Recorder.Enqueue(new RunStarted(run, seed, false, new DeferredRendering(context.Message, services.Renderer)));
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
@@ -157,7 +157,7 @@ internal sealed partial class ResponseReceiptObserver(TaskLoggingServices servic
 
         var rendering = delivery.Rendering ??= new DeferredRendering(context.Message, services.Renderer);
         var run = ConsumedRecords.Run(services, context, runId, taskId, name, queue, consumer, start, ended);
-        var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, start,
+        var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(EnvelopeFields.DestinationAddress(context)) ?? queue, start,
             isInternal: InternalMessages.IsInternal(typeof(T)), caller: delivery.Caller);
         delivery.Track(recorder.Enqueue(new RunStarted(run, seed, context.ReceiveContext.Redelivered, rendering)));
     }

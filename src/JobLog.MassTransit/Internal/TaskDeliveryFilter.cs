@@ -167,8 +167,9 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
             var name = type is not null ? services.TaskName(type) : urns.Length > 0 ? SerializedMessages.ShortName(urns[0]) : SkippedConsumer;
             name = name.Length > LedgerModel.NameLength ? name[..(LedgerModel.NameLength - 1)] + "…" : name;
             var consumers = type is not null && queue is not null ? services.Consumed.ConsumersOnEndpoint(queue, type) : [];
-            var response = context.RequestId is not null && context.ResponseAddress is null && !services.Consumed.HasConsumersOn(queue);
-            var (lanes, ended) = response && services.Requests.NotAccepting(context.RequestId!.Value, urns) is { } accepted
+            var requestId = EnvelopeFields.RequestId(context);
+            var response = requestId is not null && !EnvelopeFields.HasResponseAddress(context) && !services.Consumed.HasConsumersOn(queue);
+            var (lanes, ended) = response && services.Requests.NotAccepting(requestId!.Value, urns) is { } accepted
                 ? ([ResponseReceiptObserver.ConsumerType], new RunEnd(TaskRunState.Failed, now,
                     $"Not received: it arrived at {queue} at {now:O}, where its request client was waiting for {Bounded(string.Join(", ", accepted), MaxSkippedTypesText)} and does not accept this type ({Bounded(string.Join(", ", urns), MaxSkippedTypesText)}); MassTransit drops it, and the requester gets no answer from it (it times out unless another answer comes)."))
                 : response
@@ -179,7 +180,7 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
                         $"Not consumed: it arrived at {queue} at {now:O}, but a filter in front of its consumers did not pass it on (none of them ran); MassTransit moved it to {queue}_skipped."))
                     : ([SkippedConsumer], new RunEnd(TaskRunState.Failed, now,
                         $"Skipped: no consumer on {queue} takes this message ({Bounded(string.Join(", ", urns), MaxSkippedTypesText)}); MassTransit moves it, unconsumed, to the endpoint's skipped queue ({queue}_skipped unless configured otherwise)."));
-            var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
+            var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(EnvelopeFields.DestinationAddress(context)) ?? queue, now,
                 isInternal: type is not null && InternalMessages.IsInternal(type));
             foreach (var consumer in lanes)
             {
@@ -218,7 +219,7 @@ internal sealed class TaskDeliveryFilter(TaskLoggingServices services, bool medi
                 ? $"Refused before any consumer ran, by the failure of another message rethrown (an open circuit breaker refuses with the exception that opened it; that message's task: {of.Value}): "
                 : "Refused before any consumer ran: ";
             var ended = new RunEnd(TaskRunState.Failed, now, services.ErrorText(exception, prefix));
-            var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(context.DestinationAddress) ?? queue, now,
+            var seed = ConsumedRecords.Seed(context, taskId, name, TaskLoggingServices.QueueName(EnvelopeFields.DestinationAddress(context)) ?? queue, now,
                 isInternal: InternalMessages.IsInternal(type), caller: delivery.Caller);
 
             // In the lane of each consumer of this endpoint (whatever other endpoints consume): a later run of it (the

@@ -100,7 +100,7 @@ internal sealed class TaskRunFilter<TMessage>(TaskLoggingServices services, stri
         var queue = _input.Get(context.ReceiveContext.InputAddress);
         var expires = context.ExpirationTime is { } x ? DateTime.SpecifyKind(x, DateTimeKind.Utc) : (DateTime?)null;
         var seed = ConsumedRecords.Seed(
-            context, taskId, name, _destination.Get(context.DestinationAddress) ?? queue, start, expires, InternalMessages.IsInternal(typeof(TMessage)),
+            context, taskId, name, _destination.Get(EnvelopeFields.DestinationAddress(context)) ?? queue, start, expires, InternalMessages.IsInternal(typeof(TMessage)),
             delivery.Caller);
 
         if (expires < start)

@@ -1,0 +1,251 @@
+using System.Text.Json;
+using JobLog.Testing;
+using MassTransit;
+using Microsoft.EntityFrameworkCore;
+using Microsoft.Extensions.DependencyInjection;
+using NUnit.Framework;
+using RabbitMQ.Client;
+
+namespace JobLog.MassTransit.Tests.Hostile45;
+
+/// <summary>
+/// Envelopes a hostile or broken sender publishes raw to a queue JobLog's consumers read (RabbitMQ.Client's
+/// BasicPublish, no MassTransit on the sending side): ids that are no Guids, addresses that are no URIs or a megabyte
+/// long, times at the ends of the calendar, message types of a megabyte, of nothing or of another assembly. The bus is
+/// a plain one (no test harness: its observer reads the MessageId itself and faults such a delivery on its own).
+/// </summary>
+public class RawEnvelopeTests
+{
+    private const string ChargeCardUrn = "urn:message:JobLog.MassTransit.Tests:ChargeCard";
+
+    private static readonly JsonSerializerOptions s_json = new(JsonSerializerDefaults.Web);
+
+    /// <summary>
+    /// MassTransit parses an envelope's ids and addresses when first read, and throws on every read of one written
+    /// wrong; the consumer never reads them, so without JobLog it takes the message. JobLog's reads of them must not
+    /// fault it: the consumer runs, the task is SUCCEEDED with the fields it could not read left empty, nothing in _error.
+    /// </summary>
+    [Test]
+    public async Task EnvelopeIdsAndAddressesThatAreNoGuidsOrUris_DoNotFaultTheDelivery_TheTaskIsRecordedWithoutThem()
+    {
+        await using var bus = await RawBus.StartAsync(TestLedger.Sqlite());
+        var cases = new (string Name, (string Key, object? Value)[] Fields)[]
+        {
+            ("correlationId", [("correlationId", "not-a-guid")]),
+            ("conversationId", [("conversationId", new string('c', 100_000))]),
+            ("initiatorId and requestId", [("initiatorId", "<script>alert(1)</script>"), ("requestId", "r-1")]),
+            ("sourceAddress", [("sourceAddress", "not a uri")]),
+            ("destinationAddress", [("destinationAddress", "charge-card")]),
+            ("responseAddress and faultAddress", [("responseAddress", "::"), ("faultAddress", "http://[")]),
+        };
+        var ids = new List<(string Name, Guid Id)>();
+        await bus.PublishAsync(cases.Select((c, i) =>
+        {
+            var id = NewId.NextGuid();
+            ids.Add((c.Name, id));
+            return (id.ToString(), Envelope(id.ToString(), 100 + i, c.Fields));
+        }));
+        var after = await bus.SettleAsync(cases.Length);
+        var tasks = await bus.Host.TasksAsync();
+        var failures = new List<string>();
+        foreach (var (name, id) in ids)
+        {
+            var task = tasks.SingleOrDefault(t => t.Id == id);
+            if (task is not { State: TaskState.Succeeded, Runs: [{ State: TaskRunState.Succeeded, ConsumerType: "ChargeCardConsumer" }] })
+            {
+                failures.Add($"{name}: {(task is null ? "no task" : $"{task.State}, runs {string.Join(", ", task.Runs.Select(r => $"{r.State} {r.ErrorMessage}"))}")}");
+            }
+            else if (task.CorrelationId is not null || task.ConversationId is not null || task.SourceAddress is not null || task.QueueName != "charge-card")
+            {
+                failures.Add($"{name}: correlation {task.CorrelationId}, conversation {task.ConversationId}, source {task.SourceAddress}, queue {task.QueueName}");
+            }
+        }
+
+        Assert.Multiple(async () =>
+        {
+            Assert.That(failures, Is.Empty);
+            Assert.That(await bus.Vhost.MessagesInQueueAsync("charge-card_error"), Is.LessThanOrEqualTo(0), "nothing faulted");
+            Assert.That(tasks.Single(t => t.Id == after).State, Is.EqualTo(TaskState.Succeeded));
+        });
+    }
+
+    /// <summary>
+    /// A source or destination address of a megabyte: the task's copy is cut to its column (2,000 and 250 characters,
+    /// ending in '…'), and the rest of the row is what came in (its message, not the writer's rejected-row marker).
+    /// </summary>
+    [TestCase(LedgerProvider.Sqlite)]
+    [TestCase(LedgerProvider.PostgreSql)]
+    public async Task EnvelopeAddressesOfAMegabyte_AreCutToTheirColumns_AndTheRowKeepsItsMessage(LedgerProvider provider)
+    {
+        await using var bus = await RawBus.StartAsync(await Ledgers.CreateAsync(provider));
+        var source = NewId.NextGuid();
+        var destination = NewId.NextGuid();
+        await bus.PublishAsync(
+        [
+            (source.ToString(), Envelope(source.ToString(), 1, ("sourceAddress", "rabbitmq://localhost/" + new string('s', 1024 * 1024)))),
+            (destination.ToString(), Envelope(destination.ToString(), 2, ("destinationAddress", "rabbitmq://localhost/" + new string('d', 1024 * 1024)))),
+        ]);
+        await bus.SettleAsync(2);
+
+        var bySource = await bus.Host.TaskAsync(source);
+        var byDestination = await bus.Host.TaskAsync(destination);
+        Assert.Multiple(() =>
+        {
+            Assert.That(bySource.SourceAddress, Has.Length.EqualTo(2000).And.StartWith("rabbitmq://localhost/sss").And.EndWith("…"));
+            Assert.That(byDestination.QueueName, Has.Length.EqualTo(250).And.StartWith("ddd").And.EndWith("…"));
+            foreach (var task in new[] { bySource, byDestination })
+            {
+                Assert.That(task.State, Is.EqualTo(TaskState.Succeeded));
+                Assert.That(task.Input, Is.Not.Null.And.Contains("Amount"), "the message, not a rejected row's marker");
+                Assert.That(task.Runs.Single().State, Is.EqualTo(TaskRunState.Succeeded));
+            }
+        });
+    }
+
+    /// <summary>
+    /// Fields JobLog reads as they came, probed (they held): a sent time in 9999 or 0001, an expiry in 0001, a type list
+    /// of a megabyte, empty, or of another assembly's type, a host and a header of a megabyte.
+    /// </summary>
+    [Test]
+    public async Task EnvelopeTimesAtTheEndsOfTheCalendar_AndMessageTypesOfAMegabyteNothingOrAnotherAssembly_AreRecordedAsTheyCame()
+    {
+        await using var bus = await RawBus.StartAsync(TestLedger.Sqlite());
+        var cases = new (string Name, (string Key, object? Value)[] Fields)[]
+        {
+            ("sent 9999", [("sentTime", "9999-12-31T23:59:59.9999999Z")]),
+            ("sent 0001", [("sentTime", "0001-01-01T00:00:00Z")]),
+            ("expires 0001", [("expirationTime", "0001-01-01T00:00:00Z")]),
+            ("type of 1 MB", [("messageType", new[] { "urn:message:Evil:" + new string('T', 1024 * 1024) })]),
+            ("no type", [("messageType", Array.Empty<string>())]),
+            ("another assembly's type", [("messageType", new[] { "urn:message:System:String" })]),
+            ("host of 1 MB", [("host", new Dictionary<string, object?> { ["machineName"] = new string('m', 1024 * 1024), ["processName"] = "<b>x</b>" })]),
+            ("header of 1 MB", [("headers", new Dictionary<string, object?> { ["h"] = new string('h', 1024 * 1024), ["MT-OriginalMessageId"] = "nope" })]),
+        };
+        var ids = cases.Select(_ => NewId.NextGuid()).ToArray();
+        await bus.PublishAsync(cases.Select((c, i) => (ids[i].ToString(), Envelope(ids[i].ToString(), 200 + i, c.Fields))));
+        await bus.SettleAsync(cases.Length);
+        var tasks = (await bus.Host.TasksAsync()).ToDictionary(t => t.Id);
+
+        Assert.Multiple(async () =>
+        {
+            var sent9999 = tasks[ids[0]];
+            Assert.That((sent9999.State, sent9999.DispatchedAt, sent9999.Runs.Single().WaitingTime), Is.EqualTo((TaskState.Succeeded, DateTime.MaxValue, 0.0)));
+            var sent0001 = tasks[ids[1]];
+            Assert.That((sent0001.State, sent0001.DispatchedAt), Is.EqualTo((TaskState.Succeeded, DateTime.MinValue)));
+            Assert.That(sent0001.Runs.Single().WaitingTime, Is.GreaterThan(6e10), "what the sender's time says");
+            var expired = tasks[ids[2]];
+            Assert.That((expired.State, expired.Runs.Single().State), Is.EqualTo((TaskState.Expired, TaskRunState.Expired)));
+            Assert.That(expired.Runs.Single().ErrorMessage, Does.Contain("after its expiration time 0001-01-01"));
+
+            var huge = tasks[ids[3]];
+            Assert.That((huge.State, huge.Runs.Single().ConsumerType), Is.EqualTo((TaskState.Failed, "(skipped)")));
+            Assert.That(huge.Name, Has.Length.EqualTo(250).And.StartWith("TTT").And.EndWith("…"));
+            Assert.That(huge.Runs.Single().ErrorMessage, Has.Length.LessThan(2_000).And.Contains("Skipped: no consumer on charge-card"));
+            var none = tasks[ids[4]];
+            Assert.That((none.State, none.Name), Is.EqualTo((TaskState.Failed, "(skipped)")));
+            var other = tasks[ids[5]];
+            Assert.That((other.State, other.Name), Is.EqualTo((TaskState.Failed, "String")));
+            Assert.That(other.Runs.Single().ErrorMessage, Does.Contain("(urn:message:System:String)"));
+
+            foreach (var id in ids[6..])
+            {
+                Assert.That((tasks[id].State, tasks[id].Runs.Single().State), Is.EqualTo((TaskState.Succeeded, TaskRunState.Succeeded)));
+                Assert.That(tasks[id].Runs.Single().Host, Is.Not.Contains("mmm"), "the run's host is this host, not the envelope's");
+            }
+
+            Assert.That(await bus.Vhost.MessagesInQueueAsync("charge-card_skipped"), Is.EqualTo(4), "the three types no consumer takes, and the expired message JobLog did not give the consumer");
+        });
+    }
+
+    private static Dictionary<string, object?> Envelope(string messageId, int customer, params (string Key, object? Value)[] fields)
+    {
+        var envelope = new Dictionary<string, object?>
+        {
+            ["messageId"] = messageId,
+            ["messageType"] = new[] { ChargeCardUrn },
+            ["message"] = new Dictionary<string, object?> { ["customerId"] = customer, ["amount"] = 1.5m },
+            ["sentTime"] = DateTime.UtcNow.ToString("O"),
+        };
+        foreach (var (key, value) in fields)
+        {
+            envelope[key] = value;
+        }
+
+        return envelope;
+    }
+
+    /// <summary>A plain MassTransit bus on RabbitMQ (no test harness) with JobLog and <see cref="ChargeCardConsumer"/>.</summary>
+    private sealed class RawBus(LedgerHost host, RabbitMqVhost vhost) : IAsyncDisposable
+    {
+        public LedgerHost Host => host;
+
+        public RabbitMqVhost Vhost => vhost;
+
+        public static async Task<RawBus> StartAsync(TestLedger ledger)
+        {
+            var vhost = await RabbitMqVhost.CreateAsync();
+            var host = await LedgerHost.StartAsync(ledger, services: s =>
+            {
+                s.Configure<MassTransitHostOptions>(o => o.WaitUntilStarted = true);
+                s.AddMassTransit(x =>
+                {
+                    x.SetKebabCaseEndpointNameFormatter();
+                    x.AddConsumer<ChargeCardConsumer>();
+                    x.UsingRabbitMq((context, cfg) =>
+                    {
+                        cfg.Host(RabbitMqVhost.Host, vhost.Name, h =>
+                        {
+                            h.Username("guest");
+                            h.Password("guest");
+                        });
+                        cfg.UseTaskLogging(context);
+                        cfg.ConfigureEndpoints(context);
+                    });
+                });
+            });
+            return new RawBus(host, vhost);
+        }
+
+        public async Task PublishAsync(IEnumerable<(string TransportId, Dictionary<string, object?> Envelope)> messages)
+        {
+            var factory = new ConnectionFactory { HostName = RabbitMqVhost.Host, VirtualHost = vhost.Name, UserName = "guest", Password = "guest" };
+            await using var connection = await factory.CreateConnectionAsync();
+            await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
+            foreach (var (transportId, envelope) in messages)
+            {
+                var properties = new BasicProperties { ContentType = "application/vnd.masstransit+json", MessageId = transportId, Persistent = true };
+                await channel.BasicPublishAsync("charge-card", "", false, properties, JsonSerializer.SerializeToUtf8Bytes(envelope, s_json));
+            }
+        }
+
+        /// <summary>
+        /// Publishes a valid message after the <paramref name="hostile"/> ones and waits for its task and for as many
+        /// ended tasks as messages: the consumer kept consuming, and every message's task ended.
+        /// </summary>
+        public async Task<Guid> SettleAsync(int hostile)
+        {
+            var after = NewId.NextGuid();
+            await host.Services.GetRequiredService<IBus>().Publish(new ChargeCard(9999, 1m), x => x.MessageId = after);
+            await LedgerHost.EventuallyAsync(
+                async () => await host.QueryAsync(db => db.TaskLogs.AnyAsync(t => t.Id == after && t.State == TaskState.Succeeded)),
+                because: "a valid message after the hostile ones is consumed and recorded");
+            await LedgerHost.EventuallyAsync(
+                async () => await host.QueryAsync(db => db.TaskLogs.CountAsync(t => t.State == TaskState.Succeeded || t.State == TaskState.Failed || t.State == TaskState.Expired)) > hostile,
+                because: $"the {hostile} hostile messages' tasks ended");
+            await host.FlushAsync();
+            return after;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            try
+            {
+                await host.DisposeAsync();
+            }
+            finally
+            {
+                await vhost.DisposeAsync();
+            }
+        }
+    }
+}
