@@ -157,6 +157,94 @@ public class RawEnvelopeTests
         });
     }
 
+    /// <summary>
+    /// Transport headers of every AMQP type RabbitMQ carries (a double NaN it refuses itself: the broker closes the
+    /// connection with 541 INTERNAL_ERROR), each alone on a message that succeeds and on one that fails: every task ends
+    /// with its one run, and every failed message's copy is kept with its headers as text, a table 1,000 deep cut to
+    /// JSON 32 levels deep, 3,000 headers all there.
+    /// </summary>
+    [Test]
+    public async Task TransportHeadersOfEveryAmqpType_EachTaskEnds_AndTheFailedMessagesAreKeptWithThemAsText()
+    {
+        await using var bus = await RawBus.StartAsync(TestLedger.Sqlite());
+        static object Deep(int depth)
+        {
+            object deep = "bottom";
+            for (var i = 0; i < depth; i++)
+            {
+                deep = new Dictionary<string, object?> { ["d"] = deep };
+            }
+
+            return deep;
+        }
+
+        var many = new Dictionary<string, object?>();
+        for (var i = 0; i < 3000; i++)
+        {
+            many["x-" + i] = i;
+        }
+
+        var cases = new (string Name, IDictionary<string, object?> Headers)[]
+        {
+            ("string", new Dictionary<string, object?> { ["s"] = "<script>alert(1)</script>" }),
+            ("int, long", new Dictionary<string, object?> { ["i"] = 42, ["l"] = long.MaxValue }),
+            ("decimal", new Dictionary<string, object?> { ["dec"] = 12.345m }),
+            ("double", new Dictionary<string, object?> { ["dbl"] = 1.5 }),
+            ("bool", new Dictionary<string, object?> { ["b"] = true }),
+            ("bytes", new Dictionary<string, object?> { ["bytes"] = new byte[] { 0xFF, 0x00, 0xFE } }),
+            ("timestamp", new Dictionary<string, object?> { ["ts"] = new AmqpTimestamp(253402300799) }),
+            ("array", new Dictionary<string, object?> { ["arr"] = new List<object?> { 1, "two", new byte[] { 0xC3 }, null, new List<object?> { 3.5 } } }),
+            ("table", new Dictionary<string, object?> { ["table"] = new Dictionary<string, object?> { ["k"] = "v", ["n"] = null } }),
+            ("table 1000 deep", new Dictionary<string, object?> { ["deep"] = Deep(1000) }),
+            ("3000 headers", many),
+            ("redelivery count an array", new Dictionary<string, object?> { ["MT-Redelivery-Count"] = new List<object?> { 1 } }),
+        };
+        var doomed = new Dictionary<Guid, string>();
+        foreach (var (queue, urn, message) in new[]
+        {
+            ("charge-card", ChargeCardUrn, (object)new Dictionary<string, object?> { ["customerId"] = 1, ["amount"] = 2m }),
+            ("doomed-job", "urn:message:JobLog.MassTransit.Tests:DoomedJob", new Dictionary<string, object?> { ["reason"] = "hostile headers" }),
+        })
+        {
+            foreach (var (name, headers) in cases)
+            {
+                var id = NewId.NextGuid();
+                var envelope = Envelope(id.ToString(), 1);
+                envelope["messageType"] = new[] { urn };
+                envelope["message"] = message;
+                await bus.PublishAsync([(id.ToString(), envelope)], queue, headers);
+                if (queue == "doomed-job")
+                {
+                    doomed[id] = name;
+                }
+            }
+        }
+
+        await bus.SettleAsync(2 * cases.Length);
+        // Each kept copy is its own statement, beside the writer's rows.
+        await LedgerHost.EventuallyAsync(
+            async () => await bus.Host.QueryAsync(db => db.KeptMessages.CountAsync()) >= cases.Length, because: "each failed message's copy kept");
+        var tasks = await bus.Host.TasksAsync();
+        var kept = (await bus.Host.QueryAsync(db => db.KeptMessages.AsNoTracking().ToListAsync())).ToDictionary(k => k.TaskId);
+        var codec = bus.Host.Services.GetRequiredService<JobLog.Failures.KeptMessageCodec>();
+        var keptHeaders = kept.ToDictionary(k => doomed[k.Key], k => k.Value.Protected is { } p ? codec.Unprotect(p).Headers : null);
+        Assert.Multiple(() =>
+        {
+            Assert.That(tasks.Count(t => t.State == TaskState.Succeeded && t.Runs.Count == 1), Is.EqualTo(cases.Length + 1), "every message that succeeds, and the one after");
+            Assert.That(tasks.Where(t => doomed.ContainsKey(t.Id)).Select(t => (t.State, t.Runs.Single().State)), Is.EqualTo(Enumerable.Repeat((TaskState.Failed, TaskRunState.Failed), cases.Length)));
+            Assert.That(keptHeaders.Keys, Is.EquivalentTo(doomed.Values), "each failed message's copy kept");
+            Assert.That(keptHeaders.Values, Has.All.Not.Null, "with its body and headers");
+            Assert.That(keptHeaders["string"]!["s"], Is.EqualTo("<script>alert(1)</script>"));
+            Assert.That(keptHeaders["int, long"]!["l"], Is.EqualTo(long.MaxValue.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+            Assert.That(keptHeaders["decimal"]!["dec"], Is.EqualTo("12.345"));
+            Assert.That(keptHeaders["bytes"]!["bytes"], Is.EqualTo(System.Text.Encoding.UTF8.GetString([0xFF, 0x00, 0xFE])), "bytes as UTF-8 text");
+            Assert.That(keptHeaders["array"]!["arr"], Does.StartWith("[1,\"two\","));
+            Assert.That(keptHeaders["table"]!["table"], Is.EqualTo("{\"k\":\"v\",\"n\":null}"));
+            Assert.That(keptHeaders["table 1000 deep"]!["deep"], Does.StartWith(string.Concat(Enumerable.Repeat("{\"d\":", 33))).And.Length.LessThan(1_000));
+            Assert.That(keptHeaders["3000 headers"]!.Keys.Count(k => k.StartsWith("x-", StringComparison.Ordinal) && int.TryParse(k.AsSpan(2), out _)), Is.EqualTo(3000));
+        });
+    }
+
     private static Dictionary<string, object?> Envelope(string messageId, int customer, params (string Key, object? Value)[] fields)
     {
         var envelope = new Dictionary<string, object?>
@@ -191,6 +279,7 @@ public class RawEnvelopeTests
                 {
                     x.SetKebabCaseEndpointNameFormatter();
                     x.AddConsumer<ChargeCardConsumer>();
+                    x.AddConsumer<DoomedJobConsumer>();
                     x.UsingRabbitMq((context, cfg) =>
                     {
                         cfg.Host(RabbitMqVhost.Host, vhost.Name, h =>
@@ -206,15 +295,15 @@ public class RawEnvelopeTests
             return new RawBus(host, vhost);
         }
 
-        public async Task PublishAsync(IEnumerable<(string TransportId, Dictionary<string, object?> Envelope)> messages)
+        public async Task PublishAsync(IEnumerable<(string TransportId, Dictionary<string, object?> Envelope)> messages, string queue = "charge-card", IDictionary<string, object?>? headers = null)
         {
             var factory = new ConnectionFactory { HostName = RabbitMqVhost.Host, VirtualHost = vhost.Name, UserName = "guest", Password = "guest" };
             await using var connection = await factory.CreateConnectionAsync();
             await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true));
             foreach (var (transportId, envelope) in messages)
             {
-                var properties = new BasicProperties { ContentType = "application/vnd.masstransit+json", MessageId = transportId, Persistent = true };
-                await channel.BasicPublishAsync("charge-card", "", false, properties, JsonSerializer.SerializeToUtf8Bytes(envelope, s_json));
+                var properties = new BasicProperties { ContentType = "application/vnd.masstransit+json", MessageId = transportId, Persistent = true, Headers = headers };
+                await channel.BasicPublishAsync(queue, "", false, properties, JsonSerializer.SerializeToUtf8Bytes(envelope, s_json));
             }
         }
 
