@@ -158,6 +158,33 @@ public class RawEnvelopeTests
     }
 
     /// <summary>
+    /// Two different messages under one MessageId (a replay or a forgery): the task id is the MessageId, so both
+    /// deliveries are runs of one task (by design, docs/reviews/session34-hostile.md). The second does not overwrite the
+    /// first's row: the task keeps one message whole, never a mix, and the second message's body is not in the ledger.
+    /// </summary>
+    [Test]
+    public async Task TwoMessagesUnderOneMessageId_AreTwoRunsOfOneTask_WhoseMessageIsOneOfThemWhole()
+    {
+        await using var bus = await RawBus.StartAsync(TestLedger.Sqlite());
+        var id = NewId.NextGuid();
+        await bus.PublishAsync([(id.ToString(), Envelope(id.ToString(), 301)), (id.ToString(), Envelope(id.ToString(), 302))]);
+        await bus.SettleAsync(0);
+        await LedgerHost.EventuallyAsync(
+            async () => await bus.Host.QueryAsync(db => db.TaskRunLogs.CountAsync(r => r.TaskId == id && r.State == TaskRunState.Succeeded)) == 2,
+            because: "both deliveries ran");
+        await bus.Host.FlushAsync();
+
+        var tasks = await bus.Host.TasksAsync();
+        var task = tasks.Single(t => t.Id == id);
+        Assert.Multiple(() =>
+        {
+            Assert.That((task.State, task.Runs.Count), Is.EqualTo((TaskState.Succeeded, 2)));
+            Assert.That(new[] { "301", "302" }.Count(c => task.Input!.Contains(c, StringComparison.Ordinal)), Is.EqualTo(1), task.Input);
+            Assert.That(tasks.Count(t => t.Input?.Contains("30", StringComparison.Ordinal) == true), Is.EqualTo(1), "no second task");
+        });
+    }
+
+    /// <summary>
     /// Transport headers of every AMQP type RabbitMQ carries (a double NaN it refuses itself: the broker closes the
     /// connection with 541 INTERNAL_ERROR), each alone on a message that succeeds and on one that fails: every task ends
     /// with its one run, and every failed message's copy is kept with its headers as text, a table 1,000 deep cut to
