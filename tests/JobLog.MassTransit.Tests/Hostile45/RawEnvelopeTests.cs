@@ -158,6 +158,45 @@ public class RawEnvelopeTests
     }
 
     /// <summary>
+    /// A body of 50 MB (one string property) and a message nested 100,000 deep: the first is consumed and its task's
+    /// copies of the message are short (the one-line summary and the JSON, the long string value cut in each: 258 and
+    /// 264 characters); the second is refused by MassTransit's
+    /// deserializer (depth 64) and moved to _error with no row, as any body it cannot read; the consumer goes on.
+    /// </summary>
+    [Test]
+    public async Task ABodyOf50MegabytesAndOneNested100000Deep_TheFirstIsRecordedCut_TheSecondGoesToError()
+    {
+        await using var bus = await RawBus.StartAsync(TestLedger.Sqlite());
+        var big = NewId.NextGuid();
+        var deep = NewId.NextGuid();
+        var bigEnvelope = Envelope(big.ToString(), 0);
+        bigEnvelope["messageType"] = new[] { "urn:message:JobLog.MassTransit.Tests:BigJob" };
+        bigEnvelope["message"] = new Dictionary<string, object?> { ["payload"] = new string('p', 50 * 1024 * 1024) };
+        await bus.PublishAsync([(big.ToString(), bigEnvelope)], "big-job");
+
+        var nested = string.Concat(Enumerable.Repeat("{\"a\":", 100_000)) + "1" + new string('}', 100_000);
+        var raw = $"{{\"messageId\":\"{deep}\",\"messageType\":[\"{ChargeCardUrn}\"],\"message\":{{\"customerId\":5,\"amount\":1,\"x\":{nested}}}}}";
+        var factory = new ConnectionFactory { HostName = RabbitMqVhost.Host, VirtualHost = bus.Vhost.Name, UserName = "guest", Password = "guest" };
+        await using (var connection = await factory.CreateConnectionAsync())
+        await using (var channel = await connection.CreateChannelAsync(new CreateChannelOptions(publisherConfirmationsEnabled: true, publisherConfirmationTrackingEnabled: true)))
+        {
+            var properties = new BasicProperties { ContentType = "application/vnd.masstransit+json", MessageId = deep.ToString() };
+            await channel.BasicPublishAsync("charge-card", "", false, properties, System.Text.Encoding.UTF8.GetBytes(raw));
+        }
+
+        await bus.SettleAsync(1);
+        await LedgerHost.EventuallyAsync(async () => await bus.Vhost.MessagesInQueueAsync("charge-card_error") == 1, because: "the deep message moved to _error");
+        var task = await bus.Host.TaskAsync(big);
+        Assert.Multiple(async () =>
+        {
+            Assert.That((task.State, task.Runs.Single().State), Is.EqualTo((TaskState.Succeeded, TaskRunState.Succeeded)));
+            Assert.That(task.Input, Has.Length.LessThan(300).And.StartWith("Payload=ppp"), "the one-line summary");
+            Assert.That(task.TaskKwargs, Has.Length.LessThan(1_000).And.StartWith("{\"Payload\":\"ppp"), "the message, its long string value cut");
+            Assert.That(await bus.Host.QueryAsync(db => db.TaskLogs.AnyAsync(t => t.Id == deep)), Is.False, "no row for a body MassTransit cannot read");
+        });
+    }
+
+    /// <summary>
     /// Two different messages under one MessageId (a replay or a forgery): the task id is the MessageId, so both
     /// deliveries are runs of one task (by design, docs/reviews/session34-hostile.md). The second does not overwrite the
     /// first's row: the task keeps one message whole, never a mix, and the second message's body is not in the ledger.
@@ -307,6 +346,7 @@ public class RawEnvelopeTests
                     x.SetKebabCaseEndpointNameFormatter();
                     x.AddConsumer<ChargeCardConsumer>();
                     x.AddConsumer<DoomedJobConsumer>();
+                    x.AddConsumer<BigJobConsumer>();
                     x.UsingRabbitMq((context, cfg) =>
                     {
                         cfg.Host(RabbitMqVhost.Host, vhost.Name, h =>
