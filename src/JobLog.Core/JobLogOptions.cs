@@ -68,6 +68,17 @@ public sealed class JobLogOptions : IValidatableObject
     public bool SearchIndex { get; set; } = true;
 
     /// <summary>
+    /// The longest one search (<c>q</c> of the task, request and command lists: dashboard, JSON API, CLI) reads for. A text no
+    /// index narrows (punctuation only on PostgreSQL, a text whose every trigram is in most rows) can otherwise read the
+    /// whole ledger (seconds at a million tasks). When the budget runs out the page holds the matches found so far, says
+    /// that the search stopped and how far back it looked, and its cursor searches on from there (<see cref="Querying.SearchStop"/>,
+    /// docs/search.md "The read budget"). Default 2 s; at most 1 day.
+    /// </summary>
+    [Positive]
+    [AtMostDays(1)]
+    public TimeSpan SearchBudget { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
     /// In <see cref="LedgerDurability.Journaled"/> mode, when the writer is busy (batches of a quarter of
     /// <see cref="MaxBatchSize"/> or more), it holds a dispatch back up to this long for its run, so that its task row is
     /// written once with its run's state (Recording/HeldDispatches.cs); zero: off. Default

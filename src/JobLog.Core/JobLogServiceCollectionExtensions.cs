@@ -57,7 +57,10 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton(JobLog.Maintenance.LedgerMaintenance.Create);
         services.TryAddScoped(sp => sp.GetRequiredService<JobLogContextFactory>().Create());
         services.TryAddScoped(sp => new JobLog.Querying.LedgerQueries(
-            sp.GetRequiredService<JobLogDbContext>(), sp.GetRequiredService<LedgerDatabase>(), sp.GetRequiredService<IOptions<JobLogOptions>>().Value.SearchIndex));
+            sp.GetRequiredService<JobLogDbContext>(), sp.GetRequiredService<LedgerDatabase>(), sp.GetRequiredService<IOptions<JobLogOptions>>().Value.SearchIndex)
+        {
+            SearchBudget = sp.GetRequiredService<IOptions<JobLogOptions>>().Value.SearchBudget,
+        });
         services.TryAddSingleton<OutputCapture>();
         AddFailures(services);
         AddOutputCapture(services);

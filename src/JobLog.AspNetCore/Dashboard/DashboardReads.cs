@@ -140,7 +140,8 @@ internal sealed class DashboardRead(DashboardReads reads, HttpContext http) : IA
                 var services = http.RequestServices;
                 var contexts = services.GetRequiredService<JobLogContextFactory>();
                 _db = reads.CreateContext(contexts);
-                _queries = new LedgerQueries(_db, contexts.Database, services.GetRequiredService<IOptions<JobLogOptions>>().Value.SearchIndex);
+                var options = services.GetRequiredService<IOptions<JobLogOptions>>().Value;
+                _queries = new LedgerQueries(_db, contexts.Database, options.SearchIndex) { SearchBudget = options.SearchBudget };
             }
 
             return _queries;

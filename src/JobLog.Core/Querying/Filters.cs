@@ -62,7 +62,39 @@ public readonly record struct Cursor(DateTime At, Guid Id)
 /// <typeparam name="T">The row type.</typeparam>
 /// <param name="Items">The rows, newest first.</param>
 /// <param name="NextCursor">The <c>cursor</c> value of the next page; null on the last page.</param>
-public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor);
+public sealed record Page<T>(IReadOnlyList<T> Items, string? NextCursor)
+{
+    /// <summary>
+    /// Set when a search (<c>q</c>) ran out of its read budget (<see cref="JobLogOptions.SearchBudget"/>): <see cref="Items"/>
+    /// are the matches among the rows it checked, and <see cref="NextCursor"/>, when set, searches on from the oldest of them.
+    /// Null when the search read all it had to.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore(Condition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull)]
+    public SearchStop? SearchStopped { get; init; }
+}
+
+/// <summary>A search (<c>q</c>) that ran out of its read budget before it had read all it had to (docs/search.md, "The read budget").</summary>
+/// <param name="Budget">The budget it had (<see cref="JobLogOptions.SearchBudget"/>).</param>
+/// <param name="SearchedBackTo">
+/// The time of the oldest row it checked (UTC; every row newer than it, within the filter, was checked); null when it
+/// checked none whole. The page's cursor, when set, goes on from there.
+/// </param>
+public sealed record SearchStop(TimeSpan Budget, DateTime? SearchedBackTo)
+{
+    /// <summary>The notice the dashboard and the CLI show (plain text; encode it for HTML).</summary>
+    /// <param name="rows">What the rows are: <c>tasks</c>, <c>requests</c>, <c>commands</c>.</param>
+    /// <returns>The notice.</returns>
+    public string Notice(string rows) =>
+        $"The search stopped after {FormatBudget(Budget)}; "
+        + (SearchedBackTo is { } at
+            ? $"it searched {rows} back to {at.ToString("yyyy-MM-dd HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture)} UTC. Narrow it with a time range, a name or a state, or search older."
+            : $"it found no {rows} in that time. Narrow it with a time range, a name or a state.");
+
+    private static string FormatBudget(TimeSpan budget) =>
+        budget.TotalSeconds >= 1
+            ? budget.TotalSeconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture) + " s"
+            : budget.TotalMilliseconds.ToString("0.###", System.Globalization.CultureInfo.InvariantCulture) + " ms";
+}
 
 /// <summary>Reads filter values by name from a query string or command-line options (the same names everywhere).</summary>
 /// <param name="name">The filter's name (<c>state</c>, <c>since</c>, <c>q</c>, <c>cursor</c>, ...).</param>

@@ -13,20 +13,31 @@ public sealed partial class LedgerQueries
     /// One page of the rows of <paramref name="q"/> (already filtered and after the cursor) whose <paramref name="column"/>
     /// contains <paramref name="text"/>: first among the newest <see cref="SearchWindow"/> rows checked one by one (a
     /// common text, such as a path segment every request has, fills its page there, where the index would list every
-    /// row), then through the index. Both steps find the rows the plain <c>LIKE '%…%'</c> finds.
+    /// row), then through the index. Both steps find the rows the plain <c>LIKE '%…%'</c> finds; both read under
+    /// <see cref="SearchBudget"/>, and a search that runs out answers with what its last whole window found (<see cref="StoppedAsync"/>).
     /// </summary>
     private async Task<Page<TRow>> SearchLogAsync<T, TRow>(
         IQueryable<T> q, LogText log, Expression<Func<T, string?>> column, Expression<Func<T, Guid>> id, string text,
         Func<IQueryable<T>, IOrderedQueryable<T>> newestFirst, Func<IQueryable<T>, int, CancellationToken, Task<Page<TRow>>> page,
         int limit, CancellationToken ct)
     {
+        using var budget = new ReadBudget(_db, SearchBudget, Time, ct);
+        Page<TRow>? seen = null;
+        var seenRows = 0;
         if (SearchWindow > 0)
         {
-            var recent = await page(newestFirst(q).Take(SearchWindow).Where(Contains(column, text)), limit, ct).ConfigureAwait(false);
+            var recent = await budget.ReadAsync(t => page(newestFirst(q).Take(SearchWindow).Where(Contains(column, text)), limit, t)).ConfigureAwait(false);
+            if (recent is null)
+            {
+                return await StoppedAsync(q, newestFirst, page, null, 0, budget, ct).ConfigureAwait(false);
+            }
+
             if (recent.NextCursor is not null)
             {
                 return recent;
             }
+
+            (seen, seenRows) = (recent, SearchWindow);
 
             // A text with a few matches among the newest rows but not a page: the window grown to what their density says a
             // page needs, as the tasks' search does (SearchTasksAsync). PostgreSQL's planner takes the GIN index even for a
@@ -36,16 +47,25 @@ public sealed partial class LedgerQueries
                 var wider = (int)Math.Min(SearchWindowMax, 2L * SearchWindow * (limit + 1) / recent.Items.Count);
                 if (wider > SearchWindow)
                 {
-                    var widened = await page(newestFirst(q).Take(wider).Where(Contains(column, text)), limit, ct).ConfigureAwait(false);
+                    var widened = await budget.ReadAsync(t => page(newestFirst(q).Take(wider).Where(Contains(column, text)), limit, t)).ConfigureAwait(false);
+                    if (widened is null)
+                    {
+                        return await StoppedAsync(q, newestFirst, page, seen, seenRows, budget, ct).ConfigureAwait(false);
+                    }
+
                     if (widened.NextCursor is not null)
                     {
                         return widened;
                     }
+
+                    (seen, seenRows) = (widened, wider);
                 }
             }
         }
 
-        return await page(q.Where(LogMatches(log, column, id, text)), limit, ct).ConfigureAwait(false);
+        BeforeLastStep?.Invoke(budget);
+        var found = await budget.ReadAsync(t => page(q.Where(LogMatches(log, column, id, text)), limit, t)).ConfigureAwait(false);
+        return found ?? await StoppedAsync(q, newestFirst, page, seen, seenRows, budget, ct).ConfigureAwait(false);
     }
 
     /// <summary>The ids of the inbound requests the index step of <c>q</c> finds (the plan tests read its plan).</summary>
@@ -61,7 +81,7 @@ public sealed partial class LedgerQueries
     internal Expression<Func<T, bool>> LogMatches<T>(LogText log, Expression<Func<T, string?>> column, Expression<Func<T, Guid>> id, string text)
     {
         var search = new TaskSearch(text, null, null);
-        if (!_searchIndex || search.Characters < TaskSearch.IndexedLength)
+        if (!_searchIndex || search.Characters < TaskSearch.IndexedLength || !_database.IndexServes(text))
         {
             return Contains(column, text);
         }

@@ -30,24 +30,43 @@ public sealed partial class LedgerQueries
     // The matches the first window must hold for the step to grow: fewer, and the text is rare enough for the indexes.
     private const int WidenAtFound = 3;
 
+    /// <summary>The time one search may read for (<see cref="JobLogOptions.SearchBudget"/>; <see cref="ReadBudget"/>).</summary>
+    internal TimeSpan SearchBudget { get; set; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>The clock of <see cref="SearchBudget"/>.</summary>
+    internal TimeProvider Time { get; set; } = TimeProvider.System;
+
+    /// <summary>Called just before a search's last step (the index, or the scan of a text no index serves): the tests spend the budget there.</summary>
+    internal Action<ReadBudget>? BeforeLastStep { get; set; }
+
     /// <summary>
     /// One page of the tasks of <paramref name="q"/> (already filtered and after the cursor) that the search finds:
     /// first among the newest <see cref="SearchWindow"/> rows checked one by one (a text that looks rare: the newest
     /// <see cref="RareSearchWindow"/> first, and on to the indexes when none of them has it), and when that does not fill
-    /// the page, through the indexes. Both steps find the same rows (docs/search.md).
+    /// the page, through the indexes. Both steps find the same rows (docs/search.md). Every step reads under
+    /// <see cref="SearchBudget"/>; when it runs out, the page is what the last whole window found (<see cref="StoppedAsync"/>).
     /// </summary>
     private async Task<Page<TaskRow>> SearchTasksAsync(IQueryable<TaskLog> q, TaskSearch search, int limit, CancellationToken ct)
     {
         var byDay = _searchIndex && await _database.IsSearchTextPartitionedAsync(_db, ct).ConfigureAwait(false);
+        using var budget = new ReadBudget(_db, SearchBudget, Time, ct);
+        var matches = RowMatches(search, byDay);
+        Page<TaskRow>? seen = null;
+        var seenRows = 0;
+
         // An id is rare by nature: straight to the indexes.
         if (SearchWindow > 0 && search.Id is null && search.TraceId is null)
         {
-            var matches = RowMatches(search, byDay);
             if (search.LooksRare && RareSearchWindow < SearchWindow)
             {
                 var few = RareSearchWindow > 0
-                    ? await TaskPageAsync(NewestFirst(q).Take(RareSearchWindow).Where(matches), limit, ct).ConfigureAwait(false)
+                    ? await budget.ReadAsync(t => TaskPageAsync(NewestFirst(q).Take(RareSearchWindow).Where(matches), limit, t)).ConfigureAwait(false)
                     : null;
+                if (budget.RanOut)
+                {
+                    return await StoppedAsync(q, NewestFirst, TaskPageAsync, null, 0, budget, ct).ConfigureAwait(false);
+                }
+
                 if (few?.NextCursor is not null)
                 {
                     return few;
@@ -55,15 +74,22 @@ public sealed partial class LedgerQueries
 
                 if (few is null || few.Items.Count == 0)
                 {
-                    return await TaskPageAsync(q.Where(MatchingIds(search, byDay)), limit, ct).ConfigureAwait(false);
+                    return await LastStepAsync(few, RareSearchWindow).ConfigureAwait(false);
                 }
             }
 
-            var recent = await TaskPageAsync(NewestFirst(q).Take(SearchWindow).Where(matches), limit, ct).ConfigureAwait(false);
+            var recent = await budget.ReadAsync(t => TaskPageAsync(NewestFirst(q).Take(SearchWindow).Where(matches), limit, t)).ConfigureAwait(false);
+            if (recent is null)
+            {
+                return await StoppedAsync(q, NewestFirst, TaskPageAsync, null, 0, budget, ct).ConfigureAwait(false);
+            }
+
             if (recent.NextCursor is not null)
             {
                 return recent;
             }
+
+            (seen, seenRows) = (recent, SearchWindow);
 
             // A text common enough to have a few matches among the newest rows, but not a page: the window grown to about
             // twice what their density says a page needs (capped). The indexes would list every task that has it: an
@@ -74,16 +100,59 @@ public sealed partial class LedgerQueries
                 var wider = (int)Math.Min(SearchWindowMax, 2L * SearchWindow * (limit + 1) / recent.Items.Count);
                 if (wider > SearchWindow)
                 {
-                    var page = await TaskPageAsync(NewestFirst(q).Take(wider).Where(matches), limit, ct).ConfigureAwait(false);
+                    var page = await budget.ReadAsync(t => TaskPageAsync(NewestFirst(q).Take(wider).Where(matches), limit, t)).ConfigureAwait(false);
+                    if (page is null)
+                    {
+                        return await StoppedAsync(q, NewestFirst, TaskPageAsync, seen, seenRows, budget, ct).ConfigureAwait(false);
+                    }
+
                     if (page.NextCursor is not null)
                     {
                         return page;
                     }
+
+                    (seen, seenRows) = (page, wider);
                 }
             }
         }
 
-        return await TaskPageAsync(q.Where(MatchingIds(search, byDay)), limit, ct).ConfigureAwait(false);
+        return await LastStepAsync(seen, seenRows).ConfigureAwait(false);
+
+        // The indexes; or, for a text no index of the database serves (PostgreSQL: no letter or digit, no trigram), the
+        // rows newest first checked one by one until a page is found, rather than a read of the whole text table.
+        async Task<Page<TaskRow>> LastStepAsync(Page<TaskRow>? window, int windowRows)
+        {
+            var scan = search.Id is null && search.TraceId is null && _searchIndex
+                && search.Characters >= TaskSearch.IndexedLength && !_database.IndexServes(search.Text);
+            BeforeLastStep?.Invoke(budget);
+            var page = await budget.ReadAsync(t => TaskPageAsync(scan ? q.Where(matches) : q.Where(MatchingIds(search, byDay)), limit, t)).ConfigureAwait(false);
+            return page ?? await StoppedAsync(q, NewestFirst, TaskPageAsync, window, windowRows, budget, ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// The page of a search whose budget ran out: the matches of the widest window it read whole (<paramref name="window"/>,
+    /// the newest <paramref name="windowRows"/> rows of <paramref name="q"/>), flagged (<see cref="Page{T}.SearchStopped"/>),
+    /// with the cursor of the window's oldest row, from which a next search goes on (older rows only). A window that held
+    /// every row of <paramref name="q"/> is the whole answer: not flagged. Read without the budget (a walk of the time index).
+    /// </summary>
+    private async Task<Page<TRow>> StoppedAsync<T, TRow>(
+        IQueryable<T> q, Func<IQueryable<T>, IOrderedQueryable<T>> newestFirst, Func<IQueryable<T>, int, CancellationToken, Task<Page<TRow>>> page,
+        Page<TRow>? window, int windowRows, ReadBudget budget, CancellationToken ct)
+    {
+        if (window is null || windowRows == 0)
+        {
+            return new Page<TRow>([], null) { SearchStopped = new SearchStop(budget.Budget, null) };
+        }
+
+        // The window's oldest row, and a next one if there is any: the page of one row has the cursor after it then.
+        var edge = await page(newestFirst(q).Skip(windowRows - 1).Take(2), 1, ct).ConfigureAwait(false);
+        if (edge.NextCursor is not { } cursor)
+        {
+            return window;
+        }
+
+        return new Page<TRow>(window.Items, cursor) { SearchStopped = new SearchStop(budget.Budget, Cursor.Parse(cursor).At) };
     }
 
     /// <summary>

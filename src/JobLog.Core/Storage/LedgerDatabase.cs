@@ -318,6 +318,14 @@ internal abstract class LedgerDatabase
     public virtual IQueryable<Guid>? TasksContaining(JobLogDbContext db, string text, string? key, bool byDay = false) => null;
 
     /// <summary>
+    /// Whether this database's text index narrows a search for <paramref name="text"/> (three characters or more) at all:
+    /// false for a text of which it indexes nothing (PostgreSQL's <c>pg_trgm</c> takes trigrams of letters and digits only,
+    /// so <c>((((</c> would read the whole text table; SQLite's FTS5 trigrams take any character). Such a text is searched
+    /// in the rows newest first, under the read budget (docs/search.md, "The read budget").
+    /// </summary>
+    public virtual bool IndexServes(string text) => true;
+
+    /// <summary>
     /// The ids of the tasks with a run whose <c>ErrorMessage</c> contains <paramref name="text"/> (case-insensitive), as a
     /// query to correlate with one task at a time (the search's newest-rows step), from a table that is cheaper to probe
     /// by task than the runs; null to read the runs. Only with the search index on. See docs/search.md.

@@ -32,7 +32,7 @@ internal static class CommandPages
                 }
 
                 h.Add($"</tbody></table>");
-            });
+            }, rows.SearchStopped, "commands");
         }, error: error);
 
     public static string Detail(PageContext page, CommandDetail d)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using JobLog.Querying;
 using Microsoft.AspNetCore.Http;
 
 namespace JobLog.AspNetCore.Dashboard.Html;
@@ -171,15 +172,28 @@ internal static class Layout
     public const string ListFragment = "list";
 
     /// <summary>A list's card: the table <paramref name="table"/> writes, then the pager; the <see cref="ListFragment"/>.</summary>
-    public static void ListSection(HtmlWriter h, PageContext page, string path, string? nextCursor, int shown, Action<HtmlWriter> table) =>
+    /// <param name="h">The page's writer.</param>
+    /// <param name="page">The request.</param>
+    /// <param name="path">The list's path, for the pager.</param>
+    /// <param name="nextCursor">The next page's cursor, or null.</param>
+    /// <param name="shown">The rows shown.</param>
+    /// <param name="table">Writes the table.</param>
+    /// <param name="stopped">A search that ran out of its read budget: its notice above the table, and "Search older" for "Older".</param>
+    /// <param name="rows">What the rows are, for the notice (<c>tasks</c>, <c>requests</c>, <c>commands</c>).</param>
+    public static void ListSection(HtmlWriter h, PageContext page, string path, string? nextCursor, int shown, Action<HtmlWriter> table, SearchStop? stopped = null, string rows = "rows") =>
         h.Fragment("section", ListFragment, "card table-card", h =>
         {
+            if (stopped is not null)
+            {
+                h.Add($"<div class=\"alert\" id=\"search-stopped\">{stopped.Notice(rows)}</div>");
+            }
+
             table(h);
-            Pager(h, page, path, nextCursor, shown);
+            Pager(h, page, path, nextCursor, shown, stopped is null ? "Older »" : "Search older »");
         });
 
     /// <summary>Newest / older links of a keyset-paginated list.</summary>
-    public static void Pager(HtmlWriter h, PageContext page, string path, string? nextCursor, int shown)
+    public static void Pager(HtmlWriter h, PageContext page, string path, string? nextCursor, int shown, string older = "Older »")
     {
         h.Add($"<div class=\"pager\"><span class=\"muted\">{shown} rows</span>");
         if (page.Query("cursor") is not null)
@@ -189,7 +203,7 @@ internal static class Layout
 
         if (nextCursor is not null)
         {
-            h.Add($"<a class=\"button\" rel=\"next\" href=\"{page.WithQuery(path, "cursor", nextCursor)}\">Older »</a>");
+            h.Add($"<a class=\"button\" rel=\"next\" href=\"{page.WithQuery(path, "cursor", nextCursor)}\">{older}</a>");
         }
 
         h.Add($"</div>");

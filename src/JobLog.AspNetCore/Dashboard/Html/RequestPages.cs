@@ -60,7 +60,7 @@ internal static class RequestPages
                 }
 
                 h.Add($"</tbody></table>");
-            });
+            }, rows.SearchStopped, "requests");
         }, error: error);
     }
 

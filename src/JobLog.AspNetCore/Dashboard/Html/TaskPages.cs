@@ -41,7 +41,7 @@ internal static class TaskPages
                     """);
                 Rows(h, page, rows.Items, filter is null ? "" : "No task matches these filters.");
                 h.Add($"</tbody></table>");
-            });
+            }, rows.SearchStopped, "tasks");
         }, live, error);
     }
 

@@ -1,0 +1,127 @@
+using System.Data;
+using JobLog.Storage;
+using Microsoft.Data.Sqlite;
+using Microsoft.EntityFrameworkCore;
+using Npgsql;
+using SQLitePCL;
+
+namespace JobLog.Querying;
+
+/// <summary>
+/// The time one search (<c>q</c>) may read for (<see cref="JobLogOptions.SearchBudget"/>): each of its reads runs under it,
+/// and a read it cuts short gives null instead of its rows (docs/search.md, "The read budget"). PostgreSQL: the read's
+/// token, which Npgsql turns into a cancel request for the running statement (SQLSTATE 57014; the connection stays usable).
+/// SQLite: a progress handler on the connection for the read only, which interrupts the statement in its step
+/// (Microsoft.Data.Sqlite checks a token between rows, not inside one long <c>sqlite3_step</c>: a search's index step is one).
+/// </summary>
+internal sealed class ReadBudget : IDisposable
+{
+    // The SQLite virtual machine's instructions between two looks at the budget (a few microseconds).
+    private const int ProgressInstructions = 1000;
+
+    private static readonly delegate_progress s_progress = state => ((CancellationTokenSource)state).IsCancellationRequested ? 1 : 0;
+
+    private readonly JobLogDbContext _db;
+    private readonly CancellationToken _caller;
+    private readonly CancellationTokenSource _spent;
+    private readonly CancellationTokenSource _read;
+
+    public ReadBudget(JobLogDbContext db, TimeSpan budget, TimeProvider time, CancellationToken ct)
+    {
+        _db = db;
+        _caller = ct;
+        Budget = budget;
+        _spent = budget == Timeout.InfiniteTimeSpan ? new CancellationTokenSource() : new CancellationTokenSource(budget, time);
+        _read = CancellationTokenSource.CreateLinkedTokenSource(_spent.Token, ct);
+    }
+
+    /// <summary>The time the search may read for.</summary>
+    public TimeSpan Budget { get; }
+
+    /// <summary>The budget is spent (and the caller did not cancel).</summary>
+    public bool RanOut => _spent.IsCancellationRequested && !_caller.IsCancellationRequested;
+
+    /// <summary>Ends the budget now (the tests' way to make a read run out where they want it).</summary>
+    public void Spend() => _spent.Cancel();
+
+    /// <summary>
+    /// Runs <paramref name="read"/> under the budget: its rows, or null when the budget ran out before or during it.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">The caller's token was canceled.</exception>
+    public async Task<T?> ReadAsync<T>(Func<CancellationToken, Task<T>> read)
+        where T : class
+    {
+        _caller.ThrowIfCancellationRequested();
+        if (_spent.IsCancellationRequested)
+        {
+            return null;
+        }
+
+        var sqlite = _db.Database.GetDbConnection() as SqliteConnection;
+        var opened = false;
+        try
+        {
+            if (sqlite is not null && sqlite.State != ConnectionState.Open)
+            {
+                // Opened here so that the handler is on the connection the read runs on, and off before it goes back to the pool.
+                await _db.Database.OpenConnectionAsync(_read.Token).ConfigureAwait(false);
+                opened = true;
+            }
+
+            if (sqlite is not null)
+            {
+                raw.sqlite3_progress_handler(sqlite.Handle, ProgressInstructions, s_progress, _read);
+            }
+
+            try
+            {
+                return await read(_read.Token).ConfigureAwait(false);
+            }
+            finally
+            {
+                if (sqlite is not null)
+                {
+                    raw.sqlite3_progress_handler(sqlite.Handle, 0, null, null);
+                }
+            }
+        }
+        catch (Exception e) when (!_caller.IsCancellationRequested && _spent.IsCancellationRequested && IsStop(e))
+        {
+            return null;
+        }
+        catch (SqliteException e) when (_caller.IsCancellationRequested && e.SqliteErrorCode == raw.SQLITE_INTERRUPT)
+        {
+            throw new OperationCanceledException(_caller);
+        }
+        finally
+        {
+            if (opened)
+            {
+                await _db.Database.CloseConnectionAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    public void Dispose()
+    {
+        _read.Dispose();
+        _spent.Dispose();
+    }
+
+    // What a read cut short throws: the token's cancellation (Npgsql's, EF Core's), PostgreSQL's 57014 (query_canceled),
+    // SQLite's SQLITE_INTERRUPT.
+    private static bool IsStop(Exception e)
+    {
+        for (var inner = e; inner is not null; inner = inner.InnerException)
+        {
+            if (inner is OperationCanceledException
+                || inner is PostgresException { SqlState: PostgresErrorCodes.QueryCanceled }
+                || inner is SqliteException { SqliteErrorCode: raw.SQLITE_INTERRUPT })
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}
