@@ -186,6 +186,10 @@ public class CliTests
         yield return Case("tasks", "--search", "a\0b");
         yield return Case("tasks", "--search", new string('x', 1024 * 1024));
         yield return Case("tasks", "--internal", "maybe");
+        yield return Case("tasks", "--search-budget", "0s");
+        yield return Case("tasks", "--search-budget", "5");
+        yield return Case("tasks", "--search-budget", "2d");
+        yield return Case("tasks", "--search-budget", "1e400s");
         yield return Case("hosts", "--state", "zombie");
         yield return Case("hosts", "--limit", "501");
         yield return Case("failures", "--by", "nothing");
@@ -209,6 +213,35 @@ public class CliTests
         yield return Case("restore", "/dev/null", "--batch-size", "lots");
         yield return Case("purge", "--type", "tasks", "--older-than", "30d", "--batch-size", "2147483647");
         yield return Case("restore", "/dev/null", "--batch-size", "100001");
+    }
+
+    /// <summary>
+    /// Issue 15: <c>tasks --q</c> whose search runs out of its budget (<c>--search-budget</c>) prints the page it has (exit 0)
+    /// and says so on stderr. 200 tasks of 5,000 <c>(</c>: checking one for the text compares up to 200 characters at each of
+    /// its positions, seconds in all against 50 ms.
+    /// </summary>
+    [Test]
+    public async Task Tasks_WhoseSearchRunsOutOfItsBudget_PrintsThePage_AndTheNoticeOnStderr()
+    {
+        // The host made the ledger and is its owner (its end deletes the file): the command runs while it is up.
+        var ledger = TestLedger.Sqlite();
+        await using var host = await LedgerHost.StartAsync(ledger);
+        var now = DateTime.UtcNow;
+        await host.QueryAsync(async db =>
+        {
+            db.AddRange(Enumerable.Range(0, 200).Select(i => new TaskLog
+            {
+                Id = Guid.NewGuid(), Name = "Hand", DispatchedAt = now.AddSeconds(-i), State = TaskState.Succeeded, Input = new string('(', 5000),
+            }));
+            return await db.SaveChangesAsync();
+        });
+
+        var (exit, output, error) = await RunAsync(
+            "tasks", "--q", new string('(', 199) + ")", "--search-budget", "50ms", "--ConnectionStrings:JobLog=" + ledger.ConnectionString);
+
+        Assert.That(exit, Is.EqualTo(0), error);
+        Assert.That(output, Does.Contain("(no task matches)"));
+        Assert.That(error, Does.Contain("The search stopped after 50 ms; it found no tasks in that time."));
     }
 
     [TestCaseSource(nameof(HostileArguments))]

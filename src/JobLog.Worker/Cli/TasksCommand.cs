@@ -1,6 +1,8 @@
 using System.CommandLine;
 using System.Text.Json;
 using JobLog.Querying;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Spectre.Console;
 
 namespace JobLog.Worker.Cli;
@@ -35,6 +37,11 @@ internal static class TasksCommand
         var options = filters.ToDictionary(f => f.Name, f => new Option<string?>("--" + f.Name) { Description = f.Description }, StringComparer.Ordinal);
         options["search"].Aliases.Add("--q");
         var json = new Option<bool>("--json") { Description = "Print the page as the JSON API returns it." };
+        var budget = new Option<string?>("--search-budget")
+        {
+            Description = "The longest the search reads for: 500ms, 5s, 1m (default 2s, or the JobLog:SearchBudget setting). "
+                + "When it runs out, the page holds what was found and stderr says how far back it searched.",
+        };
         var command = new Command("tasks", "List tasks, newest first.");
         foreach (var option in options.Values)
         {
@@ -42,11 +49,23 @@ internal static class TasksCommand
         }
 
         command.Options.Add(json);
+        command.Options.Add(budget);
         command.SetAction((parse, ct) => context.WithLedgerAsync("tasks", async session =>
         {
             var filter = TaskFilter.Parse(name => parse.GetValue(options[name == "q" ? "search" : name]), session.Now);
+            if (parse.GetValue(budget) is { } budgetText)
+            {
+                // A one-shot process: the options its queries are made with are this command's.
+                session.Services.GetRequiredService<IOptions<JobLogOptions>>().Value.SearchBudget = SearchBudget(budgetText);
+            }
+
             await session.Maintenance.MigrateAsync(ct);
             var page = await session.QueryAsync(q => q.TasksAsync(filter, ct));
+            if (page.SearchStopped is { } stopped)
+            {
+                await context.Console.Error.WriteLineAsync(stopped.Notice("tasks"));
+            }
+
             if (parse.GetValue(json))
             {
                 await context.Console.SafeOut.WriteLineAsync(JsonSerializer.Serialize(page, LedgerJson.Options));
@@ -67,6 +86,25 @@ internal static class TasksCommand
             return 0;
         }, ct));
         return command;
+    }
+
+    /// <summary><c>--search-budget</c>: a positive number and <c>ms</c>, <c>s</c> or <c>m</c>, at most a day.</summary>
+    /// <exception cref="CliUsageException">Anything else.</exception>
+    internal static TimeSpan SearchBudget(string text)
+    {
+        var t = text.Trim();
+        var (number, unit) = t.EndsWith("ms", StringComparison.OrdinalIgnoreCase) ? (t[..^2], 1.0)
+            : t.EndsWith('s') || t.EndsWith('S') ? (t[..^1], 1_000.0)
+            : t.EndsWith('m') || t.EndsWith('M') ? (t[..^1], 60_000.0)
+            : (null, 0);
+        if (number is not null
+            && double.TryParse(number, System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out var value)
+            && value * unit is var ms && ms >= 1 && ms <= TimeSpan.FromDays(1).TotalMilliseconds)
+        {
+            return TimeSpan.FromMilliseconds(ms);
+        }
+
+        throw new CliUsageException($"--search-budget must look like 500ms, 5s or 1m (at least 1 ms, at most a day), not '{CliUsageException.Shown(text)}'.");
     }
 
     public static Command Show(CliContext context)
