@@ -11,16 +11,12 @@ namespace JobLog.Querying;
 /// The time one search (<c>q</c>) may read for (<see cref="JobLogOptions.SearchBudget"/>): each of its reads runs under it,
 /// and a read it cuts short gives null instead of its rows (docs/search.md, "The read budget"). PostgreSQL: the read's
 /// token, which Npgsql turns into a cancel request for the running statement (SQLSTATE 57014; the connection stays usable).
-/// SQLite: a progress handler on the connection for the read only, which interrupts the statement in its step
-/// (Microsoft.Data.Sqlite checks a token between rows, not inside one long <c>sqlite3_step</c>: a search's index step is one).
+/// SQLite: <c>sqlite3_interrupt</c> on the connection when the budget is spent during the read, which ends the statement
+/// inside its step (Microsoft.Data.Sqlite checks a token between rows, not inside one long <c>sqlite3_step</c>: a search's
+/// index step is one).
 /// </summary>
 internal sealed class ReadBudget : IDisposable
 {
-    // The SQLite virtual machine's instructions between two looks at the budget (a few microseconds).
-    private const int ProgressInstructions = 1000;
-
-    private static readonly delegate_progress s_progress = state => ((CancellationTokenSource)state).IsCancellationRequested ? 1 : 0;
-
     private readonly JobLogDbContext _db;
     private readonly CancellationToken _caller;
     private readonly CancellationTokenSource _spent;
@@ -63,26 +59,22 @@ internal sealed class ReadBudget : IDisposable
         {
             if (sqlite is not null && sqlite.State != ConnectionState.Open)
             {
-                // Opened here so that the handler is on the connection the read runs on, and off before it goes back to the pool.
+                // Opened here so that the interrupt is of the connection the read runs on, and never after it goes back to the pool.
                 await _db.Database.OpenConnectionAsync(_read.Token).ConfigureAwait(false);
                 opened = true;
             }
 
-            if (sqlite is not null)
+            // SQLite: the statement interrupted where it is, inside its step (sqlite3_interrupt: a flag its virtual machine
+            // reads, no callback into .NET; a progress handler calls .NET every N instructions, FTS5's own reads included,
+            // and made the 200 zeros' search at 1 M tasks 16.4 s against 4.7 s, unbounded). Disposed, the registration waits for a running
+            // callback, so the connection is never interrupted after the read, nor once it is closed.
+            using (sqlite is not null ? _read.Token.Register(static state => raw.sqlite3_interrupt((sqlite3)state!), sqlite.Handle) : default)
             {
-                raw.sqlite3_progress_handler(sqlite.Handle, ProgressInstructions, s_progress, _read);
-            }
-
-            try
-            {
-                return await read(_read.Token).ConfigureAwait(false);
-            }
-            finally
-            {
-                if (sqlite is not null)
-                {
-                    raw.sqlite3_progress_handler(sqlite.Handle, 0, null, null);
-                }
+                var rows = await read(_read.Token).ConfigureAwait(false);
+                // FTS5 reads its index through statements of its own, which an interrupt ends too; a module that took such
+                // an error for the end of its data would give fewer rows without an error. Rows read once the budget was
+                // spent are not trusted: the read ran out.
+                return sqlite is not null && _spent.IsCancellationRequested && !_caller.IsCancellationRequested ? null : rows;
             }
         }
         catch (Exception e) when (!_caller.IsCancellationRequested && _spent.IsCancellationRequested && IsStop(e))
