@@ -68,6 +68,12 @@ internal sealed class ScaleBench(BenchOptions options)
             o.Partitioning.Enabled = partitioned;
             o.Sweeper.Parallelism = options.SweepParallelism ?? o.Sweeper.Parallelism;
             o.Sweeper.BatchSize = options.SweepBatch ?? o.Sweeper.BatchSize;
+            // JOBLOG_SCALE_SEARCH_BUDGET (ms): the searches' read budget (JobLogOptions.SearchBudget, default 2 s), to see a
+            // search cut on a ledger where the hostile rows finish under the default.
+            if (int.TryParse(Environment.GetEnvironmentVariable("JOBLOG_SCALE_SEARCH_BUDGET"), NumberStyles.None, CultureInfo.InvariantCulture, out var budget) && budget > 0)
+            {
+                o.SearchBudget = TimeSpan.FromMilliseconds(budget);
+            }
         });
         using var host = builder.Build();
         // On a reused ledger this is where start-up upgrades it (a search index of a new shape, a migration).
@@ -141,20 +147,20 @@ internal sealed class ScaleBench(BenchOptions options)
                 ("queue (queue-7)", async q => (await q.TasksAsync(new TaskFilter { Queue = "queue-7" }, default)).Items.Count),
                 ("queue, rare (queue-rare: the runs of five tasks)", async q => (await q.TasksAsync(new TaskFilter { Queue = ScaleData.RareQueue }, default)).Items.Count),
                 ("time range (one hour, mid-ledger)", async q => (await q.TasksAsync(new TaskFilter { From = middle, To = middle.AddHours(1) }, default)).Items.Count),
-                ("q, common term (EUR)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.CommonTerm }, default)).Items.Count),
-                ("q, rare term (one task's reference)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.RareTerm(data.Tasks / 3) }, default)).Items.Count),
-                ("q, no match (a reference no task has)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.RareTerm(data.Tasks + 7) }, default)).Items.Count),
-                ("q, one customer (about 50 tasks)", async q => (await q.TasksAsync(new TaskFilter { Search = "CustomerId=123457," }, default)).Items.Count),
-                ("q, an error's text (about 1.5% of tasks)", async q => (await q.TasksAsync(new TaskFilter { Search = "could not serialize" }, default)).Items.Count),
+                ("q, common term (EUR)", async q => Counted(await q.TasksAsync(new TaskFilter { Search = ScaleData.CommonTerm }, default))),
+                ("q, rare term (one task's reference)", async q => Counted(await q.TasksAsync(new TaskFilter { Search = ScaleData.RareTerm(data.Tasks / 3) }, default))),
+                ("q, no match (a reference no task has)", async q => Counted(await q.TasksAsync(new TaskFilter { Search = ScaleData.RareTerm(data.Tasks + 7) }, default))),
+                ("q, one customer (about 50 tasks)", async q => Counted(await q.TasksAsync(new TaskFilter { Search = "CustomerId=123457," }, default))),
+                ("q, an error's text (about 1.5% of tasks)", async q => Counted(await q.TasksAsync(new TaskFilter { Search = "could not serialize" }, default))),
                 // Hostile q values (session 43): FTS5 syntax taken literally, the longest q taken (200 characters) of one
                 // character, of one-letter terms, and of trigrams that every task has but that no task has in that order.
-                ("q, hostile: ((((", async q => (await q.TasksAsync(new TaskFilter { Search = "((((" }, default)).Items.Count),
-                ("q, hostile: 66 ORs and ab", async q => (await q.TasksAsync(new TaskFilter { Search = string.Concat(Enumerable.Repeat("OR ", 66)) + "ab" }, default)).Items.Count),
-                ("q, hostile: 200 *", async q => (await q.TasksAsync(new TaskFilter { Search = new string('*', 200) }, default)).Items.Count),
-                ("q, hostile: 200 (", async q => (await q.TasksAsync(new TaskFilter { Search = new string('(', 200) }, default)).Items.Count),
-                ("q, hostile: 100 one-letter terms", async q => (await q.TasksAsync(new TaskFilter { Search = string.Join(' ', Enumerable.Repeat("a", 100))[..199] }, default)).Items.Count),
-                ("q, hostile: common trigrams, no match (200 chars)", async q => (await q.TasksAsync(new TaskFilter { Search = ScaleData.CommonTrigrams }, default)).Items.Count),
-                ("q, hostile: 200 zeros", async q => (await q.TasksAsync(new TaskFilter { Search = new string('0', 200) }, default)).Items.Count),
+                ("q, hostile: ((((", async q => Counted(await q.TasksAsync(new TaskFilter { Search = "((((" }, default))),
+                ("q, hostile: 66 ORs and ab", async q => Counted(await q.TasksAsync(new TaskFilter { Search = string.Concat(Enumerable.Repeat("OR ", 66)) + "ab" }, default))),
+                ("q, hostile: 200 *", async q => Counted(await q.TasksAsync(new TaskFilter { Search = new string('*', 200) }, default))),
+                ("q, hostile: 200 (", async q => Counted(await q.TasksAsync(new TaskFilter { Search = new string('(', 200) }, default))),
+                ("q, hostile: 100 one-letter terms", async q => Counted(await q.TasksAsync(new TaskFilter { Search = string.Join(' ', Enumerable.Repeat("a", 100))[..199] }, default))),
+                ("q, hostile: common trigrams, no match (200 chars)", async q => Counted(await q.TasksAsync(new TaskFilter { Search = ScaleData.CommonTrigrams }, default))),
+                ("q, hostile: 200 zeros", async q => Counted(await q.TasksAsync(new TaskFilter { Search = new string('0', 200) }, default))),
                 ("exact id (task detail with runs)", async q => (await q.TaskAsync(data.TaskId(data.Tasks / 2), default))?.Runs.Count ?? -1),
                 ("requests, first page", async q => (await q.InputRequestsAsync(new RequestFilter(), default)).Items.Count),
                 ("requests, status=error", async q => (await q.InputRequestsAsync(new RequestFilter { Status = RequestLogStatus.Error }, default)).Items.Count),
@@ -177,16 +183,16 @@ internal sealed class ScaleBench(BenchOptions options)
                     await q.FailureGroupsAsync(group with { Limit = 1 }, now, default);
                     return (await q.FailuresAsync(group, default)).Items.Count;
                 }),
-                ("requests, q (one customer's path)", async q => (await q.InputRequestsAsync(new RequestFilter { Search = "/api/customers/4242" }, default)).Items.Count),
+                ("requests, q (one customer's path)", async q => Counted(await q.InputRequestsAsync(new RequestFilter { Search = "/api/customers/4242" }, default))),
                 ("requests, outbound first page", async q => (await q.OutputRequestsAsync(new RequestFilter(), default)).Items.Count),
-                ("commands, q (one batch)", async q => (await q.CommandsAsync(new CommandFilter { Search = "--batch " + (data.Commands / 2).ToString(CultureInfo.InvariantCulture) }, default)).Items.Count),
+                ("commands, q (one batch)", async q => Counted(await q.CommandsAsync(new CommandFilter { Search = "--batch " + (data.Commands / 2).ToString(CultureInfo.InvariantCulture) }, default))),
                 // Hostile q on requests and commands (session 44): the longest q (200 characters) of one character; of a
                 // path, and of an argument, repeated in an order no row has (their keys, `orders` and `batch`, are in a third
                 // of the paths and in every command's arguments; their whole text has trigrams no row has).
-                ("requests, q hostile: 200 zeros", async q => (await q.InputRequestsAsync(new RequestFilter { Search = new string('0', 200) }, default)).Items.Count),
-                ("requests, q hostile: a path repeated, no match (200 chars)", async q => (await q.InputRequestsAsync(new RequestFilter { Search = ScaleData.RepeatedPath }, default)).Items.Count),
-                ("commands, q hostile: 200 zeros", async q => (await q.CommandsAsync(new CommandFilter { Search = new string('0', 200) }, default)).Items.Count),
-                ("commands, q hostile: an argument repeated, no match (200 chars)", async q => (await q.CommandsAsync(new CommandFilter { Search = ScaleData.RepeatedArgument }, default)).Items.Count),
+                ("requests, q hostile: 200 zeros", async q => Counted(await q.InputRequestsAsync(new RequestFilter { Search = new string('0', 200) }, default))),
+                ("requests, q hostile: a path repeated, no match (200 chars)", async q => Counted(await q.InputRequestsAsync(new RequestFilter { Search = ScaleData.RepeatedPath }, default))),
+                ("commands, q hostile: 200 zeros", async q => Counted(await q.CommandsAsync(new CommandFilter { Search = new string('0', 200) }, default))),
+                ("commands, q hostile: an argument repeated, no match (200 chars)", async q => Counted(await q.CommandsAsync(new CommandFilter { Search = ScaleData.RepeatedArgument }, default))),
                 ("hosts", async q => (await q.HostOverviewAsync(TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(5), now, 20, default)).Live.Count),
             };
             // JOBLOG_SCALE_ONLY: only the lines whose label contains it (re-measuring one page on a kept ledger).
@@ -334,8 +340,19 @@ internal sealed class ScaleBench(BenchOptions options)
         return sb.ToString();
     }
 
+    // The last search page's stop (JobLogOptions.SearchBudget), for its line (Counted).
+    private static SearchStop? s_stopped;
+
+    /// <summary>A search page's rows, its stop noted for the line (<see cref="TimeAsync"/>).</summary>
+    private static int Counted<T>(Page<T> page)
+    {
+        s_stopped = page.SearchStopped;
+        return page.Items.Count;
+    }
+
     private static async Task<string> TimeAsync(IHost host, string label, Func<LedgerQueries, Task<int>> query)
     {
+        s_stopped = null;
         var clock = new Stopwatch();
         List<double> times;
         int count;
@@ -352,8 +369,12 @@ internal sealed class ScaleBench(BenchOptions options)
 
         var warm = times.Skip(1).Order().ToList();
         var median = warm[warm.Count / 2];
+        var stopped = s_stopped is { } stop
+            ? $", **stopped** by the search budget ({stop.Budget.TotalSeconds:0.###} s; searched back to {(stop.SearchedBackTo is { } at ? at.ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture) : "none")})"
+            : "";
+        s_stopped = null;
         return string.Create(CultureInfo.InvariantCulture,
-            $"- {label}: **{median:0.0} ms** median of 5 (first {times[0]:0} ms), {count} rows; target < {PageTarget:0} ms: {(median < PageTarget ? "met" : "missed")}");
+            $"- {label}: **{median:0.0} ms** median of 5 (first {times[0]:0} ms), {count} rows{stopped}; target < {PageTarget:0} ms: {(median < PageTarget ? "met" : "missed")}");
     }
 
     /// <summary>
