@@ -64,7 +64,7 @@ public sealed partial class LedgerQueries
         }
 
         BeforeLastStep?.Invoke(budget);
-        var found = await budget.ReadAsync(t => page(q.Where(LogMatches(log, column, id, text)), limit, t)).ConfigureAwait(false);
+        var found = await budget.ReadIndexAsync(t => page(q.Where(LogMatches(log, column, id, text)), limit, t)).ConfigureAwait(false);
         return found ?? await StoppedAsync(q, newestFirst, page, seen, seenRows, budget, ct).ConfigureAwait(false);
     }
 

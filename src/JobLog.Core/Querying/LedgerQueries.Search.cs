@@ -125,7 +125,9 @@ public sealed partial class LedgerQueries
             var scan = search.Id is null && search.TraceId is null && _searchIndex
                 && search.Characters >= TaskSearch.IndexedLength && !_database.IndexServes(search.Text);
             BeforeLastStep?.Invoke(budget);
-            var page = await budget.ReadAsync(t => TaskPageAsync(scan ? q.Where(matches) : q.Where(MatchingIds(search, byDay)), limit, t)).ConfigureAwait(false);
+            var page = scan
+                ? await budget.ReadAsync(t => TaskPageAsync(q.Where(matches), limit, t)).ConfigureAwait(false)
+                : await budget.ReadIndexAsync(t => TaskPageAsync(q.Where(MatchingIds(search, byDay)), limit, t)).ConfigureAwait(false);
             return page ?? await StoppedAsync(q, NewestFirst, TaskPageAsync, window, windowRows, budget, ct).ConfigureAwait(false);
         }
     }
