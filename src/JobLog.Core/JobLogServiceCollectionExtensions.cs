@@ -52,6 +52,7 @@ public static class JobLogServiceCollectionExtensions
         services.TryAddSingleton<StrandedWork>();
         services.TryAddSingleton<HostHeartbeat>();
         services.TryAddSingleton<TaskLogSweeper>();
+        services.TryAddSingleton<LedgerRefusals>();
         services.TryAddSingleton(CommandLogger.Create);
         services.TryAddSingleton<JobLog.Retention.LedgerPurger>();
         services.TryAddSingleton(JobLog.Maintenance.LedgerMaintenance.Create);

@@ -123,6 +123,12 @@ internal static partial class Log
     [LoggerMessage(1056, LogLevel.Warning, "JobLog's ledger ({Ledger}) is opened read-only: this process reads it, and does not run JobLog's heartbeat, sweeper, retention, partition maintenance, scheduler dispatcher or failure retries. What it records (its messages' tasks and runs, requests, commands) cannot be written there: it is kept in its journal until a process that can write the ledger starts on that journal directory.")]
     public static partial void LedgerReadOnly(ILogger logger, string ledger);
 
+    [LoggerMessage(1057, LogLevel.Warning, "JobLog's ledger ({Ledger}) refused a write as read-only (a hot standby, default_transaction_read_only): this process's sweeper, retention, partition maintenance, scheduler dispatcher and failure retries pause, and try again every {Every}. The writer keeps what this process records in its journal and writes it when the ledger takes writes again.")]
+    public static partial void LedgerRefusedWrites(ILogger logger, string ledger, TimeSpan every);
+
+    [LoggerMessage(1058, LogLevel.Information, "JobLog's ledger ({Ledger}) takes writes again: the sweeper, retention, partition maintenance, scheduler dispatcher and failure retries resume.")]
+    public static partial void LedgerTakesWritesAgain(ILogger logger, string ledger);
+
     [LoggerMessage(1050, LogLevel.Debug, "JobLog could not write its host heartbeat; it tries again in {Interval}.")]
     public static partial void HeartbeatFailed(ILogger logger, Exception exception, TimeSpan interval);
 

@@ -16,7 +16,8 @@ internal sealed class LedgerRetentionService(
     IOptions<JobLogRetentionOptions> options,
     TimeProvider time,
     ILogger<LedgerRetentionService> logger,
-    JobLogContextFactory? contexts = null) : BackgroundService
+    JobLogContextFactory? contexts = null,
+    LedgerRefusals? refusals = null) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -26,7 +27,15 @@ internal sealed class LedgerRetentionService(
         {
             try
             {
-                await RunOnceAsync(stoppingToken).ConfigureAwait(false);
+                if (refusals?.MayWrite() != false)
+                {
+                    await RunOnceAsync(stoppingToken).ConfigureAwait(false);
+                    refusals?.Wrote();
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException && refusals?.Refused(ex) == true)
+            {
+                // Said once (LedgerRefusals); the passes pause while the ledger refuses writes.
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {

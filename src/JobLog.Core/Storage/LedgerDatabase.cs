@@ -208,6 +208,14 @@ internal abstract class LedgerDatabase
     public virtual bool RefusedAsReadOnly(string connectionString, Exception exception) => false;
 
     /// <summary>
+    /// After a write succeeded on a ledger <see cref="RefusedAsReadOnly"/> had found read-only (a primary read-only for a
+    /// while, a standby promoted): <see cref="IsReadOnly"/> is false again. Nothing where the connection string says it.
+    /// </summary>
+    public virtual void TakesWrites(string connectionString)
+    {
+    }
+
+    /// <summary>
     /// A statement that fails, or returns false, unless the database accepts writes now (the writer's reachability
     /// probe: a locked SQLite file or a read-only PostgreSQL counts as unreachable).
     /// </summary>

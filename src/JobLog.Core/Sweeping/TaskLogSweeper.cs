@@ -31,7 +31,8 @@ internal sealed partial class TaskLogSweeper(
     IOptions<JobLogOptions> options,
     JobLogMetrics metrics,
     TimeProvider time,
-    ILogger<TaskLogSweeper> logger) : BackgroundService
+    ILogger<TaskLogSweeper> logger,
+    LedgerRefusals? refusals = null) : BackgroundService
 {
     private readonly LedgerDatabase _database = contexts.Database;
     private int _started;
@@ -52,7 +53,15 @@ internal sealed partial class TaskLogSweeper(
         {
             try
             {
-                await SweepOnceAsync(stoppingToken).ConfigureAwait(false);
+                if (refusals?.MayWrite() != false)
+                {
+                    await SweepOnceAsync(stoppingToken).ConfigureAwait(false);
+                    refusals?.Wrote();
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException && refusals?.Refused(ex) == true)
+            {
+                // Said once (LedgerRefusals); the passes pause while the ledger refuses writes.
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {

@@ -30,7 +30,8 @@ internal sealed class ScheduledMessageDispatcher(
     IOptions<JobLogSchedulerOptions> options,
     TimeProvider time,
     JobLog.Recording.StrandedWork stranded,
-    ILogger<ScheduledMessageDispatcher> logger) : IRunsWithBus
+    ILogger<ScheduledMessageDispatcher> logger,
+    JobLog.Storage.LedgerRefusals? refusals = null) : IRunsWithBus
 {
     private readonly JobLogSchedulerOptions _options = options.Value;
     private readonly Lock _lock = new();
@@ -164,14 +165,27 @@ internal sealed class ScheduledMessageDispatcher(
             TimeSpan sleep;
             try
             {
-                var next = await DispatchDueAsync(stopping).ConfigureAwait(false);
-                failures = 0;
-                var now = UtcNow;
-                sleep = next is { } due ? Clamp(due - now) : _options.PollInterval;
+                if (refusals?.MayWrite() == false)
+                {
+                    sleep = _options.PollInterval;
+                }
+                else
+                {
+                    var next = await DispatchDueAsync(stopping).ConfigureAwait(false);
+                    refusals?.Wrote();
+                    failures = 0;
+                    var now = UtcNow;
+                    sleep = next is { } due ? Clamp(due - now) : _options.PollInterval;
+                }
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
             {
                 break;
+            }
+            catch (Exception ex) when (refusals?.Refused(ex) == true)
+            {
+                // Said once (LedgerRefusals); the polls pause while the ledger refuses writes.
+                sleep = _options.PollInterval;
             }
             catch (Exception ex)
             {

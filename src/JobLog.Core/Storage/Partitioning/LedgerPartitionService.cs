@@ -18,7 +18,8 @@ internal sealed class LedgerPartitionService(
     IOptions<JobLogOptions> options,
     TimeProvider time,
     ILogger<LedgerPartitionService> logger,
-    IServiceProvider services) : BackgroundService
+    IServiceProvider services,
+    LedgerRefusals? refusals = null) : BackgroundService
 {
     /// <summary>Time between two passes: an hour (a day is created <see cref="PartitioningOptions.DaysAhead"/> days before it is needed).</summary>
     public static readonly TimeSpan Interval = TimeSpan.FromHours(1);
@@ -36,7 +37,15 @@ internal sealed class LedgerPartitionService(
             await Task.Delay(Interval, time, stoppingToken).ConfigureAwait(false);
             try
             {
-                await RunOnceAsync(stoppingToken).ConfigureAwait(false);
+                if (refusals?.MayWrite() != false)
+                {
+                    await RunOnceAsync(stoppingToken).ConfigureAwait(false);
+                    refusals?.Wrote();
+                }
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException && refusals?.Refused(ex) == true)
+            {
+                // Said once (LedgerRefusals); the passes pause while the ledger refuses writes.
             }
             catch (Exception ex) when (ex is not OperationCanceledException)
             {

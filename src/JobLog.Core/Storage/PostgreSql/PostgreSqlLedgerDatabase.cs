@@ -463,6 +463,8 @@ internal sealed partial class PostgreSqlLedgerDatabase : LedgerDatabase
         return false;
     }
 
+    public override void TakesWrites(string connectionString) => s_readOnly.TryRemove(ServerKey(connectionString), out _);
+
     public override string WriteProbe =>
         "BEGIN; SELECT pg_is_in_recovery() = FALSE AND current_setting('transaction_read_only') = 'off'; ROLLBACK;";
 

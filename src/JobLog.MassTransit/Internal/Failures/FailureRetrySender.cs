@@ -67,7 +67,11 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
     {
         Buses = BusDirectory.Of(provider.GetRequiredService<JobLog.Recording.LedgerRecorder>()),
         Stranded = provider.GetService<JobLog.Recording.StrandedWork>(),
+        Refusals = provider.GetService<LedgerRefusals>(),
     };
+
+    /// <summary>Pauses the sends while the ledger refuses writes as read-only (said once there); null in unit tests.</summary>
+    public LedgerRefusals? Refusals { get; init; }
 
     /// <summary>Where the stranded check leaves its line for this host's heartbeat (the hosts page); null in unit tests.</summary>
     public JobLog.Recording.StrandedWork? Stranded { get; init; }
@@ -136,9 +140,15 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
         {
             try
             {
-                if (await RunOnceAsync(bus, stopping).ConfigureAwait(false) == 0)
+                // An idle pass only reads: it says nothing of whether the ledger takes writes again (Wrote).
+                var handled = Refusals?.MayWrite() == false ? 0 : await RunOnceAsync(bus, stopping).ConfigureAwait(false);
+                if (handled == 0)
                 {
                     await _signal.WaitAsync(_options.RetryPollInterval, _time, stopping).ConfigureAwait(false);
+                }
+                else
+                {
+                    Refusals?.Wrote();
                 }
             }
             catch (OperationCanceledException) when (stopping.IsCancellationRequested)
@@ -147,7 +157,11 @@ internal sealed class FailureRetrySender : IRunsWithBus, IDisposable
             }
             catch (Exception ex)
             {
-                Log.SenderFailed(_logger, ex, _options.RetryPollInterval);
+                if (Refusals?.Refused(ex) != true)
+                {
+                    Log.SenderFailed(_logger, ex, _options.RetryPollInterval);
+                }
+
                 try
                 {
                     await Task.Delay(_options.RetryPollInterval, _time, stopping).ConfigureAwait(false);
