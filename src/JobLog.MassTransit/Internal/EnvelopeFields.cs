@@ -17,94 +17,37 @@ internal static class EnvelopeFields
     /// <summary>The ledger's columns for an address (a task's source address): 2,000 characters.</summary>
     public const int AddressLength = 2000;
 
-    public static Guid? MessageId(MessageContext context)
-    {
-        try
-        {
-            return context.MessageId;
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            return null;
-        }
-    }
+    public static Guid? MessageId(MessageContext context) => Read(context, static c => c.MessageId, null);
 
-    public static Guid? RequestId(MessageContext context)
-    {
-        try
-        {
-            return context.RequestId;
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            return null;
-        }
-    }
+    public static Guid? RequestId(MessageContext context) => Read(context, static c => c.RequestId, null);
 
-    public static Guid? CorrelationId(MessageContext context)
-    {
-        try
-        {
-            return context.CorrelationId;
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            return null;
-        }
-    }
+    public static Guid? CorrelationId(MessageContext context) => Read(context, static c => c.CorrelationId, null);
 
-    public static Guid? ConversationId(MessageContext context)
-    {
-        try
-        {
-            return context.ConversationId;
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            return null;
-        }
-    }
+    public static Guid? ConversationId(MessageContext context) => Read(context, static c => c.ConversationId, null);
 
-    public static Uri? SourceAddress(MessageContext context)
-    {
-        try
-        {
-            return context.SourceAddress;
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            return null;
-        }
-    }
+    public static Uri? SourceAddress(MessageContext context) => Read(context, static c => c.SourceAddress, null);
 
-    public static Uri? DestinationAddress(MessageContext context)
-    {
-        try
-        {
-            return context.DestinationAddress;
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            return null;
-        }
-    }
+    public static Uri? DestinationAddress(MessageContext context) => Read(context, static c => c.DestinationAddress, null);
 
     /// <summary>Whether the envelope names a response address: one that cannot be read is named all the same.</summary>
-    public static bool HasResponseAddress(MessageContext context)
-    {
-        try
-        {
-            return context.ResponseAddress is not null;
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            return true;
-        }
-    }
+    public static bool HasResponseAddress(MessageContext context) => Read(context, static c => c.ResponseAddress is not null, true);
 
     /// <summary>A queue or exchange name from the envelope, within the ledger's name column (cut with '…').</summary>
     public static string? Name(string? name) => name is null ? null : TextBounds.Truncate(name, LedgerModel.NameLength);
 
     /// <summary>An address's text within the ledger's address column (cut with '…').</summary>
     public static string? Address(string? address) => address is null ? null : TextBounds.Truncate(address, AddressLength);
+
+    // A field as MessageContext gives it, or unreadable when reading it throws (the lambdas are static: no allocation).
+    private static T Read<T>(MessageContext context, Func<MessageContext, T> field, T unreadable)
+    {
+        try
+        {
+            return field(context);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            return unreadable;
+        }
+    }
 }
