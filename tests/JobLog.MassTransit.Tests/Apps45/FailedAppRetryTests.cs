@@ -62,10 +62,9 @@ public sealed class FailedAppRetryTests
         Assert.That((_switch.Of("reserve"), _switch.Of("charge")), Is.EqualTo((1, 1)), "nothing ran again");
     }
 
-    [Test]
-    public async Task SagaEvent_WhoseHandlerFaulted_IsRetried_ToTheSameInstance_WhichTakesItFromTheStateItWasIn()
+    /// <summary>Opens an order saga, then publishes its Paid event, which fails and is kept; returns the order and the event's id.</summary>
+    private static async Task<(Guid OrderId, Guid PaidId)> OpenThenFailPaidAsync(BusFixture bus)
     {
-        await using var bus = await StartAsync(x => x.AddSagaStateMachine<Order45Machine, Order45State>().InMemoryRepository());
         var orderId = NewId.NextGuid();
         await bus.Bus.Publish(new Opened45(orderId));
         await LedgerHost.EventuallyAsync(() => bus.Host.QueryAsync(db => db.TaskRunLogs.AnyAsync(r => r.Output != null && r.Output.Contains("→ Open"))),
@@ -74,6 +73,14 @@ public sealed class FailedAppRetryTests
         await bus.Bus.Publish(new Paid45(orderId), x => x.MessageId = paidId);
         await Retry45.WaitAsync(bus.Host, paidId, t => t.State == TaskState.Failed, "the Paid event failed");
         await Retry45.WaitKeptAsync(bus.Host, paidId);
+        return (orderId, paidId);
+    }
+
+    [Test]
+    public async Task SagaEvent_WhoseHandlerFaulted_IsRetried_ToTheSameInstance_WhichTakesItFromTheStateItWasIn()
+    {
+        await using var bus = await StartAsync(x => x.AddSagaStateMachine<Order45Machine, Order45State>().InMemoryRepository());
+        var (orderId, paidId) = await OpenThenFailPaidAsync(bus);
 
         _switch.Open = true;
         var (receipt, _) = await Retry45.RetryAsync(bus.Host, paidId);
@@ -90,14 +97,7 @@ public sealed class FailedAppRetryTests
     public async Task SagaEvent_WhoseInstanceMovedOnMeanwhile_IsRetried_AndFailsAsNotAccepted_SayingSo()
     {
         await using var bus = await StartAsync(x => x.AddSagaStateMachine<Order45Machine, Order45State>().InMemoryRepository());
-        var orderId = NewId.NextGuid();
-        await bus.Bus.Publish(new Opened45(orderId));
-        await LedgerHost.EventuallyAsync(() => bus.Host.QueryAsync(db => db.TaskRunLogs.AnyAsync(r => r.Output != null && r.Output.Contains("→ Open"))),
-            TimeSpan.FromSeconds(30), "the saga opened");
-        var paidId = NewId.NextGuid();
-        await bus.Bus.Publish(new Paid45(orderId), x => x.MessageId = paidId);
-        await Retry45.WaitAsync(bus.Host, paidId, t => t.State == TaskState.Failed, "the Paid event failed");
-        await Retry45.WaitKeptAsync(bus.Host, paidId);
+        var (orderId, paidId) = await OpenThenFailPaidAsync(bus);
         var cancelledId = NewId.NextGuid();
         await bus.Bus.Publish(new Cancelled45(orderId), x => x.MessageId = cancelledId);
         await Retry45.WaitAsync(bus.Host, cancelledId, t => t.State == TaskState.Succeeded, "the saga cancelled");
